@@ -1,0 +1,124 @@
+# autotls: one core (common/), the CLI, an nginx module and an Apache module.
+#
+#   make            build the core, the CLI and both modules
+#   make test       deps + build + unit + integration + fuzz-corpus replay
+#   make demo       Pebble + nginx on loopback issuing two demo certificates
+#   make asan       ASan+UBSan build, then unit and integration tests on it
+#   make fuzz       run every libFuzzer harness for FUZZ_SECONDS each
+#   make bench      handshake, memory, start-up and issuance benchmarks
+
+BUILD    ?= build
+CC       ?= cc
+PKGS     := openssl libcurl jansson
+OPT      ?= -O2
+SAN      ?=
+CFLAGS   := -std=gnu11 $(OPT) -g -fPIC -Wall -Wextra -Werror -Wshadow \
+            -Wno-unused-parameter -Wstrict-prototypes -Wformat=2 \
+            -Icommon $(SAN) $(EXTRA_CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDFLAGS  := $(SAN)
+
+CORE_SRC := $(wildcard common/*.c)
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+CORE_LIB := $(BUILD)/libatls.a
+CLI_SRC  := $(wildcard tools/autotls/*.c)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+CLI      := $(BUILD)/autotls
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_SUP := $(wildcard tests/unit/support/*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_SECONDS ?= 60
+
+NGINX_MOD  := $(BUILD)/nginx/ngx_http_autotls_module.so
+APACHE_MOD := $(BUILD)/apache/mod_autotls.so
+
+PYTEST   := /usr/bin/python3 -m pytest
+PYTEST_ARGS ?=
+
+.PHONY: all lib cli modules nginx apache deps test unit integration \
+        fuzz-build fuzz-replay fuzz asan demo bench clean
+
+all: lib cli modules
+
+lib: $(CORE_LIB)
+cli: $(CLI)
+modules: nginx apache
+
+$(BUILD)/obj/%.o: %.c $(wildcard common/*.h) | deps-check
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(CORE_LIB): $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(CLI): $(CLI_OBJ) $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(CORE_LIB) $(LDLIBS)
+
+nginx: $(CORE_LIB)
+	BUILD=$(abspath $(BUILD)) SAN="$(SAN)" nginx-module/build.sh
+
+apache: $(CORE_LIB)
+	BUILD=$(abspath $(BUILD)) SAN="$(SAN)" apache-module/build.sh
+
+# ---- dependencies ----------------------------------------------------------
+
+deps:
+	@scripts/deps.sh
+
+# Fails early with a clear message instead of a cascade of missing headers.
+.PHONY: deps-check
+deps-check:
+	@pkg-config --exists $(PKGS) || { echo "autotls: missing development packages; run 'make deps' (as root)" >&2; exit 1; }
+
+# ---- tests -----------------------------------------------------------------
+
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_SUP) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(UNIT_SUP) $(CORE_LIB) $(LDLIBS) -lcmocka
+
+unit: $(UNIT_BIN)
+	@scripts/run-unit.sh $(UNIT_BIN)
+
+integration: all
+	ATLS_BUILD=$(abspath $(BUILD)) $(PYTEST) -p no:cacheprovider -ra $(PYTEST_ARGS) tests/integration
+
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Icommon \
+               $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(wildcard common/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(LDLIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz-replay: fuzz-build
+	@scripts/fuzz.sh replay $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh run $(FUZZ_BIN)
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) integration
+	$(MAKE) fuzz-replay
+	@echo "autotls: make test passed"
+
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" unit integration
+
+demo: deps
+	$(MAKE) all
+	@scripts/demo.sh $(abspath $(BUILD))
+
+bench: all
+	@bench/run.sh $(abspath $(BUILD))
+
+clean:
+	rm -rf build build-asan

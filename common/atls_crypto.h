@@ -1,0 +1,83 @@
+/*
+ * Keys, CSRs, chains and certificate facts: OpenSSL 3 only.
+ * Every function that can fail with an explanation takes (err, errlen)
+ * and writes a one-line reason there.
+ */
+#ifndef ATLS_CRYPTO_H
+#define ATLS_CRYPTO_H
+
+#include <stddef.h>
+#include <time.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+typedef enum {
+    ATLS_KEY_EC256 = 0,     /* default */
+    ATLS_KEY_EC384,
+    ATLS_KEY_RSA2048,
+    ATLS_KEY_RSA3072,
+    ATLS_KEY_RSA4096,
+    ATLS_KEY_UNKNOWN
+} atls_key_type_t;
+
+#define ATLS_KEY_TYPE_MAX 2     /* a certificate set holds at most 2 key types */
+
+/* "ec256", "ec384", "rsa2048", "rsa3072", "rsa4096". */
+const char *atls_key_type_name(atls_key_type_t t);
+/* 0 and *out set, or -1 for an unknown name. */
+int atls_key_type_parse(const char *s, atls_key_type_t *out);
+int atls_key_type_is_rsa(atls_key_type_t t);
+
+EVP_PKEY *atls_key_generate(atls_key_type_t t);
+atls_key_type_t atls_key_type_of(const EVP_PKEY *k);
+/* Unencrypted PKCS#8 PEM, malloc'd. */
+char *atls_key_to_pem(EVP_PKEY *k);
+EVP_PKEY *atls_key_from_pem(const char *pem, size_t len);
+
+/* DER CSR (malloc'd, *der_len set) for names; an IP literal becomes an
+ * iPAddress SAN (RFC 8738), everything else a dNSName.  subject CN = names[0]
+ * only when with_cn. */
+unsigned char *atls_csr_make(EVP_PKEY *key, const char *const *names, size_t n,
+                             int with_cn, size_t *der_len);
+
+/* Parse a PEM chain (leaf first).  NULL with err set on garbage/empty. */
+STACK_OF(X509) *atls_chain_parse(const char *pem, size_t len, char *err, size_t errlen);
+/* PEM of the whole chain, malloc'd. */
+char *atls_chain_to_pem(STACK_OF(X509) *chain);
+void atls_chain_free(STACK_OF(X509) *chain);
+
+/* Checks: non-empty; key (if given) matches the leaf; each cert issued by
+ * the next (order); every name (if given) is covered by the leaf's SANs
+ * (wildcards matched one label deep).  0 ok, -1 with err set. */
+int atls_chain_check(STACK_OF(X509) *chain, EVP_PKEY *key,
+                     const char *const *names, size_t n, char *err, size_t errlen);
+
+/* 1 when the chain's topmost certificate's issuer CN or subject CN equals
+ * name (how ACME clients pick a "preferred chain"). */
+int atls_chain_issued_by(STACK_OF(X509) *chain, const char *name);
+
+typedef struct {
+    char          **names;          /* SAN dNSName and iPAddress (text) */
+    size_t          n_names;
+    char            serial[132];    /* lower-case hex, no separators */
+    char            subject[256];   /* one-line RFC 2253 */
+    char            issuer[256];    /* issuer CN (or one-line DN when no CN) */
+    time_t          not_before;
+    time_t          not_after;
+    atls_key_type_t key_type;
+} atls_cert_info_t;
+
+int  atls_cert_info(X509 *x, atls_cert_info_t *out);
+void atls_cert_info_free(atls_cert_info_t *info);
+
+/* RFC 8737 certificate: self-signed, SAN = identifier, critical
+ * id-pe-acmeIdentifier (1.3.6.1.5.5.7.1.31) holding OCTET STRING of
+ * SHA-256(key_authz).  New P-256 key in *key. */
+int atls_tls_alpn_cert(const char *identifier, const char *key_authz,
+                       X509 **cert, EVP_PKEY **key);
+
+/* Self-signed fallback certificate (served until the real one arrives). */
+int atls_selfsigned_cert(const char *const *names, size_t n, atls_key_type_t t,
+                         X509 **cert, EVP_PKEY **key);
+
+#endif

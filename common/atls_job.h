@@ -1,0 +1,55 @@
+/*
+ * Jobs: one certificate's life, tying the engine to the store.
+ * Both hosts and the CLI use this; only the way they drive the engine
+ * (blocking or evented) differs.
+ */
+#ifndef ATLS_JOB_H
+#define ATLS_JOB_H
+
+#include "atls.h"
+#include "atls_acme.h"
+#include "atls_store.h"
+
+/* Makes sure the store has meta for this certificate: creates it (state
+ * pending) or updates names/issuer when the configuration changed, keeping
+ * job state.  *out (may be NULL) receives the current meta. */
+int atls_job_ensure(atls_store_t *st, const char *const *names, size_t n,
+                    const atls_issuer_t *is, atls_cert_meta_t *out,
+                    char *err, size_t errlen);
+
+/* 1 when m needs an attempt now: a key type has no certificate, or renew_at
+ * has passed, or an operator request is pending (force=1) -- and the backoff
+ * (next_attempt) allows it (force ignores backoff). */
+int atls_job_due(atls_store_t *st, const atls_cert_meta_t *m, time_t now, int force);
+
+typedef struct atls_job_s atls_job_t;
+
+/* Starts an order for one key type of m: loads or creates the account key,
+ * generates a fresh certificate key, builds the engine.  Marks meta
+ * "renewing" in the store.  NULL + err when it cannot start. */
+atls_job_t *atls_job_start(atls_store_t *st, const atls_cert_meta_t *m,
+                           atls_key_type_t kt, char *err, size_t errlen);
+atls_acme_t *atls_job_engine(atls_job_t *j);
+const atls_cert_meta_t *atls_job_meta(atls_job_t *j);
+
+/* After the engine reached DONE or FAILED: persists the outcome.
+ * Success: account URL, key+chain (atomically, validated), meta valid,
+ *   failures 0, renew_at from the schedule, generation bumped.
+ * Failure: failures+1, next_attempt by backoff (Retry-After wins),
+ *   last_error "type: detail", live certificate untouched.
+ * Returns 0 when a certificate was deployed, -1 otherwise (err set). */
+int atls_job_finish(atls_job_t *j, time_t now, char *err, size_t errlen);
+void atls_job_free(atls_job_t *j);
+
+/* Blocking: every key type of the certificate `id` in turn; 0 when all succeeded. */
+int atls_job_run_blocking(atls_store_t *st, const char *id,
+                          const atls_challenge_ops_t *ops, char *err, size_t errlen);
+
+/* Revoke the current certificate(s) of id; 0 ok. */
+int atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
+                             char *err, size_t errlen);
+
+/* HTTP options for an issuer (CA file, default timeouts). */
+void atls_job_http_opts(const atls_issuer_t *is, atls_http_opts_t *opts);
+
+#endif

@@ -1,0 +1,167 @@
+/*
+ * The store: the durable truth about accounts, keys, certificates and job
+ * state.  An interface (ops table) so that a Redis backend can follow; the
+ * filesystem backend is atls_store_fs_open().
+ *
+ * Logical layout (paths are relative, '/'-separated; the fs backend maps
+ * them under its root directory):
+ *   accounts/<ca-id>/account.key     private (0600)   account key PEM
+ *   accounts/<ca-id>/account.json    {"directory","url","contact"}
+ *   certs/<cert-id>/meta.json        atls_cert_meta_t as JSON
+ *   certs/<cert-id>/<keytype>.pem    private (0600)   key PEM + chain PEM,
+ *                                    one file so key and chain change together
+ *   requests/<cert-id>               an operator asked to renew now
+ *   generation                       decimal counter, bumped on every deploy
+ * <ca-id> = directory URL with every char outside [A-Za-z0-9.-] as '_'.
+ * <cert-id> = the certificate's first name, '*' written as '_'.
+ *
+ * Writes are atomic (temp file in the same directory created with its final
+ * mode, fsync, rename, fsync dir).  Directories 0700, private files 0600,
+ * public files 0644.  When running as root on a store owned by someone else,
+ * new files and directories are given the store root's owner.
+ */
+#ifndef ATLS_STORE_H
+#define ATLS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include "atls.h"
+#include "atls_crypto.h"
+#include "atls_acme.h"
+#include "atls_schedule.h"
+
+#define ATLS_STORE_OK        0
+#define ATLS_STORE_NOTFOUND  1
+#define ATLS_STORE_ERROR    -1
+#define ATLS_STORE_BUSY      2   /* lock held elsewhere */
+
+typedef struct atls_store_s atls_store_t;
+typedef struct atls_store_lock_s atls_store_lock_t;
+
+typedef struct {
+    const char *name;   /* "fs" */
+    int  (*get)(atls_store_t *st, const char *path, char **data, size_t *len,
+                char *err, size_t errlen);
+    int  (*put)(atls_store_t *st, const char *path, const char *data, size_t len,
+                int is_private, char *err, size_t errlen);
+    int  (*del)(atls_store_t *st, const char *path, char *err, size_t errlen);
+    /* names of the entries directly under dir (files or sub-directories), sorted */
+    int  (*list)(atls_store_t *st, const char *dir, char ***names, size_t *n,
+                 char *err, size_t errlen);
+    /* exclusive lock named `name`; wait=0 -> ATLS_STORE_BUSY if held */
+    int  (*lock)(atls_store_t *st, const char *name, int wait, atls_store_lock_t **out,
+                 char *err, size_t errlen);
+    void (*unlock)(atls_store_t *st, atls_store_lock_t *lk);
+    void (*close)(atls_store_t *st);
+} atls_store_ops_t;
+
+struct atls_store_s {
+    const atls_store_ops_t *ops;
+    void                   *impl;
+    char                   *location;   /* for messages: directory or URL */
+};
+
+/* Opens (creating with 0700 if missing) a filesystem store. NULL + err. */
+atls_store_t *atls_store_fs_open(const char *dir, char *err, size_t errlen);
+/* Like open, but for the master/parent: creates the directory tree and
+ * hands it to uid/gid (-1 = leave). */
+int atls_store_fs_prepare(const char *dir, long uid, long gid, char *err, size_t errlen);
+void atls_store_close(atls_store_t *st);
+
+/* ---- issuer settings and per-certificate metadata --------------------- */
+
+typedef struct {
+    char                 *directory;     /* ACME directory URL */
+    char                 *ca_file;       /* trust for the ACME server's TLS, or NULL */
+    char                **contact;       /* "mailto:..." */
+    size_t                n_contact;
+    int                   agree_tos;
+    atls_challenge_type_t challenge;
+    char                 *dns_hook;
+    char                 *eab_kid;       /* EAB: account creation only; not persisted */
+    char                 *eab_hmac;      /*   in meta.json (the HMAC is a secret) */
+    atls_key_type_t       key_types[ATLS_KEY_TYPE_MAX];
+    size_t                n_key_types;   /* 0 -> ec256 */
+    char                 *profile;
+    int                   profile_required;
+    char                 *preferred_chain;
+    atls_renew_policy_t   renew;
+    int                   http_port;     /* CLI standalone responders */
+    int                   tls_port;
+} atls_issuer_t;
+
+void atls_issuer_free(atls_issuer_t *is);   /* frees members */
+void atls_issuer_copy(atls_issuer_t *dst, const atls_issuer_t *src);
+
+typedef enum {
+    ATLS_STATE_PENDING = 0,   /* no certificate yet */
+    ATLS_STATE_VALID,
+    ATLS_STATE_RENEWING,
+    ATLS_STATE_FAILED         /* last attempt failed; see last_error */
+} atls_cert_state_t;
+const char *atls_cert_state_name(atls_cert_state_t s);
+
+typedef struct {
+    char              *id;            /* cert-id (derived from names[0]) */
+    char             **names;
+    size_t             n_names;
+    atls_issuer_t      issuer;
+    atls_cert_state_t  state;
+    unsigned           failures;      /* consecutive */
+    time_t             next_attempt;  /* 0 = as soon as due */
+    time_t             last_attempt;
+    time_t             last_success;
+    time_t             renew_at;      /* from schedule or ARI */
+    char              *last_error;    /* "type: detail", NULL when none */
+    char              *account_url;
+    uint64_t           generation;    /* bumped on every new certificate */
+} atls_cert_meta_t;
+
+void atls_cert_meta_free(atls_cert_meta_t *m);
+/* meta <-> JSON text (malloc'd).  from_json: 0 ok, -1 with err naming the field. */
+char *atls_cert_meta_to_json(const atls_cert_meta_t *m);
+int atls_cert_meta_from_json(const char *json, size_t len, atls_cert_meta_t *m,
+                             char *err, size_t errlen);
+
+/* "example.com" -> cert-id; "*.example.com" -> "_.example.com". malloc'd. */
+char *atls_cert_id(const char *first_name);
+char *atls_ca_id(const char *directory_url);
+
+/* ---- typed helpers over the ops (backend-agnostic) -------------------- */
+
+int atls_store_load_meta(atls_store_t *st, const char *id, atls_cert_meta_t *m,
+                         char *err, size_t errlen);
+int atls_store_save_meta(atls_store_t *st, const atls_cert_meta_t *m,
+                         char *err, size_t errlen);
+/* sorted cert-ids */
+int atls_store_list_certs(atls_store_t *st, char ***ids, size_t *n, char *err, size_t errlen);
+
+/* Key + chain for one key type.  Each out may be NULL. */
+int atls_store_load_cert(atls_store_t *st, const char *id, atls_key_type_t kt,
+                         EVP_PKEY **key, STACK_OF(X509) **chain, char *err, size_t errlen);
+/* Validates (chain_check) then writes key+chain atomically. */
+int atls_store_save_cert(atls_store_t *st, const char *id, atls_key_type_t kt,
+                         EVP_PKEY *key, const char *chain_pem, char *err, size_t errlen);
+
+/* Account for a CA: key (generated ES256 and saved when missing, *created=1),
+ * and its URL when known (*url NULL otherwise). */
+int atls_store_load_account(atls_store_t *st, const char *directory_url,
+                            EVP_PKEY **key, char **url, int *created,
+                            char *err, size_t errlen);
+int atls_store_save_account(atls_store_t *st, const char *directory_url,
+                            const char *url, char *const *contact, size_t n_contact,
+                            char *err, size_t errlen);
+
+/* Operator renew requests (CLI `renew --request`). */
+int atls_store_request_renew(atls_store_t *st, const char *id, char *err, size_t errlen);
+/* 1 and removes the request if one is pending for id, else 0. */
+int atls_store_take_request(atls_store_t *st, const char *id);
+
+/* Store-wide generation counter (for hosts that cannot share memory). */
+uint64_t atls_store_generation(atls_store_t *st);
+int atls_store_bump_generation(atls_store_t *st);
+
+#endif

@@ -1,0 +1,132 @@
+/*
+ * autotls CLI: shared option parsing, store helpers and the standalone
+ * challenge responders the issue/renew commands run while an order is open.
+ */
+#ifndef AUTOTLS_CLI_H
+#define AUTOTLS_CLI_H
+
+#include <stddef.h>
+#include <time.h>
+#include "atls.h"
+#include "atls_acme.h"
+#include "atls_crypto.h"
+#include "atls_store.h"
+
+/* Exit codes: 0 success, 1 the operation failed, 2 bad usage. */
+#define CLI_EXIT_OK     0
+#define CLI_EXIT_FAIL   1
+#define CLI_EXIT_USAGE  2
+
+/* Which options a command accepts (and, after parsing, which were given). */
+enum {
+    CLI_O_DIRECTORY       = 1u << 0,
+    CLI_O_CA_FILE         = 1u << 1,
+    CLI_O_STORE           = 1u << 2,
+    CLI_O_CONTACT         = 1u << 3,
+    CLI_O_AGREE_TOS       = 1u << 4,
+    CLI_O_EAB_KID         = 1u << 5,
+    CLI_O_EAB_HMAC        = 1u << 6,
+    CLI_O_CHALLENGE       = 1u << 7,
+    CLI_O_HTTP_PORT       = 1u << 8,
+    CLI_O_TLS_PORT        = 1u << 9,
+    CLI_O_DNS_HOOK        = 1u << 10,
+    CLI_O_KEY             = 1u << 11,
+    CLI_O_PROFILE         = 1u << 12,
+    CLI_O_PROFILE_REQ     = 1u << 13,
+    CLI_O_PREFERRED_CHAIN = 1u << 14,
+    CLI_O_RENEW_BEFORE    = 1u << 15,
+    CLI_O_LISTEN          = 1u << 16,
+    CLI_O_JSON            = 1u << 17,
+    CLI_O_REQUEST         = 1u << 18,
+    CLI_O_REASON          = 1u << 19,
+    CLI_O_FORCE           = 1u << 20,
+    CLI_O_VERBOSE         = 1u << 21
+};
+
+/* The options that describe how to get a certificate (issue; renew overrides). */
+#define CLI_O_ISSUER (CLI_O_DIRECTORY | CLI_O_CA_FILE | CLI_O_CONTACT \
+    | CLI_O_AGREE_TOS | CLI_O_EAB_KID | CLI_O_EAB_HMAC | CLI_O_CHALLENGE \
+    | CLI_O_HTTP_PORT | CLI_O_TLS_PORT | CLI_O_DNS_HOOK | CLI_O_KEY \
+    | CLI_O_PROFILE | CLI_O_PROFILE_REQ | CLI_O_PREFERRED_CHAIN \
+    | CLI_O_RENEW_BEFORE | CLI_O_LISTEN)
+
+typedef struct {
+    unsigned        given;          /* CLI_O_* bits seen on the command line */
+    const char     *store_dir;
+    atls_issuer_t   issuer;         /* only the members whose bit is in `given` */
+    const char     *listen_address; /* NULL: every address */
+    int             reason;         /* revoke */
+    int             verbose;
+    char          **names;          /* operands (borrowed from argv) */
+    size_t          n_names;
+} cli_opts_t;
+
+typedef struct {
+    const char *name;
+    unsigned    accepts;            /* CLI_O_* */
+    int         min_names;
+    int         max_names;          /* -1: unlimited */
+    int       (*run)(cli_opts_t *o);
+    const char *usage;              /* the "--help" text */
+} cli_command_t;
+
+extern const cli_command_t cli_cmd_issue, cli_cmd_list, cli_cmd_show,
+                           cli_cmd_renew, cli_cmd_revoke;
+
+/* Prints "autotls: <formatted>" to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Opens --store (required by every command); NULL after printing an error. */
+atls_store_t *cli_store_open(const cli_opts_t *o);
+
+/* Finds the certificate that has `name` among its names (or as its id).
+ * 0 and *m filled; -1 after printing an error. */
+int cli_find_cert(atls_store_t *st, const char *name, atls_cert_meta_t *m);
+
+/* Applies the issuer options the user gave on top of dst (renew overrides,
+ * or a fresh issuer for issue). */
+void cli_issuer_apply(const cli_opts_t *o, atls_issuer_t *dst);
+
+/* Key types of an issuer (default ec256 when none). */
+size_t cli_key_types(const atls_issuer_t *is, atls_key_type_t *out);
+
+/* "<store>/certs/<id>/<keytype>.pem" into buf. */
+void cli_cert_path(const char *store_dir, const char *id, atls_key_type_t kt,
+                   char *buf, size_t len);
+
+/* Formats t as RFC 3339 or "-" when 0. */
+const char *cli_time(time_t t, char *buf, size_t len);
+
+/* Whole days from now to t (negative when past), rounded toward -inf. */
+long cli_days_left(time_t t, time_t now);
+
+/* Obtains certificates for m (every key type), answering challenges with
+ * standalone responders; prints the result.  Shared by issue and renew. */
+int cli_obtain(atls_store_t *st, const cli_opts_t *o, const char *verb,
+               const atls_cert_meta_t *m);
+
+/* Prints the certificate(s) a store holds for id (issue/renew summary). */
+void cli_print_obtained(atls_store_t *st, const char *store_dir, const char *id);
+
+/* ---- standalone responders -------------------------------------------- */
+
+typedef struct cli_http_s cli_http_t;
+/* Listens on addr:port (addr NULL = every address) and answers
+ * /.well-known/acme-challenge/TOKEN from a table. */
+cli_http_t *cli_http_start(const char *addr, int port, char *err, size_t errlen);
+int  cli_http_add(cli_http_t *h, const char *token, const char *key_authz);
+void cli_http_remove(cli_http_t *h, const char *token);
+void cli_http_stop(cli_http_t *h);
+
+typedef struct cli_tls_s cli_tls_t;
+/* Listens on addr:port and answers tls-alpn-01 (RFC 8737) handshakes. */
+cli_tls_t *cli_tls_start(const char *addr, int port, char *err, size_t errlen);
+int  cli_tls_add(cli_tls_t *t, const char *identifier, const char *key_authz,
+                 char *err, size_t errlen);
+void cli_tls_remove(cli_tls_t *t, const char *identifier);
+void cli_tls_stop(cli_tls_t *t);
+
+/* Opens a listening TCP socket on addr:port (shared by both responders). */
+int cli_listen(const char *addr, int port, char *err, size_t errlen);
+
+#endif
