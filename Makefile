@@ -15,7 +15,7 @@ SAN      ?=
 CFLAGS   := -std=gnu11 $(OPT) -g -fPIC -Wall -Wextra -Werror -Wshadow \
             -Wno-unused-parameter -Wstrict-prototypes -Wformat=2 \
             -Icommon $(SAN) $(EXTRA_CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 LDFLAGS  := $(SAN)
 
 CORE_SRC := $(wildcard common/*.c)

@@ -45,6 +45,11 @@ void atls_job_free(atls_job_t *j);
 int atls_job_run_blocking(atls_store_t *st, const char *id,
                           const atls_challenge_ops_t *ops, char *err, size_t errlen);
 
+/* Same, for a certificate whose settings the caller holds (the stored meta
+ * never carries the EAB secret, so a first run with EAB must come here). */
+int atls_job_run_blocking_meta(atls_store_t *st, const atls_cert_meta_t *m,
+                               const atls_challenge_ops_t *ops, char *err, size_t errlen);
+
 /* Revoke the current certificate(s) of id; 0 ok. */
 int atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
                              char *err, size_t errlen);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -138,6 +139,20 @@ bio_to_string(BIO *bio)
     return s;
 }
 
+/* The buffer held key material: wipe it before it goes back to malloc. */
+static void
+bio_wipe_free(BIO *bio)
+{
+    char *data;
+    long  len;
+
+    len = BIO_get_mem_data(bio, &data);
+    if (len > 0) {
+        OPENSSL_cleanse(data, (size_t) len);
+    }
+    BIO_free(bio);
+}
+
 char *
 atls_key_to_pem(EVP_PKEY *k)
 {
@@ -157,16 +172,7 @@ atls_key_to_pem(EVP_PKEY *k)
     } else {
         ERR_clear_error();
     }
-    /* The buffer held key material: wipe it before it goes back to malloc. */
-    {
-        char *data;
-        long  len = BIO_get_mem_data(bio, &data);
-
-        if (len > 0) {
-            OPENSSL_cleanse(data, (size_t) len);
-        }
-    }
-    BIO_free(bio);
+    bio_wipe_free(bio);
     return s;
 }
 

@@ -201,10 +201,16 @@ fs_get(atls_store_t *st, const char *path, char **data, size_t *len,
         snprintf(err, errlen, "%s: not a regular file", full);
         goto failed;
     }
+    /* Sized from fstat, but grown if the file changes under us. */
     cap = (size_t) sb.st_size + 1;
+    buf = malloc(cap);
+    if (buf == NULL) {
+        snprintf(err, errlen, "%s: out of memory", full);
+        goto failed;
+    }
     for (;;) {
-        if (n + 1 >= cap || buf == NULL) {
-            cap = cap < 4096 ? 4096 : cap * 2;
+        if (n + 1 >= cap) {
+            cap *= 2;
             nb = realloc(buf, cap);
             if (nb == NULL) {
                 snprintf(err, errlen, "%s: out of memory", full);

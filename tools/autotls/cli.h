@@ -76,6 +76,11 @@ extern const cli_command_t cli_cmd_issue, cli_cmd_list, cli_cmd_show,
 /* Prints "autotls: <formatted>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A usage error: "autotls: CMD: <formatted>" plus the --help hint; returns
+ * CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Opens --store (required by every command); NULL after printing an error. */
 atls_store_t *cli_store_open(const cli_opts_t *o);
 

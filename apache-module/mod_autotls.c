@@ -1,0 +1,260 @@
+/*
+ * mod_autotls: module record, start-up (check_config, post_config) and
+ * child initialisation.  The work is in the other mod_autotls_*.c files.
+ */
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "http_protocol.h"
+#include "ap_mpm.h"
+#include "unixd.h"
+#include "apr_strings.h"
+#include "apr_shm.h"
+
+#include "mod_watchdog.h"
+#include "mod_autotls.h"
+
+static void autotls_register_hooks(apr_pool_t *p);
+
+AP_DECLARE_MODULE(autotls) = {
+    STANDARD20_MODULE_STUFF,
+    NULL,                        /* create per-dir config */
+    NULL,                        /* merge per-dir config */
+    autotls_config_create_srv,   /* create per-server config */
+    autotls_config_merge_srv,    /* merge per-server config */
+    autotls_cmds,
+    autotls_register_hooks,
+#if defined(AP_MODULE_FLAG_NONE)
+    AP_MODULE_FLAG_ALWAYS_MERGE
+#endif
+};
+
+autotls_global_t autotls_global;
+
+/* ---- logging: the core's messages go to the main server's error log ---- */
+
+static void
+autotls_log(void *ctx, atls_log_level_t level, const char *msg)
+{
+    server_rec *s = ctx;
+    int lvl;
+
+    switch (level) {
+    case ATLS_LOG_ERR:
+        lvl = APLOG_ERR;
+        break;
+    case ATLS_LOG_WARN:
+        lvl = APLOG_WARNING;
+        break;
+    case ATLS_LOG_INFO:
+        lvl = APLOG_INFO;
+        break;
+    default:
+        lvl = APLOG_DEBUG;
+        break;
+    }
+    if (strncmp(msg, "autotls: ", 9) == 0) {
+        msg += 9;
+    }
+    ap_log_error(APLOG_MARK, lvl, 0, s, "autotls: %s", msg);
+}
+
+static int
+autotls_any_enabled(server_rec *base)
+{
+    server_rec *s;
+
+    for (s = base; s != NULL; s = s->next) {
+        if (autotls_config_get(s)->enabled == 1) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int
+autotls_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                     server_rec *s)
+{
+    if (!autotls_any_enabled(s)) {
+        return OK;
+    }
+    if (APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance) == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
+                     "AutoTLS On needs mod_watchdog: add "
+                     "'LoadModule watchdog_module .../mod_watchdog.so'");
+        return !OK;
+    }
+    return autotls_config_check(ptemp, s);
+}
+
+/* tls-alpn-01 is only negotiated when "acme-tls/1" is in the host's
+ * Protocols list; add it so that users need not know. */
+static void
+autotls_add_protocol(server_rec *base)
+{
+    server_rec *s;
+
+    for (s = base; s != NULL; s = s->next) {
+        core_server_config *cc = ap_get_core_module_config(s->module_config);
+        int i, have = 0;
+
+        if (cc->protocols == NULL) {
+            continue;
+        }
+        for (i = 0; i < cc->protocols->nelts; i++) {
+            if (strcmp(APR_ARRAY_IDX(cc->protocols, i, const char *),
+                       AUTOTLS_ACME_TLS_1) == 0) {
+                have = 1;
+            }
+        }
+        if (have) {
+            continue;
+        }
+        if (cc->protocols->nelts == 0) {
+            /* an empty list means "http/1.1 only"; keep that */
+            APR_ARRAY_PUSH(cc->protocols, const char *) = AP_PROTOCOL_HTTP1;
+        }
+        APR_ARRAY_PUSH(cc->protocols, const char *) = AUTOTLS_ACME_TLS_1;
+    }
+}
+
+/* Fills names/cert-id for every managed host; hosts sharing a cert-id
+ * share one owner (one job, one cache). */
+static int
+autotls_collect_hosts(apr_pool_t *p, server_rec *base)
+{
+    server_rec *s;
+    int i;
+
+    autotls_global.hosts = apr_array_make(p, 8, sizeof(autotls_srv_conf_t *));
+    for (s = base; s != NULL; s = s->next) {
+        autotls_srv_conf_t *sc = autotls_config_get(s);
+        char *id;
+
+        if (sc->enabled != 1) {
+            continue;
+        }
+        if (autotls_config_names(p, s, &sc->names, &sc->n_names) != 0) {
+            return !OK;
+        }
+        id = atls_cert_id(sc->names[0]);
+        if (id == NULL) {
+            return !OK;
+        }
+        sc->cert_id = apr_pstrdup(p, id);
+        free(id);
+        sc->owner = NULL;
+        for (i = 0; i < autotls_global.hosts->nelts; i++) {
+            autotls_srv_conf_t *o = APR_ARRAY_IDX(autotls_global.hosts, i,
+                                                  autotls_srv_conf_t *);
+            if (strcmp(o->cert_id, sc->cert_id) == 0) {
+                sc->owner = o;
+            }
+        }
+        if (sc->owner != NULL) {
+            sc->cache = sc->owner->cache;
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                         "autotls: %s shares the certificate of %s:%d",
+                         sc->cert_id, sc->owner->s->server_hostname,
+                         sc->owner->s->port);
+            continue;
+        }
+        sc->owner = sc;
+        sc->issuer = autotls_config_issuer(p, sc);
+        sc->cache = apr_pcalloc(p, sizeof(*sc->cache));
+        pthread_rwlock_init(&sc->cache->lock, NULL);
+        if (sc->issuer->challenge == ATLS_CHAL_TLSALPN01) {
+            autotls_global.any_tls_alpn = 1;
+        }
+        APR_ARRAY_PUSH(autotls_global.hosts, autotls_srv_conf_t *) = sc;
+    }
+    return OK;
+}
+
+static int
+autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                    server_rec *s)
+{
+    autotls_srv_conf_t *mc = autotls_config_get(s);
+    apr_shm_t *shm;
+    apr_status_t rv;
+    char err[256];
+    long uid = -1, gid = -1;
+
+    memset(&autotls_global, 0, sizeof(autotls_global));
+    autotls_global.main_server = s;
+    autotls_global.store_dir = mc->store_dir ? mc->store_dir : AUTOTLS_DEFAULT_STORE;
+    autotls_global.check_interval = mc->check_interval != AUTOTLS_UNSET
+                                    ? mc->check_interval : AUTOTLS_DEFAULT_CHECK;
+    atls_log_set(autotls_log, s, ATLS_LOG_DEBUG);
+
+    if (!autotls_any_enabled(s)) {
+        return OK;
+    }
+    if (geteuid() == 0) {
+        uid = (long) ap_unixd_config.user_id;
+        gid = (long) ap_unixd_config.group_id;
+    }
+    if (atls_store_fs_prepare(autotls_global.store_dir, uid, gid, err, sizeof(err)) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
+                     "AutoTLSStoreDir %s: %s", autotls_global.store_dir, err);
+        return !OK;
+    }
+    if (autotls_collect_hosts(pconf, s) != OK) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "autotls: bad host names");
+        return !OK;
+    }
+    if (autotls_global.any_tls_alpn) {
+        autotls_add_protocol(s);
+    }
+
+    /* The first, trial run of post_config is followed by the real one:
+     * shared memory and the watchdog only for the real one. */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK;
+    }
+    rv = apr_shm_create(&shm, 64, NULL, pconf);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "autotls: shared memory");
+        return !OK;
+    }
+    autotls_global.generation = apr_shm_baseaddr_get(shm);
+    memset((void *) autotls_global.generation, 0, 64);
+
+    rv = autotls_drive_start(pconf, s);
+    if (rv != APR_SUCCESS) {
+        return !OK;
+    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                 "autotls: %d certificate(s) managed, store %s, check every %lds",
+                 autotls_global.hosts->nelts, autotls_global.store_dir,
+                 (long) apr_time_sec(autotls_global.check_interval));
+    return OK;
+}
+
+static void
+autotls_child_init(apr_pool_t *p, server_rec *s)
+{
+    atls_log_set(autotls_log, s, ATLS_LOG_DEBUG);
+}
+
+static void
+autotls_register_hooks(apr_pool_t *p)
+{
+    static const char *const before_ssl[] = { "mod_ssl.c", "mod_watchdog.c", NULL };
+
+    ap_hook_check_config(autotls_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(autotls_post_config, NULL, before_ssl, APR_HOOK_MIDDLE);
+    ap_hook_child_init(autotls_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+
+    autotls_ssl_register_hooks();
+    autotls_challenge_register_hooks();
+    autotls_status_register_hooks();
+}

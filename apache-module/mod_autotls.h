@@ -1,0 +1,125 @@
+/*
+ * mod_autotls: Apache httpd glue around the autotls core (common/).
+ *
+ * The parent (root) prepares the store and hands mod_ssl a self-signed
+ * fallback per host; one mod_watchdog singleton thread drives ACME orders
+ * through the core's blocking driver; every child serves the live
+ * certificate from a per-child cache of parsed objects, reloaded only when
+ * the generation number in shared memory changes.
+ */
+#ifndef MOD_AUTOTLS_H
+#define MOD_AUTOTLS_H
+
+#include <stdint.h>
+#include <pthread.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/evp.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "apr_optional.h"
+#include "apr_optional_hooks.h"
+
+#include "atls.h"
+#include "atls_acme.h"
+#include "atls_crypto.h"
+#include "atls_schedule.h"
+#include "atls_store.h"
+
+#define AUTOTLS_UNSET          -1
+#define AUTOTLS_DEFAULT_STORE  "/var/lib/apache2/autotls"
+#define AUTOTLS_DEFAULT_CHECK  apr_time_from_sec(60)
+#define AUTOTLS_ACME_TLS_1     "acme-tls/1"
+#define AUTOTLS_CHALLENGE_PATH "/.well-known/acme-challenge/"
+
+/* Parsed certificates of one managed name set, private to each child. */
+typedef struct {
+    pthread_rwlock_t  lock;
+    int               loaded;      /* a load was attempted at `generation` */
+    uint64_t          generation;
+    size_t            n;           /* key types with a certificate */
+    EVP_PKEY         *key[ATLS_KEY_TYPE_MAX];
+    X509             *leaf[ATLS_KEY_TYPE_MAX];
+    STACK_OF(X509)   *extra[ATLS_KEY_TYPE_MAX];
+} autotls_cache_t;
+
+typedef struct autotls_srv_conf_s autotls_srv_conf_t;
+
+struct autotls_srv_conf_s {
+    server_rec         *s;
+    int                 enabled;          /* AutoTLS */
+    const char         *ca;               /* AutoTLSCA */
+    const char         *ca_file;          /* AutoTLSCACertificateFile */
+    apr_array_header_t *contact;          /* AutoTLSContact, const char * */
+    int                 accept_terms;     /* AutoTLSAcceptTerms */
+    int                 challenge;        /* AutoTLSChallenges, atls_challenge_type_t */
+    const char         *dns_hook;         /* AutoTLSDnsHook */
+    const char         *eab_kid;          /* AutoTLSEAB */
+    const char         *eab_hmac;
+    int                 n_keys;           /* AutoTLSKeys, 0 = unset */
+    atls_key_type_t     keys[ATLS_KEY_TYPE_MAX];
+    const char         *profile;          /* AutoTLSProfile */
+    int                 profile_required;
+    const char         *preferred_chain;  /* AutoTLSPreferredChain */
+    int                 renew_set;        /* AutoTLSRenewBefore */
+    atls_renew_policy_t renew;
+    const char         *store_dir;        /* AutoTLSStoreDir (global) */
+    apr_interval_time_t check_interval;   /* AutoTLSCheckInterval (global) */
+
+    /* where "AutoTLS On" was written, and whether mod_ssl is on there */
+    const char         *where_file;
+    int                 where_line;
+    int                 ssl_on;
+
+    /* filled in post_config for managed hosts */
+    const char        **names;
+    size_t              n_names;
+    const char         *cert_id;
+    autotls_srv_conf_t *owner;            /* host that drives this cert-id */
+    atls_issuer_t      *issuer;           /* owner only; malloc'd members */
+    autotls_cache_t    *cache;            /* owner's, shared by same-id hosts */
+};
+
+/* Process-wide state, rebuilt on every (re)start in post_config. */
+typedef struct {
+    server_rec         *main_server;
+    const char         *store_dir;
+    apr_interval_time_t check_interval;
+    apr_array_header_t *hosts;            /* autotls_srv_conf_t * (owners only) */
+    volatile uint64_t  *generation;       /* in apr_shm, shared by all children */
+    int                 any_tls_alpn;
+} autotls_global_t;
+
+extern module AP_MODULE_DECLARE_DATA autotls_module;
+extern autotls_global_t autotls_global;
+
+/* mod_autotls_config.c */
+extern const command_rec autotls_cmds[];
+void *autotls_config_create_srv(apr_pool_t *p, server_rec *s);
+void *autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv);
+autotls_srv_conf_t *autotls_config_get(server_rec *s);
+int autotls_config_check(apr_pool_t *p, server_rec *base);
+int autotls_config_names(apr_pool_t *p, server_rec *s, const char ***names, size_t *n);
+atls_issuer_t *autotls_config_issuer(apr_pool_t *p, autotls_srv_conf_t *sc);
+
+/* mod_autotls_drive.c */
+apr_status_t autotls_drive_start(apr_pool_t *p, server_rec *s);
+uint64_t autotls_generation_get(void);
+
+/* mod_autotls_ssl.c */
+void autotls_ssl_register_hooks(void);
+atls_store_t *autotls_store_open(server_rec *s);
+
+/* mod_autotls_challenge.c */
+void autotls_challenge_register_hooks(void);
+/* "challenges/http-01/TOKEN", "challenges/tls-alpn-01/NAME" */
+const char *autotls_challenge_path(apr_pool_t *p, atls_challenge_type_t t,
+                                   const char *key);
+int autotls_name_ok(const char *name);
+
+/* mod_autotls_status.c */
+void autotls_status_register_hooks(void);
+
+#endif

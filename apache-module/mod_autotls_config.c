@@ -1,0 +1,510 @@
+/*
+ * Directives, per-server configuration (create/merge) and the start-up
+ * checks that make `apache2 -t` fail with the directive named.
+ */
+#include <string.h>
+#include <strings.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "util_cfgtree.h"
+#include "apr_strings.h"
+
+#include "atls_b64.h"
+#include "mod_autotls.h"
+
+APLOG_USE_MODULE(autotls);
+
+autotls_srv_conf_t *
+autotls_config_get(server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &autotls_module);
+}
+
+void *
+autotls_config_create_srv(apr_pool_t *p, server_rec *s)
+{
+    autotls_srv_conf_t *sc = apr_pcalloc(p, sizeof(*sc));
+
+    sc->s = s;
+    sc->enabled = AUTOTLS_UNSET;
+    sc->accept_terms = AUTOTLS_UNSET;
+    sc->challenge = AUTOTLS_UNSET;
+    sc->profile_required = AUTOTLS_UNSET;
+    sc->check_interval = AUTOTLS_UNSET;
+    return sc;
+}
+
+#define MERGE_PTR(f)  mrg->f = add->f ? add->f : base->f
+#define MERGE_INT(f)  mrg->f = add->f != AUTOTLS_UNSET ? add->f : base->f
+
+void *
+autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv)
+{
+    autotls_srv_conf_t *base = basev, *add = addv;
+    autotls_srv_conf_t *mrg = apr_pcalloc(p, sizeof(*mrg));
+
+    mrg->s = add->s;
+    /* AutoTLS itself is not inherited: the main server's switch does not
+     * turn every virtual host into a managed one. */
+    mrg->enabled = add->enabled;
+    mrg->where_file = add->where_file;
+    mrg->where_line = add->where_line;
+    mrg->ssl_on = add->ssl_on;
+    MERGE_PTR(ca);
+    MERGE_PTR(ca_file);
+    MERGE_PTR(contact);
+    MERGE_INT(accept_terms);
+    MERGE_INT(challenge);
+    MERGE_PTR(dns_hook);
+    MERGE_PTR(eab_kid);
+    MERGE_PTR(eab_hmac);
+    if (add->n_keys) {
+        mrg->n_keys = add->n_keys;
+        memcpy(mrg->keys, add->keys, sizeof(mrg->keys));
+    } else {
+        mrg->n_keys = base->n_keys;
+        memcpy(mrg->keys, base->keys, sizeof(mrg->keys));
+    }
+    MERGE_PTR(profile);
+    MERGE_INT(profile_required);
+    MERGE_PTR(preferred_chain);
+    if (add->renew_set) {
+        mrg->renew_set = 1;
+        mrg->renew = add->renew;
+    } else {
+        mrg->renew_set = base->renew_set;
+        mrg->renew = base->renew;
+    }
+    MERGE_PTR(store_dir);
+    MERGE_INT(check_interval);
+    return mrg;
+}
+
+/* ---- SSLEngine detection ----------------------------------------------- */
+
+/* mod_ssl keeps its configuration private, so "is SSLEngine on here" is
+ * answered from the configuration tree, which `apache2 -t` also builds. */
+static int
+autotls_tree_ssl(const ap_directive_t *d, int *found)
+{
+    int on = 0;
+
+    for (; d != NULL; d = d->next) {
+        if (strcasecmp(d->directive, "SSLEngine") == 0) {
+            *found = 1;
+            on = d->args && (strncasecmp(d->args, "on", 2) == 0
+                             || strncasecmp(d->args, "optional", 8) == 0);
+        } else if (d->first_child != NULL
+                   && strncasecmp(d->directive, "<If", 3) == 0
+                   && strcasecmp(d->directive, "<If") != 0
+                   && strcasecmp(d->directive, "<ElseIf") != 0) {
+            /* <IfModule>, <IfDefine>, <IfFile>, <IfVersion>: contents apply
+             * to the enclosing host when the condition held. */
+            int f = 0, o = autotls_tree_ssl(d->first_child, &f);
+
+            if (f) {
+                *found = 1;
+                on = o;
+            }
+        }
+    }
+    return on;
+}
+
+static int
+autotls_ssl_engine_on(cmd_parms *cmd)
+{
+    const ap_directive_t *d = cmd->directive;
+    int found = 0, on;
+
+    while (d != NULL && strcasecmp(d->directive, "<VirtualHost") != 0) {
+        d = d->parent;
+    }
+    if (d != NULL) {
+        on = autotls_tree_ssl(d->first_child, &found);
+        if (found) {
+            return on;
+        }
+    }
+    /* SSLEngine at the top level is inherited by hosts without their own */
+    found = 0;
+    return autotls_tree_ssl(ap_conftree, &found);
+}
+
+/* ---- directive handlers ---------------------------------------------- */
+
+static autotls_srv_conf_t *
+cmd_conf(cmd_parms *cmd)
+{
+    return autotls_config_get(cmd->server);
+}
+
+static const char *
+set_enabled(cmd_parms *cmd, void *dc, int flag)
+{
+    autotls_srv_conf_t *sc = cmd_conf(cmd);
+
+    sc->enabled = flag;
+    sc->where_file = cmd->directive->filename;
+    sc->where_line = cmd->directive->line_num;
+    sc->ssl_on = autotls_ssl_engine_on(cmd);
+    return NULL;
+}
+
+static const char *
+set_ca(cmd_parms *cmd, void *dc, const char *v)
+{
+    if (strncasecmp(v, "https://", 8) != 0 && strncasecmp(v, "http://", 7) != 0) {
+        return apr_psprintf(cmd->pool, "AutoTLSCA: '%s' is not an http(s) URL", v);
+    }
+    cmd_conf(cmd)->ca = v;
+    return NULL;
+}
+
+static const char *
+set_ca_file(cmd_parms *cmd, void *dc, const char *v)
+{
+    const char *path = ap_server_root_relative(cmd->pool, v);
+
+    if (path == NULL) {
+        return apr_psprintf(cmd->pool, "AutoTLSCACertificateFile: bad path '%s'", v);
+    }
+    cmd_conf(cmd)->ca_file = path;
+    return NULL;
+}
+
+static const char *
+add_contact(cmd_parms *cmd, void *dc, const char *v)
+{
+    autotls_srv_conf_t *sc = cmd_conf(cmd);
+
+    if (sc->contact == NULL) {
+        sc->contact = apr_array_make(cmd->pool, 2, sizeof(const char *));
+    }
+    APR_ARRAY_PUSH(sc->contact, const char *) =
+        strchr(v, ':') ? v : apr_pstrcat(cmd->pool, "mailto:", v, NULL);
+    return NULL;
+}
+
+static const char *
+set_accept_terms(cmd_parms *cmd, void *dc, int flag)
+{
+    cmd_conf(cmd)->accept_terms = flag;
+    return NULL;
+}
+
+static const char *
+set_store_dir(cmd_parms *cmd, void *dc, const char *v)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *path;
+
+    if (err != NULL) {
+        return err;
+    }
+    path = ap_server_root_relative(cmd->pool, v);
+    if (path == NULL) {
+        return apr_psprintf(cmd->pool, "AutoTLSStoreDir: bad path '%s'", v);
+    }
+    cmd_conf(cmd)->store_dir = path;
+    return NULL;
+}
+
+static const char *
+set_check_interval(cmd_parms *cmd, void *dc, const char *v)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    long secs;
+
+    if (err != NULL) {
+        return err;
+    }
+    secs = atls_duration_parse(v);
+    if (secs <= 0) {
+        return apr_psprintf(cmd->pool, "AutoTLSCheckInterval: '%s' is not a "
+                            "positive duration (e.g. 30s, 1m, 1h)", v);
+    }
+    cmd_conf(cmd)->check_interval = apr_time_from_sec(secs);
+    return NULL;
+}
+
+static const char *
+set_challenge(cmd_parms *cmd, void *dc, const char *v)
+{
+    atls_challenge_type_t t;
+
+    if (atls_challenge_type_parse(v, &t) != 0) {
+        return apr_psprintf(cmd->pool, "AutoTLSChallenges: unknown challenge "
+                            "type '%s' (http-01, tls-alpn-01 or dns-01)", v);
+    }
+    cmd_conf(cmd)->challenge = (int) t;
+    return NULL;
+}
+
+static const char *
+set_dns_hook(cmd_parms *cmd, void *dc, const char *v)
+{
+    cmd_conf(cmd)->dns_hook = ap_server_root_relative(cmd->pool, v);
+    return NULL;
+}
+
+static const char *
+set_eab(cmd_parms *cmd, void *dc, const char *kid, const char *hmac)
+{
+    autotls_srv_conf_t *sc = cmd_conf(cmd);
+
+    if (!atls_b64url_is_token(hmac, strlen(hmac))) {
+        return "AutoTLSEAB: the HMAC key must be base64url";
+    }
+    sc->eab_kid = kid;
+    sc->eab_hmac = hmac;
+    return NULL;
+}
+
+static const char *
+set_keys(cmd_parms *cmd, void *dc, const char *a, const char *b)
+{
+    autotls_srv_conf_t *sc = cmd_conf(cmd);
+    const char *v[2] = { a, b };
+    int i, n = b ? 2 : 1;
+
+    for (i = 0; i < n; i++) {
+        if (atls_key_type_parse(v[i], &sc->keys[i]) != 0) {
+            return apr_psprintf(cmd->pool, "AutoTLSKeys: unknown key type '%s' "
+                                "(ec256, ec384, rsa2048, rsa3072, rsa4096)", v[i]);
+        }
+    }
+    if (n == 2 && atls_key_type_is_rsa(sc->keys[0]) == atls_key_type_is_rsa(sc->keys[1])) {
+        return "AutoTLSKeys: two key types must be one ECDSA and one RSA";
+    }
+    sc->n_keys = n;
+    return NULL;
+}
+
+static const char *
+set_profile(cmd_parms *cmd, void *dc, const char *name, const char *req)
+{
+    autotls_srv_conf_t *sc = cmd_conf(cmd);
+
+    if (req != NULL && strcasecmp(req, "required") != 0) {
+        return apr_psprintf(cmd->pool, "AutoTLSProfile: second argument must be "
+                            "'required', not '%s'", req);
+    }
+    sc->profile = name;
+    sc->profile_required = req != NULL;
+    return NULL;
+}
+
+static const char *
+set_preferred_chain(cmd_parms *cmd, void *dc, const char *v)
+{
+    cmd_conf(cmd)->preferred_chain = v;
+    return NULL;
+}
+
+static const char *
+set_renew_before(cmd_parms *cmd, void *dc, const char *v)
+{
+    autotls_srv_conf_t *sc = cmd_conf(cmd);
+
+    if (atls_renew_policy_parse(v, &sc->renew) != 0) {
+        return apr_psprintf(cmd->pool, "AutoTLSRenewBefore: '%s' is neither a "
+                            "percentage (1%%..99%%) nor a duration", v);
+    }
+    sc->renew_set = 1;
+    return NULL;
+}
+
+const command_rec autotls_cmds[] = {
+    AP_INIT_FLAG("AutoTLS", set_enabled, NULL, RSRC_CONF,
+                 "On: obtain and renew a certificate for this host's ServerName "
+                 "and ServerAliases"),
+    AP_INIT_TAKE1("AutoTLSCA", set_ca, NULL, RSRC_CONF,
+                  "ACME directory URL of the certificate authority"),
+    AP_INIT_TAKE1("AutoTLSCACertificateFile", set_ca_file, NULL, RSRC_CONF,
+                  "PEM file trusted for the ACME server's own HTTPS"),
+    AP_INIT_ITERATE("AutoTLSContact", add_contact, NULL, RSRC_CONF,
+                    "account contact e-mail address(es)"),
+    AP_INIT_FLAG("AutoTLSAcceptTerms", set_accept_terms, NULL, RSRC_CONF,
+                 "On: agree to the CA's terms of service"),
+    AP_INIT_TAKE1("AutoTLSStoreDir", set_store_dir, NULL, RSRC_CONF,
+                  "directory holding accounts, keys and certificates"),
+    AP_INIT_TAKE1("AutoTLSCheckInterval", set_check_interval, NULL, RSRC_CONF,
+                  "how often the renewal driver looks at every certificate"),
+    AP_INIT_TAKE1("AutoTLSChallenges", set_challenge, NULL, RSRC_CONF,
+                  "http-01, tls-alpn-01 or dns-01"),
+    AP_INIT_TAKE1("AutoTLSDnsHook", set_dns_hook, NULL, RSRC_CONF,
+                  "command run as: CMD setup|teardown NAME VALUE (dns-01)"),
+    AP_INIT_TAKE2("AutoTLSEAB", set_eab, NULL, RSRC_CONF,
+                  "external account binding: KID HMAC-KEY(base64url)"),
+    AP_INIT_TAKE12("AutoTLSKeys", set_keys, NULL, RSRC_CONF,
+                   "certificate key type(s): ec256 [rsa2048]"),
+    AP_INIT_TAKE12("AutoTLSProfile", set_profile, NULL, RSRC_CONF,
+                   "ACME profile NAME [required]"),
+    AP_INIT_TAKE1("AutoTLSPreferredChain", set_preferred_chain, NULL, RSRC_CONF,
+                  "issuer name of the preferred alternate chain"),
+    AP_INIT_TAKE1("AutoTLSRenewBefore", set_renew_before, NULL, RSRC_CONF,
+                  "renew when this share of lifetime (33%) or duration (30d) is left"),
+    { NULL }
+};
+
+/* ---- names, issuer, checks ------------------------------------------- */
+
+static void
+push_name(apr_array_header_t *a, const char *name)
+{
+    int i;
+
+    for (i = 0; i < a->nelts; i++) {
+        if (strcasecmp(APR_ARRAY_IDX(a, i, const char *), name) == 0) {
+            return;
+        }
+    }
+    APR_ARRAY_PUSH(a, const char *) = name;
+}
+
+int
+autotls_config_names(apr_pool_t *p, server_rec *s, const char ***names, size_t *n)
+{
+    apr_array_header_t *a = apr_array_make(p, 4, sizeof(const char *));
+    apr_array_header_t *src[2] = { s->names, s->wild_names };
+    int i, j;
+
+    if (s->server_hostname != NULL) {
+        push_name(a, apr_pstrdup(p, s->server_hostname));
+    }
+    for (j = 0; j < 2; j++) {
+        for (i = 0; src[j] != NULL && i < src[j]->nelts; i++) {
+            push_name(a, APR_ARRAY_IDX(src[j], i, const char *));
+        }
+    }
+    for (i = 0; i < a->nelts; i++) {
+        char *lc = apr_pstrdup(p, APR_ARRAY_IDX(a, i, const char *));
+
+        ap_str_tolower(lc);
+        APR_ARRAY_IDX(a, i, const char *) = lc;
+    }
+    *names = (const char **) a->elts;
+    *n = (size_t) a->nelts;
+    return a->nelts > 0 ? 0 : -1;
+}
+
+static char *
+dup_or_null(const char *s)
+{
+    return s ? atls_strdup(s) : NULL;
+}
+
+static apr_status_t
+issuer_cleanup(void *data)
+{
+    atls_issuer_free(data);
+    free(data);
+    return APR_SUCCESS;
+}
+
+/* The core's issuer settings for a host (malloc'd, freed with pool p). */
+atls_issuer_t *
+autotls_config_issuer(apr_pool_t *p, autotls_srv_conf_t *sc)
+{
+    atls_issuer_t *is = calloc(1, sizeof(*is));
+    int i;
+
+    if (is == NULL) {
+        abort();
+    }
+    is->directory = dup_or_null(sc->ca);
+    is->ca_file = dup_or_null(sc->ca_file);
+    if (sc->contact != NULL && sc->contact->nelts > 0) {
+        is->contact = calloc((size_t) sc->contact->nelts + 1, sizeof(char *));
+        if (is->contact == NULL) {
+            abort();
+        }
+        for (i = 0; i < sc->contact->nelts; i++) {
+            is->contact[i] = atls_strdup(APR_ARRAY_IDX(sc->contact, i, const char *));
+        }
+        is->n_contact = (size_t) sc->contact->nelts;
+    }
+    is->agree_tos = sc->accept_terms == 1;
+    is->challenge = sc->challenge == AUTOTLS_UNSET
+                    ? ATLS_CHAL_HTTP01 : (atls_challenge_type_t) sc->challenge;
+    is->dns_hook = dup_or_null(sc->dns_hook);
+    is->eab_kid = dup_or_null(sc->eab_kid);
+    is->eab_hmac = dup_or_null(sc->eab_hmac);
+    if (sc->n_keys > 0) {
+        memcpy(is->key_types, sc->keys, sizeof(is->key_types));
+        is->n_key_types = (size_t) sc->n_keys;
+    } else {
+        is->key_types[0] = ATLS_KEY_EC256;
+        is->n_key_types = 1;
+    }
+    is->profile = dup_or_null(sc->profile);
+    is->profile_required = sc->profile_required == 1;
+    is->preferred_chain = dup_or_null(sc->preferred_chain);
+    if (sc->renew_set) {
+        is->renew = sc->renew;
+    }
+    apr_pool_cleanup_register(p, is, issuer_cleanup, apr_pool_cleanup_null);
+    return is;
+}
+
+static int
+check_fail(server_rec *s, autotls_srv_conf_t *sc, const char *what)
+{
+    ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
+                 "AutoTLS On for %s (%s:%d): %s",
+                 s->server_hostname ? s->server_hostname : "(no ServerName)",
+                 sc->where_file ? sc->where_file : "?", sc->where_line, what);
+    return 1;
+}
+
+/* Every managed host must be complete; returns OK or !OK after logging
+ * every problem (so one `apache2 -t` run shows them all). */
+int
+autotls_config_check(apr_pool_t *p, server_rec *base)
+{
+    server_rec *s;
+    int bad = 0;
+
+    for (s = base; s != NULL; s = s->next) {
+        autotls_srv_conf_t *sc = autotls_config_get(s);
+        const char **names;
+        size_t n, i;
+        int chal;
+
+        if (sc->enabled != 1) {
+            continue;
+        }
+        if (sc->ca == NULL) {
+            bad |= check_fail(s, sc, "AutoTLSCA is not set (the ACME directory URL)");
+        }
+        if (sc->accept_terms != 1) {
+            bad |= check_fail(s, sc, "AutoTLSAcceptTerms On is required "
+                              "(the CA's terms of service must be accepted)");
+        }
+        if (!sc->ssl_on) {
+            bad |= check_fail(s, sc, "this host has no 'SSLEngine on': "
+                              "AutoTLS needs mod_ssl enabled in the same host");
+        }
+        chal = sc->challenge == AUTOTLS_UNSET ? ATLS_CHAL_HTTP01 : sc->challenge;
+        if (chal == ATLS_CHAL_DNS01 && sc->dns_hook == NULL) {
+            bad |= check_fail(s, sc, "AutoTLSChallenges dns-01 needs AutoTLSDnsHook");
+        }
+        if (autotls_config_names(p, s, &names, &n) != 0) {
+            bad |= check_fail(s, sc, "the host has no ServerName");
+            continue;
+        }
+        for (i = 0; i < n; i++) {
+            if (names[i][0] == '*' && chal != ATLS_CHAL_DNS01) {
+                bad |= check_fail(s, sc, apr_psprintf(p, "wildcard name '%s' "
+                                  "needs AutoTLSChallenges dns-01", names[i]));
+            } else if (!autotls_name_ok(names[i])) {
+                bad |= check_fail(s, sc, apr_psprintf(p, "'%s' is not a name a "
+                                  "certificate can be issued for", names[i]));
+            }
+        }
+    }
+    return bad ? !OK : OK;
+}

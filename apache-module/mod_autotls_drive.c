@@ -1,0 +1,351 @@
+/*
+ * The renewal driver: one mod_watchdog singleton thread (in whichever
+ * child holds the watchdog mutex) looks at every managed certificate each
+ * AutoTLSCheckInterval and runs due orders with the core's blocking
+ * driver.  All job state is in the store, so a restart or a watchdog that
+ * moved to another child resumes from there.  Challenges are published in
+ * the store, where every child can read them.
+ */
+#include <string.h>
+#include <time.h>
+
+#include <openssl/pem.h>
+#include <openssl/crypto.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "apr_strings.h"
+
+#include "mod_watchdog.h"
+#include "atls_b64.h"
+#include "atls_job.h"
+#include "mod_autotls.h"
+
+APLOG_USE_MODULE(autotls);
+
+#define AUTOTLS_WATCHDOG_NAME "_autotls_"
+
+typedef struct {
+    autotls_srv_conf_t *sc;
+    atls_store_t       *st;
+} autotls_chal_ctx_t;
+
+/* child-local: only the watchdog thread touches these */
+static atls_store_t *drive_store;
+static char        **drive_last_error;   /* per host, to log a problem once */
+
+uint64_t
+autotls_generation_get(void)
+{
+    if (autotls_global.generation == NULL) {
+        return 0;
+    }
+    return __atomic_load_n(autotls_global.generation, __ATOMIC_ACQUIRE);
+}
+
+static void
+autotls_generation_publish(atls_store_t *st)
+{
+    uint64_t g;
+
+    if (autotls_global.generation == NULL) {
+        return;
+    }
+    /* +1 so that a store at generation 0 still differs from "never loaded" */
+    g = atls_store_generation(st) + 1;
+    if (g != autotls_generation_get()) {
+        __atomic_store_n(autotls_global.generation, g, __ATOMIC_RELEASE);
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, autotls_global.main_server,
+                     "autotls: published generation %llu", (unsigned long long) g);
+    }
+}
+
+/* ---- challenge publication ------------------------------------------- */
+
+static char *
+autotls_tls_alpn_pem(const atls_challenge_t *c, char *why, size_t whylen)
+{
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+    BIO *bio = NULL;
+    char *key_pem = NULL, *out = NULL, *data;
+    long n;
+
+    if (atls_tls_alpn_cert(c->identifier, c->key_authz, &x, &k) != 0) {
+        snprintf(why, whylen, "cannot make the tls-alpn-01 certificate for %s",
+                 c->identifier);
+        goto done;
+    }
+    bio = BIO_new(BIO_s_mem());
+    key_pem = atls_key_to_pem(k);
+    if (bio == NULL || key_pem == NULL || !PEM_write_bio_X509(bio, x)) {
+        snprintf(why, whylen, "cannot encode the tls-alpn-01 certificate");
+        goto done;
+    }
+    n = BIO_get_mem_data(bio, &data);
+    out = malloc((size_t) n + strlen(key_pem) + 1);
+    if (out == NULL) {
+        abort();
+    }
+    memcpy(out, data, (size_t) n);
+    strcpy(out + n, key_pem);
+
+done:
+    if (key_pem != NULL) {
+        OPENSSL_cleanse(key_pem, strlen(key_pem));
+        free(key_pem);
+    }
+    BIO_free(bio);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return out;
+}
+
+static int
+autotls_chal_setup(void *ctx, const atls_challenge_t *c, char *why, size_t whylen)
+{
+    autotls_chal_ctx_t *cc = ctx;
+    char path[512];
+    char *pem;
+    int rc;
+
+    switch (c->type) {
+    case ATLS_CHAL_HTTP01:
+        if (c->token == NULL || !atls_b64url_is_token(c->token, strlen(c->token))) {
+            snprintf(why, whylen, "bad http-01 token");
+            return -1;
+        }
+        snprintf(path, sizeof(path), "challenges/http-01/%s", c->token);
+        return cc->st->ops->put(cc->st, path, c->key_authz, strlen(c->key_authz),
+                                0, why, whylen) == ATLS_STORE_OK ? 0 : -1;
+    case ATLS_CHAL_TLSALPN01:
+        if (!autotls_name_ok(c->identifier)) {
+            snprintf(why, whylen, "bad tls-alpn-01 identifier");
+            return -1;
+        }
+        pem = autotls_tls_alpn_pem(c, why, whylen);
+        if (pem == NULL) {
+            return -1;
+        }
+        snprintf(path, sizeof(path), "challenges/tls-alpn-01/%s", c->identifier);
+        rc = cc->st->ops->put(cc->st, path, pem, strlen(pem), 1, why, whylen);
+        OPENSSL_cleanse(pem, strlen(pem));
+        free(pem);
+        return rc == ATLS_STORE_OK ? 0 : -1;
+    case ATLS_CHAL_DNS01:
+        if (cc->sc->issuer->dns_hook == NULL) {
+            snprintf(why, whylen, "dns-01 needs AutoTLSDnsHook");
+            return -1;
+        }
+        return atls_dns_hook_run(cc->sc->issuer->dns_hook, "setup", c->dns_name,
+                                 c->dns_value, why, whylen);
+    }
+    snprintf(why, whylen, "unsupported challenge type");
+    return -1;
+}
+
+static void
+autotls_chal_teardown(void *ctx, const atls_challenge_t *c)
+{
+    autotls_chal_ctx_t *cc = ctx;
+    char path[512], why[256];
+
+    switch (c->type) {
+    case ATLS_CHAL_HTTP01:
+        if (c->token != NULL && atls_b64url_is_token(c->token, strlen(c->token))) {
+            snprintf(path, sizeof(path), "challenges/http-01/%s", c->token);
+            (void) cc->st->ops->del(cc->st, path, why, sizeof(why));
+        }
+        break;
+    case ATLS_CHAL_TLSALPN01:
+        if (autotls_name_ok(c->identifier)) {
+            snprintf(path, sizeof(path), "challenges/tls-alpn-01/%s", c->identifier);
+            (void) cc->st->ops->del(cc->st, path, why, sizeof(why));
+        }
+        break;
+    case ATLS_CHAL_DNS01:
+        if (cc->sc->issuer->dns_hook != NULL
+            && atls_dns_hook_run(cc->sc->issuer->dns_hook, "teardown", c->dns_name,
+                                 c->dns_value, why, sizeof(why)) != 0) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, autotls_global.main_server,
+                         "autotls: dns-01 teardown for %s: %s", c->dns_name, why);
+        }
+        break;
+    }
+}
+
+/* ---- one look at one certificate ------------------------------------- */
+
+static const char *
+autotls_join(apr_pool_t *p, const char **names, size_t n)
+{
+    const char *out = "";
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        out = apr_pstrcat(p, out, i ? " " : "", names[i], NULL);
+    }
+    return out;
+}
+
+static void
+autotls_log_once(int i, int level, server_rec *s, const char *msg)
+{
+    if (drive_last_error[i] != NULL && strcmp(drive_last_error[i], msg) == 0) {
+        return;
+    }
+    free(drive_last_error[i]);
+    drive_last_error[i] = atls_strdup(msg);
+    ap_log_error(APLOG_MARK, level, 0, s, "%s", msg);
+}
+
+static void
+autotls_drive_one(int i, autotls_srv_conf_t *sc, apr_pool_t *ptemp)
+{
+    atls_store_t *st = drive_store;
+    atls_cert_meta_t meta;
+    atls_challenge_ops_t ops;
+    autotls_chal_ctx_t cc;
+    char err[1024];
+    time_t now = time(NULL);
+    int force, rc;
+
+    memset(&meta, 0, sizeof(meta));
+    if (atls_job_ensure(st, sc->names, sc->n_names, sc->issuer, &meta,
+                        err, sizeof(err)) != 0) {
+        autotls_log_once(i, APLOG_ERR, sc->s,
+                         apr_psprintf(ptemp, "autotls: %s: cannot set up the job: %s",
+                                      sc->cert_id, err));
+        atls_cert_meta_free(&meta);
+        return;
+    }
+    force = atls_store_take_request(st, meta.id) == 1;
+    if (!atls_job_due(st, &meta, now, force)) {
+        atls_cert_meta_free(&meta);
+        return;
+    }
+
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sc->s,
+                 "autotls: %s: %s (names %s, CA %s, %s)", meta.id,
+                 force ? "renewal requested by the operator"
+                       : meta.state == ATLS_STATE_PENDING ? "obtaining a certificate"
+                                                          : "renewing the certificate",
+                 autotls_join(ptemp, sc->names, sc->n_names),
+                 sc->issuer->directory, atls_challenge_type_name(sc->issuer->challenge));
+
+    cc.sc = sc;
+    cc.st = st;
+    ops.setup = autotls_chal_setup;
+    ops.teardown = autotls_chal_teardown;
+    ops.ctx = &cc;
+    err[0] = '\0';
+    if (sc->issuer->eab_kid != NULL && meta.issuer.eab_kid == NULL) {
+        /* EAB credentials are never persisted in meta.json: hand them in */
+        meta.issuer.eab_kid = atls_strdup(sc->issuer->eab_kid);
+        meta.issuer.eab_hmac = atls_strdup(sc->issuer->eab_hmac);
+        rc = atls_job_run_blocking_meta(st, &meta, &ops, err, sizeof(err));
+    } else {
+        rc = atls_job_run_blocking(st, meta.id, &ops, err, sizeof(err));
+    }
+    if (rc == 0) {
+        free(drive_last_error[i]);
+        drive_last_error[i] = NULL;
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sc->s,
+                     "autotls: %s: new certificate deployed; served from the next "
+                     "handshake on, no restart needed", meta.id);
+    } else {
+        /* the core already logged the CA's problem type and detail at
+         * error level, once for this attempt; this line only closes it */
+        free(drive_last_error[i]);
+        drive_last_error[i] = NULL;
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sc->s,
+                     "autotls: %s: certificate order failed: %s", meta.id,
+                     err[0] ? err : "(no detail)");
+    }
+    atls_cert_meta_free(&meta);
+    /* publish at once, even a partial success (one of two key types) */
+    autotls_generation_publish(st);
+}
+
+static apr_status_t
+autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
+{
+    server_rec *s = autotls_global.main_server;
+    char err[256];
+    int i, n = autotls_global.hosts ? autotls_global.hosts->nelts : 0;
+
+    switch (state) {
+    case AP_WATCHDOG_STATE_STARTING:
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     "autotls: renewal driver starting in pid %ld", (long) getpid());
+        return APR_SUCCESS;
+
+    case AP_WATCHDOG_STATE_RUNNING:
+        if (drive_store == NULL) {
+            drive_store = atls_store_fs_open(autotls_global.store_dir, err, sizeof(err));
+            if (drive_store == NULL) {
+                ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                             "autotls: cannot open store %s: %s",
+                             autotls_global.store_dir, err);
+                return APR_SUCCESS;
+            }
+            drive_last_error = calloc((size_t) n + 1, sizeof(char *));
+            if (drive_last_error == NULL) {
+                abort();
+            }
+        }
+        for (i = 0; i < n; i++) {
+            autotls_drive_one(i, APR_ARRAY_IDX(autotls_global.hosts, i,
+                                               autotls_srv_conf_t *), ptemp);
+        }
+        /* also picks up certificates deployed by the CLI */
+        autotls_generation_publish(drive_store);
+        return APR_SUCCESS;
+
+    case AP_WATCHDOG_STATE_STOPPING:
+        if (drive_store != NULL) {
+            atls_store_close(drive_store);
+            drive_store = NULL;
+        }
+        if (drive_last_error != NULL) {
+            for (i = 0; i < n; i++) {
+                free(drive_last_error[i]);
+            }
+            free(drive_last_error);
+            drive_last_error = NULL;
+        }
+        return APR_SUCCESS;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t
+autotls_drive_start(apr_pool_t *p, server_rec *s)
+{
+    APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *get_instance;
+    APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *register_cb;
+    ap_watchdog_t *wd;
+    apr_status_t rv;
+
+    get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
+    register_cb = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
+    if (get_instance == NULL || register_cb == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
+                     "AutoTLS needs mod_watchdog to be loaded");
+        return APR_EGENERAL;
+    }
+    /* parent=0: runs in a child, with the child's user; singleton=1: in
+     * exactly one child at a time */
+    rv = get_instance(&wd, AUTOTLS_WATCHDOG_NAME, 0, 1, p);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "autotls: watchdog instance");
+        return rv;
+    }
+    rv = register_cb(wd, autotls_global.check_interval, &autotls_global,
+                     autotls_drive_cb);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "autotls: watchdog callback");
+    }
+    return rv;
+}

@@ -1,0 +1,395 @@
+/*
+ * Serving: the fallback handed to mod_ssl at start-up, the certificate
+ * callback on mod_ssl's contexts (per-child cache of parsed objects,
+ * reloaded only when the shared generation changes), and tls-alpn-01
+ * through ALPN "acme-tls/1" and mod_ssl's ssl_answer_challenge hook.
+ */
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/ssl.h>
+#include <openssl/crypto.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_connection.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_ssl.h"
+#include "mod_ssl.h"
+#include "apr_strings.h"
+
+#include "mod_autotls.h"
+
+APLOG_USE_MODULE(autotls);
+
+/* Debian ships no mod_ssl_openssl.h; this optional hook exists in its
+ * mod_ssl and hands each server's SSL_CTX to interested modules. */
+APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, init_server,
+                          (server_rec *s, apr_pool_t *p, int is_proxy, SSL_CTX *ctx))
+
+atls_store_t *
+autotls_store_open(server_rec *s)
+{
+    char err[256];
+    atls_store_t *st = atls_store_fs_open(autotls_global.store_dir, err, sizeof(err));
+
+    if (st == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "autotls: store %s: %s",
+                     autotls_global.store_dir, err);
+    }
+    return st;
+}
+
+/* ---- fallback certificate for mod_ssl's start-up --------------------- */
+
+static int
+autotls_fallback_ok(atls_store_t *st, const char *crt_path, const char *key_path,
+                    autotls_srv_conf_t *sc)
+{
+    char *crt = NULL, *key = NULL, err[256];
+    size_t crt_len, key_len;
+    STACK_OF(X509) *chain = NULL;
+    EVP_PKEY *k = NULL;
+    int ok = 0;
+
+    if (st->ops->get(st, crt_path, &crt, &crt_len, err, sizeof(err)) != ATLS_STORE_OK
+        || st->ops->get(st, key_path, &key, &key_len, err, sizeof(err)) != ATLS_STORE_OK) {
+        goto done;
+    }
+    chain = atls_chain_parse(crt, crt_len, err, sizeof(err));
+    k = atls_key_from_pem(key, key_len);
+    ok = chain != NULL && k != NULL
+         && atls_key_type_of(k) == sc->issuer->key_types[0]
+         && atls_chain_check(chain, k, sc->names, sc->n_names, err, sizeof(err)) == 0;
+done:
+    if (key != NULL) {
+        OPENSSL_cleanse(key, strlen(key));
+    }
+    free(crt);
+    free(key);
+    atls_chain_free(chain);
+    EVP_PKEY_free(k);
+    return ok;
+}
+
+static int
+autotls_fallback_write(atls_store_t *st, const char *crt_path, const char *key_path,
+                       autotls_srv_conf_t *sc, char *err, size_t errlen)
+{
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+    STACK_OF(X509) *chain = NULL;
+    char *crt = NULL, *key = NULL;
+    int rc = -1;
+
+    if (atls_selfsigned_cert(sc->names, sc->n_names, sc->issuer->key_types[0],
+                             &x, &k) != 0) {
+        snprintf(err, errlen, "cannot make a self-signed certificate");
+        goto done;
+    }
+    chain = sk_X509_new_null();
+    if (chain == NULL || !sk_X509_push(chain, x)) {
+        goto done;
+    }
+    x = NULL;
+    crt = atls_chain_to_pem(chain);
+    key = atls_key_to_pem(k);
+    if (crt == NULL || key == NULL) {
+        snprintf(err, errlen, "cannot encode the fallback certificate");
+        goto done;
+    }
+    /* key first: a crash between the two leaves a mismatch that the next
+     * start detects and repairs */
+    if (st->ops->put(st, key_path, key, strlen(key), 1, err, errlen) != ATLS_STORE_OK
+        || st->ops->put(st, crt_path, crt, strlen(crt), 0, err, errlen) != ATLS_STORE_OK) {
+        goto done;
+    }
+    rc = 0;
+done:
+    if (key != NULL) {
+        OPENSSL_cleanse(key, strlen(key));
+    }
+    free(crt);
+    free(key);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    atls_chain_free(chain);
+    return rc;
+}
+
+/* mod_ssl refuses an SSLEngine host without certificate files: give it a
+ * self-signed one for the host's names.  This is the normal certificate
+ * hook, not the "fallback" one, because mod_ssl answers every request with
+ * 503 for fallback certificates, and the cert callback replaces ours
+ * anyway as soon as the real certificate exists. */
+static int
+autotls_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_files,
+                       apr_array_header_t *key_files)
+{
+    autotls_srv_conf_t *sc = autotls_config_get(s);
+    const char *crt_path, *key_path;
+    atls_store_t *st;
+    char err[256];
+    int rc = DECLINED;
+
+    if (sc->enabled != 1 || sc->owner == NULL || cert_files->nelts > 0) {
+        return DECLINED;
+    }
+    sc = sc->owner;
+    crt_path = apr_psprintf(p, "fallback/%s/fallback.crt", sc->cert_id);
+    key_path = apr_psprintf(p, "fallback/%s/fallback.key", sc->cert_id);
+    st = autotls_store_open(s);
+    if (st == NULL) {
+        return DECLINED;
+    }
+    if (!autotls_fallback_ok(st, crt_path, key_path, sc)) {
+        if (autotls_fallback_write(st, crt_path, key_path, sc, err, sizeof(err)) != 0) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                         "autotls: %s: cannot write the fallback certificate: %s",
+                         sc->cert_id, err);
+            goto done;
+        }
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     "autotls: %s: wrote a self-signed fallback certificate",
+                     sc->cert_id);
+    }
+    APR_ARRAY_PUSH(cert_files, const char *) =
+        apr_pstrcat(p, autotls_global.store_dir, "/", crt_path, NULL);
+    APR_ARRAY_PUSH(key_files, const char *) =
+        apr_pstrcat(p, autotls_global.store_dir, "/", key_path, NULL);
+    rc = OK;
+done:
+    atls_store_close(st);
+    return rc;
+}
+
+/* ---- per-child certificate cache ------------------------------------- */
+
+static void
+autotls_cache_clear(autotls_cache_t *c)
+{
+    size_t i;
+
+    for (i = 0; i < c->n; i++) {
+        EVP_PKEY_free(c->key[i]);
+        X509_free(c->leaf[i]);
+        sk_X509_pop_free(c->extra[i], X509_free);
+        c->key[i] = NULL;
+        c->leaf[i] = NULL;
+        c->extra[i] = NULL;
+    }
+    c->n = 0;
+}
+
+/* Called with the write lock held: the only place that parses PEM. */
+static void
+autotls_cache_load(autotls_srv_conf_t *sc, autotls_cache_t *c, uint64_t gen)
+{
+    autotls_srv_conf_t *o = sc->owner;
+    autotls_cache_t fresh;
+    atls_store_t *st;
+    char err[256];
+    size_t i;
+    int rc, failed = 0;
+
+    memset(&fresh, 0, sizeof(fresh));
+    st = autotls_store_open(sc->s);
+    if (st == NULL) {
+        c->loaded = 1;
+        c->generation = gen;
+        return;
+    }
+    for (i = 0; i < o->issuer->n_key_types; i++) {
+        EVP_PKEY *key = NULL;
+        STACK_OF(X509) *chain = NULL;
+
+        rc = atls_store_load_cert(st, o->cert_id, o->issuer->key_types[i], &key, &chain,
+                                  err, sizeof(err));
+        if (rc == ATLS_STORE_NOTFOUND) {
+            continue;
+        }
+        if (rc != ATLS_STORE_OK || chain == NULL || sk_X509_num(chain) < 1) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, sc->s,
+                         "autotls: %s: cannot load the %s certificate: %s", o->cert_id,
+                         atls_key_type_name(o->issuer->key_types[i]), err);
+            EVP_PKEY_free(key);
+            atls_chain_free(chain);
+            failed = 1;
+            continue;
+        }
+        fresh.key[fresh.n] = key;
+        fresh.leaf[fresh.n] = sk_X509_shift(chain);
+        fresh.extra[fresh.n] = chain;
+        fresh.n++;
+    }
+    atls_store_close(st);
+
+    /* never fall back from a real certificate because of a read error */
+    if (fresh.n > 0 || !failed) {
+        autotls_cache_clear(c);
+        memcpy(c->key, fresh.key, sizeof(c->key));
+        memcpy(c->leaf, fresh.leaf, sizeof(c->leaf));
+        memcpy(c->extra, fresh.extra, sizeof(c->extra));
+        c->n = fresh.n;
+    } else {
+        autotls_cache_clear(&fresh);
+    }
+    c->loaded = 1;
+    c->generation = gen;
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sc->s,
+                 "autotls: %s: child %ld loaded %d certificate(s) at generation %llu",
+                 o->cert_id, (long) getpid(), (int) c->n, (unsigned long long) gen);
+}
+
+static int
+autotls_cert_cb(SSL *ssl, void *arg)
+{
+    autotls_srv_conf_t *sc = arg;
+    autotls_cache_t *c = sc->cache;
+    const unsigned char *alpn = NULL;
+    unsigned int alpn_len = 0;
+    uint64_t gen;
+    size_t i;
+    int ok = 1;
+
+    /* a tls-alpn-01 handshake carries the challenge certificate that
+     * mod_ssl set from ssl_answer_challenge: leave it alone */
+    SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+    if (alpn_len == sizeof(AUTOTLS_ACME_TLS_1) - 1
+        && memcmp(alpn, AUTOTLS_ACME_TLS_1, alpn_len) == 0) {
+        return 1;
+    }
+
+    gen = autotls_generation_get();
+    pthread_rwlock_rdlock(&c->lock);
+    if (!c->loaded || c->generation != gen) {
+        pthread_rwlock_unlock(&c->lock);
+        pthread_rwlock_wrlock(&c->lock);
+        if (!c->loaded || c->generation != gen) {
+            autotls_cache_load(sc, c, gen);
+        }
+    }
+    if (c->n > 0) {
+        /* drop mod_ssl's fallback so that it cannot win the key-type choice */
+        SSL_certs_clear(ssl);
+        for (i = 0; i < c->n && ok; i++) {
+            ok = SSL_use_cert_and_key(ssl, c->leaf[i], c->key[i], c->extra[i], 1) == 1;
+        }
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return ok;
+}
+
+static int
+autotls_ssl_init_server(server_rec *s, apr_pool_t *p, int is_proxy, SSL_CTX *ctx)
+{
+    autotls_srv_conf_t *sc = autotls_config_get(s);
+
+    if (is_proxy || sc->enabled != 1 || sc->cache == NULL) {
+        return DECLINED;
+    }
+    SSL_CTX_set_cert_cb(ctx, autotls_cert_cb, sc);
+    return OK;
+}
+
+/* ---- tls-alpn-01 ------------------------------------------------------ */
+
+static const char *
+autotls_protocol_get(const conn_rec *c)
+{
+    return ap_get_module_config(c->conn_config, &autotls_module);
+}
+
+static int
+autotls_alpn_pending(apr_pool_t *p, server_rec *s, const char *name, char **data,
+                     size_t *len)
+{
+    char *lc, err[256];
+    atls_store_t *st;
+    int rc;
+
+    if (name == NULL || *name == '\0') {
+        return 0;
+    }
+    lc = apr_pstrdup(p, name);
+    ap_str_tolower(lc);
+    if (!autotls_name_ok(lc)) {
+        return 0;
+    }
+    st = autotls_store_open(s);
+    if (st == NULL) {
+        return 0;
+    }
+    rc = st->ops->get(st, autotls_challenge_path(p, ATLS_CHAL_TLSALPN01, lc),
+                      data, len, err, sizeof(err));
+    atls_store_close(st);
+    return rc == ATLS_STORE_OK;
+}
+
+static int
+autotls_protocol_propose(conn_rec *c, request_rec *r, server_rec *s,
+                         const apr_array_header_t *offers,
+                         apr_array_header_t *proposals)
+{
+    const char *sni;
+    char *data = NULL;
+    size_t len;
+
+    if (r != NULL || offers == NULL || !autotls_global.any_tls_alpn
+        || !ap_array_str_contains(offers, AUTOTLS_ACME_TLS_1) || !ap_ssl_conn_is_ssl(c)) {
+        return DECLINED;
+    }
+    sni = ap_ssl_var_lookup(c->pool, s, c, NULL, "SSL_TLS_SNI");
+    if (!autotls_alpn_pending(c->pool, s, sni, &data, &len)) {
+        return DECLINED;
+    }
+    OPENSSL_cleanse(data, len);
+    free(data);
+    APR_ARRAY_PUSH(proposals, const char *) = AUTOTLS_ACME_TLS_1;
+    return OK;
+}
+
+static int
+autotls_protocol_switch(conn_rec *c, request_rec *r, server_rec *s, const char *protocol)
+{
+    if (r == NULL && protocol != NULL && strcmp(protocol, AUTOTLS_ACME_TLS_1) == 0) {
+        ap_set_module_config(c->conn_config, &autotls_module, (void *) AUTOTLS_ACME_TLS_1);
+        c->keepalive = AP_CONN_CLOSE;
+        return OK;
+    }
+    return DECLINED;
+}
+
+static int
+autotls_answer_challenge(conn_rec *c, const char *server_name, const char **pcert_pem,
+                         const char **pkey_pem)
+{
+    char *data = NULL;
+    size_t len;
+
+    if (autotls_protocol_get(c) == NULL
+        || !autotls_alpn_pending(c->pool, c->base_server, server_name, &data, &len)) {
+        return DECLINED;
+    }
+    /* cert PEM followed by its (throw-away) key PEM in one string */
+    *pcert_pem = apr_pstrmemdup(c->pool, data, len);
+    *pkey_pem = NULL;
+    OPENSSL_cleanse(data, len);
+    free(data);
+    ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c,
+                  "autotls: answering tls-alpn-01 challenge for %s", server_name);
+    return OK;
+}
+
+void
+autotls_ssl_register_hooks(void)
+{
+    ap_hook_ssl_add_cert_files(autotls_add_cert_files, NULL, NULL, APR_HOOK_MIDDLE);
+    APR_OPTIONAL_HOOK(ssl, init_server, autotls_ssl_init_server, NULL, NULL,
+                      APR_HOOK_MIDDLE);
+    ap_hook_protocol_propose(autotls_protocol_propose, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_protocol_switch(autotls_protocol_switch, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_protocol_get(autotls_protocol_get, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_ssl_answer_challenge(autotls_answer_challenge, NULL, NULL, APR_HOOK_MIDDLE);
+}

@@ -1,0 +1,143 @@
+/*
+ * The autotls-status handler (JSON, or Prometheus with ?format=prometheus)
+ * and an AutoTLS section in mod_status's server-status page.  Both render
+ * from the store through the core; never key material.
+ */
+#include <string.h>
+#include <time.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "apr_strings.h"
+
+#include "mod_status.h"
+#include "atls_status.h"
+#include "mod_autotls.h"
+
+APLOG_USE_MODULE(autotls);
+
+static int
+autotls_wants_prometheus(const char *args)
+{
+    const char *p = args;
+
+    while (p != NULL && *p) {
+        if (strncmp(p, "format=prometheus", 17) == 0
+            && (p[17] == '\0' || p[17] == '&')) {
+            return 1;
+        }
+        p = strchr(p, '&');
+        if (p != NULL) {
+            p++;
+        }
+    }
+    return 0;
+}
+
+static int
+autotls_status_handler(request_rec *r)
+{
+    atls_store_t *st;
+    char *body;
+    int prom;
+
+    if (r->handler == NULL || strcmp(r->handler, "autotls-status") != 0) {
+        return DECLINED;
+    }
+    r->allowed |= (AP_METHOD_BIT << M_GET);
+    if (r->method_number != M_GET) {
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    if (autotls_global.store_dir == NULL) {
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    st = autotls_store_open(r->server);
+    if (st == NULL) {
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    prom = autotls_wants_prometheus(r->args);
+    body = prom ? atls_status_prometheus(st, time(NULL)) : atls_status_json(st, time(NULL));
+    atls_store_close(st);
+    if (body == NULL) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ap_set_content_type(r, prom ? "text/plain; version=0.0.4; charset=utf-8"
+                                : "application/json");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    ap_set_content_length(r, (apr_off_t) strlen(body));
+    if (!r->header_only) {
+        ap_rwrite(body, (int) strlen(body), r);
+    }
+    free(body);
+    return OK;
+}
+
+/* mod_status: one row per managed certificate */
+static int
+autotls_status_hook(request_rec *r, int flags)
+{
+    atls_store_t *st;
+    char **ids = NULL, err[256], when[32];
+    size_t n = 0, i;
+    int brief = flags & AP_STATUS_SHORT;
+
+    if (autotls_global.hosts == NULL || autotls_global.hosts->nelts == 0) {
+        return OK;
+    }
+    st = autotls_store_open(r->server);
+    if (st == NULL) {
+        return OK;
+    }
+    if (atls_store_list_certs(st, &ids, &n, err, sizeof(err)) != 0) {
+        n = 0;
+    }
+    if (!brief) {
+        ap_rputs("<hr>\n<h2>AutoTLS certificates</h2>\n<table border=\"1\">"
+                 "<tr><th>id</th><th>names</th><th>state</th><th>failures</th>"
+                 "<th>next renewal</th><th>last error</th></tr>\n", r);
+    }
+    for (i = 0; i < n; i++) {
+        atls_cert_meta_t m;
+        size_t j;
+
+        memset(&m, 0, sizeof(m));
+        if (atls_store_load_meta(st, ids[i], &m, err, sizeof(err)) != 0) {
+            atls_cert_meta_free(&m);
+            continue;
+        }
+        when[0] = '\0';
+        if (m.renew_at > 0) {
+            atls_rfc3339_format(m.renew_at, when, sizeof(when));
+        }
+        if (brief) {
+            ap_rprintf(r, "AutoTLS %s: state=%s failures=%u renew_at=%s\n",
+                       m.id, atls_cert_state_name(m.state), m.failures,
+                       when[0] ? when : "-");
+        } else {
+            ap_rprintf(r, "<tr><td>%s</td><td>", ap_escape_html(r->pool, m.id));
+            for (j = 0; j < m.n_names; j++) {
+                ap_rprintf(r, "%s%s", j ? " " : "", ap_escape_html(r->pool, m.names[j]));
+            }
+            ap_rprintf(r, "</td><td>%s</td><td>%u</td><td>%s</td><td>%s</td></tr>\n",
+                       atls_cert_state_name(m.state), m.failures, when[0] ? when : "-",
+                       m.last_error ? ap_escape_html(r->pool, m.last_error) : "");
+        }
+        atls_cert_meta_free(&m);
+    }
+    if (!brief) {
+        ap_rputs("</table>\n", r);
+    }
+    atls_strv_free(ids, n);
+    atls_store_close(st);
+    return OK;
+}
+
+void
+autotls_status_register_hooks(void)
+{
+    ap_hook_handler(autotls_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    APR_OPTIONAL_HOOK(ap, status_hook, autotls_status_hook, NULL, NULL, APR_HOOK_MIDDLE);
+}

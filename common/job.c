@@ -1,0 +1,966 @@
+/*
+ * Jobs: one certificate's life, tying the ACME engine to the store.
+ *
+ * The store is the durable truth: a job reads the job state (failures,
+ * backoff, generation) from it under the certificate's lock, and writes the
+ * outcome back before unlocking.  A failed attempt never touches the stored
+ * key and chain: the server keeps serving what it has.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/x509.h>
+#include "atls.h"
+#include "atls_acme.h"
+#include "atls_crypto.h"
+#include "atls_job.h"
+#include "atls_schedule.h"
+#include "atls_store.h"
+
+struct atls_job_s {
+    atls_store_t      *st;
+    atls_cert_meta_t   meta;        /* names/issuer from the caller, job state from the store */
+    atls_key_type_t    kt;
+    atls_acme_t       *engine;
+    EVP_PKEY          *cert_key;
+    EVP_PKEY          *account_key;
+    char              *account_url;
+    char              *replaces;
+    atls_store_lock_t *lock;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int
+str_eq(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL) {
+        return a == b;
+    }
+    return strcmp(a, b) == 0;
+}
+
+static char **
+strv_dup(char *const *v, size_t n)
+{
+    char  **d;
+    size_t  i;
+
+    d = calloc(n + 1, sizeof(char *));
+    if (d == NULL) {
+        abort();
+    }
+    for (i = 0; i < n; i++) {
+        d[i] = atls_strdup(v[i]);
+    }
+    return d;
+}
+
+static int
+strv_eq(char *const *a, size_t na, char *const *b, size_t nb)
+{
+    size_t i;
+
+    if (na != nb) {
+        return 0;
+    }
+    for (i = 0; i < na; i++) {
+        if (!str_eq(a[i], b[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void
+meta_dup(atls_cert_meta_t *d, const atls_cert_meta_t *s)
+{
+    memset(d, 0, sizeof(*d));
+    d->id = atls_strdup(s->id);
+    d->names = strv_dup(s->names, s->n_names);
+    d->n_names = s->n_names;
+    atls_issuer_copy(&d->issuer, &s->issuer);
+    d->state = s->state;
+    d->failures = s->failures;
+    d->next_attempt = s->next_attempt;
+    d->last_attempt = s->last_attempt;
+    d->last_success = s->last_success;
+    d->renew_at = s->renew_at;
+    d->last_error = atls_strdup(s->last_error);
+    d->account_url = atls_strdup(s->account_url);
+    d->generation = s->generation;
+}
+
+/* The persisted part of the issuer settings (EAB is never persisted). */
+static int
+issuer_eq(const atls_issuer_t *a, const atls_issuer_t *b)
+{
+    size_t i;
+
+    if (!str_eq(a->directory, b->directory) || !str_eq(a->ca_file, b->ca_file)
+        || !strv_eq(a->contact, a->n_contact, b->contact, b->n_contact)
+        || a->agree_tos != b->agree_tos || a->challenge != b->challenge
+        || !str_eq(a->dns_hook, b->dns_hook)
+        || a->n_key_types != b->n_key_types
+        || !str_eq(a->profile, b->profile)
+        || a->profile_required != b->profile_required
+        || !str_eq(a->preferred_chain, b->preferred_chain)
+        || a->renew.renew_fraction != b->renew.renew_fraction
+        || a->renew.renew_before != b->renew.renew_before
+        || a->http_port != b->http_port || a->tls_port != b->tls_port)
+    {
+        return 0;
+    }
+    for (i = 0; i < a->n_key_types && i < ATLS_KEY_TYPE_MAX; i++) {
+        if (a->key_types[i] != b->key_types[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The key types of an issuer; none configured means ec256. */
+static size_t
+issuer_key_types(const atls_issuer_t *is, atls_key_type_t *out)
+{
+    size_t i, n = is->n_key_types;
+
+    if (n == 0) {
+        out[0] = ATLS_KEY_EC256;
+        return 1;
+    }
+    if (n > ATLS_KEY_TYPE_MAX) {
+        n = ATLS_KEY_TYPE_MAX;
+    }
+    for (i = 0; i < n; i++) {
+        out[i] = is->key_types[i];
+    }
+    return n;
+}
+
+static char *
+names_join(const atls_cert_meta_t *m)
+{
+    size_t i, len = 1;
+    char  *s;
+
+    for (i = 0; i < m->n_names; i++) {
+        len += strlen(m->names[i]) + 2;
+    }
+    s = malloc(len);
+    if (s == NULL) {
+        abort();
+    }
+    s[0] = '\0';
+    for (i = 0; i < m->n_names; i++) {
+        if (i > 0) {
+            strcat(s, ", ");
+        }
+        strcat(s, m->names[i]);
+    }
+    return s;
+}
+
+static char *
+lock_name(const char *id)
+{
+    size_t n = strlen(id) + sizeof("cert-");
+    char  *s = malloc(n);
+
+    if (s == NULL) {
+        abort();
+    }
+    snprintf(s, n, "cert-%s", id);
+    return s;
+}
+
+/* notBefore/notAfter of the stored leaf for kt; -1 when there is none. */
+static int
+stored_leaf_times(atls_store_t *st, const char *id, atls_key_type_t kt,
+                  time_t *nb, time_t *na)
+{
+    STACK_OF(X509)   *chain = NULL;
+    atls_cert_info_t  info;
+    char              err[256];
+    int               rc = -1;
+
+    if (atls_store_load_cert(st, id, kt, NULL, &chain, err, sizeof(err)) != ATLS_STORE_OK
+        || chain == NULL || sk_X509_num(chain) < 1)
+    {
+        atls_chain_free(chain);
+        return -1;
+    }
+    memset(&info, 0, sizeof(info));
+    if (atls_cert_info(sk_X509_value(chain, 0), &info) == 0) {
+        *nb = info.not_before;
+        *na = info.not_after;
+        rc = 0;
+    }
+    atls_cert_info_free(&info);
+    atls_chain_free(chain);
+    return rc;
+}
+
+/* ---- ensure / due ------------------------------------------------------- */
+
+int
+atls_job_ensure(atls_store_t *st, const char *const *names, size_t n,
+                const atls_issuer_t *is, atls_cert_meta_t *out,
+                char *err, size_t errlen)
+{
+    atls_cert_meta_t m;
+    char            *id;
+    int              rc, changed = 0;
+
+    if (names == NULL || n == 0 || names[0] == NULL || names[0][0] == '\0') {
+        snprintf(err, errlen, "a certificate needs at least one name");
+        return -1;
+    }
+    if (is == NULL || is->directory == NULL || is->directory[0] == '\0') {
+        snprintf(err, errlen, "no ACME directory URL configured for %s", names[0]);
+        return -1;
+    }
+    id = atls_cert_id(names[0]);
+    if (id == NULL) {
+        snprintf(err, errlen, "cannot derive a certificate id from \"%s\"", names[0]);
+        return -1;
+    }
+
+    memset(&m, 0, sizeof(m));
+    rc = atls_store_load_meta(st, id, &m, err, errlen);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        memset(&m, 0, sizeof(m));
+        m.id = id;
+        id = NULL;
+        m.names = strv_dup((char *const *) names, n);
+        m.n_names = n;
+        atls_issuer_copy(&m.issuer, is);
+        m.state = ATLS_STATE_PENDING;
+        changed = 1;
+    } else if (rc != ATLS_STORE_OK) {
+        free(id);
+        atls_cert_meta_free(&m);
+        return -1;
+    } else {
+        int names_changed = !strv_eq(m.names, m.n_names, (char *const *) names, n);
+        int ca_changed = !str_eq(m.issuer.directory, is->directory);
+
+        free(id);
+        id = NULL;
+        if (names_changed) {
+            atls_strv_free(m.names, m.n_names);
+            m.names = strv_dup((char *const *) names, n);
+            m.n_names = n;
+            changed = 1;
+        }
+        if (!issuer_eq(&m.issuer, is)) {
+            atls_issuer_free(&m.issuer);
+            atls_issuer_copy(&m.issuer, is);
+            changed = 1;
+        }
+        if (names_changed || ca_changed) {
+            /* The stored certificate no longer matches the configuration:
+             * due now, and an old backoff must not delay the fix. */
+            m.renew_at = 0;
+            m.next_attempt = 0;
+        }
+    }
+
+    if (changed && atls_store_save_meta(st, &m, err, errlen) != ATLS_STORE_OK) {
+        atls_cert_meta_free(&m);
+        return -1;
+    }
+    if (out != NULL) {
+        *out = m;
+    } else {
+        atls_cert_meta_free(&m);
+    }
+    return 0;
+}
+
+/* When an operator request for id is pending: 1, with *when the moment
+ * it was made (0 if unreadable).  Only looks; job_finish consumes it. */
+static int
+request_pending(atls_store_t *st, const char *id, time_t *when)
+{
+    char   path[512];
+    char   err[256];
+    char  *data = NULL;
+    size_t len = 0;
+    int    rc;
+
+    *when = 0;
+    snprintf(path, sizeof(path), "requests/%s", id);
+    rc = st->ops->get(st, path, &data, &len, err, sizeof(err));
+    if (rc == ATLS_STORE_OK && data != NULL) {
+        char   buf[64];
+        size_t n = len < sizeof(buf) - 1 ? len : sizeof(buf) - 1;
+        time_t t;
+
+        memcpy(buf, data, n);
+        buf[n] = '\0';
+        buf[strcspn(buf, "\r\n")] = '\0';
+        t = atls_rfc3339_parse(buf);
+        *when = t > 0 ? t : 0;
+    }
+    free(data);
+    return rc == ATLS_STORE_OK;
+}
+
+/* 1 when a key type lacks a certificate or the one stored does not cover
+ * every configured name (names were added). */
+static int
+cert_missing(atls_store_t *st, const atls_cert_meta_t *m)
+{
+    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
+    size_t          i, n = issuer_key_types(&m->issuer, kts);
+    char            err[256];
+
+    for (i = 0; i < n; i++) {
+        STACK_OF(X509) *chain = NULL;
+        int             bad;
+
+        if (atls_store_load_cert(st, m->id, kts[i], NULL, &chain, err, sizeof(err))
+            != ATLS_STORE_OK || chain == NULL)
+        {
+            atls_chain_free(chain);
+            return 1;
+        }
+        bad = atls_chain_check(chain, NULL, (const char *const *) m->names, m->n_names,
+                               err, sizeof(err)) != 0;
+        atls_chain_free(chain);
+        if (bad) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int
+atls_job_due(atls_store_t *st, const atls_cert_meta_t *m, time_t now, int force)
+{
+    time_t asked;
+
+    if (force) {
+        return 1;
+    }
+    if (request_pending(st, m->id, &asked)) {
+        /* A request made since the last attempt overrides the backoff like
+         * force; once tried and failed it waits for the backoff like any
+         * other attempt, so a failing CA is not hammered every check. */
+        if (asked > m->last_attempt || m->next_attempt == 0 || now >= m->next_attempt) {
+            return 1;
+        }
+        return 0;
+    }
+    if (m->next_attempt != 0 && now < m->next_attempt) {
+        return 0;
+    }
+    if (cert_missing(st, m)) {
+        return 1;
+    }
+    return m->renew_at == 0 || now >= m->renew_at;
+}
+
+/* ---- start / finish ----------------------------------------------------- */
+
+atls_job_t *
+atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
+               char *err, size_t errlen)
+{
+    atls_job_t          *j;
+    atls_cert_meta_t     stored;
+    atls_order_params_t  p;
+    atls_error_t         aerr;
+    STACK_OF(X509)      *chain = NULL;
+    char                *lk;
+    char                 tmp[256];
+    int                  rc, created = 0;
+
+    if (m == NULL || m->id == NULL || m->n_names == 0 || m->issuer.directory == NULL) {
+        snprintf(err, errlen, "incomplete certificate settings");
+        return NULL;
+    }
+    j = calloc(1, sizeof(*j));
+    if (j == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    j->st = st;
+    j->kt = kt;
+
+    lk = lock_name(m->id);
+    rc = st->ops->lock(st, lk, 0, &j->lock, err, errlen);
+    free(lk);
+    if (rc == ATLS_STORE_BUSY) {
+        snprintf(err, errlen, "another process is renewing %s", m->id);
+        j->lock = NULL;
+        goto failed;
+    }
+    if (rc != ATLS_STORE_OK) {
+        j->lock = NULL;
+        goto failed;
+    }
+
+    /* Job state from the store (another process may have moved it on),
+     * configuration from the caller (it holds the EAB secret). */
+    memset(&stored, 0, sizeof(stored));
+    rc = atls_store_load_meta(st, m->id, &stored, err, errlen);
+    if (rc == ATLS_STORE_OK) {
+        meta_dup(&j->meta, &stored);
+        atls_cert_meta_free(&stored);
+        atls_strv_free(j->meta.names, j->meta.n_names);
+        j->meta.names = strv_dup(m->names, m->n_names);
+        j->meta.n_names = m->n_names;
+        atls_issuer_free(&j->meta.issuer);
+        atls_issuer_copy(&j->meta.issuer, &m->issuer);
+    } else if (rc == ATLS_STORE_NOTFOUND) {
+        atls_cert_meta_free(&stored);
+        meta_dup(&j->meta, m);
+    } else {
+        atls_cert_meta_free(&stored);
+        goto failed;
+    }
+
+    if (atls_store_load_account(st, j->meta.issuer.directory, &j->account_key,
+                                &j->account_url, &created, err, errlen) != ATLS_STORE_OK)
+    {
+        goto failed;
+    }
+
+    j->cert_key = atls_key_generate(kt);
+    if (j->cert_key == NULL) {
+        snprintf(err, errlen, "cannot generate a %s key", atls_key_type_name(kt));
+        goto failed;
+    }
+
+    if (atls_store_load_cert(st, m->id, kt, NULL, &chain, tmp, sizeof(tmp)) == ATLS_STORE_OK
+        && chain != NULL && sk_X509_num(chain) > 0)
+    {
+        j->replaces = atls_ari_cert_id(sk_X509_value(chain, 0));
+    }
+    atls_chain_free(chain);
+
+    memset(&p, 0, sizeof(p));
+    p.directory_url = j->meta.issuer.directory;
+    p.account_key = j->account_key;
+    p.account_url = j->account_url;
+    p.account_known_key = !created;
+    p.contact = (const char *const *) j->meta.issuer.contact;
+    p.n_contact = j->meta.issuer.n_contact;
+    p.agree_tos = j->meta.issuer.agree_tos;
+    p.eab_kid = j->meta.issuer.eab_kid;
+    p.eab_hmac_b64url = j->meta.issuer.eab_hmac;
+    p.names = (const char *const *) j->meta.names;
+    p.n_names = j->meta.n_names;
+    p.challenge = j->meta.issuer.challenge;
+    p.cert_key = j->cert_key;
+    p.csr_with_cn = 0;
+    p.profile = j->meta.issuer.profile;
+    p.profile_required = j->meta.issuer.profile_required;
+    p.preferred_chain = j->meta.issuer.preferred_chain;
+    p.replaces = j->replaces;
+
+    memset(&aerr, 0, sizeof(aerr));
+    j->engine = atls_acme_order_new(&p, &aerr);
+    if (j->engine == NULL) {
+        snprintf(err, errlen, "%s: %s", aerr.type[0] ? aerr.type : "autotls:internal",
+                 aerr.detail[0] ? aerr.detail : "cannot start the order");
+        goto failed;
+    }
+
+    /* The old certificate stays in place and keeps being served. */
+    j->meta.state = ATLS_STATE_RENEWING;
+    j->meta.last_attempt = time(NULL);
+    if (atls_store_save_meta(st, &j->meta, err, errlen) != ATLS_STORE_OK) {
+        goto failed;
+    }
+    return j;
+
+failed:
+    atls_job_free(j);
+    return NULL;
+}
+
+atls_acme_t *
+atls_job_engine(atls_job_t *j)
+{
+    return j ? j->engine : NULL;
+}
+
+const atls_cert_meta_t *
+atls_job_meta(atls_job_t *j)
+{
+    return j ? &j->meta : NULL;
+}
+
+static void
+job_unlock(atls_job_t *j)
+{
+    if (j->lock != NULL) {
+        j->st->ops->unlock(j->st, j->lock);
+        j->lock = NULL;
+    }
+}
+
+/* The earliest renewal moment over every key type that has a certificate. */
+static time_t
+renew_at_all(atls_store_t *st, const atls_cert_meta_t *m)
+{
+    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
+    size_t          i, n = issuer_key_types(&m->issuer, kts);
+    time_t          best = 0, nb, na, t;
+
+    for (i = 0; i < n; i++) {
+        if (stored_leaf_times(st, m->id, kts[i], &nb, &na) != 0) {
+            continue;
+        }
+        t = atls_schedule_renew_at(nb, na, &m->issuer.renew, atls_random_u64());
+        if (best == 0 || t < best) {
+            best = t;
+        }
+    }
+    return best;
+}
+
+/* 1 when kt is the last key type of the certificate to be worked on. */
+static int
+is_last_key_type(const atls_cert_meta_t *m, atls_key_type_t kt)
+{
+    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
+    size_t          n = issuer_key_types(&m->issuer, kts);
+
+    return kts[n - 1] == kt;
+}
+
+static void
+save_account_url(atls_job_t *j, atls_cert_meta_t *cur)
+{
+    const char *url = atls_acme_result_account_url(j->engine);
+    char        err[256];
+
+    if (url == NULL || url[0] == '\0') {
+        return;
+    }
+    if (!str_eq(url, j->account_url)) {
+        if (atls_store_save_account(j->st, j->meta.issuer.directory, url,
+                                    j->meta.issuer.contact, j->meta.issuer.n_contact,
+                                    err, sizeof(err)) != ATLS_STORE_OK)
+        {
+            atls_log(ATLS_LOG_WARN, "autotls: %s: cannot save the account URL: %s",
+                     j->meta.id, err);
+        } else {
+            free(j->account_url);
+            j->account_url = atls_strdup(url);
+        }
+    }
+    if (!str_eq(url, cur->account_url)) {
+        free(cur->account_url);
+        cur->account_url = atls_strdup(url);
+    }
+}
+
+static int
+job_deploy(atls_job_t *j, atls_cert_meta_t *cur, const char *chain_pem, time_t now,
+           char *err, size_t errlen)
+{
+    STACK_OF(X509)   *chain;
+    atls_cert_info_t  info;
+    char             *names;
+    char              until[32];
+    char              serr[256];
+    time_t            ra;
+
+    if (atls_store_save_cert(j->st, j->meta.id, j->kt, j->cert_key, chain_pem,
+                             err, errlen) != ATLS_STORE_OK)
+    {
+        return -1;
+    }
+
+    memset(&info, 0, sizeof(info));
+    chain = atls_chain_parse(chain_pem, strlen(chain_pem), serr, sizeof(serr));
+    if (chain != NULL && sk_X509_num(chain) > 0) {
+        (void) atls_cert_info(sk_X509_value(chain, 0), &info);
+    }
+
+    ra = renew_at_all(j->st, cur);
+    if (ra == 0 && info.not_after != 0) {
+        ra = atls_schedule_renew_at(info.not_before, info.not_after, &cur->issuer.renew,
+                                    atls_random_u64());
+    }
+    cur->state = ATLS_STATE_VALID;
+    cur->failures = 0;
+    cur->next_attempt = 0;
+    free(cur->last_error);
+    cur->last_error = NULL;
+    cur->last_success = now;
+    cur->renew_at = ra;
+    cur->generation++;
+
+    if (atls_store_save_meta(j->st, cur, serr, sizeof(serr)) != ATLS_STORE_OK) {
+        /* The certificate is deployed; stale meta only means an early renewal. */
+        atls_log(ATLS_LOG_WARN, "autotls: %s: cannot save job state: %s", cur->id, serr);
+    }
+    if (atls_store_bump_generation(j->st) != ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_WARN, "autotls: %s: cannot bump the store generation", cur->id);
+    }
+    if (is_last_key_type(cur, j->kt)) {
+        (void) atls_store_take_request(j->st, cur->id);
+    }
+
+    names = names_join(cur);
+    atls_rfc3339_format(info.not_after, until, sizeof(until));
+    atls_log(ATLS_LOG_INFO,
+             "autotls: certificate for %s (%s) issued by %s, serial %s, valid until %s",
+             names, atls_key_type_name(j->kt), info.issuer[0] ? info.issuer : "?",
+             info.serial[0] ? info.serial : "?", until);
+    free(names);
+    atls_cert_info_free(&info);
+    atls_chain_free(chain);
+    return 0;
+}
+
+static void
+job_failed(atls_job_t *j, atls_cert_meta_t *cur, const char *type, const char *detail,
+           time_t retry_after, time_t now, char *err, size_t errlen)
+{
+    char   next[32];
+    char   serr[256];
+    size_t n = strlen(type) + strlen(detail) + 3;
+
+    free(cur->last_error);
+    cur->last_error = malloc(n);
+    if (cur->last_error == NULL) {
+        abort();
+    }
+    snprintf(cur->last_error, n, "%s: %s", type, detail);
+    cur->failures++;
+    cur->next_attempt = atls_schedule_backoff(cur->failures, now, retry_after,
+                                              atls_random_u64());
+    /* Never the stored certificate: the server keeps serving it. */
+    cur->state = ATLS_STATE_FAILED;
+
+    if (atls_store_save_meta(j->st, cur, serr, sizeof(serr)) != ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_WARN, "autotls: %s: cannot save job state: %s", cur->id, serr);
+    }
+    atls_rfc3339_format(cur->next_attempt, next, sizeof(next));
+    atls_log(ATLS_LOG_ERR, "autotls: %s: %s: %s (attempt %u, next at %s)",
+             cur->id, type, detail, cur->failures, next);
+    snprintf(err, errlen, "%s", cur->last_error);
+}
+
+int
+atls_job_finish(atls_job_t *j, time_t now, char *err, size_t errlen)
+{
+    atls_cert_meta_t    cur;
+    const atls_error_t *ae;
+    const char         *chain_pem;
+    char                serr[256];
+    char                detail[600];
+    int                 rc = -1;
+
+    if (j == NULL || j->engine == NULL) {
+        snprintf(err, errlen, "no job");
+        return -1;
+    }
+
+    /* Configuration may have been changed by ensure() meanwhile: apply the
+     * outcome to what is stored now. */
+    memset(&cur, 0, sizeof(cur));
+    if (atls_store_load_meta(j->st, j->meta.id, &cur, serr, sizeof(serr)) != ATLS_STORE_OK) {
+        atls_cert_meta_free(&cur);
+        meta_dup(&cur, &j->meta);
+    }
+
+    save_account_url(j, &cur);
+
+    chain_pem = atls_acme_result_chain_pem(j->engine);
+    ae = atls_acme_error(j->engine);
+    /* Only a DONE engine has a chain; its error may still hold a badNonce
+     * that was retried successfully, so the error is not consulted here. */
+    if (chain_pem != NULL && chain_pem[0] != '\0') {
+        if (job_deploy(j, &cur, chain_pem, now, err, errlen) == 0) {
+            rc = 0;
+        } else {
+            snprintf(detail, sizeof(detail), "%s", err);
+            job_failed(j, &cur, "autotls:store", detail, 0, now, err, errlen);
+        }
+    } else if (ae != NULL && ae->type[0] != '\0') {
+        job_failed(j, &cur, ae->type, ae->detail[0] ? ae->detail : "(no detail)",
+                   ae->retry_after, now, err, errlen);
+    } else {
+        snprintf(detail, sizeof(detail), "the order stopped in state %s",
+                 atls_acme_state_name(j->engine));
+        job_failed(j, &cur, "autotls:internal", detail, 0, now, err, errlen);
+    }
+
+    atls_cert_meta_free(&j->meta);
+    j->meta = cur;
+    job_unlock(j);
+    return rc;
+}
+
+void
+atls_job_free(atls_job_t *j)
+{
+    if (j == NULL) {
+        return;
+    }
+    job_unlock(j);
+    atls_acme_free(j->engine);
+    EVP_PKEY_free(j->cert_key);
+    EVP_PKEY_free(j->account_key);
+    free(j->account_url);
+    free(j->replaces);
+    atls_cert_meta_free(&j->meta);
+    free(j);
+}
+
+/* ---- blocking runs -------------------------------------------------------- */
+
+void
+atls_job_http_opts(const atls_issuer_t *is, atls_http_opts_t *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    if (is != NULL && is->ca_file != NULL && is->ca_file[0] != '\0') {
+        opts->ca_file = is->ca_file;
+    }
+}
+
+static int
+hook_setup(void *ctx, const atls_challenge_t *c, char *why, size_t whylen)
+{
+    if (c->type != ATLS_CHAL_DNS01 || c->dns_name == NULL || c->dns_value == NULL) {
+        snprintf(why, whylen, "the dns hook only answers dns-01");
+        return -1;
+    }
+    return atls_dns_hook_run(ctx, "setup", c->dns_name, c->dns_value, why, whylen);
+}
+
+static void
+hook_teardown(void *ctx, const atls_challenge_t *c)
+{
+    char why[512];
+
+    if (c->type != ATLS_CHAL_DNS01 || c->dns_name == NULL || c->dns_value == NULL) {
+        return;
+    }
+    if (atls_dns_hook_run(ctx, "teardown", c->dns_name, c->dns_value, why, sizeof(why)) != 0) {
+        atls_log(ATLS_LOG_WARN, "autotls: %s", why);
+    }
+}
+
+int
+atls_job_run_blocking_meta(atls_store_t *st, const atls_cert_meta_t *m,
+                           const atls_challenge_ops_t *ops, char *err, size_t errlen)
+{
+    atls_key_type_t      kts[ATLS_KEY_TYPE_MAX];
+    atls_challenge_ops_t hook_ops;
+    atls_http_opts_t     http;
+    size_t               i, n = issuer_key_types(&m->issuer, kts);
+    int                  rc = 0;
+
+    if (ops == NULL && m->issuer.challenge == ATLS_CHAL_DNS01
+        && m->issuer.dns_hook != NULL && m->issuer.dns_hook[0] != '\0')
+    {
+        hook_ops.setup = hook_setup;
+        hook_ops.teardown = hook_teardown;
+        hook_ops.ctx = m->issuer.dns_hook;
+        ops = &hook_ops;
+    }
+    atls_job_http_opts(&m->issuer, &http);
+
+    for (i = 0; i < n; i++) {
+        char        kerr[512];
+        atls_job_t *j = atls_job_start(st, m, kts[i], kerr, sizeof(kerr));
+
+        if (j == NULL) {
+            if (rc == 0) {
+                snprintf(err, errlen, "%s (%s): %s", m->id, atls_key_type_name(kts[i]), kerr);
+            }
+            return -1;
+        }
+        (void) atls_acme_run_blocking(j->engine, &http, ops);
+        if (atls_job_finish(j, time(NULL), kerr, sizeof(kerr)) != 0) {
+            if (rc == 0) {
+                snprintf(err, errlen, "%s (%s): %s", m->id, atls_key_type_name(kts[i]), kerr);
+            }
+            rc = -1;
+        }
+        atls_job_free(j);
+    }
+    return rc;
+}
+
+int
+atls_job_run_blocking(atls_store_t *st, const char *id, const atls_challenge_ops_t *ops,
+                      char *err, size_t errlen)
+{
+    atls_cert_meta_t m;
+    int              rc;
+
+    memset(&m, 0, sizeof(m));
+    rc = atls_store_load_meta(st, id, &m, err, errlen);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        snprintf(err, errlen, "no certificate \"%s\" in the store %s", id,
+                 st->location ? st->location : "");
+        atls_cert_meta_free(&m);
+        return -1;
+    }
+    if (rc != ATLS_STORE_OK) {
+        atls_cert_meta_free(&m);
+        return -1;
+    }
+    rc = atls_job_run_blocking_meta(st, &m, ops, err, errlen);
+    atls_cert_meta_free(&m);
+    return rc;
+}
+
+/* ---- revocation ----------------------------------------------------------- */
+
+static int
+account_exists(atls_store_t *st, const char *directory)
+{
+    char  *ca = atls_ca_id(directory);
+    char   path[1024];
+    char   err[256];
+    char  *data = NULL;
+    size_t len = 0;
+    int    rc;
+
+    if (ca == NULL) {
+        return 0;
+    }
+    snprintf(path, sizeof(path), "accounts/%s/account.json", ca);
+    free(ca);
+    rc = st->ops->get(st, path, &data, &len, err, sizeof(err));
+    free(data);
+    return rc == ATLS_STORE_OK;
+}
+
+int
+atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
+                         char *err, size_t errlen)
+{
+    atls_cert_meta_t   m;
+    atls_key_type_t    kts[ATLS_KEY_TYPE_MAX];
+    atls_http_opts_t   http;
+    atls_store_lock_t *lock = NULL;
+    EVP_PKEY          *akey = NULL;
+    char              *aurl = NULL;
+    char              *lk;
+    char               msg[512];
+    size_t             i, n;
+    int                rc, created = 0, revoked = 0, result = -1;
+
+    memset(&m, 0, sizeof(m));
+    rc = atls_store_load_meta(st, id, &m, err, errlen);
+    if (rc != ATLS_STORE_OK) {
+        if (rc == ATLS_STORE_NOTFOUND) {
+            snprintf(err, errlen, "no certificate \"%s\" in the store", id);
+        }
+        atls_cert_meta_free(&m);
+        return -1;
+    }
+
+    lk = lock_name(id);
+    rc = st->ops->lock(st, lk, 0, &lock, err, errlen);
+    free(lk);
+    if (rc == ATLS_STORE_BUSY) {
+        snprintf(err, errlen, "another process is renewing %s", id);
+        lock = NULL;
+        goto done;
+    }
+    if (rc != ATLS_STORE_OK) {
+        lock = NULL;
+        goto done;
+    }
+
+    /* Checked first: load_account would create a key as a side effect. */
+    if (!account_exists(st, m.issuer.directory)) {
+        snprintf(err, errlen, "no ACME account for %s in the store: cannot revoke",
+                 m.issuer.directory);
+        goto done;
+    }
+    if (atls_store_load_account(st, m.issuer.directory, &akey, &aurl, &created,
+                                err, errlen) != ATLS_STORE_OK)
+    {
+        goto done;
+    }
+    if (created || aurl == NULL || aurl[0] == '\0') {
+        snprintf(err, errlen, "the ACME account for %s has no URL: cannot revoke",
+                 m.issuer.directory);
+        goto done;
+    }
+
+    atls_job_http_opts(&m.issuer, &http);
+    n = issuer_key_types(&m.issuer, kts);
+    for (i = 0; i < n; i++) {
+        STACK_OF(X509)   *chain = NULL;
+        atls_cert_info_t  info;
+        atls_error_t      aerr;
+        atls_acme_t      *e;
+        char              tmp[256];
+
+        if (atls_store_load_cert(st, id, kts[i], NULL, &chain, tmp, sizeof(tmp))
+            != ATLS_STORE_OK || chain == NULL || sk_X509_num(chain) < 1)
+        {
+            atls_chain_free(chain);
+            continue;
+        }
+        memset(&info, 0, sizeof(info));
+        (void) atls_cert_info(sk_X509_value(chain, 0), &info);
+        memset(&aerr, 0, sizeof(aerr));
+        e = atls_acme_revoke_new(m.issuer.directory, akey, aurl, sk_X509_value(chain, 0),
+                                 reason, &aerr);
+        if (e == NULL) {
+            snprintf(err, errlen, "%s (%s): %s: %s", id, atls_key_type_name(kts[i]),
+                     aerr.type, aerr.detail);
+            atls_cert_info_free(&info);
+            atls_chain_free(chain);
+            goto done;
+        }
+        if (atls_acme_run_blocking(e, &http, NULL) != 0) {
+            const atls_error_t *ae = atls_acme_error(e);
+
+            snprintf(err, errlen, "%s (%s): %s: %s", id, atls_key_type_name(kts[i]),
+                     ae ? ae->type : "autotls:internal", ae ? ae->detail : "revocation failed");
+            atls_acme_free(e);
+            atls_cert_info_free(&info);
+            atls_chain_free(chain);
+            goto done;
+        }
+        atls_acme_free(e);
+        atls_log(ATLS_LOG_INFO, "autotls: %s (%s): certificate serial %s revoked (reason %d)",
+                 id, atls_key_type_name(kts[i]), info.serial, reason);
+        revoked++;
+        atls_cert_info_free(&info);
+        atls_chain_free(chain);
+    }
+
+    if (revoked == 0) {
+        snprintf(err, errlen, "%s has no certificate to revoke", id);
+        goto done;
+    }
+
+    /* A revoked certificate must be replaced: due at once. */
+    snprintf(msg, sizeof(msg), "autotls:revoked: certificate revoked by the operator (reason %d)",
+             reason);
+    free(m.last_error);
+    m.last_error = atls_strdup(msg);
+    m.renew_at = 0;
+    m.next_attempt = 0;
+    if (atls_store_save_meta(st, &m, err, errlen) != ATLS_STORE_OK) {
+        goto done;
+    }
+    result = 0;
+
+done:
+    if (lock != NULL) {
+        st->ops->unlock(st, lock);
+    }
+    EVP_PKEY_free(akey);
+    free(aurl);
+    atls_cert_meta_free(&m);
+    return result;
+}

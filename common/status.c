@@ -1,0 +1,393 @@
+/*
+ * Status for operators and monitoring: JSON and Prometheus text built from
+ * the store.  Only the certificate chain is inspected (atls_cert_info); the
+ * private key is never parsed into, let alone printed from, this code.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include "atls_status.h"
+
+typedef struct {
+    int              present;
+    atls_key_type_t  type;
+    atls_cert_info_t info;
+} status_key_t;
+
+typedef struct {
+    char              *id;
+    int                ok;          /* meta loaded */
+    char              *error;       /* why meta could not be loaded */
+    atls_cert_meta_t   meta;
+    time_t             next_renewal;
+    status_key_t       keys[ATLS_KEY_TYPE_MAX];
+    size_t             n_keys;
+} status_cert_t;
+
+typedef struct {
+    status_cert_t *certs;
+    size_t         n;
+} status_t;
+
+/* renew_at, unless a failure pushed the next attempt later. */
+static time_t
+status_next_renewal(const atls_cert_meta_t *m)
+{
+    time_t t = m->renew_at;
+
+    if (m->failures > 0 && m->next_attempt > t) {
+        t = m->next_attempt;
+    }
+    return t;
+}
+
+static void
+status_load_one(atls_store_t *st, status_cert_t *c)
+{
+    char            err[512];
+    STACK_OF(X509) *chain;
+    size_t          i, nkt;
+    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
+
+    if (atls_store_load_meta(st, c->id, &c->meta, err, sizeof(err)) != ATLS_STORE_OK) {
+        c->error = atls_strdup(err);
+        return;
+    }
+    c->ok = 1;
+    c->next_renewal = status_next_renewal(&c->meta);
+    nkt = c->meta.issuer.n_key_types;
+    if (nkt == 0) {
+        kts[0] = ATLS_KEY_EC256;
+        nkt = 1;
+    } else {
+        for (i = 0; i < nkt && i < ATLS_KEY_TYPE_MAX; i++) {
+            kts[i] = c->meta.issuer.key_types[i];
+        }
+    }
+    for (i = 0; i < nkt && i < ATLS_KEY_TYPE_MAX; i++) {
+        status_key_t *k = &c->keys[c->n_keys];
+
+        chain = NULL;
+        if (atls_store_load_cert(st, c->id, kts[i], NULL, &chain, err, sizeof(err))
+            != ATLS_STORE_OK)
+        {
+            continue;   /* not issued yet, or unreadable: the state says why */
+        }
+        if (sk_X509_num(chain) > 0
+            && atls_cert_info(sk_X509_value(chain, 0), &k->info) == 0)
+        {
+            k->present = 1;
+            k->type = kts[i];
+            c->n_keys++;
+        }
+        atls_chain_free(chain);
+    }
+}
+
+static int
+status_load(atls_store_t *st, status_t *s)
+{
+    char   err[512];
+    char **ids = NULL;
+    size_t n = 0, i;
+
+    memset(s, 0, sizeof(*s));
+    if (atls_store_list_certs(st, &ids, &n, err, sizeof(err)) != ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_ERR, "status: %s", err);
+        return -1;
+    }
+    if (n > 0) {
+        s->certs = calloc(n, sizeof(*s->certs));
+        if (s->certs == NULL) {
+            abort();
+        }
+    }
+    for (i = 0; i < n; i++) {
+        s->certs[i].id = ids[i];
+        ids[i] = NULL;
+        status_load_one(st, &s->certs[i]);
+    }
+    s->n = n;
+    free(ids);
+    return 0;
+}
+
+static void
+status_free(status_t *s)
+{
+    size_t i, k;
+
+    for (i = 0; i < s->n; i++) {
+        for (k = 0; k < s->certs[i].n_keys; k++) {
+            atls_cert_info_free(&s->certs[i].keys[k].info);
+        }
+        atls_cert_meta_free(&s->certs[i].meta);
+        free(s->certs[i].id);
+        free(s->certs[i].error);
+    }
+    free(s->certs);
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+static json_t *
+status_time(time_t t)
+{
+    char buf[40];
+
+    if (t <= 0) {
+        return json_null();
+    }
+    atls_rfc3339_format(t, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+static json_t *
+status_str(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static long long
+status_days_left(time_t not_after, time_t now)
+{
+    long long d = (long long) (not_after - now);
+
+    /* floor, not truncation: an expired certificate shows -1 on its first day */
+    return d >= 0 ? d / 86400 : -((-d + 86399) / 86400);
+}
+
+static json_t *
+status_cert_json(const status_cert_t *c, time_t now)
+{
+    json_t *o = json_object(), *names = json_array(), *keys = json_array(), *k;
+    size_t  i;
+
+    if (o == NULL || names == NULL || keys == NULL) {
+        abort();
+    }
+    json_object_set_new(o, "id", json_string(c->id));
+    if (!c->ok) {
+        json_object_set_new(o, "names", names);
+        json_object_set_new(o, "state", json_string("error"));
+        json_object_set_new(o, "last_error", status_str(c->error));
+        json_object_set_new(o, "keys", keys);
+        return o;
+    }
+    for (i = 0; i < c->meta.n_names; i++) {
+        json_array_append_new(names, json_string(c->meta.names[i]));
+    }
+    json_object_set_new(o, "names", names);
+    json_object_set_new(o, "state", json_string(atls_cert_state_name(c->meta.state)));
+    json_object_set_new(o, "failures", json_integer(c->meta.failures));
+    json_object_set_new(o, "last_error", status_str(c->meta.last_error));
+    json_object_set_new(o, "next_renewal", status_time(c->next_renewal));
+    json_object_set_new(o, "next_attempt", status_time(c->meta.next_attempt));
+    json_object_set_new(o, "last_success", status_time(c->meta.last_success));
+    json_object_set_new(o, "directory", status_str(c->meta.issuer.directory));
+    json_object_set_new(o, "generation", json_integer((json_int_t) c->meta.generation));
+    for (i = 0; i < c->n_keys; i++) {
+        const atls_cert_info_t *in = &c->keys[i].info;
+
+        k = json_object();
+        if (k == NULL) {
+            abort();
+        }
+        json_object_set_new(k, "type", json_string(atls_key_type_name(c->keys[i].type)));
+        json_object_set_new(k, "serial", json_string(in->serial));
+        json_object_set_new(k, "issuer", json_string(in->issuer));
+        json_object_set_new(k, "not_before", status_time(in->not_before));
+        json_object_set_new(k, "not_after", status_time(in->not_after));
+        json_object_set_new(k, "days_left",
+                            json_integer(status_days_left(in->not_after, now)));
+        json_array_append_new(keys, k);
+    }
+    json_object_set_new(o, "keys", keys);
+    return o;
+}
+
+char *
+atls_status_json(atls_store_t *st, time_t now)
+{
+    status_t s;
+    json_t  *root, *arr;
+    char    *out;
+    size_t   i;
+
+    if (status_load(st, &s) != 0) {
+        return NULL;
+    }
+    root = json_object();
+    arr = json_array();
+    if (root == NULL || arr == NULL) {
+        abort();
+    }
+    json_object_set_new(root, "version", json_string(ATLS_VERSION));
+    json_object_set_new(root, "generated", status_time(now));
+    for (i = 0; i < s.n; i++) {
+        json_array_append_new(arr, status_cert_json(&s.certs[i], now));
+    }
+    json_object_set_new(root, "certificates", arr);
+    out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    status_free(&s);
+    return out;
+}
+
+/* ---- Prometheus ------------------------------------------------------------ */
+
+typedef struct {
+    char  *p;
+    size_t len, cap;
+} status_buf_t;
+
+static void status_printf(status_buf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+status_printf(status_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    int     n;
+
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            abort();
+        }
+        if (b->p != NULL && b->len + (size_t) n < b->cap) {
+            b->len += (size_t) n;
+            return;
+        }
+        b->cap = (b->cap + (size_t) n + 1) * 2;
+        b->p = realloc(b->p, b->cap);
+        if (b->p == NULL) {
+            abort();
+        }
+    }
+}
+
+/* Label values: backslash, double quote and newline escaped (exposition
+ * format 0.0.4). */
+static char *
+status_label(const char *s)
+{
+    char  *o, *q;
+    size_t n = 1;
+    const char *p;
+
+    for (p = s; *p; p++) {
+        n += (*p == '\\' || *p == '"' || *p == '\n') ? 2 : 1;
+    }
+    o = malloc(n);
+    if (o == NULL) {
+        abort();
+    }
+    for (p = s, q = o; *p; p++) {
+        if (*p == '\\' || *p == '"') {
+            *q++ = '\\';
+            *q++ = *p;
+        } else if (*p == '\n') {
+            *q++ = '\\';
+            *q++ = 'n';
+        } else {
+            *q++ = *p;
+        }
+    }
+    *q = '\0';
+    return o;
+}
+
+static void
+status_family(status_buf_t *b, const char *name, const char *help)
+{
+    status_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+}
+
+char *
+atls_status_prometheus(atls_store_t *st, time_t now)
+{
+    static const atls_cert_state_t states[] = {
+        ATLS_STATE_PENDING, ATLS_STATE_VALID, ATLS_STATE_RENEWING, ATLS_STATE_FAILED
+    };
+    status_t     s;
+    status_buf_t b = { NULL, 0, 0 };
+    char       **ids;
+    size_t       i, k, j;
+    int          pass;
+
+    (void) now;
+    if (status_load(st, &s) != 0) {
+        return NULL;
+    }
+    ids = calloc(s.n + 1, sizeof(*ids));
+    if (ids == NULL) {
+        abort();
+    }
+    for (i = 0; i < s.n; i++) {
+        ids[i] = status_label(s.certs[i].id);
+    }
+
+    status_family(&b, "autotls_certificates_total", "Number of managed certificates.");
+    status_printf(&b, "autotls_certificates_total %zu\n", s.n);
+
+    for (pass = 0; pass < 2; pass++) {
+        if (pass == 0) {
+            status_family(&b, "autotls_certificate_not_after_seconds",
+                          "Expiry of the served certificate, Unix time.");
+        } else {
+            status_family(&b, "autotls_certificate_not_before_seconds",
+                          "Start of validity of the served certificate, Unix time.");
+        }
+        for (i = 0; i < s.n; i++) {
+            for (k = 0; k < s.certs[i].n_keys; k++) {
+                const status_key_t *key = &s.certs[i].keys[k];
+
+                status_printf(&b, "autotls_certificate_%s_seconds{id=\"%s\",key_type=\"%s\"} %lld\n",
+                              pass == 0 ? "not_after" : "not_before", ids[i],
+                              atls_key_type_name(key->type),
+                              (long long) (pass == 0 ? key->info.not_after
+                                                     : key->info.not_before));
+            }
+        }
+    }
+
+    status_family(&b, "autotls_certificate_next_renewal_seconds",
+                  "When the next renewal attempt is due, Unix time (0 = as soon as possible).");
+    for (i = 0; i < s.n; i++) {
+        if (s.certs[i].ok) {
+            status_printf(&b, "autotls_certificate_next_renewal_seconds{id=\"%s\"} %lld\n",
+                          ids[i], (long long) s.certs[i].next_renewal);
+        }
+    }
+
+    status_family(&b, "autotls_certificate_failures",
+                  "Consecutive failed renewal attempts.");
+    for (i = 0; i < s.n; i++) {
+        if (s.certs[i].ok) {
+            status_printf(&b, "autotls_certificate_failures{id=\"%s\"} %u\n",
+                          ids[i], s.certs[i].meta.failures);
+        }
+    }
+
+    status_family(&b, "autotls_certificate_state",
+                  "Certificate state: 1 for the current state, 0 for the others.");
+    for (i = 0; i < s.n; i++) {
+        if (!s.certs[i].ok) {
+            continue;
+        }
+        for (j = 0; j < sizeof(states) / sizeof(states[0]); j++) {
+            status_printf(&b, "autotls_certificate_state{id=\"%s\",state=\"%s\"} %d\n",
+                          ids[i], atls_cert_state_name(states[j]),
+                          s.certs[i].meta.state == states[j]);
+        }
+    }
+
+    atls_strv_free(ids, s.n);
+    status_free(&s);
+    return b.p;
+}

@@ -1,0 +1,692 @@
+/*
+ * Typed helpers over the store ops: the only code that knows the logical
+ * layout (see atls_store.h).  Backend-agnostic.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include "atls_store.h"
+
+void
+atls_store_close(atls_store_t *st)
+{
+    if (st != NULL && st->ops != NULL && st->ops->close != NULL) {
+        st->ops->close(st);
+    }
+}
+
+const char *
+atls_cert_state_name(atls_cert_state_t s)
+{
+    switch (s) {
+    case ATLS_STATE_PENDING:  return "pending";
+    case ATLS_STATE_VALID:    return "valid";
+    case ATLS_STATE_RENEWING: return "renewing";
+    case ATLS_STATE_FAILED:   return "failed";
+    }
+    return "unknown";
+}
+
+/* ---- ids ------------------------------------------------------------------- */
+
+char *
+atls_cert_id(const char *first_name)
+{
+    char  *id;
+    size_t i;
+
+    if (first_name == NULL || *first_name == '\0') {
+        return NULL;
+    }
+    id = atls_strdup(first_name);
+    for (i = 0; id[i] != '\0'; i++) {
+        unsigned char c = (unsigned char) id[i];
+
+        /* DNS names are case-insensitive; anything that could break out of
+         * one path component becomes '_' too. */
+        if (c == '*' || c == '/' || c < 0x20 || c == 0x7f) {
+            id[i] = '_';
+        } else {
+            id[i] = (char) tolower(c);
+        }
+    }
+    if (id[0] == '.') {
+        id[0] = '_';
+    }
+    return id;
+}
+
+char *
+atls_ca_id(const char *directory_url)
+{
+    char  *id;
+    size_t i;
+
+    if (directory_url == NULL || *directory_url == '\0') {
+        return NULL;
+    }
+    id = atls_strdup(directory_url);
+    for (i = 0; id[i] != '\0'; i++) {
+        char c = id[i];
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+              || (c >= '0' && c <= '9') || c == '.' || c == '-'))
+        {
+            id[i] = '_';
+        }
+    }
+    if (id[0] == '.') {
+        id[0] = '_';
+    }
+    return id;
+}
+
+/* An id must be exactly one path component. */
+static int
+store_id_ok(const char *id)
+{
+    return id != NULL && *id != '\0' && *id != '.' && strchr(id, '/') == NULL;
+}
+
+/* Concatenates NULL-terminated string arguments. */
+static char *store_cat(const char *first, ...) __attribute__((sentinel));
+
+static char *
+store_cat(const char *first, ...)
+{
+    va_list     ap;
+    const char *s;
+    char       *p;
+    size_t      n = 1, off = 0;
+
+    va_start(ap, first);
+    for (s = first; s != NULL; s = va_arg(ap, const char *)) {
+        n += strlen(s);
+    }
+    va_end(ap);
+    p = malloc(n);
+    if (p == NULL) {
+        abort();
+    }
+    va_start(ap, first);
+    for (s = first; s != NULL; s = va_arg(ap, const char *)) {
+        memcpy(p + off, s, strlen(s));
+        off += strlen(s);
+    }
+    va_end(ap);
+    p[off] = '\0';
+    return p;
+}
+
+/* "<location>/<path>: " prefix so an operator can find the file. */
+static void
+store_err_path(atls_store_t *st, const char *path, char *err, size_t errlen,
+               const char *why)
+{
+    snprintf(err, errlen, "%s/%s: %s", st->location ? st->location : "", path, why);
+}
+
+/* ---- issuer and meta ------------------------------------------------------- */
+
+void
+atls_issuer_free(atls_issuer_t *is)
+{
+    if (is == NULL) {
+        return;
+    }
+    free(is->directory);
+    free(is->ca_file);
+    atls_strv_free(is->contact, is->n_contact);
+    free(is->dns_hook);
+    if (is->eab_hmac != NULL) {
+        OPENSSL_cleanse(is->eab_hmac, strlen(is->eab_hmac));
+    }
+    free(is->eab_kid);
+    free(is->eab_hmac);
+    free(is->profile);
+    free(is->preferred_chain);
+    memset(is, 0, sizeof(*is));
+}
+
+static char **
+store_strv_dup(char *const *v, size_t n)
+{
+    char **d;
+    size_t i;
+
+    if (v == NULL || n == 0) {
+        return NULL;
+    }
+    d = calloc(n + 1, sizeof(*d));
+    if (d == NULL) {
+        abort();
+    }
+    for (i = 0; i < n; i++) {
+        d[i] = atls_strdup(v[i]);
+    }
+    return d;
+}
+
+void
+atls_issuer_copy(atls_issuer_t *dst, const atls_issuer_t *src)
+{
+    *dst = *src;
+    dst->directory = atls_strdup(src->directory);
+    dst->ca_file = atls_strdup(src->ca_file);
+    dst->contact = store_strv_dup(src->contact, src->n_contact);
+    dst->n_contact = dst->contact ? src->n_contact : 0;
+    dst->dns_hook = atls_strdup(src->dns_hook);
+    dst->eab_kid = atls_strdup(src->eab_kid);
+    dst->eab_hmac = atls_strdup(src->eab_hmac);
+    dst->profile = atls_strdup(src->profile);
+    dst->preferred_chain = atls_strdup(src->preferred_chain);
+}
+
+void
+atls_cert_meta_free(atls_cert_meta_t *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    free(m->id);
+    atls_strv_free(m->names, m->n_names);
+    atls_issuer_free(&m->issuer);
+    free(m->last_error);
+    free(m->account_url);
+    memset(m, 0, sizeof(*m));
+}
+
+int
+atls_store_load_meta(atls_store_t *st, const char *id, atls_cert_meta_t *m,
+                     char *err, size_t errlen)
+{
+    char   *path, *data = NULL, why[512];
+    size_t  len = 0;
+    int     rc;
+
+    memset(m, 0, sizeof(*m));
+    if (!store_id_ok(id)) {
+        snprintf(err, errlen, "invalid certificate id \"%s\"", id ? id : "(null)");
+        return ATLS_STORE_ERROR;
+    }
+    path = store_cat("certs/", id, "/meta.json", NULL);
+    rc = st->ops->get(st, path, &data, &len, err, errlen);
+    if (rc != ATLS_STORE_OK) {
+        free(path);
+        return rc;
+    }
+    if (atls_cert_meta_from_json(data, len, m, why, sizeof(why)) != 0) {
+        /* Reported, never deleted: the operator decides what to do with it. */
+        store_err_path(st, path, err, errlen, why);
+        rc = ATLS_STORE_ERROR;
+    } else if (strcmp(m->id, id) != 0) {
+        store_err_path(st, path, err, errlen, "field \"id\" does not match the directory");
+        atls_cert_meta_free(m);
+        rc = ATLS_STORE_ERROR;
+    }
+    free(data);
+    free(path);
+    return rc;
+}
+
+int
+atls_store_save_meta(atls_store_t *st, const atls_cert_meta_t *m,
+                     char *err, size_t errlen)
+{
+    char *path, *json;
+    int   rc;
+
+    if (m == NULL || !store_id_ok(m->id)) {
+        snprintf(err, errlen, "invalid certificate id");
+        return ATLS_STORE_ERROR;
+    }
+    json = atls_cert_meta_to_json(m);
+    if (json == NULL) {
+        snprintf(err, errlen, "certificate %s: cannot serialise meta", m->id);
+        return ATLS_STORE_ERROR;
+    }
+    path = store_cat("certs/", m->id, "/meta.json", NULL);
+    rc = st->ops->put(st, path, json, strlen(json), 0, err, errlen);
+    free(path);
+    free(json);
+    return rc;
+}
+
+int
+atls_store_list_certs(atls_store_t *st, char ***ids, size_t *n, char *err, size_t errlen)
+{
+    int rc = st->ops->list(st, "certs", ids, n, err, errlen);
+
+    if (rc == ATLS_STORE_NOTFOUND) {
+        *ids = NULL;
+        *n = 0;
+        return ATLS_STORE_OK;
+    }
+    return rc;
+}
+
+/* ---- key + chain ----------------------------------------------------------- */
+
+int
+atls_store_load_cert(atls_store_t *st, const char *id, atls_key_type_t kt,
+                     EVP_PKEY **key, STACK_OF(X509) **chain, char *err, size_t errlen)
+{
+    const char     *ktn = atls_key_type_name(kt), *certs;
+    char           *path, *data = NULL, why[256];
+    size_t          len = 0;
+    EVP_PKEY       *k = NULL;
+    STACK_OF(X509) *c = NULL;
+    int             rc;
+
+    if (key != NULL) {
+        *key = NULL;
+    }
+    if (chain != NULL) {
+        *chain = NULL;
+    }
+    if (!store_id_ok(id) || ktn == NULL) {
+        snprintf(err, errlen, "invalid certificate id or key type");
+        return ATLS_STORE_ERROR;
+    }
+    path = store_cat("certs/", id, "/", ktn, ".pem", NULL);
+    rc = st->ops->get(st, path, &data, &len, err, errlen);
+    if (rc != ATLS_STORE_OK) {
+        free(path);
+        return rc;
+    }
+    /* The file is key PEM then chain PEM; split at the first certificate so
+     * neither parser has to skip the other's blocks. */
+    certs = strstr(data, "-----BEGIN CERTIFICATE-----");
+    if (certs == NULL) {
+        store_err_path(st, path, err, errlen, "no certificate in file");
+        rc = ATLS_STORE_ERROR;
+        goto done;
+    }
+    k = atls_key_from_pem(data, (size_t) (certs - data));
+    if (k == NULL) {
+        store_err_path(st, path, err, errlen, "no usable private key in file");
+        rc = ATLS_STORE_ERROR;
+        goto done;
+    }
+    c = atls_chain_parse(certs, len - (size_t) (certs - data), why, sizeof(why));
+    if (c == NULL) {
+        store_err_path(st, path, err, errlen, why);
+        rc = ATLS_STORE_ERROR;
+        goto done;
+    }
+    if (atls_chain_check(c, k, NULL, 0, why, sizeof(why)) != 0) {
+        store_err_path(st, path, err, errlen, why);
+        rc = ATLS_STORE_ERROR;
+        goto done;
+    }
+    if (key != NULL) {
+        *key = k;
+        k = NULL;
+    }
+    if (chain != NULL) {
+        *chain = c;
+        c = NULL;
+    }
+    rc = ATLS_STORE_OK;
+
+done:
+    if (data != NULL) {
+        OPENSSL_cleanse(data, len);
+    }
+    free(data);
+    free(path);
+    EVP_PKEY_free(k);
+    atls_chain_free(c);
+    return rc;
+}
+
+int
+atls_store_save_cert(atls_store_t *st, const char *id, atls_key_type_t kt,
+                     EVP_PKEY *key, const char *chain_pem, char *err, size_t errlen)
+{
+    const char     *ktn = atls_key_type_name(kt);
+    STACK_OF(X509) *chain = NULL;
+    char           *kpem = NULL, *cpem = NULL, *buf = NULL, *path = NULL, why[256];
+    size_t          klen, clen;
+    int             rc = ATLS_STORE_ERROR;
+
+    if (!store_id_ok(id) || ktn == NULL || key == NULL || chain_pem == NULL) {
+        snprintf(err, errlen, "save certificate: invalid arguments");
+        return ATLS_STORE_ERROR;
+    }
+    chain = atls_chain_parse(chain_pem, strlen(chain_pem), why, sizeof(why));
+    if (chain == NULL) {
+        snprintf(err, errlen, "certificate %s (%s): %s", id, ktn, why);
+        return ATLS_STORE_ERROR;
+    }
+    /* Never let a key/chain mismatch reach the file the server loads. */
+    if (atls_chain_check(chain, key, NULL, 0, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "certificate %s (%s): %s", id, ktn, why);
+        goto done;
+    }
+    kpem = atls_key_to_pem(key);
+    cpem = atls_chain_to_pem(chain);
+    if (kpem == NULL || cpem == NULL) {
+        snprintf(err, errlen, "certificate %s (%s): cannot encode PEM", id, ktn);
+        goto done;
+    }
+    klen = strlen(kpem);
+    clen = strlen(cpem);
+    buf = malloc(klen + clen + 1);
+    if (buf == NULL) {
+        abort();
+    }
+    memcpy(buf, kpem, klen);
+    memcpy(buf + klen, cpem, clen + 1);
+    path = store_cat("certs/", id, "/", ktn, ".pem", NULL);
+    rc = st->ops->put(st, path, buf, klen + clen, 1, err, errlen);
+
+done:
+    if (kpem != NULL) {
+        OPENSSL_cleanse(kpem, strlen(kpem));
+        free(kpem);
+    }
+    if (buf != NULL) {
+        OPENSSL_cleanse(buf, klen + clen);
+        free(buf);
+    }
+    free(cpem);
+    free(path);
+    atls_chain_free(chain);
+    return rc;
+}
+
+/* ---- accounts -------------------------------------------------------------- */
+
+static int
+store_read_account_url(atls_store_t *st, const char *caid, char **url,
+                       char *err, size_t errlen)
+{
+    char        *path, *data = NULL;
+    size_t       len = 0;
+    json_t      *root, *v;
+    json_error_t jerr;
+    int          rc;
+
+    path = store_cat("accounts/", caid, "/account.json", NULL);
+    rc = st->ops->get(st, path, &data, &len, err, errlen);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        free(path);
+        return ATLS_STORE_OK;
+    }
+    if (rc != ATLS_STORE_OK) {
+        free(path);
+        return rc;
+    }
+    root = json_loadb(data, len, 0, &jerr);
+    v = json_object_get(root, "url");
+    if (root == NULL) {
+        char why[256];
+
+        snprintf(why, sizeof(why), "invalid JSON at line %d: %s", jerr.line, jerr.text);
+        store_err_path(st, path, err, errlen, why);
+        rc = ATLS_STORE_ERROR;
+    } else if (v != NULL && !json_is_null(v) && !json_is_string(v)) {
+        store_err_path(st, path, err, errlen, "field \"url\" must be a string");
+        rc = ATLS_STORE_ERROR;
+    } else {
+        *url = atls_strdup(json_string_value(v));
+    }
+    json_decref(root);
+    free(data);
+    free(path);
+    return rc;
+}
+
+int
+atls_store_load_account(atls_store_t *st, const char *directory_url,
+                        EVP_PKEY **key, char **url, int *created,
+                        char *err, size_t errlen)
+{
+    char              *caid, *path = NULL, *data = NULL, *pem = NULL, *lname = NULL;
+    size_t             len = 0;
+    EVP_PKEY          *k = NULL;
+    atls_store_lock_t *lk = NULL;
+    int                rc;
+
+    if (key != NULL) {
+        *key = NULL;
+    }
+    if (url != NULL) {
+        *url = NULL;
+    }
+    if (created != NULL) {
+        *created = 0;
+    }
+    caid = atls_ca_id(directory_url);
+    if (caid == NULL) {
+        snprintf(err, errlen, "account: no ACME directory URL");
+        return ATLS_STORE_ERROR;
+    }
+    path = store_cat("accounts/", caid, "/account.key", NULL);
+    rc = st->ops->get(st, path, &data, &len, err, errlen);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        /* Two processes must not each create a key and overwrite the other's:
+         * take the account lock and look again. */
+        lname = store_cat("account-", caid, NULL);
+        rc = st->ops->lock(st, lname, 1, &lk, err, errlen);
+        if (rc != ATLS_STORE_OK) {
+            goto done;
+        }
+        rc = st->ops->get(st, path, &data, &len, err, errlen);
+        if (rc == ATLS_STORE_NOTFOUND) {
+            k = atls_key_generate(ATLS_KEY_EC256);
+            pem = k ? atls_key_to_pem(k) : NULL;
+            if (pem == NULL) {
+                snprintf(err, errlen, "account: cannot generate a key");
+                rc = ATLS_STORE_ERROR;
+                goto done;
+            }
+            rc = st->ops->put(st, path, pem, strlen(pem), 1, err, errlen);
+            if (rc != ATLS_STORE_OK) {
+                goto done;
+            }
+            atls_log(ATLS_LOG_INFO, "store: created account key for %s", directory_url);
+            if (created != NULL) {
+                *created = 1;
+            }
+        }
+        if (rc != ATLS_STORE_OK) {
+            goto done;
+        }
+    } else if (rc != ATLS_STORE_OK) {
+        goto done;
+    }
+    if (k == NULL) {
+        k = atls_key_from_pem(data, len);
+        if (k == NULL) {
+            store_err_path(st, path, err, errlen, "not a usable private key");
+            rc = ATLS_STORE_ERROR;
+            goto done;
+        }
+    }
+    if (url != NULL) {
+        rc = store_read_account_url(st, caid, url, err, errlen);
+        if (rc != ATLS_STORE_OK) {
+            goto done;
+        }
+    }
+    if (key != NULL) {
+        *key = k;
+        k = NULL;
+    }
+    rc = ATLS_STORE_OK;
+
+done:
+    if (lk != NULL) {
+        st->ops->unlock(st, lk);
+    }
+    if (data != NULL) {
+        OPENSSL_cleanse(data, len);
+        free(data);
+    }
+    if (pem != NULL) {
+        OPENSSL_cleanse(pem, strlen(pem));
+        free(pem);
+    }
+    EVP_PKEY_free(k);
+    free(lname);
+    free(path);
+    free(caid);
+    return rc;
+}
+
+int
+atls_store_save_account(atls_store_t *st, const char *directory_url,
+                        const char *url, char *const *contact, size_t n_contact,
+                        char *err, size_t errlen)
+{
+    char   *caid, *path, *json;
+    json_t *o, *c;
+    size_t  i;
+    int     rc;
+
+    caid = atls_ca_id(directory_url);
+    if (caid == NULL) {
+        snprintf(err, errlen, "account: no ACME directory URL");
+        return ATLS_STORE_ERROR;
+    }
+    o = json_object();
+    c = json_array();
+    if (o == NULL || c == NULL) {
+        abort();
+    }
+    for (i = 0; i < n_contact; i++) {
+        if (contact[i] != NULL) {
+            json_array_append_new(c, json_string(contact[i]));
+        }
+    }
+    json_object_set_new(o, "directory", json_string(directory_url));
+    json_object_set_new(o, "url", url ? json_string(url) : json_null());
+    json_object_set_new(o, "contact", c);
+    json = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (json == NULL) {
+        free(caid);
+        snprintf(err, errlen, "account: cannot serialise");
+        return ATLS_STORE_ERROR;
+    }
+    path = store_cat("accounts/", caid, "/account.json", NULL);
+    rc = st->ops->put(st, path, json, strlen(json), 0, err, errlen);
+    free(path);
+    free(json);
+    free(caid);
+    return rc;
+}
+
+/* ---- renew requests and generation ---------------------------------------- */
+
+int
+atls_store_request_renew(atls_store_t *st, const char *id, char *err, size_t errlen)
+{
+    char  *path, when[40];
+    int    rc;
+
+    if (!store_id_ok(id)) {
+        snprintf(err, errlen, "invalid certificate id \"%s\"", id ? id : "(null)");
+        return ATLS_STORE_ERROR;
+    }
+    atls_rfc3339_format(time(NULL), when, sizeof(when) - 1);
+    strcat(when, "\n");
+    path = store_cat("requests/", id, NULL);
+    rc = st->ops->put(st, path, when, strlen(when), 0, err, errlen);
+    free(path);
+    return rc;
+}
+
+int
+atls_store_take_request(atls_store_t *st, const char *id)
+{
+    char  err[256];
+    char *path;
+    int   rc;
+
+    if (!store_id_ok(id)) {
+        return 0;
+    }
+    path = store_cat("requests/", id, NULL);
+    rc = st->ops->del(st, path, err, sizeof(err));
+    if (rc == ATLS_STORE_ERROR) {
+        atls_log(ATLS_LOG_WARN, "store: renew request for %s: %s", id, err);
+    }
+    free(path);
+    return rc == ATLS_STORE_OK;
+}
+
+static int
+store_read_generation(atls_store_t *st, uint64_t *gen, char *err, size_t errlen)
+{
+    char              *data = NULL, *end;
+    size_t             len;
+    unsigned long long v;
+    int                rc;
+
+    *gen = 0;
+    rc = st->ops->get(st, "generation", &data, &len, err, errlen);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        return ATLS_STORE_OK;
+    }
+    if (rc != ATLS_STORE_OK) {
+        return rc;
+    }
+    errno = 0;
+    v = strtoull(data, &end, 10);
+    if (errno != 0 || end == data || (*end != '\0' && *end != '\n') || data[0] == '-') {
+        store_err_path(st, "generation", err, errlen, "not a decimal number");
+        free(data);
+        return ATLS_STORE_ERROR;
+    }
+    free(data);
+    *gen = v;
+    return ATLS_STORE_OK;
+}
+
+uint64_t
+atls_store_generation(atls_store_t *st)
+{
+    char     err[256];
+    uint64_t g;
+
+    if (store_read_generation(st, &g, err, sizeof(err)) != ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_WARN, "store: %s", err);
+        return 0;
+    }
+    return g;
+}
+
+int
+atls_store_bump_generation(atls_store_t *st)
+{
+    char               err[256], buf[32];
+    atls_store_lock_t *lk = NULL;
+    uint64_t           g;
+    int                rc;
+
+    rc = st->ops->lock(st, "generation", 1, &lk, err, sizeof(err));
+    if (rc != ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_ERR, "store: generation lock: %s", err);
+        return ATLS_STORE_ERROR;
+    }
+    rc = store_read_generation(st, &g, err, sizeof(err));
+    if (rc == ATLS_STORE_OK) {
+        snprintf(buf, sizeof(buf), "%" PRIu64 "\n", g + 1);
+        rc = st->ops->put(st, "generation", buf, strlen(buf), 0, err, sizeof(err));
+    }
+    st->ops->unlock(st, lk);
+    if (rc != ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_ERR, "store: generation: %s", err);
+        return ATLS_STORE_ERROR;
+    }
+    return ATLS_STORE_OK;
+}

@@ -1,0 +1,681 @@
+/*
+ * autotls for nginx: configuration.
+ *
+ *   autotls_issuer NAME { directory URL; contact EMAIL...; accept_terms on; ... }
+ *   autotls ISSUER [NAME...];
+ *
+ * Names and issuers are resolved after the whole http{} block is read
+ * (ngx_http_autotls_resolve) so that the order of blocks does not matter;
+ * every error names the file and line of the directive at fault.
+ */
+
+#include "ngx_http_autotls_module.h"
+#include <ngx_http_ssl_module.h>
+
+
+static char *ngx_http_autotls_issuer_cmd(ngx_conf_t *cf, ngx_command_t *dummy,
+    void *conf);
+static char *ngx_http_autotls_cstr(ngx_str_t *s);
+static ngx_int_t ngx_http_autotls_server_names(ngx_conf_t *cf,
+    ngx_http_autotls_srv_conf_t *ascf, ngx_http_core_srv_conf_t *cscf,
+    ngx_array_t *out);
+static ngx_int_t ngx_http_autotls_ssl_servers(ngx_conf_t *cf,
+    ngx_array_t *ssl_servers);
+
+
+static void
+ngx_http_autotls_log_cb(void *ctx, atls_log_level_t level, const char *msg)
+{
+    ngx_uint_t  nlevel;
+
+    switch (level) {
+    case ATLS_LOG_ERR:
+        nlevel = NGX_LOG_ERR;
+        break;
+    case ATLS_LOG_WARN:
+        nlevel = NGX_LOG_WARN;
+        break;
+    case ATLS_LOG_INFO:
+        nlevel = NGX_LOG_NOTICE;
+        break;
+    default:
+        nlevel = NGX_LOG_DEBUG;
+        break;
+    }
+
+    if (ngx_cycle && ngx_cycle->log) {
+        ngx_log_error(nlevel, ngx_cycle->log, 0, "autotls: %s", msg);
+    }
+}
+
+
+void
+ngx_http_autotls_log_install(ngx_log_t *log)
+{
+    atls_log_level_t  max;
+
+    max = (log && log->log_level >= NGX_LOG_DEBUG) ? ATLS_LOG_DEBUG
+                                                    : ATLS_LOG_INFO;
+    atls_log_set(ngx_http_autotls_log_cb, NULL, max);
+}
+
+
+/* a malloc'd C string (the core frees issuer members with free()) */
+static char *
+ngx_http_autotls_cstr(ngx_str_t *s)
+{
+    char  *p;
+
+    p = malloc(s->len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, s->data, s->len);
+    p[s->len] = '\0';
+
+    return p;
+}
+
+
+char *
+ngx_http_autotls_issuer_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_autotls_main_conf_t  *amcf = conf;
+
+    char                       *rv;
+    ngx_str_t                  *value;
+    ngx_uint_t                  i;
+    ngx_conf_t                  save;
+    ngx_http_autotls_issuer_t  *iss;
+
+    value = cf->args->elts;
+
+    iss = amcf->issuers.elts;
+    for (i = 0; i < amcf->issuers.nelts; i++) {
+        if (iss[i].name.len == value[1].len
+            && ngx_strncmp(iss[i].name.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate autotls_issuer \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    iss = ngx_array_push(&amcf->issuers);
+    if (iss == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(iss, sizeof(ngx_http_autotls_issuer_t));
+    iss->name = value[1];
+    iss->accept_terms = NGX_CONF_UNSET;
+    iss->file = cf->conf_file->file.name.data;
+    iss->line = cf->conf_file->line;
+    iss->is.challenge = ATLS_CHAL_HTTP01;
+
+    save = *cf;
+    cf->handler = ngx_http_autotls_issuer_cmd;
+    cf->handler_conf = (char *) iss;
+
+    rv = ngx_conf_parse(cf, NULL);
+
+    *cf = save;
+
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (iss->is.directory == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "autotls_issuer \"%V\" has no \"directory\" in %s:%ui",
+                      &iss->name, iss->file, iss->line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (iss->accept_terms != 1) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "autotls_issuer \"%V\" needs \"accept_terms on\" "
+                      "(the CA's terms of service must be accepted) in %s:%ui",
+                      &iss->name, iss->file, iss->line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (iss->is.challenge == ATLS_CHAL_DNS01 && iss->is.dns_hook == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "autotls_issuer \"%V\" uses dns-01 without "
+                      "\"dns_hook\" in %s:%ui",
+                      &iss->name, iss->file, iss->line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (iss->is.n_key_types == 0) {
+        iss->is.key_types[0] = ATLS_KEY_EC256;
+        iss->is.n_key_types = 1;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+#define ngx_http_autotls_is(name)                                            \
+    (value[0].len == sizeof(name) - 1                                        \
+     && ngx_strncmp(value[0].data, name, sizeof(name) - 1) == 0)
+
+
+static char *
+ngx_http_autotls_issuer_cmd(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
+{
+    ngx_http_autotls_issuer_t  *iss = (ngx_http_autotls_issuer_t *) conf;
+
+    char             *s, **v;
+    ngx_str_t        *value;
+    ngx_uint_t        i, n;
+    atls_key_type_t   kt;
+
+    value = cf->args->elts;
+    n = cf->args->nelts;
+
+    if (ngx_http_autotls_is("directory") && n == 2) {
+        if (iss->is.directory) {
+            return "is duplicate";
+        }
+        if (ngx_strncmp(value[1].data, "https://", 8) != 0
+            && ngx_strncmp(value[1].data, "http://", 7) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid ACME directory URL \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+        iss->is.directory = ngx_http_autotls_cstr(&value[1]);
+        return iss->is.directory ? NGX_CONF_OK : NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_autotls_is("contact") && n >= 2) {
+        v = realloc(iss->is.contact,
+                    (iss->is.n_contact + n - 1) * sizeof(char *));
+        if (v == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        iss->is.contact = v;
+        for (i = 1; i < n; i++) {
+            s = ngx_http_autotls_cstr(&value[i]);
+            if (s == NULL) {
+                return NGX_CONF_ERROR;
+            }
+            iss->is.contact[iss->is.n_contact++] = s;
+        }
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_autotls_is("accept_terms") && n == 2) {
+        if (ngx_strcmp(value[1].data, "on") == 0) {
+            iss->accept_terms = 1;
+        } else if (ngx_strcmp(value[1].data, "off") == 0) {
+            iss->accept_terms = 0;
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value \"%V\" in \"accept_terms\", "
+                               "it must be \"on\" or \"off\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+        iss->is.agree_tos = (int) iss->accept_terms;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_autotls_is("ca_certificate") && n == 2) {
+        if (ngx_conf_full_name(cf->cycle, &value[1], 1) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+        free(iss->is.ca_file);
+        iss->is.ca_file = ngx_http_autotls_cstr(&value[1]);
+        return iss->is.ca_file ? NGX_CONF_OK : NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_autotls_is("challenge") && n == 2) {
+        if (atls_challenge_type_parse((char *) value[1].data,
+                                      &iss->is.challenge)
+            != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown challenge type \"%V\", it must be "
+                               "http-01, tls-alpn-01 or dns-01", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_autotls_is("dns_hook") && n == 2) {
+        if (ngx_conf_full_name(cf->cycle, &value[1], 0) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+        free(iss->is.dns_hook);
+        iss->is.dns_hook = ngx_http_autotls_cstr(&value[1]);
+        return iss->is.dns_hook ? NGX_CONF_OK : NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_autotls_is("eab") && n == 3) {
+        free(iss->is.eab_kid);
+        free(iss->is.eab_hmac);
+        iss->is.eab_kid = ngx_http_autotls_cstr(&value[1]);
+        iss->is.eab_hmac = ngx_http_autotls_cstr(&value[2]);
+        return (iss->is.eab_kid && iss->is.eab_hmac) ? NGX_CONF_OK
+                                                     : NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_autotls_is("key") && (n == 2 || n == 3)) {
+        if (iss->key_set) {
+            return "is duplicate";
+        }
+        iss->key_set = 1;
+        for (i = 1; i < n; i++) {
+            if (atls_key_type_parse((char *) value[i].data, &kt) != 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "unknown key type \"%V\", it must be "
+                                   "ec256, ec384, rsa2048, rsa3072 or rsa4096",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+            if (i == 2 && (atls_key_type_is_rsa(kt)
+                           == atls_key_type_is_rsa(iss->is.key_types[0])))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "two key types must be one ECDSA and "
+                                   "one RSA type");
+                return NGX_CONF_ERROR;
+            }
+            iss->is.key_types[i - 1] = kt;
+        }
+        iss->is.n_key_types = n - 1;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_autotls_is("profile") && (n == 2 || n == 3)) {
+        free(iss->is.profile);
+        iss->is.profile = ngx_http_autotls_cstr(&value[1]);
+        if (n == 3) {
+            if (ngx_strcmp(value[2].data, "required") != 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\"", &value[2]);
+                return NGX_CONF_ERROR;
+            }
+            iss->is.profile_required = 1;
+        }
+        return iss->is.profile ? NGX_CONF_OK : NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_autotls_is("preferred_chain") && n == 2) {
+        free(iss->is.preferred_chain);
+        iss->is.preferred_chain = ngx_http_autotls_cstr(&value[1]);
+        return iss->is.preferred_chain ? NGX_CONF_OK : NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_autotls_is("renew_before") && n == 2) {
+        if (atls_renew_policy_parse((char *) value[1].data, &iss->is.renew)
+            != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"renew_before\" value \"%V\", "
+                               "use a percentage (33%%) or a duration (30d)",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "unknown directive or wrong number of arguments "
+                       "\"%V\" in autotls_issuer", &value[0]);
+    return NGX_CONF_ERROR;
+}
+
+
+char *
+ngx_http_autotls_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_autotls_srv_conf_t  *ascf = conf;
+
+    ngx_str_t                     *value, *name;
+    ngx_uint_t                     i;
+    ngx_http_ssl_srv_conf_t       *sscf;
+    ngx_http_autotls_main_conf_t  *amcf;
+
+    if (ascf->issuer.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    ascf->issuer = value[1];
+    ascf->file = cf->conf_file->file.name.data;
+    ascf->line = cf->conf_file->line;
+
+    if (cf->args->nelts > 2) {
+        ascf->names = ngx_array_create(cf->pool, cf->args->nelts - 2,
+                                       sizeof(ngx_str_t));
+        if (ascf->names == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        for (i = 2; i < cf->args->nelts; i++) {
+            name = ngx_array_push(ascf->names);
+            if (name == NULL) {
+                return NGX_CONF_ERROR;
+            }
+            *name = value[i];
+            ngx_strlow(name->data, name->data, name->len);
+        }
+    }
+
+    /*
+     * ngx_http_ssl_module merges before us and refuses an ssl listener
+     * without a certificate; give the server a fallback certificate now
+     * (the certificate callback replaces it at every handshake).
+     */
+    sscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_ssl_module);
+
+    if (sscf->certificates == NGX_CONF_UNSET_PTR
+        || sscf->certificates == NULL)
+    {
+        amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_autotls_module);
+
+        if (ngx_http_autotls_fallback(cf, amcf) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        sscf->certificates = ngx_array_create(cf->pool, 1, sizeof(ngx_str_t));
+        sscf->certificate_keys = ngx_array_create(cf->pool, 1,
+                                                  sizeof(ngx_str_t));
+        if (sscf->certificates == NULL || sscf->certificate_keys == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        name = ngx_array_push(sscf->certificates);
+        if (name == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        *name = amcf->fallback_cert;
+
+        name = ngx_array_push(sscf->certificate_keys);
+        if (name == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        *name = amcf->fallback_key;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the names of server_name, checked for what ACME can certify */
+static ngx_int_t
+ngx_http_autotls_server_names(ngx_conf_t *cf,
+    ngx_http_autotls_srv_conf_t *ascf, ngx_http_core_srv_conf_t *cscf,
+    ngx_array_t *out)
+{
+    ngx_str_t               *n;
+    ngx_uint_t               i;
+    ngx_http_server_name_t  *sn;
+
+    sn = cscf->server_names.elts;
+
+    for (i = 0; i < cscf->server_names.nelts; i++) {
+
+#if (NGX_PCRE)
+        if (sn[i].regex) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "autotls cannot certify the regular expression "
+                          "server name \"%V\"; list the names in "
+                          "\"autotls %V NAME...;\" in %s:%ui",
+                          &sn[i].name, &ascf->issuer, ascf->file, ascf->line);
+            return NGX_ERROR;
+        }
+#endif
+
+        if (sn[i].name.len == 0
+            || (sn[i].name.len == 1 && sn[i].name.data[0] == '_'))
+        {
+            continue;
+        }
+
+        n = ngx_array_push(out);
+        if (n == NULL) {
+            return NGX_ERROR;
+        }
+
+        *n = sn[i].name;
+    }
+
+    return NGX_OK;
+}
+
+
+/* core server configurations that have at least one "listen ... ssl" */
+static ngx_int_t
+ngx_http_autotls_ssl_servers(ngx_conf_t *cf, ngx_array_t *ssl_servers)
+{
+    ngx_uint_t                   p, a, s;
+    ngx_http_conf_port_t        *port;
+    ngx_http_conf_addr_t        *addr;
+    ngx_http_core_srv_conf_t   **cscfp, **slot;
+    ngx_http_core_main_conf_t   *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    if (cmcf->ports == NULL) {
+        return NGX_OK;
+    }
+
+    port = cmcf->ports->elts;
+    for (p = 0; p < cmcf->ports->nelts; p++) {
+        addr = port[p].addrs.elts;
+        for (a = 0; a < port[p].addrs.nelts; a++) {
+            if (!addr[a].opt.ssl) {
+                continue;
+            }
+            cscfp = addr[a].servers.elts;
+            for (s = 0; s < addr[a].servers.nelts; s++) {
+                slot = ngx_array_push(ssl_servers);
+                if (slot == NULL) {
+                    return NGX_ERROR;
+                }
+                *slot = cscfp[s];
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_autotls_resolve(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
+{
+    size_t                        j;
+    ngx_str_t                    *nm;
+    ngx_uint_t                    s, i, k, found;
+    ngx_array_t                   names, ssl_servers;
+    ngx_http_autotls_cert_t      *cert, **slot, **certs;
+    ngx_http_core_srv_conf_t    **cscfp, **sslp;
+    ngx_http_core_main_conf_t    *cmcf;
+    ngx_http_autotls_issuer_t    *iss;
+    ngx_http_autotls_srv_conf_t  *ascf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    cscfp = cmcf->servers.elts;
+
+    if (ngx_array_init(&ssl_servers, cf->temp_pool, 4,
+                       sizeof(ngx_http_core_srv_conf_t *))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_autotls_ssl_servers(cf, &ssl_servers) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (s = 0; s < cmcf->servers.nelts; s++) {
+
+        ascf = cscfp[s]->ctx->srv_conf[ngx_http_autotls_module.ctx_index];
+
+        if (ascf->issuer.len == 0) {
+            continue;
+        }
+
+        iss = amcf->issuers.elts;
+        for (i = 0; i < amcf->issuers.nelts; i++) {
+            if (iss[i].name.len == ascf->issuer.len
+                && ngx_strncmp(iss[i].name.data, ascf->issuer.data,
+                               ascf->issuer.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (i == amcf->issuers.nelts) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown autotls_issuer \"%V\" in %s:%ui",
+                          &ascf->issuer, ascf->file, ascf->line);
+            return NGX_ERROR;
+        }
+
+        iss = &iss[i];
+
+        found = 0;
+        sslp = ssl_servers.elts;
+        for (i = 0; i < ssl_servers.nelts; i++) {
+            if (sslp[i] == cscfp[s]) {
+                found = 1;
+                break;
+            }
+        }
+
+        if (!found) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"autotls\" needs a \"listen ... ssl\" in its "
+                          "server in %s:%ui", ascf->file, ascf->line);
+            return NGX_ERROR;
+        }
+
+        if (ascf->names) {
+            names = *ascf->names;
+
+        } else {
+            if (ngx_array_init(&names, cf->temp_pool, 4, sizeof(ngx_str_t))
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+            if (ngx_http_autotls_server_names(cf, ascf, cscfp[s], &names)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        if (names.nelts == 0) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"autotls\" has no names: set \"server_name\" or "
+                          "list them in \"autotls %V NAME...;\" in %s:%ui",
+                          &ascf->issuer, ascf->file, ascf->line);
+            return NGX_ERROR;
+        }
+
+        cert = ngx_pcalloc(cf->pool, sizeof(ngx_http_autotls_cert_t));
+        if (cert == NULL) {
+            return NGX_ERROR;
+        }
+
+        cert->names = ngx_pcalloc(cf->pool,
+                                  (names.nelts + 1) * sizeof(char *));
+        if (cert->names == NULL) {
+            return NGX_ERROR;
+        }
+
+        nm = names.elts;
+        for (i = 0; i < names.nelts; i++) {
+
+            if (nm[i].len > NGX_HTTP_AUTOTLS_NAME_MAX) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "autotls name \"%V\" is too long in %s:%ui",
+                              &nm[i], ascf->file, ascf->line);
+                return NGX_ERROR;
+            }
+
+            if (nm[i].data[0] == '.'
+                || (nm[i].data[0] == '*'
+                    && (nm[i].len < 3 || nm[i].data[1] != '.'))
+                || ngx_strlchr(nm[i].data + 1, nm[i].data + nm[i].len, '*'))
+            {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "autotls cannot certify the name \"%V\": only "
+                              "exact names and \"*.domain\" are possible "
+                              "in %s:%ui", &nm[i], ascf->file, ascf->line);
+                return NGX_ERROR;
+            }
+
+            if (nm[i].data[0] == '*' && iss->is.challenge != ATLS_CHAL_DNS01) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "the wildcard name \"%V\" needs an issuer "
+                              "with \"challenge dns-01\" in %s:%ui",
+                              &nm[i], ascf->file, ascf->line);
+                return NGX_ERROR;
+            }
+
+            for (k = 0; k < i; k++) {
+                if (nm[k].len == nm[i].len
+                    && ngx_strncmp(nm[k].data, nm[i].data, nm[i].len) == 0)
+                {
+                    break;
+                }
+            }
+            if (k < i) {
+                continue;
+            }
+
+            cert->names[cert->n_names] = (char *) ngx_pnalloc(cf->pool,
+                                                              nm[i].len + 1);
+            if (cert->names[cert->n_names] == NULL) {
+                return NGX_ERROR;
+            }
+            (void) ngx_cpystrn((u_char *) cert->names[cert->n_names],
+                               nm[i].data, nm[i].len + 1);
+            cert->n_names++;
+        }
+
+        cert->issuer = iss;
+        cert->id = atls_cert_id(cert->names[0]);
+        if (cert->id == NULL) {
+            return NGX_ERROR;
+        }
+
+        certs = amcf->certs.elts;
+        for (i = 0; i < amcf->certs.nelts; i++) {
+            if (ngx_strcmp(certs[i]->id, cert->id) == 0) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "autotls certificate \"%s\" is already "
+                              "managed by another server in %s:%ui",
+                              cert->id, ascf->file, ascf->line);
+                free(cert->id);
+                return NGX_ERROR;
+            }
+        }
+
+        slot = ngx_array_push(&amcf->certs);
+        if (slot == NULL) {
+            free(cert->id);
+            return NGX_ERROR;
+        }
+
+        cert->index = amcf->certs.nelts - 1;
+        *slot = cert;
+        ascf->cert = cert;
+
+        for (j = 0; j < cert->n_names; j++) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cf->log, 0,
+                           "autotls: certificate \"%s\" name \"%s\"",
+                           cert->id, cert->names[j]);
+        }
+    }
+
+    return NGX_OK;
+}

@@ -1,0 +1,421 @@
+/*
+ * autotls for nginx: module tables and process hooks.
+ *
+ * The master parses the configuration, creates the store for the worker
+ * user and the shared zone; every worker serves certificates and answers
+ * challenges; one elected worker drives issuance and renewal.
+ */
+
+#include "ngx_http_autotls_module.h"
+
+#include <curl/curl.h>
+
+
+static void *ngx_http_autotls_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_autotls_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_autotls_create_srv_conf(ngx_conf_t *cf);
+static char *ngx_http_autotls_merge_srv_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static void *ngx_http_autotls_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_autotls_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_autotls_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_autotls_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_autotls_init_process(ngx_cycle_t *cycle);
+static void ngx_http_autotls_exit_process(ngx_cycle_t *cycle);
+static void ngx_http_autotls_cleanup_main(void *data);
+
+
+ngx_http_autotls_main_conf_t  *ngx_http_autotls_mcf;
+atls_store_t                  *ngx_http_autotls_store;
+
+
+static ngx_command_t  ngx_http_autotls_commands[] = {
+
+    { ngx_string("autotls_issuer"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
+      ngx_http_autotls_issuer_block,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_store"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_autotls_main_conf_t, store),
+      NULL },
+
+    { ngx_string("autotls_check_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_autotls_main_conf_t, check_interval),
+      NULL },
+
+    { ngx_string("autotls_shared_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_autotls_main_conf_t, shm_size),
+      NULL },
+
+    { ngx_string("autotls"),
+      NGX_HTTP_SRV_CONF|NGX_CONF_1MORE,
+      ngx_http_autotls_directive,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_autotls_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_autotls_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_autotls_postconfiguration,    /* postconfiguration */
+
+    ngx_http_autotls_create_main_conf,     /* create main configuration */
+    ngx_http_autotls_init_main_conf,       /* init main configuration */
+
+    ngx_http_autotls_create_srv_conf,      /* create server configuration */
+    ngx_http_autotls_merge_srv_conf,       /* merge server configuration */
+
+    ngx_http_autotls_create_loc_conf,      /* create location configuration */
+    ngx_http_autotls_merge_loc_conf        /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_autotls_module = {
+    NGX_MODULE_V1,
+    &ngx_http_autotls_module_ctx,          /* module context */
+    ngx_http_autotls_commands,             /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_http_autotls_init_module,          /* init module */
+    ngx_http_autotls_init_process,         /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_autotls_exit_process,         /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_autotls_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_autotls_main_conf_t  *amcf;
+
+    amcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_autotls_main_conf_t));
+    if (amcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&amcf->issuers, cf->pool, 2,
+                       sizeof(ngx_http_autotls_issuer_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    if (ngx_array_init(&amcf->certs, cf->pool, 4,
+                       sizeof(ngx_http_autotls_cert_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    amcf->check_interval = NGX_CONF_UNSET_MSEC;
+    amcf->shm_size = NGX_CONF_UNSET_SIZE;
+
+    /* issuer and certificate members are malloc'd by the core's helpers */
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_autotls_cleanup_main;
+    cln->data = amcf;
+
+    return amcf;
+}
+
+
+static char *
+ngx_http_autotls_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_autotls_main_conf_t  *amcf = conf;
+
+    if (amcf->store.len == 0) {
+        ngx_str_set(&amcf->store, NGX_HTTP_AUTOTLS_DEFAULT_STORE);
+    }
+
+    if (amcf->store.data[amcf->store.len] != '\0') {
+        /* the core wants C strings; conf strings are NUL-terminated in
+         * practice but make it certain */
+        u_char  *p = ngx_pnalloc(cf->pool, amcf->store.len + 1);
+        if (p == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        ngx_memcpy(p, amcf->store.data, amcf->store.len);
+        p[amcf->store.len] = '\0';
+        amcf->store.data = p;
+    }
+
+    ngx_conf_init_msec_value(amcf->check_interval, 60000);
+
+    if (amcf->check_interval < 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"autotls_check_interval\" must be at least 1s");
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_init_size_value(amcf->shm_size, NGX_HTTP_AUTOTLS_DEFAULT_SHM);
+
+    if (amcf->shm_size < 8 * ngx_pagesize) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"autotls_shared_zone\" is too small, "
+                           "at least %uz bytes are needed", 8 * ngx_pagesize);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_autotls_cleanup_main(void *data)
+{
+    ngx_http_autotls_main_conf_t  *amcf = data;
+
+    ngx_uint_t                  i;
+    ngx_http_autotls_cert_t   **certs;
+    ngx_http_autotls_issuer_t  *iss;
+
+    iss = amcf->issuers.elts;
+    for (i = 0; i < amcf->issuers.nelts; i++) {
+        atls_issuer_free(&iss[i].is);
+    }
+
+    certs = amcf->certs.elts;
+    for (i = 0; i < amcf->certs.nelts; i++) {
+        free(certs[i]->id);
+        certs[i]->id = NULL;
+    }
+
+    if (amcf->challenge_ctx) {
+        SSL_CTX_free(amcf->challenge_ctx);
+        amcf->challenge_ctx = NULL;
+    }
+}
+
+
+static void *
+ngx_http_autotls_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_http_autotls_srv_conf_t  *ascf;
+
+    /* set by ngx_pcalloc(): issuer, names, cert, file, line */
+    ascf = ngx_pcalloc(cf->pool, sizeof(ngx_http_autotls_srv_conf_t));
+    return ascf;
+}
+
+
+static char *
+ngx_http_autotls_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    /* autotls is per server: nothing is inherited from http{} */
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_autotls_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_autotls_loc_conf_t  *alcf;
+
+    alcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_autotls_loc_conf_t));
+    if (alcf == NULL) {
+        return NULL;
+    }
+
+    alcf->status = NGX_CONF_UNSET;
+
+    return alcf;
+}
+
+
+static char *
+ngx_http_autotls_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_autotls_loc_conf_t  *prev = parent;
+    ngx_http_autotls_loc_conf_t  *conf = child;
+
+    ngx_conf_merge_value(conf->status, prev->status, 0);
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_autotls_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt           *h;
+    ngx_http_core_main_conf_t     *cmcf;
+    ngx_http_autotls_main_conf_t  *amcf;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_autotls_module);
+
+    ngx_http_autotls_log_install(cf->log);
+
+    if (ngx_http_autotls_resolve(cf, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (amcf->certs.nelts == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_autotls_shm_add(cf, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_autotls_ssl_setup(cf, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * POST_READ runs before the server's rewrite phase, so a server whose
+     * only job is "return 301 https://..." still answers http-01.
+     */
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_POST_READ_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_autotls_challenge_handler;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_autotls_init_module(ngx_cycle_t *cycle)
+{
+    long                           uid, gid;
+    char                           err[512];
+    ngx_core_conf_t               *ccf;
+    ngx_http_autotls_main_conf_t  *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_autotls_module);
+    if (amcf == NULL || amcf->certs.nelts == 0 || ngx_test_config) {
+        return NGX_OK;
+    }
+
+    ngx_http_autotls_log_install(cycle->log);
+
+    uid = -1;
+    gid = -1;
+
+    if (geteuid() == 0) {
+        ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx,
+                                               ngx_core_module);
+        if (ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+            uid = (long) ccf->user;
+            gid = (long) ccf->group;
+        }
+    }
+
+    if (atls_store_fs_prepare((char *) amcf->store.data, uid, gid,
+                              err, sizeof(err))
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "autotls: cannot prepare store \"%V\": %s",
+                      &amcf->store, err);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_autotls_init_process(ngx_cycle_t *cycle)
+{
+    char                           err[512];
+    ngx_http_autotls_main_conf_t  *amcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_autotls_module);
+    if (amcf == NULL || amcf->certs.nelts == 0) {
+        return NGX_OK;
+    }
+
+    ngx_http_autotls_mcf = amcf;
+    ngx_http_autotls_log_install(cycle->log);
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "autotls: curl_global_init() failed");
+        return NGX_ERROR;
+    }
+
+    ngx_http_autotls_store = atls_store_fs_open((char *) amcf->store.data,
+                                                err, sizeof(err));
+    if (ngx_http_autotls_store == NULL) {
+        /* keep serving fallback certificates; the error says why */
+        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                      "autotls: cannot open store \"%V\": %s",
+                      &amcf->store, err);
+    }
+
+    if (ngx_http_autotls_ssl_init_worker(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_autotls_store != NULL
+        && ngx_http_autotls_driver_init(cycle) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_autotls_exit_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_autotls_mcf == NULL) {
+        return;
+    }
+
+    ngx_http_autotls_driver_exit(cycle);
+    ngx_http_autotls_ssl_exit_worker();
+
+    if (ngx_http_autotls_store) {
+        atls_store_close(ngx_http_autotls_store);
+        ngx_http_autotls_store = NULL;
+    }
+
+    curl_global_cleanup();
+    atls_log_set(NULL, NULL, ATLS_LOG_INFO);
+    ngx_http_autotls_mcf = NULL;
+}

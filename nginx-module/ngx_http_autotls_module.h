@@ -1,0 +1,169 @@
+/*
+ * autotls for nginx: private declarations shared by the module's files.
+ *
+ * The core (common/) does the certificate work; this module hosts it:
+ * configuration, a shared memory zone (driver lock, generation counters,
+ * pending challenges), a renewal driver on the event loop of one worker,
+ * and the TLS callbacks that serve certificates from a per-worker cache.
+ */
+
+#ifndef _NGX_HTTP_AUTOTLS_MODULE_H_INCLUDED_
+#define _NGX_HTTP_AUTOTLS_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "atls.h"
+#include "atls_acme.h"
+#include "atls_b64.h"
+#include "atls_crypto.h"
+#include "atls_http.h"
+#include "atls_job.h"
+#include "atls_schedule.h"
+#include "atls_status.h"
+#include "atls_store.h"
+
+
+#define NGX_HTTP_AUTOTLS_DEFAULT_STORE  "/var/lib/nginx/autotls"
+#define NGX_HTTP_AUTOTLS_DEFAULT_SHM    (1024 * 1024)
+#define NGX_HTTP_AUTOTLS_ZONE_NAME      "autotls"
+#define NGX_HTTP_AUTOTLS_NAME_MAX       255
+#define NGX_HTTP_AUTOTLS_TOKEN_MAX      128
+
+/* a driver that has not refreshed its heartbeat for this long is replaced */
+#define NGX_HTTP_AUTOTLS_STALE          5
+#define NGX_HTTP_AUTOTLS_ELECT_MS       1000
+
+
+typedef struct {
+    ngx_str_t                       name;
+    atls_issuer_t                   is;        /* malloc'd members */
+    ngx_flag_t                      accept_terms;
+    unsigned                        key_set:1;
+    u_char                         *file;
+    ngx_uint_t                      line;
+} ngx_http_autotls_issuer_t;
+
+
+typedef struct {
+    ngx_uint_t                      index;     /* shm counters, worker cache */
+    ngx_http_autotls_issuer_t      *issuer;
+    char                          **names;     /* NULL-terminated */
+    size_t                          n_names;
+    char                           *id;        /* malloc'd cert-id */
+} ngx_http_autotls_cert_t;
+
+
+typedef struct {
+    ngx_str_t                       issuer;    /* empty: autotls not used */
+    ngx_array_t                    *names;     /* ngx_str_t, explicit names */
+    ngx_http_autotls_cert_t        *cert;
+    u_char                         *file;
+    ngx_uint_t                      line;
+} ngx_http_autotls_srv_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                      status;
+} ngx_http_autotls_loc_conf_t;
+
+
+typedef struct {
+    ngx_array_t                     issuers;   /* ngx_http_autotls_issuer_t */
+    ngx_array_t                     certs;     /* ngx_http_autotls_cert_t * */
+    ngx_str_t                       store;
+    ngx_msec_t                      check_interval;
+    size_t                          shm_size;
+    ngx_shm_zone_t                 *zone;
+    ngx_str_t                       fallback_cert;  /* "data:PEM" */
+    ngx_str_t                       fallback_key;
+    SSL_CTX                        *challenge_ctx;
+} ngx_http_autotls_main_conf_t;
+
+
+/* ---- shared memory ------------------------------------------------------ */
+
+typedef struct ngx_http_autotls_chal_s  ngx_http_autotls_chal_t;
+
+struct ngx_http_autotls_chal_s {
+    ngx_http_autotls_chal_t        *next;
+    atls_challenge_type_t           type;
+    size_t                          name_len;
+    u_char                          name[NGX_HTTP_AUTOTLS_NAME_MAX + 1];
+    size_t                          token_len;
+    u_char                          token[NGX_HTTP_AUTOTLS_TOKEN_MAX];
+    u_char                         *data;      /* key authz, or cert DER + key DER */
+    size_t                          data_len;
+    size_t                          cert_len;  /* tls-alpn-01: DER cert length */
+};
+
+typedef struct {
+    ngx_pid_t                       driver_pid;
+    time_t                          heartbeat;
+    ngx_uint_t                      ncerts;
+    ngx_atomic_t                   *gens;      /* newest cycle's counters */
+    ngx_http_autotls_chal_t        *chals;
+} ngx_http_autotls_shctx_t;
+
+typedef struct {
+    ngx_http_autotls_shctx_t       *sh;
+    ngx_slab_pool_t                *shpool;
+    ngx_uint_t                      ncerts;
+    ngx_atomic_t                   *gens;      /* this cycle's counters */
+} ngx_http_autotls_shm_t;
+
+
+extern ngx_module_t  ngx_http_autotls_module;
+
+/* the worker's view, set in init_process */
+extern ngx_http_autotls_main_conf_t  *ngx_http_autotls_mcf;
+extern atls_store_t                  *ngx_http_autotls_store;
+
+
+/* conf */
+char *ngx_http_autotls_issuer_block(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_autotls_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_autotls_resolve(ngx_conf_t *cf,
+    ngx_http_autotls_main_conf_t *amcf);
+void ngx_http_autotls_log_install(ngx_log_t *log);
+
+/* shm */
+ngx_int_t ngx_http_autotls_shm_add(ngx_conf_t *cf,
+    ngx_http_autotls_main_conf_t *amcf);
+ngx_http_autotls_shm_t *ngx_http_autotls_shm(void);
+ngx_atomic_uint_t ngx_http_autotls_shm_gen(ngx_uint_t index);
+void ngx_http_autotls_shm_bump(ngx_uint_t index);
+/* 1 when this process holds (or just took) the driver lock */
+ngx_int_t ngx_http_autotls_shm_elect(time_t now, ngx_uint_t *took);
+void ngx_http_autotls_shm_resign(void);
+ngx_int_t ngx_http_autotls_shm_chal_add(const atls_challenge_t *c,
+    const u_char *data, size_t data_len, size_t cert_len, char *why,
+    size_t whylen);
+void ngx_http_autotls_shm_chal_del(const atls_challenge_t *c);
+void ngx_http_autotls_shm_chal_clear(void);
+/* copies the data of a challenge into a malloc'd buffer; NULL if none */
+u_char *ngx_http_autotls_shm_chal_get(atls_challenge_type_t type,
+    const u_char *key, size_t key_len, size_t *len, size_t *cert_len);
+
+/* driver */
+ngx_int_t ngx_http_autotls_driver_init(ngx_cycle_t *cycle);
+void ngx_http_autotls_driver_exit(ngx_cycle_t *cycle);
+
+/* ssl */
+ngx_int_t ngx_http_autotls_ssl_setup(ngx_conf_t *cf,
+    ngx_http_autotls_main_conf_t *amcf);
+ngx_int_t ngx_http_autotls_ssl_init_worker(ngx_cycle_t *cycle);
+void ngx_http_autotls_ssl_exit_worker(void);
+ngx_int_t ngx_http_autotls_fallback(ngx_conf_t *cf,
+    ngx_http_autotls_main_conf_t *amcf);
+
+/* challenge, status */
+ngx_int_t ngx_http_autotls_challenge_handler(ngx_http_request_t *r);
+char *ngx_http_autotls_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+
+#endif /* _NGX_HTTP_AUTOTLS_MODULE_H_INCLUDED_ */

@@ -1,0 +1,222 @@
+"""A private nginx with the autotls module, for the integration tests.
+
+Writes nginx.conf from the test's http{} body into a 0755 test root, runs
+`nginx -p ROOT -c conf -e error.log` with the built module, and stops it by
+the PID from its pid file (also at interpreter exit, through procs)."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import procs
+from util import build_dir, wait_until
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+TEMPLATE = """\
+load_module {module};
+{user}
+worker_processes {workers};
+pid {root}/nginx.pid;
+error_log {root}/error.log {level};
+events {{ worker_connections 512; }}
+http {{
+    access_log {root}/access.log;
+    client_body_temp_path {root}/tmp/body;
+    proxy_temp_path {root}/tmp/proxy;
+    fastcgi_temp_path {root}/tmp/fastcgi;
+    uwsgi_temp_path {root}/tmp/uwsgi;
+    scgi_temp_path {root}/tmp/scgi;
+    default_type text/plain;
+{body}
+}}
+"""
+
+
+def module_path():
+    path = os.path.join(build_dir(), "nginx", "ngx_http_autotls_module.so")
+    if not os.path.exists(path):
+        raise RuntimeError(f"{path} is missing: run 'make nginx' first")
+    return path
+
+
+def issuer_block(pebble, root, name="pebble", challenge="http-01", extra=""):
+    """An autotls_issuer for a Pebble; its CA file is copied where the
+    unprivileged workers can read it (Pebble's own workdir is 0700)."""
+    ca = os.path.join(root, f"{name}-ca.pem")
+    shutil.copyfile(pebble.ca_file, ca)
+    os.chmod(ca, 0o644)
+    return f"""
+    autotls_issuer {name} {{
+        directory      {pebble.directory};
+        contact        admin@example.com;
+        accept_terms   on;
+        ca_certificate {ca};
+        challenge      {challenge};
+        {extra}
+    }}
+"""
+
+
+class Nginx:
+    def __init__(self, root, body, workers=2, level="info"):
+        if not os.path.exists(NGINX):
+            raise RuntimeError("nginx is not installed")
+        self.root = root
+        self.workers = workers
+        self.level = level
+        self.conf = os.path.join(root, "nginx.conf")
+        self.pidfile = os.path.join(root, "nginx.pid")
+        self.error_log = os.path.join(root, "error.log")
+        self.store = os.path.join(root, "store")
+        os.makedirs(os.path.join(root, "tmp"), exist_ok=True)
+        os.chmod(os.path.join(root, "tmp"), 0o755)
+        self.write(body)
+        self.master = None
+
+    def write(self, body):
+        user = "user nobody nogroup;" if os.geteuid() == 0 else ""
+        text = TEMPLATE.format(module=module_path(), user=user, workers=self.workers,
+                               root=self.root, level=self.level, body=body)
+        with open(self.conf, "w") as f:
+            f.write(text)
+        return text
+
+    def conf_line(self, needle):
+        """1-based line number of the first line of nginx.conf containing needle."""
+        with open(self.conf) as f:
+            for i, line in enumerate(f, 1):
+                if needle in line:
+                    return i
+        raise AssertionError(f"{needle!r} not in {self.conf}")
+
+    def _run(self, *args):
+        return subprocess.run([NGINX, "-p", self.root + "/", "-c", self.conf,
+                               "-e", self.error_log, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    def test_config(self):
+        return self._run("-t")
+
+    def start(self):
+        proc = self._run()
+        if proc.returncode != 0:
+            raise AssertionError(f"nginx failed to start: {proc.stderr}\n{self.log()[-3000:]}")
+        self.master = wait_until(self._read_pid, timeout=20, what="nginx pid file")
+        procs.track_pid(self.master)
+        wait_until(lambda: len(self.worker_pids()) == self.workers, timeout=20,
+                   what="nginx workers")
+        return self
+
+    def _read_pid(self):
+        try:
+            with open(self.pidfile) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def signal(self, sig):
+        os.kill(self.master, sig)
+
+    def reload(self):
+        old = set(self.worker_pids())
+        self.signal(signal.SIGHUP)
+        wait_until(lambda: len(set(self.worker_pids()) - old) == self.workers, timeout=30,
+                   what="new nginx workers after reload")
+
+    def stop(self):
+        if self.master is None:
+            return
+        try:
+            os.kill(self.master, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+        def gone():
+            try:
+                os.kill(self.master, 0)
+                return False
+            except ProcessLookupError:
+                return True
+        try:
+            wait_until(gone, timeout=20, what="nginx to stop")
+        except AssertionError:
+            os.kill(self.master, signal.SIGKILL)
+        procs.untrack_pid(self.master)
+        self.master = None
+
+    def children(self):
+        out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(self.master)],
+                             capture_output=True, text=True).stdout
+        return [(int(l.split()[0]), l) for l in out.splitlines() if l.strip()]
+
+    def worker_pids(self):
+        """Live workers that are not shutting down."""
+        return sorted(pid for pid, args in self.children()
+                      if "worker process" in args and "is shutting down" not in args)
+
+    def log(self):
+        try:
+            with open(self.error_log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def driver_pid(self):
+        """The worker that last announced it drives issuance and is alive."""
+        pids = re.findall(r"autotls: worker (\d+) drives issuance", self.log())
+        live = set(self.worker_pids())
+        for pid in reversed(pids):
+            if int(pid) in live:
+                return int(pid)
+        return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def server_block(names, http_port, tls_port, issuer="pebble", extra="", autotls_names=""):
+    listen = f"listen 127.0.0.1:{http_port};\n        listen 127.0.0.1:{tls_port} ssl;"
+    return f"""
+    server {{
+        {listen}
+        server_name {' '.join(names)};
+        autotls {issuer}{(' ' + autotls_names) if autotls_names else ''};
+        {extra}
+        location / {{ return 200 "hello $server_name\\n"; }}
+    }}
+"""
+
+
+def status_server(port):
+    return f"""
+    server {{
+        listen 127.0.0.1:{port};
+        location = /autotls-status {{ autotls_status; allow 127.0.0.1; deny all; }}
+    }}
+"""
+
+
+def until_issued(ngx, pebble, port, name, timeout=90, not_serial=None, extra_args=()):
+    """Waits until name is served with a certificate from Pebble (not the
+    fallback), optionally a different one than not_serial; returns the chain."""
+    from util import served_chain, cert_info
+
+    def issued():
+        chain = served_chain(port, name, extra_args=extra_args)
+        info = cert_info(chain[0])
+        if info["self_signed"] or "Pebble" not in info["issuer"]:
+            return None
+        if not_serial and info["serial"] == not_serial:
+            return None
+        return chain
+    try:
+        return wait_until(issued, timeout=timeout, interval=0.5,
+                          what=f"a Pebble certificate for {name}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nerror.log tail:\n{ngx.log()[-4000:]}")

@@ -1,0 +1,72 @@
+"""`nginx -t` rejects broken autotls configurations, naming file and line."""
+import pytest
+
+from nginxctl import Nginx
+
+ISSUER = """
+    autotls_issuer pebble {
+        directory    https://127.0.0.1:14000/dir;
+        contact      admin@example.com;
+        accept_terms on;
+    }
+"""
+
+
+def server(extra="autotls pebble;", names="a.example.com", listen="listen 127.0.0.1:18443 ssl;"):
+    return f"""
+    server {{
+        listen 127.0.0.1:18080;
+        {listen}
+        server_name {names};
+        {extra}
+    }}
+"""
+
+
+CASES = [
+    ("unknown issuer",
+     ISSUER + server(extra="autotls nosuch;"),
+     "autotls nosuch;", 'unknown autotls_issuer "nosuch"'),
+    ("issuer without directory",
+     "    autotls_issuer pebble {\n        contact a@example.com;\n"
+     "        accept_terms on;\n    }\n" + server(),
+     "autotls_issuer pebble {", 'autotls_issuer "pebble" has no "directory"'),
+    ("accept_terms missing",
+     "    autotls_issuer pebble {\n        directory https://127.0.0.1:14000/dir;\n    }\n"
+     + server(),
+     "autotls_issuer pebble {", '"accept_terms on"'),
+    ("no ssl listener",
+     ISSUER + server(listen=""),
+     "autotls pebble;", 'needs a "listen ... ssl"'),
+    ("unknown key type",
+     ISSUER.replace("accept_terms on;", "accept_terms on;\n        key ec999;") + server(),
+     "key ec999;", 'unknown key type "ec999"'),
+    ("regex server name",
+     ISSUER + server(names="~^www\\d+\\.example\\.com$"),
+     "autotls pebble;", "regular expression server name"),
+    ("wildcard without dns-01",
+     ISSUER + server(names="*.example.com"),
+     "autotls pebble;", 'wildcard name "*.example.com" needs'),
+    ("unknown challenge",
+     ISSUER.replace("accept_terms on;", "accept_terms on;\n        challenge smtp-01;") + server(),
+     "challenge smtp-01;", 'unknown challenge type "smtp-01"'),
+]
+
+
+@pytest.mark.parametrize("case,body,needle,message", CASES, ids=[c[0] for c in CASES])
+def test_nginx_t_rejects(test_root, case, body, needle, message):
+    ngx = Nginx(test_root, body)
+    proc = ngx.test_config()
+    out = proc.stderr + ngx.log()
+    assert proc.returncode != 0, out
+    assert message in out, out
+    assert f"in {ngx.conf}:{ngx.conf_line(needle)}" in out, out
+
+
+def test_nginx_t_accepts_autotls_without_ssl_certificate(test_root):
+    ngx = Nginx(test_root, ISSUER + server(names="a.example.com www.example.com")
+                + server(extra="autotls pebble b.example.com c.example.com;", names="b.example.com")
+                .replace("18080", "18081").replace("18443", "18444"))
+    proc = ngx.test_config()
+    assert proc.returncode == 0, proc.stderr + ngx.log()
+    assert "test is successful" in proc.stderr

@@ -1,0 +1,91 @@
+"""nginx + autotls against Pebble: issuance over http-01 and tls-alpn-01,
+served live, chains that verify, status page, permissions."""
+import json
+import os
+import stat
+import urllib.request
+
+from nginxctl import Nginx, issuer_block, server_block, status_server, until_issued
+from util import cert_info, free_port, served_chain, verify_chain
+
+SERVERS = [("a1.example.com", "a2.example.com"),
+           ("b1.example.com", "b2.example.com"),
+           ("c1.example.com", "c2.example.com")]
+
+
+def three_servers(pebble, root, challenge, status_port=None, store=None):
+    body = issuer_block(pebble, root, challenge=challenge)
+    body += f"    autotls_store {store or os.path.join(root, 'store')};\n"
+    body += "    autotls_check_interval 1s;\n"
+    for names in SERVERS:
+        body += server_block(names, pebble.http_port, pebble.tls_port)
+    if status_port:
+        body += status_server(status_port)
+    return body
+
+
+def check_all_served(ngx, pebble):
+    roots = pebble.roots_pem()
+    serials = {}
+    for names in SERVERS:
+        for name in names:
+            chain = until_issued(ngx, pebble, pebble.tls_port, name)
+            info = cert_info(chain[0])
+            assert sorted(info["names"]) == sorted(names)
+            assert verify_chain(chain, roots), f"chain for {name} does not verify"
+            serials[name] = info["serial"]
+        # both names of a server share one certificate
+        assert serials[names[0]] == serials[names[1]]
+    assert len(set(serials.values())) == len(SERVERS)
+    return serials
+
+
+def test_http01_three_servers(pebble, test_root):
+    status_port = free_port()
+    ngx = Nginx(test_root, three_servers(pebble, test_root, "http-01", status_port))
+    with ngx.start():
+        check_all_served(ngx, pebble)
+
+        # status JSON lists every certificate as valid, with no key material
+        url = f"http://127.0.0.1:{status_port}/autotls-status"
+        raw = urllib.request.urlopen(url, timeout=10).read().decode()
+        assert "PRIVATE KEY" not in raw
+        doc = json.loads(raw)
+        certs = {c["id"]: c for c in doc["certificates"]}
+        for names in SERVERS:
+            c = certs[names[0]]
+            assert sorted(c["names"]) == sorted(names)
+            assert c["state"] == "valid"
+            assert c["failures"] == 0
+            assert c["keys"][0]["type"] == "ec256"
+            served = cert_info(served_chain(pebble.tls_port, names[0])[0])["serial"]
+            assert c["keys"][0]["serial"].lstrip("0") == served.lstrip("0")
+
+        prom = urllib.request.urlopen(url + "?format=prometheus", timeout=10).read().decode()
+        assert "autotls_certificate" in prom
+        for names in SERVERS:
+            assert f'"{names[0]}"' in prom
+        assert "PRIVATE KEY" not in prom
+
+        # store: created by the master for the worker user, 0700, keys 0600
+        store = os.path.join(test_root, "store")
+        st = os.stat(store)
+        assert stat.S_IMODE(st.st_mode) == 0o700
+        if os.geteuid() == 0:
+            import pwd
+            assert st.st_uid == pwd.getpwnam("nobody").pw_uid
+        for dirpath, dirnames, filenames in os.walk(store):
+            for d in dirnames:
+                assert stat.S_IMODE(os.stat(os.path.join(dirpath, d)).st_mode) == 0o700
+            for f in filenames:
+                p = os.path.join(dirpath, f)
+                with open(p, errors="replace") as fh:
+                    if "PRIVATE KEY" in fh.read():
+                        assert stat.S_IMODE(os.stat(p).st_mode) == 0o600, p
+
+
+def test_tlsalpn01_three_servers(pebble, test_root):
+    ngx = Nginx(test_root, three_servers(pebble, test_root, "tls-alpn-01"))
+    with ngx.start():
+        check_all_served(ngx, pebble)
+        assert "tls-alpn-01 challenge for" in ngx.log()

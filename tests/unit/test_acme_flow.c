@@ -1,0 +1,986 @@
+/*
+ * The ACME engine driven through complete flows against a canned, strict CA
+ * (support/fakeca.c): every JWS is verified with plain OpenSSL, nonces are
+ * tracked, and the CA records what the engine sent.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <openssl/core_names.h>
+#include <openssl/sha.h>
+#include <openssl/x509v3.h>
+#include "atls_acme.h"
+#include "atls_b64.h"
+#include "support/fakeca.h"
+#include "support/testpki.h"
+
+#define NOW 1700000000
+
+typedef struct {
+    EVP_PKEY            *acct;
+    EVP_PKEY            *certkey;
+    fakeca_t            *ca;
+    fakeca_run_t         run;
+    atls_order_params_t  p;
+    const char          *names[4];
+    const char          *contact[1];
+    atls_acme_t         *e;
+} fx_t;
+
+static int
+fx_setup(void **state)
+{
+    fx_t *fx = calloc(1, sizeof(*fx));
+
+    assert_non_null(fx);
+    fx->acct = testpki_key(0);
+    fx->certkey = testpki_key(0);
+    assert_non_null(fx->acct);
+    assert_non_null(fx->certkey);
+    fx->ca = fakeca_new(fx->acct);
+    assert_non_null(fx->ca);
+    fx->names[0] = "example.com";
+    fx->names[1] = "www.example.com";
+    fx->contact[0] = "admin@example.com";
+    fx->p.directory_url = FAKECA_BASE "/dir";
+    fx->p.account_key = fx->acct;
+    fx->p.contact = fx->contact;
+    fx->p.n_contact = 1;
+    fx->p.agree_tos = 1;
+    fx->p.names = fx->names;
+    fx->p.n_names = 2;
+    fx->p.challenge = ATLS_CHAL_HTTP01;
+    fx->p.cert_key = fx->certkey;
+    fx->run.now = NOW;
+    *state = fx;
+    return 0;
+}
+
+static int
+fx_teardown(void **state)
+{
+    fx_t *fx = *state;
+
+    atls_acme_free(fx->e);
+    fakeca_run_clear(&fx->run);
+    fakeca_free(fx->ca);
+    EVP_PKEY_free(fx->acct);
+    EVP_PKEY_free(fx->certkey);
+    free(fx);
+    return 0;
+}
+
+static atls_action_kind_t
+fx_order(fx_t *fx)
+{
+    atls_error_t err;
+
+    fx->e = atls_acme_order_new(&fx->p, &err);
+    assert_non_null(fx->e);
+    return fakeca_run(fx->ca, fx->e, &fx->run);
+}
+
+static void
+assert_done(fx_t *fx)
+{
+    if (fx->run.final != ATLS_ACT_DONE) {
+        fail_msg("engine failed in %s: %s: %s", atls_acme_state_name(fx->e),
+                 atls_acme_error(fx->e)->type, atls_acme_error(fx->e)->detail);
+    }
+    assert_int_equal(fx->ca->violations, 0);
+}
+
+static void
+assert_failed(fx_t *fx, atls_err_class_t cls, const char *type)
+{
+    const atls_error_t *err = atls_acme_error(fx->e);
+
+    assert_int_equal(fx->run.final, ATLS_ACT_FAILED);
+    assert_int_equal(fx->ca->violations, 0);
+    assert_int_equal(err->cls, cls);
+    assert_string_equal(err->type, type);
+    assert_string_equal(atls_acme_state_name(fx->e), "failed");
+}
+
+/* RFC 7638 thumbprint of a P-256 key, computed here without the JWS code. */
+static char *
+thumbprint(EVP_PKEY *k)
+{
+    unsigned char pub[65], md[SHA256_DIGEST_LENGTH];
+    size_t        len = 0;
+    char         *x, *y, json[256];
+
+    assert_int_equal(EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_PUB_KEY, pub,
+                                                     sizeof(pub), &len), 1);
+    assert_int_equal(len, 65);
+    x = atls_b64url_encode(pub + 1, 32);
+    y = atls_b64url_encode(pub + 33, 32);
+    snprintf(json, sizeof(json), "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
+             x, y);
+    free(x);
+    free(y);
+    SHA256((unsigned char *) json, strlen(json), md);
+    return atls_b64url_encode(md, sizeof(md));
+}
+
+static char *
+expected_chain(fakeca_t *ca, int alt)
+{
+    X509 *certs[2] = { ca->leaf, alt < 0 ? ca->inter : ca->alt_inter[alt] };
+
+    return testpki_pem(certs, 2);
+}
+
+/* ---- full flows ---------------------------------------------------------- */
+
+static void
+test_http01_two_names(void **state)
+{
+    fx_t       *fx = *state;
+    char       *tp, ka[256], *chain;
+    json_t     *contact, *ids;
+    size_t      i;
+
+    fx_order(fx);
+    assert_done(fx);
+
+    /* directory first, then one nonce fetch: every later nonce is recycled */
+    assert_string_equal(fx->ca->log[0].method, "GET");
+    assert_string_equal(fx->ca->log[0].path, "/dir");
+    assert_int_equal(fakeca_count(fx->ca, "HEAD", "/nonce"), 1);
+
+    /* the account: created with ToS agreement and a mailto: contact */
+    assert_string_equal(atls_acme_result_account_url(fx->e), FAKECA_ACCT_URL);
+    assert_true(json_is_true(json_object_get(fx->ca->account_payload,
+                                             "termsOfServiceAgreed")));
+    contact = json_object_get(fx->ca->account_payload, "contact");
+    assert_int_equal(json_array_size(contact), 1);
+    assert_string_equal(json_string_value(json_array_get(contact, 0)),
+                        "mailto:admin@example.com");
+    assert_true(fakeca_find(fx->ca, "POST", "/new-acct", 0)->jwk);
+
+    ids = json_object_get(fx->ca->order_payload, "identifiers");
+    assert_int_equal(json_array_size(ids), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ids, 1), "type")),
+                        "dns");
+    assert_null(json_object_get(fx->ca->order_payload, "profile"));
+    assert_null(json_object_get(fx->ca->order_payload, "replaces"));
+    assert_string_equal(atls_acme_result_order_url(fx->e), FAKECA_ORDER_URL);
+
+    /* both challenges published before either is answered */
+    assert_int_equal(fx->run.n_setup, 2);
+    assert_true(fx->run.last_setup_step < fx->run.first_respond_step);
+    tp = thumbprint(fx->acct);
+    for (i = 0; i < 2; i++) {
+        assert_string_equal(fx->run.setup_ident[i], fx->names[i]);
+        assert_int_equal(fx->run.setup_type[i], ATLS_CHAL_HTTP01);
+        assert_string_equal(fx->run.setup_token[i], fx->ca->tokens[i]);
+        snprintf(ka, sizeof(ka), "%s.%s", fx->ca->tokens[i], tp);
+        assert_string_equal(fx->run.setup_key_authz[i], ka);
+        assert_null(fx->run.setup_dns_name[i]);
+    }
+    free(tp);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/chal/0/http-01"), 1);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/chal/1/http-01"), 1);
+    assert_int_equal(fx->run.n_teardown, 2);
+    assert_string_equal(fx->run.teardown_ident[0], "example.com");
+    assert_string_equal(fx->run.teardown_ident[1], "www.example.com");
+
+    /* the CSR named exactly the order's names */
+    assert_int_equal(fx->ca->n_csr_names, 2);
+    assert_string_equal(fx->ca->csr_names[0], "example.com");
+    assert_string_equal(fx->ca->csr_names[1], "www.example.com");
+
+    chain = expected_chain(fx->ca, -1);
+    assert_string_equal(atls_acme_result_chain_pem(fx->e), chain);
+    free(chain);
+    assert_string_equal(atls_acme_state_name(fx->e), "done");
+}
+
+static void
+test_tls_alpn01(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->p.challenge = ATLS_CHAL_TLSALPN01;
+    fx->p.n_names = 1;
+    fx_order(fx);
+    assert_done(fx);
+    assert_int_equal(fx->run.n_setup, 1);
+    assert_int_equal(fx->run.setup_type[0], ATLS_CHAL_TLSALPN01);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/chal/0/tls-alpn-01"), 1);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/chal/0/http-01"), 0);
+    assert_null(fx->run.setup_dns_value[0]);
+}
+
+static void
+test_dns01_wildcard(void **state)
+{
+    fx_t          *fx = *state;
+    unsigned char  md[SHA256_DIGEST_LENGTH];
+    char          *want;
+    size_t         i;
+
+    fx->names[0] = "*.example.com";
+    fx->names[1] = "example.com";
+    fx->p.challenge = ATLS_CHAL_DNS01;
+    fx_order(fx);
+    assert_done(fx);
+    assert_int_equal(fx->run.n_setup, 2);
+    for (i = 0; i < 2; i++) {
+        /* the wildcard's authorization names the base domain */
+        assert_string_equal(fx->run.setup_ident[i], "example.com");
+        assert_int_equal(fx->run.setup_type[i], ATLS_CHAL_DNS01);
+        assert_string_equal(fx->run.setup_dns_name[i], "_acme-challenge.example.com");
+        SHA256((unsigned char *) fx->run.setup_key_authz[i],
+               strlen(fx->run.setup_key_authz[i]), md);
+        want = atls_b64url_encode(md, sizeof(md));
+        assert_string_equal(fx->run.setup_dns_value[i], want);
+        free(want);
+    }
+    assert_string_not_equal(fx->run.setup_dns_value[0], fx->run.setup_dns_value[1]);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/chal/0/dns-01"), 1);
+    assert_string_equal(fx->ca->csr_names[0], "*.example.com");
+}
+
+static void
+test_ip_identifier(void **state)
+{
+    fx_t   *fx = *state;
+    json_t *id;
+
+    fx->names[0] = "127.0.0.1";
+    fx->p.n_names = 1;
+    fx_order(fx);
+    assert_done(fx);
+    id = json_array_get(json_object_get(fx->ca->order_payload, "identifiers"), 0);
+    assert_string_equal(json_string_value(json_object_get(id, "type")), "ip");
+    assert_string_equal(fx->run.setup_ident[0], "127.0.0.1");
+    assert_string_equal(fx->ca->csr_names[0], "127.0.0.1");
+}
+
+static void
+test_valid_authz_skipped(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->ca->prevalid[0] = "example.com";
+    fx_order(fx);
+    assert_done(fx);
+    assert_int_equal(fx->run.n_setup, 1);
+    assert_string_equal(fx->run.setup_ident[0], "www.example.com");
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/chal/0/"), 0);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/chal/1/"), 1);
+    assert_int_equal(fx->run.n_teardown, 1);
+}
+
+static void
+test_all_authz_valid(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->ca->prevalid[0] = "example.com";
+    fx->ca->prevalid[1] = "www.example.com";
+    fx_order(fx);
+    assert_done(fx);
+    assert_int_equal(fx->run.n_setup, 0);
+    /* a ready order goes straight to finalize */
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/authz/"), 0);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/finalize/1"), 1);
+}
+
+/* ---- nonces and errors ---------------------------------------------------- */
+
+static void
+test_bad_nonce_once(void **state)
+{
+    fx_t           *fx = *state;
+    fakeca_fault_t  f = { "POST", "/new-order", 0, 1, 400, "badNonce", "stale", NULL };
+
+    fx->ca->faults[0] = f;
+    fx_order(fx);
+    assert_done(fx);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/new-order"), 2);
+    /* the fresh nonce from the badNonce answer was used: no second HEAD */
+    assert_int_equal(fakeca_count(fx->ca, "HEAD", "/nonce"), 1);
+    assert_string_equal(fakeca_find(fx->ca, "POST", "/new-order", 0)->payload,
+                        fakeca_find(fx->ca, "POST", "/new-order", 1)->payload);
+}
+
+static void
+test_bad_nonce_forever(void **state)
+{
+    fx_t           *fx = *state;
+    fakeca_fault_t  f = { "POST", "/authz/", 0, -1, 400, "badNonce", "stale", NULL };
+
+    fx->ca->faults[0] = f;
+    fx_order(fx);
+    assert_failed(fx, ATLS_ERR_RETRY_LATER, "urn:ietf:params:acme:error:badNonce");
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/authz/"), 6);
+}
+
+static void
+test_rate_limited(void **state)
+{
+    fx_t               *fx = *state;
+    fakeca_fault_t      f = { "POST", "/new-order", 0, 1, 429, "rateLimited",
+                              "too many certificates already issued for example.com",
+                              "3600" };
+    const atls_error_t *err;
+
+    fx->ca->faults[0] = f;
+    fx_order(fx);
+    assert_failed(fx, ATLS_ERR_RETRY_LATER, "urn:ietf:params:acme:error:rateLimited");
+    err = atls_acme_error(fx->e);
+    assert_int_equal(err->http_status, 429);
+    assert_int_equal(err->retry_after, NOW + 3600);
+    assert_non_null(strstr(err->detail, "too many certificates already issued"));
+    /* the account learned before the failure is kept for next time */
+    assert_string_equal(atls_acme_result_account_url(fx->e), FAKECA_ACCT_URL);
+    assert_null(atls_acme_result_chain_pem(fx->e));
+}
+
+static void
+test_server_error_on_finalize(void **state)
+{
+    fx_t           *fx = *state;
+    fakeca_fault_t  f = { "POST", "/finalize/", 0, 1, 503, NULL, "<html>down</html>", NULL };
+
+    fx->ca->faults[0] = f;
+    fx_order(fx);
+    assert_failed(fx, ATLS_ERR_RETRY_LATER, "autotls:http");
+    assert_int_equal(atls_acme_error(fx->e)->http_status, 503);
+    /* challenges were withdrawn as their authorizations settled */
+    assert_int_equal(fx->run.n_teardown, 2);
+}
+
+static void
+test_transport_error(void **state)
+{
+    fx_t           *fx = *state;
+    fakeca_fault_t  f = { "POST", "/new-order", 0, 1, 0, NULL, NULL, NULL };
+
+    fx->ca->faults[0] = f;
+    fx_order(fx);
+    assert_failed(fx, ATLS_ERR_RETRY_LATER, "autotls:transport");
+    assert_non_null(strstr(atls_acme_error(fx->e)->detail, "Connection refused"));
+}
+
+static void
+test_invalid_challenge(void **state)
+{
+    fx_t               *fx = *state;
+    const atls_error_t *err;
+
+    fx->ca->invalid[0] = "www.example.com";
+    fx_order(fx);
+    assert_failed(fx, ATLS_ERR_PERMANENT, "urn:ietf:params:acme:error:connection");
+    err = atls_acme_error(fx->e);
+    assert_non_null(strstr(err->detail, "Connection refused"));
+    assert_non_null(strstr(err->detail, "www.example.com"));
+    /* every published challenge is withdrawn, the failed one included */
+    assert_int_equal(fx->run.n_setup, 2);
+    assert_int_equal(fx->run.n_teardown, 2);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/finalize/"), 0);
+}
+
+static void
+test_setup_failure(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->run.fail_setup_for = "www.example.com";
+    fx_order(fx);
+    assert_failed(fx, ATLS_ERR_PERMANENT, "autotls:challenge-setup");
+    assert_non_null(strstr(atls_acme_error(fx->e)->detail, "the hook said no"));
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/chal/"), 0);
+    /* the one that was published is withdrawn; the failed one never was */
+    assert_int_equal(fx->run.n_teardown, 1);
+    assert_string_equal(fx->run.teardown_ident[0], "example.com");
+}
+
+static void
+test_challenge_type_not_offered(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->ca->challenges = "http-01,tls-alpn-01";
+    fx->p.challenge = ATLS_CHAL_DNS01;
+    fx_order(fx);
+    assert_failed(fx, ATLS_ERR_PERMANENT, "autotls:challenge-type");
+    assert_non_null(strstr(atls_acme_error(fx->e)->detail, "offered: http-01, tls-alpn-01"));
+    assert_int_equal(fx->run.n_setup, 0);
+}
+
+/* ---- accounts ------------------------------------------------------------ */
+
+static void
+test_account_exists(void **state)
+{
+    fx_t               *fx = *state;
+    const fakeca_req_t *r;
+
+    fx->p.account_known_key = 1;
+    fx->ca->account_exists = 1;
+    fx_order(fx);
+    assert_done(fx);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/new-acct"), 1);
+    r = fakeca_find(fx->ca, "POST", "/new-acct", 0);
+    assert_string_equal(r->payload, "{\"onlyReturnExisting\":true}");
+    assert_true(r->jwk);
+    assert_null(fx->ca->account_payload);
+    assert_string_equal(atls_acme_result_account_url(fx->e), FAKECA_ACCT_URL);
+}
+
+static void
+test_account_known_key_missing(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->p.account_known_key = 1;
+    fx_order(fx);
+    assert_done(fx);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/new-acct"), 2);
+    assert_non_null(fx->ca->account_payload);
+}
+
+static void
+test_account_url_known(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->p.account_url = FAKECA_ACCT_URL;
+    fx_order(fx);
+    assert_done(fx);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/new-acct"), 0);
+    assert_false(fakeca_find(fx->ca, "POST", "/new-order", 0)->jwk);
+}
+
+static void
+test_eab(void **state)
+{
+    fx_t          *fx = *state;
+    unsigned char  key[32];
+    char          *b64;
+    size_t         i;
+
+    for (i = 0; i < sizeof(key); i++) {
+        key[i] = (unsigned char) (i * 7 + 1);
+    }
+    b64 = atls_b64url_encode(key, sizeof(key));
+    fx->ca->eab_required = 1;
+    fx->ca->eab_kid = "kid-1";
+    fx->ca->eab_key = key;
+    fx->ca->eab_key_len = sizeof(key);
+    fx->p.eab_kid = "kid-1";
+    fx->p.eab_hmac_b64url = b64;
+    fx_order(fx);
+    free(b64);
+    assert_done(fx);
+    assert_true(fx->ca->eab_verified);
+}
+
+static void
+test_eab_wrong_key_detected(void **state)
+{
+    fx_t          *fx = *state;
+    unsigned char  key[32] = { 1 }, other[32] = { 2 };
+    char          *b64 = atls_b64url_encode(other, sizeof(other));
+
+    fx->ca->eab_kid = "kid-1";
+    fx->ca->eab_key = key;
+    fx->ca->eab_key_len = sizeof(key);
+    fx->p.eab_kid = "kid-1";
+    fx->p.eab_hmac_b64url = b64;
+    fx_order(fx);
+    free(b64);
+    assert_done(fx);
+    /* the fake CA's check is real: a different key does not verify */
+    assert_false(fx->ca->eab_verified);
+}
+
+static void
+test_eab_required_missing(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->ca->eab_required = 1;
+    fx_order(fx);
+    assert_failed(fx, ATLS_ERR_PERMANENT,
+                  "urn:ietf:params:acme:error:externalAccountRequired");
+    assert_non_null(strstr(atls_acme_error(fx->e)->detail, "external account binding"));
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/new-acct"), 0);
+}
+
+static void
+test_tos_not_agreed(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->ca->tos_url = "https://ca.test/terms.pdf";
+    fx->p.agree_tos = 0;
+    fx_order(fx);
+    assert_failed(fx, ATLS_ERR_PERMANENT, "autotls:tos");
+    assert_non_null(strstr(atls_acme_error(fx->e)->detail,
+                           "the CA requires agreeing to its terms of service: "
+                           "https://ca.test/terms.pdf"));
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/new-acct"), 0);
+}
+
+/* ---- profiles, ARI replaces ---------------------------------------------- */
+
+static void
+test_profile_advertised(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->ca->profiles_json = "{\"classic\":\"90 days\",\"shortlived\":\"6 days\"}";
+    fx->p.profile = "shortlived";
+    fx->p.profile_required = 1;
+    fx_order(fx);
+    assert_done(fx);
+    assert_string_equal(json_string_value(json_object_get(fx->ca->order_payload, "profile")),
+                        "shortlived");
+}
+
+static void
+test_profile_not_advertised(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->ca->profiles_json = "{\"classic\":\"90 days\"}";
+    fx->p.profile = "shortlived";
+    fx_order(fx);
+    assert_done(fx);
+    assert_null(json_object_get(fx->ca->order_payload, "profile"));
+}
+
+static void
+test_profile_required_missing(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->p.profile = "shortlived";
+    fx->p.profile_required = 1;
+    fx_order(fx);
+    assert_failed(fx, ATLS_ERR_PERMANENT, "autotls:profile");
+    assert_non_null(strstr(atls_acme_error(fx->e)->detail, "shortlived"));
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/new-order"), 0);
+}
+
+static void
+test_replaces(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->p.replaces = "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE";
+    fx->ca->renewal_info = 1;
+    fx_order(fx);
+    assert_done(fx);
+    assert_string_equal(json_string_value(json_object_get(fx->ca->order_payload, "replaces")),
+                        "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+}
+
+static void
+test_replaces_without_ari(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->p.replaces = "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE";
+    fx_order(fx);
+    assert_done(fx);
+    assert_null(json_object_get(fx->ca->order_payload, "replaces"));
+}
+
+/* ---- polling ------------------------------------------------------------- */
+
+static void
+test_poll_retry_after(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->p.n_names = 1;
+    fx->ca->authz_pending_polls = 2;
+    fx->ca->authz_retry_after = "7";
+    fx->ca->order_processing_polls = 1;
+    fx->ca->order_retry_after = "3";
+    fx_order(fx);
+    assert_done(fx);
+    /* authz pending twice (7 s each); finalize answered "processing" and the
+     * first order poll too (3 s each) */
+    assert_int_equal(fx->run.n_wait, 4);
+    assert_int_equal(fx->run.wait_delta[0], 7);
+    assert_int_equal(fx->run.wait_delta[1], 7);
+    assert_int_equal(fx->run.wait_delta[2], 3);
+    assert_int_equal(fx->run.wait_delta[3], 3);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/authz/0"), 4);
+}
+
+static void
+test_poll_default_backoff(void **state)
+{
+    fx_t  *fx = *state;
+    size_t i;
+
+    fx->p.n_names = 1;
+    fx->ca->authz_pending_polls = 30;
+    fx_order(fx);
+    assert_done(fx);
+    assert_int_equal(fx->run.n_wait, 30);
+    assert_int_equal(fx->run.wait_delta[0], 1);
+    for (i = 1; i < fx->run.n_wait; i++) {
+        /* grows gently, never shrinks, capped at 10 s */
+        assert_true(fx->run.wait_delta[i] >= fx->run.wait_delta[i - 1]);
+        assert_true(fx->run.wait_delta[i] <= 10);
+    }
+    assert_int_equal(fx->run.wait_delta[29], 10);
+}
+
+static void
+test_poll_gives_up(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->p.n_names = 1;
+    fx->ca->authz_pending_polls = 1000;
+    fx_order(fx);
+    assert_failed(fx, ATLS_ERR_RETRY_LATER, "autotls:timeout");
+    assert_int_equal(fx->run.n_teardown, 1);
+}
+
+/* ---- alternate chains ---------------------------------------------------- */
+
+static void
+test_alternate_preferred(void **state)
+{
+    fx_t *fx = *state;
+    char *want;
+
+    fx->ca->n_alternates = 3;
+    fx->p.preferred_chain = "autotls Alt Root 1";
+    fx_order(fx);
+    assert_done(fx);
+    want = expected_chain(fx->ca, 1);
+    assert_string_equal(atls_acme_result_chain_pem(fx->e), want);
+    free(want);
+    /* alternates are fetched one by one and the search stops at the match */
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/cert/1/alt/0"), 1);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/cert/1/alt/1"), 1);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/cert/1/alt/2"), 0);
+}
+
+static void
+test_alternate_none_matches(void **state)
+{
+    fx_t *fx = *state;
+    char *want;
+
+    fx->ca->n_alternates = 2;
+    fx->p.preferred_chain = "Nobody's Root";
+    fx_order(fx);
+    assert_done(fx);
+    want = expected_chain(fx->ca, -1);
+    assert_string_equal(atls_acme_result_chain_pem(fx->e), want);
+    free(want);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/cert/1/alt/"), 2);
+}
+
+static void
+test_alternate_default_matches(void **state)
+{
+    fx_t *fx = *state;
+    char *want;
+
+    fx->ca->n_alternates = 2;
+    fx->p.preferred_chain = TESTPKI_ROOT_CN;
+    fx_order(fx);
+    assert_done(fx);
+    want = expected_chain(fx->ca, -1);
+    assert_string_equal(atls_acme_result_chain_pem(fx->e), want);
+    free(want);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/cert/1/alt/"), 0);
+}
+
+static void
+test_alternate_broken_is_skipped(void **state)
+{
+    fx_t           *fx = *state;
+    fakeca_fault_t  f = { "POST", "/cert/1/alt/0", 0, 1, 500, "serverInternal", "x", NULL };
+    char           *want;
+
+    fx->ca->faults[0] = f;
+    fx->ca->n_alternates = 2;
+    fx->p.preferred_chain = "autotls Alt Root 1";
+    fx_order(fx);
+    assert_done(fx);
+    want = expected_chain(fx->ca, 1);
+    assert_string_equal(atls_acme_result_chain_pem(fx->e), want);
+    free(want);
+}
+
+/* ---- revocation and ARI -------------------------------------------------- */
+
+static void
+test_revoke(void **state)
+{
+    fx_t            *fx = *state;
+    testpki_chain_t  c;
+    const char      *names[] = { "example.com" };
+    atls_error_t     err;
+    unsigned char   *der = NULL, *got;
+    size_t           got_len;
+    int              len;
+    const char      *cert64;
+
+    assert_int_equal(testpki_chain_make(&c, names, 1, ATLS_KEY_EC256), 0);
+    fx->e = atls_acme_revoke_new(FAKECA_BASE "/dir", fx->acct, FAKECA_ACCT_URL, c.leaf,
+                                 ATLS_REVOKE_KEY_COMPROMISE, &err);
+    assert_non_null(fx->e);
+    fakeca_run(fx->ca, fx->e, &fx->run);
+    assert_done(fx);
+    assert_non_null(fx->ca->revoke_payload);
+    assert_int_equal(json_integer_value(json_object_get(fx->ca->revoke_payload, "reason")), 1);
+    cert64 = json_string_value(json_object_get(fx->ca->revoke_payload, "certificate"));
+    assert_non_null(cert64);
+    got = atls_b64url_decode(cert64, strlen(cert64), &got_len);
+    len = i2d_X509(c.leaf, &der);
+    assert_int_equal(got_len, (size_t) len);
+    assert_memory_equal(got, der, got_len);
+    assert_false(fakeca_find(fx->ca, "POST", "/revoke", 0)->jwk);
+    free(got);
+    OPENSSL_free(der);
+    testpki_chain_free(&c);
+}
+
+static void
+test_revoke_already_revoked(void **state)
+{
+    fx_t            *fx = *state;
+    testpki_chain_t  c;
+    const char      *names[] = { "example.com" };
+    atls_error_t     err;
+    fakeca_fault_t   f = { "POST", "/revoke", 0, 1, 400, "alreadyRevoked", "gone", NULL };
+
+    assert_int_equal(testpki_chain_make(&c, names, 1, ATLS_KEY_EC256), 0);
+    fx->ca->faults[0] = f;
+    fx->e = atls_acme_revoke_new(FAKECA_BASE "/dir", fx->acct, FAKECA_ACCT_URL, c.leaf,
+                                 ATLS_REVOKE_SUPERSEDED, &err);
+    assert_non_null(fx->e);
+    fakeca_run(fx->ca, fx->e, &fx->run);
+    assert_failed(fx, ATLS_ERR_PERMANENT, "urn:ietf:params:acme:error:alreadyRevoked");
+    testpki_chain_free(&c);
+}
+
+/* A leaf with the RFC 9773 §4.1 example's AKI and serial. */
+static X509 *
+ari_leaf(fx_t *fx)
+{
+    static const unsigned char keyid[] = {
+        0x69, 0x88, 0x5B, 0x6B, 0x87, 0x46, 0x40, 0x41, 0xE1, 0xB3,
+        0x7B, 0x84, 0x7B, 0xA0, 0xAE, 0x2C, 0xDE, 0x01, 0xC8, 0xD4
+    };
+    const char          *names[] = { "example.com" };
+    X509                *x, *y;
+    AUTHORITY_KEYID     *akid = AUTHORITY_KEYID_new();
+    unsigned char       *der = NULL;
+    const unsigned char *p;
+    int                  len;
+
+    x = testpki_cert(fx->certkey, NULL, names, 1, fx->ca->inter, fx->ca->inter_key, 0,
+                     -3600, 86400);
+    assert_non_null(x);
+    assert_int_equal(ASN1_INTEGER_set_uint64(X509_get_serialNumber(x), 0x87654321), 1);
+    akid->keyid = ASN1_OCTET_STRING_new();
+    ASN1_OCTET_STRING_set(akid->keyid, keyid, sizeof(keyid));
+    assert_int_equal(X509_add1_ext_i2d(x, NID_authority_key_identifier, akid, 0,
+                                       X509V3_ADD_DEFAULT), 1);
+    AUTHORITY_KEYID_free(akid);
+    assert_true(X509_sign(x, fx->ca->inter_key, EVP_sha256()) > 0);
+    len = i2d_X509(x, &der);
+    p = der;
+    y = d2i_X509(NULL, &p, len);
+    OPENSSL_free(der);
+    X509_free(x);
+    return y;
+}
+
+static void
+test_ari_window(void **state)
+{
+    fx_t         *fx = *state;
+    X509         *leaf = ari_leaf(fx);
+    atls_error_t  err;
+    time_t        start = 0, end = 0;
+
+    fx->ca->renewal_info = 1;
+    fx->ca->ari_body = "{\"suggestedWindow\":{\"start\":\"2025-01-02T04:00:00Z\","
+                       "\"end\":\"2025-01-03T04:00:00Z\"}}";
+    fx->e = atls_acme_ari_new(FAKECA_BASE "/dir", leaf, &err);
+    assert_non_null(fx->e);
+    fakeca_run(fx->ca, fx->e, &fx->run);
+    assert_done(fx);
+    assert_string_equal(fx->ca->ari_path, "/ari/aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+    assert_int_equal(atls_acme_result_ari(fx->e, &start, &end), 0);
+    assert_int_equal(start, 1735790400);
+    assert_int_equal(end, 1735876800);
+    /* ARI is unauthenticated: no nonce, no POST */
+    assert_int_equal(fakeca_count(fx->ca, "HEAD", "/nonce"), 0);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/"), 0);
+    X509_free(leaf);
+}
+
+static void
+test_ari_unsupported(void **state)
+{
+    fx_t         *fx = *state;
+    X509         *leaf = ari_leaf(fx);
+    atls_error_t  err;
+    time_t        start, end;
+
+    fx->e = atls_acme_ari_new(FAKECA_BASE "/dir", leaf, &err);
+    assert_non_null(fx->e);
+    fakeca_run(fx->ca, fx->e, &fx->run);
+    assert_done(fx);
+    assert_int_equal(atls_acme_result_ari(fx->e, &start, &end), -1);
+    assert_int_equal(fx->ca->n_log, 1);
+    X509_free(leaf);
+}
+
+static void
+test_ari_malformed(void **state)
+{
+    fx_t         *fx = *state;
+    X509         *leaf = ari_leaf(fx);
+    atls_error_t  err;
+
+    fx->ca->renewal_info = 1;
+    fx->ca->ari_body = "{\"suggestedWindow\":{}}";
+    fx->e = atls_acme_ari_new(FAKECA_BASE "/dir", leaf, &err);
+    fakeca_run(fx->ca, fx->e, &fx->run);
+    assert_failed(fx, ATLS_ERR_RETRY_LATER, "autotls:protocol");
+    X509_free(leaf);
+}
+
+/* ---- engine contract ----------------------------------------------------- */
+
+static void
+test_missing_challenge_result(void **state)
+{
+    fx_t          *fx = *state;
+    atls_error_t   err;
+    atls_action_t  act;
+    atls_http_response_t resp;
+    int            have = 0, i;
+
+    fx->e = atls_acme_order_new(&fx->p, &err);
+    for (i = 0; i < 100; i++) {
+        atls_acme_step(fx->e, have ? &resp : NULL, NOW, &act);
+        if (have) {
+            fakeca_response_clear(&resp);
+            have = 0;
+        }
+        if (act.kind == ATLS_ACT_SEND) {
+            fakeca_handle(fx->ca, act.request, &resp);
+            have = 1;
+        } else if (act.kind != ATLS_ACT_SETUP && act.kind != ATLS_ACT_TEARDOWN) {
+            break;
+        }
+        /* SETUP without atls_acme_challenge_result: a host bug */
+    }
+    assert_int_equal(act.kind, ATLS_ACT_FAILED);
+    assert_string_equal(atls_acme_error(fx->e)->type, "autotls:internal");
+}
+
+static void
+test_bad_params(void **state)
+{
+    fx_t         *fx = *state;
+    atls_error_t  err;
+
+    fx->p.eab_kid = "kid";
+    assert_null(atls_acme_order_new(&fx->p, &err));
+    assert_int_equal(err.cls, ATLS_ERR_PERMANENT);
+    fx->p.eab_kid = NULL;
+    fx->p.n_names = 0;
+    assert_null(atls_acme_order_new(&fx->p, &err));
+    assert_null(atls_acme_revoke_new(FAKECA_BASE "/dir", fx->acct, NULL, NULL, 0, &err));
+}
+
+static void
+test_names(void **state)
+{
+    atls_challenge_type_t t;
+    int                   r;
+
+    (void) state;
+    assert_string_equal(atls_challenge_type_name(ATLS_CHAL_DNS01), "dns-01");
+    assert_int_equal(atls_challenge_type_parse("tls-alpn-01", &t), 0);
+    assert_int_equal(t, ATLS_CHAL_TLSALPN01);
+    assert_int_equal(atls_challenge_type_parse("http-02", &t), -1);
+    assert_int_equal(atls_revoke_reason_parse("keyCompromise", &r), 0);
+    assert_int_equal(r, 1);
+    assert_int_equal(atls_revoke_reason_parse("4", &r), 0);
+    assert_int_equal(r, 4);
+    assert_int_equal(atls_revoke_reason_parse("cACompromise", &r), -1);
+    assert_int_equal(atls_revoke_reason_parse("2", &r), -1);
+    assert_int_equal(atls_revoke_reason_parse("4x", &r), -1);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_http01_two_names),
+        T(test_tls_alpn01),
+        T(test_dns01_wildcard),
+        T(test_ip_identifier),
+        T(test_valid_authz_skipped),
+        T(test_all_authz_valid),
+        T(test_bad_nonce_once),
+        T(test_bad_nonce_forever),
+        T(test_rate_limited),
+        T(test_server_error_on_finalize),
+        T(test_transport_error),
+        T(test_invalid_challenge),
+        T(test_setup_failure),
+        T(test_challenge_type_not_offered),
+        T(test_account_exists),
+        T(test_account_known_key_missing),
+        T(test_account_url_known),
+        T(test_eab),
+        T(test_eab_wrong_key_detected),
+        T(test_eab_required_missing),
+        T(test_tos_not_agreed),
+        T(test_profile_advertised),
+        T(test_profile_not_advertised),
+        T(test_profile_required_missing),
+        T(test_replaces),
+        T(test_replaces_without_ari),
+        T(test_poll_retry_after),
+        T(test_poll_default_backoff),
+        T(test_poll_gives_up),
+        T(test_alternate_preferred),
+        T(test_alternate_none_matches),
+        T(test_alternate_default_matches),
+        T(test_alternate_broken_is_skipped),
+        T(test_revoke),
+        T(test_revoke_already_revoked),
+        T(test_ari_window),
+        T(test_ari_unsupported),
+        T(test_ari_malformed),
+        T(test_missing_challenge_result),
+        T(test_bad_params),
+        cmocka_unit_test(test_names),
+    };
+
+    atls_log_set(NULL, NULL, ATLS_LOG_WARN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

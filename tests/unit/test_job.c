@@ -1,0 +1,558 @@
+/*
+ * The job layer on a real filesystem store: ensure, due, the start lock,
+ * and the failure path (the live certificate is never touched).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "atls.h"
+#include "atls_acme.h"
+#include "atls_job.h"
+#include "atls_store.h"
+#include "support/fakeca.h"
+#include "support/testpki.h"
+
+static char          root[256];
+static atls_store_t *st;
+
+static int
+setup_store(void **state)
+{
+    char err[256];
+
+    (void) state;
+    snprintf(root, sizeof(root), "/tmp/atls-job-XXXXXX");
+    if (mkdtemp(root) == NULL) {
+        return -1;
+    }
+    st = atls_store_fs_open(root, err, sizeof(err));
+    return st == NULL ? -1 : 0;
+}
+
+static int
+teardown_store(void **state)
+{
+    char cmd[512];
+
+    (void) state;
+    atls_store_close(st);
+    st = NULL;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* The directory URL of a port with no listener: any real transfer fails. */
+static char *
+dead_directory(void)
+{
+    static char        url[64];
+    struct sockaddr_in sa;
+    socklen_t          sl = sizeof(sa);
+    int                fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *) &sa, &sl), 0);
+    close(fd);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/dir", ntohs(sa.sin_port));
+    return url;
+}
+
+static void
+make_issuer(atls_issuer_t *is, const char *directory)
+{
+    memset(is, 0, sizeof(*is));
+    is->directory = (char *) directory;
+    is->challenge = ATLS_CHAL_HTTP01;
+    is->agree_tos = 1;
+}
+
+/* Stores a testpki certificate for names as key type kt of id. */
+static void
+store_test_cert(const char *id, const char *const *names, size_t n, atls_key_type_t kt)
+{
+    testpki_chain_t c;
+    X509           *certs[2];
+    char           *pem, err[256];
+
+    assert_int_equal(testpki_chain_make(&c, names, n, kt), 0);
+    certs[0] = c.leaf;
+    certs[1] = c.inter;
+    pem = testpki_pem(certs, 2);
+    assert_non_null(pem);
+    assert_int_equal(atls_store_save_cert(st, id, kt, c.leaf_key, pem, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    free(pem);
+    testpki_chain_free(&c);
+}
+
+static char *
+slurp(const char *path, size_t *len)
+{
+    FILE  *f = fopen(path, "rb");
+    char  *buf;
+    long   n;
+
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    n = ftell(f);
+    assert_true(n > 0);
+    rewind(f);
+    buf = malloc((size_t) n);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t) n, f), (size_t) n);
+    fclose(f);
+    *len = (size_t) n;
+    return buf;
+}
+
+/* ---- ensure ---------------------------------------------------------------- */
+
+static void
+test_ensure_creates_and_updates(void **state)
+{
+    const char       *names1[] = { "a.example", "b.example" };
+    const char       *names2[] = { "a.example", "b.example", "c.example" };
+    atls_issuer_t     is;
+    atls_cert_meta_t  m, again;
+    char              err[256];
+
+    (void) state;
+    make_issuer(&is, "https://ca.test/dir");
+    assert_int_equal(atls_job_ensure(st, names1, 2, &is, &m, err, sizeof(err)), 0);
+    assert_string_equal(m.id, "a.example");
+    assert_int_equal(m.state, ATLS_STATE_PENDING);
+    assert_int_equal(m.n_names, 2);
+    assert_string_equal(m.issuer.directory, "https://ca.test/dir");
+
+    /* job state written by an earlier attempt */
+    m.failures = 3;
+    m.next_attempt = 4000000000;
+    m.renew_at = 3900000000;
+    m.generation = 7;
+    m.state = ATLS_STATE_FAILED;
+    m.last_error = atls_strdup("urn:ietf:params:acme:error:rateLimited: slow down");
+    assert_int_equal(atls_store_save_meta(st, &m, err, sizeof(err)), ATLS_STORE_OK);
+    atls_cert_meta_free(&m);
+
+    /* unchanged configuration: nothing moves */
+    assert_int_equal(atls_job_ensure(st, names1, 2, &is, &again, err, sizeof(err)), 0);
+    assert_int_equal(again.failures, 3);
+    assert_int_equal(again.next_attempt, 4000000000);
+    assert_int_equal(again.renew_at, 3900000000);
+    atls_cert_meta_free(&again);
+
+    /* a name added and the renewal policy changed: config updated, state kept */
+    is.renew.renew_before = 86400;
+    assert_int_equal(atls_job_ensure(st, names2, 3, &is, NULL, err, sizeof(err)), 0);
+    assert_int_equal(atls_store_load_meta(st, "a.example", &again, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(again.n_names, 3);
+    assert_string_equal(again.names[2], "c.example");
+    assert_int_equal(again.issuer.renew.renew_before, 86400);
+    assert_int_equal(again.failures, 3);
+    assert_int_equal(again.generation, 7);
+    assert_int_equal(again.state, ATLS_STATE_FAILED);
+    assert_string_equal(again.last_error, "urn:ietf:params:acme:error:rateLimited: slow down");
+    /* the stored certificate no longer fits: due now, without the old backoff */
+    assert_int_equal(again.renew_at, 0);
+    assert_int_equal(again.next_attempt, 0);
+    atls_cert_meta_free(&again);
+
+    assert_int_equal(atls_job_ensure(st, NULL, 0, &is, NULL, err, sizeof(err)), -1);
+    assert_true(strlen(err) > 0);
+}
+
+/* ---- due ------------------------------------------------------------------- */
+
+static void
+test_due_cases(void **state)
+{
+    const char       *names[] = { "due.example", "www.due.example" };
+    atls_issuer_t     is;
+    atls_cert_meta_t  m;
+    char              err[256];
+    time_t            now = time(NULL);
+
+    (void) state;
+    make_issuer(&is, "https://ca.test/dir");
+    assert_int_equal(atls_job_ensure(st, names, 2, &is, &m, err, sizeof(err)), 0);
+
+    /* no certificate at all */
+    m.renew_at = now + 86400;
+    assert_int_equal(atls_job_due(st, &m, now, 0), 1);
+
+    store_test_cert(m.id, names, 2, ATLS_KEY_EC256);
+    assert_int_equal(atls_job_due(st, &m, now, 0), 0);
+    assert_int_equal(atls_job_due(st, &m, now, 1), 1);
+
+    /* renewal time reached */
+    m.renew_at = now - 1;
+    assert_int_equal(atls_job_due(st, &m, now, 0), 1);
+
+    /* ... but the backoff has not passed */
+    m.next_attempt = now + 600;
+    assert_int_equal(atls_job_due(st, &m, now, 0), 0);
+    assert_int_equal(atls_job_due(st, &m, now + 600, 0), 1);
+    assert_int_equal(atls_job_due(st, &m, now, 1), 1);
+
+    /* an operator request is due at once and is not consumed by looking */
+    m.renew_at = now + 86400;
+    m.next_attempt = 0;
+    assert_int_equal(atls_job_due(st, &m, now, 0), 0);
+    assert_int_equal(atls_store_request_renew(st, m.id, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(atls_job_due(st, &m, now, 0), 1);
+    assert_int_equal(atls_job_due(st, &m, now, 0), 1);
+    /* a request made since the last attempt beats the backoff ... */
+    m.last_attempt = now - 100;
+    m.next_attempt = now + 600;
+    assert_int_equal(atls_job_due(st, &m, now, 0), 1);
+    /* ... but once an attempt for it failed, the backoff holds again */
+    m.last_attempt = now + 1;
+    assert_int_equal(atls_job_due(st, &m, now, 0), 0);
+    assert_int_equal(atls_job_due(st, &m, now + 600, 0), 1);
+    m.next_attempt = 0;
+    m.last_attempt = 0;
+    assert_int_equal(atls_store_take_request(st, m.id), 1);
+    assert_int_equal(atls_job_due(st, &m, now, 0), 0);
+
+    /* a second key type configured without a certificate */
+    m.next_attempt = 0;
+    m.issuer.key_types[0] = ATLS_KEY_EC256;
+    m.issuer.key_types[1] = ATLS_KEY_RSA2048;
+    m.issuer.n_key_types = 2;
+    assert_int_equal(atls_job_due(st, &m, now, 0), 1);
+    store_test_cert(m.id, names, 2, ATLS_KEY_RSA2048);
+    assert_int_equal(atls_job_due(st, &m, now, 0), 0);
+
+    /* a name the stored certificate does not cover */
+    atls_strv_free(m.names, m.n_names);
+    m.names = calloc(4, sizeof(char *));
+    assert_non_null(m.names);
+    m.names[0] = atls_strdup("due.example");
+    m.names[1] = atls_strdup("www.due.example");
+    m.names[2] = atls_strdup("new.due.example");
+    m.n_names = 3;
+    assert_int_equal(atls_job_due(st, &m, now, 0), 1);
+    atls_cert_meta_free(&m);
+}
+
+/* ---- start ----------------------------------------------------------------- */
+
+static void
+test_start_busy(void **state)
+{
+    const char        *names[] = { "busy.example" };
+    atls_issuer_t      is;
+    atls_cert_meta_t   m;
+    atls_store_t      *other;
+    atls_store_lock_t *lk = NULL;
+    atls_job_t        *j;
+    char               err[256];
+
+    (void) state;
+    make_issuer(&is, "https://ca.test/dir");
+    assert_int_equal(atls_job_ensure(st, names, 1, &is, &m, err, sizeof(err)), 0);
+
+    /* a second handle stands for another process */
+    other = atls_store_fs_open(root, err, sizeof(err));
+    assert_non_null(other);
+    assert_int_equal(other->ops->lock(other, "cert-busy.example", 0, &lk, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    err[0] = '\0';
+    j = atls_job_start(st, &m, ATLS_KEY_EC256, err, sizeof(err));
+    assert_null(j);
+    assert_string_equal(err, "another process is renewing busy.example");
+    other->ops->unlock(other, lk);
+    atls_store_close(other);
+
+    j = atls_job_start(st, &m, ATLS_KEY_EC256, err, sizeof(err));
+    assert_non_null(j);
+    assert_non_null(atls_job_engine(j));
+    assert_int_equal(atls_job_meta(j)->state, ATLS_STATE_RENEWING);
+    atls_job_free(j);
+    atls_cert_meta_free(&m);
+}
+
+/* ---- the failure path ------------------------------------------------------ */
+
+/* Steps e to FAILED, answering every request with a transport error. */
+static void
+drive_to_failure(atls_acme_t *e)
+{
+    atls_http_response_t  resp;
+    atls_action_t         act;
+    const atls_http_response_t *last = NULL;
+    int                   i;
+
+    memset(&resp, 0, sizeof(resp));
+    resp.transport_error = 1;
+    snprintf(resp.error, sizeof(resp.error), "Failed to connect: canned refusal");
+    for (i = 0; i < 100; i++) {
+        atls_acme_step(e, last, time(NULL), &act);
+        last = NULL;
+        if (act.kind == ATLS_ACT_FAILED) {
+            return;
+        }
+        assert_int_not_equal(act.kind, ATLS_ACT_DONE);
+        if (act.kind == ATLS_ACT_SEND) {
+            last = &resp;
+        }
+    }
+    fail_msg("the engine never failed");
+}
+
+static void
+test_finish_failure_keeps_certificate(void **state)
+{
+    const char        *names[] = { "keep.example" };
+    atls_issuer_t      is;
+    atls_cert_meta_t   m, after;
+    atls_job_t        *j;
+    atls_store_lock_t *lk = NULL;
+    char               err[512], path[512];
+    char              *before_pem, *after_pem;
+    size_t             before_len, after_len;
+    time_t             now = time(NULL);
+
+    (void) state;
+    make_issuer(&is, "https://ca.test/dir");
+    assert_int_equal(atls_job_ensure(st, names, 1, &is, &m, err, sizeof(err)), 0);
+    store_test_cert(m.id, names, 1, ATLS_KEY_EC256);
+    snprintf(path, sizeof(path), "%s/certs/keep.example/ec256.pem", root);
+    before_pem = slurp(path, &before_len);
+
+    j = atls_job_start(st, &m, ATLS_KEY_EC256, err, sizeof(err));
+    assert_non_null(j);
+    drive_to_failure(atls_job_engine(j));
+    err[0] = '\0';
+    assert_int_equal(atls_job_finish(j, now, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "autotls:transport"));
+    assert_non_null(strstr(err, "canned refusal"));
+    atls_job_free(j);
+
+    after_pem = slurp(path, &after_len);
+    assert_int_equal(after_len, before_len);
+    assert_memory_equal(after_pem, before_pem, before_len);
+    free(after_pem);
+
+    assert_int_equal(atls_store_load_meta(st, m.id, &after, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(after.failures, 1);
+    assert_true(after.next_attempt > now);
+    assert_int_equal(after.state, ATLS_STATE_FAILED);
+    assert_non_null(after.last_error);
+    assert_non_null(strstr(after.last_error, "autotls:transport: "));
+    assert_non_null(strstr(after.last_error, "canned refusal"));
+    assert_int_equal(after.generation, m.generation);
+    /* in backoff now */
+    after.renew_at = now - 1;
+    assert_int_equal(atls_job_due(st, &after, now, 0), 0);
+    atls_cert_meta_free(&after);
+
+    /* the lock was released */
+    assert_int_equal(st->ops->lock(st, "cert-keep.example", 0, &lk, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    st->ops->unlock(st, lk);
+
+    /* a second failure counts up and backs off further */
+    j = atls_job_start(st, &m, ATLS_KEY_EC256, err, sizeof(err));
+    assert_non_null(j);
+    drive_to_failure(atls_job_engine(j));
+    assert_int_equal(atls_job_finish(j, now, err, sizeof(err)), -1);
+    atls_job_free(j);
+    assert_int_equal(atls_store_load_meta(st, m.id, &after, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(after.failures, 2);
+    atls_cert_meta_free(&after);
+
+    after_pem = slurp(path, &after_len);
+    assert_int_equal(after_len, before_len);
+    assert_memory_equal(after_pem, before_pem, before_len);
+    free(after_pem);
+    free(before_pem);
+    atls_cert_meta_free(&m);
+}
+
+/* ---- the success path (against the canned CA of tests/unit/support) ------- */
+
+static void
+test_finish_success_deploys(void **state)
+{
+    const char       *names[] = { "ok.example", "www.ok.example" };
+    const char       *dir = FAKECA_BASE "/dir";
+    atls_issuer_t     is;
+    atls_cert_meta_t  m, after;
+    atls_job_t       *j;
+    fakeca_t         *ca;
+    fakeca_run_t      run;
+    EVP_PKEY         *akey = NULL, *key = NULL;
+    STACK_OF(X509)   *chain = NULL;
+    atls_cert_info_t  info;
+    char             *aurl = NULL;
+    char              err[512];
+    int               created = 0;
+    uint64_t          gen0;
+    time_t            now = time(NULL);
+
+    (void) state;
+    make_issuer(&is, dir);
+    assert_int_equal(atls_job_ensure(st, names, 2, &is, &m, err, sizeof(err)), 0);
+    /* an earlier failure and a pending operator request */
+    m.failures = 2;
+    m.last_error = atls_strdup("autotls:transport: down");
+    m.state = ATLS_STATE_FAILED;
+    assert_int_equal(atls_store_save_meta(st, &m, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(atls_store_request_renew(st, m.id, err, sizeof(err)), ATLS_STORE_OK);
+    gen0 = atls_store_generation(st);
+
+    /* the CA must know the account key the job will load from the store */
+    assert_int_equal(atls_store_load_account(st, dir, &akey, &aurl, &created, err,
+                                             sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(created, 1);
+    assert_null(aurl);
+    ca = fakeca_new(akey);
+    assert_non_null(ca);
+
+    j = atls_job_start(st, &m, ATLS_KEY_EC256, err, sizeof(err));
+    assert_non_null(j);
+    memset(&run, 0, sizeof(run));
+    run.now = now;
+    assert_int_equal(fakeca_run(ca, atls_job_engine(j), &run), ATLS_ACT_DONE);
+    assert_int_equal(ca->violations, 0);
+    assert_int_equal(atls_job_finish(j, now, err, sizeof(err)), 0);
+    assert_int_equal(atls_job_meta(j)->state, ATLS_STATE_VALID);
+    atls_job_free(j);
+
+    /* the stored key and chain belong together and carry the names */
+    assert_int_equal(atls_store_load_cert(st, m.id, ATLS_KEY_EC256, &key, &chain, err,
+                                          sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(atls_chain_check(chain, key, names, 2, err, sizeof(err)), 0);
+    assert_int_equal(X509_cmp(sk_X509_value(chain, 0), ca->leaf), 0);
+    memset(&info, 0, sizeof(info));
+    assert_int_equal(atls_cert_info(sk_X509_value(chain, 0), &info), 0);
+
+    assert_int_equal(atls_store_load_meta(st, m.id, &after, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(after.state, ATLS_STATE_VALID);
+    assert_int_equal(after.failures, 0);
+    assert_int_equal(after.next_attempt, 0);
+    assert_null(after.last_error);
+    assert_int_equal(after.last_success, now);
+    assert_int_equal(after.generation, m.generation + 1);
+    assert_true(after.renew_at > info.not_before);
+    assert_true(after.renew_at < info.not_after);
+    assert_string_equal(after.account_url, FAKECA_ACCT_URL);
+    assert_true(atls_store_generation(st) > gen0);
+    /* the operator request was answered */
+    assert_int_equal(atls_store_take_request(st, m.id), 0);
+    assert_int_equal(atls_job_due(st, &after, now, 0), 0);
+    atls_cert_meta_free(&after);
+
+    /* the account URL the CA gave is remembered for the next order */
+    EVP_PKEY_free(akey);
+    akey = NULL;
+    assert_int_equal(atls_store_load_account(st, dir, &akey, &aurl, &created, err,
+                                             sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(created, 0);
+    assert_string_equal(aurl, FAKECA_ACCT_URL);
+
+    free(aurl);
+    EVP_PKEY_free(akey);
+    EVP_PKEY_free(key);
+    atls_chain_free(chain);
+    atls_cert_info_free(&info);
+    fakeca_run_clear(&run);
+    fakeca_free(ca);
+    atls_cert_meta_free(&m);
+}
+
+/* The whole blocking path over real HTTP to a port nobody listens on. */
+static void
+test_run_blocking_unreachable_ca(void **state)
+{
+    const char       *names[] = { "down.example" };
+    atls_issuer_t     is;
+    atls_cert_meta_t  m;
+    char              err[512];
+
+    (void) state;
+    make_issuer(&is, dead_directory());
+    assert_int_equal(atls_job_ensure(st, names, 1, &is, NULL, err, sizeof(err)), 0);
+    err[0] = '\0';
+    assert_int_equal(atls_job_run_blocking(st, "down.example", NULL, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "down.example"));
+    assert_non_null(strstr(err, "autotls:transport"));
+    assert_int_equal(atls_store_load_meta(st, "down.example", &m, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(m.failures, 1);
+    assert_int_equal(m.state, ATLS_STATE_FAILED);
+    atls_cert_meta_free(&m);
+
+    assert_int_equal(atls_job_run_blocking(st, "missing.example", NULL, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "missing.example"));
+}
+
+static void
+test_revoke_without_account(void **state)
+{
+    const char   *names[] = { "rev.example" };
+    atls_issuer_t is;
+    char          err[512], path[512];
+
+    (void) state;
+    make_issuer(&is, "https://other-ca.test/dir");
+    assert_int_equal(atls_job_ensure(st, names, 1, &is, NULL, err, sizeof(err)), 0);
+    store_test_cert("rev.example", names, 1, ATLS_KEY_EC256);
+    err[0] = '\0';
+    assert_int_equal(atls_job_revoke_blocking(st, "rev.example", 0, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "no ACME account"));
+    /* looking must not have created an account key */
+    snprintf(path, sizeof(path), "%s/accounts/https___other-ca.test_dir/account.key", root);
+    assert_int_equal(access(path, F_OK), -1);
+}
+
+static void
+test_http_opts(void **state)
+{
+    atls_issuer_t    is;
+    atls_http_opts_t o;
+
+    (void) state;
+    make_issuer(&is, "https://ca.test/dir");
+    is.ca_file = (char *) "/etc/ca.pem";
+    atls_job_http_opts(&is, &o);
+    assert_string_equal(o.ca_file, "/etc/ca.pem");
+    assert_int_equal(o.max_response, 0);
+    is.ca_file = NULL;
+    atls_job_http_opts(&is, &o);
+    assert_null(o.ca_file);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ensure_creates_and_updates, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_due_cases, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_start_busy, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_finish_failure_keeps_certificate, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_finish_success_deploys, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_run_blocking_unreachable_ca, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_revoke_without_account, setup_store, teardown_store),
+        cmocka_unit_test(test_http_opts),
+    };
+
+    /* only the expected failure lines, not info chatter */
+    atls_log_set(NULL, NULL, ATLS_LOG_ERR);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,302 @@
+/* Status rendering (JSON and Prometheus) over a real filesystem store. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <openssl/bn.h>
+#include "atls_status.h"
+#include "support/testpki.h"
+
+typedef struct {
+    char             dir[64];
+    atls_store_t    *st;
+    testpki_chain_t  pki;
+    char             serial[80];     /* of the valid leaf, lower-case hex */
+    time_t           not_after;
+    time_t           now;            /* 10.5 days before not_after */
+} fx_t;
+
+static int
+rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void) sb;
+    (void) ftw;
+    return flag == FTW_DP ? rmdir(p) : unlink(p);
+}
+
+static char **
+strv(const char *a)
+{
+    char **v = calloc(2, sizeof(char *));
+
+    v[0] = atls_strdup(a);
+    return v;
+}
+
+static int
+setup(void **state)
+{
+    static const char *const names[] = { "valid.example", "www.valid.example" };
+    fx_t            *fx = calloc(1, sizeof(*fx));
+    char             err[512], *pem, *hex;
+    X509            *certs[2];
+    atls_cert_meta_t m;
+    BIGNUM          *bn;
+    struct tm        tm;
+    size_t           i;
+
+    snprintf(fx->dir, sizeof(fx->dir), "/tmp/atls-status-XXXXXX");
+    if (mkdtemp(fx->dir) == NULL) {
+        return -1;
+    }
+    fx->st = atls_store_fs_open(fx->dir, err, sizeof(err));
+    assert_non_null(fx->st);
+    assert_int_equal(testpki_chain_make(&fx->pki, names, 2, ATLS_KEY_EC256), 0);
+
+    /* facts about the leaf, computed with OpenSSL directly */
+    bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(fx->pki.leaf), NULL);
+    hex = BN_bn2hex(bn);
+    for (i = 0; hex[i]; i++) {
+        fx->serial[i] = (char) (hex[i] >= 'A' && hex[i] <= 'F' ? hex[i] + 32 : hex[i]);
+    }
+    /* BN_bn2hex may keep a leading zero nibble the status code need not */
+    OPENSSL_free(hex);
+    BN_free(bn);
+    assert_int_equal(ASN1_TIME_to_tm(X509_get0_notAfter(fx->pki.leaf), &tm), 1);
+    fx->not_after = timegm(&tm);
+    fx->now = fx->not_after - 10 * 86400 - 43200;
+
+    certs[0] = fx->pki.leaf;
+    certs[1] = fx->pki.inter;
+    pem = testpki_pem(certs, 2);
+    assert_int_equal(atls_store_save_cert(fx->st, "valid.example", ATLS_KEY_EC256,
+                                          fx->pki.leaf_key, pem, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    free(pem);
+
+    memset(&m, 0, sizeof(m));
+    m.id = atls_strdup("valid.example");
+    m.names = strv("valid.example");
+    m.n_names = 1;
+    m.issuer.directory = atls_strdup("https://127.0.0.1:14000/dir");
+    m.issuer.eab_hmac = atls_strdup("EABSECRET");
+    m.state = ATLS_STATE_VALID;
+    m.renew_at = 1800000000;
+    m.next_attempt = 1700000000;   /* old, and no failures: not in backoff */
+    m.generation = 3;
+    assert_int_equal(atls_store_save_meta(fx->st, &m, err, sizeof(err)), 0);
+    atls_cert_meta_free(&m);
+
+    memset(&m, 0, sizeof(m));
+    m.id = atls_strdup("failed.example");
+    m.names = strv("failed.example");
+    m.n_names = 1;
+    m.issuer.directory = atls_strdup("https://127.0.0.1:14000/dir");
+    m.state = ATLS_STATE_FAILED;
+    m.failures = 3;
+    m.renew_at = 1800000000;
+    m.next_attempt = 1800003600;
+    m.last_error = atls_strdup("urn:ietf:params:acme:error:rateLimited: too many");
+    assert_int_equal(atls_store_save_meta(fx->st, &m, err, sizeof(err)), 0);
+    atls_cert_meta_free(&m);
+
+    /* an id that needs escaping in a Prometheus label */
+    memset(&m, 0, sizeof(m));
+    m.id = atls_strdup("we\"ird\\x.example");
+    m.names = strv("we\"ird\\x.example");
+    m.n_names = 1;
+    m.state = ATLS_STATE_PENDING;
+    assert_int_equal(atls_store_save_meta(fx->st, &m, err, sizeof(err)), 0);
+    atls_cert_meta_free(&m);
+
+    *state = fx;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    fx_t *fx = *state;
+
+    atls_store_close(fx->st);
+    testpki_chain_free(&fx->pki);
+    nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(fx);
+    return 0;
+}
+
+static json_t *
+find_cert(json_t *arr, const char *id)
+{
+    size_t  i;
+    json_t *c;
+
+    json_array_foreach(arr, i, c) {
+        if (strcmp(json_string_value(json_object_get(c, "id")), id) == 0) {
+            return c;
+        }
+    }
+    fail_msg("certificate %s missing", id);
+    return NULL;
+}
+
+static void
+test_json(void **state)
+{
+    fx_t        *fx = *state;
+    char        *out, buf[32];
+    json_t      *root, *arr, *c, *k;
+    json_error_t jerr;
+    const char  *serial;
+
+    out = atls_status_json(fx->st, fx->now);
+    assert_non_null(out);
+    assert_null(strstr(out, "PRIVATE KEY"));
+    assert_null(strstr(out, "BEGIN"));
+    assert_null(strstr(out, "EABSECRET"));
+    root = json_loads(out, 0, &jerr);
+    assert_non_null(root);
+    assert_string_equal(json_string_value(json_object_get(root, "version")), ATLS_VERSION);
+    atls_rfc3339_format(fx->now, buf, sizeof(buf));
+    assert_string_equal(json_string_value(json_object_get(root, "generated")), buf);
+    arr = json_object_get(root, "certificates");
+    assert_int_equal(json_array_size(arr), 3);
+
+    c = find_cert(arr, "valid.example");
+    assert_string_equal(json_string_value(json_object_get(c, "state")), "valid");
+    assert_int_equal(json_integer_value(json_object_get(c, "failures")), 0);
+    assert_true(json_is_null(json_object_get(c, "last_error")));
+    assert_string_equal(json_string_value(json_object_get(c, "next_renewal")),
+                        "2027-01-15T08:00:00Z");   /* renew_at 1800000000 */
+    assert_string_equal(json_string_value(json_object_get(c, "directory")),
+                        "https://127.0.0.1:14000/dir");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(c, "names"), 0)),
+                        "valid.example");
+    assert_int_equal(json_array_size(json_object_get(c, "keys")), 1);
+    k = json_array_get(json_object_get(c, "keys"), 0);
+    assert_string_equal(json_string_value(json_object_get(k, "type")), "ec256");
+    serial = json_string_value(json_object_get(k, "serial"));
+    assert_non_null(serial);
+    /* same number, tolerate a leading zero nibble difference */
+    assert_string_equal(serial + (strlen(serial) > strlen(fx->serial)),
+                        fx->serial + (strlen(fx->serial) > strlen(serial)));
+    assert_string_equal(json_string_value(json_object_get(k, "issuer")), TESTPKI_INTER_CN);
+    atls_rfc3339_format(fx->not_after, buf, sizeof(buf));
+    assert_string_equal(json_string_value(json_object_get(k, "not_after")), buf);
+    assert_non_null(json_string_value(json_object_get(k, "not_before")));
+    assert_int_equal(json_integer_value(json_object_get(k, "days_left")), 10);
+
+    c = find_cert(arr, "failed.example");
+    assert_string_equal(json_string_value(json_object_get(c, "state")), "failed");
+    assert_int_equal(json_integer_value(json_object_get(c, "failures")), 3);
+    assert_string_equal(json_string_value(json_object_get(c, "last_error")),
+                        "urn:ietf:params:acme:error:rateLimited: too many");
+    /* in backoff: the next renewal is the next attempt */
+    assert_string_equal(json_string_value(json_object_get(c, "next_renewal")),
+                        "2027-01-15T09:00:00Z");
+    assert_string_equal(json_string_value(json_object_get(c, "next_attempt")),
+                        "2027-01-15T09:00:00Z");
+    assert_int_equal(json_array_size(json_object_get(c, "keys")), 0);
+
+    c = find_cert(arr, "we\"ird\\x.example");
+    assert_string_equal(json_string_value(json_object_get(c, "state")), "pending");
+    assert_true(json_is_null(json_object_get(c, "next_renewal")));
+
+    json_decref(root);
+    free(out);
+
+    /* an expired certificate: negative days */
+    out = atls_status_json(fx->st, fx->not_after + 1);
+    root = json_loads(out, 0, &jerr);
+    c = find_cert(json_object_get(root, "certificates"), "valid.example");
+    k = json_array_get(json_object_get(c, "keys"), 0);
+    assert_int_equal(json_integer_value(json_object_get(k, "days_left")), -1);
+    json_decref(root);
+    free(out);
+}
+
+static void
+test_json_corrupt_meta(void **state)
+{
+    fx_t        *fx = *state;
+    char        *out, err[256];
+    json_t      *root, *c;
+    json_error_t jerr;
+
+    assert_int_equal(fx->st->ops->put(fx->st, "certs/broken.example/meta.json", "{", 1, 0,
+                                      err, sizeof(err)), ATLS_STORE_OK);
+    out = atls_status_json(fx->st, fx->now);
+    root = json_loads(out, 0, &jerr);
+    assert_non_null(root);
+    assert_int_equal(json_array_size(json_object_get(root, "certificates")), 4);
+    c = find_cert(json_object_get(root, "certificates"), "broken.example");
+    assert_non_null(strstr(json_string_value(json_object_get(c, "last_error")),
+                           "broken.example/meta.json: invalid JSON"));
+    json_decref(root);
+    free(out);
+}
+
+static void
+test_prometheus(void **state)
+{
+    fx_t *fx = *state;
+    char *out, line[256];
+
+    out = atls_status_prometheus(fx->st, fx->now);
+    assert_non_null(out);
+    assert_null(strstr(out, "PRIVATE KEY"));
+    assert_null(strstr(out, "BEGIN"));
+
+    assert_non_null(strstr(out, "# TYPE autotls_certificates_total gauge\n"));
+    assert_non_null(strstr(out, "# HELP autotls_certificates_total "));
+    assert_non_null(strstr(out, "\nautotls_certificates_total 3\n"));
+    assert_non_null(strstr(out, "# TYPE autotls_certificate_not_after_seconds gauge\n"));
+    assert_non_null(strstr(out, "# TYPE autotls_certificate_not_before_seconds gauge\n"));
+    assert_non_null(strstr(out, "# TYPE autotls_certificate_next_renewal_seconds gauge\n"));
+    assert_non_null(strstr(out, "# TYPE autotls_certificate_failures gauge\n"));
+    assert_non_null(strstr(out, "# TYPE autotls_certificate_state gauge\n"));
+
+    snprintf(line, sizeof(line),
+             "\nautotls_certificate_not_after_seconds{id=\"valid.example\",key_type=\"ec256\"} %lld\n",
+             (long long) fx->not_after);
+    assert_non_null(strstr(out, line));
+    assert_non_null(strstr(out, "\nautotls_certificate_not_before_seconds{id=\"valid.example\",key_type=\"ec256\"} "));
+    assert_non_null(strstr(out, "\nautotls_certificate_next_renewal_seconds{id=\"valid.example\"} 1800000000\n"));
+    assert_non_null(strstr(out, "\nautotls_certificate_next_renewal_seconds{id=\"failed.example\"} 1800003600\n"));
+    assert_non_null(strstr(out, "\nautotls_certificate_failures{id=\"failed.example\"} 3\n"));
+    assert_non_null(strstr(out, "\nautotls_certificate_failures{id=\"valid.example\"} 0\n"));
+    assert_non_null(strstr(out, "\nautotls_certificate_state{id=\"failed.example\",state=\"failed\"} 1\n"));
+    assert_non_null(strstr(out, "\nautotls_certificate_state{id=\"failed.example\",state=\"valid\"} 0\n"));
+    assert_non_null(strstr(out, "\nautotls_certificate_state{id=\"valid.example\",state=\"valid\"} 1\n"));
+    assert_non_null(strstr(out, "\nautotls_certificate_state{id=\"valid.example\",state=\"pending\"} 0\n"));
+    /* escaped label value: " -> \"  and  \ -> \\ */
+    assert_non_null(strstr(out, "\nautotls_certificate_state{id=\"we\\\"ird\\\\x.example\",state=\"pending\"} 1\n"));
+    assert_null(strstr(out, "id=\"we\"ird"));
+    /* no certificate yet: no not_after sample for it */
+    assert_null(strstr(out, "autotls_certificate_not_after_seconds{id=\"failed.example\""));
+    /* each family announced once */
+    assert_null(strstr(strstr(out, "# TYPE autotls_certificate_state gauge") + 1,
+                       "# TYPE autotls_certificate_state gauge"));
+    assert_int_equal(out[strlen(out) - 1], '\n');
+    free(out);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_corrupt_meta, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prometheus, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

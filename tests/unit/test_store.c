@@ -1,0 +1,1025 @@
+/* The filesystem store and the typed helpers over it. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "atls_store.h"
+#include "support/testpki.h"
+
+typedef struct {
+    char          dir[64];   /* the temp parent */
+    char          root[96];  /* the store root, inside it */
+    atls_store_t *st;
+} fx_t;
+
+static int
+rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void) sb;
+    (void) ftw;
+    return flag == FTW_DP ? rmdir(p) : unlink(p);
+}
+
+static int
+setup(void **state)
+{
+    fx_t *fx = calloc(1, sizeof(*fx));
+    char  err[512];
+
+    if (fx == NULL) {
+        return -1;
+    }
+    snprintf(fx->dir, sizeof(fx->dir), "/tmp/atls-store-XXXXXX");
+    if (mkdtemp(fx->dir) == NULL) {
+        return -1;
+    }
+    snprintf(fx->root, sizeof(fx->root), "%s/store", fx->dir);
+    fx->st = atls_store_fs_open(fx->root, err, sizeof(err));
+    if (fx->st == NULL) {
+        fprintf(stderr, "open: %s\n", err);
+        return -1;
+    }
+    *state = fx;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    fx_t *fx = *state;
+
+    atls_store_close(fx->st);
+    nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(fx);
+    return 0;
+}
+
+static char *
+fx_path(fx_t *fx, const char *rel)
+{
+    static char buf[512];
+
+    snprintf(buf, sizeof(buf), "%s/%s", fx->root, rel);
+    return buf;
+}
+
+static mode_t
+mode_of(const char *p)
+{
+    struct stat sb;
+
+    assert_int_equal(stat(p, &sb), 0);
+    return sb.st_mode & 07777;
+}
+
+static void
+put_ok(atls_store_t *st, const char *path, const char *data, size_t len, int priv)
+{
+    char err[512];
+    int  rc = st->ops->put(st, path, data, len, priv, err, sizeof(err));
+
+    if (rc != ATLS_STORE_OK) {
+        fail_msg("put %s: %s", path, err);
+    }
+}
+
+static char *
+get_ok(atls_store_t *st, const char *path, size_t *len)
+{
+    char  err[512], *data = NULL;
+    int   rc = st->ops->get(st, path, &data, len, err, sizeof(err));
+
+    if (rc != ATLS_STORE_OK) {
+        fail_msg("get %s: %s", path, err);
+    }
+    return data;
+}
+
+/* Number of entries in dir whose name starts with ".tmp." */
+static int
+count_temps(const char *dir)
+{
+    DIR           *d = opendir(dir);
+    struct dirent *de;
+    int            n = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        n += strncmp(de->d_name, ".tmp.", 5) == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+/* ---- raw ops ---------------------------------------------------------------- */
+
+static void
+test_put_get_round_trip(void **state)
+{
+    fx_t  *fx = *state;
+    char   bin[300], *data, err[256];
+    size_t len, i;
+
+    for (i = 0; i < sizeof(bin); i++) {
+        bin[i] = (char) (i * 7);   /* includes NUL bytes */
+    }
+    put_ok(fx->st, "a/b/c.bin", bin, sizeof(bin), 0);
+    data = get_ok(fx->st, "a/b/c.bin", &len);
+    assert_int_equal(len, sizeof(bin));
+    assert_memory_equal(data, bin, sizeof(bin));
+    assert_int_equal(data[len], '\0');   /* NUL-terminated for text users */
+    free(data);
+
+    put_ok(fx->st, "a/b/c.bin", "new", 3, 0);
+    data = get_ok(fx->st, "a/b/c.bin", &len);
+    assert_int_equal(len, 3);
+    assert_string_equal(data, "new");
+    free(data);
+
+    put_ok(fx->st, "empty", "", 0, 0);
+    data = get_ok(fx->st, "empty", &len);
+    assert_int_equal(len, 0);
+    free(data);
+
+    data = (char *) 1;
+    assert_int_equal(fx->st->ops->get(fx->st, "a/nothing", &data, &len, err, sizeof(err)),
+                     ATLS_STORE_NOTFOUND);
+    assert_null(data);
+
+    assert_int_equal(fx->st->ops->del(fx->st, "a/b/c.bin", err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(fx->st->ops->get(fx->st, "a/b/c.bin", &data, &len, err, sizeof(err)),
+                     ATLS_STORE_NOTFOUND);
+    assert_int_equal(fx->st->ops->del(fx->st, "a/b/c.bin", err, sizeof(err)),
+                     ATLS_STORE_NOTFOUND);
+    assert_string_equal(fx->st->ops->name, "fs");
+}
+
+static void
+test_bad_paths(void **state)
+{
+    static const char *const bad[] = {
+        "../escape", "a/../../escape", "/etc/passwd", "a//b", "a/", "", ".hidden",
+        "a/./b", "certs/..", NULL
+    };
+    fx_t  *fx = *state;
+    char   err[256], *data;
+    size_t len, i, n;
+    char **names;
+    struct stat sb;
+
+    for (i = 0; bad[i] != NULL; i++) {
+        assert_int_equal(fx->st->ops->put(fx->st, bad[i], "x", 1, 0, err, sizeof(err)),
+                         ATLS_STORE_ERROR);
+        assert_int_equal(fx->st->ops->get(fx->st, bad[i], &data, &len, err, sizeof(err)),
+                         ATLS_STORE_ERROR);
+        assert_int_equal(fx->st->ops->del(fx->st, bad[i], err, sizeof(err)),
+                         ATLS_STORE_ERROR);
+    }
+    assert_int_equal(fx->st->ops->put(fx->st, NULL, "x", 1, 0, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    assert_int_equal(fx->st->ops->list(fx->st, "../", &names, &n, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    /* nothing landed beside the store */
+    snprintf(err, sizeof(err), "%s/escape", fx->dir);
+    assert_int_not_equal(stat(err, &sb), 0);
+}
+
+static void
+test_modes(void **state)
+{
+    fx_t  *fx = *state;
+    mode_t old;
+
+    assert_int_equal(mode_of(fx->root), 0700);
+    assert_int_equal(mode_of(fx_path(fx, "certs")), 0700);
+    assert_int_equal(mode_of(fx_path(fx, "accounts")), 0700);
+    assert_int_equal(mode_of(fx_path(fx, "requests")), 0700);
+    assert_int_equal(mode_of(fx_path(fx, "locks")), 0700);
+
+    /* the process umask must not change what the store promises */
+    old = umask(077);
+    put_ok(fx->st, "certs/x.example/meta.json", "{}", 2, 0);
+    umask(0);
+    put_ok(fx->st, "certs/x.example/ec256.pem", "secret", 6, 1);
+    put_ok(fx->st, "deep/er/dir/file", "x", 1, 0);
+    umask(old);
+
+    assert_int_equal(mode_of(fx_path(fx, "certs/x.example")), 0700);
+    assert_int_equal(mode_of(fx_path(fx, "certs/x.example/meta.json")), 0644);
+    assert_int_equal(mode_of(fx_path(fx, "certs/x.example/ec256.pem")), 0600);
+    assert_int_equal(mode_of(fx_path(fx, "deep")), 0700);
+    assert_int_equal(mode_of(fx_path(fx, "deep/er")), 0700);
+    assert_int_equal(mode_of(fx_path(fx, "deep/er/dir")), 0700);
+
+    /* overwriting a public file with a private one tightens it */
+    put_ok(fx->st, "certs/x.example/meta.json", "{}", 2, 1);
+    assert_int_equal(mode_of(fx_path(fx, "certs/x.example/meta.json")), 0600);
+
+    assert_int_equal(count_temps(fx_path(fx, "certs/x.example")), 0);
+    assert_int_equal(count_temps(fx_path(fx, "deep/er/dir")), 0);
+}
+
+static void
+test_failed_put_keeps_old(void **state)
+{
+    fx_t         *fx = *state;
+    char          err[512], *data, *big;
+    size_t        len;
+    struct rlimit old, lim;
+    void        (*oldsig)(int);
+
+    put_ok(fx->st, "certs/k/ec256.pem", "OLD", 3, 1);
+
+    /* A write that fails half-way (file size limit, works even as root). */
+    big = malloc(1 << 20);
+    assert_non_null(big);
+    memset(big, 'N', 1 << 20);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 4096;
+    oldsig = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    assert_int_equal(fx->st->ops->put(fx->st, "certs/k/ec256.pem", big, 1 << 20, 1,
+                                      err, sizeof(err)), ATLS_STORE_ERROR);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, oldsig);
+    free(big);
+    assert_non_null(strstr(err, "write"));
+
+    data = get_ok(fx->st, "certs/k/ec256.pem", &len);
+    assert_string_equal(data, "OLD");
+    free(data);
+    assert_int_equal(count_temps(fx_path(fx, "certs/k")), 0);
+
+    /* A parent that is a file. */
+    put_ok(fx->st, "plain", "P", 1, 0);
+    assert_int_equal(fx->st->ops->put(fx->st, "plain/child", "x", 1, 0, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    data = get_ok(fx->st, "plain", &len);
+    assert_string_equal(data, "P");
+    free(data);
+
+    /* A directory we may not write (only meaningful without root). */
+    if (geteuid() != 0) {
+        assert_int_equal(chmod(fx_path(fx, "certs/k"), 0500), 0);
+        assert_int_equal(fx->st->ops->put(fx->st, "certs/k/ec256.pem", "NEW", 3, 1,
+                                          err, sizeof(err)), ATLS_STORE_ERROR);
+        assert_int_equal(chmod(fx_path(fx, "certs/k"), 0700), 0);
+        data = get_ok(fx->st, "certs/k/ec256.pem", &len);
+        assert_string_equal(data, "OLD");
+        free(data);
+    }
+}
+
+#define CRASH_SIZE (256 * 1024)
+
+/* 1 when the file is exactly CRASH_SIZE bytes of one of the fill bytes. */
+static int
+whole_content(const char *data, size_t len, char *which)
+{
+    size_t i;
+
+    if (len != CRASH_SIZE) {
+        return 0;
+    }
+    for (i = 1; i < len; i++) {
+        if (data[i] != data[0]) {
+            return 0;
+        }
+    }
+    *which = data[0];
+    return data[0] == 'A' || data[0] == 'B' || data[0] == 'C';
+}
+
+static void
+test_crash_atomicity(void **state)
+{
+    fx_t    *fx = *state;
+    char    *buf, *data, which = 0, seen[3] = { 0, 0, 0 };
+    size_t   len;
+    int      round, status;
+    pid_t    pid;
+    unsigned seed = (unsigned) getpid();
+
+    buf = malloc(CRASH_SIZE);
+    assert_non_null(buf);
+    memset(buf, 'A', CRASH_SIZE);
+    put_ok(fx->st, "certs/crash/ec256.pem", buf, CRASH_SIZE, 1);
+
+    for (round = 0; round < 25; round++) {
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            char err[256];
+            int  i;
+
+            for (i = 0;; i++) {
+                memset(buf, (i & 1) ? 'B' : 'C', CRASH_SIZE);
+                if (fx->st->ops->put(fx->st, "certs/crash/ec256.pem", buf, CRASH_SIZE, 1,
+                                     err, sizeof(err)) != ATLS_STORE_OK) {
+                    _exit(3);
+                }
+            }
+        }
+        usleep((useconds_t) (rand_r(&seed) % 30000));
+        assert_int_equal(kill(pid, SIGKILL), 0);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status));
+
+        data = get_ok(fx->st, "certs/crash/ec256.pem", &len);
+        if (!whole_content(data, len, &which)) {
+            fail_msg("round %d: torn file (%zu bytes)", round, len);
+        }
+        seen[which - 'A'] = 1;
+        assert_int_equal(mode_of(fx_path(fx, "certs/crash/ec256.pem")), 0600);
+        free(data);
+    }
+    free(buf);
+    /* the writer did get through at least once */
+    assert_true(seen[1] || seen[2]);
+
+    /* a killed writer may leave a temp file: invisible to list */
+    {
+        char **names;
+        size_t n, i;
+        char   err[256];
+
+        assert_int_equal(fx->st->ops->list(fx->st, "certs/crash", &names, &n,
+                                           err, sizeof(err)), ATLS_STORE_OK);
+        assert_int_equal(n, 1);
+        assert_string_equal(names[0], "ec256.pem");
+        for (i = 0; i < n; i++) {
+            free(names[i]);
+        }
+        free(names);
+    }
+}
+
+static void
+test_list(void **state)
+{
+    fx_t  *fx = *state;
+    char **names, err[256];
+    size_t n;
+    int    fd;
+
+    put_ok(fx->st, "certs/c.example/meta.json", "{}", 2, 0);
+    put_ok(fx->st, "certs/a.example/meta.json", "{}", 2, 0);
+    put_ok(fx->st, "certs/b.example/meta.json", "{}", 2, 0);
+    put_ok(fx->st, "certs/_.wild.example/meta.json", "{}", 2, 0);
+    fd = open(fx_path(fx, "certs/.tmp.meta.json.abc123"), O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+
+    assert_int_equal(fx->st->ops->list(fx->st, "certs", &names, &n, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(n, 4);
+    assert_string_equal(names[0], "_.wild.example");
+    assert_string_equal(names[1], "a.example");
+    assert_string_equal(names[2], "b.example");
+    assert_string_equal(names[3], "c.example");
+    atls_strv_free(names, n);
+
+    assert_int_equal(atls_store_list_certs(fx->st, &names, &n, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(n, 4);
+    assert_string_equal(names[1], "a.example");
+    atls_strv_free(names, n);
+
+    /* missing directory: empty, like any key-value backend */
+    assert_int_equal(fx->st->ops->list(fx->st, "nothing/here", &names, &n, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(n, 0);
+    assert_null(names);
+
+    /* deleting a directory removes the whole certificate */
+    assert_int_equal(fx->st->ops->del(fx->st, "certs/b.example", err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(atls_store_list_certs(fx->st, &names, &n, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(names[2], "c.example");
+    atls_strv_free(names, n);
+}
+
+/* ---- locks ------------------------------------------------------------------ */
+
+/* Child: try the lock without waiting, exit 0 on OK, 2 on BUSY, 1 otherwise. */
+static int
+child_try_lock(fx_t *fx, const char *name)
+{
+    pid_t pid = fork();
+    int   status;
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        atls_store_lock_t *lk;
+        char               err[256];
+        int                rc = fx->st->ops->lock(fx->st, name, 0, &lk, err, sizeof(err));
+
+        _exit(rc == ATLS_STORE_OK ? 0 : rc == ATLS_STORE_BUSY ? 2 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static void
+test_lock(void **state)
+{
+    fx_t              *fx = *state;
+    atls_store_lock_t *lk = NULL, *lk2 = NULL;
+    char               err[256], c;
+    int                to_child[2], to_parent[2], status;
+    pid_t              pid;
+
+    assert_int_equal(fx->st->ops->lock(fx->st, "job-a", 0, &lk, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_non_null(lk);
+    assert_int_equal(mode_of(fx_path(fx, "locks/job-a.lock")), 0600);
+    /* another process: busy; another name: free */
+    assert_int_equal(child_try_lock(fx, "job-a"), 2);
+    assert_int_equal(child_try_lock(fx, "job-b"), 0);
+    /* a second open in the same process is excluded as well (flock per open) */
+    assert_int_equal(fx->st->ops->lock(fx->st, "job-a", 0, &lk2, err, sizeof(err)),
+                     ATLS_STORE_BUSY);
+    assert_null(lk2);
+    fx->st->ops->unlock(fx->st, lk);
+    assert_int_equal(child_try_lock(fx, "job-a"), 0);
+
+    /* the other way round: a child holds it, we are refused, then wait for it */
+    assert_int_equal(pipe(to_child), 0);
+    assert_int_equal(pipe(to_parent), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        atls_store_lock_t *held;
+
+        if (fx->st->ops->lock(fx->st, "job-a", 1, &held, err, sizeof(err)) != ATLS_STORE_OK) {
+            _exit(1);
+        }
+        if (write(to_parent[1], "L", 1) != 1 || read(to_child[0], &c, 1) != 1) {
+            _exit(1);
+        }
+        fx->st->ops->unlock(fx->st, held);
+        _exit(0);
+    }
+    assert_int_equal(read(to_parent[0], &c, 1), 1);
+    assert_int_equal(fx->st->ops->lock(fx->st, "job-a", 0, &lk, err, sizeof(err)),
+                     ATLS_STORE_BUSY);
+    assert_non_null(strstr(err, "job-a.lock"));
+    assert_int_equal(write(to_child[1], "U", 1), 1);
+    /* waiting lock: returns once the child has let go */
+    assert_int_equal(fx->st->ops->lock(fx->st, "job-a", 1, &lk, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    fx->st->ops->unlock(fx->st, lk);
+    close(to_child[0]);
+    close(to_child[1]);
+    close(to_parent[0]);
+    close(to_parent[1]);
+
+    assert_int_equal(fx->st->ops->lock(fx->st, "../x", 0, &lk, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    assert_int_equal(fx->st->ops->lock(fx->st, "a/b", 0, &lk, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+}
+
+/* ---- open / prepare ---------------------------------------------------------- */
+
+static void
+test_open_errors(void **state)
+{
+    fx_t         *fx = *state;
+    char          err[512], p[256];
+    atls_store_t *st;
+    int           fd;
+
+    snprintf(p, sizeof(p), "%s/afile", fx->dir);
+    fd = open(p, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    st = atls_store_fs_open(p, err, sizeof(err));
+    assert_null(st);
+    assert_non_null(strstr(err, p));
+    assert_non_null(strstr(err, "not a directory"));
+
+    /* a missing parent chain is created, the store root itself 0700 */
+    snprintf(p, sizeof(p), "%s/x/y/store", fx->dir);
+    st = atls_store_fs_open(p, err, sizeof(err));
+    assert_non_null(st);
+    assert_int_equal(mode_of(p), 0700);
+    snprintf(p, sizeof(p), "%s/x", fx->dir);
+    assert_int_equal(mode_of(p) & 0044, 0);   /* not world/group readable */
+    atls_store_close(st);
+
+    if (geteuid() != 0) {
+        snprintf(p, sizeof(p), "%s/ro", fx->dir);
+        assert_int_equal(mkdir(p, 0500), 0);
+        st = atls_store_fs_open(p, err, sizeof(err));
+        assert_null(st);
+        assert_non_null(strstr(err, p));
+        assert_non_null(strstr(err, "not writable"));
+    }
+}
+
+static void
+test_prepare_and_ownership(void **state)
+{
+    fx_t         *fx = *state;
+    char          err[512], p[256];
+    struct stat   sb;
+    atls_store_t *st;
+
+    /* an existing store that is too open gets fixed */
+    put_ok(fx->st, "certs/o.example/ec256.pem", "k", 1, 1);
+    put_ok(fx->st, "certs/o.example/meta.json", "{}", 2, 0);
+    assert_int_equal(chmod(fx_path(fx, "certs/o.example"), 0755), 0);
+    assert_int_equal(chmod(fx_path(fx, "certs/o.example/ec256.pem"), 0644), 0);
+    assert_int_equal(chmod(fx_path(fx, "certs/o.example/meta.json"), 0666), 0);
+    assert_int_equal(chmod(fx->root, 0777), 0);
+    assert_int_equal(atls_store_fs_prepare(fx->root, -1, -1, err, sizeof(err)), 0);
+    assert_int_equal(mode_of(fx->root), 0700);
+    assert_int_equal(mode_of(fx_path(fx, "certs/o.example")), 0700);
+    assert_int_equal(mode_of(fx_path(fx, "certs/o.example/ec256.pem")), 0600);
+    assert_int_equal(mode_of(fx_path(fx, "certs/o.example/meta.json")), 0644);
+
+    /* a fresh tree */
+    snprintf(p, sizeof(p), "%s/fresh", fx->dir);
+    assert_int_equal(atls_store_fs_prepare(p, -1, -1, err, sizeof(err)), 0);
+    assert_int_equal(mode_of(p), 0700);
+    snprintf(p, sizeof(p), "%s/fresh/certs", fx->dir);
+    assert_int_equal(mode_of(p), 0700);
+    snprintf(p, sizeof(p), "%s/fresh/locks", fx->dir);
+    assert_int_equal(mode_of(p), 0700);
+
+    if (geteuid() != 0) {
+        return;   /* handing over to another user needs root */
+    }
+    /* root hands the store to the worker user (65534 = nobody) ... */
+    assert_int_equal(atls_store_fs_prepare(fx->root, 65534, 65534, err, sizeof(err)), 0);
+    assert_int_equal(stat(fx_path(fx, "certs/o.example/ec256.pem"), &sb), 0);
+    assert_int_equal(sb.st_uid, 65534);
+    assert_int_equal(sb.st_gid, 65534);
+    assert_int_equal(stat(fx_path(fx, "locks"), &sb), 0);
+    assert_int_equal(sb.st_uid, 65534);
+
+    /* ... and a root CLI writing to it afterwards keeps it usable for them */
+    st = atls_store_fs_open(fx->root, err, sizeof(err));
+    assert_non_null(st);
+    put_ok(st, "certs/new.example/ec256.pem", "k", 1, 1);
+    assert_int_equal(stat(fx_path(fx, "certs/new.example"), &sb), 0);
+    assert_int_equal(sb.st_uid, 65534);
+    assert_int_equal(sb.st_gid, 65534);
+    assert_int_equal(stat(fx_path(fx, "certs/new.example/ec256.pem"), &sb), 0);
+    assert_int_equal(sb.st_uid, 65534);
+    assert_int_equal(sb.st_gid, 65534);
+    assert_int_equal(sb.st_mode & 07777, 0600);
+    atls_store_close(st);
+}
+
+/* ---- typed helpers ---------------------------------------------------------- */
+
+static void
+fill_meta(atls_cert_meta_t *m)
+{
+    static char *names[] = { "*.example.org", "example.org", "127.0.0.1" };
+    static char *contact[] = { "mailto:a@example.org", "mailto:b@example.org" };
+
+    memset(m, 0, sizeof(*m));
+    m->id = atls_cert_id(names[0]);
+    m->names = calloc(4, sizeof(char *));
+    m->names[0] = atls_strdup(names[0]);
+    m->names[1] = atls_strdup(names[1]);
+    m->names[2] = atls_strdup(names[2]);
+    m->n_names = 3;
+    m->issuer.directory = atls_strdup("https://127.0.0.1:14000/dir");
+    m->issuer.ca_file = atls_strdup("/etc/pebble/ca.pem");
+    m->issuer.contact = calloc(3, sizeof(char *));
+    m->issuer.contact[0] = atls_strdup(contact[0]);
+    m->issuer.contact[1] = atls_strdup(contact[1]);
+    m->issuer.n_contact = 2;
+    m->issuer.agree_tos = 1;
+    m->issuer.challenge = ATLS_CHAL_DNS01;
+    m->issuer.dns_hook = atls_strdup("/usr/local/bin/hook \"quoted\"");
+    m->issuer.eab_kid = atls_strdup("kid-SHOULD-NOT-PERSIST");
+    m->issuer.eab_hmac = atls_strdup("hmacSECRETSHOULDNOTPERSIST");
+    m->issuer.key_types[0] = ATLS_KEY_EC384;
+    m->issuer.key_types[1] = ATLS_KEY_RSA2048;
+    m->issuer.n_key_types = 2;
+    m->issuer.profile = atls_strdup("shortlived");
+    m->issuer.profile_required = 1;
+    m->issuer.preferred_chain = atls_strdup("ISRG Root X1");
+    m->issuer.renew.renew_fraction = 0.1;
+    m->issuer.renew.renew_before = 1234567;
+    m->issuer.http_port = 5002;
+    m->issuer.tls_port = 5001;
+    m->state = ATLS_STATE_FAILED;
+    m->failures = 7;
+    m->next_attempt = 1700000100;
+    m->last_attempt = 1700000050;
+    m->last_success = 1690000000;
+    m->renew_at = 1710000000;
+    m->last_error = atls_strdup("urn:ietf:params:acme:error:rateLimited: slow \"down\"\n");
+    m->account_url = atls_strdup("https://127.0.0.1:14000/my-account/1");
+    m->generation = 42;
+}
+
+static void
+assert_meta_equal(const atls_cert_meta_t *a, const atls_cert_meta_t *b)
+{
+    size_t i;
+
+    assert_string_equal(a->id, b->id);
+    assert_int_equal(a->n_names, b->n_names);
+    for (i = 0; i < a->n_names; i++) {
+        assert_string_equal(a->names[i], b->names[i]);
+    }
+    assert_string_equal(a->issuer.directory, b->issuer.directory);
+    assert_string_equal(a->issuer.ca_file, b->issuer.ca_file);
+    assert_int_equal(a->issuer.n_contact, b->issuer.n_contact);
+    for (i = 0; i < a->issuer.n_contact; i++) {
+        assert_string_equal(a->issuer.contact[i], b->issuer.contact[i]);
+    }
+    assert_int_equal(a->issuer.agree_tos, b->issuer.agree_tos);
+    assert_int_equal(a->issuer.challenge, b->issuer.challenge);
+    assert_string_equal(a->issuer.dns_hook, b->issuer.dns_hook);
+    assert_int_equal(a->issuer.n_key_types, b->issuer.n_key_types);
+    for (i = 0; i < a->issuer.n_key_types; i++) {
+        assert_int_equal(a->issuer.key_types[i], b->issuer.key_types[i]);
+    }
+    assert_string_equal(a->issuer.profile, b->issuer.profile);
+    assert_int_equal(a->issuer.profile_required, b->issuer.profile_required);
+    assert_string_equal(a->issuer.preferred_chain, b->issuer.preferred_chain);
+    assert_true(a->issuer.renew.renew_fraction == b->issuer.renew.renew_fraction);
+    assert_int_equal(a->issuer.renew.renew_before, b->issuer.renew.renew_before);
+    assert_int_equal(a->issuer.http_port, b->issuer.http_port);
+    assert_int_equal(a->issuer.tls_port, b->issuer.tls_port);
+    assert_int_equal(a->state, b->state);
+    assert_int_equal(a->failures, b->failures);
+    assert_int_equal(a->next_attempt, b->next_attempt);
+    assert_int_equal(a->last_attempt, b->last_attempt);
+    assert_int_equal(a->last_success, b->last_success);
+    assert_int_equal(a->renew_at, b->renew_at);
+    assert_string_equal(a->last_error, b->last_error);
+    assert_string_equal(a->account_url, b->account_url);
+    assert_int_equal(a->generation, b->generation);
+}
+
+static void
+test_meta_json_round_trip(void **state)
+{
+    atls_cert_meta_t m, back, copy;
+    char            *json, *json2, err[256];
+
+    (void) state;
+    fill_meta(&m);
+    json = atls_cert_meta_to_json(&m);
+    assert_non_null(json);
+    assert_null(strstr(json, "SHOULD-NOT-PERSIST"));
+    assert_null(strstr(json, "SHOULDNOTPERSIST"));
+    assert_null(strstr(json, "eab"));
+    assert_non_null(strstr(json, "\"_.example.org\""));
+    assert_non_null(strstr(json, "\"dns-01\""));
+    assert_non_null(strstr(json, "\"2023-11-14T22:15:00Z\""));   /* next_attempt */
+
+    assert_int_equal(atls_cert_meta_from_json(json, strlen(json), &back, err, sizeof(err)), 0);
+    assert_meta_equal(&m, &back);
+    assert_null(back.issuer.eab_kid);
+    assert_null(back.issuer.eab_hmac);
+    json2 = atls_cert_meta_to_json(&back);
+    assert_string_equal(json, json2);
+
+    /* issuer copy is deep and keeps the EAB fields (in memory only) */
+    memset(&copy, 0, sizeof(copy));
+    atls_issuer_copy(&copy.issuer, &m.issuer);
+    assert_ptr_not_equal(copy.issuer.directory, m.issuer.directory);
+    assert_string_equal(copy.issuer.eab_hmac, "hmacSECRETSHOULDNOTPERSIST");
+    assert_string_equal(copy.issuer.contact[1], "mailto:b@example.org");
+    atls_issuer_free(&copy.issuer);
+
+    free(json);
+    free(json2);
+    atls_cert_meta_free(&back);
+    atls_cert_meta_free(&m);
+}
+
+static void
+test_meta_json_errors(void **state)
+{
+    static const struct { const char *json, *needle; } cases[] = {
+        { "{\"names\":\"a.example\"}", "field \"names\" must be an array of strings" },
+        { "{\"names\":[1]}", "field \"names\" must be an array of strings" },
+        { "{\"names\":[]}", "field \"names\"" },
+        { "{}", "field \"names\" is missing" },
+        { "[1]", "object" },
+        { "{\"names\":[\"a.example\"],\"state\":\"bogus\"}", "field \"state\"" },
+        { "{\"names\":[\"a.example\"],\"failures\":-1}", "field \"failures\"" },
+        { "{\"names\":[\"a.example\"],\"failures\":\"3\"}", "field \"failures\"" },
+        { "{\"names\":[\"a.example\"],\"renew_at\":\"tomorrow\"}", "field \"renew_at\"" },
+        { "{\"names\":[\"a.example\"],\"issuer\":[]}", "field \"issuer\"" },
+        { "{\"names\":[\"a.example\"],\"issuer\":{\"key_types\":[\"dsa\"]}}",
+          "field \"issuer.key_types\"" },
+        { "{\"names\":[\"a.example\"],\"issuer\":{\"challenge\":\"smoke\"}}",
+          "field \"issuer.challenge\"" },
+        { "{\"names\":[\"a.example\"],\"issuer\":{\"http_port\":70000}}",
+          "field \"issuer.http_port\"" },
+        { "{\"names\":[\"a.example\"],\"issuer\":{\"renew\":{\"fraction\":2}}}",
+          "field \"issuer.renew.fraction\"" },
+        { "{\"names\":[\"a.example\"],\"id\":\"b.example\"}", "field \"id\"" },
+        { "{\"names\":[\"a.example\"],\"names\":[\"b.example\"]}", "invalid JSON" },
+        { "{\"names\":", "invalid JSON at line 1" },
+    };
+    atls_cert_meta_t m;
+    char             err[256];
+    size_t           i;
+
+    (void) state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(atls_cert_meta_from_json(cases[i].json, strlen(cases[i].json),
+                                                  &m, err, sizeof(err)), -1);
+        if (strstr(err, cases[i].needle) == NULL) {
+            fail_msg("%s: error \"%s\" lacks \"%s\"", cases[i].json, err, cases[i].needle);
+        }
+        assert_null(m.names);
+        assert_null(m.id);
+    }
+    /* the minimum: names only, defaults for the rest */
+    assert_int_equal(atls_cert_meta_from_json("{\"names\":[\"A.Example\"]}", 23, &m,
+                                              err, sizeof(err)), 0);
+    assert_string_equal(m.id, "a.example");
+    assert_int_equal(m.state, ATLS_STATE_PENDING);
+    atls_cert_meta_free(&m);
+}
+
+static void
+test_meta_store(void **state)
+{
+    fx_t            *fx = *state;
+    atls_cert_meta_t m, back;
+    char             err[512], *raw;
+    size_t           len;
+
+    fill_meta(&m);
+    assert_int_equal(atls_store_save_meta(fx->st, &m, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(mode_of(fx_path(fx, "certs/_.example.org/meta.json")), 0644);
+    raw = get_ok(fx->st, "certs/_.example.org/meta.json", &len);
+    assert_null(strstr(raw, "SHOULDNOTPERSIST"));
+    free(raw);
+    assert_int_equal(atls_store_load_meta(fx->st, "_.example.org", &back, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_meta_equal(&m, &back);
+    atls_cert_meta_free(&back);
+    atls_cert_meta_free(&m);
+
+    assert_int_equal(atls_store_load_meta(fx->st, "none.example", &back, err, sizeof(err)),
+                     ATLS_STORE_NOTFOUND);
+    assert_int_equal(atls_store_load_meta(fx->st, "../x", &back, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+}
+
+static void
+test_meta_corrupt(void **state)
+{
+    fx_t            *fx = *state;
+    atls_cert_meta_t m;
+    char             err[512], expect[512];
+    struct stat      sb;
+
+    put_ok(fx->st, "certs/a/meta.json", "{\"names\": [tru", strlen("{\"names\": [tru"), 0);
+    assert_int_equal(atls_store_load_meta(fx->st, "a", &m, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    snprintf(expect, sizeof(expect), "%s/certs/a/meta.json: invalid JSON at line 1: ",
+             fx->root);
+    if (strncmp(err, expect, strlen(expect)) != 0) {
+        fail_msg("error \"%s\" does not start with \"%s\"", err, expect);
+    }
+    assert_int_equal(stat(fx_path(fx, "certs/a/meta.json"), &sb), 0);
+    assert_int_equal(sb.st_size, 14);
+
+    put_ok(fx->st, "certs/a/meta.json", "{\"names\": \"a\"}", strlen("{\"names\": \"a\"}"), 0);
+    assert_int_equal(atls_store_load_meta(fx->st, "a", &m, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    snprintf(expect, sizeof(expect),
+             "%s/certs/a/meta.json: field \"names\" must be an array of strings", fx->root);
+    assert_string_equal(err, expect);
+
+    /* meta of another certificate in this directory */
+    put_ok(fx->st, "certs/a/meta.json", "{\"names\": [\"b\"]}", strlen("{\"names\": [\"b\"]}"), 0);
+    assert_int_equal(atls_store_load_meta(fx->st, "a", &m, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    assert_non_null(strstr(err, "certs/a/meta.json"));
+}
+
+static void
+test_cert_round_trip(void **state)
+{
+    static const char *const names[] = { "www.example.net", "example.net" };
+    fx_t            *fx = *state;
+    testpki_chain_t  pki, other;
+    X509            *certs[2];
+    char            *pem, *before, *after, err[512];
+    size_t           blen, alen;
+    EVP_PKEY        *key;
+    STACK_OF(X509)  *chain;
+
+    assert_int_equal(testpki_chain_make(&pki, names, 2, ATLS_KEY_EC256), 0);
+    assert_int_equal(testpki_chain_make(&other, names, 2, ATLS_KEY_EC256), 0);
+    certs[0] = pki.leaf;
+    certs[1] = pki.inter;
+    pem = testpki_pem(certs, 2);
+    assert_non_null(pem);
+
+    assert_int_equal(atls_store_load_cert(fx->st, "www.example.net", ATLS_KEY_EC256,
+                                          &key, &chain, err, sizeof(err)),
+                     ATLS_STORE_NOTFOUND);
+    assert_int_equal(atls_store_save_cert(fx->st, "www.example.net", ATLS_KEY_EC256,
+                                          pki.leaf_key, pem, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(mode_of(fx_path(fx, "certs/www.example.net/ec256.pem")), 0600);
+    assert_int_equal(mode_of(fx_path(fx, "certs/www.example.net")), 0700);
+
+    assert_int_equal(atls_store_load_cert(fx->st, "www.example.net", ATLS_KEY_EC256,
+                                          &key, &chain, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(EVP_PKEY_eq(key, pki.leaf_key), 1);
+    assert_int_equal(sk_X509_num(chain), 2);
+    assert_int_equal(X509_cmp(sk_X509_value(chain, 0), pki.leaf), 0);
+    assert_int_equal(X509_cmp(sk_X509_value(chain, 1), pki.inter), 0);
+    EVP_PKEY_free(key);
+    atls_chain_free(chain);
+    /* either output may be skipped */
+    assert_int_equal(atls_store_load_cert(fx->st, "www.example.net", ATLS_KEY_EC256,
+                                          NULL, &chain, err, sizeof(err)), ATLS_STORE_OK);
+    atls_chain_free(chain);
+    /* another key type is another file */
+    assert_int_equal(atls_store_load_cert(fx->st, "www.example.net", ATLS_KEY_RSA2048,
+                                          &key, &chain, err, sizeof(err)),
+                     ATLS_STORE_NOTFOUND);
+
+    /* a chain for another key is refused and the old file stays */
+    before = get_ok(fx->st, "certs/www.example.net/ec256.pem", &blen);
+    assert_int_equal(atls_store_save_cert(fx->st, "www.example.net", ATLS_KEY_EC256,
+                                          other.leaf_key, pem, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    assert_int_equal(atls_store_save_cert(fx->st, "www.example.net", ATLS_KEY_EC256,
+                                          pki.leaf_key, "garbage", err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    after = get_ok(fx->st, "certs/www.example.net/ec256.pem", &alen);
+    assert_int_equal(alen, blen);
+    assert_memory_equal(before, after, blen);
+    assert_int_equal(count_temps(fx_path(fx, "certs/www.example.net")), 0);
+    free(before);
+    free(after);
+
+    /* a tampered file is reported with its path */
+    put_ok(fx->st, "certs/www.example.net/ec384.pem", "-----BEGIN CERTIFICATE-----\n", 28, 1);
+    assert_int_equal(atls_store_load_cert(fx->st, "www.example.net", ATLS_KEY_EC384,
+                                          &key, &chain, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    assert_non_null(strstr(err, "certs/www.example.net/ec384.pem"));
+    assert_null(key);
+    assert_null(chain);
+
+    free(pem);
+    testpki_chain_free(&pki);
+    testpki_chain_free(&other);
+}
+
+static void
+test_account(void **state)
+{
+    fx_t       *fx = *state;
+    const char *dir = "https://127.0.0.1:14000/dir";
+    EVP_PKEY   *k1, *k2;
+    char       *url, err[512], *contact[] = { "mailto:ops@example.com" }, *raw;
+    int         created;
+    size_t      len;
+
+    assert_int_equal(atls_store_load_account(fx->st, dir, &k1, &url, &created,
+                                             err, sizeof(err)), ATLS_STORE_OK);
+    assert_non_null(k1);
+    assert_int_equal(created, 1);
+    assert_null(url);
+    assert_int_equal(atls_key_type_of(k1), ATLS_KEY_EC256);
+    assert_int_equal(mode_of(fx_path(fx, "accounts/https___127.0.0.1_14000_dir/account.key")),
+                     0600);
+
+    assert_int_equal(atls_store_save_account(fx->st, dir, "https://127.0.0.1:14000/acct/9",
+                                             contact, 1, err, sizeof(err)), ATLS_STORE_OK);
+    raw = get_ok(fx->st, "accounts/https___127.0.0.1_14000_dir/account.json", &len);
+    assert_non_null(strstr(raw, "mailto:ops@example.com"));
+    assert_null(strstr(raw, "PRIVATE"));
+    free(raw);
+
+    assert_int_equal(atls_store_load_account(fx->st, dir, &k2, &url, &created,
+                                             err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(created, 0);
+    assert_int_equal(EVP_PKEY_eq(k1, k2), 1);
+    assert_string_equal(url, "https://127.0.0.1:14000/acct/9");
+    free(url);
+    EVP_PKEY_free(k1);
+    EVP_PKEY_free(k2);
+
+    /* another CA, another account */
+    assert_int_equal(atls_store_load_account(fx->st, "https://other.example/acme", &k1,
+                                             NULL, &created, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(created, 1);
+    EVP_PKEY_free(k1);
+}
+
+static void
+test_requests_and_generation(void **state)
+{
+    fx_t  *fx = *state;
+    char   err[256], *raw;
+    size_t len;
+
+    assert_int_equal(atls_store_take_request(fx->st, "r.example"), 0);
+    assert_int_equal(atls_store_request_renew(fx->st, "r.example", err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(mode_of(fx_path(fx, "requests/r.example")), 0644);
+    assert_int_equal(atls_store_take_request(fx->st, "s.example"), 0);
+    assert_int_equal(atls_store_take_request(fx->st, "r.example"), 1);
+    assert_int_equal(atls_store_take_request(fx->st, "r.example"), 0);
+    assert_int_equal(atls_store_request_renew(fx->st, "../etc", err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+
+    assert_int_equal(atls_store_generation(fx->st), 0);
+    assert_int_equal(atls_store_bump_generation(fx->st), ATLS_STORE_OK);
+    assert_int_equal(atls_store_generation(fx->st), 1);
+    assert_int_equal(atls_store_bump_generation(fx->st), ATLS_STORE_OK);
+    assert_int_equal(atls_store_generation(fx->st), 2);
+    raw = get_ok(fx->st, "generation", &len);
+    assert_string_equal(raw, "2\n");
+    free(raw);
+    put_ok(fx->st, "generation", "18446744073709551614\n", 21, 0);
+    assert_true(atls_store_generation(fx->st) == 18446744073709551614ULL);
+}
+
+static void
+test_ids(void **state)
+{
+    char *s;
+
+    (void) state;
+    s = atls_cert_id("*.Example.COM");
+    assert_string_equal(s, "_.example.com");
+    free(s);
+    s = atls_cert_id("a/b");
+    assert_string_equal(s, "a_b");
+    free(s);
+    s = atls_cert_id("..");
+    assert_int_not_equal(s[0], '.');
+    free(s);
+    assert_null(atls_cert_id(""));
+    assert_null(atls_cert_id(NULL));
+    s = atls_ca_id("https://acme-v02.api.letsencrypt.org/directory");
+    assert_string_equal(s, "https___acme-v02.api.letsencrypt.org_directory");
+    free(s);
+    assert_string_equal(atls_cert_state_name(ATLS_STATE_RENEWING), "renewing");
+    assert_string_equal(atls_cert_state_name(ATLS_STATE_FAILED), "failed");
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_put_get_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_put_keeps_old, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_atomicity, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prepare_and_ownership, setup, teardown),
+        cmocka_unit_test(test_meta_json_round_trip),
+        cmocka_unit_test(test_meta_json_errors),
+        cmocka_unit_test_setup_teardown(test_meta_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_meta_corrupt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cert_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_requests_and_generation, setup, teardown),
+        cmocka_unit_test(test_ids),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

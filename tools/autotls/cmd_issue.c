@@ -1,0 +1,284 @@
+/*
+ * autotls issue: obtain a certificate, answering the CA's challenges with
+ * standalone responders (http-01, tls-alpn-01) or the operator's DNS hook.
+ * cli_obtain() is shared with `renew`.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "atls_job.h"
+#include "cli.h"
+
+typedef struct {
+    cli_http_t *http;
+    cli_tls_t  *tls;
+} responders_t;
+
+static int chal_setup(void *ctx, const atls_challenge_t *c, char *why, size_t whylen)
+{
+    responders_t *r = ctx;
+
+    switch (c->type) {
+    case ATLS_CHAL_HTTP01:
+        if (r->http == NULL) {
+            snprintf(why, whylen, "no http-01 responder is running");
+            return -1;
+        }
+        if (cli_http_add(r->http, c->token, c->key_authz) != 0) {
+            snprintf(why, whylen, "cannot publish http-01 token for %s", c->identifier);
+            return -1;
+        }
+        return 0;
+    case ATLS_CHAL_TLSALPN01:
+        if (r->tls == NULL) {
+            snprintf(why, whylen, "no tls-alpn-01 responder is running");
+            return -1;
+        }
+        return cli_tls_add(r->tls, c->identifier, c->key_authz, why, whylen);
+    default:
+        /* dns-01 goes through the issuer's hook, which the job layer runs. */
+        snprintf(why, whylen, "%s needs --dns-hook", atls_challenge_type_name(c->type));
+        return -1;
+    }
+}
+
+static void chal_teardown(void *ctx, const atls_challenge_t *c)
+{
+    responders_t *r = ctx;
+
+    if (c->type == ATLS_CHAL_HTTP01 && r->http != NULL) {
+        cli_http_remove(r->http, c->token);
+    } else if (c->type == ATLS_CHAL_TLSALPN01 && r->tls != NULL) {
+        cli_tls_remove(r->tls, c->identifier);
+    }
+}
+
+void cli_print_obtained(atls_store_t *st, const char *store_dir, const char *id)
+{
+    atls_cert_meta_t  m;
+    atls_key_type_t   kts[ATLS_KEY_TYPE_MAX];
+    atls_cert_info_t  info;
+    STACK_OF(X509)   *chain;
+    char              err[512], when[32], path[4096];
+    size_t            nk, i, k;
+    time_t            now = time(NULL);
+
+    memset(&m, 0, sizeof(m));
+    if (atls_store_load_meta(st, id, &m, err, sizeof(err)) != ATLS_STORE_OK) {
+        cli_error("%s: %s", id, err);
+        return;
+    }
+    printf("certificate %s:", m.id);
+    for (k = 0; k < m.n_names; k++) {
+        printf("%s%s", k == 0 ? " " : ", ", m.names[k]);
+    }
+    printf("\n");
+    nk = cli_key_types(&m.issuer, kts);
+    for (i = 0; i < nk; i++) {
+        chain = NULL;
+        if (atls_store_load_cert(st, id, kts[i], NULL, &chain, err, sizeof(err))
+            != ATLS_STORE_OK || chain == NULL || sk_X509_num(chain) < 1)
+        {
+            printf("  %-8s no certificate\n", atls_key_type_name(kts[i]));
+            atls_chain_free(chain);
+            continue;
+        }
+        memset(&info, 0, sizeof(info));
+        if (atls_cert_info(sk_X509_value(chain, 0), &info) == 0) {
+            cli_cert_path(store_dir, id, kts[i], path, sizeof(path));
+            printf("  %-8s serial %s\n", atls_key_type_name(kts[i]), info.serial);
+            printf("  %-8s issuer %s\n", "", info.issuer);
+            printf("  %-8s not after %s (%ld days)\n", "",
+                   cli_time(info.not_after, when, sizeof(when)),
+                   cli_days_left(info.not_after, now));
+            printf("  %-8s file %s\n", "", path);
+            atls_cert_info_free(&info);
+        }
+        atls_chain_free(chain);
+    }
+    printf("  next renewal %s\n", cli_time(m.renew_at, when, sizeof(when)));
+    atls_cert_meta_free(&m);
+}
+
+/* The job layer says "<id> (<keytype>): type: detail"; the id is already
+ * in our message, so keep only the key type: "issue a.test (ec256): type: detail". */
+static const char *job_error(const atls_cert_meta_t *m, const char *err)
+{
+    static char buf[1100];
+    size_t      n = strlen(m->id);
+
+    if (err[0] == '\0') {
+        return ": failed";
+    }
+    if (strncmp(err, m->id, n) == 0 && err[n] == ' ' && err[n + 1] == '(') {
+        snprintf(buf, sizeof(buf), "%s", err + n);
+    } else {
+        snprintf(buf, sizeof(buf), ": %s", err);
+    }
+    return buf;
+}
+
+int cli_obtain(atls_store_t *st, const cli_opts_t *o, const char *verb,
+               const atls_cert_meta_t *m)
+{
+    const atls_issuer_t  *is = &m->issuer;
+    atls_challenge_ops_t  ops;
+    responders_t          r;
+    char                  err[1024];
+    int                   rc, port;
+
+    memset(&r, 0, sizeof(r));
+    if (is->challenge == ATLS_CHAL_HTTP01) {
+        port = is->http_port > 0 ? is->http_port : 80;
+        r.http = cli_http_start(o->listen_address, port, err, sizeof(err));
+        if (r.http == NULL) {
+            cli_error("%s %s: http-01 responder: %s", verb, m->names[0], err);
+            return CLI_EXIT_FAIL;
+        }
+    } else if (is->challenge == ATLS_CHAL_TLSALPN01) {
+        port = is->tls_port > 0 ? is->tls_port : 443;
+        r.tls = cli_tls_start(o->listen_address, port, err, sizeof(err));
+        if (r.tls == NULL) {
+            cli_error("%s %s: tls-alpn-01 responder: %s", verb, m->names[0], err);
+            return CLI_EXIT_FAIL;
+        }
+    } else if (is->dns_hook == NULL || *is->dns_hook == '\0') {
+        cli_error("%s %s: dns-01 needs --dns-hook CMD", verb, m->names[0]);
+        return CLI_EXIT_FAIL;
+    }
+
+    ops.setup = chal_setup;
+    ops.teardown = chal_teardown;
+    ops.ctx = &r;
+    err[0] = '\0';
+    /* With the caller's meta (it holds the EAB secret, never stored); no
+     * ops for dns-01 makes the job layer run the issuer's hook. */
+    rc = atls_job_run_blocking_meta(st, m, is->challenge == ATLS_CHAL_DNS01 ? NULL : &ops,
+                                    err, sizeof(err));
+
+    cli_http_stop(r.http);
+    cli_tls_stop(r.tls);
+
+    if (rc != 0) {
+        cli_error("%s %s%s", verb, m->names[0], job_error(m, err));
+        return CLI_EXIT_FAIL;
+    }
+    cli_print_obtained(st, o->store_dir, m->id);
+    return CLI_EXIT_OK;
+}
+
+/* 1 when the store already holds a certificate for every key type that
+ * covers every name, and nothing asks for a new one. */
+static int already_good(atls_store_t *st, const atls_cert_meta_t *m)
+{
+    atls_key_type_t  kts[ATLS_KEY_TYPE_MAX];
+    STACK_OF(X509)  *chain;
+    EVP_PKEY        *key;
+    char             err[512];
+    size_t           nk, i;
+    int              ok = 1;
+
+    if (m->state != ATLS_STATE_VALID || atls_job_due(st, m, time(NULL), 0)) {
+        return 0;
+    }
+    nk = cli_key_types(&m->issuer, kts);
+    for (i = 0; i < nk && ok; i++) {
+        chain = NULL;
+        key = NULL;
+        ok = atls_store_load_cert(st, m->id, kts[i], &key, &chain, err, sizeof(err))
+                 == ATLS_STORE_OK
+             && atls_chain_check(chain, key, (const char *const *) m->names,
+                                 m->n_names, err, sizeof(err)) == 0;
+        atls_chain_free(chain);
+        EVP_PKEY_free(key);
+    }
+    return ok;
+}
+
+static int issue_run(cli_opts_t *o)
+{
+    atls_issuer_t     is;
+    atls_cert_meta_t  m;
+    atls_store_t     *st;
+    char              err[1024];
+    int               rc;
+
+    if (!(o->given & CLI_O_DIRECTORY)) {
+        return cli_usage_error("issue", "--directory URL is required");
+    }
+    if (!(o->given & CLI_O_AGREE_TOS)) {
+        return cli_usage_error("issue", "--agree-tos is required (you must agree to "
+                               "the CA's terms of service)");
+    }
+    if (!(o->given & CLI_O_EAB_KID) != !(o->given & CLI_O_EAB_HMAC)) {
+        return cli_usage_error("issue", "--eab-kid and --eab-hmac-key go together");
+    }
+    if (o->issuer.challenge == ATLS_CHAL_DNS01 && !(o->given & CLI_O_DNS_HOOK)) {
+        return cli_usage_error("issue", "--challenge dns-01 needs --dns-hook CMD");
+    }
+
+    st = cli_store_open(o);
+    if (st == NULL) {
+        return CLI_EXIT_FAIL;
+    }
+    memset(&is, 0, sizeof(is));
+    cli_issuer_apply(o, &is);
+    memset(&m, 0, sizeof(m));
+    if (atls_job_ensure(st, (const char *const *) o->names, o->n_names, &is, &m,
+                        err, sizeof(err)) != 0)
+    {
+        cli_error("issue %s: %s", o->names[0], err);
+        atls_issuer_free(&is);
+        atls_store_close(st);
+        return CLI_EXIT_FAIL;
+    }
+
+    if (!(o->given & CLI_O_FORCE) && already_good(st, &m)) {
+        printf("%s: certificate is valid and not yet due for renewal "
+               "(use --force or `autotls renew`)\n", o->names[0]);
+        cli_print_obtained(st, o->store_dir, m.id);
+        rc = CLI_EXIT_OK;
+    } else {
+        rc = cli_obtain(st, o, "issue", &m);
+    }
+
+    atls_cert_meta_free(&m);
+    atls_issuer_free(&is);
+    atls_store_close(st);
+    return rc;
+}
+
+const cli_command_t cli_cmd_issue = {
+    "issue",
+    CLI_O_STORE | CLI_O_ISSUER | CLI_O_FORCE | CLI_O_VERBOSE,
+    1, -1,
+    issue_run,
+    "Usage: autotls issue --directory URL --store DIR --agree-tos [OPTIONS] NAME...\n"
+    "\n"
+    "Obtain a certificate for NAME... (the first name is its id) and store it.\n"
+    "Challenges are answered by autotls itself while it runs.\n"
+    "\n"
+    "  --directory URL          ACME directory URL (required)\n"
+    "  --ca-file FILE           CA bundle that verifies the ACME server's TLS\n"
+    "                           (default: the system trust store)\n"
+    "  --store DIR              certificate store (created 0700 if missing; required)\n"
+    "  --contact EMAIL          account contact, repeatable (mailto: added)\n"
+    "  --agree-tos              agree to the CA's terms of service (required)\n"
+    "  --eab-kid KID            external account binding key id\n"
+    "  --eab-hmac-key B64URL    external account binding MAC key (with --eab-kid)\n"
+    "  --challenge TYPE         http-01 (default), tls-alpn-01 or dns-01\n"
+    "  --http-port N            port the http-01 responder listens on (default 80)\n"
+    "  --tls-port N             port the tls-alpn-01 responder listens on (default 443)\n"
+    "  --dns-hook CMD           dns-01: runs `CMD setup|teardown _acme-challenge.NAME VALUE`\n"
+    "  --key TYPE               ec256 (default), ec384, rsa2048, rsa3072, rsa4096;\n"
+    "                           give twice for two certificates (e.g. ec256 + rsa2048)\n"
+    "  --profile NAME           ACME profile, used when the CA offers it\n"
+    "  --profile-required       fail when the CA does not offer --profile\n"
+    "  --preferred-chain NAME   pick the alternate chain whose root has this CN\n"
+    "  --renew-before WHEN      33% of the lifetime left (default 1/3) or a\n"
+    "                           duration before expiry (30d, 12h)\n"
+    "  --listen-address IP      address the responders bind (default: all)\n"
+    "  --force                  obtain a new certificate even if the stored one is good\n"
+    "  -v, --verbose            show progress (twice: debug)\n"
+    "  -h, --help               this text\n"
+};

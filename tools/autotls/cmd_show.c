@@ -1,0 +1,164 @@
+/* autotls show: everything the store knows about one certificate, never keys. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "atls_schedule.h"
+#include "cli.h"
+
+static void print_policy(const atls_renew_policy_t *p)
+{
+    if (p->renew_before > 0 && p->renew_before % 86400 == 0) {
+        printf("  renew before:    %ldd before expiry\n", p->renew_before / 86400);
+    } else if (p->renew_before > 0 && p->renew_before % 3600 == 0) {
+        printf("  renew before:    %ldh before expiry\n", p->renew_before / 3600);
+    } else if (p->renew_before > 0) {
+        printf("  renew before:    %lds before expiry\n", p->renew_before);
+    } else if (p->renew_fraction > 0) {
+        printf("  renew before:    %.0f%% of the lifetime left\n", p->renew_fraction * 100);
+    } else {
+        printf("  renew before:    default (1/3 of the lifetime left)\n");
+    }
+}
+
+static void print_issuer(const atls_issuer_t *is)
+{
+    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
+    size_t          i, nk;
+
+    printf("issuer settings:\n");
+    printf("  directory:       %s\n", is->directory ? is->directory : "-");
+    printf("  ca file:         %s\n", is->ca_file ? is->ca_file : "(system trust store)");
+    printf("  contact:        ");
+    for (i = 0; i < is->n_contact; i++) {
+        printf(" %s", is->contact[i]);
+    }
+    printf("%s\n", is->n_contact == 0 ? " -" : "");
+    printf("  challenge:       %s\n", atls_challenge_type_name(is->challenge));
+    if (is->challenge == ATLS_CHAL_HTTP01) {
+        printf("  http port:       %d\n", is->http_port > 0 ? is->http_port : 80);
+    } else if (is->challenge == ATLS_CHAL_TLSALPN01) {
+        printf("  tls port:        %d\n", is->tls_port > 0 ? is->tls_port : 443);
+    } else {
+        printf("  dns hook:        %s\n", is->dns_hook ? is->dns_hook : "-");
+    }
+    nk = cli_key_types(is, kts);
+    printf("  key types:      ");
+    for (i = 0; i < nk; i++) {
+        printf(" %s", atls_key_type_name(kts[i]));
+    }
+    printf("\n");
+    printf("  profile:         %s%s\n", is->profile ? is->profile : "-",
+           is->profile && is->profile_required ? " (required)" : "");
+    printf("  preferred chain: %s\n", is->preferred_chain ? is->preferred_chain : "-");
+    print_policy(&is->renew);
+}
+
+static void print_key(atls_store_t *st, const char *store_dir, const char *id,
+                      atls_key_type_t kt, time_t now)
+{
+    STACK_OF(X509)   *chain = NULL;
+    atls_cert_info_t  info;
+    char              err[512], path[4096], t1[32], t2[32];
+    size_t            k;
+    int               i;
+
+    cli_cert_path(store_dir, id, kt, path, sizeof(path));
+    printf("%s:\n", atls_key_type_name(kt));
+    printf("  file:            %s\n", path);
+    if (atls_store_load_cert(st, id, kt, NULL, &chain, err, sizeof(err)) != ATLS_STORE_OK
+        || chain == NULL || sk_X509_num(chain) < 1)
+    {
+        printf("  certificate:     none yet\n");
+        atls_chain_free(chain);
+        return;
+    }
+    memset(&info, 0, sizeof(info));
+    if (atls_cert_info(sk_X509_value(chain, 0), &info) != 0) {
+        printf("  certificate:     unreadable\n");
+        atls_chain_free(chain);
+        return;
+    }
+    printf("  serial:          %s\n", info.serial);
+    printf("  subject:         %s\n", info.subject);
+    printf("  issuer:          %s\n", info.issuer);
+    printf("  names:          ");
+    for (k = 0; k < info.n_names; k++) {
+        printf(" %s", info.names[k]);
+    }
+    printf("\n");
+    printf("  key type:        %s\n", atls_key_type_name(info.key_type));
+    printf("  not before:      %s\n", cli_time(info.not_before, t1, sizeof(t1)));
+    printf("  not after:       %s (%ld days left)\n",
+           cli_time(info.not_after, t2, sizeof(t2)), cli_days_left(info.not_after, now));
+    atls_cert_info_free(&info);
+
+    printf("  chain:\n");
+    for (i = 0; i < sk_X509_num(chain); i++) {
+        char subj[256], iss[256];
+
+        X509_NAME_oneline(X509_get_subject_name(sk_X509_value(chain, i)), subj, sizeof(subj));
+        X509_NAME_oneline(X509_get_issuer_name(sk_X509_value(chain, i)), iss, sizeof(iss));
+        printf("    %d subject: %s\n", i, subj);
+        printf("      issuer:  %s\n", iss);
+    }
+    atls_chain_free(chain);
+}
+
+static int show_run(cli_opts_t *o)
+{
+    atls_store_t     *st;
+    atls_cert_meta_t  m;
+    atls_key_type_t   kts[ATLS_KEY_TYPE_MAX];
+    char              t[32];
+    size_t            i, nk;
+    time_t            now = time(NULL);
+
+    st = cli_store_open(o);
+    if (st == NULL) {
+        return CLI_EXIT_FAIL;
+    }
+    if (cli_find_cert(st, o->names[0], &m) != 0) {
+        atls_store_close(st);
+        return CLI_EXIT_FAIL;
+    }
+
+    printf("id:                %s\n", m.id);
+    printf("names:            ");
+    for (i = 0; i < m.n_names; i++) {
+        printf(" %s", m.names[i]);
+    }
+    printf("\n");
+    printf("state:             %s\n", atls_cert_state_name(m.state));
+    printf("failures:          %u\n", m.failures);
+    printf("last error:        %s\n", m.last_error ? m.last_error : "-");
+    printf("last attempt:      %s\n", cli_time(m.last_attempt, t, sizeof(t)));
+    printf("last success:      %s\n", cli_time(m.last_success, t, sizeof(t)));
+    printf("next renewal:      %s\n", cli_time(m.renew_at, t, sizeof(t)));
+    printf("next attempt:      %s\n", cli_time(m.next_attempt, t, sizeof(t)));
+    printf("account:           %s\n", m.account_url ? m.account_url : "-");
+    printf("generation:        %llu\n", (unsigned long long) m.generation);
+    print_issuer(&m.issuer);
+
+    nk = cli_key_types(&m.issuer, kts);
+    for (i = 0; i < nk; i++) {
+        print_key(st, o->store_dir, m.id, kts[i], now);
+    }
+    atls_cert_meta_free(&m);
+    atls_store_close(st);
+    return CLI_EXIT_OK;
+}
+
+const cli_command_t cli_cmd_show = {
+    "show",
+    CLI_O_STORE | CLI_O_VERBOSE,
+    1, 1,
+    show_run,
+    "Usage: autotls show --store DIR NAME\n"
+    "\n"
+    "Show everything about the certificate that has NAME among its names: state,\n"
+    "schedule, issuer settings, and per key type the serial, validity, chain and\n"
+    "file path.  Private keys are never shown.\n"
+    "\n"
+    "  --store DIR   certificate store (required)\n"
+    "  -h, --help    this text\n"
+};

@@ -1,0 +1,413 @@
+/*
+ * autotls: command dispatch and the option parsing every command shares.
+ *
+ * One option table for all commands keeps spellings consistent; each
+ * command says which options it accepts, so `list --agree-tos` is a usage
+ * error naming the option rather than something silently ignored.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/opensslv.h>
+#include "atls_schedule.h"
+#include "cli.h"
+
+#define OPT_BASE 256
+
+enum {
+    OPT_DIRECTORY = OPT_BASE, OPT_CA_FILE, OPT_STORE, OPT_CONTACT, OPT_AGREE_TOS,
+    OPT_EAB_KID, OPT_EAB_HMAC, OPT_CHALLENGE, OPT_HTTP_PORT, OPT_TLS_PORT,
+    OPT_DNS_HOOK, OPT_KEY, OPT_PROFILE, OPT_PROFILE_REQ, OPT_PREFERRED_CHAIN,
+    OPT_RENEW_BEFORE, OPT_LISTEN, OPT_JSON, OPT_REQUEST, OPT_REASON, OPT_FORCE
+};
+
+static const struct option long_opts[] = {
+    { "directory",        required_argument, NULL, OPT_DIRECTORY },
+    { "ca-file",          required_argument, NULL, OPT_CA_FILE },
+    { "store",            required_argument, NULL, OPT_STORE },
+    { "contact",          required_argument, NULL, OPT_CONTACT },
+    { "agree-tos",        no_argument,       NULL, OPT_AGREE_TOS },
+    { "eab-kid",          required_argument, NULL, OPT_EAB_KID },
+    { "eab-hmac-key",     required_argument, NULL, OPT_EAB_HMAC },
+    { "challenge",        required_argument, NULL, OPT_CHALLENGE },
+    { "http-port",        required_argument, NULL, OPT_HTTP_PORT },
+    { "tls-port",         required_argument, NULL, OPT_TLS_PORT },
+    { "dns-hook",         required_argument, NULL, OPT_DNS_HOOK },
+    { "key",              required_argument, NULL, OPT_KEY },
+    { "profile",          required_argument, NULL, OPT_PROFILE },
+    { "profile-required", no_argument,       NULL, OPT_PROFILE_REQ },
+    { "preferred-chain",  required_argument, NULL, OPT_PREFERRED_CHAIN },
+    { "renew-before",     required_argument, NULL, OPT_RENEW_BEFORE },
+    { "listen-address",   required_argument, NULL, OPT_LISTEN },
+    { "json",             no_argument,       NULL, OPT_JSON },
+    { "request",          no_argument,       NULL, OPT_REQUEST },
+    { "reason",           required_argument, NULL, OPT_REASON },
+    { "force",            no_argument,       NULL, OPT_FORCE },
+    { "verbose",          no_argument,       NULL, 'v' },
+    { "help",             no_argument,       NULL, 'h' },
+    { NULL, 0, NULL, 0 }
+};
+
+/* long option value -> CLI_O_* bit */
+static unsigned opt_bit(int val)
+{
+    switch (val) {
+    case OPT_DIRECTORY:       return CLI_O_DIRECTORY;
+    case OPT_CA_FILE:         return CLI_O_CA_FILE;
+    case OPT_STORE:           return CLI_O_STORE;
+    case OPT_CONTACT:         return CLI_O_CONTACT;
+    case OPT_AGREE_TOS:       return CLI_O_AGREE_TOS;
+    case OPT_EAB_KID:         return CLI_O_EAB_KID;
+    case OPT_EAB_HMAC:        return CLI_O_EAB_HMAC;
+    case OPT_CHALLENGE:       return CLI_O_CHALLENGE;
+    case OPT_HTTP_PORT:       return CLI_O_HTTP_PORT;
+    case OPT_TLS_PORT:        return CLI_O_TLS_PORT;
+    case OPT_DNS_HOOK:        return CLI_O_DNS_HOOK;
+    case OPT_KEY:             return CLI_O_KEY;
+    case OPT_PROFILE:         return CLI_O_PROFILE;
+    case OPT_PROFILE_REQ:     return CLI_O_PROFILE_REQ;
+    case OPT_PREFERRED_CHAIN: return CLI_O_PREFERRED_CHAIN;
+    case OPT_RENEW_BEFORE:    return CLI_O_RENEW_BEFORE;
+    case OPT_LISTEN:          return CLI_O_LISTEN;
+    case OPT_JSON:            return CLI_O_JSON;
+    case OPT_REQUEST:         return CLI_O_REQUEST;
+    case OPT_REASON:          return CLI_O_REASON;
+    case OPT_FORCE:           return CLI_O_FORCE;
+    case 'v':                 return CLI_O_VERBOSE;
+    default:                  return 0;
+    }
+}
+
+static const cli_command_t *const commands[] = {
+    &cli_cmd_issue, &cli_cmd_list, &cli_cmd_show, &cli_cmd_renew, &cli_cmd_revoke
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "Usage: autotls COMMAND [OPTIONS] [NAME...]\n"
+        "\n"
+        "Obtain, inspect, renew and revoke TLS certificates over ACME (RFC 8555).\n"
+        "\n"
+        "Commands:\n"
+        "  issue    obtain a certificate for one or more names\n"
+        "  list     list every certificate in a store\n"
+        "  show     show everything about one certificate (never key material)\n"
+        "  renew    renew a certificate now, or ask a running server to\n"
+        "  revoke   revoke a certificate\n"
+        "  help     show this text, or `autotls help COMMAND`\n"
+        "\n"
+        "Run `autotls COMMAND --help` for a command's options.\n"
+        "`autotls --version` prints the version.\n");
+}
+
+static void usage_hint(const char *cmd)
+{
+    if (cmd != NULL) {
+        fprintf(stderr, "Try 'autotls %s --help'.\n", cmd);
+    } else {
+        fprintf(stderr, "Try 'autotls help'.\n");
+    }
+}
+
+static const cli_command_t *find_command(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(commands[i]->name, name) == 0) {
+            return commands[i];
+        }
+    }
+    return NULL;
+}
+
+static int parse_port(const char *opt, const char *s, int *out)
+{
+    char *end;
+    long  v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < 1 || v > 65535) {
+        cli_error("%s: invalid port '%s' (1-65535)", opt, s);
+        return -1;
+    }
+    *out = (int) v;
+    return 0;
+}
+
+/* "user@example.com" -> "mailto:user@example.com"; a URI is kept as given. */
+static char *contact_uri(const char *s)
+{
+    char   *u;
+    size_t  len;
+
+    if (strchr(s, ':') != NULL) {
+        return atls_strdup(s);
+    }
+    len = strlen(s) + sizeof("mailto:");
+    u = malloc(len);
+    if (u == NULL) {
+        abort();
+    }
+    snprintf(u, len, "mailto:%s", s);
+    return u;
+}
+
+static int add_contact(cli_opts_t *o, const char *s)
+{
+    char **v;
+
+    v = realloc(o->issuer.contact, (o->issuer.n_contact + 1) * sizeof(char *));
+    if (v == NULL) {
+        abort();
+    }
+    o->issuer.contact = v;
+    v[o->issuer.n_contact++] = contact_uri(s);
+    return 0;
+}
+
+/* The value of one option; -1 after printing an error. */
+static int apply_option(cli_opts_t *o, int val, const char *arg)
+{
+    atls_issuer_t   *is = &o->issuer;
+    atls_key_type_t  kt;
+    size_t           i;
+
+    switch (val) {
+    case OPT_DIRECTORY:
+        is->directory = (char *) arg;
+        break;
+    case OPT_CA_FILE:
+        is->ca_file = (char *) arg;
+        break;
+    case OPT_STORE:
+        o->store_dir = arg;
+        break;
+    case OPT_CONTACT:
+        if (*arg == '\0') {
+            cli_error("--contact: empty address");
+            return -1;
+        }
+        return add_contact(o, arg);
+    case OPT_AGREE_TOS:
+        is->agree_tos = 1;
+        break;
+    case OPT_EAB_KID:
+        is->eab_kid = (char *) arg;
+        break;
+    case OPT_EAB_HMAC:
+        is->eab_hmac = (char *) arg;
+        break;
+    case OPT_CHALLENGE:
+        if (atls_challenge_type_parse(arg, &is->challenge) != 0) {
+            cli_error("--challenge: unknown challenge type '%s' "
+                      "(http-01, tls-alpn-01, dns-01)", arg);
+            return -1;
+        }
+        break;
+    case OPT_HTTP_PORT:
+        return parse_port("--http-port", arg, &is->http_port);
+    case OPT_TLS_PORT:
+        return parse_port("--tls-port", arg, &is->tls_port);
+    case OPT_DNS_HOOK:
+        is->dns_hook = (char *) arg;
+        break;
+    case OPT_KEY:
+        if (atls_key_type_parse(arg, &kt) != 0) {
+            cli_error("--key: unknown key type '%s' "
+                      "(ec256, ec384, rsa2048, rsa3072, rsa4096)", arg);
+            return -1;
+        }
+        for (i = 0; i < is->n_key_types; i++) {
+            if (is->key_types[i] == kt) {
+                cli_error("--key: '%s' given twice", arg);
+                return -1;
+            }
+        }
+        if (is->n_key_types >= ATLS_KEY_TYPE_MAX) {
+            cli_error("--key: at most %d key types per certificate", ATLS_KEY_TYPE_MAX);
+            return -1;
+        }
+        is->key_types[is->n_key_types++] = kt;
+        break;
+    case OPT_PROFILE:
+        is->profile = (char *) arg;
+        break;
+    case OPT_PROFILE_REQ:
+        is->profile_required = 1;
+        break;
+    case OPT_PREFERRED_CHAIN:
+        is->preferred_chain = (char *) arg;
+        break;
+    case OPT_RENEW_BEFORE:
+        if (atls_renew_policy_parse(arg, &is->renew) != 0) {
+            cli_error("--renew-before: invalid value '%s' (e.g. 33%% or 30d)", arg);
+            return -1;
+        }
+        break;
+    case OPT_LISTEN:
+        o->listen_address = arg;
+        break;
+    case OPT_REASON:
+        if (atls_revoke_reason_parse(arg, &o->reason) != 0) {
+            cli_error("--reason: unknown reason '%s' (unspecified, keyCompromise, "
+                      "affiliationChanged, superseded, cessationOfOperation)", arg);
+            return -1;
+        }
+        break;
+    case 'v':
+        o->verbose++;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* 0 ok, 1 --help was printed, -1 usage error (printed). */
+static int parse(const cli_command_t *cmd, int argc, char **argv, cli_opts_t *o)
+{
+    int c, idx;
+
+    opterr = 0;
+    optind = 1;
+    for (;;) {
+        idx = -1;
+        c = getopt_long(argc, argv, ":hv", long_opts, &idx);
+        if (c == -1) {
+            break;
+        }
+        if (c == 'h') {
+            fputs(cmd->usage, stdout);
+            return 1;
+        }
+        if (c == '?') {
+            if (optopt != 0 && optopt < OPT_BASE && argv[optind - 1][1] != '-') {
+                cli_error("%s: unknown option '-%c'", cmd->name, optopt);
+            } else {
+                cli_error("%s: unknown option '%s'", cmd->name, argv[optind - 1]);
+            }
+            usage_hint(cmd->name);
+            return -1;
+        }
+        if (c == ':') {
+            cli_error("%s: option '%s' needs a value", cmd->name, argv[optind - 1]);
+            usage_hint(cmd->name);
+            return -1;
+        }
+        if ((opt_bit(c) & cmd->accepts) == 0) {
+            cli_error("%s: option '--%s' is not valid for this command", cmd->name,
+                      idx >= 0 ? long_opts[idx].name : "?");
+            usage_hint(cmd->name);
+            return -1;
+        }
+        o->given |= opt_bit(c);
+        if (apply_option(o, c, optarg) != 0) {
+            usage_hint(cmd->name);
+            return -1;
+        }
+    }
+
+    o->names = argv + optind;
+    o->n_names = (size_t) (argc - optind);
+
+    if (cmd->accepts & CLI_O_STORE && o->store_dir == NULL) {
+        cli_error("%s: --store DIR is required", cmd->name);
+        usage_hint(cmd->name);
+        return -1;
+    }
+    if ((int) o->n_names < cmd->min_names) {
+        cli_error("%s: missing certificate name", cmd->name);
+        usage_hint(cmd->name);
+        return -1;
+    }
+    if (cmd->max_names >= 0 && (int) o->n_names > cmd->max_names) {
+        cli_error("%s: unexpected argument '%s'", cmd->name,
+                  o->names[cmd->max_names]);
+        usage_hint(cmd->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* The core logs its progress; the CLI shows it only with -v so that a
+ * failure ends in exactly one line naming the certificate and the cause. */
+static void log_sink(void *ctx, atls_log_level_t level, const char *msg)
+{
+    static const char *const names[] = { "error", "warning", "info", "debug" };
+
+    if (*(const int *) ctx == 0) {
+        return;
+    }
+    fprintf(stderr, "autotls: %s: %s\n", names[level], msg);
+}
+
+int main(int argc, char **argv)
+{
+    const cli_command_t *cmd;
+    cli_opts_t           o;
+    int                  rc;
+
+    /* Responders write to sockets a validator may already have closed. */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0
+        || strcmp(argv[1], "version") == 0)
+    {
+        printf("autotls %s (%s)\n", ATLS_VERSION, OPENSSL_VERSION_TEXT);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0
+        || strcmp(argv[1], "-h") == 0)
+    {
+        if (argc > 2) {
+            cmd = find_command(argv[2]);
+            if (cmd == NULL) {
+                cli_error("unknown command '%s'", argv[2]);
+                usage_hint(NULL);
+                return CLI_EXIT_USAGE;
+            }
+            fputs(cmd->usage, stdout);
+        } else {
+            usage(stdout);
+        }
+        return CLI_EXIT_OK;
+    }
+
+    cmd = find_command(argv[1]);
+    if (cmd == NULL) {
+        if (argv[1][0] == '-') {
+            cli_error("unknown option '%s' (options follow the command)", argv[1]);
+        } else {
+            cli_error("unknown command '%s'", argv[1]);
+        }
+        usage_hint(NULL);
+        return CLI_EXIT_USAGE;
+    }
+
+    memset(&o, 0, sizeof(o));
+    o.reason = ATLS_REVOKE_UNSPECIFIED;
+    rc = parse(cmd, argc - 1, argv + 1, &o);
+    if (rc != 0) {
+        atls_strv_free(o.issuer.contact, o.issuer.n_contact);
+        return rc > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    }
+
+    atls_log_set(log_sink, &o.verbose, o.verbose == 0 ? ATLS_LOG_ERR
+                 : (o.verbose == 1 ? ATLS_LOG_INFO : ATLS_LOG_DEBUG));
+
+    rc = cmd->run(&o);
+    atls_strv_free(o.issuer.contact, o.issuer.n_contact);
+    return rc;
+}
