@@ -347,7 +347,7 @@ const command_rec autotls_cmds[] = {
                   "issuer name of the preferred alternate chain"),
     AP_INIT_TAKE1("AutoTLSRenewBefore", set_renew_before, NULL, RSRC_CONF,
                   "renew when this share of lifetime (33%) or duration (30d) is left"),
-    { NULL }
+    { .name = NULL }
 };
 
 /* ---- names, issuer, checks ------------------------------------------- */

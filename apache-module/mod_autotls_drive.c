@@ -57,7 +57,7 @@ autotls_generation_publish(atls_store_t *st)
     if (g != autotls_generation_get()) {
         __atomic_store_n(autotls_global.generation, g, __ATOMIC_RELEASE);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, autotls_global.main_server,
-                     "autotls: published generation %llu", (unsigned long long) g);
+                     "autotls: published generation %" APR_UINT64_T_FMT, (apr_uint64_t) g);
     }
 }
 
@@ -229,7 +229,7 @@ autotls_drive_one(int i, autotls_srv_conf_t *sc, apr_pool_t *ptemp)
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sc->s,
                  "autotls: %s: %s (names %s, CA %s, %s)", meta.id,
                  force ? "renewal requested by the operator"
-                       : meta.state == ATLS_STATE_PENDING ? "obtaining a certificate"
+                       : meta.last_success == 0 ? "obtaining a certificate"
                                                           : "renewing the certificate",
                  autotls_join(ptemp, sc->names, sc->n_names),
                  sc->issuer->directory, atls_challenge_type_name(sc->issuer->challenge));

@@ -238,8 +238,8 @@ autotls_cache_load(autotls_srv_conf_t *sc, autotls_cache_t *c, uint64_t gen)
     c->loaded = 1;
     c->generation = gen;
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sc->s,
-                 "autotls: %s: child %ld loaded %d certificate(s) at generation %llu",
-                 o->cert_id, (long) getpid(), (int) c->n, (unsigned long long) gen);
+                 "autotls: %s: child %ld loaded %d certificate(s) at generation %" APR_UINT64_T_FMT,
+                 o->cert_id, (long) getpid(), (int) c->n, (apr_uint64_t) gen);
 }
 
 static int

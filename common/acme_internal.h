@@ -186,7 +186,7 @@ int  atls_acme_create_act(atls_acme_t *e, time_t now, atls_action_t *act);
 void atls_acme_create_on_response(atls_acme_t *e, const atls_http_response_t *resp,
                                   time_t now);
 
-/* acme_order.c */
+/* acme_order.c (download and alternates: acme_download.c) */
 int  atls_acme_new_order_act(atls_acme_t *e, time_t now, atls_action_t *act);
 void atls_acme_new_order_on_response(atls_acme_t *e, const atls_http_response_t *resp,
                                      time_t now);

@@ -674,6 +674,9 @@ atls_store_fs_open(const char *dir, char *err, size_t errlen)
 
 /* ---- prepare: the privileged parent hands the tree to the worker user ---- */
 
+/* nftw() has no context argument; prepare runs once in a single-threaded
+ * parent at start-up, so file-scope state is acceptable here. */
+
 static long   prep_uid, prep_gid;
 static int    prep_failed;
 static char  *prep_err;

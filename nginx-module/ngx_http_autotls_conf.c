@@ -43,6 +43,10 @@ ngx_http_autotls_log_cb(void *ctx, atls_log_level_t level, const char *msg)
         break;
     }
 
+    if (ngx_strncmp(msg, "autotls: ", 9) == 0) {
+        msg += 9;
+    }
+
     if (ngx_cycle && ngx_cycle->log) {
         ngx_log_error(nlevel, ngx_cycle->log, 0, "autotls: %s", msg);
     }

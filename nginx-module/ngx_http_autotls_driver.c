@@ -686,6 +686,7 @@ static void
 ngx_http_autotls_kick(ngx_event_t *ev)
 {
     char                        err[512];
+    ngx_uint_t                  checked;
     ngx_http_autotls_cert_t   **certs;
     ngx_http_autotls_driver_t  *drv = &ngx_http_autotls_drv;
 
@@ -694,6 +695,7 @@ ngx_http_autotls_kick(ngx_event_t *ev)
     }
 
     certs = ngx_http_autotls_mcf->certs.elts;
+    checked = 0;
 
     for ( ;; ) {
 
@@ -732,6 +734,15 @@ ngx_http_autotls_kick(ngx_event_t *ev)
         if (drv->pass_next >= ngx_http_autotls_mcf->certs.nelts) {
             drv->pass_active = 0;
             ngx_add_timer(&drv->tick_ev, ngx_http_autotls_mcf->check_interval);
+            return;
+        }
+
+        /*
+         * Each check reads the store: with thousands of certificates let
+         * the event loop serve clients between small batches.
+         */
+        if (++checked > 32) {
+            ngx_add_timer(&drv->kick_ev, 1);
             return;
         }
 
@@ -877,6 +888,10 @@ ngx_http_autotls_stop(void)
 
     if (drv->kick_ev.posted) {
         ngx_delete_posted_event(&drv->kick_ev);
+    }
+
+    if (drv->kick_ev.timer_set) {
+        ngx_del_timer(&drv->kick_ev);
     }
 }
 

@@ -128,7 +128,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (account_key == NULL) {
         account_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
         cert_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-        atls_log_set(NULL, NULL, ATLS_LOG_ERR);
+        /* FUZZ_ACME_DEBUG=1 shows the flow a seed drives (for writing seeds). */
+        atls_log_set(NULL, NULL, getenv("FUZZ_ACME_DEBUG") ? ATLS_LOG_DEBUG : ATLS_LOG_ERR);
     }
     memset(&p, 0, sizeof(p));
     p.directory_url = "https://ca.test/dir";
@@ -186,6 +187,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Each response is consumed or the input ends, so 2000 steps means a loop. */
     if (steps >= 2000) {
         abort();
+    }
+    if (getenv("FUZZ_ACME_DEBUG")) {
+        fprintf(stderr, "end: %s %s %s\n", act.kind == ATLS_ACT_DONE ? "DONE" : "FAILED",
+                atls_acme_error(e)->type, atls_acme_error(e)->detail);
     }
     (void) atls_acme_result_chain_pem(e);
     (void) atls_acme_state_name(e);

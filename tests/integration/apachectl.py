@@ -85,7 +85,17 @@ class Apache:
             f'DocumentRoot "{r}/htdocs"',
             f"Listen 127.0.0.1:{self.http_port}",
             f"Listen 127.0.0.1:{self.tls_port}",
+            # a steady number of children, so that tests can tell "same children"
             "StartServers 2",
+            "<IfModule mpm_event_module>",
+            "    ThreadsPerChild 25", "    MinSpareThreads 25", "    MaxSpareThreads 75",
+            "</IfModule>",
+            "<IfModule mpm_worker_module>",
+            "    ThreadsPerChild 25", "    MinSpareThreads 25", "    MaxSpareThreads 75",
+            "</IfModule>",
+            "<IfModule mpm_prefork_module>",
+            "    MinSpareServers 1", "    MaxSpareServers 4",
+            "</IfModule>",
             "ExtendedStatus On",
         ]
         if ca:

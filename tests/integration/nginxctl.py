@@ -176,8 +176,23 @@ class Nginx:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         self.stop()
+        keep = os.environ.get("ATLS_KEEP_LOGS")
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            name = os.environ.get("PYTEST_CURRENT_TEST", "nginx").split(" ")[0]
+            shutil.copyfile(self.error_log, os.path.join(keep, re.sub(r"\W+", "_", name) + ".log"))
+        if exc_type is None:
+            self.assert_clean_log()
+
+    def assert_clean_log(self):
+        """No crash, no leaked socket, no critical error: the module must
+        leave nginx's log as clean as nginx's own modules do."""
+        bad = [l for l in self.log().splitlines()
+               if re.search(r"\[(alert|crit|emerg)\]", l)
+               and "exited on signal 9" not in l]
+        assert not bad, "\n".join(bad[:20])
 
 
 def server_block(names, http_port, tls_port, issuer="pebble", extra="", autotls_names=""):

@@ -88,6 +88,21 @@ def test_no_key_material_in_debug_log(pebble, apache_factory):  # noqa: F811
     assert not re.search(r"MII[A-Za-z0-9+/]{60}", log), "base64 DER in the log"
 
 
+def test_handshakes_reuse_parsed_certificates(pebble, apache_factory):  # noqa: F811
+    hosts = [["cache.apache.test", "www.cache.apache.test"]]
+    apache = apache_factory(pebble, hosts, loglevel="debug").start()
+    _, info = wait_issued(apache, pebble, "cache.apache.test")
+    for _ in range(20):
+        assert served_chain(apache.tls_port, "www.cache.apache.test")
+    loads = re.findall(r"cache\.apache\.test: child (\d+) loaded (\d+) certificate\(s\) "
+                       r"at generation (\d+)", apache.log_text())
+    assert loads, "the per-child cache never loaded"
+    # a child parses the store once per generation, not once per handshake
+    keys = [(pid, gen) for pid, _, gen in loads]
+    assert len(keys) == len(set(keys)), loads
+    assert len(loads) <= 2 * len(apache.children()) + 2
+
+
 def test_ca_error_logged_once_per_attempt_with_problem_type(pebble_factory,  # noqa: F811
                                                             apache_factory):
     ca = pebble_factory(eab={"kid-1": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"})

@@ -6,7 +6,7 @@ import stat
 import urllib.request
 
 from nginxctl import Nginx, issuer_block, server_block, status_server, until_issued
-from util import cert_info, free_port, served_chain, verify_chain
+from util import cert_info, free_port, run_cli, served_chain, verify_chain
 
 SERVERS = [("a1.example.com", "a2.example.com"),
            ("b1.example.com", "b2.example.com"),
@@ -66,6 +66,13 @@ def test_http01_three_servers(pebble, test_root):
         for names in SERVERS:
             assert f'"{names[0]}"' in prom
         assert "PRIVATE KEY" not in prom
+
+        # the CLI reads the server's store and agrees with the page
+        listed = json.loads(run_cli("list", "--store", os.path.join(test_root, "store"),
+                                    "--json").stdout)
+        assert sorted(c["id"] for c in listed["certificates"]) == sorted(certs)
+        assert "PRIVATE KEY" not in run_cli("list", "--store",
+                                            os.path.join(test_root, "store")).stdout
 
         # store: created by the master for the worker user, 0700, keys 0600
         store = os.path.join(test_root, "store")

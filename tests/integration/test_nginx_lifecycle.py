@@ -212,3 +212,43 @@ def test_debug_log_has_no_key_material(pebble, test_root):
     assert "[debug]" in log            # the level really was debug
     assert "PRIVATE KEY" not in log
     assert "BEGIN" not in log
+
+
+HOOK = """#!/usr/bin/python3
+# autotls dns_hook for the tests: publishes TXT records in challtestsrv
+import json, sys, urllib.request
+action, name, value = sys.argv[1:4]
+path = "/set-txt" if action == "setup" else "/clear-txt"
+body = {"host": name.rstrip(".") + "."}
+if action == "setup":
+    body["value"] = value
+req = urllib.request.Request("%s" + path, data=json.dumps(body).encode(), method="POST")
+urllib.request.urlopen(req, timeout=10).read()
+with open("%s", "a") as f:
+    f.write(action + " " + name + "\\n")
+"""
+
+
+def test_dns01_wildcard_through_a_hook(pebble, test_root):
+    hook = os.path.join(test_root, "hook.py")
+    hook_log = os.path.join(test_root, "hook.log")
+    with open(hook, "w") as f:
+        f.write(HOOK % (pebble.chall_url, hook_log))
+    os.chmod(hook, 0o755)
+    open(hook_log, "w").close()
+    os.chmod(hook_log, 0o666)
+    names = ("wild.example.com", "*.wild.example.com")
+    body = issuer_block(pebble, test_root, challenge="dns-01", extra=f"dns_hook {hook};")
+    body += f"    autotls_store {os.path.join(test_root, 'store')};\n"
+    body += "    autotls_check_interval 1s;\n"
+    body += server_block(names, pebble.http_port, pebble.tls_port)
+    ngx = Nginx(test_root, body)
+    with ngx.start():
+        chain = until_issued(ngx, pebble, pebble.tls_port, "anything.wild.example.com")
+        info = cert_info(chain[0])
+        assert sorted(info["names"]) == sorted(names)
+        assert verify_chain(chain, pebble.roots_pem())
+    with open(hook_log) as f:
+        calls = f.read()
+    assert "setup _acme-challenge.wild.example.com" in calls
+    assert "teardown _acme-challenge.wild.example.com" in calls

@@ -418,6 +418,19 @@ test_challenge_type_not_offered(void **state)
     assert_int_equal(fx->run.n_setup, 0);
 }
 
+static void
+test_bad_token(void **state)
+{
+    fx_t *fx = *state;
+
+    /* a token is used in a URL path and a lookup key: never trust it */
+    fx->ca->token_override = "../../etc/passwd";
+    fx_order(fx);
+    assert_failed(fx, ATLS_ERR_PERMANENT, "autotls:protocol");
+    assert_non_null(strstr(atls_acme_error(fx->e)->detail, "token"));
+    assert_int_equal(fx->run.n_setup, 0);
+}
+
 /* ---- accounts ------------------------------------------------------------ */
 
 static void
@@ -952,6 +965,7 @@ main(void)
         T(test_invalid_challenge),
         T(test_setup_failure),
         T(test_challenge_type_not_offered),
+        T(test_bad_token),
         T(test_account_exists),
         T(test_account_known_key_missing),
         T(test_account_url_known),

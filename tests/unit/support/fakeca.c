@@ -27,6 +27,9 @@ fc_strdup(const char *s)
     return d;
 }
 
+static void fc_violation(fakeca_t *ca, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 static void
 fc_violation(fakeca_t *ca, const char *fmt, ...)
 {
@@ -660,7 +663,8 @@ fc_authz_json(fakeca_t *ca, size_t i, int *responded_out)
                          : "pending";
 
         snprintf(u, sizeof(u), FAKECA_BASE "/chal/%zu/%s", i, t);
-        c = json_pack("{s:s,s:s,s:s,s:s}", "type", t, "url", u, "token", ca->tokens[i],
+        c = json_pack("{s:s,s:s,s:s,s:s}", "type", t, "url", u, "token",
+                      ca->token_override ? ca->token_override : ca->tokens[i],
                       "status", st);
         if (strcmp(st, "invalid") == 0) {
             json_object_set_new(c, "error", json_pack(

@@ -61,6 +61,7 @@ typedef struct {
     int             order_processing_polls;
     const char     *order_retry_after;
     int             n_alternates;
+    const char     *token_override;     /* hand out this token (e.g. "../x") */
     fakeca_fault_t  faults[8];
 
     /* state and records */
