@@ -92,10 +92,23 @@ class Nginx:
                     return i
         raise AssertionError(f"{needle!r} not in {self.conf}")
 
+    def _env(self):
+        """A module built with sanitizers (make asan) needs their runtimes
+        loaded first into the uninstrumented nginx; reports go to files
+        that assert_clean_log() checks."""
+        env = dict(os.environ)
+        ldd = subprocess.run(["ldd", module_path()], capture_output=True, text=True).stdout
+        libs = re.findall(r"(\S*lib(?:asan|ubsan)\.so\S*) => (\S+)", ldd)
+        if libs:
+            env["LD_PRELOAD"] = " ".join(path for _, path in libs)
+            env["ASAN_OPTIONS"] = f"detect_leaks=0:log_path={self.root}/asan"
+            env["UBSAN_OPTIONS"] = f"print_stacktrace=1:log_path={self.root}/ubsan"
+        return env
+
     def _run(self, *args):
         return subprocess.run([NGINX, "-p", self.root + "/", "-c", self.conf,
                                "-e", self.error_log, *args],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, env=self._env())
 
     def test_config(self):
         return self._run("-t")
@@ -193,6 +206,10 @@ class Nginx:
                if re.search(r"\[(alert|crit|emerg)\]", l)
                and "exited on signal 9" not in l]
         assert not bad, "\n".join(bad[:20])
+        reports = [f for f in os.listdir(self.root) if f.startswith(("asan.", "ubsan."))]
+        for f in reports:
+            with open(os.path.join(self.root, f), errors="replace") as fh:
+                raise AssertionError(f"sanitizer report {f}:\n{fh.read()[:4000]}")
 
 
 def server_block(names, http_port, tls_port, issuer="pebble", extra="", autotls_names=""):

@@ -252,3 +252,32 @@ def test_dns01_wildcard_through_a_hook(pebble, test_root):
         calls = f.read()
     assert "setup _acme-challenge.wild.example.com" in calls
     assert "teardown _acme-challenge.wild.example.com" in calls
+
+
+EAB_KID = "kid-autotls"
+EAB_KEY = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+
+
+def test_ca_problem_logged_once_per_attempt(pebble_factory, test_root):
+    # the CA requires external account binding and the issuer has none
+    p = pebble_factory(eab={EAB_KID: EAB_KEY})
+    ngx = Nginx(test_root, one_server(p, test_root))
+    with ngx.start():
+        wait_until(lambda: "order failed" in ngx.log(), timeout=30,
+                   what="the CA's error in the log")
+        for _ in range(5):
+            assert cert_info(served_chain(p.tls_port, NAMES[0])[0])["self_signed"]
+        time.sleep(2)          # several check intervals: backoff, no re-logging
+        lines = [l for l in ngx.log().splitlines() if "order failed" in l]
+        assert len(lines) == 1, lines
+        assert "urn:ietf:params:acme:error:" in lines[0], lines[0]
+        assert NAMES[0] in lines[0]
+
+
+def test_eab_account_binding(pebble_factory, test_root):
+    p = pebble_factory(eab={EAB_KID: EAB_KEY})
+    ngx = Nginx(test_root, one_server(p, test_root, issuer_extra=f"eab {EAB_KID} {EAB_KEY};"))
+    with ngx.start():
+        chain = until_issued(ngx, p, p.tls_port, NAMES[0])
+        assert verify_chain(chain, p.roots_pem())
+    assert EAB_KEY not in ngx.log()
