@@ -41,6 +41,26 @@ def all_served(port, names, pending):
     return not pending
 
 
+def log_tail(root, n=6):
+    out = []
+    for path in sorted(glob.glob(os.path.join(root, "*.error.log")) +
+                       glob.glob(os.path.join(root, "*.out"))):
+        try:
+            with open(path, errors="replace") as f:
+                lines = [l.rstrip() for l in f.readlines()[-n:]]
+        except OSError:
+            continue
+        if lines:
+            out.append(f"    {os.path.basename(path)}:\n      " + "\n      ".join(lines))
+    return "\n".join(out)
+
+
+def cleanup(root, failed):
+    if failed or os.environ.get("BENCH_KEEP") == "1":
+        return
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def copy_ca(pebble, root):
     ca_file = os.path.join(root, "pebble-ca.pem")
     shutil.copyfile(pebble.ca_file, ca_file)
@@ -54,6 +74,7 @@ def run_apache_autotls(build, names, timeout):
         raise RuntimeError(f"{module} is missing (make apache)")
     root = B.workroot("/tmp/autotls-bench-issue-")
     pebble = Pebble().start()
+    failed = False
     try:
         ca_file = copy_ca(pebble, root)
         tls = B.free_port()
@@ -76,9 +97,12 @@ def run_apache_autotls(build, names, timeout):
             return time.monotonic() - t0, ""
         finally:
             srv.stop()
+    except Exception as e:
+        failed = True
+        raise RuntimeError(f"{e}\n  (kept {root})\n{log_tail(root)}") from e
     finally:
         pebble.close()
-        shutil.rmtree(root, ignore_errors=True)
+        cleanup(root, failed)
 
 
 def run_mod_md(build, names, timeout):
@@ -86,6 +110,7 @@ def run_mod_md(build, names, timeout):
         raise RuntimeError("mod_md.so is not installed")
     root = B.workroot("/tmp/autotls-bench-issue-")
     pebble = Pebble().start()
+    failed = False
     try:
         ca_file = copy_ca(pebble, root)
         tls = B.free_port()
@@ -100,7 +125,7 @@ def run_mod_md(build, names, timeout):
         body += [f"<VirtualHost 127.0.0.1:{tls}>\n  ServerName {n}\n  SSLEngine on\n"
                  f"</VirtualHost>" for n in names]
         conf = B.apache_conf(root, "apache_mod_md", [pebble.http_port, tls], "\n".join(body),
-                             modules=("watchdog", "md"))
+                             modules=("md",))
         srv = B.ApacheServer("apache_mod_md", conf, tls, root, names[0])
         t0 = time.monotonic()
         srv.start()
@@ -126,9 +151,12 @@ def run_mod_md(build, names, timeout):
             return time.monotonic() - t0, f"ready after {t_ready:.2f}s, then graceful restart"
         finally:
             srv.stop()
+    except Exception as e:
+        failed = True
+        raise RuntimeError(f"{e}\n  (kept {root})\n{log_tail(root)}") from e
     finally:
         pebble.close()
-        shutil.rmtree(root, ignore_errors=True)
+        cleanup(root, failed)
 
 
 def run_nginx(build, names, timeout):
@@ -137,6 +165,7 @@ def run_nginx(build, names, timeout):
         raise RuntimeError(f"{module} is missing (make nginx)")
     root = B.workroot("/tmp/autotls-bench-issue-")
     pebble = Pebble().start()
+    failed = False
     try:
         ca_file = copy_ca(pebble, root)
         tls = B.free_port()
@@ -185,15 +214,18 @@ http {{
             return time.monotonic() - t0, ""
         finally:
             srv.stop()
+    except Exception as e:
+        failed = True
+        raise RuntimeError(f"{e}\n  (kept {root})\n{log_tail(root)}") from e
     finally:
         pebble.close()
-        shutil.rmtree(root, ignore_errors=True)
+        cleanup(root, failed)
 
 
 def main():
     build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(B.REPO, "build"))
     n = int(os.environ.get("BENCH_ISSUE_NAMES", "50"))
-    timeout = float(os.environ.get("BENCH_ISSUE_TIMEOUT", "90"))
+    timeout = float(os.environ.get("BENCH_ISSUE_TIMEOUT", "150"))
     names = issue_names(n)
     print(f"issuance bench: {n} names, one ECDSA P-256 certificate each, Pebble "
           f"PEBBLE_VA_NOSLEEP=1, http-01; server start -> every name served", flush=True)

@@ -296,14 +296,15 @@ atls_acme_emit_post(atls_acme_t *e, atls_action_t *act)
     e->req.body = jws;
     e->req.body_len = strlen(jws);
     e->req.content_type = "application/jose+json";
+    e->req.accept = e->post_accept;
     e->fetching_nonce = 0;
     atls_acme_emit(e, act);
     return ATLS_STEP_EMIT;
 }
 
 int
-atls_acme_send_post(atls_acme_t *e, const char *url, const char *payload,
-                    int jwk, atls_action_t *act)
+atls_acme_send_post_accept(atls_acme_t *e, const char *url, const char *payload,
+                           int jwk, const char *accept, atls_action_t *act)
 {
     char *u = atls_strdup(url), *p = atls_strdup(payload);
 
@@ -312,7 +313,16 @@ atls_acme_send_post(atls_acme_t *e, const char *url, const char *payload,
     e->post_url = u;
     e->post_payload = p;
     e->post_jwk = jwk;
+    /* Kept with the POST so a badNonce resend asks for the same type. */
+    e->post_accept = accept;
     return atls_acme_emit_post(e, act);
+}
+
+int
+atls_acme_send_post(atls_acme_t *e, const char *url, const char *payload,
+                    int jwk, atls_action_t *act)
+{
+    return atls_acme_send_post_accept(e, url, payload, jwk, NULL, act);
 }
 
 /* ---- JSON and polling helpers ------------------------------------------- */
@@ -505,6 +515,18 @@ atls_acme_result_ari(const atls_acme_t *e, time_t *start, time_t *end)
     *start = e->ari_start;
     *end = e->ari_end;
     return 0;
+}
+
+time_t
+atls_acme_result_ari_retry_after(const atls_acme_t *e)
+{
+    return e->kind == ATLS_ACME_ARI ? e->ari_retry_after : 0;
+}
+
+const char *
+atls_acme_result_ari_cert_id(const atls_acme_t *e)
+{
+    return e->kind == ATLS_ACME_ARI ? e->ari_cert_id : NULL;
 }
 
 const atls_error_t *

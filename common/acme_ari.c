@@ -84,5 +84,6 @@ atls_acme_ari_on_response(atls_acme_t *e, const atls_http_response_t *resp,
     e->ari_have = 1;
     e->ari_start = start;
     e->ari_end = end;
+    e->ari_retry_after = atls_http_retry_after(resp->retry_after, now);
     atls_acme_set_state(e, ATLS_ST_DONE);
 }

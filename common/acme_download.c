@@ -8,10 +8,13 @@
 #include "acme_internal.h"
 #include "atls_crypto.h"
 
+/* RFC 8555 §7.4.2: the client asks for the PEM chain format explicitly. */
+#define ATLS_PEM_CHAIN_TYPE "application/pem-certificate-chain"
+
 int
 atls_acme_download_act(atls_acme_t *e, time_t now, atls_action_t *act)
 {
-    return atls_acme_send_post(e, e->cert_url, NULL, 0, act);
+    return atls_acme_send_post_accept(e, e->cert_url, NULL, 0, ATLS_PEM_CHAIN_TYPE, act);
 }
 
 /* Parses a downloaded chain; NULL (and a log line) when it is not one. */
@@ -89,7 +92,8 @@ atls_acme_alt_act(atls_acme_t *e, time_t now, atls_action_t *act)
         atls_acme_set_state(e, ATLS_ST_DONE);
         return ATLS_STEP_AGAIN;
     }
-    return atls_acme_send_post(e, e->alt[e->alt_idx], NULL, 0, act);
+    return atls_acme_send_post_accept(e, e->alt[e->alt_idx], NULL, 0, ATLS_PEM_CHAIN_TYPE,
+                                      act);
 }
 
 void

@@ -107,6 +107,7 @@ struct atls_acme_s {
     char              *post_url;        /* the signed POST to (re)send */
     char              *post_payload;    /* NULL: POST-as-GET */
     int                post_jwk;        /* sign with jwk instead of kid */
+    const char        *post_accept;     /* Accept header of the POST, or NULL */
     unsigned           bad_nonce;
     time_t             wait_until;      /* next act emits WAIT first */
 
@@ -138,6 +139,7 @@ struct atls_acme_s {
     int                ari_have;
     time_t             ari_start;
     time_t             ari_end;
+    time_t             ari_retry_after; /* absolute; 0 when the CA sent none */
 };
 
 typedef struct {
@@ -162,6 +164,9 @@ int  atls_acme_send_get(atls_acme_t *e, const char *method, const char *url,
 /* Signed POST; payload NULL = POST-as-GET; jwk = embed the key (no kid). */
 int  atls_acme_send_post(atls_acme_t *e, const char *url, const char *payload,
                          int jwk, atls_action_t *act);
+/* Same, asking for a media type (the certificate download, RFC 8555 §7.4.2). */
+int  atls_acme_send_post_accept(atls_acme_t *e, const char *url, const char *payload,
+                                int jwk, const char *accept, atls_action_t *act);
 /* Parses a 2xx JSON object body; on garbage fails the engine and returns NULL. */
 json_t *atls_acme_json_body(atls_acme_t *e, const atls_http_response_t *resp,
                             const char *what);

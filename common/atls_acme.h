@@ -126,6 +126,12 @@ const char *atls_acme_result_chain_pem(const atls_acme_t *e);    /* chosen chain
 const char *atls_acme_result_order_url(const atls_acme_t *e);
 /* ARI: 0 and window set, -1 when none. */
 int atls_acme_result_ari(const atls_acme_t *e, time_t *start, time_t *end);
+/* ARI: the absolute time the CA's Retry-After (RFC 9773 §4.3) names for the
+ * next check; 0 when it sent none. */
+time_t atls_acme_result_ari_retry_after(const atls_acme_t *e);
+/* ARI: the certificate identifier the engine asks about (for checking that a
+ * result still belongs to the stored certificate); NULL for other engines. */
+const char *atls_acme_result_ari_cert_id(const atls_acme_t *e);
 
 const atls_error_t *atls_acme_error(const atls_acme_t *e);
 /* A short name of the current state, for logs and status ("new-order", "poll-authz"...). */

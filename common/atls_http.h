@@ -18,6 +18,8 @@ typedef struct {
     char       *body;           /* NULL for GET/HEAD */
     size_t      body_len;
     const char *content_type;   /* "application/jose+json" for POST */
+    const char *accept;         /* Accept header, or NULL (e.g. the certificate
+                                   download: "application/pem-certificate-chain") */
 } atls_http_request_t;
 
 typedef struct {

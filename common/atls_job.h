@@ -57,4 +57,32 @@ int atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
 /* HTTP options for an issuer (CA file, default timeouts). */
 void atls_job_http_opts(const atls_issuer_t *is, atls_http_opts_t *opts);
 
+/* ---- ARI (RFC 9773): the CA's say in when to renew -------------------- */
+
+/* 1 when m's certificate is valid and its renewal information should be
+ * (re)fetched: never fetched, or m->ari_next_check (the CA's Retry-After,
+ * else 6 h; 24 h when the CA offers no ARI) has passed. */
+int atls_job_ari_due(const atls_cert_meta_t *m, time_t now);
+
+/* An engine asking about the stored leaf of m's first key type; drive it
+ * like any engine (no challenges), then call atls_job_ari_finish().
+ * NULL + err when there is no certificate (or it has no ARI identifier:
+ * then "no ARI" is recorded so it is not asked again for 24 h). */
+atls_acme_t *atls_job_ari_start(atls_store_t *st, const atls_cert_meta_t *m,
+                                char *err, size_t errlen);
+
+/* After e reached DONE or FAILED (the caller still frees e).  A window:
+ * renew_at = a random point in it when that is earlier than renew_at (the
+ * CA can pull renewal forward, never postpone it; a past window -> now);
+ * the window and the next check time are recorded.  No renewalInfo at the
+ * CA: recorded, next check in 24 h.  0 ok; -1 + err (engine failed,
+ * malformed answer, certificate replaced meanwhile, store busy or broken)
+ * with the meta unchanged. */
+int atls_job_ari_finish(atls_store_t *st, const char *id, atls_acme_t *e, time_t now,
+                        char *err, size_t errlen);
+
+/* start + blocking driver + finish, whether due or not (CLI, Apache). */
+int atls_job_ari_refresh_blocking(atls_store_t *st, const char *id,
+                                  char *err, size_t errlen);
+
 #endif

@@ -91,6 +91,7 @@ typedef struct {
     atls_renew_policy_t   renew;
     int                   http_port;     /* CLI standalone responders */
     int                   tls_port;
+    int                   csr_cn;        /* put names[0] in the CSR subject CN too */
 } atls_issuer_t;
 
 void atls_issuer_free(atls_issuer_t *is);   /* frees members */
@@ -118,6 +119,11 @@ typedef struct {
     char              *last_error;    /* "type: detail", NULL when none */
     char              *account_url;
     uint64_t           generation;    /* bumped on every new certificate */
+    /* ARI (RFC 9773) for the current certificate; all 0 until first asked.
+     * next_check set with no window: the CA offers no renewal information. */
+    time_t             ari_next_check;    /* ask the CA again from then on */
+    time_t             ari_window_start;  /* the CA's last suggested window */
+    time_t             ari_window_end;
 } atls_cert_meta_t;
 
 void atls_cert_meta_free(atls_cert_meta_t *m);

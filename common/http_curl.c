@@ -441,6 +441,16 @@ atls_http_easy_prepare(const atls_http_opts_t *opts, const atls_http_request_t *
         }
         x->req_headers = l;
     }
+    if (req->accept != NULL) {
+        struct curl_slist *l;
+
+        snprintf(hdr, sizeof(hdr), "Accept: %s", req->accept);
+        l = curl_slist_append(x->req_headers, hdr);
+        if (l == NULL) {
+            goto failed;
+        }
+        x->req_headers = l;
+    }
     {
         /* No "Expect: 100-continue" round trip for small JWS bodies. */
         struct curl_slist *l = curl_slist_append(x->req_headers, "Expect:");

@@ -89,6 +89,9 @@ meta_dup(atls_cert_meta_t *d, const atls_cert_meta_t *s)
     d->last_error = atls_strdup(s->last_error);
     d->account_url = atls_strdup(s->account_url);
     d->generation = s->generation;
+    d->ari_next_check = s->ari_next_check;
+    d->ari_window_start = s->ari_window_start;
+    d->ari_window_end = s->ari_window_end;
 }
 
 /* The persisted part of the issuer settings (EAB is never persisted). */
@@ -107,7 +110,8 @@ issuer_eq(const atls_issuer_t *a, const atls_issuer_t *b)
         || !str_eq(a->preferred_chain, b->preferred_chain)
         || a->renew.renew_fraction != b->renew.renew_fraction
         || a->renew.renew_before != b->renew.renew_before
-        || a->http_port != b->http_port || a->tls_port != b->tls_port)
+        || a->http_port != b->http_port || a->tls_port != b->tls_port
+        || a->csr_cn != b->csr_cn)
     {
         return 0;
     }
@@ -455,7 +459,7 @@ atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
     p.n_names = j->meta.n_names;
     p.challenge = j->meta.issuer.challenge;
     p.cert_key = j->cert_key;
-    p.csr_with_cn = 0;
+    p.csr_with_cn = j->meta.issuer.csr_cn;
     p.profile = j->meta.issuer.profile;
     p.profile_required = j->meta.issuer.profile_required;
     p.preferred_chain = j->meta.issuer.preferred_chain;
@@ -596,6 +600,10 @@ job_deploy(atls_job_t *j, atls_cert_meta_t *cur, const char *chain_pem, time_t n
     cur->last_success = now;
     cur->renew_at = ra;
     cur->generation++;
+    /* ARI answers were about the certificate just replaced. */
+    cur->ari_next_check = 0;
+    cur->ari_window_start = 0;
+    cur->ari_window_end = 0;
 
     if (atls_store_save_meta(j->st, cur, serr, sizeof(serr)) != ATLS_STORE_OK) {
         /* The certificate is deployed; stale meta only means an early renewal. */

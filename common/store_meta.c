@@ -93,6 +93,7 @@ meta_issuer_to_json(const atls_issuer_t *is)
     rc |= meta_set(o, "renew", renew);
     rc |= meta_set(o, "http_port", json_integer(is->http_port));
     rc |= meta_set(o, "tls_port", json_integer(is->tls_port));
+    rc |= meta_set(o, "csr_cn", json_boolean(is->csr_cn));
     if (rc != 0) {
         json_decref(o);
         return NULL;
@@ -131,6 +132,9 @@ atls_cert_meta_to_json(const atls_cert_meta_t *m)
     } else {
         rc |= meta_set(o, "generation", json_integer((json_int_t) m->generation));
     }
+    rc |= meta_set_time(o, "ari_next_check", m->ari_next_check);
+    rc |= meta_set_time(o, "ari_window_start", m->ari_window_start);
+    rc |= meta_set_time(o, "ari_window_end", m->ari_window_end);
     if (rc == 0) {
         s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     }
@@ -312,7 +316,8 @@ meta_issuer_from_json(json_t *o, atls_issuer_t *is, char *err, size_t errlen)
         || meta_get_bool(o, "profile_required", "issuer.profile_required",
                          &is->profile_required, err, errlen)
         || meta_get_str(o, "preferred_chain", "issuer.preferred_chain",
-                        &is->preferred_chain, err, errlen))
+                        &is->preferred_chain, err, errlen)
+        || meta_get_bool(o, "csr_cn", "issuer.csr_cn", &is->csr_cn, err, errlen))
     {
         return -1;
     }
@@ -462,8 +467,18 @@ atls_cert_meta_from_json(const char *json, size_t len, atls_cert_meta_t *m,
         || meta_get_time(root, "renew_at", &m->renew_at, err, errlen)
         || meta_get_str(root, "last_error", "last_error", &m->last_error, err, errlen)
         || meta_get_str(root, "account_url", "account_url", &m->account_url, err, errlen)
-        || meta_get_int(root, "generation", "generation", 0, LLONG_MAX, &x, err, errlen))
+        || meta_get_int(root, "generation", "generation", 0, LLONG_MAX, &x, err, errlen)
+        || meta_get_time(root, "ari_next_check", &m->ari_next_check, err, errlen)
+        || meta_get_time(root, "ari_window_start", &m->ari_window_start, err, errlen)
+        || meta_get_time(root, "ari_window_end", &m->ari_window_end, err, errlen))
     {
+        goto failed;
+    }
+    if ((m->ari_window_start == 0) != (m->ari_window_end == 0)
+        || m->ari_window_end < m->ari_window_start)
+    {
+        meta_fail(err, errlen, "fields \"ari_window_start\" and \"ari_window_end\" "
+                  "must both be set, start before end");
         goto failed;
     }
     m->generation = (uint64_t) x;

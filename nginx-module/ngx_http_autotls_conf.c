@@ -21,6 +21,7 @@ static ngx_int_t ngx_http_autotls_server_names(ngx_conf_t *cf,
     ngx_array_t *out);
 static ngx_int_t ngx_http_autotls_ssl_servers(ngx_conf_t *cf,
     ngx_array_t *ssl_servers);
+static ngx_int_t ngx_http_autotls_may_be_default(ngx_conf_t *cf);
 
 
 static void
@@ -371,13 +372,18 @@ ngx_http_autotls_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /*
      * ngx_http_ssl_module merges before us and refuses an ssl listener
-     * without a certificate; give the server a fallback certificate now
-     * (the certificate callback replaces it at every handshake).
+     * whose default server has no certificate; give such a server a
+     * fallback certificate now (the certificate callback replaces it at
+     * every handshake).  Other autotls servers get no SSL_CTX of their
+     * own: the SNI callback still selects their configuration and the
+     * certificate callback on the listener's context serves them, so
+     * 10,000 names cost 10,000 cache slots, not 10,000 SSL_CTXs.
      */
     sscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_ssl_module);
 
-    if (sscf->certificates == NGX_CONF_UNSET_PTR
-        || sscf->certificates == NULL)
+    if ((sscf->certificates == NGX_CONF_UNSET_PTR
+         || sscf->certificates == NULL)
+        && ngx_http_autotls_may_be_default(cf))
     {
         amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_autotls_module);
 
@@ -406,6 +412,53 @@ ngx_http_autotls_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * 0 only when this server already listens with ssl and is the default
+ * server of none of its ssl addresses; with no ssl listener seen yet (the
+ * listen may follow "autotls") it may still become a default server.
+ */
+static ngx_int_t
+ngx_http_autotls_may_be_default(ngx_conf_t *cf)
+{
+    ngx_uint_t                   p, a, s, seen;
+    ngx_http_conf_port_t        *port;
+    ngx_http_conf_addr_t        *addr;
+    ngx_http_core_srv_conf_t    *cscf, **cscfp;
+    ngx_http_core_main_conf_t   *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
+
+    if (cmcf->ports == NULL) {
+        return 1;
+    }
+
+    seen = 0;
+    port = cmcf->ports->elts;
+
+    for (p = 0; p < cmcf->ports->nelts; p++) {
+        addr = port[p].addrs.elts;
+        for (a = 0; a < port[p].addrs.nelts; a++) {
+            if (!addr[a].opt.ssl) {
+                continue;
+            }
+            cscfp = addr[a].servers.elts;
+            for (s = 0; s < addr[a].servers.nelts; s++) {
+                if (cscfp[s] != cscf) {
+                    continue;
+                }
+                if (addr[a].default_server == cscf) {
+                    return 1;
+                }
+                seen = 1;
+            }
+        }
+    }
+
+    return !seen;
 }
 
 

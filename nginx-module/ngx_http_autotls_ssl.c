@@ -158,7 +158,13 @@ ngx_http_autotls_ssl_setup(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
         SSL_CTX_set_client_hello_cb(sscf->ssl.ctx,
                                     ngx_http_autotls_client_hello, NULL);
 
-        if (ascf->cert) {
+        /*
+         * On every ssl context: an autotls server without a context of its
+         * own is served through the context of its listener's default
+         * server, whatever that server is.  nginx sets its own cert_cb only
+         * for certificates with variables; do not replace that one.
+         */
+        if (ascf->cert || sscf->certificate_values == NULL) {
             SSL_CTX_set_cert_cb(sscf->ssl.ctx, ngx_http_autotls_cert_cb, NULL);
         }
     }

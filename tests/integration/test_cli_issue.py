@@ -211,3 +211,33 @@ def test_issue_again_keeps_valid_certificate(pebble, tmp_path):
     assert stored_chain(store, "again.cli.test")[0] == before
     issue(pebble, store, "again.cli.test", extra=["--force"])
     assert stored_chain(store, "again.cli.test")[0] != before
+
+
+def test_csr_cn(pebble, tmp_path):
+    """--csr-cn is recorded and kept by renewals.  Pebble 2.4 puts the first
+    name in the leaf's CN whether or not the CSR carries one (it copies the
+    CSR's first SAN when the subject is empty), so the leaf alone cannot tell
+    the two apart: the CSR itself is checked in the unit tests (fakeca)."""
+    store = str(tmp_path / "store")
+    names = ["cn.cli.test", "alt.cn.cli.test"]
+    issue(pebble, store, *names, extra=["--csr-cn"])
+    check_issued(pebble, store, "cn.cli.test", names)
+    first = stored_chain(store, "cn.cli.test")[0]
+    assert cn(first) == "cn.cli.test"
+    assert stored_meta(store, "cn.cli.test")["issuer"]["csr_cn"] is True
+    assert "csr common name: yes" in run_cli("show", "--store", store, "cn.cli.test").stdout
+
+    # a renewal with no options keeps the recorded setting
+    run_cli("renew", "--store", store, "cn.cli.test")
+    renewed = stored_chain(store, "cn.cli.test")[0]
+    assert cert_info(renewed)["serial"] != cert_info(first)["serial"]
+    assert cn(renewed) == "cn.cli.test"
+    assert stored_meta(store, "cn.cli.test")["issuer"]["csr_cn"] is True
+
+    # without the option: recorded as off; Pebble still names the first SAN
+    store2 = str(tmp_path / "store2")
+    issue(pebble, store2, "nocn.cli.test", "alt.nocn.cli.test")
+    assert stored_meta(store2, "nocn.cli.test")["issuer"]["csr_cn"] is False
+    assert "csr common name: no" in run_cli("show", "--store", store2,
+                                            "nocn.cli.test").stdout
+    assert cn(stored_chain(store2, "nocn.cli.test")[0]) == "nocn.cli.test"

@@ -32,7 +32,7 @@ def test_version_and_help():
     for opt in ("--directory", "--ca-file", "--store", "--contact", "--agree-tos",
                 "--eab-kid", "--eab-hmac-key", "--challenge", "--http-port", "--tls-port",
                 "--dns-hook", "--key", "--profile", "--profile-required",
-                "--preferred-chain", "--renew-before", "--listen-address"):
+                "--preferred-chain", "--renew-before", "--listen-address", "--csr-cn"):
         assert opt in issue_help, opt
 
 

@@ -96,3 +96,37 @@ def test_tlsalpn01_three_servers(pebble, test_root):
     with ngx.start():
         check_all_served(ngx, pebble)
         assert "tls-alpn-01 challenge for" in ngx.log()
+
+
+def test_autotls_next_to_a_static_default_server(pebble, test_root):
+    """The listener's default server has its own ssl_certificate; the
+    autotls server on the same listener still gets its ACME certificate
+    and the static server keeps its own."""
+    import subprocess
+    crt, key = os.path.join(test_root, "static.crt"), os.path.join(test_root, "static.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj",
+                    "/CN=static.example.com", "-keyout", key, "-out", crt],
+                   check=True, capture_output=True)
+    os.chmod(key, 0o644)
+    body = issuer_block(pebble, test_root)
+    body += f"    autotls_store {os.path.join(test_root, 'store')};\n"
+    body += "    autotls_check_interval 1s;\n"
+    body += f"""
+    server {{
+        listen 127.0.0.1:{pebble.tls_port} ssl default_server;
+        server_name static.example.com;
+        ssl_certificate {crt};
+        ssl_certificate_key {key};
+    }}
+"""
+    body += server_block(("auto.example.com",), pebble.http_port, pebble.tls_port)
+    ngx = Nginx(test_root, body)
+    with ngx.start():
+        chain = until_issued(ngx, pebble, pebble.tls_port, "auto.example.com")
+        assert verify_chain(chain, pebble.roots_pem())
+        static = cert_info(served_chain(pebble.tls_port, "static.example.com")[0])
+        assert static["subject"] == "CN=static.example.com"
+        # an unknown name falls to the static default server
+        other = cert_info(served_chain(pebble.tls_port, "unknown.example.org")[0])
+        assert other["subject"] == "CN=static.example.com"

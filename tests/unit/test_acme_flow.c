@@ -197,9 +197,15 @@ test_http01_two_names(void **state)
     assert_string_equal(fx->ca->csr_names[0], "example.com");
     assert_string_equal(fx->ca->csr_names[1], "www.example.com");
 
+    /* no CN unless asked for */
+    assert_null(fx->ca->csr_cn);
+
     chain = expected_chain(fx->ca, -1);
     assert_string_equal(atls_acme_result_chain_pem(fx->e), chain);
     free(chain);
+    /* the one download asked for the PEM chain type (fakeca counts it) */
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/cert/1"), 1);
+    assert_int_equal(fx->ca->n_cert_accept, 1);
     assert_string_equal(atls_acme_state_name(fx->e), "done");
 }
 
@@ -311,6 +317,33 @@ test_bad_nonce_once(void **state)
     assert_int_equal(fakeca_count(fx->ca, "HEAD", "/nonce"), 1);
     assert_string_equal(fakeca_find(fx->ca, "POST", "/new-order", 0)->payload,
                         fakeca_find(fx->ca, "POST", "/new-order", 1)->payload);
+}
+
+/* A badNonce on the certificate download: the resend still asks for PEM. */
+static void
+test_download_bad_nonce_keeps_accept(void **state)
+{
+    fx_t           *fx = *state;
+    fakeca_fault_t  f = { "POST", "/cert/1", 0, 1, 400, "badNonce", "stale", NULL };
+
+    fx->ca->faults[0] = f;
+    fx_order(fx);
+    assert_done(fx);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/cert/1"), 2);
+    assert_int_equal(fx->ca->n_cert_accept, 1);
+}
+
+/* csr_with_cn puts the first name in the CSR subject as well. */
+static void
+test_csr_with_cn(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->p.csr_with_cn = 1;
+    fx_order(fx);
+    assert_done(fx);
+    assert_non_null(fx->ca->csr_cn);
+    assert_string_equal(fx->ca->csr_cn, "example.com");
 }
 
 static void
@@ -686,6 +719,8 @@ test_alternate_preferred(void **state)
     assert_int_equal(fakeca_count(fx->ca, "POST", "/cert/1/alt/0"), 1);
     assert_int_equal(fakeca_count(fx->ca, "POST", "/cert/1/alt/1"), 1);
     assert_int_equal(fakeca_count(fx->ca, "POST", "/cert/1/alt/2"), 0);
+    /* the default chain and both alternates, each with the Accept header */
+    assert_int_equal(fx->ca->n_cert_accept, 3);
 }
 
 static void
@@ -842,6 +877,10 @@ test_ari_window(void **state)
     assert_int_equal(atls_acme_result_ari(fx->e, &start, &end), 0);
     assert_int_equal(start, 1735790400);
     assert_int_equal(end, 1735876800);
+    /* fakeca's default Retry-After: 21600 s from the simulated clock */
+    assert_int_equal(atls_acme_result_ari_retry_after(fx->e), fx->run.now + 21600);
+    assert_string_equal(atls_acme_result_ari_cert_id(fx->e),
+                        "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
     /* ARI is unauthenticated: no nonce, no POST */
     assert_int_equal(fakeca_count(fx->ca, "HEAD", "/nonce"), 0);
     assert_int_equal(fakeca_count(fx->ca, "POST", "/"), 0);
@@ -861,6 +900,7 @@ test_ari_unsupported(void **state)
     fakeca_run(fx->ca, fx->e, &fx->run);
     assert_done(fx);
     assert_int_equal(atls_acme_result_ari(fx->e, &start, &end), -1);
+    assert_int_equal(atls_acme_result_ari_retry_after(fx->e), 0);
     assert_int_equal(fx->ca->n_log, 1);
     X509_free(leaf);
 }
@@ -958,6 +998,8 @@ main(void)
         T(test_valid_authz_skipped),
         T(test_all_authz_valid),
         T(test_bad_nonce_once),
+        T(test_download_bad_nonce_keeps_accept),
+        T(test_csr_with_cn),
         T(test_bad_nonce_forever),
         T(test_rate_limited),
         T(test_server_error_on_finalize),

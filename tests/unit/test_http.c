@@ -173,7 +173,7 @@ static void
 test_headers_parsed(void **state)
 {
     server_t             s;
-    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL };
+    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL };
     atls_http_response_t resp;
 
     (void) state;
@@ -196,6 +196,7 @@ test_headers_parsed(void **state)
     assert_int_equal(resp.body_len, 17);
     assert_memory_equal(resp.body, "{\"status\":\"ok\"}\r\n", 17);
     assert_true(strncmp(s.request, "GET /order HTTP/1.1\r\n", 21) == 0);
+    assert_null(strcasestr(s.request, "pem-certificate-chain"));
     atls_http_response_free(&resp);
     assert_null(resp.body);
 }
@@ -210,12 +211,14 @@ test_request_carries_ua_and_type(void **state)
     atls_http_response_t resp;
 
     (void) state;
+    memset(&req, 0, sizeof(req));
     server_start(&s, ok, sizeof(ok) - 1);
     req.method = "POST";
     req.url = url_for(&s, "/new-acct");
     req.body = body;
     req.body_len = strlen(body);
     req.content_type = "application/jose+json";
+    req.accept = "application/pem-certificate-chain";
     atls_http_perform(NULL, &req, &resp);
     server_stop(&s);
 
@@ -228,6 +231,12 @@ test_request_carries_ua_and_type(void **state)
     assert_true(strncmp(s.request, "POST /new-acct HTTP/1.1\r\n", 25) == 0);
     assert_non_null(strcasestr(s.request, "\r\nUser-Agent: " ATLS_USER_AGENT "\r\n"));
     assert_non_null(strcasestr(s.request, "\r\nContent-Type: application/jose+json\r\n"));
+    /* the caller's Accept replaces curl's default, and only once */
+    assert_non_null(strcasestr(s.request, "\r\nAccept: application/pem-certificate-chain\r\n"));
+    assert_null(strcasestr(s.request, "*/*"));
+    assert_ptr_equal(strcasestr(s.request, "\r\nAccept:"),
+                     strcasestr(s.request, "\r\nAccept: application/pem"));
+    assert_null(strcasestr(strcasestr(s.request, "\r\nAccept:") + 2, "\r\nAccept:"));
     assert_null(strcasestr(s.request, "Expect:"));
     assert_non_null(strstr(s.request, "\r\n\r\n"));
     assert_string_equal(strstr(s.request, "\r\n\r\n") + 4, body);
@@ -256,7 +265,7 @@ check_size_cap(int with_length)
 {
     server_t             s;
     atls_http_opts_t     opts;
-    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL };
+    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL };
     atls_http_response_t resp;
     size_t               len;
     char                *r = big_response(with_length, 1000, &len);
@@ -295,7 +304,7 @@ test_size_at_cap_ok(void **state)
 {
     server_t             s;
     atls_http_opts_t     opts;
-    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL };
+    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL };
     atls_http_response_t resp;
     size_t               len;
     char                *r = big_response(0, 100, &len);
@@ -320,7 +329,7 @@ test_redirect_not_followed(void **state)
     static const char    r[] = "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/elsewhere\r\n"
                                "Content-Length: 0\r\n\r\n";
     server_t             s;
-    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL };
+    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL };
     atls_http_response_t resp;
 
     (void) state;
@@ -342,7 +351,7 @@ test_connection_refused(void **state)
     socklen_t            sl = sizeof(sa);
     int                  fd;
     char                 url[64];
-    atls_http_request_t  req = { "GET", url, NULL, 0, NULL };
+    atls_http_request_t  req = { "GET", url, NULL, 0, NULL, NULL };
     atls_http_response_t resp;
 
     (void) state;
@@ -367,7 +376,7 @@ test_connection_refused(void **state)
 static void
 test_other_protocols_refused(void **state)
 {
-    atls_http_request_t  req = { "GET", (char *) "ftp://127.0.0.1:1/x", NULL, 0, NULL };
+    atls_http_request_t  req = { "GET", (char *) "ftp://127.0.0.1:1/x", NULL, 0, NULL, NULL };
     atls_http_response_t resp;
 
     (void) state;
@@ -382,7 +391,7 @@ static void
 test_multi_prepare_collect(void **state)
 {
     server_t             s;
-    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL };
+    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL };
     atls_http_response_t resp;
     atls_http_xfer_t    *x = NULL;
     CURLM               *m;
@@ -393,6 +402,7 @@ test_multi_prepare_collect(void **state)
     (void) state;
     server_start(&s, headers_resp, sizeof(headers_resp) - 1);
     req.url = url_for(&s, "/evented");
+    req.accept = "application/pem-certificate-chain";
     h = atls_http_easy_prepare(NULL, &req, &x);
     assert_non_null(h);
     assert_non_null(x);
@@ -419,6 +429,7 @@ test_multi_prepare_collect(void **state)
     assert_int_equal(resp.status, 201);
     assert_string_equal(resp.replay_nonce, "nonce-abc_123");
     assert_int_equal(resp.n_link_alternate, 3);
+    assert_non_null(strcasestr(s.request, "\r\nAccept: application/pem-certificate-chain\r\n"));
     atls_http_response_free(&resp);
 }
 

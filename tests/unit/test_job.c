@@ -19,6 +19,7 @@
 #include "atls_acme.h"
 #include "atls_job.h"
 #include "atls_store.h"
+#include <openssl/x509v3.h>
 #include "support/fakeca.h"
 #include "support/testpki.h"
 
@@ -116,6 +117,381 @@ slurp(const char *path, size_t *len)
     fclose(f);
     *len = (size_t) n;
     return buf;
+}
+
+/* Stores a certificate that carries an authority key identifier (so it has
+ * an ARI identifier, RFC 9773 §4.1), as ec256 of id. */
+static void
+store_ari_cert(const char *id, const char *const *names, size_t n)
+{
+    testpki_chain_t  c;
+    AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
+    unsigned char    keyid[20];
+    X509            *certs[2];
+    char            *pem, err[256];
+    size_t           i;
+
+    for (i = 0; i < sizeof(keyid); i++) {
+        keyid[i] = (unsigned char) (0x40 + i);
+    }
+    assert_int_equal(testpki_chain_make(&c, names, n, ATLS_KEY_EC256), 0);
+    akid->keyid = ASN1_OCTET_STRING_new();
+    assert_int_equal(ASN1_OCTET_STRING_set(akid->keyid, keyid, sizeof(keyid)), 1);
+    assert_int_equal(X509_add1_ext_i2d(c.leaf, NID_authority_key_identifier, akid, 0,
+                                       X509V3_ADD_DEFAULT), 1);
+    AUTHORITY_KEYID_free(akid);
+    assert_true(X509_sign(c.leaf, c.inter_key, EVP_sha256()) > 0);
+    certs[0] = c.leaf;
+    certs[1] = c.inter;
+    pem = testpki_pem(certs, 2);
+    assert_non_null(pem);
+    assert_int_equal(atls_store_save_cert(st, id, ATLS_KEY_EC256, c.leaf_key, pem, err,
+                                          sizeof(err)), ATLS_STORE_OK);
+    free(pem);
+    testpki_chain_free(&c);
+}
+
+/* A valid certificate for ari.example at the canned CA, renewal due at renew_at. */
+static void
+ari_setup(atls_cert_meta_t *m, time_t renew_at)
+{
+    const char    *names[] = { "ari.example" };
+    atls_issuer_t  is;
+    char           err[256];
+
+    make_issuer(&is, FAKECA_BASE "/dir");
+    assert_int_equal(atls_job_ensure(st, names, 1, &is, m, err, sizeof(err)), 0);
+    store_ari_cert(m->id, names, 1);
+    m->state = ATLS_STATE_VALID;
+    m->renew_at = renew_at;
+    assert_int_equal(atls_store_save_meta(st, m, err, sizeof(err)), ATLS_STORE_OK);
+}
+
+/* One ARI round against ca at `now`; returns finish's result, *after = meta. */
+static int
+ari_round(fakeca_t *ca, const atls_cert_meta_t *m, time_t now, atls_cert_meta_t *after,
+          char *err, size_t errlen)
+{
+    fakeca_run_t  run;
+    atls_acme_t  *e;
+    char          lerr[256];
+    int           rc;
+
+    e = atls_job_ari_start(st, m, err, errlen);
+    assert_non_null(e);
+    memset(&run, 0, sizeof(run));
+    run.now = now;
+    fakeca_run(ca, e, &run);
+    assert_int_equal(ca->violations, 0);
+    err[0] = '\0';
+    rc = atls_job_ari_finish(st, m->id, e, now, err, errlen);
+    atls_acme_free(e);
+    fakeca_run_clear(&run);
+    assert_int_equal(atls_store_load_meta(st, m->id, after, lerr, sizeof(lerr)),
+                     ATLS_STORE_OK);
+    return rc;
+}
+
+static void
+ari_window_body(char *buf, size_t len, time_t start, time_t end)
+{
+    char a[32], b[32];
+
+    atls_rfc3339_format(start, a, sizeof(a));
+    atls_rfc3339_format(end, b, sizeof(b));
+    snprintf(buf, len, "{\"suggestedWindow\":{\"start\":\"%s\",\"end\":\"%s\"}}", a, b);
+}
+
+static void
+test_ari_due_cases(void **state)
+{
+    atls_cert_meta_t m;
+
+    (void) state;
+    memset(&m, 0, sizeof(m));
+    m.state = ATLS_STATE_VALID;
+    assert_int_equal(atls_job_ari_due(&m, 1000), 1);      /* never fetched */
+    m.ari_next_check = 2000;
+    assert_int_equal(atls_job_ari_due(&m, 1999), 0);
+    assert_int_equal(atls_job_ari_due(&m, 2000), 1);
+    m.ari_next_check = 0;
+    m.state = ATLS_STATE_PENDING;                          /* nothing to ask about */
+    assert_int_equal(atls_job_ari_due(&m, 1000), 0);
+    m.state = ATLS_STATE_RENEWING;
+    assert_int_equal(atls_job_ari_due(&m, 1000), 0);
+    assert_int_equal(atls_job_ari_due(NULL, 1000), 0);
+}
+
+/* The CA asks for an earlier renewal (say after an incident): it wins. */
+static void
+test_ari_earlier_window_moves_renew_at(void **state)
+{
+    atls_cert_meta_t m, after, again;
+    fakeca_t        *ca;
+    time_t           now = time(NULL);
+    time_t           ws = now + 86400, we = now + 2 * 86400;
+    char             body[256], err[512];
+
+    (void) state;
+    ari_setup(&m, now + 30 * 86400);
+    ca = fakeca_new(NULL);
+    assert_non_null(ca);
+    ca->renewal_info = 1;
+    ari_window_body(body, sizeof(body), ws, we);
+    ca->ari_body = body;
+    ca->ari_retry_after = "3600";
+
+    assert_int_equal(atls_job_ari_due(&m, now), 1);
+    assert_int_equal(ari_round(ca, &m, now, &after, err, sizeof(err)), 0);
+    assert_non_null(ca->ari_path);
+    assert_true(after.renew_at >= ws);
+    assert_true(after.renew_at < we);
+    assert_int_equal(after.ari_window_start, ws);
+    assert_int_equal(after.ari_window_end, we);
+    /* the CA's Retry-After sets the next check */
+    assert_int_equal(after.ari_next_check, now + 3600);
+    assert_int_equal(atls_job_ari_due(&after, now + 3599), 0);
+    assert_int_equal(atls_job_ari_due(&after, now + 3600), 1);
+    /* and the renewal itself is due inside the window, not at day 30 */
+    assert_int_equal(atls_job_due(st, &after, ws - 1, 0), 0);
+    assert_int_equal(atls_job_due(st, &after, we, 0), 1);
+
+    /* The same window again: the moment picked stays (no creeping towards
+     * the start); a Retry-After under a minute is clamped. */
+    ca->ari_retry_after = "5";
+    assert_int_equal(ari_round(ca, &after, now + 3600, &again, err, sizeof(err)), 0);
+    assert_int_equal(again.renew_at, after.renew_at);
+    assert_int_equal(again.ari_next_check, now + 3600 + 60);
+    atls_cert_meta_free(&again);
+
+    /* no Retry-After at all (an empty header): 6 hours */
+    ca->ari_retry_after = "";
+    assert_int_equal(ari_round(ca, &after, now + 7200, &again, err, sizeof(err)), 0);
+    assert_int_equal(again.ari_next_check, now + 7200 + 6 * 3600);
+    atls_cert_meta_free(&again);
+
+    atls_cert_meta_free(&after);
+    fakeca_free(ca);
+    atls_cert_meta_free(&m);
+}
+
+/* A window after our own schedule never postpones renewal. */
+static void
+test_ari_later_window_keeps_renew_at(void **state)
+{
+    atls_cert_meta_t m, after;
+    fakeca_t        *ca;
+    time_t           now = time(NULL), ra = now + 10 * 86400;
+    time_t           ws = now + 20 * 86400, we = now + 21 * 86400;
+    char             body[256], err[512];
+
+    (void) state;
+    ari_setup(&m, ra);
+    ca = fakeca_new(NULL);
+    assert_non_null(ca);
+    ca->renewal_info = 1;
+    ari_window_body(body, sizeof(body), ws, we);
+    ca->ari_body = body;
+    assert_int_equal(ari_round(ca, &m, now, &after, err, sizeof(err)), 0);
+    assert_int_equal(after.renew_at, ra);
+    assert_int_equal(after.ari_window_start, ws);
+    assert_int_equal(after.ari_window_end, we);
+    assert_int_equal(after.ari_next_check, now + 21600);   /* fakeca's default */
+    atls_cert_meta_free(&after);
+    fakeca_free(ca);
+    atls_cert_meta_free(&m);
+}
+
+/* A window already past: renew now. */
+static void
+test_ari_past_window_is_now(void **state)
+{
+    atls_cert_meta_t m, after;
+    fakeca_t        *ca;
+    time_t           now = time(NULL);
+    char             body[256], err[512];
+
+    (void) state;
+    ari_setup(&m, now + 30 * 86400);
+    ca = fakeca_new(NULL);
+    assert_non_null(ca);
+    ca->renewal_info = 1;
+    ari_window_body(body, sizeof(body), now - 2 * 86400, now - 86400);
+    ca->ari_body = body;
+    assert_int_equal(ari_round(ca, &m, now, &after, err, sizeof(err)), 0);
+    assert_int_equal(after.renew_at, now);
+    assert_int_equal(atls_job_due(st, &after, now, 0), 1);
+    atls_cert_meta_free(&after);
+    fakeca_free(ca);
+    atls_cert_meta_free(&m);
+}
+
+/* No renewalInfo in the directory: recorded, not asked again for a day. */
+static void
+test_ari_not_offered(void **state)
+{
+    atls_cert_meta_t m, after;
+    fakeca_t        *ca;
+    time_t           now = time(NULL), ra = now + 30 * 86400;
+    char             err[512];
+
+    (void) state;
+    ari_setup(&m, ra);
+    ca = fakeca_new(NULL);
+    assert_non_null(ca);
+    assert_int_equal(ari_round(ca, &m, now, &after, err, sizeof(err)), 0);
+    assert_null(ca->ari_path);
+    assert_int_equal(after.renew_at, ra);
+    assert_int_equal(after.ari_next_check, now + 86400);
+    assert_int_equal(after.ari_window_start, 0);
+    assert_int_equal(after.ari_window_end, 0);
+    assert_int_equal(atls_job_ari_due(&after, now + 86399), 0);
+    assert_int_equal(atls_job_ari_due(&after, now + 86400), 1);
+    atls_cert_meta_free(&after);
+    fakeca_free(ca);
+    atls_cert_meta_free(&m);
+}
+
+/* A malformed answer or an HTTP error: an error, and the meta is untouched. */
+static void
+test_ari_malformed_leaves_meta(void **state)
+{
+    atls_cert_meta_t m, after;
+    fakeca_t        *ca;
+    time_t           now = time(NULL);
+    char             err[512], path[512];
+    char            *before, *now_json;
+    size_t           blen, nlen;
+
+    (void) state;
+    ari_setup(&m, now + 30 * 86400);
+    snprintf(path, sizeof(path), "%s/certs/ari.example/meta.json", root);
+    before = slurp(path, &blen);
+
+    ca = fakeca_new(NULL);
+    assert_non_null(ca);
+    ca->renewal_info = 1;
+    ca->ari_body = "{\"suggestedWindow\":{\"start\":\"yesterday\"}}";
+    assert_int_equal(ari_round(ca, &m, now, &after, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "autotls:protocol"));
+    atls_cert_meta_free(&after);
+    now_json = slurp(path, &nlen);
+    assert_int_equal(nlen, blen);
+    assert_memory_equal(now_json, before, blen);
+    free(now_json);
+
+    ca->ari_body = "{\"type\":\"urn:ietf:params:acme:error:serverInternal\","
+                   "\"detail\":\"db down\"}";
+    ca->ari_status = 500;
+    assert_int_equal(ari_round(ca, &m, now, &after, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "renewal information"));
+    atls_cert_meta_free(&after);
+    now_json = slurp(path, &nlen);
+    assert_int_equal(nlen, blen);
+    assert_memory_equal(now_json, before, blen);
+    free(now_json);
+
+    free(before);
+    fakeca_free(ca);
+    atls_cert_meta_free(&m);
+}
+
+/* The certificate was replaced while ARI was asked about the old one. */
+static void
+test_ari_stale_answer_ignored(void **state)
+{
+    const char      *names[] = { "ari.example" };
+    atls_cert_meta_t m, after;
+    fakeca_t        *ca;
+    fakeca_run_t     run;
+    atls_acme_t     *e;
+    time_t           now = time(NULL), ra = now + 30 * 86400;
+    char             body[256], err[512];
+
+    (void) state;
+    ari_setup(&m, ra);
+    ca = fakeca_new(NULL);
+    assert_non_null(ca);
+    ca->renewal_info = 1;
+    ari_window_body(body, sizeof(body), now - 2 * 86400, now - 86400);
+    ca->ari_body = body;
+    e = atls_job_ari_start(st, &m, err, sizeof(err));
+    assert_non_null(e);
+    memset(&run, 0, sizeof(run));
+    run.now = now;
+    assert_int_equal(fakeca_run(ca, e, &run), ATLS_ACT_DONE);
+    store_ari_cert(m.id, names, 1);
+    assert_int_equal(atls_job_ari_finish(st, m.id, e, now, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "changed"));
+    assert_int_equal(atls_store_load_meta(st, m.id, &after, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(after.renew_at, ra);
+    assert_int_equal(after.ari_next_check, 0);
+    atls_cert_meta_free(&after);
+    atls_acme_free(e);
+    fakeca_run_clear(&run);
+    fakeca_free(ca);
+    atls_cert_meta_free(&m);
+}
+
+/* No certificate, or one without an authority key identifier. */
+static void
+test_ari_start_refuses(void **state)
+{
+    const char      *names[] = { "noaki.example" };
+    atls_issuer_t    is;
+    atls_cert_meta_t m, after;
+    char             err[512];
+    time_t           before = time(NULL);
+
+    (void) state;
+    make_issuer(&is, FAKECA_BASE "/dir");
+    assert_int_equal(atls_job_ensure(st, names, 1, &is, &m, err, sizeof(err)), 0);
+    err[0] = '\0';
+    assert_null(atls_job_ari_start(st, &m, err, sizeof(err)));
+    assert_non_null(strstr(err, "no ec256 certificate"));
+
+    store_test_cert(m.id, names, 1, ATLS_KEY_EC256);     /* testpki: no AKI */
+    assert_null(atls_job_ari_start(st, &m, err, sizeof(err)));
+    assert_non_null(strstr(err, "authority key identifier"));
+    /* recorded: not asked again for a day */
+    assert_int_equal(atls_store_load_meta(st, m.id, &after, err, sizeof(err)), ATLS_STORE_OK);
+    assert_true(after.ari_next_check >= before + 86400);
+    after.state = ATLS_STATE_VALID;
+    assert_int_equal(atls_job_ari_due(&after, before + 3600), 0);
+    atls_cert_meta_free(&after);
+    atls_cert_meta_free(&m);
+
+    assert_int_equal(atls_job_ari_refresh_blocking(st, "missing.example", err,
+                                                   sizeof(err)), -1);
+    assert_non_null(strstr(err, "missing.example"));
+}
+
+/* The whole blocking refresh over real HTTP to a dead port: an error, and
+ * the meta keeps saying "due". */
+static void
+test_ari_refresh_blocking_unreachable(void **state)
+{
+    const char      *names[] = { "ari-down.example" };
+    atls_issuer_t    is;
+    atls_cert_meta_t m;
+    char             err[512];
+
+    (void) state;
+    make_issuer(&is, dead_directory());
+    assert_int_equal(atls_job_ensure(st, names, 1, &is, &m, err, sizeof(err)), 0);
+    store_ari_cert(m.id, names, 1);
+    m.state = ATLS_STATE_VALID;
+    assert_int_equal(atls_store_save_meta(st, &m, err, sizeof(err)), ATLS_STORE_OK);
+    atls_cert_meta_free(&m);
+    err[0] = '\0';
+    assert_int_equal(atls_job_ari_refresh_blocking(st, "ari-down.example", err,
+                                                   sizeof(err)), -1);
+    assert_non_null(strstr(err, "autotls:transport"));
+    assert_int_equal(atls_store_load_meta(st, "ari-down.example", &m, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(m.ari_next_check, 0);
+    assert_int_equal(atls_job_ari_due(&m, time(NULL)), 1);
+    atls_cert_meta_free(&m);
 }
 
 /* ---- ensure ---------------------------------------------------------------- */
@@ -407,9 +783,14 @@ test_finish_success_deploys(void **state)
 
     (void) state;
     make_issuer(&is, dir);
+    is.csr_cn = 1;
     assert_int_equal(atls_job_ensure(st, names, 2, &is, &m, err, sizeof(err)), 0);
     /* an earlier failure and a pending operator request */
     m.failures = 2;
+    /* ARI state about an earlier certificate */
+    m.ari_next_check = now + 3600;
+    m.ari_window_start = now + 86400;
+    m.ari_window_end = now + 2 * 86400;
     m.last_error = atls_strdup("autotls:transport: down");
     m.state = ATLS_STATE_FAILED;
     assert_int_equal(atls_store_save_meta(st, &m, err, sizeof(err)), ATLS_STORE_OK);
@@ -430,6 +811,10 @@ test_finish_success_deploys(void **state)
     run.now = now;
     assert_int_equal(fakeca_run(ca, atls_job_engine(j), &run), ATLS_ACT_DONE);
     assert_int_equal(ca->violations, 0);
+    /* the issuer's csr_cn reached the CSR: the first name is its subject CN */
+    assert_non_null(ca->csr_cn);
+    assert_string_equal(ca->csr_cn, "ok.example");
+    assert_int_equal(ca->n_cert_accept, 1);
     assert_int_equal(atls_job_finish(j, now, err, sizeof(err)), 0);
     assert_int_equal(atls_job_meta(j)->state, ATLS_STATE_VALID);
     atls_job_free(j);
@@ -452,6 +837,12 @@ test_finish_success_deploys(void **state)
     assert_true(after.renew_at > info.not_before);
     assert_true(after.renew_at < info.not_after);
     assert_string_equal(after.account_url, FAKECA_ACCT_URL);
+    assert_int_equal(after.issuer.csr_cn, 1);
+    /* a new certificate: ARI must be asked about it afresh */
+    assert_int_equal(after.ari_next_check, 0);
+    assert_int_equal(after.ari_window_start, 0);
+    assert_int_equal(after.ari_window_end, 0);
+    assert_int_equal(atls_job_ari_due(&after, now), 1);
     assert_true(atls_store_generation(st) > gen0);
     /* the operator request was answered */
     assert_int_equal(atls_store_take_request(st, m.id), 0);
@@ -550,6 +941,15 @@ main(void)
         cmocka_unit_test_setup_teardown(test_run_blocking_unreachable_ca, setup_store, teardown_store),
         cmocka_unit_test_setup_teardown(test_revoke_without_account, setup_store, teardown_store),
         cmocka_unit_test(test_http_opts),
+        cmocka_unit_test(test_ari_due_cases),
+        cmocka_unit_test_setup_teardown(test_ari_earlier_window_moves_renew_at, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_ari_later_window_keeps_renew_at, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_ari_past_window_is_now, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_ari_not_offered, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_ari_malformed_leaves_meta, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_ari_stale_answer_ignored, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_ari_start_refuses, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_ari_refresh_blocking_unreachable, setup_store, teardown_store),
     };
 
     /* only the expected failure lines, not info chatter */

@@ -638,6 +638,10 @@ fill_meta(atls_cert_meta_t *m)
     m->last_error = atls_strdup("urn:ietf:params:acme:error:rateLimited: slow \"down\"\n");
     m->account_url = atls_strdup("https://127.0.0.1:14000/my-account/1");
     m->generation = 42;
+    m->issuer.csr_cn = 1;
+    m->ari_next_check = 1700021600;
+    m->ari_window_start = 1709000000;
+    m->ari_window_end = 1709086400;
 }
 
 static void
@@ -679,6 +683,10 @@ assert_meta_equal(const atls_cert_meta_t *a, const atls_cert_meta_t *b)
     assert_string_equal(a->last_error, b->last_error);
     assert_string_equal(a->account_url, b->account_url);
     assert_int_equal(a->generation, b->generation);
+    assert_int_equal(a->issuer.csr_cn, b->issuer.csr_cn);
+    assert_int_equal(a->ari_next_check, b->ari_next_check);
+    assert_int_equal(a->ari_window_start, b->ari_window_start);
+    assert_int_equal(a->ari_window_end, b->ari_window_end);
 }
 
 static void
@@ -697,6 +705,8 @@ test_meta_json_round_trip(void **state)
     assert_non_null(strstr(json, "\"_.example.org\""));
     assert_non_null(strstr(json, "\"dns-01\""));
     assert_non_null(strstr(json, "\"2023-11-14T22:15:00Z\""));   /* next_attempt */
+    assert_non_null(strstr(json, "\"csr_cn\": true"));
+    assert_non_null(strstr(json, "\"ari_window_start\": \"2024-02-27T02:13:20Z\""));
 
     assert_int_equal(atls_cert_meta_from_json(json, strlen(json), &back, err, sizeof(err)), 0);
     assert_meta_equal(&m, &back);
@@ -744,6 +754,13 @@ test_meta_json_errors(void **state)
         { "{\"names\":[\"a.example\"],\"id\":\"b.example\"}", "field \"id\"" },
         { "{\"names\":[\"a.example\"],\"names\":[\"b.example\"]}", "invalid JSON" },
         { "{\"names\":", "invalid JSON at line 1" },
+        { "{\"names\":[\"a.example\"],\"issuer\":{\"csr_cn\":1}}", "field \"issuer.csr_cn\"" },
+        { "{\"names\":[\"a.example\"],\"ari_next_check\":\"soon\"}",
+          "field \"ari_next_check\"" },
+        { "{\"names\":[\"a.example\"],\"ari_window_start\":\"2025-01-01T00:00:00Z\"}",
+          "ari_window_end" },
+        { "{\"names\":[\"a.example\"],\"ari_window_start\":\"2025-01-02T00:00:00Z\","
+          "\"ari_window_end\":\"2025-01-01T00:00:00Z\"}", "start before end" },
     };
     atls_cert_meta_t m;
     char             err[256];
@@ -765,6 +782,11 @@ test_meta_json_errors(void **state)
                                               err, sizeof(err)), 0);
     assert_string_equal(m.id, "a.example");
     assert_int_equal(m.state, ATLS_STATE_PENDING);
+    /* files written before ARI and csr_cn existed load with them off */
+    assert_int_equal(m.issuer.csr_cn, 0);
+    assert_int_equal(m.ari_next_check, 0);
+    assert_int_equal(m.ari_window_start, 0);
+    assert_int_equal(m.ari_window_end, 0);
     atls_cert_meta_free(&m);
 }
 

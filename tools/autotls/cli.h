@@ -40,7 +40,8 @@ enum {
     CLI_O_REQUEST         = 1u << 18,
     CLI_O_REASON          = 1u << 19,
     CLI_O_FORCE           = 1u << 20,
-    CLI_O_VERBOSE         = 1u << 21
+    CLI_O_VERBOSE         = 1u << 21,
+    CLI_O_CSR_CN          = 1u << 22
 };
 
 /* The options that describe how to get a certificate (issue; renew overrides). */
@@ -48,7 +49,7 @@ enum {
     | CLI_O_AGREE_TOS | CLI_O_EAB_KID | CLI_O_EAB_HMAC | CLI_O_CHALLENGE \
     | CLI_O_HTTP_PORT | CLI_O_TLS_PORT | CLI_O_DNS_HOOK | CLI_O_KEY \
     | CLI_O_PROFILE | CLI_O_PROFILE_REQ | CLI_O_PREFERRED_CHAIN \
-    | CLI_O_RENEW_BEFORE | CLI_O_LISTEN)
+    | CLI_O_RENEW_BEFORE | CLI_O_LISTEN | CLI_O_CSR_CN)
 
 typedef struct {
     unsigned        given;          /* CLI_O_* bits seen on the command line */

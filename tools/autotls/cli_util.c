@@ -151,6 +151,9 @@ void cli_issuer_apply(const cli_opts_t *o, atls_issuer_t *dst)
     if (o->given & CLI_O_PROFILE_REQ) {
         dst->profile_required = 1;
     }
+    if (o->given & CLI_O_CSR_CN) {
+        dst->csr_cn = 1;
+    }
     if (o->given & CLI_O_PREFERRED_CHAIN) {
         replace_str(&dst->preferred_chain, src->preferred_chain);
     }

@@ -89,6 +89,7 @@ const cli_command_t cli_cmd_renew = {
     "  --request      only record a renewal request for the web server that\n"
     "                 manages this store; it renews on its next check\n"
     "  --listen-address IP  address the responders bind (default: all)\n"
+    "  --csr-cn       put the first name in the CSR's subject CN from now on\n"
     "  -v, --verbose  show progress (twice: debug)\n"
     "  -h, --help     this text\n"
 };

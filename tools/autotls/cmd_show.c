@@ -50,6 +50,7 @@ static void print_issuer(const atls_issuer_t *is)
     printf("  profile:         %s%s\n", is->profile ? is->profile : "-",
            is->profile && is->profile_required ? " (required)" : "");
     printf("  preferred chain: %s\n", is->preferred_chain ? is->preferred_chain : "-");
+    printf("  csr common name: %s\n", is->csr_cn ? "yes (first name)" : "no");
     print_policy(&is->renew);
 }
 
@@ -135,6 +136,16 @@ static int show_run(cli_opts_t *o)
     printf("last success:      %s\n", cli_time(m.last_success, t, sizeof(t)));
     printf("next renewal:      %s\n", cli_time(m.renew_at, t, sizeof(t)));
     printf("next attempt:      %s\n", cli_time(m.next_attempt, t, sizeof(t)));
+    if (m.ari_window_start != 0) {
+        char t2[32];
+
+        printf("ari window:        %s .. %s\n", cli_time(m.ari_window_start, t, sizeof(t)),
+               cli_time(m.ari_window_end, t2, sizeof(t2)));
+    } else {
+        printf("ari window:        %s\n", m.ari_next_check != 0 ? "none (the CA offers no "
+               "renewal information)" : "-");
+    }
+    printf("ari next check:    %s\n", cli_time(m.ari_next_check, t, sizeof(t)));
     printf("account:           %s\n", m.account_url ? m.account_url : "-");
     printf("generation:        %llu\n", (unsigned long long) m.generation);
     print_issuer(&m.issuer);

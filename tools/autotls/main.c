@@ -22,7 +22,8 @@ enum {
     OPT_DIRECTORY = OPT_BASE, OPT_CA_FILE, OPT_STORE, OPT_CONTACT, OPT_AGREE_TOS,
     OPT_EAB_KID, OPT_EAB_HMAC, OPT_CHALLENGE, OPT_HTTP_PORT, OPT_TLS_PORT,
     OPT_DNS_HOOK, OPT_KEY, OPT_PROFILE, OPT_PROFILE_REQ, OPT_PREFERRED_CHAIN,
-    OPT_RENEW_BEFORE, OPT_LISTEN, OPT_JSON, OPT_REQUEST, OPT_REASON, OPT_FORCE
+    OPT_RENEW_BEFORE, OPT_LISTEN, OPT_JSON, OPT_REQUEST, OPT_REASON, OPT_FORCE,
+    OPT_CSR_CN
 };
 
 static const struct option long_opts[] = {
@@ -47,6 +48,7 @@ static const struct option long_opts[] = {
     { "request",          no_argument,       NULL, OPT_REQUEST },
     { "reason",           required_argument, NULL, OPT_REASON },
     { "force",            no_argument,       NULL, OPT_FORCE },
+    { "csr-cn",           no_argument,       NULL, OPT_CSR_CN },
     { "verbose",          no_argument,       NULL, 'v' },
     { "help",             no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
@@ -77,6 +79,7 @@ static unsigned opt_bit(int val)
     case OPT_REQUEST:         return CLI_O_REQUEST;
     case OPT_REASON:          return CLI_O_REASON;
     case OPT_FORCE:           return CLI_O_FORCE;
+    case OPT_CSR_CN:          return CLI_O_CSR_CN;
     case 'v':                 return CLI_O_VERBOSE;
     default:                  return 0;
     }
@@ -242,6 +245,9 @@ static int apply_option(cli_opts_t *o, int val, const char *arg)
         break;
     case OPT_PROFILE_REQ:
         is->profile_required = 1;
+        break;
+    case OPT_CSR_CN:
+        is->csr_cn = 1;
         break;
     case OPT_PREFERRED_CHAIN:
         is->preferred_chain = (char *) arg;

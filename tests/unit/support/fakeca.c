@@ -288,6 +288,7 @@ fakeca_free(fakeca_t *ca)
     json_decref(ca->order_payload);
     json_decref(ca->revoke_payload);
     free(ca->ari_path);
+    free(ca->csr_cn);
     for (i = 0; i < ca->n_log; i++) {
         free(ca->log[i].method);
         free(ca->log[i].path);
@@ -752,6 +753,13 @@ fc_finalize(fakeca_t *ca, const char *payload, atls_http_response_t *r)
         fc_problem(r, 400, "badCSR", "bad CSR");
         goto done;
     }
+    free(ca->csr_cn);
+    ca->csr_cn = NULL;
+    if (X509_NAME_get_text_by_NID(X509_REQ_get_subject_name(csr), NID_commonName,
+                                  buf, sizeof(buf)) > 0)
+    {
+        ca->csr_cn = fc_strdup(buf);
+    }
     exts = X509_REQ_get_extensions(csr);
     gens = exts ? X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL) : NULL;
     for (i = 0; gens != NULL && i < (size_t) sk_GENERAL_NAME_num(gens)
@@ -844,6 +852,20 @@ fc_cert(fakeca_t *ca, int alt, atls_http_response_t *r)
     }
 }
 
+/* RFC 8555 §7.4.2: the client asks for the PEM chain by media type. */
+static void
+fc_check_accept(fakeca_t *ca, const atls_http_request_t *req)
+{
+    if (req->accept == NULL
+        || strcmp(req->accept, "application/pem-certificate-chain") != 0)
+    {
+        fc_violation(ca, "certificate fetch %s with Accept %s", req->url,
+                     req->accept ? req->accept : "(none)");
+        return;
+    }
+    ca->n_cert_accept++;
+}
+
 /* ---- dispatch ------------------------------------------------------------ */
 
 static int
@@ -922,8 +944,10 @@ fakeca_handle(fakeca_t *ca, const atls_http_request_t *req, atls_http_response_t
         } else if (strncmp(path, "/ari/", 5) == 0 && ca->renewal_info) {
             free(ca->ari_path);
             ca->ari_path = fc_strdup(path);
-            fc_reply(r, 200, "application/json", ca->ari_body);
-            r->retry_after = fc_strdup("21600");
+            fc_reply(r, ca->ari_status ? ca->ari_status : 200, "application/json",
+                     ca->ari_body);
+            r->retry_after = fc_strdup(ca->ari_retry_after ? ca->ari_retry_after
+                                                           : "21600");
         } else {
             fc_violation(ca, "unexpected %s %s", req->method, req->url);
             fc_problem(r, 404, "malformed", "not found");
@@ -964,8 +988,10 @@ fakeca_handle(fakeca_t *ca, const atls_http_request_t *req, atls_http_response_t
         fc_finalize(ca, payload, r);
     } else if (strcmp(path, "/cert/1") == 0) {
         if (payload[0]) fc_violation(ca, "certificate fetch is not POST-as-GET");
+        fc_check_accept(ca, req);
         fc_cert(ca, -1, r);
     } else if (sscanf(path, "/cert/1/alt/%d", &alt) == 1 && alt >= 0 && alt < 4) {
+        fc_check_accept(ca, req);
         fc_cert(ca, alt, r);
     } else if (strcmp(path, "/revoke") == 0) {
         json_decref(ca->revoke_payload);

@@ -91,6 +91,13 @@ typedef struct {
     size_t          n_log;
     int             violations;
     char            violation[512];
+
+    /* added later (keep appending) */
+    const char     *ari_retry_after;    /* renewalInfo Retry-After; NULL: "21600" */
+    long            ari_status;         /* renewalInfo HTTP status; 0: 200 */
+    char           *csr_cn;             /* subject CN of the finalized CSR, or NULL */
+    size_t          n_cert_accept;      /* certificate fetches that sent the Accept
+                                           of RFC 8555 §7.4.2 (others are violations) */
 } fakeca_t;
 
 /* A CA with a fresh PKI; account_key is borrowed. NULL on failure. */
