@@ -326,7 +326,7 @@ atls_acme_authz_poll_on_response(atls_acme_t *e, const atls_http_response_t *res
                            "the authorization for %s stayed %s for %d polls",
                            a->chal.identifier, status, ATLS_ACME_MAX_POLLS);
         } else {
-            e->wait_until = atls_acme_poll_at(resp, now, e->polls - 1);
+            atls_acme_schedule_poll(e, resp, now, e->polls - 1);
         }
     } else {
         atls_acme_authz_failed(e, authz, status);

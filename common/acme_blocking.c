@@ -97,23 +97,31 @@ published_teardown_all(published_t *p, const atls_challenge_ops_t *ops)
     p->n = 0;
 }
 
+/* Sleeps delay_ms (robust to signals); engines give sub-second poll delays. */
 static void
-sleep_until(time_t until)
+sleep_ms(long delay_ms)
 {
-    for (;;) {
-        time_t          now = time(NULL);
-        struct timespec ts;
+    struct timespec ts;
 
-        if (now >= until) {
-            return;
-        }
-        ts.tv_sec = until - now;
-        ts.tv_nsec = 0;
-        /* a signal cuts the sleep short; the loop recomputes what is left */
-        if (nanosleep(&ts, NULL) != 0 && errno != EINTR) {
-            return;
-        }
+    if (delay_ms <= 0) {
+        return;
     }
+    ts.tv_sec = delay_ms / 1000;
+    ts.tv_nsec = (delay_ms % 1000) * 1000000L;
+    /* a signal cuts the sleep short; nanosleep leaves the rest in ts */
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        /* sleep what is left */
+    }
+}
+
+/* The wait of a WAIT action made at step time `stepped`. */
+static long
+wait_ms(const atls_action_t *act, time_t stepped)
+{
+    if (act->delay_ms > 0) {
+        return act->delay_ms;
+    }
+    return act->until > stepped ? (long) (act->until - stepped) * 1000 : 0;
 }
 
 int
@@ -130,8 +138,10 @@ atls_acme_run_blocking(atls_acme_t *e, const atls_http_opts_t *http,
     memset(&resp, 0, sizeof(resp));
 
     for (;;) {
+        time_t stepped = time(NULL);
+
         memset(&act, 0, sizeof(act));
-        atls_acme_step(e, last, time(NULL), &act);
+        atls_acme_step(e, last, stepped, &act);
         /* the response is borrowed only for the duration of the step */
         if (last != NULL) {
             atls_http_response_free(&resp);
@@ -145,7 +155,7 @@ atls_acme_run_blocking(atls_acme_t *e, const atls_http_opts_t *http,
             break;
 
         case ATLS_ACT_WAIT:
-            sleep_until(act.until);
+            sleep_ms(wait_ms(&act, stepped));
             break;
 
         case ATLS_ACT_SETUP:

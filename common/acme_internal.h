@@ -110,6 +110,7 @@ struct atls_acme_s {
     const char        *post_accept;     /* Accept header of the POST, or NULL */
     unsigned           bad_nonce;
     time_t             wait_until;      /* next act emits WAIT first */
+    long               wait_ms;         /* the same wait in ms from the step's now */
 
     /* order */
     char              *order_url;
@@ -174,6 +175,9 @@ const char *atls_acme_json_str(json_t *obj, const char *key);
 char *atls_acme_json_dup(json_t *obj, const char *key);
 /* Absolute time of the next poll: Retry-After if given, else a gentle ramp. */
 time_t atls_acme_poll_at(const atls_http_response_t *resp, time_t now, unsigned polls);
+long   atls_acme_poll_delay_ms(const atls_http_response_t *resp, time_t now, unsigned polls);
+void   atls_acme_schedule_poll(atls_acme_t *e, const atls_http_response_t *resp, time_t now,
+                               unsigned polls);
 int  atls_acme_act_wait(atls_acme_t *e, atls_action_t *act);
 
 /* acme_account.c */

@@ -294,7 +294,7 @@ atls_acme_order_absorb(atls_acme_t *e, const atls_http_response_t *resp, time_t 
                        ATLS_ACME_MAX_POLLS);
         return;
     }
-    e->wait_until = atls_acme_poll_at(resp, now, e->polls - 1);
+    atls_acme_schedule_poll(e, resp, now, e->polls - 1);
 }
 
 void

@@ -65,6 +65,9 @@ typedef struct {
     atls_http_request_t    *request;    /* SEND: owned by the engine, valid until next step */
     time_t                  until;      /* WAIT */
     const atls_challenge_t *challenge;  /* SETUP/TEARDOWN: owned by the engine */
+    long                    delay_ms;   /* WAIT: the same wait relative to the step's
+                                           now, in milliseconds; drivers that can
+                                           sleep less than a second use this */
 } atls_action_t;
 
 /* Revocation reasons (RFC 5280 CRLReason). */

@@ -665,6 +665,9 @@ test_poll_retry_after(void **state)
     assert_int_equal(fx->run.wait_delta[1], 7);
     assert_int_equal(fx->run.wait_delta[2], 3);
     assert_int_equal(fx->run.wait_delta[3], 3);
+    /* the CA's Retry-After wins over the sub-second schedule */
+    assert_int_equal(fx->run.wait_ms[0], 7000);
+    assert_int_equal(fx->run.wait_ms[3], 3000);
     assert_int_equal(fakeca_count(fx->ca, "POST", "/authz/0"), 4);
 }
 
@@ -686,6 +689,18 @@ test_poll_default_backoff(void **state)
         assert_true(fx->run.wait_delta[i] <= 10);
     }
     assert_int_equal(fx->run.wait_delta[29], 10);
+    /* sub-second first polls: a CA that validates in milliseconds must not
+     * cost a second per order */
+    assert_int_equal(fx->run.wait_ms[0], 100);
+    assert_int_equal(fx->run.wait_ms[1], 200);
+    assert_int_equal(fx->run.wait_ms[2], 400);
+    assert_int_equal(fx->run.wait_ms[3], 800);
+    for (i = 4; i < fx->run.n_wait; i++) {
+        assert_true(fx->run.wait_ms[i] >= fx->run.wait_ms[i - 1]);
+        assert_true(fx->run.wait_ms[i] >= 1000 && fx->run.wait_ms[i] <= 10000);
+        assert_int_equal(fx->run.wait_ms[i] % 1000, 0);
+    }
+    assert_int_equal(fx->run.wait_ms[29], 10000);
 }
 
 static void

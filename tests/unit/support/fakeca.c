@@ -1068,6 +1068,7 @@ fakeca_run(fakeca_t *ca, atls_acme_t *e, fakeca_run_t *run)
             break;
         case ATLS_ACT_WAIT:
             if (run->n_wait < sizeof(run->wait_delta) / sizeof(run->wait_delta[0])) {
+                run->wait_ms[run->n_wait] = act.delay_ms;
                 run->wait_delta[run->n_wait++] = act.until - run->now;
             }
             if (act.until > run->now) {

@@ -131,6 +131,7 @@ typedef struct {
     size_t             last_setup_step;             /* step number of the last SETUP */
     size_t             first_respond_step;          /* ... of the first challenge POST */
     time_t             wait_delta[64];              /* until - now of each WAIT */
+    long               wait_ms[64];                 /* delay_ms of each WAIT */
     size_t             n_wait;
     const char        *fail_setup_for;              /* SETUP of this identifier fails */
     time_t             now;                         /* simulated clock */
