@@ -85,4 +85,54 @@ int atls_job_ari_finish(atls_store_t *st, const char *id, atls_acme_t *e, time_t
 int atls_job_ari_refresh_blocking(atls_store_t *st, const char *id,
                                   char *err, size_t errlen);
 
+/* ---- several certificates at once (job_multi.c, job_ops.c) ------------ */
+
+/* The key types of an issuer in order; none configured means ec256.
+ * out has room for ATLS_KEY_TYPE_MAX; returns how many. */
+size_t atls_job_key_types(const atls_issuer_t *is, atls_key_type_t *out);
+
+/* The challenge operations a job of issuer is uses: ops when given; else,
+ * for dns-01 with a dns_hook, operations running that hook (filled into
+ * buf, which must outlive the job); else NULL. */
+const atls_challenge_ops_t *atls_job_challenge_ops(const atls_issuer_t *is,
+                                                   const atls_challenge_ops_t *ops,
+                                                   atls_challenge_ops_t *buf);
+
+/* Runs the jobs of n certificates concurrently in the calling thread:
+ * every key type of every metas[i] (the caller's settings, as for
+ * atls_job_run_blocking_meta: EAB secrets included), with at most
+ * max_parallel engines in flight (0 means 8).  HTTP goes through one
+ * curl multi handle (connections to the CA are reused across orders);
+ * WAITs are timers, not sleeps.  The key types of one certificate run one
+ * after the other (they share its store lock).  Job state is persisted by
+ * atls_job_finish exactly as in the one-at-a-time driver; a certificate
+ * that fails does not stop the others.
+ * ops: as for atls_job_run_blocking (NULL: the dns-01 hook when configured).
+ * results (may be NULL; n entries): 0 when every key type of metas[i] was
+ * deployed, -1 otherwise.  Returns 0 when all succeeded, else -1 with err
+ * describing the first failure ("<id> (<keytype>): type: detail"). */
+int atls_job_run_many_blocking(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,
+                               size_t max_parallel, const atls_challenge_ops_t *ops,
+                               int *results, char *err, size_t errlen);
+
+/* The general form.  Every member may be 0/NULL. */
+typedef struct {
+    size_t max_parallel;                       /* 0: 8 */
+    /* one per meta (NULL entries, or ops_v NULL: default_ops) */
+    const atls_challenge_ops_t *const *ops_v;
+    const atls_challenge_ops_t *default_ops;   /* then the dns-01 hook rule */
+    /* called once per certificate as soon as all its key types are done
+     * (rc 0 all deployed, -1 not; err as above), so that a host can serve
+     * it before the others finish */
+    void  (*done)(void *ctx, size_t i, int rc, const char *err);
+    /* polled between steps: when it returns 1 no further job is started
+     * (the host is stopping); jobs in flight run to their end */
+    int   (*stopping)(void *ctx);
+    void   *ctx;
+} atls_job_many_opts_t;
+
+int atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,
+                      const atls_job_many_opts_t *opts, int *results,
+                      char *err, size_t errlen);
+
 #endif

@@ -16,6 +16,7 @@
 #include "ngx_http_autotls_module.h"
 
 #include <curl/curl.h>
+#include <sys/syscall.h>
 
 
 typedef struct {
@@ -330,6 +331,16 @@ ngx_http_autotls_hook_start(const atls_challenge_t *ch, ngx_uint_t setup)
 
     if (pid == 0) {
         close(fds[0]);
+
+        /* the hook must not inherit listening sockets or client fds */
+        if (fds[1] != 3) {
+            if (dup2(fds[1], 3) == -1) {
+                _exit(1);
+            }
+            fds[1] = 3;
+        }
+        (void) syscall(SYS_close_range, 4U, ~0U, 0U);
+
         signal(SIGCHLD, SIG_DFL);
         sigemptyset(&set);
         sigprocmask(SIG_SETMASK, &set, NULL);

@@ -41,7 +41,10 @@ enum {
     CLI_O_REASON          = 1u << 19,
     CLI_O_FORCE           = 1u << 20,
     CLI_O_VERBOSE         = 1u << 21,
-    CLI_O_CSR_CN          = 1u << 22
+    CLI_O_CSR_CN          = 1u << 22,
+    CLI_O_ALL             = 1u << 23,
+    CLI_O_PARALLEL        = 1u << 24,
+    CLI_O_EACH            = 1u << 25
 };
 
 /* The options that describe how to get a certificate (issue; renew overrides). */
@@ -60,6 +63,7 @@ typedef struct {
     int             verbose;
     char          **names;          /* operands (borrowed from argv) */
     size_t          n_names;
+    size_t          parallel;       /* --parallel N; 0: the core's default */
 } cli_opts_t;
 
 typedef struct {
@@ -111,12 +115,30 @@ long cli_days_left(time_t t, time_t now);
 int cli_obtain(atls_store_t *st, const cli_opts_t *o, const char *verb,
                const atls_cert_meta_t *m);
 
+/* Obtains certificates for n certificates at once (issue --each, renew
+ * --all), answering every challenge with shared standalone responders
+ * (one per port the certificates record); prints each result.  Exit code. */
+int cli_obtain_many(atls_store_t *st, const cli_opts_t *o, const char *verb,
+                    atls_cert_meta_t *const *metas, size_t n);
+
 /* Prints the certificate(s) a store holds for id (issue/renew summary). */
 void cli_print_obtained(atls_store_t *st, const char *store_dir, const char *id);
 
 /* ---- standalone responders -------------------------------------------- */
 
 typedef struct cli_http_s cli_http_t;
+typedef struct cli_tls_s cli_tls_t;
+
+/* The responders one order (or several at once) publishes challenges on;
+ * a NULL member means that challenge type has no responder. */
+typedef struct {
+    cli_http_t *http;
+    cli_tls_t  *tls;
+} cli_responders_t;
+
+/* Challenge operations publishing on r (dns-01 is the job layer's hook). */
+void cli_responder_ops(cli_responders_t *r, atls_challenge_ops_t *ops);
+
 /* Listens on addr:port (addr NULL = every address) and answers
  * /.well-known/acme-challenge/TOKEN from a table. */
 cli_http_t *cli_http_start(const char *addr, int port, char *err, size_t errlen);
@@ -124,7 +146,6 @@ int  cli_http_add(cli_http_t *h, const char *token, const char *key_authz);
 void cli_http_remove(cli_http_t *h, const char *token);
 void cli_http_stop(cli_http_t *h);
 
-typedef struct cli_tls_s cli_tls_t;
 /* Listens on addr:port and answers tls-alpn-01 (RFC 8737) handshakes. */
 cli_tls_t *cli_tls_start(const char *addr, int port, char *err, size_t errlen);
 int  cli_tls_add(cli_tls_t *t, const char *identifier, const char *key_authz,

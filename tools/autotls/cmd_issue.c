@@ -9,14 +9,9 @@
 #include "atls_job.h"
 #include "cli.h"
 
-typedef struct {
-    cli_http_t *http;
-    cli_tls_t  *tls;
-} responders_t;
-
 static int chal_setup(void *ctx, const atls_challenge_t *c, char *why, size_t whylen)
 {
-    responders_t *r = ctx;
+    cli_responders_t *r = ctx;
 
     switch (c->type) {
     case ATLS_CHAL_HTTP01:
@@ -44,13 +39,20 @@ static int chal_setup(void *ctx, const atls_challenge_t *c, char *why, size_t wh
 
 static void chal_teardown(void *ctx, const atls_challenge_t *c)
 {
-    responders_t *r = ctx;
+    cli_responders_t *r = ctx;
 
     if (c->type == ATLS_CHAL_HTTP01 && r->http != NULL) {
         cli_http_remove(r->http, c->token);
     } else if (c->type == ATLS_CHAL_TLSALPN01 && r->tls != NULL) {
         cli_tls_remove(r->tls, c->identifier);
     }
+}
+
+void cli_responder_ops(cli_responders_t *r, atls_challenge_ops_t *ops)
+{
+    ops->setup = chal_setup;
+    ops->teardown = chal_teardown;
+    ops->ctx = r;
 }
 
 void cli_print_obtained(atls_store_t *st, const char *store_dir, const char *id)
@@ -123,7 +125,7 @@ int cli_obtain(atls_store_t *st, const cli_opts_t *o, const char *verb,
 {
     const atls_issuer_t  *is = &m->issuer;
     atls_challenge_ops_t  ops;
-    responders_t          r;
+    cli_responders_t      r;
     char                  err[1024];
     int                   rc, port;
 
@@ -147,9 +149,7 @@ int cli_obtain(atls_store_t *st, const cli_opts_t *o, const char *verb,
         return CLI_EXIT_FAIL;
     }
 
-    ops.setup = chal_setup;
-    ops.teardown = chal_teardown;
-    ops.ctx = &r;
+    cli_responder_ops(&r, &ops);
     err[0] = '\0';
     /* With the caller's meta (it holds the EAB secret, never stored); no
      * ops for dns-01 makes the job layer run the issuer's hook. */
