@@ -193,6 +193,8 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     autotls_global.store_dir = mc->store_dir ? mc->store_dir : AUTOTLS_DEFAULT_STORE;
     autotls_global.check_interval = mc->check_interval != AUTOTLS_UNSET
                                     ? mc->check_interval : AUTOTLS_DEFAULT_CHECK;
+    autotls_global.max_parallel = mc->max_parallel != AUTOTLS_UNSET
+                                  ? mc->max_parallel : AUTOTLS_DEFAULT_PARALLEL;
     atls_log_set(autotls_log, s, ATLS_LOG_DEBUG);
 
     if (!autotls_any_enabled(s)) {
@@ -233,9 +235,11 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         return !OK;
     }
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                 "autotls: %d certificate(s) managed, store %s, check every %lds",
+                 "autotls: %d certificate(s) managed, store %s, check every %lds, "
+                 "up to %d orders at once",
                  autotls_global.hosts->nelts, autotls_global.store_dir,
-                 (long) apr_time_sec(autotls_global.check_interval));
+                 (long) apr_time_sec(autotls_global.check_interval),
+                 autotls_global.max_parallel);
     return OK;
 }
 

@@ -31,6 +31,7 @@
 #define AUTOTLS_UNSET          -1
 #define AUTOTLS_DEFAULT_STORE  "/var/lib/apache2/autotls"
 #define AUTOTLS_DEFAULT_CHECK  apr_time_from_sec(60)
+#define AUTOTLS_DEFAULT_PARALLEL 8
 #define AUTOTLS_ACME_TLS_1     "acme-tls/1"
 #define AUTOTLS_CHALLENGE_PATH "/.well-known/acme-challenge/"
 
@@ -80,6 +81,8 @@ struct autotls_srv_conf_s {
     autotls_srv_conf_t *owner;            /* host that drives this cert-id */
     atls_issuer_t      *issuer;           /* owner only; malloc'd members */
     autotls_cache_t    *cache;            /* owner's, shared by same-id hosts */
+
+    int                 max_parallel;     /* AutoTLSMaxParallel (global) */
 };
 
 /* Process-wide state, rebuilt on every (re)start in post_config. */
@@ -90,6 +93,7 @@ typedef struct {
     apr_array_header_t *hosts;            /* autotls_srv_conf_t * (owners only) */
     volatile uint64_t  *generation;       /* in apr_shm, shared by all children */
     int                 any_tls_alpn;
+    int                 max_parallel;     /* orders in flight at once */
 } autotls_global_t;
 
 extern module AP_MODULE_DECLARE_DATA autotls_module;

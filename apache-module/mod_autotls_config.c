@@ -33,6 +33,7 @@ autotls_config_create_srv(apr_pool_t *p, server_rec *s)
     sc->challenge = AUTOTLS_UNSET;
     sc->profile_required = AUTOTLS_UNSET;
     sc->check_interval = AUTOTLS_UNSET;
+    sc->max_parallel = AUTOTLS_UNSET;
     return sc;
 }
 
@@ -79,6 +80,7 @@ autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv)
     }
     MERGE_PTR(store_dir);
     MERGE_INT(check_interval);
+    MERGE_INT(max_parallel);
     return mrg;
 }
 
@@ -231,6 +233,25 @@ set_check_interval(cmd_parms *cmd, void *dc, const char *v)
 }
 
 static const char *
+set_max_parallel(cmd_parms *cmd, void *dc, const char *v)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    char *end;
+    long n;
+
+    if (err != NULL) {
+        return err;
+    }
+    n = strtol(v, &end, 10);
+    if (end == v || *end != '\0' || n < 1 || n > 256) {
+        return apr_psprintf(cmd->pool, "AutoTLSMaxParallel: '%s' is not a number "
+                            "from 1 to 256", v);
+    }
+    cmd_conf(cmd)->max_parallel = (int) n;
+    return NULL;
+}
+
+static const char *
 set_challenge(cmd_parms *cmd, void *dc, const char *v)
 {
     atls_challenge_type_t t;
@@ -333,6 +354,8 @@ const command_rec autotls_cmds[] = {
                   "directory holding accounts, keys and certificates"),
     AP_INIT_TAKE1("AutoTLSCheckInterval", set_check_interval, NULL, RSRC_CONF,
                   "how often the renewal driver looks at every certificate"),
+    AP_INIT_TAKE1("AutoTLSMaxParallel", set_max_parallel, NULL, RSRC_CONF,
+                  "how many certificate orders the renewal driver runs at once"),
     AP_INIT_TAKE1("AutoTLSChallenges", set_challenge, NULL, RSRC_CONF,
                   "http-01, tls-alpn-01 or dns-01"),
     AP_INIT_TAKE1("AutoTLSDnsHook", set_dns_hook, NULL, RSRC_CONF,

@@ -1,8 +1,8 @@
 /*
  * The renewal driver: one mod_watchdog singleton thread (in whichever
- * child holds the watchdog mutex) looks at every managed certificate each
- * AutoTLSCheckInterval and runs due orders with the core's blocking
- * driver.  All job state is in the store, so a restart or a watchdog that
+ * child holds the watchdog mutex) looks at every managed certificate at
+ * start and then each AutoTLSCheckInterval, and runs every due order at
+ * once (up to AutoTLSMaxParallel) with the core's concurrent driver.  All job state is in the store, so a restart or a watchdog that
  * moved to another child resumes from there.  Challenges are published in
  * the store, where every child can read them.
  */
@@ -15,6 +15,7 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
+#include "ap_mpm.h"
 #include "apr_strings.h"
 
 #include "mod_watchdog.h"
@@ -200,105 +201,188 @@ autotls_log_once(int i, int level, server_rec *s, const char *msg)
     ap_log_error(APLOG_MARK, level, 0, s, "%s", msg);
 }
 
+/* What the core's concurrent driver reports back to, per check. */
+typedef struct {
+    autotls_srv_conf_t **sc;        /* per due certificate: its host */
+    int                 *host;      /* ... and that host's index */
+    atls_cert_meta_t   **metas;
+} autotls_batch_t;
+
 static void
-autotls_drive_one(int i, autotls_srv_conf_t *sc, apr_pool_t *ptemp)
+autotls_drive_done(void *ctx, size_t k, int rc, const char *err)
 {
-    atls_store_t *st = drive_store;
-    atls_cert_meta_t meta;
-    atls_challenge_ops_t ops;
-    autotls_chal_ctx_t cc;
-    char err[1024];
-    time_t now = time(NULL);
-    int force, rc;
+    autotls_batch_t *b = ctx;
+    autotls_srv_conf_t *sc = b->sc[k];
+    int i = b->host[k];
 
-    memset(&meta, 0, sizeof(meta));
-    if (atls_job_ensure(st, sc->names, sc->n_names, sc->issuer, &meta,
-                        err, sizeof(err)) != 0) {
-        autotls_log_once(i, APLOG_ERR, sc->s,
-                         apr_psprintf(ptemp, "autotls: %s: cannot set up the job: %s",
-                                      sc->cert_id, err));
-        atls_cert_meta_free(&meta);
-        return;
-    }
-    force = atls_store_take_request(st, meta.id) == 1;
-    if (!atls_job_due(st, &meta, now, force)) {
-        atls_cert_meta_free(&meta);
-        return;
-    }
-
-    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sc->s,
-                 "autotls: %s: %s (names %s, CA %s, %s)", meta.id,
-                 force ? "renewal requested by the operator"
-                       : meta.last_success == 0 ? "obtaining a certificate"
-                                                          : "renewing the certificate",
-                 autotls_join(ptemp, sc->names, sc->n_names),
-                 sc->issuer->directory, atls_challenge_type_name(sc->issuer->challenge));
-
-    cc.sc = sc;
-    cc.st = st;
-    ops.setup = autotls_chal_setup;
-    ops.teardown = autotls_chal_teardown;
-    ops.ctx = &cc;
-    err[0] = '\0';
-    if (sc->issuer->eab_kid != NULL && meta.issuer.eab_kid == NULL) {
-        /* EAB credentials are never persisted in meta.json: hand them in */
-        meta.issuer.eab_kid = atls_strdup(sc->issuer->eab_kid);
-        meta.issuer.eab_hmac = atls_strdup(sc->issuer->eab_hmac);
-        rc = atls_job_run_blocking_meta(st, &meta, &ops, err, sizeof(err));
-    } else {
-        rc = atls_job_run_blocking(st, meta.id, &ops, err, sizeof(err));
-    }
+    free(drive_last_error[i]);
+    drive_last_error[i] = NULL;
     if (rc == 0) {
-        free(drive_last_error[i]);
-        drive_last_error[i] = NULL;
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sc->s,
                      "autotls: %s: new certificate deployed; served from the next "
-                     "handshake on, no restart needed", meta.id);
+                     "handshake on, no restart needed", b->metas[k]->id);
     } else {
         /* the core already logged the CA's problem type and detail at
          * error level, once for this attempt; this line only closes it */
-        free(drive_last_error[i]);
-        drive_last_error[i] = NULL;
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sc->s,
-                     "autotls: %s: certificate order failed: %s", meta.id,
-                     err[0] ? err : "(no detail)");
+                     "autotls: %s: certificate order failed: %s", b->metas[k]->id,
+                     err != NULL && err[0] ? err : "(no detail)");
     }
-    atls_cert_meta_free(&meta);
-    /* publish at once, even a partial success (one of two key types) */
-    autotls_generation_publish(st);
+    /* publish at once, even a partial success (one of two key types), so
+     * that this name is served while the other orders still run */
+    autotls_generation_publish(drive_store);
+}
+
+static int
+autotls_drive_stopping(void *ctx)
+{
+    int state = AP_MPMQ_RUNNING;
+
+    (void) ctx;
+    return ap_mpm_query(AP_MPMQ_MPM_STATE, &state) != APR_SUCCESS
+           || state == AP_MPMQ_STOPPING;
+}
+
+/* One check: every due certificate, ordered concurrently. */
+static void
+autotls_drive_check(apr_pool_t *ptemp)
+{
+    atls_store_t *st = drive_store;
+    int n = autotls_global.hosts ? autotls_global.hosts->nelts : 0;
+    atls_cert_meta_t *metas, **due;
+    atls_challenge_ops_t *ops;
+    const atls_challenge_ops_t **ops_v;
+    autotls_chal_ctx_t *cc;
+    autotls_batch_t b;
+    atls_job_many_opts_t mo;
+    char err[1024];
+    time_t now = time(NULL);
+    int i, k = 0, force;
+
+    if (n == 0) {
+        return;
+    }
+    metas = apr_pcalloc(ptemp, sizeof(*metas) * (size_t) n);
+    due = apr_pcalloc(ptemp, sizeof(*due) * (size_t) n);
+    ops = apr_pcalloc(ptemp, sizeof(*ops) * (size_t) n);
+    ops_v = apr_pcalloc(ptemp, sizeof(*ops_v) * (size_t) n);
+    cc = apr_pcalloc(ptemp, sizeof(*cc) * (size_t) n);
+    b.sc = apr_pcalloc(ptemp, sizeof(*b.sc) * (size_t) n);
+    b.host = apr_pcalloc(ptemp, sizeof(*b.host) * (size_t) n);
+    b.metas = due;
+
+    for (i = 0; i < n; i++) {
+        autotls_srv_conf_t *sc = APR_ARRAY_IDX(autotls_global.hosts, i,
+                                               autotls_srv_conf_t *);
+        atls_cert_meta_t *meta = &metas[k];
+
+        memset(meta, 0, sizeof(*meta));
+        if (atls_job_ensure(st, sc->names, sc->n_names, sc->issuer, meta,
+                            err, sizeof(err)) != 0) {
+            autotls_log_once(i, APLOG_ERR, sc->s,
+                             apr_psprintf(ptemp, "autotls: %s: cannot set up the job: %s",
+                                          sc->cert_id, err));
+            atls_cert_meta_free(meta);
+            continue;
+        }
+        force = atls_store_take_request(st, meta->id) == 1;
+        if (!atls_job_due(st, meta, now, force)) {
+            atls_cert_meta_free(meta);
+            continue;
+        }
+
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sc->s,
+                     "autotls: %s: %s (names %s, CA %s, %s)", meta->id,
+                     force ? "renewal requested by the operator"
+                           : meta->last_success == 0 ? "obtaining a certificate"
+                                                     : "renewing the certificate",
+                     autotls_join(ptemp, sc->names, sc->n_names),
+                     sc->issuer->directory,
+                     atls_challenge_type_name(sc->issuer->challenge));
+
+        if (sc->issuer->eab_kid != NULL && meta->issuer.eab_kid == NULL) {
+            /* EAB credentials are never persisted in meta.json: hand them in */
+            meta->issuer.eab_kid = atls_strdup(sc->issuer->eab_kid);
+            meta->issuer.eab_hmac = atls_strdup(sc->issuer->eab_hmac);
+        }
+        cc[k].sc = sc;
+        cc[k].st = st;
+        ops[k].setup = autotls_chal_setup;
+        ops[k].teardown = autotls_chal_teardown;
+        ops[k].ctx = &cc[k];
+        ops_v[k] = &ops[k];
+        due[k] = meta;
+        b.sc[k] = sc;
+        b.host[k] = i;
+        k++;
+    }
+    if (k == 0) {
+        return;
+    }
+
+    memset(&mo, 0, sizeof(mo));
+    mo.max_parallel = (size_t) autotls_global.max_parallel;
+    mo.ops_v = ops_v;
+    mo.done = autotls_drive_done;
+    mo.stopping = autotls_drive_stopping;
+    mo.ctx = &b;
+    if (k > 1) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, autotls_global.main_server,
+                     "autotls: %d certificate order(s) due, up to %d at once",
+                     k, autotls_global.max_parallel);
+    }
+    (void) atls_job_run_many(st, due, (size_t) k, &mo, NULL, err, sizeof(err));
+    for (i = 0; i < k; i++) {
+        atls_cert_meta_free(due[i]);
+    }
+}
+
+static int
+autotls_drive_open(server_rec *s)
+{
+    char err[256];
+    int n = autotls_global.hosts ? autotls_global.hosts->nelts : 0;
+
+    if (drive_store != NULL) {
+        return 0;
+    }
+    drive_store = atls_store_fs_open(autotls_global.store_dir, err, sizeof(err));
+    if (drive_store == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "autotls: cannot open store %s: %s",
+                     autotls_global.store_dir, err);
+        return -1;
+    }
+    drive_last_error = calloc((size_t) n + 1, sizeof(char *));
+    if (drive_last_error == NULL) {
+        abort();
+    }
+    return 0;
 }
 
 static apr_status_t
 autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
 {
     server_rec *s = autotls_global.main_server;
-    char err[256];
     int i, n = autotls_global.hosts ? autotls_global.hosts->nelts : 0;
 
     switch (state) {
     case AP_WATCHDOG_STATE_STARTING:
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                      "autotls: renewal driver starting in pid %ld", (long) getpid());
+        /* mod_watchdog runs the first RUNNING only one interval after
+         * start: the first check is done here, so that a new server gets
+         * its certificates at once */
+        if (autotls_drive_open(s) == 0) {
+            autotls_drive_check(ptemp);
+            autotls_generation_publish(drive_store);
+        }
         return APR_SUCCESS;
 
     case AP_WATCHDOG_STATE_RUNNING:
-        if (drive_store == NULL) {
-            drive_store = atls_store_fs_open(autotls_global.store_dir, err, sizeof(err));
-            if (drive_store == NULL) {
-                ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
-                             "autotls: cannot open store %s: %s",
-                             autotls_global.store_dir, err);
-                return APR_SUCCESS;
-            }
-            drive_last_error = calloc((size_t) n + 1, sizeof(char *));
-            if (drive_last_error == NULL) {
-                abort();
-            }
+        if (autotls_drive_open(s) != 0) {
+            return APR_SUCCESS;
         }
-        for (i = 0; i < n; i++) {
-            autotls_drive_one(i, APR_ARRAY_IDX(autotls_global.hosts, i,
-                                               autotls_srv_conf_t *), ptemp);
-        }
+        autotls_drive_check(ptemp);
         /* also picks up certificates deployed by the CLI */
         autotls_generation_publish(drive_store);
         return APR_SUCCESS;

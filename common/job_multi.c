@@ -10,6 +10,11 @@
  * timer (wake_ms != 0), or ready to step.  The key types of one
  * certificate share its store lock, so they go one after the other in the
  * same slot.
+ *
+ * A CA must not see several orders create the same account at once (Pebble
+ * answers all but one with serverInternal), so while the store knows no
+ * account URL for a directory, one order goes first and the others wait
+ * until it has learned the URL.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -46,6 +51,8 @@ typedef struct {
     atls_http_response_t         resp;       /* the answer to hand to the next step */
     int                          have_resp;
     long long                    wake_ms;    /* WAIT deadline (monotonic), 0 none */
+    int                          hold;       /* first contact with this CA: the
+                                                account is being created */
 } many_slot_t;
 
 typedef struct {
@@ -104,6 +111,44 @@ many_cert_done(many_t *m, many_slot_t *s, const char *why)
     s->busy = 0;
 }
 
+/* 1 when meta must wait for another order to create its account. */
+static int
+many_blocked(many_t *m, const atls_cert_meta_t *meta)
+{
+    size_t i;
+
+    for (i = 0; i < m->n_slots; i++) {
+        many_slot_t *s = &m->slots[i];
+
+        if (s->busy && s->hold
+            && strcmp(m->metas[s->meta]->issuer.directory, meta->issuer.directory) == 0)
+        {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* 1 when the store knows no account URL for directory yet. */
+static int
+many_first_contact(many_t *m, const char *directory)
+{
+    EVP_PKEY *key = NULL;
+    char     *url = NULL;
+    char      err[256];
+    int       created = 0, first;
+
+    if (atls_store_load_account(m->st, directory, &key, &url, &created, err, sizeof(err))
+        != ATLS_STORE_OK)
+    {
+        return 0;   /* the job reports store trouble itself */
+    }
+    first = url == NULL || url[0] == '\0';
+    EVP_PKEY_free(key);
+    free(url);
+    return first;
+}
+
 /* Starts the job of key type s->kt; -1 when it cannot start (the
  * certificate is then done, as with the one-at-a-time driver). */
 static int
@@ -122,6 +167,7 @@ many_job_start(many_t *m, many_slot_t *s)
     s->e = atls_job_engine(s->job);
     s->have_resp = 0;
     s->wake_ms = 0;
+    s->hold = many_first_contact(m, meta->issuer.directory);
     return 0;
 }
 
@@ -137,6 +183,9 @@ many_slot_fill(many_t *m, many_slot_t *s)
 
         if (o->stopping != NULL && o->stopping(o->ctx)) {
             return -1;
+        }
+        if (many_blocked(m, m->metas[m->next])) {
+            return -1;  /* filled once the account exists */
         }
         memset(s, 0, sizeof(*s));
         s->busy = 1;
@@ -164,6 +213,7 @@ many_job_end(many_t *m, many_slot_t *s)
     int                     ok;
 
     atls_published_teardown_all(&s->pub, s->ops);
+    s->hold = 0;
     kerr[0] = '\0';
     ok = atls_job_finish(s->job, time(NULL), kerr, sizeof(kerr)) == 0;
     atls_job_free(s->job);
@@ -226,6 +276,11 @@ many_step(many_t *m, many_slot_t *s)
 
         memset(&act, 0, sizeof(act));
         atls_acme_step(s->e, s->have_resp ? &s->resp : NULL, stepped, &act);
+        if (s->hold) {
+            const char *url = atls_acme_result_account_url(s->e);
+
+            s->hold = url == NULL || url[0] == '\0';
+        }
         /* the response is borrowed only for the duration of the step */
         if (s->have_resp) {
             atls_http_response_free(&s->resp);
@@ -368,13 +423,17 @@ atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,
             many_slot_t *s = &m.slots[i];
 
             if (!s->busy) {
-                /* a slot freed while nothing was left to start stays free;
-                 * one freed by a stop request too */
                 continue;
             }
             if (s->wake_ms != 0 && s->wake_ms <= now) {
                 s->wake_ms = 0;
                 many_step(&m, s);
+            }
+        }
+        /* slots left free while an account was being created */
+        for (i = 0; i < m.n_slots; i++) {
+            if (!m.slots[i].busy && m.next < n && many_slot_fill(&m, &m.slots[i]) == 0) {
+                many_step(&m, &m.slots[i]);
             }
         }
         now = mono_ms();

@@ -70,6 +70,7 @@ static void ngx_http_autotls_post_kick(void);
 
 
 static ngx_http_autotls_driver_t  ngx_http_autotls_drv;
+ngx_connection_t                  ngx_http_autotls_timer_conn;
 
 
 static void
@@ -79,7 +80,8 @@ ngx_http_autotls_event_init(ngx_event_t *ev, ngx_event_handler_pt handler,
     ngx_memzero(ev, sizeof(ngx_event_t));
     ev->handler = handler;
     ev->log = log;
-    ev->data = &ngx_http_autotls_drv;
+    /* nginx's debug log reads ev->data as a connection (its fd) */
+    ev->data = &ngx_http_autotls_timer_conn;
     /* none of our timers may keep an exiting worker alive */
     ev->cancelable = 1;
 }
@@ -618,6 +620,18 @@ ngx_http_autotls_post_kick(void)
 
 /* ---- passes over the certificates -------------------------------------- */
 
+/* ngx_current_msec does not move inside one event handler */
+static ngx_msec_t
+ngx_http_autotls_msec(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (ngx_msec_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
 static void
 ngx_http_autotls_prepare(ngx_http_autotls_cert_t *cert)
 {
@@ -697,6 +711,7 @@ static void
 ngx_http_autotls_kick(ngx_event_t *ev)
 {
     char                        err[512];
+    ngx_msec_t                  start;
     ngx_uint_t                  checked;
     ngx_http_autotls_cert_t   **certs;
     ngx_http_autotls_driver_t  *drv = &ngx_http_autotls_drv;
@@ -707,6 +722,7 @@ ngx_http_autotls_kick(ngx_event_t *ev)
 
     certs = ngx_http_autotls_mcf->certs.elts;
     checked = 0;
+    start = ngx_http_autotls_msec();
 
     for ( ;; ) {
 
@@ -749,11 +765,12 @@ ngx_http_autotls_kick(ngx_event_t *ev)
         }
 
         /*
-         * Each check reads the store: with thousands of certificates let
-         * the event loop serve clients between small batches.
+         * Each check reads (and after a configuration change writes) the
+         * store: with thousands of certificates the pass runs in slices of
+         * a few milliseconds so that clients are served in between.
          */
-        if (++checked > 32) {
-            ngx_add_timer(&drv->kick_ev, 1);
+        if (checked++ > 0 && ngx_http_autotls_msec() - start >= 3) {
+            ngx_add_timer(&drv->kick_ev, 15);
             return;
         }
 
@@ -914,6 +931,7 @@ ngx_http_autotls_driver_init(ngx_cycle_t *cycle)
 
     ngx_memzero(drv, sizeof(ngx_http_autotls_driver_t));
     drv->log = cycle->log;
+    ngx_http_autotls_timer_conn.fd = (ngx_socket_t) -1;
     drv->hook_fd = NGX_INVALID_FILE;
 
     ngx_http_autotls_event_init(&drv->curl_ev, ngx_http_autotls_curl_timeout,

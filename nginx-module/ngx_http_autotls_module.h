@@ -117,6 +117,9 @@ typedef struct {
 
 extern ngx_module_t  ngx_http_autotls_module;
 
+/* a stand-in for ev->data of timer-only events (fd -1) */
+extern ngx_connection_t              ngx_http_autotls_timer_conn;
+
 /* the worker's view, set in init_process */
 extern ngx_http_autotls_main_conf_t  *ngx_http_autotls_mcf;
 extern atls_store_t                  *ngx_http_autotls_store;

@@ -41,10 +41,14 @@ static int ngx_http_autotls_chal_alpn(SSL *ssl, const unsigned char **out,
     unsigned char *outlen, const unsigned char *in, unsigned int inlen,
     void *arg);
 static void ngx_http_autotls_pair_free(ngx_http_autotls_pair_t *p);
+static void ngx_http_autotls_cache_load(ngx_http_autotls_cache_t *ce,
+    ngx_http_autotls_cert_t *cert, ngx_log_t *log);
 
 
 static ngx_http_autotls_cache_t  *ngx_http_autotls_cache;
 static ngx_uint_t                 ngx_http_autotls_ncache;
+static ngx_event_t                ngx_http_autotls_warm_ev;
+static ngx_uint_t                 ngx_http_autotls_warm_next;
 
 static const unsigned char  ngx_http_autotls_acme_alpn[] = "\x0a" "acme-tls/1";
 
@@ -173,6 +177,59 @@ ngx_http_autotls_ssl_setup(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
 }
 
 
+/* ngx_current_msec does not move inside one event handler */
+static ngx_msec_t
+ngx_http_autotls_now_msec(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (ngx_msec_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+/*
+ * Loads the certificates into this worker's cache in the background, a few
+ * milliseconds at a time, so that the first handshake for each name does
+ * not pay for reading and parsing PEM; the handshake path still loads
+ * lazily whatever is not warm yet.
+ */
+static void
+ngx_http_autotls_warm(ngx_event_t *ev)
+{
+    ngx_msec_t                 start;
+    ngx_atomic_uint_t          gen;
+    ngx_http_autotls_cert_t  **certs;
+    ngx_http_autotls_cache_t  *ce;
+
+    if (ngx_exiting || ngx_http_autotls_cache == NULL) {
+        return;
+    }
+
+    certs = ngx_http_autotls_mcf->certs.elts;
+    start = ngx_http_autotls_now_msec();
+
+    while (ngx_http_autotls_warm_next < ngx_http_autotls_ncache) {
+        ce = &ngx_http_autotls_cache[ngx_http_autotls_warm_next];
+        gen = ngx_http_autotls_shm_gen(ngx_http_autotls_warm_next);
+
+        if (ce->gen != gen) {
+            ngx_http_autotls_cache_load(ce, certs[ngx_http_autotls_warm_next],
+                                        ev->log);
+            ce->gen = gen;
+        }
+
+        ngx_http_autotls_warm_next++;
+
+        if (ngx_http_autotls_now_msec() - start >= 2) {
+            ngx_add_timer(ev, 5);
+            return;
+        }
+    }
+}
+
+
 ngx_int_t
 ngx_http_autotls_ssl_init_worker(ngx_cycle_t *cycle)
 {
@@ -185,6 +242,18 @@ ngx_http_autotls_ssl_init_worker(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    ngx_memzero(&ngx_http_autotls_warm_ev, sizeof(ngx_event_t));
+    ngx_http_autotls_warm_ev.handler = ngx_http_autotls_warm;
+    ngx_http_autotls_warm_ev.data = &ngx_http_autotls_timer_conn;
+    ngx_http_autotls_timer_conn.fd = (ngx_socket_t) -1;
+    ngx_http_autotls_warm_ev.log = cycle->log;
+    ngx_http_autotls_warm_ev.cancelable = 1;
+    ngx_http_autotls_warm_next = 0;
+
+    if (ngx_http_autotls_store) {
+        ngx_add_timer(&ngx_http_autotls_warm_ev, 20);
+    }
+
     return NGX_OK;
 }
 
@@ -193,6 +262,10 @@ void
 ngx_http_autotls_ssl_exit_worker(void)
 {
     ngx_uint_t  i, k;
+
+    if (ngx_http_autotls_warm_ev.timer_set) {
+        ngx_del_timer(&ngx_http_autotls_warm_ev);
+    }
 
     for (i = 0; i < ngx_http_autotls_ncache; i++) {
         for (k = 0; k < ATLS_KEY_TYPE_MAX; k++) {

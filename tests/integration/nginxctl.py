@@ -119,8 +119,12 @@ class Nginx:
             raise AssertionError(f"nginx failed to start: {proc.stderr}\n{self.log()[-3000:]}")
         self.master = wait_until(self._read_pid, timeout=20, what="nginx pid file")
         procs.track_pid(self.master)
-        wait_until(lambda: len(self.worker_pids()) == self.workers, timeout=20,
-                   what="nginx workers")
+        try:
+            wait_until(lambda: len(self.worker_pids()) == self.workers, timeout=20,
+                       what="nginx workers")
+        except AssertionError as e:
+            self.stop()     # never leave it holding the test's ports
+            raise AssertionError(f"{e}\n{self.log()[-3000:]}")
         return self
 
     def _read_pid(self):

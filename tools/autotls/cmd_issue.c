@@ -195,6 +195,54 @@ static int already_good(atls_store_t *st, const atls_cert_meta_t *m)
     return ok;
 }
 
+/* --each: one certificate per name, obtained concurrently. */
+static int issue_each(atls_store_t *st, const cli_opts_t *o, const atls_issuer_t *is)
+{
+    atls_cert_meta_t  *all, **todo;
+    char               err[1024];
+    size_t             i, k, n_todo = 0, n_ok = 0;
+    int                rc = CLI_EXIT_OK;
+
+    all = calloc(o->n_names, sizeof(*all));
+    todo = calloc(o->n_names, sizeof(*todo));
+    if (all == NULL || todo == NULL) {
+        abort();
+    }
+    for (i = 0; i < o->n_names; i++) {
+        const char *name = o->names[i];
+
+        for (k = 0; k < i; k++) {
+            if (strcmp(o->names[k], name) == 0) {
+                break;
+            }
+        }
+        if (k < i) {
+            continue;   /* named twice: one certificate */
+        }
+        if (atls_job_ensure(st, &name, 1, is, &all[n_ok], err, sizeof(err)) != 0) {
+            cli_error("issue %s: %s", name, err);
+            rc = CLI_EXIT_FAIL;
+            continue;
+        }
+        if (!(o->given & CLI_O_FORCE) && already_good(st, &all[n_ok])) {
+            printf("%s: certificate is valid and not yet due for renewal "
+                   "(use --force or `autotls renew`)\n", name);
+        } else {
+            todo[n_todo++] = &all[n_ok];
+        }
+        n_ok++;
+    }
+    if (n_todo > 0 && cli_obtain_many(st, o, "issue", todo, n_todo) != CLI_EXIT_OK) {
+        rc = CLI_EXIT_FAIL;
+    }
+    for (i = 0; i < n_ok; i++) {
+        atls_cert_meta_free(&all[i]);
+    }
+    free(all);
+    free(todo);
+    return rc;
+}
+
 static int issue_run(cli_opts_t *o)
 {
     atls_issuer_t     is;
@@ -217,12 +265,22 @@ static int issue_run(cli_opts_t *o)
         return cli_usage_error("issue", "--challenge dns-01 needs --dns-hook CMD");
     }
 
+    if ((o->given & CLI_O_PARALLEL) && !(o->given & CLI_O_EACH)) {
+        return cli_usage_error("issue", "--parallel goes with --each");
+    }
+
     st = cli_store_open(o);
     if (st == NULL) {
         return CLI_EXIT_FAIL;
     }
     memset(&is, 0, sizeof(is));
     cli_issuer_apply(o, &is);
+    if (o->given & CLI_O_EACH) {
+        rc = issue_each(st, o, &is);
+        atls_issuer_free(&is);
+        atls_store_close(st);
+        return rc;
+    }
     memset(&m, 0, sizeof(m));
     if (atls_job_ensure(st, (const char *const *) o->names, o->n_names, &is, &m,
                         err, sizeof(err)) != 0)
@@ -250,12 +308,15 @@ static int issue_run(cli_opts_t *o)
 
 const cli_command_t cli_cmd_issue = {
     "issue",
-    CLI_O_STORE | CLI_O_ISSUER | CLI_O_FORCE | CLI_O_VERBOSE,
+    CLI_O_STORE | CLI_O_ISSUER | CLI_O_FORCE | CLI_O_VERBOSE | CLI_O_EACH
+        | CLI_O_PARALLEL,
     1, -1,
     issue_run,
     "Usage: autotls issue --directory URL --store DIR --agree-tos [OPTIONS] NAME...\n"
+    "       autotls issue ... --each [--parallel N] NAME...\n"
     "\n"
     "Obtain a certificate for NAME... (the first name is its id) and store it.\n"
+    "With --each, one certificate per NAME instead, obtained concurrently.\n"
     "Challenges are answered by autotls itself while it runs.\n"
     "\n"
     "  --directory URL          ACME directory URL (required)\n"
@@ -282,6 +343,9 @@ const cli_command_t cli_cmd_issue = {
     "                           duration before expiry (30d, 12h)\n"
     "  --listen-address IP      address the responders bind (default: all)\n"
     "  --force                  obtain a new certificate even if the stored one is good\n"
+    "  --each                   one certificate per NAME (each its own id), all\n"
+    "                           ordered at once with the same options\n"
+    "  --parallel N             with --each: at most N orders at a time (default 8)\n"
     "  -v, --verbose            show progress (twice: debug)\n"
     "  -h, --help               this text\n"
 };

@@ -6,8 +6,65 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "atls_job.h"
 #include "cli.h"
+
+/* --all: every certificate of the store that is due, concurrently, each
+ * with its recorded settings. */
+static int renew_all(cli_opts_t *o)
+{
+    atls_store_t      *st;
+    atls_cert_meta_t  *metas, **due;
+    char             **ids = NULL;
+    char               err[1024];
+    size_t             n = 0, i, n_loaded = 0, n_due = 0;
+    time_t             now = time(NULL);
+    int                rc = CLI_EXIT_OK;
+
+    st = cli_store_open(o);
+    if (st == NULL) {
+        return CLI_EXIT_FAIL;
+    }
+    if (atls_store_list_certs(st, &ids, &n, err, sizeof(err)) != ATLS_STORE_OK) {
+        cli_error("store %s: %s", o->store_dir, err);
+        atls_store_close(st);
+        return CLI_EXIT_FAIL;
+    }
+    metas = calloc(n + 1, sizeof(*metas));
+    due = calloc(n + 1, sizeof(*due));
+    if (metas == NULL || due == NULL) {
+        abort();
+    }
+    for (i = 0; i < n; i++) {
+        atls_cert_meta_t *m = &metas[n_loaded];
+
+        memset(m, 0, sizeof(*m));
+        if (atls_store_load_meta(st, ids[i], m, err, sizeof(err)) != ATLS_STORE_OK) {
+            cli_error("renew %s: %s", ids[i], err);
+            atls_cert_meta_free(m);
+            rc = CLI_EXIT_FAIL;
+            continue;
+        }
+        n_loaded++;
+        if (atls_job_due(st, m, now, 0)) {
+            due[n_due++] = m;
+        }
+    }
+    if (n_due == 0) {
+        printf("no certificate in %s is due for renewal\n", o->store_dir);
+    } else if (cli_obtain_many(st, o, "renew", due, n_due) != CLI_EXIT_OK) {
+        rc = CLI_EXIT_FAIL;
+    }
+    for (i = 0; i < n_loaded; i++) {
+        atls_cert_meta_free(&metas[i]);
+    }
+    free(metas);
+    free(due);
+    atls_strv_free(ids, n);
+    atls_store_close(st);
+    return rc;
+}
 
 static int renew_run(cli_opts_t *o)
 {
@@ -15,6 +72,27 @@ static int renew_run(cli_opts_t *o)
     atls_cert_meta_t  m, cur;
     char              err[1024];
     int               rc;
+
+    if (o->given & CLI_O_ALL) {
+        if (o->n_names > 0) {
+            return cli_usage_error("renew", "--all renews every due certificate; "
+                                   "it takes no NAME");
+        }
+        if (o->given & (CLI_O_REQUEST | (CLI_O_ISSUER & ~CLI_O_LISTEN))) {
+            return cli_usage_error("renew", "--all uses each certificate's recorded "
+                                   "settings; only --parallel and --listen-address "
+                                   "go with it");
+        }
+        return renew_all(o);
+    }
+    if (o->given & CLI_O_PARALLEL) {
+        return cli_usage_error("renew", "--parallel goes with --all");
+    }
+    if (o->n_names == 0) {
+        cli_error("renew: missing certificate name");
+        fprintf(stderr, "Try 'autotls renew --help'.\n");
+        return CLI_EXIT_USAGE;
+    }
 
     if ((o->given & CLI_O_REQUEST) && (o->given & CLI_O_ISSUER)) {
         return cli_usage_error("renew", "--request only records a request; issuer "
@@ -74,11 +152,13 @@ static int renew_run(cli_opts_t *o)
 
 const cli_command_t cli_cmd_renew = {
     "renew",
-    CLI_O_STORE | CLI_O_ISSUER | CLI_O_REQUEST | CLI_O_VERBOSE,
-    1, 1,
+    CLI_O_STORE | CLI_O_ISSUER | CLI_O_REQUEST | CLI_O_VERBOSE | CLI_O_ALL
+        | CLI_O_PARALLEL,
+    0, 1,
     renew_run,
     "Usage: autotls renew --store DIR [OPTIONS] NAME\n"
     "       autotls renew --store DIR --request NAME\n"
+    "       autotls renew --store DIR --all [--parallel N]\n"
     "\n"
     "Renew the certificate that has NAME among its names now, with the settings\n"
     "recorded when it was issued; autotls answers the challenges itself.  Any\n"
@@ -88,6 +168,9 @@ const cli_command_t cli_cmd_renew = {
     "  --store DIR    certificate store (required)\n"
     "  --request      only record a renewal request for the web server that\n"
     "                 manages this store; it renews on its next check\n"
+    "  --all          renew every certificate of the store that is due (or has a\n"
+    "                 pending --request), concurrently, with recorded settings\n"
+    "  --parallel N   with --all: at most N orders at a time (default 8)\n"
     "  --listen-address IP  address the responders bind (default: all)\n"
     "  --csr-cn       put the first name in the CSR's subject CN from now on\n"
     "  -v, --verbose  show progress (twice: debug)\n"

@@ -23,7 +23,7 @@ enum {
     OPT_EAB_KID, OPT_EAB_HMAC, OPT_CHALLENGE, OPT_HTTP_PORT, OPT_TLS_PORT,
     OPT_DNS_HOOK, OPT_KEY, OPT_PROFILE, OPT_PROFILE_REQ, OPT_PREFERRED_CHAIN,
     OPT_RENEW_BEFORE, OPT_LISTEN, OPT_JSON, OPT_REQUEST, OPT_REASON, OPT_FORCE,
-    OPT_CSR_CN
+    OPT_CSR_CN, OPT_ALL, OPT_PARALLEL, OPT_EACH
 };
 
 static const struct option long_opts[] = {
@@ -49,6 +49,9 @@ static const struct option long_opts[] = {
     { "reason",           required_argument, NULL, OPT_REASON },
     { "force",            no_argument,       NULL, OPT_FORCE },
     { "csr-cn",           no_argument,       NULL, OPT_CSR_CN },
+    { "all",              no_argument,       NULL, OPT_ALL },
+    { "parallel",         required_argument, NULL, OPT_PARALLEL },
+    { "each",             no_argument,       NULL, OPT_EACH },
     { "verbose",          no_argument,       NULL, 'v' },
     { "help",             no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
@@ -80,6 +83,9 @@ static unsigned opt_bit(int val)
     case OPT_REASON:          return CLI_O_REASON;
     case OPT_FORCE:           return CLI_O_FORCE;
     case OPT_CSR_CN:          return CLI_O_CSR_CN;
+    case OPT_ALL:             return CLI_O_ALL;
+    case OPT_PARALLEL:        return CLI_O_PARALLEL;
+    case OPT_EACH:            return CLI_O_EACH;
     case 'v':                 return CLI_O_VERBOSE;
     default:                  return 0;
     }
@@ -268,6 +274,19 @@ static int apply_option(cli_opts_t *o, int val, const char *arg)
             return -1;
         }
         break;
+    case OPT_PARALLEL: {
+        char *end;
+        long  v;
+
+        errno = 0;
+        v = strtol(arg, &end, 10);
+        if (errno != 0 || end == arg || *end != '\0' || v < 1 || v > 256) {
+            cli_error("--parallel: invalid number '%s' (1-256)", arg);
+            return -1;
+        }
+        o->parallel = (size_t) v;
+        break;
+    }
     case 'v':
         o->verbose++;
         break;

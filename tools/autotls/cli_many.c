@@ -1,0 +1,165 @@
+/*
+ * Several certificates at once (issue --each, renew --all): the core's
+ * concurrent driver with standalone responders shared by every order.
+ * One responder per port the certificates record, so certificates issued
+ * with different --http-port values can be renewed together.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "atls_job.h"
+#include "cli.h"
+
+typedef struct {
+    atls_challenge_type_t type;
+    int                   port;
+    cli_responders_t      r;
+    atls_challenge_ops_t  ops;
+} many_responder_t;
+
+typedef struct {
+    atls_store_t            *st;
+    const cli_opts_t        *o;
+    const char              *verb;
+    atls_cert_meta_t *const *metas;
+} many_ctx_t;
+
+static int
+responder_port(const atls_issuer_t *is)
+{
+    if (is->challenge == ATLS_CHAL_HTTP01) {
+        return is->http_port > 0 ? is->http_port : 80;
+    }
+    return is->tls_port > 0 ? is->tls_port : 443;
+}
+
+/* The responder for m's challenge type and port, started on first use;
+ * NULL after printing an error. */
+static many_responder_t *
+responder_get(many_responder_t *v, size_t *nv, const cli_opts_t *o, const char *verb,
+              const atls_cert_meta_t *m)
+{
+    many_responder_t *r;
+    char              err[512];
+    int               port = responder_port(&m->issuer);
+    size_t            i;
+
+    for (i = 0; i < *nv; i++) {
+        if (v[i].type == m->issuer.challenge && v[i].port == port) {
+            return &v[i];
+        }
+    }
+    r = &v[(*nv)];
+    memset(r, 0, sizeof(*r));
+    r->type = m->issuer.challenge;
+    r->port = port;
+    if (r->type == ATLS_CHAL_HTTP01) {
+        r->r.http = cli_http_start(o->listen_address, port, err, sizeof(err));
+        if (r->r.http == NULL) {
+            cli_error("%s %s: http-01 responder: %s", verb, m->names[0], err);
+            return NULL;
+        }
+    } else {
+        r->r.tls = cli_tls_start(o->listen_address, port, err, sizeof(err));
+        if (r->r.tls == NULL) {
+            cli_error("%s %s: tls-alpn-01 responder: %s", verb, m->names[0], err);
+            return NULL;
+        }
+    }
+    cli_responder_ops(&r->r, &r->ops);
+    (*nv)++;
+    return r;
+}
+
+/* Called by the core as soon as one certificate is finished. */
+static void
+many_done(void *ctx, size_t i, int rc, const char *err)
+{
+    many_ctx_t             *c = ctx;
+    const atls_cert_meta_t *m = c->metas[i];
+    size_t                  n = strlen(m->id);
+
+    if (rc == 0) {
+        cli_print_obtained(c->st, c->o->store_dir, m->id);
+        fflush(stdout);
+        return;
+    }
+    /* the core says "<id> (<keytype>): type: detail"; name it like issue does */
+    if (err != NULL && strncmp(err, m->id, n) == 0 && err[n] == ' ') {
+        cli_error("%s %s%s", c->verb, m->names[0], err + n);
+    } else {
+        cli_error("%s %s: %s", c->verb, m->names[0], err && err[0] ? err : "failed");
+    }
+}
+
+int
+cli_obtain_many(atls_store_t *st, const cli_opts_t *o, const char *verb,
+                atls_cert_meta_t *const *metas, size_t n)
+{
+    many_responder_t             *resp;
+    const atls_challenge_ops_t  **ops_v;
+    atls_job_many_opts_t          mo;
+    many_ctx_t                    ctx;
+    size_t                        i, nr = 0, failed = 0;
+    int                          *results;
+    char                          err[1024];
+    int                           rc = CLI_EXIT_FAIL;
+
+    resp = calloc(n + 1, sizeof(*resp));
+    ops_v = calloc(n + 1, sizeof(*ops_v));
+    results = calloc(n + 1, sizeof(*results));
+    if (resp == NULL || ops_v == NULL || results == NULL) {
+        abort();
+    }
+
+    for (i = 0; i < n; i++) {
+        const atls_issuer_t *is = &metas[i]->issuer;
+        many_responder_t    *r;
+
+        if (is->challenge == ATLS_CHAL_DNS01) {
+            if (is->dns_hook == NULL || is->dns_hook[0] == '\0') {
+                cli_error("%s %s: dns-01 needs --dns-hook CMD", verb, metas[i]->names[0]);
+                goto done;
+            }
+            ops_v[i] = NULL;    /* the job layer runs the issuer's hook */
+            continue;
+        }
+        r = responder_get(resp, &nr, o, verb, metas[i]);
+        if (r == NULL) {
+            goto done;
+        }
+        ops_v[i] = &r->ops;
+    }
+
+    ctx.st = st;
+    ctx.o = o;
+    ctx.verb = verb;
+    ctx.metas = metas;
+    memset(&mo, 0, sizeof(mo));
+    mo.max_parallel = o->parallel;
+    mo.ops_v = ops_v;
+    mo.done = many_done;
+    mo.ctx = &ctx;
+    err[0] = '\0';
+    (void) atls_job_run_many(st, metas, n, &mo, results, err, sizeof(err));
+
+    for (i = 0; i < n; i++) {
+        if (results[i] != 0) {
+            failed++;
+        }
+    }
+    if (n > 1) {
+        printf("%zu of %zu certificates obtained\n", n - failed, n);
+    }
+    rc = failed == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+
+done:
+    for (i = 0; i < nr; i++) {
+        cli_http_stop(resp[i].r.http);
+        cli_tls_stop(resp[i].r.tls);
+    }
+    free(resp);
+    free(ops_v);
+    free(results);
+    return rc;
+}
