@@ -123,25 +123,6 @@ issuer_eq(const atls_issuer_t *a, const atls_issuer_t *b)
     return 1;
 }
 
-/* The key types of an issuer; none configured means ec256. */
-static size_t
-issuer_key_types(const atls_issuer_t *is, atls_key_type_t *out)
-{
-    size_t i, n = is->n_key_types;
-
-    if (n == 0) {
-        out[0] = ATLS_KEY_EC256;
-        return 1;
-    }
-    if (n > ATLS_KEY_TYPE_MAX) {
-        n = ATLS_KEY_TYPE_MAX;
-    }
-    for (i = 0; i < n; i++) {
-        out[i] = is->key_types[i];
-    }
-    return n;
-}
-
 static char *
 names_join(const atls_cert_meta_t *m)
 {
@@ -317,7 +298,7 @@ static int
 cert_missing(atls_store_t *st, const atls_cert_meta_t *m)
 {
     atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
-    size_t          i, n = issuer_key_types(&m->issuer, kts);
+    size_t          i, n = atls_job_key_types(&m->issuer, kts);
     char            err[256];
 
     for (i = 0; i < n; i++) {
@@ -512,7 +493,7 @@ static time_t
 renew_at_all(atls_store_t *st, const atls_cert_meta_t *m)
 {
     atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
-    size_t          i, n = issuer_key_types(&m->issuer, kts);
+    size_t          i, n = atls_job_key_types(&m->issuer, kts);
     time_t          best = 0, nb, na, t;
 
     for (i = 0; i < n; i++) {
@@ -532,7 +513,7 @@ static int
 is_last_key_type(const atls_cert_meta_t *m, atls_key_type_t kt)
 {
     atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
-    size_t          n = issuer_key_types(&m->issuer, kts);
+    size_t          n = atls_job_key_types(&m->issuer, kts);
 
     return kts[n - 1] == kt;
 }
@@ -735,29 +716,6 @@ atls_job_http_opts(const atls_issuer_t *is, atls_http_opts_t *opts)
     }
 }
 
-static int
-hook_setup(void *ctx, const atls_challenge_t *c, char *why, size_t whylen)
-{
-    if (c->type != ATLS_CHAL_DNS01 || c->dns_name == NULL || c->dns_value == NULL) {
-        snprintf(why, whylen, "the dns hook only answers dns-01");
-        return -1;
-    }
-    return atls_dns_hook_run(ctx, "setup", c->dns_name, c->dns_value, why, whylen);
-}
-
-static void
-hook_teardown(void *ctx, const atls_challenge_t *c)
-{
-    char why[512];
-
-    if (c->type != ATLS_CHAL_DNS01 || c->dns_name == NULL || c->dns_value == NULL) {
-        return;
-    }
-    if (atls_dns_hook_run(ctx, "teardown", c->dns_name, c->dns_value, why, sizeof(why)) != 0) {
-        atls_log(ATLS_LOG_WARN, "autotls: %s", why);
-    }
-}
-
 int
 atls_job_run_blocking_meta(atls_store_t *st, const atls_cert_meta_t *m,
                            const atls_challenge_ops_t *ops, char *err, size_t errlen)
@@ -765,17 +723,10 @@ atls_job_run_blocking_meta(atls_store_t *st, const atls_cert_meta_t *m,
     atls_key_type_t      kts[ATLS_KEY_TYPE_MAX];
     atls_challenge_ops_t hook_ops;
     atls_http_opts_t     http;
-    size_t               i, n = issuer_key_types(&m->issuer, kts);
+    size_t               i, n = atls_job_key_types(&m->issuer, kts);
     int                  rc = 0;
 
-    if (ops == NULL && m->issuer.challenge == ATLS_CHAL_DNS01
-        && m->issuer.dns_hook != NULL && m->issuer.dns_hook[0] != '\0')
-    {
-        hook_ops.setup = hook_setup;
-        hook_ops.teardown = hook_teardown;
-        hook_ops.ctx = m->issuer.dns_hook;
-        ops = &hook_ops;
-    }
+    ops = atls_job_challenge_ops(&m->issuer, ops, &hook_ops);
     atls_job_http_opts(&m->issuer, &http);
 
     for (i = 0; i < n; i++) {
@@ -902,7 +853,7 @@ atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
     }
 
     atls_job_http_opts(&m.issuer, &http);
-    n = issuer_key_types(&m.issuer, kts);
+    n = atls_job_key_types(&m.issuer, kts);
     for (i = 0; i < n; i++) {
         STACK_OF(X509)   *chain = NULL;
         atls_cert_info_t  info;
