@@ -1,8 +1,8 @@
 /*
  * mod_autotls: Apache httpd glue around the autotls core (common/).
  *
- * The parent (root) prepares the store and hands mod_ssl a self-signed
- * fallback per host; one mod_watchdog singleton thread drives ACME orders
+ * The parent (root) prepares the store and hands mod_ssl self-signed
+ * fallbacks (one per key type) per host; one mod_watchdog singleton thread drives ACME orders
  * through the core's blocking driver; every child serves the live
  * certificate from a per-child cache of parsed objects, reloaded only when
  * the generation number in shared memory changes.
@@ -40,7 +40,9 @@ typedef struct {
     pthread_rwlock_t  lock;
     int               loaded;      /* a load was attempted at `generation` */
     uint64_t          generation;
-    size_t            n;           /* key types with a certificate */
+    size_t            n;           /* configured key types (slots) */
+    size_t            n_real;      /* slots holding a CA certificate */
+    int               real[ATLS_KEY_TYPE_MAX];  /* else the type's fallback */
     EVP_PKEY         *key[ATLS_KEY_TYPE_MAX];
     X509             *leaf[ATLS_KEY_TYPE_MAX];
     STACK_OF(X509)   *extra[ATLS_KEY_TYPE_MAX];

@@ -2,9 +2,13 @@
  * The renewal driver: one mod_watchdog singleton thread (in whichever
  * child holds the watchdog mutex) looks at every managed certificate at
  * start and then each AutoTLSCheckInterval, and runs every due order at
- * once (up to AutoTLSMaxParallel) with the core's concurrent driver.  All job state is in the store, so a restart or a watchdog that
- * moved to another child resumes from there.  Challenges are published in
- * the store, where every child can read them.
+ * once (up to AutoTLSMaxParallel) with the core's concurrent driver.
+ * Before deciding what is due it asks the CA for renewal information (ARI)
+ * about every valid certificate whose next ARI check has come, so that an
+ * early-renewal window is acted on in the same check.  All job state is in
+ * the store, so a restart or a watchdog that moved to another child resumes
+ * from there.  Challenges are published in the store, where every child can
+ * read them.
  */
 #include <string.h>
 #include <time.h>
@@ -27,6 +31,10 @@ APLOG_USE_MODULE(autotls);
 
 #define AUTOTLS_WATCHDOG_NAME "_autotls_"
 
+/* After a failed ARI request the core records nothing (the next check
+ * would ask again at once): the module waits this long per certificate. */
+#define AUTOTLS_ARI_RETRY 3600
+
 typedef struct {
     autotls_srv_conf_t *sc;
     atls_store_t       *st;
@@ -35,6 +43,7 @@ typedef struct {
 /* child-local: only the watchdog thread touches these */
 static atls_store_t *drive_store;
 static char        **drive_last_error;   /* per host, to log a problem once */
+static time_t       *drive_ari_failed;   /* per host: last failed ARI request */
 
 uint64_t
 autotls_generation_get(void)
@@ -201,6 +210,62 @@ autotls_log_once(int i, int level, server_rec *s, const char *msg)
     ap_log_error(APLOG_MARK, level, 0, s, "%s", msg);
 }
 
+/* ---- renewal information (ARI) ------------------------------------- */
+
+/* Refreshes meta's ARI state when the core says it is due (and no failed
+ * request for this host is younger than AUTOTLS_ARI_RETRY), then copies
+ * what the core recorded -- a renew_at pulled forward into the CA's
+ * window, the next check time -- into meta.  A failure is logged once,
+ * at warn, and never stops renewal by the normal schedule. */
+static void
+autotls_drive_ari(int i, autotls_srv_conf_t *sc, atls_cert_meta_t *meta, time_t now)
+{
+    atls_cert_meta_t fresh;
+    char err[1024], a[32], b[32], c[32];
+
+    if (!atls_job_ari_due(meta, now)
+        || (drive_ari_failed[i] != 0 && now - drive_ari_failed[i] < AUTOTLS_ARI_RETRY)) {
+        return;
+    }
+    if (atls_job_ari_refresh_blocking(drive_store, meta->id, err, sizeof(err)) != 0) {
+        drive_ari_failed[i] = now;
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sc->s,
+                     "autotls: %s: cannot get renewal information (ARI) from the CA, "
+                     "renewing by the normal schedule; next try in %d minutes: %s",
+                     meta->id, AUTOTLS_ARI_RETRY / 60, err);
+        return;
+    }
+    drive_ari_failed[i] = 0;
+    memset(&fresh, 0, sizeof(fresh));
+    if (atls_store_load_meta(drive_store, meta->id, &fresh, err, sizeof(err))
+        != ATLS_STORE_OK) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sc->s,
+                     "autotls: %s: cannot re-read job state after the ARI request: %s",
+                     meta->id, err);
+        atls_cert_meta_free(&fresh);
+        return;
+    }
+    /* only what ARI may change: meta carries the configured issuer */
+    meta->renew_at = fresh.renew_at;
+    meta->ari_next_check = fresh.ari_next_check;
+    meta->ari_window_start = fresh.ari_window_start;
+    meta->ari_window_end = fresh.ari_window_end;
+    atls_cert_meta_free(&fresh);
+
+    atls_rfc3339_format(meta->ari_next_check, c, sizeof(c));
+    if (meta->ari_window_end == 0) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sc->s,
+                     "autotls: %s: renewal information (ARI): none at this CA; "
+                     "asking again from %s", meta->id, c);
+    } else {
+        atls_rfc3339_format(meta->ari_window_start, a, sizeof(a));
+        atls_rfc3339_format(meta->ari_window_end, b, sizeof(b));
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sc->s,
+                     "autotls: %s: renewal information (ARI): window %s to %s; "
+                     "asking again from %s", meta->id, a, b, c);
+    }
+}
+
 /* What the core's concurrent driver reports back to, per check. */
 typedef struct {
     autotls_srv_conf_t **sc;        /* per due certificate: its host */
@@ -286,6 +351,14 @@ autotls_drive_check(apr_pool_t *ptemp)
             continue;
         }
         force = atls_store_take_request(st, meta->id) == 1;
+        /* ARI can only pull renewal forward: pointless for a certificate
+         * that is due anyway */
+        if (!force && !atls_job_due(st, meta, now, 0) && !autotls_drive_stopping(NULL)) {
+            autotls_drive_ari(i, sc, meta, now);
+            /* a window in the past sets renew_at to the moment the answer
+             * arrived, which must count as due in this very check */
+            now = time(NULL);
+        }
         if (!atls_job_due(st, meta, now, force)) {
             atls_cert_meta_free(meta);
             continue;
@@ -353,7 +426,8 @@ autotls_drive_open(server_rec *s)
         return -1;
     }
     drive_last_error = calloc((size_t) n + 1, sizeof(char *));
-    if (drive_last_error == NULL) {
+    drive_ari_failed = calloc((size_t) n + 1, sizeof(time_t));
+    if (drive_last_error == NULL || drive_ari_failed == NULL) {
         abort();
     }
     return 0;
@@ -399,6 +473,8 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
             free(drive_last_error);
             drive_last_error = NULL;
         }
+        free(drive_ari_failed);
+        drive_ari_failed = NULL;
         return APR_SUCCESS;
     }
     return APR_SUCCESS;

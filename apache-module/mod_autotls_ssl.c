@@ -1,7 +1,7 @@
 /*
- * Serving: the fallback handed to mod_ssl at start-up, the certificate
- * callback on mod_ssl's contexts (per-child cache of parsed objects,
- * reloaded only when the shared generation changes), and tls-alpn-01
+ * Serving: the fallbacks (one per key type) handed to mod_ssl at start-up,
+ * the certificate callback on mod_ssl's contexts (per-child cache of parsed
+ * objects, reloaded only when the shared generation changes), and tls-alpn-01
  * through ALPN "acme-tls/1" and mod_ssl's ssl_answer_challenge hook.
  */
 #include <string.h>
@@ -19,6 +19,7 @@
 #include "mod_ssl.h"
 #include "apr_strings.h"
 
+#include "atls_job.h"
 #include "mod_autotls.h"
 
 APLOG_USE_MODULE(autotls);
@@ -41,33 +42,69 @@ autotls_store_open(server_rec *s)
     return st;
 }
 
-/* ---- fallback certificate for mod_ssl's start-up --------------------- */
+/* ---- fallback certificates ------------------------------------------ */
+
+/* One self-signed fallback per configured key type, so that a client that
+ * accepts only one of them (RSA-only, say) completes its handshake both
+ * before any certificate exists and while only the other type's has been
+ * issued. */
+static const char *
+autotls_fallback_path(apr_pool_t *p, const char *id, atls_key_type_t kt, const char *ext)
+{
+    return apr_psprintf(p, "fallback/%s/%s.%s", id, atls_key_type_name(kt), ext);
+}
+
+/* Reads and parses one fallback: 0 and *key, *leaf, or -1 + err. */
+static int
+autotls_fallback_read(atls_store_t *st, const char *crt_path, const char *key_path,
+                      EVP_PKEY **key, STACK_OF(X509) **chain, char *err, size_t errlen)
+{
+    char *crt = NULL, *kpem = NULL;
+    size_t crt_len = 0, key_len = 0;
+    int rc = -1;
+
+    *key = NULL;
+    *chain = NULL;
+    if (st->ops->get(st, crt_path, &crt, &crt_len, err, errlen) != ATLS_STORE_OK
+        || st->ops->get(st, key_path, &kpem, &key_len, err, errlen) != ATLS_STORE_OK) {
+        goto done;
+    }
+    *chain = atls_chain_parse(crt, crt_len, err, errlen);
+    *key = atls_key_from_pem(kpem, key_len);
+    if (*chain == NULL || *key == NULL || sk_X509_num(*chain) < 1) {
+        snprintf(err, errlen, "cannot parse %s", crt_path);
+        goto done;
+    }
+    rc = 0;
+done:
+    if (kpem != NULL) {
+        OPENSSL_cleanse(kpem, key_len);
+    }
+    free(crt);
+    free(kpem);
+    if (rc != 0) {
+        atls_chain_free(*chain);
+        EVP_PKEY_free(*key);
+        *chain = NULL;
+        *key = NULL;
+    }
+    return rc;
+}
 
 static int
 autotls_fallback_ok(atls_store_t *st, const char *crt_path, const char *key_path,
-                    autotls_srv_conf_t *sc)
+                    autotls_srv_conf_t *sc, atls_key_type_t kt)
 {
-    char *crt = NULL, *key = NULL, err[256];
-    size_t crt_len, key_len;
     STACK_OF(X509) *chain = NULL;
     EVP_PKEY *k = NULL;
-    int ok = 0;
+    char err[256];
+    int ok;
 
-    if (st->ops->get(st, crt_path, &crt, &crt_len, err, sizeof(err)) != ATLS_STORE_OK
-        || st->ops->get(st, key_path, &key, &key_len, err, sizeof(err)) != ATLS_STORE_OK) {
-        goto done;
+    if (autotls_fallback_read(st, crt_path, key_path, &k, &chain, err, sizeof(err)) != 0) {
+        return 0;
     }
-    chain = atls_chain_parse(crt, crt_len, err, sizeof(err));
-    k = atls_key_from_pem(key, key_len);
-    ok = chain != NULL && k != NULL
-         && atls_key_type_of(k) == sc->issuer->key_types[0]
+    ok = atls_key_type_of(k) == kt
          && atls_chain_check(chain, k, sc->names, sc->n_names, err, sizeof(err)) == 0;
-done:
-    if (key != NULL) {
-        OPENSSL_cleanse(key, strlen(key));
-    }
-    free(crt);
-    free(key);
     atls_chain_free(chain);
     EVP_PKEY_free(k);
     return ok;
@@ -75,7 +112,7 @@ done:
 
 static int
 autotls_fallback_write(atls_store_t *st, const char *crt_path, const char *key_path,
-                       autotls_srv_conf_t *sc, char *err, size_t errlen)
+                       autotls_srv_conf_t *sc, atls_key_type_t kt, char *err, size_t errlen)
 {
     X509 *x = NULL;
     EVP_PKEY *k = NULL;
@@ -83,13 +120,14 @@ autotls_fallback_write(atls_store_t *st, const char *crt_path, const char *key_p
     char *crt = NULL, *key = NULL;
     int rc = -1;
 
-    if (atls_selfsigned_cert(sc->names, sc->n_names, sc->issuer->key_types[0],
-                             &x, &k) != 0) {
-        snprintf(err, errlen, "cannot make a self-signed certificate");
+    if (atls_selfsigned_cert(sc->names, sc->n_names, kt, &x, &k) != 0) {
+        snprintf(err, errlen, "cannot make a self-signed %s certificate",
+                 atls_key_type_name(kt));
         goto done;
     }
     chain = sk_X509_new_null();
     if (chain == NULL || !sk_X509_push(chain, x)) {
+        snprintf(err, errlen, "out of memory");
         goto done;
     }
     x = NULL;
@@ -119,47 +157,57 @@ done:
 }
 
 /* mod_ssl refuses an SSLEngine host without certificate files: give it a
- * self-signed one for the host's names.  This is the normal certificate
- * hook, not the "fallback" one, because mod_ssl answers every request with
- * 503 for fallback certificates, and the cert callback replaces ours
- * anyway as soon as the real certificate exists. */
+ * self-signed one per key type for the host's names.  This is the normal
+ * certificate hook, not the "fallback" one, because mod_ssl answers every
+ * request with 503 for fallback certificates, and the cert callback
+ * replaces ours anyway as soon as the real certificate exists. */
 static int
 autotls_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_files,
                        apr_array_header_t *key_files)
 {
     autotls_srv_conf_t *sc = autotls_config_get(s);
     const char *crt_path, *key_path;
+    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
     atls_store_t *st;
     char err[256];
+    size_t i, n;
     int rc = DECLINED;
 
     if (sc->enabled != 1 || sc->owner == NULL || cert_files->nelts > 0) {
         return DECLINED;
     }
     sc = sc->owner;
-    crt_path = apr_psprintf(p, "fallback/%s/fallback.crt", sc->cert_id);
-    key_path = apr_psprintf(p, "fallback/%s/fallback.key", sc->cert_id);
     st = autotls_store_open(s);
     if (st == NULL) {
         return DECLINED;
     }
-    if (!autotls_fallback_ok(st, crt_path, key_path, sc)) {
-        if (autotls_fallback_write(st, crt_path, key_path, sc, err, sizeof(err)) != 0) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
-                         "autotls: %s: cannot write the fallback certificate: %s",
-                         sc->cert_id, err);
-            goto done;
+    /* the single fallback of earlier versions, superseded by per-type ones */
+    (void) st->ops->del(st, apr_psprintf(p, "fallback/%s/fallback.key", sc->cert_id),
+                        err, sizeof(err));
+    (void) st->ops->del(st, apr_psprintf(p, "fallback/%s/fallback.crt", sc->cert_id),
+                        err, sizeof(err));
+    n = atls_job_key_types(sc->issuer, kts);
+    for (i = 0; i < n; i++) {
+        crt_path = autotls_fallback_path(p, sc->cert_id, kts[i], "crt");
+        key_path = autotls_fallback_path(p, sc->cert_id, kts[i], "key");
+        if (!autotls_fallback_ok(st, crt_path, key_path, sc, kts[i])) {
+            if (autotls_fallback_write(st, crt_path, key_path, sc, kts[i],
+                                       err, sizeof(err)) != 0) {
+                ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                             "autotls: %s: cannot write the %s fallback certificate: %s",
+                             sc->cert_id, atls_key_type_name(kts[i]), err);
+                continue;
+            }
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                         "autotls: %s: wrote a self-signed %s fallback certificate",
+                         sc->cert_id, atls_key_type_name(kts[i]));
         }
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                     "autotls: %s: wrote a self-signed fallback certificate",
-                     sc->cert_id);
+        APR_ARRAY_PUSH(cert_files, const char *) =
+            apr_pstrcat(p, autotls_global.store_dir, "/", crt_path, NULL);
+        APR_ARRAY_PUSH(key_files, const char *) =
+            apr_pstrcat(p, autotls_global.store_dir, "/", key_path, NULL);
+        rc = OK;
     }
-    APR_ARRAY_PUSH(cert_files, const char *) =
-        apr_pstrcat(p, autotls_global.store_dir, "/", crt_path, NULL);
-    APR_ARRAY_PUSH(key_files, const char *) =
-        apr_pstrcat(p, autotls_global.store_dir, "/", key_path, NULL);
-    rc = OK;
-done:
     atls_store_close(st);
     return rc;
 }
@@ -171,75 +219,108 @@ autotls_cache_clear(autotls_cache_t *c)
 {
     size_t i;
 
-    for (i = 0; i < c->n; i++) {
+    for (i = 0; i < ATLS_KEY_TYPE_MAX; i++) {
         EVP_PKEY_free(c->key[i]);
         X509_free(c->leaf[i]);
         sk_X509_pop_free(c->extra[i], X509_free);
         c->key[i] = NULL;
         c->leaf[i] = NULL;
         c->extra[i] = NULL;
+        c->real[i] = 0;
     }
     c->n = 0;
+    c->n_real = 0;
 }
 
-/* Called with the write lock held: the only place that parses PEM. */
+/* Called with the write lock held: the only place that parses PEM.  Slot i
+ * holds key type i's certificate when the store has one, else its
+ * fallback. */
 static void
 autotls_cache_load(autotls_srv_conf_t *sc, autotls_cache_t *c, uint64_t gen)
 {
     autotls_srv_conf_t *o = sc->owner;
+    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
     autotls_cache_t fresh;
     atls_store_t *st;
+    apr_pool_t *p;
     char err[256];
-    size_t i;
-    int rc, failed = 0;
+    size_t i, n;
+    int rc;
 
     memset(&fresh, 0, sizeof(fresh));
     st = autotls_store_open(sc->s);
-    if (st == NULL) {
+    if (st == NULL || apr_pool_create(&p, NULL) != APR_SUCCESS) {
+        if (st != NULL) {
+            atls_store_close(st);
+        }
         c->loaded = 1;
         c->generation = gen;
         return;
     }
-    for (i = 0; i < o->issuer->n_key_types; i++) {
+    n = atls_job_key_types(o->issuer, kts);
+    for (i = 0; i < n; i++) {
         EVP_PKEY *key = NULL;
         STACK_OF(X509) *chain = NULL;
 
-        rc = atls_store_load_cert(st, o->cert_id, o->issuer->key_types[i], &key, &chain,
-                                  err, sizeof(err));
-        if (rc == ATLS_STORE_NOTFOUND) {
+        rc = atls_store_load_cert(st, o->cert_id, kts[i], &key, &chain, err, sizeof(err));
+        if (rc == ATLS_STORE_OK && chain != NULL && sk_X509_num(chain) >= 1) {
+            fresh.key[i] = key;
+            fresh.leaf[i] = sk_X509_shift(chain);
+            fresh.extra[i] = chain;
+            fresh.real[i] = 1;
+            fresh.n_real++;
             continue;
         }
-        if (rc != ATLS_STORE_OK || chain == NULL || sk_X509_num(chain) < 1) {
+        EVP_PKEY_free(key);
+        atls_chain_free(chain);
+        if (rc != ATLS_STORE_NOTFOUND) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, sc->s,
                          "autotls: %s: cannot load the %s certificate: %s", o->cert_id,
-                         atls_key_type_name(o->issuer->key_types[i]), err);
-            EVP_PKEY_free(key);
-            atls_chain_free(chain);
-            failed = 1;
+                         atls_key_type_name(kts[i]),
+                         rc == ATLS_STORE_OK ? "empty chain" : err);
+            if (c->real[i]) {
+                /* never fall back from a real certificate because of a
+                 * read error: keep the one this child has */
+                fresh.key[i] = c->key[i];
+                fresh.leaf[i] = c->leaf[i];
+                fresh.extra[i] = c->extra[i];
+                fresh.real[i] = 1;
+                fresh.n_real++;
+                c->key[i] = NULL;
+                c->leaf[i] = NULL;
+                c->extra[i] = NULL;
+                continue;
+            }
+        }
+        if (autotls_fallback_read(st, autotls_fallback_path(p, o->cert_id, kts[i], "crt"),
+                                  autotls_fallback_path(p, o->cert_id, kts[i], "key"),
+                                  &key, &chain, err, sizeof(err)) != 0) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, sc->s,
+                         "autotls: %s: cannot load the %s fallback certificate: %s",
+                         o->cert_id, atls_key_type_name(kts[i]), err);
             continue;
         }
-        fresh.key[fresh.n] = key;
-        fresh.leaf[fresh.n] = sk_X509_shift(chain);
-        fresh.extra[fresh.n] = chain;
-        fresh.n++;
+        fresh.key[i] = key;
+        fresh.leaf[i] = sk_X509_shift(chain);
+        fresh.extra[i] = chain;
     }
     atls_store_close(st);
+    apr_pool_destroy(p);
 
-    /* never fall back from a real certificate because of a read error */
-    if (fresh.n > 0 || !failed) {
-        autotls_cache_clear(c);
-        memcpy(c->key, fresh.key, sizeof(c->key));
-        memcpy(c->leaf, fresh.leaf, sizeof(c->leaf));
-        memcpy(c->extra, fresh.extra, sizeof(c->extra));
-        c->n = fresh.n;
-    } else {
-        autotls_cache_clear(&fresh);
-    }
+    autotls_cache_clear(c);
+    memcpy(c->key, fresh.key, sizeof(c->key));
+    memcpy(c->leaf, fresh.leaf, sizeof(c->leaf));
+    memcpy(c->extra, fresh.extra, sizeof(c->extra));
+    memcpy(c->real, fresh.real, sizeof(c->real));
+    c->n = n;
+    c->n_real = fresh.n_real;
     c->loaded = 1;
     c->generation = gen;
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sc->s,
-                 "autotls: %s: child %ld loaded %d certificate(s) at generation %" APR_UINT64_T_FMT,
-                 o->cert_id, (long) getpid(), (int) c->n, (apr_uint64_t) gen);
+                 "autotls: %s: child %ld loaded %d certificate(s) at generation %"
+                 APR_UINT64_T_FMT " (%d key type(s) on their fallback)", o->cert_id,
+                 (long) getpid(), (int) c->n_real, (apr_uint64_t) gen,
+                 (int) (n - c->n_real));
 }
 
 static int
@@ -250,7 +331,7 @@ autotls_cert_cb(SSL *ssl, void *arg)
     const unsigned char *alpn = NULL;
     unsigned int alpn_len = 0;
     uint64_t gen;
-    size_t i;
+    size_t i, have;
     int ok = 1;
 
     /* a tls-alpn-01 handshake carries the challenge certificate that
@@ -270,10 +351,18 @@ autotls_cert_cb(SSL *ssl, void *arg)
             autotls_cache_load(sc, c, gen);
         }
     }
-    if (c->n > 0) {
-        /* drop mod_ssl's fallback so that it cannot win the key-type choice */
+    for (i = 0, have = 0; i < c->n; i++) {
+        have += c->leaf[i] != NULL;
+    }
+    if (have == c->n && have > 0) {
+        /* every key type has a certificate or its own fallback: drop what
+         * mod_ssl holds so that nothing else can win the key-type choice */
         SSL_certs_clear(ssl);
-        for (i = 0; i < c->n && ok; i++) {
+    }
+    /* per key type, the real certificate when there is one, else that
+     * type's fallback; override=1 replaces mod_ssl's of the same type */
+    for (i = 0; i < c->n && ok; i++) {
+        if (c->leaf[i] != NULL) {
             ok = SSL_use_cert_and_key(ssl, c->leaf[i], c->key[i], c->extra[i], 1) == 1;
         }
     }

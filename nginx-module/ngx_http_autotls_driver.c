@@ -32,6 +32,8 @@ typedef struct {
     unsigned                    driver:1;
     unsigned                    pass_active:1;
     unsigned                    have_meta:1;
+    unsigned                    want_ari:1;
+    unsigned                    ari:1;       /* engine is an ARI query */
     ngx_uint_t                  pass_next;
 
     ngx_http_autotls_cert_t    *cert;
@@ -574,6 +576,26 @@ ngx_http_autotls_job_done(void)
     const atls_error_t         *e;
     ngx_http_autotls_driver_t  *drv = &ngx_http_autotls_drv;
 
+    if (drv->ari) {
+        /* the CA's renewal window (RFC 9773): may move renew_at earlier */
+        err[0] = '\0';
+        if (atls_job_ari_finish(ngx_http_autotls_store, drv->meta.id,
+                                drv->engine, time(NULL), err, sizeof(err))
+            != 0)
+        {
+            ngx_log_error(NGX_LOG_WARN, drv->log, 0,
+                          "autotls: certificate \"%s\": renewal information: "
+                          "%s", drv->meta.id, err);
+        }
+
+        atls_acme_free(drv->engine);
+        drv->engine = NULL;
+        drv->ari = 0;
+
+        ngx_http_autotls_post_kick();
+        return;
+    }
+
     kt = atls_key_type_name(drv->kt);
 
     e = atls_acme_error(drv->engine);
@@ -672,6 +694,16 @@ ngx_http_autotls_prepare(ngx_http_autotls_cert_t *cert)
     }
 
     if (!atls_job_due(ngx_http_autotls_store, &drv->meta, now, force)) {
+
+        if (atls_job_ari_due(&drv->meta, now)) {
+            drv->want_ari = 1;
+            drv->nkt = 0;
+            drv->kti = 0;
+            drv->cert = cert;
+            drv->have_meta = 1;
+            return;
+        }
+
         atls_cert_meta_free(&drv->meta);
         return;
     }
@@ -716,7 +748,7 @@ ngx_http_autotls_kick(ngx_event_t *ev)
     ngx_http_autotls_cert_t   **certs;
     ngx_http_autotls_driver_t  *drv = &ngx_http_autotls_drv;
 
-    if (!drv->driver || drv->job) {
+    if (!drv->driver || drv->engine) {
         return;
     }
 
@@ -727,6 +759,25 @@ ngx_http_autotls_kick(ngx_event_t *ev)
     for ( ;; ) {
 
         if (drv->have_meta) {
+
+            if (drv->want_ari) {
+                drv->want_ari = 0;
+                err[0] = '\0';
+
+                drv->engine = atls_job_ari_start(ngx_http_autotls_store,
+                                                 &drv->meta, err, sizeof(err));
+                if (drv->engine) {
+                    drv->ari = 1;
+                    atls_job_http_opts(&drv->cert->issuer->is, &drv->http);
+                    ngx_http_autotls_step(NULL);
+                    return;
+                }
+
+                ngx_log_debug2(NGX_LOG_DEBUG_HTTP, drv->log, 0,
+                               "autotls: no renewal information for \"%s\": "
+                               "%s", drv->meta.id, err);
+            }
+
             while (drv->kti < drv->nkt) {
                 drv->kt = drv->kts[drv->kti++];
                 err[0] = '\0';
@@ -887,7 +938,14 @@ ngx_http_autotls_stop(void)
         atls_job_free(drv->job);
         drv->job = NULL;
         drv->engine = NULL;
+
+    } else if (drv->engine) {
+        atls_acme_free(drv->engine);
+        drv->engine = NULL;
     }
+
+    drv->ari = 0;
+    drv->want_ari = 0;
 
     if (drv->have_meta) {
         atls_cert_meta_free(&drv->meta);

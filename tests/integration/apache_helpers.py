@@ -31,19 +31,12 @@ def served(apache, name, extra_args=()):
     return chain, cert_info(chain[0])
 
 
-def wait_issued(apache, pebble, name, timeout=90, not_serial=None, extra_args=(),
-                retry_handshake=False):
+def wait_issued(apache, pebble, name, timeout=90, not_serial=None, extra_args=()):
     """Waits until a Pebble-issued certificate (optionally a different one
-    than not_serial) is served for name; returns (chain, info).
-    retry_handshake: a failed handshake means "not yet" (a client limited to
-    a key type the server has no certificate of yet, not even a fallback)."""
+    than not_serial) is served for name; returns (chain, info).  A failed
+    handshake fails at once: every key type has a fallback."""
     def ok():
-        try:
-            chain, info = served(apache, name, extra_args)
-        except AssertionError:
-            if retry_handshake:
-                return None
-            raise
+        chain, info = served(apache, name, extra_args)
         if info["self_signed"] or info["serial"] == not_serial:
             return None
         return chain, info

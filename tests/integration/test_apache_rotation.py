@@ -2,9 +2,12 @@
 served by every child without a restart; the server starts and serves a
 fallback while the CA is down; graceful restarts and killed children do
 not lose or break anything."""
+import datetime
+import json
 import os
 import re
 import signal
+import time
 
 from apache_helpers import apache_factory, assert_no_restart, served, wait_issued  # noqa: F401
 from util import run_cli, wait_until
@@ -106,3 +109,36 @@ def test_kill9_of_children_including_the_driver(pebble, apache_factory):  # noqa
     assert apache.pid == parent and apache.proc.poll() is None
     drivers = re.findall(r"renewal driver starting in pid (\d+)", apache.log_text())
     assert int(drivers[-1]) != driver
+
+
+def _meta(apache, cert_id):
+    with open(os.path.join(apache.store, "certs", cert_id, "meta.json")) as f:
+        return json.load(f)
+
+
+def _rfc3339(s):
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def test_ari_absent_at_ca_is_asked_once(pebble, apache_factory):  # noqa: F811
+    # Pebble 2.4 has no renewalInfo: the first check of the valid
+    # certificate asks, records "no ARI" (next check in a day, no window),
+    # and the following checks (every second here) do not ask again
+    hosts = [["ari.apache.test", "www.ari.apache.test"]]
+    apache = apache_factory(pebble, hosts, loglevel="info autotls:debug").start()
+    wait_issued(apache, pebble, "ari.apache.test")
+    meta = wait_until(lambda: (lambda m: m if "ari_next_check" in m else None)(
+        _meta(apache, "ari.apache.test")), timeout=30, what="ARI state in meta.json")
+    assert "ari_window_start" not in meta and "ari_window_end" not in meta
+    asked = _rfc3339(meta["ari_next_check"])
+    issued = _rfc3339(meta["last_success"])
+    assert datetime.timedelta(hours=23) < asked - issued < datetime.timedelta(hours=25)
+    assert meta["state"] == "valid" and _rfc3339(meta["renew_at"]) > issued
+
+    time.sleep(4)       # a few more checks (AutoTLSCheckInterval 1s)
+    assert _meta(apache, "ari.apache.test")["ari_next_check"] == meta["ari_next_check"]
+    log = apache.log_text()
+    assert len(re.findall(r"ari\.apache\.test: renewal information \(ARI\): none at this CA",
+                          log)) == 1
+    assert len(re.findall(r"acme: the CA offers no renewal information", log)) == 1
+    assert not re.search(r"\[autotls:(warn|error)\].*(ARI|renewal information)", log)

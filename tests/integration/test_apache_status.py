@@ -75,7 +75,7 @@ def test_file_permissions(pebble, apache_factory):  # noqa: F811
             assert mode & 0o022 == 0, f"{path} is writable by others: {oct(mode)}"
     names = {os.path.relpath(k, apache.store) for k in keys}
     assert "certs/perm.apache.test/ec256.pem" in names
-    assert "fallback/perm.apache.test/fallback.key" in names
+    assert "fallback/perm.apache.test/ec256.key" in names
     assert any(n.startswith("accounts/") for n in names)
 
 

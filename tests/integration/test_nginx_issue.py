@@ -6,7 +6,7 @@ import stat
 import urllib.request
 
 from nginxctl import Nginx, issuer_block, server_block, status_server, until_issued
-from util import cert_info, free_port, run_cli, served_chain, verify_chain
+from util import cert_info, free_port, run_cli, served_chain, verify_chain, wait_until
 
 SERVERS = [("a1.example.com", "a2.example.com"),
            ("b1.example.com", "b2.example.com"),
@@ -66,6 +66,17 @@ def test_http01_three_servers(pebble, test_root):
         for names in SERVERS:
             assert f'"{names[0]}"' in prom
         assert "PRIVATE KEY" not in prom
+
+        # the driver then asked the CA for renewal information (RFC 9773):
+        # Pebble has none, which is recorded with the next check in ~24 h
+        def ari_checked():
+            for names in SERVERS:
+                with open(os.path.join(test_root, "store", "certs", names[0],
+                                       "meta.json")) as f:
+                    if not json.load(f).get("ari_next_check"):
+                        return False
+            return True
+        wait_until(ari_checked, timeout=30, what="renewal information checks")
 
         # the CLI reads the server's store and agrees with the page
         listed = json.loads(run_cli("list", "--store", os.path.join(test_root, "store"),
