@@ -98,7 +98,6 @@ int cli_find_cert(atls_store_t *st, const char *name, atls_cert_meta_t *m);
 void cli_issuer_apply(const cli_opts_t *o, atls_issuer_t *dst);
 
 /* Key types of an issuer (default ec256 when none). */
-size_t cli_key_types(const atls_issuer_t *is, atls_key_type_t *out);
 
 /* "<store>/certs/<id>/<keytype>.pem" into buf. */
 void cli_cert_path(const char *store_dir, const char *id, atls_key_type_t kt,
@@ -155,5 +154,6 @@ void cli_tls_stop(cli_tls_t *t);
 
 /* Opens a listening TCP socket on addr:port (shared by both responders). */
 int cli_listen(const char *addr, int port, char *err, size_t errlen);
+void cli_accept_loop(int listen_fd, int stop_fd, void (*serve)(void *arg, int fd), void *arg);
 
 #endif

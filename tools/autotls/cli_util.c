@@ -1,7 +1,9 @@
 /* Helpers every CLI command uses: errors, the store, name lookup, issuer merge. */
+#define _GNU_SOURCE 1  /* accept4 */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,20 +164,6 @@ void cli_issuer_apply(const cli_opts_t *o, atls_issuer_t *dst)
     }
 }
 
-size_t cli_key_types(const atls_issuer_t *is, atls_key_type_t *out)
-{
-    size_t i;
-
-    if (is->n_key_types == 0) {
-        out[0] = ATLS_KEY_EC256;
-        return 1;
-    }
-    for (i = 0; i < is->n_key_types && i < ATLS_KEY_TYPE_MAX; i++) {
-        out[i] = is->key_types[i];
-    }
-    return i;
-}
-
 void cli_cert_path(const char *store_dir, const char *id, atls_key_type_t kt,
                    char *buf, size_t len)
 {
@@ -266,4 +254,38 @@ int cli_listen(const char *addr, int port, char *err, size_t errlen)
         return -1;
     }
     return fd;
+}
+
+/*
+ * The accept loop of the standalone responders: serves one connection at
+ * a time until a byte arrives on stop_fd.  Challenges are few and tiny, so
+ * one connection at a time keeps the responders simple.
+ */
+void cli_accept_loop(int listen_fd, int stop_fd, void (*serve)(void *arg, int fd), void *arg)
+{
+    struct pollfd p[2];
+    int           fd;
+
+    for (;;) {
+        p[0].fd = listen_fd;
+        p[0].events = POLLIN;
+        p[1].fd = stop_fd;
+        p[1].events = POLLIN;
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return;
+        }
+        if (p[1].revents != 0) {
+            return;
+        }
+        if (p[0].revents & POLLIN) {
+            fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd >= 0) {
+                serve(arg, fd);
+                close(fd);
+            }
+        }
+    }
 }

@@ -75,7 +75,7 @@ void cli_print_obtained(atls_store_t *st, const char *store_dir, const char *id)
         printf("%s%s", k == 0 ? " " : ", ", m.names[k]);
     }
     printf("\n");
-    nk = cli_key_types(&m.issuer, kts);
+    nk = atls_job_key_types(&m.issuer, kts);
     for (i = 0; i < nk; i++) {
         chain = NULL;
         if (atls_store_load_cert(st, id, kts[i], NULL, &chain, err, sizeof(err))
@@ -181,7 +181,7 @@ static int already_good(atls_store_t *st, const atls_cert_meta_t *m)
     if (m->state != ATLS_STATE_VALID || atls_job_due(st, m, time(NULL), 0)) {
         return 0;
     }
-    nk = cli_key_types(&m->issuer, kts);
+    nk = atls_job_key_types(&m->issuer, kts);
     for (i = 0; i < nk && ok; i++) {
         chain = NULL;
         key = NULL;

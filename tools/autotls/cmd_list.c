@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "atls_status.h"
+#include "atls_job.h"
 #include "cli.h"
 
 #define N_COLS 10
@@ -173,7 +174,7 @@ static int list_run(cli_opts_t *o)
             rc = CLI_EXIT_FAIL;
             continue;
         }
-        nk = cli_key_types(&m.issuer, kts);
+        nk = atls_job_key_types(&m.issuer, kts);
         for (k = 0; k < nk; k++) {
             add_row(&t, &m, kts[k], st, now);
         }

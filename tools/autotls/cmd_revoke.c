@@ -37,7 +37,7 @@ static int revoke_run(cli_opts_t *o)
     }
 
     /* Remember what is being revoked: the store may move on afterwards. */
-    nk = cli_key_types(&m.issuer, kts);
+    nk = atls_job_key_types(&m.issuer, kts);
     for (i = 0; i < nk; i++) {
         serials[i][0] = '\0';
         chain = NULL;

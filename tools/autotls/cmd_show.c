@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "atls_schedule.h"
+#include "atls_job.h"
 #include "cli.h"
 
 static void print_policy(const atls_renew_policy_t *p)
@@ -41,7 +42,7 @@ static void print_issuer(const atls_issuer_t *is)
     } else {
         printf("  dns hook:        %s\n", is->dns_hook ? is->dns_hook : "-");
     }
-    nk = cli_key_types(is, kts);
+    nk = atls_job_key_types(is, kts);
     printf("  key types:      ");
     for (i = 0; i < nk; i++) {
         printf(" %s", atls_key_type_name(kts[i]));
@@ -150,7 +151,7 @@ static int show_run(cli_opts_t *o)
     printf("generation:        %llu\n", (unsigned long long) m.generation);
     print_issuer(&m.issuer);
 
-    nk = cli_key_types(&m.issuer, kts);
+    nk = atls_job_key_types(&m.issuer, kts);
     for (i = 0; i < nk; i++) {
         print_key(st, o->store_dir, m.id, kts[i], now);
     }

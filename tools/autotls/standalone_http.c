@@ -157,34 +157,16 @@ static void serve(cli_http_t *h, int fd)
     free(ka);
 }
 
+static void serve_one(void *arg, int fd)
+{
+    serve(arg, fd);
+}
+
 static void *http_thread(void *arg)
 {
-    cli_http_t    *h = arg;
-    struct pollfd  p[2];
-    int            fd;
+    cli_http_t *h = arg;
 
-    for (;;) {
-        p[0].fd = h->fd;
-        p[0].events = POLLIN;
-        p[1].fd = h->stop_pipe[0];
-        p[1].events = POLLIN;
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            break;
-        }
-        if (p[1].revents != 0) {
-            break;
-        }
-        if (p[0].revents & POLLIN) {
-            fd = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC);
-            if (fd >= 0) {
-                serve(h, fd);
-                close(fd);
-            }
-        }
-    }
+    cli_accept_loop(h->fd, h->stop_pipe[0], serve_one, h);
     return NULL;
 }
 

@@ -124,34 +124,16 @@ static void serve(cli_tls_t *t, int fd)
     ERR_clear_error();
 }
 
+static void serve_one(void *arg, int fd)
+{
+    serve(arg, fd);
+}
+
 static void *tls_thread(void *arg)
 {
-    cli_tls_t     *t = arg;
-    struct pollfd  p[2];
-    int            fd;
+    cli_tls_t *t = arg;
 
-    for (;;) {
-        p[0].fd = t->fd;
-        p[0].events = POLLIN;
-        p[1].fd = t->stop_pipe[0];
-        p[1].events = POLLIN;
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            break;
-        }
-        if (p[1].revents != 0) {
-            break;
-        }
-        if (p[0].revents & POLLIN) {
-            fd = accept4(t->fd, NULL, NULL, SOCK_CLOEXEC);
-            if (fd >= 0) {
-                serve(t, fd);
-                close(fd);
-            }
-        }
-    }
+    cli_accept_loop(t->fd, t->stop_pipe[0], serve_one, t);
     OPENSSL_thread_stop();
     return NULL;
 }
