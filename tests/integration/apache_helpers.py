@@ -24,6 +24,9 @@ def apache_factory(test_root):
     yield make
     for a in made:
         stop_quietly(a)
+    # an ASan/UBSan build (make asan) writes its reports next to the config
+    reports = "".join(a.sanitizer_reports() for a in made)
+    assert not reports, f"sanitizer reports from Apache:\n{reports[:4000]}"
 
 
 def served(apache, name, extra_args=()):

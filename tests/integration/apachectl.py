@@ -9,7 +9,7 @@ import socket
 import subprocess
 
 import procs
-from util import build_dir, wait_until
+from util import build_dir, sanitizer_env, sanitizer_reports, wait_until
 
 APACHE2 = shutil.which("apache2") or "/usr/sbin/apache2"
 MODULES = "/usr/lib/apache2/modules"
@@ -147,14 +147,14 @@ class Apache:
 
     def configtest(self):
         return subprocess.run([APACHE2, "-f", self.conf_path, "-t"], capture_output=True,
-                              text=True, timeout=60)
+                              text=True, timeout=60, env=self._env())
 
     def start(self, wait_tls=True):
         log = open(os.path.join(self.root, "stdout.log"), "ab")
         # own session: prefork signals its whole process group at shutdown
         self.proc = procs.spawn([APACHE2, "-f", self.conf_path, "-DFOREGROUND"],
                                 stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, env=self._env())
 
         def up():
             if self.proc.poll() is not None:
@@ -168,8 +168,14 @@ class Apache:
     def pid(self):
         return self.proc.pid
 
+    def _env(self):
+        return sanitizer_env(module_path(), self.root)
+
+    def sanitizer_reports(self):
+        return sanitizer_reports(self.root)
+
     def graceful(self):
-        return subprocess.run([APACHE2, "-f", self.conf_path, "-k", "graceful"],
+        return subprocess.run([APACHE2, "-f", self.conf_path, "-k", "graceful"], env=self._env(),
                               capture_output=True, text=True, timeout=60)
 
     def stop(self):

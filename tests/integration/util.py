@@ -143,3 +143,28 @@ def make_test_root(base=None):
     d = tempfile.mkdtemp(prefix="autotls-test-", dir=base)
     os.chmod(d, 0o755)
     return d
+
+
+def sanitizer_env(module, log_dir):
+    """Environment for a server binary that loads a module built with
+    sanitizers (make asan): their runtimes must be preloaded into the
+    uninstrumented server; reports go to files under log_dir, which
+    sanitizer_reports() returns for the tests to fail on."""
+    env = dict(os.environ)
+    ldd = subprocess.run(["ldd", module], capture_output=True, text=True).stdout
+    libs = re.findall(r"(\S*lib(?:asan|ubsan)\.so\S*) => (\S+)", ldd)
+    if libs:
+        env["LD_PRELOAD"] = " ".join(path for _, path in libs)
+        env["ASAN_OPTIONS"] = f"detect_leaks=0:log_path={log_dir}/asan"
+        env["UBSAN_OPTIONS"] = f"print_stacktrace=1:log_path={log_dir}/ubsan"
+    return env
+
+
+def sanitizer_reports(log_dir):
+    """Text of every sanitizer report written under log_dir."""
+    out = []
+    for name in sorted(os.listdir(log_dir)):
+        if name.startswith(("asan.", "ubsan.")):
+            with open(os.path.join(log_dir, name), errors="replace") as f:
+                out.append(f.read())
+    return "".join(out)
