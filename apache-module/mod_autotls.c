@@ -178,6 +178,23 @@ autotls_collect_hosts(apr_pool_t *p, server_rec *base)
     return OK;
 }
 
+/* Children forked from here start at the store's generation, the value the
+ * driver publishes too, so that what a child preloads right after its start
+ * is not thrown away when the driver's first check publishes. */
+static void
+autotls_generation_init(server_rec *s)
+{
+    atls_store_t *st = autotls_store_open(s);
+
+    if (st == NULL) {
+        return;
+    }
+    /* +1 as in the driver: generation 0 means "never published" */
+    __atomic_store_n(autotls_global.generation, atls_store_generation(st) + 1,
+                     __ATOMIC_RELEASE);
+    atls_store_close(st);
+}
+
 static int
 autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                     server_rec *s)
@@ -195,6 +212,8 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                     ? mc->check_interval : AUTOTLS_DEFAULT_CHECK;
     autotls_global.max_parallel = mc->max_parallel != AUTOTLS_UNSET
                                   ? mc->max_parallel : AUTOTLS_DEFAULT_PARALLEL;
+    autotls_global.preload = mc->preload != AUTOTLS_UNSET
+                             ? mc->preload : AUTOTLS_DEFAULT_PRELOAD;
     atls_log_set(autotls_log, s, ATLS_LOG_DEBUG);
 
     if (!autotls_any_enabled(s)) {
@@ -229,6 +248,7 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     }
     autotls_global.generation = apr_shm_baseaddr_get(shm);
     memset((void *) autotls_global.generation, 0, 64);
+    autotls_generation_init(s);
 
     rv = autotls_drive_start(pconf, s);
     if (rv != APR_SUCCESS) {
@@ -247,6 +267,9 @@ static void
 autotls_child_init(apr_pool_t *p, server_rec *s)
 {
     atls_log_set(autotls_log, s, ATLS_LOG_DEBUG);
+    if (autotls_global.hosts != NULL) {
+        autotls_preload_start(p, s);
+    }
 }
 
 static void

@@ -32,6 +32,7 @@
 #define AUTOTLS_DEFAULT_STORE  "/var/lib/apache2/autotls"
 #define AUTOTLS_DEFAULT_CHECK  apr_time_from_sec(60)
 #define AUTOTLS_DEFAULT_PARALLEL 8
+#define AUTOTLS_DEFAULT_PRELOAD  1
 #define AUTOTLS_ACME_TLS_1     "acme-tls/1"
 #define AUTOTLS_CHALLENGE_PATH "/.well-known/acme-challenge/"
 
@@ -85,6 +86,7 @@ struct autotls_srv_conf_s {
     autotls_cache_t    *cache;            /* owner's, shared by same-id hosts */
 
     int                 max_parallel;     /* AutoTLSMaxParallel (global) */
+    int                 preload;          /* AutoTLSPreload (global) */
 };
 
 /* Process-wide state, rebuilt on every (re)start in post_config. */
@@ -96,6 +98,7 @@ typedef struct {
     volatile uint64_t  *generation;       /* in apr_shm, shared by all children */
     int                 any_tls_alpn;
     int                 max_parallel;     /* orders in flight at once */
+    int                 preload;          /* fill each child's cache at start */
 } autotls_global_t;
 
 extern module AP_MODULE_DECLARE_DATA autotls_module;
@@ -117,6 +120,16 @@ uint64_t autotls_generation_get(void);
 /* mod_autotls_ssl.c */
 void autotls_ssl_register_hooks(void);
 atls_store_t *autotls_store_open(server_rec *s);
+const char *autotls_fallback_path(apr_pool_t *p, const char *id, atls_key_type_t kt,
+                                  const char *ext);
+int autotls_fallback_read(atls_store_t *st, const char *crt_path, const char *key_path,
+                          EVP_PKEY **key, STACK_OF(X509) **chain, char *err, size_t errlen);
+
+/* mod_autotls_cache.c */
+/* (Re)parses sc's name set from the store; call with the write lock held. */
+void autotls_cache_load(autotls_srv_conf_t *sc, autotls_cache_t *c, uint64_t gen);
+/* Child start: fills every cache from a background thread (AutoTLSPreload). */
+void autotls_preload_start(apr_pool_t *pchild, server_rec *s);
 
 /* mod_autotls_challenge.c */
 void autotls_challenge_register_hooks(void);

@@ -34,6 +34,7 @@ autotls_config_create_srv(apr_pool_t *p, server_rec *s)
     sc->profile_required = AUTOTLS_UNSET;
     sc->check_interval = AUTOTLS_UNSET;
     sc->max_parallel = AUTOTLS_UNSET;
+    sc->preload = AUTOTLS_UNSET;
     return sc;
 }
 
@@ -81,6 +82,7 @@ autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(store_dir);
     MERGE_INT(check_interval);
     MERGE_INT(max_parallel);
+    MERGE_INT(preload);
     return mrg;
 }
 
@@ -252,6 +254,18 @@ set_max_parallel(cmd_parms *cmd, void *dc, const char *v)
 }
 
 static const char *
+set_preload(cmd_parms *cmd, void *dc, int flag)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err != NULL) {
+        return err;
+    }
+    cmd_conf(cmd)->preload = flag;
+    return NULL;
+}
+
+static const char *
 set_challenge(cmd_parms *cmd, void *dc, const char *v)
 {
     atls_challenge_type_t t;
@@ -356,6 +370,9 @@ const command_rec autotls_cmds[] = {
                   "how often the renewal driver looks at every certificate"),
     AP_INIT_TAKE1("AutoTLSMaxParallel", set_max_parallel, NULL, RSRC_CONF,
                   "how many certificate orders the renewal driver runs at once"),
+    AP_INIT_FLAG("AutoTLSPreload", set_preload, NULL, RSRC_CONF,
+                 "On: each child parses every certificate in the background when "
+                 "it starts, before the first handshake asks for it"),
     AP_INIT_TAKE1("AutoTLSChallenges", set_challenge, NULL, RSRC_CONF,
                   "http-01, tls-alpn-01 or dns-01"),
     AP_INIT_TAKE1("AutoTLSDnsHook", set_dns_hook, NULL, RSRC_CONF,

@@ -12,6 +12,7 @@
  */
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/pem.h>
 #include <openssl/crypto.h>

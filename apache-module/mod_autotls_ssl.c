@@ -48,14 +48,14 @@ autotls_store_open(server_rec *s)
  * accepts only one of them (RSA-only, say) completes its handshake both
  * before any certificate exists and while only the other type's has been
  * issued. */
-static const char *
+const char *
 autotls_fallback_path(apr_pool_t *p, const char *id, atls_key_type_t kt, const char *ext)
 {
     return apr_psprintf(p, "fallback/%s/%s.%s", id, atls_key_type_name(kt), ext);
 }
 
-/* Reads and parses one fallback: 0 and *key, *leaf, or -1 + err. */
-static int
+/* Reads and parses one fallback: 0 and *key, *chain, or -1 + err. */
+int
 autotls_fallback_read(atls_store_t *st, const char *crt_path, const char *key_path,
                       EVP_PKEY **key, STACK_OF(X509) **chain, char *err, size_t errlen)
 {
@@ -210,117 +210,6 @@ autotls_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_fi
     }
     atls_store_close(st);
     return rc;
-}
-
-/* ---- per-child certificate cache ------------------------------------- */
-
-static void
-autotls_cache_clear(autotls_cache_t *c)
-{
-    size_t i;
-
-    for (i = 0; i < ATLS_KEY_TYPE_MAX; i++) {
-        EVP_PKEY_free(c->key[i]);
-        X509_free(c->leaf[i]);
-        sk_X509_pop_free(c->extra[i], X509_free);
-        c->key[i] = NULL;
-        c->leaf[i] = NULL;
-        c->extra[i] = NULL;
-        c->real[i] = 0;
-    }
-    c->n = 0;
-    c->n_real = 0;
-}
-
-/* Called with the write lock held: the only place that parses PEM.  Slot i
- * holds key type i's certificate when the store has one, else its
- * fallback. */
-static void
-autotls_cache_load(autotls_srv_conf_t *sc, autotls_cache_t *c, uint64_t gen)
-{
-    autotls_srv_conf_t *o = sc->owner;
-    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
-    autotls_cache_t fresh;
-    atls_store_t *st;
-    apr_pool_t *p;
-    char err[256];
-    size_t i, n;
-    int rc;
-
-    memset(&fresh, 0, sizeof(fresh));
-    st = autotls_store_open(sc->s);
-    if (st == NULL || apr_pool_create(&p, NULL) != APR_SUCCESS) {
-        if (st != NULL) {
-            atls_store_close(st);
-        }
-        c->loaded = 1;
-        c->generation = gen;
-        return;
-    }
-    n = atls_job_key_types(o->issuer, kts);
-    for (i = 0; i < n; i++) {
-        EVP_PKEY *key = NULL;
-        STACK_OF(X509) *chain = NULL;
-
-        rc = atls_store_load_cert(st, o->cert_id, kts[i], &key, &chain, err, sizeof(err));
-        if (rc == ATLS_STORE_OK && chain != NULL && sk_X509_num(chain) >= 1) {
-            fresh.key[i] = key;
-            fresh.leaf[i] = sk_X509_shift(chain);
-            fresh.extra[i] = chain;
-            fresh.real[i] = 1;
-            fresh.n_real++;
-            continue;
-        }
-        EVP_PKEY_free(key);
-        atls_chain_free(chain);
-        if (rc != ATLS_STORE_NOTFOUND) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, sc->s,
-                         "autotls: %s: cannot load the %s certificate: %s", o->cert_id,
-                         atls_key_type_name(kts[i]),
-                         rc == ATLS_STORE_OK ? "empty chain" : err);
-            if (c->real[i]) {
-                /* never fall back from a real certificate because of a
-                 * read error: keep the one this child has */
-                fresh.key[i] = c->key[i];
-                fresh.leaf[i] = c->leaf[i];
-                fresh.extra[i] = c->extra[i];
-                fresh.real[i] = 1;
-                fresh.n_real++;
-                c->key[i] = NULL;
-                c->leaf[i] = NULL;
-                c->extra[i] = NULL;
-                continue;
-            }
-        }
-        if (autotls_fallback_read(st, autotls_fallback_path(p, o->cert_id, kts[i], "crt"),
-                                  autotls_fallback_path(p, o->cert_id, kts[i], "key"),
-                                  &key, &chain, err, sizeof(err)) != 0) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, sc->s,
-                         "autotls: %s: cannot load the %s fallback certificate: %s",
-                         o->cert_id, atls_key_type_name(kts[i]), err);
-            continue;
-        }
-        fresh.key[i] = key;
-        fresh.leaf[i] = sk_X509_shift(chain);
-        fresh.extra[i] = chain;
-    }
-    atls_store_close(st);
-    apr_pool_destroy(p);
-
-    autotls_cache_clear(c);
-    memcpy(c->key, fresh.key, sizeof(c->key));
-    memcpy(c->leaf, fresh.leaf, sizeof(c->leaf));
-    memcpy(c->extra, fresh.extra, sizeof(c->extra));
-    memcpy(c->real, fresh.real, sizeof(c->real));
-    c->n = n;
-    c->n_real = fresh.n_real;
-    c->loaded = 1;
-    c->generation = gen;
-    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sc->s,
-                 "autotls: %s: child %ld loaded %d certificate(s) at generation %"
-                 APR_UINT64_T_FMT " (%d key type(s) on their fallback)", o->cert_id,
-                 (long) getpid(), (int) c->n_real, (apr_uint64_t) gen,
-                 (int) (n - c->n_real));
 }
 
 static int

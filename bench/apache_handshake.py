@@ -3,20 +3,30 @@
 child process, pinned with its parent to the server core; hsclient on the
 client core), configurations interleaved in short slices:
 
-  static     one <VirtualHost> with SSLCertificateFile per name      (a)
-  static_b   the same, second instance: the A/A control              (a2)
-  autotls    the same certificates served by mod_autotls from a
-             pre-seeded store (valid, not due: no issuance)           (b)
+  static        one <VirtualHost> with SSLCertificateFile per name   (a)
+  static_b      the same, second instance: the A/A control           (a2)
+  autotls       the same certificates served by mod_autotls from a
+                pre-seeded store (valid, not due: no issuance)        (b)
+  autotls_nopre the same with `AutoTLSPreload Off` (many names only)
 
 at 1 name and at BENCH_APACHE_NAMES (1,000) names.
 
+Before measuring, every configuration gets a warm-up pass that visits each
+of its names once (SNI in turn); that cold first pass is reported on its
+own (rate and server CPU per handshake).  Child RSS is taken at the first
+handshake, once the child's background preload has finished (from its
+debug log line), after the warm-up pass and at the end.
+
 usage: apache_handshake.py BUILD_DIR
-Knobs: BENCH_APACHE_NAMES, BENCH_CYCLES, BENCH_SLICE, BENCH_CONC.
+Knobs: BENCH_APACHE_NAMES, BENCH_CYCLES, BENCH_SLICE, BENCH_CONC,
+       BENCH_APACHE_NOPRELOAD (1: also run autotls_nopre at many names).
 """
 import os
 import random
+import re
 import shutil
 import sys
+import time
 
 import benchlib as B
 
@@ -28,13 +38,54 @@ def static_body(certs, names, port):
         f"</VirtualHost>" for n in names)
 
 
-def autotls_body(names, port, store, pebble, ca_file):
+def autotls_body(names, port, store, pebble, ca_file, preload=True):
     head = (f"AutoTLSCA {pebble.directory}\nAutoTLSCACertificateFile {ca_file}\n"
             f"AutoTLSContact bench@example.com\nAutoTLSAcceptTerms On\n"
-            f'AutoTLSStoreDir "{store}"\nAutoTLSCheckInterval 1h\n')
+            f'AutoTLSStoreDir "{store}"\nAutoTLSCheckInterval 1h\n'
+            f"AutoTLSPreload {'On' if preload else 'Off'}\n")
     return head + "\n".join(
         f"<VirtualHost 127.0.0.1:{port}>\n  ServerName {n}\n  SSLEngine on\n  AutoTLS On\n"
         f"</VirtualHost>" for n in names)
+
+
+PRELOADED = re.compile(r"child (\d+) preloaded (\d+) certificate\(s\) for (\d+) of (\d+) "
+                       r"name set\(s\) in (\d+) ms")
+
+
+def child_rss_kb(srv):
+    return sum(B.rss_kb(w) for w in srv.workers())
+
+
+def preload_done(root, key):
+    """(certificates, ms) from the child's preload summary, or None."""
+    try:
+        with open(os.path.join(root, f"{key}.error.log"), errors="replace") as f:
+            m = PRELOADED.search(f.read())
+    except OSError:
+        return None
+    return (int(m.group(2)), int(m.group(5))) if m else None
+
+
+def warm_pass(exe, srv, k, conc):
+    """Handshakes with SNI names in turn until each of the k names has been
+    served once (short slices, so that little of it is a second visit):
+    (handshakes/s, server CPU us per handshake, seconds, errors)."""
+    cl = B.Client(exe, k, conc, extra=("-r",))
+    pids = srv.cpu_pids()
+    ok = err = secs = 0.0
+    c0 = sum(B.cpu_ns(p) for p in pids)
+    try:
+        while ok + err < k + conc:
+            r = cl.slice(srv.port, 0.25)
+            ok += r["ok"]
+            err += r["err"]
+            secs += r["secs"]
+            if secs > 600:
+                raise RuntimeError(f"{srv.key}: warm-up pass did not finish in 600 s")
+    finally:
+        cl.close()
+    us = (sum(B.cpu_ns(p) for p in pids) - c0) / 1000.0 / ok if ok else float("nan")
+    return (ok / secs if secs else float("nan")), us, secs, err
 
 
 def main():
@@ -43,6 +94,7 @@ def main():
     cycles = int(os.environ.get("BENCH_CYCLES", "8"))
     secs = float(os.environ.get("BENCH_SLICE", "1.0"))
     conc = int(os.environ.get("BENCH_CONC", "32"))
+    nopre = os.environ.get("BENCH_APACHE_NOPRELOAD", "1") == "1"
     module = os.path.join(build, "apache", "mod_autotls.so")
     problems = []
     with_autotls = os.path.exists(module)
@@ -72,24 +124,33 @@ def main():
                 import pwd
                 pw = pwd.getpwnam("www-data")
                 owner = (pw.pw_uid, pw.pw_gid)
-            for k, nm in ((1, one), (big, all_names)):
-                B.seed_store(os.path.join(root, f"store{k}"), {n: certs[n] for n in nm},
+            stores = [(1, one, "store1"), (big, all_names, f"store{big}")]
+            if nopre:
+                stores.append((big, all_names, f"store{big}_nopre"))
+            for k, nm, sd in stores:
+                B.seed_store(os.path.join(root, sd), {n: certs[n] for n in nm},
                              pebble.directory, ca_file, owner)
 
         specs = []
         for k, nm in ((big, all_names), (1, one)):
-            for kind in ("static", "autotls", "static_b"):
-                if kind == "autotls" and not with_autotls:
+            kinds = ["static", "autotls"] + (["autotls_nopre"] if k == big and nopre else [])
+            for kind in kinds + ["static_b"]:
+                if kind.startswith("autotls") and not with_autotls:
                     continue
                 key = f"{kind}_{k}"
                 port = B.free_port()
-                if kind == "autotls":
-                    body = autotls_body(nm, port, os.path.join(root, f"store{k}"), pebble, ca_file)
+                extra = ""
+                if kind.startswith("autotls"):
+                    store = os.path.join(root, f"store{k}" + ("_nopre" if "nopre" in kind else ""))
+                    body = autotls_body(nm, port, store, pebble, ca_file,
+                                        preload="nopre" not in kind)
                     mods = (f"autotls_module={module}",)
+                    # the preload summary and per-name loads are logged at debug
+                    extra = "LogLevel warn autotls:debug"
                 else:
                     body = static_body(certs, nm, port)
                     mods = ()
-                conf = B.apache_conf(root, key, [port], body, modules=mods)
+                conf = B.apache_conf(root, key, [port], body, modules=mods, extra=extra)
                 specs.append((key, k, B.ApacheServer(key, conf, port, root, "n0.bench.test")))
 
         started = []
@@ -98,11 +159,12 @@ def main():
             try:
                 srv.start()
                 servers.append(srv)
+                srv.rss_start = child_rss_kb(srv)
                 sample = one if k == 1 else random.sample(all_names, 20) + one
                 B.check_serves(srv, certs, sample)
                 started.append((key, k, srv))
                 print(f"    {key}: serving after {srv.start_s:.2f}s, child RSS "
-                      f"{sum(B.rss_kb(w) for w in srv.workers()) / 1024:.1f} MB", flush=True)
+                      f"{srv.rss_start / 1024:.1f} MB at the first handshake", flush=True)
             except Exception as e:   # noqa: BLE001 - report and go on without it
                 problems.append(f"{key}: {e}")
                 print(f"    {key}: FAILED: {e}", flush=True)
@@ -115,6 +177,28 @@ def main():
 
         if not any(key.startswith("static_") for key, _, _ in started):
             raise RuntimeError("no static baseline started")
+
+        # memory once the background preload is over, then a warm-up pass
+        # over every name of every configuration: the cold first pass is a
+        # result of its own, and the measured cycles below run warm
+        print("  warm-up: one pass over every name of every configuration ...", flush=True)
+        warm, preload = {}, {}
+        for key, k, srv in started:
+            if key.startswith("autotls_") and "nopre" not in key:
+                try:
+                    preload[key] = B.wait_for(lambda: preload_done(root, key), 120,
+                                              f"{key}'s preload summary", interval=0.1)
+                except RuntimeError as e:
+                    problems.append(str(e))
+            srv.rss_settled = child_rss_kb(srv)
+            rate, us, wsecs, err = warm_pass(exe, srv, k, conc)
+            srv.rss_warm = child_rss_kb(srv)
+            warm[key] = (rate, us, wsecs, err)
+            print(f"    {key}: cold pass over {k} name(s) {rate:.0f} hs/s, {us:.0f} us/hs "
+                  f"server CPU ({wsecs:.1f}s, {err:.0f} errors); child RSS "
+                  f"{srv.rss_settled / 1024:.1f} MB before, {srv.rss_warm / 1024:.1f} MB "
+                  f"after" + (f"; preloaded {preload[key][0]} certificates in "
+                              f"{preload[key][1]} ms" if key in preload else ""), flush=True)
         clients = {1: B.Client(exe, 1, conc), big: B.Client(exe, big, conc)}
         targets = [dict(key=key, client=clients[k], port=srv.port, pids=srv.cpu_pids())
                    for key, k, srv in started]
@@ -142,10 +226,25 @@ def main():
         if sat:
             print("  note: server < 95% busy in " + ", ".join(r["key"] for r in sat)
                   + ": compare 'srv us/hs' (CPU per handshake) rather than rates")
-        print(f"\nstart-up and memory:")
+        print("\ncold first pass (every name once, before the cycles above):")
+        for k in (1, big):
+            base = warm.get(f"static_{k}")
+            for key, kk, _ in started:
+                if kk != k or key not in warm:
+                    continue
+                rate, us, wsecs, err = warm[key]
+                rel = (f"  rate/static {rate / base[0]:.3f}, us/hs static/cfg {base[1] / us:.3f}"
+                       if base and key != f"static_{k}" else "")
+                print(f"  {key:<20}{rate:>8.0f} hs/s{us:>8.0f} us/hs{rel}")
+        print("\nstart-up and memory (child RSS at the first handshake / after the preload / "
+              "after the warm-up pass / at the end):")
         for key, k, s in started:
-            print(f"  {key:<16} start-up {s.start_s:6.2f}s  child RSS "
-                  f"{sum(B.rss_kb(w) for w in s.workers()) / 1024:7.1f} MB")
+            pre = (f"  preload {preload[key][0]} certs in {preload[key][1]} ms"
+                   if key in preload else "")
+            print(f"  {key:<20} start-up {s.start_s:6.2f}s  child RSS "
+                  f"{s.rss_start / 1024:6.1f} / {getattr(s, 'rss_settled', 0) / 1024:6.1f} / "
+                  f"{getattr(s, 'rss_warm', 0) / 1024:6.1f} / {child_rss_kb(s) / 1024:6.1f} MB"
+                  + pre)
     finally:
         for s in servers:
             s.stop()

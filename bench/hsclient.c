@@ -54,6 +54,8 @@ typedef struct {
     int          port;
     int          conc;
     int          nnames;
+    int          sequential;   /* -r: names in turn, not at random */
+    uint64_t     next_name;
     char       **names;
     SSL_CTX     *ctx;
     int          ep;
@@ -212,7 +214,8 @@ conn_ready(client_t *cl, conn_t *c)
             || SSL_set_session(c->ssl, NULL) != 1
             || SSL_set_fd(c->ssl, c->fd) != 1
             || SSL_set_tlsext_host_name(c->ssl,
-                                        cl->names[rng_next() % (uint64_t) cl->nnames]) != 1)
+                                        cl->names[(cl->sequential ? cl->next_name++ : rng_next())
+                                                 % (uint64_t) cl->nnames]) != 1)
         {
             conn_fail(cl, c, "SSL setup");
             return;
@@ -282,9 +285,11 @@ usage(void)
     fprintf(stderr,
         "usage: hsclient [-H HOST] -p PORT [-d SECONDS] [-c CONCURRENCY]\n"
         "                [-k NAMES] [-f FORMAT] [-S SIGALGS] [-C TLS13_SUITES]\n"
-        "                [-G GROUPS] [-i] [-v]\n"
+        "                [-G GROUPS] [-i] [-r] [-v]\n"
         "  -k K   SNI drawn at random from K names made by FORMAT (default\n"
         "         \"n%%d.bench.test\", numbered 0..K-1; K=1 gives n0.bench.test)\n"
+        "  -r     SNI names in turn (0, 1, ..., K-1, 0, ...): a pass over K\n"
+        "         handshakes visits every name (warm-up)\n"
         "  -i     interactive: read \"PORT SECONDS\" lines, print one result each\n");
 }
 
@@ -304,7 +309,7 @@ main(int argc, char **argv)
     cl.conc = 16;
     cl.nnames = 1;
 
-    while ((opt = getopt(argc, argv, "H:p:d:c:k:f:S:C:G:iv")) != -1) {
+    while ((opt = getopt(argc, argv, "H:p:d:c:k:f:S:C:G:irv")) != -1) {
         switch (opt) {
         case 'H': cl.host = optarg; break;
         case 'p': cl.port = atoi(optarg); break;
@@ -316,6 +321,7 @@ main(int argc, char **argv)
         case 'C': suites = optarg; break;
         case 'G': groups = optarg; break;
         case 'i': interactive = 1; break;
+        case 'r': cl.sequential = 1; break;
         case 'v': cl.verbose_errors = 1; break;
         default: usage(); return 2;
         }

@@ -341,7 +341,7 @@ ngx_http_autotls_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_autotls_srv_conf_t  *ascf = conf;
 
     ngx_str_t                     *value, *name;
-    ngx_uint_t                     i;
+    ngx_uint_t                     i, n;
     ngx_http_ssl_srv_conf_t       *sscf;
     ngx_http_autotls_main_conf_t  *amcf;
 
@@ -354,13 +354,23 @@ ngx_http_autotls_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ascf->file = cf->conf_file->file.name.data;
     ascf->line = cf->conf_file->line;
 
-    if (cf->args->nelts > 2) {
-        ascf->names = ngx_array_create(cf->pool, cf->args->nelts - 2,
-                                       sizeof(ngx_str_t));
+    n = cf->args->nelts;
+
+    if (n > 2 && value[n - 1].len == sizeof("per_name") - 1
+        && ngx_strncmp(value[n - 1].data, "per_name", sizeof("per_name") - 1)
+           == 0)
+    {
+        /* one certificate per name: hosting many names in one server */
+        ascf->per_name = 1;
+        n--;
+    }
+
+    if (n > 2) {
+        ascf->names = ngx_array_create(cf->pool, n - 2, sizeof(ngx_str_t));
         if (ascf->names == NULL) {
             return NGX_CONF_ERROR;
         }
-        for (i = 2; i < cf->args->nelts; i++) {
+        for (i = 2; i < n; i++) {
             name = ngx_array_push(ascf->names);
             if (name == NULL) {
                 return NGX_CONF_ERROR;
@@ -543,18 +553,185 @@ ngx_http_autotls_ssl_servers(ngx_conf_t *cf, ngx_array_t *ssl_servers)
 }
 
 
+/* orders names by length, then bytes: the SNI lookup uses the same order */
+static int
+ngx_http_autotls_name_cmp(const void *a, const void *b)
+{
+    const ngx_http_autotls_name_t  *x = a, *y = b;
+
+    if (x->name.len != y->name.len) {
+        return x->name.len < y->name.len ? -1 : 1;
+    }
+
+    return ngx_memcmp(x->name.data, y->name.data, x->name.len);
+}
+
+
+typedef struct {
+    ngx_str_t   *name;
+    ngx_uint_t   index;
+} ngx_http_autotls_seen_t;
+
+
+static int
+ngx_http_autotls_seen_cmp(const void *a, const void *b)
+{
+    const ngx_http_autotls_seen_t  *x = a, *y = b;
+    int                             rc;
+
+    if (x->name->len != y->name->len) {
+        return x->name->len < y->name->len ? -1 : 1;
+    }
+
+    rc = ngx_memcmp(x->name->data, y->name->data, x->name->len);
+    if (rc != 0) {
+        return rc;
+    }
+
+    return x->index < y->index ? -1 : (x->index > y->index);
+}
+
+
+static int
+ngx_http_autotls_id_cmp(const void *a, const void *b)
+{
+    ngx_http_autotls_cert_t * const  *x = a, * const *y = b;
+
+    return ngx_strcmp((*x)->id, (*y)->id);
+}
+
+
+/*
+ * Checks every name of an "autotls" server and marks repeated ones in
+ * dup[] (a sort, not a quadratic scan: a hosting server may list 10,000).
+ */
+static ngx_int_t
+ngx_http_autotls_check_names(ngx_conf_t *cf,
+    ngx_http_autotls_srv_conf_t *ascf, ngx_http_autotls_issuer_t *iss,
+    ngx_array_t *names, u_char *dup)
+{
+    ngx_str_t                *nm;
+    ngx_uint_t                i;
+    ngx_http_autotls_seen_t  *seen;
+
+    nm = names->elts;
+
+    seen = ngx_palloc(cf->temp_pool,
+                      names->nelts * sizeof(ngx_http_autotls_seen_t));
+    if (seen == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < names->nelts; i++) {
+
+        if (nm[i].len > NGX_HTTP_AUTOTLS_NAME_MAX) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "autotls name \"%V\" is too long in %s:%ui",
+                          &nm[i], ascf->file, ascf->line);
+            return NGX_ERROR;
+        }
+
+        if (nm[i].data[0] == '.'
+            || (nm[i].data[0] == '*'
+                && (nm[i].len < 3 || nm[i].data[1] != '.'))
+            || ngx_strlchr(nm[i].data + 1, nm[i].data + nm[i].len, '*'))
+        {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "autotls cannot certify the name \"%V\": only "
+                          "exact names and \"*.domain\" are possible "
+                          "in %s:%ui", &nm[i], ascf->file, ascf->line);
+            return NGX_ERROR;
+        }
+
+        if (nm[i].data[0] == '*' && iss->is.challenge != ATLS_CHAL_DNS01) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "the wildcard name \"%V\" needs an issuer "
+                          "with \"challenge dns-01\" in %s:%ui",
+                          &nm[i], ascf->file, ascf->line);
+            return NGX_ERROR;
+        }
+
+        seen[i].name = &nm[i];
+        seen[i].index = i;
+        dup[i] = 0;
+    }
+
+    ngx_qsort(seen, names->nelts, sizeof(ngx_http_autotls_seen_t),
+              ngx_http_autotls_seen_cmp);
+
+    for (i = 1; i < names->nelts; i++) {
+        if (seen[i].name->len == seen[i - 1].name->len
+            && ngx_memcmp(seen[i].name->data, seen[i - 1].name->data,
+                          seen[i].name->len)
+               == 0)
+        {
+            /* the first occurrence stays: it may be names[0], the id */
+            dup[seen[i].index] = 1;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_autotls_pstr(ngx_conf_t *cf, ngx_str_t *s)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(cf->pool, s->len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    (void) ngx_cpystrn(p, s->data, s->len + 1);
+
+    return (char *) p;
+}
+
+
+static ngx_int_t
+ngx_http_autotls_add_cert(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf,
+    ngx_http_autotls_cert_t *cert)
+{
+    ngx_http_autotls_cert_t  **slot;
+
+    cert->id = atls_cert_id(cert->names[0]);
+    if (cert->id == NULL) {
+        return NGX_ERROR;
+    }
+
+    slot = ngx_array_push(&amcf->certs);
+    if (slot == NULL) {
+        free(cert->id);
+        cert->id = NULL;
+        return NGX_ERROR;
+    }
+
+    cert->index = amcf->certs.nelts - 1;
+    *slot = cert;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cf->log, 0,
+                   "autotls: certificate \"%s\" first name \"%s\"",
+                   cert->id, cert->names[0]);
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_autotls_resolve(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
 {
-    size_t                        j;
-    ngx_str_t                    *nm;
-    ngx_uint_t                    s, i, k, found;
-    ngx_array_t                   names, ssl_servers;
-    ngx_http_autotls_cert_t      *cert, **slot, **certs;
-    ngx_http_core_srv_conf_t    **cscfp, **sslp;
-    ngx_http_core_main_conf_t    *cmcf;
-    ngx_http_autotls_issuer_t    *iss;
-    ngx_http_autotls_srv_conf_t  *ascf;
+    u_char                        *dup;
+    ngx_str_t                     *nm;
+    ngx_uint_t                     s, i, k, found, n;
+    ngx_array_t                    names, ssl_servers;
+    ngx_http_autotls_name_t       *bn;
+    ngx_http_autotls_cert_t       *cert, **certs, **sorted;
+    ngx_http_core_srv_conf_t     **cscfp, **sslp;
+    ngx_http_core_main_conf_t     *cmcf;
+    ngx_http_autotls_issuer_t     *iss;
+    ngx_http_autotls_srv_conf_t   *ascf;
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
     cscfp = cmcf->servers.elts;
@@ -637,100 +814,126 @@ ngx_http_autotls_resolve(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
             return NGX_ERROR;
         }
 
-        cert = ngx_pcalloc(cf->pool, sizeof(ngx_http_autotls_cert_t));
-        if (cert == NULL) {
+        dup = ngx_palloc(cf->temp_pool, names.nelts);
+        if (dup == NULL) {
             return NGX_ERROR;
         }
 
-        cert->names = ngx_pcalloc(cf->pool,
-                                  (names.nelts + 1) * sizeof(char *));
-        if (cert->names == NULL) {
+        if (ngx_http_autotls_check_names(cf, ascf, iss, &names, dup)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
         nm = names.elts;
+
+        n = 0;
         for (i = 0; i < names.nelts; i++) {
+            n += !dup[i];
+        }
 
-            if (nm[i].len > NGX_HTTP_AUTOTLS_NAME_MAX) {
-                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                              "autotls name \"%V\" is too long in %s:%ui",
-                              &nm[i], ascf->file, ascf->line);
+        if (!ascf->per_name) {
+            cert = ngx_pcalloc(cf->pool, sizeof(ngx_http_autotls_cert_t));
+            if (cert == NULL) {
                 return NGX_ERROR;
             }
 
-            if (nm[i].data[0] == '.'
-                || (nm[i].data[0] == '*'
-                    && (nm[i].len < 3 || nm[i].data[1] != '.'))
-                || ngx_strlchr(nm[i].data + 1, nm[i].data + nm[i].len, '*'))
-            {
-                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                              "autotls cannot certify the name \"%V\": only "
-                              "exact names and \"*.domain\" are possible "
-                              "in %s:%ui", &nm[i], ascf->file, ascf->line);
+            cert->names = ngx_pcalloc(cf->pool, (n + 1) * sizeof(char *));
+            if (cert->names == NULL) {
                 return NGX_ERROR;
             }
 
-            if (nm[i].data[0] == '*' && iss->is.challenge != ATLS_CHAL_DNS01) {
-                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                              "the wildcard name \"%V\" needs an issuer "
-                              "with \"challenge dns-01\" in %s:%ui",
-                              &nm[i], ascf->file, ascf->line);
-                return NGX_ERROR;
-            }
-
-            for (k = 0; k < i; k++) {
-                if (nm[k].len == nm[i].len
-                    && ngx_strncmp(nm[k].data, nm[i].data, nm[i].len) == 0)
-                {
-                    break;
+            for (i = 0; i < names.nelts; i++) {
+                if (dup[i]) {
+                    continue;
                 }
+                cert->names[cert->n_names] = ngx_http_autotls_pstr(cf, &nm[i]);
+                if (cert->names[cert->n_names] == NULL) {
+                    return NGX_ERROR;
+                }
+                cert->n_names++;
             }
-            if (k < i) {
+
+            cert->issuer = iss;
+            cert->file = ascf->file;
+            cert->line = ascf->line;
+
+            if (ngx_http_autotls_add_cert(cf, amcf, cert) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            ascf->cert = cert;
+            continue;
+        }
+
+        /* per_name: one certificate per name, found by a binary search */
+
+        cert = ngx_pcalloc(cf->pool, n * sizeof(ngx_http_autotls_cert_t));
+        bn = ngx_pcalloc(cf->pool, n * sizeof(ngx_http_autotls_name_t));
+        certs = ngx_pcalloc(cf->pool, 2 * n * sizeof(char *));
+        if (cert == NULL || bn == NULL || certs == NULL) {
+            return NGX_ERROR;
+        }
+
+        k = 0;
+        for (i = 0; i < names.nelts; i++) {
+            if (dup[i]) {
                 continue;
             }
 
-            cert->names[cert->n_names] = (char *) ngx_pnalloc(cf->pool,
-                                                              nm[i].len + 1);
-            if (cert->names[cert->n_names] == NULL) {
+            cert[k].names = (char **) &certs[2 * k];
+            cert[k].names[0] = ngx_http_autotls_pstr(cf, &nm[i]);
+            if (cert[k].names[0] == NULL) {
                 return NGX_ERROR;
             }
-            (void) ngx_cpystrn((u_char *) cert->names[cert->n_names],
-                               nm[i].data, nm[i].len + 1);
-            cert->n_names++;
-        }
+            cert[k].n_names = 1;
+            cert[k].issuer = iss;
+            cert[k].file = ascf->file;
+            cert[k].line = ascf->line;
 
-        cert->issuer = iss;
-        cert->id = atls_cert_id(cert->names[0]);
-        if (cert->id == NULL) {
-            return NGX_ERROR;
-        }
-
-        certs = amcf->certs.elts;
-        for (i = 0; i < amcf->certs.nelts; i++) {
-            if (ngx_strcmp(certs[i]->id, cert->id) == 0) {
-                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                              "autotls certificate \"%s\" is already "
-                              "managed by another server in %s:%ui",
-                              cert->id, ascf->file, ascf->line);
-                free(cert->id);
+            if (ngx_http_autotls_add_cert(cf, amcf, &cert[k]) != NGX_OK) {
                 return NGX_ERROR;
             }
+
+            bn[k].name.data = (u_char *) cert[k].names[0];
+            bn[k].name.len = nm[i].len;
+            bn[k].cert = &cert[k];
+            k++;
         }
 
-        slot = ngx_array_push(&amcf->certs);
-        if (slot == NULL) {
-            free(cert->id);
+        ngx_qsort(bn, n, sizeof(ngx_http_autotls_name_t),
+                  ngx_http_autotls_name_cmp);
+
+        ascf->cert = &cert[0];
+        ascf->by_name = bn;
+        ascf->n_by_name = n;
+    }
+
+    /* a certificate (its store entry) belongs to one server */
+
+    n = amcf->certs.nelts;
+    if (n < 2) {
+        return NGX_OK;
+    }
+
+    sorted = ngx_palloc(cf->temp_pool, n * sizeof(ngx_http_autotls_cert_t *));
+    if (sorted == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(sorted, amcf->certs.elts, n * sizeof(ngx_http_autotls_cert_t *));
+    ngx_qsort(sorted, n, sizeof(ngx_http_autotls_cert_t *),
+              ngx_http_autotls_id_cmp);
+
+    for (i = 1; i < n; i++) {
+        if (ngx_strcmp(sorted[i]->id, sorted[i - 1]->id) == 0) {
+            cert = sorted[i]->index > sorted[i - 1]->index ? sorted[i]
+                                                           : sorted[i - 1];
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "autotls certificate \"%s\" is already "
+                          "managed by another server in %s:%ui",
+                          cert->id, cert->file, cert->line);
             return NGX_ERROR;
-        }
-
-        cert->index = amcf->certs.nelts - 1;
-        *slot = cert;
-        ascf->cert = cert;
-
-        for (j = 0; j < cert->n_names; j++) {
-            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cf->log, 0,
-                           "autotls: certificate \"%s\" name \"%s\"",
-                           cert->id, cert->names[j]);
         }
     }
 

@@ -53,6 +53,20 @@ static ngx_command_t  ngx_http_autotls_commands[] = {
       offsetof(ngx_http_autotls_main_conf_t, check_interval),
       NULL },
 
+    { ngx_string("autotls_max_parallel"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_autotls_main_conf_t, max_parallel),
+      NULL },
+
+    { ngx_string("autotls_preload"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_autotls_main_conf_t, preload),
+      NULL },
+
     { ngx_string("autotls_shared_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -136,6 +150,8 @@ ngx_http_autotls_create_main_conf(ngx_conf_t *cf)
 
     amcf->check_interval = NGX_CONF_UNSET_MSEC;
     amcf->shm_size = NGX_CONF_UNSET_SIZE;
+    amcf->max_parallel = NGX_CONF_UNSET_UINT;
+    amcf->preload = NGX_CONF_UNSET;
 
     /* issuer and certificate members are malloc'd by the core's helpers */
     cln = ngx_pool_cleanup_add(cf->pool, 0);
@@ -178,6 +194,17 @@ ngx_http_autotls_init_main_conf(ngx_conf_t *cf, void *conf)
                            "\"autotls_check_interval\" must be at least 1s");
         return NGX_CONF_ERROR;
     }
+
+    ngx_conf_init_uint_value(amcf->max_parallel, 8);
+
+    if (amcf->max_parallel < 1 || amcf->max_parallel > 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"autotls_max_parallel\" must be between "
+                           "1 and 1000");
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_init_value(amcf->preload, 1);
 
     ngx_conf_init_size_value(amcf->shm_size, NGX_HTTP_AUTOTLS_DEFAULT_SHM);
 

@@ -41,6 +41,7 @@ typedef struct {
     ngx_str_t                       name;
     atls_issuer_t                   is;        /* malloc'd members */
     ngx_flag_t                      accept_terms;
+    time_t                          no_ari_until;  /* driver: CA has no ARI */
     unsigned                        key_set:1;
     u_char                         *file;
     ngx_uint_t                      line;
@@ -53,13 +54,25 @@ typedef struct {
     char                          **names;     /* NULL-terminated */
     size_t                          n_names;
     char                           *id;        /* malloc'd cert-id */
+    u_char                         *file;      /* the "autotls" directive */
+    ngx_uint_t                      line;
 } ngx_http_autotls_cert_t;
+
+
+/* per_name: one certificate per name, found by SNI */
+typedef struct {
+    ngx_str_t                       name;      /* lowercase */
+    ngx_http_autotls_cert_t        *cert;
+} ngx_http_autotls_name_t;
 
 
 typedef struct {
     ngx_str_t                       issuer;    /* empty: autotls not used */
     ngx_array_t                    *names;     /* ngx_str_t, explicit names */
-    ngx_http_autotls_cert_t        *cert;
+    ngx_http_autotls_cert_t        *cert;      /* the one, or the first */
+    ngx_http_autotls_name_t        *by_name;   /* per_name: sorted by name */
+    ngx_uint_t                      n_by_name;
+    ngx_flag_t                      per_name;
     u_char                         *file;
     ngx_uint_t                      line;
 } ngx_http_autotls_srv_conf_t;
@@ -75,6 +88,8 @@ typedef struct {
     ngx_array_t                     certs;     /* ngx_http_autotls_cert_t * */
     ngx_str_t                       store;
     ngx_msec_t                      check_interval;
+    ngx_uint_t                      max_parallel;
+    ngx_flag_t                      preload;
     size_t                          shm_size;
     ngx_shm_zone_t                 *zone;
     ngx_str_t                       fallback_cert;  /* "data:PEM" */
@@ -157,6 +172,8 @@ ngx_int_t ngx_http_autotls_driver_init(ngx_cycle_t *cycle);
 void ngx_http_autotls_driver_exit(ngx_cycle_t *cycle);
 
 /* ssl */
+ngx_http_autotls_cert_t *ngx_http_autotls_find(
+    ngx_http_autotls_srv_conf_t *ascf, const u_char *name, size_t len);
 ngx_int_t ngx_http_autotls_ssl_setup(ngx_conf_t *cf,
     ngx_http_autotls_main_conf_t *amcf);
 ngx_int_t ngx_http_autotls_ssl_init_worker(ngx_cycle_t *cycle);

@@ -47,6 +47,15 @@ static void ngx_http_autotls_cache_load(ngx_http_autotls_cache_t *ce,
 
 static ngx_http_autotls_cache_t  *ngx_http_autotls_cache;
 static ngx_uint_t                 ngx_http_autotls_ncache;
+
+/*
+ * Intermediates shared by the cache entries: 10,000 leaves from one CA
+ * hold one parsed intermediate, not 10,000 copies.  A handful of distinct
+ * intermediates is the norm, so a short array searched linearly will do.
+ */
+static X509                     **ngx_http_autotls_inter;
+static ngx_uint_t                 ngx_http_autotls_ninter;
+static ngx_uint_t                 ngx_http_autotls_inter_cap;
 static ngx_event_t                ngx_http_autotls_warm_ev;
 static ngx_uint_t                 ngx_http_autotls_warm_next;
 
@@ -190,10 +199,10 @@ ngx_http_autotls_now_msec(void)
 
 
 /*
- * Loads the certificates into this worker's cache in the background, a few
- * milliseconds at a time, so that the first handshake for each name does
- * not pay for reading and parsing PEM; the handshake path still loads
- * lazily whatever is not warm yet.
+ * Loads the certificates into this worker's cache in the background, ~2 ms
+ * at a time between rounds of network events, so that the first handshake
+ * for each name does not pay for reading and parsing PEM; the handshake
+ * path still loads lazily whatever is not warm yet.
  */
 static void
 ngx_http_autotls_warm(ngx_event_t *ev)
@@ -223,7 +232,13 @@ ngx_http_autotls_warm(ngx_event_t *ev)
         ngx_http_autotls_warm_next++;
 
         if (ngx_http_autotls_now_msec() - start >= 2) {
-            ngx_add_timer(ev, 5);
+            /*
+             * Parsing costs ~1 ms a certificate (mostly the key decoder):
+             * go on after the next round of network events rather than
+             * after a timer, so an idle worker fills its cache at full
+             * speed and a busy one is never held for more than ~2 ms.
+             */
+            ngx_post_event(ev, &ngx_posted_next_events);
             return;
         }
     }
@@ -250,7 +265,7 @@ ngx_http_autotls_ssl_init_worker(ngx_cycle_t *cycle)
     ngx_http_autotls_warm_ev.cancelable = 1;
     ngx_http_autotls_warm_next = 0;
 
-    if (ngx_http_autotls_store) {
+    if (ngx_http_autotls_store && ngx_http_autotls_mcf->preload) {
         ngx_add_timer(&ngx_http_autotls_warm_ev, 20);
     }
 
@@ -267,6 +282,10 @@ ngx_http_autotls_ssl_exit_worker(void)
         ngx_del_timer(&ngx_http_autotls_warm_ev);
     }
 
+    if (ngx_http_autotls_warm_ev.posted) {
+        ngx_delete_posted_event(&ngx_http_autotls_warm_ev);
+    }
+
     for (i = 0; i < ngx_http_autotls_ncache; i++) {
         for (k = 0; k < ATLS_KEY_TYPE_MAX; k++) {
             ngx_http_autotls_pair_free(&ngx_http_autotls_cache[i].pair[k]);
@@ -276,6 +295,130 @@ ngx_http_autotls_ssl_exit_worker(void)
 
     ngx_http_autotls_ncache = 0;
     ngx_http_autotls_cache = NULL;
+
+    for (i = 0; i < ngx_http_autotls_ninter; i++) {
+        X509_free(ngx_http_autotls_inter[i]);
+    }
+
+    free(ngx_http_autotls_inter);
+    ngx_http_autotls_inter = NULL;
+    ngx_http_autotls_ninter = 0;
+    ngx_http_autotls_inter_cap = 0;
+}
+
+
+/* replaces each intermediate of chain by the worker's shared copy */
+static void
+ngx_http_autotls_share_chain(STACK_OF(X509) *chain)
+{
+    int          i;
+    X509        *x, *y, **v;
+    ngx_uint_t   k;
+
+    for (i = 0; i < sk_X509_num(chain); i++) {
+        x = sk_X509_value(chain, i);
+
+        for (k = 0; k < ngx_http_autotls_ninter; k++) {
+            y = ngx_http_autotls_inter[k];
+            /* X509_cmp: cached SHA-1 of the DER, then the DER itself */
+            if (X509_cmp(x, y) == 0) {
+                break;
+            }
+        }
+
+        if (k < ngx_http_autotls_ninter) {
+            if (X509_up_ref(y) == 1) {
+                (void) sk_X509_set(chain, i, y);
+                X509_free(x);
+            }
+            continue;
+        }
+
+        if (ngx_http_autotls_ninter == 64) {
+            /* not a handful of CAs: keep this copy private */
+            continue;
+        }
+
+        if (ngx_http_autotls_ninter == ngx_http_autotls_inter_cap) {
+            k = ngx_http_autotls_inter_cap ? 2 * ngx_http_autotls_inter_cap : 4;
+            v = realloc(ngx_http_autotls_inter, k * sizeof(X509 *));
+            if (v == NULL) {
+                continue;
+            }
+            ngx_http_autotls_inter = v;
+            ngx_http_autotls_inter_cap = k;
+        }
+
+        if (X509_up_ref(x) == 1) {
+            ngx_http_autotls_inter[ngx_http_autotls_ninter++] = x;
+        }
+    }
+}
+
+
+/*
+ * per_name: the certificate for the SNI name (names sorted by length, then
+ * bytes); "*.rest" when a wildcard covers it; NULL when none does.
+ */
+ngx_http_autotls_cert_t *
+ngx_http_autotls_find(ngx_http_autotls_srv_conf_t *ascf, const u_char *name,
+    size_t len)
+{
+    u_char                    buf[NGX_HTTP_AUTOTLS_NAME_MAX + 1];
+    u_char                   *dot;
+    ngx_int_t                 rc;
+    ngx_uint_t                lo, hi, mid, wild;
+    ngx_http_autotls_name_t  *bn;
+
+    if (len == 0 || len > NGX_HTTP_AUTOTLS_NAME_MAX) {
+        return NULL;
+    }
+
+    ngx_strlow(buf, (u_char *) name, len);
+
+    /* a trailing dot names the same host */
+    if (buf[len - 1] == '.') {
+        len--;
+    }
+
+    bn = ascf->by_name;
+
+    for (wild = 0; wild < 2; wild++) {
+        lo = 0;
+        hi = ascf->n_by_name;
+
+        while (lo < hi) {
+            mid = lo + (hi - lo) / 2;
+
+            if (bn[mid].name.len != len) {
+                rc = bn[mid].name.len < len ? -1 : 1;
+            } else {
+                rc = ngx_memcmp(bn[mid].name.data, buf, len);
+            }
+
+            if (rc == 0) {
+                return bn[mid].cert;
+            }
+
+            if (rc < 0) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+
+        dot = ngx_strlchr(buf, buf + len, '.');
+        if (wild || dot == NULL || dot == buf) {
+            break;
+        }
+
+        /* "a.example.com" -> "*.example.com" */
+        buf[0] = '*';
+        ngx_memmove(buf + 1, dot, buf + len - dot);
+        len = 1 + (buf + len - dot);
+    }
+
+    return NULL;
 }
 
 
@@ -342,6 +485,8 @@ ngx_http_autotls_cache_load(ngx_http_autotls_cache_t *ce,
         p->key = key;
         p->leaf = sk_X509_shift(chain);
         p->chain = chain;
+
+        ngx_http_autotls_share_chain(chain);
     }
 }
 
@@ -381,7 +526,7 @@ ngx_http_autotls_cert_cb(SSL *ssl, void *arg)
     ngx_connection_t             *c;
     ngx_atomic_uint_t             gen;
     ngx_http_connection_t        *hc;
-    ngx_http_autotls_cert_t      *cert;
+    ngx_http_autotls_cert_t      *cert, *found;
     ngx_http_autotls_cache_t     *ce;
     ngx_http_autotls_srv_conf_t  *ascf;
 
@@ -399,6 +544,19 @@ ngx_http_autotls_cert_cb(SSL *ssl, void *arg)
     }
 
     cert = ascf->cert;
+
+    if (ascf->by_name) {
+        const char  *sni;
+
+        sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+        if (sni != NULL) {
+            found = ngx_http_autotls_find(ascf, (const u_char *) sni,
+                                          ngx_strlen(sni));
+            if (found != NULL) {
+                cert = found;
+            }
+        }
+    }
 
     if (cert->index >= ngx_http_autotls_ncache) {
         return 1;

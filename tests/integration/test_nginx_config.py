@@ -47,6 +47,13 @@ CASES = [
     ("wildcard without dns-01",
      ISSUER + server(names="*.example.com"),
      "autotls pebble;", 'wildcard name "*.example.com" needs'),
+    ("regex server name with per_name",
+     ISSUER + server(extra="autotls pebble per_name;", names="a.example.com ~^www\\d+$"),
+     "autotls pebble per_name;", "regular expression server name"),
+    ("per_name certificate managed twice",
+     ISSUER + server(extra="autotls pebble per_name;", names="a.example.com b.example.com")
+     + server(names="b.example.com").replace("18080", "18081").replace("18443", "18444"),
+     "autotls pebble;", 'certificate "b.example.com" is already managed'),
     ("unknown challenge",
      ISSUER.replace("accept_terms on;", "accept_terms on;\n        challenge smtp-01;") + server(),
      "challenge smtp-01;", 'unknown challenge type "smtp-01"'),
