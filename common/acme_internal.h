@@ -8,7 +8,9 @@
 #include <jansson.h>
 #include "atls_acme.h"
 
-#define ATLS_ACME_MAX_BAD_NONCE   5     /* badNonce resends in a row */
+/* badNonce resends in a row: with 5, a CA rejecting half of all nonces
+ * (Pebble's PEBBLE_WFE_NONCEREJECT=50) failed about one order in five */
+#define ATLS_ACME_MAX_BAD_NONCE   20
 #define ATLS_ACME_MAX_POLLS       60    /* per authorization / order wait */
 #define ATLS_ACME_POLL_CAP        10    /* seconds between polls without Retry-After */
 #define ATLS_ACME_MAX_WAIT        3600  /* a CA's Retry-After longer than this is capped */
