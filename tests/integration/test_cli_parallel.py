@@ -100,8 +100,10 @@ def test_each_bounded_concurrency_and_isolated_failure(pebble, tmp_path):
     assert published == set()
     assert ("teardown", "_acme-challenge." + bad) in [tuple(c) for c in calls]
     assert sum(1 for c in calls if c[0] == "setup") == 8
-    # orders overlapped, never more than --parallel at a time
-    assert 2 <= peak <= 3, calls
+    # never more than --parallel orders at a time (that they overlap at all
+    # depends on how fast Pebble validates; test_job_multi proves the overlap
+    # deterministically)
+    assert 1 <= peak <= 3, calls
 
 
 def test_renew_all_renews_only_due(pebble, tmp_path):

@@ -104,7 +104,8 @@ def cert_info(pem):
         return attrs[0].value if attrs else name.rfc4514_string()
 
     return {
-        "serial": format(cert.serial_number, "x"),
+        # whole bytes, lower case: how autotls (BN_bn2hex) and openssl print it
+        "serial": _serial_hex(cert.serial_number),
         "issuer": cn(cert.issuer),
         "subject": cert.subject.rfc4514_string(),
         "not_before": cert.not_valid_before.replace(tzinfo=datetime.timezone.utc),
@@ -113,6 +114,11 @@ def cert_info(pem):
         "key_type": key_type,
         "self_signed": cert.issuer == cert.subject,
     }
+
+
+def _serial_hex(n):
+    h = format(n, "x")
+    return "0" + h if len(h) % 2 else h
 
 
 def verify_chain(chain_pems, roots_pem):
