@@ -135,4 +135,7 @@ int atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n
                       const atls_job_many_opts_t *opts, int *results,
                       char *err, size_t errlen);
 
+/* Name of the store lock held while a certificate's job state changes. malloc'd. */
+char *atls_job_lock_name(const char *id);
+
 #endif

@@ -146,19 +146,6 @@ names_join(const atls_cert_meta_t *m)
     return s;
 }
 
-static char *
-lock_name(const char *id)
-{
-    size_t n = strlen(id) + sizeof("cert-");
-    char  *s = malloc(n);
-
-    if (s == NULL) {
-        abort();
-    }
-    snprintf(s, n, "cert-%s", id);
-    return s;
-}
-
 /* notBefore/notAfter of the stored leaf for kt; -1 when there is none. */
 static int
 stored_leaf_times(atls_store_t *st, const char *id, atls_key_type_t kt,
@@ -374,7 +361,7 @@ atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
     j->st = st;
     j->kt = kt;
 
-    lk = lock_name(m->id);
+    lk = atls_job_lock_name(m->id);
     rc = st->ops->lock(st, lk, 0, &j->lock, err, errlen);
     free(lk);
     if (rc == ATLS_STORE_BUSY) {
@@ -822,7 +809,7 @@ atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
         return -1;
     }
 
-    lk = lock_name(id);
+    lk = atls_job_lock_name(id);
     rc = st->ops->lock(st, lk, 0, &lock, err, errlen);
     free(lk);
     if (rc == ATLS_STORE_BUSY) {

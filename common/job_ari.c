@@ -59,26 +59,13 @@ ari_leaf(atls_store_t *st, const atls_cert_meta_t *m, char *err, size_t errlen)
     return leaf;
 }
 
-static char *
-ari_lock_name(const char *id)
-{
-    size_t n = strlen(id) + sizeof("cert-");
-    char  *s = malloc(n);
-
-    if (s == NULL) {
-        abort();
-    }
-    snprintf(s, n, "cert-%s", id);
-    return s;
-}
-
 /* Loads meta under the certificate's lock (the one renewal jobs take), so
  * an ARI result never overwrites the outcome of a renewal. */
 static int
 ari_lock_load(atls_store_t *st, const char *id, atls_store_lock_t **lk,
               atls_cert_meta_t *m, char *err, size_t errlen)
 {
-    char *name = ari_lock_name(id);
+    char *name = atls_job_lock_name(id);
     int   rc;
 
     *lk = NULL;

@@ -198,14 +198,14 @@ static int already_good(atls_store_t *st, const atls_cert_meta_t *m)
 /* --each: one certificate per name, obtained concurrently. */
 static int issue_each(atls_store_t *st, const cli_opts_t *o, const atls_issuer_t *is)
 {
-    atls_cert_meta_t  *all, **todo;
+    atls_cert_meta_t  *all, **due;
     char               err[1024];
-    size_t             i, k, n_todo = 0, n_ok = 0;
+    size_t             i, k, n_due = 0, n_ensured = 0;
     int                rc = CLI_EXIT_OK;
 
     all = calloc(o->n_names, sizeof(*all));
-    todo = calloc(o->n_names, sizeof(*todo));
-    if (all == NULL || todo == NULL) {
+    due = calloc(o->n_names, sizeof(*due));
+    if (all == NULL || due == NULL) {
         abort();
     }
     for (i = 0; i < o->n_names; i++) {
@@ -219,27 +219,27 @@ static int issue_each(atls_store_t *st, const cli_opts_t *o, const atls_issuer_t
         if (k < i) {
             continue;   /* named twice: one certificate */
         }
-        if (atls_job_ensure(st, &name, 1, is, &all[n_ok], err, sizeof(err)) != 0) {
+        if (atls_job_ensure(st, &name, 1, is, &all[n_ensured], err, sizeof(err)) != 0) {
             cli_error("issue %s: %s", name, err);
             rc = CLI_EXIT_FAIL;
             continue;
         }
-        if (!(o->given & CLI_O_FORCE) && already_good(st, &all[n_ok])) {
+        if (!(o->given & CLI_O_FORCE) && already_good(st, &all[n_ensured])) {
             printf("%s: certificate is valid and not yet due for renewal "
                    "(use --force or `autotls renew`)\n", name);
         } else {
-            todo[n_todo++] = &all[n_ok];
+            due[n_due++] = &all[n_ensured];
         }
-        n_ok++;
+        n_ensured++;
     }
-    if (n_todo > 0 && cli_obtain_many(st, o, "issue", todo, n_todo) != CLI_EXIT_OK) {
+    if (n_due > 0 && cli_obtain_many(st, o, "issue", due, n_due) != CLI_EXIT_OK) {
         rc = CLI_EXIT_FAIL;
     }
-    for (i = 0; i < n_ok; i++) {
+    for (i = 0; i < n_ensured; i++) {
         atls_cert_meta_free(&all[i]);
     }
     free(all);
-    free(todo);
+    free(due);
     return rc;
 }
 
