@@ -344,6 +344,7 @@ autotls_answer_challenge(conn_rec *c, const char *server_name, const char **pcer
                          const char **pkey_pem)
 {
     char *data = NULL;
+    char esc[300];
     size_t len;
 
     if (autotls_protocol_get(c) == NULL
@@ -356,7 +357,8 @@ autotls_answer_challenge(conn_rec *c, const char *server_name, const char **pcer
     OPENSSL_cleanse(data, len);
     free(data);
     ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c,
-                  "autotls: answering tls-alpn-01 challenge for %s", server_name);
+                  "autotls: answering tls-alpn-01 challenge for %s",
+                  atls_log_escape(server_name, esc, sizeof(esc)));
     return OK;
 }
 

@@ -224,6 +224,26 @@ atls_acme_fail(atls_acme_t *e, atls_err_class_t cls, const char *type,
     atls_acme_fail_err(e);
 }
 
+void
+atls_acme_allow_foreign_urls(atls_acme_t *e, int allow)
+{
+    e->allow_foreign_urls = allow;
+}
+
+int
+atls_acme_url_ok(atls_acme_t *e, const char *field, const char *url)
+{
+    char esc[256];
+
+    if (e->allow_foreign_urls || (url != NULL && atls_url_same_origin(e->directory_url, url))) {
+        return 0;
+    }
+    atls_acme_fail(e, ATLS_ERR_PERMANENT, "autotls:ca-url",
+                   "the CA's %s URL \"%s\" is not https on the directory's origin (%s)",
+                   field, atls_log_escape(url, esc, sizeof(esc)), e->directory_url);
+    return -1;
+}
+
 static int
 atls_acme_done_act(atls_acme_t *e, time_t now, atls_action_t *act)
 {
@@ -253,6 +273,10 @@ int
 atls_acme_send_get(atls_acme_t *e, const char *method, const char *url,
                    atls_action_t *act)
 {
+    /* every field is checked where it arrives; this catches any other */
+    if (atls_acme_url_ok(e, "request", url) != 0) {
+        return ATLS_STEP_AGAIN;
+    }
     atls_http_request_free(&e->req);
     memset(&e->req, 0, sizeof(e->req));
     e->req.method = method;
@@ -306,8 +330,13 @@ int
 atls_acme_send_post_accept(atls_acme_t *e, const char *url, const char *payload,
                            int jwk, const char *accept, atls_action_t *act)
 {
-    char *u = atls_strdup(url), *p = atls_strdup(payload);
+    char *u, *p;
 
+    if (atls_acme_url_ok(e, "request", url) != 0) {
+        return ATLS_STEP_AGAIN;
+    }
+    u = atls_strdup(url);
+    p = atls_strdup(payload);
     free(e->post_url);
     free(e->post_payload);
     e->post_url = u;

@@ -55,6 +55,14 @@ atls_acme_directory_on_response(atls_acme_t *e, const atls_http_response_t *resp
         }
     }
     json_decref(root);
+    if ((d->new_nonce && atls_acme_url_ok(e, "newNonce", d->new_nonce) != 0)
+        || (d->new_account && atls_acme_url_ok(e, "newAccount", d->new_account) != 0)
+        || (d->new_order && atls_acme_url_ok(e, "newOrder", d->new_order) != 0)
+        || (d->revoke_cert && atls_acme_url_ok(e, "revokeCert", d->revoke_cert) != 0)
+        || (d->renewal_info && atls_acme_url_ok(e, "renewalInfo", d->renewal_info) != 0))
+    {
+        return;
+    }
 
     switch (e->kind) {
     case ATLS_ACME_ORDER:
@@ -111,6 +119,9 @@ atls_acme_account_learn(atls_acme_t *e, const atls_http_response_t *resp)
     if (resp->location == NULL || resp->location[0] == '\0') {
         atls_acme_fail(e, ATLS_ERR_RETRY_LATER, "autotls:protocol",
                        "the CA's newAccount response has no Location");
+        return;
+    }
+    if (atls_acme_url_ok(e, "account (Location)", resp->location) != 0) {
         return;
     }
     /* A body is optional for us, but when present a dead account must stop

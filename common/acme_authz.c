@@ -99,11 +99,10 @@ atls_acme_chal_build(atls_acme_t *e, atls_authz_t *a, json_t *authz, json_t *cha
                        "the CA's challenge token for %s is not base64url", value);
         return -1;
     }
-    /* RFC 8555 §7.1.4: a wildcard authorization names the base domain;
-     * strip "*." too in case a CA sends it anyway. */
-    if (strncmp(value, "*.", 2) == 0) {
-        value += 2;
+    if (atls_acme_url_ok(e, "challenge", url) != 0) {
+        return -1;
     }
+    /* value was checked against the ordered names by atls_acme_authz_ours */
     a->chal.type = e->chal_type;
     a->chal.identifier = atls_strdup(value);
     a->chal.identifier_type = atls_strdup(itype);
@@ -179,6 +178,30 @@ atls_acme_authz_fetch_act(atls_acme_t *e, time_t now, atls_action_t *act)
     return ATLS_STEP_AGAIN;
 }
 
+/* An authorization must be for one of the names ordered, in strict syntax
+ * (RFC 8555 §7.1.4: a wildcard one names the base domain and says
+ * "wildcard": true).  Anything else is refused before its challenge is
+ * published, handed to a hook or logged unescaped. */
+static int
+atls_acme_authz_ours(atls_acme_t *e, atls_authz_t *a, json_t *authz)
+{
+    json_t     *id = json_object_get(authz, "identifier");
+    const char *type = atls_acme_json_str(id, "type");
+    const char *value = atls_acme_json_str(id, "value");
+    int         wildcard = json_is_true(json_object_get(authz, "wildcard"));
+    char        esc[128];
+
+    if (atls_acme_name_index(e, type, value, wildcard) >= 0) {
+        return 0;
+    }
+    atls_acme_fail(e, ATLS_ERR_PERMANENT, "autotls:ca-identifier",
+                   "the CA's authorization %s is for %s identifier \"%s\"%s, which "
+                   "was not ordered or is not a valid name", a->url,
+                   type ? type : "an untyped", atls_log_escape(value, esc, sizeof(esc)),
+                   wildcard ? " (wildcard)" : "");
+    return -1;
+}
+
 void
 atls_acme_authz_fetch_on_response(atls_acme_t *e, const atls_http_response_t *resp,
                                   time_t now)
@@ -193,7 +216,9 @@ atls_acme_authz_fetch_on_response(atls_acme_t *e, const atls_http_response_t *re
     status = atls_acme_json_str(authz, "status");
     free(a->status);
     a->status = atls_strdup(status);
-    if (status == NULL) {
+    if (atls_acme_authz_ours(e, a, authz) != 0) {
+        /* refused whatever its status */
+    } else if (status == NULL) {
         atls_acme_fail(e, ATLS_ERR_RETRY_LATER, "autotls:protocol",
                        "the CA's authorization %s has no status", a->url);
     } else if (strcmp(status, "valid") == 0) {
@@ -312,7 +337,9 @@ atls_acme_authz_poll_on_response(atls_acme_t *e, const atls_http_response_t *res
         return;
     }
     status = atls_acme_json_str(authz, "status");
-    if (status == NULL) {
+    if (atls_acme_authz_ours(e, a, authz) != 0) {
+        /* the CA changed the identifier while we polled */
+    } else if (status == NULL) {
         atls_acme_fail(e, ATLS_ERR_RETRY_LATER, "autotls:protocol",
                        "the CA's authorization %s has no status", a->url);
     } else if (strcmp(status, "valid") == 0) {

@@ -35,6 +35,23 @@ atls_acme_chain_of(const atls_http_response_t *resp, const char *url)
     return chain;
 }
 
+/* The CA is not trusted to have issued what we asked for: a chain that
+ * fails atls_cert_check_issued never reaches DONE, so no host stores or
+ * serves it and the current certificate keeps being served. */
+static int
+atls_acme_chain_ours(atls_acme_t *e, STACK_OF(X509) *chain, const char *url, time_t now,
+                     char *why, size_t whylen)
+{
+    atls_cert_fault_t fault;
+
+    fault = atls_cert_check_issued(chain, e->cert_key, (const char *const *) e->names,
+                                   e->n_names, now, why, whylen);
+    if (fault != ATLS_CERT_OK) {
+        atls_log(ATLS_LOG_WARN, "acme: refusing the certificate from %s: %s", url, why);
+    }
+    return (int) fault;
+}
+
 void
 atls_acme_download_on_response(atls_acme_t *e, const atls_http_response_t *resp,
                                time_t now)
@@ -43,9 +60,24 @@ atls_acme_download_on_response(atls_acme_t *e, const atls_http_response_t *resp,
     size_t          i;
     int             preferred_ok;
 
+    char            why[256];
+    int             fault;
+
     if (chain == NULL) {
         atls_acme_fail(e, ATLS_ERR_PERMANENT, "autotls:chain",
                        "the CA's certificate download %s is not a PEM chain", e->cert_url);
+        return;
+    }
+    fault = atls_acme_chain_ours(e, chain, e->cert_url, now, why, sizeof(why));
+    if (fault != ATLS_CERT_OK) {
+        atls_chain_free(chain);
+        /* wrong names or key: the CA issued something else than ordered;
+         * dates or links may be a clock or a CA hiccup */
+        atls_acme_fail(e, fault == ATLS_CERT_BAD_KEY || fault == ATLS_CERT_BAD_NAMES
+                          ? ATLS_ERR_PERMANENT : ATLS_ERR_RETRY_LATER,
+                       "autotls:ca-certificate",
+                       "the certificate the CA issued at %s is refused: %s",
+                       e->cert_url, why);
         return;
     }
     free(e->chain_pem);
@@ -65,9 +97,21 @@ atls_acme_download_on_response(atls_acme_t *e, const atls_http_response_t *resp,
         e->alt = calloc(resp->n_link_alternate, sizeof(char *));
         if (e->alt != NULL) {
             for (i = 0; i < resp->n_link_alternate; i++) {
-                if (resp->link_alternate[i] != NULL) {
-                    e->alt[e->n_alt++] = atls_strdup(resp->link_alternate[i]);
+                const char *u = resp->link_alternate[i];
+                char        esc[256];
+
+                if (u == NULL) {
+                    continue;
                 }
+                /* the certificate is issued: a foreign alternate is skipped,
+                 * never fetched */
+                if (!e->allow_foreign_urls && !atls_url_same_origin(e->directory_url, u)) {
+                    atls_log(ATLS_LOG_WARN, "acme: ignoring the CA's alternate chain "
+                             "URL \"%s\": not https on the directory's origin",
+                             atls_log_escape(u, esc, sizeof(esc)));
+                    continue;
+                }
+                e->alt[e->n_alt++] = atls_strdup(u);
             }
         }
     }
@@ -102,8 +146,12 @@ atls_acme_alt_on_response(atls_acme_t *e, const atls_http_response_t *resp,
 {
     STACK_OF(X509) *chain = atls_acme_chain_of(resp, e->alt[e->alt_idx]);
     char           *pem;
+    char            why[256];
 
-    if (chain != NULL && atls_chain_issued_by(chain, e->preferred_chain)) {
+    if (chain != NULL && atls_chain_issued_by(chain, e->preferred_chain)
+        && atls_acme_chain_ours(e, chain, e->alt[e->alt_idx], now, why, sizeof(why))
+           == ATLS_CERT_OK)
+    {
         pem = atls_chain_to_pem(chain);
         if (pem != NULL) {
             free(e->chain_pem);

@@ -98,6 +98,7 @@ struct atls_acme_s {
     int                profile_required;
     char              *preferred_chain;
     char              *replaces;
+    int                allow_foreign_urls;  /* tests only: see atls_acme_allow_foreign_urls */
 
     atls_directory_t   dir;
 
@@ -162,6 +163,9 @@ void atls_acme_set_state(atls_acme_t *e, atls_acme_state_t st);
 void atls_acme_fail(atls_acme_t *e, atls_err_class_t cls, const char *type,
                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void atls_acme_fail_err(atls_acme_t *e);   /* e->err already filled */
+/* 0 when url (the CA's field) is https on the directory's origin; else the
+ * engine fails naming field and url, and -1 is returned. */
+int  atls_acme_url_ok(atls_acme_t *e, const char *field, const char *url);
 int  atls_acme_send_get(atls_acme_t *e, const char *method, const char *url,
                         atls_action_t *act);
 /* Signed POST; payload NULL = POST-as-GET; jwk = embed the key (no kid). */
@@ -215,6 +219,11 @@ void atls_acme_alt_on_response(atls_acme_t *e, const atls_http_response_t *resp,
                                time_t now);
 int  atls_acme_alt_on_problem(atls_acme_t *e, const atls_http_response_t *resp,
                               time_t now);
+/* Index of the ordered name an identifier of the CA's stands for, or -1 when
+ * it names nothing we ordered or is not a valid hostname/IP (value is the
+ * base name and wildcard set for a wildcard authorization). */
+int  atls_acme_name_index(const atls_acme_t *e, const char *type, const char *value,
+                          int wildcard);
 /* Moves on after the authorizations are settled (shared with acme_authz.c). */
 void atls_acme_order_after_authz(atls_acme_t *e);
 

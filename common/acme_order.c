@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "acme_internal.h"
 #include "atls_b64.h"
 #include "atls_crypto.h"
@@ -98,12 +99,101 @@ atls_acme_order_new(const atls_order_params_t *p, atls_error_t *err)
     return e;
 }
 
-static int
-atls_acme_is_ip(const char *name)
+int
+atls_acme_name_index(const atls_acme_t *e, const char *type, const char *value,
+                     int wildcard)
 {
-    unsigned char buf[sizeof(struct in6_addr)];
+    size_t i;
+    int    ip;
 
-    return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
+    if (type == NULL || value == NULL) {
+        return -1;
+    }
+    if (strcmp(type, "ip") == 0) {
+        if (wildcard || !atls_ident_is_ip(value)) {
+            return -1;
+        }
+        ip = 1;
+    } else if (strcmp(type, "dns") == 0) {
+        if (!atls_ident_is_dns(value, 0)) {
+            return -1;
+        }
+        ip = 0;
+    } else {
+        return -1;
+    }
+    for (i = 0; i < e->n_names; i++) {
+        const char *n = e->names[i];
+
+        if (ip) {
+            if (atls_ident_ip_equal(n, value)) {
+                return (int) i;
+            }
+            continue;
+        }
+        if (atls_ident_is_ip(n)) {
+            continue;
+        }
+        if (wildcard) {
+            if (strncmp(n, "*.", 2) == 0 && strcasecmp(n + 2, value) == 0) {
+                return (int) i;
+            }
+        } else if (strcasecmp(n, value) == 0) {
+            return (int) i;
+        }
+    }
+    return -1;
+}
+
+/* The order must be for exactly the names we asked for: a CA that swapped,
+ * dropped or added one would have us validate or deploy the wrong names. */
+static int
+atls_acme_order_ids_match(atls_acme_t *e, json_t *order)
+{
+    json_t     *ids = json_object_get(order, "identifiers"), *id;
+    const char *type, *value;
+    char        esc[128];
+    size_t      i;
+    int         idx;
+    unsigned char *hit;
+
+    if (!json_is_array(ids) || json_array_size(ids) != e->n_names) {
+        atls_acme_fail(e, ATLS_ERR_PERMANENT, "autotls:ca-identifier",
+                       "the CA's order %s lists %zu identifiers, %zu were ordered",
+                       e->order_url ? e->order_url : "(new)",
+                       json_is_array(ids) ? json_array_size(ids) : (size_t) 0, e->n_names);
+        return -1;
+    }
+    hit = calloc(e->n_names, 1);
+    if (hit == NULL) {
+        atls_acme_fail(e, ATLS_ERR_RETRY_LATER, "autotls:internal", "out of memory");
+        return -1;
+    }
+    json_array_foreach(ids, i, id) {
+        type = atls_acme_json_str(id, "type");
+        value = atls_acme_json_str(id, "value");
+        /* orders name wildcards with their "*." (RFC 8555 §7.1.3) */
+        idx = -1;
+        if (type != NULL && strcmp(type, "dns") == 0 && value != NULL
+            && strncmp(value, "*.", 2) == 0)
+        {
+            idx = atls_acme_name_index(e, type, value + 2, 1);
+        } else {
+            idx = atls_acme_name_index(e, type, value, 0);
+        }
+        if (idx < 0 || hit[idx]) {
+            free(hit);
+            atls_acme_fail(e, ATLS_ERR_PERMANENT, "autotls:ca-identifier",
+                           "the CA's order lists %s identifier \"%s\", which was not "
+                           "ordered", type ? type : "an untyped",
+                           atls_log_escape(value, esc, sizeof(esc)));
+            return -1;
+        }
+        hit[idx] = 1;
+    }
+    /* as many entries as names and none twice: the sets are equal */
+    free(hit);
+    return 0;
 }
 
 /* Whether to send "profile": only when the CA advertises it, so a CA without
@@ -145,7 +235,7 @@ atls_acme_new_order_act(atls_acme_t *e, time_t now, atls_action_t *act)
     ids = json_array();
     for (i = 0; i < e->n_names; i++) {
         id = json_object();
-        json_object_set_new(id, "type", json_string(atls_acme_is_ip(e->names[i])
+        json_object_set_new(id, "type", json_string(atls_ident_is_ip(e->names[i])
                                                     ? "ip" : "dns"));
         json_object_set_new(id, "value", json_string(e->names[i]));
         json_array_append_new(ids, id);
@@ -215,6 +305,9 @@ atls_acme_order_take_authz(atls_acme_t *e, json_t *order)
                            "the CA's order lists a non-string authorization");
             return -1;
         }
+        if (atls_acme_url_ok(e, "authorization", json_string_value(u)) != 0) {
+            return -1;
+        }
         e->authz[i].url = atls_strdup(json_string_value(u));
     }
     return 0;
@@ -233,13 +326,22 @@ atls_acme_order_absorb(atls_acme_t *e, const atls_http_response_t *resp, time_t 
                        "the CA's order has no status");
         return;
     }
+    if (atls_acme_order_ids_match(e, order) != 0) {
+        return;
+    }
     free(e->order_status);
     e->order_status = atls_strdup(status);
     if ((s = atls_acme_json_str(order, "finalize")) != NULL) {
+        if (atls_acme_url_ok(e, "finalize", s) != 0) {
+            return;
+        }
         free(e->finalize_url);
         e->finalize_url = atls_strdup(s);
     }
     if ((s = atls_acme_json_str(order, "certificate")) != NULL) {
+        if (atls_acme_url_ok(e, "certificate", s) != 0) {
+            return;
+        }
         free(e->cert_url);
         e->cert_url = atls_strdup(s);
     }
@@ -308,7 +410,9 @@ atls_acme_new_order_on_response(atls_acme_t *e, const atls_http_response_t *resp
                        "the CA's newOrder response has no Location");
         return;
     }
-    if ((order = atls_acme_json_body(e, resp, "newOrder")) == NULL) {
+    if (atls_acme_url_ok(e, "order (Location)", resp->location) != 0
+        || (order = atls_acme_json_body(e, resp, "newOrder")) == NULL)
+    {
         return;
     }
     free(e->order_url);

@@ -17,6 +17,85 @@ void atls_log_set(atls_log_fn fn, void *ctx, atls_log_level_t max_level)
     log_max = max_level;
 }
 
+static int
+log_byte_safe(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7f;
+}
+
+/* Writes c as "\xNN" when it fits; returns the bytes written (0 or 4). */
+static size_t
+log_byte_hex(unsigned char c, char *out, size_t room)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    if (room < 4) {
+        return 0;
+    }
+    out[0] = '\\';
+    out[1] = 'x';
+    out[2] = hex[c >> 4];
+    out[3] = hex[c & 0xf];
+    return 4;
+}
+
+char *
+atls_log_escape_mem(const void *in, size_t len, char *out, size_t outlen)
+{
+    const unsigned char *p = in;
+    size_t               i, n = 0, w;
+
+    if (out == NULL || outlen == 0) {
+        return out;
+    }
+    if (p == NULL) {
+        p = (const unsigned char *) "(null)";
+        len = 6;
+    }
+    for (i = 0; i < len; i++) {
+        if (log_byte_safe(p[i]) && p[i] != '\\') {
+            if (n + 1 >= outlen) {
+                break;
+            }
+            out[n++] = (char) p[i];
+            continue;
+        }
+        w = log_byte_hex(p[i], out + n, outlen - 1 - n);
+        if (w == 0) {
+            break;
+        }
+        n += w;
+    }
+    out[n] = '\0';
+    if (i < len && outlen > 4) {
+        /* cut: say so rather than end in the middle of the text silently */
+        n = n > outlen - 4 ? outlen - 4 : n;
+        memcpy(out + n, "...", 4);
+    }
+    return out;
+}
+
+char *
+atls_log_escape(const char *in, char *out, size_t outlen)
+{
+    return atls_log_escape_mem(in, in != NULL ? strlen(in) : 0, out, outlen);
+}
+
+/* The last line of defence for messages whose parts were not escaped: a
+ * control or non-ASCII byte becomes '?', so a line can neither be split
+ * nor carry terminal escape codes. */
+static void
+log_scrub(char *msg)
+{
+    unsigned char *p;
+
+    for (p = (unsigned char *) msg; *p != '\0'; p++) {
+        if (!log_byte_safe(*p)) {
+            *p = '?';
+        }
+    }
+}
+
 void atls_log(atls_log_level_t level, const char *fmt, ...)
 {
     static const char *const names[] = { "error", "warn", "info", "debug" };
@@ -29,6 +108,7 @@ void atls_log(atls_log_level_t level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    log_scrub(msg);
 
     if (log_fn != NULL) {
         log_fn(log_ctx, level, msg);

@@ -31,6 +31,17 @@ void atls_log_set(atls_log_fn fn, void *ctx, atls_log_level_t max_level);
 void atls_log(atls_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Text from outside (a CA's problem detail, identifiers, URLs, an SNI name)
+ * made safe for one log line: printable ASCII is kept, every other byte and
+ * the backslash become "\xNN"; the result is cut to outlen - 1 bytes (with
+ * "..." at the end when cut) and always terminated.  NULL in -> "(null)".
+ * Returns out.  atls_log() also replaces any control or non-ASCII byte left
+ * in a whole message, so no log line can be split or carry escape codes. */
+#define ATLS_LOG_ESCAPE_MAX 512
+char *atls_log_escape(const char *in, char *out, size_t outlen);
+/* The same for len bytes that need not be terminated (an SNI extension). */
+char *atls_log_escape_mem(const void *in, size_t len, char *out, size_t outlen);
+
 /* ---- errors ------------------------------------------------------------ */
 
 /* How the caller should react to a failure (RFC 8555 problem mapping). */
@@ -53,6 +64,23 @@ typedef struct {
 /* Fills err (type/detail formatted); returns -1 so callers can `return atls_error_set(...)`. */
 int atls_error_set(atls_error_t *err, atls_err_class_t cls, const char *type,
                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* ---- identifier syntax (ident.c) ---------------------------------------- */
+
+/* 1 when s is an IPv4 or IPv6 literal (inet_pton), else 0. */
+int atls_ident_is_ip(const char *s);
+/* 1 when a and b are the same address (so "::1" equals "0:0::1"). */
+int atls_ident_ip_equal(const char *a, const char *b);
+/* 1 when s is a hostname: at most 253 bytes, dot-separated labels of 1..63
+ * letters, digits and hyphens, no hyphen at a label's start or end, no
+ * trailing dot.  allow_wildcard admits one leading "*." (an ordered name;
+ * an ACME authorization names the base domain with "wildcard": true). */
+int atls_ident_is_dns(const char *s, int allow_wildcard);
+
+/* 1 when url is https and has base's origin:
+ * scheme, host (case-insensitive) and port (the default one made explicit)
+ * all equal; a URL with userinfo or no authority never matches. */
+int atls_url_same_origin(const char *base, const char *url);
 
 /* ---- small helpers ----------------------------------------------------- */
 

@@ -115,6 +115,13 @@ atls_acme_t *atls_acme_revoke_new(const char *directory_url, EVP_PKEY *account_k
  * filled, or DONE with no window when the directory has no renewalInfo. */
 atls_acme_t *atls_acme_ari_new(const char *directory_url, X509 *leaf, atls_error_t *err);
 
+/* Every URL the CA hands back (directory entries, Locations, authorizations,
+ * challenges, finalize, certificate, alternates) must be https on the
+ * directory URL's origin, else the engine fails (autotls:ca-url) naming the
+ * field; a foreign alternate chain is skipped.  allow=1 lifts that for test
+ * CAs on other origins; no host configuration reaches it. */
+void atls_acme_allow_foreign_urls(atls_acme_t *e, int allow);
+
 /* Drive one step. Returns act->kind. resp is borrowed. */
 atls_action_kind_t atls_acme_step(atls_acme_t *e, const atls_http_response_t *resp,
                                   time_t now, atls_action_t *act);

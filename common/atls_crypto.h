@@ -52,6 +52,31 @@ void atls_chain_free(STACK_OF(X509) *chain);
 int atls_chain_check(STACK_OF(X509) *chain, EVP_PKEY *key,
                      const char *const *names, size_t n, char *err, size_t errlen);
 
+/* A certificate the CA just issued, before it is stored or served. */
+typedef enum {
+    ATLS_CERT_OK = 0,
+    ATLS_CERT_BAD_KEY,      /* the leaf certifies another key than the CSR's */
+    ATLS_CERT_BAD_NAMES,    /* a SAN missing or one more than ordered */
+    ATLS_CERT_BAD_DATES,    /* expired, or notBefore beyond the clock skew */
+    ATLS_CERT_BAD_CHAIN     /* a certificate not issued/signed by the next one */
+} atls_cert_fault_t;
+
+/* notBefore may be this far ahead of our clock (a CA's clock running
+ * slightly fast, or backdating of zero); more means a wrong certificate or
+ * a wrong clock, and the certificate would fail handshakes either way. */
+#define ATLS_CERT_CLOCK_SKEW 300
+
+/* Checks the chain the CA issued for an order: the leaf's key is key (the
+ * CSR's), its dNSName/iPAddress SANs are exactly names (case-insensitive,
+ * addresses by value; no other SAN types), now lies within its validity
+ * (notBefore up to ATLS_CERT_CLOCK_SKEW seconds ahead is tolerated), and
+ * each certificate is issued (X509_check_issued) and signed (X509_verify)
+ * by the next.  No trust anchor is needed.  ATLS_CERT_OK, or the first
+ * fault found with err set. */
+atls_cert_fault_t atls_cert_check_issued(STACK_OF(X509) *chain, EVP_PKEY *key,
+                                         const char *const *names, size_t n,
+                                         time_t now, char *err, size_t errlen);
+
 /* 1 when the chain's topmost certificate's issuer CN or subject CN equals
  * name (how ACME clients pick a "preferred chain"). */
 int atls_chain_issued_by(STACK_OF(X509) *chain, const char *name);

@@ -92,6 +92,8 @@ typedef struct {
     int                   http_port;     /* CLI standalone responders */
     int                   tls_port;
     int                   csr_cn;        /* put names[0] in the CSR subject CN too */
+    int                   insecure_ca_urls; /* tests: the CA's URLs may be http or
+                                               on another origin (default: refused) */
 } atls_issuer_t;
 
 void atls_issuer_free(atls_issuer_t *is);   /* frees members */

@@ -3,10 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include "atls.h"
 #include "atls_crypto.h"
 #include "crypto_int.h"
 
@@ -166,30 +168,26 @@ leaf_covers(X509 *leaf, const char *name)
                            | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
 }
 
-int
-atls_chain_check(STACK_OF(X509) *chain, EVP_PKEY *key,
-                 const char *const *names, size_t n, char *err, size_t errlen)
+static int
+chain_check_key(X509 *leaf, EVP_PKEY *key, char *err, size_t errlen)
 {
-    X509     *leaf, *cur, *next;
-    EVP_PKEY *pub;
-    int       i, num;
-    size_t    k;
+    EVP_PKEY *pub = X509_get0_pubkey(leaf);
 
-    num = chain != NULL ? sk_X509_num(chain) : 0;
-    if (num <= 0) {
-        atls_crypto_err(err, errlen, "certificate chain is empty");
+    if (pub == NULL || EVP_PKEY_eq(pub, key) != 1) {
+        atls_crypto_err(err, errlen, "private key does not match the leaf certificate");
         return -1;
     }
-    leaf = sk_X509_value(chain, 0);
+    return 0;
+}
 
-    if (key != NULL) {
-        pub = X509_get0_pubkey(leaf);
-        if (pub == NULL || EVP_PKEY_eq(pub, key) != 1) {
-            atls_crypto_err(err, errlen,
-                            "private key does not match the leaf certificate");
-            return -1;
-        }
-    }
+/* Each certificate is issued and signed by the next one; no trust anchor is
+ * needed for that (the TLS client checks the path to its roots). */
+static int
+chain_check_links(STACK_OF(X509) *chain, char *err, size_t errlen)
+{
+    X509     *cur, *next;
+    EVP_PKEY *pub;
+    int       i, num = sk_X509_num(chain);
 
     for (i = 0; i + 1 < num; i++) {
         cur = sk_X509_value(chain, i);
@@ -208,6 +206,14 @@ atls_chain_check(STACK_OF(X509) *chain, EVP_PKEY *key,
             return -1;
         }
     }
+    return 0;
+}
+
+static int
+chain_check_covers(X509 *leaf, const char *const *names, size_t n, char *err,
+                   size_t errlen)
+{
+    size_t k;
 
     for (k = 0; k < n; k++) {
         if (names[k] == NULL || !leaf_covers(leaf, names[k])) {
@@ -216,8 +222,148 @@ atls_chain_check(STACK_OF(X509) *chain, EVP_PKEY *key,
             return -1;
         }
     }
-    ERR_clear_error();
     return 0;
+}
+
+int
+atls_chain_check(STACK_OF(X509) *chain, EVP_PKEY *key,
+                 const char *const *names, size_t n, char *err, size_t errlen)
+{
+    X509 *leaf;
+    int   rc;
+
+    if (chain == NULL || sk_X509_num(chain) <= 0) {
+        atls_crypto_err(err, errlen, "certificate chain is empty");
+        return -1;
+    }
+    leaf = sk_X509_value(chain, 0);
+    rc = (key != NULL && chain_check_key(leaf, key, err, errlen) != 0)
+         || chain_check_links(chain, err, errlen) != 0
+         || chain_check_covers(leaf, names, n, err, errlen) != 0 ? -1 : 0;
+    ERR_clear_error();
+    return rc;
+}
+
+/* 1 when the SAN entry gen is one of names (dNSName case-insensitive,
+ * iPAddress by value). */
+static int
+san_ordered(const GENERAL_NAME *gen, const char *const *names, size_t n)
+{
+    const unsigned char *d;
+    char                 text[INET6_ADDRSTRLEN];
+    int                  len;
+    size_t               k;
+
+    if (gen->type == GEN_DNS) {
+        d = ASN1_STRING_get0_data(gen->d.dNSName);
+        len = ASN1_STRING_length(gen->d.dNSName);
+        for (k = 0; k < n; k++) {
+            if (strlen(names[k]) == (size_t) len
+                && strncasecmp((const char *) d, names[k], (size_t) len) == 0
+                && !atls_ident_is_ip(names[k]))
+            {
+                return 1;
+            }
+        }
+        return 0;
+    }
+    if (gen->type == GEN_IPADD) {
+        d = ASN1_STRING_get0_data(gen->d.iPAddress);
+        len = ASN1_STRING_length(gen->d.iPAddress);
+        if ((len != 4 && len != 16)
+            || inet_ntop(len == 4 ? AF_INET : AF_INET6, d, text, sizeof(text)) == NULL)
+        {
+            return 0;
+        }
+        for (k = 0; k < n; k++) {
+            if (atls_ident_ip_equal(names[k], text)) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* No SAN beyond the ordered names: a certificate for more names than we
+ * validated is not one we asked for. */
+static int
+chain_check_no_extra(X509 *leaf, const char *const *names, size_t n, char *err,
+                     size_t errlen)
+{
+    GENERAL_NAMES *gens;
+    GENERAL_NAME  *gen;
+    char           esc[128];
+    int            i, rc = 0;
+
+    gens = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+    if (gens == NULL) {
+        ERR_clear_error();
+        atls_crypto_err(err, errlen, "leaf has no subjectAltName");
+        return -1;
+    }
+    for (i = 0; i < sk_GENERAL_NAME_num(gens) && rc == 0; i++) {
+        gen = sk_GENERAL_NAME_value(gens, i);
+        if (san_ordered(gen, names, n)) {
+            continue;
+        }
+        if (gen->type == GEN_DNS) {
+            atls_log_escape_mem(ASN1_STRING_get0_data(gen->d.dNSName),
+                                (size_t) ASN1_STRING_length(gen->d.dNSName),
+                                esc, sizeof(esc));
+            atls_crypto_err(err, errlen, "leaf also names %s, which was not ordered", esc);
+        } else {
+            atls_crypto_err(err, errlen, "leaf has a subjectAltName (type %d) that "
+                            "was not ordered", gen->type);
+        }
+        rc = -1;
+    }
+    GENERAL_NAMES_free(gens);
+    return rc;
+}
+
+static int
+chain_check_dates(X509 *leaf, time_t now, char *err, size_t errlen)
+{
+    time_t skewed = now + ATLS_CERT_CLOCK_SKEW;
+
+    if (X509_cmp_time(X509_get0_notAfter(leaf), &now) <= 0) {
+        atls_crypto_err(err, errlen, "leaf has expired (notAfter is in the past)");
+        return -1;
+    }
+    if (X509_cmp_time(X509_get0_notBefore(leaf), &skewed) > 0) {
+        atls_crypto_err(err, errlen, "leaf is not valid yet (notBefore more than "
+                        "%d s in the future)", ATLS_CERT_CLOCK_SKEW);
+        return -1;
+    }
+    return 0;
+}
+
+atls_cert_fault_t
+atls_cert_check_issued(STACK_OF(X509) *chain, EVP_PKEY *key,
+                       const char *const *names, size_t n, time_t now,
+                       char *err, size_t errlen)
+{
+    atls_cert_fault_t fault = ATLS_CERT_OK;
+    X509             *leaf;
+
+    if (chain == NULL || sk_X509_num(chain) <= 0 || key == NULL || n == 0) {
+        atls_crypto_err(err, errlen, "nothing to check (empty chain, no key or no names)");
+        return ATLS_CERT_BAD_CHAIN;
+    }
+    leaf = sk_X509_value(chain, 0);
+    if (chain_check_key(leaf, key, err, errlen) != 0) {
+        fault = ATLS_CERT_BAD_KEY;
+    } else if (chain_check_covers(leaf, names, n, err, errlen) != 0
+               || chain_check_no_extra(leaf, names, n, err, errlen) != 0)
+    {
+        fault = ATLS_CERT_BAD_NAMES;
+    } else if (chain_check_dates(leaf, now, err, errlen) != 0) {
+        fault = ATLS_CERT_BAD_DATES;
+    } else if (chain_check_links(chain, err, errlen) != 0) {
+        fault = ATLS_CERT_BAD_CHAIN;
+    }
+    ERR_clear_error();
+    return fault;
 }
 
 /* 1 when the name's CN (any of them) equals want. */

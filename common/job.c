@@ -111,7 +111,7 @@ issuer_eq(const atls_issuer_t *a, const atls_issuer_t *b)
         || a->renew.renew_fraction != b->renew.renew_fraction
         || a->renew.renew_before != b->renew.renew_before
         || a->http_port != b->http_port || a->tls_port != b->tls_port
-        || a->csr_cn != b->csr_cn)
+        || a->csr_cn != b->csr_cn || a->insecure_ca_urls != b->insecure_ca_urls)
     {
         return 0;
     }
@@ -440,6 +440,7 @@ atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
                  aerr.detail[0] ? aerr.detail : "cannot start the order");
         goto failed;
     }
+    atls_acme_allow_foreign_urls(j->engine, j->meta.issuer.insecure_ca_urls);
 
     /* The old certificate stays in place and keeps being served. */
     j->meta.state = ATLS_STATE_RENEWING;
@@ -866,6 +867,7 @@ atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
             atls_chain_free(chain);
             goto done;
         }
+        atls_acme_allow_foreign_urls(e, m.issuer.insecure_ca_urls);
         if (atls_acme_run_blocking(e, &http, NULL) != 0) {
             const atls_error_t *ae = atls_acme_error(e);
 

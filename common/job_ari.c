@@ -148,7 +148,9 @@ atls_job_ari_start(atls_store_t *st, const atls_cert_meta_t *m, char *err, size_
     if (e == NULL) {
         snprintf(err, errlen, "%s: %s", aerr.type[0] ? aerr.type : "autotls:internal",
                  aerr.detail[0] ? aerr.detail : "cannot ask for renewal information");
+        return NULL;
     }
+    atls_acme_allow_foreign_urls(e, m->issuer.insecure_ca_urls);
     return e;
 }
 

@@ -150,6 +150,19 @@ body_excerpt(const char *body, size_t len, char *out, size_t cap)
     out[n] = '\0';
 }
 
+/* Type and detail are the CA's text: they end up in logs, the job state and
+ * the status page, so they are made printable here, once, at the source. */
+static void
+problem_escape(atls_error_t *err)
+{
+    char tmp[sizeof(err->detail)];
+
+    atls_log_escape(err->type, tmp, sizeof(err->type));
+    memcpy(err->type, tmp, sizeof(err->type));
+    atls_log_escape(err->detail, tmp, sizeof(tmp));
+    memcpy(err->detail, tmp, sizeof(tmp));
+}
+
 static int
 problem_parse(const char *body, size_t len, int http_status, atls_error_t *err)
 {
@@ -191,6 +204,7 @@ problem_parse(const char *body, size_t len, int http_status, atls_error_t *err)
     detail_add_subproblems(err->detail, sizeof(err->detail),
                            json_object_get(root, "subproblems"));
     json_decref(root);
+    problem_escape(err);
     return 0;
 }
 

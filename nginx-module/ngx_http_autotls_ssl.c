@@ -662,6 +662,7 @@ ngx_http_autotls_client_hello(SSL *ssl, int *al, void *arg)
     const u_char         *name, *p;
     ngx_connection_t     *c;
     const unsigned char  *ext;
+    char                  esc[300];
 
     if (!SSL_client_hello_get0_ext(ssl,
                                    TLSEXT_TYPE_application_layer_protocol_negotiation,
@@ -685,9 +686,10 @@ ngx_http_autotls_client_hello(SSL *ssl, int *al, void *arg)
     data = ngx_http_autotls_shm_chal_get(ATLS_CHAL_TLSALPN01, name, name_len,
                                          &data_len, &cert_len);
     if (data == NULL) {
+        /* the name is the client's: escaped before it reaches the log */
         ngx_log_error(NGX_LOG_INFO, c ? c->log : ngx_cycle->log, 0,
-                      "autotls: no tls-alpn-01 challenge pending for \"%*s\"",
-                      name_len, name);
+                      "autotls: no tls-alpn-01 challenge pending for \"%s\"",
+                      atls_log_escape_mem(name, name_len, esc, sizeof(esc)));
         *al = SSL_AD_UNRECOGNIZED_NAME;
         return SSL_CLIENT_HELLO_ERROR;
     }
@@ -715,8 +717,8 @@ ngx_http_autotls_client_hello(SSL *ssl, int *al, void *arg)
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c ? c->log : ngx_cycle->log, 0,
-                   "autotls: answering tls-alpn-01 for \"%*s\"",
-                   name_len, name);
+                   "autotls: answering tls-alpn-01 for \"%s\"",
+                   atls_log_escape_mem(name, name_len, esc, sizeof(esc)));
 
     return SSL_CLIENT_HELLO_SUCCESS;
 }

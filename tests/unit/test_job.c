@@ -76,6 +76,7 @@ make_issuer(atls_issuer_t *is, const char *directory)
 {
     memset(is, 0, sizeof(*is));
     is->directory = (char *) directory;
+    is->insecure_ca_urls = 1;   /* the canned CA listens on http://127.0.0.1 */
     is->challenge = ATLS_CHAL_HTTP01;
     is->agree_tos = 1;
 }

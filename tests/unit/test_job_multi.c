@@ -463,6 +463,7 @@ make_metas(atls_cert_meta_t *metas, atls_cert_meta_t **ptrs, size_t n)
 
         memset(&is, 0, sizeof(is));
         is.directory = farm.dir[i];
+        is.insecure_ca_urls = 1;   /* the farm's CAs are http on loopback */
         is.challenge = ATLS_CHAL_HTTP01;
         is.agree_tos = 1;
         snprintf(name, sizeof(name), "c%zu.multi.test", i);

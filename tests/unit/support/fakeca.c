@@ -131,6 +131,14 @@ fc_path(const char *url)
     return strncmp(url, FAKECA_BASE, n) == 0 ? url + n : url;
 }
 
+/* The URL the CA hands out for field: the test's override or the real one. */
+static const char *
+fc_url(const fakeca_t *ca, const char *field, const char *url)
+{
+    return ca->url_field != NULL && strcmp(ca->url_field, field) == 0 ? ca->url_value
+                                                                        : url;
+}
+
 static int
 fc_in_list(const char *const *list, const char *name)
 {
@@ -466,13 +474,14 @@ fc_directory(fakeca_t *ca)
 {
     json_t *d = json_object(), *meta = json_object();
 
-    json_object_set_new(d, "newNonce", json_string(FAKECA_BASE "/nonce"));
-    json_object_set_new(d, "newAccount", json_string(FAKECA_BASE "/new-acct"));
-    json_object_set_new(d, "newOrder", json_string(FAKECA_BASE "/new-order"));
-    json_object_set_new(d, "revokeCert", json_string(FAKECA_BASE "/revoke"));
+    json_object_set_new(d, "newNonce", json_string(fc_url(ca, "newNonce", FAKECA_BASE "/nonce")));
+    json_object_set_new(d, "newAccount", json_string(fc_url(ca, "newAccount", FAKECA_BASE "/new-acct")));
+    json_object_set_new(d, "newOrder", json_string(fc_url(ca, "newOrder", FAKECA_BASE "/new-order")));
+    json_object_set_new(d, "revokeCert", json_string(fc_url(ca, "revokeCert", FAKECA_BASE "/revoke")));
     json_object_set_new(d, "keyChange", json_string(FAKECA_BASE "/key-change"));
     if (ca->renewal_info) {
-        json_object_set_new(d, "renewalInfo", json_string(FAKECA_BASE "/ari"));
+        json_object_set_new(d, "renewalInfo",
+                            json_string(fc_url(ca, "renewalInfo", FAKECA_BASE "/ari")));
     }
     if (ca->tos_url != NULL) {
         json_object_set_new(meta, "termsOfService", json_string(ca->tos_url));
@@ -542,7 +551,7 @@ fc_new_account(fakeca_t *ca, json_t *payload, atls_http_response_t *r)
         }
         acct = json_pack("{s:s}", "status", "valid");
         fc_reply_json(r, 200, acct);
-        r->location = fc_strdup(FAKECA_ACCT_URL);
+        r->location = fc_strdup(fc_url(ca, "account", FAKECA_ACCT_URL));
         return;
     }
     json_decref(ca->account_payload);
@@ -561,7 +570,7 @@ fc_new_account(fakeca_t *ca, json_t *payload, atls_http_response_t *r)
     ca->account_exists = 1;
     acct = json_pack("{s:s}", "status", "valid");
     fc_reply_json(r, 201, acct);
-    r->location = fc_strdup(FAKECA_ACCT_URL);
+    r->location = fc_strdup(fc_url(ca, "account", FAKECA_ACCT_URL));
 }
 
 static json_t *
@@ -573,17 +582,20 @@ fc_order_json(fakeca_t *ca, const char *status)
 
     for (i = 0; i < ca->n_names; i++) {
         json_array_append_new(ids, json_pack("{s:s,s:s}", "type", ca->name_types[i],
-                                             "value", ca->names[i]));
+                                             "value", i == 0 && ca->order_ident
+                                                      ? ca->order_ident : ca->names[i]));
         snprintf(u, sizeof(u), FAKECA_BASE "/authz/%zu", i);
-        json_array_append_new(az, json_string(u));
+        json_array_append_new(az, json_string(i == 0 ? fc_url(ca, "authorization", u) : u));
     }
     json_object_set_new(o, "status", json_string(status));
     json_object_set_new(o, "expires", json_string("2030-01-01T00:00:00Z"));
     json_object_set_new(o, "identifiers", ids);
     json_object_set_new(o, "authorizations", az);
-    json_object_set_new(o, "finalize", json_string(FAKECA_BASE "/finalize/1"));
+    json_object_set_new(o, "finalize",
+                        json_string(fc_url(ca, "finalize", FAKECA_BASE "/finalize/1")));
     if (strcmp(status, "valid") == 0) {
-        json_object_set_new(o, "certificate", json_string(FAKECA_BASE "/cert/1"));
+        json_object_set_new(o, "certificate",
+                            json_string(fc_url(ca, "certificate", FAKECA_BASE "/cert/1")));
     }
     return o;
 }
@@ -646,7 +658,7 @@ fc_new_order(fakeca_t *ca, json_t *payload, atls_http_response_t *r)
     ca->n_names = json_array_size(ids);
     ca->order_created = 1;
     fc_reply_json(r, 201, fc_order_json(ca, fc_order_status(ca)));
-    r->location = fc_strdup(FAKECA_ORDER_URL);
+    r->location = fc_strdup(fc_url(ca, "order", FAKECA_ORDER_URL));
 }
 
 static json_t *
@@ -664,7 +676,8 @@ fc_authz_json(fakeca_t *ca, size_t i, int *responded_out)
                          : "pending";
 
         snprintf(u, sizeof(u), FAKECA_BASE "/chal/%zu/%s", i, t);
-        c = json_pack("{s:s,s:s,s:s,s:s}", "type", t, "url", u, "token",
+        c = json_pack("{s:s,s:s,s:s,s:s}", "type", t, "url", fc_url(ca, "challenge", u),
+                      "token",
                       ca->token_override ? ca->token_override : ca->tokens[i],
                       "status", st);
         if (strcmp(st, "invalid") == 0) {
@@ -677,7 +690,9 @@ fc_authz_json(fakeca_t *ca, size_t i, int *responded_out)
     }
     json_object_set_new(a, "status", json_string(ca->authz_status[i]));
     json_object_set_new(a, "identifier", json_pack("{s:s,s:s}", "type", ca->name_types[i],
-                                                   "value", wildcard ? name + 2 : name));
+                                                   "value", i == 0 && ca->authz_ident
+                                                            ? ca->authz_ident
+                                                            : wildcard ? name + 2 : name));
     json_object_set_new(a, "challenges", chals);
     if (wildcard) {
         json_object_set_new(a, "wildcard", json_true());
@@ -726,6 +741,48 @@ fc_challenge(fakeca_t *ca, size_t i, const char *type, const char *payload,
     snprintf(u, sizeof(u), FAKECA_BASE "/chal/%zu/%s", i, type);
     fc_reply_json(r, 200, json_pack("{s:s,s:s,s:s,s:s}", "type", type, "url", u,
                                     "token", ca->tokens[i], "status", "processing"));
+}
+
+/* The leaf for the CSR's key and names, spoiled as ca->cert_fault says;
+ * dated around the driver's clock, not the wall clock. */
+static X509 *
+fc_issue(fakeca_t *ca, EVP_PKEY *csr_key)
+{
+    const char *names[FAKECA_MAX_NAMES + 1];
+    size_t      n = ca->n_csr_names;
+    long        off = ca->clock != 0 ? (long) (ca->clock - time(NULL)) : 0;
+    long        nb = off - 3600, na = off + 86400 * 7;
+    EVP_PKEY   *key = csr_key, *signer = ca->inter_key, *other = NULL;
+    X509       *leaf;
+
+    memcpy(names, ca->csr_names, n * sizeof(names[0]));
+    switch (ca->cert_fault) {
+    case FAKECA_CERT_EXTRA_NAME:
+        names[n++] = "evil.example.net";
+        break;
+    case FAKECA_CERT_MISSING_NAME:
+        n--;
+        if (n == 0) {
+            names[n++] = "other.example.net";
+        }
+        break;
+    case FAKECA_CERT_EXPIRED:
+        nb = off - 86400 * 30;
+        na = off - 3600;
+        break;
+    case FAKECA_CERT_NOT_YET_VALID:
+        nb = off + 86400;
+        break;
+    case FAKECA_CERT_FOREIGN_KEY:
+        key = other = testpki_key(0);
+        break;
+    case FAKECA_CERT_BROKEN_CHAIN:
+        signer = other = testpki_key(0);
+        break;
+    }
+    leaf = testpki_cert(key, NULL, names, n, ca->inter, signer, 0, nb, na);
+    EVP_PKEY_free(other);
+    return leaf;
 }
 
 static void
@@ -791,9 +848,7 @@ fc_finalize(fakeca_t *ca, const char *payload, atls_http_response_t *r)
         }
     }
     X509_free(ca->leaf);
-    ca->leaf = testpki_cert(X509_REQ_get0_pubkey(csr), NULL,
-                            (const char *const *) ca->csr_names, ca->n_csr_names,
-                            ca->inter, ca->inter_key, 0, -3600, 86400 * 7);
+    ca->leaf = fc_issue(ca, X509_REQ_get0_pubkey(csr));
     ca->finalized = 1;
     ca->processing_left = ca->order_processing_polls;
     fc_reply_json(r, 200, fc_order_json(ca, fc_order_status(ca)));
@@ -847,7 +902,7 @@ fc_cert(fakeca_t *ca, int alt, atls_http_response_t *r)
         }
         for (k = 0; k < ca->n_alternates && k < 4; k++) {
             snprintf(u, sizeof(u), FAKECA_BASE "/cert/1/alt/%d", k);
-            r->link_alternate[r->n_link_alternate++] = fc_strdup(u);
+            r->link_alternate[r->n_link_alternate++] = fc_strdup(fc_url(ca, "alternate", u));
         }
     }
 }
@@ -1063,6 +1118,7 @@ fakeca_run(fakeca_t *ca, atls_acme_t *e, fakeca_run_t *run)
             {
                 run->first_respond_step = run->steps;
             }
+            ca->clock = run->now;
             fakeca_handle(ca, act.request, &resp);
             have = 1;
             break;

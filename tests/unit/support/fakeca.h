@@ -98,7 +98,28 @@ typedef struct {
     char           *csr_cn;             /* subject CN of the finalized CSR, or NULL */
     size_t          n_cert_accept;      /* certificate fetches that sent the Accept
                                            of RFC 8555 §7.4.2 (others are violations) */
+
+    /* an untrusted CA: faults the client must catch */
+    const char     *authz_ident;        /* authz 0 names this identifier instead */
+    const char     *order_ident;        /* the order lists this instead of name 0 */
+    int             cert_fault;         /* FAKECA_CERT_*: what is wrong with the leaf */
+    const char     *url_field;          /* hand out url_value in place of this URL: */
+    const char     *url_value;          /* "newNonce", "newAccount", "newOrder",
+                                           "account", "order", "authorization",
+                                           "challenge", "finalize", "certificate",
+                                           "alternate", "renewalInfo" */
+    time_t          clock;              /* the driver's simulated now (leaf dates) */
 } fakeca_t;
+
+enum {
+    FAKECA_CERT_OK = 0,
+    FAKECA_CERT_EXTRA_NAME,     /* a SAN nobody ordered */
+    FAKECA_CERT_MISSING_NAME,   /* the last ordered name left out */
+    FAKECA_CERT_EXPIRED,
+    FAKECA_CERT_NOT_YET_VALID,  /* notBefore a day ahead */
+    FAKECA_CERT_FOREIGN_KEY,    /* the leaf certifies another key than the CSR's */
+    FAKECA_CERT_BROKEN_CHAIN    /* leaf names the intermediate, signed by another key */
+};
 
 /* A CA with a fresh PKI; account_key is borrowed. NULL on failure. */
 fakeca_t *fakeca_new(EVP_PKEY *account_key);
