@@ -29,8 +29,13 @@ time_t atls_schedule_renew_at(time_t not_before, time_t not_after,
 
 /* Next attempt after `failures` consecutive failures (failures >= 1):
  * 60 s * 2^(failures-1) capped at 24 h, with up to ±20% jitter from rnd;
- * a CA Retry-After later than that wins. */
+ * a CA Retry-After later than that wins, but never beyond now + 24 h. */
 time_t atls_schedule_backoff(unsigned failures, time_t now, time_t retry_after, uint64_t rnd);
+
+/* next, pulled in so a retry happens while the current certificate is still
+ * valid: at most half the time left until not_after (but not under 60 s).
+ * next unchanged when there is no current certificate (not_after <= now). */
+time_t atls_schedule_before_expiry(time_t next, time_t now, time_t not_after);
 
 /* ---- ARI (RFC 9773) ---------------------------------------------------- */
 

@@ -597,6 +597,24 @@ job_deploy(atls_job_t *j, atls_cert_meta_t *cur, const char *chain_pem, time_t n
     return 0;
 }
 
+/* The earliest notAfter of m's stored certificates; 0 when it has none. */
+static time_t
+current_not_after(atls_store_t *st, const atls_cert_meta_t *m)
+{
+    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
+    size_t          i, n = atls_job_key_types(&m->issuer, kts);
+    time_t          earliest = 0, nb, na;
+
+    for (i = 0; i < n; i++) {
+        if (stored_leaf_times(st, m->id, kts[i], &nb, &na) == 0
+            && (earliest == 0 || na < earliest))
+        {
+            earliest = na;
+        }
+    }
+    return earliest;
+}
+
 static void
 job_failed(atls_job_t *j, atls_cert_meta_t *cur, const char *type, const char *detail,
            time_t retry_after, time_t now, char *err, size_t errlen)
@@ -614,6 +632,9 @@ job_failed(atls_job_t *j, atls_cert_meta_t *cur, const char *type, const char *d
     cur->failures++;
     cur->next_attempt = atls_schedule_backoff(cur->failures, now, retry_after,
                                               atls_random_u64());
+    /* No Retry-After or backoff may let the served certificate run out. */
+    cur->next_attempt = atls_schedule_before_expiry(cur->next_attempt, now,
+                                                    current_not_after(j->st, cur));
     /* Never the stored certificate: the server keeps serving it. */
     cur->state = ATLS_STATE_FAILED;
 

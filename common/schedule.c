@@ -154,10 +154,32 @@ atls_schedule_backoff(unsigned failures, time_t now, time_t retry_after, uint64_
         delay = BACKOFF_CAP;
     }
     next = now + delay;
+    /* A CA's Retry-After is honoured up to the same cap: a year-long one
+     * (mistaken or hostile) must not park a certificate until it expires. */
+    if (retry_after > now + BACKOFF_CAP) {
+        retry_after = now + BACKOFF_CAP;
+    }
     if (retry_after > next) {
         next = retry_after;
     }
     return next;
+}
+
+time_t
+atls_schedule_before_expiry(time_t next, time_t now, time_t not_after)
+{
+    time_t limit;
+
+    if (not_after <= now || next <= now) {
+        return next;
+    }
+    /* half the time left, so a failing renewal still gets several tries
+     * while the certificate is valid; never sooner than the first backoff */
+    limit = now + (not_after - now) / 2;
+    if (limit < now + BACKOFF_BASE) {
+        limit = now + BACKOFF_BASE;
+    }
+    return next > limit ? limit : next;
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's

@@ -17,6 +17,7 @@
 #include <openssl/x509v3.h>
 #include "atls_acme.h"
 #include "atls_b64.h"
+#include "atls_schedule.h"
 #include "support/fakeca.h"
 #include "support/testpki.h"
 
@@ -1001,6 +1002,351 @@ test_names(void **state)
     assert_int_equal(atls_revoke_reason_parse("4x", &r), -1);
 }
 
+/* ---- an untrusted CA (issue 7) ------------------------------------------ */
+
+/* A fresh CA and engine for one faulty run, so a test can try many faults. */
+static atls_action_kind_t
+fx_order_on(fx_t *fx, fakeca_t **ca_out, void (*spoil)(fakeca_t *, const void *),
+            const void *arg)
+{
+    atls_error_t err;
+
+    atls_acme_free(fx->e);
+    fakeca_run_clear(&fx->run);
+    memset(&fx->run, 0, sizeof(fx->run));
+    fx->run.now = NOW;
+    fakeca_free(fx->ca);
+    fx->ca = fakeca_new(fx->acct);
+    assert_non_null(fx->ca);
+    spoil(fx->ca, arg);
+    fx->e = atls_acme_order_new(&fx->p, &err);
+    assert_non_null(fx->e);
+    *ca_out = fx->ca;
+    return fakeca_run(fx->ca, fx->e, &fx->run);
+}
+
+static void
+spoil_authz_ident(fakeca_t *ca, const void *arg)
+{
+    ca->authz_ident = arg;
+}
+
+/* Nothing of a foreign authorization is published, hooked or answered. */
+static void
+assert_refused_before_publishing(fx_t *fx, const char *type)
+{
+    assert_failed(fx, ATLS_ERR_PERMANENT, type);
+    assert_int_equal(fx->run.n_setup, 0);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/chal/"), 0);
+    assert_int_equal(fakeca_count(fx->ca, "POST", "/finalize"), 0);
+    assert_null(atls_acme_result_chain_pem(fx->e));
+}
+
+static void
+test_authz_foreign_identifier(void **state)
+{
+    static const atls_challenge_type_t types[] = {
+        ATLS_CHAL_HTTP01, ATLS_CHAL_TLSALPN01, ATLS_CHAL_DNS01
+    };
+    static const char *const bad[] = {
+        "evil.example.net",         /* a name nobody ordered */
+        "example.com.evil.net",
+        "exa\nmple.com",            /* not a hostname at all */
+        "*.example.com",            /* RFC 8555 §7.1.4: the base name, not "*." */
+        "127.0.0.1",                /* an address dressed as a dns identifier */
+        "../../etc/passwd",
+    };
+    fx_t      *fx = *state;
+    fakeca_t  *ca;
+    size_t     t, b;
+
+    for (t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+        for (b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+            fx->p.challenge = types[t];
+            fx_order_on(fx, &ca, spoil_authz_ident, bad[b]);
+            assert_refused_before_publishing(fx, "autotls:ca-identifier");
+            assert_non_null(strstr(atls_acme_error(fx->e)->detail, "was not ordered"));
+            /* the CA's text is escaped in the error (and so in logs) */
+            assert_null(strchr(atls_acme_error(fx->e)->detail, '\n'));
+        }
+    }
+}
+
+static void
+test_authz_ip_for_dns_name(void **state)
+{
+    fx_t     *fx = *state;
+    fakeca_t *ca;
+
+    /* an address we ordered, but the authorization claims a different one */
+    fx->names[0] = "192.0.2.1";
+    fx->p.n_names = 1;
+    fx_order_on(fx, &ca, spoil_authz_ident, "192.0.2.2");
+    assert_refused_before_publishing(fx, "autotls:ca-identifier");
+}
+
+static void
+spoil_order_ident(fakeca_t *ca, const void *arg)
+{
+    ca->order_ident = arg;
+}
+
+static void
+test_order_foreign_identifier(void **state)
+{
+    fx_t     *fx = *state;
+    fakeca_t *ca;
+
+    fx_order_on(fx, &ca, spoil_order_ident, "evil.example.net");
+    assert_refused_before_publishing(fx, "autotls:ca-identifier");
+    assert_int_equal(fakeca_count(ca, "POST", "/authz/"), 0);
+    assert_non_null(strstr(atls_acme_error(fx->e)->detail, "evil.example.net"));
+}
+
+static void
+spoil_cert(fakeca_t *ca, const void *arg)
+{
+    ca->cert_fault = *(const int *) arg;
+}
+
+static void
+assert_cert_refused(fx_t *fx, int fault, atls_err_class_t cls, const char *why)
+{
+    fakeca_t *ca;
+
+    fx_order_on(fx, &ca, spoil_cert, &fault);
+    assert_failed(fx, cls, "autotls:ca-certificate");
+    assert_non_null(strstr(atls_acme_error(fx->e)->detail, why));
+    /* the chain went nowhere: no host can store or serve it */
+    assert_null(atls_acme_result_chain_pem(fx->e));
+    assert_int_equal(fakeca_count(ca, "POST", "/cert/1"), 1);
+}
+
+static void
+test_cert_wrong_names(void **state)
+{
+    fx_t *fx = *state;
+
+    assert_cert_refused(fx, FAKECA_CERT_EXTRA_NAME, ATLS_ERR_PERMANENT,
+                        "also names evil.example.net");
+    assert_cert_refused(fx, FAKECA_CERT_MISSING_NAME, ATLS_ERR_PERMANENT,
+                        "does not cover");
+}
+
+static void
+test_cert_expired(void **state)
+{
+    fx_t *fx = *state;
+
+    assert_cert_refused(fx, FAKECA_CERT_EXPIRED, ATLS_ERR_RETRY_LATER, "expired");
+    assert_cert_refused(fx, FAKECA_CERT_NOT_YET_VALID, ATLS_ERR_RETRY_LATER,
+                        "not valid yet");
+}
+
+static void
+test_cert_foreign_key(void **state)
+{
+    fx_t *fx = *state;
+
+    assert_cert_refused(fx, FAKECA_CERT_FOREIGN_KEY, ATLS_ERR_PERMANENT,
+                        "private key does not match");
+}
+
+static void
+test_cert_broken_chain(void **state)
+{
+    fx_t *fx = *state;
+
+    assert_cert_refused(fx, FAKECA_CERT_BROKEN_CHAIN, ATLS_ERR_RETRY_LATER,
+                        "does not verify");
+}
+
+typedef struct {
+    const char *field;
+    const char *value;
+} url_spoil_t;
+
+static void
+spoil_url(fakeca_t *ca, const void *arg)
+{
+    const url_spoil_t *u = arg;
+
+    ca->url_field = u->field;
+    ca->url_value = u->value;
+}
+
+/* Each URL field the CA hands back, made http, cross-host and cross-port. */
+static void
+test_ca_urls_foreign(void **state)
+{
+    static const char *const fields[] = {
+        "newNonce", "newAccount", "newOrder", "account", "order", "authorization",
+        "challenge", "finalize", "certificate",
+    };
+    static const char *const bad[] = {
+        "http://ca.test/x", "https://evil.test/x", "https://ca.test:8443/x",
+        "https://ca.test@evil.test/x", "https://ca.test.evil.test/x", "ca.test/x",
+    };
+    fx_t        *fx = *state;
+    fakeca_t    *ca;
+    url_spoil_t  u;
+    size_t       f, b;
+    const char  *detail;
+
+    for (f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
+        for (b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+            u.field = fields[f];
+            u.value = bad[b];
+            fx_order_on(fx, &ca, spoil_url, &u);
+            assert_failed(fx, ATLS_ERR_PERMANENT, "autotls:ca-url");
+            detail = atls_acme_error(fx->e)->detail;
+            if (strstr(detail, fields[f]) == NULL || strstr(detail, bad[b]) == NULL) {
+                fail_msg("%s=%s: detail \"%s\" names neither", fields[f], bad[b], detail);
+            }
+            /* the foreign URL was never contacted */
+            assert_int_equal(fakeca_count(ca, "POST", bad[b]), 0);
+            assert_int_equal(fakeca_count(ca, "HEAD", bad[b]), 0);
+            assert_null(atls_acme_result_chain_pem(fx->e));
+        }
+    }
+}
+
+static void
+test_ca_url_same_origin_spelled_differently(void **state)
+{
+    fx_t        *fx = *state;
+    fakeca_t    *ca;
+    url_spoil_t  u = { "finalize", "https://CA.test:443/finalize/1" };
+
+    /* same scheme, host and (default) port: allowed, and the flow completes
+     * once the fake CA sees its own path (it only strips FAKECA_BASE) */
+    fx_order_on(fx, &ca, spoil_url, &u);
+    assert_string_not_equal(atls_acme_error(fx->e)->type, "autotls:ca-url");
+}
+
+static void
+test_ca_url_foreign_allowed_for_tests(void **state)
+{
+    fx_t        *fx = *state;
+    atls_error_t err;
+
+    fakeca_free(fx->ca);
+    fx->ca = fakeca_new(fx->acct);
+    fx->ca->url_field = "newNonce";
+    fx->ca->url_value = "http://evil.test/nonce";
+    fx->e = atls_acme_order_new(&fx->p, &err);
+    atls_acme_allow_foreign_urls(fx->e, 1);
+    fakeca_run(fx->ca, fx->e, &fx->run);
+    /* allowed: the engine went there (and the fake CA does not answer it) */
+    assert_int_equal(fakeca_count(fx->ca, "HEAD", "http://evil.test/nonce"), 1);
+    assert_string_not_equal(atls_acme_error(fx->e)->type, "autotls:ca-url");
+}
+
+static void
+test_alternate_foreign_skipped(void **state)
+{
+    fx_t *fx = *state;
+    char  cn[64];
+
+    snprintf(cn, sizeof(cn), FAKECA_ALT_ROOT_CN, 0);
+    fx->p.preferred_chain = cn;
+    fx->ca->n_alternates = 1;
+    fx->ca->url_field = "alternate";
+    fx->ca->url_value = "https://evil.test/cert/1/alt/0";
+    fx_order(fx);
+    /* the issued certificate is kept on the default chain; the foreign
+     * alternate is never fetched */
+    assert_done(fx);
+    assert_non_null(atls_acme_result_chain_pem(fx->e));
+    assert_int_equal(fakeca_count(fx->ca, "POST", "https://evil.test"), 0);
+}
+
+static void
+test_revoke_url_foreign(void **state)
+{
+    fx_t            *fx = *state;
+    testpki_chain_t  c;
+    const char      *names[] = { "example.com" };
+    atls_error_t     err;
+
+    assert_int_equal(testpki_chain_make(&c, names, 1, ATLS_KEY_EC256), 0);
+    fx->ca->url_field = "revokeCert";
+    fx->ca->url_value = "https://evil.test/revoke";
+    fx->e = atls_acme_revoke_new(FAKECA_BASE "/dir", fx->acct, FAKECA_ACCT_URL, c.leaf,
+                                 ATLS_REVOKE_KEY_COMPROMISE, &err);
+    assert_non_null(fx->e);
+    fakeca_run(fx->ca, fx->e, &fx->run);
+    assert_failed(fx, ATLS_ERR_PERMANENT, "autotls:ca-url");
+    assert_non_null(strstr(atls_acme_error(fx->e)->detail, "revokeCert"));
+    assert_int_equal(fakeca_count(fx->ca, "POST", "https://evil.test"), 0);
+    testpki_chain_free(&c);
+}
+
+static void
+test_directory_http_refused(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->p.directory_url = "http://ca.test/dir";
+    fx_order(fx);
+    assert_failed(fx, ATLS_ERR_PERMANENT, "autotls:ca-url");
+    assert_int_equal(fx->ca->n_log, 0);
+}
+
+static void
+test_retry_after_one_year_clamped(void **state)
+{
+    fx_t               *fx = *state;
+    fakeca_fault_t      f = { "POST", "/new-order", 0, 1, 429, "rateLimited",
+                              "come back next year", "31536000" };
+    const atls_error_t *err;
+    time_t              next;
+
+    fx->ca->faults[0] = f;
+    fx_order(fx);
+    err = atls_acme_error(fx->e);
+    assert_true(err->retry_after > NOW + 300 * 86400);
+    /* the scheduler honours it only up to its cap of a day */
+    next = atls_schedule_backoff(1, NOW, err->retry_after, 0);
+    assert_true(next <= NOW + 86400);
+    /* and never past half the time the current certificate has left */
+    assert_int_equal(atls_schedule_before_expiry(next, NOW, NOW + 6 * 3600),
+                     NOW + 3 * 3600);
+}
+
+static void
+test_poll_retry_after_one_year_clamped(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->ca->authz_pending_polls = 1;
+    fx->ca->authz_retry_after = "31536000";
+    fx_order(fx);
+    assert_done(fx);
+    assert_true(fx->run.n_wait >= 1);
+    assert_true(fx->run.wait_delta[0] <= 3600);
+}
+
+static void
+test_problem_detail_escaped(void **state)
+{
+    fx_t               *fx = *state;
+    fakeca_fault_t      f = { "POST", "/new-order", 0, 1, 400, "rejectedIdentifier",
+                              "no\nautotls: error: forged line \x1b[31mred\x1b[0m \xc3\xa9",
+                              NULL };
+    const atls_error_t *err;
+    const char         *p;
+
+    fx->ca->faults[0] = f;
+    fx_order(fx);
+    err = atls_acme_error(fx->e);
+    for (p = err->detail; *p != '\0'; p++) {
+        assert_true(*p >= 0x20 && *p < 0x7f);
+    }
+    assert_non_null(strstr(err->detail, "no\\x0aautotls: error: forged line \\x1b[31mred"));
+    assert_non_null(strstr(err->detail, "\\xc3\\xa9"));
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
 
 int
@@ -1051,7 +1397,23 @@ main(void)
         T(test_missing_challenge_result),
         T(test_bad_params),
         cmocka_unit_test(test_names),
-    };
+        T(test_authz_foreign_identifier),
+        T(test_authz_ip_for_dns_name),
+        T(test_order_foreign_identifier),
+        T(test_cert_wrong_names),
+        T(test_cert_expired),
+        T(test_cert_foreign_key),
+        T(test_cert_broken_chain),
+        T(test_ca_urls_foreign),
+        T(test_ca_url_same_origin_spelled_differently),
+        T(test_ca_url_foreign_allowed_for_tests),
+        T(test_alternate_foreign_skipped),
+        T(test_revoke_url_foreign),
+        T(test_directory_http_refused),
+        T(test_retry_after_one_year_clamped),
+        T(test_poll_retry_after_one_year_clamped),
+        T(test_problem_detail_escaped),
+};
 
     atls_log_set(NULL, NULL, ATLS_LOG_WARN);
     return cmocka_run_group_tests(tests, NULL, NULL);
