@@ -716,7 +716,7 @@ ngx_http_autotls_client_hello(SSL *ssl, int *al, void *arg)
         return SSL_CLIENT_HELLO_ERROR;
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c ? c->log : ngx_cycle->log, 0,
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c ? c->log : ngx_cycle->log, 0,
                    "autotls: answering tls-alpn-01 for \"%s\"",
                    atls_log_escape_mem(name, name_len, esc, sizeof(esc)));
 

@@ -930,6 +930,119 @@ test_http_opts(void **state)
     assert_null(o.ca_file);
 }
 
+/* ---- an untrusted CA through the job: nothing bad is stored ------------- */
+
+/* One order of names (a certificate already stored) against a fake CA that
+ * spoil() sets up; returns atls_job_finish's result, meta in *after. */
+static int
+job_round(const char *const *names, size_t n, void (*spoil)(fakeca_t *), time_t now,
+          atls_cert_meta_t *after, char **stored_pem, size_t *stored_len,
+          char *err, size_t errlen)
+{
+    const char       *dir = FAKECA_BASE "/dir";
+    atls_issuer_t     is;
+    atls_cert_meta_t  m;
+    atls_job_t       *j;
+    fakeca_t         *ca;
+    fakeca_run_t      run;
+    EVP_PKEY         *akey = NULL;
+    char             *aurl = NULL;
+    int               created = 0, rc;
+
+    make_issuer(&is, dir);
+    assert_int_equal(atls_job_ensure(st, names, n, &is, &m, err, errlen), 0);
+    store_test_cert(m.id, names, n, ATLS_KEY_EC256);
+    if (stored_pem != NULL) {
+        char path[512];
+
+        snprintf(path, sizeof(path), "%s/certs/%s/ec256.pem", root, m.id);
+        *stored_pem = slurp(path, stored_len);
+    }
+    assert_int_equal(atls_store_load_account(st, dir, &akey, &aurl, &created, err, errlen),
+                     ATLS_STORE_OK);
+    ca = fakeca_new(akey);
+    assert_non_null(ca);
+    spoil(ca);
+    j = atls_job_start(st, &m, ATLS_KEY_EC256, err, errlen);
+    assert_non_null(j);
+    memset(&run, 0, sizeof(run));
+    run.now = now;
+    assert_int_equal(fakeca_run(ca, atls_job_engine(j), &run), ATLS_ACT_FAILED);
+    rc = atls_job_finish(j, now, err, errlen);
+    atls_job_free(j);
+    assert_int_equal(atls_store_load_meta(st, m.id, after, err, errlen), ATLS_STORE_OK);
+    assert_int_equal(after->generation, m.generation);
+    fakeca_run_clear(&run);
+    fakeca_free(ca);
+    EVP_PKEY_free(akey);
+    free(aurl);
+    atls_cert_meta_free(&m);
+    return rc;
+}
+
+static void
+spoil_extra_name(fakeca_t *ca)
+{
+    ca->cert_fault = FAKECA_CERT_EXTRA_NAME;
+}
+
+static void
+test_finish_refused_certificate_keeps_old(void **state)
+{
+    const char       *names[] = { "refuse.example" };
+    atls_cert_meta_t  after;
+    char              err[512], path[512];
+    char             *before_pem, *after_pem;
+    size_t            before_len, after_len;
+    time_t            now = time(NULL);
+
+    (void) state;
+    snprintf(path, sizeof(path), "%s/certs/refuse.example/ec256.pem", root);
+    assert_int_equal(job_round(names, 1, spoil_extra_name, now, &after, &before_pem,
+                               &before_len, err, sizeof(err)), -1);
+    /* the reason reaches the job state (and so status and logs) */
+    assert_non_null(strstr(err, "autotls:ca-certificate"));
+    assert_non_null(strstr(after.last_error, "also names evil.example.net"));
+    assert_int_equal(after.state, ATLS_STATE_FAILED);
+    assert_int_equal(after.failures, 1);
+    /* what is stored is still the certificate store_test_cert put there */
+    after_pem = slurp(path, &after_len);
+    assert_int_equal(after_len, before_len);
+    assert_memory_equal(after_pem, before_pem, before_len);
+    assert_null(strstr(after_pem, "evil"));
+    free(after_pem);
+    free(before_pem);
+    atls_cert_meta_free(&after);
+}
+
+static void
+spoil_rate_limit_a_year(fakeca_t *ca)
+{
+    fakeca_fault_t f = { "POST", "/finalize", 0, -1, 429, "rateLimited",
+                         "see you next year", "31536000" };
+
+    ca->faults[0] = f;
+}
+
+static void
+test_finish_retry_after_before_expiry(void **state)
+{
+    const char       *names[] = { "year.example" };
+    atls_cert_meta_t  after;
+    char              err[512];
+    time_t            now = time(NULL);
+
+    (void) state;
+    /* the stored certificate (testpki) runs out in about 23 h */
+    assert_int_equal(job_round(names, 1, spoil_rate_limit_a_year, now, &after, NULL, NULL,
+                               err, sizeof(err)), -1);
+    assert_non_null(strstr(after.last_error, "rateLimited"));
+    /* not a year, not even the day-long cap: half the time left */
+    assert_true(after.next_attempt > now);
+    assert_true(after.next_attempt <= now + 12 * 3600);
+    atls_cert_meta_free(&after);
+}
+
 int
 main(void)
 {
@@ -951,6 +1064,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_ari_stale_answer_ignored, setup_store, teardown_store),
         cmocka_unit_test_setup_teardown(test_ari_start_refuses, setup_store, teardown_store),
         cmocka_unit_test_setup_teardown(test_ari_refresh_blocking_unreachable, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_finish_refused_certificate_keeps_old, setup_store,
+                                        teardown_store),
+        cmocka_unit_test_setup_teardown(test_finish_retry_after_before_expiry, setup_store,
+                                        teardown_store),
     };
 
     /* only the expected failure lines, not info chatter */
