@@ -221,6 +221,8 @@ atls_acme_fail(atls_acme_t *e, atls_err_class_t cls, const char *type,
     va_start(ap, fmt);
     vsnprintf(e->err.detail, sizeof(e->err.detail), fmt, ap);
     va_end(ap);
+    /* details quote the CA's URLs and names; they reach logs and status */
+    atls_log_scrub(e->err.detail);
     atls_acme_fail_err(e);
 }
 

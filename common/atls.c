@@ -84,8 +84,8 @@ atls_log_escape(const char *in, char *out, size_t outlen)
 /* The last line of defence for messages whose parts were not escaped: a
  * control or non-ASCII byte becomes '?', so a line can neither be split
  * nor carry terminal escape codes. */
-static void
-log_scrub(char *msg)
+void
+atls_log_scrub(char *msg)
 {
     unsigned char *p;
 
@@ -108,7 +108,7 @@ void atls_log(atls_log_level_t level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    log_scrub(msg);
+    atls_log_scrub(msg);
 
     if (log_fn != NULL) {
         log_fn(log_ctx, level, msg);
@@ -131,6 +131,8 @@ int atls_error_set(atls_error_t *err, atls_err_class_t cls, const char *type,
     va_start(ap, fmt);
     vsnprintf(err->detail, sizeof(err->detail), fmt, ap);
     va_end(ap);
+    /* details quote the CA's URLs and names; they reach logs and status */
+    atls_log_scrub(err->detail);
     return -1;
 }
 

@@ -41,6 +41,8 @@ void atls_log(atls_log_level_t level, const char *fmt, ...)
 char *atls_log_escape(const char *in, char *out, size_t outlen);
 /* The same for len bytes that need not be terminated (an SNI extension). */
 char *atls_log_escape_mem(const void *in, size_t len, char *out, size_t outlen);
+/* In place: every control or non-ASCII byte of s becomes '?'. */
+void atls_log_scrub(char *s);
 
 /* ---- errors ------------------------------------------------------------ */
 

@@ -75,6 +75,18 @@ test_log_line_scrubbed(void **state)
 }
 
 static void
+test_error_detail_scrubbed(void **state)
+{
+    atls_error_t err;
+
+    (void) state;
+    /* our own messages quote the CA's URLs: no control byte survives */
+    atls_error_set(&err, ATLS_ERR_PERMANENT, "autotls:test", "order %s failed",
+                   "https://ca.test/o\r\n\x1b[2J1");
+    assert_string_equal(err.detail, "order https://ca.test/o???[2J1 failed");
+}
+
+static void
 test_problem_detail_escaped(void **state)
 {
     const char  *j = "{\"type\":\"urn:ietf:params:acme:error:malformed\\n\","
@@ -245,6 +257,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_log_escape),
         cmocka_unit_test(test_log_line_scrubbed),
+        cmocka_unit_test(test_error_detail_scrubbed),
         cmocka_unit_test(test_problem_detail_escaped),
         cmocka_unit_test(test_ident_dns),
         cmocka_unit_test(test_ident_ip),
