@@ -1283,6 +1283,26 @@ test_revoke_url_foreign(void **state)
 }
 
 static void
+test_ari_url_foreign(void **state)
+{
+    fx_t         *fx = *state;
+    X509         *leaf = ari_leaf(fx);
+    atls_error_t  err;
+
+    fx->ca->renewal_info = 1;
+    fx->ca->ari_body = "{}";
+    fx->ca->url_field = "renewalInfo";
+    fx->ca->url_value = "https://evil.test/ari";
+    fx->e = atls_acme_ari_new(FAKECA_BASE "/dir", leaf, &err);
+    assert_non_null(fx->e);
+    fakeca_run(fx->ca, fx->e, &fx->run);
+    assert_failed(fx, ATLS_ERR_PERMANENT, "autotls:ca-url");
+    assert_non_null(strstr(atls_acme_error(fx->e)->detail, "renewalInfo"));
+    assert_int_equal(fakeca_count(fx->ca, "GET", "https://evil.test"), 0);
+    X509_free(leaf);
+}
+
+static void
 test_directory_http_refused(void **state)
 {
     fx_t *fx = *state;
@@ -1409,6 +1429,7 @@ main(void)
         T(test_ca_url_foreign_allowed_for_tests),
         T(test_alternate_foreign_skipped),
         T(test_revoke_url_foreign),
+        T(test_ari_url_foreign),
         T(test_directory_http_refused),
         T(test_retry_after_one_year_clamped),
         T(test_poll_retry_after_one_year_clamped),
