@@ -150,11 +150,11 @@ atls_acme_name_index(const atls_acme_t *e, const char *type, const char *value,
 static int
 atls_acme_order_ids_match(atls_acme_t *e, json_t *order)
 {
-    json_t     *ids = json_object_get(order, "identifiers"), *id;
-    const char *type, *value;
-    char        esc[128];
-    size_t      i;
-    int         idx;
+    json_t        *ids = json_object_get(order, "identifiers"), *id;
+    const char    *type, *value;
+    char           esc[128];
+    size_t         i;
+    int            idx;
     unsigned char *hit;
 
     if (!json_is_array(ids) || json_array_size(ids) != e->n_names) {
@@ -173,7 +173,6 @@ atls_acme_order_ids_match(atls_acme_t *e, json_t *order)
         type = atls_acme_json_str(id, "type");
         value = atls_acme_json_str(id, "value");
         /* orders name wildcards with their "*." (RFC 8555 §7.1.3) */
-        idx = -1;
         if (type != NULL && strcmp(type, "dns") == 0 && value != NULL
             && strncmp(value, "*.", 2) == 0)
         {
