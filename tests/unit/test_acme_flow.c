@@ -1086,6 +1086,32 @@ test_authz_ip_for_dns_name(void **state)
 }
 
 static void
+spoil_wildcard_flag(fakeca_t *ca, const void *arg)
+{
+    (void) arg;
+    ca->authz_wildcard_flip = 1;
+}
+
+/* RFC 8555 §7.1.4: "wildcard": true on the base name stands for "*.base";
+ * either the other way round is a name we did not order. */
+static void
+test_authz_wildcard_flag_mismatch(void **state)
+{
+    fx_t     *fx = *state;
+    fakeca_t *ca;
+
+    fx->p.challenge = ATLS_CHAL_DNS01;
+    fx->p.n_names = 1;
+    fx->names[0] = "*.example.com";     /* the CA drops the flag: "example.com" */
+    fx_order_on(fx, &ca, spoil_wildcard_flag, NULL);
+    assert_refused_before_publishing(fx, "autotls:ca-identifier");
+    fx->names[0] = "example.com";       /* the CA adds it: "*.example.com" */
+    fx_order_on(fx, &ca, spoil_wildcard_flag, NULL);
+    assert_refused_before_publishing(fx, "autotls:ca-identifier");
+    assert_non_null(strstr(atls_acme_error(fx->e)->detail, "(wildcard)"));
+}
+
+static void
 spoil_order_ident(fakeca_t *ca, const void *arg)
 {
     ca->order_ident = arg;
@@ -1419,6 +1445,7 @@ main(void)
         cmocka_unit_test(test_names),
         T(test_authz_foreign_identifier),
         T(test_authz_ip_for_dns_name),
+        T(test_authz_wildcard_flag_mismatch),
         T(test_order_foreign_identifier),
         T(test_cert_wrong_names),
         T(test_cert_expired),

@@ -694,6 +694,9 @@ fc_authz_json(fakeca_t *ca, size_t i, int *responded_out)
                                                             ? ca->authz_ident
                                                             : wildcard ? name + 2 : name));
     json_object_set_new(a, "challenges", chals);
+    if (i == 0 && ca->authz_wildcard_flip) {
+        wildcard = !wildcard;
+    }
     if (wildcard) {
         json_object_set_new(a, "wildcard", json_true());
     }

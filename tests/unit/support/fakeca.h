@@ -109,6 +109,7 @@ typedef struct {
                                            "challenge", "finalize", "certificate",
                                            "alternate", "renewalInfo" */
     time_t          clock;              /* the driver's simulated now (leaf dates) */
+    int             authz_wildcard_flip; /* authz 0 says "wildcard" the wrong way */
 } fakeca_t;
 
 enum {
