@@ -112,6 +112,27 @@ fs_error(fs_impl_t *fs, char *err, size_t errlen, const char *what, const char *
 
 /* ---- resolving beneath the root ------------------------------------------ */
 
+/* Makes fd (-1 passes through) a directory or fails with ENOTDIR.  The
+ * directories are opened without O_DIRECTORY, so that a link is told
+ * apart by its ELOOP, and with O_NONBLOCK, so that a FIFO does not hang. */
+static int
+fs_must_be_dir(int fd)
+{
+    struct stat sb;
+
+    if (fd < 0) {
+        return -1;
+    }
+    if (fstat(fd, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        close(fd);
+        errno = ENOTDIR;
+        return -1;
+    }
+    return fd;
+}
+
+#define FS_DIR_FLAGS (O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+
 /* One component at a time from the root, never following a link; with
  * create, missing directories are made (0700; they belong to whoever we
  * are, which is the owner: see fs_enter). */
@@ -127,12 +148,12 @@ fs_walk(fs_impl_t *fs, const char *rel, int create)
     }
     copy = atls_strdup(rel);
     for (comp = strtok_r(copy, "/", &save); comp != NULL; comp = strtok_r(NULL, "/", &save)) {
-        nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        nfd = fs_must_be_dir(openat(fd, comp, FS_DIR_FLAGS));
         if (nfd < 0 && errno == ENOENT && create) {
             if (mkdirat(fd, comp, FS_DIR_MODE) != 0 && errno != EEXIST) {
                 nfd = -1;
             } else {
-                nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                nfd = fs_must_be_dir(openat(fd, comp, FS_DIR_FLAGS));
             }
         }
         e = errno;
@@ -161,7 +182,7 @@ fs_dir_open(fs_impl_t *fs, const char *rel, int create)
     }
     if (__atomic_load_n(&fs_have_openat2, __ATOMIC_RELAXED)) {
         memset(&how, 0, sizeof(how));
-        how.flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+        how.flags = FS_DIR_FLAGS;
         how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
         /* EAGAIN: a rename raced the lookup; the kernel asks for a retry */
         for (tries = 0; tries < 16; tries++) {
@@ -171,7 +192,7 @@ fs_dir_open(fs_impl_t *fs, const char *rel, int create)
             }
         }
         if (fd >= 0 || (errno != ENOSYS && !(errno == ENOENT && create))) {
-            return fd;
+            return fs_must_be_dir(fd);
         }
         if (errno == ENOSYS) {
             __atomic_store_n(&fs_have_openat2, 0, __ATOMIC_RELAXED);
