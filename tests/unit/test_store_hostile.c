@@ -30,6 +30,7 @@
 #include <linux/seccomp.h>
 #include <cmocka.h>
 #include "atls_store.h"
+#include "support/tmptree.h"
 
 #define WORKER_UID 65534
 #define WORKER_GID 65534
@@ -42,14 +43,6 @@ typedef struct {
     char          outside[96];   /* a sentinel tree the store must not touch */
     atls_store_t *st;
 } fx_t;
-
-static int
-rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void) sb;
-    (void) ftw;
-    return flag == FTW_DP ? rmdir(p) : unlink(p);
-}
 
 static void
 write_file(const char *path, const char *data, mode_t mode)
@@ -105,7 +98,7 @@ teardown(void **state)
 
     alarm(0);
     atls_store_close(fx->st);
-    nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmptree_rm(fx->dir);
     free(fx);
     return 0;
 }
@@ -170,7 +163,7 @@ assert_unchanged(const char *dir, const char *before)
 static void
 plant_link(fx_t *fx, const char *rel, const char *target)
 {
-    nftw(fx_path(fx, rel), rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmptree_rm(fx_path(fx, rel));
     assert_int_equal(symlink(target, fx_path(fx, rel)), 0);
 }
 
@@ -226,7 +219,7 @@ links_checks(fx_t *fx)
     plant_link(fx, "requests", fx->outside);
     assert_int_equal(fx->st->ops->put(fx->st, "requests/f", "x", 1, 0, err, sizeof(err)),
                      ATLS_STORE_ERROR);
-    nftw(fx_path(fx, "requests"), rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmptree_rm(fx_path(fx, "requests"));
     unlink(fx_path(fx, "requests"));
     assert_int_equal(mkdir(fx_path(fx, "requests"), 0700), 0);
     assert_int_equal(mkdir(fx_path(fx, "requests/d"), 0700), 0);
