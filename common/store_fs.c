@@ -904,11 +904,14 @@ atls_store_fs_open(const char *dir, char *err, size_t errlen)
                  strerror(errno));
         goto failed;
     }
+    /* A sub-directory the owner broke (a link, a FIFO) fails only the
+     * operations that need it: the rest of the store stays usable. */
     for (i = 0; i < sizeof(fs_subdirs) / sizeof(fs_subdirs[0]); i++) {
         fd = fs_dir_open(fs, fs_subdirs[i], 1);
         if (fd < 0) {
-            fs_error(fs, err, errlen, "mkdir", fs_subdirs[i], fs_strerror(errno));
-            goto failed;
+            atls_log(ATLS_LOG_WARN, "store: %s/%s: %s", fs->root, fs_subdirs[i],
+                     fs_strerror(errno));
+            continue;
         }
         close(fd);
     }
@@ -1077,6 +1080,29 @@ fs_prep_dir(fs_prep_t *p, int dirfd, const char *rel, int depth)
     return rc;
 }
 
+/* One of the fixed sub-directories: made when missing; anything else in
+ * its place (a link, a file, a FIFO) is removed first, which unlinkat does
+ * to the entry itself, never to what a link points to. */
+static int
+fs_prep_subdir(int rootfd, const char *dir, const char *sub, char *err, size_t errlen)
+{
+    struct stat sb;
+
+    if (fstatat(rootfd, sub, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(sb.st_mode)) {
+        atls_log(ATLS_LOG_WARN, "store: %s/%s: %s; replaced by a directory", dir, sub,
+                 S_ISLNK(sb.st_mode) ? "a symbolic link" : "not a directory");
+        if (unlinkat(rootfd, sub, 0) != 0 && errno != ENOENT) {
+            snprintf(err, errlen, "remove %s/%s: %s", dir, sub, strerror(errno));
+            return -1;
+        }
+    }
+    if (mkdirat(rootfd, sub, FS_DIR_MODE) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "mkdir %s/%s: %s", dir, sub, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int
 atls_store_fs_prepare(const char *dir, long uid, long gid, char *err, size_t errlen)
 {
@@ -1090,8 +1116,7 @@ atls_store_fs_prepare(const char *dir, long uid, long gid, char *err, size_t err
         return -1;
     }
     for (i = 0; i < sizeof(fs_subdirs) / sizeof(fs_subdirs[0]); i++) {
-        if (mkdirat(rootfd, fs_subdirs[i], FS_DIR_MODE) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "mkdir %s/%s: %s", dir, fs_subdirs[i], strerror(errno));
+        if (fs_prep_subdir(rootfd, dir, fs_subdirs[i], err, errlen) != 0) {
             close(rootfd);
             return -1;
         }

@@ -417,6 +417,7 @@ test_prepare_hostile(void **state)
     assert_int_equal(symlink(outf, fx_path(fx, "certs/h.test/meta.json")), 0);
     assert_int_equal(symlink("/nonexistent", fx_path(fx, "certs/h.test/dangling")), 0);
     assert_int_equal(mkfifo(fx_path(fx, "generation"), 0666), 0);
+    plant_link(fx, "requests", fx->outside);
     write_file(fx_path(fx, "certs/h.test/setuid"), "x", 06777);
     /* a hard link to a file outside (same filesystem) */
     assert_int_equal(link(outf, fx_path(fx, "certs/h.test/ec256.pem")), 0);
@@ -429,6 +430,9 @@ test_prepare_hostile(void **state)
     assert_int_equal(mode_of(fx_path(fx, "certs/h.test/setuid")), 0755);
     assert_int_equal(mode_of(fx_path(fx, "certs/h.test")), 0700);
     assert_true(is_link(fx_path(fx, "certs/dirlink")));
+    /* a fixed sub-directory is made a directory again (the link removed) */
+    assert_int_equal(lstat(fx_path(fx, "requests"), &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
     assert_int_equal(lstat(fx_path(fx, "generation"), &sb), 0);
     assert_true(S_ISFIFO(sb.st_mode));
     if (uid != -1) {

@@ -101,7 +101,7 @@ static const char *vouched_value(const atls_issuer_t *is, unsigned bit)
     switch (bit) {
     case CLI_O_DIRECTORY: return is->directory;
     case CLI_O_CA_FILE:   return is->ca_file;
-    default:              return is->challenge == ATLS_CHAL_DNS01 ? is->dns_hook : NULL;
+    default:              return is->dns_hook;
     }
 }
 
@@ -121,6 +121,9 @@ int cli_issuer_vouch(const cli_opts_t *o, unsigned which, const char *verb,
             continue;
         }
         rec = vouched_value(is, vouched[i].bit);
+        if (vouched[i].bit == CLI_O_DNS_HOOK && is->challenge != ATLS_CHAL_DNS01) {
+            rec = NULL;     /* recorded but not used */
+        }
         given = vouched_value(&o->issuer, vouched[i].bit);
         if (rec == NULL || rec[0] == '\0'
             || ((o->given & vouched[i].bit) && given != NULL && strcmp(given, rec) == 0))
