@@ -339,7 +339,8 @@ def test_apache_parent_start_restart_hostile_store(pebble, apache_factory,  # no
     suid = plant_common(store, sentinel, name, APACHE_WORKER)
     hook, out = plant_hook(test_root, APACHE_WORKER)
     rewrite_meta(store, name, APACHE_WORKER, challenge="dns-01", dns_hook=hook)
-    as_worker(APACHE_WORKER, f"ln -s {sentinel}/secret {store}/fallback/{name}/planted.key")
+    # mod_ssl loads the fallback by path as root: it must get a copy, never this
+    as_worker(APACHE_WORKER, f"ln -sf {sentinel}/secret {store}/fallback/{name}/ec256.key")
 
     # graceful restart: the parent prepares the store and reads its
     # generation (a FIFO now) while the worker swaps a directory and a link
