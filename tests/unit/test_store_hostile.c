@@ -26,9 +26,12 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <cmocka.h>
+#include "atls_priv.h"
 #include "atls_store.h"
 #include "support/tmptree.h"
 
@@ -534,6 +537,75 @@ test_root_acts_as_owner(void **state)
     atls_store_close(st);
 }
 
+/* ---- dropping root for good (the CLI) ------------------------------------- */
+
+/* In a child: drop to the worker, check that root is gone for good, that
+ * ports below 1024 can still be bound, and that a program it runs starts
+ * without any capability. */
+static int
+drop_child(void)
+{
+    struct sockaddr_in sa;
+    char               err[256], buf[4096];
+    FILE              *f;
+    int                fd, port, bound = 0;
+
+    if (atls_priv_drop(WORKER_UID, WORKER_GID, 1, err, sizeof(err)) != 0) {
+        fprintf(stderr, "drop: %s\n", err);
+        return 10;
+    }
+    if (getuid() != WORKER_UID || geteuid() != WORKER_UID || getegid() != WORKER_GID
+        || setuid(0) == 0 || setgid(0) == 0 || getgroups(0, NULL) != 1)
+    {
+        return 11;
+    }
+    for (port = 1023; port > 900 && !bound; port--) {
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        memset(&sa, 0, sizeof(sa));
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons((unsigned short) port);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        bound = bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0;
+        close(fd);
+    }
+    if (!bound) {
+        return 12;
+    }
+    f = popen("grep -E '^Cap(Eff|Prm):' /proc/self/status", "r");
+    if (f == NULL) {
+        return 13;
+    }
+    while (fgets(buf, sizeof(buf), f) != NULL) {
+        if (strstr(buf, "0000000000000000") == NULL) {
+            fprintf(stderr, "a child program has capabilities: %s", buf);
+            return 14;
+        }
+    }
+    return pclose(f) == 0 ? 0 : 15;
+}
+
+static void
+test_priv_drop(void **state)
+{
+    pid_t pid;
+    int   status;
+    char  err[256];
+
+    (void) state;
+    if (geteuid() != 0) {
+        skip();
+    }
+    assert_int_equal(atls_priv_drop(0, 0, 0, err, sizeof(err)), -1);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        _exit(drop_child());
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int
 main(void)
 {
@@ -546,6 +618,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_prepare_hostile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepare_swap_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_root_acts_as_owner, setup, teardown),
+        cmocka_unit_test(test_priv_drop),
     };
 
     /* ATLS_TEST_FILTER=test_fifo runs one test (a hang kills the program) */
