@@ -112,32 +112,43 @@ def assert_never_root(out, user):
 SWAPPER = r"""
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
-d, l, stop = sys.argv[1:4]
-fd = os.open(d, os.O_RDONLY)
+certs, sentinel, stop, pairs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+swap = []
+for i in range(pairs):
+    d, l = (os.path.join(certs, f"swap{i}").encode(), os.path.join(certs, f"swaplink{i}").encode())
+    os.mkdir(d)
+    with open(os.path.join(d, b"file"), "w") as f:
+        f.write("x")
+    os.symlink(sentinel, l)
+    swap.append((os.open(d, os.O_RDONLY), d, l))
 n = 0
 while not os.path.exists(stop):
-    os.fchmod(fd, 0o777)    # too open: prepare wants to fix it
-    libc.renameat2(-100, d.encode(), -100, l.encode(), 2)    # RENAME_EXCHANGE
+    for fd, d, l in swap:
+        os.fchmod(fd, 0o777)    # too open: prepare wants to fix it
+        libc.renameat2(-100, d, -100, l, 2)    # RENAME_EXCHANGE
     n += 1
 print(n)
 """
 
 
 class Swapper:
-    """The worker exchanges store/certs/swap (a directory it keeps 0777)
-    with store/certs/swaplink (a link to the sentinel) in a loop."""
+    """The worker exchanges store/certs/swapN (directories it keeps 0777)
+    with store/certs/swaplinkN (links to the sentinel) in a loop: many
+    pairs, so that each walk of the store meets many of them."""
 
-    def __init__(self, root, store, sentinel, user):
+    def __init__(self, root, store, sentinel, user, pairs=64):
         self.stop_file = os.path.join(root, "swapper.stop")
-        d = os.path.join(store, "certs", "swap")
-        link = os.path.join(store, "certs", "swaplink")
-        as_worker(user, f"mkdir -p {d}; echo x > {d}/file; ln -s {sentinel} {link}")
         script = os.path.join(root, "swapper.py")
         with open(script, "w") as f:
             f.write(SWAPPER)
         self.proc = subprocess.Popen(["runuser", "-u", user, "--", sys.executable, script,
-                                      d, link, self.stop_file],
+                                      os.path.join(store, "certs"), sentinel,
+                                      self.stop_file, str(pairs)],
                                      stdout=subprocess.PIPE, text=True)
+        # running once every pair exists
+        wait_until(lambda: os.path.islink(os.path.join(store, "certs", f"swaplink{pairs - 1}"))
+                   or os.path.islink(os.path.join(store, "certs", f"swap{pairs - 1}")),
+                   timeout=20, what="the swap loop to start")
 
     def stop(self):
         with open(self.stop_file, "w"):
@@ -313,9 +324,10 @@ def test_nginx_master_start_reload_hostile_store(pebble, test_root, swappers):
         # reloads (the master prepares the store each time) during the swap loop
         swap = Swapper(test_root, store, sentinel, NGINX_WORKER)
         swappers.append(swap)
-        for _ in range(3):
+        for _ in range(8):
             ngx.reload()
         assert swap.stop() > 0
+        assert snapshot(sentinel) == before, "the master changed the sentinel"
         assert setid_bits(suid) == 0
         assert os.path.islink(os.path.join(store, "certs", name, "linkdir"))
         until_issued(ngx, pebble, pebble.tls_port, name)
@@ -351,6 +363,7 @@ def test_apache_parent_start_restart_hostile_store(pebble, apache_factory,  # no
     assert proc.returncode == 0, proc.stderr
     apache.wait_log(r"resuming normal operations", count=marks + 1, timeout=60)
     assert swap.stop() > 0
+    assert snapshot(sentinel) == before
     wait_issued(apache, pebble, name)
     assert setid_bits(suid) == 0
 
