@@ -169,34 +169,48 @@ fs_walk(fs_impl_t *fs, const char *rel, int create)
     return fd;
 }
 
+/* rel opened beneath the root in one openat2, no link followed anywhere;
+ * -1 + errno, ENOSYS when the kernel has no openat2 (remembered). */
+static int
+fs_openat2(fs_impl_t *fs, const char *rel, int flags, mode_t mode)
+{
+    struct open_how how;
+    int             fd = -1, tries;
+
+    if (!__atomic_load_n(&fs_have_openat2, __ATOMIC_RELAXED)) {
+        errno = ENOSYS;
+        return -1;
+    }
+    memset(&how, 0, sizeof(how));
+    how.flags = (unsigned) flags;
+    how.mode = (flags & O_CREAT) ? mode : 0;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    /* EAGAIN: a rename raced the lookup; the kernel asks for a retry */
+    for (tries = 0; tries < 16; tries++) {
+        fd = (int) syscall(SYS_openat2, fs->rootfd, rel, &how, sizeof(how));
+        if (fd >= 0 || errno != EAGAIN) {
+            break;
+        }
+    }
+    if (fd < 0 && errno == ENOSYS) {
+        __atomic_store_n(&fs_have_openat2, 0, __ATOMIC_RELAXED);
+    }
+    return fd;
+}
+
 /* The directory rel ("" = the root) as a descriptor; -1 + errno (ELOOP for
  * a symbolic link anywhere on the way). */
 static int
 fs_dir_open(fs_impl_t *fs, const char *rel, int create)
 {
-    struct open_how how;
-    int             fd = -1, tries;
+    int fd;
 
     if (*rel == '\0') {
         return fcntl(fs->rootfd, F_DUPFD_CLOEXEC, 0);
     }
-    if (__atomic_load_n(&fs_have_openat2, __ATOMIC_RELAXED)) {
-        memset(&how, 0, sizeof(how));
-        how.flags = FS_DIR_FLAGS;
-        how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-        /* EAGAIN: a rename raced the lookup; the kernel asks for a retry */
-        for (tries = 0; tries < 16; tries++) {
-            fd = (int) syscall(SYS_openat2, fs->rootfd, rel, &how, sizeof(how));
-            if (fd >= 0 || errno != EAGAIN) {
-                break;
-            }
-        }
-        if (fd >= 0 || (errno != ENOSYS && !(errno == ENOENT && create))) {
-            return fs_must_be_dir(fd);
-        }
-        if (errno == ENOSYS) {
-            __atomic_store_n(&fs_have_openat2, 0, __ATOMIC_RELAXED);
-        }
+    fd = fs_openat2(fs, rel, FS_DIR_FLAGS, 0);
+    if (fd >= 0 || (errno != ENOSYS && !(errno == ENOENT && create))) {
+        return fs_must_be_dir(fd);
     }
     return fs_walk(fs, rel, create);
 }
@@ -238,20 +252,20 @@ fs_strip_setid(fs_impl_t *fs, int fd, const struct stat *sb, const char *rel)
     (void) fchmod(fd, sb->st_mode & 0777);
 }
 
-/* Opens base in dirfd as a regular file: never through a link, never
- * blocking on a FIFO or device (O_NONBLOCK until fstat has said it is a
- * regular file).  rel names it in messages.  -1 + err (errno kept). */
+#define FS_FILE_FLAGS (O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+
+/* What follows the open (with FS_FILE_FLAGS) of a store file: a regular
+ * file, or refused (a FIFO or device was not waited on thanks to
+ * O_NONBLOCK, which is then cleared), set-id bits stripped.  fd is closed
+ * on failure; rel names it in err; errno kept. */
 static int
-fs_open_reg(fs_impl_t *fs, int dirfd, const char *base, const char *rel, int flags,
-            mode_t mode, char *err, size_t errlen)
+fs_reg_check(fs_impl_t *fs, int fd, const char *rel, char *err, size_t errlen)
 {
     struct stat sb;
-    int         fd, fl;
+    int         e;
 
-    fd = openat(dirfd, base, flags | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, mode);
     if (fd < 0) {
-        int e = errno;
-
+        e = errno;
         fs_error(fs, err, errlen, NULL, rel, fs_strerror(e));
         errno = e;
         return -1;
@@ -265,8 +279,8 @@ fs_open_reg(fs_impl_t *fs, int dirfd, const char *base, const char *rel, int fla
         errno = EINVAL;
         goto failed;
     }
-    fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+    /* O_NONBLOCK is the only file status flag FS_FILE_FLAGS sets */
+    if (fcntl(fd, F_SETFL, 0) != 0) {
         fs_error(fs, err, errlen, "fcntl", rel, strerror(errno));
         goto failed;
     }
@@ -274,13 +288,42 @@ fs_open_reg(fs_impl_t *fs, int dirfd, const char *base, const char *rel, int fla
     return fd;
 
 failed:
-    {
-        int e = errno;
-
-        close(fd);
-        errno = e;
-    }
+    e = errno;
+    close(fd);
+    errno = e;
     return -1;
+}
+
+/* base in dirfd as a regular file (see fs_reg_check). */
+static int
+fs_open_reg(fs_impl_t *fs, int dirfd, const char *base, const char *rel, int flags,
+            mode_t mode, char *err, size_t errlen)
+{
+    return fs_reg_check(fs, openat(dirfd, base, flags | FS_FILE_FLAGS, mode), rel,
+                        err, errlen);
+}
+
+/* rel for reading: one openat2 beneath the root, or, without openat2, its
+ * directory first (component by component) and then the file. */
+static int
+fs_open_read(fs_impl_t *fs, const char *rel, char *err, size_t errlen)
+{
+    const char *base;
+    int         dirfd, fd, e;
+
+    fd = fs_openat2(fs, rel, O_RDONLY | FS_FILE_FLAGS, 0);
+    if (fd >= 0 || errno != ENOSYS) {
+        return fs_reg_check(fs, fd, rel, err, errlen);
+    }
+    dirfd = fs_parent_open(fs, rel, 0, &base, err, errlen);
+    if (dirfd < 0) {
+        return -1;
+    }
+    fd = fs_open_reg(fs, dirfd, base, rel, O_RDONLY, 0, err, errlen);
+    e = errno;
+    close(dirfd);
+    errno = e;
+    return fd;
 }
 
 /* ---- acting as the store's owner ------------------------------------------ */
@@ -355,15 +398,9 @@ static int
 fs_get_as(fs_impl_t *fs, const char *path, char **data, size_t *len,
           char *err, size_t errlen)
 {
-    const char *base;
-    int         dirfd, fd, rc;
+    int fd, rc;
 
-    dirfd = fs_parent_open(fs, path, 0, &base, err, errlen);
-    if (dirfd < 0) {
-        return errno == ENOENT ? ATLS_STORE_NOTFOUND : ATLS_STORE_ERROR;
-    }
-    fd = fs_open_reg(fs, dirfd, base, path, O_RDONLY, 0, err, errlen);
-    close(dirfd);
+    fd = fs_open_read(fs, path, err, errlen);
     if (fd < 0) {
         return errno == ENOENT ? ATLS_STORE_NOTFOUND : ATLS_STORE_ERROR;
     }
