@@ -56,10 +56,12 @@ static int renew_all(cli_opts_t *o)
         }
         due[n_due++] = m;
     }
-    if (n_due == 0 && rc == CLI_EXIT_OK) {
+    if (n_due > 0) {
+        if (cli_obtain_many(st, o, "renew", due, n_due) != CLI_EXIT_OK) {
+            rc = CLI_EXIT_FAIL;
+        }
+    } else if (rc == CLI_EXIT_OK) {
         printf("no certificate in %s is due for renewal\n", o->store_dir);
-    } else if (cli_obtain_many(st, o, "renew", due, n_due) != CLI_EXIT_OK) {
-        rc = CLI_EXIT_FAIL;
     }
     for (i = 0; i < n_loaded; i++) {
         atls_cert_meta_free(&metas[i]);
