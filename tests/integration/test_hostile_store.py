@@ -141,9 +141,12 @@ class Swapper:
         script = os.path.join(root, "swapper.py")
         with open(script, "w") as f:
             f.write(SWAPPER)
-        self.proc = subprocess.Popen(["runuser", "-u", user, "--", sys.executable, script,
-                                      os.path.join(store, "certs"), sentinel,
-                                      self.stop_file, str(pairs)],
+        # the worker's identity set in the child itself (not through runuser),
+        # so that kill() reaches the loop and not a parent waiting for it
+        pw = pwd.getpwnam(user)
+        self.proc = subprocess.Popen([sys.executable, script, os.path.join(store, "certs"),
+                                      sentinel, self.stop_file, str(pairs)],
+                                     user=pw.pw_uid, group=pw.pw_gid, extra_groups=[],
                                      stdout=subprocess.PIPE, text=True)
         # running once every pair exists
         wait_until(lambda: os.path.islink(os.path.join(store, "certs", f"swaplink{pairs - 1}"))
