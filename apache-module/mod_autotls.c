@@ -180,7 +180,15 @@ autotls_collect_hosts(apr_pool_t *p, server_rec *base)
 
 /* Children forked from here start at the store's generation, the value the
  * driver publishes too, so that what a child preloads right after its start
- * is not thrown away when the driver's first check publishes. */
+ * is not thrown away when the driver's first check publishes.
+ *
+ * This runs in the parent, as root, on a store www-data owns.  The parent
+ * cannot drop root for good (restarts), and forking a child per read would
+ * cost more than it protects: the fs backend instead takes the store
+ * owner's filesystem uid/gid (setfsuid/setfsgid, this thread only) around
+ * each operation, refuses links and non-regular files (a FIFO planted as
+ * "generation" cannot hang the parent) and caps reads.  The same holds for
+ * the fallback certificates written at start-up (mod_autotls_ssl.c). */
 static void
 autotls_generation_init(server_rec *s)
 {
@@ -223,6 +231,7 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         uid = (long) ap_unixd_config.user_id;
         gid = (long) ap_unixd_config.group_id;
     }
+    /* as root: through descriptors, links and special files left alone */
     if (atls_store_fs_prepare(autotls_global.store_dir, uid, gid, err, sizeof(err)) != 0) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
                      "AutoTLSStoreDir %s: %s", autotls_global.store_dir, err);

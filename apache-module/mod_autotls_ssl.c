@@ -4,8 +4,12 @@
  * objects, reloaded only when the shared generation changes), and tls-alpn-01
  * through ALPN "acme-tls/1" and mod_ssl's ssl_answer_challenge hook.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/ssl.h>
 #include <openssl/crypto.h>
@@ -156,6 +160,54 @@ done:
     return rc;
 }
 
+/*
+ * mod_ssl opens certificate files by path, in the parent, as root, and
+ * follows links: a path into the store would let the worker user, who owns
+ * the store, swap a file for a link between our check and mod_ssl's open.
+ * So mod_ssl gets copies, in a directory of the parent's own below
+ * DefaultRuntimeDir, of what was just read through the store (which reads
+ * as the store's owner and never through a link).
+ */
+static const char *
+autotls_fallback_export(apr_pool_t *p, atls_store_t *st, const char *path,
+                        char *err, size_t errlen)
+{
+    const char *dir = ap_runtime_dir_relative(p, "autotls-fallback");
+    char *data = NULL, *out, *c;
+    size_t len = 0;
+    struct stat sb;
+    ssize_t w;
+    int fd;
+
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    if (lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) || sb.st_uid != geteuid()
+        || (sb.st_mode & 077) != 0) {
+        snprintf(err, errlen, "%s is not a private directory of this process's user", dir);
+        return NULL;
+    }
+    if (st->ops->get(st, path, &data, &len, err, errlen) != ATLS_STORE_OK) {
+        return NULL;
+    }
+    out = apr_pstrcat(p, dir, "/", path, NULL);
+    for (c = out + strlen(dir) + 1; *c != '\0'; c++) {
+        if (*c == '/') {
+            *c = '_';
+        }
+    }
+    fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    w = fd >= 0 ? write(fd, data, len) : -1;
+    if (fd < 0 || w != (ssize_t) len || fchmod(fd, 0600) != 0 || close(fd) != 0) {
+        snprintf(err, errlen, "write %s: %s", out, strerror(errno));
+        out = NULL;
+    }
+    OPENSSL_cleanse(data, len);
+    free(data);
+    return out;
+}
+
 /* mod_ssl refuses an SSLEngine host without certificate files: give it a
  * self-signed one per key type for the host's names.  This is the normal
  * certificate hook, not the "fallback" one, because mod_ssl answers every
@@ -166,7 +218,7 @@ autotls_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_fi
                        apr_array_header_t *key_files)
 {
     autotls_srv_conf_t *sc = autotls_config_get(s);
-    const char *crt_path, *key_path;
+    const char *crt_path, *key_path, *crt_copy, *key_copy;
     atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
     atls_store_t *st;
     char err[256];
@@ -202,10 +254,17 @@ autotls_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_fi
                          "autotls: %s: wrote a self-signed %s fallback certificate",
                          sc->cert_id, atls_key_type_name(kts[i]));
         }
-        APR_ARRAY_PUSH(cert_files, const char *) =
-            apr_pstrcat(p, autotls_global.store_dir, "/", crt_path, NULL);
-        APR_ARRAY_PUSH(key_files, const char *) =
-            apr_pstrcat(p, autotls_global.store_dir, "/", key_path, NULL);
+        crt_copy = autotls_fallback_export(p, st, crt_path, err, sizeof(err));
+        key_copy = crt_copy ? autotls_fallback_export(p, st, key_path, err, sizeof(err))
+                            : NULL;
+        if (key_copy == NULL) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                         "autotls: %s: cannot hand the %s fallback certificate to "
+                         "mod_ssl: %s", sc->cert_id, atls_key_type_name(kts[i]), err);
+            continue;
+        }
+        APR_ARRAY_PUSH(cert_files, const char *) = crt_copy;
+        APR_ARRAY_PUSH(key_files, const char *) = key_copy;
         rc = OK;
     }
     atls_store_close(st);

@@ -17,8 +17,14 @@
  *
  * Writes are atomic (temp file in the same directory created with its final
  * mode, fsync, rename, fsync dir).  Directories 0700, private files 0600,
- * public files 0644.  When running as root on a store owned by someone else,
- * new files and directories are given the store root's owner.
+ * public files 0644, never a set-id bit.
+ *
+ * The store belongs to the server's worker user and is a privilege
+ * boundary: the fs backend resolves every path beneath the store root
+ * without following links, opens regular files only (a FIFO or device is
+ * refused, named in the error), caps reads at 1 MiB, and a root process
+ * works on a store owned by someone else with that user's filesystem
+ * identity, so new files belong to the owner (see store_fs.c).
  */
 #ifndef ATLS_STORE_H
 #define ATLS_STORE_H
@@ -67,7 +73,9 @@ struct atls_store_s {
 /* Opens (creating with 0700 if missing) a filesystem store. NULL + err. */
 atls_store_t *atls_store_fs_open(const char *dir, char *err, size_t errlen);
 /* Like open, but for the master/parent: creates the directory tree and
- * hands it to uid/gid (-1 = leave). */
+ * hands it to uid/gid (-1 = leave), tightening modes on the way.  Safe as
+ * root against a worker rewriting the tree meanwhile: works through
+ * descriptors, leaves links, special and hard-linked files alone. */
 int atls_store_fs_prepare(const char *dir, long uid, long gid, char *err, size_t errlen);
 void atls_store_close(atls_store_t *st);
 

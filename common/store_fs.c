@@ -5,19 +5,38 @@
  * with its final mode (so a private file is never readable by others, not
  * even for an instant), fsync'd, renamed over the final name, and the
  * directory fsync'd: a crash leaves either the old or the new file.
+ *
+ * The store is a privilege boundary.  It belongs to the server's worker
+ * user, who can rewrite any part of it at any moment, while root (nginx
+ * master, Apache parent, an operator's CLI) uses it too.  Hence:
+ *  - the root directory is held open, and every path is resolved beneath
+ *    it without following any symbolic link: openat2(RESOLVE_BENEATH |
+ *    RESOLVE_NO_SYMLINKS), or, on kernels without openat2, one openat
+ *    (O_NOFOLLOW | O_DIRECTORY) per component.  What follows works on
+ *    descriptors only (fstat, fchmod, renameat, unlinkat, fdopendir, flock);
+ *  - only regular files are opened, with O_NONBLOCK until fstat says so,
+ *    so that a FIFO planted where a file should be cannot hang us; reads
+ *    are capped; set-id bits are stripped wherever found;
+ *  - a root process works on a store that someone else owns with that
+ *    user's filesystem identity (setfsuid/setfsgid around each operation,
+ *    per thread, atls_priv.h): the kernel then refuses whatever the owner
+ *    could not do, and what we create belongs to the owner.  Only
+ *    atls_store_fs_prepare() acts as root, through descriptors.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
+#include <linux/openat2.h>
+#include "atls_priv.h"
 #include "atls_store.h"
 
 #define FS_DIR_MODE      0700
@@ -26,10 +45,15 @@
 /* Parents above the store root we had to create: traversable (workers must
  * reach their store) but not listable. */
 #define FS_PARENT_MODE   0711
+/* Nothing the store holds comes near this: a bigger file was planted. */
+#define FS_MAX_READ      (1024 * 1024)
+/* The store is shallow (certs/<id>/<file>); deeper trees are not ours. */
+#define FS_MAX_DEPTH     8
 
 typedef struct {
-    char  *root;
-    int    give_owner;  /* euid 0 on a store owned by someone else */
+    char  *root;        /* for messages */
+    int    rootfd;
+    int    as_owner;    /* euid 0 on a store owned by someone else */
     uid_t  uid;
     gid_t  gid;
 } fs_impl_t;
@@ -39,6 +63,9 @@ struct atls_store_lock_s {
 };
 
 static const char *const fs_subdirs[] = { "accounts", "certs", "requests", "locks" };
+
+/* Cleared for good the first time the kernel says it has no openat2. */
+static int fs_have_openat2 = 1;
 
 /* Rejects anything that could leave the root or hide in a dot file:
  * leading '/', empty components, and components starting with '.'. */
@@ -67,154 +94,276 @@ fs_path_ok(const char *path, int allow_empty)
     }
 }
 
-static char *
-fs_full(fs_impl_t *fs, const char *path)
+static const char *
+fs_strerror(int e)
 {
-    char  *s;
-    size_t n = strlen(fs->root) + strlen(path) + 2;
-
-    s = malloc(n);
-    if (s == NULL) {
-        abort();
-    }
-    if (*path == '\0') {
-        snprintf(s, n, "%s", fs->root);
-    } else {
-        snprintf(s, n, "%s/%s", fs->root, path);
-    }
-    return s;
+    /* O_NOFOLLOW and RESOLVE_NO_SYMLINKS both answer ELOOP */
+    return e == ELOOP ? "a symbolic link, refused" : strerror(e);
 }
 
-static int
-fs_give_fd(fs_impl_t *fs, int fd)
+/* "<root>/<rel>: <why>" (or "<what> <root>/<rel>: <why>") into err. */
+static void
+fs_error(fs_impl_t *fs, char *err, size_t errlen, const char *what, const char *rel,
+         const char *why)
 {
-    if (!fs->give_owner) {
-        return 0;
-    }
-    return fchown(fd, fs->uid, fs->gid);
+    snprintf(err, errlen, "%s%s%s%s%s: %s", what ? what : "", what ? " " : "", fs->root,
+             *rel ? "/" : "", rel, why);
 }
 
+/* ---- resolving beneath the root ------------------------------------------ */
+
+/* Makes fd (-1 passes through) a directory or fails with ENOTDIR.  The
+ * directories are opened without O_DIRECTORY, so that a link is told
+ * apart by its ELOOP, and with O_NONBLOCK, so that a FIFO does not hang. */
 static int
-fs_give_path(fs_impl_t *fs, const char *path)
+fs_must_be_dir(int fd)
 {
-    if (!fs->give_owner) {
-        return 0;
-    }
-    return lchown(path, fs->uid, fs->gid);
-}
+    struct stat sb;
 
-/* mkdir -p of the directory part of root/rel (rel excluded when !whole). */
-static int
-fs_mkdirs(fs_impl_t *fs, const char *rel, int whole, char *err, size_t errlen)
-{
-    char  *full, *p, *start;
-    size_t rootlen = strlen(fs->root);
-
-    full = fs_full(fs, rel);
-    if (!whole) {
-        p = strrchr(full + rootlen, '/');
-        if (p == NULL || p == full + rootlen) {
-            free(full);
-            return 0;   /* directly under the root */
-        }
-        *p = '\0';
-    }
-    start = full + rootlen + 1;
-    if (start > full + strlen(full)) {
-        free(full);
-        return 0;
-    }
-    for (p = start;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char saved = *p;
-
-            *p = '\0';
-            if (mkdir(full, FS_DIR_MODE) == 0) {
-                if (fs_give_path(fs, full) != 0) {
-                    snprintf(err, errlen, "chown %s: %s", full, strerror(errno));
-                    free(full);
-                    return -1;
-                }
-            } else if (errno != EEXIST) {
-                snprintf(err, errlen, "mkdir %s: %s", full, strerror(errno));
-                free(full);
-                return -1;
-            }
-            *p = saved;
-            if (saved == '\0') {
-                break;
-            }
-        }
-    }
-    free(full);
-    return 0;
-}
-
-static int
-fs_fsync_dir(const char *dir)
-{
-    int fd, rc;
-
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
         return -1;
     }
-    rc = fsync(fd);
-    /* Some filesystems refuse fsync on directories; the rename is still
-     * durable there as far as they can make it. */
-    if (rc != 0 && (errno == EINVAL || errno == EROFS)) {
-        rc = 0;
+    if (fstat(fd, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        close(fd);
+        errno = ENOTDIR;
+        return -1;
     }
-    close(fd);
-    return rc;
+    return fd;
 }
 
+#define FS_DIR_FLAGS (O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+
+/* One component at a time from the root, never following a link; with
+ * create, missing directories are made (0700; they belong to whoever we
+ * are, which is the owner: see fs_enter). */
 static int
-fs_get(atls_store_t *st, const char *path, char **data, size_t *len,
-       char *err, size_t errlen)
+fs_walk(fs_impl_t *fs, const char *rel, int create)
 {
-    fs_impl_t  *fs = st->impl;
-    char       *full, *buf = NULL, *nb;
-    size_t      cap = 0, n = 0;
-    ssize_t     r;
-    int         fd;
-    struct stat sb;
+    char *copy, *comp, *save = NULL;
+    int   fd, nfd, e;
 
-    *data = NULL;
-    if (len != NULL) {
-        *len = 0;
-    }
-    if (!fs_path_ok(path, 0)) {
-        snprintf(err, errlen, "invalid store path \"%s\"", path ? path : "(null)");
-        return ATLS_STORE_ERROR;
-    }
-    full = fs_full(fs, path);
-    fd = open(full, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    fd = fcntl(fs->rootfd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) {
-        int e = errno;
-
-        snprintf(err, errlen, "%s: %s", full, strerror(e));
-        free(full);
-        return e == ENOENT ? ATLS_STORE_NOTFOUND : ATLS_STORE_ERROR;
+        return -1;
     }
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", full);
+    copy = atls_strdup(rel);
+    for (comp = strtok_r(copy, "/", &save); comp != NULL; comp = strtok_r(NULL, "/", &save)) {
+        nfd = fs_must_be_dir(openat(fd, comp, FS_DIR_FLAGS));
+        if (nfd < 0 && errno == ENOENT && create) {
+            if (mkdirat(fd, comp, FS_DIR_MODE) != 0 && errno != EEXIST) {
+                nfd = -1;
+            } else {
+                nfd = fs_must_be_dir(openat(fd, comp, FS_DIR_FLAGS));
+            }
+        }
+        e = errno;
+        close(fd);
+        if (nfd < 0) {
+            free(copy);
+            errno = e;
+            return -1;
+        }
+        fd = nfd;
+    }
+    free(copy);
+    return fd;
+}
+
+/* rel opened beneath the root in one openat2, no link followed anywhere;
+ * -1 + errno, ENOSYS when the kernel has no openat2 (remembered). */
+static int
+fs_openat2(fs_impl_t *fs, const char *rel, int flags, mode_t mode)
+{
+    struct open_how how;
+    int             fd = -1, tries;
+
+    if (!__atomic_load_n(&fs_have_openat2, __ATOMIC_RELAXED)) {
+        errno = ENOSYS;
+        return -1;
+    }
+    memset(&how, 0, sizeof(how));
+    how.flags = (unsigned) flags;
+    how.mode = (flags & O_CREAT) ? mode : 0;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    /* EAGAIN: a rename raced the lookup; the kernel asks for a retry */
+    for (tries = 0; tries < 16; tries++) {
+        fd = (int) syscall(SYS_openat2, fs->rootfd, rel, &how, sizeof(how));
+        if (fd >= 0 || errno != EAGAIN) {
+            break;
+        }
+    }
+    if (fd < 0 && errno == ENOSYS) {
+        __atomic_store_n(&fs_have_openat2, 0, __ATOMIC_RELAXED);
+    }
+    return fd;
+}
+
+/* The directory rel ("" = the root) as a descriptor; -1 + errno (ELOOP for
+ * a symbolic link anywhere on the way). */
+static int
+fs_dir_open(fs_impl_t *fs, const char *rel, int create)
+{
+    int fd;
+
+    if (*rel == '\0') {
+        return fcntl(fs->rootfd, F_DUPFD_CLOEXEC, 0);
+    }
+    fd = fs_openat2(fs, rel, FS_DIR_FLAGS, 0);
+    if (fd >= 0 || (errno != ENOSYS && !(errno == ENOENT && create))) {
+        return fs_must_be_dir(fd);
+    }
+    return fs_walk(fs, rel, create);
+}
+
+/* The directory holding path (created when create), *base its last
+ * component; -1 + err naming the directory. */
+static int
+fs_parent_open(fs_impl_t *fs, const char *path, int create, const char **base,
+               char *err, size_t errlen)
+{
+    const char *slash = strrchr(path, '/');
+    char       *dir;
+    int         fd, e;
+
+    dir = slash != NULL ? strndup(path, (size_t) (slash - path)) : atls_strdup("");
+    if (dir == NULL) {
+        abort();
+    }
+    *base = slash != NULL ? slash + 1 : path;
+    fd = fs_dir_open(fs, dir, create);
+    if (fd < 0) {
+        e = errno;
+        fs_error(fs, err, errlen, NULL, dir, fs_strerror(e));
+        errno = e;
+    }
+    free(dir);
+    return fd;
+}
+
+/* Takes set-id bits off an open file that is ours alone to change. */
+static void
+fs_strip_setid(fs_impl_t *fs, int fd, const struct stat *sb, const char *rel)
+{
+    if ((sb->st_mode & 07000) == 0 || sb->st_nlink != 1) {
+        return;
+    }
+    atls_log(ATLS_LOG_WARN, "store: %s/%s had mode %04o; set-id bits removed",
+             fs->root, rel, (unsigned) (sb->st_mode & 07777));
+    (void) fchmod(fd, sb->st_mode & 0777);
+}
+
+#define FS_FILE_FLAGS (O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+
+/* What follows the open (with FS_FILE_FLAGS) of a store file: a regular
+ * file, or refused (a FIFO or device was not waited on thanks to
+ * O_NONBLOCK, which is then cleared), set-id bits stripped.  fd is closed
+ * on failure; rel names it in err; errno kept. */
+static int
+fs_reg_check(fs_impl_t *fs, int fd, const char *rel, char *err, size_t errlen)
+{
+    struct stat sb;
+    int         e;
+
+    if (fd < 0) {
+        e = errno;
+        fs_error(fs, err, errlen, NULL, rel, fs_strerror(e));
+        errno = e;
+        return -1;
+    }
+    if (fstat(fd, &sb) != 0) {
+        fs_error(fs, err, errlen, "fstat", rel, strerror(errno));
         goto failed;
     }
-    /* Sized from fstat, but grown if the file changes under us. */
-    cap = (size_t) sb.st_size + 1;
+    if (!S_ISREG(sb.st_mode)) {
+        fs_error(fs, err, errlen, NULL, rel, "not a regular file, refused");
+        errno = EINVAL;
+        goto failed;
+    }
+    /* O_NONBLOCK is the only file status flag FS_FILE_FLAGS sets */
+    if (fcntl(fd, F_SETFL, 0) != 0) {
+        fs_error(fs, err, errlen, "fcntl", rel, strerror(errno));
+        goto failed;
+    }
+    fs_strip_setid(fs, fd, &sb, rel);
+    return fd;
+
+failed:
+    e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
+/* base in dirfd as a regular file (see fs_reg_check). */
+static int
+fs_open_reg(fs_impl_t *fs, int dirfd, const char *base, const char *rel, int flags,
+            mode_t mode, char *err, size_t errlen)
+{
+    return fs_reg_check(fs, openat(dirfd, base, flags | FS_FILE_FLAGS, mode), rel,
+                        err, errlen);
+}
+
+/* rel for reading: one openat2 beneath the root, or, without openat2, its
+ * directory first (component by component) and then the file. */
+static int
+fs_open_read(fs_impl_t *fs, const char *rel, char *err, size_t errlen)
+{
+    const char *base;
+    int         dirfd, fd, e;
+
+    fd = fs_openat2(fs, rel, O_RDONLY | FS_FILE_FLAGS, 0);
+    if (fd >= 0 || errno != ENOSYS) {
+        return fs_reg_check(fs, fd, rel, err, errlen);
+    }
+    dirfd = fs_parent_open(fs, rel, 0, &base, err, errlen);
+    if (dirfd < 0) {
+        return -1;
+    }
+    fd = fs_open_reg(fs, dirfd, base, rel, O_RDONLY, 0, err, errlen);
+    e = errno;
+    close(dirfd);
+    errno = e;
+    return fd;
+}
+
+/* ---- acting as the store's owner ------------------------------------------ */
+
+/* A root process takes the owner's filesystem identity for the length of
+ * one operation.  Per thread (setfsuid), so that a long-lived root process
+ * (nginx master, Apache parent) can use the store without ever dropping
+ * root for good; its other threads, if any, are not affected.  What is
+ * left of root while switched: the supplementary groups, which gain
+ * nothing beneath a root directory the owner holds 0700. */
+static int
+fs_enter(fs_impl_t *fs, atls_fsid_t *id, char *err, size_t errlen)
+{
+    id->active = 0;
+    if (!fs->as_owner) {
+        return 0;
+    }
+    return atls_fsid_enter(id, fs->uid, fs->gid, err, errlen);
+}
+
+/* ---- operations ----------------------------------------------------------- */
+
+static int
+fs_read_all(fs_impl_t *fs, int fd, const char *rel, char **data, size_t *len,
+            char *err, size_t errlen)
+{
+    char    *buf, *nb;
+    size_t   cap = 4096, n = 0;
+    ssize_t  r;
+
     buf = malloc(cap);
     if (buf == NULL) {
-        snprintf(err, errlen, "%s: out of memory", full);
-        goto failed;
+        abort();
     }
     for (;;) {
         if (n + 1 >= cap) {
             cap *= 2;
             nb = realloc(buf, cap);
             if (nb == NULL) {
-                snprintf(err, errlen, "%s: out of memory", full);
-                goto failed;
+                abort();
             }
             buf = nb;
         }
@@ -223,28 +372,42 @@ fs_get(atls_store_t *st, const char *path, char **data, size_t *len,
             if (errno == EINTR) {
                 continue;
             }
-            snprintf(err, errlen, "read %s: %s", full, strerror(errno));
-            goto failed;
+            fs_error(fs, err, errlen, "read", rel, strerror(errno));
+            free(buf);
+            return -1;
         }
         if (r == 0) {
             break;
         }
         n += (size_t) r;
+        if (n > FS_MAX_READ) {
+            fs_error(fs, err, errlen, NULL, rel, "larger than 1 MiB, refused");
+            free(buf);
+            return -1;
+        }
     }
     buf[n] = '\0';
-    close(fd);
-    free(full);
     *data = buf;
     if (len != NULL) {
         *len = n;
     }
-    return ATLS_STORE_OK;
+    return 0;
+}
 
-failed:
+static int
+fs_get_as(fs_impl_t *fs, const char *path, char **data, size_t *len,
+          char *err, size_t errlen)
+{
+    int fd, rc;
+
+    fd = fs_open_read(fs, path, err, errlen);
+    if (fd < 0) {
+        return errno == ENOENT ? ATLS_STORE_NOTFOUND : ATLS_STORE_ERROR;
+    }
+    rc = fs_read_all(fs, fd, path, data, len, err, errlen) == 0
+         ? ATLS_STORE_OK : ATLS_STORE_ERROR;
     close(fd);
-    free(buf);
-    free(full);
-    return ATLS_STORE_ERROR;
+    return rc;
 }
 
 static int
@@ -266,137 +429,160 @@ fs_write_all(int fd, const char *data, size_t len)
     return 0;
 }
 
-static int
-fs_put(atls_store_t *st, const char *path, const char *data, size_t len,
-       int is_private, char *err, size_t errlen)
+static void
+fs_fsync_dir(fs_impl_t *fs, int dirfd, const char *path)
 {
-    fs_impl_t *fs = st->impl;
-    char      *full = NULL, *tmp = NULL, *slash;
-    mode_t     mode = is_private ? FS_PRIVATE_MODE : FS_PUBLIC_MODE;
-    size_t     tlen;
-    int        fd = -1, tries;
+    /* Some filesystems refuse fsync on directories; the rename is still
+     * as durable there as they can make it. */
+    if (fsync(dirfd) != 0 && errno != EINVAL && errno != EROFS) {
+        atls_log(ATLS_LOG_WARN, "fsync the directory of %s/%s: %s", fs->root, path,
+                 strerror(errno));
+    }
+}
 
-    if (!fs_path_ok(path, 0)) {
-        snprintf(err, errlen, "invalid store path \"%s\"", path ? path : "(null)");
+/* Writes data to a fresh temp file in dirfd (created with its final mode),
+ * then renames it over base. */
+static int
+fs_put_in(fs_impl_t *fs, int dirfd, const char *base, const char *path,
+          const char *data, size_t len, mode_t mode, char *err, size_t errlen)
+{
+    char tmp[300];
+    int  fd = -1, tries;
+
+    if (strlen(base) > 200) {
+        fs_error(fs, err, errlen, NULL, path, "name too long");
         return ATLS_STORE_ERROR;
     }
-    if (fs_mkdirs(fs, path, 0, err, errlen) != 0) {
-        return ATLS_STORE_ERROR;
-    }
-    full = fs_full(fs, path);
-    slash = strrchr(full, '/');
-    tlen = strlen(full) + 32;
-    tmp = malloc(tlen);
-    if (tmp == NULL) {
-        abort();
-    }
-
     for (tries = 0; tries < 100; tries++) {
-        snprintf(tmp, tlen, "%.*s/.tmp.%s.%06llx", (int) (slash - full), full,
-                 slash + 1, (unsigned long long) (atls_random_u64() & 0xffffff));
-        fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, mode);
+        snprintf(tmp, sizeof(tmp), ".tmp.%s.%06llx", base,
+                 (unsigned long long) (atls_random_u64() & 0xffffff));
+        fd = openat(dirfd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode);
         if (fd >= 0 || errno != EEXIST) {
             break;
         }
     }
     if (fd < 0) {
-        snprintf(err, errlen, "create %s: %s", tmp, strerror(errno));
-        free(tmp);
-        free(full);
+        fs_error(fs, err, errlen, "create a temp file for", path, strerror(errno));
         return ATLS_STORE_ERROR;
     }
     /* The umask may have narrowed the mode; public files must stay readable
      * by the server's workers. It can never have widened it. */
     if (fchmod(fd, mode) != 0) {
-        snprintf(err, errlen, "chmod %s: %s", tmp, strerror(errno));
-        goto failed;
-    }
-    if (fs_give_fd(fs, fd) != 0) {
-        snprintf(err, errlen, "chown %s: %s", tmp, strerror(errno));
+        fs_error(fs, err, errlen, "chmod the temp file of", path, strerror(errno));
         goto failed;
     }
     if (fs_write_all(fd, data, len) != 0) {
-        snprintf(err, errlen, "write %s: %s", tmp, strerror(errno));
+        fs_error(fs, err, errlen, "write", path, strerror(errno));
         goto failed;
     }
     if (fsync(fd) != 0) {
-        snprintf(err, errlen, "fsync %s: %s", tmp, strerror(errno));
+        fs_error(fs, err, errlen, "fsync", path, strerror(errno));
         goto failed;
     }
     if (close(fd) != 0) {
         fd = -1;
-        snprintf(err, errlen, "close %s: %s", tmp, strerror(errno));
+        fs_error(fs, err, errlen, "close", path, strerror(errno));
         goto failed;
     }
     fd = -1;
-    if (rename(tmp, full) != 0) {
-        snprintf(err, errlen, "rename %s -> %s: %s", tmp, full, strerror(errno));
+    /* rename replaces a link planted under the final name, never its target */
+    if (renameat(dirfd, tmp, dirfd, base) != 0) {
+        fs_error(fs, err, errlen, "rename into", path, strerror(errno));
         goto failed;
     }
-    *slash = '\0';
-    if (fs_fsync_dir(full) != 0) {
-        /* The new file is in place; only its durability is in doubt. */
-        atls_log(ATLS_LOG_WARN, "fsync directory %s: %s", full, strerror(errno));
-    }
-    free(tmp);
-    free(full);
+    fs_fsync_dir(fs, dirfd, path);
     return ATLS_STORE_OK;
 
 failed:
     if (fd >= 0) {
         close(fd);
     }
-    unlink(tmp);
-    free(tmp);
-    free(full);
+    (void) unlinkat(dirfd, tmp, 0);
     return ATLS_STORE_ERROR;
 }
 
 static int
-fs_rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+fs_put_as(fs_impl_t *fs, const char *path, const char *data, size_t len,
+          int is_private, char *err, size_t errlen)
 {
-    (void) sb;
-    (void) ftw;
-    if (flag == FTW_DP) {
-        return rmdir(p);
+    const char *base;
+    int         dirfd, rc;
+
+    dirfd = fs_parent_open(fs, path, 1, &base, err, errlen);
+    if (dirfd < 0) {
+        return ATLS_STORE_ERROR;
     }
-    return unlink(p);
+    rc = fs_put_in(fs, dirfd, base, path, data, len,
+                   is_private ? FS_PRIVATE_MODE : FS_PUBLIC_MODE, err, errlen);
+    close(dirfd);
+    return rc;
+}
+
+/* Removes name (a directory) from dirfd with everything in it, through
+ * descriptors: a link inside is removed, never followed. */
+static int
+fs_rm_tree(int dirfd, const char *name, int depth)
+{
+    DIR           *d;
+    struct dirent *de;
+    int            fd, rc = 0;
+
+    if (depth > FS_MAX_DEPTH) {
+        errno = ELOOP;
+        return -1;
+    }
+    fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return -1;
+    }
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
+            continue;
+        }
+        if (unlinkat(fd, de->d_name, 0) != 0) {
+            rc = (errno == EISDIR || errno == EPERM)
+                 ? fs_rm_tree(fd, de->d_name, depth + 1) : -1;
+        }
+    }
+    closedir(d);
+    if (rc != 0) {
+        return -1;
+    }
+    return unlinkat(dirfd, name, AT_REMOVEDIR);
 }
 
 static int
-fs_del(atls_store_t *st, const char *path, char *err, size_t errlen)
+fs_del_as(fs_impl_t *fs, const char *path, char *err, size_t errlen)
 {
-    fs_impl_t  *fs = st->impl;
-    char       *full, *slash;
-    struct stat sb;
-    int         rc;
+    const char  *base;
+    struct stat  sb;
+    int          dirfd, rc;
 
-    if (!fs_path_ok(path, 0)) {
-        snprintf(err, errlen, "invalid store path \"%s\"", path ? path : "(null)");
-        return ATLS_STORE_ERROR;
+    dirfd = fs_parent_open(fs, path, 0, &base, err, errlen);
+    if (dirfd < 0) {
+        return errno == ENOENT ? ATLS_STORE_NOTFOUND : ATLS_STORE_ERROR;
     }
-    full = fs_full(fs, path);
-    if (lstat(full, &sb) != 0) {
+    if (fstatat(dirfd, base, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
         int e = errno;
 
-        snprintf(err, errlen, "%s: %s", full, strerror(e));
-        free(full);
+        fs_error(fs, err, errlen, NULL, path, strerror(e));
+        close(dirfd);
         return e == ENOENT ? ATLS_STORE_NOTFOUND : ATLS_STORE_ERROR;
     }
-    if (S_ISDIR(sb.st_mode)) {
-        rc = nftw(full, fs_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    } else {
-        rc = unlink(full);
-    }
+    /* a link is removed itself, whatever it points to */
+    rc = S_ISDIR(sb.st_mode) ? fs_rm_tree(dirfd, base, 0) : unlinkat(dirfd, base, 0);
     if (rc != 0) {
-        snprintf(err, errlen, "remove %s: %s", full, strerror(errno));
-        free(full);
+        fs_error(fs, err, errlen, "remove", path, fs_strerror(errno));
+        close(dirfd);
         return ATLS_STORE_ERROR;
     }
-    slash = strrchr(full, '/');
-    *slash = '\0';
-    (void) fs_fsync_dir(full);
-    free(full);
+    fs_fsync_dir(fs, dirfd, path);
+    close(dirfd);
     return ATLS_STORE_OK;
 }
 
@@ -407,34 +593,28 @@ fs_cmp(const void *a, const void *b)
 }
 
 static int
-fs_list(atls_store_t *st, const char *dir, char ***names, size_t *n,
-        char *err, size_t errlen)
+fs_list_as(fs_impl_t *fs, const char *dir, char ***names, size_t *n,
+           char *err, size_t errlen)
 {
-    fs_impl_t     *fs = st->impl;
-    char          *full, **v = NULL, **nv;
-    size_t         cnt = 0, cap = 0;
-    DIR           *d;
-    struct dirent *de;
+    char          **v = NULL, **nv;
+    size_t          cnt = 0, cap = 0;
+    DIR            *d;
+    struct dirent  *de;
+    int             fd;
 
-    *names = NULL;
-    *n = 0;
-    if (dir == NULL) {
-        dir = "";
-    }
-    if (!fs_path_ok(dir, 1)) {
-        snprintf(err, errlen, "invalid store path \"%s\"", dir);
-        return ATLS_STORE_ERROR;
-    }
-    full = fs_full(fs, dir);
-    d = opendir(full);
-    if (d == NULL) {
+    fd = fs_dir_open(fs, dir, 0);
+    if (fd < 0) {
         if (errno == ENOENT) {
             /* Same answer as a key-value backend gives for an empty prefix. */
-            free(full);
             return ATLS_STORE_OK;
         }
-        snprintf(err, errlen, "%s: %s", full, strerror(errno));
-        free(full);
+        fs_error(fs, err, errlen, NULL, dir, fs_strerror(errno));
+        return ATLS_STORE_ERROR;
+    }
+    d = fdopendir(fd);
+    if (d == NULL) {
+        fs_error(fs, err, errlen, NULL, dir, strerror(errno));
+        close(fd);
         return ATLS_STORE_ERROR;
     }
     while ((de = readdir(d)) != NULL) {
@@ -453,7 +633,6 @@ fs_list(atls_store_t *st, const char *dir, char ***names, size_t *n,
         v[cnt++] = atls_strdup(de->d_name);
     }
     closedir(d);
-    free(full);
     if (cnt > 0) {
         qsort(v, cnt, sizeof(*v), fs_cmp);
     }
@@ -463,41 +642,22 @@ fs_list(atls_store_t *st, const char *dir, char ***names, size_t *n,
 }
 
 static int
-fs_lock(atls_store_t *st, const char *name, int wait, atls_store_lock_t **out,
-        char *err, size_t errlen)
+fs_lock_as(fs_impl_t *fs, const char *name, int wait, atls_store_lock_t **out,
+           char *err, size_t errlen)
 {
-    fs_impl_t *fs = st->impl;
-    char      *rel, *full;
-    size_t     rlen;
-    int        fd, rc;
+    char rel[300];
+    int  dirfd, fd, rc;
 
-    *out = NULL;
-    if (name == NULL || strchr(name, '/') != NULL || !fs_path_ok(name, 0)) {
-        snprintf(err, errlen, "invalid lock name \"%s\"", name ? name : "(null)");
+    snprintf(rel, sizeof(rel), "locks/%s.lock", name);
+    dirfd = fs_dir_open(fs, "locks", 1);
+    if (dirfd < 0) {
+        fs_error(fs, err, errlen, NULL, "locks", fs_strerror(errno));
         return ATLS_STORE_ERROR;
     }
-    rlen = strlen(name) + sizeof("locks/.lock");
-    rel = malloc(rlen);
-    if (rel == NULL) {
-        abort();
-    }
-    snprintf(rel, rlen, "locks/%s.lock", name);
-    if (fs_mkdirs(fs, rel, 0, err, errlen) != 0) {
-        free(rel);
-        return ATLS_STORE_ERROR;
-    }
-    full = fs_full(fs, rel);
-    free(rel);
-    fd = open(full, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, FS_PRIVATE_MODE);
+    fd = fs_open_reg(fs, dirfd, rel + sizeof("locks/") - 1, rel, O_RDWR | O_CREAT,
+                     FS_PRIVATE_MODE, err, errlen);
+    close(dirfd);
     if (fd < 0) {
-        snprintf(err, errlen, "open %s: %s", full, strerror(errno));
-        free(full);
-        return ATLS_STORE_ERROR;
-    }
-    if (fs_give_fd(fs, fd) != 0) {
-        snprintf(err, errlen, "chown %s: %s", full, strerror(errno));
-        close(fd);
-        free(full);
         return ATLS_STORE_ERROR;
     }
     do {
@@ -508,21 +668,128 @@ fs_lock(atls_store_t *st, const char *name, int wait, atls_store_lock_t **out,
 
         close(fd);
         if (e == EWOULDBLOCK) {
-            snprintf(err, errlen, "%s: held by another process", full);
-            free(full);
+            fs_error(fs, err, errlen, NULL, rel, "held by another process");
             return ATLS_STORE_BUSY;
         }
-        snprintf(err, errlen, "flock %s: %s", full, strerror(e));
-        free(full);
+        fs_error(fs, err, errlen, "flock", rel, strerror(e));
         return ATLS_STORE_ERROR;
     }
-    free(full);
     *out = malloc(sizeof(**out));
     if (*out == NULL) {
         abort();
     }
     (*out)->fd = fd;
     return ATLS_STORE_OK;
+}
+
+/* ---- the ops: each one with the owner's identity -------------------------- */
+
+/* Checks path and takes the owner's identity (fs_enter): 0, or -1 + err. */
+static int
+fs_begin(fs_impl_t *fs, const char *path, int allow_empty, atls_fsid_t *id,
+         char *err, size_t errlen)
+{
+    id->active = 0;
+    if (!fs_path_ok(path, allow_empty)) {
+        snprintf(err, errlen, "invalid store path \"%s\"", path ? path : "(null)");
+        return -1;
+    }
+    return fs_enter(fs, id, err, errlen);
+}
+
+static int
+fs_get(atls_store_t *st, const char *path, char **data, size_t *len,
+       char *err, size_t errlen)
+{
+    fs_impl_t   *fs = st->impl;
+    atls_fsid_t  id;
+    int          rc;
+
+    *data = NULL;
+    if (len != NULL) {
+        *len = 0;
+    }
+    if (fs_begin(fs, path, 0, &id, err, errlen) != 0) {
+        return ATLS_STORE_ERROR;
+    }
+    rc = fs_get_as(fs, path, data, len, err, errlen);
+    atls_fsid_leave(&id);
+    return rc;
+}
+
+static int
+fs_put(atls_store_t *st, const char *path, const char *data, size_t len,
+       int is_private, char *err, size_t errlen)
+{
+    fs_impl_t   *fs = st->impl;
+    atls_fsid_t  id;
+    int          rc;
+
+    if (fs_begin(fs, path, 0, &id, err, errlen) != 0) {
+        return ATLS_STORE_ERROR;
+    }
+    rc = fs_put_as(fs, path, data, len, is_private, err, errlen);
+    atls_fsid_leave(&id);
+    return rc;
+}
+
+static int
+fs_del(atls_store_t *st, const char *path, char *err, size_t errlen)
+{
+    fs_impl_t   *fs = st->impl;
+    atls_fsid_t  id;
+    int          rc;
+
+    if (fs_begin(fs, path, 0, &id, err, errlen) != 0) {
+        return ATLS_STORE_ERROR;
+    }
+    rc = fs_del_as(fs, path, err, errlen);
+    atls_fsid_leave(&id);
+    return rc;
+}
+
+static int
+fs_list(atls_store_t *st, const char *dir, char ***names, size_t *n,
+        char *err, size_t errlen)
+{
+    fs_impl_t   *fs = st->impl;
+    atls_fsid_t  id;
+    int          rc;
+
+    *names = NULL;
+    *n = 0;
+    if (dir == NULL) {
+        dir = "";
+    }
+    if (fs_begin(fs, dir, 1, &id, err, errlen) != 0) {
+        return ATLS_STORE_ERROR;
+    }
+    rc = fs_list_as(fs, dir, names, n, err, errlen);
+    atls_fsid_leave(&id);
+    return rc;
+}
+
+static int
+fs_lock(atls_store_t *st, const char *name, int wait, atls_store_lock_t **out,
+        char *err, size_t errlen)
+{
+    fs_impl_t   *fs = st->impl;
+    atls_fsid_t  id;
+    int          rc;
+
+    *out = NULL;
+    if (name == NULL || strchr(name, '/') != NULL || !fs_path_ok(name, 0)
+        || strlen(name) > 200)
+    {
+        snprintf(err, errlen, "invalid lock name \"%s\"", name ? name : "(null)");
+        return ATLS_STORE_ERROR;
+    }
+    if (fs_enter(fs, &id, err, errlen) != 0) {
+        return ATLS_STORE_ERROR;
+    }
+    rc = fs_lock_as(fs, name, wait, out, err, errlen);
+    atls_fsid_leave(&id);
+    return rc;
 }
 
 static void
@@ -545,6 +812,9 @@ fs_close(atls_store_t *st)
     fs_impl_t *fs = st->impl;
 
     if (fs != NULL) {
+        if (fs->rootfd >= 0) {
+            close(fs->rootfd);
+        }
         free(fs->root);
         free(fs);
     }
@@ -556,15 +826,17 @@ static const atls_store_ops_t fs_ops = {
     "fs", fs_get, fs_put, fs_del, fs_list, fs_lock, fs_unlock, fs_close
 };
 
+/* ---- open ------------------------------------------------------------------ */
+
 /* mkdir -p of dir: the last component with `mode`, missing parents with
- * FS_PARENT_MODE.  *created = 1 when the last component was made. */
+ * FS_PARENT_MODE.  The path up to the store root is the operator's (from
+ * the configuration or the command line), not the worker's. */
 static int
-fs_mkdir_tree(const char *dir, mode_t mode, int *created, char *err, size_t errlen)
+fs_mkdir_tree(const char *dir, mode_t mode, char *err, size_t errlen)
 {
     char  *d, *p;
     size_t len;
 
-    *created = 0;
     d = atls_strdup(dir);
     len = strlen(d);
     while (len > 1 && d[len - 1] == '/') {
@@ -576,11 +848,7 @@ fs_mkdir_tree(const char *dir, mode_t mode, int *created, char *err, size_t errl
             int    last = saved == '\0';
 
             *p = '\0';
-            if (mkdir(d, last ? mode : FS_PARENT_MODE) == 0) {
-                if (last) {
-                    *created = 1;
-                }
-            } else if (errno != EEXIST) {
+            if (mkdir(d, last ? mode : FS_PARENT_MODE) != 0 && errno != EEXIST) {
                 snprintf(err, errlen, "store directory %s: cannot create %s: %s",
                          dir, d, strerror(errno));
                 free(d);
@@ -596,23 +864,38 @@ fs_mkdir_tree(const char *dir, mode_t mode, int *created, char *err, size_t errl
     return 0;
 }
 
+/* Creates dir when missing and opens it: -1 + err, else the descriptor
+ * and *sb. */
 static int
-fs_check_dir(const char *dir, struct stat *sb, char *err, size_t errlen)
+fs_root_open(const char *dir, struct stat *sb, char *err, size_t errlen)
 {
+    int fd;
+
+    if (dir == NULL || *dir == '\0') {
+        snprintf(err, errlen, "store directory not set");
+        return -1;
+    }
     if (stat(dir, sb) != 0) {
+        if (errno != ENOENT) {
+            snprintf(err, errlen, "store directory %s: %s", dir, strerror(errno));
+            return -1;
+        }
+        if (fs_mkdir_tree(dir, FS_DIR_MODE, err, errlen) != 0) {
+            return -1;
+        }
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "store directory %s: %s", dir,
+                 errno == ENOTDIR ? "not a directory" : strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, sb) != 0) {
         snprintf(err, errlen, "store directory %s: %s", dir, strerror(errno));
+        close(fd);
         return -1;
     }
-    if (!S_ISDIR(sb->st_mode)) {
-        snprintf(err, errlen, "store directory %s: not a directory", dir);
-        return -1;
-    }
-    if (access(dir, W_OK | X_OK) != 0) {
-        snprintf(err, errlen, "store directory %s: not writable: %s", dir,
-                 strerror(errno));
-        return -1;
-    }
-    return 0;
+    return fd;
 }
 
 atls_store_t *
@@ -620,42 +903,28 @@ atls_store_fs_open(const char *dir, char *err, size_t errlen)
 {
     atls_store_t *st;
     fs_impl_t    *fs;
+    atls_fsid_t   id;
     struct stat   sb;
-    size_t        i;
-    int           created;
+    size_t        i, len;
+    int           rootfd, fd;
 
-    if (dir == NULL || *dir == '\0') {
-        snprintf(err, errlen, "store directory not set");
+    rootfd = fs_root_open(dir, &sb, err, errlen);
+    if (rootfd < 0) {
         return NULL;
     }
-    if (stat(dir, &sb) != 0) {
-        if (errno != ENOENT) {
-            snprintf(err, errlen, "store directory %s: %s", dir, strerror(errno));
-            return NULL;
-        }
-        if (fs_mkdir_tree(dir, FS_DIR_MODE, &created, err, errlen) != 0) {
-            return NULL;
-        }
-    }
-    if (fs_check_dir(dir, &sb, err, errlen) != 0) {
-        return NULL;
-    }
-
     fs = calloc(1, sizeof(*fs));
     st = calloc(1, sizeof(*st));
     if (fs == NULL || st == NULL) {
         abort();
     }
     fs->root = atls_strdup(dir);
-    {
-        size_t len = strlen(fs->root);
-
-        while (len > 1 && fs->root[len - 1] == '/') {
-            fs->root[--len] = '\0';
-        }
+    len = strlen(fs->root);
+    while (len > 1 && fs->root[len - 1] == '/') {
+        fs->root[--len] = '\0';
     }
+    fs->rootfd = rootfd;
     if (geteuid() == 0 && sb.st_uid != 0) {
-        fs->give_owner = 1;
+        fs->as_owner = 1;
         fs->uid = sb.st_uid;
         fs->gid = sb.st_gid;
     }
@@ -663,24 +932,56 @@ atls_store_fs_open(const char *dir, char *err, size_t errlen)
     st->impl = fs;
     st->location = atls_strdup(fs->root);
 
-    for (i = 0; i < sizeof(fs_subdirs) / sizeof(fs_subdirs[0]); i++) {
-        if (fs_mkdirs(fs, fs_subdirs[i], 1, err, errlen) != 0) {
-            fs_close(st);
-            return NULL;
-        }
+    if (fs_enter(fs, &id, err, errlen) != 0) {
+        fs_close(st);
+        return NULL;
     }
+    if (faccessat(rootfd, ".", W_OK | X_OK, AT_EACCESS) != 0) {
+        snprintf(err, errlen, "store directory %s: not writable: %s", fs->root,
+                 strerror(errno));
+        goto failed;
+    }
+    /* A sub-directory the owner broke (a link, a FIFO) fails only the
+     * operations that need it: the rest of the store stays usable. */
+    for (i = 0; i < sizeof(fs_subdirs) / sizeof(fs_subdirs[0]); i++) {
+        fd = fs_dir_open(fs, fs_subdirs[i], 1);
+        if (fd < 0) {
+            atls_log(ATLS_LOG_WARN, "store: %s/%s: %s", fs->root, fs_subdirs[i],
+                     fs_strerror(errno));
+            continue;
+        }
+        close(fd);
+    }
+    atls_fsid_leave(&id);
     return st;
+
+failed:
+    atls_fsid_leave(&id);
+    fs_close(st);
+    return NULL;
 }
 
 /* ---- prepare: the privileged parent hands the tree to the worker user ---- */
 
-/* nftw() has no context argument; prepare runs once in a single-threaded
- * parent at start-up, so file-scope state is acceptable here. */
+/*
+ * Runs as root over a tree the worker user may be rewriting meanwhile, so
+ * it works on descriptors only: each entry is opened relative to its
+ * directory's descriptor with O_NOFOLLOW | O_NONBLOCK, checked with fstat
+ * and changed with fchmod/fchown; directories are walked with fdopendir.
+ * A link swapped in for a directory mid-walk is refused by O_NOFOLLOW, a
+ * directory swapped in for a link is simply walked (it is inside the
+ * store).  Links, FIFOs and other special files are left alone (never
+ * opened for real, never chowned), as are hard-linked files: their other
+ * name may be anywhere.  Such entries are logged; they do not stop the
+ * server from starting.
+ */
 
-static long   prep_uid, prep_gid;
-static int    prep_failed;
-static char  *prep_err;
-static size_t prep_errlen;
+typedef struct {
+    long         uid, gid;
+    const char  *root;
+    char        *err;
+    size_t       errlen;
+} fs_prep_t;
 
 static int
 fs_is_private_name(const char *base)
@@ -693,50 +994,148 @@ fs_is_private_name(const char *base)
            || strncmp(base, ".tmp.", 5) == 0;
 }
 
-static int
-fs_prep_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+/* The mode an entry should have: never a set-id bit, never writable by
+ * others, private files and directories not even readable. */
+static mode_t
+fs_prep_mode(const struct stat *sb, const char *base)
 {
-    mode_t want = 0;
     mode_t cur = sb->st_mode & 07777;
 
-    if (flag == FTW_SL) {
+    if (S_ISDIR(sb->st_mode)) {
+        return (cur & 07077) ? FS_DIR_MODE : cur;
+    }
+    if (fs_is_private_name(base) && (cur & 077)) {
+        return FS_PRIVATE_MODE;
+    }
+    return cur & ~(mode_t) 07022;
+}
+
+/* Tightens the mode of the open entry fd and hands it to the worker. */
+static int
+fs_prep_fix(fs_prep_t *p, int fd, const struct stat *sb, const char *rel, const char *base)
+{
+    mode_t cur = sb->st_mode & 07777, want = fs_prep_mode(sb, base);
+
+    if (want != cur) {
+        atls_log(ATLS_LOG_WARN, "store: %s%s%s had mode %04o, too open; setting %04o",
+                 p->root, *rel ? "/" : "", rel, (unsigned) cur, (unsigned) want);
+        if (fchmod(fd, want) != 0) {
+            snprintf(p->err, p->errlen, "chmod %s/%s: %s", p->root, rel, strerror(errno));
+            return -1;
+        }
+    }
+    if ((p->uid != -1 && sb->st_uid != (uid_t) p->uid)
+        || (p->gid != -1 && sb->st_gid != (gid_t) p->gid))
+    {
+        if (fchown(fd, p->uid == -1 ? (uid_t) -1 : (uid_t) p->uid,
+                   p->gid == -1 ? (gid_t) -1 : (gid_t) p->gid) != 0)
+        {
+            snprintf(p->err, p->errlen, "chown %s/%s: %s", p->root, rel, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int fs_prep_dir(fs_prep_t *p, int dirfd, const char *rel, int depth);
+
+/* One entry of a directory: -1 only for errors that are not the worker's
+ * doing (those are skipped with a warning). */
+static int
+fs_prep_entry(fs_prep_t *p, int dirfd, const char *name, const char *rel, int depth)
+{
+    struct stat sb;
+    const char *skip = NULL;
+    int         fd, rc = 0;
+
+    fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            return 0;       /* gone meanwhile */
+        }
+        if (errno != ELOOP && errno != ENXIO && errno != EOPNOTSUPP) {
+            snprintf(p->err, p->errlen, "store entry %s/%s: %s", p->root, rel,
+                     strerror(errno));
+            return -1;
+        }
+        /* a link, or a socket */
+        atls_log(ATLS_LOG_WARN, "store: %s/%s: %s; left alone", p->root, rel,
+                 errno == ELOOP ? "a symbolic link" : "not a regular file");
         return 0;
     }
-    if (flag == FTW_D || flag == FTW_DP) {
-        if (cur & 077) {
-            want = FS_DIR_MODE;
-        }
-    } else if (flag == FTW_F) {
-        if (fs_is_private_name(p + ftw->base)) {
-            if (cur & 077) {
-                want = FS_PRIVATE_MODE;
-            }
-        } else if (cur & 022) {
-            want = cur & ~(mode_t) 022;
-        }
-    } else if (flag == FTW_DNR || flag == FTW_NS) {
-        snprintf(prep_err, prep_errlen, "store entry %s: cannot read", p);
-        prep_failed = 1;
-        return 1;
+    if (fstat(fd, &sb) != 0) {
+        snprintf(p->err, p->errlen, "store entry %s/%s: %s", p->root, rel, strerror(errno));
+        close(fd);
+        return -1;
     }
-    if (want != 0) {
-        atls_log(ATLS_LOG_WARN, "store: %s had mode %04o, too open; setting %04o",
-                 p, (unsigned) cur, (unsigned) want);
-        if (chmod(p, want) != 0) {
-            snprintf(prep_err, prep_errlen, "chmod %s: %s", p, strerror(errno));
-            prep_failed = 1;
-            return 1;
+    if (S_ISDIR(sb.st_mode)) {
+        if (depth >= FS_MAX_DEPTH) {
+            skip = "nested too deep";
+        }
+    } else if (!S_ISREG(sb.st_mode)) {
+        skip = "not a regular file";
+    } else if (sb.st_nlink > 1) {
+        skip = "a hard-linked file";
+    }
+    if (skip != NULL) {
+        atls_log(ATLS_LOG_WARN, "store: %s/%s: %s; left alone", p->root, rel, skip);
+    } else {
+        rc = fs_prep_fix(p, fd, &sb, rel, name);
+        if (rc == 0 && S_ISDIR(sb.st_mode)) {
+            rc = fs_prep_dir(p, fd, rel, depth + 1);
         }
     }
-    if ((prep_uid != -1 && sb->st_uid != (uid_t) prep_uid)
-        || (prep_gid != -1 && sb->st_gid != (gid_t) prep_gid))
-    {
-        if (lchown(p, prep_uid == -1 ? (uid_t) -1 : (uid_t) prep_uid,
-                   prep_gid == -1 ? (gid_t) -1 : (gid_t) prep_gid) != 0) {
-            snprintf(prep_err, prep_errlen, "chown %s: %s", p, strerror(errno));
-            prep_failed = 1;
-            return 1;
+    close(fd);
+    return rc;
+}
+
+static int
+fs_prep_dir(fs_prep_t *p, int dirfd, const char *rel, int depth)
+{
+    DIR           *d;
+    struct dirent *de;
+    char           sub[1024];
+    int            fd, rc = 0;
+
+    fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+        snprintf(p->err, p->errlen, "store directory %s/%s: %s", p->root, rel,
+                 strerror(errno));
+        if (fd >= 0) {
+            close(fd);
         }
+        return -1;
+    }
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
+            continue;
+        }
+        snprintf(sub, sizeof(sub), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
+        rc = fs_prep_entry(p, dirfd, de->d_name, sub, depth);
+    }
+    closedir(d);
+    return rc;
+}
+
+/* One of the fixed sub-directories: made when missing; anything else in
+ * its place (a link, a file, a FIFO) is removed first, which unlinkat does
+ * to the entry itself, never to what a link points to. */
+static int
+fs_prep_subdir(int rootfd, const char *dir, const char *sub, char *err, size_t errlen)
+{
+    struct stat sb;
+
+    if (fstatat(rootfd, sub, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(sb.st_mode)) {
+        atls_log(ATLS_LOG_WARN, "store: %s/%s: %s; replaced by a directory", dir, sub,
+                 S_ISLNK(sb.st_mode) ? "a symbolic link" : "not a directory");
+        if (unlinkat(rootfd, sub, 0) != 0 && errno != ENOENT) {
+            snprintf(err, errlen, "remove %s/%s: %s", dir, sub, strerror(errno));
+            return -1;
+        }
+    }
+    if (mkdirat(rootfd, sub, FS_DIR_MODE) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "mkdir %s/%s: %s", dir, sub, strerror(errno));
+        return -1;
     }
     return 0;
 }
@@ -744,45 +1143,33 @@ fs_prep_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 int
 atls_store_fs_prepare(const char *dir, long uid, long gid, char *err, size_t errlen)
 {
+    fs_prep_t   p;
     struct stat sb;
-    char        sub[4096];
     size_t      i;
-    int         created;
+    int         rootfd, rc;
 
-    if (dir == NULL || *dir == '\0') {
-        snprintf(err, errlen, "store directory not set");
-        return -1;
-    }
-    if (fs_mkdir_tree(dir, FS_DIR_MODE, &created, err, errlen) != 0) {
-        return -1;
-    }
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        snprintf(err, errlen, "store directory %s: not a directory", dir);
+    rootfd = fs_root_open(dir, &sb, err, errlen);
+    if (rootfd < 0) {
         return -1;
     }
     for (i = 0; i < sizeof(fs_subdirs) / sizeof(fs_subdirs[0]); i++) {
-        if ((size_t) snprintf(sub, sizeof(sub), "%s/%s", dir, fs_subdirs[i])
-            >= sizeof(sub)) {
-            snprintf(err, errlen, "store directory %s: path too long", dir);
-            return -1;
-        }
-        if (mkdir(sub, FS_DIR_MODE) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "mkdir %s: %s", sub, strerror(errno));
+        if (fs_prep_subdir(rootfd, dir, fs_subdirs[i], err, errlen) != 0) {
+            close(rootfd);
             return -1;
         }
     }
     /* One walk both tightens modes and hands everything to the worker
      * user, so files an earlier root-run CLI made become usable. */
-    prep_uid = uid;
-    prep_gid = gid;
-    prep_failed = 0;
-    prep_err = err;
-    prep_errlen = errlen;
-    if (nftw(dir, fs_prep_entry, 16, FTW_PHYS) != 0 || prep_failed) {
-        if (!prep_failed) {
-            snprintf(err, errlen, "store directory %s: %s", dir, strerror(errno));
-        }
-        return -1;
+    memset(&p, 0, sizeof(p));
+    p.uid = uid;
+    p.gid = gid;
+    p.root = dir;
+    p.err = err;
+    p.errlen = errlen;
+    rc = fs_prep_fix(&p, rootfd, &sb, "", "");
+    if (rc == 0) {
+        rc = fs_prep_dir(&p, rootfd, "", 0);
     }
-    return 0;
+    close(rootfd);
+    return rc;
 }

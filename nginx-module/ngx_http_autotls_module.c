@@ -364,6 +364,16 @@ ngx_http_autotls_init_module(ngx_cycle_t *cycle)
         }
     }
 
+    /*
+     * The master stays root for its whole life (reloads, log reopening), so
+     * it cannot drop privileges for good; it touches the store only here.
+     * atls_store_fs_prepare() works through descriptors beneath the store
+     * root (no link followed, special and hard-linked files left alone), so
+     * a worker rewriting the store meanwhile gains nothing.  Everything
+     * else (certificates, the driver, hooks) happens in the workers, as the
+     * worker user; were the master to open the store, the fs backend would
+     * take the owner's filesystem identity (setfsuid) around each access.
+     */
     if (atls_store_fs_prepare((char *) amcf->store.data, uid, gid,
                               err, sizeof(err))
         != 0)

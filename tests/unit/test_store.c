@@ -19,20 +19,13 @@
 #include <cmocka.h>
 #include "atls_store.h"
 #include "support/testpki.h"
+#include "support/tmptree.h"
 
 typedef struct {
     char          dir[64];   /* the temp parent */
     char          root[96];  /* the store root, inside it */
     atls_store_t *st;
 } fx_t;
-
-static int
-rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void) sb;
-    (void) ftw;
-    return flag == FTW_DP ? rmdir(p) : unlink(p);
-}
 
 static int
 setup(void **state)
@@ -63,7 +56,7 @@ teardown(void **state)
     fx_t *fx = *state;
 
     atls_store_close(fx->st);
-    nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmptree_rm(fx->dir);
     free(fx);
     return 0;
 }

@@ -54,6 +54,10 @@ enum {
     | CLI_O_PROFILE | CLI_O_PROFILE_REQ | CLI_O_PREFERRED_CHAIN \
     | CLI_O_RENEW_BEFORE | CLI_O_LISTEN | CLI_O_CSR_CN)
 
+/* What a store records that makes autotls talk to a server, trust a CA or
+ * run a program: used on a store another user owns only when given again. */
+#define CLI_O_VOUCHED (CLI_O_DIRECTORY | CLI_O_CA_FILE | CLI_O_DNS_HOOK)
+
 typedef struct {
     unsigned        given;          /* CLI_O_* bits seen on the command line */
     const char     *store_dir;
@@ -64,6 +68,10 @@ typedef struct {
     char          **names;          /* operands (borrowed from argv) */
     size_t          n_names;
     size_t          parallel;       /* --parallel N; 0: the core's default */
+    /* set by cli_store_open when root works on a store another user owns
+     * (and has become that user) */
+    int             store_foreign;
+    char            store_owner[64];
 } cli_opts_t;
 
 typedef struct {
@@ -86,8 +94,18 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Opens --store (required by every command); NULL after printing an error. */
-atls_store_t *cli_store_open(const cli_opts_t *o);
+/* Opens --store (required by every command); NULL after printing an error.
+ * Run as root on a store another user owns, first becomes that user for
+ * good (see cli_util.c). */
+atls_store_t *cli_store_open(cli_opts_t *o);
+
+/* On a store another user owns (o->store_foreign), the settings it records
+ * that make autotls talk to a server, trust a CA or run a program count
+ * only when given again on the command line, with the same value.  which:
+ * CLI_O_DIRECTORY | CLI_O_CA_FILE | CLI_O_DNS_HOOK.  0, or -1 after
+ * printing which option to pass ("VERB NAME: ..."). */
+int cli_issuer_vouch(const cli_opts_t *o, unsigned which, const char *verb,
+                     const char *name, const atls_issuer_t *is);
 
 /* Finds the certificate that has `name` among its names (or as its id).
  * 0 and *m filled; -1 after printing an error. */

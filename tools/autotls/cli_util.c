@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include "atls_priv.h"
 #include "atls_schedule.h"
 #include "cli.h"
 
@@ -36,16 +38,110 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return CLI_EXIT_USAGE;
 }
 
-atls_store_t *cli_store_open(const cli_opts_t *o)
+/*
+ * Root on a store another user owns (the web server's worker user, who can
+ * rewrite it at any moment) becomes that user for good before reading
+ * anything in it, so that nothing planted in the store acts with root's
+ * powers: not a link, not a hook, not a CA.  CAP_NET_BIND_SERVICE stays so
+ * that standalone responders can still listen on ports 80 and 443; hooks
+ * do not inherit it.  A missing store is created by root for root.
+ */
+static int cli_become_owner(cli_opts_t *o)
+{
+    struct stat sb;
+    char        err[256];
+
+    if (geteuid() != 0 || stat(o->store_dir, &sb) != 0 || sb.st_uid == 0) {
+        return 0;
+    }
+    atls_user_name(sb.st_uid, o->store_owner, sizeof(o->store_owner));
+    o->store_foreign = 1;
+    if (atls_priv_drop(sb.st_uid, sb.st_gid, 1, err, sizeof(err)) != 0) {
+        cli_error("store %s is owned by %s: cannot become that user: %s",
+                  o->store_dir, o->store_owner, err);
+        return -1;
+    }
+    /* The CA file is opened later, by now as the owner: say so now. */
+    if ((o->given & CLI_O_CA_FILE) && access(o->issuer.ca_file, R_OK) != 0) {
+        cli_error("--ca-file %s: not readable by %s, who owns the store %s and "
+                  "whom autotls runs as on it: %s", o->issuer.ca_file, o->store_owner,
+                  o->store_dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+atls_store_t *cli_store_open(cli_opts_t *o)
 {
     atls_store_t *st;
     char          err[512];
 
+    if (cli_become_owner(o) != 0) {
+        return NULL;
+    }
     st = atls_store_fs_open(o->store_dir, err, sizeof(err));
     if (st == NULL) {
         cli_error("store %s: %s", o->store_dir, err);
     }
     return st;
+}
+
+static const struct {
+    unsigned    bit;
+    const char *option;
+    const char *use;
+} vouched[] = {
+    { CLI_O_DIRECTORY, "--directory", "talk to the CA it records" },
+    { CLI_O_CA_FILE,   "--ca-file",   "trust the CA file it records" },
+    { CLI_O_DNS_HOOK,  "--dns-hook",  "run it" },
+};
+
+static const char *vouched_value(const atls_issuer_t *is, unsigned bit)
+{
+    switch (bit) {
+    case CLI_O_DIRECTORY: return is->directory;
+    case CLI_O_CA_FILE:   return is->ca_file;
+    default:              return is->dns_hook;
+    }
+}
+
+int cli_issuer_vouch(const cli_opts_t *o, unsigned which, const char *verb,
+                     const char *name, const atls_issuer_t *is)
+{
+    const char *rec, *given;
+    char        shown[256];
+    size_t      i, k;
+    int         rc = 0;
+
+    if (!o->store_foreign) {
+        return 0;
+    }
+    for (i = 0; i < sizeof(vouched) / sizeof(vouched[0]); i++) {
+        if (!(which & vouched[i].bit)) {
+            continue;
+        }
+        rec = vouched_value(is, vouched[i].bit);
+        if (vouched[i].bit == CLI_O_DNS_HOOK && is->challenge != ATLS_CHAL_DNS01) {
+            rec = NULL;     /* recorded but not used */
+        }
+        given = vouched_value(&o->issuer, vouched[i].bit);
+        if (rec == NULL || rec[0] == '\0'
+            || ((o->given & vouched[i].bit) && given != NULL && strcmp(given, rec) == 0))
+        {
+            continue;
+        }
+        /* the worker wrote it: no control characters on the terminal */
+        snprintf(shown, sizeof(shown), "%s", rec);
+        for (k = 0; shown[k] != '\0'; k++) {
+            if ((unsigned char) shown[k] < 0x20 || shown[k] == 0x7f) {
+                shown[k] = '?';
+            }
+        }
+        cli_error("%s %s: the store is owned by %s; pass %s again to %s (%s)",
+                  verb, name, o->store_owner, vouched[i].option, vouched[i].use, shown);
+        rc = -1;
+    }
+    return rc;
 }
 
 int cli_find_cert(atls_store_t *st, const char *name, atls_cert_meta_t *m)

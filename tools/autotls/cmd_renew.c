@@ -47,14 +47,21 @@ static int renew_all(cli_opts_t *o)
             continue;
         }
         n_loaded++;
-        if (atls_job_due(st, m, now, 0)) {
-            due[n_due++] = m;
+        if (!atls_job_due(st, m, now, 0)) {
+            continue;
         }
+        if (cli_issuer_vouch(o, CLI_O_VOUCHED, "renew", m->names[0], &m->issuer) != 0) {
+            rc = CLI_EXIT_FAIL;
+            continue;
+        }
+        due[n_due++] = m;
     }
-    if (n_due == 0) {
+    if (n_due > 0) {
+        if (cli_obtain_many(st, o, "renew", due, n_due) != CLI_EXIT_OK) {
+            rc = CLI_EXIT_FAIL;
+        }
+    } else if (rc == CLI_EXIT_OK) {
         printf("no certificate in %s is due for renewal\n", o->store_dir);
-    } else if (cli_obtain_many(st, o, "renew", due, n_due) != CLI_EXIT_OK) {
-        rc = CLI_EXIT_FAIL;
     }
     for (i = 0; i < n_loaded; i++) {
         atls_cert_meta_free(&metas[i]);
@@ -78,10 +85,11 @@ static int renew_run(cli_opts_t *o)
             return cli_usage_error("renew", "--all renews every due certificate; "
                                    "it takes no NAME");
         }
-        if (o->given & (CLI_O_REQUEST | (CLI_O_ISSUER & ~CLI_O_LISTEN))) {
+        if (o->given & (CLI_O_REQUEST | (CLI_O_ISSUER & ~(CLI_O_LISTEN | CLI_O_VOUCHED)))) {
             return cli_usage_error("renew", "--all uses each certificate's recorded "
-                                   "settings; only --parallel and --listen-address "
-                                   "go with it");
+                                   "settings; only --parallel, --listen-address and, "
+                                   "to confirm recorded values, --directory, --ca-file "
+                                   "and --dns-hook go with it");
         }
         return renew_all(o);
     }
@@ -127,6 +135,11 @@ static int renew_run(cli_opts_t *o)
 
     /* Overrides become the recorded settings, so later renewals keep them. */
     cli_issuer_apply(o, &m.issuer);
+    if (cli_issuer_vouch(o, CLI_O_VOUCHED, "renew", o->names[0], &m.issuer) != 0) {
+        atls_cert_meta_free(&m);
+        atls_store_close(st);
+        return CLI_EXIT_FAIL;
+    }
     if (m.issuer.challenge == ATLS_CHAL_DNS01
         && (m.issuer.dns_hook == NULL || *m.issuer.dns_hook == '\0'))
     {
@@ -171,6 +184,9 @@ const cli_command_t cli_cmd_renew = {
     "  --all          renew every certificate of the store that is due (or has a\n"
     "                 pending --request), concurrently, with recorded settings\n"
     "  --parallel N   with --all: at most N orders at a time (default 8)\n"
+    "  --directory URL, --ca-file FILE, --dns-hook CMD  with --all: confirm\n"
+    "                 these recorded values (needed when root renews a store\n"
+    "                 another user owns; see README, Security)\n"
     "  --listen-address IP  address the responders bind (default: all)\n"
     "  --csr-cn       put the first name in the CSR's subject CN from now on\n"
     "  -v, --verbose  show progress (twice: debug)\n"

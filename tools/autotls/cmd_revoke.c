@@ -35,6 +35,14 @@ static int revoke_run(cli_opts_t *o)
         atls_store_close(st);
         return CLI_EXIT_FAIL;
     }
+    /* revocation talks to the recorded CA, trusting the recorded CA file */
+    if (cli_issuer_vouch(o, CLI_O_DIRECTORY | CLI_O_CA_FILE, "revoke", o->names[0],
+                         &m.issuer) != 0)
+    {
+        atls_cert_meta_free(&m);
+        atls_store_close(st);
+        return CLI_EXIT_FAIL;
+    }
 
     /* Remember what is being revoked: the store may move on afterwards. */
     nk = atls_job_key_types(&m.issuer, kts);
@@ -74,7 +82,7 @@ static int revoke_run(cli_opts_t *o)
 
 const cli_command_t cli_cmd_revoke = {
     "revoke",
-    CLI_O_STORE | CLI_O_REASON | CLI_O_VERBOSE,
+    CLI_O_STORE | CLI_O_REASON | CLI_O_VERBOSE | CLI_O_DIRECTORY | CLI_O_CA_FILE,
     1, 1,
     revoke_run,
     "Usage: autotls revoke --store DIR [--reason REASON] NAME\n"
@@ -85,6 +93,8 @@ const cli_command_t cli_cmd_revoke = {
     "  --store DIR      certificate store (required)\n"
     "  --reason REASON  unspecified (default), keyCompromise, affiliationChanged,\n"
     "                   superseded, cessationOfOperation (or the RFC 5280 number)\n"
+    "  --directory URL, --ca-file FILE  confirm the recorded values (needed when\n"
+    "                   root revokes in a store another user owns)\n"
     "  -v, --verbose    show progress (twice: debug)\n"
     "  -h, --help       this text\n"
 };
