@@ -94,7 +94,6 @@ meta_issuer_to_json(const atls_issuer_t *is)
     rc |= meta_set(o, "http_port", json_integer(is->http_port));
     rc |= meta_set(o, "tls_port", json_integer(is->tls_port));
     rc |= meta_set(o, "csr_cn", json_boolean(is->csr_cn));
-    rc |= meta_set(o, "insecure_ca_urls", json_boolean(is->insecure_ca_urls));
     if (rc != 0) {
         json_decref(o);
         return NULL;
@@ -318,9 +317,7 @@ meta_issuer_from_json(json_t *o, atls_issuer_t *is, char *err, size_t errlen)
                          &is->profile_required, err, errlen)
         || meta_get_str(o, "preferred_chain", "issuer.preferred_chain",
                         &is->preferred_chain, err, errlen)
-        || meta_get_bool(o, "csr_cn", "issuer.csr_cn", &is->csr_cn, err, errlen)
-        || meta_get_bool(o, "insecure_ca_urls", "issuer.insecure_ca_urls",
-                         &is->insecure_ca_urls, err, errlen))
+        || meta_get_bool(o, "csr_cn", "issuer.csr_cn", &is->csr_cn, err, errlen))
     {
         return -1;
     }

@@ -67,7 +67,7 @@ dead_directory(void)
     assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
     assert_int_equal(getsockname(fd, (struct sockaddr *) &sa, &sl), 0);
     close(fd);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/dir", ntohs(sa.sin_port));
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/dir", ntohs(sa.sin_port));
     return url;
 }
 

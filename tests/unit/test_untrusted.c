@@ -13,6 +13,7 @@
 #include "atls.h"
 #include "atls_problem.h"
 #include "atls_schedule.h"
+#include "atls_store.h"
 
 #define NOW 1700000000
 #define DAY 86400
@@ -251,6 +252,29 @@ test_retry_before_expiry(void **state)
     assert_int_equal(atls_schedule_before_expiry(NOW + DAY, NOW, NOW + 30), NOW + 60);
 }
 
+/* The test-only switch that lifts the URL-origin check never travels
+ * through meta.json: the worker user owns that file. */
+static void
+test_insecure_urls_not_stored(void **state)
+{
+    static const char planted[] =
+        "{\"names\":[\"a.example\"],\"issuer\":{\"insecure_ca_urls\":true}}";
+    atls_cert_meta_t m;
+    char             err[256], *json;
+
+    (void) state;
+    memset(&m, 0, sizeof(m));
+    assert_int_equal(atls_cert_meta_from_json(planted, strlen(planted), &m,
+                                              err, sizeof(err)), 0);
+    assert_int_equal(m.issuer.insecure_ca_urls, 0);
+    m.issuer.insecure_ca_urls = 1;
+    json = atls_cert_meta_to_json(&m);
+    assert_non_null(json);
+    assert_null(strstr(json, "insecure"));
+    free(json);
+    atls_cert_meta_free(&m);
+}
+
 int
 main(void)
 {
@@ -264,6 +288,7 @@ main(void)
         cmocka_unit_test(test_url_same_origin),
         cmocka_unit_test(test_backoff_retry_after_capped),
         cmocka_unit_test(test_retry_before_expiry),
+        cmocka_unit_test(test_insecure_urls_not_stored),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
