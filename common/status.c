@@ -1,6 +1,6 @@
 /*
  * Status for operators and monitoring: JSON and Prometheus text built from
- * the store.  Only the certificate chain is read (atls_store_load_chain
+ * the store.  Only the leaf certificate is read (atls_store_load_leaf
  * skips the key block without decoding it); the private key is never
  * parsed into, let alone printed from, this code.
  */
@@ -48,7 +48,7 @@ static void
 status_load_one(atls_store_t *st, status_cert_t *c)
 {
     char            err[512];
-    STACK_OF(X509) *chain;
+    X509           *leaf;
     size_t          i, nkt;
     atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
 
@@ -70,20 +70,17 @@ status_load_one(atls_store_t *st, status_cert_t *c)
     for (i = 0; i < nkt && i < ATLS_KEY_TYPE_MAX; i++) {
         status_key_t *k = &c->keys[c->n_keys];
 
-        chain = NULL;
-        if (atls_store_load_chain(st, c->id, kts[i], &chain, err, sizeof(err))
+        if (atls_store_load_leaf(st, c->id, kts[i], &leaf, err, sizeof(err))
             != ATLS_STORE_OK)
         {
             continue;   /* not issued yet, or unreadable: the state says why */
         }
-        if (sk_X509_num(chain) > 0
-            && atls_cert_info(sk_X509_value(chain, 0), &k->info) == 0)
-        {
+        if (atls_cert_info(leaf, &k->info) == 0) {
             k->present = 1;
             k->type = kts[i];
             c->n_keys++;
         }
-        atls_chain_free(chain);
+        X509_free(leaf);
     }
 }
 
