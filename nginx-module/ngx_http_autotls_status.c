@@ -8,23 +8,27 @@
  * the shared zone's use ("shm").  The core never includes key material and
  * reads only certificate chains, never keys.
  *
- * Rendering reads every certificate's meta and chain from the store inside
+ * Rendering reads every certificate's meta and leaf from the store inside
  * the worker's event loop, so it holds up that worker's other connections
- * while it runs (tens of milliseconds per thousand certificates).  To keep
- * that bounded whatever the request rate, a worker renders each format at
- * most once per NGX_HTTP_AUTOTLS_STATUS_TTL and answers other requests in
- * that interval with the same text.
+ * while it runs (about 0.2 ms per certificate, bench/status_scale.sh).  To
+ * keep that bounded whatever the request rate, a worker renders a format
+ * again only after NGX_HTTP_AUTOTLS_STATUS_SHARE times as long as the last
+ * rendering took, and at least NGX_HTTP_AUTOTLS_STATUS_TTL later, answering
+ * the requests in between with the same text: the page takes at most 1/SHARE
+ * of a worker's time, and is that much stale at most.
  */
 
 #include "ngx_http_autotls_module.h"
 
 
-#define NGX_HTTP_AUTOTLS_STATUS_TTL  1000   /* ms */
+#define NGX_HTTP_AUTOTLS_STATUS_TTL    1000   /* ms, at least */
+#define NGX_HTTP_AUTOTLS_STATUS_SHARE  20
 
 
 typedef struct {
     char                 *text;      /* malloc'd by the core */
     ngx_msec_t            rendered;
+    ngx_msec_t            ttl;
 } ngx_http_autotls_status_cache_t;
 
 
@@ -128,6 +132,7 @@ static char *
 ngx_http_autotls_status_render(ngx_uint_t prom)
 {
     char                             *text;
+    ngx_msec_t                        start;
     ngx_http_autotls_shm_usage_t      u;
     ngx_http_autotls_status_cache_t  *c;
     atls_status_gauge_t               g[5];
@@ -135,11 +140,11 @@ ngx_http_autotls_status_render(ngx_uint_t prom)
 
     c = &ngx_http_autotls_status_cache[prom];
 
-    if (c->text != NULL
-        && ngx_current_msec - c->rendered < NGX_HTTP_AUTOTLS_STATUS_TTL)
-    {
+    if (c->text != NULL && ngx_current_msec - c->rendered < c->ttl) {
         return c->text;
     }
+
+    start = ngx_current_msec;
 
     xp = NULL;
 
@@ -168,9 +173,13 @@ ngx_http_autotls_status_render(ngx_uint_t prom)
         return NULL;
     }
 
+    ngx_time_update();
+
     free(c->text);
     c->text = text;
     c->rendered = ngx_current_msec;
+    c->ttl = ngx_max(NGX_HTTP_AUTOTLS_STATUS_TTL,
+                     (ngx_current_msec - start) * NGX_HTTP_AUTOTLS_STATUS_SHARE);
 
     return text;
 }
