@@ -127,16 +127,14 @@ static void loop_serve(loop_t *l, const struct pollfd *p)
 
 void cli_accept_loop(int listen_fd, int stop_fd, const cli_conn_ops_t *ops, void *arg)
 {
-    static loop_t  zero;
     loop_t        *l;
     struct pollfd  p[CLI_CONN_MAX + 2];
     size_t         i, np;
 
-    l = malloc(sizeof(*l));
+    l = calloc(1, sizeof(*l));
     if (l == NULL) {
         return;
     }
-    *l = zero;
     l->ops = ops;
     l->arg = arg;
     /* loop_accept drains the backlog: accept4() must not block once empty */
