@@ -41,8 +41,11 @@ def test_reloads_do_not_grow_the_zone(pebble, test_root):
 
         # a fresh worker renders the page (each caches it for up to 1 s)
         after = wait_until(lambda: _shm(status_port), timeout=10, what="status after reloads")
-        for key in ("pages_free", "slots_used", "slot_bytes_used"):
-            assert after[key] == before[key], (key, before, after)
+        # no growth (a challenge the last order withdrew after its
+        # certificate was served may even have been freed meanwhile)
+        assert after["pages_free"] >= before["pages_free"], (before, after)
+        for key in ("slots_used", "slot_bytes_used"):
+            assert after[key] <= before[key], (key, before, after)
 
         prom = urllib.request.urlopen(
             f"http://127.0.0.1:{status_port}/autotls-status?format=prometheus",
