@@ -277,6 +277,7 @@ autotls_child_init(apr_pool_t *p, server_rec *s)
 {
     atls_log_set(autotls_log, s, ATLS_LOG_DEBUG);
     if (autotls_global.hosts != NULL) {
+        autotls_drive_child_init(p);
         autotls_preload_start(p, s);
     }
 }

@@ -115,6 +115,8 @@ atls_issuer_t *autotls_config_issuer(apr_pool_t *p, autotls_srv_conf_t *sc);
 
 /* mod_autotls_drive.c */
 apr_status_t autotls_drive_start(apr_pool_t *p, server_rec *s);
+/* child_init: a stopping child waits for a check in progress to end */
+void autotls_drive_child_init(apr_pool_t *pchild);
 uint64_t autotls_generation_get(void);
 
 /* mod_autotls_ssl.c */

@@ -299,13 +299,55 @@ autotls_drive_done(void *ctx, size_t k, int rc, const char *err)
     autotls_generation_publish(drive_store);
 }
 
+/*
+ * A check runs whole orders (atls_job_run_many returns when the jobs it
+ * started have ended), so the child may be told to stop while the driver
+ * thread is inside one.  The child must not exit under it: exit() runs
+ * OpenSSL's atexit cleanup while the thread still signs requests (SIGSEGV
+ * seen on graceful restarts in the middle of an order), and the STOPPING
+ * callback must not free the store the check uses.  So stopping raises
+ * drive_quit (no further job starts) and waits for drive_busy to drop.
+ */
+static int drive_busy;
+static int drive_quit;
+
+#define AUTOTLS_QUIESCE_MAX  apr_time_from_sec(90)   /* one order, at worst */
+
+static void
+autotls_drive_quiesce(void)
+{
+    apr_time_t until = apr_time_now() + AUTOTLS_QUIESCE_MAX;
+
+    __atomic_store_n(&drive_quit, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&drive_busy, __ATOMIC_SEQ_CST)
+           && apr_time_now() < until)
+    {
+        apr_sleep(apr_time_from_msec(50));
+    }
+}
+
+static apr_status_t
+autotls_drive_child_cleanup(void *data)
+{
+    autotls_drive_quiesce();
+    return APR_SUCCESS;
+}
+
+void
+autotls_drive_child_init(apr_pool_t *pchild)
+{
+    apr_pool_cleanup_register(pchild, NULL, autotls_drive_child_cleanup,
+                              apr_pool_cleanup_null);
+}
+
 static int
 autotls_drive_stopping(void *ctx)
 {
     int state = AP_MPMQ_RUNNING;
 
     (void) ctx;
-    return ap_mpm_query(AP_MPMQ_MPM_STATE, &state) != APR_SUCCESS
+    return __atomic_load_n(&drive_quit, __ATOMIC_SEQ_CST)
+           || ap_mpm_query(AP_MPMQ_MPM_STATE, &state) != APR_SUCCESS
            || state == AP_MPMQ_STOPPING;
 }
 
@@ -394,6 +436,16 @@ autotls_drive_check(apr_pool_t *ptemp)
         return;
     }
 
+    /* busy before looking at quit: a quiesce either sees busy or is seen */
+    __atomic_store_n(&drive_busy, 1, __ATOMIC_SEQ_CST);
+    if (autotls_drive_stopping(NULL)) {
+        __atomic_store_n(&drive_busy, 0, __ATOMIC_SEQ_CST);
+        for (i = 0; i < k; i++) {
+            atls_cert_meta_free(due[i]);
+        }
+        return;
+    }
+
     memset(&mo, 0, sizeof(mo));
     mo.max_parallel = (size_t) autotls_global.max_parallel;
     mo.ops_v = ops_v;
@@ -406,6 +458,7 @@ autotls_drive_check(apr_pool_t *ptemp)
                      k, autotls_global.max_parallel);
     }
     (void) atls_job_run_many(st, due, (size_t) k, &mo, NULL, err, sizeof(err));
+    __atomic_store_n(&drive_busy, 0, __ATOMIC_SEQ_CST);
     for (i = 0; i < k; i++) {
         atls_cert_meta_free(due[i]);
     }
@@ -463,6 +516,9 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
         return APR_SUCCESS;
 
     case AP_WATCHDOG_STATE_STOPPING:
+        /* mod_watchdog may call this from the exiting thread while a
+         * check still runs in the watchdog's */
+        autotls_drive_quiesce();
         if (drive_store != NULL) {
             atls_store_close(drive_store);
             drive_store = NULL;

@@ -10,6 +10,21 @@
 #include <time.h>
 #include "atls_store.h"
 
+/* Figures only the host knows (nginx: its shared zone), rendered as one
+ * JSON member `section` {name: value, ...} and as Prometheus gauges
+ * autotls_<section>_<name>. */
+typedef struct {
+    const char *name;
+    long long   value;
+} atls_status_gauge_t;
+
+typedef struct {
+    const char                *section;
+    const char                *help;     /* Prometheus HELP, per section */
+    const atls_status_gauge_t *gauges;
+    size_t                     n;
+} atls_status_extra_t;
+
 /* malloc'd JSON document:
  * {"version":"0.1.0","generated":"RFC3339","certificates":[{"id","names":[],
  *   "state","failures","last_error","next_renewal","next_attempt","directory",
@@ -19,5 +34,10 @@ char *atls_status_json(atls_store_t *st, time_t now);
 /* malloc'd Prometheus text exposition (version 0.0.4): autotls_certificate_*
  * gauges labelled by id and key type. */
 char *atls_status_prometheus(atls_store_t *st, time_t now);
+
+/* The same with the host's figures (x may be NULL). */
+char *atls_status_json_ext(atls_store_t *st, time_t now, const atls_status_extra_t *x);
+char *atls_status_prometheus_ext(atls_store_t *st, time_t now,
+                                 const atls_status_extra_t *x);
 
 #endif

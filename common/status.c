@@ -1,7 +1,8 @@
 /*
  * Status for operators and monitoring: JSON and Prometheus text built from
- * the store.  Only the certificate chain is inspected (atls_cert_info); the
- * private key is never parsed into, let alone printed from, this code.
+ * the store.  Only the leaf certificate is read (atls_store_load_leaf
+ * skips the key block without decoding it); the private key is never
+ * parsed into, let alone printed from, this code.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,7 +48,7 @@ static void
 status_load_one(atls_store_t *st, status_cert_t *c)
 {
     char            err[512];
-    STACK_OF(X509) *chain;
+    X509           *leaf;
     size_t          i, nkt;
     atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
 
@@ -69,20 +70,17 @@ status_load_one(atls_store_t *st, status_cert_t *c)
     for (i = 0; i < nkt && i < ATLS_KEY_TYPE_MAX; i++) {
         status_key_t *k = &c->keys[c->n_keys];
 
-        chain = NULL;
-        if (atls_store_load_cert(st, c->id, kts[i], NULL, &chain, err, sizeof(err))
+        if (atls_store_load_leaf(st, c->id, kts[i], &leaf, err, sizeof(err))
             != ATLS_STORE_OK)
         {
             continue;   /* not issued yet, or unreadable: the state says why */
         }
-        if (sk_X509_num(chain) > 0
-            && atls_cert_info(sk_X509_value(chain, 0), &k->info) == 0)
-        {
+        if (atls_cert_info(leaf, &k->info) == 0) {
             k->present = 1;
             k->type = kts[i];
             c->n_keys++;
         }
-        atls_chain_free(chain);
+        X509_free(leaf);
     }
 }
 
@@ -208,8 +206,30 @@ status_cert_json(const status_cert_t *c, time_t now)
     return o;
 }
 
+static json_t *
+status_extra_json(const atls_status_extra_t *x)
+{
+    json_t *o = json_object();
+    size_t  i;
+
+    if (o == NULL) {
+        abort();
+    }
+    for (i = 0; i < x->n; i++) {
+        json_object_set_new(o, x->gauges[i].name,
+                            json_integer((json_int_t) x->gauges[i].value));
+    }
+    return o;
+}
+
 char *
 atls_status_json(atls_store_t *st, time_t now)
+{
+    return atls_status_json_ext(st, now, NULL);
+}
+
+char *
+atls_status_json_ext(atls_store_t *st, time_t now, const atls_status_extra_t *x)
 {
     status_t s;
     json_t  *root, *arr;
@@ -230,6 +250,9 @@ atls_status_json(atls_store_t *st, time_t now)
         json_array_append_new(arr, status_cert_json(&s.certs[i], now));
     }
     json_object_set_new(root, "certificates", arr);
+    if (x != NULL) {
+        json_object_set_new(root, x->section, status_extra_json(x));
+    }
     out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(root);
     status_free(&s);
@@ -308,8 +331,27 @@ status_family(status_buf_t *b, const char *name, const char *help)
     status_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
 }
 
+static void
+status_extra_prometheus(status_buf_t *b, const atls_status_extra_t *x)
+{
+    size_t i;
+
+    for (i = 0; i < x->n; i++) {
+        status_printf(b, "# HELP autotls_%s_%s %s\n# TYPE autotls_%s_%s gauge\n"
+                      "autotls_%s_%s %lld\n", x->section, x->gauges[i].name, x->help,
+                      x->section, x->gauges[i].name,
+                      x->section, x->gauges[i].name, x->gauges[i].value);
+    }
+}
+
 char *
 atls_status_prometheus(atls_store_t *st, time_t now)
+{
+    return atls_status_prometheus_ext(st, now, NULL);
+}
+
+char *
+atls_status_prometheus_ext(atls_store_t *st, time_t now, const atls_status_extra_t *x)
 {
     static const atls_cert_state_t states[] = {
         ATLS_STATE_PENDING, ATLS_STATE_VALID, ATLS_STATE_RENEWING, ATLS_STATE_FAILED
@@ -387,6 +429,9 @@ atls_status_prometheus(atls_store_t *st, time_t now)
         }
     }
 
+    if (x != NULL) {
+        status_extra_prometheus(&b, x);
+    }
     atls_strv_free(ids, s.n);
     status_free(&s);
     return b.p;

@@ -114,20 +114,37 @@ struct ngx_http_autotls_chal_s {
     size_t                          cert_len;  /* tls-alpn-01: DER cert length */
 };
 
+/* a certificate's generation counter, found by cert-id */
+typedef struct {
+    ngx_str_node_t                  sn;        /* key: crc32 of the id */
+    ngx_atomic_t                    gen;
+    u_char                          id[1];
+} ngx_http_autotls_gen_t;
+
 typedef struct {
     ngx_pid_t                       driver_pid;
     time_t                          heartbeat;
-    ngx_uint_t                      ncerts;
-    ngx_atomic_t                   *gens;      /* newest cycle's counters */
+    ngx_rbtree_t                    gens;      /* ngx_http_autotls_gen_t */
+    ngx_rbtree_node_t               sentinel;
     ngx_http_autotls_chal_t        *chals;
 } ngx_http_autotls_shctx_t;
 
 typedef struct {
     ngx_http_autotls_shctx_t       *sh;
     ngx_slab_pool_t                *shpool;
+    ngx_array_t                    *certs;     /* this cycle's, by index */
     ngx_uint_t                      ncerts;
-    ngx_atomic_t                   *gens;      /* this cycle's counters */
+    ngx_atomic_t                  **gens;      /* by index, into sh->gens */
 } ngx_http_autotls_shm_t;
+
+/* how much of the zone is in use, for the status page */
+typedef struct {
+    size_t                          size;      /* the zone */
+    size_t                          pages;     /* slab pages in the zone */
+    size_t                          pages_free;
+    size_t                          slots;     /* live small allocations */
+    size_t                          slot_bytes;
+} ngx_http_autotls_shm_usage_t;
 
 
 extern ngx_module_t  ngx_http_autotls_module;
@@ -155,6 +172,7 @@ ngx_int_t ngx_http_autotls_shm_add(ngx_conf_t *cf,
 ngx_http_autotls_shm_t *ngx_http_autotls_shm(void);
 ngx_atomic_uint_t ngx_http_autotls_shm_gen(ngx_uint_t index);
 void ngx_http_autotls_shm_bump(ngx_uint_t index);
+ngx_int_t ngx_http_autotls_shm_usage(ngx_http_autotls_shm_usage_t *u);
 /* 1 when this process holds (or just took) the driver lock */
 ngx_int_t ngx_http_autotls_shm_elect(time_t now, ngx_uint_t *took);
 void ngx_http_autotls_shm_resign(void);

@@ -6,12 +6,20 @@
  * that workers reload their cached X509/EVP_PKEY), and pending challenges
  * (http-01 key authorizations, tls-alpn-01 certificates in DER).  The store
  * stays the durable truth; everything here can be rebuilt.
+ *
+ * Nothing is allocated per configuration cycle: a reload finds each
+ * certificate's counter by its id and reuses it, so any number of reloads
+ * leave the zone's use where it was.
  */
 
 #include "ngx_http_autotls_module.h"
 
 
 static ngx_int_t ngx_http_autotls_shm_init(ngx_shm_zone_t *zone, void *data);
+static ngx_int_t ngx_http_autotls_shm_create(ngx_shm_zone_t *zone,
+    ngx_http_autotls_shm_t *ctx);
+static ngx_atomic_t *ngx_http_autotls_shm_gen_get(ngx_http_autotls_shm_t *ctx,
+    const char *id);
 static void ngx_http_autotls_chal_free(ngx_http_autotls_chal_t *ch);
 
 
@@ -29,7 +37,15 @@ ngx_http_autotls_shm_add(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
         return NGX_ERROR;
     }
 
+    ctx->certs = &amcf->certs;
     ctx->ncerts = amcf->certs.nelts;
+
+    ctx->gens = ngx_pcalloc(cf->pool,
+                            (ctx->ncerts ? ctx->ncerts : 1)
+                            * sizeof(ngx_atomic_t *));
+    if (ctx->gens == NULL) {
+        return NGX_ERROR;
+    }
 
     ngx_str_set(&name, NGX_HTTP_AUTOTLS_ZONE_NAME);
 
@@ -57,60 +73,41 @@ ngx_http_autotls_shm_init(ngx_shm_zone_t *zone, void *data)
 {
     ngx_http_autotls_shm_t  *octx = data;
 
-    ngx_uint_t               i;
-    ngx_slab_pool_t         *shpool;
-    ngx_http_autotls_shm_t  *ctx;
+    ngx_uint_t                i;
+    ngx_slab_pool_t          *shpool;
+    ngx_http_autotls_cert_t **certs;
+    ngx_http_autotls_shm_t   *ctx;
 
     ctx = zone->data;
     shpool = (ngx_slab_pool_t *) zone->shm.addr;
     ctx->shpool = shpool;
 
     if (octx) {
-        /* a reload: keep the driver lock and the challenges */
+        /* a reload: keep the driver lock, the counters and the challenges */
         ctx->sh = octx->sh;
 
     } else if (zone->shm.exists) {
         ctx->sh = shpool->data;
 
-    } else {
-        ctx->sh = ngx_slab_alloc(shpool, sizeof(ngx_http_autotls_shctx_t));
-        if (ctx->sh == NULL) {
-            goto full;
-        }
-
-        ngx_memzero(ctx->sh, sizeof(ngx_http_autotls_shctx_t));
-        shpool->data = ctx->sh;
-        shpool->log_nomem = 0;
-
-        shpool->log_ctx = ngx_slab_alloc(shpool,
-                                         sizeof(" in autotls zone \"\"")
-                                         + zone->shm.name.len);
-        if (shpool->log_ctx != NULL) {
-            ngx_sprintf(shpool->log_ctx, " in autotls zone \"%V\"%Z",
-                        &zone->shm.name);
-        }
-    }
-
-    /*
-     * Every cycle gets its own counters: certificate indexes may differ
-     * between configurations, and a new worker starts with an empty cache
-     * anyway.  Old counters are left to the old workers still exiting.
-     */
-    ctx->gens = ngx_slab_alloc(shpool,
-                               (ctx->ncerts ? ctx->ncerts : 1)
-                               * sizeof(ngx_atomic_t));
-    if (ctx->gens == NULL) {
+    } else if (ngx_http_autotls_shm_create(zone, ctx) != NGX_OK) {
         goto full;
     }
 
-    for (i = 0; i < ctx->ncerts; i++) {
-        ctx->gens[i] = 1;
-    }
+    /*
+     * Certificate indexes may differ between configurations, ids do not:
+     * the old workers still exiting and the new ones share the counter of
+     * a certificate both know, so a deploy by either reaches both.  The
+     * counter of a certificate no configuration uses any more stays (an
+     * old worker may still bump it) and is reused if it comes back.
+     */
+    certs = ctx->certs->elts;
 
-    ngx_shmtx_lock(&shpool->mutex);
-    ctx->sh->gens = ctx->gens;
-    ctx->sh->ncerts = ctx->ncerts;
-    ngx_shmtx_unlock(&shpool->mutex);
+    for (i = 0; i < ctx->ncerts; i++) {
+        ctx->gens[i] = ngx_http_autotls_shm_gen_get(ctx, certs[i]->id);
+        if (ctx->gens[i] == NULL) {
+            goto full;
+        }
+    }
 
     ngx_http_autotls_shm_ctx = ctx;
 
@@ -123,6 +120,106 @@ full:
                   "certificates; increase \"autotls_shared_zone\"",
                   ctx->ncerts);
     return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_autotls_shm_create(ngx_shm_zone_t *zone, ngx_http_autotls_shm_t *ctx)
+{
+    ngx_slab_pool_t  *shpool = ctx->shpool;
+
+    ctx->sh = ngx_slab_alloc(shpool, sizeof(ngx_http_autotls_shctx_t));
+    if (ctx->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(ctx->sh, sizeof(ngx_http_autotls_shctx_t));
+    ngx_rbtree_init(&ctx->sh->gens, &ctx->sh->sentinel,
+                    ngx_str_rbtree_insert_value);
+    shpool->data = ctx->sh;
+    shpool->log_nomem = 0;
+
+    shpool->log_ctx = ngx_slab_alloc(shpool,
+                                     sizeof(" in autotls zone \"\"")
+                                     + zone->shm.name.len);
+    if (shpool->log_ctx != NULL) {
+        ngx_sprintf(shpool->log_ctx, " in autotls zone \"%V\"%Z",
+                    &zone->shm.name);
+    }
+
+    return NGX_OK;
+}
+
+
+/* The counter of certificate id, created (at 1) on first use. */
+static ngx_atomic_t *
+ngx_http_autotls_shm_gen_get(ngx_http_autotls_shm_t *ctx, const char *id)
+{
+    size_t                   len;
+    uint32_t                 hash;
+    ngx_str_t                key;
+    ngx_http_autotls_gen_t  *g;
+
+    len = ngx_strlen(id);
+    key.data = (u_char *) id;
+    key.len = len;
+    hash = ngx_crc32_short(key.data, len);
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    g = (ngx_http_autotls_gen_t *) ngx_str_rbtree_lookup(&ctx->sh->gens,
+                                                         &key, hash);
+    if (g == NULL) {
+        g = ngx_slab_alloc_locked(ctx->shpool,
+                                  sizeof(ngx_http_autotls_gen_t) + len);
+        if (g != NULL) {
+            ngx_memcpy(g->id, id, len + 1);
+            g->sn.str.data = g->id;
+            g->sn.str.len = len;
+            g->sn.node.key = hash;
+            g->gen = 1;
+            ngx_rbtree_insert(&ctx->sh->gens, &g->sn.node);
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return g ? &g->gen : NULL;
+}
+
+
+/* Page and small-allocation counts, read under the zone's lock. */
+ngx_int_t
+ngx_http_autotls_shm_usage(ngx_http_autotls_shm_usage_t *u)
+{
+    ngx_uint_t               i, n;
+    ngx_slab_pool_t         *shpool;
+    ngx_http_autotls_shm_t  *ctx = ngx_http_autotls_shm_ctx;
+
+    if (ctx == NULL) {
+        return NGX_DECLINED;
+    }
+
+    shpool = ctx->shpool;
+    ngx_memzero(u, sizeof(*u));
+    u->size = (size_t) ((u_char *) shpool->end - (u_char *) shpool);
+
+    /* one stats entry per slot size, 1 << (i + min_shift) bytes */
+    n = ngx_pagesize_shift - shpool->min_shift;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    u->pages = (size_t) (shpool->last - shpool->pages);
+    u->pages_free = shpool->pfree;
+
+    for (i = 0; i < n; i++) {
+        u->slots += shpool->stats[i].used;
+        u->slot_bytes += shpool->stats[i].used << (i + shpool->min_shift);
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return NGX_OK;
 }
 
 
@@ -142,7 +239,7 @@ ngx_http_autotls_shm_gen(ngx_uint_t index)
         return 0;
     }
 
-    return ctx->gens[index];
+    return *ctx->gens[index];
 }
 
 
@@ -155,7 +252,7 @@ ngx_http_autotls_shm_bump(ngx_uint_t index)
         return;
     }
 
-    (void) ngx_atomic_fetch_add(&ctx->gens[index], 1);
+    (void) ngx_atomic_fetch_add(ctx->gens[index], 1);
 }
 
 

@@ -4,14 +4,40 @@
  *   location = /autotls-status { autotls_status; allow 127.0.0.1; deny all; }
  *
  * JSON by default, Prometheus text with ?format=prometheus; both rendered
- * by the core from the store, so the page and `autotls list` agree.  The
- * core never includes key material.
+ * by the core from the store, so the page and `autotls list` agree, plus
+ * the shared zone's use ("shm").  The core never includes key material and
+ * reads only certificate chains, never keys.
+ *
+ * Rendering reads every certificate's meta and leaf from the store inside
+ * the worker's event loop, so it holds up that worker's other connections
+ * while it runs (about 0.2 ms per certificate, bench/status_scale.sh).  To
+ * keep that bounded whatever the request rate, a worker renders a format
+ * again only after NGX_HTTP_AUTOTLS_STATUS_SHARE times as long as the last
+ * rendering took, and at least NGX_HTTP_AUTOTLS_STATUS_TTL later, answering
+ * the requests in between with the same text: the page takes at most 1/SHARE
+ * of a worker's time, and is that much stale at most.
  */
 
 #include "ngx_http_autotls_module.h"
 
 
+#define NGX_HTTP_AUTOTLS_STATUS_TTL    1000   /* ms, at least */
+#define NGX_HTTP_AUTOTLS_STATUS_SHARE  20
+
+
+typedef struct {
+    char                 *text;      /* malloc'd by the core */
+    ngx_msec_t            rendered;
+    ngx_msec_t            ttl;
+} ngx_http_autotls_status_cache_t;
+
+
 static ngx_int_t ngx_http_autotls_status_handler(ngx_http_request_t *r);
+static char *ngx_http_autotls_status_render(ngx_uint_t prom);
+
+
+/* per worker: [0] JSON, [1] Prometheus */
+static ngx_http_autotls_status_cache_t  ngx_http_autotls_status_cache[2];
 
 
 char *
@@ -31,7 +57,8 @@ ngx_http_autotls_status_handler(ngx_http_request_t *r)
 {
     char         *text;
     size_t        len;
-    ngx_int_t     rc, prom;
+    ngx_int_t     rc;
+    ngx_uint_t    prom;
     ngx_str_t     fmt;
     ngx_buf_t    *b;
     ngx_chain_t   out;
@@ -59,8 +86,7 @@ ngx_http_autotls_status_handler(ngx_http_request_t *r)
         prom = 1;
     }
 
-    text = prom ? atls_status_prometheus(ngx_http_autotls_store, ngx_time())
-                : atls_status_json(ngx_http_autotls_store, ngx_time());
+    text = ngx_http_autotls_status_render(prom);
     if (text == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -69,12 +95,10 @@ ngx_http_autotls_status_handler(ngx_http_request_t *r)
 
     b = ngx_create_temp_buf(r->pool, len ? len : 1);
     if (b == NULL) {
-        free(text);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     b->last = ngx_cpymem(b->pos, text, len);
-    free(text);
 
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
@@ -100,4 +124,62 @@ ngx_http_autotls_status_handler(ngx_http_request_t *r)
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/* The cached text of one format, rendered again once older than the TTL. */
+static char *
+ngx_http_autotls_status_render(ngx_uint_t prom)
+{
+    char                             *text;
+    ngx_msec_t                        start;
+    ngx_http_autotls_shm_usage_t      u;
+    ngx_http_autotls_status_cache_t  *c;
+    atls_status_gauge_t               g[5];
+    atls_status_extra_t               x, *xp;
+
+    c = &ngx_http_autotls_status_cache[prom];
+
+    if (c->text != NULL && ngx_current_msec - c->rendered < c->ttl) {
+        return c->text;
+    }
+
+    start = ngx_current_msec;
+
+    xp = NULL;
+
+    if (ngx_http_autotls_shm_usage(&u) == NGX_OK) {
+        g[0].name = "size_bytes";
+        g[0].value = (long long) u.size;
+        g[1].name = "pages";
+        g[1].value = (long long) u.pages;
+        g[2].name = "pages_free";
+        g[2].value = (long long) u.pages_free;
+        g[3].name = "slots_used";
+        g[3].value = (long long) u.slots;
+        g[4].name = "slot_bytes_used";
+        g[4].value = (long long) u.slot_bytes;
+
+        x.section = "shm";
+        x.help = "Use of the autotls shared memory zone.";
+        x.gauges = g;
+        x.n = 5;
+        xp = &x;
+    }
+
+    text = prom ? atls_status_prometheus_ext(ngx_http_autotls_store, ngx_time(), xp)
+                : atls_status_json_ext(ngx_http_autotls_store, ngx_time(), xp);
+    if (text == NULL) {
+        return NULL;
+    }
+
+    ngx_time_update();
+
+    free(c->text);
+    c->text = text;
+    c->rendered = ngx_current_msec;
+    c->ttl = ngx_max(NGX_HTTP_AUTOTLS_STATUS_TTL,
+                     (ngx_current_msec - start) * NGX_HTTP_AUTOTLS_STATUS_SHARE);
+
+    return text;
 }

@@ -138,10 +138,18 @@ class Nginx:
         os.kill(self.master, sig)
 
     def reload(self):
-        old = set(self.worker_pids())
+        """SIGHUP, then wait until the reload is over: a full set of new
+        workers AND every old worker exited (old ones linger ~0.1 s after the
+        new ones appear, still titled "worker process" at first)."""
+        old = set(pid for pid, args in self.children() if "worker process" in args)
         self.signal(signal.SIGHUP)
-        wait_until(lambda: len(set(self.worker_pids()) - old) == self.workers, timeout=30,
-                   what="new nginx workers after reload")
+
+        def done():
+            children = self.children()
+            pids = set(pid for pid, _ in children)
+            new = set(self.worker_pids()) - old
+            return len(new) == self.workers and not (old & pids)
+        wait_until(done, timeout=30, what="new nginx workers and the old ones gone after reload")
 
     def stop(self):
         if self.master is None:

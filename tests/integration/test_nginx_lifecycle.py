@@ -5,10 +5,9 @@ start, reloads and crashes in the middle of an order, http-01 behind
 import os
 import re
 import signal
-import time
 
 from nginxctl import Nginx, issuer_block, server_block, until_issued
-from util import cert_info, run_cli, served_chain, verify_chain, wait_until
+from util import cert_info, run_cli, served_chain, stays, verify_chain, wait_until
 
 NAMES = ("one.example.com", "www.one.example.com")
 
@@ -205,7 +204,6 @@ def test_debug_log_has_no_key_material(pebble, test_root):
     with ngx.start():
         until_issued(ngx, pebble, pebble.tls_port, names[0])
         run_cli("renew", "--store", ngx.store, "--request", names[0])
-        time.sleep(0.1)
         wait_until(lambda: ngx.log().count("issued and deployed") >= 2, timeout=60,
                    what="the renewal")
     log = ngx.log()
@@ -267,7 +265,9 @@ def test_ca_problem_logged_once_per_attempt(pebble_factory, test_root):
                    what="the CA's error in the log")
         for _ in range(5):
             assert cert_info(served_chain(p.tls_port, NAMES[0])[0])["self_signed"]
-        time.sleep(2)          # several check intervals: backoff, no re-logging
+        # several check intervals (1 s): backoff, no re-logging
+        stays(lambda: ngx.log().count("order failed") == 1, 3,
+              what="one 'order failed' line")
         lines = [l for l in ngx.log().splitlines() if "order failed" in l]
         assert len(lines) == 1, lines
         assert "urn:ietf:params:acme:error:" in lines[0], lines[0]

@@ -72,6 +72,19 @@ def wait_until(fn, timeout=60, interval=0.2, what="condition"):
                          + (f" (last error: {last_exc!r})" if last_exc else ""))
 
 
+def stays(fn, seconds, interval=0.2, what="condition"):
+    """For claims that something does NOT happen (no second log line, no
+    new request): fn must hold at every poll for the whole window, and the
+    test fails at the first poll where it does not.  Not for waiting until
+    something happened: that is wait_until."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert fn(), f"{what} stopped holding"
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
+
+
 def served_chain(port, sni, host="127.0.0.1", extra_args=(), timeout=15):
     """The certificate chain a TLS client gets for sni, as PEM strings (leaf first)."""
     argv = ["openssl", "s_client", "-connect", f"{host}:{port}", "-servername", sni,

@@ -244,6 +244,84 @@ test_json_corrupt_meta(void **state)
     free(out);
 }
 
+/* The status path never decodes the key: with the key block of the store
+ * file replaced by garbage, a full load fails but the status still shows
+ * the certificate's serial and notAfter. */
+static void
+test_json_garbage_key(void **state)
+{
+    static const char path[] = "certs/valid.example/ec256.pem";
+    static const char garbage[] =
+        "-----BEGIN PRIVATE KEY-----\n!!not base64, not a key!!\n"
+        "-----END PRIVATE KEY-----\n";
+    fx_t           *fx = *state;
+    const char     *serial;
+    char           *data, *certs, *file, *out, err[256], buf[32];
+    size_t          len, n;
+    json_t         *root, *k;
+    json_error_t    jerr;
+    EVP_PKEY       *key = NULL;
+    STACK_OF(X509) *chain = NULL;
+
+    assert_int_equal(fx->st->ops->get(fx->st, path, &data, &len, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    certs = strstr(data, "-----BEGIN CERTIFICATE-----");
+    assert_non_null(certs);
+    n = strlen(garbage) + strlen(certs);
+    file = malloc(n + 1);
+    snprintf(file, n + 1, "%s%s", garbage, certs);
+    assert_int_equal(fx->st->ops->put(fx->st, path, file, n, 1, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    free(file);
+    free(data);
+
+    assert_int_not_equal(atls_store_load_cert(fx->st, "valid.example", ATLS_KEY_EC256,
+                                              &key, &chain, err, sizeof(err)),
+                         ATLS_STORE_OK);
+    assert_null(key);
+
+    out = atls_status_json(fx->st, fx->now);
+    root = json_loads(out, 0, &jerr);
+    assert_non_null(root);
+    k = json_array_get(json_object_get(find_cert(json_object_get(root, "certificates"),
+                                                 "valid.example"), "keys"), 0);
+    assert_non_null(k);      /* a key-decoding load would have shown none */
+    serial = json_string_value(json_object_get(k, "serial"));
+    assert_string_equal(serial + (strlen(serial) > strlen(fx->serial)),
+                        fx->serial + (strlen(fx->serial) > strlen(serial)));
+    atls_rfc3339_format(fx->not_after, buf, sizeof(buf));
+    assert_string_equal(json_string_value(json_object_get(k, "not_after")), buf);
+    json_decref(root);
+    free(out);
+}
+
+/* A host's own gauges: one JSON member, one Prometheus family each. */
+static void
+test_extra_gauges(void **state)
+{
+    static const atls_status_gauge_t g[] = { { "used", 12 }, { "free", 34 } };
+    static const atls_status_extra_t x = { "zone", "Zone use.", g, 2 };
+    fx_t        *fx = *state;
+    char        *out;
+    json_t      *root, *o;
+    json_error_t jerr;
+
+    out = atls_status_json_ext(fx->st, fx->now, &x);
+    root = json_loads(out, 0, &jerr);
+    assert_non_null(root);
+    o = json_object_get(root, "zone");
+    assert_int_equal(json_integer_value(json_object_get(o, "used")), 12);
+    assert_int_equal(json_integer_value(json_object_get(o, "free")), 34);
+    json_decref(root);
+    free(out);
+
+    out = atls_status_prometheus_ext(fx->st, fx->now, &x);
+    assert_non_null(strstr(out, "# TYPE autotls_zone_used gauge\nautotls_zone_used 12\n"));
+    assert_non_null(strstr(out, "# HELP autotls_zone_free Zone use.\n"));
+    assert_non_null(strstr(out, "\nautotls_zone_free 34\n"));
+    free(out);
+}
+
 static void
 test_prometheus(void **state)
 {
@@ -296,6 +374,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_corrupt_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prometheus, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_garbage_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_extra_gauges, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

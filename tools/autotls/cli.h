@@ -172,6 +172,18 @@ void cli_tls_stop(cli_tls_t *t);
 
 /* Opens a listening TCP socket on addr:port (shared by both responders). */
 int cli_listen(const char *addr, int port, char *err, size_t errlen);
-void cli_accept_loop(int listen_fd, int stop_fd, void (*serve)(void *arg, int fd), void *arg);
+
+/* How a responder serves one connection on the shared loop (standalone.c). */
+typedef struct {
+    /* state for a new non-blocking connection; NULL closes it */
+    void *(*open)(void *arg, int fd);
+    /* makes progress without blocking: POLLIN or POLLOUT to wait for, 0 done */
+    int   (*step)(void *arg, void *conn);
+    void  (*close)(void *arg, void *conn);
+} cli_conn_ops_t;
+
+/* Serves connections on listen_fd concurrently, each within a total
+ * deadline, until a byte arrives on stop_fd; then closes them all. */
+void cli_accept_loop(int listen_fd, int stop_fd, const cli_conn_ops_t *ops, void *arg);
 
 #endif

@@ -351,37 +351,3 @@ int cli_listen(const char *addr, int port, char *err, size_t errlen)
     }
     return fd;
 }
-
-/*
- * The accept loop of the standalone responders: serves one connection at
- * a time until a byte arrives on stop_fd.  Challenges are few and tiny, so
- * one connection at a time keeps the responders simple.
- */
-void cli_accept_loop(int listen_fd, int stop_fd, void (*serve)(void *arg, int fd), void *arg)
-{
-    struct pollfd p[2];
-    int           fd;
-
-    for (;;) {
-        p[0].fd = listen_fd;
-        p[0].events = POLLIN;
-        p[1].fd = stop_fd;
-        p[1].events = POLLIN;
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return;
-        }
-        if (p[1].revents != 0) {
-            return;
-        }
-        if (p[0].revents & POLLIN) {
-            fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-            if (fd >= 0) {
-                serve(arg, fd);
-                close(fd);
-            }
-        }
-    }
-}

@@ -2,8 +2,8 @@
  * A minimal HTTP/1.1 responder for http-01 (RFC 8555 §8.3), run in a thread
  * while an order is open: GET /.well-known/acme-challenge/TOKEN answers the
  * key authorization from an in-memory table, everything else is a 404.
- * Connections are served one at a time with short socket timeouts: the
- * only clients are the CA's validators.
+ * Connections are served concurrently by the loop in standalone.c, each
+ * within one total deadline, so a slow client cannot hold up a validator.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 #include "atls_b64.h"
 #include "cli.h"
@@ -36,41 +35,31 @@ struct cli_http_s {
     http_entry_t    *entries;
 };
 
-static void send_all(int fd, const char *buf, size_t len)
-{
-    ssize_t n;
+/* One connection: the request as it arrives, then the response as it leaves. */
+typedef struct {
+    int     fd;
+    size_t  len;
+    char    req[HTTP_MAX_REQ + 1];
+    char   *out;
+    size_t  out_len, out_off;
+} http_conn_t;
 
-    while (len > 0) {
-        n = send(fd, buf, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return;
-        }
-        buf += n;
-        len -= (size_t) n;
-    }
-}
-
-static void respond(int fd, int status, const char *reason, const char *body,
-                    int head_only)
+/* A malloc'd response; body is omitted for HEAD (head_only). */
+static char *respond(int status, const char *reason, const char *body,
+                     int head_only, size_t *len)
 {
-    char   hdr[256];
     size_t blen = strlen(body);
+    char  *out;
     int    n;
 
-    n = snprintf(hdr, sizeof(hdr),
-                 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
-                 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                 status, reason, blen);
-    if (n < 0 || (size_t) n >= sizeof(hdr)) {
-        return;
+    n = asprintf(&out, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                 status, reason, blen, head_only ? "" : body);
+    if (n < 0) {
+        return NULL;
     }
-    send_all(fd, hdr, (size_t) n);
-    if (!head_only) {
-        send_all(fd, body, blen);
-    }
+    *len = (size_t) n;
+    return out;
 }
 
 /* Looks the token up; returns a malloc'd key authorization or NULL. */
@@ -93,51 +82,23 @@ static char *lookup(cli_http_t *h, const char *token, size_t len)
     return ka;
 }
 
-static void serve(cli_http_t *h, int fd)
+/* The response to a complete request head in req (modified in place). */
+static char *answer(cli_http_t *h, char *req, size_t *len)
 {
-    char            req[HTTP_MAX_REQ + 1];
-    size_t          len = 0;
-    ssize_t         n;
-    struct timeval  tv = { 5, 0 };
-    char           *sp1, *sp2, *path, *ka, *q;
-    int             head;
-
-    (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-
-    /* Only the request line and headers matter; a GET has no body. */
-    while (len < HTTP_MAX_REQ) {
-        n = recv(fd, req + len, HTTP_MAX_REQ - len, 0);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        len += (size_t) n;
-        req[len] = '\0';
-        if (strstr(req, "\r\n\r\n") != NULL || strstr(req, "\n\n") != NULL) {
-            break;
-        }
-    }
-    req[len] = '\0';
-    if (len == 0) {
-        return;
-    }
+    char *sp1, *sp2, *path, *ka, *q, *out;
+    int   head;
 
     sp1 = strchr(req, ' ');
     sp2 = sp1 != NULL ? strchr(sp1 + 1, ' ') : NULL;
     if (sp1 == NULL || sp2 == NULL || memchr(req, '\n', (size_t) (sp2 - req)) != NULL) {
-        respond(fd, 400, "Bad Request", "bad request\n", 0);
-        return;
+        return respond(400, "Bad Request", "bad request\n", 0, len);
     }
     *sp1 = '\0';
     *sp2 = '\0';
     path = sp1 + 1;
     head = strcmp(req, "HEAD") == 0;
     if (strcmp(req, "GET") != 0 && !head) {
-        respond(fd, 405, "Method Not Allowed", "method not allowed\n", 0);
-        return;
+        return respond(405, "Method Not Allowed", "method not allowed\n", 0, len);
     }
     q = strchr(path, '?');
     if (q != NULL) {
@@ -149,24 +110,98 @@ static void serve(cli_http_t *h, int fd)
         ka = lookup(h, path, strlen(path));
     }
     if (ka == NULL) {
-        respond(fd, 404, "Not Found", "not found\n", head);
-        return;
+        return respond(404, "Not Found", "not found\n", head, len);
     }
     atls_log(ATLS_LOG_INFO, "http-01: answered token %s", path);
-    respond(fd, 200, "OK", ka, head);
+    out = respond(200, "OK", ka, head, len);
     free(ka);
+    return out;
 }
 
-static void serve_one(void *arg, int fd)
+/* Reads what has arrived; 1 once the head is complete (or the peer is done
+ * sending), 0 to wait for more, -1 on error. */
+static int read_head(http_conn_t *c)
 {
-    serve(arg, fd);
+    ssize_t n;
+
+    /* Only the request line and headers matter; a GET has no body. */
+    while (c->len < HTTP_MAX_REQ) {
+        n = recv(c->fd, c->req + c->len, HTTP_MAX_REQ - c->len, 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+        }
+        if (n == 0) {
+            return c->len > 0 ? 1 : -1;
+        }
+        c->len += (size_t) n;
+        c->req[c->len] = '\0';
+        if (strstr(c->req, "\r\n\r\n") != NULL || strstr(c->req, "\n\n") != NULL) {
+            return 1;
+        }
+    }
+    return 1;
 }
+
+static void *http_open(void *arg, int fd)
+{
+    http_conn_t *c = calloc(1, sizeof(*c));
+
+    if (c != NULL) {
+        c->fd = fd;
+    }
+    return c;
+}
+
+static int http_step(void *arg, void *conn)
+{
+    http_conn_t *c = conn;
+    ssize_t      n;
+    int          rc;
+
+    if (c->out == NULL) {
+        rc = read_head(c);
+        if (rc <= 0) {
+            return rc == 0 ? POLLIN : 0;
+        }
+        c->out = answer(arg, c->req, &c->out_len);
+        if (c->out == NULL) {
+            return 0;
+        }
+    }
+    while (c->out_off < c->out_len) {
+        n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return POLLOUT;
+        }
+        if (n <= 0) {
+            return 0;
+        }
+        c->out_off += (size_t) n;
+    }
+    return 0;
+}
+
+static void http_close(void *arg, void *conn)
+{
+    http_conn_t *c = conn;
+
+    free(c->out);
+    free(c);
+}
+
+static const cli_conn_ops_t http_conn_ops = { http_open, http_step, http_close };
 
 static void *http_thread(void *arg)
 {
     cli_http_t *h = arg;
 
-    cli_accept_loop(h->fd, h->stop_pipe[0], serve_one, h);
+    cli_accept_loop(h->fd, h->stop_pipe[0], &http_conn_ops, h);
     return NULL;
 }
 

@@ -3,6 +3,7 @@
  * a TLS server that only speaks ALPN "acme-tls/1" and presents, for the SNI
  * name, the self-signed validation certificate atls_tls_alpn_cert() made.
  * The validator completes the handshake and hangs up; no application data.
+ * Handshakes run concurrently, non-blocking, in the loop of standalone.c.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -15,7 +16,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -106,34 +106,59 @@ static int cert_select(SSL *ssl, void *arg)
     return ok;
 }
 
-static void serve(cli_tls_t *t, int fd)
+/* One connection is one non-blocking handshake; the validator hangs up
+ * after it, so there is nothing to read or write afterwards. */
+static void *tls_open(void *arg, int fd)
 {
-    struct timeval tv = { 5, 0 };
-    SSL           *ssl;
+    cli_tls_t *t = arg;
+    SSL       *ssl;
 
-    (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     ssl = SSL_new(t->ctx);
-    if (ssl == NULL) {
-        return;
+    if (ssl != NULL && SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        ssl = NULL;
     }
-    if (SSL_set_fd(ssl, fd) == 1 && SSL_accept(ssl) == 1) {
-        (void) SSL_shutdown(ssl);
+    if (ssl != NULL) {
+        SSL_set_accept_state(ssl);
     }
-    SSL_free(ssl);
+    ERR_clear_error();
+    return ssl;
+}
+
+static int tls_step(void *arg, void *conn)
+{
+    SSL *ssl = conn;
+    int  rc;
+
+    rc = SSL_accept(ssl);
+    if (rc == 1) {
+        (void) SSL_shutdown(ssl);   /* best effort: one try, never waited for */
+        return 0;
+    }
+    switch (SSL_get_error(ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        return POLLIN;
+    case SSL_ERROR_WANT_WRITE:
+        return POLLOUT;
+    default:
+        ERR_clear_error();
+        return 0;
+    }
+}
+
+static void tls_close(void *arg, void *conn)
+{
+    SSL_free(conn);
     ERR_clear_error();
 }
 
-static void serve_one(void *arg, int fd)
-{
-    serve(arg, fd);
-}
+static const cli_conn_ops_t tls_conn_ops = { tls_open, tls_step, tls_close };
 
 static void *tls_thread(void *arg)
 {
     cli_tls_t *t = arg;
 
-    cli_accept_loop(t->fd, t->stop_pipe[0], serve_one, t);
+    cli_accept_loop(t->fd, t->stop_pipe[0], &tls_conn_ops, t);
     OPENSSL_thread_stop();
     return NULL;
 }
