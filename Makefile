@@ -5,6 +5,7 @@
 #   make demo       Pebble + nginx on loopback issuing two demo certificates
 #   make asan       ASan+UBSan build, then unit and integration tests on it
 #   make fuzz       run every libFuzzer harness for FUZZ_SECONDS each
+#   make fuzz-campaign  every harness for FUZZ_RUNS executions (scripts/fuzz.sh)
 #   make bench      handshake, memory, start-up and issuance benchmarks
 
 BUILD    ?= build
@@ -32,6 +33,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= 1000000
 
 NGINX_MOD  := $(BUILD)/nginx/ngx_http_autotls_module.so
 APACHE_MOD := $(BUILD)/apache/mod_autotls.so
@@ -40,7 +42,7 @@ PYTEST   := /usr/bin/python3 -m pytest
 PYTEST_ARGS ?=
 
 .PHONY: all lib cli modules nginx apache deps test unit integration \
-        fuzz-build fuzz-replay fuzz asan demo bench clean
+        fuzz-build fuzz-replay fuzz fuzz-campaign asan demo bench clean
 
 all: lib cli modules
 
@@ -88,12 +90,22 @@ unit: $(UNIT_BIN)
 integration: all
 	ATLS_BUILD=$(abspath $(BUILD)) $(PYTEST) -p no:cacheprovider -ra $(PYTEST_ARGS) tests/integration
 
-FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Icommon \
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
+               -fno-sanitize-recover=undefined -Icommon \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(wildcard common/*.h)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(LDLIBS)
+
+# fuzz_standalone drives the CLI's challenge responders, so it links them too.
+FUZZ_CLI_SRC := tools/autotls/cli_util.c tools/autotls/standalone_http.c \
+                tools/autotls/standalone_tls.c
+
+$(BUILD)/fuzz/fuzz_standalone: tests/fuzz/fuzz_standalone.c $(CORE_SRC) $(FUZZ_CLI_SRC) \
+                               $(wildcard common/*.h) tools/autotls/cli.h
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -Itools/autotls -o $@ $< $(CORE_SRC) $(FUZZ_CLI_SRC) $(LDLIBS)
 
 fuzz-build: $(FUZZ_BIN)
 
@@ -102,6 +114,11 @@ fuzz-replay: fuzz-build
 
 fuzz: fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh run $(FUZZ_BIN)
+
+# One harness at a time, FUZZ_RUNS executions each; FUZZ_WORK=DIR keeps the
+# grown corpora, FUZZ_MERGE=1 minimises them (see scripts/fuzz.sh).
+fuzz-campaign: fuzz-build
+	@FUZZ_RUNS=$(FUZZ_RUNS) scripts/fuzz.sh campaign $(FUZZ_BIN)
 
 test: deps
 	$(MAKE) all

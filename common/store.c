@@ -640,9 +640,12 @@ store_read_generation(atls_store_t *st, uint64_t *gen, char *err, size_t errlen)
     if (rc != ATLS_STORE_OK) {
         return rc;
     }
+    /* strtoull() skips blanks and takes a sign: " -1" would read as 2^64-1. */
     errno = 0;
     v = strtoull(data, &end, 10);
-    if (errno != 0 || end == data || (*end != '\0' && *end != '\n') || data[0] == '-') {
+    if (errno != 0 || end == data || (*end != '\0' && *end != '\n')
+        || !isdigit((unsigned char) data[0]))
+    {
         store_err_path(st, "generation", err, errlen, "not a decimal number");
         free(data);
         return ATLS_STORE_ERROR;

@@ -987,6 +987,13 @@ test_requests_and_generation(void **state)
     free(raw);
     put_ok(fx->st, "generation", "18446744073709551614\n", 21, 0);
     assert_true(atls_store_generation(fx->st) == 18446744073709551614ULL);
+    /* strtoull() would take these (" -1" as 2^64-1); the file is rejected
+     * and a bump refuses to overwrite it. */
+    put_ok(fx->st, "generation", " -1\n", 4, 0);
+    assert_int_equal(atls_store_generation(fx->st), 0);
+    assert_int_equal(atls_store_bump_generation(fx->st), ATLS_STORE_ERROR);
+    put_ok(fx->st, "generation", "+7", 2, 0);
+    assert_int_equal(atls_store_generation(fx->st), 0);
 }
 
 static void
