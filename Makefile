@@ -25,6 +25,9 @@ CORE_LIB := $(BUILD)/libatls.a
 CLI_SRC  := $(wildcard tools/autotls/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 CLI      := $(BUILD)/autotls
+# the CLI's challenge responders, linked into their own unit test and harness
+RESPONDER_SRC := tools/autotls/cli_util.c tools/autotls/standalone.c \
+                 tools/autotls/standalone_http.c tools/autotls/standalone_tls.c
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_SUP := $(wildcard tests/unit/support/*.c)
@@ -84,6 +87,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(UNIT_SUP) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(UNIT_SUP) $(CORE_LIB) $(LDLIBS) -lcmocka
 
+# test_standalone_tls drives the CLI's tls-alpn-01 responder, so it links it.
+$(BUILD)/tests/test_standalone_tls: tests/unit/test_standalone_tls.c $(UNIT_SUP) $(CORE_LIB) \
+                                    $(RESPONDER_SRC) tools/autotls/cli.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -Itools/autotls $(LDFLAGS) -o $@ $< $(RESPONDER_SRC) \
+	    $(UNIT_SUP) $(CORE_LIB) $(LDLIBS) -lcmocka
+
 unit: $(UNIT_BIN)
 	@scripts/run-unit.sh $(UNIT_BIN)
 
@@ -99,13 +109,10 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(wildcard common/*.h)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(LDLIBS)
 
 # fuzz_standalone drives the CLI's challenge responders, so it links them too.
-FUZZ_CLI_SRC := tools/autotls/cli_util.c tools/autotls/standalone_http.c \
-                tools/autotls/standalone_tls.c
-
-$(BUILD)/fuzz/fuzz_standalone: tests/fuzz/fuzz_standalone.c $(CORE_SRC) $(FUZZ_CLI_SRC) \
+$(BUILD)/fuzz/fuzz_standalone: tests/fuzz/fuzz_standalone.c $(CORE_SRC) $(RESPONDER_SRC) \
                                $(wildcard common/*.h) tools/autotls/cli.h
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -Itools/autotls -o $@ $< $(CORE_SRC) $(FUZZ_CLI_SRC) $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -Itools/autotls -o $@ $< $(CORE_SRC) $(RESPONDER_SRC) $(LDLIBS)
 
 fuzz-build: $(FUZZ_BIN)
 

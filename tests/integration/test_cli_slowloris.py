@@ -2,9 +2,10 @@
 served concurrently, each closed after a total deadline (10 s), and the CLI
 exits as soon as the order is done even with slow connections open.
 
-The order is held back by serving Pebble's directory (the CLI's first
-request) from a gate, so the responder is up long enough to watch the
-deadline; the CLI then talks to Pebble directly (the directory's URLs)."""
+The order is held back by a gated proxy in front of Pebble (the CLI's
+first request waits there), so the responder is up long enough to watch
+the deadline."""
+import http.client
 import http.server
 import os
 import select
@@ -31,32 +32,59 @@ SLOW_BYTES = {
 }
 
 
-class GatedDirectory:
-    """Serves Pebble's directory over plain HTTP on a loopback port, holding
-    every answer until open() is called (a TLS proxy would trip curl's
-    connect timeout, which covers the handshake)."""
+class GatedCA:
+    """A TLS reverse proxy in front of Pebble on its own loopback port that
+    holds every answer until open() is called.  It passes the client's Host
+    on, so Pebble builds every URL on the proxy's origin: the CLI insists
+    that the CA's URLs share the directory's origin, and the JWS "url"
+    Pebble checks is the one the CLI signed.  TLS is terminated here with
+    Pebble's own listener certificate, so the handshake is answered at once
+    (curl's connect timeout covers it) and only the HTTP answer waits."""
+
+    HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
     def __init__(self, pebble):
         gate = self.gate = threading.Event()
-        ctx = ssl.create_default_context(cafile=pebble.ca_file)
-        url = pebble.directory
+        upstream = ("127.0.0.1", pebble.port)
+        up_ctx = ssl.create_default_context(cafile=pebble.ca_file)
+        hop = self.HOP
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self):
                 gate.wait()
-                with urllib.request.urlopen(url, context=ctx, timeout=10) as r:
-                    body = r.read()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                body = None
+                if "Content-Length" in self.headers:
+                    body = self.rfile.read(int(self.headers["Content-Length"]))
+                conn = http.client.HTTPSConnection(*upstream, context=up_ctx, timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() not in hop}
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    r = conn.getresponse()
+                    data = r.read()
+                    self.send_response(r.status)
+                    for k, v in r.getheaders():
+                        if k.lower() not in hop:
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    conn.close()
+
+            do_GET = do_HEAD = do_POST = _forward
 
             def log_message(self, *args):
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/dir"
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(pebble.pki["cert"], pebble.pki["key"])
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}/dir"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def open(self):
@@ -145,7 +173,7 @@ def _listening(port):
 def test_slow_clients_do_not_stall_validation(pebble, tmp_path, challenge):
     store = str(tmp_path / "store")
     port = pebble.http_port if challenge == "http-01" else pebble.tls_port
-    proxy = GatedDirectory(pebble)
+    proxy = GatedCA(pebble)
     args = issue_args(pebble, store, "slow.cli.test", challenge=challenge)
     args[args.index(pebble.directory)] = proxy.url
     proc = subprocess.Popen([cli_path(), *map(str, args)], stdout=subprocess.PIPE,

@@ -39,24 +39,55 @@ struct cli_tls_s {
     tls_entry_t     *entries;
 };
 
-static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                       const unsigned char *in, unsigned int inlen, void *arg)
+/* The offset of "acme-tls/1" in a wire-format protocol list, or -1. */
+static long acme_alpn_offset(const unsigned char *in, size_t inlen)
 {
-    unsigned int i;
+    size_t i;
 
-    (void) ssl;
-    (void) arg;
     for (i = 0; i < inlen; i += 1u + in[i]) {
         if (in[i] == sizeof(acme_alpn) - 1 && i + 1u + in[i] <= inlen
             && memcmp(in + i + 1, acme_alpn, sizeof(acme_alpn) - 1) == 0)
         {
-            *out = in + i + 1;
-            *outlen = in[i];
-            return SSL_TLSEXT_ERR_OK;
+            return (long) i;
         }
     }
-    /* RFC 8737 §3: this port only ever answers validators. */
-    return SSL_TLSEXT_ERR_ALERT_FATAL;
+    return -1;
+}
+
+/* RFC 8737 §3: the validation certificate is for validators only, which
+ * always offer "acme-tls/1".  A client that sends no ALPN at all would never
+ * reach the ALPN callback, so the decision is taken on the ClientHello. */
+static int hello_check(SSL *ssl, int *alert, void *arg)
+{
+    const unsigned char *ext;
+    size_t               len;
+
+    (void) arg;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation,
+                                  &ext, &len) != 1
+        || len < 2 || (size_t) ((ext[0] << 8) | ext[1]) != len - 2
+        || acme_alpn_offset(ext + 2, len - 2) < 0)
+    {
+        *alert = SSL_AD_NO_APPLICATION_PROTOCOL;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    long at = acme_alpn_offset(in, inlen);
+
+    (void) ssl;
+    (void) arg;
+    if (at < 0) {
+        /* RFC 8737 §3: this port only ever answers validators. */
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    *out = in + at + 1;
+    *outlen = in[at];
+    return SSL_TLSEXT_ERR_OK;
 }
 
 /* An IP identifier is validated with its reverse-DNS name as SNI (RFC 8738 §6). */
@@ -181,6 +212,7 @@ cli_tls_t *cli_tls_start(const char *addr, int port, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create a TLS context");
         goto failed;
     }
+    SSL_CTX_set_client_hello_cb(t->ctx, hello_check, t);
     SSL_CTX_set_alpn_select_cb(t->ctx, alpn_select, t);
     SSL_CTX_set_cert_cb(t->ctx, cert_select, t);
     t->fd = cli_listen(addr, port, err, errlen);
