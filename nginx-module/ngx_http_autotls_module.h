@@ -35,6 +35,8 @@
 /* a driver that has not refreshed its heartbeat for this long is replaced */
 #define NGX_HTTP_AUTOTLS_STALE          5
 #define NGX_HTTP_AUTOTLS_ELECT_MS       1000
+/* how often the driver looks whether anyone deployed into the store */
+#define NGX_HTTP_AUTOTLS_WATCH_MS       500
 
 
 typedef struct {
@@ -122,11 +124,19 @@ typedef struct {
     ngx_http_autotls_chal_t        *chals;
 } ngx_http_autotls_shctx_t;
 
+/* per cycle: what the driver saw of the store, written by the driver only */
+typedef struct {
+    uint64_t                        store_gen; /* + 1; 0: not looked yet */
+    uint64_t                       *seen;      /* meta generation + 1 per
+                                                  certificate; 0: unknown */
+} ngx_http_autotls_watch_sh_t;
+
 typedef struct {
     ngx_http_autotls_shctx_t       *sh;
     ngx_slab_pool_t                *shpool;
     ngx_uint_t                      ncerts;
     ngx_atomic_t                   *gens;      /* this cycle's counters */
+    ngx_http_autotls_watch_sh_t    *watch;     /* this cycle's */
 } ngx_http_autotls_shm_t;
 
 
@@ -154,7 +164,10 @@ ngx_int_t ngx_http_autotls_shm_add(ngx_conf_t *cf,
     ngx_http_autotls_main_conf_t *amcf);
 ngx_http_autotls_shm_t *ngx_http_autotls_shm(void);
 ngx_atomic_uint_t ngx_http_autotls_shm_gen(ngx_uint_t index);
-void ngx_http_autotls_shm_bump(ngx_uint_t index);
+ngx_int_t ngx_http_autotls_shm_observe(ngx_uint_t index, uint64_t gen,
+    ngx_uint_t force);
+uint64_t ngx_http_autotls_shm_store_gen(void);
+void ngx_http_autotls_shm_set_store_gen(uint64_t gen);
 /* 1 when this process holds (or just took) the driver lock */
 ngx_int_t ngx_http_autotls_shm_elect(time_t now, ngx_uint_t *took);
 void ngx_http_autotls_shm_resign(void);
@@ -168,8 +181,19 @@ u_char *ngx_http_autotls_shm_chal_get(atls_challenge_type_t type,
     const u_char *key, size_t key_len, size_t *len, size_t *cert_len);
 
 /* driver */
+/* a timer-only event that never keeps an exiting worker alive */
+void ngx_http_autotls_event_init(ngx_event_t *ev,
+    ngx_event_handler_pt handler, ngx_log_t *log);
+/* ngx_current_msec does not move inside one event handler */
+ngx_msec_t ngx_http_autotls_msec(void);
 ngx_int_t ngx_http_autotls_driver_init(ngx_cycle_t *cycle);
 void ngx_http_autotls_driver_exit(ngx_cycle_t *cycle);
+
+/* watch: deploys by anyone (driver, CLI, another node) reach the workers */
+void ngx_http_autotls_watch_init(ngx_log_t *log);
+void ngx_http_autotls_watch_start(void);
+void ngx_http_autotls_watch_stop(void);
+void ngx_http_autotls_watch_deployed(ngx_http_autotls_cert_t *cert);
 
 /* ssl */
 ngx_http_autotls_cert_t *ngx_http_autotls_find(

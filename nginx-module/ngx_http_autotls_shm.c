@@ -3,9 +3,11 @@
  *
  * Holds what every worker must see at once: the driver lock (holder pid and
  * heartbeat), one generation counter per certificate (bumped on deploy, so
- * that workers reload their cached X509/EVP_PKEY), and pending challenges
- * (http-01 key authorizations, tls-alpn-01 certificates in DER).  The store
- * stays the durable truth; everything here can be rebuilt.
+ * that workers reload their cached X509/EVP_PKEY), what the driver last saw
+ * of the store (its generation, each certificate's meta generation: see
+ * _watch.c), and pending challenges (http-01 key authorizations,
+ * tls-alpn-01 certificates in DER).  The store stays the durable truth;
+ * everything here can be rebuilt.
  */
 
 #include "ngx_http_autotls_module.h"
@@ -57,7 +59,7 @@ ngx_http_autotls_shm_init(ngx_shm_zone_t *zone, void *data)
 {
     ngx_http_autotls_shm_t  *octx = data;
 
-    ngx_uint_t               i;
+    ngx_uint_t               i, n;
     ngx_slab_pool_t         *shpool;
     ngx_http_autotls_shm_t  *ctx;
 
@@ -95,16 +97,24 @@ ngx_http_autotls_shm_init(ngx_shm_zone_t *zone, void *data)
      * Every cycle gets its own counters: certificate indexes may differ
      * between configurations, and a new worker starts with an empty cache
      * anyway.  Old counters are left to the old workers still exiting.
+     * One block: the watch state, the counters, the meta generations seen.
      */
-    ctx->gens = ngx_slab_alloc(shpool,
-                               (ctx->ncerts ? ctx->ncerts : 1)
-                               * sizeof(ngx_atomic_t));
-    if (ctx->gens == NULL) {
+    n = ctx->ncerts ? ctx->ncerts : 1;
+
+    ctx->watch = ngx_slab_alloc(shpool, sizeof(ngx_http_autotls_watch_sh_t)
+                                        + n * sizeof(ngx_atomic_t)
+                                        + n * sizeof(uint64_t));
+    if (ctx->watch == NULL) {
         goto full;
     }
 
+    ctx->gens = (ngx_atomic_t *) (ctx->watch + 1);
+    ctx->watch->seen = (uint64_t *) (ctx->gens + n);
+    ctx->watch->store_gen = 0;
+
     for (i = 0; i < ctx->ncerts; i++) {
         ctx->gens[i] = 1;
+        ctx->watch->seen[i] = 0;
     }
 
     ngx_shmtx_lock(&shpool->mutex);
@@ -146,16 +156,50 @@ ngx_http_autotls_shm_gen(ngx_uint_t index)
 }
 
 
-void
-ngx_http_autotls_shm_bump(ngx_uint_t index)
+/*
+ * Records gen (a certificate's meta generation + 1) as seen and bumps the
+ * certificate's counter when it differs from what was seen before, or
+ * always with force (a deploy of our own).  Only the driver calls it.
+ * NGX_OK: bumped; NGX_DECLINED: nothing changed.
+ */
+ngx_int_t
+ngx_http_autotls_shm_observe(ngx_uint_t index, uint64_t gen, ngx_uint_t force)
 {
     ngx_http_autotls_shm_t  *ctx = ngx_http_autotls_shm_ctx;
 
     if (ctx == NULL || index >= ctx->ncerts) {
-        return;
+        return NGX_DECLINED;
     }
 
+    if (ctx->watch->seen[index] == gen && !force) {
+        return NGX_DECLINED;
+    }
+
+    ctx->watch->seen[index] = gen;
     (void) ngx_atomic_fetch_add(&ctx->gens[index], 1);
+
+    return NGX_OK;
+}
+
+
+/* the store generation + 1 the counters reflect; 0: not looked yet */
+uint64_t
+ngx_http_autotls_shm_store_gen(void)
+{
+    ngx_http_autotls_shm_t  *ctx = ngx_http_autotls_shm_ctx;
+
+    return ctx ? ctx->watch->store_gen : 0;
+}
+
+
+void
+ngx_http_autotls_shm_set_store_gen(uint64_t gen)
+{
+    ngx_http_autotls_shm_t  *ctx = ngx_http_autotls_shm_ctx;
+
+    if (ctx) {
+        ctx->watch->store_gen = gen;
+    }
 }
 
 
