@@ -458,7 +458,8 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
             return APR_SUCCESS;
         }
         autotls_drive_check(ptemp);
-        /* also picks up certificates deployed by the CLI */
+        /* also picks up certificates deployed by the CLI (autotls_watch_cb
+         * does between checks) */
         autotls_generation_publish(drive_store);
         return APR_SUCCESS;
 
@@ -477,6 +478,20 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
         free(drive_ari_failed);
         drive_ari_failed = NULL;
         return APR_SUCCESS;
+    }
+    return APR_SUCCESS;
+}
+
+/* Between checks, every AUTOTLS_WATCH_INTERVAL: a certificate the CLI or
+ * another server deployed into the store is served from the next handshake
+ * on, whatever AutoTLSCheckInterval is.  Runs in the watchdog thread, after
+ * autotls_drive_cb opened the store; one small file read when nothing
+ * changed.  A long check holds it back: each deploy of a check publishes. */
+static apr_status_t
+autotls_watch_cb(int state, void *data, apr_pool_t *ptemp)
+{
+    if (state == AP_WATCHDOG_STATE_RUNNING && drive_store != NULL) {
+        autotls_generation_publish(drive_store);
     }
     return APR_SUCCESS;
 }
@@ -505,6 +520,10 @@ autotls_drive_start(apr_pool_t *p, server_rec *s)
     }
     rv = register_cb(wd, autotls_global.check_interval, &autotls_global,
                      autotls_drive_cb);
+    if (rv == APR_SUCCESS) {
+        rv = register_cb(wd, AUTOTLS_WATCH_INTERVAL, &autotls_global,
+                         autotls_watch_cb);
+    }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "autotls: watchdog callback");
     }
