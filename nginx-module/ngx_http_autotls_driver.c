@@ -9,7 +9,8 @@
  * whose sockets and timer are nginx events (ngx_get_connection +
  * level-triggered read/write events, one ngx_event_t timer), so the worker
  * never blocks on the network.  dns-01 hooks run in a child process
- * watched through a pipe.
+ * watched through a pipe.  The holder also watches the store for deploys
+ * by anyone else (ngx_http_autotls_watch.c).
  *
  * Job state lives in the store: a worker that dies or exits mid-order
  * leaves meta "renewing" without a new certificate, and the next driver

@@ -3,8 +3,9 @@
  *
  * The core (common/) does the certificate work; this module hosts it:
  * configuration, a shared memory zone (driver lock, generation counters,
- * pending challenges), a renewal driver on the event loop of one worker,
- * and the TLS callbacks that serve certificates from a per-worker cache.
+ * pending challenges), a renewal driver on the event loop of one worker
+ * that also watches the store for deploys by others, and the TLS callbacks
+ * that serve certificates from a per-worker cache.
  */
 
 #ifndef _NGX_HTTP_AUTOTLS_MODULE_H_INCLUDED_
