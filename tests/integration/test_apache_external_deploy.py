@@ -29,14 +29,22 @@ def test_cli_renewal_is_served_live(pebble, apache_factory, test_root):  # noqa:
     new = cert_info(stored_chain(apache.store, HOSTS[0][0])[0])["serial"]
     assert new != first["serial"]
 
+    # until 8 fresh connections in a row get it, whichever child takes them
+    # (a child that had not cached the host yet reads the store anyway)
     start = time.monotonic()
-    wait_until(lambda: served(apache, HOSTS[0][0])[1]["serial"] == new, timeout=5,
-               interval=0.05, what=f"serial {new} served")
-    print(f"CLI renewal served by Apache after {time.monotonic() - start:.2f}s")
-    for _ in range(4):
-        for name in HOSTS[0]:
-            chain, info = served(apache, name)
-            assert info["serial"] == new
+    streak = []
+
+    def all_new():
+        name = HOSTS[0][len(streak) % 2]
+        asked = time.monotonic()
+        if served(apache, name)[1]["serial"] == new:
+            streak.append(asked)
+        else:
+            streak.clear()
+        return len(streak) >= 8
+    wait_until(all_new, timeout=5, interval=0.02, what=f"serial {new} served")
+    print(f"CLI renewal served by Apache after {streak[0] - start:.2f}s")
+    chain, _ = served(apache, HOSTS[0][1])
     assert verify_chain(chain, pebble.roots_pem())
     assert served(apache, HOSTS[1][0])[1]["serial"] == other["serial"]
     assert_no_restart(apache, parent)
