@@ -8,7 +8,7 @@ import socket
 import ssl
 import time
 
-from clihelp import stored_chain, stored_meta, write_dns_hook
+from clihelp import issue, stored_chain, stored_meta, write_dns_hook
 from nginxctl import Nginx, issuer_block, server_block, until_issued
 from util import cert_info, run_cli, served_chain, verify_chain, wait_until
 
@@ -140,3 +140,17 @@ def test_certificate_the_cli_issued_first(pebble, test_root):
         assert verify_chain(chain, pebble.roots_pem())
         assert 'certificate "ext.example.com" changed in the store' in ngx.log()
         assert_no_reload(ngx, master, workers)
+
+
+def test_certificate_in_the_store_before_start(pebble, test_root):
+    # the CLI issued it before nginx was configured for these names
+    store = os.path.join(test_root, "store")
+    issue(pebble, store, *NAMES)
+    serial = cert_info(stored_chain(store, NAMES[0])[0])["serial"]
+    ngx = Nginx(test_root, nginx_body(pebble, test_root))
+    with ngx.start():
+        every_worker(ngx, pebble, NAMES[0], lambda i: i["serial"] == serial)
+        every_worker(ngx, pebble, NAMES[1], lambda i: i["serial"] == serial, timeout=2)
+        # served as it is, not ordered again; the other name is nginx's own
+        until_issued(ngx, pebble, pebble.tls_port, OTHER[0])
+        assert f'ordering certificate "{NAMES[0]}"' not in ngx.log()
