@@ -58,13 +58,26 @@ autotls_generation_get(void)
 static void
 autotls_generation_publish(atls_store_t *st)
 {
+    static int failing;   /* the watchdog thread only */
     uint64_t g;
+    char err[256];
 
     if (autotls_global.generation == NULL) {
         return;
     }
+    /* read every 500 ms (autotls_watch_cb): a broken file is said once */
+    if (atls_store_read_generation(st, &g, err, sizeof(err)) != ATLS_STORE_OK) {
+        if (!failing) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, autotls_global.main_server,
+                         "autotls: %s; certificates deployed by others are not "
+                         "seen until it is readable", err);
+            failing = 1;
+        }
+        return;
+    }
+    failing = 0;
     /* +1 so that a store at generation 0 still differs from "never loaded" */
-    g = atls_store_generation(st) + 1;
+    g++;
     if (g != autotls_generation_get()) {
         __atomic_store_n(autotls_global.generation, g, __ATOMIC_RELEASE);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, autotls_global.main_server,

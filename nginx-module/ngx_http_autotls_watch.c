@@ -23,6 +23,7 @@ typedef struct {
     ngx_log_t                  *log;
     unsigned                    active:1;   /* this worker drives */
     unsigned                    scanning:1;
+    unsigned                    failing:1;  /* generation unreadable */
     ngx_uint_t                  next;       /* next certificate to read */
     uint64_t                    gen;        /* store generation + 1 at the
                                                start of the scan */
@@ -31,6 +32,7 @@ typedef struct {
 
 static void ngx_http_autotls_watch_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_autotls_watch_scan(ngx_http_autotls_watch_t *w);
+static uint64_t ngx_http_autotls_watch_read(ngx_http_autotls_watch_t *w);
 static uint64_t ngx_http_autotls_meta_gen(ngx_http_autotls_cert_t *cert,
     ngx_log_t *log);
 
@@ -105,7 +107,7 @@ ngx_http_autotls_watch_deployed(ngx_http_autotls_cert_t *cert)
         return;
     }
 
-    now = atls_store_generation(ngx_http_autotls_store) + 1;
+    now = ngx_http_autotls_watch_read(w);
 
     if (now == seen + 1) {
         ngx_http_autotls_shm_set_store_gen(now);
@@ -125,9 +127,9 @@ ngx_http_autotls_watch_handler(ngx_event_t *ev)
 
     if (!w->scanning) {
         /* one small file: the only store read while nothing changes */
-        gen = atls_store_generation(ngx_http_autotls_store) + 1;
+        gen = ngx_http_autotls_watch_read(w);
 
-        if (gen == ngx_http_autotls_shm_store_gen()) {
+        if (gen == 0 || gen == ngx_http_autotls_shm_store_gen()) {
             ngx_add_timer(ev, NGX_HTTP_AUTOTLS_WATCH_MS);
             return;
         }
@@ -152,6 +154,34 @@ ngx_http_autotls_watch_handler(ngx_event_t *ev)
     w->scanning = 0;
 
     ngx_add_timer(ev, NGX_HTTP_AUTOTLS_WATCH_MS);
+}
+
+
+/* the store generation + 1; 0 when unreadable, said once until it is not */
+static uint64_t
+ngx_http_autotls_watch_read(ngx_http_autotls_watch_t *w)
+{
+    char      err[256];
+    uint64_t  gen;
+
+    err[0] = '\0';
+
+    if (atls_store_read_generation(ngx_http_autotls_store, &gen, err,
+                                   sizeof(err))
+        != ATLS_STORE_OK)
+    {
+        if (!w->failing) {
+            ngx_log_error(NGX_LOG_WARN, w->log, 0,
+                          "autotls: %s; certificates deployed by others are "
+                          "not seen until it is readable", err);
+            w->failing = 1;
+        }
+        return 0;
+    }
+
+    w->failing = 0;
+
+    return gen + 1;
 }
 
 
