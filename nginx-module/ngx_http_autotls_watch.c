@@ -149,7 +149,7 @@ ngx_http_autotls_watch_handler(ngx_event_t *ev)
         return;
     }
 
-    /* a deploy during the scan moved the generation again: read again */
+    /* as read before the scan: a deploy during it is read at the next look */
     ngx_http_autotls_shm_set_store_gen(w->gen);
     w->scanning = 0;
 
