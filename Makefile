@@ -31,7 +31,12 @@ RESPONDER_SRC := tools/autotls/cli_util.c tools/autotls/standalone.c \
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_SUP := $(wildcard tests/unit/support/*.c)
+UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_SUP_OBJ := $(UNIT_SUP:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+# header dependencies, written by the compiler next to each object
+DEPS     := $(patsubst %.o,%.d,$(CORE_OBJ) $(CLI_OBJ) $(UNIT_OBJ) $(UNIT_SUP_OBJ))
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
@@ -53,9 +58,15 @@ lib: $(CORE_LIB)
 cli: $(CLI)
 modules: nginx apache
 
-$(BUILD)/obj/%.o: %.c $(wildcard common/*.h) | deps-check
+# -MMD -MP: each object depends on the headers it includes (the .d files
+# below); on the Makefile too, since the flags live here.
+$(BUILD)/obj/%.o: %.c Makefile | deps-check
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/tests/unit/%.o: CFLAGS += -Itests/unit
+
+-include $(DEPS)
 
 $(CORE_LIB): $(CORE_OBJ)
 	@mkdir -p $(dir $@)
@@ -83,16 +94,22 @@ deps-check:
 
 # ---- tests -----------------------------------------------------------------
 
-$(BUILD)/tests/%: tests/unit/%.c $(UNIT_SUP) $(CORE_LIB)
+# kept after the link: they carry the header dependencies of the tests
+.SECONDARY: $(UNIT_OBJ) $(UNIT_SUP_OBJ)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_SUP_OBJ) $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(UNIT_SUP) $(CORE_LIB) $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) -o $@ $< $(UNIT_SUP_OBJ) $(CORE_LIB) $(LDLIBS) -lcmocka
 
 # test_standalone_tls drives the CLI's tls-alpn-01 responder, so it links it.
-$(BUILD)/tests/test_standalone_tls: tests/unit/test_standalone_tls.c $(UNIT_SUP) $(CORE_LIB) \
-                                    $(RESPONDER_SRC) tools/autotls/cli.h
+RESPONDER_OBJ := $(RESPONDER_SRC:%.c=$(BUILD)/obj/%.o)
+
+$(BUILD)/obj/tests/unit/test_standalone_tls.o: CFLAGS += -Itools/autotls
+
+$(BUILD)/tests/test_standalone_tls: $(BUILD)/obj/tests/unit/test_standalone_tls.o \
+                                    $(RESPONDER_OBJ) $(UNIT_SUP_OBJ) $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit -Itools/autotls $(LDFLAGS) -o $@ $< $(RESPONDER_SRC) \
-	    $(UNIT_SUP) $(CORE_LIB) $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) -o $@ $< $(RESPONDER_OBJ) $(UNIT_SUP_OBJ) $(CORE_LIB) $(LDLIBS) -lcmocka
 
 unit: $(UNIT_BIN)
 	@scripts/run-unit.sh $(UNIT_BIN)

@@ -31,6 +31,8 @@
 #define AUTOTLS_UNSET          -1
 #define AUTOTLS_DEFAULT_STORE  "/var/lib/apache2/autotls"
 #define AUTOTLS_DEFAULT_CHECK  apr_time_from_sec(60)
+/* how often the driver looks whether anyone deployed into the store */
+#define AUTOTLS_WATCH_INTERVAL apr_time_from_msec(500)
 #define AUTOTLS_DEFAULT_PARALLEL 8
 #define AUTOTLS_DEFAULT_PRELOAD  1
 #define AUTOTLS_ACME_TLS_1     "acme-tls/1"

@@ -58,13 +58,26 @@ autotls_generation_get(void)
 static void
 autotls_generation_publish(atls_store_t *st)
 {
+    static int failing;   /* the watchdog thread only */
     uint64_t g;
+    char err[256];
 
     if (autotls_global.generation == NULL) {
         return;
     }
+    /* read every 500 ms (autotls_watch_cb): a broken file is said once */
+    if (atls_store_read_generation(st, &g, err, sizeof(err)) != ATLS_STORE_OK) {
+        if (!failing) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, autotls_global.main_server,
+                         "autotls: %s; certificates deployed by others are not "
+                         "seen until it is readable", err);
+            failing = 1;
+        }
+        return;
+    }
+    failing = 0;
     /* +1 so that a store at generation 0 still differs from "never loaded" */
-    g = atls_store_generation(st) + 1;
+    g++;
     if (g != autotls_generation_get()) {
         __atomic_store_n(autotls_global.generation, g, __ATOMIC_RELEASE);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, autotls_global.main_server,
@@ -511,7 +524,8 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
             return APR_SUCCESS;
         }
         autotls_drive_check(ptemp);
-        /* also picks up certificates deployed by the CLI */
+        /* also picks up certificates deployed by the CLI (autotls_watch_cb
+         * does between checks) */
         autotls_generation_publish(drive_store);
         return APR_SUCCESS;
 
@@ -533,6 +547,20 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
         free(drive_ari_failed);
         drive_ari_failed = NULL;
         return APR_SUCCESS;
+    }
+    return APR_SUCCESS;
+}
+
+/* Between checks, every AUTOTLS_WATCH_INTERVAL: a certificate the CLI or
+ * another server deployed into the store is served from the next handshake
+ * on, whatever AutoTLSCheckInterval is.  Runs in the watchdog thread, after
+ * autotls_drive_cb opened the store; one small file read when nothing
+ * changed.  A long check holds it back: each deploy of a check publishes. */
+static apr_status_t
+autotls_watch_cb(int state, void *data, apr_pool_t *ptemp)
+{
+    if (state == AP_WATCHDOG_STATE_RUNNING && drive_store != NULL) {
+        autotls_generation_publish(drive_store);
     }
     return APR_SUCCESS;
 }
@@ -561,6 +589,10 @@ autotls_drive_start(apr_pool_t *p, server_rec *s)
     }
     rv = register_cb(wd, autotls_global.check_interval, &autotls_global,
                      autotls_drive_cb);
+    if (rv == APR_SUCCESS) {
+        rv = register_cb(wd, AUTOTLS_WATCH_INTERVAL, &autotls_global,
+                         autotls_watch_cb);
+    }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "autotls: watchdog callback");
     }

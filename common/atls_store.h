@@ -180,8 +180,12 @@ int atls_store_request_renew(atls_store_t *st, const char *id, char *err, size_t
 /* 1 and removes the request if one is pending for id, else 0. */
 int atls_store_take_request(atls_store_t *st, const char *id);
 
-/* Store-wide generation counter (for hosts that cannot share memory). */
+/* Store-wide generation counter, bumped on every deploy by anyone: hosts
+ * watch it to serve what others deployed.  0 when missing; 0 and a
+ * warning when unreadable. */
 uint64_t atls_store_generation(atls_store_t *st);
+/* The same for a host that looks often: ATLS_STORE_ERROR with err, no log. */
+int atls_store_read_generation(atls_store_t *st, uint64_t *gen, char *err, size_t errlen);
 int atls_store_bump_generation(atls_store_t *st);
 
 #endif

@@ -624,8 +624,8 @@ atls_store_take_request(atls_store_t *st, const char *id)
     return rc == ATLS_STORE_OK;
 }
 
-static int
-store_read_generation(atls_store_t *st, uint64_t *gen, char *err, size_t errlen)
+int
+atls_store_read_generation(atls_store_t *st, uint64_t *gen, char *err, size_t errlen)
 {
     char              *data = NULL, *end;
     size_t             len;
@@ -661,7 +661,7 @@ atls_store_generation(atls_store_t *st)
     char     err[256];
     uint64_t g;
 
-    if (store_read_generation(st, &g, err, sizeof(err)) != ATLS_STORE_OK) {
+    if (atls_store_read_generation(st, &g, err, sizeof(err)) != ATLS_STORE_OK) {
         atls_log(ATLS_LOG_WARN, "store: %s", err);
         return 0;
     }
@@ -681,7 +681,7 @@ atls_store_bump_generation(atls_store_t *st)
         atls_log(ATLS_LOG_ERR, "store: generation lock: %s", err);
         return ATLS_STORE_ERROR;
     }
-    rc = store_read_generation(st, &g, err, sizeof(err));
+    rc = atls_store_read_generation(st, &g, err, sizeof(err));
     if (rc == ATLS_STORE_OK) {
         snprintf(buf, sizeof(buf), "%" PRIu64 "\n", g + 1);
         rc = st->ops->put(st, "generation", buf, strlen(buf), 0, err, sizeof(err));

@@ -9,7 +9,8 @@
  * whose sockets and timer are nginx events (ngx_get_connection +
  * level-triggered read/write events, one ngx_event_t timer), so the worker
  * never blocks on the network.  dns-01 hooks run in a child process
- * watched through a pipe.
+ * watched through a pipe.  The holder also watches the store for deploys
+ * by anyone else (ngx_http_autotls_watch.c).
  *
  * Job state lives in the store: a worker that dies or exits mid-order
  * leaves meta "renewing" without a new certificate, and the next driver
@@ -108,7 +109,7 @@ static ngx_http_autotls_driver_t  ngx_http_autotls_drv;
 ngx_connection_t                  ngx_http_autotls_timer_conn;
 
 
-static void
+void
 ngx_http_autotls_event_init(ngx_event_t *ev, ngx_event_handler_pt handler,
     ngx_log_t *log)
 {
@@ -769,7 +770,7 @@ ngx_http_autotls_job_done(ngx_http_autotls_slot_t *s)
 
     if (atls_job_finish(s->job, time(NULL), err, sizeof(err)) == 0) {
         /* served by every worker from its next handshake on */
-        ngx_http_autotls_shm_bump(s->cert->index);
+        ngx_http_autotls_watch_deployed(s->cert);
         ngx_log_error(NGX_LOG_NOTICE, drv->log, 0,
                       "autotls: certificate \"%s\" (%s) issued and deployed",
                       s->meta.id, kt);
@@ -803,7 +804,7 @@ ngx_http_autotls_post_kick(void)
 /* ---- slots --------------------------------------------------------------- */
 
 /* ngx_current_msec does not move inside one event handler */
-static ngx_msec_t
+ngx_msec_t
 ngx_http_autotls_msec(void)
 {
     struct timespec  ts;
@@ -1239,6 +1240,9 @@ ngx_http_autotls_elect(ngx_event_t *ev)
         drv->pass_active = 0;
         ngx_add_timer(&drv->tick_ev, 1);
 
+        /* deploys by the CLI or another server, too */
+        ngx_http_autotls_watch_start();
+
     } else if (!mine && drv->driver) {
         ngx_log_error(NGX_LOG_WARN, drv->log, 0,
                       "autotls: worker %P lost the driver lock", ngx_pid);
@@ -1315,6 +1319,8 @@ ngx_http_autotls_stop(void)
         ngx_http_autotls_slot_abandon(&drv->slots[i]);
     }
 
+    ngx_http_autotls_watch_stop();
+
     if (drv->driver) {
         ngx_http_autotls_shm_chal_clear();
         ngx_http_autotls_shm_resign();
@@ -1375,6 +1381,7 @@ ngx_http_autotls_driver_init(ngx_cycle_t *cycle)
                                 cycle->log);
     ngx_http_autotls_event_init(&drv->kick_ev, ngx_http_autotls_kick,
                                 cycle->log);
+    ngx_http_autotls_watch_init(cycle->log);
 
     /* stagger the workers so that the first one usually wins */
     ngx_add_timer(&drv->elect_ev, 10 + 50 * ngx_worker);

@@ -3,8 +3,9 @@
  *
  * The core (common/) does the certificate work; this module hosts it:
  * configuration, a shared memory zone (driver lock, generation counters,
- * pending challenges), a renewal driver on the event loop of one worker,
- * and the TLS callbacks that serve certificates from a per-worker cache.
+ * pending challenges), a renewal driver on the event loop of one worker
+ * that also watches the store for deploys by others, and the TLS callbacks
+ * that serve certificates from a per-worker cache.
  */
 
 #ifndef _NGX_HTTP_AUTOTLS_MODULE_H_INCLUDED_
@@ -35,6 +36,8 @@
 /* a driver that has not refreshed its heartbeat for this long is replaced */
 #define NGX_HTTP_AUTOTLS_STALE          5
 #define NGX_HTTP_AUTOTLS_ELECT_MS       1000
+/* how often the driver looks whether anyone deployed into the store */
+#define NGX_HTTP_AUTOTLS_WATCH_MS       500
 
 
 typedef struct {
@@ -118,6 +121,8 @@ struct ngx_http_autotls_chal_s {
 typedef struct {
     ngx_str_node_t                  sn;        /* key: crc32 of the id */
     ngx_atomic_t                    gen;
+    uint64_t                        seen;      /* meta generation + 1 the
+                                                  driver last saw; 0: unknown */
     u_char                          id[1];
 } ngx_http_autotls_gen_t;
 
@@ -127,6 +132,8 @@ typedef struct {
     ngx_rbtree_t                    gens;      /* ngx_http_autotls_gen_t */
     ngx_rbtree_node_t               sentinel;
     ngx_http_autotls_chal_t        *chals;
+    uint64_t                        store_gen; /* + 1 the driver last saw;
+                                                  0: not looked yet */
 } ngx_http_autotls_shctx_t;
 
 typedef struct {
@@ -134,7 +141,7 @@ typedef struct {
     ngx_slab_pool_t                *shpool;
     ngx_array_t                    *certs;     /* this cycle's, by index */
     ngx_uint_t                      ncerts;
-    ngx_atomic_t                  **gens;      /* by index, into sh->gens */
+    ngx_http_autotls_gen_t        **gens;      /* by index, into sh->gens */
 } ngx_http_autotls_shm_t;
 
 /* how much of the zone is in use, for the status page */
@@ -171,8 +178,11 @@ ngx_int_t ngx_http_autotls_shm_add(ngx_conf_t *cf,
     ngx_http_autotls_main_conf_t *amcf);
 ngx_http_autotls_shm_t *ngx_http_autotls_shm(void);
 ngx_atomic_uint_t ngx_http_autotls_shm_gen(ngx_uint_t index);
-void ngx_http_autotls_shm_bump(ngx_uint_t index);
 ngx_int_t ngx_http_autotls_shm_usage(ngx_http_autotls_shm_usage_t *u);
+ngx_int_t ngx_http_autotls_shm_observe(ngx_uint_t index, uint64_t gen,
+    ngx_uint_t force);
+uint64_t ngx_http_autotls_shm_store_gen(void);
+void ngx_http_autotls_shm_set_store_gen(uint64_t gen);
 /* 1 when this process holds (or just took) the driver lock */
 ngx_int_t ngx_http_autotls_shm_elect(time_t now, ngx_uint_t *took);
 void ngx_http_autotls_shm_resign(void);
@@ -186,8 +196,19 @@ u_char *ngx_http_autotls_shm_chal_get(atls_challenge_type_t type,
     const u_char *key, size_t key_len, size_t *len, size_t *cert_len);
 
 /* driver */
+/* a timer-only event that never keeps an exiting worker alive */
+void ngx_http_autotls_event_init(ngx_event_t *ev,
+    ngx_event_handler_pt handler, ngx_log_t *log);
+/* ngx_current_msec does not move inside one event handler */
+ngx_msec_t ngx_http_autotls_msec(void);
 ngx_int_t ngx_http_autotls_driver_init(ngx_cycle_t *cycle);
 void ngx_http_autotls_driver_exit(ngx_cycle_t *cycle);
+
+/* watch: deploys by anyone (driver, CLI, another node) reach the workers */
+void ngx_http_autotls_watch_init(ngx_log_t *log);
+void ngx_http_autotls_watch_start(void);
+void ngx_http_autotls_watch_stop(void);
+void ngx_http_autotls_watch_deployed(ngx_http_autotls_cert_t *cert);
 
 /* ssl */
 ngx_http_autotls_cert_t *ngx_http_autotls_find(

@@ -3,9 +3,11 @@
  *
  * Holds what every worker must see at once: the driver lock (holder pid and
  * heartbeat), one generation counter per certificate (bumped on deploy, so
- * that workers reload their cached X509/EVP_PKEY), and pending challenges
- * (http-01 key authorizations, tls-alpn-01 certificates in DER).  The store
- * stays the durable truth; everything here can be rebuilt.
+ * that workers reload their cached X509/EVP_PKEY), what the driver last saw
+ * of the store (its generation, each certificate's meta generation: see
+ * _watch.c), and pending challenges (http-01 key authorizations,
+ * tls-alpn-01 certificates in DER).  The store stays the durable truth;
+ * everything here can be rebuilt.
  *
  * Nothing is allocated per configuration cycle: a reload finds each
  * certificate's counter by its id and reuses it, so any number of reloads
@@ -18,7 +20,7 @@
 static ngx_int_t ngx_http_autotls_shm_init(ngx_shm_zone_t *zone, void *data);
 static ngx_int_t ngx_http_autotls_shm_create(ngx_shm_zone_t *zone,
     ngx_http_autotls_shm_t *ctx);
-static ngx_atomic_t *ngx_http_autotls_shm_gen_get(ngx_http_autotls_shm_t *ctx,
+static ngx_http_autotls_gen_t *ngx_http_autotls_shm_gen_get(ngx_http_autotls_shm_t *ctx,
     const char *id);
 static void ngx_http_autotls_chal_free(ngx_http_autotls_chal_t *ch);
 
@@ -42,7 +44,7 @@ ngx_http_autotls_shm_add(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
 
     ctx->gens = ngx_pcalloc(cf->pool,
                             (ctx->ncerts ? ctx->ncerts : 1)
-                            * sizeof(ngx_atomic_t *));
+                            * sizeof(ngx_http_autotls_gen_t *));
     if (ctx->gens == NULL) {
         return NGX_ERROR;
     }
@@ -98,7 +100,9 @@ ngx_http_autotls_shm_init(ngx_shm_zone_t *zone, void *data)
      * the old workers still exiting and the new ones share the counter of
      * a certificate both know, so a deploy by either reaches both.  The
      * counter of a certificate no configuration uses any more stays (an
-     * old worker may still bump it) and is reused if it comes back.
+     * old worker may still bump it) and is reused if it comes back.  What
+     * the driver saw of the store lives there too, so a new driver after a
+     * reload only scans when the store changed meanwhile.
      */
     certs = ctx->certs->elts;
 
@@ -151,8 +155,8 @@ ngx_http_autotls_shm_create(ngx_shm_zone_t *zone, ngx_http_autotls_shm_t *ctx)
 }
 
 
-/* The counter of certificate id, created (at 1) on first use. */
-static ngx_atomic_t *
+/* The counter of certificate id, created (at 1, nothing seen) on first use. */
+static ngx_http_autotls_gen_t *
 ngx_http_autotls_shm_gen_get(ngx_http_autotls_shm_t *ctx, const char *id)
 {
     size_t                   len;
@@ -178,13 +182,14 @@ ngx_http_autotls_shm_gen_get(ngx_http_autotls_shm_t *ctx, const char *id)
             g->sn.str.len = len;
             g->sn.node.key = hash;
             g->gen = 1;
+            g->seen = 0;
             ngx_rbtree_insert(&ctx->sh->gens, &g->sn.node);
         }
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    return g ? &g->gen : NULL;
+    return g;
 }
 
 
@@ -239,20 +244,54 @@ ngx_http_autotls_shm_gen(ngx_uint_t index)
         return 0;
     }
 
-    return *ctx->gens[index];
+    return ctx->gens[index]->gen;
 }
 
 
-void
-ngx_http_autotls_shm_bump(ngx_uint_t index)
+/*
+ * Records gen (a certificate's meta generation + 1) as seen and bumps the
+ * certificate's counter when it differs from what was seen before, or
+ * always with force (a deploy of our own).  Only the driver calls it.
+ * NGX_OK: bumped; NGX_DECLINED: nothing changed.
+ */
+ngx_int_t
+ngx_http_autotls_shm_observe(ngx_uint_t index, uint64_t gen, ngx_uint_t force)
 {
     ngx_http_autotls_shm_t  *ctx = ngx_http_autotls_shm_ctx;
 
     if (ctx == NULL || index >= ctx->ncerts) {
-        return;
+        return NGX_DECLINED;
     }
 
-    (void) ngx_atomic_fetch_add(ctx->gens[index], 1);
+    if (ctx->gens[index]->seen == gen && !force) {
+        return NGX_DECLINED;
+    }
+
+    ctx->gens[index]->seen = gen;
+    (void) ngx_atomic_fetch_add(&ctx->gens[index]->gen, 1);
+
+    return NGX_OK;
+}
+
+
+/* the store generation + 1 the counters reflect; 0: not looked yet */
+uint64_t
+ngx_http_autotls_shm_store_gen(void)
+{
+    ngx_http_autotls_shm_t  *ctx = ngx_http_autotls_shm_ctx;
+
+    return ctx ? ctx->sh->store_gen : 0;
+}
+
+
+void
+ngx_http_autotls_shm_set_store_gen(uint64_t gen)
+{
+    ngx_http_autotls_shm_t  *ctx = ngx_http_autotls_shm_ctx;
+
+    if (ctx) {
+        ctx->sh->store_gen = gen;
+    }
 }
 
 

@@ -186,18 +186,6 @@ ngx_http_autotls_ssl_setup(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
 }
 
 
-/* ngx_current_msec does not move inside one event handler */
-static ngx_msec_t
-ngx_http_autotls_now_msec(void)
-{
-    struct timespec  ts;
-
-    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return (ngx_msec_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-
 /*
  * Loads the certificates into this worker's cache in the background, ~2 ms
  * at a time between rounds of network events, so that the first handshake
@@ -217,7 +205,7 @@ ngx_http_autotls_warm(ngx_event_t *ev)
     }
 
     certs = ngx_http_autotls_mcf->certs.elts;
-    start = ngx_http_autotls_now_msec();
+    start = ngx_http_autotls_msec();
 
     while (ngx_http_autotls_warm_next < ngx_http_autotls_ncache) {
         ce = &ngx_http_autotls_cache[ngx_http_autotls_warm_next];
@@ -231,7 +219,7 @@ ngx_http_autotls_warm(ngx_event_t *ev)
 
         ngx_http_autotls_warm_next++;
 
-        if (ngx_http_autotls_now_msec() - start >= 2) {
+        if (ngx_http_autotls_msec() - start >= 2) {
             /*
              * Parsing costs ~1 ms a certificate (mostly the key decoder):
              * go on after the next round of network events rather than

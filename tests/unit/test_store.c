@@ -963,9 +963,10 @@ test_account(void **state)
 static void
 test_requests_and_generation(void **state)
 {
-    fx_t  *fx = *state;
-    char   err[256], *raw;
-    size_t len;
+    fx_t    *fx = *state;
+    char     err[256], *raw;
+    size_t   len;
+    uint64_t gen;
 
     assert_int_equal(atls_store_take_request(fx->st, "r.example"), 0);
     assert_int_equal(atls_store_request_renew(fx->st, "r.example", err, sizeof(err)),
@@ -987,6 +988,17 @@ test_requests_and_generation(void **state)
     free(raw);
     put_ok(fx->st, "generation", "18446744073709551614\n", 21, 0);
     assert_true(atls_store_generation(fx->st) == 18446744073709551614ULL);
+
+    /* the quiet read that hosts poll: the error comes back, gen is 0 */
+    assert_int_equal(atls_store_read_generation(fx->st, &gen, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_true(gen == 18446744073709551614ULL);
+    put_ok(fx->st, "generation", "x2\n", 3, 0);
+    err[0] = '\0';
+    assert_int_equal(atls_store_read_generation(fx->st, &gen, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    assert_true(gen == 0);
+    assert_non_null(strstr(err, "not a decimal number"));
     /* strtoull() would take these (" -1" as 2^64-1); the file is rejected
      * and a bump refuses to overwrite it. */
     put_ok(fx->st, "generation", " -1\n", 4, 0);
