@@ -3,7 +3,8 @@
  *
  * The parent (root) prepares the store and hands mod_ssl self-signed
  * fallbacks (one per key type) per host; one mod_watchdog singleton thread drives ACME orders
- * through the core's blocking driver; every child serves the live
+ * through the core's curl-multi job driver (job_multi.c), several at once;
+ * every child serves the live
  * certificate from a per-child cache of parsed objects, reloaded only when
  * the generation number in shared memory changes.
  */

@@ -13,21 +13,6 @@
 #include "atls_jws.h"
 #include "atls_problem.h"
 
-static char **
-atls_acme_strv_dup(const char *const *v, size_t n)
-{
-    char   **out = calloc(n ? n : 1, sizeof(char *));
-    size_t   i;
-
-    if (out == NULL) {
-        return NULL;
-    }
-    for (i = 0; i < n; i++) {
-        out[i] = atls_strdup(v[i]);
-    }
-    return out;
-}
-
 atls_acme_t *
 atls_acme_order_new(const atls_order_params_t *p, atls_error_t *err)
 {
@@ -73,14 +58,14 @@ atls_acme_order_new(const atls_order_params_t *p, atls_error_t *err)
     e->account_url = atls_strdup(p->account_url);
     e->account_known_key = p->account_known_key;
     if (p->n_contact > 0 && p->contact != NULL) {
-        e->contact = atls_acme_strv_dup(p->contact, p->n_contact);
-        e->n_contact = e->contact ? p->n_contact : 0;
+        e->contact = atls_strv_dup((char *const *) p->contact, p->n_contact);
+        e->n_contact = p->n_contact;
     }
     e->agree_tos = p->agree_tos;
     e->eab_kid = atls_strdup(p->eab_kid);
     e->eab_hmac = atls_strdup(p->eab_hmac_b64url);
-    e->names = atls_acme_strv_dup(p->names, p->n_names);
-    e->n_names = e->names ? p->n_names : 0;
+    e->names = atls_strv_dup((char *const *) p->names, p->n_names);
+    e->n_names = p->n_names;
     e->chal_type = p->challenge;
     e->cert_key = p->cert_key;
     e->csr_with_cn = p->csr_with_cn;

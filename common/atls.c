@@ -162,6 +162,21 @@ char *atls_strdup(const char *s)
     return d;
 }
 
+char **atls_strv_dup(char *const *v, size_t n)
+{
+    char  **d;
+    size_t  i;
+
+    d = calloc(n + 1, sizeof(*d));
+    if (d == NULL) {
+        abort();
+    }
+    for (i = 0; i < n; i++) {
+        d[i] = atls_strdup(v[i]);
+    }
+    return d;
+}
+
 void atls_strv_free(char **v, size_t n)
 {
     size_t i;

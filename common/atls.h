@@ -2,8 +2,8 @@
  * autotls core: common definitions shared by every area.
  *
  * The core knows no host: it logs through a callback the host installs and
- * never blocks on I/O inside the ACME engine.  Everything here is plain C99
- * plus OpenSSL 3, libcurl, jansson.
+ * never blocks on I/O inside the ACME engine.  Everything here is C11 with
+ * GNU extensions (-std=gnu11) plus OpenSSL 3, libcurl, jansson.
  */
 #ifndef ATLS_H
 #define ATLS_H
@@ -91,6 +91,10 @@ uint64_t atls_random_u64(void);
 
 /* Duplicate; abort()s on out-of-memory like xstrdup. NULL in -> NULL out. */
 char *atls_strdup(const char *s);
+
+/* Copy of n strings as a NULL-terminated vector of n + 1 entries; abort()s
+ * on out-of-memory.  Free with atls_strv_free(v, n). */
+char **atls_strv_dup(char *const *v, size_t n);
 
 /* Free a NULL-terminated or counted string vector (n may be 0 when NULL-terminated). */
 void atls_strv_free(char **v, size_t n);

@@ -40,22 +40,6 @@ str_eq(const char *a, const char *b)
     return strcmp(a, b) == 0;
 }
 
-static char **
-strv_dup(char *const *v, size_t n)
-{
-    char  **d;
-    size_t  i;
-
-    d = calloc(n + 1, sizeof(char *));
-    if (d == NULL) {
-        abort();
-    }
-    for (i = 0; i < n; i++) {
-        d[i] = atls_strdup(v[i]);
-    }
-    return d;
-}
-
 static int
 strv_eq(char *const *a, size_t na, char *const *b, size_t nb)
 {
@@ -77,7 +61,7 @@ meta_dup(atls_cert_meta_t *d, const atls_cert_meta_t *s)
 {
     memset(d, 0, sizeof(*d));
     d->id = atls_strdup(s->id);
-    d->names = strv_dup(s->names, s->n_names);
+    d->names = atls_strv_dup(s->names, s->n_names);
     d->n_names = s->n_names;
     atls_issuer_copy(&d->issuer, &s->issuer);
     d->state = s->state;
@@ -204,7 +188,7 @@ atls_job_ensure(atls_store_t *st, const char *const *names, size_t n,
         memset(&m, 0, sizeof(m));
         m.id = id;
         id = NULL;
-        m.names = strv_dup((char *const *) names, n);
+        m.names = atls_strv_dup((char *const *) names, n);
         m.n_names = n;
         atls_issuer_copy(&m.issuer, is);
         m.state = ATLS_STATE_PENDING;
@@ -221,7 +205,7 @@ atls_job_ensure(atls_store_t *st, const char *const *names, size_t n,
         id = NULL;
         if (names_changed) {
             atls_strv_free(m.names, m.n_names);
-            m.names = strv_dup((char *const *) names, n);
+            m.names = atls_strv_dup((char *const *) names, n);
             m.n_names = n;
             changed = 1;
         }
@@ -382,7 +366,7 @@ atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
         meta_dup(&j->meta, &stored);
         atls_cert_meta_free(&stored);
         atls_strv_free(j->meta.names, j->meta.n_names);
-        j->meta.names = strv_dup(m->names, m->n_names);
+        j->meta.names = atls_strv_dup(m->names, m->n_names);
         j->meta.n_names = m->n_names;
         atls_issuer_free(&j->meta.issuer);
         atls_issuer_copy(&j->meta.issuer, &m->issuer);

@@ -154,33 +154,18 @@ atls_issuer_free(atls_issuer_t *is)
     memset(is, 0, sizeof(*is));
 }
 
-static char **
-store_strv_dup(char *const *v, size_t n)
-{
-    char **d;
-    size_t i;
-
-    if (v == NULL || n == 0) {
-        return NULL;
-    }
-    d = calloc(n + 1, sizeof(*d));
-    if (d == NULL) {
-        abort();
-    }
-    for (i = 0; i < n; i++) {
-        d[i] = atls_strdup(v[i]);
-    }
-    return d;
-}
-
 void
 atls_issuer_copy(atls_issuer_t *dst, const atls_issuer_t *src)
 {
     *dst = *src;
     dst->directory = atls_strdup(src->directory);
     dst->ca_file = atls_strdup(src->ca_file);
-    dst->contact = store_strv_dup(src->contact, src->n_contact);
-    dst->n_contact = dst->contact ? src->n_contact : 0;
+    if (src->contact != NULL && src->n_contact > 0) {
+        dst->contact = atls_strv_dup(src->contact, src->n_contact);
+    } else {
+        dst->contact = NULL;
+        dst->n_contact = 0;
+    }
     dst->dns_hook = atls_strdup(src->dns_hook);
     dst->eab_kid = atls_strdup(src->eab_kid);
     dst->eab_hmac = atls_strdup(src->eab_hmac);
