@@ -159,7 +159,7 @@ int atls_store_list_certs(atls_store_t *st, char ***ids, size_t *n, char *err, s
 int atls_store_load_cert(atls_store_t *st, const char *id, atls_key_type_t kt,
                          EVP_PKEY **key, STACK_OF(X509) **chain, char *err, size_t errlen);
 /* The leaf certificate alone, for display: the key block in the file is
- * skipped without being decoded, the rest of the chain too (store_chain.c). */
+ * skipped without being decoded, the rest of the chain too. */
 int atls_store_load_leaf(atls_store_t *st, const char *id, atls_key_type_t kt,
                          X509 **leaf, char *err, size_t errlen);
 /* Validates (chain_check) then writes key+chain atomically. */

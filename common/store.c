@@ -11,6 +11,8 @@
 #include <string.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include "atls_store.h"
 
 void
@@ -258,13 +260,51 @@ atls_store_list_certs(atls_store_t *st, char ***ids, size_t *n, char *err, size_
 
 /* ---- key + chain ----------------------------------------------------------- */
 
+/* Reads certs/<id>/<keytype>.pem (key PEM, then chain PEM) and finds where
+ * the chain starts, so neither parser has to skip the other's blocks.  On
+ * ATLS_STORE_OK the caller owns *data (cleanse it: the key is in there) and
+ * *path; *certs points into *data. */
+static int
+store_read_cert_file(atls_store_t *st, const char *id, atls_key_type_t kt,
+                     char **path, char **data, size_t *len, const char **certs,
+                     char *err, size_t errlen)
+{
+    const char *ktn = atls_key_type_name(kt);
+    int         rc;
+
+    *path = NULL;
+    *data = NULL;
+    *len = 0;
+    if (!store_id_ok(id) || ktn == NULL) {
+        snprintf(err, errlen, "invalid certificate id or key type");
+        return ATLS_STORE_ERROR;
+    }
+    *path = store_cat("certs/", id, "/", ktn, ".pem", NULL);
+    rc = st->ops->get(st, *path, data, len, err, errlen);
+    if (rc != ATLS_STORE_OK) {
+        free(*path);
+        *path = NULL;
+        return rc;
+    }
+    *certs = strstr(*data, "-----BEGIN CERTIFICATE-----");
+    if (*certs == NULL) {
+        store_err_path(st, *path, err, errlen, "no certificate in file");
+        OPENSSL_cleanse(*data, *len);
+        free(*data);
+        free(*path);
+        *data = *path = NULL;
+        return ATLS_STORE_ERROR;
+    }
+    return ATLS_STORE_OK;
+}
+
 int
 atls_store_load_cert(atls_store_t *st, const char *id, atls_key_type_t kt,
                      EVP_PKEY **key, STACK_OF(X509) **chain, char *err, size_t errlen)
 {
-    const char     *ktn = atls_key_type_name(kt), *certs;
-    char           *path, *data = NULL, why[256];
-    size_t          len = 0;
+    const char     *certs;
+    char           *path, *data, why[256];
+    size_t          len;
     EVP_PKEY       *k = NULL;
     STACK_OF(X509) *c = NULL;
     int             rc;
@@ -275,23 +315,9 @@ atls_store_load_cert(atls_store_t *st, const char *id, atls_key_type_t kt,
     if (chain != NULL) {
         *chain = NULL;
     }
-    if (!store_id_ok(id) || ktn == NULL) {
-        snprintf(err, errlen, "invalid certificate id or key type");
-        return ATLS_STORE_ERROR;
-    }
-    path = store_cat("certs/", id, "/", ktn, ".pem", NULL);
-    rc = st->ops->get(st, path, &data, &len, err, errlen);
+    rc = store_read_cert_file(st, id, kt, &path, &data, &len, &certs, err, errlen);
     if (rc != ATLS_STORE_OK) {
-        free(path);
         return rc;
-    }
-    /* The file is key PEM then chain PEM; split at the first certificate so
-     * neither parser has to skip the other's blocks. */
-    certs = strstr(data, "-----BEGIN CERTIFICATE-----");
-    if (certs == NULL) {
-        store_err_path(st, path, err, errlen, "no certificate in file");
-        rc = ATLS_STORE_ERROR;
-        goto done;
     }
     k = atls_key_from_pem(data, (size_t) (certs - data));
     if (k == NULL) {
@@ -328,6 +354,45 @@ done:
     free(path);
     EVP_PKEY_free(k);
     atls_chain_free(c);
+    return rc;
+}
+
+/*
+ * The leaf alone, for code that shows certificates and never needs their key
+ * (the status pages): the key block is skipped as text, never decoded, so a
+ * status request costs no key decoding (the dominant cost of a full load)
+ * and a damaged key block does not hide the certificate from the operator.
+ * Only the leaf is decoded: with OpenSSL 3 every decoded certificate costs a
+ * public-key decoder run.
+ */
+int
+atls_store_load_leaf(atls_store_t *st, const char *id, atls_key_type_t kt,
+                     X509 **leaf, char *err, size_t errlen)
+{
+    const char *certs;
+    char       *path, *data;
+    size_t      len;
+    BIO        *bio;
+    int         rc;
+
+    *leaf = NULL;
+    rc = store_read_cert_file(st, id, kt, &path, &data, &len, &certs, err, errlen);
+    if (rc != ATLS_STORE_OK) {
+        return rc;
+    }
+    bio = BIO_new_mem_buf(certs, (int) (len - (size_t) (certs - data)));
+    if (bio != NULL) {
+        *leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    }
+    BIO_free(bio);
+    ERR_clear_error();
+    if (*leaf == NULL) {
+        store_err_path(st, path, err, errlen, "unreadable certificate");
+        rc = ATLS_STORE_ERROR;
+    }
+    OPENSSL_cleanse(data, len);
+    free(data);
+    free(path);
     return rc;
 }
 
