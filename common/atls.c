@@ -136,6 +136,18 @@ int atls_error_set(atls_error_t *err, atls_err_class_t cls, const char *type,
     return -1;
 }
 
+const char *
+atls_err_class_name(atls_err_class_t cls)
+{
+    switch (cls) {
+    case ATLS_ERR_NONE:        return "none";
+    case ATLS_ERR_RETRY_NOW:   return "retry-now";
+    case ATLS_ERR_RETRY_LATER: return "retry-later";
+    case ATLS_ERR_PERMANENT:   return "permanent";
+    }
+    return "unknown";
+}
+
 uint64_t atls_random_u64(void)
 {
     uint64_t v = 0;

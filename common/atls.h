@@ -61,7 +61,12 @@ typedef struct {
     char             type[128];      /* e.g. "urn:ietf:params:acme:error:rateLimited"
                                         or "autotls:transport", "autotls:internal" */
     char             detail[512];    /* the CA's detail text, or ours */
+    char             cert_id[128];   /* the certificate concerned, "" when none */
+    char             key_type[16];   /* its key type ("ec256"...), "" when none */
 } atls_error_t;
+
+/* "unknown", "retry-now", "retry-later", "permanent" (for "none": "none"). */
+const char *atls_err_class_name(atls_err_class_t cls);
 
 /* Fills err (type/detail formatted); returns -1 so callers can `return atls_error_set(...)`. */
 int atls_error_set(atls_error_t *err, atls_err_class_t cls, const char *type,

@@ -22,6 +22,33 @@ int atls_job_ensure(atls_store_t *st, const char *const *names, size_t n,
  * (next_attempt) allows it (force ignores backoff). */
 int atls_job_due(atls_store_t *st, const atls_cert_meta_t *m, time_t now, int force);
 
+/* ---- the plan: what a certificate needs now ---------------------------- */
+
+typedef enum {
+    ATLS_PLAN_NOTHING = 0,    /* nothing due; see next */
+    ATLS_PLAN_ARI,            /* ask the CA for renewal information */
+    ATLS_PLAN_ORDER           /* order kts[0..n_kts-1], in that order */
+} atls_plan_kind_t;
+
+typedef struct {
+    atls_plan_kind_t kind;
+    atls_key_type_t  kts[ATLS_KEY_TYPE_MAX];
+    size_t           n_kts;
+    const char      *reason;  /* static text for logs: "no certificate yet",
+                                 "names changed", "renewal due", "requested
+                                 by an operator", ... */
+    time_t           next;    /* NOTHING: when to look again (0: no idea) */
+} atls_plan_t;
+
+/* Pure: decides from m alone (its kt_info, renew_at, backoff, ARI state)
+ * and the clock.  request_at: when an operator asked for a renewal (0:
+ * no request pending); force: attempt now whatever the backoff (CLI).
+ * ari: 1 when the host asks for renewal information.
+ * Key types: only the missing or outdated ones unless a renewal of the
+ * whole set is due (renew_at passed, forced, requested). */
+void atls_job_plan(const atls_cert_meta_t *m, time_t now, time_t request_at, int force,
+                   int ari, atls_plan_t *out);
+
 typedef struct atls_job_s atls_job_t;
 
 /* Starts an order for one key type of m: loads or creates the account key,

@@ -115,6 +115,17 @@ typedef enum {
 } atls_cert_state_t;
 const char *atls_cert_state_name(atls_cert_state_t s);
 
+/* What the store holds for one key type, recorded in meta.json at each
+ * deploy, so that deciding what is due reads no certificate file. */
+typedef struct {
+    atls_key_type_t    key_type;
+    time_t             not_before;
+    time_t             not_after;
+    char              *serial;        /* hex, as atls_cert_info gives it */
+    char             **names;         /* the names it covers (its SANs) */
+    size_t             n_names;
+} atls_cert_kt_info_t;
+
 typedef struct {
     char              *id;            /* cert-id (derived from names[0]) */
     char             **names;
@@ -126,7 +137,15 @@ typedef struct {
     time_t             last_attempt;
     time_t             last_success;
     time_t             renew_at;      /* from schedule or ARI */
-    char              *last_error;    /* "type: detail", NULL when none */
+    char              *last_error;    /* "type: detail", NULL when none (for
+                                         display; the parts are below) */
+    /* The last failure in parts (all NULL / NONE when the last attempt
+     * succeeded): class, CA problem type or "autotls:...", detail, and the
+     * key type whose order failed. */
+    atls_err_class_t   last_error_class;
+    char              *last_error_type;
+    char              *last_error_detail;
+    char              *last_error_key_type;
     char              *account_url;
     uint64_t           generation;    /* bumped on every new certificate */
     /* ARI (RFC 9773) for the current certificate; all 0 until first asked.
@@ -134,6 +153,12 @@ typedef struct {
     time_t             ari_next_check;    /* ask the CA again from then on */
     time_t             ari_window_start;  /* the CA's last suggested window */
     time_t             ari_window_end;
+    unsigned           ari_failures;      /* consecutive failed ARI queries */
+    /* The certificates in the store, one entry per key type that has one
+     * (n_kt_info of them); filled at deploy, and once from the files for a
+     * store written before these entries existed (atls_job_ensure). */
+    atls_cert_kt_info_t kt_info[ATLS_KEY_TYPE_MAX];
+    size_t             n_kt_info;
 } atls_cert_meta_t;
 
 void atls_cert_meta_free(atls_cert_meta_t *m);
@@ -175,8 +200,23 @@ int atls_store_save_account(atls_store_t *st, const char *directory_url,
                             const char *url, char *const *contact, size_t n_contact,
                             char *err, size_t errlen);
 
+/* Challenge answers while an order validates: http-01 key authorisations
+ * under their token, tls-alpn-01 certificates (key + certificate PEM,
+ * private) under the identifier.  key is checked (token syntax, or a
+ * lower-case hostname / IP literal) and never used as a path as given:
+ * ATLS_STORE_ERROR + err when it does not pass. */
+int atls_store_put_challenge(atls_store_t *st, atls_challenge_type_t t, const char *key,
+                             const char *data, size_t len, char *err, size_t errlen);
+int atls_store_get_challenge(atls_store_t *st, atls_challenge_type_t t, const char *key,
+                             char **data, size_t *len, char *err, size_t errlen);
+int atls_store_del_challenge(atls_store_t *st, atls_challenge_type_t t, const char *key,
+                             char *err, size_t errlen);
+
 /* Operator renew requests (CLI `renew --request`). */
 int atls_store_request_renew(atls_store_t *st, const char *id, char *err, size_t errlen);
+/* The moment a request for id was made (0 when unreadable) when one is
+ * pending: 1; else 0.  Only looks. */
+int atls_store_peek_request(atls_store_t *st, const char *id, time_t *when);
 /* 1 and removes the request if one is pending for id, else 0. */
 int atls_store_take_request(atls_store_t *st, const char *id);
 

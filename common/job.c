@@ -318,6 +318,30 @@ atls_job_due(atls_store_t *st, const atls_cert_meta_t *m, time_t now, int force)
     return m->renew_at == 0 || now >= m->renew_at;
 }
 
+/* First cut of the plan (replaced by the full rules of the scheduler
+ * work): everything of m when due. */
+void
+atls_job_plan(const atls_cert_meta_t *m, time_t now, time_t request_at, int force,
+              int ari, atls_plan_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    (void) ari;
+    if (!force && request_at == 0 && m->next_attempt != 0 && now < m->next_attempt) {
+        out->next = m->next_attempt;
+        return;
+    }
+    if (force || request_at != 0 || m->n_kt_info == 0 || m->renew_at == 0
+        || now >= m->renew_at)
+    {
+        out->kind = ATLS_PLAN_ORDER;
+        out->n_kts = atls_job_key_types(&m->issuer, out->kts);
+        out->reason = force ? "forced" : request_at != 0 ? "requested by an operator"
+                      : "renewal due";
+        return;
+    }
+    out->next = m->renew_at;
+}
+
 /* ---- start / finish ----------------------------------------------------- */
 
 atls_job_t *

@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include "atls_b64.h"
 #include "atls_store.h"
 
 void
@@ -185,7 +186,14 @@ atls_cert_meta_free(atls_cert_meta_t *m)
     atls_strv_free(m->names, m->n_names);
     atls_issuer_free(&m->issuer);
     free(m->last_error);
+    free(m->last_error_type);
+    free(m->last_error_detail);
+    free(m->last_error_key_type);
     free(m->account_url);
+    for (size_t i = 0; i < m->n_kt_info && i < ATLS_KEY_TYPE_MAX; i++) {
+        free(m->kt_info[i].serial);
+        atls_strv_free(m->kt_info[i].names, m->kt_info[i].n_names);
+    }
     memset(m, 0, sizeof(*m));
 }
 
@@ -651,6 +659,119 @@ atls_store_request_renew(atls_store_t *st, const char *id, char *err, size_t err
     strcat(when, "\n");
     path = store_cat("requests/", id, NULL);
     rc = st->ops->put(st, path, when, strlen(when), 0, err, errlen);
+    free(path);
+    return rc;
+}
+
+int
+atls_store_peek_request(atls_store_t *st, const char *id, time_t *when)
+{
+    char   err[256], buf[64];
+    char  *path, *data = NULL;
+    size_t len = 0, n;
+    time_t t;
+    int    rc;
+
+    *when = 0;
+    if (!store_id_ok(id)) {
+        return 0;
+    }
+    path = store_cat("requests/", id, NULL);
+    rc = st->ops->get(st, path, &data, &len, err, sizeof(err));
+    free(path);
+    if (rc == ATLS_STORE_OK && data != NULL) {
+        n = len < sizeof(buf) - 1 ? len : sizeof(buf) - 1;
+        memcpy(buf, data, n);
+        buf[n] = '\0';
+        buf[strcspn(buf, "\r\n")] = '\0';
+        t = atls_rfc3339_parse(buf);
+        *when = t > 0 ? t : 0;
+    }
+    free(data);
+    return rc == ATLS_STORE_OK;
+}
+
+/* The store path of a challenge answer; NULL when key does not pass. */
+static char *
+challenge_path(atls_challenge_type_t t, const char *key, char *err, size_t errlen)
+{
+    const char *p;
+
+    if (key == NULL || key[0] == '\0' || strlen(key) > 255) {
+        snprintf(err, errlen, "invalid challenge key");
+        return NULL;
+    }
+    if (t == ATLS_CHAL_HTTP01) {
+        if (!atls_b64url_is_token(key, strlen(key))) {
+            snprintf(err, errlen, "invalid http-01 token");
+            return NULL;
+        }
+        return store_cat("challenges/http-01/", key, NULL);
+    }
+    if (t != ATLS_CHAL_TLSALPN01) {
+        snprintf(err, errlen, "no stored answer for %s challenges",
+                 atls_challenge_type_name(t));
+        return NULL;
+    }
+    for (p = key; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')
+              || *p == '-' || *p == '.' || *p == ':'))
+        {
+            snprintf(err, errlen, "invalid tls-alpn-01 identifier");
+            return NULL;
+        }
+    }
+    if (key[0] == '.' || strstr(key, "..") != NULL) {
+        snprintf(err, errlen, "invalid tls-alpn-01 identifier");
+        return NULL;
+    }
+    return store_cat("challenges/tls-alpn-01/", key, NULL);
+}
+
+int
+atls_store_put_challenge(atls_store_t *st, atls_challenge_type_t t, const char *key,
+                         const char *data, size_t len, char *err, size_t errlen)
+{
+    char *path = challenge_path(t, key, err, errlen);
+    int   rc;
+
+    if (path == NULL) {
+        return ATLS_STORE_ERROR;
+    }
+    /* a tls-alpn-01 answer carries its key */
+    rc = st->ops->put(st, path, data, len, t == ATLS_CHAL_TLSALPN01, err, errlen);
+    free(path);
+    return rc;
+}
+
+int
+atls_store_get_challenge(atls_store_t *st, atls_challenge_type_t t, const char *key,
+                         char **data, size_t *len, char *err, size_t errlen)
+{
+    char *path = challenge_path(t, key, err, errlen);
+    int   rc;
+
+    *data = NULL;
+    *len = 0;
+    if (path == NULL) {
+        return ATLS_STORE_ERROR;
+    }
+    rc = st->ops->get(st, path, data, len, err, errlen);
+    free(path);
+    return rc;
+}
+
+int
+atls_store_del_challenge(atls_store_t *st, atls_challenge_type_t t, const char *key,
+                         char *err, size_t errlen)
+{
+    char *path = challenge_path(t, key, err, errlen);
+    int   rc;
+
+    if (path == NULL) {
+        return ATLS_STORE_ERROR;
+    }
+    rc = st->ops->del(st, path, err, errlen);
     free(path);
     return rc;
 }

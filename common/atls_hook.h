@@ -1,0 +1,36 @@
+/*
+ * Hook programs (dns-01 hooks, later notification commands) run in the
+ * background, for any event loop.
+ *
+ * atls_hook_spawn() forks a reporting child in a process group of its own;
+ * the reporting child runs the program (fork + execve, no shell, every
+ * inherited descriptor closed, stdin/stdout /dev/null), waits for it, and
+ * writes one short report to a pipe: "0" when it exited 0, else "1" and
+ * the first line of its stderr or how it ended.  The host only watches
+ * the pipe's read end: no SIGCHLD handling is needed, which matters in
+ * nginx (whose master and workers reap every child themselves).
+ */
+#ifndef ATLS_HOOK_H
+#define ATLS_HOOK_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct {
+    pid_t pid;     /* the reporting child, also its process group */
+    int   fd;      /* report pipe, read end: non-blocking, close-on-exec */
+} atls_hook_proc_t;
+
+/* Starts argv (argv[0] an absolute path).  0 ok; -1 + why. */
+int atls_hook_spawn(char *const argv[], atls_hook_proc_t *hp, char *why, size_t whylen);
+
+/* Reads the report once hp->fd is readable: 1 when the run is over (*ok
+ * and why filled, fd closed, child reaped when possible); 0 when nothing
+ * complete yet (EAGAIN).  A reporting child that died without a report
+ * counts as a failure ("the hook runner died"). */
+int atls_hook_read(atls_hook_proc_t *hp, int *ok, char *why, size_t whylen);
+
+/* Ends the whole process group (SIGKILL), closes fd, reaps when possible. */
+void atls_hook_kill(atls_hook_proc_t *hp);
+
+#endif

@@ -1,0 +1,149 @@
+/*
+ * The scheduler: every decision about managed certificates and the life of
+ * every order, for any host.
+ *
+ * It is event-driven and knows no event loop.  The host (the nginx driver,
+ * the curl-multi/poll adapter in job_multi.c used by the CLI and Apache's
+ * watchdog thread, or a unit test with the fake CA) supplies callbacks to
+ * send HTTP requests, arm one timer, run hook programs and publish
+ * challenge answers, and feeds back responses, timer expiries and hook
+ * exits.  The scheduler never blocks: a slow dns hook of one certificate
+ * keeps only that order waiting.
+ *
+ * What lives here, and nowhere in a host:
+ *   - which certificates are due and which key types to order
+ *     (atls_job_plan, a pure function of the stored meta);
+ *   - slots: at most max_parallel orders and ARI queries in flight;
+ *   - account gating: while the store knows no account URL for a CA
+ *     directory, one order creates it and the others for that CA wait;
+ *   - key-type sequencing: the key types of one certificate go one after
+ *     the other (they share its store lock);
+ *   - the ACME action switch (send, wait, publish, hook, withdraw, end);
+ *   - hook time limits, ARI queries and their backoff;
+ *   - what is logged, once per attempt (through atls_log).
+ *
+ * Callbacks are never made re-entrantly from inside another callback into
+ * the same scheduler call chain in a way the host must guard against:
+ * the host may call any atls_sched_* function from its event handlers, but
+ * must not call atls_sched_http_done / atls_sched_hook_done from inside
+ * http_send / hook_start (return -1 there instead).
+ */
+#ifndef ATLS_SCHED_H
+#define ATLS_SCHED_H
+
+#include <stddef.h>
+#include "atls.h"
+#include "atls_acme.h"
+#include "atls_crypto.h"
+#include "atls_http.h"
+#include "atls_store.h"
+
+typedef struct atls_sched_s      atls_sched_t;
+typedef struct atls_sched_cert_s atls_sched_cert_t;
+
+/* One transfer or hook run of the scheduler.  Opaque to the host, which
+ * hands it back when it reports the outcome. */
+typedef struct atls_sched_op_s   atls_sched_op_t;
+
+/* The default limit on one hook run (setup or teardown); DNS propagation
+ * can be slow, so hooks that wait for it get minutes. */
+#define ATLS_SCHED_HOOK_TIMEOUT_S  600
+
+typedef struct {
+    void *ctx;
+
+    /* Start req (borrowed for the call only: copy what is kept) with the
+     * HTTP options o.  Later the host calls atls_sched_http_done(s, op,
+     * resp) exactly once, unless the scheduler cancels op first.  -1 when
+     * the transfer cannot start (the scheduler treats it as a transport
+     * failure). */
+    int  (*http_send)(void *ctx, atls_sched_op_t *op, const atls_http_opts_t *o,
+                      const atls_http_request_t *req);
+    /* Abort op; the host never reports it afterwards. */
+    void (*http_cancel)(void *ctx, atls_sched_op_t *op);
+
+    /* (Re)arm the scheduler's only timer: call atls_sched_timer(s) once
+     * ms milliseconds from now (0: soon, from the event loop, never from
+     * inside this callback).  ms < 0 disarms it. */
+    void (*timer)(void *ctx, long ms);
+
+    /* Run argv[0] with argv (no shell) in the background, typically with
+     * atls_hook_spawn(); report its end with atls_sched_hook_done().  -1
+     * (why filled) when it cannot start.  hook_kill: the scheduler gave up
+     * on op (time limit, stop); the host ends the process group and never
+     * reports op. */
+    int  (*hook_start)(void *ctx, atls_sched_op_t *op, char *const argv[],
+                       char *why, size_t whylen);
+    void (*hook_kill)(void *ctx, atls_sched_op_t *op);
+
+    /* http-01 / tls-alpn-01 answers (synchronous); cert_data is the
+     * pointer given to atls_sched_add().  0 published, -1 (why) not. */
+    int  (*publish)(void *ctx, void *cert_data, const atls_challenge_t *c,
+                    char *why, size_t whylen);
+    void (*withdraw)(void *ctx, void *cert_data, const atls_challenge_t *c);
+
+    /* A new certificate of key type kt is in the store (the store
+     * generation was bumped).  Optional. */
+    void (*deployed)(void *ctx, void *cert_data, const char *id, atls_key_type_t kt);
+
+    /* The attempt on a certificate is over: every planned key type was
+     * tried (rc 0: all deployed; -1: err is the first failure, with the
+     * certificate id and key type filled in).  Optional. */
+    void (*done)(void *ctx, void *cert_data, const char *id, int rc,
+                 const atls_error_t *err);
+} atls_sched_host_t;
+
+typedef struct {
+    size_t max_parallel;    /* orders and ARI queries in flight; 0: 8 */
+    long   slice_ms;        /* a pass checks certificates for at most this
+                               long per call, then yields through the timer;
+                               0: no limit (threads of their own, tests) */
+    long   hook_timeout_s;  /* 0: ATLS_SCHED_HOOK_TIMEOUT_S */
+    int    ari;             /* 1: ask the CA for renewal information (RFC 9773) */
+} atls_sched_opts_t;
+
+/* A scheduler over st (borrowed, must outlive it).  host is copied.  NULL
+ * + err when it cannot be set up. */
+atls_sched_t *atls_sched_new(atls_store_t *st, const atls_sched_host_t *host,
+                             const atls_sched_opts_t *opts, char *err, size_t errlen);
+
+/* Cancels what is in flight (http_cancel / hook_kill, withdraw what is
+ * published) and frees everything; no done() callbacks. */
+void atls_sched_free(atls_sched_t *s);
+
+/* Manage a certificate: names[0] gives its id; the issuer settings are
+ * copied (EAB secrets included: they are never persisted).  data is handed
+ * back in callbacks.  Adding the same first name twice replaces the
+ * settings.  NULL + err on bad settings. */
+atls_sched_cert_t *atls_sched_add(atls_sched_t *s, const char *const *names, size_t n,
+                                  const atls_issuer_t *is, void *data,
+                                  char *err, size_t errlen);
+const char *atls_sched_cert_id(const atls_sched_cert_t *c);
+
+/* Start a pass over every certificate (a pass in progress just goes on):
+ * each is ensured in the store (meta written only when the configuration
+ * changed), planned, and queued; orders start as slots free up. */
+void atls_sched_check(atls_sched_t *s);
+
+/* An attempt on c now, whatever its schedule and backoff (CLI issue/renew,
+ * an operator's request). */
+void atls_sched_force(atls_sched_t *s, atls_sched_cert_t *c);
+
+/* Host feedback.  resp is borrowed for the call only. */
+void atls_sched_http_done(atls_sched_t *s, atls_sched_op_t *op,
+                          const atls_http_response_t *resp);
+void atls_sched_timer(atls_sched_t *s);
+/* ok 1: the hook exited 0; else why is its first line of stderr or how it
+ * ended ("killed by signal 9", "timed out"). */
+void atls_sched_hook_done(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *why);
+
+/* No new work from now on; what is in flight runs to its end. */
+void atls_sched_stop(atls_sched_t *s);
+
+/* 1 when no pass is running and nothing is queued or in flight. */
+int atls_sched_idle(const atls_sched_t *s);
+
+/* Orders (not ARI queries) in flight, for logs and the status page. */
+size_t atls_sched_running(const atls_sched_t *s);
+
+#endif
