@@ -109,10 +109,11 @@ def write_gated_dns_hook(directory, pebble, log_path, hold, release_path, wait_f
     """A dns-01 hook like write_dns_hook whose setup for the name containing
     `hold` logs "started NAME", blocks until release_path exists (at most
     `limit` seconds, then fails), publishes, and logs "done NAME".  With
-    wait_for, the setup of a name containing wait_for first waits (at most
-    `limit` s, then fails) until the log shows `hold` started: its order can
-    then only succeed while the held one's hook is running, whichever order
-    the host started them in.  The log is made 0666: the hook runs as the worker."""
+    wait_for, the setup of a name containing wait_for logs "waiting NAME"
+    and waits (at most `limit` s, then fails) until the log shows `hold`
+    started: its order can then only succeed while the held one's hook is
+    running, whichever order the host started them in.  The log is made
+    0666: the hook runs as the worker."""
     open(log_path, "a").close()
     os.chmod(log_path, 0o666)
     path = os.path.join(directory, "gated-dns-hook.py")
@@ -142,6 +143,7 @@ if action == "setup" and HOLD in name:
     log("started")
     wait(lambda: os.path.exists(RELEASE), "the release file")
 elif action == "setup" and WAIT_FOR and WAIT_FOR in name:
+    log("waiting")
     wait(held_started, "the held hook to start")
 host = name if name.endswith(".") else name + "."
 body = {{"host": host, "value": value}} if action == "setup" else {{"host": host}}

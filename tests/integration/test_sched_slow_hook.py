@@ -23,7 +23,8 @@ class Gate:
         self.log = os.path.join(root, "hook.log")
         self.release_path = os.path.join(root, "release-slow")
         self.hook = write_gated_dns_hook(root, pebble, self.log, hold=SLOW,
-                                         release_path=self.release_path, wait_for=FAST)
+                                         release_path=self.release_path, wait_for=FAST,
+                                         limit=60)
 
     def lines(self):
         with open(self.log) as f:
@@ -31,6 +32,14 @@ class Gate:
 
     def has(self, what, name):
         return [what, f"_acme-challenge.{name}"] in self.lines()
+
+    def wait_started(self, server_log):
+        try:
+            wait_until(lambda: self.has("started", SLOW), timeout=30,
+                       what="the slow hook to start")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nhook log: {self.lines()}\n"
+                                 f"server log tail:\n{server_log()[-3000:]}")
 
     def release(self):
         open(self.release_path, "w").close()
@@ -56,8 +65,7 @@ def test_nginx_slow_hook_does_not_delay_another_certificate(pebble, test_root):
     ngx = Nginx(test_root, body)
     try:
         with ngx.start():
-            wait_until(lambda: gate.has("started", SLOW), timeout=30,
-                       what="the slow hook to start")
+            gate.wait_started(ngx.log)
             until_issued(ngx, pebble, tls_port, FAST, timeout=60)
             gate.assert_held()
             assert cert_info(served_chain(tls_port, SLOW)[0])["self_signed"]
@@ -77,8 +85,7 @@ def test_apache_slow_hook_does_not_delay_another_certificate(pebble, apache_fact
                             http_port=free_port(), tls_port=free_port())
     try:
         apache.start()
-        wait_until(lambda: gate.has("started", SLOW), timeout=30,
-                   what="the slow hook to start")
+        gate.wait_started(apache.log_text)
         wait_issued(apache, pebble, FAST, timeout=60)
         gate.assert_held()
         assert served(apache, SLOW)[1]["self_signed"]
