@@ -214,12 +214,13 @@ autotls_drive_done(void *ctx, size_t i, int rc, const char *err)
  * OpenSSL's atexit cleanup while the thread still signs requests (SIGSEGV
  * seen on graceful restarts in the middle of an order), and the STOPPING
  * callback must not free the store the check uses.  So stopping raises
- * drive_quit (no further job starts) and waits for drive_busy to drop.
+ * drive_quit (no further order starts) and waits for drive_busy to drop.
  */
 static int drive_busy;
 static int drive_quit;
 
-#define AUTOTLS_QUIESCE_MAX  apr_time_from_sec(90)   /* one order, at worst */
+/* the core cancels what is in flight 60 s after being told to stop */
+#define AUTOTLS_QUIESCE_MAX  apr_time_from_sec(90)
 
 static void
 autotls_drive_quiesce(void)

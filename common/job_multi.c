@@ -24,6 +24,9 @@
 #define MULTI_DEFAULT_PARALLEL 8
 /* An upper bound on one poll, so that `stopping` is looked at regularly. */
 #define MULTI_MAX_POLL_MS      1000
+/* A stopping host waits this long for what is in flight (a server child
+ * that exits must not leave the loop running); then it is cancelled. */
+#define MULTI_STOP_GRACE_MS    60000
 
 typedef struct multi_xfer_s {
     atls_sched_op_t      *op;
@@ -61,7 +64,7 @@ struct multi_s {
     multi_hook_t               *hooks;
     size_t                      n_hooks;
     long long                   timer_at;   /* monotonic ms; -1 disarmed */
-    int                         stopped;
+    long long                   stopped;    /* when the host said stop; 0 not */
     int                        *results;
     char                       *err;
     size_t                      errlen;
@@ -363,7 +366,8 @@ multi_wait(multi_t *m)
 }
 
 /* Until the scheduler is idle; the host's `stopping` is asked whenever
- * nothing is ready, and stops the scheduler once. */
+ * nothing is ready, and stops the scheduler once.  What is still in
+ * flight MULTI_STOP_GRACE_MS after that is left to multi_teardown. */
 static void
 multi_loop(multi_t *m)
 {
@@ -383,10 +387,15 @@ multi_loop(multi_t *m)
         if (atls_sched_idle(m->sched)) {
             return;
         }
-        if (!m->stopped && o->stopping != NULL && o->stopping(o->ctx)) {
-            m->stopped = 1;
+        if (m->stopped == 0 && o->stopping != NULL && o->stopping(o->ctx)) {
+            m->stopped = mono_ms();
             atls_sched_stop(m->sched);
             continue;
+        }
+        if (m->stopped != 0 && mono_ms() - m->stopped > MULTI_STOP_GRACE_MS) {
+            atls_log(ATLS_LOG_WARN, "autotls: stopping with %zu order(s) still in flight",
+                     atls_sched_running(m->sched));
+            return;
         }
         multi_wait(m);
     }
