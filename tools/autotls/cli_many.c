@@ -121,7 +121,7 @@ cli_obtain_many(atls_store_t *st, const cli_opts_t *o, const char *verb,
                 cli_error("%s %s: dns-01 needs --dns-hook CMD", verb, metas[i]->names[0]);
                 goto done;
             }
-            ops_v[i] = NULL;    /* the job layer runs the issuer's hook */
+            ops_v[i] = NULL;    /* the scheduler runs the issuer's hook */
             continue;
         }
         r = responder_get(resp, &nr, o, verb, metas[i]);
