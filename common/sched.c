@@ -233,18 +233,18 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
         }
         return 0;
     }
-    /* EAB secrets are never persisted: from the settings */
-    if (sl->meta.issuer.eab_kid == NULL && c->issuer.eab_kid != NULL) {
-        sl->meta.issuer.eab_kid = atls_strdup(c->issuer.eab_kid);
-        free(sl->meta.issuer.eab_hmac);
-        sl->meta.issuer.eab_hmac = atls_strdup(c->issuer.eab_hmac);
-    }
+    /* The settings as configured, never as stored: EAB secrets are not
+     * persisted, and the store (the worker's) must not name the program a
+     * dns hook runs or the CA's trust. */
+    atls_issuer_free(&sl->meta.issuer);
+    atls_issuer_copy(&sl->meta.issuer, &c->issuer);
 
     now = time(NULL);
     if (atls_store_peek_request(s->st, c->id, &asked)) {
         request_at = asked > 0 ? asked : 1;
     }
     atls_job_plan(&sl->meta, now, request_at, force, s->ari, &sl->plan);
+    sl->request_at = request_at;
     if (sl->plan.kind == ATLS_PLAN_NOTHING
         || (sl->plan.kind == ATLS_PLAN_ARI
             && now < atls_sched_dir(s, sl->meta.issuer.directory)->no_ari_until)

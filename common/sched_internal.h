@@ -56,6 +56,7 @@ struct sched_slot_s {
     atls_key_type_t         kt;         /* of the running order */
     int                     ari;        /* the engine is an ARI query */
     int                     force;
+    time_t                  request_at; /* the operator request planned with */
     atls_job_t             *job;
     atls_acme_t            *e;          /* the job's engine, or the ARI query's */
     atls_http_opts_t        http;

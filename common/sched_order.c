@@ -432,6 +432,20 @@ slot_blocked(const sched_slot_t *sl)
     return 0;
 }
 
+/* An operator asked for this attempt, and it succeeded: the request is
+ * answered, unless a new one came in meanwhile. */
+static void
+answer_request(sched_slot_t *sl)
+{
+    time_t when;
+
+    if (atls_store_peek_request(sl->s->st, sl->cert->id, &when)
+        && (when == 0 || when <= sl->request_at))
+    {
+        (void) atls_store_take_request(sl->s->st, sl->cert->id);
+    }
+}
+
 /* The attempt on the slot's certificate is over: free the slot, tell the host. */
 static void
 slot_cert_end(sched_slot_t *sl)
@@ -441,6 +455,9 @@ slot_cert_end(sched_slot_t *sl)
     atls_error_t       err = sl->err;
     int                rc = sl->rc, tell = !sl->ari;
 
+    if (rc == 0 && !sl->ari && sl->request_at != 0) {
+        answer_request(sl);
+    }
     atls_sched_slot_clear(sl);
     c->busy = 0;
     s->kick_due = 1;    /* the slot is free for the next certificate */

@@ -77,6 +77,9 @@ setup(void **state)
     int   created = 0;
 
     (void) state;
+    loglen = 0;
+    logbuf[0] = '\0';
+    atls_log_set(log_capture, NULL, ATLS_LOG_DEBUG);
     snprintf(root, sizeof(root), "/tmp/atls-sched-XXXXXX");
     if (mkdtemp(root) == NULL) {
         return -1;
@@ -95,9 +98,6 @@ setup(void **state)
     free(url);
     fakehost_init(&h);
     n_certs = 0;
-    loglen = 0;
-    logbuf[0] = '\0';
-    atls_log_set(log_capture, NULL, ATLS_LOG_DEBUG);
     return 0;
 }
 
@@ -592,6 +592,101 @@ test_pass_in_slices(void **state)
 }
 
 static void
+test_start_busy(void **state)
+{
+    fakehost_cert_t   *busy, *next;
+    atls_store_t      *other;
+    atls_store_lock_t *lk = NULL;
+    char              *lock, err[256];
+
+    (void) state;
+    account_known();
+    sched_start(1, 0, 0);
+    busy = cert_add_one("busy.example", ATLS_CHAL_HTTP01, 1);
+    next = cert_add_one("next.example", ATLS_CHAL_HTTP01, 1);
+    /* a second handle stands for another process renewing busy.example */
+    other = atls_store_fs_open(root, err, sizeof(err));
+    assert_non_null(other);
+    lock = atls_job_lock_name("busy.example");
+    assert_int_equal(other->ops->lock(other, lock, 0, &lk, err, sizeof(err)), ATLS_STORE_OK);
+    atls_sched_check(h.s);
+    assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
+    other->ops->unlock(other, lk);
+    atls_store_close(other);
+    free(lock);
+
+    /* reported once, and the next certificate went on */
+    assert_int_equal(busy->done, 1);
+    assert_int_equal(busy->rc, -1);
+    assert_string_equal(busy->err.type, "autotls:start");
+    assert_string_equal(busy->err.cert_id, "busy.example");
+    assert_string_equal(busy->err.key_type, "ec256");
+    assert_int_equal(log_count("another process is renewing busy.example"), 1);
+    assert_int_equal(next->done, 1);
+    assert_int_equal(next->rc, 0);
+}
+
+static void
+test_send_fails(void **state)
+{
+    fakehost_cert_t *c;
+
+    (void) state;
+    account_known();
+    sched_start(0, 0, 0);
+    h.http_send_fails = 1;
+    c = cert_add_one("nonet.example", ATLS_CHAL_HTTP01, 1);
+    atls_sched_check(h.s);
+    assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
+    assert_int_equal(c->done, 1);
+    assert_int_equal(c->rc, -1);
+    assert_int_equal(c->err.cls, ATLS_ERR_RETRY_LATER);
+    assert_non_null(strstr(c->err.detail, "cannot start the HTTP transfer"));
+}
+
+static void
+test_free_in_done(void **state)
+{
+    fakehost_cert_t *a, *b;
+
+    (void) state;
+    account_known();
+    sched_start(2, 0, 0);
+    a = cert_add_one("f1.example", ATLS_CHAL_HTTP01, 1);
+    b = cert_add_one("f2.example", ATLS_CHAL_DNS01, 1);
+    h.free_in_done = 1;
+    atls_sched_check(h.s);
+    /* the first done() frees the scheduler: the other order is cancelled
+     * (its hook killed) without a done() of its own */
+    assert_int_equal(fakehost_run(&h, until_all_done, NULL, RUN_MS, NULL), -1);
+    assert_null(h.s);
+    assert_int_equal(a->done + b->done, 1);
+    assert_int_equal(h.n_done, 1);
+    assert_int_equal(h.n_http, 0);
+    assert_int_equal(h.timer_at, -1);
+}
+
+static void
+test_request_answered(void **state)
+{
+    fakehost_cert_t *c;
+    time_t           when;
+    char             err[256];
+
+    (void) state;
+    account_known();
+    backoff("asked.example");
+    assert_int_equal(atls_store_request_renew(st, "asked.example", err, sizeof(err)),
+                     ATLS_STORE_OK);
+    sched_start(0, 0, 0);
+    c = cert_add_one("asked.example", ATLS_CHAL_HTTP01, 1);
+    atls_sched_check(h.s);
+    assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
+    assert_int_equal(c->rc, 0);
+    assert_int_equal(atls_store_peek_request(st, "asked.example", &when), 0);
+}
+
+static void
 test_add_refuses(void **state)
 {
     const char   *none[] = { "" };
@@ -624,6 +719,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_stop_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_cancels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pass_in_slices, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_in_done, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_answered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_add_refuses, setup, teardown),
     };
 

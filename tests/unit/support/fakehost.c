@@ -56,6 +56,9 @@ fh_http_send(void *ctx, atls_sched_op_t *op, const atls_http_opts_t *o,
 
     (void) o;
     assert_non_null(c);
+    if (h->http_send_fails) {
+        return -1;
+    }
     assert_true(h->n_http < FAKEHOST_MAX_HTTP);
     x = &h->http[h->n_http++];
     memset(x, 0, sizeof(*x));
@@ -232,6 +235,10 @@ fh_done(void *ctx, void *cert_data, const char *id, int rc, const atls_error_t *
     if (h->stop_in_done) {
         atls_sched_stop(h->s);
     }
+    if (h->free_in_done) {
+        atls_sched_free(h->s);
+        h->s = NULL;
+    }
 }
 
 void
@@ -334,7 +341,7 @@ fakehost_run(fakehost_t *h, int (*until)(fakehost_t *h, void *arg), void *arg,
         long long now = fh_now_ms(), wait;
         struct timespec ts;
 
-        if (now > end) {
+        if (now > end || h->s == NULL) {
             return -1;
         }
         if (fh_answer_one(h, only)) {
@@ -389,7 +396,7 @@ int
 fakehost_until_idle(fakehost_t *h, void *arg)
 {
     (void) arg;
-    return atls_sched_idle(h->s) && h->timer_at < 0;
+    return h->s != NULL && atls_sched_idle(h->s) && h->timer_at < 0;
 }
 
 int

@@ -76,6 +76,9 @@ typedef struct {
                                                     request and done() */
     size_t               max_running;            /* atls_sched_running() seen */
     int                  stop_in_done;           /* done() calls atls_sched_stop */
+    int                  free_in_done;           /* done() calls atls_sched_free
+                                                    (s becomes NULL) */
+    int                  http_send_fails;        /* http_send returns -1 */
     size_t               n_done;
 } fakehost_t;
 
