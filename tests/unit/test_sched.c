@@ -181,6 +181,21 @@ cert_add_one(const char *name, atls_challenge_type_t t, int account_exists)
     return cert_add(&name, 1, &is, account_exists);
 }
 
+/* One certificate of its own, with the account known, run until idle. */
+static fakehost_cert_t *
+run_alone(const char *name, atls_challenge_type_t t)
+{
+    fakehost_cert_t *c;
+
+    account_known();
+    sched_start(0, 0, 0);
+    c = cert_add_one(name, t, 1);
+    atls_sched_check(h.s);
+    assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
+    assert_int_equal(c->done, 1);
+    return c;
+}
+
 static void
 assert_stored(const fakehost_cert_t *c, atls_key_type_t kt)
 {
@@ -456,12 +471,8 @@ test_hook_cannot_start(void **state)
     fakehost_cert_t *c;
 
     (void) state;
-    account_known();
-    sched_start(0, 0, 0);
     h.hook_start_fails = 1;
-    c = cert_add_one("nofork.example", ATLS_CHAL_DNS01, 1);
-    atls_sched_check(h.s);
-    assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
+    c = run_alone("nofork.example", ATLS_CHAL_DNS01);
     assert_int_equal(c->rc, -1);
     assert_non_null(strstr(c->err.detail, "cannot fork"));
 }
@@ -632,13 +643,8 @@ test_send_fails(void **state)
     fakehost_cert_t *c;
 
     (void) state;
-    account_known();
-    sched_start(0, 0, 0);
     h.http_send_fails = 1;
-    c = cert_add_one("nonet.example", ATLS_CHAL_HTTP01, 1);
-    atls_sched_check(h.s);
-    assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
-    assert_int_equal(c->done, 1);
+    c = run_alone("nonet.example", ATLS_CHAL_HTTP01);
     assert_int_equal(c->rc, -1);
     assert_int_equal(c->err.cls, ATLS_ERR_RETRY_LATER);
     assert_non_null(strstr(c->err.detail, "cannot start the HTTP transfer"));
@@ -674,14 +680,10 @@ test_request_answered(void **state)
     char             err[256];
 
     (void) state;
-    account_known();
     backoff("asked.example");
     assert_int_equal(atls_store_request_renew(st, "asked.example", err, sizeof(err)),
                      ATLS_STORE_OK);
-    sched_start(0, 0, 0);
-    c = cert_add_one("asked.example", ATLS_CHAL_HTTP01, 1);
-    atls_sched_check(h.s);
-    assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
+    c = run_alone("asked.example", ATLS_CHAL_HTTP01);
     assert_int_equal(c->rc, 0);
     assert_int_equal(atls_store_peek_request(st, "asked.example", &when), 0);
 }
