@@ -192,13 +192,13 @@ atls_sched_cert_id(const atls_sched_cert_t *c)
 void *
 atls_sched_op_data(const atls_sched_op_t *op)
 {
-    return op->data;
+    return op->cert->data;
 }
 
 /* ---- the pass -------------------------------------------------------------------- */
 
 static void
-slot_fail_early(atls_sched_t *s, atls_sched_cert_t *c, const char *why)
+cert_fail_unplanned(atls_sched_t *s, atls_sched_cert_t *c, const char *why)
 {
     atls_error_t err;
 
@@ -229,22 +229,22 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
         atls_log(ATLS_LOG_ERR, "autotls: certificate \"%s\": %s", c->id, err);
         atls_sched_slot_clear(sl);
         if (force) {
-            slot_fail_early(s, c, err);
+            cert_fail_unplanned(s, c, err);
         }
         return 0;
     }
-    /* EAB secrets are never persisted: from the settings */
-    if (sl->meta.issuer.eab_kid == NULL && c->issuer.eab_kid != NULL) {
-        sl->meta.issuer.eab_kid = atls_strdup(c->issuer.eab_kid);
-        free(sl->meta.issuer.eab_hmac);
-        sl->meta.issuer.eab_hmac = atls_strdup(c->issuer.eab_hmac);
-    }
+    /* The settings as configured, never as stored: EAB secrets are not
+     * persisted, and the store (the worker's) must not name the program a
+     * dns hook runs or the CA's trust. */
+    atls_issuer_free(&sl->meta.issuer);
+    atls_issuer_copy(&sl->meta.issuer, &c->issuer);
 
     now = time(NULL);
     if (atls_store_peek_request(s->st, c->id, &asked)) {
         request_at = asked > 0 ? asked : 1;
     }
     atls_job_plan(&sl->meta, now, request_at, force, s->ari, &sl->plan);
+    sl->request_at = request_at;
     if (sl->plan.kind == ATLS_PLAN_NOTHING
         || (sl->plan.kind == ATLS_PLAN_ARI
             && now < atls_sched_dir(s, sl->meta.issuer.directory)->no_ari_until)
@@ -433,12 +433,12 @@ atls_sched_http_done(atls_sched_t *s, atls_sched_op_t *op, const atls_http_respo
 void
 atls_sched_hook_done(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *why)
 {
+    char msg[400];
+
     sched_enter(s);
-    if (op->slot == NULL) {
-        atls_sched_orphan_end(s, op, ok, why);
-    } else if (op->slot->op == op) {
-        atls_sched_slot_hook_end(op->slot, ok, why);
-    }
+    snprintf(msg, sizeof(msg), "dns hook %s failed: %s", op->setup ? "setup" : "teardown",
+             why != NULL && why[0] != '\0' ? why : "no reason given");
+    atls_sched_hook_end(s, op, ok, msg);
     sched_leave(s);
 }
 
@@ -446,17 +446,13 @@ atls_sched_hook_done(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *w
 static void
 hook_expire(atls_sched_t *s, atls_sched_op_t *op)
 {
-    char why[128];
+    char msg[128];
 
     if (s->host.hook_kill != NULL) {
         s->host.hook_kill(s->host.ctx, op);
     }
-    snprintf(why, sizeof(why), "dns hook timed out after %ld s", s->hook_timeout_s);
-    if (op->slot == NULL) {
-        atls_sched_orphan_end(s, op, 0, why);
-    } else {
-        atls_sched_slot_hook_end(op->slot, 0, why);
-    }
+    snprintf(msg, sizeof(msg), "dns hook timed out after %ld s", s->hook_timeout_s);
+    atls_sched_hook_end(s, op, 0, msg);
 }
 
 void

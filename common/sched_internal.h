@@ -31,12 +31,11 @@ struct atls_sched_cert_s {
 typedef struct sched_slot_s sched_slot_t;
 
 struct atls_sched_op_s {
-    atls_sched_t       *s;
     sched_slot_t       *slot;       /* NULL: a teardown hook nobody waits for */
+    atls_sched_cert_t  *cert;       /* the certificate it works for */
     int                 hook;       /* 0: an HTTP transfer, 1: a hook run */
     int                 setup;      /* hook: setup (1) or teardown (0) */
     long long           deadline;   /* hook: killed then (monotonic ms) */
-    void               *data;       /* the certificate's data, for the host */
     char               *what;       /* hook: the record's name, for logs */
     atls_sched_op_t    *next;       /* the orphan list */
 };
@@ -56,6 +55,7 @@ struct sched_slot_s {
     atls_key_type_t         kt;         /* of the running order */
     int                     ari;        /* the engine is an ARI query */
     int                     force;
+    time_t                  request_at; /* the operator request planned with */
     atls_job_t             *job;
     atls_acme_t            *e;          /* the job's engine, or the ARI query's */
     atls_http_opts_t        http;
@@ -114,11 +114,10 @@ typedef enum {
 
 sched_start_t atls_sched_slot_start(sched_slot_t *sl);
 void atls_sched_slot_step(sched_slot_t *sl, const atls_http_response_t *resp);
-void atls_sched_slot_hook_end(sched_slot_t *sl, int ok, const char *why);
+void atls_sched_hook_end(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *msg);
 void atls_sched_slot_cancel(sched_slot_t *sl);
 void atls_sched_slot_clear(sched_slot_t *sl);
 void atls_sched_op_free(atls_sched_op_t *op);
-void atls_sched_orphan_end(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *why);
 sched_dir_t *atls_sched_dir(atls_sched_t *s, const char *directory);
 
 #endif

@@ -24,17 +24,16 @@ static void slot_ari_end(sched_slot_t *sl, int failed);
 /* ---- small helpers --------------------------------------------------------- */
 
 static atls_sched_op_t *
-op_new(atls_sched_t *s, sched_slot_t *sl, int hook)
+op_new(sched_slot_t *sl, int hook)
 {
     atls_sched_op_t *op = calloc(1, sizeof(*op));
 
     if (op == NULL) {
         abort();
     }
-    op->s = s;
     op->slot = sl;
+    op->cert = sl->cert;
     op->hook = hook;
-    op->data = sl != NULL && sl->cert != NULL ? sl->cert->data : NULL;
     return op;
 }
 
@@ -149,7 +148,7 @@ hook_orphan_teardown(sched_slot_t *sl, const atls_challenge_t *c)
                  "behind (shutting down)", sl->cert->id, c->dns_name);
         return;
     }
-    op = op_new(s, sl, 1);
+    op = op_new(sl, 1);
     op->slot = NULL;
     op->setup = 0;
     if (hook_run(s, op, sl->meta.issuer.dns_hook, c, why, sizeof(why)) != 0) {
@@ -162,59 +161,48 @@ hook_orphan_teardown(sched_slot_t *sl, const atls_challenge_t *c)
     s->orphans = op;
 }
 
+/*
+ * A hook run ended: ok, or msg says why not ("dns hook setup failed: ...",
+ * "dns hook timed out after N s").  A setup's outcome goes to the engine,
+ * which fails the order with msg; a teardown's failure is only logged.
+ */
 void
-atls_sched_orphan_end(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *why)
+atls_sched_hook_end(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *msg)
 {
+    sched_slot_t     *sl = op->slot;
     atls_sched_op_t **pp;
+    int               setup = op->setup;
 
-    for (pp = &s->orphans; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == op) {
-            *pp = op->next;
-            break;
+    if (!ok && !setup) {
+        atls_log(ATLS_LOG_WARN, "autotls: certificate \"%s\": %s (removing %s)",
+                 op->cert->id, msg, op->what ? op->what : "?");
+    }
+    if (sl == NULL) {
+        for (pp = &s->orphans; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == op) {
+                *pp = op->next;
+                break;
+            }
         }
+        atls_sched_op_free(op);
+        return;
     }
-    if (!ok) {
-        atls_log(ATLS_LOG_WARN, "autotls: dns hook teardown of %s failed: %s",
-                 op->what ? op->what : "?", why ? why : "?");
-    }
-    atls_sched_op_free(op);
-}
-
-/* The hook of the slot ended (ok, or why not): the order goes on. */
-void
-atls_sched_slot_hook_end(sched_slot_t *sl, int ok, const char *why)
-{
-    atls_sched_op_t *op = sl->op;
-    int              setup = op->setup;
-    char             what[256];
-
-    snprintf(what, sizeof(what), "%s", op->what ? op->what : "?");
     sl->op = NULL;
     atls_sched_op_free(op);
     if (sl->e == NULL) {
         return;
     }
-    if (setup) {
-        const atls_challenge_t *c = sl->hook_ch;
+    if (setup && ok) {
+        /* remembered, so that a failed order removes the record */
+        atls_challenge_ops_t recorded;
 
-        sl->hook_ch = NULL;
-        if (ok) {
-            /* remembered, so that a failed order removes the record */
-            atls_challenge_ops_t done;
-
-            memset(&done, 0, sizeof(done));
-            done.setup = setup_recorded;
-            atls_published_setup(&sl->pub, sl->e, &done, c);
-        } else {
-            char msg[400];
-
-            snprintf(msg, sizeof(msg), "dns hook setup failed: %s", why ? why : "?");
-            atls_acme_challenge_result(sl->e, 0, msg);
-        }
-    } else if (!ok) {
-        atls_log(ATLS_LOG_WARN, "autotls: certificate \"%s\": dns hook teardown of %s "
-                 "failed: %s", sl->cert->id, what, why ? why : "?");
+        memset(&recorded, 0, sizeof(recorded));
+        recorded.setup = setup_recorded;
+        atls_published_setup(&sl->pub, sl->e, &recorded, sl->hook_ch);
+    } else if (setup) {
+        atls_acme_challenge_result(sl->e, 0, msg);
     }
+    sl->hook_ch = NULL;
     atls_sched_slot_step(sl, NULL);
 }
 
@@ -256,7 +244,7 @@ slot_setup(sched_slot_t *sl, const atls_challenge_t *c)
         atls_published_setup(&sl->pub, sl->e, &sl->ops, c);
         return 1;
     }
-    sl->op = op_new(sl->s, sl, 1);
+    sl->op = op_new(sl, 1);
     sl->op->setup = 1;
     sl->hook_ch = c;
     if (hook_run(sl->s, sl->op, sl->meta.issuer.dns_hook, c, why, sizeof(why)) != 0) {
@@ -281,7 +269,7 @@ slot_teardown(sched_slot_t *sl, const atls_challenge_t *c)
     }
     /* forgotten first: the hook below removes it, the order waits for that */
     atls_published_teardown(&sl->pub, NULL, c);
-    sl->op = op_new(sl->s, sl, 1);
+    sl->op = op_new(sl, 1);
     sl->op->setup = 0;
     if (hook_run(sl->s, sl->op, sl->meta.issuer.dns_hook, c, why, sizeof(why)) != 0) {
         atls_log(ATLS_LOG_WARN, "autotls: certificate \"%s\": cannot remove the TXT "
@@ -300,7 +288,7 @@ slot_send(sched_slot_t *sl, const atls_http_request_t *req)
 {
     atls_sched_t *s = sl->s;
 
-    sl->op = op_new(s, sl, 0);
+    sl->op = op_new(sl, 0);
     if (s->host.http_send(s->host.ctx, sl->op, &sl->http, req) == 0) {
         return 0;
     }
@@ -432,6 +420,20 @@ slot_blocked(const sched_slot_t *sl)
     return 0;
 }
 
+/* An operator asked for this attempt, and it succeeded: the request is
+ * answered, unless a new one came in meanwhile. */
+static void
+answer_request(sched_slot_t *sl)
+{
+    time_t when;
+
+    if (atls_store_peek_request(sl->s->st, sl->cert->id, &when)
+        && (when == 0 || when <= sl->request_at))
+    {
+        (void) atls_store_take_request(sl->s->st, sl->cert->id);
+    }
+}
+
 /* The attempt on the slot's certificate is over: free the slot, tell the host. */
 static void
 slot_cert_end(sched_slot_t *sl)
@@ -441,6 +443,9 @@ slot_cert_end(sched_slot_t *sl)
     atls_error_t       err = sl->err;
     int                rc = sl->rc, tell = !sl->ari;
 
+    if (rc == 0 && !sl->ari && sl->request_at != 0) {
+        answer_request(sl);
+    }
     atls_sched_slot_clear(sl);
     c->busy = 0;
     s->kick_due = 1;    /* the slot is free for the next certificate */
