@@ -180,11 +180,18 @@ ngx_http_autotls_issuer_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     /*
-     * MERGE: the one call of the core's atls_issuer_normalise(&iss->is, ...)
-     * goes here (contacts as "mailto:" URLs, the key-type pair rule, the
-     * ec256 default); its error is logged like the ones above, with
-     * "in %s:%ui", iss->file, iss->line.  The pair check in
-     * ngx_http_autotls_issuer_key() and the default below then go.
+     * MERGE: the one call of the core's issuer rules (contacts as "mailto:"
+     * URLs, the key-type pair rule, EAB both or neither) goes here, with
+     * "char err[256];" above:
+     *
+     *     if (atls_issuer_normalise(&iss->is, err, sizeof(err)) != 0) {
+     *         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+     *                       "autotls_issuer \"%V\": %s in %s:%ui",
+     *                       &iss->name, err, iss->file, iss->line);
+     *         return NGX_CONF_ERROR;
+     *     }
+     *
+     * The pair check in ngx_http_autotls_issuer_key() then goes.
      */
 
     if (iss->is.n_key_types == 0) {

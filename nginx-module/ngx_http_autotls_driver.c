@@ -34,6 +34,7 @@ static void ngx_http_autotls_elect(ngx_event_t *ev);
 static ngx_int_t ngx_http_autotls_drive(ngx_uint_t took);
 static void ngx_http_autotls_manage(atls_sched_t *sched);
 static void ngx_http_autotls_stop(void);
+static ngx_uint_t ngx_http_autotls_leaving(void);
 static void ngx_http_autotls_check(ngx_event_t *ev);
 static void ngx_http_autotls_timer(ngx_event_t *ev);
 static void ngx_http_autotls_sched_timer(void *ctx, long ms);
@@ -111,8 +112,7 @@ ngx_http_autotls_elect(ngx_event_t *ev)
     ngx_uint_t                  took;
     ngx_http_autotls_driver_t  *drv = &ngx_http_autotls_drv;
 
-    if (ngx_exiting || ngx_quit || ngx_terminate) {
-        ngx_http_autotls_stop();
+    if (ngx_http_autotls_leaving()) {
         return;
     }
 
@@ -251,6 +251,19 @@ ngx_http_autotls_stop(void)
 }
 
 
+/* an exiting worker stops driving at once; the next driver resumes */
+static ngx_uint_t
+ngx_http_autotls_leaving(void)
+{
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        ngx_http_autotls_stop();
+        return 1;
+    }
+
+    return 0;
+}
+
+
 /* ---- the scheduler's events -------------------------------------------- */
 
 static void
@@ -259,6 +272,10 @@ ngx_http_autotls_check(ngx_event_t *ev)
     ngx_http_autotls_driver_t  *drv = &ngx_http_autotls_drv;
 
     if (drv->sched == NULL) {
+        return;
+    }
+
+    if (ngx_http_autotls_leaving()) {
         return;
     }
 
@@ -278,8 +295,7 @@ ngx_http_autotls_timer(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_exiting || ngx_quit || ngx_terminate) {
-        ngx_http_autotls_stop();
+    if (ngx_http_autotls_leaving()) {
         return;
     }
 
