@@ -14,8 +14,7 @@
 
 
 typedef struct {
-    ngx_queue_t                 queue;
-    atls_sched_op_t            *op;
+    ngx_http_autotls_op_t       op;         /* first: found by op */
     CURL                       *easy;
     atls_http_xfer_t           *xfer;
 } ngx_http_autotls_xfer_t;
@@ -85,9 +84,7 @@ ngx_http_autotls_curl_init(atls_sched_t *sched, ngx_uint_t max_host_conns,
 void
 ngx_http_autotls_curl_cleanup(void)
 {
-    ngx_queue_t              *q;
-    atls_http_response_t      resp;
-    ngx_http_autotls_xfer_t  *x;
+    ngx_http_autotls_op_t    *o;
     ngx_http_autotls_curl_t  *cu = &ngx_http_autotls_curl;
 
     if (cu->multi == NULL) {
@@ -95,10 +92,9 @@ ngx_http_autotls_curl_cleanup(void)
     }
 
     while (!ngx_queue_empty(&cu->xfers)) {
-        q = ngx_queue_head(&cu->xfers);
-        x = ngx_queue_data(q, ngx_http_autotls_xfer_t, queue);
-        ngx_http_autotls_curl_free(x, CURLE_ABORTED_BY_CALLBACK, &resp);
-        atls_http_response_free(&resp);
+        o = ngx_queue_data(ngx_queue_head(&cu->xfers), ngx_http_autotls_op_t,
+                           queue);
+        ngx_http_autotls_curl_cancel(NULL, o->op);
     }
 
     /* closes the connections curl keeps, through the socket callback */
@@ -130,7 +126,7 @@ ngx_http_autotls_curl_send(void *ctx, atls_sched_op_t *op,
         return -1;
     }
 
-    x->op = op;
+    x->op.op = op;
     x->xfer = NULL;
 
     /* curl copies the URL, the body and the options */
@@ -142,7 +138,7 @@ ngx_http_autotls_curl_send(void *ctx, atls_sched_op_t *op,
 
     (void) curl_easy_setopt(x->easy, CURLOPT_PRIVATE, (char *) x);
 
-    ngx_queue_insert_tail(&cu->xfers, &x->queue);
+    ngx_queue_insert_tail(&cu->xfers, &x->op.queue);
 
     if (curl_multi_add_handle(cu->multi, x->easy) != CURLM_OK) {
         ngx_http_autotls_curl_free(x, CURLE_FAILED_INIT, &resp);
@@ -161,7 +157,6 @@ ngx_http_autotls_curl_send(void *ctx, atls_sched_op_t *op,
 void
 ngx_http_autotls_curl_cancel(void *ctx, atls_sched_op_t *op)
 {
-    ngx_queue_t              *q;
     atls_http_response_t      resp;
     ngx_http_autotls_xfer_t  *x;
     ngx_http_autotls_curl_t  *cu = &ngx_http_autotls_curl;
@@ -170,19 +165,13 @@ ngx_http_autotls_curl_cancel(void *ctx, atls_sched_op_t *op)
         return;
     }
 
-    /* at most autotls_max_parallel transfers */
-    for (q = ngx_queue_head(&cu->xfers);
-         q != ngx_queue_sentinel(&cu->xfers);
-         q = ngx_queue_next(q))
-    {
-        x = ngx_queue_data(q, ngx_http_autotls_xfer_t, queue);
-
-        if (x->op == op) {
-            ngx_http_autotls_curl_free(x, CURLE_ABORTED_BY_CALLBACK, &resp);
-            atls_http_response_free(&resp);
-            return;
-        }
+    x = (ngx_http_autotls_xfer_t *) ngx_http_autotls_op_find(&cu->xfers, op);
+    if (x == NULL) {
+        return;
     }
+
+    ngx_http_autotls_curl_free(x, CURLE_ABORTED_BY_CALLBACK, &resp);
+    atls_http_response_free(&resp);
 }
 
 
@@ -193,7 +182,7 @@ ngx_http_autotls_curl_free(ngx_http_autotls_xfer_t *x, CURLcode code,
 {
     ngx_http_autotls_curl_t  *cu = &ngx_http_autotls_curl;
 
-    ngx_queue_remove(&x->queue);
+    ngx_queue_remove(&x->op.queue);
 
     /* also drops a completion message curl may still hold for it */
     curl_multi_remove_handle(cu->multi, x->easy);
@@ -380,7 +369,7 @@ ngx_http_autotls_curl_finished(void)
             continue;
         }
 
-        op = x->op;
+        op = x->op.op;
 
         /* msg is invalid from here on */
         ngx_http_autotls_curl_free(x, code, &resp);

@@ -14,8 +14,7 @@
 
 
 typedef struct {
-    ngx_queue_t                 queue;
-    atls_sched_op_t            *op;
+    ngx_http_autotls_op_t       op;         /* first: found by op */
     atls_hook_proc_t            proc;
     ngx_connection_t           *c;          /* the report pipe */
 } ngx_http_autotls_hook_run_t;
@@ -52,18 +51,17 @@ ngx_http_autotls_hook_init(atls_sched_t *sched, ngx_log_t *log)
 void
 ngx_http_autotls_hook_cleanup(void)
 {
-    ngx_queue_t                  *q;
-    ngx_http_autotls_hook_run_t  *run;
-    ngx_http_autotls_hooks_t     *h = &ngx_http_autotls_hooks;
+    ngx_http_autotls_op_t     *o;
+    ngx_http_autotls_hooks_t  *h = &ngx_http_autotls_hooks;
 
     if (h->sched == NULL) {
         return;
     }
 
     while (!ngx_queue_empty(&h->runs)) {
-        q = ngx_queue_head(&h->runs);
-        run = ngx_queue_data(q, ngx_http_autotls_hook_run_t, queue);
-        ngx_http_autotls_hook_kill(NULL, run->op);
+        o = ngx_queue_data(ngx_queue_head(&h->runs), ngx_http_autotls_op_t,
+                           queue);
+        ngx_http_autotls_hook_kill(NULL, o->op);
     }
 
     h->sched = NULL;
@@ -85,7 +83,7 @@ ngx_http_autotls_hook_start(void *ctx, atls_sched_op_t *op,
         return -1;
     }
 
-    run->op = op;
+    run->op.op = op;
 
     if (atls_hook_spawn(argv, &run->proc, why, whylen) != 0) {
         ngx_free(run);
@@ -107,7 +105,7 @@ ngx_http_autotls_hook_start(void *ctx, atls_sched_op_t *op,
     c->write->log = h->log;
     run->c = c;
 
-    ngx_queue_insert_tail(&h->runs, &run->queue);
+    ngx_queue_insert_tail(&h->runs, &run->op.queue);
 
     /* level-triggered: a report read in parts is read again */
     if (ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
@@ -125,25 +123,25 @@ ngx_http_autotls_hook_start(void *ctx, atls_sched_op_t *op,
 void
 ngx_http_autotls_hook_kill(void *ctx, atls_sched_op_t *op)
 {
-    ngx_queue_t                  *q;
     atls_hook_proc_t              proc;
     ngx_http_autotls_hook_run_t  *run;
     ngx_http_autotls_hooks_t     *h = &ngx_http_autotls_hooks;
 
-    for (q = ngx_queue_head(&h->runs);
-         q != ngx_queue_sentinel(&h->runs);
-         q = ngx_queue_next(q))
-    {
-        run = ngx_queue_data(q, ngx_http_autotls_hook_run_t, queue);
-
-        if (run->op == op) {
-            proc = run->proc;
-            /* off the event loop while the pipe is still open */
-            ngx_http_autotls_hook_forget(run, 0);
-            atls_hook_kill(&proc);
-            return;
-        }
+    if (h->sched == NULL) {
+        return;
     }
+
+    run = (ngx_http_autotls_hook_run_t *) ngx_http_autotls_op_find(&h->runs,
+                                                                   op);
+    if (run == NULL) {
+        return;
+    }
+
+    proc = run->proc;
+
+    /* off the event loop while the pipe is still open */
+    ngx_http_autotls_hook_forget(run, 0);
+    atls_hook_kill(&proc);
 }
 
 
@@ -164,7 +162,7 @@ ngx_http_autotls_hook_report(ngx_event_t *ev)
         return;
     }
 
-    op = run->op;
+    op = run->op.op;
 
     /* atls_hook_read() closed the pipe */
     ngx_http_autotls_hook_forget(run, 1);
@@ -192,6 +190,6 @@ ngx_http_autotls_hook_forget(ngx_http_autotls_hook_run_t *run,
     ngx_free_connection(c);
     c->fd = (ngx_socket_t) -1;
 
-    ngx_queue_remove(&run->queue);
+    ngx_queue_remove(&run->op.queue);
     ngx_free(run);
 }

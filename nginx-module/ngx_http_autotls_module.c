@@ -485,3 +485,25 @@ ngx_http_autotls_msec(void)
 
     return (ngx_msec_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+
+/* at most autotls_max_parallel transfers or hook runs: a list will do */
+ngx_http_autotls_op_t *
+ngx_http_autotls_op_find(ngx_queue_t *ops, atls_sched_op_t *op)
+{
+    ngx_queue_t            *q;
+    ngx_http_autotls_op_t  *o;
+
+    for (q = ngx_queue_head(ops);
+         q != ngx_queue_sentinel(ops);
+         q = ngx_queue_next(q))
+    {
+        o = ngx_queue_data(q, ngx_http_autotls_op_t, queue);
+
+        if (o->op == op) {
+            return o;
+        }
+    }
+
+    return NULL;
+}

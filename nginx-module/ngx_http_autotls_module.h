@@ -202,6 +202,15 @@ void ngx_http_autotls_event_init(ngx_event_t *ev,
 /* ngx_current_msec does not move inside one event handler */
 ngx_msec_t ngx_http_autotls_msec(void);
 
+/* a curl transfer or a hook run of the scheduler, on a queue */
+typedef struct {
+    ngx_queue_t                     queue;
+    atls_sched_op_t                *op;
+} ngx_http_autotls_op_t;
+
+ngx_http_autotls_op_t *ngx_http_autotls_op_find(ngx_queue_t *ops,
+    atls_sched_op_t *op);
+
 /* driver: election and the scheduler's host */
 ngx_int_t ngx_http_autotls_driver_init(ngx_cycle_t *cycle);
 void ngx_http_autotls_driver_exit(ngx_cycle_t *cycle);
