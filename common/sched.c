@@ -114,17 +114,83 @@ cert_free(atls_sched_cert_t *c)
     free(c);
 }
 
+/*
+ * Certificates by id: an open-addressing table of indexes into certs, so
+ * that adding 10,000 certificates (nginx at every start and reload) does
+ * not compare each with all before it.
+ */
+static size_t
+cert_hash(const char *id)
+{
+    size_t h = 14695981039346656037ULL;
+
+    while (*id != '\0') {
+        h = (h ^ (unsigned char) *id++) * 1099511628211ULL;
+    }
+    return h;
+}
+
 static atls_sched_cert_t *
 cert_find(const atls_sched_t *s, const char *id)
 {
     size_t i;
 
-    for (i = 0; i < s->n_certs; i++) {
-        if (strcmp(s->certs[i]->id, id) == 0) {
-            return s->certs[i];
+    if (s->cap_index == 0) {
+        return NULL;
+    }
+    for (i = cert_hash(id) & (s->cap_index - 1); s->index[i] != 0;
+         i = (i + 1) & (s->cap_index - 1))
+    {
+        atls_sched_cert_t *c = s->certs[s->index[i] - 1];
+
+        if (strcmp(c->id, id) == 0) {
+            return c;
         }
     }
     return NULL;
+}
+
+static void
+index_put(atls_sched_t *s, size_t k)
+{
+    size_t i = cert_hash(s->certs[k]->id) & (s->cap_index - 1);
+
+    while (s->index[i] != 0) {
+        i = (i + 1) & (s->cap_index - 1);
+    }
+    s->index[i] = k + 1;
+}
+
+/* Room for one more certificate in certs and the index; -1 out of memory. */
+static int
+certs_grow(atls_sched_t *s)
+{
+    if (s->n_certs == s->cap_certs) {
+        size_t              cap = s->cap_certs ? s->cap_certs * 2 : 16;
+        atls_sched_cert_t **v = realloc(s->certs, cap * sizeof(*v));
+
+        if (v == NULL) {
+            return -1;
+        }
+        s->certs = v;
+        s->cap_certs = cap;
+    }
+    /* at most half full, so that probes stay short */
+    if (2 * (s->n_certs + 1) > s->cap_index) {
+        size_t  cap = s->cap_index ? s->cap_index * 2 : 32, k;
+        size_t *v = calloc(cap, sizeof(*v));
+
+        if (v == NULL) {
+            return -1;
+        }
+        free(s->index);
+        s->index = v;
+        s->cap_index = cap;
+        for (k = 0; k < s->n_certs; k++) {
+            index_put(s, k);
+        }
+    }
+    return 0;
 }
 
 atls_sched_cert_t *
@@ -155,26 +221,15 @@ atls_sched_add(atls_sched_t *s, const char *const *names, size_t n,
         atls_strv_free(c->names, c->n_names);
         atls_issuer_free(&c->issuer);
     } else {
-        if (s->n_certs == s->cap_certs) {
-            size_t              cap = s->cap_certs ? s->cap_certs * 2 : 16;
-            atls_sched_cert_t **v = realloc(s->certs, cap * sizeof(*v));
-
-            if (v == NULL) {
-                free(id);
-                snprintf(err, errlen, "out of memory");
-                return NULL;
-            }
-            s->certs = v;
-            s->cap_certs = cap;
-        }
-        c = calloc(1, sizeof(*c));
+        c = certs_grow(s) == 0 ? calloc(1, sizeof(*c)) : NULL;
         if (c == NULL) {
             free(id);
             snprintf(err, errlen, "out of memory");
             return NULL;
         }
         c->id = id;
-        s->certs[s->n_certs++] = c;
+        s->certs[s->n_certs] = c;
+        index_put(s, s->n_certs++);
     }
     c->names = atls_strv_dup((char *const *) names, n);
     c->n_names = n;
@@ -554,6 +609,7 @@ sched_destroy(atls_sched_t *s)
     }
     free(s->dirs);
     free(s->certs);
+    free(s->index);
     free(s->slots);
     free(s);
 }

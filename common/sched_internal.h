@@ -84,8 +84,10 @@ struct atls_sched_s {
     long                hook_timeout_s;
     int                 ari;
 
-    atls_sched_cert_t **certs;
+    atls_sched_cert_t **certs;          /* in the order added */
     size_t              n_certs, cap_certs;
+    size_t             *index;          /* by id: 1 + index into certs, 0 empty */
+    size_t              cap_index;      /* a power of two */
     sched_slot_t       *slots;
     atls_sched_op_t    *orphans;        /* teardown hooks after a failed order */
     sched_dir_t        *dirs;

@@ -705,6 +705,38 @@ test_add_refuses(void **state)
     assert_non_null(strstr(err, "directory"));
 }
 
+static void
+test_add_replaces(void **state)
+{
+    static char        names[1000][32];
+    atls_sched_cert_t *added[1000], *again;
+    atls_issuer_t      is;
+    const char        *np;
+    int                data = 0;
+    size_t             i;
+    char               err[256];
+
+    (void) state;
+    sched_start(0, 0, 0);
+    issuer_init(&is, ATLS_CHAL_HTTP01);
+    for (i = 0; i < 1000; i++) {
+        snprintf(names[i], sizeof(names[i]), "n%zu.example", i);
+        np = names[i];
+        added[i] = atls_sched_add(h.s, &np, 1, &is, NULL, err, sizeof(err));
+        assert_non_null(added[i]);
+        assert_string_equal(atls_sched_cert_id(added[i]), names[i]);
+    }
+    /* the same first name again: new settings for the same certificate */
+    for (i = 0; i < 1000; i += 97) {
+        np = names[i];
+        again = atls_sched_add(h.s, &np, 1, &is, &data, err, sizeof(err));
+        assert_ptr_equal(again, added[i]);
+    }
+    np = "*.wild.example";
+    assert_string_equal(atls_sched_cert_id(atls_sched_add(h.s, &np, 1, &is, NULL, err,
+                                                          sizeof(err))), "_.wild.example");
+}
+
 int
 main(void)
 {
@@ -726,6 +758,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_free_in_done, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_answered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_add_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_add_replaces, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
