@@ -587,6 +587,7 @@ sched_destroy(atls_sched_t *s)
     atls_sched_op_t *op;
     size_t           i;
 
+    s->depth = 1;       /* a host that calls back meanwhile only marks it */
     s->freeing = 1;
     for (i = 0; i < s->n_slots; i++) {
         atls_sched_slot_cancel(&s->slots[i]);

@@ -460,6 +460,10 @@ slot_ari_start(sched_slot_t *sl)
     atls_sched_t *s = sl->s;
     char          err[512];
 
+    if (s->stopping) {
+        slot_cert_end(sl);
+        return SCHED_OVER;
+    }
     err[0] = '\0';
     sl->e = atls_job_ari_start(s->st, &sl->meta, err, sizeof(err));
     if (sl->e == NULL) {
