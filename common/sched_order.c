@@ -178,6 +178,7 @@ atls_sched_hook_end(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *ms
                  op->cert->id, msg, op->what ? op->what : "?");
     }
     if (sl == NULL) {
+        s->kick_due = 1;    /* the certificate's next order may start */
         for (pp = &s->orphans; *pp != NULL; pp = &(*pp)->next) {
             if (*pp == op) {
                 *pp = op->next;
@@ -267,8 +268,14 @@ slot_teardown(sched_slot_t *sl, const atls_challenge_t *c)
         atls_published_teardown(&sl->pub, &sl->ops, c);
         return 1;
     }
-    /* forgotten first: the hook below removes it, the order waits for that */
+    /* forgotten first: the hook below removes it */
     atls_published_teardown(&sl->pub, NULL, c);
+    if (strcmp(atls_acme_state_name(sl->e), "cleanup") == 0) {
+        /* the order has failed: its end is not held up by the removal */
+        hook_orphan_teardown(sl, c);
+        return 1;
+    }
+    /* a validated name: removed before the order goes on */
     sl->op = op_new(sl, 1);
     sl->op->setup = 0;
     if (hook_run(sl->s, sl->op, sl->meta.issuer.dns_hook, c, why, sizeof(why)) != 0) {
@@ -398,16 +405,26 @@ first_contact(atls_sched_t *s, const char *directory)
 }
 
 /*
- * A CA must not see several orders create the same account at once (Pebble
- * answers all but one with serverInternal): while one order is creating the
- * account of a directory, the orders for that directory wait.
+ * An order waits while
+ *   - another order is creating the account of its directory: a CA must
+ *     not see several orders create the same account at once (Pebble
+ *     answers all but one with serverInternal);
+ *   - a dns hook still removes a record of its certificate after a failed
+ *     order (the same names: a hook must not remove what the next order
+ *     sets up), at most for the hook's time limit.
  */
 static int
 slot_blocked(const sched_slot_t *sl)
 {
-    const atls_sched_t *s = sl->s;
-    size_t              i;
+    const atls_sched_t    *s = sl->s;
+    const atls_sched_op_t *op;
+    size_t                 i;
 
+    for (op = s->orphans; op != NULL; op = op->next) {
+        if (op->cert == sl->cert) {
+            return 1;
+        }
+    }
     for (i = 0; i < s->n_slots; i++) {
         const sched_slot_t *o = &s->slots[i];
 
@@ -499,7 +516,7 @@ atls_sched_slot_start(sched_slot_t *sl)
             break;
         }
         if (slot_blocked(sl)) {
-            return SCHED_BLOCKED;
+            return SCHED_BLOCKED;   /* kicked again when that changes */
         }
         sl->kt = sl->plan.kts[sl->next_kt++];
         why[0] = '\0';
@@ -599,7 +616,10 @@ slot_job_end(sched_slot_t *sl, int failed)
     if (deployed && s->host.deployed != NULL) {
         s->host.deployed(s->host.ctx, sl->cert->data, sl->cert->id, sl->kt);
     }
-    /* the next key type starts from the timer, like any pending start */
+    if (sl->next_kt == sl->plan.n_kts) {
+        slot_cert_end(sl);
+    }
+    /* else the next key type starts from the timer, like any pending start */
 }
 
 /* ---- cancelling ------------------------------------------------------------------ */

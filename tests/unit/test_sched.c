@@ -274,7 +274,7 @@ test_issue_one(void **state)
     assert_int_equal(c->rc, 0);
     assert_int_equal(c->n_deployed, 1);
     assert_int_equal(c->deployed[0], ATLS_KEY_EC256);
-    assert_int_equal(c->retired[0]->violations, 0);
+    assert_int_equal(c->ca->violations, 0);
     assert_stored(c, ATLS_KEY_EC256);
     /* the challenge was published and withdrawn again */
     assert_int_equal(h.publishes, 1);
@@ -374,7 +374,7 @@ test_key_types_in_turn(void **state)
     assert_stored(c, ATLS_KEY_RSA2048);
     /* the second order sent its first request after the first one ended */
     assert_int_equal(fakeca_count(c->retired[0], "POST", "/new-order"), 1);
-    assert_int_equal(fakeca_count(c->retired[1], "POST", "/new-order"), 1);
+    assert_int_equal(fakeca_count(c->ca, "POST", "/new-order"), 1);
     for (i = 0; i < h.n_log; i++) {
         if (strcmp(h.log[i].path, "/new-order") == 0) {
             orders[h.log[i].deployed]++;
@@ -448,6 +448,7 @@ test_failing_hook(void **state)
     /* the record of a.example is removed again */
     assert_int_equal(fakehost_run(&h, fakehost_until_hook,
                                   "teardown _acme-challenge.a.example", RUN_MS, NULL), 0);
+    assert_int_equal(hooked->done, 1);  /* not held up by the removal */
     fakehost_hook_report(&h, fakehost_hook_find(&h, "teardown",
                                                 "_acme-challenge.a.example"), 1, NULL);
     assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
@@ -463,6 +464,78 @@ test_failing_hook(void **state)
     }
     assert_int_equal(teardowns, 1);
     assert_int_equal(h.kills, 0);
+}
+
+static void
+test_teardown_hook_times_out(void **state)
+{
+    static const char *names[] = { "c.example", "d.example" };
+    atls_issuer_t      is;
+    fakehost_cert_t   *c;
+    fakehost_hook_t   *hk;
+
+    (void) state;
+    account_known();
+    sched_start(0, 1, 0);
+    issuer_init(&is, ATLS_CHAL_DNS01);
+    is.key_types[0] = ATLS_KEY_EC256;
+    is.key_types[1] = ATLS_KEY_EC384;
+    is.n_key_types = 2;
+    c = cert_add(names, 2, &is, 1);
+    atls_sched_check(h.s);
+    assert_int_equal(fakehost_run(&h, fakehost_until_hook,
+                                  "setup _acme-challenge.c.example", RUN_MS, NULL), 0);
+    fakehost_hook_report(&h, fakehost_hook_find(&h, "setup", "_acme-challenge.c.example"),
+                         1, NULL);
+    assert_int_equal(fakehost_run(&h, fakehost_until_hook,
+                                  "setup _acme-challenge.d.example", RUN_MS, NULL), 0);
+    fakehost_hook_report(&h, fakehost_hook_find(&h, "setup", "_acme-challenge.d.example"),
+                         0, NULL);
+    assert_int_equal(fakehost_run(&h, fakehost_until_hook,
+                                  "teardown _acme-challenge.c.example", RUN_MS, NULL), 0);
+    hk = fakehost_hook_find(&h, "teardown", "_acme-challenge.c.example");
+
+    /* the ec384 order waits for the removal, which never reports: it starts
+     * once the time limit killed the hook */
+    assert_int_equal(fakehost_run(&h, fakehost_until_hook,
+                                  "setup _acme-challenge.c.example", RUN_MS, NULL), 0);
+    assert_int_equal(hk->killed, 1);
+    assert_int_equal(log_count("dns hook timed out after 1 s (removing "
+                               "_acme-challenge.c.example)"), 1);
+    assert_int_equal(c->done, 0);
+    fakehost_hook_report(&h, fakehost_hook_find(&h, "setup", "_acme-challenge.c.example"),
+                         0, "refused");
+    assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
+
+    /* the first failure is the one reported */
+    assert_int_equal(c->done, 1);
+    assert_int_equal(c->rc, -1);
+    assert_string_equal(c->err.key_type, "ec256");
+    assert_non_null(strstr(c->err.detail, "dns hook setup failed: no reason given"));
+    assert_int_equal(h.kills, 1);
+}
+
+static int
+until_published(fakehost_t *fh, void *arg)
+{
+    (void) arg;
+    return fh->live_published > 0;
+}
+
+static void
+test_free_withdraws(void **state)
+{
+    (void) state;
+    account_known();
+    sched_start(0, 0, 0);
+    cert_add_one("pub.example", ATLS_CHAL_HTTP01, 1);
+    atls_sched_check(h.s);
+    assert_int_equal(fakehost_run(&h, until_published, NULL, RUN_MS, NULL), 0);
+    atls_sched_free(h.s);
+    h.s = NULL;
+    assert_int_equal(h.live_published, 0);
+    assert_int_equal(h.withdraws, 1);
+    assert_int_equal(h.n_done, 0);
 }
 
 static void
@@ -747,6 +820,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_key_types_in_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hanging_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failing_hook, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_teardown_hook_times_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_withdraws, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hook_cannot_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nothing_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_in_done, setup, teardown),
