@@ -168,7 +168,6 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
     }
     sl->cert = c;
     sl->ari = sl->plan.kind == ATLS_PLAN_ARI;
-    sl->force = force;
     c->busy = 1;
     return 1;
 }

@@ -56,7 +56,6 @@ struct sched_slot_s {
     size_t                  next_kt;    /* index into plan.kts */
     atls_key_type_t         kt;         /* of the running order */
     int                     ari;        /* the engine is an ARI query */
-    int                     force;
     time_t                  request_at; /* the operator request planned with */
     atls_job_t             *job;
     atls_acme_t            *e;          /* the job's engine, or the ARI query's */
