@@ -234,6 +234,17 @@ until_started(fakehost_t *fh, void *arg)
     return ((fakehost_cert_t *) arg)->started;
 }
 
+/* Runs until the hook "action _acme-challenge.<name>" runs; returns it. */
+static fakehost_hook_t *
+hook_wait(const char *action, const char *name)
+{
+    char what[160];
+
+    snprintf(what, sizeof(what), "%s _acme-challenge.%s", action, name);
+    assert_int_equal(fakehost_run(&h, fakehost_until_hook, what, RUN_MS, NULL), 0);
+    return fakehost_hook_find(&h, action, what + strlen(action) + 1);
+}
+
 /* Puts c in backoff: nothing is due for an hour. */
 static void
 backoff(const char *name)
@@ -436,21 +447,14 @@ test_failing_hook(void **state)
     plain = cert_add_one("plain.example", ATLS_CHAL_HTTP01, 1);
     atls_sched_check(h.s);
 
-    assert_int_equal(fakehost_run(&h, fakehost_until_hook,
-                                  "setup _acme-challenge.a.example", RUN_MS, NULL), 0);
-    hk = fakehost_hook_find(&h, "setup", "_acme-challenge.a.example");
+    hk = hook_wait("setup", "a.example");
     assert_non_null(hk->argv[3]);
     fakehost_hook_report(&h, hk, 1, NULL);
-    assert_int_equal(fakehost_run(&h, fakehost_until_hook,
-                                  "setup _acme-challenge.b.example", RUN_MS, NULL), 0);
-    fakehost_hook_report(&h, fakehost_hook_find(&h, "setup", "_acme-challenge.b.example"),
-                         0, "no such zone");
+    fakehost_hook_report(&h, hook_wait("setup", "b.example"), 0, "no such zone");
     /* the record of a.example is removed again */
-    assert_int_equal(fakehost_run(&h, fakehost_until_hook,
-                                  "teardown _acme-challenge.a.example", RUN_MS, NULL), 0);
+    hk = hook_wait("teardown", "a.example");
     assert_int_equal(hooked->done, 1);  /* not held up by the removal */
-    fakehost_hook_report(&h, fakehost_hook_find(&h, "teardown",
-                                                "_acme-challenge.a.example"), 1, NULL);
+    fakehost_hook_report(&h, hk, 1, NULL);
     assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
 
     assert_int_equal(hooked->done, 1);
@@ -472,7 +476,7 @@ test_teardown_hook_times_out(void **state)
     static const char *names[] = { "c.example", "d.example" };
     atls_issuer_t      is;
     fakehost_cert_t   *c;
-    fakehost_hook_t   *hk;
+    fakehost_hook_t   *hk, *again;
 
     (void) state;
     account_known();
@@ -483,28 +487,18 @@ test_teardown_hook_times_out(void **state)
     is.n_key_types = 2;
     c = cert_add(names, 2, &is, 1);
     atls_sched_check(h.s);
-    assert_int_equal(fakehost_run(&h, fakehost_until_hook,
-                                  "setup _acme-challenge.c.example", RUN_MS, NULL), 0);
-    fakehost_hook_report(&h, fakehost_hook_find(&h, "setup", "_acme-challenge.c.example"),
-                         1, NULL);
-    assert_int_equal(fakehost_run(&h, fakehost_until_hook,
-                                  "setup _acme-challenge.d.example", RUN_MS, NULL), 0);
-    fakehost_hook_report(&h, fakehost_hook_find(&h, "setup", "_acme-challenge.d.example"),
-                         0, NULL);
-    assert_int_equal(fakehost_run(&h, fakehost_until_hook,
-                                  "teardown _acme-challenge.c.example", RUN_MS, NULL), 0);
-    hk = fakehost_hook_find(&h, "teardown", "_acme-challenge.c.example");
+    fakehost_hook_report(&h, hook_wait("setup", "c.example"), 1, NULL);
+    fakehost_hook_report(&h, hook_wait("setup", "d.example"), 0, NULL);
+    hk = hook_wait("teardown", "c.example");
 
     /* the ec384 order waits for the removal, which never reports: it starts
      * once the time limit killed the hook */
-    assert_int_equal(fakehost_run(&h, fakehost_until_hook,
-                                  "setup _acme-challenge.c.example", RUN_MS, NULL), 0);
+    again = hook_wait("setup", "c.example");
     assert_int_equal(hk->killed, 1);
     assert_int_equal(log_count("dns hook timed out after 1 s (removing "
                                "_acme-challenge.c.example)"), 1);
     assert_int_equal(c->done, 0);
-    fakehost_hook_report(&h, fakehost_hook_find(&h, "setup", "_acme-challenge.c.example"),
-                         0, "refused");
+    fakehost_hook_report(&h, again, 0, "refused");
     assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
 
     /* the first failure is the one reported */
