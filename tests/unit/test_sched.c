@@ -19,6 +19,7 @@
 #include "atls_job.h"
 #include "atls_sched.h"
 #include "atls_store.h"
+#include "support/arileaf.h"
 #include "support/fakeca.h"
 #include "support/fakehost.h"
 #include "support/tmptree.h"
@@ -33,6 +34,7 @@ static EVP_PKEY       *akey;
 static fakehost_t      h;
 static fakehost_cert_t certs[MAX_CERTS];
 static size_t          n_certs;
+static int             opt_ari;        /* sched_start asks for ARI */
 
 /* ---- the log, to check what is said once ------------------------------------ */
 
@@ -98,6 +100,7 @@ setup(void **state)
     free(url);
     fakehost_init(&h);
     n_certs = 0;
+    opt_ari = 0;
     return 0;
 }
 
@@ -141,6 +144,7 @@ sched_start(size_t max_parallel, long hook_timeout_s, long slice_ms)
     o.max_parallel = max_parallel;
     o.hook_timeout_s = hook_timeout_s;
     o.slice_ms = slice_ms;
+    o.ari = opt_ari;
     h.s = atls_sched_new(st, &h.host, &o, err, sizeof(err));
     assert_non_null(h.s);
 }
@@ -595,6 +599,105 @@ test_issued_nothing_due(void **state)
     assert_int_equal(c->done, 1);
 }
 
+/* A valid certificate for name, renewal far off: 1 when the plan then asks
+ * the CA for renewal information (it needs the plan's kt_info rules). */
+static int
+ari_ready(const char *name)
+{
+    atls_cert_meta_t m;
+    atls_issuer_t    is;
+    atls_plan_t      plan;
+    char             err[256];
+
+    issuer_init(&is, ATLS_CHAL_HTTP01);
+    assert_int_equal(arileaf_store(st, name, &name, 1, ATLS_KEY_EC256), 0);
+    assert_int_equal(atls_job_ensure(st, &name, 1, &is, &m, err, sizeof(err)), 0);
+    m.state = ATLS_STATE_VALID;
+    m.renew_at = time(NULL) + 86400 * 30;
+    assert_int_equal(atls_store_save_meta(st, &m, err, sizeof(err)), ATLS_STORE_OK);
+    atls_job_plan(&m, time(NULL), 0, 0, 1, &plan);
+    atls_cert_meta_free(&m);
+    return plan.kind == ATLS_PLAN_ARI;
+}
+
+static size_t
+requests_to(const char *path)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < h.n_log; i++) {
+        n += strcmp(h.log[i].path, path) == 0;
+    }
+    return n;
+}
+
+static void
+test_ari_once_per_directory(void **state)
+{
+    static const char *names[] = { "ari1.example", "ari2.example", "ari3.example" };
+    size_t             i;
+
+    (void) state;
+    account_known();
+    for (i = 0; i < 3; i++) {
+        if (!ari_ready(names[i])) {
+            skip();
+        }
+    }
+    opt_ari = 1;
+    sched_start(1, 0, 0);
+    for (i = 0; i < 3; i++) {
+        cert_add_one(names[i], ATLS_CHAL_HTTP01, 1);     /* no renewalInfo */
+    }
+    atls_sched_check(h.s);
+    assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
+    /* asked once for the directory, not once per certificate */
+    assert_int_equal(requests_to("/dir"), 1);
+    assert_int_equal(requests_to("/new-order"), 0);
+    atls_sched_check(h.s);
+    assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
+    assert_int_equal(requests_to("/dir"), 1);
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(certs[i].done, 0);     /* no attempt */
+    }
+    assert_int_equal(atls_sched_running(h.s), 0);
+}
+
+static void
+test_ari_window_renews(void **state)
+{
+    const char      *name = "window.example";
+    fakehost_cert_t *c;
+    char             body[256], a[32], b[32];
+    time_t           now = time(NULL);
+
+    (void) state;
+    account_known();
+    if (!ari_ready(name)) {
+        skip();
+    }
+    opt_ari = 1;
+    sched_start(0, 0, 0);
+    c = cert_add_one(name, ATLS_CHAL_HTTP01, 1);
+    /* the CA wants it renewed now */
+    atls_rfc3339_format(now - 7200, a, sizeof(a));
+    atls_rfc3339_format(now - 3600, b, sizeof(b));
+    snprintf(body, sizeof(body), "{\"suggestedWindow\":{\"start\":\"%s\",\"end\":\"%s\"}}",
+             a, b);
+    c->ca->renewal_info = 1;
+    c->ca->ari_body = body;
+    atls_sched_check(h.s);
+    assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
+    assert_int_equal(requests_to("/new-order"), 0);
+    assert_int_equal(c->done, 0);
+    /* the next pass renews it */
+    atls_sched_check(h.s);
+    assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
+    assert_int_equal(requests_to("/new-order"), 1);
+    assert_int_equal(c->done, 1);
+    assert_int_equal(c->rc, 0);
+}
+
 static void
 test_stop_in_done(void **state)
 {
@@ -847,6 +950,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_hook_cannot_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nothing_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_issued_nothing_due, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ari_once_per_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ari_window_renews, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_in_done, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_cancels, setup, teardown),
