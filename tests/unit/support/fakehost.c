@@ -203,13 +203,6 @@ fh_deployed(void *ctx, void *cert_data, const char *id, atls_key_type_t kt)
     (void) id;
     assert_true(c->n_deployed < ATLS_KEY_TYPE_MAX);
     c->deployed[c->n_deployed++] = kt;
-    /* a fakeca serves one order: the next key type gets a fresh one */
-    assert_true(c->n_retired < FAKEHOST_MAX_CAS);
-    assert_int_equal(c->ca->violations, 0);
-    c->retired[c->n_retired++] = c->ca;
-    c->ca = fakeca_new(c->account_key);
-    assert_non_null(c->ca);
-    c->ca->account_exists = 1;
 }
 
 static void
@@ -323,6 +316,19 @@ fh_answer_one(fakehost_t *h, const fakehost_cert_t *only)
     x = h->http[i];
     memmove(&h->http[i], &h->http[i + 1], (h->n_http - i - 1) * sizeof(h->http[0]));
     h->n_http--;
+    if (x.cert->ca->order_created && strcmp(x.req.method, "GET") == 0
+        && strcmp(x.req.url, FAKECA_BASE "/dir") == 0)
+    {
+        /* a new engine: a fakeca serves one order, so it gets a fresh one */
+        fakehost_cert_t *c = x.cert;
+
+        assert_true(c->n_retired < FAKEHOST_MAX_CAS);
+        assert_int_equal(c->ca->violations, 0);
+        c->retired[c->n_retired++] = c->ca;
+        c->ca = fakeca_new(c->account_key);
+        assert_non_null(c->ca);
+        c->ca->account_exists = 1;
+    }
     memset(&resp, 0, sizeof(resp));
     fakeca_handle(x.cert->ca, &x.req, &resp);
     atls_sched_http_done(h->s, x.op, &resp);
