@@ -130,17 +130,13 @@ test_killed_by_signal(void **state)
 static void
 test_no_shell_interpretation(void **state)
 {
-    char  hook[512], body[1024], args[400], pwned[400], value[1600], expect[2048];
+    char  hook[512], args[400], pwned[400], value[1600], expect[2048];
     char  why[256];
     char *argv[4];
 
     (void) state;
-    snprintf(args, sizeof(args), "%s/args", hookscript_dir);
-    snprintf(pwned, sizeof(pwned), "%s/pwned", hookscript_dir);
-    snprintf(body, sizeof(body),
-             "for a in \"$@\"; do printf '%%s\\n' \"$a\"; done > '%s'\n", args);
-    hookscript_write("record", body, 0700, hook, sizeof(hook));
-    snprintf(value, sizeof(value), "a b;$(touch %s)`touch %s` > %s", pwned, pwned, pwned);
+    hookscript_recorder(hook, sizeof(hook), args, sizeof(args));
+    hookscript_shell_bait(value, sizeof(value), pwned, sizeof(pwned));
     argv[0] = hook;
     argv[1] = "setup";
     argv[2] = value;

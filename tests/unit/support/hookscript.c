@@ -42,6 +42,24 @@ hookscript_write(const char *name, const char *body, mode_t mode, char *path, si
     assert_int_equal(chmod(path, mode), 0);
 }
 
+void
+hookscript_recorder(char *hook, size_t hooklen, char *args, size_t argslen)
+{
+    char body[1024];
+
+    snprintf(args, argslen, "%s/args", hookscript_dir);
+    snprintf(body, sizeof(body),
+             "for a in \"$@\"; do printf '%%s\\n' \"$a\"; done > '%s'\nexit 0\n", args);
+    hookscript_write("record", body, 0700, hook, hooklen);
+}
+
+void
+hookscript_shell_bait(char *value, size_t len, char *pwned, size_t pwnedlen)
+{
+    snprintf(pwned, pwnedlen, "%s/pwned", hookscript_dir);
+    snprintf(value, len, "tok en;$(touch %s)`touch %s` > %s", pwned, pwned, pwned);
+}
+
 char *
 hookscript_read(const char *path)
 {
