@@ -146,4 +146,8 @@ int atls_sched_idle(const atls_sched_t *s);
 /* Orders (not ARI queries) in flight, for logs and the status page. */
 size_t atls_sched_running(const atls_sched_t *s);
 
+/* The data given to atls_sched_add() for the certificate op works for
+ * (a host's debug log, a test CA per certificate). */
+void *atls_sched_op_data(const atls_sched_op_t *op);
+
 #endif
