@@ -153,9 +153,9 @@ typedef struct {
      * (rc 0 all deployed, -1 not; err as above), so that a host can serve
      * it before the others finish */
     void  (*done)(void *ctx, size_t i, int rc, const char *err);
-    /* polled whenever nothing is ready: when it returns 1 no further
-     * order is started (the host is stopping); orders in flight run to
-     * their end */
+    /* polled whenever nothing is ready, at least twice a second: when it
+     * returns 1 no further order is started (the host is stopping); what
+     * is in flight runs to its end, or is cancelled after a minute */
     int   (*stopping)(void *ctx);
     void   *ctx;
     int     ari;                               /* ask the CA for renewal

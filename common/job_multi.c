@@ -22,8 +22,9 @@
 #include "atls_sched.h"
 
 #define MULTI_DEFAULT_PARALLEL 8
-/* An upper bound on one poll, so that `stopping` is looked at regularly. */
-#define MULTI_MAX_POLL_MS      1000
+/* An upper bound on one poll, so that `stopping` is looked at at least
+ * twice a second (Apache also publishes others' deploys from there). */
+#define MULTI_MAX_POLL_MS      500
 /* A stopping host waits this long for what is in flight (a server child
  * that exits must not leave the loop running); then it is cancelled. */
 #define MULTI_STOP_GRACE_MS    60000
