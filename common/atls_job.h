@@ -118,9 +118,10 @@ int atls_job_ari_refresh_blocking(atls_store_t *st, const char *id,
  * out has room for ATLS_KEY_TYPE_MAX; returns how many. */
 size_t atls_job_key_types(const atls_issuer_t *is, atls_key_type_t *out);
 
-/* The challenge operations a job of issuer is uses: ops when given; else,
- * for dns-01 with a dns_hook, operations running that hook (filled into
- * buf, which must outlive the job); else NULL. */
+/* The challenge operations a blocking job of issuer is uses: ops when
+ * given; else, for dns-01 with a dns_hook, operations running that hook
+ * (filled into buf, which must outlive the job); else NULL.  (The
+ * scheduler runs dns hooks itself, through its host's hook_start.) */
 const atls_challenge_ops_t *atls_job_challenge_ops(const atls_issuer_t *is,
                                                    const atls_challenge_ops_t *ops,
                                                    atls_challenge_ops_t *buf);

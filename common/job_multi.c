@@ -42,23 +42,19 @@ typedef struct multi_hook_s {
     struct multi_hook_s  *next;
 } multi_hook_t;
 
-typedef struct multi_s multi_t;
-
 /* What the scheduler hands back as cert_data. */
 typedef struct {
-    multi_t                    *m;
     size_t                      i;       /* index into the caller's list */
     const atls_challenge_ops_t *ops;     /* http-01 / tls-alpn-01 answers */
     atls_sched_cert_t          *c;       /* NULL: refused by the scheduler */
     int                         done;
 } multi_cert_t;
 
-struct multi_s {
+typedef struct {
     const atls_job_many_opts_t *o;
     atls_sched_t               *sched;
     CURLM                      *multi;
     multi_cert_t               *certs;
-    size_t                      n;
     size_t                      n_done;
     size_t                      failed;
     multi_xfer_t               *xfers;
@@ -69,7 +65,7 @@ struct multi_s {
     int                        *results;
     char                       *err;
     size_t                      errlen;
-};
+} multi_t;
 
 static long long
 mono_ms(void)
@@ -443,13 +439,11 @@ multi_setup(multi_t *m, atls_store_t *st, const atls_job_conf_t *confs, size_t n
         return -1;
     }
     m->certs = multi_alloc((n + 1) * sizeof(*m->certs));
-    m->n = n;
     for (i = 0; i < n; i++) {
         multi_cert_t *mc = &m->certs[i];
         const atls_challenge_ops_t *ops = m->o->ops_v != NULL ? m->o->ops_v[i] : NULL;
         char msg[1200];
 
-        mc->m = m;
         mc->i = i;
         mc->ops = ops != NULL ? ops : m->o->default_ops;
         mc->c = atls_sched_add(m->sched, confs[i].names, confs[i].n_names,
