@@ -174,6 +174,9 @@ typedef struct {
     const atls_issuer_t *issuer;               /* EAB secrets included */
 } atls_job_conf_t;
 
+/* c describes m (borrowing its names and issuer). */
+void atls_job_conf_of_meta(atls_job_conf_t *c, const atls_cert_meta_t *m);
+
 /* One check by the scheduler's own decisions (a server's periodic check):
  * every certificate is managed, the scheduler plans each (due, missing key
  * types, operator requests, ARI when opts->ari) and runs what is due as

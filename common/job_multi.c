@@ -403,21 +403,19 @@ multi_loop(multi_t *m)
 static int
 multi_setup(multi_t *m, atls_store_t *st, const atls_job_conf_t *confs, size_t n)
 {
-    atls_sched_host_t host;
+    static const atls_sched_host_t callbacks = {
+        .http_send = multi_http_send, .http_cancel = multi_http_cancel,
+        .timer = multi_timer,
+        .hook_start = multi_hook_start, .hook_kill = multi_hook_kill,
+        .publish = multi_publish, .withdraw = multi_withdraw,
+        .done = multi_done
+    };
+    atls_sched_host_t host = callbacks;
     atls_sched_opts_t so;
     char              why[512];
     size_t            i;
 
-    memset(&host, 0, sizeof(host));
     host.ctx = m;
-    host.http_send = multi_http_send;
-    host.http_cancel = multi_http_cancel;
-    host.timer = multi_timer;
-    host.hook_start = multi_hook_start;
-    host.hook_kill = multi_hook_kill;
-    host.publish = multi_publish;
-    host.withdraw = multi_withdraw;
-    host.done = multi_done;
     memset(&so, 0, sizeof(so));
     so.max_parallel = m->o->max_parallel;
     so.ari = m->o->ari;
@@ -537,6 +535,14 @@ multi_run(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
     return rc;
 }
 
+void
+atls_job_conf_of_meta(atls_job_conf_t *c, const atls_cert_meta_t *m)
+{
+    c->names = (const char *const *) m->names;
+    c->n_names = m->n_names;
+    c->issuer = &m->issuer;
+}
+
 int
 atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,
                   const atls_job_many_opts_t *opts, int *results,
@@ -547,9 +553,7 @@ atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,
     int              rc;
 
     for (i = 0; i < n; i++) {
-        confs[i].names = (const char *const *) metas[i]->names;
-        confs[i].n_names = metas[i]->n_names;
-        confs[i].issuer = &metas[i]->issuer;
+        atls_job_conf_of_meta(&confs[i], metas[i]);
     }
     rc = multi_run(st, confs, n, opts, 1, results, err, errlen);
     free(confs);

@@ -154,9 +154,7 @@ cli_obtain_many(atls_store_t *st, const cli_opts_t *o, const char *verb,
     err[0] = '\0';
     for (i = 0; i < n; i++) {
         results[i] = MANY_NOT_TRIED;
-        confs[i].names = (const char *const *) metas[i]->names;
-        confs[i].n_names = metas[i]->n_names;
-        confs[i].issuer = &metas[i]->issuer;
+        atls_job_conf_of_meta(&confs[i], metas[i]);
     }
     if (renew) {
         (void) atls_job_check_pass(st, confs, n, &mo, err, sizeof(err));
