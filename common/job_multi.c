@@ -89,6 +89,16 @@ multi_alloc(size_t n)
 
 /* ---- HTTP ---------------------------------------------------------- */
 
+/* Ends x: its answer into resp (which may be a throwaway). */
+static void
+multi_xfer_end(multi_xfer_t *x, int curl_code, atls_http_response_t *resp)
+{
+    memset(resp, 0, sizeof(*resp));
+    atls_http_easy_collect(x->xfer, x->easy, curl_code, resp);
+    curl_easy_cleanup(x->easy);
+    free(x);
+}
+
 static int
 multi_http_send(void *ctx, atls_sched_op_t *op, const atls_http_opts_t *o,
                 const atls_http_request_t *req)
@@ -106,11 +116,8 @@ multi_http_send(void *ctx, atls_sched_op_t *op, const atls_http_opts_t *o,
     if (curl_multi_add_handle(m->multi, x->easy) != CURLM_OK) {
         atls_http_response_t resp;
 
-        memset(&resp, 0, sizeof(resp));
-        atls_http_easy_collect(x->xfer, x->easy, CURLE_FAILED_INIT, &resp);
+        multi_xfer_end(x, CURLE_FAILED_INIT, &resp);
         atls_http_response_free(&resp);
-        curl_easy_cleanup(x->easy);
-        free(x);
         return -1;
     }
     x->next = m->xfers;
@@ -132,16 +139,6 @@ multi_xfer_unlink(multi_t *m, atls_sched_op_t *op, CURL *easy)
         }
     }
     return NULL;
-}
-
-/* Ends x: its answer into resp (which may be a throwaway). */
-static void
-multi_xfer_end(multi_xfer_t *x, int curl_code, atls_http_response_t *resp)
-{
-    memset(resp, 0, sizeof(*resp));
-    atls_http_easy_collect(x->xfer, x->easy, curl_code, resp);
-    curl_easy_cleanup(x->easy);
-    free(x);
 }
 
 static void
