@@ -1,7 +1,8 @@
 /*
- * The scheduler (atls_sched.h): the managed certificates, passes over
- * them, the slots, the host's one timer and the host's reports.  What
- * happens inside a slot is in sched_order.c.
+ * The scheduler (atls_sched.h): passes over the managed certificates, the
+ * slots, the host's one timer and the host's reports.  The certificates
+ * themselves are in sched_cert.c, what happens inside a slot in
+ * sched_order.c, challenges and hooks in sched_hook.c.
  *
  * Work is started only from a "kick": from atls_sched_check/force when
  * the host calls them from its own loop, else from the timer (armed to 0),
@@ -103,102 +104,10 @@ sched_leave(atls_sched_t *s)
     sched_arm(s);
 }
 
-/* ---- certificates -------------------------------------------------------------- */
-
-static void
-cert_free(atls_sched_cert_t *c)
-{
-    free(c->id);
-    atls_strv_free(c->names, c->n_names);
-    atls_issuer_free(&c->issuer);
-    free(c);
-}
-
-static atls_sched_cert_t *
-cert_find(const atls_sched_t *s, const char *id)
-{
-    size_t i;
-
-    for (i = 0; i < s->n_certs; i++) {
-        if (strcmp(s->certs[i]->id, id) == 0) {
-            return s->certs[i];
-        }
-    }
-    return NULL;
-}
-
-atls_sched_cert_t *
-atls_sched_add(atls_sched_t *s, const char *const *names, size_t n,
-               const atls_issuer_t *is, void *data, char *err, size_t errlen)
-{
-    atls_sched_cert_t *c;
-    char              *id;
-
-    if (names == NULL || n == 0 || names[0] == NULL || names[0][0] == '\0') {
-        snprintf(err, errlen, "a certificate needs at least one name");
-        return NULL;
-    }
-    if (is == NULL || is->directory == NULL || is->directory[0] == '\0') {
-        snprintf(err, errlen, "no ACME directory URL configured for %s", names[0]);
-        return NULL;
-    }
-    id = atls_cert_id(names[0]);
-    if (id == NULL) {
-        snprintf(err, errlen, "cannot derive a certificate id from \"%s\"", names[0]);
-        return NULL;
-    }
-
-    c = cert_find(s, id);
-    if (c != NULL) {
-        /* a slot at work on c keeps its own copy of the settings */
-        free(id);
-        atls_strv_free(c->names, c->n_names);
-        atls_issuer_free(&c->issuer);
-    } else {
-        if (s->n_certs == s->cap_certs) {
-            size_t              cap = s->cap_certs ? s->cap_certs * 2 : 16;
-            atls_sched_cert_t **v = realloc(s->certs, cap * sizeof(*v));
-
-            if (v == NULL) {
-                free(id);
-                snprintf(err, errlen, "out of memory");
-                return NULL;
-            }
-            s->certs = v;
-            s->cap_certs = cap;
-        }
-        c = calloc(1, sizeof(*c));
-        if (c == NULL) {
-            free(id);
-            snprintf(err, errlen, "out of memory");
-            return NULL;
-        }
-        c->id = id;
-        s->certs[s->n_certs++] = c;
-    }
-    c->names = atls_strv_dup((char *const *) names, n);
-    c->n_names = n;
-    atls_issuer_copy(&c->issuer, is);
-    c->data = data;
-    return c;
-}
-
-const char *
-atls_sched_cert_id(const atls_sched_cert_t *c)
-{
-    return c->id;
-}
-
-void *
-atls_sched_op_data(const atls_sched_op_t *op)
-{
-    return op->data;
-}
-
 /* ---- the pass -------------------------------------------------------------------- */
 
 static void
-slot_fail_early(atls_sched_t *s, atls_sched_cert_t *c, const char *why)
+cert_fail_unplanned(atls_sched_t *s, atls_sched_cert_t *c, const char *why)
 {
     atls_error_t err;
 
@@ -229,22 +138,22 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
         atls_log(ATLS_LOG_ERR, "autotls: certificate \"%s\": %s", c->id, err);
         atls_sched_slot_clear(sl);
         if (force) {
-            slot_fail_early(s, c, err);
+            cert_fail_unplanned(s, c, err);
         }
         return 0;
     }
-    /* EAB secrets are never persisted: from the settings */
-    if (sl->meta.issuer.eab_kid == NULL && c->issuer.eab_kid != NULL) {
-        sl->meta.issuer.eab_kid = atls_strdup(c->issuer.eab_kid);
-        free(sl->meta.issuer.eab_hmac);
-        sl->meta.issuer.eab_hmac = atls_strdup(c->issuer.eab_hmac);
-    }
+    /* The settings as configured, never as stored: EAB secrets are not
+     * persisted, and the store (the worker's) must not name the program a
+     * dns hook runs or the CA's trust. */
+    atls_issuer_free(&sl->meta.issuer);
+    atls_issuer_copy(&sl->meta.issuer, &c->issuer);
 
     now = time(NULL);
     if (atls_store_peek_request(s->st, c->id, &asked)) {
         request_at = asked > 0 ? asked : 1;
     }
     atls_job_plan(&sl->meta, now, request_at, force, s->ari, &sl->plan);
+    sl->request_at = request_at;
     if (sl->plan.kind == ATLS_PLAN_NOTHING
         || (sl->plan.kind == ATLS_PLAN_ARI
             && now < atls_sched_dir(s, sl->meta.issuer.directory)->no_ari_until)
@@ -259,7 +168,6 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
     }
     sl->cert = c;
     sl->ari = sl->plan.kind == ATLS_PLAN_ARI;
-    sl->force = force;
     c->busy = 1;
     return 1;
 }
@@ -433,12 +341,12 @@ atls_sched_http_done(atls_sched_t *s, atls_sched_op_t *op, const atls_http_respo
 void
 atls_sched_hook_done(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *why)
 {
+    char msg[400];
+
     sched_enter(s);
-    if (op->slot == NULL) {
-        atls_sched_orphan_end(s, op, ok, why);
-    } else if (op->slot->op == op) {
-        atls_sched_slot_hook_end(op->slot, ok, why);
-    }
+    snprintf(msg, sizeof(msg), "dns hook %s failed: %s", op->setup ? "setup" : "teardown",
+             why != NULL && why[0] != '\0' ? why : "no reason given");
+    atls_sched_hook_end(s, op, ok, msg);
     sched_leave(s);
 }
 
@@ -446,17 +354,13 @@ atls_sched_hook_done(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *w
 static void
 hook_expire(atls_sched_t *s, atls_sched_op_t *op)
 {
-    char why[128];
+    char msg[128];
 
     if (s->host.hook_kill != NULL) {
         s->host.hook_kill(s->host.ctx, op);
     }
-    snprintf(why, sizeof(why), "dns hook timed out after %ld s", s->hook_timeout_s);
-    if (op->slot == NULL) {
-        atls_sched_orphan_end(s, op, 0, why);
-    } else {
-        atls_sched_slot_hook_end(op->slot, 0, why);
-    }
+    snprintf(msg, sizeof(msg), "dns hook timed out after %ld s", s->hook_timeout_s);
+    atls_sched_hook_end(s, op, 0, msg);
 }
 
 void
@@ -536,6 +440,7 @@ sched_destroy(atls_sched_t *s)
     atls_sched_op_t *op;
     size_t           i;
 
+    s->depth = 1;       /* a host that calls back meanwhile only marks it */
     s->freeing = 1;
     for (i = 0; i < s->n_slots; i++) {
         atls_sched_slot_cancel(&s->slots[i]);
@@ -551,13 +456,14 @@ sched_destroy(atls_sched_t *s)
         s->host.timer(s->host.ctx, -1);
     }
     for (i = 0; i < s->n_certs; i++) {
-        cert_free(s->certs[i]);
+        atls_sched_cert_free(s->certs[i]);
     }
     for (i = 0; i < s->n_dirs; i++) {
         free(s->dirs[i].directory);
     }
     free(s->dirs);
     free(s->certs);
+    free(s->index);
     free(s->slots);
     free(s);
 }

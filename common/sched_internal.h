@@ -1,7 +1,9 @@
 /*
- * The scheduler's insides, shared by sched.c (certificates, passes, the
- * one timer, re-entrancy) and sched_order.c (one slot's order or ARI query:
- * the ACME action switch, hooks, the end of a job).  Internal to common/.
+ * The scheduler's insides, shared by sched.c (passes, the one timer,
+ * re-entrancy, the host's reports), sched_cert.c (certificates, CA
+ * directories), sched_order.c (one slot's order or ARI query: the ACME
+ * action switch, start and end of a job) and sched_hook.c (challenges and
+ * hooks).  Internal to common/.
  */
 #ifndef ATLS_SCHED_INTERNAL_H
 #define ATLS_SCHED_INTERNAL_H
@@ -31,12 +33,11 @@ struct atls_sched_cert_s {
 typedef struct sched_slot_s sched_slot_t;
 
 struct atls_sched_op_s {
-    atls_sched_t       *s;
     sched_slot_t       *slot;       /* NULL: a teardown hook nobody waits for */
+    atls_sched_cert_t  *cert;       /* the certificate it works for */
     int                 hook;       /* 0: an HTTP transfer, 1: a hook run */
     int                 setup;      /* hook: setup (1) or teardown (0) */
     long long           deadline;   /* hook: killed then (monotonic ms) */
-    void               *data;       /* the certificate's data, for the host */
     char               *what;       /* hook: the record's name, for logs */
     atls_sched_op_t    *next;       /* the orphan list */
 };
@@ -55,7 +56,7 @@ struct sched_slot_s {
     size_t                  next_kt;    /* index into plan.kts */
     atls_key_type_t         kt;         /* of the running order */
     int                     ari;        /* the engine is an ARI query */
-    int                     force;
+    time_t                  request_at; /* the operator request planned with */
     atls_job_t             *job;
     atls_acme_t            *e;          /* the job's engine, or the ARI query's */
     atls_http_opts_t        http;
@@ -84,8 +85,10 @@ struct atls_sched_s {
     long                hook_timeout_s;
     int                 ari;
 
-    atls_sched_cert_t **certs;
+    atls_sched_cert_t **certs;          /* in the order added */
     size_t              n_certs, cap_certs;
+    size_t             *index;          /* by id: 1 + index into certs, 0 empty */
+    size_t              cap_index;      /* a power of two */
     sched_slot_t       *slots;
     atls_sched_op_t    *orphans;        /* teardown hooks after a failed order */
     sched_dir_t        *dirs;
@@ -105,6 +108,19 @@ struct atls_sched_s {
 
 long long atls_sched_now_ms(void);
 
+/* sched_cert.c */
+void atls_sched_cert_free(atls_sched_cert_t *c);
+sched_dir_t *atls_sched_dir(atls_sched_t *s, const char *directory);
+
+/* sched_hook.c */
+atls_sched_op_t *atls_sched_op_new(sched_slot_t *sl, int hook);
+void atls_sched_op_free(atls_sched_op_t *op);
+void atls_sched_slot_ops(sched_slot_t *sl);
+/* SETUP / TEARDOWN: 1 when the engine can step on, 0 when a hook runs */
+int atls_sched_slot_setup(sched_slot_t *sl, const atls_challenge_t *c);
+int atls_sched_slot_teardown(sched_slot_t *sl, const atls_challenge_t *c);
+void atls_sched_hook_end(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *msg);
+
 /* sched_order.c */
 typedef enum {
     SCHED_STARTED = 0,  /* an engine runs (or already ended) */
@@ -114,11 +130,7 @@ typedef enum {
 
 sched_start_t atls_sched_slot_start(sched_slot_t *sl);
 void atls_sched_slot_step(sched_slot_t *sl, const atls_http_response_t *resp);
-void atls_sched_slot_hook_end(sched_slot_t *sl, int ok, const char *why);
 void atls_sched_slot_cancel(sched_slot_t *sl);
 void atls_sched_slot_clear(sched_slot_t *sl);
-void atls_sched_op_free(atls_sched_op_t *op);
-void atls_sched_orphan_end(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *why);
-sched_dir_t *atls_sched_dir(atls_sched_t *s, const char *directory);
 
 #endif

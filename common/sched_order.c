@@ -1,10 +1,10 @@
 /*
  * The scheduler, one slot: an order per key type of one certificate (or
  * an ARI query) driven through the ACME action switch.  Each action goes
- * to the host (send, publish, withdraw, hook) or becomes a deadline on the
- * scheduler's one timer; the slot then waits for the host's report and
- * steps on.  No step ever blocks, so a slow hook keeps only its own order
- * waiting.
+ * to the host (send; publish, withdraw and hooks through sched_hook.c) or
+ * becomes a deadline on the scheduler's one timer; the slot then waits for
+ * the host's report and steps on.  No step ever blocks, so a slow hook
+ * keeps only its own order waiting.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -22,30 +22,6 @@ static void slot_job_end(sched_slot_t *sl, int failed);
 static void slot_ari_end(sched_slot_t *sl, int failed);
 
 /* ---- small helpers --------------------------------------------------------- */
-
-static atls_sched_op_t *
-op_new(atls_sched_t *s, sched_slot_t *sl, int hook)
-{
-    atls_sched_op_t *op = calloc(1, sizeof(*op));
-
-    if (op == NULL) {
-        abort();
-    }
-    op->s = s;
-    op->slot = sl;
-    op->hook = hook;
-    op->data = sl != NULL && sl->cert != NULL ? sl->cert->data : NULL;
-    return op;
-}
-
-void
-atls_sched_op_free(atls_sched_op_t *op)
-{
-    if (op != NULL) {
-        free(op->what);
-        free(op);
-    }
-}
 
 static void
 error_fill(atls_error_t *err, const sched_slot_t *sl, atls_key_type_t kt)
@@ -65,234 +41,6 @@ slot_failed(sched_slot_t *sl, const atls_error_t *err)
     }
 }
 
-static int
-slot_uses_dns_hook(const sched_slot_t *sl, const atls_challenge_t *c)
-{
-    return c->type == ATLS_CHAL_DNS01 && sl->meta.issuer.dns_hook != NULL
-           && sl->meta.issuer.dns_hook[0] != '\0';
-}
-
-/* The in-memory facts about directory, created on first use. */
-sched_dir_t *
-atls_sched_dir(atls_sched_t *s, const char *directory)
-{
-    sched_dir_t *v;
-    size_t       i;
-
-    for (i = 0; i < s->n_dirs; i++) {
-        if (strcmp(s->dirs[i].directory, directory) == 0) {
-            return &s->dirs[i];
-        }
-    }
-    v = realloc(s->dirs, (s->n_dirs + 1) * sizeof(*v));
-    if (v == NULL) {
-        abort();
-    }
-    s->dirs = v;
-    memset(&v[s->n_dirs], 0, sizeof(*v));
-    v[s->n_dirs].directory = atls_strdup(directory);
-    return &v[s->n_dirs++];
-}
-
-/* the dns hook already published the record: remember it */
-static int
-setup_recorded(void *ctx, const atls_challenge_t *c, char *why, size_t whylen)
-{
-    (void) ctx;
-    (void) c;
-    (void) why;
-    (void) whylen;
-    return 0;
-}
-
-/* ---- hooks ------------------------------------------------------------------ */
-
-/* Starts the issuer's dns hook for c; 0 ok, -1 + why. */
-static int
-hook_run(atls_sched_t *s, atls_sched_op_t *op, const char *hook, const atls_challenge_t *c,
-         char *why, size_t whylen)
-{
-    char *argv[5];
-
-    argv[0] = (char *) hook;
-    argv[1] = (char *) (op->setup ? "setup" : "teardown");
-    argv[2] = c->dns_name;
-    argv[3] = c->dns_value;
-    argv[4] = NULL;
-    op->what = atls_strdup(c->dns_name);
-    op->deadline = atls_sched_now_ms() + s->hook_timeout_s * 1000;
-    why[0] = '\0';
-    if (s->host.hook_start == NULL) {
-        snprintf(why, whylen, "this server cannot run hooks");
-        return -1;
-    }
-    if (s->host.hook_start(s->host.ctx, op, argv, why, whylen) != 0) {
-        if (why[0] == '\0') {
-            snprintf(why, whylen, "cannot start the dns hook");
-        }
-        return -1;
-    }
-    return 0;
-}
-
-/* A teardown after a failed order: the TXT record must not stay behind,
- * but nobody waits for it beyond its time limit. */
-static void
-hook_orphan_teardown(sched_slot_t *sl, const atls_challenge_t *c)
-{
-    atls_sched_t    *s = sl->s;
-    atls_sched_op_t *op;
-    char             why[256];
-
-    if (s->freeing) {
-        atls_log(ATLS_LOG_WARN, "autotls: certificate \"%s\": the TXT record %s is left "
-                 "behind (shutting down)", sl->cert->id, c->dns_name);
-        return;
-    }
-    op = op_new(s, sl, 1);
-    op->slot = NULL;
-    op->setup = 0;
-    if (hook_run(s, op, sl->meta.issuer.dns_hook, c, why, sizeof(why)) != 0) {
-        atls_log(ATLS_LOG_WARN, "autotls: certificate \"%s\": cannot remove the TXT "
-                 "record %s: %s", sl->cert->id, c->dns_name, why);
-        atls_sched_op_free(op);
-        return;
-    }
-    op->next = s->orphans;
-    s->orphans = op;
-}
-
-void
-atls_sched_orphan_end(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *why)
-{
-    atls_sched_op_t **pp;
-
-    for (pp = &s->orphans; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == op) {
-            *pp = op->next;
-            break;
-        }
-    }
-    if (!ok) {
-        atls_log(ATLS_LOG_WARN, "autotls: dns hook teardown of %s failed: %s",
-                 op->what ? op->what : "?", why ? why : "?");
-    }
-    atls_sched_op_free(op);
-}
-
-/* The hook of the slot ended (ok, or why not): the order goes on. */
-void
-atls_sched_slot_hook_end(sched_slot_t *sl, int ok, const char *why)
-{
-    atls_sched_op_t *op = sl->op;
-    int              setup = op->setup;
-    char             what[256];
-
-    snprintf(what, sizeof(what), "%s", op->what ? op->what : "?");
-    sl->op = NULL;
-    atls_sched_op_free(op);
-    if (sl->e == NULL) {
-        return;
-    }
-    if (setup) {
-        const atls_challenge_t *c = sl->hook_ch;
-
-        sl->hook_ch = NULL;
-        if (ok) {
-            /* remembered, so that a failed order removes the record */
-            atls_challenge_ops_t done;
-
-            memset(&done, 0, sizeof(done));
-            done.setup = setup_recorded;
-            atls_published_setup(&sl->pub, sl->e, &done, c);
-        } else {
-            char msg[400];
-
-            snprintf(msg, sizeof(msg), "dns hook setup failed: %s", why ? why : "?");
-            atls_acme_challenge_result(sl->e, 0, msg);
-        }
-    } else if (!ok) {
-        atls_log(ATLS_LOG_WARN, "autotls: certificate \"%s\": dns hook teardown of %s "
-                 "failed: %s", sl->cert->id, what, why ? why : "?");
-    }
-    atls_sched_slot_step(sl, NULL);
-}
-
-/* ---- challenges ------------------------------------------------------------- */
-
-static int
-slot_publish(void *ctx, const atls_challenge_t *c, char *why, size_t whylen)
-{
-    sched_slot_t *sl = ctx;
-    atls_sched_t *s = sl->s;
-
-    if (s->host.publish == NULL) {
-        snprintf(why, whylen, "no responder for %s", atls_challenge_type_name(c->type));
-        return -1;
-    }
-    return s->host.publish(s->host.ctx, sl->cert->data, c, why, whylen);
-}
-
-static void
-slot_withdraw(void *ctx, const atls_challenge_t *c)
-{
-    sched_slot_t *sl = ctx;
-    atls_sched_t *s = sl->s;
-
-    if (slot_uses_dns_hook(sl, c)) {
-        hook_orphan_teardown(sl, c);
-    } else if (s->host.withdraw != NULL) {
-        s->host.withdraw(s->host.ctx, sl->cert->data, c);
-    }
-}
-
-/* SETUP: 1 when the engine can step on, 0 when a hook runs. */
-static int
-slot_setup(sched_slot_t *sl, const atls_challenge_t *c)
-{
-    char why[256];
-
-    if (!slot_uses_dns_hook(sl, c)) {
-        atls_published_setup(&sl->pub, sl->e, &sl->ops, c);
-        return 1;
-    }
-    sl->op = op_new(sl->s, sl, 1);
-    sl->op->setup = 1;
-    sl->hook_ch = c;
-    if (hook_run(sl->s, sl->op, sl->meta.issuer.dns_hook, c, why, sizeof(why)) != 0) {
-        atls_sched_op_free(sl->op);
-        sl->op = NULL;
-        sl->hook_ch = NULL;
-        atls_acme_challenge_result(sl->e, 0, why);
-        return 1;
-    }
-    return 0;
-}
-
-/* TEARDOWN: 1 when the engine can step on, 0 when a hook runs. */
-static int
-slot_teardown(sched_slot_t *sl, const atls_challenge_t *c)
-{
-    char why[256];
-
-    if (!slot_uses_dns_hook(sl, c)) {
-        atls_published_teardown(&sl->pub, &sl->ops, c);
-        return 1;
-    }
-    /* forgotten first: the hook below removes it, the order waits for that */
-    atls_published_teardown(&sl->pub, NULL, c);
-    sl->op = op_new(sl->s, sl, 1);
-    sl->op->setup = 0;
-    if (hook_run(sl->s, sl->op, sl->meta.issuer.dns_hook, c, why, sizeof(why)) != 0) {
-        atls_log(ATLS_LOG_WARN, "autotls: certificate \"%s\": cannot remove the TXT "
-                 "record %s: %s", sl->cert->id, c->dns_name, why);
-        atls_sched_op_free(sl->op);
-        sl->op = NULL;
-        return 1;
-    }
-    return 0;
-}
-
 /* ---- the action switch -------------------------------------------------------- */
 
 static int
@@ -300,7 +48,7 @@ slot_send(sched_slot_t *sl, const atls_http_request_t *req)
 {
     atls_sched_t *s = sl->s;
 
-    sl->op = op_new(s, sl, 0);
+    sl->op = atls_sched_op_new(sl, 0);
     if (s->host.http_send(s->host.ctx, sl->op, &sl->http, req) == 0) {
         return 0;
     }
@@ -358,13 +106,13 @@ atls_sched_slot_step(sched_slot_t *sl, const atls_http_response_t *resp)
             return;
 
         case ATLS_ACT_SETUP:
-            if (!slot_setup(sl, act.challenge)) {
+            if (!atls_sched_slot_setup(sl, act.challenge)) {
                 return;
             }
             break;
 
         case ATLS_ACT_TEARDOWN:
-            if (!slot_teardown(sl, act.challenge)) {
+            if (!atls_sched_slot_teardown(sl, act.challenge)) {
                 return;
             }
             break;
@@ -410,16 +158,26 @@ first_contact(atls_sched_t *s, const char *directory)
 }
 
 /*
- * A CA must not see several orders create the same account at once (Pebble
- * answers all but one with serverInternal): while one order is creating the
- * account of a directory, the orders for that directory wait.
+ * An order waits while
+ *   - another order is creating the account of its directory: a CA must
+ *     not see several orders create the same account at once (Pebble
+ *     answers all but one with serverInternal);
+ *   - a dns hook still removes a record of its certificate after a failed
+ *     order (the same names: a hook must not remove what the next order
+ *     sets up), at most for the hook's time limit.
  */
 static int
 slot_blocked(const sched_slot_t *sl)
 {
-    const atls_sched_t *s = sl->s;
-    size_t              i;
+    const atls_sched_t    *s = sl->s;
+    const atls_sched_op_t *op;
+    size_t                 i;
 
+    for (op = s->orphans; op != NULL; op = op->next) {
+        if (op->cert == sl->cert) {
+            return 1;
+        }
+    }
     for (i = 0; i < s->n_slots; i++) {
         const sched_slot_t *o = &s->slots[i];
 
@@ -432,6 +190,20 @@ slot_blocked(const sched_slot_t *sl)
     return 0;
 }
 
+/* An operator asked for this attempt, and it succeeded: the request is
+ * answered, unless a new one came in meanwhile. */
+static void
+answer_request(sched_slot_t *sl)
+{
+    time_t when;
+
+    if (atls_store_peek_request(sl->s->st, sl->cert->id, &when)
+        && (when == 0 || when <= sl->request_at))
+    {
+        (void) atls_store_take_request(sl->s->st, sl->cert->id);
+    }
+}
+
 /* The attempt on the slot's certificate is over: free the slot, tell the host. */
 static void
 slot_cert_end(sched_slot_t *sl)
@@ -441,6 +213,9 @@ slot_cert_end(sched_slot_t *sl)
     atls_error_t       err = sl->err;
     int                rc = sl->rc, tell = !sl->ari;
 
+    if (rc == 0 && !sl->ari && sl->request_at != 0) {
+        answer_request(sl);
+    }
     atls_sched_slot_clear(sl);
     c->busy = 0;
     s->kick_due = 1;    /* the slot is free for the next certificate */
@@ -455,6 +230,10 @@ slot_ari_start(sched_slot_t *sl)
     atls_sched_t *s = sl->s;
     char          err[512];
 
+    if (s->stopping) {
+        slot_cert_end(sl);
+        return SCHED_OVER;
+    }
     err[0] = '\0';
     sl->e = atls_job_ari_start(s->st, &sl->meta, err, sizeof(err));
     if (sl->e == NULL) {
@@ -490,7 +269,7 @@ atls_sched_slot_start(sched_slot_t *sl)
             break;
         }
         if (slot_blocked(sl)) {
-            return SCHED_BLOCKED;
+            return SCHED_BLOCKED;   /* kicked again when that changes */
         }
         sl->kt = sl->plan.kts[sl->next_kt++];
         why[0] = '\0';
@@ -590,7 +369,10 @@ slot_job_end(sched_slot_t *sl, int failed)
     if (deployed && s->host.deployed != NULL) {
         s->host.deployed(s->host.ctx, sl->cert->data, sl->cert->id, sl->kt);
     }
-    /* the next key type starts from the timer, like any pending start */
+    if (sl->next_kt == sl->plan.n_kts) {
+        slot_cert_end(sl);
+    }
+    /* else the next key type starts from the timer, like any pending start */
 }
 
 /* ---- cancelling ------------------------------------------------------------------ */
@@ -635,7 +417,5 @@ atls_sched_slot_clear(sched_slot_t *sl)
     atls_cert_meta_free(&sl->meta);
     memset(sl, 0, sizeof(*sl));
     sl->s = s;
-    sl->ops.setup = slot_publish;
-    sl->ops.teardown = slot_withdraw;
-    sl->ops.ctx = sl;
+    atls_sched_slot_ops(sl);
 }

@@ -6,8 +6,8 @@
  * recorded, so tests can assert what the scheduler asked for and when.
  *
  * Each certificate has its own fakeca (a fakeca serves one order), all
- * with the account key of the certificates' directory; after a deploy the
- * certificate gets a fresh fakeca for its next key type.  The data pointer
+ * with the account key of the certificates' directory; a new engine of the
+ * certificate (its first request fetches the directory) gets a fresh one.  The data pointer
  * given to atls_sched_add must be the certificate's fakehost_cert_t.
  */
 #ifndef FAKEHOST_H
@@ -28,7 +28,7 @@ typedef struct {
     atls_sched_cert_t *sched;           /* the test may keep it here */
     EVP_PKEY        *account_key;       /* borrowed: the directory's account key */
     fakeca_t        *ca;                /* answers the current order */
-    fakeca_t        *retired[FAKEHOST_MAX_CAS];
+    fakeca_t        *retired[FAKEHOST_MAX_CAS];     /* earlier orders' */
     size_t           n_retired;
     int              started;           /* sent a request in this attempt */
     int              done;              /* done() calls */
@@ -76,6 +76,9 @@ typedef struct {
                                                     request and done() */
     size_t               max_running;            /* atls_sched_running() seen */
     int                  stop_in_done;           /* done() calls atls_sched_stop */
+    int                  free_in_done;           /* done() calls atls_sched_free
+                                                    (s becomes NULL) */
+    int                  http_send_fails;        /* http_send returns -1 */
     size_t               n_done;
 } fakehost_t;
 
