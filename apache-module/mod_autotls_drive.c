@@ -12,7 +12,6 @@
  * watchdog that moved to another child resumes from there.
  */
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/pem.h>
