@@ -308,6 +308,7 @@ autotls_drive_check(apr_pool_t *ptemp)
     mo.done = autotls_drive_done;
     mo.stopping = autotls_drive_poll;
     mo.ari = 1;
+    mo.recheck_ms = (long) apr_time_as_msec(autotls_global.check_interval);
 
     /* busy before looking at quit: a quiesce either sees busy or is seen */
     __atomic_store_n(&drive_busy, 1, __ATOMIC_SEQ_CST);

@@ -161,6 +161,9 @@ typedef struct {
     void   *ctx;
     int     ari;                               /* ask the CA for renewal
                                                   information (check passes) */
+    long    recheck_ms;                        /* check pass: while orders hold
+                                                  it, another pass this often
+                                                  (0: one pass) */
 } atls_job_many_opts_t;
 
 int atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,

@@ -62,6 +62,7 @@ typedef struct {
     size_t                      n_hooks;
     long long                   timer_at;   /* monotonic ms; -1 disarmed */
     long long                   stopped;    /* when the host said stop; 0 not */
+    long long                   recheck_at; /* the next pass; 0 none */
     int                        *results;
     char                       *err;
     size_t                      errlen;
@@ -391,6 +392,13 @@ multi_loop(multi_t *m)
                      atls_sched_running(m->sched));
             return;
         }
+        if (m->recheck_at != 0 && m->stopped == 0 && mono_ms() >= m->recheck_at) {
+            /* what was in flight still holds the loop: another pass, so that
+             * a request or a renewal due meanwhile is not held up by it */
+            m->recheck_at = mono_ms() + o->recheck_ms;
+            atls_sched_check(m->sched);
+            continue;
+        }
         multi_wait(m);
     }
 }
@@ -515,6 +523,7 @@ multi_run(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
         }
     } else {
         atls_sched_check(m.sched);
+        m.recheck_at = opts->recheck_ms > 0 ? mono_ms() + opts->recheck_ms : 0;
     }
     multi_loop(&m);
     multi_teardown(&m);

@@ -773,6 +773,27 @@ gate_done(void *ctx, size_t i, int rc, const char *err)
     }
 }
 
+/* A dns hook whose setup for c0 first runs first_cmd, then waits (up to
+ * 20 s) until c1 is deployed: only a host that runs hooks in the
+ * background, and keeps looking at c1 meanwhile, gets both. */
+static void
+gated_hook(gate_rec_t *g, const char *first_cmd, char *hook, size_t len)
+{
+    char body[2400];
+
+    assert_int_equal(hookscript_setup(NULL), 0);
+    snprintf(g->gate, sizeof(g->gate), "%s/gate", hookscript_dir);
+    snprintf(body, sizeof(body),
+             "case \"$1 $2\" in\n"
+             "\"setup _acme-challenge.c0.multi.test\")\n"
+             "  %s\n"
+             "  i=0\n"
+             "  while [ ! -e '%s' ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n"
+             "  [ -e '%s' ] || { echo 'c1 never came' >&2; exit 1; } ;;\n"
+             "esac\nexit 0\n", first_cmd, g->gate, g->gate);
+    hookscript_write("gated", body, 0700, hook, len);
+}
+
 /* c0's setup hook waits (up to 20 s) until c1 is deployed: only a host
  * that runs hooks in the background gets both certificates. */
 static void
@@ -783,21 +804,12 @@ test_check_pass_slow_hook_holds_only_its_order(void **state)
     atls_job_many_opts_t mo;
     gate_rec_t           g;
     const char          *names[2][1] = { { "c0.multi.test" }, { "c1.multi.test" } };
-    char                 hook[512], body[1400], err[512];
+    char                 hook[512], err[512];
     size_t               i;
 
     (void) state;
-    assert_int_equal(hookscript_setup(NULL), 0);
     memset(&g, 0, sizeof(g));
-    snprintf(g.gate, sizeof(g.gate), "%s/gate", hookscript_dir);
-    snprintf(body, sizeof(body),
-             "case \"$1 $2\" in\n"
-             "\"setup _acme-challenge.c0.multi.test\")\n"
-             "  i=0\n"
-             "  while [ ! -e '%s' ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n"
-             "  [ -e '%s' ] || { echo 'c1 never came' >&2; exit 1; } ;;\n"
-             "esac\nexit 0\n", g.gate, g.gate);
-    hookscript_write("gated", body, 0700, hook, sizeof(hook));
+    gated_hook(&g, "", hook, sizeof(hook));
 
     farm_start(2);
     for (i = 0; i < 2; i++) {
@@ -825,6 +837,62 @@ test_check_pass_slow_hook_holds_only_its_order(void **state)
     assert_deployed("c0.multi.test", "c0.multi.test", ATLS_KEY_EC256);
     assert_deployed("c1.multi.test", "c1.multi.test", ATLS_KEY_EC256);
     assert_int_equal(hookscript_teardown(NULL), 0);
+}
+
+/* While c0's hook holds the pass, an operator asks to renew the valid c1:
+ * a later pass of the same check orders it. */
+static void
+test_check_pass_looks_again_while_a_hook_holds(void **state)
+{
+    atls_cert_meta_t            metas[2], *ptrs[2];
+    atls_job_conf_t             confs[2];
+    atls_issuer_t               is0;
+    atls_job_many_opts_t        mo;
+    atls_challenge_ops_t        ops;
+    const atls_challenge_ops_t *ops_v[2];
+    chal_rec_t                  rec;
+    gate_rec_t                  g;
+    const char                 *names0[1] = { "c0.multi.test" };
+    char                        hook[512], cmd[600], err[512];
+    int                         results[2];
+
+    (void) state;
+    farm_start(2);
+    farm.renew_ca = 1;
+    make_metas(metas, ptrs, 2);
+    rec_ops(&ops, &rec);
+    assert_int_equal(atls_job_run_many_blocking(st, &ptrs[1], 1, 0, &ops, results,
+                                                err, sizeof(err)), 0);
+
+    memset(&g, 0, sizeof(g));
+    snprintf(cmd, sizeof(cmd), "date -u +%%Y-%%m-%%dT%%H:%%M:%%SZ > '%s/requests/%s'",
+             root, metas[1].id);
+    gated_hook(&g, cmd, hook, sizeof(hook));
+    memset(&is0, 0, sizeof(is0));
+    is0.directory = farm.dir[0];
+    is0.insecure_ca_urls = 1;
+    is0.challenge = ATLS_CHAL_DNS01;
+    is0.dns_hook = hook;
+    is0.agree_tos = 1;
+    confs[0] = (atls_job_conf_t) { names0, 1, &is0 };
+    atls_job_conf_of_meta(&confs[1], &metas[1]);
+    ops_v[0] = NULL;
+    ops_v[1] = &ops;
+    memset(&mo, 0, sizeof(mo));
+    mo.ops_v = ops_v;
+    mo.done = gate_done;
+    mo.ctx = &g;
+    mo.recheck_ms = 100;
+    assert_int_equal(atls_job_check_pass(st, confs, 2, &mo, err, sizeof(err)), 0);
+    farm_stop();
+    assert_int_equal(g.n, 2);
+    assert_int_equal(g.order[0], 1);
+    assert_int_equal(g.order[1], 0);
+    assert_int_equal(g.rc[0], 0);
+    assert_int_equal(g.rc[1], 0);
+    assert_deployed("c0.multi.test", "c0.multi.test", ATLS_KEY_EC256);
+    assert_int_equal(hookscript_teardown(NULL), 0);
+    free_metas(metas, 2);
 }
 
 /* A certificate the scheduler refuses is reported, the others go on. */
@@ -881,6 +949,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_stopping_starts_nothing_new,
                                         setup_store, teardown_store),
         cmocka_unit_test_setup_teardown(test_check_pass_slow_hook_holds_only_its_order,
+                                        setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_check_pass_looks_again_while_a_hook_holds,
                                         setup_store, teardown_store),
         cmocka_unit_test_setup_teardown(test_check_pass_reports_refused_settings,
                                         setup_store, teardown_store),
