@@ -29,18 +29,14 @@
  * that exits must not leave the loop running); then it is cancelled. */
 #define MULTI_STOP_GRACE_MS    60000
 
-typedef struct multi_xfer_s {
+/* One transfer (easy != NULL) or hook run of the scheduler in flight. */
+typedef struct multi_run_s {
     atls_sched_op_t      *op;
     CURL                 *easy;
     atls_http_xfer_t     *xfer;
-    struct multi_xfer_s  *next;
-} multi_xfer_t;
-
-typedef struct multi_hook_s {
-    atls_sched_op_t      *op;
     atls_hook_proc_t      hp;
-    struct multi_hook_s  *next;
-} multi_hook_t;
+    struct multi_run_s   *next;
+} multi_run_t;
 
 /* What the scheduler hands back as cert_data. */
 typedef struct {
@@ -57,8 +53,7 @@ typedef struct {
     multi_cert_t               *certs;
     size_t                      n_done;
     size_t                      failed;
-    multi_xfer_t               *xfers;
-    multi_hook_t               *hooks;
+    multi_run_t                *runs;
     size_t                      n_hooks;
     long long                   timer_at;   /* monotonic ms; -1 disarmed */
     long long                   stopped;    /* when the host said stop; 0 not */
@@ -88,70 +83,91 @@ multi_alloc(size_t n)
     return p;
 }
 
+/* ---- what is in flight ------------------------------------------- */
+
+static void
+multi_run_add(multi_t *m, multi_run_t *r)
+{
+    r->next = m->runs;
+    m->runs = r;
+    m->n_hooks += r->easy == NULL;
+}
+
+/* Takes r, or the run of op, or the transfer of easy out of the list (a
+ * transfer also out of curl); NULL when it is not there. */
+static multi_run_t *
+multi_run_unlink(multi_t *m, multi_run_t *which, atls_sched_op_t *op, CURL *easy)
+{
+    multi_run_t **pp, *r;
+
+    for (pp = &m->runs; (r = *pp) != NULL; pp = &r->next) {
+        if (r == which || (op != NULL && r->op == op) || (easy != NULL && r->easy == easy)) {
+            *pp = r->next;
+            if (r->easy != NULL) {
+                (void) curl_multi_remove_handle(m->multi, r->easy);
+            } else {
+                m->n_hooks--;
+            }
+            return r;
+        }
+    }
+    return NULL;
+}
+
 /* ---- HTTP ---------------------------------------------------------- */
 
-/* Ends x: its answer into resp (which may be a throwaway). */
+/* Ends transfer r: its answer into resp (which may be a throwaway). */
 static void
-multi_xfer_end(multi_xfer_t *x, int curl_code, atls_http_response_t *resp)
+multi_xfer_end(multi_run_t *r, int curl_code, atls_http_response_t *resp)
 {
     memset(resp, 0, sizeof(*resp));
-    atls_http_easy_collect(x->xfer, x->easy, curl_code, resp);
-    curl_easy_cleanup(x->easy);
-    free(x);
+    atls_http_easy_collect(r->xfer, r->easy, curl_code, resp);
+    curl_easy_cleanup(r->easy);
+    free(r);
 }
 
 static int
 multi_http_send(void *ctx, atls_sched_op_t *op, const atls_http_opts_t *o,
                 const atls_http_request_t *req)
 {
-    multi_t      *m = ctx;
-    multi_xfer_t *x = multi_alloc(sizeof(*x));
+    multi_t     *m = ctx;
+    multi_run_t *r = multi_alloc(sizeof(*r));
 
-    x->op = op;
-    x->easy = atls_http_easy_prepare(o, req, &x->xfer);
-    if (x->easy == NULL) {
-        free(x);
+    r->op = op;
+    r->easy = atls_http_easy_prepare(o, req, &r->xfer);
+    if (r->easy == NULL) {
+        free(r);
         return -1;
     }
-    (void) curl_easy_setopt(x->easy, CURLOPT_PRIVATE, (char *) op);
-    if (curl_multi_add_handle(m->multi, x->easy) != CURLM_OK) {
+    (void) curl_easy_setopt(r->easy, CURLOPT_PRIVATE, (char *) op);
+    if (curl_multi_add_handle(m->multi, r->easy) != CURLM_OK) {
         atls_http_response_t resp;
 
-        multi_xfer_end(x, CURLE_FAILED_INIT, &resp);
+        multi_xfer_end(r, CURLE_FAILED_INIT, &resp);
         atls_http_response_free(&resp);
         return -1;
     }
-    x->next = m->xfers;
-    m->xfers = x;
+    multi_run_add(m, r);
     return 0;
 }
 
-/* Takes the transfer of op (or of easy) out of the list; NULL if unknown. */
-static multi_xfer_t *
-multi_xfer_unlink(multi_t *m, atls_sched_op_t *op, CURL *easy)
-{
-    multi_xfer_t **pp, *x;
-
-    for (pp = &m->xfers; (x = *pp) != NULL; pp = &x->next) {
-        if ((op != NULL && x->op == op) || (easy != NULL && x->easy == easy)) {
-            *pp = x->next;
-            (void) curl_multi_remove_handle(m->multi, x->easy);
-            return x;
-        }
-    }
-    return NULL;
-}
-
+/* Ends the run of op, which the scheduler gave up on. */
 static void
-multi_http_cancel(void *ctx, atls_sched_op_t *op)
+multi_cancel(void *ctx, atls_sched_op_t *op)
 {
     multi_t              *m = ctx;
-    multi_xfer_t         *x = multi_xfer_unlink(m, op, NULL);
+    multi_run_t          *r = multi_run_unlink(m, NULL, op, NULL);
     atls_http_response_t  resp;
 
-    if (x != NULL) {
-        multi_xfer_end(x, CURLE_ABORTED_BY_CALLBACK, &resp);
+    if (r == NULL) {
+        return;
+    }
+    if (r->easy != NULL) {
+        multi_xfer_end(r, CURLE_ABORTED_BY_CALLBACK, &resp);
         atls_http_response_free(&resp);
+    } else {
+        atls_hook_kill(&r->hp);
+        free(r);
     }
 }
 
@@ -164,19 +180,19 @@ multi_harvest(multi_t *m)
 
     while ((msg = curl_multi_info_read(m->multi, &left)) != NULL) {
         atls_http_response_t  resp;
-        multi_xfer_t         *x;
+        multi_run_t          *r;
         atls_sched_op_t      *op;
 
         if (msg->msg != CURLMSG_DONE) {
             continue;
         }
         /* looked up by pointer: never touches a handle that is not ours */
-        x = multi_xfer_unlink(m, NULL, msg->easy_handle);
-        if (x == NULL) {
+        r = multi_run_unlink(m, NULL, NULL, msg->easy_handle);
+        if (r == NULL) {
             continue;
         }
-        op = x->op;
-        multi_xfer_end(x, (int) msg->data.result, &resp);
+        op = r->op;
+        multi_xfer_end(r, (int) msg->data.result, &resp);
         atls_sched_http_done(m->sched, op, &resp);
         atls_http_response_free(&resp);
     }
@@ -196,45 +212,16 @@ static int
 multi_hook_start(void *ctx, atls_sched_op_t *op, char *const argv[],
                  char *why, size_t whylen)
 {
-    multi_t      *m = ctx;
-    multi_hook_t *h = multi_alloc(sizeof(*h));
+    multi_t     *m = ctx;
+    multi_run_t *r = multi_alloc(sizeof(*r));
 
-    h->op = op;
-    if (atls_hook_spawn(argv, &h->hp, why, whylen) != 0) {
-        free(h);
+    r->op = op;
+    if (atls_hook_spawn(argv, &r->hp, why, whylen) != 0) {
+        free(r);
         return -1;
     }
-    h->next = m->hooks;
-    m->hooks = h;
-    m->n_hooks++;
+    multi_run_add(m, r);
     return 0;
-}
-
-static multi_hook_t *
-multi_hook_unlink(multi_t *m, multi_hook_t *which, atls_sched_op_t *op)
-{
-    multi_hook_t **pp, *h;
-
-    for (pp = &m->hooks; (h = *pp) != NULL; pp = &h->next) {
-        if (h == which || (op != NULL && h->op == op)) {
-            *pp = h->next;
-            m->n_hooks--;
-            return h;
-        }
-    }
-    return NULL;
-}
-
-static void
-multi_hook_kill(void *ctx, atls_sched_op_t *op)
-{
-    multi_t      *m = ctx;
-    multi_hook_t *h = multi_hook_unlink(m, NULL, op);
-
-    if (h != NULL) {
-        atls_hook_kill(&h->hp);
-        free(h);
-    }
 }
 
 /* Every hook that reported back to the scheduler.  A report may make the
@@ -242,16 +229,16 @@ multi_hook_kill(void *ctx, atls_sched_op_t *op)
 static void
 multi_hooks_read(multi_t *m)
 {
-    multi_hook_t *h;
-    char          why[512];
-    int           ok;
+    multi_run_t *r;
+    char         why[512];
+    int          ok;
 
 again:
-    for (h = m->hooks; h != NULL; h = h->next) {
-        atls_sched_op_t *op = h->op;
+    for (r = m->runs; r != NULL; r = r->next) {
+        atls_sched_op_t *op = r->op;
 
-        if (atls_hook_read(&h->hp, &ok, why, sizeof(why)) == 1) {
-            free(multi_hook_unlink(m, h, NULL));
+        if (r->easy == NULL && atls_hook_read(&r->hp, &ok, why, sizeof(why)) == 1) {
+            free(multi_run_unlink(m, r, NULL, NULL));
             atls_sched_hook_done(m->sched, op, ok, why);
             goto again;
         }
@@ -345,15 +332,18 @@ static void
 multi_wait(multi_t *m)
 {
     struct curl_waitfd *fds = NULL;
-    multi_hook_t       *h;
+    multi_run_t        *r;
     unsigned int        n = 0;
 
     if (m->n_hooks > 0) {
         fds = multi_alloc(m->n_hooks * sizeof(*fds));
-        for (h = m->hooks; h != NULL; h = h->next, n++) {
-            fds[n].fd = h->hp.fd;
-            fds[n].events = CURL_WAIT_POLLIN;
-            fds[n].revents = 0;
+        for (r = m->runs; r != NULL; r = r->next) {
+            if (r->easy == NULL) {
+                fds[n].fd = r->hp.fd;
+                fds[n].events = CURL_WAIT_POLLIN;
+                fds[n].revents = 0;
+                n++;
+            }
         }
     }
     (void) curl_multi_poll(m->multi, fds, n, (int) multi_poll_ms(m), NULL);
@@ -409,9 +399,9 @@ static int
 multi_setup(multi_t *m, atls_store_t *st, const atls_job_conf_t *confs, size_t n)
 {
     static const atls_sched_host_t callbacks = {
-        .http_send = multi_http_send, .http_cancel = multi_http_cancel,
+        .http_send = multi_http_send, .http_cancel = multi_cancel,
         .timer = multi_timer,
-        .hook_start = multi_hook_start, .hook_kill = multi_hook_kill,
+        .hook_start = multi_hook_start, .hook_kill = multi_cancel,
         .publish = multi_publish, .withdraw = multi_withdraw,
         .done = multi_done
     };
@@ -466,11 +456,8 @@ multi_teardown(multi_t *m)
     if (m->sched != NULL) {
         atls_sched_free(m->sched);   /* cancels and kills what is left */
     }
-    while (m->xfers != NULL) {
-        multi_http_cancel(m, m->xfers->op);
-    }
-    while (m->hooks != NULL) {
-        multi_hook_kill(m, m->hooks->op);
+    while (m->runs != NULL) {
+        multi_cancel(m, m->runs->op);
     }
     if (m->multi != NULL) {
         curl_multi_cleanup(m->multi);

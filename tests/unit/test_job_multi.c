@@ -794,6 +794,24 @@ gated_hook(gate_rec_t *g, const char *first_cmd, char *hook, size_t len)
     hookscript_write("gated", body, 0700, hook, len);
 }
 
+/* A check pass over confs (c0 behind the gated hook): c1 first, then c0,
+ * both deployed. */
+static void
+run_gated(const atls_job_conf_t *confs, const atls_job_many_opts_t *mo)
+{
+    const gate_rec_t *g = mo->ctx;
+    char              err[512];
+
+    assert_int_equal(atls_job_check_pass(st, confs, 2, mo, err, sizeof(err)), 0);
+    farm_stop();
+    assert_int_equal(g->n, 2);
+    assert_int_equal(g->order[0], 1);
+    assert_int_equal(g->order[1], 0);
+    assert_int_equal(g->rc[0], 0);
+    assert_int_equal(g->rc[1], 0);
+    assert_deployed("c0.multi.test", "c0.multi.test", ATLS_KEY_EC256);
+}
+
 /* c0's setup hook waits (up to 20 s) until c1 is deployed: only a host
  * that runs hooks in the background gets both certificates. */
 static void
@@ -804,7 +822,7 @@ test_check_pass_slow_hook_holds_only_its_order(void **state)
     atls_job_many_opts_t mo;
     gate_rec_t           g;
     const char          *names[2][1] = { { "c0.multi.test" }, { "c1.multi.test" } };
-    char                 hook[512], err[512];
+    char                 hook[512];
     size_t               i;
 
     (void) state;
@@ -827,14 +845,7 @@ test_check_pass_slow_hook_holds_only_its_order(void **state)
     mo.done = gate_done;
     mo.ctx = &g;
     /* nothing stored yet: the scheduler finds both due */
-    assert_int_equal(atls_job_check_pass(st, confs, 2, &mo, err, sizeof(err)), 0);
-    farm_stop();
-    assert_int_equal(g.n, 2);
-    assert_int_equal(g.order[0], 1);
-    assert_int_equal(g.order[1], 0);
-    assert_int_equal(g.rc[0], 0);
-    assert_int_equal(g.rc[1], 0);
-    assert_deployed("c0.multi.test", "c0.multi.test", ATLS_KEY_EC256);
+    run_gated(confs, &mo);
     assert_deployed("c1.multi.test", "c1.multi.test", ATLS_KEY_EC256);
     assert_int_equal(hookscript_teardown(NULL), 0);
 }
@@ -883,14 +894,7 @@ test_check_pass_looks_again_while_a_hook_holds(void **state)
     mo.done = gate_done;
     mo.ctx = &g;
     mo.recheck_ms = 100;
-    assert_int_equal(atls_job_check_pass(st, confs, 2, &mo, err, sizeof(err)), 0);
-    farm_stop();
-    assert_int_equal(g.n, 2);
-    assert_int_equal(g.order[0], 1);
-    assert_int_equal(g.order[1], 0);
-    assert_int_equal(g.rc[0], 0);
-    assert_int_equal(g.rc[1], 0);
-    assert_deployed("c0.multi.test", "c0.multi.test", ATLS_KEY_EC256);
+    run_gated(confs, &mo);
     assert_int_equal(hookscript_teardown(NULL), 0);
     free_metas(metas, 2);
 }
