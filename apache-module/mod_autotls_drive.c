@@ -12,7 +12,6 @@
  * watchdog that moved to another child resumes from there.
  */
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/pem.h>
@@ -260,6 +259,25 @@ autotls_drive_stopping(void *ctx)
            || state == AP_MPMQ_STOPPING;
 }
 
+/*
+ * Asked by the core whenever its loop waits (at least twice a second).
+ * mod_watchdog runs autotls_watch_cb in this same thread, so while a
+ * check runs (a slow dns hook can hold it for minutes) this is where
+ * certificates that others deployed get published.
+ */
+static int
+autotls_drive_poll(void *ctx)
+{
+    static apr_time_t last;     /* the watchdog thread only */
+    apr_time_t now = apr_time_now();
+
+    if (now - last >= AUTOTLS_WATCH_INTERVAL) {
+        last = now;
+        autotls_generation_publish(drive_store);
+    }
+    return autotls_drive_stopping(ctx);
+}
+
 /* One check: the scheduler looks at every host and runs what is due. */
 static void
 autotls_drive_check(apr_pool_t *ptemp)
@@ -288,8 +306,9 @@ autotls_drive_check(apr_pool_t *ptemp)
     mo.max_parallel = (size_t) autotls_global.max_parallel;
     mo.default_ops = &ops;
     mo.done = autotls_drive_done;
-    mo.stopping = autotls_drive_stopping;
+    mo.stopping = autotls_drive_poll;
     mo.ari = 1;
+    mo.recheck_ms = (long) apr_time_as_msec(autotls_global.check_interval);
 
     /* busy before looking at quit: a quiesce either sees busy or is seen */
     __atomic_store_n(&drive_busy, 1, __ATOMIC_SEQ_CST);

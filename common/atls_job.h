@@ -118,9 +118,10 @@ int atls_job_ari_refresh_blocking(atls_store_t *st, const char *id,
  * out has room for ATLS_KEY_TYPE_MAX; returns how many. */
 size_t atls_job_key_types(const atls_issuer_t *is, atls_key_type_t *out);
 
-/* The challenge operations a job of issuer is uses: ops when given; else,
- * for dns-01 with a dns_hook, operations running that hook (filled into
- * buf, which must outlive the job); else NULL. */
+/* The challenge operations a blocking job of issuer is uses: ops when
+ * given; else, for dns-01 with a dns_hook, operations running that hook
+ * (filled into buf, which must outlive the job); else NULL.  (The
+ * scheduler runs dns hooks itself, through its host's hook_start.) */
 const atls_challenge_ops_t *atls_job_challenge_ops(const atls_issuer_t *is,
                                                    const atls_challenge_ops_t *ops,
                                                    atls_challenge_ops_t *buf);
@@ -153,13 +154,16 @@ typedef struct {
      * (rc 0 all deployed, -1 not; err as above), so that a host can serve
      * it before the others finish */
     void  (*done)(void *ctx, size_t i, int rc, const char *err);
-    /* polled whenever nothing is ready: when it returns 1 no further
-     * order is started (the host is stopping); orders in flight run to
-     * their end */
+    /* polled whenever nothing is ready, at least twice a second: when it
+     * returns 1 no further order is started (the host is stopping); what
+     * is in flight runs to its end, or is cancelled after a minute */
     int   (*stopping)(void *ctx);
     void   *ctx;
     int     ari;                               /* ask the CA for renewal
                                                   information (check passes) */
+    long    recheck_ms;                        /* check pass: while orders hold
+                                                  it, another pass this often
+                                                  (0: one pass) */
 } atls_job_many_opts_t;
 
 int atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,
@@ -172,6 +176,9 @@ typedef struct {
     size_t               n_names;
     const atls_issuer_t *issuer;               /* EAB secrets included */
 } atls_job_conf_t;
+
+/* c describes m (borrowing its names and issuer). */
+void atls_job_conf_of_meta(atls_job_conf_t *c, const atls_cert_meta_t *m);
 
 /* One check by the scheduler's own decisions (a server's periodic check):
  * every certificate is managed, the scheduler plans each (due, missing key

@@ -38,21 +38,12 @@ extern char **environ;
 
 /* ---- in the program's process (after the second fork) ----------------- */
 
-/* stdin/stdout /dev/null, stderr errfd, nothing else inherited. */
+/* stdin/stdout /dev/null, stderr errfd, nothing else inherited; the
+ * signal state is the reporter's (hook_signals_reset). */
 static void
 hook_exec(int errfd, int nullfd, char *const argv[])
 {
-    sigset_t         set;
-    struct sigaction sa;
-    int              fd, maxfd;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = SIG_DFL;
-    sigemptyset(&sa.sa_mask);
-    (void) sigaction(SIGPIPE, &sa, NULL);
-    (void) sigaction(SIGCHLD, &sa, NULL);
-    sigemptyset(&set);
-    sigprocmask(SIG_SETMASK, &set, NULL);
+    int fd, maxfd;
 
     if (dup2(nullfd, STDIN_FILENO) < 0
         || dup2(nullfd, STDOUT_FILENO) < 0
@@ -210,19 +201,12 @@ reporter_wait(pid_t pid, int errfd, char *err, size_t *errlen)
 static void
 reporter_main(char *const argv[])
 {
-    struct sigaction sa;
-    report_t         r;
-    char             err[HOOK_MAX_STDERR];
-    size_t           errlen = 0;
-    int              epipe[2], status, fl;
-    pid_t            pid;
+    report_t r;
+    char     err[HOOK_MAX_STDERR];
+    size_t   errlen = 0;
+    int      epipe[2], status, fl;
+    pid_t    pid;
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = SIG_DFL;
-    sigemptyset(&sa.sa_mask);
-    /* the host may ignore SIGCHLD (then waitpid could not see the exit) */
-    (void) sigaction(SIGCHLD, &sa, NULL);
-    (void) sigaction(SIGPIPE, &sa, NULL);
     r.len = 0;
 
     if (pipe2(epipe, O_CLOEXEC) != 0) {
@@ -267,15 +251,29 @@ out:
     _exit(0);
 }
 
+/* Nothing blocked; SIGPIPE and SIGCHLD at their defaults (the host may
+ * ignore SIGCHLD, and then waitpid could not see the program's exit). */
+static void
+hook_signals_reset(void)
+{
+    struct sigaction sa;
+    sigset_t         set;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    (void) sigaction(SIGCHLD, &sa, NULL);
+    (void) sigaction(SIGPIPE, &sa, NULL);
+    sigemptyset(&set);
+    sigprocmask(SIG_SETMASK, &set, NULL);
+}
+
 /* Only the descriptors the reporter needs, at 0..2. */
 static void
 reporter_start(int report_fd, int nullfd, char *const argv[])
 {
-    sigset_t set;
-
     (void) setpgid(0, 0);
-    sigemptyset(&set);
-    sigprocmask(SIG_SETMASK, &set, NULL);
+    hook_signals_reset();
     if (dup2(nullfd, STDIN_FILENO) < 0
         || dup2(report_fd, STDOUT_FILENO) < 0
         || dup2(nullfd, STDERR_FILENO) < 0)

@@ -22,53 +22,46 @@
 #include "atls_sched.h"
 
 #define MULTI_DEFAULT_PARALLEL 8
-/* An upper bound on one poll, so that `stopping` is looked at regularly. */
-#define MULTI_MAX_POLL_MS      1000
+/* An upper bound on one poll, so that `stopping` is looked at at least
+ * twice a second (Apache also publishes others' deploys from there). */
+#define MULTI_MAX_POLL_MS      500
 /* A stopping host waits this long for what is in flight (a server child
  * that exits must not leave the loop running); then it is cancelled. */
 #define MULTI_STOP_GRACE_MS    60000
 
-typedef struct multi_xfer_s {
+/* One transfer (easy != NULL) or hook run of the scheduler in flight. */
+typedef struct multi_run_s {
     atls_sched_op_t      *op;
     CURL                 *easy;
     atls_http_xfer_t     *xfer;
-    struct multi_xfer_s  *next;
-} multi_xfer_t;
-
-typedef struct multi_hook_s {
-    atls_sched_op_t      *op;
     atls_hook_proc_t      hp;
-    struct multi_hook_s  *next;
-} multi_hook_t;
-
-typedef struct multi_s multi_t;
+    struct multi_run_s   *next;
+} multi_run_t;
 
 /* What the scheduler hands back as cert_data. */
 typedef struct {
-    multi_t                    *m;
     size_t                      i;       /* index into the caller's list */
     const atls_challenge_ops_t *ops;     /* http-01 / tls-alpn-01 answers */
     atls_sched_cert_t          *c;       /* NULL: refused by the scheduler */
     int                         done;
 } multi_cert_t;
 
-struct multi_s {
+typedef struct {
     const atls_job_many_opts_t *o;
     atls_sched_t               *sched;
     CURLM                      *multi;
     multi_cert_t               *certs;
-    size_t                      n;
     size_t                      n_done;
     size_t                      failed;
-    multi_xfer_t               *xfers;
-    multi_hook_t               *hooks;
+    multi_run_t                *runs;
     size_t                      n_hooks;
     long long                   timer_at;   /* monotonic ms; -1 disarmed */
     long long                   stopped;    /* when the host said stop; 0 not */
+    long long                   recheck_at; /* the next pass; 0 none */
     int                        *results;
     char                       *err;
     size_t                      errlen;
-};
+} multi_t;
 
 static long long
 mono_ms(void)
@@ -90,73 +83,91 @@ multi_alloc(size_t n)
     return p;
 }
 
-/* ---- HTTP ---------------------------------------------------------- */
+/* ---- what is in flight ------------------------------------------- */
 
-static int
-multi_http_send(void *ctx, atls_sched_op_t *op, const atls_http_opts_t *o,
-                const atls_http_request_t *req)
+static void
+multi_run_add(multi_t *m, multi_run_t *r)
 {
-    multi_t      *m = ctx;
-    multi_xfer_t *x = multi_alloc(sizeof(*x));
-
-    x->op = op;
-    x->easy = atls_http_easy_prepare(o, req, &x->xfer);
-    if (x->easy == NULL) {
-        free(x);
-        return -1;
-    }
-    (void) curl_easy_setopt(x->easy, CURLOPT_PRIVATE, (char *) op);
-    if (curl_multi_add_handle(m->multi, x->easy) != CURLM_OK) {
-        atls_http_response_t resp;
-
-        memset(&resp, 0, sizeof(resp));
-        atls_http_easy_collect(x->xfer, x->easy, CURLE_FAILED_INIT, &resp);
-        atls_http_response_free(&resp);
-        curl_easy_cleanup(x->easy);
-        free(x);
-        return -1;
-    }
-    x->next = m->xfers;
-    m->xfers = x;
-    return 0;
+    r->next = m->runs;
+    m->runs = r;
+    m->n_hooks += r->easy == NULL;
 }
 
-/* Takes the transfer of op (or of easy) out of the list; NULL if unknown. */
-static multi_xfer_t *
-multi_xfer_unlink(multi_t *m, atls_sched_op_t *op, CURL *easy)
+/* Takes r, or the run of op, or the transfer of easy out of the list (a
+ * transfer also out of curl); NULL when it is not there. */
+static multi_run_t *
+multi_run_unlink(multi_t *m, multi_run_t *which, atls_sched_op_t *op, CURL *easy)
 {
-    multi_xfer_t **pp, *x;
+    multi_run_t **pp, *r;
 
-    for (pp = &m->xfers; (x = *pp) != NULL; pp = &x->next) {
-        if ((op != NULL && x->op == op) || (easy != NULL && x->easy == easy)) {
-            *pp = x->next;
-            (void) curl_multi_remove_handle(m->multi, x->easy);
-            return x;
+    for (pp = &m->runs; (r = *pp) != NULL; pp = &r->next) {
+        if (r == which || (op != NULL && r->op == op) || (easy != NULL && r->easy == easy)) {
+            *pp = r->next;
+            if (r->easy != NULL) {
+                (void) curl_multi_remove_handle(m->multi, r->easy);
+            } else {
+                m->n_hooks--;
+            }
+            return r;
         }
     }
     return NULL;
 }
 
-/* Ends x: its answer into resp (which may be a throwaway). */
+/* ---- HTTP ---------------------------------------------------------- */
+
+/* Ends transfer r: its answer into resp (which may be a throwaway). */
 static void
-multi_xfer_end(multi_xfer_t *x, int curl_code, atls_http_response_t *resp)
+multi_xfer_end(multi_run_t *r, int curl_code, atls_http_response_t *resp)
 {
     memset(resp, 0, sizeof(*resp));
-    atls_http_easy_collect(x->xfer, x->easy, curl_code, resp);
-    curl_easy_cleanup(x->easy);
-    free(x);
+    atls_http_easy_collect(r->xfer, r->easy, curl_code, resp);
+    curl_easy_cleanup(r->easy);
+    free(r);
 }
 
+static int
+multi_http_send(void *ctx, atls_sched_op_t *op, const atls_http_opts_t *o,
+                const atls_http_request_t *req)
+{
+    multi_t     *m = ctx;
+    multi_run_t *r = multi_alloc(sizeof(*r));
+
+    r->op = op;
+    r->easy = atls_http_easy_prepare(o, req, &r->xfer);
+    if (r->easy == NULL) {
+        free(r);
+        return -1;
+    }
+    (void) curl_easy_setopt(r->easy, CURLOPT_PRIVATE, (char *) op);
+    if (curl_multi_add_handle(m->multi, r->easy) != CURLM_OK) {
+        atls_http_response_t resp;
+
+        multi_xfer_end(r, CURLE_FAILED_INIT, &resp);
+        atls_http_response_free(&resp);
+        return -1;
+    }
+    multi_run_add(m, r);
+    return 0;
+}
+
+/* Ends the run of op, which the scheduler gave up on. */
 static void
-multi_http_cancel(void *ctx, atls_sched_op_t *op)
+multi_cancel(void *ctx, atls_sched_op_t *op)
 {
     multi_t              *m = ctx;
-    multi_xfer_t         *x = multi_xfer_unlink(m, op, NULL);
+    multi_run_t          *r = multi_run_unlink(m, NULL, op, NULL);
     atls_http_response_t  resp;
 
-    if (x != NULL) {
-        multi_xfer_end(x, CURLE_ABORTED_BY_CALLBACK, &resp);
+    if (r == NULL) {
+        return;
+    }
+    if (r->easy != NULL) {
+        multi_xfer_end(r, CURLE_ABORTED_BY_CALLBACK, &resp);
         atls_http_response_free(&resp);
+    } else {
+        atls_hook_kill(&r->hp);
+        free(r);
     }
 }
 
@@ -169,19 +180,19 @@ multi_harvest(multi_t *m)
 
     while ((msg = curl_multi_info_read(m->multi, &left)) != NULL) {
         atls_http_response_t  resp;
-        multi_xfer_t         *x;
+        multi_run_t          *r;
         atls_sched_op_t      *op;
 
         if (msg->msg != CURLMSG_DONE) {
             continue;
         }
         /* looked up by pointer: never touches a handle that is not ours */
-        x = multi_xfer_unlink(m, NULL, msg->easy_handle);
-        if (x == NULL) {
+        r = multi_run_unlink(m, NULL, NULL, msg->easy_handle);
+        if (r == NULL) {
             continue;
         }
-        op = x->op;
-        multi_xfer_end(x, (int) msg->data.result, &resp);
+        op = r->op;
+        multi_xfer_end(r, (int) msg->data.result, &resp);
         atls_sched_http_done(m->sched, op, &resp);
         atls_http_response_free(&resp);
     }
@@ -201,45 +212,16 @@ static int
 multi_hook_start(void *ctx, atls_sched_op_t *op, char *const argv[],
                  char *why, size_t whylen)
 {
-    multi_t      *m = ctx;
-    multi_hook_t *h = multi_alloc(sizeof(*h));
+    multi_t     *m = ctx;
+    multi_run_t *r = multi_alloc(sizeof(*r));
 
-    h->op = op;
-    if (atls_hook_spawn(argv, &h->hp, why, whylen) != 0) {
-        free(h);
+    r->op = op;
+    if (atls_hook_spawn(argv, &r->hp, why, whylen) != 0) {
+        free(r);
         return -1;
     }
-    h->next = m->hooks;
-    m->hooks = h;
-    m->n_hooks++;
+    multi_run_add(m, r);
     return 0;
-}
-
-static multi_hook_t *
-multi_hook_unlink(multi_t *m, multi_hook_t *which, atls_sched_op_t *op)
-{
-    multi_hook_t **pp, *h;
-
-    for (pp = &m->hooks; (h = *pp) != NULL; pp = &h->next) {
-        if (h == which || (op != NULL && h->op == op)) {
-            *pp = h->next;
-            m->n_hooks--;
-            return h;
-        }
-    }
-    return NULL;
-}
-
-static void
-multi_hook_kill(void *ctx, atls_sched_op_t *op)
-{
-    multi_t      *m = ctx;
-    multi_hook_t *h = multi_hook_unlink(m, NULL, op);
-
-    if (h != NULL) {
-        atls_hook_kill(&h->hp);
-        free(h);
-    }
 }
 
 /* Every hook that reported back to the scheduler.  A report may make the
@@ -247,16 +229,16 @@ multi_hook_kill(void *ctx, atls_sched_op_t *op)
 static void
 multi_hooks_read(multi_t *m)
 {
-    multi_hook_t *h;
-    char          why[512];
-    int           ok;
+    multi_run_t *r;
+    char         why[512];
+    int          ok;
 
 again:
-    for (h = m->hooks; h != NULL; h = h->next) {
-        atls_sched_op_t *op = h->op;
+    for (r = m->runs; r != NULL; r = r->next) {
+        atls_sched_op_t *op = r->op;
 
-        if (atls_hook_read(&h->hp, &ok, why, sizeof(why)) == 1) {
-            free(multi_hook_unlink(m, h, NULL));
+        if (r->easy == NULL && atls_hook_read(&r->hp, &ok, why, sizeof(why)) == 1) {
+            free(multi_run_unlink(m, r, NULL, NULL));
             atls_sched_hook_done(m->sched, op, ok, why);
             goto again;
         }
@@ -350,15 +332,18 @@ static void
 multi_wait(multi_t *m)
 {
     struct curl_waitfd *fds = NULL;
-    multi_hook_t       *h;
+    multi_run_t        *r;
     unsigned int        n = 0;
 
     if (m->n_hooks > 0) {
         fds = multi_alloc(m->n_hooks * sizeof(*fds));
-        for (h = m->hooks; h != NULL; h = h->next, n++) {
-            fds[n].fd = h->hp.fd;
-            fds[n].events = CURL_WAIT_POLLIN;
-            fds[n].revents = 0;
+        for (r = m->runs; r != NULL; r = r->next) {
+            if (r->easy == NULL) {
+                fds[n].fd = r->hp.fd;
+                fds[n].events = CURL_WAIT_POLLIN;
+                fds[n].revents = 0;
+                n++;
+            }
         }
     }
     (void) curl_multi_poll(m->multi, fds, n, (int) multi_poll_ms(m), NULL);
@@ -397,6 +382,13 @@ multi_loop(multi_t *m)
                      atls_sched_running(m->sched));
             return;
         }
+        if (m->recheck_at != 0 && m->stopped == 0 && mono_ms() >= m->recheck_at) {
+            /* what was in flight still holds the loop: another pass, so that
+             * a request or a renewal due meanwhile is not held up by it */
+            m->recheck_at = mono_ms() + o->recheck_ms;
+            atls_sched_check(m->sched);
+            continue;
+        }
         multi_wait(m);
     }
 }
@@ -406,21 +398,19 @@ multi_loop(multi_t *m)
 static int
 multi_setup(multi_t *m, atls_store_t *st, const atls_job_conf_t *confs, size_t n)
 {
-    atls_sched_host_t host;
+    static const atls_sched_host_t callbacks = {
+        .http_send = multi_http_send, .http_cancel = multi_cancel,
+        .timer = multi_timer,
+        .hook_start = multi_hook_start, .hook_kill = multi_cancel,
+        .publish = multi_publish, .withdraw = multi_withdraw,
+        .done = multi_done
+    };
+    atls_sched_host_t host = callbacks;
     atls_sched_opts_t so;
     char              why[512];
     size_t            i;
 
-    memset(&host, 0, sizeof(host));
     host.ctx = m;
-    host.http_send = multi_http_send;
-    host.http_cancel = multi_http_cancel;
-    host.timer = multi_timer;
-    host.hook_start = multi_hook_start;
-    host.hook_kill = multi_hook_kill;
-    host.publish = multi_publish;
-    host.withdraw = multi_withdraw;
-    host.done = multi_done;
     memset(&so, 0, sizeof(so));
     so.max_parallel = m->o->max_parallel;
     so.ari = m->o->ari;
@@ -442,13 +432,11 @@ multi_setup(multi_t *m, atls_store_t *st, const atls_job_conf_t *confs, size_t n
         return -1;
     }
     m->certs = multi_alloc((n + 1) * sizeof(*m->certs));
-    m->n = n;
     for (i = 0; i < n; i++) {
         multi_cert_t *mc = &m->certs[i];
         const atls_challenge_ops_t *ops = m->o->ops_v != NULL ? m->o->ops_v[i] : NULL;
         char msg[1200];
 
-        mc->m = m;
         mc->i = i;
         mc->ops = ops != NULL ? ops : m->o->default_ops;
         mc->c = atls_sched_add(m->sched, confs[i].names, confs[i].n_names,
@@ -468,11 +456,8 @@ multi_teardown(multi_t *m)
     if (m->sched != NULL) {
         atls_sched_free(m->sched);   /* cancels and kills what is left */
     }
-    while (m->xfers != NULL) {
-        multi_http_cancel(m, m->xfers->op);
-    }
-    while (m->hooks != NULL) {
-        multi_hook_kill(m, m->hooks->op);
+    while (m->runs != NULL) {
+        multi_cancel(m, m->runs->op);
     }
     if (m->multi != NULL) {
         curl_multi_cleanup(m->multi);
@@ -525,6 +510,7 @@ multi_run(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
         }
     } else {
         atls_sched_check(m.sched);
+        m.recheck_at = opts->recheck_ms > 0 ? mono_ms() + opts->recheck_ms : 0;
     }
     multi_loop(&m);
     multi_teardown(&m);
@@ -542,6 +528,14 @@ multi_run(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
     return rc;
 }
 
+void
+atls_job_conf_of_meta(atls_job_conf_t *c, const atls_cert_meta_t *m)
+{
+    c->names = (const char *const *) m->names;
+    c->n_names = m->n_names;
+    c->issuer = &m->issuer;
+}
+
 int
 atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,
                   const atls_job_many_opts_t *opts, int *results,
@@ -552,9 +546,7 @@ atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,
     int              rc;
 
     for (i = 0; i < n; i++) {
-        confs[i].names = (const char *const *) metas[i]->names;
-        confs[i].n_names = metas[i]->n_names;
-        confs[i].issuer = &metas[i]->issuer;
+        atls_job_conf_of_meta(&confs[i], metas[i]);
     }
     rc = multi_run(st, confs, n, opts, 1, results, err, errlen);
     free(confs);

@@ -20,74 +20,54 @@
 #include <time.h>
 #include <unistd.h>
 #include "atls_hook.h"
+#include "support/hookscript.h"
 
-#define WAIT_MS 10000
-
-static char tmpdir[256];
-
-static int
-setup_dir(void **state)
-{
-    (void) state;
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/atls-bghook-XXXXXX");
-    return mkdtemp(tmpdir) == NULL ? -1 : 0;
-}
-
-static int
-remove_dir(void **state)
-{
-    char cmd[512];
-
-    (void) state;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static void
-write_hook(const char *name, const char *body, char *path, size_t len)
-{
-    FILE *f;
-
-    snprintf(path, len, "%s/%s", tmpdir, name);
-    f = fopen(path, "w");
-    assert_non_null(f);
-    fprintf(f, "#!/bin/sh\n%s", body);
-    assert_int_equal(fclose(f), 0);
-    assert_int_equal(chmod(path, 0700), 0);
-}
-
-static long
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+/* every wait is bounded: this many rounds of 10 ms */
+#define WAIT_ROUNDS 1000
 
 /* Spawns argv and waits for its report like a host's event loop. */
 static int
 run_hook(char *const argv[], char *why, size_t whylen)
 {
     atls_hook_proc_t hp;
-    long             deadline = mono_ms() + WAIT_MS;
-    int              ok = -1;
+    int              ok = -1, round;
 
     assert_int_equal(atls_hook_spawn(argv, &hp, why, whylen), 0);
     assert_true(hp.fd >= 0);
     assert_true((fcntl(hp.fd, F_GETFL) & O_NONBLOCK) != 0);
     assert_true((fcntl(hp.fd, F_GETFD) & FD_CLOEXEC) != 0);
-    for (;;) {
+    for (round = 0;; round++) {
         struct pollfd p = { hp.fd, POLLIN, 0 };
 
-        assert_true(mono_ms() < deadline);
-        (void) poll(&p, 1, 100);
+        assert_true(round < WAIT_ROUNDS);
+        (void) poll(&p, 1, 10);
         if (atls_hook_read(&hp, &ok, why, whylen) == 1) {
             break;
         }
     }
     assert_int_equal(hp.fd, -1);
     return ok;
+}
+
+/* A script of body, run without arguments. */
+static int
+run_script(const char *name, const char *body, char *why, size_t whylen)
+{
+    char  hook[512];
+    char *argv[2];
+
+    hookscript_write(name, body, 0700, hook, sizeof(hook));
+    argv[0] = hook;
+    argv[1] = NULL;
+    return run_hook(argv, why, whylen);
+}
+
+static void
+wait_round(void)
+{
+    struct timespec ts = { 0, 10 * 1000000L };
+
+    nanosleep(&ts, NULL);
 }
 
 /* 1 when pid no longer runs (gone, or a zombie nobody reaped yet). */
@@ -116,29 +96,21 @@ pid_gone(pid_t pid)
 static void
 test_exit_zero(void **state)
 {
-    char  hook[512], why[256];
-    char *argv[2];
+    char why[256];
 
     (void) state;
-    write_hook("ok", "echo 'to stdout'\nexit 0\n", hook, sizeof(hook));
-    argv[0] = hook;
-    argv[1] = NULL;
-    assert_int_equal(run_hook(argv, why, sizeof(why)), 1);
+    assert_int_equal(run_script("ok", "echo 'to stdout'\nexit 0\n", why, sizeof(why)), 1);
 }
 
 static void
 test_exit_one_first_stderr_line(void **state)
 {
-    char  hook[512], why[256];
-    char *argv[2];
+    char why[256];
 
     (void) state;
-    write_hook("fail", "echo 'on stdout'\n"
-               "echo 'zone not managed here' >&2\necho 'second line' >&2\nexit 1\n",
-               hook, sizeof(hook));
-    argv[0] = hook;
-    argv[1] = NULL;
-    assert_int_equal(run_hook(argv, why, sizeof(why)), 0);
+    assert_int_equal(run_script("fail", "echo 'on stdout'\n"
+                                "echo 'zone not managed here' >&2\n"
+                                "echo 'second line' >&2\nexit 1\n", why, sizeof(why)), 0);
     assert_non_null(strstr(why, "exit status 1"));
     assert_non_null(strstr(why, "zone not managed here"));
     assert_null(strstr(why, "second line"));
@@ -148,46 +120,31 @@ test_exit_one_first_stderr_line(void **state)
 static void
 test_killed_by_signal(void **state)
 {
-    char  hook[512], why[256];
-    char *argv[2];
+    char why[256];
 
     (void) state;
-    write_hook("killed", "kill -9 $$\n", hook, sizeof(hook));
-    argv[0] = hook;
-    argv[1] = NULL;
-    assert_int_equal(run_hook(argv, why, sizeof(why)), 0);
+    assert_int_equal(run_script("killed", "kill -9 $$\n", why, sizeof(why)), 0);
     assert_non_null(strstr(why, "killed by signal 9"));
 }
 
 static void
 test_no_shell_interpretation(void **state)
 {
-    char  hook[512], body[1024], args[400], pwned[400], value[1600], expect[2048];
-    char  why[256], got[2048];
+    char  hook[512], args[400], pwned[400], value[1600], expect[2048];
+    char  why[256];
     char *argv[4];
-    FILE *f;
-    size_t n;
 
     (void) state;
-    snprintf(args, sizeof(args), "%s/args", tmpdir);
-    snprintf(pwned, sizeof(pwned), "%s/pwned", tmpdir);
-    snprintf(body, sizeof(body),
-             "for a in \"$@\"; do printf '%%s\\n' \"$a\"; done > '%s'\n", args);
-    write_hook("record", body, hook, sizeof(hook));
-    snprintf(value, sizeof(value), "a b;$(touch %s)`touch %s` > %s", pwned, pwned, pwned);
+    hookscript_recorder(hook, sizeof(hook), args, sizeof(args));
+    hookscript_shell_bait(value, sizeof(value), pwned, sizeof(pwned));
     argv[0] = hook;
     argv[1] = "setup";
     argv[2] = value;
     argv[3] = NULL;
     assert_int_equal(run_hook(argv, why, sizeof(why)), 1);
 
-    f = fopen(args, "r");
-    assert_non_null(f);
-    n = fread(got, 1, sizeof(got) - 1, f);
-    got[n] = '\0';
-    fclose(f);
     snprintf(expect, sizeof(expect), "setup\n%s\n", value);
-    assert_string_equal(got, expect);
+    assert_string_equal(hookscript_read(args), expect);
     assert_int_equal(access(pwned, F_OK), -1);
 }
 
@@ -199,7 +156,7 @@ test_missing_program(void **state)
     char            *argv[2];
 
     (void) state;
-    snprintf(hook, sizeof(hook), "%s/does-not-exist", tmpdir);
+    snprintf(hook, sizeof(hook), "%s/does-not-exist", hookscript_dir);
     argv[0] = hook;
     argv[1] = NULL;
     assert_int_equal(atls_hook_spawn(argv, &hp, why, sizeof(why)), -1);
@@ -216,26 +173,23 @@ test_kill_leaves_nothing(void **state)
     atls_hook_proc_t hp;
     char             hook[512], body[1400], pids[400], why[256];
     char            *argv[2];
-    long             deadline, sh_pid = 0, sleep_pid = 0;
-    int              status;
+    long             sh_pid = 0, sleep_pid = 0;
+    int              status, round;
     FILE            *f;
 
     (void) state;
-    snprintf(pids, sizeof(pids), "%s/pids", tmpdir);
+    snprintf(pids, sizeof(pids), "%s/pids", hookscript_dir);
     snprintf(body, sizeof(body),
              "sleep 60 &\necho $$ $! > '%s.tmp'\nmv '%s.tmp' '%s'\nwait\n",
              pids, pids, pids);
-    write_hook("sleeper", body, hook, sizeof(hook));
+    hookscript_write("sleeper", body, 0700, hook, sizeof(hook));
     argv[0] = hook;
     argv[1] = NULL;
     assert_int_equal(atls_hook_spawn(argv, &hp, why, sizeof(why)), 0);
 
-    deadline = mono_ms() + WAIT_MS;
-    while ((f = fopen(pids, "r")) == NULL) {
-        struct timespec ts = { 0, 10 * 1000000L };
-
-        assert_true(mono_ms() < deadline);
-        nanosleep(&ts, NULL);
+    for (round = 0; (f = fopen(pids, "r")) == NULL; round++) {
+        assert_true(round < WAIT_ROUNDS);
+        wait_round();
     }
     assert_int_equal(fscanf(f, "%ld %ld", &sh_pid, &sleep_pid), 2);
     fclose(f);
@@ -251,12 +205,9 @@ test_kill_leaves_nothing(void **state)
         assert_int_equal(waitpid(reporter, &status, WNOHANG), -1);
         assert_int_equal(errno, ECHILD);
     }
-    deadline = mono_ms() + WAIT_MS;
-    while (!pid_gone((pid_t) sh_pid) || !pid_gone((pid_t) sleep_pid)) {
-        struct timespec ts = { 0, 10 * 1000000L };
-
-        assert_true(mono_ms() < deadline);
-        nanosleep(&ts, NULL);
+    for (round = 0; !pid_gone((pid_t) sh_pid) || !pid_gone((pid_t) sleep_pid); round++) {
+        assert_true(round < WAIT_ROUNDS);
+        wait_round();
     }
 }
 
@@ -272,5 +223,5 @@ main(void)
         cmocka_unit_test(test_kill_leaves_nothing),
     };
 
-    return cmocka_run_group_tests(tests, setup_dir, remove_dir);
+    return cmocka_run_group_tests(tests, hookscript_setup, hookscript_teardown);
 }
