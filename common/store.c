@@ -949,6 +949,11 @@ atls_store_save_fallback(atls_store_t *st, const char *id, atls_key_type_t kt,
     if (one == NULL || !sk_X509_push(one, cert)) {
         abort();
     }
+    if (atls_key_type_of(key) != kt) {
+        snprintf(err, errlen, "fallback %s (%s): key of another type", id,
+                 atls_key_type_name(kt));
+        goto done;
+    }
     if (atls_chain_check(one, key, NULL, 0, why, sizeof(why)) != 0) {
         snprintf(err, errlen, "fallback %s (%s): %s", id, atls_key_type_name(kt), why);
         goto done;
