@@ -306,13 +306,41 @@ store_read_cert_file(atls_store_t *st, const char *id, atls_key_type_t kt,
     return ATLS_STORE_OK;
 }
 
+/* A private key and the chain it belongs to, parsed and checked to match:
+ * what load_cert and load_fallback hand out.  kpath and cpath name the
+ * files in err.  On error both outs are NULL. */
+static int
+store_parse_pair(atls_store_t *st, const char *kpem, size_t klen, const char *kpath,
+                 const char *cpem, size_t clen, const char *cpath, EVP_PKEY **key,
+                 STACK_OF(X509) **chain, char *err, size_t errlen)
+{
+    char why[256];
+
+    *chain = NULL;
+    *key = atls_key_from_pem(kpem, klen);
+    if (*key == NULL) {
+        store_err_path(st, kpath, err, errlen, "no usable private key in file");
+        return ATLS_STORE_ERROR;
+    }
+    *chain = atls_chain_parse(cpem, clen, why, sizeof(why));
+    if (*chain == NULL || atls_chain_check(*chain, *key, NULL, 0, why, sizeof(why)) != 0) {
+        store_err_path(st, cpath, err, errlen, why);
+        EVP_PKEY_free(*key);
+        atls_chain_free(*chain);
+        *key = NULL;
+        *chain = NULL;
+        return ATLS_STORE_ERROR;
+    }
+    return ATLS_STORE_OK;
+}
+
 int
 atls_store_load_cert(atls_store_t *st, const char *id, atls_key_type_t kt,
                      EVP_PKEY **key, STACK_OF(X509) **chain, char *err, size_t errlen)
 {
     const char     *certs;
-    char           *path, *data, why[256];
-    size_t          len;
+    char           *path, *data;
+    size_t          len, klen;
     EVP_PKEY       *k = NULL;
     STACK_OF(X509) *c = NULL;
     int             rc;
@@ -327,37 +355,18 @@ atls_store_load_cert(atls_store_t *st, const char *id, atls_key_type_t kt,
     if (rc != ATLS_STORE_OK) {
         return rc;
     }
-    k = atls_key_from_pem(data, (size_t) (certs - data));
-    if (k == NULL) {
-        store_err_path(st, path, err, errlen, "no usable private key in file");
-        rc = ATLS_STORE_ERROR;
-        goto done;
-    }
-    c = atls_chain_parse(certs, len - (size_t) (certs - data), why, sizeof(why));
-    if (c == NULL) {
-        store_err_path(st, path, err, errlen, why);
-        rc = ATLS_STORE_ERROR;
-        goto done;
-    }
-    if (atls_chain_check(c, k, NULL, 0, why, sizeof(why)) != 0) {
-        store_err_path(st, path, err, errlen, why);
-        rc = ATLS_STORE_ERROR;
-        goto done;
-    }
-    if (key != NULL) {
+    klen = (size_t) (certs - data);
+    rc = store_parse_pair(st, data, klen, path, certs, len - klen, path, &k, &c,
+                          err, errlen);
+    if (rc == ATLS_STORE_OK && key != NULL) {
         *key = k;
         k = NULL;
     }
-    if (chain != NULL) {
+    if (rc == ATLS_STORE_OK && chain != NULL) {
         *chain = c;
         c = NULL;
     }
-    rc = ATLS_STORE_OK;
-
-done:
-    if (data != NULL) {
-        OPENSSL_cleanse(data, len);
-    }
+    OPENSSL_cleanse(data, len);
     free(data);
     free(path);
     EVP_PKEY_free(k);
@@ -984,31 +993,36 @@ done:
     return rc;
 }
 
-/* Reads and parses the two files of one fallback; the caller checks them. */
-static int
-fallback_read(atls_store_t *st, const char *kpath, const char *cpath, EVP_PKEY **key,
-              STACK_OF(X509) **chain, char *err, size_t errlen)
+int
+atls_store_load_fallback(atls_store_t *st, const char *id, atls_key_type_t kt,
+                         EVP_PKEY **key, STACK_OF(X509) **chain, char *err, size_t errlen)
 {
-    char  *kpem = NULL, *cpem = NULL, why[256];
-    size_t klen = 0, clen = 0;
-    int    rc;
+    char   *kpath, *cpath, *kpem = NULL, *cpem = NULL;
+    size_t  klen = 0, clen = 0;
+    int     rc = ATLS_STORE_ERROR;
 
+    *key = NULL;
+    *chain = NULL;
+    kpath = fallback_path(id, kt, "key", err, errlen);
+    cpath = fallback_path(id, kt, "crt", err, errlen);
+    if (kpath == NULL || cpath == NULL) {
+        goto done;
+    }
     rc = st->ops->get(st, cpath, &cpem, &clen, err, errlen);
     if (rc == ATLS_STORE_OK) {
         rc = st->ops->get(st, kpath, &kpem, &klen, err, errlen);
     }
-    if (rc != ATLS_STORE_OK) {
-        goto done;
+    if (rc == ATLS_STORE_OK) {
+        /* refuses a pair half-written by a crash, or one the owner changed */
+        rc = store_parse_pair(st, kpem, klen, kpath, cpem, clen, cpath, key, chain,
+                              err, errlen);
     }
-    *chain = atls_chain_parse(cpem, clen, why, sizeof(why));
-    if (*chain == NULL) {
-        store_err_path(st, cpath, err, errlen, why);
-        rc = ATLS_STORE_ERROR;
-        goto done;
-    }
-    *key = atls_key_from_pem(kpem, klen);
-    if (*key == NULL) {
-        store_err_path(st, kpath, err, errlen, "no usable private key in file");
+    if (rc == ATLS_STORE_OK && atls_key_type_of(*key) != kt) {
+        store_err_path(st, kpath, err, errlen, "key of another type");
+        EVP_PKEY_free(*key);
+        atls_chain_free(*chain);
+        *key = NULL;
+        *chain = NULL;
         rc = ATLS_STORE_ERROR;
     }
 
@@ -1018,44 +1032,6 @@ done:
         free(kpem);
     }
     free(cpem);
-    return rc;
-}
-
-int
-atls_store_load_fallback(atls_store_t *st, const char *id, atls_key_type_t kt,
-                         EVP_PKEY **key, STACK_OF(X509) **chain, char *err, size_t errlen)
-{
-    EVP_PKEY       *k = NULL;
-    STACK_OF(X509) *c = NULL;
-    char           *kpath, *cpath, why[256];
-    int             rc = ATLS_STORE_ERROR;
-
-    *key = NULL;
-    *chain = NULL;
-    kpath = fallback_path(id, kt, "key", err, errlen);
-    cpath = fallback_path(id, kt, "crt", err, errlen);
-    if (kpath == NULL || cpath == NULL) {
-        goto done;
-    }
-    rc = fallback_read(st, kpath, cpath, &k, &c, err, errlen);
-    if (rc != ATLS_STORE_OK) {
-        goto done;
-    }
-    /* a pair half-written by a crash, or one the owner tampered with */
-    if (atls_key_type_of(k) != kt || atls_chain_check(c, k, NULL, 0, why, sizeof(why)) != 0) {
-        store_err_path(st, cpath, err, errlen,
-                       atls_key_type_of(k) != kt ? "key of another type" : why);
-        rc = ATLS_STORE_ERROR;
-        goto done;
-    }
-    *key = k;
-    *chain = c;
-    k = NULL;
-    c = NULL;
-
-done:
-    EVP_PKEY_free(k);
-    atls_chain_free(c);
     free(kpath);
     free(cpath);
     return rc;

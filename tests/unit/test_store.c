@@ -1204,7 +1204,16 @@ test_typed_fallback(void **state)
     put_ok(fx->st, "fallback/f.example/fallback.crt", "c", 1, 0);
     assert_int_equal(atls_store_save_fallback(fx->st, "f.example", ATLS_KEY_EC256, k, x,
                                               err, sizeof(err)), ATLS_STORE_OK);
-    put_ok(fx->st, "fallback/f.example/ec384.crt", "c", 1, 0);
+    /* a matching pair under another type's name is not that type's */
+    pem = get_ok(fx->st, "fallback/f.example/ec256.key", &n);
+    put_ok(fx->st, "fallback/f.example/ec384.key", pem, n, 1);
+    free(pem);
+    pem = get_ok(fx->st, "fallback/f.example/ec256.crt", &n);
+    put_ok(fx->st, "fallback/f.example/ec384.crt", pem, n, 0);
+    free(pem);
+    assert_int_equal(atls_store_load_fallback(fx->st, "f.example", ATLS_KEY_EC384, &got,
+                                              &chain, err, sizeof(err)), ATLS_STORE_ERROR);
+    assert_non_null(strstr(err, "key of another type"));
     assert_int_equal(atls_store_prune_fallbacks(fx->st, "f.example", keep, 1,
                                                 err, sizeof(err)), ATLS_STORE_OK);
     assert_int_equal(fx->st->ops->list(fx->st, "fallback/f.example", &names, &n,
