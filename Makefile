@@ -80,8 +80,9 @@ $(CLI): $(CLI_OBJ) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(CORE_LIB) $(LDLIBS)
 
 # Both modules link the one core library (no server build compiles common/).
+# '+': nginx's own make shares our job slots.
 nginx: $(CORE_LIB)
-	BUILD=$(abspath $(BUILD)) SAN="$(SAN)" AUTOTLS_LIB=$(abspath $(CORE_LIB)) \
+	+BUILD=$(abspath $(BUILD)) SAN="$(SAN)" AUTOTLS_LIB=$(abspath $(CORE_LIB)) \
 	    nginx-module/build.sh
 
 apache: $(CORE_LIB)
