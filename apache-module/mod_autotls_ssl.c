@@ -157,10 +157,10 @@ autotls_fallback_hand(apr_pool_t *p, autotls_srv_conf_t *sc, atls_key_type_t kt,
     } else {
         *crt_file = autotls_fallback_export(p, apr_pstrcat(p, base, ".crt", NULL), crt,
                                             err, errlen);
-        *key_file = *crt_file ? autotls_fallback_export(p, apr_pstrcat(p, base, ".key",
-                                                                       NULL),
-                                                        kpem, err, errlen)
-                              : NULL;
+        if (*crt_file != NULL) {
+            *key_file = autotls_fallback_export(p, apr_pstrcat(p, base, ".key", NULL),
+                                                kpem, err, errlen);
+        }
     }
     if (kpem != NULL) {
         OPENSSL_cleanse(kpem, strlen(kpem));
