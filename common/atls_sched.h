@@ -108,7 +108,10 @@ atls_sched_t *atls_sched_new(atls_store_t *st, const atls_sched_host_t *host,
                              const atls_sched_opts_t *opts, char *err, size_t errlen);
 
 /* Cancels what is in flight (http_cancel / hook_kill, withdraw what is
- * published) and frees everything; no done() callbacks. */
+ * published) and frees everything; no done() callbacks.  A dns-01 record
+ * published through the hook stays (no hook runs any more; logged).  May
+ * be called from a callback: the scheduler is then freed when the
+ * outermost atls_sched_* call returns, and the host must not use it after. */
 void atls_sched_free(atls_sched_t *s);
 
 /* Manage a certificate: names[0] gives its id; the issuer settings are
@@ -126,7 +129,8 @@ const char *atls_sched_cert_id(const atls_sched_cert_t *c);
 void atls_sched_check(atls_sched_t *s);
 
 /* An attempt on c now, whatever its schedule and backoff (CLI issue/renew,
- * an operator's request). */
+ * an operator's request).  Forced certificates get free slots before the
+ * pass; one in flight is attempted again once its attempt is over. */
 void atls_sched_force(atls_sched_t *s, atls_sched_cert_t *c);
 
 /* Host feedback.  resp is borrowed for the call only. */
@@ -137,13 +141,20 @@ void atls_sched_timer(atls_sched_t *s);
  * ended ("killed by signal 9", "timed out"). */
 void atls_sched_hook_done(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *why);
 
-/* No new work from now on; what is in flight runs to its end. */
+/* No new work from now on; what is in flight runs to its end.  A
+ * certificate whose next key type had not started yet ends with done(-1,
+ * "autotls:stopped"). */
 void atls_sched_stop(atls_sched_t *s);
 
-/* 1 when no pass is running and nothing is queued or in flight. */
+/* 1 when no pass is running and nothing is queued or in flight (a dns hook
+ * removing a record after a failed order counts as in flight). */
 int atls_sched_idle(const atls_sched_t *s);
 
 /* Orders (not ARI queries) in flight, for logs and the status page. */
 size_t atls_sched_running(const atls_sched_t *s);
+
+/* The data given to atls_sched_add() for the certificate op works for
+ * (a host's debug log, a test CA per certificate). */
+void *atls_sched_op_data(const atls_sched_op_t *op);
 
 #endif

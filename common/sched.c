@@ -1,0 +1,522 @@
+/*
+ * The scheduler (atls_sched.h): passes over the managed certificates, the
+ * slots, the host's one timer and the host's reports.  The certificates
+ * themselves are in sched_cert.c, what happens inside a slot in
+ * sched_order.c, challenges and hooks in sched_hook.c.
+ *
+ * Work is started only from a "kick": from atls_sched_check/force when
+ * the host calls them from its own loop, else from the timer (armed to 0),
+ * the way nginx posts an event.  So a report from the host (a response, a
+ * hook's end) costs one engine step, and a done() callback that calls back
+ * into the scheduler never finds it half-way through a pass.
+ */
+#define _GNU_SOURCE
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "atls.h"
+#include "atls_job.h"
+#include "atls_sched.h"
+#include "atls_store.h"
+#include "sched_internal.h"
+
+long long
+atls_sched_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sched_destroy(atls_sched_t *s);
+
+/* ---- re-entrancy and the one timer ------------------------------------------ */
+
+static void
+sched_enter(atls_sched_t *s)
+{
+    s->depth++;
+}
+
+static long long
+earlier(long long a, long long b)
+{
+    return b < a ? b : a;
+}
+
+/* Arms the host's timer for the earliest deadline, when that changed. */
+static void
+sched_arm(atls_sched_t *s)
+{
+    atls_sched_op_t *op;
+    long long        best = LLONG_MAX, now;
+    size_t           i;
+
+    if (s->kick_due) {
+        best = 0;       /* as soon as the host's loop comes round */
+    }
+    if (s->pass_resume != 0) {
+        best = earlier(best, s->pass_resume);
+    }
+    for (i = 0; i < s->n_slots; i++) {
+        const sched_slot_t *sl = &s->slots[i];
+
+        if (sl->wake != 0) {
+            best = earlier(best, sl->wake);
+        }
+        if (sl->op != NULL && sl->op->hook) {
+            best = earlier(best, sl->op->deadline);
+        }
+    }
+    for (op = s->orphans; op != NULL; op = op->next) {
+        best = earlier(best, op->deadline);
+    }
+
+    if (best == LLONG_MAX) {
+        if (s->armed != -1) {
+            s->armed = -1;
+            s->host.timer(s->host.ctx, -1);
+        }
+        return;
+    }
+    if (best == s->armed) {
+        return;
+    }
+    s->armed = best;
+    now = atls_sched_now_ms();
+    s->host.timer(s->host.ctx, best > now ? (long) (best - now) : 0);
+}
+
+/* Leaving the outermost call: free when asked to meanwhile, else arm. */
+static void
+sched_leave(atls_sched_t *s)
+{
+    if (--s->depth > 0) {
+        return;
+    }
+    if (s->dying) {
+        sched_destroy(s);
+        return;
+    }
+    sched_arm(s);
+}
+
+/* ---- the pass -------------------------------------------------------------------- */
+
+static void
+cert_fail_unplanned(atls_sched_t *s, atls_sched_cert_t *c, const char *why)
+{
+    atls_error_t err;
+
+    if (s->host.done == NULL) {
+        return;
+    }
+    memset(&err, 0, sizeof(err));
+    atls_error_set(&err, ATLS_ERR_RETRY_LATER, "autotls:store", "%s", why);
+    snprintf(err.cert_id, sizeof(err.cert_id), "%s", c->id);
+    s->host.done(s->host.ctx, c->data, c->id, -1, &err);
+}
+
+/*
+ * Ensures c in the store and plans it into the free slot sl.  1 when the
+ * slot took it (an order or an ARI query), 0 when nothing is due.
+ */
+static int
+slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
+{
+    time_t now, request_at = 0, asked;
+    char   err[512];
+
+    err[0] = '\0';
+    /* writes the store only when the configuration changed */
+    if (atls_job_ensure(s->st, (const char *const *) c->names, c->n_names, &c->issuer,
+                        &sl->meta, err, sizeof(err)) != 0)
+    {
+        atls_log(ATLS_LOG_ERR, "autotls: certificate \"%s\": %s", c->id, err);
+        atls_sched_slot_clear(sl);
+        if (force) {
+            cert_fail_unplanned(s, c, err);
+        }
+        return 0;
+    }
+    /* The settings as configured, never as stored: EAB secrets are not
+     * persisted, and the store (the worker's) must not name the program a
+     * dns hook runs or the CA's trust. */
+    atls_issuer_free(&sl->meta.issuer);
+    atls_issuer_copy(&sl->meta.issuer, &c->issuer);
+
+    now = time(NULL);
+    if (atls_store_peek_request(s->st, c->id, &asked)) {
+        request_at = asked > 0 ? asked : 1;
+    }
+    atls_job_plan(&sl->meta, now, request_at, force, s->ari, &sl->plan);
+    sl->request_at = request_at;
+    if (sl->plan.kind == ATLS_PLAN_NOTHING
+        || (sl->plan.kind == ATLS_PLAN_ARI
+            && now < atls_sched_dir(s, sl->meta.issuer.directory)->no_ari_until)
+        || (sl->plan.kind == ATLS_PLAN_ORDER && sl->plan.n_kts == 0))
+    {
+        atls_sched_slot_clear(sl);
+        return 0;
+    }
+    if (sl->plan.kind == ATLS_PLAN_ORDER) {
+        atls_log(ATLS_LOG_DEBUG, "autotls: certificate \"%s\": %s", c->id,
+                 sl->plan.reason ? sl->plan.reason : "due");
+    }
+    sl->cert = c;
+    sl->ari = sl->plan.kind == ATLS_PLAN_ARI;
+    c->busy = 1;
+    return 1;
+}
+
+static sched_slot_t *
+slot_free_one(atls_sched_t *s)
+{
+    size_t i;
+
+    for (i = 0; i < s->n_slots; i++) {
+        if (s->slots[i].cert == NULL) {
+            return &s->slots[i];
+        }
+    }
+    return NULL;
+}
+
+/* Forced certificates first: each as soon as it is not in flight. */
+static void
+kick_forced(atls_sched_t *s)
+{
+    atls_sched_cert_t **pp = &s->forced, *prev = NULL;
+
+    while (*pp != NULL) {
+        atls_sched_cert_t *c = *pp;
+        sched_slot_t      *sl;
+
+        if (c->busy) {
+            prev = c;
+            pp = &c->force_next;
+            continue;
+        }
+        sl = slot_free_one(s);
+        if (sl == NULL) {
+            return;
+        }
+        *pp = c->force_next;
+        if (s->forced_tail == c) {
+            s->forced_tail = prev;
+        }
+        c->force_next = NULL;
+        c->forced = 0;
+        if (slot_prepare(s, sl, c, 1)) {
+            (void) atls_sched_slot_start(sl);
+        }
+    }
+}
+
+static void
+forced_clear(atls_sched_t *s)
+{
+    while (s->forced != NULL) {
+        atls_sched_cert_t *c = s->forced;
+
+        s->forced = c->force_next;
+        c->force_next = NULL;
+        c->forced = 0;
+    }
+    s->forced_tail = NULL;
+}
+
+/*
+ * Starts what can start: pending slots (a next key type, or held back while
+ * an account was created), forced certificates, then the pass fills free
+ * slots.  With slice_ms the pass yields after that long and goes on from
+ * the timer: each check reads (after a configuration change writes) the
+ * store, and nginx serves clients in between.
+ */
+static void
+sched_kick(atls_sched_t *s)
+{
+    long long start = atls_sched_now_ms(), now;
+    size_t    i, checked = 0;
+
+    s->kick_due = 0;
+    s->pass_resume = 0;
+    if (s->stopping) {
+        s->pass_active = 0;
+        forced_clear(s);
+    }
+    for (i = 0; i < s->n_slots; i++) {
+        sched_slot_t *sl = &s->slots[i];
+
+        if (sl->cert != NULL && sl->e == NULL) {
+            (void) atls_sched_slot_start(sl);
+        }
+    }
+    kick_forced(s);
+
+    while (s->pass_active && s->pass_next < s->n_certs) {
+        atls_sched_cert_t *c;
+        sched_slot_t      *sl = slot_free_one(s);
+
+        if (sl == NULL) {
+            return;     /* resumed when a slot frees */
+        }
+        now = atls_sched_now_ms();
+        if (s->slice_ms > 0 && checked++ > 0 && now - start >= s->slice_ms) {
+            s->pass_resume = now + (s->slice_ms < SCHED_PASS_PAUSE_MS ? s->slice_ms
+                                                                      : SCHED_PASS_PAUSE_MS);
+            return;
+        }
+        c = s->certs[s->pass_next++];
+        if (c->busy) {
+            continue;   /* its order outlived a pass */
+        }
+        if (slot_prepare(s, sl, c, 0)) {
+            (void) atls_sched_slot_start(sl);
+        }
+    }
+    s->pass_active = 0;
+}
+
+/* Kicks now when called from the host's loop, else from the timer. */
+static void
+sched_kick_soon(atls_sched_t *s)
+{
+    if (s->depth == 1) {
+        sched_kick(s);
+    } else {
+        s->kick_due = 1;
+    }
+}
+
+void
+atls_sched_check(atls_sched_t *s)
+{
+    sched_enter(s);
+    if (!s->stopping && !s->pass_active) {
+        s->pass_active = 1;
+        s->pass_next = 0;
+        sched_kick_soon(s);
+    }
+    sched_leave(s);
+}
+
+void
+atls_sched_force(atls_sched_t *s, atls_sched_cert_t *c)
+{
+    sched_enter(s);
+    if (!s->stopping && !c->forced) {
+        c->forced = 1;
+        c->force_next = NULL;
+        if (s->forced_tail != NULL) {
+            s->forced_tail->force_next = c;
+        } else {
+            s->forced = c;
+        }
+        s->forced_tail = c;
+        sched_kick_soon(s);
+    }
+    sched_leave(s);
+}
+
+/* ---- the host's reports -------------------------------------------------------------- */
+
+void
+atls_sched_http_done(atls_sched_t *s, atls_sched_op_t *op, const atls_http_response_t *resp)
+{
+    sched_slot_t *sl = op->slot;
+
+    sched_enter(s);
+    if (sl != NULL && sl->op == op) {
+        sl->op = NULL;
+        atls_sched_op_free(op);
+        atls_sched_slot_step(sl, resp);
+    }
+    sched_leave(s);
+}
+
+void
+atls_sched_hook_done(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *why)
+{
+    char msg[400];
+
+    sched_enter(s);
+    snprintf(msg, sizeof(msg), "dns hook %s failed: %s", op->setup ? "setup" : "teardown",
+             why != NULL && why[0] != '\0' ? why : "no reason given");
+    atls_sched_hook_end(s, op, ok, msg);
+    sched_leave(s);
+}
+
+/* A hook ran out of time: killed, and counted as a failure. */
+static void
+hook_expire(atls_sched_t *s, atls_sched_op_t *op)
+{
+    char msg[128];
+
+    if (s->host.hook_kill != NULL) {
+        s->host.hook_kill(s->host.ctx, op);
+    }
+    snprintf(msg, sizeof(msg), "dns hook timed out after %ld s", s->hook_timeout_s);
+    atls_sched_hook_end(s, op, 0, msg);
+}
+
+void
+atls_sched_timer(atls_sched_t *s)
+{
+    atls_sched_op_t *op, *next;
+    long long        now = atls_sched_now_ms();
+    size_t           i;
+
+    sched_enter(s);
+    s->armed = -1;      /* it fired */
+    for (i = 0; i < s->n_slots; i++) {
+        sched_slot_t *sl = &s->slots[i];
+
+        if (sl->op != NULL && sl->op->hook && sl->op->deadline <= now) {
+            hook_expire(s, sl->op);
+        } else if (sl->wake != 0 && sl->wake <= now) {
+            sl->wake = 0;
+            atls_sched_slot_step(sl, NULL);
+        }
+    }
+    for (op = s->orphans; op != NULL; op = next) {
+        next = op->next;
+        if (op->deadline <= now) {
+            hook_expire(s, op);
+        }
+    }
+    if (s->kick_due || (s->pass_resume != 0 && s->pass_resume <= now)) {
+        sched_kick(s);
+    }
+    sched_leave(s);
+}
+
+/* ---- life -------------------------------------------------------------------------- */
+
+atls_sched_t *
+atls_sched_new(atls_store_t *st, const atls_sched_host_t *host,
+               const atls_sched_opts_t *opts, char *err, size_t errlen)
+{
+    atls_sched_t *s;
+    size_t        i;
+
+    if (st == NULL || host == NULL || host->http_send == NULL || host->timer == NULL) {
+        snprintf(err, errlen, "the scheduler needs a store, http_send and a timer");
+        return NULL;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->st = st;
+    s->host = *host;
+    s->armed = -1;
+    s->n_slots = opts != NULL && opts->max_parallel > 0 ? opts->max_parallel
+                                                        : SCHED_DEFAULT_PARALLEL;
+    s->slice_ms = opts != NULL && opts->slice_ms > 0 ? opts->slice_ms : 0;
+    s->hook_timeout_s = opts != NULL && opts->hook_timeout_s > 0 ? opts->hook_timeout_s
+                                                                 : ATLS_SCHED_HOOK_TIMEOUT_S;
+    s->ari = opts != NULL && opts->ari;
+    s->slots = calloc(s->n_slots, sizeof(*s->slots));
+    if (s->slots == NULL) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (i = 0; i < s->n_slots; i++) {
+        s->slots[i].s = s;
+        atls_sched_slot_clear(&s->slots[i]);
+    }
+    return s;
+}
+
+static void
+sched_destroy(atls_sched_t *s)
+{
+    atls_sched_op_t *op;
+    size_t           i;
+
+    s->depth = 1;       /* a host that calls back meanwhile only marks it */
+    s->freeing = 1;
+    for (i = 0; i < s->n_slots; i++) {
+        atls_sched_slot_cancel(&s->slots[i]);
+    }
+    while ((op = s->orphans) != NULL) {
+        s->orphans = op->next;
+        if (s->host.hook_kill != NULL) {
+            s->host.hook_kill(s->host.ctx, op);
+        }
+        atls_sched_op_free(op);
+    }
+    if (s->armed != -1) {
+        s->host.timer(s->host.ctx, -1);
+    }
+    for (i = 0; i < s->n_certs; i++) {
+        atls_sched_cert_free(s->certs[i]);
+    }
+    for (i = 0; i < s->n_dirs; i++) {
+        free(s->dirs[i].directory);
+    }
+    free(s->dirs);
+    free(s->certs);
+    free(s->index);
+    free(s->slots);
+    free(s);
+}
+
+void
+atls_sched_free(atls_sched_t *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->depth > 0) {
+        s->dying = 1;   /* from a callback: the outermost call frees */
+        return;
+    }
+    sched_destroy(s);
+}
+
+void
+atls_sched_stop(atls_sched_t *s)
+{
+    sched_enter(s);
+    s->stopping = 1;
+    s->pass_active = 0;
+    s->pass_resume = 0;
+    forced_clear(s);
+    /* pending slots end (done() says "stopped") from the next kick */
+    s->kick_due = 1;
+    sched_leave(s);
+}
+
+int
+atls_sched_idle(const atls_sched_t *s)
+{
+    size_t i;
+
+    if (s->pass_active || s->forced != NULL || s->orphans != NULL) {
+        return 0;
+    }
+    for (i = 0; i < s->n_slots; i++) {
+        if (s->slots[i].cert != NULL) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+size_t
+atls_sched_running(const atls_sched_t *s)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < s->n_slots; i++) {
+        n += s->slots[i].e != NULL && !s->slots[i].ari;
+    }
+    return n;
+}

@@ -1,0 +1,109 @@
+/*
+ * A fake scheduler host for unit tests: http_send queues the request, the
+ * test loop answers it through the certificate's canned CA (fakeca) and
+ * calls atls_sched_http_done, fires the one timer when it is due, and
+ * leaves hooks running until the test reports them.  Every callback is
+ * recorded, so tests can assert what the scheduler asked for and when.
+ *
+ * Each certificate has its own fakeca (a fakeca serves one order), all
+ * with the account key of the certificates' directory; a new engine of the
+ * certificate (its first request fetches the directory) gets a fresh one.  The data pointer
+ * given to atls_sched_add must be the certificate's fakehost_cert_t.
+ */
+#ifndef FAKEHOST_H
+#define FAKEHOST_H
+
+#include <stddef.h>
+#include "atls.h"
+#include "atls_sched.h"
+#include "support/fakeca.h"
+
+#define FAKEHOST_MAX_HTTP   64
+#define FAKEHOST_MAX_HOOKS  32
+#define FAKEHOST_MAX_LOG    4096
+#define FAKEHOST_MAX_CAS    4
+
+typedef struct {
+    const char      *name;
+    atls_sched_cert_t *sched;           /* the test may keep it here */
+    EVP_PKEY        *account_key;       /* borrowed: the directory's account key */
+    fakeca_t        *ca;                /* answers the current order */
+    fakeca_t        *retired[FAKEHOST_MAX_CAS];     /* earlier orders' */
+    size_t           n_retired;
+    int              started;           /* sent a request in this attempt */
+    int              done;              /* done() calls */
+    int              rc;
+    atls_error_t     err;
+    atls_key_type_t  deployed[ATLS_KEY_TYPE_MAX];
+    size_t           n_deployed;
+} fakehost_cert_t;
+
+typedef struct {
+    atls_sched_op_t     *op;
+    fakehost_cert_t     *cert;
+    atls_http_request_t  req;           /* a copy */
+} fakehost_http_t;
+
+typedef struct {
+    atls_sched_op_t     *op;
+    fakehost_cert_t     *cert;
+    char                *argv[4];
+    int                  live;
+    int                  killed;
+} fakehost_hook_t;
+
+typedef struct {
+    fakehost_cert_t     *cert;
+    char                 path[64];      /* URL path of the request */
+    size_t               deployed;      /* the certificate's deploys so far */
+} fakehost_log_t;
+
+typedef struct {
+    atls_sched_t        *s;
+    atls_sched_host_t    host;          /* filled by fakehost_init */
+    fakehost_http_t      http[FAKEHOST_MAX_HTTP];
+    size_t               n_http;
+    fakehost_hook_t      hooks[FAKEHOST_MAX_HOOKS];
+    size_t               n_hooks;
+    long long            timer_at;      /* monotonic ms; -1 disarmed */
+    size_t               timer_calls;
+    size_t               cancels, kills;
+    size_t               publishes, withdraws, live_published;
+    int                  hook_start_fails;
+    fakehost_log_t       log[FAKEHOST_MAX_LOG];
+    size_t               n_log;
+    size_t               active, max_active;     /* certificates between first
+                                                    request and done() */
+    size_t               max_running;            /* atls_sched_running() seen */
+    int                  stop_in_done;           /* done() calls atls_sched_stop */
+    int                  free_in_done;           /* done() calls atls_sched_free
+                                                    (s becomes NULL) */
+    int                  http_send_fails;        /* http_send returns -1 */
+    size_t               n_done;
+} fakehost_t;
+
+void fakehost_init(fakehost_t *h);
+/* Sets up c with a fresh fakeca (account_exists as given). 0 ok. */
+int fakehost_cert_init(fakehost_cert_t *c, const char *name, EVP_PKEY *account_key,
+                       int account_exists);
+void fakehost_cert_clear(fakehost_cert_t *c);
+/* Frees what is still queued or recorded. */
+void fakehost_clear(fakehost_t *h);
+
+/* Runs the event loop until until(h, arg) holds (0) or timeout_ms passed or
+ * nothing can happen any more (-1).  only: answer only that certificate's
+ * requests (the others stay in flight). */
+int fakehost_run(fakehost_t *h, int (*until)(fakehost_t *h, void *arg), void *arg,
+                 long timeout_ms, const fakehost_cert_t *only);
+
+/* The live hook run with argv[1] action whose argv[2] ends in name. */
+fakehost_hook_t *fakehost_hook_find(fakehost_t *h, const char *action, const char *name);
+/* Reports hk's end to the scheduler. */
+void fakehost_hook_report(fakehost_t *h, fakehost_hook_t *hk, int ok, const char *why);
+
+/* Conditions for fakehost_run. */
+int fakehost_until_idle(fakehost_t *h, void *arg);      /* idle, timer disarmed */
+int fakehost_until_done(fakehost_t *h, void *arg);      /* arg: fakehost_cert_t */
+int fakehost_until_hook(fakehost_t *h, void *arg);      /* arg: "action name" */
+
+#endif
