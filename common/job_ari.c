@@ -108,10 +108,37 @@ ari_record_none(atls_store_t *st, const char *id, time_t now, char *err, size_t 
     m.ari_next_check = now + ARI_RECHECK_NONE;
     m.ari_window_start = 0;
     m.ari_window_end = 0;
+    m.ari_failures = 0;
     rc = atls_store_save_meta(st, &m, err, errlen) == ATLS_STORE_OK ? 0 : -1;
     atls_cert_meta_free(&m);
     st->ops->unlock(st, lk);
     return rc;
+}
+
+/* A query that failed (transport, bad answer): asked again after a backoff
+ * of its own per certificate (60 s doubling, capped at 24 h, the CA's
+ * Retry-After honoured within that), so an unreachable renewalInfo
+ * endpoint is not asked on every pass. */
+static void
+ari_record_failure(atls_store_t *st, const char *id, const atls_error_t *ae, time_t now)
+{
+    atls_store_lock_t *lk;
+    atls_cert_meta_t   m;
+    char               err[256];
+
+    if (ari_lock_load(st, id, &lk, &m, err, sizeof(err)) != 0) {
+        return;
+    }
+    m.ari_failures++;
+    m.ari_next_check = atls_schedule_backoff(m.ari_failures, now,
+                                             ae != NULL ? ae->retry_after : 0,
+                                             atls_random_u64());
+    if (atls_store_save_meta(st, &m, err, sizeof(err)) != ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_WARN, "autotls: %s: cannot save the renewal information "
+                 "state: %s", id, err);
+    }
+    atls_cert_meta_free(&m);
+    st->ops->unlock(st, lk);
 }
 
 atls_acme_t *
@@ -207,11 +234,12 @@ atls_job_ari_finish(atls_store_t *st, const char *id, atls_acme_t *e, time_t now
         return -1;
     }
     if (strcmp(atls_acme_state_name(e), "done") != 0) {
-        /* Transport error, bad body: nothing is learned, nothing recorded. */
+        /* Transport error, bad body: nothing is learned but the failure. */
         ae = atls_acme_error(e);
         snprintf(err, errlen, "%s: renewal information: %s: %s", id,
                  ae && ae->type[0] ? ae->type : "autotls:internal",
                  ae && ae->detail[0] ? ae->detail : "the request did not finish");
+        ari_record_failure(st, id, ae, now);
         return -1;
     }
     if (ari_lock_load(st, id, &lk, &m, err, errlen) != 0) {
@@ -249,6 +277,7 @@ atls_job_ari_finish(atls_store_t *st, const char *id, atls_acme_t *e, time_t now
         }
         m.ari_next_check = ari_next_check(e, now);
     }
+    m.ari_failures = 0;
     if (atls_store_save_meta(st, &m, err, errlen) != ATLS_STORE_OK) {
         goto done;
     }

@@ -15,6 +15,7 @@
  *   4. renewal information (ARI) when the host asks for it and it is due;
  *   5. else nothing, and when to look again.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include "atls.h"
@@ -175,4 +176,31 @@ atls_job_plan(const atls_cert_meta_t *m, time_t now, time_t request_at, int forc
         out->next = plan_earliest(out->next, m->ari_next_check);
     }
     return;
+}
+
+int
+atls_job_due(atls_store_t *st, const atls_cert_meta_t *m, time_t now, int force)
+{
+    atls_cert_meta_t look;
+    atls_plan_t      plan;
+    time_t           asked = 0;
+    size_t           i;
+
+    if (m == NULL) {
+        return 0;
+    }
+    /* a request whose time cannot be read still counts, just not as newer
+     * than an attempt */
+    if (!force && atls_store_peek_request(st, m->id, &asked) && asked <= 0) {
+        asked = 1;
+    }
+    /* A shallow copy: only the entries looked up here are its own. */
+    look = *m;
+    (void) atls_job_kt_info_load(st, &look);
+    atls_job_plan(&look, now, asked, force, 0, &plan);
+    for (i = m->n_kt_info; i < look.n_kt_info; i++) {
+        free(look.kt_info[i].serial);
+        atls_strv_free(look.kt_info[i].names, look.kt_info[i].n_names);
+    }
+    return plan.kind == ATLS_PLAN_ORDER;
 }

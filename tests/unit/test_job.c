@@ -353,21 +353,18 @@ test_ari_not_offered(void **state)
     atls_cert_meta_free(&m);
 }
 
-/* A malformed answer or an HTTP error: an error, and the meta is untouched. */
+/* A malformed answer or an HTTP error: an error; the schedule is untouched,
+ * only the failure is counted (the ARI backoff). */
 static void
 test_ari_malformed_leaves_meta(void **state)
 {
     atls_cert_meta_t m, after;
     fakeca_t        *ca;
-    time_t           now = time(NULL);
-    char             err[512], path[512];
-    char            *before, *now_json;
-    size_t           blen, nlen;
+    time_t           now = time(NULL), ra = now + 30 * 86400;
+    char             err[512];
 
     (void) state;
-    ari_setup(&m, now + 30 * 86400);
-    snprintf(path, sizeof(path), "%s/certs/ari.example/meta.json", root);
-    before = slurp(path, &blen);
+    ari_setup(&m, ra);
 
     ca = fakeca_new(NULL);
     assert_non_null(ca);
@@ -375,24 +372,40 @@ test_ari_malformed_leaves_meta(void **state)
     ca->ari_body = "{\"suggestedWindow\":{\"start\":\"yesterday\"}}";
     assert_int_equal(ari_round(ca, &m, now, &after, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "autotls:protocol"));
+    assert_int_equal(after.renew_at, ra);
+    assert_int_equal(after.ari_window_start, 0);
+    assert_int_equal(after.ari_failures, 1);
+    assert_true(after.ari_next_check >= now + 48 && after.ari_next_check <= now + 72);
     atls_cert_meta_free(&after);
-    now_json = slurp(path, &nlen);
-    assert_int_equal(nlen, blen);
-    assert_memory_equal(now_json, before, blen);
-    free(now_json);
 
     ca->ari_body = "{\"type\":\"urn:ietf:params:acme:error:serverInternal\","
                    "\"detail\":\"db down\"}";
     ca->ari_status = 500;
+    ca->ari_retry_after = "";
     assert_int_equal(ari_round(ca, &m, now, &after, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "renewal information"));
+    assert_int_equal(after.renew_at, ra);
+    assert_int_equal(after.ari_window_start, 0);
+    assert_int_equal(after.ari_failures, 2);
+    assert_true(after.ari_next_check >= now + 96 && after.ari_next_check <= now + 144);
     atls_cert_meta_free(&after);
-    now_json = slurp(path, &nlen);
-    assert_int_equal(nlen, blen);
-    assert_memory_equal(now_json, before, blen);
-    free(now_json);
 
-    free(before);
+    /* the CA's Retry-After wins within the cap */
+    ca->ari_retry_after = "7200";
+    assert_int_equal(ari_round(ca, &m, now, &after, err, sizeof(err)), -1);
+    assert_int_equal(after.ari_failures, 3);
+    assert_int_equal(after.ari_next_check, now + 7200);
+    atls_cert_meta_free(&after);
+
+    /* an answer resets the count */
+    ca->ari_status = 0;
+    ca->ari_body = "{\"suggestedWindow\":{\"start\":\"2099-01-01T00:00:00Z\","
+                   "\"end\":\"2099-01-02T00:00:00Z\"}}";
+    assert_int_equal(ari_round(ca, &m, now, &after, err, sizeof(err)), 0);
+    assert_int_equal(after.ari_failures, 0);
+    assert_int_equal(after.renew_at, ra);
+    atls_cert_meta_free(&after);
+
     fakeca_free(ca);
     atls_cert_meta_free(&m);
 }
@@ -468,7 +481,7 @@ test_ari_start_refuses(void **state)
 }
 
 /* The whole blocking refresh over real HTTP to a dead port: an error, and
- * the meta keeps saying "due". */
+ * the next query waits for the ARI backoff. */
 static void
 test_ari_refresh_blocking_unreachable(void **state)
 {
@@ -476,6 +489,7 @@ test_ari_refresh_blocking_unreachable(void **state)
     atls_issuer_t    is;
     atls_cert_meta_t m;
     char             err[512];
+    time_t           before = time(NULL);
 
     (void) state;
     make_issuer(&is, dead_directory());
@@ -490,8 +504,12 @@ test_ari_refresh_blocking_unreachable(void **state)
     assert_non_null(strstr(err, "autotls:transport"));
     assert_int_equal(atls_store_load_meta(st, "ari-down.example", &m, err, sizeof(err)),
                      ATLS_STORE_OK);
-    assert_int_equal(m.ari_next_check, 0);
-    assert_int_equal(atls_job_ari_due(&m, time(NULL)), 1);
+    /* the failure is counted and asked again after its own backoff */
+    assert_int_equal(m.ari_failures, 1);
+    assert_true(m.ari_next_check >= before + 48);
+    assert_true(m.ari_next_check <= time(NULL) + 72);
+    assert_int_equal(atls_job_ari_due(&m, before), 0);
+    assert_int_equal(atls_job_ari_due(&m, m.ari_next_check), 1);
     atls_cert_meta_free(&m);
 }
 
