@@ -570,6 +570,39 @@ test_ensure_creates_and_updates(void **state)
     assert_true(strlen(err) > 0);
 }
 
+/* A store from before meta recorded its certificates: ensure learns them
+ * once from the files and saves them. */
+static void
+test_ensure_backfills_kt_info(void **state)
+{
+    const char       *names[] = { "old.example", "www.old.example" };
+    atls_issuer_t     is;
+    atls_cert_meta_t  m, again;
+    char              err[256];
+
+    (void) state;
+    make_issuer(&is, "https://ca.test/dir");
+    is.key_types[0] = ATLS_KEY_EC256;
+    is.key_types[1] = ATLS_KEY_RSA2048;
+    is.n_key_types = 2;
+    assert_int_equal(atls_job_ensure(st, names, 2, &is, &m, err, sizeof(err)), 0);
+    assert_int_equal(m.n_kt_info, 0);
+    store_test_cert(m.id, names, 2, ATLS_KEY_RSA2048);
+    atls_cert_meta_free(&m);
+
+    assert_int_equal(atls_job_ensure(st, names, 2, &is, &m, err, sizeof(err)), 0);
+    assert_int_equal(m.n_kt_info, 1);
+    assert_non_null(atls_job_kt_info(&m, ATLS_KEY_RSA2048));
+    assert_null(atls_job_kt_info(&m, ATLS_KEY_EC256));
+    assert_int_equal(atls_job_kt_info(&m, ATLS_KEY_RSA2048)->n_names, 2);
+    assert_true(atls_job_kt_info(&m, ATLS_KEY_RSA2048)->not_after > time(NULL));
+    assert_int_equal(atls_store_load_meta(st, m.id, &again, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(again.n_kt_info, 1);
+    assert_string_equal(again.kt_info[0].serial, m.kt_info[0].serial);
+    atls_cert_meta_free(&again);
+    atls_cert_meta_free(&m);
+}
+
 /* ---- due ------------------------------------------------------------------- */
 
 static void
@@ -736,6 +769,13 @@ test_finish_failure_keeps_certificate(void **state)
     assert_int_equal(atls_job_finish(j, now, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "autotls:transport"));
     assert_non_null(strstr(err, "canned refusal"));
+    /* the host gets the error whole */
+    assert_non_null(atls_job_finish_error(j));
+    assert_int_equal(atls_job_finish_error(j)->cls, ATLS_ERR_RETRY_LATER);
+    assert_string_equal(atls_job_finish_error(j)->type, "autotls:transport");
+    assert_string_equal(atls_job_finish_error(j)->cert_id, "keep.example");
+    assert_string_equal(atls_job_finish_error(j)->key_type, "ec256");
+    assert_non_null(strstr(atls_job_finish_error(j)->detail, "canned refusal"));
     atls_job_free(j);
 
     after_pem = slurp(path, &after_len);
@@ -750,6 +790,13 @@ test_finish_failure_keeps_certificate(void **state)
     assert_non_null(after.last_error);
     assert_non_null(strstr(after.last_error, "autotls:transport: "));
     assert_non_null(strstr(after.last_error, "canned refusal"));
+    /* ... and in parts */
+    assert_int_equal(after.last_error_class, ATLS_ERR_RETRY_LATER);
+    assert_string_equal(after.last_error_type, "autotls:transport");
+    assert_non_null(strstr(after.last_error_detail, "canned refusal"));
+    assert_string_equal(after.last_error_key_type, "ec256");
+    /* a retry-later error: the minute-scale backoff */
+    assert_true(after.next_attempt <= now + 72);
     assert_int_equal(after.generation, m.generation);
     /* in backoff now */
     after.renew_at = now - 1;
@@ -836,6 +883,7 @@ test_finish_success_deploys(void **state)
     assert_int_equal(ca->n_cert_accept, 1);
     assert_int_equal(atls_job_finish(j, now, err, sizeof(err)), 0);
     assert_int_equal(atls_job_meta(j)->state, ATLS_STATE_VALID);
+    assert_null(atls_job_finish_error(j));
     atls_job_free(j);
 
     /* the stored key and chain belong together and carry the names */
@@ -857,6 +905,15 @@ test_finish_success_deploys(void **state)
     assert_true(after.renew_at < info.not_after);
     assert_string_equal(after.account_url, FAKECA_ACCT_URL);
     assert_int_equal(after.issuer.csr_cn, 1);
+    /* what was deployed is recorded, so deciding reads no file */
+    assert_int_equal(after.n_kt_info, 1);
+    assert_int_equal(after.kt_info[0].key_type, ATLS_KEY_EC256);
+    assert_int_equal(after.kt_info[0].not_before, info.not_before);
+    assert_int_equal(after.kt_info[0].not_after, info.not_after);
+    assert_string_equal(after.kt_info[0].serial, info.serial);
+    assert_int_equal(after.kt_info[0].n_names, 2);
+    assert_null(after.last_error_type);
+    assert_int_equal(after.last_error_class, ATLS_ERR_NONE);
     /* a new certificate: ARI must be asked about it afresh */
     assert_int_equal(after.ari_next_check, 0);
     assert_int_equal(after.ari_window_start, 0);
@@ -1023,6 +1080,11 @@ test_finish_refused_certificate_keeps_old(void **state)
     assert_non_null(strstr(after.last_error, "also names evil.example.net"));
     assert_int_equal(after.state, ATLS_STATE_FAILED);
     assert_int_equal(after.failures, 1);
+    /* permanent: hours, not a minute (the stored testpki certificate runs
+     * out in about 23 h, so half of that at most) */
+    assert_int_equal(after.last_error_class, ATLS_ERR_PERMANENT);
+    assert_true(after.next_attempt >= now + 4 * 3600);
+    assert_true(after.next_attempt <= now + 12 * 3600);
     /* what is stored is still the certificate store_test_cert put there */
     after_pem = slurp(path, &after_len);
     assert_int_equal(after_len, before_len);
@@ -1065,6 +1127,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ensure_creates_and_updates, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_ensure_backfills_kt_info, setup_store, teardown_store),
         cmocka_unit_test_setup_teardown(test_due_cases, setup_store, teardown_store),
         cmocka_unit_test_setup_teardown(test_start_busy, setup_store, teardown_store),
         cmocka_unit_test_setup_teardown(test_finish_failure_keeps_certificate, setup_store, teardown_store),
