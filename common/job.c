@@ -14,6 +14,7 @@
 #include "atls_acme.h"
 #include "atls_crypto.h"
 #include "atls_job.h"
+#include "job_int.h"
 #include "atls_problem.h"
 #include "atls_schedule.h"
 #include "atls_store.h"
@@ -233,7 +234,6 @@ atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
     atls_order_params_t  p;
     atls_error_t         aerr;
     STACK_OF(X509)      *chain = NULL;
-    char                *lk;
     char                 tmp[256];
     int                  rc, created = 0;
 
@@ -249,16 +249,7 @@ atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
     j->st = st;
     j->kt = kt;
 
-    lk = atls_job_lock_name(m->id);
-    rc = st->ops->lock(st, lk, 0, &j->lock, err, errlen);
-    free(lk);
-    if (rc == ATLS_STORE_BUSY) {
-        snprintf(err, errlen, "another process is renewing %s", m->id);
-        j->lock = NULL;
-        goto failed;
-    }
-    if (rc != ATLS_STORE_OK) {
-        j->lock = NULL;
+    if (atls_job_lock(st, m->id, &j->lock, err, errlen) != 0) {
         goto failed;
     }
 
@@ -700,19 +691,65 @@ atls_job_run_blocking(atls_store_t *st, const char *id, const atls_challenge_ops
     atls_cert_meta_t m;
     int              rc;
 
-    memset(&m, 0, sizeof(m));
-    rc = atls_store_load_meta(st, id, &m, err, errlen);
-    if (rc == ATLS_STORE_NOTFOUND) {
-        snprintf(err, errlen, "no certificate \"%s\" in the store %s", id,
-                 st->location ? st->location : "");
-        atls_cert_meta_free(&m);
-        return -1;
-    }
-    if (rc != ATLS_STORE_OK) {
-        atls_cert_meta_free(&m);
+    if (atls_job_load(st, id, &m, err, errlen) != 0) {
         return -1;
     }
     rc = atls_job_run_blocking_meta(st, &m, ops, err, errlen);
     atls_cert_meta_free(&m);
     return rc;
+}
+
+/* ---- loading and locking, for the job files ------------------------------- */
+
+int
+atls_job_load(atls_store_t *st, const char *id, atls_cert_meta_t *m,
+              char *err, size_t errlen)
+{
+    int rc = atls_store_load_meta(st, id, m, err, errlen);
+
+    if (rc == ATLS_STORE_OK) {
+        return 0;
+    }
+    if (rc == ATLS_STORE_NOTFOUND) {
+        snprintf(err, errlen, "no certificate \"%s\" in the store %s", id,
+                 st->location ? st->location : "");
+    }
+    atls_cert_meta_free(m);
+    return -1;
+}
+
+int
+atls_job_lock(atls_store_t *st, const char *id, atls_store_lock_t **lk,
+              char *err, size_t errlen)
+{
+    char *name = atls_job_lock_name(id);
+    int   rc;
+
+    *lk = NULL;
+    rc = st->ops->lock(st, name, 0, lk, err, errlen);
+    free(name);
+    if (rc == ATLS_STORE_OK) {
+        return 0;
+    }
+    if (rc == ATLS_STORE_BUSY) {
+        snprintf(err, errlen, "another process is renewing %s", id);
+    }
+    *lk = NULL;
+    return -1;
+}
+
+int
+atls_job_lock_load(atls_store_t *st, const char *id, atls_store_lock_t **lk,
+                   atls_cert_meta_t *m, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof(*m));
+    if (atls_job_lock(st, id, lk, err, errlen) != 0) {
+        return -1;
+    }
+    if (atls_job_load(st, id, m, err, errlen) != 0) {
+        st->ops->unlock(st, *lk);
+        *lk = NULL;
+        return -1;
+    }
+    return 0;
 }

@@ -11,6 +11,7 @@
 #include "atls_acme.h"
 #include "atls_crypto.h"
 #include "atls_job.h"
+#include "job_int.h"
 #include "atls_store.h"
 
 static int
@@ -43,32 +44,12 @@ atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
     atls_store_lock_t *lock = NULL;
     EVP_PKEY          *akey = NULL;
     char              *aurl = NULL;
-    char              *lk;
     atls_error_t       why;
     size_t             i, n;
-    int                rc, created = 0, revoked = 0, result = -1;
+    int                created = 0, revoked = 0, result = -1;
 
-    memset(&m, 0, sizeof(m));
-    rc = atls_store_load_meta(st, id, &m, err, errlen);
-    if (rc != ATLS_STORE_OK) {
-        if (rc == ATLS_STORE_NOTFOUND) {
-            snprintf(err, errlen, "no certificate \"%s\" in the store", id);
-        }
-        atls_cert_meta_free(&m);
+    if (atls_job_lock_load(st, id, &lock, &m, err, errlen) != 0) {
         return -1;
-    }
-
-    lk = atls_job_lock_name(id);
-    rc = st->ops->lock(st, lk, 0, &lock, err, errlen);
-    free(lk);
-    if (rc == ATLS_STORE_BUSY) {
-        snprintf(err, errlen, "another process is renewing %s", id);
-        lock = NULL;
-        goto done;
-    }
-    if (rc != ATLS_STORE_OK) {
-        lock = NULL;
-        goto done;
     }
 
     /* Checked first: load_account would create a key as a side effect. */
