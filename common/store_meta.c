@@ -109,6 +109,7 @@ static json_t *
 meta_certs_to_json(const atls_cert_meta_t *m)
 {
     json_t *o = json_object(), *c;
+    char    nb[32], na[32];
     size_t  i;
     int     rc = 0;
 
@@ -122,9 +123,12 @@ meta_certs_to_json(const atls_cert_meta_t *m)
             rc = -1;
             break;
         }
-        rc |= meta_set_time(c, "not_before", ki->not_before);
-        rc |= meta_set_time(c, "not_after", ki->not_after);
-        rc |= meta_set_str(c, "serial", ki->serial);
+        /* every member, always: the parser requires them */
+        atls_rfc3339_format(ki->not_before, nb, sizeof(nb));
+        atls_rfc3339_format(ki->not_after, na, sizeof(na));
+        rc |= meta_set(c, "not_before", json_string(nb));
+        rc |= meta_set(c, "not_after", json_string(na));
+        rc |= meta_set(c, "serial", json_string(ki->serial ? ki->serial : ""));
         rc |= meta_set(c, "names", meta_strv(ki->names, ki->n_names));
         rc |= meta_set(o, kn, c);
     }
@@ -479,12 +483,8 @@ meta_cert_from_json(json_t *c, const char *kn, atls_cert_kt_info_t *ki,
             return -1;
         }
     }
-    if (ki->not_after <= ki->not_before) {
-        return meta_fail(err, errlen, "field \"certs.%s.not_after\" must be after "
-                         "its not_before", kn);
-    }
     serial = json_string_value(json_object_get(c, "serial"));
-    if (serial == NULL || serial[0] == '\0' || strlen(serial) > 128
+    if (serial == NULL || strlen(serial) > 128
         || strspn(serial, "0123456789abcdefABCDEF") != strlen(serial))
     {
         return meta_fail(err, errlen, "field \"certs.%s.serial\" must be a hex string",
@@ -492,7 +492,10 @@ meta_cert_from_json(json_t *c, const char *kn, atls_cert_kt_info_t *ki,
     }
     ki->serial = atls_strdup(serial);
     snprintf(field, sizeof(field), "certs.%s.names", kn);
-    return meta_get_strv(c, "names", field, 1, &ki->names, &ki->n_names, err, errlen);
+    if (!json_is_array(json_object_get(c, "names"))) {
+        return meta_fail(err, errlen, "field \"%s\" must be an array of strings", field);
+    }
+    return meta_get_strv(c, "names", field, 0, &ki->names, &ki->n_names, err, errlen);
 }
 
 static int
