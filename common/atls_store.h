@@ -115,6 +115,16 @@ typedef struct {
 void atls_issuer_free(atls_issuer_t *is);   /* frees members */
 void atls_issuer_copy(atls_issuer_t *dst, const atls_issuer_t *src);
 
+/* Upper bound for max_parallel (concurrent orders) in every host's settings. */
+#define ATLS_MAX_PARALLEL_LIMIT 256
+
+/* The one set of rules for issuer settings, applied by every host after
+ * parsing (issuer.c): a contact without a scheme gets "mailto:" (and must
+ * then look like an address); key types: at most ATLS_KEY_TYPE_MAX, no
+ * duplicates, at most one EC and one RSA; EAB key id and HMAC both or
+ * neither.  0 ok (is may have been rewritten), -1 with err. */
+int atls_issuer_normalise(atls_issuer_t *is, char *err, size_t errlen);
+
 typedef enum {
     ATLS_STATE_PENDING = 0,   /* no certificate yet */
     ATLS_STATE_VALID,
@@ -172,6 +182,13 @@ typedef struct {
 void atls_cert_meta_free(atls_cert_meta_t *m);
 /* meta <-> JSON text (malloc'd).  from_json: 0 ok, -1 with err naming the field. */
 char *atls_cert_meta_to_json(const atls_cert_meta_t *m);
+/* Deep copy of s into d (which is overwritten, not freed). */
+void atls_cert_meta_copy(atls_cert_meta_t *d, const atls_cert_meta_t *s);
+/* Records (or replaces) the kt_info entry for info->key_type. */
+void atls_cert_meta_set_kt_info(atls_cert_meta_t *m, const atls_cert_info_t *info);
+/* Records e as the last error in parts plus last_error "type: detail";
+ * NULL clears them all. */
+void atls_cert_meta_set_error(atls_cert_meta_t *m, const atls_error_t *e);
 int atls_cert_meta_from_json(const char *json, size_t len, atls_cert_meta_t *m,
                              char *err, size_t errlen);
 

@@ -635,6 +635,24 @@ fill_meta(atls_cert_meta_t *m)
     m->ari_next_check = 1700021600;
     m->ari_window_start = 1709000000;
     m->ari_window_end = 1709086400;
+    m->ari_failures = 3;
+    m->last_error_class = ATLS_ERR_RETRY_LATER;
+    m->last_error_type = atls_strdup("urn:ietf:params:acme:error:rateLimited");
+    m->last_error_detail = atls_strdup("slow \"down\"\n");
+    m->last_error_key_type = atls_strdup("rsa2048");
+    m->kt_info[0].key_type = ATLS_KEY_EC384;
+    m->kt_info[0].not_before = 1690000000;
+    m->kt_info[0].not_after = 1697776000;
+    m->kt_info[0].serial = atls_strdup("03a1ff");
+    m->kt_info[0].names = atls_strv_dup(m->names, m->n_names);
+    m->kt_info[0].n_names = m->n_names;
+    m->kt_info[1].key_type = ATLS_KEY_RSA2048;
+    m->kt_info[1].not_before = 1690000001;
+    m->kt_info[1].not_after = 1697776001;
+    m->kt_info[1].serial = atls_strdup("04");
+    m->kt_info[1].names = atls_strv_dup(m->names, 1);
+    m->kt_info[1].n_names = 1;
+    m->n_kt_info = 2;
 }
 
 static void
@@ -680,6 +698,25 @@ assert_meta_equal(const atls_cert_meta_t *a, const atls_cert_meta_t *b)
     assert_int_equal(a->ari_next_check, b->ari_next_check);
     assert_int_equal(a->ari_window_start, b->ari_window_start);
     assert_int_equal(a->ari_window_end, b->ari_window_end);
+    assert_int_equal(a->ari_failures, b->ari_failures);
+    assert_int_equal(a->last_error_class, b->last_error_class);
+    assert_string_equal(a->last_error_type, b->last_error_type);
+    assert_string_equal(a->last_error_detail, b->last_error_detail);
+    assert_string_equal(a->last_error_key_type, b->last_error_key_type);
+    assert_int_equal(a->n_kt_info, b->n_kt_info);
+    for (i = 0; i < a->n_kt_info; i++) {
+        const atls_cert_kt_info_t *x = &a->kt_info[i], *y = &b->kt_info[i];
+        size_t                     k;
+
+        assert_int_equal(x->key_type, y->key_type);
+        assert_int_equal(x->not_before, y->not_before);
+        assert_int_equal(x->not_after, y->not_after);
+        assert_string_equal(x->serial, y->serial);
+        assert_int_equal(x->n_names, y->n_names);
+        for (k = 0; k < x->n_names; k++) {
+            assert_string_equal(x->names[k], y->names[k]);
+        }
+    }
 }
 
 static void
@@ -700,6 +737,9 @@ test_meta_json_round_trip(void **state)
     assert_non_null(strstr(json, "\"2023-11-14T22:15:00Z\""));   /* next_attempt */
     assert_non_null(strstr(json, "\"csr_cn\": true"));
     assert_non_null(strstr(json, "\"ari_window_start\": \"2024-02-27T02:13:20Z\""));
+    assert_non_null(strstr(json, "\"last_error_class\": \"retry-later\""));
+    assert_non_null(strstr(json, "\"not_after\": \"2023-10-20T04:26:40Z\""));
+    assert_non_null(strstr(json, "\"ec384\": {"));
 
     assert_int_equal(atls_cert_meta_from_json(json, strlen(json), &back, err, sizeof(err)), 0);
     assert_meta_equal(&m, &back);
@@ -707,6 +747,15 @@ test_meta_json_round_trip(void **state)
     assert_null(back.issuer.eab_hmac);
     json2 = atls_cert_meta_to_json(&back);
     assert_string_equal(json, json2);
+    free(json2);
+
+    /* the deep copy holds the same */
+    atls_cert_meta_copy(&copy, &back);
+    assert_ptr_not_equal(copy.kt_info[0].serial, back.kt_info[0].serial);
+    assert_meta_equal(&copy, &back);
+    json2 = atls_cert_meta_to_json(&copy);
+    assert_string_equal(json, json2);
+    atls_cert_meta_free(&copy);
 
     /* issuer copy is deep and keeps the EAB fields (in memory only) */
     memset(&copy, 0, sizeof(copy));
@@ -754,6 +803,30 @@ test_meta_json_errors(void **state)
           "ari_window_end" },
         { "{\"names\":[\"a.example\"],\"ari_window_start\":\"2025-01-02T00:00:00Z\","
           "\"ari_window_end\":\"2025-01-01T00:00:00Z\"}", "start before end" },
+        { "{\"names\":[\"a.example\"],\"certs\":[]}", "field \"certs\" must be an object" },
+        { "{\"names\":[\"a.example\"],\"certs\":{\"dsa\":{}}}", "unknown key type \"dsa\"" },
+        { "{\"names\":[\"a.example\"],\"certs\":{\"ec256\":1}}",
+          "field \"certs.ec256\" must be an object" },
+        { "{\"names\":[\"a.example\"],\"certs\":{\"ec256\":{\"serial\":\"01\","
+          "\"names\":[\"a.example\"],\"not_after\":\"2025-01-01T00:00:00Z\"}}}",
+          "field \"certs.ec256.not_before\" is missing" },
+        { "{\"names\":[\"a.example\"],\"certs\":{\"ec256\":{\"serial\":\"01\","
+          "\"names\":[\"a.example\"],\"not_before\":\"2025-01-01T00:00:00Z\","
+          "\"not_after\":\"never\"}}}", "field \"certs.ec256.not_after\" must be an RFC 3339" },
+        { "{\"names\":[\"a.example\"],\"certs\":{\"ec256\":{\"serial\":\"xyz\","
+          "\"names\":[\"a.example\"],\"not_before\":\"2025-01-01T00:00:00Z\","
+          "\"not_after\":\"2025-02-01T00:00:00Z\"}}}", "field \"certs.ec256.serial\"" },
+        { "{\"names\":[\"a.example\"],\"certs\":{\"ec256\":{\"serial\":\"01\","
+          "\"not_before\":\"2025-01-01T00:00:00Z\","
+          "\"not_after\":\"2025-02-01T00:00:00Z\"}}}", "field \"certs.ec256.names\" must be an array" },
+        { "{\"names\":[\"a.example\"],\"certs\":{\"ec256\":{\"serial\":\"01\","
+          "\"names\":[\"a.example\"],\"not_before\":\"2025-01-01T00:00:00Z\","
+          "\"not_after\":\"2025-02-01T00:00:00Z\",\"key\":\"x\"}}}",
+          "unknown member \"key\"" },
+        { "{\"names\":[\"a.example\"],\"last_error_class\":\"awful\"}",
+          "field \"last_error_class\"" },
+        { "{\"names\":[\"a.example\"],\"last_error_type\":5}", "field \"last_error_type\"" },
+        { "{\"names\":[\"a.example\"],\"ari_failures\":-2}", "field \"ari_failures\"" },
     };
     atls_cert_meta_t m;
     char             err[256];
@@ -1358,10 +1431,72 @@ test_typed_hostile_cert_ids(void **state)
     assert_int_equal(tree_count(fx), before);
 }
 
+/* The one set of issuer rules every host applies. */
+static void
+test_issuer_normalise(void **state)
+{
+    static const struct {
+        const char *contact;
+        int         kt0, kt1, n_kts;
+        const char *kid, *hmac;
+        const char *want;      /* NULL: accepted */
+    } cases[] = {
+        { "ops@example.com", ATLS_KEY_EC256, ATLS_KEY_RSA2048, 2, NULL, NULL, NULL },
+        { "mailto:ops@example.com", ATLS_KEY_RSA4096, ATLS_KEY_EC384, 2, "k", "h", NULL },
+        { "https://example.com/contact", ATLS_KEY_EC256, 0, 1, NULL, NULL, NULL },
+        { "ops", ATLS_KEY_EC256, 0, 1, NULL, NULL, "neither a URI nor an e-mail" },
+        { "ops@", ATLS_KEY_EC256, 0, 1, NULL, NULL, "neither a URI" },
+        { "a b@example.com", ATLS_KEY_EC256, 0, 1, NULL, NULL, "neither a URI" },
+        { "mailto:nobody", ATLS_KEY_EC256, 0, 1, NULL, NULL, "not an e-mail address" },
+        { "", ATLS_KEY_EC256, 0, 1, NULL, NULL, "empty" },
+        { "ops@example.com", ATLS_KEY_EC256, ATLS_KEY_EC384, 2, NULL, NULL,
+          "at most one EC and one RSA" },
+        { "ops@example.com", ATLS_KEY_RSA2048, ATLS_KEY_RSA3072, 2, NULL, NULL,
+          "at most one EC and one RSA" },
+        { "ops@example.com", ATLS_KEY_EC256, ATLS_KEY_EC256, 2, NULL, NULL, "given twice" },
+        { "ops@example.com", ATLS_KEY_EC256, 0, 3, NULL, NULL, "at most 2 key types" },
+        { "ops@example.com", ATLS_KEY_EC256, 0, 1, "kid", NULL, "external account binding" },
+        { "ops@example.com", ATLS_KEY_EC256, 0, 1, NULL, "hmac", "external account binding" },
+    };
+    atls_issuer_t is;
+    char          err[256];
+    size_t        i;
+    int           rc;
+
+    (void) state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        memset(&is, 0, sizeof(is));
+        is.contact = calloc(2, sizeof(char *));
+        assert_non_null(is.contact);
+        is.contact[0] = atls_strdup(cases[i].contact);
+        is.n_contact = 1;
+        is.key_types[0] = (atls_key_type_t) cases[i].kt0;
+        is.key_types[1] = (atls_key_type_t) cases[i].kt1;
+        is.n_key_types = (size_t) cases[i].n_kts;
+        is.eab_kid = atls_strdup(cases[i].kid);
+        is.eab_hmac = atls_strdup(cases[i].hmac);
+        err[0] = '\0';
+        rc = atls_issuer_normalise(&is, err, sizeof(err));
+        if (cases[i].want == NULL ? rc != 0 : rc != -1 || strstr(err, cases[i].want) == NULL) {
+            fail_msg("\"%s\": rc %d err \"%s\"", cases[i].contact, rc, err);
+        }
+        if (rc == 0 && strchr(cases[i].contact, ':') == NULL) {
+            assert_string_equal(is.contact[0] + 7, cases[i].contact);
+            assert_memory_equal(is.contact[0], "mailto:", 7);
+        }
+        if (rc == 0 && strchr(cases[i].contact, ':') != NULL) {
+            assert_string_equal(is.contact[0], cases[i].contact);
+        }
+        atls_issuer_free(&is);
+    }
+    assert_true(ATLS_MAX_PARALLEL_LIMIT >= 8);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_issuer_normalise),
         cmocka_unit_test_setup_teardown(test_put_get_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
