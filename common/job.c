@@ -320,7 +320,7 @@ static void
 job_unlock(atls_job_t *j)
 {
     if (j->lock != NULL) {
-        j->st->ops->unlock(j->st, j->lock);
+        atls_store_unlock(j->st, j->lock);
         j->lock = NULL;
     }
 }

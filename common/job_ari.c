@@ -77,7 +77,7 @@ ari_record_none(atls_store_t *st, const char *id, time_t now, char *err, size_t 
     m.ari_failures = 0;
     rc = atls_store_save_meta(st, &m, err, errlen) == ATLS_STORE_OK ? 0 : -1;
     atls_cert_meta_free(&m);
-    st->ops->unlock(st, lk);
+    atls_store_unlock(st, lk);
     return rc;
 }
 
@@ -104,7 +104,7 @@ ari_record_failure(atls_store_t *st, const char *id, const atls_error_t *ae, tim
                  "state: %s", id, err);
     }
     atls_cert_meta_free(&m);
-    st->ops->unlock(st, lk);
+    atls_store_unlock(st, lk);
 }
 
 atls_acme_t *
@@ -251,7 +251,7 @@ atls_job_ari_finish(atls_store_t *st, const char *id, atls_acme_t *e, time_t now
 
 done:
     atls_cert_meta_free(&m);
-    st->ops->unlock(st, lk);
+    atls_store_unlock(st, lk);
     return rc;
 }
 

@@ -14,26 +14,6 @@
 #include "job_int.h"
 #include "atls_store.h"
 
-static int
-account_exists(atls_store_t *st, const char *directory)
-{
-    char  *ca = atls_ca_id(directory);
-    char   path[1024];
-    char   err[256];
-    char  *data = NULL;
-    size_t len = 0;
-    int    rc;
-
-    if (ca == NULL) {
-        return 0;
-    }
-    snprintf(path, sizeof(path), "accounts/%s/account.json", ca);
-    free(ca);
-    rc = st->ops->get(st, path, &data, &len, err, sizeof(err));
-    free(data);
-    return rc == ATLS_STORE_OK;
-}
-
 int
 atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
                          char *err, size_t errlen)
@@ -53,7 +33,7 @@ atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
     }
 
     /* Checked first: load_account would create a key as a side effect. */
-    if (!account_exists(st, m.issuer.directory)) {
+    if (!atls_store_has_account(st, m.issuer.directory)) {
         snprintf(err, errlen, "no ACME account for %s in the store: cannot revoke",
                  m.issuer.directory);
         goto done;
@@ -135,7 +115,7 @@ atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
 
 done:
     if (lock != NULL) {
-        st->ops->unlock(st, lock);
+        atls_store_unlock(st, lock);
     }
     EVP_PKEY_free(akey);
     free(aurl);

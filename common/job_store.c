@@ -65,12 +65,9 @@ int
 atls_job_lock(atls_store_t *st, const char *id, atls_store_lock_t **lk,
               char *err, size_t errlen)
 {
-    char *name = atls_job_lock_name(id);
-    int   rc;
+    int rc;
 
-    *lk = NULL;
-    rc = st->ops->lock(st, name, 0, lk, err, errlen);
-    free(name);
+    rc = atls_store_lock_cert(st, id, 0, lk, err, errlen);
     if (rc == ATLS_STORE_OK) {
         return 0;
     }
@@ -90,7 +87,7 @@ atls_job_lock_load(atls_store_t *st, const char *id, atls_store_lock_t **lk,
         return -1;
     }
     if (atls_job_load(st, id, m, err, errlen) != 0) {
-        st->ops->unlock(st, *lk);
+        atls_store_unlock(st, *lk);
         *lk = NULL;
         return -1;
     }
