@@ -2,9 +2,10 @@
  * mod_autotls: Apache httpd glue around the autotls core (common/).
  *
  * The parent (root) prepares the store and hands mod_ssl self-signed
- * fallbacks (one per key type) per host; one mod_watchdog singleton thread drives ACME orders
- * through the core's curl-multi job driver (job_multi.c), several at once;
- * every child serves the live
+ * fallbacks (one per key type) per host; one mod_watchdog singleton thread
+ * hands every managed certificate to the core's scheduler (atls_sched.h,
+ * on the curl-multi/poll host of job_multi.c), which decides what is due
+ * and runs those orders several at once; every child serves the live
  * certificate from a per-child cache of parsed objects, reloaded only when
  * the generation number in shared memory changes.
  */
@@ -116,7 +117,7 @@ int autotls_config_check(apr_pool_t *p, server_rec *base);
 int autotls_config_names(apr_pool_t *p, server_rec *s, const char ***names, size_t *n);
 atls_issuer_t *autotls_config_issuer(apr_pool_t *p, autotls_srv_conf_t *sc);
 
-/* mod_autotls_drive.c */
+/* mod_autotls_drive.c: the watchdog callbacks, glue over atls_job_check_pass */
 apr_status_t autotls_drive_start(apr_pool_t *p, server_rec *s);
 /* child_init: a stopping child waits for a check in progress to end */
 void autotls_drive_child_init(apr_pool_t *pchild);

@@ -137,23 +137,25 @@ int atls_job_ari_refresh_blocking(atls_store_t *st, const char *id,
  * out has room for ATLS_KEY_TYPE_MAX; returns how many. */
 size_t atls_job_key_types(const atls_issuer_t *is, atls_key_type_t *out);
 
-/* The challenge operations a job of issuer is uses: ops when given; else,
- * for dns-01 with a dns_hook, operations running that hook (filled into
- * buf, which must outlive the job); else NULL. */
+/* The challenge operations a blocking job of issuer is uses: ops when
+ * given; else, for dns-01 with a dns_hook, operations running that hook
+ * (filled into buf, which must outlive the job); else NULL.  (The
+ * scheduler runs dns hooks itself, through its host's hook_start.) */
 const atls_challenge_ops_t *atls_job_challenge_ops(const atls_issuer_t *is,
                                                    const atls_challenge_ops_t *ops,
                                                    atls_challenge_ops_t *buf);
 
-/* Runs the jobs of n certificates concurrently in the calling thread:
- * every key type of every metas[i] (the caller's settings, as for
- * atls_job_run_blocking_meta: EAB secrets included), with at most
- * max_parallel engines in flight (0 means 8).  HTTP goes through one
- * curl multi handle (connections to the CA are reused across orders);
- * WAITs are timers, not sleeps.  The key types of one certificate run one
- * after the other (they share its store lock).  Job state is persisted by
- * atls_job_finish exactly as in the one-at-a-time driver; a certificate
- * that fails does not stop the others.
- * ops: as for atls_job_run_blocking (NULL: the dns-01 hook when configured).
+/* Runs the jobs of n certificates concurrently in the calling thread, on
+ * the scheduler (atls_sched.h) with a curl multi handle and poll as its
+ * host: every metas[i] (the caller's settings, as for
+ * atls_job_run_blocking_meta: EAB secrets included) gets an attempt now
+ * whatever its schedule, with at most max_parallel orders in flight (0
+ * means 8).  Connections to the CA are reused across orders; WAITs are
+ * timers, not sleeps; dns-01 hooks run in the background.  Job state is
+ * persisted exactly as in the one-at-a-time driver; a certificate that
+ * fails does not stop the others.
+ * ops: how http-01 / tls-alpn-01 answers are published (dns-01 runs the
+ * issuer's hook).
  * results (may be NULL; n entries): 0 when every key type of metas[i] was
  * deployed, -1 otherwise.  Returns 0 when all succeeded, else -1 with err
  * describing the first failure ("<id> (<keytype>): type: detail"). */
@@ -164,22 +166,48 @@ int atls_job_run_many_blocking(atls_store_t *st, atls_cert_meta_t *const *metas,
 /* The general form.  Every member may be 0/NULL. */
 typedef struct {
     size_t max_parallel;                       /* 0: 8 */
-    /* one per meta (NULL entries, or ops_v NULL: default_ops) */
+    /* one per certificate (NULL entries, or ops_v NULL: default_ops) */
     const atls_challenge_ops_t *const *ops_v;
-    const atls_challenge_ops_t *default_ops;   /* then the dns-01 hook rule */
-    /* called once per certificate as soon as all its key types are done
+    const atls_challenge_ops_t *default_ops;
+    /* called once per certificate as soon as its attempt is over
      * (rc 0 all deployed, -1 not; err as above), so that a host can serve
      * it before the others finish */
     void  (*done)(void *ctx, size_t i, int rc, const char *err);
-    /* polled between steps: when it returns 1 no further job is started
-     * (the host is stopping); jobs in flight run to their end */
+    /* polled whenever nothing is ready, at least twice a second: when it
+     * returns 1 no further order is started (the host is stopping); what
+     * is in flight runs to its end, or is cancelled after a minute */
     int   (*stopping)(void *ctx);
     void   *ctx;
+    int     ari;                               /* ask the CA for renewal
+                                                  information (check passes) */
+    long    recheck_ms;                        /* check pass: while orders hold
+                                                  it, another pass this often
+                                                  (0: one pass) */
 } atls_job_many_opts_t;
 
 int atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,
                       const atls_job_many_opts_t *opts, int *results,
                       char *err, size_t errlen);
+
+/* One managed certificate as a host configures it (all borrowed). */
+typedef struct {
+    const char *const   *names;
+    size_t               n_names;
+    const atls_issuer_t *issuer;               /* EAB secrets included */
+} atls_job_conf_t;
+
+/* c describes m (borrowing its names and issuer). */
+void atls_job_conf_of_meta(atls_job_conf_t *c, const atls_cert_meta_t *m);
+
+/* One check by the scheduler's own decisions (a server's periodic check):
+ * every certificate is managed, the scheduler plans each (due, missing key
+ * types, operator requests, ARI when opts->ari) and runs what is due as
+ * atls_job_run_many does; returns when nothing is left in flight or, once
+ * opts->stopping said so, when what was in flight has ended.  opts->done
+ * is called for each certificate that had an attempt, i indexing confs.
+ * 0 when no attempt failed; else -1 + err (the first failure). */
+int atls_job_check_pass(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
+                        const atls_job_many_opts_t *opts, char *err, size_t errlen);
 
 /* Name of the store lock held while a certificate's job state changes. malloc'd. */
 char *atls_job_lock_name(const char *id);

@@ -1,20 +1,13 @@
 /*
- * Many jobs at once in one thread: engines run side by side on one curl
- * multi handle.  An order is mostly waiting (for the CA's answers, for
- * validation), so running orders one after the other makes issuing many
- * certificates as slow as the sum of their waits; here the waits overlap
- * and connections to the CA are reused across orders.
+ * The scheduler (atls_sched.h) on one curl multi handle and poll, in the
+ * calling thread: the host of the CLI and of Apache's watchdog thread.
  *
- * Each slot holds one job (one key type of one certificate).  A slot is in
- * exactly one of three states: a transfer in flight (easy != NULL), a
- * timer (wake_ms != 0), or ready to step.  The key types of one
- * certificate share its store lock, so they go one after the other in the
- * same slot.
- *
- * A CA must not see several orders create the same account at once (Pebble
- * answers all but one with serverInternal), so while the store knows no
- * account URL for a directory, one order goes first and the others wait
- * until it has learned the URL.
+ * Everything the scheduler decides stays there; this file only carries
+ * its requests to curl, its timer to the poll timeout and its hook runs to
+ * extra descriptors of the same poll, and feeds the outcomes back.  The
+ * waits of many orders overlap, and connections to a CA are reused across
+ * orders.  A hook is a process watched through its report pipe, so a slow
+ * dns hook of one certificate keeps only that order waiting.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -23,52 +16,52 @@
 #include <time.h>
 #include <curl/curl.h>
 #include "atls.h"
-#include "atls_acme.h"
-#include "atls_crypto.h"
+#include "atls_hook.h"
 #include "atls_http.h"
 #include "atls_job.h"
-#include "acme_published.h"
+#include "atls_sched.h"
 
-#define MANY_DEFAULT_PARALLEL 8
-/* An upper bound on one poll, so that `stopping` is looked at regularly. */
-#define MANY_MAX_POLL_MS      1000
+#define MULTI_DEFAULT_PARALLEL 8
+/* An upper bound on one poll, so that `stopping` is looked at at least
+ * twice a second (Apache also publishes others' deploys from there). */
+#define MULTI_MAX_POLL_MS      500
+/* A stopping host waits this long for what is in flight (a server child
+ * that exits must not leave the loop running); then it is cancelled. */
+#define MULTI_STOP_GRACE_MS    60000
+
+/* One transfer (easy != NULL) or hook run of the scheduler in flight. */
+typedef struct multi_run_s {
+    atls_sched_op_t      *op;
+    CURL                 *easy;
+    atls_http_xfer_t     *xfer;
+    atls_hook_proc_t      hp;
+    struct multi_run_s   *next;
+} multi_run_t;
+
+/* What the scheduler hands back as cert_data. */
+typedef struct {
+    size_t                      i;       /* index into the caller's list */
+    const atls_challenge_ops_t *ops;     /* http-01 / tls-alpn-01 answers */
+    atls_sched_cert_t          *c;       /* NULL: refused by the scheduler */
+    int                         done;
+} multi_cert_t;
 
 typedef struct {
-    int                          busy;
-    size_t                       meta;       /* index into metas */
-    size_t                       kt;         /* index into kts */
-    atls_key_type_t              kts[ATLS_KEY_TYPE_MAX];
-    size_t                       n_kts;
-    int                          rc;         /* 0 until a key type failed */
-    atls_job_t                  *job;
-    atls_acme_t                 *e;
-    const atls_challenge_ops_t  *ops;
-    atls_challenge_ops_t         hook_ops;   /* storage for the dns-01 hook ops */
-    atls_http_opts_t             http;
-    atls_published_t             pub;
-    CURL                        *easy;       /* transfer in flight */
-    atls_http_xfer_t            *xfer;
-    atls_http_response_t         resp;       /* the answer to hand to the next step */
-    int                          have_resp;
-    long long                    wake_ms;    /* WAIT deadline (monotonic), 0 none */
-    int                          hold;       /* first contact with this CA: the
-                                                account is being created */
-} many_slot_t;
-
-typedef struct {
-    atls_store_t                *st;
-    atls_cert_meta_t *const     *metas;
-    size_t                       n;
-    const atls_job_many_opts_t  *o;
-    int                         *results;
-    char                        *err;
-    size_t                       errlen;
-    CURLM                       *multi;
-    many_slot_t                 *slots;
-    size_t                       n_slots;
-    size_t                       next;       /* next meta to start */
-    size_t                       failed;     /* certificates not all deployed */
-} many_t;
+    const atls_job_many_opts_t *o;
+    atls_sched_t               *sched;
+    CURLM                      *multi;
+    multi_cert_t               *certs;
+    size_t                      n_done;
+    size_t                      failed;
+    multi_run_t                *runs;
+    size_t                      n_hooks;
+    long long                   timer_at;   /* monotonic ms; -1 disarmed */
+    long long                   stopped;    /* when the host said stop; 0 not */
+    long long                   recheck_at; /* the next pass; 0 none */
+    int                        *results;
+    char                       *err;
+    size_t                      errlen;
+} multi_t;
 
 static long long
 mono_ms(void)
@@ -79,290 +72,417 @@ mono_ms(void)
     return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void
-many_fail_msg(many_t *m, const char *id, atls_key_type_t kt, const char *why)
+static void *
+multi_alloc(size_t n)
 {
-    if (m->err != NULL && m->errlen > 0 && m->err[0] == '\0') {
-        snprintf(m->err, m->errlen, "%s (%s): %s", id, atls_key_type_name(kt), why);
+    void *p = calloc(1, n);
+
+    if (p == NULL) {
+        abort();
     }
+    return p;
 }
 
-/* The certificate of slot s is finished (all key types tried, or one
- * could not start): record, tell the host, free the slot. */
-static void
-many_cert_done(many_t *m, many_slot_t *s, const char *why)
-{
-    char msg[1200];
+/* ---- what is in flight ------------------------------------------- */
 
-    msg[0] = '\0';
-    if (s->rc != 0 && why != NULL) {
-        snprintf(msg, sizeof(msg), "%s (%s): %s", m->metas[s->meta]->id,
-                 atls_key_type_name(s->kts[s->kt]), why);
-    }
-    if (m->results != NULL) {
-        m->results[s->meta] = s->rc;
-    }
-    if (s->rc != 0) {
-        m->failed++;
-    }
-    if (m->o->done != NULL) {
-        m->o->done(m->o->ctx, s->meta, s->rc, msg);
-    }
-    s->busy = 0;
+static void
+multi_run_add(multi_t *m, multi_run_t *r)
+{
+    r->next = m->runs;
+    m->runs = r;
+    m->n_hooks += r->easy == NULL;
 }
 
-/* 1 when meta must wait for another order to create its account. */
-static int
-many_blocked(many_t *m, const atls_cert_meta_t *meta)
+/* Takes r, or the run of op, or the transfer of easy out of the list (a
+ * transfer also out of curl); NULL when it is not there. */
+static multi_run_t *
+multi_run_unlink(multi_t *m, multi_run_t *which, atls_sched_op_t *op, CURL *easy)
 {
-    size_t i;
+    multi_run_t **pp, *r;
 
-    for (i = 0; i < m->n_slots; i++) {
-        many_slot_t *s = &m->slots[i];
-
-        if (s->busy && s->hold
-            && strcmp(m->metas[s->meta]->issuer.directory, meta->issuer.directory) == 0)
-        {
-            return 1;
+    for (pp = &m->runs; (r = *pp) != NULL; pp = &r->next) {
+        if (r == which || (op != NULL && r->op == op) || (easy != NULL && r->easy == easy)) {
+            *pp = r->next;
+            if (r->easy != NULL) {
+                (void) curl_multi_remove_handle(m->multi, r->easy);
+            } else {
+                m->n_hooks--;
+            }
+            return r;
         }
     }
-    return 0;
+    return NULL;
 }
 
-/* 1 when the store knows no account URL for directory yet. */
-static int
-many_first_contact(many_t *m, const char *directory)
-{
-    EVP_PKEY *key = NULL;
-    char     *url = NULL;
-    char      err[256];
-    int       created = 0, first;
+/* ---- HTTP ---------------------------------------------------------- */
 
-    if (atls_store_load_account(m->st, directory, &key, &url, &created, err, sizeof(err))
-        != ATLS_STORE_OK)
-    {
-        return 0;   /* the job reports store trouble itself */
-    }
-    first = url == NULL || url[0] == '\0';
-    EVP_PKEY_free(key);
-    free(url);
-    return first;
+/* Ends transfer r: its answer into resp (which may be a throwaway). */
+static void
+multi_xfer_end(multi_run_t *r, int curl_code, atls_http_response_t *resp)
+{
+    memset(resp, 0, sizeof(*resp));
+    atls_http_easy_collect(r->xfer, r->easy, curl_code, resp);
+    curl_easy_cleanup(r->easy);
+    free(r);
 }
 
-/* Starts the job of key type s->kt; -1 when it cannot start (the
- * certificate is then done, as with the one-at-a-time driver). */
 static int
-many_job_start(many_t *m, many_slot_t *s)
+multi_http_send(void *ctx, atls_sched_op_t *op, const atls_http_opts_t *o,
+                const atls_http_request_t *req)
 {
-    const atls_cert_meta_t *meta = m->metas[s->meta];
-    char                    kerr[512];
+    multi_t     *m = ctx;
+    multi_run_t *r = multi_alloc(sizeof(*r));
 
-    s->job = atls_job_start(m->st, meta, s->kts[s->kt], kerr, sizeof(kerr));
-    if (s->job == NULL) {
-        s->rc = -1;
-        many_fail_msg(m, meta->id, s->kts[s->kt], kerr);
-        many_cert_done(m, s, kerr);
+    r->op = op;
+    r->easy = atls_http_easy_prepare(o, req, &r->xfer);
+    if (r->easy == NULL) {
+        free(r);
         return -1;
     }
-    s->e = atls_job_engine(s->job);
-    s->have_resp = 0;
-    s->wake_ms = 0;
-    s->hold = many_first_contact(m, meta->issuer.directory);
+    (void) curl_easy_setopt(r->easy, CURLOPT_PRIVATE, (char *) op);
+    if (curl_multi_add_handle(m->multi, r->easy) != CURLM_OK) {
+        atls_http_response_t resp;
+
+        multi_xfer_end(r, CURLE_FAILED_INIT, &resp);
+        atls_http_response_free(&resp);
+        return -1;
+    }
+    multi_run_add(m, r);
     return 0;
 }
 
-/* Takes the next certificate into the free slot s; 0 when one started. */
-static int
-many_slot_fill(many_t *m, many_slot_t *s)
-{
-    const atls_job_many_opts_t *o = m->o;
-
-    while (m->next < m->n) {
-        const atls_cert_meta_t     *meta;
-        const atls_challenge_ops_t *ops;
-
-        if (o->stopping != NULL && o->stopping(o->ctx)) {
-            return -1;
-        }
-        if (many_blocked(m, m->metas[m->next])) {
-            return -1;  /* filled once the account exists */
-        }
-        memset(s, 0, sizeof(*s));
-        s->busy = 1;
-        s->meta = m->next++;
-        meta = m->metas[s->meta];
-        s->n_kts = atls_job_key_types(&meta->issuer, s->kts);
-        ops = o->ops_v != NULL && o->ops_v[s->meta] != NULL ? o->ops_v[s->meta]
-                                                          : o->default_ops;
-        s->ops = atls_job_challenge_ops(&meta->issuer, ops, &s->hook_ops);
-        atls_job_http_opts(&meta->issuer, &s->http);
-        if (many_job_start(m, s) == 0) {
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* The engine of s reached DONE or FAILED: withdraw what is left, persist
- * the outcome, go on with the next key type or the next certificate. */
+/* Ends the run of op, which the scheduler gave up on. */
 static void
-many_job_end(many_t *m, many_slot_t *s)
+multi_cancel(void *ctx, atls_sched_op_t *op)
 {
-    const atls_cert_meta_t *meta = m->metas[s->meta];
-    char                    kerr[512];
-    int                     ok;
+    multi_t              *m = ctx;
+    multi_run_t          *r = multi_run_unlink(m, NULL, op, NULL);
+    atls_http_response_t  resp;
 
-    atls_published_teardown_all(&s->pub, s->ops);
-    s->hold = 0;
-    kerr[0] = '\0';
-    ok = atls_job_finish(s->job, time(NULL), kerr, sizeof(kerr)) == 0;
-    atls_job_free(s->job);
-    s->job = NULL;
-    s->e = NULL;
-    if (!ok) {
-        s->rc = -1;
-        many_fail_msg(m, meta->id, s->kts[s->kt], kerr);
-    }
-    if (s->kt + 1 < s->n_kts) {
-        s->kt++;
-        if (many_job_start(m, s) == 0) {
-            return;
-        }
-        /* could not start: many_job_start finished the certificate */
-    } else {
-        many_cert_done(m, s, ok ? NULL : kerr);
-    }
-    (void) many_slot_fill(m, s);
-}
-
-/* Hands req to curl; on failure s gets a transport-error answer instead. */
-static void
-many_send(many_t *m, many_slot_t *s, const atls_http_request_t *req)
-{
-    CURLMcode mc;
-
-    memset(&s->resp, 0, sizeof(s->resp));
-    s->easy = atls_http_easy_prepare(&s->http, req, &s->xfer);
-    if (s->easy == NULL) {
-        s->resp.transport_error = 1;
-        snprintf(s->resp.error, sizeof(s->resp.error), "cannot prepare the request");
-        s->have_resp = 1;
+    if (r == NULL) {
         return;
     }
-    (void) curl_easy_setopt(s->easy, CURLOPT_PRIVATE, (char *) s);
-    mc = curl_multi_add_handle(m->multi, s->easy);
-    if (mc != CURLM_OK) {
-        atls_http_easy_collect(s->xfer, s->easy, CURLE_FAILED_INIT, &s->resp);
-        curl_easy_cleanup(s->easy);
-        s->easy = NULL;
-        s->xfer = NULL;
-        atls_http_response_free(&s->resp);
-        memset(&s->resp, 0, sizeof(s->resp));
-        s->resp.transport_error = 1;
-        snprintf(s->resp.error, sizeof(s->resp.error), "%s", curl_multi_strerror(mc));
-        s->have_resp = 1;
+    if (r->easy != NULL) {
+        multi_xfer_end(r, CURLE_ABORTED_BY_CALLBACK, &resp);
+        atls_http_response_free(&resp);
+    } else {
+        atls_hook_kill(&r->hp);
+        free(r);
     }
 }
 
-/* Steps the engine of s until it waits for the network or a timer, or
- * its job ends. */
+/* Every finished transfer back to the scheduler. */
 static void
-many_step(many_t *m, many_slot_t *s)
-{
-    atls_action_t act;
-
-    while (s->busy && s->e != NULL && s->easy == NULL && s->wake_ms == 0) {
-        time_t stepped = time(NULL);
-
-        memset(&act, 0, sizeof(act));
-        atls_acme_step(s->e, s->have_resp ? &s->resp : NULL, stepped, &act);
-        if (s->hold) {
-            const char *url = atls_acme_result_account_url(s->e);
-
-            s->hold = url == NULL || url[0] == '\0';
-        }
-        /* the response is borrowed only for the duration of the step */
-        if (s->have_resp) {
-            atls_http_response_free(&s->resp);
-            memset(&s->resp, 0, sizeof(s->resp));
-            s->have_resp = 0;
-        }
-
-        switch (act.kind) {
-        case ATLS_ACT_SEND:
-            many_send(m, s, act.request);
-            break;
-
-        case ATLS_ACT_WAIT: {
-            long ms = act.delay_ms > 0 ? act.delay_ms
-                      : act.until > stepped ? (long) (act.until - stepped) * 1000 : 0;
-
-            if (ms > 0) {
-                s->wake_ms = mono_ms() + ms;
-            }
-            break;
-        }
-
-        case ATLS_ACT_SETUP:
-            atls_published_setup(&s->pub, s->e, s->ops, act.challenge);
-            break;
-
-        case ATLS_ACT_TEARDOWN:
-            atls_published_teardown(&s->pub, s->ops, act.challenge);
-            break;
-
-        case ATLS_ACT_DONE:
-        case ATLS_ACT_FAILED:
-        default:
-            /* may start the next job in this slot, which the loop steps on */
-            many_job_end(m, s);
-            break;
-        }
-    }
-}
-
-/* Collects every finished transfer and steps its engine. */
-static void
-many_harvest(many_t *m)
+multi_harvest(multi_t *m)
 {
     CURLMsg *msg;
     int      left;
 
     while ((msg = curl_multi_info_read(m->multi, &left)) != NULL) {
-        many_slot_t *s = NULL;
-        CURL        *easy = msg->easy_handle;
+        atls_http_response_t  resp;
+        multi_run_t          *r;
+        atls_sched_op_t      *op;
 
         if (msg->msg != CURLMSG_DONE) {
             continue;
         }
-        (void) curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &s);
-        (void) curl_multi_remove_handle(m->multi, easy);
-        if (s == NULL || s->easy != easy) {
-            curl_easy_cleanup(easy);    /* not ours: cannot happen */
+        /* looked up by pointer: never touches a handle that is not ours */
+        r = multi_run_unlink(m, NULL, NULL, msg->easy_handle);
+        if (r == NULL) {
             continue;
         }
-        atls_http_easy_collect(s->xfer, easy, (int) msg->data.result, &s->resp);
-        curl_easy_cleanup(easy);
-        s->easy = NULL;
-        s->xfer = NULL;
-        s->have_resp = 1;
-        many_step(m, s);
+        op = r->op;
+        multi_xfer_end(r, (int) msg->data.result, &resp);
+        atls_sched_http_done(m->sched, op, &resp);
+        atls_http_response_free(&resp);
     }
 }
 
-int
-atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,
-                  const atls_job_many_opts_t *opts, int *results,
-                  char *err, size_t errlen)
+/* ---- timer and hooks ---------------------------------------------- */
+
+static void
+multi_timer(void *ctx, long ms)
+{
+    multi_t *m = ctx;
+
+    m->timer_at = ms < 0 ? -1 : mono_ms() + ms;
+}
+
+static int
+multi_hook_start(void *ctx, atls_sched_op_t *op, char *const argv[],
+                 char *why, size_t whylen)
+{
+    multi_t     *m = ctx;
+    multi_run_t *r = multi_alloc(sizeof(*r));
+
+    r->op = op;
+    if (atls_hook_spawn(argv, &r->hp, why, whylen) != 0) {
+        free(r);
+        return -1;
+    }
+    multi_run_add(m, r);
+    return 0;
+}
+
+/* Every hook that reported back to the scheduler.  A report may make the
+ * scheduler kill or start hooks, so the scan starts over after each. */
+static void
+multi_hooks_read(multi_t *m)
+{
+    multi_run_t *r;
+    char         why[512];
+    int          ok;
+
+again:
+    for (r = m->runs; r != NULL; r = r->next) {
+        atls_sched_op_t *op = r->op;
+
+        if (r->easy == NULL && atls_hook_read(&r->hp, &ok, why, sizeof(why)) == 1) {
+            free(multi_run_unlink(m, r, NULL, NULL));
+            atls_sched_hook_done(m->sched, op, ok, why);
+            goto again;
+        }
+    }
+}
+
+/* ---- challenge answers and outcomes -------------------------------- */
+
+static int
+multi_publish(void *ctx, void *cert_data, const atls_challenge_t *c,
+              char *why, size_t whylen)
+{
+    multi_cert_t *mc = cert_data;
+
+    if (mc->ops == NULL || mc->ops->setup == NULL) {
+        snprintf(why, whylen, "no way to publish %s answers here",
+                 atls_challenge_type_name(c->type));
+        return -1;
+    }
+    return mc->ops->setup(mc->ops->ctx, c, why, whylen);
+}
+
+static void
+multi_withdraw(void *ctx, void *cert_data, const atls_challenge_t *c)
+{
+    multi_cert_t *mc = cert_data;
+
+    if (mc->ops != NULL && mc->ops->teardown != NULL) {
+        mc->ops->teardown(mc->ops->ctx, c);
+    }
+}
+
+/* Records the outcome of certificate i and tells the host; msg is
+ * "<id> (<keytype>): type: detail" on failure. */
+static void
+multi_outcome(multi_t *m, multi_cert_t *mc, int rc, const char *msg)
+{
+    if (mc->done) {
+        return;
+    }
+    mc->done = 1;
+    m->n_done++;
+    if (m->results != NULL) {
+        m->results[mc->i] = rc;
+    }
+    if (rc != 0) {
+        m->failed++;
+        if (m->err != NULL && m->errlen > 0 && m->err[0] == '\0') {
+            snprintf(m->err, m->errlen, "%s", msg);
+        }
+    }
+    if (m->o->done != NULL) {
+        m->o->done(m->o->ctx, mc->i, rc, msg);
+    }
+}
+
+static void
+multi_done(void *ctx, void *cert_data, const char *id, int rc, const atls_error_t *err)
+{
+    multi_t *m = ctx;
+    char     msg[1200];
+
+    msg[0] = '\0';
+    if (rc != 0 && err != NULL) {
+        snprintf(msg, sizeof(msg), "%s (%s): %s%s%s",
+                 err->cert_id[0] ? err->cert_id : id,
+                 err->key_type[0] ? err->key_type : "?",
+                 err->type, err->type[0] ? ": " : "", err->detail);
+    } else if (rc != 0) {
+        snprintf(msg, sizeof(msg), "%s: failed", id);
+    }
+    multi_outcome(m, cert_data, rc, msg);
+}
+
+/* ---- the loop ------------------------------------------------------ */
+
+/* How long poll may wait: until the scheduler's timer, at most a second. */
+static long
+multi_poll_ms(const multi_t *m)
+{
+    long long left;
+
+    if (m->timer_at < 0) {
+        return MULTI_MAX_POLL_MS;
+    }
+    left = m->timer_at - mono_ms();
+    return left <= 0 ? 0 : left < MULTI_MAX_POLL_MS ? (long) left : MULTI_MAX_POLL_MS;
+}
+
+static void
+multi_wait(multi_t *m)
+{
+    struct curl_waitfd *fds = NULL;
+    multi_run_t        *r;
+    unsigned int        n = 0;
+
+    if (m->n_hooks > 0) {
+        fds = multi_alloc(m->n_hooks * sizeof(*fds));
+        for (r = m->runs; r != NULL; r = r->next) {
+            if (r->easy == NULL) {
+                fds[n].fd = r->hp.fd;
+                fds[n].events = CURL_WAIT_POLLIN;
+                fds[n].revents = 0;
+                n++;
+            }
+        }
+    }
+    (void) curl_multi_poll(m->multi, fds, n, (int) multi_poll_ms(m), NULL);
+    free(fds);
+}
+
+/* Until the scheduler is idle; the host's `stopping` is asked whenever
+ * nothing is ready, and stops the scheduler once.  What is still in
+ * flight MULTI_STOP_GRACE_MS after that is left to multi_teardown. */
+static void
+multi_loop(multi_t *m)
+{
+    const atls_job_many_opts_t *o = m->o;
+
+    for (;;) {
+        int running = 0;
+
+        (void) curl_multi_perform(m->multi, &running);
+        multi_harvest(m);
+        multi_hooks_read(m);
+        if (m->timer_at >= 0 && m->timer_at <= mono_ms()) {
+            m->timer_at = -1;
+            atls_sched_timer(m->sched);
+            continue;
+        }
+        if (atls_sched_idle(m->sched)) {
+            return;
+        }
+        if (m->stopped == 0 && o->stopping != NULL && o->stopping(o->ctx)) {
+            m->stopped = mono_ms();
+            atls_sched_stop(m->sched);
+            continue;
+        }
+        if (m->stopped != 0 && mono_ms() - m->stopped > MULTI_STOP_GRACE_MS) {
+            atls_log(ATLS_LOG_WARN, "autotls: stopping with %zu order(s) still in flight",
+                     atls_sched_running(m->sched));
+            return;
+        }
+        if (m->recheck_at != 0 && m->stopped == 0 && mono_ms() >= m->recheck_at) {
+            /* what was in flight still holds the loop: another pass, so that
+             * a request or a renewal due meanwhile is not held up by it */
+            m->recheck_at = mono_ms() + o->recheck_ms;
+            atls_sched_check(m->sched);
+            continue;
+        }
+        multi_wait(m);
+    }
+}
+
+/* Adds every certificate to a new scheduler; certificates it refuses are
+ * done (failed) at once.  -1 + err when nothing can run. */
+static int
+multi_setup(multi_t *m, atls_store_t *st, const atls_job_conf_t *confs, size_t n)
+{
+    static const atls_sched_host_t callbacks = {
+        .http_send = multi_http_send, .http_cancel = multi_cancel,
+        .timer = multi_timer,
+        .hook_start = multi_hook_start, .hook_kill = multi_cancel,
+        .publish = multi_publish, .withdraw = multi_withdraw,
+        .done = multi_done
+    };
+    atls_sched_host_t host = callbacks;
+    atls_sched_opts_t so;
+    char              why[512];
+    size_t            i;
+
+    host.ctx = m;
+    memset(&so, 0, sizeof(so));
+    so.max_parallel = m->o->max_parallel;
+    so.ari = m->o->ari;
+
+    m->timer_at = -1;
+    m->multi = curl_multi_init();
+    if (m->multi == NULL) {
+        snprintf(m->err, m->errlen, "cannot set up concurrent transfers");
+        return -1;
+    }
+    /* A pool of orders to one CA: reuse its connection for every request,
+     * and never more connections to one host than orders in flight. */
+    (void) curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                             (long) (so.max_parallel > 0 ? so.max_parallel
+                                                         : MULTI_DEFAULT_PARALLEL));
+    m->sched = atls_sched_new(st, &host, &so, why, sizeof(why));
+    if (m->sched == NULL) {
+        snprintf(m->err, m->errlen, "%s", why);
+        return -1;
+    }
+    m->certs = multi_alloc((n + 1) * sizeof(*m->certs));
+    for (i = 0; i < n; i++) {
+        multi_cert_t *mc = &m->certs[i];
+        const atls_challenge_ops_t *ops = m->o->ops_v != NULL ? m->o->ops_v[i] : NULL;
+        char msg[1200];
+
+        mc->i = i;
+        mc->ops = ops != NULL ? ops : m->o->default_ops;
+        mc->c = atls_sched_add(m->sched, confs[i].names, confs[i].n_names,
+                               confs[i].issuer, mc, why, sizeof(why));
+        if (mc->c == NULL) {
+            snprintf(msg, sizeof(msg), "%s: %s",
+                     confs[i].n_names > 0 ? confs[i].names[0] : "?", why);
+            multi_outcome(m, mc, -1, msg);
+        }
+    }
+    return 0;
+}
+
+static void
+multi_teardown(multi_t *m)
+{
+    if (m->sched != NULL) {
+        atls_sched_free(m->sched);   /* cancels and kills what is left */
+    }
+    while (m->runs != NULL) {
+        multi_cancel(m, m->runs->op);
+    }
+    if (m->multi != NULL) {
+        curl_multi_cleanup(m->multi);
+    }
+    free(m->certs);
+}
+
+/* force: every certificate gets an attempt now (CLI); else the scheduler
+ * decides (a check pass). */
+static int
+multi_run(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
+          const atls_job_many_opts_t *opts, int force, int *results,
+          char *err, size_t errlen)
 {
     atls_job_many_opts_t defaults;
-    many_t               m;
-    size_t               i, max;
+    multi_t              m;
+    char                 scratch[1];
+    size_t               i;
     int                  rc = 0;
 
-    if (err != NULL && errlen > 0) {
-        err[0] = '\0';
+    if (err == NULL || errlen == 0) {
+        err = scratch;
+        errlen = sizeof(scratch);
     }
+    err[0] = '\0';
     if (opts == NULL) {
         memset(&defaults, 0, sizeof(defaults));
         opts = &defaults;
@@ -373,103 +493,63 @@ atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,
     if (n == 0) {
         return 0;
     }
-
     memset(&m, 0, sizeof(m));
-    m.st = st;
-    m.metas = metas;
-    m.n = n;
     m.o = opts;
     m.results = results;
     m.err = err;
     m.errlen = errlen;
-    max = opts->max_parallel > 0 ? opts->max_parallel : MANY_DEFAULT_PARALLEL;
-    m.n_slots = max < n ? max : n;
-
-    /* curl_global_init is done by the transport's first prepare; the multi
-     * handle itself needs no global state before that. */
-    m.multi = curl_multi_init();
-    m.slots = calloc(m.n_slots, sizeof(*m.slots));
-    if (m.multi == NULL || m.slots == NULL) {
-        if (m.multi != NULL) {
-            curl_multi_cleanup(m.multi);
-        }
-        free(m.slots);
-        if (err != NULL && errlen > 0) {
-            snprintf(err, errlen, "cannot set up concurrent transfers");
-        }
+    if (multi_setup(&m, st, confs, n) != 0) {
+        multi_teardown(&m);
         return -1;
     }
-    /* A pool of orders to one CA: reuse its connection for every request,
-     * and never more than a few parallel connections to one host. */
-    (void) curl_multi_setopt(m.multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) m.n_slots);
-
-    for (i = 0; i < m.n_slots; i++) {
-        (void) many_slot_fill(&m, &m.slots[i]);
+    if (force) {
+        for (i = 0; i < n; i++) {
+            if (m.certs[i].c != NULL) {
+                atls_sched_force(m.sched, m.certs[i].c);
+            }
+        }
+    } else {
+        atls_sched_check(m.sched);
+        m.recheck_at = opts->recheck_ms > 0 ? mono_ms() + opts->recheck_ms : 0;
     }
-    for (i = 0; i < m.n_slots; i++) {
-        many_step(&m, &m.slots[i]);
-    }
-
-    for (;;) {
-        long long now, timeout;
-        int       running = 0, active = 0;
-
-        (void) curl_multi_perform(m.multi, &running);
-        many_harvest(&m);
-
-        now = mono_ms();
-        timeout = MANY_MAX_POLL_MS;
-        for (i = 0; i < m.n_slots; i++) {
-            many_slot_t *s = &m.slots[i];
-
-            if (!s->busy) {
-                continue;
-            }
-            if (s->wake_ms != 0 && s->wake_ms <= now) {
-                s->wake_ms = 0;
-                many_step(&m, s);
-            }
-        }
-        /* slots left free while an account was being created */
-        for (i = 0; i < m.n_slots; i++) {
-            if (!m.slots[i].busy && m.next < n && many_slot_fill(&m, &m.slots[i]) == 0) {
-                many_step(&m, &m.slots[i]);
-            }
-        }
-        now = mono_ms();
-        for (i = 0; i < m.n_slots; i++) {
-            many_slot_t *s = &m.slots[i];
-
-            if (!s->busy) {
-                continue;
-            }
-            active++;
-            if (s->easy == NULL && s->wake_ms == 0) {
-                timeout = 0;    /* ready to step: a stepped transfer failed to start */
-                many_step(&m, s);
-            } else if (s->wake_ms != 0 && s->wake_ms - now < timeout) {
-                timeout = s->wake_ms > now ? s->wake_ms - now : 0;
-            }
-        }
-        if (active == 0) {
-            break;
-        }
-        (void) curl_multi_poll(m.multi, NULL, 0, (int) timeout, NULL);
-    }
-
-    curl_multi_cleanup(m.multi);
-    free(m.slots);
+    multi_loop(&m);
+    multi_teardown(&m);
 
     if (m.failed > 0) {
         rc = -1;
     }
-    if (m.next < n) {
+    if (force && m.n_done < n) {
         rc = -1;
-        if (err != NULL && errlen > 0 && err[0] == '\0') {
+        if (err[0] == '\0') {
             snprintf(err, errlen, "stopped before %zu of %zu certificates were tried",
-                     n - m.next, n);
+                     n - m.n_done, n);
         }
     }
+    return rc;
+}
+
+void
+atls_job_conf_of_meta(atls_job_conf_t *c, const atls_cert_meta_t *m)
+{
+    c->names = (const char *const *) m->names;
+    c->n_names = m->n_names;
+    c->issuer = &m->issuer;
+}
+
+int
+atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,
+                  const atls_job_many_opts_t *opts, int *results,
+                  char *err, size_t errlen)
+{
+    atls_job_conf_t *confs = multi_alloc((n + 1) * sizeof(*confs));
+    size_t           i;
+    int              rc;
+
+    for (i = 0; i < n; i++) {
+        atls_job_conf_of_meta(&confs[i], metas[i]);
+    }
+    rc = multi_run(st, confs, n, opts, 1, results, err, errlen);
+    free(confs);
     return rc;
 }
 
@@ -484,4 +564,11 @@ atls_job_run_many_blocking(atls_store_t *st, atls_cert_meta_t *const *metas, siz
     o.max_parallel = max_parallel;
     o.default_ops = ops;
     return atls_job_run_many(st, metas, n, &o, results, err, errlen);
+}
+
+int
+atls_job_check_pass(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
+                    const atls_job_many_opts_t *opts, char *err, size_t errlen)
+{
+    return multi_run(st, confs, n, opts, 0, NULL, err, errlen);
 }

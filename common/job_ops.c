@@ -1,6 +1,8 @@
 /*
- * Small pieces every job driver needs: the key types of an issuer and the
- * default challenge operations (dns-01 through the operator's hook).
+ * Small pieces the job drivers need: the key types of an issuer, and for
+ * the one-at-a-time blocking driver the default challenge operations
+ * (dns-01 through the operator's hook; the scheduler runs hooks itself,
+ * in the background).
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,9 +1,11 @@
 /*
- * autotls for nginx: http-01 answers.
+ * autotls for nginx: challenge answers.
  *
- * Runs in NGX_HTTP_POST_READ_PHASE of every server, so it comes before the
- * server's own rewrites and "return 301"; the key authorization is read
- * from shared memory, which any worker can do.
+ * The driver's scheduler publishes http-01 and tls-alpn-01 answers into
+ * shared memory and withdraws them there, so that any worker can answer
+ * the CA.  The http-01 handler runs in NGX_HTTP_POST_READ_PHASE of every
+ * server, so it comes before the server's own rewrites and "return 301";
+ * tls-alpn-01 is answered by the ALPN callback (ngx_http_autotls_ssl.c).
  */
 
 #include "ngx_http_autotls_module.h"
@@ -87,4 +89,98 @@ ngx_http_autotls_challenge_handler(ngx_http_request_t *r)
 
     ngx_http_finalize_request(r, ngx_http_output_filter(r, &out));
     return NGX_DONE;
+}
+
+
+static ngx_int_t ngx_http_autotls_publish_alpn(const atls_challenge_t *ch,
+    char *why, size_t len);
+
+
+/* atls_sched_host_t.publish */
+int
+ngx_http_autotls_publish(void *ctx, void *cert_data, const atls_challenge_t *ch,
+    char *why, size_t len)
+{
+    ngx_int_t  rc;
+
+    why[0] = '\0';
+
+    switch (ch->type) {
+
+    case ATLS_CHAL_HTTP01:
+        rc = ngx_http_autotls_shm_chal_add(ch, (u_char *) ch->key_authz,
+                                           ngx_strlen(ch->key_authz), 0,
+                                           why, len);
+        break;
+
+    case ATLS_CHAL_TLSALPN01:
+        rc = ngx_http_autotls_publish_alpn(ch, why, len);
+        break;
+
+    default:
+        ngx_snprintf((u_char *) why, len, "no responder for %s%Z",
+                     atls_challenge_type_name(ch->type));
+        return -1;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "autotls: %s challenge for \"%s\" %s",
+                  atls_challenge_type_name(ch->type), ch->identifier,
+                  rc == NGX_OK ? "published" : "not published");
+
+    return rc == NGX_OK ? 0 : -1;
+}
+
+
+/* workers parse DER only for validation handshakes */
+static ngx_int_t
+ngx_http_autotls_publish_alpn(const atls_challenge_t *ch, char *why,
+    size_t len)
+{
+    int        dlen, klen;
+    u_char    *buf, *p;
+    X509      *x;
+    EVP_PKEY  *k;
+    ngx_int_t  rc;
+
+    if (atls_tls_alpn_cert(ch->identifier, ch->key_authz, &x, &k) != 0) {
+        ngx_snprintf((u_char *) why, len,
+                     "cannot create the tls-alpn-01 certificate%Z");
+        return NGX_ERROR;
+    }
+
+    dlen = i2d_X509(x, NULL);
+    klen = i2d_PrivateKey(k, NULL);
+    buf = (dlen > 0 && klen > 0) ? malloc(dlen + klen) : NULL;
+
+    if (buf == NULL) {
+        X509_free(x);
+        EVP_PKEY_free(k);
+        ngx_snprintf((u_char *) why, len, "cannot encode the certificate%Z");
+        return NGX_ERROR;
+    }
+
+    p = buf;
+    i2d_X509(x, &p);
+    i2d_PrivateKey(k, &p);
+
+    rc = ngx_http_autotls_shm_chal_add(ch, buf, dlen + klen, dlen, why, len);
+
+    OPENSSL_cleanse(buf, dlen + klen);
+    free(buf);
+    X509_free(x);
+    EVP_PKEY_free(k);
+
+    return rc;
+}
+
+
+/* atls_sched_host_t.withdraw */
+void
+ngx_http_autotls_withdraw(void *ctx, void *cert_data,
+    const atls_challenge_t *ch)
+{
+    if (ch->type == ATLS_CHAL_HTTP01 || ch->type == ATLS_CHAL_TLSALPN01) {
+        ngx_http_autotls_shm_chal_del(ch);
+    }
 }

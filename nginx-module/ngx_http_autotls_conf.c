@@ -15,6 +15,26 @@
 
 static char *ngx_http_autotls_issuer_cmd(ngx_conf_t *cf, ngx_command_t *dummy,
     void *conf);
+static char *ngx_http_autotls_issuer_str(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_autotls_issuer_directory(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_autotls_issuer_contact(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_autotls_issuer_accept_terms(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_autotls_issuer_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_autotls_issuer_challenge(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_autotls_issuer_eab(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_autotls_issuer_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_autotls_issuer_profile(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_autotls_issuer_renew_before(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_autotls_cstr(ngx_str_t *s);
 static ngx_int_t ngx_http_autotls_server_names(ngx_conf_t *cf,
     ngx_http_autotls_srv_conf_t *ascf, ngx_http_core_srv_conf_t *cscf,
@@ -22,6 +42,11 @@ static ngx_int_t ngx_http_autotls_server_names(ngx_conf_t *cf,
 static ngx_int_t ngx_http_autotls_ssl_servers(ngx_conf_t *cf,
     ngx_array_t *ssl_servers);
 static ngx_int_t ngx_http_autotls_may_be_default(ngx_conf_t *cf);
+
+
+/* ngx_conf_full_name(): relative to the conf directory, or to the prefix */
+static ngx_uint_t  ngx_http_autotls_conf_prefix = 1;
+static ngx_uint_t  ngx_http_autotls_prefix = 0;
 
 
 static void
@@ -154,6 +179,21 @@ ngx_http_autotls_issuer_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /*
+     * MERGE: the one call of the core's issuer rules (contacts as "mailto:"
+     * URLs, the key-type pair rule, EAB both or neither) goes here, with
+     * "char err[256];" above:
+     *
+     *     if (atls_issuer_normalise(&iss->is, err, sizeof(err)) != 0) {
+     *         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+     *                       "autotls_issuer \"%V\": %s in %s:%ui",
+     *                       &iss->name, err, iss->file, iss->line);
+     *         return NGX_CONF_ERROR;
+     *     }
+     *
+     * The pair check in ngx_http_autotls_issuer_key() then goes.
+     */
+
     if (iss->is.n_key_types == 0) {
         iss->is.key_types[0] = ATLS_KEY_EC256;
         iss->is.n_key_types = 1;
@@ -163,17 +203,299 @@ ngx_http_autotls_issuer_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-#define ngx_http_autotls_is(name)                                            \
-    (value[0].len == sizeof(name) - 1                                        \
-     && ngx_strncmp(value[0].data, name, sizeof(name) - 1) == 0)
+/*
+ * The keywords of an autotls_issuer block, as nginx's directive tables: the
+ * argument count (NGX_CONF_TAKE1...) is checked before the handler runs;
+ * offset names the atls_issuer_t member of handlers that set one string.
+ */
+static ngx_command_t  ngx_http_autotls_issuer_commands[] = {
+
+    { ngx_string("directory"),
+      NGX_CONF_TAKE1,
+      ngx_http_autotls_issuer_directory,
+      0,
+      offsetof(ngx_http_autotls_issuer_t, is.directory),
+      NULL },
+
+    { ngx_string("contact"),
+      NGX_CONF_1MORE,
+      ngx_http_autotls_issuer_contact,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("accept_terms"),
+      NGX_CONF_TAKE1,
+      ngx_http_autotls_issuer_accept_terms,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("ca_certificate"),
+      NGX_CONF_TAKE1,
+      ngx_http_autotls_issuer_file,
+      0,
+      offsetof(ngx_http_autotls_issuer_t, is.ca_file),
+      &ngx_http_autotls_conf_prefix },
+
+    { ngx_string("challenge"),
+      NGX_CONF_TAKE1,
+      ngx_http_autotls_issuer_challenge,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("dns_hook"),
+      NGX_CONF_TAKE1,
+      ngx_http_autotls_issuer_file,
+      0,
+      offsetof(ngx_http_autotls_issuer_t, is.dns_hook),
+      &ngx_http_autotls_prefix },
+
+    { ngx_string("eab"),
+      NGX_CONF_TAKE2,
+      ngx_http_autotls_issuer_eab,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("key"),
+      NGX_CONF_TAKE12,
+      ngx_http_autotls_issuer_key,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("profile"),
+      NGX_CONF_TAKE12,
+      ngx_http_autotls_issuer_profile,
+      0,
+      offsetof(ngx_http_autotls_issuer_t, is.profile),
+      NULL },
+
+    { ngx_string("preferred_chain"),
+      NGX_CONF_TAKE1,
+      ngx_http_autotls_issuer_str,
+      0,
+      offsetof(ngx_http_autotls_issuer_t, is.preferred_chain),
+      NULL },
+
+    { ngx_string("renew_before"),
+      NGX_CONF_TAKE1,
+      ngx_http_autotls_issuer_renew_before,
+      0,
+      0,
+      NULL },
+
+      ngx_null_command
+};
 
 
+/* cf->handler inside an autotls_issuer block: finds the keyword's entry */
 static char *
 ngx_http_autotls_issuer_cmd(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
 {
-    ngx_http_autotls_issuer_t  *iss = (ngx_http_autotls_issuer_t *) conf;
+    ngx_str_t      *value;
+    ngx_uint_t      n;
+    ngx_command_t  *cmd;
 
-    char             *s, **v;
+    value = cf->args->elts;
+    n = cf->args->nelts;
+
+    for (cmd = ngx_http_autotls_issuer_commands; cmd->name.len; cmd++) {
+
+        if (cmd->name.len != value[0].len
+            || ngx_strcmp(cmd->name.data, value[0].data) != 0)
+        {
+            continue;
+        }
+
+        /* NGX_CONF_TAKEn is bit n, as in ngx_conf_handler() */
+        if ((cmd->type & NGX_CONF_1MORE) ? n >= 2
+            : n <= NGX_CONF_MAX_ARGS && (cmd->type & (1 << (n - 1))))
+        {
+            return cmd->set(cf, cmd, conf);
+        }
+
+        break;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "unknown directive or wrong number of arguments "
+                       "\"%V\" in autotls_issuer", &value[0]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* a malloc'd copy of the argument replaces the string at cmd->offset */
+static char *
+ngx_http_autotls_issuer_str(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char       **field;
+    ngx_str_t   *value;
+
+    value = cf->args->elts;
+    field = (char **) ((u_char *) conf + cmd->offset);
+
+    free(*field);
+    *field = ngx_http_autotls_cstr(&value[1]);
+
+    return *field ? NGX_CONF_OK : NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_autotls_issuer_directory(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_autotls_issuer_t  *iss = conf;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (iss->is.directory) {
+        return "is duplicate";
+    }
+
+    if (ngx_strncmp(value[1].data, "https://", 8) != 0
+        && ngx_strncmp(value[1].data, "http://", 7) != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid ACME directory URL \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_autotls_issuer_str(cf, cmd, conf);
+}
+
+
+static char *
+ngx_http_autotls_issuer_contact(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_autotls_issuer_t  *iss = conf;
+
+    char        *s, **v;
+    ngx_str_t   *value;
+    ngx_uint_t   i, n;
+
+    value = cf->args->elts;
+    n = cf->args->nelts;
+
+    v = realloc(iss->is.contact, (iss->is.n_contact + n - 1) * sizeof(char *));
+    if (v == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    iss->is.contact = v;
+
+    for (i = 1; i < n; i++) {
+        s = ngx_http_autotls_cstr(&value[i]);
+        if (s == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        iss->is.contact[iss->is.n_contact++] = s;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_autotls_issuer_accept_terms(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_autotls_issuer_t  *iss = conf;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "on") == 0) {
+        iss->accept_terms = 1;
+
+    } else if (ngx_strcmp(value[1].data, "off") == 0) {
+        iss->accept_terms = 0;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"accept_terms\", "
+                           "it must be \"on\" or \"off\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    iss->is.agree_tos = (int) iss->accept_terms;
+
+    return NGX_CONF_OK;
+}
+
+
+/* a file name made absolute; cmd->post: relative to the conf directory
+ * (ngx_http_autotls_conf_prefix) or to the prefix */
+static char *
+ngx_http_autotls_issuer_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t   *value;
+    ngx_uint_t  *conf_prefix = cmd->post;
+
+    value = cf->args->elts;
+
+    if (ngx_conf_full_name(cf->cycle, &value[1], *conf_prefix) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_autotls_issuer_str(cf, cmd, conf);
+}
+
+
+static char *
+ngx_http_autotls_issuer_challenge(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_autotls_issuer_t  *iss = conf;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (atls_challenge_type_parse((char *) value[1].data, &iss->is.challenge)
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown challenge type \"%V\", it must be "
+                           "http-01, tls-alpn-01 or dns-01", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_autotls_issuer_eab(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_autotls_issuer_t  *iss = conf;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    free(iss->is.eab_kid);
+    free(iss->is.eab_hmac);
+    iss->is.eab_kid = ngx_http_autotls_cstr(&value[1]);
+    iss->is.eab_hmac = ngx_http_autotls_cstr(&value[2]);
+
+    return (iss->is.eab_kid && iss->is.eab_hmac) ? NGX_CONF_OK
+                                                 : NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_autotls_issuer_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_autotls_issuer_t  *iss = conf;
+
     ngx_str_t        *value;
     ngx_uint_t        i, n;
     atls_key_type_t   kt;
@@ -181,157 +503,82 @@ ngx_http_autotls_issuer_cmd(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
     value = cf->args->elts;
     n = cf->args->nelts;
 
-    if (ngx_http_autotls_is("directory") && n == 2) {
-        if (iss->is.directory) {
-            return "is duplicate";
+    if (iss->key_set) {
+        return "is duplicate";
+    }
+
+    iss->key_set = 1;
+
+    for (i = 1; i < n; i++) {
+        if (atls_key_type_parse((char *) value[i].data, &kt) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown key type \"%V\", it must be "
+                               "ec256, ec384, rsa2048, rsa3072 or rsa4096",
+                               &value[i]);
+            return NGX_CONF_ERROR;
         }
-        if (ngx_strncmp(value[1].data, "https://", 8) != 0
-            && ngx_strncmp(value[1].data, "http://", 7) != 0)
+
+        if (i == 2 && (atls_key_type_is_rsa(kt)
+                       == atls_key_type_is_rsa(iss->is.key_types[0])))
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid ACME directory URL \"%V\"", &value[1]);
+                               "two key types must be one ECDSA and "
+                               "one RSA type");
             return NGX_CONF_ERROR;
         }
-        iss->is.directory = ngx_http_autotls_cstr(&value[1]);
-        return iss->is.directory ? NGX_CONF_OK : NGX_CONF_ERROR;
+
+        iss->is.key_types[i - 1] = kt;
     }
 
-    if (ngx_http_autotls_is("contact") && n >= 2) {
-        v = realloc(iss->is.contact,
-                    (iss->is.n_contact + n - 1) * sizeof(char *));
-        if (v == NULL) {
-            return NGX_CONF_ERROR;
-        }
-        iss->is.contact = v;
-        for (i = 1; i < n; i++) {
-            s = ngx_http_autotls_cstr(&value[i]);
-            if (s == NULL) {
-                return NGX_CONF_ERROR;
-            }
-            iss->is.contact[iss->is.n_contact++] = s;
-        }
-        return NGX_CONF_OK;
-    }
+    iss->is.n_key_types = n - 1;
 
-    if (ngx_http_autotls_is("accept_terms") && n == 2) {
-        if (ngx_strcmp(value[1].data, "on") == 0) {
-            iss->accept_terms = 1;
-        } else if (ngx_strcmp(value[1].data, "off") == 0) {
-            iss->accept_terms = 0;
-        } else {
+    return NGX_CONF_OK;
+}
+
+
+/* profile NAME [required] */
+static char *
+ngx_http_autotls_issuer_profile(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_autotls_issuer_t  *iss = conf;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strcmp(value[2].data, "required") != 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid value \"%V\" in \"accept_terms\", "
-                               "it must be \"on\" or \"off\"", &value[1]);
+                               "invalid parameter \"%V\"", &value[2]);
             return NGX_CONF_ERROR;
         }
-        iss->is.agree_tos = (int) iss->accept_terms;
-        return NGX_CONF_OK;
+        iss->is.profile_required = 1;
     }
 
-    if (ngx_http_autotls_is("ca_certificate") && n == 2) {
-        if (ngx_conf_full_name(cf->cycle, &value[1], 1) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
-        free(iss->is.ca_file);
-        iss->is.ca_file = ngx_http_autotls_cstr(&value[1]);
-        return iss->is.ca_file ? NGX_CONF_OK : NGX_CONF_ERROR;
+    return ngx_http_autotls_issuer_str(cf, cmd, conf);
+}
+
+
+static char *
+ngx_http_autotls_issuer_renew_before(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_autotls_issuer_t  *iss = conf;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (atls_renew_policy_parse((char *) value[1].data, &iss->is.renew) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"renew_before\" value \"%V\", "
+                           "use a percentage (33%%) or a duration (30d)",
+                           &value[1]);
+        return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_autotls_is("challenge") && n == 2) {
-        if (atls_challenge_type_parse((char *) value[1].data,
-                                      &iss->is.challenge)
-            != 0)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "unknown challenge type \"%V\", it must be "
-                               "http-01, tls-alpn-01 or dns-01", &value[1]);
-            return NGX_CONF_ERROR;
-        }
-        return NGX_CONF_OK;
-    }
-
-    if (ngx_http_autotls_is("dns_hook") && n == 2) {
-        if (ngx_conf_full_name(cf->cycle, &value[1], 0) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
-        free(iss->is.dns_hook);
-        iss->is.dns_hook = ngx_http_autotls_cstr(&value[1]);
-        return iss->is.dns_hook ? NGX_CONF_OK : NGX_CONF_ERROR;
-    }
-
-    if (ngx_http_autotls_is("eab") && n == 3) {
-        free(iss->is.eab_kid);
-        free(iss->is.eab_hmac);
-        iss->is.eab_kid = ngx_http_autotls_cstr(&value[1]);
-        iss->is.eab_hmac = ngx_http_autotls_cstr(&value[2]);
-        return (iss->is.eab_kid && iss->is.eab_hmac) ? NGX_CONF_OK
-                                                     : NGX_CONF_ERROR;
-    }
-
-    if (ngx_http_autotls_is("key") && (n == 2 || n == 3)) {
-        if (iss->key_set) {
-            return "is duplicate";
-        }
-        iss->key_set = 1;
-        for (i = 1; i < n; i++) {
-            if (atls_key_type_parse((char *) value[i].data, &kt) != 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "unknown key type \"%V\", it must be "
-                                   "ec256, ec384, rsa2048, rsa3072 or rsa4096",
-                                   &value[i]);
-                return NGX_CONF_ERROR;
-            }
-            if (i == 2 && (atls_key_type_is_rsa(kt)
-                           == atls_key_type_is_rsa(iss->is.key_types[0])))
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "two key types must be one ECDSA and "
-                                   "one RSA type");
-                return NGX_CONF_ERROR;
-            }
-            iss->is.key_types[i - 1] = kt;
-        }
-        iss->is.n_key_types = n - 1;
-        return NGX_CONF_OK;
-    }
-
-    if (ngx_http_autotls_is("profile") && (n == 2 || n == 3)) {
-        free(iss->is.profile);
-        iss->is.profile = ngx_http_autotls_cstr(&value[1]);
-        if (n == 3) {
-            if (ngx_strcmp(value[2].data, "required") != 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid parameter \"%V\"", &value[2]);
-                return NGX_CONF_ERROR;
-            }
-            iss->is.profile_required = 1;
-        }
-        return iss->is.profile ? NGX_CONF_OK : NGX_CONF_ERROR;
-    }
-
-    if (ngx_http_autotls_is("preferred_chain") && n == 2) {
-        free(iss->is.preferred_chain);
-        iss->is.preferred_chain = ngx_http_autotls_cstr(&value[1]);
-        return iss->is.preferred_chain ? NGX_CONF_OK : NGX_CONF_ERROR;
-    }
-
-    if (ngx_http_autotls_is("renew_before") && n == 2) {
-        if (atls_renew_policy_parse((char *) value[1].data, &iss->is.renew)
-            != 0)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid \"renew_before\" value \"%V\", "
-                               "use a percentage (33%%) or a duration (30d)",
-                               &value[1]);
-            return NGX_CONF_ERROR;
-        }
-        return NGX_CONF_OK;
-    }
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "unknown directive or wrong number of arguments "
-                       "\"%V\" in autotls_issuer", &value[0]);
-    return NGX_CONF_ERROR;
+    return NGX_CONF_OK;
 }
 
 
@@ -719,18 +966,287 @@ ngx_http_autotls_add_cert(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf,
 }
 
 
+/* the autotls_issuer block a server's "autotls" names; NULL if none */
+static ngx_http_autotls_issuer_t *
+ngx_http_autotls_find_issuer(ngx_http_autotls_main_conf_t *amcf,
+    ngx_http_autotls_srv_conf_t *ascf)
+{
+    ngx_uint_t                  i;
+    ngx_http_autotls_issuer_t  *iss;
+
+    iss = amcf->issuers.elts;
+
+    for (i = 0; i < amcf->issuers.nelts; i++) {
+        if (iss[i].name.len == ascf->issuer.len
+            && ngx_strncmp(iss[i].name.data, ascf->issuer.data,
+                           ascf->issuer.len) == 0)
+        {
+            return &iss[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_uint_t
+ngx_http_autotls_listens_ssl(ngx_array_t *ssl_servers,
+    ngx_http_core_srv_conf_t *cscf)
+{
+    ngx_uint_t                  i;
+    ngx_http_core_srv_conf_t  **sslp;
+
+    sslp = ssl_servers->elts;
+
+    for (i = 0; i < ssl_servers->nelts; i++) {
+        if (sslp[i] == cscf) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* the names listed in "autotls", else those of server_name */
+static ngx_int_t
+ngx_http_autotls_names(ngx_conf_t *cf, ngx_http_autotls_srv_conf_t *ascf,
+    ngx_http_core_srv_conf_t *cscf, ngx_array_t *names)
+{
+    if (ascf->names) {
+        *names = *ascf->names;
+
+    } else {
+        if (ngx_array_init(names, cf->temp_pool, 4, sizeof(ngx_str_t))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_autotls_server_names(cf, ascf, cscf, names) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (names->nelts == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"autotls\" has no names: set \"server_name\" or "
+                      "list them in \"autotls %V NAME...;\" in %s:%ui",
+                      &ascf->issuer, ascf->file, ascf->line);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* one certificate for the n distinct names of the server */
+static ngx_int_t
+ngx_http_autotls_one_cert(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf,
+    ngx_http_autotls_srv_conf_t *ascf, ngx_http_autotls_issuer_t *iss,
+    ngx_array_t *names, u_char *dup, ngx_uint_t n)
+{
+    ngx_str_t                *nm;
+    ngx_uint_t                i;
+    ngx_http_autotls_cert_t  *cert;
+
+    nm = names->elts;
+
+    cert = ngx_pcalloc(cf->pool, sizeof(ngx_http_autotls_cert_t));
+    if (cert == NULL) {
+        return NGX_ERROR;
+    }
+
+    cert->names = ngx_pcalloc(cf->pool, (n + 1) * sizeof(char *));
+    if (cert->names == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < names->nelts; i++) {
+        if (dup[i]) {
+            continue;
+        }
+
+        cert->names[cert->n_names] = ngx_http_autotls_pstr(cf, &nm[i]);
+        if (cert->names[cert->n_names] == NULL) {
+            return NGX_ERROR;
+        }
+
+        cert->n_names++;
+    }
+
+    cert->issuer = iss;
+    cert->file = ascf->file;
+    cert->line = ascf->line;
+
+    if (ngx_http_autotls_add_cert(cf, amcf, cert) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ascf->cert = cert;
+
+    return NGX_OK;
+}
+
+
+/* per_name: one certificate per name, found by a binary search */
+static ngx_int_t
+ngx_http_autotls_per_name(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf,
+    ngx_http_autotls_srv_conf_t *ascf, ngx_http_autotls_issuer_t *iss,
+    ngx_array_t *names, u_char *dup, ngx_uint_t n)
+{
+    char                    **vecs;
+    ngx_str_t                *nm;
+    ngx_uint_t                i, k;
+    ngx_http_autotls_name_t  *bn;
+    ngx_http_autotls_cert_t  *cert;
+
+    nm = names->elts;
+
+    cert = ngx_pcalloc(cf->pool, n * sizeof(ngx_http_autotls_cert_t));
+    bn = ngx_pcalloc(cf->pool, n * sizeof(ngx_http_autotls_name_t));
+    /* each certificate's names: its one name and the NULL after it */
+    vecs = ngx_pcalloc(cf->pool, 2 * n * sizeof(char *));
+    if (cert == NULL || bn == NULL || vecs == NULL) {
+        return NGX_ERROR;
+    }
+
+    k = 0;
+
+    for (i = 0; i < names->nelts; i++) {
+        if (dup[i]) {
+            continue;
+        }
+
+        cert[k].names = &vecs[2 * k];
+        cert[k].names[0] = ngx_http_autotls_pstr(cf, &nm[i]);
+        if (cert[k].names[0] == NULL) {
+            return NGX_ERROR;
+        }
+
+        cert[k].n_names = 1;
+        cert[k].issuer = iss;
+        cert[k].file = ascf->file;
+        cert[k].line = ascf->line;
+
+        if (ngx_http_autotls_add_cert(cf, amcf, &cert[k]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        bn[k].name.data = (u_char *) cert[k].names[0];
+        bn[k].name.len = nm[i].len;
+        bn[k].cert = &cert[k];
+        k++;
+    }
+
+    ngx_qsort(bn, n, sizeof(ngx_http_autotls_name_t),
+              ngx_http_autotls_name_cmp);
+
+    ascf->cert = &cert[0];
+    ascf->by_name = bn;
+    ascf->n_by_name = n;
+
+    return NGX_OK;
+}
+
+
+/* the certificates of one server with "autotls" */
+static ngx_int_t
+ngx_http_autotls_resolve_server(ngx_conf_t *cf,
+    ngx_http_autotls_main_conf_t *amcf, ngx_http_autotls_srv_conf_t *ascf,
+    ngx_http_core_srv_conf_t *cscf, ngx_array_t *ssl_servers)
+{
+    u_char                     *dup;
+    ngx_uint_t                  i, n;
+    ngx_array_t                 names;
+    ngx_http_autotls_issuer_t  *iss;
+
+    iss = ngx_http_autotls_find_issuer(amcf, ascf);
+    if (iss == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "unknown autotls_issuer \"%V\" in %s:%ui",
+                      &ascf->issuer, ascf->file, ascf->line);
+        return NGX_ERROR;
+    }
+
+    if (!ngx_http_autotls_listens_ssl(ssl_servers, cscf)) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"autotls\" needs a \"listen ... ssl\" in its "
+                      "server in %s:%ui", ascf->file, ascf->line);
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_autotls_names(cf, ascf, cscf, &names) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    dup = ngx_palloc(cf->temp_pool, names.nelts);
+    if (dup == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_autotls_check_names(cf, ascf, iss, &names, dup) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+    for (i = 0; i < names.nelts; i++) {
+        n += !dup[i];
+    }
+
+    if (ascf->per_name) {
+        return ngx_http_autotls_per_name(cf, amcf, ascf, iss, &names, dup, n);
+    }
+
+    return ngx_http_autotls_one_cert(cf, amcf, ascf, iss, &names, dup, n);
+}
+
+
+/* a certificate (its store entry) belongs to one server */
+static ngx_int_t
+ngx_http_autotls_unique_ids(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
+{
+    ngx_uint_t                 i, n;
+    ngx_http_autotls_cert_t  **sorted, *cert;
+
+    n = amcf->certs.nelts;
+    if (n < 2) {
+        return NGX_OK;
+    }
+
+    sorted = ngx_palloc(cf->temp_pool, n * sizeof(ngx_http_autotls_cert_t *));
+    if (sorted == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(sorted, amcf->certs.elts, n * sizeof(ngx_http_autotls_cert_t *));
+    ngx_qsort(sorted, n, sizeof(ngx_http_autotls_cert_t *),
+              ngx_http_autotls_id_cmp);
+
+    for (i = 1; i < n; i++) {
+        if (ngx_strcmp(sorted[i]->id, sorted[i - 1]->id) == 0) {
+            /* the later one is at fault */
+            cert = sorted[i]->index > sorted[i - 1]->index ? sorted[i]
+                                                           : sorted[i - 1];
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "autotls certificate \"%s\" is already "
+                          "managed by another server in %s:%ui",
+                          cert->id, cert->file, cert->line);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_autotls_resolve(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
 {
-    u_char                        *dup;
-    ngx_str_t                     *nm;
-    ngx_uint_t                     s, i, k, found, n;
-    ngx_array_t                    names, ssl_servers;
-    ngx_http_autotls_name_t       *bn;
-    ngx_http_autotls_cert_t       *cert, **certs, **sorted;
-    ngx_http_core_srv_conf_t     **cscfp, **sslp;
+    ngx_uint_t                     s;
+    ngx_array_t                    ssl_servers;
+    ngx_http_core_srv_conf_t     **cscfp;
     ngx_http_core_main_conf_t     *cmcf;
-    ngx_http_autotls_issuer_t     *iss;
     ngx_http_autotls_srv_conf_t   *ascf;
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
@@ -755,187 +1271,13 @@ ngx_http_autotls_resolve(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
             continue;
         }
 
-        iss = amcf->issuers.elts;
-        for (i = 0; i < amcf->issuers.nelts; i++) {
-            if (iss[i].name.len == ascf->issuer.len
-                && ngx_strncmp(iss[i].name.data, ascf->issuer.data,
-                               ascf->issuer.len) == 0)
-            {
-                break;
-            }
-        }
-
-        if (i == amcf->issuers.nelts) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "unknown autotls_issuer \"%V\" in %s:%ui",
-                          &ascf->issuer, ascf->file, ascf->line);
-            return NGX_ERROR;
-        }
-
-        iss = &iss[i];
-
-        found = 0;
-        sslp = ssl_servers.elts;
-        for (i = 0; i < ssl_servers.nelts; i++) {
-            if (sslp[i] == cscfp[s]) {
-                found = 1;
-                break;
-            }
-        }
-
-        if (!found) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "\"autotls\" needs a \"listen ... ssl\" in its "
-                          "server in %s:%ui", ascf->file, ascf->line);
-            return NGX_ERROR;
-        }
-
-        if (ascf->names) {
-            names = *ascf->names;
-
-        } else {
-            if (ngx_array_init(&names, cf->temp_pool, 4, sizeof(ngx_str_t))
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-            if (ngx_http_autotls_server_names(cf, ascf, cscfp[s], &names)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-        }
-
-        if (names.nelts == 0) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "\"autotls\" has no names: set \"server_name\" or "
-                          "list them in \"autotls %V NAME...;\" in %s:%ui",
-                          &ascf->issuer, ascf->file, ascf->line);
-            return NGX_ERROR;
-        }
-
-        dup = ngx_palloc(cf->temp_pool, names.nelts);
-        if (dup == NULL) {
-            return NGX_ERROR;
-        }
-
-        if (ngx_http_autotls_check_names(cf, ascf, iss, &names, dup)
+        if (ngx_http_autotls_resolve_server(cf, amcf, ascf, cscfp[s],
+                                            &ssl_servers)
             != NGX_OK)
         {
             return NGX_ERROR;
         }
-
-        nm = names.elts;
-
-        n = 0;
-        for (i = 0; i < names.nelts; i++) {
-            n += !dup[i];
-        }
-
-        if (!ascf->per_name) {
-            cert = ngx_pcalloc(cf->pool, sizeof(ngx_http_autotls_cert_t));
-            if (cert == NULL) {
-                return NGX_ERROR;
-            }
-
-            cert->names = ngx_pcalloc(cf->pool, (n + 1) * sizeof(char *));
-            if (cert->names == NULL) {
-                return NGX_ERROR;
-            }
-
-            for (i = 0; i < names.nelts; i++) {
-                if (dup[i]) {
-                    continue;
-                }
-                cert->names[cert->n_names] = ngx_http_autotls_pstr(cf, &nm[i]);
-                if (cert->names[cert->n_names] == NULL) {
-                    return NGX_ERROR;
-                }
-                cert->n_names++;
-            }
-
-            cert->issuer = iss;
-            cert->file = ascf->file;
-            cert->line = ascf->line;
-
-            if (ngx_http_autotls_add_cert(cf, amcf, cert) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-            ascf->cert = cert;
-            continue;
-        }
-
-        /* per_name: one certificate per name, found by a binary search */
-
-        cert = ngx_pcalloc(cf->pool, n * sizeof(ngx_http_autotls_cert_t));
-        bn = ngx_pcalloc(cf->pool, n * sizeof(ngx_http_autotls_name_t));
-        certs = ngx_pcalloc(cf->pool, 2 * n * sizeof(char *));
-        if (cert == NULL || bn == NULL || certs == NULL) {
-            return NGX_ERROR;
-        }
-
-        k = 0;
-        for (i = 0; i < names.nelts; i++) {
-            if (dup[i]) {
-                continue;
-            }
-
-            cert[k].names = (char **) &certs[2 * k];
-            cert[k].names[0] = ngx_http_autotls_pstr(cf, &nm[i]);
-            if (cert[k].names[0] == NULL) {
-                return NGX_ERROR;
-            }
-            cert[k].n_names = 1;
-            cert[k].issuer = iss;
-            cert[k].file = ascf->file;
-            cert[k].line = ascf->line;
-
-            if (ngx_http_autotls_add_cert(cf, amcf, &cert[k]) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-            bn[k].name.data = (u_char *) cert[k].names[0];
-            bn[k].name.len = nm[i].len;
-            bn[k].cert = &cert[k];
-            k++;
-        }
-
-        ngx_qsort(bn, n, sizeof(ngx_http_autotls_name_t),
-                  ngx_http_autotls_name_cmp);
-
-        ascf->cert = &cert[0];
-        ascf->by_name = bn;
-        ascf->n_by_name = n;
     }
 
-    /* a certificate (its store entry) belongs to one server */
-
-    n = amcf->certs.nelts;
-    if (n < 2) {
-        return NGX_OK;
-    }
-
-    sorted = ngx_palloc(cf->temp_pool, n * sizeof(ngx_http_autotls_cert_t *));
-    if (sorted == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(sorted, amcf->certs.elts, n * sizeof(ngx_http_autotls_cert_t *));
-    ngx_qsort(sorted, n, sizeof(ngx_http_autotls_cert_t *),
-              ngx_http_autotls_id_cmp);
-
-    for (i = 1; i < n; i++) {
-        if (ngx_strcmp(sorted[i]->id, sorted[i - 1]->id) == 0) {
-            cert = sorted[i]->index > sorted[i - 1]->index ? sorted[i]
-                                                           : sorted[i - 1];
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "autotls certificate \"%s\" is already "
-                          "managed by another server in %s:%ui",
-                          cert->id, cert->file, cert->line);
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
+    return ngx_http_autotls_unique_ids(cf, amcf);
 }

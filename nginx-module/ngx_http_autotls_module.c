@@ -28,6 +28,7 @@ static void ngx_http_autotls_cleanup_main(void *data);
 
 ngx_http_autotls_main_conf_t  *ngx_http_autotls_mcf;
 atls_store_t                  *ngx_http_autotls_store;
+ngx_connection_t               ngx_http_autotls_timer_conn;
 
 
 static ngx_command_t  ngx_http_autotls_commands[] = {
@@ -455,4 +456,54 @@ ngx_http_autotls_exit_process(ngx_cycle_t *cycle)
     curl_global_cleanup();
     atls_log_set(NULL, NULL, ATLS_LOG_INFO);
     ngx_http_autotls_mcf = NULL;
+}
+
+
+/* ---- helpers for the worker's timer events ------------------------------ */
+
+void
+ngx_http_autotls_event_init(ngx_event_t *ev, ngx_event_handler_pt handler,
+    ngx_log_t *log)
+{
+    ngx_memzero(ev, sizeof(ngx_event_t));
+    ev->handler = handler;
+    ev->log = log;
+    /* nginx's debug log reads ev->data as a connection (its fd) */
+    ngx_http_autotls_timer_conn.fd = (ngx_socket_t) -1;
+    ev->data = &ngx_http_autotls_timer_conn;
+    /* none of our timers may keep an exiting worker alive */
+    ev->cancelable = 1;
+}
+
+
+ngx_msec_t
+ngx_http_autotls_msec(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (ngx_msec_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+/* at most autotls_max_parallel transfers or hook runs: a list will do */
+ngx_http_autotls_op_t *
+ngx_http_autotls_op_find(ngx_queue_t *ops, atls_sched_op_t *op)
+{
+    ngx_queue_t            *q;
+    ngx_http_autotls_op_t  *o;
+
+    for (q = ngx_queue_head(ops);
+         q != ngx_queue_sentinel(ops);
+         q = ngx_queue_next(q))
+    {
+        o = ngx_queue_data(q, ngx_http_autotls_op_t, queue);
+
+        if (o->op == op) {
+            return o;
+        }
+    }
+
+    return NULL;
 }

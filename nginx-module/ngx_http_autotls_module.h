@@ -1,11 +1,13 @@
 /*
  * autotls for nginx: private declarations shared by the module's files.
  *
- * The core (common/) does the certificate work; this module hosts it:
- * configuration, a shared memory zone (driver lock, generation counters,
- * pending challenges), a renewal driver on the event loop of one worker
- * that also watches the store for deploys by others, and the TLS callbacks
- * that serve certificates from a per-worker cache.
+ * The core (common/) does the certificate work and its scheduler makes
+ * every renewal decision; this module hosts it: configuration, a shared
+ * memory zone (driver lock, generation counters, pending challenges), the
+ * scheduler on the event loop of one elected worker (its HTTP, hooks and
+ * timer as nginx events) that also watches the store for deploys by
+ * others, and the TLS callbacks that serve certificates from a per-worker
+ * cache.
  */
 
 #ifndef _NGX_HTTP_AUTOTLS_MODULE_H_INCLUDED_
@@ -21,8 +23,7 @@
 #include "atls_b64.h"
 #include "atls_crypto.h"
 #include "atls_http.h"
-#include "atls_job.h"
-#include "atls_schedule.h"
+#include "atls_sched.h"
 #include "atls_status.h"
 #include "atls_store.h"
 
@@ -44,7 +45,6 @@ typedef struct {
     ngx_str_t                       name;
     atls_issuer_t                   is;        /* malloc'd members */
     ngx_flag_t                      accept_terms;
-    time_t                          no_ari_until;  /* driver: CA has no ARI */
     unsigned                        key_set:1;
     u_char                         *file;
     ngx_uint_t                      line;
@@ -195,14 +195,40 @@ void ngx_http_autotls_shm_chal_clear(void);
 u_char *ngx_http_autotls_shm_chal_get(atls_challenge_type_t type,
     const u_char *key, size_t key_len, size_t *len, size_t *cert_len);
 
-/* driver */
+/* module: helpers for the worker's timer events */
 /* a timer-only event that never keeps an exiting worker alive */
 void ngx_http_autotls_event_init(ngx_event_t *ev,
     ngx_event_handler_pt handler, ngx_log_t *log);
 /* ngx_current_msec does not move inside one event handler */
 ngx_msec_t ngx_http_autotls_msec(void);
+
+/* a curl transfer or a hook run of the scheduler, on a queue */
+typedef struct {
+    ngx_queue_t                     queue;
+    atls_sched_op_t                *op;
+} ngx_http_autotls_op_t;
+
+ngx_http_autotls_op_t *ngx_http_autotls_op_find(ngx_queue_t *ops,
+    atls_sched_op_t *op);
+
+/* driver: election and the scheduler's host */
 ngx_int_t ngx_http_autotls_driver_init(ngx_cycle_t *cycle);
 void ngx_http_autotls_driver_exit(ngx_cycle_t *cycle);
+
+/* curl: the scheduler's HTTP on curl multi (atls_sched_host_t callbacks) */
+ngx_int_t ngx_http_autotls_curl_init(atls_sched_t *sched,
+    ngx_uint_t max_host_conns, ngx_log_t *log);
+void ngx_http_autotls_curl_cleanup(void);
+int ngx_http_autotls_curl_send(void *ctx, atls_sched_op_t *op,
+    const atls_http_opts_t *o, const atls_http_request_t *req);
+void ngx_http_autotls_curl_cancel(void *ctx, atls_sched_op_t *op);
+
+/* hook: the scheduler's hook programs (atls_sched_host_t callbacks) */
+void ngx_http_autotls_hook_init(atls_sched_t *sched, ngx_log_t *log);
+void ngx_http_autotls_hook_cleanup(void);
+int ngx_http_autotls_hook_start(void *ctx, atls_sched_op_t *op,
+    char *const argv[], char *why, size_t whylen);
+void ngx_http_autotls_hook_kill(void *ctx, atls_sched_op_t *op);
 
 /* watch: deploys by anyone (driver, CLI, another node) reach the workers */
 void ngx_http_autotls_watch_init(ngx_log_t *log);
@@ -220,8 +246,14 @@ void ngx_http_autotls_ssl_exit_worker(void);
 ngx_int_t ngx_http_autotls_fallback(ngx_conf_t *cf,
     ngx_http_autotls_main_conf_t *amcf);
 
-/* challenge, status */
+/* challenge: answers in shared memory (atls_sched_host_t callbacks) */
+int ngx_http_autotls_publish(void *ctx, void *cert_data,
+    const atls_challenge_t *ch, char *why, size_t len);
+void ngx_http_autotls_withdraw(void *ctx, void *cert_data,
+    const atls_challenge_t *ch);
 ngx_int_t ngx_http_autotls_challenge_handler(ngx_http_request_t *r);
+
+/* status */
 char *ngx_http_autotls_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 

@@ -245,12 +245,8 @@ ngx_http_autotls_ssl_init_worker(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    ngx_memzero(&ngx_http_autotls_warm_ev, sizeof(ngx_event_t));
-    ngx_http_autotls_warm_ev.handler = ngx_http_autotls_warm;
-    ngx_http_autotls_warm_ev.data = &ngx_http_autotls_timer_conn;
-    ngx_http_autotls_timer_conn.fd = (ngx_socket_t) -1;
-    ngx_http_autotls_warm_ev.log = cycle->log;
-    ngx_http_autotls_warm_ev.cancelable = 1;
+    ngx_http_autotls_event_init(&ngx_http_autotls_warm_ev,
+                                ngx_http_autotls_warm, cycle->log);
     ngx_http_autotls_warm_next = 0;
 
     if (ngx_http_autotls_store && ngx_http_autotls_mcf->preload) {

@@ -35,6 +35,7 @@
 #include "atls_jws.h"
 #include "atls_store.h"
 #include "support/fakeca.h"
+#include "support/hookscript.h"
 
 #define MAX_CAS 8
 
@@ -98,6 +99,16 @@ rec_teardown(void *ctx, const atls_challenge_t *c)
         }
     }
     fail_msg("teardown of %s, which is not published", c->identifier);
+}
+
+/* ops publishing into a fresh r */
+static void
+rec_ops(atls_challenge_ops_t *ops, chal_rec_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    ops->setup = rec_setup;
+    ops->teardown = rec_teardown;
+    ops->ctx = r;
 }
 
 /* ---- the loopback CA farm ------------------------------------------------ */
@@ -530,6 +541,17 @@ on_done(void *ctx, size_t i, int rc, const char *err)
 }
 
 static void
+on_done_any(void *ctx, size_t i, int rc, const char *err)
+{
+    done_rec_t *d = ctx;
+
+    (void) err;
+    d->calls++;
+    d->rc[i] = rc;
+    d->seen[i]++;
+}
+
+static void
 test_all_deployed_within_bound(void **state)
 {
     atls_cert_meta_t     metas[6], *ptrs[6];
@@ -544,11 +566,8 @@ test_all_deployed_within_bound(void **state)
     (void) state;
     farm_start(6);
     make_metas(metas, ptrs, 6);
-    memset(&rec, 0, sizeof(rec));
     memset(&done, 0, sizeof(done));
-    ops.setup = rec_setup;
-    ops.teardown = rec_teardown;
-    ops.ctx = &rec;
+    rec_ops(&ops, &rec);
     memset(&mo, 0, sizeof(mo));
     mo.max_parallel = 3;
     mo.default_ops = &ops;
@@ -587,10 +606,7 @@ test_parallel_one_is_sequential(void **state)
     (void) state;
     farm_start(3);
     make_metas(metas, ptrs, 3);
-    memset(&rec, 0, sizeof(rec));
-    ops.setup = rec_setup;
-    ops.teardown = rec_teardown;
-    ops.ctx = &rec;
+    rec_ops(&ops, &rec);
     assert_int_equal(atls_job_run_many_blocking(st, ptrs, 3, 1, &ops, results,
                                                 err, sizeof(err)), 0);
     farm_stop();
@@ -622,10 +638,7 @@ test_failure_isolated_and_recorded(void **state)
     /* order 2: validation fails */
     farm.ca[2]->invalid[0] = "c2.multi.test";
     make_metas(metas, ptrs, 4);
-    memset(&rec, 0, sizeof(rec));
-    ops.setup = rec_setup;
-    ops.teardown = rec_teardown;
-    ops.ctx = &rec;
+    rec_ops(&ops, &rec);
 
     assert_int_equal(atls_job_run_many_blocking(st, ptrs, 4, 4, &ops, results,
                                                 err, sizeof(err)), -1);
@@ -679,10 +692,7 @@ test_key_types_one_after_the_other(void **state)
     metas[0].issuer.key_types[0] = ATLS_KEY_EC256;
     metas[0].issuer.key_types[1] = ATLS_KEY_EC384;
     metas[0].issuer.n_key_types = 2;
-    memset(&rec, 0, sizeof(rec));
-    ops.setup = rec_setup;
-    ops.teardown = rec_teardown;
-    ops.ctx = &rec;
+    rec_ops(&ops, &rec);
     assert_int_equal(atls_job_run_many_blocking(st, ptrs, 2, 0, &ops, results,
                                                 err, sizeof(err)), 0);
     /* one order per key type, each to its own canned CA */
@@ -722,10 +732,7 @@ test_stopping_starts_nothing_new(void **state)
     (void) state;
     farm_start(3);
     make_metas(metas, ptrs, 3);
-    memset(&rec, 0, sizeof(rec));
-    ops.setup = rec_setup;
-    ops.teardown = rec_teardown;
-    ops.ctx = &rec;
+    rec_ops(&ops, &rec);
     memset(&mo, 0, sizeof(mo));
     mo.max_parallel = 1;
     mo.default_ops = &ops;
@@ -741,6 +748,196 @@ test_stopping_starts_nothing_new(void **state)
     free_metas(metas, 3);
 }
 
+/* ---- the scheduler's own decisions, dns-01 hooks in the background -------- */
+
+typedef struct {
+    char   gate[400];       /* created when c1 is deployed */
+    size_t order[MAX_CAS];  /* which certificate finished n-th */
+    size_t n;
+    int    rc[MAX_CAS];
+} gate_rec_t;
+
+static void
+gate_done(void *ctx, size_t i, int rc, const char *err)
+{
+    gate_rec_t *g = ctx;
+    FILE       *f;
+
+    (void) err;
+    g->order[g->n++] = i;
+    g->rc[i] = rc;
+    if (i == 1 && rc == 0) {
+        f = fopen(g->gate, "w");
+        assert_non_null(f);
+        fclose(f);
+    }
+}
+
+/* A dns hook whose setup for c0 first runs first_cmd, then waits (up to
+ * 20 s) until c1 is deployed: only a host that runs hooks in the
+ * background, and keeps looking at c1 meanwhile, gets both. */
+static void
+gated_hook(gate_rec_t *g, const char *first_cmd, char *hook, size_t len)
+{
+    char body[2400];
+
+    assert_int_equal(hookscript_setup(NULL), 0);
+    snprintf(g->gate, sizeof(g->gate), "%s/gate", hookscript_dir);
+    snprintf(body, sizeof(body),
+             "case \"$1 $2\" in\n"
+             "\"setup _acme-challenge.c0.multi.test\")\n"
+             "  %s\n"
+             "  i=0\n"
+             "  while [ ! -e '%s' ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n"
+             "  [ -e '%s' ] || { echo 'c1 never came' >&2; exit 1; } ;;\n"
+             "esac\nexit 0\n", first_cmd, g->gate, g->gate);
+    hookscript_write("gated", body, 0700, hook, len);
+}
+
+/* A check pass over confs (c0 behind the gated hook): c1 first, then c0,
+ * both deployed. */
+static void
+run_gated(const atls_job_conf_t *confs, const atls_job_many_opts_t *mo)
+{
+    const gate_rec_t *g = mo->ctx;
+    char              err[512];
+
+    assert_int_equal(atls_job_check_pass(st, confs, 2, mo, err, sizeof(err)), 0);
+    farm_stop();
+    assert_int_equal(g->n, 2);
+    assert_int_equal(g->order[0], 1);
+    assert_int_equal(g->order[1], 0);
+    assert_int_equal(g->rc[0], 0);
+    assert_int_equal(g->rc[1], 0);
+    assert_deployed("c0.multi.test", "c0.multi.test", ATLS_KEY_EC256);
+}
+
+/* c0's setup hook waits (up to 20 s) until c1 is deployed: only a host
+ * that runs hooks in the background gets both certificates. */
+static void
+test_check_pass_slow_hook_holds_only_its_order(void **state)
+{
+    atls_job_conf_t      confs[2];
+    atls_issuer_t        is[2];
+    atls_job_many_opts_t mo;
+    gate_rec_t           g;
+    const char          *names[2][1] = { { "c0.multi.test" }, { "c1.multi.test" } };
+    char                 hook[512];
+    size_t               i;
+
+    (void) state;
+    memset(&g, 0, sizeof(g));
+    gated_hook(&g, "", hook, sizeof(hook));
+
+    farm_start(2);
+    for (i = 0; i < 2; i++) {
+        memset(&is[i], 0, sizeof(is[i]));
+        is[i].directory = farm.dir[i];
+        is[i].insecure_ca_urls = 1;
+        is[i].challenge = ATLS_CHAL_DNS01;
+        is[i].dns_hook = hook;
+        is[i].agree_tos = 1;
+        confs[i].names = names[i];
+        confs[i].n_names = 1;
+        confs[i].issuer = &is[i];
+    }
+    memset(&mo, 0, sizeof(mo));
+    mo.done = gate_done;
+    mo.ctx = &g;
+    /* nothing stored yet: the scheduler finds both due */
+    run_gated(confs, &mo);
+    assert_deployed("c1.multi.test", "c1.multi.test", ATLS_KEY_EC256);
+    assert_int_equal(hookscript_teardown(NULL), 0);
+}
+
+/* While c0's hook holds the pass, an operator asks to renew the valid c1:
+ * a later pass of the same check orders it. */
+static void
+test_check_pass_looks_again_while_a_hook_holds(void **state)
+{
+    atls_cert_meta_t            metas[2], *ptrs[2];
+    atls_job_conf_t             confs[2];
+    atls_issuer_t               is0;
+    atls_job_many_opts_t        mo;
+    atls_challenge_ops_t        ops;
+    const atls_challenge_ops_t *ops_v[2];
+    chal_rec_t                  rec;
+    gate_rec_t                  g;
+    const char                 *names0[1] = { "c0.multi.test" };
+    char                        hook[512], cmd[600], err[512];
+    int                         results[2];
+
+    (void) state;
+    farm_start(2);
+    farm.renew_ca = 1;
+    make_metas(metas, ptrs, 2);
+    rec_ops(&ops, &rec);
+    assert_int_equal(atls_job_run_many_blocking(st, &ptrs[1], 1, 0, &ops, results,
+                                                err, sizeof(err)), 0);
+
+    memset(&g, 0, sizeof(g));
+    snprintf(cmd, sizeof(cmd), "date -u +%%Y-%%m-%%dT%%H:%%M:%%SZ > '%s/requests/%s'",
+             root, metas[1].id);
+    gated_hook(&g, cmd, hook, sizeof(hook));
+    memset(&is0, 0, sizeof(is0));
+    is0.directory = farm.dir[0];
+    is0.insecure_ca_urls = 1;
+    is0.challenge = ATLS_CHAL_DNS01;
+    is0.dns_hook = hook;
+    is0.agree_tos = 1;
+    confs[0] = (atls_job_conf_t) { names0, 1, &is0 };
+    atls_job_conf_of_meta(&confs[1], &metas[1]);
+    ops_v[0] = NULL;
+    ops_v[1] = &ops;
+    memset(&mo, 0, sizeof(mo));
+    mo.ops_v = ops_v;
+    mo.done = gate_done;
+    mo.ctx = &g;
+    mo.recheck_ms = 100;
+    run_gated(confs, &mo);
+    assert_int_equal(hookscript_teardown(NULL), 0);
+    free_metas(metas, 2);
+}
+
+/* A certificate the scheduler refuses is reported, the others go on. */
+static void
+test_check_pass_reports_refused_settings(void **state)
+{
+    atls_job_conf_t      confs[2];
+    atls_issuer_t        is[2];
+    atls_job_many_opts_t mo;
+    atls_challenge_ops_t ops;
+    chal_rec_t           rec;
+    done_rec_t           done;
+    const char          *names[2][1] = { { "c0.multi.test" }, { "c1.multi.test" } };
+    char                 err[512];
+
+    (void) state;
+    farm_start(2);
+    memset(is, 0, sizeof(is));
+    is[0].directory = farm.dir[0];
+    is[0].insecure_ca_urls = 1;
+    is[0].challenge = ATLS_CHAL_HTTP01;
+    is[0].agree_tos = 1;
+    /* is[1]: no directory */
+    confs[0] = (atls_job_conf_t) { names[0], 1, &is[0] };
+    confs[1] = (atls_job_conf_t) { names[1], 1, &is[1] };
+    memset(&done, 0, sizeof(done));
+    rec_ops(&ops, &rec);
+    memset(&mo, 0, sizeof(mo));
+    mo.default_ops = &ops;
+    mo.done = on_done_any;
+    mo.ctx = &done;
+    assert_int_equal(atls_job_check_pass(st, confs, 2, &mo, err, sizeof(err)), -1);
+    farm_stop();
+    assert_non_null(strstr(err, "c1.multi.test"));
+    assert_int_equal(done.calls, 2);
+    assert_int_equal(done.rc[0], 0);
+    assert_int_equal(done.rc[1], -1);
+    assert_deployed("c0.multi.test", "c0.multi.test", ATLS_KEY_EC256);
+    assert_int_equal(rec.n_live, 0);
+}
+
 int
 main(void)
 {
@@ -754,6 +951,12 @@ main(void)
         cmocka_unit_test_setup_teardown(test_key_types_one_after_the_other,
                                         setup_store, teardown_store),
         cmocka_unit_test_setup_teardown(test_stopping_starts_nothing_new,
+                                        setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_check_pass_slow_hook_holds_only_its_order,
+                                        setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_check_pass_looks_again_while_a_hook_holds,
+                                        setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_check_pass_reports_refused_settings,
                                         setup_store, teardown_store),
     };
 

@@ -1,8 +1,10 @@
 /*
  * Several certificates at once (issue --each, renew --all): the core's
- * concurrent driver with standalone responders shared by every order.
- * One responder per port the certificates record, so certificates issued
- * with different --http-port values can be renewed together.
+ * scheduler with standalone responders shared by every order.  One
+ * responder per port the certificates record, so certificates issued with
+ * different --http-port values can be renewed together.  issue forces an
+ * order of every key type; renew does what each certificate's plan says
+ * (a missing key type alone, say), as a server would.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,11 +19,15 @@ typedef struct {
     atls_challenge_ops_t  ops;
 } many_responder_t;
 
+/* many_ctx_t.results until the core reports */
+#define MANY_NOT_TRIED 1
+
 typedef struct {
     atls_store_t            *st;
     const cli_opts_t        *o;
     const char              *verb;
     atls_cert_meta_t *const *metas;
+    int                     *results;
 } many_ctx_t;
 
 static int
@@ -79,6 +85,7 @@ many_done(void *ctx, size_t i, int rc, const char *err)
     const atls_cert_meta_t *m = c->metas[i];
     size_t                  n = strlen(m->id);
 
+    c->results[i] = rc;
     if (rc == 0) {
         cli_print_obtained(c->st, c->o->store_dir, m->id);
         fflush(stdout);
@@ -100,15 +107,18 @@ cli_obtain_many(atls_store_t *st, const cli_opts_t *o, const char *verb,
     const atls_challenge_ops_t  **ops_v;
     atls_job_many_opts_t          mo;
     many_ctx_t                    ctx;
-    size_t                        i, nr = 0, failed = 0;
+    atls_job_conf_t              *confs;
+    size_t                        i, nr = 0, failed = 0, tried = 0;
     int                          *results;
     char                          err[1024];
     int                           rc = CLI_EXIT_FAIL;
+    int                           renew = strcmp(verb, "renew") == 0;
 
     resp = calloc(n + 1, sizeof(*resp));
     ops_v = calloc(n + 1, sizeof(*ops_v));
     results = calloc(n + 1, sizeof(*results));
-    if (resp == NULL || ops_v == NULL || results == NULL) {
+    confs = calloc(n + 1, sizeof(*confs));
+    if (resp == NULL || ops_v == NULL || results == NULL || confs == NULL) {
         abort();
     }
 
@@ -121,7 +131,7 @@ cli_obtain_many(atls_store_t *st, const cli_opts_t *o, const char *verb,
                 cli_error("%s %s: dns-01 needs --dns-hook CMD", verb, metas[i]->names[0]);
                 goto done;
             }
-            ops_v[i] = NULL;    /* the job layer runs the issuer's hook */
+            ops_v[i] = NULL;    /* the scheduler runs the issuer's hook */
             continue;
         }
         r = responder_get(resp, &nr, o, verb, metas[i]);
@@ -135,21 +145,33 @@ cli_obtain_many(atls_store_t *st, const cli_opts_t *o, const char *verb,
     ctx.o = o;
     ctx.verb = verb;
     ctx.metas = metas;
+    ctx.results = results;
     memset(&mo, 0, sizeof(mo));
     mo.max_parallel = o->parallel;
     mo.ops_v = ops_v;
     mo.done = many_done;
     mo.ctx = &ctx;
     err[0] = '\0';
-    (void) atls_job_run_many(st, metas, n, &mo, results, err, sizeof(err));
+    for (i = 0; i < n; i++) {
+        results[i] = MANY_NOT_TRIED;
+        atls_job_conf_of_meta(&confs[i], metas[i]);
+    }
+    if (renew) {
+        (void) atls_job_check_pass(st, confs, n, &mo, err, sizeof(err));
+    } else {
+        (void) atls_job_run_many(st, metas, n, &mo, NULL, err, sizeof(err));
+    }
 
     for (i = 0; i < n; i++) {
-        if (results[i] != 0) {
-            failed++;
+        /* a renewal the plan found not due after all is no failure */
+        if (results[i] == MANY_NOT_TRIED && renew) {
+            continue;
         }
+        tried++;
+        failed += results[i] != 0;
     }
-    if (n > 1) {
-        printf("%zu of %zu certificates obtained\n", n - failed, n);
+    if (tried > 1) {
+        printf("%zu of %zu certificates obtained\n", tried - failed, tried);
     }
     rc = failed == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 
@@ -161,5 +183,6 @@ done:
     free(resp);
     free(ops_v);
     free(results);
+    free(confs);
     return rc;
 }

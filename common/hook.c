@@ -1,0 +1,441 @@
+/*
+ * Hook programs in the background (atls_hook.h).
+ *
+ * The host forks a reporting child, which becomes the leader of a process
+ * group of its own and runs the program as its child (fork + execve, no
+ * shell, so a name or value is never shell syntax).  The reporting child
+ * reads the program's stderr, waits for it, and writes one report to a
+ * pipe the host watches: "0", or "1" and how it ended plus the first line
+ * of its stderr.  Ending the group ends the program and anything it left
+ * running; the host never needs SIGCHLD.
+ *
+ * Between fork and execve (or _exit) only async-signal-safe calls: the
+ * host may have threads (Apache's watchdog).
+ */
+#define _GNU_SOURCE  /* pipe2, close_range */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "atls_hook.h"
+
+/* stderr kept for the first line; a report stays below PIPE_BUF so that it
+ * arrives in one piece */
+#define HOOK_MAX_STDERR  2048
+#define HOOK_MAX_LINE    400
+#define HOOK_MAX_REPORT  512
+/* how long atls_hook_kill waits for the killed group's leader to be reaped */
+#define HOOK_REAP_TRIES  50
+
+extern char **environ;
+
+/* ---- in the program's process (after the second fork) ----------------- */
+
+/* stdin/stdout /dev/null, stderr errfd, nothing else inherited; the
+ * signal state is the reporter's (hook_signals_reset). */
+static void
+hook_exec(int errfd, int nullfd, char *const argv[])
+{
+    int fd, maxfd;
+
+    if (dup2(nullfd, STDIN_FILENO) < 0
+        || dup2(nullfd, STDOUT_FILENO) < 0
+        || dup2(errfd, STDERR_FILENO) < 0)
+    {
+        _exit(127);
+    }
+    maxfd = (int) sysconf(_SC_OPEN_MAX);
+    if (maxfd < 0 || maxfd > 65536) {
+        maxfd = 65536;
+    }
+#ifdef __linux__
+    if (close_range(3, ~0U, 0) != 0)
+#endif
+    {
+        for (fd = 3; fd < maxfd; fd++) {
+            close(fd);
+        }
+    }
+    execve(argv[0], argv, environ);
+
+    {
+        const char *msg = "cannot execute hook: ";
+        const char *why = strerror(errno);   /* glibc's is a table lookup */
+
+        (void) !write(STDERR_FILENO, msg, strlen(msg));
+        (void) !write(STDERR_FILENO, why, strlen(why));
+        (void) !write(STDERR_FILENO, "\n", 1);
+    }
+    _exit(127);
+}
+
+/* ---- in the reporting child ------------------------------------------- */
+
+typedef struct {
+    char   buf[HOOK_MAX_REPORT];
+    size_t len;
+} report_t;
+
+static void
+report_add(report_t *r, const char *s, size_t n)
+{
+    size_t room = sizeof(r->buf) - 1 - r->len;
+
+    if (n > room) {
+        n = room;
+    }
+    memcpy(r->buf + r->len, s, n);
+    r->len += n;
+}
+
+static void
+report_str(report_t *r, const char *s)
+{
+    report_add(r, s, strlen(s));
+}
+
+/* snprintf is not async-signal-safe */
+static void
+report_int(report_t *r, int v)
+{
+    char   tmp[16];
+    size_t i = sizeof(tmp);
+
+    do {
+        tmp[--i] = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v > 0 && i > 0);
+    report_add(r, tmp + i, sizeof(tmp) - i);
+}
+
+/* The first non-blank line of what the program wrote to stderr. */
+static void
+report_first_line(report_t *r, const char *buf, size_t len)
+{
+    size_t i = 0, n;
+
+    while (i < len && (buf[i] == '\n' || buf[i] == '\r' || buf[i] == ' ' || buf[i] == '\t')) {
+        i++;
+    }
+    n = i;
+    while (n < len && buf[n] != '\n' && buf[n] != '\r' && n - i < HOOK_MAX_LINE) {
+        n++;
+    }
+    if (n > i) {
+        report_str(r, ": ");
+        report_add(r, buf + i, n - i);
+    }
+}
+
+static void
+report_status(report_t *r, int status, const char *err, size_t errlen)
+{
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        report_str(r, "0");
+        return;
+    }
+    report_str(r, "1");
+    if (WIFEXITED(status)) {
+        report_str(r, "exit status ");
+        report_int(r, WEXITSTATUS(status));
+    } else if (WIFSIGNALED(status)) {
+        report_str(r, "killed by signal ");
+        report_int(r, WTERMSIG(status));
+    } else {
+        report_str(r, "failed");
+    }
+    report_first_line(r, err, errlen);
+}
+
+/* Reads stderr of pid until it has exited; the status.  A background
+ * process of the program may hold stderr open long after the program is
+ * done, so exit is what counts, not EOF.  When the host goes away (the
+ * report pipe on stdout reports an error) the whole group ends. */
+static int
+reporter_wait(pid_t pid, int errfd, char *err, size_t *errlen)
+{
+    int status = 0, eof = 0;
+
+    for (;;) {
+        /* a negative fd is skipped by poll: stderr once at EOF */
+        struct pollfd p[2] = { { eof ? -1 : errfd, POLLIN, 0 }, { STDOUT_FILENO, 0, 0 } };
+        pid_t         w;
+
+        if (poll(p, 2, 100) > 0) {
+            if (p[1].revents & (POLLERR | POLLHUP)) {
+                kill(0, SIGKILL);
+            }
+            if (p[0].revents & (POLLIN | POLLHUP)) {
+                char    tmp[512];
+                ssize_t got = read(errfd, tmp, sizeof(tmp));
+
+                if (got > 0) {
+                    size_t room = HOOK_MAX_STDERR - *errlen;
+                    size_t take = (size_t) got < room ? (size_t) got : room;
+
+                    memcpy(err + *errlen, tmp, take);
+                    *errlen += take;
+                } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+                    eof = 1;
+                }
+            }
+        }
+        w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) {
+            return status;
+        }
+        if (w < 0 && errno != EINTR) {
+            return -1;
+        }
+    }
+}
+
+/* stdin /dev/null, stdout the report pipe, stderr /dev/null; never returns. */
+static void
+reporter_main(char *const argv[])
+{
+    report_t r;
+    char     err[HOOK_MAX_STDERR];
+    size_t   errlen = 0;
+    int      epipe[2], status, fl;
+    pid_t    pid;
+
+    r.len = 0;
+
+    if (pipe2(epipe, O_CLOEXEC) != 0) {
+        report_str(&r, "1cannot make a pipe");
+        goto out;
+    }
+    pid = fork();
+    if (pid < 0) {
+        report_str(&r, "1cannot fork");
+        goto out;
+    }
+    if (pid == 0) {
+        hook_exec(epipe[1], STDIN_FILENO, argv);
+    }
+    close(epipe[1]);
+    fl = fcntl(epipe[0], F_GETFL);
+    if (fl >= 0) {
+        (void) fcntl(epipe[0], F_SETFL, fl | O_NONBLOCK);
+    }
+    status = reporter_wait(pid, epipe[0], err, &errlen);
+    if (status == -1) {
+        report_str(&r, "1cannot get the hook's exit status");
+        goto out;
+    }
+    /* what the program wrote before it exited is in the pipe already */
+    for (;;) {
+        ssize_t got;
+
+        if (errlen >= HOOK_MAX_STDERR) {
+            break;
+        }
+        got = read(epipe[0], err + errlen, HOOK_MAX_STDERR - errlen);
+        if (got <= 0) {
+            break;
+        }
+        errlen += (size_t) got;
+    }
+    report_status(&r, status, err, errlen);
+
+out:
+    (void) !write(STDOUT_FILENO, r.buf, r.len);
+    _exit(0);
+}
+
+/* Nothing blocked; SIGPIPE and SIGCHLD at their defaults (the host may
+ * ignore SIGCHLD, and then waitpid could not see the program's exit). */
+static void
+hook_signals_reset(void)
+{
+    struct sigaction sa;
+    sigset_t         set;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    (void) sigaction(SIGCHLD, &sa, NULL);
+    (void) sigaction(SIGPIPE, &sa, NULL);
+    sigemptyset(&set);
+    sigprocmask(SIG_SETMASK, &set, NULL);
+}
+
+/* Only the descriptors the reporter needs, at 0..2. */
+static void
+reporter_start(int report_fd, int nullfd, char *const argv[])
+{
+    (void) setpgid(0, 0);
+    hook_signals_reset();
+    if (dup2(nullfd, STDIN_FILENO) < 0
+        || dup2(report_fd, STDOUT_FILENO) < 0
+        || dup2(nullfd, STDERR_FILENO) < 0)
+    {
+        _exit(127);
+    }
+#ifdef __linux__
+    if (close_range(3, ~0U, 0) != 0)
+#endif
+    {
+        int fd;
+
+        for (fd = 3; fd < 65536; fd++) {
+            close(fd);
+        }
+    }
+    reporter_main(argv);
+}
+
+/* ---- in the host ------------------------------------------------------ */
+
+static int
+hook_check_program(const char *path, char *why, size_t whylen)
+{
+    struct stat sb;
+
+    if (path == NULL || path[0] != '/') {
+        snprintf(why, whylen, "%s: not an absolute path", path ? path : "(none)");
+        return -1;
+    }
+    /* execve does no PATH search; a failure here is about the
+     * configuration, said before anything runs */
+    if (stat(path, &sb) != 0) {
+        snprintf(why, whylen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(sb.st_mode) || access(path, X_OK) != 0) {
+        snprintf(why, whylen, "%s: not an executable file", path);
+        return -1;
+    }
+    return 0;
+}
+
+int
+atls_hook_spawn(char *const argv[], atls_hook_proc_t *hp, char *why, size_t whylen)
+{
+    int   pfd[2], nullfd;
+    pid_t pid;
+
+    hp->pid = -1;
+    hp->fd = -1;
+    if (hook_check_program(argv[0], why, whylen) != 0) {
+        return -1;
+    }
+    if (pipe2(pfd, O_CLOEXEC) != 0) {
+        snprintf(why, whylen, "%s: pipe: %s", argv[0], strerror(errno));
+        return -1;
+    }
+    nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (nullfd < 0) {
+        snprintf(why, whylen, "/dev/null: %s", strerror(errno));
+        close(pfd[0]);
+        close(pfd[1]);
+        return -1;
+    }
+    pid = fork();
+    if (pid == 0) {
+        reporter_start(pfd[1], nullfd, argv);
+    }
+    close(pfd[1]);
+    close(nullfd);
+    if (pid < 0) {
+        snprintf(why, whylen, "%s: fork: %s", argv[0], strerror(errno));
+        close(pfd[0]);
+        return -1;
+    }
+    /* also here: a kill right after spawn must reach the group */
+    (void) setpgid(pid, pid);
+    if (fcntl(pfd[0], F_SETFL, O_NONBLOCK) != 0) {
+        snprintf(why, whylen, "%s: fcntl: %s", argv[0], strerror(errno));
+        hp->pid = pid;
+        hp->fd = pfd[0];
+        atls_hook_kill(hp);
+        return -1;
+    }
+    hp->pid = pid;
+    hp->fd = pfd[0];
+    return 0;
+}
+
+/* 1 when pid is reaped or cannot be (not our child any more). */
+static int
+hook_reap(pid_t pid)
+{
+    int   status;
+    pid_t w;
+
+    do {
+        w = waitpid(pid, &status, WNOHANG);
+    } while (w < 0 && errno == EINTR);
+    return w != 0;
+}
+
+static void
+hook_close(atls_hook_proc_t *hp)
+{
+    if (hp->fd >= 0) {
+        close(hp->fd);
+        hp->fd = -1;
+    }
+}
+
+int
+atls_hook_read(atls_hook_proc_t *hp, int *ok, char *why, size_t whylen)
+{
+    char    buf[HOOK_MAX_REPORT];
+    ssize_t got;
+
+    do {
+        got = read(hp->fd, buf, sizeof(buf) - 1);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0 && errno == EAGAIN) {
+        return 0;
+    }
+    *ok = 0;
+    if (got > 0) {
+        /* one write below PIPE_BUF: the report is whole */
+        buf[got] = '\0';
+        *ok = buf[0] == '0';
+        snprintf(why, whylen, "%s", *ok ? "" : buf + 1);
+    } else {
+        snprintf(why, whylen, "the hook runner died");
+    }
+    hook_close(hp);
+    /* the reporter exits right after writing; give it a moment */
+    if (hp->pid > 0) {
+        int i;
+
+        for (i = 0; i < HOOK_REAP_TRIES && !hook_reap(hp->pid); i++) {
+            struct timespec ts = { 0, 1000000L };
+
+            nanosleep(&ts, NULL);
+        }
+        hp->pid = -1;
+    }
+    return 1;
+}
+
+void
+atls_hook_kill(atls_hook_proc_t *hp)
+{
+    int i;
+
+    hook_close(hp);
+    if (hp->pid <= 0) {
+        return;
+    }
+    (void) kill(-hp->pid, SIGKILL);
+    for (i = 0; i < HOOK_REAP_TRIES && !hook_reap(hp->pid); i++) {
+        struct timespec ts = { 0, 2000000L };
+
+        nanosleep(&ts, NULL);
+    }
+    hp->pid = -1;
+}
