@@ -456,9 +456,9 @@ job_deploy(atls_job_t *j, atls_cert_meta_t *cur, const char *chain_pem, time_t n
     names = names_join(cur);
     atls_rfc3339_format(info.not_after, until, sizeof(until));
     atls_log(ATLS_LOG_INFO,
-             "autotls: certificate for %s (%s) issued by %s, serial %s, valid until %s",
-             names, atls_key_type_name(j->kt), info.issuer[0] ? info.issuer : "?",
-             info.serial[0] ? info.serial : "?", until);
+             "autotls: certificate \"%s\" (%s) issued and deployed: %s, issued by %s, "
+             "serial %s, valid until %s", cur->id, atls_key_type_name(j->kt), names,
+             info.issuer[0] ? info.issuer : "?", info.serial[0] ? info.serial : "?", until);
     free(names);
     atls_cert_info_free(&info);
     atls_chain_free(chain);
@@ -509,12 +509,14 @@ job_failed(atls_job_t *j, atls_cert_meta_t *cur, time_t now, char *err, size_t e
     atls_rfc3339_format(cur->next_attempt, next, sizeof(next));
     job_delay_text(cur->next_attempt - now, delay, sizeof(delay));
     if (backoff == ATLS_ERR_PERMANENT) {
-        atls_log(ATLS_LOG_ERR, "autotls: %s: %s: %s (attempt %u; permanent error: next "
-                 "attempt in %s, at %s, or on an operator request)", cur->id,
-                 e->type, e->detail, cur->failures, delay, next);
+        atls_log(ATLS_LOG_ERR, "autotls: certificate \"%s\" (%s): order failed: %s: %s "
+                 "(attempt %u; permanent error: next attempt in %s, at %s, or on an "
+                 "operator request)", cur->id, e->key_type, e->type, e->detail,
+                 cur->failures, delay, next);
     } else {
-        atls_log(ATLS_LOG_ERR, "autotls: %s: %s: %s (attempt %u, next at %s)",
-                 cur->id, e->type, e->detail, cur->failures, next);
+        atls_log(ATLS_LOG_ERR, "autotls: certificate \"%s\" (%s): order failed: %s: %s "
+                 "(attempt %u, next at %s)", cur->id, e->key_type, e->type, e->detail,
+                 cur->failures, next);
     }
     snprintf(err, errlen, "%s", cur->last_error);
 }
