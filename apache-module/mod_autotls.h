@@ -126,10 +126,6 @@ uint64_t autotls_generation_get(void);
 /* mod_autotls_ssl.c */
 void autotls_ssl_register_hooks(void);
 atls_store_t *autotls_store_open(server_rec *s);
-const char *autotls_fallback_path(apr_pool_t *p, const char *id, atls_key_type_t kt,
-                                  const char *ext);
-int autotls_fallback_read(atls_store_t *st, const char *crt_path, const char *key_path,
-                          EVP_PKEY **key, STACK_OF(X509) **chain, char *err, size_t errlen);
 
 /* mod_autotls_cache.c */
 /* (Re)parses sc's name set from the store; call with the write lock held. */
@@ -139,9 +135,6 @@ void autotls_preload_start(apr_pool_t *pchild, server_rec *s);
 
 /* mod_autotls_challenge.c */
 void autotls_challenge_register_hooks(void);
-/* "challenges/http-01/TOKEN", "challenges/tls-alpn-01/NAME" */
-const char *autotls_challenge_path(apr_pool_t *p, atls_challenge_type_t t,
-                                   const char *key);
 int autotls_name_ok(const char *name);
 
 /* mod_autotls_status.c */

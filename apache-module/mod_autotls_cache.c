@@ -126,7 +126,6 @@ autotls_cache_read(autotls_srv_conf_t *o, atls_store_t *st, autotls_cache_t *fre
                    int *read_err)
 {
     atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
-    apr_pool_t *p;
     char err[256];
     size_t i, n;
     int rc;
@@ -134,9 +133,6 @@ autotls_cache_read(autotls_srv_conf_t *o, atls_store_t *st, autotls_cache_t *fre
     memset(read_err, 0, sizeof(int) * ATLS_KEY_TYPE_MAX);
     n = atls_job_key_types(o->issuer, kts);
     fresh->n = n;
-    if (apr_pool_create(&p, NULL) != APR_SUCCESS) {
-        return;
-    }
     for (i = 0; i < n; i++) {
         EVP_PKEY *key = NULL;
         STACK_OF(X509) *chain = NULL;
@@ -160,9 +156,8 @@ autotls_cache_read(autotls_srv_conf_t *o, atls_store_t *st, autotls_cache_t *fre
                          rc == ATLS_STORE_OK ? "empty chain" : err);
             read_err[i] = 1;
         }
-        if (autotls_fallback_read(st, autotls_fallback_path(p, o->cert_id, kts[i], "crt"),
-                                  autotls_fallback_path(p, o->cert_id, kts[i], "key"),
-                                  &key, &chain, err, sizeof(err)) != 0) {
+        if (atls_store_load_fallback(st, o->cert_id, kts[i], &key, &chain, err, sizeof(err))
+            != ATLS_STORE_OK) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, o->s,
                          "autotls: %s: cannot load the %s fallback certificate: %s",
                          o->cert_id, atls_key_type_name(kts[i]), err);
@@ -172,7 +167,6 @@ autotls_cache_read(autotls_srv_conf_t *o, atls_store_t *st, autotls_cache_t *fre
         fresh->leaf[i] = sk_X509_shift(chain);
         fresh->extra[i] = chain;
     }
-    apr_pool_destroy(p);
 }
 
 /* Called with c's write lock held: swaps fresh's objects in (fresh is left

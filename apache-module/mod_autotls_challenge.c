@@ -48,13 +48,6 @@ autotls_name_ok(const char *name)
     return 1;
 }
 
-const char *
-autotls_challenge_path(apr_pool_t *p, atls_challenge_type_t t, const char *key)
-{
-    return apr_pstrcat(p, "challenges/",
-                       t == ATLS_CHAL_HTTP01 ? "http-01/" : "tls-alpn-01/", key, NULL);
-}
-
 static int
 autotls_http_challenge(request_rec *r)
 {
@@ -81,8 +74,8 @@ autotls_http_challenge(request_rec *r)
     if (st == NULL) {
         return HTTP_SERVICE_UNAVAILABLE;
     }
-    rc = st->ops->get(st, autotls_challenge_path(r->pool, ATLS_CHAL_HTTP01, token),
-                      &data, &len, err, sizeof(err));
+    rc = atls_store_get_challenge(st, ATLS_CHAL_HTTP01, token, &data, &len, err,
+                                  sizeof(err));
     atls_store_close(st);
     if (rc != ATLS_STORE_OK) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,

@@ -187,8 +187,8 @@ add_contact(cmd_parms *cmd, void *dc, const char *v)
     if (sc->contact == NULL) {
         sc->contact = apr_array_make(cmd->pool, 2, sizeof(const char *));
     }
-    APR_ARRAY_PUSH(sc->contact, const char *) =
-        strchr(v, ':') ? v : apr_pstrcat(cmd->pool, "mailto:", v, NULL);
+    /* made a "mailto:" URL and checked by the core's issuer rules */
+    APR_ARRAY_PUSH(sc->contact, const char *) = v;
     return NULL;
 }
 
@@ -245,9 +245,9 @@ set_max_parallel(cmd_parms *cmd, void *dc, const char *v)
         return err;
     }
     n = strtol(v, &end, 10);
-    if (end == v || *end != '\0' || n < 1 || n > 256) {
+    if (end == v || *end != '\0' || n < 1 || n > ATLS_MAX_PARALLEL_LIMIT) {
         return apr_psprintf(cmd->pool, "AutoTLSMaxParallel: '%s' is not a number "
-                            "from 1 to 256", v);
+                            "from 1 to %d", v, ATLS_MAX_PARALLEL_LIMIT);
     }
     cmd_conf(cmd)->max_parallel = (int) n;
     return NULL;
@@ -450,6 +450,7 @@ atls_issuer_t *
 autotls_config_issuer(apr_pool_t *p, autotls_srv_conf_t *sc)
 {
     atls_issuer_t *is = calloc(1, sizeof(*is));
+    char err[256];
     int i;
 
     if (is == NULL) {
@@ -487,6 +488,8 @@ autotls_config_issuer(apr_pool_t *p, autotls_srv_conf_t *sc)
         is->renew = sc->renew;
     }
     apr_pool_cleanup_register(p, is, issuer_cleanup, apr_pool_cleanup_null);
+    /* contacts as "mailto:" URLs; autotls_config_check reported any error */
+    (void) atls_issuer_normalise(is, err, sizeof(err));
     return is;
 }
 
@@ -512,6 +515,7 @@ autotls_config_check(apr_pool_t *p, server_rec *base)
         autotls_srv_conf_t *sc = autotls_config_get(s);
         const char **names;
         size_t n, i;
+        char why[256];
         int chal;
 
         if (sc->enabled != 1) {
@@ -527,6 +531,10 @@ autotls_config_check(apr_pool_t *p, server_rec *base)
         if (!sc->ssl_on) {
             bad |= check_fail(s, sc, "this host has no 'SSLEngine on': "
                               "AutoTLS needs mod_ssl enabled in the same host");
+        }
+        /* the rules every host applies: contacts, key-type pair, EAB */
+        if (atls_issuer_normalise(autotls_config_issuer(p, sc), why, sizeof(why)) != 0) {
+            bad |= check_fail(s, sc, apr_pstrdup(p, why));
         }
         chal = sc->challenge == AUTOTLS_UNSET ? ATLS_CHAL_HTTP01 : sc->challenge;
         if (chal == ATLS_CHAL_DNS01 && sc->dns_hook == NULL) {

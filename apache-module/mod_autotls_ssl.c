@@ -51,113 +51,56 @@ autotls_store_open(server_rec *s)
 /* One self-signed fallback per configured key type, so that a client that
  * accepts only one of them (RSA-only, say) completes its handshake both
  * before any certificate exists and while only the other type's has been
- * issued. */
-const char *
-autotls_fallback_path(apr_pool_t *p, const char *id, atls_key_type_t kt, const char *ext)
+ * issued.  The store refuses a pair that does not match (half-written, or
+ * tampered with); this also wants it to cover the host's names now. */
+static int
+autotls_fallback_load(atls_store_t *st, autotls_srv_conf_t *sc, atls_key_type_t kt,
+                      EVP_PKEY **key, STACK_OF(X509) **chain)
 {
-    return apr_psprintf(p, "fallback/%s/%s.%s", id, atls_key_type_name(kt), ext);
-}
+    char err[256];
 
-/* Reads and parses one fallback: 0 and *key, *chain, or -1 + err. */
-int
-autotls_fallback_read(atls_store_t *st, const char *crt_path, const char *key_path,
-                      EVP_PKEY **key, STACK_OF(X509) **chain, char *err, size_t errlen)
-{
-    char *crt = NULL, *kpem = NULL;
-    size_t crt_len = 0, key_len = 0;
-    int rc = -1;
-
-    *key = NULL;
-    *chain = NULL;
-    if (st->ops->get(st, crt_path, &crt, &crt_len, err, errlen) != ATLS_STORE_OK
-        || st->ops->get(st, key_path, &kpem, &key_len, err, errlen) != ATLS_STORE_OK) {
-        goto done;
+    if (atls_store_load_fallback(st, sc->cert_id, kt, key, chain, err, sizeof(err))
+        != ATLS_STORE_OK) {
+        return -1;
     }
-    *chain = atls_chain_parse(crt, crt_len, err, errlen);
-    *key = atls_key_from_pem(kpem, key_len);
-    if (*chain == NULL || *key == NULL || sk_X509_num(*chain) < 1) {
-        snprintf(err, errlen, "cannot parse %s", crt_path);
-        goto done;
-    }
-    rc = 0;
-done:
-    if (kpem != NULL) {
-        OPENSSL_cleanse(kpem, key_len);
-    }
-    free(crt);
-    free(kpem);
-    if (rc != 0) {
+    if (atls_chain_check(*chain, *key, sc->names, sc->n_names, err, sizeof(err)) != 0) {
         atls_chain_free(*chain);
         EVP_PKEY_free(*key);
         *chain = NULL;
         *key = NULL;
+        return -1;
     }
-    return rc;
+    return 0;
 }
 
 static int
-autotls_fallback_ok(atls_store_t *st, const char *crt_path, const char *key_path,
-                    autotls_srv_conf_t *sc, atls_key_type_t kt)
-{
-    STACK_OF(X509) *chain = NULL;
-    EVP_PKEY *k = NULL;
-    char err[256];
-    int ok;
-
-    if (autotls_fallback_read(st, crt_path, key_path, &k, &chain, err, sizeof(err)) != 0) {
-        return 0;
-    }
-    ok = atls_key_type_of(k) == kt
-         && atls_chain_check(chain, k, sc->names, sc->n_names, err, sizeof(err)) == 0;
-    atls_chain_free(chain);
-    EVP_PKEY_free(k);
-    return ok;
-}
-
-static int
-autotls_fallback_write(atls_store_t *st, const char *crt_path, const char *key_path,
-                       autotls_srv_conf_t *sc, atls_key_type_t kt, char *err, size_t errlen)
+autotls_fallback_make(atls_store_t *st, autotls_srv_conf_t *sc, atls_key_type_t kt,
+                      EVP_PKEY **key, STACK_OF(X509) **chain, char *err, size_t errlen)
 {
     X509 *x = NULL;
-    EVP_PKEY *k = NULL;
-    STACK_OF(X509) *chain = NULL;
-    char *crt = NULL, *key = NULL;
-    int rc = -1;
 
-    if (atls_selfsigned_cert(sc->names, sc->n_names, kt, &x, &k) != 0) {
+    if (atls_selfsigned_cert(sc->names, sc->n_names, kt, &x, key) != 0) {
         snprintf(err, errlen, "cannot make a self-signed %s certificate",
                  atls_key_type_name(kt));
-        goto done;
+        return -1;
     }
-    chain = sk_X509_new_null();
-    if (chain == NULL || !sk_X509_push(chain, x)) {
+    if (atls_store_save_fallback(st, sc->cert_id, kt, *key, x, err, errlen)
+        != ATLS_STORE_OK) {
+        goto failed;
+    }
+    *chain = sk_X509_new_null();
+    if (*chain == NULL || !sk_X509_push(*chain, x)) {
         snprintf(err, errlen, "out of memory");
-        goto done;
+        goto failed;
     }
-    x = NULL;
-    crt = atls_chain_to_pem(chain);
-    key = atls_key_to_pem(k);
-    if (crt == NULL || key == NULL) {
-        snprintf(err, errlen, "cannot encode the fallback certificate");
-        goto done;
-    }
-    /* key first: a crash between the two leaves a mismatch that the next
-     * start detects and repairs */
-    if (st->ops->put(st, key_path, key, strlen(key), 1, err, errlen) != ATLS_STORE_OK
-        || st->ops->put(st, crt_path, crt, strlen(crt), 0, err, errlen) != ATLS_STORE_OK) {
-        goto done;
-    }
-    rc = 0;
-done:
-    if (key != NULL) {
-        OPENSSL_cleanse(key, strlen(key));
-    }
-    free(crt);
-    free(key);
+    return 0;
+failed:
     X509_free(x);
-    EVP_PKEY_free(k);
-    atls_chain_free(chain);
-    return rc;
+    atls_chain_free(*chain);
+    EVP_PKEY_free(*key);
+    *chain = NULL;
+    *key = NULL;
+    return -1;
 }
 
 /*
@@ -165,16 +108,16 @@ done:
  * follows links: a path into the store would let the worker user, who owns
  * the store, swap a file for a link between our check and mod_ssl's open.
  * So mod_ssl gets copies, in a directory of the parent's own below
- * DefaultRuntimeDir, of what was just read through the store (which reads
- * as the store's owner and never through a link).
+ * DefaultRuntimeDir, of the fallback just read (and checked) through the
+ * store, which reads as the store's owner and never through a link.
  */
 static const char *
-autotls_fallback_export(apr_pool_t *p, atls_store_t *st, const char *path,
+autotls_fallback_export(apr_pool_t *p, const char *name, const char *pem,
                         char *err, size_t errlen)
 {
     const char *dir = ap_runtime_dir_relative(p, "autotls-fallback");
-    char *data = NULL, *out, *c;
-    size_t len = 0;
+    const char *out;
+    size_t len = strlen(pem);
     struct stat sb;
     ssize_t w;
     int fd;
@@ -188,24 +131,43 @@ autotls_fallback_export(apr_pool_t *p, atls_store_t *st, const char *path,
         snprintf(err, errlen, "%s is not a private directory of this process's user", dir);
         return NULL;
     }
-    if (st->ops->get(st, path, &data, &len, err, errlen) != ATLS_STORE_OK) {
-        return NULL;
-    }
-    out = apr_pstrcat(p, dir, "/", path, NULL);
-    for (c = out + strlen(dir) + 1; *c != '\0'; c++) {
-        if (*c == '/') {
-            *c = '_';
-        }
-    }
+    out = apr_pstrcat(p, dir, "/", name, NULL);
     fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-    w = fd >= 0 ? write(fd, data, len) : -1;
+    w = fd >= 0 ? write(fd, pem, len) : -1;
     if (fd < 0 || w != (ssize_t) len || fchmod(fd, 0600) != 0 || close(fd) != 0) {
         snprintf(err, errlen, "write %s: %s", out, strerror(errno));
         out = NULL;
     }
-    OPENSSL_cleanse(data, len);
-    free(data);
     return out;
+}
+
+/* Hands one fallback to mod_ssl as a certificate and a key file. */
+static int
+autotls_fallback_hand(apr_pool_t *p, autotls_srv_conf_t *sc, atls_key_type_t kt,
+                      EVP_PKEY *key, STACK_OF(X509) *chain, const char **crt_file,
+                      const char **key_file, char *err, size_t errlen)
+{
+    const char *base = apr_pstrcat(p, "fallback_", sc->cert_id, "_",
+                                   atls_key_type_name(kt), NULL);
+    char *crt = atls_chain_to_pem(chain), *kpem = atls_key_to_pem(key);
+
+    *crt_file = *key_file = NULL;
+    if (crt == NULL || kpem == NULL) {
+        snprintf(err, errlen, "cannot encode the fallback certificate");
+    } else {
+        *crt_file = autotls_fallback_export(p, apr_pstrcat(p, base, ".crt", NULL), crt,
+                                            err, errlen);
+        if (*crt_file != NULL) {
+            *key_file = autotls_fallback_export(p, apr_pstrcat(p, base, ".key", NULL),
+                                                kpem, err, errlen);
+        }
+    }
+    if (kpem != NULL) {
+        OPENSSL_cleanse(kpem, strlen(kpem));
+    }
+    free(kpem);
+    free(crt);
+    return *key_file != NULL ? 0 : -1;
 }
 
 /* mod_ssl refuses an SSLEngine host without certificate files: give it a
@@ -218,7 +180,7 @@ autotls_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_fi
                        apr_array_header_t *key_files)
 {
     autotls_srv_conf_t *sc = autotls_config_get(s);
-    const char *crt_path, *key_path, *crt_copy, *key_copy;
+    const char *crt_copy, *key_copy;
     atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
     atls_store_t *st;
     char err[256];
@@ -233,18 +195,22 @@ autotls_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_fi
     if (st == NULL) {
         return DECLINED;
     }
-    /* the single fallback of earlier versions, superseded by per-type ones */
-    (void) st->ops->del(st, apr_psprintf(p, "fallback/%s/fallback.key", sc->cert_id),
-                        err, sizeof(err));
-    (void) st->ops->del(st, apr_psprintf(p, "fallback/%s/fallback.crt", sc->cert_id),
-                        err, sizeof(err));
     n = atls_job_key_types(sc->issuer, kts);
+    /* what is not one of these types' (the single fallback of earlier
+     * versions, a type no longer configured) goes */
+    if (atls_store_prune_fallbacks(st, sc->cert_id, kts, n, err, sizeof(err))
+        != ATLS_STORE_OK) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "autotls: %s: cannot remove old fallback certificates: %s",
+                     sc->cert_id, err);
+    }
     for (i = 0; i < n; i++) {
-        crt_path = autotls_fallback_path(p, sc->cert_id, kts[i], "crt");
-        key_path = autotls_fallback_path(p, sc->cert_id, kts[i], "key");
-        if (!autotls_fallback_ok(st, crt_path, key_path, sc, kts[i])) {
-            if (autotls_fallback_write(st, crt_path, key_path, sc, kts[i],
-                                       err, sizeof(err)) != 0) {
+        EVP_PKEY *key = NULL;
+        STACK_OF(X509) *chain = NULL;
+
+        if (autotls_fallback_load(st, sc, kts[i], &key, &chain) != 0) {
+            if (autotls_fallback_make(st, sc, kts[i], &key, &chain,
+                                      err, sizeof(err)) != 0) {
                 ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
                              "autotls: %s: cannot write the %s fallback certificate: %s",
                              sc->cert_id, atls_key_type_name(kts[i]), err);
@@ -254,18 +220,18 @@ autotls_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_fi
                          "autotls: %s: wrote a self-signed %s fallback certificate",
                          sc->cert_id, atls_key_type_name(kts[i]));
         }
-        crt_copy = autotls_fallback_export(p, st, crt_path, err, sizeof(err));
-        key_copy = crt_copy ? autotls_fallback_export(p, st, key_path, err, sizeof(err))
-                            : NULL;
-        if (key_copy == NULL) {
+        if (autotls_fallback_hand(p, sc, kts[i], key, chain, &crt_copy, &key_copy,
+                                  err, sizeof(err)) != 0) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
                          "autotls: %s: cannot hand the %s fallback certificate to "
                          "mod_ssl: %s", sc->cert_id, atls_key_type_name(kts[i]), err);
-            continue;
+        } else {
+            APR_ARRAY_PUSH(cert_files, const char *) = crt_copy;
+            APR_ARRAY_PUSH(key_files, const char *) = key_copy;
+            rc = OK;
         }
-        APR_ARRAY_PUSH(cert_files, const char *) = crt_copy;
-        APR_ARRAY_PUSH(key_files, const char *) = key_copy;
-        rc = OK;
+        atls_chain_free(chain);
+        EVP_PKEY_free(key);
     }
     atls_store_close(st);
     return rc;
@@ -349,17 +315,15 @@ autotls_alpn_pending(apr_pool_t *p, server_rec *s, const char *name, char **data
     if (name == NULL || *name == '\0') {
         return 0;
     }
+    /* the store checks the name (and refuses any that is not a plain
+     * host name or IP literal) */
     lc = apr_pstrdup(p, name);
     ap_str_tolower(lc);
-    if (!autotls_name_ok(lc)) {
-        return 0;
-    }
     st = autotls_store_open(s);
     if (st == NULL) {
         return 0;
     }
-    rc = st->ops->get(st, autotls_challenge_path(p, ATLS_CHAL_TLSALPN01, lc),
-                      data, len, err, sizeof(err));
+    rc = atls_store_get_challenge(st, ATLS_CHAL_TLSALPN01, lc, data, len, err, sizeof(err));
     atls_store_close(st);
     return rc == ATLS_STORE_OK;
 }

@@ -76,6 +76,21 @@ autotls_status_handler(request_rec *r)
 }
 
 /* mod_status: one row per managed certificate */
+/* The last error in its parts, one cell each; a meta written before they
+ * existed has only the display text, shown as the detail. */
+static void
+autotls_status_error_cells(request_rec *r, const atls_cert_meta_t *m)
+{
+    const char *detail = m->last_error_type ? m->last_error_detail : m->last_error;
+
+    ap_rprintf(r, "<td>%s</td><td>%s</td><td>%s</td><td>%s</td>",
+               m->last_error_type ? atls_err_class_name(m->last_error_class) : "",
+               m->last_error_type ? ap_escape_html(r->pool, m->last_error_type) : "",
+               detail ? ap_escape_html(r->pool, detail) : "",
+               m->last_error_key_type ? ap_escape_html(r->pool, m->last_error_key_type)
+                                      : "");
+}
+
 static int
 autotls_status_hook(request_rec *r, int flags)
 {
@@ -97,7 +112,8 @@ autotls_status_hook(request_rec *r, int flags)
     if (!brief) {
         ap_rputs("<hr>\n<h2>AutoTLS certificates</h2>\n<table border=\"1\">"
                  "<tr><th>id</th><th>names</th><th>state</th><th>failures</th>"
-                 "<th>next renewal</th><th>last error</th></tr>\n", r);
+                 "<th>next renewal</th><th>error class</th><th>error type</th>"
+                 "<th>error detail</th><th>error key type</th></tr>\n", r);
     }
     for (i = 0; i < n; i++) {
         atls_cert_meta_t m;
@@ -121,9 +137,10 @@ autotls_status_hook(request_rec *r, int flags)
             for (j = 0; j < m.n_names; j++) {
                 ap_rprintf(r, "%s%s", j ? " " : "", ap_escape_html(r->pool, m.names[j]));
             }
-            ap_rprintf(r, "</td><td>%s</td><td>%u</td><td>%s</td><td>%s</td></tr>\n",
-                       atls_cert_state_name(m.state), m.failures, when[0] ? when : "-",
-                       m.last_error ? ap_escape_html(r->pool, m.last_error) : "");
+            ap_rprintf(r, "</td><td>%s</td><td>%u</td><td>%s</td>",
+                       atls_cert_state_name(m.state), m.failures, when[0] ? when : "-");
+            autotls_status_error_cells(r, &m);
+            ap_rputs("</tr>\n", r);
         }
         atls_cert_meta_free(&m);
     }

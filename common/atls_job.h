@@ -19,8 +19,18 @@ int atls_job_ensure(atls_store_t *st, const char *const *names, size_t n,
 
 /* 1 when m needs an attempt now: a key type has no certificate, or renew_at
  * has passed, or an operator request is pending (force=1) -- and the backoff
- * (next_attempt) allows it (force ignores backoff). */
+ * (next_attempt) allows it (force ignores backoff).  atls_job_plan with the
+ * pending request read from st (a key type m has no kt_info for is looked
+ * up in st, in memory only, for a meta that predates ensure's backfill). */
 int atls_job_due(atls_store_t *st, const atls_cert_meta_t *m, time_t now, int force);
+
+/* m's kt_info entry for kt, NULL when it records no certificate of kt. */
+const atls_cert_kt_info_t *atls_job_kt_info(const atls_cert_meta_t *m, atls_key_type_t kt);
+
+/* Fills m->kt_info from the stored certificate files for each configured
+ * key type m has no entry for (a store written before meta recorded them;
+ * atls_job_ensure does this once and saves).  Returns how many were added. */
+int atls_job_kt_info_load(atls_store_t *st, atls_cert_meta_t *m);
 
 /* ---- the plan: what a certificate needs now ---------------------------- */
 
@@ -62,10 +72,17 @@ const atls_cert_meta_t *atls_job_meta(atls_job_t *j);
 /* After the engine reached DONE or FAILED: persists the outcome.
  * Success: account URL, key+chain (atomically, validated), meta valid,
  *   failures 0, renew_at from the schedule, generation bumped.
- * Failure: failures+1, next_attempt by backoff (Retry-After wins),
- *   last_error "type: detail", live certificate untouched.
+ * Failure: failures+1, next_attempt by the backoff of the error's class
+ *   (atls_problem_backoff_class; Retry-After wins), the error in parts
+ *   (last_error_class/type/detail/key_type) and last_error "type: detail",
+ *   live certificate untouched.
  * Returns 0 when a certificate was deployed, -1 otherwise (err set). */
 int atls_job_finish(atls_job_t *j, time_t now, char *err, size_t errlen);
+
+/* After atls_job_finish returned -1: why, as one error (class, type,
+ * detail, cert_id, key_type, retry_after), valid until atls_job_free.
+ * NULL when the job has not finished or it deployed a certificate. */
+const atls_error_t *atls_job_finish_error(const atls_job_t *j);
 void atls_job_free(atls_job_t *j);
 
 /* Blocking: every key type of the certificate `id` in turn; 0 when all succeeded. */
@@ -102,9 +119,11 @@ atls_acme_t *atls_job_ari_start(atls_store_t *st, const atls_cert_meta_t *m,
  * renew_at = a random point in it when that is earlier than renew_at (the
  * CA can pull renewal forward, never postpone it; a past window -> now);
  * the window and the next check time are recorded.  No renewalInfo at the
- * CA: recorded, next check in 24 h.  0 ok; -1 + err (engine failed,
- * malformed answer, certificate replaced meanwhile, store busy or broken)
- * with the meta unchanged. */
+ * CA: recorded, next check in 24 h.  Both reset ari_failures.  0 ok;
+ * -1 + err: the query failed (engine failed, malformed answer): counted in
+ * ari_failures, next check after a backoff (60 s doubling, at most 24 h;
+ * Retry-After within that); certificate replaced meanwhile, store busy or
+ * broken: the meta unchanged. */
 int atls_job_ari_finish(atls_store_t *st, const char *id, atls_acme_t *e, time_t now,
                         char *err, size_t errlen);
 

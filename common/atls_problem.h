@@ -8,6 +8,12 @@
 /* Class for an ACME error type (full URN or short name) and HTTP status. */
 atls_err_class_t atls_problem_classify(const char *type, int http_status);
 
+/* The class a failed attempt backs off by: PERMANENT for an error only the
+ * operator can fix (rejectedIdentifier, unauthorized, caa, badCSR, ...);
+ * RETRY_LATER for everything else, validation failures (connection, dns,
+ * tls, incorrectResponse) included: a fresh order may pass once fixed. */
+atls_err_class_t atls_problem_backoff_class(const atls_error_t *err);
+
 /* Parses an error response (problem+json body, maybe garbage) into err:
  * type, detail (incl. subproblems, truncated), class, retry_after (from the
  * response's Retry-After header relative to now).  Always fills err; a

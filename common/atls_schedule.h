@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <time.h>
 #include <openssl/x509.h>
+#include "atls.h"
 
 typedef struct {
     double renew_fraction;   /* share of lifetime left when renewing; 0 = default
@@ -31,6 +32,15 @@ time_t atls_schedule_renew_at(time_t not_before, time_t not_after,
  * 60 s * 2^(failures-1) capped at 24 h, with up to ±20% jitter from rnd;
  * a CA Retry-After later than that wins, but never beyond now + 24 h. */
 time_t atls_schedule_backoff(unsigned failures, time_t now, time_t retry_after, uint64_t rnd);
+
+/* The same by the class of the error that failed the attempt: PERMANENT
+ * (the CA refused the request itself; only the operator can fix it) starts
+ * at 6 h and doubles up to 7 days, Retry-After honoured up to 7 days; any
+ * other class as atls_schedule_backoff.  Pass the result through
+ * atls_schedule_before_expiry so a valid certificate never lapses without
+ * retries. */
+time_t atls_schedule_backoff_class(atls_err_class_t cls, unsigned failures, time_t now,
+                                   time_t retry_after, uint64_t rnd);
 
 /* next, pulled in so a retry happens while the current certificate is still
  * valid: at most half the time left until not_after (but not under 60 s).

@@ -27,7 +27,9 @@ typedef struct {
 
 /* malloc'd JSON document:
  * {"version":"0.1.0","generated":"RFC3339","certificates":[{"id","names":[],
- *   "state","failures","last_error","next_renewal","next_attempt","directory",
+ *   "state","failures","last_error" ("type: detail", for display),
+ *   "error":{"class","type","detail","key_type"} (null after a success),
+ *   "next_renewal","next_attempt","directory",
  *   "keys":[{"type","serial","issuer","not_before","not_after","days_left"}]}]} */
 char *atls_status_json(atls_store_t *st, time_t now);
 

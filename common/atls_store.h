@@ -11,7 +11,15 @@
  *   certs/<cert-id>/<keytype>.pem    private (0600)   key PEM + chain PEM,
  *                                    one file so key and chain change together
  *   requests/<cert-id>               an operator asked to renew now
+ *   challenges/http-01/<token>       key authorisation while an order validates
+ *   challenges/tls-alpn-01/<name>    private (0600)   challenge cert + key PEM
+ *   fallback/<cert-id>/<keytype>.crt self-signed stand-in (Apache's mod_ssl)
+ *   fallback/<cert-id>/<keytype>.key private (0600)   its key
+ *   locks/<name>.lock                flock targets: cert-<cert-id>,
+ *                                    account-<ca-id>, generation
  *   generation                       decimal counter, bumped on every deploy
+ * Every entry has its typed call below; nothing outside store.c builds a
+ * path (docs/store.md lists who writes and reads each one).
  * <ca-id> = directory URL with every char outside [A-Za-z0-9.-] as '_'.
  * <cert-id> = the certificate's first name, '*' written as '_'.
  *
@@ -107,6 +115,16 @@ typedef struct {
 void atls_issuer_free(atls_issuer_t *is);   /* frees members */
 void atls_issuer_copy(atls_issuer_t *dst, const atls_issuer_t *src);
 
+/* Upper bound for max_parallel (concurrent orders) in every host's settings. */
+#define ATLS_MAX_PARALLEL_LIMIT 256
+
+/* The one set of rules for issuer settings, applied by every host after
+ * parsing (issuer.c): a contact without a scheme gets "mailto:" (and must
+ * then look like an address); key types: at most ATLS_KEY_TYPE_MAX, no
+ * duplicates, at most one EC and one RSA; EAB key id and HMAC both or
+ * neither.  0 ok (is may have been rewritten), -1 with err. */
+int atls_issuer_normalise(atls_issuer_t *is, char *err, size_t errlen);
+
 typedef enum {
     ATLS_STATE_PENDING = 0,   /* no certificate yet */
     ATLS_STATE_VALID,
@@ -164,6 +182,13 @@ typedef struct {
 void atls_cert_meta_free(atls_cert_meta_t *m);
 /* meta <-> JSON text (malloc'd).  from_json: 0 ok, -1 with err naming the field. */
 char *atls_cert_meta_to_json(const atls_cert_meta_t *m);
+/* Deep copy of s into d (which is overwritten, not freed). */
+void atls_cert_meta_copy(atls_cert_meta_t *d, const atls_cert_meta_t *s);
+/* Records (or replaces) the kt_info entry for info->key_type. */
+void atls_cert_meta_set_kt_info(atls_cert_meta_t *m, const atls_cert_info_t *info);
+/* Records e as the last error in parts plus last_error "type: detail";
+ * NULL clears them all. */
+void atls_cert_meta_set_error(atls_cert_meta_t *m, const atls_error_t *e);
 int atls_cert_meta_from_json(const char *json, size_t len, atls_cert_meta_t *m,
                              char *err, size_t errlen);
 
@@ -219,6 +244,45 @@ int atls_store_request_renew(atls_store_t *st, const char *id, char *err, size_t
 int atls_store_peek_request(atls_store_t *st, const char *id, time_t *when);
 /* 1 and removes the request if one is pending for id, else 0. */
 int atls_store_take_request(atls_store_t *st, const char *id);
+
+/* The lock every writer of one certificate's job state takes (renewal
+ * jobs, ARI updates, revocation): locks/cert-<id>.lock.  wait=0 ->
+ * ATLS_STORE_BUSY when another process holds it.  Unlock with
+ * atls_store_unlock (NULL is fine). */
+int atls_store_lock_cert(atls_store_t *st, const char *id, int wait,
+                         atls_store_lock_t **lk, char *err, size_t errlen);
+void atls_store_unlock(atls_store_t *st, atls_store_lock_t *lk);
+
+/* 1 when the store records an account at this CA (its account.json, written
+ * once the CA created it), else 0.  Only looks: never creates a key. */
+int atls_store_has_account(atls_store_t *st, const char *directory_url);
+
+/* Self-signed fallbacks, one per key type, for servers that must name
+ * certificate files before any real certificate exists (Apache's mod_ssl).
+ * save checks that key matches cert and writes the key (private) first;
+ * load returns ATLS_STORE_ERROR when the pair does not match or the key is
+ * not of type kt (half-written by a crash, or tampered with), so the caller
+ * makes a new one.  del removes both files (NOTFOUND when neither was
+ * there); prune removes every file of id's fallbacks that is not one of
+ * keep's types (a type no longer configured, the single fallback.crt/.key
+ * of earlier versions). */
+int atls_store_save_fallback(atls_store_t *st, const char *id, atls_key_type_t kt,
+                             EVP_PKEY *key, X509 *cert, char *err, size_t errlen);
+int atls_store_load_fallback(atls_store_t *st, const char *id, atls_key_type_t kt,
+                             EVP_PKEY **key, STACK_OF(X509) **chain,
+                             char *err, size_t errlen);
+int atls_store_del_fallback(atls_store_t *st, const char *id, atls_key_type_t kt,
+                            char *err, size_t errlen);
+int atls_store_prune_fallbacks(atls_store_t *st, const char *id,
+                               const atls_key_type_t *keep, size_t n_keep,
+                               char *err, size_t errlen);
+
+/* Filesystem backend only: the absolute file name of a certificate in the
+ * store at dir (key + chain PEM), to show an operator what a server's
+ * certificate directive can name.  -1 and "-" in buf when id or kt does
+ * not pass. */
+int atls_store_fs_cert_file(const char *dir, const char *id, atls_key_type_t kt,
+                            char *buf, size_t len);
 
 /* Store-wide generation counter, bumped on every deploy by anyone: hosts
  * watch it to serve what others deployed.  0 when missing; 0 and a

@@ -14,6 +14,8 @@
 #include "atls_acme.h"
 #include "atls_crypto.h"
 #include "atls_job.h"
+#include "job_int.h"
+#include "atls_problem.h"
 #include "atls_schedule.h"
 #include "atls_store.h"
 
@@ -27,6 +29,7 @@ struct atls_job_s {
     char              *account_url;
     char              *replaces;
     atls_store_lock_t *lock;
+    atls_error_t       error;       /* why finish failed (cls NONE: it did not) */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -54,28 +57,6 @@ strv_eq(char *const *a, size_t na, char *const *b, size_t nb)
         }
     }
     return 1;
-}
-
-static void
-meta_dup(atls_cert_meta_t *d, const atls_cert_meta_t *s)
-{
-    memset(d, 0, sizeof(*d));
-    d->id = atls_strdup(s->id);
-    d->names = atls_strv_dup(s->names, s->n_names);
-    d->n_names = s->n_names;
-    atls_issuer_copy(&d->issuer, &s->issuer);
-    d->state = s->state;
-    d->failures = s->failures;
-    d->next_attempt = s->next_attempt;
-    d->last_attempt = s->last_attempt;
-    d->last_success = s->last_success;
-    d->renew_at = s->renew_at;
-    d->last_error = atls_strdup(s->last_error);
-    d->account_url = atls_strdup(s->account_url);
-    d->generation = s->generation;
-    d->ari_next_check = s->ari_next_check;
-    d->ari_window_start = s->ari_window_start;
-    d->ari_window_end = s->ari_window_end;
 }
 
 /* The persisted part of the issuer settings (EAB is never persisted). */
@@ -130,34 +111,7 @@ names_join(const atls_cert_meta_t *m)
     return s;
 }
 
-/* notBefore/notAfter of the stored leaf for kt; -1 when there is none. */
-static int
-stored_leaf_times(atls_store_t *st, const char *id, atls_key_type_t kt,
-                  time_t *nb, time_t *na)
-{
-    STACK_OF(X509)   *chain = NULL;
-    atls_cert_info_t  info;
-    char              err[256];
-    int               rc = -1;
-
-    if (atls_store_load_cert(st, id, kt, NULL, &chain, err, sizeof(err)) != ATLS_STORE_OK
-        || chain == NULL || sk_X509_num(chain) < 1)
-    {
-        atls_chain_free(chain);
-        return -1;
-    }
-    memset(&info, 0, sizeof(info));
-    if (atls_cert_info(sk_X509_value(chain, 0), &info) == 0) {
-        *nb = info.not_before;
-        *na = info.not_after;
-        rc = 0;
-    }
-    atls_cert_info_free(&info);
-    atls_chain_free(chain);
-    return rc;
-}
-
-/* ---- ensure / due ------------------------------------------------------- */
+/* ---- ensure ------------------------------------------------------------- */
 
 int
 atls_job_ensure(atls_store_t *st, const char *const *names, size_t n,
@@ -222,6 +176,11 @@ atls_job_ensure(atls_store_t *st, const char *const *names, size_t n,
         }
     }
 
+    /* A store written before meta recorded its certificates: learn them
+     * once from the files, so that deciding never reads them again. */
+    if (atls_job_kt_info_load(st, &m) > 0) {
+        changed = 1;
+    }
     if (changed && atls_store_save_meta(st, &m, err, errlen) != ATLS_STORE_OK) {
         atls_cert_meta_free(&m);
         return -1;
@@ -232,114 +191,6 @@ atls_job_ensure(atls_store_t *st, const char *const *names, size_t n,
         atls_cert_meta_free(&m);
     }
     return 0;
-}
-
-/* When an operator request for id is pending: 1, with *when the moment
- * it was made (0 if unreadable).  Only looks; job_finish consumes it. */
-static int
-request_pending(atls_store_t *st, const char *id, time_t *when)
-{
-    char   path[512];
-    char   err[256];
-    char  *data = NULL;
-    size_t len = 0;
-    int    rc;
-
-    *when = 0;
-    snprintf(path, sizeof(path), "requests/%s", id);
-    rc = st->ops->get(st, path, &data, &len, err, sizeof(err));
-    if (rc == ATLS_STORE_OK && data != NULL) {
-        char   buf[64];
-        size_t n = len < sizeof(buf) - 1 ? len : sizeof(buf) - 1;
-        time_t t;
-
-        memcpy(buf, data, n);
-        buf[n] = '\0';
-        buf[strcspn(buf, "\r\n")] = '\0';
-        t = atls_rfc3339_parse(buf);
-        *when = t > 0 ? t : 0;
-    }
-    free(data);
-    return rc == ATLS_STORE_OK;
-}
-
-/* 1 when a key type lacks a certificate or the one stored does not cover
- * every configured name (names were added). */
-static int
-cert_missing(atls_store_t *st, const atls_cert_meta_t *m)
-{
-    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
-    size_t          i, n = atls_job_key_types(&m->issuer, kts);
-    char            err[256];
-
-    for (i = 0; i < n; i++) {
-        STACK_OF(X509) *chain = NULL;
-        int             bad;
-
-        if (atls_store_load_cert(st, m->id, kts[i], NULL, &chain, err, sizeof(err))
-            != ATLS_STORE_OK || chain == NULL)
-        {
-            atls_chain_free(chain);
-            return 1;
-        }
-        bad = atls_chain_check(chain, NULL, (const char *const *) m->names, m->n_names,
-                               err, sizeof(err)) != 0;
-        atls_chain_free(chain);
-        if (bad) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-int
-atls_job_due(atls_store_t *st, const atls_cert_meta_t *m, time_t now, int force)
-{
-    time_t asked;
-
-    if (force) {
-        return 1;
-    }
-    if (request_pending(st, m->id, &asked)) {
-        /* A request made since the last attempt overrides the backoff like
-         * force; once tried and failed it waits for the backoff like any
-         * other attempt, so a failing CA is not hammered every check. */
-        if (asked > m->last_attempt || m->next_attempt == 0 || now >= m->next_attempt) {
-            return 1;
-        }
-        return 0;
-    }
-    if (m->next_attempt != 0 && now < m->next_attempt) {
-        return 0;
-    }
-    if (cert_missing(st, m)) {
-        return 1;
-    }
-    return m->renew_at == 0 || now >= m->renew_at;
-}
-
-/* First cut of the plan (replaced by the full rules of the scheduler
- * work): everything of m when due. */
-void
-atls_job_plan(const atls_cert_meta_t *m, time_t now, time_t request_at, int force,
-              int ari, atls_plan_t *out)
-{
-    memset(out, 0, sizeof(*out));
-    (void) ari;
-    if (!force && request_at == 0 && m->next_attempt != 0 && now < m->next_attempt) {
-        out->next = m->next_attempt;
-        return;
-    }
-    if (force || request_at != 0 || m->n_kt_info == 0 || m->renew_at == 0
-        || now >= m->renew_at)
-    {
-        out->kind = ATLS_PLAN_ORDER;
-        out->n_kts = atls_job_key_types(&m->issuer, out->kts);
-        out->reason = force ? "forced" : request_at != 0 ? "requested by an operator"
-                      : "renewal due";
-        return;
-    }
-    out->next = m->renew_at;
 }
 
 /* ---- start / finish ----------------------------------------------------- */
@@ -353,7 +204,6 @@ atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
     atls_order_params_t  p;
     atls_error_t         aerr;
     STACK_OF(X509)      *chain = NULL;
-    char                *lk;
     char                 tmp[256];
     int                  rc, created = 0;
 
@@ -369,16 +219,7 @@ atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
     j->st = st;
     j->kt = kt;
 
-    lk = atls_job_lock_name(m->id);
-    rc = st->ops->lock(st, lk, 0, &j->lock, err, errlen);
-    free(lk);
-    if (rc == ATLS_STORE_BUSY) {
-        snprintf(err, errlen, "another process is renewing %s", m->id);
-        j->lock = NULL;
-        goto failed;
-    }
-    if (rc != ATLS_STORE_OK) {
-        j->lock = NULL;
+    if (atls_job_lock(st, m->id, &j->lock, err, errlen) != 0) {
         goto failed;
     }
 
@@ -387,7 +228,7 @@ atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
     memset(&stored, 0, sizeof(stored));
     rc = atls_store_load_meta(st, m->id, &stored, err, errlen);
     if (rc == ATLS_STORE_OK) {
-        meta_dup(&j->meta, &stored);
+        atls_cert_meta_copy(&j->meta, &stored);
         atls_cert_meta_free(&stored);
         atls_strv_free(j->meta.names, j->meta.n_names);
         j->meta.names = atls_strv_dup(m->names, m->n_names);
@@ -396,7 +237,7 @@ atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
         atls_issuer_copy(&j->meta.issuer, &m->issuer);
     } else if (rc == ATLS_STORE_NOTFOUND) {
         atls_cert_meta_free(&stored);
-        meta_dup(&j->meta, m);
+        atls_cert_meta_copy(&j->meta, m);
     } else {
         atls_cert_meta_free(&stored);
         goto failed;
@@ -479,29 +320,9 @@ static void
 job_unlock(atls_job_t *j)
 {
     if (j->lock != NULL) {
-        j->st->ops->unlock(j->st, j->lock);
+        atls_store_unlock(j->st, j->lock);
         j->lock = NULL;
     }
-}
-
-/* The earliest renewal moment over every key type that has a certificate. */
-static time_t
-renew_at_all(atls_store_t *st, const atls_cert_meta_t *m)
-{
-    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
-    size_t          i, n = atls_job_key_types(&m->issuer, kts);
-    time_t          best = 0, nb, na, t;
-
-    for (i = 0; i < n; i++) {
-        if (stored_leaf_times(st, m->id, kts[i], &nb, &na) != 0) {
-            continue;
-        }
-        t = atls_schedule_renew_at(nb, na, &m->issuer.renew, atls_random_u64());
-        if (best == 0 || t < best) {
-            best = t;
-        }
-    }
-    return best;
 }
 
 /* 1 when kt is the last key type of the certificate to be worked on. */
@@ -541,6 +362,47 @@ save_account_url(atls_job_t *j, atls_cert_meta_t *cur)
     }
 }
 
+/* The earliest renewal moment over the configured key types' certificates. */
+static time_t
+job_renew_at(const atls_cert_meta_t *m)
+{
+    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
+    size_t          i, n = atls_job_key_types(&m->issuer, kts);
+    time_t          best = 0, t;
+
+    for (i = 0; i < n; i++) {
+        const atls_cert_kt_info_t *ki = atls_job_kt_info(m, kts[i]);
+
+        if (ki == NULL) {
+            continue;
+        }
+        t = atls_schedule_renew_at(ki->not_before, ki->not_after, &m->issuer.renew,
+                                   atls_random_u64());
+        if (best == 0 || t < best) {
+            best = t;
+        }
+    }
+    return best;
+}
+
+/* The earliest notAfter of m's certificates; 0 when it has none. */
+static time_t
+job_not_after(const atls_cert_meta_t *m)
+{
+    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
+    size_t          i, n = atls_job_key_types(&m->issuer, kts);
+    time_t          earliest = 0;
+
+    for (i = 0; i < n; i++) {
+        const atls_cert_kt_info_t *ki = atls_job_kt_info(m, kts[i]);
+
+        if (ki != NULL && (earliest == 0 || ki->not_after < earliest)) {
+            earliest = ki->not_after;
+        }
+    }
+    return earliest;
+}
+
 static int
 job_deploy(atls_job_t *j, atls_cert_meta_t *cur, const char *chain_pem, time_t now,
            char *err, size_t errlen)
@@ -550,7 +412,6 @@ job_deploy(atls_job_t *j, atls_cert_meta_t *cur, const char *chain_pem, time_t n
     char             *names;
     char              until[32];
     char              serr[256];
-    time_t            ra;
 
     if (atls_store_save_cert(j->st, j->meta.id, j->kt, j->cert_key, chain_pem,
                              err, errlen) != ATLS_STORE_OK)
@@ -558,29 +419,28 @@ job_deploy(atls_job_t *j, atls_cert_meta_t *cur, const char *chain_pem, time_t n
         return -1;
     }
 
+    /* save_cert validated this chain: its leaf is what the store now holds */
     memset(&info, 0, sizeof(info));
     chain = atls_chain_parse(chain_pem, strlen(chain_pem), serr, sizeof(serr));
-    if (chain != NULL && sk_X509_num(chain) > 0) {
-        (void) atls_cert_info(sk_X509_value(chain, 0), &info);
+    if (chain != NULL && sk_X509_num(chain) > 0
+        && atls_cert_info(sk_X509_value(chain, 0), &info) == 0)
+    {
+        info.key_type = j->kt;
+        atls_cert_meta_set_kt_info(cur, &info);
     }
 
-    ra = renew_at_all(j->st, cur);
-    if (ra == 0 && info.not_after != 0) {
-        ra = atls_schedule_renew_at(info.not_before, info.not_after, &cur->issuer.renew,
-                                    atls_random_u64());
-    }
     cur->state = ATLS_STATE_VALID;
     cur->failures = 0;
     cur->next_attempt = 0;
-    free(cur->last_error);
-    cur->last_error = NULL;
+    atls_cert_meta_set_error(cur, NULL);
     cur->last_success = now;
-    cur->renew_at = ra;
+    cur->renew_at = job_renew_at(cur);
     cur->generation++;
     /* ARI answers were about the certificate just replaced. */
     cur->ari_next_check = 0;
     cur->ari_window_start = 0;
     cur->ari_window_end = 0;
+    cur->ari_failures = 0;
 
     if (atls_store_save_meta(j->st, cur, serr, sizeof(serr)) != ATLS_STORE_OK) {
         /* The certificate is deployed; stale meta only means an early renewal. */
@@ -596,114 +456,142 @@ job_deploy(atls_job_t *j, atls_cert_meta_t *cur, const char *chain_pem, time_t n
     names = names_join(cur);
     atls_rfc3339_format(info.not_after, until, sizeof(until));
     atls_log(ATLS_LOG_INFO,
-             "autotls: certificate for %s (%s) issued by %s, serial %s, valid until %s",
-             names, atls_key_type_name(j->kt), info.issuer[0] ? info.issuer : "?",
-             info.serial[0] ? info.serial : "?", until);
+             "autotls: certificate \"%s\" (%s) issued and deployed: %s, issued by %s, "
+             "serial %s, valid until %s", cur->id, atls_key_type_name(j->kt), names,
+             info.issuer[0] ? info.issuer : "?", info.serial[0] ? info.serial : "?", until);
     free(names);
     atls_cert_info_free(&info);
     atls_chain_free(chain);
     return 0;
 }
 
-/* The earliest notAfter of m's stored certificates; 0 when it has none. */
-static time_t
-current_not_after(atls_store_t *st, const atls_cert_meta_t *m)
+/* "6h00m", "2m30s": a delay for a log line. */
+static void
+job_delay_text(time_t d, char *buf, size_t len)
 {
-    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
-    size_t          i, n = atls_job_key_types(&m->issuer, kts);
-    time_t          earliest = 0, nb, na;
-
-    for (i = 0; i < n; i++) {
-        if (stored_leaf_times(st, m->id, kts[i], &nb, &na) == 0
-            && (earliest == 0 || na < earliest))
-        {
-            earliest = na;
-        }
+    if (d >= 3600) {
+        snprintf(buf, len, "%ldh%02ldm", (long) (d / 3600), (long) (d % 3600 / 60));
+    } else if (d >= 60) {
+        snprintf(buf, len, "%ldm%02lds", (long) (d / 60), (long) (d % 60));
+    } else {
+        snprintf(buf, len, "%lds", (long) (d > 0 ? d : 0));
     }
-    return earliest;
 }
 
+/* Records j->error as the outcome: the backoff its class calls for, the
+ * error in parts in meta; never the stored certificate (still served). */
 static void
-job_failed(atls_job_t *j, atls_cert_meta_t *cur, const char *type, const char *detail,
-           time_t retry_after, time_t now, char *err, size_t errlen)
+job_failed(atls_job_t *j, atls_cert_meta_t *cur, time_t now, char *err, size_t errlen)
 {
-    char   next[32];
-    char   serr[256];
-    size_t n = strlen(type) + strlen(detail) + 3;
+    atls_error_t     *e = &j->error;
+    atls_err_class_t  backoff = atls_problem_backoff_class(e);
+    char              next[32], delay[32];
+    char              serr[256];
 
-    free(cur->last_error);
-    cur->last_error = malloc(n);
-    if (cur->last_error == NULL) {
-        abort();
+    snprintf(e->cert_id, sizeof(e->cert_id), "%s", cur->id);
+    snprintf(e->key_type, sizeof(e->key_type), "%s", atls_key_type_name(j->kt));
+    if (e->cls == ATLS_ERR_NONE || e->cls == ATLS_ERR_RETRY_NOW) {
+        /* the engine gave up on what it retries itself: come back later */
+        e->cls = ATLS_ERR_RETRY_LATER;
     }
-    snprintf(cur->last_error, n, "%s: %s", type, detail);
+    atls_cert_meta_set_error(cur, e);
     cur->failures++;
-    cur->next_attempt = atls_schedule_backoff(cur->failures, now, retry_after,
-                                              atls_random_u64());
+    cur->next_attempt = atls_schedule_backoff_class(backoff, cur->failures, now,
+                                                    e->retry_after, atls_random_u64());
     /* No Retry-After or backoff may let the served certificate run out. */
     cur->next_attempt = atls_schedule_before_expiry(cur->next_attempt, now,
-                                                    current_not_after(j->st, cur));
-    /* Never the stored certificate: the server keeps serving it. */
+                                                    job_not_after(cur));
     cur->state = ATLS_STATE_FAILED;
 
     if (atls_store_save_meta(j->st, cur, serr, sizeof(serr)) != ATLS_STORE_OK) {
         atls_log(ATLS_LOG_WARN, "autotls: %s: cannot save job state: %s", cur->id, serr);
     }
     atls_rfc3339_format(cur->next_attempt, next, sizeof(next));
-    atls_log(ATLS_LOG_ERR, "autotls: %s: %s: %s (attempt %u, next at %s)",
-             cur->id, type, detail, cur->failures, next);
+    job_delay_text(cur->next_attempt - now, delay, sizeof(delay));
+    if (backoff == ATLS_ERR_PERMANENT) {
+        atls_log(ATLS_LOG_ERR, "autotls: certificate \"%s\" (%s): order failed: %s: %s "
+                 "(attempt %u; permanent error: next attempt in %s, at %s, or on an "
+                 "operator request)", cur->id, e->key_type, e->type, e->detail,
+                 cur->failures, delay, next);
+    } else {
+        atls_log(ATLS_LOG_ERR, "autotls: certificate \"%s\" (%s): order failed: %s: %s "
+                 "(attempt %u, next at %s)", cur->id, e->key_type, e->type, e->detail,
+                 cur->failures, next);
+    }
     snprintf(err, errlen, "%s", cur->last_error);
+}
+
+/* j->error for an engine that ended without a certificate. */
+static void
+job_engine_error(atls_job_t *j)
+{
+    const atls_error_t *ae = atls_acme_error(j->engine);
+
+    if (ae != NULL && ae->type[0] != '\0') {
+        j->error = *ae;
+        if (j->error.detail[0] == '\0') {
+            snprintf(j->error.detail, sizeof(j->error.detail), "(no detail)");
+        }
+        return;
+    }
+    atls_error_set(&j->error, ATLS_ERR_RETRY_LATER, "autotls:internal",
+                   "the order stopped in state %s", atls_acme_state_name(j->engine));
 }
 
 int
 atls_job_finish(atls_job_t *j, time_t now, char *err, size_t errlen)
 {
     atls_cert_meta_t    cur;
-    const atls_error_t *ae;
     const char         *chain_pem;
     char                serr[256];
-    char                detail[600];
     int                 rc = -1;
 
     if (j == NULL || j->engine == NULL) {
         snprintf(err, errlen, "no job");
         return -1;
     }
+    memset(&j->error, 0, sizeof(j->error));
 
     /* Configuration may have been changed by ensure() meanwhile: apply the
      * outcome to what is stored now. */
     memset(&cur, 0, sizeof(cur));
     if (atls_store_load_meta(j->st, j->meta.id, &cur, serr, sizeof(serr)) != ATLS_STORE_OK) {
         atls_cert_meta_free(&cur);
-        meta_dup(&cur, &j->meta);
+        atls_cert_meta_copy(&cur, &j->meta);
     }
 
+    /* a store from before kt_info: the backoff below must know what expires */
+    (void) atls_job_kt_info_load(j->st, &cur);
     save_account_url(j, &cur);
 
     chain_pem = atls_acme_result_chain_pem(j->engine);
-    ae = atls_acme_error(j->engine);
     /* Only a DONE engine has a chain; its error may still hold a badNonce
      * that was retried successfully, so the error is not consulted here. */
     if (chain_pem != NULL && chain_pem[0] != '\0') {
         if (job_deploy(j, &cur, chain_pem, now, err, errlen) == 0) {
             rc = 0;
         } else {
-            snprintf(detail, sizeof(detail), "%s", err);
-            job_failed(j, &cur, "autotls:store", detail, 0, now, err, errlen);
+            atls_error_set(&j->error, ATLS_ERR_RETRY_LATER, "autotls:store", "%s", err);
+            job_failed(j, &cur, now, err, errlen);
         }
-    } else if (ae != NULL && ae->type[0] != '\0') {
-        job_failed(j, &cur, ae->type, ae->detail[0] ? ae->detail : "(no detail)",
-                   ae->retry_after, now, err, errlen);
     } else {
-        snprintf(detail, sizeof(detail), "the order stopped in state %s",
-                 atls_acme_state_name(j->engine));
-        job_failed(j, &cur, "autotls:internal", detail, 0, now, err, errlen);
+        job_engine_error(j);
+        job_failed(j, &cur, now, err, errlen);
     }
 
     atls_cert_meta_free(&j->meta);
     j->meta = cur;
     job_unlock(j);
     return rc;
+}
+
+const atls_error_t *
+atls_job_finish_error(const atls_job_t *j)
+{
+    if (j == NULL || j->error.cls == ATLS_ERR_NONE) {
+        return NULL;
+    }
+    return &j->error;
 }
 
 void
@@ -775,169 +663,10 @@ atls_job_run_blocking(atls_store_t *st, const char *id, const atls_challenge_ops
     atls_cert_meta_t m;
     int              rc;
 
-    memset(&m, 0, sizeof(m));
-    rc = atls_store_load_meta(st, id, &m, err, errlen);
-    if (rc == ATLS_STORE_NOTFOUND) {
-        snprintf(err, errlen, "no certificate \"%s\" in the store %s", id,
-                 st->location ? st->location : "");
-        atls_cert_meta_free(&m);
-        return -1;
-    }
-    if (rc != ATLS_STORE_OK) {
-        atls_cert_meta_free(&m);
+    if (atls_job_load(st, id, &m, err, errlen) != 0) {
         return -1;
     }
     rc = atls_job_run_blocking_meta(st, &m, ops, err, errlen);
     atls_cert_meta_free(&m);
     return rc;
-}
-
-/* ---- revocation ----------------------------------------------------------- */
-
-static int
-account_exists(atls_store_t *st, const char *directory)
-{
-    char  *ca = atls_ca_id(directory);
-    char   path[1024];
-    char   err[256];
-    char  *data = NULL;
-    size_t len = 0;
-    int    rc;
-
-    if (ca == NULL) {
-        return 0;
-    }
-    snprintf(path, sizeof(path), "accounts/%s/account.json", ca);
-    free(ca);
-    rc = st->ops->get(st, path, &data, &len, err, sizeof(err));
-    free(data);
-    return rc == ATLS_STORE_OK;
-}
-
-int
-atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
-                         char *err, size_t errlen)
-{
-    atls_cert_meta_t   m;
-    atls_key_type_t    kts[ATLS_KEY_TYPE_MAX];
-    atls_http_opts_t   http;
-    atls_store_lock_t *lock = NULL;
-    EVP_PKEY          *akey = NULL;
-    char              *aurl = NULL;
-    char              *lk;
-    char               msg[512];
-    size_t             i, n;
-    int                rc, created = 0, revoked = 0, result = -1;
-
-    memset(&m, 0, sizeof(m));
-    rc = atls_store_load_meta(st, id, &m, err, errlen);
-    if (rc != ATLS_STORE_OK) {
-        if (rc == ATLS_STORE_NOTFOUND) {
-            snprintf(err, errlen, "no certificate \"%s\" in the store", id);
-        }
-        atls_cert_meta_free(&m);
-        return -1;
-    }
-
-    lk = atls_job_lock_name(id);
-    rc = st->ops->lock(st, lk, 0, &lock, err, errlen);
-    free(lk);
-    if (rc == ATLS_STORE_BUSY) {
-        snprintf(err, errlen, "another process is renewing %s", id);
-        lock = NULL;
-        goto done;
-    }
-    if (rc != ATLS_STORE_OK) {
-        lock = NULL;
-        goto done;
-    }
-
-    /* Checked first: load_account would create a key as a side effect. */
-    if (!account_exists(st, m.issuer.directory)) {
-        snprintf(err, errlen, "no ACME account for %s in the store: cannot revoke",
-                 m.issuer.directory);
-        goto done;
-    }
-    if (atls_store_load_account(st, m.issuer.directory, &akey, &aurl, &created,
-                                err, errlen) != ATLS_STORE_OK)
-    {
-        goto done;
-    }
-    if (created || aurl == NULL || aurl[0] == '\0') {
-        snprintf(err, errlen, "the ACME account for %s has no URL: cannot revoke",
-                 m.issuer.directory);
-        goto done;
-    }
-
-    atls_job_http_opts(&m.issuer, &http);
-    n = atls_job_key_types(&m.issuer, kts);
-    for (i = 0; i < n; i++) {
-        STACK_OF(X509)   *chain = NULL;
-        atls_cert_info_t  info;
-        atls_error_t      aerr;
-        atls_acme_t      *e;
-        char              tmp[256];
-
-        if (atls_store_load_cert(st, id, kts[i], NULL, &chain, tmp, sizeof(tmp))
-            != ATLS_STORE_OK || chain == NULL || sk_X509_num(chain) < 1)
-        {
-            atls_chain_free(chain);
-            continue;
-        }
-        memset(&info, 0, sizeof(info));
-        (void) atls_cert_info(sk_X509_value(chain, 0), &info);
-        memset(&aerr, 0, sizeof(aerr));
-        e = atls_acme_revoke_new(m.issuer.directory, akey, aurl, sk_X509_value(chain, 0),
-                                 reason, &aerr);
-        if (e == NULL) {
-            snprintf(err, errlen, "%s (%s): %s: %s", id, atls_key_type_name(kts[i]),
-                     aerr.type, aerr.detail);
-            atls_cert_info_free(&info);
-            atls_chain_free(chain);
-            goto done;
-        }
-        atls_acme_allow_foreign_urls(e, m.issuer.insecure_ca_urls);
-        if (atls_acme_run_blocking(e, &http, NULL) != 0) {
-            const atls_error_t *ae = atls_acme_error(e);
-
-            snprintf(err, errlen, "%s (%s): %s: %s", id, atls_key_type_name(kts[i]),
-                     ae ? ae->type : "autotls:internal", ae ? ae->detail : "revocation failed");
-            atls_acme_free(e);
-            atls_cert_info_free(&info);
-            atls_chain_free(chain);
-            goto done;
-        }
-        atls_acme_free(e);
-        atls_log(ATLS_LOG_INFO, "autotls: %s (%s): certificate serial %s revoked (reason %d)",
-                 id, atls_key_type_name(kts[i]), info.serial, reason);
-        revoked++;
-        atls_cert_info_free(&info);
-        atls_chain_free(chain);
-    }
-
-    if (revoked == 0) {
-        snprintf(err, errlen, "%s has no certificate to revoke", id);
-        goto done;
-    }
-
-    /* A revoked certificate must be replaced: due at once. */
-    snprintf(msg, sizeof(msg), "autotls:revoked: certificate revoked by the operator (reason %d)",
-             reason);
-    free(m.last_error);
-    m.last_error = atls_strdup(msg);
-    m.renew_at = 0;
-    m.next_attempt = 0;
-    if (atls_store_save_meta(st, &m, err, errlen) != ATLS_STORE_OK) {
-        goto done;
-    }
-    result = 0;
-
-done:
-    if (lock != NULL) {
-        st->ops->unlock(st, lock);
-    }
-    EVP_PKEY_free(akey);
-    free(aurl);
-    atls_cert_meta_free(&m);
-    return result;
 }

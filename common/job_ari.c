@@ -16,6 +16,7 @@
 #include "atls_acme.h"
 #include "atls_crypto.h"
 #include "atls_job.h"
+#include "job_int.h"
 #include "atls_schedule.h"
 #include "atls_store.h"
 
@@ -59,41 +60,6 @@ ari_leaf(atls_store_t *st, const atls_cert_meta_t *m, char *err, size_t errlen)
     return leaf;
 }
 
-/* Loads meta under the certificate's lock (the one renewal jobs take), so
- * an ARI result never overwrites the outcome of a renewal. */
-static int
-ari_lock_load(atls_store_t *st, const char *id, atls_store_lock_t **lk,
-              atls_cert_meta_t *m, char *err, size_t errlen)
-{
-    char *name = atls_job_lock_name(id);
-    int   rc;
-
-    *lk = NULL;
-    memset(m, 0, sizeof(*m));
-    rc = st->ops->lock(st, name, 0, lk, err, errlen);
-    free(name);
-    if (rc == ATLS_STORE_BUSY) {
-        *lk = NULL;
-        snprintf(err, errlen, "another process is renewing %s", id);
-        return -1;
-    }
-    if (rc != ATLS_STORE_OK) {
-        *lk = NULL;
-        return -1;
-    }
-    rc = atls_store_load_meta(st, id, m, err, errlen);
-    if (rc != ATLS_STORE_OK) {
-        if (rc == ATLS_STORE_NOTFOUND) {
-            snprintf(err, errlen, "no certificate \"%s\" in the store", id);
-        }
-        atls_cert_meta_free(m);
-        st->ops->unlock(st, *lk);
-        *lk = NULL;
-        return -1;
-    }
-    return 0;
-}
-
 /* Records "no renewal information" so the CA is not asked again for a day. */
 static int
 ari_record_none(atls_store_t *st, const char *id, time_t now, char *err, size_t errlen)
@@ -102,16 +68,43 @@ ari_record_none(atls_store_t *st, const char *id, time_t now, char *err, size_t 
     atls_cert_meta_t   m;
     int                rc;
 
-    if (ari_lock_load(st, id, &lk, &m, err, errlen) != 0) {
+    if (atls_job_lock_load(st, id, &lk, &m, err, errlen) != 0) {
         return -1;
     }
     m.ari_next_check = now + ARI_RECHECK_NONE;
     m.ari_window_start = 0;
     m.ari_window_end = 0;
+    m.ari_failures = 0;
     rc = atls_store_save_meta(st, &m, err, errlen) == ATLS_STORE_OK ? 0 : -1;
     atls_cert_meta_free(&m);
-    st->ops->unlock(st, lk);
+    atls_store_unlock(st, lk);
     return rc;
+}
+
+/* A query that failed (transport, bad answer): asked again after a backoff
+ * of its own per certificate (60 s doubling, capped at 24 h, the CA's
+ * Retry-After honoured within that), so an unreachable renewalInfo
+ * endpoint is not asked on every pass. */
+static void
+ari_record_failure(atls_store_t *st, const char *id, const atls_error_t *ae, time_t now)
+{
+    atls_store_lock_t *lk;
+    atls_cert_meta_t   m;
+    char               err[256];
+
+    if (atls_job_lock_load(st, id, &lk, &m, err, sizeof(err)) != 0) {
+        return;
+    }
+    m.ari_failures++;
+    m.ari_next_check = atls_schedule_backoff(m.ari_failures, now,
+                                             ae != NULL ? ae->retry_after : 0,
+                                             atls_random_u64());
+    if (atls_store_save_meta(st, &m, err, sizeof(err)) != ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_WARN, "autotls: %s: cannot save the renewal information "
+                 "state: %s", id, err);
+    }
+    atls_cert_meta_free(&m);
+    atls_store_unlock(st, lk);
 }
 
 atls_acme_t *
@@ -207,14 +200,15 @@ atls_job_ari_finish(atls_store_t *st, const char *id, atls_acme_t *e, time_t now
         return -1;
     }
     if (strcmp(atls_acme_state_name(e), "done") != 0) {
-        /* Transport error, bad body: nothing is learned, nothing recorded. */
+        /* Transport error, bad body: nothing is learned but the failure. */
         ae = atls_acme_error(e);
         snprintf(err, errlen, "%s: renewal information: %s: %s", id,
                  ae && ae->type[0] ? ae->type : "autotls:internal",
                  ae && ae->detail[0] ? ae->detail : "the request did not finish");
+        ari_record_failure(st, id, ae, now);
         return -1;
     }
-    if (ari_lock_load(st, id, &lk, &m, err, errlen) != 0) {
+    if (atls_job_lock_load(st, id, &lk, &m, err, errlen) != 0) {
         return -1;
     }
     if (atls_acme_result_ari_cert_id(e) == NULL || !ari_same_leaf(st, &m, e)) {
@@ -249,6 +243,7 @@ atls_job_ari_finish(atls_store_t *st, const char *id, atls_acme_t *e, time_t now
         }
         m.ari_next_check = ari_next_check(e, now);
     }
+    m.ari_failures = 0;
     if (atls_store_save_meta(st, &m, err, errlen) != ATLS_STORE_OK) {
         goto done;
     }
@@ -256,7 +251,7 @@ atls_job_ari_finish(atls_store_t *st, const char *id, atls_acme_t *e, time_t now
 
 done:
     atls_cert_meta_free(&m);
-    st->ops->unlock(st, lk);
+    atls_store_unlock(st, lk);
     return rc;
 }
 
@@ -268,13 +263,7 @@ atls_job_ari_refresh_blocking(atls_store_t *st, const char *id, char *err, size_
     atls_acme_t      *e;
     int               rc;
 
-    memset(&m, 0, sizeof(m));
-    rc = atls_store_load_meta(st, id, &m, err, errlen);
-    if (rc != ATLS_STORE_OK) {
-        if (rc == ATLS_STORE_NOTFOUND) {
-            snprintf(err, errlen, "no certificate \"%s\" in the store", id);
-        }
-        atls_cert_meta_free(&m);
+    if (atls_job_load(st, id, &m, err, errlen) != 0) {
         return -1;
     }
     e = atls_job_ari_start(st, &m, err, errlen);

@@ -49,6 +49,12 @@ static const problem_class_t problem_classes[] = {
     { "userActionRequired",      ATLS_ERR_PERMANENT },
 };
 
+/* Validation failures: permanent for this order, but a fresh order may pass
+ * once a record or a firewall is fixed, so they retry on the usual backoff. */
+static const char *const problem_validation[] = {
+    "connection", "dns", "incorrectResponse", "tls",
+};
+
 static const char *
 problem_short_name(const char *type)
 {
@@ -76,6 +82,24 @@ atls_problem_classify(const char *type, int http_status)
     }
     if (http_status == 429 || (http_status >= 500 && http_status <= 599)) {
         return ATLS_ERR_RETRY_LATER;
+    }
+    return ATLS_ERR_PERMANENT;
+}
+
+atls_err_class_t
+atls_problem_backoff_class(const atls_error_t *err)
+{
+    const char *name;
+    size_t      i;
+
+    if (err == NULL || err->cls != ATLS_ERR_PERMANENT) {
+        return ATLS_ERR_RETRY_LATER;
+    }
+    name = problem_short_name(err->type);
+    for (i = 0; i < sizeof(problem_validation) / sizeof(problem_validation[0]); i++) {
+        if (strcmp(problem_validation[i], name) == 0) {
+            return ATLS_ERR_RETRY_LATER;
+        }
     }
     return ATLS_ERR_PERMANENT;
 }

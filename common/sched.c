@@ -163,7 +163,10 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
         return 0;
     }
     if (sl->plan.kind == ATLS_PLAN_ORDER) {
-        atls_log(ATLS_LOG_DEBUG, "autotls: certificate \"%s\": %s", c->id,
+        /* an operator's word is worth a line at the default level */
+        atls_log(request_at != 0 && !force ? ATLS_LOG_INFO : ATLS_LOG_DEBUG,
+                 "autotls: certificate \"%s\": %s%s", c->id,
+                 request_at != 0 && !force ? "renewal " : "",
                  sl->plan.reason ? sl->plan.reason : "due");
     }
     sl->cert = c;

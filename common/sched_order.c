@@ -287,7 +287,7 @@ atls_sched_slot_start(sched_slot_t *sl)
         atls_job_http_opts(&sl->meta.issuer, &sl->http);
         sl->hold = first_contact(s, sl->meta.issuer.directory);
         atls_log(ATLS_LOG_INFO, "autotls: ordering certificate \"%s\" (%s) from %s, "
-                 "%zu of %zu in flight%s", sl->cert->id, atls_key_type_name(sl->kt),
+                 "%zu of %zu orders in flight%s", sl->cert->id, atls_key_type_name(sl->kt),
                  sl->meta.issuer.directory, atls_sched_running(s), s->n_slots,
                  sl->hold ? ", creating the account first" : "");
         atls_sched_slot_step(sl, NULL);

@@ -13,6 +13,11 @@
 #define JITTER_CAP       3600L
 #define BACKOFF_BASE     60L
 #define BACKOFF_CAP      DAY
+/* An error a resend cannot fix (the CA refuses the names, the account or
+ * the request) waits for the operator: retrying every minute only burns
+ * the CA's rate limits. */
+#define PERMANENT_BASE   (6 * 3600L)
+#define PERMANENT_CAP    (7 * DAY)
 /* Durations beyond ~100 years are typos, and keep arithmetic far from overflow. */
 #define DURATION_MAX     (100L * 366 * DAY)
 
@@ -129,40 +134,55 @@ atls_schedule_renew_at(time_t not_before, time_t not_after,
     return at < not_before ? not_before : at;
 }
 
-time_t
-atls_schedule_backoff(unsigned failures, time_t now, time_t retry_after, uint64_t rnd)
+/* base * 2^(failures-1) capped at cap, ±20% jitter (never above cap), and
+ * a Retry-After later than that honoured up to the same cap. */
+static time_t
+sched_backoff(long first, long cap, unsigned failures, time_t now, time_t retry_after,
+              uint64_t rnd)
 {
-    long   base, spread, delay;
-    time_t next;
+    long     base = first, spread, delay;
+    unsigned i;
+    time_t   next;
 
-    if (failures == 0) {
-        failures = 1;
+    for (i = 1; i < failures && base < cap; i++) {
+        base *= 2;
     }
-    if (failures - 1 >= 11) {   /* 60 s * 2^11 is already past the cap */
-        base = BACKOFF_CAP;
-    } else {
-        base = BACKOFF_BASE << (failures - 1);
-        if (base > BACKOFF_CAP) {
-            base = BACKOFF_CAP;
-        }
+    if (base > cap) {
+        base = cap;
     }
     spread = base / 5;
     delay = base - spread + (long) sched_scale(rnd, (uint64_t) (2 * spread) + 1);
-    /* The cap is a promise to the operator: never more than a day between
-     * attempts, even with jitter. */
-    if (delay > BACKOFF_CAP) {
-        delay = BACKOFF_CAP;
+    /* The cap is a promise to the operator, even with jitter. */
+    if (delay > cap) {
+        delay = cap;
     }
     next = now + delay;
-    /* A CA's Retry-After is honoured up to the same cap: a year-long one
-     * (mistaken or hostile) must not park a certificate until it expires. */
-    if (retry_after > now + BACKOFF_CAP) {
-        retry_after = now + BACKOFF_CAP;
+    /* A year-long Retry-After (mistaken or hostile) must not park a
+     * certificate until it expires. */
+    if (retry_after > now + cap) {
+        retry_after = now + cap;
     }
     if (retry_after > next) {
         next = retry_after;
     }
     return next;
+}
+
+time_t
+atls_schedule_backoff(unsigned failures, time_t now, time_t retry_after, uint64_t rnd)
+{
+    return sched_backoff(BACKOFF_BASE, BACKOFF_CAP, failures, now, retry_after, rnd);
+}
+
+time_t
+atls_schedule_backoff_class(atls_err_class_t cls, unsigned failures, time_t now,
+                            time_t retry_after, uint64_t rnd)
+{
+    if (cls == ATLS_ERR_PERMANENT) {
+        return sched_backoff(PERMANENT_BASE, PERMANENT_CAP, failures, now, retry_after,
+                             rnd);
+    }
+    return atls_schedule_backoff(failures, now, retry_after, rnd);
 }
 
 time_t

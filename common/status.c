@@ -157,6 +157,31 @@ status_days_left(time_t not_after, time_t now)
     return d >= 0 ? d / 86400 : -((-d + 86399) / 86400);
 }
 
+/* The last error in parts, null when the last attempt succeeded.  A meta
+ * written before the parts existed has only the display text: it is shown
+ * as the detail, never split back apart. */
+static json_t *
+status_error_json(const atls_cert_meta_t *m)
+{
+    json_t *e;
+
+    if (m->last_error_type == NULL && m->last_error == NULL) {
+        return json_null();
+    }
+    e = json_object();
+    if (e == NULL) {
+        abort();
+    }
+    json_object_set_new(e, "class", m->last_error_type != NULL
+                        ? json_string(atls_err_class_name(m->last_error_class))
+                        : json_null());
+    json_object_set_new(e, "type", status_str(m->last_error_type));
+    json_object_set_new(e, "detail", status_str(m->last_error_type != NULL
+                                                ? m->last_error_detail : m->last_error));
+    json_object_set_new(e, "key_type", status_str(m->last_error_key_type));
+    return e;
+}
+
 static json_t *
 status_cert_json(const status_cert_t *c, time_t now)
 {
@@ -181,6 +206,7 @@ status_cert_json(const status_cert_t *c, time_t now)
     json_object_set_new(o, "state", json_string(atls_cert_state_name(c->meta.state)));
     json_object_set_new(o, "failures", json_integer(c->meta.failures));
     json_object_set_new(o, "last_error", status_str(c->meta.last_error));
+    json_object_set_new(o, "error", status_error_json(&c->meta));
     json_object_set_new(o, "next_renewal", status_time(c->next_renewal));
     json_object_set_new(o, "next_attempt", status_time(c->meta.next_attempt));
     json_object_set_new(o, "last_success", status_time(c->meta.last_success));

@@ -306,13 +306,41 @@ store_read_cert_file(atls_store_t *st, const char *id, atls_key_type_t kt,
     return ATLS_STORE_OK;
 }
 
+/* A private key and the chain it belongs to, parsed and checked to match:
+ * what load_cert and load_fallback hand out.  kpath and cpath name the
+ * files in err.  On error both outs are NULL. */
+static int
+store_parse_pair(atls_store_t *st, const char *kpem, size_t klen, const char *kpath,
+                 const char *cpem, size_t clen, const char *cpath, EVP_PKEY **key,
+                 STACK_OF(X509) **chain, char *err, size_t errlen)
+{
+    char why[256];
+
+    *chain = NULL;
+    *key = atls_key_from_pem(kpem, klen);
+    if (*key == NULL) {
+        store_err_path(st, kpath, err, errlen, "no usable private key in file");
+        return ATLS_STORE_ERROR;
+    }
+    *chain = atls_chain_parse(cpem, clen, why, sizeof(why));
+    if (*chain == NULL || atls_chain_check(*chain, *key, NULL, 0, why, sizeof(why)) != 0) {
+        store_err_path(st, cpath, err, errlen, why);
+        EVP_PKEY_free(*key);
+        atls_chain_free(*chain);
+        *key = NULL;
+        *chain = NULL;
+        return ATLS_STORE_ERROR;
+    }
+    return ATLS_STORE_OK;
+}
+
 int
 atls_store_load_cert(atls_store_t *st, const char *id, atls_key_type_t kt,
                      EVP_PKEY **key, STACK_OF(X509) **chain, char *err, size_t errlen)
 {
     const char     *certs;
-    char           *path, *data, why[256];
-    size_t          len;
+    char           *path, *data;
+    size_t          len, klen;
     EVP_PKEY       *k = NULL;
     STACK_OF(X509) *c = NULL;
     int             rc;
@@ -327,37 +355,18 @@ atls_store_load_cert(atls_store_t *st, const char *id, atls_key_type_t kt,
     if (rc != ATLS_STORE_OK) {
         return rc;
     }
-    k = atls_key_from_pem(data, (size_t) (certs - data));
-    if (k == NULL) {
-        store_err_path(st, path, err, errlen, "no usable private key in file");
-        rc = ATLS_STORE_ERROR;
-        goto done;
-    }
-    c = atls_chain_parse(certs, len - (size_t) (certs - data), why, sizeof(why));
-    if (c == NULL) {
-        store_err_path(st, path, err, errlen, why);
-        rc = ATLS_STORE_ERROR;
-        goto done;
-    }
-    if (atls_chain_check(c, k, NULL, 0, why, sizeof(why)) != 0) {
-        store_err_path(st, path, err, errlen, why);
-        rc = ATLS_STORE_ERROR;
-        goto done;
-    }
-    if (key != NULL) {
+    klen = (size_t) (certs - data);
+    rc = store_parse_pair(st, data, klen, path, certs, len - klen, path, &k, &c,
+                          err, errlen);
+    if (rc == ATLS_STORE_OK && key != NULL) {
         *key = k;
         k = NULL;
     }
-    if (chain != NULL) {
+    if (rc == ATLS_STORE_OK && chain != NULL) {
         *chain = c;
         c = NULL;
     }
-    rc = ATLS_STORE_OK;
-
-done:
-    if (data != NULL) {
-        OPENSSL_cleanse(data, len);
-    }
+    OPENSSL_cleanse(data, len);
     free(data);
     free(path);
     EVP_PKEY_free(k);
@@ -863,4 +872,265 @@ atls_store_bump_generation(atls_store_t *st)
         return ATLS_STORE_ERROR;
     }
     return ATLS_STORE_OK;
+}
+
+/* ---- certificate lock ------------------------------------------------------ */
+
+int
+atls_store_lock_cert(atls_store_t *st, const char *id, int wait, atls_store_lock_t **lk,
+                     char *err, size_t errlen)
+{
+    char *name;
+    int   rc;
+
+    *lk = NULL;
+    if (!store_id_ok(id)) {
+        snprintf(err, errlen, "invalid certificate id \"%s\"", id ? id : "(null)");
+        return ATLS_STORE_ERROR;
+    }
+    name = store_cat("cert-", id, NULL);
+    rc = st->ops->lock(st, name, wait, lk, err, errlen);
+    free(name);
+    if (rc != ATLS_STORE_OK) {
+        *lk = NULL;
+    }
+    return rc;
+}
+
+void
+atls_store_unlock(atls_store_t *st, atls_store_lock_t *lk)
+{
+    if (lk != NULL) {
+        st->ops->unlock(st, lk);
+    }
+}
+
+/* ---- accounts, looked at --------------------------------------------------- */
+
+int
+atls_store_has_account(atls_store_t *st, const char *directory_url)
+{
+    char  *caid = atls_ca_id(directory_url), *path, *data = NULL, err[256];
+    size_t len = 0;
+    int    rc;
+
+    if (caid == NULL) {
+        return 0;
+    }
+    path = store_cat("accounts/", caid, "/account.json", NULL);
+    rc = st->ops->get(st, path, &data, &len, err, sizeof(err));
+    free(data);
+    free(path);
+    free(caid);
+    return rc == ATLS_STORE_OK;
+}
+
+/* ---- fallback certificates ------------------------------------------------- */
+
+/* fallback/<id>/<keytype>.<ext>; NULL (err set) when id or kt does not pass. */
+static char *
+fallback_path(const char *id, atls_key_type_t kt, const char *ext, char *err, size_t errlen)
+{
+    const char *ktn = atls_key_type_name(kt);
+
+    if (!store_id_ok(id) || ktn == NULL) {
+        snprintf(err, errlen, "invalid certificate id or key type");
+        return NULL;
+    }
+    return store_cat("fallback/", id, "/", ktn, ".", ext, NULL);
+}
+
+int
+atls_store_save_fallback(atls_store_t *st, const char *id, atls_key_type_t kt,
+                         EVP_PKEY *key, X509 *cert, char *err, size_t errlen)
+{
+    STACK_OF(X509) *one = NULL;
+    char           *kpath, *cpath, *kpem = NULL, *cpem = NULL, why[256];
+    int             rc = ATLS_STORE_ERROR;
+
+    kpath = fallback_path(id, kt, "key", err, errlen);
+    cpath = fallback_path(id, kt, "crt", err, errlen);
+    if (kpath == NULL || cpath == NULL || key == NULL || cert == NULL) {
+        snprintf(err, errlen, "save fallback: invalid arguments");
+        goto done;
+    }
+    one = sk_X509_new_null();
+    if (one == NULL || !sk_X509_push(one, cert)) {
+        abort();
+    }
+    if (atls_key_type_of(key) != kt) {
+        snprintf(err, errlen, "fallback %s (%s): key of another type", id,
+                 atls_key_type_name(kt));
+        goto done;
+    }
+    if (atls_chain_check(one, key, NULL, 0, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "fallback %s (%s): %s", id, atls_key_type_name(kt), why);
+        goto done;
+    }
+    kpem = atls_key_to_pem(key);
+    cpem = atls_chain_to_pem(one);
+    if (kpem == NULL || cpem == NULL) {
+        snprintf(err, errlen, "fallback %s (%s): cannot encode PEM", id,
+                 atls_key_type_name(kt));
+        goto done;
+    }
+    /* Key first: a crash between the two leaves a pair that does not match,
+     * which load refuses, so the next start makes a new one. */
+    rc = st->ops->put(st, kpath, kpem, strlen(kpem), 1, err, errlen);
+    if (rc == ATLS_STORE_OK) {
+        rc = st->ops->put(st, cpath, cpem, strlen(cpem), 0, err, errlen);
+    }
+
+done:
+    if (kpem != NULL) {
+        OPENSSL_cleanse(kpem, strlen(kpem));
+        free(kpem);
+    }
+    free(cpem);
+    free(kpath);
+    free(cpath);
+    sk_X509_free(one);     /* cert stays the caller's */
+    return rc;
+}
+
+int
+atls_store_load_fallback(atls_store_t *st, const char *id, atls_key_type_t kt,
+                         EVP_PKEY **key, STACK_OF(X509) **chain, char *err, size_t errlen)
+{
+    char   *kpath, *cpath, *kpem = NULL, *cpem = NULL;
+    size_t  klen = 0, clen = 0;
+    int     rc = ATLS_STORE_ERROR;
+
+    *key = NULL;
+    *chain = NULL;
+    kpath = fallback_path(id, kt, "key", err, errlen);
+    cpath = fallback_path(id, kt, "crt", err, errlen);
+    if (kpath == NULL || cpath == NULL) {
+        goto done;
+    }
+    rc = st->ops->get(st, cpath, &cpem, &clen, err, errlen);
+    if (rc == ATLS_STORE_OK) {
+        rc = st->ops->get(st, kpath, &kpem, &klen, err, errlen);
+    }
+    if (rc == ATLS_STORE_OK) {
+        /* refuses a pair half-written by a crash, or one the owner changed */
+        rc = store_parse_pair(st, kpem, klen, kpath, cpem, clen, cpath, key, chain,
+                              err, errlen);
+    }
+    if (rc == ATLS_STORE_OK && atls_key_type_of(*key) != kt) {
+        store_err_path(st, kpath, err, errlen, "key of another type");
+        EVP_PKEY_free(*key);
+        atls_chain_free(*chain);
+        *key = NULL;
+        *chain = NULL;
+        rc = ATLS_STORE_ERROR;
+    }
+
+done:
+    if (kpem != NULL) {
+        OPENSSL_cleanse(kpem, klen);
+        free(kpem);
+    }
+    free(cpem);
+    free(kpath);
+    free(cpath);
+    return rc;
+}
+
+int
+atls_store_del_fallback(atls_store_t *st, const char *id, atls_key_type_t kt,
+                        char *err, size_t errlen)
+{
+    char *kpath, *cpath;
+    int   rc = ATLS_STORE_ERROR, rc_crt, rc_key;
+
+    kpath = fallback_path(id, kt, "key", err, errlen);
+    cpath = fallback_path(id, kt, "crt", err, errlen);
+    if (kpath == NULL || cpath == NULL) {
+        goto done;
+    }
+    /* certificate first: a key left alone is never served */
+    rc_crt = st->ops->del(st, cpath, err, errlen);
+    if (rc_crt == ATLS_STORE_ERROR) {
+        goto done;
+    }
+    rc_key = st->ops->del(st, kpath, err, errlen);
+    if (rc_key == ATLS_STORE_ERROR) {
+        goto done;
+    }
+    rc = (rc_crt == ATLS_STORE_OK || rc_key == ATLS_STORE_OK) ? ATLS_STORE_OK
+                                                               : ATLS_STORE_NOTFOUND;
+done:
+    free(kpath);
+    free(cpath);
+    return rc;
+}
+
+/* Whether name is "<keytype>.crt" or "<keytype>.key" of one of keep. */
+static int
+fallback_kept(const char *name, const atls_key_type_t *keep, size_t n_keep)
+{
+    size_t i, l;
+
+    for (i = 0; i < n_keep; i++) {
+        const char *ktn = atls_key_type_name(keep[i]);
+
+        l = ktn != NULL ? strlen(ktn) : 0;
+        if (l > 0 && strncmp(name, ktn, l) == 0
+            && (strcmp(name + l, ".crt") == 0 || strcmp(name + l, ".key") == 0))
+        {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int
+atls_store_prune_fallbacks(atls_store_t *st, const char *id, const atls_key_type_t *keep,
+                           size_t n_keep, char *err, size_t errlen)
+{
+    char  **names = NULL, *dir, *path;
+    size_t  n = 0, i;
+    int     rc;
+
+    if (!store_id_ok(id)) {
+        snprintf(err, errlen, "invalid certificate id \"%s\"", id ? id : "(null)");
+        return ATLS_STORE_ERROR;
+    }
+    dir = store_cat("fallback/", id, NULL);
+    rc = st->ops->list(st, dir, &names, &n, err, errlen);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        rc = ATLS_STORE_OK;
+    }
+    for (i = 0; rc == ATLS_STORE_OK && i < n; i++) {
+        if (!fallback_kept(names[i], keep, n_keep)) {
+            path = store_cat(dir, "/", names[i], NULL);
+            if (st->ops->del(st, path, err, errlen) == ATLS_STORE_ERROR) {
+                rc = ATLS_STORE_ERROR;
+            }
+            free(path);
+        }
+    }
+    atls_strv_free(names, n);
+    free(dir);
+    return rc;
+}
+
+/* ---- where the fs backend keeps things, for operators ---------------------- */
+
+int
+atls_store_fs_cert_file(const char *dir, const char *id, atls_key_type_t kt,
+                        char *buf, size_t len)
+{
+    const char *ktn = atls_key_type_name(kt);
+    char       *abs;
+
+    if (dir == NULL || !store_id_ok(id) || ktn == NULL) {
+        snprintf(buf, len, "-");
+        return -1;
+    }
+    abs = realpath(dir, NULL);
+    snprintf(buf, len, "%s/certs/%s/%s.pem", abs != NULL ? abs : dir, id, ktn);
+    free(abs);
+    return 0;
 }

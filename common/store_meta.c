@@ -15,6 +15,9 @@
 #define META_TIME_MAX 253402300799LL   /* 9999-12-31T23:59:59Z */
 
 static const char *const meta_state_names[] = { "pending", "valid", "renewing", "failed" };
+/* indexed by atls_err_class_t, as atls_err_class_name() spells them */
+static const char *const meta_class_names[] = { "none", "retry-now", "retry-later",
+                                                "permanent" };
 
 /* ---- to JSON --------------------------------------------------------------- */
 
@@ -101,6 +104,41 @@ meta_issuer_to_json(const atls_issuer_t *is)
     return o;
 }
 
+/* "certs": {"ec256": {"not_before", "not_after", "serial", "names"}, ...} */
+static json_t *
+meta_certs_to_json(const atls_cert_meta_t *m)
+{
+    json_t *o = json_object(), *c;
+    char    nb[32], na[32];
+    size_t  i;
+    int     rc = 0;
+
+    for (i = 0; o != NULL && i < m->n_kt_info && i < ATLS_KEY_TYPE_MAX; i++) {
+        const atls_cert_kt_info_t *ki = &m->kt_info[i];
+        const char                *kn = atls_key_type_name(ki->key_type);
+
+        c = json_object();
+        if (c == NULL || kn == NULL) {
+            json_decref(c);
+            rc = -1;
+            break;
+        }
+        /* every member, always: the parser requires them */
+        atls_rfc3339_format(ki->not_before, nb, sizeof(nb));
+        atls_rfc3339_format(ki->not_after, na, sizeof(na));
+        rc |= meta_set(c, "not_before", json_string(nb));
+        rc |= meta_set(c, "not_after", json_string(na));
+        rc |= meta_set(c, "serial", json_string(ki->serial ? ki->serial : ""));
+        rc |= meta_set(c, "names", meta_strv(ki->names, ki->n_names));
+        rc |= meta_set(o, kn, c);
+    }
+    if (rc != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 char *
 atls_cert_meta_to_json(const atls_cert_meta_t *m)
 {
@@ -126,6 +164,17 @@ atls_cert_meta_to_json(const atls_cert_meta_t *m)
     rc |= meta_set_time(o, "last_success", m->last_success);
     rc |= meta_set_time(o, "renew_at", m->renew_at);
     rc |= meta_set_str(o, "last_error", m->last_error);
+    if (m->last_error_class != ATLS_ERR_NONE) {
+        if ((unsigned) m->last_error_class > ATLS_ERR_PERMANENT) {
+            rc = -1;
+        } else {
+            rc |= meta_set_str(o, "last_error_class",
+                               meta_class_names[m->last_error_class]);
+        }
+    }
+    rc |= meta_set_str(o, "last_error_type", m->last_error_type);
+    rc |= meta_set_str(o, "last_error_detail", m->last_error_detail);
+    rc |= meta_set_str(o, "last_error_key_type", m->last_error_key_type);
     rc |= meta_set_str(o, "account_url", m->account_url);
     if (m->generation > (uint64_t) LLONG_MAX) {
         rc = -1;
@@ -135,6 +184,12 @@ atls_cert_meta_to_json(const atls_cert_meta_t *m)
     rc |= meta_set_time(o, "ari_next_check", m->ari_next_check);
     rc |= meta_set_time(o, "ari_window_start", m->ari_window_start);
     rc |= meta_set_time(o, "ari_window_end", m->ari_window_end);
+    if (m->ari_failures > 0) {
+        rc |= meta_set(o, "ari_failures", json_integer(m->ari_failures));
+    }
+    if (m->n_kt_info > 0) {
+        rc |= meta_set(o, "certs", meta_certs_to_json(m));
+    }
     if (rc == 0) {
         s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     }
@@ -265,9 +320,10 @@ meta_get_bool(json_t *o, const char *key, const char *field, int *out,
 }
 
 /* Absent/null -> 0; an RFC 3339 string; an integer (seconds) is accepted too
- * so hand-edited files are forgiving. */
+ * so hand-edited files are forgiving.  field names key in messages. */
 static int
-meta_get_time(json_t *o, const char *key, time_t *out, char *err, size_t errlen)
+meta_get_time_field(json_t *o, const char *key, const char *field, time_t *out,
+                    char *err, size_t errlen)
 {
     json_t   *v = json_object_get(o, key);
     long long x;
@@ -281,21 +337,27 @@ meta_get_time(json_t *o, const char *key, time_t *out, char *err, size_t errlen)
         if (x < 0) {
             return meta_fail(err, errlen,
                              "field \"%s\" must be an RFC 3339 time, got \"%.64s\"",
-                             key, json_string_value(v));
+                             field, json_string_value(v));
         }
     } else if (json_is_integer(v)) {
         x = (long long) json_integer_value(v);
         if (x < 0) {
-            return meta_fail(err, errlen, "field \"%s\" must not be negative", key);
+            return meta_fail(err, errlen, "field \"%s\" must not be negative", field);
         }
     } else {
-        return meta_fail(err, errlen, "field \"%s\" must be an RFC 3339 time", key);
+        return meta_fail(err, errlen, "field \"%s\" must be an RFC 3339 time", field);
     }
     if (x > META_TIME_MAX) {
-        return meta_fail(err, errlen, "field \"%s\" is out of range", key);
+        return meta_fail(err, errlen, "field \"%s\" is out of range", field);
     }
     *out = (time_t) x;
     return 0;
+}
+
+static int
+meta_get_time(json_t *o, const char *key, time_t *out, char *err, size_t errlen)
+{
+    return meta_get_time_field(o, key, key, out, err, errlen);
 }
 
 static int
@@ -385,6 +447,116 @@ meta_issuer_from_json(json_t *o, atls_issuer_t *is, char *err, size_t errlen)
     return 0;
 }
 
+/* One "certs" entry: every member required, nothing else tolerated. */
+static int
+meta_cert_from_json(json_t *c, const char *kn, atls_cert_kt_info_t *ki,
+                    char *err, size_t errlen)
+{
+    static const char *const members[] = { "not_before", "not_after", "serial", "names" };
+    const char *key, *serial;
+    json_t     *v;
+    char        field[64];
+    size_t      i;
+
+    if (!json_is_object(c)) {
+        return meta_fail(err, errlen, "field \"certs.%s\" must be an object", kn);
+    }
+    json_object_foreach(c, key, v) {
+        for (i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
+            if (strcmp(key, members[i]) == 0) {
+                break;
+            }
+        }
+        if (i == sizeof(members) / sizeof(members[0])) {
+            return meta_fail(err, errlen, "field \"certs.%s\": unknown member \"%.32s\"",
+                             kn, key);
+        }
+    }
+    for (i = 0; i < 2; i++) {
+        snprintf(field, sizeof(field), "certs.%s.%s", kn, members[i]);
+        if (json_object_get(c, members[i]) == NULL) {
+            return meta_fail(err, errlen, "field \"%s\" is missing", field);
+        }
+        if (meta_get_time_field(c, members[i], field,
+                                i == 0 ? &ki->not_before : &ki->not_after, err, errlen))
+        {
+            return -1;
+        }
+    }
+    serial = json_string_value(json_object_get(c, "serial"));
+    if (serial == NULL || strlen(serial) > 128
+        || strspn(serial, "0123456789abcdefABCDEF") != strlen(serial))
+    {
+        return meta_fail(err, errlen, "field \"certs.%s.serial\" must be a hex string",
+                         kn);
+    }
+    ki->serial = atls_strdup(serial);
+    snprintf(field, sizeof(field), "certs.%s.names", kn);
+    if (!json_is_array(json_object_get(c, "names"))) {
+        return meta_fail(err, errlen, "field \"%s\" must be an array of strings", field);
+    }
+    return meta_get_strv(c, "names", field, 0, &ki->names, &ki->n_names, err, errlen);
+}
+
+static int
+meta_certs_from_json(json_t *root, atls_cert_meta_t *m, char *err, size_t errlen)
+{
+    json_t     *o = json_object_get(root, "certs"), *c;
+    const char *kn;
+
+    if (o == NULL || json_is_null(o)) {
+        return 0;
+    }
+    if (!json_is_object(o)) {
+        return meta_fail(err, errlen, "field \"certs\" must be an object");
+    }
+    json_object_foreach(o, kn, c) {
+        atls_cert_kt_info_t *ki;
+        atls_key_type_t      kt;
+
+        if (atls_key_type_parse(kn, &kt) != 0) {
+            return meta_fail(err, errlen, "field \"certs\": unknown key type \"%.32s\"",
+                             kn);
+        }
+        if (m->n_kt_info >= ATLS_KEY_TYPE_MAX) {
+            return meta_fail(err, errlen, "field \"certs\" must hold at most %d key types",
+                             ATLS_KEY_TYPE_MAX);
+        }
+        if (m->n_kt_info > 0 && m->kt_info[0].key_type == kt) {
+            return meta_fail(err, errlen, "field \"certs\": duplicate key type \"%s\"",
+                             kn);
+        }
+        ki = &m->kt_info[m->n_kt_info++];
+        ki->key_type = kt;
+        if (meta_cert_from_json(c, kn, ki, err, errlen) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+meta_error_class_from_json(json_t *root, atls_cert_meta_t *m, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(root, "last_error_class");
+    size_t  i;
+
+    m->last_error_class = ATLS_ERR_NONE;
+    if (v == NULL || json_is_null(v)) {
+        return 0;
+    }
+    for (i = 0; json_is_string(v) && i < sizeof(meta_class_names) / sizeof(meta_class_names[0]);
+         i++)
+    {
+        if (strcmp(json_string_value(v), meta_class_names[i]) == 0) {
+            m->last_error_class = (atls_err_class_t) i;
+            return 0;
+        }
+    }
+    return meta_fail(err, errlen, "field \"last_error_class\" must be one of \"none\", "
+                     "\"retry-now\", \"retry-later\", \"permanent\"");
+}
+
 int
 atls_cert_meta_from_json(const char *json, size_t len, atls_cert_meta_t *m,
                          char *err, size_t errlen)
@@ -466,6 +638,13 @@ atls_cert_meta_from_json(const char *json, size_t len, atls_cert_meta_t *m,
         || meta_get_time(root, "last_success", &m->last_success, err, errlen)
         || meta_get_time(root, "renew_at", &m->renew_at, err, errlen)
         || meta_get_str(root, "last_error", "last_error", &m->last_error, err, errlen)
+        || meta_error_class_from_json(root, m, err, errlen)
+        || meta_get_str(root, "last_error_type", "last_error_type", &m->last_error_type,
+                        err, errlen)
+        || meta_get_str(root, "last_error_detail", "last_error_detail",
+                        &m->last_error_detail, err, errlen)
+        || meta_get_str(root, "last_error_key_type", "last_error_key_type",
+                        &m->last_error_key_type, err, errlen)
         || meta_get_str(root, "account_url", "account_url", &m->account_url, err, errlen)
         || meta_get_int(root, "generation", "generation", 0, LLONG_MAX, &x, err, errlen)
         || meta_get_time(root, "ari_next_check", &m->ari_next_check, err, errlen)
@@ -482,6 +661,12 @@ atls_cert_meta_from_json(const char *json, size_t len, atls_cert_meta_t *m,
         goto failed;
     }
     m->generation = (uint64_t) x;
+    if (meta_get_int(root, "ari_failures", "ari_failures", 0, UINT_MAX, &x, err, errlen)
+        || meta_certs_from_json(root, m, err, errlen))
+    {
+        goto failed;
+    }
+    m->ari_failures = (unsigned) x;
     json_decref(root);
     return 0;
 
@@ -489,4 +674,81 @@ failed:
     json_decref(root);
     atls_cert_meta_free(m);
     return -1;
+}
+
+/* ---- the meta's records ---------------------------------------------------- */
+
+void
+atls_cert_meta_copy(atls_cert_meta_t *d, const atls_cert_meta_t *s)
+{
+    size_t i;
+
+    *d = *s;
+    d->id = atls_strdup(s->id);
+    d->names = atls_strv_dup(s->names, s->n_names);
+    atls_issuer_copy(&d->issuer, &s->issuer);
+    d->last_error = atls_strdup(s->last_error);
+    d->last_error_type = atls_strdup(s->last_error_type);
+    d->last_error_detail = atls_strdup(s->last_error_detail);
+    d->last_error_key_type = atls_strdup(s->last_error_key_type);
+    d->account_url = atls_strdup(s->account_url);
+    for (i = 0; i < s->n_kt_info && i < ATLS_KEY_TYPE_MAX; i++) {
+        d->kt_info[i].serial = atls_strdup(s->kt_info[i].serial);
+        d->kt_info[i].names = atls_strv_dup(s->kt_info[i].names, s->kt_info[i].n_names);
+    }
+}
+
+void
+atls_cert_meta_set_kt_info(atls_cert_meta_t *m, const atls_cert_info_t *info)
+{
+    atls_cert_kt_info_t *ki = NULL;
+    size_t               i;
+
+    for (i = 0; i < m->n_kt_info; i++) {
+        if (m->kt_info[i].key_type == info->key_type) {
+            ki = &m->kt_info[i];
+            free(ki->serial);
+            atls_strv_free(ki->names, ki->n_names);
+            break;
+        }
+    }
+    if (ki == NULL) {
+        if (m->n_kt_info >= ATLS_KEY_TYPE_MAX) {
+            return;
+        }
+        ki = &m->kt_info[m->n_kt_info++];
+    }
+    ki->key_type = info->key_type;
+    ki->not_before = info->not_before;
+    ki->not_after = info->not_after;
+    ki->serial = atls_strdup(info->serial);
+    ki->names = atls_strv_dup(info->names, info->n_names);
+    ki->n_names = info->n_names;
+}
+
+void
+atls_cert_meta_set_error(atls_cert_meta_t *m, const atls_error_t *e)
+{
+    size_t n;
+
+    free(m->last_error);
+    free(m->last_error_type);
+    free(m->last_error_detail);
+    free(m->last_error_key_type);
+    m->last_error = m->last_error_type = NULL;
+    m->last_error_detail = m->last_error_key_type = NULL;
+    m->last_error_class = ATLS_ERR_NONE;
+    if (e == NULL) {
+        return;
+    }
+    m->last_error_class = e->cls;
+    m->last_error_type = atls_strdup(e->type[0] ? e->type : "autotls:internal");
+    m->last_error_detail = atls_strdup(e->detail[0] ? e->detail : "(no detail)");
+    m->last_error_key_type = e->key_type[0] ? atls_strdup(e->key_type) : NULL;
+    n = strlen(m->last_error_type) + strlen(m->last_error_detail) + 3;
+    m->last_error = malloc(n);
+    if (m->last_error == NULL) {
+        abort();
+    }
+    snprintf(m->last_error, n, "%s: %s", m->last_error_type, m->last_error_detail);
 }

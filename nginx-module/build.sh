@@ -19,7 +19,8 @@ if [ ! -x "$src/configure" ]; then
 fi
 
 # Anything that changes the generated Makefile must trigger a reconfigure.
-stamp=$(printf '%s\n' "$SAN" $(ls "$here"/../common/*.c "$here"/*.c) | md5sum | cut -d' ' -f1)
+stamp=$( (printf '%s\n' "$SAN" "${AUTOTLS_LIB:-}" "$here"/*.c; cat "$here/config") \
+        | md5sum | cut -d' ' -f1)
 
 if [ ! -f "$bdir/Makefile" ] || [ "$(cat "$bdir/.autotls-stamp" 2>/dev/null)" != "$stamp" ]; then
     mkdir -p "$bdir"

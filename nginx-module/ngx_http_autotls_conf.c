@@ -114,6 +114,7 @@ ngx_http_autotls_issuer_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_autotls_main_conf_t  *amcf = conf;
 
     char                       *rv;
+    char                        err[256];
     ngx_str_t                  *value;
     ngx_uint_t                  i;
     ngx_conf_t                  save;
@@ -179,20 +180,13 @@ ngx_http_autotls_issuer_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /*
-     * MERGE: the one call of the core's issuer rules (contacts as "mailto:"
-     * URLs, the key-type pair rule, EAB both or neither) goes here, with
-     * "char err[256];" above:
-     *
-     *     if (atls_issuer_normalise(&iss->is, err, sizeof(err)) != 0) {
-     *         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-     *                       "autotls_issuer \"%V\": %s in %s:%ui",
-     *                       &iss->name, err, iss->file, iss->line);
-     *         return NGX_CONF_ERROR;
-     *     }
-     *
-     * The pair check in ngx_http_autotls_issuer_key() then goes.
-     */
+    /* the rules every host applies: contacts, key-type pair, EAB */
+    if (atls_issuer_normalise(&iss->is, err, sizeof(err)) != 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "autotls_issuer \"%V\": %s in %s:%ui",
+                      &iss->name, err, iss->file, iss->line);
+        return NGX_CONF_ERROR;
+    }
 
     if (iss->is.n_key_types == 0) {
         iss->is.key_types[0] = ATLS_KEY_EC256;
@@ -515,15 +509,6 @@ ngx_http_autotls_issuer_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                "unknown key type \"%V\", it must be "
                                "ec256, ec384, rsa2048, rsa3072 or rsa4096",
                                &value[i]);
-            return NGX_CONF_ERROR;
-        }
-
-        if (i == 2 && (atls_key_type_is_rsa(kt)
-                       == atls_key_type_is_rsa(iss->is.key_types[0])))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "two key types must be one ECDSA and "
-                               "one RSA type");
             return NGX_CONF_ERROR;
         }
 

@@ -198,10 +198,10 @@ ngx_http_autotls_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_uint_value(amcf->max_parallel, 8);
 
-    if (amcf->max_parallel < 1 || amcf->max_parallel > 1000) {
+    if (amcf->max_parallel < 1 || amcf->max_parallel > ATLS_MAX_PARALLEL_LIMIT) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"autotls_max_parallel\" must be between "
-                           "1 and 1000");
+                           "1 and %d", ATLS_MAX_PARALLEL_LIMIT);
         return NGX_CONF_ERROR;
     }
 

@@ -353,21 +353,18 @@ test_ari_not_offered(void **state)
     atls_cert_meta_free(&m);
 }
 
-/* A malformed answer or an HTTP error: an error, and the meta is untouched. */
+/* A malformed answer or an HTTP error: an error; the schedule is untouched,
+ * only the failure is counted (the ARI backoff). */
 static void
 test_ari_malformed_leaves_meta(void **state)
 {
     atls_cert_meta_t m, after;
     fakeca_t        *ca;
-    time_t           now = time(NULL);
-    char             err[512], path[512];
-    char            *before, *now_json;
-    size_t           blen, nlen;
+    time_t           now = time(NULL), ra = now + 30 * 86400;
+    char             err[512];
 
     (void) state;
-    ari_setup(&m, now + 30 * 86400);
-    snprintf(path, sizeof(path), "%s/certs/ari.example/meta.json", root);
-    before = slurp(path, &blen);
+    ari_setup(&m, ra);
 
     ca = fakeca_new(NULL);
     assert_non_null(ca);
@@ -375,24 +372,40 @@ test_ari_malformed_leaves_meta(void **state)
     ca->ari_body = "{\"suggestedWindow\":{\"start\":\"yesterday\"}}";
     assert_int_equal(ari_round(ca, &m, now, &after, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "autotls:protocol"));
+    assert_int_equal(after.renew_at, ra);
+    assert_int_equal(after.ari_window_start, 0);
+    assert_int_equal(after.ari_failures, 1);
+    assert_true(after.ari_next_check >= now + 48 && after.ari_next_check <= now + 72);
     atls_cert_meta_free(&after);
-    now_json = slurp(path, &nlen);
-    assert_int_equal(nlen, blen);
-    assert_memory_equal(now_json, before, blen);
-    free(now_json);
 
     ca->ari_body = "{\"type\":\"urn:ietf:params:acme:error:serverInternal\","
                    "\"detail\":\"db down\"}";
     ca->ari_status = 500;
+    ca->ari_retry_after = "";
     assert_int_equal(ari_round(ca, &m, now, &after, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "renewal information"));
+    assert_int_equal(after.renew_at, ra);
+    assert_int_equal(after.ari_window_start, 0);
+    assert_int_equal(after.ari_failures, 2);
+    assert_true(after.ari_next_check >= now + 96 && after.ari_next_check <= now + 144);
     atls_cert_meta_free(&after);
-    now_json = slurp(path, &nlen);
-    assert_int_equal(nlen, blen);
-    assert_memory_equal(now_json, before, blen);
-    free(now_json);
 
-    free(before);
+    /* the CA's Retry-After wins within the cap */
+    ca->ari_retry_after = "7200";
+    assert_int_equal(ari_round(ca, &m, now, &after, err, sizeof(err)), -1);
+    assert_int_equal(after.ari_failures, 3);
+    assert_int_equal(after.ari_next_check, now + 7200);
+    atls_cert_meta_free(&after);
+
+    /* an answer resets the count */
+    ca->ari_status = 0;
+    ca->ari_body = "{\"suggestedWindow\":{\"start\":\"2099-01-01T00:00:00Z\","
+                   "\"end\":\"2099-01-02T00:00:00Z\"}}";
+    assert_int_equal(ari_round(ca, &m, now, &after, err, sizeof(err)), 0);
+    assert_int_equal(after.ari_failures, 0);
+    assert_int_equal(after.renew_at, ra);
+    atls_cert_meta_free(&after);
+
     fakeca_free(ca);
     atls_cert_meta_free(&m);
 }
@@ -468,7 +481,7 @@ test_ari_start_refuses(void **state)
 }
 
 /* The whole blocking refresh over real HTTP to a dead port: an error, and
- * the meta keeps saying "due". */
+ * the next query waits for the ARI backoff. */
 static void
 test_ari_refresh_blocking_unreachable(void **state)
 {
@@ -476,6 +489,7 @@ test_ari_refresh_blocking_unreachable(void **state)
     atls_issuer_t    is;
     atls_cert_meta_t m;
     char             err[512];
+    time_t           before = time(NULL);
 
     (void) state;
     make_issuer(&is, dead_directory());
@@ -490,8 +504,12 @@ test_ari_refresh_blocking_unreachable(void **state)
     assert_non_null(strstr(err, "autotls:transport"));
     assert_int_equal(atls_store_load_meta(st, "ari-down.example", &m, err, sizeof(err)),
                      ATLS_STORE_OK);
-    assert_int_equal(m.ari_next_check, 0);
-    assert_int_equal(atls_job_ari_due(&m, time(NULL)), 1);
+    /* the failure is counted and asked again after its own backoff */
+    assert_int_equal(m.ari_failures, 1);
+    assert_true(m.ari_next_check >= before + 48);
+    assert_true(m.ari_next_check <= time(NULL) + 72);
+    assert_int_equal(atls_job_ari_due(&m, before), 0);
+    assert_int_equal(atls_job_ari_due(&m, m.ari_next_check), 1);
     atls_cert_meta_free(&m);
 }
 
@@ -550,6 +568,39 @@ test_ensure_creates_and_updates(void **state)
 
     assert_int_equal(atls_job_ensure(st, NULL, 0, &is, NULL, err, sizeof(err)), -1);
     assert_true(strlen(err) > 0);
+}
+
+/* A store from before meta recorded its certificates: ensure learns them
+ * once from the files and saves them. */
+static void
+test_ensure_backfills_kt_info(void **state)
+{
+    const char       *names[] = { "old.example", "www.old.example" };
+    atls_issuer_t     is;
+    atls_cert_meta_t  m, again;
+    char              err[256];
+
+    (void) state;
+    make_issuer(&is, "https://ca.test/dir");
+    is.key_types[0] = ATLS_KEY_EC256;
+    is.key_types[1] = ATLS_KEY_RSA2048;
+    is.n_key_types = 2;
+    assert_int_equal(atls_job_ensure(st, names, 2, &is, &m, err, sizeof(err)), 0);
+    assert_int_equal(m.n_kt_info, 0);
+    store_test_cert(m.id, names, 2, ATLS_KEY_RSA2048);
+    atls_cert_meta_free(&m);
+
+    assert_int_equal(atls_job_ensure(st, names, 2, &is, &m, err, sizeof(err)), 0);
+    assert_int_equal(m.n_kt_info, 1);
+    assert_non_null(atls_job_kt_info(&m, ATLS_KEY_RSA2048));
+    assert_null(atls_job_kt_info(&m, ATLS_KEY_EC256));
+    assert_int_equal(atls_job_kt_info(&m, ATLS_KEY_RSA2048)->n_names, 2);
+    assert_true(atls_job_kt_info(&m, ATLS_KEY_RSA2048)->not_after > time(NULL));
+    assert_int_equal(atls_store_load_meta(st, m.id, &again, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(again.n_kt_info, 1);
+    assert_string_equal(again.kt_info[0].serial, m.kt_info[0].serial);
+    atls_cert_meta_free(&again);
+    atls_cert_meta_free(&m);
 }
 
 /* ---- due ------------------------------------------------------------------- */
@@ -718,6 +769,13 @@ test_finish_failure_keeps_certificate(void **state)
     assert_int_equal(atls_job_finish(j, now, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "autotls:transport"));
     assert_non_null(strstr(err, "canned refusal"));
+    /* the host gets the error whole */
+    assert_non_null(atls_job_finish_error(j));
+    assert_int_equal(atls_job_finish_error(j)->cls, ATLS_ERR_RETRY_LATER);
+    assert_string_equal(atls_job_finish_error(j)->type, "autotls:transport");
+    assert_string_equal(atls_job_finish_error(j)->cert_id, "keep.example");
+    assert_string_equal(atls_job_finish_error(j)->key_type, "ec256");
+    assert_non_null(strstr(atls_job_finish_error(j)->detail, "canned refusal"));
     atls_job_free(j);
 
     after_pem = slurp(path, &after_len);
@@ -732,6 +790,13 @@ test_finish_failure_keeps_certificate(void **state)
     assert_non_null(after.last_error);
     assert_non_null(strstr(after.last_error, "autotls:transport: "));
     assert_non_null(strstr(after.last_error, "canned refusal"));
+    /* ... and in parts */
+    assert_int_equal(after.last_error_class, ATLS_ERR_RETRY_LATER);
+    assert_string_equal(after.last_error_type, "autotls:transport");
+    assert_non_null(strstr(after.last_error_detail, "canned refusal"));
+    assert_string_equal(after.last_error_key_type, "ec256");
+    /* a retry-later error: the minute-scale backoff */
+    assert_true(after.next_attempt <= now + 72);
     assert_int_equal(after.generation, m.generation);
     /* in backoff now */
     after.renew_at = now - 1;
@@ -818,6 +883,7 @@ test_finish_success_deploys(void **state)
     assert_int_equal(ca->n_cert_accept, 1);
     assert_int_equal(atls_job_finish(j, now, err, sizeof(err)), 0);
     assert_int_equal(atls_job_meta(j)->state, ATLS_STATE_VALID);
+    assert_null(atls_job_finish_error(j));
     atls_job_free(j);
 
     /* the stored key and chain belong together and carry the names */
@@ -839,6 +905,15 @@ test_finish_success_deploys(void **state)
     assert_true(after.renew_at < info.not_after);
     assert_string_equal(after.account_url, FAKECA_ACCT_URL);
     assert_int_equal(after.issuer.csr_cn, 1);
+    /* what was deployed is recorded, so deciding reads no file */
+    assert_int_equal(after.n_kt_info, 1);
+    assert_int_equal(after.kt_info[0].key_type, ATLS_KEY_EC256);
+    assert_int_equal(after.kt_info[0].not_before, info.not_before);
+    assert_int_equal(after.kt_info[0].not_after, info.not_after);
+    assert_string_equal(after.kt_info[0].serial, info.serial);
+    assert_int_equal(after.kt_info[0].n_names, 2);
+    assert_null(after.last_error_type);
+    assert_int_equal(after.last_error_class, ATLS_ERR_NONE);
     /* a new certificate: ARI must be asked about it afresh */
     assert_int_equal(after.ari_next_check, 0);
     assert_int_equal(after.ari_window_start, 0);
@@ -1005,6 +1080,11 @@ test_finish_refused_certificate_keeps_old(void **state)
     assert_non_null(strstr(after.last_error, "also names evil.example.net"));
     assert_int_equal(after.state, ATLS_STATE_FAILED);
     assert_int_equal(after.failures, 1);
+    /* permanent: hours, not a minute (the stored testpki certificate runs
+     * out in about 23 h, so half of that at most) */
+    assert_int_equal(after.last_error_class, ATLS_ERR_PERMANENT);
+    assert_true(after.next_attempt >= now + 4 * 3600);
+    assert_true(after.next_attempt <= now + 12 * 3600);
     /* what is stored is still the certificate store_test_cert put there */
     after_pem = slurp(path, &after_len);
     assert_int_equal(after_len, before_len);
@@ -1047,6 +1127,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ensure_creates_and_updates, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_ensure_backfills_kt_info, setup_store, teardown_store),
         cmocka_unit_test_setup_teardown(test_due_cases, setup_store, teardown_store),
         cmocka_unit_test_setup_teardown(test_start_busy, setup_store, teardown_store),
         cmocka_unit_test_setup_teardown(test_finish_failure_keeps_certificate, setup_store, teardown_store),

@@ -215,6 +215,40 @@ test_from_json_embedded(void **state)
     assert_int_equal(err.cls, ATLS_ERR_PERMANENT);
 }
 
+/* Only what the operator must fix backs off for hours. */
+static void
+test_backoff_class(void **state)
+{
+    static const struct { atls_err_class_t cls; const char *type; atls_err_class_t want; }
+    cases[] = {
+        { ATLS_ERR_PERMANENT, "urn:ietf:params:acme:error:rejectedIdentifier",
+          ATLS_ERR_PERMANENT },
+        { ATLS_ERR_PERMANENT, "urn:ietf:params:acme:error:unauthorized", ATLS_ERR_PERMANENT },
+        { ATLS_ERR_PERMANENT, "urn:ietf:params:acme:error:caa", ATLS_ERR_PERMANENT },
+        { ATLS_ERR_PERMANENT, "urn:ietf:params:acme:error:badCSR", ATLS_ERR_PERMANENT },
+        { ATLS_ERR_PERMANENT, "autotls:ca-certificate", ATLS_ERR_PERMANENT },
+        { ATLS_ERR_PERMANENT, "urn:ietf:params:acme:error:connection", ATLS_ERR_RETRY_LATER },
+        { ATLS_ERR_PERMANENT, "urn:ietf:params:acme:error:dns", ATLS_ERR_RETRY_LATER },
+        { ATLS_ERR_PERMANENT, "incorrectResponse", ATLS_ERR_RETRY_LATER },
+        { ATLS_ERR_PERMANENT, "urn:ietf:params:acme:error:tls", ATLS_ERR_RETRY_LATER },
+        { ATLS_ERR_RETRY_LATER, "urn:ietf:params:acme:error:rateLimited",
+          ATLS_ERR_RETRY_LATER },
+        { ATLS_ERR_RETRY_NOW, "urn:ietf:params:acme:error:badNonce", ATLS_ERR_RETRY_LATER },
+        { ATLS_ERR_NONE, "", ATLS_ERR_RETRY_LATER },
+    };
+    atls_error_t e;
+    size_t       i;
+
+    (void) state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        atls_error_set(&e, cases[i].cls, cases[i].type, "x");
+        if (atls_problem_backoff_class(&e) != cases[i].want) {
+            fail_msg("%s: backoff class %d", cases[i].type, (int) atls_problem_backoff_class(&e));
+        }
+    }
+    assert_int_equal(atls_problem_backoff_class(NULL), ATLS_ERR_RETRY_LATER);
+}
+
 int
 main(void)
 {
@@ -227,6 +261,7 @@ main(void)
         cmocka_unit_test(test_garbage_body),
         cmocka_unit_test(test_transport),
         cmocka_unit_test(test_from_json_embedded),
+        cmocka_unit_test(test_backoff_class),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -302,7 +302,7 @@ test_issue_one(void **state)
     free(url);
     EVP_PKEY_free(k);
     assert_int_equal(log_count("ordering certificate \"one.example\" (ec256) from "
-                               DIRECTORY ", 1 of 8 in flight, creating the account first"),
+                               DIRECTORY ", 1 of 8 orders in flight, creating the account first"),
                      1);
 }
 

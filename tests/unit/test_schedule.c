@@ -142,6 +142,46 @@ test_backoff(void **state)
     assert_int_equal(atls_schedule_backoff(2, now, now + 10, mid), now + 120);
 }
 
+/* The class of the failure picks the curve. */
+static void
+test_backoff_class(void **state)
+{
+    const time_t   now = NB;
+    const uint64_t mid = 1ULL << 63;
+    unsigned       f;
+    long           expect = 6 * 3600;
+
+    (void) state;
+    /* permanent: 6 h doubling up to 7 days */
+    for (f = 1; f <= 5; f++) {
+        assert_int_equal(atls_schedule_backoff_class(ATLS_ERR_PERMANENT, f, now, 0, mid),
+                         now + (expect < 7 * DAY ? expect : 7 * DAY));
+        expect *= 2;
+    }
+    assert_int_equal(atls_schedule_backoff_class(ATLS_ERR_PERMANENT, 6, now, 0, mid),
+                     now + 7 * DAY);
+    assert_int_equal(atls_schedule_backoff_class(ATLS_ERR_PERMANENT, UINT32_MAX, now, 0,
+                                                 UINT64_MAX), now + 7 * DAY);
+    /* a Retry-After beyond the cap is cut to it */
+    assert_int_equal(atls_schedule_backoff_class(ATLS_ERR_PERMANENT, 1, now, now + 30 * DAY,
+                                                 mid), now + 7 * DAY);
+    /* everything else: the usual minute-scale curve, Retry-After up to a day */
+    for (f = 1; f <= 14; f++) {
+        assert_int_equal(atls_schedule_backoff_class(ATLS_ERR_RETRY_LATER, f, now, 0, mid),
+                         atls_schedule_backoff(f, now, 0, mid));
+        assert_int_equal(atls_schedule_backoff_class(ATLS_ERR_NONE, f, now, 0, mid),
+                         atls_schedule_backoff(f, now, 0, mid));
+    }
+    assert_int_equal(atls_schedule_backoff_class(ATLS_ERR_RETRY_LATER, 1, now, now + 7200,
+                                                 mid), now + 7200);
+    assert_int_equal(atls_schedule_backoff_class(ATLS_ERR_RETRY_LATER, 1, now,
+                                                 now + 30 * DAY, mid), now + DAY);
+    /* and before_expiry still pulls a permanent backoff in */
+    assert_int_equal(atls_schedule_before_expiry(
+                         atls_schedule_backoff_class(ATLS_ERR_PERMANENT, 9, now, 0, mid),
+                         now, now + 4 * DAY), now + 2 * DAY);
+}
+
 static void
 test_duration_parse(void **state)
 {
@@ -239,6 +279,7 @@ main(void)
         cmocka_unit_test(test_renew_before),
         cmocka_unit_test(test_policy_percent),
         cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_backoff_class),
         cmocka_unit_test(test_duration_parse),
         cmocka_unit_test(test_rfc3339_parse),
         cmocka_unit_test(test_rfc3339_format),

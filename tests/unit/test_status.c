@@ -104,7 +104,14 @@ setup(void **state)
     m.failures = 3;
     m.renew_at = 1800000000;
     m.next_attempt = 1800003600;
-    m.last_error = atls_strdup("urn:ietf:params:acme:error:rateLimited: too many");
+    {
+        atls_error_t e;
+
+        atls_error_set(&e, ATLS_ERR_RETRY_LATER, "urn:ietf:params:acme:error:rateLimited",
+                       "too many");
+        snprintf(e.key_type, sizeof(e.key_type), "rsa2048");
+        atls_cert_meta_set_error(&m, &e);
+    }
     assert_int_equal(atls_store_save_meta(fx->st, &m, err, sizeof(err)), 0);
     atls_cert_meta_free(&m);
 
@@ -153,7 +160,7 @@ test_json(void **state)
 {
     fx_t        *fx = *state;
     char        *out, buf[32];
-    json_t      *root, *arr, *c, *k;
+    json_t      *root, *arr, *c, *k, *e;
     json_error_t jerr;
     const char  *serial;
 
@@ -199,6 +206,14 @@ test_json(void **state)
     assert_int_equal(json_integer_value(json_object_get(c, "failures")), 3);
     assert_string_equal(json_string_value(json_object_get(c, "last_error")),
                         "urn:ietf:params:acme:error:rateLimited: too many");
+    /* ... and in parts */
+    e = json_object_get(c, "error");
+    assert_true(json_is_object(e));
+    assert_string_equal(json_string_value(json_object_get(e, "class")), "retry-later");
+    assert_string_equal(json_string_value(json_object_get(e, "type")),
+                        "urn:ietf:params:acme:error:rateLimited");
+    assert_string_equal(json_string_value(json_object_get(e, "detail")), "too many");
+    assert_string_equal(json_string_value(json_object_get(e, "key_type")), "rsa2048");
     /* in backoff: the next renewal is the next attempt */
     assert_string_equal(json_string_value(json_object_get(c, "next_renewal")),
                         "2027-01-15T09:00:00Z");
@@ -208,6 +223,7 @@ test_json(void **state)
 
     c = find_cert(arr, "we\"ird\\x.example");
     assert_string_equal(json_string_value(json_object_get(c, "state")), "pending");
+    assert_true(json_is_null(json_object_get(c, "error")));
     assert_true(json_is_null(json_object_get(c, "next_renewal")));
 
     json_decref(root);

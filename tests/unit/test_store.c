@@ -635,6 +635,24 @@ fill_meta(atls_cert_meta_t *m)
     m->ari_next_check = 1700021600;
     m->ari_window_start = 1709000000;
     m->ari_window_end = 1709086400;
+    m->ari_failures = 3;
+    m->last_error_class = ATLS_ERR_RETRY_LATER;
+    m->last_error_type = atls_strdup("urn:ietf:params:acme:error:rateLimited");
+    m->last_error_detail = atls_strdup("slow \"down\"\n");
+    m->last_error_key_type = atls_strdup("rsa2048");
+    m->kt_info[0].key_type = ATLS_KEY_EC384;
+    m->kt_info[0].not_before = 1690000000;
+    m->kt_info[0].not_after = 1697776000;
+    m->kt_info[0].serial = atls_strdup("03a1ff");
+    m->kt_info[0].names = atls_strv_dup(m->names, m->n_names);
+    m->kt_info[0].n_names = m->n_names;
+    m->kt_info[1].key_type = ATLS_KEY_RSA2048;
+    m->kt_info[1].not_before = 1690000001;
+    m->kt_info[1].not_after = 1697776001;
+    m->kt_info[1].serial = atls_strdup("04");
+    m->kt_info[1].names = atls_strv_dup(m->names, 1);
+    m->kt_info[1].n_names = 1;
+    m->n_kt_info = 2;
 }
 
 static void
@@ -680,6 +698,25 @@ assert_meta_equal(const atls_cert_meta_t *a, const atls_cert_meta_t *b)
     assert_int_equal(a->ari_next_check, b->ari_next_check);
     assert_int_equal(a->ari_window_start, b->ari_window_start);
     assert_int_equal(a->ari_window_end, b->ari_window_end);
+    assert_int_equal(a->ari_failures, b->ari_failures);
+    assert_int_equal(a->last_error_class, b->last_error_class);
+    assert_string_equal(a->last_error_type, b->last_error_type);
+    assert_string_equal(a->last_error_detail, b->last_error_detail);
+    assert_string_equal(a->last_error_key_type, b->last_error_key_type);
+    assert_int_equal(a->n_kt_info, b->n_kt_info);
+    for (i = 0; i < a->n_kt_info; i++) {
+        const atls_cert_kt_info_t *x = &a->kt_info[i], *y = &b->kt_info[i];
+        size_t                     k;
+
+        assert_int_equal(x->key_type, y->key_type);
+        assert_int_equal(x->not_before, y->not_before);
+        assert_int_equal(x->not_after, y->not_after);
+        assert_string_equal(x->serial, y->serial);
+        assert_int_equal(x->n_names, y->n_names);
+        for (k = 0; k < x->n_names; k++) {
+            assert_string_equal(x->names[k], y->names[k]);
+        }
+    }
 }
 
 static void
@@ -700,6 +737,9 @@ test_meta_json_round_trip(void **state)
     assert_non_null(strstr(json, "\"2023-11-14T22:15:00Z\""));   /* next_attempt */
     assert_non_null(strstr(json, "\"csr_cn\": true"));
     assert_non_null(strstr(json, "\"ari_window_start\": \"2024-02-27T02:13:20Z\""));
+    assert_non_null(strstr(json, "\"last_error_class\": \"retry-later\""));
+    assert_non_null(strstr(json, "\"not_after\": \"2023-10-20T04:26:40Z\""));
+    assert_non_null(strstr(json, "\"ec384\": {"));
 
     assert_int_equal(atls_cert_meta_from_json(json, strlen(json), &back, err, sizeof(err)), 0);
     assert_meta_equal(&m, &back);
@@ -707,6 +747,15 @@ test_meta_json_round_trip(void **state)
     assert_null(back.issuer.eab_hmac);
     json2 = atls_cert_meta_to_json(&back);
     assert_string_equal(json, json2);
+    free(json2);
+
+    /* the deep copy holds the same */
+    atls_cert_meta_copy(&copy, &back);
+    assert_ptr_not_equal(copy.kt_info[0].serial, back.kt_info[0].serial);
+    assert_meta_equal(&copy, &back);
+    json2 = atls_cert_meta_to_json(&copy);
+    assert_string_equal(json, json2);
+    atls_cert_meta_free(&copy);
 
     /* issuer copy is deep and keeps the EAB fields (in memory only) */
     memset(&copy, 0, sizeof(copy));
@@ -754,6 +803,30 @@ test_meta_json_errors(void **state)
           "ari_window_end" },
         { "{\"names\":[\"a.example\"],\"ari_window_start\":\"2025-01-02T00:00:00Z\","
           "\"ari_window_end\":\"2025-01-01T00:00:00Z\"}", "start before end" },
+        { "{\"names\":[\"a.example\"],\"certs\":[]}", "field \"certs\" must be an object" },
+        { "{\"names\":[\"a.example\"],\"certs\":{\"dsa\":{}}}", "unknown key type \"dsa\"" },
+        { "{\"names\":[\"a.example\"],\"certs\":{\"ec256\":1}}",
+          "field \"certs.ec256\" must be an object" },
+        { "{\"names\":[\"a.example\"],\"certs\":{\"ec256\":{\"serial\":\"01\","
+          "\"names\":[\"a.example\"],\"not_after\":\"2025-01-01T00:00:00Z\"}}}",
+          "field \"certs.ec256.not_before\" is missing" },
+        { "{\"names\":[\"a.example\"],\"certs\":{\"ec256\":{\"serial\":\"01\","
+          "\"names\":[\"a.example\"],\"not_before\":\"2025-01-01T00:00:00Z\","
+          "\"not_after\":\"never\"}}}", "field \"certs.ec256.not_after\" must be an RFC 3339" },
+        { "{\"names\":[\"a.example\"],\"certs\":{\"ec256\":{\"serial\":\"xyz\","
+          "\"names\":[\"a.example\"],\"not_before\":\"2025-01-01T00:00:00Z\","
+          "\"not_after\":\"2025-02-01T00:00:00Z\"}}}", "field \"certs.ec256.serial\"" },
+        { "{\"names\":[\"a.example\"],\"certs\":{\"ec256\":{\"serial\":\"01\","
+          "\"not_before\":\"2025-01-01T00:00:00Z\","
+          "\"not_after\":\"2025-02-01T00:00:00Z\"}}}", "field \"certs.ec256.names\" must be an array" },
+        { "{\"names\":[\"a.example\"],\"certs\":{\"ec256\":{\"serial\":\"01\","
+          "\"names\":[\"a.example\"],\"not_before\":\"2025-01-01T00:00:00Z\","
+          "\"not_after\":\"2025-02-01T00:00:00Z\",\"key\":\"x\"}}}",
+          "unknown member \"key\"" },
+        { "{\"names\":[\"a.example\"],\"last_error_class\":\"awful\"}",
+          "field \"last_error_class\"" },
+        { "{\"names\":[\"a.example\"],\"last_error_type\":5}", "field \"last_error_type\"" },
+        { "{\"names\":[\"a.example\"],\"ari_failures\":-2}", "field \"ari_failures\"" },
     };
     atls_cert_meta_t m;
     char             err[256];
@@ -1032,10 +1105,398 @@ test_ids(void **state)
     assert_string_equal(atls_cert_state_name(ATLS_STATE_FAILED), "failed");
 }
 
+/* ---- every typed call, and keys that must never become paths -------------- */
+
+static int tree_n;
+
+static int
+tree_count_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void) path;
+    (void) sb;
+    (void) flag;
+    (void) ftw;
+    tree_n++;
+    return 0;
+}
+
+/* Entries in the temp parent (the store and anything beside it). */
+static int
+tree_count(fx_t *fx)
+{
+    tree_n = 0;
+    assert_int_equal(nftw(fx->dir, tree_count_one, 16, FTW_PHYS), 0);
+    return tree_n;
+}
+
+static const char *const hostile_ids[] = { "../x", "a/b", "", ".hidden", "..", NULL };
+
+static void
+test_typed_challenges(void **state)
+{
+    static const char token[] = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0";
+    static const char *const bad_tokens[] = {
+        "../x", "a/b", "", "tok.en", "tok=", ".x", NULL
+    };
+    static const char *const bad_names[] = {
+        "../x", "a/b", "", "WWW.Example.net", "*.example.net", ".example.net",
+        "a..b", "a b", NULL
+    };
+    fx_t  *fx = *state;
+    char   err[256], *data, longkey[300];
+    size_t len, i;
+    int    before;
+
+    /* http-01: the key authorisation, public */
+    assert_int_equal(atls_store_get_challenge(fx->st, ATLS_CHAL_HTTP01, token, &data, &len,
+                                              err, sizeof(err)), ATLS_STORE_NOTFOUND);
+    assert_int_equal(atls_store_put_challenge(fx->st, ATLS_CHAL_HTTP01, token, "ka.th", 5,
+                                              err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(mode_of(fx_path(fx, "challenges/http-01/"
+                                         "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0")),
+                     0644);
+    assert_int_equal(atls_store_get_challenge(fx->st, ATLS_CHAL_HTTP01, token, &data, &len,
+                                              err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(len, 5);
+    assert_memory_equal(data, "ka.th", 5);
+    free(data);
+    assert_int_equal(atls_store_del_challenge(fx->st, ATLS_CHAL_HTTP01, token,
+                                              err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(atls_store_get_challenge(fx->st, ATLS_CHAL_HTTP01, token, &data, &len,
+                                              err, sizeof(err)), ATLS_STORE_NOTFOUND);
+
+    /* tls-alpn-01: certificate and key, private; names and IP literals */
+    assert_int_equal(atls_store_put_challenge(fx->st, ATLS_CHAL_TLSALPN01, "www.example.net",
+                                              "PEM", 3, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(mode_of(fx_path(fx, "challenges/tls-alpn-01/www.example.net")), 0600);
+    assert_int_equal(atls_store_put_challenge(fx->st, ATLS_CHAL_TLSALPN01, "::1",
+                                              "v6", 2, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(atls_store_get_challenge(fx->st, ATLS_CHAL_TLSALPN01, "www.example.net",
+                                              &data, &len, err, sizeof(err)), ATLS_STORE_OK);
+    assert_string_equal(data, "PEM");
+    free(data);
+    /* no answer is stored for dns-01 (the hook publishes it) */
+    assert_int_equal(atls_store_put_challenge(fx->st, ATLS_CHAL_DNS01, "www.example.net",
+                                              "x", 1, err, sizeof(err)), ATLS_STORE_ERROR);
+
+    before = tree_count(fx);
+    for (i = 0; bad_tokens[i] != NULL; i++) {
+        assert_int_equal(atls_store_put_challenge(fx->st, ATLS_CHAL_HTTP01, bad_tokens[i],
+                                                  "x", 1, err, sizeof(err)),
+                         ATLS_STORE_ERROR);
+        assert_int_equal(atls_store_get_challenge(fx->st, ATLS_CHAL_HTTP01, bad_tokens[i],
+                                                  &data, &len, err, sizeof(err)),
+                         ATLS_STORE_ERROR);
+        assert_null(data);
+        assert_int_equal(atls_store_del_challenge(fx->st, ATLS_CHAL_HTTP01, bad_tokens[i],
+                                                  err, sizeof(err)), ATLS_STORE_ERROR);
+    }
+    for (i = 0; bad_names[i] != NULL; i++) {
+        assert_int_equal(atls_store_put_challenge(fx->st, ATLS_CHAL_TLSALPN01, bad_names[i],
+                                                  "x", 1, err, sizeof(err)),
+                         ATLS_STORE_ERROR);
+        assert_int_equal(atls_store_get_challenge(fx->st, ATLS_CHAL_TLSALPN01, bad_names[i],
+                                                  &data, &len, err, sizeof(err)),
+                         ATLS_STORE_ERROR);
+        assert_int_equal(atls_store_del_challenge(fx->st, ATLS_CHAL_TLSALPN01, bad_names[i],
+                                                  err, sizeof(err)), ATLS_STORE_ERROR);
+    }
+    assert_int_equal(atls_store_put_challenge(fx->st, ATLS_CHAL_TLSALPN01, NULL, "x", 1,
+                                              err, sizeof(err)), ATLS_STORE_ERROR);
+    memset(longkey, 'a', sizeof(longkey) - 1);
+    longkey[sizeof(longkey) - 1] = '\0';
+    assert_int_equal(atls_store_put_challenge(fx->st, ATLS_CHAL_HTTP01, longkey, "x", 1,
+                                              err, sizeof(err)), ATLS_STORE_ERROR);
+    assert_int_equal(tree_count(fx), before);
+    /* what was stored is still there, untouched by the refused calls */
+    assert_int_equal(atls_store_del_challenge(fx->st, ATLS_CHAL_TLSALPN01, "::1",
+                                              err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(atls_store_del_challenge(fx->st, ATLS_CHAL_TLSALPN01, "www.example.net",
+                                              err, sizeof(err)), ATLS_STORE_OK);
+}
+
+/* A self-signed pair for the fallback calls. */
+static void
+selfsigned(const char *name, atls_key_type_t kt, X509 **x, EVP_PKEY **k)
+{
+    const char *names[1];
+
+    names[0] = name;
+    assert_int_equal(atls_selfsigned_cert(names, 1, kt, x, k), 0);
+}
+
+static void
+test_typed_fallback(void **state)
+{
+    fx_t            *fx = *state;
+    static const atls_key_type_t keep[] = { ATLS_KEY_EC256 };
+    X509            *x, *x2;
+    EVP_PKEY        *k, *k2, *got;
+    STACK_OF(X509)  *chain;
+    char             err[256], *pem, **names;
+    size_t           n, i;
+    int              before;
+
+    selfsigned("f.example", ATLS_KEY_EC256, &x, &k);
+    selfsigned("f.example", ATLS_KEY_EC256, &x2, &k2);
+    assert_int_equal(atls_store_load_fallback(fx->st, "f.example", ATLS_KEY_EC256, &got,
+                                              &chain, err, sizeof(err)),
+                     ATLS_STORE_NOTFOUND);
+    assert_int_equal(atls_store_save_fallback(fx->st, "f.example", ATLS_KEY_EC256, k, x,
+                                              err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(mode_of(fx_path(fx, "fallback/f.example/ec256.key")), 0600);
+    assert_int_equal(mode_of(fx_path(fx, "fallback/f.example/ec256.crt")), 0644);
+    assert_int_equal(atls_store_load_fallback(fx->st, "f.example", ATLS_KEY_EC256, &got,
+                                              &chain, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(EVP_PKEY_eq(got, k), 1);
+    assert_int_equal(sk_X509_num(chain), 1);
+    assert_int_equal(X509_cmp(sk_X509_value(chain, 0), x), 0);
+    EVP_PKEY_free(got);
+    atls_chain_free(chain);
+    assert_int_equal(atls_store_load_fallback(fx->st, "f.example", ATLS_KEY_RSA2048, &got,
+                                              &chain, err, sizeof(err)),
+                     ATLS_STORE_NOTFOUND);
+
+    /* refused on save: a key that is not the certificate's, or of another type */
+    assert_int_equal(atls_store_save_fallback(fx->st, "f.example", ATLS_KEY_EC256, k2, x,
+                                              err, sizeof(err)), ATLS_STORE_ERROR);
+    assert_int_equal(atls_store_save_fallback(fx->st, "f.example", ATLS_KEY_EC384, k, x,
+                                              err, sizeof(err)), ATLS_STORE_ERROR);
+    /* refused on load: a pair a crash (or the owner) left mismatched */
+    pem = atls_key_to_pem(k2);
+    put_ok(fx->st, "fallback/f.example/ec256.key", pem, strlen(pem), 1);
+    free(pem);
+    assert_int_equal(atls_store_load_fallback(fx->st, "f.example", ATLS_KEY_EC256, &got,
+                                              &chain, err, sizeof(err)), ATLS_STORE_ERROR);
+    assert_null(got);
+    assert_null(chain);
+    assert_non_null(strstr(err, "fallback/f.example/ec256.crt"));
+
+    /* prune keeps the configured types, drops the rest (old single files) */
+    put_ok(fx->st, "fallback/f.example/fallback.key", "k", 1, 1);
+    put_ok(fx->st, "fallback/f.example/fallback.crt", "c", 1, 0);
+    assert_int_equal(atls_store_save_fallback(fx->st, "f.example", ATLS_KEY_EC256, k, x,
+                                              err, sizeof(err)), ATLS_STORE_OK);
+    /* a matching pair under another type's name is not that type's */
+    pem = get_ok(fx->st, "fallback/f.example/ec256.key", &n);
+    put_ok(fx->st, "fallback/f.example/ec384.key", pem, n, 1);
+    free(pem);
+    pem = get_ok(fx->st, "fallback/f.example/ec256.crt", &n);
+    put_ok(fx->st, "fallback/f.example/ec384.crt", pem, n, 0);
+    free(pem);
+    assert_int_equal(atls_store_load_fallback(fx->st, "f.example", ATLS_KEY_EC384, &got,
+                                              &chain, err, sizeof(err)), ATLS_STORE_ERROR);
+    assert_non_null(strstr(err, "key of another type"));
+    assert_int_equal(atls_store_prune_fallbacks(fx->st, "f.example", keep, 1,
+                                                err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(fx->st->ops->list(fx->st, "fallback/f.example", &names, &n,
+                                       err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(names[0], "ec256.crt");
+    assert_string_equal(names[1], "ec256.key");
+    atls_strv_free(names, n);
+    assert_int_equal(atls_store_prune_fallbacks(fx->st, "none.example", keep, 1,
+                                                err, sizeof(err)), ATLS_STORE_OK);
+
+    assert_int_equal(atls_store_del_fallback(fx->st, "f.example", ATLS_KEY_EC256,
+                                             err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(atls_store_del_fallback(fx->st, "f.example", ATLS_KEY_EC256,
+                                             err, sizeof(err)), ATLS_STORE_NOTFOUND);
+
+    before = tree_count(fx);
+    for (i = 0; i < sizeof(hostile_ids) / sizeof(hostile_ids[0]); i++) {
+        const char *id = hostile_ids[i];
+
+        assert_int_equal(atls_store_save_fallback(fx->st, id, ATLS_KEY_EC256, k, x,
+                                                  err, sizeof(err)), ATLS_STORE_ERROR);
+        assert_int_equal(atls_store_load_fallback(fx->st, id, ATLS_KEY_EC256, &got,
+                                                  &chain, err, sizeof(err)),
+                         ATLS_STORE_ERROR);
+        assert_int_equal(atls_store_del_fallback(fx->st, id, ATLS_KEY_EC256,
+                                                 err, sizeof(err)), ATLS_STORE_ERROR);
+        assert_int_equal(atls_store_prune_fallbacks(fx->st, id, keep, 1,
+                                                    err, sizeof(err)), ATLS_STORE_ERROR);
+    }
+    assert_int_equal(tree_count(fx), before);
+    X509_free(x);
+    X509_free(x2);
+    EVP_PKEY_free(k);
+    EVP_PKEY_free(k2);
+}
+
+static void
+test_typed_lock_account_request(void **state)
+{
+    fx_t              *fx = *state;
+    const char        *dir = "https://127.0.0.1:14000/dir";
+    atls_store_lock_t *lk, *lk2;
+    EVP_PKEY          *key;
+    char               err[256], buf[512], want[512], *abs;
+    time_t             when;
+    size_t             i;
+    int                created, before;
+
+    /* the certificate lock: exclusive, named after the id */
+    assert_int_equal(atls_store_lock_cert(fx->st, "l.example", 0, &lk, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(mode_of(fx_path(fx, "locks/cert-l.example.lock")), 0600);
+    assert_int_equal(atls_store_lock_cert(fx->st, "l.example", 0, &lk2, err, sizeof(err)),
+                     ATLS_STORE_BUSY);
+    assert_null(lk2);
+    atls_store_unlock(fx->st, lk);
+    assert_int_equal(atls_store_lock_cert(fx->st, "l.example", 0, &lk, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    atls_store_unlock(fx->st, lk);
+    atls_store_unlock(fx->st, NULL);
+
+    /* an account counts once the CA created it (account.json), not before */
+    assert_int_equal(atls_store_has_account(fx->st, dir), 0);
+    assert_int_equal(atls_store_load_account(fx->st, dir, &key, NULL, &created,
+                                             err, sizeof(err)), ATLS_STORE_OK);
+    EVP_PKEY_free(key);
+    assert_int_equal(atls_store_has_account(fx->st, dir), 0);
+    assert_int_equal(atls_store_save_account(fx->st, dir, "https://127.0.0.1:14000/acct/1",
+                                             NULL, 0, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(atls_store_has_account(fx->st, dir), 1);
+    assert_int_equal(atls_store_has_account(fx->st, "https://other.example/dir"), 0);
+    assert_int_equal(atls_store_has_account(fx->st, NULL), 0);
+
+    /* renew requests: peek only looks, take removes */
+    assert_int_equal(atls_store_peek_request(fx->st, "r.example", &when), 0);
+    assert_int_equal(atls_store_request_renew(fx->st, "r.example", err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(atls_store_peek_request(fx->st, "r.example", &when), 1);
+    assert_true(when > time(NULL) - 60 && when <= time(NULL) + 1);
+    assert_int_equal(atls_store_peek_request(fx->st, "r.example", &when), 1);
+    assert_int_equal(atls_store_take_request(fx->st, "r.example"), 1);
+    assert_int_equal(atls_store_peek_request(fx->st, "r.example", &when), 0);
+
+    /* the file name shown to operators */
+    abs = realpath(fx->root, NULL);
+    assert_non_null(abs);
+    snprintf(want, sizeof(want), "%s/certs/_.example.org/rsa2048.pem", abs);
+    free(abs);
+    assert_int_equal(atls_store_fs_cert_file(fx->root, "_.example.org", ATLS_KEY_RSA2048,
+                                             buf, sizeof(buf)), 0);
+    assert_string_equal(buf, want);
+
+    before = tree_count(fx);
+    for (i = 0; i < sizeof(hostile_ids) / sizeof(hostile_ids[0]); i++) {
+        const char *id = hostile_ids[i];
+
+        assert_int_equal(atls_store_lock_cert(fx->st, id, 0, &lk, err, sizeof(err)),
+                         ATLS_STORE_ERROR);
+        assert_null(lk);
+        assert_int_equal(atls_store_request_renew(fx->st, id, err, sizeof(err)),
+                         ATLS_STORE_ERROR);
+        assert_int_equal(atls_store_peek_request(fx->st, id, &when), 0);
+        assert_int_equal(atls_store_take_request(fx->st, id), 0);
+        assert_int_equal(atls_store_fs_cert_file(fx->root, id, ATLS_KEY_EC256,
+                                                 buf, sizeof(buf)), -1);
+        assert_string_equal(buf, "-");
+    }
+    assert_int_equal(tree_count(fx), before);
+}
+
+/* The certificate calls refuse ids that are not one path component. */
+static void
+test_typed_hostile_cert_ids(void **state)
+{
+    fx_t             *fx = *state;
+    atls_cert_meta_t  m;
+    EVP_PKEY         *key = NULL;
+    STACK_OF(X509)   *chain = NULL;
+    X509             *leaf = NULL;
+    char              err[256];
+    size_t            i;
+    int               before = tree_count(fx);
+
+    for (i = 0; i < sizeof(hostile_ids) / sizeof(hostile_ids[0]); i++) {
+        const char *id = hostile_ids[i];
+
+        assert_int_equal(atls_store_load_meta(fx->st, id, &m, err, sizeof(err)),
+                         ATLS_STORE_ERROR);
+        memset(&m, 0, sizeof(m));
+        m.id = (char *) id;
+        assert_int_equal(atls_store_save_meta(fx->st, &m, err, sizeof(err)),
+                         ATLS_STORE_ERROR);
+        assert_int_equal(atls_store_load_cert(fx->st, id, ATLS_KEY_EC256, &key, &chain,
+                                              err, sizeof(err)), ATLS_STORE_ERROR);
+        assert_int_equal(atls_store_load_leaf(fx->st, id, ATLS_KEY_EC256, &leaf,
+                                              err, sizeof(err)), ATLS_STORE_ERROR);
+        assert_null(key);
+        assert_null(chain);
+        assert_null(leaf);
+    }
+    assert_int_equal(tree_count(fx), before);
+}
+
+/* The one set of issuer rules every host applies. */
+static void
+test_issuer_normalise(void **state)
+{
+    static const struct {
+        const char *contact;
+        int         kt0, kt1, n_kts;
+        const char *kid, *hmac;
+        const char *want;      /* NULL: accepted */
+    } cases[] = {
+        { "ops@example.com", ATLS_KEY_EC256, ATLS_KEY_RSA2048, 2, NULL, NULL, NULL },
+        { "mailto:ops@example.com", ATLS_KEY_RSA4096, ATLS_KEY_EC384, 2, "k", "h", NULL },
+        { "https://example.com/contact", ATLS_KEY_EC256, 0, 1, NULL, NULL, NULL },
+        { "ops", ATLS_KEY_EC256, 0, 1, NULL, NULL, "neither a URI nor an e-mail" },
+        { "ops@", ATLS_KEY_EC256, 0, 1, NULL, NULL, "neither a URI" },
+        { "a b@example.com", ATLS_KEY_EC256, 0, 1, NULL, NULL, "neither a URI" },
+        { "mailto:nobody", ATLS_KEY_EC256, 0, 1, NULL, NULL, "not an e-mail address" },
+        { "", ATLS_KEY_EC256, 0, 1, NULL, NULL, "empty" },
+        { "ops@example.com", ATLS_KEY_EC256, ATLS_KEY_EC384, 2, NULL, NULL,
+          "at most one EC and one RSA" },
+        { "ops@example.com", ATLS_KEY_RSA2048, ATLS_KEY_RSA3072, 2, NULL, NULL,
+          "at most one EC and one RSA" },
+        { "ops@example.com", ATLS_KEY_EC256, ATLS_KEY_EC256, 2, NULL, NULL, "given twice" },
+        { "ops@example.com", ATLS_KEY_EC256, 0, 3, NULL, NULL, "at most 2 key types" },
+        { "ops@example.com", ATLS_KEY_EC256, 0, 1, "kid", NULL, "external account binding" },
+        { "ops@example.com", ATLS_KEY_EC256, 0, 1, NULL, "hmac", "external account binding" },
+    };
+    atls_issuer_t is;
+    char          err[256];
+    size_t        i;
+    int           rc;
+
+    (void) state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        memset(&is, 0, sizeof(is));
+        is.contact = calloc(2, sizeof(char *));
+        assert_non_null(is.contact);
+        is.contact[0] = atls_strdup(cases[i].contact);
+        is.n_contact = 1;
+        is.key_types[0] = (atls_key_type_t) cases[i].kt0;
+        is.key_types[1] = (atls_key_type_t) cases[i].kt1;
+        is.n_key_types = (size_t) cases[i].n_kts;
+        is.eab_kid = atls_strdup(cases[i].kid);
+        is.eab_hmac = atls_strdup(cases[i].hmac);
+        err[0] = '\0';
+        rc = atls_issuer_normalise(&is, err, sizeof(err));
+        if (cases[i].want == NULL ? rc != 0 : rc != -1 || strstr(err, cases[i].want) == NULL) {
+            fail_msg("\"%s\": rc %d err \"%s\"", cases[i].contact, rc, err);
+        }
+        if (rc == 0 && strchr(cases[i].contact, ':') == NULL) {
+            assert_string_equal(is.contact[0] + 7, cases[i].contact);
+            assert_memory_equal(is.contact[0], "mailto:", 7);
+        }
+        if (rc == 0 && strchr(cases[i].contact, ':') != NULL) {
+            assert_string_equal(is.contact[0], cases[i].contact);
+        }
+        atls_issuer_free(&is);
+    }
+    assert_true(ATLS_MAX_PARALLEL_LIMIT >= 8);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_issuer_normalise),
         cmocka_unit_test_setup_teardown(test_put_get_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
@@ -1053,6 +1514,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_account, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requests_and_generation, setup, teardown),
         cmocka_unit_test(test_ids),
+        cmocka_unit_test_setup_teardown(test_typed_challenges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_typed_fallback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_typed_lock_account_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_typed_hostile_cert_ids, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -263,11 +263,7 @@ void cli_issuer_apply(const cli_opts_t *o, atls_issuer_t *dst)
 void cli_cert_path(const char *store_dir, const char *id, atls_key_type_t kt,
                    char *buf, size_t len)
 {
-    char *abs = realpath(store_dir, NULL);
-
-    snprintf(buf, len, "%s/certs/%s/%s.pem", abs != NULL ? abs : store_dir, id,
-             atls_key_type_name(kt));
-    free(abs);
+    (void) atls_store_fs_cert_file(store_dir, id, kt, buf, len);
 }
 
 const char *cli_time(time_t t, char *buf, size_t len)

@@ -269,12 +269,18 @@ static int issue_run(cli_opts_t *o)
         return cli_usage_error("issue", "--parallel goes with --each");
     }
 
-    st = cli_store_open(o);
-    if (st == NULL) {
-        return CLI_EXIT_FAIL;
-    }
+    /* the core's issuer rules, before anything is created */
     memset(&is, 0, sizeof(is));
     cli_issuer_apply(o, &is);
+    if (atls_issuer_normalise(&is, err, sizeof(err)) != 0) {
+        atls_issuer_free(&is);
+        return cli_usage_error("issue", "%s", err);
+    }
+    st = cli_store_open(o);
+    if (st == NULL) {
+        atls_issuer_free(&is);
+        return CLI_EXIT_FAIL;
+    }
     if (o->given & CLI_O_EACH) {
         rc = issue_each(st, o, &is);
         atls_issuer_free(&is);

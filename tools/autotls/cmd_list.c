@@ -62,6 +62,20 @@ static char *join_names(const atls_cert_meta_t *m)
     return s;
 }
 
+/* "type: detail [class, key type]" from the parts; the display text alone
+ * for a meta written before they existed. */
+static char *last_error_cell(const atls_cert_meta_t *m)
+{
+    if (m->last_error_type == NULL) {
+        return atls_strdup(m->last_error != NULL ? m->last_error : "-");
+    }
+    return dupf("%s: %s [%s%s%s]", m->last_error_type,
+                m->last_error_detail ? m->last_error_detail : "-",
+                atls_err_class_name(m->last_error_class),
+                m->last_error_key_type ? ", " : "",
+                m->last_error_key_type ? m->last_error_key_type : "");
+}
+
 static void add_row(table_t *t, const atls_cert_meta_t *m, atls_key_type_t kt,
                     atls_store_t *st, time_t now)
 {
@@ -94,7 +108,7 @@ static void add_row(table_t *t, const atls_cert_meta_t *m, atls_key_type_t kt,
     r->cell[6] = have ? dupf("%ld", cli_days_left(info.not_after, now)) : atls_strdup("-");
     r->cell[7] = atls_strdup(cli_time(m->renew_at, when, sizeof(when)));
     r->cell[8] = atls_strdup(atls_cert_state_name(m->state));
-    r->cell[9] = atls_strdup(m->last_error != NULL ? m->last_error : "-");
+    r->cell[9] = last_error_cell(m);
     if (have) {
         atls_cert_info_free(&info);
     }

@@ -135,6 +135,11 @@ static int renew_run(cli_opts_t *o)
 
     /* Overrides become the recorded settings, so later renewals keep them. */
     cli_issuer_apply(o, &m.issuer);
+    if (atls_issuer_normalise(&m.issuer, err, sizeof(err)) != 0) {
+        atls_cert_meta_free(&m);
+        atls_store_close(st);
+        return cli_usage_error("renew", "%s", err);
+    }
     if (cli_issuer_vouch(o, CLI_O_VOUCHED, "renew", o->names[0], &m.issuer) != 0) {
         atls_cert_meta_free(&m);
         atls_store_close(st);

@@ -106,6 +106,20 @@ static void print_key(atls_store_t *st, const char *store_dir, const char *id,
     atls_chain_free(chain);
 }
 
+/* The last error in its parts; a meta written before they existed has only
+ * the display text, shown as it is. */
+static void print_last_error(const atls_cert_meta_t *m)
+{
+    if (m->last_error_type == NULL) {
+        printf("last error:        %s\n", m->last_error ? m->last_error : "-");
+        return;
+    }
+    printf("last error:        %s\n", m->last_error_type);
+    printf("  class:           %s\n", atls_err_class_name(m->last_error_class));
+    printf("  detail:          %s\n", m->last_error_detail ? m->last_error_detail : "-");
+    printf("  key type:        %s\n", m->last_error_key_type ? m->last_error_key_type : "-");
+}
+
 static int show_run(cli_opts_t *o)
 {
     atls_store_t     *st;
@@ -132,7 +146,7 @@ static int show_run(cli_opts_t *o)
     printf("\n");
     printf("state:             %s\n", atls_cert_state_name(m.state));
     printf("failures:          %u\n", m.failures);
-    printf("last error:        %s\n", m.last_error ? m.last_error : "-");
+    print_last_error(&m);
     printf("last attempt:      %s\n", cli_time(m.last_attempt, t, sizeof(t)));
     printf("last success:      %s\n", cli_time(m.last_success, t, sizeof(t)));
     printf("next renewal:      %s\n", cli_time(m.renew_at, t, sizeof(t)));

@@ -151,24 +151,6 @@ static int parse_port(const char *opt, const char *s, int *out)
     return 0;
 }
 
-/* "user@example.com" -> "mailto:user@example.com"; a URI is kept as given. */
-static char *contact_uri(const char *s)
-{
-    char   *u;
-    size_t  len;
-
-    if (strchr(s, ':') != NULL) {
-        return atls_strdup(s);
-    }
-    len = strlen(s) + sizeof("mailto:");
-    u = malloc(len);
-    if (u == NULL) {
-        abort();
-    }
-    snprintf(u, len, "mailto:%s", s);
-    return u;
-}
-
 static int add_contact(cli_opts_t *o, const char *s)
 {
     char **v;
@@ -178,7 +160,8 @@ static int add_contact(cli_opts_t *o, const char *s)
         abort();
     }
     o->issuer.contact = v;
-    v[o->issuer.n_contact++] = contact_uri(s);
+    /* made a "mailto:" URL by atls_issuer_normalise */
+    v[o->issuer.n_contact++] = atls_strdup(s);
     return 0;
 }
 
@@ -280,8 +263,8 @@ static int apply_option(cli_opts_t *o, int val, const char *arg)
 
         errno = 0;
         v = strtol(arg, &end, 10);
-        if (errno != 0 || end == arg || *end != '\0' || v < 1 || v > 256) {
-            cli_error("--parallel: invalid number '%s' (1-256)", arg);
+        if (errno != 0 || end == arg || *end != '\0' || v < 1 || v > ATLS_MAX_PARALLEL_LIMIT) {
+            cli_error("--parallel: invalid number '%s' (1-%d)", arg, ATLS_MAX_PARALLEL_LIMIT);
             return -1;
         }
         o->parallel = (size_t) v;
