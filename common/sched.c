@@ -175,17 +175,29 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
     return 1;
 }
 
+/*
+ * A free slot, if the limit allows one more: the record removals of failed
+ * orders still running count against max_parallel too, so that no more
+ * than that many orders' challenges are ever out at once.
+ */
 static sched_slot_t *
 slot_free_one(atls_sched_t *s)
 {
-    size_t i;
+    atls_sched_op_t *op;
+    sched_slot_t    *free_sl = NULL;
+    size_t           i, used = 0;
 
     for (i = 0; i < s->n_slots; i++) {
-        if (s->slots[i].cert == NULL) {
-            return &s->slots[i];
+        if (s->slots[i].cert != NULL) {
+            used++;
+        } else if (free_sl == NULL) {
+            free_sl = &s->slots[i];
         }
     }
-    return NULL;
+    for (op = s->orphans; op != NULL; op = op->next) {
+        used++;
+    }
+    return used < s->n_slots ? free_sl : NULL;
 }
 
 /* Forced certificates first: each as soon as it is not in flight. */

@@ -318,6 +318,16 @@ slot_ari_end(sched_slot_t *sl, int failed)
     if (atls_job_ari_finish(s->st, sl->cert->id, sl->e, now, err, sizeof(err)) != 0) {
         atls_log(ATLS_LOG_WARN, "autotls: certificate \"%s\": renewal information: %s",
                  sl->cert->id, err);
+    } else if (atls_acme_result_ari(sl->e, &ws, &we) != 0) {
+        atls_log(ATLS_LOG_INFO, "autotls: certificate \"%s\": renewal information (ARI): "
+                 "none at this CA, asked again in a day", sl->cert->id);
+    } else {
+        char a[32], b[32];
+
+        atls_rfc3339_format(ws, a, sizeof(a));
+        atls_rfc3339_format(we, b, sizeof(b));
+        atls_log(ATLS_LOG_INFO, "autotls: certificate \"%s\": renewal information (ARI): "
+                 "the CA suggests renewing between %s and %s", sl->cert->id, a, b);
     }
     atls_acme_free(sl->e);
     sl->e = NULL;
