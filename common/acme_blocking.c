@@ -12,6 +12,7 @@
 #include <time.h>
 #include "atls.h"
 #include "atls_acme.h"
+#include "atls_acme_drive.h"
 #include "acme_published.h"
 
 /* Sleeps delay_ms (robust to signals); engines give sub-second poll delays. */

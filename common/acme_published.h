@@ -1,15 +1,16 @@
 /*
  * Challenges a driver has published, kept as copies (the engine owns and
  * frees its own), so that an order that fails half-way never leaves a TXT
- * record or a token behind.  Shared by the blocking drivers
- * (acme_blocking.c, job_multi.c) so that SETUP/TEARDOWN mean the same in
- * both.  Internal to common/.
+ * record or a token behind.  Shared by the blocking driver
+ * (acme_blocking.c) and the scheduler (sched_hook.c) so that SETUP and
+ * TEARDOWN mean the same in both.  Internal to common/: no host includes it.
  */
 #ifndef ATLS_ACME_PUBLISHED_H
 #define ATLS_ACME_PUBLISHED_H
 
 #include <stddef.h>
 #include "atls_acme.h"
+#include "atls_acme_drive.h"
 
 typedef struct {
     atls_challenge_t *v;

@@ -8,6 +8,7 @@
 
 #include "atls.h"
 #include "atls_acme.h"
+#include "atls_acme_drive.h"
 #include "atls_store.h"
 
 /* Makes sure the store has meta for this certificate: creates it (state
@@ -209,7 +210,5 @@ void atls_job_conf_of_meta(atls_job_conf_t *c, const atls_cert_meta_t *m);
 int atls_job_check_pass(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
                         const atls_job_many_opts_t *opts, char *err, size_t errlen);
 
-/* Name of the store lock held while a certificate's job state changes. malloc'd. */
-char *atls_job_lock_name(const char *id);
 
 #endif

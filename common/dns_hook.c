@@ -12,6 +12,7 @@
 #include <time.h>
 #include "atls.h"
 #include "atls_acme.h"
+#include "atls_acme_drive.h"
 #include "atls_hook.h"
 
 #define DNS_HOOK_TIMEOUT_S  120

@@ -66,18 +66,3 @@ atls_job_challenge_ops(const atls_issuer_t *is, const atls_challenge_ops_t *ops,
     buf->ctx = is->dns_hook;
     return buf;
 }
-
-/* The store lock every writer of one certificate's job state takes
- * (renewal jobs and ARI updates alike).  malloc'd. */
-char *
-atls_job_lock_name(const char *id)
-{
-    size_t n = strlen(id) + sizeof("cert-");
-    char  *s = malloc(n);
-
-    if (s == NULL) {
-        abort();
-    }
-    snprintf(s, n, "cert-%s", id);
-    return s;
-}

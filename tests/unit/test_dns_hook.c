@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include "atls.h"
 #include "atls_acme.h"
+#include "atls_acme_drive.h"
 #include "support/hookscript.h"
 
 static void

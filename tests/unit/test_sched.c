@@ -806,7 +806,7 @@ test_start_busy(void **state)
     fakehost_cert_t   *busy, *next;
     atls_store_t      *other;
     atls_store_lock_t *lk = NULL;
-    char              *lock, err[256];
+    char               err[256];
 
     (void) state;
     account_known();
@@ -816,13 +816,12 @@ test_start_busy(void **state)
     /* a second handle stands for another process renewing busy.example */
     other = atls_store_fs_open(root, err, sizeof(err));
     assert_non_null(other);
-    lock = atls_job_lock_name("busy.example");
-    assert_int_equal(other->ops->lock(other, lock, 0, &lk, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(atls_store_lock_cert(other, "busy.example", 0, &lk, err, sizeof(err)),
+                     ATLS_STORE_OK);
     atls_sched_check(h.s);
     assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
-    other->ops->unlock(other, lk);
+    atls_store_unlock(other, lk);
     atls_store_close(other);
-    free(lock);
 
     /* reported once, and the next certificate went on */
     assert_int_equal(busy->done, 1);

@@ -9,6 +9,7 @@
 #include <time.h>
 #include "atls.h"
 #include "atls_acme.h"
+#include "atls_acme_drive.h"
 #include "atls_crypto.h"
 #include "atls_store.h"
 
