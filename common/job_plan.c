@@ -130,8 +130,12 @@ atls_job_plan(const atls_cert_meta_t *m, time_t now, time_t request_at, int forc
     }
     n = atls_job_key_types(&m->issuer, kts);
 
+    /* A request counts when made at or after the last attempt: times are
+     * whole seconds, and a request right after a failure (same second)
+     * must not wait for the backoff; an attempt it caused and that failed
+     * starts a later second, so the backoff holds again after it. */
     if (!force && m->next_attempt != 0 && now < m->next_attempt
-        && !(request_at != 0 && request_at > m->last_attempt))
+        && !(request_at != 0 && request_at >= m->last_attempt))
     {
         out->reason = "backing off after a failure";
         out->next = m->next_attempt;
