@@ -39,6 +39,13 @@ EVP_PKEY *atls_key_from_pem(const char *pem, size_t len);
  * only when with_cn. */
 unsigned char *atls_csr_make(EVP_PKEY *key, const char *const *names, size_t n,
                              int with_cn, size_t *der_len);
+/* The same with flags: ATLS_CSR_CN (subject CN = names[0]) and
+ * ATLS_CSR_MUST_STAPLE (the TLS Feature extension with status_request,
+ * RFC 7633, requested through the CSR's extensionRequest). */
+#define ATLS_CSR_CN            0x1
+#define ATLS_CSR_MUST_STAPLE   0x2
+unsigned char *atls_csr_make_flags(EVP_PKEY *key, const char *const *names, size_t n,
+                                   unsigned flags, size_t *der_len);
 
 /* Parse a PEM chain (leaf first).  NULL with err set on garbage/empty. */
 STACK_OF(X509) *atls_chain_parse(const char *pem, size_t len, char *err, size_t errlen);

@@ -20,6 +20,8 @@ typedef struct {
     const char *content_type;   /* "application/jose+json" for POST */
     const char *accept;         /* Accept header, or NULL (e.g. the certificate
                                    download: "application/pem-certificate-chain") */
+    const char *if_none_match;  /* conditional GET (CRLs): sent when not NULL */
+    const char *if_modified_since;
 } atls_http_request_t;
 
 typedef struct {
@@ -33,6 +35,8 @@ typedef struct {
     char  **link_alternate;     /* Link: <...>;rel="alternate" URLs */
     size_t  n_link_alternate;
     char   *link_up;            /* Link: <...>;rel="up" */
+    char   *etag;               /* ETag, raw */
+    char   *last_modified;      /* Last-Modified, raw */
     int     transport_error;    /* 1 when no HTTP response was received */
     char    error[256];         /* libcurl's message on a transport error */
 } atls_http_response_t;

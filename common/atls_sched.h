@@ -20,6 +20,11 @@
  *     the other (they share its store lock);
  *   - the ACME action switch (send, wait, publish, hook, withdraw, end);
  *   - hook time limits, ARI queries and their backoff;
+ *   - OCSP: fetching, verifying and storing the responses stapled with
+ *     certificates whose issuer has stapling on and whose leaf names a
+ *     responder; CRLs for those that name a CRL and no responder (or have
+ *     stapling off); a revoked certificate is replaced at once (through
+ *     atls_job_plan: kt_info.revoked_seen);
  *   - what is logged, once per attempt (through atls_log).
  *
  * Callbacks are never made re-entrantly from inside another callback into
@@ -85,6 +90,12 @@ typedef struct {
     /* A new certificate of key type kt is in the store (the store
      * generation was bumped).  Optional. */
     void (*deployed)(void *ctx, void *cert_data, const char *id, atls_key_type_t kt);
+
+    /* A new OCSP response for kt is in the store, or the one stapled was
+     * withdrawn (revoked, unknown, expired): the certificate's meta
+     * generation and the store generation were bumped, workers must load
+     * it again, as after a deploy.  Optional. */
+    void (*stapled)(void *ctx, void *cert_data, const char *id, atls_key_type_t kt);
 
     /* The attempt on a certificate is over: every planned key type was
      * tried (rc 0: all deployed; -1: err is the first failure, with the

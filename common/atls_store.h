@@ -17,11 +17,18 @@
  *   fallback/<cert-id>/<keytype>.key private (0600)   its key
  *   locks/<name>.lock                flock targets: cert-<cert-id>,
  *                                    account-<ca-id>, generation
+ *   certs/<cert-id>/<keytype>.ocsp   the OCSP response (DER) stapled with
+ *                                    that certificate, as verified when fetched
+ *   crl/<url-id>.der                 a CRL as fetched from its URL (DER)
+ *   crl/<url-id>.json                {"url","etag","last_modified","fetched",
+ *                                    "this_update","next_update","next_fetch"}
  *   generation                       decimal counter, bumped on every deploy
+ *                                    and every new OCSP response
  * Every entry has its typed call below; nothing outside store.c builds a
  * path (docs/store.md lists who writes and reads each one).
  * <ca-id> = directory URL with every char outside [A-Za-z0-9.-] as '_'.
  * <cert-id> = the certificate's first name, '*' written as '_'.
+ * <url-id> = lower-case hex SHA-256 of the CRL's URL.
  *
  * Writes are atomic (temp file in the same directory created with its final
  * mode, fsync, rename, fsync dir).  Directories 0700, private files 0600,
@@ -46,6 +53,7 @@
 #include "atls_crypto.h"
 #include "atls_acme.h"
 #include "atls_schedule.h"
+#include "atls_ocsp.h"
 
 #define ATLS_STORE_OK        0
 #define ATLS_STORE_NOTFOUND  1
@@ -110,6 +118,13 @@ typedef struct {
     int                   csr_cn;        /* put names[0] in the CSR subject CN too */
     int                   insecure_ca_urls; /* tests: the CA's URLs may be http or
                                                on another origin (default: refused) */
+    int                   stapling_off;  /* 0 (default): fetch, verify and staple
+                                            OCSP responses where the certificate
+                                            names a responder; 1: never ask a
+                                            responder (CRLs are checked instead) */
+    int                   must_staple;   /* TLS Feature status_request in the CSR
+                                            (RFC 7633); refused by normalise with
+                                            stapling_off */
 } atls_issuer_t;
 
 void atls_issuer_free(atls_issuer_t *is);   /* frees members */
@@ -142,6 +157,29 @@ typedef struct {
     char              *serial;        /* hex, as atls_cert_info gives it */
     char             **names;         /* the names it covers (its SANs) */
     size_t             n_names;
+
+    /* Where revocation is published, read from the leaf at deploy (and
+     * at backfill): NULL when it names none. */
+    char              *ocsp_url;
+    char              *crl_url;
+
+    /* OCSP, for this certificate (reset at each deploy).  ocsp_status NONE
+     * with ocsp_url set: not asked yet.  The response itself is in the
+     * store (<keytype>.ocsp) only while it answers "good". */
+    atls_ocsp_status_t ocsp_status;
+    time_t             ocsp_this_update;
+    time_t             ocsp_next_update;   /* atls_ocsp_valid_until of it */
+    time_t             ocsp_next_refresh;  /* fetch again from then on */
+    unsigned           ocsp_failures;      /* consecutive */
+    char              *ocsp_error;         /* the last failure; NULL after a success */
+
+    /* Known revoked (by an OCSP answer, a CRL, or `autotls revoke`): the
+     * plan replaces this key type's certificate at once.  revoked_seen 0:
+     * not known revoked. */
+    time_t             revoked_seen;       /* when autotls learned it */
+    time_t             revoked_at;         /* revocation time the CA gave (0: none) */
+    int                revoked_reason;     /* CRLReason, -1 unspecified */
+    char              *revoked_source;     /* "ocsp", "crl" or "operator" */
 } atls_cert_kt_info_t;
 
 typedef struct {
@@ -165,7 +203,9 @@ typedef struct {
     char              *last_error_detail;
     char              *last_error_key_type;
     char              *account_url;
-    uint64_t           generation;    /* bumped on every new certificate */
+    uint64_t           generation;    /* bumped on every new certificate and
+                                         every new (or withdrawn) OCSP response:
+                                         what workers must load again */
     /* ARI (RFC 9773) for the current certificate; all 0 until first asked.
      * next_check set with no window: the CA offers no renewal information. */
     time_t             ari_next_check;    /* ask the CA again from then on */
@@ -184,8 +224,14 @@ void atls_cert_meta_free(atls_cert_meta_t *m);
 char *atls_cert_meta_to_json(const atls_cert_meta_t *m);
 /* Deep copy of s into d (which is overwritten, not freed). */
 void atls_cert_meta_copy(atls_cert_meta_t *d, const atls_cert_meta_t *s);
-/* Records (or replaces) the kt_info entry for info->key_type. */
+/* Records (or replaces) the kt_info entry for info->key_type: the OCSP and
+ * revocation fields start over (a new certificate), ocsp_url and crl_url
+ * are read from leaf when it is not NULL. */
 void atls_cert_meta_set_kt_info(atls_cert_meta_t *m, const atls_cert_info_t *info);
+void atls_cert_meta_set_kt_leaf(atls_cert_meta_t *m, const atls_cert_info_t *info,
+                                X509 *leaf);
+/* The mutable kt_info entry for kt, or NULL. */
+atls_cert_kt_info_t *atls_cert_meta_kt(atls_cert_meta_t *m, atls_key_type_t kt);
 /* Records e as the last error in parts plus last_error "type: detail";
  * NULL clears them all. */
 void atls_cert_meta_set_error(atls_cert_meta_t *m, const atls_error_t *e);
@@ -283,6 +329,36 @@ int atls_store_prune_fallbacks(atls_store_t *st, const char *id,
  * not pass. */
 int atls_store_fs_cert_file(const char *dir, const char *id, atls_key_type_t kt,
                             char *buf, size_t len);
+
+/* OCSP responses stapled with a certificate (DER, public, 0644).  load:
+ * ATLS_STORE_NOTFOUND when there is none; at most ATLS_OCSP_MAX_BYTES. */
+int atls_store_save_ocsp(atls_store_t *st, const char *id, atls_key_type_t kt,
+                         const unsigned char *der, size_t len, char *err, size_t errlen);
+int atls_store_load_ocsp(atls_store_t *st, const char *id, atls_key_type_t kt,
+                         unsigned char **der, size_t *len, char *err, size_t errlen);
+int atls_store_del_ocsp(atls_store_t *st, const char *id, atls_key_type_t kt,
+                        char *err, size_t errlen);
+
+/* The CRL cache, one entry per URL, shared by every certificate naming it. */
+typedef struct {
+    char   *url;
+    char   *etag;            /* for If-None-Match, NULL when the server gave none */
+    char   *last_modified;   /* for If-Modified-Since, NULL likewise */
+    time_t  fetched;         /* last successful fetch (200 or 304) */
+    time_t  this_update;     /* of the CRL held */
+    time_t  next_update;
+    time_t  next_fetch;      /* not fetched again before */
+} atls_crl_cache_t;
+void atls_crl_cache_free(atls_crl_cache_t *c);   /* frees members */
+
+/* der NULL: only the facts change (a 304 answer); else both are replaced,
+ * the CRL first.  load: ATLS_STORE_NOTFOUND when nothing is cached for url;
+ * der may be NULL when only the facts are wanted.  At most
+ * ATLS_CRL_MAX_BYTES. */
+int atls_store_save_crl(atls_store_t *st, const atls_crl_cache_t *c,
+                        const unsigned char *der, size_t len, char *err, size_t errlen);
+int atls_store_load_crl(atls_store_t *st, const char *url, atls_crl_cache_t *c,
+                        unsigned char **der, size_t *len, char *err, size_t errlen);
 
 /* Store-wide generation counter, bumped on every deploy by anyone: hosts
  * watch it to serve what others deployed.  0 when missing; 0 and a
