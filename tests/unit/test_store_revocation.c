@@ -136,6 +136,33 @@ test_ocsp_caps(void **state)
     free(big);
 }
 
+/* A FIFO planted where the CRL should be is refused at once, never waited
+ * on (SIGALRM ends the program if it hangs). */
+static void
+test_crl_fifo(void **state)
+{
+    static const char url[] = "http://crl.example/fifo.crl";
+    fx_t             *fx = *state;
+    atls_crl_cache_t  c, back;
+    unsigned char    *der = NULL;
+    size_t            len = 0;
+    char              err[512];
+
+    memset(&c, 0, sizeof(c));
+    c.url = (char *) url;
+    c.fetched = 1795000000;
+    assert_int_equal(atls_store_save_crl(fx->st, &c, NULL, 0, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(mkfifo(storefx_path(fx, crl_rel(url, "der")), 0644), 0);
+    alarm(10);
+    assert_int_equal(atls_store_load_crl(fx->st, url, &back, &der, &len, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    alarm(0);
+    assert_non_null(strstr(err, "not a regular file"));
+    assert_null(der);
+    assert_null(back.url);
+}
+
 /* ---- CRL cache -------------------------------------------------------------- */
 
 static const char crl_url[] = "http://crl.example/shard/7.crl";
@@ -531,6 +558,7 @@ main(void)
         STORE_TEST(test_ocsp_caps),
         STORE_TEST(test_crl_round_trip),
         STORE_TEST(test_crl_hostile),
+        STORE_TEST(test_crl_fifo),
         cmocka_unit_test(test_meta_revocation_round_trip),
         cmocka_unit_test(test_meta_revocation_errors),
         cmocka_unit_test(test_meta_kt_leaf),
