@@ -272,20 +272,37 @@ test_crash_atomicity(void **state)
     put_ok(fx->st, "certs/crash/ec256.pem", buf, CRASH_SIZE, 1);
 
     for (round = 0; round < 25; round++) {
+        int wrote[2];
+
+        assert_int_equal(pipe(wrote), 0);
         pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
             char err[256];
             int  i;
 
+            close(wrote[0]);
             for (i = 0;; i++) {
                 memset(buf, (i & 1) ? 'B' : 'C', CRASH_SIZE);
                 if (fx->st->ops->put(fx->st, "certs/crash/ec256.pem", buf, CRASH_SIZE, 1,
                                      err, sizeof(err)) != ATLS_STORE_OK) {
                     _exit(3);
                 }
+                if (i == 0 && write(wrote[1], "w", 1) != 1) {
+                    _exit(4);
+                }
             }
         }
+        close(wrote[1]);
+        /* Every other round the kill waits for one whole put, so the writer
+         * gets through however loaded the machine is; the other rounds kill
+         * it wherever it happens to be, mid-put included. */
+        if (round % 2 == 0) {
+            char c;
+
+            assert_int_equal(read(wrote[0], &c, 1), 1);
+        }
+        close(wrote[0]);
         usleep((useconds_t) (rand_r(&seed) % 30000));
         assert_int_equal(kill(pid, SIGKILL), 0);
         assert_int_equal(waitpid(pid, &status, 0), pid);
