@@ -542,6 +542,39 @@ test_no_url_no_request(void **state)
     }
 }
 
+/* A store from before the URLs were recorded: they are read from the
+ * stored leaf once, and the responder is asked. */
+static void
+test_urls_backfilled(void **state)
+{
+    fakehost_url_t  *u;
+    atls_cert_meta_t m;
+    unsigned char   *der;
+    size_t           len;
+    char             err[256];
+
+    (void) state;
+    sched_start();
+    (void) cert_seed("old.test", OCSP_URL, CRL_URL, 1);
+    m = meta_of("old.test");
+    free(m.kt_info[0].ocsp_url);
+    free(m.kt_info[0].crl_url);
+    m.kt_info[0].ocsp_url = NULL;
+    m.kt_info[0].crl_url = NULL;
+    assert_int_equal(atls_store_save_meta(st, &m, err, sizeof(err)), ATLS_STORE_OK);
+    atls_cert_meta_free(&m);
+    der = response(leaves[0], V_OCSP_CERTSTATUS_GOOD, OCSPPKI_BY_CA, &len);
+    u = fakehost_url(&h, "http://ocsp.test/", 200, der, len);
+    run_pass();
+    assert_int_equal(u->hits, 1);
+    m = meta_of("old.test");
+    assert_string_equal(m.kt_info[0].ocsp_url, OCSP_URL);
+    assert_string_equal(m.kt_info[0].crl_url, CRL_URL);
+    assert_int_equal(m.kt_info[0].ocsp_status, ATLS_OCSP_GOOD);
+    atls_cert_meta_free(&m);
+    free(der);
+}
+
 /* ---- after a deploy --------------------------------------------------------------- */
 
 /* The responder of the fake CA signs for whatever certificate is stored. */
@@ -748,6 +781,69 @@ test_crl_cached_and_304(void **state)
     free(crl);
 }
 
+/* After a restart the cached CRL is looked up without a fetch while it is
+ * fresh: a serial it lists is replaced. */
+static void
+test_crl_cache_lists(void **state)
+{
+    atls_crl_cache_t cache;
+    fakehost_url_t  *u;
+    unsigned char   *crl;
+    size_t           len;
+    time_t           now = time(NULL);
+    char             err[256];
+
+    (void) state;
+    sched_start();
+    (void) cert_seed("fromcache.test", NULL, CRL_URL, 1);
+    crl = crl_listing(leaves[0], now + 86400, &len);
+    memset(&cache, 0, sizeof(cache));
+    cache.url = (char *) CRL_URL;
+    cache.fetched = now - 60;
+    cache.this_update = now - 60;
+    cache.next_update = now + 86400;
+    cache.next_fetch = now + 3600;
+    assert_int_equal(atls_store_save_crl(st, &cache, crl, len, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    u = fakehost_url(&h, CRL_URL, 503, NULL, 0);
+    run_pass();
+    assert_int_equal(u->hits, 0);
+    assert_int_equal(certs[0].done, 1);
+    assert_int_equal(certs[0].n_deployed, 1);
+    assert_int_equal(logcap_count("listed in its CRL): replacing it now"), 1);
+    free(crl);
+}
+
+/* Known revoked (`autotls revoke` on another machine): replaced at the
+ * next pass, whatever the backoff. */
+static void
+test_operator_revoked(void **state)
+{
+    atls_cert_meta_t m;
+    char             err[256];
+
+    (void) state;
+    sched_start();
+    (void) cert_seed("op.test", NULL, NULL, 1);
+    m = meta_of("op.test");
+    m.kt_info[0].revoked_seen = time(NULL);
+    m.kt_info[0].revoked_at = time(NULL);
+    m.kt_info[0].revoked_reason = 1;
+    m.kt_info[0].revoked_source = atls_strdup("operator");
+    m.failures = 3;
+    m.last_attempt = time(NULL) - 600;
+    m.next_attempt = time(NULL) + 3600;
+    assert_int_equal(atls_store_save_meta(st, &m, err, sizeof(err)), ATLS_STORE_OK);
+    atls_cert_meta_free(&m);
+    run_pass();
+    assert_int_equal(certs[0].done, 1);
+    assert_int_equal(certs[0].rc, 0);
+    assert_int_equal(certs[0].n_deployed, 1);
+    m = meta_of("op.test");
+    assert_int_equal(m.kt_info[0].revoked_seen, 0);
+    atls_cert_meta_free(&m);
+}
+
 /* A CRL server down: one line, backed off (not fetched at the next pass). */
 static void
 test_crl_fetch_failure(void **state)
@@ -777,10 +873,13 @@ main(void)
         cmocka_unit_test_setup_teardown(test_ocsp_transport_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ocsp_no_issuer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_url_no_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_urls_backfilled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deploy_fetches_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crl_shared, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crl_listed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crl_cached_and_304, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crl_cache_lists, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_operator_revoked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crl_fetch_failure, setup, teardown),
     };
 
