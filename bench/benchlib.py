@@ -6,7 +6,6 @@ Debian's python3 only (cryptography); every server started here is stopped
 by PID at exit, on SIGTERM and on SIGINT."""
 import atexit
 import datetime
-import json
 import os
 import random
 import shutil
@@ -262,46 +261,18 @@ def write_certs(ca, dirpath, k):
     return out
 
 
-def _rfc3339(t):
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def seed_store(store, certs, directory, ca_file, owner=None):
     """An autotls store (docs/store.md layout) holding every cert as a valid,
     not-yet-due ec256 certificate, so the server serves them without any
-    issuance.  owner: (uid, gid) for the files (the server's worker user)."""
-    os.makedirs(os.path.join(store, "certs"), mode=0o700, exist_ok=True)
-    os.chmod(store, 0o700)
+    issuance.  owner: (uid, gid) for the files (the server's worker user).
+    The writing is tests/integration/storeseed.py's, shared with the tests."""
+    import storeseed
     now = datetime.datetime.now(datetime.timezone.utc)
-    for name, (_, _, chain, kpem, cert) in certs.items():
-        d = os.path.join(store, "certs", name)
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        meta = {
-            "id": name,
-            "names": [name],
-            "issuer": {"directory": directory, "ca_file": ca_file, "contact": [],
-                       "agree_tos": True, "challenge": "http-01", "key_types": ["ec256"],
-                       "profile_required": False, "renew": {"fraction": 0.0, "before": 0},
-                       "http_port": 0, "tls_port": 0},
-            "state": "valid",
-            "failures": 0,
-            "last_attempt": _rfc3339(now),
-            "last_success": _rfc3339(now),
-            "renew_at": _rfc3339(now + datetime.timedelta(days=20)),
-            "generation": 1,
-        }
-        with open(os.path.join(d, "meta.json"), "w") as f:
-            json.dump(meta, f, indent=2)
-        fd = os.open(os.path.join(d, "ec256.pem"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(kpem + chain)
-    with open(os.path.join(store, "generation"), "w") as f:
-        f.write("1\n")
-    if owner:
-        for dirpath, dirnames, filenames in os.walk(store):
-            os.chown(dirpath, *owner)
-            for fn in filenames:
-                os.chown(os.path.join(dirpath, fn), *owner)
+    issuer = storeseed.issuer_meta(directory, ca_file)
+    storeseed.seed_store(store, [
+        {"names": [name], "issuer": issuer, "certs": {"ec256": (kpem, chain)},
+         "renew_at": now + datetime.timedelta(days=20)}
+        for name, (_, _, chain, kpem, _) in certs.items()], owner=owner)
 
 
 # ---- the client ----------------------------------------------------------------
