@@ -34,7 +34,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 import procs
-from util import free_port, wait_until
+from util import cert_info, free_port, served_chain, split_pem_chain, wait_until
 
 REASONS = ("unspecified", "keyCompromise", "CACompromise", "affiliationChanged",
            "superseded", "cessationOfOperation", "certificateHold", "removeFromCRL",
@@ -109,12 +109,20 @@ class OcspResponder:
                     Pebble's intermediate certified (id-kp-OCSPSigning): valid
     serve_raw(data, status=200, content_type=...)  the relay answers this
                     instead of asking openssl (None: back to openssl)
-    stop() / start()  the responder down (connections refused) / up
+    stop() / start()  the responder down (connections refused) / up;
+                    start() again after a Pebble restart (a new CA)
     requests        [(method, serial_hex_lower or None)] in order served
     request_count(serial=None)
+    auto            (default True) a serial nobody registered is looked up
+                    in Pebble when asked about: what Pebble issued is good,
+                    what Pebble revoked is revoked, anything else unknown.
+                    Explicit add_good/revoke/forget always win.  Set False
+                    for "only what the test registered".
+    add_good_served(port, sni) / add_good_from_store(store, cert_id, kt)
+                    register what a server serves / what a store holds
     """
 
-    def __init__(self, pebble, workdir, nmin=1, port=None):
+    def __init__(self, pebble, workdir, nmin=1, port=None, auto=True):
         self.pebble = pebble
         self.issuer = None
         self.workdir = os.path.join(workdir, f"ocsp-{id(self):x}")
@@ -128,6 +136,8 @@ class OcspResponder:
         self.entries = {}        # INDEX serial -> dict
         self.requests = []
         self._lock = threading.Lock()        # entries, requests, backend swap
+        self._restart_lock = threading.Lock()  # one restart at a time, in order
+        self.auto = auto
         self._wrong_key = False
         self._delegated = False
         self._raw = None
@@ -215,6 +225,21 @@ class OcspResponder:
     def add_serial_good(self, serial):
         self.add_good(serial)
 
+    def add_good_served(self, port, sni, host="127.0.0.1"):
+        """Registers the leaf a server serves for sni as good; returns its
+        serial (lower-case hex)."""
+        leaf = served_chain(port, sni, host=host)[0]
+        self.add_good(leaf)
+        return cert_info(leaf)["serial"]
+
+    def add_good_from_store(self, store, cert_id, key_type="ec256"):
+        """Registers the leaf of certs/<cert_id>/<key_type>.pem as good;
+        returns its serial (lower-case hex)."""
+        with open(os.path.join(store, "certs", cert_id, f"{key_type}.pem")) as f:
+            leaf = split_pem_chain(f.read())[0]
+        self.add_good(leaf)
+        return cert_info(leaf)["serial"]
+
     def revoke(self, cert_or_serial, reason="keyCompromise", when=None):
         if reason is not None and reason not in REASONS:
             raise ValueError(f"unknown CRLReason {reason!r}")
@@ -228,13 +253,53 @@ class OcspResponder:
         self._restart()
 
     def forget(self, cert_or_serial):
+        """Answered "unknown" from now on (also with auto on)."""
         with self._lock:
-            self.entries.pop(self._entry_from(cert_or_serial)[0], None)
+            serial = self._entry_from(cert_or_serial)[0]
+            self.entries[serial] = {"status": None}
+        self._restart()
+
+    def _learn(self, serial):
+        """auto: a serial the index does not know yet is looked up in
+        Pebble (/cert-status-by-serial): a certificate Pebble issued enters
+        the index as good, or revoked when Pebble revoked it (ACME
+        revokeCert, `autotls revoke`; entries learnt this way are looked up
+        again at each request until Pebble says revoked).  Serials Pebble
+        never issued stay unknown; whatever the test set explicitly is kept."""
+        with self._lock:
+            if not self.auto or serial is None:
+                return
+            known = self.entries.get(index_serial(serial))
+            if known is not None and (not known.get("auto") or known["status"] == "R"):
+                return
+        try:
+            st = self.pebble.cert_status(serial)
+        except Exception:   # noqa: BLE001 - Pebble does not know it (404) or is down
+            return
+        if st.get("Status") not in ("Valid", "Revoked") or not st.get("Certificate"):
+            return
+        with self._lock:
+            key, e = self._entry_from(st["Certificate"])
+            old = self.entries.get(key)
+            if old is not None and (not old.get("auto") or old["status"] == "R"
+                                    or st["Status"] == "Valid"):
+                return
+            e["auto"] = True
+            if st["Status"] == "Valid":
+                e["status"] = "V"
+            else:
+                reason = st.get("Reason")
+                e.update(status="R", revoked_at=_now() - datetime.timedelta(seconds=5),
+                         reason=REASONS[reason] if isinstance(reason, int)
+                         and 0 <= reason < len(REASONS) and reason != 7 else None)
+            self.entries[key] = e
         self._restart()
 
     def _write_index(self):
         lines = []
         for serial, e in self.entries.items():
+            if e["status"] is None:
+                continue        # forgotten: unknown
             rev = ""
             if e["status"] == "R":
                 rev = _index_time(e["revoked_at"]) + (f",{e['reason']}" if e["reason"] else "")
@@ -323,14 +388,15 @@ class OcspResponder:
         the lock, so no request sees neither)."""
         if self.issuer is None:
             return          # not started yet: start() writes and spawns
-        with self._lock:
-            self._write_index()
-        proc, port = self._spawn()
-        with self._lock:
-            old, self._proc, self._backend_port = self._proc, proc, port
-        if old is not None:
-            procs.stop(old)
-        self.restarts += 1
+        with self._restart_lock:
+            with self._lock:
+                self._write_index()
+            proc, port = self._spawn()
+            with self._lock:
+                old, self._proc, self._backend_port = self._proc, proc, port
+            if old is not None:
+                procs.stop(old)
+            self.restarts += 1
 
     def stop(self):
         """The responder is down: connections to url are refused."""
@@ -360,6 +426,7 @@ class OcspResponder:
             serial = "0" + serial if len(serial) % 2 else serial
         except Exception:   # noqa: BLE001 - a malformed request is forwarded as is
             pass
+        self._learn(serial)
         with self._lock:
             self.requests.append((method, serial))
             raw, port = self._raw, self._backend_port

@@ -17,7 +17,7 @@ from crlctl import CrlServer, TestCA
 from nginxctl import Nginx, issuer_block, server_block
 from stapleprobe import check_staple, staple_of
 from storeseed import issuer_meta, seed_store, worker_owner
-from util import cert_info, free_port, served_chain, stays, wait_until
+from util import cert_info, free_port, run_cli, served_chain, stays, wait_until
 
 
 def _x509(pem, *args):
@@ -34,6 +34,7 @@ def test_responder_answers_from_its_index(ocsp_pebble, tmp_path):
     serial = cert_info(leaf)["serial"]
 
     # not registered: unknown, but still signed by Pebble's intermediate
+    r.auto = False
     q = r.query(serial)
     assert (q["status"], q["verified"]) == ("unknown", True), q["text"]
 
@@ -228,3 +229,23 @@ def test_seeded_store_is_served_as_is(pebble, test_root):
             stays(lambda: served() == leaf.serial, 2, what="the seeded certificate served")
     finally:
         srv.stop()
+
+
+def test_responder_learns_from_pebble(ocsp_pebble, tmp_path):
+    """auto: what Pebble issued is good without registration, what Pebble
+    revoked (`autotls revoke`) becomes revoked, a serial Pebble never issued
+    stays unknown, and an explicit forget() wins."""
+    r = ocsp_pebble
+    store = str(tmp_path / "store")
+    issue(r.pebble, store, "auto.ocsp.test")
+    serial = cert_info(stored_chain(store, "auto.ocsp.test")[0])["serial"]
+    assert r.query(serial)["status"] == "good"
+    assert r.query("7e57ab1e")["status"] == "unknown"
+    run_cli("revoke", "--store", store, "--reason", "keyCompromise", "auto.ocsp.test")
+    q = r.query(serial)
+    assert (q["status"], q["verified"]) == ("revoked", True), q["text"]
+    assert "Reason: keyCompromise" in q["text"], q["text"]
+    assert r.add_good_from_store(store, "auto.ocsp.test") == serial
+    assert r.query(serial)["status"] == "good"
+    r.forget(serial)
+    assert r.query(serial)["status"] == "unknown"
