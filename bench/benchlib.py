@@ -223,17 +223,24 @@ class LocalCA:
                 .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
                 .sign(signer, hashes.SHA256()))
 
-    def leaf(self, name):
-        """(chain_pem leaf+intermediate, key_pem PKCS#8, cert object)."""
+    def leaf(self, name, ocsp_url=None):
+        """(chain_pem leaf+intermediate, key_pem PKCS#8, cert object);
+        ocsp_url: an OCSP responder in the Authority Information Access."""
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-                .issuer_name(self.inter.subject).public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(self.now - datetime.timedelta(hours=1))
-                .not_valid_after(self.now + datetime.timedelta(days=30))
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-                .sign(self.int_key, hashes.SHA256()))
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                   .issuer_name(self.inter.subject).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(self.now - datetime.timedelta(hours=1))
+                   .not_valid_after(self.now + datetime.timedelta(days=30))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]),
+                                  critical=False))
+        if ocsp_url:
+            builder = builder.add_extension(x509.AuthorityInformationAccess([
+                x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.OCSP,
+                                       x509.UniformResourceIdentifier(ocsp_url))]),
+                critical=False)
+        cert = builder.sign(self.int_key, hashes.SHA256())
         chain = cert.public_bytes(serialization.Encoding.PEM).decode() + self.inter_pem
         kpem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption()).decode()
@@ -335,6 +342,7 @@ def measure_slice(client, port, server_pids, secs):
         "core_busy": 100.0 * (b1 - b0) / max(1, t1 - t0),
         "cli_busy": 100.0 * r["client_cpu_us"] / 1e6 / r["secs"],
         "cli_core_busy": 100.0 * (cb1 - cb0) / max(1, ct1 - ct0),
+        "stapled": r.get("stapled", float("nan")),
     }
 
 
