@@ -167,7 +167,8 @@ sign_response(ocsppki_t *p, OCSP_BASICRESP *bs, const ocsppki_resp_t *o)
         flags |= OCSP_NOCERTS;
         break;
     }
-    ok = signer != NULL && OCSP_basic_sign(bs, signer, key, EVP_sha256(), NULL, flags) == 1;
+    ok = signer != NULL && OCSP_basic_sign(bs, signer, key, EVP_sha256(), NULL, flags) == 1
+         && (o->extra_cert == NULL || OCSP_basic_add1_cert(bs, o->extra_cert) == 1);
     X509_free(fake);
     return ok ? 0 : -1;
 }
