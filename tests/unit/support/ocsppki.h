@@ -104,6 +104,10 @@ typedef struct {
     int                      wrong_signer;  /* issuer name of p->ca, signed
                                                with p->other_key */
     int                      pem;           /* PEM instead of DER */
+    int                      indirect;      /* the IDP says indirectCRL
+                                               (with idp_uri) */
+    int                      critical_unknown; /* carries a critical
+                                               extension of a private OID */
 } ocsppki_crl_t;
 
 /* The CRL issued by p->ca (malloc'd bytes, *len set), NULL on failure. */
