@@ -246,7 +246,7 @@ test_crl_hostile(void **state)
     static const struct { const char *json, *needle; } bad[] = {
         { "{\"url\":\"http://crl.example/shard/8.crl\"}", "names another URL" },
         { "{}", "names another URL" },
-        { "[]", "not an object" },
+        { "[]", "top level must be an object" },
         { "{\"url\":\"http://crl.example/shard/7.crl\",\"fetched\":\"soon\"}",
           "field \"fetched\"" },
         { "{\"url\":\"http://crl.example/shard/7.crl\",\"etag\":\"a\\r\\nX: y\"}",
