@@ -286,6 +286,27 @@ ocsp_apply_failure(sched_slot_t *sl, atls_cert_kt_info_t *ki, const ocsp_outcome
     return what;
 }
 
+/* 1 when the stapled response is already these very bytes. */
+static int
+ocsp_same_as_stored(sched_slot_t *sl, const atls_cert_kt_info_t *ki,
+                    const ocsp_outcome_t *o)
+{
+    unsigned char *der = NULL;
+    size_t         len = 0;
+    char           err[256];
+    int            same;
+
+    if (ki->ocsp_status != ATLS_OCSP_GOOD
+        || atls_store_load_ocsp(sl->s->st, sl->cert->id, ki->key_type, &der, &len, err,
+                                sizeof(err)) != ATLS_STORE_OK)
+    {
+        return 0;
+    }
+    same = der != NULL && len == o->len && memcmp(der, o->der, len) == 0;
+    free(der);
+    return same;
+}
+
 static int
 ocsp_apply_answer(sched_slot_t *sl, atls_cert_kt_info_t *ki, const ocsp_outcome_t *o)
 {
@@ -293,7 +314,9 @@ ocsp_apply_answer(sched_slot_t *sl, atls_cert_kt_info_t *ki, const ocsp_outcome_
     char                      err[256], until[32];
     int                       what = REV_CHANGED, failures = (int) ki->ocsp_failures;
 
-    if (a->status == ATLS_OCSP_GOOD) {
+    if (a->status == ATLS_OCSP_GOOD && ocsp_same_as_stored(sl, ki, o)) {
+        /* a responder's cache answered the same bytes: nothing to reload */
+    } else if (a->status == ATLS_OCSP_GOOD) {
         if (atls_store_save_ocsp(sl->s->st, sl->cert->id, ki->key_type, o->der, o->len,
                                  err, sizeof(err)) != ATLS_STORE_OK)
         {

@@ -77,8 +77,8 @@ test_ocsp_good(void **state)
     fakehost_cert_t *c;
     fakehost_url_t  *u;
     atls_cert_meta_t m;
-    unsigned char   *der, *held;
-    size_t           len, hlen;
+    unsigned char   *der, *der2, *held;
+    size_t           len, len2, hlen;
     uint64_t         gen0;
     time_t           now = time(NULL);
 
@@ -118,11 +118,28 @@ test_ocsp_good(void **state)
     assert_int_equal(u->hits, 1);
     assert_int_equal(c->n_stapled, 1);
 
-    /* due: asked again */
+    /* due: asked again; the same bytes again are nothing new to staple */
     refresh_due("good.test");
     revfix_pass();
     assert_int_equal(u->hits, 2);
+    assert_int_equal(c->n_stapled, 1);
+    m = revfix_meta("good.test");
+    assert_true(atls_cert_meta_kt(&m, EC)->ocsp_next_refresh > now + 60);
+    atls_cert_meta_free(&m);
+
+    /* a fresh response is */
+    der2 = response(rf.leaves[0], V_OCSP_CERTSTATUS_GOOD, OCSPPKI_BY_CA, &len2);
+    u->body = der2;
+    u->body_len = len2;
+    refresh_due("good.test");
+    revfix_pass();
+    assert_int_equal(u->hits, 3);
     assert_int_equal(c->n_stapled, 2);
+    assert_int_equal(ocsp_stored("good.test", &held, &hlen), ATLS_STORE_OK);
+    assert_int_equal(hlen, len2);
+    assert_memory_equal(held, der2, len2);
+    free(held);
+    free(der2);
     assert_int_equal(logcap_count("OCSP"), 0);     /* nothing at the default level */
     free(der);
 }
@@ -240,8 +257,8 @@ test_ocsp_refresh_between_passes(void **state)
     fakehost_cert_t *c;
     fakehost_url_t  *u;
     ocsppki_resp_t   o;
-    unsigned char   *der;
-    size_t           len;
+    unsigned char   *der, *der2;
+    size_t           len, len2;
 
     (void) state;
     revfix_sched_start();
@@ -255,10 +272,15 @@ test_ocsp_refresh_between_passes(void **state)
     revfix_pass();
     assert_int_equal(u->hits, 1);
     assert_true(rf.h.timer_at >= 0);        /* armed for the refresh */
+    der2 = ocsppki_response(&rf.pki, rf.leaves[0], &o, &len2);   /* fresh bytes */
+    assert_non_null(der2);
+    u->body = der2;
+    u->body_len = len2;
     assert_int_equal(fakehost_run(&rf.h, until_hits, u, 40000, NULL), 0);
     assert_int_equal(c->n_stapled, 2);
     assert_int_equal(fakehost_run(&rf.h, fakehost_until_settled, NULL, 5000, NULL), 0);
     free(der);
+    free(der2);
 }
 
 /* "unknown": nothing stapled, the status says so, asked again later. */
