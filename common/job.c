@@ -76,7 +76,8 @@ issuer_eq(const atls_issuer_t *a, const atls_issuer_t *b)
         || a->renew.renew_fraction != b->renew.renew_fraction
         || a->renew.renew_before != b->renew.renew_before
         || a->http_port != b->http_port || a->tls_port != b->tls_port
-        || a->csr_cn != b->csr_cn || a->insecure_ca_urls != b->insecure_ca_urls)
+        || a->csr_cn != b->csr_cn || a->insecure_ca_urls != b->insecure_ca_urls
+        || a->stapling_off != b->stapling_off || a->must_staple != b->must_staple)
     {
         return 0;
     }

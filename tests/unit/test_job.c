@@ -566,6 +566,23 @@ test_ensure_creates_and_updates(void **state)
     assert_int_equal(again.next_attempt, 0);
     atls_cert_meta_free(&again);
 
+    /* the stapling settings are recorded when they change (show reads them) */
+    is.stapling_off = 1;
+    assert_int_equal(atls_job_ensure(st, names2, 3, &is, NULL, err, sizeof(err)), 0);
+    assert_int_equal(atls_store_load_meta(st, "a.example", &again, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(again.issuer.stapling_off, 1);
+    atls_cert_meta_free(&again);
+    is.stapling_off = 0;
+    is.must_staple = 1;
+    assert_int_equal(atls_job_ensure(st, names2, 3, &is, NULL, err, sizeof(err)), 0);
+    assert_int_equal(atls_store_load_meta(st, "a.example", &again, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(again.issuer.stapling_off, 0);
+    assert_int_equal(again.issuer.must_staple, 1);
+    assert_int_equal(again.failures, 3);
+    atls_cert_meta_free(&again);
+
     assert_int_equal(atls_job_ensure(st, NULL, 0, &is, NULL, err, sizeof(err)), -1);
     assert_true(strlen(err) > 0);
 }
