@@ -832,6 +832,8 @@ fc_finalize(fakeca_t *ca, const char *payload, atls_http_response_t *r)
         ca->csr_cn = fc_strdup(buf);
     }
     exts = X509_REQ_get_extensions(csr);
+    ca->csr_must_staple = exts != NULL
+                          && X509v3_get_ext_by_NID(exts, NID_tlsfeature, -1) >= 0;
     gens = exts ? X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL) : NULL;
     for (i = 0; gens != NULL && i < (size_t) sk_GENERAL_NAME_num(gens)
                 && ca->n_csr_names < FAKECA_MAX_NAMES; i++) {
