@@ -491,6 +491,7 @@ test_deploy_fetches_at_once(void **state)
     (void) state;
     revfix_sched_start();
     revfix_issuer(&is);
+    is.must_staple = 1;        /* handed to the order: the CSR asks for it */
     c = &rf.certs[rf.n_certs++];
     assert_int_equal(fakehost_cert_init(c, name, rf.akey, 1), 0);
     c->ca->ocsp_url = "http://ocsp.ca.test/";
@@ -501,6 +502,7 @@ test_deploy_fetches_at_once(void **state)
     u->arg = c;
     revfix_pass();
     assert_int_equal(c->n_deployed, 1);
+    assert_int_equal(c->ca->csr_must_staple, 1);
     assert_int_equal(u->hits, 1);
     assert_int_equal(c->n_stapled, 1);
     assert_int_equal(ocsp_stored("new.test", &held, &hlen), ATLS_STORE_OK);
