@@ -76,7 +76,8 @@ issuer_eq(const atls_issuer_t *a, const atls_issuer_t *b)
         || a->renew.renew_fraction != b->renew.renew_fraction
         || a->renew.renew_before != b->renew.renew_before
         || a->http_port != b->http_port || a->tls_port != b->tls_port
-        || a->csr_cn != b->csr_cn || a->insecure_ca_urls != b->insecure_ca_urls)
+        || a->csr_cn != b->csr_cn || a->insecure_ca_urls != b->insecure_ca_urls
+        || a->stapling_off != b->stapling_off || a->must_staple != b->must_staple)
     {
         return 0;
     }
@@ -277,6 +278,7 @@ atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
     p.challenge = j->meta.issuer.challenge;
     p.cert_key = j->cert_key;
     p.csr_with_cn = j->meta.issuer.csr_cn;
+    p.must_staple = j->meta.issuer.must_staple;
     p.profile = j->meta.issuer.profile;
     p.profile_required = j->meta.issuer.profile_required;
     p.preferred_chain = j->meta.issuer.preferred_chain;
@@ -426,7 +428,15 @@ job_deploy(atls_job_t *j, atls_cert_meta_t *cur, const char *chain_pem, time_t n
         && atls_cert_info(sk_X509_value(chain, 0), &info) == 0)
     {
         info.key_type = j->kt;
-        atls_cert_meta_set_kt_info(cur, &info);
+        /* with where its revocation is published; its OCSP facts start over */
+        atls_cert_meta_set_kt_leaf(cur, &info, sk_X509_value(chain, 0));
+    }
+    /* The response stapled with the previous certificate says nothing about
+     * this one: never staple it again.  The scheduler fetches one for the
+     * new certificate right after this deploy (ocsp_next_refresh 0). */
+    if (atls_store_del_ocsp(j->st, j->meta.id, j->kt, serr, sizeof(serr)) == ATLS_STORE_ERROR) {
+        atls_log(ATLS_LOG_WARN, "autotls: %s (%s): cannot remove the previous OCSP "
+                 "response: %s", cur->id, atls_key_type_name(j->kt), serr);
     }
 
     cur->state = ATLS_STATE_VALID;

@@ -61,6 +61,9 @@ sched_arm(atls_sched_t *s)
     if (s->pass_resume != 0) {
         best = earlier(best, s->pass_resume);
     }
+    if (s->rev_wake != 0 && !s->stopping) {
+        best = earlier(best, s->rev_wake);
+    }
     for (i = 0; i < s->n_slots; i++) {
         const sched_slot_t *sl = &s->slots[i];
 
@@ -154,13 +157,24 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
     }
     atls_job_plan(&sl->meta, now, request_at, force, s->ari, &sl->plan);
     sl->request_at = request_at;
+    sl->cert = c;
     if (sl->plan.kind == ATLS_PLAN_NOTHING
         || (sl->plan.kind == ATLS_PLAN_ARI
             && now < atls_sched_dir(s, sl->meta.issuer.directory)->no_ari_until)
         || (sl->plan.kind == ATLS_PLAN_ORDER && sl->plan.n_kts == 0))
     {
-        atls_sched_slot_clear(sl);
-        return 0;
+        /* nothing to order: OCSP and CRLs may still have something to ask */
+        switch (atls_sched_rev_next(sl, 1)) {
+        case SCHED_REV_OP:
+            c->busy = 1;
+            return 0;       /* in flight already */
+        case SCHED_REV_ORDER:
+            break;          /* learned revoked from a CRL held */
+        case SCHED_REV_NONE:
+        default:
+            atls_sched_slot_clear(sl);
+            return 0;
+        }
     }
     if (sl->plan.kind == ATLS_PLAN_ORDER) {
         /* an operator's word is worth a line at the default level */
@@ -169,7 +183,6 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
                  request_at != 0 && !force ? "renewal " : "",
                  sl->plan.reason ? sl->plan.reason : "due");
     }
-    sl->cert = c;
     sl->ari = sl->plan.kind == ATLS_PLAN_ARI;
     c->busy = 1;
     return 1;
@@ -231,6 +244,91 @@ kick_forced(atls_sched_t *s)
     }
 }
 
+/*
+ * Revocation checks between passes: at the earliest rev_due (an OCSP
+ * refresh, a CRL fetch), the certificates due are queued and each gets a
+ * slot of its own, as in a pass (a response valid for minutes is refreshed
+ * in time whatever the host's check interval).  One look at every
+ * certificate's rev_due, no store access, per wake.
+ */
+static void
+rev_sweep(atls_sched_t *s)
+{
+    time_t    now = time(NULL);
+    long long mono = atls_sched_now_ms();
+    size_t    i;
+
+    s->rev_wake = 0;
+    for (i = 0; i < s->n_certs; i++) {
+        atls_sched_cert_t *c = s->certs[i];
+
+        if (c->rev_due == 0 || c->rev_queued) {
+            continue;
+        }
+        if (c->rev_due > now) {
+            long long at = mono + (long long) (c->rev_due - now) * 1000;
+
+            if (s->rev_wake == 0 || at < s->rev_wake) {
+                s->rev_wake = at;
+            }
+            continue;
+        }
+        if (c->busy) {
+            continue;   /* its slot schedules it again when it ends */
+        }
+        c->rev_due = 0;
+        c->rev_queued = 1;
+        c->rev_next = NULL;
+        if (s->rev_queue_tail != NULL) {
+            s->rev_queue_tail->rev_next = c;
+        } else {
+            s->rev_queue = c;
+        }
+        s->rev_queue_tail = c;
+        s->kick_due = 1;
+    }
+}
+
+/* Queued certificates get free slots, after forced ones, before a pass. */
+static void
+kick_rev_queue(atls_sched_t *s)
+{
+    while (s->rev_queue != NULL) {
+        atls_sched_cert_t *c = s->rev_queue;
+        sched_slot_t      *sl = NULL;
+
+        if (!c->busy) {
+            sl = slot_free_one(s);
+            if (sl == NULL) {
+                return;
+            }
+        }
+        s->rev_queue = c->rev_next;
+        if (s->rev_queue == NULL) {
+            s->rev_queue_tail = NULL;
+        }
+        c->rev_next = NULL;
+        c->rev_queued = 0;
+        if (sl != NULL && slot_prepare(s, sl, c, 0)) {
+            (void) atls_sched_slot_start(sl);
+        }
+    }
+}
+
+static void
+rev_queue_clear(atls_sched_t *s)
+{
+    while (s->rev_queue != NULL) {
+        atls_sched_cert_t *c = s->rev_queue;
+
+        s->rev_queue = c->rev_next;
+        c->rev_next = NULL;
+        c->rev_queued = 0;
+    }
+    s->rev_queue_tail = NULL;
+    s->rev_wake = 0;
+}
+
 static void
 forced_clear(atls_sched_t *s)
 {
@@ -262,15 +360,17 @@ sched_kick(atls_sched_t *s)
     if (s->stopping) {
         s->pass_active = 0;
         forced_clear(s);
+        rev_queue_clear(s);
     }
     for (i = 0; i < s->n_slots; i++) {
         sched_slot_t *sl = &s->slots[i];
 
-        if (sl->cert != NULL && sl->e == NULL) {
+        if (sl->cert != NULL && sl->e == NULL && !sl->rev) {
             (void) atls_sched_slot_start(sl);
         }
     }
     kick_forced(s);
+    kick_rev_queue(s);
 
     while (s->pass_active && s->pass_next < s->n_certs) {
         atls_sched_cert_t *c;
@@ -292,6 +392,15 @@ sched_kick(atls_sched_t *s)
         if (slot_prepare(s, sl, c, 0)) {
             (void) atls_sched_slot_start(sl);
         }
+    }
+    if (s->pass_active && s->crl_recheck && !s->stopping) {
+        /* A newer CRL arrived while the pass went on: the certificates
+         * passed over while it was fetched are looked up in it now (a
+         * pass looks a key type up once per new CRL, and fetches none). */
+        s->crl_recheck = 0;
+        s->pass_next = 0;
+        s->kick_due = 1;
+        return;
     }
     s->pass_active = 0;
 }
@@ -403,6 +512,9 @@ atls_sched_timer(atls_sched_t *s)
             hook_expire(s, op);
         }
     }
+    if (s->rev_wake != 0 && s->rev_wake <= now && !s->stopping) {
+        rev_sweep(s);
+    }
     if (s->kick_due || (s->pass_resume != 0 && s->pass_resume <= now)) {
         sched_kick(s);
     }
@@ -476,6 +588,7 @@ sched_destroy(atls_sched_t *s)
     for (i = 0; i < s->n_dirs; i++) {
         free(s->dirs[i].directory);
     }
+    atls_sched_crls_free(s);
     free(s->dirs);
     free(s->certs);
     free(s->index);
@@ -504,6 +617,7 @@ atls_sched_stop(atls_sched_t *s)
     s->pass_active = 0;
     s->pass_resume = 0;
     forced_clear(s);
+    rev_queue_clear(s);
     /* pending slots end (done() says "stopped") from the next kick */
     s->kick_due = 1;
     sched_leave(s);
@@ -514,7 +628,9 @@ atls_sched_idle(const atls_sched_t *s)
 {
     size_t i;
 
-    if (s->pass_active || s->forced != NULL || s->orphans != NULL) {
+    if (s->pass_active || s->forced != NULL || s->orphans != NULL
+        || s->rev_queue != NULL)
+    {
         return 0;
     }
     for (i = 0; i < s->n_slots; i++) {

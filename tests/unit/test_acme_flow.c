@@ -347,6 +347,29 @@ test_csr_with_cn(void **state)
     assert_string_equal(fx->ca->csr_cn, "example.com");
 }
 
+/* must_staple asks for the TLS Feature extension in the CSR; not asked
+ * for, it is not there. */
+static void
+test_csr_must_staple(void **state)
+{
+    fx_t *fx = *state;
+
+    fx->p.must_staple = 1;
+    fx_order(fx);
+    assert_done(fx);
+    assert_int_equal(fx->ca->csr_must_staple, 1);
+}
+
+static void
+test_csr_no_must_staple(void **state)
+{
+    fx_t *fx = *state;
+
+    fx_order(fx);
+    assert_done(fx);
+    assert_int_equal(fx->ca->csr_must_staple, 0);
+}
+
 static void
 test_bad_nonce_forever(void **state)
 {
@@ -1408,6 +1431,8 @@ main(void)
         T(test_bad_nonce_once),
         T(test_download_bad_nonce_keeps_accept),
         T(test_csr_with_cn),
+        T(test_csr_must_staple),
+        T(test_csr_no_must_staple),
         T(test_bad_nonce_forever),
         T(test_rate_limited),
         T(test_server_error_on_finalize),

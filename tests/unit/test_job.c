@@ -566,6 +566,23 @@ test_ensure_creates_and_updates(void **state)
     assert_int_equal(again.next_attempt, 0);
     atls_cert_meta_free(&again);
 
+    /* the stapling settings are recorded when they change (show reads them) */
+    is.stapling_off = 1;
+    assert_int_equal(atls_job_ensure(st, names2, 3, &is, NULL, err, sizeof(err)), 0);
+    assert_int_equal(atls_store_load_meta(st, "a.example", &again, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(again.issuer.stapling_off, 1);
+    atls_cert_meta_free(&again);
+    is.stapling_off = 0;
+    is.must_staple = 1;
+    assert_int_equal(atls_job_ensure(st, names2, 3, &is, NULL, err, sizeof(err)), 0);
+    assert_int_equal(atls_store_load_meta(st, "a.example", &again, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(again.issuer.stapling_off, 0);
+    assert_int_equal(again.issuer.must_staple, 1);
+    assert_int_equal(again.failures, 3);
+    atls_cert_meta_free(&again);
+
     assert_int_equal(atls_job_ensure(st, NULL, 0, &is, NULL, err, sizeof(err)), -1);
     assert_true(strlen(err) > 0);
 }
@@ -647,8 +664,10 @@ test_due_cases(void **state)
     m.last_attempt = now - 100;
     m.next_attempt = now + 600;
     assert_int_equal(atls_job_due(st, &m, now, 0), 1);
-    /* ... but once an attempt for it failed, the backoff holds again */
-    m.last_attempt = now + 1;
+    /* ... but once an attempt for it failed, the backoff holds again (the
+     * attempt well after the request: the request's time is the clock's
+     * when it was made, which may be a second or two after `now`) */
+    m.last_attempt = now + 60;
     assert_int_equal(atls_job_due(st, &m, now, 0), 0);
     assert_int_equal(atls_job_due(st, &m, now + 600, 0), 1);
     m.next_attempt = 0;

@@ -784,6 +784,17 @@ fc_issue(fakeca_t *ca, EVP_PKEY *csr_key)
         break;
     }
     leaf = testpki_cert(key, NULL, names, n, ca->inter, signer, 0, nb, na);
+    if (leaf != NULL && ca->ocsp_url != NULL) {
+        char aia[300];
+
+        snprintf(aia, sizeof(aia), "OCSP;URI:%s", ca->ocsp_url);
+        if (testpki_ext(leaf, ca->inter, NID_info_access, aia) != 0
+            || X509_sign(leaf, signer, EVP_sha256()) <= 0)
+        {
+            X509_free(leaf);
+            leaf = NULL;
+        }
+    }
     EVP_PKEY_free(other);
     return leaf;
 }
@@ -821,6 +832,8 @@ fc_finalize(fakeca_t *ca, const char *payload, atls_http_response_t *r)
         ca->csr_cn = fc_strdup(buf);
     }
     exts = X509_REQ_get_extensions(csr);
+    ca->csr_must_staple = exts != NULL
+                          && X509v3_get_ext_by_NID(exts, NID_tlsfeature, -1) >= 0;
     gens = exts ? X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL) : NULL;
     for (i = 0; gens != NULL && i < (size_t) sk_GENERAL_NAME_num(gens)
                 && ca->n_csr_names < FAKECA_MAX_NAMES; i++) {

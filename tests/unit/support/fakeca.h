@@ -110,6 +110,9 @@ typedef struct {
                                            "alternate", "renewalInfo" */
     time_t          clock;              /* the driver's simulated now (leaf dates) */
     int             authz_wildcard_flip; /* authz 0 says "wildcard" the wrong way */
+    const char     *ocsp_url;           /* AIA OCSP responder of issued leaves */
+    int             csr_must_staple;    /* the finalized CSR asked for the TLS
+                                           Feature status_request (RFC 7633) */
 } fakeca_t;
 
 enum {
