@@ -4,9 +4,15 @@ Pebble's intermediate key, a real CRL server, real nginx with the module.
 
 What a client sees is checked with `openssl s_client -status`; what the
 server knows, with its status page."""
+import json
+import os
+import urllib.request
+
 import pytest
 
-from nginxctl import Nginx
+from nginxctl import Nginx, issuer_block, server_block, status_server
+from stapleprobe import check_staple, fetch_staple, staple_of
+from util import cert_info, free_port, wait_until
 
 # ---- configuration (nginx -t) ----------------------------------------------
 
@@ -84,3 +90,95 @@ def test_nginx_t_accepts(test_root, case, body):
     proc = ngx.test_config()
     assert proc.returncode == 0, proc.stderr + ngx.log()
     assert "test is successful" in proc.stderr
+
+
+# ---- live: Pebble + a real responder + nginx ---------------------------------
+
+ECDSA = "ecdsa_secp256r1_sha256"
+RSA = "rsa_pss_rsae_sha256:rsa_pkcs1_sha256"
+
+
+def ocsp_nginx(root, pebble, names_list, key="ec256", issuer_extra="", extra_http="",
+               status_port=None, workers=2):
+    """nginx with one autotls server per names tuple, on Pebble's ports,
+    checking every 2 s, its store in root/store."""
+    body = issuer_block(pebble, root, extra=f"key {key};\n        {issuer_extra}")
+    body += f"    autotls_store {os.path.join(root, 'store')};\n"
+    body += "    autotls_check_interval 2s;\n"
+    body += extra_http
+    for names in names_list:
+        body += server_block(names, pebble.http_port, pebble.tls_port)
+    if status_port:
+        body += status_server(status_port)
+    return Nginx(root, body, workers=workers)
+
+
+def status_doc(port):
+    url = f"http://127.0.0.1:{port}/autotls-status"
+    return json.loads(urllib.request.urlopen(url, timeout=10).read().decode())
+
+
+def meta_kt(ngx, cert_id, kt="ec256"):
+    """The per key type facts the store keeps for cert_id (meta.json)."""
+    with open(os.path.join(ngx.store, "certs", cert_id, "meta.json")) as f:
+        meta = json.load(f)
+    certs = meta.get("certs") or {}
+    if isinstance(certs, list):
+        certs = {c.get("key_type") or c.get("type"): c for c in certs}
+    return certs.get(kt) or {}
+
+
+def good_staple(ngx, responder, name, sigalgs=ECDSA, not_serial=None, timeout=60):
+    """Waits until name is served with a Pebble certificate stapled with a
+    "good" response that verifies against Pebble's intermediate; returns
+    check_staple's facts."""
+    def stapled():
+        facts = check_staple("127.0.0.1", responder.pebble.tls_port, name,
+                             responder.issuer_pem, sigalgs=sigalgs)
+        if not_serial and facts["leaf_serial"] == not_serial:
+            return None
+        if facts["sent"] and facts["verified"] and facts["leaf_status"] == "good":
+            return facts
+        return None
+    try:
+        return wait_until(stapled, timeout=timeout, interval=0.5,
+                          what=f"a verified good staple for {name}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nerror.log tail:\n{ngx.log()[-4000:]}")
+
+
+def test_staples_ecdsa_and_rsa_with_status(ocsp_pebble, test_root):
+    """(a) s_client -status: a good staple that verifies against Pebble's
+    intermediate, for the ECDSA and the RSA certificate; (h) the status page
+    shows it."""
+    r = ocsp_pebble
+    status_port = free_port()
+    name = "both.ocsp.test"
+    ngx = ocsp_nginx(test_root, r.pebble, [(name,)], key="ec256 rsa2048",
+                     status_port=status_port)
+    with ngx.start():
+        ec = good_staple(ngx, r, name, sigalgs=ECDSA)
+        rsa = good_staple(ngx, r, name, sigalgs=RSA)
+        leaves = {}
+        for facts, sigalgs in ((ec, ECDSA), (rsa, RSA)):
+            chain = fetch_staple("127.0.0.1", r.pebble.tls_port, name, sigalgs=sigalgs)["chain"]
+            leaves[sigalgs] = cert_info(chain[0])
+        assert leaves[ECDSA]["key_type"] == "ec256"
+        assert leaves[RSA]["key_type"] == "rsa2048"
+        # each staple answers for the leaf it came with
+        assert ec["serial"] == leaves[ECDSA]["serial"] == ec["leaf_serial"]
+        assert rsa["serial"] == leaves[RSA]["serial"] == rsa["leaf_serial"]
+        assert ec["next_update"] > ec["this_update"]
+
+        # what openssl s_client prints too
+        text = staple_of("127.0.0.1", r.pebble.tls_port, name)
+        assert text["response_status"] == "successful", text["text"]
+        assert text["cert_status"] == "good", text["text"]
+
+        doc = status_doc(status_port)
+        cert = {c["id"]: c for c in doc["certificates"]}[name]
+        keys = {k["type"]: k for k in cert["keys"]}
+        for kt, facts in (("ec256", ec), ("rsa2048", rsa)):
+            ocsp = keys[kt]["ocsp"]
+            assert ocsp["status"] == "good", keys[kt]
+            assert ocsp["next_update"], keys[kt]
