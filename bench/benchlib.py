@@ -282,6 +282,39 @@ def seed_store(store, certs, directory, ca_file, owner=None):
         for name, (_, _, chain, kpem, _) in certs.items()], owner=owner)
 
 
+def issuer_pebble(root, server):
+    """A Pebble started only so that the autotls issuer exists (the seeded
+    certificates are never ordered again): (pebble, its CA file copied
+    where the workers can read it, the worker (uid, gid) for the store or
+    None when not root).  server: "nginx" or "apache"."""
+    import storeseed
+    from pebblectl import Pebble
+    pebble = Pebble().start()
+    ca_file = os.path.join(root, "pebble-ca.pem")
+    shutil.copyfile(pebble.ca_file, ca_file)
+    os.chmod(ca_file, 0o644)
+    return pebble, ca_file, storeseed.worker_owner(server)
+
+
+def note_unsaturated(rows):
+    """Says which configurations ran with the server < 95% busy: there the
+    client or the machine was the limit, and CPU per handshake is the
+    figure to compare."""
+    sat = [r for r in rows if r["srv_busy"] < 95]
+    if sat:
+        print("  note: server < 95% busy in " + ", ".join(r["key"] for r in sat)
+              + ": client- or machine-limited there; compare 'srv us/hs' "
+              "(CPU per handshake) rather than rates")
+
+
+def finish(problems):
+    """The exit status of a bench part: 0, or 1 after listing problems."""
+    if problems:
+        print("\nproblems:\n  " + "\n  ".join(problems))
+        return 1
+    return 0
+
+
 # ---- the client ----------------------------------------------------------------
 
 def build_client(build):

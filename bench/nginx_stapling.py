@@ -143,16 +143,7 @@ def main():
             f.write(responder.der)
         os.chmod(staple_file, 0o644)
 
-        from pebblectl import Pebble
-        pebble = Pebble().start()       # only so that the issuer exists
-        ca_file = os.path.join(root, "pebble-ca.pem")
-        shutil.copyfile(pebble.ca_file, ca_file)
-        os.chmod(ca_file, 0o644)
-        owner = None
-        if os.geteuid() == 0:
-            import pwd
-            pw = pwd.getpwnam("nobody")
-            owner = (pw.pw_uid, pw.pw_gid)
+        pebble, ca_file, owner = B.issuer_pebble(root, "nginx")
         store = os.path.join(root, "store")
         B.seed_store(store, {NAME: (crt, key, chain, kpem, cert)}, pebble.directory, ca_file,
                      owner)
@@ -223,11 +214,7 @@ def main():
                       f"(target >= 0.99): {'MET' if ok else 'NOT MET'}; CPU/handshake "
                       f"static/autotls {row['cpu_ratio']:.3f}; A/A "
                       f"{next(r['ratio'] for r in rows if r['key'] == 'static_b'):.3f}")
-        busy = [r for r in rows if r["srv_busy"] < 95]
-        if busy:
-            print("  note: server < 95% busy in " + ", ".join(r["key"] for r in busy)
-                  + ": client- or machine-limited there; compare 'srv us/hs' (CPU per "
-                  "handshake) rather than rates")
+        B.note_unsaturated(rows)
     except Exception as e:   # noqa: BLE001 - say why, exit 1
         problems.append(str(e))
     finally:
@@ -239,10 +226,7 @@ def main():
             responder.close()
         if os.environ.get("BENCH_KEEP") != "1" and not problems:
             shutil.rmtree(root, ignore_errors=True)
-    if problems:
-        print("\nproblems:\n  " + "\n  ".join(problems))
-        return 1
-    return 0
+    return B.finish(problems)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@
 #include <string.h>
 #include <time.h>
 #include <cmocka.h>
+#include <openssl/pem.h>
 #include "atls_crypto.h"
 #include "atls_ocsp.h"
 #include "support/ocsppki.h"
+#include "../fuzz/ocsp_fixture.h"
 
 #define CRL_URL  "http://127.0.0.1:8889/shard/3.crl"
 
@@ -226,6 +228,50 @@ test_crl_refusals(void **state)
     free(big);
 }
 
+/* The seeds of fuzz_crl were made by `openssl ca -gencrl`
+ * (tests/fuzz/mkseeds_ocsp.sh): they verify for the fixture's CA and list
+ * its leaf; the one with an IDP only for the URL the IDP names. */
+static void
+test_crl_openssl_ca(void **state)
+{
+    static const char *const seeds[] = { "crl-idp.der", "crl-idp.pem", "crl-plain.der" };
+    static unsigned char     data[8192];
+    atls_crl_info_t          info;
+    X509_CRL                *crl;
+    X509                    *ca;
+    BIO                     *bio;
+    char                     path[256], err[256];
+    size_t                   i, len;
+    time_t                   at;
+    int                      reason;
+    FILE                    *f;
+
+    bio = BIO_new_mem_buf(fixture_ca_pem, -1);
+    ca = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    assert_non_null(ca);
+    for (i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+        snprintf(path, sizeof(path), "tests/fuzz/corpus/fuzz_crl/%s", seeds[i]);
+        f = fopen(path, "rb");
+        assert_non_null(f);
+        len = fread(data, 1, sizeof(data), f);
+        fclose(f);
+        crl = atls_crl_verify(data, len, FIXTURE_CRL_URL, ca, FIXTURE_NOW, &info, err,
+                              sizeof(err));
+        if (crl == NULL) {
+            fail_msg("%s: %s", seeds[i], err);
+        }
+        assert_int_equal(atls_crl_lookup(crl, FIXTURE_SERIAL, &at, &reason), 1);
+        assert_int_equal(reason, 1);
+        X509_CRL_free(crl);
+        crl = atls_crl_verify(data, len, "http://127.0.0.1:8889/other.crl", ca,
+                              FIXTURE_NOW, &info, err, sizeof(err));
+        assert_true(strstr(seeds[i], "idp") != NULL ? crl == NULL : crl != NULL);
+        X509_CRL_free(crl);
+    }
+    X509_free(ca);
+}
+
 static void
 test_crl_reason_names(void **state)
 {
@@ -251,6 +297,7 @@ main(void)
         cmocka_unit_test(test_crl_lookup_edges),
         cmocka_unit_test(test_crl_idp),
         cmocka_unit_test(test_crl_refusals),
+        cmocka_unit_test(test_crl_openssl_ca),
         cmocka_unit_test(test_crl_reason_names),
     };
 

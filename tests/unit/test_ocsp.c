@@ -12,10 +12,12 @@
 #include <time.h>
 #include <cmocka.h>
 #include <openssl/ocsp.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include "atls_crypto.h"
 #include "atls_ocsp.h"
 #include "support/ocsppki.h"
+#include "../fuzz/ocsp_fixture.h"
 
 #define RESPONDER "http://127.0.0.1:8888/ocsp"
 
@@ -415,6 +417,63 @@ test_verify_garbage(void **state)
     free(der);
 }
 
+/* ---- interoperability ------------------------------------------------------ */
+
+static X509 *
+fixture_cert(const char *pem)
+{
+    BIO  *bio = BIO_new_mem_buf(pem, -1);
+    X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+
+    BIO_free(bio);
+    assert_non_null(x);
+    return x;
+}
+
+/* The seeds of fuzz_ocsp_response were answered by `openssl ocsp` acting as
+ * a real responder (tests/fuzz/mkseeds_ocsp.sh): each verifies at the
+ * moment it was made and says what the index said. */
+static void
+test_verify_openssl_responder(void **state)
+{
+    static const struct { const char *file; atls_ocsp_status_t status; } seeds[] = {
+        { "good-by-ca.der", ATLS_OCSP_GOOD },
+        { "good-by-responder.der", ATLS_OCSP_GOOD },
+        { "good-no-nextupdate.der", ATLS_OCSP_GOOD },
+        { "good-sha256.der", ATLS_OCSP_GOOD },
+        { "revoked.der", ATLS_OCSP_REVOKED },
+        { "unknown.der", ATLS_OCSP_UNKNOWN },
+    };
+    X509              *ca = fixture_cert(fixture_ca_pem);
+    X509              *fleaf = fixture_cert(fixture_leaf_pem);
+    atls_ocsp_answer_t a;
+    unsigned char      der[4096];
+    char               path[256], err[256];
+    size_t             i, len;
+    FILE              *f;
+
+    for (i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+        snprintf(path, sizeof(path), "tests/fuzz/corpus/fuzz_ocsp_response/%s",
+                 seeds[i].file);
+        f = fopen(path, "rb");
+        assert_non_null(f);
+        len = fread(der, 1, sizeof(der), f);
+        fclose(f);
+        if (atls_ocsp_verify(der, len, fleaf, ca, FIXTURE_NOW, &a, err, sizeof(err)) != 0) {
+            fail_msg("%s: %s", seeds[i].file, err);
+        }
+        assert_int_equal(a.status, seeds[i].status);
+        if (a.status == ATLS_OCSP_REVOKED) {
+            assert_int_equal(a.reason, 1);
+        }
+        /* the same answer is not about another certificate */
+        assert_int_equal(atls_ocsp_verify(der, len, leaf, ca, FIXTURE_NOW, &a, err,
+                                          sizeof(err)), -1);
+    }
+    X509_free(fleaf);
+    X509_free(ca);
+}
+
 /* ---- when to ask again --------------------------------------------------- */
 
 #define T0       1800000000L
@@ -595,6 +654,7 @@ main(void)
         cmocka_unit_test(test_verify_no_next_update),
         cmocka_unit_test(test_verify_refusals),
         cmocka_unit_test(test_verify_garbage),
+        cmocka_unit_test(test_verify_openssl_responder),
         cmocka_unit_test(test_next_refresh_success),
         cmocka_unit_test(test_next_refresh_failures),
         cmocka_unit_test(test_csr_must_staple),
