@@ -4,15 +4,17 @@ Pebble's intermediate key, a real CRL server, real nginx with the module.
 
 What a client sees is checked with `openssl s_client -status`; what the
 server knows, with its status page."""
+import datetime
 import json
 import os
+import re
 import urllib.request
 
 import pytest
 
-from nginxctl import Nginx, issuer_block, server_block, status_server
+from nginxctl import Nginx, issuer_block, server_block, status_server, until_issued
 from stapleprobe import check_staple, fetch_staple, staple_of
-from util import cert_info, free_port, wait_until
+from util import cert_info, free_port, served_chain, stays, wait_until
 
 # ---- configuration (nginx -t) ----------------------------------------------
 
@@ -118,6 +120,11 @@ def status_doc(port):
     return json.loads(urllib.request.urlopen(url, timeout=10).read().decode())
 
 
+def cert_status(port, cert_id):
+    """cert_id's entry on the status page (JSON)."""
+    return {c["id"]: c for c in status_doc(port)["certificates"]}[cert_id]
+
+
 def meta_kt(ngx, cert_id, kt="ec256"):
     """The per key type facts the store keeps for cert_id (meta.json)."""
     with open(os.path.join(ngx.store, "certs", cert_id, "meta.json")) as f:
@@ -182,3 +189,108 @@ def test_staples_ecdsa_and_rsa_with_status(ocsp_pebble, test_root):
             ocsp = keys[kt]["ocsp"]
             assert ocsp["status"] == "good", keys[kt]
             assert ocsp["next_update"], keys[kt]
+
+
+def test_revoked_replaced_live_and_stapled(ocsp_pebble, test_root):
+    """(b) the responder says revoked: a new certificate is served by the
+    same processes, stapled with a good response of its own."""
+    r = ocsp_pebble
+    name = "revoked.ocsp.test"
+    ngx = ocsp_nginx(test_root, r.pebble, [(name,)])
+    with ngx.start():
+        first = good_staple(ngx, r, name)
+        old = first["leaf_serial"]
+        master, workers = ngx.master, ngx.worker_pids()
+
+        r.revoke(old, reason="keyCompromise")
+
+        # the new certificate is good at the responder from its first
+        # request (auto mode: what Pebble issued)
+        second = good_staple(ngx, r, name, not_serial=old, timeout=90)
+        new = second["leaf_serial"]
+        assert new != old
+        assert "Pebble" in cert_info(served_chain(r.pebble.tls_port, name)[0])["issuer"]
+        assert (ngx.master, ngx.worker_pids()) == (master, workers), "not live"
+        assert r.request_count(new) >= 1
+
+        log = ngx.log()
+        assert old in log.lower() and "revoked" in log, log[-3000:]
+
+
+def test_responder_down_staple_kept_until_next_update(ocsp_pebble, test_root):
+    """(c) the responder goes down: the certificate is still served, the
+    staple it has is kept while valid and dropped after its nextUpdate
+    (the responder signs for one minute: -nmin 1)."""
+    r = ocsp_pebble
+    name = "down.ocsp.test"
+    ngx = ocsp_nginx(test_root, r.pebble, [(name,)])
+    with ngx.start():
+        first = good_staple(ngx, r, name)
+        serial, next_update = first["leaf_serial"], first["next_update"]
+        r.stop()
+
+        # the refresh that fails (it comes before nextUpdate) keeps it
+        wait_until(lambda: meta_kt(ngx, name).get("ocsp_failures", 0) >= 1, timeout=60,
+                   what="a failed OCSP refresh")
+
+        def dropped():
+            facts = check_staple("127.0.0.1", r.pebble.tls_port, name, r.issuer_pem,
+                                 sigalgs=ECDSA)
+            assert facts["leaf_serial"] == serial, "the certificate is no longer served"
+            if not facts["sent"]:
+                return datetime.datetime.now(datetime.timezone.utc)
+            # while it is stapled it is the good response, still valid
+            assert facts["verified"] and facts["leaf_status"] == "good", facts["text"]
+            assert facts["times_valid"], facts["text"]
+            return None
+        gone_at = wait_until(dropped, timeout=120, interval=0.5,
+                             what="the staple to be dropped after its nextUpdate")
+        assert gone_at >= next_update - datetime.timedelta(seconds=1)
+        # and the certificate itself is still served, without a staple
+        assert staple_of("127.0.0.1", r.pebble.tls_port, name)["leaf_serial"] == serial
+
+
+def test_wrong_key_never_stapled(ocsp_pebble, test_root):
+    """(d) responses signed by a key that is not the issuer's: never
+    stapled, and the status page says ocsp error."""
+    r = ocsp_pebble
+    r.set_wrong_key(True)
+    status_port = free_port()
+    name = "wrongkey.ocsp.test"
+    ngx = ocsp_nginx(test_root, r.pebble, [(name,)], status_port=status_port)
+    with ngx.start():
+        until_issued(ngx, r.pebble, r.pebble.tls_port, name)
+
+        def ocsp_error():
+            keys = {k["type"]: k for k in cert_status(status_port, name)["keys"]}
+            ocsp = keys["ec256"].get("ocsp") or {}
+            return ocsp if ocsp.get("status") == "error" else None
+        ocsp = wait_until(ocsp_error, timeout=60, what="ocsp error on the status page")
+        assert ocsp.get("error"), ocsp
+        assert r.request_count() >= 1
+
+        def unstapled():
+            return not check_staple("127.0.0.1", r.pebble.tls_port, name, r.issuer_pem)["sent"]
+        stays(unstapled, 3, what="no staple")
+
+
+def test_no_ocsp_url_no_staple_no_warning(pebble, test_root):
+    """(e) Pebble without ocspResponderURL (like Let's Encrypt since 2025):
+    no staple, and nothing about OCSP in the error log."""
+    name = "nourl.ocsp.test"
+    ngx = ocsp_nginx(test_root, pebble, [(name,)])
+    with ngx.start():
+        chain = until_issued(ngx, pebble, pebble.tls_port, name)
+        serial = cert_info(chain[0])["serial"]
+        # the driver has looked at the new certificate (its ARI check comes
+        # after the deploy) and several check intervals passed
+        wait_until(lambda: "renewal information" in ngx.log(), timeout=30,
+                   what="the driver's first check after the deploy")
+        for _ in range(3):
+            facts = staple_of("127.0.0.1", pebble.tls_port, name)
+            assert facts["leaf_serial"] == serial
+            assert not facts["sent"], facts["text"]
+        assert meta_kt(ngx, name).get("ocsp_url") is None
+        bad = [l for l in ngx.log().splitlines()
+               if "ocsp" in l.lower() and re.search(r"\[(warn|error|crit|alert|emerg)\]", l)]
+        assert not bad, "\n".join(bad)
