@@ -11,9 +11,14 @@ import re
 import urllib.request
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
 
+from crlctl import CrlServer, TestCA
 from nginxctl import Nginx, issuer_block, server_block, status_server, until_issued
 from stapleprobe import check_staple, fetch_staple, staple_of
+from storeseed import issuer_meta, seed_store, worker_owner
 from util import cert_info, free_port, served_chain, stays, wait_until
 
 # ---- configuration (nginx -t) ----------------------------------------------
@@ -101,15 +106,17 @@ RSA = "rsa_pss_rsae_sha256:rsa_pkcs1_sha256"
 
 
 def ocsp_nginx(root, pebble, names_list, key="ec256", issuer_extra="", extra_http="",
-               status_port=None, workers=2):
+               extra_after="", status_port=None, workers=2):
     """nginx with one autotls server per names tuple, on Pebble's ports,
-    checking every 2 s, its store in root/store."""
+    checking every 2 s, its store in root/store; extra_http before those
+    servers, extra_after after them."""
     body = issuer_block(pebble, root, extra=f"key {key};\n        {issuer_extra}")
     body += f"    autotls_store {os.path.join(root, 'store')};\n"
     body += "    autotls_check_interval 2s;\n"
     body += extra_http
     for names in names_list:
         body += server_block(names, pebble.http_port, pebble.tls_port)
+    body += extra_after
     if status_port:
         body += status_server(status_port)
     return Nginx(root, body, workers=workers)
@@ -294,3 +301,103 @@ def test_no_ocsp_url_no_staple_no_warning(pebble, test_root):
         bad = [l for l in ngx.log().splitlines()
                if "ocsp" in l.lower() and re.search(r"\[(warn|error|crit|alert|emerg)\]", l)]
         assert not bad, "\n".join(bad)
+
+
+def static_stapled(root, ca, name):
+    """A certificate of the test CA for name with a good OCSP response for
+    it in a file, as nginx's own ssl_stapling_file takes it: (cert file,
+    key file, response file, response DER)."""
+    leaf = ca.issue([name], cdp=False)
+    with open(ca.key, "rb") as f:
+        ca_key = serialization.load_pem_private_key(f.read(), None)
+    issuer = x509.load_pem_x509_certificate(ca.inter_pem.encode())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    der = (ocsp.OCSPResponseBuilder()
+           .add_response(cert=leaf.cert, issuer=issuer, algorithm=hashes.SHA1(),
+                         cert_status=ocsp.OCSPCertStatus.GOOD,
+                         this_update=now - datetime.timedelta(minutes=1),
+                         next_update=now + datetime.timedelta(days=1),
+                         revocation_time=None, revocation_reason=None)
+           .responder_id(ocsp.OCSPResponderEncoding.HASH, issuer)
+           .sign(ca_key, hashes.SHA256())
+           .public_bytes(serialization.Encoding.DER))
+    paths = [os.path.join(root, f"static.{ext}") for ext in ("pem", "key", "ocsp")]
+    for path, data in zip(paths, (leaf.chain_pem.encode(), leaf.key_pem.encode(), der)):
+        with open(path, "wb") as f:
+            f.write(data)
+    return paths + [der]
+
+
+@pytest.mark.parametrize("static_default", [True, False], ids=["static-default", "autotls-default"])
+def test_static_ssl_stapling_on_the_same_listener(ocsp_pebble, test_root, static_default):
+    """(f) nginx's own ssl_stapling_file on a static server of the same
+    listener keeps stapling its response next to autotls's staples, whether
+    the static server is the listener's default server (autotls's server
+    is then served through its context) or not."""
+    r = ocsp_pebble
+    name, static = "auto.coop.test", "static.coop.test"
+    cert, key, resp, der = static_stapled(test_root, TestCA(test_root), static)
+    static_server = f"""
+    server {{
+        listen 127.0.0.1:{r.pebble.tls_port} ssl{' default_server' if static_default else ''};
+        server_name {static};
+        ssl_certificate     {cert};
+        ssl_certificate_key {key};
+        ssl_stapling        on;
+        ssl_stapling_file   {resp};
+        location / {{ return 200 "static\\n"; }}
+    }}
+"""
+    ngx = ocsp_nginx(test_root, r.pebble, [(name,)],
+                     extra_http=static_server if static_default else "",
+                     extra_after="" if static_default else static_server)
+    proc = ngx.test_config()
+    assert proc.returncode == 0, proc.stderr
+    with ngx.start():
+        good_staple(ngx, r, name)
+        got = fetch_staple("127.0.0.1", r.pebble.tls_port, static)
+        assert cert_info(got["chain"][0])["subject"] == f"CN={static}"
+        assert got["der"] == der
+        # and autotls's certificate still gets its own response
+        assert good_staple(ngx, r, name)["leaf_serial"] != cert_info(got["chain"][0])["serial"]
+
+
+def test_crl_listed_certificate_replaced_live(pebble, test_root):
+    """(g) certificates seeded from a test CA whose leaves name a CRL and
+    no responder: the one the CRL lists is replaced through Pebble, live;
+    the other is kept; the CRL server is asked once for their one URL."""
+    srv = CrlServer().start()
+    try:
+        ca = TestCA(test_root, crl_url=srv.url("ca.crl"))
+        listed = ca.issue(["listed.crl.test"])
+        kept = ca.issue(["kept.crl.test"])
+        ca.revoke(listed, reason="keyCompromise")
+        srv.publish("ca.crl", ca.gencrl(hours=24))
+
+        ngx = ocsp_nginx(test_root, pebble, [("listed.crl.test",), ("kept.crl.test",)])
+        issuer = issuer_meta(pebble.directory, os.path.join(test_root, "pebble-ca.pem"),
+                             contact=["admin@example.com"])
+        seed_store(ngx.store, [
+            {"names": [leaf.names[0]], "issuer": issuer,
+             "certs": {"ec256": (leaf.key_pem, leaf.chain_pem)}} for leaf in (listed, kept)],
+            owner=worker_owner("nginx"))
+        with ngx.start():
+            assert cert_info(served_chain(pebble.tls_port, "listed.crl.test")[0])["serial"] \
+                == listed.serial
+            master, workers = ngx.master, ngx.worker_pids()
+
+            until_issued(ngx, pebble, pebble.tls_port, "listed.crl.test",
+                         not_serial=listed.serial)
+            assert (ngx.master, ngx.worker_pids()) == (master, workers), "not live"
+            kt = wait_until(lambda: meta_kt(ngx, "kept.crl.test").get("crl_url"), timeout=30,
+                            what="the kept certificate's CRL URL recorded")
+            assert kt == srv.url("ca.crl")
+
+            def kept_served():
+                return cert_info(served_chain(pebble.tls_port, "kept.crl.test")[0])["serial"] \
+                    == kept.serial
+            stays(lambda: kept_served() and srv.count("ca.crl") == 1, 4,
+                  what="the unlisted certificate kept, the CRL fetched once")
+            assert "keyCompromise" in ngx.log()
+    finally:
+        srv.stop()
