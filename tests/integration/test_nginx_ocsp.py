@@ -57,7 +57,7 @@ CONF_REJECTS = [
     ("must_staple without stapling",
      ISSUER.format(extra="stapling off;\n        must_staple on;")
      + tls_server("a.example.com", "autotls pebble;"),
-     "autotls_issuer pebble {", "autotls_issuer \"pebble\": "),
+     "autotls_issuer pebble {", "autotls_issuer \"pebble\": must_staple needs stapling"),
     ("stapling neither on nor off",
      ISSUER.format(extra="stapling yes;") + tls_server("a.example.com", "autotls pebble;"),
      "stapling yes;", 'invalid value "yes" in "stapling"'),
