@@ -195,7 +195,10 @@ def test_staples_ecdsa_and_rsa_with_status(ocsp_pebble, test_root):
         for kt, facts in (("ec256", ec), ("rsa2048", rsa)):
             ocsp = keys[kt]["ocsp"]
             assert ocsp["status"] == "good", keys[kt]
-            assert ocsp["next_update"], keys[kt]
+            assert ocsp["url"] == r.url, keys[kt]
+            # the response stapled, or a fresher one fetched since
+            shown = datetime.datetime.fromisoformat(ocsp["next_update"].replace("Z", "+00:00"))
+            assert shown >= facts["next_update"], (keys[kt], facts["next_update"])
 
 
 def test_revoked_replaced_live_and_stapled(ocsp_pebble, test_root):
