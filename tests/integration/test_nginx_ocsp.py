@@ -404,3 +404,46 @@ def test_crl_listed_certificate_replaced_live(pebble, test_root):
             assert "keyCompromise" in ngx.log()
     finally:
         srv.stop()
+
+
+def test_refused_stored_response_logged_once(pebble, test_root):
+    """A stored response that does not verify for the certificate (here:
+    one for another certificate) is never stapled, and the worker says so
+    once, not at every reload of the certificate."""
+    ca = TestCA(test_root)
+    leaf = ca.issue(["refused.ocsp.test"], cdp=False)
+    _, _, _, other_der = static_stapled(test_root, ca, "other.ocsp.test")
+    # one worker: every handshake, and so every reload, is in it
+    ngx = ocsp_nginx(test_root, pebble, [("refused.ocsp.test",)], workers=1)
+    issuer = issuer_meta(pebble.directory, os.path.join(test_root, "pebble-ca.pem"),
+                         contact=["admin@example.com"])
+    seed_store(ngx.store, [{"names": ["refused.ocsp.test"], "issuer": issuer,
+                            "certs": {"ec256": (leaf.key_pem, leaf.chain_pem)}}],
+               owner=worker_owner("nginx"))
+    cert_dir = os.path.join(ngx.store, "certs", "refused.ocsp.test")
+    with open(os.path.join(cert_dir, "ec256.ocsp"), "wb") as f:
+        f.write(other_der)
+    if worker_owner("nginx"):
+        os.chown(os.path.join(cert_dir, "ec256.ocsp"), *worker_owner("nginx"))
+    line = 'not stapling the stored OCSP response of "refused.ocsp.test"'
+    with ngx.start():
+        facts = staple_of("127.0.0.1", pebble.tls_port, "refused.ocsp.test")
+        assert facts["leaf_serial"] == leaf.serial
+        assert not facts["sent"], facts["text"]
+        wait_until(lambda: line in ngx.log(), timeout=30, what="the refusal logged")
+
+        # a new generation makes every worker load the certificate again
+        with open(os.path.join(cert_dir, "meta.json")) as f:
+            meta = json.load(f)
+        meta["generation"] += 1
+        with open(os.path.join(cert_dir, "meta.json"), "w") as f:
+            json.dump(meta, f)
+        with open(os.path.join(ngx.store, "generation")) as f:
+            gen = int(f.read().strip())
+        with open(os.path.join(ngx.store, "generation"), "w") as f:
+            f.write(f"{gen + 1}\n")
+        wait_until(lambda: "changed in the store (generation 2)" in ngx.log(), timeout=30,
+                   what="the new generation seen")
+        for _ in range(2):
+            assert not staple_of("127.0.0.1", pebble.tls_port, "refused.ocsp.test")["sent"]
+        assert ngx.log().count(line) == 1, ngx.log()[-3000:]
