@@ -122,25 +122,6 @@ atls_staple_attach(X509 *leaf, X509 *issuer, const unsigned char *der, size_t le
     return rc;
 }
 
-int
-atls_staple_load(atls_store_t *st, const char *id, atls_key_type_t kt, X509 *leaf,
-                 X509 *issuer, time_t now, char *err, size_t errlen)
-{
-    unsigned char *der = NULL;
-    size_t         len = 0;
-    int            rc;
-
-    rc = atls_store_load_ocsp(st, id, kt, &der, &len, err, errlen);
-    if (rc != ATLS_STORE_OK && rc != ATLS_STORE_NOTFOUND) {
-        return -1;
-    }
-    /* none stored (not asked yet, or no responder): marked, nothing to
-     * staple, and nothing to say */
-    rc = atls_staple_attach(leaf, issuer, der, len, now, err, errlen);
-    free(der);
-    return rc;
-}
-
 time_t
 atls_staple_valid_until(X509 *leaf)
 {
