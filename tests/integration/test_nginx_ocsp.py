@@ -200,6 +200,12 @@ def test_staples_ecdsa_and_rsa_with_status(ocsp_pebble, test_root):
             shown = datetime.datetime.fromisoformat(ocsp["next_update"].replace("Z", "+00:00"))
             assert shown >= facts["next_update"], (keys[kt], facts["next_update"])
 
+        # new workers after a reload staple the stored response at once
+        ngx.reload()
+        facts = check_staple("127.0.0.1", r.pebble.tls_port, name, r.issuer_pem, sigalgs=RSA)
+        assert facts["sent"] and facts["verified"], facts
+        assert facts["leaf_status"] == "good" and facts["leaf_serial"] == rsa["leaf_serial"]
+
 
 def test_revoked_replaced_live_and_stapled(ocsp_pebble, test_root):
     """(b) the responder says revoked: a new certificate is served by the
