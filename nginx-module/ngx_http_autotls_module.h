@@ -252,7 +252,7 @@ ngx_int_t ngx_http_autotls_stapling_check(ngx_conf_t *cf,
 ngx_int_t ngx_http_autotls_stapling_setup(ngx_conf_t *cf, SSL_CTX *ctx);
 void ngx_http_autotls_stapling_load(ngx_http_autotls_cert_t *cert,
     atls_key_type_t kt, X509 *leaf, STACK_OF(X509) *chain,
-    ngx_uint_t *refused, ngx_log_t *log);
+    u_char *refused, ngx_log_t *log);
 
 /* challenge: answers in shared memory (atls_sched_host_t callbacks) */
 int ngx_http_autotls_publish(void *ctx, void *cert_data,

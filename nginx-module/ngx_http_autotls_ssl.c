@@ -35,7 +35,7 @@ typedef struct {
     ngx_http_autotls_pair_t  pair[ATLS_KEY_TYPE_MAX];
     ngx_http_autotls_pair_t  fallback;      /* generated when first needed */
     /* by the issuer's key type: a refused OCSP response was logged */
-    ngx_uint_t               staple_refused[ATLS_KEY_TYPE_MAX];
+    u_char                   staple_refused[ATLS_KEY_TYPE_MAX];
 } ngx_http_autotls_cache_t;
 
 

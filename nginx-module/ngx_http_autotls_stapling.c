@@ -122,7 +122,7 @@ ngx_http_autotls_status_cb(SSL *ssl, void *arg)
 void
 ngx_http_autotls_stapling_load(ngx_http_autotls_cert_t *cert,
     atls_key_type_t kt, X509 *leaf, STACK_OF(X509) *chain,
-    ngx_uint_t *refused, ngx_log_t *log)
+    u_char *refused, ngx_log_t *log)
 {
     int    rc;
     char   err[256];
