@@ -593,9 +593,10 @@ rev_replan(sched_slot_t *sl, time_t now)
 sched_rev_t
 atls_sched_rev_next(sched_slot_t *sl, int may_order)
 {
-    atls_sched_t *s = sl->s;
-    time_t        now = time(NULL);
-    size_t        i;
+    atls_sched_t   *s = sl->s;
+    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
+    time_t          now = time(NULL);
+    size_t          i, n;
 
     if (s->stopping || s->freeing) {
         return SCHED_REV_NONE;
@@ -604,11 +605,16 @@ atls_sched_rev_next(sched_slot_t *sl, int may_order)
         rev_backfill_urls(sl);
     }
     sl->rev = 1;
-    for (i = 0; i < sl->meta.n_kt_info && i < ATLS_KEY_TYPE_MAX; i++) {
-        const atls_cert_kt_info_t *ki = &sl->meta.kt_info[i];
+    /* the configured key types only: a certificate no longer served is
+     * not asked about */
+    n = atls_job_key_types(&sl->meta.issuer, kts);
+    for (i = 0; i < n; i++) {
+        const atls_cert_kt_info_t *ki = atls_job_kt_info(&sl->meta, kts[i]);
         int                        ocsp;
 
-        if (ki->revoked_seen != 0 || ki->serial == NULL || ki->not_after <= now) {
+        if (ki == NULL || ki->revoked_seen != 0 || ki->serial == NULL
+            || ki->not_after <= now)
+        {
             continue;   /* the plan replaces it; nothing to ask about it */
         }
         ocsp = ki->ocsp_url != NULL && !sl->meta.issuer.stapling_off;
@@ -634,7 +640,51 @@ atls_sched_rev_next(sched_slot_t *sl, int may_order)
     if (sl->revoked && may_order && !sl->ordered) {
         return rev_replan(sl, now);
     }
+    atls_sched_rev_schedule(sl, now);
     return SCHED_REV_NONE;
+}
+
+void
+atls_sched_rev_schedule(sched_slot_t *sl, time_t now)
+{
+    atls_sched_t   *s = sl->s;
+    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
+    time_t          due = 0, t;
+    size_t          i, n = atls_job_key_types(&sl->meta.issuer, kts);
+    long long       at;
+
+    for (i = 0; i < n; i++) {
+        const atls_cert_kt_info_t *ki = atls_job_kt_info(&sl->meta, kts[i]);
+        sched_crl_t               *c;
+
+        if (ki == NULL || ki->revoked_seen != 0 || ki->serial == NULL
+            || ki->not_after <= now)
+        {
+            continue;
+        }
+        if (ki->ocsp_url != NULL && !sl->meta.issuer.stapling_off) {
+            t = ki->ocsp_next_refresh;
+        } else if (ki->crl_url != NULL) {
+            c = atls_sched_crl(s, ki->crl_url);
+            t = c->crl != NULL || c->failures > 0 ? c->next_fetch : now;
+        } else {
+            continue;
+        }
+        if (t < now + SCHED_REV_MIN_WAIT_S) {
+            t = now + SCHED_REV_MIN_WAIT_S;
+        }
+        if (due == 0 || t < due) {
+            due = t;
+        }
+    }
+    sl->cert->rev_due = due;
+    if (due == 0) {
+        return;
+    }
+    at = atls_sched_now_ms() + (long long) (due - now) * 1000;
+    if (s->rev_wake == 0 || at < s->rev_wake) {
+        s->rev_wake = at;
+    }
 }
 
 void

@@ -127,6 +127,30 @@ test_ocsp_good(void **state)
     free(der);
 }
 
+/* The responder of the fake CA signs for whatever certificate is stored. */
+static void
+issued_answer(void *arg, const atls_http_request_t *req, atls_http_response_t *resp)
+{
+    fakehost_cert_t *c = arg;
+    STACK_OF(X509)  *chain = NULL;
+    ocsppki_t        ca = rf.pki;
+    ocsppki_resp_t   o;
+    char             err[256];
+    size_t           len = 0;
+
+    (void) req;
+    assert_int_equal(atls_store_load_cert(rf.st, c->name, EC, NULL, &chain, err,
+                                          sizeof(err)), ATLS_STORE_OK);
+    ca.ca = c->ca->inter;
+    ca.ca_key = c->ca->inter_key;
+    ocsppki_resp_defaults(&o, time(NULL));
+    resp->body = (char *) ocsppki_response(&ca, sk_X509_value(chain, 0), &o, &len);
+    assert_non_null(resp->body);
+    resp->body_len = len;
+    resp->status = 200;
+    atls_chain_free(chain);
+}
+
 /* "revoked": the stored response goes, the facts are recorded, the line
  * is logged once, and the certificate is ordered again in the same pass
  * with a new key and the ARI "replaces" field. */
@@ -134,7 +158,7 @@ static void
 test_ocsp_revoked(void **state)
 {
     fakehost_cert_t *c;
-    fakehost_url_t  *u;
+    fakehost_url_t  *u, *issued;
     atls_cert_meta_t m;
     unsigned char   *good, *revoked, *held;
     size_t           glen, rlen, hlen;
@@ -145,6 +169,10 @@ test_ocsp_revoked(void **state)
     revfix_sched_start();
     c = revfix_seed("rev.test", OCSP_URL, NULL, 1);
     c->ca->renewal_info = 1;    /* so that the order names what it replaces */
+    c->ca->ocsp_url = "http://ocsp.ca.test/";
+    issued = fakehost_url(&rf.h, "http://ocsp.ca.test/", 200, NULL, 0);
+    issued->answer = issued_answer;
+    issued->arg = c;
     good = response(rf.leaves[0], V_OCSP_CERTSTATUS_GOOD, OCSPPKI_BY_CA, &glen);
     revoked = response(rf.leaves[0], V_OCSP_CERTSTATUS_REVOKED, OCSPPKI_BY_CA, &rlen);
     u = fakehost_url(&rf.h, "http://ocsp.test/", 200, good, glen);
@@ -164,14 +192,17 @@ test_ocsp_revoked(void **state)
     assert_int_equal(c->done, 1);
     assert_int_equal(c->rc, 0);
     assert_int_equal(c->n_deployed, 1);
-    assert_int_equal(c->n_stapled, 2);      /* stapled, then withdrawn */
+    /* stapled, withdrawn, and the new certificate's stapled right away */
+    assert_int_equal(c->n_stapled, 3);
+    assert_int_equal(issued->hits, 1);
     assert_int_equal(logcap_count("was revoked at"), 1);
     assert_int_equal(logcap_count("reason keyCompromise, reported by its OCSP responder): "
                                "replacing it now"), 1);
     assert_non_null(c->ca->order_payload);
     replaces = json_object_get(c->ca->order_payload, "replaces") != NULL;
     assert_true(replaces);
-    assert_int_equal(ocsp_stored("rev.test", &held, &hlen), ATLS_STORE_NOTFOUND);
+    assert_int_equal(ocsp_stored("rev.test", &held, &hlen), ATLS_STORE_OK);
+    free(held);
 
     m = revfix_meta("rev.test");
     {
@@ -180,7 +211,8 @@ test_ocsp_revoked(void **state)
         /* a new certificate: its facts start over */
         assert_string_not_equal(ki->serial, old_serial);
         assert_int_equal(ki->revoked_seen, 0);
-        assert_null(ki->ocsp_url);          /* the fake CA names no responder */
+        assert_string_equal(ki->ocsp_url, "http://ocsp.ca.test/");
+        assert_int_equal(ki->ocsp_status, ATLS_OCSP_GOOD);
     }
     atls_cert_meta_free(&m);
 
@@ -188,8 +220,45 @@ test_ocsp_revoked(void **state)
     revfix_pass();
     assert_int_equal(c->done, 1);
     assert_int_equal(u->hits, 2);
+    assert_int_equal(issued->hits, 1);
     free(good);
     free(revoked);
+}
+
+static int
+until_hits(fakehost_t *h, void *arg)
+{
+    (void) h;
+    return ((fakehost_url_t *) arg)->hits >= 2;
+}
+
+/* A response valid for a minute is refreshed by the scheduler's own timer,
+ * with no pass from the host in between. */
+static void
+test_ocsp_refresh_between_passes(void **state)
+{
+    fakehost_cert_t *c;
+    fakehost_url_t  *u;
+    ocsppki_resp_t   o;
+    unsigned char   *der;
+    size_t           len;
+
+    (void) state;
+    revfix_sched_start();
+    c = revfix_seed("short.test", OCSP_URL, NULL, 1);
+    ocsppki_resp_defaults(&o, time(NULL));
+    o.this_update = time(NULL) - 30;
+    o.next_update = time(NULL) + 30;
+    der = ocsppki_response(&rf.pki, rf.leaves[0], &o, &len);
+    assert_non_null(der);
+    u = fakehost_url(&rf.h, "http://ocsp.test/", 200, der, len);
+    revfix_pass();
+    assert_int_equal(u->hits, 1);
+    assert_true(rf.h.timer_at >= 0);        /* armed for the refresh */
+    assert_int_equal(fakehost_run(&rf.h, until_hits, u, 40000, NULL), 0);
+    assert_int_equal(c->n_stapled, 2);
+    assert_int_equal(fakehost_run(&rf.h, fakehost_until_settled, NULL, 5000, NULL), 0);
+    free(der);
 }
 
 /* "unknown": nothing stapled, the status says so, asked again later. */
@@ -384,30 +453,6 @@ test_urls_backfilled(void **state)
 
 /* ---- after a deploy --------------------------------------------------------------- */
 
-/* The responder of the fake CA signs for whatever certificate is stored. */
-static void
-issued_answer(void *arg, const atls_http_request_t *req, atls_http_response_t *resp)
-{
-    fakehost_cert_t *c = arg;
-    STACK_OF(X509)  *chain = NULL;
-    ocsppki_t        ca = rf.pki;
-    ocsppki_resp_t   o;
-    char             err[256];
-    size_t           len = 0;
-
-    (void) req;
-    assert_int_equal(atls_store_load_cert(rf.st, "new.test", EC, NULL, &chain, err,
-                                          sizeof(err)), ATLS_STORE_OK);
-    ca.ca = c->ca->inter;
-    ca.ca_key = c->ca->inter_key;
-    ocsppki_resp_defaults(&o, time(NULL));
-    resp->body = (char *) ocsppki_response(&ca, sk_X509_value(chain, 0), &o, &len);
-    assert_non_null(resp->body);
-    resp->body_len = len;
-    resp->status = 200;
-    atls_chain_free(chain);
-}
-
 /* A certificate just issued is asked about right after its deploy, in the
  * same pass: stapled from its first handshakes. */
 static void
@@ -476,6 +521,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ocsp_good, revfix_setup, revfix_teardown),
         cmocka_unit_test_setup_teardown(test_ocsp_revoked, revfix_setup, revfix_teardown),
+        cmocka_unit_test_setup_teardown(test_ocsp_refresh_between_passes, revfix_setup,
+                                        revfix_teardown),
         cmocka_unit_test_setup_teardown(test_ocsp_unknown, revfix_setup, revfix_teardown),
         cmocka_unit_test_setup_teardown(test_ocsp_wrong_key, revfix_setup, revfix_teardown),
         cmocka_unit_test_setup_teardown(test_ocsp_transport_error, revfix_setup, revfix_teardown),
