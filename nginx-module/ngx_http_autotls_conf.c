@@ -35,6 +35,8 @@ static char *ngx_http_autotls_issuer_profile(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_autotls_issuer_renew_before(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_autotls_issuer_flag(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_autotls_cstr(ngx_str_t *s);
 static ngx_int_t ngx_http_autotls_server_names(ngx_conf_t *cf,
     ngx_http_autotls_srv_conf_t *ascf, ngx_http_core_srv_conf_t *cscf,
@@ -47,6 +49,10 @@ static ngx_int_t ngx_http_autotls_may_be_default(ngx_conf_t *cf);
 /* ngx_conf_full_name(): relative to the conf directory, or to the prefix */
 static ngx_uint_t  ngx_http_autotls_conf_prefix = 1;
 static ngx_uint_t  ngx_http_autotls_prefix = 0;
+
+/* ngx_http_autotls_issuer_flag(): "on" stores 1, or 0 for a flag that the
+ * core keeps inverted ("stapling on" is stapling_off = 0) */
+static ngx_uint_t  ngx_http_autotls_flag_inverted = 1;
 
 
 static void
@@ -222,7 +228,7 @@ static ngx_command_t  ngx_http_autotls_issuer_commands[] = {
       NGX_CONF_TAKE1,
       ngx_http_autotls_issuer_accept_terms,
       0,
-      0,
+      offsetof(ngx_http_autotls_issuer_t, is.agree_tos),
       NULL },
 
     { ngx_string("ca_certificate"),
@@ -279,6 +285,20 @@ static ngx_command_t  ngx_http_autotls_issuer_commands[] = {
       ngx_http_autotls_issuer_renew_before,
       0,
       0,
+      NULL },
+
+    { ngx_string("stapling"),
+      NGX_CONF_TAKE1,
+      ngx_http_autotls_issuer_flag,
+      0,
+      offsetof(ngx_http_autotls_issuer_t, is.stapling_off),
+      &ngx_http_autotls_flag_inverted },
+
+    { ngx_string("must_staple"),
+      NGX_CONF_TAKE1,
+      ngx_http_autotls_issuer_flag,
+      0,
+      offsetof(ngx_http_autotls_issuer_t, is.must_staple),
       NULL },
 
       ngx_null_command
@@ -402,26 +422,15 @@ ngx_http_autotls_issuer_accept_terms(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_autotls_issuer_t  *iss = conf;
 
-    ngx_str_t  *value;
+    char  *rv;
 
-    value = cf->args->elts;
-
-    if (ngx_strcmp(value[1].data, "on") == 0) {
-        iss->accept_terms = 1;
-
-    } else if (ngx_strcmp(value[1].data, "off") == 0) {
-        iss->accept_terms = 0;
-
-    } else {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid value \"%V\" in \"accept_terms\", "
-                           "it must be \"on\" or \"off\"", &value[1]);
-        return NGX_CONF_ERROR;
+    /* cmd->offset: is.agree_tos; accept_terms remembers it was given */
+    rv = ngx_http_autotls_issuer_flag(cf, cmd, conf);
+    if (rv == NGX_CONF_OK) {
+        iss->accept_terms = iss->is.agree_tos;
     }
 
-    iss->is.agree_tos = (int) iss->accept_terms;
-
-    return NGX_CONF_OK;
+    return rv;
 }
 
 
@@ -562,6 +571,36 @@ ngx_http_autotls_issuer_renew_before(ngx_conf_t *cf, ngx_command_t *cmd,
                            &value[1]);
         return NGX_CONF_ERROR;
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/* "on" or "off" into the int at cmd->offset; cmd->post: inverted */
+static char *
+ngx_http_autotls_issuer_flag(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    int         *field, on;
+    ngx_str_t   *value;
+
+    value = cf->args->elts;
+    field = (int *) ((u_char *) conf + cmd->offset);
+
+    if (ngx_strcmp(value[1].data, "on") == 0) {
+        on = 1;
+
+    } else if (ngx_strcmp(value[1].data, "off") == 0) {
+        on = 0;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\", "
+                           "it must be \"on\" or \"off\"",
+                           &value[1], &value[0]);
+        return NGX_CONF_ERROR;
+    }
+
+    *field = cmd->post ? !on : on;
 
     return NGX_CONF_OK;
 }

@@ -38,7 +38,7 @@ static ngx_uint_t ngx_http_autotls_leaving(void);
 static void ngx_http_autotls_check(ngx_event_t *ev);
 static void ngx_http_autotls_timer(ngx_event_t *ev);
 static void ngx_http_autotls_sched_timer(void *ctx, long ms);
-static void ngx_http_autotls_deployed(void *ctx, void *cert_data,
+static void ngx_http_autotls_changed(void *ctx, void *cert_data,
     const char *id, atls_key_type_t kt);
 
 
@@ -54,7 +54,8 @@ static const atls_sched_host_t  ngx_http_autotls_host = {
     .hook_kill = ngx_http_autotls_hook_kill,
     .publish = ngx_http_autotls_publish,
     .withdraw = ngx_http_autotls_withdraw,
-    .deployed = ngx_http_autotls_deployed,
+    .deployed = ngx_http_autotls_changed,
+    .stapled = ngx_http_autotls_changed,
     .done = NULL                /* the scheduler logs each attempt itself */
 };
 
@@ -332,10 +333,14 @@ ngx_http_autotls_sched_timer(void *ctx, long ms)
 }
 
 
-/* atls_sched_host_t.deployed: served by every worker from its next
- * handshake on */
+/*
+ * atls_sched_host_t.deployed and .stapled: a new certificate, or a new OCSP
+ * response for one (or none any more), is in the store with its meta
+ * generation bumped; every worker loads the certificate again, with its
+ * response, from its next handshake on.
+ */
 static void
-ngx_http_autotls_deployed(void *ctx, void *cert_data, const char *id,
+ngx_http_autotls_changed(void *ctx, void *cert_data, const char *id,
     atls_key_type_t kt)
 {
     ngx_http_autotls_watch_deployed(cert_data);

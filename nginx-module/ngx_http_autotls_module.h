@@ -246,6 +246,14 @@ void ngx_http_autotls_ssl_exit_worker(void);
 ngx_int_t ngx_http_autotls_fallback(ngx_conf_t *cf,
     ngx_http_autotls_main_conf_t *amcf);
 
+/* stapling: OCSP responses on the handshake */
+ngx_int_t ngx_http_autotls_stapling_check(ngx_conf_t *cf,
+    ngx_http_autotls_srv_conf_t *ascf, ngx_http_ssl_srv_conf_t *sscf);
+ngx_int_t ngx_http_autotls_stapling_setup(ngx_conf_t *cf, SSL_CTX *ctx);
+void ngx_http_autotls_stapling_load(ngx_http_autotls_cert_t *cert,
+    atls_key_type_t kt, X509 *leaf, STACK_OF(X509) *chain,
+    u_char *refused, ngx_log_t *log);
+
 /* challenge: answers in shared memory (atls_sched_host_t callbacks) */
 int ngx_http_autotls_publish(void *ctx, void *cert_data,
     const atls_challenge_t *ch, char *why, size_t len);

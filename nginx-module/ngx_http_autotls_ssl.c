@@ -8,6 +8,9 @@
  * pointer lookup and an integer compare; the store is read only once per
  * new generation.
  *
+ * OCSP staples are attached to the leaves of that cache when they are
+ * loaded and served by a status callback (ngx_http_autotls_stapling.c).
+ *
  * tls-alpn-01: a client_hello callback on every ssl context sees the ALPN
  * list before anything else (OpenSSL 3.0 runs it before the servername and
  * ALPN callbacks).  When the client offers only "acme-tls/1" the connection
@@ -31,6 +34,8 @@ typedef struct {
     ngx_uint_t               n;             /* real certificates loaded */
     ngx_http_autotls_pair_t  pair[ATLS_KEY_TYPE_MAX];
     ngx_http_autotls_pair_t  fallback;      /* generated when first needed */
+    /* by the issuer's key type: a refused OCSP response was logged */
+    u_char                   staple_refused[ATLS_KEY_TYPE_MAX];
 } ngx_http_autotls_cache_t;
 
 
@@ -163,6 +168,10 @@ ngx_http_autotls_ssl_setup(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
         sscf = cscfp[s]->ctx->srv_conf[ngx_http_ssl_module.ctx_index];
         ascf = cscfp[s]->ctx->srv_conf[ngx_http_autotls_module.ctx_index];
 
+        if (ngx_http_autotls_stapling_check(cf, ascf, sscf) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         if (sscf == NULL || sscf->ssl.ctx == NULL) {
             continue;
         }
@@ -179,6 +188,11 @@ ngx_http_autotls_ssl_setup(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
          */
         if (ascf->cert || sscf->certificate_values == NULL) {
             SSL_CTX_set_cert_cb(sscf->ssl.ctx, ngx_http_autotls_cert_cb, NULL);
+
+            /* the status callback goes with the certificates it staples */
+            if (ngx_http_autotls_stapling_setup(cf, sscf->ssl.ctx) != NGX_OK) {
+                return NGX_ERROR;
+            }
         }
     }
 
@@ -471,6 +485,11 @@ ngx_http_autotls_cache_load(ngx_http_autotls_cache_t *ce,
         p->chain = chain;
 
         ngx_http_autotls_share_chain(chain);
+
+        /* before the leaf is published to the handshake path */
+        ngx_http_autotls_stapling_load(cert, cert->issuer->is.key_types[k],
+                                       p->leaf, chain,
+                                       &ce->staple_refused[k], log);
     }
 }
 
