@@ -56,6 +56,7 @@ autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv)
     mrg->where_file = add->where_file;
     mrg->where_line = add->where_line;
     mrg->ssl_on = add->ssl_on;
+    mrg->ssl_stapling = add->ssl_stapling;
     MERGE_PTR(ca);
     MERGE_PTR(ca_file);
     MERGE_PTR(contact);
@@ -581,9 +582,9 @@ autotls_config_check(apr_pool_t *p, server_rec *base)
             /* not an error: the host is served and stapled all the same */
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                          "AutoTLS On for %s (%s:%d): SSLUseStapling On has no effect "
-                         "in an AutoTLS host: autotls staples its certificates itself "
-                         "(AutoTLSStapling); mod_ssl's start-up errors about stapling "
-                         "the self-signed fallback certificate can be ignored",
+                         "in an AutoTLS host: autotls staples there itself, as "
+                         "AutoTLSStapling says; mod_ssl's start-up errors about "
+                         "stapling the self-signed fallback certificate can be ignored",
                          s->server_hostname ? s->server_hostname : "(no ServerName)",
                          sc->where_file ? sc->where_file : "?", sc->where_line);
         }
