@@ -94,6 +94,7 @@ struct atls_acme_s {
     atls_challenge_type_t chal_type;
     EVP_PKEY          *cert_key;
     int                csr_with_cn;
+    int                must_staple;
     char              *profile;
     int                profile_required;
     char              *preferred_chain;

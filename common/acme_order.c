@@ -69,6 +69,7 @@ atls_acme_order_new(const atls_order_params_t *p, atls_error_t *err)
     e->chal_type = p->challenge;
     e->cert_key = p->cert_key;
     e->csr_with_cn = p->csr_with_cn;
+    e->must_staple = p->must_staple;
     e->profile = atls_strdup(p->profile);
     e->profile_required = p->profile_required;
     e->preferred_chain = atls_strdup(p->preferred_chain);
@@ -442,8 +443,9 @@ atls_acme_finalize_act(atls_acme_t *e, time_t now, atls_action_t *act)
     json_t        *root;
     int            rc;
 
-    der = atls_csr_make(e->cert_key, (const char *const *) e->names, e->n_names,
-                        e->csr_with_cn, &der_len);
+    der = atls_csr_make_flags(e->cert_key, (const char *const *) e->names, e->n_names,
+                              (e->csr_with_cn ? ATLS_CSR_CN : 0)
+                              | (e->must_staple ? ATLS_CSR_MUST_STAPLE : 0), &der_len);
     if (der == NULL) {
         atls_acme_fail(e, ATLS_ERR_PERMANENT, "autotls:csr",
                        "could not make a CSR for %s", e->names[0]);

@@ -96,6 +96,7 @@ typedef struct {
     atls_challenge_type_t challenge;
     EVP_PKEY   *cert_key;          /* borrowed; the certificate's key for the CSR */
     int         csr_with_cn;
+    int         must_staple;       /* TLS Feature status_request in the CSR (RFC 7633) */
     const char *profile;           /* sent only if the directory advertises it */
     int         profile_required;  /* fail if the directory lacks the profile */
     const char *preferred_chain;   /* issuer name; default chain if none matches */

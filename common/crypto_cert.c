@@ -123,8 +123,8 @@ dn_oneline(const X509_NAME *xn, char *buf, size_t size)
     BIO_free(bio);
 }
 
-static int
-time_of(const ASN1_TIME *t, time_t *out)
+int
+atls_crypto_time(const ASN1_TIME *t, time_t *out)
 {
     struct tm tm;
 
@@ -170,8 +170,8 @@ atls_cert_info(X509 *x, atls_cert_info_t *out)
         dn_oneline(X509_get_issuer_name(x), out->issuer, sizeof(out->issuer));
     }
 
-    if (time_of(X509_get0_notBefore(x), &out->not_before) != 0
-        || time_of(X509_get0_notAfter(x), &out->not_after) != 0) {
+    if (atls_crypto_time(X509_get0_notBefore(x), &out->not_before) != 0
+        || atls_crypto_time(X509_get0_notAfter(x), &out->not_after) != 0) {
         goto failed;
     }
     out->key_type = atls_key_type_of(X509_get0_pubkey(x));

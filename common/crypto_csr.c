@@ -58,9 +58,40 @@ failed:
     return NULL;
 }
 
+/* The TLS Feature extension asking for status_request (RFC 7633: OCSP
+ * Must-Staple), added to the extensions the CSR requests. */
+static int
+add_must_staple(STACK_OF(X509_EXTENSION) **exts)
+{
+    TLS_FEATURE  *features;
+    ASN1_INTEGER *status_request;
+    int           ok = 0;
+
+    features = TLS_FEATURE_new();
+    status_request = ASN1_INTEGER_new();
+    if (features == NULL || status_request == NULL
+        || ASN1_INTEGER_set(status_request, ATLS_TLSEXT_STATUS_REQUEST) != 1
+        || sk_ASN1_INTEGER_push(features, status_request) <= 0) {
+        ASN1_INTEGER_free(status_request);
+        goto done;
+    }
+    ok = X509V3_add1_i2d(exts, NID_tlsfeature, features, 0, X509V3_ADD_DEFAULT) == 1;
+
+done:
+    TLS_FEATURE_free(features);
+    return ok ? 0 : -1;
+}
+
 unsigned char *
 atls_csr_make(EVP_PKEY *key, const char *const *names, size_t n,
               int with_cn, size_t *der_len)
+{
+    return atls_csr_make_flags(key, names, n, with_cn ? ATLS_CSR_CN : 0, der_len);
+}
+
+unsigned char *
+atls_csr_make_flags(EVP_PKEY *key, const char *const *names, size_t n,
+                    unsigned flags, size_t *der_len)
 {
     X509_REQ                  *req = NULL;
     X509_NAME                 *subj;
@@ -83,7 +114,7 @@ atls_csr_make(EVP_PKEY *key, const char *const *names, size_t n,
     }
 
     subj = X509_REQ_get_subject_name(req);
-    if (with_cn && strlen(names[0]) <= ATLS_CN_MAX
+    if ((flags & ATLS_CSR_CN) && strlen(names[0]) <= ATLS_CN_MAX
         && X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_UTF8,
                                       (const unsigned char *) names[0],
                                       -1, -1, 0) != 1) {
@@ -97,6 +128,7 @@ atls_csr_make(EVP_PKEY *key, const char *const *names, size_t n,
     /* RFC 5280: the SAN is critical when the subject is empty. */
     if (X509V3_add1_i2d(&exts, NID_subject_alt_name, gens,
                         X509_NAME_entry_count(subj) == 0, X509V3_ADD_DEFAULT) != 1
+        || ((flags & ATLS_CSR_MUST_STAPLE) && add_must_staple(&exts) != 0)
         || X509_REQ_add_extensions(req, exts) != 1) {
         goto done;
     }

@@ -5,9 +5,17 @@
 #include <openssl/x509v3.h>
 #include "atls_crypto.h"
 
+/* The TLS extension number of status_request (RFC 6066), the feature an
+ * OCSP Must-Staple certificate's TLS Feature extension lists (RFC 7633). */
+#define ATLS_TLSEXT_STATUS_REQUEST 5
+
 /* subjectAltName entries for names: an IPv4/IPv6 literal becomes an
  * iPAddress, anything else a dNSName.  NULL on an empty name or OOM. */
 GENERAL_NAMES *atls_crypto_san_build(const char *const *names, size_t n);
+
+/* An ASN.1 UTCTime or GeneralizedTime as seconds since the epoch (UTC).
+ * 0, or -1 when t is NULL or malformed. */
+int atls_crypto_time(const ASN1_TIME *t, time_t *out);
 
 /* Writes msg into err (when given) and clears OpenSSL's error queue so a
  * stale error never leaks into an unrelated later failure. */

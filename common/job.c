@@ -277,6 +277,7 @@ atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
     p.challenge = j->meta.issuer.challenge;
     p.cert_key = j->cert_key;
     p.csr_with_cn = j->meta.issuer.csr_cn;
+    p.must_staple = j->meta.issuer.must_staple;
     p.profile = j->meta.issuer.profile;
     p.profile_required = j->meta.issuer.profile_required;
     p.preferred_chain = j->meta.issuer.preferred_chain;
@@ -426,7 +427,15 @@ job_deploy(atls_job_t *j, atls_cert_meta_t *cur, const char *chain_pem, time_t n
         && atls_cert_info(sk_X509_value(chain, 0), &info) == 0)
     {
         info.key_type = j->kt;
-        atls_cert_meta_set_kt_info(cur, &info);
+        /* with where its revocation is published; its OCSP facts start over */
+        atls_cert_meta_set_kt_leaf(cur, &info, sk_X509_value(chain, 0));
+    }
+    /* The response stapled with the previous certificate says nothing about
+     * this one: never staple it again.  The scheduler fetches one for the
+     * new certificate right after this deploy (ocsp_next_refresh 0). */
+    if (atls_store_del_ocsp(j->st, j->meta.id, j->kt, serr, sizeof(serr)) == ATLS_STORE_ERROR) {
+        atls_log(ATLS_LOG_WARN, "autotls: %s (%s): cannot remove the previous OCSP "
+                 "response: %s", cur->id, atls_key_type_name(j->kt), serr);
     }
 
     cur->state = ATLS_STATE_VALID;

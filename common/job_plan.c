@@ -7,11 +7,15 @@
  * Order of the rules:
  *   1. backoff after a failure holds, unless forced, or an operator request
  *      made since the last attempt (it overrides once: if that attempt
- *      fails too, the next request waits for the backoff like any other);
+ *      fails too, the next request waits for the backoff like any other),
+ *      or a key type learned revoked since the last attempt (kt_info
+ *      revoked_seen >= last_attempt: it overrides once, the same way);
  *   2. a renewal of the whole set (forced, requested, renew_at passed or
  *      unknown) orders every configured key type;
- *   3. key types without a certificate, with an expired one, or with one
- *      that does not cover every configured name: only those are ordered;
+ *   3. key types without a certificate, with an expired one, with one
+ *      known revoked (an OCSP answer, a CRL, `autotls revoke`: reason
+ *      "revoked"), or with one that does not cover every configured name:
+ *      only those are ordered;
  *   4. renewal information (ARI) when the host asks for it and it is due;
  *   5. else nothing, and when to look again.
  */
@@ -88,10 +92,32 @@ plan_kt_outdated(const atls_cert_meta_t *m, atls_key_type_t kt, time_t now)
     if (ki->not_after <= now) {
         return "certificate expired";
     }
+    if (ki->revoked_seen != 0) {
+        return "revoked";
+    }
     if (!plan_names_covered(ki, m)) {
         return "names changed";
     }
     return NULL;
+}
+
+/* 1 when a configured key type was learned revoked at or after `since`:
+ * like an operator request, that beats the backoff once (the attempt it
+ * causes moves last_attempt past it). */
+static int
+plan_revoked_since(const atls_cert_meta_t *m, const atls_key_type_t *kts, size_t n,
+                   time_t since)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        const atls_cert_kt_info_t *ki = atls_job_kt_info(m, kts[i]);
+
+        if (ki != NULL && ki->revoked_seen != 0 && ki->revoked_seen >= since) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* ARI is asked about the first key type's certificate, while it is valid. */
@@ -135,7 +161,8 @@ atls_job_plan(const atls_cert_meta_t *m, time_t now, time_t request_at, int forc
      * must not wait for the backoff; an attempt it caused and that failed
      * starts a later second, so the backoff holds again after it. */
     if (!force && m->next_attempt != 0 && now < m->next_attempt
-        && !(request_at != 0 && request_at >= m->last_attempt))
+        && !(request_at != 0 && request_at >= m->last_attempt)
+        && !plan_revoked_since(m, kts, n, m->last_attempt))
     {
         out->reason = "backing off after a failure";
         out->next = m->next_attempt;

@@ -1,11 +1,15 @@
 /*
  * Revocation (RFC 8555 §7.6) of a certificate's stored certificates with the
  * account that ordered them, under the certificate's lock, so that it never
- * races a renewal.  A revoked certificate is due for replacement at once.
+ * races a renewal.  A revoked certificate is due for replacement at once:
+ * each revoked key type is recorded as known revoked (kt_info revoked_*,
+ * source "operator"), so every server sharing the store replaces it at its
+ * next check through the plan, whatever its backoff.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <openssl/x509.h>
 #include "atls.h"
 #include "atls_acme.h"
@@ -13,6 +17,22 @@
 #include "atls_job.h"
 #include "job_int.h"
 #include "atls_store.h"
+
+/* What the CA was told, as the certificate's revocation facts. */
+static void
+revoke_record(atls_cert_meta_t *m, atls_key_type_t kt, int reason, time_t now)
+{
+    atls_cert_kt_info_t *ki = atls_cert_meta_kt(m, kt);
+
+    if (ki == NULL) {
+        return;
+    }
+    ki->revoked_seen = now;
+    ki->revoked_at = now;
+    ki->revoked_reason = reason;
+    free(ki->revoked_source);
+    ki->revoked_source = atls_strdup("operator");
+}
 
 int
 atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
@@ -49,6 +69,8 @@ atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
         goto done;
     }
 
+    /* a store from before kt_info: the facts below need an entry */
+    (void) atls_job_kt_info_load(st, &m);
     atls_job_http_opts(&m.issuer, &http);
     n = atls_job_key_types(&m.issuer, kts);
     for (i = 0; i < n; i++) {
@@ -91,6 +113,7 @@ atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
         atls_log(ATLS_LOG_INFO, "autotls: %s (%s): certificate serial %s revoked (reason %d)",
                  id, atls_key_type_name(kts[i]), info.serial, reason);
         revoked++;
+        revoke_record(&m, kts[i], reason, time(NULL));
         atls_cert_info_free(&info);
         atls_chain_free(chain);
     }

@@ -35,7 +35,8 @@ atls_job_kt_info_load(atls_store_t *st, atls_cert_meta_t *m)
         }
         memset(&info, 0, sizeof(info));
         if (atls_cert_info(leaf, &info) == 0 && info.key_type == kts[i]) {
-            atls_cert_meta_set_kt_info(m, &info);
+            /* where its revocation is published, too */
+            atls_cert_meta_set_kt_leaf(m, &info, leaf);
             added++;
         }
         atls_cert_info_free(&info);

@@ -154,13 +154,24 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
     }
     atls_job_plan(&sl->meta, now, request_at, force, s->ari, &sl->plan);
     sl->request_at = request_at;
+    sl->cert = c;
     if (sl->plan.kind == ATLS_PLAN_NOTHING
         || (sl->plan.kind == ATLS_PLAN_ARI
             && now < atls_sched_dir(s, sl->meta.issuer.directory)->no_ari_until)
         || (sl->plan.kind == ATLS_PLAN_ORDER && sl->plan.n_kts == 0))
     {
-        atls_sched_slot_clear(sl);
-        return 0;
+        /* nothing to order: OCSP and CRLs may still have something to ask */
+        switch (atls_sched_rev_next(sl, 1)) {
+        case SCHED_REV_OP:
+            c->busy = 1;
+            return 0;       /* in flight already */
+        case SCHED_REV_ORDER:
+            break;          /* learned revoked from a CRL held */
+        case SCHED_REV_NONE:
+        default:
+            atls_sched_slot_clear(sl);
+            return 0;
+        }
     }
     if (sl->plan.kind == ATLS_PLAN_ORDER) {
         /* an operator's word is worth a line at the default level */
@@ -169,7 +180,6 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
                  request_at != 0 && !force ? "renewal " : "",
                  sl->plan.reason ? sl->plan.reason : "due");
     }
-    sl->cert = c;
     sl->ari = sl->plan.kind == ATLS_PLAN_ARI;
     c->busy = 1;
     return 1;
@@ -266,7 +276,7 @@ sched_kick(atls_sched_t *s)
     for (i = 0; i < s->n_slots; i++) {
         sched_slot_t *sl = &s->slots[i];
 
-        if (sl->cert != NULL && sl->e == NULL) {
+        if (sl->cert != NULL && sl->e == NULL && !sl->rev) {
             (void) atls_sched_slot_start(sl);
         }
     }
@@ -292,6 +302,15 @@ sched_kick(atls_sched_t *s)
         if (slot_prepare(s, sl, c, 0)) {
             (void) atls_sched_slot_start(sl);
         }
+    }
+    if (s->pass_active && s->crl_recheck && !s->stopping) {
+        /* A newer CRL arrived while the pass went on: the certificates
+         * passed over while it was fetched are looked up in it now (a
+         * pass looks a key type up once per new CRL, and fetches none). */
+        s->crl_recheck = 0;
+        s->pass_next = 0;
+        s->kick_due = 1;
+        return;
     }
     s->pass_active = 0;
 }
@@ -476,6 +495,7 @@ sched_destroy(atls_sched_t *s)
     for (i = 0; i < s->n_dirs; i++) {
         free(s->dirs[i].directory);
     }
+    atls_sched_crls_free(s);
     free(s->dirs);
     free(s->certs);
     free(s->index);

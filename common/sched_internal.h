@@ -2,8 +2,9 @@
  * The scheduler's insides, shared by sched.c (passes, the one timer,
  * re-entrancy, the host's reports), sched_cert.c (certificates, CA
  * directories), sched_order.c (one slot's order or ARI query: the ACME
- * action switch, start and end of a job) and sched_hook.c (challenges and
- * hooks).  Internal to common/.
+ * action switch, start and end of a job), sched_hook.c (challenges and
+ * hooks), sched_ocsp.c (a slot's revocation checks, OCSP) and sched_crl.c
+ * (CRLs, shared by every certificate naming one).  Internal to common/.
  */
 #ifndef ATLS_SCHED_INTERNAL_H
 #define ATLS_SCHED_INTERNAL_H
@@ -11,6 +12,7 @@
 #include "atls_job.h"
 #include "atls_sched.h"
 #include "acme_published.h"
+#include "atls_ocsp.h"
 
 #define SCHED_DEFAULT_PARALLEL  8
 /* A directory without renewalInfo is asked again after this long. */
@@ -18,6 +20,16 @@
 /* The longest pause between two slices of a pass (nginx serves clients
  * meanwhile). */
 #define SCHED_PASS_PAUSE_MS     15
+
+/* The CRL a key type of a certificate was last looked up in, in memory:
+ * looked up again only when a newer CRL is held, or the certificate
+ * changed. */
+typedef struct {
+    int                 used;
+    atls_key_type_t     kt;
+    unsigned            version;    /* sched_crl_t.version looked up against */
+    char                serial[132];
+} sched_crl_seen_t;
 
 struct atls_sched_cert_s {
     char               *id;
@@ -28,7 +40,25 @@ struct atls_sched_cert_s {
     int                 busy;       /* in a slot */
     int                 forced;     /* in the forced queue */
     atls_sched_cert_t  *force_next;
+    int                 urls_checked; /* revocation URLs read from stored
+                                         leaves once this process */
+    sched_crl_seen_t    crl_seen[ATLS_KEY_TYPE_MAX];
 };
+
+/* One CRL URL, shared by every certificate naming it; in memory while the
+ * scheduler lives, its bytes and facts cached in the store. */
+typedef struct {
+    char               *url;
+    X509_CRL           *crl;        /* verified; NULL: none held */
+    time_t              this_update, next_update;
+    time_t              fetched;
+    time_t              next_fetch; /* from the cache, or the backoff */
+    char               *etag, *last_modified;
+    unsigned            version;    /* bumped whenever a newer CRL is held */
+    unsigned            failures;   /* consecutive fetch failures */
+    int                 loaded;     /* the store's cache was looked at */
+    int                 fetching;   /* a slot fetches it now */
+} sched_crl_t;
 
 typedef struct sched_slot_s sched_slot_t;
 
@@ -68,6 +98,16 @@ struct sched_slot_s {
     int                     hold;       /* creating the CA account */
     int                     rc;         /* -1 once a key type failed */
     atls_error_t            err;        /* the first failure */
+
+    /* Revocation checks (sched_ocsp.c): no engine, one OCSP request or
+     * CRL fetch in flight at a time for the slot's certificate. */
+    int                     rev;        /* the slot runs revocation checks */
+    int                     ordered;    /* an order ran in this slot already */
+    int                     revoked;    /* a key type was learned revoked */
+    unsigned                tried;      /* key types (bits) asked about */
+    atls_key_type_t         rev_kt;
+    X509                   *rev_leaf, *rev_issuer;
+    sched_crl_t            *rev_crl;    /* the CRL fetched; NULL: OCSP */
 };
 
 /* What the scheduler learned about one CA directory, in memory. */
@@ -93,6 +133,9 @@ struct atls_sched_s {
     atls_sched_op_t    *orphans;        /* teardown hooks after a failed order */
     sched_dir_t        *dirs;
     size_t              n_dirs;
+    sched_crl_t       **crls;           /* by URL, in memory */
+    size_t              n_crls;
+    int                 crl_recheck;    /* a newer CRL arrived during a pass */
     atls_sched_cert_t  *forced, *forced_tail;
 
     int                 pass_active;
@@ -121,6 +164,41 @@ int atls_sched_slot_setup(sched_slot_t *sl, const atls_challenge_t *c);
 int atls_sched_slot_teardown(sched_slot_t *sl, const atls_challenge_t *c);
 void atls_sched_hook_end(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *msg);
 
+/* sched_ocsp.c, sched_crl.c */
+typedef enum {
+    SCHED_REV_NONE = 0, /* nothing to ask now */
+    SCHED_REV_OP,       /* a request is in flight in the slot */
+    SCHED_REV_ORDER     /* learned revoked: sl->plan orders, start it */
+} sched_rev_t;
+
+/* The next revocation check of sl's certificate (sl->cert and sl->meta
+ * set): CRL lookups in place, then an OCSP request or a CRL fetch in the
+ * slot.  may_order: when a key type is learned revoked, re-plan into an
+ * order (not after an order already ran in the slot). */
+sched_rev_t atls_sched_rev_next(sched_slot_t *sl, int may_order);
+/* The host's answer to the slot's revocation request: recorded, then the
+ * next check, an order, or the end of the slot's work. */
+void atls_sched_rev_done(sched_slot_t *sl, const atls_http_response_t *resp);
+void atls_sched_rev_clear(sched_slot_t *sl);
+/* sl's stored chain for kt: leaf and issuer (chain[1], NULL when the chain
+ * has none), references the caller frees.  -1 with err. */
+int atls_sched_rev_chain(sched_slot_t *sl, atls_key_type_t kt, X509 **leaf, X509 **issuer,
+                         char *err, size_t errlen);
+/* Records kt as revoked (serial as in kt_info), withdrawing a stapled
+ * response; source "ocsp" or "crl".  1 when newly learned, else 0. */
+int atls_sched_rev_record(sched_slot_t *sl, atls_key_type_t kt, const char *serial,
+                          time_t revoked_at, int reason, const char *source);
+
+sched_crl_t *atls_sched_crl(atls_sched_t *s, const char *url);
+void atls_sched_crls_free(atls_sched_t *s);
+/* Looks ki up in its CRL when a newer one is held than last time; 1 when
+ * it is listed (recorded), 0 not or not known. */
+int atls_sched_crl_check(sched_slot_t *sl, const atls_cert_kt_info_t *ki, time_t now);
+/* 1 when the slot started fetching ki's CRL, 0 when none is due (or
+ * another slot fetches it). */
+int atls_sched_crl_fetch(sched_slot_t *sl, const atls_cert_kt_info_t *ki, time_t now);
+void atls_sched_crl_end(sched_slot_t *sl, const atls_http_response_t *resp);
+
 /* sched_order.c */
 typedef enum {
     SCHED_STARTED = 0,  /* an engine runs (or already ended) */
@@ -131,6 +209,11 @@ typedef enum {
 sched_start_t atls_sched_slot_start(sched_slot_t *sl);
 void atls_sched_slot_step(sched_slot_t *sl, const atls_http_response_t *resp);
 void atls_sched_slot_cancel(sched_slot_t *sl);
+/* Hands req to the host as the slot's one transfer (options sl->http);
+ * -1 when the host could not start it (nothing is in flight then). */
+int atls_sched_slot_send(sched_slot_t *sl, const atls_http_request_t *req);
+/* The slot's work on its certificate is over (done() for an order). */
+void atls_sched_slot_end(sched_slot_t *sl);
 void atls_sched_slot_clear(sched_slot_t *sl);
 
 #endif

@@ -43,8 +43,8 @@ slot_failed(sched_slot_t *sl, const atls_error_t *err)
 
 /* ---- the action switch -------------------------------------------------------- */
 
-static int
-slot_send(sched_slot_t *sl, const atls_http_request_t *req)
+int
+atls_sched_slot_send(sched_slot_t *sl, const atls_http_request_t *req)
 {
     atls_sched_t *s = sl->s;
 
@@ -70,6 +70,10 @@ atls_sched_slot_step(sched_slot_t *sl, const atls_http_response_t *resp)
     const char          *url;
     long                 ms;
 
+    if (sl->rev) {
+        atls_sched_rev_done(sl, resp);
+        return;
+    }
     while (sl->e != NULL && sl->op == NULL && sl->wake == 0) {
         now = time(NULL);
         memset(&act, 0, sizeof(act));
@@ -88,7 +92,7 @@ atls_sched_slot_step(sched_slot_t *sl, const atls_http_response_t *resp)
 
         switch (act.kind) {
         case ATLS_ACT_SEND:
-            if (slot_send(sl, act.request) == 0) {
+            if (atls_sched_slot_send(sl, act.request) == 0) {
                 return;
             }
             /* the engine treats this like any transport failure */
@@ -204,6 +208,35 @@ answer_request(sched_slot_t *sl)
     }
 }
 
+/* After an order or an ARI query: the certificate's revocation checks go
+ * on in the same slot (an OCSP response for a certificate just deployed is
+ * fetched right away).  1 when a request of those is in flight. */
+static int
+slot_rev_after(sched_slot_t *sl)
+{
+    atls_sched_t     *s = sl->s;
+    atls_cert_meta_t  m;
+    char              err[256];
+
+    if (s->stopping || s->freeing) {
+        return 0;
+    }
+    memset(&m, 0, sizeof(m));
+    if (atls_store_load_meta(s->st, sl->cert->id, &m, err, sizeof(err)) != ATLS_STORE_OK) {
+        atls_cert_meta_free(&m);
+        return 0;
+    }
+    atls_issuer_free(&m.issuer);
+    atls_issuer_copy(&m.issuer, &sl->cert->issuer);
+    atls_cert_meta_free(&sl->meta);
+    sl->meta = m;
+    if (!sl->ari) {
+        sl->ordered = 1;    /* one order per slot: the next pass re-plans */
+    }
+    sl->ari = 0;
+    return atls_sched_rev_next(sl, 1) == SCHED_REV_OP;
+}
+
 /* The attempt on the slot's certificate is over: free the slot, tell the host. */
 static void
 slot_cert_end(sched_slot_t *sl)
@@ -211,10 +244,20 @@ slot_cert_end(sched_slot_t *sl)
     atls_sched_t      *s = sl->s;
     atls_sched_cert_t *c = sl->cert;
     atls_error_t       err = sl->err;
-    int                rc = sl->rc, tell = !sl->ari;
+    int                rc = sl->rc, tell = !sl->ari && !sl->rev;
 
-    if (rc == 0 && !sl->ari && sl->request_at != 0) {
+    if (rc == 0 && tell && sl->request_at != 0) {
         answer_request(sl);
+    }
+    s->kick_due = 1;
+    if (!sl->rev && slot_rev_after(sl)) {
+        /* the attempt is over for the host; the slot stays busy */
+        sl->rc = 0;
+        memset(&sl->err, 0, sizeof(sl->err));
+        if (tell && s->host.done != NULL) {
+            s->host.done(s->host.ctx, c->data, c->id, rc, rc != 0 ? &err : NULL);
+        }
+        return;
     }
     atls_sched_slot_clear(sl);
     c->busy = 0;
@@ -222,6 +265,12 @@ slot_cert_end(sched_slot_t *sl)
     if (tell && s->host.done != NULL) {
         s->host.done(s->host.ctx, c->data, c->id, rc, rc != 0 ? &err : NULL);
     }
+}
+
+void
+atls_sched_slot_end(sched_slot_t *sl)
+{
+    slot_cert_end(sl);
 }
 
 static sched_start_t
@@ -424,6 +473,7 @@ atls_sched_slot_clear(sched_slot_t *sl)
     atls_sched_t *s = sl->s;
 
     atls_published_teardown_all(&sl->pub, NULL);
+    atls_sched_rev_clear(sl);
     atls_cert_meta_free(&sl->meta);
     memset(sl, 0, sizeof(*sl));
     sl->s = s;

@@ -24,7 +24,8 @@ typedef enum {
     CERT_OK,           /* valid, covers both names */
     CERT_OLD_NAMES,    /* valid, covers only the first name */
     CERT_WILDCARD,     /* valid, "*.a.example" + "a.example" */
-    CERT_EXPIRED       /* covers both, not_after in the past */
+    CERT_EXPIRED,      /* covers both, not_after in the past */
+    CERT_REVOKED       /* valid, learned revoked 30 s ago (OCSP, CRL, operator) */
 } cert_t;
 
 typedef struct {
@@ -120,6 +121,19 @@ static const plan_case_t cases[] = {
       ATLS_STATE_FAILED, 0, ATLS_PLAN_NOTHING, 0, "nothing due", 86400 },
     { "an order wins over ari", 2, CERT_OK, CERT_NONE, 86400, 0, 0, 0, 0, 1,
       ATLS_STATE_VALID, 0, ATLS_PLAN_ORDER, KRSA, "no certificate yet", 0 },
+    /* revocation learned (kt_info.revoked_seen) */
+    { "revoked: only that key type", 2, CERT_OK, CERT_REVOKED, 86400, 0, 0, 0, 0, 0,
+      ATLS_STATE_VALID, 0, ATLS_PLAN_ORDER, KRSA, "revoked", 0 },
+    { "revoked beats the backoff once", 1, CERT_REVOKED, CERT_NONE, 86400, 600, -60, 0, 0,
+      0, ATLS_STATE_FAILED, 0, ATLS_PLAN_ORDER, KEC, "revoked", 0 },
+    { "revoked, its replacement failed: backoff again", 1, CERT_REVOKED, CERT_NONE, 86400,
+      600, -5, 0, 0, 0, ATLS_STATE_FAILED, 0, ATLS_PLAN_NOTHING, 0, "backing off", 600 },
+    { "revoked, backoff over", 1, CERT_REVOKED, CERT_NONE, 86400, -1, -5, 0, 0, 0,
+      ATLS_STATE_FAILED, 0, ATLS_PLAN_ORDER, KEC, "revoked", 0 },
+    { "revoked wins over ari", 1, CERT_REVOKED, CERT_NONE, 86400, 0, 0, 0, 0, 1,
+      ATLS_STATE_VALID, 0, ATLS_PLAN_ORDER, KEC, "revoked", 0 },
+    { "revoked and renewal due: all", 2, CERT_REVOKED, CERT_OK, -1, 0, 0, 0, 0, 0,
+      ATLS_STATE_VALID, 0, ATLS_PLAN_ORDER, KEC | KRSA, "renewal due", 0 },
     { "ari waits for the order backoff", 1, CERT_OK, CERT_NONE, 86400, 600, -60, 0, 0, 1,
       ATLS_STATE_VALID, 0, ATLS_PLAN_NOTHING, 0, "backing off", 600 },
 };
@@ -142,6 +156,12 @@ set_cert(atls_cert_meta_t *m, atls_key_type_t kt, cert_t c)
     ki->n_names = c == CERT_OLD_NAMES ? 1 : 2;
     ki->names = atls_strv_dup((char *const *) (c == CERT_WILDCARD ? wild : both),
                               ki->n_names);
+    if (c == CERT_REVOKED) {
+        ki->revoked_seen = NOW - 30;
+        ki->revoked_at = NOW - 3600;
+        ki->revoked_reason = 1;
+        ki->revoked_source = atls_strdup("ocsp");
+    }
 }
 
 static void

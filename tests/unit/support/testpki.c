@@ -18,8 +18,8 @@ testpki_key(int rsa_bits)
     return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t) rsa_bits);
 }
 
-static int
-add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+int
+testpki_ext(X509 *x, X509 *issuer, int nid, const char *value)
 {
     X509V3_CTX      ctx;
     X509_EXTENSION *ext;
@@ -99,14 +99,14 @@ testpki_cert(EVP_PKEY *key, const char *cn, const char *const *names,
         goto failed;
     }
     if (is_ca) {
-        if (add_ext(x, issuer, NID_basic_constraints, "critical,CA:TRUE") != 0
-            || add_ext(x, issuer, NID_key_usage, "critical,keyCertSign,cRLSign") != 0) {
+        if (testpki_ext(x, issuer, NID_basic_constraints, "critical,CA:TRUE") != 0
+            || testpki_ext(x, issuer, NID_key_usage, "critical,keyCertSign,cRLSign") != 0) {
             goto failed;
         }
     }
     if (n > 0) {
         san = san_value(names, n);
-        if (san == NULL || add_ext(x, issuer, NID_subject_alt_name, san) != 0) {
+        if (san == NULL || testpki_ext(x, issuer, NID_subject_alt_name, san) != 0) {
             goto failed;
         }
     }

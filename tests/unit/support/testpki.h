@@ -36,6 +36,11 @@ X509 *testpki_cert(EVP_PKEY *key, const char *cn, const char *const *names,
                    size_t n, X509 *issuer, EVP_PKEY *issuer_key, int is_ca,
                    long nb_off, long na_off);
 
+/* Adds the extension nid with value in openssl.cnf syntax (e.g.
+ * "critical,CA:TRUE", "OCSP;URI:http://x/") to x, issued by issuer (NULL:
+ * self-signed).  x must be signed again afterwards.  0 or -1. */
+int testpki_ext(X509 *x, X509 *issuer, int nid, const char *value);
+
 /* Fills c with a root (CN TESTPKI_ROOT_CN), an intermediate (CN
  * TESTPKI_INTER_CN) and a leaf for names[0..n) (CN names[0]) with a fresh
  * key of leaf_type, valid for one day from an hour ago.  0 or -1. */
