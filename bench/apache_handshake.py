@@ -114,16 +114,7 @@ def main():
     servers = []
     try:
         if with_autotls:
-            from pebblectl import Pebble
-            pebble = Pebble().start()
-            ca_file = os.path.join(root, "pebble-ca.pem")
-            shutil.copyfile(pebble.ca_file, ca_file)
-            os.chmod(ca_file, 0o644)
-            owner = None
-            if os.geteuid() == 0:
-                import pwd
-                pw = pwd.getpwnam("www-data")
-                owner = (pw.pw_uid, pw.pw_gid)
+            pebble, ca_file, owner = B.issuer_pebble(root, "apache")
             stores = [(1, one, "store1"), (big, all_names, f"store{big}")]
             if nopre:
                 stores.append((big, all_names, f"store{big}_nopre"))
@@ -222,10 +213,7 @@ def main():
                 print(f"  {r['key']}/static rate ratio {r['ratio']:.3f} (target >= 0.97): "
                       f"{'MET' if r['ratio'] >= 0.97 else 'NOT MET'}; CPU/handshake "
                       f"static/autotls {r['cpu_ratio']:.3f}")
-        sat = [r for r in rows if r["srv_busy"] < 95]
-        if sat:
-            print("  note: server < 95% busy in " + ", ".join(r["key"] for r in sat)
-                  + ": compare 'srv us/hs' (CPU per handshake) rather than rates")
+        B.note_unsaturated(rows)
         print("\ncold first pass (every name once, before the cycles above):")
         for k in (1, big):
             base = warm.get(f"static_{k}")
@@ -252,10 +240,7 @@ def main():
             pebble.close()
         if os.environ.get("BENCH_KEEP") != "1":
             shutil.rmtree(root, ignore_errors=True)
-    if problems:
-        print("\nproblems:\n  " + "\n  ".join(problems))
-        return 1
-    return 0
+    return B.finish(problems)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ Debian's python3 only (cryptography); every server started here is stopped
 by PID at exit, on SIGTERM and on SIGINT."""
 import atexit
 import datetime
-import json
 import os
 import random
 import shutil
@@ -224,17 +223,24 @@ class LocalCA:
                 .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
                 .sign(signer, hashes.SHA256()))
 
-    def leaf(self, name):
-        """(chain_pem leaf+intermediate, key_pem PKCS#8, cert object)."""
+    def leaf(self, name, ocsp_url=None):
+        """(chain_pem leaf+intermediate, key_pem PKCS#8, cert object);
+        ocsp_url: an OCSP responder in the Authority Information Access."""
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-                .issuer_name(self.inter.subject).public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(self.now - datetime.timedelta(hours=1))
-                .not_valid_after(self.now + datetime.timedelta(days=30))
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-                .sign(self.int_key, hashes.SHA256()))
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                   .issuer_name(self.inter.subject).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(self.now - datetime.timedelta(hours=1))
+                   .not_valid_after(self.now + datetime.timedelta(days=30))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]),
+                                  critical=False))
+        if ocsp_url:
+            builder = builder.add_extension(x509.AuthorityInformationAccess([
+                x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.OCSP,
+                                       x509.UniformResourceIdentifier(ocsp_url))]),
+                critical=False)
+        cert = builder.sign(self.int_key, hashes.SHA256())
         chain = cert.public_bytes(serialization.Encoding.PEM).decode() + self.inter_pem
         kpem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption()).decode()
@@ -262,46 +268,51 @@ def write_certs(ca, dirpath, k):
     return out
 
 
-def _rfc3339(t):
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def seed_store(store, certs, directory, ca_file, owner=None):
     """An autotls store (docs/store.md layout) holding every cert as a valid,
     not-yet-due ec256 certificate, so the server serves them without any
-    issuance.  owner: (uid, gid) for the files (the server's worker user)."""
-    os.makedirs(os.path.join(store, "certs"), mode=0o700, exist_ok=True)
-    os.chmod(store, 0o700)
+    issuance.  owner: (uid, gid) for the files (the server's worker user).
+    The writing is tests/integration/storeseed.py's, shared with the tests."""
+    import storeseed
     now = datetime.datetime.now(datetime.timezone.utc)
-    for name, (_, _, chain, kpem, cert) in certs.items():
-        d = os.path.join(store, "certs", name)
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        meta = {
-            "id": name,
-            "names": [name],
-            "issuer": {"directory": directory, "ca_file": ca_file, "contact": [],
-                       "agree_tos": True, "challenge": "http-01", "key_types": ["ec256"],
-                       "profile_required": False, "renew": {"fraction": 0.0, "before": 0},
-                       "http_port": 0, "tls_port": 0},
-            "state": "valid",
-            "failures": 0,
-            "last_attempt": _rfc3339(now),
-            "last_success": _rfc3339(now),
-            "renew_at": _rfc3339(now + datetime.timedelta(days=20)),
-            "generation": 1,
-        }
-        with open(os.path.join(d, "meta.json"), "w") as f:
-            json.dump(meta, f, indent=2)
-        fd = os.open(os.path.join(d, "ec256.pem"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(kpem + chain)
-    with open(os.path.join(store, "generation"), "w") as f:
-        f.write("1\n")
-    if owner:
-        for dirpath, dirnames, filenames in os.walk(store):
-            os.chown(dirpath, *owner)
-            for fn in filenames:
-                os.chown(os.path.join(dirpath, fn), *owner)
+    issuer = storeseed.issuer_meta(directory, ca_file)
+    storeseed.seed_store(store, [
+        {"names": [name], "issuer": issuer, "certs": {"ec256": (kpem, chain)},
+         "renew_at": now + datetime.timedelta(days=20)}
+        for name, (_, _, chain, kpem, _) in certs.items()], owner=owner)
+
+
+def issuer_pebble(root, server):
+    """A Pebble started only so that the autotls issuer exists (the seeded
+    certificates are never ordered again): (pebble, its CA file copied
+    where the workers can read it, the worker (uid, gid) for the store or
+    None when not root).  server: "nginx" or "apache"."""
+    import storeseed
+    from pebblectl import Pebble
+    pebble = Pebble().start()
+    ca_file = os.path.join(root, "pebble-ca.pem")
+    shutil.copyfile(pebble.ca_file, ca_file)
+    os.chmod(ca_file, 0o644)
+    return pebble, ca_file, storeseed.worker_owner(server)
+
+
+def note_unsaturated(rows):
+    """Says which configurations ran with the server < 95% busy: there the
+    client or the machine was the limit, and CPU per handshake is the
+    figure to compare."""
+    sat = [r for r in rows if r["srv_busy"] < 95]
+    if sat:
+        print("  note: server < 95% busy in " + ", ".join(r["key"] for r in sat)
+              + ": client- or machine-limited there; compare 'srv us/hs' "
+              "(CPU per handshake) rather than rates")
+
+
+def finish(problems):
+    """The exit status of a bench part: 0, or 1 after listing problems."""
+    if problems:
+        print("\nproblems:\n  " + "\n  ".join(problems))
+        return 1
+    return 0
 
 
 # ---- the client ----------------------------------------------------------------
@@ -364,6 +375,7 @@ def measure_slice(client, port, server_pids, secs):
         "core_busy": 100.0 * (b1 - b0) / max(1, t1 - t0),
         "cli_busy": 100.0 * r["client_cpu_us"] / 1e6 / r["secs"],
         "cli_core_busy": 100.0 * (cb1 - cb0) / max(1, ct1 - ct0),
+        "stapled": r.get("stapled", float("nan")),
     }
 
 

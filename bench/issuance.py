@@ -243,10 +243,7 @@ def main():
         r = results["apache_autotls"] / results["apache_mod_md"]
         print(f"\ntarget: autotls/mod_md time {r:.3f} (target < 0.5): "
               f"{'MET' if r < 0.5 else 'NOT MET'}")
-    if problems:
-        print("\nproblems:\n  " + "\n  ".join(problems))
-        return 1
-    return 0
+    return B.finish(problems)
 
 
 if __name__ == "__main__":

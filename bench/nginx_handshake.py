@@ -198,16 +198,7 @@ def main():
     try:
         specs = []      # (key, k, server)
         if with_autotls:
-            from pebblectl import Pebble
-            pebble = Pebble().start()
-            ca_file = os.path.join(root, "pebble-ca.pem")
-            shutil.copyfile(pebble.ca_file, ca_file)
-            os.chmod(ca_file, 0o644)
-            owner = None
-            if os.geteuid() == 0:
-                import pwd
-                pw = pwd.getpwnam("nobody")
-                owner = (pw.pw_uid, pw.pw_gid)
+            pebble, ca_file, owner = B.issuer_pebble(root, "nginx")
             stores = [(1, one, "store1"), (big, all_names, f"store{big}")]
             if blocks_big:
                 stores.append((big, all_names, f"store{big}_blocks"))
@@ -334,11 +325,7 @@ def main():
                 print(f"  {r['key']}/static rate ratio {r['ratio']:.3f} (target >= 0.97): "
                       f"{'MET' if ok else 'NOT MET'}; CPU/handshake static/autotls "
                       f"{r['cpu_ratio']:.3f}")
-        sat = [r for r in rows if r["srv_busy"] < 95]
-        if sat:
-            print("  note: server < 95% busy in " + ", ".join(r["key"] for r in sat)
-                  + ": client- or machine-limited there; compare 'srv us/hs' "
-                  "(CPU per handshake) rather than rates")
+        B.note_unsaturated(rows)
         bykey = {key: srv for key, _, srv in started}
         sb, ab = bykey.get(f"static_{big}"), bykey.get(f"autotls_{big}")
         print(f"\nstart-up and memory at {big} names:")
@@ -377,10 +364,7 @@ def main():
             pebble.close()
         if os.environ.get("BENCH_KEEP") != "1":
             shutil.rmtree(root, ignore_errors=True)
-    if problems:
-        print("\nproblems:\n  " + "\n  ".join(problems))
-        return 1
-    return 0
+    return B.finish(problems)
 
 
 if __name__ == "__main__":

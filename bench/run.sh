@@ -4,7 +4,7 @@
 # exit status is non-zero when any part failed.  See docs/bench.md.
 #
 #   bench/run.sh ABS_BUILD_DIR
-#   BENCH_PARTS="nginx apache issuance"   which parts (default: all three)
+#   BENCH_PARTS="nginx apache issuance stapling"   which parts (default: all four)
 #   other knobs: BENCH_CYCLES BENCH_SLICE BENCH_CONC BENCH_NAMES
 #                BENCH_APACHE_NAMES BENCH_ISSUE_NAMES BENCH_A2_BIG BENCH_KEEP
 set -u
@@ -12,7 +12,7 @@ set -u
 BUILD=${1:?usage: bench/run.sh ABS_BUILD_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=/usr/bin/python3
-PARTS=${BENCH_PARTS:-nginx apache issuance}
+PARTS=${BENCH_PARTS:-nginx apache issuance stapling}
 LOGDIR="$BUILD/bench"
 mkdir -p "$LOGDIR"
 
@@ -35,6 +35,7 @@ for part in $PARTS; do
         nginx)    script=nginx_handshake.py ;;
         apache)   script=apache_handshake.py ;;
         issuance) script=issuance.py ;;
+        stapling) script=nginx_stapling.py ;;
         *) echo "bench: unknown part $part" >&2; failed="$failed $part"; continue ;;
     esac
     echo

@@ -24,8 +24,9 @@
  *                                    "this_update","next_update","next_fetch"}
  *   generation                       decimal counter, bumped on every deploy
  *                                    and every new OCSP response
- * Every entry has its typed call below; nothing outside store.c builds a
- * path (docs/store.md lists who writes and reads each one).
+ * Every entry has its typed call below; nothing outside the store files
+ * (store.c, store_revocation.c) builds a path (docs/store.md lists who
+ * writes and reads each one).
  * <ca-id> = directory URL with every char outside [A-Za-z0-9.-] as '_'.
  * <cert-id> = the certificate's first name, '*' written as '_'.
  * <url-id> = lower-case hex SHA-256 of the CRL's URL.
@@ -37,9 +38,10 @@
  * The store belongs to the server's worker user and is a privilege
  * boundary: the fs backend resolves every path beneath the store root
  * without following links, opens regular files only (a FIFO or device is
- * refused, named in the error), caps reads at 1 MiB, and a root process
- * works on a store owned by someone else with that user's filesystem
- * identity, so new files belong to the owner (see store_fs.c).
+ * refused, named in the error), caps reads at 1 MiB (the CRLs of the CRL
+ * cache at ATLS_CRL_MAX_BYTES), and a root process works on a store owned
+ * by someone else with that user's filesystem identity, so new files
+ * belong to the owner (see store_fs.c).
  */
 #ifndef ATLS_STORE_H
 #define ATLS_STORE_H

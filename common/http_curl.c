@@ -44,6 +44,8 @@ struct atls_http_xfer_s {
     char              **link_alternate;
     size_t              n_link_alternate;
     char               *link_up;
+    char               *etag;
+    char               *last_modified;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -81,6 +83,8 @@ atls_http_response_free(atls_http_response_t *resp)
     free(resp->retry_after);
     atls_strv_free(resp->link_alternate, resp->n_link_alternate);
     free(resp->link_up);
+    free(resp->etag);
+    free(resp->last_modified);
     memset(resp, 0, sizeof(*resp));
 }
 
@@ -93,6 +97,8 @@ xfer_headers_reset(atls_http_xfer_t *x)
     free(x->retry_after);
     atls_strv_free(x->link_alternate, x->n_link_alternate);
     free(x->link_up);
+    free(x->etag);
+    free(x->last_modified);
     x->content_type = NULL;
     x->location = NULL;
     x->replay_nonce = NULL;
@@ -100,6 +106,8 @@ xfer_headers_reset(atls_http_xfer_t *x)
     x->link_alternate = NULL;
     x->n_link_alternate = 0;
     x->link_up = NULL;
+    x->etag = NULL;
+    x->last_modified = NULL;
 }
 
 static void
@@ -274,6 +282,34 @@ set_header(char **slot, const char *v, size_t n)
     *slot = dup_range(v, n);
 }
 
+/* Appends "name: value" to the request headers (value NULL: nothing;
+ * "" sends "name:", which tells curl to leave out its own).  -1 when the
+ * value could end the header line (CR, LF), or is too long. */
+static int
+xfer_add_header(atls_http_xfer_t *x, const char *name, const char *value)
+{
+    struct curl_slist *l;
+    char               hdr[1024];
+    int                n;
+
+    if (value == NULL) {
+        return 0;
+    }
+    if (strpbrk(value, "\r\n") != NULL) {
+        return -1;
+    }
+    n = snprintf(hdr, sizeof(hdr), "%s:%s%s", name, *value ? " " : "", value);
+    if (n < 0 || (size_t) n >= sizeof(hdr)) {
+        return -1;
+    }
+    l = curl_slist_append(x->req_headers, hdr);
+    if (l == NULL) {
+        return -1;
+    }
+    x->req_headers = l;
+    return 0;
+}
+
 static size_t
 header_cb(char *buf, size_t size, size_t nitems, void *ud)
 {
@@ -317,6 +353,10 @@ header_cb(char *buf, size_t size, size_t nitems, void *ud)
         set_header(&x->retry_after, buf + vs, n - vs);
     } else if (HDR_IS("Link")) {
         parse_link(x, buf + vs, n - vs);
+    } else if (HDR_IS("ETag")) {
+        set_header(&x->etag, buf + vs, n - vs);
+    } else if (HDR_IS("Last-Modified")) {
+        set_header(&x->last_modified, buf + vs, n - vs);
     }
 #undef HDR_IS
     return len;
@@ -364,7 +404,6 @@ atls_http_easy_prepare(const atls_http_opts_t *opts, const atls_http_request_t *
     long              connect_ms = ATLS_HTTP_CONNECT_MS;
     long              total_ms = ATLS_HTTP_TOTAL_MS;
     const char       *method;
-    char              hdr[256];
 
     *xfer = NULL;
     pthread_once(&curl_once, http_global_init);
@@ -431,34 +470,15 @@ atls_http_easy_prepare(const atls_http_opts_t *opts, const atls_http_request_t *
         }
     }
 
-    if (req->content_type != NULL) {
-        struct curl_slist *l;
-
-        snprintf(hdr, sizeof(hdr), "Content-Type: %s", req->content_type);
-        l = curl_slist_append(x->req_headers, hdr);
-        if (l == NULL) {
-            goto failed;
-        }
-        x->req_headers = l;
-    }
-    if (req->accept != NULL) {
-        struct curl_slist *l;
-
-        snprintf(hdr, sizeof(hdr), "Accept: %s", req->accept);
-        l = curl_slist_append(x->req_headers, hdr);
-        if (l == NULL) {
-            goto failed;
-        }
-        x->req_headers = l;
-    }
+    /* No "Expect: 100-continue" round trip for small JWS bodies.  The
+     * validators of a conditional GET (a CRL) come from the store. */
+    if (xfer_add_header(x, "Content-Type", req->content_type) != 0
+        || xfer_add_header(x, "Accept", req->accept) != 0
+        || xfer_add_header(x, "If-None-Match", req->if_none_match) != 0
+        || xfer_add_header(x, "If-Modified-Since", req->if_modified_since) != 0
+        || xfer_add_header(x, "Expect", "") != 0)
     {
-        /* No "Expect: 100-continue" round trip for small JWS bodies. */
-        struct curl_slist *l = curl_slist_append(x->req_headers, "Expect:");
-
-        if (l == NULL) {
-            goto failed;
-        }
-        x->req_headers = l;
+        goto failed;
     }
     SETOPT(h, CURLOPT_HTTPHEADER, x->req_headers);
 
@@ -531,11 +551,14 @@ atls_http_easy_collect(atls_http_xfer_t *x, void *easy, int curl_code,
     resp->link_alternate = x->link_alternate;
     resp->n_link_alternate = x->n_link_alternate;
     resp->link_up = x->link_up;
+    resp->etag = x->etag;
+    resp->last_modified = x->last_modified;
     x->body = NULL;
     x->content_type = x->location = x->replay_nonce = x->retry_after = NULL;
     x->link_alternate = NULL;
     x->n_link_alternate = 0;
     x->link_up = NULL;
+    x->etag = x->last_modified = NULL;
     xfer_free(x);
 }
 

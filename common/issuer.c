@@ -140,5 +140,11 @@ atls_issuer_normalise(atls_issuer_t *is, char *err, size_t errlen)
                  "the HMAC key");
         return -1;
     }
+    /* a Must-Staple certificate served without its staple fails in every
+     * browser that honours the extension */
+    if (is->must_staple && is->stapling_off) {
+        snprintf(err, errlen, "must_staple needs stapling (stapling is off)");
+        return -1;
+    }
     return 0;
 }

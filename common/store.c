@@ -15,6 +15,7 @@
 #include <openssl/pem.h>
 #include "atls_b64.h"
 #include "atls_store.h"
+#include "store_int.h"
 
 void
 atls_store_close(atls_store_t *st)
@@ -90,18 +91,14 @@ atls_ca_id(const char *directory_url)
     return id;
 }
 
-/* An id must be exactly one path component. */
-static int
-store_id_ok(const char *id)
+int
+atls_store_id_ok(const char *id)
 {
     return id != NULL && *id != '\0' && *id != '.' && strchr(id, '/') == NULL;
 }
 
-/* Concatenates NULL-terminated string arguments. */
-static char *store_cat(const char *first, ...) __attribute__((sentinel));
-
-static char *
-store_cat(const char *first, ...)
+char *
+atls_store_cat(const char *first, ...)
 {
     va_list     ap;
     const char *s;
@@ -127,10 +124,9 @@ store_cat(const char *first, ...)
     return p;
 }
 
-/* "<location>/<path>: " prefix so an operator can find the file. */
-static void
-store_err_path(atls_store_t *st, const char *path, char *err, size_t errlen,
-               const char *why)
+void
+atls_store_err_path(atls_store_t *st, const char *path, char *err, size_t errlen,
+                    const char *why)
 {
     snprintf(err, errlen, "%s/%s: %s", st->location ? st->location : "", path, why);
 }
@@ -191,8 +187,7 @@ atls_cert_meta_free(atls_cert_meta_t *m)
     free(m->last_error_key_type);
     free(m->account_url);
     for (size_t i = 0; i < m->n_kt_info && i < ATLS_KEY_TYPE_MAX; i++) {
-        free(m->kt_info[i].serial);
-        atls_strv_free(m->kt_info[i].names, m->kt_info[i].n_names);
+        atls_cert_kt_info_clear(&m->kt_info[i]);
     }
     memset(m, 0, sizeof(*m));
 }
@@ -206,11 +201,11 @@ atls_store_load_meta(atls_store_t *st, const char *id, atls_cert_meta_t *m,
     int     rc;
 
     memset(m, 0, sizeof(*m));
-    if (!store_id_ok(id)) {
+    if (!atls_store_id_ok(id)) {
         snprintf(err, errlen, "invalid certificate id \"%s\"", id ? id : "(null)");
         return ATLS_STORE_ERROR;
     }
-    path = store_cat("certs/", id, "/meta.json", NULL);
+    path = atls_store_cat("certs/", id, "/meta.json", NULL);
     rc = st->ops->get(st, path, &data, &len, err, errlen);
     if (rc != ATLS_STORE_OK) {
         free(path);
@@ -218,10 +213,10 @@ atls_store_load_meta(atls_store_t *st, const char *id, atls_cert_meta_t *m,
     }
     if (atls_cert_meta_from_json(data, len, m, why, sizeof(why)) != 0) {
         /* Reported, never deleted: the operator decides what to do with it. */
-        store_err_path(st, path, err, errlen, why);
+        atls_store_err_path(st, path, err, errlen, why);
         rc = ATLS_STORE_ERROR;
     } else if (strcmp(m->id, id) != 0) {
-        store_err_path(st, path, err, errlen, "field \"id\" does not match the directory");
+        atls_store_err_path(st, path, err, errlen, "field \"id\" does not match the directory");
         atls_cert_meta_free(m);
         rc = ATLS_STORE_ERROR;
     }
@@ -237,7 +232,7 @@ atls_store_save_meta(atls_store_t *st, const atls_cert_meta_t *m,
     char *path, *json;
     int   rc;
 
-    if (m == NULL || !store_id_ok(m->id)) {
+    if (m == NULL || !atls_store_id_ok(m->id)) {
         snprintf(err, errlen, "invalid certificate id");
         return ATLS_STORE_ERROR;
     }
@@ -246,7 +241,7 @@ atls_store_save_meta(atls_store_t *st, const atls_cert_meta_t *m,
         snprintf(err, errlen, "certificate %s: cannot serialise meta", m->id);
         return ATLS_STORE_ERROR;
     }
-    path = store_cat("certs/", m->id, "/meta.json", NULL);
+    path = atls_store_cat("certs/", m->id, "/meta.json", NULL);
     rc = st->ops->put(st, path, json, strlen(json), 0, err, errlen);
     free(path);
     free(json);
@@ -283,11 +278,11 @@ store_read_cert_file(atls_store_t *st, const char *id, atls_key_type_t kt,
     *path = NULL;
     *data = NULL;
     *len = 0;
-    if (!store_id_ok(id) || ktn == NULL) {
+    if (!atls_store_id_ok(id) || ktn == NULL) {
         snprintf(err, errlen, "invalid certificate id or key type");
         return ATLS_STORE_ERROR;
     }
-    *path = store_cat("certs/", id, "/", ktn, ".pem", NULL);
+    *path = atls_store_cat("certs/", id, "/", ktn, ".pem", NULL);
     rc = st->ops->get(st, *path, data, len, err, errlen);
     if (rc != ATLS_STORE_OK) {
         free(*path);
@@ -296,7 +291,7 @@ store_read_cert_file(atls_store_t *st, const char *id, atls_key_type_t kt,
     }
     *certs = strstr(*data, "-----BEGIN CERTIFICATE-----");
     if (*certs == NULL) {
-        store_err_path(st, *path, err, errlen, "no certificate in file");
+        atls_store_err_path(st, *path, err, errlen, "no certificate in file");
         OPENSSL_cleanse(*data, *len);
         free(*data);
         free(*path);
@@ -319,12 +314,12 @@ store_parse_pair(atls_store_t *st, const char *kpem, size_t klen, const char *kp
     *chain = NULL;
     *key = atls_key_from_pem(kpem, klen);
     if (*key == NULL) {
-        store_err_path(st, kpath, err, errlen, "no usable private key in file");
+        atls_store_err_path(st, kpath, err, errlen, "no usable private key in file");
         return ATLS_STORE_ERROR;
     }
     *chain = atls_chain_parse(cpem, clen, why, sizeof(why));
     if (*chain == NULL || atls_chain_check(*chain, *key, NULL, 0, why, sizeof(why)) != 0) {
-        store_err_path(st, cpath, err, errlen, why);
+        atls_store_err_path(st, cpath, err, errlen, why);
         EVP_PKEY_free(*key);
         atls_chain_free(*chain);
         *key = NULL;
@@ -404,7 +399,7 @@ atls_store_load_leaf(atls_store_t *st, const char *id, atls_key_type_t kt,
     BIO_free(bio);
     ERR_clear_error();
     if (*leaf == NULL) {
-        store_err_path(st, path, err, errlen, "unreadable certificate");
+        atls_store_err_path(st, path, err, errlen, "unreadable certificate");
         rc = ATLS_STORE_ERROR;
     }
     OPENSSL_cleanse(data, len);
@@ -423,7 +418,7 @@ atls_store_save_cert(atls_store_t *st, const char *id, atls_key_type_t kt,
     size_t          klen, clen;
     int             rc = ATLS_STORE_ERROR;
 
-    if (!store_id_ok(id) || ktn == NULL || key == NULL || chain_pem == NULL) {
+    if (!atls_store_id_ok(id) || ktn == NULL || key == NULL || chain_pem == NULL) {
         snprintf(err, errlen, "save certificate: invalid arguments");
         return ATLS_STORE_ERROR;
     }
@@ -451,7 +446,7 @@ atls_store_save_cert(atls_store_t *st, const char *id, atls_key_type_t kt,
     }
     memcpy(buf, kpem, klen);
     memcpy(buf + klen, cpem, clen + 1);
-    path = store_cat("certs/", id, "/", ktn, ".pem", NULL);
+    path = atls_store_cat("certs/", id, "/", ktn, ".pem", NULL);
     rc = st->ops->put(st, path, buf, klen + clen, 1, err, errlen);
 
 done:
@@ -481,7 +476,7 @@ store_read_account_url(atls_store_t *st, const char *caid, char **url,
     json_error_t jerr;
     int          rc;
 
-    path = store_cat("accounts/", caid, "/account.json", NULL);
+    path = atls_store_cat("accounts/", caid, "/account.json", NULL);
     rc = st->ops->get(st, path, &data, &len, err, errlen);
     if (rc == ATLS_STORE_NOTFOUND) {
         free(path);
@@ -497,10 +492,10 @@ store_read_account_url(atls_store_t *st, const char *caid, char **url,
         char why[256];
 
         snprintf(why, sizeof(why), "invalid JSON at line %d: %s", jerr.line, jerr.text);
-        store_err_path(st, path, err, errlen, why);
+        atls_store_err_path(st, path, err, errlen, why);
         rc = ATLS_STORE_ERROR;
     } else if (v != NULL && !json_is_null(v) && !json_is_string(v)) {
-        store_err_path(st, path, err, errlen, "field \"url\" must be a string");
+        atls_store_err_path(st, path, err, errlen, "field \"url\" must be a string");
         rc = ATLS_STORE_ERROR;
     } else {
         *url = atls_strdup(json_string_value(v));
@@ -536,12 +531,12 @@ atls_store_load_account(atls_store_t *st, const char *directory_url,
         snprintf(err, errlen, "account: no ACME directory URL");
         return ATLS_STORE_ERROR;
     }
-    path = store_cat("accounts/", caid, "/account.key", NULL);
+    path = atls_store_cat("accounts/", caid, "/account.key", NULL);
     rc = st->ops->get(st, path, &data, &len, err, errlen);
     if (rc == ATLS_STORE_NOTFOUND) {
         /* Two processes must not each create a key and overwrite the other's:
          * take the account lock and look again. */
-        lname = store_cat("account-", caid, NULL);
+        lname = atls_store_cat("account-", caid, NULL);
         rc = st->ops->lock(st, lname, 1, &lk, err, errlen);
         if (rc != ATLS_STORE_OK) {
             goto done;
@@ -573,7 +568,7 @@ atls_store_load_account(atls_store_t *st, const char *directory_url,
     if (k == NULL) {
         k = atls_key_from_pem(data, len);
         if (k == NULL) {
-            store_err_path(st, path, err, errlen, "not a usable private key");
+            atls_store_err_path(st, path, err, errlen, "not a usable private key");
             rc = ATLS_STORE_ERROR;
             goto done;
         }
@@ -644,7 +639,7 @@ atls_store_save_account(atls_store_t *st, const char *directory_url,
         snprintf(err, errlen, "account: cannot serialise");
         return ATLS_STORE_ERROR;
     }
-    path = store_cat("accounts/", caid, "/account.json", NULL);
+    path = atls_store_cat("accounts/", caid, "/account.json", NULL);
     rc = st->ops->put(st, path, json, strlen(json), 0, err, errlen);
     free(path);
     free(json);
@@ -660,13 +655,13 @@ atls_store_request_renew(atls_store_t *st, const char *id, char *err, size_t err
     char  *path, when[40];
     int    rc;
 
-    if (!store_id_ok(id)) {
+    if (!atls_store_id_ok(id)) {
         snprintf(err, errlen, "invalid certificate id \"%s\"", id ? id : "(null)");
         return ATLS_STORE_ERROR;
     }
     atls_rfc3339_format(time(NULL), when, sizeof(when) - 1);
     strcat(when, "\n");
-    path = store_cat("requests/", id, NULL);
+    path = atls_store_cat("requests/", id, NULL);
     rc = st->ops->put(st, path, when, strlen(when), 0, err, errlen);
     free(path);
     return rc;
@@ -682,10 +677,10 @@ atls_store_peek_request(atls_store_t *st, const char *id, time_t *when)
     int    rc;
 
     *when = 0;
-    if (!store_id_ok(id)) {
+    if (!atls_store_id_ok(id)) {
         return 0;
     }
-    path = store_cat("requests/", id, NULL);
+    path = atls_store_cat("requests/", id, NULL);
     rc = st->ops->get(st, path, &data, &len, err, sizeof(err));
     free(path);
     if (rc == ATLS_STORE_OK && data != NULL) {
@@ -715,7 +710,7 @@ challenge_path(atls_challenge_type_t t, const char *key, char *err, size_t errle
             snprintf(err, errlen, "invalid http-01 token");
             return NULL;
         }
-        return store_cat("challenges/http-01/", key, NULL);
+        return atls_store_cat("challenges/http-01/", key, NULL);
     }
     if (t != ATLS_CHAL_TLSALPN01) {
         snprintf(err, errlen, "no stored answer for %s challenges",
@@ -734,7 +729,7 @@ challenge_path(atls_challenge_type_t t, const char *key, char *err, size_t errle
         snprintf(err, errlen, "invalid tls-alpn-01 identifier");
         return NULL;
     }
-    return store_cat("challenges/tls-alpn-01/", key, NULL);
+    return atls_store_cat("challenges/tls-alpn-01/", key, NULL);
 }
 
 int
@@ -792,10 +787,10 @@ atls_store_take_request(atls_store_t *st, const char *id)
     char *path;
     int   rc;
 
-    if (!store_id_ok(id)) {
+    if (!atls_store_id_ok(id)) {
         return 0;
     }
-    path = store_cat("requests/", id, NULL);
+    path = atls_store_cat("requests/", id, NULL);
     rc = st->ops->del(st, path, err, sizeof(err));
     if (rc == ATLS_STORE_ERROR) {
         atls_log(ATLS_LOG_WARN, "store: renew request for %s: %s", id, err);
@@ -826,7 +821,7 @@ atls_store_read_generation(atls_store_t *st, uint64_t *gen, char *err, size_t er
     if (errno != 0 || end == data || (*end != '\0' && *end != '\n')
         || !isdigit((unsigned char) data[0]))
     {
-        store_err_path(st, "generation", err, errlen, "not a decimal number");
+        atls_store_err_path(st, "generation", err, errlen, "not a decimal number");
         free(data);
         return ATLS_STORE_ERROR;
     }
@@ -884,11 +879,11 @@ atls_store_lock_cert(atls_store_t *st, const char *id, int wait, atls_store_lock
     int   rc;
 
     *lk = NULL;
-    if (!store_id_ok(id)) {
+    if (!atls_store_id_ok(id)) {
         snprintf(err, errlen, "invalid certificate id \"%s\"", id ? id : "(null)");
         return ATLS_STORE_ERROR;
     }
-    name = store_cat("cert-", id, NULL);
+    name = atls_store_cat("cert-", id, NULL);
     rc = st->ops->lock(st, name, wait, lk, err, errlen);
     free(name);
     if (rc != ATLS_STORE_OK) {
@@ -917,7 +912,7 @@ atls_store_has_account(atls_store_t *st, const char *directory_url)
     if (caid == NULL) {
         return 0;
     }
-    path = store_cat("accounts/", caid, "/account.json", NULL);
+    path = atls_store_cat("accounts/", caid, "/account.json", NULL);
     rc = st->ops->get(st, path, &data, &len, err, sizeof(err));
     free(data);
     free(path);
@@ -933,11 +928,11 @@ fallback_path(const char *id, atls_key_type_t kt, const char *ext, char *err, si
 {
     const char *ktn = atls_key_type_name(kt);
 
-    if (!store_id_ok(id) || ktn == NULL) {
+    if (!atls_store_id_ok(id) || ktn == NULL) {
         snprintf(err, errlen, "invalid certificate id or key type");
         return NULL;
     }
-    return store_cat("fallback/", id, "/", ktn, ".", ext, NULL);
+    return atls_store_cat("fallback/", id, "/", ktn, ".", ext, NULL);
 }
 
 int
@@ -1018,7 +1013,7 @@ atls_store_load_fallback(atls_store_t *st, const char *id, atls_key_type_t kt,
                               err, errlen);
     }
     if (rc == ATLS_STORE_OK && atls_key_type_of(*key) != kt) {
-        store_err_path(st, kpath, err, errlen, "key of another type");
+        atls_store_err_path(st, kpath, err, errlen, "key of another type");
         EVP_PKEY_free(*key);
         atls_chain_free(*chain);
         *key = NULL;
@@ -1093,18 +1088,18 @@ atls_store_prune_fallbacks(atls_store_t *st, const char *id, const atls_key_type
     size_t  n = 0, i;
     int     rc;
 
-    if (!store_id_ok(id)) {
+    if (!atls_store_id_ok(id)) {
         snprintf(err, errlen, "invalid certificate id \"%s\"", id ? id : "(null)");
         return ATLS_STORE_ERROR;
     }
-    dir = store_cat("fallback/", id, NULL);
+    dir = atls_store_cat("fallback/", id, NULL);
     rc = st->ops->list(st, dir, &names, &n, err, errlen);
     if (rc == ATLS_STORE_NOTFOUND) {
         rc = ATLS_STORE_OK;
     }
     for (i = 0; rc == ATLS_STORE_OK && i < n; i++) {
         if (!fallback_kept(names[i], keep, n_keep)) {
-            path = store_cat(dir, "/", names[i], NULL);
+            path = atls_store_cat(dir, "/", names[i], NULL);
             if (st->ops->del(st, path, err, errlen) == ATLS_STORE_ERROR) {
                 rc = ATLS_STORE_ERROR;
             }
@@ -1125,7 +1120,7 @@ atls_store_fs_cert_file(const char *dir, const char *id, atls_key_type_t kt,
     const char *ktn = atls_key_type_name(kt);
     char       *abs;
 
-    if (dir == NULL || !store_id_ok(id) || ktn == NULL) {
+    if (dir == NULL || !atls_store_id_ok(id) || ktn == NULL) {
         snprintf(buf, len, "-");
         return -1;
     }

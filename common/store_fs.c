@@ -45,7 +45,8 @@
 /* Parents above the store root we had to create: traversable (workers must
  * reach their store) but not listable. */
 #define FS_PARENT_MODE   0711
-/* Nothing the store holds comes near this: a bigger file was planted. */
+/* Nothing the store holds comes near this: a bigger file was planted.
+ * CRLs alone may be bigger (fs_read_cap). */
 #define FS_MAX_READ      (1024 * 1024)
 /* The store is shallow (certs/<id>/<file>); deeper trees are not ours. */
 #define FS_MAX_DEPTH     8
@@ -62,7 +63,8 @@ struct atls_store_lock_s {
     int   fd;
 };
 
-static const char *const fs_subdirs[] = { "accounts", "certs", "requests", "locks" };
+static const char *const fs_subdirs[] = { "accounts", "certs", "requests", "locks",
+                                           "crl" };
 
 /* Cleared for good the first time the kernel says it has no openat2. */
 static int fs_have_openat2 = 1;
@@ -346,12 +348,28 @@ fs_enter(fs_impl_t *fs, atls_fsid_t *id, char *err, size_t errlen)
 
 /* ---- operations ----------------------------------------------------------- */
 
+/* The most read from rel: the CRLs of the CRL cache (crl/<url-id>.der)
+ * may be as large as a CA's CRL gets; everything else stays under the
+ * store's usual cap. */
+static size_t
+fs_read_cap(const char *rel)
+{
+    size_t n = strlen(rel);
+
+    if (strncmp(rel, "crl/", 4) == 0 && strchr(rel + 4, '/') == NULL
+        && n > 8 && strcmp(rel + n - 4, ".der") == 0)
+    {
+        return ATLS_CRL_MAX_BYTES;
+    }
+    return FS_MAX_READ;
+}
+
 static int
 fs_read_all(fs_impl_t *fs, int fd, const char *rel, char **data, size_t *len,
             char *err, size_t errlen)
 {
-    char    *buf, *nb;
-    size_t   cap = 4096, n = 0;
+    char    *buf, *nb, why[64];
+    size_t   cap = 4096, n = 0, max = fs_read_cap(rel);
     ssize_t  r;
 
     buf = malloc(cap);
@@ -380,8 +398,9 @@ fs_read_all(fs_impl_t *fs, int fd, const char *rel, char **data, size_t *len,
             break;
         }
         n += (size_t) r;
-        if (n > FS_MAX_READ) {
-            fs_error(fs, err, errlen, NULL, rel, "larger than 1 MiB, refused");
+        if (n > max) {
+            snprintf(why, sizeof(why), "larger than %zu MiB, refused", max >> 20);
+            fs_error(fs, err, errlen, NULL, rel, why);
             free(buf);
             return -1;
         }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <jansson.h>
 #include "atls_store.h"
+#include "store_int.h"
 
 #define META_TIME_MAX 253402300799LL   /* 9999-12-31T23:59:59Z */
 
@@ -21,20 +22,20 @@ static const char *const meta_class_names[] = { "none", "retry-now", "retry-late
 
 /* ---- to JSON --------------------------------------------------------------- */
 
-static int
-meta_set(json_t *obj, const char *key, json_t *v)
+int
+atls_meta_set(json_t *obj, const char *key, json_t *v)
 {
     return v == NULL ? -1 : json_object_set_new(obj, key, v);
 }
 
-static int
-meta_set_str(json_t *obj, const char *key, const char *s)
+int
+atls_meta_set_str(json_t *obj, const char *key, const char *s)
 {
-    return s == NULL ? 0 : meta_set(obj, key, json_string(s));
+    return s == NULL ? 0 : atls_meta_set(obj, key, json_string(s));
 }
 
-static int
-meta_set_time(json_t *obj, const char *key, time_t t)
+int
+atls_meta_set_time(json_t *obj, const char *key, time_t t)
 {
     char buf[32];
 
@@ -42,11 +43,11 @@ meta_set_time(json_t *obj, const char *key, time_t t)
         return 0;
     }
     atls_rfc3339_format(t, buf, sizeof(buf));
-    return meta_set(obj, key, json_string(buf));
+    return atls_meta_set(obj, key, json_string(buf));
 }
 
-static json_t *
-meta_strv(char *const *v, size_t n)
+json_t *
+atls_meta_strv(char *const *v, size_t n)
 {
     json_t *a = json_array();
     size_t  i;
@@ -70,12 +71,12 @@ meta_issuer_to_json(const atls_issuer_t *is)
     if (o == NULL) {
         return NULL;
     }
-    rc |= meta_set_str(o, "directory", is->directory);
-    rc |= meta_set_str(o, "ca_file", is->ca_file);
-    rc |= meta_set(o, "contact", meta_strv(is->contact, is->n_contact));
-    rc |= meta_set(o, "agree_tos", json_boolean(is->agree_tos));
-    rc |= meta_set_str(o, "challenge", atls_challenge_type_name(is->challenge));
-    rc |= meta_set_str(o, "dns_hook", is->dns_hook);
+    rc |= atls_meta_set_str(o, "directory", is->directory);
+    rc |= atls_meta_set_str(o, "ca_file", is->ca_file);
+    rc |= atls_meta_set(o, "contact", atls_meta_strv(is->contact, is->n_contact));
+    rc |= atls_meta_set(o, "agree_tos", json_boolean(is->agree_tos));
+    rc |= atls_meta_set_str(o, "challenge", atls_challenge_type_name(is->challenge));
+    rc |= atls_meta_set_str(o, "dns_hook", is->dns_hook);
     kts = json_array();
     for (i = 0; kts != NULL && i < is->n_key_types && i < ATLS_KEY_TYPE_MAX; i++) {
         const char *kn = atls_key_type_name(is->key_types[i]);
@@ -84,53 +85,25 @@ meta_issuer_to_json(const atls_issuer_t *is)
             rc = -1;
         }
     }
-    rc |= meta_set(o, "key_types", kts);
-    rc |= meta_set_str(o, "profile", is->profile);
-    rc |= meta_set(o, "profile_required", json_boolean(is->profile_required));
-    rc |= meta_set_str(o, "preferred_chain", is->preferred_chain);
+    rc |= atls_meta_set(o, "key_types", kts);
+    rc |= atls_meta_set_str(o, "profile", is->profile);
+    rc |= atls_meta_set(o, "profile_required", json_boolean(is->profile_required));
+    rc |= atls_meta_set_str(o, "preferred_chain", is->preferred_chain);
     renew = json_object();
     if (renew != NULL) {
-        rc |= meta_set(renew, "fraction", json_real(is->renew.renew_fraction));
-        rc |= meta_set(renew, "before", json_integer(is->renew.renew_before));
+        rc |= atls_meta_set(renew, "fraction", json_real(is->renew.renew_fraction));
+        rc |= atls_meta_set(renew, "before", json_integer(is->renew.renew_before));
     }
-    rc |= meta_set(o, "renew", renew);
-    rc |= meta_set(o, "http_port", json_integer(is->http_port));
-    rc |= meta_set(o, "tls_port", json_integer(is->tls_port));
-    rc |= meta_set(o, "csr_cn", json_boolean(is->csr_cn));
-    if (rc != 0) {
-        json_decref(o);
-        return NULL;
+    rc |= atls_meta_set(o, "renew", renew);
+    rc |= atls_meta_set(o, "http_port", json_integer(is->http_port));
+    rc |= atls_meta_set(o, "tls_port", json_integer(is->tls_port));
+    rc |= atls_meta_set(o, "csr_cn", json_boolean(is->csr_cn));
+    /* written when on: absent is the default (staple, no Must-Staple) */
+    if (is->stapling_off) {
+        rc |= atls_meta_set(o, "stapling_off", json_true());
     }
-    return o;
-}
-
-/* "certs": {"ec256": {"not_before", "not_after", "serial", "names"}, ...} */
-static json_t *
-meta_certs_to_json(const atls_cert_meta_t *m)
-{
-    json_t *o = json_object(), *c;
-    char    nb[32], na[32];
-    size_t  i;
-    int     rc = 0;
-
-    for (i = 0; o != NULL && i < m->n_kt_info && i < ATLS_KEY_TYPE_MAX; i++) {
-        const atls_cert_kt_info_t *ki = &m->kt_info[i];
-        const char                *kn = atls_key_type_name(ki->key_type);
-
-        c = json_object();
-        if (c == NULL || kn == NULL) {
-            json_decref(c);
-            rc = -1;
-            break;
-        }
-        /* every member, always: the parser requires them */
-        atls_rfc3339_format(ki->not_before, nb, sizeof(nb));
-        atls_rfc3339_format(ki->not_after, na, sizeof(na));
-        rc |= meta_set(c, "not_before", json_string(nb));
-        rc |= meta_set(c, "not_after", json_string(na));
-        rc |= meta_set(c, "serial", json_string(ki->serial ? ki->serial : ""));
-        rc |= meta_set(c, "names", meta_strv(ki->names, ki->n_names));
-        rc |= meta_set(o, kn, c);
+    if (is->must_staple) {
+        rc |= atls_meta_set(o, "must_staple", json_true());
     }
     if (rc != 0) {
         json_decref(o);
@@ -153,42 +126,42 @@ atls_cert_meta_to_json(const atls_cert_meta_t *m)
     if (o == NULL) {
         return NULL;
     }
-    rc |= meta_set_str(o, "id", m->id);
-    rc |= meta_set(o, "names", meta_strv(m->names, m->n_names));
+    rc |= atls_meta_set_str(o, "id", m->id);
+    rc |= atls_meta_set(o, "names", atls_meta_strv(m->names, m->n_names));
     is = meta_issuer_to_json(&m->issuer);
-    rc |= meta_set(o, "issuer", is);
-    rc |= meta_set_str(o, "state", meta_state_names[m->state]);
-    rc |= meta_set(o, "failures", json_integer(m->failures));
-    rc |= meta_set_time(o, "next_attempt", m->next_attempt);
-    rc |= meta_set_time(o, "last_attempt", m->last_attempt);
-    rc |= meta_set_time(o, "last_success", m->last_success);
-    rc |= meta_set_time(o, "renew_at", m->renew_at);
-    rc |= meta_set_str(o, "last_error", m->last_error);
+    rc |= atls_meta_set(o, "issuer", is);
+    rc |= atls_meta_set_str(o, "state", meta_state_names[m->state]);
+    rc |= atls_meta_set(o, "failures", json_integer(m->failures));
+    rc |= atls_meta_set_time(o, "next_attempt", m->next_attempt);
+    rc |= atls_meta_set_time(o, "last_attempt", m->last_attempt);
+    rc |= atls_meta_set_time(o, "last_success", m->last_success);
+    rc |= atls_meta_set_time(o, "renew_at", m->renew_at);
+    rc |= atls_meta_set_str(o, "last_error", m->last_error);
     if (m->last_error_class != ATLS_ERR_NONE) {
         if ((unsigned) m->last_error_class > ATLS_ERR_PERMANENT) {
             rc = -1;
         } else {
-            rc |= meta_set_str(o, "last_error_class",
-                               meta_class_names[m->last_error_class]);
+            rc |= atls_meta_set_str(o, "last_error_class",
+                                    meta_class_names[m->last_error_class]);
         }
     }
-    rc |= meta_set_str(o, "last_error_type", m->last_error_type);
-    rc |= meta_set_str(o, "last_error_detail", m->last_error_detail);
-    rc |= meta_set_str(o, "last_error_key_type", m->last_error_key_type);
-    rc |= meta_set_str(o, "account_url", m->account_url);
+    rc |= atls_meta_set_str(o, "last_error_type", m->last_error_type);
+    rc |= atls_meta_set_str(o, "last_error_detail", m->last_error_detail);
+    rc |= atls_meta_set_str(o, "last_error_key_type", m->last_error_key_type);
+    rc |= atls_meta_set_str(o, "account_url", m->account_url);
     if (m->generation > (uint64_t) LLONG_MAX) {
         rc = -1;
     } else {
-        rc |= meta_set(o, "generation", json_integer((json_int_t) m->generation));
+        rc |= atls_meta_set(o, "generation", json_integer((json_int_t) m->generation));
     }
-    rc |= meta_set_time(o, "ari_next_check", m->ari_next_check);
-    rc |= meta_set_time(o, "ari_window_start", m->ari_window_start);
-    rc |= meta_set_time(o, "ari_window_end", m->ari_window_end);
+    rc |= atls_meta_set_time(o, "ari_next_check", m->ari_next_check);
+    rc |= atls_meta_set_time(o, "ari_window_start", m->ari_window_start);
+    rc |= atls_meta_set_time(o, "ari_window_end", m->ari_window_end);
     if (m->ari_failures > 0) {
-        rc |= meta_set(o, "ari_failures", json_integer(m->ari_failures));
+        rc |= atls_meta_set(o, "ari_failures", json_integer(m->ari_failures));
     }
     if (m->n_kt_info > 0) {
-        rc |= meta_set(o, "certs", meta_certs_to_json(m));
+        rc |= atls_meta_set(o, "certs", atls_meta_certs_to_json(m));
     }
     if (rc == 0) {
         s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -199,12 +172,12 @@ atls_cert_meta_to_json(const atls_cert_meta_t *m)
 
 /* ---- from JSON ------------------------------------------------------------- */
 
-static int
-meta_fail(char *err, size_t errlen, const char *fmt, ...)
+int
+atls_meta_fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static int
-meta_fail(char *err, size_t errlen, const char *fmt, ...)
+int
+atls_meta_fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -217,9 +190,9 @@ meta_fail(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* Optional string: absent or null -> NULL. */
-static int
-meta_get_str(json_t *o, const char *key, const char *field, char **out,
-             char *err, size_t errlen)
+int
+atls_meta_get_str(json_t *o, const char *key, const char *field, char **out,
+                  char *err, size_t errlen)
 {
     json_t *v = json_object_get(o, key);
 
@@ -228,15 +201,15 @@ meta_get_str(json_t *o, const char *key, const char *field, char **out,
         return 0;
     }
     if (!json_is_string(v)) {
-        return meta_fail(err, errlen, "field \"%s\" must be a string", field);
+        return atls_meta_fail(err, errlen, "field \"%s\" must be a string", field);
     }
     *out = atls_strdup(json_string_value(v));
     return 0;
 }
 
-static int
-meta_get_strv(json_t *o, const char *key, const char *field, int required,
-              char ***out, size_t *n, char *err, size_t errlen)
+int
+atls_meta_get_strv(json_t *o, const char *key, const char *field, int required,
+                   char ***out, size_t *n, char *err, size_t errlen)
 {
     json_t *v = json_object_get(o, key), *e;
     size_t  i, cnt;
@@ -246,23 +219,23 @@ meta_get_strv(json_t *o, const char *key, const char *field, int required,
     *n = 0;
     if (v == NULL || json_is_null(v)) {
         if (required) {
-            return meta_fail(err, errlen, "field \"%s\" is missing", field);
+            return atls_meta_fail(err, errlen, "field \"%s\" is missing", field);
         }
         return 0;
     }
     if (!json_is_array(v)) {
-        return meta_fail(err, errlen, "field \"%s\" must be an array of strings", field);
+        return atls_meta_fail(err, errlen, "field \"%s\" must be an array of strings", field);
     }
     cnt = json_array_size(v);
     for (i = 0; i < cnt; i++) {
         e = json_array_get(v, i);
         if (!json_is_string(e) || json_string_length(e) == 0) {
-            return meta_fail(err, errlen, "field \"%s\" must be an array of strings",
-                             field);
+            return atls_meta_fail(err, errlen, "field \"%s\" must be an array of strings",
+                                  field);
         }
     }
     if (required && cnt == 0) {
-        return meta_fail(err, errlen, "field \"%s\" must not be empty", field);
+        return atls_meta_fail(err, errlen, "field \"%s\" must not be empty", field);
     }
     if (cnt == 0) {
         return 0;
@@ -279,9 +252,9 @@ meta_get_strv(json_t *o, const char *key, const char *field, int required,
     return 0;
 }
 
-static int
-meta_get_int(json_t *o, const char *key, const char *field, long long lo,
-             long long hi, long long *out, char *err, size_t errlen)
+int
+atls_meta_get_int(json_t *o, const char *key, const char *field, long long lo,
+                  long long hi, long long *out, char *err, size_t errlen)
 {
     json_t   *v = json_object_get(o, key);
     long long x;
@@ -291,20 +264,20 @@ meta_get_int(json_t *o, const char *key, const char *field, long long lo,
         return 0;
     }
     if (!json_is_integer(v)) {
-        return meta_fail(err, errlen, "field \"%s\" must be an integer", field);
+        return atls_meta_fail(err, errlen, "field \"%s\" must be an integer", field);
     }
     x = (long long) json_integer_value(v);
     if (x < lo || x > hi) {
-        return meta_fail(err, errlen, "field \"%s\" must be between %lld and %lld",
-                         field, lo, hi);
+        return atls_meta_fail(err, errlen, "field \"%s\" must be between %lld and %lld",
+                              field, lo, hi);
     }
     *out = x;
     return 0;
 }
 
-static int
-meta_get_bool(json_t *o, const char *key, const char *field, int *out,
-              char *err, size_t errlen)
+int
+atls_meta_get_bool(json_t *o, const char *key, const char *field, int *out,
+                   char *err, size_t errlen)
 {
     json_t *v = json_object_get(o, key);
 
@@ -313,7 +286,7 @@ meta_get_bool(json_t *o, const char *key, const char *field, int *out,
         return 0;
     }
     if (!json_is_boolean(v)) {
-        return meta_fail(err, errlen, "field \"%s\" must be true or false", field);
+        return atls_meta_fail(err, errlen, "field \"%s\" must be true or false", field);
     }
     *out = json_is_true(v);
     return 0;
@@ -321,9 +294,9 @@ meta_get_bool(json_t *o, const char *key, const char *field, int *out,
 
 /* Absent/null -> 0; an RFC 3339 string; an integer (seconds) is accepted too
  * so hand-edited files are forgiving.  field names key in messages. */
-static int
-meta_get_time_field(json_t *o, const char *key, const char *field, time_t *out,
-                    char *err, size_t errlen)
+int
+atls_meta_get_time_field(json_t *o, const char *key, const char *field, time_t *out,
+                         char *err, size_t errlen)
 {
     json_t   *v = json_object_get(o, key);
     long long x;
@@ -335,29 +308,29 @@ meta_get_time_field(json_t *o, const char *key, const char *field, time_t *out,
     if (json_is_string(v)) {
         x = atls_rfc3339_parse(json_string_value(v));
         if (x < 0) {
-            return meta_fail(err, errlen,
-                             "field \"%s\" must be an RFC 3339 time, got \"%.64s\"",
-                             field, json_string_value(v));
+            return atls_meta_fail(err, errlen,
+                                  "field \"%s\" must be an RFC 3339 time, got \"%.64s\"",
+                                  field, json_string_value(v));
         }
     } else if (json_is_integer(v)) {
         x = (long long) json_integer_value(v);
         if (x < 0) {
-            return meta_fail(err, errlen, "field \"%s\" must not be negative", field);
+            return atls_meta_fail(err, errlen, "field \"%s\" must not be negative", field);
         }
     } else {
-        return meta_fail(err, errlen, "field \"%s\" must be an RFC 3339 time", field);
+        return atls_meta_fail(err, errlen, "field \"%s\" must be an RFC 3339 time", field);
     }
     if (x > META_TIME_MAX) {
-        return meta_fail(err, errlen, "field \"%s\" is out of range", field);
+        return atls_meta_fail(err, errlen, "field \"%s\" is out of range", field);
     }
     *out = (time_t) x;
     return 0;
 }
 
-static int
-meta_get_time(json_t *o, const char *key, time_t *out, char *err, size_t errlen)
+int
+atls_meta_get_time(json_t *o, const char *key, time_t *out, char *err, size_t errlen)
 {
-    return meta_get_time_field(o, key, key, out, err, errlen);
+    return atls_meta_get_time_field(o, key, key, out, err, errlen);
 }
 
 static int
@@ -368,18 +341,22 @@ meta_issuer_from_json(json_t *o, atls_issuer_t *is, char *err, size_t errlen)
     long long   x;
     size_t      i;
 
-    if (meta_get_str(o, "directory", "issuer.directory", &is->directory, err, errlen)
-        || meta_get_str(o, "ca_file", "issuer.ca_file", &is->ca_file, err, errlen)
-        || meta_get_strv(o, "contact", "issuer.contact", 0, &is->contact,
-                         &is->n_contact, err, errlen)
-        || meta_get_bool(o, "agree_tos", "issuer.agree_tos", &is->agree_tos, err, errlen)
-        || meta_get_str(o, "dns_hook", "issuer.dns_hook", &is->dns_hook, err, errlen)
-        || meta_get_str(o, "profile", "issuer.profile", &is->profile, err, errlen)
-        || meta_get_bool(o, "profile_required", "issuer.profile_required",
-                         &is->profile_required, err, errlen)
-        || meta_get_str(o, "preferred_chain", "issuer.preferred_chain",
-                        &is->preferred_chain, err, errlen)
-        || meta_get_bool(o, "csr_cn", "issuer.csr_cn", &is->csr_cn, err, errlen))
+    if (atls_meta_get_str(o, "directory", "issuer.directory", &is->directory, err, errlen)
+        || atls_meta_get_str(o, "ca_file", "issuer.ca_file", &is->ca_file, err, errlen)
+        || atls_meta_get_strv(o, "contact", "issuer.contact", 0, &is->contact,
+                              &is->n_contact, err, errlen)
+        || atls_meta_get_bool(o, "agree_tos", "issuer.agree_tos", &is->agree_tos, err, errlen)
+        || atls_meta_get_str(o, "dns_hook", "issuer.dns_hook", &is->dns_hook, err, errlen)
+        || atls_meta_get_str(o, "profile", "issuer.profile", &is->profile, err, errlen)
+        || atls_meta_get_bool(o, "profile_required", "issuer.profile_required",
+                              &is->profile_required, err, errlen)
+        || atls_meta_get_str(o, "preferred_chain", "issuer.preferred_chain",
+                             &is->preferred_chain, err, errlen)
+        || atls_meta_get_bool(o, "csr_cn", "issuer.csr_cn", &is->csr_cn, err, errlen)
+        || atls_meta_get_bool(o, "stapling_off", "issuer.stapling_off", &is->stapling_off,
+                              err, errlen)
+        || atls_meta_get_bool(o, "must_staple", "issuer.must_staple", &is->must_staple,
+                              err, errlen))
     {
         return -1;
     }
@@ -390,26 +367,26 @@ meta_issuer_from_json(json_t *o, atls_issuer_t *is, char *err, size_t errlen)
         if (!json_is_string(v)
             || atls_challenge_type_parse(json_string_value(v), &is->challenge) != 0)
         {
-            return meta_fail(err, errlen, "field \"issuer.challenge\" must be "
-                             "\"http-01\", \"tls-alpn-01\" or \"dns-01\"");
+            return atls_meta_fail(err, errlen, "field \"issuer.challenge\" must be "
+                                  "\"http-01\", \"tls-alpn-01\" or \"dns-01\"");
         }
     }
 
     v = json_object_get(o, "key_types");
     if (v != NULL && !json_is_null(v)) {
         if (!json_is_array(v) || json_array_size(v) > ATLS_KEY_TYPE_MAX) {
-            return meta_fail(err, errlen, "field \"issuer.key_types\" must be an "
-                             "array of at most %d key type names", ATLS_KEY_TYPE_MAX);
+            return atls_meta_fail(err, errlen, "field \"issuer.key_types\" must be an "
+                                  "array of at most %d key type names", ATLS_KEY_TYPE_MAX);
         }
         for (i = 0; i < json_array_size(v); i++) {
             s = json_string_value(json_array_get(v, i));
             if (s == NULL || atls_key_type_parse(s, &is->key_types[i]) != 0) {
-                return meta_fail(err, errlen, "field \"issuer.key_types\": unknown "
-                                 "key type \"%.32s\"", s ? s : "(not a string)");
+                return atls_meta_fail(err, errlen, "field \"issuer.key_types\": unknown "
+                                      "key type \"%.32s\"", s ? s : "(not a string)");
             }
             if (i > 0 && is->key_types[i] == is->key_types[0]) {
-                return meta_fail(err, errlen, "field \"issuer.key_types\": "
-                                 "duplicate key type \"%s\"", s);
+                return atls_meta_fail(err, errlen, "field \"issuer.key_types\": "
+                                      "duplicate key type \"%s\"", s);
             }
         }
         is->n_key_types = json_array_size(v);
@@ -418,120 +395,32 @@ meta_issuer_from_json(json_t *o, atls_issuer_t *is, char *err, size_t errlen)
     renew = json_object_get(o, "renew");
     if (renew != NULL && !json_is_null(renew)) {
         if (!json_is_object(renew)) {
-            return meta_fail(err, errlen, "field \"issuer.renew\" must be an object");
+            return atls_meta_fail(err, errlen, "field \"issuer.renew\" must be an object");
         }
         v = json_object_get(renew, "fraction");
         if (v != NULL && !json_is_null(v)) {
             if (!json_is_number(v) || json_number_value(v) < 0
                 || json_number_value(v) >= 1)
             {
-                return meta_fail(err, errlen, "field \"issuer.renew.fraction\" "
-                                 "must be a number in [0, 1)");
+                return atls_meta_fail(err, errlen, "field \"issuer.renew.fraction\" "
+                                      "must be a number in [0, 1)");
             }
             is->renew.renew_fraction = json_number_value(v);
         }
-        if (meta_get_int(renew, "before", "issuer.renew.before", 0, LONG_MAX,
+        if (atls_meta_get_int(renew, "before", "issuer.renew.before", 0, LONG_MAX,
                          &x, err, errlen)) {
             return -1;
         }
         is->renew.renew_before = (long) x;
     }
-    if (meta_get_int(o, "http_port", "issuer.http_port", 0, 65535, &x, err, errlen)) {
+    if (atls_meta_get_int(o, "http_port", "issuer.http_port", 0, 65535, &x, err, errlen)) {
         return -1;
     }
     is->http_port = (int) x;
-    if (meta_get_int(o, "tls_port", "issuer.tls_port", 0, 65535, &x, err, errlen)) {
+    if (atls_meta_get_int(o, "tls_port", "issuer.tls_port", 0, 65535, &x, err, errlen)) {
         return -1;
     }
     is->tls_port = (int) x;
-    return 0;
-}
-
-/* One "certs" entry: every member required, nothing else tolerated. */
-static int
-meta_cert_from_json(json_t *c, const char *kn, atls_cert_kt_info_t *ki,
-                    char *err, size_t errlen)
-{
-    static const char *const members[] = { "not_before", "not_after", "serial", "names" };
-    const char *key, *serial;
-    json_t     *v;
-    char        field[64];
-    size_t      i;
-
-    if (!json_is_object(c)) {
-        return meta_fail(err, errlen, "field \"certs.%s\" must be an object", kn);
-    }
-    json_object_foreach(c, key, v) {
-        for (i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
-            if (strcmp(key, members[i]) == 0) {
-                break;
-            }
-        }
-        if (i == sizeof(members) / sizeof(members[0])) {
-            return meta_fail(err, errlen, "field \"certs.%s\": unknown member \"%.32s\"",
-                             kn, key);
-        }
-    }
-    for (i = 0; i < 2; i++) {
-        snprintf(field, sizeof(field), "certs.%s.%s", kn, members[i]);
-        if (json_object_get(c, members[i]) == NULL) {
-            return meta_fail(err, errlen, "field \"%s\" is missing", field);
-        }
-        if (meta_get_time_field(c, members[i], field,
-                                i == 0 ? &ki->not_before : &ki->not_after, err, errlen))
-        {
-            return -1;
-        }
-    }
-    serial = json_string_value(json_object_get(c, "serial"));
-    if (serial == NULL || strlen(serial) > 128
-        || strspn(serial, "0123456789abcdefABCDEF") != strlen(serial))
-    {
-        return meta_fail(err, errlen, "field \"certs.%s.serial\" must be a hex string",
-                         kn);
-    }
-    ki->serial = atls_strdup(serial);
-    snprintf(field, sizeof(field), "certs.%s.names", kn);
-    if (!json_is_array(json_object_get(c, "names"))) {
-        return meta_fail(err, errlen, "field \"%s\" must be an array of strings", field);
-    }
-    return meta_get_strv(c, "names", field, 0, &ki->names, &ki->n_names, err, errlen);
-}
-
-static int
-meta_certs_from_json(json_t *root, atls_cert_meta_t *m, char *err, size_t errlen)
-{
-    json_t     *o = json_object_get(root, "certs"), *c;
-    const char *kn;
-
-    if (o == NULL || json_is_null(o)) {
-        return 0;
-    }
-    if (!json_is_object(o)) {
-        return meta_fail(err, errlen, "field \"certs\" must be an object");
-    }
-    json_object_foreach(o, kn, c) {
-        atls_cert_kt_info_t *ki;
-        atls_key_type_t      kt;
-
-        if (atls_key_type_parse(kn, &kt) != 0) {
-            return meta_fail(err, errlen, "field \"certs\": unknown key type \"%.32s\"",
-                             kn);
-        }
-        if (m->n_kt_info >= ATLS_KEY_TYPE_MAX) {
-            return meta_fail(err, errlen, "field \"certs\" must hold at most %d key types",
-                             ATLS_KEY_TYPE_MAX);
-        }
-        if (m->n_kt_info > 0 && m->kt_info[0].key_type == kt) {
-            return meta_fail(err, errlen, "field \"certs\": duplicate key type \"%s\"",
-                             kn);
-        }
-        ki = &m->kt_info[m->n_kt_info++];
-        ki->key_type = kt;
-        if (meta_cert_from_json(c, kn, ki, err, errlen) != 0) {
-            return -1;
-        }
-    }
     return 0;
 }
 
@@ -553,8 +442,8 @@ meta_error_class_from_json(json_t *root, atls_cert_meta_t *m, char *err, size_t 
             return 0;
         }
     }
-    return meta_fail(err, errlen, "field \"last_error_class\" must be one of \"none\", "
-                     "\"retry-now\", \"retry-later\", \"permanent\"");
+    return atls_meta_fail(err, errlen, "field \"last_error_class\" must be one of \"none\", "
+                          "\"retry-now\", \"retry-later\", \"permanent\"");
 }
 
 int
@@ -569,18 +458,18 @@ atls_cert_meta_from_json(const char *json, size_t len, atls_cert_meta_t *m,
 
     memset(m, 0, sizeof(*m));
     if (json == NULL) {
-        return meta_fail(err, errlen, "no data");
+        return atls_meta_fail(err, errlen, "no data");
     }
     root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        return meta_fail(err, errlen, "invalid JSON at line %d: %s", jerr.line, jerr.text);
+        return atls_meta_fail(err, errlen, "invalid JSON at line %d: %s", jerr.line, jerr.text);
     }
     if (!json_is_object(root)) {
-        meta_fail(err, errlen, "top level must be an object");
+        atls_meta_fail(err, errlen, "top level must be an object");
         goto failed;
     }
-    if (meta_get_str(root, "id", "id", &m->id, err, errlen)
-        || meta_get_strv(root, "names", "names", 1, &m->names, &m->n_names, err, errlen))
+    if (atls_meta_get_str(root, "id", "id", &m->id, err, errlen)
+        || atls_meta_get_strv(root, "names", "names", 1, &m->names, &m->n_names, err, errlen))
     {
         goto failed;
     }
@@ -592,19 +481,19 @@ atls_cert_meta_from_json(const char *json, size_t len, atls_cert_meta_t *m,
 
         free(derived);
         if (!same) {
-            meta_fail(err, errlen, "field \"id\" does not match the first name");
+            atls_meta_fail(err, errlen, "field \"id\" does not match the first name");
             goto failed;
         }
     }
     if (m->id == NULL) {
-        meta_fail(err, errlen, "field \"names\": first name is not usable as an id");
+        atls_meta_fail(err, errlen, "field \"names\": first name is not usable as an id");
         goto failed;
     }
 
     v = json_object_get(root, "issuer");
     if (v != NULL && !json_is_null(v)) {
         if (!json_is_object(v)) {
-            meta_fail(err, errlen, "field \"issuer\" must be an object");
+            atls_meta_fail(err, errlen, "field \"issuer\" must be an object");
             goto failed;
         }
         if (meta_issuer_from_json(v, &m->issuer, err, errlen) != 0) {
@@ -623,46 +512,46 @@ atls_cert_meta_from_json(const char *json, size_t len, atls_cert_meta_t *m,
             }
         }
         if (i == 4) {
-            meta_fail(err, errlen, "field \"state\" must be one of \"pending\", "
-                      "\"valid\", \"renewing\", \"failed\"");
+            atls_meta_fail(err, errlen, "field \"state\" must be one of \"pending\", "
+                           "\"valid\", \"renewing\", \"failed\"");
             goto failed;
         }
         m->state = (atls_cert_state_t) i;
     }
-    if (meta_get_int(root, "failures", "failures", 0, UINT_MAX, &x, err, errlen)) {
+    if (atls_meta_get_int(root, "failures", "failures", 0, UINT_MAX, &x, err, errlen)) {
         goto failed;
     }
     m->failures = (unsigned) x;
-    if (meta_get_time(root, "next_attempt", &m->next_attempt, err, errlen)
-        || meta_get_time(root, "last_attempt", &m->last_attempt, err, errlen)
-        || meta_get_time(root, "last_success", &m->last_success, err, errlen)
-        || meta_get_time(root, "renew_at", &m->renew_at, err, errlen)
-        || meta_get_str(root, "last_error", "last_error", &m->last_error, err, errlen)
+    if (atls_meta_get_time(root, "next_attempt", &m->next_attempt, err, errlen)
+        || atls_meta_get_time(root, "last_attempt", &m->last_attempt, err, errlen)
+        || atls_meta_get_time(root, "last_success", &m->last_success, err, errlen)
+        || atls_meta_get_time(root, "renew_at", &m->renew_at, err, errlen)
+        || atls_meta_get_str(root, "last_error", "last_error", &m->last_error, err, errlen)
         || meta_error_class_from_json(root, m, err, errlen)
-        || meta_get_str(root, "last_error_type", "last_error_type", &m->last_error_type,
-                        err, errlen)
-        || meta_get_str(root, "last_error_detail", "last_error_detail",
-                        &m->last_error_detail, err, errlen)
-        || meta_get_str(root, "last_error_key_type", "last_error_key_type",
-                        &m->last_error_key_type, err, errlen)
-        || meta_get_str(root, "account_url", "account_url", &m->account_url, err, errlen)
-        || meta_get_int(root, "generation", "generation", 0, LLONG_MAX, &x, err, errlen)
-        || meta_get_time(root, "ari_next_check", &m->ari_next_check, err, errlen)
-        || meta_get_time(root, "ari_window_start", &m->ari_window_start, err, errlen)
-        || meta_get_time(root, "ari_window_end", &m->ari_window_end, err, errlen))
+        || atls_meta_get_str(root, "last_error_type", "last_error_type", &m->last_error_type,
+                             err, errlen)
+        || atls_meta_get_str(root, "last_error_detail", "last_error_detail",
+                             &m->last_error_detail, err, errlen)
+        || atls_meta_get_str(root, "last_error_key_type", "last_error_key_type",
+                             &m->last_error_key_type, err, errlen)
+        || atls_meta_get_str(root, "account_url", "account_url", &m->account_url, err, errlen)
+        || atls_meta_get_int(root, "generation", "generation", 0, LLONG_MAX, &x, err, errlen)
+        || atls_meta_get_time(root, "ari_next_check", &m->ari_next_check, err, errlen)
+        || atls_meta_get_time(root, "ari_window_start", &m->ari_window_start, err, errlen)
+        || atls_meta_get_time(root, "ari_window_end", &m->ari_window_end, err, errlen))
     {
         goto failed;
     }
     if ((m->ari_window_start == 0) != (m->ari_window_end == 0)
         || m->ari_window_end < m->ari_window_start)
     {
-        meta_fail(err, errlen, "fields \"ari_window_start\" and \"ari_window_end\" "
-                  "must both be set, start before end");
+        atls_meta_fail(err, errlen, "fields \"ari_window_start\" and \"ari_window_end\" "
+                       "must both be set, start before end");
         goto failed;
     }
     m->generation = (uint64_t) x;
-    if (meta_get_int(root, "ari_failures", "ari_failures", 0, UINT_MAX, &x, err, errlen)
-        || meta_certs_from_json(root, m, err, errlen))
+    if (atls_meta_get_int(root, "ari_failures", "ari_failures", 0, UINT_MAX, &x, err, errlen)
+        || atls_meta_certs_from_json(root, m, err, errlen))
     {
         goto failed;
     }
@@ -693,37 +582,8 @@ atls_cert_meta_copy(atls_cert_meta_t *d, const atls_cert_meta_t *s)
     d->last_error_key_type = atls_strdup(s->last_error_key_type);
     d->account_url = atls_strdup(s->account_url);
     for (i = 0; i < s->n_kt_info && i < ATLS_KEY_TYPE_MAX; i++) {
-        d->kt_info[i].serial = atls_strdup(s->kt_info[i].serial);
-        d->kt_info[i].names = atls_strv_dup(s->kt_info[i].names, s->kt_info[i].n_names);
+        atls_cert_kt_info_copy(&d->kt_info[i], &s->kt_info[i]);
     }
-}
-
-void
-atls_cert_meta_set_kt_info(atls_cert_meta_t *m, const atls_cert_info_t *info)
-{
-    atls_cert_kt_info_t *ki = NULL;
-    size_t               i;
-
-    for (i = 0; i < m->n_kt_info; i++) {
-        if (m->kt_info[i].key_type == info->key_type) {
-            ki = &m->kt_info[i];
-            free(ki->serial);
-            atls_strv_free(ki->names, ki->n_names);
-            break;
-        }
-    }
-    if (ki == NULL) {
-        if (m->n_kt_info >= ATLS_KEY_TYPE_MAX) {
-            return;
-        }
-        ki = &m->kt_info[m->n_kt_info++];
-    }
-    ki->key_type = info->key_type;
-    ki->not_before = info->not_before;
-    ki->not_after = info->not_after;
-    ki->serial = atls_strdup(info->serial);
-    ki->names = atls_strv_dup(info->names, info->n_names);
-    ki->n_names = info->n_names;
 }
 
 void

@@ -74,7 +74,7 @@ def _write_listener_pki(workdir):
 class Pebble:
     """One Pebble + challtestsrv pair.  Use start()/stop(); stop() is idempotent."""
 
-    def __init__(self, validity=None, eab=None, env=None, workdir=None):
+    def __init__(self, validity=None, eab=None, env=None, workdir=None, ocsp_url=None):
         for binary in (PEBBLE, CHALLTESTSRV):
             if not os.access(binary, os.X_OK):
                 raise RuntimeError(f"{binary} not found: run 'make deps' (Debian package pebble)")
@@ -84,6 +84,9 @@ class Pebble:
         self.validity = validity
         self.eab = eab
         self.env = dict(env or {})
+        # written into the AIA of every certificate issued (ocspctl.py
+        # answers there); Pebble itself answers no OCSP
+        self.ocsp_url = ocsp_url or ""
         self.port = free_port()
         self.mgmt_port = free_port()
         self.http_port = free_port()
@@ -107,7 +110,7 @@ class Pebble:
             "privateKey": self.pki["key"],
             "httpPort": self.http_port,
             "tlsPort": self.tls_port,
-            "ocspResponderURL": "",
+            "ocspResponderURL": self.ocsp_url,
             "externalAccountBindingRequired": bool(self.eab),
         }
         if self.eab:

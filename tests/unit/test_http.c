@@ -173,7 +173,7 @@ static void
 test_headers_parsed(void **state)
 {
     server_t             s;
-    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL };
+    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL, NULL, NULL };
     atls_http_response_t resp;
 
     (void) state;
@@ -201,10 +201,11 @@ test_headers_parsed(void **state)
     assert_null(resp.body);
 }
 
+static const char ok_empty[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
 static void
 test_request_carries_ua_and_type(void **state)
 {
-    static const char    ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
     server_t             s;
     char                 body[] = "{\"protected\":\"x\",\"payload\":\"\",\"signature\":\"y\"}";
     atls_http_request_t  req;
@@ -212,7 +213,7 @@ test_request_carries_ua_and_type(void **state)
 
     (void) state;
     memset(&req, 0, sizeof(req));
-    server_start(&s, ok, sizeof(ok) - 1);
+    server_start(&s, ok_empty, sizeof(ok_empty) - 1);
     req.method = "POST";
     req.url = url_for(&s, "/new-acct");
     req.body = body;
@@ -265,7 +266,7 @@ check_size_cap(int with_length)
 {
     server_t             s;
     atls_http_opts_t     opts;
-    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL };
+    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL, NULL, NULL };
     atls_http_response_t resp;
     size_t               len;
     char                *r = big_response(with_length, 1000, &len);
@@ -304,7 +305,7 @@ test_size_at_cap_ok(void **state)
 {
     server_t             s;
     atls_http_opts_t     opts;
-    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL };
+    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL, NULL, NULL };
     atls_http_response_t resp;
     size_t               len;
     char                *r = big_response(0, 100, &len);
@@ -329,7 +330,7 @@ test_redirect_not_followed(void **state)
     static const char    r[] = "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/elsewhere\r\n"
                                "Content-Length: 0\r\n\r\n";
     server_t             s;
-    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL };
+    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL, NULL, NULL };
     atls_http_response_t resp;
 
     (void) state;
@@ -351,7 +352,7 @@ test_connection_refused(void **state)
     socklen_t            sl = sizeof(sa);
     int                  fd;
     char                 url[64];
-    atls_http_request_t  req = { "GET", url, NULL, 0, NULL, NULL };
+    atls_http_request_t  req = { "GET", url, NULL, 0, NULL, NULL, NULL, NULL };
     atls_http_response_t resp;
 
     (void) state;
@@ -376,7 +377,7 @@ test_connection_refused(void **state)
 static void
 test_other_protocols_refused(void **state)
 {
-    atls_http_request_t  req = { "GET", (char *) "ftp://127.0.0.1:1/x", NULL, 0, NULL, NULL };
+    atls_http_request_t  req = { "GET", (char *) "ftp://127.0.0.1:1/x", NULL, 0, NULL, NULL, NULL, NULL };
     atls_http_response_t resp;
 
     (void) state;
@@ -386,12 +387,68 @@ test_other_protocols_refused(void **state)
     atls_http_response_free(&resp);
 }
 
+/* A conditional GET (the CRL cache): the validators go out as headers, the
+ * server's come back in the response, a 304 is the caller's to handle. */
+static void
+test_conditional_get(void **state)
+{
+    static const char    r[] = "HTTP/1.1 304 Not Modified\r\n"
+                               "ETag: W/\"crl-7\"\r\n"
+                               "Last-Modified: Sun, 29 Nov 2026 10:00:00 GMT\r\n"
+                               "Content-Length: 0\r\n\r\n";
+    server_t             s;
+    atls_http_request_t  req;
+    atls_http_response_t resp;
+
+    (void) state;
+    memset(&req, 0, sizeof(req));
+    server_start(&s, r, sizeof(r) - 1);
+    req.method = "GET";
+    req.url = url_for(&s, "/shard/7.crl");
+    req.if_none_match = "W/\"crl-6\"";
+    req.if_modified_since = "Sat, 28 Nov 2026 10:00:00 GMT";
+    atls_http_perform(NULL, &req, &resp);
+    server_stop(&s);
+
+    assert_int_equal(resp.transport_error, 0);
+    assert_int_equal(resp.status, 304);
+    assert_string_equal(resp.etag, "W/\"crl-7\"");
+    assert_string_equal(resp.last_modified, "Sun, 29 Nov 2026 10:00:00 GMT");
+    assert_non_null(strstr(s.request, "\r\nIf-None-Match: W/\"crl-6\"\r\n"));
+    assert_non_null(strstr(s.request,
+                           "\r\nIf-Modified-Since: Sat, 28 Nov 2026 10:00:00 GMT\r\n"));
+    atls_http_response_free(&resp);
+    assert_null(resp.etag);
+    assert_null(resp.last_modified);
+
+    /* without validators: neither header, and no validators back */
+    server_start(&s, ok_empty, sizeof(ok_empty) - 1);
+    req.url = url_for(&s, "/shard/7.crl");
+    req.if_none_match = NULL;
+    req.if_modified_since = NULL;
+    atls_http_perform(NULL, &req, &resp);
+    server_stop(&s);
+    assert_int_equal(resp.status, 200);
+    assert_null(resp.etag);
+    assert_null(resp.last_modified);
+    assert_null(strcasestr(s.request, "If-None-Match"));
+    assert_null(strcasestr(s.request, "If-Modified-Since"));
+    atls_http_response_free(&resp);
+
+    /* a validator that would end the header line is never sent */
+    req.url = (char *) "http://127.0.0.1:1/x";
+    req.if_none_match = "\"a\"\r\nX-Injected: 1";
+    atls_http_perform(NULL, &req, &resp);
+    assert_int_equal(resp.transport_error, 1);
+    atls_http_response_free(&resp);
+}
+
 /* The evented path: prepare + curl_multi + collect, as an nginx host does. */
 static void
 test_multi_prepare_collect(void **state)
 {
     server_t             s;
-    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL };
+    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL, NULL, NULL };
     atls_http_response_t resp;
     atls_http_xfer_t    *x = NULL;
     CURLM               *m;
@@ -448,6 +505,7 @@ main(void)
         cmocka_unit_test(test_redirect_not_followed),
         cmocka_unit_test(test_connection_refused),
         cmocka_unit_test(test_other_protocols_refused),
+        cmocka_unit_test(test_conditional_get),
         cmocka_unit_test(test_multi_prepare_collect),
     };
 

@@ -1,6 +1,7 @@
 /*
  * The issuer rules every host applies (common/issuer.c): contacts as
- * "mailto:" URLs, the key-type pair rule, EAB both or neither.
+ * "mailto:" URLs, the key-type pair rule, EAB both or neither, Must-Staple
+ * only with stapling.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -72,11 +73,44 @@ test_issuer_normalise(void **state)
     assert_true(ATLS_MAX_PARALLEL_LIMIT >= 8);
 }
 
+/* Must-Staple with stapling off would serve certificates that browsers
+ * refuse: refused, with every other combination accepted. */
+static void
+test_issuer_must_staple(void **state)
+{
+    static const struct {
+        int must_staple, stapling_off, ok;
+    } cases[] = { { 0, 0, 1 }, { 1, 0, 1 }, { 0, 1, 1 }, { 1, 1, 0 } };
+    atls_issuer_t is, copy;
+    char          err[256];
+    size_t        i;
+    int           rc;
+
+    (void) state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        memset(&is, 0, sizeof(is));
+        is.must_staple = cases[i].must_staple;
+        is.stapling_off = cases[i].stapling_off;
+        err[0] = '\0';
+        rc = atls_issuer_normalise(&is, err, sizeof(err));
+        assert_int_equal(rc, cases[i].ok ? 0 : -1);
+        if (!cases[i].ok) {
+            assert_non_null(strstr(err, "must_staple needs stapling"));
+        }
+        atls_issuer_copy(&copy, &is);
+        assert_int_equal(copy.must_staple, cases[i].must_staple);
+        assert_int_equal(copy.stapling_off, cases[i].stapling_off);
+        atls_issuer_free(&copy);
+        atls_issuer_free(&is);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_issuer_normalise),
+        cmocka_unit_test(test_issuer_must_staple),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

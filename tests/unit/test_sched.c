@@ -22,6 +22,7 @@
 #include "support/arileaf.h"
 #include "support/fakeca.h"
 #include "support/fakehost.h"
+#include "support/logcap.h"
 #include "support/tmptree.h"
 
 #define DIRECTORY  FAKECA_BASE "/dir"
@@ -36,39 +37,6 @@ static fakehost_cert_t certs[MAX_CERTS];
 static size_t          n_certs;
 static int             opt_ari;        /* sched_start asks for ARI */
 
-/* ---- the log, to check what is said once ------------------------------------ */
-
-static char   logbuf[1 << 16];
-static size_t loglen;
-
-static void
-log_capture(void *ctx, atls_log_level_t level, const char *msg)
-{
-    size_t n = strlen(msg);
-
-    (void) ctx;
-    (void) level;
-    if (loglen + n + 2 < sizeof(logbuf)) {
-        memcpy(logbuf + loglen, msg, n);
-        loglen += n;
-        logbuf[loglen++] = '\n';
-        logbuf[loglen] = '\0';
-    }
-}
-
-static size_t
-log_count(const char *needle)
-{
-    size_t      n = 0;
-    const char *p = logbuf;
-
-    while ((p = strstr(p, needle)) != NULL) {
-        n++;
-        p += strlen(needle);
-    }
-    return n;
-}
-
 /* ---- fixtures ------------------------------------------------------------------- */
 
 static int
@@ -79,9 +47,7 @@ setup(void **state)
     int   created = 0;
 
     (void) state;
-    loglen = 0;
-    logbuf[0] = '\0';
-    atls_log_set(log_capture, NULL, ATLS_LOG_DEBUG);
+    logcap_start(ATLS_LOG_DEBUG);
     snprintf(root, sizeof(root), "/tmp/atls-sched-XXXXXX");
     if (mkdtemp(root) == NULL) {
         return -1;
@@ -107,21 +73,12 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-    size_t i;
-
     (void) state;
-    if (h.s != NULL) {
-        atls_sched_free(h.s);
-        h.s = NULL;
-    }
-    fakehost_clear(&h);
-    for (i = 0; i < n_certs; i++) {
-        fakehost_cert_clear(&certs[i]);
-    }
+    fakehost_teardown(&h, certs, n_certs);
     EVP_PKEY_free(akey);
     atls_store_close(st);
     tmptree_rm(root);
-    atls_log_set(NULL, NULL, ATLS_LOG_INFO);
+    logcap_stop();
     return 0;
 }
 
@@ -301,7 +258,7 @@ test_issue_one(void **state)
     assert_string_equal(url, FAKECA_ACCT_URL);
     free(url);
     EVP_PKEY_free(k);
-    assert_int_equal(log_count("ordering certificate \"one.example\" (ec256) from "
+    assert_int_equal(logcap_count("ordering certificate \"one.example\" (ec256) from "
                                DIRECTORY ", 1 of 8 orders in flight, creating the account first"),
                      1);
 }
@@ -358,7 +315,7 @@ test_account_gating(void **state)
     }
     assert_true(k < h.n_log);
     assert_int_equal(new_order, 1);
-    assert_int_equal(log_count("creating the account first"), 1);
+    assert_int_equal(logcap_count("creating the account first"), 1);
 }
 
 static void
@@ -431,7 +388,7 @@ test_hanging_hook(void **state)
     assert_string_equal(hooked->err.cert_id, "hang.example");
     assert_string_equal(hooked->err.key_type, "ec256");
     /* the job layer logs the failure; the scheduler does not repeat it */
-    assert_int_equal(log_count("timed out after 3 s"), 1);
+    assert_int_equal(logcap_count("timed out after 3 s"), 1);
 }
 
 static void
@@ -499,7 +456,7 @@ test_teardown_hook_times_out(void **state)
      * once the time limit killed the hook */
     again = hook_wait("setup", "c.example");
     assert_int_equal(hk->killed, 1);
-    assert_int_equal(log_count("dns hook timed out after 1 s (removing "
+    assert_int_equal(logcap_count("dns hook timed out after 1 s (removing "
                                "_acme-challenge.c.example)"), 1);
     assert_int_equal(c->done, 0);
     fakehost_hook_report(&h, again, 0, "refused");
@@ -829,7 +786,7 @@ test_start_busy(void **state)
     assert_string_equal(busy->err.type, "autotls:start");
     assert_string_equal(busy->err.cert_id, "busy.example");
     assert_string_equal(busy->err.key_type, "ec256");
-    assert_int_equal(log_count("another process is renewing busy.example"), 1);
+    assert_int_equal(logcap_count("another process is renewing busy.example"), 1);
     assert_int_equal(next->done, 1);
     assert_int_equal(next->rc, 0);
 }

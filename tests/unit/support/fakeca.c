@@ -784,6 +784,17 @@ fc_issue(fakeca_t *ca, EVP_PKEY *csr_key)
         break;
     }
     leaf = testpki_cert(key, NULL, names, n, ca->inter, signer, 0, nb, na);
+    if (leaf != NULL && ca->ocsp_url != NULL) {
+        char aia[300];
+
+        snprintf(aia, sizeof(aia), "OCSP;URI:%s", ca->ocsp_url);
+        if (testpki_ext(leaf, ca->inter, NID_info_access, aia) != 0
+            || X509_sign(leaf, signer, EVP_sha256()) <= 0)
+        {
+            X509_free(leaf);
+            leaf = NULL;
+        }
+    }
     EVP_PKEY_free(other);
     return leaf;
 }

@@ -110,6 +110,7 @@ typedef struct {
                                            "alternate", "renewalInfo" */
     time_t          clock;              /* the driver's simulated now (leaf dates) */
     int             authz_wildcard_flip; /* authz 0 says "wildcard" the wrong way */
+    const char     *ocsp_url;           /* AIA OCSP responder of issued leaves */
 } fakeca_t;
 
 enum {

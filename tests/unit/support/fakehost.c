@@ -39,6 +39,8 @@ fh_req_free(atls_http_request_t *r)
     free(r->body);
     free((char *) r->content_type);
     free((char *) r->accept);
+    free((char *) r->if_none_match);
+    free((char *) r->if_modified_since);
     memset(r, 0, sizeof(*r));
 }
 
@@ -68,6 +70,8 @@ fh_http_send(void *ctx, atls_sched_op_t *op, const atls_http_opts_t *o,
     x->req.url = fh_dup(req->url);
     x->req.content_type = fh_dup(req->content_type);
     x->req.accept = fh_dup(req->accept);
+    x->req.if_none_match = fh_dup(req->if_none_match);
+    x->req.if_modified_since = fh_dup(req->if_modified_since);
     if (req->body != NULL) {
         x->req.body = malloc(req->body_len + 1);
         assert_non_null(x->req.body);
@@ -206,6 +210,17 @@ fh_deployed(void *ctx, void *cert_data, const char *id, atls_key_type_t kt)
 }
 
 static void
+fh_stapled(void *ctx, void *cert_data, const char *id, atls_key_type_t kt)
+{
+    fakehost_cert_t *c = cert_data;
+
+    (void) ctx;
+    (void) id;
+    (void) kt;
+    c->n_stapled++;
+}
+
+static void
 fh_done(void *ctx, void *cert_data, const char *id, int rc, const atls_error_t *err)
 {
     fakehost_t      *h = ctx;
@@ -248,6 +263,7 @@ fakehost_init(fakehost_t *h)
     h->host.publish = fh_publish;
     h->host.withdraw = fh_withdraw;
     h->host.deployed = fh_deployed;
+    h->host.stapled = fh_stapled;
     h->host.done = fh_done;
 }
 
@@ -295,7 +311,81 @@ fakehost_clear(fakehost_t *h)
     h->n_hooks = 0;
 }
 
+void
+fakehost_teardown(fakehost_t *h, fakehost_cert_t *certs, size_t n)
+{
+    size_t i;
+
+    if (h->s != NULL) {
+        atls_sched_free(h->s);
+        h->s = NULL;
+    }
+    fakehost_clear(h);
+    for (i = 0; i < n; i++) {
+        fakehost_cert_clear(&certs[i]);
+    }
+}
+
 /* ---- the loop ---------------------------------------------------------------- */
+
+fakehost_url_t *
+fakehost_url(fakehost_t *h, const char *prefix, long status, const unsigned char *body,
+             size_t len)
+{
+    fakehost_url_t *u;
+
+    assert_true(h->n_urls < FAKEHOST_MAX_URLS);
+    u = &h->urls[h->n_urls++];
+    memset(u, 0, sizeof(*u));
+    u->prefix = prefix;
+    u->status = status;
+    u->body = body;
+    u->body_len = len;
+    return u;
+}
+
+/* The canned answer to req when its URL is one of the table's; 0 when not. */
+static int
+fh_url_answer(fakehost_t *h, const atls_http_request_t *req, atls_http_response_t *resp)
+{
+    size_t i;
+
+    for (i = 0; i < h->n_urls; i++) {
+        fakehost_url_t *u = &h->urls[i];
+
+        if (strncmp(req->url, u->prefix, strlen(u->prefix)) != 0) {
+            continue;
+        }
+        u->hits++;
+        u->conditional += req->if_none_match != NULL;
+        if (u->answer != NULL) {
+            u->answer(u->arg, req, resp);
+            return 1;
+        }
+        if (u->status == 0) {
+            resp->transport_error = 1;
+            snprintf(resp->error, sizeof(resp->error), "Connection refused");
+            return 1;
+        }
+        if (u->etag != NULL && req->if_none_match != NULL
+            && strcmp(u->etag, req->if_none_match) == 0)
+        {
+            resp->status = 304;
+            return 1;
+        }
+        resp->status = u->status;
+        resp->etag = u->etag != NULL ? atls_strdup(u->etag) : NULL;
+        if (u->body != NULL) {
+            resp->body = malloc(u->body_len + 1);
+            assert_non_null(resp->body);
+            memcpy(resp->body, u->body, u->body_len);
+            resp->body[u->body_len] = '\0';
+            resp->body_len = u->body_len;
+        }
+        return 1;
+    }
+    return 0;
+}
 
 /* Answers the first queued request (of only, when given); 0 when none. */
 static int
@@ -316,6 +406,15 @@ fh_answer_one(fakehost_t *h, const fakehost_cert_t *only)
     x = h->http[i];
     memmove(&h->http[i], &h->http[i + 1], (h->n_http - i - 1) * sizeof(h->http[0]));
     h->n_http--;
+    memset(&resp, 0, sizeof(resp));
+    if (fh_url_answer(h, &x.req, &resp)) {
+        atls_sched_http_done(h->s, x.op, &resp);
+        free(resp.etag);
+        resp.etag = NULL;
+        atls_http_response_free(&resp);
+        fh_req_free(&x.req);
+        return 1;
+    }
     if (x.cert->ca->order_created && strcmp(x.req.method, "GET") == 0
         && strcmp(x.req.url, FAKECA_BASE "/dir") == 0)
     {

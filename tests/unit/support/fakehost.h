@@ -36,7 +36,26 @@ typedef struct {
     atls_error_t     err;
     atls_key_type_t  deployed[ATLS_KEY_TYPE_MAX];
     size_t           n_deployed;
+    size_t           n_stapled;         /* stapled() calls */
 } fakehost_cert_t;
+
+/* A URL outside the CA answered with canned bytes (an OCSP responder, a
+ * CRL server): every request whose URL starts with prefix. */
+#define FAKEHOST_MAX_URLS   8
+typedef struct {
+    const char          *prefix;
+    long                 status;        /* 0: a transport error */
+    const unsigned char *body;          /* borrowed */
+    size_t               body_len;
+    const char          *etag;          /* sent; If-None-Match equal to it: 304 */
+    /* answers instead of status/body when set (a responder that signs
+     * for what was issued meanwhile) */
+    void               (*answer)(void *arg, const atls_http_request_t *req,
+                                 atls_http_response_t *resp);
+    void                *arg;
+    size_t               hits;          /* requests answered */
+    size_t               conditional;   /* of which carried If-None-Match */
+} fakehost_url_t;
 
 typedef struct {
     atls_sched_op_t     *op;
@@ -80,6 +99,8 @@ typedef struct {
                                                     (s becomes NULL) */
     int                  http_send_fails;        /* http_send returns -1 */
     size_t               n_done;
+    fakehost_url_t       urls[FAKEHOST_MAX_URLS];  /* answered before the CA */
+    size_t               n_urls;
 } fakehost_t;
 
 void fakehost_init(fakehost_t *h);
@@ -89,6 +110,14 @@ int fakehost_cert_init(fakehost_cert_t *c, const char *name, EVP_PKEY *account_k
 void fakehost_cert_clear(fakehost_cert_t *c);
 /* Frees what is still queued or recorded. */
 void fakehost_clear(fakehost_t *h);
+/* A test's end: frees the scheduler (when still there), what is queued,
+ * and the n certificates. */
+void fakehost_teardown(fakehost_t *h, fakehost_cert_t *certs, size_t n);
+
+/* Answers requests to URLs starting with prefix with status and body
+ * (borrowed) from now on; the entry, for its counters. */
+fakehost_url_t *fakehost_url(fakehost_t *h, const char *prefix, long status,
+                             const unsigned char *body, size_t len);
 
 /* Runs the event loop until until(h, arg) holds (0) or timeout_ms passed or
  * nothing can happen any more (-1).  only: answer only that certificate's

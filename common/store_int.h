@@ -1,0 +1,55 @@
+/*
+ * Shared by the store files only (store.c, store_revocation.c,
+ * store_meta.c, store_meta_certs.c): building paths of the logical layout
+ * and reading the store's JSON entries strictly.  Not for hosts: nothing
+ * outside these files builds a store path.
+ */
+#ifndef ATLS_STORE_INT_H
+#define ATLS_STORE_INT_H
+
+#include <jansson.h>
+#include "atls_store.h"
+
+/* ---- paths (store.c) ---------------------------------------------------- */
+
+/* An id must be exactly one path component, not starting with '.'. */
+int atls_store_id_ok(const char *id);
+/* Concatenates NULL-terminated string arguments (malloc'd, aborts on OOM). */
+char *atls_store_cat(const char *first, ...) __attribute__((sentinel));
+/* "<location>/<path>: <why>" into err, so an operator can find the file. */
+void atls_store_err_path(atls_store_t *st, const char *path, char *err, size_t errlen,
+                         const char *why);
+
+/* ---- JSON (store_meta.c): every error names the field ------------------- */
+
+int atls_meta_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Setters: v NULL (allocation failed) is -1; NULL strings and times <= 0
+ * are left out (absent = default). */
+int atls_meta_set(json_t *obj, const char *key, json_t *v);
+int atls_meta_set_str(json_t *obj, const char *key, const char *s);
+int atls_meta_set_time(json_t *obj, const char *key, time_t t);
+json_t *atls_meta_strv(char *const *v, size_t n);
+/* Getters: absent or null gives NULL / 0. */
+int atls_meta_get_str(json_t *o, const char *key, const char *field, char **out,
+                      char *err, size_t errlen);
+int atls_meta_get_strv(json_t *o, const char *key, const char *field, int required,
+                       char ***out, size_t *n, char *err, size_t errlen);
+int atls_meta_get_int(json_t *o, const char *key, const char *field, long long lo,
+                      long long hi, long long *out, char *err, size_t errlen);
+int atls_meta_get_bool(json_t *o, const char *key, const char *field, int *out,
+                       char *err, size_t errlen);
+int atls_meta_get_time_field(json_t *o, const char *key, const char *field, time_t *out,
+                             char *err, size_t errlen);
+int atls_meta_get_time(json_t *o, const char *key, time_t *out, char *err, size_t errlen);
+
+/* ---- the "certs" entries of meta.json (store_meta_certs.c) -------------- */
+
+json_t *atls_meta_certs_to_json(const atls_cert_meta_t *m);
+int atls_meta_certs_from_json(json_t *root, atls_cert_meta_t *m, char *err, size_t errlen);
+/* Frees ki's members and zeroes it. */
+void atls_cert_kt_info_clear(atls_cert_kt_info_t *ki);
+/* Deep copy of s into d (overwritten, not freed). */
+void atls_cert_kt_info_copy(atls_cert_kt_info_t *d, const atls_cert_kt_info_t *s);
+
+#endif
