@@ -97,6 +97,7 @@ def staple_of(host, port, sni, cafile=None, timeout=15):
 _SSL_CTRL_SET_TLSEXT_HOSTNAME = 55
 _SSL_CTRL_SET_TLSEXT_STATUS_REQ_TYPE = 65
 _SSL_CTRL_GET_TLSEXT_STATUS_REQ_OCSP_RESP = 70
+_SSL_CTRL_SET_SIGALGS_LIST = 98
 _TLSEXT_NAMETYPE_host_name = 0
 _TLSEXT_STATUSTYPE_ocsp = 1
 
@@ -134,10 +135,12 @@ def _libssl():
     return _lib
 
 
-def fetch_staple(host, port, sni, timeout=10):
+def fetch_staple(host, port, sni, timeout=10, sigalgs=None):
     """One full handshake asking for OCSP status: {"der": stapled response
     bytes or None, "chain": [PEM of each certificate served, leaf first]}.
-    No certificate verification (verify_staple does what matters here)."""
+    No certificate verification (verify_staple does what matters here).
+    sigalgs (e.g. "rsa_pss_rsae_sha256"): the client's signature algorithms,
+    which pick the server's RSA or ECDSA certificate."""
     ssl, crypto = _libssl()
     ctx = ssl.SSL_CTX_new(ssl.TLS_client_method())
     if not ctx:
@@ -158,7 +161,10 @@ def fetch_staple(host, port, sni, timeout=10):
                 or ssl.SSL_ctrl(conn, _SSL_CTRL_SET_TLSEXT_HOSTNAME, _TLSEXT_NAMETYPE_host_name,
                                 ctypes.cast(ctypes.c_char_p(name), ctypes.c_void_p)) != 1
                 or ssl.SSL_ctrl(conn, _SSL_CTRL_SET_TLSEXT_STATUS_REQ_TYPE,
-                                _TLSEXT_STATUSTYPE_ocsp, None) != 1):
+                                _TLSEXT_STATUSTYPE_ocsp, None) != 1
+                or (sigalgs and ssl.SSL_ctrl(conn, _SSL_CTRL_SET_SIGALGS_LIST, 0,
+                                             ctypes.cast(ctypes.c_char_p(sigalgs.encode()),
+                                                         ctypes.c_void_p)) != 1)):
             raise RuntimeError("cannot set up the TLS connection")
         if ssl.SSL_connect(conn) != 1:
             crypto.ERR_clear_error()
@@ -222,10 +228,10 @@ def verify_staple(der, leaf_pem, issuer_pem, at=None):
     return facts
 
 
-def check_staple(host, port, sni, issuer_pem):
+def check_staple(host, port, sni, issuer_pem, sigalgs=None):
     """fetch_staple then verify_staple of what that one handshake got:
     verify_staple's facts (or {"sent": False}) plus "leaf_serial"."""
-    got = fetch_staple(host, port, sni)
+    got = fetch_staple(host, port, sni, sigalgs=sigalgs)
     leaf = got["chain"][0] if got["chain"] else None
     if got["der"] is None:
         return {"sent": False, "verified": False,
