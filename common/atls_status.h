@@ -30,11 +30,17 @@ typedef struct {
  *   "state","failures","last_error" ("type: detail", for display),
  *   "error":{"class","type","detail","key_type"} (null after a success),
  *   "next_renewal","next_attempt","directory",
- *   "keys":[{"type","serial","issuer","not_before","not_after","days_left"}]}]} */
+ *   "keys":[{"type","serial","issuer","not_before","not_after","days_left",
+ *            "ocsp":{"status","url","this_update","next_update","next_refresh",
+ *                    "error"},
+ *            "crl":{"url","fetched","next_update"},
+ *            "revoked":{"seen","at","reason","source"} (null: not known revoked)}]}]}
+ * "state" is the meta's, or "replacing" while a certificate of it is known
+ * revoked (unless the last attempt failed). */
 char *atls_status_json(atls_store_t *st, time_t now);
 
 /* malloc'd Prometheus text exposition (version 0.0.4): autotls_certificate_*
- * gauges labelled by id and key type. */
+ * and autotls_ocsp_* gauges labelled by id and key type. */
 char *atls_status_prometheus(atls_store_t *st, time_t now);
 
 /* The same with the host's figures (x may be NULL). */

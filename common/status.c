@@ -2,13 +2,16 @@
  * Status for operators and monitoring: JSON and Prometheus text built from
  * the store.  Only the leaf certificate is read (atls_store_load_leaf
  * skips the key block without decoding it); the private key is never
- * parsed into, let alone printed from, this code.
+ * parsed into, let alone printed from, this code.  Revocation facts come
+ * from meta.json (OCSP, revocations seen) and from the CRL cache's facts
+ * (never the CRLs themselves), read once per distinct URL per rendering.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
+#include "atls_job.h"
 #include "atls_status.h"
 
 typedef struct {
@@ -27,9 +30,18 @@ typedef struct {
     size_t             n_keys;
 } status_cert_t;
 
+/* One CRL cache entry, as its facts were on first use in this rendering. */
+typedef struct {
+    const char       *url;      /* a kt_info's crl_url: owned by the meta */
+    int               found;
+    atls_crl_cache_t  cache;
+} status_crl_t;
+
 typedef struct {
     status_cert_t *certs;
     size_t         n;
+    status_crl_t  *crls;
+    size_t         n_crls, cap_crls;
 } status_t;
 
 /* renew_at, unless a failure pushed the next attempt later. */
@@ -126,6 +138,77 @@ status_free(status_t *s)
         free(s->certs[i].error);
     }
     free(s->certs);
+    for (i = 0; i < s->n_crls; i++) {
+        atls_crl_cache_free(&s->crls[i].cache);
+    }
+    free(s->crls);
+}
+
+/* The cached facts of url's CRL, loaded on first use: NULL when nothing
+ * is cached (or the entry is unusable: the fetcher logs that). */
+static const atls_crl_cache_t *
+status_crl(atls_store_t *st, status_t *s, const char *url)
+{
+    status_crl_t *c;
+    char          err[512];
+    size_t        i;
+
+    for (i = 0; i < s->n_crls; i++) {
+        if (strcmp(s->crls[i].url, url) == 0) {
+            return s->crls[i].found ? &s->crls[i].cache : NULL;
+        }
+    }
+    if (s->n_crls == s->cap_crls) {
+        s->cap_crls = s->cap_crls ? 2 * s->cap_crls : 8;
+        s->crls = realloc(s->crls, s->cap_crls * sizeof(*s->crls));
+        if (s->crls == NULL) {
+            abort();
+        }
+    }
+    c = &s->crls[s->n_crls++];
+    memset(c, 0, sizeof(*c));
+    c->url = url;
+    c->found = atls_store_load_crl(st, url, &c->cache, NULL, NULL, err, sizeof(err))
+               == ATLS_STORE_OK;
+    return c->found ? &c->cache : NULL;
+}
+
+/* The facts of one key type, or NULL (a store from before they existed). */
+static const atls_cert_kt_info_t *
+status_kt(const status_cert_t *c, atls_key_type_t kt)
+{
+    return atls_job_kt_info(&c->meta, kt);
+}
+
+/* 1 when one of c's certificates is known revoked (it is being replaced). */
+static int
+status_revoked(const status_cert_t *c)
+{
+    size_t i;
+
+    for (i = 0; i < c->meta.n_kt_info && i < ATLS_KEY_TYPE_MAX; i++) {
+        if (c->meta.kt_info[i].revoked_seen != 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The state shown: a revoked certificate is being replaced, unless the
+ * replacement failed (which the operator must see). */
+static const char *
+status_state_name(const status_cert_t *c)
+{
+    if (c->meta.state != ATLS_STATE_FAILED && status_revoked(c)) {
+        return "replacing";
+    }
+    return atls_cert_state_name(c->meta.state);
+}
+
+static atls_ocsp_status_t
+status_ocsp_status(const atls_cert_kt_info_t *ki)
+{
+    return ki != NULL ? ki->ocsp_status : ATLS_OCSP_NONE;
 }
 
 /* ---- JSON ------------------------------------------------------------------ */
@@ -182,11 +265,73 @@ status_error_json(const atls_cert_meta_t *m)
     return e;
 }
 
+/* "ocsp": {"status", "url", "this_update", "next_update", "next_refresh",
+ * "error"}; status "none" with url null: the certificate names no
+ * responder, which is normal. */
 static json_t *
-status_cert_json(const status_cert_t *c, time_t now)
+status_ocsp_json(const atls_cert_kt_info_t *ki)
 {
-    json_t *o = json_object(), *names = json_array(), *keys = json_array(), *k;
-    size_t  i;
+    json_t *o = json_object();
+
+    if (o == NULL) {
+        abort();
+    }
+    json_object_set_new(o, "status",
+                        json_string(atls_ocsp_status_name(status_ocsp_status(ki))));
+    json_object_set_new(o, "url", status_str(ki ? ki->ocsp_url : NULL));
+    json_object_set_new(o, "this_update", status_time(ki ? ki->ocsp_this_update : 0));
+    json_object_set_new(o, "next_update", status_time(ki ? ki->ocsp_next_update : 0));
+    json_object_set_new(o, "next_refresh", status_time(ki ? ki->ocsp_next_refresh : 0));
+    json_object_set_new(o, "error", status_str(ki ? ki->ocsp_error : NULL));
+    return o;
+}
+
+/* "crl": {"url", "fetched", "next_update"}, the last two from the cache. */
+static json_t *
+status_crl_json(atls_store_t *st, status_t *s, const atls_cert_kt_info_t *ki)
+{
+    const atls_crl_cache_t *cc = NULL;
+    json_t                 *o = json_object();
+
+    if (o == NULL) {
+        abort();
+    }
+    if (ki != NULL && ki->crl_url != NULL) {
+        cc = status_crl(st, s, ki->crl_url);
+    }
+    json_object_set_new(o, "url", status_str(ki ? ki->crl_url : NULL));
+    json_object_set_new(o, "fetched", status_time(cc ? cc->fetched : 0));
+    json_object_set_new(o, "next_update", status_time(cc ? cc->next_update : 0));
+    return o;
+}
+
+/* "revoked": {"seen", "at", "reason", "source"}, null when not known revoked. */
+static json_t *
+status_revoked_json(const atls_cert_kt_info_t *ki)
+{
+    json_t *o;
+
+    if (ki == NULL || ki->revoked_seen == 0) {
+        return json_null();
+    }
+    o = json_object();
+    if (o == NULL) {
+        abort();
+    }
+    json_object_set_new(o, "seen", status_time(ki->revoked_seen));
+    json_object_set_new(o, "at", status_time(ki->revoked_at));
+    json_object_set_new(o, "reason", json_string(atls_crl_reason_name(ki->revoked_reason)));
+    json_object_set_new(o, "source", status_str(ki->revoked_source));
+    return o;
+}
+
+static json_t *
+status_cert_json(atls_store_t *st, status_t *s, const status_cert_t *c, time_t now)
+{
+    json_t                    *o = json_object(), *names = json_array();
+    json_t                    *keys = json_array(), *k;
+    const atls_cert_kt_info_t *ki;
+    size_t                     i;
 
     if (o == NULL || names == NULL || keys == NULL) {
         abort();
@@ -203,7 +348,7 @@ status_cert_json(const status_cert_t *c, time_t now)
         json_array_append_new(names, json_string(c->meta.names[i]));
     }
     json_object_set_new(o, "names", names);
-    json_object_set_new(o, "state", json_string(atls_cert_state_name(c->meta.state)));
+    json_object_set_new(o, "state", json_string(status_state_name(c)));
     json_object_set_new(o, "failures", json_integer(c->meta.failures));
     json_object_set_new(o, "last_error", status_str(c->meta.last_error));
     json_object_set_new(o, "error", status_error_json(&c->meta));
@@ -226,6 +371,10 @@ status_cert_json(const status_cert_t *c, time_t now)
         json_object_set_new(k, "not_after", status_time(in->not_after));
         json_object_set_new(k, "days_left",
                             json_integer(status_days_left(in->not_after, now)));
+        ki = status_kt(c, c->keys[i].type);
+        json_object_set_new(k, "ocsp", status_ocsp_json(ki));
+        json_object_set_new(k, "crl", status_crl_json(st, s, ki));
+        json_object_set_new(k, "revoked", status_revoked_json(ki));
         json_array_append_new(keys, k);
     }
     json_object_set_new(o, "keys", keys);
@@ -273,7 +422,7 @@ atls_status_json_ext(atls_store_t *st, time_t now, const atls_status_extra_t *x)
     json_object_set_new(root, "version", json_string(ATLS_VERSION));
     json_object_set_new(root, "generated", status_time(now));
     for (i = 0; i < s.n; i++) {
-        json_array_append_new(arr, status_cert_json(&s.certs[i], now));
+        json_array_append_new(arr, status_cert_json(st, &s, &s.certs[i], now));
     }
     json_object_set_new(root, "certificates", arr);
     if (x != NULL) {
@@ -370,6 +519,54 @@ status_extra_prometheus(status_buf_t *b, const atls_status_extra_t *x)
     }
 }
 
+/* One series per certificate and key type served; the times only when
+ * known (a 0 would read as long past). */
+static void
+status_revocation_prometheus(status_buf_t *b, const status_t *s, char **ids)
+{
+    const atls_cert_kt_info_t *ki;
+    const char                *kn;
+    size_t                     i, k;
+    int                        pass;
+
+    for (pass = 0; pass < 4; pass++) {
+        static const char *const family[][2] = {
+            { "autotls_ocsp_status",
+              "OCSP status of the served certificate: 1, labelled with the current "
+              "status (none, good, revoked, unknown, error)." },
+            { "autotls_ocsp_next_update_seconds",
+              "End of validity of the stapled OCSP response, Unix time." },
+            { "autotls_ocsp_next_refresh_seconds",
+              "When the OCSP response is fetched again, Unix time." },
+            { "autotls_certificate_revoked",
+              "1 when the served certificate is known revoked (it is being replaced)." },
+        };
+
+        status_family(b, family[pass][0], family[pass][1]);
+        for (i = 0; i < s->n; i++) {
+            for (k = 0; s->certs[i].ok && k < s->certs[i].n_keys; k++) {
+                kn = atls_key_type_name(s->certs[i].keys[k].type);
+                ki = status_kt(&s->certs[i], s->certs[i].keys[k].type);
+                if (pass == 0) {
+                    status_printf(b, "%s{id=\"%s\",key_type=\"%s\",status=\"%s\"} 1\n",
+                                  family[pass][0], ids[i], kn,
+                                  atls_ocsp_status_name(status_ocsp_status(ki)));
+                } else if (pass == 3) {
+                    status_printf(b, "%s{id=\"%s\",key_type=\"%s\"} %d\n",
+                                  family[pass][0], ids[i], kn,
+                                  ki != NULL && ki->revoked_seen != 0);
+                } else if (ki != NULL && (pass == 1 ? ki->ocsp_next_update
+                                                    : ki->ocsp_next_refresh) > 0) {
+                    status_printf(b, "%s{id=\"%s\",key_type=\"%s\"} %lld\n",
+                                  family[pass][0], ids[i], kn,
+                                  (long long) (pass == 1 ? ki->ocsp_next_update
+                                                         : ki->ocsp_next_refresh));
+                }
+            }
+        }
+    }
+}
+
 char *
 atls_status_prometheus(atls_store_t *st, time_t now)
 {
@@ -455,6 +652,7 @@ atls_status_prometheus_ext(atls_store_t *st, time_t now, const atls_status_extra
         }
     }
 
+    status_revocation_prometheus(&b, &s, ids);
     if (x != NULL) {
         status_extra_prometheus(&b, x);
     }

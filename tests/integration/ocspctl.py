@@ -25,6 +25,7 @@ import http.server
 import os
 import subprocess
 import threading
+import time
 import urllib.parse
 
 from cryptography import x509
@@ -35,6 +36,9 @@ from cryptography.x509.oid import NameOID
 
 import procs
 from util import cert_info, free_port, served_chain, split_pem_chain, wait_until
+
+# An OCSPResponse with responseStatus tryLater (3) and no body, for serve_raw.
+TRY_LATER = bytes.fromhex("30030a0103")
 
 REASONS = ("unspecified", "keyCompromise", "CACompromise", "affiliationChanged",
            "superseded", "cessationOfOperation", "certificateHold", "removeFromCRL",
@@ -108,7 +112,10 @@ class OcspResponder:
     set_delegated(True)  responses signed by a delegated responder that
                     Pebble's intermediate certified (id-kp-OCSPSigning): valid
     serve_raw(data, status=200, content_type=...)  the relay answers this
-                    instead of asking openssl (None: back to openssl)
+                    instead of asking openssl (None: back to openssl), e.g.
+                    TRY_LATER or garbage
+    set_delay(seconds)  the relay waits this long before answering (a slow
+                    or hanging responder; 0: none)
     stop() / start()  the responder down (connections refused) / up;
                     start() again after a Pebble restart (a new CA)
     requests        [(method, serial_hex_lower or None)] in order served
@@ -141,6 +148,7 @@ class OcspResponder:
         self._wrong_key = False
         self._delegated = False
         self._raw = None
+        self._delay = 0.0
         self._proc = None
         self._backend_port = None
         self._relay = None
@@ -326,6 +334,10 @@ class OcspResponder:
         with self._lock:
             self._raw = None if data is None else (status, content_type, data)
 
+    def set_delay(self, seconds):
+        with self._lock:
+            self._delay = float(seconds)
+
     # -- processes --------------------------------------------------------------
 
     def start(self):
@@ -429,7 +441,9 @@ class OcspResponder:
         self._learn(serial)
         with self._lock:
             self.requests.append((method, serial))
-            raw, port = self._raw, self._backend_port
+            raw, port, delay = self._raw, self._backend_port, self._delay
+        if delay:
+            time.sleep(delay)   # a slow responder, on purpose
         if raw is not None:
             status, ctype, data = raw
             return self._answer(handler, status, ctype, data)
@@ -465,18 +479,19 @@ class OcspResponder:
 
     # -- asking it directly ---------------------------------------------------------
 
-    def query(self, serial, issuer_path=None, respout=None):
+    def query(self, serial, issuer_path=None, respout=None, timeout=10):
         """`openssl ocsp -issuer -serial -url -resp_text` against url, with
         the intermediate as the only trust anchor (-CAfile, -partial_chain):
         {"status": "good"|"revoked"|"unknown"|None, "verified": bool,
         "text": output}.  verified: the response is signed by the
         intermediate or by a responder it certified.  respout: also write
-        the DER response there (e.g. for `openssl s_server -status_file`)."""
+        the DER response there (e.g. for `openssl s_server -status_file`);
+        timeout: seconds the client waits for the answer."""
         issuer_path = issuer_path or self.inter_path
         serial_arg = "0x" + index_serial(serial)
         argv = ["openssl", "ocsp", "-issuer", issuer_path, "-serial", serial_arg,
                 "-url", self.url, "-CAfile", issuer_path, "-partial_chain", "-resp_text",
-                "-timeout", "10"]
+                "-timeout", str(timeout)]
         if respout:
             argv += ["-respout", respout]
         p = subprocess.run(argv, capture_output=True, text=True, timeout=30)

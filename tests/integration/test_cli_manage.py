@@ -132,6 +132,13 @@ def test_revoke(pebble, tmp_path):
         assert st["Status"] == "Revoked"
         assert st["Reason"] == 1
         assert s in proc.stdout
+    # every server sharing the store learns it: the plan replaces both
+    meta = stored_meta(store, "revoke.cli.test")
+    for kt in ("ec256", "rsa2048"):
+        facts = meta["certs"][kt]
+        assert facts["revoked_source"] == "operator"
+        assert facts["revoked_reason"] == 1
+        assert facts["revoked_seen"] and facts["revoked_at"]
 
 
 def assert_store_kept(store, cert_id, pem_before, stderr, verb):

@@ -14,6 +14,7 @@ import urllib.request
 import procs
 from clihelp import issue, stored_chain
 from crlctl import CrlServer, TestCA
+from ocspctl import TRY_LATER
 from nginxctl import Nginx, issuer_block, server_block
 from stapleprobe import check_staple, staple_of
 from storeseed import issuer_meta, seed_store, worker_owner
@@ -72,6 +73,17 @@ def test_responder_answers_from_its_index(ocsp_pebble, tmp_path):
     q = r.query(serial)
     assert (q["status"], q["verified"]) == ("revoked", True), q["text"]
     r.set_delegated(False)
+
+    # canned answers and delays, in place of openssl's
+    r.serve_raw(TRY_LATER)
+    q = r.query(serial)
+    assert q["status"] is None and "trylater" in q["text"].lower(), q["text"]
+    r.serve_raw(None)
+    r.set_delay(6)
+    q = r.query(serial, timeout=1)      # a client that gives up first
+    assert q["status"] is None, q["text"]
+    r.set_delay(0)
+    assert r.query(serial)["status"] == "revoked"
 
     # down means connections refused; up again answers as before
     r.stop()
@@ -226,7 +238,7 @@ def test_seeded_store_is_served_as_is(pebble, test_root):
                     m = json.load(f)
                 return m.get("certs", {}).get("ec256", {}).get("serial") == leaf.serial
             wait_until(learned, timeout=30, what="the server to record the seeded certificate")
-            stays(lambda: served() == leaf.serial, 2, what="the seeded certificate served")
+            stays(lambda: served() == leaf.serial, 1, what="the seeded certificate served")
     finally:
         srv.stop()
 

@@ -186,6 +186,9 @@ cert_seed(const char *name, const char *ocsp_url, const char *crl_url, int with_
     issuer_init(&is);
     assert_int_equal(atls_job_ensure(st, &name, 1, &is, &m, err, sizeof(err)), 0);
     assert_int_equal(m.n_kt_info, 1);
+    /* read from the leaf when the store learned the certificate */
+    assert_true((m.kt_info[0].ocsp_url != NULL) == (ocsp_url != NULL));
+    assert_true((m.kt_info[0].crl_url != NULL) == (crl_url != NULL));
     m.state = ATLS_STATE_VALID;
     m.renew_at = time(NULL) + 20 * 86400;
     assert_int_equal(atls_store_save_meta(st, &m, err, sizeof(err)), ATLS_STORE_OK);
@@ -334,6 +337,7 @@ test_ocsp_revoked(void **state)
     (void) state;
     sched_start();
     c = cert_seed("rev.test", OCSP_URL, NULL, 1);
+    c->ca->renewal_info = 1;    /* so that the order names what it replaces */
     good = response(leaves[0], V_OCSP_CERTSTATUS_GOOD, OCSPPKI_BY_CA, &glen);
     revoked = response(leaves[0], V_OCSP_CERTSTATUS_REVOKED, OCSPPKI_BY_CA, &rlen);
     u = fakehost_url(&h, "http://ocsp.test/", 200, good, glen);
@@ -529,10 +533,13 @@ test_no_url_no_request(void **state)
     issuer_init(&is);
     is.stapling_off = 1;
     assert_non_null(atls_sched_add(h.s, &name, 1, &is, &certs[1], err, sizeof(err)));
+    logcap_start(ATLS_LOG_INFO);    /* what the passes say, not the set-up */
     run_pass();
     run_pass();
     assert_int_equal(h.n_log, 0);
-    assert_int_equal(logcap_len(), 0);
+    if (logcap_len() != 0) {
+        fail_msg("said: %s", logcap_text());
+    }
 }
 
 /* ---- after a deploy --------------------------------------------------------------- */

@@ -200,6 +200,13 @@ test_json(void **state)
     assert_string_equal(json_string_value(json_object_get(k, "not_after")), buf);
     assert_non_null(json_string_value(json_object_get(k, "not_before")));
     assert_int_equal(json_integer_value(json_object_get(k, "days_left")), 10);
+    /* nothing known about its revocation (a meta without the facts) */
+    e = json_object_get(k, "ocsp");
+    assert_string_equal(json_string_value(json_object_get(e, "status")), "none");
+    assert_true(json_is_null(json_object_get(e, "url")));
+    assert_true(json_is_null(json_object_get(e, "error")));
+    assert_true(json_is_null(json_object_get(json_object_get(k, "crl"), "url")));
+    assert_true(json_is_null(json_object_get(k, "revoked")));
 
     c = find_cert(arr, "failed.example");
     assert_string_equal(json_string_value(json_object_get(c, "state")), "failed");
@@ -311,6 +318,135 @@ test_json_garbage_key(void **state)
     free(out);
 }
 
+/* Records OCSP and CRL facts for valid.example's ec256 certificate, and
+ * the CRL cache's facts for its URL. */
+static void
+set_revocation_facts(fx_t *fx, int revoked)
+{
+    atls_cert_meta_t     m;
+    atls_cert_kt_info_t *ki;
+    atls_crl_cache_t     cc;
+    unsigned char        der[] = { 0x30, 0x00 };
+    char                 err[512];
+    char                *names[] = { (char *) "valid.example", NULL };
+
+    assert_int_equal(atls_store_load_meta(fx->st, "valid.example", &m, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    m.kt_info[0].key_type = ATLS_KEY_EC256;
+    m.kt_info[0].names = atls_strv_dup(names, 1);
+    m.kt_info[0].n_names = 1;
+    m.kt_info[0].serial = atls_strdup(fx->serial);
+    m.kt_info[0].not_before = fx->not_after - 90 * 86400;
+    m.kt_info[0].not_after = fx->not_after;
+    m.n_kt_info = 1;
+    ki = atls_cert_meta_kt(&m, ATLS_KEY_EC256);
+    ki->ocsp_url = atls_strdup("http://ocsp.example/");
+    ki->crl_url = atls_strdup("http://crl.example/7.crl");
+    ki->ocsp_status = revoked ? ATLS_OCSP_REVOKED : ATLS_OCSP_GOOD;
+    ki->ocsp_this_update = 1795000000;
+    ki->ocsp_next_update = 1795600000;
+    ki->ocsp_next_refresh = 1795300000;
+    ki->revoked_reason = -1;
+    if (revoked) {
+        ki->ocsp_error = atls_strdup("certificate is revoked");
+        ki->revoked_seen = 1795000100;
+        ki->revoked_at = 1794000000;
+        ki->revoked_reason = 1;
+        ki->revoked_source = atls_strdup("ocsp");
+    }
+    assert_int_equal(atls_store_save_meta(fx->st, &m, err, sizeof(err)), ATLS_STORE_OK);
+    atls_cert_meta_free(&m);
+
+    memset(&cc, 0, sizeof(cc));
+    cc.url = (char *) "http://crl.example/7.crl";
+    cc.fetched = 1795001000;
+    cc.next_update = 1795500000;
+    assert_int_equal(atls_store_save_crl(fx->st, &cc, der, sizeof(der), err, sizeof(err)),
+                     ATLS_STORE_OK);
+}
+
+static json_t *
+valid_key(fx_t *fx, json_t **root, const char **state)
+{
+    char        *out = atls_status_json(fx->st, fx->now);
+    json_error_t jerr;
+    json_t      *c;
+
+    assert_non_null(out);
+    *root = json_loads(out, 0, &jerr);
+    free(out);
+    assert_non_null(*root);
+    c = find_cert(json_object_get(*root, "certificates"), "valid.example");
+    *state = json_string_value(json_object_get(c, "state"));
+    return json_array_get(json_object_get(c, "keys"), 0);
+}
+
+static void
+test_revocation(void **state)
+{
+    fx_t       *fx = *state;
+    json_t     *root, *k, *o;
+    const char *st;
+    char       *out;
+
+    set_revocation_facts(fx, 0);
+    k = valid_key(fx, &root, &st);
+    assert_string_equal(st, "valid");
+    o = json_object_get(k, "ocsp");
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "good");
+    assert_string_equal(json_string_value(json_object_get(o, "url")), "http://ocsp.example/");
+    assert_string_equal(json_string_value(json_object_get(o, "next_refresh")),
+                        "2026-11-21T22:26:40Z");
+    assert_true(json_is_null(json_object_get(o, "error")));
+    o = json_object_get(k, "crl");
+    assert_string_equal(json_string_value(json_object_get(o, "url")),
+                        "http://crl.example/7.crl");
+    assert_string_equal(json_string_value(json_object_get(o, "fetched")),
+                        "2026-11-18T11:23:20Z");
+    assert_string_equal(json_string_value(json_object_get(o, "next_update")),
+                        "2026-11-24T06:00:00Z");
+    assert_true(json_is_null(json_object_get(k, "revoked")));
+    json_decref(root);
+
+    out = atls_status_prometheus(fx->st, fx->now);
+    assert_non_null(strstr(out, "# TYPE autotls_ocsp_status gauge\n"));
+    assert_non_null(strstr(out, "\nautotls_ocsp_status{id=\"valid.example\",key_type=\"ec256\","
+                                "status=\"good\"} 1\n"));
+    assert_null(strstr(out, "status=\"revoked\"} 1"));
+    assert_non_null(strstr(out, "\nautotls_ocsp_next_update_seconds{id=\"valid.example\","
+                                "key_type=\"ec256\"} 1795600000\n"));
+    assert_non_null(strstr(out, "\nautotls_ocsp_next_refresh_seconds{id=\"valid.example\","
+                                "key_type=\"ec256\"} 1795300000\n"));
+    assert_non_null(strstr(out, "\nautotls_certificate_revoked{id=\"valid.example\","
+                                "key_type=\"ec256\"} 0\n"));
+    free(out);
+
+    /* known revoked: shown as such, and as being replaced */
+    set_revocation_facts(fx, 1);
+    k = valid_key(fx, &root, &st);
+    assert_string_equal(st, "replacing");
+    o = json_object_get(k, "ocsp");
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "revoked");
+    assert_string_equal(json_string_value(json_object_get(o, "error")),
+                        "certificate is revoked");
+    o = json_object_get(k, "revoked");
+    assert_true(json_is_object(o));
+    assert_string_equal(json_string_value(json_object_get(o, "reason")), "keyCompromise");
+    assert_string_equal(json_string_value(json_object_get(o, "source")), "ocsp");
+    assert_string_equal(json_string_value(json_object_get(o, "seen")),
+                        "2026-11-18T11:08:20Z");
+    assert_string_equal(json_string_value(json_object_get(o, "at")), "2026-11-06T21:20:00Z");
+    json_decref(root);
+
+    out = atls_status_prometheus(fx->st, fx->now);
+    assert_non_null(strstr(out, "\nautotls_ocsp_status{id=\"valid.example\",key_type=\"ec256\","
+                                "status=\"revoked\"} 1\n"));
+    assert_null(strstr(out, "status=\"good\"} 1"));
+    assert_non_null(strstr(out, "\nautotls_certificate_revoked{id=\"valid.example\","
+                                "key_type=\"ec256\"} 1\n"));
+    free(out);
+}
+
 /* A host's own gauges: one JSON member, one Prometheus family each. */
 static void
 test_extra_gauges(void **state)
@@ -357,6 +493,12 @@ test_prometheus(void **state)
     assert_non_null(strstr(out, "# TYPE autotls_certificate_next_renewal_seconds gauge\n"));
     assert_non_null(strstr(out, "# TYPE autotls_certificate_failures gauge\n"));
     assert_non_null(strstr(out, "# TYPE autotls_certificate_state gauge\n"));
+    /* nothing known yet about OCSP: status none, no times, not revoked */
+    assert_non_null(strstr(out, "\nautotls_ocsp_status{id=\"valid.example\",key_type=\"ec256\","
+                                "status=\"none\"} 1\n"));
+    assert_null(strstr(out, "autotls_ocsp_next_update_seconds{"));
+    assert_non_null(strstr(out, "\nautotls_certificate_revoked{id=\"valid.example\","
+                                "key_type=\"ec256\"} 0\n"));
 
     snprintf(line, sizeof(line),
              "\nautotls_certificate_not_after_seconds{id=\"valid.example\",key_type=\"ec256\"} %lld\n",
@@ -392,6 +534,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_prometheus, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_garbage_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_extra_gauges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revocation, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 #include "atls_store.h"
+#include "support/ocsppki.h"
 #include "support/tmptree.h"
 
 typedef struct {
@@ -466,6 +467,52 @@ test_meta_revocation_round_trip(void **state)
     atls_cert_meta_free(&m);
 }
 
+/* set_kt_leaf reads where revocation is published from the leaf itself. */
+static void
+test_meta_kt_leaf(void **state)
+{
+    atls_cert_meta_t     m;
+    atls_cert_info_t     info;
+    atls_cert_kt_info_t *ki;
+    ocsppki_t            p;
+    X509                *leaf, *bare;
+
+    (void) state;
+    assert_int_equal(ocsppki_make(&p), 0);
+    leaf = ocsppki_leaf(&p, "a.test", "http://127.0.0.1:9/ocsp", "http://127.0.0.1:9/a.crl",
+                        0);
+    bare = ocsppki_leaf(&p, "a.test", NULL, NULL, 0);
+    assert_non_null(leaf);
+    assert_non_null(bare);
+    fill_kt(&m);
+    assert_int_equal(atls_cert_info(leaf, &info), 0);
+    info.key_type = ATLS_KEY_EC256;
+    atls_cert_meta_set_kt_leaf(&m, &info, leaf);
+    ki = atls_cert_meta_kt(&m, ATLS_KEY_EC256);
+    assert_string_equal(ki->ocsp_url, "http://127.0.0.1:9/ocsp");
+    assert_string_equal(ki->crl_url, "http://127.0.0.1:9/a.crl");
+    assert_string_equal(ki->serial, info.serial);
+    /* the old certificate's facts are gone */
+    assert_int_equal(ki->ocsp_status, ATLS_OCSP_NONE);
+    assert_int_equal(ki->revoked_seen, 0);
+    assert_null(ki->revoked_source);
+    atls_cert_info_free(&info);
+
+    /* a leaf naming neither: both NULL (no responder is normal) */
+    assert_int_equal(atls_cert_info(bare, &info), 0);
+    info.key_type = ATLS_KEY_EC256;
+    atls_cert_meta_set_kt_leaf(&m, &info, bare);
+    assert_int_equal(m.n_kt_info, 1);
+    assert_null(m.kt_info[0].ocsp_url);
+    assert_null(m.kt_info[0].crl_url);
+    atls_cert_info_free(&info);
+
+    atls_cert_meta_free(&m);
+    X509_free(leaf);
+    X509_free(bare);
+    ocsppki_free(&p);
+}
+
 static void
 test_meta_revocation_errors(void **state)
 {
@@ -539,6 +586,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_crl_hostile, setup, teardown),
         cmocka_unit_test(test_meta_revocation_round_trip),
         cmocka_unit_test(test_meta_revocation_errors),
+        cmocka_unit_test(test_meta_kt_leaf),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

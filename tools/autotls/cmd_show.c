@@ -52,6 +52,10 @@ static void print_issuer(const atls_issuer_t *is)
            is->profile && is->profile_required ? " (required)" : "");
     printf("  preferred chain: %s\n", is->preferred_chain ? is->preferred_chain : "-");
     printf("  csr common name: %s\n", is->csr_cn ? "yes (first name)" : "no");
+    printf("  ocsp stapling:   %s\n", is->stapling_off ? "off (CRLs are checked instead)"
+                                                         : "on");
+    printf("  must-staple:     %s\n", is->must_staple ? "yes (TLS Feature in the CSR)"
+                                                        : "no");
     print_policy(&is->renew);
 }
 
@@ -106,6 +110,65 @@ static void print_key(atls_store_t *st, const char *store_dir, const char *id,
     atls_chain_free(chain);
 }
 
+/* What is known about kt's certificate being revoked: its OCSP state, its
+ * CRL (with the cache's facts), and a revocation seen. */
+static void print_revocation(atls_store_t *st, const atls_cert_meta_t *m,
+                             atls_key_type_t kt)
+{
+    const atls_cert_kt_info_t *ki = atls_job_kt_info(m, kt);
+    atls_crl_cache_t           cc;
+    char                       t[32], err[512];
+    int                        rc;
+
+    if (ki == NULL) {
+        printf("  revocation:      not recorded yet\n");
+        return;
+    }
+    printf("  ocsp:            %s\n", atls_ocsp_status_name(ki->ocsp_status));
+    printf("    responder:     %s\n", ki->ocsp_url ? ki->ocsp_url
+                                                    : "none (no responder URL)");
+    printf("    this update:   %s\n", cli_time(ki->ocsp_this_update, t, sizeof(t)));
+    printf("    next update:   %s\n", cli_time(ki->ocsp_next_update, t, sizeof(t)));
+    printf("    next refresh:  %s\n", cli_time(ki->ocsp_next_refresh, t, sizeof(t)));
+    if (ki->ocsp_failures > 0) {
+        printf("    failures:      %u\n", ki->ocsp_failures);
+    }
+    printf("    last error:    %s\n", ki->ocsp_error ? ki->ocsp_error : "-");
+    printf("  crl:             %s\n", ki->crl_url ? ki->crl_url : "none (no CRL URL)");
+    if (ki->crl_url != NULL) {
+        rc = atls_store_load_crl(st, ki->crl_url, &cc, NULL, NULL, err, sizeof(err));
+        if (rc == ATLS_STORE_OK) {
+            printf("    fetched:       %s\n", cli_time(cc.fetched, t, sizeof(t)));
+            printf("    next update:   %s\n", cli_time(cc.next_update, t, sizeof(t)));
+            atls_crl_cache_free(&cc);
+        } else {
+            printf("    fetched:       %s\n", rc == ATLS_STORE_NOTFOUND ? "not yet" : err);
+        }
+    }
+    if (ki->revoked_seen == 0) {
+        printf("  revoked:         no\n");
+        return;
+    }
+    printf("  revoked:         yes, being replaced\n");
+    printf("    seen:          %s\n", cli_time(ki->revoked_seen, t, sizeof(t)));
+    printf("    at:            %s\n", cli_time(ki->revoked_at, t, sizeof(t)));
+    printf("    reason:        %s\n", atls_crl_reason_name(ki->revoked_reason));
+    printf("    source:        %s\n", ki->revoked_source ? ki->revoked_source : "-");
+}
+
+/* 1 when a certificate of m is known revoked. */
+static int show_revoked(const atls_cert_meta_t *m)
+{
+    size_t i;
+
+    for (i = 0; i < m->n_kt_info && i < ATLS_KEY_TYPE_MAX; i++) {
+        if (m->kt_info[i].revoked_seen != 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* The last error in its parts; a meta written before they existed has only
  * the display text, shown as it is. */
 static void print_last_error(const atls_cert_meta_t *m)
@@ -144,7 +207,8 @@ static int show_run(cli_opts_t *o)
         printf(" %s", m.names[i]);
     }
     printf("\n");
-    printf("state:             %s\n", atls_cert_state_name(m.state));
+    printf("state:             %s%s\n", atls_cert_state_name(m.state),
+           show_revoked(&m) ? " (a certificate is revoked: being replaced)" : "");
     printf("failures:          %u\n", m.failures);
     print_last_error(&m);
     printf("last attempt:      %s\n", cli_time(m.last_attempt, t, sizeof(t)));
@@ -168,6 +232,7 @@ static int show_run(cli_opts_t *o)
     nk = atls_job_key_types(&m.issuer, kts);
     for (i = 0; i < nk; i++) {
         print_key(st, o->store_dir, m.id, kts[i], now);
+        print_revocation(st, &m, kts[i]);
     }
     atls_cert_meta_free(&m);
     atls_store_close(st);
@@ -182,8 +247,9 @@ const cli_command_t cli_cmd_show = {
     "Usage: autotls show --store DIR NAME\n"
     "\n"
     "Show everything about the certificate that has NAME among its names: state,\n"
-    "schedule, issuer settings, and per key type the serial, validity, chain and\n"
-    "file path.  Private keys are never shown.\n"
+    "schedule, issuer settings, and per key type the serial, validity, chain,\n"
+    "file path, OCSP state, CRL and any revocation seen.  Private keys are never\n"
+    "shown.\n"
     "\n"
     "  --store DIR   certificate store (required)\n"
     "  -h, --help    this text\n"

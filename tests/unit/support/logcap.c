@@ -60,3 +60,9 @@ logcap_len(void)
 {
     return loglen;
 }
+
+const char *
+logcap_text(void)
+{
+    return logbuf;
+}

@@ -17,5 +17,7 @@ void logcap_stop(void);
 size_t logcap_count(const char *needle);
 /* The bytes captured (0: nothing was said). */
 size_t logcap_len(void);
+/* What was captured, one line per message (for failure messages). */
+const char *logcap_text(void);
 
 #endif
