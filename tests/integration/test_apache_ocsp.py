@@ -105,6 +105,14 @@ def meta_kt(apache, cert_id, kt="ec256"):
         return {}
 
 
+def status_key(apache, cert_id, kt="ec256"):
+    """The status page's entry for one key type of cert_id ({} before any)."""
+    for cert in apache.status_json()["certificates"]:
+        if cert["id"] == cert_id:
+            return {k["type"]: k for k in cert.get("keys") or []}.get(kt) or {}
+    return {}
+
+
 def stapled(apache, responder, name, sigalgs=ECDSA):
     return check_staple("127.0.0.1", apache.tls_port, name, responder.issuer_pem,
                         sigalgs=sigalgs)
@@ -144,7 +152,9 @@ def test_staples_good_response_for_ecdsa_and_rsa(stapling_server):
     for sigalgs, kt in ((ECDSA, "ec256"), (RSA, "rsa2048")):
         chain, info = served(apache, name, ("-sigalgs", sigalgs))
         assert info["key_type"] == kt and not info["self_signed"]
-        assert meta_kt(apache, name, kt).get("ocsp_status") == "good"
+        ocsp = status_key(apache, name, kt)["ocsp"]
+        assert ocsp["status"] == "good" and ocsp["url"] == responder.url, ocsp
+        assert ocsp["next_update"] and not ocsp["error"]
 
     # what openssl s_client -status prints
     text = staple_of("127.0.0.1", apache.tls_port, name)
@@ -241,11 +251,12 @@ def test_wrong_key_response_is_never_stapled():
         name = "wrongkey.apache.test"
         apache = _apache(stack, responder.pebble, [[name]]).start()
         wait_issued(apache, responder.pebble, name)
-        # the scheduler asked and refused the answer
-        wait_until(lambda: meta_kt(apache, name).get("ocsp_status") == "error", timeout=60,
-                   what="the OCSP error in meta.json")
+        # the scheduler asked and refused the answer: the status page says so
+        ocsp = wait_until(lambda: (lambda o: o if o and o["status"] == "error" else None)(
+            status_key(apache, name).get("ocsp")), timeout=60,
+            what="the OCSP error on the status page")
+        assert ocsp["error"], ocsp
         assert responder.request_count() >= 1
-        assert meta_kt(apache, name).get("ocsp_error")
         stays(lambda: not staple_of("127.0.0.1", apache.tls_port, name)["sent"], 3,
               what="no staple")
         assert not os.path.exists(os.path.join(apache.store, "certs", name, "ec256.ocsp"))
@@ -286,7 +297,8 @@ def test_no_responder_and_crl_revocation(pebble):
         facts = meta_kt(apache, "listed.crl.test")
         assert facts.get("serial") != listed.serial
         assert served(apache, "kept.crl.test")[1]["serial"] == kept.serial
-        assert not meta_kt(apache, "kept.crl.test").get("revoked_seen")
+        kept_status = status_key(apache, "kept.crl.test")
+        assert kept_status["revoked"] is None and kept_status["crl"]["url"] == crl.url("ca.crl")
         assert_no_restart(apache, parent)
 
         # (e) a Pebble certificate without an OCSP URL: no staple
@@ -294,9 +306,8 @@ def test_no_responder_and_crl_revocation(pebble):
         wait_issued(apache, pebble, plain)
         stays(lambda: not staple_of("127.0.0.1", apache.tls_port, plain)["sent"], 3,
               what="no staple without a responder")
-        kt = meta_kt(apache, plain)
-        assert not kt.get("ocsp_url") and kt.get("ocsp_status") in (None, "none")
-        assert not kt.get("ocsp_error")
+        ocsp = status_key(apache, plain)["ocsp"]
+        assert ocsp["status"] == "none" and ocsp["url"] is None and not ocsp["error"], ocsp
         assert not [line for line in autotls_lines(apache) if re.search(r"ocsp|stapl", line, re.I)]
         assert not re.search(rf"^.*\[autotls:.*{re.escape(plain)}.*(OCSP|stapl).*$",
                              apache.log_text(), re.M | re.I)
