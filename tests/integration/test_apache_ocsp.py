@@ -259,9 +259,40 @@ def test_wrong_key_response_is_never_stapled():
         assert responder.request_count() >= 1
         stays(lambda: not staple_of("127.0.0.1", apache.tls_port, name)["sent"], 3,
               what="no staple")
-        assert not os.path.exists(os.path.join(apache.store, "certs", name, "ec256.ocsp"))
+        ocsp_file = os.path.join(apache.store, "certs", name, "ec256.ocsp")
+        assert not os.path.exists(ocsp_file)
+
+        # the same wrong-key answer put in the store behind the scheduler's
+        # back: each child verifies it when it loads the certificate, says
+        # why once, and staples nothing
+        serial = served(apache, name)[1]["serial"]
+        assert responder.query(serial, respout=ocsp_file)["status"] == "good"
+        _bump_generation(apache)
+        refused = (r"\[autotls:warn\].*wrongkey\.apache\.test: the stored OCSP response "
+                   r"for the ec256 certificate is not stapled: ")
+        # a child loads at its next handshake for the name
+        wait_until(lambda: served(apache, name) and apache.log_count(refused), timeout=30,
+                   what="the refused stored response in the error log")
+        stays(lambda: not staple_of("127.0.0.1", apache.tls_port, name)["sent"], 2,
+              what="no staple from the store either")
+        assert served(apache, name)[1]["serial"] == serial
     finally:
         stack.close()
+
+
+def _bump_generation(apache):
+    """What a deploy by someone else does: children load every certificate
+    again (the store's files stay the worker user's)."""
+    path = os.path.join(apache.store, "generation")
+    with open(path) as f:
+        gen = int(f.read().strip() or 0)
+    with open(path, "w") as f:
+        f.write(f"{gen + 1}\n")
+    owner = worker_owner("apache")
+    if owner:
+        for p in (path, os.path.join(apache.store, "certs", "wrongkey.apache.test",
+                                     "ec256.ocsp")):
+            os.chown(p, *owner)
 
 
 # ---- (e) no OCSP URL, (g) CRLs: Pebble without a responder, a test CA -----------
