@@ -244,21 +244,32 @@ def test_responder_down_keeps_staple_while_valid(stapling_server):
 # ---- (d) a response signed by the wrong key -------------------------------------
 
 def test_wrong_key_response_is_never_stapled():
+    """(d), and a host with AutoTLSStapling Off beside it: its responder is
+    never asked and nobody staples there, not even mod_ssl with
+    SSLUseStapling On."""
     stack = _Stack()
     try:
         responder = _ocsp_ca(stack)
         responder.set_wrong_key(True)
-        name = "wrongkey.apache.test"
-        apache = _apache(stack, responder.pebble, [[name]]).start()
+        name, off = "wrongkey.apache.test", "off.apache.test"
+        apache = _apache(
+            stack, responder.pebble, [[name], [off]], loglevel="info ssl:debug",
+            global_extra=f'{SOCACHE}\nSSLStaplingCache "shmcb:{stack.root}/stapling(32768)"',
+            host_extra={off: "    AutoTLSStapling Off\n    SSLUseStapling On"}).start()
         wait_issued(apache, responder.pebble, name)
+        _, off_info = wait_issued(apache, responder.pebble, off)
         # the scheduler asked and refused the answer: the status page says so
         ocsp = wait_until(lambda: (lambda o: o if o and o["status"] == "error" else None)(
             status_key(apache, name).get("ocsp")), timeout=60,
             what="the OCSP error on the status page")
         assert ocsp["error"], ocsp
         assert responder.request_count() >= 1
-        stays(lambda: not staple_of("127.0.0.1", apache.tls_port, name)["sent"], 3,
+        stays(lambda: not staple_of("127.0.0.1", apache.tls_port, name)["sent"]
+              and not staple_of("127.0.0.1", apache.tls_port, off)["sent"], 3,
               what="no staple")
+        assert responder.request_count(off_info["serial"]) == 0
+        assert status_key(apache, off)["ocsp"]["status"] == "none"
+        assert MOD_SSL_STAPLING_CB not in apache.log_text()
         ocsp_file = os.path.join(apache.store, "certs", name, "ec256.ocsp")
         assert not os.path.exists(ocsp_file)
 
