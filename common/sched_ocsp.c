@@ -503,58 +503,62 @@ rev_reload(sched_slot_t *sl)
     sl->meta = m;
 }
 
+/* The URLs read from a stored leaf, for an entry that records none. */
+typedef struct {
+    char *ocsp_url, *crl_url;
+} rev_urls_t;
+
+static int
+apply_urls(sched_slot_t *sl, atls_cert_meta_t *m, atls_cert_kt_info_t *ki, void *arg)
+{
+    rev_urls_t *u = arg;
+
+    (void) sl;
+    (void) m;
+    if (ki->ocsp_url != NULL || ki->crl_url != NULL) {
+        return 0;
+    }
+    ki->ocsp_url = u->ocsp_url;
+    ki->crl_url = u->crl_url;
+    u->ocsp_url = u->crl_url = NULL;
+    return REV_CHANGED;
+}
+
 /*
  * Stores written before meta recorded revocation URLs: read them from each
  * stored leaf once per process (both NULL may also mean "none": the flag
- * keeps that from being parsed again at every pass).
+ * keeps that from being parsed again at every pass).  The lock is taken
+ * only when a leaf names one.
  */
 static void
 rev_backfill_urls(sched_slot_t *sl)
 {
-    atls_store_lock_t *lk;
-    atls_cert_meta_t   m;
-    char               err[256];
-    size_t             i;
-    int                changed = 0;
+    size_t i;
+    int    changed = 0;
 
-    for (i = 0; i < sl->meta.n_kt_info; i++) {
-        const atls_cert_kt_info_t *ki = &sl->meta.kt_info[i];
-
-        if (ki->ocsp_url == NULL && ki->crl_url == NULL) {
-            break;
-        }
-    }
     sl->cert->urls_checked = 1;
-    if (i == sl->meta.n_kt_info
-        || atls_job_lock_load(sl->s->st, sl->cert->id, &lk, &m, err, sizeof(err)) != 0)
-    {
-        return;
-    }
-    for (i = 0; i < m.n_kt_info; i++) {
-        atls_cert_kt_info_t *ki = &m.kt_info[i];
-        X509                *leaf = NULL, *issuer = NULL;
-        char                 serial[132];
+    for (i = 0; i < sl->meta.n_kt_info && i < ATLS_KEY_TYPE_MAX; i++) {
+        const atls_cert_kt_info_t *ki = &sl->meta.kt_info[i];
+        X509                      *leaf = NULL, *issuer = NULL;
+        rev_urls_t                 u;
+        char                       err[256], serial[132];
 
-        if (ki->ocsp_url != NULL || ki->crl_url != NULL
+        if (ki->ocsp_url != NULL || ki->crl_url != NULL || ki->serial == NULL
             || atls_sched_rev_chain(sl, ki->key_type, &leaf, &issuer, err, sizeof(err)) != 0)
         {
             continue;
         }
         leaf_serial(leaf, serial, sizeof(serial));
-        if (serial_eq(serial, ki->serial)) {
-            ki->ocsp_url = atls_ocsp_url(leaf);
-            ki->crl_url = atls_crl_url(leaf);
-            changed |= ki->ocsp_url != NULL || ki->crl_url != NULL;
+        u.ocsp_url = atls_ocsp_url(leaf);
+        u.crl_url = atls_crl_url(leaf);
+        if (serial_eq(serial, ki->serial) && (u.ocsp_url != NULL || u.crl_url != NULL)) {
+            changed |= rev_update(sl, ki->key_type, serial, apply_urls, &u) != 0;
         }
+        free(u.ocsp_url);
+        free(u.crl_url);
         X509_free(leaf);
         X509_free(issuer);
     }
-    if (changed && atls_store_save_meta(sl->s->st, &m, err, sizeof(err)) != ATLS_STORE_OK) {
-        atls_log(ATLS_LOG_WARN, "autotls: certificate \"%s\": cannot save its revocation "
-                 "URLs: %s", sl->cert->id, err);
-    }
-    atls_cert_meta_free(&m);
-    atls_store_unlock(sl->s->st, lk);
     if (changed) {
         rev_reload(sl);
     }
@@ -589,9 +593,10 @@ rev_replan(sched_slot_t *sl, time_t now)
 sched_rev_t
 atls_sched_rev_next(sched_slot_t *sl, int may_order)
 {
-    atls_sched_t *s = sl->s;
-    time_t        now = time(NULL);
-    size_t        i;
+    atls_sched_t   *s = sl->s;
+    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
+    time_t          now = time(NULL);
+    size_t          i, n;
 
     if (s->stopping || s->freeing) {
         return SCHED_REV_NONE;
@@ -600,11 +605,16 @@ atls_sched_rev_next(sched_slot_t *sl, int may_order)
         rev_backfill_urls(sl);
     }
     sl->rev = 1;
-    for (i = 0; i < sl->meta.n_kt_info && i < ATLS_KEY_TYPE_MAX; i++) {
-        const atls_cert_kt_info_t *ki = &sl->meta.kt_info[i];
+    /* the configured key types only: a certificate no longer served is
+     * not asked about */
+    n = atls_job_key_types(&sl->meta.issuer, kts);
+    for (i = 0; i < n; i++) {
+        const atls_cert_kt_info_t *ki = atls_job_kt_info(&sl->meta, kts[i]);
         int                        ocsp;
 
-        if (ki->revoked_seen != 0 || ki->serial == NULL || ki->not_after <= now) {
+        if (ki == NULL || ki->revoked_seen != 0 || ki->serial == NULL
+            || ki->not_after <= now)
+        {
             continue;   /* the plan replaces it; nothing to ask about it */
         }
         ocsp = ki->ocsp_url != NULL && !sl->meta.issuer.stapling_off;

@@ -232,6 +232,7 @@ slot_rev_after(sched_slot_t *sl)
     sl->meta = m;
     if (!sl->ari) {
         sl->ordered = 1;    /* one order per slot: the next pass re-plans */
+        sl->tried = 0;      /* new certificates: ask about each of them */
     }
     sl->ari = 0;
     return atls_sched_rev_next(sl, 1) == SCHED_REV_OP;

@@ -2,6 +2,7 @@
  * leaf (X509 ex_data) and is copied into the handshake as it is.  See
  * atls_staple.h for why this is all the handshake does. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
@@ -164,4 +165,28 @@ atls_staple_serve(SSL *ssl, time_t now)
         return 0;
     }
     return 1;
+}
+
+int
+atls_staple_load(atls_store_t *st, const char *id, atls_key_type_t kt, X509 *leaf,
+                 X509 *issuer, time_t now, char *err, size_t errlen)
+{
+    unsigned char *der = NULL;
+    size_t         len = 0;
+    char           scratch[64];
+    int            rc;
+
+    rc = atls_store_load_ocsp(st, id, kt, &der, &len, err, errlen);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        return atls_staple_attach(leaf, issuer, NULL, 0, now, err, errlen);
+    }
+    if (rc != ATLS_STORE_OK) {
+        /* still ours: the handshake says "nothing" rather than letting
+         * another callback answer for this certificate */
+        (void) atls_staple_attach(leaf, issuer, NULL, 0, now, scratch, sizeof(scratch));
+        return -1;
+    }
+    rc = atls_staple_attach(leaf, issuer, der, len, now, err, errlen);
+    free(der);
+    return rc;
 }

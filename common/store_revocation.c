@@ -213,9 +213,12 @@ crl_facts_from_json(const char *json, size_t len, const char *url, atls_crl_cach
     int          rc = -1;
 
     o = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (o == NULL || !json_is_object(o)) {
-        atls_meta_fail(why, whylen, "invalid JSON at line %d: %s", jerr.line,
-                       o == NULL ? jerr.text : "not an object");
+    if (o == NULL) {
+        atls_meta_fail(why, whylen, "invalid JSON at line %d: %s", jerr.line, jerr.text);
+        goto done;
+    }
+    if (!json_is_object(o)) {
+        atls_meta_fail(why, whylen, "top level must be an object");
         goto done;
     }
     if (crl_members_known(o, why, whylen)
@@ -273,11 +276,12 @@ atls_store_save_crl(atls_store_t *st, const atls_crl_cache_t *c,
     }
     dpath = crl_path(c->url, "der", err, errlen);
     jpath = crl_path(c->url, "json", err, errlen);
-    json = dpath != NULL ? crl_facts_to_json(c) : NULL;
-    if (dpath == NULL || jpath == NULL || json == NULL) {
-        if (json == NULL && dpath != NULL) {
-            snprintf(err, errlen, "CRL %.200s: cannot serialise", c->url);
-        }
+    if (dpath == NULL || jpath == NULL) {
+        goto done;
+    }
+    json = crl_facts_to_json(c);
+    if (json == NULL) {
+        snprintf(err, errlen, "CRL %.200s: cannot serialise", c->url);
         goto done;
     }
     /* The CRL first: facts never describe a CRL that is not there yet (a

@@ -5,21 +5,27 @@
  *
  *   selector(1) content
  *
- * selector % 4: 0 generation (then bumped), 1 accounts/<ca>/account.json,
- * 2 accounts/<ca>/account.key, 3 certs/example.com/<keytype>.pem (key PEM +
- * chain PEM).  Anything there must be rejected with an error or parse to
- * what was written, never crash or leak.
+ * selector 4: crl/<url-id>.json, the CRL cache's facts for CRL_URL;
+ * selector 5: certs/example.com/<keytype>.ocsp;
+ * otherwise selector % 4: 0 generation (then bumped), 1
+ * accounts/<ca>/account.json, 2 accounts/<ca>/account.key, 3
+ * certs/example.com/<keytype>.pem (key PEM + chain PEM).  (4 and 5 were
+ * free in the corpus: the older seeds keep their meaning.)  Anything there
+ * must be rejected with an error or parse to what was written, never
+ * crash or leak.
  */
 #include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/evp.h>
 #include "atls_store.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define DIR_URL "https://ca.test/dir"
+#define CRL_URL "http://crl.test/shard/7.crl"
 
 typedef struct {
     const char *path;       /* the one fuzzed file */
@@ -32,6 +38,7 @@ typedef struct {
 
 static char *account_key_pem;
 static char  account_key_path[128], account_json_path[128], cert_path[128];
+static char  crl_json_path[128], ocsp_path[128];
 
 static int
 mem_get(atls_store_t *st, const char *path, char **data, size_t *len,
@@ -122,6 +129,25 @@ quiet(void *ctx, atls_log_level_t level, const char *msg)
 {
 }
 
+/* crl/<lower-case hex SHA-256 of CRL_URL>.json, computed here on its own */
+static void
+crl_json_path_init(void)
+{
+    unsigned char md[32];
+    unsigned int  n = 0, i;
+    int           off;
+
+    if (EVP_Digest(CRL_URL, strlen(CRL_URL), md, &n, EVP_sha256(), NULL) != 1) {
+        abort();
+    }
+    off = snprintf(crl_json_path, sizeof(crl_json_path), "crl/");
+    for (i = 0; i < n; i++) {
+        off += snprintf(crl_json_path + off, sizeof(crl_json_path) - (size_t) off, "%02x",
+                        md[i]);
+    }
+    snprintf(crl_json_path + off, sizeof(crl_json_path) - (size_t) off, ".json");
+}
+
 static void
 init(void)
 {
@@ -137,6 +163,9 @@ init(void)
     snprintf(account_json_path, sizeof(account_json_path), "accounts/%s/account.json", caid);
     snprintf(cert_path, sizeof(cert_path), "certs/example.com/%s.pem",
              atls_key_type_name(ATLS_KEY_EC256));
+    snprintf(ocsp_path, sizeof(ocsp_path), "certs/example.com/%s.ocsp",
+             atls_key_type_name(ATLS_KEY_EC256));
+    crl_json_path_init();
     free(caid);
     atls_log_set(quiet, NULL, ATLS_LOG_ERR);
 }
@@ -219,6 +248,67 @@ fuzz_cert(atls_store_t *st)
     atls_chain_free(chain);
 }
 
+/* The facts are believed only for the URL asked, and only what may go
+ * back into a request header; the CRL itself (never there) makes the entry
+ * NOTFOUND. */
+static void
+fuzz_crl_facts(atls_store_t *st)
+{
+    atls_crl_cache_t c;
+    unsigned char   *der = NULL;
+    size_t           len = 0;
+    char             err[256];
+    const char      *p;
+    int              rc;
+
+    err[0] = '\0';
+    rc = atls_store_load_crl(st, CRL_URL, &c, NULL, NULL, err, sizeof(err));
+    if (rc == ATLS_STORE_OK) {
+        if (c.url == NULL || strcmp(c.url, CRL_URL) != 0) {
+            abort();
+        }
+        for (p = c.etag; p != NULL && *p; p++) {
+            if (*p == '\r' || *p == '\n') {
+                abort();
+            }
+        }
+        for (p = c.last_modified; p != NULL && *p; p++) {
+            if (*p == '\r' || *p == '\n') {
+                abort();
+            }
+        }
+    } else if (c.url != NULL || c.etag != NULL || err[0] == '\0') {
+        abort();
+    }
+    atls_crl_cache_free(&c);
+    rc = atls_store_load_crl(st, CRL_URL, &c, &der, &len, err, sizeof(err));
+    if (rc == ATLS_STORE_OK || der != NULL || c.url != NULL) {
+        abort();
+    }
+}
+
+static void
+fuzz_ocsp(atls_store_t *st, const mem_t *m)
+{
+    unsigned char *der = NULL;
+    size_t         len = 0;
+    char           err[256];
+
+    err[0] = '\0';
+    if (atls_store_load_ocsp(st, "example.com", ATLS_KEY_EC256, &der, &len, err,
+                             sizeof(err)) == ATLS_STORE_OK)
+    {
+        if (len != m->len || len == 0 || len > ATLS_OCSP_MAX_BYTES
+            || memcmp(der, m->data, len) != 0)
+        {
+            abort();
+        }
+    } else if (der != NULL || err[0] == '\0') {
+        abort();
+    }
+    free(der);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -238,6 +328,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     st.ops = &mem_ops;
     st.impl = &m;
     st.location = "mem:";
+    if (data[0] == 4) {
+        m.path = crl_json_path;
+        fuzz_crl_facts(&st);
+        return 0;
+    }
+    if (data[0] == 5) {
+        m.path = ocsp_path;
+        fuzz_ocsp(&st, &m);
+        return 0;
+    }
     switch (data[0] % 4) {
     case 0:
         m.path = "generation";

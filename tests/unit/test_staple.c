@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <openssl/ssl.h>
 #include "atls_ocsp.h"
 #include "atls_staple.h"
 #include "support/ocsppki.h"
+#include "support/tmptree.h"
 
 static ocsppki_t pki;
 static SSL_CTX  *ctx;
@@ -218,6 +220,74 @@ test_staple_not_ours(void **state)
     X509_free(leaf);
 }
 
+/* Through the store, as a host's cache does at each generation. */
+static void
+test_staple_load_from_store(void **state)
+{
+    ocsppki_resp_t       o;
+    atls_store_t        *st;
+    X509                *leaf;
+    SSL                 *ssl;
+    unsigned char       *der;
+    const unsigned char *got;
+    size_t               len;
+    char                 dir[64], root[96], err[256];
+
+    snprintf(dir, sizeof(dir), "/tmp/atls-staple-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(root, sizeof(root), "%s/store", dir);
+    st = atls_store_fs_open(root, err, sizeof(err));
+    assert_non_null(st);
+    leaf = ocsppki_leaf(&pki, "l.test", "http://127.0.0.1:9/", NULL, 0);
+    assert_non_null(leaf);
+
+    /* nothing stored yet: marked, nothing to staple, no complaint */
+    strcpy(err, "stale");
+    assert_int_equal(atls_staple_load(st, "l.test", ATLS_KEY_EC256, leaf, pki.ca, now,
+                                      err, sizeof(err)), 0);
+    assert_string_equal(err, "");
+    ssl = ssl_for(leaf);
+    assert_int_equal(atls_staple_serve(ssl, now), 0);
+    SSL_free(ssl);
+
+    /* a good response stored by the scheduler: stapled as stored */
+    ocsppki_resp_defaults(&o, now);
+    der = response(leaf, &o, &len);
+    assert_int_equal(atls_store_save_ocsp(st, "l.test", ATLS_KEY_EC256, der, len, err,
+                                          sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(atls_staple_load(st, "l.test", ATLS_KEY_EC256, leaf, pki.ca, now,
+                                      err, sizeof(err)), 1);
+    ssl = ssl_for(leaf);
+    assert_int_equal(atls_staple_serve(ssl, now), 1);
+    assert_int_equal(stapled(ssl, &got), (long) len);
+    assert_memory_equal(got, der, len);
+    SSL_free(ssl);
+    free(der);
+
+    /* a planted response signed by someone else is refused, reason said */
+    o.signer = OCSPPKI_BY_OTHER;
+    der = response(leaf, &o, &len);
+    assert_int_equal(atls_store_save_ocsp(st, "l.test", ATLS_KEY_EC256, der, len, err,
+                                          sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(atls_staple_load(st, "l.test", ATLS_KEY_EC256, leaf, pki.ca, now,
+                                      err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "signature"));
+    assert_int_equal(atls_staple_valid_until(leaf), 0);
+    free(der);
+
+    /* a store error: -1, and the leaf stays ours with nothing to staple */
+    assert_int_equal(atls_staple_load(st, "../x", ATLS_KEY_EC256, leaf, pki.ca, now,
+                                      err, sizeof(err)), -1);
+    assert_true(err[0] != '\0');
+    ssl = ssl_for(leaf);
+    assert_int_equal(atls_staple_serve(ssl, now), 0);
+    SSL_free(ssl);
+
+    X509_free(leaf);
+    atls_store_close(st);
+    tmptree_rm(dir);
+}
+
 int
 main(void)
 {
@@ -226,6 +296,7 @@ main(void)
         cmocka_unit_test(test_staple_refused_keeps_mark),
         cmocka_unit_test(test_staple_none_and_replace),
         cmocka_unit_test(test_staple_not_ours),
+        cmocka_unit_test(test_staple_load_from_store),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -18,65 +18,23 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "atls_store.h"
+#include "support/storefx.h"
 #include "support/testpki.h"
-#include "support/tmptree.h"
 
-typedef struct {
-    char          dir[64];   /* the temp parent */
-    char          root[96];  /* the store root, inside it */
-    atls_store_t *st;
-} fx_t;
-
-static int
-setup(void **state)
-{
-    fx_t *fx = calloc(1, sizeof(*fx));
-    char  err[512];
-
-    if (fx == NULL) {
-        return -1;
-    }
-    snprintf(fx->dir, sizeof(fx->dir), "/tmp/atls-store-XXXXXX");
-    if (mkdtemp(fx->dir) == NULL) {
-        return -1;
-    }
-    snprintf(fx->root, sizeof(fx->root), "%s/store", fx->dir);
-    fx->st = atls_store_fs_open(fx->root, err, sizeof(err));
-    if (fx->st == NULL) {
-        fprintf(stderr, "open: %s\n", err);
-        return -1;
-    }
-    *state = fx;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    fx_t *fx = *state;
-
-    atls_store_close(fx->st);
-    tmptree_rm(fx->dir);
-    free(fx);
-    return 0;
-}
+/* the store in a temp directory every test starts from */
+typedef storefx_t fx_t;
+#define STORE_TEST(f) cmocka_unit_test_setup_teardown(f, storefx_setup, storefx_teardown)
 
 static char *
 fx_path(fx_t *fx, const char *rel)
 {
-    static char buf[512];
-
-    snprintf(buf, sizeof(buf), "%s/%s", fx->root, rel);
-    return buf;
+    return storefx_path(fx, rel);
 }
 
 static mode_t
 mode_of(const char *p)
 {
-    struct stat sb;
-
-    assert_int_equal(stat(p, &sb), 0);
-    return sb.st_mode & 07777;
+    return storefx_mode(p);
 }
 
 static void
@@ -1435,27 +1393,27 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_put_get_round_trip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_failed_put_keeps_old, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_crash_atomicity, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_prepare_and_ownership, setup, teardown),
+        STORE_TEST(test_put_get_round_trip),
+        STORE_TEST(test_bad_paths),
+        STORE_TEST(test_modes),
+        STORE_TEST(test_failed_put_keeps_old),
+        STORE_TEST(test_crash_atomicity),
+        STORE_TEST(test_list),
+        STORE_TEST(test_lock),
+        STORE_TEST(test_open_errors),
+        STORE_TEST(test_prepare_and_ownership),
         cmocka_unit_test(test_meta_json_round_trip),
         cmocka_unit_test(test_meta_json_errors),
-        cmocka_unit_test_setup_teardown(test_meta_store, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_meta_corrupt, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cert_round_trip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_account, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_requests_and_generation, setup, teardown),
+        STORE_TEST(test_meta_store),
+        STORE_TEST(test_meta_corrupt),
+        STORE_TEST(test_cert_round_trip),
+        STORE_TEST(test_account),
+        STORE_TEST(test_requests_and_generation),
         cmocka_unit_test(test_ids),
-        cmocka_unit_test_setup_teardown(test_typed_challenges, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_typed_fallback, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_typed_lock_account_request, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_typed_hostile_cert_ids, setup, teardown),
+        STORE_TEST(test_typed_challenges),
+        STORE_TEST(test_typed_fallback),
+        STORE_TEST(test_typed_lock_account_request),
+        STORE_TEST(test_typed_hostile_cert_ids),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,65 +18,11 @@
 #include <openssl/evp.h>
 #include "atls_store.h"
 #include "support/ocsppki.h"
-#include "support/tmptree.h"
+#include "support/storefx.h"
 
-typedef struct {
-    char          dir[64];
-    char          root[96];
-    atls_store_t *st;
-} fx_t;
-
-static int
-setup(void **state)
-{
-    fx_t *fx = calloc(1, sizeof(*fx));
-    char  err[512];
-
-    if (fx == NULL) {
-        return -1;
-    }
-    snprintf(fx->dir, sizeof(fx->dir), "/tmp/atls-revo-XXXXXX");
-    if (mkdtemp(fx->dir) == NULL) {
-        return -1;
-    }
-    snprintf(fx->root, sizeof(fx->root), "%s/store", fx->dir);
-    fx->st = atls_store_fs_open(fx->root, err, sizeof(err));
-    if (fx->st == NULL) {
-        fprintf(stderr, "open: %s\n", err);
-        return -1;
-    }
-    *state = fx;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    fx_t *fx = *state;
-
-    atls_store_close(fx->st);
-    tmptree_rm(fx->dir);
-    free(fx);
-    return 0;
-}
-
-static char *
-fx_path(fx_t *fx, const char *rel)
-{
-    static char buf[512];
-
-    snprintf(buf, sizeof(buf), "%s/%s", fx->root, rel);
-    return buf;
-}
-
-static mode_t
-mode_of(const char *p)
-{
-    struct stat sb;
-
-    assert_int_equal(stat(p, &sb), 0);
-    return sb.st_mode & 07777;
-}
+/* the store in a temp directory every test starts from */
+typedef storefx_t fx_t;
+#define STORE_TEST(f) cmocka_unit_test_setup_teardown(f, storefx_setup, storefx_teardown)
 
 /* A file of n bytes of c, written behind the store's back (its owner). */
 static void
@@ -129,7 +75,7 @@ test_ocsp_round_trip(void **state)
     assert_int_equal(atls_store_save_ocsp(fx->st, "a.example", ATLS_KEY_EC256, der,
                                           sizeof(der), err, sizeof(err)), ATLS_STORE_OK);
     /* public: every worker staples it */
-    assert_int_equal(mode_of(fx_path(fx, "certs/a.example/ec256.ocsp")), 0644);
+    assert_int_equal(storefx_mode(storefx_path(fx, "certs/a.example/ec256.ocsp")), 0644);
     assert_int_equal(atls_store_load_ocsp(fx->st, "a.example", ATLS_KEY_EC256, &back, &len,
                                           err, sizeof(err)), ATLS_STORE_OK);
     assert_int_equal(len, sizeof(der));
@@ -172,21 +118,49 @@ test_ocsp_caps(void **state)
                                           ATLS_OCSP_MAX_BYTES, err, sizeof(err)),
                      ATLS_STORE_OK);
     /* nor read back when the owner planted it */
-    plant(fx_path(fx, "certs/a.example/ec256.ocsp"), ATLS_OCSP_MAX_BYTES + 1, 'x');
+    plant(storefx_path(fx, "certs/a.example/ec256.ocsp"), ATLS_OCSP_MAX_BYTES + 1, 'x');
     assert_int_equal(atls_store_load_ocsp(fx->st, "a.example", ATLS_KEY_EC256, &back, &len,
                                           err, sizeof(err)), ATLS_STORE_ERROR);
     assert_non_null(strstr(err, "certs/a.example/ec256.ocsp"));
     assert_null(back);
-    plant(fx_path(fx, "certs/a.example/ec256.ocsp"), 0, 'x');
+    plant(storefx_path(fx, "certs/a.example/ec256.ocsp"), 0, 'x');
     assert_int_equal(atls_store_load_ocsp(fx->st, "a.example", ATLS_KEY_EC256, &back, &len,
                                           err, sizeof(err)), ATLS_STORE_ERROR);
     /* a link planted in its place is refused (the store's rule for every entry) */
-    assert_int_equal(unlink(fx_path(fx, "certs/a.example/ec256.ocsp")), 0);
-    assert_int_equal(symlink("/etc/passwd", fx_path(fx, "certs/a.example/ec256.ocsp")), 0);
+    assert_int_equal(unlink(storefx_path(fx, "certs/a.example/ec256.ocsp")), 0);
+    assert_int_equal(symlink("/etc/passwd", storefx_path(fx, "certs/a.example/ec256.ocsp")),
+                     0);
     assert_int_equal(atls_store_load_ocsp(fx->st, "a.example", ATLS_KEY_EC256, &back, &len,
                                           err, sizeof(err)), ATLS_STORE_ERROR);
     assert_non_null(strstr(err, "symbolic link"));
     free(big);
+}
+
+/* A FIFO planted where the CRL should be is refused at once, never waited
+ * on (SIGALRM ends the program if it hangs). */
+static void
+test_crl_fifo(void **state)
+{
+    static const char url[] = "http://crl.example/fifo.crl";
+    fx_t             *fx = *state;
+    atls_crl_cache_t  c, back;
+    unsigned char    *der = NULL;
+    size_t            len = 0;
+    char              err[512];
+
+    memset(&c, 0, sizeof(c));
+    c.url = (char *) url;
+    c.fetched = 1795000000;
+    assert_int_equal(atls_store_save_crl(fx->st, &c, NULL, 0, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(mkfifo(storefx_path(fx, crl_rel(url, "der")), 0644), 0);
+    alarm(10);
+    assert_int_equal(atls_store_load_crl(fx->st, url, &back, &der, &len, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    alarm(0);
+    assert_non_null(strstr(err, "not a regular file"));
+    assert_null(der);
+    assert_null(back.url);
 }
 
 /* ---- CRL cache -------------------------------------------------------------- */
@@ -202,7 +176,7 @@ test_crl_round_trip(void **state)
     size_t            blen = 0;
     char              err[512];
 
-    assert_int_equal(mode_of(fx_path(fx, "crl")), 0700);   /* made at open */
+    assert_int_equal(storefx_mode(storefx_path(fx, "crl")), 0700);   /* made at open */
     assert_int_equal(atls_store_load_crl(fx->st, crl_url, &back, NULL, NULL, err,
                                          sizeof(err)), ATLS_STORE_NOTFOUND);
     memset(&c, 0, sizeof(c));
@@ -215,8 +189,8 @@ test_crl_round_trip(void **state)
     c.next_fetch = 1795003600;
     assert_int_equal(atls_store_save_crl(fx->st, &c, der, sizeof(der), err, sizeof(err)),
                      ATLS_STORE_OK);
-    assert_int_equal(mode_of(fx_path(fx, crl_rel(crl_url, "der"))), 0644);
-    assert_int_equal(mode_of(fx_path(fx, crl_rel(crl_url, "json"))), 0644);
+    assert_int_equal(storefx_mode(storefx_path(fx, crl_rel(crl_url, "der"))), 0644);
+    assert_int_equal(storefx_mode(storefx_path(fx, crl_rel(crl_url, "json"))), 0644);
 
     assert_int_equal(atls_store_load_crl(fx->st, crl_url, &back, &bder, &blen, err,
                                          sizeof(err)), ATLS_STORE_OK);
@@ -248,7 +222,7 @@ test_crl_round_trip(void **state)
     atls_crl_cache_free(&back);
 
     /* facts only: the CRL is not read */
-    assert_int_equal(unlink(fx_path(fx, crl_rel(crl_url, "der"))), 0);
+    assert_int_equal(unlink(storefx_path(fx, crl_rel(crl_url, "der"))), 0);
     assert_int_equal(atls_store_load_crl(fx->st, crl_url, &back, NULL, NULL, err,
                                          sizeof(err)), ATLS_STORE_OK);
     atls_crl_cache_free(&back);
@@ -272,7 +246,7 @@ test_crl_hostile(void **state)
     static const struct { const char *json, *needle; } bad[] = {
         { "{\"url\":\"http://crl.example/shard/8.crl\"}", "names another URL" },
         { "{}", "names another URL" },
-        { "[]", "not an object" },
+        { "[]", "top level must be an object" },
         { "{\"url\":\"http://crl.example/shard/7.crl\",\"fetched\":\"soon\"}",
           "field \"fetched\"" },
         { "{\"url\":\"http://crl.example/shard/7.crl\",\"etag\":\"a\\r\\nX: y\"}",
@@ -288,7 +262,7 @@ test_crl_hostile(void **state)
                      ATLS_STORE_OK);
     /* another URL's entry copied (or planted) under this URL's name */
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        f = fopen(fx_path(fx, crl_rel(crl_url, "json")), "w");
+        f = fopen(storefx_path(fx, crl_rel(crl_url, "json")), "w");
         assert_non_null(f);
         fputs(bad[i].json, f);
         fclose(f);
@@ -331,14 +305,14 @@ test_crl_hostile(void **state)
     atls_crl_cache_free(&back);
     assert_int_equal(atls_store_save_crl(fx->st, &c, big, ATLS_CRL_MAX_BYTES + 1, err,
                                          sizeof(err)), ATLS_STORE_ERROR);
-    plant(fx_path(fx, crl_rel(crl_url, "der")), ATLS_CRL_MAX_BYTES + 1, 'x');
+    plant(storefx_path(fx, crl_rel(crl_url, "der")), ATLS_CRL_MAX_BYTES + 1, 'x');
     assert_int_equal(atls_store_load_crl(fx->st, crl_url, &back, &bder, &blen, err,
                                          sizeof(err)), ATLS_STORE_ERROR);
     assert_non_null(strstr(err, "refused"));
     assert_null(bder);
     /* the larger cap is the CRLs' alone: the cache's facts (as every other
      * entry) still stop at the backend's 1 MiB */
-    plant(fx_path(fx, crl_rel(crl_url, "json")), 2 * 1024 * 1024, ' ');
+    plant(storefx_path(fx, crl_rel(crl_url, "json")), 2 * 1024 * 1024, ' ');
     assert_int_equal(atls_store_load_crl(fx->st, crl_url, &back, NULL, NULL, err,
                                          sizeof(err)), ATLS_STORE_ERROR);
     assert_non_null(strstr(err, "larger than 1 MiB"));
@@ -580,10 +554,11 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_ocsp_round_trip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ocsp_caps, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_crl_round_trip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_crl_hostile, setup, teardown),
+        STORE_TEST(test_ocsp_round_trip),
+        STORE_TEST(test_ocsp_caps),
+        STORE_TEST(test_crl_round_trip),
+        STORE_TEST(test_crl_hostile),
+        STORE_TEST(test_crl_fifo),
         cmocka_unit_test(test_meta_revocation_round_trip),
         cmocka_unit_test(test_meta_revocation_errors),
         cmocka_unit_test(test_meta_kt_leaf),

@@ -1,0 +1,54 @@
+/*
+ * Fixtures of the scheduler's revocation tests (test_sched_ocsp.c,
+ * test_sched_crl.c): a filesystem store with the fake CA's account, an
+ * ocsppki world, and the fake host; certificates seeded in the store as
+ * ocsppki leaves naming a responder and/or a CRL, valid with their renewal
+ * far away, so that only revocation checks are due.
+ */
+#ifndef REVFIX_H
+#define REVFIX_H
+
+#include <stddef.h>
+#include <openssl/x509.h>
+#include "atls_store.h"
+#include "support/fakeca.h"
+#include "support/fakehost.h"
+#include "support/ocsppki.h"
+
+#define REVFIX_DIRECTORY  FAKECA_BASE "/dir"
+#define REVFIX_MAX_CERTS  6
+#define REVFIX_RUN_MS     20000
+
+typedef struct {
+    char            root[256];
+    atls_store_t   *st;
+    EVP_PKEY       *akey;
+    ocsppki_t       pki;
+    fakehost_t      h;
+    fakehost_cert_t certs[REVFIX_MAX_CERTS];
+    X509           *leaves[REVFIX_MAX_CERTS];   /* each certificate's, as seeded */
+    size_t          n_certs;
+} revfix_t;
+
+/* The one fixture of a test program. */
+extern revfix_t rf;
+
+/* cmocka setup and teardown (log captured from INFO up). */
+int revfix_setup(void **state);
+int revfix_teardown(void **state);
+
+/* The scheduler over rf.st with the fake host, default options. */
+void revfix_sched_start(void);
+/* http-01 issuer settings of REVFIX_DIRECTORY. */
+void revfix_issuer(atls_issuer_t *is);
+/* Stores an ec256 ocsppki leaf for name (with the issuer in its chain
+ * unless with_issuer is 0), ensures its meta (valid, renewal in 20 days)
+ * and manages it; its leaf is rf.leaves[i] for the returned rf.certs[i]. */
+fakehost_cert_t *revfix_seed(const char *name, const char *ocsp_url, const char *crl_url,
+                             int with_issuer);
+/* One pass, run until the scheduler is idle. */
+void revfix_pass(void);
+/* The stored meta of id (the caller frees it). */
+atls_cert_meta_t revfix_meta(const char *id);
+
+#endif
