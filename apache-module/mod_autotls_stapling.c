@@ -7,12 +7,13 @@
  * SSL_CTX hands it to OpenSSL per handshake (atls_staple_serve: a pointer
  * and a time compare; no disk, no lock, no parse).
  *
- * mod_ssl's own stapling (SSLUseStapling) fetches per child, on the
- * handshake path, for the certificates it loaded from files; on an
- * AutoTLS host those are only the self-signed fallbacks.  So the callback
- * installed here replaces mod_ssl's on AutoTLS hosts' contexts (ours is
- * set after mod_ssl's: the init_server hook runs once mod_ssl configured
- * the context), and other hosts keep mod_ssl's.
+ * mod_ssl's own stapling (SSLUseStapling) asks the responder from the
+ * handshake path, for the certificates it loaded from files at start-up;
+ * on an AutoTLS host those are only the self-signed fallbacks, which it
+ * cannot staple.  So the callback installed here replaces mod_ssl's on
+ * AutoTLS hosts' contexts, always: mod_ssl runs the init_server hook only
+ * once it has configured every context, its stapling included.  Other
+ * hosts keep mod_ssl's.
  */
 #include <string.h>
 #include <strings.h>
