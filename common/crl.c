@@ -80,9 +80,35 @@ check_idp(X509_CRL *crl, const char *url, char *err, size_t errlen)
         atls_crypto_err(err, errlen, "CRL %s: its Issuing Distribution Point "
                         "names another URL", url);
         rc = -1;
+    } else if (idp->indirectCRL > 0) {
+        /* its entries may belong to other CAs: a serial in it says
+         * nothing certain about this issuer's certificates */
+        atls_crypto_err(err, errlen, "CRL %s: an indirect CRL, not supported", url);
+        rc = -1;
     }
     ISSUING_DIST_POINT_free(idp);
     return rc;
+}
+
+/* RFC 5280 section 5.2: a CRL with a critical extension the reader does
+ * not process must not be used. */
+static int
+check_critical(X509_CRL *crl, const char *url, char *err, size_t errlen)
+{
+    X509_EXTENSION *ext;
+    int             i, nid;
+
+    for (i = 0; i < X509_CRL_get_ext_count(crl); i++) {
+        ext = X509_CRL_get_ext(crl, i);
+        nid = OBJ_obj2nid(X509_EXTENSION_get_object(ext));
+        if (X509_EXTENSION_get_critical(ext) && nid != NID_issuing_distribution_point
+            && nid != NID_delta_crl) {
+            atls_crypto_err(err, errlen, "CRL %s: an unsupported critical extension "
+                            "(%s)", url, nid != NID_undef ? OBJ_nid2sn(nid) : "unknown");
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static int
@@ -109,6 +135,9 @@ check_crl(X509_CRL *crl, const char *url, X509 *issuer, time_t now,
     }
     if (info->this_update > now + ATLS_OCSP_SKEW_S) {
         atls_crypto_err(err, errlen, "CRL %s: thisUpdate is in the future", url);
+        return -1;
+    }
+    if (check_critical(crl, url, err, errlen) != 0) {
         return -1;
     }
     return check_idp(crl, url, err, errlen);

@@ -53,33 +53,53 @@ check_delegate(X509 *signer, X509 *issuer, time_t now, char *err, size_t errlen)
     return 0;
 }
 
-/* The response's signer is the issuer or a responder certificate the
- * response carries; either way its signature must verify with that key.
- * OCSP_TRUSTOTHER with the one signer in `certs` makes OCSP_basic_verify
- * check the signature only: the trust decision is the one above. */
+/* 1 when the response's ResponderID (byName or byKey) names issuer. */
+static int
+responder_is(OCSP_BASICRESP *bs, X509 *issuer)
+{
+    const ASN1_OCTET_STRING *keyid = NULL;
+    const X509_NAME         *name = NULL;
+    unsigned char            md[EVP_MAX_MD_SIZE];
+    unsigned int             len = 0;
+
+    if (OCSP_resp_get0_id(bs, &keyid, &name) != 1) {
+        return 0;
+    }
+    if (name != NULL) {
+        return X509_NAME_cmp(name, X509_get_subject_name(issuer)) == 0;
+    }
+    /* byKey: the SHA-1 of the subjectPublicKey bits (RFC 6960 4.2.1) */
+    return keyid != NULL && X509_pubkey_digest(issuer, EVP_sha1(), md, &len) == 1
+           && ASN1_STRING_length(keyid) == (int) len
+           && memcmp(ASN1_STRING_get0_data(keyid), md, len) == 0;
+}
+
+/* The response's signer is the issuer, or else a responder certificate
+ * the response carries; either way its signature must verify with that
+ * key.  The issuer is tried first so that a copy of the CA certificate
+ * cross-signed by someone else, sent along by the responder, is not taken
+ * for a delegate.  OCSP_TRUSTOTHER with the one signer in `certs` makes
+ * OCSP_basic_verify check the signature only: the trust decision is the
+ * one made here. */
 static int
 check_signature(OCSP_BASICRESP *bs, X509 *issuer, time_t now, char *err, size_t errlen)
 {
-    STACK_OF(X509) *certs;
-    X509           *signer = NULL;
+    STACK_OF(X509) *certs = NULL;
+    X509           *signer = issuer;
     int             rc = -1;
 
+    if (!responder_is(bs, issuer)) {
+        if (OCSP_resp_get0_signer(bs, &signer, NULL) != 1 || signer == NULL) {
+            atls_crypto_err(err, errlen, "OCSP response: the ResponderID names "
+                            "neither the issuer nor a certificate in the response");
+            return -1;
+        }
+        if (check_delegate(signer, issuer, now, err, errlen) != 0) {
+            return -1;
+        }
+    }
     certs = sk_X509_new_null();
-    if (certs == NULL || sk_X509_push(certs, issuer) <= 0) {
-        atls_crypto_err(err, errlen, "OCSP response: out of memory");
-        goto done;
-    }
-    if (OCSP_resp_get0_signer(bs, &signer, certs) != 1 || signer == NULL) {
-        atls_crypto_err(err, errlen, "OCSP response: the ResponderID names "
-                        "neither the issuer nor a certificate in the response");
-        goto done;
-    }
-    if (X509_cmp(signer, issuer) != 0
-        && check_delegate(signer, issuer, now, err, errlen) != 0) {
-        goto done;
-    }
-    (void) sk_X509_pop(certs);
-    if (sk_X509_push(certs, signer) <= 0) {
+    if (certs == NULL || sk_X509_push(certs, signer) <= 0) {
         atls_crypto_err(err, errlen, "OCSP response: out of memory");
         goto done;
     }

@@ -61,6 +61,9 @@ sched_arm(atls_sched_t *s)
     if (s->pass_resume != 0) {
         best = earlier(best, s->pass_resume);
     }
+    if (s->rev_wake != 0 && !s->stopping) {
+        best = earlier(best, s->rev_wake);
+    }
     for (i = 0; i < s->n_slots; i++) {
         const sched_slot_t *sl = &s->slots[i];
 
@@ -241,6 +244,91 @@ kick_forced(atls_sched_t *s)
     }
 }
 
+/*
+ * Revocation checks between passes: at the earliest rev_due (an OCSP
+ * refresh, a CRL fetch), the certificates due are queued and each gets a
+ * slot of its own, as in a pass (a response valid for minutes is refreshed
+ * in time whatever the host's check interval).  One look at every
+ * certificate's rev_due, no store access, per wake.
+ */
+static void
+rev_sweep(atls_sched_t *s)
+{
+    time_t    now = time(NULL);
+    long long mono = atls_sched_now_ms();
+    size_t    i;
+
+    s->rev_wake = 0;
+    for (i = 0; i < s->n_certs; i++) {
+        atls_sched_cert_t *c = s->certs[i];
+
+        if (c->rev_due == 0 || c->rev_queued) {
+            continue;
+        }
+        if (c->rev_due > now) {
+            long long at = mono + (long long) (c->rev_due - now) * 1000;
+
+            if (s->rev_wake == 0 || at < s->rev_wake) {
+                s->rev_wake = at;
+            }
+            continue;
+        }
+        if (c->busy) {
+            continue;   /* its slot schedules it again when it ends */
+        }
+        c->rev_due = 0;
+        c->rev_queued = 1;
+        c->rev_next = NULL;
+        if (s->rev_queue_tail != NULL) {
+            s->rev_queue_tail->rev_next = c;
+        } else {
+            s->rev_queue = c;
+        }
+        s->rev_queue_tail = c;
+        s->kick_due = 1;
+    }
+}
+
+/* Queued certificates get free slots, after forced ones, before a pass. */
+static void
+kick_rev_queue(atls_sched_t *s)
+{
+    while (s->rev_queue != NULL) {
+        atls_sched_cert_t *c = s->rev_queue;
+        sched_slot_t      *sl = NULL;
+
+        if (!c->busy) {
+            sl = slot_free_one(s);
+            if (sl == NULL) {
+                return;
+            }
+        }
+        s->rev_queue = c->rev_next;
+        if (s->rev_queue == NULL) {
+            s->rev_queue_tail = NULL;
+        }
+        c->rev_next = NULL;
+        c->rev_queued = 0;
+        if (sl != NULL && slot_prepare(s, sl, c, 0)) {
+            (void) atls_sched_slot_start(sl);
+        }
+    }
+}
+
+static void
+rev_queue_clear(atls_sched_t *s)
+{
+    while (s->rev_queue != NULL) {
+        atls_sched_cert_t *c = s->rev_queue;
+
+        s->rev_queue = c->rev_next;
+        c->rev_next = NULL;
+        c->rev_queued = 0;
+    }
+    s->rev_queue_tail = NULL;
+    s->rev_wake = 0;
+}
+
 static void
 forced_clear(atls_sched_t *s)
 {
@@ -272,6 +360,7 @@ sched_kick(atls_sched_t *s)
     if (s->stopping) {
         s->pass_active = 0;
         forced_clear(s);
+        rev_queue_clear(s);
     }
     for (i = 0; i < s->n_slots; i++) {
         sched_slot_t *sl = &s->slots[i];
@@ -281,6 +370,7 @@ sched_kick(atls_sched_t *s)
         }
     }
     kick_forced(s);
+    kick_rev_queue(s);
 
     while (s->pass_active && s->pass_next < s->n_certs) {
         atls_sched_cert_t *c;
@@ -422,6 +512,9 @@ atls_sched_timer(atls_sched_t *s)
             hook_expire(s, op);
         }
     }
+    if (s->rev_wake != 0 && s->rev_wake <= now && !s->stopping) {
+        rev_sweep(s);
+    }
     if (s->kick_due || (s->pass_resume != 0 && s->pass_resume <= now)) {
         sched_kick(s);
     }
@@ -524,6 +617,7 @@ atls_sched_stop(atls_sched_t *s)
     s->pass_active = 0;
     s->pass_resume = 0;
     forced_clear(s);
+    rev_queue_clear(s);
     /* pending slots end (done() says "stopped") from the next kick */
     s->kick_due = 1;
     sched_leave(s);
@@ -534,7 +628,9 @@ atls_sched_idle(const atls_sched_t *s)
 {
     size_t i;
 
-    if (s->pass_active || s->forced != NULL || s->orphans != NULL) {
+    if (s->pass_active || s->forced != NULL || s->orphans != NULL
+        || s->rev_queue != NULL)
+    {
         return 0;
     }
     for (i = 0; i < s->n_slots; i++) {

@@ -15,6 +15,9 @@
 #include "atls_ocsp.h"
 
 #define SCHED_DEFAULT_PARALLEL  8
+/* A certificate whose revocation check could not run is looked at again
+ * no sooner than this (a missing file must not make a busy loop). */
+#define SCHED_REV_MIN_WAIT_S    10
 /* A directory without renewalInfo is asked again after this long. */
 #define SCHED_NO_ARI_S          86400
 /* The longest pause between two slices of a pass (nginx serves clients
@@ -42,6 +45,10 @@ struct atls_sched_cert_s {
     atls_sched_cert_t  *force_next;
     int                 urls_checked; /* revocation URLs read from stored
                                          leaves once this process */
+    time_t              rev_due;      /* its next OCSP refresh or CRL fetch
+                                         (0: none known) */
+    int                 rev_queued;   /* in the revocation queue */
+    atls_sched_cert_t  *rev_next;
     sched_crl_seen_t    crl_seen[ATLS_KEY_TYPE_MAX];
 };
 
@@ -136,6 +143,9 @@ struct atls_sched_s {
     sched_crl_t       **crls;           /* by URL, in memory */
     size_t              n_crls;
     int                 crl_recheck;    /* a newer CRL arrived during a pass */
+    long long           rev_wake;       /* the earliest rev_due (monotonic ms);
+                                           0 none */
+    atls_sched_cert_t  *rev_queue, *rev_queue_tail;  /* rev_due reached */
     atls_sched_cert_t  *forced, *forced_tail;
 
     int                 pass_active;
@@ -188,6 +198,10 @@ int atls_sched_rev_chain(sched_slot_t *sl, atls_key_type_t kt, X509 **leaf, X509
  * response; source "ocsp" or "crl".  1 when newly learned, else 0. */
 int atls_sched_rev_record(sched_slot_t *sl, atls_key_type_t kt, const char *serial,
                           time_t revoked_at, int reason, const char *source);
+
+/* Records when sl's certificate needs its next check (from sl->meta),
+ * so that the scheduler's timer looks at it then, between passes. */
+void atls_sched_rev_schedule(sched_slot_t *sl, time_t now);
 
 sched_crl_t *atls_sched_crl(atls_sched_t *s, const char *url);
 void atls_sched_crls_free(atls_sched_t *s);

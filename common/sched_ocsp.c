@@ -640,7 +640,51 @@ atls_sched_rev_next(sched_slot_t *sl, int may_order)
     if (sl->revoked && may_order && !sl->ordered) {
         return rev_replan(sl, now);
     }
+    atls_sched_rev_schedule(sl, now);
     return SCHED_REV_NONE;
+}
+
+void
+atls_sched_rev_schedule(sched_slot_t *sl, time_t now)
+{
+    atls_sched_t   *s = sl->s;
+    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
+    time_t          due = 0, t;
+    size_t          i, n = atls_job_key_types(&sl->meta.issuer, kts);
+    long long       at;
+
+    for (i = 0; i < n; i++) {
+        const atls_cert_kt_info_t *ki = atls_job_kt_info(&sl->meta, kts[i]);
+        sched_crl_t               *c;
+
+        if (ki == NULL || ki->revoked_seen != 0 || ki->serial == NULL
+            || ki->not_after <= now)
+        {
+            continue;
+        }
+        if (ki->ocsp_url != NULL && !sl->meta.issuer.stapling_off) {
+            t = ki->ocsp_next_refresh;
+        } else if (ki->crl_url != NULL) {
+            c = atls_sched_crl(s, ki->crl_url);
+            t = c->crl != NULL || c->failures > 0 ? c->next_fetch : now;
+        } else {
+            continue;
+        }
+        if (t < now + SCHED_REV_MIN_WAIT_S) {
+            t = now + SCHED_REV_MIN_WAIT_S;
+        }
+        if (due == 0 || t < due) {
+            due = t;
+        }
+    }
+    sl->cert->rev_due = due;
+    if (due == 0) {
+        return;
+    }
+    at = atls_sched_now_ms() + (long long) (due - now) * 1000;
+    if (s->rev_wake == 0 || at < s->rev_wake) {
+        s->rev_wake = at;
+    }
 }
 
 void

@@ -175,6 +175,26 @@ test_crl_idp(void **state)
     assert_non_null(strstr(err, "Issuing Distribution Point"));
     assert_non_null(strstr(err, CRL_URL));
     assert_int_equal(info.this_update, 0);
+
+    /* an indirect CRL: entries of other CAs could pass for ours */
+    o.idp_uri = CRL_URL;
+    o.indirect = 1;
+    assert_null(verify(&o, CRL_URL, pki.ca, &info, err, sizeof(err)));
+    assert_non_null(strstr(err, "indirect"));
+}
+
+static void
+test_crl_critical_unknown(void **state)
+{
+    ocsppki_crl_t     o;
+    ocsppki_revoked_t r;
+    atls_crl_info_t   info;
+    char              err[256];
+
+    crl_defaults(&o, &r);
+    o.critical_unknown = 1;
+    assert_null(verify(&o, CRL_URL, pki.ca, &info, err, sizeof(err)));
+    assert_non_null(strstr(err, "unsupported critical extension"));
 }
 
 static void
@@ -297,6 +317,7 @@ main(void)
         cmocka_unit_test(test_crl_lookup_edges),
         cmocka_unit_test(test_crl_idp),
         cmocka_unit_test(test_crl_refusals),
+        cmocka_unit_test(test_crl_critical_unknown),
         cmocka_unit_test(test_crl_openssl_ca),
         cmocka_unit_test(test_crl_reason_names),
     };

@@ -17,6 +17,7 @@
 #include "atls_crypto.h"
 #include "atls_ocsp.h"
 #include "support/ocsppki.h"
+#include "support/testpki.h"
 #include "../fuzz/ocsp_fixture.h"
 
 #define RESPONDER "http://127.0.0.1:8888/ocsp"
@@ -280,6 +281,7 @@ test_verify_revoked_and_unknown(void **state)
 static void
 test_verify_delegated_and_variants(void **state)
 {
+    X509              *cross;
     ocsppki_resp_t     o;
     atls_ocsp_answer_t a;
     char               err[256];
@@ -297,6 +299,18 @@ test_verify_delegated_and_variants(void **state)
     o.id_md = EVP_sha256();             /* SHA-256 CertID */
     assert_int_equal(verify(&o, &a, err, sizeof(err)), 0);
     assert_int_equal(a.status, ATLS_OCSP_GOOD);
+
+    /* the issuer's signature, with a copy of the CA certificate that
+     * another CA cross-signed sent along: still the issuer's answer */
+    cross = testpki_cert(pki.ca_key, OCSPPKI_CA_CN, NULL, 0, pki.other, pki.other_key, 1,
+                         -3600, 86400);
+    assert_non_null(cross);
+    ocsppki_resp_defaults(&o, now);
+    o.extra_cert = cross;
+    assert_int_equal(verify(&o, &a, err, sizeof(err)), 0);
+    o.by_key = 1;
+    assert_int_equal(verify(&o, &a, err, sizeof(err)), 0);
+    X509_free(cross);
 
     /* within the tolerated clock skew on both ends */
     ocsppki_resp_defaults(&o, now);

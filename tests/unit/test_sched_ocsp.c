@@ -225,6 +225,42 @@ test_ocsp_revoked(void **state)
     free(revoked);
 }
 
+static int
+until_hits(fakehost_t *h, void *arg)
+{
+    (void) h;
+    return ((fakehost_url_t *) arg)->hits >= 2;
+}
+
+/* A response valid for a minute is refreshed by the scheduler's own timer,
+ * with no pass from the host in between. */
+static void
+test_ocsp_refresh_between_passes(void **state)
+{
+    fakehost_cert_t *c;
+    fakehost_url_t  *u;
+    ocsppki_resp_t   o;
+    unsigned char   *der;
+    size_t           len;
+
+    (void) state;
+    revfix_sched_start();
+    c = revfix_seed("short.test", OCSP_URL, NULL, 1);
+    ocsppki_resp_defaults(&o, time(NULL));
+    o.this_update = time(NULL) - 30;
+    o.next_update = time(NULL) + 30;
+    der = ocsppki_response(&rf.pki, rf.leaves[0], &o, &len);
+    assert_non_null(der);
+    u = fakehost_url(&rf.h, "http://ocsp.test/", 200, der, len);
+    revfix_pass();
+    assert_int_equal(u->hits, 1);
+    assert_true(rf.h.timer_at >= 0);        /* armed for the refresh */
+    assert_int_equal(fakehost_run(&rf.h, until_hits, u, 40000, NULL), 0);
+    assert_int_equal(c->n_stapled, 2);
+    assert_int_equal(fakehost_run(&rf.h, fakehost_until_settled, NULL, 5000, NULL), 0);
+    free(der);
+}
+
 /* "unknown": nothing stapled, the status says so, asked again later. */
 static void
 test_ocsp_unknown(void **state)
@@ -485,6 +521,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ocsp_good, revfix_setup, revfix_teardown),
         cmocka_unit_test_setup_teardown(test_ocsp_revoked, revfix_setup, revfix_teardown),
+        cmocka_unit_test_setup_teardown(test_ocsp_refresh_between_passes, revfix_setup,
+                                        revfix_teardown),
         cmocka_unit_test_setup_teardown(test_ocsp_unknown, revfix_setup, revfix_teardown),
         cmocka_unit_test_setup_teardown(test_ocsp_wrong_key, revfix_setup, revfix_teardown),
         cmocka_unit_test_setup_teardown(test_ocsp_transport_error, revfix_setup, revfix_teardown),

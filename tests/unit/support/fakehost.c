@@ -505,6 +505,14 @@ fakehost_until_idle(fakehost_t *h, void *arg)
 }
 
 int
+fakehost_until_settled(fakehost_t *h, void *arg)
+{
+    (void) arg;
+    return h->s != NULL && atls_sched_idle(h->s)
+           && (h->timer_at < 0 || h->timer_at > fh_now_ms() + 1000);
+}
+
+int
 fakehost_until_done(fakehost_t *h, void *arg)
 {
     (void) h;

@@ -132,6 +132,9 @@ void fakehost_hook_report(fakehost_t *h, fakehost_hook_t *hk, int ok, const char
 
 /* Conditions for fakehost_run. */
 int fakehost_until_idle(fakehost_t *h, void *arg);      /* idle, timer disarmed */
+/* idle, the timer disarmed or armed more than a second ahead (the
+ * scheduler's wake for the next revocation check) */
+int fakehost_until_settled(fakehost_t *h, void *arg);
 int fakehost_until_done(fakehost_t *h, void *arg);      /* arg: fakehost_cert_t */
 int fakehost_until_hook(fakehost_t *h, void *arg);      /* arg: "action name" */
 

@@ -167,7 +167,8 @@ sign_response(ocsppki_t *p, OCSP_BASICRESP *bs, const ocsppki_resp_t *o)
         flags |= OCSP_NOCERTS;
         break;
     }
-    ok = signer != NULL && OCSP_basic_sign(bs, signer, key, EVP_sha256(), NULL, flags) == 1;
+    ok = signer != NULL && OCSP_basic_sign(bs, signer, key, EVP_sha256(), NULL, flags) == 1
+         && (o->extra_cert == NULL || OCSP_basic_add1_cert(bs, o->extra_cert) == 1);
     X509_free(fake);
     return ok ? 0 : -1;
 }
@@ -266,7 +267,7 @@ done:
 }
 
 static int
-add_idp(X509_CRL *crl, const char *uri)
+add_idp(X509_CRL *crl, const char *uri, int indirect)
 {
     ISSUING_DIST_POINT *idp;
     GENERAL_NAME       *gen = NULL;
@@ -292,11 +293,35 @@ add_idp(X509_CRL *crl, const char *uri)
         goto done;
     }
     gen = NULL;
+    idp->indirectCRL = indirect ? 0xff : 0;
     ok = X509_CRL_add1_ext_i2d(crl, NID_issuing_distribution_point, idp, 1, 0) == 1;
 
 done:
     GENERAL_NAME_free(gen);
     ISSUING_DIST_POINT_free(idp);
+    return ok ? 0 : -1;
+}
+
+/* A critical extension no reader knows: 1.3.6.1.4.1.55555.1, NULL value. */
+static int
+add_critical_unknown(X509_CRL *crl)
+{
+    static const unsigned char null_der[] = { 0x05, 0x00 };
+    ASN1_OBJECT       *oid;
+    ASN1_OCTET_STRING *value;
+    X509_EXTENSION    *ext = NULL;
+    int                ok = 0;
+
+    oid = OBJ_txt2obj("1.3.6.1.4.1.55555.1", 1);
+    value = ASN1_OCTET_STRING_new();
+    if (oid != NULL && value != NULL
+        && ASN1_OCTET_STRING_set(value, null_der, sizeof(null_der)) == 1) {
+        ext = X509_EXTENSION_create_by_OBJ(NULL, oid, 1, value);
+        ok = ext != NULL && X509_CRL_add_ext(crl, ext, -1) == 1;
+    }
+    X509_EXTENSION_free(ext);
+    ASN1_OCTET_STRING_free(value);
+    ASN1_OBJECT_free(oid);
     return ok ? 0 : -1;
 }
 
@@ -349,7 +374,10 @@ ocsppki_crl(ocsppki_t *p, const ocsppki_crl_t *o, size_t *len)
             goto done;
         }
     }
-    if (o->idp_uri != NULL && add_idp(crl, o->idp_uri) != 0) {
+    if (o->idp_uri != NULL && add_idp(crl, o->idp_uri, o->indirect) != 0) {
+        goto done;
+    }
+    if (o->critical_unknown && add_critical_unknown(crl) != 0) {
         goto done;
     }
     if (X509_CRL_sort(crl) != 1

@@ -75,6 +75,8 @@ typedef struct {
     int              by_key;          /* ResponderID byKey instead of byName */
     const EVP_MD    *id_md;           /* CertID hash: NULL = SHA-1 */
     int              wrong_certid;    /* CertID of the leaf under p->other */
+    X509            *extra_cert;      /* also sent in the response's certs
+                                         (after signing; NULL: none) */
 } ocsppki_resp_t;
 
 /* GOOD, successful, signed by p->ca, byName, SHA-1 CertID, thisUpdate
@@ -102,6 +104,10 @@ typedef struct {
     int                      wrong_signer;  /* issuer name of p->ca, signed
                                                with p->other_key */
     int                      pem;           /* PEM instead of DER */
+    int                      indirect;      /* the IDP says indirectCRL
+                                               (with idp_uri) */
+    int                      critical_unknown; /* carries a critical
+                                               extension of a private OID */
 } ocsppki_crl_t;
 
 /* The CRL issued by p->ca (malloc'd bytes, *len set), NULL on failure. */

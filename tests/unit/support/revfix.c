@@ -183,7 +183,8 @@ void
 revfix_pass(void)
 {
     atls_sched_check(rf.h.s);
-    assert_int_equal(fakehost_run(&rf.h, fakehost_until_idle, NULL, REVFIX_RUN_MS, NULL), 0);
+    assert_int_equal(fakehost_run(&rf.h, fakehost_until_settled, NULL, REVFIX_RUN_MS,
+                                  NULL), 0);
 }
 
 atls_cert_meta_t
