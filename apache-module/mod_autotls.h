@@ -21,6 +21,7 @@
 
 #include "httpd.h"
 #include "http_config.h"
+#include "util_cfgtree.h"
 #include "apr_optional.h"
 #include "apr_optional_hooks.h"
 
@@ -73,6 +74,8 @@ struct autotls_srv_conf_s {
     const char         *preferred_chain;  /* AutoTLSPreferredChain */
     int                 renew_set;        /* AutoTLSRenewBefore */
     atls_renew_policy_t renew;
+    int                 stapling;         /* AutoTLSStapling (default On) */
+    int                 must_staple;      /* AutoTLSMustStaple (default Off) */
     const char         *store_dir;        /* AutoTLSStoreDir (global) */
     apr_interval_time_t check_interval;   /* AutoTLSCheckInterval (global) */
 
@@ -80,6 +83,7 @@ struct autotls_srv_conf_s {
     const char         *where_file;
     int                 where_line;
     int                 ssl_on;
+    int                 ssl_stapling;     /* SSLUseStapling On there (or above) */
 
     /* filled in post_config for managed hosts */
     const char        **names;
@@ -132,6 +136,16 @@ atls_store_t *autotls_store_open(server_rec *s);
 void autotls_cache_load(autotls_srv_conf_t *sc, autotls_cache_t *c, uint64_t gen);
 /* Child start: fills every cache from a background thread (AutoTLSPreload). */
 void autotls_preload_start(apr_pool_t *pchild, server_rec *s);
+
+/* mod_autotls_stapling.c */
+/* Attaches the stored OCSP response to a real leaf just parsed (rest: the
+ * chain after it, issuer first) when o staples; a refused one is logged. */
+void autotls_staple_attach(autotls_srv_conf_t *o, atls_store_t *st, atls_key_type_t kt,
+                           X509 *leaf, STACK_OF(X509) *rest);
+/* mod_ssl's init_server time: the status callback on an AutoTLS host's context. */
+void autotls_stapling_init_ctx(autotls_srv_conf_t *sc, SSL_CTX *ctx);
+/* 1 when SSLUseStapling On applies to this <VirtualHost> (NULL: main server). */
+int autotls_stapling_conflict(const ap_directive_t *vhost);
 
 /* mod_autotls_challenge.c */
 void autotls_challenge_register_hooks(void);

@@ -141,6 +141,8 @@ autotls_cache_read(autotls_srv_conf_t *o, atls_store_t *st, autotls_cache_t *fre
         if (rc == ATLS_STORE_OK && chain != NULL && sk_X509_num(chain) >= 1) {
             fresh->key[i] = key;
             fresh->leaf[i] = sk_X509_shift(chain);
+            /* before the leaf is published: handshakes only read it */
+            autotls_staple_attach(o, st, kts[i], fresh->leaf[i], chain);
             autotls_chain_intern(chain);
             fresh->extra[i] = chain;
             fresh->real[i] = 1;

@@ -35,6 +35,8 @@ autotls_config_create_srv(apr_pool_t *p, server_rec *s)
     sc->check_interval = AUTOTLS_UNSET;
     sc->max_parallel = AUTOTLS_UNSET;
     sc->preload = AUTOTLS_UNSET;
+    sc->stapling = AUTOTLS_UNSET;
+    sc->must_staple = AUTOTLS_UNSET;
     return sc;
 }
 
@@ -54,6 +56,7 @@ autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv)
     mrg->where_file = add->where_file;
     mrg->where_line = add->where_line;
     mrg->ssl_on = add->ssl_on;
+    mrg->ssl_stapling = add->ssl_stapling;
     MERGE_PTR(ca);
     MERGE_PTR(ca_file);
     MERGE_PTR(contact);
@@ -79,6 +82,8 @@ autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv)
         mrg->renew_set = base->renew_set;
         mrg->renew = base->renew;
     }
+    MERGE_INT(stapling);
+    MERGE_INT(must_staple);
     MERGE_PTR(store_dir);
     MERGE_INT(check_interval);
     MERGE_INT(max_parallel);
@@ -117,15 +122,24 @@ autotls_tree_ssl(const ap_directive_t *d, int *found)
     return on;
 }
 
-static int
-autotls_ssl_engine_on(cmd_parms *cmd)
+/* The <VirtualHost> the directive being read is in; NULL at top level. */
+static const ap_directive_t *
+autotls_vhost_of(cmd_parms *cmd)
 {
     const ap_directive_t *d = cmd->directive;
-    int found = 0, on;
 
     while (d != NULL && strcasecmp(d->directive, "<VirtualHost") != 0) {
         d = d->parent;
     }
+    return d;
+}
+
+static int
+autotls_ssl_engine_on(cmd_parms *cmd)
+{
+    const ap_directive_t *d = autotls_vhost_of(cmd);
+    int found = 0, on;
+
     if (d != NULL) {
         on = autotls_tree_ssl(d->first_child, &found);
         if (found) {
@@ -154,6 +168,7 @@ set_enabled(cmd_parms *cmd, void *dc, int flag)
     sc->where_file = cmd->directive->filename;
     sc->where_line = cmd->directive->line_num;
     sc->ssl_on = autotls_ssl_engine_on(cmd);
+    sc->ssl_stapling = autotls_stapling_conflict(autotls_vhost_of(cmd));
     return NULL;
 }
 
@@ -352,6 +367,20 @@ set_renew_before(cmd_parms *cmd, void *dc, const char *v)
     return NULL;
 }
 
+static const char *
+set_stapling(cmd_parms *cmd, void *dc, int flag)
+{
+    cmd_conf(cmd)->stapling = flag;
+    return NULL;
+}
+
+static const char *
+set_must_staple(cmd_parms *cmd, void *dc, int flag)
+{
+    cmd_conf(cmd)->must_staple = flag;
+    return NULL;
+}
+
 const command_rec autotls_cmds[] = {
     AP_INIT_FLAG("AutoTLS", set_enabled, NULL, RSRC_CONF,
                  "On: obtain and renew a certificate for this host's ServerName "
@@ -387,6 +416,11 @@ const command_rec autotls_cmds[] = {
                   "issuer name of the preferred alternate chain"),
     AP_INIT_TAKE1("AutoTLSRenewBefore", set_renew_before, NULL, RSRC_CONF,
                   "renew when this share of lifetime (33%) or duration (30d) is left"),
+    AP_INIT_FLAG("AutoTLSStapling", set_stapling, NULL, RSRC_CONF,
+                 "On (default): fetch OCSP responses and staple them; Off: check "
+                 "CRLs only"),
+    AP_INIT_FLAG("AutoTLSMustStaple", set_must_staple, NULL, RSRC_CONF,
+                 "On: ask for the OCSP Must-Staple extension (needs AutoTLSStapling On)"),
     { .name = NULL }
 };
 
@@ -487,6 +521,8 @@ autotls_config_issuer(apr_pool_t *p, autotls_srv_conf_t *sc)
     if (sc->renew_set) {
         is->renew = sc->renew;
     }
+    is->stapling_off = sc->stapling == 0;
+    is->must_staple = sc->must_staple == 1;
     apr_pool_cleanup_register(p, is, issuer_cleanup, apr_pool_cleanup_null);
     /* contacts as "mailto:" URLs; autotls_config_check reported any error */
     (void) atls_issuer_normalise(is, err, sizeof(err));
@@ -532,9 +568,25 @@ autotls_config_check(apr_pool_t *p, server_rec *base)
             bad |= check_fail(s, sc, "this host has no 'SSLEngine on': "
                               "AutoTLS needs mod_ssl enabled in the same host");
         }
-        /* the rules every host applies: contacts, key-type pair, EAB */
-        if (atls_issuer_normalise(autotls_config_issuer(p, sc), why, sizeof(why)) != 0) {
+        /* the rules every host applies (contacts, key-type pair, EAB,
+         * must-staple), this one said with the directives' names */
+        if (sc->must_staple == 1 && sc->stapling == 0) {
+            bad |= check_fail(s, sc, "AutoTLSMustStaple On needs AutoTLSStapling On: "
+                              "browsers refuse a must-staple certificate served "
+                              "without a staple");
+        } else if (atls_issuer_normalise(autotls_config_issuer(p, sc), why, sizeof(why))
+                   != 0) {
             bad |= check_fail(s, sc, apr_pstrdup(p, why));
+        }
+        if (sc->ssl_stapling) {
+            /* not an error: the host is served and stapled all the same */
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                         "AutoTLS On for %s (%s:%d): SSLUseStapling On has no effect "
+                         "in an AutoTLS host: autotls staples there itself, as "
+                         "AutoTLSStapling says; mod_ssl's start-up errors about "
+                         "stapling the self-signed fallback certificate can be ignored",
+                         s->server_hostname ? s->server_hostname : "(no ServerName)",
+                         sc->where_file ? sc->where_file : "?", sc->where_line);
         }
         chal = sc->challenge == AUTOTLS_UNSET ? ATLS_CHAL_HTTP01 : sc->challenge;
         if (chal == ATLS_CHAL_DNS01 && sc->dns_hook == NULL) {

@@ -4,11 +4,13 @@
  * core's scheduler at start and then each AutoTLSCheckInterval
  * (atls_job_check_pass).  The scheduler decides what is due -- a missing
  * key type, the renewal time, an operator's request, the CA's renewal
- * information (ARI) -- and runs those orders at once, up to
+ * information (ARI), a revocation -- and runs those orders at once, up to
  * AutoTLSMaxParallel, with dns-01 hooks in the background so that one slow
- * hook delays no other host.  This file publishes challenge answers in the
+ * hook delays no other host.  The same passes refresh OCSP responses and
+ * CRLs (AutoTLSStapling).  This file publishes challenge answers in the
  * store, where every child reads them, logs each outcome and publishes the
- * store generation.  All job state is in the store, so a restart or a
+ * store generation: a deploy and a new (or withdrawn) OCSP response both
+ * bump it, so children load the certificate again with its staple.  All job state is in the store, so a restart or a
  * watchdog that moved to another child resumes from there.
  */
 #include <string.h>

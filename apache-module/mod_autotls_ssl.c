@@ -293,6 +293,7 @@ autotls_ssl_init_server(server_rec *s, apr_pool_t *p, int is_proxy, SSL_CTX *ctx
         return DECLINED;
     }
     SSL_CTX_set_cert_cb(ctx, autotls_cert_cb, sc);
+    autotls_stapling_init_ctx(sc, ctx);
     return OK;
 }
 

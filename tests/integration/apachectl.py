@@ -34,12 +34,13 @@ def port_open(port, host="127.0.0.1"):
 class Apache:
     """hosts: list of name lists, one <VirtualHost> with AutoTLS On each.
     global_extra / vhost_extra / http_extra: config text added at the top
-    level, in every TLS host, and in the port-80 host."""
+    level, in every TLS host, and in the port-80 host; host_extra: {first
+    name: text} added in that TLS host only."""
 
     def __init__(self, root, pebble, hosts, mpm="event", challenge=None, keys=None,
                  check_interval="1s", loglevel="info", global_extra="", vhost_extra="",
                  http_extra="", autotls=True, ca=True, accept_terms=True, ssl_engine=True,
-                 http_port=None, tls_port=None):
+                 http_port=None, tls_port=None, host_extra=None):
         self.root = root
         self.pebble = pebble
         self.hosts = hosts
@@ -51,6 +52,7 @@ class Apache:
         self.http_port = http_port or pebble.http_port
         self.tls_port = tls_port or pebble.tls_port
         self.proc = None
+        self.host_extra = dict(host_extra or {})
         os.makedirs(os.path.join(root, "run"), exist_ok=True)
         os.makedirs(os.path.join(root, "htdocs"), exist_ok=True)
         with open(os.path.join(root, "htdocs", "index.html"), "w") as f:
@@ -138,6 +140,7 @@ class Apache:
                 f"    SSLEngine {'on' if ssl_engine else 'off'}",
                 f"    AutoTLS {'On' if autotls else 'Off'}",
                 vhost_extra,
+                self.host_extra.get(names[0], ""),
                 "</VirtualHost>",
             ]
         with open(self.conf_path, "w") as f:
