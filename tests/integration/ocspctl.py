@@ -19,6 +19,7 @@ URL into every certificate): take `port = free_port()`, start
 `Pebble(ocsp_url=ocsp_url_for(port))`, then `OcspResponder(pebble, workdir,
 port=port).start()`.  The `ocsp_pebble` fixture (conftest.py) does this.
 """
+import base64
 import datetime
 import http.client
 import http.server
@@ -432,7 +433,7 @@ class OcspResponder:
     def _relayed(self, handler, method, body, b64):
         serial = None
         try:
-            der = body if method == "POST" else __import__("base64").b64decode(b64)
+            der = body if method == "POST" else base64.b64decode(b64)
             req = ocsp.load_der_ocsp_request(der)
             serial = format(req.serial_number, "x")
             serial = "0" + serial if len(serial) % 2 else serial

@@ -110,7 +110,7 @@ def _libssl():
         return _lib
     ssl = ctypes.CDLL(ctypes.util.find_library("ssl") or "libssl.so.3")
     crypto = ctypes.CDLL(ctypes.util.find_library("crypto") or "libcrypto.so.3")
-    vp, cp, i, li = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_long
+    vp, i, li = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
     for lib, name, res, args in (
             (ssl, "TLS_client_method", vp, []),
             (ssl, "SSL_CTX_new", vp, [vp]),
@@ -131,7 +131,6 @@ def _libssl():
         f.restype = res
         f.argtypes = args
     _lib = (ssl, crypto)
-    _ = cp
     return _lib
 
 

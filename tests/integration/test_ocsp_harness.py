@@ -4,11 +4,14 @@ revoked, unknown as the index says and signs with Pebble's key (or, on
 purpose, with a wrong one), the staple probes read what a server staples,
 the test CA's leaves name their CRL, the CRL server answers conditional
 requests, and a seeded store is served as is."""
+import base64
 import datetime
+import json
 import os
 import socket
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import procs
@@ -54,8 +57,6 @@ def test_responder_answers_from_its_index(ocsp_pebble, tmp_path):
     der_path = str(tmp_path / "req.der")
     subprocess.run(["openssl", "ocsp", "-issuer", r.inter_path, "-serial", "0x" + serial,
                     "-no_nonce", "-reqout", der_path], check=True, capture_output=True)
-    import base64
-    import urllib.parse
     with open(der_path, "rb") as f:
         b64 = urllib.parse.quote(base64.b64encode(f.read()).decode(), safe="")
     with urllib.request.urlopen(r.url + b64, timeout=10) as resp:
@@ -190,7 +191,7 @@ def test_crl_ca_and_server(tmp_path):
         def crl_text(der):
             return subprocess.run(["openssl", "crl", "-inform", "DER", "-noout", "-text",
                                    "-CAfile", ca.cert], input=der, capture_output=True,
-                                  check=True).stdout.decode() + ""
+                                  check=True).stdout.decode()
 
         assert "No Revoked Certificates" in crl_text(body)
         ca.revoke(leaf, reason="keyCompromise")
@@ -234,7 +235,6 @@ def test_seeded_store_is_served_as_is(pebble, test_root):
 
             def learned():
                 with open(os.path.join(store, "certs", "seed.crl.test", "meta.json")) as f:
-                    import json
                     m = json.load(f)
                 return m.get("certs", {}).get("ec256", {}).get("serial") == leaf.serial
             wait_until(learned, timeout=30, what="the server to record the seeded certificate")
