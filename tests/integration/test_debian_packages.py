@@ -21,7 +21,7 @@ import pytest
 import procs
 from apachectl import port_open
 from nginxctl import issuer_block, server_block, until_issued
-from util import build_dir, cert_info, served_chain, verify_chain, wait_until
+from util import build_dir, cert_info, verify_chain, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKAGES = ["libnginx-mod-http-autotls", "libapache2-mod-autotls", "autotls"]
@@ -104,11 +104,16 @@ def assert_store_dir(path):
     assert pwd.getpwuid(st.st_uid).pw_name == "www-data", f"{path} owner"
 
 
-def wait_pebble_cert(server, pebble, name):
-    chain = until_issued(server, pebble, pebble.tls_port, name)
+def serves(server, pebble, name, store):
+    """server obtains a Pebble certificate for name into store and serves it."""
+    try:
+        server.start()
+        chain = until_issued(server, pebble, pebble.tls_port, name)
+    finally:
+        server.stop()
     assert verify_chain(chain, pebble.roots_pem()), f"chain for {name} does not verify"
     assert name in cert_info(chain[0])["names"]
-    return chain
+    assert os.path.exists(os.path.join(store, "certs", name, "ec256.pem"))
 
 
 class DistNginx:
@@ -271,7 +276,6 @@ def test_install_serve_remove_purge(debs, pebble, test_root):
     if any(before["packages"].values()) or before[NGINX_STORE] or before[APACHE_STORE]:
         pytest.fail(f"this machine already has autotls packages or stores ({before}); "
                     "the test would destroy them: purge them first")
-    existed_before = set()
     try:
         run("dpkg", "-i", *debs)
 
@@ -294,29 +298,17 @@ def test_install_serve_remove_purge(debs, pebble, test_root):
             assert link in enabled, f"{link} not enabled by a2enmod autotls: {enabled}"
 
         files = {p: package_files(p) for p in PACKAGES}
-        existed_before = {f for fs in files.values() for f in fs}
 
         # nginx, through /etc/nginx/modules-enabled, default store
         name = "deb-nginx.example.com"
-        site = issuer_block(pebble, os.path.join(test_root)) + \
+        site = issuer_block(pebble, test_root) + \
             server_block([name], pebble.http_port, pebble.tls_port)
-        ngx = DistNginx(os.path.join(test_root, "nginx"), site)
-        try:
-            ngx.start()
-            wait_pebble_cert(ngx, pebble, name)
-        finally:
-            ngx.stop()
-        assert os.path.exists(os.path.join(NGINX_STORE, "certs", name, "ec256.pem"))
+        serves(DistNginx(os.path.join(test_root, "nginx"), site), pebble, name, NGINX_STORE)
 
         # Apache, through mods-enabled, default store
         name = "deb-apache.example.com"
-        apache = DistApache(os.path.join(test_root, "apache"), pebble, name)
-        try:
-            apache.start()
-            wait_pebble_cert(apache, pebble, name)
-        finally:
-            apache.stop()
-        assert os.path.exists(os.path.join(APACHE_STORE, "certs", name, "ec256.pem"))
+        serves(DistApache(os.path.join(test_root, "apache"), pebble, name), pebble, name,
+               APACHE_STORE)
 
         # the CLI reads what the servers wrote
         listed = run("/usr/bin/autotls", "list", "--store", APACHE_STORE).stdout
