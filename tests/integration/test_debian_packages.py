@@ -320,6 +320,8 @@ def test_install_serve_remove_purge(debs, pebble, test_root):
         assert not os.path.exists("/usr/lib/nginx/modules/ngx_http_autotls_module.so")
         assert not os.path.exists("/usr/lib/apache2/modules/mod_autotls.so")
         assert not os.path.exists(NGINX_LINK)
+        # Debian's way: kept aside, so that a reinstall enables it again
+        assert os.path.islink(NGINX_LINK + ".removed")
         assert "autotls.load" not in listing(MODS_ENABLED)
         assert os.path.exists(os.path.join(NGINX_STORE, "certs", "deb-nginx.example.com"))
         assert os.path.exists(os.path.join(APACHE_STORE, "certs", name))
