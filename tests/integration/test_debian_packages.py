@@ -283,6 +283,12 @@ def test_install_serve_remove_purge(debs, pebble, test_root):
     # what the packages would add, and which of it the machine already has
     new_paths = {p for deb in debs for p in deb_paths(deb) if not os.path.lexists(p)}
     assert "/usr/bin/autotls" in new_paths
+    # one version, from common/atls.h; the module needs the running nginx's ABI
+    for deb in debs:
+        assert run("dpkg-deb", "-f", deb, "Version").stdout.strip() == atls_version()
+    abi = re.search(r"nginx-abi-[^,\s]+",
+                    run("dpkg-query", "-W", "-f=${Provides}", "nginx").stdout).group(0)
+    assert abi in run("dpkg-deb", "-f", debs[0], "Depends").stdout.split(", ")
     try:
         run("dpkg", "-i", *debs)
         listed = {p for package in PACKAGES for p in run("dpkg", "-L", package).stdout.split()}
