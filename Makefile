@@ -7,6 +7,7 @@
 #   make fuzz       run every libFuzzer harness for FUZZ_SECONDS each
 #   make fuzz-campaign  every harness for FUZZ_RUNS executions (scripts/fuzz.sh)
 #   make bench      handshake, memory, start-up and issuance benchmarks
+#   make deb        the Debian packages (build/deb/*.deb; scripts/deb.sh)
 
 BUILD    ?= build
 CC       ?= cc
@@ -52,7 +53,7 @@ APACHE_MOD := $(BUILD)/apache/mod_autotls.so
 PYTEST   := /usr/bin/python3 -m pytest
 PYTEST_ARGS ?=
 
-.PHONY: all lib cli modules nginx apache deps test unit integration \
+.PHONY: all lib cli modules nginx apache deps deb test unit integration \
         fuzz-build fuzz-replay fuzz fuzz-campaign asan demo bench clean
 
 all: lib cli modules
@@ -87,6 +88,11 @@ nginx: $(CORE_LIB)
 
 apache: $(CORE_LIB)
 	BUILD=$(abspath $(BUILD)) SAN="$(SAN)" apache-module/build.sh
+
+# ---- Debian packages ------------------------------------------------------
+
+deb:
+	BUILD=$(abspath $(BUILD)) scripts/deb.sh
 
 # ---- dependencies ----------------------------------------------------------
 
