@@ -129,19 +129,34 @@ unit: $(UNIT_BIN)
 integration: all
 	ATLS_BUILD=$(abspath $(BUILD)) $(PYTEST) -p no:cacheprovider -ra $(PYTEST_ARGS) tests/integration
 
+comma := ,
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
                -fno-sanitize-recover=undefined -Icommon \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(wildcard common/*.h)
+# The core is compiled once with the sanitizers and coverage (no fuzzer
+# main: -fsanitize=fuzzer-no-link) and every harness links that archive.
+FUZZ_OBJ_CFLAGS := $(subst -fsanitize=fuzzer$(comma),-fsanitize=fuzzer-no-link$(comma),$(FUZZ_CFLAGS))
+FUZZ_CORE_OBJ   := $(CORE_SRC:common/%.c=$(BUILD)/fuzz/obj/%.o)
+FUZZ_CORE_LIB   := $(BUILD)/fuzz/libatls-fuzz.a
+
+$(BUILD)/fuzz/obj/%.o: common/%.c $(wildcard common/*.h)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(LDLIBS)
+	clang $(FUZZ_OBJ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_CORE_LIB): $(FUZZ_CORE_OBJ)
+	rm -f $@
+	ar rcs $@ $(FUZZ_CORE_OBJ)
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_CORE_LIB) $(wildcard common/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_CORE_LIB) $(LDLIBS)
 
 # fuzz_standalone drives the CLI's challenge responders, so it links them too.
-$(BUILD)/fuzz/fuzz_standalone: tests/fuzz/fuzz_standalone.c $(CORE_SRC) $(RESPONDER_SRC) \
+$(BUILD)/fuzz/fuzz_standalone: tests/fuzz/fuzz_standalone.c $(FUZZ_CORE_LIB) $(RESPONDER_SRC) \
                                $(wildcard common/*.h) tools/autotls/cli.h
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -Itools/autotls -o $@ $< $(CORE_SRC) $(RESPONDER_SRC) $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -Itools/autotls -o $@ $< $(RESPONDER_SRC) $(FUZZ_CORE_LIB) $(LDLIBS)
 
 fuzz-build: $(FUZZ_BIN)
 
