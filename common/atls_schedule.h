@@ -31,6 +31,9 @@ time_t atls_schedule_renew_at(time_t not_before, time_t not_after,
 /* Next attempt after `failures` consecutive failures (failures >= 1):
  * 60 s * 2^(failures-1) capped at 24 h, with up to ±20% jitter from rnd;
  * a CA Retry-After later than that wins, but never beyond now + 24 h. */
+/* first * 2^(failures-1), capped at cap (failures 0 counts as 1): the
+ * doubling every backoff shares, before any jitter. */
+long atls_schedule_doubling(long first, long cap, unsigned failures);
 time_t atls_schedule_backoff(unsigned failures, time_t now, time_t retry_after, uint64_t rnd);
 
 /* The same by the class of the error that failed the attempt: PERMANENT

@@ -232,6 +232,8 @@ void atls_cert_meta_copy(atls_cert_meta_t *d, const atls_cert_meta_t *s);
 void atls_cert_meta_set_kt_info(atls_cert_meta_t *m, const atls_cert_info_t *info);
 void atls_cert_meta_set_kt_leaf(atls_cert_meta_t *m, const atls_cert_info_t *info,
                                 X509 *leaf);
+/* Frees ki's members and zeroes it. */
+void atls_cert_kt_info_clear(atls_cert_kt_info_t *ki);
 /* The mutable kt_info entry for kt, or NULL. */
 atls_cert_kt_info_t *atls_cert_meta_kt(atls_cert_meta_t *m, atls_key_type_t kt);
 /* Records e as the last error in parts plus last_error "type: detail";
@@ -260,6 +262,10 @@ int atls_store_load_cert(atls_store_t *st, const char *id, atls_key_type_t kt,
  * skipped without being decoded, the rest of the chain too. */
 int atls_store_load_leaf(atls_store_t *st, const char *id, atls_key_type_t kt,
                          X509 **leaf, char *err, size_t errlen);
+/* The same, with the certificate after the leaf in the chain (its issuer;
+ * NULL when the chain holds the leaf alone), for revocation checks. */
+int atls_store_load_leaf_issuer(atls_store_t *st, const char *id, atls_key_type_t kt,
+                                X509 **leaf, X509 **issuer, char *err, size_t errlen);
 /* Validates (chain_check) then writes key+chain atomically. */
 int atls_store_save_cert(atls_store_t *st, const char *id, atls_key_type_t kt,
                          EVP_PKEY *key, const char *chain_pem, char *err, size_t errlen);

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/err.h>
+#include <openssl/tls1.h>
 #include <openssl/x509v3.h>
 #include "atls_crypto.h"
 #include "crypto_int.h"
@@ -70,7 +71,7 @@ add_must_staple(STACK_OF(X509_EXTENSION) **exts)
     features = TLS_FEATURE_new();
     status_request = ASN1_INTEGER_new();
     if (features == NULL || status_request == NULL
-        || ASN1_INTEGER_set(status_request, ATLS_TLSEXT_STATUS_REQUEST) != 1
+        || ASN1_INTEGER_set(status_request, TLSEXT_TYPE_status_request) != 1
         || sk_ASN1_INTEGER_push(features, status_request) <= 0) {
         ASN1_INTEGER_free(status_request);
         goto done;

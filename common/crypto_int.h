@@ -5,10 +5,6 @@
 #include <openssl/x509v3.h>
 #include "atls_crypto.h"
 
-/* The TLS extension number of status_request (RFC 6066), the feature an
- * OCSP Must-Staple certificate's TLS Feature extension lists (RFC 7633). */
-#define ATLS_TLSEXT_STATUS_REQUEST 5
-
 /* subjectAltName entries for names: an IPv4/IPv6 literal becomes an
  * iPAddress, anything else a dNSName.  NULL on an empty name or OOM. */
 GENERAL_NAMES *atls_crypto_san_build(const char *const *names, size_t n);

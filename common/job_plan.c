@@ -230,8 +230,7 @@ atls_job_due(atls_store_t *st, const atls_cert_meta_t *m, time_t now, int force)
     (void) atls_job_kt_info_load(st, &look);
     atls_job_plan(&look, now, asked, force, 0, &plan);
     for (i = m->n_kt_info; i < look.n_kt_info; i++) {
-        free(look.kt_info[i].serial);
-        atls_strv_free(look.kt_info[i].names, look.kt_info[i].n_names);
+        atls_cert_kt_info_clear(&look.kt_info[i]);
     }
     return plan.kind == ATLS_PLAN_ORDER;
 }

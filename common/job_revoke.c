@@ -46,7 +46,8 @@ atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
     char              *aurl = NULL;
     atls_error_t       why;
     size_t             i, n;
-    int                created = 0, revoked = 0, result = -1;
+    int                created = 0, revoked = 0, failed = 0, result = -1;
+    char               serr[256];
 
     if (atls_job_lock_load(st, id, &lock, &m, err, errlen) != 0) {
         return -1;
@@ -74,29 +75,30 @@ atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
     atls_job_http_opts(&m.issuer, &http);
     n = atls_job_key_types(&m.issuer, kts);
     for (i = 0; i < n; i++) {
-        STACK_OF(X509)   *chain = NULL;
+        X509             *leaf = NULL;
         atls_cert_info_t  info;
         atls_error_t      aerr;
         atls_acme_t      *e;
         char              tmp[256];
 
-        if (atls_store_load_cert(st, id, kts[i], NULL, &chain, tmp, sizeof(tmp))
-            != ATLS_STORE_OK || chain == NULL || sk_X509_num(chain) < 1)
+        /* the leaf is all the CA needs: the key block stays undecoded */
+        if (atls_store_load_leaf(st, id, kts[i], &leaf, tmp, sizeof(tmp))
+            != ATLS_STORE_OK || leaf == NULL)
         {
-            atls_chain_free(chain);
             continue;
         }
         memset(&info, 0, sizeof(info));
-        (void) atls_cert_info(sk_X509_value(chain, 0), &info);
+        (void) atls_cert_info(leaf, &info);
         memset(&aerr, 0, sizeof(aerr));
-        e = atls_acme_revoke_new(m.issuer.directory, akey, aurl, sk_X509_value(chain, 0),
+        e = atls_acme_revoke_new(m.issuer.directory, akey, aurl, leaf,
                                  reason, &aerr);
         if (e == NULL) {
             snprintf(err, errlen, "%s (%s): %s: %s", id, atls_key_type_name(kts[i]),
                      aerr.type, aerr.detail);
             atls_cert_info_free(&info);
-            atls_chain_free(chain);
-            goto done;
+            X509_free(leaf);
+            failed = 1;
+            break;
         }
         atls_acme_allow_foreign_urls(e, m.issuer.insecure_ca_urls);
         if (atls_acme_run_blocking(e, &http, NULL) != 0) {
@@ -106,8 +108,9 @@ atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
                      ae ? ae->type : "autotls:internal", ae ? ae->detail : "revocation failed");
             atls_acme_free(e);
             atls_cert_info_free(&info);
-            atls_chain_free(chain);
-            goto done;
+            X509_free(leaf);
+            failed = 1;
+            break;
         }
         atls_acme_free(e);
         atls_log(ATLS_LOG_INFO, "autotls: %s (%s): certificate serial %s revoked (reason %d)",
@@ -115,13 +118,17 @@ atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
         revoked++;
         revoke_record(&m, kts[i], reason, time(NULL));
         atls_cert_info_free(&info);
-        atls_chain_free(chain);
+        X509_free(leaf);
     }
 
     if (revoked == 0) {
-        snprintf(err, errlen, "%s has no certificate to revoke", id);
+        if (!failed) {
+            snprintf(err, errlen, "%s has no certificate to revoke", id);
+        }
         goto done;
     }
+    /* A key type revoked before another one failed is revoked at the CA:
+     * it is recorded whatever happened next, and the failure reported. */
 
     /* A revoked certificate must be replaced: due at once.  Not a failure
      * (class none), but what the operator sees as the last event. */
@@ -131,10 +138,13 @@ atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
     atls_cert_meta_set_error(&m, &why);
     m.renew_at = 0;
     m.next_attempt = 0;
-    if (atls_store_save_meta(st, &m, err, errlen) != ATLS_STORE_OK) {
+    if (atls_store_save_meta(st, &m, serr, sizeof(serr)) != ATLS_STORE_OK) {
+        if (!failed) {
+            snprintf(err, errlen, "%s", serr);
+        }
         goto done;
     }
-    result = 0;
+    result = failed ? -1 : 0;
 
 done:
     if (lock != NULL) {

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/ocsp.h>
 #include "atls_ocsp.h"
+#include "atls_schedule.h"
 #include "crypto_int.h"
 
 /* RFC 5019 section 5: a GET is used when the encoded request keeps the
@@ -190,15 +191,9 @@ refresh_after_success(const atls_ocsp_answer_t *a, unsigned jitter)
 static time_t
 refresh_after_failure(const atls_ocsp_answer_t *a, time_t now, unsigned failures)
 {
-    time_t wait = ATLS_OCSP_BACKOFF_MIN, end;
-    unsigned i;
+    time_t wait = atls_schedule_doubling(ATLS_OCSP_BACKOFF_MIN, ATLS_OCSP_BACKOFF_MAX,
+                                         failures), end;
 
-    for (i = 1; i < failures && wait < ATLS_OCSP_BACKOFF_MAX; i++) {
-        wait *= 2;
-    }
-    if (wait > ATLS_OCSP_BACKOFF_MAX) {
-        wait = ATLS_OCSP_BACKOFF_MAX;
-    }
     if (a != NULL && a->status == ATLS_OCSP_GOOD) {
         end = atls_ocsp_valid_until(a);
         if (end > now && wait > (end - now) / 2) {

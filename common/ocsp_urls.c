@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <openssl/err.h>
+#include <openssl/tls1.h>
 #include <openssl/x509v3.h>
 #include "atls_ocsp.h"
 #include "crypto_int.h"
@@ -118,7 +119,7 @@ atls_cert_must_staple(X509 *leaf)
     features = X509_get_ext_d2i(leaf, NID_tlsfeature, NULL, NULL);
     for (i = 0; i < sk_ASN1_INTEGER_num(features); i++) {
         if (ASN1_INTEGER_get(sk_ASN1_INTEGER_value(features, i))
-            == ATLS_TLSEXT_STATUS_REQUEST) {
+            == TLSEXT_TYPE_status_request) {
             found = 1;
             break;
         }

@@ -107,13 +107,7 @@ crl_next_fetch(time_t fetched, time_t next_update)
 static time_t
 crl_retry_at(unsigned failures, time_t now)
 {
-    time_t   d = SCHED_CRL_RETRY_S;
-    unsigned i;
-
-    for (i = 1; i < failures && d < SCHED_CRL_RETRY_MAX_S; i++) {
-        d *= 2;
-    }
-    return now + (d < SCHED_CRL_RETRY_MAX_S ? d : SCHED_CRL_RETRY_MAX_S);
+    return now + atls_schedule_doubling(SCHED_CRL_RETRY_S, SCHED_CRL_RETRY_MAX_S, failures);
 }
 
 /* Holds crl (verified) as the newest for c, when it is; 1 when it is
@@ -161,8 +155,15 @@ crl_load_cached(sched_slot_t *sl, sched_crl_t *c, X509 *issuer, time_t now)
         goto done;
     }
     (void) crl_hold(c, crl, &info);
-    c->fetched = cache.fetched;
-    c->next_fetch = cache.next_fetch;
+    /* The facts file is the store's, not the CRL server's: times that the
+     * verified CRL cannot support (a fetch in the future, a next fetch
+     * beyond the period) are clamped, so a planted file cannot stop the
+     * checks of every certificate naming this URL. */
+    c->fetched = cache.fetched < now ? cache.fetched : now;
+    c->next_fetch = crl_next_fetch(c->fetched, info.next_update);
+    if (cache.next_fetch < c->next_fetch) {
+        c->next_fetch = cache.next_fetch;
+    }
     crl_set_validators(c, cache.etag, cache.last_modified);
 
 done:

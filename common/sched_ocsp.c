@@ -49,30 +49,20 @@ int
 atls_sched_rev_chain(sched_slot_t *sl, atls_key_type_t kt, X509 **leaf, X509 **issuer,
                      char *err, size_t errlen)
 {
-    STACK_OF(X509) *chain = NULL;
-    int             rc = -1;
-
-    *leaf = NULL;
-    *issuer = NULL;
-    if (atls_store_load_cert(sl->s->st, sl->cert->id, kt, NULL, &chain, err, errlen)
-        != ATLS_STORE_OK || chain == NULL || sk_X509_num(chain) < 1)
+    /* the leaf and its issuer only: the key block stays undecoded */
+    if (atls_store_load_leaf_issuer(sl->s->st, sl->cert->id, kt, leaf, issuer, err, errlen)
+        != ATLS_STORE_OK || *leaf == NULL)
     {
         if (err[0] == '\0') {
             snprintf(err, errlen, "no stored certificate");
         }
-        goto done;
+        X509_free(*leaf);
+        X509_free(*issuer);
+        *leaf = NULL;
+        *issuer = NULL;
+        return -1;
     }
-    *leaf = sk_X509_value(chain, 0);
-    X509_up_ref(*leaf);
-    if (sk_X509_num(chain) > 1) {
-        *issuer = sk_X509_value(chain, 1);
-        X509_up_ref(*issuer);
-    }
-    rc = 0;
-
-done:
-    atls_chain_free(chain);
-    return rc;
+    return 0;
 }
 
 static int

@@ -134,22 +134,27 @@ atls_schedule_renew_at(time_t not_before, time_t not_after,
     return at < not_before ? not_before : at;
 }
 
+long
+atls_schedule_doubling(long first, long cap, unsigned failures)
+{
+    long     d = first;
+    unsigned i;
+
+    for (i = 1; i < failures && d < cap; i++) {
+        d *= 2;
+    }
+    return d < cap ? d : cap;
+}
+
 /* base * 2^(failures-1) capped at cap, ±20% jitter (never above cap), and
  * a Retry-After later than that honoured up to the same cap. */
 static time_t
 sched_backoff(long first, long cap, unsigned failures, time_t now, time_t retry_after,
               uint64_t rnd)
 {
-    long     base = first, spread, delay;
-    unsigned i;
+    long     base = atls_schedule_doubling(first, cap, failures), spread, delay;
     time_t   next;
 
-    for (i = 1; i < failures && base < cap; i++) {
-        base *= 2;
-    }
-    if (base > cap) {
-        base = cap;
-    }
     spread = base / 5;
     delay = base - spread + (long) sched_scale(rnd, (uint64_t) (2 * spread) + 1);
     /* The cap is a promise to the operator, even with jitter. */

@@ -381,6 +381,13 @@ int
 atls_store_load_leaf(atls_store_t *st, const char *id, atls_key_type_t kt,
                      X509 **leaf, char *err, size_t errlen)
 {
+    return atls_store_load_leaf_issuer(st, id, kt, leaf, NULL, err, errlen);
+}
+
+int
+atls_store_load_leaf_issuer(atls_store_t *st, const char *id, atls_key_type_t kt,
+                            X509 **leaf, X509 **issuer, char *err, size_t errlen)
+{
     const char *certs;
     char       *path, *data;
     size_t      len;
@@ -388,6 +395,9 @@ atls_store_load_leaf(atls_store_t *st, const char *id, atls_key_type_t kt,
     int         rc;
 
     *leaf = NULL;
+    if (issuer != NULL) {
+        *issuer = NULL;
+    }
     rc = store_read_cert_file(st, id, kt, &path, &data, &len, &certs, err, errlen);
     if (rc != ATLS_STORE_OK) {
         return rc;
@@ -395,6 +405,9 @@ atls_store_load_leaf(atls_store_t *st, const char *id, atls_key_type_t kt,
     bio = BIO_new_mem_buf(certs, (int) (len - (size_t) (certs - data)));
     if (bio != NULL) {
         *leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        if (*leaf != NULL && issuer != NULL) {
+            *issuer = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        }
     }
     BIO_free(bio);
     ERR_clear_error();

@@ -47,8 +47,6 @@ int atls_meta_get_time(json_t *o, const char *key, time_t *out, char *err, size_
 
 json_t *atls_meta_certs_to_json(const atls_cert_meta_t *m);
 int atls_meta_certs_from_json(json_t *root, atls_cert_meta_t *m, char *err, size_t errlen);
-/* Frees ki's members and zeroes it. */
-void atls_cert_kt_info_clear(atls_cert_kt_info_t *ki);
 /* Deep copy of s into d (overwritten, not freed). */
 void atls_cert_kt_info_copy(atls_cert_kt_info_t *d, const atls_cert_kt_info_t *s);
 

@@ -442,16 +442,22 @@ ngx_http_autotls_cache_load(ngx_http_autotls_cache_t *ce,
     size_t                    k;
     EVP_PKEY                 *key;
     STACK_OF(X509)           *chain;
-    ngx_http_autotls_pair_t  *p;
+    ngx_uint_t                j, n_old;
+    atls_key_type_t           kt;
+    ngx_http_autotls_pair_t  *p, old[ATLS_KEY_TYPE_MAX];
 
-    for (k = 0; k < ATLS_KEY_TYPE_MAX; k++) {
-        ngx_http_autotls_pair_free(&ce->pair[k]);
-    }
-
+    /*
+     * The pairs served so far are kept aside: a key type whose file cannot
+     * be read now (a transient error, a file being replaced) keeps the
+     * certificate this worker had instead of falling back to self-signed.
+     */
+    ngx_memcpy(old, ce->pair, sizeof(old));
+    n_old = ce->n;
+    ngx_memzero(ce->pair, sizeof(ce->pair));
     ce->n = 0;
 
     if (ngx_http_autotls_store == NULL) {
-        return;
+        goto done;
     }
 
     for (k = 0; k < cert->issuer->is.n_key_types; k++) {
@@ -465,17 +471,29 @@ ngx_http_autotls_cache_load(ngx_http_autotls_cache_t *ce,
         if (rc != ATLS_STORE_OK || key == NULL || chain == NULL
             || sk_X509_num(chain) < 1)
         {
-            if (rc != ATLS_STORE_NOTFOUND) {
-                ngx_log_error(NGX_LOG_ERR, log, 0,
-                              "autotls: cannot load certificate \"%s\" (%s): "
-                              "%s", cert->id,
-                              atls_key_type_name(cert->issuer->is.key_types[k]),
-                              err);
-            }
             EVP_PKEY_free(key);
             if (chain) {
                 sk_X509_pop_free(chain, X509_free);
             }
+
+            if (rc == ATLS_STORE_NOTFOUND) {
+                continue;
+            }
+
+            kt = cert->issuer->is.key_types[k];
+
+            for (j = 0; j < n_old; j++) {
+                if (old[j].key != NULL && atls_key_type_of(old[j].key) == kt) {
+                    ce->pair[ce->n++] = old[j];
+                    ngx_memzero(&old[j], sizeof(ngx_http_autotls_pair_t));
+                    break;
+                }
+            }
+
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "autotls: cannot load certificate \"%s\" (%s): %s%s",
+                          cert->id, atls_key_type_name(kt), err,
+                          j < n_old ? "; the one loaded before is kept" : "");
             continue;
         }
 
@@ -490,6 +508,12 @@ ngx_http_autotls_cache_load(ngx_http_autotls_cache_t *ce,
         ngx_http_autotls_stapling_load(cert, cert->issuer->is.key_types[k],
                                        p->leaf, chain,
                                        &ce->staple_refused[k], log);
+    }
+
+done:
+
+    for (j = 0; j < n_old; j++) {
+        ngx_http_autotls_pair_free(&old[j]);
     }
 }
 
