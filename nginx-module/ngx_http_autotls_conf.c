@@ -21,8 +21,6 @@ static char *ngx_http_autotls_issuer_directory(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_autotls_issuer_contact(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-static char *ngx_http_autotls_issuer_accept_terms(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
 static char *ngx_http_autotls_issuer_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_autotls_issuer_challenge(ngx_conf_t *cf,
@@ -146,7 +144,6 @@ ngx_http_autotls_issuer_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_memzero(iss, sizeof(ngx_http_autotls_issuer_t));
     iss->name = value[1];
-    iss->accept_terms = NGX_CONF_UNSET;
     iss->file = cf->conf_file->file.name.data;
     iss->line = cf->conf_file->line;
     iss->is.challenge = ATLS_CHAL_HTTP01;
@@ -170,7 +167,7 @@ ngx_http_autotls_issuer_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (iss->accept_terms != 1) {
+    if (!iss->is.agree_tos) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "autotls_issuer \"%V\" needs \"accept_terms on\" "
                       "(the CA's terms of service must be accepted) in %s:%ui",
@@ -226,7 +223,7 @@ static ngx_command_t  ngx_http_autotls_issuer_commands[] = {
 
     { ngx_string("accept_terms"),
       NGX_CONF_TAKE1,
-      ngx_http_autotls_issuer_accept_terms,
+      ngx_http_autotls_issuer_flag,
       0,
       offsetof(ngx_http_autotls_issuer_t, is.agree_tos),
       NULL },
@@ -309,6 +306,7 @@ static ngx_command_t  ngx_http_autotls_issuer_commands[] = {
 static char *
 ngx_http_autotls_issuer_cmd(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
 {
+    char           *rv;
     ngx_str_t      *value;
     ngx_uint_t      n;
     ngx_command_t  *cmd;
@@ -328,7 +326,19 @@ ngx_http_autotls_issuer_cmd(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
         if ((cmd->type & NGX_CONF_1MORE) ? n >= 2
             : n <= NGX_CONF_MAX_ARGS && (cmd->type & (1 << (n - 1))))
         {
-            return cmd->set(cf, cmd, conf);
+            rv = cmd->set(cf, cmd, conf);
+
+            if (rv == NGX_CONF_OK || rv == NGX_CONF_ERROR) {
+                return rv;
+            }
+
+            /*
+             * ngx_conf_parse() prints a block handler's message alone:
+             * name the directive as ngx_conf_handler() does for others
+             */
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" directive %s",
+                               &value[0], rv);
+            return NGX_CONF_ERROR;
         }
 
         break;
@@ -413,24 +423,6 @@ ngx_http_autotls_issuer_contact(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_autotls_issuer_accept_terms(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_autotls_issuer_t  *iss = conf;
-
-    char  *rv;
-
-    /* cmd->offset: is.agree_tos; accept_terms remembers it was given */
-    rv = ngx_http_autotls_issuer_flag(cf, cmd, conf);
-    if (rv == NGX_CONF_OK) {
-        iss->accept_terms = iss->is.agree_tos;
-    }
-
-    return rv;
 }
 
 

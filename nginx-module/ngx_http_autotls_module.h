@@ -44,7 +44,6 @@
 typedef struct {
     ngx_str_t                       name;
     atls_issuer_t                   is;        /* malloc'd members */
-    ngx_flag_t                      accept_terms;
     unsigned                        key_set:1;
     u_char                         *file;
     ngx_uint_t                      line;
