@@ -603,6 +603,21 @@ rev_replan(sched_slot_t *sl, time_t now)
     return SCHED_REV_ORDER;
 }
 
+/* A key type worth asking about: served, not expired, not known revoked
+ * (the plan replaces that one). */
+static int
+rev_kt_live(const atls_cert_kt_info_t *ki, time_t now)
+{
+    return ki != NULL && ki->revoked_seen == 0 && ki->serial != NULL && ki->not_after > now;
+}
+
+/* Its responder is asked (else its CRL, when it names one). */
+static int
+rev_uses_ocsp(const sched_slot_t *sl, const atls_cert_kt_info_t *ki)
+{
+    return ki->ocsp_url != NULL && !sl->meta.issuer.stapling_off;
+}
+
 sched_rev_t
 atls_sched_rev_next(sched_slot_t *sl, int may_order)
 {
@@ -623,15 +638,11 @@ atls_sched_rev_next(sched_slot_t *sl, int may_order)
     n = atls_job_key_types(&sl->meta.issuer, kts);
     for (i = 0; i < n; i++) {
         const atls_cert_kt_info_t *ki = atls_job_kt_info(&sl->meta, kts[i]);
-        int                        ocsp;
 
-        if (ki == NULL || ki->revoked_seen != 0 || ki->serial == NULL
-            || ki->not_after <= now)
-        {
+        if (!rev_kt_live(ki, now)) {
             continue;   /* the plan replaces it; nothing to ask about it */
         }
-        ocsp = ki->ocsp_url != NULL && !sl->meta.issuer.stapling_off;
-        if (ocsp) {
+        if (rev_uses_ocsp(sl, ki)) {
             if (now >= ki->ocsp_next_refresh && (sl->tried & kt_bit(ki->key_type)) == 0) {
                 sl->tried |= kt_bit(ki->key_type);
                 if (ocsp_start(sl, ki, now)) {
@@ -670,12 +681,10 @@ atls_sched_rev_schedule(sched_slot_t *sl, time_t now)
         const atls_cert_kt_info_t *ki = atls_job_kt_info(&sl->meta, kts[i]);
         sched_crl_t               *c;
 
-        if (ki == NULL || ki->revoked_seen != 0 || ki->serial == NULL
-            || ki->not_after <= now)
-        {
+        if (!rev_kt_live(ki, now)) {
             continue;
         }
-        if (ki->ocsp_url != NULL && !sl->meta.issuer.stapling_off) {
+        if (rev_uses_ocsp(sl, ki)) {
             t = ki->ocsp_next_refresh;
         } else if (ki->crl_url != NULL) {
             c = atls_sched_crl(s, ki->crl_url);
