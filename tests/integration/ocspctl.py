@@ -398,7 +398,8 @@ class OcspResponder:
     def _restart(self):
         """A new openssl process on the current index and signer; the old one
         is stopped by PID once the new one listens (the relay switches under
-        the lock, so no request sees neither)."""
+        the lock, so no request sees neither; a request the old one was
+        answering when stopped is sent again to the new one: _relayed)."""
         if self.issuer is None:
             return          # not started yet: start() writes and spawns
         with self._restart_lock:
@@ -448,19 +449,45 @@ class OcspResponder:
         if raw is not None:
             status, ctype, data = raw
             return self._answer(handler, status, ctype, data)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        try:
-            path = handler.path if method == "GET" else "/"
-            conn.request(method, path, body=body,
-                         headers={"Content-Type": "application/ocsp-request"} if body else {})
-            resp = conn.getresponse()
-            data = resp.read()
-            self._answer(handler, resp.status, resp.getheader("Content-Type",
-                                                              "application/ocsp-response"), data)
-        except OSError:
+        got = self._forward(handler, method, body, port)
+        if got is None:
             self._answer(handler, 502, "text/plain", b"openssl ocsp did not answer\n")
-        finally:
-            conn.close()
+        else:
+            self._answer(handler, *got)
+
+    def _forward(self, handler, method, body, port):
+        """(status, content type, body) from openssl ocsp, or None when it
+        does not answer.  A _restart() stops the old process, which may be
+        answering this very request (or refuse it): then the request goes
+        again to the new one once it listens (for up to ~10 s), so restarts
+        stay invisible to clients."""
+        path = handler.path if method == "GET" else "/"
+        deadline = time.monotonic() + 10
+        while True:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                conn.request(method, path, body=body,
+                             headers={"Content-Type": "application/ocsp-request"} if body else {})
+                resp = conn.getresponse()
+                data = resp.read()
+                return resp.status, resp.getheader("Content-Type",
+                                                   "application/ocsp-response"), data
+            except (OSError, http.client.HTTPException):
+                pass
+            finally:
+                conn.close()
+            # retry only while a restart is under way or has switched ports
+            while True:
+                with self._lock:
+                    new_port, proc = self._backend_port, self._proc
+                if proc is None or time.monotonic() >= deadline:
+                    return None         # stopped, or it really does not answer
+                if new_port != port:
+                    port = new_port
+                    break
+                if not self._restart_lock.locked():
+                    return None         # no restart: a real failure
+                time.sleep(0.05)
 
     @staticmethod
     def _answer(handler, status, ctype, data):

@@ -76,7 +76,10 @@ def staple_of(host, port, sni, cafile=None, timeout=15):
     """`openssl s_client -connect -servername -status -showcerts` (stdin
     closed): parse_status_text()'s facts plus "leaf_serial" (the served
     leaf, lower-case hex) and "text" (the whole output).  cafile only adds
-    `-CAfile` (the verify result is in text; no verification is required)."""
+    `-CAfile` (the verify result is in text; no verification is required).
+    Raises ConnectionError when no certificate was served (no connection,
+    failed handshake), so that "no staple sent" is never read off a dead
+    server; util.wait_until retries on it, util.stays fails on it."""
     argv = ["openssl", "s_client", "-connect", f"{host}:{port}", "-servername", sni,
             "-status", "-showcerts"]
     if cafile:
@@ -87,7 +90,10 @@ def staple_of(host, port, sni, cafile=None, timeout=15):
     # the OCSP section may print the responder's certificate: the served
     # chain is what follows "Certificate chain"
     chain = PEM_RE.findall(p.stdout.split("Certificate chain", 1)[-1])
-    facts["leaf_serial"] = cert_info(chain[0])["serial"] if chain else None
+    if not chain:
+        raise ConnectionError(f"no certificate from {host}:{port} for {sni} "
+                              f"(s_client exit {p.returncode}): {(p.stdout + p.stderr)[-500:]}")
+    facts["leaf_serial"] = cert_info(chain[0])["serial"]
     facts["text"] = p.stdout + p.stderr
     return facts
 
@@ -139,7 +145,9 @@ def fetch_staple(host, port, sni, timeout=10, sigalgs=None):
     bytes or None, "chain": [PEM of each certificate served, leaf first]}.
     No certificate verification (verify_staple does what matters here).
     sigalgs (e.g. "rsa_pss_rsae_sha256"): the client's signature algorithms,
-    which pick the server's RSA or ECDSA certificate."""
+    which pick the server's RSA or ECDSA certificate.  Raises
+    ConnectionError (OSError) when the connection or handshake fails or
+    times out."""
     ssl, crypto = _libssl()
     ctx = ssl.SSL_CTX_new(ssl.TLS_client_method())
     if not ctx:
@@ -167,7 +175,9 @@ def fetch_staple(host, port, sni, timeout=10, sigalgs=None):
             raise RuntimeError("cannot set up the TLS connection")
         if ssl.SSL_connect(conn) != 1:
             crypto.ERR_clear_error()
-            raise RuntimeError(f"TLS handshake with {host}:{port} ({sni}) failed")
+            # ConnectionError (not RuntimeError): util.wait_until retries it
+            raise ConnectionError(f"TLS handshake with {host}:{port} ({sni}) failed "
+                                  "or timed out")
         ptr = ctypes.c_void_p()
         n = ssl.SSL_ctrl(conn, _SSL_CTRL_GET_TLSEXT_STATUS_REQ_OCSP_RESP, 0, ctypes.byref(ptr))
         der = ctypes.string_at(ptr, n) if n > 0 and ptr.value else None

@@ -297,13 +297,23 @@ def _bump_generation(apache):
     path = os.path.join(apache.store, "generation")
     with open(path) as f:
         gen = int(f.read().strip() or 0)
-    with open(path, "w") as f:
-        f.write(f"{gen + 1}\n")
+    _replace_file(path, f"{gen + 1}\n")
     owner = worker_owner("apache")
     if owner:
-        for p in (path, os.path.join(apache.store, "certs", "wrongkey.apache.test",
-                                     "ec256.ocsp")):
-            os.chown(p, *owner)
+        os.chown(os.path.join(apache.store, "certs", "wrongkey.apache.test", "ec256.ocsp"),
+                 *owner)
+
+
+def _replace_file(path, text):
+    """Rewrites path whole, as the store does (a temporary file renamed over
+    it, same owner and mode), so children reading it never see it half written."""
+    st = os.stat(path)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.chown(tmp, st.st_uid, st.st_gid)
+    os.chmod(tmp, st.st_mode & 0o7777)
+    os.replace(tmp, path)
 
 
 # ---- (e) no OCSP URL, (g) CRLs: Pebble without a responder, a test CA -----------
@@ -339,7 +349,12 @@ def test_no_responder_and_crl_revocation(pebble):
         facts = meta_kt(apache, "listed.crl.test")
         assert facts.get("serial") != listed.serial
         assert served(apache, "kept.crl.test")[1]["serial"] == kept.serial
-        kept_status = status_key(apache, "kept.crl.test")
+        # the kept certificate's CRL check may still be under way
+        kept_status = wait_until(
+            lambda: (lambda k: k if (k.get("crl") or {}).get("url") == crl.url("ca.crl")
+                     and k["crl"].get("fetched") else None)(
+                status_key(apache, "kept.crl.test")),
+            timeout=30, what="the kept certificate's CRL URL and fetch on the status page")
         assert kept_status["revoked"] is None and kept_status["crl"]["url"] == crl.url("ca.crl")
         assert_no_restart(apache, parent)
 

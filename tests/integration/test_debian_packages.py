@@ -154,27 +154,68 @@ http {{
 """)
 
     def start(self):
-        run("/usr/sbin/nginx", "-c", self.conf, "-e", self.error_log)
-
         def pid():
             try:
                 with open(self.pidfile) as f:
                     return int(f.read())
             except (OSError, ValueError):
                 return None
-        self.master = wait_until(pid, timeout=20, what="nginx pid file")
-        procs.track_pid(self.master)
+        try:
+            run("/usr/sbin/nginx", "-c", self.conf, "-e", self.error_log)
+            self.master = wait_until(pid, timeout=20, what="nginx pid file")
+            procs.track_pid(self.master)
+        finally:
+            # no pid file: the masters this configuration started are still
+            # tracked, so that stop() and the teardown end them
+            for master in self._masters():
+                procs.track_pid(master)
+
+    def _masters(self):
+        """Live nginx masters running this configuration (their title names it)."""
+        found = []
+        for d in glob.glob("/proc/[0-9]*"):
+            try:
+                with open(os.path.join(d, "cmdline"), "rb") as f:
+                    args = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if args.startswith("nginx: master process") and f" -c {self.conf} " in args + " ":
+                found.append(int(os.path.basename(d)))
+        return found
+
+    @staticmethod
+    def _alive(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
 
     def stop(self):
-        if self.master is None:
-            return
+        """SIGTERM to the master (and any other master of this configuration);
+        SIGKILL to them and their workers when they do not stop in 20 s."""
+        masters = set(self._masters())
+        if self.master is not None:
+            masters.add(self.master)
+        for pid in masters:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         try:
-            os.kill(self.master, signal.SIGTERM)
-            wait_until(lambda: not os.path.exists(f"/proc/{self.master}"), timeout=20,
+            wait_until(lambda: not any(self._alive(p) for p in masters), timeout=20,
                        what="nginx to stop")
-        except ProcessLookupError:
-            pass
-        procs.untrack_pid(self.master)
+        except AssertionError:
+            for pid in masters:
+                out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)],
+                                     capture_output=True, text=True).stdout
+                for victim in [int(c) for c in out.split()] + [pid]:
+                    try:
+                        os.kill(victim, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        for pid in masters:
+            procs.untrack_pid(pid)
         self.master = None
 
     def log(self):

@@ -302,10 +302,13 @@ def test_no_ocsp_url_no_staple_no_warning(pebble, test_root):
         # after the deploy) and several check intervals passed
         wait_until(lambda: "renewal information" in ngx.log(), timeout=30,
                    what="the driver's first check after the deploy")
-        for _ in range(3):
+        def unstapled():
             facts = staple_of("127.0.0.1", pebble.tls_port, name)
             assert facts["leaf_serial"] == serial
             assert not facts["sent"], facts["text"]
+            return True
+        # longer than the driver's check interval (2 s)
+        stays(unstapled, 5, interval=0.5, what="the leaf served without a staple")
         assert meta_kt(ngx, name).get("ocsp_url") is None
         bad = [l for l in ngx.log().splitlines()
                if "ocsp" in l.lower() and re.search(r"\[(warn|error|crit|alert|emerg)\]", l)]
@@ -442,14 +445,24 @@ def test_refused_stored_response_logged_once(pebble, test_root):
         with open(os.path.join(cert_dir, "meta.json")) as f:
             meta = json.load(f)
         meta["generation"] += 1
-        with open(os.path.join(cert_dir, "meta.json"), "w") as f:
-            json.dump(meta, f)
+        _replace_file(os.path.join(cert_dir, "meta.json"), json.dumps(meta))
         with open(os.path.join(ngx.store, "generation")) as f:
             gen = int(f.read().strip())
-        with open(os.path.join(ngx.store, "generation"), "w") as f:
-            f.write(f"{gen + 1}\n")
+        _replace_file(os.path.join(ngx.store, "generation"), f"{gen + 1}\n")
         wait_until(lambda: "changed in the store (generation 2)" in ngx.log(), timeout=30,
                    what="the new generation seen")
         for _ in range(2):
             assert not staple_of("127.0.0.1", pebble.tls_port, "refused.ocsp.test")["sent"]
         assert ngx.log().count(line) == 1, ngx.log()[-3000:]
+
+
+def _replace_file(path, text):
+    """Rewrites path whole, as the store does (a temporary file renamed over
+    it, same owner and mode), so workers reading it never see it half written."""
+    st = os.stat(path)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.chown(tmp, st.st_uid, st.st_gid)
+    os.chmod(tmp, st.st_mode & 0o7777)
+    os.replace(tmp, path)

@@ -129,13 +129,18 @@ def test_staple_probes_read_a_real_staple(ocsp_pebble, tmp_path):
                 raise RuntimeError(f"s_server exited {proc.returncode}")
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return True
-        wait_until(up, timeout=10, what="s_server")
+        try:
+            wait_until(up, timeout=10, what="s_server")
+        except BaseException:
+            procs.stop(proc)
+            raise
         return proc, port
 
     for status_file, sent, verified in ((good, True, True), (wrong, True, False),
                                         (None, False, False)):
-        proc, port = s_server(status_file)
+        proc = None
         try:
+            proc, port = s_server(status_file)
             facts = staple_of("127.0.0.1", port, "staple.ocsp.test")
             assert facts["sent"] is sent, facts["text"]
             assert facts["leaf_serial"] == serial
@@ -151,7 +156,8 @@ def test_staple_probes_read_a_real_staple(ocsp_pebble, tmp_path):
                 assert checked["leaf_status"] == "good" and checked["for_leaf"]
                 assert checked["times_valid"]
         finally:
-            procs.stop(proc)
+            if proc:
+                procs.stop(proc)
 
 
 def _get(url, headers=None):
