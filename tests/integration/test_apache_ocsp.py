@@ -24,7 +24,7 @@ from ocspctl import OcspResponder, ocsp_url_for
 from pebblectl import Pebble
 from stapleprobe import check_staple, staple_of
 from storeseed import issuer_meta, seed_store, worker_owner
-from util import free_port, make_test_root, stays, wait_until
+from util import free_port, make_test_root, stays, wait_until, replace_file
 
 ECDSA = "ecdsa_secp256r1_sha256"
 RSA = "rsa_pss_rsae_sha256:rsa_pkcs1_sha256"
@@ -297,23 +297,11 @@ def _bump_generation(apache):
     path = os.path.join(apache.store, "generation")
     with open(path) as f:
         gen = int(f.read().strip() or 0)
-    _replace_file(path, f"{gen + 1}\n")
+    replace_file(path, f"{gen + 1}\n")
     owner = worker_owner("apache")
     if owner:
         os.chown(os.path.join(apache.store, "certs", "wrongkey.apache.test", "ec256.ocsp"),
                  *owner)
-
-
-def _replace_file(path, text):
-    """Rewrites path whole, as the store does (a temporary file renamed over
-    it, same owner and mode), so children reading it never see it half written."""
-    st = os.stat(path)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.chown(tmp, st.st_uid, st.st_gid)
-    os.chmod(tmp, st.st_mode & 0o7777)
-    os.replace(tmp, path)
 
 
 # ---- (e) no OCSP URL, (g) CRLs: Pebble without a responder, a test CA -----------

@@ -19,7 +19,7 @@ from crlctl import CrlServer, TestCA
 from nginxctl import Nginx, issuer_block, server_block, status_server, until_issued
 from stapleprobe import check_staple, fetch_staple, staple_of
 from storeseed import issuer_meta, seed_store, worker_owner
-from util import cert_info, free_port, served_chain, stays, wait_until
+from util import cert_info, free_port, served_chain, stays, wait_until, replace_file
 
 # ---- configuration (nginx -t) ----------------------------------------------
 
@@ -445,24 +445,12 @@ def test_refused_stored_response_logged_once(pebble, test_root):
         with open(os.path.join(cert_dir, "meta.json")) as f:
             meta = json.load(f)
         meta["generation"] += 1
-        _replace_file(os.path.join(cert_dir, "meta.json"), json.dumps(meta))
+        replace_file(os.path.join(cert_dir, "meta.json"), json.dumps(meta))
         with open(os.path.join(ngx.store, "generation")) as f:
             gen = int(f.read().strip())
-        _replace_file(os.path.join(ngx.store, "generation"), f"{gen + 1}\n")
+        replace_file(os.path.join(ngx.store, "generation"), f"{gen + 1}\n")
         wait_until(lambda: "changed in the store (generation 2)" in ngx.log(), timeout=30,
                    what="the new generation seen")
         for _ in range(2):
             assert not staple_of("127.0.0.1", pebble.tls_port, "refused.ocsp.test")["sent"]
         assert ngx.log().count(line) == 1, ngx.log()[-3000:]
-
-
-def _replace_file(path, text):
-    """Rewrites path whole, as the store does (a temporary file renamed over
-    it, same owner and mode), so workers reading it never see it half written."""
-    st = os.stat(path)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.chown(tmp, st.st_uid, st.st_gid)
-    os.chmod(tmp, st.st_mode & 0o7777)
-    os.replace(tmp, path)

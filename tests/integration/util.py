@@ -187,3 +187,16 @@ def sanitizer_reports(log_dir):
             with open(os.path.join(log_dir, name), errors="replace") as f:
                 out.append(f.read())
     return "".join(out)
+
+
+def replace_file(path, text):
+    """Rewrites path whole, as the store does (a temporary file renamed over
+    it, same owner and mode), so a server reading it never sees it half
+    written."""
+    st = os.stat(path)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.chown(tmp, st.st_uid, st.st_gid)
+    os.chmod(tmp, st.st_mode & 0o7777)
+    os.replace(tmp, path)
