@@ -24,6 +24,13 @@ typedef struct {
 /* Starts argv (argv[0] an absolute path).  0 ok; -1 + why. */
 int atls_hook_spawn(char *const argv[], atls_hook_proc_t *hp, char *why, size_t whylen);
 
+/* The same with input (len bytes, copied before the fork returns) written
+ * to the program's stdin by the reporting child (so the host never blocks
+ * on a program that does not read; EPIPE is ignored), then stdin closed.
+ * The notifier's command sink. */
+int atls_hook_spawn_input(char *const argv[], const char *input, size_t len,
+                          atls_hook_proc_t *hp, char *why, size_t whylen);
+
 /* Reads the report once hp->fd is readable: 1 when the run is over (*ok
  * and why filled, fd closed, child reaped when possible); 0 when nothing
  * complete yet (EAGAIN).  A reporting child that died without a report

@@ -184,6 +184,8 @@ typedef struct {
     long    recheck_ms;                        /* check pass: while orders hold
                                                   it, another pass this often
                                                   (0: one pass) */
+    atls_events_t              *events;        /* atls_sched_opts_t.events */
+    const struct atls_policy_s *policy;        /* atls_sched_opts_t.policy */
 } atls_job_many_opts_t;
 
 int atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,

@@ -42,6 +42,7 @@
 #include "atls_crypto.h"
 #include "atls_http.h"
 #include "atls_store.h"
+#include "atls_event.h"
 
 typedef struct atls_sched_s      atls_sched_t;
 typedef struct atls_sched_cert_s atls_sched_cert_t;
@@ -97,6 +98,14 @@ typedef struct {
      * it again, as after a deploy.  Optional. */
     void (*stapled)(void *ctx, void *cert_data, const char *id, atls_key_type_t kt);
 
+    /* Run argv (no shell) with input (len bytes) on its stdin, otherwise
+     * as hook_start (atls_hook_spawn_input(); report with
+     * atls_sched_hook_done, end with hook_kill).  The notifier's command
+     * sink.  Optional: NULL means this host runs no notification command
+     * (logged once at atls_sched_new). */
+    int  (*exec_start)(void *ctx, atls_sched_op_t *op, char *const argv[],
+                       const char *input, size_t len, char *why, size_t whylen);
+
     /* The attempt on a certificate is over: every planned key type was
      * tried (rc 0: all deployed; -1: err is the first failure, with the
      * certificate id and key type filled in).  Optional. */
@@ -111,6 +120,18 @@ typedef struct {
                                0: no limit (threads of their own, tests) */
     long   hook_timeout_s;  /* 0: ATLS_SCHED_HOOK_TIMEOUT_S */
     int    ari;             /* 1: ask the CA for renewal information (RFC 9773) */
+
+    /* Events (atls_event.h), borrowed, may be NULL (no events, no
+     * notifications).  The scheduler emits obtaining, obtained, renewed,
+     * deployed, failed, expiring, expired (managed certificates and the
+     * store's inventory of static ones), revoked, ocsp-refreshed,
+     * ocsp-failed, policy-denied, account-created, key-generated; and its
+     * notifier (notify.c) delivers the store's queue to the sinks of
+     * atls_events_conf(events) through http_send and exec_start. */
+    atls_events_t         *events;
+    /* Certificates added that break it are refused by atls_sched_add
+     * (policy-denied).  Borrowed, may be NULL. */
+    const struct atls_policy_s *policy;
 } atls_sched_opts_t;
 
 /* A scheduler over st (borrowed, must outlive it).  host is copied.  NULL
@@ -160,6 +181,13 @@ void atls_sched_stop(atls_sched_t *s);
 /* 1 when no pass is running and nothing is queued or in flight (a dns hook
  * removing a record after a failed order counts as in flight). */
 int atls_sched_idle(const atls_sched_t *s);
+
+/* Look at the store's notification queue now (events another process,
+ * such as the CLI, queued): the host calls it when it sees the store
+ * generation change; the notifier also looks at every pass and after each
+ * event this scheduler emits.  Waiting retries (a receiver that is down)
+ * do not count against atls_sched_idle(); deliveries in flight do. */
+void atls_sched_notify(atls_sched_t *s);
 
 /* Orders (not ARI queries) in flight, for logs and the status page. */
 size_t atls_sched_running(const atls_sched_t *s);

@@ -24,6 +24,16 @@
  *                                    "this_update","next_update","next_fetch"}
  *   generation                       decimal counter, bumped on every deploy
  *                                    and every new OCSP response
+ *   audit.log, audit.log.1 ...       the audit trail, JSON lines, append-only,
+ *                                    rotated by size (audit.log.1 the newest
+ *                                    old one), ATLS_AUDIT_KEEP old files kept
+ *   events/<key>.json                the notification queue, one entry per
+ *                                    event (key sorts by time)
+ *   counters.json                    {"events.renewed": N, "orders.ok": N, ...}
+ *   notify.json       private (0600) the server's atls_notify_conf_t
+ *   policy.json                      the server's atls_policy_t (atls_policy.h)
+ *   inventory/<item-id>.json         a certificate the server serves that
+ *                                    autotls does not manage (atls_inventory.h)
  * Every entry has its typed call below; nothing outside the store files
  * (store.c, store_revocation.c) builds a path (docs/store.md lists who
  * writes and reads each one).
@@ -56,6 +66,7 @@
 #include "atls_acme.h"
 #include "atls_schedule.h"
 #include "atls_ocsp.h"
+#include "atls_event.h"
 
 #define ATLS_STORE_OK        0
 #define ATLS_STORE_NOTFOUND  1
@@ -80,6 +91,13 @@ typedef struct {
                  char *err, size_t errlen);
     void (*unlock)(atls_store_t *st, atls_store_lock_t *lk);
     void (*close)(atls_store_t *st);
+    /* one record appended to the file at path: one write of data plus
+     * '\n' (O_APPEND), fsync; when the file has reached rotate_bytes
+     * first (0: never), path.N -> path.N+1 (keeping `keep`), path -> path.1,
+     * under the backend's own lock.  The backend refuses data holding a
+     * newline. */
+    int  (*append)(atls_store_t *st, const char *path, const char *data, size_t len,
+                   size_t rotate_bytes, unsigned keep, char *err, size_t errlen);
 } atls_store_ops_t;
 
 struct atls_store_s {
@@ -182,6 +200,12 @@ typedef struct {
     time_t             revoked_at;         /* revocation time the CA gave (0: none) */
     int                revoked_reason;     /* CRLReason, -1 unspecified */
     char              *revoked_source;     /* "ocsp", "crl" or "operator" */
+
+    /* Expiry alerts sent for this certificate (reset at each deploy):
+     * the smallest atls_warn_t level an `expiring` event was emitted for
+     * (0: none yet), and when `expired` was emitted (0: not yet). */
+    long               warned_level;
+    time_t             expired_sent;
 } atls_cert_kt_info_t;
 
 typedef struct {
@@ -375,5 +399,50 @@ uint64_t atls_store_generation(atls_store_t *st);
 /* The same for a host that looks often: ATLS_STORE_ERROR with err, no log. */
 int atls_store_read_generation(atls_store_t *st, uint64_t *gen, char *err, size_t errlen);
 int atls_store_bump_generation(atls_store_t *st);
+
+/* ---- audit trail, notification queue, counters (store_events.c) -------- */
+
+#define ATLS_STORE_FULL      3   /* the notification queue is at its bound */
+
+#define ATLS_AUDIT_ROTATE_BYTES (1024 * 1024)  /* audit.log rotated beyond */
+#define ATLS_AUDIT_KEEP          10            /* audit.log.1 .. .10 kept */
+
+/* One audit record (a JSON object on one line, no newline in it). */
+int atls_store_audit_append(atls_store_t *st, const char *json, size_t len,
+                            char *err, size_t errlen);
+/* The text of audit.log (n 0) or audit.log.n (oldest last);
+ * ATLS_STORE_NOTFOUND when there is no such file. */
+int atls_store_audit_read(atls_store_t *st, unsigned n, char **data, size_t *len,
+                          char *err, size_t errlen);
+
+/* The queue: entries named by a key that sorts by time of queueing
+ * ("<unix-ms, 16 digits>-<8 hex random>").  put: ATLS_STORE_FULL when
+ * max (0: ATLS_NOTIFY_QUEUE_MAX) entries are queued; *key (malloc'd, may
+ * be NULL) names the new entry. */
+int atls_store_queue_put(atls_store_t *st, const char *json, size_t len, size_t max,
+                         char **key, char *err, size_t errlen);
+/* sorted keys, oldest first */
+int atls_store_queue_list(atls_store_t *st, char ***keys, size_t *n, char *err, size_t errlen);
+int atls_store_queue_get(atls_store_t *st, const char *key, char **json, size_t *len,
+                         char *err, size_t errlen);
+/* Rewrites an entry (its delivery state changed). */
+int atls_store_queue_update(atls_store_t *st, const char *key, const char *json, size_t len,
+                            char *err, size_t errlen);
+int atls_store_queue_del(atls_store_t *st, const char *key, char *err, size_t errlen);
+
+/* Monotonic counters for metrics, under the store lock "counters":
+ * "events.<event-name>", "orders.ok", "orders.failed". */
+int atls_store_counter_add(atls_store_t *st, const char *name, uint64_t by,
+                           char *err, size_t errlen);
+/* Every counter (names malloc'd, sorted); n 0 when none yet. */
+int atls_store_counters_load(atls_store_t *st, char ***names, uint64_t **values,
+                             size_t *n, char *err, size_t errlen);
+
+/* The server's notification settings (notify.json, private).  load:
+ * ATLS_STORE_NOTFOUND when none saved. */
+int atls_store_save_notify_conf(atls_store_t *st, const atls_notify_conf_t *c,
+                                char *err, size_t errlen);
+int atls_store_load_notify_conf(atls_store_t *st, atls_notify_conf_t *c,
+                                char *err, size_t errlen);
 
 #endif

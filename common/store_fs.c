@@ -842,7 +842,7 @@ fs_close(atls_store_t *st)
 }
 
 static const atls_store_ops_t fs_ops = {
-    "fs", fs_get, fs_put, fs_del, fs_list, fs_lock, fs_unlock, fs_close
+    "fs", fs_get, fs_put, fs_del, fs_list, fs_lock, fs_unlock, fs_close, NULL
 };
 
 /* ---- open ------------------------------------------------------------------ */

@@ -121,7 +121,7 @@ mem_close(atls_store_t *st)
 }
 
 static const atls_store_ops_t mem_ops = {
-    "mem", mem_get, mem_put, mem_del, mem_list, mem_lock, mem_unlock, mem_close
+    "mem", mem_get, mem_put, mem_del, mem_list, mem_lock, mem_unlock, mem_close, NULL
 };
 
 static void
