@@ -11,6 +11,7 @@
 #include <time.h>
 #include "atls.h"
 #include "atls_inventory.h"
+#include "atls_schedule.h"
 
 #define FINDINGS_DEFAULT_WINDOW (21L * 86400)   /* the largest default level */
 #define FINDINGS_RSA_MIN        2048
@@ -96,16 +97,6 @@ findings_span(long s, char *buf, size_t len)
     }
 }
 
-static void
-findings_rfc3339(time_t t, char *buf, size_t len)
-{
-    struct tm tm;
-
-    if (gmtime_r(&t, &tm) == NULL || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-        snprintf(buf, len, "%lld", (long long) t);
-    }
-}
-
 typedef struct {
     atls_finding_t *out;
     size_t          max, n;
@@ -139,16 +130,16 @@ findings_validity(findings_acc_t *a, const atls_cert_facts_t *f, const atls_warn
 
     if (f->not_after <= now) {
         findings_span((long) (now - f->not_after), span, sizeof(span));
-        findings_rfc3339(f->not_after, when, sizeof(when));
+        atls_rfc3339_format(f->not_after, when, sizeof(when));
         findings_add(a, ATLS_FINDING_EXPIRED, "expired %s ago (%s)", span, when);
     } else if (f->not_after - now <= window) {
         findings_span((long) (f->not_after - now), span, sizeof(span));
-        findings_rfc3339(f->not_after, when, sizeof(when));
+        atls_rfc3339_format(f->not_after, when, sizeof(when));
         findings_add(a, ATLS_FINDING_EXPIRING, "expires in %s (%s)", span, when);
     }
     if (f->not_before > now) {
         findings_span((long) (f->not_before - now), span, sizeof(span));
-        findings_rfc3339(f->not_before, when, sizeof(when));
+        atls_rfc3339_format(f->not_before, when, sizeof(when));
         findings_add(a, ATLS_FINDING_NOT_YET_VALID, "valid only in %s (%s)", span, when);
     }
 }
