@@ -33,7 +33,7 @@
 #define EC         ATLS_KEY_EC256
 #define MAX_RECS   256
 
-/* ---- what the listener saw ---------------------------------------------------------- */
+/* ---- what the listener saw ----------------------------------------------------- */
 
 typedef struct {
     atls_event_type_t type;
@@ -144,7 +144,7 @@ counter(const char *name)
     return v;
 }
 
-/* ---- fixtures ------------------------------------------------------------------------- */
+/* ---- fixtures ------------------------------------------------------------------ */
 
 static int
 setup(void **state)
@@ -276,7 +276,7 @@ written_at(const char *rel)
     return (long long) sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
 }
 
-/* ---- orders --------------------------------------------------------------------------- */
+/* ---- orders -------------------------------------------------------------------- */
 
 /* A first certificate: obtaining, key-generated, obtained (its serial and
  * issuer), then deployed after the host's deployed(); counted once. */
@@ -454,7 +454,7 @@ test_policy_denied(void **state)
     assert_int_equal(count(ATLS_EV_POLICY_DENIED, NULL), 1);
 }
 
-/* ---- OCSP and revocation ---------------------------------------------------------------- */
+/* ---- OCSP and revocation ------------------------------------------------------- */
 
 /* ocsp-refreshed at each good answer; ocsp-failed once per streak. */
 static void
@@ -472,7 +472,8 @@ test_ocsp_events(void **state)
     u = fakehost_url(&rf.h, "http://ocsp.test/", 200, good, len);
     revfix_pass();
     assert_int_equal(count(ATLS_EV_OCSP_REFRESHED, "ocsp.test"), 1);
-    assert_string_equal(nth(ATLS_EV_OCSP_REFRESHED, "ocsp.test", 0, NULL)->key_type, "ec256");
+    assert_string_equal(nth(ATLS_EV_OCSP_REFRESHED, "ocsp.test", 0, NULL)->key_type,
+                        "ec256");
 
     /* a streak of three failures says so once */
     u->status = 500;
@@ -527,7 +528,7 @@ test_ocsp_revoked(void **state)
     free(der);
 }
 
-/* ---- expiry alerts ------------------------------------------------------------------------ */
+/* ---- expiry alerts ------------------------------------------------------------- */
 
 /* Levels around the leaf's notAfter: the first two already reached (only
  * the smaller one is said), the third crossed secs_ahead from now. */
