@@ -528,6 +528,37 @@ test_ocsp_revoked(void **state)
     free(der);
 }
 
+/* Learned revoked from a CRL: revoked (source "crl") for the listed
+ * certificate alone, once. */
+static void
+test_crl_revoked(void **state)
+{
+    fakehost_url_t *u;
+    unsigned char  *crl;
+    const rec_t    *r;
+    size_t          len;
+    char            old[132];
+
+    (void) state;
+    sched_start();
+    (void) revfix_seed("ok.test", NULL, "http://crl.test/1.crl", 1);
+    (void) revfix_seed("listed.test", NULL, "http://crl.test/1.crl", 1);
+    stored_serial("listed.test", old, sizeof(old));
+    crl = revfix_crl(rf.leaves[1], time(NULL) + 7 * 86400, &len);
+    u = fakehost_url(&rf.h, "http://crl.test/", 200, crl, len);
+    revfix_pass();
+    assert_int_equal(u->hits, 1);
+    assert_int_equal(count(ATLS_EV_REVOKED, NULL), 1);
+    r = nth(ATLS_EV_REVOKED, "listed.test", 0, NULL);
+    assert_string_equal(r->serial, old);
+    assert_string_equal(r->revoked_source, "crl");
+    assert_int_equal(r->reason, 1);
+    revfix_pass();
+    assert_int_equal(count(ATLS_EV_REVOKED, NULL), 1);
+    assert_int_equal(count(ATLS_EV_RENEWED, "listed.test"), 1);
+    free(crl);
+}
+
 /* ---- expiry alerts ------------------------------------------------------------- */
 
 /* Levels around the leaf's notAfter: the first two already reached (only
@@ -783,6 +814,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_policy_denied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ocsp_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ocsp_revoked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crl_revoked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiring_levels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expired_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_static_alerts, setup, teardown),
