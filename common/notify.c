@@ -174,7 +174,7 @@ entry_save(atls_notify_t *n, const char *key, json_t *e)
         if (next != 0) {
             (void) json_object_set_new(e, "next_attempt", json_integer(next));
         } else {
-            (void) json_object_del(e, "next_attempt");
+            (void) json_object_set_new(e, "next_attempt", json_integer(0));
         }
         text = json_dumps(e, JSON_COMPACT);
         rc = text == NULL ? ATLS_STORE_ERROR
