@@ -49,7 +49,10 @@ enum {
     /* notify-test */
     CLI_O_EXEC            = 1u << 26,
     CLI_O_WEBHOOK         = 1u << 27,
-    CLI_O_HEADER          = 1u << 28
+    CLI_O_HEADER          = 1u << 28,
+    /* scan (high bits: other commands add theirs from 26 up) */
+    CLI_O_SNI             = 1u << 30,
+    CLI_O_TARGETS         = 1u << 31
 };
 
 /* The options that describe how to get a certificate (issue; renew overrides). */
@@ -77,6 +80,8 @@ typedef struct {
     const char     *notify_webhook; /* notify-test --webhook URL */
     const char    **notify_headers; /* notify-test --header (malloc'd array) */
     size_t          n_notify_headers;
+    const char     *sni;            /* scan --sni NAME */
+    const char     *targets;        /* scan --targets FILE */
     /* set by cli_store_open when root works on a store another user owns
      * (and has become that user) */
     int             store_foreign;
@@ -98,6 +103,7 @@ extern const cli_command_t cli_cmd_notify_test;
 
 /* notify-test --header 'Name: value' (repeatable; cmd_notify.c).  0. */
 int cli_notify_add_header(cli_opts_t *o, const char *line);
+extern const cli_command_t cli_cmd_scan;
 
 /* Prints "autotls: <formatted>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
