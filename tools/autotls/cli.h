@@ -6,6 +6,7 @@
 #define AUTOTLS_CLI_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 #include "atls.h"
 #include "atls_acme.h"
@@ -18,40 +19,41 @@
 #define CLI_EXIT_FAIL   1
 #define CLI_EXIT_USAGE  2
 
-/* Which options a command accepts (and, after parsing, which were given). */
-enum {
-    CLI_O_DIRECTORY       = 1u << 0,
-    CLI_O_CA_FILE         = 1u << 1,
-    CLI_O_STORE           = 1u << 2,
-    CLI_O_CONTACT         = 1u << 3,
-    CLI_O_AGREE_TOS       = 1u << 4,
-    CLI_O_EAB_KID         = 1u << 5,
-    CLI_O_EAB_HMAC        = 1u << 6,
-    CLI_O_CHALLENGE       = 1u << 7,
-    CLI_O_HTTP_PORT       = 1u << 8,
-    CLI_O_TLS_PORT        = 1u << 9,
-    CLI_O_DNS_HOOK        = 1u << 10,
-    CLI_O_KEY             = 1u << 11,
-    CLI_O_PROFILE         = 1u << 12,
-    CLI_O_PROFILE_REQ     = 1u << 13,
-    CLI_O_PREFERRED_CHAIN = 1u << 14,
-    CLI_O_RENEW_BEFORE    = 1u << 15,
-    CLI_O_LISTEN          = 1u << 16,
-    CLI_O_JSON            = 1u << 17,
-    CLI_O_REQUEST         = 1u << 18,
-    CLI_O_REASON          = 1u << 19,
-    CLI_O_FORCE           = 1u << 20,
-    CLI_O_VERBOSE         = 1u << 21,
-    CLI_O_CSR_CN          = 1u << 22,
-    CLI_O_ALL             = 1u << 23,
-    CLI_O_PARALLEL        = 1u << 24,
-    CLI_O_EACH            = 1u << 25,
-    CLI_O_NAME            = 1u << 26,
-    CLI_O_SINCE           = 1u << 27,
-    /* scan (high bits: other commands add theirs from 26 up) */
-    CLI_O_SNI             = 1u << 30,
-    CLI_O_TARGETS         = 1u << 31
-};
+/* Which options a command accepts (and, after parsing, which were given):
+ * one bit each in a 64-bit set. */
+#define CLI_O_DIRECTORY        (UINT64_C(1) << 0)
+#define CLI_O_CA_FILE          (UINT64_C(1) << 1)
+#define CLI_O_STORE            (UINT64_C(1) << 2)
+#define CLI_O_CONTACT          (UINT64_C(1) << 3)
+#define CLI_O_AGREE_TOS        (UINT64_C(1) << 4)
+#define CLI_O_EAB_KID          (UINT64_C(1) << 5)
+#define CLI_O_EAB_HMAC         (UINT64_C(1) << 6)
+#define CLI_O_CHALLENGE        (UINT64_C(1) << 7)
+#define CLI_O_HTTP_PORT        (UINT64_C(1) << 8)
+#define CLI_O_TLS_PORT         (UINT64_C(1) << 9)
+#define CLI_O_DNS_HOOK         (UINT64_C(1) << 10)
+#define CLI_O_KEY              (UINT64_C(1) << 11)
+#define CLI_O_PROFILE          (UINT64_C(1) << 12)
+#define CLI_O_PROFILE_REQ      (UINT64_C(1) << 13)
+#define CLI_O_PREFERRED_CHAIN  (UINT64_C(1) << 14)
+#define CLI_O_RENEW_BEFORE     (UINT64_C(1) << 15)
+#define CLI_O_LISTEN           (UINT64_C(1) << 16)
+#define CLI_O_JSON             (UINT64_C(1) << 17)
+#define CLI_O_REQUEST          (UINT64_C(1) << 18)
+#define CLI_O_REASON           (UINT64_C(1) << 19)
+#define CLI_O_FORCE            (UINT64_C(1) << 20)
+#define CLI_O_VERBOSE          (UINT64_C(1) << 21)
+#define CLI_O_CSR_CN           (UINT64_C(1) << 22)
+#define CLI_O_ALL              (UINT64_C(1) << 23)
+#define CLI_O_PARALLEL         (UINT64_C(1) << 24)
+#define CLI_O_EACH             (UINT64_C(1) << 25)
+#define CLI_O_NAME             (UINT64_C(1) << 26)
+#define CLI_O_SINCE            (UINT64_C(1) << 27)
+#define CLI_O_EXEC             (UINT64_C(1) << 28)
+#define CLI_O_WEBHOOK          (UINT64_C(1) << 29)
+#define CLI_O_HEADER           (UINT64_C(1) << 30)
+#define CLI_O_SNI              (UINT64_C(1) << 31)
+#define CLI_O_TARGETS          (UINT64_C(1) << 32)
 
 /* The options that describe how to get a certificate (issue; renew overrides). */
 #define CLI_O_ISSUER (CLI_O_DIRECTORY | CLI_O_CA_FILE | CLI_O_CONTACT \
@@ -65,7 +67,7 @@ enum {
 #define CLI_O_VOUCHED (CLI_O_DIRECTORY | CLI_O_CA_FILE | CLI_O_DNS_HOOK)
 
 typedef struct {
-    unsigned        given;          /* CLI_O_* bits seen on the command line */
+    uint64_t        given;          /* CLI_O_* bits seen on the command line */
     const char     *store_dir;
     atls_issuer_t   issuer;         /* only the members whose bit is in `given` */
     const char     *listen_address; /* NULL: every address */
@@ -76,6 +78,10 @@ typedef struct {
     size_t          parallel;       /* --parallel N; 0: the core's default */
     const char     *name_filter;    /* audit --name */
     time_t          since;          /* audit --since, as a time; 0: not given */
+    const char     *notify_exec;    /* notify-test --exec PATH */
+    const char     *notify_webhook; /* notify-test --webhook URL */
+    const char    **notify_headers; /* notify-test --header (malloc'd array) */
+    size_t          n_notify_headers;
     const char     *sni;            /* scan --sni NAME */
     const char     *targets;        /* scan --targets FILE */
     /* set by cli_store_open when root works on a store another user owns
@@ -86,7 +92,7 @@ typedef struct {
 
 typedef struct {
     const char *name;
-    unsigned    accepts;            /* CLI_O_* */
+    uint64_t    accepts;            /* CLI_O_* */
     int         min_names;
     int         max_names;          /* -1: unlimited */
     int       (*run)(cli_opts_t *o);
@@ -100,6 +106,10 @@ extern const cli_command_t cli_cmd_audit;
 /* audit --since: an RFC 3339 time, or a duration ("2h": the last two hours
  * before now).  0 and *out; -1 after printing an error. */
 int cli_audit_since(const char *arg, time_t now, time_t *out);
+extern const cli_command_t cli_cmd_notify_test;
+
+/* notify-test --header 'Name: value' (repeatable; cmd_notify.c).  0. */
+int cli_notify_add_header(cli_opts_t *o, const char *line);
 extern const cli_command_t cli_cmd_scan;
 
 /* Prints "autotls: <formatted>" to stderr. */
@@ -120,7 +130,7 @@ atls_store_t *cli_store_open(cli_opts_t *o);
  * only when given again on the command line, with the same value.  which:
  * CLI_O_DIRECTORY | CLI_O_CA_FILE | CLI_O_DNS_HOOK.  0, or -1 after
  * printing which option to pass ("VERB NAME: ..."). */
-int cli_issuer_vouch(const cli_opts_t *o, unsigned which, const char *verb,
+int cli_issuer_vouch(const cli_opts_t *o, uint64_t which, const char *verb,
                      const char *name, const atls_issuer_t *is);
 
 /* Finds the certificate that has `name` among its names (or as its id).
