@@ -47,7 +47,9 @@ enum {
     CLI_O_CSR_CN          = 1u << 22,
     CLI_O_ALL             = 1u << 23,
     CLI_O_PARALLEL        = 1u << 24,
-    CLI_O_EACH            = 1u << 25
+    CLI_O_EACH            = 1u << 25,
+    CLI_O_NAME            = 1u << 26,
+    CLI_O_SINCE           = 1u << 27
 };
 
 /* The options that describe how to get a certificate (issue; renew overrides). */
@@ -71,6 +73,8 @@ typedef struct {
     char          **names;          /* operands (borrowed from argv) */
     size_t          n_names;
     size_t          parallel;       /* --parallel N; 0: the core's default */
+    const char     *name_filter;    /* audit --name */
+    time_t          since;          /* audit --since, as a time; 0: not given */
     /* set by cli_store_open when root works on a store another user owns
      * (and has become that user) */
     int             store_foreign;
@@ -94,6 +98,11 @@ typedef struct {
 
 extern const cli_command_t cli_cmd_issue, cli_cmd_list, cli_cmd_show,
                            cli_cmd_renew, cli_cmd_revoke;
+extern const cli_command_t cli_cmd_audit;
+
+/* audit --since: an RFC 3339 time, or a duration ("2h": the last two hours
+ * before now).  0 and *out; -1 after printing an error. */
+int cli_audit_since(const char *arg, time_t now, time_t *out);
 
 /* Prints "autotls: <formatted>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
