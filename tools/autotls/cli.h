@@ -49,7 +49,11 @@ enum {
     CLI_O_PARALLEL        = 1u << 24,
     CLI_O_EACH            = 1u << 25,
     CLI_O_NAME            = 1u << 26,
-    CLI_O_SINCE           = 1u << 27
+    CLI_O_SINCE           = 1u << 27,
+    /* notify-test */
+    CLI_O_EXEC            = 1u << 28,
+    CLI_O_WEBHOOK         = 1u << 29,
+    CLI_O_HEADER          = 1u << 30
 };
 
 /* The options that describe how to get a certificate (issue; renew overrides). */
@@ -75,6 +79,10 @@ typedef struct {
     size_t          parallel;       /* --parallel N; 0: the core's default */
     const char     *name_filter;    /* audit --name */
     time_t          since;          /* audit --since, as a time; 0: not given */
+    const char     *notify_exec;    /* notify-test --exec PATH */
+    const char     *notify_webhook; /* notify-test --webhook URL */
+    const char    **notify_headers; /* notify-test --header (malloc'd array) */
+    size_t          n_notify_headers;
     /* set by cli_store_open when root works on a store another user owns
      * (and has become that user) */
     int             store_foreign;
@@ -103,6 +111,10 @@ extern const cli_command_t cli_cmd_audit;
 /* audit --since: an RFC 3339 time, or a duration ("2h": the last two hours
  * before now).  0 and *out; -1 after printing an error. */
 int cli_audit_since(const char *arg, time_t now, time_t *out);
+extern const cli_command_t cli_cmd_notify_test;
+
+/* notify-test --header 'Name: value' (repeatable; cmd_notify.c).  0. */
+int cli_notify_add_header(cli_opts_t *o, const char *line);
 
 /* Prints "autotls: <formatted>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

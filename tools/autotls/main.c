@@ -25,6 +25,7 @@ enum {
     OPT_RENEW_BEFORE, OPT_LISTEN, OPT_JSON, OPT_REQUEST, OPT_REASON, OPT_FORCE,
     OPT_CSR_CN, OPT_ALL, OPT_PARALLEL, OPT_EACH, OPT_NAME, OPT_SINCE
 };
+enum { OPT_EXEC = OPT_BASE + 80, OPT_WEBHOOK, OPT_HEADER };   /* notify-test */
 
 static const struct option long_opts[] = {
     { "directory",        required_argument, NULL, OPT_DIRECTORY },
@@ -54,6 +55,9 @@ static const struct option long_opts[] = {
     { "each",             no_argument,       NULL, OPT_EACH },
     { "name",             required_argument, NULL, OPT_NAME },
     { "since",            required_argument, NULL, OPT_SINCE },
+    { "exec",             required_argument, NULL, OPT_EXEC },
+    { "webhook",          required_argument, NULL, OPT_WEBHOOK },
+    { "header",           required_argument, NULL, OPT_HEADER },
     { "verbose",          no_argument,       NULL, 'v' },
     { "help",             no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
@@ -90,6 +94,9 @@ static unsigned opt_bit(int val)
     case OPT_EACH:            return CLI_O_EACH;
     case OPT_NAME:            return CLI_O_NAME;
     case OPT_SINCE:           return CLI_O_SINCE;
+    case OPT_EXEC:            return CLI_O_EXEC;
+    case OPT_WEBHOOK:         return CLI_O_WEBHOOK;
+    case OPT_HEADER:          return CLI_O_HEADER;
     case 'v':                 return CLI_O_VERBOSE;
     default:                  return 0;
     }
@@ -97,7 +104,8 @@ static unsigned opt_bit(int val)
 
 static const cli_command_t *const commands[] = {
     &cli_cmd_issue, &cli_cmd_list, &cli_cmd_show, &cli_cmd_renew, &cli_cmd_revoke,
-    &cli_cmd_audit
+    &cli_cmd_audit,
+    &cli_cmd_notify_test
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -115,6 +123,7 @@ static void usage(FILE *f)
         "  renew    renew a certificate now, or ask a running server to\n"
         "  revoke   revoke a certificate\n"
         "  audit    print the audit trail of a store\n"
+        "  notify-test  send a test event through the notification sinks\n"
         "  help     show this text, or `autotls help COMMAND`\n"
         "\n"
         "Run `autotls COMMAND --help` for a command's options.\n"
@@ -281,6 +290,14 @@ static int apply_option(cli_opts_t *o, int val, const char *arg)
         break;
     case OPT_SINCE:
         return cli_audit_since(arg, time(NULL), &o->since);
+    case OPT_EXEC:
+        o->notify_exec = arg;
+        break;
+    case OPT_WEBHOOK:
+        o->notify_webhook = arg;
+        break;
+    case OPT_HEADER:
+        return cli_notify_add_header(o, arg);
     case 'v':
         o->verbose++;
         break;
