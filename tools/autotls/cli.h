@@ -55,6 +55,9 @@ enum {
     CLI_O_WEBHOOK         = 1u << 29,
     CLI_O_HEADER          = 1u << 30
 };
+/* scan; beyond 32 bits, so the sets are unsigned long long */
+#define CLI_O_SNI     (1ull << 31)
+#define CLI_O_TARGETS (1ull << 32)
 
 /* The options that describe how to get a certificate (issue; renew overrides). */
 #define CLI_O_ISSUER (CLI_O_DIRECTORY | CLI_O_CA_FILE | CLI_O_CONTACT \
@@ -68,7 +71,7 @@ enum {
 #define CLI_O_VOUCHED (CLI_O_DIRECTORY | CLI_O_CA_FILE | CLI_O_DNS_HOOK)
 
 typedef struct {
-    unsigned        given;          /* CLI_O_* bits seen on the command line */
+    unsigned long long given;       /* CLI_O_* bits seen on the command line */
     const char     *store_dir;
     atls_issuer_t   issuer;         /* only the members whose bit is in `given` */
     const char     *listen_address; /* NULL: every address */
@@ -83,6 +86,8 @@ typedef struct {
     const char     *notify_webhook; /* notify-test --webhook URL */
     const char    **notify_headers; /* notify-test --header (malloc'd array) */
     size_t          n_notify_headers;
+    const char     *sni;            /* scan --sni NAME */
+    const char     *targets;        /* scan --targets FILE */
     /* set by cli_store_open when root works on a store another user owns
      * (and has become that user) */
     int             store_foreign;
@@ -97,7 +102,7 @@ typedef struct {
 
 typedef struct {
     const char *name;
-    unsigned    accepts;            /* CLI_O_* */
+    unsigned long long accepts;     /* CLI_O_* */
     int         min_names;
     int         max_names;          /* -1: unlimited */
     int       (*run)(cli_opts_t *o);
@@ -115,6 +120,8 @@ extern const cli_command_t cli_cmd_notify_test;
 
 /* notify-test --header 'Name: value' (repeatable; cmd_notify.c).  0. */
 int cli_notify_add_header(cli_opts_t *o, const char *line);
+
+extern const cli_command_t cli_cmd_scan;
 
 /* Prints "autotls: <formatted>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -26,6 +26,7 @@ enum {
     OPT_CSR_CN, OPT_ALL, OPT_PARALLEL, OPT_EACH, OPT_NAME, OPT_SINCE
 };
 enum { OPT_EXEC = OPT_BASE + 80, OPT_WEBHOOK, OPT_HEADER };   /* notify-test */
+enum { OPT_SNI = OPT_BASE + 64, OPT_TARGETS };   /* scan */
 
 static const struct option long_opts[] = {
     { "directory",        required_argument, NULL, OPT_DIRECTORY },
@@ -58,13 +59,15 @@ static const struct option long_opts[] = {
     { "exec",             required_argument, NULL, OPT_EXEC },
     { "webhook",          required_argument, NULL, OPT_WEBHOOK },
     { "header",           required_argument, NULL, OPT_HEADER },
+    { "sni",              required_argument, NULL, OPT_SNI },
+    { "targets",          required_argument, NULL, OPT_TARGETS },
     { "verbose",          no_argument,       NULL, 'v' },
     { "help",             no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
 };
 
 /* long option value -> CLI_O_* bit */
-static unsigned opt_bit(int val)
+static unsigned long long opt_bit(int val)
 {
     switch (val) {
     case OPT_DIRECTORY:       return CLI_O_DIRECTORY;
@@ -97,6 +100,8 @@ static unsigned opt_bit(int val)
     case OPT_EXEC:            return CLI_O_EXEC;
     case OPT_WEBHOOK:         return CLI_O_WEBHOOK;
     case OPT_HEADER:          return CLI_O_HEADER;
+    case OPT_SNI:             return CLI_O_SNI;
+    case OPT_TARGETS:         return CLI_O_TARGETS;
     case 'v':                 return CLI_O_VERBOSE;
     default:                  return 0;
     }
@@ -105,7 +110,8 @@ static unsigned opt_bit(int val)
 static const cli_command_t *const commands[] = {
     &cli_cmd_issue, &cli_cmd_list, &cli_cmd_show, &cli_cmd_renew, &cli_cmd_revoke,
     &cli_cmd_audit,
-    &cli_cmd_notify_test
+    &cli_cmd_notify_test,
+    &cli_cmd_scan
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -124,6 +130,7 @@ static void usage(FILE *f)
         "  revoke   revoke a certificate\n"
         "  audit    print the audit trail of a store\n"
         "  notify-test  send a test event through the notification sinks\n"
+        "  scan     connect to TLS endpoints and report their certificates' findings\n"
         "  help     show this text, or `autotls help COMMAND`\n"
         "\n"
         "Run `autotls COMMAND --help` for a command's options.\n"
@@ -298,6 +305,12 @@ static int apply_option(cli_opts_t *o, int val, const char *arg)
         break;
     case OPT_HEADER:
         return cli_notify_add_header(o, arg);
+    case OPT_SNI:
+        o->sni = arg;
+        break;
+    case OPT_TARGETS:
+        o->targets = arg;
+        break;
     case 'v':
         o->verbose++;
         break;
