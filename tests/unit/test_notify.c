@@ -311,6 +311,36 @@ queue_head(fx_t *f, char *keybuf, size_t keylen)
     return e;
 }
 
+/* Makes the oldest entry's retry of sink due now (the backoff passed). */
+static void
+head_retry_now(fx_t *f, const char *sink)
+{
+    char    key[64], *text, err[256];
+    json_t *e = queue_head(f, key, sizeof(key));
+
+    json_object_set_new(json_object_get(e, "retry_at"), sink, json_integer(time(NULL) - 1));
+    text = json_dumps(e, JSON_COMPACT);
+    assert_int_equal(atls_store_queue_update(f->st, key, text, strlen(text), err, sizeof(err)),
+                     ATLS_STORE_OK);
+    free(text);
+    json_decref(e);
+}
+
+/* attempts[sink] of the oldest entry, and its retry time into *at. */
+static long long
+head_attempts(fx_t *f, const char *sink, long long *at)
+{
+    char      key[64];
+    json_t   *e = queue_head(f, key, sizeof(key));
+    long long n = json_integer_value(json_object_get(json_object_get(e, "attempts"), sink));
+
+    if (at != NULL) {
+        *at = json_integer_value(json_object_get(json_object_get(e, "retry_at"), sink));
+    }
+    json_decref(e);
+    return n;
+}
+
 static const char *
 body_id(const req_t *q, char *buf, size_t len)
 {
@@ -425,7 +455,7 @@ webhook_retry_and_restart(void **state)
 {
     fx_t               *f = *state;
     atls_notify_conf_t  c;
-    char               *hdr[1], key[64], id[64], *text, err[256];
+    char               *hdr[1], key[64], id[64];
     json_t             *e;
     time_t              now;
     long long           at;
@@ -439,11 +469,9 @@ webhook_retry_and_restart(void **state)
     answer(f, 503);
     assert_int_equal(f->h.n_req, 1);            /* b waits behind a */
     now = time(NULL);
-    e = queue_head(f, key, sizeof(key));
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(e, "attempts"),
-                                                        "webhook")), 1);
-    at = json_integer_value(json_object_get(json_object_get(e, "retry_at"), "webhook"));
+    assert_int_equal(head_attempts(f, "webhook", &at), 1);
     assert_true(at >= now + 7 && at <= now + 13);
+    e = queue_head(f, key, sizeof(key));
     assert_string_equal(json_string_value(json_object_get(json_object_get(e, "last_error"),
                                                            "webhook")), "HTTP 503");
     json_decref(e);
@@ -460,30 +488,16 @@ webhook_retry_and_restart(void **state)
     assert_int_equal(f->h.n_req, 0);
 
     /* the retry time passed (rewritten in the store): a timeout next */
-    e = queue_head(f, key, sizeof(key));
-    json_object_set_new(json_object_get(e, "retry_at"), "webhook", json_integer(now - 1));
-    text = json_dumps(e, JSON_COMPACT);
-    assert_int_equal(atls_store_queue_update(f->st, key, text, strlen(text), err, sizeof(err)),
-                     ATLS_STORE_OK);
-    free(text);
-    json_decref(e);
+    head_retry_now(f, "webhook");
     atls_sched_notify(f->h.s);
     run_soon(f);
     assert_int_equal(f->h.n_req, 1);
     assert_string_equal(body_id(&f->h.req[0], id, sizeof(id)), "a.test");
     answer(f, 0);
     now = time(NULL);
-    e = queue_head(f, key, sizeof(key));
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(e, "attempts"),
-                                                        "webhook")), 2);
-    at = json_integer_value(json_object_get(json_object_get(e, "retry_at"), "webhook"));
+    assert_int_equal(head_attempts(f, "webhook", &at), 2);
     assert_true(at >= now + 15 && at <= now + 25);
-    json_object_set_new(json_object_get(e, "retry_at"), "webhook", json_integer(now - 1));
-    text = json_dumps(e, JSON_COMPACT);
-    assert_int_equal(atls_store_queue_update(f->st, key, text, strlen(text), err, sizeof(err)),
-                     ATLS_STORE_OK);
-    free(text);
-    json_decref(e);
+    head_retry_now(f, "webhook");
 
     atls_sched_notify(f->h.s);
     run_soon(f);
@@ -608,8 +622,6 @@ exec_failure(void **state)
 {
     fx_t               *f = *state;
     atls_notify_conf_t  c;
-    char                key[64], *text, err[256];
-    json_t             *e;
     int                 i;
 
     memset(&c, 0, sizeof(c));
@@ -625,16 +637,8 @@ exec_failure(void **state)
         if (i == 4) {
             break;
         }
-        e = queue_head(f, key, sizeof(key));
-        assert_int_equal(json_integer_value(json_object_get(json_object_get(e, "attempts"),
-                                                            "exec")), i);
-        json_object_set_new(json_object_get(e, "retry_at"), "exec",
-                            json_integer(time(NULL) - 1));
-        text = json_dumps(e, JSON_COMPACT);
-        assert_int_equal(atls_store_queue_update(f->st, key, text, strlen(text), err,
-                                                 sizeof(err)), ATLS_STORE_OK);
-        free(text);
-        json_decref(e);
+        assert_int_equal(head_attempts(f, "exec", NULL), i);
+        head_retry_now(f, "exec");
         /* a new scheduler takes the stored state (the in-memory wait is
          * this one's) */
         sched_end(f);
@@ -705,6 +709,49 @@ unconfigured_sink_dropped(void **state)
     assert_int_equal(queue_len(f), 0);
 }
 
+/* Root: a notification command runs with the identity set for the
+ * process (a dns hook keeps the process's own). */
+static void
+exec_identity(void **state)
+{
+    fx_t             *f = *state;
+    atls_hook_proc_t  hp;
+    char              script[300], out[300], buf[400], why[256], *argv[2];
+    FILE             *fp;
+    int               ok = 0, i;
+
+    if (geteuid() != 0) {
+        skip();
+    }
+    snprintf(out, sizeof(out), "%s/uid.txt", f->dir);
+    snprintf(script, sizeof(script), "%s/uid.sh", f->dir);
+    snprintf(buf, sizeof(buf), "#!/bin/sh\nid -u > %s\n", out);
+    write_script(script, buf);
+    /* nobody runs it and writes next to it */
+    assert_int_equal(chmod(script, 0755), 0);
+    assert_int_equal(chmod(f->dir, 0777), 0);
+    argv[0] = script;
+    argv[1] = NULL;
+    atls_hook_set_identity(65534, 65534);
+    assert_int_equal(atls_hook_spawn_input(argv, "{}", 2, &hp, why, sizeof(why)), 0);
+    for (i = 0; i < 500; i++) {
+        struct pollfd p = { hp.fd, POLLIN, 0 };
+
+        if (poll(&p, 1, 20) > 0 && atls_hook_read(&hp, &ok, why, sizeof(why)) == 1) {
+            break;
+        }
+    }
+    atls_hook_set_identity(-1, -1);
+    if (!ok) {
+        fail_msg("the command failed: %s", why);
+    }
+    fp = fopen(out, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(buf, sizeof(buf), fp));
+    fclose(fp);
+    assert_string_equal(buf, "65534\n");
+}
+
 int
 main(void)
 {
@@ -718,6 +765,7 @@ main(void)
         cmocka_unit_test_setup_teardown(exec_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(exec_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(unconfigured_sink_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(exec_identity, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
