@@ -224,12 +224,14 @@ atls_inventory_item_use(atls_inventory_item_t *it, const char *name, const char 
     inventory_strv_add(&it->used_by, &it->n_used_by, where);
 }
 
-/* The findings of an item: unreadable alone when it could not be read. */
-static size_t
-inventory_findings(const atls_inventory_item_t *it, const atls_warn_t *w, time_t now,
-                   atls_finding_t *out, size_t max)
+size_t
+atls_inventory_item_findings(const atls_inventory_item_t *it, const atls_warn_t *w,
+                             time_t now, atls_finding_t *out, size_t max)
 {
     if (it->error != NULL) {
+        if (max == 0) {
+            return 0;
+        }
         out[0].type = ATLS_FINDING_UNREADABLE;
         out[0].severity = ATLS_SEV_CRITICAL;
         snprintf(out[0].detail, sizeof(out[0].detail), "%s", it->error);
@@ -245,7 +247,7 @@ static json_t *
 inventory_findings_json(const atls_inventory_item_t *it, const atls_warn_t *w, time_t now)
 {
     atls_finding_t fs[INVENTORY_FINDINGS];
-    size_t         i, n = inventory_findings(it, w, now, fs, INVENTORY_FINDINGS);
+    size_t         i, n = atls_inventory_item_findings(it, w, now, fs, INVENTORY_FINDINGS);
     json_t        *a = json_array();
 
     for (i = 0; a != NULL && i < n; i++) {
@@ -330,12 +332,14 @@ inventory_facts_from_json(json_t *o, atls_cert_facts_t *f, char *err, size_t err
     if (!json_is_object(key) || !json_is_object(chain)) {
         return atls_meta_fail(err, errlen, "field \"key\" and \"chain\" must be objects");
     }
-    if (atls_meta_get_str(key, "alg", "key.alg", &s, err, errlen)
-        || atls_meta_get_int(key, "bits", "key.bits", 0, 65536, &bits, err, errlen)) {
+    if (atls_meta_get_str(key, "alg", "key.alg", &s, err, errlen)) {
         return -1;
     }
     snprintf(f->key_alg, sizeof(f->key_alg), "%s", s != NULL ? s : "?");
     free(s);
+    if (atls_meta_get_int(key, "bits", "key.bits", 0, 65536, &bits, err, errlen)) {
+        return -1;
+    }
     f->key_bits = (int) bits;
     if (atls_meta_get_str(o, "signature", "signature", &s, err, errlen)) {
         return -1;
@@ -347,6 +351,9 @@ inventory_facts_from_json(json_t *o, atls_cert_facts_t *f, char *err, size_t err
                               err, errlen)
         || atls_meta_get_bool(chain, "self_signed", "chain.self_signed", &b, err, errlen)) {
         return -1;
+    }
+    if (len == 0) {
+        return atls_meta_fail(err, errlen, "field \"chain.length\" is missing");
     }
     f->chain_len = (size_t) len;
     f->self_signed = b;
@@ -432,7 +439,7 @@ atls_inventory_log_findings(const atls_inventory_item_t *items, size_t n,
     size_t         i, k, nf;
 
     for (i = 0; i < n; i++) {
-        nf = inventory_findings(&items[i], w, now, fs, INVENTORY_FINDINGS);
+        nf = atls_inventory_item_findings(&items[i], w, now, fs, INVENTORY_FINDINGS);
         inventory_join(items[i].used_by, items[i].n_used_by, where, sizeof(where));
         for (k = 0; k < nf; k++) {
             atls_log(fs[k].severity == ATLS_SEV_CRITICAL ? ATLS_LOG_ERR : ATLS_LOG_WARN,
