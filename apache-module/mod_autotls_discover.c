@@ -27,7 +27,7 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
-#include "http_main.h"
+#include "http_core.h"
 #include "apr_strings.h"
 
 #include "mod_autotls.h"
