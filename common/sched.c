@@ -20,6 +20,7 @@
 #include "atls_job.h"
 #include "atls_sched.h"
 #include "atls_store.h"
+#include "notify_int.h"
 #include "sched_internal.h"
 
 long long
@@ -64,6 +65,9 @@ sched_arm(atls_sched_t *s)
     if (s->rev_wake != 0 && !s->stopping) {
         best = earlier(best, s->rev_wake);
     }
+    if (s->warn_wake != 0 && !s->stopping) {
+        best = earlier(best, s->warn_wake);
+    }
     for (i = 0; i < s->n_slots; i++) {
         const sched_slot_t *sl = &s->slots[i];
 
@@ -77,6 +81,7 @@ sched_arm(atls_sched_t *s)
     for (op = s->orphans; op != NULL; op = op->next) {
         best = earlier(best, op->deadline);
     }
+    best = earlier(best, atls_notify_deadline(s->notify));
 
     if (best == LLONG_MAX) {
         if (s->armed != -1) {
@@ -150,6 +155,8 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
      * dns hook runs or the CA's trust. */
     atls_issuer_free(&sl->meta.issuer);
     atls_issuer_copy(&sl->meta.issuer, &c->issuer);
+    sl->cert = c;
+    atls_sched_warn_cert(sl);   /* expiry alerts, whatever is due */
 
     now = time(NULL);
     if (atls_store_peek_request(s->st, c->id, &asked)) {
@@ -157,7 +164,6 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
     }
     atls_job_plan(&sl->meta, now, request_at, force, s->ari, &sl->plan);
     sl->request_at = request_at;
-    sl->cert = c;
     if (sl->plan.kind == ATLS_PLAN_NOTHING
         || (sl->plan.kind == ATLS_PLAN_ARI
             && now < atls_sched_dir(s, sl->meta.issuer.directory)->no_ari_until)
@@ -420,9 +426,11 @@ void
 atls_sched_check(atls_sched_t *s)
 {
     sched_enter(s);
+    atls_notify_look(s->notify);
     if (!s->stopping && !s->pass_active) {
         s->pass_active = 1;
         s->pass_next = 0;
+        atls_sched_warn_static(s);
         sched_kick_soon(s);
     }
     sched_leave(s);
@@ -454,7 +462,9 @@ atls_sched_http_done(atls_sched_t *s, atls_sched_op_t *op, const atls_http_respo
     sched_slot_t *sl = op->slot;
 
     sched_enter(s);
-    if (sl != NULL && sl->op == op) {
+    if (atls_notify_http_done(s->notify, op, resp)) {
+        /* a notification's request */
+    } else if (sl != NULL && sl->op == op) {
         sl->op = NULL;
         atls_sched_op_free(op);
         atls_sched_slot_step(sl, resp);
@@ -468,9 +478,11 @@ atls_sched_hook_done(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *w
     char msg[400];
 
     sched_enter(s);
-    snprintf(msg, sizeof(msg), "dns hook %s failed: %s", op->setup ? "setup" : "teardown",
-             why != NULL && why[0] != '\0' ? why : "no reason given");
-    atls_sched_hook_end(s, op, ok, msg);
+    if (!atls_notify_hook_done(s->notify, op, ok, why)) {
+        snprintf(msg, sizeof(msg), "dns hook %s failed: %s", op->setup ? "setup" : "teardown",
+                 why != NULL && why[0] != '\0' ? why : "no reason given");
+        atls_sched_hook_end(s, op, ok, msg);
+    }
     sched_leave(s);
 }
 
@@ -515,9 +527,13 @@ atls_sched_timer(atls_sched_t *s)
     if (s->rev_wake != 0 && s->rev_wake <= now && !s->stopping) {
         rev_sweep(s);
     }
+    if (s->warn_wake != 0 && s->warn_wake <= now && !s->stopping) {
+        atls_sched_warn_static(s);
+    }
     if (s->kick_due || (s->pass_resume != 0 && s->pass_resume <= now)) {
         sched_kick(s);
     }
+    atls_notify_timer(s->notify, now);
     sched_leave(s);
 }
 
@@ -548,6 +564,8 @@ atls_sched_new(atls_store_t *st, const atls_sched_host_t *host,
     s->hook_timeout_s = opts != NULL && opts->hook_timeout_s > 0 ? opts->hook_timeout_s
                                                                  : ATLS_SCHED_HOOK_TIMEOUT_S;
     s->ari = opts != NULL && opts->ari;
+    s->events = opts != NULL ? opts->events : NULL;
+    s->policy = opts != NULL ? opts->policy : NULL;
     s->slots = calloc(s->n_slots, sizeof(*s->slots));
     if (s->slots == NULL) {
         free(s);
@@ -558,6 +576,7 @@ atls_sched_new(atls_store_t *st, const atls_sched_host_t *host,
         s->slots[i].s = s;
         atls_sched_slot_clear(&s->slots[i]);
     }
+    s->notify = atls_notify_new(s, opts != NULL ? opts->events : NULL);
     return s;
 }
 
@@ -569,6 +588,7 @@ sched_destroy(atls_sched_t *s)
 
     s->depth = 1;       /* a host that calls back meanwhile only marks it */
     s->freeing = 1;
+    atls_notify_free(s->notify);
     for (i = 0; i < s->n_slots; i++) {
         atls_sched_slot_cancel(&s->slots[i]);
     }
@@ -618,6 +638,7 @@ atls_sched_stop(atls_sched_t *s)
     s->pass_resume = 0;
     forced_clear(s);
     rev_queue_clear(s);
+    atls_notify_stop(s->notify);
     /* pending slots end (done() says "stopped") from the next kick */
     s->kick_due = 1;
     sched_leave(s);
@@ -629,7 +650,7 @@ atls_sched_idle(const atls_sched_t *s)
     size_t i;
 
     if (s->pass_active || s->forced != NULL || s->orphans != NULL
-        || s->rev_queue != NULL)
+        || s->rev_queue != NULL || atls_notify_busy(s->notify))
     {
         return 0;
     }
@@ -639,6 +660,14 @@ atls_sched_idle(const atls_sched_t *s)
         }
     }
     return 1;
+}
+
+void
+atls_sched_notify(atls_sched_t *s)
+{
+    sched_enter(s);
+    atls_notify_look(s->notify);
+    sched_leave(s);
 }
 
 size_t

@@ -9,10 +9,13 @@ SHA-1-signed, or served without their intermediate.
     leaf = cm.expired("old.test")
     leaf = cm.expiring("soon.test", minutes=30)
 
-leaf.cert is what a server is configured with (the leaf then the
-intermediate, or the leaf alone for no_intermediate / self_signed),
+leaf.cert is what a server is configured with (the leaf, the intermediate
+and the root, or the leaf alone for no_intermediate / self_signed),
 leaf.key the private key (0600), leaf.leaf the leaf alone, cm.root the
-root CA certificate a client would trust.
+root CA certificate a client would trust, cm.chain the intermediate and
+the root (openssl s_server -cert_chain).  The root is served too because
+it is in no system trust store: a chain ending at the intermediate would
+be an incomplete chain, a finding of its own.
 
 openssl ca is used because it is the only command of OpenSSL 3.0 that sets
 an arbitrary notBefore/notAfter (x509 -req only counts days from now).
@@ -96,6 +99,11 @@ class CertMaker:
             f.write(_CA_CONF.format(dir=self.ca_dir))
         self.root, self.root_key = self._make_root()
         self.inter, self.inter_key = self._make_intermediate()
+        self.chain = os.path.join(self.dir, "chain.pem")
+        with open(self.chain, "w") as out:
+            for path in (self.inter, self.root):
+                with open(path) as f:
+                    out.write(f.read())
 
     # ---- the CA pair ------------------------------------------------------
 
@@ -163,7 +171,7 @@ class CertMaker:
         with open(leaf) as f:
             text = f.read()
         if chain:
-            with open(self.inter) as f:
+            with open(self.chain) as f:
                 text += f.read()
         with open(cert, "w") as f:
             f.write(text)
