@@ -235,3 +235,61 @@ def test_expiry_levels_of_static_certificates(pebble, apache_factory, test_root,
                what="the graceful restart")
     stays(lambda: (len(of("expired", old.cert)) == 1 and len(of("expired", soon.cert)) == 1
                    and len(of("expiring", soon.cert)) == 3), 6, what="no alert sent twice")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: "relative/notify.sh", "is not an absolute path"),
+    (lambda d: os.path.join(d, "missing.sh"), "No such file"),
+    (lambda d: d, "is not a regular file"),
+    (lambda d: _script(d, 0o644), "is not executable"),
+    (lambda d: _script(d, 0o775), "writable by its group or by everyone"),
+    (lambda d: _script(d, 0o757), "writable by its group or by everyone"),
+])
+def test_notify_cmd_is_checked_at_config_time(pebble, test_root, make, message):
+    from apachectl import Apache
+    path = make(test_root)
+    a = Apache(test_root, pebble, [["cmd.ev.apache.test"]],
+               global_extra=f"AutoTLSNotifyCmd {path}")
+    with open(a.conf_path) as f:
+        no = [i for i, ln in enumerate(f, 1) if ln.startswith("AutoTLSNotifyCmd")][0]
+    proc = a.configtest()
+    assert proc.returncode != 0
+    assert f"line {no} of {a.conf_path}" in proc.stderr, proc.stderr
+    assert "AutoTLSNotifyCmd" in proc.stderr and message in proc.stderr, proc.stderr
+
+
+def _script(d, mode):
+    path = os.path.join(d, f"notify-{mode:o}.sh")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\nexit 0\n")
+    os.chmod(path, mode)
+    return path
+
+
+@pytest.mark.parametrize("line, directive", [
+    ("AutoTLSNotifyWebhook ftp://127.0.0.1/hook", "AutoTLSNotifyWebhook"),
+    ('AutoTLSNotifyWebhook http://127.0.0.1/hook "No colon here"', "AutoTLSNotifyWebhook"),
+    ("AutoTLSNotifyTimeout never", "AutoTLSNotifyTimeout"),
+    ("AutoTLSNotifyQueue 0", "AutoTLSNotifyQueue"),
+    ("AutoTLSWarn 7d 7d", "AutoTLSWarn"),
+    ("AutoTLSWarn soon", "AutoTLSWarn"),
+])
+def test_bad_notify_values_name_the_directive(pebble, test_root, line, directive):
+    from apachectl import Apache
+    a = Apache(test_root, pebble, [["val.ev.apache.test"]], global_extra=line)
+    proc = a.configtest()
+    assert proc.returncode != 0
+    assert directive in proc.stderr and "Syntax error on line" in proc.stderr, proc.stderr
+
+
+def test_good_notify_settings_pass(pebble, test_root):
+    from apachectl import Apache
+    a = Apache(test_root, pebble, [["ok.ev.apache.test"]], global_extra="\n".join([
+        f"AutoTLSNotifyCmd {_script(test_root, 0o755)}",
+        "AutoTLSNotifyTimeout 2m",
+        'AutoTLSNotifyWebhook https://hooks.example.test/x "Authorization: Bearer t0k"',
+        "AutoTLSNotifyQueue 500",
+        "AutoTLSWarn 30d 14d 2d 12h",
+    ]))
+    proc = a.configtest()
+    assert proc.returncode == 0, proc.stderr

@@ -86,6 +86,24 @@ def monitored(pebble, apache_factory, test_root):  # noqa: F811
 def test_static_certificates_on_status_page_metrics_and_log(monitored):
     apache, leaves = monitored
 
+    # the store's inventory, written by the watchdog child
+    inv = os.path.join(apache.store, "inventory")
+    wait_until(lambda: len(os.listdir(inv)) == len(leaves) if os.path.isdir(inv) else False,
+               timeout=30, what="the inventory in the store")
+    for entry in os.listdir(inv):
+        with open(os.path.join(inv, entry)) as f:
+            stored = json.load(f)
+        assert stored["path"] in [leaf.cert for leaf in leaves.values()]
+        assert stored["server"] == "apache" and stored["used_by"]
+
+    # each finding once in the error log at start, from the parent only
+    def log_lines(path, finding):
+        return [ln for ln in apache.log_text().splitlines()
+                if "[autotls:" in ln and f'"{path}"' in ln and f": {finding}: " in ln]
+    for name, (_, finding) in CASES.items():
+        assert len(log_lines(leaves[name].cert, finding)) == 1, \
+            (name, log_lines(leaves[name].cert, finding))
+
     # every distinct file is in the status JSON with its finding
     def listed():
         items = static_items(apache.status_json())
@@ -111,18 +129,6 @@ def test_static_certificates_on_status_page_metrics_and_log(monitored):
         lines = [ln for ln in text.splitlines() if f'id="{cid}"' in ln]
         assert any('source="static"' in ln for ln in lines), (cid, text)
         assert any(finding in ln for ln in lines), (cid, finding, lines)
-
-    # the store's inventory, written by the watchdog child
-    inv = os.path.join(apache.store, "inventory")
-    wait_until(lambda: len(os.listdir(inv)) >= len(leaves) if os.path.isdir(inv) else False,
-               timeout=30, what="the inventory in the store")
-
-    # each finding once in the error log at start, from the parent only
-    def log_lines(path, finding):
-        return [ln for ln in apache.log_text().splitlines() if path in ln and finding in ln]
-    for name, (_, finding) in CASES.items():
-        assert len(log_lines(leaves[name].cert, finding)) == 1, \
-            (name, log_lines(leaves[name].cert, finding))
 
     # ... and once more at each restart
     proc = apache.graceful()
