@@ -174,7 +174,7 @@ entry_save(atls_notify_t *n, const char *key, json_t *e)
         if (next != 0) {
             (void) json_object_set_new(e, "next_attempt", json_integer(next));
         } else {
-            (void) json_object_del(e, "next_attempt");
+            (void) json_object_set_new(e, "next_attempt", json_integer(0));
         }
         text = json_dumps(e, JSON_COMPACT);
         rc = text == NULL ? ATLS_STORE_ERROR
@@ -516,12 +516,11 @@ notify_scan(atls_notify_t *n)
         return;
     }
     if (nk > 0 && notify_lock(n)) {
+        /* the stored retry times are the truth (another process, an
+         * earlier run may have written them): found again below */
         for (k = 0; k < SINK_MAX; k++) {
-            busy[k] = !n->sink[k].on || n->sink[k].op != NULL
-                      || (n->sink[k].retry_at != 0 && n->sink[k].retry_at > mono);
-            if (!busy[k]) {
-                n->sink[k].retry_at = 0;
-            }
+            busy[k] = !n->sink[k].on || n->sink[k].op != NULL;
+            n->sink[k].retry_at = 0;
         }
         for (i = 0; i < nk; i++) {
             json_t *e;

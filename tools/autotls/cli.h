@@ -48,7 +48,11 @@ enum {
     CLI_O_EACH            = 1u << 25,
     /* scan (high bits: other commands add theirs from 26 up) */
     CLI_O_SNI             = 1u << 30,
-    CLI_O_TARGETS         = 1u << 31
+    CLI_O_TARGETS         = 1u << 31,
+    /* notify-test */
+    CLI_O_EXEC            = 1u << 26,
+    CLI_O_WEBHOOK         = 1u << 27,
+    CLI_O_HEADER          = 1u << 28
 };
 
 /* The options that describe how to get a certificate (issue; renew overrides). */
@@ -74,6 +78,10 @@ typedef struct {
     size_t          parallel;       /* --parallel N; 0: the core's default */
     const char     *sni;            /* scan --sni NAME */
     const char     *targets;        /* scan --targets FILE */
+    const char     *notify_exec;    /* notify-test --exec PATH */
+    const char     *notify_webhook; /* notify-test --webhook URL */
+    const char    **notify_headers; /* notify-test --header (malloc'd array) */
+    size_t          n_notify_headers;
     /* set by cli_store_open when root works on a store another user owns
      * (and has become that user) */
     int             store_foreign;
@@ -92,6 +100,10 @@ typedef struct {
 extern const cli_command_t cli_cmd_issue, cli_cmd_list, cli_cmd_show,
                            cli_cmd_renew, cli_cmd_revoke;
 extern const cli_command_t cli_cmd_scan;
+extern const cli_command_t cli_cmd_notify_test;
+
+/* notify-test --header 'Name: value' (repeatable; cmd_notify.c).  0. */
+int cli_notify_add_header(cli_opts_t *o, const char *line);
 
 /* Prints "autotls: <formatted>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
