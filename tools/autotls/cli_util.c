@@ -76,6 +76,8 @@ atls_store_t *cli_store_open(cli_opts_t *o)
     atls_store_t *st;
     char          err[512];
 
+    /* the invoking user, before root may become the store's owner */
+    atls_actor_self(&o->actor, "cli", ATLS_USER_AGENT);
     if (cli_become_owner(o) != 0) {
         return NULL;
     }
@@ -105,7 +107,7 @@ static const char *vouched_value(const atls_issuer_t *is, unsigned bit)
     }
 }
 
-int cli_issuer_vouch(const cli_opts_t *o, unsigned which, const char *verb,
+int cli_issuer_vouch(const cli_opts_t *o, cli_optmask_t which, const char *verb,
                      const char *name, const atls_issuer_t *is)
 {
     const char *rec, *given;

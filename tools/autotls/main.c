@@ -23,7 +23,7 @@ enum {
     OPT_EAB_KID, OPT_EAB_HMAC, OPT_CHALLENGE, OPT_HTTP_PORT, OPT_TLS_PORT,
     OPT_DNS_HOOK, OPT_KEY, OPT_PROFILE, OPT_PROFILE_REQ, OPT_PREFERRED_CHAIN,
     OPT_RENEW_BEFORE, OPT_LISTEN, OPT_JSON, OPT_REQUEST, OPT_REASON, OPT_FORCE,
-    OPT_CSR_CN, OPT_ALL, OPT_PARALLEL, OPT_EACH
+    OPT_CSR_CN, OPT_ALL, OPT_PARALLEL, OPT_EACH, OPT_NAME, OPT_SINCE
 };
 enum { OPT_SNI = OPT_BASE + 64, OPT_TARGETS };   /* scan */
 enum { OPT_EXEC = OPT_BASE + 80, OPT_WEBHOOK, OPT_HEADER };   /* notify-test */
@@ -56,6 +56,8 @@ static const struct option long_opts[] = {
     { "each",             no_argument,       NULL, OPT_EACH },
     { "sni",              required_argument, NULL, OPT_SNI },
     { "targets",          required_argument, NULL, OPT_TARGETS },
+    { "name",             required_argument, NULL, OPT_NAME },
+    { "since",            required_argument, NULL, OPT_SINCE },
     { "exec",             required_argument, NULL, OPT_EXEC },
     { "webhook",          required_argument, NULL, OPT_WEBHOOK },
     { "header",           required_argument, NULL, OPT_HEADER },
@@ -65,7 +67,7 @@ static const struct option long_opts[] = {
 };
 
 /* long option value -> CLI_O_* bit */
-static unsigned opt_bit(int val)
+static cli_optmask_t opt_bit(int val)
 {
     switch (val) {
     case OPT_DIRECTORY:       return CLI_O_DIRECTORY;
@@ -95,6 +97,8 @@ static unsigned opt_bit(int val)
     case OPT_EACH:            return CLI_O_EACH;
     case OPT_SNI:             return CLI_O_SNI;
     case OPT_TARGETS:         return CLI_O_TARGETS;
+    case OPT_NAME:            return CLI_O_NAME;
+    case OPT_SINCE:           return CLI_O_SINCE;
     case OPT_EXEC:            return CLI_O_EXEC;
     case OPT_WEBHOOK:         return CLI_O_WEBHOOK;
     case OPT_HEADER:          return CLI_O_HEADER;
@@ -105,7 +109,7 @@ static unsigned opt_bit(int val)
 
 static const cli_command_t *const commands[] = {
     &cli_cmd_issue, &cli_cmd_list, &cli_cmd_show, &cli_cmd_renew, &cli_cmd_revoke,
-    &cli_cmd_scan, &cli_cmd_notify_test
+    &cli_cmd_scan, &cli_cmd_audit, &cli_cmd_notify_test
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -123,6 +127,7 @@ static void usage(FILE *f)
         "  renew    renew a certificate now, or ask a running server to\n"
         "  revoke   revoke a certificate\n"
         "  scan     connect to TLS endpoints and report their certificates' findings\n"
+        "  audit    print the audit trail of a store\n"
         "  notify-test  send a test event through the notification sinks\n"
         "  help     show this text, or `autotls help COMMAND`\n"
         "\n"
@@ -291,6 +296,11 @@ static int apply_option(cli_opts_t *o, int val, const char *arg)
     case OPT_TARGETS:
         o->targets = arg;
         break;
+    case OPT_NAME:
+        o->name_filter = arg;
+        break;
+    case OPT_SINCE:
+        return cli_audit_since(arg, time(NULL), &o->since);
     case OPT_EXEC:
         o->notify_exec = arg;
         break;
