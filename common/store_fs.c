@@ -1188,7 +1188,9 @@ fs_is_private_name(const char *base)
     return (n > 4 && strcmp(base + n - 4, ".key") == 0)
            || (n > 4 && strcmp(base + n - 4, ".pem") == 0)
            || (n > 5 && strcmp(base + n - 5, ".lock") == 0)
-           || strncmp(base, ".tmp.", 5) == 0;
+           || strncmp(base, ".tmp.", 5) == 0
+           /* the audit trail names operators; notify.json may hold a token */
+           || strncmp(base, "audit.log", 9) == 0 || strcmp(base, "notify.json") == 0;
 }
 
 /* The mode an entry should have: never a set-id bit, never writable by
