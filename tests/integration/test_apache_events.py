@@ -114,7 +114,7 @@ def test_command_and_webhook_sinks_see_a_life(pebble, apache_factory, test_root,
 
         # first issue: obtaining, obtained, deployed through both sinks
         for ev in ("obtaining", "obtained", "deployed"):
-            body = receiver.wait_for_event(ev, pred=lambda b: b["id"] == name).body
+            body = receiver.wait_for_event(ev, pred=lambda b: b["id"] == name)
             check_event(body, ev, name, None if ev == "obtaining" else info["serial"])
         assert receiver.delivered()[0].headers["x-autotls-test"] == "apache"
         assert receiver.delivered()[0].headers["content-type"].startswith("application/json")
@@ -131,7 +131,7 @@ def test_command_and_webhook_sinks_see_a_life(pebble, apache_factory, test_root,
 
         # a failure: class, CA problem, attempt
         failed = receiver.wait_for_event("failed", pred=lambda b: b["id"] == fail,
-                                         timeout=120).body
+                                         timeout=120)
         assert failed["outcome"] == "error"
         err = failed["error"]
         assert err["class"] and err["attempt"] >= 1 and err["detail"]
@@ -142,7 +142,7 @@ def test_command_and_webhook_sinks_see_a_life(pebble, apache_factory, test_root,
         # a renewal an operator asks for: renewed with old and new serials
         run_cli("renew", "--store", apache.store, "--request", name)
         _, info2 = wait_issued(apache, pebble, name, not_serial=info["serial"])
-        renewed = receiver.wait_for_event("renewed", pred=lambda b: b["id"] == name).body
+        renewed = receiver.wait_for_event("renewed", pred=lambda b: b["id"] == name)
         check_event(renewed, "renewed", name, info2["serial"])
         assert int(renewed["old_serial"], 16) == int(info["serial"], 16)
         wait_until(lambda: [e for e in cmd_events(out, "renewed") if e["id"] == name],
@@ -168,7 +168,7 @@ def test_webhook_down_then_back_across_a_restart(pebble, apache_factory, receive
                what="the graceful restart")
     receiver.start()
     for ev in ("obtaining", "obtained", "deployed"):
-        body = receiver.wait_for_event(ev, pred=lambda b: b["id"] == name, timeout=180).body
+        body = receiver.wait_for_event(ev, pred=lambda b: b["id"] == name, timeout=180)
         check_event(body, ev, name)
     # at least once, never multiplied per pass
     stays(lambda: len(receiver.events("obtained")) <= 2, 5, what="no stream of duplicates")
