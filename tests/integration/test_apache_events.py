@@ -157,7 +157,7 @@ def test_webhook_down_then_back_across_a_restart(pebble, apache_factory, receive
     apache = apache_factory(pebble, [[name]],
                             global_extra=f"AutoTLSNotifyWebhook {receiver.url}").start()
     wait_issued(apache, pebble, name)
-    queue = os.path.join(apache.store, "queue")
+    queue = os.path.join(apache.store, "events")
     wait_until(lambda: os.path.isdir(queue) and os.listdir(queue), timeout=30,
                what="undelivered events in the store's queue")
 
