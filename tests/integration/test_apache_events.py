@@ -123,6 +123,12 @@ def test_command_and_webhook_sinks_see_a_life(pebble, apache_factory, test_root,
                          timeout=60, what="the command sink's first-issue events")
         for argv, body in got:
             assert argv == [body["event"], body["id"]], argv
+        if os.geteuid() == 0:
+            # run by the watchdog child as the children's user, not by root
+            import pwd
+            worker = pwd.getpwnam("www-data").pw_uid
+            for path in glob.glob(os.path.join(out, "*.json")):
+                assert os.stat(path).st_uid == worker, path
         obtained = [e for e in cmd_events(out, "obtained") if e["id"] == name][0]
         check_event(obtained, "obtained", name, info["serial"])
         assert obtained["not_after"].endswith("Z") and obtained["key_type"] == "ec256"
