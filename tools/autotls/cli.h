@@ -20,43 +20,44 @@
 #define CLI_EXIT_FAIL   1
 #define CLI_EXIT_USAGE  2
 
-/* Which options a command accepts (and, after parsing, which were given):
- * more than 32, hence a 64-bit mask. */
-typedef unsigned long long cli_optmask_t;
-
-#define CLI_O_DIRECTORY       ((cli_optmask_t) 1 << 0)
-#define CLI_O_CA_FILE         ((cli_optmask_t) 1 << 1)
-#define CLI_O_STORE           ((cli_optmask_t) 1 << 2)
-#define CLI_O_CONTACT         ((cli_optmask_t) 1 << 3)
-#define CLI_O_AGREE_TOS       ((cli_optmask_t) 1 << 4)
-#define CLI_O_EAB_KID         ((cli_optmask_t) 1 << 5)
-#define CLI_O_EAB_HMAC        ((cli_optmask_t) 1 << 6)
-#define CLI_O_CHALLENGE       ((cli_optmask_t) 1 << 7)
-#define CLI_O_HTTP_PORT       ((cli_optmask_t) 1 << 8)
-#define CLI_O_TLS_PORT        ((cli_optmask_t) 1 << 9)
-#define CLI_O_DNS_HOOK        ((cli_optmask_t) 1 << 10)
-#define CLI_O_KEY             ((cli_optmask_t) 1 << 11)
-#define CLI_O_PROFILE         ((cli_optmask_t) 1 << 12)
-#define CLI_O_PROFILE_REQ     ((cli_optmask_t) 1 << 13)
-#define CLI_O_PREFERRED_CHAIN ((cli_optmask_t) 1 << 14)
-#define CLI_O_RENEW_BEFORE    ((cli_optmask_t) 1 << 15)
-#define CLI_O_LISTEN          ((cli_optmask_t) 1 << 16)
-#define CLI_O_JSON            ((cli_optmask_t) 1 << 17)
-#define CLI_O_REQUEST         ((cli_optmask_t) 1 << 18)
-#define CLI_O_REASON          ((cli_optmask_t) 1 << 19)
-#define CLI_O_FORCE           ((cli_optmask_t) 1 << 20)
-#define CLI_O_VERBOSE         ((cli_optmask_t) 1 << 21)
-#define CLI_O_CSR_CN          ((cli_optmask_t) 1 << 22)
-#define CLI_O_ALL             ((cli_optmask_t) 1 << 23)
-#define CLI_O_PARALLEL        ((cli_optmask_t) 1 << 24)
-#define CLI_O_EACH            ((cli_optmask_t) 1 << 25)
-#define CLI_O_SNI             ((cli_optmask_t) 1 << 31)
-#define CLI_O_TARGETS         ((cli_optmask_t) 1 << 32)
-#define CLI_O_NAME            ((cli_optmask_t) 1 << 26)
-#define CLI_O_SINCE           ((cli_optmask_t) 1 << 27)
-#define CLI_O_EXEC            ((cli_optmask_t) 1 << 28)
-#define CLI_O_WEBHOOK         ((cli_optmask_t) 1 << 29)
-#define CLI_O_HEADER          ((cli_optmask_t) 1 << 30)
+/* Which options a command accepts (and, after parsing, which were given). */
+enum {
+    CLI_O_DIRECTORY       = 1u << 0,
+    CLI_O_CA_FILE         = 1u << 1,
+    CLI_O_STORE           = 1u << 2,
+    CLI_O_CONTACT         = 1u << 3,
+    CLI_O_AGREE_TOS       = 1u << 4,
+    CLI_O_EAB_KID         = 1u << 5,
+    CLI_O_EAB_HMAC        = 1u << 6,
+    CLI_O_CHALLENGE       = 1u << 7,
+    CLI_O_HTTP_PORT       = 1u << 8,
+    CLI_O_TLS_PORT        = 1u << 9,
+    CLI_O_DNS_HOOK        = 1u << 10,
+    CLI_O_KEY             = 1u << 11,
+    CLI_O_PROFILE         = 1u << 12,
+    CLI_O_PROFILE_REQ     = 1u << 13,
+    CLI_O_PREFERRED_CHAIN = 1u << 14,
+    CLI_O_RENEW_BEFORE    = 1u << 15,
+    CLI_O_LISTEN          = 1u << 16,
+    CLI_O_JSON            = 1u << 17,
+    CLI_O_REQUEST         = 1u << 18,
+    CLI_O_REASON          = 1u << 19,
+    CLI_O_FORCE           = 1u << 20,
+    CLI_O_VERBOSE         = 1u << 21,
+    CLI_O_CSR_CN          = 1u << 22,
+    CLI_O_ALL             = 1u << 23,
+    CLI_O_PARALLEL        = 1u << 24,
+    CLI_O_EACH            = 1u << 25,
+    CLI_O_NAME            = 1u << 26,
+    CLI_O_SINCE           = 1u << 27,
+    /* notify-test */
+    CLI_O_EXEC            = 1u << 28,
+    CLI_O_WEBHOOK         = 1u << 29,
+    CLI_O_HEADER          = 1u << 30
+};
+/* scan; beyond 32 bits, so the sets are unsigned long long */
+#define CLI_O_SNI     (1ull << 31)
+#define CLI_O_TARGETS (1ull << 32)
 
 /* The options that describe how to get a certificate (issue; renew overrides). */
 #define CLI_O_ISSUER (CLI_O_DIRECTORY | CLI_O_CA_FILE | CLI_O_CONTACT \
@@ -70,7 +71,7 @@ typedef unsigned long long cli_optmask_t;
 #define CLI_O_VOUCHED (CLI_O_DIRECTORY | CLI_O_CA_FILE | CLI_O_DNS_HOOK)
 
 typedef struct {
-    cli_optmask_t   given;          /* CLI_O_* bits seen on the command line */
+    unsigned long long given;       /* CLI_O_* bits seen on the command line */
     const char     *store_dir;
     atls_issuer_t   issuer;         /* only the members whose bit is in `given` */
     const char     *listen_address; /* NULL: every address */
@@ -79,14 +80,14 @@ typedef struct {
     char          **names;          /* operands (borrowed from argv) */
     size_t          n_names;
     size_t          parallel;       /* --parallel N; 0: the core's default */
-    const char     *sni;            /* scan --sni NAME */
-    const char     *targets;        /* scan --targets FILE */
     const char     *name_filter;    /* audit --name */
     time_t          since;          /* audit --since, as a time; 0: not given */
     const char     *notify_exec;    /* notify-test --exec PATH */
     const char     *notify_webhook; /* notify-test --webhook URL */
     const char    **notify_headers; /* notify-test --header (malloc'd array) */
     size_t          n_notify_headers;
+    const char     *sni;            /* scan --sni NAME */
+    const char     *targets;        /* scan --targets FILE */
     /* set by cli_store_open when root works on a store another user owns
      * (and has become that user) */
     int             store_foreign;
@@ -101,7 +102,7 @@ typedef struct {
 
 typedef struct {
     const char *name;
-    cli_optmask_t accepts;            /* CLI_O_* */
+    unsigned long long accepts;     /* CLI_O_* */
     int         min_names;
     int         max_names;          /* -1: unlimited */
     int       (*run)(cli_opts_t *o);
@@ -110,7 +111,6 @@ typedef struct {
 
 extern const cli_command_t cli_cmd_issue, cli_cmd_list, cli_cmd_show,
                            cli_cmd_renew, cli_cmd_revoke;
-extern const cli_command_t cli_cmd_scan;
 extern const cli_command_t cli_cmd_audit;
 
 /* audit --since: an RFC 3339 time, or a duration ("2h": the last two hours
@@ -120,6 +120,8 @@ extern const cli_command_t cli_cmd_notify_test;
 
 /* notify-test --header 'Name: value' (repeatable; cmd_notify.c).  0. */
 int cli_notify_add_header(cli_opts_t *o, const char *line);
+
+extern const cli_command_t cli_cmd_scan;
 
 /* Prints "autotls: <formatted>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -139,7 +141,7 @@ atls_store_t *cli_store_open(cli_opts_t *o);
  * only when given again on the command line, with the same value.  which:
  * CLI_O_DIRECTORY | CLI_O_CA_FILE | CLI_O_DNS_HOOK.  0, or -1 after
  * printing which option to pass ("VERB NAME: ..."). */
-int cli_issuer_vouch(const cli_opts_t *o, cli_optmask_t which, const char *verb,
+int cli_issuer_vouch(const cli_opts_t *o, unsigned which, const char *verb,
                      const char *name, const atls_issuer_t *is);
 
 /* Finds the certificate that has `name` among its names (or as its id).

@@ -107,7 +107,7 @@ static const char *vouched_value(const atls_issuer_t *is, unsigned bit)
     }
 }
 
-int cli_issuer_vouch(const cli_opts_t *o, cli_optmask_t which, const char *verb,
+int cli_issuer_vouch(const cli_opts_t *o, unsigned which, const char *verb,
                      const char *name, const atls_issuer_t *is)
 {
     const char *rec, *given;
