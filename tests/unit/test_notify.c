@@ -709,6 +709,38 @@ unconfigured_sink_dropped(void **state)
     assert_int_equal(queue_len(f), 0);
 }
 
+/* The store is the worker's: an entry whose event name is unknown or
+ * whose id could pass for an option is removed, never run or sent. */
+static void
+planted_entries_refused(void **state)
+{
+    fx_t               *f = *state;
+    atls_notify_conf_t  c;
+    char                err[256];
+    static const char  *planted[] = {
+        "{\"event\":{\"event\":\"--help\"},\"pending\":[\"exec\"]}",
+        "{\"event\":{\"event\":\"renewed\",\"id\":\"-rf\"},\"pending\":[\"exec\"]}",
+        "{\"event\":{\"event\":\"renewed\",\"id\":\"a\\nb\"},\"pending\":[\"exec\"]}",
+        "{\"pending\":[\"exec\"]}",
+        "not json",
+    };
+    size_t              i;
+
+    for (i = 0; i < sizeof(planted) / sizeof(planted[0]); i++) {
+        assert_int_equal(atls_store_queue_put(f->st, planted[i], strlen(planted[i]), 0, NULL,
+                                              err, sizeof(err)), ATLS_STORE_OK);
+    }
+    memset(&c, 0, sizeof(c));
+    c.exec = f->script_ok;
+    logcap_start(ATLS_LOG_WARN);
+    sched_start(f, &c);
+    run_soon(f);
+    assert_int_equal(f->h.exec_runs, 0);
+    assert_int_equal(queue_len(f), 0);
+    assert_int_equal(logcap_count("is not a queue entry"), 5);
+    logcap_stop();
+}
+
 /* Root: a notification command runs with the identity set for the
  * process (a dns hook keeps the process's own). */
 static void
@@ -765,6 +797,7 @@ main(void)
         cmocka_unit_test_setup_teardown(exec_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(exec_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(unconfigured_sink_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(planted_entries_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(exec_identity, setup, teardown),
     };
 
