@@ -7,7 +7,10 @@
  * on the curl-multi/poll host of job_multi.c), which decides what is due
  * and runs those orders several at once; every child serves the live
  * certificate from a per-child cache of parsed objects, reloaded only when
- * the generation number in shared memory changes.
+ * the generation number in shared memory changes.  The parent also notes
+ * the certificate files of the SSL hosts autotls does not manage (as
+ * mod_ssl hands them over) for the inventory, the status page and the
+ * expiry alerts.
  */
 #ifndef MOD_AUTOTLS_H
 #define MOD_AUTOTLS_H

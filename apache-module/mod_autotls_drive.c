@@ -10,8 +10,17 @@
  * CRLs (AutoTLSStapling).  This file publishes challenge answers in the
  * store, where every child reads them, logs each outcome and publishes the
  * store generation: a deploy and a new (or withdrawn) OCSP response both
- * bump it, so children load the certificate again with its staple.  All job state is in the store, so a restart or a
- * watchdog that moved to another child resumes from there.
+ * bump it, so children load the certificate again with its staple.  All
+ * job state is in the store, so a restart or a watchdog that moved to
+ * another child resumes from there.
+ *
+ * Events (atls_event.h) are emitted by the scheduler of each pass through
+ * one emitter per watchdog child (actor: this child's pid), and its
+ * notifier delivers the store's queue in the same pass: a delivery waiting
+ * for a retry goes out at the first pass after its time, so the pass
+ * rhythm (AutoTLSCheckInterval) bounds how late it can be.  Unlike nginx,
+ * where one scheduler lives as long as the driver, nothing here waits
+ * between passes.
  */
 #include <string.h>
 #include <unistd.h>
