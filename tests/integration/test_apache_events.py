@@ -167,11 +167,15 @@ def test_webhook_down_then_back_across_a_restart(pebble, apache_factory, receive
     wait_until(lambda: os.path.isdir(queue) and os.listdir(queue), timeout=30,
                what="undelivered events in the store's queue")
 
-    # a restart while the receiver is still down: the queue is the store's
+    # a graceful restart, then a full stop and start, while the receiver is
+    # still down: the queue is the store's, no process holds it
     proc = apache.graceful()
     assert proc.returncode == 0, proc.stderr
     wait_until(lambda: any(m in apache.log_text() for m in RESTART_MARKS), timeout=30,
                what="the graceful restart")
+    apache.stop()
+    assert os.listdir(queue)
+    apache.start()
     receiver.start()
     for ev in ("obtaining", "obtained", "deployed"):
         body = receiver.wait_for_event(ev, pred=lambda b: b["id"] == name, timeout=180)
