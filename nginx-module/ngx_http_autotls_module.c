@@ -75,6 +75,48 @@ static ngx_command_t  ngx_http_autotls_commands[] = {
       offsetof(ngx_http_autotls_main_conf_t, shm_size),
       NULL },
 
+    { ngx_string("autotls_warn"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_autotls_warn,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_notify_exec"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_autotls_notify_exec,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_notify_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_autotls_main_conf_t, notify_timeout),
+      NULL },
+
+    { ngx_string("autotls_notify_webhook"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_autotls_notify_webhook,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_notify_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_autotls_main_conf_t, notify_queue),
+      NULL },
+
+    { ngx_string("autotls_policy"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_NOARGS,
+      ngx_http_autotls_policy_block,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("autotls"),
       NGX_HTTP_SRV_CONF|NGX_CONF_1MORE,
       ngx_http_autotls_directive,
@@ -153,6 +195,8 @@ ngx_http_autotls_create_main_conf(ngx_conf_t *cf)
     amcf->shm_size = NGX_CONF_UNSET_SIZE;
     amcf->max_parallel = NGX_CONF_UNSET_UINT;
     amcf->preload = NGX_CONF_UNSET;
+    amcf->notify_timeout = NGX_CONF_UNSET;
+    amcf->notify_queue = NGX_CONF_UNSET_UINT;
 
     /* issuer and certificate members are malloc'd by the core's helpers */
     cln = ngx_pool_cleanup_add(cf->pool, 0);
@@ -216,7 +260,7 @@ ngx_http_autotls_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    return ngx_http_autotls_notify_init(cf, amcf);
 }
 
 
@@ -244,6 +288,15 @@ ngx_http_autotls_cleanup_main(void *data)
         SSL_CTX_free(amcf->challenge_ctx);
         amcf->challenge_ctx = NULL;
     }
+
+    atls_notify_conf_free(&amcf->notify);
+
+    atls_policy_free(amcf->policy);
+    amcf->policy = NULL;
+
+    atls_inventory_items_free(amcf->inventory, amcf->n_inventory);
+    amcf->inventory = NULL;
+    amcf->n_inventory = 0;
 }
 
 
@@ -306,6 +359,15 @@ ngx_http_autotls_postconfiguration(ngx_conf_t *cf)
     ngx_http_autotls_log_install(cf->log);
 
     if (ngx_http_autotls_resolve(cf, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_autotls_policy_check(cf, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the certificates nginx serves that autotls does not manage */
+    if (ngx_http_autotls_discover(cf, amcf) != NGX_OK) {
         return NGX_ERROR;
     }
 
