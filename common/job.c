@@ -30,6 +30,7 @@ struct atls_job_s {
     char              *replaces;
     atls_store_lock_t *lock;
     atls_error_t       error;       /* why finish failed (cls NONE: it did not) */
+    int                account_key_made; /* start generated the account key */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -249,6 +250,7 @@ atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
     {
         goto failed;
     }
+    j->account_key_made = created;
 
     j->cert_key = atls_key_generate(kt);
     if (j->cert_key == NULL) {
@@ -316,6 +318,12 @@ const atls_cert_meta_t *
 atls_job_meta(atls_job_t *j)
 {
     return j ? &j->meta : NULL;
+}
+
+int
+atls_job_made_account_key(const atls_job_t *j)
+{
+    return j != NULL && j->account_key_made;
 }
 
 static void

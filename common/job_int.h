@@ -22,4 +22,13 @@ int atls_job_lock(atls_store_t *st, const char *id, atls_store_lock_t **lk,
 int atls_job_lock_load(atls_store_t *st, const char *id, atls_store_lock_t **lk,
                        atls_cert_meta_t *m, char *err, size_t errlen);
 
+/* The issuer DN of leaf on one line (RFC 2253), as events give it; ""
+ * when it cannot be printed. */
+void atls_job_issuer_dn(X509 *leaf, char *buf, size_t len);
+
+/* 1 when atls_job_start generated the account key of the certificate's CA
+ * (there was none in the store): the scheduler's key-generated event. */
+struct atls_job_s;
+int atls_job_made_account_key(const struct atls_job_s *j);
+
 #endif

@@ -94,3 +94,18 @@ atls_job_lock_load(atls_store_t *st, const char *id, atls_store_lock_t **lk,
     }
     return 0;
 }
+
+void
+atls_job_issuer_dn(X509 *leaf, char *buf, size_t len)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    int  n = -1;
+
+    if (b != NULL
+        && X509_NAME_print_ex(b, X509_get_issuer_name(leaf), 0, XN_FLAG_RFC2253) >= 0)
+    {
+        n = BIO_read(b, buf, (int) len - 1);
+    }
+    buf[n > 0 ? n : 0] = '\0';
+    BIO_free(b);
+}

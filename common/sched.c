@@ -64,6 +64,9 @@ sched_arm(atls_sched_t *s)
     if (s->rev_wake != 0 && !s->stopping) {
         best = earlier(best, s->rev_wake);
     }
+    if (s->warn_wake != 0 && !s->stopping) {
+        best = earlier(best, s->warn_wake);
+    }
     for (i = 0; i < s->n_slots; i++) {
         const sched_slot_t *sl = &s->slots[i];
 
@@ -150,6 +153,8 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
      * dns hook runs or the CA's trust. */
     atls_issuer_free(&sl->meta.issuer);
     atls_issuer_copy(&sl->meta.issuer, &c->issuer);
+    sl->cert = c;
+    atls_sched_warn_cert(sl);   /* expiry alerts, whatever is due */
 
     now = time(NULL);
     if (atls_store_peek_request(s->st, c->id, &asked)) {
@@ -157,7 +162,6 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
     }
     atls_job_plan(&sl->meta, now, request_at, force, s->ari, &sl->plan);
     sl->request_at = request_at;
-    sl->cert = c;
     if (sl->plan.kind == ATLS_PLAN_NOTHING
         || (sl->plan.kind == ATLS_PLAN_ARI
             && now < atls_sched_dir(s, sl->meta.issuer.directory)->no_ari_until)
@@ -423,6 +427,7 @@ atls_sched_check(atls_sched_t *s)
     if (!s->stopping && !s->pass_active) {
         s->pass_active = 1;
         s->pass_next = 0;
+        atls_sched_warn_static(s);
         sched_kick_soon(s);
     }
     sched_leave(s);
@@ -515,6 +520,9 @@ atls_sched_timer(atls_sched_t *s)
     if (s->rev_wake != 0 && s->rev_wake <= now && !s->stopping) {
         rev_sweep(s);
     }
+    if (s->warn_wake != 0 && s->warn_wake <= now && !s->stopping) {
+        atls_sched_warn_static(s);
+    }
     if (s->kick_due || (s->pass_resume != 0 && s->pass_resume <= now)) {
         sched_kick(s);
     }
@@ -548,6 +556,8 @@ atls_sched_new(atls_store_t *st, const atls_sched_host_t *host,
     s->hook_timeout_s = opts != NULL && opts->hook_timeout_s > 0 ? opts->hook_timeout_s
                                                                  : ATLS_SCHED_HOOK_TIMEOUT_S;
     s->ari = opts != NULL && opts->ari;
+    s->events = opts != NULL ? opts->events : NULL;
+    s->policy = opts != NULL ? opts->policy : NULL;
     s->slots = calloc(s->n_slots, sizeof(*s->slots));
     if (s->slots == NULL) {
         free(s);

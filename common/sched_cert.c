@@ -116,6 +116,9 @@ atls_sched_add(atls_sched_t *s, const char *const *names, size_t n,
         snprintf(err, errlen, "no ACME directory URL configured for %s", names[0]);
         return NULL;
     }
+    if (atls_sched_policy_refuses(s, names, n, is, err, errlen)) {
+        return NULL;    /* policy-denied was emitted */
+    }
     id = atls_cert_id(names[0]);
     if (id == NULL) {
         snprintf(err, errlen, "cannot derive a certificate id from \"%s\"", names[0]);

@@ -50,6 +50,8 @@ struct atls_sched_cert_s {
     int                 rev_queued;   /* in the revocation queue */
     atls_sched_cert_t  *rev_next;
     sched_crl_seen_t    crl_seen[ATLS_KEY_TYPE_MAX];
+    time_t              warn_due;     /* its next expiry alert level crossing
+                                         (sched_event.c; 0: none) */
 };
 
 /* One CRL URL, shared by every certificate naming it; in memory while the
@@ -148,6 +150,13 @@ struct atls_sched_s {
     atls_sched_cert_t  *rev_queue, *rev_queue_tail;  /* rev_due reached */
     atls_sched_cert_t  *forced, *forced_tail;
 
+    /* Events (sched_event.c), both borrowed from the options. */
+    atls_events_t              *events;
+    const struct atls_policy_s *policy;
+    long long           warn_wake;      /* the next alert level crossing of a
+                                           static certificate (monotonic ms);
+                                           0 none */
+
     int                 pass_active;
     size_t              pass_next;
     long long           pass_resume;    /* a yielded pass goes on then; 0 none */
@@ -212,6 +221,32 @@ int atls_sched_crl_check(sched_slot_t *sl, const atls_cert_kt_info_t *ki, time_t
  * another slot fetches it). */
 int atls_sched_crl_fetch(sched_slot_t *sl, const atls_cert_kt_info_t *ki, time_t now);
 void atls_sched_crl_end(sched_slot_t *sl, const atls_http_response_t *resp);
+
+/* sched_event.c: what the scheduler tells atls_events_emit().  Each
+ * function does nothing without opts.events. */
+
+/* Emits type about sl's certificate and key type kt: e (NULL: none) holds
+ * the members of that event (error, reason, ...); id, names, key type and
+ * directory are filled in, and the serial, issuer and not_after of the
+ * certificate of kt stored now (for obtaining: the one to be replaced, as
+ * old_serial). */
+void atls_sched_emit_cert(sched_slot_t *sl, atls_event_type_t type, atls_key_type_t kt,
+                          atls_event_t *e);
+/* sl's order ended (after: the meta it left): obtained, or renewed when
+ * it replaced old_serial; or failed with err (attempt and next attempt
+ * from after).  Counted in "orders.ok" / "orders.failed" in any case. */
+void atls_sched_emit_order_end(sched_slot_t *sl, const atls_cert_meta_t *after,
+                               const atls_error_t *err, const char *old_serial);
+/* The policy refused names: policy-denied, and err names the rule.
+ * 0 when allowed (no policy, or it allows them). */
+int atls_sched_policy_refuses(atls_sched_t *s, const char *const *names, size_t n,
+                              const atls_issuer_t *is, char *err, size_t errlen);
+/* Expiry alerts of sl's certificate (sl->meta as ensured): expiring per
+ * level and expired, recorded in kt_info; sets cert->warn_due. */
+void atls_sched_warn_cert(sched_slot_t *sl);
+/* The same for the store's inventory of static certificates; sets
+ * s->warn_wake. */
+void atls_sched_warn_static(atls_sched_t *s);
 
 /* sched_order.c */
 typedef enum {

@@ -216,7 +216,13 @@ atls_sched_rev_record(sched_slot_t *sl, atls_key_type_t kt, const char *serial,
     r.source = source;
     (void) rev_update(sl, kt, serial, apply_revoked, &r);
     if (r.learned) {
+        atls_event_t e;
+
         sl->revoked = 1;
+        memset(&e, 0, sizeof(e));
+        e.reason = reason;
+        e.revoked_source = source;
+        atls_sched_emit_cert(sl, ATLS_EV_REVOKED, kt, &e);
     }
     return r.learned;
 }
@@ -245,6 +251,20 @@ typedef struct {
     size_t                     len;
 } ocsp_outcome_t;
 
+/* ocsp-refreshed, or ocsp-failed (the first failure of a streak). */
+static void
+ocsp_emit(sched_slot_t *sl, atls_event_type_t type, const atls_cert_kt_info_t *ki,
+          const char *error)
+{
+    atls_event_t e;
+
+    memset(&e, 0, sizeof(e));
+    e.reason = -1;
+    e.outcome = error != NULL ? "error" : NULL;
+    e.detail = error;
+    atls_sched_emit_cert(sl, type, ki->key_type, &e);
+}
+
 static int
 ocsp_apply_failure(sched_slot_t *sl, atls_cert_kt_info_t *ki, const ocsp_outcome_t *o)
 {
@@ -266,6 +286,7 @@ ocsp_apply_failure(sched_slot_t *sl, atls_cert_kt_info_t *ki, const ocsp_outcome
                                                    ki->ocsp_failures,
                                                    rev_jitter(sl->cert->id, ki->key_type));
     if (ki->ocsp_failures == 1) {
+        ocsp_emit(sl, ATLS_EV_OCSP_FAILED, ki, o->error);
         atls_rfc3339_format(have ? held.next_update : ki->ocsp_next_refresh, when,
                             sizeof(when));
         atls_log(ATLS_LOG_WARN, "autotls: certificate \"%s\" (%s): OCSP (%s): %s; %s %s",
@@ -325,6 +346,9 @@ ocsp_apply_answer(sched_slot_t *sl, atls_cert_kt_info_t *ki, const ocsp_outcome_
         atls_log(ATLS_LOG_WARN, "autotls: certificate \"%s\" (%s): its OCSP responder "
                  "does not know it (status unknown): nothing is stapled",
                  sl->cert->id, atls_key_type_name(ki->key_type));
+    }
+    if (a->status == ATLS_OCSP_GOOD) {
+        ocsp_emit(sl, ATLS_EV_OCSP_REFRESHED, ki, NULL);
     }
     ki->ocsp_status = a->status;
     ki->ocsp_this_update = a->this_update;
@@ -698,6 +722,11 @@ atls_sched_rev_schedule(sched_slot_t *sl, time_t now)
         if (due == 0 || t < due) {
             due = t;
         }
+    }
+    /* the next expiry alert comes through the same wake-up */
+    t = sl->cert->warn_due > now ? sl->cert->warn_due : now + 1;
+    if (sl->cert->warn_due != 0 && (due == 0 || t < due)) {
+        due = t;
     }
     sl->cert->rev_due = due;
     if (due == 0) {

@@ -16,6 +16,7 @@
 #include "atls_job.h"
 #include "atls_sched.h"
 #include "acme_published.h"
+#include "job_int.h"
 #include "sched_internal.h"
 
 static void slot_job_end(sched_slot_t *sl, int failed);
@@ -87,6 +88,7 @@ atls_sched_slot_step(sched_slot_t *sl, const atls_http_response_t *resp)
                 sl->hold = 0;
                 atls_sched_dir(sl->s, sl->meta.issuer.directory)->has_account = 1;
                 sl->s->kick_due = 1;
+                atls_sched_emit_cert(sl, ATLS_EV_ACCOUNT_CREATED, sl->kt, NULL);
             }
         }
 
@@ -297,6 +299,23 @@ slot_ari_start(sched_slot_t *sl)
     return SCHED_STARTED;
 }
 
+/* An order started: obtaining, and the keys its job generated. */
+static void
+slot_emit_start(sched_slot_t *sl)
+{
+    atls_event_t e;
+
+    atls_sched_emit_cert(sl, ATLS_EV_OBTAINING, sl->kt, NULL);
+    memset(&e, 0, sizeof(e));
+    e.reason = -1;
+    e.detail = "certificate key";
+    atls_sched_emit_cert(sl, ATLS_EV_KEY_GENERATED, sl->kt, &e);
+    if (atls_job_made_account_key(sl->job)) {
+        e.detail = "account key";
+        atls_sched_emit_cert(sl, ATLS_EV_KEY_GENERATED, sl->kt, &e);
+    }
+}
+
 /* Starts the slot's next order: STARTED, BLOCKED (the account first) or
  * OVER (every key type tried; the slot is free again). */
 sched_start_t
@@ -336,6 +355,7 @@ atls_sched_slot_start(sched_slot_t *sl)
         sl->e = atls_job_engine(sl->job);
         atls_job_http_opts(&sl->meta.issuer, &sl->http);
         sl->hold = first_contact(s, sl->meta.issuer.directory);
+        slot_emit_start(sl);
         atls_log(ATLS_LOG_INFO, "autotls: ordering certificate \"%s\" (%s) from %s, "
                  "%zu of %zu orders in flight%s", sl->cert->id, atls_key_type_name(sl->kt),
                  sl->meta.issuer.directory, atls_sched_running(s), s->n_slots,
@@ -407,10 +427,11 @@ job_error(sched_slot_t *sl, int failed, const char *why, atls_error_t *out)
 static void
 slot_job_end(sched_slot_t *sl, int failed)
 {
-    atls_sched_t *s = sl->s;
-    atls_error_t  err;
-    char          why[512];
-    int           deployed;
+    atls_sched_t              *s = sl->s;
+    const atls_cert_kt_info_t *was = atls_job_kt_info(&sl->meta, sl->kt);
+    atls_error_t               err;
+    char                       why[512];
+    int                        deployed;
 
     atls_published_teardown_all(&sl->pub, &sl->ops);
     if (sl->hold) {
@@ -423,11 +444,17 @@ slot_job_end(sched_slot_t *sl, int failed)
         job_error(sl, failed, why, &err);
         slot_failed(sl, &err);
     }
+    /* sl->meta is as planned: what the order replaced */
+    atls_sched_emit_order_end(sl, atls_job_meta(sl->job), deployed ? NULL : &err,
+                              was != NULL ? was->serial : NULL);
     atls_job_free(sl->job);
     sl->job = NULL;
     sl->e = NULL;
     if (deployed && s->host.deployed != NULL) {
         s->host.deployed(s->host.ctx, sl->cert->data, sl->cert->id, sl->kt);
+    }
+    if (deployed) {
+        atls_sched_emit_cert(sl, ATLS_EV_DEPLOYED, sl->kt, NULL);
     }
     if (sl->next_kt == sl->plan.n_kts) {
         slot_cert_end(sl);

@@ -53,6 +53,19 @@ meta_revocation_to_json(json_t *c, const atls_cert_kt_info_t *ki)
     return rc;
 }
 
+/* The expiry alerts sent for it (sched_event.c), only once one was. */
+static int
+meta_alerts_to_json(json_t *c, const atls_cert_kt_info_t *ki)
+{
+    int rc = 0;
+
+    if (ki->warned_level > 0) {
+        rc |= atls_meta_set(c, "warned_level", json_integer(ki->warned_level));
+    }
+    rc |= atls_meta_set_time(c, "expired_sent", ki->expired_sent);
+    return rc;
+}
+
 /* "certs": {"ec256": {"not_before", "not_after", "serial", "names", ...}, ...} */
 json_t *
 atls_meta_certs_to_json(const atls_cert_meta_t *m)
@@ -80,6 +93,7 @@ atls_meta_certs_to_json(const atls_cert_meta_t *m)
         rc |= atls_meta_set(c, "serial", json_string(ki->serial ? ki->serial : ""));
         rc |= atls_meta_set(c, "names", atls_meta_strv(ki->names, ki->n_names));
         rc |= meta_revocation_to_json(c, ki);
+        rc |= meta_alerts_to_json(c, ki);
         rc |= atls_meta_set(o, kn, c);
     }
     if (rc != 0) {
@@ -95,7 +109,8 @@ static const char *const meta_cert_members[] = {
     "not_before", "not_after", "serial", "names",
     "ocsp_url", "crl_url", "ocsp_status", "ocsp_this_update", "ocsp_next_update",
     "ocsp_next_refresh", "ocsp_failures", "ocsp_error",
-    "revoked_seen", "revoked_at", "revoked_reason", "revoked_source"
+    "revoked_seen", "revoked_at", "revoked_reason", "revoked_source",
+    "warned_level", "expired_sent"
 };
 
 static int
@@ -242,6 +257,21 @@ meta_revoked_from_json(json_t *c, const char *kn, atls_cert_kt_info_t *ki,
     return 0;
 }
 
+static int
+meta_alerts_from_json(json_t *c, const char *kn, atls_cert_kt_info_t *ki,
+                      char *err, size_t errlen)
+{
+    char      field[64];
+    long long x = 0;
+
+    snprintf(field, sizeof(field), "certs.%s.warned_level", kn);
+    if (atls_meta_get_int(c, "warned_level", field, 0, LONG_MAX, &x, err, errlen) != 0) {
+        return -1;
+    }
+    ki->warned_level = (long) x;
+    return meta_get_kt_time(c, kn, "expired_sent", &ki->expired_sent, err, errlen);
+}
+
 /* One "certs" entry: the first four members required, nothing unknown
  * tolerated. */
 static int
@@ -286,7 +316,8 @@ meta_cert_from_json(json_t *c, const char *kn, atls_cert_kt_info_t *ki,
     }
     if (atls_meta_get_strv(c, "names", field, 0, &ki->names, &ki->n_names, err, errlen)
         || meta_ocsp_from_json(c, kn, ki, err, errlen)
-        || meta_revoked_from_json(c, kn, ki, err, errlen))
+        || meta_revoked_from_json(c, kn, ki, err, errlen)
+        || meta_alerts_from_json(c, kn, ki, err, errlen))
     {
         return -1;
     }

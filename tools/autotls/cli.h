@@ -45,7 +45,10 @@ enum {
     CLI_O_CSR_CN          = 1u << 22,
     CLI_O_ALL             = 1u << 23,
     CLI_O_PARALLEL        = 1u << 24,
-    CLI_O_EACH            = 1u << 25
+    CLI_O_EACH            = 1u << 25,
+    /* scan (high bits: other commands add theirs from 26 up) */
+    CLI_O_SNI             = 1u << 30,
+    CLI_O_TARGETS         = 1u << 31
 };
 
 /* The options that describe how to get a certificate (issue; renew overrides). */
@@ -69,6 +72,8 @@ typedef struct {
     char          **names;          /* operands (borrowed from argv) */
     size_t          n_names;
     size_t          parallel;       /* --parallel N; 0: the core's default */
+    const char     *sni;            /* scan --sni NAME */
+    const char     *targets;        /* scan --targets FILE */
     /* set by cli_store_open when root works on a store another user owns
      * (and has become that user) */
     int             store_foreign;
@@ -86,6 +91,7 @@ typedef struct {
 
 extern const cli_command_t cli_cmd_issue, cli_cmd_list, cli_cmd_show,
                            cli_cmd_renew, cli_cmd_revoke;
+extern const cli_command_t cli_cmd_scan;
 
 /* Prints "autotls: <formatted>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -25,6 +25,7 @@ enum {
     OPT_RENEW_BEFORE, OPT_LISTEN, OPT_JSON, OPT_REQUEST, OPT_REASON, OPT_FORCE,
     OPT_CSR_CN, OPT_ALL, OPT_PARALLEL, OPT_EACH
 };
+enum { OPT_SNI = OPT_BASE + 64, OPT_TARGETS };   /* scan */
 
 static const struct option long_opts[] = {
     { "directory",        required_argument, NULL, OPT_DIRECTORY },
@@ -52,6 +53,8 @@ static const struct option long_opts[] = {
     { "all",              no_argument,       NULL, OPT_ALL },
     { "parallel",         required_argument, NULL, OPT_PARALLEL },
     { "each",             no_argument,       NULL, OPT_EACH },
+    { "sni",              required_argument, NULL, OPT_SNI },
+    { "targets",          required_argument, NULL, OPT_TARGETS },
     { "verbose",          no_argument,       NULL, 'v' },
     { "help",             no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
@@ -86,13 +89,16 @@ static unsigned opt_bit(int val)
     case OPT_ALL:             return CLI_O_ALL;
     case OPT_PARALLEL:        return CLI_O_PARALLEL;
     case OPT_EACH:            return CLI_O_EACH;
+    case OPT_SNI:             return CLI_O_SNI;
+    case OPT_TARGETS:         return CLI_O_TARGETS;
     case 'v':                 return CLI_O_VERBOSE;
     default:                  return 0;
     }
 }
 
 static const cli_command_t *const commands[] = {
-    &cli_cmd_issue, &cli_cmd_list, &cli_cmd_show, &cli_cmd_renew, &cli_cmd_revoke
+    &cli_cmd_issue, &cli_cmd_list, &cli_cmd_show, &cli_cmd_renew, &cli_cmd_revoke,
+    &cli_cmd_scan
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -109,6 +115,7 @@ static void usage(FILE *f)
         "  show     show everything about one certificate (never key material)\n"
         "  renew    renew a certificate now, or ask a running server to\n"
         "  revoke   revoke a certificate\n"
+        "  scan     connect to TLS endpoints and report their certificates' findings\n"
         "  help     show this text, or `autotls help COMMAND`\n"
         "\n"
         "Run `autotls COMMAND --help` for a command's options.\n"
@@ -270,6 +277,12 @@ static int apply_option(cli_opts_t *o, int val, const char *arg)
         o->parallel = (size_t) v;
         break;
     }
+    case OPT_SNI:
+        o->sni = arg;
+        break;
+    case OPT_TARGETS:
+        o->targets = arg;
+        break;
     case 'v':
         o->verbose++;
         break;

@@ -1,0 +1,218 @@
+/*
+ * The emitter: one event becomes an audit record, a counter, a queue
+ * entry for the sinks (when any are configured) and a listener call.
+ * Nothing here waits on a sink: the queue is drained by the notifier.
+ *
+ * The queue entry (docs/store.md; notify.c reads and updates it):
+ *   {"event":{...the event JSON...},"pending":["exec","webhook"],
+ *    "attempts":{},"next_attempt":0}
+ * pending: the sinks configured when it was queued.
+ *
+ * A store that cannot be written would otherwise log once per event, for
+ * ever: each kind of failure is logged when a streak starts and when it
+ * ends.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "atls_event.h"
+#include "atls_store.h"
+
+typedef enum {
+    EMIT_AUDIT = 0,
+    EMIT_COUNTER,
+    EMIT_QUEUE,
+    EMIT_FULL,
+    EMIT_N
+} emit_what_t;
+
+static const char *const emit_what_names[EMIT_N] = {
+    "audit record", "event counter", "notification queue", "full notification queue"
+};
+
+struct atls_events_s {
+    atls_store_t           *st;
+    atls_actor_t            actor;      /* its strings are the members below */
+    char                   *kind;
+    char                   *software;
+    char                   *user;
+    atls_notify_conf_t      conf;
+    atls_event_listener_fn  listener;
+    void                   *listener_ctx;
+    void                  (*wakeup)(void *ctx);
+    void                   *wakeup_ctx;
+    unsigned                failing[EMIT_N];   /* events lost in the current streak */
+};
+
+atls_events_t *
+atls_events_new(atls_store_t *st, const atls_actor_t *actor, const atls_notify_conf_t *conf)
+{
+    atls_events_t *ev = calloc(1, sizeof(*ev));
+
+    if (ev == NULL) {
+        return NULL;
+    }
+    ev->st = st;
+    if (actor != NULL) {
+        ev->actor = *actor;
+        ev->kind = atls_strdup(actor->kind);
+        ev->software = atls_strdup(actor->software);
+        ev->user = atls_strdup(actor->user);
+    } else {
+        ev->actor.uid = -1;
+    }
+    ev->actor.kind = ev->kind;
+    ev->actor.software = ev->software;
+    ev->actor.user = ev->user;
+    if (conf != NULL) {
+        atls_notify_conf_copy(&ev->conf, conf);
+    }
+    return ev;
+}
+
+void
+atls_events_free(atls_events_t *ev)
+{
+    if (ev == NULL) {
+        return;
+    }
+    free(ev->kind);
+    free(ev->software);
+    free(ev->user);
+    atls_notify_conf_free(&ev->conf);
+    free(ev);
+}
+
+void
+atls_events_set_listener(atls_events_t *ev, atls_event_listener_fn fn, void *ctx)
+{
+    ev->listener = fn;
+    ev->listener_ctx = ctx;
+}
+
+void
+atls_events_set_wakeup(atls_events_t *ev, void (*fn)(void *ctx), void *ctx)
+{
+    ev->wakeup = fn;
+    ev->wakeup_ctx = ctx;
+}
+
+const atls_notify_conf_t *
+atls_events_conf(const atls_events_t *ev)
+{
+    return &ev->conf;
+}
+
+const atls_actor_t *
+atls_events_actor(const atls_events_t *ev)
+{
+    return &ev->actor;
+}
+
+/* ---- emit -------------------------------------------------------------------- */
+
+/* A failure of `what` for event `name`: logged when its streak starts. */
+static void
+emit_failed(atls_events_t *ev, emit_what_t what, const char *name, const char *err)
+{
+    if (ev->failing[what]++ == 0) {
+        atls_log(ATLS_LOG_ERR, "events: %s event not recorded in the %s of store %s: %s "
+                 "(said once until it works again)", name, emit_what_names[what],
+                 ev->st->location ? ev->st->location : "", err);
+    }
+}
+
+static void
+emit_ok(atls_events_t *ev, emit_what_t what)
+{
+    if (ev->failing[what] > 0) {
+        atls_log(ATLS_LOG_WARN, "events: the %s of store %s works again; %u event(s) "
+                 "missed it", emit_what_names[what],
+                 ev->st->location ? ev->st->location : "", ev->failing[what]);
+        ev->failing[what] = 0;
+    }
+}
+
+/* The queue entry for json (see the top of this file); NULL on OOM. */
+static char *
+emit_queue_entry(const atls_notify_conf_t *c, const char *json)
+{
+    const char *pending;
+    char       *out;
+    size_t      n;
+
+    pending = c->exec != NULL && c->webhook != NULL ? "\"exec\",\"webhook\""
+              : c->exec != NULL ? "\"exec\"" : "\"webhook\"";
+    n = strlen(json) + strlen(pending) + 64;
+    out = malloc(n);
+    if (out != NULL) {
+        snprintf(out, n, "{\"event\":%s,\"pending\":[%s],\"attempts\":{},"
+                 "\"next_attempt\":0}", json, pending);
+    }
+    return out;
+}
+
+static void
+emit_queue(atls_events_t *ev, const char *name, const char *json)
+{
+    char  err[512], *entry;
+    int   rc;
+
+    entry = emit_queue_entry(&ev->conf, json);
+    if (entry == NULL) {
+        emit_failed(ev, EMIT_QUEUE, name, "out of memory");
+        return;
+    }
+    rc = atls_store_queue_put(ev->st, entry, strlen(entry), ev->conf.queue_max, NULL,
+                              err, sizeof(err));
+    free(entry);
+    if (rc == ATLS_STORE_FULL) {
+        emit_failed(ev, EMIT_FULL, name, err);
+        return;
+    }
+    emit_ok(ev, EMIT_FULL);
+    if (rc != ATLS_STORE_OK) {
+        emit_failed(ev, EMIT_QUEUE, name, err);
+        return;
+    }
+    emit_ok(ev, EMIT_QUEUE);
+    if (ev->wakeup != NULL) {
+        ev->wakeup(ev->wakeup_ctx);
+    }
+}
+
+int
+atls_events_emit(atls_events_t *ev, const atls_event_t *e)
+{
+    const char *name = atls_event_name(e->type);
+    char        err[512], counter[64], *json;
+    int         rc = 0;
+
+    json = atls_event_to_json(e, &ev->actor);
+    if (json == NULL) {
+        emit_failed(ev, EMIT_AUDIT, name, "out of memory");
+        return -1;
+    }
+    if (atls_store_audit_append(ev->st, json, strlen(json), err, sizeof(err))
+        != ATLS_STORE_OK)
+    {
+        emit_failed(ev, EMIT_AUDIT, name, err);
+        rc = -1;
+    } else {
+        emit_ok(ev, EMIT_AUDIT);
+    }
+    snprintf(counter, sizeof(counter), "events.%s", name);
+    if (atls_store_counter_add(ev->st, counter, 1, err, sizeof(err)) != ATLS_STORE_OK) {
+        emit_failed(ev, EMIT_COUNTER, name, err);
+    } else {
+        emit_ok(ev, EMIT_COUNTER);
+    }
+    if (atls_notify_conf_has_sinks(&ev->conf)) {
+        emit_queue(ev, name, json);
+    }
+    if (ev->listener != NULL) {
+        ev->listener(ev->listener_ctx, e, json);
+    }
+    free(json);
+    return rc;
+}
