@@ -49,17 +49,23 @@ RULES = [
 ]
 
 
-@pytest.mark.parametrize("case,policy,key,rule,detail", RULES, ids=[r[0] for r in RULES])
-def test_config_breaking_a_rule_fails_with_file_and_line(test_root, case, policy, key,
-                                                         rule, detail):
-    ngx = Nginx(test_root, body(policy, key=key))
+def rejected(test_root, text, *messages, at):
+    """nginx -t fails with every message, naming the line holding at."""
+    ngx = Nginx(test_root, text)
     proc = ngx.test_config()
     out = proc.stderr + ngx.log()
     assert proc.returncode != 0, out
-    assert f'breaks autotls_policy rule "{rule}"' in out, out
-    assert detail in out, out
+    for m in messages:
+        assert m in out, out
+    assert f"in {ngx.conf}:{ngx.conf_line(at)}" in out, out
+
+
+@pytest.mark.parametrize("case,policy,key,rule,detail", RULES, ids=[r[0] for r in RULES])
+def test_config_breaking_a_rule_fails_with_file_and_line(test_root, case, policy, key,
+                                                         rule, detail):
     # the line of the "autotls" directive of the certificate at fault
-    assert f"in {ngx.conf}:{ngx.conf_line('autotls pebble;')}" in out, out
+    rejected(test_root, body(policy, key=key), f'breaks autotls_policy rule "{rule}"',
+             detail, at="autotls pebble;")
 
 
 BAD_BLOCKS = [
@@ -73,22 +79,14 @@ BAD_BLOCKS = [
 
 @pytest.mark.parametrize("case,policy,message", BAD_BLOCKS, ids=[b[0] for b in BAD_BLOCKS])
 def test_bad_policy_block_names_keyword_value_and_line(test_root, case, policy, message):
-    ngx = Nginx(test_root, body(policy))
-    proc = ngx.test_config()
-    out = proc.stderr + ngx.log()
-    assert proc.returncode != 0, out
-    assert message in out, out
-    assert f"in {ngx.conf}:{ngx.conf_line(policy)}" in out, out
+    rejected(test_root, body(policy), message, at=policy)
 
 
 def test_policy_block_twice_is_an_error(test_root):
     text = body("max_names 5;").replace("autotls_policy {", "autotls_policy { }\n"
                                         "    autotls_policy {", 1)
-    ngx = Nginx(test_root, text)
-    proc = ngx.test_config()
-    out = proc.stderr + ngx.log()
-    assert proc.returncode != 0
-    assert '"autotls_policy" directive is duplicate' in out, out
+    rejected(test_root, text, '"autotls_policy" directive is duplicate',
+             at="autotls_policy {\n")
 
 
 def test_compliant_config_passes_nginx_t(test_root):
