@@ -115,10 +115,14 @@ atls_events_actor(const atls_events_t *ev)
 static void
 emit_failed(atls_events_t *ev, emit_what_t what, const char *name, const char *err)
 {
+    const char *loc = ev->st->location ? ev->st->location : "";
+
+    /* the store's messages name the file already, with the location */
     if (ev->failing[what]++ == 0) {
-        atls_log(ATLS_LOG_ERR, "events: %s event not recorded in the %s of store %s: %s "
+        atls_log(ATLS_LOG_ERR, "events: %s event not recorded in the %s%s%s: %s "
                  "(said once until it works again)", name, emit_what_names[what],
-                 ev->st->location ? ev->st->location : "", err);
+                 strstr(err, loc) != NULL ? "" : " of store ",
+                 strstr(err, loc) != NULL ? "" : loc, err);
     }
 }
 

@@ -46,6 +46,8 @@ enum {
     CLI_O_ALL             = 1u << 23,
     CLI_O_PARALLEL        = 1u << 24,
     CLI_O_EACH            = 1u << 25,
+    CLI_O_NAME            = 1u << 26,
+    CLI_O_SINCE           = 1u << 27,
     /* scan (high bits: other commands add theirs from 26 up) */
     CLI_O_SNI             = 1u << 30,
     CLI_O_TARGETS         = 1u << 31
@@ -72,6 +74,8 @@ typedef struct {
     char          **names;          /* operands (borrowed from argv) */
     size_t          n_names;
     size_t          parallel;       /* --parallel N; 0: the core's default */
+    const char     *name_filter;    /* audit --name */
+    time_t          since;          /* audit --since, as a time; 0: not given */
     const char     *sni;            /* scan --sni NAME */
     const char     *targets;        /* scan --targets FILE */
     /* set by cli_store_open when root works on a store another user owns
@@ -91,6 +95,11 @@ typedef struct {
 
 extern const cli_command_t cli_cmd_issue, cli_cmd_list, cli_cmd_show,
                            cli_cmd_renew, cli_cmd_revoke;
+extern const cli_command_t cli_cmd_audit;
+
+/* audit --since: an RFC 3339 time, or a duration ("2h": the last two hours
+ * before now).  0 and *out; -1 after printing an error. */
+int cli_audit_since(const char *arg, time_t now, time_t *out);
 extern const cli_command_t cli_cmd_scan;
 
 /* Prints "autotls: <formatted>" to stderr. */

@@ -23,7 +23,7 @@ enum {
     OPT_EAB_KID, OPT_EAB_HMAC, OPT_CHALLENGE, OPT_HTTP_PORT, OPT_TLS_PORT,
     OPT_DNS_HOOK, OPT_KEY, OPT_PROFILE, OPT_PROFILE_REQ, OPT_PREFERRED_CHAIN,
     OPT_RENEW_BEFORE, OPT_LISTEN, OPT_JSON, OPT_REQUEST, OPT_REASON, OPT_FORCE,
-    OPT_CSR_CN, OPT_ALL, OPT_PARALLEL, OPT_EACH
+    OPT_CSR_CN, OPT_ALL, OPT_PARALLEL, OPT_EACH, OPT_NAME, OPT_SINCE
 };
 enum { OPT_SNI = OPT_BASE + 64, OPT_TARGETS };   /* scan */
 
@@ -53,6 +53,8 @@ static const struct option long_opts[] = {
     { "all",              no_argument,       NULL, OPT_ALL },
     { "parallel",         required_argument, NULL, OPT_PARALLEL },
     { "each",             no_argument,       NULL, OPT_EACH },
+    { "name",             required_argument, NULL, OPT_NAME },
+    { "since",            required_argument, NULL, OPT_SINCE },
     { "sni",              required_argument, NULL, OPT_SNI },
     { "targets",          required_argument, NULL, OPT_TARGETS },
     { "verbose",          no_argument,       NULL, 'v' },
@@ -89,6 +91,8 @@ static unsigned opt_bit(int val)
     case OPT_ALL:             return CLI_O_ALL;
     case OPT_PARALLEL:        return CLI_O_PARALLEL;
     case OPT_EACH:            return CLI_O_EACH;
+    case OPT_NAME:            return CLI_O_NAME;
+    case OPT_SINCE:           return CLI_O_SINCE;
     case OPT_SNI:             return CLI_O_SNI;
     case OPT_TARGETS:         return CLI_O_TARGETS;
     case 'v':                 return CLI_O_VERBOSE;
@@ -98,7 +102,7 @@ static unsigned opt_bit(int val)
 
 static const cli_command_t *const commands[] = {
     &cli_cmd_issue, &cli_cmd_list, &cli_cmd_show, &cli_cmd_renew, &cli_cmd_revoke,
-    &cli_cmd_scan
+    &cli_cmd_audit, &cli_cmd_scan
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -115,6 +119,7 @@ static void usage(FILE *f)
         "  show     show everything about one certificate (never key material)\n"
         "  renew    renew a certificate now, or ask a running server to\n"
         "  revoke   revoke a certificate\n"
+        "  audit    print the audit trail of a store\n"
         "  scan     connect to TLS endpoints and report their certificates' findings\n"
         "  help     show this text, or `autotls help COMMAND`\n"
         "\n"
@@ -277,6 +282,11 @@ static int apply_option(cli_opts_t *o, int val, const char *arg)
         o->parallel = (size_t) v;
         break;
     }
+    case OPT_NAME:
+        o->name_filter = arg;
+        break;
+    case OPT_SINCE:
+        return cli_audit_since(arg, time(NULL), &o->since);
     case OPT_SNI:
         o->sni = arg;
         break;
