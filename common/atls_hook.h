@@ -31,6 +31,17 @@ int atls_hook_spawn(char *const argv[], atls_hook_proc_t *hp, char *why, size_t 
 int atls_hook_spawn_input(char *const argv[], const char *input, size_t len,
                           atls_hook_proc_t *hp, char *why, size_t whylen);
 
+/* Notification commands (atls_hook_spawn_input, never dns hooks, which
+ * an operator names on the command line or in the server's configuration)
+ * run as uid/gid from now on, for the whole process: the reporting child
+ * takes that identity for good (setgroups, setresgid, setresuid) before
+ * it starts the program, and a run that cannot fails ("cannot run as the
+ * configured user and group").  For a root process working on a store
+ * another user owns: the command the store's notify.json names must not
+ * run as root.  A process that is not root must already be uid/gid.
+ * uid -1 (the default): the process's own identity. */
+void atls_hook_set_identity(long uid, long gid);
+
 /* Reads the report once hp->fd is readable: 1 when the run is over (*ok
  * and why filled, fd closed, child reaped when possible); 0 when nothing
  * complete yet (EAGAIN).  A reporting child that died without a report

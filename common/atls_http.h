@@ -22,6 +22,10 @@ typedef struct {
                                    download: "application/pem-certificate-chain") */
     const char *if_none_match;  /* conditional GET (CRLs): sent when not NULL */
     const char *if_modified_since;
+    /* more request headers, "Name: value" lines (a webhook's configured
+     * ones), borrowed; lines with CR or LF make the request fail */
+    const char *const *headers;
+    size_t      n_headers;
 } atls_http_request_t;
 
 typedef struct {

@@ -9,12 +9,18 @@
  * of its stderr.  Ending the group ends the program and anything it left
  * running; the host never needs SIGCHLD.
  *
+ * A notification command (atls_hook_spawn_input) also gets its input on
+ * stdin from the reporting child, which writes it while it waits (never
+ * the host: a command that does not read must not block an event loop),
+ * and runs with the identity atls_hook_set_identity() gave, if any.
+ *
  * Between fork and execve (or _exit) only async-signal-safe calls: the
  * host may have threads (Apache's watchdog).
  */
 #define _GNU_SOURCE  /* pipe2, close_range */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,14 +44,15 @@ extern char **environ;
 
 /* ---- in the program's process (after the second fork) ----------------- */
 
-/* stdin/stdout /dev/null, stderr errfd, nothing else inherited; the
- * signal state is the reporter's (hook_signals_reset). */
+/* stdin infd (/dev/null, or the pipe the reporter writes the input to),
+ * stdout /dev/null, stderr errfd, nothing else inherited; the signal
+ * state is the reporter's (hook_signals_reset). */
 static void
-hook_exec(int errfd, int nullfd, char *const argv[])
+hook_exec(int infd, int nullfd, int errfd, char *const argv[])
 {
     int fd, maxfd;
 
-    if (dup2(nullfd, STDIN_FILENO) < 0
+    if (dup2(infd, STDIN_FILENO) < 0
         || dup2(nullfd, STDOUT_FILENO) < 0
         || dup2(errfd, STDERR_FILENO) < 0)
     {
@@ -154,23 +161,61 @@ report_status(report_t *r, int status, const char *err, size_t errlen)
     report_first_line(r, err, errlen);
 }
 
-/* Reads stderr of pid until it has exited; the status.  A background
- * process of the program may hold stderr open long after the program is
- * done, so exit is what counts, not EOF.  When the host goes away (the
- * report pipe on stdout reports an error) the whole group ends. */
+/* What the program gets on its stdin: /dev/null (fd -1), or input the
+ * reporter writes to a pipe while it waits. */
+typedef struct {
+    int         fd;     /* write end, non-blocking; -1 once closed */
+    const char *data;
+    size_t      len, off;
+} hook_input_t;
+
+/* Writes what the pipe takes now; closes it once all is written or the
+ * program closed its end (EPIPE: a command need not read its input). */
+static void
+input_feed(hook_input_t *in)
+{
+    while (in->fd >= 0 && in->off < in->len) {
+        ssize_t n = write(in->fd, in->data + in->off, in->len - in->off);
+
+        if (n > 0) {
+            in->off += (size_t) n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && errno == EAGAIN) {
+            return;
+        } else {
+            break;
+        }
+    }
+    if (in->fd >= 0) {
+        close(in->fd);
+        in->fd = -1;
+    }
+}
+
+/* Reads stderr of pid (and feeds its stdin) until it has exited; the
+ * status.  A background process of the program may hold stderr open long
+ * after the program is done, so exit is what counts, not EOF.  When the
+ * host goes away (the report pipe on stdout reports an error) the whole
+ * group ends. */
 static int
-reporter_wait(pid_t pid, int errfd, char *err, size_t *errlen)
+reporter_wait(pid_t pid, int errfd, hook_input_t *in, char *err, size_t *errlen)
 {
     int status = 0, eof = 0;
 
     for (;;) {
-        /* a negative fd is skipped by poll: stderr once at EOF */
-        struct pollfd p[2] = { { eof ? -1 : errfd, POLLIN, 0 }, { STDOUT_FILENO, 0, 0 } };
+        /* a negative fd is skipped by poll: stderr once at EOF, stdin
+         * once written */
+        struct pollfd p[3] = { { eof ? -1 : errfd, POLLIN, 0 }, { STDOUT_FILENO, 0, 0 },
+                               { in->fd, POLLOUT, 0 } };
         pid_t         w;
 
-        if (poll(p, 2, 100) > 0) {
+        if (poll(p, 3, 100) > 0) {
             if (p[1].revents & (POLLERR | POLLHUP)) {
                 kill(0, SIGKILL);
+            }
+            if (p[2].revents != 0) {
+                input_feed(in);
             }
             if (p[0].revents & (POLLIN | POLLHUP)) {
                 char    tmp[512];
@@ -197,19 +242,48 @@ reporter_wait(pid_t pid, int errfd, char *err, size_t *errlen)
     }
 }
 
+static void
+fd_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    if (fl >= 0) {
+        (void) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    }
+}
+
+/* The program's stdin: /dev/null (the reporter's own stdin), or a pipe
+ * whose write end in->fd the reporter keeps.  -1 when no pipe. */
+static int
+input_open(hook_input_t *in, int *infd)
+{
+    int ipipe[2];
+
+    *infd = STDIN_FILENO;
+    if (in->data == NULL) {
+        return 0;
+    }
+    if (pipe2(ipipe, O_CLOEXEC) != 0) {
+        return -1;
+    }
+    *infd = ipipe[0];
+    in->fd = ipipe[1];
+    return 0;
+}
+
 /* stdin /dev/null, stdout the report pipe, stderr /dev/null; never returns. */
 static void
-reporter_main(char *const argv[])
+reporter_main(char *const argv[], hook_input_t *in)
 {
     report_t r;
     char     err[HOOK_MAX_STDERR];
     size_t   errlen = 0;
-    int      epipe[2], status, fl;
+    int      epipe[2], status, infd;
     pid_t    pid;
 
     r.len = 0;
 
-    if (pipe2(epipe, O_CLOEXEC) != 0) {
+    if (pipe2(epipe, O_CLOEXEC) != 0 || input_open(in, &infd) != 0) {
         report_str(&r, "1cannot make a pipe");
         goto out;
     }
@@ -219,14 +293,22 @@ reporter_main(char *const argv[])
         goto out;
     }
     if (pid == 0) {
-        hook_exec(epipe[1], STDIN_FILENO, argv);
+        hook_exec(infd, STDIN_FILENO, epipe[1], argv);
     }
     close(epipe[1]);
-    fl = fcntl(epipe[0], F_GETFL);
-    if (fl >= 0) {
-        (void) fcntl(epipe[0], F_SETFL, fl | O_NONBLOCK);
+    if (in->fd >= 0) {
+        /* only now: the program must not inherit SIG_IGN */
+        struct sigaction sa;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = SIG_IGN;
+        (void) sigaction(SIGPIPE, &sa, NULL);
+        close(infd);
+        fd_nonblock(in->fd);
+        input_feed(in);
     }
-    status = reporter_wait(pid, epipe[0], err, &errlen);
+    fd_nonblock(epipe[0]);
+    status = reporter_wait(pid, epipe[0], in, err, &errlen);
     if (status == -1) {
         report_str(&r, "1cannot get the hook's exit status");
         goto out;
@@ -268,9 +350,37 @@ hook_signals_reset(void)
     sigprocmask(SIG_SETMASK, &set, NULL);
 }
 
+/* The identity notification commands run with (atls_hook_set_identity);
+ * -1: the process's own. */
+static long hook_uid = -1, hook_gid = -1;
+
+/* Takes hook_uid/hook_gid for good (root), or checks that the process
+ * has them already.  -1 when it cannot: the program must not run with
+ * another identity than the one asked for. */
+static int
+reporter_identity(void)
+{
+    gid_t gid = (gid_t) hook_gid;
+
+    if (hook_uid < 0) {
+        return 0;
+    }
+    if (geteuid() == 0 && (uid_t) hook_uid != 0) {
+        if (setgroups(1, &gid) != 0 || setresgid(gid, gid, gid) != 0
+            || setresuid((uid_t) hook_uid, (uid_t) hook_uid, (uid_t) hook_uid) != 0
+            || setuid(0) == 0)
+        {
+            return -1;
+        }
+        return 0;
+    }
+    return geteuid() == (uid_t) hook_uid && getegid() == gid ? 0 : -1;
+}
+
 /* Only the descriptors the reporter needs, at 0..2. */
 static void
-reporter_start(int report_fd, int nullfd, char *const argv[])
+reporter_start(int report_fd, int nullfd, char *const argv[], hook_input_t *in,
+               int as_identity)
 {
     (void) setpgid(0, 0);
     hook_signals_reset();
@@ -290,10 +400,23 @@ reporter_start(int report_fd, int nullfd, char *const argv[])
             close(fd);
         }
     }
-    reporter_main(argv);
+    if (as_identity && reporter_identity() != 0) {
+        static const char msg[] = "1cannot run as the configured user and group";
+
+        (void) !write(STDOUT_FILENO, msg, sizeof(msg) - 1);
+        _exit(0);
+    }
+    reporter_main(argv, in);
 }
 
 /* ---- in the host ------------------------------------------------------ */
+
+void
+atls_hook_set_identity(long uid, long gid)
+{
+    hook_uid = uid;
+    hook_gid = uid < 0 ? -1 : gid;
+}
 
 static int
 hook_check_program(const char *path, char *why, size_t whylen)
@@ -317,11 +440,16 @@ hook_check_program(const char *path, char *why, size_t whylen)
     return 0;
 }
 
-int
-atls_hook_spawn(char *const argv[], atls_hook_proc_t *hp, char *why, size_t whylen)
+/* Both kinds of run: a dns hook (input NULL) and a notification command
+ * (input given, with the identity of atls_hook_set_identity).  The input
+ * reaches the reporting child through fork's copy of this process. */
+static int
+hook_spawn(char *const argv[], const char *input, size_t len, atls_hook_proc_t *hp,
+           char *why, size_t whylen)
 {
-    int   pfd[2], nullfd;
-    pid_t pid;
+    hook_input_t in = { -1, input, len, 0 };
+    int          pfd[2], nullfd;
+    pid_t        pid;
 
     hp->pid = -1;
     hp->fd = -1;
@@ -341,7 +469,7 @@ atls_hook_spawn(char *const argv[], atls_hook_proc_t *hp, char *why, size_t whyl
     }
     pid = fork();
     if (pid == 0) {
-        reporter_start(pfd[1], nullfd, argv);
+        reporter_start(pfd[1], nullfd, argv, &in, input != NULL);
     }
     close(pfd[1]);
     close(nullfd);
@@ -362,6 +490,19 @@ atls_hook_spawn(char *const argv[], atls_hook_proc_t *hp, char *why, size_t whyl
     hp->pid = pid;
     hp->fd = pfd[0];
     return 0;
+}
+
+int
+atls_hook_spawn(char *const argv[], atls_hook_proc_t *hp, char *why, size_t whylen)
+{
+    return hook_spawn(argv, NULL, 0, hp, why, whylen);
+}
+
+int
+atls_hook_spawn_input(char *const argv[], const char *input, size_t len,
+                      atls_hook_proc_t *hp, char *why, size_t whylen)
+{
+    return hook_spawn(argv, input != NULL ? input : "", len, hp, why, whylen);
 }
 
 /* 1 when pid is reaped or cannot be (not our child any more). */

@@ -404,6 +404,7 @@ atls_http_easy_prepare(const atls_http_opts_t *opts, const atls_http_request_t *
     long              connect_ms = ATLS_HTTP_CONNECT_MS;
     long              total_ms = ATLS_HTTP_TOTAL_MS;
     const char       *method;
+    size_t            i;
 
     *xfer = NULL;
     pthread_once(&curl_once, http_global_init);
@@ -479,6 +480,16 @@ atls_http_easy_prepare(const atls_http_opts_t *opts, const atls_http_request_t *
         || xfer_add_header(x, "Expect", "") != 0)
     {
         goto failed;
+    }
+    for (i = 0; i < req->n_headers; i++) {
+        struct curl_slist *l;
+
+        if (strpbrk(req->headers[i], "\r\n") != NULL
+            || (l = curl_slist_append(x->req_headers, req->headers[i])) == NULL)
+        {
+            goto failed;
+        }
+        x->req_headers = l;
     }
     SETOPT(h, CURLOPT_HTTPHEADER, x->req_headers);
 

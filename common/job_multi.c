@@ -7,7 +7,8 @@
  * extra descriptors of the same poll, and feeds the outcomes back.  The
  * waits of many orders overlap, and connections to a CA are reused across
  * orders.  A hook is a process watched through its report pipe, so a slow
- * dns hook of one certificate keeps only that order waiting.
+ * dns hook of one certificate keeps only that order waiting; the commands
+ * of the notifier (exec_start) are watched the same way.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -208,20 +209,37 @@ multi_timer(void *ctx, long ms)
     m->timer_at = ms < 0 ? -1 : mono_ms() + ms;
 }
 
+/* A dns hook (input NULL) or a notification command, watched alike. */
 static int
-multi_hook_start(void *ctx, atls_sched_op_t *op, char *const argv[],
-                 char *why, size_t whylen)
+multi_proc_start(multi_t *m, atls_sched_op_t *op, char *const argv[], const char *input,
+                 size_t len, char *why, size_t whylen)
 {
-    multi_t     *m = ctx;
     multi_run_t *r = multi_alloc(sizeof(*r));
+    int          rc;
 
     r->op = op;
-    if (atls_hook_spawn(argv, &r->hp, why, whylen) != 0) {
+    rc = input != NULL ? atls_hook_spawn_input(argv, input, len, &r->hp, why, whylen)
+                       : atls_hook_spawn(argv, &r->hp, why, whylen);
+    if (rc != 0) {
         free(r);
         return -1;
     }
     multi_run_add(m, r);
     return 0;
+}
+
+static int
+multi_hook_start(void *ctx, atls_sched_op_t *op, char *const argv[],
+                 char *why, size_t whylen)
+{
+    return multi_proc_start(ctx, op, argv, NULL, 0, why, whylen);
+}
+
+static int
+multi_exec_start(void *ctx, atls_sched_op_t *op, char *const argv[], const char *input,
+                 size_t len, char *why, size_t whylen)
+{
+    return multi_proc_start(ctx, op, argv, input != NULL ? input : "", len, why, whylen);
 }
 
 /* Every hook that reported back to the scheduler.  A report may make the
@@ -402,6 +420,7 @@ multi_setup(multi_t *m, atls_store_t *st, const atls_job_conf_t *confs, size_t n
         .http_send = multi_http_send, .http_cancel = multi_cancel,
         .timer = multi_timer,
         .hook_start = multi_hook_start, .hook_kill = multi_cancel,
+        .exec_start = multi_exec_start,
         .publish = multi_publish, .withdraw = multi_withdraw,
         .done = multi_done
     };
@@ -414,6 +433,8 @@ multi_setup(multi_t *m, atls_store_t *st, const atls_job_conf_t *confs, size_t n
     memset(&so, 0, sizeof(so));
     so.max_parallel = m->o->max_parallel;
     so.ari = m->o->ari;
+    so.events = m->o->events;
+    so.policy = m->o->policy;
 
     m->timer_at = -1;
     m->multi = curl_multi_init();
@@ -490,8 +511,8 @@ multi_run(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
     for (i = 0; results != NULL && i < n; i++) {
         results[i] = -1;    /* until proven otherwise (also: never started) */
     }
-    if (n == 0) {
-        return 0;
+    if (n == 0 && opts->events == NULL) {
+        return 0;   /* with events: the notifier may have a queue to deliver */
     }
     memset(&m, 0, sizeof(m));
     m.o = opts;

@@ -20,6 +20,7 @@
 #include "atls_job.h"
 #include "atls_sched.h"
 #include "atls_store.h"
+#include "notify_int.h"
 #include "sched_internal.h"
 
 long long
@@ -80,6 +81,7 @@ sched_arm(atls_sched_t *s)
     for (op = s->orphans; op != NULL; op = op->next) {
         best = earlier(best, op->deadline);
     }
+    best = earlier(best, atls_notify_deadline(s->notify));
 
     if (best == LLONG_MAX) {
         if (s->armed != -1) {
@@ -424,6 +426,7 @@ void
 atls_sched_check(atls_sched_t *s)
 {
     sched_enter(s);
+    atls_notify_look(s->notify);
     if (!s->stopping && !s->pass_active) {
         s->pass_active = 1;
         s->pass_next = 0;
@@ -459,7 +462,9 @@ atls_sched_http_done(atls_sched_t *s, atls_sched_op_t *op, const atls_http_respo
     sched_slot_t *sl = op->slot;
 
     sched_enter(s);
-    if (sl != NULL && sl->op == op) {
+    if (atls_notify_http_done(s->notify, op, resp)) {
+        /* a notification's request */
+    } else if (sl != NULL && sl->op == op) {
         sl->op = NULL;
         atls_sched_op_free(op);
         atls_sched_slot_step(sl, resp);
@@ -473,9 +478,11 @@ atls_sched_hook_done(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *w
     char msg[400];
 
     sched_enter(s);
-    snprintf(msg, sizeof(msg), "dns hook %s failed: %s", op->setup ? "setup" : "teardown",
-             why != NULL && why[0] != '\0' ? why : "no reason given");
-    atls_sched_hook_end(s, op, ok, msg);
+    if (!atls_notify_hook_done(s->notify, op, ok, why)) {
+        snprintf(msg, sizeof(msg), "dns hook %s failed: %s", op->setup ? "setup" : "teardown",
+                 why != NULL && why[0] != '\0' ? why : "no reason given");
+        atls_sched_hook_end(s, op, ok, msg);
+    }
     sched_leave(s);
 }
 
@@ -526,6 +533,7 @@ atls_sched_timer(atls_sched_t *s)
     if (s->kick_due || (s->pass_resume != 0 && s->pass_resume <= now)) {
         sched_kick(s);
     }
+    atls_notify_timer(s->notify, now);
     sched_leave(s);
 }
 
@@ -568,6 +576,7 @@ atls_sched_new(atls_store_t *st, const atls_sched_host_t *host,
         s->slots[i].s = s;
         atls_sched_slot_clear(&s->slots[i]);
     }
+    s->notify = atls_notify_new(s, opts != NULL ? opts->events : NULL);
     return s;
 }
 
@@ -579,6 +588,7 @@ sched_destroy(atls_sched_t *s)
 
     s->depth = 1;       /* a host that calls back meanwhile only marks it */
     s->freeing = 1;
+    atls_notify_free(s->notify);
     for (i = 0; i < s->n_slots; i++) {
         atls_sched_slot_cancel(&s->slots[i]);
     }
@@ -628,6 +638,7 @@ atls_sched_stop(atls_sched_t *s)
     s->pass_resume = 0;
     forced_clear(s);
     rev_queue_clear(s);
+    atls_notify_stop(s->notify);
     /* pending slots end (done() says "stopped") from the next kick */
     s->kick_due = 1;
     sched_leave(s);
@@ -639,7 +650,7 @@ atls_sched_idle(const atls_sched_t *s)
     size_t i;
 
     if (s->pass_active || s->forced != NULL || s->orphans != NULL
-        || s->rev_queue != NULL)
+        || s->rev_queue != NULL || atls_notify_busy(s->notify))
     {
         return 0;
     }
@@ -649,6 +660,14 @@ atls_sched_idle(const atls_sched_t *s)
         }
     }
     return 1;
+}
+
+void
+atls_sched_notify(atls_sched_t *s)
+{
+    sched_enter(s);
+    atls_notify_look(s->notify);
+    sched_leave(s);
 }
 
 size_t

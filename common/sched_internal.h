@@ -166,6 +166,8 @@ struct atls_sched_s {
     int                 depth;          /* atls_sched_* calls on the stack */
     int                 dying;          /* freed from inside a callback */
     long long           armed;          /* the host timer's deadline; -1 none */
+    struct atls_notify_s *notify;       /* delivers the queue (notify.c); NULL
+                                           when the events name no sink */
 };
 
 long long atls_sched_now_ms(void);

@@ -26,6 +26,7 @@ enum {
     OPT_CSR_CN, OPT_ALL, OPT_PARALLEL, OPT_EACH, OPT_NAME, OPT_SINCE
 };
 enum { OPT_SNI = OPT_BASE + 64, OPT_TARGETS };   /* scan */
+enum { OPT_EXEC = OPT_BASE + 80, OPT_WEBHOOK, OPT_HEADER };   /* notify-test */
 
 static const struct option long_opts[] = {
     { "directory",        required_argument, NULL, OPT_DIRECTORY },
@@ -57,6 +58,9 @@ static const struct option long_opts[] = {
     { "since",            required_argument, NULL, OPT_SINCE },
     { "sni",              required_argument, NULL, OPT_SNI },
     { "targets",          required_argument, NULL, OPT_TARGETS },
+    { "exec",             required_argument, NULL, OPT_EXEC },
+    { "webhook",          required_argument, NULL, OPT_WEBHOOK },
+    { "header",           required_argument, NULL, OPT_HEADER },
     { "verbose",          no_argument,       NULL, 'v' },
     { "help",             no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
@@ -95,6 +99,9 @@ static unsigned opt_bit(int val)
     case OPT_SINCE:           return CLI_O_SINCE;
     case OPT_SNI:             return CLI_O_SNI;
     case OPT_TARGETS:         return CLI_O_TARGETS;
+    case OPT_EXEC:            return CLI_O_EXEC;
+    case OPT_WEBHOOK:         return CLI_O_WEBHOOK;
+    case OPT_HEADER:          return CLI_O_HEADER;
     case 'v':                 return CLI_O_VERBOSE;
     default:                  return 0;
     }
@@ -102,7 +109,7 @@ static unsigned opt_bit(int val)
 
 static const cli_command_t *const commands[] = {
     &cli_cmd_issue, &cli_cmd_list, &cli_cmd_show, &cli_cmd_renew, &cli_cmd_revoke,
-    &cli_cmd_audit, &cli_cmd_scan
+    &cli_cmd_audit, &cli_cmd_scan, &cli_cmd_notify_test
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -121,6 +128,7 @@ static void usage(FILE *f)
         "  revoke   revoke a certificate\n"
         "  audit    print the audit trail of a store\n"
         "  scan     connect to TLS endpoints and report their certificates' findings\n"
+        "  notify-test  send a test event through the notification sinks\n"
         "  help     show this text, or `autotls help COMMAND`\n"
         "\n"
         "Run `autotls COMMAND --help` for a command's options.\n"
@@ -293,6 +301,14 @@ static int apply_option(cli_opts_t *o, int val, const char *arg)
     case OPT_TARGETS:
         o->targets = arg;
         break;
+    case OPT_EXEC:
+        o->notify_exec = arg;
+        break;
+    case OPT_WEBHOOK:
+        o->notify_webhook = arg;
+        break;
+    case OPT_HEADER:
+        return cli_notify_add_header(o, arg);
     case 'v':
         o->verbose++;
         break;

@@ -1,0 +1,756 @@
+/*
+ * The notifier (notify_int.h): the store's notification queue to the
+ * sinks, inside the scheduler, so that every host delivers through the
+ * callbacks it already has.
+ *
+ * A queue entry (store_events.c writes it at emit time) is
+ *   {"event":{...},"pending":["exec","webhook"],
+ *    "attempts":{"webhook":N},"retry_at":{"webhook":T},
+ *    "last_error":{"webhook":"HTTP 503"},"next_attempt":T}
+ * The notifier keeps the last four up to date: each sink takes the oldest
+ * entry that still names it, one delivery in flight per sink, so events
+ * reach a sink in the order they were queued (a failing entry holds the
+ * ones behind it for that sink only).  An entry changes only once the
+ * sink answered (at-least-once: a crash or a stop in between delivers it
+ * again), and goes once no sink is pending.
+ *
+ * Only one process delivers a store's queue at a time: the store lock
+ * "notify", taken without waiting while deliveries are in flight.  A
+ * sink an entry names that this process has not configured (the server's
+ * settings changed, the CLI queued for a sink the server lacks) is taken
+ * off that entry with an INFO line: whoever delivers decides.
+ *
+ * Nothing here waits: the host runs the request and the command, and the
+ * scheduler's timer brings the notifier back for time limits, retries and
+ * looks at the queue (after each emit in this process, each pass,
+ * atls_sched_notify(), and every ATLS_NOTIFY_POLL_S while entries wait).
+ */
+#define _GNU_SOURCE
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <jansson.h>
+#include "atls.h"
+#include "atls_schedule.h"
+#include "atls_store.h"
+#include "notify_int.h"
+#include "sched_internal.h"
+
+typedef enum { SINK_WEBHOOK = 0, SINK_EXEC, SINK_MAX } sink_kind_t;
+
+static const char *const sink_names[SINK_MAX] = { "webhook", "exec" };
+
+typedef struct {
+    int              on;        /* configured, and runnable by this host */
+    atls_sched_op_t *op;        /* the delivery in flight */
+    char            *key;       /* its entry */
+    long long        deadline;  /* exec: killed then (monotonic ms) */
+    long long        retry_at;  /* its oldest entry is tried again then; 0 none */
+    int              failing;   /* in a failure streak (the webhook's is logged once) */
+} notify_sink_t;
+
+struct atls_notify_s {
+    atls_sched_t       *s;
+    atls_events_t      *ev;
+    atls_notify_conf_t  conf;
+    char               *where;      /* the webhook URL up to '?', for logs */
+    notify_sink_t       sink[SINK_MAX];
+    int                 look_soon;
+    long long           poll_at;    /* entries wait: looked at then; 0 none */
+    atls_store_lock_t  *lock;
+    int                 lock_said;  /* "another process delivers" logged */
+    int                 stopped;
+};
+
+/* ---- queue entries -------------------------------------------------------- */
+
+/* The entry, or NULL (gone meanwhile: delivered by another process, or
+ * unreadable: logged). */
+static json_t *
+entry_load(atls_notify_t *n, const char *key)
+{
+    json_t *e = NULL;
+    char   *data = NULL, err[512];
+    size_t  len = 0;
+    int     rc;
+
+    rc = atls_store_queue_get(n->s->st, key, &data, &len, err, sizeof(err));
+    if (rc == ATLS_STORE_OK) {
+        e = json_loadb(data, len, 0, NULL);
+        if (e != NULL && !json_is_object(e)) {
+            json_decref(e);
+            e = NULL;
+        }
+        if (e == NULL || !json_is_object(json_object_get(e, "event"))
+            || !json_is_array(json_object_get(e, "pending")))
+        {
+            atls_log(ATLS_LOG_WARN, "autotls: notification queue entry %s in %s is not "
+                     "a queue entry (\"event\" and \"pending\"): removed", key,
+                     n->s->st->location);
+            json_decref(e);
+            e = NULL;
+            (void) atls_store_queue_del(n->s->st, key, err, sizeof(err));
+        }
+    } else if (rc != ATLS_STORE_NOTFOUND) {
+        atls_log(ATLS_LOG_WARN, "autotls: notification queue: %s", err);
+    }
+    free(data);
+    return e;
+}
+
+static int
+entry_pending(json_t *e, const char *sink)
+{
+    json_t *v;
+    size_t  i;
+
+    json_array_foreach(json_object_get(e, "pending"), i, v) {
+        if (json_is_string(v) && strcmp(json_string_value(v), sink) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* sink is done with e (delivered or given up): its state goes too. */
+static void
+entry_drop_sink(json_t *e, const char *sink)
+{
+    json_t *pending = json_object_get(e, "pending"), *v;
+    size_t  i;
+
+    for (i = 0; i < json_array_size(pending); i++) {
+        v = json_array_get(pending, i);
+        if (!json_is_string(v) || strcmp(json_string_value(v), sink) == 0) {
+            json_array_remove(pending, i--);
+        }
+    }
+    (void) json_object_del(json_object_get(e, "attempts"), sink);
+    (void) json_object_del(json_object_get(e, "retry_at"), sink);
+    (void) json_object_del(json_object_get(e, "last_error"), sink);
+}
+
+static json_t *
+entry_member(json_t *e, const char *name)
+{
+    json_t *o = json_object_get(e, name);
+
+    if (!json_is_object(o)) {
+        o = json_object();
+        (void) json_object_set_new(e, name, o);
+    }
+    return o;
+}
+
+static long long
+entry_int(json_t *e, const char *member, const char *sink)
+{
+    json_t *v = json_object_get(json_object_get(e, member), sink);
+
+    return json_is_integer(v) ? (long long) json_integer_value(v) : 0;
+}
+
+/* Rewritten, or removed once no sink is pending; next_attempt is the
+ * earliest retry of any sink (for `autotls` tools that show the queue). */
+static void
+entry_save(atls_notify_t *n, const char *key, json_t *e)
+{
+    const char *sink;
+    json_t     *v;
+    long long   next = 0;
+    char       *text, err[512];
+    int         rc;
+
+    if (json_array_size(json_object_get(e, "pending")) == 0) {
+        rc = atls_store_queue_del(n->s->st, key, err, sizeof(err));
+    } else {
+        json_object_foreach(json_object_get(e, "retry_at"), sink, v) {
+            if (json_is_integer(v) && (next == 0 || json_integer_value(v) < next)) {
+                next = (long long) json_integer_value(v);
+            }
+        }
+        if (next != 0) {
+            (void) json_object_set_new(e, "next_attempt", json_integer(next));
+        } else {
+            (void) json_object_set_new(e, "next_attempt", json_integer(0));
+        }
+        text = json_dumps(e, JSON_COMPACT);
+        rc = text == NULL ? ATLS_STORE_ERROR
+                          : atls_store_queue_update(n->s->st, key, text, strlen(text),
+                                                    err, sizeof(err));
+        if (text == NULL) {
+            snprintf(err, sizeof(err), "out of memory");
+        }
+        free(text);
+    }
+    if (rc != ATLS_STORE_OK && rc != ATLS_STORE_NOTFOUND) {
+        atls_log(ATLS_LOG_WARN, "autotls: notification queue: %s", err);
+    }
+}
+
+/* When the entry was queued: its key starts with the time in ms. */
+static time_t
+entry_queued(const char *key)
+{
+    return (time_t) (strtoll(key, NULL, 10) / 1000);
+}
+
+static const char *
+entry_event(json_t *e, const char *member)
+{
+    return json_string_value(json_object_get(json_object_get(e, "event"), member));
+}
+
+/* ---- the lock ----------------------------------------------------------------- */
+
+static int
+notify_in_flight(const atls_notify_t *n)
+{
+    size_t k;
+
+    for (k = 0; k < SINK_MAX; k++) {
+        if (n->sink[k].op != NULL) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* 1 when this process may deliver now. */
+static int
+notify_lock(atls_notify_t *n)
+{
+    char err[512];
+    int  rc;
+
+    if (n->lock != NULL) {
+        return 1;
+    }
+    rc = n->s->st->ops->lock(n->s->st, "notify", 0, &n->lock, err, sizeof(err));
+    if (rc == ATLS_STORE_OK) {
+        n->lock_said = 0;
+        return 1;
+    }
+    n->lock = NULL;
+    if (!n->lock_said) {
+        n->lock_said = 1;
+        atls_log(rc == ATLS_STORE_BUSY ? ATLS_LOG_INFO : ATLS_LOG_WARN,
+                 "autotls: notifications of %s: %s", n->s->st->location,
+                 rc == ATLS_STORE_BUSY ? "another process delivers them" : err);
+    }
+    return 0;
+}
+
+static void
+notify_unlock(atls_notify_t *n)
+{
+    if (n->lock != NULL && !notify_in_flight(n)) {
+        atls_store_unlock(n->s->st, n->lock);
+        n->lock = NULL;
+    }
+}
+
+/* ---- one delivery ------------------------------------------------------------- */
+
+static void sink_end(atls_notify_t *n, sink_kind_t k, int ok, const char *why);
+
+static int
+webhook_start(atls_notify_t *n, atls_sched_op_t *op, char *body, char *why, size_t whylen)
+{
+    atls_http_request_t req;
+    atls_http_opts_t    o;
+
+    memset(&req, 0, sizeof(req));
+    memset(&o, 0, sizeof(o));
+    req.method = "POST";
+    req.url = n->conf.webhook;
+    req.body = body;
+    req.body_len = strlen(body);
+    req.content_type = "application/json";
+    req.headers = (const char *const *) n->conf.headers;
+    req.n_headers = n->conf.n_headers;
+    o.connect_timeout_ms = ATLS_NOTIFY_HTTP_TIMEOUT_MS;
+    o.total_timeout_ms = ATLS_NOTIFY_HTTP_TIMEOUT_MS;
+    o.max_response = 64 * 1024;
+    if (n->s->host.http_send(n->s->host.ctx, op, &o, &req) != 0) {
+        snprintf(why, whylen, "the request could not be started");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+exec_start(atls_notify_t *n, atls_sched_op_t *op, json_t *e, char *body,
+           char *why, size_t whylen)
+{
+    const char *name = entry_event(e, "event"), *id = entry_event(e, "id");
+    char       *argv[4];
+    long        limit = n->conf.exec_timeout_s > 0 ? n->conf.exec_timeout_s
+                                                   : ATLS_NOTIFY_EXEC_TIMEOUT;
+
+    argv[0] = n->conf.exec;
+    argv[1] = (char *) (name != NULL ? name : "unknown");
+    argv[2] = (char *) (id != NULL && id[0] != '\0' ? id : "-");
+    argv[3] = NULL;
+    op->hook = 1;
+    n->sink[SINK_EXEC].deadline = atls_sched_now_ms() + limit * 1000;
+    return n->s->host.exec_start(n->s->host.ctx, op, argv, body, strlen(body), why, whylen);
+}
+
+/* Starts sink k on entry key; a start that fails counts as a failed
+ * delivery. */
+static void
+sink_start(atls_notify_t *n, sink_kind_t k, const char *key, json_t *e)
+{
+    notify_sink_t   *sk = &n->sink[k];
+    atls_sched_op_t *op = calloc(1, sizeof(*op));
+    char            *body = json_dumps(json_object_get(e, "event"), JSON_COMPACT);
+    char             why[512];
+    int              rc;
+
+    sk->key = strdup(key);
+    if (op == NULL || body == NULL || sk->key == NULL) {
+        atls_log(ATLS_LOG_ERR, "autotls: notifications: out of memory");
+        free(op);
+        free(body);
+        free(sk->key);
+        sk->key = NULL;
+        return;
+    }
+    sk->op = op;
+    why[0] = '\0';
+    rc = k == SINK_WEBHOOK ? webhook_start(n, op, body, why, sizeof(why))
+                           : exec_start(n, op, e, body, why, sizeof(why));
+    free(body);
+    if (rc != 0) {
+        sink_end(n, k, 0, why[0] ? why : "could not be started");
+    }
+}
+
+/* Seconds until the next try after `attempts` failures: 10 s doubling up
+ * to 10 min, within ±20% (never above the cap). */
+static long
+retry_delay(unsigned attempts)
+{
+    long base = atls_schedule_doubling(ATLS_NOTIFY_RETRY_FIRST_S, ATLS_NOTIFY_RETRY_MAX_S,
+                                       attempts);
+    long spread = base / 5;
+    long d = base - spread + (long) (atls_random_u64() % (uint64_t) (2 * spread + 1));
+
+    return d > ATLS_NOTIFY_RETRY_MAX_S ? ATLS_NOTIFY_RETRY_MAX_S : d;
+}
+
+/* A failed delivery of e by sink k: retried later, or dropped (1). */
+static int
+sink_failed(atls_notify_t *n, sink_kind_t k, const char *key, json_t *e, const char *why)
+{
+    notify_sink_t *sk = &n->sink[k];
+    const char    *name = entry_event(e, "event"), *id = entry_event(e, "id");
+    unsigned       attempts = (unsigned) entry_int(e, "attempts", sink_names[k]) + 1;
+    time_t         now = time(NULL);
+    long           delay = retry_delay(attempts);
+
+    name = name != NULL ? name : "?";
+    id = id != NULL ? id : "-";
+    if (k == SINK_EXEC) {
+        atls_log(ATLS_LOG_WARN, "autotls: notify command %s %s %s: %s%s", n->conf.exec,
+                 name, id, why, attempts > ATLS_NOTIFY_EXEC_RETRIES ? "; given up" : "");
+        if (attempts > ATLS_NOTIFY_EXEC_RETRIES) {
+            entry_drop_sink(e, sink_names[k]);
+            return 1;
+        }
+    } else {
+        if (!sk->failing) {
+            atls_log(ATLS_LOG_WARN, "autotls: webhook %s: event %s (%s) not delivered: %s; "
+                     "retrying with backoff", n->where, name, id, why);
+        }
+        if (now + delay > entry_queued(key) + ATLS_NOTIFY_WEBHOOK_GIVEUP_S) {
+            atls_log(ATLS_LOG_ERR, "autotls: webhook %s: event %s (%s) dropped: not "
+                     "delivered within 24 h (last: %s)", n->where, name, id, why);
+            entry_drop_sink(e, sink_names[k]);
+            return 1;
+        }
+    }
+    sk->failing = 1;
+    (void) json_object_set_new(entry_member(e, "attempts"), sink_names[k],
+                               json_integer(attempts));
+    (void) json_object_set_new(entry_member(e, "retry_at"), sink_names[k],
+                               json_integer((json_int_t) (now + delay)));
+    (void) json_object_set_new(entry_member(e, "last_error"), sink_names[k],
+                               json_string(why));
+    sk->retry_at = atls_sched_now_ms() + (long long) delay * 1000;
+    return 0;
+}
+
+/* The delivery in flight of sink k is over. */
+static void
+sink_end(atls_notify_t *n, sink_kind_t k, int ok, const char *why)
+{
+    notify_sink_t *sk = &n->sink[k];
+    char          *key = sk->key;
+    json_t        *e;
+
+    free(sk->op);
+    sk->op = NULL;
+    sk->key = NULL;
+    e = entry_load(n, key);
+    if (e != NULL && entry_pending(e, sink_names[k])) {
+        if (ok) {
+            if (sk->failing) {
+                atls_log(ATLS_LOG_INFO, "autotls: %s %s: delivering again",
+                         k == SINK_WEBHOOK ? "webhook" : "notify command",
+                         k == SINK_WEBHOOK ? n->where : n->conf.exec);
+            }
+            sk->failing = 0;
+            sk->retry_at = 0;
+            entry_drop_sink(e, sink_names[k]);
+        } else {
+            (void) sink_failed(n, k, key, e, why);
+        }
+        entry_save(n, key, e);
+    }
+    json_decref(e);
+    free(key);
+    n->look_soon = 1;       /* the next entry, or the retry's wait */
+    notify_unlock(n);
+}
+
+/* ---- looking at the queue -------------------------------------------------- */
+
+static int
+sink_kind(const char *name)
+{
+    int k;
+
+    for (k = 0; k < SINK_MAX; k++) {
+        if (name != NULL && strcmp(name, sink_names[k]) == 0) {
+            return k;
+        }
+    }
+    return -1;
+}
+
+/* Takes the sinks not configured here off e; 1 when e changed. */
+static int
+entry_prune(atls_notify_t *n, const char *key, json_t *e)
+{
+    json_t *pending = json_object_get(e, "pending");
+    size_t  i;
+    int     changed = 0;
+
+    for (i = 0; i < json_array_size(pending); i++) {
+        const char *name = json_string_value(json_array_get(pending, i));
+        int         k = sink_kind(name);
+
+        if (k >= 0 && n->sink[k].on) {
+            continue;
+        }
+        atls_log(ATLS_LOG_INFO, "autotls: notification %s (%s): no %s sink is configured "
+                 "here: not delivered to it", entry_event(e, "event") ? entry_event(e, "event")
+                                                                      : "?",
+                 key, name != NULL ? name : "(not a name)");
+        json_array_remove(pending, i--);
+        changed = 1;
+    }
+    if (changed) {
+        entry_save(n, key, e);
+    }
+    return changed;
+}
+
+/* Gives the free sinks their oldest pending entry.  busy[k]: sink k is in
+ * flight, waiting or served already in this look. */
+static void
+notify_assign(atls_notify_t *n, const char *key, json_t *e, int *busy, time_t now,
+              long long mono)
+{
+    int k;
+
+    for (k = 0; k < SINK_MAX; k++) {
+        long long at;
+
+        if (busy[k] || !entry_pending(e, sink_names[k])) {
+            continue;
+        }
+        busy[k] = 1;
+        /* a retry time stored by an earlier run (a restart) holds too */
+        at = entry_int(e, "retry_at", sink_names[k]);
+        if (at > now) {
+            n->sink[k].retry_at = mono + (at - now) * 1000;
+            continue;
+        }
+        if (k == SINK_WEBHOOK && entry_int(e, "attempts", sink_names[k]) > 0
+            && now > entry_queued(key) + ATLS_NOTIFY_WEBHOOK_GIVEUP_S)
+        {
+            atls_log(ATLS_LOG_ERR, "autotls: webhook %s: event %s (%s) dropped: not "
+                     "delivered within 24 h", n->where,
+                     entry_event(e, "event") ? entry_event(e, "event") : "?", key);
+            entry_drop_sink(e, sink_names[k]);
+            entry_save(n, key, e);
+            busy[k] = 0;
+            continue;
+        }
+        sink_start(n, (sink_kind_t) k, key, e);
+    }
+}
+
+static void
+notify_scan(atls_notify_t *n)
+{
+    long long mono = atls_sched_now_ms();
+    time_t    now = time(NULL);
+    char    **keys = NULL, err[512];
+    size_t    nk = 0, i;
+    int       busy[SINK_MAX], k, all;
+
+    n->look_soon = 0;
+    n->poll_at = 0;
+    if (n->stopped) {
+        return;
+    }
+    if (atls_store_queue_list(n->s->st, &keys, &nk, err, sizeof(err)) != ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_WARN, "autotls: notification queue: %s", err);
+        n->poll_at = mono + ATLS_NOTIFY_POLL_S * 1000LL;
+        return;
+    }
+    if (nk > 0 && notify_lock(n)) {
+        /* the stored retry times are the truth (another process, an
+         * earlier run may have written them): found again below */
+        for (k = 0; k < SINK_MAX; k++) {
+            busy[k] = !n->sink[k].on || n->sink[k].op != NULL;
+            n->sink[k].retry_at = 0;
+        }
+        for (i = 0; i < nk; i++) {
+            json_t *e;
+
+            for (all = 1, k = 0; k < SINK_MAX; k++) {
+                all &= busy[k];
+            }
+            if (all) {
+                break;
+            }
+            e = entry_load(n, keys[i]);
+            if (e != NULL) {
+                (void) entry_prune(n, keys[i], e);
+                notify_assign(n, keys[i], e, busy, now, mono);
+            }
+            json_decref(e);
+        }
+    }
+    if (nk > 0) {
+        n->poll_at = mono + ATLS_NOTIFY_POLL_S * 1000LL;
+    }
+    notify_unlock(n);
+    for (i = 0; i < nk; i++) {
+        free(keys[i]);
+    }
+    free(keys);
+}
+
+/* ---- the scheduler's side ------------------------------------------------------- */
+
+/* From atls_events_emit in this process: the scheduler's timer soon. */
+static void
+notify_wakeup(void *ctx)
+{
+    atls_notify_t *n = ctx;
+
+    if (n->s->depth > 0) {
+        n->look_soon = 1;   /* armed when the outermost call returns */
+    } else {
+        atls_sched_notify(n->s);
+    }
+}
+
+static char *
+url_for_logs(const char *url)
+{
+    size_t len = strcspn(url, "?#");
+    char  *s = malloc(len + 1);
+
+    if (s != NULL) {
+        memcpy(s, url, len);
+        s[len] = '\0';
+    }
+    return s;
+}
+
+atls_notify_t *
+atls_notify_new(atls_sched_t *s, atls_events_t *ev)
+{
+    const atls_notify_conf_t *conf = ev != NULL ? atls_events_conf(ev) : NULL;
+    atls_notify_t            *n;
+
+    if (!atls_notify_conf_has_sinks(conf)) {
+        return NULL;
+    }
+    n = calloc(1, sizeof(*n));
+    if (n == NULL) {
+        atls_log(ATLS_LOG_ERR, "autotls: notifications: out of memory");
+        return NULL;
+    }
+    n->s = s;
+    n->ev = ev;
+    atls_notify_conf_copy(&n->conf, conf);
+    n->where = url_for_logs(n->conf.webhook != NULL ? n->conf.webhook : "");
+    n->sink[SINK_WEBHOOK].on = n->conf.webhook != NULL;
+    n->sink[SINK_EXEC].on = n->conf.exec != NULL && s->host.exec_start != NULL;
+    if (n->conf.exec != NULL && s->host.exec_start == NULL) {
+        atls_log(ATLS_LOG_WARN, "autotls: notify command %s: this server cannot run "
+                 "notification commands; events are not sent to it", n->conf.exec);
+    }
+    atls_events_set_wakeup(ev, notify_wakeup, n);
+    n->look_soon = 1;       /* what earlier runs left queued */
+    return n;
+}
+
+void
+atls_notify_stop(atls_notify_t *n)
+{
+    int k;
+
+    if (n == NULL) {
+        return;
+    }
+    n->stopped = 1;
+    n->look_soon = 0;
+    n->poll_at = 0;
+    for (k = 0; k < SINK_MAX; k++) {
+        notify_sink_t *sk = &n->sink[k];
+
+        if (sk->op == NULL) {
+            continue;
+        }
+        if (sk->op->hook) {
+            if (n->s->host.hook_kill != NULL) {
+                n->s->host.hook_kill(n->s->host.ctx, sk->op);
+            }
+        } else if (n->s->host.http_cancel != NULL) {
+            n->s->host.http_cancel(n->s->host.ctx, sk->op);
+        }
+        free(sk->op);
+        sk->op = NULL;
+        free(sk->key);
+        sk->key = NULL;
+    }
+    notify_unlock(n);
+}
+
+void
+atls_notify_free(atls_notify_t *n)
+{
+    if (n == NULL) {
+        return;
+    }
+    atls_notify_stop(n);
+    atls_events_set_wakeup(n->ev, NULL, NULL);
+    atls_notify_conf_free(&n->conf);
+    free(n->where);
+    free(n);
+}
+
+void
+atls_notify_look(atls_notify_t *n)
+{
+    if (n != NULL && !n->stopped) {
+        n->look_soon = 1;
+    }
+}
+
+long long
+atls_notify_deadline(const atls_notify_t *n)
+{
+    long long best = LLONG_MAX;
+    int       k;
+
+    if (n == NULL || n->stopped) {
+        return best;
+    }
+    if (n->look_soon) {
+        return 0;
+    }
+    if (n->poll_at != 0) {
+        best = n->poll_at;
+    }
+    for (k = 0; k < SINK_MAX; k++) {
+        const notify_sink_t *sk = &n->sink[k];
+
+        if (sk->op != NULL && sk->op->hook && sk->deadline < best) {
+            best = sk->deadline;
+        }
+        if (sk->op == NULL && sk->retry_at != 0 && sk->retry_at < best) {
+            best = sk->retry_at;
+        }
+    }
+    return best;
+}
+
+void
+atls_notify_timer(atls_notify_t *n, long long now)
+{
+    notify_sink_t *ex;
+    int            k, due = 0;
+
+    if (n == NULL || n->stopped) {
+        return;
+    }
+    ex = &n->sink[SINK_EXEC];
+    if (ex->op != NULL && ex->deadline <= now) {
+        char msg[96];
+        long limit = n->conf.exec_timeout_s > 0 ? n->conf.exec_timeout_s
+                                                : ATLS_NOTIFY_EXEC_TIMEOUT;
+
+        if (n->s->host.hook_kill != NULL) {
+            n->s->host.hook_kill(n->s->host.ctx, ex->op);
+        }
+        snprintf(msg, sizeof(msg), "timed out after %ld s (killed)", limit);
+        sink_end(n, SINK_EXEC, 0, msg);
+    }
+    for (k = 0; k < SINK_MAX; k++) {
+        if (n->sink[k].op == NULL && n->sink[k].retry_at != 0
+            && n->sink[k].retry_at <= now)
+        {
+            due = 1;
+        }
+    }
+    if (n->look_soon || due || (n->poll_at != 0 && n->poll_at <= now)) {
+        notify_scan(n);
+    }
+}
+
+int
+atls_notify_busy(const atls_notify_t *n)
+{
+    return n != NULL && !n->stopped && (n->look_soon || notify_in_flight(n));
+}
+
+int
+atls_notify_http_done(atls_notify_t *n, atls_sched_op_t *op, const atls_http_response_t *resp)
+{
+    char why[400];
+
+    if (n == NULL || op == NULL || op != n->sink[SINK_WEBHOOK].op) {
+        return 0;
+    }
+    if (resp == NULL || resp->transport_error || resp->status == 0) {
+        snprintf(why, sizeof(why), "%s", resp != NULL && resp->error[0] ? resp->error
+                                                                        : "no answer");
+    } else {
+        snprintf(why, sizeof(why), "HTTP %ld", resp->status);
+    }
+    sink_end(n, SINK_WEBHOOK, resp != NULL && resp->status >= 200 && resp->status < 300,
+             why);
+    return 1;
+}
+
+int
+atls_notify_hook_done(atls_notify_t *n, atls_sched_op_t *op, int ok, const char *why)
+{
+    if (n == NULL || op == NULL || op != n->sink[SINK_EXEC].op) {
+        return 0;
+    }
+    sink_end(n, SINK_EXEC, ok, why != NULL && why[0] != '\0' ? why : "failed");
+    return 1;
+}
