@@ -98,10 +98,6 @@ int atls_job_run_blocking_meta(atls_store_t *st, const atls_cert_meta_t *m,
 /* Revoke the current certificate(s) of id; 0 ok. */
 int atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
                              char *err, size_t errlen);
-/* The same, emitting "revoked" (revoked_source "operator", the reason)
- * through ev (may be NULL) for each key type the CA revoked. */
-int atls_job_revoke_blocking_ev(atls_store_t *st, const char *id, int reason,
-                                atls_events_t *ev, char *err, size_t errlen);
 
 /* HTTP options for an issuer (CA file, default timeouts). */
 void atls_job_http_opts(const atls_issuer_t *is, atls_http_opts_t *opts);

@@ -34,43 +34,9 @@ revoke_record(atls_cert_meta_t *m, atls_key_type_t kt, int reason, time_t now)
     ki->revoked_source = atls_strdup("operator");
 }
 
-/* "revoked" for what the operator had revoked (ev NULL: nothing). */
-static void
-revoke_emit(atls_events_t *ev, const atls_cert_meta_t *m, atls_key_type_t kt,
-            X509 *leaf, const atls_cert_info_t *info, int reason)
-{
-    atls_event_t e;
-    char         issuer[512];
-
-    if (ev == NULL) {
-        return;
-    }
-    atls_job_issuer_dn(leaf, issuer, sizeof(issuer));
-    memset(&e, 0, sizeof(e));
-    e.type = ATLS_EV_REVOKED;
-    e.cert_id = m->id;
-    e.names = (const char *const *) m->names;
-    e.n_names = m->n_names;
-    e.key_type = atls_key_type_name(kt);
-    e.serial = info->serial;
-    e.issuer = issuer;
-    e.not_after = info->not_after;
-    e.directory = m->issuer.directory;
-    e.reason = reason;
-    e.revoked_source = "operator";
-    (void) atls_events_emit(ev, &e);
-}
-
 int
 atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
                          char *err, size_t errlen)
-{
-    return atls_job_revoke_blocking_ev(st, id, reason, NULL, err, errlen);
-}
-
-int
-atls_job_revoke_blocking_ev(atls_store_t *st, const char *id, int reason,
-                            atls_events_t *ev, char *err, size_t errlen)
 {
     atls_cert_meta_t   m;
     atls_key_type_t    kts[ATLS_KEY_TYPE_MAX];
@@ -151,7 +117,6 @@ atls_job_revoke_blocking_ev(atls_store_t *st, const char *id, int reason,
                  id, atls_key_type_name(kts[i]), info.serial, reason);
         revoked++;
         revoke_record(&m, kts[i], reason, time(NULL));
-        revoke_emit(ev, &m, kts[i], leaf, &info, reason);
         atls_cert_info_free(&info);
         X509_free(leaf);
     }

@@ -27,36 +27,6 @@
 #define CRL_URL    "http://crl.test/1.crl"
 #define EC         ATLS_KEY_EC256
 
-/* Moves kt_info's next OCSP refresh of id to the past. */
-static void
-refresh_due(const char *id)
-{
-    atls_cert_meta_t m = revfix_meta(id);
-    char             err[256];
-
-    atls_cert_meta_kt(&m, EC)->ocsp_next_refresh = time(NULL) - 1;
-    assert_int_equal(atls_store_save_meta(rf.st, &m, err, sizeof(err)), ATLS_STORE_OK);
-    atls_cert_meta_free(&m);
-}
-
-static unsigned char *
-response(X509 *leaf, int status, ocsppki_signer_t signer, size_t *len)
-{
-    ocsppki_resp_t o;
-    unsigned char *der;
-
-    ocsppki_resp_defaults(&o, time(NULL));
-    o.status = status;
-    o.signer = signer;
-    if (status == V_OCSP_CERTSTATUS_REVOKED) {
-        o.reason = 1;   /* keyCompromise */
-        o.revoked_at = time(NULL) - 120;
-    }
-    der = ocsppki_response(&rf.pki, leaf, &o, len);
-    assert_non_null(der);
-    return der;
-}
-
 static int
 ocsp_stored(const char *id, unsigned char **der, size_t *len)
 {
@@ -85,7 +55,7 @@ test_ocsp_good(void **state)
     (void) state;
     revfix_sched_start();
     c = revfix_seed("good.test", OCSP_URL, NULL, 1);
-    der = response(rf.leaves[0], V_OCSP_CERTSTATUS_GOOD, OCSPPKI_BY_CA, &len);
+    der = revfix_response(rf.leaves[0], V_OCSP_CERTSTATUS_GOOD, OCSPPKI_BY_CA, &len);
     u = fakehost_url(&rf.h, "http://ocsp.test/", 200, der, len);
     gen0 = atls_store_generation(rf.st);
     m = revfix_meta("good.test");
@@ -119,7 +89,7 @@ test_ocsp_good(void **state)
     assert_int_equal(c->n_stapled, 1);
 
     /* due: asked again; the same bytes again are nothing new to staple */
-    refresh_due("good.test");
+    revfix_refresh_due("good.test");
     revfix_pass();
     assert_int_equal(u->hits, 2);
     assert_int_equal(c->n_stapled, 1);
@@ -128,10 +98,10 @@ test_ocsp_good(void **state)
     atls_cert_meta_free(&m);
 
     /* a fresh response is */
-    der2 = response(rf.leaves[0], V_OCSP_CERTSTATUS_GOOD, OCSPPKI_BY_CA, &len2);
+    der2 = revfix_response(rf.leaves[0], V_OCSP_CERTSTATUS_GOOD, OCSPPKI_BY_CA, &len2);
     u->body = der2;
     u->body_len = len2;
-    refresh_due("good.test");
+    revfix_refresh_due("good.test");
     revfix_pass();
     assert_int_equal(u->hits, 3);
     assert_int_equal(c->n_stapled, 2);
@@ -190,8 +160,8 @@ test_ocsp_revoked(void **state)
     issued = fakehost_url(&rf.h, "http://ocsp.ca.test/", 200, NULL, 0);
     issued->answer = issued_answer;
     issued->arg = c;
-    good = response(rf.leaves[0], V_OCSP_CERTSTATUS_GOOD, OCSPPKI_BY_CA, &glen);
-    revoked = response(rf.leaves[0], V_OCSP_CERTSTATUS_REVOKED, OCSPPKI_BY_CA, &rlen);
+    good = revfix_response(rf.leaves[0], V_OCSP_CERTSTATUS_GOOD, OCSPPKI_BY_CA, &glen);
+    revoked = revfix_response(rf.leaves[0], V_OCSP_CERTSTATUS_REVOKED, OCSPPKI_BY_CA, &rlen);
     u = fakehost_url(&rf.h, "http://ocsp.test/", 200, good, glen);
     revfix_pass();
     assert_int_equal(ocsp_stored("rev.test", &held, &hlen), ATLS_STORE_OK);
@@ -202,7 +172,7 @@ test_ocsp_revoked(void **state)
 
     u->body = revoked;
     u->body_len = rlen;
-    refresh_due("rev.test");
+    revfix_refresh_due("rev.test");
     revfix_pass();
     assert_int_equal(u->hits, 2);
     /* replaced in this very pass */
@@ -296,7 +266,7 @@ test_ocsp_unknown(void **state)
     (void) state;
     revfix_sched_start();
     c = revfix_seed("unk.test", OCSP_URL, NULL, 1);
-    der = response(rf.leaves[0], V_OCSP_CERTSTATUS_UNKNOWN, OCSPPKI_BY_CA, &len);
+    der = revfix_response(rf.leaves[0], V_OCSP_CERTSTATUS_UNKNOWN, OCSPPKI_BY_CA, &len);
     u = fakehost_url(&rf.h, "http://ocsp.test/", 200, der, len);
     revfix_pass();
     assert_int_equal(u->hits, 1);
@@ -327,8 +297,8 @@ test_ocsp_wrong_key(void **state)
     (void) state;
     revfix_sched_start();
     c = revfix_seed("bad.test", OCSP_URL, NULL, 1);
-    bad = response(rf.leaves[0], V_OCSP_CERTSTATUS_GOOD, OCSPPKI_BY_OTHER, &blen);
-    good = response(rf.leaves[0], V_OCSP_CERTSTATUS_GOOD, OCSPPKI_BY_CA, &glen);
+    bad = revfix_response(rf.leaves[0], V_OCSP_CERTSTATUS_GOOD, OCSPPKI_BY_OTHER, &blen);
+    good = revfix_response(rf.leaves[0], V_OCSP_CERTSTATUS_GOOD, OCSPPKI_BY_CA, &glen);
     u = fakehost_url(&rf.h, "http://ocsp.test/", 200, bad, blen);
     revfix_pass();
     assert_int_equal(u->hits, 1);
@@ -347,13 +317,13 @@ test_ocsp_wrong_key(void **state)
     assert_int_equal(u->hits, 1);
 
     /* a failure streak is one line; a recovery is said */
-    refresh_due("bad.test");
+    revfix_refresh_due("bad.test");
     revfix_pass();
     assert_int_equal(u->hits, 2);
     assert_int_equal(logcap_count("autotls: certificate \"bad.test\" (ec256): OCSP"), 1);
     u->body = good;
     u->body_len = glen;
-    refresh_due("bad.test");
+    revfix_refresh_due("bad.test");
     revfix_pass();
     assert_int_equal(c->n_stapled, 1);
     assert_int_equal(logcap_count("answers again after 2 failure(s)"), 1);
@@ -361,7 +331,7 @@ test_ocsp_wrong_key(void **state)
     /* the responder goes bad again: the good response held stays */
     u->body = bad;
     u->body_len = blen;
-    refresh_due("bad.test");
+    revfix_refresh_due("bad.test");
     revfix_pass();
     assert_int_equal(u->hits, 4);
     assert_int_equal(c->n_stapled, 1);
@@ -461,7 +431,7 @@ test_urls_backfilled(void **state)
     m.kt_info[0].crl_url = NULL;
     assert_int_equal(atls_store_save_meta(rf.st, &m, err, sizeof(err)), ATLS_STORE_OK);
     atls_cert_meta_free(&m);
-    der = response(rf.leaves[0], V_OCSP_CERTSTATUS_GOOD, OCSPPKI_BY_CA, &len);
+    der = revfix_response(rf.leaves[0], V_OCSP_CERTSTATUS_GOOD, OCSPPKI_BY_CA, &len);
     u = fakehost_url(&rf.h, "http://ocsp.test/", 200, der, len);
     revfix_pass();
     assert_int_equal(u->hits, 1);

@@ -197,3 +197,32 @@ revfix_meta(const char *id)
     assert_int_equal(atls_store_load_meta(rf.st, id, &m, err, sizeof(err)), ATLS_STORE_OK);
     return m;
 }
+
+void
+revfix_refresh_due(const char *id)
+{
+    atls_cert_meta_t m = revfix_meta(id);
+    char             err[256];
+
+    atls_cert_meta_kt(&m, ATLS_KEY_EC256)->ocsp_next_refresh = time(NULL) - 1;
+    assert_int_equal(atls_store_save_meta(rf.st, &m, err, sizeof(err)), ATLS_STORE_OK);
+    atls_cert_meta_free(&m);
+}
+
+unsigned char *
+revfix_response(X509 *leaf, int status, ocsppki_signer_t signer, size_t *len)
+{
+    ocsppki_resp_t o;
+    unsigned char *der;
+
+    ocsppki_resp_defaults(&o, time(NULL));
+    o.status = status;
+    o.signer = signer;
+    if (status == V_OCSP_CERTSTATUS_REVOKED) {
+        o.reason = 1;   /* keyCompromise */
+        o.revoked_at = time(NULL) - 120;
+    }
+    der = ocsppki_response(&rf.pki, leaf, &o, len);
+    assert_non_null(der);
+    return der;
+}

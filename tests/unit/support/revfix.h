@@ -50,5 +50,11 @@ fakehost_cert_t *revfix_seed(const char *name, const char *ocsp_url, const char 
 void revfix_pass(void);
 /* The stored meta of id (the caller frees it). */
 atls_cert_meta_t revfix_meta(const char *id);
+/* Moves kt_info's next OCSP refresh of id's ec256 certificate to the past. */
+void revfix_refresh_due(const char *id);
+/* An OCSP response about leaf (status V_OCSP_CERTSTATUS_*; revoked: reason
+ * keyCompromise two minutes ago) signed by signer; the caller frees it. */
+unsigned char *revfix_response(X509 *leaf, int status, ocsppki_signer_t signer,
+                               size_t *len);
 
 #endif
