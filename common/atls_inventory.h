@@ -120,6 +120,13 @@ void atls_inventory_items_free(atls_inventory_item_t *items, size_t n);
 /* Adds a use (copied): the server name answered and where. */
 void atls_inventory_item_use(atls_inventory_item_t *it, const char *name, const char *where);
 
+/* The findings of it at now (w: NULL defaults): "unreadable" alone when
+ * its file could not be read, else atls_findings for its used names.
+ * (Added to the contract by the inventory helper: the status page, the
+ * logs and the JSON judge a static certificate the same way.) */
+size_t atls_inventory_item_findings(const atls_inventory_item_t *it, const atls_warn_t *w,
+                                    time_t now, atls_finding_t *out, size_t max);
+
 /* JSON of one item (malloc'd) with its findings at now (w: NULL defaults):
  * {"id","source":"static","path","server","names","used_names","used_by",
  *  "subject","issuer","serial","key":{"alg","bits"},"signature","not_before",

@@ -13,7 +13,6 @@
 #include "atls_inventory.h"
 #include "atls_schedule.h"
 
-#define FINDINGS_DEFAULT_WINDOW (21L * 86400)   /* the largest default level */
 #define FINDINGS_RSA_MIN        2048
 #define FINDINGS_EC_MIN         256
 
@@ -125,8 +124,15 @@ static void
 findings_validity(findings_acc_t *a, const atls_cert_facts_t *f, const atls_warn_t *w,
                   time_t now)
 {
-    long window = (w != NULL && w->n > 0) ? w->level[0] : FINDINGS_DEFAULT_WINDOW;
-    char span[32], when[32];
+    atls_warn_t def;
+    char        span[32], when[32];
+    long        window;
+
+    if (w == NULL || w->n == 0) {
+        atls_warn_default(&def);
+        w = &def;
+    }
+    window = w->level[0];   /* the largest: levels are descending */
 
     if (f->not_after <= now) {
         findings_span((long) (now - f->not_after), span, sizeof(span));

@@ -224,12 +224,14 @@ atls_inventory_item_use(atls_inventory_item_t *it, const char *name, const char 
     inventory_strv_add(&it->used_by, &it->n_used_by, where);
 }
 
-/* The findings of an item: unreadable alone when it could not be read. */
-static size_t
-inventory_findings(const atls_inventory_item_t *it, const atls_warn_t *w, time_t now,
-                   atls_finding_t *out, size_t max)
+size_t
+atls_inventory_item_findings(const atls_inventory_item_t *it, const atls_warn_t *w,
+                             time_t now, atls_finding_t *out, size_t max)
 {
     if (it->error != NULL) {
+        if (max == 0) {
+            return 0;
+        }
         out[0].type = ATLS_FINDING_UNREADABLE;
         out[0].severity = ATLS_SEV_CRITICAL;
         snprintf(out[0].detail, sizeof(out[0].detail), "%s", it->error);
@@ -245,7 +247,7 @@ static json_t *
 inventory_findings_json(const atls_inventory_item_t *it, const atls_warn_t *w, time_t now)
 {
     atls_finding_t fs[INVENTORY_FINDINGS];
-    size_t         i, n = inventory_findings(it, w, now, fs, INVENTORY_FINDINGS);
+    size_t         i, n = atls_inventory_item_findings(it, w, now, fs, INVENTORY_FINDINGS);
     json_t        *a = json_array();
 
     for (i = 0; a != NULL && i < n; i++) {
@@ -432,7 +434,7 @@ atls_inventory_log_findings(const atls_inventory_item_t *items, size_t n,
     size_t         i, k, nf;
 
     for (i = 0; i < n; i++) {
-        nf = inventory_findings(&items[i], w, now, fs, INVENTORY_FINDINGS);
+        nf = atls_inventory_item_findings(&items[i], w, now, fs, INVENTORY_FINDINGS);
         inventory_join(items[i].used_by, items[i].n_used_by, where, sizeof(where));
         for (k = 0; k < nf; k++) {
             atls_log(fs[k].severity == ATLS_SEV_CRITICAL ? ATLS_LOG_ERR : ATLS_LOG_WARN,

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <openssl/bn.h>
+#include "atls_inventory.h"
 #include "atls_status.h"
 #include "support/testpki.h"
 
@@ -22,6 +23,8 @@ typedef struct {
     char             serial[80];     /* of the valid leaf, lower-case hex */
     time_t           not_after;
     time_t           now;            /* 10.5 days before not_after */
+    long             now_real_off;   /* time(NULL) - now */
+    char             static_id[64];
 } fx_t;
 
 static int
@@ -73,6 +76,7 @@ setup(void **state)
     assert_int_equal(ASN1_TIME_to_tm(X509_get0_notAfter(fx->pki.leaf), &tm), 1);
     fx->not_after = timegm(&tm);
     fx->now = fx->not_after - 10 * 86400 - 43200;
+    fx->now_real_off = (long) (time(NULL) - fx->now);
 
     certs[0] = fx->pki.leaf;
     certs[1] = fx->pki.inter;
@@ -140,16 +144,28 @@ teardown(void **state)
     return 0;
 }
 
+/* The element of arr whose member is value, or NULL. */
 static json_t *
-find_cert(json_t *arr, const char *id)
+find_by(json_t *arr, const char *member, const char *value)
 {
     size_t  i;
     json_t *c;
 
     json_array_foreach(arr, i, c) {
-        if (strcmp(json_string_value(json_object_get(c, "id")), id) == 0) {
+        if (strcmp(json_string_value(json_object_get(c, member)), value) == 0) {
             return c;
         }
+    }
+    return NULL;
+}
+
+static json_t *
+find_cert(json_t *arr, const char *id)
+{
+    json_t *c = find_by(arr, "id", id);
+
+    if (c != NULL) {
+        return c;
     }
     fail_msg("certificate %s missing", id);
     return NULL;
@@ -501,10 +517,12 @@ test_prometheus(void **state)
                                 "key_type=\"ec256\"} 0\n"));
 
     snprintf(line, sizeof(line),
-             "\nautotls_certificate_not_after_seconds{id=\"valid.example\",key_type=\"ec256\"} %lld\n",
+             "\nautotls_certificate_not_after_seconds{id=\"valid.example\",name=\"valid.example\","
+             "source=\"managed\",key_type=\"ec256\"} %lld\n",
              (long long) fx->not_after);
     assert_non_null(strstr(out, line));
-    assert_non_null(strstr(out, "\nautotls_certificate_not_before_seconds{id=\"valid.example\",key_type=\"ec256\"} "));
+    assert_non_null(strstr(out, "\nautotls_certificate_not_before_seconds{id=\"valid.example\","
+                                "name=\"valid.example\",source=\"managed\",key_type=\"ec256\"} "));
     assert_non_null(strstr(out, "\nautotls_certificate_next_renewal_seconds{id=\"valid.example\"} 1800000000\n"));
     assert_non_null(strstr(out, "\nautotls_certificate_next_renewal_seconds{id=\"failed.example\"} 1800003600\n"));
     assert_non_null(strstr(out, "\nautotls_certificate_failures{id=\"failed.example\"} 3\n"));
@@ -525,6 +543,151 @@ test_prometheus(void **state)
     free(out);
 }
 
+/* A static certificate in the inventory (an expired self-signed one the
+ * nginx of this store serves for static.example and other.example), the
+ * store's alert levels and counters. */
+static void
+add_static_and_counters(fx_t *fx)
+{
+    static const char *const names[] = { "static.example" };
+    atls_inventory_item_t it;
+    atls_notify_conf_t    nc;
+    EVP_PKEY             *key = testpki_key(1024);
+    X509                 *x;
+    char                  path[128], err[512], *pem;
+    FILE                 *f;
+
+    x = testpki_cert(key, "static.example", names, 1, NULL, NULL, 0,
+                     -(long) (fx->now_real_off + 100 * 86400),
+                     -(long) (fx->now_real_off + 86400));
+    assert_non_null(x);
+    pem = testpki_pem(&x, 1);
+    snprintf(path, sizeof(path), "%s/static.pem", fx->dir);
+    f = fopen(path, "w");
+    fputs(pem, f);
+    fclose(f);
+    memset(&it, 0, sizeof(it));
+    assert_int_equal(atls_inventory_load_file(path, &it), 0);
+    assert_null(it.error);
+    it.server = atls_strdup("nginx");
+    atls_inventory_item_use(&it, "static.example", "/etc/nginx/nginx.conf:12");
+    atls_inventory_item_use(&it, "other.example", "/etc/nginx/nginx.conf:12");
+    assert_int_equal(atls_store_inventory_sync(fx->st, "nginx", &it, 1, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    snprintf(fx->static_id, sizeof(fx->static_id), "%s", it.id);
+    atls_inventory_item_free(&it);
+
+    /* one level of 30 days: the managed certificate (10.5 days left) is expiring */
+    memset(&nc, 0, sizeof(nc));
+    nc.warn.level[0] = 30L * 86400;
+    nc.warn.n = 1;
+    assert_int_equal(atls_store_save_notify_conf(fx->st, &nc, err, sizeof(err)), ATLS_STORE_OK);
+
+    assert_int_equal(atls_store_counter_add(fx->st, "events.renewed", 2, err, sizeof(err)), 0);
+    assert_int_equal(atls_store_counter_add(fx->st, "events.expiring", 1, err, sizeof(err)), 0);
+    assert_int_equal(atls_store_counter_add(fx->st, "orders.failed", 4, err, sizeof(err)), 0);
+    free(pem);
+    X509_free(x);
+    EVP_PKEY_free(key);
+}
+
+static json_t *
+find_finding(json_t *findings, const char *name)
+{
+    return find_by(findings, "finding", name);
+}
+
+static void
+test_json_static_findings_counters(void **state)
+{
+    fx_t        *fx = *state;
+    json_error_t jerr;
+    json_t      *root, *arr, *c, *st, *fs, *f;
+    char        *out;
+    size_t       i;
+
+    add_static_and_counters(fx);
+    out = atls_status_json(fx->st, fx->now);
+    assert_non_null(out);
+    root = json_loads(out, 0, &jerr);
+    assert_non_null(root);
+
+    /* managed: source and findings from meta (10.5 days left < 30d level;
+     * fx->now is before the leaf's notBefore) */
+    arr = json_object_get(root, "certificates");
+    json_array_foreach(arr, i, c) {
+        assert_string_equal(json_string_value(json_object_get(c, "source")), "managed");
+    }
+    c = find_cert(arr, "valid.example");
+    fs = json_object_get(c, "findings");
+    f = find_finding(fs, "expiring");
+    assert_non_null(f);
+    assert_string_equal(json_string_value(json_object_get(f, "severity")), "warning");
+    assert_string_equal(json_string_value(json_object_get(f, "key_type")), "ec256");
+    assert_non_null(find_finding(fs, "not-yet-valid"));
+    assert_null(find_finding(fs, "name-mismatch"));
+
+    /* static: its own array, every finding of its file */
+    arr = json_object_get(root, "static");
+    assert_int_equal(json_array_size(arr), 1);
+    st = json_array_get(arr, 0);
+    assert_string_equal(json_string_value(json_object_get(st, "source")), "static");
+    assert_string_equal(json_string_value(json_object_get(st, "id")), fx->static_id);
+    assert_string_equal(json_string_value(json_object_get(st, "server")), "nginx");
+    fs = json_object_get(st, "findings");
+    assert_non_null(find_finding(fs, "expired"));
+    assert_non_null(find_finding(fs, "weak-key"));
+    f = find_finding(fs, "name-mismatch");
+    assert_non_null(f);
+    assert_string_equal(json_string_value(json_object_get(f, "detail")),
+                        "other.example not covered");
+    assert_null(find_finding(fs, "incomplete-chain"));   /* self-signed */
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(st, "key"), "bits")),
+                     1024);
+
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(root, "counters"),
+                                                        "events.renewed")), 2);
+    json_decref(root);
+    free(out);
+}
+
+static void
+test_prometheus_static_findings_counters(void **state)
+{
+    fx_t *fx = *state;
+    char *out, line[512];
+
+    add_static_and_counters(fx);
+    out = atls_status_prometheus(fx->st, fx->now);
+    assert_non_null(out);
+    snprintf(line, sizeof(line), "\nautotls_certificate_not_after_seconds{id=\"%s\","
+             "name=\"static.example\",source=\"static\",key_type=\"rsa1024\"} ", fx->static_id);
+    assert_non_null(strstr(out, line));
+    snprintf(line, sizeof(line), "\nautotls_certificate_findings{id=\"%s\",source=\"static\","
+             "finding=\"expired\",severity=\"critical\"} 1\n", fx->static_id);
+    assert_non_null(strstr(out, line));
+    snprintf(line, sizeof(line), "\nautotls_certificate_findings{id=\"%s\",source=\"static\","
+             "finding=\"weak-key\",severity=\"critical\"} 1\n", fx->static_id);
+    assert_non_null(strstr(out, line));
+    assert_non_null(strstr(out, "\nautotls_certificate_findings{id=\"valid.example\","
+                                "source=\"managed\",finding=\"expiring\",severity=\"warning\"} 1\n"));
+    assert_non_null(strstr(out, "# TYPE autotls_certificate_findings gauge\n"));
+    assert_non_null(strstr(out, "\nautotls_certificate_renewal_failures{id=\"failed.example\","
+                                "name=\"failed.example\",source=\"managed\"} 3\n"));
+    assert_non_null(strstr(out, "# TYPE autotls_events_total counter\n"));
+    assert_non_null(strstr(out, "\nautotls_events_total{event=\"renewed\"} 2\n"));
+    assert_non_null(strstr(out, "\nautotls_events_total{event=\"expiring\"} 1\n"));
+    assert_non_null(strstr(out, "# TYPE autotls_orders_total counter\n"));
+    assert_non_null(strstr(out, "\nautotls_orders_total{result=\"ok\"} 0\n"));
+    assert_non_null(strstr(out, "\nautotls_orders_total{result=\"failed\"} 4\n"));
+    assert_non_null(strstr(out, "\nautotls_static_certificates_total 1\n"));
+    /* every family has its HELP */
+    assert_non_null(strstr(out, "# HELP autotls_certificate_renewal_failures "));
+    assert_non_null(strstr(out, "# HELP autotls_events_total "));
+    assert_non_null(strstr(out, "# HELP autotls_orders_total "));
+    free(out);
+}
+
 int
 main(void)
 {
@@ -535,6 +698,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_json_garbage_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_extra_gauges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revocation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_static_findings_counters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prometheus_static_findings_counters, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
