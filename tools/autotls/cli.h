@@ -11,6 +11,8 @@
 #include "atls_acme.h"
 #include "atls_acme_drive.h"
 #include "atls_crypto.h"
+#include "atls_event.h"
+#include "atls_policy.h"
 #include "atls_store.h"
 
 /* Exit codes: 0 success, 1 the operation failed, 2 bad usage. */
@@ -91,6 +93,12 @@ typedef struct {
      * (and has become that user) */
     int             store_foreign;
     char            store_owner[64];
+    /* who runs the CLI, taken by cli_store_open before it may become the
+     * store's owner: the audit trail names the invoking user */
+    atls_actor_t    actor;
+    /* commands that change state, once the store is open (cli_events.c) */
+    atls_events_t  *events;
+    atls_policy_t  *policy;         /* the store's; NULL: none */
 } cli_opts_t;
 
 typedef struct {
@@ -159,7 +167,7 @@ long cli_days_left(time_t t, time_t now);
 /* Obtains certificates for m (every key type), answering challenges with
  * standalone responders; prints the result.  Shared by issue and renew. */
 int cli_obtain(atls_store_t *st, const cli_opts_t *o, const char *verb,
-               const atls_cert_meta_t *m);
+               atls_cert_meta_t *m);
 
 /* Obtains certificates for n certificates at once (issue --each, renew
  * --all), answering every challenge with shared standalone responders
@@ -169,6 +177,25 @@ int cli_obtain_many(atls_store_t *st, const cli_opts_t *o, const char *verb,
 
 /* Prints the certificate(s) a store holds for id (issue/renew summary). */
 void cli_print_obtained(atls_store_t *st, const char *store_dir, const char *id);
+
+/* ---- events and policy (cli_events.c) ---------------------------------- */
+
+/* The emitter of a command that changes state (o->events): actor "cli",
+ * the sinks of the store's notify.json, -v prints each event; and the
+ * store's policy (o->policy; one that cannot be read makes
+ * cli_policy_check refuse everything).  0, or -1 after printing an error. */
+int cli_events_open(atls_store_t *st, cli_opts_t *o, const char *verb);
+void cli_events_close(cli_opts_t *o);
+
+/* Records e (a warning when the audit record could not be written). */
+void cli_emit(const cli_opts_t *o, const atls_event_t *e);
+/* An event of type about m (id, names, CA directory; m borrowed). */
+void cli_event_of_meta(atls_event_t *e, atls_event_type_t type, const atls_cert_meta_t *m);
+
+/* 0 when the store's policy allows names with is; else prints which rule
+ * and value refuse it, emits policy-denied and returns -1. */
+int cli_policy_check(const cli_opts_t *o, const char *verb, const char *const *names,
+                     size_t n, const atls_issuer_t *is);
 
 /* ---- standalone responders -------------------------------------------- */
 

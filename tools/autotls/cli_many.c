@@ -1,10 +1,13 @@
 /*
- * Several certificates at once (issue --each, renew --all): the core's
- * scheduler with standalone responders shared by every order.  One
+ * Certificates on the core's scheduler (issue and renew; several at once
+ * with issue --each, renew --all), with standalone responders shared by
+ * every order.  One
  * responder per port the certificates record, so certificates issued with
- * different --http-port values can be renewed together.  issue forces an
- * order of every key type; renew does what each certificate's plan says
- * (a missing key type alone, say), as a server would.
+ * different --http-port values can be renewed together.  issue and
+ * renew NAME force an order of every key type; renew --all does what each
+ * certificate's plan says (a missing key type alone, say), as a server
+ * would.  The scheduler emits the events of what it does through the
+ * command's emitter (o->events).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,7 +115,8 @@ cli_obtain_many(atls_store_t *st, const cli_opts_t *o, const char *verb,
     int                          *results;
     char                          err[1024];
     int                           rc = CLI_EXIT_FAIL;
-    int                           renew = strcmp(verb, "renew") == 0;
+    /* renew --all: each certificate's own plan; else an attempt now */
+    int                           renew_all = (o->given & CLI_O_ALL) != 0;
 
     resp = calloc(n + 1, sizeof(*resp));
     ops_v = calloc(n + 1, sizeof(*ops_v));
@@ -151,12 +155,15 @@ cli_obtain_many(atls_store_t *st, const cli_opts_t *o, const char *verb,
     mo.ops_v = ops_v;
     mo.done = many_done;
     mo.ctx = &ctx;
+    /* the scheduler records what it does as this CLI run */
+    mo.events = o->events;
+    mo.policy = o->policy;
     err[0] = '\0';
     for (i = 0; i < n; i++) {
         results[i] = MANY_NOT_TRIED;
         atls_job_conf_of_meta(&confs[i], metas[i]);
     }
-    if (renew) {
+    if (renew_all) {
         (void) atls_job_check_pass(st, confs, n, &mo, err, sizeof(err));
     } else {
         (void) atls_job_run_many(st, metas, n, &mo, NULL, err, sizeof(err));
@@ -164,7 +171,7 @@ cli_obtain_many(atls_store_t *st, const cli_opts_t *o, const char *verb,
 
     for (i = 0; i < n; i++) {
         /* a renewal the plan found not due after all is no failure */
-        if (results[i] == MANY_NOT_TRIED && renew) {
+        if (results[i] == MANY_NOT_TRIED && renew_all) {
             continue;
         }
         tried++;

@@ -76,6 +76,8 @@ atls_store_t *cli_store_open(cli_opts_t *o)
     atls_store_t *st;
     char          err[512];
 
+    /* the invoking user, before root may become the store's owner */
+    atls_actor_self(&o->actor, "cli", ATLS_USER_AGENT);
     if (cli_become_owner(o) != 0) {
         return NULL;
     }

@@ -102,69 +102,11 @@ void cli_print_obtained(atls_store_t *st, const char *store_dir, const char *id)
     atls_cert_meta_free(&m);
 }
 
-/* The job layer says "<id> (<keytype>): type: detail"; the id is already
- * in our message, so keep only the key type: "issue a.test (ec256): type: detail". */
-static const char *job_error(const atls_cert_meta_t *m, const char *err)
-{
-    static char buf[1100];
-    size_t      n = strlen(m->id);
-
-    if (err[0] == '\0') {
-        return ": failed";
-    }
-    if (strncmp(err, m->id, n) == 0 && err[n] == ' ' && err[n + 1] == '(') {
-        snprintf(buf, sizeof(buf), "%s", err + n);
-    } else {
-        snprintf(buf, sizeof(buf), ": %s", err);
-    }
-    return buf;
-}
-
 int cli_obtain(atls_store_t *st, const cli_opts_t *o, const char *verb,
-               const atls_cert_meta_t *m)
+               atls_cert_meta_t *m)
 {
-    const atls_issuer_t  *is = &m->issuer;
-    atls_challenge_ops_t  ops;
-    cli_responders_t      r;
-    char                  err[1024];
-    int                   rc, port;
-
-    memset(&r, 0, sizeof(r));
-    if (is->challenge == ATLS_CHAL_HTTP01) {
-        port = is->http_port > 0 ? is->http_port : 80;
-        r.http = cli_http_start(o->listen_address, port, err, sizeof(err));
-        if (r.http == NULL) {
-            cli_error("%s %s: http-01 responder: %s", verb, m->names[0], err);
-            return CLI_EXIT_FAIL;
-        }
-    } else if (is->challenge == ATLS_CHAL_TLSALPN01) {
-        port = is->tls_port > 0 ? is->tls_port : 443;
-        r.tls = cli_tls_start(o->listen_address, port, err, sizeof(err));
-        if (r.tls == NULL) {
-            cli_error("%s %s: tls-alpn-01 responder: %s", verb, m->names[0], err);
-            return CLI_EXIT_FAIL;
-        }
-    } else if (is->dns_hook == NULL || *is->dns_hook == '\0') {
-        cli_error("%s %s: dns-01 needs --dns-hook CMD", verb, m->names[0]);
-        return CLI_EXIT_FAIL;
-    }
-
-    cli_responder_ops(&r, &ops);
-    err[0] = '\0';
-    /* With the caller's meta (it holds the EAB secret, never stored); no
-     * ops for dns-01 makes the job layer run the issuer's hook. */
-    rc = atls_job_run_blocking_meta(st, m, is->challenge == ATLS_CHAL_DNS01 ? NULL : &ops,
-                                    err, sizeof(err));
-
-    cli_http_stop(r.http);
-    cli_tls_stop(r.tls);
-
-    if (rc != 0) {
-        cli_error("%s %s%s", verb, m->names[0], job_error(m, err));
-        return CLI_EXIT_FAIL;
-    }
-    cli_print_obtained(st, o->store_dir, m->id);
-    return CLI_EXIT_OK;
+    /* on the scheduler, as several at once: it records what it does */
+    return cli_obtain_many(st, o, verb, &m, 1);
 }
 
 /* 1 when the store already holds a certificate for every key type that
@@ -218,6 +160,10 @@ static int issue_each(atls_store_t *st, const cli_opts_t *o, const atls_issuer_t
         }
         if (k < i) {
             continue;   /* named twice: one certificate */
+        }
+        if (cli_policy_check(o, "issue", &name, 1, is) != 0) {
+            rc = CLI_EXIT_FAIL;
+            continue;
         }
         if (atls_job_ensure(st, &name, 1, is, &all[n_ensured], err, sizeof(err)) != 0) {
             cli_error("issue %s: %s", name, err);
@@ -281,20 +227,27 @@ static int issue_run(cli_opts_t *o)
         atls_issuer_free(&is);
         return CLI_EXIT_FAIL;
     }
+    memset(&m, 0, sizeof(m));
+    if (cli_events_open(st, o, "issue") != 0) {
+        rc = CLI_EXIT_FAIL;
+        goto done;
+    }
     if (o->given & CLI_O_EACH) {
         rc = issue_each(st, o, &is);
-        atls_issuer_free(&is);
-        atls_store_close(st);
-        return rc;
+        goto done;
     }
-    memset(&m, 0, sizeof(m));
+    /* before the store records anything for these names */
+    if (cli_policy_check(o, "issue", (const char *const *) o->names, o->n_names,
+                         &is) != 0) {
+        rc = CLI_EXIT_FAIL;
+        goto done;
+    }
     if (atls_job_ensure(st, (const char *const *) o->names, o->n_names, &is, &m,
                         err, sizeof(err)) != 0)
     {
         cli_error("issue %s: %s", o->names[0], err);
-        atls_issuer_free(&is);
-        atls_store_close(st);
-        return CLI_EXIT_FAIL;
+        rc = CLI_EXIT_FAIL;
+        goto done;
     }
 
     if (!(o->given & CLI_O_FORCE) && already_good(st, &m)) {
@@ -306,6 +259,8 @@ static int issue_run(cli_opts_t *o)
         rc = cli_obtain(st, o, "issue", &m);
     }
 
+done:
+    cli_events_close(o);
     atls_cert_meta_free(&m);
     atls_issuer_free(&is);
     atls_store_close(st);

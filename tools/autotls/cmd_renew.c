@@ -11,10 +11,9 @@
 #include "cli.h"
 
 /* --all: every certificate of the store that is due, concurrently, each
- * with its recorded settings. */
-static int renew_all(cli_opts_t *o)
+ * with its recorded settings (those the policy refuses are left out). */
+static int renew_all(atls_store_t *st, cli_opts_t *o)
 {
-    atls_store_t      *st;
     atls_cert_meta_t  *metas, **due;
     char             **ids = NULL;
     char               err[1024];
@@ -22,13 +21,8 @@ static int renew_all(cli_opts_t *o)
     time_t             now = time(NULL);
     int                rc = CLI_EXIT_OK;
 
-    st = cli_store_open(o);
-    if (st == NULL) {
-        return CLI_EXIT_FAIL;
-    }
     if (atls_store_list_certs(st, &ids, &n, err, sizeof(err)) != ATLS_STORE_OK) {
         cli_error("store %s: %s", o->store_dir, err);
-        atls_store_close(st);
         return CLI_EXIT_FAIL;
     }
     metas = calloc(n + 1, sizeof(*metas));
@@ -50,7 +44,9 @@ static int renew_all(cli_opts_t *o)
         if (!atls_job_due(st, m, now, 0)) {
             continue;
         }
-        if (cli_issuer_vouch(o, CLI_O_VOUCHED, "renew", m->names[0], &m->issuer) != 0) {
+        if (cli_issuer_vouch(o, CLI_O_VOUCHED, "renew", m->names[0], &m->issuer) != 0
+            || cli_policy_check(o, "renew", (const char *const *) m->names, m->n_names,
+                                &m->issuer) != 0) {
             rc = CLI_EXIT_FAIL;
             continue;
         }
@@ -69,17 +65,72 @@ static int renew_all(cli_opts_t *o)
     free(metas);
     free(due);
     atls_strv_free(ids, n);
-    atls_store_close(st);
     return rc;
 }
 
-static int renew_run(cli_opts_t *o)
+/* --request: a note for the server, recorded as renewal-requested. */
+static int renew_request(atls_store_t *st, const cli_opts_t *o, const atls_cert_meta_t *m)
 {
-    atls_store_t     *st;
-    atls_cert_meta_t  m, cur;
-    char              err[1024];
-    int               rc;
+    atls_event_t e;
+    char         err[1024];
 
+    if (atls_store_request_renew(st, m->id, err, sizeof(err)) != ATLS_STORE_OK) {
+        cli_error("renew %s: %s", o->names[0], err);
+        return CLI_EXIT_FAIL;
+    }
+    cli_event_of_meta(&e, ATLS_EV_RENEWAL_REQUESTED, m);
+    if (m->n_kt_info > 0) {
+        /* the certificate the request is about */
+        e.key_type = atls_key_type_name(m->kt_info[0].key_type);
+        e.serial = m->kt_info[0].serial;
+        e.not_after = m->kt_info[0].not_after;
+    }
+    cli_emit(o, &e);
+    printf("renewal of %s requested; the server using %s will renew it "
+           "on its next check\n", m->id, o->store_dir);
+    return CLI_EXIT_OK;
+}
+
+/* NAME now, with the recorded settings and the overrides given. */
+static int renew_one(atls_store_t *st, const cli_opts_t *o, atls_cert_meta_t *m)
+{
+    atls_cert_meta_t cur;
+    char             err[1024];
+    int              rc;
+
+    /* Overrides become the recorded settings, so later renewals keep them. */
+    cli_issuer_apply(o, &m->issuer);
+    if (atls_issuer_normalise(&m->issuer, err, sizeof(err)) != 0) {
+        return cli_usage_error("renew", "%s", err);
+    }
+    if (cli_issuer_vouch(o, CLI_O_VOUCHED, "renew", o->names[0], &m->issuer) != 0) {
+        return CLI_EXIT_FAIL;
+    }
+    if (m->issuer.challenge == ATLS_CHAL_DNS01
+        && (m->issuer.dns_hook == NULL || *m->issuer.dns_hook == '\0'))
+    {
+        return cli_usage_error("renew", "dns-01 needs --dns-hook CMD");
+    }
+    /* before the overrides are recorded */
+    if (cli_policy_check(o, "renew", (const char *const *) m->names, m->n_names,
+                         &m->issuer) != 0) {
+        return CLI_EXIT_FAIL;
+    }
+    memset(&cur, 0, sizeof(cur));
+    if (atls_job_ensure(st, (const char *const *) m->names, m->n_names, &m->issuer, &cur,
+                        err, sizeof(err)) != 0)
+    {
+        cli_error("renew %s: %s", o->names[0], err);
+        return CLI_EXIT_FAIL;
+    }
+    rc = cli_obtain(st, o, "renew", &cur);
+    atls_cert_meta_free(&cur);
+    return rc;
+}
+
+/* The usage rules; -1 when they hold, else the exit code (printed). */
+static int renew_usage(const cli_opts_t *o)
+{
     if (o->given & CLI_O_ALL) {
         if (o->n_names > 0) {
             return cli_usage_error("renew", "--all renews every due certificate; "
@@ -91,7 +142,7 @@ static int renew_run(cli_opts_t *o)
                                    "to confirm recorded values, --directory, --ca-file "
                                    "and --dns-hook go with it");
         }
-        return renew_all(o);
+        return -1;
     }
     if (o->given & CLI_O_PARALLEL) {
         return cli_usage_error("renew", "--parallel goes with --all");
@@ -101,7 +152,6 @@ static int renew_run(cli_opts_t *o)
         fprintf(stderr, "Try 'autotls renew --help'.\n");
         return CLI_EXIT_USAGE;
     }
-
     if ((o->given & CLI_O_REQUEST) && (o->given & CLI_O_ISSUER)) {
         return cli_usage_error("renew", "--request only records a request; issuer "
                                "options cannot go with it");
@@ -109,61 +159,37 @@ static int renew_run(cli_opts_t *o)
     if (!(o->given & CLI_O_EAB_KID) != !(o->given & CLI_O_EAB_HMAC)) {
         return cli_usage_error("renew", "--eab-kid and --eab-hmac-key go together");
     }
+    return -1;
+}
 
+static int renew_run(cli_opts_t *o)
+{
+    atls_store_t     *st;
+    atls_cert_meta_t  m;
+    int               rc;
+
+    rc = renew_usage(o);
+    if (rc >= 0) {
+        return rc;
+    }
     st = cli_store_open(o);
     if (st == NULL) {
         return CLI_EXIT_FAIL;
     }
-    if (cli_find_cert(st, o->names[0], &m) != 0) {
-        atls_store_close(st);
-        return CLI_EXIT_FAIL;
+    memset(&m, 0, sizeof(m));
+    if (cli_events_open(st, o, "renew") != 0) {
+        rc = CLI_EXIT_FAIL;
+    } else if (o->given & CLI_O_ALL) {
+        rc = renew_all(st, o);
+    } else if (cli_find_cert(st, o->names[0], &m) != 0) {
+        rc = CLI_EXIT_FAIL;
+    } else if (o->given & CLI_O_REQUEST) {
+        rc = renew_request(st, o, &m);
+    } else {
+        rc = renew_one(st, o, &m);
     }
-
-    if (o->given & CLI_O_REQUEST) {
-        if (atls_store_request_renew(st, m.id, err, sizeof(err)) != ATLS_STORE_OK) {
-            cli_error("renew %s: %s", o->names[0], err);
-            rc = CLI_EXIT_FAIL;
-        } else {
-            printf("renewal of %s requested; the server using %s will renew it "
-                   "on its next check\n", m.id, o->store_dir);
-            rc = CLI_EXIT_OK;
-        }
-        atls_cert_meta_free(&m);
-        atls_store_close(st);
-        return rc;
-    }
-
-    /* Overrides become the recorded settings, so later renewals keep them. */
-    cli_issuer_apply(o, &m.issuer);
-    if (atls_issuer_normalise(&m.issuer, err, sizeof(err)) != 0) {
-        atls_cert_meta_free(&m);
-        atls_store_close(st);
-        return cli_usage_error("renew", "%s", err);
-    }
-    if (cli_issuer_vouch(o, CLI_O_VOUCHED, "renew", o->names[0], &m.issuer) != 0) {
-        atls_cert_meta_free(&m);
-        atls_store_close(st);
-        return CLI_EXIT_FAIL;
-    }
-    if (m.issuer.challenge == ATLS_CHAL_DNS01
-        && (m.issuer.dns_hook == NULL || *m.issuer.dns_hook == '\0'))
-    {
-        atls_cert_meta_free(&m);
-        atls_store_close(st);
-        return cli_usage_error("renew", "dns-01 needs --dns-hook CMD");
-    }
-    memset(&cur, 0, sizeof(cur));
-    if (atls_job_ensure(st, (const char *const *) m.names, m.n_names, &m.issuer, &cur,
-                        err, sizeof(err)) != 0)
-    {
-        cli_error("renew %s: %s", o->names[0], err);
-        atls_cert_meta_free(&m);
-        atls_store_close(st);
-        return CLI_EXIT_FAIL;
-    }
-    rc = cli_obtain(st, o, "renew", &cur);
-    atls_cert_meta_free(&cur);
     atls_cert_meta_free(&m);
+    cli_events_close(o);
     atls_store_close(st);
     return rc;
 }

@@ -16,66 +16,127 @@ static const char *reason_name(int r)
     }
 }
 
+/* What is revoked, read before the store moves on. */
+typedef struct {
+    atls_key_type_t  kt;
+    int              have;           /* a certificate of kt was in the store */
+    atls_cert_info_t info;
+    time_t           revoked_seen;   /* its kt_info's, before */
+} revoke_item_t;
+
+static void revoke_items_load(atls_store_t *st, const atls_cert_meta_t *m,
+                              revoke_item_t *items, size_t *n)
+{
+    atls_key_type_t            kts[ATLS_KEY_TYPE_MAX];
+    const atls_cert_kt_info_t *ki;
+    X509                      *leaf;
+    char                       err[512];
+    size_t                     i;
+
+    *n = atls_job_key_types(&m->issuer, kts);
+    for (i = 0; i < *n; i++) {
+        memset(&items[i], 0, sizeof(items[i]));
+        items[i].kt = kts[i];
+        leaf = NULL;
+        if (atls_store_load_leaf(st, m->id, kts[i], &leaf, err, sizeof(err))
+                == ATLS_STORE_OK && leaf != NULL) {
+            items[i].have = atls_cert_info(leaf, &items[i].info) == 0;
+        }
+        X509_free(leaf);
+        ki = atls_job_kt_info(m, kts[i]);
+        items[i].revoked_seen = ki != NULL ? ki->revoked_seen : 0;
+    }
+}
+
+/* 1 when the revocation of it was recorded by this run: all of them when
+ * the job succeeded; after a failure, those whose record changed (the CA
+ * accepted some key types before another failed). */
+static int revoke_item_done(atls_store_t *st, const char *id, const revoke_item_t *it,
+                            int all_ok)
+{
+    atls_cert_meta_t           m;
+    const atls_cert_kt_info_t *ki;
+    char                       err[512];
+    int                        done = 0;
+
+    if (!it->have || all_ok) {
+        return it->have;
+    }
+    memset(&m, 0, sizeof(m));
+    if (atls_store_load_meta(st, id, &m, err, sizeof(err)) == ATLS_STORE_OK) {
+        ki = atls_job_kt_info(&m, it->kt);
+        done = ki != NULL && ki->revoked_seen != 0 && ki->revoked_seen != it->revoked_seen
+               && ki->serial != NULL && strcmp(ki->serial, it->info.serial) == 0;
+    }
+    atls_cert_meta_free(&m);
+    return done;
+}
+
+static void revoke_emit(const cli_opts_t *o, const atls_cert_meta_t *m,
+                        const revoke_item_t *it)
+{
+    atls_event_t e;
+
+    cli_event_of_meta(&e, ATLS_EV_REVOKED, m);
+    e.key_type = atls_key_type_name(it->kt);
+    e.serial = it->info.serial;
+    e.issuer = it->info.issuer;
+    e.not_after = it->info.not_after;
+    e.reason = o->reason;
+    e.revoked_source = "operator";
+    cli_emit(o, &e);
+}
+
 static int revoke_run(cli_opts_t *o)
 {
     atls_store_t     *st;
     atls_cert_meta_t  m;
-    atls_key_type_t   kts[ATLS_KEY_TYPE_MAX];
-    atls_cert_info_t  info;
-    STACK_OF(X509)   *chain;
-    char              err[1024], serials[ATLS_KEY_TYPE_MAX][132];
-    size_t            nk, i;
-    int               rc;
+    revoke_item_t     items[ATLS_KEY_TYPE_MAX];
+    char              err[1024];
+    size_t            n = 0, i;
+    int               rc = CLI_EXIT_FAIL, ok;
 
     st = cli_store_open(o);
     if (st == NULL) {
         return CLI_EXIT_FAIL;
     }
-    if (cli_find_cert(st, o->names[0], &m) != 0) {
-        atls_store_close(st);
-        return CLI_EXIT_FAIL;
+    memset(&m, 0, sizeof(m));
+    if (cli_events_open(st, o, "revoke") != 0 || cli_find_cert(st, o->names[0], &m) != 0) {
+        goto done;
     }
     /* revocation talks to the recorded CA, trusting the recorded CA file */
     if (cli_issuer_vouch(o, CLI_O_DIRECTORY | CLI_O_CA_FILE, "revoke", o->names[0],
                          &m.issuer) != 0)
     {
-        atls_cert_meta_free(&m);
-        atls_store_close(st);
-        return CLI_EXIT_FAIL;
+        goto done;
     }
 
-    /* Remember what is being revoked: the store may move on afterwards. */
-    nk = atls_job_key_types(&m.issuer, kts);
-    for (i = 0; i < nk; i++) {
-        serials[i][0] = '\0';
-        chain = NULL;
-        if (atls_store_load_cert(st, m.id, kts[i], NULL, &chain, err, sizeof(err))
-                == ATLS_STORE_OK
-            && chain != NULL && sk_X509_num(chain) > 0)
-        {
-            memset(&info, 0, sizeof(info));
-            if (atls_cert_info(sk_X509_value(chain, 0), &info) == 0) {
-                snprintf(serials[i], sizeof(serials[i]), "%s", info.serial);
-                atls_cert_info_free(&info);
-            }
-        }
-        atls_chain_free(chain);
-    }
-
+    revoke_items_load(st, &m, items, &n);
     err[0] = '\0';
-    if (atls_job_revoke_blocking(st, m.id, o->reason, err, sizeof(err)) != 0) {
-        cli_error("revoke %s: %s", o->names[0], err[0] ? err : "failed");
-        rc = CLI_EXIT_FAIL;
-    } else {
-        for (i = 0; i < nk; i++) {
-            if (serials[i][0] != '\0') {
-                printf("revoked %s %s serial %s (reason %s)\n", m.id,
-                       atls_key_type_name(kts[i]), serials[i], reason_name(o->reason));
-            }
+    ok = atls_job_revoke_blocking(st, m.id, o->reason, err, sizeof(err)) == 0;
+    for (i = 0; i < n; i++) {
+        if (!revoke_item_done(st, m.id, &items[i], ok)) {
+            continue;
         }
-        rc = CLI_EXIT_OK;
+        /* the job layer records it in the meta; the audit trail is ours */
+        revoke_emit(o, &m, &items[i]);
+        if (ok) {
+            printf("revoked %s %s serial %s (reason %s)\n", m.id,
+                   atls_key_type_name(items[i].kt), items[i].info.serial,
+                   reason_name(o->reason));
+        }
+    }
+    if (!ok) {
+        cli_error("revoke %s: %s", o->names[0], err[0] ? err : "failed");
+    }
+    rc = ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+
+done:
+    for (i = 0; i < n; i++) {
+        atls_cert_info_free(&items[i].info);
     }
     atls_cert_meta_free(&m);
+    cli_events_close(o);
     atls_store_close(st);
     return rc;
 }
