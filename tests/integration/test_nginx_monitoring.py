@@ -126,18 +126,23 @@ def test_metrics_show_static_certificates(monitored):
                      r'source="managed"[^}]*id="managed.mon.test"', text), text
 
 
-def test_scan_finds_the_same_and_exits_2(monitored):
+def test_scan_finds_the_same_and_exits_2(monitored, test_root):
+    """One scan of the four endpoints (each with its SNI): exit 2 (critical
+    findings among them), and per endpoint the findings of the status page."""
     ngx, leaves, ports = monitored
     doc = wait_until(lambda: static_items(json.loads(fetch(ports["status"]))) or None,
                      timeout=30, what="static certificates on the status page")
     by_path = {i["path"]: i for i in doc}
+    targets = os.path.join(test_root, "targets")
+    with open(targets, "w") as f:
+        for name in STATIC:
+            f.write(f"127.0.0.1:{ports['static']} {name}\n")
+    proc = run_cli("scan", "--json", "--targets", targets, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    scanned = {t["sni"]: t for t in json.loads(proc.stdout)["targets"]}
     for name, (_, finding) in STATIC.items():
-        proc = run_cli("scan", "--json", "--sni", name, f"127.0.0.1:{ports['static']}",
-                       check=False)
-        assert proc.returncode == 2, proc.stdout + proc.stderr
-        target = json.loads(proc.stdout)["targets"][0]
-        on_wire = {f["finding"] for f in target["findings"]}
-        assert finding in on_wire, target
+        on_wire = {f["finding"] for f in scanned[name]["findings"]}
+        assert finding in on_wire, scanned[name]
         from_page = {f["finding"] for f in by_path[leaves[name].cert]["findings"]}
         assert on_wire == from_page, (name, on_wire, from_page)
 
