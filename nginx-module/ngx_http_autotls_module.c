@@ -216,6 +216,8 @@ ngx_http_autotls_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_autotls_main_conf_t  *amcf = conf;
 
+    amcf->store_set = (amcf->store.len != 0);
+
     if (amcf->store.len == 0) {
         ngx_str_set(&amcf->store, NGX_HTTP_AUTOTLS_DEFAULT_STORE);
     }
@@ -371,12 +373,18 @@ ngx_http_autotls_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    if (amcf->certs.nelts == 0) {
+    if (!ngx_http_autotls_in_use(amcf)) {
         return NGX_OK;
     }
 
+    /* the driver lock: even with static certificates alone, one worker
+     * writes their inventory and sends their expiry events */
     if (ngx_http_autotls_shm_add(cf, amcf) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    if (amcf->certs.nelts == 0) {
+        return NGX_OK;
     }
 
     if (ngx_http_autotls_ssl_setup(cf, amcf) != NGX_OK) {
@@ -409,7 +417,7 @@ ngx_http_autotls_init_module(ngx_cycle_t *cycle)
     ngx_http_autotls_main_conf_t  *amcf;
 
     amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_autotls_module);
-    if (amcf == NULL || amcf->certs.nelts == 0 || ngx_test_config) {
+    if (amcf == NULL || !ngx_http_autotls_in_use(amcf) || ngx_test_config) {
         return NGX_OK;
     }
 
@@ -464,7 +472,7 @@ ngx_http_autotls_init_process(ngx_cycle_t *cycle)
     }
 
     amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_autotls_module);
-    if (amcf == NULL || amcf->certs.nelts == 0) {
+    if (amcf == NULL || !ngx_http_autotls_in_use(amcf)) {
         return NGX_OK;
     }
 
@@ -518,6 +526,19 @@ ngx_http_autotls_exit_process(ngx_cycle_t *cycle)
     curl_global_cleanup();
     atls_log_set(NULL, NULL, ATLS_LOG_INFO);
     ngx_http_autotls_mcf = NULL;
+}
+
+
+/*
+ * Loaded but unused (a distribution enables the module for every nginx),
+ * the module creates no store, zone or driver; static certificates alone
+ * are monitored once autotls_store says where to keep their state.
+ */
+ngx_uint_t
+ngx_http_autotls_in_use(ngx_http_autotls_main_conf_t *amcf)
+{
+    return amcf->certs.nelts > 0
+           || (amcf->store_set && amcf->n_inventory > 0);
 }
 
 

@@ -92,6 +92,7 @@ typedef struct {
     ngx_array_t                     issuers;   /* ngx_http_autotls_issuer_t */
     ngx_array_t                     certs;     /* ngx_http_autotls_cert_t * */
     ngx_str_t                       store;
+    unsigned                        store_set:1;   /* autotls_store given */
     ngx_msec_t                      check_interval;
     ngx_uint_t                      max_parallel;
     ngx_flag_t                      preload;
@@ -216,6 +217,9 @@ ngx_int_t ngx_http_autotls_policy_check(ngx_conf_t *cf,
 /* inventory: ssl_certificate files autotls does not manage */
 ngx_int_t ngx_http_autotls_discover(ngx_conf_t *cf,
     ngx_http_autotls_main_conf_t *amcf);
+/* the module has work: managed certificates, or static ones to monitor in
+ * a store named by autotls_store */
+ngx_uint_t ngx_http_autotls_in_use(ngx_http_autotls_main_conf_t *amcf);
 
 /* shm */
 ngx_int_t ngx_http_autotls_shm_add(ngx_conf_t *cf,

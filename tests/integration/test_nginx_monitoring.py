@@ -176,3 +176,30 @@ def test_reload_does_not_log_findings_twice_per_start(monitored):
     wait_until(lambda: count() == 2, timeout=20, what="the finding logged at reload")
     ngx.reload()
     wait_until(lambda: count() == 3, timeout=20, what="the finding logged at reload")
+
+
+def test_static_certificates_alone_are_monitored_in_the_named_store(test_root):
+    """No autotls server: with autotls_store the static certificates are
+    still inventoried and shown; without it the module stays idle (a
+    distribution loads it into every nginx)."""
+    cm = CertMaker(os.path.join(test_root, "static"))
+    leaf = cm.expired("alone.mon.test")
+    static_port, status_port = free_port(), free_port()
+    store = os.path.join(test_root, "store")
+    body = f"    autotls_store {store};\n" + static_server("alone.mon.test", leaf, static_port)
+    body += status_server(status_port)
+    ngx = Nginx(test_root, body)
+    with ngx.start():
+        items = wait_until(lambda: static_items(json.loads(fetch(status_port))) or None,
+                           timeout=30, what="the static certificate on the status page")
+        assert [i["path"] for i in items] == [leaf.cert]
+        assert "expired" in [f["finding"] for f in items[0]["findings"]]
+
+    os.rename(store, store + ".old")
+    idle = Nginx(test_root, static_server("alone.mon.test", leaf, static_port))
+    seen = len(idle.log())
+    with idle.start():
+        wait_until(lambda: f'certificate "{leaf.cert}"' in idle.log()[seen:], timeout=10,
+                   what="the finding logged without a store")
+        assert "drives issuance" not in idle.log()[seen:]
+    assert not os.path.exists(store)
