@@ -310,3 +310,86 @@ def test_static_expiry_levels_once_each_and_not_after_reload(pebble, test_root, 
         assert len(of("expired", soon.cert)) == 1
         assert len(of("expired", gone.cert)) == 1
         assert len(of("expiring", soon.cert)) == 2
+
+
+MINIMAL = """
+    autotls_issuer pebble {
+        directory    https://127.0.0.1:14000/dir;
+        accept_terms on;
+    }
+    server {
+        listen 127.0.0.1:18443 ssl;
+        server_name a.example.com;
+        autotls pebble;
+    }
+"""
+
+
+def bad_commands(root):
+    """name -> (path, the message nginx -t must print)."""
+    ok = script(os.path.join(root, "ok.sh"), "#!/bin/sh\nexit 0\n")
+    noexec = os.path.join(root, "noexec.sh")
+    with open(noexec, "w") as f:
+        f.write("#!/bin/sh\n")
+    os.chmod(noexec, 0o644)
+    writable = script(os.path.join(root, "writable.sh"), "#!/bin/sh\n")
+    os.chmod(writable, 0o775)
+    return ok, {
+        "relative": ("bin/notify.sh", "needs an absolute path"),
+        "missing": (os.path.join(root, "nope.sh"), "stat(\""),
+        "directory": (root, "is not a regular file"),
+        "not executable": (noexec, "is not executable"),
+        "group-writable": (writable, "writable by its group or by anyone"),
+    }
+
+
+def nginx_t_fails(test_root, text):
+    """nginx -t output (and the log) of a configuration it must refuse."""
+    ngx = Nginx(test_root, text)
+    proc = ngx.test_config()
+    out = proc.stderr + ngx.log()
+    assert proc.returncode != 0, out
+    return ngx, out
+
+
+@pytest.mark.parametrize("case", ["relative", "missing", "directory", "not executable",
+                                  "group-writable"])
+def test_notify_exec_checked_by_nginx_t(test_root, case):
+    _, cases = bad_commands(test_root)
+    path, message = cases[case]
+    ngx, out = nginx_t_fails(test_root, f"    autotls_notify_exec {path};\n" + MINIMAL)
+    assert message in out and "autotls_notify_exec" in out, out
+    assert f"in {ngx.conf}:{ngx.conf_line('autotls_notify_exec')}" in out, out
+
+
+BAD_SETTINGS = [
+    ("webhook scheme", "autotls_notify_webhook ftp://h/x;", "autotls_notify_webhook"),
+    ("webhook header", 'autotls_notify_webhook http://127.0.0.1:1/x "No colon";',
+     "autotls_notify_webhook"),
+    ("warn value", "autotls_warn 7d soon;", "soon"),
+    ("warn twice", "autotls_warn 7d 7d;", "autotls_warn"),
+    ("timeout", "autotls_notify_timeout 0;", "autotls_notify_timeout"),
+    ("queue", "autotls_notify_queue 0;", "autotls_notify_queue"),
+]
+
+
+@pytest.mark.parametrize("case,line,message", BAD_SETTINGS, ids=[b[0] for b in BAD_SETTINGS])
+def test_bad_notification_settings_fail_nginx_t(test_root, case, line, message):
+    ngx, out = nginx_t_fails(test_root, f"    {line}\n" + MINIMAL)
+    assert message in out, out
+    assert f"{ngx.conf}:" in out, out
+
+
+def test_good_notification_settings_pass_nginx_t(test_root):
+    ok, _ = bad_commands(test_root)
+    ngx = Nginx(test_root, f"""
+    autotls_warn 30d 2h 90s;
+    autotls_notify_exec {ok};
+    autotls_notify_timeout 5s;
+    autotls_notify_webhook https://hooks.example/x "Authorization: Bearer t0k3n";
+    autotls_notify_queue 50;
+""" + MINIMAL)
+    proc = ngx.test_config()
+    assert proc.returncode == 0, proc.stderr + ngx.log()
+    # header values never reach a log
+    assert "t0k3n" not in proc.stderr + ngx.log()
