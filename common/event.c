@@ -206,7 +206,7 @@ atls_event_to_json(const atls_event_t *e, const atls_actor_t *actor)
     rc |= event_server_json(root);
     rc |= atls_meta_set(root, "actor", event_actor_json(actor));
     if (rc == 0) {
-        /* compact: one audit record per line; '/' unescaped for readability */
+        /* compact: one audit record per line, members in the order above */
         out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     }
     json_decref(root);

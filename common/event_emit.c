@@ -188,10 +188,15 @@ emit_queue(atls_events_t *ev, const char *name, const char *json)
 int
 atls_events_emit(atls_events_t *ev, const atls_event_t *e)
 {
-    const char *name = atls_event_name(e->type);
+    const char *name;
     char        err[512], counter[64], *json;
     int         rc = 0;
 
+    /* a host without events configured passes no emitter */
+    if (ev == NULL || e == NULL) {
+        return 0;
+    }
+    name = atls_event_name(e->type);
     json = atls_event_to_json(e, &ev->actor);
     if (json == NULL) {
         emit_failed(ev, EMIT_AUDIT, name, "out of memory");

@@ -1,8 +1,10 @@
 /*
  * Shared by the store files only (store.c, store_revocation.c,
- * store_meta.c, store_meta_certs.c): building paths of the logical layout
- * and reading the store's JSON entries strictly.  Not for hosts: nothing
- * outside these files builds a store path.
+ * store_meta.c, store_meta_certs.c, store_events.c): building paths of the
+ * logical layout and reading the store's JSON entries strictly.  Not for
+ * hosts: nothing outside these files builds a store path.  The JSON
+ * helpers also serve the JSON the store holds for the event model
+ * (event.c: audit records and queue entries; notify_conf.c: notify.json).
  */
 #ifndef ATLS_STORE_INT_H
 #define ATLS_STORE_INT_H

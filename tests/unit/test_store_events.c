@@ -237,6 +237,40 @@ test_audit_concurrent(void **state)
     }
 }
 
+/* A root process on a store the worker user owns appends and rotates
+ * with the owner's identity: every file stays the owner's. */
+static void
+test_audit_root_on_worker_store(void **state)
+{
+    storefx_t    *fx = *state;
+    atls_store_t *st;
+    struct stat   sb;
+    char          err[512];
+    int           i;
+
+    if (geteuid() != 0) {
+        skip();
+    }
+    assert_int_equal(atls_store_fs_prepare(fx->root, 65534, 65534, err, sizeof(err)), 0);
+    st = atls_store_fs_open(fx->root, err, sizeof(err));
+    assert_non_null(st);
+    for (i = 0; i < 4; i++) {
+        append_ok(st, "{\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}", 64, 2);
+    }
+    assert_int_equal(stat(storefx_path(fx, "audit.log"), &sb), 0);
+    assert_int_equal(sb.st_uid, 65534);
+    assert_int_equal(sb.st_mode & 07777, 0600);
+    assert_int_equal(stat(storefx_path(fx, "audit.log.1"), &sb), 0);
+    assert_int_equal(sb.st_uid, 65534);
+    assert_int_equal(stat(storefx_path(fx, "locks/rotate-audit.log.lock"), &sb), 0);
+    assert_int_equal(sb.st_uid, 65534);
+    /* prepare keeps it private, even after someone opened it up */
+    assert_int_equal(chmod(storefx_path(fx, "audit.log"), 0644), 0);
+    assert_int_equal(atls_store_fs_prepare(fx->root, 65534, 65534, err, sizeof(err)), 0);
+    assert_int_equal(storefx_mode(storefx_path(fx, "audit.log")), 0600);
+    atls_store_close(st);
+}
+
 /* ---- queue ------------------------------------------------------------------ */
 
 static void
@@ -455,6 +489,7 @@ main(void)
         STORE_TEST(test_audit_refuses_link),
         STORE_TEST(test_audit_rotation),
         STORE_TEST(test_audit_concurrent),
+        STORE_TEST(test_audit_root_on_worker_store),
         STORE_TEST(test_queue),
         STORE_TEST(test_queue_key_validated),
         STORE_TEST(test_counters),
