@@ -27,7 +27,7 @@ typedef struct {
     size_t   n_names;
     char    *subject;        /* RFC 2253 one line */
     char    *issuer;
-    char    *serial;         /* upper-case hex, as atls_cert_info gives it */
+    char    *serial;         /* lower-case hex, as atls_cert_info gives it */
     char     key_alg[16];    /* "rsa", "ec", "ed25519", "ed448", "dsa", "?" */
     int      key_bits;
     char     sig_alg[64];    /* OpenSSL long name, e.g. "sha256WithRSAEncryption" */

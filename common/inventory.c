@@ -332,12 +332,14 @@ inventory_facts_from_json(json_t *o, atls_cert_facts_t *f, char *err, size_t err
     if (!json_is_object(key) || !json_is_object(chain)) {
         return atls_meta_fail(err, errlen, "field \"key\" and \"chain\" must be objects");
     }
-    if (atls_meta_get_str(key, "alg", "key.alg", &s, err, errlen)
-        || atls_meta_get_int(key, "bits", "key.bits", 0, 65536, &bits, err, errlen)) {
+    if (atls_meta_get_str(key, "alg", "key.alg", &s, err, errlen)) {
         return -1;
     }
     snprintf(f->key_alg, sizeof(f->key_alg), "%s", s != NULL ? s : "?");
     free(s);
+    if (atls_meta_get_int(key, "bits", "key.bits", 0, 65536, &bits, err, errlen)) {
+        return -1;
+    }
     f->key_bits = (int) bits;
     if (atls_meta_get_str(o, "signature", "signature", &s, err, errlen)) {
         return -1;
@@ -349,6 +351,9 @@ inventory_facts_from_json(json_t *o, atls_cert_facts_t *f, char *err, size_t err
                               err, errlen)
         || atls_meta_get_bool(chain, "self_signed", "chain.self_signed", &b, err, errlen)) {
         return -1;
+    }
+    if (len == 0) {
+        return atls_meta_fail(err, errlen, "field \"chain.length\" is missing");
     }
     f->chain_len = (size_t) len;
     f->self_signed = b;

@@ -23,7 +23,8 @@
  * Nothing here waits: the host runs the request and the command, and the
  * scheduler's timer brings the notifier back for time limits, retries and
  * looks at the queue (after each emit in this process, each pass,
- * atls_sched_notify(), and every ATLS_NOTIFY_POLL_S while entries wait).
+ * atls_sched_notify(), and every ATLS_NOTIFY_POLL_S: events the CLI
+ * queued reach the server's sinks without a pass).
  */
 #define _GNU_SOURCE
 #include <limits.h>
@@ -539,9 +540,9 @@ notify_scan(atls_notify_t *n)
             json_decref(e);
         }
     }
-    if (nk > 0) {
-        n->poll_at = mono + ATLS_NOTIFY_POLL_S * 1000LL;
-    }
+    /* also when empty: another process (the CLI) may queue events and
+     * leave them to this one; a listing every ATLS_NOTIFY_POLL_S is cheap */
+    n->poll_at = mono + ATLS_NOTIFY_POLL_S * 1000LL;
     notify_unlock(n);
     for (i = 0; i < nk; i++) {
         free(keys[i]);

@@ -22,8 +22,8 @@ typedef struct atls_notify_s atls_notify_t;
 #define ATLS_NOTIFY_RETRY_MAX_S       600
 #define ATLS_NOTIFY_WEBHOOK_GIVEUP_S  86400
 #define ATLS_NOTIFY_EXEC_RETRIES      3
-/* While entries wait (retries, another process holds the queue), the
- * queue is looked at again after this long. */
+/* The queue is looked at again after this long (entries waiting, another
+ * process holding the queue, events another process queued). */
 #define ATLS_NOTIFY_POLL_S            30
 
 /* A notifier for s's events settings; NULL when they name no sink (or out

@@ -29,7 +29,7 @@
 #include "job_int.h"
 #include "sched_internal.h"
 
-/* ---- certificate facts ---------------------------------------------------------- */
+/* ---- certificate facts --------------------------------------------------------- */
 
 /* What an event says about a stored certificate. */
 typedef struct {
@@ -62,10 +62,10 @@ leaf_facts(atls_store_t *st, const char *id, atls_key_type_t kt, sched_leaf_fact
     return rc;
 }
 
-/* ---- emitting ----------------------------------------------------------------------- */
+/* ---- emitting ------------------------------------------------------------------ */
 
-static void
-event_init(atls_event_t *e, atls_event_type_t type)
+void
+atls_sched_event_init(atls_event_t *e, atls_event_type_t type)
 {
     memset(e, 0, sizeof(*e));
     e->type = type;
@@ -92,14 +92,14 @@ atls_sched_emit_cert(sched_slot_t *sl, atls_event_type_t type, atls_key_type_t k
         return;
     }
     if (e == NULL) {
-        event_init(&none, type);
+        atls_sched_event_init(&none, type);
         e = &none;
     }
     e->type = type;
     e->cert_id = sl->cert->id;
     e->names = (const char *const *) sl->cert->names;
     e->n_names = sl->cert->n_names;
-    e->key_type = atls_key_type_name(kt);
+    e->key_type = e->key_type != NULL ? e->key_type : atls_key_type_name(kt);
     e->directory = sl->cert->issuer.directory;
     if (event_has_facts(type) && leaf_facts(s->st, sl->cert->id, kt, &f) == 0) {
         if (type == ATLS_EV_OBTAINING) {
@@ -128,12 +128,12 @@ atls_sched_emit_order_end(sched_slot_t *sl, const atls_cert_meta_t *after,
                  sl->cert->id, serr);
     }
     if (err == NULL) {
-        event_init(&e, old_serial != NULL ? ATLS_EV_RENEWED : ATLS_EV_OBTAINED);
+        atls_sched_event_init(&e, old_serial != NULL ? ATLS_EV_RENEWED : ATLS_EV_OBTAINED);
         e.old_serial = old_serial;
         atls_sched_emit_cert(sl, e.type, sl->kt, &e);
         return;
     }
-    event_init(&e, ATLS_EV_FAILED);
+    atls_sched_event_init(&e, ATLS_EV_FAILED);
     e.outcome = "error";
     e.err_class = atls_err_class_name(err->cls);
     e.err_type = err->type;
@@ -175,7 +175,7 @@ atls_sched_policy_refuses(atls_sched_t *s, const char *const *names, size_t n,
     snprintf(err, errlen, "refused by the policy (rule \"%s\"): %s", rule, why);
     if (s->events != NULL) {
         id = atls_cert_id(names[0]);
-        event_init(&e, ATLS_EV_POLICY_DENIED);
+        atls_sched_event_init(&e, ATLS_EV_POLICY_DENIED);
         e.cert_id = id;
         e.names = names;
         e.n_names = n;
@@ -190,7 +190,7 @@ atls_sched_policy_refuses(atls_sched_t *s, const char *const *names, size_t n,
     return 1;
 }
 
-/* ---- expiry alerts --------------------------------------------------------------------- */
+/* ---- expiry alerts ------------------------------------------------------------- */
 
 static void
 warn_levels(const atls_sched_t *s, atls_warn_t *w)
@@ -323,7 +323,7 @@ atls_sched_warn_cert(sched_slot_t *sl)
             }
             ki->warned_level = warned;
             ki->expired_sent = sent;
-            event_init(&e, type);
+            atls_sched_event_init(&e, type);
             e.level_s = type == ATLS_EV_EXPIRING ? warned : 0;
             atls_sched_emit_cert(sl, type, kts[i], &e);
         }
@@ -339,7 +339,7 @@ warn_emit_static(atls_sched_t *s, const atls_inventory_item_t *it, atls_event_ty
     char         kt[32];
 
     key_type_text(it->facts.key_alg, it->facts.key_bits, kt, sizeof(kt));
-    event_init(&e, type);
+    atls_sched_event_init(&e, type);
     e.cert_id = it->id;
     e.names = (const char *const *) it->facts.names;
     e.n_names = it->facts.n_names;

@@ -227,9 +227,11 @@ void atls_sched_crl_end(sched_slot_t *sl, const atls_http_response_t *resp);
 /* sched_event.c: what the scheduler tells atls_events_emit().  Each
  * function does nothing without opts.events. */
 
+/* e empty for type: no member set, no CRLReason (-1). */
+void atls_sched_event_init(atls_event_t *e, atls_event_type_t type);
 /* Emits type about sl's certificate and key type kt: e (NULL: none) holds
- * the members of that event (error, reason, ...); id, names, key type and
- * directory are filled in, and the serial, issuer and not_after of the
+ * the members of that event (error, reason, ...); id, names, key type
+ * (unless e names one) and directory are filled in, and the serial, issuer and not_after of the
  * certificate of kt stored now (for obtaining: the one to be replaced, as
  * old_serial). */
 void atls_sched_emit_cert(sched_slot_t *sl, atls_event_type_t type, atls_key_type_t kt,

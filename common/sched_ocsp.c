@@ -219,7 +219,7 @@ atls_sched_rev_record(sched_slot_t *sl, atls_key_type_t kt, const char *serial,
         atls_event_t e;
 
         sl->revoked = 1;
-        memset(&e, 0, sizeof(e));
+        atls_sched_event_init(&e, ATLS_EV_REVOKED);
         e.reason = reason;
         e.revoked_source = source;
         atls_sched_emit_cert(sl, ATLS_EV_REVOKED, kt, &e);
@@ -258,8 +258,7 @@ ocsp_emit(sched_slot_t *sl, atls_event_type_t type, const atls_cert_kt_info_t *k
 {
     atls_event_t e;
 
-    memset(&e, 0, sizeof(e));
-    e.reason = -1;
+    atls_sched_event_init(&e, type);
     e.outcome = error != NULL ? "error" : NULL;
     e.detail = error;
     atls_sched_emit_cert(sl, type, ki->key_type, &e);

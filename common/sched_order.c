@@ -306,12 +306,12 @@ slot_emit_start(sched_slot_t *sl)
     atls_event_t e;
 
     atls_sched_emit_cert(sl, ATLS_EV_OBTAINING, sl->kt, NULL);
-    memset(&e, 0, sizeof(e));
-    e.reason = -1;
+    atls_sched_event_init(&e, ATLS_EV_KEY_GENERATED);
     e.detail = "certificate key";
     atls_sched_emit_cert(sl, ATLS_EV_KEY_GENERATED, sl->kt, &e);
     if (atls_job_made_account_key(sl->job)) {
         e.detail = "account key";
+        e.key_type = "ec256";   /* the store makes ES256 account keys */
         atls_sched_emit_cert(sl, ATLS_EV_KEY_GENERATED, sl->kt, &e);
     }
 }

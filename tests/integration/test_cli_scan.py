@@ -224,3 +224,37 @@ def test_usage_errors(cm):
     assert proc.returncode == 2 and "is not HOST:PORT" in proc.stderr
     proc = scan("--targets", os.path.join(cm.dir, "missing"))
     assert proc.returncode == 2 and "missing" in proc.stderr
+
+
+def test_list_all_shows_static_certificates_with_their_worst_finding(tmp_path):
+    """autotls list --all reads the inventory the servers keep in the store
+    (written here as nginx would: inventory/<id>.json)."""
+    store = tmp_path / "store"
+    util.run_cli("list", "--store", store)          # creates the store
+    plain = util.run_cli("list", "--store", store, "--all")
+    assert "no static certificates" in plain.stdout
+    inv = store / "inventory"
+    inv.mkdir(mode=0o700)
+    entry = {
+        "id": "static-0123456789abcdef", "source": "static", "path": "/etc/ssl/old.pem",
+        "server": "nginx", "used_names": ["old.test", "www.old.test"],
+        "used_by": ["/etc/nginx/nginx.conf:12"], "names": ["old.test"],
+        "subject": "CN=old.test", "issuer": "CN=x", "serial": "0a",
+        "key": {"alg": "rsa", "bits": 1024}, "signature": "sha1WithRSAEncryption",
+        "signature_weak": True, "not_before": "2025-01-01T00:00:00Z",
+        "not_after": "2026-01-01T00:00:00Z",
+        "chain": {"length": 1, "complete": False, "self_signed": False},
+        "error": None, "warned_level": 0,
+    }
+    (inv / "static-0123456789abcdef.json").write_text(json.dumps(entry))
+    out = util.run_cli("list", "--store", store, "--all").stdout
+    row = [line for line in out.splitlines() if line.startswith("static-0123456789abcdef")]
+    assert row, out
+    assert "/etc/ssl/old.pem" in row[0] and "rsa1024" in row[0]
+    assert "critical: expired: expired " in row[0] and "(+4 more)" in row[0]
+    # without --all the static table is not shown
+    assert "static-0123456789abcdef" not in util.run_cli("list", "--store", store).stdout
+    doc = json.loads(util.run_cli("list", "--store", store, "--json").stdout)
+    findings = {f["finding"] for f in doc["static"][0]["findings"]}
+    assert findings == {"expired", "name-mismatch", "weak-key", "sha1-signature",
+                        "incomplete-chain"}

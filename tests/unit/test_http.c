@@ -173,7 +173,7 @@ static void
 test_headers_parsed(void **state)
 {
     server_t             s;
-    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL, NULL, NULL };
+    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0 };
     atls_http_response_t resp;
 
     (void) state;
@@ -266,7 +266,7 @@ check_size_cap(int with_length)
 {
     server_t             s;
     atls_http_opts_t     opts;
-    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL, NULL, NULL };
+    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0 };
     atls_http_response_t resp;
     size_t               len;
     char                *r = big_response(with_length, 1000, &len);
@@ -305,7 +305,7 @@ test_size_at_cap_ok(void **state)
 {
     server_t             s;
     atls_http_opts_t     opts;
-    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL, NULL, NULL };
+    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0 };
     atls_http_response_t resp;
     size_t               len;
     char                *r = big_response(0, 100, &len);
@@ -330,7 +330,7 @@ test_redirect_not_followed(void **state)
     static const char    r[] = "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/elsewhere\r\n"
                                "Content-Length: 0\r\n\r\n";
     server_t             s;
-    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL, NULL, NULL };
+    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0 };
     atls_http_response_t resp;
 
     (void) state;
@@ -352,7 +352,7 @@ test_connection_refused(void **state)
     socklen_t            sl = sizeof(sa);
     int                  fd;
     char                 url[64];
-    atls_http_request_t  req = { "GET", url, NULL, 0, NULL, NULL, NULL, NULL };
+    atls_http_request_t  req = { "GET", url, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0 };
     atls_http_response_t resp;
 
     (void) state;
@@ -377,7 +377,7 @@ test_connection_refused(void **state)
 static void
 test_other_protocols_refused(void **state)
 {
-    atls_http_request_t  req = { "GET", (char *) "ftp://127.0.0.1:1/x", NULL, 0, NULL, NULL, NULL, NULL };
+    atls_http_request_t  req = { "GET", (char *) "ftp://127.0.0.1:1/x", NULL, 0, NULL, NULL, NULL, NULL, NULL, 0 };
     atls_http_response_t resp;
 
     (void) state;
@@ -448,7 +448,7 @@ static void
 test_multi_prepare_collect(void **state)
 {
     server_t             s;
-    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL, NULL, NULL };
+    atls_http_request_t  req = { "GET", NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0 };
     atls_http_response_t resp;
     atls_http_xfer_t    *x = NULL;
     CURLM               *m;

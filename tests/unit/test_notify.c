@@ -709,6 +709,49 @@ unconfigured_sink_dropped(void **state)
     assert_int_equal(queue_len(f), 0);
 }
 
+/* Root: a notification command runs with the identity set for the
+ * process (a dns hook keeps the process's own). */
+static void
+exec_identity(void **state)
+{
+    fx_t             *f = *state;
+    atls_hook_proc_t  hp;
+    char              script[300], out[300], buf[400], why[256], *argv[2];
+    FILE             *fp;
+    int               ok = 0, i;
+
+    if (geteuid() != 0) {
+        skip();
+    }
+    snprintf(out, sizeof(out), "%s/uid.txt", f->dir);
+    snprintf(script, sizeof(script), "%s/uid.sh", f->dir);
+    snprintf(buf, sizeof(buf), "#!/bin/sh\nid -u > %s\n", out);
+    write_script(script, buf);
+    /* nobody runs it and writes next to it */
+    assert_int_equal(chmod(script, 0755), 0);
+    assert_int_equal(chmod(f->dir, 0777), 0);
+    argv[0] = script;
+    argv[1] = NULL;
+    atls_hook_set_identity(65534, 65534);
+    assert_int_equal(atls_hook_spawn_input(argv, "{}", 2, &hp, why, sizeof(why)), 0);
+    for (i = 0; i < 500; i++) {
+        struct pollfd p = { hp.fd, POLLIN, 0 };
+
+        if (poll(&p, 1, 20) > 0 && atls_hook_read(&hp, &ok, why, sizeof(why)) == 1) {
+            break;
+        }
+    }
+    atls_hook_set_identity(-1, -1);
+    if (!ok) {
+        fail_msg("the command failed: %s", why);
+    }
+    fp = fopen(out, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(buf, sizeof(buf), fp));
+    fclose(fp);
+    assert_string_equal(buf, "65534\n");
+}
+
 int
 main(void)
 {
@@ -722,6 +765,7 @@ main(void)
         cmocka_unit_test_setup_teardown(exec_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(exec_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(unconfigured_sink_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(exec_identity, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

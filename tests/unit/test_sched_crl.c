@@ -27,29 +27,6 @@
 
 /* ---- CRLs ------------------------------------------------------------------------- */
 
-static unsigned char *
-crl_listing(X509 *listed, time_t next_update, size_t *len)
-{
-    ocsppki_revoked_t r;
-    ocsppki_crl_t     o;
-    unsigned char    *der;
-
-    memset(&o, 0, sizeof(o));
-    memset(&r, 0, sizeof(r));
-    if (listed != NULL) {
-        r.cert = listed;
-        r.reason = 1;
-        r.revoked_at = time(NULL) - 300;
-        o.revoked = &r;
-        o.n_revoked = 1;
-    }
-    o.this_update = time(NULL) - 60;
-    o.next_update = next_update;
-    der = ocsppki_crl(&rf.pki, &o, len);
-    assert_non_null(der);
-    return der;
-}
-
 /* One CRL URL named by several certificates: one fetch, every one looked
  * up, none fetched again while it is fresh. */
 static void
@@ -67,7 +44,7 @@ test_crl_shared(void **state)
         snprintf(name, sizeof(name), "c%zu.test", i);
         (void) revfix_seed(atls_strdup(name), NULL, CRL_URL, 1);
     }
-    crl = crl_listing(NULL, time(NULL) + 7 * 86400, &len);
+    crl = revfix_crl(NULL, time(NULL) + 7 * 86400, &len);
     u = fakehost_url(&rf.h, CRL_URL, 200, crl, len);
     revfix_pass();
     assert_int_equal(u->hits, 1);
@@ -92,7 +69,7 @@ test_crl_listed(void **state)
     revfix_sched_start();
     (void) revfix_seed("ok.test", NULL, CRL_URL, 1);
     (void) revfix_seed("listed.test", NULL, CRL_URL, 1);
-    crl = crl_listing(rf.leaves[1], time(NULL) + 7 * 86400, &len);
+    crl = revfix_crl(rf.leaves[1], time(NULL) + 7 * 86400, &len);
     u = fakehost_url(&rf.h, CRL_URL, 200, crl, len);
     revfix_pass();
     assert_int_equal(u->hits, 1);
@@ -124,7 +101,7 @@ test_crl_cached_and_304(void **state)
     revfix_sched_start();
     (void) revfix_seed("cached.test", NULL, CRL_URL, 1);
     /* nextUpdate in 10 min: fetched again after the 1 rf.h floor */
-    crl = crl_listing(NULL, now + 600, &len);
+    crl = revfix_crl(NULL, now + 600, &len);
     u = fakehost_url(&rf.h, CRL_URL, 200, crl, len);
     u->etag = "\"v1\"";
     revfix_pass();
@@ -188,7 +165,7 @@ test_crl_cache_lists(void **state)
     (void) state;
     revfix_sched_start();
     (void) revfix_seed("fromcache.test", NULL, CRL_URL, 1);
-    crl = crl_listing(rf.leaves[0], now + 86400, &len);
+    crl = revfix_crl(rf.leaves[0], now + 86400, &len);
     memset(&cache, 0, sizeof(cache));
     cache.url = (char *) CRL_URL;
     cache.fetched = now - 60;

@@ -18,6 +18,7 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <openssl/pem.h>
 #include "atls.h"
 #include "atls_event.h"
@@ -32,7 +33,7 @@
 #define EC         ATLS_KEY_EC256
 #define MAX_RECS   256
 
-/* ---- what the listener saw ---------------------------------------------------------- */
+/* ---- what the listener saw ----------------------------------------------------- */
 
 typedef struct {
     atls_event_type_t type;
@@ -143,7 +144,7 @@ counter(const char *name)
     return v;
 }
 
-/* ---- fixtures ------------------------------------------------------------------------- */
+/* ---- fixtures ------------------------------------------------------------------ */
 
 static int
 setup(void **state)
@@ -216,21 +217,28 @@ sched_restart(void)
     }
 }
 
-/* A certificate that has none in the store yet. */
+/* c (set up with its fake CA) managed as the next certificate. */
+static fakehost_cert_t *
+cert_new_with(fakehost_cert_t *c)
+{
+    atls_issuer_t is;
+    char          err[256];
+
+    assert_true(c == &rf.certs[rf.n_certs] && rf.n_certs < REVFIX_MAX_CERTS);
+    rf.n_certs++;
+    revfix_issuer(&is);
+    c->sched = atls_sched_add(rf.h.s, &c->name, 1, &is, c, err, sizeof(err));
+    assert_non_null(c->sched);
+    return c;
+}
+
+/* A certificate that has none in the store yet (the account is known). */
 static fakehost_cert_t *
 cert_new(const char *name)
 {
-    fakehost_cert_t *c;
-    atls_issuer_t    is;
-    char             err[256];
-
     assert_true(rf.n_certs < REVFIX_MAX_CERTS);
-    c = &rf.certs[rf.n_certs++];
-    assert_int_equal(fakehost_cert_init(c, name, rf.akey, 1), 0);
-    revfix_issuer(&is);
-    c->sched = atls_sched_add(rf.h.s, &name, 1, &is, c, err, sizeof(err));
-    assert_non_null(c->sched);
-    return c;
+    assert_int_equal(fakehost_cert_init(&rf.certs[rf.n_certs], name, rf.akey, 1), 0);
+    return cert_new_with(&rf.certs[rf.n_certs]);
 }
 
 static void
@@ -256,7 +264,19 @@ leaf_not_after(X509 *leaf)
     return t;
 }
 
-/* ---- orders --------------------------------------------------------------------------- */
+/* When the store file rel was last written (ns). */
+static long long
+written_at(const char *rel)
+{
+    char        path[512];
+    struct stat sb;
+
+    snprintf(path, sizeof(path), "%s/%s", rf.root, rel);
+    assert_int_equal(stat(path, &sb), 0);
+    return (long long) sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
+}
+
+/* ---- orders -------------------------------------------------------------------- */
 
 /* A first certificate: obtaining, key-generated, obtained (its serial and
  * issuer), then deployed after the host's deployed(); counted once. */
@@ -306,6 +326,39 @@ test_first_issue(void **state)
     revfix_pass();
     assert_int_equal(count(ATLS_EV_OBTAINING, NULL), 1);
     assert_int_equal(counter("orders.ok"), 1);
+}
+
+/* The store knows no account at the CA: the first order creates it, and
+ * says so once (the key was there: no account key generated). */
+static void
+test_account_created(void **state)
+{
+    fakehost_cert_t *c;
+    const rec_t     *r;
+    char            *caid = atls_ca_id(REVFIX_DIRECTORY), path[300], err[256];
+
+    (void) state;
+    snprintf(path, sizeof(path), "accounts/%s/account.json", caid);
+    free(caid);
+    assert_int_equal(rf.st->ops->del(rf.st, path, err, sizeof(err)), ATLS_STORE_OK);
+    assert_false(atls_store_has_account(rf.st, REVFIX_DIRECTORY));
+    sched_start();
+    assert_int_equal(fakehost_cert_init(&rf.certs[0], "acct.test", rf.akey, 0), 0);
+    c = cert_new_with(&rf.certs[0]);
+    revfix_pass();
+    assert_int_equal(c->rc, 0);
+    assert_true(atls_store_has_account(rf.st, REVFIX_DIRECTORY));
+    assert_int_equal(count(ATLS_EV_ACCOUNT_CREATED, NULL), 1);
+    r = nth(ATLS_EV_ACCOUNT_CREATED, "acct.test", 0, NULL);
+    assert_string_equal(r->directory, REVFIX_DIRECTORY);
+    assert_int_equal(count(ATLS_EV_KEY_GENERATED, NULL), 1);
+
+    /* known from now on */
+    atls_sched_force(rf.h.s, c->sched);
+    assert_int_equal(fakehost_run(&rf.h, fakehost_until_settled, NULL, REVFIX_RUN_MS, NULL),
+                     0);
+    assert_int_equal(count(ATLS_EV_RENEWED, "acct.test"), 1);
+    assert_int_equal(count(ATLS_EV_ACCOUNT_CREATED, NULL), 1);
 }
 
 /* A replaced certificate: renewed, naming the serial it replaced. */
@@ -401,7 +454,7 @@ test_policy_denied(void **state)
     assert_int_equal(count(ATLS_EV_POLICY_DENIED, NULL), 1);
 }
 
-/* ---- OCSP and revocation ---------------------------------------------------------------- */
+/* ---- OCSP and revocation ------------------------------------------------------- */
 
 /* ocsp-refreshed at each good answer; ocsp-failed once per streak. */
 static void
@@ -419,7 +472,8 @@ test_ocsp_events(void **state)
     u = fakehost_url(&rf.h, "http://ocsp.test/", 200, good, len);
     revfix_pass();
     assert_int_equal(count(ATLS_EV_OCSP_REFRESHED, "ocsp.test"), 1);
-    assert_string_equal(nth(ATLS_EV_OCSP_REFRESHED, "ocsp.test", 0, NULL)->key_type, "ec256");
+    assert_string_equal(nth(ATLS_EV_OCSP_REFRESHED, "ocsp.test", 0, NULL)->key_type,
+                        "ec256");
 
     /* a streak of three failures says so once */
     u->status = 500;
@@ -474,7 +528,38 @@ test_ocsp_revoked(void **state)
     free(der);
 }
 
-/* ---- expiry alerts ------------------------------------------------------------------------ */
+/* Learned revoked from a CRL: revoked (source "crl") for the listed
+ * certificate alone, once. */
+static void
+test_crl_revoked(void **state)
+{
+    fakehost_url_t *u;
+    unsigned char  *crl;
+    const rec_t    *r;
+    size_t          len;
+    char            old[132];
+
+    (void) state;
+    sched_start();
+    (void) revfix_seed("ok.test", NULL, "http://crl.test/1.crl", 1);
+    (void) revfix_seed("listed.test", NULL, "http://crl.test/1.crl", 1);
+    stored_serial("listed.test", old, sizeof(old));
+    crl = revfix_crl(rf.leaves[1], time(NULL) + 7 * 86400, &len);
+    u = fakehost_url(&rf.h, "http://crl.test/", 200, crl, len);
+    revfix_pass();
+    assert_int_equal(u->hits, 1);
+    assert_int_equal(count(ATLS_EV_REVOKED, NULL), 1);
+    r = nth(ATLS_EV_REVOKED, "listed.test", 0, NULL);
+    assert_string_equal(r->serial, old);
+    assert_string_equal(r->revoked_source, "crl");
+    assert_int_equal(r->reason, 1);
+    revfix_pass();
+    assert_int_equal(count(ATLS_EV_REVOKED, NULL), 1);
+    assert_int_equal(count(ATLS_EV_RENEWED, "listed.test"), 1);
+    free(crl);
+}
+
+/* ---- expiry alerts ------------------------------------------------------------- */
 
 /* Levels around the leaf's notAfter: the first two already reached (only
  * the smaller one is said), the third crossed secs_ahead from now. */
@@ -505,6 +590,7 @@ test_expiring_levels(void **state)
     atls_cert_meta_t m;
     const rec_t     *r;
     time_t           na;
+    long long        meta_at;
 
     (void) state;
     revfix_sched_start();   /* to seed; replaced by one with events */
@@ -524,10 +610,13 @@ test_expiring_levels(void **state)
     assert_int_equal(atls_cert_meta_kt(&m, EC)->expired_sent, 0);
     atls_cert_meta_free(&m);
 
+    /* nothing new to say: nothing written */
+    meta_at = written_at("certs/exp.test/meta.json");
     revfix_pass();
     sched_restart();
     revfix_pass();
     assert_int_equal(count(ATLS_EV_EXPIRING, "exp.test"), 1);
+    assert_true(written_at("certs/exp.test/meta.json") == meta_at);
 
     /* the third level is crossed a few seconds on: the timer looks */
     assert_int_equal(fakehost_run(&rf.h, until_two_expiring, (void *) "exp.test",
@@ -632,11 +721,12 @@ static void
 test_static_alerts(void **state)
 {
     atls_inventory_item_t *items = NULL;
-    char                   soon[300], gone[300], err[256];
+    char                   soon[300], gone[300], err[256], entry[300];
     const char            *paths[2] = { soon, gone };
     const rec_t           *r;
     time_t                 now = time(NULL);
     size_t                 n = 0;
+    long long              entry_at;
 
     (void) state;
     snprintf(soon, sizeof(soon), "%s/soon.pem", rf.root);
@@ -666,11 +756,14 @@ test_static_alerts(void **state)
     assert_int_equal(n, 2);
     assert_int_equal(inventory_find(items, n, soon)->warned_level, 3 * 86400);
     assert_true(inventory_find(items, n, gone)->expired_sent != 0);
+    snprintf(entry, sizeof(entry), "inventory/%s.json", inventory_find(items, n, soon)->id);
     atls_inventory_items_free(items, n);
+    entry_at = written_at(entry);
 
     revfix_pass();
     sched_restart();
     revfix_pass();
+    assert_true(written_at(entry) == entry_at);     /* nothing changed, nothing written */
     /* a host's start syncs the same files again: the state stays */
     inventory_of(paths, 2);
     revfix_pass();
@@ -678,19 +771,54 @@ test_static_alerts(void **state)
     assert_int_equal(count(ATLS_EV_EXPIRED, NULL), 1);
 }
 
+static int
+until_expiring(fakehost_t *fh, void *arg)
+{
+    (void) fh;
+    (void) arg;
+    return count(ATLS_EV_EXPIRING, NULL) >= 1;
+}
+
+/* A static certificate's level crossed between passes: the scheduler's
+ * timer looks at the inventory then. */
+static void
+test_static_timer(void **state)
+{
+    char        path[300];
+    const char *paths[1] = { path };
+    time_t      now = time(NULL);
+
+    (void) state;
+    snprintf(path, sizeof(path), "%s/later.pem", rf.root);
+    static_file(path, "later.test", now + 3600);
+    inventory_of(paths, 1);
+    conf.warn.n = 1;
+    conf.warn.level[0] = 3600 - 4;
+    sched_start();
+    revfix_pass();
+    assert_int_equal(count(ATLS_EV_EXPIRING, NULL), 0);
+    assert_true(rf.h.timer_at > 0);     /* armed for the crossing */
+    assert_int_equal(fakehost_run(&rf.h, until_expiring, NULL, REVFIX_RUN_MS, NULL), 0);
+    assert_string_equal(recs[n_recs - 1].path, path);
+    assert_int_equal(recs[n_recs - 1].level_s, 3600 - 4);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_first_issue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account_created, setup, teardown),
         cmocka_unit_test_setup_teardown(test_renewed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy_denied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ocsp_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ocsp_revoked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crl_revoked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiring_levels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expired_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_static_alerts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_static_timer, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

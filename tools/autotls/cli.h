@@ -50,15 +50,14 @@ enum {
     CLI_O_EACH            = 1u << 25,
     CLI_O_NAME            = 1u << 26,
     CLI_O_SINCE           = 1u << 27,
-    /* scan (high bits: other commands add theirs from 26 up) */
-    CLI_O_SNI             = 1u << 30,
-    CLI_O_TARGETS         = 1u << 31,
-    /* notify-test: 32 bits are all taken; these share audit's and scan's
-     * bits until the mask is widened (merge of notify into nginx) */
-    CLI_O_EXEC            = 1u << 26,
-    CLI_O_WEBHOOK         = 1u << 27,
-    CLI_O_HEADER          = 1u << 28
+    /* notify-test */
+    CLI_O_EXEC            = 1u << 28,
+    CLI_O_WEBHOOK         = 1u << 29,
+    CLI_O_HEADER          = 1u << 30
 };
+/* scan; beyond 32 bits, so the sets are unsigned long long */
+#define CLI_O_SNI     (1ull << 31)
+#define CLI_O_TARGETS (1ull << 32)
 
 /* The options that describe how to get a certificate (issue; renew overrides). */
 #define CLI_O_ISSUER (CLI_O_DIRECTORY | CLI_O_CA_FILE | CLI_O_CONTACT \
@@ -72,7 +71,7 @@ enum {
 #define CLI_O_VOUCHED (CLI_O_DIRECTORY | CLI_O_CA_FILE | CLI_O_DNS_HOOK)
 
 typedef struct {
-    unsigned        given;          /* CLI_O_* bits seen on the command line */
+    unsigned long long given;       /* CLI_O_* bits seen on the command line */
     const char     *store_dir;
     atls_issuer_t   issuer;         /* only the members whose bit is in `given` */
     const char     *listen_address; /* NULL: every address */
@@ -83,12 +82,12 @@ typedef struct {
     size_t          parallel;       /* --parallel N; 0: the core's default */
     const char     *name_filter;    /* audit --name */
     time_t          since;          /* audit --since, as a time; 0: not given */
-    const char     *sni;            /* scan --sni NAME */
-    const char     *targets;        /* scan --targets FILE */
     const char     *notify_exec;    /* notify-test --exec PATH */
     const char     *notify_webhook; /* notify-test --webhook URL */
     const char    **notify_headers; /* notify-test --header (malloc'd array) */
     size_t          n_notify_headers;
+    const char     *sni;            /* scan --sni NAME */
+    const char     *targets;        /* scan --targets FILE */
     /* set by cli_store_open when root works on a store another user owns
      * (and has become that user) */
     int             store_foreign;
@@ -103,7 +102,7 @@ typedef struct {
 
 typedef struct {
     const char *name;
-    unsigned    accepts;            /* CLI_O_* */
+    unsigned long long accepts;     /* CLI_O_* */
     int         min_names;
     int         max_names;          /* -1: unlimited */
     int       (*run)(cli_opts_t *o);
@@ -117,11 +116,12 @@ extern const cli_command_t cli_cmd_audit;
 /* audit --since: an RFC 3339 time, or a duration ("2h": the last two hours
  * before now).  0 and *out; -1 after printing an error. */
 int cli_audit_since(const char *arg, time_t now, time_t *out);
-extern const cli_command_t cli_cmd_scan;
 extern const cli_command_t cli_cmd_notify_test;
 
 /* notify-test --header 'Name: value' (repeatable; cmd_notify.c).  0. */
 int cli_notify_add_header(cli_opts_t *o, const char *line);
+
+extern const cli_command_t cli_cmd_scan;
 
 /* Prints "autotls: <formatted>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -278,7 +278,9 @@ const cli_command_t cli_cmd_issue = {
     "\n"
     "Obtain a certificate for NAME... (the first name is its id) and store it.\n"
     "With --each, one certificate per NAME instead, obtained concurrently.\n"
-    "Challenges are answered by autotls itself while it runs.\n"
+    "Challenges are answered by autotls itself while it runs.  A policy the\n"
+    "server saved in the store (policy.json) is honoured: a certificate it does\n"
+    "not allow is refused, with a policy-denied record in the audit trail.\n"
     "\n"
     "  --directory URL          ACME directory URL (required)\n"
     "  --ca-file FILE           CA bundle that verifies the ACME server's TLS\n"
@@ -307,6 +309,6 @@ const cli_command_t cli_cmd_issue = {
     "  --each                   one certificate per NAME (each its own id), all\n"
     "                           ordered at once with the same options\n"
     "  --parallel N             with --each: at most N orders at a time (default 8)\n"
-    "  -v, --verbose            show progress (twice: debug)\n"
+    "  -v, --verbose            show progress and each event recorded (twice: debug)\n"
     "  -h, --help               this text\n"
 };

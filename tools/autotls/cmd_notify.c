@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <jansson.h>
 #include "atls_event.h"
+#include "atls_hook.h"
 #include "atls_job.h"
 #include "cli.h"
 
@@ -98,6 +100,38 @@ static void keys_free(char **keys, size_t n)
     free(keys);
 }
 
+/* Entries waiting for a retry are tried at once too: an operator who
+ * fixed the receiver wants the answer now, and the test event comes after
+ * them for each sink. */
+static void notify_retry_now(atls_store_t *st)
+{
+    char  **keys = NULL, err[512];
+    size_t  n = 0, i;
+
+    if (atls_store_queue_list(st, &keys, &n, err, sizeof(err)) != ATLS_STORE_OK) {
+        return;     /* said again when the test event is queued */
+    }
+    for (i = 0; i < n; i++) {
+        char   *data = NULL, *text;
+        size_t  len = 0;
+        json_t *e;
+
+        if (atls_store_queue_get(st, keys[i], &data, &len, err, sizeof(err)) != ATLS_STORE_OK) {
+            continue;
+        }
+        e = json_loadb(data, len, 0, NULL);
+        if (json_object_get(e, "retry_at") != NULL && json_object_del(e, "retry_at") == 0
+            && (text = json_dumps(e, JSON_COMPACT)) != NULL)
+        {
+            (void) atls_store_queue_update(st, keys[i], text, strlen(text), err, sizeof(err));
+            free(text);
+        }
+        json_decref(e);
+        free(data);
+    }
+    keys_free(keys, n);
+}
+
 /* Queues the test event; its queue key, or NULL after printing why. */
 static char *notify_queue_test(atls_store_t *st, atls_events_t *ev)
 {
@@ -125,6 +159,39 @@ static char *notify_queue_test(atls_store_t *st, atls_events_t *ev)
     return key;
 }
 
+/* Why sink did not get to the test event: the error of an older entry
+ * it failed on (malloc'd), or NULL. */
+static char *older_error(atls_store_t *st, const char *key, const char *sink)
+{
+    char  **keys = NULL, *why = NULL, err[512];
+    size_t  n = 0, i;
+
+    if (atls_store_queue_list(st, &keys, &n, err, sizeof(err)) != ATLS_STORE_OK) {
+        return NULL;
+    }
+    for (i = 0; i < n && why == NULL && strcmp(keys[i], key) < 0; i++) {
+        char       *data = NULL;
+        size_t      len = 0;
+        json_t     *e;
+        const char *last;
+
+        if (atls_store_queue_get(st, keys[i], &data, &len, err, sizeof(err)) != ATLS_STORE_OK) {
+            continue;
+        }
+        e = json_loadb(data, len, 0, NULL);
+        last = json_string_value(json_object_get(json_object_get(e, "last_error"), sink));
+        if (last != NULL && asprintf(&why, "an older queued event was not delivered: %s",
+                                     last) < 0)
+        {
+            why = NULL;
+        }
+        json_decref(e);
+        free(data);
+    }
+    keys_free(keys, n);
+    return why;
+}
+
 /* One line per sink; 1 when every one got it. */
 static int notify_report(atls_store_t *st, const atls_notify_conf_t *c, const char *key)
 {
@@ -144,6 +211,7 @@ static int notify_report(atls_store_t *st, const atls_notify_conf_t *c, const ch
         const char *target = k == 0 ? c->webhook : c->exec;
         json_t     *pending = json_object_get(e, "pending"), *v;
         const char *why;
+        char       *older;
         size_t      i;
         int         waits = 0;
 
@@ -163,10 +231,11 @@ static int notify_report(atls_store_t *st, const atls_notify_conf_t *c, const ch
         all = 0;
         why = json_string_value(json_object_get(json_object_get(e, "last_error"),
                                                 sink_names[k]));
+        older = why == NULL ? older_error(st, key, sink_names[k]) : NULL;
         printf("%s %s: NOT delivered: %s\n", sink_names[k], target,
-               why != NULL ? why
-                           : "not tried (another process delivers this store's queue, "
-                             "or older events wait before it)");
+               why != NULL ? why : older != NULL ? older
+                           : "not tried (another process delivers this store's queue)");
+        free(older);
     }
     if (!all) {
         printf("The event stays queued in %s and is retried by whoever delivers its "
@@ -184,26 +253,33 @@ static int notify_test_run(cli_opts_t *o)
     atls_actor_t         actor;
     atls_job_many_opts_t jo;
     char                *key = NULL, err[512];
+    struct stat          sb;
     int                  rc = CLI_EXIT_FAIL;
 
     memset(&conf, 0, sizeof(conf));
+    /* the invoking user, before the CLI may become the store's owner */
+    atls_actor_self(&actor, "cli", ATLS_USER_AGENT);
     st = cli_store_open(o);
     if (st == NULL) {
         goto out;
     }
-    /* Root on a store another user owns is that user by now (for good):
-     * the command a store names never runs as root. */
+    /* Root on a store another user owns is that user by now (for good);
+     * the command a store names must run as its owner whatever becomes of
+     * that, so the hook runner is told too (it checks, or takes it). */
+    if (o->store_foreign && stat(o->store_dir, &sb) == 0) {
+        atls_hook_set_identity((long) sb.st_uid, (long) sb.st_gid);
+    }
     rc = notify_conf_get(o, st, &conf);
     if (rc != 0) {
         goto out;
     }
     rc = CLI_EXIT_FAIL;
-    atls_actor_self(&actor, "cli", ATLS_USER_AGENT);
     ev = atls_events_new(st, &actor, &conf);
     if (ev == NULL) {
         cli_error("notify-test: out of memory");
         goto out;
     }
+    notify_retry_now(st);
     key = notify_queue_test(st, ev);
     if (key == NULL) {
         goto out;
@@ -239,8 +315,9 @@ const cli_command_t cli_cmd_notify_test = {
     "Send a \"test\" event through the notification sinks and say, per sink,\n"
     "whether it was delivered.  The sinks are the options given, else the\n"
     "ones the server saved in the store (notify.json).  The event is queued\n"
-    "in the store like any other: what could not be delivered is retried\n"
-    "later by whoever delivers the store's notifications.\n"
+    "in the store like any other, after the events already queued (those\n"
+    "waiting for a retry are tried now too); what could not be delivered is\n"
+    "retried later by whoever delivers the store's notifications.\n"
     "\n"
     "  --store DIR         certificate store (required)\n"
     "  --exec PATH         command run as `PATH test -` with the event JSON on stdin\n"

@@ -208,6 +208,7 @@ const cli_command_t cli_cmd_renew = {
     "recorded when it was issued; autotls answers the challenges itself.  Any\n"
     "issuer option of `autotls issue` (--directory, --ca-file, --challenge,\n"
     "--http-port, --key, ...) overrides and replaces the recorded value.\n"
+    "The store's policy (policy.json) is honoured, as by `autotls issue`.\n"
     "\n"
     "  --store DIR    certificate store (required)\n"
     "  --request      only record a renewal request for the web server that\n"
@@ -220,6 +221,6 @@ const cli_command_t cli_cmd_renew = {
     "                 another user owns; see README, Security)\n"
     "  --listen-address IP  address the responders bind (default: all)\n"
     "  --csr-cn       put the first name in the CSR's subject CN from now on\n"
-    "  -v, --verbose  show progress (twice: debug)\n"
+    "  -v, --verbose  show progress and each event recorded (twice: debug)\n"
     "  -h, --help     this text\n"
 };

@@ -156,6 +156,6 @@ const cli_command_t cli_cmd_revoke = {
     "                   superseded, cessationOfOperation (or the RFC 5280 number)\n"
     "  --directory URL, --ca-file FILE  confirm the recorded values (needed when\n"
     "                   root revokes in a store another user owns)\n"
-    "  -v, --verbose    show progress (twice: debug)\n"
+    "  -v, --verbose    show progress and each event recorded (twice: debug)\n"
     "  -h, --help       this text\n"
 };

@@ -25,8 +25,8 @@ enum {
     OPT_RENEW_BEFORE, OPT_LISTEN, OPT_JSON, OPT_REQUEST, OPT_REASON, OPT_FORCE,
     OPT_CSR_CN, OPT_ALL, OPT_PARALLEL, OPT_EACH, OPT_NAME, OPT_SINCE
 };
-enum { OPT_SNI = OPT_BASE + 64, OPT_TARGETS };   /* scan */
 enum { OPT_EXEC = OPT_BASE + 80, OPT_WEBHOOK, OPT_HEADER };   /* notify-test */
+enum { OPT_SNI = OPT_BASE + 64, OPT_TARGETS };   /* scan */
 
 static const struct option long_opts[] = {
     { "directory",        required_argument, NULL, OPT_DIRECTORY },
@@ -56,18 +56,18 @@ static const struct option long_opts[] = {
     { "each",             no_argument,       NULL, OPT_EACH },
     { "name",             required_argument, NULL, OPT_NAME },
     { "since",            required_argument, NULL, OPT_SINCE },
-    { "sni",              required_argument, NULL, OPT_SNI },
-    { "targets",          required_argument, NULL, OPT_TARGETS },
     { "exec",             required_argument, NULL, OPT_EXEC },
     { "webhook",          required_argument, NULL, OPT_WEBHOOK },
     { "header",           required_argument, NULL, OPT_HEADER },
+    { "sni",              required_argument, NULL, OPT_SNI },
+    { "targets",          required_argument, NULL, OPT_TARGETS },
     { "verbose",          no_argument,       NULL, 'v' },
     { "help",             no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
 };
 
 /* long option value -> CLI_O_* bit */
-static unsigned opt_bit(int val)
+static unsigned long long opt_bit(int val)
 {
     switch (val) {
     case OPT_DIRECTORY:       return CLI_O_DIRECTORY;
@@ -97,11 +97,11 @@ static unsigned opt_bit(int val)
     case OPT_EACH:            return CLI_O_EACH;
     case OPT_NAME:            return CLI_O_NAME;
     case OPT_SINCE:           return CLI_O_SINCE;
-    case OPT_SNI:             return CLI_O_SNI;
-    case OPT_TARGETS:         return CLI_O_TARGETS;
     case OPT_EXEC:            return CLI_O_EXEC;
     case OPT_WEBHOOK:         return CLI_O_WEBHOOK;
     case OPT_HEADER:          return CLI_O_HEADER;
+    case OPT_SNI:             return CLI_O_SNI;
+    case OPT_TARGETS:         return CLI_O_TARGETS;
     case 'v':                 return CLI_O_VERBOSE;
     default:                  return 0;
     }
@@ -109,7 +109,9 @@ static unsigned opt_bit(int val)
 
 static const cli_command_t *const commands[] = {
     &cli_cmd_issue, &cli_cmd_list, &cli_cmd_show, &cli_cmd_renew, &cli_cmd_revoke,
-    &cli_cmd_audit, &cli_cmd_scan, &cli_cmd_notify_test
+    &cli_cmd_audit,
+    &cli_cmd_notify_test,
+    &cli_cmd_scan
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -127,8 +129,8 @@ static void usage(FILE *f)
         "  renew    renew a certificate now, or ask a running server to\n"
         "  revoke   revoke a certificate\n"
         "  audit    print the audit trail of a store\n"
-        "  scan     connect to TLS endpoints and report their certificates' findings\n"
         "  notify-test  send a test event through the notification sinks\n"
+        "  scan     connect to TLS endpoints and report their certificates' findings\n"
         "  help     show this text, or `autotls help COMMAND`\n"
         "\n"
         "Run `autotls COMMAND --help` for a command's options.\n"
@@ -295,12 +297,6 @@ static int apply_option(cli_opts_t *o, int val, const char *arg)
         break;
     case OPT_SINCE:
         return cli_audit_since(arg, time(NULL), &o->since);
-    case OPT_SNI:
-        o->sni = arg;
-        break;
-    case OPT_TARGETS:
-        o->targets = arg;
-        break;
     case OPT_EXEC:
         o->notify_exec = arg;
         break;
@@ -309,6 +305,12 @@ static int apply_option(cli_opts_t *o, int val, const char *arg)
         break;
     case OPT_HEADER:
         return cli_notify_add_header(o, arg);
+    case OPT_SNI:
+        o->sni = arg;
+        break;
+    case OPT_TARGETS:
+        o->targets = arg;
+        break;
     case 'v':
         o->verbose++;
         break;

@@ -226,3 +226,26 @@ revfix_response(X509 *leaf, int status, ocsppki_signer_t signer, size_t *len)
     assert_non_null(der);
     return der;
 }
+
+unsigned char *
+revfix_crl(X509 *listed, time_t next_update, size_t *len)
+{
+    ocsppki_revoked_t r;
+    ocsppki_crl_t     o;
+    unsigned char    *der;
+
+    memset(&o, 0, sizeof(o));
+    memset(&r, 0, sizeof(r));
+    if (listed != NULL) {
+        r.cert = listed;
+        r.reason = 1;
+        r.revoked_at = time(NULL) - 300;
+        o.revoked = &r;
+        o.n_revoked = 1;
+    }
+    o.this_update = time(NULL) - 60;
+    o.next_update = next_update;
+    der = ocsppki_crl(&rf.pki, &o, len);
+    assert_non_null(der);
+    return der;
+}

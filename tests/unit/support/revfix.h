@@ -56,5 +56,8 @@ void revfix_refresh_due(const char *id);
  * keyCompromise two minutes ago) signed by signer; the caller frees it. */
 unsigned char *revfix_response(X509 *leaf, int status, ocsppki_signer_t signer,
                                size_t *len);
+/* A CRL of the ocsppki CA (this update a minute ago) listing listed (NULL:
+ * nothing; reason keyCompromise five minutes ago); the caller frees it. */
+unsigned char *revfix_crl(X509 *listed, time_t next_update, size_t *len);
 
 #endif

@@ -1,0 +1,173 @@
+"""autotls notify-test: a "test" event through a real webhook receiver
+(webhookrx) and a real command, the receiver down, the store's own
+notification settings, and root on a store another user owns."""
+import json
+import os
+import pwd
+import stat
+
+import pytest
+
+from util import make_test_root, run_cli
+from webhookrx import WebhookReceiver
+
+RECORDER = """#!/bin/sh
+# argv, uid and the event (stdin) of each run, one block per run
+{{ echo "ARGV $*"; echo "UID $(id -u)"; cat; echo; }} >> {out}
+"""
+
+
+def make_recorder(directory):
+    out = os.path.join(directory, "runs.txt")
+    script = os.path.join(directory, "record.sh")
+    with open(script, "w") as f:
+        f.write(RECORDER.format(out=out))
+    os.chmod(script, 0o755)
+    return script, out
+
+
+def runs(out):
+    """[(argv, uid, event JSON)] of each run of the recorder."""
+    if not os.path.exists(out):
+        return []
+    blocks = []
+    lines = open(out).read().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("ARGV "):
+            blocks.append((line[5:], int(lines[i + 1][4:]), json.loads(lines[i + 2])))
+    return blocks
+
+
+def queued(store):
+    d = os.path.join(store, "events")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+@pytest.fixture
+def rx():
+    r = WebhookReceiver()
+    yield r
+    r.close()
+
+
+def test_webhook_and_command_get_the_test_event(tmp_path, rx):
+    store = str(tmp_path / "store")
+    script, out = make_recorder(str(tmp_path))
+
+    p = run_cli("notify-test", "--store", store, "--webhook", rx.url,
+                "--header", "X-Token: sekrit", "--exec", script)
+    assert f"webhook {rx.url}: delivered" in p.stdout
+    assert f"exec {script}: delivered" in p.stdout
+
+    reqs = rx.requests()
+    assert len(reqs) == 1
+    req = reqs[0]
+    assert req.path == "/hook"
+    assert req.headers["content-type"] == "application/json"
+    assert req.headers["x-token"] == "sekrit"
+    assert req.headers["user-agent"].startswith("autotls/")
+    assert req.body["event"] == "test"
+    assert req.body["actor"]["kind"] == "cli"
+
+    (argv, _, event), = runs(out)
+    assert argv == "test -"                 # EVENT ID, "-" without a certificate
+    assert event == req.body                # the same JSON on stdin
+    assert queued(store) == []              # delivered everywhere: gone
+    # the header value is a secret: in no output
+    assert "sekrit" not in p.stdout + p.stderr
+
+
+def test_receiver_down_then_back(tmp_path, rx):
+    store = str(tmp_path / "store")
+    rx.stop()
+    p = run_cli("notify-test", "--store", store, "--webhook", rx.url, check=False)
+    assert p.returncode == 1
+    assert f"webhook {rx.url}: NOT delivered" in p.stdout
+    assert "connect" in p.stdout.lower()    # curl's reason, not a guess
+    assert "stays queued" in p.stdout
+    assert len(queued(store)) == 1          # at-least-once: kept for later
+
+    rx.start()
+    rx.fail_with(503)
+    p = run_cli("notify-test", "--store", store, "--webhook", rx.url, check=False)
+    assert p.returncode == 1
+    assert "HTTP 503" in p.stdout
+    assert len(queued(store)) == 2
+
+    rx.succeed()
+    p = run_cli("notify-test", "--store", store, "--webhook", rx.url)
+    assert f"webhook {rx.url}: delivered" in p.stdout
+    # every queued event arrived, oldest first, once the receiver took them
+    delivered = rx.events("test")
+    assert len(delivered) == 3
+    assert [e["time"] for e in delivered] == sorted(e["time"] for e in delivered)
+    assert queued(store) == []
+
+
+def test_failing_command_is_reported(tmp_path):
+    store = str(tmp_path / "store")
+    script = str(tmp_path / "fail.sh")
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\necho 'no route to pager' >&2\nexit 4\n")
+    os.chmod(script, 0o755)
+    p = run_cli("notify-test", "--store", store, "--exec", script, check=False)
+    assert p.returncode == 1
+    assert "exit status 4" in p.stdout and "no route to pager" in p.stdout
+
+
+def test_sinks_from_the_store(tmp_path, rx):
+    store = str(tmp_path / "store")
+    p = run_cli("notify-test", "--store", store, check=False)
+    assert p.returncode == 1
+    assert "no notification settings" in p.stderr
+
+    script, out = make_recorder(str(tmp_path))
+    with open(os.path.join(store, "notify.json"), "w") as f:
+        json.dump({"exec": script, "webhook": rx.url, "headers": ["X-From: store"]}, f)
+    os.chmod(os.path.join(store, "notify.json"), 0o600)
+    run_cli("notify-test", "--store", store)
+    assert rx.wait_for_event("test")["event"] == "test"
+    assert rx.requests()[0].headers["x-from"] == "store"
+    assert len(runs(out)) == 1
+
+
+def test_usage_errors(tmp_path):
+    store = str(tmp_path / "store")
+    p = run_cli("notify-test", "--store", store, "--header", "X: y", check=False)
+    assert p.returncode == 2 and "--header goes with --webhook" in p.stderr
+    p = run_cli("notify-test", "--store", store, "--webhook", "ftp://x/", check=False)
+    assert p.returncode == 2 and "ftp://x/" in p.stderr
+    p = run_cli("notify-test", "--store", store, "--exec", "relative.sh", check=False)
+    assert p.returncode == 2 and "absolute" in p.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to own a store as another user")
+def test_root_runs_the_stores_command_as_its_owner():
+    owner = pwd.getpwnam("nobody")
+    root = make_test_root()
+    try:
+        work = os.path.join(root, "work")
+        os.mkdir(work)
+        os.chown(work, owner.pw_uid, owner.pw_gid)   # the recorder writes here as nobody
+        script, out = make_recorder(work)
+        store = os.path.join(root, "store")
+        os.mkdir(store, 0o700)
+        with open(os.path.join(store, "notify.json"), "w") as f:
+            json.dump({"exec": script}, f)
+        os.chmod(os.path.join(store, "notify.json"), 0o600)
+        for path in (store, os.path.join(store, "notify.json")):
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+
+        p = run_cli("notify-test", "--store", store)
+        assert f"exec {script}: delivered" in p.stdout
+        (argv, uid, event), = runs(out)
+        assert uid == owner.pw_uid               # never root
+        assert event["actor"]["uid"] == 0        # the invoking user is recorded
+        # what the CLI left in the store belongs to the owner
+        for name in os.listdir(store):
+            st = os.lstat(os.path.join(store, name))
+            assert st.st_uid == owner.pw_uid, name
+            assert not stat.S_ISLNK(st.st_mode)
+    finally:
+        import shutil
+        shutil.rmtree(root, ignore_errors=True)
