@@ -113,8 +113,12 @@ def test_metrics_show_static_certificates(monitored):
         lines = [l for l in text.splitlines()
                  if l.startswith("autotls_certificate_not_after_seconds{")
                  and 'source="static"' in l]
-        return text if len(lines) >= len(STATIC) else None
-    text = wait_until(metrics, timeout=30, what="static certificates in the metrics")
+        managed = [l for l in text.splitlines()
+                   if l.startswith("autotls_certificate_not_after_seconds{")
+                   and 'id="managed.mon.test"' in l]
+        return text if len(lines) >= len(STATIC) and managed else None
+    text = wait_until(metrics, timeout=30,
+                      what="static and managed certificates in the metrics")
     doc = json.loads(fetch(ports["status"]))
     for item in static_items(doc):
         assert re.search(r'autotls_certificate_not_after_seconds\{[^}]*id="%s"'
@@ -130,9 +134,12 @@ def test_scan_finds_the_same_and_exits_2(monitored, test_root):
     """One scan of the four endpoints (each with its SNI): exit 2 (critical
     findings among them), and per endpoint the findings of the status page."""
     ngx, leaves, ports = monitored
-    doc = wait_until(lambda: static_items(json.loads(fetch(ports["status"]))) or None,
-                     timeout=30, what="static certificates on the status page")
-    by_path = {i["path"]: i for i in doc}
+    def all_listed():
+        got = {i["path"]: i for i in static_items(json.loads(fetch(ports["status"])))}
+        return got if all(l.cert in got for l in leaves.values()) else None
+    # all of them: the first one listed is not enough to compare each
+    by_path = wait_until(all_listed, timeout=30,
+                         what="static certificates on the status page")
     targets = os.path.join(test_root, "targets")
     with open(targets, "w") as f:
         for name in STATIC:
