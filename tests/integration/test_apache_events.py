@@ -243,10 +243,15 @@ def test_expiry_levels_of_static_certificates(pebble, apache_factory, test_root,
     assert levels == ["10m", "100s", "50s"], levels
 
     # a restart sends none of them again: the state is the store's
+    drivers = apache.log_text().count("renewal driver starting in pid")
     proc = apache.graceful()
     assert proc.returncode == 0, proc.stderr
     wait_until(lambda: any(m in apache.log_text() for m in RESTART_MARKS), timeout=30,
                what="the graceful restart")
+    # the new watchdog child is the one that would repeat them: watch after
+    # it started, not only after the signal
+    wait_until(lambda: apache.log_text().count("renewal driver starting in pid") > drivers,
+               timeout=60, what="a driver after the restart")
     stays(lambda: (len(of("expired", old.cert)) == 1 and len(of("expired", soon.cert)) == 1
                    and len(of("expiring", soon.cert)) == 3), 6, what="no alert sent twice")
 
