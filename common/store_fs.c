@@ -22,6 +22,9 @@
  *    per thread, atls_priv.h): the kernel then refuses whatever the owner
  *    could not do, and what we create belongs to the owner.  Only
  *    atls_store_fs_prepare() acts as root, through descriptors.
+ *
+ * The audit log's append op is in store_fs_append.c, prepare in
+ * store_fs_prepare.c; what they share with this file is store_fs_int.h.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,33 +41,10 @@
 #include <linux/openat2.h>
 #include "atls_priv.h"
 #include "atls_store.h"
+#include "store_fs_int.h"
 
-#define FS_DIR_MODE      0700
-#define FS_PRIVATE_MODE  0600
-#define FS_PUBLIC_MODE   0644
-/* Parents above the store root we had to create: traversable (workers must
- * reach their store) but not listable. */
-#define FS_PARENT_MODE   0711
-/* Nothing the store holds comes near this: a bigger file was planted.
- * CRLs alone may be bigger (fs_read_cap). */
-#define FS_MAX_READ      (1024 * 1024)
-/* The store is shallow (certs/<id>/<file>); deeper trees are not ours. */
-#define FS_MAX_DEPTH     8
-
-typedef struct {
-    char  *root;        /* for messages */
-    int    rootfd;
-    int    as_owner;    /* euid 0 on a store owned by someone else */
-    uid_t  uid;
-    gid_t  gid;
-} fs_impl_t;
-
-struct atls_store_lock_s {
-    int   fd;
-};
-
-static const char *const fs_subdirs[] = { "accounts", "certs", "requests", "locks",
-                                           "crl" };
+const char *const atls_fs_subdirs[FS_N_SUBDIRS] = { "accounts", "certs", "requests",
+                                                    "locks", "crl" };
 
 /* Cleared for good the first time the kernel says it has no openat2. */
 static int fs_have_openat2 = 1;
@@ -96,17 +76,17 @@ fs_path_ok(const char *path, int allow_empty)
     }
 }
 
-static const char *
-fs_strerror(int e)
+const char *
+atls_fs_strerror(int e)
 {
     /* O_NOFOLLOW and RESOLVE_NO_SYMLINKS both answer ELOOP */
     return e == ELOOP ? "a symbolic link, refused" : strerror(e);
 }
 
 /* "<root>/<rel>: <why>" (or "<what> <root>/<rel>: <why>") into err. */
-static void
-fs_error(fs_impl_t *fs, char *err, size_t errlen, const char *what, const char *rel,
-         const char *why)
+void
+atls_fs_error(fs_impl_t *fs, char *err, size_t errlen, const char *what, const char *rel,
+              const char *why)
 {
     snprintf(err, errlen, "%s%s%s%s%s: %s", what ? what : "", what ? " " : "", fs->root,
              *rel ? "/" : "", rel, why);
@@ -219,9 +199,9 @@ fs_dir_open(fs_impl_t *fs, const char *rel, int create)
 
 /* The directory holding path (created when create), *base its last
  * component; -1 + err naming the directory. */
-static int
-fs_parent_open(fs_impl_t *fs, const char *path, int create, const char **base,
-               char *err, size_t errlen)
+int
+atls_fs_parent_open(fs_impl_t *fs, const char *path, int create, const char **base,
+                    char *err, size_t errlen)
 {
     const char *slash = strrchr(path, '/');
     char       *dir;
@@ -235,7 +215,7 @@ fs_parent_open(fs_impl_t *fs, const char *path, int create, const char **base,
     fd = fs_dir_open(fs, dir, create);
     if (fd < 0) {
         e = errno;
-        fs_error(fs, err, errlen, NULL, dir, fs_strerror(e));
+        atls_fs_error(fs, err, errlen, NULL, dir, atls_fs_strerror(e));
         errno = e;
     }
     free(dir);
@@ -268,23 +248,23 @@ fs_reg_check(fs_impl_t *fs, int fd, const char *rel, char *err, size_t errlen)
 
     if (fd < 0) {
         e = errno;
-        fs_error(fs, err, errlen, NULL, rel, fs_strerror(e));
+        atls_fs_error(fs, err, errlen, NULL, rel, atls_fs_strerror(e));
         errno = e;
         return -1;
     }
     if (fstat(fd, &sb) != 0) {
-        fs_error(fs, err, errlen, "fstat", rel, strerror(errno));
+        atls_fs_error(fs, err, errlen, "fstat", rel, strerror(errno));
         goto failed;
     }
     if (!S_ISREG(sb.st_mode)) {
-        fs_error(fs, err, errlen, NULL, rel, "not a regular file, refused");
+        atls_fs_error(fs, err, errlen, NULL, rel, "not a regular file, refused");
         errno = EINVAL;
         goto failed;
     }
     /* O_NONBLOCK off; O_APPEND (the audit log) stays */
     flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
-        fs_error(fs, err, errlen, "fcntl", rel, strerror(errno));
+        atls_fs_error(fs, err, errlen, "fcntl", rel, strerror(errno));
         goto failed;
     }
     fs_strip_setid(fs, fd, &sb, rel);
@@ -298,9 +278,9 @@ failed:
 }
 
 /* base in dirfd as a regular file (see fs_reg_check). */
-static int
-fs_open_reg(fs_impl_t *fs, int dirfd, const char *base, const char *rel, int flags,
-            mode_t mode, char *err, size_t errlen)
+int
+atls_fs_open_reg(fs_impl_t *fs, int dirfd, const char *base, const char *rel, int flags,
+                 mode_t mode, char *err, size_t errlen)
 {
     return fs_reg_check(fs, openat(dirfd, base, flags | FS_FILE_FLAGS, mode), rel,
                         err, errlen);
@@ -318,11 +298,11 @@ fs_open_read(fs_impl_t *fs, const char *rel, char *err, size_t errlen)
     if (fd >= 0 || errno != ENOSYS) {
         return fs_reg_check(fs, fd, rel, err, errlen);
     }
-    dirfd = fs_parent_open(fs, rel, 0, &base, err, errlen);
+    dirfd = atls_fs_parent_open(fs, rel, 0, &base, err, errlen);
     if (dirfd < 0) {
         return -1;
     }
-    fd = fs_open_reg(fs, dirfd, base, rel, O_RDONLY, 0, err, errlen);
+    fd = atls_fs_open_reg(fs, dirfd, base, rel, O_RDONLY, 0, err, errlen);
     e = errno;
     close(dirfd);
     errno = e;
@@ -396,7 +376,7 @@ fs_read_all(fs_impl_t *fs, int fd, const char *rel, char **data, size_t *len,
             if (errno == EINTR) {
                 continue;
             }
-            fs_error(fs, err, errlen, "read", rel, strerror(errno));
+            atls_fs_error(fs, err, errlen, "read", rel, strerror(errno));
             free(buf);
             return -1;
         }
@@ -406,7 +386,7 @@ fs_read_all(fs_impl_t *fs, int fd, const char *rel, char **data, size_t *len,
         n += (size_t) r;
         if (n > max) {
             snprintf(why, sizeof(why), "larger than %zu MiB, refused", max >> 20);
-            fs_error(fs, err, errlen, NULL, rel, why);
+            atls_fs_error(fs, err, errlen, NULL, rel, why);
             free(buf);
             return -1;
         }
@@ -454,8 +434,8 @@ fs_write_all(int fd, const char *data, size_t len)
     return 0;
 }
 
-static void
-fs_fsync_dir(fs_impl_t *fs, int dirfd, const char *path)
+void
+atls_fs_fsync_dir(fs_impl_t *fs, int dirfd, const char *path)
 {
     /* Some filesystems refuse fsync on directories; the rename is still
      * as durable there as they can make it. */
@@ -475,7 +455,7 @@ fs_put_in(fs_impl_t *fs, int dirfd, const char *base, const char *path,
     int  fd = -1, tries;
 
     if (strlen(base) > 200) {
-        fs_error(fs, err, errlen, NULL, path, "name too long");
+        atls_fs_error(fs, err, errlen, NULL, path, "name too long");
         return ATLS_STORE_ERROR;
     }
     for (tries = 0; tries < 100; tries++) {
@@ -487,35 +467,35 @@ fs_put_in(fs_impl_t *fs, int dirfd, const char *base, const char *path,
         }
     }
     if (fd < 0) {
-        fs_error(fs, err, errlen, "create a temp file for", path, strerror(errno));
+        atls_fs_error(fs, err, errlen, "create a temp file for", path, strerror(errno));
         return ATLS_STORE_ERROR;
     }
     /* The umask may have narrowed the mode; public files must stay readable
      * by the server's workers. It can never have widened it. */
     if (fchmod(fd, mode) != 0) {
-        fs_error(fs, err, errlen, "chmod the temp file of", path, strerror(errno));
+        atls_fs_error(fs, err, errlen, "chmod the temp file of", path, strerror(errno));
         goto failed;
     }
     if (fs_write_all(fd, data, len) != 0) {
-        fs_error(fs, err, errlen, "write", path, strerror(errno));
+        atls_fs_error(fs, err, errlen, "write", path, strerror(errno));
         goto failed;
     }
     if (fsync(fd) != 0) {
-        fs_error(fs, err, errlen, "fsync", path, strerror(errno));
+        atls_fs_error(fs, err, errlen, "fsync", path, strerror(errno));
         goto failed;
     }
     if (close(fd) != 0) {
         fd = -1;
-        fs_error(fs, err, errlen, "close", path, strerror(errno));
+        atls_fs_error(fs, err, errlen, "close", path, strerror(errno));
         goto failed;
     }
     fd = -1;
     /* rename replaces a link planted under the final name, never its target */
     if (renameat(dirfd, tmp, dirfd, base) != 0) {
-        fs_error(fs, err, errlen, "rename into", path, strerror(errno));
+        atls_fs_error(fs, err, errlen, "rename into", path, strerror(errno));
         goto failed;
     }
-    fs_fsync_dir(fs, dirfd, path);
+    atls_fs_fsync_dir(fs, dirfd, path);
     return ATLS_STORE_OK;
 
 failed:
@@ -533,7 +513,7 @@ fs_put_as(fs_impl_t *fs, const char *path, const char *data, size_t len,
     const char *base;
     int         dirfd, rc;
 
-    dirfd = fs_parent_open(fs, path, 1, &base, err, errlen);
+    dirfd = atls_fs_parent_open(fs, path, 1, &base, err, errlen);
     if (dirfd < 0) {
         return ATLS_STORE_ERROR;
     }
@@ -588,25 +568,25 @@ fs_del_as(fs_impl_t *fs, const char *path, char *err, size_t errlen)
     struct stat  sb;
     int          dirfd, rc;
 
-    dirfd = fs_parent_open(fs, path, 0, &base, err, errlen);
+    dirfd = atls_fs_parent_open(fs, path, 0, &base, err, errlen);
     if (dirfd < 0) {
         return errno == ENOENT ? ATLS_STORE_NOTFOUND : ATLS_STORE_ERROR;
     }
     if (fstatat(dirfd, base, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
         int e = errno;
 
-        fs_error(fs, err, errlen, NULL, path, strerror(e));
+        atls_fs_error(fs, err, errlen, NULL, path, strerror(e));
         close(dirfd);
         return e == ENOENT ? ATLS_STORE_NOTFOUND : ATLS_STORE_ERROR;
     }
     /* a link is removed itself, whatever it points to */
     rc = S_ISDIR(sb.st_mode) ? fs_rm_tree(dirfd, base, 0) : unlinkat(dirfd, base, 0);
     if (rc != 0) {
-        fs_error(fs, err, errlen, "remove", path, fs_strerror(errno));
+        atls_fs_error(fs, err, errlen, "remove", path, atls_fs_strerror(errno));
         close(dirfd);
         return ATLS_STORE_ERROR;
     }
-    fs_fsync_dir(fs, dirfd, path);
+    atls_fs_fsync_dir(fs, dirfd, path);
     close(dirfd);
     return ATLS_STORE_OK;
 }
@@ -633,12 +613,12 @@ fs_list_as(fs_impl_t *fs, const char *dir, char ***names, size_t *n,
             /* Same answer as a key-value backend gives for an empty prefix. */
             return ATLS_STORE_OK;
         }
-        fs_error(fs, err, errlen, NULL, dir, fs_strerror(errno));
+        atls_fs_error(fs, err, errlen, NULL, dir, atls_fs_strerror(errno));
         return ATLS_STORE_ERROR;
     }
     d = fdopendir(fd);
     if (d == NULL) {
-        fs_error(fs, err, errlen, NULL, dir, strerror(errno));
+        atls_fs_error(fs, err, errlen, NULL, dir, strerror(errno));
         close(fd);
         return ATLS_STORE_ERROR;
     }
@@ -666,9 +646,9 @@ fs_list_as(fs_impl_t *fs, const char *dir, char ***names, size_t *n,
     return ATLS_STORE_OK;
 }
 
-static int
-fs_lock_as(fs_impl_t *fs, const char *name, int wait, atls_store_lock_t **out,
-           char *err, size_t errlen)
+int
+atls_fs_lock_as(fs_impl_t *fs, const char *name, int wait, atls_store_lock_t **out,
+                char *err, size_t errlen)
 {
     char rel[300];
     int  dirfd, fd, rc;
@@ -676,11 +656,11 @@ fs_lock_as(fs_impl_t *fs, const char *name, int wait, atls_store_lock_t **out,
     snprintf(rel, sizeof(rel), "locks/%s.lock", name);
     dirfd = fs_dir_open(fs, "locks", 1);
     if (dirfd < 0) {
-        fs_error(fs, err, errlen, NULL, "locks", fs_strerror(errno));
+        atls_fs_error(fs, err, errlen, NULL, "locks", atls_fs_strerror(errno));
         return ATLS_STORE_ERROR;
     }
-    fd = fs_open_reg(fs, dirfd, rel + sizeof("locks/") - 1, rel, O_RDWR | O_CREAT,
-                     FS_PRIVATE_MODE, err, errlen);
+    fd = atls_fs_open_reg(fs, dirfd, rel + sizeof("locks/") - 1, rel, O_RDWR | O_CREAT,
+                          FS_PRIVATE_MODE, err, errlen);
     close(dirfd);
     if (fd < 0) {
         return ATLS_STORE_ERROR;
@@ -693,10 +673,10 @@ fs_lock_as(fs_impl_t *fs, const char *name, int wait, atls_store_lock_t **out,
 
         close(fd);
         if (e == EWOULDBLOCK) {
-            fs_error(fs, err, errlen, NULL, rel, "held by another process");
+            atls_fs_error(fs, err, errlen, NULL, rel, "held by another process");
             return ATLS_STORE_BUSY;
         }
-        fs_error(fs, err, errlen, "flock", rel, strerror(e));
+        atls_fs_error(fs, err, errlen, "flock", rel, strerror(e));
         return ATLS_STORE_ERROR;
     }
     *out = malloc(sizeof(**out));
@@ -707,163 +687,12 @@ fs_lock_as(fs_impl_t *fs, const char *name, int wait, atls_store_lock_t **out,
     return ATLS_STORE_OK;
 }
 
-/* ---- append: the audit log ---------------------------------------------------- */
-
-static void fs_unlock(atls_store_t *st, atls_store_lock_t *lk);
-
-/* The size of base in dirfd (0 when missing); -1 + err. */
-static int
-fs_append_size(fs_impl_t *fs, int dirfd, const char *base, const char *path, off_t *size,
-               char *err, size_t errlen)
-{
-    struct stat sb;
-
-    *size = 0;
-    if (fstatat(dirfd, base, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
-        if (errno == ENOENT) {
-            return 0;
-        }
-        fs_error(fs, err, errlen, "stat", path, strerror(errno));
-        return -1;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        fs_error(fs, err, errlen, NULL, path, "not a regular file, refused");
-        return -1;
-    }
-    *size = sb.st_size;
-    return 0;
-}
-
-/* path.N -> path.N+1 from the oldest kept down, path -> path.1: renames
- * only, so no record is ever rewritten; what falls off the end is the
- * oldest file, replaced by the rename onto its name. */
-static int
-fs_rotate_in(fs_impl_t *fs, int dirfd, const char *base, const char *path, unsigned keep,
-             char *err, size_t errlen)
-{
-    char     from[300], to[300];
-    unsigned i;
-
-    if (strlen(base) > 200) {
-        fs_error(fs, err, errlen, NULL, path, "name too long");
-        return -1;
-    }
-    for (i = keep; i > 1; i--) {
-        snprintf(from, sizeof(from), "%s.%u", base, i - 1);
-        snprintf(to, sizeof(to), "%s.%u", base, i);
-        if (renameat(dirfd, from, dirfd, to) != 0 && errno != ENOENT) {
-            fs_error(fs, err, errlen, "rotate", path, strerror(errno));
-            return -1;
-        }
-    }
-    if (keep == 0) {
-        if (unlinkat(dirfd, base, 0) != 0 && errno != ENOENT) {
-            fs_error(fs, err, errlen, "rotate", path, strerror(errno));
-            return -1;
-        }
-    } else {
-        snprintf(to, sizeof(to), "%s.1", base);
-        if (renameat(dirfd, base, dirfd, to) != 0 && errno != ENOENT) {
-            fs_error(fs, err, errlen, "rotate", path, strerror(errno));
-            return -1;
-        }
-    }
-    fs_fsync_dir(fs, dirfd, path);
-    return 0;
-}
-
-/* Rotates when the file has reached rotate_bytes, under the lock
- * "rotate-<base>" so that one appender rotates and the others, seeing the
- * size again once they hold the lock, do not rotate the fresh file. */
-static int
-fs_append_rotate(fs_impl_t *fs, int dirfd, const char *base, const char *path,
-                 size_t rotate_bytes, unsigned keep, char *err, size_t errlen)
-{
-    atls_store_lock_t *lk = NULL;
-    char               lname[300];
-    off_t              size;
-    int                rc;
-
-    if (rotate_bytes == 0
-        || fs_append_size(fs, dirfd, base, path, &size, err, errlen) != 0)
-    {
-        return rotate_bytes == 0 ? 0 : -1;
-    }
-    if ((size_t) size < rotate_bytes) {
-        return 0;
-    }
-    snprintf(lname, sizeof(lname), "rotate-%s", base);
-    if (fs_lock_as(fs, lname, 1, &lk, err, errlen) != ATLS_STORE_OK) {
-        return -1;
-    }
-    rc = fs_append_size(fs, dirfd, base, path, &size, err, errlen);
-    if (rc == 0 && (size_t) size >= rotate_bytes) {
-        rc = fs_rotate_in(fs, dirfd, base, path, keep, err, errlen);
-    }
-    fs_unlock(NULL, lk);
-    return rc;
-}
-
-/* One record: a single write(2) of data + '\n' with O_APPEND, so that
- * records of concurrent appenders never interleave, then fsync. */
-static int
-fs_append_as(fs_impl_t *fs, const char *path, const char *data, size_t len,
-             size_t rotate_bytes, unsigned keep, char *err, size_t errlen)
-{
-    const char *base;
-    char       *rec = NULL;
-    ssize_t     w;
-    int         dirfd, fd = -1, rc = ATLS_STORE_ERROR;
-
-    dirfd = fs_parent_open(fs, path, 1, &base, err, errlen);
-    if (dirfd < 0) {
-        return ATLS_STORE_ERROR;
-    }
-    if (fs_append_rotate(fs, dirfd, base, path, rotate_bytes, keep, err, errlen) != 0) {
-        goto out;
-    }
-    fd = fs_open_reg(fs, dirfd, base, path, O_WRONLY | O_APPEND | O_CREAT,
-                     FS_PRIVATE_MODE, err, errlen);
-    if (fd < 0) {
-        goto out;
-    }
-    rec = malloc(len + 1);
-    if (rec == NULL) {
-        abort();
-    }
-    memcpy(rec, data, len);
-    rec[len] = '\n';
-    do {
-        w = write(fd, rec, len + 1);
-    } while (w < 0 && errno == EINTR);
-    if (w != (ssize_t) (len + 1)) {
-        /* a short write (disk full) leaves a partial line; the next record
-         * starts on the same line and the reader skips what is not JSON */
-        fs_error(fs, err, errlen, "append to", path,
-                 w < 0 ? strerror(errno) : "short write");
-        goto out;
-    }
-    if (fsync(fd) != 0) {
-        fs_error(fs, err, errlen, "fsync", path, strerror(errno));
-        goto out;
-    }
-    rc = ATLS_STORE_OK;
-
-out:
-    free(rec);
-    if (fd >= 0) {
-        close(fd);
-    }
-    close(dirfd);
-    return rc;
-}
-
 /* ---- the ops: each one with the owner's identity -------------------------- */
 
 /* Checks path and takes the owner's identity (fs_enter): 0, or -1 + err. */
-static int
-fs_begin(fs_impl_t *fs, const char *path, int allow_empty, atls_fsid_t *id,
-         char *err, size_t errlen)
+int
+atls_fs_begin(fs_impl_t *fs, const char *path, int allow_empty, atls_fsid_t *id,
+              char *err, size_t errlen)
 {
     id->active = 0;
     if (!fs_path_ok(path, allow_empty)) {
@@ -885,7 +714,7 @@ fs_get(atls_store_t *st, const char *path, char **data, size_t *len,
     if (len != NULL) {
         *len = 0;
     }
-    if (fs_begin(fs, path, 0, &id, err, errlen) != 0) {
+    if (atls_fs_begin(fs, path, 0, &id, err, errlen) != 0) {
         return ATLS_STORE_ERROR;
     }
     rc = fs_get_as(fs, path, data, len, err, errlen);
@@ -901,7 +730,7 @@ fs_put(atls_store_t *st, const char *path, const char *data, size_t len,
     atls_fsid_t  id;
     int          rc;
 
-    if (fs_begin(fs, path, 0, &id, err, errlen) != 0) {
+    if (atls_fs_begin(fs, path, 0, &id, err, errlen) != 0) {
         return ATLS_STORE_ERROR;
     }
     rc = fs_put_as(fs, path, data, len, is_private, err, errlen);
@@ -916,7 +745,7 @@ fs_del(atls_store_t *st, const char *path, char *err, size_t errlen)
     atls_fsid_t  id;
     int          rc;
 
-    if (fs_begin(fs, path, 0, &id, err, errlen) != 0) {
+    if (atls_fs_begin(fs, path, 0, &id, err, errlen) != 0) {
         return ATLS_STORE_ERROR;
     }
     rc = fs_del_as(fs, path, err, errlen);
@@ -937,7 +766,7 @@ fs_list(atls_store_t *st, const char *dir, char ***names, size_t *n,
     if (dir == NULL) {
         dir = "";
     }
-    if (fs_begin(fs, dir, 1, &id, err, errlen) != 0) {
+    if (atls_fs_begin(fs, dir, 1, &id, err, errlen) != 0) {
         return ATLS_STORE_ERROR;
     }
     rc = fs_list_as(fs, dir, names, n, err, errlen);
@@ -963,13 +792,13 @@ fs_lock(atls_store_t *st, const char *name, int wait, atls_store_lock_t **out,
     if (fs_enter(fs, &id, err, errlen) != 0) {
         return ATLS_STORE_ERROR;
     }
-    rc = fs_lock_as(fs, name, wait, out, err, errlen);
+    rc = atls_fs_lock_as(fs, name, wait, out, err, errlen);
     atls_fsid_leave(&id);
     return rc;
 }
 
-static void
-fs_unlock(atls_store_t *st, atls_store_lock_t *lk)
+void
+atls_fs_unlock(atls_store_t *st, atls_store_lock_t *lk)
 {
     (void) st;
     if (lk == NULL) {
@@ -998,29 +827,8 @@ fs_close(atls_store_t *st)
     free(st);
 }
 
-static int
-fs_append(atls_store_t *st, const char *path, const char *data, size_t len,
-          size_t rotate_bytes, unsigned keep, char *err, size_t errlen)
-{
-    fs_impl_t   *fs = st->impl;
-    atls_fsid_t  id;
-    int          rc;
-
-    if (data == NULL || memchr(data, '\n', len) != NULL) {
-        snprintf(err, errlen, "%s/%s: a record holding a newline, refused", fs->root,
-                 path ? path : "(null)");
-        return ATLS_STORE_ERROR;
-    }
-    if (fs_begin(fs, path, 0, &id, err, errlen) != 0) {
-        return ATLS_STORE_ERROR;
-    }
-    rc = fs_append_as(fs, path, data, len, rotate_bytes, keep, err, errlen);
-    atls_fsid_leave(&id);
-    return rc;
-}
-
 static const atls_store_ops_t fs_ops = {
-    "fs", fs_get, fs_put, fs_del, fs_list, fs_lock, fs_unlock, fs_close, fs_append
+    "fs", fs_get, fs_put, fs_del, fs_list, fs_lock, atls_fs_unlock, fs_close, atls_fs_append
 };
 
 /* ---- open ------------------------------------------------------------------ */
@@ -1063,8 +871,8 @@ fs_mkdir_tree(const char *dir, mode_t mode, char *err, size_t errlen)
 
 /* Creates dir when missing and opens it: -1 + err, else the descriptor
  * and *sb. */
-static int
-fs_root_open(const char *dir, struct stat *sb, char *err, size_t errlen)
+int
+atls_fs_root_open(const char *dir, struct stat *sb, char *err, size_t errlen)
 {
     int fd;
 
@@ -1105,7 +913,7 @@ atls_store_fs_open(const char *dir, char *err, size_t errlen)
     size_t        i, len;
     int           rootfd, fd;
 
-    rootfd = fs_root_open(dir, &sb, err, errlen);
+    rootfd = atls_fs_root_open(dir, &sb, err, errlen);
     if (rootfd < 0) {
         return NULL;
     }
@@ -1140,11 +948,11 @@ atls_store_fs_open(const char *dir, char *err, size_t errlen)
     }
     /* A sub-directory the owner broke (a link, a FIFO) fails only the
      * operations that need it: the rest of the store stays usable. */
-    for (i = 0; i < sizeof(fs_subdirs) / sizeof(fs_subdirs[0]); i++) {
-        fd = fs_dir_open(fs, fs_subdirs[i], 1);
+    for (i = 0; i < sizeof(atls_fs_subdirs) / sizeof(atls_fs_subdirs[0]); i++) {
+        fd = fs_dir_open(fs, atls_fs_subdirs[i], 1);
         if (fd < 0) {
-            atls_log(ATLS_LOG_WARN, "store: %s/%s: %s", fs->root, fs_subdirs[i],
-                     fs_strerror(errno));
+            atls_log(ATLS_LOG_WARN, "store: %s/%s: %s", fs->root, atls_fs_subdirs[i],
+                     atls_fs_strerror(errno));
             continue;
         }
         close(fd);
@@ -1156,219 +964,4 @@ failed:
     atls_fsid_leave(&id);
     fs_close(st);
     return NULL;
-}
-
-/* ---- prepare: the privileged parent hands the tree to the worker user ---- */
-
-/*
- * Runs as root over a tree the worker user may be rewriting meanwhile, so
- * it works on descriptors only: each entry is opened relative to its
- * directory's descriptor with O_NOFOLLOW | O_NONBLOCK, checked with fstat
- * and changed with fchmod/fchown; directories are walked with fdopendir.
- * A link swapped in for a directory mid-walk is refused by O_NOFOLLOW, a
- * directory swapped in for a link is simply walked (it is inside the
- * store).  Links, FIFOs and other special files are left alone (never
- * opened for real, never chowned), as are hard-linked files: their other
- * name may be anywhere.  Such entries are logged; they do not stop the
- * server from starting.
- */
-
-typedef struct {
-    long         uid, gid;
-    const char  *root;
-    char        *err;
-    size_t       errlen;
-} fs_prep_t;
-
-static int
-fs_is_private_name(const char *base)
-{
-    size_t n = strlen(base);
-
-    return (n > 4 && strcmp(base + n - 4, ".key") == 0)
-           || (n > 4 && strcmp(base + n - 4, ".pem") == 0)
-           || (n > 5 && strcmp(base + n - 5, ".lock") == 0)
-           || strncmp(base, ".tmp.", 5) == 0
-           /* the audit trail names operators; notify.json may hold a token */
-           || strncmp(base, "audit.log", 9) == 0 || strcmp(base, "notify.json") == 0;
-}
-
-/* The mode an entry should have: never a set-id bit, never writable by
- * others, private files and directories not even readable. */
-static mode_t
-fs_prep_mode(const struct stat *sb, const char *base)
-{
-    mode_t cur = sb->st_mode & 07777;
-
-    if (S_ISDIR(sb->st_mode)) {
-        return (cur & 07077) ? FS_DIR_MODE : cur;
-    }
-    if (fs_is_private_name(base) && (cur & 077)) {
-        return FS_PRIVATE_MODE;
-    }
-    return cur & ~(mode_t) 07022;
-}
-
-/* Tightens the mode of the open entry fd and hands it to the worker. */
-static int
-fs_prep_fix(fs_prep_t *p, int fd, const struct stat *sb, const char *rel, const char *base)
-{
-    mode_t cur = sb->st_mode & 07777, want = fs_prep_mode(sb, base);
-
-    if (want != cur) {
-        atls_log(ATLS_LOG_WARN, "store: %s%s%s had mode %04o, too open; setting %04o",
-                 p->root, *rel ? "/" : "", rel, (unsigned) cur, (unsigned) want);
-        if (fchmod(fd, want) != 0) {
-            snprintf(p->err, p->errlen, "chmod %s/%s: %s", p->root, rel, strerror(errno));
-            return -1;
-        }
-    }
-    if ((p->uid != -1 && sb->st_uid != (uid_t) p->uid)
-        || (p->gid != -1 && sb->st_gid != (gid_t) p->gid))
-    {
-        if (fchown(fd, p->uid == -1 ? (uid_t) -1 : (uid_t) p->uid,
-                   p->gid == -1 ? (gid_t) -1 : (gid_t) p->gid) != 0)
-        {
-            snprintf(p->err, p->errlen, "chown %s/%s: %s", p->root, rel, strerror(errno));
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int fs_prep_dir(fs_prep_t *p, int dirfd, const char *rel, int depth);
-
-/* One entry of a directory: -1 only for errors that are not the worker's
- * doing (those are skipped with a warning). */
-static int
-fs_prep_entry(fs_prep_t *p, int dirfd, const char *name, const char *rel, int depth)
-{
-    struct stat sb;
-    const char *skip = NULL;
-    int         fd, rc = 0;
-
-    fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) {
-            return 0;       /* gone meanwhile */
-        }
-        if (errno != ELOOP && errno != ENXIO && errno != EOPNOTSUPP) {
-            snprintf(p->err, p->errlen, "store entry %s/%s: %s", p->root, rel,
-                     strerror(errno));
-            return -1;
-        }
-        /* a link, or a socket */
-        atls_log(ATLS_LOG_WARN, "store: %s/%s: %s; left alone", p->root, rel,
-                 errno == ELOOP ? "a symbolic link" : "not a regular file");
-        return 0;
-    }
-    if (fstat(fd, &sb) != 0) {
-        snprintf(p->err, p->errlen, "store entry %s/%s: %s", p->root, rel, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        if (depth >= FS_MAX_DEPTH) {
-            skip = "nested too deep";
-        }
-    } else if (!S_ISREG(sb.st_mode)) {
-        skip = "not a regular file";
-    } else if (sb.st_nlink > 1) {
-        skip = "a hard-linked file";
-    }
-    if (skip != NULL) {
-        atls_log(ATLS_LOG_WARN, "store: %s/%s: %s; left alone", p->root, rel, skip);
-    } else {
-        rc = fs_prep_fix(p, fd, &sb, rel, name);
-        if (rc == 0 && S_ISDIR(sb.st_mode)) {
-            rc = fs_prep_dir(p, fd, rel, depth + 1);
-        }
-    }
-    close(fd);
-    return rc;
-}
-
-static int
-fs_prep_dir(fs_prep_t *p, int dirfd, const char *rel, int depth)
-{
-    DIR           *d;
-    struct dirent *de;
-    char           sub[1024];
-    int            fd, rc = 0;
-
-    fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0 || (d = fdopendir(fd)) == NULL) {
-        snprintf(p->err, p->errlen, "store directory %s/%s: %s", p->root, rel,
-                 strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-        }
-        return -1;
-    }
-    while (rc == 0 && (de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
-            continue;
-        }
-        snprintf(sub, sizeof(sub), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
-        rc = fs_prep_entry(p, dirfd, de->d_name, sub, depth);
-    }
-    closedir(d);
-    return rc;
-}
-
-/* One of the fixed sub-directories: made when missing; anything else in
- * its place (a link, a file, a FIFO) is removed first, which unlinkat does
- * to the entry itself, never to what a link points to. */
-static int
-fs_prep_subdir(int rootfd, const char *dir, const char *sub, char *err, size_t errlen)
-{
-    struct stat sb;
-
-    if (fstatat(rootfd, sub, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(sb.st_mode)) {
-        atls_log(ATLS_LOG_WARN, "store: %s/%s: %s; replaced by a directory", dir, sub,
-                 S_ISLNK(sb.st_mode) ? "a symbolic link" : "not a directory");
-        if (unlinkat(rootfd, sub, 0) != 0 && errno != ENOENT) {
-            snprintf(err, errlen, "remove %s/%s: %s", dir, sub, strerror(errno));
-            return -1;
-        }
-    }
-    if (mkdirat(rootfd, sub, FS_DIR_MODE) != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "mkdir %s/%s: %s", dir, sub, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-int
-atls_store_fs_prepare(const char *dir, long uid, long gid, char *err, size_t errlen)
-{
-    fs_prep_t   p;
-    struct stat sb;
-    size_t      i;
-    int         rootfd, rc;
-
-    rootfd = fs_root_open(dir, &sb, err, errlen);
-    if (rootfd < 0) {
-        return -1;
-    }
-    for (i = 0; i < sizeof(fs_subdirs) / sizeof(fs_subdirs[0]); i++) {
-        if (fs_prep_subdir(rootfd, dir, fs_subdirs[i], err, errlen) != 0) {
-            close(rootfd);
-            return -1;
-        }
-    }
-    /* One walk both tightens modes and hands everything to the worker
-     * user, so files an earlier root-run CLI made become usable. */
-    memset(&p, 0, sizeof(p));
-    p.uid = uid;
-    p.gid = gid;
-    p.root = dir;
-    p.err = err;
-    p.errlen = errlen;
-    rc = fs_prep_fix(&p, rootfd, &sb, "", "");
-    if (rc == 0) {
-        rc = fs_prep_dir(&p, rootfd, "", 0);
-    }
-    close(rootfd);
-    return rc;
 }

@@ -1,0 +1,70 @@
+/*
+ * Shared by the filesystem backend's files only: store_fs.c (resolving
+ * beneath the root, the ops, open), store_fs_append.c (the audit log's
+ * append and rotation) and store_fs_prepare.c (the privileged parent's
+ * hand-over).  See store_fs.c for the rules they all keep.
+ */
+#ifndef ATLS_STORE_FS_INT_H
+#define ATLS_STORE_FS_INT_H
+
+#include <sys/stat.h>
+#include <sys/types.h>
+#include "atls_priv.h"
+#include "atls_store.h"
+
+#define FS_DIR_MODE      0700
+#define FS_PRIVATE_MODE  0600
+#define FS_PUBLIC_MODE   0644
+/* Parents above the store root we had to create: traversable (workers must
+ * reach their store) but not listable. */
+#define FS_PARENT_MODE   0711
+/* Nothing the store holds comes near this: a bigger file was planted.
+ * CRLs alone may be bigger (fs_read_cap). */
+#define FS_MAX_READ      (1024 * 1024)
+/* The store is shallow (certs/<id>/<file>); deeper trees are not ours. */
+#define FS_MAX_DEPTH     8
+
+typedef struct {
+    char  *root;        /* for messages */
+    int    rootfd;
+    int    as_owner;    /* euid 0 on a store owned by someone else */
+    uid_t  uid;
+    gid_t  gid;
+} fs_impl_t;
+
+struct atls_store_lock_s {
+    int   fd;
+};
+
+#define FS_N_SUBDIRS     5
+/* made at open (and by prepare): accounts, certs, requests, locks, crl */
+extern const char *const atls_fs_subdirs[FS_N_SUBDIRS];
+
+/* "a symbolic link, refused" for ELOOP, else strerror. */
+const char *atls_fs_strerror(int e);
+/* "<root>/<rel>: <why>" (or "<what> <root>/<rel>: <why>") into err. */
+void atls_fs_error(fs_impl_t *fs, char *err, size_t errlen, const char *what,
+                   const char *rel, const char *why);
+/* The directory holding path (created when create), *base its last
+ * component; -1 + err naming the directory. */
+int atls_fs_parent_open(fs_impl_t *fs, const char *path, int create, const char **base,
+                        char *err, size_t errlen);
+/* base in dirfd as a regular file, no link followed, set-id bits off. */
+int atls_fs_open_reg(fs_impl_t *fs, int dirfd, const char *base, const char *rel,
+                     int flags, mode_t mode, char *err, size_t errlen);
+void atls_fs_fsync_dir(fs_impl_t *fs, int dirfd, const char *path);
+/* locks/<name>.lock, already as the owner (inside atls_fs_begin). */
+int atls_fs_lock_as(fs_impl_t *fs, const char *name, int wait, atls_store_lock_t **out,
+                    char *err, size_t errlen);
+void atls_fs_unlock(atls_store_t *st, atls_store_lock_t *lk);
+/* Checks path and takes the owner's identity: 0, or -1 + err. */
+int atls_fs_begin(fs_impl_t *fs, const char *path, int allow_empty, atls_fsid_t *id,
+                  char *err, size_t errlen);
+/* Creates dir when missing and opens it: -1 + err, else the fd and *sb. */
+int atls_fs_root_open(const char *dir, struct stat *sb, char *err, size_t errlen);
+
+/* the append op (store_fs_append.c) */
+int atls_fs_append(atls_store_t *st, const char *path, const char *data, size_t len,
+                   size_t rotate_bytes, unsigned keep, char *err, size_t errlen);
+
+#endif

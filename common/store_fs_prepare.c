@@ -1,0 +1,228 @@
+/*
+ * atls_store_fs_prepare: the privileged parent (nginx master, Apache
+ * parent, an installer) creates the store tree and hands it to the worker
+ * user, tightening modes on the way.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "store_fs_int.h"
+
+/*
+ * Runs as root over a tree the worker user may be rewriting meanwhile, so
+ * it works on descriptors only: each entry is opened relative to its
+ * directory's descriptor with O_NOFOLLOW | O_NONBLOCK, checked with fstat
+ * and changed with fchmod/fchown; directories are walked with fdopendir.
+ * A link swapped in for a directory mid-walk is refused by O_NOFOLLOW, a
+ * directory swapped in for a link is simply walked (it is inside the
+ * store).  Links, FIFOs and other special files are left alone (never
+ * opened for real, never chowned), as are hard-linked files: their other
+ * name may be anywhere.  Such entries are logged; they do not stop the
+ * server from starting.
+ */
+
+typedef struct {
+    long         uid, gid;
+    const char  *root;
+    char        *err;
+    size_t       errlen;
+} fs_prep_t;
+
+static int
+fs_is_private_name(const char *base)
+{
+    size_t n = strlen(base);
+
+    return (n > 4 && strcmp(base + n - 4, ".key") == 0)
+           || (n > 4 && strcmp(base + n - 4, ".pem") == 0)
+           || (n > 5 && strcmp(base + n - 5, ".lock") == 0)
+           || strncmp(base, ".tmp.", 5) == 0
+           /* the audit trail names operators; notify.json may hold a token */
+           || strncmp(base, "audit.log", 9) == 0 || strcmp(base, "notify.json") == 0;
+}
+
+/* The mode an entry should have: never a set-id bit, never writable by
+ * others, private files and directories not even readable. */
+static mode_t
+fs_prep_mode(const struct stat *sb, const char *base)
+{
+    mode_t cur = sb->st_mode & 07777;
+
+    if (S_ISDIR(sb->st_mode)) {
+        return (cur & 07077) ? FS_DIR_MODE : cur;
+    }
+    if (fs_is_private_name(base) && (cur & 077)) {
+        return FS_PRIVATE_MODE;
+    }
+    return cur & ~(mode_t) 07022;
+}
+
+/* Tightens the mode of the open entry fd and hands it to the worker. */
+static int
+fs_prep_fix(fs_prep_t *p, int fd, const struct stat *sb, const char *rel, const char *base)
+{
+    mode_t cur = sb->st_mode & 07777, want = fs_prep_mode(sb, base);
+
+    if (want != cur) {
+        atls_log(ATLS_LOG_WARN, "store: %s%s%s had mode %04o, too open; setting %04o",
+                 p->root, *rel ? "/" : "", rel, (unsigned) cur, (unsigned) want);
+        if (fchmod(fd, want) != 0) {
+            snprintf(p->err, p->errlen, "chmod %s/%s: %s", p->root, rel, strerror(errno));
+            return -1;
+        }
+    }
+    if ((p->uid != -1 && sb->st_uid != (uid_t) p->uid)
+        || (p->gid != -1 && sb->st_gid != (gid_t) p->gid))
+    {
+        if (fchown(fd, p->uid == -1 ? (uid_t) -1 : (uid_t) p->uid,
+                   p->gid == -1 ? (gid_t) -1 : (gid_t) p->gid) != 0)
+        {
+            snprintf(p->err, p->errlen, "chown %s/%s: %s", p->root, rel, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int fs_prep_dir(fs_prep_t *p, int dirfd, const char *rel, int depth);
+
+/* One entry of a directory: -1 only for errors that are not the worker's
+ * doing (those are skipped with a warning). */
+static int
+fs_prep_entry(fs_prep_t *p, int dirfd, const char *name, const char *rel, int depth)
+{
+    struct stat sb;
+    const char *skip = NULL;
+    int         fd, rc = 0;
+
+    fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            return 0;       /* gone meanwhile */
+        }
+        if (errno != ELOOP && errno != ENXIO && errno != EOPNOTSUPP) {
+            snprintf(p->err, p->errlen, "store entry %s/%s: %s", p->root, rel,
+                     strerror(errno));
+            return -1;
+        }
+        /* a link, or a socket */
+        atls_log(ATLS_LOG_WARN, "store: %s/%s: %s; left alone", p->root, rel,
+                 errno == ELOOP ? "a symbolic link" : "not a regular file");
+        return 0;
+    }
+    if (fstat(fd, &sb) != 0) {
+        snprintf(p->err, p->errlen, "store entry %s/%s: %s", p->root, rel, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        if (depth >= FS_MAX_DEPTH) {
+            skip = "nested too deep";
+        }
+    } else if (!S_ISREG(sb.st_mode)) {
+        skip = "not a regular file";
+    } else if (sb.st_nlink > 1) {
+        skip = "a hard-linked file";
+    }
+    if (skip != NULL) {
+        atls_log(ATLS_LOG_WARN, "store: %s/%s: %s; left alone", p->root, rel, skip);
+    } else {
+        rc = fs_prep_fix(p, fd, &sb, rel, name);
+        if (rc == 0 && S_ISDIR(sb.st_mode)) {
+            rc = fs_prep_dir(p, fd, rel, depth + 1);
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+static int
+fs_prep_dir(fs_prep_t *p, int dirfd, const char *rel, int depth)
+{
+    DIR           *d;
+    struct dirent *de;
+    char           sub[1024];
+    int            fd, rc = 0;
+
+    fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+        snprintf(p->err, p->errlen, "store directory %s/%s: %s", p->root, rel,
+                 strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
+            continue;
+        }
+        snprintf(sub, sizeof(sub), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
+        rc = fs_prep_entry(p, dirfd, de->d_name, sub, depth);
+    }
+    closedir(d);
+    return rc;
+}
+
+/* One of the fixed sub-directories: made when missing; anything else in
+ * its place (a link, a file, a FIFO) is removed first, which unlinkat does
+ * to the entry itself, never to what a link points to. */
+static int
+fs_prep_subdir(int rootfd, const char *dir, const char *sub, char *err, size_t errlen)
+{
+    struct stat sb;
+
+    if (fstatat(rootfd, sub, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(sb.st_mode)) {
+        atls_log(ATLS_LOG_WARN, "store: %s/%s: %s; replaced by a directory", dir, sub,
+                 S_ISLNK(sb.st_mode) ? "a symbolic link" : "not a directory");
+        if (unlinkat(rootfd, sub, 0) != 0 && errno != ENOENT) {
+            snprintf(err, errlen, "remove %s/%s: %s", dir, sub, strerror(errno));
+            return -1;
+        }
+    }
+    if (mkdirat(rootfd, sub, FS_DIR_MODE) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "mkdir %s/%s: %s", dir, sub, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int
+atls_store_fs_prepare(const char *dir, long uid, long gid, char *err, size_t errlen)
+{
+    fs_prep_t   p;
+    struct stat sb;
+    size_t      i;
+    int         rootfd, rc;
+
+    rootfd = atls_fs_root_open(dir, &sb, err, errlen);
+    if (rootfd < 0) {
+        return -1;
+    }
+    for (i = 0; i < sizeof(atls_fs_subdirs) / sizeof(atls_fs_subdirs[0]); i++) {
+        if (fs_prep_subdir(rootfd, dir, atls_fs_subdirs[i], err, errlen) != 0) {
+            close(rootfd);
+            return -1;
+        }
+    }
+    /* One walk both tightens modes and hands everything to the worker
+     * user, so files an earlier root-run CLI made become usable. */
+    memset(&p, 0, sizeof(p));
+    p.uid = uid;
+    p.gid = gid;
+    p.root = dir;
+    p.err = err;
+    p.errlen = errlen;
+    rc = fs_prep_fix(&p, rootfd, &sb, "", "");
+    if (rc == 0) {
+        rc = fs_prep_dir(&p, rootfd, "", 0);
+    }
+    close(rootfd);
+    return rc;
+}
