@@ -67,6 +67,35 @@ struct atls_notify_s {
 
 /* ---- queue entries -------------------------------------------------------- */
 
+/* The event name and id become a command's argv: a known event name, and
+ * an id without control characters that cannot pass for an option. */
+static int
+entry_event_ok(json_t *ev)
+{
+    json_t     *name = json_object_get(ev, "event"), *id = json_object_get(ev, "id");
+    const char *s;
+
+    if (!json_is_string(name) || atls_event_type_from_name(json_string_value(name)) < 0) {
+        return 0;
+    }
+    if (id == NULL) {
+        return 1;
+    }
+    if (!json_is_string(id)) {
+        return 0;
+    }
+    s = json_string_value(id);
+    if (s[0] == '\0' || s[0] == '-' || strlen(s) > 255) {
+        return 0;
+    }
+    for (; *s != '\0'; s++) {
+        if ((unsigned char) *s < 0x20 || *s == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* The entry, or NULL (gone meanwhile: delivered by another process, or
  * unreadable: logged). */
 static json_t *
@@ -85,11 +114,12 @@ entry_load(atls_notify_t *n, const char *key)
             e = NULL;
         }
         if (e == NULL || !json_is_object(json_object_get(e, "event"))
-            || !json_is_array(json_object_get(e, "pending")))
+            || !json_is_array(json_object_get(e, "pending"))
+            || !entry_event_ok(json_object_get(e, "event")))
         {
             atls_log(ATLS_LOG_WARN, "autotls: notification queue entry %s in %s is not "
-                     "a queue entry (\"event\" and \"pending\"): removed", key,
-                     n->s->st->location);
+                     "a queue entry (\"pending\", an \"event\" with a known name and a "
+                     "plain id): removed", key, n->s->st->location);
             json_decref(e);
             e = NULL;
             (void) atls_store_queue_del(n->s->st, key, err, sizeof(err));
