@@ -254,37 +254,49 @@ earliest(time_t a, time_t b)
     return a == 0 || (b != 0 && b < a) ? b : a;
 }
 
-/* Records the alert state of id's kt_info for serial under the
- * certificate's lock (not waited for).  0 recorded. */
-static int
-warn_record(atls_store_t *st, const char *id, atls_key_type_t kt, const char *serial,
-            long warned, time_t expired_sent)
+/*
+ * Decides ki's alert again on the state stored under the certificate's
+ * lock (not waited for), so that two processes sharing the store never
+ * both say it, and records it there.  The alert to emit, ATLS_EV_MAX for
+ * none (*retry 1: it could not be recorded now).  ki, the slot's copy,
+ * follows the store.
+ */
+static atls_event_type_t
+warn_record(atls_store_t *st, const char *id, const atls_warn_t *w, time_t now,
+            atls_cert_kt_info_t *ki, int *retry)
 {
     atls_store_lock_t   *lk;
     atls_cert_meta_t     m;
-    atls_cert_kt_info_t *ki;
+    atls_cert_kt_info_t *cur;
+    atls_event_type_t    type = ATLS_EV_MAX;
     char                 err[256];
-    int                  rc = -1;
 
+    *retry = 0;
     if (atls_job_lock_load(st, id, &lk, &m, err, sizeof(err)) != 0) {
         atls_log(ATLS_LOG_DEBUG, "autotls: certificate \"%s\": expiry alert not "
                  "recorded now: %s", id, err);
-        return -1;
+        *retry = 1;
+        return ATLS_EV_MAX;
     }
-    ki = atls_cert_meta_kt(&m, kt);
-    if (ki != NULL && ki->serial != NULL && strcmp(ki->serial, serial) == 0) {
-        ki->warned_level = warned;
-        ki->expired_sent = expired_sent;
-        if (atls_store_save_meta(st, &m, err, sizeof(err)) == ATLS_STORE_OK) {
-            rc = 0;
-        } else {
+    cur = atls_cert_meta_kt(&m, ki->key_type);
+    /* replaced meanwhile: the next pass looks at the new one */
+    if (cur != NULL && cur->serial != NULL && strcmp(cur->serial, ki->serial) == 0) {
+        type = warn_step(w, cur->not_after, now, &cur->warned_level, &cur->expired_sent);
+        if (type != ATLS_EV_MAX
+            && atls_store_save_meta(st, &m, err, sizeof(err)) != ATLS_STORE_OK)
+        {
             atls_log(ATLS_LOG_WARN, "autotls: certificate \"%s\": cannot record the "
                      "expiry alert: %s", id, err);
+            type = ATLS_EV_MAX;
+            *retry = 1;
+        } else {
+            ki->warned_level = cur->warned_level;
+            ki->expired_sent = cur->expired_sent;
         }
     }
     atls_cert_meta_free(&m);
     atls_store_unlock(st, lk);
-    return rc;
+    return type;
 }
 
 void
@@ -296,6 +308,7 @@ atls_sched_warn_cert(sched_slot_t *sl)
     atls_event_t     e;
     time_t           now = time(NULL), due = 0;
     size_t           i, n;
+    int              retry;
 
     sl->cert->warn_due = 0;
     if (s->events == NULL) {
@@ -313,19 +326,21 @@ atls_sched_warn_cert(sched_slot_t *sl)
         if (ki == NULL || ki->serial == NULL) {
             continue;
         }
+        /* the store is locked only when something is to be said */
         warned = ki->warned_level;
         sent = ki->expired_sent;
-        type = warn_step(&w, ki->not_after, now, &warned, &sent);
-        if (type != ATLS_EV_MAX) {
-            if (warn_record(s->st, sl->cert->id, kts[i], ki->serial, warned, sent) != 0) {
+        if (warn_step(&w, ki->not_after, now, &warned, &sent) != ATLS_EV_MAX) {
+            type = warn_record(s->st, sl->cert->id, &w, now, ki, &retry);
+            if (retry) {
+                /* not before a while: the lock may be held for minutes */
                 due = earliest(due, now + SCHED_REV_MIN_WAIT_S);
                 continue;
             }
-            ki->warned_level = warned;
-            ki->expired_sent = sent;
-            atls_sched_event_init(&e, type);
-            e.level_s = type == ATLS_EV_EXPIRING ? warned : 0;
-            atls_sched_emit_cert(sl, type, kts[i], &e);
+            if (type != ATLS_EV_MAX) {
+                atls_sched_event_init(&e, type);
+                e.level_s = type == ATLS_EV_EXPIRING ? ki->warned_level : 0;
+                atls_sched_emit_cert(sl, type, kts[i], &e);
+            }
         }
         due = earliest(due, warn_next(&w, ki->not_after, now, ki->expired_sent));
     }

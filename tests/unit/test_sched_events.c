@@ -628,6 +628,30 @@ test_expiring_levels(void **state)
     assert_int_equal(count(ATLS_EV_EXPIRED, NULL), 0);
 }
 
+/* Another process holds the certificate's lock: nothing is said until the
+ * alert can be recorded, then it is said once. */
+static void
+test_expiring_lock_busy(void **state)
+{
+    atls_store_lock_t *lk = NULL;
+    char               err[256];
+
+    (void) state;
+    revfix_sched_start();
+    (void) revfix_seed("busy.test", NULL, NULL, 1);
+    levels_around(leaf_not_after(rf.leaves[0]), 3600);
+    sched_restart();
+    assert_int_equal(atls_store_lock_cert(rf.st, "busy.test", 1, &lk, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    revfix_pass();
+    assert_int_equal(count(ATLS_EV_EXPIRING, NULL), 0);
+    atls_store_unlock(rf.st, lk);
+    revfix_pass();
+    assert_int_equal(count(ATLS_EV_EXPIRING, "busy.test"), 1);
+    revfix_pass();
+    assert_int_equal(count(ATLS_EV_EXPIRING, "busy.test"), 1);
+}
+
 /* An expired certificate the CA will not replace: expired once, across
  * passes and a restart, no expiring with it. */
 static void
@@ -816,6 +840,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_ocsp_revoked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crl_revoked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiring_levels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expiring_lock_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expired_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_static_alerts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_static_timer, setup, teardown),
