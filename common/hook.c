@@ -1,8 +1,9 @@
 /*
  * Hook programs in the background (atls_hook.h).
  *
- * The host forks a reporting child, which becomes the leader of a process
- * group of its own and runs the program as its child (fork + execve, no
+ * The host forks a reporting child, which becomes the leader of a session
+ * (and process group) of its own, without a controlling terminal, and
+ * runs the program as its child (fork + execve, no
  * shell, so a name or value is never shell syntax).  The reporting child
  * reads the program's stderr, waits for it, and writes one report to a
  * pipe the host watches: "0", or "1" and how it ended plus the first line
@@ -382,7 +383,15 @@ static void
 reporter_start(int report_fd, int nullfd, char *const argv[], hook_input_t *in,
                int as_identity)
 {
-    (void) setpgid(0, 0);
+    /* A session of its own, not only a group: the program must have no
+     * controlling terminal.  Run from an operator's shell (the CLI as
+     * root, the command a store's notify.json names running as the
+     * store's owner), it could otherwise open /dev/tty and write escape
+     * codes to root's terminal or push input into it (TIOCSTI).  The
+     * session's group is the group the host kills. */
+    if (setsid() < 0) {
+        (void) setpgid(0, 0);
+    }
     hook_signals_reset();
     if (dup2(nullfd, STDIN_FILENO) < 0
         || dup2(report_fd, STDOUT_FILENO) < 0
@@ -478,8 +487,9 @@ hook_spawn(char *const argv[], const char *input, size_t len, atls_hook_proc_t *
         close(pfd[0]);
         return -1;
     }
-    /* also here: a kill right after spawn must reach the group */
-    (void) setpgid(pid, pid);
+    /* no setpgid(pid, pid) here: it would make the reporter a group
+     * leader, which setsid() refuses; atls_hook_kill covers a kill that
+     * comes before the reporter made its session */
     if (fcntl(pfd[0], F_SETFL, O_NONBLOCK) != 0) {
         snprintf(why, whylen, "%s: fcntl: %s", argv[0], strerror(errno));
         hp->pid = pid;
@@ -572,6 +582,10 @@ atls_hook_kill(atls_hook_proc_t *hp)
     if (hp->pid <= 0) {
         return;
     }
+    /* the reporter first: killed before its setsid(), it never starts
+     * the program (fork fails with a fatal signal pending); after it,
+     * the group below has everything the program started */
+    (void) kill(hp->pid, SIGKILL);
     (void) kill(-hp->pid, SIGKILL);
     for (i = 0; i < HOOK_REAP_TRIES && !hook_reap(hp->pid); i++) {
         struct timespec ts = { 0, 2000000L };
