@@ -175,6 +175,10 @@ int  atls_notify_conf_has_sinks(const atls_notify_conf_t *c); /* NULL ok */
  * "Name: value" with a token name and no CR/LF; at most
  * ATLS_NOTIFY_MAX_HEADERS.  -1 + err naming the value. */
 int  atls_notify_conf_check(const atls_notify_conf_t *c, char *err, size_t errlen);
+/* The webhook URL as messages show it (logs, the CLI): without userinfo
+ * ("user:password@"), query and fragment, which may carry credentials,
+ * and escaped for one line like atls_log_escape.  Returns buf. */
+char *atls_notify_url_shown(const char *url, char *buf, size_t len);
 /* JSON (malloc'd) and back; from_json: -1 + err naming the field. */
 char *atls_notify_conf_to_json(const atls_notify_conf_t *c);
 int  atls_notify_conf_from_json(const char *json, size_t len, atls_notify_conf_t *c,

@@ -595,24 +595,12 @@ notify_wakeup(void *ctx)
     }
 }
 
-static char *
-url_for_logs(const char *url)
-{
-    size_t len = strcspn(url, "?#");
-    char  *s = malloc(len + 1);
-
-    if (s != NULL) {
-        memcpy(s, url, len);
-        s[len] = '\0';
-    }
-    return s;
-}
-
 atls_notify_t *
 atls_notify_new(atls_sched_t *s, atls_events_t *ev)
 {
     const atls_notify_conf_t *conf = ev != NULL ? atls_events_conf(ev) : NULL;
     atls_notify_t            *n;
+    char                      where[ATLS_LOG_ESCAPE_MAX];
 
     if (!atls_notify_conf_has_sinks(conf)) {
         return NULL;
@@ -625,7 +613,9 @@ atls_notify_new(atls_sched_t *s, atls_events_t *ev)
     n->s = s;
     n->ev = ev;
     atls_notify_conf_copy(&n->conf, conf);
-    n->where = url_for_logs(n->conf.webhook != NULL ? n->conf.webhook : "");
+    n->where = atls_strdup(atls_notify_url_shown(n->conf.webhook != NULL ? n->conf.webhook
+                                                                           : "",
+                                                 where, sizeof(where)));
     n->sink[SINK_WEBHOOK].on = n->conf.webhook != NULL;
     n->sink[SINK_EXEC].on = n->conf.exec != NULL && s->host.exec_start != NULL;
     if (n->conf.exec != NULL && s->host.exec_start == NULL) {

@@ -407,7 +407,7 @@ static void
 conf_webhook(atls_notify_conf_t *c, char **headers)
 {
     memset(c, 0, sizeof(*c));
-    c->webhook = "http://127.0.0.1:9/hook?token=abc";
+    c->webhook = "http://hookuser:pw-sekrit@127.0.0.1:9/hook?token=abc";
     headers[0] = "Authorization: Bearer sekrit";
     c->headers = headers;
     c->n_headers = 1;
@@ -480,6 +480,9 @@ webhook_retry_and_restart(void **state)
     assert_int_equal(logcap_count("not delivered: HTTP 503"), 1);
     assert_int_equal(logcap_count("sekrit"), 0);
     assert_int_equal(logcap_count("token=abc"), 0);
+    /* the URL's userinfo is a credential too: the host only */
+    assert_int_equal(logcap_count("hookuser"), 0);
+    assert_int_equal(logcap_count("webhook http://127.0.0.1:9/hook:"), 1);
 
     /* restart: the stored retry time holds for the new scheduler too */
     sched_end(f);
@@ -824,10 +827,30 @@ exec_identity(void **state)
     assert_string_equal(buf, "65534\n");
 }
 
+/* What messages show of a webhook URL: no userinfo, query or fragment
+ * (credentials), nothing that could drive a terminal. */
+static void
+url_shown(void **state)
+{
+    char buf[ATLS_LOG_ESCAPE_MAX];
+
+    (void) state;
+    assert_string_equal(atls_notify_url_shown("https://u:p@h.test:8443/x?token=t#f", buf,
+                                              sizeof(buf)), "https://h.test:8443/x");
+    assert_string_equal(atls_notify_url_shown("http://a@b@h.test/p@q?x@y", buf,
+                                              sizeof(buf)), "http://h.test/p@q");
+    assert_string_equal(atls_notify_url_shown("http://h.test", buf, sizeof(buf)),
+                        "http://h.test");
+    assert_string_equal(atls_notify_url_shown("http://h.test/\x1b[2J\xc2\x9b", buf,
+                                              sizeof(buf)),
+                        "http://h.test/\\x1b[2J\\xc2\\x9b");
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(url_shown),
         cmocka_unit_test_setup_teardown(webhook_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(webhook_retry_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_keeps_queue, setup, teardown),

@@ -211,7 +211,7 @@ static int notify_report(atls_store_t *st, const atls_notify_conf_t *c, const ch
         const char *target = k == 0 ? c->webhook : c->exec;
         json_t     *pending = json_object_get(e, "pending"), *v;
         const char *why;
-        char       *older;
+        char       *older, shown[ATLS_LOG_ESCAPE_MAX], whyshown[ATLS_LOG_ESCAPE_MAX];
         size_t      i;
         int         waits = 0;
 
@@ -224,17 +224,25 @@ static int notify_report(atls_store_t *st, const atls_notify_conf_t *c, const ch
         if (rc == ATLS_STORE_OK && e == NULL) {
             waits = 1;
         }
+        /* from notify.json and the queue, both the worker's: escaped, and
+         * the URL without userinfo and query (credentials) */
+        if (k == 0) {
+            (void) atls_notify_url_shown(target, shown, sizeof(shown));
+        } else {
+            (void) atls_log_escape(target, shown, sizeof(shown));
+        }
         if (!waits && rc != ATLS_STORE_ERROR) {
-            printf("%s %s: delivered\n", sink_names[k], target);
+            printf("%s %s: delivered\n", sink_names[k], shown);
             continue;
         }
         all = 0;
         why = json_string_value(json_object_get(json_object_get(e, "last_error"),
                                                 sink_names[k]));
         older = why == NULL ? older_error(st, key, sink_names[k]) : NULL;
-        printf("%s %s: NOT delivered: %s\n", sink_names[k], target,
-               why != NULL ? why : older != NULL ? older
-                           : "not tried (another process delivers this store's queue)");
+        printf("%s %s: NOT delivered: %s\n", sink_names[k], shown,
+               atls_log_escape(why != NULL ? why : older != NULL ? older
+                               : "not tried (another process delivers this store's "
+                                 "queue)", whyshown, sizeof(whyshown)));
         free(older);
     }
     if (!all) {
