@@ -506,8 +506,14 @@ notify_assign(atls_notify_t *n, const char *key, json_t *e, int *busy, time_t no
             continue;
         }
         busy[k] = 1;
-        /* a retry time stored by an earlier run (a restart) holds too */
+        /* a retry time stored by an earlier run (a restart) holds too,
+         * up to the longest backoff: the worker can write the entry, and
+         * a time beyond that (or a clock that was far ahead) must neither
+         * hold the sink for ever nor overflow into a timer in the past */
         at = entry_int(e, "retry_at", sink_names[k]);
+        if (at > now + ATLS_NOTIFY_RETRY_MAX_S) {
+            at = now + ATLS_NOTIFY_RETRY_MAX_S;
+        }
         if (at > now) {
             n->sink[k].retry_at = mono + (at - now) * 1000;
             continue;

@@ -846,6 +846,43 @@ url_shown(void **state)
                         "http://h.test/\\x1b[2J\\xc2\\x9b");
 }
 
+/* A stored retry time far ahead (planted by the worker, or written by a
+ * clock that was wrong) counts as the longest backoff: the timer is not
+ * armed in the past by an overflow (a busy loop), nor the sink held for
+ * ever. */
+static void
+retry_at_far_ahead(void **state)
+{
+    fx_t               *f = *state;
+    atls_notify_conf_t  c;
+    char               *hdr[1], key[64], *text, err[256];
+    json_t             *e;
+
+    conf_webhook(&c, hdr);
+    sched_start(f, &c);
+    emit(f, ATLS_EV_OBTAINED, "a.test");
+    run_soon(f);
+    answer(f, 503);
+    sched_end(f);
+
+    e = queue_head(f, key, sizeof(key));
+    /* (at - now) * 1000 would wrap below zero */
+    json_object_set_new(json_object_get(e, "retry_at"), "webhook",
+                        json_integer((json_int_t) time(NULL) + 9223372036854776LL));
+    text = json_dumps(e, JSON_COMPACT);
+    assert_int_equal(atls_store_queue_update(f->st, key, text, strlen(text), err, sizeof(err)),
+                     ATLS_STORE_OK);
+    free(text);
+    json_decref(e);
+
+    sched_start(f, &c);
+    run_soon(f);
+    assert_int_equal(f->h.n_req, 0);
+    assert_true(f->h.timer_armed);
+    assert_true(f->h.timer_ms > 0 && f->h.timer_ms <= 30000);
+    assert_true(atls_sched_idle(f->h.s));
+}
+
 int
 main(void)
 {
@@ -853,6 +890,7 @@ main(void)
         cmocka_unit_test(url_shown),
         cmocka_unit_test_setup_teardown(webhook_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(webhook_retry_and_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(retry_at_far_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_keeps_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(one_deliverer, setup, teardown),
         cmocka_unit_test_setup_teardown(full_queue, setup, teardown),
