@@ -22,9 +22,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -49,7 +51,7 @@ extern char **environ;
  * stdout /dev/null, stderr errfd, nothing else inherited; the signal
  * state is the reporter's (hook_signals_reset). */
 static void
-hook_exec(int infd, int nullfd, int errfd, char *const argv[])
+hook_exec(int infd, int nullfd, int errfd, char *const argv[], char *const envp[])
 {
     int fd, maxfd;
 
@@ -71,7 +73,7 @@ hook_exec(int infd, int nullfd, int errfd, char *const argv[])
             close(fd);
         }
     }
-    execve(argv[0], argv, environ);
+    execve(argv[0], argv, envp);
 
     {
         const char *msg = "cannot execute hook: ";
@@ -274,7 +276,7 @@ input_open(hook_input_t *in, int *infd)
 
 /* stdin /dev/null, stdout the report pipe, stderr /dev/null; never returns. */
 static void
-reporter_main(char *const argv[], hook_input_t *in)
+reporter_main(char *const argv[], char *const envp[], hook_input_t *in)
 {
     report_t r;
     char     err[HOOK_MAX_STDERR];
@@ -294,7 +296,7 @@ reporter_main(char *const argv[], hook_input_t *in)
         goto out;
     }
     if (pid == 0) {
-        hook_exec(infd, STDIN_FILENO, epipe[1], argv);
+        hook_exec(infd, STDIN_FILENO, epipe[1], argv, envp);
     }
     close(epipe[1]);
     if (in->fd >= 0) {
@@ -354,6 +356,15 @@ hook_signals_reset(void)
 /* The identity notification commands run with (atls_hook_set_identity);
  * -1: the process's own. */
 static long hook_uid = -1, hook_gid = -1;
+
+/* With an identity set, notification commands get this environment
+ * instead of the process's: the command a store names must not see what
+ * the root who ran the CLI exported (tokens, agent sockets...).  Built by
+ * atls_hook_set_identity, outside any fork. */
+#define HOOK_ENV_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+static char  hook_env_home[300], hook_env_user[128], hook_env_logname[128],
+             hook_env_tz[128];
+static char *hook_clean_env[6];
 
 /* Takes hook_uid/hook_gid for good (root), or checks that the process
  * has them already.  -1 when it cannot: the program must not run with
@@ -415,7 +426,7 @@ reporter_start(int report_fd, int nullfd, char *const argv[], hook_input_t *in,
         (void) !write(STDOUT_FILENO, msg, sizeof(msg) - 1);
         _exit(0);
     }
-    reporter_main(argv, in);
+    reporter_main(argv, as_identity && hook_uid >= 0 ? hook_clean_env : environ, in);
 }
 
 /* ---- in the host ------------------------------------------------------ */
@@ -423,8 +434,30 @@ reporter_start(int report_fd, int nullfd, char *const argv[], hook_input_t *in,
 void
 atls_hook_set_identity(long uid, long gid)
 {
+    struct passwd pw, *res = NULL;
+    char          buf[1024];
+    const char   *tz = getenv("TZ");
+    size_t        n = 0;
+
     hook_uid = uid;
     hook_gid = uid < 0 ? -1 : gid;
+    if (uid < 0) {
+        return;
+    }
+    hook_clean_env[n++] = HOOK_ENV_PATH;
+    if (getpwuid_r((uid_t) uid, &pw, buf, sizeof(buf), &res) == 0 && res != NULL) {
+        snprintf(hook_env_home, sizeof(hook_env_home), "HOME=%s", pw.pw_dir);
+        snprintf(hook_env_user, sizeof(hook_env_user), "USER=%s", pw.pw_name);
+        snprintf(hook_env_logname, sizeof(hook_env_logname), "LOGNAME=%s", pw.pw_name);
+        hook_clean_env[n++] = hook_env_home;
+        hook_clean_env[n++] = hook_env_user;
+        hook_clean_env[n++] = hook_env_logname;
+    }
+    if (tz != NULL && strlen(tz) < sizeof(hook_env_tz) - 3) {
+        snprintf(hook_env_tz, sizeof(hook_env_tz), "TZ=%s", tz);
+        hook_clean_env[n++] = hook_env_tz;
+    }
+    hook_clean_env[n] = NULL;
 }
 
 static int

@@ -800,7 +800,7 @@ static void
 exec_identity(void **state)
 {
     fx_t *f = *state;
-    char  script[300], out[300], buf[400], *argv[2];
+    char  script[300], out[300], buf[800], *argv[2];
     FILE *fp;
     int   ok;
 
@@ -809,7 +809,10 @@ exec_identity(void **state)
     }
     snprintf(out, sizeof(out), "%s/uid.txt", f->dir);
     snprintf(script, sizeof(script), "%s/uid.sh", f->dir);
-    snprintf(buf, sizeof(buf), "#!/bin/sh\nid -u > %s\n", out);
+    /* and the environment: not the process's (root's, in the CLI) */
+    assert_int_equal(setenv("ATLS_TEST_SECRET", "from-root", 1), 0);
+    snprintf(buf, sizeof(buf), "#!/bin/sh\nid -u > %s\n"
+             "echo \"${ATLS_TEST_SECRET:-unset} $PATH\" >> %s\n", out, out);
     write_script(script, buf);
     /* nobody runs it and writes next to it */
     assert_int_equal(chmod(script, 0755), 0);
@@ -823,8 +826,12 @@ exec_identity(void **state)
     fp = fopen(out, "r");
     assert_non_null(fp);
     assert_non_null(fgets(buf, sizeof(buf), fp));
-    fclose(fp);
     assert_string_equal(buf, "65534\n");
+    assert_non_null(fgets(buf, sizeof(buf), fp));
+    fclose(fp);
+    unsetenv("ATLS_TEST_SECRET");
+    assert_string_equal(buf, "unset /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+                        "/sbin:/bin\n");
 }
 
 /* What messages show of a webhook URL: no userinfo, query or fragment

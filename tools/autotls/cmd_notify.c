@@ -13,10 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <jansson.h>
 #include "atls_event.h"
-#include "atls_hook.h"
 #include "atls_job.h"
 #include "cli.h"
 
@@ -261,7 +259,6 @@ static int notify_test_run(cli_opts_t *o)
     atls_actor_t         actor;
     atls_job_many_opts_t jo;
     char                *key = NULL, err[512];
-    struct stat          sb;
     int                  rc = CLI_EXIT_FAIL;
 
     memset(&conf, 0, sizeof(conf));
@@ -271,12 +268,9 @@ static int notify_test_run(cli_opts_t *o)
     if (st == NULL) {
         goto out;
     }
-    /* Root on a store another user owns is that user by now (for good);
-     * the command a store names must run as its owner whatever becomes of
-     * that, so the hook runner is told too (it checks, or takes it). */
-    if (o->store_foreign && stat(o->store_dir, &sb) == 0) {
-        atls_hook_set_identity((long) sb.st_uid, (long) sb.st_gid);
-    }
+    /* Root on a store another user owns is that user by now (for good),
+     * and the hook runner was told (cli_store_open): the command a store
+     * names runs as its owner, with a minimal environment. */
     rc = notify_conf_get(o, st, &conf);
     if (rc != 0) {
         goto out;
