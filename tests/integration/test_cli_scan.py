@@ -92,6 +92,15 @@ def test_valid_certificate_exits_0_with_no_finding(cm, serve):
     assert text.returncode == 0 and f"{s.target} (SNI ok.test): ok" in text.stdout
 
 
+def test_names_from_the_server_reach_the_terminal_escaped(cm, serve):
+    """A dNSName may hold any IA5 byte: the endpoint scanned must not be
+    able to send escape codes to the operator's terminal."""
+    s = serve(cm.leaf("esc", ["a\x1b[2Jb.test"]))
+    text = scan("--sni", "ok.test", s.target)
+    assert "\x1b" not in text.stdout
+    assert "a\\x1b[2Jb.test" in text.stdout
+
+
 def test_json_schema(cm, serve):
     leaf = cm.valid("schema.test")
     s = serve(leaf)
