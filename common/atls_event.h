@@ -202,6 +202,12 @@ void atls_events_set_listener(atls_events_t *ev, atls_event_listener_fn fn, void
  * notifier in the same process delivers it without waiting for a timer. */
 void atls_events_set_wakeup(atls_events_t *ev, void (*fn)(void *ctx), void *ctx);
 const atls_notify_conf_t *atls_events_conf(const atls_events_t *ev);
+/* ev's sinks are not the store's own (`autotls notify-test --exec/--webhook`):
+ * its notifier delivers the queued entries that name them and leaves the
+ * other sinks entries name alone, rather than taking them off as a server
+ * does with a sink it no longer has (which would drop the server's queue). */
+void atls_events_keep_other_sinks(atls_events_t *ev);
+int  atls_events_keeps_other_sinks(const atls_events_t *ev);
 const atls_actor_t *atls_events_actor(const atls_events_t *ev);
 
 /* Records e (audit, counters, queue, listener).  0 ok; -1 when the audit

@@ -475,7 +475,7 @@ entry_prune(atls_notify_t *n, const char *key, json_t *e)
         const char *name = json_string_value(json_array_get(pending, i));
         int         k = sink_kind(name);
 
-        if (k >= 0 && n->sink[k].on) {
+        if ((k >= 0 && n->sink[k].on) || atls_events_keeps_other_sinks(n->ev)) {
             continue;
         }
         atls_log(ATLS_LOG_INFO, "autotls: notification %s (%s): no %s sink is configured "

@@ -413,6 +413,23 @@ conf_webhook(atls_notify_conf_t *c, char **headers)
     c->n_headers = 1;
 }
 
+/* One event queued for both sinks by an emitter of its own, gone after. */
+static void
+queue_for_both(fx_t *f, atls_event_type_t t, const char *id)
+{
+    atls_notify_conf_t both;
+    atls_actor_t       a;
+    char              *hdr[1];
+
+    conf_webhook(&both, hdr);
+    both.exec = f->script_ok;
+    atls_actor_self(&a, "server", "test/1");
+    f->ev = atls_events_new(f->st, &a, &both);
+    emit(f, t, id);
+    atls_events_free(f->ev);
+    f->ev = NULL;
+}
+
 /* ---- tests ---------------------------------------------------------------------- */
 
 /* 2xx delivers and removes the entry; events arrive in the order queued,
@@ -689,20 +706,10 @@ static void
 unconfigured_sink_dropped(void **state)
 {
     fx_t               *f = *state;
-    atls_notify_conf_t  c, both;
+    atls_notify_conf_t  c;
     char               *hdr[1];
 
-    conf_webhook(&both, hdr);
-    both.exec = f->script_ok;
-    {
-        atls_actor_t a;
-
-        atls_actor_self(&a, "cli", "test/1");
-        f->ev = atls_events_new(f->st, &a, &both);     /* queues for both */
-    }
-    emit(f, ATLS_EV_IMPORTED, "a.test");
-    atls_events_free(f->ev);
-    f->ev = NULL;
+    queue_for_both(f, ATLS_EV_IMPORTED, "a.test");
 
     conf_webhook(&c, hdr);
     sched_start(f, &c);
@@ -890,6 +897,40 @@ retry_at_far_ahead(void **state)
     assert_true(atls_sched_idle(f->h.s));
 }
 
+/* A notifier whose sinks are not the store's (notify-test --exec) leaves
+ * the other sinks of queued entries alone: the server's webhook queue is
+ * not dropped by an operator testing a command. */
+static void
+other_sinks_kept(void **state)
+{
+    fx_t               *f = *state;
+    atls_notify_conf_t  c;
+    json_t             *e;
+    char                key[64];
+
+    queue_for_both(f, ATLS_EV_RENEWED, "a.test");
+
+    memset(&c, 0, sizeof(c));
+    c.exec = f->script_ok;
+    {
+        atls_actor_t a;
+
+        atls_actor_self(&a, "cli", "test/1");
+        f->ev = atls_events_new(f->st, &a, &c);
+        atls_events_keep_other_sinks(f->ev);
+    }
+    sched_start(f, &c);
+    run_soon(f);
+    exec_wait(f, 0);
+    assert_int_equal(f->h.exec_runs, 1);
+    assert_int_equal(queue_len(f), 1);
+    e = queue_head(f, key, sizeof(key));
+    assert_int_equal(json_array_size(json_object_get(e, "pending")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(e, "pending"), 0)),
+                        "webhook");
+    json_decref(e);
+}
+
 int
 main(void)
 {
@@ -905,6 +946,7 @@ main(void)
         cmocka_unit_test_setup_teardown(exec_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(exec_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(unconfigured_sink_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(other_sinks_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(planted_entries_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(spawn_input_large, setup, teardown),
         cmocka_unit_test_setup_teardown(exec_identity, setup, teardown),

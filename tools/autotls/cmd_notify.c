@@ -281,6 +281,11 @@ static int notify_test_run(cli_opts_t *o)
         cli_error("notify-test: out of memory");
         goto out;
     }
+    if (o->given & (CLI_O_EXEC | CLI_O_WEBHOOK)) {
+        /* sinks of the command line: the server's queued events for its
+         * own sinks stay queued for it */
+        atls_events_keep_other_sinks(ev);
+    }
     notify_retry_now(st);
     key = notify_queue_test(st, ev);
     if (key == NULL) {
