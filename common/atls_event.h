@@ -175,6 +175,10 @@ int  atls_notify_conf_has_sinks(const atls_notify_conf_t *c); /* NULL ok */
  * "Name: value" with a token name and no CR/LF; at most
  * ATLS_NOTIFY_MAX_HEADERS.  -1 + err naming the value. */
 int  atls_notify_conf_check(const atls_notify_conf_t *c, char *err, size_t errlen);
+/* The webhook URL as messages show it (logs, the CLI): without userinfo
+ * ("user:password@"), query and fragment, which may carry credentials,
+ * and escaped for one line like atls_log_escape.  Returns buf. */
+char *atls_notify_url_shown(const char *url, char *buf, size_t len);
 /* JSON (malloc'd) and back; from_json: -1 + err naming the field. */
 char *atls_notify_conf_to_json(const atls_notify_conf_t *c);
 int  atls_notify_conf_from_json(const char *json, size_t len, atls_notify_conf_t *c,
@@ -198,6 +202,12 @@ void atls_events_set_listener(atls_events_t *ev, atls_event_listener_fn fn, void
  * notifier in the same process delivers it without waiting for a timer. */
 void atls_events_set_wakeup(atls_events_t *ev, void (*fn)(void *ctx), void *ctx);
 const atls_notify_conf_t *atls_events_conf(const atls_events_t *ev);
+/* ev's sinks are not the store's own (`autotls notify-test --exec/--webhook`):
+ * its notifier delivers the queued entries that name them and leaves the
+ * other sinks entries name alone, rather than taking them off as a server
+ * does with a sink it no longer has (which would drop the server's queue). */
+void atls_events_keep_other_sinks(atls_events_t *ev);
+int  atls_events_keeps_other_sinks(const atls_events_t *ev);
 const atls_actor_t *atls_events_actor(const atls_events_t *ev);
 
 /* Records e (audit, counters, queue, listener).  0 ok; -1 when the audit

@@ -39,7 +39,9 @@ int atls_hook_spawn_input(char *const argv[], const char *input, size_t len,
  * configured user and group").  For a root process working on a store
  * another user owns: the command the store's notify.json names must not
  * run as root.  A process that is not root must already be uid/gid.
- * uid -1 (the default): the process's own identity. */
+ * With an identity set, those commands also get a minimal environment
+ * (PATH, HOME, USER, LOGNAME of uid, and TZ) instead of the process's.
+ * uid -1 (the default): the process's own identity and environment. */
 void atls_hook_set_identity(long uid, long gid);
 
 /* Reads the report once hp->fd is readable: 1 when the run is over (*ok

@@ -42,6 +42,7 @@ struct atls_events_s {
     void                  (*wakeup)(void *ctx);
     void                   *wakeup_ctx;
     unsigned                failing[EMIT_N];   /* events lost in the current streak */
+    int                     keep_other_sinks;
 };
 
 atls_events_t *
@@ -101,6 +102,18 @@ const atls_notify_conf_t *
 atls_events_conf(const atls_events_t *ev)
 {
     return &ev->conf;
+}
+
+void
+atls_events_keep_other_sinks(atls_events_t *ev)
+{
+    ev->keep_other_sinks = 1;
+}
+
+int
+atls_events_keeps_other_sinks(const atls_events_t *ev)
+{
+    return ev != NULL && ev->keep_other_sinks;
 }
 
 const atls_actor_t *

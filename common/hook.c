@@ -1,8 +1,9 @@
 /*
  * Hook programs in the background (atls_hook.h).
  *
- * The host forks a reporting child, which becomes the leader of a process
- * group of its own and runs the program as its child (fork + execve, no
+ * The host forks a reporting child, which becomes the leader of a session
+ * (and process group) of its own, without a controlling terminal, and
+ * runs the program as its child (fork + execve, no
  * shell, so a name or value is never shell syntax).  The reporting child
  * reads the program's stderr, waits for it, and writes one report to a
  * pipe the host watches: "0", or "1" and how it ended plus the first line
@@ -21,9 +22,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -48,7 +51,7 @@ extern char **environ;
  * stdout /dev/null, stderr errfd, nothing else inherited; the signal
  * state is the reporter's (hook_signals_reset). */
 static void
-hook_exec(int infd, int nullfd, int errfd, char *const argv[])
+hook_exec(int infd, int nullfd, int errfd, char *const argv[], char *const envp[])
 {
     int fd, maxfd;
 
@@ -70,7 +73,7 @@ hook_exec(int infd, int nullfd, int errfd, char *const argv[])
             close(fd);
         }
     }
-    execve(argv[0], argv, environ);
+    execve(argv[0], argv, envp);
 
     {
         const char *msg = "cannot execute hook: ";
@@ -273,7 +276,7 @@ input_open(hook_input_t *in, int *infd)
 
 /* stdin /dev/null, stdout the report pipe, stderr /dev/null; never returns. */
 static void
-reporter_main(char *const argv[], hook_input_t *in)
+reporter_main(char *const argv[], char *const envp[], hook_input_t *in)
 {
     report_t r;
     char     err[HOOK_MAX_STDERR];
@@ -293,7 +296,7 @@ reporter_main(char *const argv[], hook_input_t *in)
         goto out;
     }
     if (pid == 0) {
-        hook_exec(infd, STDIN_FILENO, epipe[1], argv);
+        hook_exec(infd, STDIN_FILENO, epipe[1], argv, envp);
     }
     close(epipe[1]);
     if (in->fd >= 0) {
@@ -354,6 +357,15 @@ hook_signals_reset(void)
  * -1: the process's own. */
 static long hook_uid = -1, hook_gid = -1;
 
+/* With an identity set, notification commands get this environment
+ * instead of the process's: the command a store names must not see what
+ * the root who ran the CLI exported (tokens, agent sockets...).  Built by
+ * atls_hook_set_identity, outside any fork. */
+#define HOOK_ENV_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+static char  hook_env_home[300], hook_env_user[128], hook_env_logname[128],
+             hook_env_tz[128];
+static char *hook_clean_env[6];
+
 /* Takes hook_uid/hook_gid for good (root), or checks that the process
  * has them already.  -1 when it cannot: the program must not run with
  * another identity than the one asked for. */
@@ -382,7 +394,15 @@ static void
 reporter_start(int report_fd, int nullfd, char *const argv[], hook_input_t *in,
                int as_identity)
 {
-    (void) setpgid(0, 0);
+    /* A session of its own, not only a group: the program must have no
+     * controlling terminal.  Run from an operator's shell (the CLI as
+     * root, the command a store's notify.json names running as the
+     * store's owner), it could otherwise open /dev/tty and write escape
+     * codes to root's terminal or push input into it (TIOCSTI).  The
+     * session's group is the group the host kills. */
+    if (setsid() < 0) {
+        (void) setpgid(0, 0);
+    }
     hook_signals_reset();
     if (dup2(nullfd, STDIN_FILENO) < 0
         || dup2(report_fd, STDOUT_FILENO) < 0
@@ -406,7 +426,7 @@ reporter_start(int report_fd, int nullfd, char *const argv[], hook_input_t *in,
         (void) !write(STDOUT_FILENO, msg, sizeof(msg) - 1);
         _exit(0);
     }
-    reporter_main(argv, in);
+    reporter_main(argv, as_identity && hook_uid >= 0 ? hook_clean_env : environ, in);
 }
 
 /* ---- in the host ------------------------------------------------------ */
@@ -414,8 +434,30 @@ reporter_start(int report_fd, int nullfd, char *const argv[], hook_input_t *in,
 void
 atls_hook_set_identity(long uid, long gid)
 {
+    struct passwd pw, *res = NULL;
+    char          buf[1024];
+    const char   *tz = getenv("TZ");
+    size_t        n = 0;
+
     hook_uid = uid;
     hook_gid = uid < 0 ? -1 : gid;
+    if (uid < 0) {
+        return;
+    }
+    hook_clean_env[n++] = HOOK_ENV_PATH;
+    if (getpwuid_r((uid_t) uid, &pw, buf, sizeof(buf), &res) == 0 && res != NULL) {
+        snprintf(hook_env_home, sizeof(hook_env_home), "HOME=%s", pw.pw_dir);
+        snprintf(hook_env_user, sizeof(hook_env_user), "USER=%s", pw.pw_name);
+        snprintf(hook_env_logname, sizeof(hook_env_logname), "LOGNAME=%s", pw.pw_name);
+        hook_clean_env[n++] = hook_env_home;
+        hook_clean_env[n++] = hook_env_user;
+        hook_clean_env[n++] = hook_env_logname;
+    }
+    if (tz != NULL && strlen(tz) < sizeof(hook_env_tz) - 3) {
+        snprintf(hook_env_tz, sizeof(hook_env_tz), "TZ=%s", tz);
+        hook_clean_env[n++] = hook_env_tz;
+    }
+    hook_clean_env[n] = NULL;
 }
 
 static int
@@ -478,8 +520,9 @@ hook_spawn(char *const argv[], const char *input, size_t len, atls_hook_proc_t *
         close(pfd[0]);
         return -1;
     }
-    /* also here: a kill right after spawn must reach the group */
-    (void) setpgid(pid, pid);
+    /* no setpgid(pid, pid) here: it would make the reporter a group
+     * leader, which setsid() refuses; atls_hook_kill covers a kill that
+     * comes before the reporter made its session */
     if (fcntl(pfd[0], F_SETFL, O_NONBLOCK) != 0) {
         snprintf(why, whylen, "%s: fcntl: %s", argv[0], strerror(errno));
         hp->pid = pid;
@@ -572,6 +615,10 @@ atls_hook_kill(atls_hook_proc_t *hp)
     if (hp->pid <= 0) {
         return;
     }
+    /* the reporter first: killed before its setsid(), it never starts
+     * the program (fork fails with a fatal signal pending); after it,
+     * the group below has everything the program started */
+    (void) kill(hp->pid, SIGKILL);
     (void) kill(-hp->pid, SIGKILL);
     for (i = 0; i < HOOK_REAP_TRIES && !hook_reap(hp->pid); i++) {
         struct timespec ts = { 0, 2000000L };

@@ -475,7 +475,7 @@ entry_prune(atls_notify_t *n, const char *key, json_t *e)
         const char *name = json_string_value(json_array_get(pending, i));
         int         k = sink_kind(name);
 
-        if (k >= 0 && n->sink[k].on) {
+        if ((k >= 0 && n->sink[k].on) || atls_events_keeps_other_sinks(n->ev)) {
             continue;
         }
         atls_log(ATLS_LOG_INFO, "autotls: notification %s (%s): no %s sink is configured "
@@ -506,8 +506,14 @@ notify_assign(atls_notify_t *n, const char *key, json_t *e, int *busy, time_t no
             continue;
         }
         busy[k] = 1;
-        /* a retry time stored by an earlier run (a restart) holds too */
+        /* a retry time stored by an earlier run (a restart) holds too,
+         * up to the longest backoff: the worker can write the entry, and
+         * a time beyond that (or a clock that was far ahead) must neither
+         * hold the sink for ever nor overflow into a timer in the past */
         at = entry_int(e, "retry_at", sink_names[k]);
+        if (at > now + ATLS_NOTIFY_RETRY_MAX_S) {
+            at = now + ATLS_NOTIFY_RETRY_MAX_S;
+        }
         if (at > now) {
             n->sink[k].retry_at = mono + (at - now) * 1000;
             continue;
@@ -595,24 +601,12 @@ notify_wakeup(void *ctx)
     }
 }
 
-static char *
-url_for_logs(const char *url)
-{
-    size_t len = strcspn(url, "?#");
-    char  *s = malloc(len + 1);
-
-    if (s != NULL) {
-        memcpy(s, url, len);
-        s[len] = '\0';
-    }
-    return s;
-}
-
 atls_notify_t *
 atls_notify_new(atls_sched_t *s, atls_events_t *ev)
 {
     const atls_notify_conf_t *conf = ev != NULL ? atls_events_conf(ev) : NULL;
     atls_notify_t            *n;
+    char                      where[ATLS_LOG_ESCAPE_MAX];
 
     if (!atls_notify_conf_has_sinks(conf)) {
         return NULL;
@@ -625,7 +619,9 @@ atls_notify_new(atls_sched_t *s, atls_events_t *ev)
     n->s = s;
     n->ev = ev;
     atls_notify_conf_copy(&n->conf, conf);
-    n->where = url_for_logs(n->conf.webhook != NULL ? n->conf.webhook : "");
+    n->where = atls_strdup(atls_notify_url_shown(n->conf.webhook != NULL ? n->conf.webhook
+                                                                           : "",
+                                                 where, sizeof(where)));
     n->sink[SINK_WEBHOOK].on = n->conf.webhook != NULL;
     n->sink[SINK_EXEC].on = n->conf.exec != NULL && s->host.exec_start != NULL;
     if (n->conf.exec != NULL && s->host.exec_start == NULL) {

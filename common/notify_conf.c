@@ -4,6 +4,7 @@
  * so that the CLI queues for the same sinks.  Header values may carry a
  * token: no message here ever quotes one, only the header's name.
  */
+#define _GNU_SOURCE     /* memrchr */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,7 @@ static int
 notify_check_webhook(const char *url, char *err, size_t errlen)
 {
     const char *auth, *end, *at, *host;
+    char        shown[ATLS_LOG_ESCAPE_MAX];
     size_t      n;
 
     if (strncasecmp(url, "https://", 8) == 0) {
@@ -71,7 +73,8 @@ notify_check_webhook(const char *url, char *err, size_t errlen)
         auth = url + 7;
     } else {
         return atls_meta_fail(err, errlen, "webhook \"%.200s\": not an http:// or "
-                              "https:// URL", url);
+                              "https:// URL", atls_notify_url_shown(url, shown,
+                                                                    sizeof(shown)));
     }
     if (notify_has_ctl(url) || strchr(url, ' ') != NULL) {
         return atls_meta_fail(err, errlen, "webhook URL holds a space or a control "
@@ -83,7 +86,8 @@ notify_check_webhook(const char *url, char *err, size_t errlen)
     at = memchr(auth, '@', n);
     host = at != NULL ? at + 1 : auth;
     if (host == end || *host == ':') {
-        return atls_meta_fail(err, errlen, "webhook \"%.200s\": no host", url);
+        return atls_meta_fail(err, errlen, "webhook \"%.200s\": no host",
+                              atls_notify_url_shown(url, shown, sizeof(shown)));
     }
     return 0;
 }
@@ -179,6 +183,28 @@ atls_notify_conf_check(const atls_notify_conf_t *c, char *err, size_t errlen)
         }
     }
     return 0;
+}
+
+char *
+atls_notify_url_shown(const char *url, char *buf, size_t len)
+{
+    const char *scheme = strstr(url, "://");
+    const char *auth = scheme != NULL ? scheme + 3 : url;
+    const char *at = memrchr(auth, '@', strcspn(auth, "/?#"));
+    const char *rest = at != NULL ? at + 1 : auth;
+    size_t      head = (size_t) (auth - url), tail = strcspn(rest, "?#");
+    char       *s = malloc(head + tail + 1);
+
+    if (s == NULL) {
+        snprintf(buf, len, "(webhook)");
+        return buf;
+    }
+    memcpy(s, url, head);
+    memcpy(s + head, rest, tail);
+    s[head + tail] = '\0';
+    atls_log_escape(s, buf, len);
+    free(s);
+    return buf;
 }
 
 /* ---- JSON ------------------------------------------------------------------- */

@@ -100,6 +100,21 @@ def test_audit_bad_since_and_torn_line(tmp_path):
     assert "1 line(s) that are not a JSON record skipped" in proc.stderr
 
 
+def test_audit_json_never_passes_terminal_codes(tmp_path):
+    """A line the worker planted: valid JSON, but with a bare CR between
+    members (it would overwrite what the terminal shows) and a UTF-8 C1
+    control (CSI): printed as the same record, escaped."""
+    store = str(tmp_path / "store")
+    seed(store)
+    with open(os.path.join(store, "audit.log"), "ab") as f:
+        f.write(b'{"event":"revoked",\r"id":"c.test","detail":"x\xc2\x9b2J"}\n')
+    out = run_cli("audit", "--store", store, "--json").stdout
+    assert "\r" not in out and "\u009b" not in out
+    last = out.splitlines()[-1]
+    assert json.loads(last) == {"event": "revoked", "id": "c.test", "detail": "x\u009b2J"}
+    assert last.isascii()
+
+
 def test_audit_empty_store(tmp_path):
     proc = run_cli("audit", "--store", str(tmp_path / "store"))
     assert proc.stdout.strip() == "no audit records"

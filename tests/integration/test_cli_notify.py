@@ -141,6 +141,25 @@ def test_usage_errors(tmp_path):
     assert p.returncode == 2 and "absolute" in p.stderr
 
 
+def test_output_holds_no_credential_nor_terminal_codes(tmp_path, rx):
+    """The URL is shown without userinfo and query; what a command (or the
+    worker, in the store's queue) wrote reaches the terminal escaped."""
+    store = str(tmp_path / "store")
+    script = str(tmp_path / "fail.sh")
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\nprintf '\\033[2Jcleared\\n' >&2\nexit 3\n")
+    os.chmod(script, 0o755)
+    base = rx.url.split("://", 1)[1]
+    url = f"http://hookuser:pw-sekrit@{base}?token=abc"
+    p = run_cli("notify-test", "--store", store, "--webhook", url, "--exec", script,
+                check=False)
+    assert p.returncode == 1
+    assert f"webhook http://{base}: delivered" in p.stdout
+    assert "pw-sekrit" not in p.stdout + p.stderr and "token=abc" not in p.stdout
+    assert "\x1b" not in p.stdout
+    assert "\\x1b[2Jcleared" in p.stdout
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to own a store as another user")
 def test_root_runs_the_stores_command_as_its_owner():
     owner = pwd.getpwnam("nobody")

@@ -92,6 +92,15 @@ def test_valid_certificate_exits_0_with_no_finding(cm, serve):
     assert text.returncode == 0 and f"{s.target} (SNI ok.test): ok" in text.stdout
 
 
+def test_names_from_the_server_reach_the_terminal_escaped(cm, serve):
+    """A dNSName may hold any IA5 byte: the endpoint scanned must not be
+    able to send escape codes to the operator's terminal."""
+    s = serve(cm.leaf("esc", ["a\x1b[2Jb.test"]))
+    text = scan("--sni", "ok.test", s.target)
+    assert "\x1b" not in text.stdout
+    assert "a\\x1b[2Jb.test" in text.stdout
+
+
 def test_json_schema(cm, serve):
     leaf = cm.valid("schema.test")
     s = serve(leaf)
@@ -258,3 +267,10 @@ def test_list_all_shows_static_certificates_with_their_worst_finding(tmp_path):
     findings = {f["finding"] for f in doc["static"][0]["findings"]}
     assert findings == {"expired", "name-mismatch", "weak-key", "sha1-signature",
                         "incomplete-chain"}
+    # the worker writes the inventory: what it says reaches the terminal escaped
+    entry["path"] = "/etc/ssl/\x1b[2Jold.pem"
+    entry["names"] = ["old.test\x9b2J"]
+    (inv / "static-0123456789abcdef.json").write_text(json.dumps(entry))
+    out = util.run_cli("list", "--store", store, "--all").stdout
+    assert "\x1b" not in out and "\x9b" not in out
+    assert "/etc/ssl/\\x1b[2Jold.pem" in out and "old.test\\xc2\\x9b2J" in out

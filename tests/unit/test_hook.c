@@ -211,6 +211,27 @@ test_kill_leaves_nothing(void **state)
     }
 }
 
+/* The program has a session of its own, hence no controlling terminal: a
+ * command a store names, run from an operator's shell by the CLI, must
+ * not reach the operator's terminal (escape codes, TIOCSTI). */
+static void
+test_own_session(void **state)
+{
+    char  hook[512], sid[32], why[256];
+    char *argv[3];
+
+    (void) state;
+    /* field 6 of /proc/PID/stat is the session id */
+    hookscript_write("sid", "s=$(cut -d' ' -f6 /proc/$$/stat)\n"
+                     "if [ \"$s\" = \"$1\" ]; then echo \"same session $s\" >&2; exit 1; fi\n"
+                     "exit 0\n", 0700, hook, sizeof(hook));
+    snprintf(sid, sizeof(sid), "%ld", (long) getsid(0));
+    argv[0] = hook;
+    argv[1] = sid;
+    argv[2] = NULL;
+    assert_int_equal(run_hook(argv, why, sizeof(why)), 1);
+}
+
 int
 main(void)
 {
@@ -221,6 +242,7 @@ main(void)
         cmocka_unit_test(test_no_shell_interpretation),
         cmocka_unit_test(test_missing_program),
         cmocka_unit_test(test_kill_leaves_nothing),
+        cmocka_unit_test(test_own_session),
     };
 
     return cmocka_run_group_tests(tests, hookscript_setup, hookscript_teardown);

@@ -407,10 +407,27 @@ static void
 conf_webhook(atls_notify_conf_t *c, char **headers)
 {
     memset(c, 0, sizeof(*c));
-    c->webhook = "http://127.0.0.1:9/hook?token=abc";
+    c->webhook = "http://hookuser:pw-sekrit@127.0.0.1:9/hook?token=abc";
     headers[0] = "Authorization: Bearer sekrit";
     c->headers = headers;
     c->n_headers = 1;
+}
+
+/* One event queued for both sinks by an emitter of its own, gone after. */
+static void
+queue_for_both(fx_t *f, atls_event_type_t t, const char *id)
+{
+    atls_notify_conf_t both;
+    atls_actor_t       a;
+    char              *hdr[1];
+
+    conf_webhook(&both, hdr);
+    both.exec = f->script_ok;
+    atls_actor_self(&a, "server", "test/1");
+    f->ev = atls_events_new(f->st, &a, &both);
+    emit(f, t, id);
+    atls_events_free(f->ev);
+    f->ev = NULL;
 }
 
 /* ---- tests ---------------------------------------------------------------------- */
@@ -480,6 +497,9 @@ webhook_retry_and_restart(void **state)
     assert_int_equal(logcap_count("not delivered: HTTP 503"), 1);
     assert_int_equal(logcap_count("sekrit"), 0);
     assert_int_equal(logcap_count("token=abc"), 0);
+    /* the URL's userinfo is a credential too: the host only */
+    assert_int_equal(logcap_count("hookuser"), 0);
+    assert_int_equal(logcap_count("webhook http://127.0.0.1:9/hook:"), 1);
 
     /* restart: the stored retry time holds for the new scheduler too */
     sched_end(f);
@@ -686,20 +706,10 @@ static void
 unconfigured_sink_dropped(void **state)
 {
     fx_t               *f = *state;
-    atls_notify_conf_t  c, both;
+    atls_notify_conf_t  c;
     char               *hdr[1];
 
-    conf_webhook(&both, hdr);
-    both.exec = f->script_ok;
-    {
-        atls_actor_t a;
-
-        atls_actor_self(&a, "cli", "test/1");
-        f->ev = atls_events_new(f->st, &a, &both);     /* queues for both */
-    }
-    emit(f, ATLS_EV_IMPORTED, "a.test");
-    atls_events_free(f->ev);
-    f->ev = NULL;
+    queue_for_both(f, ATLS_EV_IMPORTED, "a.test");
 
     conf_webhook(&c, hdr);
     sched_start(f, &c);
@@ -797,7 +807,7 @@ static void
 exec_identity(void **state)
 {
     fx_t *f = *state;
-    char  script[300], out[300], buf[400], *argv[2];
+    char  script[300], out[300], buf[800], *argv[2];
     FILE *fp;
     int   ok;
 
@@ -806,7 +816,10 @@ exec_identity(void **state)
     }
     snprintf(out, sizeof(out), "%s/uid.txt", f->dir);
     snprintf(script, sizeof(script), "%s/uid.sh", f->dir);
-    snprintf(buf, sizeof(buf), "#!/bin/sh\nid -u > %s\n", out);
+    /* and the environment: not the process's (root's, in the CLI) */
+    assert_int_equal(setenv("ATLS_TEST_SECRET", "from-root", 1), 0);
+    snprintf(buf, sizeof(buf), "#!/bin/sh\nid -u > %s\n"
+             "echo \"${ATLS_TEST_SECRET:-unset} $PATH\" >> %s\n", out, out);
     write_script(script, buf);
     /* nobody runs it and writes next to it */
     assert_int_equal(chmod(script, 0755), 0);
@@ -820,16 +833,112 @@ exec_identity(void **state)
     fp = fopen(out, "r");
     assert_non_null(fp);
     assert_non_null(fgets(buf, sizeof(buf), fp));
-    fclose(fp);
     assert_string_equal(buf, "65534\n");
+    assert_non_null(fgets(buf, sizeof(buf), fp));
+    fclose(fp);
+    unsetenv("ATLS_TEST_SECRET");
+    assert_string_equal(buf, "unset /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+                        "/sbin:/bin\n");
+}
+
+/* What messages show of a webhook URL: no userinfo, query or fragment
+ * (credentials), nothing that could drive a terminal. */
+static void
+url_shown(void **state)
+{
+    char buf[ATLS_LOG_ESCAPE_MAX];
+
+    (void) state;
+    assert_string_equal(atls_notify_url_shown("https://u:p@h.test:8443/x?token=t#f", buf,
+                                              sizeof(buf)), "https://h.test:8443/x");
+    assert_string_equal(atls_notify_url_shown("http://a@b@h.test/p@q?x@y", buf,
+                                              sizeof(buf)), "http://h.test/p@q");
+    assert_string_equal(atls_notify_url_shown("http://h.test", buf, sizeof(buf)),
+                        "http://h.test");
+    assert_string_equal(atls_notify_url_shown("http://h.test/\x1b[2J\xc2\x9b", buf,
+                                              sizeof(buf)),
+                        "http://h.test/\\x1b[2J\\xc2\\x9b");
+}
+
+/* A stored retry time far ahead (planted by the worker, or written by a
+ * clock that was wrong) counts as the longest backoff: the timer is not
+ * armed in the past by an overflow (a busy loop), nor the sink held for
+ * ever. */
+static void
+retry_at_far_ahead(void **state)
+{
+    fx_t               *f = *state;
+    atls_notify_conf_t  c;
+    char               *hdr[1], key[64], *text, err[256];
+    json_t             *e;
+
+    conf_webhook(&c, hdr);
+    sched_start(f, &c);
+    emit(f, ATLS_EV_OBTAINED, "a.test");
+    run_soon(f);
+    answer(f, 503);
+    sched_end(f);
+
+    e = queue_head(f, key, sizeof(key));
+    /* (at - now) * 1000 would wrap below zero */
+    json_object_set_new(json_object_get(e, "retry_at"), "webhook",
+                        json_integer((json_int_t) time(NULL) + 9223372036854776LL));
+    text = json_dumps(e, JSON_COMPACT);
+    assert_int_equal(atls_store_queue_update(f->st, key, text, strlen(text), err, sizeof(err)),
+                     ATLS_STORE_OK);
+    free(text);
+    json_decref(e);
+
+    sched_start(f, &c);
+    run_soon(f);
+    assert_int_equal(f->h.n_req, 0);
+    assert_true(f->h.timer_armed);
+    assert_true(f->h.timer_ms > 0 && f->h.timer_ms <= 30000);
+    assert_true(atls_sched_idle(f->h.s));
+}
+
+/* A notifier whose sinks are not the store's (notify-test --exec) leaves
+ * the other sinks of queued entries alone: the server's webhook queue is
+ * not dropped by an operator testing a command. */
+static void
+other_sinks_kept(void **state)
+{
+    fx_t               *f = *state;
+    atls_notify_conf_t  c;
+    json_t             *e;
+    char                key[64];
+
+    queue_for_both(f, ATLS_EV_RENEWED, "a.test");
+
+    memset(&c, 0, sizeof(c));
+    c.exec = f->script_ok;
+    {
+        atls_actor_t a;
+
+        atls_actor_self(&a, "cli", "test/1");
+        f->ev = atls_events_new(f->st, &a, &c);
+        atls_events_keep_other_sinks(f->ev);
+    }
+    sched_start(f, &c);
+    run_soon(f);
+    exec_wait(f, 0);
+    assert_int_equal(f->h.exec_runs, 1);
+    assert_int_equal(queue_len(f), 1);
+    e = queue_head(f, key, sizeof(key));
+    assert_int_equal(json_array_size(json_object_get(e, "pending")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(e, "pending"), 0)),
+                        "webhook");
+    json_decref(e);
 }
 
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(url_shown),
         cmocka_unit_test_setup_teardown(webhook_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(webhook_retry_and_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(retry_at_far_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_keeps_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(one_deliverer, setup, teardown),
         cmocka_unit_test_setup_teardown(full_queue, setup, teardown),
@@ -837,6 +946,7 @@ main(void)
         cmocka_unit_test_setup_teardown(exec_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(exec_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(unconfigured_sink_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(other_sinks_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(planted_entries_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(spawn_input_large, setup, teardown),
         cmocka_unit_test_setup_teardown(exec_identity, setup, teardown),

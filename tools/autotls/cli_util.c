@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "atls_hook.h"
 #include "atls_priv.h"
 #include "atls_schedule.h"
 #include "cli.h"
@@ -61,6 +62,10 @@ static int cli_become_owner(cli_opts_t *o)
                   o->store_dir, o->store_owner, err);
         return -1;
     }
+    /* the notification command notify.json names (any command that
+     * emits events may deliver them) runs as the owner, with a minimal
+     * environment rather than the one root exported */
+    atls_hook_set_identity((long) sb.st_uid, (long) sb.st_gid);
     /* The CA file is opened later, by now as the owner: say so now. */
     if ((o->given & CLI_O_CA_FILE) && access(o->issuer.ca_file, R_OK) != 0) {
         cli_error("--ca-file %s: not readable by %s, who owns the store %s and "

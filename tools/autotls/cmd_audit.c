@@ -152,6 +152,28 @@ typedef struct {
     size_t            skipped;    /* lines that are not a JSON object */
 } audit_out_t;
 
+/* --json: the record as stored when it is printable ASCII; otherwise
+ * (the worker can write the file) the same record with every non-ASCII
+ * character as a \\u escape, so that neither a bare CR nor a UTF-8 C1
+ * control reaches the terminal. */
+static void print_json_line(json_t *rec, const char *line)
+{
+    const unsigned char *p;
+    char                *text;
+
+    for (p = (const unsigned char *) line; *p >= 0x20 && *p < 0x7f; p++) {
+    }
+    if (*p == '\0') {
+        printf("%s\n", line);
+        return;
+    }
+    text = json_dumps(rec, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
+    if (text != NULL) {
+        printf("%s\n", text);
+        free(text);
+    }
+}
+
 static void print_file(audit_out_t *out, char *data)
 {
     char         *line, *save = NULL;
@@ -172,7 +194,7 @@ static void print_file(audit_out_t *out, char *data)
                        "KEY", "SERIAL", "ACTOR", "OUTCOME");
             }
             if (out->json) {
-                printf("%s\n", line);
+                print_json_line(rec, line);
             } else {
                 print_record(rec);
             }

@@ -177,10 +177,32 @@ static void add_static_row(table_t *t, const atls_inventory_item_t *it,
                         more);
 }
 
-static void print_table(const table_t *t)
+/* Every cell comes from the store (the worker's: names, paths, errors,
+ * findings): escaped in place before it reaches the terminal. */
+static void escape_cells(table_t *t)
+{
+    size_t i, c, len;
+    char  *e;
+
+    for (i = 0; i < t->n; i++) {
+        for (c = 0; c < t->ncols; c++) {
+            len = strlen(t->rows[i].cell[c]) * 4 + 1;
+            e = malloc(len);
+            if (e == NULL) {
+                abort();
+            }
+            atls_log_escape(t->rows[i].cell[c], e, len);
+            free(t->rows[i].cell[c]);
+            t->rows[i].cell[c] = e;
+        }
+    }
+}
+
+static void print_table(table_t *t)
 {
     size_t w[N_COLS], i, c, len;
 
+    escape_cells(t);
     for (c = 0; c < t->ncols; c++) {
         w[c] = strlen(t->headers[c]);
         for (i = 0; i < t->n; i++) {

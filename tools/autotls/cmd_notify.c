@@ -13,10 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <jansson.h>
 #include "atls_event.h"
-#include "atls_hook.h"
 #include "atls_job.h"
 #include "cli.h"
 
@@ -211,7 +209,7 @@ static int notify_report(atls_store_t *st, const atls_notify_conf_t *c, const ch
         const char *target = k == 0 ? c->webhook : c->exec;
         json_t     *pending = json_object_get(e, "pending"), *v;
         const char *why;
-        char       *older;
+        char       *older, shown[ATLS_LOG_ESCAPE_MAX], whyshown[ATLS_LOG_ESCAPE_MAX];
         size_t      i;
         int         waits = 0;
 
@@ -224,17 +222,25 @@ static int notify_report(atls_store_t *st, const atls_notify_conf_t *c, const ch
         if (rc == ATLS_STORE_OK && e == NULL) {
             waits = 1;
         }
+        /* from notify.json and the queue, both the worker's: escaped, and
+         * the URL without userinfo and query (credentials) */
+        if (k == 0) {
+            (void) atls_notify_url_shown(target, shown, sizeof(shown));
+        } else {
+            (void) atls_log_escape(target, shown, sizeof(shown));
+        }
         if (!waits && rc != ATLS_STORE_ERROR) {
-            printf("%s %s: delivered\n", sink_names[k], target);
+            printf("%s %s: delivered\n", sink_names[k], shown);
             continue;
         }
         all = 0;
         why = json_string_value(json_object_get(json_object_get(e, "last_error"),
                                                 sink_names[k]));
         older = why == NULL ? older_error(st, key, sink_names[k]) : NULL;
-        printf("%s %s: NOT delivered: %s\n", sink_names[k], target,
-               why != NULL ? why : older != NULL ? older
-                           : "not tried (another process delivers this store's queue)");
+        printf("%s %s: NOT delivered: %s\n", sink_names[k], shown,
+               atls_log_escape(why != NULL ? why : older != NULL ? older
+                               : "not tried (another process delivers this store's "
+                                 "queue)", whyshown, sizeof(whyshown)));
         free(older);
     }
     if (!all) {
@@ -253,7 +259,6 @@ static int notify_test_run(cli_opts_t *o)
     atls_actor_t         actor;
     atls_job_many_opts_t jo;
     char                *key = NULL, err[512];
-    struct stat          sb;
     int                  rc = CLI_EXIT_FAIL;
 
     memset(&conf, 0, sizeof(conf));
@@ -263,12 +268,9 @@ static int notify_test_run(cli_opts_t *o)
     if (st == NULL) {
         goto out;
     }
-    /* Root on a store another user owns is that user by now (for good);
-     * the command a store names must run as its owner whatever becomes of
-     * that, so the hook runner is told too (it checks, or takes it). */
-    if (o->store_foreign && stat(o->store_dir, &sb) == 0) {
-        atls_hook_set_identity((long) sb.st_uid, (long) sb.st_gid);
-    }
+    /* Root on a store another user owns is that user by now (for good),
+     * and the hook runner was told (cli_store_open): the command a store
+     * names runs as its owner, with a minimal environment. */
     rc = notify_conf_get(o, st, &conf);
     if (rc != 0) {
         goto out;
@@ -278,6 +280,11 @@ static int notify_test_run(cli_opts_t *o)
     if (ev == NULL) {
         cli_error("notify-test: out of memory");
         goto out;
+    }
+    if (o->given & (CLI_O_EXEC | CLI_O_WEBHOOK)) {
+        /* sinks of the command line: the server's queued events for its
+         * own sinks stay queued for it */
+        atls_events_keep_other_sinks(ev);
     }
     notify_retry_now(st);
     key = notify_queue_test(st, ev);

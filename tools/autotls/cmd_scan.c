@@ -392,7 +392,7 @@ static void
 scan_print_text(const scan_list_t *l, time_t now)
 {
     const scan_target_t *t;
-    char                 when[32];
+    char                 when[32], shown[ATLS_LOG_ESCAPE_MAX];
     size_t               i, k;
 
     for (i = 0; i < l->n; i++) {
@@ -405,9 +405,12 @@ scan_print_text(const scan_list_t *l, time_t now)
         }
         printf("  subject:   %s\n  issuer:    %s\n  serial:    %s\n", t->facts.subject,
                t->facts.issuer, t->facts.serial);
+        /* the names and the findings' details come from the server's
+         * certificate (a dNSName may hold any IA5 byte): escaped, so that
+         * the endpoint scanned cannot drive the terminal */
         printf("  names:    ");
         for (k = 0; k < t->facts.n_names; k++) {
-            printf(" %s", t->facts.names[k]);
+            printf(" %s", atls_log_escape(t->facts.names[k], shown, sizeof(shown)));
         }
         printf("\n  key:       %s %d\n  signature: %s\n", t->facts.key_alg, t->facts.key_bits,
                t->facts.sig_alg);
@@ -419,7 +422,8 @@ scan_print_text(const scan_list_t *l, time_t now)
                                                                            : "incomplete");
         for (k = 0; k < t->n_findings; k++) {
             printf("  %-8s   %s: %s\n", atls_severity_name(t->findings[k].severity),
-                   atls_finding_name(t->findings[k].type), t->findings[k].detail);
+                   atls_finding_name(t->findings[k].type),
+                   atls_log_escape(t->findings[k].detail, shown, sizeof(shown)));
         }
     }
 }
