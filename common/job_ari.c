@@ -19,6 +19,7 @@
 #include "job_int.h"
 #include "atls_schedule.h"
 #include "atls_store.h"
+#include "store_ari.h"
 
 #define ARI_RECHECK_DEFAULT  (6 * 3600)     /* no Retry-After from the CA */
 #define ARI_RECHECK_NONE     (24 * 3600)    /* the CA offers no renewalInfo */
@@ -79,6 +80,32 @@ ari_record_none(atls_store_t *st, const char *id, time_t now, char *err, size_t 
     atls_cert_meta_free(&m);
     atls_store_unlock(st, lk);
     return rc;
+}
+
+/*
+ * "This directory offers no renewalInfo", said once for the directory
+ * (store_ari.h), not in each certificate's meta: 10,000 certificates of
+ * one CA cost one write a day, not 10,000.  Written only when the store
+ * does not say so already (several queries may end at once).
+ */
+static void
+ari_record_directory(atls_store_t *st, const char *directory, time_t now)
+{
+    time_t until = 0;
+    char   err[512];
+
+    if (directory == NULL
+        || (atls_store_load_ari_dir(st, directory, &until, err, sizeof(err))
+            == ATLS_STORE_OK && until > now + ARI_RECHECK_NONE / 2))
+    {
+        return;
+    }
+    if (atls_store_save_ari_dir(st, directory, now + ARI_RECHECK_NONE, err, sizeof(err))
+        != ATLS_STORE_OK)
+    {
+        atls_log(ATLS_LOG_WARN, "autotls: %s: cannot record that the CA offers no "
+                 "renewal information: %s", directory, err);
+    }
 }
 
 /* A query that failed (transport, bad answer): asked again after a backoff
@@ -219,7 +246,13 @@ atls_job_ari_finish(atls_store_t *st, const char *id, atls_acme_t *e, time_t now
 
     if (atls_acme_result_ari(e, &start, &end) != 0) {
         atls_log(ATLS_LOG_DEBUG, "autotls: %s: the CA offers no renewal information", id);
-        m.ari_next_check = now + ARI_RECHECK_NONE;
+        ari_record_directory(st, m.issuer.directory, now);
+        if (m.ari_window_start == 0 && m.ari_window_end == 0 && m.ari_failures == 0) {
+            rc = 0;     /* nothing about this certificate changed */
+            goto done;
+        }
+        /* the directory's record says when to ask again */
+        m.ari_next_check = 0;
         m.ari_window_start = 0;
         m.ari_window_end = 0;
     } else {
@@ -261,10 +294,19 @@ atls_job_ari_refresh_blocking(atls_store_t *st, const char *id, char *err, size_
     atls_cert_meta_t  m;
     atls_http_opts_t  http;
     atls_acme_t      *e;
+    time_t            none_until = 0;
     int               rc;
 
     if (atls_job_load(st, id, &m, err, errlen) != 0) {
         return -1;
+    }
+    if (m.issuer.directory != NULL
+        && atls_store_load_ari_dir(st, m.issuer.directory, &none_until, err, errlen)
+           == ATLS_STORE_OK && none_until > time(NULL))
+    {
+        /* the directory offers none: known without asking */
+        atls_cert_meta_free(&m);
+        return 0;
     }
     e = atls_job_ari_start(st, &m, err, errlen);
     if (e == NULL) {
