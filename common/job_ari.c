@@ -61,27 +61,6 @@ ari_leaf(atls_store_t *st, const atls_cert_meta_t *m, char *err, size_t errlen)
     return leaf;
 }
 
-/* Records "no renewal information" so the CA is not asked again for a day. */
-static int
-ari_record_none(atls_store_t *st, const char *id, time_t now, char *err, size_t errlen)
-{
-    atls_store_lock_t *lk;
-    atls_cert_meta_t   m;
-    int                rc;
-
-    if (atls_job_lock_load(st, id, &lk, &m, err, errlen) != 0) {
-        return -1;
-    }
-    m.ari_next_check = now + ARI_RECHECK_NONE;
-    m.ari_window_start = 0;
-    m.ari_window_end = 0;
-    m.ari_failures = 0;
-    rc = atls_store_save_meta(st, &m, err, errlen) == ATLS_STORE_OK ? 0 : -1;
-    atls_cert_meta_free(&m);
-    atls_store_unlock(st, lk);
-    return rc;
-}
-
 /*
  * "This directory offers no renewalInfo", said once for the directory
  * (store_ari.h), not in each certificate's meta: 10,000 certificates of
@@ -141,7 +120,6 @@ atls_job_ari_start(atls_store_t *st, const atls_cert_meta_t *m, char *err, size_
     atls_acme_t  *e;
     X509         *leaf;
     char         *cid;
-    char          tmp[256];
 
     if (m == NULL || m->id == NULL || m->issuer.directory == NULL) {
         snprintf(err, errlen, "incomplete certificate settings");
@@ -153,10 +131,11 @@ atls_job_ari_start(atls_store_t *st, const atls_cert_meta_t *m, char *err, size_
     }
     cid = atls_ari_cert_id(leaf);
     if (cid == NULL) {
-        /* No authority key identifier: the CA cannot be asked about it, and
-         * asking again will not change that. */
+        /* No authority key identifier: the CA cannot be asked about it.
+         * Nothing is written (10,000 such leaves would cost 10,000 meta
+         * writes at every start): the host does not ask again for a while
+         * (the scheduler: a day, in memory). */
         X509_free(leaf);
-        (void) ari_record_none(st, m->id, time(NULL), tmp, sizeof(tmp));
         snprintf(err, errlen, "%s: the certificate has no authority key identifier, "
                  "so it has no ARI identifier", m->id);
         return NULL;

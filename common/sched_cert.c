@@ -265,7 +265,11 @@ atls_sched_ari_may(atls_sched_t *s, atls_sched_cert_t *c, time_t now)
         return 0;
     }
     if (c->ari_after == 0) {
-        c->ari_after = s->started + ari_spread(s, c->id);
+        /* Only a scheduler that lives on between passes (a server's, which
+         * yields in slices) spreads: one made for a single pass (Apache's,
+         * the CLI's) would never reach the later points, and the rate
+         * bound holds there alone. */
+        c->ari_after = s->started + (s->slice_ms > 0 ? ari_spread(s, c->id) : 0);
     }
     if (now < c->ari_after && d->ari_probed) {
         return 0;   /* a later pass asks */
