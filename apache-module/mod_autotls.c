@@ -78,16 +78,24 @@ autotls_any_enabled(server_rec *base)
     return 0;
 }
 
+/* autotls runs (store, watchdog, discovery) when a host is managed, or
+ * for monitoring alone when AutoTLSStoreDir names a store. */
+static int
+autotls_active(server_rec *base)
+{
+    return autotls_any_enabled(base) || autotls_config_get(base)->store_dir != NULL;
+}
+
 static int
 autotls_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                      server_rec *s)
 {
-    if (!autotls_any_enabled(s)) {
+    if (!autotls_active(s)) {
         return OK;
     }
     if (APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance) == NULL) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
-                     "AutoTLS On needs mod_watchdog: add "
+                     "AutoTLS needs mod_watchdog: add "
                      "'LoadModule watchdog_module .../mod_watchdog.so'");
         return !OK;
     }
@@ -224,9 +232,12 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                              ? mc->preload : AUTOTLS_DEFAULT_PRELOAD;
     atls_log_set(autotls_log, s, ATLS_LOG_DEBUG);
 
-    if (!autotls_any_enabled(s)) {
+    if (!autotls_active(s)) {
         return OK;
     }
+    autotls_notify_conf_build(pconf, mc, &autotls_global.notify);
+    autotls_global.policy = mc->policy;
+    autotls_discover_reset(pconf);
     if (geteuid() == 0) {
         uid = (long) ap_unixd_config.user_id;
         gid = (long) ap_unixd_config.group_id;
@@ -294,4 +305,5 @@ autotls_register_hooks(apr_pool_t *p)
     autotls_ssl_register_hooks();
     autotls_challenge_register_hooks();
     autotls_status_register_hooks();
+    autotls_discover_register_hooks();
 }

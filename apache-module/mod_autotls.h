@@ -7,7 +7,10 @@
  * on the curl-multi/poll host of job_multi.c), which decides what is due
  * and runs those orders several at once; every child serves the live
  * certificate from a per-child cache of parsed objects, reloaded only when
- * the generation number in shared memory changes.
+ * the generation number in shared memory changes.  The parent also notes
+ * the certificate files of the SSL hosts autotls does not manage (as
+ * mod_ssl hands them over) for the inventory, the status page and the
+ * expiry alerts.
  */
 #ifndef MOD_AUTOTLS_H
 #define MOD_AUTOTLS_H
@@ -28,6 +31,9 @@
 #include "atls.h"
 #include "atls_acme.h"
 #include "atls_crypto.h"
+#include "atls_event.h"
+#include "atls_inventory.h"
+#include "atls_policy.h"
 #include "atls_schedule.h"
 #include "atls_store.h"
 
@@ -95,6 +101,16 @@ struct autotls_srv_conf_s {
 
     int                 max_parallel;     /* AutoTLSMaxParallel (global) */
     int                 preload;          /* AutoTLSPreload (global) */
+
+    /* events and policy (global: one notify.json, one policy.json per store) */
+    int                 warn_set;         /* AutoTLSWarn */
+    atls_warn_t         warn;
+    const char         *notify_cmd;       /* AutoTLSNotifyCmd */
+    long                notify_timeout;   /* AutoTLSNotifyTimeout, seconds */
+    const char         *webhook;          /* AutoTLSNotifyWebhook URL */
+    apr_array_header_t *webhook_headers;  /* its "Name: value", const char * */
+    long                notify_queue;     /* AutoTLSNotifyQueue */
+    atls_policy_t      *policy;           /* AutoTLSPolicy*, NULL: none */
 };
 
 /* Process-wide state, rebuilt on every (re)start in post_config. */
@@ -107,6 +123,13 @@ typedef struct {
     int                 any_tls_alpn;
     int                 max_parallel;     /* orders in flight at once */
     int                 preload;          /* fill each child's cache at start */
+    atls_notify_conf_t  notify;           /* AutoTLSWarn, AutoTLSNotify* */
+    const atls_policy_t *policy;          /* the main server's, may be NULL */
+    /* SSLCertificateFile of the hosts autotls does not manage (discovery,
+     * filled in the parent, written to the store by the watchdog child) */
+    atls_inventory_item_t *inventory;
+    size_t              n_inventory;
+    int                 collecting;       /* mod_ssl is handing us cert files */
 } autotls_global_t;
 
 extern module AP_MODULE_DECLARE_DATA autotls_module;
@@ -120,6 +143,34 @@ autotls_srv_conf_t *autotls_config_get(server_rec *s);
 int autotls_config_check(apr_pool_t *p, server_rec *base);
 int autotls_config_names(apr_pool_t *p, server_rec *s, const char ***names, size_t *n);
 atls_issuer_t *autotls_config_issuer(apr_pool_t *p, autotls_srv_conf_t *sc);
+
+/* mod_autotls_notify.c: AutoTLSWarn, AutoTLSNotify*, AutoTLSPolicy* */
+const char *autotls_set_warn(cmd_parms *cmd, void *dc, int argc, char *const argv[]);
+const char *autotls_set_notify_cmd(cmd_parms *cmd, void *dc, const char *v);
+const char *autotls_set_notify_timeout(cmd_parms *cmd, void *dc, const char *v);
+const char *autotls_set_webhook(cmd_parms *cmd, void *dc, int argc, char *const argv[]);
+const char *autotls_set_notify_queue(cmd_parms *cmd, void *dc, const char *v);
+const char *autotls_set_policy_keys(cmd_parms *cmd, void *dc, const char *v);
+const char *autotls_set_policy_min_rsa(cmd_parms *cmd, void *dc, const char *v);
+const char *autotls_set_policy_ca(cmd_parms *cmd, void *dc, const char *v);
+const char *autotls_set_policy_names(cmd_parms *cmd, void *dc, const char *v);
+const char *autotls_set_policy_max_names(cmd_parms *cmd, void *dc, const char *v);
+/* The core's notification settings of the main server conf mc (members
+ * malloc'd, freed with pool p). */
+void autotls_notify_conf_build(apr_pool_t *p, const autotls_srv_conf_t *mc,
+                               atls_notify_conf_t *c);
+/* A managed host against the policy: 0, or -1 with the message (naming the
+ * rule and the directive that set it) in p. */
+int autotls_policy_check_host(apr_pool_t *p, const autotls_srv_conf_t *sc,
+                              const atls_policy_t *pol, const char **msg);
+
+/* mod_autotls_discover.c: certificates of the hosts autotls does not manage */
+/* mod_ssl's add_cert_files time: note s's certificate files. */
+void autotls_discover_host(server_rec *s, const apr_array_header_t *cert_files);
+/* post_config before mod_ssl's: forget the last start's; after it: read
+ * and log (the real start only). */
+void autotls_discover_reset(apr_pool_t *pconf);
+void autotls_discover_register_hooks(void);
 
 /* mod_autotls_drive.c: the watchdog callbacks, glue over atls_job_check_pass */
 apr_status_t autotls_drive_start(apr_pool_t *p, server_rec *s);

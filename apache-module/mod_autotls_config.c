@@ -37,6 +37,8 @@ autotls_config_create_srv(apr_pool_t *p, server_rec *s)
     sc->preload = AUTOTLS_UNSET;
     sc->stapling = AUTOTLS_UNSET;
     sc->must_staple = AUTOTLS_UNSET;
+    sc->notify_timeout = AUTOTLS_UNSET;
+    sc->notify_queue = AUTOTLS_UNSET;
     return sc;
 }
 
@@ -88,6 +90,20 @@ autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv)
     MERGE_INT(check_interval);
     MERGE_INT(max_parallel);
     MERGE_INT(preload);
+    /* server-wide: a virtual host sees the main server's */
+    if (add->warn_set) {
+        mrg->warn_set = 1;
+        mrg->warn = add->warn;
+    } else {
+        mrg->warn_set = base->warn_set;
+        mrg->warn = base->warn;
+    }
+    MERGE_PTR(notify_cmd);
+    MERGE_INT(notify_timeout);
+    MERGE_PTR(webhook);
+    MERGE_PTR(webhook_headers);
+    MERGE_INT(notify_queue);
+    MERGE_PTR(policy);
     return mrg;
 }
 
@@ -421,6 +437,27 @@ const command_rec autotls_cmds[] = {
                  "CRLs only"),
     AP_INIT_FLAG("AutoTLSMustStaple", set_must_staple, NULL, RSRC_CONF,
                  "On: ask for the OCSP Must-Staple extension (needs AutoTLSStapling On)"),
+    AP_INIT_TAKE_ARGV("AutoTLSWarn", autotls_set_warn, NULL, RSRC_CONF,
+                      "expiry alert levels before notAfter (default 21d 7d 3d 1d)"),
+    AP_INIT_TAKE1("AutoTLSNotifyCmd", autotls_set_notify_cmd, NULL, RSRC_CONF,
+                  "absolute path of a command run as: CMD EVENT ID, the event as "
+                  "JSON on stdin"),
+    AP_INIT_TAKE1("AutoTLSNotifyTimeout", autotls_set_notify_timeout, NULL, RSRC_CONF,
+                  "how long one AutoTLSNotifyCmd run may take (default 30s)"),
+    AP_INIT_TAKE_ARGV("AutoTLSNotifyWebhook", autotls_set_webhook, NULL, RSRC_CONF,
+                      "URL [\"Name: value\"...]: events POSTed as JSON"),
+    AP_INIT_TAKE1("AutoTLSNotifyQueue", autotls_set_notify_queue, NULL, RSRC_CONF,
+                  "how many undelivered notifications the store keeps (default 10000)"),
+    AP_INIT_ITERATE("AutoTLSPolicyKeys", autotls_set_policy_keys, NULL, RSRC_CONF,
+                    "policy: key types allowed (ec256 ec384 rsa2048 rsa3072 rsa4096)"),
+    AP_INIT_TAKE1("AutoTLSPolicyMinRSABits", autotls_set_policy_min_rsa, NULL, RSRC_CONF,
+                  "policy: smallest RSA key allowed, in bits"),
+    AP_INIT_ITERATE("AutoTLSPolicyCA", autotls_set_policy_ca, NULL, RSRC_CONF,
+                    "policy: ACME directory URLs allowed"),
+    AP_INIT_ITERATE("AutoTLSPolicyNames", autotls_set_policy_names, NULL, RSRC_CONF,
+                    "policy: names allowed: example.com, *.example.com, ~REGEX"),
+    AP_INIT_TAKE1("AutoTLSPolicyMaxNames", autotls_set_policy_max_names, NULL, RSRC_CONF,
+                  "policy: most names one certificate may carry"),
     { .name = NULL }
 };
 
@@ -552,6 +589,7 @@ autotls_config_check(apr_pool_t *p, server_rec *base)
         const char **names;
         size_t n, i;
         char why[256];
+        const char *msg;
         int chal;
 
         if (sc->enabled != 1) {
@@ -587,6 +625,10 @@ autotls_config_check(apr_pool_t *p, server_rec *base)
                          "stapling the self-signed fallback certificate can be ignored",
                          s->server_hostname ? s->server_hostname : "(no ServerName)",
                          sc->where_file ? sc->where_file : "?", sc->where_line);
+        }
+        if (autotls_policy_check_host(p, sc, autotls_config_get(base)->policy, &msg)
+            != 0) {
+            bad |= check_fail(s, sc, msg);
         }
         chal = sc->challenge == AUTOTLS_UNSET ? ATLS_CHAL_HTTP01 : sc->challenge;
         if (chal == ATLS_CHAL_DNS01 && sc->dns_hook == NULL) {

@@ -10,8 +10,17 @@
  * CRLs (AutoTLSStapling).  This file publishes challenge answers in the
  * store, where every child reads them, logs each outcome and publishes the
  * store generation: a deploy and a new (or withdrawn) OCSP response both
- * bump it, so children load the certificate again with its staple.  All job state is in the store, so a restart or a
- * watchdog that moved to another child resumes from there.
+ * bump it, so children load the certificate again with its staple.  All
+ * job state is in the store, so a restart or a watchdog that moved to
+ * another child resumes from there.
+ *
+ * Events (atls_event.h) are emitted by the scheduler of each pass through
+ * one emitter per watchdog child (actor: this child's pid), and its
+ * notifier delivers the store's queue in the same pass: a delivery waiting
+ * for a retry goes out at the first pass after its time, so the pass
+ * rhythm (AutoTLSCheckInterval) bounds how late it can be.  Unlike nginx,
+ * where one scheduler lives as long as the driver, nothing here waits
+ * between passes.
  */
 #include <string.h>
 #include <unistd.h>
@@ -25,6 +34,7 @@
 #include "ap_mpm.h"
 #include "apr_strings.h"
 
+#include "ap_release.h"
 #include "mod_watchdog.h"
 #include "atls_job.h"
 #include "mod_autotls.h"
@@ -33,8 +43,12 @@ APLOG_USE_MODULE(autotls);
 
 #define AUTOTLS_WATCHDOG_NAME "_autotls_"
 
+/* what the audit trail and the events say emitted them */
+#define AUTOTLS_SOFTWARE "Apache/" AP_SERVER_BASEREVISION
+
 /* child-local: only the watchdog thread touches these */
 static atls_store_t *drive_store;
+static atls_events_t *drive_events;
 static char        **drive_last_error;   /* per host, to log a problem once */
 
 uint64_t
@@ -290,10 +304,9 @@ autotls_drive_check(apr_pool_t *ptemp)
     atls_job_many_opts_t mo;
     char err[1024];
 
-    if (n == 0) {
-        return;
-    }
-    confs = apr_pcalloc(ptemp, sizeof(*confs) * (size_t) n);
+    /* with no managed host the pass still sends the expiry alerts of the
+     * certificates discovered and delivers queued notifications */
+    confs = apr_pcalloc(ptemp, sizeof(*confs) * (size_t) (n + 1));
     for (i = 0; i < n; i++) {
         autotls_srv_conf_t *sc = autotls_host((size_t) i);
 
@@ -311,6 +324,8 @@ autotls_drive_check(apr_pool_t *ptemp)
     mo.stopping = autotls_drive_poll;
     mo.ari = 1;
     mo.recheck_ms = (long) apr_time_as_msec(autotls_global.check_interval);
+    mo.events = drive_events;
+    mo.policy = autotls_global.policy;
 
     /* busy before looking at quit: a quiesce either sees busy or is seen */
     __atomic_store_n(&drive_busy, 1, __ATOMIC_SEQ_CST);
@@ -318,6 +333,43 @@ autotls_drive_check(apr_pool_t *ptemp)
         (void) atls_job_check_pass(drive_store, confs, (size_t) n, &mo, err, sizeof(err));
     }
     __atomic_store_n(&drive_busy, 0, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * The events of this server: emitted by the scheduler in this child, as
+ * the children's user, with this child's pid in the audit trail.  The
+ * settings and the policy go to the store, so that the CLI on the same
+ * store queues its events for the same sinks and honours the same policy;
+ * the certificates found at start join the store's inventory.  A failure
+ * here is logged and the driver goes on: certificates matter more.
+ */
+static void
+autotls_drive_events_open(server_rec *s)
+{
+    atls_actor_t actor;
+    char err[256];
+
+    atls_actor_self(&actor, "server", AUTOTLS_SOFTWARE);
+    drive_events = atls_events_new(drive_store, &actor, &autotls_global.notify);
+    if (drive_events == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "autotls: out of memory for events");
+    }
+    if (atls_store_save_notify_conf(drive_store, &autotls_global.notify,
+                                    err, sizeof(err)) != ATLS_STORE_OK) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     "autotls: cannot save the notification settings: %s", err);
+    }
+    if (atls_store_save_policy(drive_store, autotls_global.policy,
+                               err, sizeof(err)) != ATLS_STORE_OK) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     "autotls: cannot save the policy: %s", err);
+    }
+    if (atls_store_inventory_sync(drive_store, "apache", autotls_global.inventory,
+                                  autotls_global.n_inventory, err, sizeof(err)) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     "autotls: cannot record the certificates found in the "
+                     "configuration: %s", err);
+    }
 }
 
 static int
@@ -339,6 +391,7 @@ autotls_drive_open(server_rec *s)
     if (drive_last_error == NULL) {
         abort();
     }
+    autotls_drive_events_open(s);
     return 0;
 }
 
@@ -375,6 +428,10 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
         /* mod_watchdog may call this from the exiting thread while a
          * check still runs in the watchdog's */
         autotls_drive_quiesce();
+        if (drive_events != NULL) {
+            atls_events_free(drive_events);
+            drive_events = NULL;
+        }
         if (drive_store != NULL) {
             atls_store_close(drive_store);
             drive_store = NULL;

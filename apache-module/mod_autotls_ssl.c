@@ -187,6 +187,7 @@ autotls_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_fi
     size_t i, n;
     int rc = DECLINED;
 
+    autotls_discover_host(s, cert_files);
     if (sc->enabled != 1 || sc->owner == NULL || cert_files->nelts > 0) {
         return DECLINED;
     }

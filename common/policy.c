@@ -22,6 +22,12 @@
 #define POLICY_RSA_BITS_MIN   1024
 #define POLICY_RSA_BITS_MAX   16384
 #define POLICY_MAX_NAMES_MAX  100000
+/* A names regex: far more than a hostname pattern needs (policy_regex.c). */
+#define POLICY_REGEX_LEN_MAX  256
+#define POLICY_REGEX_COST_MAX 2048
+#define POLICY_REGEX_TOTAL_MAX (8 * POLICY_REGEX_COST_MAX)
+#define POLICY_STR_(x)        #x
+#define POLICY_STR(x)         POLICY_STR_(x)
 /* A DNS name is at most 253 characters; anything longer matches nothing. */
 #define POLICY_NAME_MAX       253
 
@@ -41,10 +47,11 @@ struct atls_policy_s {
     atls_key_type_t keys[ATLS_KEY_UNKNOWN];
     size_t          n_keys;
     long            min_rsa_bits;   /* 0: none */
-    char          **cas;            /* without a trailing '/' */
+    char          **cas;            /* as written */
     size_t          n_cas;
     pattern_t      *names;
     size_t          n_names;
+    long            regex_cost;     /* estimated size of its regexes */
     long            max_names;      /* 0: none */
 };
 
@@ -130,18 +137,38 @@ policy_ca_equal(const char *allowed, const char *dir)
 {
     size_t n = policy_ca_len(dir);
 
-    return strlen(allowed) == n && strncmp(allowed, dir, n) == 0;
+    return policy_ca_len(allowed) == n && strncmp(allowed, dir, n) == 0;
+}
+
+/* http(s)://HOST... with nothing blank or a control character in it. */
+static int
+policy_ca_ok(const char *dir)
+{
+    const char *rest;
+    size_t      i;
+
+    if (strncmp(dir, "https://", 8) == 0) {
+        rest = dir + 8;
+    } else if (strncmp(dir, "http://", 7) == 0) {
+        rest = dir + 7;
+    } else {
+        return 0;
+    }
+    for (i = 0; dir[i] != '\0'; i++) {
+        if ((unsigned char) dir[i] <= 0x20 || dir[i] == 0x7f) {
+            return 0;
+        }
+    }
+    return rest[0] != '\0' && rest[0] != '/';
 }
 
 int
 atls_policy_add_ca(atls_policy_t *p, const char *directory, char *err, size_t errlen)
 {
     char  **cas;
-    size_t  n, i;
+    size_t  i;
 
-    if (directory == NULL
-        || (strncmp(directory, "https://", 8) != 0 && strncmp(directory, "http://", 7) != 0)
-        || directory[strcspn(directory, " \t\r\n")] != '\0') {
+    if (directory == NULL || !policy_ca_ok(directory)) {
         snprintf(err, errlen, "ca %s is not an http(s) URL of an ACME directory",
                  directory ? directory : "(null)");
         return -1;
@@ -157,13 +184,9 @@ atls_policy_add_ca(atls_policy_t *p, const char *directory, char *err, size_t er
         return -1;
     }
     p->cas = cas;
-    n = policy_ca_len(directory);
-    cas[p->n_cas] = strndup(directory, n);
-    if (cas[p->n_cas] == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    cas[++p->n_cas] = NULL;
+    /* kept as written: the JSON gives back what the configuration said */
+    cas[p->n_cas++] = atls_strdup(directory);
+    cas[p->n_cas] = NULL;
     return 0;
 }
 
@@ -188,25 +211,42 @@ policy_lower(char *s)
     }
 }
 
+/* "~REGEX", compiled once; its estimated size (*cost) must fit in budget:
+ * policy.json is the worker's, and no regex in it may take the CLI's
+ * memory (policy_regex.c). */
 static int
-policy_pattern_parse(pattern_t *pt, const char *pattern, char *err, size_t errlen)
+policy_regex_parse(pattern_t *pt, const char *pattern, long budget, long *cost,
+                   char *err, size_t errlen)
 {
-    char ebuf[128];
-    int  rc;
+    long        limit = budget < POLICY_REGEX_COST_MAX ? budget : POLICY_REGEX_COST_MAX;
+    const char *why;
+    char        ebuf[128];
+    int         rc;
 
-    memset(pt, 0, sizeof(*pt));
-    if (pattern[0] == '~') {
-        rc = regcomp(&pt->re, pattern + 1, REG_EXTENDED | REG_ICASE | REG_NOSUB);
-        if (rc != 0) {
-            regerror(rc, &pt->re, ebuf, sizeof(ebuf));
-            snprintf(err, errlen, "names %s is not a POSIX extended regex: %s",
-                     pattern, ebuf);
-            return -1;
-        }
-        pt->kind = PAT_REGEX;
-        pt->text = atls_strdup(pattern);
-        return 0;
+    why = strlen(pattern) > POLICY_REGEX_LEN_MAX
+          ? "longer than " POLICY_STR(POLICY_REGEX_LEN_MAX) " characters"
+          : atls_policy_regex_check(pattern + 1, limit, cost);
+    if (why != NULL) {
+        snprintf(err, errlen, "names %.80s%s: regex refused: %s%s", pattern,
+                 strlen(pattern) > 80 ? "..." : "", why,
+                 limit < POLICY_REGEX_COST_MAX ? " (a policy's regexes add up)" : "");
+        return -1;
     }
+    rc = regcomp(&pt->re, pattern + 1, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+    if (rc != 0) {
+        regerror(rc, &pt->re, ebuf, sizeof(ebuf));
+        snprintf(err, errlen, "names %s is not a POSIX extended regex: %s", pattern, ebuf);
+        return -1;
+    }
+    pt->kind = PAT_REGEX;
+    pt->text = atls_strdup(pattern);
+    return 0;
+}
+
+/* A name or "*.domain" (lower-cased). */
+static int
+policy_name_parse(pattern_t *pt, const char *pattern, char *err, size_t errlen)
+{
     if (strncmp(pattern, "*.", 2) == 0) {
         if (!policy_name_chars_ok(pattern + 2) || strchr(pattern + 2, '*') != NULL) {
             snprintf(err, errlen, "names %s: \"*.\" must be followed by a "
@@ -228,12 +268,19 @@ int
 atls_policy_add_names(atls_policy_t *p, const char *pattern, char *err, size_t errlen)
 {
     pattern_t  pt, *names;
+    long       cost = 0;
+    int        rc;
 
     if (pattern == NULL || pattern[0] == '\0') {
         snprintf(err, errlen, "names: empty pattern");
         return -1;
     }
-    if (policy_pattern_parse(&pt, pattern, err, errlen) != 0) {
+    memset(&pt, 0, sizeof(pt));
+    rc = pattern[0] == '~'
+         ? policy_regex_parse(&pt, pattern, POLICY_REGEX_TOTAL_MAX - p->regex_cost, &cost,
+                              err, errlen)
+         : policy_name_parse(&pt, pattern, err, errlen);
+    if (rc != 0) {
         return -1;
     }
     names = realloc(p->names, (p->n_names + 1) * sizeof(*names));
@@ -247,6 +294,7 @@ atls_policy_add_names(atls_policy_t *p, const char *pattern, char *err, size_t e
     }
     p->names = names;
     p->names[p->n_names++] = pt;
+    p->regex_cost += cost;
     return 0;
 }
 

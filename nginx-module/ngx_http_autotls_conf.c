@@ -35,12 +35,9 @@ static char *ngx_http_autotls_issuer_renew_before(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_autotls_issuer_flag(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_autotls_cstr(ngx_str_t *s);
 static ngx_int_t ngx_http_autotls_server_names(ngx_conf_t *cf,
     ngx_http_autotls_srv_conf_t *ascf, ngx_http_core_srv_conf_t *cscf,
     ngx_array_t *out);
-static ngx_int_t ngx_http_autotls_ssl_servers(ngx_conf_t *cf,
-    ngx_array_t *ssl_servers);
 static ngx_int_t ngx_http_autotls_may_be_default(ngx_conf_t *cf);
 
 
@@ -95,7 +92,7 @@ ngx_http_autotls_log_install(ngx_log_t *log)
 
 
 /* a malloc'd C string (the core frees issuer members with free()) */
-static char *
+char *
 ngx_http_autotls_cstr(ngx_str_t *s)
 {
     char  *p;
@@ -302,9 +299,19 @@ static ngx_command_t  ngx_http_autotls_issuer_commands[] = {
 };
 
 
-/* cf->handler inside an autotls_issuer block: finds the keyword's entry */
+/* cf->handler inside an autotls_issuer block */
 static char *
 ngx_http_autotls_issuer_cmd(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
+{
+    return ngx_http_autotls_block_cmd(cf, ngx_http_autotls_issuer_commands,
+                                      "autotls_issuer", conf);
+}
+
+
+/* finds the keyword's entry in cmds, as ngx_conf_handler() does */
+char *
+ngx_http_autotls_block_cmd(ngx_conf_t *cf, ngx_command_t *cmds,
+    const char *block, void *conf)
 {
     char           *rv;
     ngx_str_t      *value;
@@ -314,7 +321,7 @@ ngx_http_autotls_issuer_cmd(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
     value = cf->args->elts;
     n = cf->args->nelts;
 
-    for (cmd = ngx_http_autotls_issuer_commands; cmd->name.len; cmd++) {
+    for (cmd = cmds; cmd->name.len; cmd++) {
 
         if (cmd->name.len != value[0].len
             || ngx_strcmp(cmd->name.data, value[0].data) != 0)
@@ -346,7 +353,7 @@ ngx_http_autotls_issuer_cmd(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "unknown directive or wrong number of arguments "
-                       "\"%V\" in autotls_issuer", &value[0]);
+                       "\"%V\" in %s", &value[0], block);
     return NGX_CONF_ERROR;
 }
 
@@ -779,19 +786,26 @@ ngx_http_autotls_server_names(ngx_conf_t *cf,
 
 
 /* core server configurations that have at least one "listen ... ssl" */
-static ngx_int_t
-ngx_http_autotls_ssl_servers(ngx_conf_t *cf, ngx_array_t *ssl_servers)
+ngx_array_t *
+ngx_http_autotls_ssl_servers(ngx_conf_t *cf)
 {
     ngx_uint_t                   p, a, s;
+    ngx_array_t                 *ssl_servers;
     ngx_http_conf_port_t        *port;
     ngx_http_conf_addr_t        *addr;
     ngx_http_core_srv_conf_t   **cscfp, **slot;
     ngx_http_core_main_conf_t   *cmcf;
 
+    ssl_servers = ngx_array_create(cf->temp_pool, 4,
+                                   sizeof(ngx_http_core_srv_conf_t *));
+    if (ssl_servers == NULL) {
+        return NULL;
+    }
+
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
     if (cmcf->ports == NULL) {
-        return NGX_OK;
+        return ssl_servers;
     }
 
     port = cmcf->ports->elts;
@@ -805,14 +819,14 @@ ngx_http_autotls_ssl_servers(ngx_conf_t *cf, ngx_array_t *ssl_servers)
             for (s = 0; s < addr[a].servers.nelts; s++) {
                 slot = ngx_array_push(ssl_servers);
                 if (slot == NULL) {
-                    return NGX_ERROR;
+                    return NULL;
                 }
                 *slot = cscfp[s];
             }
         }
     }
 
-    return NGX_OK;
+    return ssl_servers;
 }
 
 
@@ -1005,7 +1019,7 @@ ngx_http_autotls_find_issuer(ngx_http_autotls_main_conf_t *amcf,
 }
 
 
-static ngx_uint_t
+ngx_uint_t
 ngx_http_autotls_listens_ssl(ngx_array_t *ssl_servers,
     ngx_http_core_srv_conf_t *cscf)
 {
@@ -1260,7 +1274,7 @@ ngx_int_t
 ngx_http_autotls_resolve(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
 {
     ngx_uint_t                     s;
-    ngx_array_t                    ssl_servers;
+    ngx_array_t                   *ssl_servers;
     ngx_http_core_srv_conf_t     **cscfp;
     ngx_http_core_main_conf_t     *cmcf;
     ngx_http_autotls_srv_conf_t   *ascf;
@@ -1268,14 +1282,8 @@ ngx_http_autotls_resolve(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
     cscfp = cmcf->servers.elts;
 
-    if (ngx_array_init(&ssl_servers, cf->temp_pool, 4,
-                       sizeof(ngx_http_core_srv_conf_t *))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_autotls_ssl_servers(cf, &ssl_servers) != NGX_OK) {
+    ssl_servers = ngx_http_autotls_ssl_servers(cf);
+    if (ssl_servers == NULL) {
         return NGX_ERROR;
     }
 
@@ -1288,7 +1296,7 @@ ngx_http_autotls_resolve(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
         }
 
         if (ngx_http_autotls_resolve_server(cf, amcf, ascf, cscfp[s],
-                                            &ssl_servers)
+                                            ssl_servers)
             != NGX_OK)
         {
             return NGX_ERROR;

@@ -11,6 +11,16 @@
  * one timer, and a check every autotls_check_interval.  The holder also
  * watches the store for deploys by anyone else (ngx_http_autotls_watch.c).
  *
+ * Events (obtained, renewed, failed, expiring...) are the scheduler's: the
+ * driver gives it one emitter, as this server ("nginx/VERSION", its pid),
+ * with the configured sinks; the scheduler's notifier delivers the store's
+ * queue through the same curl multi and, for autotls_notify_exec, through
+ * exec_start.  Workers that do not drive never emit.  At each driver start
+ * the configuration that others read from the store is written there: the
+ * notification settings (the CLI queues its events for the same sinks),
+ * the policy (the CLI honours it) and the inventory of static certificates
+ * found at configuration time.
+ *
  * Job state lives in the store: a worker that dies or exits mid-order
  * leaves meta "renewing" without a new certificate, and the next driver
  * simply starts that order again.
@@ -21,6 +31,7 @@
 
 typedef struct {
     atls_sched_t               *sched;      /* while this worker drives */
+    atls_events_t              *events;     /* the scheduler's emitter */
     ngx_event_t                 elect_ev;   /* lock + heartbeat, every 1 s */
     ngx_event_t                 check_ev;   /* autotls_check_interval */
     ngx_event_t                 timer_ev;   /* the scheduler's timer */
@@ -32,6 +43,8 @@ typedef struct {
 
 static void ngx_http_autotls_elect(ngx_event_t *ev);
 static ngx_int_t ngx_http_autotls_drive(ngx_uint_t took);
+static ngx_int_t ngx_http_autotls_events(void);
+static void ngx_http_autotls_publish_conf(void);
 static void ngx_http_autotls_manage(atls_sched_t *sched);
 static void ngx_http_autotls_stop(void);
 static ngx_uint_t ngx_http_autotls_leaving(void);
@@ -56,6 +69,7 @@ static const atls_sched_host_t  ngx_http_autotls_host = {
     .withdraw = ngx_http_autotls_withdraw,
     .deployed = ngx_http_autotls_changed,
     .stapled = ngx_http_autotls_changed,
+    .exec_start = ngx_http_autotls_exec_start,
     .done = NULL                /* the scheduler logs each attempt itself */
 };
 
@@ -158,6 +172,15 @@ ngx_http_autotls_drive(ngx_uint_t took)
     opts.slice_ms = 3;
     opts.ari = 1;
 
+    if (ngx_http_autotls_events() != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    opts.events = drv->events;
+    opts.policy = ngx_http_autotls_mcf->policy;
+
+    ngx_http_autotls_publish_conf();
+
     err[0] = '\0';
 
     drv->sched = atls_sched_new(ngx_http_autotls_store, &ngx_http_autotls_host,
@@ -184,6 +207,88 @@ ngx_http_autotls_drive(ngx_uint_t took)
     ngx_http_autotls_watch_start();
 
     return NGX_OK;
+}
+
+
+/* the emitter of this server's events, with the configured sinks */
+static ngx_int_t
+ngx_http_autotls_events(void)
+{
+    atls_actor_t                actor;
+    ngx_http_autotls_driver_t  *drv = &ngx_http_autotls_drv;
+
+    atls_actor_self(&actor, "server", "nginx/" NGINX_VERSION);
+
+    drv->events = atls_events_new(ngx_http_autotls_store, &actor,
+                                  &ngx_http_autotls_mcf->notify);
+    if (drv->events == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, drv->log, 0,
+                      "autotls: atls_events_new() failed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * What the CLI and the status page read from the store: the notification
+ * settings, the policy, and the static certificates found at configuration
+ * time.  A failure is logged and the driver goes on: serving and renewing
+ * do not depend on them.
+ */
+static void
+ngx_http_autotls_publish_conf(void)
+{
+    char                           err[512];
+    ngx_http_autotls_main_conf_t  *amcf = ngx_http_autotls_mcf;
+    ngx_http_autotls_driver_t     *drv = &ngx_http_autotls_drv;
+
+    err[0] = '\0';
+
+    if (atls_store_save_notify_conf(ngx_http_autotls_store, &amcf->notify,
+                                    err, sizeof(err))
+        != ATLS_STORE_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, drv->log, 0,
+                      "autotls: cannot save the notification settings: %s",
+                      err);
+    }
+
+    err[0] = '\0';
+
+    /* no policy (or an empty one) removes an older policy.json */
+    if (atls_store_save_policy(ngx_http_autotls_store, amcf->policy,
+                               err, sizeof(err))
+        != ATLS_STORE_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, drv->log, 0,
+                      "autotls: cannot save autotls_policy: %s", err);
+    }
+
+    err[0] = '\0';
+
+    if (atls_store_inventory_sync(ngx_http_autotls_store, "nginx",
+                                  amcf->inventory, amcf->n_inventory,
+                                  err, sizeof(err))
+        != ATLS_STORE_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, drv->log, 0,
+                      "autotls: cannot save the inventory of static "
+                      "certificates: %s", err);
+    }
+}
+
+
+/* the watcher saw the store generation move (a CLI may have queued) */
+void
+ngx_http_autotls_driver_store_changed(void)
+{
+    ngx_http_autotls_driver_t  *drv = &ngx_http_autotls_drv;
+
+    if (drv->sched != NULL) {
+        atls_sched_notify(drv->sched);
+    }
 }
 
 
@@ -226,6 +331,11 @@ ngx_http_autotls_stop(void)
         /* cancels transfers, kills hooks, withdraws answers */
         atls_sched_free(drv->sched);
         drv->sched = NULL;
+    }
+
+    if (drv->events != NULL) {
+        atls_events_free(drv->events);
+        drv->events = NULL;
     }
 
     ngx_http_autotls_curl_cleanup();

@@ -1,6 +1,7 @@
 /*
  * autotls for nginx: the scheduler's hook programs (dns-01 setup and
- * teardown) in the background.
+ * teardown) and notification commands (autotls_notify_exec, the event on
+ * their stdin) in the background.
  *
  * atls_hook_spawn() runs a hook behind a reporting child that writes one
  * short report into a pipe; the pipe's read end is watched as an nginx
@@ -27,6 +28,8 @@ typedef struct {
 } ngx_http_autotls_hooks_t;
 
 
+static int ngx_http_autotls_hook_spawn(atls_sched_op_t *op, char *const argv[],
+    const char *input, size_t len, char *why, size_t whylen);
 static void ngx_http_autotls_hook_report(ngx_event_t *ev);
 static void ngx_http_autotls_hook_forget(ngx_http_autotls_hook_run_t *run,
     ngx_uint_t closed);
@@ -73,6 +76,30 @@ int
 ngx_http_autotls_hook_start(void *ctx, atls_sched_op_t *op,
     char *const argv[], char *why, size_t whylen)
 {
+    return ngx_http_autotls_hook_spawn(op, argv, NULL, 0, why, whylen);
+}
+
+
+/*
+ * atls_sched_host_t.exec_start: the reporting child writes the event to
+ * the command's stdin, so a command that never reads blocks nobody; the
+ * run is watched, timed and killed as a hook's.
+ */
+int
+ngx_http_autotls_exec_start(void *ctx, atls_sched_op_t *op,
+    char *const argv[], const char *input, size_t len, char *why,
+    size_t whylen)
+{
+    return ngx_http_autotls_hook_spawn(op, argv, input, len, why, whylen);
+}
+
+
+/* input NULL: stdin is /dev/null */
+static int
+ngx_http_autotls_hook_spawn(atls_sched_op_t *op, char *const argv[],
+    const char *input, size_t len, char *why, size_t whylen)
+{
+    int                           rc;
     ngx_connection_t             *c;
     ngx_http_autotls_hook_run_t  *run;
     ngx_http_autotls_hooks_t     *h = &ngx_http_autotls_hooks;
@@ -85,7 +112,11 @@ ngx_http_autotls_hook_start(void *ctx, atls_sched_op_t *op,
 
     run->op.op = op;
 
-    if (atls_hook_spawn(argv, &run->proc, why, whylen) != 0) {
+    rc = input ? atls_hook_spawn_input(argv, input, len, &run->proc, why,
+                                       whylen)
+               : atls_hook_spawn(argv, &run->proc, why, whylen);
+
+    if (rc != 0) {
         ngx_free(run);
         return -1;
     }
@@ -109,7 +140,7 @@ ngx_http_autotls_hook_start(void *ctx, atls_sched_op_t *op,
 
     /* level-triggered: a report read in parts is read again */
     if (ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
-        ngx_http_autotls_hook_kill(ctx, op);
+        ngx_http_autotls_hook_kill(NULL, op);
         ngx_snprintf((u_char *) why, whylen,
                      "cannot watch the hook's report pipe%Z");
         return -1;

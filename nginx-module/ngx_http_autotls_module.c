@@ -75,6 +75,48 @@ static ngx_command_t  ngx_http_autotls_commands[] = {
       offsetof(ngx_http_autotls_main_conf_t, shm_size),
       NULL },
 
+    { ngx_string("autotls_warn"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_autotls_warn,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_notify_exec"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_autotls_notify_exec,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_notify_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_autotls_main_conf_t, notify_timeout),
+      NULL },
+
+    { ngx_string("autotls_notify_webhook"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_autotls_notify_webhook,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_notify_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_autotls_main_conf_t, notify_queue),
+      NULL },
+
+    { ngx_string("autotls_policy"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_NOARGS,
+      ngx_http_autotls_policy_block,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("autotls"),
       NGX_HTTP_SRV_CONF|NGX_CONF_1MORE,
       ngx_http_autotls_directive,
@@ -153,6 +195,8 @@ ngx_http_autotls_create_main_conf(ngx_conf_t *cf)
     amcf->shm_size = NGX_CONF_UNSET_SIZE;
     amcf->max_parallel = NGX_CONF_UNSET_UINT;
     amcf->preload = NGX_CONF_UNSET;
+    amcf->notify_timeout = NGX_CONF_UNSET;
+    amcf->notify_queue = NGX_CONF_UNSET_UINT;
 
     /* issuer and certificate members are malloc'd by the core's helpers */
     cln = ngx_pool_cleanup_add(cf->pool, 0);
@@ -171,6 +215,8 @@ static char *
 ngx_http_autotls_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_autotls_main_conf_t  *amcf = conf;
+
+    amcf->store_set = (amcf->store.len != 0);
 
     if (amcf->store.len == 0) {
         ngx_str_set(&amcf->store, NGX_HTTP_AUTOTLS_DEFAULT_STORE);
@@ -216,7 +262,7 @@ ngx_http_autotls_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    return ngx_http_autotls_notify_init(cf, amcf);
 }
 
 
@@ -244,6 +290,15 @@ ngx_http_autotls_cleanup_main(void *data)
         SSL_CTX_free(amcf->challenge_ctx);
         amcf->challenge_ctx = NULL;
     }
+
+    atls_notify_conf_free(&amcf->notify);
+
+    atls_policy_free(amcf->policy);
+    amcf->policy = NULL;
+
+    atls_inventory_items_free(amcf->inventory, amcf->n_inventory);
+    amcf->inventory = NULL;
+    amcf->n_inventory = 0;
 }
 
 
@@ -309,12 +364,27 @@ ngx_http_autotls_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    if (amcf->certs.nelts == 0) {
+    if (ngx_http_autotls_policy_check(cf, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the certificates nginx serves that autotls does not manage */
+    if (ngx_http_autotls_discover(cf, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (!ngx_http_autotls_in_use(amcf)) {
         return NGX_OK;
     }
 
+    /* the driver lock: even with static certificates alone, one worker
+     * writes their inventory and sends their expiry events */
     if (ngx_http_autotls_shm_add(cf, amcf) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    if (amcf->certs.nelts == 0) {
+        return NGX_OK;
     }
 
     if (ngx_http_autotls_ssl_setup(cf, amcf) != NGX_OK) {
@@ -347,7 +417,7 @@ ngx_http_autotls_init_module(ngx_cycle_t *cycle)
     ngx_http_autotls_main_conf_t  *amcf;
 
     amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_autotls_module);
-    if (amcf == NULL || amcf->certs.nelts == 0 || ngx_test_config) {
+    if (amcf == NULL || !ngx_http_autotls_in_use(amcf) || ngx_test_config) {
         return NGX_OK;
     }
 
@@ -402,7 +472,7 @@ ngx_http_autotls_init_process(ngx_cycle_t *cycle)
     }
 
     amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_autotls_module);
-    if (amcf == NULL || amcf->certs.nelts == 0) {
+    if (amcf == NULL || !ngx_http_autotls_in_use(amcf)) {
         return NGX_OK;
     }
 
@@ -456,6 +526,19 @@ ngx_http_autotls_exit_process(ngx_cycle_t *cycle)
     curl_global_cleanup();
     atls_log_set(NULL, NULL, ATLS_LOG_INFO);
     ngx_http_autotls_mcf = NULL;
+}
+
+
+/*
+ * Loaded but unused (a distribution enables the module for every nginx),
+ * the module creates no store, zone or driver; static certificates alone
+ * are monitored once autotls_store says where to keep their state.
+ */
+ngx_uint_t
+ngx_http_autotls_in_use(ngx_http_autotls_main_conf_t *amcf)
+{
+    return amcf->certs.nelts > 0
+           || (amcf->store_set && amcf->n_inventory > 0);
 }
 
 

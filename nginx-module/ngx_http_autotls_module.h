@@ -22,7 +22,10 @@
 #include "atls_acme.h"
 #include "atls_b64.h"
 #include "atls_crypto.h"
+#include "atls_event.h"
 #include "atls_http.h"
+#include "atls_inventory.h"
+#include "atls_policy.h"
 #include "atls_sched.h"
 #include "atls_status.h"
 #include "atls_store.h"
@@ -89,6 +92,7 @@ typedef struct {
     ngx_array_t                     issuers;   /* ngx_http_autotls_issuer_t */
     ngx_array_t                     certs;     /* ngx_http_autotls_cert_t * */
     ngx_str_t                       store;
+    unsigned                        store_set:1;   /* autotls_store given */
     ngx_msec_t                      check_interval;
     ngx_uint_t                      max_parallel;
     ngx_flag_t                      preload;
@@ -97,6 +101,18 @@ typedef struct {
     ngx_str_t                       fallback_cert;  /* "data:PEM" */
     ngx_str_t                       fallback_key;
     SSL_CTX                        *challenge_ctx;
+
+    /* autotls_warn, autotls_notify_*: malloc'd members */
+    atls_notify_conf_t              notify;
+    time_t                          notify_timeout;
+    ngx_uint_t                      notify_queue;
+    unsigned                        warn_set:1;
+
+    atls_policy_t                  *policy;        /* autotls_policy, or NULL */
+
+    /* discovered ssl_certificate files (malloc'd, inherited by workers) */
+    atls_inventory_item_t          *inventory;
+    size_t                          n_inventory;
 } ngx_http_autotls_main_conf_t;
 
 
@@ -168,9 +184,42 @@ char *ngx_http_autotls_issuer_block(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_autotls_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+/* a malloc'd copy (the core frees its members with free()) */
+char *ngx_http_autotls_cstr(ngx_str_t *s);
+/* cf->handler of a block: the keyword's entry in cmds, its argument count
+ * checked; block names the block in messages */
+char *ngx_http_autotls_block_cmd(ngx_conf_t *cf, ngx_command_t *cmds,
+    const char *block, void *conf);
 ngx_int_t ngx_http_autotls_resolve(ngx_conf_t *cf,
     ngx_http_autotls_main_conf_t *amcf);
 void ngx_http_autotls_log_install(ngx_log_t *log);
+/* core server configurations with a "listen ... ssl" (an address may hold
+ * a server more than once) */
+ngx_array_t *ngx_http_autotls_ssl_servers(ngx_conf_t *cf);
+ngx_uint_t ngx_http_autotls_listens_ssl(ngx_array_t *ssl_servers,
+    ngx_http_core_srv_conf_t *cscf);
+
+/* notify: autotls_warn, autotls_notify_* */
+char *ngx_http_autotls_warn(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_autotls_notify_exec(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_autotls_notify_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_autotls_notify_init(ngx_conf_t *cf,
+    ngx_http_autotls_main_conf_t *amcf);
+
+/* policy: the autotls_policy block and the check of every certificate */
+char *ngx_http_autotls_policy_block(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_autotls_policy_check(ngx_conf_t *cf,
+    ngx_http_autotls_main_conf_t *amcf);
+
+/* inventory: ssl_certificate files autotls does not manage */
+ngx_int_t ngx_http_autotls_discover(ngx_conf_t *cf,
+    ngx_http_autotls_main_conf_t *amcf);
+/* the module has work: managed certificates, or static ones to monitor in
+ * a store named by autotls_store */
+ngx_uint_t ngx_http_autotls_in_use(ngx_http_autotls_main_conf_t *amcf);
 
 /* shm */
 ngx_int_t ngx_http_autotls_shm_add(ngx_conf_t *cf,
@@ -213,6 +262,8 @@ ngx_http_autotls_op_t *ngx_http_autotls_op_find(ngx_queue_t *ops,
 /* driver: election and the scheduler's host */
 ngx_int_t ngx_http_autotls_driver_init(ngx_cycle_t *cycle);
 void ngx_http_autotls_driver_exit(ngx_cycle_t *cycle);
+/* the store generation moved: events others queued may wait for delivery */
+void ngx_http_autotls_driver_store_changed(void);
 
 /* curl: the scheduler's HTTP on curl multi (atls_sched_host_t callbacks) */
 ngx_int_t ngx_http_autotls_curl_init(atls_sched_t *sched,
@@ -228,6 +279,9 @@ void ngx_http_autotls_hook_cleanup(void);
 int ngx_http_autotls_hook_start(void *ctx, atls_sched_op_t *op,
     char *const argv[], char *why, size_t whylen);
 void ngx_http_autotls_hook_kill(void *ctx, atls_sched_op_t *op);
+int ngx_http_autotls_exec_start(void *ctx, atls_sched_op_t *op,
+    char *const argv[], const char *input, size_t len, char *why,
+    size_t whylen);
 
 /* watch: deploys by anyone (driver, CLI, another node) reach the workers */
 void ngx_http_autotls_watch_init(ngx_log_t *log);

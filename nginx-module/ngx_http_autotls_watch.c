@@ -138,6 +138,9 @@ ngx_http_autotls_watch_handler(ngx_event_t *ev)
                        "autotls: store generation %uL, reading certificates",
                        gen - 1);
 
+        /* events queued by others (the CLI) wait for the notifier */
+        ngx_http_autotls_driver_store_changed();
+
         w->scanning = 1;
         w->next = 0;
         w->gen = gen;

@@ -225,6 +225,21 @@ def test_policy_denies_issue(pebble, tmp_path):
     os.unlink(os.path.join(store, "policy.json"))
     issue(pebble, store, "nope.test")
 
+    # renew --all: the certificate the policy refuses is left out, the others go on
+    before = cert_info(stored_chain(store, "one.allowed.test")[0])["serial"]
+    kept = cert_info(stored_chain(store, "nope.test")[0])["serial"]
+    for name in ("one.allowed.test", "nope.test"):
+        run_cli("renew", "--store", store, "--request", name)
+    write_policy(store, {"names": ["*.allowed.test"]})
+    proc = run_cli("renew", "--store", store, "--all", check=False)
+    assert proc.returncode == 1
+    assert ("autotls: renew nope.test: refused by the store's policy, rule names: "
+            "name nope.test matches no names pattern") in proc.stderr
+    assert cert_info(stored_chain(store, "one.allowed.test")[0])["serial"] != before
+    assert cert_info(stored_chain(store, "nope.test")[0])["serial"] == kept
+    assert of(audit_json(store, "--name", "nope.test"), "policy-denied", "nope.test")[-1][
+        "rule"] == "names"
+
 
 def test_actor_is_the_invoking_user(pebble, test_root):
     """Root on a store the worker owns works as the worker but records

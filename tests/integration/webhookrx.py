@@ -179,5 +179,10 @@ class WebhookReceiver:
         h.send_response(status)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(reply)))
+        # one request per connection: a kept-alive connection would outlive
+        # stop() (its handler thread goes on answering), and a receiver
+        # that is "down" must refuse everything
+        h.send_header("Connection", "close")
+        h.close_connection = True
         h.end_headers()
         h.wfile.write(reply)

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 #include "atls_policy.h"
 #include "atls_store.h"
+#include "policy_int.h"
 #include "support/tmptree.h"
 
 /* An issuer at dir with the given key types (n 0: none given, ec256). */
@@ -164,6 +165,15 @@ test_policy_bad_patterns(void **state)
         { "a b.com", "is neither a name" },
         { ".example.com", "is neither a name" },
         { "", "empty pattern" },
+        /* glibc would compile these exponentially large, or loop on them */
+        { "~^(((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+$", "nested repetitions" },
+        { "~(a{100}){100}", "nested repetitions" },
+        { "~^([a-z]{1,63}\\.){1,127}$", "nested repetitions" },
+        { "~a\\+++", "adjacent repetitions" },
+        { "~^(a?b)?+b", "adjacent repetitions" },
+        { "~a*+", "adjacent repetitions" },
+        { "~.??", "adjacent repetitions" },
+        { "~^(a)\\1$", "back-references are not allowed" },
     };
     atls_policy_t *p = atls_policy_new();
     char           err[256];
@@ -178,6 +188,58 @@ test_policy_bad_patterns(void **state)
         }
     }
     assert_true(atls_policy_is_empty(p));
+    atls_policy_free(p);
+}
+
+/* Regexes written for host names compile; the estimate grows with what
+ * glibc would build and stops at the limit. */
+static void
+test_policy_regex_cost(void **state)
+{
+    static const char *const fine[] = {
+        "~^[a-z0-9-]+\\.example\\.net$",
+        "~^[a-z0-9-]{1,63}\\.example\\.net$",
+        "~^(www|api)[0-9]*\\.example\\.(com|net)$",
+        "~^([a-z0-9-]+\\.)+example\\.com$",
+        "~^[]a[:digit:]-]+\\{x}\\.test$",
+    };
+    atls_policy_t *p = atls_policy_new();
+    char           err[256], longre[300];
+    long           cost, more;
+    size_t         i;
+
+    (void) state;
+    for (i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+        if (atls_policy_add_names(p, fine[i], err, sizeof(err)) != 0) {
+            fail_msg("%s: %s", fine[i], err);
+        }
+    }
+    assert_null(atls_policy_regex_check("abc", 100, &cost));
+    assert_int_equal(cost, 3);
+    assert_null(atls_policy_regex_check("(ab)+", 100, &cost));
+    assert_null(atls_policy_regex_check("(ab)", 100, &more));
+    assert_true(cost > more);
+    assert_null(atls_policy_regex_check("a{10}", 100, &cost));
+    assert_true(cost >= 10);
+    assert_non_null(atls_policy_regex_check("(a{10}){10}", 50, &cost));
+    assert_null(atls_policy_regex_check("\\++", 100, &cost));    /* an escaped '+' */
+    assert_null(atls_policy_regex_check("[+*?]+", 100, &cost));   /* in a bracket */
+    memset(longre, 'a', sizeof(longre) - 1);
+    longre[0] = '~';
+    longre[sizeof(longre) - 1] = '\0';
+    assert_int_equal(atls_policy_add_names(p, longre, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "longer than 256 characters"));
+    atls_policy_free(p);
+
+    /* each fits, but a policy's regexes add up */
+    p = atls_policy_new();
+    for (i = 0; i < 100; i++) {
+        if (atls_policy_add_names(p, "~^(a{500}){3}$", err, sizeof(err)) != 0) {
+            break;
+        }
+    }
+    assert_true(i >= 8 && i < 100);
+    assert_non_null(strstr(err, "regexes add up"));
     atls_policy_free(p);
 }
 
@@ -253,6 +315,9 @@ test_policy_ca(void **state)
     (void) state;
     assert_int_equal(atls_policy_add_ca(p, "ftp://ca/dir", err, sizeof(err)), -1);
     assert_non_null(strstr(err, "ca ftp://ca/dir"));
+    assert_int_equal(atls_policy_add_ca(p, "https:///dir", err, sizeof(err)), -1);
+    assert_int_equal(atls_policy_add_ca(p, "https://", err, sizeof(err)), -1);
+    assert_int_equal(atls_policy_add_ca(p, "https://ca\x01/dir", err, sizeof(err)), -1);
     assert_int_equal(atls_policy_add_ca(p, "https://ca.example/dir/", err, sizeof(err)), 0);
 
     issuer_init(&is, "https://ca.example/dir", ATLS_KEY_EC256, 0, 1);
@@ -331,6 +396,30 @@ test_policy_json_round_trip(void **state)
     issuer_init(&is, "https://ca.example/dir", ATLS_KEY_EC256, 0, 1);
     assert_int_equal(check1(q, "api.example.net", &is, &rule, why, sizeof(why)), 0);
     assert_int_equal(check1(q, "a.b.example.net", &is, &rule, why, sizeof(why)), -1);
+    free(a);
+    free(b);
+    atls_policy_free(q);
+    atls_policy_free(p);
+}
+
+/* A CA is kept as written (and a second spelling of it is the same CA):
+ * the JSON gives back the same text every time. */
+static void
+test_policy_json_ca_as_written(void **state)
+{
+    static const char json[] = "{\"ca\":[\"https://ca/dir//\",\"https://ca/dir/\"]}";
+    atls_policy_t *p, *q;
+    char          *a, *b, err[256];
+
+    (void) state;
+    p = atls_policy_from_json(json, strlen(json), err, sizeof(err));
+    assert_non_null(p);
+    a = atls_policy_to_json(p);
+    assert_string_equal(a, "{\"ca\":[\"https://ca/dir//\",\"https://ca/dir/\"]}");
+    q = atls_policy_from_json(a, strlen(a), err, sizeof(err));
+    assert_non_null(q);
+    b = atls_policy_to_json(q);
+    assert_string_equal(a, b);
     free(a);
     free(b);
     atls_policy_free(q);
@@ -432,11 +521,13 @@ main(void)
         cmocka_unit_test(test_policy_names),
         cmocka_unit_test(test_policy_names_many),
         cmocka_unit_test(test_policy_bad_patterns),
+        cmocka_unit_test(test_policy_regex_cost),
         cmocka_unit_test(test_policy_key),
         cmocka_unit_test(test_policy_min_rsa_bits),
         cmocka_unit_test(test_policy_ca),
         cmocka_unit_test(test_policy_max_names),
         cmocka_unit_test(test_policy_json_round_trip),
+        cmocka_unit_test(test_policy_json_ca_as_written),
         cmocka_unit_test(test_policy_json_bad),
         cmocka_unit_test(test_policy_store),
     };
