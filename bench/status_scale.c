@@ -18,45 +18,15 @@
 #include <sys/stat.h>
 #include <time.h>
 #include "atls_status.h"
+#include "benchio.h"
 
 char *old_atls_status_json(atls_store_t *st, time_t now);
 
-static char *
-slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char *buf;
-    long  n;
-
-    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0) {
-        fprintf(stderr, "status_scale: %s: %s\n", path, strerror(errno));
-        exit(1);
-    }
-    rewind(f);
-    buf = calloc(1, (size_t) n + 1);
-    if (buf == NULL || fread(buf, 1, (size_t) n, f) != (size_t) n) {
-        fprintf(stderr, "status_scale: cannot read %s\n", path);
-        exit(1);
-    }
-    fclose(f);
-    return buf;
-}
-
-static void
-write_file(const char *path, const char *text, mode_t mode)
-{
-    FILE *f = fopen(path, "w");
-
-    if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0 || chmod(path, mode) != 0) {
-        fprintf(stderr, "status_scale: %s: %s\n", path, strerror(errno));
-        exit(1);
-    }
-}
 
 static int
 make_store(const char *dir, long n, const char *key_path, const char *chain_path)
 {
-    char             path[4096], id[64], *key = slurp(key_path), *chain = slurp(chain_path);
+    char             path[4096], id[64], *key = bench_slurp(key_path), *chain = bench_slurp(chain_path);
     char            *pem, *json, *names[1];
     atls_cert_meta_t m;
     long             i;
@@ -88,24 +58,15 @@ make_store(const char *dir, long n, const char *key_path, const char *chain_path
             return 1;
         }
         snprintf(path, sizeof(path), "%s/certs/%s/meta.json", dir, id);
-        write_file(path, json, 0644);
+        bench_write_file(path, json, 0644);
         snprintf(path, sizeof(path), "%s/certs/%s/ec256.pem", dir, id);
-        write_file(path, pem, 0600);
+        bench_write_file(path, pem, 0600);
         free(json);
     }
     free(pem);
     free(key);
     free(chain);
     return 0;
-}
-
-static double
-seconds(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
 static int
@@ -120,10 +81,10 @@ cmp_double(const void *a, const void *b)
 static double
 time_one(atls_store_t *st, char *(*render)(atls_store_t *, time_t), size_t *len)
 {
-    double t0 = seconds(), t;
+    double t0 = bench_seconds(), t;
     char  *out = render(st, 1800000000);
 
-    t = seconds() - t0;
+    t = bench_seconds() - t0;
     if (out == NULL) {
         fprintf(stderr, "status_scale: rendering failed\n");
         exit(1);

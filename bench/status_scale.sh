@@ -31,7 +31,7 @@ cc $CFLAGS -Datls_status_json=old_atls_status_json \
    -Datls_status_prometheus=old_atls_status_prometheus \
    -c "$WORK/status_before.c" -o "$WORK/status_before.o"
 # shellcheck disable=SC2086
-cc $CFLAGS -o "$WORK/status_scale" "$HERE/status_scale.c" "$WORK/status_before.o" \
+cc $CFLAGS -o "$WORK/status_scale" "$HERE/status_scale.c" "$HERE/benchio.c" "$WORK/status_before.o" \
    "$BUILD/libatls.a" $LIBS
 
 # one CA and one leaf, reused by every certificate of the store

@@ -111,8 +111,8 @@ int atls_job_ari_due(const atls_cert_meta_t *m, time_t now);
 
 /* An engine asking about the stored leaf of m's first key type; drive it
  * like any engine (no challenges), then call atls_job_ari_finish().
- * NULL + err when there is no certificate (or it has no ARI identifier:
- * then "no ARI" is recorded so it is not asked again for 24 h). */
+ * NULL + err when there is no certificate or it has no ARI identifier
+ * (nothing is written: the scheduler remembers that for a day in memory). */
 atls_acme_t *atls_job_ari_start(atls_store_t *st, const atls_cert_meta_t *m,
                                 char *err, size_t errlen);
 
@@ -120,7 +120,8 @@ atls_acme_t *atls_job_ari_start(atls_store_t *st, const atls_cert_meta_t *m,
  * renew_at = a random point in it when that is earlier than renew_at (the
  * CA can pull renewal forward, never postpone it; a past window -> now);
  * the window and the next check time are recorded.  No renewalInfo at the
- * CA: recorded, next check in 24 h.  Both reset ari_failures.  0 ok;
+ * CA: recorded once for the directory for 24 h (store_ari.h), the meta
+ * written only when it held a window or failures to clear.  0 ok;
  * -1 + err: the query failed (engine failed, malformed answer): counted in
  * ari_failures, next check after a backoff (60 s doubling, at most 24 h;
  * Retry-After within that); certificate replaced meanwhile, store busy or

@@ -132,6 +132,11 @@ typedef struct {
     /* Certificates added that break it are refused by atls_sched_add
      * (policy-denied).  Borrowed, may be NULL. */
     const struct atls_policy_s *policy;
+    /* ARI queries and OCSP requests started per minute and CA directory
+     * (0: 60): a start with 10,000 certificates spreads them instead of
+     * sending a burst.  A certificate without a stapled response still
+     * gets its first one as soon as the bound allows. */
+    long   ca_requests_per_min;
 } atls_sched_opts_t;
 
 /* A scheduler over st (borrowed, must outlive it).  host is copied.  NULL

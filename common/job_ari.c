@@ -19,6 +19,7 @@
 #include "job_int.h"
 #include "atls_schedule.h"
 #include "atls_store.h"
+#include "store_ari.h"
 
 #define ARI_RECHECK_DEFAULT  (6 * 3600)     /* no Retry-After from the CA */
 #define ARI_RECHECK_NONE     (24 * 3600)    /* the CA offers no renewalInfo */
@@ -60,25 +61,30 @@ ari_leaf(atls_store_t *st, const atls_cert_meta_t *m, char *err, size_t errlen)
     return leaf;
 }
 
-/* Records "no renewal information" so the CA is not asked again for a day. */
-static int
-ari_record_none(atls_store_t *st, const char *id, time_t now, char *err, size_t errlen)
+/*
+ * "This directory offers no renewalInfo", said once for the directory
+ * (store_ari.h), not in each certificate's meta: 10,000 certificates of
+ * one CA cost one write a day, not 10,000.  Written only when the store
+ * does not say so already (several queries may end at once).
+ */
+static void
+ari_record_directory(atls_store_t *st, const char *directory, time_t now)
 {
-    atls_store_lock_t *lk;
-    atls_cert_meta_t   m;
-    int                rc;
+    time_t until = 0;
+    char   err[512];
 
-    if (atls_job_lock_load(st, id, &lk, &m, err, errlen) != 0) {
-        return -1;
+    if (directory == NULL
+        || (atls_store_load_ari_dir(st, directory, &until, err, sizeof(err))
+            == ATLS_STORE_OK && until > now + ARI_RECHECK_NONE / 2))
+    {
+        return;
     }
-    m.ari_next_check = now + ARI_RECHECK_NONE;
-    m.ari_window_start = 0;
-    m.ari_window_end = 0;
-    m.ari_failures = 0;
-    rc = atls_store_save_meta(st, &m, err, errlen) == ATLS_STORE_OK ? 0 : -1;
-    atls_cert_meta_free(&m);
-    atls_store_unlock(st, lk);
-    return rc;
+    if (atls_store_save_ari_dir(st, directory, now + ARI_RECHECK_NONE, err, sizeof(err))
+        != ATLS_STORE_OK)
+    {
+        atls_log(ATLS_LOG_WARN, "autotls: %s: cannot record that the CA offers no "
+                 "renewal information: %s", directory, err);
+    }
 }
 
 /* A query that failed (transport, bad answer): asked again after a backoff
@@ -114,7 +120,6 @@ atls_job_ari_start(atls_store_t *st, const atls_cert_meta_t *m, char *err, size_
     atls_acme_t  *e;
     X509         *leaf;
     char         *cid;
-    char          tmp[256];
 
     if (m == NULL || m->id == NULL || m->issuer.directory == NULL) {
         snprintf(err, errlen, "incomplete certificate settings");
@@ -126,10 +131,11 @@ atls_job_ari_start(atls_store_t *st, const atls_cert_meta_t *m, char *err, size_
     }
     cid = atls_ari_cert_id(leaf);
     if (cid == NULL) {
-        /* No authority key identifier: the CA cannot be asked about it, and
-         * asking again will not change that. */
+        /* No authority key identifier: the CA cannot be asked about it.
+         * Nothing is written (10,000 such leaves would cost 10,000 meta
+         * writes at every start): the host does not ask again for a while
+         * (the scheduler: a day, in memory). */
         X509_free(leaf);
-        (void) ari_record_none(st, m->id, time(NULL), tmp, sizeof(tmp));
         snprintf(err, errlen, "%s: the certificate has no authority key identifier, "
                  "so it has no ARI identifier", m->id);
         return NULL;
@@ -219,7 +225,13 @@ atls_job_ari_finish(atls_store_t *st, const char *id, atls_acme_t *e, time_t now
 
     if (atls_acme_result_ari(e, &start, &end) != 0) {
         atls_log(ATLS_LOG_DEBUG, "autotls: %s: the CA offers no renewal information", id);
-        m.ari_next_check = now + ARI_RECHECK_NONE;
+        ari_record_directory(st, m.issuer.directory, now);
+        if (m.ari_window_start == 0 && m.ari_window_end == 0 && m.ari_failures == 0) {
+            rc = 0;     /* nothing about this certificate changed */
+            goto done;
+        }
+        /* the directory's record says when to ask again */
+        m.ari_next_check = 0;
         m.ari_window_start = 0;
         m.ari_window_end = 0;
     } else {
@@ -261,10 +273,19 @@ atls_job_ari_refresh_blocking(atls_store_t *st, const char *id, char *err, size_
     atls_cert_meta_t  m;
     atls_http_opts_t  http;
     atls_acme_t      *e;
+    time_t            none_until = 0;
     int               rc;
 
     if (atls_job_load(st, id, &m, err, errlen) != 0) {
         return -1;
+    }
+    if (m.issuer.directory != NULL
+        && atls_store_load_ari_dir(st, m.issuer.directory, &none_until, err, errlen)
+           == ATLS_STORE_OK && none_until > time(NULL))
+    {
+        /* the directory offers none: known without asking */
+        atls_cert_meta_free(&m);
+        return 0;
     }
     e = atls_job_ari_start(st, &m, err, errlen);
     if (e == NULL) {

@@ -165,8 +165,7 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
     atls_job_plan(&sl->meta, now, request_at, force, s->ari, &sl->plan);
     sl->request_at = request_at;
     if (sl->plan.kind == ATLS_PLAN_NOTHING
-        || (sl->plan.kind == ATLS_PLAN_ARI
-            && now < atls_sched_dir(s, sl->meta.issuer.directory)->no_ari_until)
+        || (sl->plan.kind == ATLS_PLAN_ARI && !atls_sched_ari_may(s, c, now))
         || (sl->plan.kind == ATLS_PLAN_ORDER && sl->plan.n_kts == 0))
     {
         /* nothing to order: OCSP and CRLs may still have something to ask */
@@ -564,6 +563,15 @@ atls_sched_new(atls_store_t *st, const atls_sched_host_t *host,
     s->hook_timeout_s = opts != NULL && opts->hook_timeout_s > 0 ? opts->hook_timeout_s
                                                                  : ATLS_SCHED_HOOK_TIMEOUT_S;
     s->ari = opts != NULL && opts->ari;
+    s->ca_per_min = opts != NULL && opts->ca_requests_per_min > 0
+                    ? opts->ca_requests_per_min : SCHED_DEFAULT_CA_PER_MIN;
+    if (s->ca_per_min < 2) {
+        s->ca_per_min = 2;      /* ARI gets half */
+    }
+    if (s->ca_per_min > 100000) {
+        s->ca_per_min = 100000;
+    }
+    s->started = time(NULL);
     s->events = opts != NULL ? opts->events : NULL;
     s->policy = opts != NULL ? opts->policy : NULL;
     s->slots = calloc(s->n_slots, sizeof(*s->slots));
@@ -607,6 +615,7 @@ sched_destroy(atls_sched_t *s)
     }
     for (i = 0; i < s->n_dirs; i++) {
         free(s->dirs[i].directory);
+        free(s->dirs[i].rate_ring);
     }
     atls_sched_crls_free(s);
     free(s->dirs);

@@ -10,6 +10,7 @@
 #include "atls_sched.h"
 #include "atls_store.h"
 #include "sched_internal.h"
+#include "store_ari.h"
 
 /* ---- certificates -------------------------------------------------------------- */
 
@@ -163,6 +164,27 @@ atls_sched_op_data(const atls_sched_op_t *op)
 
 /* ---- CA directories ----------------------------------------------------------- */
 
+/* What the store records about directory's renewal information: read once
+ * per process, so that a restart does not ask again (store_ari.h). */
+static void
+dir_load_ari(atls_sched_t *s, sched_dir_t *d)
+{
+    time_t until = 0;
+    char   err[512];
+
+    if (!s->ari) {
+        return;
+    }
+    if (atls_store_load_ari_dir(s->st, d->directory, &until, err, sizeof(err))
+        != ATLS_STORE_OK)
+    {
+        atls_log(ATLS_LOG_WARN, "autotls: %s: renewal information record not read "
+                 "(asking the CA): %s", d->directory, err);
+        return;
+    }
+    d->no_ari_until = until;
+}
+
 /* The in-memory facts about directory, created on first use. */
 sched_dir_t *
 atls_sched_dir(atls_sched_t *s, const char *directory)
@@ -182,6 +204,114 @@ atls_sched_dir(atls_sched_t *s, const char *directory)
     s->dirs = v;
     memset(&v[s->n_dirs], 0, sizeof(*v));
     v[s->n_dirs].directory = atls_strdup(directory);
+    dir_load_ari(s, &v[s->n_dirs]);
     return &v[s->n_dirs++];
+}
+
+/* ---- spreading what the CA sees ------------------------------------------------ */
+
+/*
+ * The first ARI checks after a start are spread over the time the
+ * directory's rate needs for them (half the rate: the other half stays
+ * for OCSP), at most a usual check interval: a few certificates are asked
+ * about at once, 10,000 over hours.  Placed by the id's hash, so that a
+ * restart places each at the same point.
+ */
+static time_t
+ari_spread(const atls_sched_t *s, const char *id)
+{
+    long long window = (long long) s->n_certs * 60 * 2 / s->ca_per_min;
+
+    if (window < 60) {
+        return 0;
+    }
+    if (window > SCHED_ARI_SPREAD_MAX_S) {
+        window = SCHED_ARI_SPREAD_MAX_S;
+    }
+    return (time_t) (cert_hash(id) % (size_t) window);
+}
+
+/*
+ * The directory's request rate: the start times of its last ca_per_min
+ * requests (or the times reserved for them) in a ring, so that no 60 s
+ * hold more than ca_per_min of them.  *slot: the oldest entry, the one a
+ * new request replaces.
+ */
+static time_t *
+rate_oldest(atls_sched_t *s, sched_dir_t *d)
+{
+    if (d->rate_ring == NULL) {
+        d->rate_ring = calloc((size_t) s->ca_per_min, sizeof(*d->rate_ring));
+        if (d->rate_ring == NULL) {
+            abort();
+        }
+    }
+    return &d->rate_ring[d->rate_next];
+}
+
+static void
+rate_push(atls_sched_t *s, sched_dir_t *d, time_t at)
+{
+    d->rate_ring[d->rate_next] = at;
+    d->rate_next = (d->rate_next + 1) % (size_t) s->ca_per_min;
+}
+
+int
+atls_sched_ari_may(atls_sched_t *s, atls_sched_cert_t *c, time_t now)
+{
+    sched_dir_t *d = atls_sched_dir(s, c->issuer.directory);
+
+    if (now < d->no_ari_until) {
+        return 0;
+    }
+    if (c->ari_after == 0) {
+        /* Only a scheduler that lives on between passes (a server's, which
+         * yields in slices) spreads: one made for a single pass (Apache's,
+         * the CLI's) would never reach the later points, and the rate
+         * bound holds there alone. */
+        c->ari_after = s->started + (s->slice_ms > 0 ? ari_spread(s, c->id) : 0);
+    }
+    if (now < c->ari_after && d->ari_probed) {
+        return 0;   /* a later pass asks */
+    }
+    /* at most half the rate: the other half stays for OCSP */
+    (void) rate_oldest(s, d);
+    if (d->rate_ring[(d->rate_next + (size_t) s->ca_per_min / 2) % (size_t) s->ca_per_min]
+        + 60 > now)
+    {
+        return 0;
+    }
+    /* the first query asks for the whole directory: whether it offers ARI */
+    d->ari_probed = 1;
+    rate_push(s, d, now);
+    return 1;
+}
+
+int
+atls_sched_rate_take(atls_sched_t *s, atls_sched_cert_t *c, time_t now)
+{
+    sched_dir_t *d;
+    time_t       at;
+
+    if (c->rate_at != 0) {
+        if (now < c->rate_at) {
+            return 0;
+        }
+        c->rate_at = 0;     /* its reserved time came */
+        return 1;
+    }
+    d = atls_sched_dir(s, c->issuer.directory);
+    at = *rate_oldest(s, d) + 60;
+    if (at <= now) {
+        rate_push(s, d, now);
+        return 1;
+    }
+    /* a time of its own, in turn, when the scheduler looks at it anyway */
+    if (at < now + SCHED_REV_MIN_WAIT_S) {
+        at = now + SCHED_REV_MIN_WAIT_S;
+    }
+    rate_push(s, d, at);
+    c->rate_at = at;
+    return 0;
 }
 

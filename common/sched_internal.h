@@ -20,6 +20,12 @@
 #define SCHED_REV_MIN_WAIT_S    10
 /* A directory without renewalInfo is asked again after this long. */
 #define SCHED_NO_ARI_S          86400
+/* ARI queries and OCSP requests started per minute and CA directory when
+ * the host sets no bound (atls_sched_opts_t.ca_requests_per_min). */
+#define SCHED_DEFAULT_CA_PER_MIN  60
+/* The first ARI checks after a start are spread over at most this long
+ * (the CA's usual check interval). */
+#define SCHED_ARI_SPREAD_MAX_S  (6 * 3600)
 /* The longest pause between two slices of a pass (nginx serves clients
  * meanwhile). */
 #define SCHED_PASS_PAUSE_MS     15
@@ -52,6 +58,11 @@ struct atls_sched_cert_s {
     sched_crl_seen_t    crl_seen[ATLS_KEY_TYPE_MAX];
     time_t              warn_due;     /* its next expiry alert level crossing
                                          (sched_event.c; 0: none) */
+    time_t              ari_after;    /* its first ARI check after the start,
+                                         spread (sched_cert.c; 0: not yet
+                                         placed) */
+    time_t              rate_at;      /* a CA request reserved for then under
+                                         the directory's rate (0: none) */
 };
 
 /* One CRL URL, shared by every certificate naming it; in memory while the
@@ -121,9 +132,15 @@ struct sched_slot_s {
 
 /* What the scheduler learned about one CA directory, in memory. */
 typedef struct {
-    char   *directory;
-    time_t  no_ari_until;   /* no renewalInfo there: not asked again before */
-    int     has_account;    /* the store knows our account URL there */
+    char      *directory;
+    time_t     no_ari_until;   /* no renewalInfo there: not asked again before
+                                  (also in the store: store_ari.h) */
+    int        has_account;    /* the store knows our account URL there */
+    int        ari_probed;     /* one query asked whether it offers ARI */
+    time_t    *rate_ring;      /* when its last ca_per_min requests started
+                                  or are reserved to start, oldest at
+                                  rate_next (NULL until the first) */
+    size_t     rate_next;
 } sched_dir_t;
 
 struct atls_sched_s {
@@ -133,6 +150,9 @@ struct atls_sched_s {
     long                slice_ms;
     long                hook_timeout_s;
     int                 ari;
+    long                ca_per_min;     /* ARI + OCSP requests per minute and
+                                           CA directory */
+    time_t              started;        /* wall time of atls_sched_new */
 
     atls_sched_cert_t **certs;          /* in the order added */
     size_t              n_certs, cap_certs;
@@ -174,7 +194,18 @@ long long atls_sched_now_ms(void);
 
 /* sched_cert.c */
 void atls_sched_cert_free(atls_sched_cert_t *c);
+/* The directory's facts, created on first use (its renewal information
+ * record read from the store then, once per process). */
 sched_dir_t *atls_sched_dir(atls_sched_t *s, const char *directory);
+/* 1 when c's ARI query, which its plan says is due, may start now: the
+ * directory offers renewalInfo as far as known, c's first check after the
+ * start (spread by a hash of its id) has come, and the directory's rate
+ * has room (half of it: the other half stays for OCSP). */
+int atls_sched_ari_may(atls_sched_t *s, atls_sched_cert_t *c, time_t now);
+/* 1 when c may send an OCSP request to its directory's responder now;
+ * else 0 and c->rate_at is the time reserved for it (a certificate
+ * reserves one time, and takes it when it comes). */
+int atls_sched_rate_take(atls_sched_t *s, atls_sched_cert_t *c, time_t now);
 
 /* sched_hook.c */
 atls_sched_op_t *atls_sched_op_new(sched_slot_t *sl, int hook);

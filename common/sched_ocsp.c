@@ -667,6 +667,9 @@ atls_sched_rev_next(sched_slot_t *sl, int may_order)
         }
         if (rev_uses_ocsp(sl, ki)) {
             if (now >= ki->ocsp_next_refresh && (sl->tried & kt_bit(ki->key_type)) == 0) {
+                if (!atls_sched_rate_take(s, sl->cert, now)) {
+                    continue;   /* its turn under the CA's rate: cert->rate_at */
+                }
                 sl->tried |= kt_bit(ki->key_type);
                 if (ocsp_start(sl, ki, now)) {
                     return SCHED_REV_OP;
@@ -709,6 +712,9 @@ atls_sched_rev_schedule(sched_slot_t *sl, time_t now)
         }
         if (rev_uses_ocsp(sl, ki)) {
             t = ki->ocsp_next_refresh;
+            if (sl->cert->rate_at > t) {
+                t = sl->cert->rate_at;
+            }
         } else if (ki->crl_url != NULL) {
             c = atls_sched_crl(s, ki->crl_url);
             t = c->crl != NULL || c->failures > 0 ? c->next_fetch : now;

@@ -291,6 +291,9 @@ slot_ari_start(sched_slot_t *sl)
     if (sl->e == NULL) {
         atls_log(ATLS_LOG_DEBUG, "autotls: certificate \"%s\": no renewal information "
                  "to ask for: %s", sl->cert->id, err);
+        /* its leaf will not change that before a renewal: not looked at
+         * again for a day by this process, and nothing written */
+        sl->cert->ari_after = time(NULL) + SCHED_NO_ARI_S;
         slot_cert_end(sl);
         return SCHED_OVER;
     }

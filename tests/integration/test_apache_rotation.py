@@ -3,6 +3,7 @@ served by every child without a restart; the server starts and serves a
 fallback while the CA is down; graceful restarts and killed children do
 not lose or break anything."""
 import datetime
+import glob
 import json
 import os
 import re
@@ -121,21 +122,32 @@ def _rfc3339(s):
 
 def test_ari_absent_at_ca_is_asked_once(pebble, apache_factory):  # noqa: F811
     # Pebble 2.4 has no renewalInfo: the first check of the valid
-    # certificate asks, records "no ARI" (next check in a day, no window),
-    # and the following checks (every second here) do not ask again
+    # certificate asks and records "no ARI" once for the directory
+    # (accounts/<ca-id>/ari.json, next check in a day; the certificate's
+    # meta.json is not rewritten for it), and the following checks (every
+    # second here, each with a scheduler of its own) read that record and
+    # do not ask again
     hosts = [["ari.apache.test", "www.ari.apache.test"]]
     apache = apache_factory(pebble, hosts, loglevel="info autotls:debug").start()
     wait_issued(apache, pebble, "ari.apache.test")
-    meta = wait_until(lambda: (lambda m: m if "ari_next_check" in m else None)(
-        _meta(apache, "ari.apache.test")), timeout=30, what="ARI state in meta.json")
+
+    def ari_record():
+        found = glob.glob(os.path.join(apache.store, "accounts", "*", "ari.json"))
+        if len(found) != 1:
+            return None
+        with open(found[0]) as f:
+            return json.load(f)
+    record = wait_until(ari_record, timeout=30, what="accounts/<ca-id>/ari.json")
+    meta = _meta(apache, "ari.apache.test")
+    assert "ari_next_check" not in meta
     assert "ari_window_start" not in meta and "ari_window_end" not in meta
-    asked = _rfc3339(meta["ari_next_check"])
+    asked = _rfc3339(record["no_ari_until"])
     issued = _rfc3339(meta["last_success"])
     assert datetime.timedelta(hours=23) < asked - issued < datetime.timedelta(hours=25)
     assert meta["state"] == "valid" and _rfc3339(meta["renew_at"]) > issued
 
     # a few more checks (AutoTLSCheckInterval 1s) do not ask again
-    stays(lambda: _meta(apache, "ari.apache.test")["ari_next_check"] == meta["ari_next_check"]
+    stays(lambda: ari_record() == record
           and len(re.findall(r"ari\.apache\.test\"?: renewal information \(ARI\): none at "
                              r"this CA", apache.log_text())) == 1,
           4, what="one ARI request")

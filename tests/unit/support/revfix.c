@@ -94,25 +94,25 @@ revfix_issuer(atls_issuer_t *is)
 
 /* An authority key identifier, so that the ARI "replaces" field can name
  * the leaf (ocsppki rf.leaves carry none); signed again. */
-static void
-leaf_add_aki(X509 *leaf)
+void
+revfix_leaf_add_aki(const ocsppki_t *pki, X509 *leaf)
 {
     AUTHORITY_KEYID *aki = AUTHORITY_KEYID_new();
     unsigned char    md[EVP_MAX_MD_SIZE];
     unsigned int     n = 0;
 
     assert_non_null(aki);
-    assert_int_equal(X509_pubkey_digest(rf.pki.ca, EVP_sha1(), md, &n), 1);
+    assert_int_equal(X509_pubkey_digest(pki->ca, EVP_sha1(), md, &n), 1);
     aki->keyid = ASN1_OCTET_STRING_new();
     assert_non_null(aki->keyid);
     assert_int_equal(ASN1_OCTET_STRING_set(aki->keyid, md, (int) n), 1);
     assert_int_equal(X509_add1_ext_i2d(leaf, NID_authority_key_identifier, aki, 0, 0), 1);
     AUTHORITY_KEYID_free(aki);
-    assert_true(X509_sign(leaf, rf.pki.ca_key, EVP_sha256()) > 0);
+    assert_true(X509_sign(leaf, pki->ca_key, EVP_sha256()) > 0);
 }
 
-static char *
-pem_of(X509 *x)
+char *
+revfix_pem_of(X509 *x)
 {
     BIO  *b = BIO_new(BIO_s_mem());
     char *data, *out;
@@ -147,9 +147,9 @@ revfix_seed(const char *name, const char *ocsp_url, const char *crl_url, int wit
     assert_true(rf.n_certs < REVFIX_MAX_CERTS);
     leaf = ocsppki_leaf(&rf.pki, name, ocsp_url, crl_url, 0);
     assert_non_null(leaf);
-    leaf_add_aki(leaf);
-    a = pem_of(leaf);
-    b = with_issuer ? pem_of(rf.pki.ca) : atls_strdup("");
+    revfix_leaf_add_aki(&rf.pki, leaf);
+    a = revfix_pem_of(leaf);
+    b = with_issuer ? revfix_pem_of(rf.pki.ca) : atls_strdup("");
     pem = malloc(strlen(a) + strlen(b) + 1);
     assert_non_null(pem);
     strcpy(pem, a);

@@ -46,6 +46,11 @@ void revfix_issuer(atls_issuer_t *is);
  * and manages it; its leaf is rf.leaves[i] for the returned rf.certs[i]. */
 fakehost_cert_t *revfix_seed(const char *name, const char *ocsp_url, const char *crl_url,
                              int with_issuer);
+/* Adds an authority key identifier of pki->ca to leaf (so that ARI can
+ * name it) and signs it again. */
+void revfix_leaf_add_aki(const ocsppki_t *pki, X509 *leaf);
+/* x in PEM (the caller frees it). */
+char *revfix_pem_of(X509 *x);
 /* One pass, run until the scheduler is idle. */
 void revfix_pass(void);
 /* The stored meta of id (the caller frees it). */
