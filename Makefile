@@ -52,6 +52,10 @@ APACHE_MOD := $(BUILD)/apache/mod_autotls.so
 
 PYTEST   := /usr/bin/python3 -m pytest
 PYTEST_ARGS ?=
+# Integration test files run in parallel (pytest-xdist), each file on one
+# worker so that its module fixtures and order hold; every test has its own
+# ports, directories and servers.  TEST_JOBS=1 runs them one after another.
+TEST_JOBS ?= 2
 
 .PHONY: all lib cli modules nginx apache deps deb test unit integration \
         fuzz-build fuzz-replay fuzz fuzz-campaign asan demo bench clean
@@ -127,7 +131,9 @@ unit: $(UNIT_BIN)
 	@scripts/run-unit.sh $(UNIT_BIN)
 
 integration: all
-	ATLS_BUILD=$(abspath $(BUILD)) $(PYTEST) -p no:cacheprovider -ra $(PYTEST_ARGS) tests/integration
+	ATLS_BUILD=$(abspath $(BUILD)) $(PYTEST) -p no:cacheprovider -ra \
+	    $(if $(filter-out 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile) \
+	    $(PYTEST_ARGS) tests/integration
 
 comma := ,
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
