@@ -50,6 +50,7 @@ typedef struct {
     long long        deadline;  /* exec: killed then (monotonic ms) */
     long long        retry_at;  /* its oldest entry is tried again then; 0 none */
     int              failing;   /* in a failure streak (the webhook's is logged once) */
+    char            *done_to;   /* no entry up to this key is pending for it; NULL: unknown */
 } notify_sink_t;
 
 struct atls_notify_s {
@@ -60,6 +61,7 @@ struct atls_notify_s {
     notify_sink_t       sink[SINK_MAX];
     int                 look_soon;
     long long           poll_at;    /* entries wait: looked at then; 0 none */
+    long long           rescan_at;  /* the cursors (done_to) are forgotten then */
     atls_store_lock_t  *lock;
     int                 lock_said;  /* "another process delivers" logged */
     int                 stopped;
@@ -283,6 +285,39 @@ notify_unlock(atls_notify_t *n)
     }
 }
 
+/* ---- the cursors ---------------------------------------------------------------- */
+
+/* Sink k is done with every entry up to key: a scan reads no entry at or
+ * before it for k.  Sound because an entry's pending sinks only shrink and
+ * a new entry's key is later than those already there; the rare exception
+ * (another process queued within the same ms, or the clock stepped back)
+ * is found by the full scan every ATLS_NOTIFY_RESCAN_S. */
+static void
+sink_done_to(notify_sink_t *sk, const char *key)
+{
+    char *dup;
+
+    if (sk->done_to != NULL && strcmp(key, sk->done_to) <= 0) {
+        return;
+    }
+    dup = strdup(key);
+    if (dup != NULL) {      /* out of memory: the old cursor is still true */
+        free(sk->done_to);
+        sk->done_to = dup;
+    }
+}
+
+static void
+cursors_forget(atls_notify_t *n)
+{
+    int k;
+
+    for (k = 0; k < SINK_MAX; k++) {
+        free(n->sink[k].done_to);
+        n->sink[k].done_to = NULL;
+    }
+}
+
 /* ---- one delivery ------------------------------------------------------------- */
 
 static void sink_end(atls_notify_t *n, sink_kind_t k, int ok, const char *why);
@@ -437,8 +472,9 @@ sink_end(atls_notify_t *n, sink_kind_t k, int ok, const char *why)
             sk->failing = 0;
             sk->retry_at = 0;
             entry_drop_sink(e, sink_names[k]);
-        } else {
-            (void) sink_failed(n, k, key, e, why);
+            sink_done_to(sk, key);
+        } else if (sink_failed(n, k, key, e, why)) {
+            sink_done_to(sk, key);
         }
         entry_save(n, key, e);
     }
@@ -552,6 +588,10 @@ notify_scan(atls_notify_t *n)
         n->poll_at = mono + ATLS_NOTIFY_POLL_S * 1000LL;
         return;
     }
+    if (mono >= n->rescan_at) {
+        cursors_forget(n);
+        n->rescan_at = mono + ATLS_NOTIFY_RESCAN_S * 1000LL;
+    }
     if (nk > 0 && notify_lock(n)) {
         /* the stored retry times are the truth (another process, an
          * earlier run may have written them): found again below */
@@ -561,6 +601,7 @@ notify_scan(atls_notify_t *n)
         }
         for (i = 0; i < nk; i++) {
             json_t *e;
+            int     skip[SINK_MAX], read[SINK_MAX], want = 0;
 
             for (all = 1, k = 0; k < SINK_MAX; k++) {
                 all &= busy[k];
@@ -568,10 +609,30 @@ notify_scan(atls_notify_t *n)
             if (all) {
                 break;
             }
+            /* read only for the free sinks not done with it yet: with one
+             * sink held by its oldest entry, the other's entries behind
+             * it are not read again on every look */
+            for (k = 0; k < SINK_MAX; k++) {
+                const char *done = n->sink[k].done_to;
+
+                skip[k] = busy[k] || (done != NULL && strcmp(keys[i], done) <= 0);
+                read[k] = !skip[k];
+                want |= read[k];
+            }
+            if (!want) {
+                continue;
+            }
             e = entry_load(n, keys[i]);
             if (e != NULL) {
                 (void) entry_prune(n, keys[i], e);
-                notify_assign(n, keys[i], e, busy, now, mono);
+                notify_assign(n, keys[i], e, skip, now, mono);
+                for (k = 0; k < SINK_MAX; k++) {
+                    if (read[k] && skip[k]) {
+                        busy[k] = 1;                /* holds this entry */
+                    } else if (read[k] && !entry_pending(e, sink_names[k])) {
+                        sink_done_to(&n->sink[k], keys[i]);
+                    }
+                }
             }
             json_decref(e);
         }
@@ -673,6 +734,7 @@ atls_notify_free(atls_notify_t *n)
     }
     atls_notify_stop(n);
     atls_events_set_wakeup(n->ev, NULL, NULL);
+    cursors_forget(n);
     atls_notify_conf_free(&n->conf);
     free(n->where);
     free(n);

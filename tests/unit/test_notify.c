@@ -931,6 +931,103 @@ other_sinks_kept(void **state)
     json_decref(e);
 }
 
+/* ---- reads per look ------------------------------------------------------------- */
+
+/* The store's get, counted (queue entries are read through it). */
+static const atls_store_ops_t *real_ops;
+static size_t                  gets_counted;
+
+static int
+counting_get(atls_store_t *st, const char *path, char **data, size_t *len, char *err,
+             size_t errlen)
+{
+    gets_counted++;
+    return real_ops->get(st, path, data, len, err, errlen);
+}
+
+/* Reads since the last call (at most `most`), shown for the record. */
+static void
+reads_at_most(size_t most)
+{
+    print_message("queue entries read in this look: %zu\n", gets_counted);
+    assert_true(gets_counted <= most);
+    gets_counted = 0;
+}
+
+/* The webhook receiver down, the command working, 2,000 entries left for
+ * the webhook only: the first look reads them all, each later look (a
+ * failed delivery, a look asked for, a new event, a due retry) reads a
+ * few, not the whole queue; the webhook still retries its oldest entry
+ * first and the command still gets the new event. */
+static void
+reads_per_look_bounded(void **state)
+{
+    fx_t               *f = *state;
+    atls_notify_conf_t  c;
+    atls_store_ops_t    counting;
+    char               *hdr[1], err[256], id[64], text[200];
+    size_t              i;
+
+    for (i = 0; i < 2000; i++) {
+        snprintf(text, sizeof(text), "{\"event\":{\"event\":\"renewed\",\"id\":\"e%04zu.test\"},"
+                 "\"pending\":[\"webhook\"]}", i);
+        assert_int_equal(atls_store_queue_put(f->st, text, strlen(text), 0, NULL, err,
+                                              sizeof(err)), ATLS_STORE_OK);
+    }
+    real_ops = f->st->ops;
+    counting = *real_ops;
+    counting.get = counting_get;
+    f->st->ops = &counting;
+    gets_counted = 0;
+
+    conf_webhook(&c, hdr);
+    c.exec = f->script_ok;
+    sched_start(f, &c);
+    run_soon(f);
+    assert_true(gets_counted >= 2000);          /* the first look reads them all */
+    gets_counted = 0;
+    assert_int_equal(f->h.n_req, 1);
+    assert_string_equal(body_id(&f->h.req[0], id, sizeof(id)), "e0000.test");
+
+    answer(f, 503);                             /* down: a retry later */
+    reads_at_most(4);
+    assert_int_equal(head_attempts(f, "webhook", NULL), 1);
+    gets_counted = 0;
+
+    for (i = 0; i < 3; i++) {
+        atls_sched_notify(f->h.s);
+        run_soon(f);
+        reads_at_most(4);
+    }
+
+    /* a new event: read, and the command runs it (nothing before it for
+     * the command), while the webhook waits on its oldest entry */
+    emit(f, ATLS_EV_OBTAINED, "new.test");
+    run_soon(f);
+    reads_at_most(6);
+    assert_non_null(f->h.exec_op);
+    exec_wait(f, 0);
+    assert_int_equal(f->h.exec_runs, 1);
+    assert_int_equal(f->h.n_req, 1);
+    gets_counted = 0;
+
+    /* the retry is due: the oldest entry again, in order */
+    head_retry_now(f, "webhook");
+    gets_counted = 0;
+    atls_sched_notify(f->h.s);
+    run_soon(f);
+    reads_at_most(4);
+    assert_int_equal(f->h.n_req, 2);
+    assert_string_equal(body_id(&f->h.req[1], id, sizeof(id)), "e0000.test");
+    answer(f, 200);
+    assert_int_equal(f->h.n_req, 3);
+    assert_string_equal(body_id(&f->h.req[2], id, sizeof(id)), "e0001.test");
+    answer(f, 200);
+    sched_end(f);
+    f->st->ops = real_ops;
+    assert_int_equal(queue_len(f), 1999);
+}
+
 int
 main(void)
 {
@@ -950,6 +1047,7 @@ main(void)
         cmocka_unit_test_setup_teardown(planted_entries_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(spawn_input_large, setup, teardown),
         cmocka_unit_test_setup_teardown(exec_identity, setup, teardown),
+        cmocka_unit_test_setup_teardown(reads_per_look_bounded, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
