@@ -287,11 +287,21 @@ notify_unlock(atls_notify_t *n)
 
 /* ---- the cursors ---------------------------------------------------------------- */
 
-/* Sink k is done with every entry up to key: a scan reads no entry at or
- * before it for k.  Sound because an entry's pending sinks only shrink and
- * a new entry's key is later than those already there; the rare exception
- * (another process queued within the same ms, or the clock stepped back)
- * is found by the full scan every ATLS_NOTIFY_RESCAN_S. */
+/* Sink k is done with every entry up to key: a look reads, for k, no entry
+ * queued more than ATLS_NOTIFY_CURSOR_SLACK_MS before it.  Sound because
+ * an entry's pending sinks only shrink and a new entry's key is later
+ * than those already there, except within a few ms (keys of one ms sort
+ * by their random part; another process writes its entry a little after
+ * taking its key): the slack covers that, and the full look every
+ * ATLS_NOTIFY_RESCAN_S covers the rest (a clock stepped back). */
+static int
+sink_done_with(const notify_sink_t *sk, const char *key)
+{
+    return sk->done_to != NULL
+           && strtoll(key, NULL, 10) + ATLS_NOTIFY_CURSOR_SLACK_MS
+              < strtoll(sk->done_to, NULL, 10);
+}
+
 static void
 sink_done_to(notify_sink_t *sk, const char *key)
 {
@@ -613,9 +623,7 @@ notify_scan(atls_notify_t *n)
              * sink held by its oldest entry, the other's entries behind
              * it are not read again on every look */
             for (k = 0; k < SINK_MAX; k++) {
-                const char *done = n->sink[k].done_to;
-
-                skip[k] = busy[k] || (done != NULL && strcmp(keys[i], done) <= 0);
+                skip[k] = busy[k] || sink_done_with(&n->sink[k], keys[i]);
                 read[k] = !skip[k];
                 want |= read[k];
             }

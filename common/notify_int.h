@@ -25,8 +25,9 @@ typedef struct atls_notify_s atls_notify_t;
 /* The queue is looked at again after this long (entries waiting, another
  * process holding the queue, events another process queued). */
 #define ATLS_NOTIFY_POLL_S            30
-/* A look reads only the entries after each sink's cursor (notify.c); all
- * of them are read again this often, and at start. */
+/* A look reads only the entries after each sink's cursor, less this slack
+ * (notify.c); all of them are read again every RESCAN_S, and at start. */
+#define ATLS_NOTIFY_CURSOR_SLACK_MS   5000
 #define ATLS_NOTIFY_RESCAN_S          600
 
 /* A notifier for s's events settings; NULL when they name no sink (or out

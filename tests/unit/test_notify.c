@@ -957,22 +957,28 @@ reads_at_most(size_t most)
 /* The webhook receiver down, the command working, 2,000 entries left for
  * the webhook only: the first look reads them all, each later look (a
  * failed delivery, a look asked for, a new event, a due retry) reads a
- * few, not the whole queue; the webhook still retries its oldest entry
- * first and the command still gets the new event. */
+ * few (the held entry, those queued in the 5 s before a cursor), not the
+ * whole queue; the webhook still retries its oldest entry first and the
+ * command still gets the new event. */
 static void
 reads_per_look_bounded(void **state)
 {
     fx_t               *f = *state;
     atls_notify_conf_t  c;
     atls_store_ops_t    counting;
-    char               *hdr[1], err[256], id[64], text[200];
+    char               *hdr[1], err[256], id[64], text[200], path[80];
+    long long           start = (long long) (time(NULL) - 3000) * 1000;
     size_t              i;
 
+    /* queued one a second, the last over 15 min ago (as a long outage
+     * leaves them; queue_put would give them all this second's keys) */
     for (i = 0; i < 2000; i++) {
         snprintf(text, sizeof(text), "{\"event\":{\"event\":\"renewed\",\"id\":\"e%04zu.test\"},"
                  "\"pending\":[\"webhook\"]}", i);
-        assert_int_equal(atls_store_queue_put(f->st, text, strlen(text), 0, NULL, err,
-                                              sizeof(err)), ATLS_STORE_OK);
+        snprintf(path, sizeof(path), "events/%016lld-%08zx.json",
+                 start + (long long) i * 1000, i);
+        assert_int_equal(f->st->ops->put(f->st, path, text, strlen(text), 1, err,
+                                         sizeof(err)), ATLS_STORE_OK);
     }
     real_ops = f->st->ops;
     counting = *real_ops;
@@ -990,25 +996,38 @@ reads_per_look_bounded(void **state)
     assert_string_equal(body_id(&f->h.req[0], id, sizeof(id)), "e0000.test");
 
     answer(f, 503);                             /* down: a retry later */
-    reads_at_most(4);
+    reads_at_most(10);
     assert_int_equal(head_attempts(f, "webhook", NULL), 1);
     gets_counted = 0;
 
     for (i = 0; i < 3; i++) {
         atls_sched_notify(f->h.s);
         run_soon(f);
-        reads_at_most(4);
+        reads_at_most(10);
     }
 
     /* a new event: read, and the command runs it (nothing before it for
      * the command), while the webhook waits on its oldest entry */
     emit(f, ATLS_EV_OBTAINED, "new.test");
     run_soon(f);
-    reads_at_most(6);
+    reads_at_most(12);
     assert_non_null(f->h.exec_op);
     exec_wait(f, 0);
     assert_int_equal(f->h.exec_runs, 1);
     assert_int_equal(f->h.n_req, 1);
+
+    /* another process's entry whose key sorts just before the command's
+     * cursor (taken a moment before, written after): still found */
+    snprintf(path, sizeof(path), "events/%016lld-00000000.json",
+             (long long) time(NULL) * 1000 - 2000);
+    snprintf(text, sizeof(text), "{\"event\":{\"event\":\"test\"},\"pending\":[\"exec\"]}");
+    assert_int_equal(f->st->ops->put(f->st, path, text, strlen(text), 1, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    atls_sched_notify(f->h.s);
+    run_soon(f);
+    assert_non_null(f->h.exec_op);
+    exec_wait(f, 0);
+    assert_int_equal(f->h.exec_runs, 2);
     gets_counted = 0;
 
     /* the retry is due: the oldest entry again, in order */
@@ -1016,7 +1035,7 @@ reads_per_look_bounded(void **state)
     gets_counted = 0;
     atls_sched_notify(f->h.s);
     run_soon(f);
-    reads_at_most(4);
+    reads_at_most(10);
     assert_int_equal(f->h.n_req, 2);
     assert_string_equal(body_id(&f->h.req[1], id, sizeof(id)), "e0000.test");
     answer(f, 200);
