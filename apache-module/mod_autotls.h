@@ -144,6 +144,9 @@ int autotls_config_check(apr_pool_t *p, server_rec *base);
 int autotls_config_names(apr_pool_t *p, server_rec *s, const char ***names, size_t *n);
 atls_issuer_t *autotls_config_issuer(apr_pool_t *p, autotls_srv_conf_t *sc);
 
+/* mod_autotls_config.c: a server-wide positive duration, error naming the directive */
+const char *autotls_cmd_seconds(cmd_parms *cmd, const char *v, long *secs);
+
 /* mod_autotls_notify.c: AutoTLSWarn, AutoTLSNotify*, AutoTLSPolicy* */
 const char *autotls_set_warn(cmd_parms *cmd, void *dc, int argc, char *const argv[]);
 const char *autotls_set_notify_cmd(cmd_parms *cmd, void *dc, const char *v);

@@ -44,6 +44,13 @@ autotls_config_create_srv(apr_pool_t *p, server_rec *s)
 
 #define MERGE_PTR(f)  mrg->f = add->f ? add->f : base->f
 #define MERGE_INT(f)  mrg->f = add->f != AUTOTLS_UNSET ? add->f : base->f
+/* a value with its own "was set" flag: both taken from the same side */
+#define MERGE_SET(flag, f)                                                   \
+    do {                                                                     \
+        const autotls_srv_conf_t *from_ = add->flag ? add : base;            \
+        mrg->flag = from_->flag;                                             \
+        mrg->f = from_->f;                                                   \
+    } while (0)
 
 void *
 autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv)
@@ -77,13 +84,7 @@ autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(profile);
     MERGE_INT(profile_required);
     MERGE_PTR(preferred_chain);
-    if (add->renew_set) {
-        mrg->renew_set = 1;
-        mrg->renew = add->renew;
-    } else {
-        mrg->renew_set = base->renew_set;
-        mrg->renew = base->renew;
-    }
+    MERGE_SET(renew_set, renew);
     MERGE_INT(stapling);
     MERGE_INT(must_staple);
     MERGE_PTR(store_dir);
@@ -91,13 +92,7 @@ autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv)
     MERGE_INT(max_parallel);
     MERGE_INT(preload);
     /* server-wide: a virtual host sees the main server's */
-    if (add->warn_set) {
-        mrg->warn_set = 1;
-        mrg->warn = add->warn;
-    } else {
-        mrg->warn_set = base->warn_set;
-        mrg->warn = base->warn;
-    }
+    MERGE_SET(warn_set, warn);
     MERGE_PTR(notify_cmd);
     MERGE_INT(notify_timeout);
     MERGE_PTR(webhook);
@@ -247,19 +242,32 @@ set_store_dir(cmd_parms *cmd, void *dc, const char *v)
     return NULL;
 }
 
-static const char *
-set_check_interval(cmd_parms *cmd, void *dc, const char *v)
+/* A server-wide directive's positive duration ("30s", "5m", "1h"), in
+ * seconds; the error names the directive. */
+const char *
+autotls_cmd_seconds(cmd_parms *cmd, const char *v, long *secs)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-    long secs;
 
     if (err != NULL) {
         return err;
     }
-    secs = atls_duration_parse(v);
-    if (secs <= 0) {
-        return apr_psprintf(cmd->pool, "AutoTLSCheckInterval: '%s' is not a "
-                            "positive duration (e.g. 30s, 1m, 1h)", v);
+    *secs = atls_duration_parse(v);
+    if (*secs <= 0) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a positive duration "
+                            "(e.g. 30s, 1m, 1h)", cmd->cmd->name, v);
+    }
+    return NULL;
+}
+
+static const char *
+set_check_interval(cmd_parms *cmd, void *dc, const char *v)
+{
+    long secs;
+    const char *err = autotls_cmd_seconds(cmd, v, &secs);
+
+    if (err != NULL) {
+        return err;
     }
     cmd_conf(cmd)->check_interval = apr_time_from_sec(secs);
     return NULL;

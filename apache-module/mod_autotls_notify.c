@@ -98,16 +98,11 @@ autotls_set_notify_cmd(cmd_parms *cmd, void *dc, const char *v)
 const char *
 autotls_set_notify_timeout(cmd_parms *cmd, void *dc, const char *v)
 {
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     long secs;
+    const char *err = autotls_cmd_seconds(cmd, v, &secs);
 
     if (err != NULL) {
         return err;
-    }
-    secs = atls_duration_parse(v);
-    if (secs <= 0) {
-        return apr_psprintf(cmd->pool, "AutoTLSNotifyTimeout: '%s' is not a positive "
-                            "duration (e.g. 30s, 2m)", v);
     }
     cmd_conf(cmd)->notify_timeout = secs;
     return NULL;
