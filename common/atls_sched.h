@@ -111,6 +111,19 @@ typedef struct {
      * certificate id and key type filled in).  Optional. */
     void (*done)(void *ctx, void *cert_data, const char *id, int rc,
                  const atls_error_t *err);
+
+    /* Dynamic names (atls_names.h): the issuer settings and the host data
+     * (cert_data in the other callbacks) of a dynamic home; home NULL or
+     * "" is the host's only (first) dynamic home.  NULL when this host has
+     * no such home: the name is left alone (another server sharing the
+     * store may serve it).  Optional: NULL means no dynamic names. */
+    const atls_issuer_t *(*home)(void *ctx, const char *home, void **cert_data);
+
+    /* On-demand (atls_ondemand.h): the gate's verdict on a name handed to
+     * atls_sched_on_demand: ALLOW (registered, its order started),
+     * DENY / INVALID / LIMITED (why says which rule; nothing ordered).
+     * Optional. */
+    void (*on_demand)(void *ctx, const char *name, int verdict, const char *why);
 } atls_sched_host_t;
 
 typedef struct {
@@ -137,6 +150,14 @@ typedef struct {
      * sending a burst.  A certificate without a stapled response still
      * gets its first one as soon as the bound allows. */
     long   ca_requests_per_min;
+
+    /* Dynamic names: registered names whose home host->home() knows are
+     * managed like configured ones; removed names past grace_s (0:
+     * ATLS_NAMES_GRACE_S) are purged at each pass. */
+    long   names_grace_s;
+    /* The on-demand gate, borrowed, may be NULL (atls_sched_on_demand then
+     * denies everything). */
+    struct atls_od_s *on_demand;
 } atls_sched_opts_t;
 
 /* A scheduler over st (borrowed, must outlive it).  host is copied.  NULL
@@ -196,6 +217,29 @@ void atls_sched_notify(atls_sched_t *s);
 
 /* Orders (not ARI queries) in flight, for logs and the status page. */
 size_t atls_sched_running(const atls_sched_t *s);
+
+/* Stop managing c (a removed dynamic name): its order in flight is
+ * cancelled, its challenges withdrawn, its timers dropped; the store is
+ * left as it is.  c is freed. */
+void atls_sched_remove(atls_sched_t *s, atls_sched_cert_t *c);
+
+/* The certificate managed under id, or NULL. */
+atls_sched_cert_t *atls_sched_find(atls_sched_t *s, const char *id);
+
+/* Read the registry of dynamic names again when it changed since the last
+ * look (atls_names_generation): adds the active names of homes this host
+ * has (host->home), removes the rest.  Called by the host at start and
+ * when the store generation moved; cheap when nothing changed. */
+void atls_sched_names_sync(atls_sched_t *s);
+
+/* A name arrived that no configuration and no registry entry covers
+ * (SNI, the Host of a plain-HTTP request, an Apache child's request):
+ * the gate opts.on_demand decides (asking its URL through http_send when
+ * needed); an allowed name within budget is registered for home (source
+ * "on-demand") and its order starts at once.  The verdict reaches
+ * host->on_demand.  A name already being decided or ordered is not asked
+ * again.  name is as received; it is checked first. */
+void atls_sched_on_demand(atls_sched_t *s, const char *name, size_t len, const char *home);
 
 /* The data given to atls_sched_add() for the certificate op works for
  * (a host's debug log, a test CA per certificate). */

@@ -25,6 +25,8 @@
 #include "atls_event.h"
 #include "atls_http.h"
 #include "atls_inventory.h"
+#include "atls_names.h"
+#include "atls_ondemand.h"
 #include "atls_policy.h"
 #include "atls_sched.h"
 #include "atls_status.h"
@@ -71,6 +73,15 @@ typedef struct {
 } ngx_http_autotls_name_t;
 
 
+/* a server block that is the home of names registered at runtime */
+#define NGX_HTTP_AUTOTLS_STATIC      0
+#define NGX_HTTP_AUTOTLS_DYNAMIC     1     /* autotls ISSUER dynamic; */
+#define NGX_HTTP_AUTOTLS_ON_DEMAND   2     /* autotls ISSUER on_demand; */
+
+/* what a dynamic home answers for a name it does not serve */
+#define NGX_HTTP_AUTOTLS_UNKNOWN_FALLBACK  0
+#define NGX_HTTP_AUTOTLS_UNKNOWN_REJECT    1
+
 typedef struct {
     ngx_str_t                       issuer;    /* empty: autotls not used */
     ngx_array_t                    *names;     /* ngx_str_t, explicit names */
@@ -78,6 +89,10 @@ typedef struct {
     ngx_http_autotls_name_t        *by_name;   /* per_name: sorted by name */
     ngx_uint_t                      n_by_name;
     ngx_flag_t                      per_name;
+    ngx_uint_t                      dynamic;   /* NGX_HTTP_AUTOTLS_STATIC... */
+    ngx_uint_t                      unknown;   /* autotls_dynamic_unknown */
+    ngx_http_autotls_cert_t        *home;      /* dynamic: the home's issuer
+                                                  and its fallback names */
     u_char                         *file;
     ngx_uint_t                      line;
 } ngx_http_autotls_srv_conf_t;
@@ -85,6 +100,8 @@ typedef struct {
 
 typedef struct {
     ngx_flag_t                      status;
+    ngx_flag_t                      api;       /* autotls_api */
+    ngx_str_t                       api_token; /* autotls_api_token FILE */
 } ngx_http_autotls_loc_conf_t;
 
 
@@ -109,6 +126,15 @@ typedef struct {
     unsigned                        warn_set:1;
 
     atls_policy_t                  *policy;        /* autotls_policy, or NULL */
+
+    /* names at runtime and on demand */
+    ngx_uint_t                      cache_max;     /* autotls_cache max=N;
+                                                      0: unbounded */
+    ngx_uint_t                      names_max;     /* dynamic names the zone
+                                                      is sized for */
+    atls_od_conf_t                  od;            /* autotls_on_demand_*:
+                                                      malloc'd members */
+    ngx_msec_t                      od_wait;       /* autotls_on_demand_wait */
 
     /* discovered ssl_certificate files (malloc'd, inherited by workers) */
     atls_inventory_item_t          *inventory;
@@ -316,6 +342,45 @@ ngx_int_t ngx_http_autotls_challenge_handler(ngx_http_request_t *r);
 
 /* status */
 char *ngx_http_autotls_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* dynamic: names registered at runtime (ngx_http_autotls_dynamic.c).  The
+ * driver mirrors the store's registry into the zone; workers find a name's
+ * certificate id and generation there, and keep parsed certificates in
+ * their cache (bounded by autotls_cache) */
+typedef enum {
+    NGX_HTTP_AUTOTLS_DYN_UNKNOWN = 0,  /* not registered (or not yet seen) */
+    NGX_HTTP_AUTOTLS_DYN_PENDING,      /* registered, no certificate yet */
+    NGX_HTTP_AUTOTLS_DYN_SERVING,      /* a certificate is in the store */
+    NGX_HTTP_AUTOTLS_DYN_REMOVED
+} ngx_http_autotls_dyn_state_e;
+
+ngx_int_t ngx_http_autotls_dyn_init_worker(ngx_cycle_t *cycle);
+void ngx_http_autotls_dyn_exit_worker(void);
+/* the state of a lower-case name in the zone (a lookup under the zone's
+ * mutex, no store access) */
+ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_state(const u_char *name,
+    size_t len);
+/* driver: the registry changed / a dynamic certificate was deployed */
+void ngx_http_autotls_dyn_sync(void);
+void ngx_http_autotls_dyn_deployed(const char *id);
+/* cert_cb for a dynamic home: installs the name's certificate; NGX_DECLINED
+ * when the name is not served (the caller applies autotls_dynamic_unknown) */
+ngx_int_t ngx_http_autotls_dyn_install(SSL *ssl, ngx_connection_t *c,
+    ngx_http_autotls_srv_conf_t *ascf, const char *sni);
+/* the admin API location (autotls_api) */
+char *ngx_http_autotls_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* on demand: parked connections and the driver's gate
+ * (ngx_http_autotls_ondemand.c) */
+ngx_int_t ngx_http_autotls_od_setup(ngx_conf_t *cf,
+    ngx_http_autotls_main_conf_t *amcf);
+ngx_int_t ngx_http_autotls_od_init_worker(ngx_cycle_t *cycle);
+void ngx_http_autotls_od_exit_worker(void);
+/* driver: take the names workers queued in the zone to atls_sched_on_demand */
+void ngx_http_autotls_od_drain(atls_sched_t *sched);
+/* driver: the scheduler's verdict (atls_sched_host_t.on_demand) */
+void ngx_http_autotls_od_verdict(void *ctx, const char *name, int verdict,
+    const char *why);
 
 
 #endif /* _NGX_HTTP_AUTOTLS_MODULE_H_INCLUDED_ */
