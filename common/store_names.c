@@ -293,6 +293,12 @@ names_load_file(atls_store_t *st, const char *file, atls_name_entry_t *e,
     return rc;
 }
 
+static int
+names_entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const atls_name_entry_t *) a)->name, ((const atls_name_entry_t *) b)->name);
+}
+
 int
 atls_names_list(atls_store_t *st, atls_name_entry_t **v, size_t *n, char *err, size_t errlen)
 {
@@ -314,7 +320,6 @@ atls_names_list(atls_store_t *st, atls_name_entry_t **v, size_t *n, char *err, s
     if (out == NULL) {
         abort();
     }
-    /* files are sorted and each is its name's id + ".json": so are the entries */
     for (i = 0; i < nf; i++) {
         rc = names_load_file(st, files[i], &out[*n], why, sizeof(why));
         if (rc == ATLS_STORE_OK) {
@@ -324,6 +329,8 @@ atls_names_list(atls_store_t *st, atls_name_entry_t **v, size_t *n, char *err, s
         }
     }
     atls_strv_free(files, nf);
+    /* by name: file names sort differently ("a-b.json" before "a.json") */
+    qsort(out, *n, sizeof(*out), names_entry_cmp);
     *v = out;
     return ATLS_STORE_OK;
 }
