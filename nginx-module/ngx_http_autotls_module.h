@@ -175,6 +175,8 @@ typedef struct {
     ngx_http_autotls_chal_t        *chals;
     uint64_t                        store_gen; /* + 1 the driver last saw;
                                                   0: not looked yet */
+    void                           *dyn;       /* the dynamic names'
+                                                  table (_dynamic.c) */
 } ngx_http_autotls_shctx_t;
 
 typedef struct {
@@ -357,12 +359,30 @@ typedef enum {
 ngx_int_t ngx_http_autotls_dyn_init_worker(ngx_cycle_t *cycle);
 void ngx_http_autotls_dyn_exit_worker(void);
 /* the state of a lower-case name in the zone (a lookup under the zone's
- * mutex, no store access) */
+ * mutex, no store access once the driver's first mirror of the registry
+ * is complete; before that, a name not mirrored yet is read from the
+ * store once and added to the zone) */
 ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_state(const u_char *name,
     size_t len);
 /* driver: the registry changed / a dynamic certificate was deployed */
 void ngx_http_autotls_dyn_sync(void);
 void ngx_http_autotls_dyn_deployed(const char *id);
+/* the table in the zone: created with it, kept across reloads */
+ngx_int_t ngx_http_autotls_dyn_shm_init(ngx_http_autotls_shm_t *ctx);
+/* dyn_state() with the name's generation and home (NAME_MAX + 1 bytes,
+ * may be NULL; an empty home: any dynamic home serves it) */
+ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_get(const u_char *name,
+    size_t len, ngx_atomic_uint_t *gen, u_char *home, size_t *home_len);
+/* the mirror (driver only): put/del names, a sweep drops the names not
+ * put since its start, gen = the registry generation + 1 mirrored */
+ngx_int_t ngx_http_autotls_dyn_put(const u_char *name, size_t len,
+    const u_char *home, size_t home_len, ngx_http_autotls_dyn_state_e state,
+    ngx_uint_t bump);
+void ngx_http_autotls_dyn_del(const u_char *name, size_t len);
+void ngx_http_autotls_dyn_sweep_start(void);
+void ngx_http_autotls_dyn_sweep_end(uint64_t gen);
+uint64_t ngx_http_autotls_dyn_mirrored(void);
+ngx_uint_t ngx_http_autotls_dyn_count(void);
 /* cert_cb for a dynamic home: installs the name's certificate; NGX_DECLINED
  * when the name is not served (the caller applies autotls_dynamic_unknown) */
 ngx_int_t ngx_http_autotls_dyn_install(SSL *ssl, ngx_connection_t *c,
