@@ -519,11 +519,11 @@ api_token_read(const char *file, char *buf, size_t buflen)
     }
     close(fd);
     buf[got] = '\0';
-    buf[strcspn(buf, "\r\n")] = '\0';
-    while (got > 0 && (buf[strlen(buf) - 1] == ' ' || buf[strlen(buf) - 1] == '\t')) {
-        buf[strlen(buf) - 1] = '\0';
+    got = strcspn(buf, "\r\n");       /* the first line, without trailing blanks */
+    while (got > 0 && (buf[got - 1] == ' ' || buf[got - 1] == '\t')) {
         got--;
     }
+    buf[got] = '\0';
     if (buf[0] == '\0') {
         atls_log(ATLS_LOG_ERR, "autotls api: token file %s: no token on its first line",
                  file);
