@@ -401,6 +401,16 @@ void ngx_http_autotls_od_drain(atls_sched_t *sched);
 /* driver: the scheduler's verdict (atls_sched_host_t.on_demand) */
 void ngx_http_autotls_od_verdict(void *ctx, const char *name, int verdict,
     const char *why);
+/* every autotls_on_demand_* directive (the command's name says which) */
+char *ngx_http_autotls_od_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+/* driver: the gate for atls_sched_opts_t.on_demand (NULL: no on-demand
+ * home), and the scheduler the worker's timer drains into (NULL: stopped) */
+atls_od_t *ngx_http_autotls_od_gate(void);
+void ngx_http_autotls_od_driver(atls_sched_t *sched);
+/* status: the on_demand section (pending, denied, limited, parked);
+ * NGX_DECLINED without an on-demand home */
+ngx_int_t ngx_http_autotls_od_status(atls_status_extra_t *x);
 
 
 #endif /* _NGX_HTTP_AUTOTLS_MODULE_H_INCLUDED_ */
