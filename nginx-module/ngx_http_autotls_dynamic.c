@@ -42,6 +42,11 @@ typedef struct {
     ngx_uint_t                      complete;  /* the first mirror is done */
     uint64_t                        names_gen; /* registry generation + 1
                                                   mirrored; 0: none yet */
+    ngx_atomic_uint_t               serial;    /* every generation a node
+                                                  gets is new: a worker's
+                                                  entry of a name removed
+                                                  and added again is never
+                                                  taken for current */
     u_char                          mark;      /* this sweep's mark */
 } ngx_http_autotls_dyn_sh_t;
 
@@ -105,15 +110,16 @@ ngx_http_autotls_dyn_lookup(ngx_http_autotls_dyn_sh_t *dsh, const u_char *name,
 
 
 /*
- * The state of a name, its generation and (with home) the home that serves
- * it, copied out under the zone's mutex.  home: NGX_HTTP_AUTOTLS_NAME_MAX
- * + 1 bytes, or NULL.
+ * The state of a name in the table, its generation and (with home) the
+ * home that serves it, copied out under the zone's mutex.  home:
+ * NGX_HTTP_AUTOTLS_NAME_MAX + 1 bytes, or NULL.  *complete (may be NULL):
+ * the driver's first mirror is done.
  */
-ngx_http_autotls_dyn_state_e
-ngx_http_autotls_dyn_get(const u_char *name, size_t len,
-    ngx_atomic_uint_t *gen, u_char *home, size_t *home_len)
+static ngx_http_autotls_dyn_state_e
+ngx_http_autotls_dyn_find(const u_char *name, size_t len,
+    ngx_atomic_uint_t *gen, u_char *home, size_t *home_len,
+    ngx_uint_t *complete)
 {
-    ngx_uint_t                    complete;
     ngx_http_autotls_shm_t       *ctx = ngx_http_autotls_shm();
     ngx_http_autotls_dyn_sh_t    *dsh = ngx_http_autotls_dyn_sh();
     ngx_http_autotls_dyn_node_t  *node;
@@ -123,6 +129,9 @@ ngx_http_autotls_dyn_get(const u_char *name, size_t len,
     if (home_len) {
         *home_len = 0;
     }
+    if (complete) {
+        *complete = 1;
+    }
 
     if (dsh == NULL || len == 0 || len > NGX_HTTP_AUTOTLS_NAME_MAX) {
         return NGX_HTTP_AUTOTLS_DYN_UNKNOWN;
@@ -131,7 +140,6 @@ ngx_http_autotls_dyn_get(const u_char *name, size_t len,
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
     node = ngx_http_autotls_dyn_lookup(dsh, name, len);
-    complete = dsh->complete;
     state = NGX_HTTP_AUTOTLS_DYN_UNKNOWN;
 
     if (node != NULL) {
@@ -142,18 +150,41 @@ ngx_http_autotls_dyn_get(const u_char *name, size_t len,
             ngx_memcpy(home, node->data + len + 1, node->home_len);
             *home_len = node->home_len;
         }
+
+    } else if (complete) {
+        *complete = dsh->complete;
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    if (node == NULL && !complete) {
-        state = ngx_http_autotls_dyn_from_store(name, len, gen);
+    return state;
+}
 
-        if (state != NGX_HTTP_AUTOTLS_DYN_UNKNOWN && home) {
-            /* the registry's home is resolved by the mirror; until then
-             * the name is served by whichever dynamic home sees it */
-            *home_len = 0;
-        }
+
+/* the table only: what the driver's mirror compares with */
+ngx_http_autotls_dyn_state_e
+ngx_http_autotls_dyn_peek(const u_char *name, size_t len,
+    ngx_atomic_uint_t *gen, u_char *home, size_t *home_len)
+{
+    return ngx_http_autotls_dyn_find(name, len, gen, home, home_len, NULL);
+}
+
+
+/* the table, or the store for a name the first mirror has not reached */
+ngx_http_autotls_dyn_state_e
+ngx_http_autotls_dyn_get(const u_char *name, size_t len,
+    ngx_atomic_uint_t *gen, u_char *home, size_t *home_len)
+{
+    ngx_uint_t                    complete;
+    ngx_http_autotls_dyn_state_e  state;
+
+    state = ngx_http_autotls_dyn_find(name, len, gen, home, home_len,
+                                      &complete);
+
+    if (state == NGX_HTTP_AUTOTLS_DYN_UNKNOWN && !complete) {
+        /* the registry's home is resolved by the mirror; until then the
+         * name is served by whichever dynamic home sees it (home_len 0) */
+        state = ngx_http_autotls_dyn_from_store(name, len, gen);
     }
 
     return state;
@@ -198,7 +229,7 @@ ngx_http_autotls_dyn_put(const u_char *name, size_t len, const u_char *home,
         old->state = (u_char) state;
         old->mark = dsh->mark;
         if (bump) {
-            (void) ngx_atomic_fetch_add(&old->gen, 1);
+            old->gen = ++dsh->serial;
         }
         ngx_shmtx_unlock(&ctx->shpool->mutex);
         return NGX_OK;
@@ -224,14 +255,13 @@ ngx_http_autotls_dyn_put(const u_char *name, size_t len, const u_char *home,
     node->home_len = (u_char) home_len;
     node->state = (u_char) state;
     node->mark = dsh->mark;
-    node->gen = 1;
+    node->gen = ++dsh->serial;
     node->sn.str.data = node->data;
     node->sn.str.len = len;
     node->sn.node.key = ngx_crc32_short((u_char *) name, len);
 
     if (old != NULL) {
-        /* a new home: the workers' entries must not survive the move */
-        node->gen = old->gen + 1;
+        /* a new home (its new generation reloads the workers' entries) */
         ngx_rbtree_delete(&dsh->tree, &old->sn.node);
         ngx_slab_free_locked(ctx->shpool, old);
         dsh->count--;
@@ -292,7 +322,7 @@ ngx_http_autotls_dyn_deployed(const char *id)
                                        ngx_strlen(id));
     if (node != NULL && node->state != NGX_HTTP_AUTOTLS_DYN_REMOVED) {
         node->state = NGX_HTTP_AUTOTLS_DYN_SERVING;
-        (void) ngx_atomic_fetch_add(&node->gen, 1);
+        node->gen = ++dsh->serial;
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -398,6 +428,9 @@ ngx_http_autotls_dyn_from_store(const u_char *name, size_t len,
     char                          err[256];
     atls_cert_meta_t              m;
     atls_name_entry_t             e;
+    ngx_http_autotls_shm_t       *ctx = ngx_http_autotls_shm();
+    ngx_http_autotls_dyn_sh_t    *dsh = ngx_http_autotls_dyn_sh();
+    ngx_http_autotls_dyn_node_t  *node;
     ngx_http_autotls_dyn_state_e  state;
 
     if (ngx_http_autotls_store == NULL) {
@@ -439,9 +472,155 @@ ngx_http_autotls_dyn_from_store(const u_char *name, size_t len,
     atls_name_entry_free(&e);
 
     /* an empty home until the mirror resolves the registry's */
-    (void) ngx_http_autotls_dyn_put(name, len, (u_char *) "", 0, state, 0);
-
-    *gen = 1;
+    if (ngx_http_autotls_dyn_put(name, len, (u_char *) "", 0, state, 0)
+        == NGX_OK)
+    {
+        ngx_shmtx_lock(&ctx->shpool->mutex);
+        node = ngx_http_autotls_dyn_lookup(dsh, name, len);
+        *gen = node ? node->gen : 0;
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+    }
 
     return state;
+}
+
+
+/* ---- the handshake path ------------------------------------------------- */
+
+/*
+ * The state of the SNI name for this home (UNKNOWN when another home
+ * serves it), the checked name in name/len and its generation.
+ */
+static ngx_http_autotls_dyn_state_e
+ngx_http_autotls_dyn_sni(ngx_http_autotls_srv_conf_t *ascf, const char *sni,
+    u_char *name, size_t *len, ngx_atomic_uint_t *gen)
+{
+    char                          why[128];
+    size_t                        home_len;
+    u_char                        home[NGX_HTTP_AUTOTLS_NAME_MAX + 1];
+    ngx_http_autotls_dyn_state_e  state;
+
+    if (sni == NULL) {
+        return NGX_HTTP_AUTOTLS_DYN_UNKNOWN;
+    }
+
+    /* the client's bytes: a name or nothing, before any lookup */
+    if (atls_name_check(sni, ngx_strlen(sni), 0, 0, (char *) name,
+                        NGX_HTTP_AUTOTLS_NAME_MAX + 1, why, sizeof(why))
+        != 0)
+    {
+        return NGX_HTTP_AUTOTLS_DYN_UNKNOWN;
+    }
+
+    *len = ngx_strlen(name);
+
+    state = ngx_http_autotls_dyn_get(name, *len, gen, home, &home_len);
+
+    if (state != NGX_HTTP_AUTOTLS_DYN_PENDING
+        && state != NGX_HTTP_AUTOTLS_DYN_SERVING)
+    {
+        return NGX_HTTP_AUTOTLS_DYN_UNKNOWN;
+    }
+
+    /* an empty home: read from the store before the mirror resolved it */
+    if (home_len != 0
+        && (home_len != ascf->issuer.len
+            || ngx_memcmp(home, ascf->issuer.data, home_len) != 0))
+    {
+        return NGX_HTTP_AUTOTLS_DYN_UNKNOWN;
+    }
+
+    return state;
+}
+
+
+/* 1 when this home serves the SNI name (a pending one included) */
+ngx_uint_t
+ngx_http_autotls_dyn_served(ngx_http_autotls_srv_conf_t *ascf,
+    const char *sni)
+{
+    size_t             len;
+    u_char             name[NGX_HTTP_AUTOTLS_NAME_MAX + 1];
+    ngx_atomic_uint_t  gen;
+
+    return ngx_http_autotls_dyn_sni(ascf, sni, name, &len, &gen)
+           != NGX_HTTP_AUTOTLS_DYN_UNKNOWN;
+}
+
+
+/*
+ * The name's certificate from the worker's cache, loaded again when its
+ * counter moved; a registered name with no certificate yet gets a
+ * self-signed one for its name until the real one is deployed.
+ */
+ngx_int_t
+ngx_http_autotls_dyn_install(SSL *ssl, ngx_connection_t *c,
+    ngx_http_autotls_srv_conf_t *ascf, const char *sni)
+{
+    size_t                     len;
+    u_char                     name[NGX_HTTP_AUTOTLS_NAME_MAX + 1];
+    ngx_atomic_uint_t          gen;
+    ngx_http_autotls_entry_t  *e;
+
+    len = 0;
+
+    if (ngx_http_autotls_dyn_sni(ascf, sni, name, &len, &gen)
+        == NGX_HTTP_AUTOTLS_DYN_UNKNOWN)
+    {
+        if (len) {
+            /* a removed name's parsed objects go at its next handshake */
+            ngx_http_autotls_cache_forget(name, len);
+        }
+        return NGX_DECLINED;
+    }
+
+    e = ngx_http_autotls_cache_dyn(name, len, ascf->home, gen, c->log);
+    if (e == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_autotls_cache_use(ssl, c, e) ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * autotls_dynamic_unknown for a name the home does not serve: the home's
+ * self-signed fallback, or no handshake (the servername callback already
+ * sent unrecognized_name; this is the last line).  1 or 0, as a cert_cb.
+ */
+int
+ngx_http_autotls_dyn_unknown(SSL *ssl, ngx_connection_t *c,
+    ngx_http_autotls_srv_conf_t *ascf)
+{
+    u_char                     key[NGX_HTTP_AUTOTLS_NAME_MAX + 8];
+    u_char                    *p;
+    ngx_http_autotls_entry_t  *e;
+
+    if (ascf->unknown == NGX_HTTP_AUTOTLS_UNKNOWN_REJECT) {
+        return 0;
+    }
+
+    /* a key no name can be: the home's fallback, one per worker */
+    p = ngx_snprintf(key, sizeof(key), " home %V", &ascf->issuer);
+
+    e = ngx_http_autotls_cache_dyn(key, p - key, ascf->home, 1, c->log);
+    if (e == NULL) {
+        return 1;
+    }
+
+    return ngx_http_autotls_cache_use(ssl, c, e);
+}
+
+
+ngx_int_t
+ngx_http_autotls_dyn_init_worker(ngx_cycle_t *cycle)
+{
+    /* the cache of parsed certificates is ngx_http_autotls_cache.c's */
+    return NGX_OK;
+}
+
+
+void
+ngx_http_autotls_dyn_exit_worker(void)
+{
 }
