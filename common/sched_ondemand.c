@@ -176,7 +176,7 @@ od_allowed(atls_sched_t *s, const char *name, const char *home, int request,
         || (atls_names_get(s->st, name, &e, err, sizeof(err)) == ATLS_STORE_OK
             && e.state == ATLS_NAME_ACTIVE))
     {
-        /* registered meanwhile (by this gate, the CLI, the API): served */
+        /* registered meanwhile (the CLI, the API, another server): served */
         atls_name_entry_free(&e);
         if (request) {
             (void) atls_od_request_del(s->st, name, err, sizeof(err));
@@ -306,21 +306,27 @@ od_run(atls_sched_t *s, const char *raw, size_t len, const char *home, int reque
         od_tell(s, atls_log_escape_mem(raw, len, shown, sizeof(shown)), v, why, 0, 0);
         return;
     }
-    if (flight_find(s->od, name) != NULL) {
-        return;         /* being decided or ordered: not asked twice */
-    }
-    switch (v) {
-    case ATLS_OD_ASK:
-        od_ask(s, name, home, request);
-        break;
-    case ATLS_OD_ALLOW:
-        od_allowed(s, name, home, request, why);
-        break;
-    default:
+    if (v != ATLS_OD_ASK && v != ATLS_OD_ALLOW) {
         atls_log(ATLS_LOG_DEBUG, "autotls: on-demand name %s: %s: %s", name,
                  atls_od_verdict_name(v), why);
         od_tell(s, name, v, why, request, 0);
-        break;
+        return;
+    }
+    if (flight_find(s->od, name) != NULL) {
+        return;         /* being decided or ordered: not asked twice */
+    }
+    if (atls_sched_find(s, name) != NULL) {
+        /* managed (configured, registered): served whatever the gate
+         * would say now, and never a reason to ask its URL */
+        if (s->host.on_demand != NULL) {
+            s->host.on_demand(s->host.ctx, name, ATLS_OD_ALLOW, "managed already");
+        }
+        return;
+    }
+    if (v == ATLS_OD_ASK) {
+        od_ask(s, name, home, request);
+    } else {
+        od_allowed(s, name, home, request, why);
     }
 }
 
