@@ -745,14 +745,15 @@ ngx_http_autotls_od_verdict(void *ctx, const char *name, int verdict,
     ngx_http_autotls_od_entry_t  *e;
     ngx_http_autotls_od_state_e   state;
 
+    /* the scheduler logs what it ordered and the limits it hit */
     switch (verdict) {
     case ATLS_OD_ALLOW:
         state = NGX_HTTP_AUTOTLS_OD_ALLOWED;
-        level = NGX_LOG_NOTICE;
+        level = NGX_LOG_DEBUG;
         break;
     case ATLS_OD_LIMITED:
         state = NGX_HTTP_AUTOTLS_OD_LIMITED;
-        level = NGX_LOG_WARN;
+        level = NGX_LOG_DEBUG;
         break;
     default:
         state = NGX_HTTP_AUTOTLS_OD_DENIED;
