@@ -519,9 +519,41 @@ ngx_http_autotls_od_zone_init(ngx_shm_zone_t *zone, void *data)
         ctx->shpool->data = ctx->sh;
     }
 
-    ngx_http_autotls_od_ctx = ctx;
-
     return NGX_OK;
+}
+
+
+/*
+ * The cycle's own zone, found in the worker: a static set by the master
+ * would outlive a reload that drops every on-demand home.
+ */
+static ngx_http_autotls_od_ctx_t *
+ngx_http_autotls_od_find_zone(ngx_cycle_t *cycle)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_shm_zone_t   *zone;
+
+    part = &cycle->shared_memory.part;
+    zone = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+            part = part->next;
+            zone = part->elts;
+            i = 0;
+        }
+
+        if (zone[i].tag == &ngx_http_autotls_module
+            && zone[i].init == ngx_http_autotls_od_zone_init)
+        {
+            return zone[i].data;
+        }
+    }
 }
 
 
@@ -901,6 +933,8 @@ ngx_http_autotls_od_status(atls_status_extra_t *x)
 ngx_int_t
 ngx_http_autotls_od_init_worker(ngx_cycle_t *cycle)
 {
+    ngx_http_autotls_od_ctx = ngx_http_autotls_od_find_zone(cycle);
+
     return ngx_http_autotls_od_wrap(cycle);
 }
 
@@ -914,4 +948,5 @@ ngx_http_autotls_od_exit_worker(void)
 
     atls_od_free(ngx_http_autotls_od_engine);
     ngx_http_autotls_od_engine = NULL;
+    ngx_http_autotls_od_ctx = NULL;
 }

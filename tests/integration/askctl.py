@@ -1,10 +1,12 @@
 """A small on-demand "ask" endpoint for the tests: GET /check?domain=NAME
 answers 200 for names that start with one of the allowed prefixes and 403
-for the rest, and appends each asked name to a log file.  Runs as its own
+for the rest (names starting "slow-" only after 20 s), and appends each
+asked name to a log file.  Runs as its own
 process (python's http.server), started and stopped by PID."""
 import os
 import subprocess
 import sys
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -54,6 +56,8 @@ def _serve(port, log, allow):
             domain = urllib.parse.parse_qs(url.query).get("domain", [""])[0]
             with open(log, "a") as f:
                 f.write(domain + "\n")
+            if domain.startswith("slow-"):
+                time.sleep(20)
             ok = url.path == "/check" and domain.startswith(prefixes)
             self.send_response(200 if ok else 403)
             self.send_header("Content-Length", "0")

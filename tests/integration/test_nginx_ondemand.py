@@ -20,13 +20,13 @@ from nginxctl import Nginx, issuer_block, status_server
 from util import PEM_RE, cert_info, free_port, stays, verify_chain, wait_until
 
 
-def od_conf(pebble, root, ask, status_port, extra="", wait="60s"):
+def od_conf(pebble, root, ask, status_port, extra="", wait="60s", ask_timeout="2s"):
     body = issuer_block(pebble, root)
     body += f"""
     autotls_store {os.path.join(root, 'store')};
     autotls_check_interval 1s;
     autotls_on_demand_deny *.denied.example.com;
-    autotls_on_demand_ask {ask.url} timeout=2s cache=1h fail_cache=30s;
+    autotls_on_demand_ask {ask.url} timeout={ask_timeout} cache=1h fail_cache=30s;
     autotls_on_demand_wait {wait};
     {extra}
 
@@ -50,6 +50,20 @@ def first_handshake(port, name, timeout=90):
     chain = PEM_RE.findall(proc.stdout)
     assert chain, f"no certificate for {name}: {proc.stderr[-500:]}"
     return [c if c.endswith("\n") else c + "\n" for c in chain]
+
+
+def client_hello(name):
+    """The first flight of a TLS client for name, as bytes."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    out = ssl.MemoryBIO()
+    tls = ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname=name)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
 
 
 def is_pebble(chain):
@@ -222,3 +236,54 @@ def test_orders_per_min_limit(pebble, test_root, ask):
         assert line, ngx.log()[-3000:]
         assert status(status_port)["on_demand"]["limited"] >= 1
         stays(lambda: pebble.orders() == before + 1, 3, what="no order beyond the budget")
+
+
+def test_parked_client_closing(pebble, test_root, ask):
+    """A client that gives up while parked leaves nothing behind: the
+    parked count goes back to 0 before the gate has even answered."""
+    status_port = free_port()
+    ngx = Nginx(test_root, od_conf(pebble, test_root, ask, status_port, ask_timeout="30s"))
+    with ngx.start():
+        name = "slow-gone.example.com"
+        hello = client_hello(name)
+        # the ClientHello in two parts: the wrapper waits for the rest
+        sock = socket.create_connection(("127.0.0.1", pebble.tls_port), timeout=10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(hello[:20])
+        sock.sendall(hello[20:])
+        wait_until(lambda: status(status_port)["on_demand"]["parked"] == 1, timeout=30,
+                   what="the connection parked")
+        wait_until(lambda: name in ask.asked(), timeout=30, what="the ask request")
+        sock.close()
+        wait_until(lambda: status(status_port)["on_demand"]["parked"] == 0, timeout=30,
+                   what="the closed connection no longer parked")
+        assert f'on-demand name "{name}"' not in ngx.log(), "the gate had answered already"
+        assert status(status_port)["on_demand"]["pending"] >= 1
+
+        # the worker serves on
+        assert not is_pebble(first_handshake(pebble.tls_port, "nope-after.example.com"))
+
+
+@pytest.mark.parametrize("line, shown", [
+    ("autotls_on_demand_limits orders_per_min=0;", '"orders_per_min=0" in "autotls_on_demand_limits"'),
+    ("autotls_on_demand_limits burst=3;", '"burst=3" in "autotls_on_demand_limits"'),
+    ("autotls_on_demand_ask ftp://x/ ;", '"ftp://x/" in "autotls_on_demand_ask"'),
+    ("autotls_on_demand_ask http://127.0.0.1/ timeout=soon;",
+     '"timeout=soon" in "autotls_on_demand_ask"'),
+    ("autotls_on_demand_ip maybe;", '"maybe" in "autotls_on_demand_ip"'),
+    ("autotls_on_demand_max_labels 1;", '"1" in "autotls_on_demand_max_labels"'),
+    ("autotls_on_demand_wait forever;", '"forever" in "autotls_on_demand_wait"'),
+    ("autotls_on_demand_allow ~(a;", "autotls_on_demand_"),
+])
+def test_bad_values_name_the_directive(pebble, test_root, line, shown):
+    body = issuer_block(pebble, test_root) + f"""
+    autotls_store {os.path.join(test_root, 'store')};
+    {line}
+    server {{
+        listen 127.0.0.1:{free_port()} ssl;
+        autotls pebble on_demand;
+    }}
+"""
+    proc = Nginx(test_root, body).test_config()
+    assert proc.returncode != 0
+    assert shown in proc.stderr, proc.stderr
