@@ -157,6 +157,15 @@ def test_names_added_at_runtime_are_served_without_reload(pebble, test_root):
         wait_until(lambda: served_name(pebble.tls_port, names[4])["self_signed"], timeout=30,
                    what=f"{names[4]} no longer served")
         assert ngx.master == master and ngx.worker_pids() == workers
+        serial0 = served_name(pebble.tls_port, names[0])["serial"]
+
+    # a restart serves the stored certificates (mirrored from the registry),
+    # and not the removed names
+    with ngx.start():
+        wait_until(lambda: served_name(pebble.tls_port, names[0])["serial"] == serial0,
+                   timeout=15, what=f"{names[0]} served from the store after a restart")
+        assert served_name(pebble.tls_port, gone)["self_signed"]
+        assert served_name(pebble.tls_port, names[4])["self_signed"]
 
 
 def test_api_token_and_access_rules(pebble, test_root):
@@ -232,3 +241,11 @@ def test_reject_unknown_and_bounded_cache(pebble, test_root):
                    what=f"{gone} refused after its removal")
         assert served_name(pebble.tls_port, names[0])["serial"] == serials[names[0]]
         assert ngx.master == master and ngx.worker_pids() == workers
+
+        # a reload keeps the zone's mirror: new workers serve every name at once
+        ngx.reload()
+        for n in names:
+            if n == gone:
+                assert refused(pebble.tls_port, n)
+            else:
+                assert served_name(pebble.tls_port, n)["serial"] == serials[n], n
