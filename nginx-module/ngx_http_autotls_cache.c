@@ -180,7 +180,15 @@ ngx_http_autotls_cache_make_room(void)
     }
 
     ngx_http_autotls_entry_free(e);
-    cache->evicted++;
+
+    if (cache->evicted++ == 0) {
+        /* once per worker: the operator's bound is in effect */
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "autotls: the certificate cache is full "
+                      "(autotls_cache max=%ui): the least recently used "
+                      "certificates are dropped and loaded again at their "
+                      "next handshake", cache->max);
+    }
 }
 
 

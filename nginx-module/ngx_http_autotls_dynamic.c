@@ -276,31 +276,6 @@ ngx_http_autotls_dyn_put(const u_char *name, size_t len, const u_char *home,
 }
 
 
-/* The driver: a name no longer in the registry (or no home here serves it). */
-void
-ngx_http_autotls_dyn_del(const u_char *name, size_t len)
-{
-    ngx_http_autotls_shm_t       *ctx = ngx_http_autotls_shm();
-    ngx_http_autotls_dyn_sh_t    *dsh = ngx_http_autotls_dyn_sh();
-    ngx_http_autotls_dyn_node_t  *node;
-
-    if (dsh == NULL) {
-        return;
-    }
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    node = ngx_http_autotls_dyn_lookup(dsh, name, len);
-    if (node != NULL) {
-        ngx_rbtree_delete(&dsh->tree, &node->sn.node);
-        ngx_slab_free_locked(ctx->shpool, node);
-        dsh->count--;
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-}
-
-
 /*
  * atls_sched_host_t.deployed / .stapled for a dynamic certificate: the
  * name is served (again) with what the store holds now.
@@ -476,8 +451,18 @@ ngx_http_autotls_dyn_from_store(const u_char *name, size_t len,
         == NGX_OK)
     {
         ngx_shmtx_lock(&ctx->shpool->mutex);
+
         node = ngx_http_autotls_dyn_lookup(dsh, name, len);
-        *gen = node ? node->gen : 0;
+        if (node != NULL) {
+            *gen = node->gen;
+
+            if (node->home_len == 0) {
+                /* not the sweep's own: it goes unless the mirror puts it
+                 * (the registry's home may be another server's) */
+                node->mark = (u_char) (dsh->mark - 1);
+            }
+        }
+
         ngx_shmtx_unlock(&ctx->shpool->mutex);
     }
 

@@ -402,12 +402,11 @@ ngx_int_t ngx_http_autotls_dyn_shm_init(ngx_http_autotls_shm_t *ctx);
  * may be NULL; an empty home: any dynamic home serves it) */
 ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_get(const u_char *name,
     size_t len, ngx_atomic_uint_t *gen, u_char *home, size_t *home_len);
-/* the mirror (driver only): put/del names, a sweep drops the names not
- * put since its start, gen = the registry generation + 1 mirrored */
+/* the mirror (driver only): put names, a sweep drops the names not put
+ * since its start, gen = the registry generation + 1 mirrored */
 ngx_int_t ngx_http_autotls_dyn_put(const u_char *name, size_t len,
     const u_char *home, size_t home_len, ngx_http_autotls_dyn_state_e state,
     ngx_uint_t bump);
-void ngx_http_autotls_dyn_del(const u_char *name, size_t len);
 /* the table only, never the store */
 ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_peek(const u_char *name,
     size_t len, ngx_atomic_uint_t *gen, u_char *home, size_t *home_len);
