@@ -281,7 +281,8 @@ od_ask(atls_sched_t *s, const char *name, const char *home, int request)
     resp.transport_error = 1;
     snprintf(resp.error, sizeof(resp.error), "the request could not be started");
     v = atls_od_ask_done(s->od_gate, name, &resp, time(NULL), why, sizeof(why));
-    od_tell(s, name, v, why, request, time(NULL) + od_answer_ttl(atls_od_conf(s->od_gate), 0));
+    od_tell(s, name, v, why, request,
+            time(NULL) + od_answer_ttl(atls_od_conf(s->od_gate), 0));
 }
 
 /* The pipeline for a name as received (raw, len bytes); request: it came
@@ -312,7 +313,10 @@ od_run(atls_sched_t *s, const char *raw, size_t len, const char *home, int reque
     if (v != ATLS_OD_ASK && v != ATLS_OD_ALLOW) {
         atls_log(ATLS_LOG_DEBUG, "autotls: on-demand name %s: %s: %s", name,
                  atls_od_verdict_name(v), why);
-        od_tell(s, name, v, why, request, 0);
+        /* a child asks again soon: the verdict may be a cached failure of
+         * the ask URL, which must not outlive ask_fail_cache_s */
+        od_tell(s, name, v, why, request,
+                time(NULL) + od_answer_ttl(atls_od_conf(s->od_gate), 0));
         return;
     }
     if (flight_find(s->od, name) != NULL) {

@@ -20,8 +20,8 @@ static atls_od_t *
 gate(int allow_ip)
 {
     static char *deny[] = { "*.evil.example", "~^x[0-9]+\\.example\\.org$" };
-    static char *allow[] = { "www.example.com", "*.shop.example.net", "~^[a-z]+\\.example\\.org$",
-                             "192.0.2.1" };
+    static char *allow[] = { "www.example.com", "*.shop.example.net",
+                             "~^[a-z]+\\.example\\.org$", "192.0.2.1" };
     atls_od_conf_t c;
     char           err[256];
     atls_od_t     *od;
