@@ -384,9 +384,11 @@ test_ask_request(void **state)
                "https://ask.test/check?domain=a.example.com");
     ask_url_is("https://ask.test/check?key=1", "a.example.com",
                "https://ask.test/check?key=1&domain=a.example.com");
-    ask_url_is("http://ask.test/c?", "a.example.com", "http://ask.test/c?domain=a.example.com");
+    ask_url_is("http://ask.test/c?", "a.example.com",
+               "http://ask.test/c?domain=a.example.com");
     /* anything but unreserved bytes is escaped (an IPv6 literal's colons) */
-    ask_url_is("https://ask.test/", "2001:db8::1", "https://ask.test/?domain=2001%3Adb8%3A%3A1");
+    ask_url_is("https://ask.test/", "2001:db8::1",
+               "https://ask.test/?domain=2001%3Adb8%3A%3A1");
     ask_url_is("https://ask.test/", "a&b=c#d", "https://ask.test/?domain=a%26b%3Dc%23d");
 
     memset(&c, 0, sizeof(c));

@@ -58,6 +58,7 @@ static fakehost_cert_t home_cert;
 static atls_issuer_t   home_issuer;
 static atls_sched_host_t orig;          /* the fake host's own callbacks */
 static atls_od_t      *gate;
+static atls_events_t  *events;
 
 static struct {
     ask_t   asks[MAX_ASKS];
@@ -246,6 +247,7 @@ setup(void **state)
     home_issuer.challenge = ATLS_CHAL_HTTP01;
     home_issuer.agree_tos = 1;
     gate = NULL;
+    events = NULL;
     return 0;
 }
 
@@ -255,6 +257,7 @@ teardown(void **state)
     (void) state;
     fakehost_teardown(&h, &home_cert, 1);
     atls_od_free(gate);
+    atls_events_free(events);
     EVP_PKEY_free(akey);
     atls_store_close(st);
     tmptree_rm(root);
@@ -272,9 +275,16 @@ start(atls_od_conf_t *c)
     if (gate == NULL) {
         fail_msg("atls_od_new: %s", err);
     }
+    if (events == NULL) {
+        atls_actor_t actor = { "server", "nginx/test", 1, -1, NULL };
+
+        events = atls_events_new(st, &actor, NULL);
+        assert_non_null(events);
+    }
     memset(&o, 0, sizeof(o));
     o.max_parallel = 1;
     o.on_demand = gate;
+    o.events = events;
     h.s = atls_sched_new(st, &h.host, &o, err, sizeof(err));
     assert_non_null(h.s);
 }
@@ -332,6 +342,26 @@ registered(const char *name, atls_name_entry_t *e)
     return rc;
 }
 
+/* Audit records naming event and name. */
+static size_t
+audited(const char *event, const char *name)
+{
+    char   *audit = NULL, *p, *line, err[256], want_ev[64], want_name[300];
+    size_t  len = 0, n = 0;
+
+    if (atls_store_audit_read(st, 0, &audit, &len, err, sizeof(err)) != ATLS_STORE_OK) {
+        return 0;
+    }
+    snprintf(want_ev, sizeof(want_ev), "\"event\":\"%s\"", event);
+    snprintf(want_name, sizeof(want_name), "\"%s\"", name);
+    for (line = strtok_r(audit, "\n", &p); line != NULL; line = strtok_r(NULL, "\n", &p)) {
+        n += strstr(line, want_ev) != NULL && strstr(line, want_name) != NULL
+             && strstr(line, "on-demand") != NULL;
+    }
+    free(audit);
+    return n;
+}
+
 static void
 assert_has_cert(const char *name)
 {
@@ -375,6 +405,7 @@ test_allowed_name_ordered(void **state)
     assert_has_cert("shop.example.com");
     assert_int_equal(home_cert.n_deployed, 1);
     assert_int_equal(logcap_count("on-demand name shop.example.com allowed"), 1);
+    assert_int_equal(audited("name-added", "shop.example.com"), 1);
 
     /* served from now on: asked about again, nothing is ordered */
     on_demand("shop.example.com");
@@ -637,6 +668,8 @@ test_failed_order_cooldown(void **state)
     assert_int_equal(registered("fail.example.com", &e), ATLS_STORE_OK);
     assert_int_equal(e.state, ATLS_NAME_REMOVED);
     atls_name_entry_free(&e);
+    assert_int_equal(audited("name-added", "fail.example.com"), 1);
+    assert_int_equal(audited("name-removed", "fail.example.com"), 1);
     atls_sched_names_sync(h.s);     /* the host saw the generation move */
     assert_null(atls_sched_find(h.s, "fail.example.com"));
 
