@@ -211,7 +211,9 @@ def test_random_sni_flood(pebble, test_root, ask):
         # no order, memory bounded, and still serving
         assert pebble.orders() == before
         rss_after = worker_rss_kb(ngx)
-        assert rss_after - rss_before < 16 * 1024, (rss_before, rss_after)
+        # ASan (make asan) keeps up to 256 MB of freed memory in quarantine
+        bound = 16 * 1024 + (256 * 1024 if "LD_PRELOAD" in ngx._env() else 0)
+        assert rss_after - rss_before < bound, (rss_before, rss_after)
         wait_until(lambda: status(status_port)["on_demand"]["parked"] == 0, timeout=30,
                    what="no parked connection left")
         assert is_pebble(first_handshake(pebble.tls_port, kept, timeout=20))
