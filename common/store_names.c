@@ -117,9 +117,11 @@ names_read_gen(atls_store_t *st, uint64_t *gen, char *err, size_t errlen)
     return rc;
 }
 
-/* Both counters move; called with the "names" lock held. */
+/* Both counters move and the journal says which names; called with the
+ * "names" lock held. */
 static int
-names_changed(atls_store_t *st, char *err, size_t errlen)
+names_changed(atls_store_t *st, const char *const *names, size_t n, char *err,
+              size_t errlen)
 {
     char     buf[32];
     uint64_t g;
@@ -136,6 +138,7 @@ names_changed(atls_store_t *st, char *err, size_t errlen)
     if (rc != ATLS_STORE_OK) {
         return rc;
     }
+    atls_names_journal_add(st, g + 1, names, n);
     return atls_store_bump_generation(st) == ATLS_STORE_OK ? ATLS_STORE_OK
                                                            : ATLS_STORE_ERROR;
 }
@@ -217,7 +220,7 @@ atls_names_add(atls_store_t *st, const char *name, const char *home, const char 
     e.added = now;
     rc = names_write(st, path, &e, err, errlen);
     if (rc == ATLS_STORE_OK) {
-        rc = names_changed(st, err, errlen);
+        rc = names_changed(st, (const char *const *) &e.name, 1, err, errlen);
     }
 done:
     if (lk != NULL) {
@@ -253,7 +256,7 @@ atls_names_remove(atls_store_t *st, const char *name, time_t now, char *err, siz
         e.removed = now;
         rc = names_write(st, path, &e, err, errlen);
         if (rc == ATLS_STORE_OK) {
-            rc = names_changed(st, err, errlen);
+            rc = names_changed(st, (const char *const *) &e.name, 1, err, errlen);
         }
     }
     /* removed already: its grace period runs from the first removal */
@@ -477,6 +480,7 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
     size_t             n = 0, i, done = 0;
     time_t             cut = now - (grace > 0 ? grace : 0);
     char               why[512], *id;
+    const char       **gone = NULL;
     int                rc, one;
 
     if (purged != NULL) {
@@ -492,6 +496,10 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
         goto out;                   /* the usual pass: nothing to purge, no lock */
     }
     rc = names_lock(st, &lk, err, errlen);
+    gone = calloc(n, sizeof(*gone));
+    if (gone == NULL) {
+        abort();
+    }
     for (; rc == ATLS_STORE_OK && i < n; i++) {
         if (v[i].state != ATLS_NAME_REMOVED || v[i].removed > cut) {
             continue;
@@ -501,7 +509,7 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
             id = atls_cert_id(v[i].name);
             names_emit_purged(ev, &v[i], id, now);
             free(id);
-            done++;
+            gone[done++] = v[i].name;
         } else if (one == ATLS_STORE_BUSY) {
             atls_log(ATLS_LOG_INFO, "names: %s is being worked on; purged at a later pass",
                      v[i].name);
@@ -510,7 +518,7 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
         }
     }
     if (rc == ATLS_STORE_OK && done > 0) {
-        rc = names_changed(st, err, errlen);
+        rc = names_changed(st, gone, done, err, errlen);
     }
     if (lk != NULL) {
         st->ops->unlock(st, lk);
@@ -519,6 +527,7 @@ out:
     if (purged != NULL) {
         *purged = done;
     }
+    free(gone);
     atls_name_entries_free(v, n);
     return rc;
 }

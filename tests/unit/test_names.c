@@ -15,6 +15,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include "atls_names.h"
+#include "names_int.h"
 #include "atls_sched.h"
 #include "atls_store.h"
 #include "support/fakeca.h"
@@ -793,7 +794,10 @@ test_sync_adds_and_removes(void **state)
                                        sizeof(err)), 0);
     add_ok(fx->st, "dyn2.example", NULL, time(NULL));
     home_cert.name = "dyn2.example";
+    calls = home_calls;
     atls_sched_names_sync(sh.s);
+    /* from the journal: only the changed active name was looked at */
+    assert_int_equal(home_calls, calls + 1);
     assert_null(atls_sched_find(sh.s, "dyn1.example"));
     assert_ptr_equal(atls_sched_find(sh.s, "configured.example"), c);
     assert_non_null(atls_sched_find(sh.s, "dyn2.example"));
@@ -803,7 +807,10 @@ test_sync_adds_and_removes(void **state)
     assert_true(exists(fx, "certs/dyn1.example/meta.json"));
 
     /* removed while its order runs: cancelled, nothing left in flight */
+    /* without the journal (rotated away, lost): the whole registry is listed */
+    assert_int_equal(unlink(storefx_path(fx, "names-journal")), 0);
     add_ok(fx->st, "dyn3.example", "shop", time(NULL));
+    assert_int_equal(unlink(storefx_path(fx, "names-journal")), 0);
     home_cert.started = 0;
     home_cert.name = "dyn3.example";
     atls_sched_names_sync(sh.s);
@@ -811,7 +818,9 @@ test_sync_adds_and_removes(void **state)
     assert_false(atls_sched_idle(sh.s));
     assert_int_equal(atls_names_remove(fx->st, "dyn3.example", time(NULL), err,
                                        sizeof(err)), 0);
+    calls = home_calls;
     atls_sched_names_sync(sh.s);
+    assert_int_equal(home_calls, calls);    /* a removal asks no home */
     assert_null(atls_sched_find(sh.s, "dyn3.example"));
     assert_true(sh.cancels + sh.kills >= 1);
     assert_int_equal(fakehost_run(&sh, fakehost_until_idle, NULL, 20000, NULL), 0);
@@ -885,6 +894,54 @@ test_sync_purges_after_grace(void **state)
     logcap_stop();
 }
 
+
+static void
+test_journal(void **state)
+{
+    storefx_t *fx = *state;
+    char     **names = NULL, err[512];
+    size_t     n = 0;
+    uint64_t   g;
+
+    add_ok(fx->st, "b.example", NULL, 1);
+    add_ok(fx->st, "a.example", NULL, 1);
+    add_ok(fx->st, "b.example", NULL, 1);       /* no change: no generation */
+    assert_int_equal(atls_names_remove(fx->st, "b.example", 2, err, sizeof(err)), 0);
+    g = atls_names_generation(fx->st);
+    assert_int_equal(g, 3);
+    assert_int_equal(atls_names_changed_since(fx->st, 0, g, &names, &n, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(names[0], "a.example");
+    assert_string_equal(names[1], "b.example");
+    atls_strv_free(names, n);
+    assert_int_equal(atls_names_changed_since(fx->st, 1, 2, &names, &n, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(names[0], "a.example");
+    atls_strv_free(names, n);
+    /* a generation it does not hold: the caller lists the registry */
+    assert_int_equal(atls_names_changed_since(fx->st, 1, 4, &names, &n, err, sizeof(err)),
+                     ATLS_STORE_NOTFOUND);
+    assert_int_equal(atls_names_changed_since(fx->st, 3, 3, &names, &n, err, sizeof(err)),
+                     ATLS_STORE_NOTFOUND);
+    /* the worker's file: a line that does not parse is an error */
+    write_file(storefx_path(fx, "names-journal"), "1 b.example\n2 ../etc\n");
+    assert_int_equal(atls_names_changed_since(fx->st, 0, 2, &names, &n, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    assert_non_null(strstr(err, "names-journal"));
+    write_file(storefx_path(fx, "names-journal"), "1 b.example\n2 a.ex");
+    assert_int_equal(atls_names_changed_since(fx->st, 0, 2, &names, &n, err, sizeof(err)),
+                     ATLS_STORE_NOTFOUND);
+    /* rotated: both files are read */
+    write_file(storefx_path(fx, "names-journal.1"), "1 b.example\n");
+    write_file(storefx_path(fx, "names-journal"), "2 a.example\n3 c.example\n");
+    assert_int_equal(atls_names_changed_since(fx->st, 0, 3, &names, &n, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(n, 3);
+    atls_strv_free(names, n);
+}
+
 /* NAMES_MORE_TESTS */
 
 int
@@ -903,6 +960,7 @@ main(void)
         STORE_TEST(test_token),
         STORE_TEST(test_sync_adds_and_removes),
         STORE_TEST(test_sync_purges_after_grace),
+        STORE_TEST(test_journal),
         /* NAMES_MORE_LIST */
     };
 
