@@ -35,6 +35,12 @@ void atls_names_journal_add(atls_store_t *st, uint64_t gen, const char *const *n
 int atls_names_changed_since(atls_store_t *st, uint64_t since, uint64_t upto,
                              char ***names, size_t *n, char *err, size_t errlen);
 
+/* The names the registry holds entries for, from the entries' file names
+ * alone (no entry is read: a page of GET /names reads only its own),
+ * sorted by name (malloc'd). */
+int atls_names_list_names(atls_store_t *st, char ***names, size_t *n, char *err,
+                          size_t errlen);
+
 /* The longest "source" and "by" the registry keeps. */
 #define ATLS_NAME_META_MAX  128
 

@@ -360,6 +360,51 @@ atls_names_list(atls_store_t *st, atls_name_entry_t **v, size_t *n, char *err, s
     return ATLS_STORE_OK;
 }
 
+static int
+names_str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+int
+atls_names_list_names(atls_store_t *st, char ***names, size_t *n, char *err, size_t errlen)
+{
+    char  **files = NULL, folded[256], why[160];
+    size_t  nf = 0, i, k = 0, len;
+    int     rc;
+
+    *names = NULL;
+    *n = 0;
+    rc = st->ops->list(st, NAMES_DIR, &files, &nf, err, errlen);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        return ATLS_STORE_OK;
+    }
+    if (rc != ATLS_STORE_OK) {
+        return rc;
+    }
+    /* "<id>.json", and an id is its name: only the ones a name can be */
+    for (i = 0; i < nf; i++) {
+        len = strlen(files[i]);
+        if (len > sizeof(NAMES_EXT) - 1
+            && strcmp(files[i] + len - (sizeof(NAMES_EXT) - 1), NAMES_EXT) == 0)
+        {
+            files[i][len - (sizeof(NAMES_EXT) - 1)] = '\0';
+            if (atls_name_check(files[i], strlen(files[i]), 1, 127, folded, sizeof(folded),
+                                why, sizeof(why)) == 0
+                && strcmp(folded, files[i]) == 0)
+            {
+                files[k++] = files[i];
+                continue;
+            }
+        }
+        free(files[i]);
+    }
+    qsort(files, k, sizeof(*files), names_str_cmp);
+    *names = files;
+    *n = k;
+    return ATLS_STORE_OK;
+}
+
 /* ---- purge ------------------------------------------------------------------ */
 
 /* Every entry under dir, then dir itself (a backend that has no
