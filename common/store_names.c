@@ -318,6 +318,20 @@ names_load_file(atls_store_t *st, const char *file, atls_name_entry_t *e,
     return rc;
 }
 
+/* The file names under names/ (none when there is no registry yet). */
+static int
+names_files(atls_store_t *st, char ***files, size_t *nf, char *err, size_t errlen)
+{
+    int rc = st->ops->list(st, NAMES_DIR, files, nf, err, errlen);
+
+    if (rc == ATLS_STORE_NOTFOUND) {
+        *files = NULL;
+        *nf = 0;
+        rc = ATLS_STORE_OK;
+    }
+    return rc;
+}
+
 static int
 names_entry_cmp(const void *a, const void *b)
 {
@@ -334,10 +348,7 @@ atls_names_list(atls_store_t *st, atls_name_entry_t **v, size_t *n, char *err, s
 
     *v = NULL;
     *n = 0;
-    rc = st->ops->list(st, NAMES_DIR, &files, &nf, err, errlen);
-    if (rc == ATLS_STORE_NOTFOUND) {
-        return ATLS_STORE_OK;
-    }
+    rc = names_files(st, &files, &nf, err, errlen);
     if (rc != ATLS_STORE_OK) {
         return rc;
     }
@@ -375,10 +386,7 @@ atls_names_list_names(atls_store_t *st, char ***names, size_t *n, char *err, siz
 
     *names = NULL;
     *n = 0;
-    rc = st->ops->list(st, NAMES_DIR, &files, &nf, err, errlen);
-    if (rc == ATLS_STORE_NOTFOUND) {
-        return ATLS_STORE_OK;
-    }
+    rc = names_files(st, &files, &nf, err, errlen);
     if (rc != ATLS_STORE_OK) {
         return rc;
     }
