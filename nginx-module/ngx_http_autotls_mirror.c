@@ -40,6 +40,7 @@ static ngx_http_autotls_srv_conf_t *ngx_http_autotls_mirror_home(
 static void ngx_http_autotls_mirror_one(atls_name_entry_t *e);
 static void ngx_http_autotls_mirror_check(atls_name_entry_t *e);
 static void ngx_http_autotls_mirror_done(ngx_http_autotls_mirror_t *m);
+static void ngx_http_autotls_mirror_drop(ngx_http_autotls_mirror_t *m);
 
 
 static ngx_http_autotls_mirror_t  ngx_http_autotls_mirror;
@@ -68,27 +69,24 @@ ngx_http_autotls_dyn_sync(void)
                                     m->log);
     }
 
-    if (m->running && !m->checking) {
-        m->again = 1;
-        return;
-    }
+    /* the store generation moves at every deploy too: cheap when the
+     * registry's own did not */
+    gen = atls_names_generation(ngx_http_autotls_store) + 1;
 
     if (m->running) {
-        /* a new name must not wait for the checks of 100,000 others: the
-         * names still CHECKING stay so and are checked by the next pass */
-        if (m->ev.posted) {
-            ngx_delete_posted_event(&m->ev);
+        if (gen == m->gen) {
+            return;
         }
 
-        atls_name_entries_free(m->v, m->n);
-        m->v = NULL;
-        m->n = 0;
-        m->running = 0;
-        m->checking = 0;
-        m->checked = 0;
-    }
+        if (!m->checking) {
+            m->again = 1;
+            return;
+        }
 
-    gen = atls_names_generation(ngx_http_autotls_store) + 1;
+        /* a new name must not wait for the checks of 100,000 others: the
+         * names still CHECKING stay so and are checked by the next pass */
+        ngx_http_autotls_mirror_drop(m);
+    }
 
     if (m->checked && gen == ngx_http_autotls_dyn_mirrored()) {
         return;
@@ -134,6 +132,16 @@ ngx_http_autotls_dyn_stop(void)
         return;
     }
 
+    ngx_http_autotls_mirror_drop(m);
+    m->again = 0;
+    m->checked = 0;
+}
+
+
+/* the registry being mirrored is dropped, with the next slice */
+static void
+ngx_http_autotls_mirror_drop(ngx_http_autotls_mirror_t *m)
+{
     if (m->ev.posted) {
         ngx_delete_posted_event(&m->ev);
     }
@@ -147,8 +155,6 @@ ngx_http_autotls_dyn_stop(void)
     m->n = 0;
     m->running = 0;
     m->checking = 0;
-    m->again = 0;
-    m->checked = 0;
 }
 
 
@@ -195,23 +201,23 @@ ngx_http_autotls_mirror_done(ngx_http_autotls_mirror_t *m)
                       ngx_http_autotls_dyn_count(),
                       ngx_http_autotls_msec() - m->started, m->gen - 1);
 
-        m->checking = 1;
-        m->next = 0;
-        ngx_post_event(&m->ev, &ngx_posted_next_events);
-        return;
+        /* changed meanwhile: its next mirror does the checks */
+        if (!m->again) {
+            m->checking = 1;
+            m->next = 0;
+            ngx_post_event(&m->ev, &ngx_posted_next_events);
+            return;
+        }
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, m->log, 0,
+                      "autotls: %ui dynamic names mirrored (registry "
+                      "generation %uL) in %M ms, %M ms of it reading the "
+                      "registry", ngx_http_autotls_dyn_count(), m->gen - 1,
+                      ngx_http_autotls_msec() - m->started, m->listed);
     }
 
-    ngx_log_error(NGX_LOG_INFO, m->log, 0,
-                  "autotls: %ui dynamic names mirrored (registry generation "
-                  "%uL) in %M ms, %M ms of it reading the registry",
-                  ngx_http_autotls_dyn_count(), m->gen - 1,
-                  ngx_http_autotls_msec() - m->started, m->listed);
-
-    atls_name_entries_free(m->v, m->n);
-    m->v = NULL;
-    m->n = 0;
-    m->running = 0;
-    m->checking = 0;
+    ngx_http_autotls_mirror_drop(m);
 
     if (m->again) {
         m->again = 0;
