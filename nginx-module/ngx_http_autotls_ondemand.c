@@ -699,6 +699,60 @@ ngx_http_autotls_od_refused(const u_char *name, size_t len)
 }
 
 
+/*
+ * The zone's mirror of the registry says SERVING: for a name this gate
+ * let in a moment ago (queued, asked or allowed, within its hold), the
+ * store's meta must also show an issued certificate, since the mirror may
+ * count the first order's "renewing" meta as stored.  Any other name: the
+ * mirror is trusted, with no store access.
+ */
+ngx_uint_t
+ngx_http_autotls_od_served(const u_char *name, size_t len)
+{
+    char                          id[NGX_HTTP_AUTOTLS_NAME_MAX + 1];
+    char                          err[256];
+    ngx_uint_t                    recent, served;
+    atls_cert_meta_t              meta;
+    ngx_http_autotls_od_entry_t  *e;
+
+    if (ngx_http_autotls_dyn_state(name, len) != NGX_HTTP_AUTOTLS_DYN_SERVING) {
+        return 0;
+    }
+
+    if (ngx_http_autotls_od_ctx == NULL || ngx_http_autotls_store == NULL) {
+        return 1;
+    }
+
+    ngx_shmtx_lock(&ngx_http_autotls_od_ctx->shpool->mutex);
+
+    e = ngx_http_autotls_od_find(ngx_http_autotls_od_ctx->sh, name, len,
+                                 ngx_crc32_short((u_char *) name, len),
+                                 ngx_time(), 0);
+    recent = e != NULL && e->state != NGX_HTTP_AUTOTLS_OD_DENIED
+             && e->state != NGX_HTTP_AUTOTLS_OD_LIMITED;
+
+    ngx_shmtx_unlock(&ngx_http_autotls_od_ctx->shpool->mutex);
+
+    if (!recent) {
+        return 1;
+    }
+
+    /* a checked dynamic name is its own certificate id */
+    ngx_memcpy(id, name, len);
+    id[len] = '\0';
+    ngx_memzero(&meta, sizeof(atls_cert_meta_t));
+
+    served = atls_store_load_meta(ngx_http_autotls_store, id, &meta, err,
+                                  sizeof(err))
+                 == ATLS_STORE_OK
+             && (meta.n_kt_info > 0 || meta.state == ATLS_STATE_VALID);
+
+    atls_cert_meta_free(&meta);
+
+    return served;
+}
+
+
 void
 ngx_http_autotls_od_parked(ngx_int_t delta)
 {

@@ -41,6 +41,9 @@ ngx_http_autotls_od_conf_t *ngx_http_autotls_od_conf(void);
 ngx_http_autotls_od_want_e ngx_http_autotls_od_want(const u_char *name,
     size_t len, ngx_str_t *home);
 ngx_uint_t ngx_http_autotls_od_refused(const u_char *name, size_t len);
+/* name's certificate is served (the mirror, checked against the store for
+ * a name let in a moment ago) */
+ngx_uint_t ngx_http_autotls_od_served(const u_char *name, size_t len);
 void ngx_http_autotls_od_parked(ngx_int_t delta);
 
 /* park: per-worker parts */

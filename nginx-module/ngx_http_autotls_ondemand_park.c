@@ -361,6 +361,13 @@ ngx_http_autotls_od_decide(ngx_http_autotls_od_conn_t *oc, const u_char *raw,
 
     state = ngx_http_autotls_dyn_state(oc->name, oc->len);
 
+    if (state == NGX_HTTP_AUTOTLS_DYN_SERVING
+        && !ngx_http_autotls_od_served(oc->name, oc->len))
+    {
+        /* registered a moment ago, its first order still running */
+        state = NGX_HTTP_AUTOTLS_DYN_PENDING;
+    }
+
     switch (state) {
 
     case NGX_HTTP_AUTOTLS_DYN_PENDING:
@@ -519,9 +526,7 @@ ngx_http_autotls_od_tick(ngx_event_t *ev)
         next = ngx_queue_next(q);
         oc = ngx_queue_data(q, ngx_http_autotls_od_conn_t, queue);
 
-        if (ngx_http_autotls_dyn_state(oc->name, oc->len)
-            == NGX_HTTP_AUTOTLS_DYN_SERVING)
-        {
+        if (ngx_http_autotls_od_served(oc->name, oc->len)) {
             ngx_log_error(NGX_LOG_INFO, oc->c->log, 0,
                           "autotls: on-demand \"%s\" is served, the first "
                           "handshake goes on", oc->name);
