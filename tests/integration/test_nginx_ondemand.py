@@ -289,3 +289,29 @@ def test_bad_values_name_the_directive(pebble, test_root, line, shown):
     proc = Nginx(test_root, body).test_config()
     assert proc.returncode != 0
     assert shown in proc.stderr, proc.stderr
+
+
+def test_reload_hands_parked_connections_over(pebble, test_root, ask):
+    """A reload does not wait for parked first handshakes: the exiting
+    worker hands them over (fallback), and the new workers go on parking
+    with the zone's queue and verdicts kept."""
+    status_port = free_port()
+    ngx = Nginx(test_root, od_conf(pebble, test_root, ask, status_port, ask_timeout="30s"))
+    with ngx.start():
+        got = {}
+
+        def client():
+            got["chain"] = first_handshake(pebble.tls_port, "slow-reload.example.com")
+        t = threading.Thread(target=client)
+        t.start()
+        wait_until(lambda: status(status_port)["on_demand"]["parked"] == 1, timeout=30,
+                   what="the connection parked")
+        ngx.reload()
+        t.join(timeout=60)
+        assert not t.is_alive() and not is_pebble(got["chain"])
+        assert 'on-demand name "slow-reload.example.com"' not in ngx.log(), \
+            "the gate had answered before the reload"
+
+        chain = first_handshake(pebble.tls_port, "ok-after-reload.example.com")
+        assert is_pebble(chain), ngx.log()[-3000:]
+        assert status(status_port)["on_demand"]["parked"] == 0
