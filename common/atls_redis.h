@@ -99,6 +99,10 @@ typedef enum {
 atls_redis_t *atls_redis_connect(const atls_redis_conf_t *conf, char *err, size_t errlen);
 void atls_redis_free(atls_redis_t *c);
 
+/* The socket, -1 once FAILED.  While CONNECTING it may change (a refused
+ * address is followed by the host's next one): ask again after each
+ * atls_redis_io().  Hosts ignore SIGPIPE (nginx and Apache do): a TLS
+ * write to a closed peer would otherwise raise it. */
 int atls_redis_fd(const atls_redis_t *c);
 atls_redis_state_t atls_redis_state(const atls_redis_t *c);
 /* ATLS_REDIS_WANT_* bits (0 when FAILED). */

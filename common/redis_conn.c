@@ -35,6 +35,7 @@
 struct atls_redis_s {
     atls_redis_state_t  state;
     int                 fd;
+    struct addrinfo    *addrs, *addr_next;   /* the host's addresses, tried in turn */
     char               *where;          /* atls_redis_conf_describe */
     char               *host;
     int                 tls;
@@ -176,43 +177,60 @@ conn_queue_setup(atls_redis_t *c, const atls_redis_conf_t *conf)
 
 /* ---- connecting ------------------------------------------------------------ */
 
+/* A non-blocking connect to the next address of the host; -1 + c->err
+ * (or err) when none is left. */
 static int
-conn_socket(atls_redis_t *c, const atls_redis_conf_t *conf, char *err, size_t errlen)
+conn_try_next(atls_redis_t *c, char *err, size_t errlen)
 {
-    struct addrinfo hints, *res = NULL;
+    int one = 1, e = 0;
+
+    while (c->addr_next != NULL) {
+        struct addrinfo *ai = c->addr_next;
+        int              fd;
+
+        c->addr_next = ai->ai_next;
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            e = errno;
+            continue;
+        }
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
+            e = errno;
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        return 0;
+    }
+    snprintf(err, errlen, "redis %s: connect: %s", c->where, strerror(e ? e : ECONNREFUSED));
+    return -1;
+}
+
+static int
+conn_resolve(atls_redis_t *c, const atls_redis_conf_t *conf, char *err, size_t errlen)
+{
+    struct addrinfo hints;
     char            port[8];
-    int             rc, fd = -1, one = 1;
+    int             rc;
 
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
     snprintf(port, sizeof(port), "%d", conf->port);
-    rc = getaddrinfo(conf->host, port, &hints, &res);
+    rc = getaddrinfo(conf->host, port, &hints, &c->addrs);
     if (rc == EAI_NONAME) {
         hints.ai_flags = AI_NUMERICSERV;
-        rc = getaddrinfo(conf->host, port, &hints, &res);
+        rc = getaddrinfo(conf->host, port, &hints, &c->addrs);
     }
     if (rc != 0) {
+        c->addrs = NULL;
         snprintf(err, errlen, "redis %s: resolving the host: %s", c->where, gai_strerror(rc));
         return -1;
     }
-    fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "redis %s: socket: %s", c->where, strerror(errno));
-        freeaddrinfo(res);
-        return -1;
-    }
-    (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, res->ai_addr, res->ai_addrlen) != 0 && errno != EINPROGRESS) {
-        snprintf(err, errlen, "redis %s: connect: %s", c->where, strerror(errno));
-        close(fd);
-        freeaddrinfo(res);
-        return -1;
-    }
-    freeaddrinfo(res);
-    c->fd = fd;
-    return 0;
+    c->addr_next = c->addrs;
+    return conn_try_next(c, err, errlen);
 }
 
 static int
@@ -287,7 +305,7 @@ atls_redis_connect(const atls_redis_conf_t *conf, char *err, size_t errlen)
         abort();
     }
     if ((c->tls && conn_tls_ctx(c, conf, err, errlen) != 0)
-        || conn_socket(c, conf, err, errlen) != 0)
+        || conn_resolve(c, conf, err, errlen) != 0)
     {
         atls_redis_free(c);
         return NULL;
@@ -310,6 +328,9 @@ atls_redis_free(atls_redis_t *c)
     }
     if (c->fd >= 0) {
         close(c->fd);
+    }
+    if (c->addrs != NULL) {
+        freeaddrinfo(c->addrs);
     }
     if (c->reader != NULL) {
         redisReaderFree(c->reader);
@@ -340,6 +361,14 @@ conn_step_connect(atls_redis_t *c)
         soerr = errno;
     }
     if (soerr != 0) {
+        char why[300];
+
+        /* the next address of the host, if it has one */
+        close(c->fd);
+        c->fd = -1;
+        if (c->addr_next != NULL && conn_try_next(c, why, sizeof(why)) == 0) {
+            return 0;
+        }
         return conn_fail(c, "connect: %s", strerror(soerr));
     }
     if (c->tls) {
