@@ -338,3 +338,74 @@ redisfx_teardown(void **state)
     free(fx);
     return 0;
 }
+
+int
+redisfx_store_setup(void **state)
+{
+    redisfx_store_t *fx = calloc(1, sizeof(*fx));
+    char             err[512];
+
+    if (fx == NULL || redisfx_start(&fx->rfx, 0, NULL) != 0) {
+        free(fx);
+        return -1;
+    }
+    redisfx_keyfile(&fx->rfx, "store.key", 0, fx->key_file, sizeof(fx->key_file));
+    redisfx_conf(&fx->rfx, &fx->conf);
+    fx->conf.key_file = strdup(fx->key_file);
+    fx->st = atls_store_redis_open(&fx->conf, err, sizeof(err));
+    if (fx->st == NULL) {
+        fprintf(stderr, "redisfx: store: %s\n", err);
+        redisfx_stop(&fx->rfx);
+        atls_redis_conf_free(&fx->conf);
+        free(fx);
+        return -1;
+    }
+    *state = fx;
+    return 0;
+}
+
+int
+redisfx_store_teardown(void **state)
+{
+    redisfx_store_t *fx = *state;
+
+    atls_store_close(fx->st);
+    redisfx_stop(&fx->rfx);
+    atls_redis_conf_free(&fx->conf);
+    free(fx);
+    return 0;
+}
+
+redisReply *
+redisfx_get_raw(const redisfx_t *fx, const char *key)
+{
+    redisReply *r = redisfx_cmd(fx, "GET", key, NULL);
+
+    if (r->type == REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        return NULL;
+    }
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    return r;
+}
+
+void
+redisfx_set_raw(const redisfx_t *fx, const char *key, const void *val, size_t len)
+{
+    atls_redis_conf_t conf;
+    atls_redis_t     *c;
+    const char       *argv[] = { "SET", key, val };
+    size_t            lens[] = { 3, strlen(key), len };
+    redisReply       *r = NULL;
+    char              err[512];
+
+    redisfx_conf(fx, &conf);
+    c = atls_redis_open_sync(&conf, err, sizeof(err));
+    if (c == NULL || atls_redis_call(c, 3, argv, lens, &r, 0, err, sizeof(err)) != 0) {
+        fail_msg("redisfx SET %s: %s", key, err);
+    }
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    atls_redis_free(c);
+    atls_redis_conf_free(&conf);
+}

@@ -42,4 +42,21 @@ redisReply *redisfx_cmd(const redisfx_t *fx, ...) __attribute__((sentinel));
 int redisfx_setup(void **state);
 int redisfx_teardown(void **state);
 
+/* A Redis store over a fresh server, for the store tests. */
+typedef struct {
+    redisfx_t          rfx;
+    char               key_file[160];
+    atls_redis_conf_t  conf;        /* how st was opened (key_file set) */
+    atls_store_t      *st;
+} redisfx_store_t;
+
+/* cmocka setup/teardown: *state is a redisfx_store_t. */
+int redisfx_store_setup(void **state);
+int redisfx_store_teardown(void **state);
+
+/* The raw value of a Redis key (a string), or NULL when it is missing. */
+redisReply *redisfx_get_raw(const redisfx_t *fx, const char *key);
+/* SET key to len raw bytes. */
+void redisfx_set_raw(const redisfx_t *fx, const char *key, const void *val, size_t len);
+
 #endif
