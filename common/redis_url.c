@@ -76,6 +76,12 @@ url_userinfo(const char *s, size_t len, atls_redis_conf_t *c, char *err, size_t 
         if (c->user == NULL) {
             return url_fail(err, errlen, "URL user", "bad %-escape");
         }
+        for (const char *u = c->user; *u != '\0'; u++) {
+            /* the user name is shown in messages: printable ASCII only */
+            if (!isgraph((unsigned char) *u)) {
+                return url_fail(err, errlen, "URL user", "printable ASCII only");
+            }
+        }
     }
     c->password = pct_decode(colon + 1, len - (size_t) (colon + 1 - s));
     if (c->password == NULL || c->password[0] == '\0') {

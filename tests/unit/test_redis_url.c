@@ -98,6 +98,7 @@ test_url_errors(void **state)
         { "redis://h/-1", "URL db" },
         { "redis://h/1234567890", "URL db" },
         { "redis://user@h", "URL user" },
+        { "redis://us%0aer:pw@h", "URL user" },
         { "redis://u:@h", "URL password" },
         { "redis://u:pw%zz@h", "URL password" },
         { "redis://u:pw%00@h", "URL password" },
