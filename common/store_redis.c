@@ -102,8 +102,8 @@ atls_rs_key(rs_impl_t *rs, char kind, const char *path)
 
 /* Paths whose entries hold private keys or secrets: they must come back
  * sealed, a clear value there is refused (planted, not written by us). */
-static int
-rs_must_seal(const char *path)
+int
+atls_rs_must_seal(const char *path)
 {
     size_t n = strlen(path);
 
@@ -233,7 +233,7 @@ rs_decode(atls_store_t *st, const char *path, const char *key, const redisReply 
         return ATLS_STORE_ERROR;
     }
     if (r->str[0] == RS_PLAIN) {
-        if (rs_must_seal(path)) {
+        if (atls_rs_must_seal(path)) {
             atls_rs_err(st, err, errlen, key, "corrupt value: in clear where a sealed "
                    "(encrypted) value belongs, refused");
             return ATLS_STORE_ERROR;
@@ -348,32 +348,6 @@ atls_rs_index_add(atls_store_t *st, const char *path, char *err, size_t errlen)
     return rc;
 }
 
-/* Removes path from its parent's index, then every directory left empty. */
-static int
-rs_index_del(atls_store_t *st, const char *path, char *err, size_t errlen)
-{
-    char        cur[RS_PATH_MAX + 1], dir[RS_PATH_MAX + 1], *key;
-    const char *base;
-    long long   left = 0;
-    int         rc = ATLS_STORE_OK;
-
-    snprintf(cur, sizeof(cur), "%s", path);
-    while (rc == ATLS_STORE_OK && cur[0] != '\0') {
-        rs_split(cur, dir, sizeof(dir), &base);
-        key = atls_rs_key(st->impl, 'd', dir);
-        rc = rs_cmd(st, NULL, err, errlen, "SREM", key, base, NULL);
-        if (rc == ATLS_STORE_OK) {
-            rc = rs_cmd(st, &left, err, errlen, "SCARD", key, NULL);
-        }
-        free(key);
-        if (left > 0) {
-            break;
-        }
-        memmove(cur, dir, strlen(dir) + 1);
-    }
-    return rc;
-}
-
 static int
 rs_cmp(const void *a, const void *b)
 {
@@ -483,7 +457,9 @@ rs_put(atls_store_t *st, const char *path, const char *data, size_t len, int is_
     }
     atls_rs_renew_due(st, 0);
     key = atls_rs_key(st->impl, 'v', path);
-    rc = atls_rs_encode(st, key, data ? data : "", len, is_private, &val, &vlen, err, errlen);
+    /* a private key's path is sealed whatever the caller says */
+    rc = atls_rs_encode(st, key, data ? data : "", len, is_private || atls_rs_must_seal(path),
+                        &val, &vlen, err, errlen);
     if (rc == ATLS_STORE_OK) {
         const char  *argv[] = { "SET", key, (const char *) val };
         const size_t lens[] = { 3, strlen(key), vlen };
@@ -502,12 +478,31 @@ rs_put(atls_store_t *st, const char *path, const char *data, size_t len, int is_
     return rc;
 }
 
+/* Removes path's name from its parent's index; *removed: was it there. */
+static int
+rs_unindex(atls_store_t *st, const char *path, long long *removed, char *err, size_t errlen)
+{
+    char        dir[RS_PATH_MAX + 1], *key;
+    const char *base;
+    int         rc;
+
+    rs_split(path, dir, sizeof(dir), &base);
+    key = atls_rs_key(st->impl, 'd', dir);
+    rc = rs_cmd(st, removed, err, errlen, "SREM", key, base, NULL);
+    free(key);
+    return rc;
+}
+
+/* An entry (its value, and its size for a log), or a directory with
+ * everything under it.  Like the fs backend, a directory stays listed when
+ * its last entry is deleted (an empty directory), until it is deleted
+ * itself; so a put racing with a delete never loses its directory. */
 static int
 rs_del_at(atls_store_t *st, const char *path, int depth, char *err, size_t errlen)
 {
     char     *vkey = atls_rs_key(st->impl, 'v', path), *nkey = atls_rs_key(st->impl, 'n', path);
     char     *dkey = atls_rs_key(st->impl, 'd', path), **names = NULL, child[RS_PATH_MAX + 2];
-    long long gone = 0, kids = 0;
+    long long gone = 0, kids = 0, listed = 0;
     size_t    n = 0, i;
     int       rc;
 
@@ -530,13 +525,14 @@ rs_del_at(atls_store_t *st, const char *path, int depth, char *err, size_t errle
         if (rc == ATLS_STORE_OK) {
             rc = rs_cmd(st, &kids, err, errlen, "DEL", dkey, NULL);
         }
-        if (rc == ATLS_STORE_OK && kids == 0 && n == 0) {
-            atls_rs_err(st, err, errlen, vkey, "not found");
-            rc = ATLS_STORE_NOTFOUND;
-        }
     }
+    /* below the top, the parent's index is being deleted anyway */
     if (rc == ATLS_STORE_OK && depth == 0) {
-        rc = rs_index_del(st, path, err, errlen);
+        rc = rs_unindex(st, path, &listed, err, errlen);
+    }
+    if (rc == ATLS_STORE_OK && gone == 0 && n == 0 && kids == 0 && listed == 0) {
+        atls_rs_err(st, err, errlen, vkey, "not found");
+        rc = ATLS_STORE_NOTFOUND;
     }
     free(vkey);
     free(nkey);

@@ -27,6 +27,9 @@ extern const atls_store_ops_t atls_rs_ops;
 long long atls_rs_now_ms(void);
 /* The fs backend's path rule (relative, no empty or dot component). */
 int atls_rs_path_ok(const char *path, int allow_empty);
+/* 1 for the paths of private keys and secrets: always sealed, and a clear
+ * value found there is refused. */
+int atls_rs_must_seal(const char *path);
 /* "<prefix>{<tag>}:<kind>:<path>", malloc'd. */
 char *atls_rs_key(rs_impl_t *rs, char kind, const char *path);
 /* "<location> key <key>: <why>" into err. */

@@ -193,7 +193,8 @@ atls_store_redis_put_fenced(atls_store_t *st, atls_store_lock_t *lk, const char 
         atls_rs_err(st, err, errlen, key, "not in the slot of the lease it is fenced by");
         goto out;
     }
-    if (atls_rs_encode(st, key, data ? data : "", len, is_private, &val, &vlen, err, errlen) != 0
+    if (atls_rs_encode(st, key, data ? data : "", len, is_private || atls_rs_must_seal(path),
+                       &val, &vlen, err, errlen) != 0
         || atls_rs_conn(st->impl, err, errlen) == NULL)
     {
         goto out;

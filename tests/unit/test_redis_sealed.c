@@ -189,6 +189,12 @@ test_corrupt_values_named(void **state)
     freeReplyObject(r);
     free(v);
 
+    /* a private key's path is sealed even when put as public */
+    assert_int_equal(fx->st->ops->put(fx->st, "certs/evil.example/rsa2048.pem", "KEY", 3, 0,
+                                      err, sizeof(err)), ATLS_STORE_OK);
+    r = redisfx_get_raw(&fx->rfx, "t:{evil.example}:v:certs/evil.example/rsa2048.pem");
+    assert_int_equal((unsigned char) r->str[0], ATLS_REDIS_SEAL_VERSION);
+    freeReplyObject(r);
     /* planted in clear where a sealed value belongs */
     redisfx_set_raw(&fx->rfx, other_key, "p-----BEGIN PRIVATE KEY-----", 28);
     expect_get_error(fx, "certs/evil.example/ec256.pem", other_key, "in clear");

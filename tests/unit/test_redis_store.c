@@ -191,18 +191,31 @@ test_list(void **state)
     assert_int_equal(fx->st->ops->del(fx->st, "certs/b.example", err, sizeof(err)),
                      ATLS_STORE_NOTFOUND);
 
-    /* the last entry gone: its directories leave the indexes too */
+    /* the last entry gone: the directory stays, empty, like the fs backend's */
     assert_int_equal(fx->st->ops->del(fx->st, "certs/a.example/meta.json", err, sizeof(err)),
                      ATLS_STORE_OK);
-    assert_int_equal(fx->st->ops->del(fx->st, "certs/c.example", err, sizeof(err)),
+    assert_int_equal(fx->st->ops->list(fx->st, "certs/a.example", &names, &n, err,
+                                       sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(atls_store_list_certs(fx->st, &names, &n, err, sizeof(err)),
                      ATLS_STORE_OK);
-    assert_int_equal(fx->st->ops->del(fx->st, "certs/_.wild.example", err, sizeof(err)),
+    assert_int_equal(n, 3);
+    atls_strv_free(names, n);
+    /* until it is deleted itself (once) */
+    assert_int_equal(fx->st->ops->del(fx->st, "certs/a.example", err, sizeof(err)),
                      ATLS_STORE_OK);
+    assert_int_equal(fx->st->ops->del(fx->st, "certs/a.example", err, sizeof(err)),
+                     ATLS_STORE_NOTFOUND);
+    assert_int_equal(fx->st->ops->del(fx->st, "certs", err, sizeof(err)), ATLS_STORE_OK);
     assert_int_equal(fx->st->ops->list(fx->st, "", &names, &n, err, sizeof(err)),
                      ATLS_STORE_OK);
     assert_int_equal(n, 1);
     assert_string_equal(names[0], "generation");
     atls_strv_free(names, n);
+    r = redisfx_cmd(&fx->rfx, "EXISTS", "t:{c.example}:v:certs/c.example/meta.json",
+                    "t:{_.wild.example}:d:certs/_.wild.example", "t:{/certs}:d:certs", NULL);
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
 }
 
 /* ---- locks --------------------------------------------------------------- */
