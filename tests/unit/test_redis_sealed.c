@@ -305,6 +305,51 @@ test_typed_calls(void **state)
                      ATLS_STORE_OK);
 }
 
+/* Fallbacks (key sealed, certificate public) and OCSP responses (binary). */
+static void
+test_typed_fallback_and_ocsp(void **state)
+{
+    static const char *const name[] = { "f.example" };
+    fx_t           *fx = *state;
+    EVP_PKEY       *k = testpki_key(0), *got = NULL;
+    X509           *x = testpki_cert(k, "f.example", name, 1, NULL, NULL, 0, -60, 86400);
+    STACK_OF(X509) *chain = NULL;
+    unsigned char   der[200], *back = NULL;
+    char            err[512];
+    size_t          len, i;
+    redisReply     *r;
+
+    assert_non_null(x);
+    assert_int_equal(atls_store_save_fallback(fx->st, "f.example", ATLS_KEY_EC256, k, x,
+                                              err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(atls_store_load_fallback(fx->st, "f.example", ATLS_KEY_EC256, &got,
+                                              &chain, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(EVP_PKEY_eq(got, k), 1);
+    assert_int_equal(X509_cmp(sk_X509_value(chain, 0), x), 0);
+    r = redisfx_get_raw(&fx->rfx, "t:{/fallback}:v:fallback/f.example/ec256.key");
+    assert_int_equal((unsigned char) r->str[0], ATLS_REDIS_SEAL_VERSION);
+    freeReplyObject(r);
+    r = redisfx_get_raw(&fx->rfx, "t:{/fallback}:v:fallback/f.example/ec256.crt");
+    assert_int_equal(r->str[0], 'p');
+    assert_non_null(strstr(r->str, "BEGIN CERTIFICATE"));
+    freeReplyObject(r);
+
+    for (i = 0; i < sizeof(der); i++) {
+        der[i] = (unsigned char) (i * 31);   /* NUL bytes included */
+    }
+    assert_int_equal(atls_store_save_ocsp(fx->st, "f.example", ATLS_KEY_EC256, der,
+                                          sizeof(der), err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(atls_store_load_ocsp(fx->st, "f.example", ATLS_KEY_EC256, &back, &len,
+                                          err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(len, sizeof(der));
+    assert_memory_equal(back, der, sizeof(der));
+    free(back);
+    EVP_PKEY_free(got);
+    atls_chain_free(chain);
+    X509_free(x);
+    EVP_PKEY_free(k);
+}
+
 int
 main(void)
 {
@@ -313,6 +358,7 @@ main(void)
         RS_TEST(test_corrupt_values_named),
         RS_TEST(test_other_key_file),
         RS_TEST(test_typed_calls),
+        RS_TEST(test_typed_fallback_and_ocsp),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
