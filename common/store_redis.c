@@ -134,16 +134,38 @@ atls_rs_conn(rs_impl_t *rs, char *err, size_t errlen)
     return rs->c;
 }
 
+/* One command on the store's connection.  A connection that was open
+ * already may have been closed by the server since (a restart, a client
+ * timeout): when it fails so, one new connection and one more try.  A
+ * command that timed out is not sent again. */
+static int
+rs_roundtrip(rs_impl_t *rs, int argc, const char **argv, const size_t *lens,
+             redisReply **reply, char *err, size_t errlen)
+{
+    int           reused = rs->c != NULL && atls_redis_state(rs->c) == ATLS_REDIS_READY;
+    atls_redis_t *c = atls_rs_conn(rs, err, errlen);
+
+    if (c == NULL) {
+        return -1;
+    }
+    if (atls_redis_call(c, argc, argv, lens, reply, 0, err, errlen) == 0) {
+        return 0;
+    }
+    if (!reused || strstr(err, "timed out") != NULL) {
+        return -1;
+    }
+    c = atls_rs_conn(rs, err, errlen);
+    return c != NULL && atls_redis_call(c, argc, argv, lens, reply, 0, err, errlen) == 0
+           ? 0 : -1;
+}
+
 /* One command; an error reply becomes ERROR with Redis's words and key. */
 static int
 rs_call(atls_store_t *st, int argc, const char **argv, const size_t *lens,
         redisReply **reply, char *err, size_t errlen)
 {
-    rs_impl_t    *rs = st->impl;
-    atls_redis_t *c = atls_rs_conn(rs, err, errlen);
-
     *reply = NULL;
-    if (c == NULL || atls_redis_call(c, argc, argv, lens, reply, 0, err, errlen) != 0) {
+    if (rs_roundtrip(st->impl, argc, argv, lens, reply, err, errlen) != 0) {
         return ATLS_STORE_ERROR;
     }
     if ((*reply)->type == REDIS_REPLY_ERROR) {
@@ -271,7 +293,6 @@ rs_get(atls_store_t *st, const char *path, char **data, size_t *len, char *err, 
     const char   *argv[2];
     char         *key;
     redisReply   *r = NULL;
-    atls_redis_t *c;
     int           rc = ATLS_STORE_ERROR;
 
     *data = NULL;
@@ -286,8 +307,7 @@ rs_get(atls_store_t *st, const char *path, char **data, size_t *len, char *err, 
     key = atls_rs_key(rs, 'v', path);
     argv[0] = "GET";
     argv[1] = key;
-    c = atls_rs_conn(rs, err, errlen);
-    if (c == NULL || atls_redis_call(c, 2, argv, NULL, &r, 0, err, errlen) != 0) {
+    if (rs_roundtrip(rs, 2, argv, NULL, &r, err, errlen) != 0) {
         goto out;
     }
     if (r->type == REDIS_REPLY_NIL) {

@@ -477,6 +477,31 @@ test_open_errors(void **state)
     atls_redis_conf_free(&conf);
 }
 
+/* The server closed the store's connection (a restart, a client timeout):
+ * the next call opens a new one and goes through. */
+static void
+test_reconnect(void **state)
+{
+    fx_t       *fx = *state;
+    char       *data;
+    size_t      len;
+    redisReply *r;
+
+    put_ok(fx->st, "generation", "5", 1, 0);
+    r = redisfx_cmd(&fx->rfx, "CLIENT", "KILL", "TYPE", "normal", NULL);
+    assert_true(r->integer >= 1);
+    freeReplyObject(r);
+    data = get_ok(fx->st, "generation", &len);
+    assert_string_equal(data, "5");
+    free(data);
+    r = redisfx_cmd(&fx->rfx, "CLIENT", "KILL", "TYPE", "normal", NULL);
+    freeReplyObject(r);
+    put_ok(fx->st, "generation", "6", 1, 0);
+    data = get_ok(fx->st, "generation", &len);
+    assert_string_equal(data, "6");
+    free(data);
+}
+
 int
 main(void)
 {
@@ -489,6 +514,7 @@ main(void)
         RS_TEST(test_lock_lost),
         RS_TEST(test_append),
         RS_TEST(test_open_errors),
+        RS_TEST(test_reconnect),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
