@@ -63,6 +63,8 @@ struct atls_sched_cert_s {
                                          placed) */
     time_t              rate_at;      /* a CA request reserved for then under
                                          the directory's rate (0: none) */
+    int                 dynamic;      /* added from the registry of dynamic
+                                         names (sched_names.c), not configured */
 };
 
 /* One CRL URL, shared by every certificate naming it; in memory while the
@@ -188,6 +190,17 @@ struct atls_sched_s {
     long long           armed;          /* the host timer's deadline; -1 none */
     struct atls_notify_s *notify;       /* delivers the queue (notify.c); NULL
                                            when the events name no sink */
+
+    /* Dynamic names (sched_names.c) */
+    long                names_grace_s;
+    uint64_t            names_gen;      /* the registry generation last listed */
+    int                 names_synced;   /* listed at least once */
+    time_t              names_purge_at; /* the first removed name's grace ends
+                                           then (0: none known) */
+
+    /* On-demand issuance (sched_ondemand.c) */
+    struct atls_od_s   *od_gate;        /* opts.on_demand, borrowed; NULL: none */
+    struct sched_od_s  *od;             /* names in flight; NULL until the first */
 };
 
 long long atls_sched_now_ms(void);
@@ -206,6 +219,25 @@ int atls_sched_ari_may(atls_sched_t *s, atls_sched_cert_t *c, time_t now);
  * else 0 and c->rate_at is the time reserved for it (a certificate
  * reserves one time, and takes it when it comes). */
 int atls_sched_rate_take(atls_sched_t *s, atls_sched_cert_t *c, time_t now);
+
+/* Takes c out of the certificate list and index (nothing else). */
+void atls_sched_cert_unlink(atls_sched_t *s, atls_sched_cert_t *c);
+
+/* sched_names.c: removed names past their grace purged, at each pass,
+ * when the first one is due. */
+void atls_sched_names_pass(atls_sched_t *s);
+
+/* sched_ondemand.c: the host's answer to an ask request (1 when op was
+ * one); the end of an attempt on c (before host->done); the children's
+ * requests at each pass; 1 while an ask is in flight; free all. */
+typedef struct sched_od_s sched_od_t;
+int atls_sched_od_http_done(atls_sched_t *s, atls_sched_op_t *op,
+                            const atls_http_response_t *resp);
+void atls_sched_od_ended(atls_sched_t *s, atls_sched_cert_t *c, int rc,
+                         const atls_error_t *err);
+void atls_sched_od_pass(atls_sched_t *s);
+int atls_sched_od_busy(const atls_sched_t *s);
+void atls_sched_od_free(atls_sched_t *s);
 
 /* sched_hook.c */
 atls_sched_op_t *atls_sched_op_new(sched_slot_t *sl, int hook);
