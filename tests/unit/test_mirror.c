@@ -390,6 +390,40 @@ test_redis_down_then_back(void **state)
     free(meta_before);
 }
 
+/* A certificate whose entries fail midway (a tampered value after a good
+ * one) is not mirrored at all: no file of it changes, the error names the
+ * Redis key, and the other certificates go on. */
+static void
+test_failed_pull_leaves_mirror_whole(void **state)
+{
+    fx_t       *fx = *state;
+    char        err[512], *pem_before, *meta_before, *pem_now, *meta_now;
+
+    deploy(fx->a, "example.com", 1);
+    deploy(fx->a, "other.example", 1);
+    sync_ok(fx->b, 2, 0);
+    pem_before = file_or_empty(fx->dir_b, "example.com", "ec256.pem");
+    meta_before = file_or_empty(fx->dir_b, "example.com", "meta.json");
+    deploy(fx->a, "example.com", 2);
+    deploy(fx->a, "other.example", 2);
+    /* ec256.pem is read first and is fine; meta.json is damaged */
+    redisfx_set_raw(&fx->rfx, "t:{example.com}:v:certs/example.com/meta.json", "pXX{", 4);
+
+    assert_int_equal(atls_mirror_sync_one(fx->b, "example.com", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "meta.json"));
+    pem_now = file_or_empty(fx->dir_b, "example.com", "ec256.pem");
+    meta_now = file_or_empty(fx->dir_b, "example.com", "meta.json");
+    assert_string_equal(pem_now, pem_before);
+    assert_string_equal(meta_now, meta_before);
+    assert_int_equal(atls_mirror_generation(fx->b, "example.com"), 1);
+    sync_ok(fx->b, 1, 0);   /* other.example still comes */
+    assert_same_cert(fx->dir_a, fx->dir_b, "other.example");
+    free(pem_now);
+    free(meta_now);
+    free(pem_before);
+    free(meta_before);
+}
+
 /* Redis restarted empty: the mirrors fill it again, the newest wins (B
  * was behind on one certificate and pushes first), no entry is lost. */
 static void
@@ -519,6 +553,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_sync_at_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease_fencing_across_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_down_then_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_pull_leaves_mirror_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repopulate_after_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_challenges_any_node, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_private_key_in_clear, setup, teardown),
