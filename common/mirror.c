@@ -16,8 +16,21 @@
 atls_store_t *
 atls_mirror_rs(atls_mirror_t *m, char *err, size_t errlen)
 {
+    rs_impl_t *ri;
+
     if (m->rs == NULL) {
         m->rs = atls_store_redis_open(&m->conf, err, errlen);
+        return m->rs;
+    }
+    /* An idle connection the server closed meanwhile (a restart) is found
+     * closed now, by a read that does not wait, so that the next command
+     * opens a new one: the lease and generation scripts are not sent twice,
+     * so they must not meet a dead connection first. */
+    ri = m->rs->impl;
+    if (ri->c != NULL && atls_redis_state(ri->c) == ATLS_REDIS_READY
+        && atls_redis_pending(ri->c) == 0)
+    {
+        (void) atls_redis_io(ri->c, ATLS_REDIS_WANT_READ);
     }
     return m->rs;
 }

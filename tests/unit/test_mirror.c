@@ -471,6 +471,75 @@ test_repopulate_after_flush(void **state)
     atls_mirror_free(c);
 }
 
+/* The subscriber's connection fails with Redis: the error says so; the
+ * host listens again and syncs, and announcements flow again.  A message
+ * that is not an announcement is ignored. */
+static void
+test_subscriber_reconnects(void **state)
+{
+    fx_t       *fx = *state;
+    char        err[512] = "";
+    long long   deadline;
+    redisReply *r;
+    int         rc = 0;
+
+    assert_int_equal(atls_mirror_listen(fx->b, err, sizeof(err)), 0);
+    deadline = now_ms() + WAIT_MS;
+    while (!atls_mirror_listening(fx->b) && now_ms() < deadline) {
+        assert_true(atls_mirror_poll(fx->b, 100, err, sizeof(err)) >= 0);
+    }
+    r = redisfx_cmd(&fx->rfx, "PUBLISH", "t:gen", "junk", NULL);
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+    assert_true(atls_mirror_poll(fx->b, 500, err, sizeof(err)) >= 0);
+    deploy(fx->a, "example.com", 1);
+    r = redisfx_cmd(&fx->rfx, "SAVE", NULL);
+    freeReplyObject(r);
+    redisfx_kill(&fx->rfx);
+    deadline = now_ms() + WAIT_MS;
+    while (rc >= 0 && now_ms() < deadline) {
+        rc = atls_mirror_poll(fx->b, 100, err, sizeof(err));
+    }
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(err, "closed"));
+    assert_false(atls_mirror_listening(fx->b));
+
+    assert_int_equal(redisfx_restart(&fx->rfx), 0);
+    assert_int_equal(atls_mirror_listen(fx->b, err, sizeof(err)), 0);
+    sync_ok(fx->b, 1, 0);   /* what was announced while it was away */
+    deadline = now_ms() + WAIT_MS;
+    while (!atls_mirror_listening(fx->b) && now_ms() < deadline) {
+        assert_true(atls_mirror_poll(fx->b, 100, err, sizeof(err)) >= 0);
+    }
+    deploy(fx->a, "example.com", 2);
+    deadline = now_ms() + WAIT_MS;
+    while (atls_mirror_generation(fx->b, "example.com") < 2 && now_ms() < deadline) {
+        assert_true(atls_mirror_poll(fx->b, 100, err, sizeof(err)) >= 0);
+    }
+    assert_same_cert(fx->dir_a, fx->dir_b, "example.com");
+}
+
+/* A certificate removed on one node is removed from the others' mirrors. */
+static void
+test_removal_reaches_other_node(void **state)
+{
+    fx_t         *fx = *state;
+    atls_store_t *sa = atls_mirror_store(fx->a);
+    char          err[512], path[300];
+    struct stat   sb;
+
+    deploy(fx->a, "gone.example", 1);
+    deploy(fx->a, "kept.example", 1);
+    sync_ok(fx->b, 2, 0);
+    assert_int_equal(sa->ops->del(sa, "certs/gone.example", err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(redis_gen(fx->a, "gone.example"), 2);
+    sync_ok(fx->b, 1, 0);
+    snprintf(path, sizeof(path), "%s/certs/gone.example", fx->dir_b);
+    assert_int_not_equal(stat(path, &sb), 0);
+    assert_same_cert(fx->dir_a, fx->dir_b, "kept.example");
+    sync_ok(fx->b, 0, 0);
+}
+
 /* http-01 and tls-alpn-01 answers put by one node are read by the other. */
 static void
 test_challenges_any_node(void **state)
@@ -493,6 +562,12 @@ test_challenges_any_node(void **state)
     assert_string_equal(data, pem);
     free(data);
     free(pem);
+    /* the audit trail is the cluster's, in Redis */
+    assert_int_equal(atls_store_audit_append(sa, "{\"event\":\"x\"}", 13, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(atls_store_audit_read(sb, 0, &data, &len, err, sizeof(err)), ATLS_STORE_OK);
+    assert_string_equal(data, "{\"event\":\"x\"}\n");
+    free(data);
 }
 
 static void
@@ -555,6 +630,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_redis_down_then_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_pull_leaves_mirror_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repopulate_after_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subscriber_reconnects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_removal_reaches_other_node, setup, teardown),
         cmocka_unit_test_setup_teardown(test_challenges_any_node, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_private_key_in_clear, setup, teardown),
     };
