@@ -13,6 +13,12 @@
  *   <P>gen               the channel a bump is announced on:
  *                        "<cert-id> <gen>"
  *   mirror-gen/<cert-id> in the mirror: the generation its files are at
+ *   generation           in the mirror: its store-wide counter (atls_store.h),
+ *                        bumped after every certificate the mirror takes
+ *                        (pulled or deployed here): what the node's
+ *                        workers watch to load again, as with a fs store;
+ *                        the Redis store's own "generation" entry is the
+ *                        cluster's, not the node's
  *
  * Deploy (through atls_mirror_store()): a certificate's files and meta go
  * to Redis first (a fenced put under the certificate's lease when the

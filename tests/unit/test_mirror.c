@@ -251,6 +251,8 @@ test_announcement_reaches_other_node(void **state)
     }
     assert_true(atls_mirror_listening(fx->b));
     for (serial = 1; serial <= 2; serial++) {
+        uint64_t workers_saw = atls_store_generation(atls_mirror_fs(fx->b));
+
         deploy(fx->a, "example.com", serial);
         assert_int_equal(atls_mirror_generation(fx->a, "example.com"), serial);
         assert_int_equal(redis_gen(fx->a, "example.com"), serial);
@@ -264,6 +266,8 @@ test_announcement_reaches_other_node(void **state)
         }
         assert_int_equal(atls_mirror_generation(fx->b, "example.com"), serial);
         assert_same_cert(fx->dir_a, fx->dir_b, "example.com");
+        /* B's workers, watching their mirror, load it again */
+        assert_true(atls_store_generation(atls_mirror_fs(fx->b)) > workers_saw);
     }
 }
 
@@ -540,6 +544,49 @@ test_removal_reaches_other_node(void **state)
     sync_ok(fx->b, 0, 0);
 }
 
+/* The store's typed calls work unchanged over the mirror's store: a real
+ * key and chain saved on A (validated by save_cert) load from B's mirror
+ * directory as a fs store, which is what B's workers serve. */
+static void
+test_typed_store_calls(void **state)
+{
+    fx_t               *fx = *state;
+    atls_store_t       *sa = atls_mirror_store(fx->a);
+    atls_store_lock_t  *lk = NULL;
+    const char *const   names[] = { "typed.example" };
+    testpki_chain_t     pki;
+    X509               *certs[2];
+    char               *chain, err[512];
+    EVP_PKEY           *key = NULL;
+    STACK_OF(X509)     *loaded = NULL;
+
+    assert_int_equal(testpki_chain_make(&pki, names, 1, ATLS_KEY_EC256), 0);
+    certs[0] = pki.leaf;
+    certs[1] = pki.inter;
+    chain = testpki_pem(certs, 2);
+    assert_int_equal(atls_store_lock_cert(sa, "typed.example", 0, &lk, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    if (atls_store_save_cert(sa, "typed.example", ATLS_KEY_EC256, pki.leaf_key, chain,
+                             err, sizeof(err)) != ATLS_STORE_OK)
+    {
+        fail_msg("save_cert: %s", err);
+    }
+    write_meta(sa, "typed.example", 1);
+    atls_store_unlock(sa, lk);
+    sync_ok(fx->b, 1, 0);
+    if (atls_store_load_cert(atls_mirror_fs(fx->b), "typed.example", ATLS_KEY_EC256, &key,
+                             &loaded, err, sizeof(err)) != ATLS_STORE_OK)
+    {
+        fail_msg("load_cert from B's mirror: %s", err);
+    }
+    assert_int_equal(X509_check_private_key(sk_X509_value(loaded, 0), key), 1);
+    assert_int_equal(X509_cmp(sk_X509_value(loaded, 0), pki.leaf), 0);
+    EVP_PKEY_free(key);
+    sk_X509_pop_free(loaded, X509_free);
+    free(chain);
+    testpki_chain_free(&pki);
+}
+
 /* http-01 and tls-alpn-01 answers put by one node are read by the other. */
 static void
 test_challenges_any_node(void **state)
@@ -632,6 +679,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_repopulate_after_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subscriber_reconnects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_removal_reaches_other_node, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_typed_store_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_challenges_any_node, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_private_key_in_clear, setup, teardown),
     };
