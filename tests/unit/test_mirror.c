@@ -394,6 +394,64 @@ test_redis_down_then_back(void **state)
     free(meta_before);
 }
 
+/* Redis dies in the middle of a sync: right after the first certificate
+ * was pulled (the log line that says so kills it). */
+static redisfx_t *kill_on_pull;
+
+static void
+kill_after_first_pull(void *ctx, atls_log_level_t level, const char *msg)
+{
+    (void) ctx;
+    (void) level;
+    if (kill_on_pull != NULL && strstr(msg, "from Redis") != NULL) {
+        redisfx_kill(kill_on_pull);
+        kill_on_pull = NULL;
+    }
+}
+
+static void
+test_redis_dies_mid_sync(void **state)
+{
+    fx_t       *fx = *state;
+    char        err[512], *before[3], *now;
+    const char *ids[] = { "a.example", "b.example", "c.example" };
+    redisReply *r;
+    size_t      i;
+
+    for (i = 0; i < 3; i++) {
+        deploy(fx->a, ids[i], 1);
+    }
+    sync_ok(fx->b, 3, 0);
+    for (i = 0; i < 3; i++) {
+        deploy(fx->a, ids[i], 2);
+        before[i] = file_or_empty(fx->dir_b, ids[i], "ec256.pem");
+    }
+    r = redisfx_cmd(&fx->rfx, "SAVE", NULL);
+    freeReplyObject(r);
+
+    kill_on_pull = &fx->rfx;
+    atls_log_set(kill_after_first_pull, NULL, ATLS_LOG_INFO);
+    assert_int_equal(atls_mirror_sync(fx->b, NULL, err, sizeof(err)), -1);
+    atls_log_set(NULL, NULL, ATLS_LOG_INFO);
+    assert_null(kill_on_pull);   /* it did die midway */
+    assert_non_null(strstr(err, "redis://"));
+    /* the first certificate is whole at 2, the others whole at 1 */
+    assert_same_cert(fx->dir_a, fx->dir_b, "a.example");
+    assert_int_equal(atls_mirror_generation(fx->b, "a.example"), 2);
+    for (i = 1; i < 3; i++) {
+        now = file_or_empty(fx->dir_b, ids[i], "ec256.pem");
+        assert_string_equal(now, before[i]);
+        free(now);
+        assert_int_equal(atls_mirror_generation(fx->b, ids[i]), 1);
+    }
+    assert_int_equal(redisfx_restart(&fx->rfx), 0);
+    sync_ok(fx->b, 2, 0);
+    for (i = 0; i < 3; i++) {
+        assert_same_cert(fx->dir_a, fx->dir_b, ids[i]);
+        free(before[i]);
+    }
+}
+
 /* A certificate whose entries fail midway (a tampered value after a good
  * one) is not mirrored at all: no file of it changes, the error names the
  * Redis key, and the other certificates go on. */
@@ -675,6 +733,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_sync_at_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease_fencing_across_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_down_then_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_dies_mid_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_pull_leaves_mirror_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repopulate_after_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subscriber_reconnects, setup, teardown),
