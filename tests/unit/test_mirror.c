@@ -369,6 +369,12 @@ test_redis_down_then_back(void **state)
     pem_before = file_or_empty(fx->dir_b, "example.com", "ec256.pem");
     meta_before = file_or_empty(fx->dir_b, "example.com", "meta.json");
     redisfx_kill(&fx->rfx);
+    /* B restarts while Redis is down: it opens, and serves its mirror */
+    atls_mirror_free(fx->b);
+    fx->b = node(fx, fx->dir_b);
+    sb = atls_mirror_store(fx->b);
+    assert_int_equal(atls_mirror_listen(fx->b, err, sizeof(err)) == 0
+                     ? atls_mirror_poll(fx->b, 1000, err, sizeof(err)) : -1, -1);
 
     assert_int_equal(atls_mirror_sync(fx->b, NULL, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "connect"));
