@@ -86,6 +86,10 @@ void atls_mirror_free(atls_mirror_t *m);
 atls_store_t *atls_mirror_store(atls_mirror_t *m);
 /* The mirror directory as a store (fs backend; borrowed). */
 atls_store_t *atls_mirror_fs(atls_mirror_t *m);
+/* Renews the leases the mirror's store holds (a host timer, during an
+ * order that makes no store call for a while): atls_store_redis_renew,
+ * the number lost; 0 when Redis is not open. */
+int atls_mirror_renew(atls_mirror_t *m);
 
 /* Brings the mirror up to Redis (and Redis up to the mirror where the
  * mirror is newer: the repopulation rule).  Returns the number of

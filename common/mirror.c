@@ -146,6 +146,12 @@ atls_mirror_fs(atls_mirror_t *m)
     return m->fs;
 }
 
+int
+atls_mirror_renew(atls_mirror_t *m)
+{
+    return m->rs != NULL ? atls_store_redis_renew(m->rs) : 0;
+}
+
 /* ---- generations ---------------------------------------------------------- */
 
 static int

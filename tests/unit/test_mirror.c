@@ -315,6 +315,7 @@ test_lease_fencing_across_nodes(void **state)
                      ATLS_STORE_OK);
     assert_int_equal(atls_store_lock_cert(sb, "example.com", 0, &lb, err, sizeof(err)),
                      ATLS_STORE_BUSY);
+    assert_int_equal(atls_mirror_renew(fx->a), 0);   /* alive: still A's */
     /* A dies: nobody renews; the lease's time runs out (shortened here) */
     atls_redis_lease_keys("t:", "cert-example.com", &keys);
     r = redisfx_cmd(&fx->rfx, "PEXPIRE", keys.lease_key, "50", NULL);
@@ -336,6 +337,7 @@ test_lease_fencing_across_nodes(void **state)
     atls_store_unlock(sb, lb);
     assert_int_equal(redis_gen(fx->b, "example.com"), 2);
     /* A wakes up and deploys late: refused in Redis, its mirror untouched */
+    assert_int_equal(atls_mirror_renew(fx->a), 1);   /* it finds its lease lost */
     rc = sa->ops->put(sa, "certs/example.com/ec256.pem", late, strlen(late), 1,
                       err, sizeof(err));
     assert_int_equal(rc, ATLS_STORE_BUSY);
