@@ -109,6 +109,14 @@ uint64_t atls_mirror_generation(atls_mirror_t *m, const char *id);
 int atls_mirror_redis_generation(atls_mirror_t *m, const char *id, uint64_t *gen,
                                  char *err, size_t errlen);
 
+/* For writers of a Redis store without a mirror (the CLI's revoke,
+ * renew, migrate, on a store from atls_store_redis_open): after changing
+ * certs/<id>/..., bumps its generation (no lease checked) and announces it
+ * as a deploy does, so every node's mirror takes the change.  *gen (may
+ * be NULL): the new generation.  ATLS_STORE_OK or ATLS_STORE_ERROR + err. */
+int atls_store_redis_announce(atls_store_t *st, const char *id, uint64_t *gen,
+                              char *err, size_t errlen);
+
 /* ---- announcements (mirror_listen.c) --------------------------------------- */
 
 /* Opens the subscriber connection (non-blocking: connecting, then

@@ -12,6 +12,7 @@
 #include <string.h>
 #include "mirror_int.h"
 #include "store_redis_int.h"
+#include "store_int.h"
 
 atls_store_t *
 atls_mirror_rs(atls_mirror_t *m, char *err, size_t errlen)
@@ -267,55 +268,66 @@ static const char MIRROR_BUMP[] =
 
 /* The cluster generation, then "<id> <gen>" on the channel. */
 static int
-mirror_announce(atls_mirror_t *m, atls_redis_t *c, const char *id, uint64_t gen,
-                char *err, size_t errlen)
+gen_announce(atls_redis_t *c, const char *prefix, const char *where, const char *id,
+             uint64_t gen, char *err, size_t errlen)
 {
     redisReply *r = NULL;
-    char        msg[300];
+    char        msg[300], *cluster, *channel;
     int         rc = -1;
 
+    if (asprintf(&cluster, "%s{/cluster}:gen", prefix) < 0
+        || asprintf(&channel, "%s%s", prefix, ATLS_MIRROR_CHANNEL) < 0)
+    {
+        abort();
+    }
     snprintf(msg, sizeof(msg), "%s %" PRIu64, id, gen);
-    if (atls_redis_callv(c, &r, err, errlen, "INCR", m->cluster_key, NULL) != 0) {
-        return -1;
+    if (atls_redis_callv(c, &r, err, errlen, "INCR", cluster, NULL) != 0) {
+        goto out;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(err, errlen, "%s key %s: %.200s", m->store.location, m->cluster_key, r->str);
-        freeReplyObject(r);
-        return -1;
+        snprintf(err, errlen, "%s key %s: %.200s", where, cluster, r->str);
+        goto out;
     }
     freeReplyObject(r);
     r = NULL;
-    if (atls_redis_callv(c, &r, err, errlen, "PUBLISH", m->channel, msg, NULL) == 0) {
-        rc = r->type == REDIS_REPLY_ERROR ? -1 : 0;
-        if (rc != 0) {
-            snprintf(err, errlen, "%s PUBLISH %s: %.200s", m->store.location, m->channel,
-                     r->str);
-        }
+    if (atls_redis_callv(c, &r, err, errlen, "PUBLISH", channel, msg, NULL) != 0) {
+        goto out;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "%s PUBLISH %s: %.200s", where, channel, r->str);
+        goto out;
+    }
+    rc = 0;
+
+out:
+    if (r != NULL) {
         freeReplyObject(r);
     }
+    free(cluster);
+    free(channel);
     return rc;
 }
 
-int
-atls_mirror_bump(atls_mirror_t *m, const char *id, const atls_redis_lease_t *lease,
-                 int mode, uint64_t floor, uint64_t *gen, char *err, size_t errlen)
+/* atls_mirror_bump on a connection, a prefix and a name for messages. */
+static int
+gen_bump(atls_redis_t *c, const char *prefix, const char *where, const char *id,
+         const atls_redis_lease_t *lease, int mode, uint64_t floor, uint64_t *gen,
+         char *err, size_t errlen)
 {
-    atls_redis_t       *c = atls_mirror_conn(m, err, errlen);
     atls_redis_lease_t  own;
     const char         *keys[3], *args[4];
     size_t              lens[4];
-    char                fence[24], fl[24], *gkey = atls_mirror_gen_key(m, id), name[300];
+    char                fence[24], fl[24], *gkey, name[300];
     redisReply         *r = NULL;
     int                 rc = ATLS_STORE_ERROR, i;
 
-    *gen = 0;
-    if (c == NULL) {
-        goto out;
+    if (asprintf(&gkey, "%s{%s}:gen", prefix, id) < 0) {
+        abort();
     }
     if (lease == NULL) {
         /* no lease checked, but the same slot's keys all the same */
         snprintf(name, sizeof(name), "cert-%s", id);
-        atls_redis_lease_keys(m->conf.prefix, name, &own);
+        atls_redis_lease_keys(prefix, name, &own);
         own.token[0] = '\0';
         own.fence = 0;
         lease = &own;
@@ -336,15 +348,17 @@ atls_mirror_bump(atls_mirror_t *m, const char *id, const atls_redis_lease_t *lea
         goto out;
     }
     if (r->type != REDIS_REPLY_INTEGER) {
-        snprintf(err, errlen, "%s key %s: %.200s", m->store.location, gkey,
+        snprintf(err, errlen, "%s key %s: %.200s", where, gkey,
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
     } else if (r->integer < 0) {
         snprintf(err, errlen, "%s key %s: not bumped: the lease is stale (lost, or a "
-                 "newer holder's fence)", m->store.location, gkey);
+                 "newer holder's fence)", where, gkey);
         rc = ATLS_STORE_BUSY;
     } else {
         *gen = (uint64_t) r->integer;
-        rc = *gen == 0 ? ATLS_STORE_OK : mirror_announce(m, c, id, *gen, err, errlen);
+        rc = *gen == 0 ? ATLS_STORE_OK
+             : gen_announce(c, prefix, where, id, *gen, err, errlen) == 0 ? ATLS_STORE_OK
+             : ATLS_STORE_ERROR;
     }
 
 out:
@@ -352,6 +366,43 @@ out:
         freeReplyObject(r);
     }
     free(gkey);
+    return rc;
+}
+
+int
+atls_mirror_bump(atls_mirror_t *m, const char *id, const atls_redis_lease_t *lease,
+                 int mode, uint64_t floor, uint64_t *gen, char *err, size_t errlen)
+{
+    atls_redis_t *c = atls_mirror_conn(m, err, errlen);
+
+    *gen = 0;
+    return c != NULL ? gen_bump(c, m->conf.prefix, m->store.location, id, lease, mode, floor,
+                                gen, err, errlen)
+                     : ATLS_STORE_ERROR;
+}
+
+int
+atls_store_redis_announce(atls_store_t *st, const char *id, uint64_t *gen,
+                          char *err, size_t errlen)
+{
+    rs_impl_t    *ri;
+    atls_redis_t *c;
+    uint64_t      g = 0;
+    int           rc;
+
+    if (st == NULL || st->ops != &atls_rs_ops || !atls_store_id_ok(id)) {
+        snprintf(err, errlen, "announce %s: not a Redis store, or not a certificate id",
+                 id ? id : "(null)");
+        return ATLS_STORE_ERROR;
+    }
+    ri = st->impl;
+    c = atls_rs_conn(ri, err, errlen);
+    rc = c != NULL ? gen_bump(c, ri->conf.prefix, st->location, id, NULL, MIRROR_BUMP_INCR,
+                              0, &g, err, errlen)
+                   : ATLS_STORE_ERROR;
+    if (gen != NULL) {
+        *gen = g;
+    }
     return rc;
 }
 
