@@ -34,9 +34,9 @@
  * rule for a Redis restarted empty or from an old backup; see below).
  *
  * Repopulation rule: for each certificate the generation decides, the
- * higher side wins; at equal generations nothing moves, except that a
- * certificate the mirror holds (with its meta.json) and Redis does not at
- * all is pushed.  A push takes the certificate's lease (not waiting: a
+ * higher side wins; at equal generations nothing moves, except when
+ * neither side has one (0): then a certificate only one side holds (with
+ * its meta.json) is copied to the other.  A push takes the certificate's lease (not waiting: a
  * node that holds it is working on it) and writes under its fence, then
  * raises <P>{<id>}:gen to the mirror's generation (never lowers it) and
  * announces it.  Accounts (accounts/<ca-id>/...) are pushed when Redis

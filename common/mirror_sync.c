@@ -299,8 +299,13 @@ sync_cert(atls_mirror_t *m, const char *id, int *pushed, char *err, size_t errle
     if (rgen > lgen) {
         return pull(m, id, err, errlen) == 0 ? 1 : -1;
     }
+    if (lgen == rgen && rgen != 0) {
+        return 0;
+    }
     if (lgen == rgen) {
-        /* equal: only a certificate one side lacks moves */
+        /* neither side has a generation (a writer that announced nothing,
+         * or a first deploy still under its lease): only a certificate
+         * one side lacks moves */
         in_redis = has_meta(m->rs, id, err, errlen);
         in_mirror = has_meta(m->fs, id, err, errlen);
         if (in_redis < 0 || in_mirror < 0) {
