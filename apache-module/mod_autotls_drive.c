@@ -450,13 +450,20 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
 
 /* Between checks, every AUTOTLS_WATCH_INTERVAL: a certificate the CLI or
  * another server deployed into the store is served from the next handshake
- * on, whatever AutoTLSCheckInterval is.  Runs in the watchdog thread, after
+ * on, whatever AutoTLSCheckInterval is, and children's on-demand requests
+ * are taken.  Runs in the watchdog thread, after
  * autotls_drive_cb opened the store; one small file read when nothing
  * changed.  A long check holds it back: each deploy of a check publishes. */
 static apr_status_t
 autotls_watch_cb(int state, void *data, apr_pool_t *ptemp)
 {
     if (state == AP_WATCHDOG_STATE_RUNNING && drive_store != NULL) {
+        /* a child wrote an on-demand request and holds a handshake for
+         * it: a check now, whose pass takes the requests, not at the next
+         * AutoTLSCheckInterval */
+        if (autotls_odwait_requested()) {
+            autotls_drive_check(ptemp);
+        }
         autotls_generation_publish(drive_store);
     }
     return APR_SUCCESS;
