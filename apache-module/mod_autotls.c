@@ -24,8 +24,8 @@ static void autotls_register_hooks(apr_pool_t *p);
 
 AP_DECLARE_MODULE(autotls) = {
     STANDARD20_MODULE_STUFF,
-    NULL,                        /* create per-dir config */
-    NULL,                        /* merge per-dir config */
+    autotls_config_create_dir,   /* create per-dir config */
+    autotls_config_merge_dir,    /* merge per-dir config */
     autotls_config_create_srv,   /* create per-server config */
     autotls_config_merge_srv,    /* merge per-server config */
     autotls_cmds,
@@ -136,6 +136,26 @@ autotls_add_protocol(server_rec *base)
     }
 }
 
+/* A dynamic host is the home of names registered with its ServerName as
+ * their home (the first one also of those registered without one).  Two
+ * hosts sharing a ServerName (another port) share one home: its owner's
+ * issuer and cache. */
+static void
+autotls_home_add(autotls_srv_conf_t *sc)
+{
+    int i;
+
+    if (sc->dynamic == AUTOTLS_STATIC) {
+        return;
+    }
+    for (i = 0; i < autotls_global.homes->nelts; i++) {
+        if (APR_ARRAY_IDX(autotls_global.homes, i, autotls_srv_conf_t *) == sc->owner) {
+            return;
+        }
+    }
+    APR_ARRAY_PUSH(autotls_global.homes, autotls_srv_conf_t *) = sc->owner;
+}
+
 /* Fills names/cert-id for every managed host; hosts sharing a cert-id
  * share one owner (one job, one cache). */
 static int
@@ -145,6 +165,7 @@ autotls_collect_hosts(apr_pool_t *p, server_rec *base)
     int i;
 
     autotls_global.hosts = apr_array_make(p, 8, sizeof(autotls_srv_conf_t *));
+    autotls_global.homes = apr_array_make(p, 2, sizeof(autotls_srv_conf_t *));
     for (s = base; s != NULL; s = s->next) {
         autotls_srv_conf_t *sc = autotls_config_get(s);
         char *id;
@@ -171,6 +192,7 @@ autotls_collect_hosts(apr_pool_t *p, server_rec *base)
         }
         if (sc->owner != NULL) {
             sc->cache = sc->owner->cache;
+            autotls_home_add(sc);
             ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                          "autotls: %s shares the certificate of %s:%d",
                          sc->cert_id, sc->owner->s->server_hostname,
@@ -185,6 +207,7 @@ autotls_collect_hosts(apr_pool_t *p, server_rec *base)
             autotls_global.any_tls_alpn = 1;
         }
         APR_ARRAY_PUSH(autotls_global.hosts, autotls_srv_conf_t *) = sc;
+        autotls_home_add(sc);
     }
     return OK;
 }
@@ -233,6 +256,7 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                   ? mc->max_parallel : AUTOTLS_DEFAULT_PARALLEL;
     autotls_global.preload = mc->preload != AUTOTLS_UNSET
                              ? mc->preload : AUTOTLS_DEFAULT_PRELOAD;
+    autotls_global.cache_size = mc->cache_size != AUTOTLS_UNSET ? mc->cache_size : 0;
     atls_log_set(autotls_log, s, ATLS_LOG_DEBUG);
 
     if (!autotls_active(s)) {
@@ -294,6 +318,7 @@ autotls_child_init(apr_pool_t *p, server_rec *s)
     atls_log_set(autotls_log, s, ATLS_LOG_DEBUG);
     if (autotls_global.hosts != NULL) {
         autotls_drive_child_init(p);
+        autotls_dyn_child_init(p);
         autotls_preload_start(p, s);
         autotls_odwait_child_init(p, s);
     }
@@ -312,4 +337,5 @@ autotls_register_hooks(apr_pool_t *p)
     autotls_challenge_register_hooks();
     autotls_status_register_hooks();
     autotls_discover_register_hooks();
+    autotls_api_register_hooks();
 }

@@ -1,0 +1,453 @@
+/*
+ * Names registered at runtime (atls_names.h), as each child serves them.
+ *
+ * The store's registry is the truth; every child keeps its own copy, a
+ * sorted table of the active and removed names with the dynamic home
+ * (AutoTLS Dynamic / OnDemand host) each belongs to here.  The copy is
+ * looked at again only when the generation in shared memory moved (every
+ * add and remove bumps the store generation, which the watchdog publishes
+ * within half a second), and read whole only when the registry's own
+ * generation moved too: a deploy costs one small file read per child.
+ *
+ * A name's parsed certificate lives in a cache entry keyed by its
+ * certificate id, created at the name's first handshake and never freed
+ * while the child lives (so a handshake never holds a pointer that another
+ * thread could free); its parsed objects are reloaded when the
+ * certificate's meta generation changed, and evicted with everything else
+ * under AutoTLSCacheSize.  A registered name without a certificate yet is
+ * served its home's certificate.
+ */
+#include <string.h>
+#include <strings.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "apr_strings.h"
+
+#include "atls_names.h"
+#include "mod_autotls.h"
+
+APLOG_USE_MODULE(autotls);
+
+/* ---- the child's copy of the registry --------------------------------- */
+
+typedef struct {
+    const char         *name;      /* the entry's, sorted */
+    char               *id;        /* its certificate id (malloc'd) */
+    autotls_srv_conf_t *home;      /* owner of its home here, NULL: not ours */
+    int                 removed;
+} dyn_name_t;
+
+typedef struct {
+    atls_name_entry_t  *entries;
+    dyn_name_t         *names;
+    size_t              n;
+} dyn_table_t;
+
+static pthread_rwlock_t dyn_table_lock = PTHREAD_RWLOCK_INITIALIZER;
+static pthread_mutex_t  dyn_refresh_lock = PTHREAD_MUTEX_INITIALIZER;
+static dyn_table_t     *dyn_table;
+static uint64_t         dyn_seen_gen;      /* shm generation last looked at */
+static uint64_t         dyn_names_gen;     /* the registry's, of dyn_table */
+static int              dyn_read;          /* dyn_table was read once */
+
+static void
+dyn_table_free(dyn_table_t *t)
+{
+    size_t i;
+
+    if (t == NULL) {
+        return;
+    }
+    for (i = 0; i < t->n; i++) {
+        free(t->names[i].id);
+    }
+    free(t->names);
+    atls_name_entries_free(t->entries, t->n);
+    free(t);
+}
+
+autotls_srv_conf_t *
+autotls_dyn_home(const char *home)
+{
+    apr_array_header_t *homes = autotls_global.homes;
+    int i;
+
+    if (homes == NULL || homes->nelts == 0) {
+        return NULL;
+    }
+    if (home == NULL || home[0] == '\0') {
+        return APR_ARRAY_IDX(homes, 0, autotls_srv_conf_t *);
+    }
+    for (i = 0; i < homes->nelts; i++) {
+        autotls_srv_conf_t *h = APR_ARRAY_IDX(homes, i, autotls_srv_conf_t *);
+
+        if (h->s->server_hostname != NULL
+            && strcasecmp(h->s->server_hostname, home) == 0) {
+            return h;
+        }
+    }
+    return NULL;
+}
+
+/* A table of the registry read from st, or NULL (logged). */
+static dyn_table_t *
+dyn_table_read(atls_store_t *st)
+{
+    dyn_table_t *t = calloc(1, sizeof(*t));
+    char err[256];
+    size_t i;
+
+    if (t == NULL) {
+        return NULL;
+    }
+    if (atls_names_list(st, &t->entries, &t->n, err, sizeof(err)) != ATLS_STORE_OK) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, autotls_global.main_server,
+                     "autotls: cannot read the registry of dynamic names: %s; "
+                     "keeping the names this child knows", err);
+        free(t);
+        return NULL;
+    }
+    t->names = calloc(t->n + 1, sizeof(*t->names));
+    if (t->names == NULL) {
+        atls_name_entries_free(t->entries, t->n);
+        free(t);
+        return NULL;
+    }
+    for (i = 0; i < t->n; i++) {
+        const atls_name_entry_t *e = &t->entries[i];
+        dyn_name_t *d = &t->names[i];
+
+        d->name = e->name;
+        d->id = atls_cert_id(e->name);
+        d->home = d->id != NULL ? autotls_dyn_home(e->home) : NULL;
+        d->removed = e->state != ATLS_NAME_ACTIVE;
+    }
+    return t;
+}
+
+/* The table again when the registry changed since it was read; cheap
+ * (one atomic load) when the shm generation did not move. */
+static void
+dyn_refresh(void)
+{
+    uint64_t gen = autotls_generation_get(), ngen;
+    dyn_table_t *t, *old;
+    atls_store_t *st;
+
+    if (__atomic_load_n(&dyn_seen_gen, __ATOMIC_ACQUIRE) == gen) {
+        return;
+    }
+    pthread_mutex_lock(&dyn_refresh_lock);
+    if (dyn_seen_gen == gen) {
+        goto out;
+    }
+    st = autotls_store_open(autotls_global.main_server);
+    if (st == NULL) {
+        goto out;
+    }
+    ngen = atls_names_generation(st);
+    if (dyn_read && ngen == dyn_names_gen) {
+        atls_store_close(st);
+        __atomic_store_n(&dyn_seen_gen, gen, __ATOMIC_RELEASE);
+        goto out;
+    }
+    t = dyn_table_read(st);
+    atls_store_close(st);
+    if (t == NULL) {
+        goto out;   /* tried again at the next handshake */
+    }
+    pthread_rwlock_wrlock(&dyn_table_lock);
+    old = dyn_table;
+    dyn_table = t;
+    pthread_rwlock_unlock(&dyn_table_lock);
+    dyn_table_free(old);
+    dyn_names_gen = ngen;
+    dyn_read = 1;
+    __atomic_store_n(&dyn_seen_gen, gen, __ATOMIC_RELEASE);
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, autotls_global.main_server,
+                 "autotls: child %ld read %lu dynamic name(s) at registry generation %"
+                 APR_UINT64_T_FMT, (long) getpid(), (unsigned long) t->n,
+                 (apr_uint64_t) ngen);
+out:
+    pthread_mutex_unlock(&dyn_refresh_lock);
+}
+
+/* name's entry, with the table's read lock held (the caller unlocks). */
+static const dyn_name_t *
+dyn_find(const char *name)
+{
+    size_t lo = 0, hi;
+
+    if (dyn_table == NULL) {
+        return NULL;
+    }
+    hi = dyn_table->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int cmp = strcmp(name, dyn_table->names[mid].name);
+
+        if (cmp == 0) {
+            return &dyn_table->names[mid];
+        }
+        if (cmp < 0) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    return NULL;
+}
+
+/* The registry's word on name for home: UNKNOWN, PENDING (registered) or
+ * REMOVED; id (>= 256 bytes) gets its certificate id when registered. */
+static autotls_dyn_state_e
+dyn_registered(autotls_srv_conf_t *home, const char *name, char *id, size_t idlen)
+{
+    autotls_dyn_state_e st = AUTOTLS_DYN_UNKNOWN;
+    const dyn_name_t *d;
+
+    dyn_refresh();
+    pthread_rwlock_rdlock(&dyn_table_lock);
+    d = dyn_find(name);
+    if (d != NULL && d->home != NULL && d->home == home->owner
+        && strlen(d->id) < idlen) {
+        st = d->removed ? AUTOTLS_DYN_REMOVED : AUTOTLS_DYN_PENDING;
+        strcpy(id, d->id);
+    }
+    pthread_rwlock_unlock(&dyn_table_lock);
+    return st;
+}
+
+/* ---- parsed certificates by id ---------------------------------------- */
+
+typedef struct dyn_cert_s dyn_cert_t;
+
+struct dyn_cert_s {
+    autotls_cache_t     cache;     /* its own lock guards what follows too */
+    char               *id;
+    uint64_t            meta_gen;  /* meta generation of what is parsed */
+    dyn_cert_t         *next;      /* hash chain */
+};
+
+#define DYN_BUCKETS_MIN  1024
+
+static pthread_mutex_t  dyn_certs_lock = PTHREAD_MUTEX_INITIALIZER;
+static dyn_cert_t     **dyn_buckets;
+static size_t           dyn_n_buckets, dyn_n_certs;
+
+static size_t
+dyn_hash(const char *s)
+{
+    size_t h = 5381;
+
+    while (*s) {
+        h = h * 33 + (unsigned char) *s++;
+    }
+    return h;
+}
+
+/* Doubles the table when it holds more entries than buckets. */
+static void
+dyn_certs_grow(void)
+{
+    size_t n = dyn_n_buckets ? dyn_n_buckets * 2 : DYN_BUCKETS_MIN, i;
+    dyn_cert_t **b = calloc(n, sizeof(*b));
+
+    if (b == NULL) {
+        return;     /* longer chains, still correct */
+    }
+    for (i = 0; i < dyn_n_buckets; i++) {
+        while (dyn_buckets[i] != NULL) {
+            dyn_cert_t *e = dyn_buckets[i];
+
+            dyn_buckets[i] = e->next;
+            e->next = b[dyn_hash(e->id) % n];
+            b[dyn_hash(e->id) % n] = e;
+        }
+    }
+    free(dyn_buckets);
+    dyn_buckets = b;
+    dyn_n_buckets = n;
+}
+
+/* The entry of id, made when missing; NULL when out of memory. */
+static dyn_cert_t *
+dyn_cert_get(const char *id)
+{
+    dyn_cert_t *e = NULL;
+
+    pthread_mutex_lock(&dyn_certs_lock);
+    if (dyn_n_certs >= dyn_n_buckets) {
+        dyn_certs_grow();
+    }
+    if (dyn_n_buckets == 0) {
+        goto out;
+    }
+    for (e = dyn_buckets[dyn_hash(id) % dyn_n_buckets]; e != NULL; e = e->next) {
+        if (strcmp(e->id, id) == 0) {
+            goto out;
+        }
+    }
+    e = calloc(1, sizeof(*e));
+    if (e == NULL || (e->id = strdup(id)) == NULL) {
+        free(e);
+        e = NULL;
+        goto out;
+    }
+    pthread_rwlock_init(&e->cache.lock, NULL);
+    e->next = dyn_buckets[dyn_hash(id) % dyn_n_buckets];
+    dyn_buckets[dyn_hash(id) % dyn_n_buckets] = e;
+    dyn_n_certs++;
+out:
+    pthread_mutex_unlock(&dyn_certs_lock);
+    return e;
+}
+
+/* With e's write lock: reparse when the certificate's meta generation
+ * moved (or nothing is parsed); the shm generation gen is recorded so
+ * that the meta is looked at once per generation. */
+static void
+dyn_cert_refresh(autotls_srv_conf_t *home, dyn_cert_t *e, uint64_t gen)
+{
+    atls_cert_meta_t m;
+    atls_store_t *st;
+    char err[256];
+    int rc;
+
+    st = autotls_store_open(home->s);
+    if (st == NULL) {
+        return;
+    }
+    memset(&m, 0, sizeof(m));
+    rc = atls_store_load_meta(st, e->id, &m, err, sizeof(err));
+    atls_store_close(st);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        /* registered, not ordered yet: nothing to parse */
+        autotls_cache_clear(&e->cache);
+        e->cache.loaded = 1;
+        e->cache.generation = gen;
+        e->meta_gen = 0;
+        return;
+    }
+    if (rc != ATLS_STORE_OK) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, home->s,
+                     "autotls: %s: cannot read its meta data: %s", e->id, err);
+        atls_cert_meta_free(&m);
+        return;     /* keep what is parsed; looked at again next handshake */
+    }
+    if (!e->cache.loaded || e->cache.n_real == 0 || m.generation != e->meta_gen) {
+        autotls_cache_load_id(home, e->id, &e->cache, gen);
+        e->meta_gen = m.generation;
+    }
+    e->cache.loaded = 1;
+    e->cache.generation = gen;
+    atls_cert_meta_free(&m);
+}
+
+/* Installs e's certificates (its lock held): 1, 0 none yet, -1 refused. */
+static int
+dyn_cert_use(SSL *ssl, autotls_cache_t *c)
+{
+    size_t i;
+
+    if (c->n_real == 0) {
+        return 0;
+    }
+    if (c->n_real == c->n) {
+        /* every key type has its own: nothing of the home's may win */
+        SSL_certs_clear(ssl);
+    }
+    for (i = 0; i < c->n; i++) {
+        if (c->real[i] && SSL_use_cert_and_key(ssl, c->leaf[i], c->key[i],
+                                               c->extra[i], 1) != 1) {
+            return -1;
+        }
+    }
+    return 1;
+}
+
+/* The parsed entry of id, current at the shm generation, used under its
+ * lock: what dyn_cert_use says, with ssl NULL only whether it has one. */
+static int
+dyn_cert_serve(SSL *ssl, autotls_srv_conf_t *home, const char *id)
+{
+    dyn_cert_t *e = dyn_cert_get(id);
+    autotls_cache_t *c;
+    uint64_t gen = autotls_generation_get();
+    int rc;
+
+    if (e == NULL) {
+        return 0;
+    }
+    c = &e->cache;
+    pthread_rwlock_rdlock(&c->lock);
+    if (!c->loaded || c->generation != gen) {
+        pthread_rwlock_unlock(&c->lock);
+        pthread_rwlock_wrlock(&c->lock);
+        if (!c->loaded || c->generation != gen) {
+            dyn_cert_refresh(home, e, gen);
+        }
+    }
+    rc = ssl != NULL ? dyn_cert_use(ssl, c) : c->n_real > 0;
+    if (c->n_real > 0) {
+        autotls_cache_touch(c);
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return rc;
+}
+
+autotls_dyn_state_e
+autotls_dyn_state(autotls_srv_conf_t *home, const char *name)
+{
+    char id[256];
+    autotls_dyn_state_e st = dyn_registered(home, name, id, sizeof(id));
+
+    if (st == AUTOTLS_DYN_PENDING && dyn_cert_serve(NULL, home->owner, id) > 0) {
+        st = AUTOTLS_DYN_SERVING;
+    }
+    return st;
+}
+
+int
+autotls_dyn_serve(SSL *ssl, autotls_srv_conf_t *home, const char *name)
+{
+    char id[256];
+    autotls_dyn_state_e st = dyn_registered(home, name, id, sizeof(id));
+    int rc;
+
+    if (st != AUTOTLS_DYN_PENDING) {
+        return 0;
+    }
+    rc = dyn_cert_serve(ssl, home->owner, id);
+    /* registered without a certificate yet: the home's, whatever
+     * AutoTLSDynamicUnknown says (the name is known) */
+    return rc == 0 ? 2 : rc;
+}
+
+/* ---- child life --------------------------------------------------------- */
+
+/* The table goes with the child; the parsed certificates are left to the
+ * process's exit, as the static caches are (a thread of a stopping child
+ * may still be in a handshake until the very end). */
+static apr_status_t
+dyn_child_cleanup(void *data)
+{
+    pthread_rwlock_wrlock(&dyn_table_lock);
+    dyn_table_free(dyn_table);
+    dyn_table = NULL;
+    dyn_read = 0;
+    pthread_rwlock_unlock(&dyn_table_lock);
+    return APR_SUCCESS;
+}
+
+void
+autotls_dyn_child_init(apr_pool_t *pchild)
+{
+    if (autotls_global.homes == NULL || autotls_global.homes->nelts == 0) {
+        return;
+    }
+    /* the registry is read at the first handshake that needs it */
+    apr_pool_cleanup_register(pchild, NULL, dyn_child_cleanup, apr_pool_cleanup_null);
+}
