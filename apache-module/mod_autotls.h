@@ -316,13 +316,14 @@ const char *autotls_od_set_wait(cmd_parms *cmd, void *dc, const char *v);
 /* mod_autotls_odwait.c: the first handshake of a name nobody registered */
 /* child_init: the child's gate (when a host is on demand). */
 void autotls_odwait_child_init(apr_pool_t *pchild, server_rec *s);
-/* In the certificate callback of on-demand home sc, for an SNI name no
- * configuration and no registry entry covers: the child's gate decides
- * cheaply; a name that may be allowed is requested from the watchdog and
- * this thread waits (AutoTLSOnDemandWait) for its certificate.  1: the
- * name has a certificate in the store now (look it up again and serve
- * it); 0: serve the fallback. */
-int autotls_odwait_handshake(autotls_srv_conf_t *sc, const char *sni);
+/* In the certificate callback of on-demand home sc, for a name (lower
+ * case, from SNI) no configuration covers.  request 1: not registered;
+ * the child's gate decides cheaply, a name that may be allowed is
+ * requested from the watchdog.  request 0: registered without its
+ * certificate yet; only waits while its order runs.  Then this thread
+ * waits (AutoTLSOnDemandWait) until the child serves the name's
+ * certificate: 1 (serve it now), or 0 (serve the fallback). */
+int autotls_odwait_handshake(autotls_srv_conf_t *sc, const char *sni, int request);
 /* The watchdog: 1 when a child wrote a request since the last call. */
 int autotls_odwait_requested(void);
 

@@ -28,7 +28,6 @@
 #include "ap_mpm.h"
 #include "apr_strings.h"
 
-#include "atls_job.h"
 #include "mod_autotls.h"
 
 APLOG_USE_MODULE(autotls);
@@ -133,27 +132,15 @@ typedef struct {
     autotls_srv_conf_t *home;
     atls_store_t       *st;
     const char         *name;      /* canonical */
-    char               *id;        /* its certificate id, malloc'd */
     char                esc[300];  /* name for the log */
 } odwait_t;
 
-/* 1 when the name has a certificate of the home's first key type */
+/* 1 when this child serves the name its certificate now (what the
+ * certificate callback will install: the child's copy of the registry) */
 static int
 odwait_cert_ready(odwait_t *w)
 {
-    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
-    X509 *leaf = NULL;
-    char err[256];
-    size_t i, n = atls_job_key_types(w->home->issuer, kts);
-
-    for (i = 0; i < n; i++) {
-        if (atls_store_load_leaf(w->st, w->id, kts[i], &leaf, err, sizeof(err))
-            == ATLS_STORE_OK && leaf != NULL) {
-            X509_free(leaf);
-            return 1;
-        }
-    }
-    return 0;
+    return autotls_dyn_state(w->home, w->name) == AUTOTLS_DYN_SERVING;
 }
 
 /* The watchdog's answer, if any: 1 denied or limited (why logged), else 0. */
@@ -319,21 +306,63 @@ odwait_slot_give(void)
     pthread_mutex_unlock(&odw.lock);
 }
 
+/* A registered name without its certificate: 1 while an order for it is
+ * asked for or running (worth waiting for), 0 otherwise (failed, or in
+ * its cooldown: the fallback at once, not a wait per handshake). */
+static int
+odwait_ordering(odwait_t *w)
+{
+    atls_od_entry_t e;
+    char err[256];
+    int on = 0;
+
+    memset(&e, 0, sizeof(e));
+    if (atls_od_request_get(w->st, w->name, &e, err, sizeof(err)) == ATLS_STORE_OK) {
+        on = e.state != NULL && (strcmp(e.state, "requested") == 0
+                                 || strcmp(e.state, "ordering") == 0);
+        atls_od_entries_free(&e, 1);
+    }
+    return on;
+}
+
+/* What the handshake does before it waits: 0 wait, -1 the fallback now. */
+static int
+odwait_prepare(odwait_t *w, int request)
+{
+    if (!request) {
+        return odwait_ordering(w) ? 0 : -1;
+    }
+    if (autotls_dyn_state(w->home, w->name) == AUTOTLS_DYN_REMOVED) {
+        /* an operator's removal wins over the policy */
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, w->home->s,
+                     "autotls: on demand: %s was removed from the registry: "
+                     "served the fallback", w->esc);
+        return -1;
+    }
+    return odwait_request(w, time(NULL));
+}
+
 int
-autotls_odwait_handshake(autotls_srv_conf_t *sc, const char *sni)
+autotls_odwait_handshake(autotls_srv_conf_t *sc, const char *sni, int request)
 {
     odwait_t w;
     char name[256], why[256];
-    atls_od_verdict_t v;
+    atls_od_verdict_t v = ATLS_OD_ALLOW;
     int ready = 0;
 
-    if (sni == NULL || *sni == '\0' || autotls_global.od_home == NULL) {
+    if (sni == NULL || *sni == '\0' || autotls_global.od_home == NULL
+        || strlen(sni) >= sizeof(name)) {
         return 0;
     }
     memset(&w, 0, sizeof(w));
     w.home = autotls_global.od_home;
     atls_log_escape(sni, w.esc, sizeof(w.esc));
-    v = odwait_gate(sni, name, why, sizeof(why));
+    if (request) {
+        v = odwait_gate(sni, name, why, sizeof(why));
+    } else {
+        /* registered: the policy allowed it already */
+        memcpy(name, sni, strlen(sni) + 1);
+    }
     if (v != ATLS_OD_ALLOW && v != ATLS_OD_ASK) {
         /* debug: a flood of random names must not flood the log */
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sc->s,
@@ -350,18 +379,16 @@ autotls_odwait_handshake(autotls_srv_conf_t *sc, const char *sni)
     }
     w.name = name;
     atls_log_escape(name, w.esc, sizeof(w.esc));
-    w.id = atls_cert_id(name);
     w.st = autotls_store_open(sc->s);
-    if (w.id != NULL && w.st != NULL && odwait_request(&w, time(NULL)) == 0) {
+    if (w.st != NULL && odwait_prepare(&w, request) == 0) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sc->s,
-                     "autotls: on demand: %s requested, waiting up to %ldms", w.esc,
-                     odw.wait_ms);
+                     "autotls: on demand: %s %s, waiting up to %ldms", w.esc,
+                     request ? "requested" : "being ordered", odw.wait_ms);
         ready = odwait_until_ready(&w);
     }
     if (w.st != NULL) {
         atls_store_close(w.st);
     }
-    free(w.id);
     odwait_slot_give();
     return ready;
 }
