@@ -49,6 +49,7 @@ APLOG_USE_MODULE(autotls);
 /* child-local: only the watchdog thread touches these */
 static atls_store_t *drive_store;
 static atls_events_t *drive_events;
+static atls_od_t     *drive_gate;         /* on demand: the scheduler's gate */
 static char        **drive_last_error;   /* per host, to log a problem once */
 
 uint64_t
@@ -199,9 +200,15 @@ autotls_host(size_t i)
 static void
 autotls_drive_done(void *ctx, size_t i, int rc, const char *err)
 {
-    autotls_srv_conf_t *sc = autotls_host(i);
+    autotls_srv_conf_t *sc;
     const char *msg = err != NULL && err[0] ? err : "(no detail)";
 
+    if (i == ATLS_JOB_DYNAMIC) {
+        /* a registered name's: the core logged it, the children serve it */
+        autotls_generation_publish(drive_store);
+        return;
+    }
+    sc = autotls_host(i);
     if (rc == 0) {
         free(drive_last_error[i]);
         drive_last_error[i] = NULL;
@@ -294,6 +301,18 @@ autotls_drive_poll(void *ctx)
     return autotls_drive_stopping(ctx);
 }
 
+/* The scheduler's dynamic home (names registered at runtime, on-demand
+ * names): its owner's issuer; challenges answered through the store as
+ * for every host. */
+static const atls_issuer_t *
+autotls_drive_home(void *ctx, const char *home, const atls_challenge_ops_t **ops)
+{
+    autotls_srv_conf_t *h = autotls_dyn_home(home);
+
+    *ops = NULL;
+    return h != NULL && h->owner != NULL ? h->owner->issuer : NULL;
+}
+
 /* One check: the scheduler looks at every host and runs what is due. */
 static void
 autotls_drive_check(apr_pool_t *ptemp)
@@ -326,6 +345,10 @@ autotls_drive_check(apr_pool_t *ptemp)
     mo.recheck_ms = (long) apr_time_as_msec(autotls_global.check_interval);
     mo.events = drive_events;
     mo.policy = autotls_global.policy;
+    if (autotls_global.homes != NULL && autotls_global.homes->nelts > 0) {
+        mo.home = autotls_drive_home;
+    }
+    mo.on_demand = drive_gate;
 
     /* busy before looking at quit: a quiesce either sees busy or is seen */
     __atomic_store_n(&drive_busy, 1, __ATOMIC_SEQ_CST);
@@ -392,6 +415,9 @@ autotls_drive_open(server_rec *s)
         abort();
     }
     autotls_drive_events_open(s);
+    /* budget windows in the store: a restart does not reset them */
+    drive_gate = autotls_ondemand_gate_new(autotls_global.main_server->process->pconf,
+                                           drive_store);
     return 0;
 }
 
@@ -432,6 +458,8 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
             atls_events_free(drive_events);
             drive_events = NULL;
         }
+        atls_od_free(drive_gate);
+        drive_gate = NULL;
         if (drive_store != NULL) {
             atls_store_close(drive_store);
             drive_store = NULL;

@@ -187,7 +187,19 @@ typedef struct {
                                                   (0: one pass) */
     atls_events_t              *events;        /* atls_sched_opts_t.events */
     const struct atls_policy_s *policy;        /* atls_sched_opts_t.policy */
+    /* Dynamic names (atls_names.h, atls_sched_host_t.home): the issuer of
+     * the dynamic home named home (NULL or "": the first) and the
+     * challenge operations of its names (*ops NULL: default_ops); NULL
+     * when the host has no such home.  NULL: no dynamic names.  Their
+     * outcomes reach done with i == ATLS_JOB_DYNAMIC. */
+    const atls_issuer_t *(*home)(void *ctx, const char *home,
+                                 const atls_challenge_ops_t **ops);
+    long                        names_grace_s; /* atls_sched_opts_t.names_grace_s */
+    struct atls_od_s           *on_demand;     /* atls_sched_opts_t.on_demand */
 } atls_job_many_opts_t;
+
+/* done's i for a certificate of a dynamic name (no index in confs) */
+#define ATLS_JOB_DYNAMIC  ((size_t) -1)
 
 int atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,
                       const atls_job_many_opts_t *opts, int *results,
