@@ -143,27 +143,41 @@ odwait_cert_ready(odwait_t *w)
     return autotls_dyn_state(w->home, w->name) == AUTOTLS_DYN_SERVING;
 }
 
+/* The name's request entry (free with atls_od_entries_free(e, 1)), or
+ * NULL when there is none. */
+static atls_od_entry_t *
+odwait_entry(odwait_t *w)
+{
+    atls_od_entry_t *e = calloc(1, sizeof(*e));
+    char err[256];
+
+    if (e != NULL
+        && atls_od_request_get(w->st, w->name, e, err, sizeof(err)) != ATLS_STORE_OK) {
+        atls_od_entries_free(e, 1);
+        e = NULL;
+    }
+    return e;
+}
+
 /* The watchdog's answer, if any: 1 denied or limited (why logged), else 0. */
 static int
 odwait_refused(odwait_t *w, time_t now, int log_level)
 {
-    atls_od_entry_t e;
-    char err[256];
+    atls_od_entry_t *e = odwait_entry(w);
     int refused;
 
-    memset(&e, 0, sizeof(e));
-    if (atls_od_request_get(w->st, w->name, &e, err, sizeof(err)) != ATLS_STORE_OK) {
+    if (e == NULL) {
         return 0;
     }
-    refused = e.state != NULL && (strcmp(e.state, "denied") == 0
-                                  || strcmp(e.state, "limited") == 0)
-              && (e.until == 0 || e.until > now);
+    refused = e->state != NULL && (strcmp(e->state, "denied") == 0
+                                   || strcmp(e->state, "limited") == 0)
+              && (e->until == 0 || e->until > now);
     if (refused) {
         ap_log_error(APLOG_MARK, log_level, 0, w->home->s,
                      "autotls: on demand: %s %s (%s): served the fallback", w->esc,
-                     e.state, e.why ? e.why : "no reason given");
+                     e->state, e->why ? e->why : "no reason given");
     }
-    atls_od_entries_free(&e, 1);
+    atls_od_entries_free(e, 1);
     return refused;
 }
 
@@ -312,15 +326,13 @@ odwait_slot_give(void)
 static int
 odwait_ordering(odwait_t *w)
 {
-    atls_od_entry_t e;
-    char err[256];
+    atls_od_entry_t *e = odwait_entry(w);
     int on = 0;
 
-    memset(&e, 0, sizeof(e));
-    if (atls_od_request_get(w->st, w->name, &e, err, sizeof(err)) == ATLS_STORE_OK) {
-        on = e.state != NULL && (strcmp(e.state, "requested") == 0
-                                 || strcmp(e.state, "ordering") == 0);
-        atls_od_entries_free(&e, 1);
+    if (e != NULL) {
+        on = e->state != NULL && (strcmp(e->state, "requested") == 0
+                                  || strcmp(e->state, "ordering") == 0);
+        atls_od_entries_free(e, 1);
     }
     return on;
 }
