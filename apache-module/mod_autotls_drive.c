@@ -313,6 +313,21 @@ autotls_drive_home(void *ctx, const char *home, const atls_challenge_ops_t **ops
     return h != NULL && h->owner != NULL ? h->owner->issuer : NULL;
 }
 
+/* A child's request seen during a check: that check's scheduler takes it
+ * unless its pass was still going through the certificates, so the next
+ * watch runs one more check either way (the watchdog thread only). */
+static int drive_woken;
+
+static int
+autotls_drive_wake(void *ctx)
+{
+    if (!autotls_odwait_requested()) {
+        return 0;
+    }
+    drive_woken = 1;
+    return 1;
+}
+
 /* One check: the scheduler looks at every host and runs what is due. */
 static void
 autotls_drive_check(apr_pool_t *ptemp)
@@ -349,6 +364,10 @@ autotls_drive_check(apr_pool_t *ptemp)
         mo.home = autotls_drive_home;
     }
     mo.on_demand = drive_gate;
+    if (drive_gate != NULL) {
+        /* a child's request while orders run: taken now, not at the end */
+        mo.wake = autotls_drive_wake;
+    }
 
     /* busy before looking at quit: a quiesce either sees busy or is seen */
     __atomic_store_n(&drive_busy, 1, __ATOMIC_SEQ_CST);
@@ -489,7 +508,8 @@ autotls_watch_cb(int state, void *data, apr_pool_t *ptemp)
         /* a child wrote an on-demand request and holds a handshake for
          * it: a check now, whose pass takes the requests, not at the next
          * AutoTLSCheckInterval */
-        if (autotls_odwait_requested()) {
+        if (autotls_odwait_requested() || drive_woken) {
+            drive_woken = 0;
             autotls_drive_check(ptemp);
         }
         autotls_generation_publish(drive_store);

@@ -194,6 +194,10 @@ typedef struct {
      * outcomes reach done with i == ATLS_JOB_DYNAMIC. */
     const atls_issuer_t *(*home)(void *ctx, const char *home,
                                  const atls_challenge_ops_t **ops);
+    /* polled with stopping: 1 when something outside asks for a pass now
+     * (an Apache child's on-demand request) while orders hold the loop;
+     * NULL: only recheck_ms */
+    int   (*wake)(void *ctx);
     long                        names_grace_s; /* atls_sched_opts_t.names_grace_s */
     struct atls_od_s           *on_demand;     /* atls_sched_opts_t.on_demand */
 } atls_job_many_opts_t;
