@@ -37,6 +37,8 @@
 #include "ap_release.h"
 #include "mod_watchdog.h"
 #include "atls_job.h"
+#include "atls_names.h"
+#include "atls_sched.h"
 #include "mod_autotls.h"
 
 APLOG_USE_MODULE(autotls);
@@ -222,6 +224,62 @@ autotls_drive_done(void *ctx, size_t i, int rc, const char *err)
     autotls_generation_publish(drive_store);
 }
 
+/* ---- names registered at runtime ---------------------------------------- */
+
+/* The registry's generation the last pass started from, and the shm
+ * generation its scheduler last synced at (0: sync at the next tick). */
+static uint64_t drive_names_gen;
+static uint64_t drive_synced_gen;
+
+/* host->home: the issuer of a dynamic home of this server */
+static const atls_issuer_t *
+autotls_drive_home(void *ctx, const char *home)
+{
+    autotls_srv_conf_t *h = autotls_dyn_home(home);
+
+    return h != NULL ? h->issuer : NULL;
+}
+
+static void
+autotls_drive_name_done(void *ctx, const char *id, int rc, const char *err)
+{
+    if (rc == 0) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, autotls_global.main_server,
+                     "autotls: %s: new certificate deployed for a dynamic name; "
+                     "served from the next handshake on, no restart needed", id);
+    } else {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, autotls_global.main_server,
+                     "autotls: %s: certificate order failed: %s", id,
+                     err != NULL && err[0] ? err : "(no detail)");
+    }
+    autotls_generation_publish(drive_store);
+}
+
+/* Before the pass and while it runs: the registry again when the store
+ * generation moved (every add and remove bumps it; the scheduler reads
+ * the registry only when its own generation moved too). */
+static void
+autotls_drive_tick(void *ctx, atls_sched_t *sched)
+{
+    uint64_t gen = autotls_generation_get();
+
+    if (drive_synced_gen != 0 && drive_synced_gen == gen) {
+        return;
+    }
+    drive_synced_gen = gen != 0 ? gen : 1;
+    atls_sched_names_sync(sched);
+}
+
+/* Between passes (autotls_watch_cb): a name registered or removed since
+ * the last pass started gets a pass now rather than at the next
+ * AutoTLSCheckInterval. */
+static int
+autotls_drive_names_moved(void)
+{
+    return autotls_global.homes != NULL && autotls_global.homes->nelts > 0
+           && drive_store != NULL && atls_names_generation(drive_store) != drive_names_gen;
+}
+
 /*
  * A check runs whole orders (atls_job_check_pass returns when the orders
  * it started have ended), so the child may be told to stop while the driver
@@ -326,6 +384,13 @@ autotls_drive_check(apr_pool_t *ptemp)
     mo.recheck_ms = (long) apr_time_as_msec(autotls_global.check_interval);
     mo.events = drive_events;
     mo.policy = autotls_global.policy;
+    if (autotls_global.homes != NULL && autotls_global.homes->nelts > 0) {
+        mo.home = autotls_drive_home;
+        mo.name_done = autotls_drive_name_done;
+        mo.tick = autotls_drive_tick;
+        drive_names_gen = atls_names_generation(drive_store);
+        drive_synced_gen = 0;
+    }
 
     /* busy before looking at quit: a quiesce either sees busy or is seen */
     __atomic_store_n(&drive_busy, 1, __ATOMIC_SEQ_CST);
@@ -458,6 +523,10 @@ autotls_watch_cb(int state, void *data, apr_pool_t *ptemp)
 {
     if (state == AP_WATCHDOG_STATE_RUNNING && drive_store != NULL) {
         autotls_generation_publish(drive_store);
+        if (autotls_drive_names_moved()) {
+            autotls_drive_check(ptemp);
+            autotls_generation_publish(drive_store);
+        }
     }
     return APR_SUCCESS;
 }

@@ -45,6 +45,7 @@ typedef struct {
     const atls_challenge_ops_t *ops;     /* http-01 / tls-alpn-01 answers */
     atls_sched_cert_t          *c;       /* NULL: refused by the scheduler */
     int                         done;
+    int                         dynamic; /* every registered name's (one) */
 } multi_cert_t;
 
 typedef struct {
@@ -52,6 +53,7 @@ typedef struct {
     atls_sched_t               *sched;
     CURLM                      *multi;
     multi_cert_t               *certs;
+    multi_cert_t                names;      /* cert_data of dynamic names */
     size_t                      n_done;
     size_t                      failed;
     multi_run_t                *runs;
@@ -316,8 +318,9 @@ multi_outcome(multi_t *m, multi_cert_t *mc, int rc, const char *msg)
 static void
 multi_done(void *ctx, void *cert_data, const char *id, int rc, const atls_error_t *err)
 {
-    multi_t *m = ctx;
-    char     msg[1200];
+    multi_t      *m = ctx;
+    multi_cert_t *mc = cert_data;
+    char          msg[1200];
 
     msg[0] = '\0';
     if (rc != 0 && err != NULL) {
@@ -328,7 +331,36 @@ multi_done(void *ctx, void *cert_data, const char *id, int rc, const atls_error_
     } else if (rc != 0) {
         snprintf(msg, sizeof(msg), "%s: failed", id);
     }
-    multi_outcome(m, cert_data, rc, msg);
+    if (mc->dynamic) {
+        /* not one of the caller's list: no result slot, no pass failure */
+        if (m->o->name_done != NULL) {
+            m->o->name_done(m->o->ctx, id, rc, msg);
+        }
+        return;
+    }
+    multi_outcome(m, mc, rc, msg);
+}
+
+/* Dynamic names share one cert_data: their answers are published as the
+ * caller's default_ops say. */
+static const atls_issuer_t *
+multi_home(void *ctx, const char *home, void **cert_data)
+{
+    multi_t             *m = ctx;
+    const atls_issuer_t *is = m->o->home(m->o->ctx, home);
+
+    if (is != NULL) {
+        *cert_data = &m->names;
+    }
+    return is;
+}
+
+static void
+multi_on_demand(void *ctx, const char *name, int verdict, const char *why)
+{
+    multi_t *m = ctx;
+
+    m->o->on_demand_verdict(m->o->ctx, name, verdict, why);
 }
 
 /* ---- the loop ------------------------------------------------------ */
@@ -400,6 +432,9 @@ multi_loop(multi_t *m)
                      atls_sched_running(m->sched));
             return;
         }
+        if (o->tick != NULL && m->stopped == 0) {
+            o->tick(o->ctx, m->sched);
+        }
         if (m->recheck_at != 0 && m->stopped == 0 && mono_ms() >= m->recheck_at) {
             /* what was in flight still holds the loop: another pass, so that
              * a request or a renewal due meanwhile is not held up by it */
@@ -435,6 +470,16 @@ multi_setup(multi_t *m, atls_store_t *st, const atls_job_conf_t *confs, size_t n
     so.ari = m->o->ari;
     so.events = m->o->events;
     so.policy = m->o->policy;
+    so.names_grace_s = m->o->names_grace_s;
+    so.on_demand = m->o->on_demand;
+    if (m->o->home != NULL) {
+        host.home = multi_home;
+    }
+    if (m->o->on_demand_verdict != NULL) {
+        host.on_demand = multi_on_demand;
+    }
+    m->names.dynamic = 1;
+    m->names.ops = m->o->default_ops;
 
     m->timer_at = -1;
     m->multi = curl_multi_init();
@@ -511,7 +556,7 @@ multi_run(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
     for (i = 0; results != NULL && i < n; i++) {
         results[i] = -1;    /* until proven otherwise (also: never started) */
     }
-    if (n == 0 && opts->events == NULL) {
+    if (n == 0 && opts->events == NULL && opts->home == NULL) {
         return 0;   /* with events: the notifier may have a queue to deliver */
     }
     memset(&m, 0, sizeof(m));
@@ -530,6 +575,9 @@ multi_run(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
             }
         }
     } else {
+        if (opts->tick != NULL) {
+            opts->tick(opts->ctx, m.sched);     /* the registry, before the pass */
+        }
         atls_sched_check(m.sched);
         m.recheck_at = opts->recheck_ms > 0 ? mono_ms() + opts->recheck_ms : 0;
     }
