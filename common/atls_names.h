@@ -14,6 +14,7 @@
  * state "active": issued and served; "removed": no longer served, its
  * certificate kept until removed + grace, then atls_names_purge deletes
  * the registry entry and the certificate (an audited `removed` event).
+ * The registry's own counter: names-generation.
  * Every add and remove bumps the store generation, so that servers sharing
  * the store notice; hosts re-read the registry when the generation moved.
  *
@@ -89,8 +90,8 @@ int atls_names_purge(atls_store_t *st, time_t now, long grace,
                      atls_events_t *ev, size_t *purged,
                      char *err, size_t errlen);
 
-/* Moves on every add, remove and purge (kept in the store: names/.gen),
- * so a host re-reads the registry only when it changed.  0 when never. */
+/* Moves on every add, remove and purge (kept in the store: names-generation,
+ * as the fs backend refuses a component starting with '.'), so a host re-reads the registry only when it changed.  0 when never. */
 uint64_t atls_names_generation(atls_store_t *st);
 
 /* ---- the admin API, host-agnostic (nginx autotls_api, Apache autotls-api) */

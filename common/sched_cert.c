@@ -147,7 +147,36 @@ atls_sched_add(atls_sched_t *s, const char *const *names, size_t n,
     c->n_names = n;
     atls_issuer_copy(&c->issuer, is);
     c->data = data;
+    c->dynamic = 0;     /* configured: the registry's sync leaves it alone */
     return c;
+}
+
+atls_sched_cert_t *
+atls_sched_find(atls_sched_t *s, const char *id)
+{
+    return id != NULL ? cert_find(s, id) : NULL;
+}
+
+void
+atls_sched_cert_unlink(atls_sched_t *s, atls_sched_cert_t *c)
+{
+    size_t k;
+
+    for (k = 0; k < s->n_certs && s->certs[k] != c; k++) {
+    }
+    if (k == s->n_certs) {
+        return;
+    }
+    /* the order added is kept; a pass in progress goes on where it was */
+    memmove(&s->certs[k], &s->certs[k + 1], (s->n_certs - k - 1) * sizeof(*s->certs));
+    s->n_certs--;
+    if (s->pass_next > k) {
+        s->pass_next--;
+    }
+    memset(s->index, 0, s->cap_index * sizeof(*s->index));
+    for (k = 0; k < s->n_certs; k++) {
+        index_put(s, k);
+    }
 }
 
 const char *

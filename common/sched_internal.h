@@ -63,6 +63,8 @@ struct atls_sched_cert_s {
                                          placed) */
     time_t              rate_at;      /* a CA request reserved for then under
                                          the directory's rate (0: none) */
+    int                 dynamic;      /* added from the registry of dynamic
+                                         names (sched_names.c), not configured */
 };
 
 /* One CRL URL, shared by every certificate naming it; in memory while the
@@ -188,6 +190,13 @@ struct atls_sched_s {
     long long           armed;          /* the host timer's deadline; -1 none */
     struct atls_notify_s *notify;       /* delivers the queue (notify.c); NULL
                                            when the events name no sink */
+
+    /* Dynamic names (sched_names.c) */
+    long                names_grace_s;
+    uint64_t            names_gen;      /* the registry generation last listed */
+    int                 names_synced;   /* listed at least once */
+    time_t              names_purge_at; /* the first removed name's grace ends
+                                           then (0: none known) */
 };
 
 long long atls_sched_now_ms(void);
@@ -206,6 +215,13 @@ int atls_sched_ari_may(atls_sched_t *s, atls_sched_cert_t *c, time_t now);
  * else 0 and c->rate_at is the time reserved for it (a certificate
  * reserves one time, and takes it when it comes). */
 int atls_sched_rate_take(atls_sched_t *s, atls_sched_cert_t *c, time_t now);
+
+/* Takes c out of the certificate list and index (nothing else). */
+void atls_sched_cert_unlink(atls_sched_t *s, atls_sched_cert_t *c);
+
+/* sched_names.c: removed names past their grace purged, at each pass,
+ * when the first one is due. */
+void atls_sched_names_pass(atls_sched_t *s);
 
 /* sched_hook.c */
 atls_sched_op_t *atls_sched_op_new(sched_slot_t *sl, int hook);
