@@ -99,7 +99,10 @@ autotls_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                      "'LoadModule watchdog_module .../mod_watchdog.so'");
         return !OK;
     }
-    return autotls_config_check(ptemp, s);
+    if (autotls_config_check(ptemp, s) != OK) {
+        return !OK;
+    }
+    return autotls_ondemand_check(ptemp, s);
 }
 
 /* tls-alpn-01 is only negotiated when "acme-tls/1" is in the host's
@@ -279,6 +282,7 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     if (autotls_global.any_tls_alpn) {
         autotls_add_protocol(s);
     }
+    autotls_ondemand_post_config(s);
 
     /* The first, trial run of post_config is followed by the real one:
      * shared memory and the watchdog only for the real one. */
@@ -292,6 +296,7 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     }
     autotls_global.generation = apr_shm_baseaddr_get(shm);
     memset((void *) autotls_global.generation, 0, 64);
+    autotls_global.od_requests = autotls_global.generation + 1;
     autotls_generation_init(s);
 
     rv = autotls_drive_start(pconf, s);
@@ -315,6 +320,7 @@ autotls_child_init(apr_pool_t *p, server_rec *s)
         autotls_drive_child_init(p);
         autotls_dyn_child_init(p);
         autotls_preload_start(p, s);
+        autotls_odwait_child_init(p, s);
     }
 }
 

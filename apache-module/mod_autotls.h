@@ -33,6 +33,7 @@
 #include "atls_crypto.h"
 #include "atls_event.h"
 #include "atls_inventory.h"
+#include "atls_ondemand.h"
 #include "atls_policy.h"
 #include "atls_schedule.h"
 #include "atls_store.h"
@@ -78,6 +79,25 @@ struct autotls_cache_s {
 };
 
 typedef struct autotls_srv_conf_s autotls_srv_conf_t;
+
+/* AutoTLSOnDemand* as written (AUTOTLS_UNSET / NULL: not written here) */
+typedef struct {
+    apr_array_header_t *allow;            /* AutoTLSOnDemandAllow, const char * */
+    apr_array_header_t *deny;             /* AutoTLSOnDemandDeny */
+    const char         *allow_file;       /* AutoTLSOnDemandAllowFile */
+    const char         *ask_url;          /* AutoTLSOnDemandAsk */
+    long                ask_timeout_ms;
+    long                ask_cache_s;
+    long                ask_fail_cache_s;
+    long                cooldown_s;       /* AutoTLSOnDemandLimits */
+    long                orders_per_min;
+    long                per_domain_week;
+    long                per_account_3h;
+    long                max_pending;
+    int                 allow_ip;         /* AutoTLSOnDemandIP */
+    long                max_labels;       /* AutoTLSOnDemandMaxLabels */
+    long                wait_ms;          /* AutoTLSOnDemandWait */
+} autotls_od_settings_t;
 
 struct autotls_srv_conf_s {
     server_rec         *s;
@@ -131,6 +151,7 @@ struct autotls_srv_conf_s {
     apr_array_header_t *webhook_headers;  /* its "Name: value", const char * */
     long                notify_queue;     /* AutoTLSNotifyQueue */
     atls_policy_t      *policy;           /* AutoTLSPolicy*, NULL: none */
+    autotls_od_settings_t od;             /* AutoTLSOnDemand* */
 };
 
 /* Process-wide state, rebuilt on every (re)start in post_config. */
@@ -154,6 +175,11 @@ typedef struct {
     atls_inventory_item_t *inventory;
     size_t              n_inventory;
     int                 collecting;       /* mod_ssl is handing us cert files */
+    /* on demand: the host new names are requested for (NULL: none), and a
+     * counter in the shared memory that children move after writing a
+     * request, so that the watchdog looks at once */
+    autotls_srv_conf_t *od_home;
+    volatile uint64_t  *od_requests;
 } autotls_global_t;
 
 extern module AP_MODULE_DECLARE_DATA autotls_module;
@@ -267,6 +293,39 @@ void autotls_staple_attach(autotls_srv_conf_t *o, const char *id, atls_store_t *
 void autotls_stapling_init_ctx(autotls_srv_conf_t *sc, SSL_CTX *ctx);
 /* 1 when SSLUseStapling On applies to this <VirtualHost> (NULL: main server). */
 int autotls_stapling_conflict(const ap_directive_t *vhost);
+
+/* mod_autotls_ondemand.c: AutoTLSOnDemand* */
+#define AUTOTLS_IS_ON_DEMAND(sc)  ((sc)->enabled == 1 && (sc)->dynamic == AUTOTLS_ON_DEMAND)
+void autotls_ondemand_init(autotls_od_settings_t *o);
+void autotls_ondemand_merge(autotls_od_settings_t *mrg, const autotls_od_settings_t *base,
+                            const autotls_od_settings_t *add);
+void autotls_ondemand_conf(apr_pool_t *p, const autotls_od_settings_t *o,
+                           atls_od_conf_t *c);
+int autotls_ondemand_check(apr_pool_t *p, server_rec *base);
+void autotls_ondemand_post_config(server_rec *base);
+atls_od_t *autotls_ondemand_gate_new(apr_pool_t *p, atls_store_t *st);
+const char *autotls_od_set_allow(cmd_parms *cmd, void *dc, const char *v);
+const char *autotls_od_set_deny(cmd_parms *cmd, void *dc, const char *v);
+const char *autotls_od_set_allow_file(cmd_parms *cmd, void *dc, const char *v);
+const char *autotls_od_set_ask(cmd_parms *cmd, void *dc, int argc, char *const argv[]);
+const char *autotls_od_set_limits(cmd_parms *cmd, void *dc, int argc, char *const argv[]);
+const char *autotls_od_set_ip(cmd_parms *cmd, void *dc, int flag);
+const char *autotls_od_set_max_labels(cmd_parms *cmd, void *dc, const char *v);
+const char *autotls_od_set_wait(cmd_parms *cmd, void *dc, const char *v);
+
+/* mod_autotls_odwait.c: the first handshake of a name nobody registered */
+/* child_init: the child's gate (when a host is on demand). */
+void autotls_odwait_child_init(apr_pool_t *pchild, server_rec *s);
+/* In the certificate callback of on-demand home sc, for a name (lower
+ * case, from SNI) no configuration covers.  request 1: not registered;
+ * the child's gate decides cheaply, a name that may be allowed is
+ * requested from the watchdog.  request 0: registered without its
+ * certificate yet; only waits while its order runs.  Then this thread
+ * waits (AutoTLSOnDemandWait) until the child serves the name's
+ * certificate: 1 (serve it now), or 0 (serve the fallback). */
+int autotls_odwait_handshake(autotls_srv_conf_t *sc, const char *sni, int request);
+/* The watchdog: 1 when a child wrote a request since the last call. */
+int autotls_odwait_requested(void);
 
 /* mod_autotls_challenge.c */
 void autotls_challenge_register_hooks(void);

@@ -42,6 +42,7 @@ autotls_config_create_srv(apr_pool_t *p, server_rec *s)
     sc->notify_queue = AUTOTLS_UNSET;
     sc->dynamic_unknown = AUTOTLS_UNSET;
     sc->cache_size = AUTOTLS_UNSET;
+    autotls_ondemand_init(&sc->od);
     return sc;
 }
 
@@ -121,6 +122,7 @@ autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(policy);
     MERGE_INT(dynamic_unknown);
     MERGE_INT(cache_size);
+    autotls_ondemand_merge(&mrg->od, &base->od, &add->od);
     return mrg;
 }
 
@@ -583,6 +585,28 @@ const command_rec autotls_cmds[] = {
                     "policy: names allowed: example.com, *.example.com, ~REGEX"),
     AP_INIT_TAKE1("AutoTLSPolicyMaxNames", autotls_set_policy_max_names, NULL, RSRC_CONF,
                   "policy: most names one certificate may carry"),
+    /* on-demand issuance (mod_autotls_ondemand.c) */
+    AP_INIT_ITERATE("AutoTLSOnDemandAllow", autotls_od_set_allow, NULL, RSRC_CONF,
+                    "on demand: names that may be ordered: example.com, "
+                    "*.example.com, ~REGEX"),
+    AP_INIT_ITERATE("AutoTLSOnDemandDeny", autotls_od_set_deny, NULL, RSRC_CONF,
+                    "on demand: names never ordered (checked first)"),
+    AP_INIT_TAKE1("AutoTLSOnDemandAllowFile", autotls_od_set_allow_file, NULL, RSRC_CONF,
+                  "on demand: a file of allow patterns, one a line, re-read when "
+                  "it changes"),
+    AP_INIT_TAKE_ARGV("AutoTLSOnDemandAsk", autotls_od_set_ask, NULL, RSRC_CONF,
+                      "on demand: URL [timeout=2s] [cache=1h] [fail_cache=30s]: "
+                      "GET URL?domain=NAME, 2xx allows"),
+    AP_INIT_TAKE_ARGV("AutoTLSOnDemandLimits", autotls_od_set_limits, NULL, RSRC_CONF,
+                      "on demand: [cooldown=1h] [orders_per_min=10] [per_domain_week=50] "
+                      "[per_account_3h=300] [max_pending=100]"),
+    AP_INIT_FLAG("AutoTLSOnDemandIP", autotls_od_set_ip, NULL, RSRC_CONF,
+                 "on demand: On: IP literals in SNI may be ordered (default Off)"),
+    AP_INIT_TAKE1("AutoTLSOnDemandMaxLabels", autotls_od_set_max_labels, NULL, RSRC_CONF,
+                  "on demand: names with more labels are refused (default 10)"),
+    AP_INIT_TAKE1("AutoTLSOnDemandWait", autotls_od_set_wait, NULL, RSRC_CONF,
+                  "on demand: how long a first handshake waits for its certificate "
+                  "(default 10s)"),
     { .name = NULL }
 };
 

@@ -280,6 +280,12 @@ autotls_cert_dynamic(SSL *ssl, autotls_srv_conf_t *sc, const char *sni, int *hom
             return 1;
         }
         rc = autotls_dyn_serve(ssl, sc->owner, name);
+        /* on demand: a new name (or one registered, still without its
+         * certificate) may wait here for it (mod_autotls_odwait.c) */
+        if ((rc == 0 || rc == 2) && sc->owner->dynamic == AUTOTLS_ON_DEMAND
+            && autotls_odwait_handshake(sc->owner, name, rc == 0)) {
+            rc = autotls_dyn_serve(ssl, sc->owner, name);
+        }
     }
     if (rc == 1) {
         *home_cert = 0;

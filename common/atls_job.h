@@ -166,7 +166,6 @@ int atls_job_run_many_blocking(atls_store_t *st, atls_cert_meta_t *const *metas,
                                int *results, char *err, size_t errlen);
 
 struct atls_sched_s;
-struct atls_od_s;
 
 /* The general form.  Every member may be 0/NULL. */
 typedef struct {
@@ -190,24 +189,24 @@ typedef struct {
                                                   (0: one pass) */
     atls_events_t              *events;        /* atls_sched_opts_t.events */
     const struct atls_policy_s *policy;        /* atls_sched_opts_t.policy */
-
-    /* Dynamic names (atls_names.h), for a check pass: the issuer of a
-     * dynamic home (NULL or "": the first), NULL when the host has no such
-     * home (atls_sched_host_t.home).  NULL: no dynamic names. */
-    const atls_issuer_t *(*home)(void *ctx, const char *home);
-    /* a dynamic name's attempt is over (rc and err as in done) */
-    void  (*name_done)(void *ctx, const char *id, int rc, const char *err);
-    /* the scheduler's on-demand verdicts (atls_sched_host_t.on_demand) */
-    void  (*on_demand_verdict)(void *ctx, const char *name, int verdict,
-                               const char *why);
-    /* called with the pass's scheduler once before the pass starts and then
-     * whenever the loop waits (at least twice a second): where the host
-     * calls atls_sched_names_sync (when the store generation moved) and
-     * atls_sched_on_demand */
+    /* Dynamic names (atls_names.h, atls_sched_host_t.home): the issuer of
+     * the dynamic home named home (NULL or "": the first) and the
+     * challenge operations of its names (*ops NULL: default_ops); NULL
+     * when the host has no such home.  NULL: no dynamic names.  Their
+     * outcomes reach done with i == ATLS_JOB_DYNAMIC. */
+    const atls_issuer_t *(*home)(void *ctx, const char *home,
+                                 const atls_challenge_ops_t **ops);
+    long                        names_grace_s; /* atls_sched_opts_t.names_grace_s */
+    struct atls_od_s           *on_demand;     /* atls_sched_opts_t.on_demand */
+    /* called with the pass's scheduler whenever the loop goes round (at
+     * least twice a second) while the pass runs: where the host calls
+     * atls_sched_names_sync when the store generation moved, so that a
+     * name registered during a long pass joins it */
     void  (*tick)(void *ctx, struct atls_sched_s *sched);
-    long                        names_grace_s; /* atls_sched_opts_t's */
-    struct atls_od_s           *on_demand;     /* atls_sched_opts_t's */
 } atls_job_many_opts_t;
+
+/* done's i for a certificate of a dynamic name (no index in confs) */
+#define ATLS_JOB_DYNAMIC  ((size_t) -1)
 
 int atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,
                       const atls_job_many_opts_t *opts, int *results,

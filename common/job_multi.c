@@ -40,12 +40,13 @@ typedef struct multi_run_s {
 } multi_run_t;
 
 /* What the scheduler hands back as cert_data. */
-typedef struct {
-    size_t                      i;       /* index into the caller's list */
+typedef struct multi_cert_s {
+    size_t                      i;       /* index into the caller's list, or
+                                            ATLS_JOB_DYNAMIC */
     const atls_challenge_ops_t *ops;     /* http-01 / tls-alpn-01 answers */
     atls_sched_cert_t          *c;       /* NULL: refused by the scheduler */
     int                         done;
-    int                         dynamic; /* every registered name's (one) */
+    struct multi_cert_s        *next;    /* dynamic names' (freed at the end) */
 } multi_cert_t;
 
 typedef struct {
@@ -53,7 +54,7 @@ typedef struct {
     atls_sched_t               *sched;
     CURLM                      *multi;
     multi_cert_t               *certs;
-    multi_cert_t                names;      /* cert_data of dynamic names */
+    multi_cert_t               *dyn_certs;  /* dynamic names' cert_data */
     size_t                      n_done;
     size_t                      failed;
     multi_run_t                *runs;
@@ -296,6 +297,13 @@ multi_withdraw(void *ctx, void *cert_data, const atls_challenge_t *c)
 static void
 multi_outcome(multi_t *m, multi_cert_t *mc, int rc, const char *msg)
 {
+    if (mc->i == ATLS_JOB_DYNAMIC) {
+        /* not one of the caller's list: each attempt is told */
+        if (m->o->done != NULL) {
+            m->o->done(m->o->ctx, mc->i, rc, msg);
+        }
+        return;
+    }
     if (mc->done) {
         return;
     }
@@ -318,9 +326,8 @@ multi_outcome(multi_t *m, multi_cert_t *mc, int rc, const char *msg)
 static void
 multi_done(void *ctx, void *cert_data, const char *id, int rc, const atls_error_t *err)
 {
-    multi_t      *m = ctx;
-    multi_cert_t *mc = cert_data;
-    char          msg[1200];
+    multi_t *m = ctx;
+    char     msg[1200];
 
     msg[0] = '\0';
     if (rc != 0 && err != NULL) {
@@ -331,36 +338,30 @@ multi_done(void *ctx, void *cert_data, const char *id, int rc, const atls_error_
     } else if (rc != 0) {
         snprintf(msg, sizeof(msg), "%s: failed", id);
     }
-    if (mc->dynamic) {
-        /* not one of the caller's list: no result slot, no pass failure */
-        if (m->o->name_done != NULL) {
-            m->o->name_done(m->o->ctx, id, rc, msg);
-        }
-        return;
-    }
-    multi_outcome(m, mc, rc, msg);
+    multi_outcome(m, cert_data, rc, msg);
 }
 
-/* Dynamic names share one cert_data: their answers are published as the
- * caller's default_ops say. */
+/* A dynamic home for the scheduler: its issuer from the caller, and a
+ * cert_data of its own for each name (outcomes told as ATLS_JOB_DYNAMIC). */
 static const atls_issuer_t *
 multi_home(void *ctx, const char *home, void **cert_data)
 {
-    multi_t             *m = ctx;
-    const atls_issuer_t *is = m->o->home(m->o->ctx, home);
+    multi_t                    *m = ctx;
+    const atls_challenge_ops_t *ops = NULL;
+    const atls_issuer_t        *is;
+    multi_cert_t               *mc;
 
-    if (is != NULL) {
-        *cert_data = &m->names;
+    is = m->o->home(m->o->ctx, home, &ops);
+    if (is == NULL) {
+        return NULL;
     }
+    mc = multi_alloc(sizeof(*mc));
+    mc->i = ATLS_JOB_DYNAMIC;
+    mc->ops = ops != NULL ? ops : m->o->default_ops;
+    mc->next = m->dyn_certs;
+    m->dyn_certs = mc;
+    *cert_data = mc;
     return is;
-}
-
-static void
-multi_on_demand(void *ctx, const char *name, int verdict, const char *why)
-{
-    multi_t *m = ctx;
-
-    m->o->on_demand_verdict(m->o->ctx, name, verdict, why);
 }
 
 /* ---- the loop ------------------------------------------------------ */
@@ -465,6 +466,9 @@ multi_setup(multi_t *m, atls_store_t *st, const atls_job_conf_t *confs, size_t n
     size_t            i;
 
     host.ctx = m;
+    if (m->o->home != NULL) {
+        host.home = multi_home;
+    }
     memset(&so, 0, sizeof(so));
     so.max_parallel = m->o->max_parallel;
     so.ari = m->o->ari;
@@ -472,14 +476,6 @@ multi_setup(multi_t *m, atls_store_t *st, const atls_job_conf_t *confs, size_t n
     so.policy = m->o->policy;
     so.names_grace_s = m->o->names_grace_s;
     so.on_demand = m->o->on_demand;
-    if (m->o->home != NULL) {
-        host.home = multi_home;
-    }
-    if (m->o->on_demand_verdict != NULL) {
-        host.on_demand = multi_on_demand;
-    }
-    m->names.dynamic = 1;
-    m->names.ops = m->o->default_ops;
 
     m->timer_at = -1;
     m->multi = curl_multi_init();
@@ -528,6 +524,12 @@ multi_teardown(multi_t *m)
     if (m->multi != NULL) {
         curl_multi_cleanup(m->multi);
     }
+    while (m->dyn_certs != NULL) {
+        multi_cert_t *next = m->dyn_certs->next;
+
+        free(m->dyn_certs);
+        m->dyn_certs = next;
+    }
     free(m->certs);
 }
 
@@ -556,7 +558,7 @@ multi_run(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
     for (i = 0; results != NULL && i < n; i++) {
         results[i] = -1;    /* until proven otherwise (also: never started) */
     }
-    if (n == 0 && opts->events == NULL && opts->home == NULL) {
+    if (n == 0 && opts->events == NULL) {
         return 0;   /* with events: the notifier may have a queue to deliver */
     }
     memset(&m, 0, sizeof(m));
@@ -575,8 +577,9 @@ multi_run(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
             }
         }
     } else {
-        if (opts->tick != NULL) {
-            opts->tick(opts->ctx, m.sched);     /* the registry, before the pass */
+        if (opts->home != NULL) {
+            /* the registry's names of the caller's dynamic homes join */
+            atls_sched_names_sync(m.sched);
         }
         atls_sched_check(m.sched);
         m.recheck_at = opts->recheck_ms > 0 ? mono_ms() + opts->recheck_ms : 0;
