@@ -139,6 +139,8 @@ test_check_lengths(void **state)
 
 /* ---- the registry ---------------------------------------------------------- */
 
+static int exists(storefx_t *fx, const char *rel);
+
 static void
 add_ok(atls_store_t *st, const char *name, const char *home, time_t now)
 {
@@ -224,6 +226,20 @@ test_registry_add_remove(void **state)
     assert_int_equal(atls_names_add(fx->st, "../x", NULL, "cli", "t", 1, err, sizeof(err)),
                      ATLS_STORE_ERROR);
     assert_non_null(strstr(err, "../x"));
+    /* what could not be read back is not written */
+    assert_int_equal(atls_names_add(fx->st, "c.example.com", "a\nb", "cli", "t", 1, err,
+                                    sizeof(err)), ATLS_STORE_ERROR);
+    assert_non_null(strstr(err, "home"));
+    {
+        char by[200];
+
+        memset(by, 'x', sizeof(by) - 1);
+        by[sizeof(by) - 1] = '\0';
+        assert_int_equal(atls_names_add(fx->st, "c.example.com", NULL, "cli", by, 1, err,
+                                        sizeof(err)), ATLS_STORE_ERROR);
+        assert_non_null(strstr(err, "by:"));
+    }
+    assert_false(exists(fx, "names/c.example.com.json"));
 }
 
 static void
