@@ -148,11 +148,16 @@ autotls_api_handler(request_rec *r)
     if (dc->api_token != NULL
         && !atls_api_token_ok(dc->api_token,
                               apr_table_get(r->headers_in, "Authorization"))) {
-        apr_table_setn(r->err_headers_out, "WWW-Authenticate", "Bearer");
+        static const char denied[] = "{\"error\":\"the bearer token of "
+                                     "AutoTLSApiToken is required\"}";
+
+        apr_table_setn(r->headers_out, "WWW-Authenticate", "Bearer");
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                       "autotls: API request without the token of AutoTLSApiToken %s",
                       dc->api_token);
-        return HTTP_UNAUTHORIZED;
+        /* the client's body is left unread: the connection closes */
+        r->connection->keepalive = AP_CONN_CLOSE;
+        return autotls_api_write(r, HTTP_UNAUTHORIZED, denied, sizeof(denied) - 1);
     }
     rc = autotls_api_body(r, &body, &len);
     if (rc != OK) {

@@ -37,6 +37,8 @@
 #include "ap_release.h"
 #include "mod_watchdog.h"
 #include "atls_job.h"
+#include "atls_names.h"
+#include "atls_sched.h"
 #include "mod_autotls.h"
 
 APLOG_USE_MODULE(autotls);
@@ -204,7 +206,12 @@ autotls_drive_done(void *ctx, size_t i, int rc, const char *err)
     const char *msg = err != NULL && err[0] ? err : "(no detail)";
 
     if (i == ATLS_JOB_DYNAMIC) {
-        /* a registered name's: the core logged it, the children serve it */
+        /* a registered name's: the children serve it from their next
+         * handshake (msg names its certificate id on failure) */
+        if (rc != 0) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, autotls_global.main_server,
+                         "autotls: dynamic name: certificate order failed: %s", msg);
+        }
         autotls_generation_publish(drive_store);
         return;
     }
@@ -227,6 +234,58 @@ autotls_drive_done(void *ctx, size_t i, int rc, const char *err)
     /* publish at once, even a partial success (one of two key types), so
      * that this name is served while the other orders still run */
     autotls_generation_publish(drive_store);
+}
+
+/* ---- names registered at runtime ---------------------------------------- */
+
+/* The registry's generation the last pass started from, and the shm
+ * generation its scheduler last synced at (0: sync at the next tick). */
+static uint64_t drive_names_gen;
+static uint64_t drive_synced_gen;
+
+/* A child's request seen during a check: that check's scheduler takes it
+ * unless its pass was still going through the certificates, so the next
+ * watch runs one more check either way (the watchdog thread only). */
+static int drive_woken;
+
+static int
+autotls_drive_woken(void)
+{
+    if (!autotls_odwait_requested()) {
+        return 0;
+    }
+    drive_woken = 1;
+    return 1;
+}
+
+/* Before the pass and while it runs: the registry again when the store
+ * generation moved (every add and remove bumps it; the scheduler reads
+ * the registry only when its own generation moved too); a child's
+ * on-demand request while orders run is taken now, not at their end. */
+static void
+autotls_drive_tick(void *ctx, atls_sched_t *sched)
+{
+    uint64_t gen = autotls_generation_get();
+
+    if (drive_gate != NULL && autotls_drive_woken()) {
+        atls_sched_check(sched);
+    }
+
+    if (drive_synced_gen != 0 && drive_synced_gen == gen) {
+        return;
+    }
+    drive_synced_gen = gen != 0 ? gen : 1;
+    atls_sched_names_sync(sched);
+}
+
+/* Between passes (autotls_watch_cb): a name registered or removed since
+ * the last pass started gets a pass now rather than at the next
+ * AutoTLSCheckInterval. */
+static int
+autotls_drive_names_moved(void)
+{
+    return autotls_global.homes != NULL && autotls_global.homes->nelts > 0
+           && drive_store != NULL && atls_names_generation(drive_store) != drive_names_gen;
 }
 
 /*
@@ -313,21 +372,6 @@ autotls_drive_home(void *ctx, const char *home, const atls_challenge_ops_t **ops
     return h != NULL && h->owner != NULL ? h->owner->issuer : NULL;
 }
 
-/* A child's request seen during a check: that check's scheduler takes it
- * unless its pass was still going through the certificates, so the next
- * watch runs one more check either way (the watchdog thread only). */
-static int drive_woken;
-
-static int
-autotls_drive_wake(void *ctx)
-{
-    if (!autotls_odwait_requested()) {
-        return 0;
-    }
-    drive_woken = 1;
-    return 1;
-}
-
 /* One check: the scheduler looks at every host and runs what is due. */
 static void
 autotls_drive_check(apr_pool_t *ptemp)
@@ -362,12 +406,11 @@ autotls_drive_check(apr_pool_t *ptemp)
     mo.policy = autotls_global.policy;
     if (autotls_global.homes != NULL && autotls_global.homes->nelts > 0) {
         mo.home = autotls_drive_home;
+        mo.tick = autotls_drive_tick;
+        drive_names_gen = atls_names_generation(drive_store);
+        drive_synced_gen = 0;
     }
     mo.on_demand = drive_gate;
-    if (drive_gate != NULL) {
-        /* a child's request while orders run: taken now, not at the end */
-        mo.wake = autotls_drive_wake;
-    }
 
     /* busy before looking at quit: a quiesce either sees busy or is seen */
     __atomic_store_n(&drive_busy, 1, __ATOMIC_SEQ_CST);
@@ -513,6 +556,10 @@ autotls_watch_cb(int state, void *data, apr_pool_t *ptemp)
             autotls_drive_check(ptemp);
         }
         autotls_generation_publish(drive_store);
+        if (autotls_drive_names_moved()) {
+            autotls_drive_check(ptemp);
+            autotls_generation_publish(drive_store);
+        }
     }
     return APR_SUCCESS;
 }

@@ -94,6 +94,14 @@ int atls_names_purge(atls_store_t *st, time_t now, long grace,
  * as the fs backend refuses a component starting with '.'), so a host re-reads the registry only when it changed.  0 when never. */
 uint64_t atls_names_generation(atls_store_t *st);
 
+/* The audited event of a registry change, for whoever made it (CLI, API,
+ * on-demand): "name-added" (added 1) or "name-removed" about name, with
+ * source and, in its detail, who asked (by) and the home.  ev may be NULL.
+ * (Added to the issue-11 contract by the names helper: every registry
+ * change is audited the same way.) */
+void atls_names_emit(atls_events_t *ev, int added, const char *name, const char *home,
+                     const char *source, const char *by, time_t now);
+
 /* ---- the admin API, host-agnostic (nginx autotls_api, Apache autotls-api) */
 
 /*

@@ -433,11 +433,8 @@ multi_loop(multi_t *m)
                      atls_sched_running(m->sched));
             return;
         }
-        if (m->stopped == 0 && o->wake != NULL && o->wake(o->ctx)) {
-            /* a pass now: one in progress goes on, and the request is seen
-             * at the next recheck or by the host after this run */
-            atls_sched_check(m->sched);
-            continue;
+        if (o->tick != NULL && m->stopped == 0) {
+            o->tick(o->ctx, m->sched);
         }
         if (m->recheck_at != 0 && m->stopped == 0 && mono_ms() >= m->recheck_at) {
             /* what was in flight still holds the loop: another pass, so that

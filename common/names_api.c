@@ -49,6 +49,9 @@ api_error(api_reply_t *r, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
+    /* the message may quote what the client sent: JSON strings are UTF-8,
+     * and an operator's terminal is no place for control bytes */
+    atls_log_scrub(why);
     r->status = status;
     json_decref(r->body);
     r->body = json_pack("{s:s}", "error", why);
@@ -463,16 +466,16 @@ atls_names_api(atls_store_t *st, atls_events_t *ev, const char *method, const ch
     if (r.body != NULL) {
         *out = json_dumps(r.body, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(r.body);
-        if (*out == NULL) {
-            *status = 500;
-            return -1;
-        }
-        *out_len = strlen(*out);
-    } else if (r.status != 204) {
-        *status = 500;
-        return -1;
+    } else if (r.status == 204) {
+        return 0;
     }
-    return 0;
+    if (*out == NULL) {
+        /* out of memory on the way: still a JSON error */
+        *status = 500;
+        *out = atls_strdup("{\"error\":\"out of memory\"}");
+    }
+    *out_len = strlen(*out);
+    return *status == 500 ? -1 : 0;
 }
 
 /* ---- the bearer token ---------------------------------------------------------- */
@@ -519,11 +522,11 @@ api_token_read(const char *file, char *buf, size_t buflen)
     }
     close(fd);
     buf[got] = '\0';
-    buf[strcspn(buf, "\r\n")] = '\0';
-    while (got > 0 && (buf[strlen(buf) - 1] == ' ' || buf[strlen(buf) - 1] == '\t')) {
-        buf[strlen(buf) - 1] = '\0';
+    got = strcspn(buf, "\r\n");       /* the first line, without trailing blanks */
+    while (got > 0 && (buf[got - 1] == ' ' || buf[got - 1] == '\t')) {
         got--;
     }
+    buf[got] = '\0';
     if (buf[0] == '\0') {
         atls_log(ATLS_LOG_ERR, "autotls api: token file %s: no token on its first line",
                  file);

@@ -23,12 +23,6 @@ char *atls_name_entry_to_json(const atls_name_entry_t *e);
 int atls_name_entry_from_json(const char *json, size_t len, atls_name_entry_t *e,
                               char *err, size_t errlen);
 
-/* The audited event of a registry change: "name-added" (added 1) or
- * "name-removed" for name, with home, source and who asked (by) in its
- * detail.  ev may be NULL. */
-void atls_names_emit(atls_events_t *ev, int added, const char *name, const char *home,
-                     const char *source, const char *by, time_t now);
-
 /* The longest "source" and "by" the registry keeps. */
 #define ATLS_NAME_META_MAX  128
 

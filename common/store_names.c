@@ -159,6 +159,22 @@ names_lock(atls_store_t *st, atls_store_lock_t **lk, char *err, size_t errlen)
     return st->ops->lock(st, "names", 1, lk, err, errlen);
 }
 
+/* What the entry would be refused for when read back (atls_name_entry_from_json). */
+static int
+names_text_ok(const char *field, const char *s, char *err, size_t errlen)
+{
+    size_t i;
+
+    for (i = 0; s != NULL && s[i] != '\0'; i++) {
+        if (i >= ATLS_NAME_META_MAX || (unsigned char) s[i] < 0x20 || s[i] == 0x7f) {
+            snprintf(err, errlen, "%s: at most %d bytes, no control characters", field,
+                     ATLS_NAME_META_MAX);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 int
 atls_names_add(atls_store_t *st, const char *name, const char *home, const char *source,
                const char *by, time_t now, char *err, size_t errlen)
@@ -168,6 +184,12 @@ atls_names_add(atls_store_t *st, const char *name, const char *home, const char 
     atls_store_lock_t *lk = NULL;
     int                rc;
 
+    if (!names_text_ok("home", home, err, errlen)
+        || !names_text_ok("source", source, err, errlen)
+        || !names_text_ok("by", by, err, errlen))
+    {
+        return ATLS_STORE_ERROR;
+    }
     path = names_path(name, folded, sizeof(folded), err, errlen);
     if (path == NULL) {
         return ATLS_STORE_ERROR;

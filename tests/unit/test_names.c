@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <fcntl.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,10 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include "atls_names.h"
+#include "atls_sched.h"
 #include "atls_store.h"
+#include "support/fakeca.h"
+#include "support/fakehost.h"
 #include "support/storefx.h"
 #include "support/logcap.h"
 
@@ -135,6 +139,8 @@ test_check_lengths(void **state)
 
 /* ---- the registry ---------------------------------------------------------- */
 
+static int exists(storefx_t *fx, const char *rel);
+
 static void
 add_ok(atls_store_t *st, const char *name, const char *home, time_t now)
 {
@@ -220,6 +226,20 @@ test_registry_add_remove(void **state)
     assert_int_equal(atls_names_add(fx->st, "../x", NULL, "cli", "t", 1, err, sizeof(err)),
                      ATLS_STORE_ERROR);
     assert_non_null(strstr(err, "../x"));
+    /* what could not be read back is not written */
+    assert_int_equal(atls_names_add(fx->st, "c.example.com", "a\nb", "cli", "t", 1, err,
+                                    sizeof(err)), ATLS_STORE_ERROR);
+    assert_non_null(strstr(err, "home"));
+    {
+        char by[200];
+
+        memset(by, 'x', sizeof(by) - 1);
+        by[sizeof(by) - 1] = '\0';
+        assert_int_equal(atls_names_add(fx->st, "c.example.com", NULL, "cli", by, 1, err,
+                                        sizeof(err)), ATLS_STORE_ERROR);
+        assert_non_null(strstr(err, "by:"));
+    }
+    assert_false(exists(fx, "names/c.example.com.json"));
 }
 
 static void
@@ -654,6 +674,217 @@ test_token(void **state)
     logcap_stop();
 }
 
+
+/* ---- the scheduler's sync, with a fake host ------------------------------------ */
+
+#define SYNC_DIR  FAKECA_BASE "/dir"
+
+static fakehost_t      sh;
+static fakehost_cert_t sync_certs[2]; /* home "shop", one configured */
+#define home_cert  sync_certs[0]
+#define cfg_cert   sync_certs[1]
+static atls_issuer_t   home_issuer;
+static size_t          home_calls;
+
+/* the host has one dynamic home, "shop" (also the one a NULL home means) */
+static const atls_issuer_t *
+fake_home(void *ctx, const char *home, void **cert_data)
+{
+    (void) ctx;
+    home_calls++;
+    if (home != NULL && home[0] != '\0' && strcmp(home, "shop") != 0) {
+        return NULL;
+    }
+    *cert_data = &home_cert;
+    return &home_issuer;
+}
+
+static EVP_PKEY *
+sync_start(storefx_t *fx, long grace)
+{
+    atls_sched_opts_t o;
+    EVP_PKEY         *akey = NULL;
+    char              err[256], *url = NULL;
+    int               created = 0;
+
+    assert_int_equal(atls_store_load_account(fx->st, SYNC_DIR, &akey, &url, &created, err,
+                                             sizeof(err)), ATLS_STORE_OK);
+    free(url);
+    assert_int_equal(atls_store_save_account(fx->st, SYNC_DIR, FAKECA_ACCT_URL, NULL, 0,
+                                             err, sizeof(err)), ATLS_STORE_OK);
+    fakehost_init(&sh);
+    sh.host.home = fake_home;
+    /* the fake host checks done()'s id against its name: each phase of a
+     * test sets the name it orders */
+    assert_int_equal(fakehost_cert_init(&home_cert, "dyn1.example", akey, 1), 0);
+    memset(&home_issuer, 0, sizeof(home_issuer));
+    home_issuer.directory = (char *) SYNC_DIR;
+    home_issuer.challenge = ATLS_CHAL_HTTP01;
+    home_issuer.agree_tos = 1;
+    home_calls = 0;
+    memset(&o, 0, sizeof(o));
+    o.names_grace_s = grace;
+    sh.s = atls_sched_new(fx->st, &sh.host, &o, err, sizeof(err));
+    assert_non_null(sh.s);
+    return akey;
+}
+
+static int
+until_started(fakehost_t *fh, void *arg)
+{
+    (void) fh;
+    return ((fakehost_cert_t *) arg)->started;
+}
+
+static void
+assert_issued(storefx_t *fx, const char *name)
+{
+    atls_cert_meta_t m;
+    char             err[256];
+
+    assert_int_equal(atls_store_load_meta(fx->st, name, &m, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(m.state, ATLS_STATE_VALID);
+    atls_cert_meta_free(&m);
+}
+
+static void
+test_sync_adds_and_removes(void **state)
+{
+    storefx_t         *fx = *state;
+    EVP_PKEY          *akey;
+    const char        *cfg = "configured.example";
+    atls_sched_cert_t *c;
+    char               err[256];
+    size_t             calls;
+
+    logcap_start(ATLS_LOG_DEBUG);
+    akey = sync_start(fx, 0);
+    add_ok(fx->st, "dyn1.example", "shop", time(NULL));
+    add_ok(fx->st, "elsewhere.example", "blog", time(NULL));
+    add_ok(fx->st, "configured.example", NULL, time(NULL));
+    /* a configured certificate of the same name stays as configured */
+    assert_int_equal(fakehost_cert_init(&cfg_cert, cfg, akey, 1), 0);
+    c = atls_sched_add(sh.s, &cfg, 1, &home_issuer, &cfg_cert, err, sizeof(err));
+    assert_non_null(c);
+
+    atls_sched_names_sync(sh.s);
+    assert_non_null(atls_sched_find(sh.s, "dyn1.example"));
+    assert_null(atls_sched_find(sh.s, "elsewhere.example"));     /* not this host's */
+    assert_ptr_equal(atls_sched_find(sh.s, "configured.example"), c);
+    assert_string_equal(atls_sched_cert_id(atls_sched_find(sh.s, "dyn1.example")),
+                        "dyn1.example");
+
+    /* the registry did not change: not listed again */
+    calls = home_calls;
+    atls_sched_names_sync(sh.s);
+    assert_int_equal(home_calls, calls);
+
+    /* the host's pass issues it */
+    atls_sched_check(sh.s);
+    assert_int_equal(fakehost_run(&sh, fakehost_until_idle, NULL, 20000, NULL), 0);
+    assert_int_equal(home_cert.rc, 0);
+    assert_issued(fx, "dyn1.example");
+
+    /* removed from the registry, another added: the sync alone starts it */
+    assert_int_equal(atls_names_remove(fx->st, "dyn1.example", time(NULL), err,
+                                       sizeof(err)), 0);
+    assert_int_equal(atls_names_remove(fx->st, "configured.example", time(NULL), err,
+                                       sizeof(err)), 0);
+    add_ok(fx->st, "dyn2.example", NULL, time(NULL));
+    home_cert.name = "dyn2.example";
+    atls_sched_names_sync(sh.s);
+    assert_null(atls_sched_find(sh.s, "dyn1.example"));
+    assert_ptr_equal(atls_sched_find(sh.s, "configured.example"), c);
+    assert_non_null(atls_sched_find(sh.s, "dyn2.example"));
+    assert_int_equal(fakehost_run(&sh, fakehost_until_idle, NULL, 20000, NULL), 0);
+    assert_issued(fx, "dyn2.example");
+    /* the removed name's certificate stays (grace) */
+    assert_true(exists(fx, "certs/dyn1.example/meta.json"));
+
+    /* removed while its order runs: cancelled, nothing left in flight */
+    add_ok(fx->st, "dyn3.example", "shop", time(NULL));
+    home_cert.started = 0;
+    home_cert.name = "dyn3.example";
+    atls_sched_names_sync(sh.s);
+    assert_int_equal(fakehost_run(&sh, until_started, &home_cert, 20000, NULL), 0);
+    assert_false(atls_sched_idle(sh.s));
+    assert_int_equal(atls_names_remove(fx->st, "dyn3.example", time(NULL), err,
+                                       sizeof(err)), 0);
+    atls_sched_names_sync(sh.s);
+    assert_null(atls_sched_find(sh.s, "dyn3.example"));
+    assert_true(sh.cancels + sh.kills >= 1);
+    assert_int_equal(fakehost_run(&sh, fakehost_until_idle, NULL, 20000, NULL), 0);
+    assert_int_equal(sh.live_published, 0);
+    assert_int_equal(logcap_count("dyn3.example is no longer managed"), 1);
+
+    /* a host without dynamic homes ignores the registry */
+    atls_sched_free(sh.s);
+    sh.s = NULL;
+    fakehost_clear(&sh);
+    fakehost_init(&sh);
+    sh.s = atls_sched_new(fx->st, &sh.host, NULL, err, sizeof(err));
+    add_ok(fx->st, "dyn4.example", NULL, time(NULL));
+    atls_sched_names_sync(sh.s);
+    assert_null(atls_sched_find(sh.s, "dyn4.example"));
+    fakehost_teardown(&sh, sync_certs, 2);
+    EVP_PKEY_free(akey);
+    logcap_stop();
+}
+
+static void
+test_sync_purges_after_grace(void **state)
+{
+    storefx_t     *fx = *state;
+    EVP_PKEY      *akey;
+    atls_events_t *ev;
+    atls_actor_t   actor = { "server", "test", 1, -1, NULL };
+    char           err[256], *audit = NULL;
+    size_t         len;
+    time_t         now = time(NULL);
+
+    logcap_start(ATLS_LOG_DEBUG);
+    akey = sync_start(fx, 60);
+    ev = atls_events_new(fx->st, &actor, NULL);
+    atls_sched_free(sh.s);
+    {
+        atls_sched_opts_t o;
+
+        memset(&o, 0, sizeof(o));
+        o.names_grace_s = 60;
+        o.events = ev;
+        sh.s = atls_sched_new(fx->st, &sh.host, &o, err, sizeof(err));
+    }
+    add_ok(fx->st, "gone.example", NULL, now - 1000);
+    add_ok(fx->st, "recent.example", NULL, now - 1000);
+    put_file(fx, "certs/gone.example/meta.json", "{}");
+    put_file(fx, "certs/recent.example/meta.json", "{}");
+    assert_int_equal(atls_names_remove(fx->st, "gone.example", now - 100, err, sizeof(err)),
+                     0);
+    assert_int_equal(atls_names_remove(fx->st, "recent.example", now, err, sizeof(err)), 0);
+    atls_sched_names_sync(sh.s);
+    atls_sched_check(sh.s);
+    assert_int_equal(fakehost_run(&sh, fakehost_until_idle, NULL, 20000, NULL), 0);
+    assert_false(exists(fx, "certs/gone.example"));
+    assert_false(exists(fx, "names/gone.example.json"));
+    assert_true(exists(fx, "certs/recent.example/meta.json"));
+    assert_true(exists(fx, "names/recent.example.json"));
+    assert_int_equal(logcap_count("1 removed dynamic name purged"), 1);
+    assert_int_equal(atls_store_audit_read(fx->st, 0, &audit, &len, err, sizeof(err)), 0);
+    assert_non_null(strstr(audit, "\"event\":\"removed\""));
+    assert_non_null(strstr(audit, "gone.example"));
+    free(audit);
+    /* the next pass: nothing due yet, nothing listed */
+    atls_sched_names_sync(sh.s);
+    atls_sched_check(sh.s);
+    assert_int_equal(fakehost_run(&sh, fakehost_until_idle, NULL, 20000, NULL), 0);
+    assert_int_equal(logcap_count("removed dynamic name"), 1);
+    fakehost_teardown(&sh, &home_cert, 1);
+    atls_events_free(ev);
+    EVP_PKEY_free(akey);
+    logcap_stop();
+}
+
 /* NAMES_MORE_TESTS */
 
 int
@@ -670,6 +901,8 @@ main(void)
         STORE_TEST(test_api_refuses),
         STORE_TEST(test_api_list_filters),
         STORE_TEST(test_token),
+        STORE_TEST(test_sync_adds_and_removes),
+        STORE_TEST(test_sync_purges_after_grace),
         /* NAMES_MORE_LIST */
     };
 
