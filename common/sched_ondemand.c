@@ -35,6 +35,8 @@
 #include "sched_internal.h"
 
 #define OD_NAME_BUF  254
+/* who registers, in the registry and the audit trail */
+#define OD_BY        "on-demand gate"
 
 typedef struct {
     char             name[OD_NAME_BUF];
@@ -176,7 +178,7 @@ od_allowed(atls_sched_t *s, const char *name, const char *home, int request,
         || (atls_names_get(s->st, name, &e, err, sizeof(err)) == ATLS_STORE_OK
             && e.state == ATLS_NAME_ACTIVE))
     {
-        /* registered meanwhile (by this gate, the CLI, the API): served */
+        /* registered meanwhile (the CLI, the API, another server): served */
         atls_name_entry_free(&e);
         if (request) {
             (void) atls_od_request_del(s->st, name, err, sizeof(err));
@@ -225,14 +227,15 @@ od_allowed(atls_sched_t *s, const char *name, const char *home, int request,
         return;
     }
     c->dynamic = 1;     /* the registry's from now on */
-    if (atls_names_add(s->st, name, home, "on-demand", "on-demand gate", now, err,
-                       sizeof(err)) != ATLS_STORE_OK)
+    if (atls_names_add(s->st, name, home, "on-demand", OD_BY, now, err, sizeof(err))
+        != ATLS_STORE_OK)
     {
         atls_log(ATLS_LOG_ERR, "autotls: on-demand name %s not registered: %s", name, err);
         atls_sched_remove(s, c);
         od_tell(s, name, ATLS_OD_DENY, err, request, 0);
         return;
     }
+    atls_names_emit(s->events, 1, name, home, "on-demand", OD_BY, now);
     atls_log(ATLS_LOG_INFO, "autotls: on-demand name %s allowed (%s): registered, "
              "ordering", name, why_allowed);
     flight_add(o, name, home, request);
@@ -278,7 +281,8 @@ od_ask(atls_sched_t *s, const char *name, const char *home, int request)
     resp.transport_error = 1;
     snprintf(resp.error, sizeof(resp.error), "the request could not be started");
     v = atls_od_ask_done(s->od_gate, name, &resp, time(NULL), why, sizeof(why));
-    od_tell(s, name, v, why, request, time(NULL) + od_answer_ttl(atls_od_conf(s->od_gate), 0));
+    od_tell(s, name, v, why, request,
+            time(NULL) + od_answer_ttl(atls_od_conf(s->od_gate), 0));
 }
 
 /* The pipeline for a name as received (raw, len bytes); request: it came
@@ -306,21 +310,30 @@ od_run(atls_sched_t *s, const char *raw, size_t len, const char *home, int reque
         od_tell(s, atls_log_escape_mem(raw, len, shown, sizeof(shown)), v, why, 0, 0);
         return;
     }
+    if (v != ATLS_OD_ASK && v != ATLS_OD_ALLOW) {
+        atls_log(ATLS_LOG_DEBUG, "autotls: on-demand name %s: %s: %s", name,
+                 atls_od_verdict_name(v), why);
+        /* a child asks again soon: the verdict may be a cached failure of
+         * the ask URL, which must not outlive ask_fail_cache_s */
+        od_tell(s, name, v, why, request,
+                time(NULL) + od_answer_ttl(atls_od_conf(s->od_gate), 0));
+        return;
+    }
     if (flight_find(s->od, name) != NULL) {
         return;         /* being decided or ordered: not asked twice */
     }
-    switch (v) {
-    case ATLS_OD_ASK:
+    if (atls_sched_find(s, name) != NULL) {
+        /* managed (configured, registered): served whatever the gate
+         * would say now, and never a reason to ask its URL */
+        if (s->host.on_demand != NULL) {
+            s->host.on_demand(s->host.ctx, name, ATLS_OD_ALLOW, "managed already");
+        }
+        return;
+    }
+    if (v == ATLS_OD_ASK) {
         od_ask(s, name, home, request);
-        break;
-    case ATLS_OD_ALLOW:
+    } else {
         od_allowed(s, name, home, request, why);
-        break;
-    default:
-        atls_log(ATLS_LOG_DEBUG, "autotls: on-demand name %s: %s: %s", name,
-                 atls_od_verdict_name(v), why);
-        od_tell(s, name, v, why, request, 0);
-        break;
     }
 }
 
@@ -387,44 +400,59 @@ od_has_certificate(atls_sched_t *s, const char *id)
     return has;
 }
 
+/* An on-demand order failed: the name's cooldown, out of the registry
+ * when it left no certificate, the child's request answered. */
+static void
+od_order_failed(atls_sched_t *s, const char *id, const char *home, int request,
+                const atls_error_t *err)
+{
+    time_t now = time(NULL);
+    long   cooldown = atls_od_conf(s->od_gate)->cooldown_s;
+    char   msg[512], why[700];
+
+    atls_od_failed(s->od_gate, id, now);
+    snprintf(why, sizeof(why), "its order failed (%s: %s): on_demand_cooldown %ld s",
+             err != NULL ? err->type : "?", err != NULL ? err->detail : "?", cooldown);
+    atls_log(ATLS_LOG_WARN, "autotls: on-demand name %s: %s", id, why);
+    if (!od_has_certificate(s, id)) {
+        if (atls_names_remove(s->st, id, now, msg, sizeof(msg)) == ATLS_STORE_OK) {
+            atls_names_emit(s->events, 0, id, home, "on-demand", OD_BY, now);
+        } else {
+            atls_log(ATLS_LOG_ERR, "autotls: on-demand name %s not unregistered: %s", id,
+                     msg);
+        }
+    }
+    if (request
+        && atls_od_answer_put(s->st, id, "limited", now + cooldown, why, msg, sizeof(msg))
+           != ATLS_STORE_OK)
+    {
+        atls_log(ATLS_LOG_ERR, "autotls: on-demand request %s not answered: %s", id, msg);
+    }
+}
+
 void
 atls_sched_od_ended(atls_sched_t *s, atls_sched_cert_t *c, int rc, const atls_error_t *err)
 {
     od_flight_t *f = flight_find(s->od, c->id);
-    time_t       now = time(NULL);
-    long         cooldown;
-    char         msg[512], why[700];
+    char         msg[512], *home;
     int          request;
 
     if (f == NULL || f->ask != NULL || s->od_gate == NULL) {
         return;     /* not an on-demand order */
     }
     request = f->request;
+    home = f->home;
+    f->home = NULL;
     flight_drop(s->od, f);
-    if (rc == 0) {
+    if (rc != 0) {
+        od_order_failed(s, c->id, home, request, err);
+    } else {
         atls_log(ATLS_LOG_INFO, "autotls: on-demand name %s: certificate obtained", c->id);
         if (request) {
             (void) atls_od_request_del(s->st, c->id, msg, sizeof(msg));
         }
-        return;
     }
-    cooldown = atls_od_conf(s->od_gate)->cooldown_s;
-    atls_od_failed(s->od_gate, c->id, now);
-    snprintf(why, sizeof(why), "its order failed (%s: %s): on_demand_cooldown %ld s",
-             err != NULL ? err->type : "?", err != NULL ? err->detail : "?", cooldown);
-    if (!od_has_certificate(s, c->id)
-        && atls_names_remove(s->st, c->id, now, msg, sizeof(msg)) == ATLS_STORE_ERROR)
-    {
-        atls_log(ATLS_LOG_ERR, "autotls: on-demand name %s not unregistered: %s", c->id,
-                 msg);
-    }
-    atls_log(ATLS_LOG_WARN, "autotls: on-demand name %s: %s", c->id, why);
-    if (request
-        && atls_od_answer_put(s->st, c->id, "limited", now + cooldown, why, msg,
-                              sizeof(msg)) != ATLS_STORE_OK)
-    {
-        atls_log(ATLS_LOG_ERR, "autotls: on-demand request %s not answered: %s", c->id, msg);
-    }
+    free(home);
 }
 
 /* ---- at each pass: the children's requests --------------------------------------------- */
