@@ -282,6 +282,9 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     if (autotls_global.any_tls_alpn) {
         autotls_add_protocol(s);
     }
+    if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG) {
+        autotls_dyn_check_homes(s);
+    }
     autotls_ondemand_post_config(s);
 
     /* The first, trial run of post_config is followed by the real one:

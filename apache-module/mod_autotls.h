@@ -279,6 +279,9 @@ autotls_dyn_state_e autotls_dyn_state(autotls_srv_conf_t *home, const char *name
  * AutoTLSDynamicUnknown), -1 OpenSSL refused it. */
 int autotls_dyn_serve(SSL *ssl, autotls_srv_conf_t *home, const char *name);
 void autotls_dyn_child_init(apr_pool_t *pchild);
+/* post_config: warns about a dynamic home that is not the first virtual
+ * host of its address (mod_ssl gives unknown names to that one). */
+void autotls_dyn_check_homes(server_rec *base);
 
 /* mod_autotls_api.c: SetHandler autotls-api */
 void autotls_api_register_hooks(void);

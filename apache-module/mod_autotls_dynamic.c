@@ -23,6 +23,7 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
+#include "util_cfgtree.h"
 #include "apr_strings.h"
 
 #include "atls_names.h"
@@ -424,6 +425,85 @@ autotls_dyn_serve(SSL *ssl, autotls_srv_conf_t *home, const char *name)
     /* registered without a certificate yet: the home's, whatever
      * AutoTLSDynamicUnknown says (the name is known) */
     return rc == 0 ? 2 : rc;
+}
+
+/* ---- start-up: is each home where mod_ssl sends unknown names? ---------- */
+
+/* The position of s's <VirtualHost> in the configuration as read (Includes
+ * expanded), counting from *n; -1 when not found. */
+static int
+dyn_vhost_rank(const ap_directive_t *d, const server_rec *s, int *n)
+{
+    int r;
+
+    for (; d != NULL; d = d->next) {
+        if (strcasecmp(d->directive, "<VirtualHost") == 0) {
+            if (d->line_num == (int) s->defn_line_number && d->filename != NULL
+                && s->defn_name != NULL && strcmp(d->filename, s->defn_name) == 0) {
+                return *n;
+            }
+            (*n)++;
+        } else if (d->first_child != NULL
+                   && (r = dyn_vhost_rank(d->first_child, s, n)) >= 0) {
+            return r;
+        }
+    }
+    return -1;
+}
+
+static int
+dyn_rank(const server_rec *s)
+{
+    int n = 0;
+
+    return dyn_vhost_rank(ap_conftree, s, &n);
+}
+
+static int
+dyn_same_address(const server_rec *a, const server_rec *b)
+{
+    const server_addr_rec *x, *y;
+
+    for (x = a->addrs; x != NULL; x = x->next) {
+        for (y = b->addrs; y != NULL; y = y->next) {
+            if (x->host_port == y->host_port
+                && apr_sockaddr_equal(x->host_addr, y->host_addr)) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+void
+autotls_dyn_check_homes(server_rec *base)
+{
+    server_rec *h, *o;
+    int rh, ro;
+
+    for (h = base; h != NULL; h = h->next) {
+        if (!h->is_virtual || autotls_config_get(h)->dynamic == AUTOTLS_STATIC
+            || (rh = dyn_rank(h)) < 0) {
+            continue;
+        }
+        for (o = base; o != NULL; o = o->next) {
+            if (o == h || !o->is_virtual || !dyn_same_address(h, o)
+                || (ro = dyn_rank(o)) < 0 || ro > rh) {
+                continue;
+            }
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, h,
+                         "autotls: the dynamic home %s (%s:%u) is not the first virtual "
+                         "host of its address: %s (%s:%u) is, and mod_ssl hands it "
+                         "the names no ServerName/ServerAlias matches, so names "
+                         "registered for %s are served there only if listed",
+                         h->server_hostname ? h->server_hostname : "?",
+                         h->defn_name ? h->defn_name : "?", h->defn_line_number,
+                         o->server_hostname ? o->server_hostname : "?",
+                         o->defn_name ? o->defn_name : "?", o->defn_line_number,
+                         h->server_hostname ? h->server_hostname : "?");
+            break;
+        }
+    }
 }
 
 /* ---- child life --------------------------------------------------------- */

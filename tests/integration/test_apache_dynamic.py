@@ -218,3 +218,18 @@ def test_dynamic_home_checked_like_on(pebble, apache_factory):  # noqa: F811
     assert proc.returncode != 0
     assert "AutoTLS Dynamic for dyn.apache.test" in proc.stderr + apache.log_text()
     assert "AutoTLSAcceptTerms" in proc.stderr + apache.log_text()
+
+
+def test_home_not_first_on_its_address_is_warned(pebble, apache_factory):  # noqa: F811
+    # mod_ssl hands names no host lists to the address's first virtual host
+    apache = apache_factory(pebble, [["first.apache.test"], [HOME]],
+                            host_extra={HOME: "    AutoTLS Dynamic\n"}).start()
+    apache.wait_log(r"the dynamic home dyn\.apache\.test \(.*\) is not the first virtual "
+                    r"host of its address: first\.apache\.test")
+
+
+def test_home_first_is_not_warned(pebble, apache_factory):  # noqa: F811
+    apache = apache_factory(pebble, [[HOME], ["second.apache.test"]],
+                            host_extra={HOME: "    AutoTLS Dynamic\n"}).start()
+    apache.wait_log(r"resuming normal operations")
+    assert "is not the first virtual host" not in apache.log_text()
