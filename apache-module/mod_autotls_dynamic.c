@@ -493,9 +493,9 @@ autotls_dyn_check_homes(server_rec *base)
             }
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, h,
                          "autotls: the dynamic home %s (%s:%u) is not the first virtual "
-                         "host of its address: %s (%s:%u) is, and mod_ssl hands it "
-                         "the names no ServerName/ServerAlias matches, so names "
-                         "registered for %s are served there only if listed",
+                         "host of its address: %s (%s:%u) is, and mod_ssl hands that "
+                         "host every name no ServerName/ServerAlias matches: the names "
+                         "registered for %s will not reach their home",
                          h->server_hostname ? h->server_hostname : "?",
                          h->defn_name ? h->defn_name : "?", h->defn_line_number,
                          o->server_hostname ? o->server_hostname : "?",
