@@ -28,7 +28,7 @@ def api_location(token_file=None):
 
 
 def dynamic_apache(apache_factory, pebble, unknown=None, token_file=None,  # noqa: F811
-                   global_extra="", loglevel="info"):
+                   global_extra="", loglevel="info", mpm="event"):
     """The dynamic home is the first TLS host: mod_ssl's SNI selection gives
     it every name no ServerName/ServerAlias matches."""
     home_conf = "    AutoTLS Dynamic\n"
@@ -36,7 +36,7 @@ def dynamic_apache(apache_factory, pebble, unknown=None, token_file=None,  # noq
         home_conf += f"    AutoTLSDynamicUnknown {unknown}\n"
     return apache_factory(pebble, [[HOME]], host_extra={HOME: home_conf},
                           http_extra=api_location(token_file), global_extra=global_extra,
-                          loglevel=loglevel)
+                          loglevel=loglevel, mpm=mpm)
 
 
 def api(apache, method, path, body=None, token=None):
@@ -130,8 +130,9 @@ def test_api_and_cli_names_served_without_restart(pebble, apache_factory):  # no
     assert_no_restart(apache, parent)
 
 
-def test_unknown_reject(pebble, apache_factory):  # noqa: F811
-    apache = dynamic_apache(apache_factory, pebble, unknown="reject").start()
+@pytest.mark.parametrize("mpm", ["event", "prefork"])
+def test_unknown_reject(pebble, apache_factory, mpm):  # noqa: F811
+    apache = dynamic_apache(apache_factory, pebble, unknown="reject", mpm=mpm).start()
     _, home = wait_issued(apache, pebble, HOME)
     assert handshake_refused(apache, "never.dyn.test")
     status, _ = api(apache, "PUT", "/names/known.dyn.test")
