@@ -268,9 +268,17 @@ typedef enum {
     AUTOTLS_DYN_REMOVED          /* removed: no longer served */
 } autotls_dyn_state_e;
 
+/* mod_autotls_registry.c: the child's copy of the registry */
 /* The dynamic home a registry entry's home names (NULL or "": the first
  * one), or NULL when this server has none such. */
 autotls_srv_conf_t *autotls_dyn_home(const char *home);
+/* The registry's word on a lower-case name for home (an owner): UNKNOWN,
+ * PENDING (registered; id, idlen >= 256, gets its certificate id) or
+ * REMOVED.  Looks at the registry again first when the store generation
+ * moved. */
+autotls_dyn_state_e autotls_registry_lookup(autotls_srv_conf_t *home, const char *name,
+                                            char *id, size_t idlen);
+void autotls_registry_child_init(apr_pool_t *pchild);
 /* The state of a lower-case name for home in this child's copy of the
  * registry (refreshed when the store generation moved). */
 autotls_dyn_state_e autotls_dyn_state(autotls_srv_conf_t *home, const char *name);

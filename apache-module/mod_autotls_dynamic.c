@@ -31,196 +31,6 @@
 
 APLOG_USE_MODULE(autotls);
 
-/* ---- the child's copy of the registry --------------------------------- */
-
-typedef struct {
-    const char         *name;      /* the entry's, sorted */
-    char               *id;        /* its certificate id (malloc'd) */
-    autotls_srv_conf_t *home;      /* owner of its home here, NULL: not ours */
-    int                 removed;
-} dyn_name_t;
-
-typedef struct {
-    atls_name_entry_t  *entries;
-    dyn_name_t         *names;
-    size_t              n;
-} dyn_table_t;
-
-static pthread_rwlock_t dyn_table_lock = PTHREAD_RWLOCK_INITIALIZER;
-static pthread_mutex_t  dyn_refresh_lock = PTHREAD_MUTEX_INITIALIZER;
-static dyn_table_t     *dyn_table;
-static uint64_t         dyn_seen_gen;      /* shm generation last looked at */
-static uint64_t         dyn_names_gen;     /* the registry's, of dyn_table */
-static int              dyn_read;          /* dyn_table was read once */
-
-static void
-dyn_table_free(dyn_table_t *t)
-{
-    size_t i;
-
-    if (t == NULL) {
-        return;
-    }
-    for (i = 0; i < t->n; i++) {
-        free(t->names[i].id);
-    }
-    free(t->names);
-    atls_name_entries_free(t->entries, t->n);
-    free(t);
-}
-
-autotls_srv_conf_t *
-autotls_dyn_home(const char *home)
-{
-    apr_array_header_t *homes = autotls_global.homes;
-    int i;
-
-    if (homes == NULL || homes->nelts == 0) {
-        return NULL;
-    }
-    if (home == NULL || home[0] == '\0') {
-        return APR_ARRAY_IDX(homes, 0, autotls_srv_conf_t *);
-    }
-    for (i = 0; i < homes->nelts; i++) {
-        autotls_srv_conf_t *h = APR_ARRAY_IDX(homes, i, autotls_srv_conf_t *);
-
-        if (h->s->server_hostname != NULL
-            && strcasecmp(h->s->server_hostname, home) == 0) {
-            return h;
-        }
-    }
-    return NULL;
-}
-
-/* A table of the registry read from st, or NULL (logged). */
-static dyn_table_t *
-dyn_table_read(atls_store_t *st)
-{
-    dyn_table_t *t = calloc(1, sizeof(*t));
-    char err[256];
-    size_t i;
-
-    if (t == NULL) {
-        return NULL;
-    }
-    if (atls_names_list(st, &t->entries, &t->n, err, sizeof(err)) != ATLS_STORE_OK) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, autotls_global.main_server,
-                     "autotls: cannot read the registry of dynamic names: %s; "
-                     "keeping the names this child knows", err);
-        free(t);
-        return NULL;
-    }
-    t->names = calloc(t->n + 1, sizeof(*t->names));
-    if (t->names == NULL) {
-        atls_name_entries_free(t->entries, t->n);
-        free(t);
-        return NULL;
-    }
-    for (i = 0; i < t->n; i++) {
-        const atls_name_entry_t *e = &t->entries[i];
-        dyn_name_t *d = &t->names[i];
-
-        d->name = e->name;
-        d->id = atls_cert_id(e->name);
-        d->home = d->id != NULL ? autotls_dyn_home(e->home) : NULL;
-        d->removed = e->state != ATLS_NAME_ACTIVE;
-    }
-    return t;
-}
-
-/* The table again when the registry changed since it was read; cheap
- * (one atomic load) when the shm generation did not move. */
-static void
-dyn_refresh(void)
-{
-    uint64_t gen = autotls_generation_get(), ngen;
-    dyn_table_t *t, *old;
-    atls_store_t *st;
-
-    if (__atomic_load_n(&dyn_seen_gen, __ATOMIC_ACQUIRE) == gen) {
-        return;
-    }
-    pthread_mutex_lock(&dyn_refresh_lock);
-    if (dyn_seen_gen == gen) {
-        goto out;
-    }
-    st = autotls_store_open(autotls_global.main_server);
-    if (st == NULL) {
-        goto out;
-    }
-    ngen = atls_names_generation(st);
-    if (dyn_read && ngen == dyn_names_gen) {
-        atls_store_close(st);
-        __atomic_store_n(&dyn_seen_gen, gen, __ATOMIC_RELEASE);
-        goto out;
-    }
-    t = dyn_table_read(st);
-    atls_store_close(st);
-    if (t == NULL) {
-        goto out;   /* tried again at the next handshake */
-    }
-    pthread_rwlock_wrlock(&dyn_table_lock);
-    old = dyn_table;
-    dyn_table = t;
-    pthread_rwlock_unlock(&dyn_table_lock);
-    dyn_table_free(old);
-    dyn_names_gen = ngen;
-    dyn_read = 1;
-    __atomic_store_n(&dyn_seen_gen, gen, __ATOMIC_RELEASE);
-    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, autotls_global.main_server,
-                 "autotls: child %ld read %lu dynamic name(s) at registry generation %"
-                 APR_UINT64_T_FMT, (long) getpid(), (unsigned long) t->n,
-                 (apr_uint64_t) ngen);
-out:
-    pthread_mutex_unlock(&dyn_refresh_lock);
-}
-
-/* name's entry, with the table's read lock held (the caller unlocks). */
-static const dyn_name_t *
-dyn_find(const char *name)
-{
-    size_t lo = 0, hi;
-
-    if (dyn_table == NULL) {
-        return NULL;
-    }
-    hi = dyn_table->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int cmp = strcmp(name, dyn_table->names[mid].name);
-
-        if (cmp == 0) {
-            return &dyn_table->names[mid];
-        }
-        if (cmp < 0) {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
-    }
-    return NULL;
-}
-
-/* The registry's word on name for home: UNKNOWN, PENDING (registered) or
- * REMOVED; id (>= 256 bytes) gets its certificate id when registered. */
-static autotls_dyn_state_e
-dyn_registered(autotls_srv_conf_t *home, const char *name, char *id, size_t idlen)
-{
-    autotls_dyn_state_e st = AUTOTLS_DYN_UNKNOWN;
-    const dyn_name_t *d;
-
-    dyn_refresh();
-    pthread_rwlock_rdlock(&dyn_table_lock);
-    d = dyn_find(name);
-    if (d != NULL && d->home != NULL && d->home == home->owner
-        && strlen(d->id) < idlen) {
-        st = d->removed ? AUTOTLS_DYN_REMOVED : AUTOTLS_DYN_PENDING;
-        strcpy(id, d->id);
-    }
-    pthread_rwlock_unlock(&dyn_table_lock);
-    return st;
-}
-
 /* ---- parsed certificates by id ---------------------------------------- */
 
 typedef struct dyn_cert_s dyn_cert_t;
@@ -403,7 +213,7 @@ autotls_dyn_state_e
 autotls_dyn_state(autotls_srv_conf_t *home, const char *name)
 {
     char id[256];
-    autotls_dyn_state_e st = dyn_registered(home, name, id, sizeof(id));
+    autotls_dyn_state_e st = autotls_registry_lookup(home, name, id, sizeof(id));
 
     if (st == AUTOTLS_DYN_PENDING && dyn_cert_serve(NULL, home->owner, id) > 0) {
         st = AUTOTLS_DYN_SERVING;
@@ -415,7 +225,7 @@ int
 autotls_dyn_serve(SSL *ssl, autotls_srv_conf_t *home, const char *name)
 {
     char id[256];
-    autotls_dyn_state_e st = dyn_registered(home, name, id, sizeof(id));
+    autotls_dyn_state_e st = autotls_registry_lookup(home, name, id, sizeof(id));
     int rc;
 
     if (st != AUTOTLS_DYN_PENDING) {
@@ -508,20 +318,6 @@ autotls_dyn_check_homes(server_rec *base)
 
 /* ---- child life --------------------------------------------------------- */
 
-/* The table goes with the child; the parsed certificates are left to the
- * process's exit, as the static caches are (a thread of a stopping child
- * may still be in a handshake until the very end). */
-static apr_status_t
-dyn_child_cleanup(void *data)
-{
-    pthread_rwlock_wrlock(&dyn_table_lock);
-    dyn_table_free(dyn_table);
-    dyn_table = NULL;
-    dyn_read = 0;
-    pthread_rwlock_unlock(&dyn_table_lock);
-    return APR_SUCCESS;
-}
-
 void
 autotls_dyn_child_init(apr_pool_t *pchild)
 {
@@ -529,5 +325,5 @@ autotls_dyn_child_init(apr_pool_t *pchild)
         return;
     }
     /* the registry is read at the first handshake that needs it */
-    apr_pool_cleanup_register(pchild, NULL, dyn_child_cleanup, apr_pool_cleanup_null);
+    autotls_registry_child_init(pchild);
 }

@@ -77,7 +77,7 @@ def handshake_refused(apache, name):
 
 
 def test_api_and_cli_names_served_without_restart(pebble, apache_factory):  # noqa: F811
-    apache = dynamic_apache(apache_factory, pebble).start()
+    apache = dynamic_apache(apache_factory, pebble, loglevel="info autotls:debug").start()
     parent = apache.pid
     _, home = wait_issued(apache, pebble, HOME)
     children = set(apache.children())
@@ -123,6 +123,9 @@ def test_api_and_cli_names_served_without_restart(pebble, apache_factory):  # no
         _, info = served(apache, CLI_NAMES[2])
         return info["serial"] == home["serial"]
     wait_until(cli_removed, timeout=30, what=f"{CLI_NAMES[2]} no longer served")
+    # the children read only the entries the registry's journal says changed
+    assert re.search(r"knows 6 dynamic name\(s\) at registry generation \d+ "
+                     r"\(1 entries read\)", apache.log_text())
     # the others keep theirs
     for name in (API_NAMES[0], API_NAMES[2], CLI_NAMES[0], CLI_NAMES[1]):
         _, info = served(apache, name)
