@@ -1,13 +1,8 @@
 /*
- * Names registered at runtime (atls_names.h), as each child serves them.
- *
- * The store's registry is the truth; every child keeps its own copy, a
- * sorted table of the active and removed names with the dynamic home
- * (AutoTLS Dynamic / OnDemand host) each belongs to here.  The copy is
- * looked at again only when the generation in shared memory moved (every
- * add and remove bumps the store generation, which the watchdog publishes
- * within half a second), and read whole only when the registry's own
- * generation moved too: a deploy costs one small file read per child.
+ * Names registered at runtime (atls_names.h), as each child serves them:
+ * the certificate callback's part for a dynamic home, and the start-up
+ * check of where the homes are.  Which names are registered, and for which
+ * home, is the child's copy of the registry (mod_autotls_registry.c).
  *
  * A name's parsed certificate lives in a cache entry keyed by its
  * certificate id, created at the name's first handshake and never freed
