@@ -3,8 +3,8 @@ configured or registered arrives in SNI; the policy (a deny list, an allow
 list, an ask URL served by a small server this file starts) decides; an
 allowed name is ordered from Pebble while its first handshake waits, and
 that very handshake gets the real chain.  Denied names, floods of random
-names and names beyond the order budget never cost an order (counted in
-Pebble's log); a stored name is served when the ask endpoint is down,
+names and names beyond the order budget never cost an order (pebblectl's
+orders count); a stored name is served when the ask endpoint is down,
 across a graceful and a full restart."""
 import http.server
 import json
@@ -85,14 +85,6 @@ class AskServer:
     def asked(self):
         with open(self.log_path) as f:
             return f.read().split()
-
-
-# ---- Pebble's orders ------------------------------------------------------
-
-def pebble_orders(pebble):
-    """New orders Pebble accepted since it started (one log line each)."""
-    with open(os.path.join(pebble.workdir, "pebble.log"), errors="replace") as f:
-        return sum(1 for line in f if "Added order" in line)
 
 
 # ---- an on-demand Apache ----------------------------------------------------
@@ -179,14 +171,14 @@ def test_allowed_name_gets_its_chain_in_its_first_handshake(pebble, apache_facto
     apache = start(on_demand_apache(apache_factory, pebble, ask,
                                     extra="AutoTLSOnDemandAllow static.customer.test"),
                    pebble)
-    before = pebble_orders(pebble)
+    before = pebble.orders()
     assert not os.path.exists(ec_pem(apache, "shop1.customer.test"))
 
     # the client connects before anything about the name exists: the
     # handshake itself starts the order and waits for it
     assert is_real(apache, pebble, "shop1.customer.test"), \
         "the first handshake did not get the Pebble chain:\n" + apache.log_text()[-3000:]
-    assert pebble_orders(pebble) == before + 1
+    assert pebble.orders() == before + 1
     assert ask.asked().count("shop1.customer.test") == 1
     # registered for the home, so later handshakes need no policy at all
     with open(os.path.join(apache.store, "names", "shop1.customer.test.json")) as f:
@@ -196,13 +188,13 @@ def test_allowed_name_gets_its_chain_in_its_first_handshake(pebble, apache_facto
     # an allow-list name needs no ask at all
     assert is_real(apache, pebble, "static.customer.test")
     assert "static.customer.test" not in ask.asked()
-    assert pebble_orders(pebble) == before + 2
+    assert pebble.orders() == before + 2
 
 
 def test_denied_names_cause_no_order(pebble, apache_factory, ask_factory):  # noqa: F811
     ask = ask_factory(allowed=[])
     apache = start(on_demand_apache(apache_factory, pebble, ask), pebble)
-    before = pebble_orders(pebble)
+    before = pebble.orders()
 
     # refused by the ask endpoint (403): the fallback, and the answer is
     # said once in the log
@@ -214,7 +206,7 @@ def test_denied_names_cause_no_order(pebble, apache_factory, ask_factory):  # no
     assert denied(apache, "a.b.c.d.e.f.g.h.i.j.k.test")
     assert "x.blocked.test" not in ask.asked()
     assert "a.b.c.d.e.f.g.h.i.j.k.test" not in ask.asked()
-    stays(lambda: pebble_orders(pebble) == before, 3, what="no order at Pebble")
+    stays(lambda: pebble.orders() == before, 3, what="no order at Pebble")
     assert not os.path.exists(os.path.join(apache.store, "names",
                                            "nope.customer.test.json"))
 
@@ -257,14 +249,14 @@ def _burst(port, names, threads=20):
 def test_burst_of_random_names_orders_nothing(pebble, apache_factory, ask_factory):  # noqa: F811
     ask = ask_factory(allowed=["real.customer.test"])
     apache = start(on_demand_apache(apache_factory, pebble, ask, wait="5s"), pebble)
-    before = pebble_orders(pebble)
+    before = pebble.orders()
     rnd = random.Random(11)
     names = ["".join(rnd.choice(string.ascii_lowercase) for _ in range(12)) + ".flood.test"
              for _ in range(200)]
     results = _burst(apache.tls_port, names)
     assert results["ok"] + results["failed"] == 200
     assert results["ok"] > 0, results
-    stays(lambda: pebble_orders(pebble) == before, 3, what="no order at Pebble")
+    stays(lambda: pebble.orders() == before, 3, what="no order at Pebble")
     assert not [n for n in os.listdir(os.path.join(apache.store, "certs"))
                 if n.endswith(".flood.test")]
     # still serving, the home and a new allowed name alike, same parent
@@ -282,7 +274,7 @@ def test_ask_down_stored_names_still_served(pebble, apache_factory, ask_factory)
     serial = info["serial"]
 
     ask.stop()
-    before = pebble_orders(pebble)
+    before = pebble.orders()
 
     def kept_served():
         _, info = served(apache, "kept.customer.test")
@@ -300,7 +292,7 @@ def test_ask_down_stored_names_still_served(pebble, apache_factory, ask_factory)
     # a new name, even one the endpoint would allow, is denied while it is down
     assert denied(apache, "later.customer.test")
     apache.wait_log(r"on demand: later\.customer\.test denied")
-    stays(lambda: pebble_orders(pebble) == before, 3, what="no order at Pebble")
+    stays(lambda: pebble.orders() == before, 3, what="no order at Pebble")
 
 
 def test_orders_per_min_limit(pebble, apache_factory, ask_factory):  # noqa: F811
@@ -308,14 +300,14 @@ def test_orders_per_min_limit(pebble, apache_factory, ask_factory):  # noqa: F81
                                     extra="AutoTLSOnDemandAllow *.budget.test\n"
                                           "AutoTLSOnDemandLimits orders_per_min=1"),
                    pebble)
-    before = pebble_orders(pebble)
+    before = pebble.orders()
     assert is_real(apache, pebble, "one.budget.test")
-    assert pebble_orders(pebble) == before + 1
+    assert pebble.orders() == before + 1
     # the second name within the same minute: over budget, the fallback,
     # a log line naming the limit, no order
     assert denied(apache, "two.budget.test")
     apache.wait_log(r"two\.budget\.test limited \(.*orders_per_min")
-    stays(lambda: pebble_orders(pebble) == before + 1, 3, what="no order beyond the budget")
+    stays(lambda: pebble.orders() == before + 1, 3, what="no order beyond the budget")
 
 
 def test_directive_errors_name_the_directive(pebble, apache_factory):  # noqa: F811
