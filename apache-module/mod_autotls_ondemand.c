@@ -414,8 +414,8 @@ autotls_ondemand_post_config(server_rec *base)
             autotls_global.od_home = sc;
         } else {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                         "AutoTLS OnDemand for %s (%s:%d): only one on-demand host "
-                         "orders names; the policy of %s applies",
+                         "AutoTLS OnDemand for %s (%s:%d): one on-demand policy per "
+                         "server: the AutoTLSOnDemand* settings of %s apply here too",
                          s->server_hostname ? s->server_hostname : "(no ServerName)",
                          sc->where_file ? sc->where_file : "?", sc->where_line,
                          autotls_global.od_home->s->server_hostname);
