@@ -113,11 +113,12 @@ def start(apache, pebble):
     return apache
 
 
-def first_handshake(apache, name, roots_pem=None, timeout=60):
+def first_handshake(apache, name, roots_pem=None, timeout=60, get=None):
     """One handshake, blocking until the server answers (openssl s_client
     gives up on a handshake that waits once its stdin ends): the leaf's
     facts.  With roots_pem, the chain the server sent must verify up to
-    those roots for name, or this raises ssl.SSLCertVerificationError."""
+    those roots for name, or this raises ssl.SSLCertVerificationError.
+    With get (a path), also the response to a GET on that connection."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if roots_pem is None:
         ctx.check_hostname = False
@@ -128,10 +129,23 @@ def first_handshake(apache, name, roots_pem=None, timeout=60):
         with socket.create_connection(("127.0.0.1", apache.tls_port), timeout=timeout) as s:
             with ctx.wrap_socket(s, server_hostname=name) as tls:
                 der = tls.getpeercert(binary_form=True)
+                response = _get(tls, name, get) if get is not None else None
     except (OSError, ssl.SSLError) as e:
         raise AssertionError(f"handshake for {name}: {e!r}\nerror log:\n"
                              f"{apache.log_text()[-4000:]}") from None
-    return cert_info(ssl.DER_cert_to_PEM_cert(der))
+    info = cert_info(ssl.DER_cert_to_PEM_cert(der))
+    return info if get is None else (info, response)
+
+
+def _get(tls, name, path):
+    tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+                .encode())
+    data = b""
+    while True:
+        chunk = tls.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
 
 
 def is_real(apache, pebble, name):
@@ -176,8 +190,11 @@ def test_allowed_name_gets_its_chain_in_its_first_handshake(pebble, apache_facto
 
     # the client connects before anything about the name exists: the
     # handshake itself starts the order and waits for it
-    assert is_real(apache, pebble, "shop1.customer.test"), \
-        "the first handshake did not get the Pebble chain:\n" + apache.log_text()[-3000:]
+    info, response = first_handshake(apache, "shop1.customer.test", pebble.roots_pem(),
+                                     get="/index.html")
+    assert not info["self_signed"] and info["names"] == ["shop1.customer.test"]
+    # ... and the site answers on that very connection
+    assert response.startswith(b"HTTP/1.1 200") and b"hello from autotls" in response
     assert pebble.orders() == before + 1
     assert ask.asked().count("shop1.customer.test") == 1
     # registered for the home, so later handshakes need no policy at all
@@ -259,6 +276,9 @@ def test_burst_of_random_names_orders_nothing(pebble, apache_factory, ask_factor
     stays(lambda: pebble.orders() == before, 3, what="no order at Pebble")
     assert not [n for n in os.listdir(os.path.join(apache.store, "certs"))
                 if n.endswith(".flood.test")]
+    # at most one policy lookup each: no name was asked about twice
+    asked = [n for n in ask.asked() if n.endswith(".flood.test")]
+    assert len(asked) == len(set(asked)) <= 200
     # still serving, the home and a new allowed name alike, same parent
     assert apache.proc.poll() is None
     status, _, body = apache.http_get("/index.html", host=HOME, tls=True)
@@ -307,6 +327,8 @@ def test_orders_per_min_limit(pebble, apache_factory, ask_factory):  # noqa: F81
     # a log line naming the limit, no order
     assert denied(apache, "two.budget.test")
     apache.wait_log(r"two\.budget\.test limited \(.*orders_per_min")
+    assert apache.log_count(r"on-demand name two\.budget\.test not ordered: "
+                            r"on_demand_orders_per_min 1 reached") == 1
     stays(lambda: pebble.orders() == before + 1, 3, what="no order beyond the budget")
 
 
