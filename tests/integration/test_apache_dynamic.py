@@ -79,8 +79,8 @@ def handshake_refused(apache, name):
 def test_api_and_cli_names_served_without_restart(pebble, apache_factory):  # noqa: F811
     apache = dynamic_apache(apache_factory, pebble).start()
     parent = apache.pid
-    children = sorted(apache.children())
     _, home = wait_issued(apache, pebble, HOME)
+    children = set(apache.children())
 
     # before registration an unknown name gets the home's certificate
     _, info = served(apache, API_NAMES[0])
@@ -97,7 +97,8 @@ def test_api_and_cli_names_served_without_restart(pebble, apache_factory):  # no
         serials[name] = info["serial"]
     assert len(set(serials.values())) == 6
     assert_no_restart(apache, parent)
-    assert sorted(apache.children()) == children, "the same children serve the new names"
+    # a graceful restart would have replaced every child
+    assert children <= set(apache.children()), "the same children serve the new names"
 
     status, listing = api(apache, "GET", "/names")
     assert status == 200
