@@ -367,7 +367,7 @@ autotls_odwait_handshake(autotls_srv_conf_t *sc, const char *sni, int request)
         return 0;
     }
     memset(&w, 0, sizeof(w));
-    w.home = autotls_global.od_home;
+    w.home = sc;     /* registered for the home it arrived at */
     atls_log_escape(sni, w.esc, sizeof(w.esc));
     if (request) {
         v = odwait_gate(sni, name, why, sizeof(why));

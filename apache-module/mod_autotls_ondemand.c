@@ -250,6 +250,10 @@ autotls_od_set_ask(cmd_parms *cmd, void *dc, int argc, char *const argv[])
                                    (apr_size_t) (v - argv[i])), v);
         }
         if (strncmp(argv[i], "timeout=", 8) == 0) {
+            if (ms > 60000) {
+                return apr_psprintf(cmd->pool, "%s: timeout='%s' is longer than 60s",
+                                    cmd->cmd->name, v);
+            }
             o->ask_timeout_ms = ms;
         } else if (strncmp(argv[i], "cache=", 6) == 0) {
             o->ask_cache_s = ms < 1000 ? 1 : ms / 1000;
@@ -274,10 +278,11 @@ autotls_od_set_limits(cmd_parms *cmd, void *dc, int argc, char *const argv[])
         size_t      off;
         long        max;
     } counts[] = {
-        { "orders_per_min=", offsetof(autotls_od_settings_t, orders_per_min), 100000 },
-        { "per_domain_week=", offsetof(autotls_od_settings_t, per_domain_week), 10000000 },
-        { "per_account_3h=", offsetof(autotls_od_settings_t, per_account_3h), 10000000 },
-        { "max_pending=", offsetof(autotls_od_settings_t, max_pending), 1000000 },
+        /* the core's bounds (ondemand.c), said here with the directive */
+        { "orders_per_min=", offsetof(autotls_od_settings_t, orders_per_min), 1000000 },
+        { "per_domain_week=", offsetof(autotls_od_settings_t, per_domain_week), 1000000 },
+        { "per_account_3h=", offsetof(autotls_od_settings_t, per_account_3h), 1000000 },
+        { "max_pending=", offsetof(autotls_od_settings_t, max_pending), 10000 },
     };
     const char *err;
     size_t k;
@@ -409,8 +414,8 @@ autotls_ondemand_post_config(server_rec *base)
             autotls_global.od_home = sc;
         } else {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                         "AutoTLS OnDemand for %s (%s:%d): only one on-demand host "
-                         "orders names; the policy of %s applies",
+                         "AutoTLS OnDemand for %s (%s:%d): one on-demand policy per "
+                         "server: the AutoTLSOnDemand* settings of %s apply here too",
                          s->server_hostname ? s->server_hostname : "(no ServerName)",
                          sc->where_file ? sc->where_file : "?", sc->where_line,
                          autotls_global.od_home->s->server_hostname);

@@ -3,8 +3,8 @@ configured or registered arrives in SNI; the policy (a deny list, an allow
 list, an ask URL served by a small server this file starts) decides; an
 allowed name is ordered from Pebble while its first handshake waits, and
 that very handshake gets the real chain.  Denied names, floods of random
-names and names beyond the order budget never cost an order (counted in
-Pebble's log); a stored name is served when the ask endpoint is down,
+names and names beyond the order budget never cost an order (pebblectl's
+orders count); a stored name is served when the ask endpoint is down,
 across a graceful and a full restart."""
 import http.server
 import json
@@ -87,14 +87,6 @@ class AskServer:
             return f.read().split()
 
 
-# ---- Pebble's orders ------------------------------------------------------
-
-def pebble_orders(pebble):
-    """New orders Pebble accepted since it started (one log line each)."""
-    with open(os.path.join(pebble.workdir, "pebble.log"), errors="replace") as f:
-        return sum(1 for line in f if "Added order" in line)
-
-
 # ---- an on-demand Apache ----------------------------------------------------
 
 def on_demand_apache(apache_factory, pebble, ask=None, extra="", wait="30s"):  # noqa: F811
@@ -121,11 +113,12 @@ def start(apache, pebble):
     return apache
 
 
-def first_handshake(apache, name, roots_pem=None, timeout=60):
+def first_handshake(apache, name, roots_pem=None, timeout=60, get=None):
     """One handshake, blocking until the server answers (openssl s_client
     gives up on a handshake that waits once its stdin ends): the leaf's
     facts.  With roots_pem, the chain the server sent must verify up to
-    those roots for name, or this raises ssl.SSLCertVerificationError."""
+    those roots for name, or this raises ssl.SSLCertVerificationError.
+    With get (a path), also the response to a GET on that connection."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if roots_pem is None:
         ctx.check_hostname = False
@@ -136,10 +129,23 @@ def first_handshake(apache, name, roots_pem=None, timeout=60):
         with socket.create_connection(("127.0.0.1", apache.tls_port), timeout=timeout) as s:
             with ctx.wrap_socket(s, server_hostname=name) as tls:
                 der = tls.getpeercert(binary_form=True)
+                response = _get(tls, name, get) if get is not None else None
     except (OSError, ssl.SSLError) as e:
         raise AssertionError(f"handshake for {name}: {e!r}\nerror log:\n"
                              f"{apache.log_text()[-4000:]}") from None
-    return cert_info(ssl.DER_cert_to_PEM_cert(der))
+    info = cert_info(ssl.DER_cert_to_PEM_cert(der))
+    return info if get is None else (info, response)
+
+
+def _get(tls, name, path):
+    tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+                .encode())
+    data = b""
+    while True:
+        chunk = tls.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
 
 
 def is_real(apache, pebble, name):
@@ -179,14 +185,17 @@ def test_allowed_name_gets_its_chain_in_its_first_handshake(pebble, apache_facto
     apache = start(on_demand_apache(apache_factory, pebble, ask,
                                     extra="AutoTLSOnDemandAllow static.customer.test"),
                    pebble)
-    before = pebble_orders(pebble)
+    before = pebble.orders()
     assert not os.path.exists(ec_pem(apache, "shop1.customer.test"))
 
     # the client connects before anything about the name exists: the
     # handshake itself starts the order and waits for it
-    assert is_real(apache, pebble, "shop1.customer.test"), \
-        "the first handshake did not get the Pebble chain:\n" + apache.log_text()[-3000:]
-    assert pebble_orders(pebble) == before + 1
+    info, response = first_handshake(apache, "shop1.customer.test", pebble.roots_pem(),
+                                     get="/index.html")
+    assert not info["self_signed"] and info["names"] == ["shop1.customer.test"]
+    # ... and the site answers on that very connection
+    assert response.startswith(b"HTTP/1.1 200") and b"hello from autotls" in response
+    assert pebble.orders() == before + 1
     assert ask.asked().count("shop1.customer.test") == 1
     # registered for the home, so later handshakes need no policy at all
     with open(os.path.join(apache.store, "names", "shop1.customer.test.json")) as f:
@@ -196,13 +205,13 @@ def test_allowed_name_gets_its_chain_in_its_first_handshake(pebble, apache_facto
     # an allow-list name needs no ask at all
     assert is_real(apache, pebble, "static.customer.test")
     assert "static.customer.test" not in ask.asked()
-    assert pebble_orders(pebble) == before + 2
+    assert pebble.orders() == before + 2
 
 
 def test_denied_names_cause_no_order(pebble, apache_factory, ask_factory):  # noqa: F811
     ask = ask_factory(allowed=[])
     apache = start(on_demand_apache(apache_factory, pebble, ask), pebble)
-    before = pebble_orders(pebble)
+    before = pebble.orders()
 
     # refused by the ask endpoint (403): the fallback, and the answer is
     # said once in the log
@@ -214,7 +223,7 @@ def test_denied_names_cause_no_order(pebble, apache_factory, ask_factory):  # no
     assert denied(apache, "a.b.c.d.e.f.g.h.i.j.k.test")
     assert "x.blocked.test" not in ask.asked()
     assert "a.b.c.d.e.f.g.h.i.j.k.test" not in ask.asked()
-    stays(lambda: pebble_orders(pebble) == before, 3, what="no order at Pebble")
+    stays(lambda: pebble.orders() == before, 3, what="no order at Pebble")
     assert not os.path.exists(os.path.join(apache.store, "names",
                                            "nope.customer.test.json"))
 
@@ -257,16 +266,19 @@ def _burst(port, names, threads=20):
 def test_burst_of_random_names_orders_nothing(pebble, apache_factory, ask_factory):  # noqa: F811
     ask = ask_factory(allowed=["real.customer.test"])
     apache = start(on_demand_apache(apache_factory, pebble, ask, wait="5s"), pebble)
-    before = pebble_orders(pebble)
+    before = pebble.orders()
     rnd = random.Random(11)
     names = ["".join(rnd.choice(string.ascii_lowercase) for _ in range(12)) + ".flood.test"
              for _ in range(200)]
     results = _burst(apache.tls_port, names)
     assert results["ok"] + results["failed"] == 200
     assert results["ok"] > 0, results
-    stays(lambda: pebble_orders(pebble) == before, 3, what="no order at Pebble")
+    stays(lambda: pebble.orders() == before, 3, what="no order at Pebble")
     assert not [n for n in os.listdir(os.path.join(apache.store, "certs"))
                 if n.endswith(".flood.test")]
+    # at most one policy lookup each: no name was asked about twice
+    asked = [n for n in ask.asked() if n.endswith(".flood.test")]
+    assert len(asked) == len(set(asked)) <= 200
     # still serving, the home and a new allowed name alike, same parent
     assert apache.proc.poll() is None
     status, _, body = apache.http_get("/index.html", host=HOME, tls=True)
@@ -282,7 +294,7 @@ def test_ask_down_stored_names_still_served(pebble, apache_factory, ask_factory)
     serial = info["serial"]
 
     ask.stop()
-    before = pebble_orders(pebble)
+    before = pebble.orders()
 
     def kept_served():
         _, info = served(apache, "kept.customer.test")
@@ -300,7 +312,7 @@ def test_ask_down_stored_names_still_served(pebble, apache_factory, ask_factory)
     # a new name, even one the endpoint would allow, is denied while it is down
     assert denied(apache, "later.customer.test")
     apache.wait_log(r"on demand: later\.customer\.test denied")
-    stays(lambda: pebble_orders(pebble) == before, 3, what="no order at Pebble")
+    stays(lambda: pebble.orders() == before, 3, what="no order at Pebble")
 
 
 def test_orders_per_min_limit(pebble, apache_factory, ask_factory):  # noqa: F811
@@ -308,14 +320,16 @@ def test_orders_per_min_limit(pebble, apache_factory, ask_factory):  # noqa: F81
                                     extra="AutoTLSOnDemandAllow *.budget.test\n"
                                           "AutoTLSOnDemandLimits orders_per_min=1"),
                    pebble)
-    before = pebble_orders(pebble)
+    before = pebble.orders()
     assert is_real(apache, pebble, "one.budget.test")
-    assert pebble_orders(pebble) == before + 1
+    assert pebble.orders() == before + 1
     # the second name within the same minute: over budget, the fallback,
     # a log line naming the limit, no order
     assert denied(apache, "two.budget.test")
     apache.wait_log(r"two\.budget\.test limited \(.*orders_per_min")
-    stays(lambda: pebble_orders(pebble) == before + 1, 3, what="no order beyond the budget")
+    assert apache.log_count(r"on-demand name two\.budget\.test not ordered: "
+                            r"on_demand_orders_per_min 1 reached") == 1
+    stays(lambda: pebble.orders() == before + 1, 3, what="no order beyond the budget")
 
 
 def test_directive_errors_name_the_directive(pebble, apache_factory):  # noqa: F811
