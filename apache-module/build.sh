@@ -22,7 +22,7 @@ cp "$here"/mod_autotls*.c "$here"/mod_autotls.h "$work"/
 
 cflags="-std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 -Wformat=2 -Wno-unused-parameter -I$root/common $SAN \
-$(pkg-config --cflags openssl libcurl jansson)"
+$(pkg-config --cflags openssl libcurl jansson libpsl)"
 wc=""
 for f in $cflags; do wc="$wc -Wc,$f"; done
 wl=""
@@ -34,7 +34,7 @@ cd "$work"
     mod_autotls_drive.c mod_autotls_ssl.c mod_autotls_cache.c mod_autotls_challenge.c \
     mod_autotls_status.c mod_autotls_stapling.c \
     mod_autotls_notify.c mod_autotls_discover.c "$BUILD/libatls.a" \
-    $(pkg-config --libs libcurl jansson openssl) -lm -lpthread >build.log 2>&1 || {
+    $(pkg-config --libs libcurl jansson libpsl openssl) -lm -lpthread >build.log 2>&1 || {
     cat build.log >&2; exit 1; }
 cp .libs/mod_autotls.so "$BUILD/apache/mod_autotls.so"
 echo "autotls: built $BUILD/apache/mod_autotls.so"
