@@ -444,6 +444,48 @@ ngx_http_autotls_dyn_sweep_end(uint64_t gen)
 }
 
 
+/* A name the registry no longer holds (purged). */
+void
+ngx_http_autotls_dyn_del(const u_char *name, size_t len)
+{
+    ngx_http_autotls_shm_t       *ctx = ngx_http_autotls_shm();
+    ngx_http_autotls_dyn_sh_t    *dsh = ngx_http_autotls_dyn_sh();
+    ngx_http_autotls_dyn_node_t  *node;
+
+    if (dsh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    node = ngx_http_autotls_dyn_lookup(dsh, name, len);
+    if (node != NULL) {
+        ngx_rbtree_delete(&dsh->tree, &node->sn.node);
+        ngx_slab_free_locked(ctx->shpool, node);
+        dsh->count--;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/* the changes up to gen (the registry generation + 1) are mirrored */
+void
+ngx_http_autotls_dyn_set_mirrored(uint64_t gen)
+{
+    ngx_http_autotls_shm_t     *ctx = ngx_http_autotls_shm();
+    ngx_http_autotls_dyn_sh_t  *dsh = ngx_http_autotls_dyn_sh();
+
+    if (dsh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+    dsh->names_gen = gen;
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
 /* the registry generation + 1 last mirrored; 0: never */
 uint64_t
 ngx_http_autotls_dyn_mirrored(void)

@@ -221,6 +221,9 @@ def test_reject_unknown_and_bounded_cache(pebble, test_root):
         names = add_six(ngx, pebble, api_port, None, "lru")
         serials = {}
         for n in names:
+            # refused until the driver mirrored the registry change (~0.5 s)
+            wait_until(lambda: not refused(pebble.tls_port, n), timeout=30,
+                       what=f"{n} no longer refused")
             chain = until_issued(ngx, pebble, pebble.tls_port, n, timeout=120)
             serials[n] = cert_info(chain[0])["serial"]
 
