@@ -27,7 +27,6 @@
 #include "apr_strings.h"
 
 #include "atls_names.h"
-#include "names_int.h"       /* atls_names_changed_since: the journal */
 #include "mod_autotls.h"
 
 APLOG_USE_MODULE(autotls);

@@ -113,6 +113,14 @@ uint64_t atls_names_generation(atls_store_t *st);
 void atls_names_emit(atls_events_t *ev, int added, const char *name, const char *home,
                      const char *source, const char *by, time_t now);
 
+/* The names changed in generations (since, upto] (the registry's journal,
+ * names-journal), each once, sorted (malloc'd): a host that mirrors the
+ * registry reads only those entries.  ATLS_STORE_NOTFOUND when the journal
+ * does not cover every one of them (the caller lists the registry
+ * instead), ERROR + err when it cannot be read. */
+int atls_names_changed_since(atls_store_t *st, uint64_t since, uint64_t upto,
+                             char ***names, size_t *n, char *err, size_t errlen);
+
 /* ---- the admin API, host-agnostic (nginx autotls_api, Apache autotls-api) */
 
 /*

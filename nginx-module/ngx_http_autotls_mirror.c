@@ -18,17 +18,6 @@
 #include "ngx_http_autotls_module.h"
 
 
-/*
- * A stand-in: common/names_int.h declares it for the core's own files;
- * the registry's journal is what makes a change to a registry of 100,000
- * names cost the names it changed (to move to atls_names.h).  The names
- * changed in generations (since, upto], sorted; ATLS_STORE_NOTFOUND when
- * the journal does not cover them all.
- */
-int atls_names_changed_since(atls_store_t *st, uint64_t since, uint64_t upto,
-    char ***names, size_t *n, char *err, size_t errlen);
-
-
 typedef struct {
     ngx_event_t                 ev;         /* the next slice */
     ngx_log_t                  *log;
