@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "atls_redis.h"
@@ -18,8 +17,9 @@
 int
 atls_store_spec_is_redis(const char *spec)
 {
+    /* lower case only, as atls_redis_conf_parse reads it */
     return spec != NULL
-           && (strncasecmp(spec, "redis://", 8) == 0 || strncasecmp(spec, "rediss://", 9) == 0);
+           && (strncmp(spec, "redis://", 8) == 0 || strncmp(spec, "rediss://", 9) == 0);
 }
 
 /* "scheme://..." that is not Redis: the length of the scheme, else 0.  A

@@ -164,12 +164,17 @@ def test_migrate_to_redis_and_back(pebble, redis, tmp_path):
     assert "mig.redis.test" in trail
 
 
-def test_target_newer_certificate_is_kept(pebble, redis, tmp_path):
+def in_redis(pebble, redis, tmp_path, name):
+    """A certificate issued into a directory store, migrated to Redis."""
     store = str(tmp_path / "store")
-    issue(pebble, store, "keep.redis.test")
-    key = key_file(tmp_path / "redis.key")
-    rs = spec(redis, key)
+    issue(pebble, store, name)
+    rs = spec(redis, key_file(tmp_path / "redis.key"))
     run_cli("migrate", "--from", store, "--to", rs)
+    return store, rs
+
+
+def test_target_newer_certificate_is_kept(pebble, redis, tmp_path):
+    store, rs = in_redis(pebble, redis, tmp_path, "keep.redis.test")
     # the fs copy is older than what Redis holds after a renewal there
     old = str(tmp_path / "old")
     shutil.copytree(store, old)
@@ -244,11 +249,7 @@ def test_wrong_password_is_not_echoed(tmp_path):
 
 
 def test_renew_request_seen_by_another_invocation(pebble, redis, tmp_path):
-    store = str(tmp_path / "store")
-    issue(pebble, store, "req.redis.test")
-    key = key_file(tmp_path / "redis.key")
-    rs = spec(redis, key)
-    run_cli("migrate", "--from", store, "--to", rs)
+    _, rs = in_redis(pebble, redis, tmp_path, "req.redis.test")
 
     out = run_cli("renew", "--store", rs, "--request", "req.redis.test").stdout
     assert "requested" in out
