@@ -465,6 +465,8 @@ int atls_store_spec_check(const char *spec, char *err, size_t errlen);
                                           the effective user or to root (the
                                           CLI: nobody else may choose the key
                                           that new values are sealed with) */
+#define ATLS_STORE_SPEC_NO_KEY_CHECK 2u  /* Redis: skip the key check (autotls
+                                          rekey, which checks old and new) */
 /* The entry a Redis store holds to tell a wrong key_file at open: a known
  * text, sealed (written at the first open).  Redis only: migrate skips it. */
 #define ATLS_STORE_KEYCHECK_PATH  "redis-key-check"

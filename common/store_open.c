@@ -148,7 +148,9 @@ open_redis(const char *spec, unsigned flags, char *err, size_t errlen)
         goto done;
     }
     st = atls_store_redis_open(&c, err, errlen);
-    if (st != NULL && key_check(st, c.key_file, err, errlen) != 0) {
+    if (st != NULL && !(flags & ATLS_STORE_SPEC_NO_KEY_CHECK)
+        && key_check(st, c.key_file, err, errlen) != 0)
+    {
         atls_store_close(st);
         st = NULL;
     }

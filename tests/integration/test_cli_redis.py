@@ -206,6 +206,15 @@ def test_rekey(pebble, redis, tmp_path):
     proc = run_cli("list", "--store", spec(redis, old_key), check=False)
     assert proc.returncode == 1
     assert old_key in proc.stderr and "not the key" in proc.stderr, proc.stderr
+    # a second run finds everything done (and would re-seal what a node
+    # wrote with the old key meanwhile)
+    again = run_cli("rekey", "--store", spec(redis, old_key), "--new-key", new_key).stdout
+    assert ": 0 re-sealed" in again and " 0 failed" in again, again
+    # key files that are neither are refused before anything is touched
+    third, fourth = key_file(tmp_path / "3.key", "33"), key_file(tmp_path / "4.key", "44")
+    proc = run_cli("rekey", "--store", spec(redis, third), "--new-key", fourth, check=False)
+    assert proc.returncode == 1 and "neither" in proc.stderr and fourth in proc.stderr
+    assert redis.values() == after
     # the new one does, private values included
     assert serials(spec(redis, new_key)) == serials(store)
     back = str(tmp_path / "back")
