@@ -273,3 +273,16 @@ def test_renew_request_seen_by_another_invocation(pebble, redis, tmp_path):
     run_cli("migrate", "--from", rs, "--to", back)
     assert os.path.exists(os.path.join(back, "requests", "req.redis.test"))
     assert stat.S_IMODE(os.stat(back).st_mode) == 0o700
+
+
+def test_issue_and_revoke_directly_on_redis(pebble, redis, tmp_path):
+    rs = spec(redis, key_file(tmp_path / "redis.key"))
+    issue(pebble, rs, "direct.redis.test")
+    keys = serials(rs)["direct.redis.test"]
+    assert len(keys) == 1
+    assert b"PRIVATE KEY" not in b"".join(redis.values().values())
+    out = run_cli("revoke", "--store", rs, "--reason", "superseded", "direct.redis.test")
+    assert f"revoked direct.redis.test ec256 serial {keys[0]}" in out.stdout, out.stdout
+    shown = run_cli("show", "--store", rs, "direct.redis.test").stdout
+    assert "revoked" in shown, shown
+    assert "revoked" in run_cli("audit", "--store", rs).stdout
