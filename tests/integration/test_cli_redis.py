@@ -286,3 +286,15 @@ def test_issue_and_revoke_directly_on_redis(pebble, redis, tmp_path):
     shown = run_cli("show", "--store", rs, "direct.redis.test").stdout
     assert "revoked" in shown, shown
     assert "revoked" in run_cli("audit", "--store", rs).stdout
+
+
+def test_migrate_reports_a_tampered_value(pebble, redis, tmp_path):
+    _, rs = in_redis(pebble, redis, tmp_path, "bad.redis.test")
+    pem = "cli:{bad.redis.test}:v:certs/bad.redis.test/ec256.pem"
+    sealed = redis.cli("GET", pem).stdout
+    assert sealed
+    redis.cli("SETRANGE", pem, "30", "XXXX")
+    proc = run_cli("migrate", "--from", rs, "--to", str(tmp_path / "back"), check=False)
+    assert proc.returncode == 1
+    assert pem in proc.stderr and "failed authentication" in proc.stderr, proc.stderr
+    assert " 1 failed" in proc.stdout, proc.stdout

@@ -132,14 +132,17 @@ static void walk_one(migrate_t *mg, const char *path, int source_wins)
         return;
     }
     /* not an entry: a directory (the fs store refuses to read one, Redis
-     * has no value for it) */
-    if (mg->from->ops->list(mg->from, path, &names, &n, lerr, sizeof(lerr)) == ATLS_STORE_OK) {
+     * has no value for it, so a Redis value that cannot be read is an
+     * error, never an empty directory) */
+    if ((rc == ATLS_STORE_NOTFOUND || strcmp(mg->from->ops->name, "fs") == 0)
+        && mg->from->ops->list(mg->from, path, &names, &n, lerr, sizeof(lerr)) == ATLS_STORE_OK)
+    {
         atls_strv_free(names, n);
         walk(mg, path, source_wins);
         return;
     }
-    cli_error("migrate: %s %s: %s", mg->from->location, path,
-              rc == ATLS_STORE_NOTFOUND ? lerr : err);
+    /* the store's errors name it (and the Redis key) */
+    cli_error("migrate: %s: %s", path, rc == ATLS_STORE_NOTFOUND ? lerr : err);
     mg->failed++;
 }
 
