@@ -393,7 +393,8 @@ static int parse(const cli_command_t *cmd, int argc, char **argv, cli_opts_t *o)
     o->n_names = (size_t) (argc - optind);
 
     if (cmd->accepts & CLI_O_STORE && o->store_dir == NULL) {
-        cli_error("%s: --store DIR is required", cmd->name);
+        cli_error("%s: --store DIR (or --store 'redis://... key_file=F') is required",
+                  cmd->name);
         usage_hint(cmd->name);
         return -1;
     }
