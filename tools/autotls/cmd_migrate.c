@@ -6,9 +6,9 @@
  * The rule for an entry the target already has (docs/store.md, "Moving a
  * store"): a certificate (certs/<id>/) moves as a whole, under the
  * source's "cert-<id>" lock, unless the target's meta.json has a higher
- * generation (the target deployed since: kept); `generation` takes the
- * larger number; the audit log is copied only into a target that has none;
- * any other entry is copied when the target lacks it and kept when the
+ * generation (the target deployed since: kept); `generation` and
+ * `names-generation` take the larger number; the audit log is copied only
+ * into a target that has none; any other entry is copied when the target lacks it and kept when the
  * target has it (the target is the store in use once servers switched).
  * Every written entry is read back and compared.  Nothing is ever deleted,
  * so a re-run copies only what changed.
@@ -223,25 +223,25 @@ done:
     free(dir);
 }
 
-/* The deploy counter: the larger one wins, so that no node misses a
- * generation. */
-static void migrate_generation(migrate_t *mg)
+/* A counter (`generation`, `names-generation`): the larger one wins, so
+ * that no node misses a generation. */
+static void migrate_counter(migrate_t *mg, const char *path)
 {
     char   err[512];
     char  *a = NULL, *b = NULL;
     size_t alen = 0, blen = 0;
 
-    if (mg->from->ops->get(mg->from, "generation", &a, &alen, err, sizeof(err))
+    if (mg->from->ops->get(mg->from, path, &a, &alen, err, sizeof(err))
         == ATLS_STORE_OK)
     {
-        if (mg->to->ops->get(mg->to, "generation", &b, &blen, err, sizeof(err))
+        if (mg->to->ops->get(mg->to, path, &b, &blen, err, sizeof(err))
                 == ATLS_STORE_OK
             && decimal(b, blen) >= decimal(a, alen))
         {
             mg->kept += decimal(b, blen) > decimal(a, alen);
             mg->same += decimal(b, blen) == decimal(a, alen);
         } else {
-            (void) put_verified(mg, "generation", a, alen);
+            (void) put_verified(mg, path, a, alen);
         }
     }
     free(a);
@@ -326,7 +326,8 @@ static int skipped_at_root(const char *name)
 {
     return strcmp(name, "locks") == 0                       /* the fs store's lock files */
            || strcmp(name, ATLS_STORE_KEYCHECK_PATH) == 0   /* per Redis store */
-           || strcmp(name, "generation") == 0               /* migrate_generation */
+           || strcmp(name, "generation") == 0               /* migrate_counter */
+           || strcmp(name, "names-generation") == 0
            || strncmp(name, "audit.log", 9) == 0;           /* migrate_audit */
 }
 
@@ -400,7 +401,8 @@ static int migrate_run(cli_opts_t *o)
         goto done;
     }
     walk(&mg, "", 0);
-    migrate_generation(&mg);
+    migrate_counter(&mg, "generation");
+    migrate_counter(&mg, "names-generation");
     migrate_audit(&mg);
     printf("migrate %s -> %s: %zu copied, %zu already the same, %zu kept in the target, "
            "%zu busy, %zu failed\n", mg.from->location, mg.to->location, mg.copied,
@@ -431,8 +433,9 @@ const cli_command_t cli_cmd_migrate = {
     "Every entry written is read back and compared; nothing is deleted, and a\n"
     "second run copies only what changed.  An entry the target already has is\n"
     "kept when it is newer: a certificate whose meta.json has a higher\n"
-    "generation in the target, the larger `generation`, an audit log the\n"
-    "target already has, and any other entry the target holds.\n"
+    "generation in the target, the larger of two counters (generation,\n"
+    "names-generation), an audit log the target already has, and any other\n"
+    "entry the target holds.\n"
     "\n"
     "  --from SPEC    the source: a directory, or a Redis store\n"
     "  --to SPEC      the target: a directory (created 0700), or a Redis store\n"
