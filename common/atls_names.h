@@ -14,7 +14,8 @@
  * state "active": issued and served; "removed": no longer served, its
  * certificate kept until removed + grace, then atls_names_purge deletes
  * the registry entry and the certificate (an audited `removed` event).
- * The registry's own counter: names-generation.
+ * The registry's own counter: names-generation; names-journal says which
+ * names each generation changed (hosts then read only those entries).
  * Every add and remove bumps the store generation, so that servers sharing
  * the store notice; hosts re-read the registry when the generation moved.
  *

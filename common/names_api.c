@@ -212,6 +212,39 @@ api_matches(const api_query_t *q, const atls_name_entry_t *e, json_t *j)
     return json_is_string(cs) && strcmp(json_string_value(cs), q->state) == 0;
 }
 
+/* Without a filter, a page reads only its own entries. */
+static void
+api_list_page(atls_store_t *st, const api_query_t *q, api_reply_t *r)
+{
+    atls_name_entry_t e;
+    char            **names = NULL, err[512];
+    size_t            n = 0, i;
+    json_t           *arr, *j;
+
+    if (atls_names_list_names(st, &names, &n, err, sizeof(err)) != ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_ERR, "autotls api: %s", err);
+        api_error(r, 500, "the registry could not be read (see the server's log)");
+        return;
+    }
+    arr = json_array();
+    for (i = (size_t) q->offset; arr != NULL && i < n
+         && (long) json_array_size(arr) < q->limit; i++)
+    {
+        if (atls_names_get(st, names[i], &e, err, sizeof(err)) != ATLS_STORE_OK) {
+            atls_log(ATLS_LOG_WARN, "autotls api: entry skipped: %s", err);
+            continue;
+        }
+        j = api_entry_json(st, &e);
+        atls_name_entry_free(&e);
+        if (j != NULL) {
+            json_array_append_new(arr, j);
+        }
+    }
+    atls_strv_free(names, n);
+    r->status = arr != NULL ? 200 : 500;
+    r->body = arr;
+}
+
 static void
 api_list(atls_store_t *st, const char *query, api_reply_t *r)
 {
@@ -223,6 +256,10 @@ api_list(atls_store_t *st, const char *query, api_reply_t *r)
     char               err[512];
 
     if (api_query_parse(query, &q, r) != 0) {
+        return;
+    }
+    if (q.state == NULL) {
+        api_list_page(st, &q, r);
         return;
     }
     if (atls_names_list(st, &v, &n, err, sizeof(err)) != ATLS_STORE_OK) {

@@ -603,8 +603,10 @@ atls_redis_send(atls_redis_t *c, int argc, const char **argv, const size_t *argv
     return 0;
 }
 
-int
-atls_redis_reply(atls_redis_t *c, redisReply **reply)
+/* any: also a reply no command asked for (a subscriber's messages,
+ * redis_sub.c). */
+static int
+conn_reply(atls_redis_t *c, redisReply **reply, int any)
 {
     void *r = NULL;
 
@@ -612,7 +614,7 @@ atls_redis_reply(atls_redis_t *c, redisReply **reply)
     if (c->state == ATLS_REDIS_FAILED) {
         return -1;
     }
-    if (c->state != ATLS_REDIS_READY || c->pending == 0) {
+    if (c->state != ATLS_REDIS_READY || (c->pending == 0 && !any)) {
         return 0;
     }
     if (redisReaderGetReply(c->reader, &r) != REDIS_OK) {
@@ -621,7 +623,21 @@ atls_redis_reply(atls_redis_t *c, redisReply **reply)
     if (r == NULL) {
         return 0;
     }
-    c->pending--;
+    if (c->pending > 0) {
+        c->pending--;
+    }
     *reply = r;
     return 1;
+}
+
+int
+atls_redis_reply(atls_redis_t *c, redisReply **reply)
+{
+    return conn_reply(c, reply, 0);
+}
+
+int
+atls_redis_reply_any(atls_redis_t *c, redisReply **reply)
+{
+    return conn_reply(c, reply, 1);
 }

@@ -117,9 +117,11 @@ names_read_gen(atls_store_t *st, uint64_t *gen, char *err, size_t errlen)
     return rc;
 }
 
-/* Both counters move; called with the "names" lock held. */
+/* Both counters move and the journal says which names; called with the
+ * "names" lock held. */
 static int
-names_changed(atls_store_t *st, char *err, size_t errlen)
+names_changed(atls_store_t *st, const char *const *names, size_t n, char *err,
+              size_t errlen)
 {
     char     buf[32];
     uint64_t g;
@@ -136,6 +138,7 @@ names_changed(atls_store_t *st, char *err, size_t errlen)
     if (rc != ATLS_STORE_OK) {
         return rc;
     }
+    atls_names_journal_add(st, g + 1, names, n);
     return atls_store_bump_generation(st) == ATLS_STORE_OK ? ATLS_STORE_OK
                                                            : ATLS_STORE_ERROR;
 }
@@ -217,7 +220,7 @@ atls_names_add(atls_store_t *st, const char *name, const char *home, const char 
     e.added = now;
     rc = names_write(st, path, &e, err, errlen);
     if (rc == ATLS_STORE_OK) {
-        rc = names_changed(st, err, errlen);
+        rc = names_changed(st, (const char *const *) &e.name, 1, err, errlen);
     }
 done:
     if (lk != NULL) {
@@ -253,7 +256,7 @@ atls_names_remove(atls_store_t *st, const char *name, time_t now, char *err, siz
         e.removed = now;
         rc = names_write(st, path, &e, err, errlen);
         if (rc == ATLS_STORE_OK) {
-            rc = names_changed(st, err, errlen);
+            rc = names_changed(st, (const char *const *) &e.name, 1, err, errlen);
         }
     }
     /* removed already: its grace period runs from the first removal */
@@ -315,6 +318,20 @@ names_load_file(atls_store_t *st, const char *file, atls_name_entry_t *e,
     return rc;
 }
 
+/* The file names under names/ (none when there is no registry yet). */
+static int
+names_files(atls_store_t *st, char ***files, size_t *nf, char *err, size_t errlen)
+{
+    int rc = st->ops->list(st, NAMES_DIR, files, nf, err, errlen);
+
+    if (rc == ATLS_STORE_NOTFOUND) {
+        *files = NULL;
+        *nf = 0;
+        rc = ATLS_STORE_OK;
+    }
+    return rc;
+}
+
 static int
 names_entry_cmp(const void *a, const void *b)
 {
@@ -331,10 +348,7 @@ atls_names_list(atls_store_t *st, atls_name_entry_t **v, size_t *n, char *err, s
 
     *v = NULL;
     *n = 0;
-    rc = st->ops->list(st, NAMES_DIR, &files, &nf, err, errlen);
-    if (rc == ATLS_STORE_NOTFOUND) {
-        return ATLS_STORE_OK;
-    }
+    rc = names_files(st, &files, &nf, err, errlen);
     if (rc != ATLS_STORE_OK) {
         return rc;
     }
@@ -354,6 +368,48 @@ atls_names_list(atls_store_t *st, atls_name_entry_t **v, size_t *n, char *err, s
     /* by name: file names sort differently ("a-b.json" before "a.json") */
     qsort(out, *n, sizeof(*out), names_entry_cmp);
     *v = out;
+    return ATLS_STORE_OK;
+}
+
+static int
+names_str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+int
+atls_names_list_names(atls_store_t *st, char ***names, size_t *n, char *err, size_t errlen)
+{
+    char  **files = NULL, folded[256], why[160];
+    size_t  nf = 0, i, k = 0, len;
+    int     rc;
+
+    *names = NULL;
+    *n = 0;
+    rc = names_files(st, &files, &nf, err, errlen);
+    if (rc != ATLS_STORE_OK) {
+        return rc;
+    }
+    /* "<id>.json", and an id is its name: only the ones a name can be */
+    for (i = 0; i < nf; i++) {
+        len = strlen(files[i]);
+        if (len > sizeof(NAMES_EXT) - 1
+            && strcmp(files[i] + len - (sizeof(NAMES_EXT) - 1), NAMES_EXT) == 0)
+        {
+            files[i][len - (sizeof(NAMES_EXT) - 1)] = '\0';
+            if (atls_name_check(files[i], strlen(files[i]), 1, 127, folded, sizeof(folded),
+                                why, sizeof(why)) == 0
+                && strcmp(folded, files[i]) == 0)
+            {
+                files[k++] = files[i];
+                continue;
+            }
+        }
+        free(files[i]);
+    }
+    qsort(files, k, sizeof(*files), names_str_cmp);
+    *names = files;
+    *n = k;
     return ATLS_STORE_OK;
 }
 
@@ -477,6 +533,7 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
     size_t             n = 0, i, done = 0;
     time_t             cut = now - (grace > 0 ? grace : 0);
     char               why[512], *id;
+    const char       **gone = NULL;
     int                rc, one;
 
     if (purged != NULL) {
@@ -492,6 +549,10 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
         goto out;                   /* the usual pass: nothing to purge, no lock */
     }
     rc = names_lock(st, &lk, err, errlen);
+    gone = calloc(n, sizeof(*gone));
+    if (gone == NULL) {
+        abort();
+    }
     for (; rc == ATLS_STORE_OK && i < n; i++) {
         if (v[i].state != ATLS_NAME_REMOVED || v[i].removed > cut) {
             continue;
@@ -501,7 +562,7 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
             id = atls_cert_id(v[i].name);
             names_emit_purged(ev, &v[i], id, now);
             free(id);
-            done++;
+            gone[done++] = v[i].name;
         } else if (one == ATLS_STORE_BUSY) {
             atls_log(ATLS_LOG_INFO, "names: %s is being worked on; purged at a later pass",
                      v[i].name);
@@ -510,7 +571,7 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
         }
     }
     if (rc == ATLS_STORE_OK && done > 0) {
-        rc = names_changed(st, err, errlen);
+        rc = names_changed(st, gone, done, err, errlen);
     }
     if (lk != NULL) {
         st->ops->unlock(st, lk);
@@ -519,6 +580,7 @@ out:
     if (purged != NULL) {
         *purged = done;
     }
+    free(gone);
     atls_name_entries_free(v, n);
     return rc;
 }

@@ -409,3 +409,30 @@ redisfx_set_raw(const redisfx_t *fx, const char *key, const void *val, size_t le
     atls_redis_free(c);
     atls_redis_conf_free(&conf);
 }
+
+void
+redisfx_kill(redisfx_t *fx)
+{
+    int status;
+
+    if (fx->pid > 0) {
+        kill(fx->pid, SIGKILL);
+        waitpid(fx->pid, &status, 0);
+        fx->pid = 0;
+    }
+}
+
+int
+redisfx_restart(redisfx_t *fx)
+{
+    redisfx_kill(fx);
+    fx->pid = fork();
+    if (fx->pid < 0) {
+        fx->pid = 0;
+        return -1;
+    }
+    if (fx->pid == 0) {
+        fx_exec(fx);
+    }
+    return fx_wait_ready(fx);
+}

@@ -26,6 +26,12 @@ typedef struct {
 int redisfx_start(redisfx_t *fx, int tls, const char *const *tls_names);
 void redisfx_stop(redisfx_t *fx);
 
+/* Kills the server (SIGKILL: a crash) and keeps its directory and port;
+ * restart starts it again there (it loads dump.rdb when a SAVE wrote one,
+ * else it starts empty).  restart: 0, or -1. */
+void redisfx_kill(redisfx_t *fx);
+int redisfx_restart(redisfx_t *fx);
+
 /* A connection setting for this server: host 127.0.0.1, its port, TLS and
  * ca_file when it serves TLS, prefix "t:", a 5 s timeout.  Free with
  * atls_redis_conf_free. */
