@@ -99,6 +99,12 @@ def key_body_lines(pem_path):
     return lines
 
 
+def redis_gen(redis, cert_id):
+    """The certificate's generation in Redis, that the nodes' mirrors follow."""
+    out = redis.cli("GET", f"cli:{{{cert_id}}}:gen").stdout.strip()
+    return int(out) if out else 0
+
+
 def same_bytes(a, b):
     with open(a, "rb") as fa, open(b, "rb") as fb:
         return fa.read() == fb.read()
@@ -135,9 +141,14 @@ def test_migrate_to_redis_and_back(pebble, redis, tmp_path):
         for line in secret_lines:
             assert line not in v, k
 
+    # each certificate copied was announced to the nodes
+    gens = {c: redis_gen(redis, c) for c in ("mig.redis.test", "two.redis.test")}
+    assert all(g >= 1 for g in gens.values()), gens
+
     # a second run changes nothing
     again = run_cli("migrate", "--from", store, "--to", rs).stdout
     assert " 0 copied" in again and " 0 failed" in again, again
+    assert {c: redis_gen(redis, c) for c in gens} == gens
 
     # back into an empty directory: the same files, private modes
     back = str(tmp_path / "back")
@@ -178,10 +189,12 @@ def test_target_newer_certificate_is_kept(pebble, redis, tmp_path):
     # the fs copy is older than what Redis holds after a renewal there
     old = str(tmp_path / "old")
     shutil.copytree(store, old)
+    gen = redis_gen(redis, "keep.redis.test")
     run_cli("renew", "--store", rs, "--http-port", pebble.http_port,
             "--listen-address", "127.0.0.1", "--ca-file", pebble.ca_file,
             "keep.redis.test")
     renewed = serials(rs)
+    assert redis_gen(redis, "keep.redis.test") > gen
     assert renewed != serials(old)
     out = run_cli("migrate", "--from", old, "--to", rs, "-v").stdout
     assert "kept     certs/keep.redis.test/" in out, out
@@ -281,7 +294,10 @@ def test_issue_and_revoke_directly_on_redis(pebble, redis, tmp_path):
     keys = serials(rs)["direct.redis.test"]
     assert len(keys) == 1
     assert b"PRIVATE KEY" not in b"".join(redis.values().values())
+    gen = redis_gen(redis, "direct.redis.test")
+    assert gen >= 1
     out = run_cli("revoke", "--store", rs, "--reason", "superseded", "direct.redis.test")
+    assert redis_gen(redis, "direct.redis.test") > gen
     assert f"revoked direct.redis.test ec256 serial {keys[0]}" in out.stdout, out.stdout
     shown = run_cli("show", "--store", rs, "direct.redis.test").stdout
     assert "revoked" in shown, shown

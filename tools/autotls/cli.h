@@ -150,6 +150,12 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
  * good (see cli_util.c). */
 atls_store_t *cli_store_open(cli_opts_t *o);
 
+/* After a command changed certs/<id>/ of a Redis store: bumps the
+ * certificate's generation and announces it, so that every server's mirror
+ * takes it (atls_store_redis_announce); nothing on a directory.  A failure
+ * is a warning: servers also catch up at their next sync. */
+void cli_store_changed(atls_store_t *st, const char *id);
+
 /* On a store another user owns (o->store_foreign), the settings it records
  * that make autotls talk to a server, trust a CA or run a program count
  * only when given again on the command line, with the same value.  which:

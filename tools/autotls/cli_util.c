@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "atls_hook.h"
+#include "atls_mirror.h"
 #include "atls_priv.h"
 #include "atls_schedule.h"
 #include "cli.h"
@@ -120,6 +121,19 @@ atls_store_t *cli_store_open(cli_opts_t *o)
         cli_error("store %s: %s", o->store_dir, err);
     }
     return st;
+}
+
+void cli_store_changed(atls_store_t *st, const char *id)
+{
+    char err[512];
+
+    if (strcmp(st->ops->name, "redis") != 0) {
+        return;     /* servers on a directory watch its generation file */
+    }
+    if (atls_store_redis_announce(st, id, NULL, err, sizeof(err)) != ATLS_STORE_OK) {
+        cli_error("warning: %s: the servers were not told of the change (they take it "
+                  "at their next sync): %s", id, err);
+    }
 }
 
 static const struct {

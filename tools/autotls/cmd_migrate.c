@@ -170,7 +170,7 @@ static void migrate_cert(migrate_t *mg, const char *id)
     char               err[512];
     char              *dir, *meta, *lock_name;
     char             **names = NULL;
-    size_t             n = 0, i;
+    size_t             n = 0, i, copied_before;
     uint64_t           gf, gt;
     int                rc;
 
@@ -188,6 +188,7 @@ static void migrate_cert(migrate_t *mg, const char *id)
         mg->failed++;
         goto done;
     }
+    copied_before = mg->copied;
     gf = meta_generation(mg->from, id);
     gt = meta_generation(mg->to, id);
     if (gt > gf) {
@@ -213,6 +214,9 @@ static void migrate_cert(migrate_t *mg, const char *id)
     meta = join(dir, "meta.json");
     walk_one(mg, meta, 1);
     free(meta);
+    if (mg->copied > copied_before) {
+        cli_store_changed(mg->to, id);      /* Redis: the nodes pull it */
+    }
 
 done:
     if (lk != NULL) {
@@ -328,6 +332,7 @@ static int skipped_at_root(const char *name)
            || strcmp(name, ATLS_STORE_KEYCHECK_PATH) == 0   /* per Redis store */
            || strcmp(name, "generation") == 0               /* migrate_counter */
            || strcmp(name, "names-generation") == 0
+           || strcmp(name, "mirror-gen") == 0               /* a node's own */
            || strncmp(name, "audit.log", 9) == 0;           /* migrate_audit */
 }
 
