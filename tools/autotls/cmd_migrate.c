@@ -162,17 +162,17 @@ static uint64_t meta_generation(atls_store_t *st, const char *id)
 }
 
 /* One certificate as a whole, under the source's lock so that a deploy
- * does not land half-way: its files first, meta.json (which names them)
- * last. */
+ * does not land half-way: its files in a first pass, meta.json (which
+ * names them) in the second. */
 static void migrate_cert(migrate_t *mg, const char *id)
 {
     atls_store_lock_t *lk = NULL;
     char               err[512];
-    char              *dir, *meta, *lock_name;
+    char              *dir, *path, *lock_name;
     char             **names = NULL;
     size_t             n = 0, i, copied_before;
     uint64_t           gf, gt;
-    int                rc;
+    int                rc, pass;
 
     dir = join("certs", id);
     lock_name = concat("cert-", "", id);
@@ -204,16 +204,15 @@ static void migrate_cert(migrate_t *mg, const char *id)
         mg->failed++;
         goto done;
     }
-    for (i = 0; i < n; i++) {
-        if (strcmp(names[i], "meta.json") != 0) {
-            meta = join(dir, names[i]);
-            walk_one(mg, meta, 1);
-            free(meta);
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i < n; i++) {
+            if ((strcmp(names[i], "meta.json") == 0) == (pass == 1)) {
+                path = join(dir, names[i]);
+                walk_one(mg, path, 1);
+                free(path);
+            }
         }
     }
-    meta = join(dir, "meta.json");
-    walk_one(mg, meta, 1);
-    free(meta);
     if (mg->copied > copied_before) {
         cli_store_changed(mg->to, id);      /* Redis: the nodes pull it */
     }
