@@ -367,24 +367,28 @@ api_put(atls_store_t *st, atls_events_t *ev, const char *name, const char *body,
         size_t len, const char *by, time_t now, api_reply_t *r)
 {
     atls_name_entry_t e;
+    const char       *one[1];
     char              err[512], *home = NULL;
-    int               rc, was_active;
+    unsigned char     added = 0;
+    int               was_active;
 
     if (api_put_body(body, len, &home, r) != 0) {
         return;
     }
-    rc = atls_names_get(st, name, &e, err, sizeof(err));
-    was_active = rc == ATLS_STORE_OK && e.state == ATLS_NAME_ACTIVE;
-    atls_name_entry_free(&e);
-    if (!was_active) {
-        rc = atls_names_add(st, name, home, "api", by, now, err, sizeof(err));
-        if (rc != ATLS_STORE_OK) {
-            atls_log(ATLS_LOG_ERR, "autotls api: %s", err);
-            api_error(r, 500, "name \"%s\" could not be registered (see the server's log)",
-                      name);
-            free(home);
-            return;
-        }
+    /* whether this call registered it, decided under the registry's lock:
+     * two clients putting one name at once make one event */
+    one[0] = name;
+    if (atls_names_add_many(st, one, 1, home, "api", by, now, &added, err, sizeof(err))
+        != ATLS_STORE_OK)
+    {
+        atls_log(ATLS_LOG_ERR, "autotls api: %s", err);
+        api_error(r, 500, "name \"%s\" could not be registered (see the server's log)",
+                  name);
+        free(home);
+        return;
+    }
+    was_active = !added;
+    if (added) {
         atls_names_emit(ev, 1, name, home, "api", by, now);
     }
     free(home);

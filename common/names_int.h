@@ -28,13 +28,6 @@ int atls_name_entry_from_json(const char *json, size_t len, atls_name_entry_t *e
  * not fatal (readers then list the registry). */
 void atls_names_journal_add(atls_store_t *st, uint64_t gen, const char *const *names,
                             size_t n);
-/* The names changed in generations (since, upto], each once, sorted
- * (malloc'd).  ATLS_STORE_NOTFOUND when the journal does not cover every
- * one of them (the caller lists the registry instead), ERROR + err when
- * it cannot be read. */
-int atls_names_changed_since(atls_store_t *st, uint64_t since, uint64_t upto,
-                             char ***names, size_t *n, char *err, size_t errlen);
-
 /* The names the registry holds entries for, from the entries' file names
  * alone (no entry is read: a page of GET /names reads only its own),
  * sorted by name (malloc'd). */

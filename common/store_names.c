@@ -178,33 +178,27 @@ names_text_ok(const char *field, const char *s, char *err, size_t errlen)
     return 1;
 }
 
-int
-atls_names_add(atls_store_t *st, const char *name, const char *home, const char *source,
-               const char *by, time_t now, char *err, size_t errlen)
+/* One name, with the "names" lock held: *changed 1 when its entry was
+ * written (new, or active again), 0 when it was active already. */
+static int
+names_add_locked(atls_store_t *st, const char *name, const char *home, const char *source,
+                 const char *by, time_t now, char *folded, size_t flen, int *changed,
+                 char *err, size_t errlen)
 {
-    char               folded[256], *path;
     atls_name_entry_t  e, old;
-    atls_store_lock_t *lk = NULL;
+    char              *path;
     int                rc;
 
-    if (!names_text_ok("home", home, err, errlen)
-        || !names_text_ok("source", source, err, errlen)
-        || !names_text_ok("by", by, err, errlen))
-    {
-        return ATLS_STORE_ERROR;
-    }
-    path = names_path(name, folded, sizeof(folded), err, errlen);
+    *changed = 0;
+    path = names_path(name, folded, flen, err, errlen);
     if (path == NULL) {
         return ATLS_STORE_ERROR;
-    }
-    rc = names_lock(st, &lk, err, errlen);
-    if (rc != ATLS_STORE_OK) {
-        goto done;
     }
     rc = names_read(st, path, folded, &old, err, errlen);
     if (rc == ATLS_STORE_OK && old.state == ATLS_NAME_ACTIVE) {
         atls_name_entry_free(&old);
-        goto done;                  /* registered already: left as it is */
+        free(path);
+        return ATLS_STORE_OK;       /* registered already: left as it is */
     }
     atls_name_entry_free(&old);
     if (rc == ATLS_STORE_ERROR) {
@@ -219,15 +213,68 @@ atls_names_add(atls_store_t *st, const char *name, const char *home, const char 
     e.state = ATLS_NAME_ACTIVE;
     e.added = now;
     rc = names_write(st, path, &e, err, errlen);
-    if (rc == ATLS_STORE_OK) {
-        rc = names_changed(st, (const char *const *) &e.name, 1, err, errlen);
+    *changed = rc == ATLS_STORE_OK;
+    free(path);
+    return rc;
+}
+
+int
+atls_names_add_many(atls_store_t *st, const char *const *names, size_t n, const char *home,
+                    const char *source, const char *by, time_t now, unsigned char *added,
+                    char *err, size_t errlen)
+{
+    atls_store_lock_t *lk = NULL;
+    const char       **done;
+    char             (*folded)[256];
+    size_t             i, k = 0;
+    int                rc, changed;
+
+    if (!names_text_ok("home", home, err, errlen)
+        || !names_text_ok("source", source, err, errlen)
+        || !names_text_ok("by", by, err, errlen))
+    {
+        return ATLS_STORE_ERROR;
     }
-done:
+    done = calloc(n + 1, sizeof(*done));
+    folded = calloc(n + 1, sizeof(*folded));
+    if (done == NULL || folded == NULL) {
+        abort();
+    }
+    rc = names_lock(st, &lk, err, errlen);
+    for (i = 0; rc == ATLS_STORE_OK && i < n; i++) {
+        rc = names_add_locked(st, names[i], home, source, by, now, folded[i],
+                              sizeof(folded[i]), &changed, err, errlen);
+        if (added != NULL) {
+            added[i] = (unsigned char) changed;
+        }
+        if (changed) {
+            done[k++] = folded[i];
+        }
+    }
+    /* what was written counts, even when a later name failed */
+    if (k > 0) {
+        char why[512];
+
+        if (names_changed(st, done, k, why, sizeof(why)) != ATLS_STORE_OK
+            && rc == ATLS_STORE_OK)
+        {
+            snprintf(err, errlen, "%s", why);
+            rc = ATLS_STORE_ERROR;
+        }
+    }
     if (lk != NULL) {
         st->ops->unlock(st, lk);
     }
-    free(path);
+    free(done);
+    free(folded);
     return rc;
+}
+
+int
+atls_names_add(atls_store_t *st, const char *name, const char *home, const char *source,
+               const char *by, time_t now, char *err, size_t errlen)
+{
+    return atls_names_add_many(st, &name, 1, home, source, by, now, NULL, err, errlen);
 }
 
 int

@@ -64,6 +64,10 @@ static ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_check(
     const u_char *name, size_t len, ngx_atomic_uint_t *gen);
 
 
+/* the table's size when this process last said the zone is full */
+static ngx_uint_t  ngx_http_autotls_dyn_full_at = (ngx_uint_t) -1;
+
+
 static ngx_http_autotls_dyn_sh_t *
 ngx_http_autotls_dyn_sh(void)
 {
@@ -222,6 +226,7 @@ ngx_http_autotls_dyn_put(const u_char *name, size_t len, const u_char *home,
 {
     ngx_http_autotls_shm_t       *ctx = ngx_http_autotls_shm();
     ngx_http_autotls_dyn_sh_t    *dsh = ngx_http_autotls_dyn_sh();
+    ngx_uint_t                    count;
     ngx_http_autotls_dyn_node_t  *node, *old;
 
     if (dsh == NULL || len == 0 || len > NGX_HTTP_AUTOTLS_NAME_MAX
@@ -250,12 +255,18 @@ ngx_http_autotls_dyn_put(const u_char *name, size_t len, const u_char *home,
                                  sizeof(ngx_http_autotls_dyn_node_t)
                                  + len + home_len + 1);
     if (node == NULL) {
+        count = dsh->count;
         ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "autotls: the shared zone is full with %ui dynamic "
-                      "names; \"%*s\" is not served; increase "
-                      "\"autotls_shared_zone\"", dsh->count, len, name);
+        /* once per size of the table, not once per name that misses it */
+        if (count != ngx_http_autotls_dyn_full_at) {
+            ngx_http_autotls_dyn_full_at = count;
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "autotls: the shared zone is full with %ui "
+                          "dynamic names; \"%*s\" and the names after it "
+                          "are not served; increase \"autotls_shared_zone\"",
+                          count, len, name);
+        }
         return NGX_ERROR;
     }
 
@@ -430,6 +441,48 @@ ngx_http_autotls_dyn_sweep_end(uint64_t gen)
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                        "autotls: %ui dynamic names left the mirror", n);
     }
+}
+
+
+/* A name the registry no longer holds (purged). */
+void
+ngx_http_autotls_dyn_del(const u_char *name, size_t len)
+{
+    ngx_http_autotls_shm_t       *ctx = ngx_http_autotls_shm();
+    ngx_http_autotls_dyn_sh_t    *dsh = ngx_http_autotls_dyn_sh();
+    ngx_http_autotls_dyn_node_t  *node;
+
+    if (dsh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    node = ngx_http_autotls_dyn_lookup(dsh, name, len);
+    if (node != NULL) {
+        ngx_rbtree_delete(&dsh->tree, &node->sn.node);
+        ngx_slab_free_locked(ctx->shpool, node);
+        dsh->count--;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/* the changes up to gen (the registry generation + 1) are mirrored */
+void
+ngx_http_autotls_dyn_set_mirrored(uint64_t gen)
+{
+    ngx_http_autotls_shm_t     *ctx = ngx_http_autotls_shm();
+    ngx_http_autotls_dyn_sh_t  *dsh = ngx_http_autotls_dyn_sh();
+
+    if (dsh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+    dsh->names_gen = gen;
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
 }
 
 

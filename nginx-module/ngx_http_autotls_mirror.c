@@ -39,6 +39,8 @@ static ngx_http_autotls_srv_conf_t *ngx_http_autotls_mirror_home(
     atls_name_entry_t *e);
 static void ngx_http_autotls_mirror_one(atls_name_entry_t *e);
 static void ngx_http_autotls_mirror_check(atls_name_entry_t *e);
+static ngx_int_t ngx_http_autotls_mirror_changes(ngx_http_autotls_mirror_t *m,
+    uint64_t gen);
 static void ngx_http_autotls_mirror_done(ngx_http_autotls_mirror_t *m);
 static void ngx_http_autotls_mirror_drop(ngx_http_autotls_mirror_t *m);
 
@@ -73,23 +75,25 @@ ngx_http_autotls_dyn_sync(void)
      * registry's own did not */
     gen = atls_names_generation(ngx_http_autotls_store) + 1;
 
-    if (m->running) {
-        if (gen == m->gen) {
-            return;
-        }
-
-        if (!m->checking) {
-            m->again = 1;
-            return;
-        }
-
-        /* a new name must not wait for the checks of 100,000 others: the
-         * names still CHECKING stay so and are checked by the next pass */
-        ngx_http_autotls_mirror_drop(m);
+    if (m->running && !m->checking) {
+        /* the first pass: what changed is read when it is done */
+        m->again = (gen != m->gen);
+        return;
     }
 
     if (m->checked && gen == ngx_http_autotls_dyn_mirrored()) {
         return;
+    }
+
+    /* once this driver mirrored it all, the journal says what changed; a
+     * new name never waits for the checks of 100,000 others */
+    if (m->checked && ngx_http_autotls_mirror_changes(m, gen) == NGX_OK) {
+        return;
+    }
+
+    if (m->running) {
+        /* the names still CHECKING stay so: the next pass checks them */
+        ngx_http_autotls_mirror_drop(m);
     }
 
     err[0] = '\0';
@@ -201,13 +205,17 @@ ngx_http_autotls_mirror_done(ngx_http_autotls_mirror_t *m)
                       ngx_http_autotls_dyn_count(),
                       ngx_http_autotls_msec() - m->started, m->gen - 1);
 
-        /* changed meanwhile: its next mirror does the checks */
-        if (!m->again) {
-            m->checking = 1;
-            m->next = 0;
-            ngx_post_event(&m->ev, &ngx_posted_next_events);
-            return;
+        m->checking = 1;
+        m->next = 0;
+        ngx_post_event(&m->ev, &ngx_posted_next_events);
+
+        if (m->again) {
+            /* changed during the first pass: the journal says what */
+            m->again = 0;
+            ngx_http_autotls_dyn_sync();
         }
+
+        return;
 
     } else {
         ngx_log_error(NGX_LOG_INFO, m->log, 0,
@@ -218,11 +226,6 @@ ngx_http_autotls_mirror_done(ngx_http_autotls_mirror_t *m)
     }
 
     ngx_http_autotls_mirror_drop(m);
-
-    if (m->again) {
-        m->again = 0;
-        ngx_http_autotls_dyn_sync();
-    }
 }
 
 
@@ -331,4 +334,70 @@ ngx_http_autotls_mirror_check(atls_name_entry_t *e)
                                  ngx_http_autotls_dyn_stored(e->name)
                                  ? NGX_HTTP_AUTOTLS_DYN_SERVING
                                  : NGX_HTTP_AUTOTLS_DYN_PENDING);
+}
+
+
+/*
+ * The names changed since the zone's mirror, from the registry's journal,
+ * each read and checked at once.  NGX_DECLINED when the journal does not
+ * cover them (then the registry is listed).
+ */
+static ngx_int_t
+ngx_http_autotls_mirror_changes(ngx_http_autotls_mirror_t *m, uint64_t gen)
+{
+    int                 rc;
+    char                err[512], **names;
+    size_t              i, n;
+    uint64_t            since;
+    atls_name_entry_t   e;
+
+    since = ngx_http_autotls_dyn_mirrored();
+    if (since == 0 || since > gen) {
+        return NGX_DECLINED;
+    }
+
+    names = NULL;
+    n = 0;
+    err[0] = '\0';
+
+    if (atls_names_changed_since(ngx_http_autotls_store, since - 1, gen - 1,
+                                 &names, &n, err, sizeof(err))
+        != ATLS_STORE_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < n; i++) {
+        ngx_memzero(&e, sizeof(atls_name_entry_t));
+        err[0] = '\0';
+
+        rc = atls_names_get(ngx_http_autotls_store, names[i], &e, err,
+                            sizeof(err));
+
+        if (rc == ATLS_STORE_OK) {
+            ngx_http_autotls_mirror_one(&e);
+            ngx_http_autotls_mirror_check(&e);
+
+        } else if (rc == ATLS_STORE_NOTFOUND) {
+            /* purged after its grace period */
+            ngx_http_autotls_dyn_del((u_char *) names[i], ngx_strlen(names[i]));
+
+        } else {
+            ngx_log_error(NGX_LOG_WARN, m->log, 0,
+                          "autotls: dynamic name \"%s\": %s", names[i], err);
+        }
+
+        atls_name_entry_free(&e);
+        free(names[i]);
+    }
+
+    free(names);
+
+    ngx_http_autotls_dyn_set_mirrored(gen);
+
+    ngx_log_error(NGX_LOG_INFO, m->log, 0,
+                  "autotls: %uz dynamic names changed (registry generation "
+                  "%uL)", n, gen - 1);
+
+    return NGX_OK;
 }

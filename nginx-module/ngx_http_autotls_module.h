@@ -421,6 +421,8 @@ void ngx_http_autotls_dyn_stop(void);
 void ngx_http_autotls_dyn_sweep_start(void);
 void ngx_http_autotls_dyn_sweep_end(uint64_t gen);
 uint64_t ngx_http_autotls_dyn_mirrored(void);
+void ngx_http_autotls_dyn_set_mirrored(uint64_t gen);
+void ngx_http_autotls_dyn_del(const u_char *name, size_t len);
 /* 1 when the store holds a certificate for the name (its meta says so) */
 ngx_uint_t ngx_http_autotls_dyn_stored(const char *id);
 ngx_uint_t ngx_http_autotls_dyn_count(void);

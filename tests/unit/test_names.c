@@ -556,6 +556,48 @@ test_sync_purges_after_grace(void **state)
 
 
 static void
+test_add_many(void **state)
+{
+    storefx_t         *fx = *state;
+    const char        *names[] = { "one.example", "Two.Example", "three.example" };
+    const char        *bad[] = { "four.example", "*.five.example", "six.example" };
+    unsigned char      added[3];
+    char             **changed = NULL, err[512];
+    size_t             n = 0;
+    atls_name_entry_t  e;
+
+    namesfx_add(fx->st, "two.example", "shop", 1);
+    assert_int_equal(atls_names_generation(fx->st), 1);
+    assert_int_equal(atls_names_add_many(fx->st, names, 3, NULL, "cli", "uid 0 (root)", 5,
+                                         added, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(added[0], 1);
+    assert_int_equal(added[1], 0);      /* active already: left as it is */
+    assert_int_equal(added[2], 1);
+    /* one move for the batch, the journal names both */
+    assert_int_equal(atls_names_generation(fx->st), 2);
+    assert_int_equal(atls_names_changed_since(fx->st, 1, 2, &changed, &n, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(changed[0], "one.example");
+    assert_string_equal(changed[1], "three.example");
+    atls_strv_free(changed, n);
+    assert_int_equal(atls_names_get(fx->st, "two.example", &e, err, sizeof(err)), 0);
+    assert_string_equal(e.home, "shop");
+    atls_name_entry_free(&e);
+
+    /* a bad name stops the batch; those before it are registered */
+    memset(added, 2, sizeof(added));
+    assert_int_equal(atls_names_add_many(fx->st, bad, 3, NULL, "cli", "t", 6, added, err,
+                                         sizeof(err)), ATLS_STORE_ERROR);
+    assert_non_null(strstr(err, "*.five.example"));
+    assert_int_equal(added[0], 1);
+    assert_int_equal(added[2], 2);
+    assert_true(namesfx_exists(fx, "names/four.example.json"));
+    assert_false(namesfx_exists(fx, "names/six.example.json"));
+    assert_int_equal(atls_names_generation(fx->st), 3);
+}
+
+static void
 test_journal(void **state)
 {
     storefx_t *fx = *state;
@@ -615,6 +657,7 @@ main(void)
         STORE_TEST(test_registry_purge),
         STORE_TEST(test_sync_adds_and_removes),
         STORE_TEST(test_sync_purges_after_grace),
+        STORE_TEST(test_add_many),
         STORE_TEST(test_journal),
     };
 
