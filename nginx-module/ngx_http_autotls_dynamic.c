@@ -507,8 +507,9 @@ ngx_http_autotls_dyn_count(void)
 
 /*
  * 1 when the store holds a certificate for id: its meta lists one, or
- * says valid or renewing (a store seeded or written before meta listed
- * the certificates).
+ * says valid, or renewing one that was obtained before (a store seeded or
+ * written before meta listed the certificates).  "renewing" alone is also
+ * the state of a name's first order, which has no certificate yet.
  */
 ngx_uint_t
 ngx_http_autotls_dyn_stored(const char *id)
@@ -529,7 +530,7 @@ ngx_http_autotls_dyn_stored(const char *id)
 
     stored = meta.n_kt_info > 0
              || meta.state == ATLS_STATE_VALID
-             || meta.state == ATLS_STATE_RENEWING;
+             || (meta.state == ATLS_STATE_RENEWING && meta.last_success > 0);
 
     atls_cert_meta_free(&meta);
 
