@@ -115,6 +115,14 @@ int atls_redis_io(atls_redis_t *c, int events);
 /* Why it failed ("" when it has not). */
 const char *atls_redis_error(const atls_redis_t *c);
 
+/* What one reply may hold, whoever wrote it (Redis content is untrusted:
+ * another node, or anyone with access to Redis): the bytes of its strings
+ * and the values of its arrays.  A reply beyond them fails the connection
+ * (its error names the limit) instead of growing memory with whatever the
+ * server sends.  The largest store value (64 MiB, store_redis.c) fits. */
+#define ATLS_REDIS_REPLY_BYTES_MAX  (80u * 1024 * 1024)
+#define ATLS_REDIS_REPLY_ITEMS_MAX  (1u << 20)
+
 /* Queues one command (argv with lengths: binary-safe); 0, or -1 when
  * FAILED or the command cannot be formatted. */
 int atls_redis_send(atls_redis_t *c, int argc, const char **argv, const size_t *argvlen);
