@@ -250,6 +250,14 @@ const atls_redis_lease_t *atls_store_redis_lease(atls_store_t *st, atls_store_lo
 int atls_store_redis_put_fenced(atls_store_t *st, atls_store_lock_t *lk, const char *path,
                                 const char *data, size_t len, int is_private,
                                 char *err, size_t errlen);
+/* The delete of a holder under lk, fenced like the put: an entry of the
+ * lease's slot is deleted (value and index) in one script only while the
+ * lease and fence hold; anything else (a certificate's directory, whose
+ * parent's index is in another slot) after a check of the lease.
+ * ATLS_STORE_OK, NOTFOUND, BUSY when the lease is stale (nothing deleted),
+ * ERROR. */
+int atls_store_redis_del_fenced(atls_store_t *st, atls_store_lock_t *lk, const char *path,
+                                char *err, size_t errlen);
 /* The Redis key of a store path's value (for tests and `autotls` tools);
  * malloc'd, NULL when path does not pass. */
 char *atls_store_redis_key(atls_store_t *st, const char *path);
