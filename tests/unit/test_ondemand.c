@@ -589,6 +589,23 @@ test_budget_persisted(void **state)
     assert_int_equal(logcap_count("budget.json"), 1);
     assert_int_equal(take(od, "e.example.com", DIR1, now + 122, why, &retry), 0);
     atls_od_free(od);
+
+    /* orders dated far in the future (the file is the worker's, or
+     * another node's through Redis) fill no window: they would stop every
+     * order until then */
+    {
+        FILE *f = fopen(storefx_path(fx, "ondemand/budget.json"), "w");
+        long  far = (long) now + 30L * 86400;
+
+        assert_non_null(f);
+        fprintf(f, "{\"minute\": [%ld, %ld], \"domains\": {\"example.com\": [%ld, "
+                "%ld, %ld]}, \"accounts\": {}, \"cooldown\": {}}", far, far, far, far,
+                far);
+        fclose(f);
+    }
+    od = gate(&c, fx->st);
+    assert_int_equal(take(od, "f.example.com", DIR1, now + 200, why, &retry), 0);
+    atls_od_free(od);
 }
 
 /* ---- settings as JSON ---------------------------------------------------------------- */
