@@ -115,6 +115,14 @@ int atls_redis_io(atls_redis_t *c, int events);
 /* Why it failed ("" when it has not). */
 const char *atls_redis_error(const atls_redis_t *c);
 
+/* What one reply may hold, whoever wrote it (Redis content is untrusted:
+ * another node, or anyone with access to Redis): the bytes of its strings
+ * and the values of its arrays.  A reply beyond them fails the connection
+ * (its error names the limit) instead of growing memory with whatever the
+ * server sends.  The largest store value (64 MiB, store_redis.c) fits. */
+#define ATLS_REDIS_REPLY_BYTES_MAX  (80u * 1024 * 1024)
+#define ATLS_REDIS_REPLY_ITEMS_MAX  (1u << 20)
+
 /* Queues one command (argv with lengths: binary-safe); 0, or -1 when
  * FAILED or the command cannot be formatted. */
 int atls_redis_send(atls_redis_t *c, int argc, const char **argv, const size_t *argvlen);
@@ -241,6 +249,14 @@ const atls_redis_lease_t *atls_store_redis_lease(atls_store_t *st, atls_store_lo
  * lock and a certs/<id>/ path).  ATLS_STORE_BUSY when the lease is stale. */
 int atls_store_redis_put_fenced(atls_store_t *st, atls_store_lock_t *lk, const char *path,
                                 const char *data, size_t len, int is_private,
+                                char *err, size_t errlen);
+/* The delete of a holder under lk, fenced like the put: an entry of the
+ * lease's slot is deleted (value and index) in one script only while the
+ * lease and fence hold; anything else (a certificate's directory, whose
+ * parent's index is in another slot) after a check of the lease.
+ * ATLS_STORE_OK, NOTFOUND, BUSY when the lease is stale (nothing deleted),
+ * ERROR. */
+int atls_store_redis_del_fenced(atls_store_t *st, atls_store_lock_t *lk, const char *path,
                                 char *err, size_t errlen);
 /* The Redis key of a store path's value (for tests and `autotls` tools);
  * malloc'd, NULL when path does not pass. */

@@ -167,6 +167,7 @@ ms_del(atls_store_t *st, const char *path, char *err, size_t errlen)
     atls_store_t  *rs;
     route_t        r = path ? route(path) : ROUTE_REDIS;
     char           id[256], sub[300];
+    mirror_lock_t *l;
     int            rc, lrc;
 
     if (r == ROUTE_LOCAL) {
@@ -176,7 +177,11 @@ ms_del(atls_store_t *st, const char *path, char *err, size_t errlen)
     if (rs == NULL) {
         return ATLS_STORE_ERROR;
     }
-    rc = rs->ops->del(rs, path, err, errlen);
+    /* under the certificate's lease, only while it is still ours: a holder
+     * that was taken over deletes nothing of the newer holder's deploy */
+    l = atls_mirror_cert_of(path, id, sizeof(id)) == 0 ? cert_lock(m, id) : NULL;
+    rc = l != NULL ? atls_store_redis_del_fenced(rs, l->lk, path, err, errlen)
+                   : rs->ops->del(rs, path, err, errlen);
     if ((rc != ATLS_STORE_OK && rc != ATLS_STORE_NOTFOUND) || r != ROUTE_BOTH) {
         return rc;
     }

@@ -118,6 +118,15 @@ dst_put(const mirror_dst_t *d, const char *path, const mirror_file_t *f,
     return d->st->ops->put(d->st, path, f->data, f->len, priv, err, errlen);
 }
 
+static int
+dst_del(const mirror_dst_t *d, const char *path, char *err, size_t errlen)
+{
+    int rc = d->lk != NULL ? atls_store_redis_del_fenced(d->st, d->lk, path, err, errlen)
+                           : d->st->ops->del(d->st, path, err, errlen);
+
+    return rc == ATLS_STORE_NOTFOUND ? ATLS_STORE_OK : rc;
+}
+
 /* Makes dir in d hold s: writes what differs; with prune, deletes what s
  * does not hold (and dir itself when s is empty). */
 static int
@@ -143,14 +152,12 @@ write_dir(const mirror_dst_t *d, const char *dir, const mirror_set_t *s, int pru
     for (i = 0; prune && rc == ATLS_STORE_OK && i < have.n; i++) {
         if (set_find(s, have.f[i].name) == NULL) {
             path = atls_store_cat(dir, "/", have.f[i].name, NULL);
-            rc = d->st->ops->del(d->st, path, err, errlen);
-            rc = rc == ATLS_STORE_NOTFOUND ? ATLS_STORE_OK : rc;
+            rc = dst_del(d, path, err, errlen);
             free(path);
         }
     }
     if (prune && rc == ATLS_STORE_OK && s->n == 0) {
-        rc = d->st->ops->del(d->st, dir, err, errlen);
-        rc = rc == ATLS_STORE_NOTFOUND ? ATLS_STORE_OK : rc;
+        rc = dst_del(d, dir, err, errlen);
     }
     set_free(&have);
     return rc;

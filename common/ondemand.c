@@ -450,6 +450,7 @@ od_check_locked(atls_od_t *od, const char *raw, size_t len, time_t now, char *na
         snprintf(why, whylen, "not a name to order: %s", w);
         return ATLS_OD_INVALID;
     }
+    od_name_fold_ip(name);
     if (od_patterns_match(od->deny, name)) {
         snprintf(why, whylen, "on the deny list");
         return ATLS_OD_DENY;

@@ -71,10 +71,18 @@ atls_od_registered_domain(const char *name, char *out, size_t outlen)
 
 /* ---- the windows ------------------------------------------------------------------- */
 
-/* Times (integers) of arr after `after`, at most keep of the newest. */
+/* How far in the future a recorded order may be: the clocks of the
+ * servers sharing a store differ a little.  Beyond it a time was not
+ * written by an order (the file is the worker's, or Redis's): kept, it
+ * would fill a window until that time and stop every order. */
+#define OD_CLOCK_SKEW_S  300
+
+/* Times (integers) of arr after `after` and not beyond the skew past its
+ * window's end, at most keep of the newest. */
 static json_t *
-od_times_prune(json_t *arr, time_t after, long keep)
+od_times_prune(json_t *arr, time_t after, time_t window, long keep)
 {
+    json_int_t latest = (json_int_t) after + window + OD_CLOCK_SKEW_S;
     json_t *out = json_array(), *v;
     size_t  i, n = json_array_size(arr), first = 0;
 
@@ -86,7 +94,9 @@ od_times_prune(json_t *arr, time_t after, long keep)
     }
     for (i = first; i < n; i++) {
         v = json_array_get(arr, i);
-        if (json_is_integer(v) && json_integer_value(v) > after) {
+        if (json_is_integer(v) && json_integer_value(v) > after
+            && json_integer_value(v) <= latest)
+        {
             json_array_append(out, v);
         }
     }
@@ -95,7 +105,7 @@ od_times_prune(json_t *arr, time_t after, long keep)
 
 /* Each window of obj (name -> times) pruned; empty ones dropped. */
 static json_t *
-od_map_prune(json_t *obj, time_t after, long keep)
+od_map_prune(json_t *obj, time_t after, time_t window, long keep)
 {
     json_t     *out = json_object(), *v, *t;
     const char *key;
@@ -104,7 +114,7 @@ od_map_prune(json_t *obj, time_t after, long keep)
         return NULL;
     }
     json_object_foreach(obj, key, v) {
-        t = od_times_prune(v, after, keep);
+        t = od_times_prune(v, after, window, keep);
         if (t != NULL && json_array_size(t) > 0) {
             json_object_set_new(out, key, t);
         } else {
@@ -128,13 +138,15 @@ od_state_prune(const od_budget_t *b, json_t *in, time_t now)
         return NULL;
     }
     json_object_set_new(out, "minute", od_times_prune(json_object_get(in, "minute"),
-                                                      now - OD_WINDOW_MIN_S, b->per_min));
+                                                      now - OD_WINDOW_MIN_S,
+                                                      OD_WINDOW_MIN_S, b->per_min));
     json_object_set_new(out, "accounts", od_map_prune(json_object_get(in, "accounts"),
                                                       now - OD_WINDOW_ACCOUNT_S,
+                                                      OD_WINDOW_ACCOUNT_S,
                                                       b->per_account));
     json_object_set_new(out, "domains", od_map_prune(json_object_get(in, "domains"),
                                                      now - OD_WINDOW_DOMAIN_S,
-                                                     b->per_domain));
+                                                     OD_WINDOW_DOMAIN_S, b->per_domain));
     json_object_foreach(json_object_get(in, "cooldown"), key, v) {
         if (json_is_integer(v) && json_integer_value(v) > now
             && json_integer_value(v) <= now + b->cooldown_s)

@@ -51,6 +51,10 @@ void od_patterns_free(od_patterns_t *p);
 int od_patterns_add(od_patterns_t *p, const char *pattern, const char *where,
                     char *err, size_t errlen);
 size_t od_patterns_count(const od_patterns_t *p);
+/* An IPv6 literal in name (already checked) rewritten in its one
+ * canonical text (RFC 5952: "0:0::1" is "::1"), in place: the lists, the
+ * cache and the budgets see one name for one address. */
+void od_name_fold_ip(char *name);
 /* 1 when the canonical name matches one of them. */
 int od_patterns_match(const od_patterns_t *p, const char *name);
 /* A file of patterns, one per line, '#' comments and blank lines skipped.

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <regex.h>
+#include <arpa/inet.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,6 +200,20 @@ od_regex_add(od_patterns_t *p, const char *pattern, const char *where, char *err
     return 0;
 }
 
+void
+od_name_fold_ip(char *name)
+{
+    unsigned char addr[16];
+    char          text[INET6_ADDRSTRLEN];
+
+    if (strchr(name, ':') != NULL && inet_pton(AF_INET6, name, addr) == 1
+        && inet_ntop(AF_INET6, addr, text, sizeof(text)) != NULL
+        && strlen(text) <= strlen(name))
+    {
+        memcpy(name, text, strlen(text) + 1);
+    }
+}
+
 int
 od_patterns_add(od_patterns_t *p, const char *pattern, const char *where, char *err,
                 size_t errlen)
@@ -228,6 +243,7 @@ od_patterns_add(od_patterns_t *p, const char *pattern, const char *where, char *
                  atls_log_escape(pattern, shown, sizeof(shown)), why);
         return -1;
     }
+    od_name_fold_ip(canon);
     if ((suffix ? od_set_add(&p->suffix, canon + 2) : od_set_add(&p->exact, canon)) != 0) {
         snprintf(err, errlen, "out of memory");
         return -1;

@@ -32,6 +32,7 @@
 #define CONN_READ_CHUNK  16384
 #define CONN_SETUP_MAX   2     /* AUTH, SELECT */
 
+
 struct atls_redis_s {
     atls_redis_state_t  state;
     int                 fd;
@@ -43,6 +44,11 @@ struct atls_redis_s {
     SSL                *ssl;
     int                 ssl_want;       /* WANT_* the last SSL call asked for */
     redisReader        *reader;
+    redisReplyObjectFunctions  fn;      /* hiredis's, counted (conn_limit_*) */
+    redisReplyObjectFunctions  base;
+    size_t              reply_items;    /* of the reply being read */
+    size_t              reply_bytes;
+    const char         *limit_hit;      /* why the reader was stopped */
     char               *out;            /* formatted commands not yet written */
     size_t              outlen, outoff, outcap;
     size_t              pending;        /* caller's replies not yet taken */
@@ -96,6 +102,81 @@ conn_ssl_reason(atls_redis_t *c, char *buf, size_t len)
     }
     ERR_clear_error();
     return buf;
+}
+
+/* ---- what a reply may hold ------------------------------------------------- */
+
+/* hiredis 0.14 puts no bound on a reply: "*100000000" allocates its
+ * element vector at once, and a bulk string or an array grows with what
+ * the server sends.  Its object functions are wrapped to count what the
+ * reply being read holds, and refuse (NULL: the reader fails) beyond the
+ * limits of atls_redis.h. */
+static int
+conn_limit_take(atls_redis_t *c, size_t items, size_t bytes)
+{
+    if (items > ATLS_REDIS_REPLY_ITEMS_MAX - c->reply_items) {
+        c->limit_hit = "a reply with too many values (ATLS_REDIS_REPLY_ITEMS_MAX), "
+                       "refused";
+        return -1;
+    }
+    if (bytes > ATLS_REDIS_REPLY_BYTES_MAX - c->reply_bytes) {
+        c->limit_hit = "a reply too large (ATLS_REDIS_REPLY_BYTES_MAX), refused";
+        return -1;
+    }
+    c->reply_items += items;
+    c->reply_bytes += bytes;
+    return 0;
+}
+
+/* The values an array holds are counted when it starts (its vector is
+ * allocated then), the bytes of a string when it is whole. */
+static void *
+conn_limit_string(const redisReadTask *task, char *str, size_t len)
+{
+    atls_redis_t *c = task->privdata;
+
+    return conn_limit_take(c, 0, len) == 0 ? c->base.createString(task, str, len) : NULL;
+}
+
+static void *
+conn_limit_array(const redisReadTask *task, int elements)
+{
+    atls_redis_t *c = task->privdata;
+
+    if (elements < 0 || conn_limit_take(c, (size_t) elements, 0) != 0) {
+        if (elements < 0) {
+            c->limit_hit = "an array with a negative length, refused";
+        }
+        return NULL;
+    }
+    return c->base.createArray(task, elements);
+}
+
+static void
+conn_limit_install(atls_redis_t *c)
+{
+    c->base = *c->reader->fn;
+    c->fn = c->base;
+    c->fn.createString = conn_limit_string;
+    c->fn.createArray = conn_limit_array;
+    c->reader->fn = &c->fn;
+    c->reader->privdata = c;
+}
+
+/* The next complete reply from the reader (NULL: none yet); -1 when the
+ * stream is broken or a reply is beyond the limits. */
+static int
+conn_next_reply(atls_redis_t *c, void **r)
+{
+    *r = NULL;
+    if (redisReaderGetReply(c->reader, r) != REDIS_OK) {
+        return conn_fail(c, "protocol error: %s", c->limit_hit != NULL ? c->limit_hit
+                         : c->reader->errstr);
+    }
+    if (*r != NULL) {
+        c->reply_items = c->reply_bytes = 0;
+    }
+    return 0;
 }
 
 /* ---- the output buffer ----------------------------------------------------- */
@@ -304,6 +385,7 @@ atls_redis_connect(const atls_redis_conf_t *conf, char *err, size_t errlen)
     if (c->host == NULL || c->reader == NULL) {
         abort();
     }
+    conn_limit_install(c);
     if ((c->tls && conn_tls_ctx(c, conf, err, errlen) != 0)
         || conn_resolve(c, conf, err, errlen) != 0)
     {
@@ -479,6 +561,13 @@ conn_fill(atls_redis_t *c)
             return conn_fail(c, "protocol error: %s", c->reader->errstr);
         }
         explicit_bzero(buf, (size_t) n);
+        /* replies are taken one by one after this; what is not taken yet
+         * is one reply being sent (a bulk string is only counted once
+         * whole): beyond the limit, stop reading it */
+        if (c->reader->len - c->reader->pos > (size_t) ATLS_REDIS_REPLY_BYTES_MAX + 65536) {
+            return conn_fail(c, "protocol error: a reply too large "
+                             "(ATLS_REDIS_REPLY_BYTES_MAX), refused");
+        }
     }
 }
 
@@ -492,8 +581,8 @@ conn_take_setup(atls_redis_t *c)
         redisReply *reply;
         char        msg[300];
 
-        if (redisReaderGetReply(c->reader, &r) != REDIS_OK) {
-            return conn_fail(c, "protocol error: %s", c->reader->errstr);
+        if (conn_next_reply(c, &r) != 0) {
+            return -1;
         }
         if (r == NULL) {
             return 0;
@@ -617,8 +706,8 @@ conn_reply(atls_redis_t *c, redisReply **reply, int any)
     if (c->state != ATLS_REDIS_READY || (c->pending == 0 && !any)) {
         return 0;
     }
-    if (redisReaderGetReply(c->reader, &r) != REDIS_OK) {
-        return conn_fail(c, "protocol error: %s", c->reader->errstr);
+    if (conn_next_reply(c, &r) != 0) {
+        return -1;
     }
     if (r == NULL) {
         return 0;

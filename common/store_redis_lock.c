@@ -236,3 +236,100 @@ out:
     return rc;
 }
 
+
+/* KEYS: lease, fence, value, log size, parent's index.  ARGV: token,
+ * fence, the entry's name.  -1 stale (nothing deleted), else how many of
+ * the value and its index entry went. */
+static const char RS_DEL_FENCED[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] "
+    "   or redis.call('GET', KEYS[2]) ~= ARGV[2] then "
+    "  return -1 "
+    "end "
+    "return redis.call('DEL', KEYS[3], KEYS[4]) + redis.call('SREM', KEYS[5], ARGV[3])";
+
+/* Not an entry of the lease's slot: checked, then deleted as any path. */
+static int
+rs_del_checked(atls_store_t *st, const atls_redis_lease_t *l, const char *path,
+               char *err, size_t errlen)
+{
+    rs_impl_t *rs = st->impl;
+    int        rc;
+
+    if (atls_rs_conn(rs, err, errlen) == NULL) {
+        return ATLS_STORE_ERROR;
+    }
+    rc = atls_redis_lease_check(rs->c, l, err, errlen);
+    return rc == ATLS_STORE_OK ? st->ops->del(st, path, err, errlen) : rc;
+}
+
+int
+atls_store_redis_del_fenced(atls_store_t *st, atls_store_lock_t *lk, const char *path,
+                            char *err, size_t errlen)
+{
+    const atls_redis_lease_t *l = atls_store_redis_lease(st, lk);
+    const char               *keys[5], *args[3], *t1, *t2, *slash;
+    size_t                    n1, n2;
+    char                     *vkey, *nkey, *dkey, *dir, fence[24];
+    redisReply               *r = NULL;
+    int                       rc = ATLS_STORE_ERROR;
+
+    if (l == NULL || !atls_rs_path_ok(path, 0) || (slash = strrchr(path, '/')) == NULL) {
+        snprintf(err, errlen, "fenced delete \"%s\": not a lock of this store, or a bad "
+                 "path", path ? path : "(null)");
+        return ATLS_STORE_ERROR;
+    }
+    dir = strndup(path, (size_t) (slash - path));
+    if (dir == NULL) {
+        abort();
+    }
+    vkey = atls_rs_key(st->impl, 'v', path);
+    nkey = atls_rs_key(st->impl, 'n', path);
+    dkey = atls_rs_key(st->impl, 'd', dir);
+    n1 = rs_tag_span(l->lease_key, &t1);
+    n2 = rs_tag_span(dkey, &t2);
+    if (n1 == 0 || n1 != n2 || memcmp(t1, t2, n1) != 0) {
+        rc = rs_del_checked(st, l, path, err, errlen);
+        goto out;
+    }
+    atls_rs_renew_due(st, 0);
+    if (atls_rs_conn(st->impl, err, errlen) == NULL) {
+        goto out;
+    }
+    snprintf(fence, sizeof(fence), "%llu", (unsigned long long) l->fence);
+    keys[0] = l->lease_key;
+    keys[1] = l->fence_key;
+    keys[2] = vkey;
+    keys[3] = nkey;
+    keys[4] = dkey;
+    args[0] = l->token;
+    args[1] = fence;
+    args[2] = slash + 1;
+    if (atls_redis_eval(((rs_impl_t *) st->impl)->c, RS_DEL_FENCED, 5, keys, 3, args, NULL,
+                        &r, err, errlen) != 0)
+    {
+        goto out;
+    }
+    if (r->type != REDIS_REPLY_INTEGER) {
+        atls_rs_err(st, err, errlen, vkey, r->type == REDIS_REPLY_ERROR ? r->str
+                    : "unexpected reply");
+    } else if (r->integer < 0) {
+        atls_rs_err(st, err, errlen, vkey, "not deleted: the lease is stale (lost, or a "
+                    "newer holder's fence)");
+        rc = ATLS_STORE_BUSY;
+    } else if (r->integer == 0) {
+        /* no entry: a directory below the certificate's, or nothing */
+        rc = rs_del_checked(st, l, path, err, errlen);
+    } else {
+        rc = ATLS_STORE_OK;
+    }
+
+out:
+    if (r != NULL) {
+        freeReplyObject(r);
+    }
+    free(vkey);
+    free(nkey);
+    free(dkey);
+    free(dir);
+    return rc;
+}

@@ -45,6 +45,59 @@ test_removal_reaches_other_node(void **state)
     mirrorfx_sync_ok(fx->b, 0, 0);
 }
 
+/* 1 when Redis holds the raw key. */
+static int
+redis_has(fx_t *fx, const char *key)
+{
+    redisReply *r = redisfx_cmd(&fx->rfx, "EXISTS", key, NULL);
+    int         has = r->integer != 0;
+
+    freeReplyObject(r);
+    return has;
+}
+
+/* A holder whose lease was taken over deletes nothing in Redis (a stale
+ * deploy, or a repopulating push, must not remove the newer holder's
+ * entries); the holder of the lease does, value and index. */
+static void
+test_delete_fenced_by_lease(void **state)
+{
+    fx_t              *fx = *state;
+    atls_store_t      *sa = atls_mirror_store(fx->a);
+    atls_store_lock_t *lk = NULL;
+    const char        *vkey = "t:{fenced.example}:v:certs/fenced.example/ec256.pem";
+    char               err[512], **names = NULL;
+    size_t             n = 0;
+    redisReply        *r;
+
+    mirrorfx_deploy(fx->a, "fenced.example", 1);
+    assert_true(redis_has(fx, vkey));
+    assert_int_equal(atls_store_lock_cert(sa, "fenced.example", 0, &lk, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    r = redisfx_cmd(&fx->rfx, "INCR", "t:{fenced.example}:fence", NULL);   /* taken over */
+    freeReplyObject(r);
+    assert_int_equal(sa->ops->del(sa, "certs/fenced.example/ec256.pem", err, sizeof(err)),
+                     ATLS_STORE_BUSY);
+    assert_non_null(strstr(err, "stale"));
+    assert_true(redis_has(fx, vkey));
+    atls_store_unlock(sa, lk);
+
+    lk = NULL;
+    assert_int_equal(atls_store_lock_cert(sa, "fenced.example", 0, &lk, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(sa->ops->del(sa, "certs/fenced.example/ec256.pem", err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_false(redis_has(fx, vkey));
+    assert_int_equal(sa->ops->list(sa, "certs/fenced.example", &names, &n, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(names[0], "meta.json");
+    atls_strv_free(names, n);
+    assert_int_equal(sa->ops->del(sa, "certs/fenced.example/ec256.pem", err, sizeof(err)),
+                     ATLS_STORE_NOTFOUND);
+    atls_store_unlock(sa, lk);
+}
+
 /* The store's typed calls work unchanged over the mirror's store: a real
  * key and chain saved on A (validated by save_cert) load from B's mirror
  * directory as a fs store, which is what B's workers serve. */
@@ -206,6 +259,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         MX_TEST(test_removal_reaches_other_node),
+        MX_TEST(test_delete_fenced_by_lease),
         MX_TEST(test_typed_store_calls),
         MX_TEST(test_plain_store_writer_announces),
         MX_TEST(test_challenges_any_node),

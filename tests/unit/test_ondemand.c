@@ -137,6 +137,20 @@ test_order_of_checks(void **state)
     expect(od, "127.0.0.1", T0, ATLS_OD_ALLOW, NULL);
     expect(od, "127.0.0.2", T0, ATLS_OD_DENY, "default deny");
     atls_od_free(od);
+
+    /* an IPv6 address has one name whatever its spelling: the deny list,
+     * the cache and the cooldown are not passed by writing it another way */
+    c.deny = (char *[]) { "2001:db8:0:0::1" };
+    c.n_deny = 1;
+    c.allow = (char *[]) { "~.*" };
+    od = gate(&c, NULL);
+    expect(od, "2001:DB8::1", T0, ATLS_OD_DENY, "deny list");
+    expect(od, "2001:db8:0:0:0:0:0:1", T0, ATLS_OD_DENY, "deny list");
+    assert_int_equal(check_at(od, "2001:db8:0:0::2", T0, out, why), ATLS_OD_ALLOW);
+    assert_string_equal(out, "2001:db8::2");
+    atls_od_failed(od, "2001:db8::2", T0);
+    expect(od, "2001:0db8:0::2", T0 + 10, ATLS_OD_LIMITED, "cooldown");
+    atls_od_free(od);
 }
 
 static void
@@ -574,6 +588,23 @@ test_budget_persisted(void **state)
     logcap_stop();
     assert_int_equal(logcap_count("budget.json"), 1);
     assert_int_equal(take(od, "e.example.com", DIR1, now + 122, why, &retry), 0);
+    atls_od_free(od);
+
+    /* orders dated far in the future (the file is the worker's, or
+     * another node's through Redis) fill no window: they would stop every
+     * order until then */
+    {
+        FILE *f = fopen(storefx_path(fx, "ondemand/budget.json"), "w");
+        long  far = (long) now + 30L * 86400;
+
+        assert_non_null(f);
+        fprintf(f, "{\"minute\": [%ld, %ld], \"domains\": {\"example.com\": [%ld, "
+                "%ld, %ld]}, \"accounts\": {}, \"cooldown\": {}}", far, far, far, far,
+                far);
+        fclose(f);
+    }
+    od = gate(&c, fx->st);
+    assert_int_equal(take(od, "f.example.com", DIR1, now + 200, why, &retry), 0);
     atls_od_free(od);
 }
 
