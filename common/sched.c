@@ -63,6 +63,9 @@ sched_arm(atls_sched_t *s)
     if (s->pass_resume != 0) {
         best = earlier(best, s->pass_resume);
     }
+    if (s->names_resume != 0) {
+        best = earlier(best, s->names_resume);
+    }
     if (s->rev_wake != 0 && !s->stopping) {
         best = earlier(best, s->rev_wake);
     }
@@ -111,6 +114,13 @@ sched_leave(atls_sched_t *s)
         return;
     }
     sched_arm(s);
+}
+
+void
+atls_sched_touch(atls_sched_t *s)
+{
+    sched_enter(s);
+    sched_leave(s);
 }
 
 /* ---- the pass -------------------------------------------------------------------- */
@@ -534,6 +544,10 @@ atls_sched_timer(atls_sched_t *s)
     if (s->warn_wake != 0 && s->warn_wake <= now && !s->stopping) {
         atls_sched_warn_static(s);
     }
+    if (s->names_resume != 0 && s->names_resume <= now) {
+        s->names_resume = 0;
+        atls_sched_names_sync(s);   /* the first sync's next slice */
+    }
     if (s->kick_due || (s->pass_resume != 0 && s->pass_resume <= now)) {
         sched_kick(s);
     }
@@ -606,6 +620,7 @@ sched_destroy(atls_sched_t *s)
     s->freeing = 1;
     atls_notify_free(s->notify);
     atls_sched_od_free(s);
+    atls_sched_names_free(s);
     for (i = 0; i < s->n_slots; i++) {
         atls_sched_slot_cancel(&s->slots[i]);
     }

@@ -197,6 +197,14 @@ struct atls_sched_s {
     int                 names_synced;   /* listed at least once */
     time_t              names_purge_at; /* the first removed name's grace ends
                                            then (0: none known) */
+    /* The first sync reads the registry in slices of slice_ms: the entry
+     * names listed at names_first_gen, the next one to read, when the
+     * timer goes on (monotonic ms; 0 none), the names added so far. */
+    char              **names_first;
+    size_t              names_first_n, names_first_next, names_first_added;
+    uint64_t            names_first_gen;
+    int                 names_first_on;
+    long long           names_resume;
 
     /* On-demand issuance (sched_ondemand.c) */
     struct atls_od_s   *od_gate;        /* opts.on_demand, borrowed; NULL: none */
@@ -226,6 +234,12 @@ void atls_sched_cert_unlink(atls_sched_t *s, atls_sched_cert_t *c);
 /* sched_names.c: removed names past their grace purged, at each pass,
  * when the first one is due. */
 void atls_sched_names_pass(atls_sched_t *s);
+/* sched_names.c: the first sync's names not read yet, freed. */
+void atls_sched_names_free(atls_sched_t *s);
+
+/* sched.c: arms the host's timer for a deadline set outside the
+ * scheduler's own calls (a sliced first sync of the registry). */
+void atls_sched_touch(atls_sched_t *s);
 
 /* sched_ondemand.c: the host's answer to an ask request (1 when op was
  * one); the end of an attempt on c (before host->done); the children's

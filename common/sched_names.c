@@ -272,23 +272,103 @@ names_sync_all(atls_sched_t *s, atls_name_entry_t *v, size_t n, size_t *added,
 }
 
 void
+atls_sched_names_free(atls_sched_t *s)
+{
+    atls_strv_free(s->names_first, s->names_first_n);
+    s->names_first = NULL;
+    s->names_first_n = s->names_first_next = s->names_first_added = 0;
+    s->names_first_on = 0;
+    s->names_resume = 0;
+}
+
+/*
+ * The first sync reads every entry: at 100,000 names seconds of a worker
+ * that also serves handshakes.  So the names are listed once (file names
+ * only) and read in slices of slice_ms, the rest from the timer.  It ends
+ * as synced at the generation the listing saw: what changed meanwhile is
+ * in the journal after it, read at once.  No dynamic certificate is
+ * managed before the first sync, so there is nothing to sweep.
+ */
+static void
+names_first_slice(atls_sched_t *s, int initial)
+{
+    long long  start = atls_sched_now_ms(), now;
+    size_t     removed = 0, before = s->names_first_added, checked = 0;
+    char      *one[1];
+
+    while (s->names_first_next < s->names_first_n) {
+        now = atls_sched_now_ms();
+        if (s->slice_ms > 0 && checked++ > 0 && now - start >= s->slice_ms) {
+            s->names_resume = now + (s->slice_ms < SCHED_PASS_PAUSE_MS ? s->slice_ms
+                                                                       : SCHED_PASS_PAUSE_MS);
+            atls_sched_touch(s);
+            goto planned;
+        }
+        one[0] = s->names_first[s->names_first_next++];
+        names_sync_changed(s, one, 1, &s->names_first_added, &removed);
+    }
+    s->names_synced = 1;
+    s->names_gen = s->names_first_gen;
+    if (s->names_first_added > 0) {
+        atls_log(ATLS_LOG_INFO, "autotls: dynamic names: %zu added",
+                 s->names_first_added);
+    }
+    atls_sched_names_free(s);
+planned:
+    /* at start the host's first pass plans them; a later slice's, a pass */
+    if (!initial && s->names_first_added > before) {
+        atls_sched_check(s);
+    }
+    if (s->names_synced && atls_names_generation(s->st) != s->names_gen) {
+        atls_sched_names_sync(s);   /* changed while listed: the journal */
+    }
+}
+
+static void
+names_first_start(atls_sched_t *s, uint64_t gen)
+{
+    char err[512];
+
+    if (atls_names_list_names(s->st, &s->names_first, &s->names_first_n, err,
+                              sizeof(err)) != ATLS_STORE_OK)
+    {
+        atls_log(ATLS_LOG_ERR, "autotls: the registry of dynamic names was not read: %s",
+                 err);
+        return;             /* tried again at the next call: never synced */
+    }
+    s->names_first_next = 0;
+    s->names_first_added = 0;
+    s->names_first_gen = gen;
+    s->names_first_on = 1;
+    names_first_slice(s, 1);
+}
+
+void
 atls_sched_names_sync(atls_sched_t *s)
 {
     atls_name_entry_t *v = NULL;
     char             **changed = NULL, err[512];
     size_t             n = 0, added = 0, removed = 0;
     uint64_t           gen;
-    int                first;
 
     if (s == NULL || s->host.home == NULL) {
         return;
     }
-    gen = atls_names_generation(s->st);
-    if (s->names_synced && gen == s->names_gen) {
+    if (s->names_first_on) {
+        if (s->names_resume == 0) {
+            names_first_slice(s, 0);    /* else the timer goes on with it */
+        }
         return;
     }
-    first = !s->names_synced;
-    if (!first && gen > s->names_gen
+    gen = atls_names_generation(s->st);
+    if (!s->names_synced) {
+        names_first_start(s, gen);
+        return;
+    }
+    if (gen == s->names_gen) {
+        return;
+    }
+    if (gen > s->names_gen
         && atls_names_changed_since(s->st, s->names_gen, gen, &changed, &n, err,
                                     sizeof(err)) == ATLS_STORE_OK)
     {
@@ -303,15 +383,13 @@ atls_sched_names_sync(atls_sched_t *s)
         names_sync_all(s, v, n, &added, &removed);
         atls_name_entries_free(v, n);
     }
-    s->names_synced = 1;
     s->names_gen = gen;
     if (added > 0 || removed > 0) {
         atls_log(ATLS_LOG_INFO, "autotls: dynamic names: %zu added, %zu removed", added,
                  removed);
     }
-    /* at start the host's first pass plans them; later, a pass now */
-    if (added > 0 && !first) {
-        atls_sched_check(s);
+    if (added > 0) {
+        atls_sched_check(s);        /* a pass now */
     }
 }
 

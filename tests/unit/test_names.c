@@ -346,6 +346,8 @@ static fakehost_cert_t sync_certs[2]; /* home "shop", one configured */
 #define cfg_cert   sync_certs[1]
 static atls_issuer_t   home_issuer;
 static size_t          home_calls;
+static long            sync_slice_ms;   /* the scheduler's opts.slice_ms */
+static int             home_slow;       /* each home() takes 2 ms */
 
 /* the host has one dynamic home, "shop" (also the one a NULL home means) */
 static const atls_issuer_t *
@@ -353,6 +355,14 @@ fake_home(void *ctx, const char *home, void **cert_data)
 {
     (void) ctx;
     home_calls++;
+    if (home_slow) {
+        /* time passes while an entry is looked at: a slice of 1 ms holds
+         * one entry, whatever the machine's speed */
+        struct timespec ts = { 0, 2 * 1000 * 1000 };
+
+        while (nanosleep(&ts, &ts) != 0) {
+        }
+    }
     if (home != NULL && home[0] != '\0' && strcmp(home, "shop") != 0) {
         return NULL;
     }
@@ -385,6 +395,7 @@ sync_start(storefx_t *fx, long grace)
     home_calls = 0;
     memset(&o, 0, sizeof(o));
     o.names_grace_s = grace;
+    o.slice_ms = sync_slice_ms;
     sh.s = atls_sched_new(fx->st, &sh.host, &o, err, sizeof(err));
     assert_non_null(sh.s);
     return akey;
@@ -499,6 +510,70 @@ test_sync_adds_and_removes(void **state)
     fakehost_teardown(&sh, sync_certs, 2);
     EVP_PKEY_free(akey);
     logcap_stop();
+}
+
+static size_t
+dyn_managed(const char *const *names, size_t n)
+{
+    size_t i, found = 0;
+
+    for (i = 0; i < n; i++) {
+        found += atls_sched_find(sh.s, names[i]) != NULL;
+    }
+    return found;
+}
+
+static int
+until_first_synced(fakehost_t *fh, void *arg)
+{
+    (void) fh;
+    return atls_sched_find(sh.s, (const char *) arg) != NULL;
+}
+
+/* The first sync reads the registry in slices of slice_ms, the rest from
+ * the timer; what changed meanwhile (after the listing) is not lost. */
+static void
+test_sync_first_in_slices(void **state)
+{
+    storefx_t  *fx = *state;
+    EVP_PKEY   *akey;
+    const char *names[] = { "s1.example", "s2.example", "s3.example", "s4.example",
+                            "s5.example", "s6.example" };
+    char        err[256];
+    size_t      i, calls;
+
+    sync_slice_ms = 1;
+    akey = sync_start(fx, 0);
+    for (i = 0; i < 5; i++) {
+        namesfx_add(fx->st, names[i], "shop", time(NULL));
+    }
+    home_slow = 1;
+    atls_sched_names_sync(sh.s);
+    /* one slice: one entry, the rest from the timer */
+    assert_int_equal(dyn_managed(names, 5), 1);
+    assert_non_null(atls_sched_find(sh.s, "s1.example"));
+    /* the host calls again (the store moved): no re-listing, no double */
+    calls = home_calls;
+    atls_sched_names_sync(sh.s);
+    assert_true(home_calls <= calls + 1);
+    /* changed after the listing: one read already removed, one added */
+    assert_int_equal(atls_names_remove(fx->st, "s1.example", time(NULL), err,
+                                       sizeof(err)), 0);
+    namesfx_add(fx->st, "s6.example", "shop", time(NULL));
+    /* the CA answers no one (cfg_cert orders nothing): this is about the
+     * sync, not the orders its passes start */
+    assert_int_equal(fakehost_run(&sh, until_first_synced, (void *) "s6.example", 20000,
+                                  &cfg_cert), 0);
+    home_slow = 0;
+    assert_null(atls_sched_find(sh.s, "s1.example"));
+    assert_int_equal(dyn_managed(names, 6), 5);
+    /* synced: the next call reads nothing */
+    calls = home_calls;
+    atls_sched_names_sync(sh.s);
+    assert_int_equal(home_calls, calls);
+    sync_slice_ms = 0;
+    fakehost_teardown(&sh, sync_certs, 1);
+    EVP_PKEY_free(akey);
 }
 
 static void
@@ -656,6 +731,7 @@ main(void)
         STORE_TEST(test_registry_broken_entries),
         STORE_TEST(test_registry_purge),
         STORE_TEST(test_sync_adds_and_removes),
+        STORE_TEST(test_sync_first_in_slices),
         STORE_TEST(test_sync_purges_after_grace),
         STORE_TEST(test_add_many),
         STORE_TEST(test_journal),
