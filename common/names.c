@@ -55,13 +55,36 @@ atls_name_entries_free(atls_name_entry_t *v, size_t n)
 
 /* ---- the syntax of a name ------------------------------------------------ */
 
-/* 1 when s (NUL-terminated, at most 64 bytes) is an IPv4 or IPv6 literal. */
+/* 1 when s (NUL-terminated) is an IPv4 or IPv6 literal: canon (at least
+ * INET6_ADDRSTRLEN bytes) gets its one spelling, so that "::1" and
+ * "0:0::1" are one name: RFC 5952 for IPv6 (lower case, the longest run of
+ * zeros as "::", no leading zeros), dotted decimal for IPv4 (inet_pton
+ * takes four decimal parts only, without leading zeros). */
 static int
-name_is_ip(const char *s)
+name_ip_canon(const char *s, char *canon, size_t len)
 {
-    unsigned char buf[16];
+    unsigned char addr[16];
+    int           af = strchr(s, ':') != NULL ? AF_INET6 : AF_INET;
 
-    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+    return inet_pton(af, s, addr) == 1 && inet_ntop(af, addr, canon, (socklen_t) len) != NULL;
+}
+
+/* Digits and dots only, four parts: what some resolvers would take for an
+ * IPv4 address although inet_pton does not ("010.1.1.1": octal 8.1.1.1
+ * to inet_aton, decimal 10.1.1.1 to others).  Refused as ambiguous. */
+static int
+name_ipv4_ambiguous(const char *s)
+{
+    size_t dots = 0;
+
+    for (; *s != '\0'; s++) {
+        if (*s == '.') {
+            dots++;
+        } else if (!(*s >= '0' && *s <= '9')) {
+            return 0;
+        }
+    }
+    return dots == 3;
 }
 
 static int
@@ -117,7 +140,7 @@ int
 atls_name_check(const char *name, size_t len, int allow_ip, unsigned max_labels,
                 char *out, size_t outlen, char *why, size_t whylen)
 {
-    char   buf[NAME_MAX_BYTES + 2];
+    char   buf[NAME_MAX_BYTES + 2], ip[INET6_ADDRSTRLEN];
     size_t i;
 
     if (outlen > 0) {
@@ -153,12 +176,16 @@ atls_name_check(const char *name, size_t len, int allow_ip, unsigned max_labels,
         buf[i] = c;
     }
     buf[len] = '\0';
-    if (name_is_ip(buf)) {
+    if (name_ip_canon(buf, ip, sizeof(ip))) {
         if (!allow_ip) {
             return atls_meta_fail(why, whylen, "IP literals are not accepted");
         }
-        memcpy(out, buf, len + 1);
+        memcpy(out, ip, strlen(ip) + 1);
         return 0;
+    }
+    if (name_ipv4_ambiguous(buf)) {
+        return atls_meta_fail(why, whylen, "not an IPv4 address in dotted decimal (four "
+                              "parts of 0-255 without leading zeros): ambiguous");
     }
     if (strchr(buf, ':') != NULL) {
         return atls_meta_fail(why, whylen, "character ':' is not allowed");

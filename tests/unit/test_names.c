@@ -76,6 +76,18 @@ test_check_accepts(void **state)
     assert_int_equal(check("::1", 1, 0, out, why), 0);
     assert_string_equal(out, "::1");
     assert_int_equal(check("2001:db8::1", 1, 0, out, why), 0);
+    /* one spelling per address (RFC 5952), so the registry cannot hold
+     * "::1" and "0::1" as two names */
+    assert_int_equal(check("0:0:0:0:0:0:0:1", 1, 0, out, why), 0);
+    assert_string_equal(out, "::1");
+    assert_int_equal(check("0::1", 1, 0, out, why), 0);
+    assert_string_equal(out, "::1");
+    assert_int_equal(check("2001:DB8:0:0:0:0:0:0001", 1, 0, out, why), 0);
+    assert_string_equal(out, "2001:db8::1");
+    assert_int_equal(check("2001:db8:0:0:1:0:0:1", 1, 0, out, why), 0);
+    assert_string_equal(out, "2001:db8::1:0:0:1");     /* the first longest run */
+    assert_int_equal(check("::FFFF:192.0.2.1.", 1, 0, out, why), 0);
+    assert_string_equal(out, "::ffff:192.0.2.1");
     /* not NUL-terminated: only len bytes count */
     assert_int_equal(atls_name_check("example.comXYZ", 11, 0, 0, out, 254, why, 160), 0);
     assert_string_equal(out, "example.com");
@@ -98,7 +110,11 @@ test_check_refuses(void **state)
     check_bad("a-.example.com", 0, "'-'");
     check_bad("127.0.0.1", 0, "IP literal");
     check_bad("::1", 0, "IP literal");
-    check_bad("1.2.3.999", 1, "all digits");
+    check_bad("1.2.3.999", 1, "dotted decimal");
+    /* leading zeros: octal to some resolvers, decimal to others */
+    check_bad("010.1.1.1", 1, "ambiguous");
+    check_bad("10.1.1.01", 0, "ambiguous");
+    check_bad("1.2.3", 1, "all digits");
     check_bad("a:b.example", 1, "':'");
     check_bad("a.b.c.d.e.f.g.h.i.j.k", 0, "more than 10 labels");
 }
