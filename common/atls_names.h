@@ -83,6 +83,17 @@ int atls_names_add_many(atls_store_t *st, const char *const *names, size_t n,
 int atls_names_remove(atls_store_t *st, const char *name, time_t now,
                       char *err, size_t errlen);
 
+/* The same, telling what it did, so that whoever audits the removal emits
+ * one `name-removed` however many clients remove the name at once:
+ * *removed (may be NULL) gets 1 when this call took the name from active
+ * to removed (decided under the registry's lock), 0 when it was removed
+ * already; was (may be NULL) gets the entry as this call found it (its
+ * home and source, for the event; freed by the caller, empty on error).
+ * (Added to the issue-11 contract by the slices helper; atls_names_remove
+ * is unchanged.) */
+int atls_names_remove_entry(atls_store_t *st, const char *name, time_t now,
+                            atls_name_entry_t *was, int *removed, char *err, size_t errlen);
+
 /* One entry: ATLS_STORE_OK (e filled), ATLS_STORE_NOTFOUND, or ERROR with
  * err naming the file and the field. */
 int atls_names_get(atls_store_t *st, const char *name, atls_name_entry_t *e,
@@ -127,11 +138,14 @@ int atls_names_changed_since(atls_store_t *st, uint64_t since, uint64_t upto,
  * method, the path below the API's location ("/names", "/names/NAME"),
  * the raw query string (may be NULL) and who asks (for the audit trail:
  * "api 127.0.0.1").  PUT /names/NAME registers (body may be empty or
- * {"home": "..."}), DELETE /names/NAME removes, GET /names lists
+ * {"home": "..."}; a name active for another home than the one the body
+ * names: 409 with {"error", "home": the current one}, nothing changed:
+ * DELETE then PUT moves it),
+ * DELETE /names/NAME removes, GET /names lists
  * ([{"name","home","source","state","added","removed","cert":{"state",
  * "not_after","last_error"}}]; ?state=active|removed|pending|valid|failed,
  * ?limit=&offset=), GET /names/NAME gives one.  *status is the HTTP status
- * (200, 201, 204, 400 with {"error": why}, 404, 405, 500); *body is
+ * (200, 201, 204, 400 with {"error": why}, 404, 405, 409, 500); *body is
  * malloc'd JSON (may be NULL for 204).  Every change is an audited event
  * through ev (may be NULL).
  */

@@ -362,6 +362,34 @@ done:
     return rc;
 }
 
+/* NULL and "" are one home: the server's only dynamic one. */
+static int
+api_same_home(const char *a, const char *b)
+{
+    return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+/*
+ * PUT with a "home" of a name active for another home (a PUT without one
+ * asks only that the name be registered: 200).  Moving it silently would let one
+ * tenant's automation take another's name (its certificate is served from
+ * the other home from then on); keeping it silently (200) tells the caller
+ * it has what it asked for when it has not.  So 409, naming the home the
+ * name has, and nothing changes: a move is DELETE then PUT, on purpose.
+ */
+static void
+api_home_conflict(const atls_name_entry_t *e, api_reply_t *r)
+{
+    const char *cur = e->home != NULL && e->home[0] != '\0' ? e->home : NULL;
+
+    api_error(r, 409, "name \"%s\" is registered for %s%s%s: DELETE it first to move it",
+              e->name, cur != NULL ? "home \"" : "the default home",
+              cur != NULL ? cur : "", cur != NULL ? "\"" : "");
+    if (r->body != NULL) {
+        json_object_set_new(r->body, "home", cur != NULL ? json_string(cur) : json_null());
+    }
+}
+
 static void
 api_put(atls_store_t *st, atls_events_t *ev, const char *name, const char *body,
         size_t len, const char *by, time_t now, api_reply_t *r)
@@ -391,13 +419,18 @@ api_put(atls_store_t *st, atls_events_t *ev, const char *name, const char *body,
     if (added) {
         atls_names_emit(ev, 1, name, home, "api", by, now);
     }
-    free(home);
     if (atls_names_get(st, name, &e, err, sizeof(err)) != ATLS_STORE_OK) {
         api_error(r, 500, "name \"%s\" could not be read back", name);
+        free(home);
         return;
     }
-    r->status = was_active ? 200 : 201;
-    r->body = api_entry_json(st, &e);
+    if (was_active && home != NULL && !api_same_home(e.home, home)) {
+        api_home_conflict(&e, r);
+    } else {
+        r->status = was_active ? 200 : 201;
+        r->body = api_entry_json(st, &e);
+    }
+    free(home);
     atls_name_entry_free(&e);
 }
 
@@ -407,18 +440,17 @@ api_delete(atls_store_t *st, atls_events_t *ev, const char *name, const char *by
 {
     atls_name_entry_t e;
     char              err[512];
-    int               rc;
+    int               rc, removed = 0;
 
-    rc = atls_names_get(st, name, &e, err, sizeof(err));
+    /* whether this call removed it, decided under the registry's lock: two
+     * clients deleting one name at once make one event */
+    rc = atls_names_remove_entry(st, name, now, &e, &removed, err, sizeof(err));
     if (rc == ATLS_STORE_NOTFOUND) {
         api_error(r, 404, "name \"%s\" is not registered", name);
         return;
     }
-    if (rc == ATLS_STORE_OK && e.state == ATLS_NAME_ACTIVE) {
-        rc = atls_names_remove(st, name, now, err, sizeof(err));
-        if (rc == ATLS_STORE_OK) {
-            atls_names_emit(ev, 0, name, e.home, e.source, by, now);
-        }
+    if (removed) {
+        atls_names_emit(ev, 0, e.name, e.home, e.source, by, now);
     }
     atls_name_entry_free(&e);
     if (rc != ATLS_STORE_OK) {

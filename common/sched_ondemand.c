@@ -409,14 +409,19 @@ od_order_failed(atls_sched_t *s, const char *id, const char *home, int request,
     time_t now = time(NULL);
     long   cooldown = atls_od_conf(s->od_gate)->cooldown_s;
     char   msg[512], why[700];
+    int    removed = 0;
 
     atls_od_failed(s->od_gate, id, now);
     snprintf(why, sizeof(why), "its order failed (%s: %s): on_demand_cooldown %ld s",
              err != NULL ? err->type : "?", err != NULL ? err->detail : "?", cooldown);
     atls_log(ATLS_LOG_WARN, "autotls: on-demand name %s: %s", id, why);
     if (!od_has_certificate(s, id)) {
-        if (atls_names_remove(s->st, id, now, msg, sizeof(msg)) == ATLS_STORE_OK) {
-            atls_names_emit(s->events, 0, id, home, "on-demand", OD_BY, now);
+        if (atls_names_remove_entry(s->st, id, now, NULL, &removed, msg, sizeof(msg))
+            == ATLS_STORE_OK)
+        {
+            if (removed) {      /* not by someone else meanwhile */
+                atls_names_emit(s->events, 0, id, home, "on-demand", OD_BY, now);
+            }
         } else {
             atls_log(ATLS_LOG_ERR, "autotls: on-demand name %s not unregistered: %s", id,
                      msg);

@@ -278,13 +278,21 @@ atls_names_add(atls_store_t *st, const char *name, const char *home, const char 
 }
 
 int
-atls_names_remove(atls_store_t *st, const char *name, time_t now, char *err, size_t errlen)
+atls_names_remove_entry(atls_store_t *st, const char *name, time_t now,
+                        atls_name_entry_t *was, int *removed, char *err, size_t errlen)
 {
     char               folded[256], *path;
     atls_name_entry_t  e;
     atls_store_lock_t *lk = NULL;
     int                rc;
 
+    memset(&e, 0, sizeof(e));
+    if (was != NULL) {
+        memset(was, 0, sizeof(*was));
+    }
+    if (removed != NULL) {
+        *removed = 0;
+    }
     path = names_path(name, folded, sizeof(folded), err, errlen);
     if (path == NULL) {
         return ATLS_STORE_ERROR;
@@ -298,6 +306,19 @@ atls_names_remove(atls_store_t *st, const char *name, time_t now, char *err, siz
         snprintf(err, errlen, "name \"%s\" is not registered", folded);
         goto done;
     }
+    if (rc == ATLS_STORE_OK && was != NULL) {
+        /* as found: its home and source, for the audit event */
+        was->name = strdup(e.name);
+        was->home = e.home != NULL ? strdup(e.home) : NULL;
+        was->source = e.source != NULL ? strdup(e.source) : NULL;
+        was->by = e.by != NULL ? strdup(e.by) : NULL;
+        was->state = e.state;
+        was->added = e.added;
+        was->removed = e.removed;
+        if (was->name == NULL) {
+            abort();
+        }
+    }
     if (rc == ATLS_STORE_OK && e.state == ATLS_NAME_ACTIVE) {
         e.state = ATLS_NAME_REMOVED;
         e.removed = now;
@@ -305,15 +326,27 @@ atls_names_remove(atls_store_t *st, const char *name, time_t now, char *err, siz
         if (rc == ATLS_STORE_OK) {
             rc = names_changed(st, (const char *const *) &e.name, 1, err, errlen);
         }
+        if (rc == ATLS_STORE_OK && removed != NULL) {
+            *removed = 1;
+        }
     }
     /* removed already: its grace period runs from the first removal */
-    atls_name_entry_free(&e);
 done:
+    atls_name_entry_free(&e);
     if (lk != NULL) {
         st->ops->unlock(st, lk);
     }
     free(path);
+    if (rc != ATLS_STORE_OK && was != NULL) {
+        atls_name_entry_free(was);
+    }
     return rc;
+}
+
+int
+atls_names_remove(atls_store_t *st, const char *name, time_t now, char *err, size_t errlen)
+{
+    return atls_names_remove_entry(st, name, now, NULL, NULL, err, errlen);
 }
 
 int

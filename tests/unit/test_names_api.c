@@ -92,8 +92,11 @@ test_api_put_get_delete(void **state)
     assert_string_equal(json_string_value(json_object_get(json_object_get(r.json, "cert"),
                                                           "state")), "pending");
     reply_free(&r);
-    /* again: 200, nothing changes */
+    /* again: 200, nothing changes (without a home, or with its own) */
     r = api(fx->st, ev, "PUT", "/names/shop.example.com", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    r = api(fx->st, ev, "PUT", "/names/shop.example.com", NULL, "{\"home\":\"shop\"}");
     assert_int_equal(r.status, 200);
     reply_free(&r);
 
@@ -122,6 +125,114 @@ test_api_put_get_delete(void **state)
     assert_null(strstr(strstr(audit, "name-added") + 1, "name-added"));
     free(audit);
     atls_events_free(ev);
+}
+
+/* PUT of an active name for another home: 409 naming the home it has,
+ * nothing changed; DELETE then PUT moves it. */
+static void
+test_api_put_other_home(void **state)
+{
+    storefx_t         *fx = *state;
+    atls_name_entry_t  e;
+    reply_t            r;
+    char               err[256];
+
+    r = api(fx->st, NULL, "PUT", "/names/a.example", NULL, "{\"home\":\"shop\"}");
+    assert_int_equal(r.status, 201);
+    reply_free(&r);
+    r = api(fx->st, NULL, "PUT", "/names/a.example", NULL, "{\"home\":\"blog\"}");
+    assert_int_equal(r.status, 409);
+    assert_string_equal(json_string_value(json_object_get(r.json, "home")), "shop");
+    assert_error(&r, 409, "registered for home \"shop\"");
+    r = api(fx->st, NULL, "PUT", "/names/a.example", NULL, "{\"home\":\"\"}");
+    assert_error(&r, 409, "DELETE it first");
+    assert_int_equal(atls_names_get(fx->st, "a.example", &e, err, sizeof(err)), 0);
+    assert_string_equal(e.home, "shop");
+    atls_name_entry_free(&e);
+    /* registered for the default home, asked for a named one */
+    r = api(fx->st, NULL, "PUT", "/names/b.example", NULL, NULL);
+    assert_int_equal(r.status, 201);
+    reply_free(&r);
+    r = api(fx->st, NULL, "PUT", "/names/b.example", NULL, "{\"home\":\"blog\"}");
+    assert_true(json_is_null(json_object_get(r.json, "home")));
+    assert_error(&r, 409, "the default home");
+    /* the move, on purpose */
+    r = api(fx->st, NULL, "DELETE", "/names/a.example", NULL, NULL);
+    assert_int_equal(r.status, 204);
+    r = api(fx->st, NULL, "PUT", "/names/a.example", NULL, "{\"home\":\"blog\"}");
+    assert_int_equal(r.status, 201);
+    assert_string_equal(json_string_value(json_object_get(r.json, "home")), "blog");
+    reply_free(&r);
+}
+
+/* Two DELETEs of one name at once: the second client's runs while the
+ * first's is between reading the entry and removing it (a store whose get
+ * of the entry runs it).  Under the registry's lock the second waits for
+ * the first (here: gives up, as the lock is not free), so one event. */
+static atls_store_ops_t  race_ops;
+static const atls_store_ops_t *race_real;
+static atls_events_t    *race_ev;
+static int               race_nested, race_status = -1;
+
+static int
+race_lock(atls_store_t *st, const char *name, int wait, atls_store_lock_t **out,
+          char *err, size_t errlen)
+{
+    /* the nested client must not wait for a lock its own thread holds */
+    return race_real->lock(st, name, race_nested ? 0 : wait, out, err, errlen);
+}
+
+static int
+race_get(atls_store_t *st, const char *path, char **data, size_t *len, char *err,
+         size_t errlen)
+{
+    int rc = race_real->get(st, path, data, len, err, errlen);
+
+    if (race_status < 0 && strstr(path, "names/gone.example") != NULL) {
+        reply_t r;
+
+        race_status = 0;
+        race_nested = 1;
+        r = api(st, race_ev, "DELETE", "/names/gone.example", NULL, NULL);
+        race_nested = 0;
+        race_status = r.status;
+        reply_free(&r);
+    }
+    return rc;
+}
+
+static void
+test_api_delete_race(void **state)
+{
+    storefx_t     *fx = *state;
+    atls_actor_t   actor = { "server", "nginx/test", 1, -1, NULL };
+    reply_t        r;
+    char          *audit = NULL, err[256], *first;
+    size_t         len;
+    int            rc;
+
+    race_ev = atls_events_new(fx->st, &actor, NULL);
+    r = api(fx->st, race_ev, "PUT", "/names/gone.example", NULL, NULL);
+    assert_int_equal(r.status, 201);
+    reply_free(&r);
+    race_real = fx->st->ops;
+    race_ops = *race_real;
+    race_ops.get = race_get;
+    race_ops.lock = race_lock;
+    fx->st->ops = &race_ops;
+    r = api(fx->st, race_ev, "DELETE", "/names/gone.example", NULL, NULL);
+    fx->st->ops = race_real;
+    rc = r.status;
+    reply_free(&r);
+    assert_true(race_status > 0);           /* the second client ran */
+    assert_true(rc == 204 || race_status == 204);
+    assert_int_equal(atls_store_audit_read(fx->st, 0, &audit, &len, err, sizeof(err)), 0);
+    first = strstr(audit, "\"event\":\"name-removed\"");
+    assert_non_null(first);
+    assert_null(strstr(first + 1, "\"event\":\"name-removed\""));
+    free(audit);
+    atls_events_free(race_ev);
+    race_status = -1;
 }
 
 static void
@@ -322,6 +433,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         STORE_TEST(test_api_put_get_delete),
+        STORE_TEST(test_api_put_other_home),
+        STORE_TEST(test_api_delete_race),
         STORE_TEST(test_api_refuses),
         STORE_TEST(test_api_list_filters),
         STORE_TEST(test_token),

@@ -151,9 +151,11 @@ remove_one(atls_store_t *st, const cli_opts_t *o, const char *name, const char *
 {
     atls_name_entry_t e;
     char              err[1024];
-    int               rc;
+    int               rc, removed = 0;
 
-    rc = atls_names_get(st, name, &e, err, sizeof(err));
+    /* decided under the registry's lock: an API DELETE of the same name at
+     * the same time does not make a second event */
+    rc = atls_names_remove_entry(st, name, now, &e, &removed, err, sizeof(err));
     if (rc == ATLS_STORE_NOTFOUND) {
         cli_error("remove %s: not registered in %s", name, o->store_dir);
         return CLI_EXIT_FAIL;
@@ -162,16 +164,10 @@ remove_one(atls_store_t *st, const cli_opts_t *o, const char *name, const char *
         cli_error("remove %s: %s", name, err);
         return CLI_EXIT_FAIL;
     }
-    if (e.state == ATLS_NAME_REMOVED) {
+    if (!removed) {
         printf("%s: removed already\n", name);
         atls_name_entry_free(&e);
         return CLI_EXIT_OK;
-    }
-    rc = atls_names_remove(st, name, now, err, sizeof(err));
-    if (rc != ATLS_STORE_OK) {
-        cli_error("remove %s: %s", name, err);
-        atls_name_entry_free(&e);
-        return CLI_EXIT_FAIL;
     }
     atls_names_emit(o->events, 0, name, e.home, e.source, by, now);
     atls_name_entry_free(&e);
