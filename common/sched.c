@@ -682,7 +682,7 @@ atls_sched_idle(const atls_sched_t *s)
 {
     size_t i;
 
-    if (s->pass_active || s->forced != NULL || s->orphans != NULL
+    if (s->pass_active || s->forced != NULL || s->orphans != NULL || s->names_first_on
         || s->rev_queue != NULL || atls_notify_busy(s->notify) || atls_sched_od_busy(s))
     {
         return 0;

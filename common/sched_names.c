@@ -354,6 +354,10 @@ atls_sched_names_sync(atls_sched_t *s)
     if (s == NULL || s->host.home == NULL) {
         return;
     }
+    if (s->names_first_on && s->stopping) {
+        atls_sched_names_free(s);       /* stopping: no name joins any more */
+        return;
+    }
     if (s->names_first_on) {
         if (s->names_resume == 0) {
             names_first_slice(s, 0);    /* else the timer goes on with it */
