@@ -70,14 +70,18 @@ index_put(atls_sched_t *s, size_t k)
     s->index[i] = k + 1;
 }
 
-/* Room for one more certificate in certs and the index; -1 out of memory. */
-static int
-certs_grow(atls_sched_t *s)
+/* Room for want certificates in certs and the index; -1 out of memory. */
+int
+atls_sched_certs_reserve(atls_sched_t *s, size_t want)
 {
-    if (s->n_certs == s->cap_certs) {
-        size_t              cap = s->cap_certs ? s->cap_certs * 2 : 16;
-        atls_sched_cert_t **v = realloc(s->certs, cap * sizeof(*v));
+    if (want > s->cap_certs) {
+        size_t              cap = s->cap_certs ? s->cap_certs : 16;
+        atls_sched_cert_t **v;
 
+        while (cap < want) {
+            cap *= 2;
+        }
+        v = realloc(s->certs, cap * sizeof(*v));
         if (v == NULL) {
             return -1;
         }
@@ -85,10 +89,14 @@ certs_grow(atls_sched_t *s)
         s->cap_certs = cap;
     }
     /* at most half full, so that probes stay short */
-    if (2 * (s->n_certs + 1) > s->cap_index) {
-        size_t  cap = s->cap_index ? s->cap_index * 2 : 32, k;
-        size_t *v = calloc(cap, sizeof(*v));
+    if (2 * want > s->cap_index) {
+        size_t  cap = s->cap_index ? s->cap_index : 32, k;
+        size_t *v;
 
+        while (cap < 2 * want) {
+            cap *= 2;
+        }
+        v = calloc(cap, sizeof(*v));
         if (v == NULL) {
             return -1;
         }
@@ -133,7 +141,8 @@ atls_sched_add(atls_sched_t *s, const char *const *names, size_t n,
         atls_strv_free(c->names, c->n_names);
         atls_issuer_free(&c->issuer);
     } else {
-        c = certs_grow(s) == 0 ? calloc(1, sizeof(*c)) : NULL;
+        c = atls_sched_certs_reserve(s, s->n_certs + 1) == 0 ? calloc(1, sizeof(*c))
+                                                              : NULL;
         if (c == NULL) {
             free(id);
             snprintf(err, errlen, "out of memory");

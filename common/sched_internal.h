@@ -228,6 +228,11 @@ int atls_sched_ari_may(atls_sched_t *s, atls_sched_cert_t *c, time_t now);
  * reserves one time, and takes it when it comes). */
 int atls_sched_rate_take(atls_sched_t *s, atls_sched_cert_t *c, time_t now);
 
+/* Room for want certificates in the list and index at once (the first
+ * registry sync of 100,000 names would otherwise rehash the index in the
+ * middle of its slices, tens of ms each time); -1 out of memory. */
+int atls_sched_certs_reserve(atls_sched_t *s, size_t want);
+
 /* Takes c out of the certificate list and index (nothing else). */
 void atls_sched_cert_unlink(atls_sched_t *s, atls_sched_cert_t *c);
 

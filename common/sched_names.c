@@ -336,6 +336,9 @@ names_first_start(atls_sched_t *s, uint64_t gen)
                  err);
         return;             /* tried again at the next call: never synced */
     }
+    /* the index grown once, not rehashed in the middle of the slices (a
+     * failure here is only the growth in steps, as before) */
+    (void) atls_sched_certs_reserve(s, s->n_certs + s->names_first_n);
     s->names_first_next = 0;
     s->names_first_added = 0;
     s->names_first_gen = gen;
