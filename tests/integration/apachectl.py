@@ -164,7 +164,7 @@ class Apache:
                 raise RuntimeError(f"apache2 exited with {self.proc.returncode}:\n"
                                    + self.log_text()[-3000:] + self.stdout_text()[-2000:])
             return port_open(self.http_port) and (not wait_tls or port_open(self.tls_port))
-        wait_until(up, timeout=30, what="Apache to listen")
+        wait_until(up, timeout=60, what="Apache to listen")
         return self
 
     @property
