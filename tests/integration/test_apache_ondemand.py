@@ -185,7 +185,10 @@ def denied_and_said(apache, name, said):
     def told():
         assert denied(apache, name), f"{name} was served its own certificate"
         return apache.log_count(said) > 0
-    wait_until(told, timeout=180, interval=1, what=f"{said!r} in the error log")
+    try:
+        wait_until(told, timeout=180, interval=1, what=f"{said!r} in the error log")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nerror log tail:\n{apache.log_text()[-4000:]}") from None
 
 
 @pytest.fixture
