@@ -39,8 +39,8 @@ cert_hash(const char *id)
     return h;
 }
 
-static atls_sched_cert_t *
-cert_find(const atls_sched_t *s, const char *id)
+atls_sched_cert_t *
+atls_sched_cert_by_id(const atls_sched_t *s, const char *id)
 {
     size_t i;
 
@@ -126,7 +126,7 @@ atls_sched_add(atls_sched_t *s, const char *const *names, size_t n,
         return NULL;
     }
 
-    c = cert_find(s, id);
+    c = atls_sched_cert_by_id(s, id);
     if (c != NULL) {
         /* a slot at work on c keeps its own copy of the settings */
         free(id);
@@ -147,6 +147,9 @@ atls_sched_add(atls_sched_t *s, const char *const *names, size_t n,
     c->n_names = n;
     atls_issuer_copy(&c->issuer, is);
     c->data = data;
+    if (!c->busy) {
+        atls_sched_due_set(s, c, 0);    /* new, or its settings changed */
+    }
     return c;
 }
 
