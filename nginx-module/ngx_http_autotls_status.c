@@ -98,7 +98,8 @@ ngx_http_autotls_status_handler(ngx_http_request_t *r)
                                 err, sizeof(err) - 1)
         != 0)
     {
-        ngx_strcat(err, "\n");
+        err[ngx_strlen(err) + 1] = '\0';
+        err[ngx_strlen(err)] = '\n';
         return ngx_http_autotls_status_send(r, NGX_HTTP_BAD_REQUEST,
                                             "text/plain", err);
     }
