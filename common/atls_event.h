@@ -61,13 +61,15 @@ typedef enum {
     ATLS_EV_KEY_GENERATED,      /* a certificate or account key was made */
     ATLS_EV_ACCOUNT_CREATED,    /* the CA created our account (directory) */
     ATLS_EV_TEST,               /* autotls notify-test */
+    ATLS_EV_NAME_ADDED,         /* a dynamic name registered (atls_names.h) */
+    ATLS_EV_NAME_REMOVED,       /* a dynamic name no longer served */
     ATLS_EV_MAX
 } atls_event_type_t;
 
 /* "obtaining", "obtained", "renewed", "deployed", "failed", "expiring",
  * "expired", "revoked", "ocsp-refreshed", "ocsp-failed", "policy-denied",
  * "imported", "removed", "renewal-requested", "key-generated",
- * "account-created", "test". */
+ * "account-created", "test", "name-added", "name-removed". */
 const char *atls_event_name(atls_event_type_t t);
 /* -1 when name is none of them. */
 int atls_event_type_from_name(const char *name);

@@ -14,6 +14,7 @@
  * state "active": issued and served; "removed": no longer served, its
  * certificate kept until removed + grace, then atls_names_purge deletes
  * the registry entry and the certificate (an audited `removed` event).
+ * The registry's own counter: names-generation.
  * Every add and remove bumps the store generation, so that servers sharing
  * the store notice; hosts re-read the registry when the generation moved.
  *
@@ -89,9 +90,17 @@ int atls_names_purge(atls_store_t *st, time_t now, long grace,
                      atls_events_t *ev, size_t *purged,
                      char *err, size_t errlen);
 
-/* Moves on every add, remove and purge (kept in the store: names/.gen),
- * so a host re-reads the registry only when it changed.  0 when never. */
+/* Moves on every add, remove and purge (kept in the store: names-generation,
+ * as the fs backend refuses a component starting with '.'), so a host re-reads the registry only when it changed.  0 when never. */
 uint64_t atls_names_generation(atls_store_t *st);
+
+/* The audited event of a registry change, for whoever made it (CLI, API,
+ * on-demand): "name-added" (added 1) or "name-removed" about name, with
+ * source and, in its detail, who asked (by) and the home.  ev may be NULL.
+ * (Added to the issue-11 contract by the names helper: every registry
+ * change is audited the same way.) */
+void atls_names_emit(atls_events_t *ev, int added, const char *name, const char *home,
+                     const char *source, const char *by, time_t now);
 
 /* ---- the admin API, host-agnostic (nginx autotls_api, Apache autotls-api) */
 

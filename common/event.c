@@ -21,7 +21,7 @@ static const char *const event_names[ATLS_EV_MAX] = {
     "obtaining", "obtained", "renewed", "deployed", "failed", "expiring",
     "expired", "revoked", "ocsp-refreshed", "ocsp-failed", "policy-denied",
     "imported", "removed", "renewal-requested", "key-generated",
-    "account-created", "test",
+    "account-created", "test", "name-added", "name-removed",
 };
 
 const char *

@@ -18,6 +18,7 @@
 #include <time.h>
 #include "atls.h"
 #include "atls_job.h"
+#include "atls_names.h"
 #include "atls_sched.h"
 #include "atls_store.h"
 #include "notify_int.h"
@@ -408,7 +409,7 @@ sched_kick(atls_sched_t *s)
          * passed over while it was fetched are looked up in it now (a
          * pass looks a key type up once per new CRL, and fetches none). */
         s->crl_recheck = 0;
-        s->pass_next = 0;
+        atls_sched_due_all(s);
         s->kick_due = 1;
         return;
     }
@@ -438,6 +439,7 @@ atls_sched_check(atls_sched_t *s)
         s->pass_active = 1;
         atls_sched_due_begin(s);
         atls_sched_warn_static(s);
+        atls_sched_names_pass(s);
         sched_kick_soon(s);
     }
     sched_leave(s);
@@ -582,6 +584,8 @@ atls_sched_new(atls_store_t *st, const atls_sched_host_t *host,
     s->started = time(NULL);
     s->events = opts != NULL ? opts->events : NULL;
     s->policy = opts != NULL ? opts->policy : NULL;
+    s->names_grace_s = opts != NULL && opts->names_grace_s > 0 ? opts->names_grace_s
+                                                               : ATLS_NAMES_GRACE_S;
     s->slots = calloc(s->n_slots, sizeof(*s->slots));
     if (s->slots == NULL) {
         free(s);

@@ -147,10 +147,40 @@ atls_sched_add(atls_sched_t *s, const char *const *names, size_t n,
     c->n_names = n;
     atls_issuer_copy(&c->issuer, is);
     c->data = data;
+    c->dynamic = 0;     /* configured: the registry's sync leaves it alone */
     if (!c->busy) {
         atls_sched_due_set(s, c, 0);    /* new, or its settings changed */
     }
     return c;
+}
+
+atls_sched_cert_t *
+atls_sched_find(atls_sched_t *s, const char *id)
+{
+    return id != NULL ? atls_sched_cert_by_id(s, id) : NULL;
+}
+
+void
+atls_sched_cert_unlink(atls_sched_t *s, atls_sched_cert_t *c)
+{
+    size_t k;
+
+    for (k = 0; k < s->n_certs && s->certs[k] != c; k++) {
+    }
+    if (k == s->n_certs) {
+        return;
+    }
+    atls_sched_due_forget(s, c);
+    /* the order added is kept; a pass in progress goes on where it was */
+    memmove(&s->certs[k], &s->certs[k + 1], (s->n_certs - k - 1) * sizeof(*s->certs));
+    s->n_certs--;
+    if (s->pass_all && s->pass_next > k) {
+        s->pass_next--;
+    }
+    memset(s->index, 0, s->cap_index * sizeof(*s->index));
+    for (k = 0; k < s->n_certs; k++) {
+        index_put(s, k);
+    }
 }
 
 const char *

@@ -308,6 +308,22 @@ atls_sched_due_begin(atls_sched_t *s)
     }
 }
 
+void
+atls_sched_due_all(atls_sched_t *s)
+{
+    size_t i;
+
+    /* what the list held goes back to the heap, due: the pass reaches it */
+    for (i = s->pass_next; !s->pass_all && i < s->n_pass; i++) {
+        if (s->pass_list[i] != NULL && !s->pass_list[i]->busy) {
+            atls_sched_due_set(s, s->pass_list[i], 0);
+        }
+    }
+    s->n_pass = 0;
+    s->pass_all = 1;
+    s->pass_next = 0;
+}
+
 atls_sched_cert_t *
 atls_sched_due_next(atls_sched_t *s)
 {

@@ -70,6 +70,8 @@ struct atls_sched_cert_s {
                                          0: the next pass) */
     size_t              due_pos;      /* 1 + its place in the due heap; 0 not
                                          there (in a slot, or in a pass) */
+    int                 dynamic;      /* added from the registry of dynamic
+                                         names (sched_names.c), not configured */
 };
 
 /* One CRL URL, shared by every certificate naming it; in memory while the
@@ -205,6 +207,13 @@ struct atls_sched_s {
     long long           armed;          /* the host timer's deadline; -1 none */
     struct atls_notify_s *notify;       /* delivers the queue (notify.c); NULL
                                            when the events name no sink */
+
+    /* Dynamic names (sched_names.c) */
+    long                names_grace_s;
+    uint64_t            names_gen;      /* the registry generation last listed */
+    int                 names_synced;   /* listed at least once */
+    time_t              names_purge_at; /* the first removed name's grace ends
+                                           then (0: none known) */
 };
 
 long long atls_sched_now_ms(void);
@@ -240,9 +249,18 @@ void atls_sched_due_planned(atls_sched_t *s, sched_slot_t *sl, time_t now);
  * picks the certificates it looks at (every one when the index is not
  * built yet or the journal does not reach back). */
 void atls_sched_due_begin(atls_sched_t *s);
+/* The pass starts over, looking at every certificate (a newer CRL). */
+void atls_sched_due_all(atls_sched_t *s);
 /* The pass's next certificate, NULL when it is over. */
 atls_sched_cert_t *atls_sched_due_next(atls_sched_t *s);
 void atls_sched_due_end(atls_sched_t *s);
+
+/* Takes c out of the certificate list and index (nothing else). */
+void atls_sched_cert_unlink(atls_sched_t *s, atls_sched_cert_t *c);
+
+/* sched_names.c: removed names past their grace purged, at each pass,
+ * when the first one is due. */
+void atls_sched_names_pass(atls_sched_t *s);
 
 /* sched_hook.c */
 atls_sched_op_t *atls_sched_op_new(sched_slot_t *sl, int hook);

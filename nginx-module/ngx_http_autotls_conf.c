@@ -45,6 +45,16 @@ static ngx_int_t ngx_http_autotls_may_be_default(ngx_conf_t *cf);
 static ngx_uint_t  ngx_http_autotls_conf_prefix = 1;
 static ngx_uint_t  ngx_http_autotls_prefix = 0;
 
+/* the last parameter of "autotls ISSUER ..." that is not a name */
+#define NGX_HTTP_AUTOTLS_PER_NAME  ((ngx_uint_t) -1)
+
+static ngx_conf_enum_t  ngx_http_autotls_kinds[] = {
+    { ngx_string("per_name"), NGX_HTTP_AUTOTLS_PER_NAME },
+    { ngx_string("dynamic"), NGX_HTTP_AUTOTLS_DYNAMIC },
+    { ngx_string("on_demand"), NGX_HTTP_AUTOTLS_ON_DEMAND },
+    { ngx_null_string, 0 }
+};
+
 /* ngx_http_autotls_issuer_flag(): "on" stores 1, or 0 for a flag that the
  * core keeps inverted ("stapling on" is stapling_off = 0) */
 static ngx_uint_t  ngx_http_autotls_flag_inverted = 1;
@@ -626,13 +636,30 @@ ngx_http_autotls_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     n = cf->args->nelts;
 
-    if (n > 2 && value[n - 1].len == sizeof("per_name") - 1
-        && ngx_strncmp(value[n - 1].data, "per_name", sizeof("per_name") - 1)
-           == 0)
-    {
-        /* one certificate per name: hosting many names in one server */
-        ascf->per_name = 1;
-        n--;
+    /* per_name: one certificate per name, hosting many names in one
+     * server; dynamic, on_demand: the names are registered at runtime */
+    for (i = 0; n > 2 && ngx_http_autotls_kinds[i].name.len; i++) {
+        if (value[n - 1].len == ngx_http_autotls_kinds[i].name.len
+            && ngx_strncmp(value[n - 1].data, ngx_http_autotls_kinds[i].name.data,
+                           value[n - 1].len)
+               == 0)
+        {
+            if (ngx_http_autotls_kinds[i].value == NGX_HTTP_AUTOTLS_PER_NAME) {
+                ascf->per_name = 1;
+            } else {
+                ascf->dynamic = ngx_http_autotls_kinds[i].value;
+            }
+            n--;
+            break;
+        }
+    }
+
+    if (ascf->dynamic != NGX_HTTP_AUTOTLS_STATIC && n > 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"autotls %V %V\" takes no names: they are "
+                           "registered at runtime (autotls add, autotls_api)",
+                           &value[1], &value[cf->args->nelts - 1]);
+        return NGX_CONF_ERROR;
     }
 
     if (n > 2) {
@@ -1206,6 +1233,10 @@ ngx_http_autotls_resolve_server(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
+    if (ascf->dynamic != NGX_HTTP_AUTOTLS_STATIC) {
+        return ngx_http_autotls_dyn_home(cf, amcf, ascf, iss);
+    }
+
     if (ngx_http_autotls_names(cf, ascf, cscf, &names) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -1290,6 +1321,14 @@ ngx_http_autotls_resolve(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
     for (s = 0; s < cmcf->servers.nelts; s++) {
 
         ascf = cscfp[s]->ctx->srv_conf[ngx_http_autotls_module.ctx_index];
+
+        if (ascf->unknown_line && ascf->dynamic == NGX_HTTP_AUTOTLS_STATIC) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"autotls_dynamic_unknown\" needs \"autotls "
+                          "ISSUER dynamic;\" in its server in %s:%ui",
+                          ascf->unknown_file, ascf->unknown_line);
+            return NGX_ERROR;
+        }
 
         if (ascf->issuer.len == 0) {
             continue;

@@ -53,6 +53,8 @@ static void ngx_http_autotls_timer(ngx_event_t *ev);
 static void ngx_http_autotls_sched_timer(void *ctx, long ms);
 static void ngx_http_autotls_changed(void *ctx, void *cert_data,
     const char *id, atls_key_type_t kt);
+static const atls_issuer_t *ngx_http_autotls_sched_home(void *ctx,
+    const char *home, void **cert_data);
 
 
 static ngx_http_autotls_driver_t  ngx_http_autotls_drv;
@@ -70,7 +72,8 @@ static const atls_sched_host_t  ngx_http_autotls_host = {
     .deployed = ngx_http_autotls_changed,
     .stapled = ngx_http_autotls_changed,
     .exec_start = ngx_http_autotls_exec_start,
-    .done = NULL                /* the scheduler logs each attempt itself */
+    .done = NULL,               /* the scheduler logs each attempt itself */
+    .home = ngx_http_autotls_sched_home
 };
 
 
@@ -201,6 +204,11 @@ ngx_http_autotls_drive(ngx_uint_t took)
 
     ngx_http_autotls_manage(drv->sched);
 
+    /* names registered at runtime: the scheduler manages those of our
+     * homes, the zone mirrors them for the workers */
+    atls_sched_names_sync(drv->sched);
+    ngx_http_autotls_dyn_sync();
+
     ngx_add_timer(&drv->check_ev, 1);
 
     /* deploys by the CLI or another server, too */
@@ -280,7 +288,10 @@ ngx_http_autotls_publish_conf(void)
 }
 
 
-/* the watcher saw the store generation move (a CLI may have queued) */
+/*
+ * The watcher saw the store generation move: a CLI may have queued events,
+ * a name may have been registered or removed (both cheap when not).
+ */
 void
 ngx_http_autotls_driver_store_changed(void)
 {
@@ -288,6 +299,8 @@ ngx_http_autotls_driver_store_changed(void)
 
     if (drv->sched != NULL) {
         atls_sched_notify(drv->sched);
+        atls_sched_names_sync(drv->sched);
+        ngx_http_autotls_dyn_sync();
     }
 }
 
@@ -341,6 +354,7 @@ ngx_http_autotls_stop(void)
     ngx_http_autotls_curl_cleanup();
     ngx_http_autotls_hook_cleanup();
     ngx_http_autotls_watch_stop();
+    ngx_http_autotls_dyn_stop();
 
     if (drv->driver) {
         ngx_http_autotls_shm_chal_clear();
@@ -453,5 +467,35 @@ static void
 ngx_http_autotls_changed(void *ctx, void *cert_data, const char *id,
     atls_key_type_t kt)
 {
-    ngx_http_autotls_watch_deployed(cert_data);
+    ngx_http_autotls_cert_t  *cert = cert_data;
+
+    /* a dynamic name's: cert_data is its home's record */
+    if (cert == NULL || cert->index == NGX_HTTP_AUTOTLS_NO_INDEX) {
+        ngx_http_autotls_dyn_deployed(id);
+        return;
+    }
+
+    ngx_http_autotls_watch_deployed(cert);
+}
+
+
+/*
+ * atls_sched_host_t.home: the issuer of a registry entry's home (the
+ * first dynamic home for an entry with none), with the home's record as
+ * the certificate data of its names; NULL when no server here is that
+ * home.
+ */
+static const atls_issuer_t *
+ngx_http_autotls_sched_home(void *ctx, const char *home, void **cert_data)
+{
+    ngx_http_autotls_srv_conf_t  *ascf;
+
+    ascf = ngx_http_autotls_dyn_find_home(ngx_http_autotls_mcf, home);
+    if (ascf == NULL) {
+        return NULL;
+    }
+
+    *cert_data = ascf->home;
+
+    return &ascf->home->issuer->is;
 }

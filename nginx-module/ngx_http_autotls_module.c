@@ -124,6 +124,34 @@ static ngx_command_t  ngx_http_autotls_commands[] = {
       0,
       NULL },
 
+    { ngx_string("autotls_dynamic_unknown"),
+      NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_http_autotls_dynamic_unknown,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_autotls_cache_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_autotls_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_api_token"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_autotls_api_token,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("autotls_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_autotls_status,
@@ -191,7 +219,15 @@ ngx_http_autotls_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    if (ngx_array_init(&amcf->homes, cf->pool, 1,
+                       sizeof(ngx_http_autotls_srv_conf_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     amcf->check_interval = NGX_CONF_UNSET_MSEC;
+    amcf->cache_max = NGX_CONF_UNSET_UINT;
     amcf->shm_size = NGX_CONF_UNSET_SIZE;
     amcf->max_parallel = NGX_CONF_UNSET_UINT;
     amcf->preload = NGX_CONF_UNSET;
@@ -253,9 +289,13 @@ ngx_http_autotls_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_value(amcf->preload, 1);
 
-    ngx_conf_init_size_value(amcf->shm_size, NGX_HTTP_AUTOTLS_DEFAULT_SHM);
+    /* autotls_cache: unbounded unless given */
+    ngx_conf_init_uint_value(amcf->cache_max, 0);
 
-    if (amcf->shm_size < 8 * ngx_pagesize) {
+    /* unset: sized from the certificates and names at postconfiguration */
+    if (amcf->shm_size != NGX_CONF_UNSET_SIZE
+        && amcf->shm_size < 8 * ngx_pagesize)
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"autotls_shared_zone\" is too small, "
                            "at least %uz bytes are needed", 8 * ngx_pagesize);
@@ -307,8 +347,15 @@ ngx_http_autotls_create_srv_conf(ngx_conf_t *cf)
 {
     ngx_http_autotls_srv_conf_t  *ascf;
 
-    /* set by ngx_pcalloc(): issuer, names, cert, file, line */
+    /* set by ngx_pcalloc(): issuer, names, cert, home, file, line,
+     * dynamic (NGX_HTTP_AUTOTLS_STATIC) */
     ascf = ngx_pcalloc(cf->pool, sizeof(ngx_http_autotls_srv_conf_t));
+    if (ascf == NULL) {
+        return NULL;
+    }
+
+    ascf->unknown = NGX_CONF_UNSET_UINT;
+
     return ascf;
 }
 
@@ -316,7 +363,13 @@ ngx_http_autotls_create_srv_conf(ngx_conf_t *cf)
 static char *
 ngx_http_autotls_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
 {
+    ngx_http_autotls_srv_conf_t  *conf = child;
+
     /* autotls is per server: nothing is inherited from http{} */
+    if (conf->unknown == NGX_CONF_UNSET_UINT) {
+        conf->unknown = NGX_HTTP_AUTOTLS_UNKNOWN_FALLBACK;
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -331,7 +384,9 @@ ngx_http_autotls_create_loc_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    /* set by ngx_pcalloc(): api_token */
     alcf->status = NGX_CONF_UNSET;
+    alcf->api = NGX_CONF_UNSET;
 
     return alcf;
 }
@@ -344,6 +399,8 @@ ngx_http_autotls_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_autotls_loc_conf_t  *conf = child;
 
     ngx_conf_merge_value(conf->status, prev->status, 0);
+    ngx_conf_merge_value(conf->api, prev->api, 0);
+    ngx_conf_merge_str_value(conf->api_token, prev->api_token, "");
 
     return NGX_CONF_OK;
 }
@@ -377,13 +434,17 @@ ngx_http_autotls_postconfiguration(ngx_conf_t *cf)
         return NGX_OK;
     }
 
+    if (ngx_http_autotls_zone_size(cf, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     /* the driver lock: even with static certificates alone, one worker
      * writes their inventory and sends their expiry events */
     if (ngx_http_autotls_shm_add(cf, amcf) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (amcf->certs.nelts == 0) {
+    if (amcf->certs.nelts == 0 && amcf->homes.nelts == 0) {
         return NGX_OK;
     }
 
@@ -537,7 +598,7 @@ ngx_http_autotls_exit_process(ngx_cycle_t *cycle)
 ngx_uint_t
 ngx_http_autotls_in_use(ngx_http_autotls_main_conf_t *amcf)
 {
-    return amcf->certs.nelts > 0
+    return amcf->certs.nelts > 0 || amcf->homes.nelts > 0
            || (amcf->store_set && amcf->n_inventory > 0);
 }
 

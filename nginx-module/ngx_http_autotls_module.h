@@ -66,6 +66,10 @@ typedef struct {
 } ngx_http_autotls_cert_t;
 
 
+/* a certificate record that is no configured certificate (a dynamic
+ * home's, a dynamic name's) */
+#define NGX_HTTP_AUTOTLS_NO_INDEX    ((ngx_uint_t) -1)
+
 /* per_name: one certificate per name, found by SNI */
 typedef struct {
     ngx_str_t                       name;      /* lowercase */
@@ -91,6 +95,8 @@ typedef struct {
     ngx_flag_t                      per_name;
     ngx_uint_t                      dynamic;   /* NGX_HTTP_AUTOTLS_STATIC... */
     ngx_uint_t                      unknown;   /* autotls_dynamic_unknown */
+    u_char                         *unknown_file;  /* where it was set */
+    ngx_uint_t                      unknown_line;
     ngx_http_autotls_cert_t        *home;      /* dynamic: the home's issuer
                                                   and its fallback names */
     u_char                         *file;
@@ -132,6 +138,9 @@ typedef struct {
                                                       0: unbounded */
     ngx_uint_t                      names_max;     /* dynamic names the zone
                                                       is sized for */
+    ngx_array_t                     homes;         /* dynamic homes:
+                                                      ngx_http_autotls_srv_
+                                                      conf_t * */
     atls_od_conf_t                  od;            /* autotls_on_demand_*:
                                                       malloc'd members */
     ngx_msec_t                      od_wait;       /* autotls_on_demand_wait */
@@ -175,6 +184,8 @@ typedef struct {
     ngx_http_autotls_chal_t        *chals;
     uint64_t                        store_gen; /* + 1 the driver last saw;
                                                   0: not looked yet */
+    void                           *dyn;       /* the dynamic names'
+                                                  table (_dynamic.c) */
 } ngx_http_autotls_shctx_t;
 
 typedef struct {
@@ -325,6 +336,26 @@ void ngx_http_autotls_ssl_exit_worker(void);
 ngx_int_t ngx_http_autotls_fallback(ngx_conf_t *cf,
     ngx_http_autotls_main_conf_t *amcf);
 
+/* cache: the worker's parsed certificates, bounded by autotls_cache */
+typedef struct ngx_http_autotls_entry_s  ngx_http_autotls_entry_t;
+
+ngx_int_t ngx_http_autotls_cache_init_worker(ngx_cycle_t *cycle);
+void ngx_http_autotls_cache_exit_worker(void);
+/* a configured certificate's entry, loaded again when its counter moved */
+ngx_http_autotls_entry_t *ngx_http_autotls_cache_cert(
+    ngx_http_autotls_cert_t *cert, ngx_log_t *log);
+/* a dynamic name's entry (home: its home's record), loaded again when gen
+ * (its counter in the zone) moved */
+ngx_http_autotls_entry_t *ngx_http_autotls_cache_dyn(const u_char *key,
+    size_t len, ngx_http_autotls_cert_t *home, ngx_atomic_uint_t gen,
+    ngx_log_t *log);
+void ngx_http_autotls_cache_forget(const u_char *name, size_t len);
+/* the entry's certificates, or its self-signed fallback: 1/0 as cert_cb */
+int ngx_http_autotls_cache_use(SSL *ssl, ngx_connection_t *c,
+    ngx_http_autotls_entry_t *e);
+void ngx_http_autotls_cache_stats(ngx_uint_t *count, ngx_uint_t *max,
+    ngx_uint_t *evicted);
+
 /* stapling: OCSP responses on the handshake */
 ngx_int_t ngx_http_autotls_stapling_check(ngx_conf_t *cf,
     ngx_http_autotls_srv_conf_t *ascf, ngx_http_ssl_srv_conf_t *sscf);
@@ -357,18 +388,63 @@ typedef enum {
 ngx_int_t ngx_http_autotls_dyn_init_worker(ngx_cycle_t *cycle);
 void ngx_http_autotls_dyn_exit_worker(void);
 /* the state of a lower-case name in the zone (a lookup under the zone's
- * mutex, no store access) */
+ * mutex, no store access once the driver's first mirror of the registry
+ * is complete; before that, a name not mirrored yet is read from the
+ * store once and added to the zone) */
 ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_state(const u_char *name,
     size_t len);
 /* driver: the registry changed / a dynamic certificate was deployed */
 void ngx_http_autotls_dyn_sync(void);
 void ngx_http_autotls_dyn_deployed(const char *id);
+/* the table in the zone: created with it, kept across reloads */
+ngx_int_t ngx_http_autotls_dyn_shm_init(ngx_http_autotls_shm_t *ctx);
+/* dyn_state() with the name's generation and home (NAME_MAX + 1 bytes,
+ * may be NULL; an empty home: any dynamic home serves it) */
+ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_get(const u_char *name,
+    size_t len, ngx_atomic_uint_t *gen, u_char *home, size_t *home_len);
+/* the mirror (driver only): put names, a sweep drops the names not put
+ * since its start, gen = the registry generation + 1 mirrored */
+ngx_int_t ngx_http_autotls_dyn_put(const u_char *name, size_t len,
+    const u_char *home, size_t home_len, ngx_http_autotls_dyn_state_e state,
+    ngx_uint_t bump);
+/* the table only, never the store */
+ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_peek(const u_char *name,
+    size_t len, ngx_atomic_uint_t *gen, u_char *home, size_t *home_len);
+/* the driver stops: its mirror in progress is dropped */
+void ngx_http_autotls_dyn_stop(void);
+void ngx_http_autotls_dyn_sweep_start(void);
+void ngx_http_autotls_dyn_sweep_end(uint64_t gen);
+uint64_t ngx_http_autotls_dyn_mirrored(void);
+ngx_uint_t ngx_http_autotls_dyn_count(void);
 /* cert_cb for a dynamic home: installs the name's certificate; NGX_DECLINED
  * when the name is not served (the caller applies autotls_dynamic_unknown) */
 ngx_int_t ngx_http_autotls_dyn_install(SSL *ssl, ngx_connection_t *c,
     ngx_http_autotls_srv_conf_t *ascf, const char *sni);
 /* the admin API location (autotls_api) */
 char *ngx_http_autotls_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_autotls_api_token(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+/* 1 when this home serves the SNI name (a pending one included) */
+ngx_uint_t ngx_http_autotls_dyn_served(ngx_http_autotls_srv_conf_t *ascf,
+    const char *sni);
+/* autotls_dynamic_unknown for a name not served: 1/0 as cert_cb */
+int ngx_http_autotls_dyn_unknown(SSL *ssl, ngx_connection_t *c,
+    ngx_http_autotls_srv_conf_t *ascf);
+
+/* dynconf: "autotls ISSUER dynamic", autotls_dynamic_unknown,
+ * autotls_cache, the zone's size */
+char *ngx_http_autotls_dynamic_unknown(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_autotls_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_autotls_dyn_home(ngx_conf_t *cf,
+    ngx_http_autotls_main_conf_t *amcf, ngx_http_autotls_srv_conf_t *ascf,
+    ngx_http_autotls_issuer_t *iss);
+/* the home of a registry entry (NULL/"": the first); NULL if none here */
+ngx_http_autotls_srv_conf_t *ngx_http_autotls_dyn_find_home(
+    ngx_http_autotls_main_conf_t *amcf, const char *home);
+ngx_int_t ngx_http_autotls_zone_size(ngx_conf_t *cf,
+    ngx_http_autotls_main_conf_t *amcf);
 
 /* on demand: parked connections and the driver's gate
  * (ngx_http_autotls_ondemand.c) */

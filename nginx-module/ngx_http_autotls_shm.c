@@ -104,6 +104,10 @@ ngx_http_autotls_shm_init(ngx_shm_zone_t *zone, void *data)
      * the driver saw of the store lives there too, so a new driver after a
      * reload only scans when the store changed meanwhile.
      */
+    if (ngx_http_autotls_dyn_shm_init(ctx) != NGX_OK) {
+        goto full;
+    }
+
     certs = ctx->certs->elts;
 
     for (i = 0; i < ctx->ncerts; i++) {

@@ -3,10 +3,13 @@
  *
  * One SSL_CTX_set_cert_cb on each autotls server's context picks the
  * certificate(s) of the server the SNI callback selected, from a per-worker
- * cache of parsed objects.  The cache entry is checked against the
- * certificate's generation counter in shared memory: a handshake costs a
- * pointer lookup and an integer compare; the store is read only once per
- * new generation.
+ * cache of parsed objects (ngx_http_autotls_cache.c).  The cache entry is
+ * checked against the certificate's generation counter in shared memory: a
+ * handshake costs a lookup and an integer compare; the store is read only
+ * once per new generation.  A dynamic home (autotls ISSUER dynamic) serves
+ * the names registered for it (ngx_http_autotls_dynamic.c); with
+ * "autotls_dynamic_unknown reject" the servername callback refuses any
+ * other name with an unrecognized_name alert.
  *
  * OCSP staples are attached to the leaves of that cache when they are
  * loaded and served by a status callback (ngx_http_autotls_stapling.c).
@@ -23,46 +26,13 @@
 #include <ngx_http_ssl_module.h>
 
 
-typedef struct {
-    X509               *leaf;
-    EVP_PKEY           *key;
-    STACK_OF(X509)     *chain;      /* intermediates only */
-} ngx_http_autotls_pair_t;
-
-typedef struct {
-    ngx_atomic_uint_t        gen;           /* 0: never loaded */
-    ngx_uint_t               n;             /* real certificates loaded */
-    ngx_http_autotls_pair_t  pair[ATLS_KEY_TYPE_MAX];
-    ngx_http_autotls_pair_t  fallback;      /* generated when first needed */
-    /* by the issuer's key type: a refused OCSP response was logged */
-    u_char                   staple_refused[ATLS_KEY_TYPE_MAX];
-} ngx_http_autotls_cache_t;
-
-
 static int ngx_http_autotls_cert_cb(SSL *ssl, void *arg);
 static int ngx_http_autotls_client_hello(SSL *ssl, int *al, void *arg);
 static int ngx_http_autotls_chal_servername(SSL *ssl, int *ad, void *arg);
 static int ngx_http_autotls_chal_alpn(SSL *ssl, const unsigned char **out,
     unsigned char *outlen, const unsigned char *in, unsigned int inlen,
     void *arg);
-static void ngx_http_autotls_pair_free(ngx_http_autotls_pair_t *p);
-static void ngx_http_autotls_cache_load(ngx_http_autotls_cache_t *ce,
-    ngx_http_autotls_cert_t *cert, ngx_log_t *log);
-
-
-static ngx_http_autotls_cache_t  *ngx_http_autotls_cache;
-static ngx_uint_t                 ngx_http_autotls_ncache;
-
-/*
- * Intermediates shared by the cache entries: 10,000 leaves from one CA
- * hold one parsed intermediate, not 10,000 copies.  A handful of distinct
- * intermediates is the norm, so a short array searched linearly will do.
- */
-static X509                     **ngx_http_autotls_inter;
-static ngx_uint_t                 ngx_http_autotls_ninter;
-static ngx_uint_t                 ngx_http_autotls_inter_cap;
-static ngx_event_t                ngx_http_autotls_warm_ev;
-static ngx_uint_t                 ngx_http_autotls_warm_next;
+static int ngx_http_autotls_servername(SSL *ssl, int *ad, void *arg);
 
 static const unsigned char  ngx_http_autotls_acme_alpn[] = "\x0a" "acme-tls/1";
 
@@ -186,8 +156,13 @@ ngx_http_autotls_ssl_setup(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
          * server, whatever that server is.  nginx sets its own cert_cb only
          * for certificates with variables; do not replace that one.
          */
-        if (ascf->cert || sscf->certificate_values == NULL) {
+        if (ascf->cert || ascf->home || sscf->certificate_values == NULL) {
             SSL_CTX_set_cert_cb(sscf->ssl.ctx, ngx_http_autotls_cert_cb, NULL);
+
+            if (amcf->homes.nelts > 0) {
+                SSL_CTX_set_tlsext_servername_callback(sscf->ssl.ctx,
+                                                 ngx_http_autotls_servername);
+            }
 
             /* the status callback goes with the certificates it staples */
             if (ngx_http_autotls_stapling_setup(cf, sscf->ssl.ctx) != NGX_OK) {
@@ -200,157 +175,17 @@ ngx_http_autotls_ssl_setup(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
 }
 
 
-/*
- * Loads the certificates into this worker's cache in the background, ~2 ms
- * at a time between rounds of network events, so that the first handshake
- * for each name does not pay for reading and parsing PEM; the handshake
- * path still loads lazily whatever is not warm yet.
- */
-static void
-ngx_http_autotls_warm(ngx_event_t *ev)
-{
-    ngx_msec_t                 start;
-    ngx_atomic_uint_t          gen;
-    ngx_http_autotls_cert_t  **certs;
-    ngx_http_autotls_cache_t  *ce;
-
-    if (ngx_exiting || ngx_http_autotls_cache == NULL) {
-        return;
-    }
-
-    certs = ngx_http_autotls_mcf->certs.elts;
-    start = ngx_http_autotls_msec();
-
-    while (ngx_http_autotls_warm_next < ngx_http_autotls_ncache) {
-        ce = &ngx_http_autotls_cache[ngx_http_autotls_warm_next];
-        gen = ngx_http_autotls_shm_gen(ngx_http_autotls_warm_next);
-
-        if (ce->gen != gen) {
-            ngx_http_autotls_cache_load(ce, certs[ngx_http_autotls_warm_next],
-                                        ev->log);
-            ce->gen = gen;
-        }
-
-        ngx_http_autotls_warm_next++;
-
-        if (ngx_http_autotls_msec() - start >= 2) {
-            /*
-             * Parsing costs ~1 ms a certificate (mostly the key decoder):
-             * go on after the next round of network events rather than
-             * after a timer, so an idle worker fills its cache at full
-             * speed and a busy one is never held for more than ~2 ms.
-             */
-            ngx_post_event(ev, &ngx_posted_next_events);
-            return;
-        }
-    }
-}
-
-
 ngx_int_t
 ngx_http_autotls_ssl_init_worker(ngx_cycle_t *cycle)
 {
-    ngx_http_autotls_ncache = ngx_http_autotls_mcf->certs.nelts;
-
-    ngx_http_autotls_cache = ngx_pcalloc(cycle->pool,
-                                         ngx_http_autotls_ncache
-                                         * sizeof(ngx_http_autotls_cache_t));
-    if (ngx_http_autotls_cache == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_autotls_event_init(&ngx_http_autotls_warm_ev,
-                                ngx_http_autotls_warm, cycle->log);
-    ngx_http_autotls_warm_next = 0;
-
-    if (ngx_http_autotls_store && ngx_http_autotls_mcf->preload) {
-        ngx_add_timer(&ngx_http_autotls_warm_ev, 20);
-    }
-
-    return NGX_OK;
+    return ngx_http_autotls_cache_init_worker(cycle);
 }
 
 
 void
 ngx_http_autotls_ssl_exit_worker(void)
 {
-    ngx_uint_t  i, k;
-
-    if (ngx_http_autotls_warm_ev.timer_set) {
-        ngx_del_timer(&ngx_http_autotls_warm_ev);
-    }
-
-    if (ngx_http_autotls_warm_ev.posted) {
-        ngx_delete_posted_event(&ngx_http_autotls_warm_ev);
-    }
-
-    for (i = 0; i < ngx_http_autotls_ncache; i++) {
-        for (k = 0; k < ATLS_KEY_TYPE_MAX; k++) {
-            ngx_http_autotls_pair_free(&ngx_http_autotls_cache[i].pair[k]);
-        }
-        ngx_http_autotls_pair_free(&ngx_http_autotls_cache[i].fallback);
-    }
-
-    ngx_http_autotls_ncache = 0;
-    ngx_http_autotls_cache = NULL;
-
-    for (i = 0; i < ngx_http_autotls_ninter; i++) {
-        X509_free(ngx_http_autotls_inter[i]);
-    }
-
-    free(ngx_http_autotls_inter);
-    ngx_http_autotls_inter = NULL;
-    ngx_http_autotls_ninter = 0;
-    ngx_http_autotls_inter_cap = 0;
-}
-
-
-/* replaces each intermediate of chain by the worker's shared copy */
-static void
-ngx_http_autotls_share_chain(STACK_OF(X509) *chain)
-{
-    int          i;
-    X509        *x, *y, **v;
-    ngx_uint_t   k;
-
-    for (i = 0; i < sk_X509_num(chain); i++) {
-        x = sk_X509_value(chain, i);
-
-        for (k = 0; k < ngx_http_autotls_ninter; k++) {
-            y = ngx_http_autotls_inter[k];
-            /* X509_cmp: cached SHA-1 of the DER, then the DER itself */
-            if (X509_cmp(x, y) == 0) {
-                break;
-            }
-        }
-
-        if (k < ngx_http_autotls_ninter) {
-            if (X509_up_ref(y) == 1) {
-                (void) sk_X509_set(chain, i, y);
-                X509_free(x);
-            }
-            continue;
-        }
-
-        if (ngx_http_autotls_ninter == 64) {
-            /* not a handful of CAs: keep this copy private */
-            continue;
-        }
-
-        if (ngx_http_autotls_ninter == ngx_http_autotls_inter_cap) {
-            k = ngx_http_autotls_inter_cap ? 2 * ngx_http_autotls_inter_cap : 4;
-            v = realloc(ngx_http_autotls_inter, k * sizeof(X509 *));
-            if (v == NULL) {
-                continue;
-            }
-            ngx_http_autotls_inter = v;
-            ngx_http_autotls_inter_cap = k;
-        }
-
-        if (X509_up_ref(x) == 1) {
-            ngx_http_autotls_inter[ngx_http_autotls_ninter++] = x;
-        }
-    }
+    ngx_http_autotls_cache_exit_worker();
 }
 
 
@@ -420,145 +255,18 @@ ngx_http_autotls_find(ngx_http_autotls_srv_conf_t *ascf, const u_char *name,
 }
 
 
-static void
-ngx_http_autotls_pair_free(ngx_http_autotls_pair_t *p)
-{
-    X509_free(p->leaf);
-    EVP_PKEY_free(p->key);
-    if (p->chain) {
-        sk_X509_pop_free(p->chain, X509_free);
-    }
-    ngx_memzero(p, sizeof(ngx_http_autotls_pair_t));
-}
-
-
-/* reads the certificate's key types from the store: once per generation */
-static void
-ngx_http_autotls_cache_load(ngx_http_autotls_cache_t *ce,
-    ngx_http_autotls_cert_t *cert, ngx_log_t *log)
-{
-    int                       rc;
-    char                      err[256];
-    size_t                    k;
-    EVP_PKEY                 *key;
-    STACK_OF(X509)           *chain;
-    ngx_uint_t                j, n_old;
-    atls_key_type_t           kt;
-    ngx_http_autotls_pair_t  *p, old[ATLS_KEY_TYPE_MAX];
-
-    /*
-     * The pairs served so far are kept aside: a key type whose file cannot
-     * be read now (a transient error, a file being replaced) keeps the
-     * certificate this worker had instead of falling back to self-signed.
-     */
-    ngx_memcpy(old, ce->pair, sizeof(old));
-    n_old = ce->n;
-    ngx_memzero(ce->pair, sizeof(ce->pair));
-    ce->n = 0;
-
-    if (ngx_http_autotls_store == NULL) {
-        goto done;
-    }
-
-    for (k = 0; k < cert->issuer->is.n_key_types; k++) {
-        key = NULL;
-        chain = NULL;
-        err[0] = '\0';
-
-        rc = atls_store_load_cert(ngx_http_autotls_store, cert->id,
-                                  cert->issuer->is.key_types[k], &key, &chain,
-                                  err, sizeof(err));
-        if (rc != ATLS_STORE_OK || key == NULL || chain == NULL
-            || sk_X509_num(chain) < 1)
-        {
-            EVP_PKEY_free(key);
-            if (chain) {
-                sk_X509_pop_free(chain, X509_free);
-            }
-
-            if (rc == ATLS_STORE_NOTFOUND) {
-                continue;
-            }
-
-            kt = cert->issuer->is.key_types[k];
-
-            for (j = 0; j < n_old; j++) {
-                if (old[j].key != NULL && atls_key_type_of(old[j].key) == kt) {
-                    ce->pair[ce->n++] = old[j];
-                    ngx_memzero(&old[j], sizeof(ngx_http_autotls_pair_t));
-                    break;
-                }
-            }
-
-            ngx_log_error(NGX_LOG_ERR, log, 0,
-                          "autotls: cannot load certificate \"%s\" (%s): %s%s",
-                          cert->id, atls_key_type_name(kt), err,
-                          j < n_old ? "; the one loaded before is kept" : "");
-            continue;
-        }
-
-        p = &ce->pair[ce->n++];
-        p->key = key;
-        p->leaf = sk_X509_shift(chain);
-        p->chain = chain;
-
-        ngx_http_autotls_share_chain(chain);
-
-        /* before the leaf is published to the handshake path */
-        ngx_http_autotls_stapling_load(cert, cert->issuer->is.key_types[k],
-                                       p->leaf, chain,
-                                       &ce->staple_refused[k], log);
-    }
-
-done:
-
-    for (j = 0; j < n_old; j++) {
-        ngx_http_autotls_pair_free(&old[j]);
-    }
-}
-
-
-static ngx_int_t
-ngx_http_autotls_cache_fallback(ngx_http_autotls_cache_t *ce,
-    ngx_http_autotls_cert_t *cert, ngx_log_t *log)
-{
-    if (ce->fallback.leaf) {
-        return NGX_OK;
-    }
-
-    /* EC P-256 whatever the configured types: cheap enough to make lazily */
-    if (atls_selfsigned_cert((const char *const *) cert->names, cert->n_names,
-                             ATLS_KEY_EC256, &ce->fallback.leaf,
-                             &ce->fallback.key)
-        != 0)
-    {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "autotls: cannot create a fallback certificate for "
-                      "\"%s\"", cert->id);
-        return NGX_ERROR;
-    }
-
-    ngx_log_error(NGX_LOG_INFO, log, 0,
-                  "autotls: serving a self-signed fallback certificate for "
-                  "\"%s\" until the real one is issued", cert->id);
-
-    return NGX_OK;
-}
-
-
 static int
 ngx_http_autotls_cert_cb(SSL *ssl, void *arg)
 {
-    ngx_uint_t                    k;
+    const char                   *sni;
     ngx_connection_t             *c;
-    ngx_atomic_uint_t             gen;
     ngx_http_connection_t        *hc;
     ngx_http_autotls_cert_t      *cert, *found;
-    ngx_http_autotls_cache_t     *ce;
+    ngx_http_autotls_entry_t     *e;
     ngx_http_autotls_srv_conf_t  *ascf;
 
     c = ngx_ssl_get_connection(ssl);
-    if (c == NULL || ngx_http_autotls_cache == NULL) {
+    if (c == NULL) {
         return 1;
     }
 
@@ -566,72 +274,85 @@ ngx_http_autotls_cert_cb(SSL *ssl, void *arg)
 
     /* the servername callback has already switched to the named server */
     ascf = ngx_http_get_module_srv_conf(hc->conf_ctx, ngx_http_autotls_module);
-    if (ascf == NULL || ascf->cert == NULL) {
+    if (ascf == NULL) {
+        return 1;
+    }
+
+    sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+    if (ascf->home != NULL) {
+        switch (ngx_http_autotls_dyn_install(ssl, c, ascf, sni)) {
+        case NGX_OK:
+            return 1;
+        case NGX_DECLINED:
+            return ngx_http_autotls_dyn_unknown(ssl, c, ascf);
+        default:
+            return 0;
+        }
+    }
+
+    if (ascf->cert == NULL) {
         return 1;
     }
 
     cert = ascf->cert;
 
-    if (ascf->by_name) {
-        const char  *sni;
-
-        sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-        if (sni != NULL) {
-            found = ngx_http_autotls_find(ascf, (const u_char *) sni,
-                                          ngx_strlen(sni));
-            if (found != NULL) {
-                cert = found;
-            }
+    if (ascf->by_name && sni != NULL) {
+        found = ngx_http_autotls_find(ascf, (const u_char *) sni,
+                                      ngx_strlen(sni));
+        if (found != NULL) {
+            cert = found;
         }
     }
 
-    if (cert->index >= ngx_http_autotls_ncache) {
+    e = ngx_http_autotls_cache_cert(cert, c->log);
+    if (e == NULL) {
         return 1;
     }
 
-    ce = &ngx_http_autotls_cache[cert->index];
+    return ngx_http_autotls_cache_use(ssl, c, e);
+}
 
-    gen = ngx_http_autotls_shm_gen(cert->index);
 
-    if (ce->gen != gen) {
-        ngx_http_autotls_cache_load(ce, cert, c->log);
-        ce->gen = gen;
+/*
+ * nginx's servername callback selects the server; a dynamic home with
+ * "autotls_dynamic_unknown reject" then refuses a name it does not serve
+ * (or no name) before any certificate is chosen.
+ */
+static int
+ngx_http_autotls_servername(SSL *ssl, int *ad, void *arg)
+{
+    int                           rc;
+    ngx_connection_t             *c;
+    ngx_http_connection_t        *hc;
+    ngx_http_autotls_srv_conf_t  *ascf;
+
+    rc = ngx_http_ssl_servername(ssl, ad, arg);
+
+    if (rc == SSL_TLSEXT_ERR_ALERT_FATAL) {
+        return rc;
     }
 
-    SSL_certs_clear(ssl);
-
-    if (ce->n == 0) {
-        if (ngx_http_autotls_cache_fallback(ce, cert, c->log) != NGX_OK) {
-            return 0;
-        }
-
-        if (!SSL_use_cert_and_key(ssl, ce->fallback.leaf, ce->fallback.key,
-                                  NULL, 1))
-        {
-            ngx_ssl_error(NGX_LOG_ERR, c->log, 0,
-                          "autotls: SSL_use_cert_and_key() failed");
-            return 0;
-        }
-
-        return 1;
+    c = ngx_ssl_get_connection(ssl);
+    if (c == NULL || c->data == NULL) {
+        return rc;
     }
 
-    /*
-     * With an ECDSA and an RSA certificate both are installed: OpenSSL
-     * then picks by the client's signature algorithms and cipher suites.
-     */
-    for (k = 0; k < ce->n; k++) {
-        if (!SSL_use_cert_and_key(ssl, ce->pair[k].leaf, ce->pair[k].key,
-                                  ce->pair[k].chain, 1))
-        {
-            ngx_ssl_error(NGX_LOG_ERR, c->log, 0,
-                          "autotls: SSL_use_cert_and_key() failed for \"%s\"",
-                          cert->id);
-            return 0;
-        }
+    hc = c->data;
+    ascf = ngx_http_get_module_srv_conf(hc->conf_ctx, ngx_http_autotls_module);
+
+    if (ascf == NULL || ascf->home == NULL
+        || ascf->unknown != NGX_HTTP_AUTOTLS_UNKNOWN_REJECT
+        || ngx_http_autotls_dyn_served(ascf,
+                                       SSL_get_servername(ssl,
+                                                 TLSEXT_NAMETYPE_host_name)))
+    {
+        return rc;
     }
 
-    return 1;
+    *ad = SSL_AD_UNRECOGNIZED_NAME;
+
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
 

@@ -57,6 +57,23 @@ CASES = [
     ("unknown challenge",
      ISSUER.replace("accept_terms on;", "accept_terms on;\n        challenge smtp-01;") + server(),
      "challenge smtp-01;", 'unknown challenge type "smtp-01"'),
+    # names at runtime (test_nginx_dynamic.py runs them)
+    ("dynamic_unknown value",
+     ISSUER + server(extra="autotls pebble dynamic;\n        autotls_dynamic_unknown maybe;"),
+     "autotls_dynamic_unknown maybe;", 'invalid value "maybe" in "autotls_dynamic_unknown"'),
+    ("dynamic_unknown without a dynamic home",
+     ISSUER + server(extra="autotls pebble;\n        autotls_dynamic_unknown reject;"),
+     "autotls_dynamic_unknown reject;", '"autotls_dynamic_unknown" needs "autotls ISSUER dynamic;"'),
+    ("names with dynamic",
+     ISSUER + server(extra="autotls pebble a.example.com dynamic;"),
+     "autotls pebble a.example.com dynamic;", "takes no names"),
+    ("autotls_cache max=0",
+     ISSUER + "    autotls_cache max=0;\n" + server(extra="autotls pebble dynamic;"),
+     "autotls_cache", 'invalid value "max=0" in "autotls_cache"'),
+    ("two dynamic homes for one issuer",
+     ISSUER + server(extra="autotls pebble dynamic;")
+     + server(extra="autotls pebble on_demand;").replace("18080", "18081").replace("18443", "18444"),
+     "autotls pebble dynamic;", 'is already the home of issuer "pebble"'),
 ]
 
 
@@ -77,3 +94,11 @@ def test_nginx_t_accepts_autotls_without_ssl_certificate(test_root):
     proc = ngx.test_config()
     assert proc.returncode == 0, proc.stderr + ngx.log()
     assert "test is successful" in proc.stderr
+
+
+def test_nginx_t_accepts_a_dynamic_home(test_root):
+    ngx = Nginx(test_root, ISSUER + "    autotls_cache max=100;\n"
+                + server(extra="autotls pebble dynamic;\n        autotls_dynamic_unknown reject;",
+                         names="_"))
+    proc = ngx.test_config()
+    assert proc.returncode == 0, proc.stderr + ngx.log()

@@ -56,6 +56,7 @@
 #define CLI_O_HEADER           (UINT64_C(1) << 30)
 #define CLI_O_SNI              (UINT64_C(1) << 31)
 #define CLI_O_TARGETS          (UINT64_C(1) << 32)
+#define CLI_O_HOME             (UINT64_C(1) << 40)   /* add --issuer HOME */
 
 /* The options that describe how to get a certificate (issue; renew overrides). */
 #define CLI_O_ISSUER (CLI_O_DIRECTORY | CLI_O_CA_FILE | CLI_O_CONTACT \
@@ -86,6 +87,7 @@ typedef struct {
     size_t          n_notify_headers;
     const char     *sni;            /* scan --sni NAME */
     const char     *targets;        /* scan --targets FILE */
+    const char     *home;           /* add --issuer HOME (a dynamic home) */
     /* set by cli_store_open when root works on a store another user owns
      * (and has become that user) */
     int             store_foreign;
@@ -119,6 +121,11 @@ extern const cli_command_t cli_cmd_notify_test;
 /* notify-test --header 'Name: value' (repeatable; cmd_notify.c).  0. */
 int cli_notify_add_header(cli_opts_t *o, const char *line);
 extern const cli_command_t cli_cmd_scan;
+
+/* The registry of dynamic names (cmd_names.c); list prints it after the
+ * certificates (nothing when the store has none).  Exit code. */
+extern const cli_command_t cli_cmd_add, cli_cmd_remove;
+int cli_list_names(atls_store_t *st, const char *store_dir);
 
 /* Prints "autotls: <formatted>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

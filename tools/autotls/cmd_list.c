@@ -320,6 +320,9 @@ static int list_run(cli_opts_t *o)
         print_table(&t);
     }
     free_table(&t);
+    if (cli_list_names(st, o->store_dir) != CLI_EXIT_OK) {
+        rc = CLI_EXIT_FAIL;
+    }
     if ((o->given & CLI_O_ALL) && list_static(st, o->store_dir, now) != CLI_EXIT_OK) {
         rc = CLI_EXIT_FAIL;
     }
@@ -335,7 +338,9 @@ const cli_command_t cli_cmd_list = {
     "Usage: autotls list --store DIR [--all] [--json]\n"
     "\n"
     "List every certificate in the store: ID, NAMES, KEY, ISSUER, SERIAL,\n"
-    "NOT AFTER, DAYS LEFT, NEXT RENEWAL, STATE, LAST ERROR (one row per key type).\n"
+    "NOT AFTER, DAYS LEFT, NEXT RENEWAL, STATE, LAST ERROR (one row per key type);\n"
+    "then the dynamic names registered (autotls add): DYNAMIC NAME, HOME, SOURCE,\n"
+    "STATE, CERTIFICATE (its state), ADDED, REMOVED.\n"
     "\n"
     "  --store DIR   certificate store (required)\n"
     "  --all         also the certificates the servers using the store serve\n"

@@ -27,6 +27,7 @@ enum {
 };
 enum { OPT_EXEC = OPT_BASE + 80, OPT_WEBHOOK, OPT_HEADER };   /* notify-test */
 enum { OPT_SNI = OPT_BASE + 64, OPT_TARGETS };   /* scan */
+enum { OPT_HOME = OPT_BASE + 96 };               /* add --issuer */
 
 static const struct option long_opts[] = {
     { "directory",        required_argument, NULL, OPT_DIRECTORY },
@@ -61,6 +62,7 @@ static const struct option long_opts[] = {
     { "header",           required_argument, NULL, OPT_HEADER },
     { "sni",              required_argument, NULL, OPT_SNI },
     { "targets",          required_argument, NULL, OPT_TARGETS },
+    { "issuer",           required_argument, NULL, OPT_HOME },
     { "verbose",          no_argument,       NULL, 'v' },
     { "help",             no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
@@ -102,6 +104,7 @@ static uint64_t opt_bit(int val)
     case OPT_HEADER:          return CLI_O_HEADER;
     case OPT_SNI:             return CLI_O_SNI;
     case OPT_TARGETS:         return CLI_O_TARGETS;
+    case OPT_HOME:            return CLI_O_HOME;
     case 'v':                 return CLI_O_VERBOSE;
     default:                  return 0;
     }
@@ -109,7 +112,7 @@ static uint64_t opt_bit(int val)
 
 static const cli_command_t *const commands[] = {
     &cli_cmd_issue, &cli_cmd_list, &cli_cmd_show, &cli_cmd_renew, &cli_cmd_revoke,
-    &cli_cmd_audit, &cli_cmd_notify_test, &cli_cmd_scan
+    &cli_cmd_audit, &cli_cmd_notify_test, &cli_cmd_scan, &cli_cmd_add, &cli_cmd_remove
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -129,6 +132,8 @@ static void usage(FILE *f)
         "  audit    print the audit trail of a store\n"
         "  notify-test  send a test event through the notification sinks\n"
         "  scan     connect to TLS endpoints and report their certificates' findings\n"
+        "  add      register dynamic names a server issues and serves with no reload\n"
+        "  remove   remove dynamic names (their certificates kept for a grace period)\n"
         "  help     show this text, or `autotls help COMMAND`\n"
         "\n"
         "Run `autotls COMMAND --help` for a command's options.\n"
@@ -308,6 +313,9 @@ static int apply_option(cli_opts_t *o, int val, const char *arg)
         break;
     case OPT_TARGETS:
         o->targets = arg;
+        break;
+    case OPT_HOME:
+        o->home = arg;
         break;
     case 'v':
         o->verbose++;

@@ -1,0 +1,29 @@
+/*
+ * Shared by the names files (names.c, store_names.c, names_api.c,
+ * sched_names.c): a registry entry as JSON, and the names of its states.
+ */
+#ifndef ATLS_NAMES_INT_H
+#define ATLS_NAMES_INT_H
+
+#include <jansson.h>
+#include "atls_names.h"
+
+/* "active", "removed"; NULL for anything else. */
+const char *atls_name_state_name(atls_name_state_t s);
+
+/* The entry as the registry file holds it (also the API's view of it,
+ * without the certificate).  NULL on out-of-memory. */
+json_t *atls_name_entry_json(const atls_name_entry_t *e);
+char *atls_name_entry_to_json(const atls_name_entry_t *e);
+
+/* Strictly: an object, "name" passing atls_name_check (IP literals
+ * allowed), "state" one of the states, strings where strings belong,
+ * RFC 3339 times.  0 ok, -1 with err naming the field.  e is zeroed
+ * first and left empty on error. */
+int atls_name_entry_from_json(const char *json, size_t len, atls_name_entry_t *e,
+                              char *err, size_t errlen);
+
+/* The longest "source" and "by" the registry keeps. */
+#define ATLS_NAME_META_MAX  128
+
+#endif

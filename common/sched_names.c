@@ -1,0 +1,253 @@
+/*
+ * The scheduler and the registry of dynamic names (atls_names.h): the
+ * active names whose home this host has are managed like configured
+ * certificates; a name removed from the registry stops being managed (its
+ * order cancelled, its challenges withdrawn); a removed name's certificate
+ * is purged from the store once its grace period is over.  The registry is
+ * listed again only when its generation moved, so a host may call
+ * atls_sched_names_sync whenever the store generation moves.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "atls.h"
+#include "atls_names.h"
+#include "sched_internal.h"
+
+/* ---- stop managing one certificate --------------------------------------- */
+
+/* c out of a singly linked queue (forced, revocation) through its link. */
+static void
+queue_unlink(atls_sched_cert_t **head, atls_sched_cert_t **tail, atls_sched_cert_t *c,
+             size_t link_off)
+{
+    atls_sched_cert_t **pp = head, *prev = NULL;
+
+#define NEXT_OF(x) (*(atls_sched_cert_t **) ((char *) (x) + link_off))
+    while (*pp != NULL && *pp != c) {
+        prev = *pp;
+        pp = &NEXT_OF(*pp);
+    }
+    if (*pp == NULL) {
+        return;
+    }
+    *pp = NEXT_OF(c);
+    if (*tail == c) {
+        *tail = prev;
+    }
+    NEXT_OF(c) = NULL;
+#undef NEXT_OF
+}
+
+/* Teardown hooks left by c's failed order: they name c, which goes, so
+ * they are ended (a dns-01 record they were removing may stay: said). */
+static void
+orphans_drop(atls_sched_t *s, atls_sched_cert_t *c)
+{
+    atls_sched_op_t **pp = &s->orphans, *op;
+
+    while ((op = *pp) != NULL) {
+        if (op->cert != c) {
+            pp = &op->next;
+            continue;
+        }
+        *pp = op->next;
+        atls_log(ATLS_LOG_WARN, "autotls: %s removed while its dns hook removed %s: "
+                 "the hook was stopped, the record may remain", c->id,
+                 op->what != NULL ? op->what : "a record");
+        if (s->host.hook_kill != NULL) {
+            s->host.hook_kill(s->host.ctx, op);
+        }
+        atls_sched_op_free(op);
+    }
+}
+
+void
+atls_sched_remove(atls_sched_t *s, atls_sched_cert_t *c)
+{
+    size_t i;
+    int    freed_slot = 0;
+
+    if (s == NULL || c == NULL) {
+        return;
+    }
+    for (i = 0; i < s->n_slots; i++) {
+        if (s->slots[i].cert == c) {
+            atls_sched_slot_cancel(&s->slots[i]);
+            freed_slot = 1;
+        }
+    }
+    orphans_drop(s, c);
+    if (c->forced) {
+        queue_unlink(&s->forced, &s->forced_tail, c,
+                     offsetof(atls_sched_cert_t, force_next));
+    }
+    if (c->rev_queued) {
+        queue_unlink(&s->rev_queue, &s->rev_queue_tail, c,
+                     offsetof(atls_sched_cert_t, rev_next));
+    }
+    atls_sched_cert_unlink(s, c);
+    atls_log(ATLS_LOG_INFO, "autotls: %s is no longer managed", c->id);
+    atls_sched_cert_free(c);
+    if (freed_slot && s->pass_active) {
+        /* a pass waiting for a slot goes on from the timer */
+        s->kick_due = 1;
+        atls_sched_notify(s);
+    }
+}
+
+/* ---- the registry ---------------------------------------------------------- */
+
+/* Name and home of the active entries this host serves, sorted by name
+ * (the registry lists them so), for the removal sweep. */
+typedef struct {
+    const char **names;
+    size_t       n;
+} names_kept_t;
+
+static int
+names_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+static int
+names_kept_has(const names_kept_t *k, const char *id)
+{
+    return k->n > 0 && bsearch(&id, k->names, k->n, sizeof(*k->names), names_cmp) != NULL;
+}
+
+/* One active entry: managed when its home is this host's; 1 when it was
+ * added now. */
+static int
+names_sync_one(atls_sched_t *s, const atls_name_entry_t *e, names_kept_t *kept)
+{
+    const atls_issuer_t *is;
+    atls_sched_cert_t   *c;
+    const char          *names[1];
+    void                *data = NULL;
+    char                 err[512];
+
+    is = s->host.home(s->host.ctx, e->home, &data);
+    if (is == NULL) {
+        return 0;               /* another server's home: left alone */
+    }
+    kept->names[kept->n++] = e->name;
+    c = atls_sched_find(s, e->name);
+    if (c != NULL) {
+        return 0;               /* managed already (or configured) */
+    }
+    names[0] = e->name;
+    c = atls_sched_add(s, names, 1, is, data, err, sizeof(err));
+    if (c == NULL) {
+        atls_log(ATLS_LOG_ERR, "autotls: dynamic name %s not managed: %s", e->name, err);
+        kept->n--;
+        return 0;
+    }
+    c->dynamic = 1;
+    return 1;
+}
+
+/* The earliest end of a removed entry's grace period, 0 when none. */
+static time_t
+names_purge_due(const atls_sched_t *s, const atls_name_entry_t *v, size_t n)
+{
+    time_t due = 0, t;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (v[i].state != ATLS_NAME_REMOVED) {
+            continue;
+        }
+        t = v[i].removed + s->names_grace_s;
+        if (due == 0 || t < due) {
+            due = t;
+        }
+    }
+    return due;
+}
+
+void
+atls_sched_names_sync(atls_sched_t *s)
+{
+    atls_name_entry_t *v = NULL;
+    names_kept_t       kept = { NULL, 0 };
+    size_t             n = 0, i, added = 0, removed = 0;
+    uint64_t           gen;
+    char               err[512];
+    int                first;
+
+    if (s == NULL || s->host.home == NULL) {
+        return;
+    }
+    gen = atls_names_generation(s->st);
+    if (s->names_synced && gen == s->names_gen) {
+        return;
+    }
+    if (atls_names_list(s->st, &v, &n, err, sizeof(err)) != ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_ERR, "autotls: the registry of dynamic names was not read: %s",
+                 err);
+        return;             /* tried again at the next call: names_gen unchanged */
+    }
+    first = !s->names_synced;
+    s->names_synced = 1;
+    s->names_gen = gen;
+    kept.names = calloc(n + 1, sizeof(*kept.names));
+    if (kept.names == NULL) {
+        abort();
+    }
+    for (i = 0; i < n; i++) {
+        if (v[i].state == ATLS_NAME_ACTIVE) {
+            added += (size_t) names_sync_one(s, &v[i], &kept);
+        }
+    }
+    /* kept.names follow the registry's order, by name: sorted */
+    for (i = s->n_certs; i > 0; i--) {
+        atls_sched_cert_t *c = s->certs[i - 1];
+
+        if (c->dynamic && !names_kept_has(&kept, c->id)) {
+            atls_sched_remove(s, c);
+            removed++;
+        }
+    }
+    s->names_purge_at = names_purge_due(s, v, n);
+    free(kept.names);
+    atls_name_entries_free(v, n);
+    if (added > 0 || removed > 0) {
+        atls_log(ATLS_LOG_INFO, "autotls: dynamic names: %zu added, %zu removed", added,
+                 removed);
+    }
+    /* at start the host's first pass plans them; later, a pass now */
+    if (added > 0 && !first) {
+        atls_sched_check(s);
+    }
+}
+
+void
+atls_sched_names_pass(atls_sched_t *s)
+{
+    char   err[512];
+    size_t purged = 0;
+    time_t now = time(NULL);
+
+    if (s->host.home == NULL || s->names_purge_at == 0 || now < s->names_purge_at) {
+        return;
+    }
+    if (atls_names_purge(s->st, now, s->names_grace_s, s->events, &purged, err,
+                         sizeof(err)) != ATLS_STORE_OK)
+    {
+        atls_log(ATLS_LOG_ERR, "autotls: purging removed dynamic names: %s", err);
+        return;
+    }
+    if (purged > 0) {
+        atls_log(ATLS_LOG_INFO, "autotls: %zu removed dynamic name%s purged", purged,
+                 purged == 1 ? "" : "s");
+    }
+    /* Purged: the registry's generation moved, the next sync lists it and
+     * finds the next grace period to wait for.  None (a job held one's
+     * lock): tried again at the next pass. */
+    if (purged > 0) {
+        s->names_purge_at = 0;
+    }
+}

@@ -1,0 +1,502 @@
+/*
+ * The registry of dynamic names (atls_names.h): names/<cert-id>.json, one
+ * entry per name, through the store ops only so that any backend holds
+ * it.  Changes are made under the store lock "names" (a CLI and a server
+ * may add at the same moment) and each moves two counters: the registry's
+ * own (names-generation, so that a host re-lists only when the registry
+ * changed) and the store's (so that servers sharing the store look).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "atls.h"
+#include "names_int.h"
+#include "store_int.h"
+
+#define NAMES_DIR   "names"
+#define NAMES_EXT   ".json"
+/* The fs backend refuses path components starting with '.', so the
+ * counter lives beside the directory rather than as names/.gen. */
+#define NAMES_GEN   "names-generation"
+
+/* names/<cert-id>.json for a checked name; NULL + err otherwise. */
+static char *
+names_path(const char *name, char *folded, size_t flen, char *err, size_t errlen)
+{
+    char  why[160], *id, *path;
+
+    if (name == NULL
+        || atls_name_check(name, strlen(name), 1, 127, folded, flen, why, sizeof(why)) != 0)
+    {
+        snprintf(err, errlen, "name \"%.80s\": %s", name != NULL ? name : "", 
+                 name != NULL ? why : "missing");
+        return NULL;
+    }
+    id = atls_cert_id(folded);
+    if (id == NULL || !atls_store_id_ok(id)) {
+        snprintf(err, errlen, "name \"%s\" gives no certificate id", folded);
+        free(id);
+        return NULL;
+    }
+    path = atls_store_cat(NAMES_DIR "/", id, NAMES_EXT, NULL);
+    free(id);
+    return path;
+}
+
+/* Reads the entry at path; its name must be the one asked for. */
+static int
+names_read(atls_store_t *st, const char *path, const char *folded, atls_name_entry_t *e,
+           char *err, size_t errlen)
+{
+    char   *data = NULL, why[256];
+    size_t  len = 0;
+    int     rc;
+
+    memset(e, 0, sizeof(*e));
+    rc = st->ops->get(st, path, &data, &len, err, errlen);
+    if (rc != ATLS_STORE_OK) {
+        return rc;
+    }
+    if (atls_name_entry_from_json(data, len, e, why, sizeof(why)) != 0) {
+        atls_store_err_path(st, path, err, errlen, why);
+        rc = ATLS_STORE_ERROR;
+    } else if (folded != NULL && strcmp(e->name, folded) != 0) {
+        atls_store_err_path(st, path, err, errlen, "its \"name\" is not its file name");
+        atls_name_entry_free(e);
+        rc = ATLS_STORE_ERROR;
+    }
+    free(data);
+    return rc;
+}
+
+static int
+names_write(atls_store_t *st, const char *path, const atls_name_entry_t *e,
+            char *err, size_t errlen)
+{
+    char *json = atls_name_entry_to_json(e);
+    int   rc;
+
+    if (json == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return ATLS_STORE_ERROR;
+    }
+    rc = st->ops->put(st, path, json, strlen(json), 0, err, errlen);
+    free(json);
+    return rc;
+}
+
+static int
+names_read_gen(atls_store_t *st, uint64_t *gen, char *err, size_t errlen)
+{
+    char              *data = NULL, *end;
+    size_t             len = 0;
+    unsigned long long v;
+    int                rc;
+
+    *gen = 0;
+    rc = st->ops->get(st, NAMES_GEN, &data, &len, err, errlen);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        return ATLS_STORE_OK;
+    }
+    if (rc != ATLS_STORE_OK) {
+        return rc;
+    }
+    errno = 0;
+    v = strtoull(data, &end, 10);
+    if (errno != 0 || end == data || data[0] < '0' || data[0] > '9'
+        || (*end != '\0' && *end != '\n'))
+    {
+        atls_store_err_path(st, NAMES_GEN, err, errlen, "not a decimal number");
+        rc = ATLS_STORE_ERROR;
+    } else {
+        *gen = v;
+    }
+    free(data);
+    return rc;
+}
+
+/* Both counters move; called with the "names" lock held. */
+static int
+names_changed(atls_store_t *st, char *err, size_t errlen)
+{
+    char     buf[32];
+    uint64_t g;
+    int      rc;
+
+    rc = names_read_gen(st, &g, err, errlen);
+    if (rc == ATLS_STORE_ERROR) {
+        /* a broken counter must not stop every change: start it over */
+        atls_log(ATLS_LOG_WARN, "store: %s (started over)", err);
+        g = (uint64_t) time(NULL);
+    }
+    snprintf(buf, sizeof(buf), "%" PRIu64 "\n", g + 1);
+    rc = st->ops->put(st, NAMES_GEN, buf, strlen(buf), 0, err, errlen);
+    if (rc != ATLS_STORE_OK) {
+        return rc;
+    }
+    return atls_store_bump_generation(st) == ATLS_STORE_OK ? ATLS_STORE_OK
+                                                           : ATLS_STORE_ERROR;
+}
+
+uint64_t
+atls_names_generation(atls_store_t *st)
+{
+    char     err[256];
+    uint64_t g;
+
+    if (names_read_gen(st, &g, err, sizeof(err)) != ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_WARN, "store: %s", err);
+        return 0;
+    }
+    return g;
+}
+
+static int
+names_lock(atls_store_t *st, atls_store_lock_t **lk, char *err, size_t errlen)
+{
+    return st->ops->lock(st, "names", 1, lk, err, errlen);
+}
+
+int
+atls_names_add(atls_store_t *st, const char *name, const char *home, const char *source,
+               const char *by, time_t now, char *err, size_t errlen)
+{
+    char               folded[256], *path;
+    atls_name_entry_t  e, old;
+    atls_store_lock_t *lk = NULL;
+    int                rc;
+
+    path = names_path(name, folded, sizeof(folded), err, errlen);
+    if (path == NULL) {
+        return ATLS_STORE_ERROR;
+    }
+    rc = names_lock(st, &lk, err, errlen);
+    if (rc != ATLS_STORE_OK) {
+        goto done;
+    }
+    rc = names_read(st, path, folded, &old, err, errlen);
+    if (rc == ATLS_STORE_OK && old.state == ATLS_NAME_ACTIVE) {
+        atls_name_entry_free(&old);
+        goto done;                  /* registered already: left as it is */
+    }
+    atls_name_entry_free(&old);
+    if (rc == ATLS_STORE_ERROR) {
+        /* a broken entry is replaced by the good one, said in the log */
+        atls_log(ATLS_LOG_WARN, "%s (replaced)", err);
+    }
+    memset(&e, 0, sizeof(e));
+    e.name = folded;
+    e.home = (char *) (home != NULL && home[0] != '\0' ? home : NULL);
+    e.source = (char *) source;
+    e.by = (char *) by;
+    e.state = ATLS_NAME_ACTIVE;
+    e.added = now;
+    rc = names_write(st, path, &e, err, errlen);
+    if (rc == ATLS_STORE_OK) {
+        rc = names_changed(st, err, errlen);
+    }
+done:
+    if (lk != NULL) {
+        st->ops->unlock(st, lk);
+    }
+    free(path);
+    return rc;
+}
+
+int
+atls_names_remove(atls_store_t *st, const char *name, time_t now, char *err, size_t errlen)
+{
+    char               folded[256], *path;
+    atls_name_entry_t  e;
+    atls_store_lock_t *lk = NULL;
+    int                rc;
+
+    path = names_path(name, folded, sizeof(folded), err, errlen);
+    if (path == NULL) {
+        return ATLS_STORE_ERROR;
+    }
+    rc = names_lock(st, &lk, err, errlen);
+    if (rc != ATLS_STORE_OK) {
+        goto done;
+    }
+    rc = names_read(st, path, folded, &e, err, errlen);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        snprintf(err, errlen, "name \"%s\" is not registered", folded);
+        goto done;
+    }
+    if (rc == ATLS_STORE_OK && e.state == ATLS_NAME_ACTIVE) {
+        e.state = ATLS_NAME_REMOVED;
+        e.removed = now;
+        rc = names_write(st, path, &e, err, errlen);
+        if (rc == ATLS_STORE_OK) {
+            rc = names_changed(st, err, errlen);
+        }
+    }
+    /* removed already: its grace period runs from the first removal */
+    atls_name_entry_free(&e);
+done:
+    if (lk != NULL) {
+        st->ops->unlock(st, lk);
+    }
+    free(path);
+    return rc;
+}
+
+int
+atls_names_get(atls_store_t *st, const char *name, atls_name_entry_t *e,
+               char *err, size_t errlen)
+{
+    char  folded[256], *path;
+    int   rc;
+
+    memset(e, 0, sizeof(*e));
+    path = names_path(name, folded, sizeof(folded), err, errlen);
+    if (path == NULL) {
+        return ATLS_STORE_ERROR;
+    }
+    rc = names_read(st, path, folded, e, err, errlen);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        snprintf(err, errlen, "name \"%s\" is not registered", folded);
+    }
+    free(path);
+    return rc;
+}
+
+/* One directory entry ("<id>.json"); NOTFOUND for strangers and
+ * temporary files, ERROR (err) for a broken entry. */
+static int
+names_load_file(atls_store_t *st, const char *file, atls_name_entry_t *e,
+                char *err, size_t errlen)
+{
+    size_t  n = strlen(file), idlen;
+    char   *path, *id;
+    int     rc;
+
+    idlen = n > sizeof(NAMES_EXT) - 1 ? n - (sizeof(NAMES_EXT) - 1) : 0;
+    if (idlen == 0 || strcmp(file + idlen, NAMES_EXT) != 0) {
+        return ATLS_STORE_NOTFOUND;
+    }
+    path = atls_store_cat(NAMES_DIR "/", file, NULL);
+    rc = names_read(st, path, NULL, e, err, errlen);
+    if (rc == ATLS_STORE_OK) {
+        id = atls_cert_id(e->name);
+        if (id == NULL || strlen(id) != idlen || strncmp(id, file, idlen) != 0) {
+            atls_store_err_path(st, path, err, errlen, "its \"name\" is not its file name");
+            atls_name_entry_free(e);
+            rc = ATLS_STORE_ERROR;
+        }
+        free(id);
+    }
+    free(path);
+    return rc;
+}
+
+static int
+names_entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const atls_name_entry_t *) a)->name, ((const atls_name_entry_t *) b)->name);
+}
+
+int
+atls_names_list(atls_store_t *st, atls_name_entry_t **v, size_t *n, char *err, size_t errlen)
+{
+    char              **files = NULL, why[512];
+    size_t              nf = 0, i;
+    atls_name_entry_t  *out;
+    int                 rc;
+
+    *v = NULL;
+    *n = 0;
+    rc = st->ops->list(st, NAMES_DIR, &files, &nf, err, errlen);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        return ATLS_STORE_OK;
+    }
+    if (rc != ATLS_STORE_OK) {
+        return rc;
+    }
+    out = calloc(nf + 1, sizeof(*out));
+    if (out == NULL) {
+        abort();
+    }
+    for (i = 0; i < nf; i++) {
+        rc = names_load_file(st, files[i], &out[*n], why, sizeof(why));
+        if (rc == ATLS_STORE_OK) {
+            (*n)++;
+        } else if (rc == ATLS_STORE_ERROR) {
+            atls_log(ATLS_LOG_WARN, "names: entry skipped: %s", why);
+        }
+    }
+    atls_strv_free(files, nf);
+    /* by name: file names sort differently ("a-b.json" before "a.json") */
+    qsort(out, *n, sizeof(*out), names_entry_cmp);
+    *v = out;
+    return ATLS_STORE_OK;
+}
+
+/* ---- purge ------------------------------------------------------------------ */
+
+/* Every entry under dir, then dir itself (a backend that has no
+ * directories has nothing left to remove there). */
+static int
+names_del_tree(atls_store_t *st, const char *dir, char *err, size_t errlen)
+{
+    char  **files = NULL, *path;
+    size_t  nf = 0, i;
+    int     rc;
+
+    rc = st->ops->list(st, dir, &files, &nf, err, errlen);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        return ATLS_STORE_OK;
+    }
+    for (i = 0; rc == ATLS_STORE_OK && i < nf; i++) {
+        path = atls_store_cat(dir, "/", files[i], NULL);
+        if (st->ops->del(st, path, err, errlen) == ATLS_STORE_ERROR) {
+            rc = ATLS_STORE_ERROR;
+        }
+        free(path);
+    }
+    atls_strv_free(files, nf);
+    if (rc == ATLS_STORE_OK && st->ops->del(st, dir, err, errlen) == ATLS_STORE_ERROR) {
+        rc = ATLS_STORE_ERROR;
+    }
+    return rc;
+}
+
+/* The certificate of a purged name: its files (keys, chains, OCSP
+ * responses, meta), fallbacks and a pending renew request, under the
+ * certificate's lock so that no job writes them meanwhile.  BUSY when a
+ * job holds it: tried again at the next pass. */
+static int
+names_del_cert(atls_store_t *st, const char *id, char *err, size_t errlen)
+{
+    atls_store_lock_t *lk = NULL;
+    char              *dir;
+    int                rc;
+
+    rc = atls_store_lock_cert(st, id, 0, &lk, err, errlen);
+    if (rc != ATLS_STORE_OK) {
+        return rc;
+    }
+    dir = atls_store_cat("certs/", id, NULL);
+    rc = names_del_tree(st, dir, err, errlen);
+    free(dir);
+    if (rc == ATLS_STORE_OK) {
+        dir = atls_store_cat("fallback/", id, NULL);
+        rc = names_del_tree(st, dir, err, errlen);
+        free(dir);
+    }
+    (void) atls_store_take_request(st, id);
+    atls_store_unlock(st, lk);
+    return rc;
+}
+
+static void
+names_emit_purged(atls_events_t *ev, const atls_name_entry_t *e, const char *id, time_t now)
+{
+    atls_event_t x;
+    const char  *names[1];
+
+    if (ev == NULL) {
+        return;
+    }
+    names[0] = e->name;
+    memset(&x, 0, sizeof(x));
+    x.type = ATLS_EV_REMOVED;
+    x.time = now;
+    x.cert_id = id;
+    x.names = names;
+    x.n_names = 1;
+    x.source = e->source;
+    x.detail = "dynamic name removed: certificate deleted after its grace period";
+    (void) atls_events_emit(ev, &x);
+}
+
+/* One entry removed before the cut: certificate first (a crash leaves the
+ * entry, and the next pass finishes), then the entry. */
+static int
+names_purge_one(atls_store_t *st, const atls_name_entry_t *e, time_t cut,
+                char *err, size_t errlen)
+{
+    atls_name_entry_t cur;
+    char              folded[256], *path, *id;
+    int               rc;
+
+    path = names_path(e->name, folded, sizeof(folded), err, errlen);
+    if (path == NULL) {
+        return ATLS_STORE_ERROR;
+    }
+    /* re-read under the lock: added again since the list was made? */
+    rc = names_read(st, path, folded, &cur, err, errlen);
+    if (rc != ATLS_STORE_OK || cur.state != ATLS_NAME_REMOVED || cur.removed > cut) {
+        atls_name_entry_free(&cur);
+        free(path);
+        return rc == ATLS_STORE_ERROR ? rc : ATLS_STORE_NOTFOUND;
+    }
+    atls_name_entry_free(&cur);
+    id = atls_cert_id(folded);
+    rc = names_del_cert(st, id, err, errlen);
+    if (rc == ATLS_STORE_OK) {
+        rc = st->ops->del(st, path, err, errlen);
+        rc = rc == ATLS_STORE_NOTFOUND ? ATLS_STORE_OK : rc;
+    }
+    free(id);
+    free(path);
+    return rc;
+}
+
+int
+atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
+                 size_t *purged, char *err, size_t errlen)
+{
+    atls_name_entry_t *v = NULL;
+    atls_store_lock_t *lk = NULL;
+    size_t             n = 0, i, done = 0;
+    time_t             cut = now - (grace > 0 ? grace : 0);
+    char               why[512], *id;
+    int                rc, one;
+
+    if (purged != NULL) {
+        *purged = 0;
+    }
+    rc = atls_names_list(st, &v, &n, err, errlen);
+    if (rc != ATLS_STORE_OK) {
+        return rc;
+    }
+    for (i = 0; i < n && (v[i].state != ATLS_NAME_REMOVED || v[i].removed > cut); i++) {
+    }
+    if (i == n) {
+        goto out;                   /* the usual pass: nothing to purge, no lock */
+    }
+    rc = names_lock(st, &lk, err, errlen);
+    for (; rc == ATLS_STORE_OK && i < n; i++) {
+        if (v[i].state != ATLS_NAME_REMOVED || v[i].removed > cut) {
+            continue;
+        }
+        one = names_purge_one(st, &v[i], cut, why, sizeof(why));
+        if (one == ATLS_STORE_OK) {
+            id = atls_cert_id(v[i].name);
+            names_emit_purged(ev, &v[i], id, now);
+            free(id);
+            done++;
+        } else if (one == ATLS_STORE_BUSY) {
+            atls_log(ATLS_LOG_INFO, "names: %s is being worked on; purged at a later pass",
+                     v[i].name);
+        } else if (one == ATLS_STORE_ERROR) {
+            atls_log(ATLS_LOG_ERR, "names: purging %s: %s", v[i].name, why);
+        }
+    }
+    if (rc == ATLS_STORE_OK && done > 0) {
+        rc = names_changed(st, err, errlen);
+    }
+    if (lk != NULL) {
+        st->ops->unlock(st, lk);
+    }
+out:
+    if (purged != NULL) {
+        *purged = done;
+    }
+    atls_name_entries_free(v, n);
+    return rc;
+}

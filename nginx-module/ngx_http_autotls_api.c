@@ -1,0 +1,337 @@
+/*
+ * autotls for nginx: the admin API of names registered at runtime.
+ *
+ *   location /autotls/ {
+ *       allow 127.0.0.1; deny all;
+ *       autotls_api;
+ *       autotls_api_token /etc/nginx/autotls-api.token;    (optional)
+ *   }
+ *
+ * PUT /autotls/names/NAME registers a name, DELETE removes it, GET
+ * /autotls/names lists them: the core does the work (atls_names_api, the
+ * same for Apache); this is a content handler that reads the body, checks
+ * the bearer token when a token file is set (in addition to allow/deny,
+ * which the access phase applied before), and sends the core's answer.
+ * Every change is an audited event with the client's address as its
+ * author; the driver notices the registry change within
+ * NGX_HTTP_AUTOTLS_WATCH_MS and issues or stops serving the name.
+ */
+
+#include "ngx_http_autotls_module.h"
+
+
+/* a registration body is {"home": "..."}: anything larger is not one */
+#define NGX_HTTP_AUTOTLS_API_BODY_MAX  4096
+
+
+static ngx_int_t ngx_http_autotls_api_handler(ngx_http_request_t *r);
+static void ngx_http_autotls_api_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_autotls_api_answer(ngx_http_request_t *r,
+    const char *body, size_t len);
+static ngx_int_t ngx_http_autotls_api_send(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *body, size_t len);
+static char *ngx_http_autotls_api_cstr(ngx_pool_t *pool, u_char *data,
+    size_t len);
+
+
+char *
+ngx_http_autotls_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_autotls_loc_conf_t  *alcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (alcf->api != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    alcf->api = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_autotls_api_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* autotls_api_token FILE; relative to the configuration's prefix */
+char *
+ngx_http_autotls_api_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_autotls_loc_conf_t  *alcf = conf;
+
+    ngx_str_t  *value;
+
+    if (alcf->api_token.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    alcf->api_token = value[1];
+
+    if (alcf->api_token.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"autotls_api_token\" needs a file name");
+        return NGX_CONF_ERROR;
+    }
+
+    /* NUL-terminated: the core opens it at each request */
+    if (ngx_conf_full_name(cf->cycle, &alcf->api_token, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_autotls_api_handler(ngx_http_request_t *r)
+{
+    char                         *auth;
+    ngx_int_t                     rc;
+    ngx_http_autotls_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_autotls_module);
+
+    if (alcf->api_token.len) {
+        auth = "";
+
+        if (r->headers_in.authorization != NULL) {
+            /* header values are NUL-terminated by the parser */
+            auth = (char *) r->headers_in.authorization->value.data;
+        }
+
+        if (!atls_api_token_ok((char *) alcf->api_token.data, auth)) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "autotls: API request without a valid bearer "
+                          "token (autotls_api_token \"%V\")",
+                          &alcf->api_token);
+
+            r->headers_out.www_authenticate = ngx_list_push(
+                                                    &r->headers_out.headers);
+            if (r->headers_out.www_authenticate == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            r->headers_out.www_authenticate->hash = 1;
+            ngx_str_set(&r->headers_out.www_authenticate->key,
+                        "WWW-Authenticate");
+            ngx_str_set(&r->headers_out.www_authenticate->value,
+                        "Bearer realm=\"autotls\"");
+
+            if (ngx_http_discard_request_body(r) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_http_autotls_api_send(r, NGX_HTTP_UNAUTHORIZED,
+                                   (u_char *) "{\"error\":\"a valid bearer "
+                                   "token is needed\"}",
+                                   sizeof("{\"error\":\"a valid bearer "
+                                          "token is needed\"}") - 1);
+        }
+    }
+
+    if (r->headers_in.content_length_n > NGX_HTTP_AUTOTLS_API_BODY_MAX) {
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+
+    /* a small body, kept in memory in one buffer */
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_autotls_api_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+/* the body has been read: NUL-terminated copy, then the core's answer */
+static void
+ngx_http_autotls_api_body(ngx_http_request_t *r)
+{
+    u_char       *body, *p;
+    size_t        len;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    len = 0;
+
+    /* a buffer in a file: larger than any registration */
+    for (cl = r->request_body ? r->request_body->bufs : NULL; cl; cl = cl->next) {
+        if (cl->buf->in_file) {
+            ngx_http_finalize_request(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE);
+            return;
+        }
+        len += cl->buf->last - cl->buf->pos;
+    }
+
+    if (len > NGX_HTTP_AUTOTLS_API_BODY_MAX) {
+        ngx_http_finalize_request(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE);
+        return;
+    }
+
+    body = ngx_pnalloc(r->pool, len + 1);
+    if (body == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    p = body;
+
+    for (cl = r->request_body ? r->request_body->bufs : NULL; cl; cl = cl->next) {
+        b = cl->buf;
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    *p = '\0';
+
+    ngx_http_finalize_request(r, ngx_http_autotls_api_answer(r, (char *) body,
+                                                             len));
+}
+
+
+/* the path below the location: "/names/NAME" in "/autotls/names/NAME" */
+static char *
+ngx_http_autotls_api_path(ngx_http_request_t *r)
+{
+    size_t                     skip;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    skip = 0;
+
+    if (clcf->name.len <= r->uri.len
+        && ngx_strncmp(r->uri.data, clcf->name.data, clcf->name.len) == 0)
+    {
+        skip = clcf->name.len;
+
+        /* "/autotls/" keeps the slash that starts "/names" */
+        if (skip > 0 && clcf->name.data[skip - 1] == '/') {
+            skip--;
+        }
+    }
+
+    return ngx_http_autotls_api_cstr(r->pool, r->uri.data + skip,
+                                 r->uri.len - skip);
+}
+
+
+static ngx_int_t
+ngx_http_autotls_api_answer(ngx_http_request_t *r, const char *body,
+    size_t len)
+{
+    int             status;
+    char           *method, *path, *query, *out;
+    size_t          out_len;
+    u_char          by[NGX_SOCKADDR_STRLEN + sizeof("api ")];
+    ngx_int_t       rc;
+    atls_actor_t    actor;
+    atls_events_t  *ev;
+
+    if (ngx_http_autotls_store == NULL) {
+        return ngx_http_autotls_api_send(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                              (u_char *) "{\"error\":\"the store is not open\"}",
+                              sizeof("{\"error\":\"the store is not open\"}")
+                              - 1);
+    }
+
+    method = ngx_http_autotls_api_cstr(r->pool, r->method_name.data,
+                                   r->method_name.len);
+    path = ngx_http_autotls_api_path(r);
+    query = r->args.len ? ngx_http_autotls_api_cstr(r->pool, r->args.data,
+                                                r->args.len)
+                        : NULL;
+    if (method == NULL || path == NULL || (r->args.len && query == NULL)) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    (void) ngx_snprintf(by, sizeof(by), "api %V%Z", &r->connection->addr_text);
+
+    /* this worker's events: audited and queued, delivered by the driver */
+    atls_actor_self(&actor, "server", "nginx/" NGINX_VERSION);
+    ev = atls_events_new(ngx_http_autotls_store, &actor,
+                         &ngx_http_autotls_mcf->notify);
+
+    status = 500;
+    out = NULL;
+    out_len = 0;
+
+    (void) atls_names_api(ngx_http_autotls_store, ev, method, path, query,
+                          body, len, (char *) by, ngx_time(), &status, &out,
+                          &out_len);
+
+    if (ev != NULL) {
+        atls_events_free(ev);
+    }
+
+    rc = ngx_http_autotls_api_send(r, status, (u_char *) out, out_len);
+
+    free(out);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_autotls_api_send(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len)
+{
+    ngx_int_t    rc;
+    ngx_buf_t   *b;
+    ngx_chain_t  out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+
+    if (len) {
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+        r->headers_out.content_type_len = r->headers_out.content_type.len;
+    }
+
+    if (len == 0 || r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+        return ngx_http_send_header(r);
+    }
+
+    /* the core's buffer is freed after this call: copy it */
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->pos, body, len);
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static char *
+ngx_http_autotls_api_cstr(ngx_pool_t *pool, u_char *data, size_t len)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, data, len);
+    p[len] = '\0';
+
+    return (char *) p;
+}

@@ -1,0 +1,251 @@
+"""nginx + autotls: names registered at runtime (issue 11).
+
+A server block with `autotls pebble dynamic;` is the home of the names
+registered through the admin API (autotls_api) or the CLI (`autotls add`):
+each is issued by Pebble and served with no reload, the same master and
+workers throughout; a removed name stops being served."""
+import http.client
+import json
+import os
+import subprocess
+
+from nginxctl import Nginx, issuer_block, until_issued
+from util import cert_info, free_port, run_cli, served_chain, verify_chain, wait_until
+
+TOKEN = "s3cret-token-for-the-test"
+
+
+def dynamic_conf(pebble, root, api_port, unknown="fallback", extra_http="", token_file=None):
+    token = f"autotls_api_token {token_file};" if token_file else ""
+    body = issuer_block(pebble, root)
+    body += f"    autotls_store {os.path.join(root, 'store')};\n"
+    body += "    autotls_check_interval 1s;\n"
+    body += extra_http
+    body += f"""
+    server {{
+        listen 127.0.0.1:{pebble.http_port};
+        listen 127.0.0.1:{pebble.tls_port} ssl default_server;
+        server_name _;
+        autotls pebble dynamic;
+        autotls_dynamic_unknown {unknown};
+        location / {{ return 200 "dynamic $host\\n"; }}
+    }}
+
+    server {{
+        listen 127.0.0.1:{api_port};
+        listen 127.0.0.3:{api_port};
+        location /autotls/ {{
+            allow 127.0.0.1;
+            deny all;
+            autotls_api;
+            {token}
+        }}
+        location /closed/ {{
+            deny all;
+            autotls_api;
+        }}
+    }}
+"""
+    return body
+
+
+def api(port, method, path, token=None, body=None, host="127.0.0.1", source=None):
+    conn = http.client.HTTPConnection(host, port, timeout=15,
+                                      source_address=(source, 0) if source else None)
+    headers = {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def handshake(port, name):
+    """openssl s_client's outcome for name: (returncode, stdout + stderr)."""
+    proc = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+                           "-servername", name], input="", capture_output=True,
+                          text=True, timeout=15)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def refused(port, name):
+    rc, out = handshake(port, name)
+    return rc != 0 and "BEGIN CERTIFICATE" not in out and "unrecognized name" in out
+
+
+def served_name(port, name):
+    info = cert_info(served_chain(port, name)[0])
+    return info
+
+
+def write_token(root):
+    path = os.path.join(root, "api.token")
+    with open(path, "w") as f:
+        f.write(TOKEN + "\n")
+    # readable by the workers (nobody:nogroup when the test runs as root)
+    # and by no one else: the API refuses a token file others can read
+    if os.geteuid() == 0:
+        import grp
+        os.chown(path, 0, grp.getgrnam("nogroup").gr_gid)
+    os.chmod(path, 0o640)
+    return path
+
+
+def add_six(ngx, pebble, api_port, token, prefix):
+    """3 names through the API, 3 through the CLI, to the running server."""
+    api_names = [f"{prefix}-api{i}.example.com" for i in range(3)]
+    cli_names = [f"{prefix}-cli{i}.example.com" for i in range(3)]
+    for n in api_names:
+        status, text = api(api_port, "PUT", f"/autotls/names/{n}", token=token)
+        assert status in (200, 201), (status, text)
+    run_cli("add", "--store", ngx.store, *cli_names)
+    return api_names + cli_names
+
+
+def test_names_added_at_runtime_are_served_without_reload(pebble, test_root):
+    api_port = free_port()
+    token_file = write_token(test_root)
+    ngx = Nginx(test_root, dynamic_conf(pebble, test_root, api_port, token_file=token_file))
+    with ngx.start():
+        master, workers = ngx.master, ngx.worker_pids()
+
+        # nothing registered: the home's fallback, never a Pebble certificate
+        info = served_name(pebble.tls_port, "nobody.example.com")
+        assert info["self_signed"], info
+
+        names = add_six(ngx, pebble, api_port, TOKEN, "rt")
+        roots = pebble.roots_pem()
+        serials = set()
+        for n in names:
+            chain = until_issued(ngx, pebble, pebble.tls_port, n, timeout=120)
+            info = cert_info(chain[0])
+            assert info["names"] == [n], info
+            assert verify_chain(chain, roots), n
+            serials.add(info["serial"])
+        assert len(serials) == len(names)
+
+        # no reload, no restart: the same master and the same workers
+        assert ngx.master == master
+        assert ngx.worker_pids() == workers
+        assert "reconfiguring" not in ngx.log()
+
+        # the registry through the API: every name, with its source
+        status, text = api(api_port, "GET", "/autotls/names", token=TOKEN)
+        assert status == 200, text
+        listed = {e["name"]: e for e in json.loads(text)}
+        assert sorted(listed) == sorted(names)
+        assert listed[names[0]]["source"] == "api"
+        assert listed[names[3]]["source"] == "cli"
+
+        # removed: no longer served with its certificate (the fallback now)
+        gone = names[1]
+        status, text = api(api_port, "DELETE", f"/autotls/names/{gone}", token=TOKEN)
+        assert status in (200, 204), (status, text)
+        wait_until(lambda: served_name(pebble.tls_port, gone)["self_signed"], timeout=30,
+                   what=f"{gone} no longer served with its certificate")
+        # the others still are
+        for n in names[:1] + names[2:]:
+            assert not served_name(pebble.tls_port, n)["self_signed"], n
+
+        # a CLI removal works the same way
+        run_cli("remove", "--store", ngx.store, names[4])
+        wait_until(lambda: served_name(pebble.tls_port, names[4])["self_signed"], timeout=30,
+                   what=f"{names[4]} no longer served")
+        assert ngx.master == master and ngx.worker_pids() == workers
+        serial0 = served_name(pebble.tls_port, names[0])["serial"]
+
+    # a restart serves the stored certificates (mirrored from the registry),
+    # and not the removed names
+    with ngx.start():
+        wait_until(lambda: served_name(pebble.tls_port, names[0])["serial"] == serial0,
+                   timeout=15, what=f"{names[0]} served from the store after a restart")
+        assert served_name(pebble.tls_port, gone)["self_signed"]
+        assert served_name(pebble.tls_port, names[4])["self_signed"]
+
+
+def test_api_token_and_access_rules(pebble, test_root):
+    api_port = free_port()
+    token_file = write_token(test_root)
+    ngx = Nginx(test_root, dynamic_conf(pebble, test_root, api_port, token_file=token_file))
+    with ngx.start():
+        # the token is required: none or a wrong one is 401, the right one 200
+        status, _ = api(api_port, "GET", "/autotls/names")
+        assert status == 401
+        status, _ = api(api_port, "PUT", "/autotls/names/tok.example.com", token="wrong")
+        assert status == 401
+        status, text = api(api_port, "GET", "/autotls/names", token=TOKEN)
+        assert status == 200, text
+        assert json.loads(text) == []
+        # nothing was registered by the refused PUT
+        assert "tok.example.com" not in run_cli("list", "--store", ngx.store).stdout
+
+        # a rotated token file is read at the next request, no reload
+        with open(token_file, "w") as f:
+            f.write("rotated-token\n")
+        status, _ = api(api_port, "GET", "/autotls/names", token=TOKEN)
+        assert status == 401
+        status, _ = api(api_port, "GET", "/autotls/names", token="rotated-token")
+        assert status == 200
+
+        # allow/deny apply before the token: 127.0.0.3 is denied, so is /closed/
+        status, _ = api(api_port, "GET", "/autotls/names", token="rotated-token",
+                        host="127.0.0.3", source="127.0.0.3")
+        assert status == 403
+        status, _ = api(api_port, "GET", "/closed/names")
+        assert status == 403
+
+        # the API's own refusals: a name that is no host name
+        status, text = api(api_port, "PUT", "/autotls/names/bad_name..example",
+                           token="rotated-token")
+        assert status == 400, text
+        assert "error" in json.loads(text)
+
+
+def test_reject_unknown_and_bounded_cache(pebble, test_root):
+    api_port = free_port()
+    ngx = Nginx(test_root, dynamic_conf(pebble, test_root, api_port, unknown="reject",
+                                        extra_http="    autotls_cache max=2;\n"),
+                workers=1)
+    with ngx.start():
+        master, workers = ngx.master, ngx.worker_pids()
+
+        # a name never registered: the handshake is refused (unrecognized_name)
+        assert refused(pebble.tls_port, "stranger.example.com")
+
+        names = add_six(ngx, pebble, api_port, None, "lru")
+        serials = {}
+        for n in names:
+            chain = until_issued(ngx, pebble, pebble.tls_port, n, timeout=120)
+            serials[n] = cert_info(chain[0])["serial"]
+
+        # a cache of 2 for 6 names: every name still gets its own certificate,
+        # round after round (each handshake evicts and reloads)
+        for _ in range(2):
+            for n in names:
+                info = served_name(pebble.tls_port, n)
+                assert info["names"] == [n], info
+                assert info["serial"] == serials[n]
+        # and the bound was what served them: entries were dropped
+        assert "the certificate cache is full (autotls_cache max=2)" in ngx.log()
+
+        # removed: the handshake is refused from then on
+        gone = names[2]
+        status, text = api(api_port, "DELETE", f"/autotls/names/{gone}")
+        assert status in (200, 204), (status, text)
+        wait_until(lambda: refused(pebble.tls_port, gone), timeout=30,
+                   what=f"{gone} refused after its removal")
+        assert served_name(pebble.tls_port, names[0])["serial"] == serials[names[0]]
+        assert ngx.master == master and ngx.worker_pids() == workers
+
+        # a reload keeps the zone's mirror: new workers serve every name at once
+        ngx.reload()
+        for n in names:
+            if n == gone:
+                assert refused(pebble.tls_port, n)
+            else:
+                assert served_name(pebble.tls_port, n)["serial"] == serials[n], n

@@ -1,0 +1,331 @@
+/*
+ * autotls add / remove: the registry of dynamic names (atls_names.h) that
+ * servers with a dynamic home issue and serve with no reload; and the
+ * dynamic names part of `autotls list`.  Every name is checked before
+ * anything is stored, and each change is an audited event naming the user
+ * who ran the CLI.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "atls_names.h"
+#include "cli.h"
+
+#define NAMES_LABELS_MAX  127   /* what the registry holds; servers may ask less */
+#define HOME_MAX          128
+
+/* Every operand passes atls_name_check (folded into o->names' copies);
+ * else the first bad one is a usage error naming the argument. */
+static int
+names_check_args(const char *verb, const cli_opts_t *o, char ***folded)
+{
+    char   out[256], why[160];
+    size_t i;
+
+    *folded = calloc(o->n_names + 1, sizeof(**folded));
+    if (*folded == NULL) {
+        abort();
+    }
+    for (i = 0; i < o->n_names; i++) {
+        if (atls_name_check(o->names[i], strlen(o->names[i]), 1, NAMES_LABELS_MAX, out,
+                            sizeof(out), why, sizeof(why)) != 0)
+        {
+            char shown[128];
+
+            atls_log_escape(o->names[i], shown, sizeof(shown));
+            atls_strv_free(*folded, i);
+            *folded = NULL;
+            return cli_usage_error(verb, "argument %zu \"%s\": %s", i + 1, shown, why);
+        }
+        (*folded)[i] = atls_strdup(out);
+    }
+    return 0;
+}
+
+static int
+names_home_ok(const char *home)
+{
+    size_t i;
+
+    for (i = 0; home[i] != '\0'; i++) {
+        if (i >= HOME_MAX || (unsigned char) home[i] < 0x20 || home[i] == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* "uid 0 (root)": who ran the CLI, for the registry entry. */
+static void
+names_by(const cli_opts_t *o, char *buf, size_t len)
+{
+    snprintf(buf, len, "uid %ld (%s)", o->actor.uid,
+             o->actor.user != NULL ? o->actor.user : "?");
+}
+
+/* Opens the store and the emitter; NULL after printing an error. */
+static atls_store_t *
+names_open(cli_opts_t *o, const char *verb)
+{
+    atls_store_t *st = cli_store_open(o);
+
+    if (st != NULL && cli_events_open(st, o, verb) != 0) {
+        atls_store_close(st);
+        return NULL;
+    }
+    return st;
+}
+
+static int
+add_one(atls_store_t *st, const cli_opts_t *o, const char *name, const char *home,
+        const char *by, time_t now)
+{
+    atls_name_entry_t e;
+    char              err[1024];
+    int               rc;
+
+    rc = atls_names_get(st, name, &e, err, sizeof(err));
+    if (rc == ATLS_STORE_OK && e.state == ATLS_NAME_ACTIVE) {
+        printf("%s: registered already (home %s)\n", name,
+               e.home != NULL ? e.home : "default");
+        atls_name_entry_free(&e);
+        return CLI_EXIT_OK;
+    }
+    atls_name_entry_free(&e);
+    if (atls_names_add(st, name, home, "cli", by, now, err, sizeof(err)) != ATLS_STORE_OK) {
+        cli_error("add %s: %s", name, err);
+        return CLI_EXIT_FAIL;
+    }
+    atls_names_emit(o->events, 1, name, home, "cli", by, now);
+    printf("%s: registered (home %s)\n", name, home != NULL ? home : "default");
+    return CLI_EXIT_OK;
+}
+
+static int
+add_run(cli_opts_t *o)
+{
+    atls_store_t *st;
+    const char   *home = (o->given & CLI_O_HOME) ? o->home : NULL;
+    char        **names = NULL, by[128];
+    size_t        i;
+    time_t        now = time(NULL);
+    int           rc = CLI_EXIT_OK;
+
+    if (home != NULL && (home[0] == '\0' || !names_home_ok(home))) {
+        return cli_usage_error("add", "--issuer: a home name of 1 to %d printable bytes",
+                               HOME_MAX);
+    }
+    if (names_check_args("add", o, &names) != 0) {
+        return CLI_EXIT_USAGE;
+    }
+    st = names_open(o, "add");
+    if (st == NULL) {
+        atls_strv_free(names, o->n_names);
+        return CLI_EXIT_FAIL;
+    }
+    names_by(o, by, sizeof(by));
+    for (i = 0; i < o->n_names; i++) {
+        if (add_one(st, o, names[i], home, by, now) != CLI_EXIT_OK) {
+            rc = CLI_EXIT_FAIL;
+        }
+    }
+    cli_events_close(o);
+    atls_store_close(st);
+    atls_strv_free(names, o->n_names);
+    return rc;
+}
+
+static int
+remove_one(atls_store_t *st, const cli_opts_t *o, const char *name, const char *by,
+           time_t now)
+{
+    atls_name_entry_t e;
+    char              err[1024];
+    int               rc;
+
+    rc = atls_names_get(st, name, &e, err, sizeof(err));
+    if (rc == ATLS_STORE_NOTFOUND) {
+        cli_error("remove %s: not registered in %s", name, o->store_dir);
+        return CLI_EXIT_FAIL;
+    }
+    if (rc != ATLS_STORE_OK) {
+        cli_error("remove %s: %s", name, err);
+        return CLI_EXIT_FAIL;
+    }
+    if (e.state == ATLS_NAME_REMOVED) {
+        printf("%s: removed already\n", name);
+        atls_name_entry_free(&e);
+        return CLI_EXIT_OK;
+    }
+    rc = atls_names_remove(st, name, now, err, sizeof(err));
+    if (rc != ATLS_STORE_OK) {
+        cli_error("remove %s: %s", name, err);
+        atls_name_entry_free(&e);
+        return CLI_EXIT_FAIL;
+    }
+    atls_names_emit(o->events, 0, name, e.home, e.source, by, now);
+    atls_name_entry_free(&e);
+    printf("%s: removed (no longer served; its certificate is kept for the grace "
+           "period)\n", name);
+    return CLI_EXIT_OK;
+}
+
+static int
+remove_run(cli_opts_t *o)
+{
+    atls_store_t *st;
+    char        **names = NULL, by[128];
+    size_t        i;
+    time_t        now = time(NULL);
+    int           rc = CLI_EXIT_OK;
+
+    if (names_check_args("remove", o, &names) != 0) {
+        return CLI_EXIT_USAGE;
+    }
+    st = names_open(o, "remove");
+    if (st == NULL) {
+        atls_strv_free(names, o->n_names);
+        return CLI_EXIT_FAIL;
+    }
+    names_by(o, by, sizeof(by));
+    for (i = 0; i < o->n_names; i++) {
+        if (remove_one(st, o, names[i], by, now) != CLI_EXIT_OK) {
+            rc = CLI_EXIT_FAIL;
+        }
+    }
+    cli_events_close(o);
+    atls_store_close(st);
+    atls_strv_free(names, o->n_names);
+    return rc;
+}
+
+/* ---- list ------------------------------------------------------------------- */
+
+#define NAMES_COLS 7
+
+static const char *const names_headers[NAMES_COLS] = {
+    "DYNAMIC NAME", "HOME", "SOURCE", "STATE", "CERTIFICATE", "ADDED", "REMOVED"
+};
+
+/* The certificate's state as the store records it: "pending" until one. */
+static const char *
+names_cert_state(atls_store_t *st, const char *name)
+{
+    atls_cert_meta_t m;
+    const char      *s = "pending";
+    char             err[256], *id = atls_cert_id(name);
+
+    memset(&m, 0, sizeof(m));
+    if (id != NULL && atls_store_load_meta(st, id, &m, err, sizeof(err)) == ATLS_STORE_OK) {
+        s = atls_cert_state_name(m.state);
+        atls_cert_meta_free(&m);
+    }
+    free(id);
+    return s;
+}
+
+/* Cells escaped for the terminal: the registry is the worker's. */
+static char *
+names_cell(const char *s)
+{
+    size_t len = strlen(s) * 4 + 1;
+    char  *e = malloc(len);
+
+    if (e == NULL) {
+        abort();
+    }
+    return atls_log_escape(s, e, len);
+}
+
+int
+cli_list_names(atls_store_t *st, const char *store_dir)
+{
+    atls_name_entry_t *v = NULL;
+    char             **cells, err[512], when[32];
+    size_t             n = 0, i, c, w[NAMES_COLS];
+
+    if (atls_names_list(st, &v, &n, err, sizeof(err)) != ATLS_STORE_OK) {
+        cli_error("list: %s: %s", store_dir, err);
+        return CLI_EXIT_FAIL;
+    }
+    if (n == 0) {
+        free(v);
+        return CLI_EXIT_OK;     /* no registry: nothing to show */
+    }
+    cells = calloc(n * NAMES_COLS, sizeof(*cells));
+    if (cells == NULL) {
+        abort();
+    }
+    for (c = 0; c < NAMES_COLS; c++) {
+        w[c] = strlen(names_headers[c]);
+    }
+    for (i = 0; i < n; i++) {
+        char **r = &cells[i * NAMES_COLS];
+
+        r[0] = names_cell(v[i].name);
+        r[1] = names_cell(v[i].home != NULL ? v[i].home : "default");
+        r[2] = names_cell(v[i].source != NULL ? v[i].source : "-");
+        r[3] = names_cell(v[i].state == ATLS_NAME_ACTIVE ? "active" : "removed");
+        r[4] = names_cell(names_cert_state(st, v[i].name));
+        r[5] = names_cell(cli_time(v[i].added, when, sizeof(when)));
+        r[6] = names_cell(cli_time(v[i].removed, when, sizeof(when)));
+        for (c = 0; c < NAMES_COLS; c++) {
+            w[c] = strlen(r[c]) > w[c] ? strlen(r[c]) : w[c];
+        }
+    }
+    printf("\n");
+    for (c = 0; c < NAMES_COLS; c++) {
+        printf(c + 1 < NAMES_COLS ? "%-*s  " : "%*s\n", c + 1 < NAMES_COLS ? (int) w[c] : 0,
+               names_headers[c]);
+    }
+    for (i = 0; i < n; i++) {
+        for (c = 0; c < NAMES_COLS; c++) {
+            printf(c + 1 < NAMES_COLS ? "%-*s  " : "%*s\n",
+                   c + 1 < NAMES_COLS ? (int) w[c] : 0, cells[i * NAMES_COLS + c]);
+        }
+    }
+    atls_strv_free(cells, n * NAMES_COLS);
+    atls_name_entries_free(v, n);
+    return CLI_EXIT_OK;
+}
+
+const cli_command_t cli_cmd_add = {
+    "add",
+    CLI_O_STORE | CLI_O_HOME | CLI_O_VERBOSE,
+    1, -1,
+    add_run,
+    "Usage: autotls add --store DIR [--issuer HOME] NAME...\n"
+    "\n"
+    "Register dynamic names: a server whose dynamic home is HOME (nginx:\n"
+    "`autotls ISSUER dynamic;`, Apache: `AutoTLS Dynamic`) obtains and serves a\n"
+    "certificate for each, with no reload.  Each name is one certificate.\n"
+    "A name registered already is left as it is; a removed one is active again.\n"
+    "\n"
+    "  --store DIR     certificate store (required)\n"
+    "  --issuer HOME   the dynamic home (nginx: the issuer block's name; Apache:\n"
+    "                  the ServerName of the AutoTLS Dynamic host); default: the\n"
+    "                  server's only (first) dynamic home\n"
+    "  -v, --verbose   print each event as recorded\n"
+    "  -h, --help      this text\n"
+    "\n"
+    "Names: letters, digits, '-' and '.', IDN names as xn-- punycode, no\n"
+    "wildcard; IP literals are accepted.\n"
+};
+
+const cli_command_t cli_cmd_remove = {
+    "remove",
+    CLI_O_STORE | CLI_O_VERBOSE,
+    1, -1,
+    remove_run,
+    "Usage: autotls remove --store DIR NAME...\n"
+    "\n"
+    "Remove dynamic names: servers stop serving them at once; the certificate\n"
+    "stays in the store for the grace period (7 days by default), then is\n"
+    "deleted (a `removed` event in the audit trail).\n"
+    "\n"
+    "  --store DIR     certificate store (required)\n"
+    "  -v, --verbose   print each event as recorded\n"
+    "  -h, --help      this text\n"
+};
