@@ -272,6 +272,11 @@ ngx_http_autotls_watch_journal(ngx_http_autotls_watch_t *w, uint64_t prev,
                 break;
             }
         }
+
+        if (k == ngx_http_autotls_mcf->certs.nelts) {
+            /* a dynamic name's certificate, deployed by anyone */
+            ngx_http_autotls_dyn_deployed(ids[i]);
+        }
     }
 
     atls_strv_free(ids, n);
