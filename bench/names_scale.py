@@ -111,6 +111,21 @@ def worker_rss(srv):
     return sum(B.rss_kb(w) for w in srv.workers()) / 1024.0
 
 
+def worker_private(srv):
+    """MB of the workers' own pages (RSS less what they share: the shared
+    zone, the binary and libraries)."""
+    kb = 0
+    for w in srv.workers():
+        try:
+            with open(f"/proc/{w}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                        kb += int(line.split()[1])
+        except OSError:
+            pass
+    return kb / 1024.0
+
+
 def start_all(specs, all_names, ca_cn, problems):
     started = []
     for key, k, srv in specs:
@@ -120,9 +135,11 @@ def start_all(specs, all_names, ca_cn, problems):
             sample = all_names[:1] if k == 1 else random.sample(all_names[:k], 20)
             srv.real_s = srv.start_s + real_serving(srv, sample, ca_cn)
             srv.rss_start = worker_rss(srv)
+            srv.private_start = worker_private(srv)
             started.append((key, k, srv))
             print(f"    {key}: first handshake after {srv.start_s:.2f}s, real certificates "
-                  f"after {srv.real_s:.2f}s, worker RSS {srv.rss_start:.1f} MB, master RSS "
+                  f"after {srv.real_s:.2f}s, worker RSS {srv.rss_start:.1f} MB ("
+                  f"{srv.private_start:.1f} MB private), master RSS "
                   f"{B.rss_kb(srv.pid) / 1024:.1f} MB", flush=True)
         except Exception as e:   # noqa: BLE001 - report and go on without it
             problems.append(f"{key}: {e}")
@@ -137,7 +154,8 @@ def report_startup(started, big, warm):
     for key, k, srv in started:
         w = warm.get(key)
         print(f"  {key:<14} first handshake {srv.start_s:7.2f}s  real certificates "
-              f"{srv.real_s:7.2f}s  worker RSS {srv.rss_start:7.1f} / "
+              f"{srv.real_s:7.2f}s  worker RSS ({srv.private_start:.1f} private) "
+              f"{srv.rss_start:7.1f} / "
               f"{getattr(srv, 'rss_settled', float('nan')):7.1f} / "
               f"{(w[3] if w else float('nan')):7.1f} MB"
               + (f"  cold pass {w[0]:.0f} hs/s" if w else ""))

@@ -149,7 +149,7 @@ atls_sched_add(atls_sched_t *s, const char *const *names, size_t n,
     c->data = data;
     c->dynamic = 0;     /* configured: the registry's sync leaves it alone */
     if (!c->busy) {
-        atls_sched_due_set(s, c, 0);    /* new, or its settings changed */
+        atls_sched_due_now(s, c);       /* new, or its settings changed */
     }
     return c;
 }

@@ -156,6 +156,22 @@ atls_sched_due_free(atls_sched_t *s)
     s->n_due = s->cap_due = s->n_pass = 0;
 }
 
+void
+atls_sched_due_now(atls_sched_t *s, atls_sched_cert_t *c)
+{
+    if (!s->pass_active || s->pass_all) {
+        atls_sched_due_set(s, c, 0);    /* the pass over certs reaches it */
+        return;
+    }
+    /* the pass in progress looks at it too, as one over every certificate
+     * would (a name registered while it runs) */
+    if (c->due_pos != 0) {
+        heap_remove(s, c);
+    }
+    certv_room(&s->pass_list, s->n_pass, &s->cap_pass);
+    s->pass_list[s->n_pass++] = c;
+}
+
 /* ---- when a certificate needs a look again ------------------------------------ */
 
 static time_t
@@ -224,7 +240,7 @@ atls_sched_due_planned(atls_sched_t *s, sched_slot_t *sl, time_t now)
 
 /* The certificate managed under id: due at the next look. */
 static void
-due_now(atls_sched_t *s, const char *id)
+due_id_now(atls_sched_t *s, const char *id)
 {
     atls_sched_cert_t *c = atls_sched_cert_by_id(s, id);
 
@@ -262,7 +278,7 @@ due_changes(atls_sched_t *s)
         return -1;
     }
     for (i = 0; i < n; i++) {
-        due_now(s, ids[i]);
+        due_id_now(s, ids[i]);
     }
     atls_strv_free(ids, n);
     return 0;
@@ -280,7 +296,7 @@ due_requests(atls_sched_t *s)
         return;
     }
     for (i = 0; i < n; i++) {
-        due_now(s, ids[i]);
+        due_id_now(s, ids[i]);
     }
     atls_strv_free(ids, n);
 }

@@ -239,6 +239,9 @@ atls_sched_cert_t *atls_sched_cert_by_id(const atls_sched_t *s, const char *id);
 /* sched_due.c: when each certificate needs a pass next */
 /* c looked at by the first pass once now >= at (0: the next pass). */
 void atls_sched_due_set(atls_sched_t *s, atls_sched_cert_t *c, time_t at);
+/* c is new or its settings changed: the pass in progress (else the next)
+ * looks at it. */
+void atls_sched_due_now(atls_sched_t *s, atls_sched_cert_t *c);
 /* c is going away (atls_sched_remove must call it before freeing c). */
 void atls_sched_due_forget(atls_sched_t *s, atls_sched_cert_t *c);
 void atls_sched_due_free(atls_sched_t *s);
