@@ -21,11 +21,11 @@ cc -std=gnu11 -O2 $(pkg-config --cflags $PKG) -I"$TOP/common" -o "$WORK/names_se
 
 cd "$WORK"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
-    -out ca.pem -subj /CN=names-bench-ca -days 30 2>/dev/null
+    -out ca.pem -subj /CN=names-bench-ca -days 200 2>/dev/null
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key \
     -out leaf.csr -subj /CN=bench.test 2>/dev/null
 printf 'subjectAltName=DNS:*.bench.test\n' >leaf.ext
-openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 20 \
+openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 120 \
     -extfile leaf.ext -out leaf.pem 2>/dev/null
 cat leaf.pem ca.pem >chain.pem
 
