@@ -11,7 +11,7 @@
 
 BUILD    ?= build
 CC       ?= cc
-PKGS     := openssl libcurl jansson
+PKGS     := openssl libcurl jansson hiredis libpsl
 OPT      ?= -O2
 SAN      ?=
 # The hardening Debian builds nginx and Apache with, now that the core is

@@ -22,19 +22,17 @@ cp "$here"/mod_autotls*.c "$here"/mod_autotls.h "$work"/
 
 cflags="-std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 -Wformat=2 -Wno-unused-parameter -I$root/common $SAN \
-$(pkg-config --cflags openssl libcurl jansson)"
+$(pkg-config --cflags openssl libcurl jansson libpsl)"
 wc=""
 for f in $cflags; do wc="$wc -Wc,$f"; done
 wl=""
 for f in $SAN; do wl="$wl -Wl,$f"; done
 
 cd "$work"
+# every mod_autotls*.c of the module (one job per file)
 # shellcheck disable=SC2086
-"$APXS" -c -o mod_autotls.la $wc $wl mod_autotls.c mod_autotls_config.c \
-    mod_autotls_drive.c mod_autotls_ssl.c mod_autotls_cache.c mod_autotls_challenge.c \
-    mod_autotls_status.c mod_autotls_stapling.c \
-    mod_autotls_notify.c mod_autotls_discover.c "$BUILD/libatls.a" \
-    $(pkg-config --libs libcurl jansson openssl) -lm -lpthread >build.log 2>&1 || {
+"$APXS" -c -o mod_autotls.la $wc $wl mod_autotls*.c "$BUILD/libatls.a" \
+    $(pkg-config --libs libcurl jansson libpsl openssl) -lm -lpthread >build.log 2>&1 || {
     cat build.log >&2; exit 1; }
 cp .libs/mod_autotls.so "$BUILD/apache/mod_autotls.so"
 echo "autotls: built $BUILD/apache/mod_autotls.so"

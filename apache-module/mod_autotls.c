@@ -24,8 +24,8 @@ static void autotls_register_hooks(apr_pool_t *p);
 
 AP_DECLARE_MODULE(autotls) = {
     STANDARD20_MODULE_STUFF,
-    NULL,                        /* create per-dir config */
-    NULL,                        /* merge per-dir config */
+    autotls_config_create_dir,   /* create per-dir config */
+    autotls_config_merge_dir,    /* merge per-dir config */
     autotls_config_create_srv,   /* create per-server config */
     autotls_config_merge_srv,    /* merge per-server config */
     autotls_cmds,
@@ -99,7 +99,10 @@ autotls_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                      "'LoadModule watchdog_module .../mod_watchdog.so'");
         return !OK;
     }
-    return autotls_config_check(ptemp, s);
+    if (autotls_config_check(ptemp, s) != OK) {
+        return !OK;
+    }
+    return autotls_ondemand_check(ptemp, s);
 }
 
 /* tls-alpn-01 is only negotiated when "acme-tls/1" is in the host's
@@ -133,6 +136,26 @@ autotls_add_protocol(server_rec *base)
     }
 }
 
+/* A dynamic host is the home of names registered with its ServerName as
+ * their home (the first one also of those registered without one).  Two
+ * hosts sharing a ServerName (another port) share one home: its owner's
+ * issuer and cache. */
+static void
+autotls_home_add(autotls_srv_conf_t *sc)
+{
+    int i;
+
+    if (sc->dynamic == AUTOTLS_STATIC) {
+        return;
+    }
+    for (i = 0; i < autotls_global.homes->nelts; i++) {
+        if (APR_ARRAY_IDX(autotls_global.homes, i, autotls_srv_conf_t *) == sc->owner) {
+            return;
+        }
+    }
+    APR_ARRAY_PUSH(autotls_global.homes, autotls_srv_conf_t *) = sc->owner;
+}
+
 /* Fills names/cert-id for every managed host; hosts sharing a cert-id
  * share one owner (one job, one cache). */
 static int
@@ -142,6 +165,7 @@ autotls_collect_hosts(apr_pool_t *p, server_rec *base)
     int i;
 
     autotls_global.hosts = apr_array_make(p, 8, sizeof(autotls_srv_conf_t *));
+    autotls_global.homes = apr_array_make(p, 2, sizeof(autotls_srv_conf_t *));
     for (s = base; s != NULL; s = s->next) {
         autotls_srv_conf_t *sc = autotls_config_get(s);
         char *id;
@@ -168,6 +192,7 @@ autotls_collect_hosts(apr_pool_t *p, server_rec *base)
         }
         if (sc->owner != NULL) {
             sc->cache = sc->owner->cache;
+            autotls_home_add(sc);
             ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                          "autotls: %s shares the certificate of %s:%d",
                          sc->cert_id, sc->owner->s->server_hostname,
@@ -182,6 +207,7 @@ autotls_collect_hosts(apr_pool_t *p, server_rec *base)
             autotls_global.any_tls_alpn = 1;
         }
         APR_ARRAY_PUSH(autotls_global.hosts, autotls_srv_conf_t *) = sc;
+        autotls_home_add(sc);
     }
     return OK;
 }
@@ -230,6 +256,7 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                   ? mc->max_parallel : AUTOTLS_DEFAULT_PARALLEL;
     autotls_global.preload = mc->preload != AUTOTLS_UNSET
                              ? mc->preload : AUTOTLS_DEFAULT_PRELOAD;
+    autotls_global.cache_size = mc->cache_size != AUTOTLS_UNSET ? mc->cache_size : 0;
     atls_log_set(autotls_log, s, ATLS_LOG_DEBUG);
 
     if (!autotls_active(s)) {
@@ -255,6 +282,10 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     if (autotls_global.any_tls_alpn) {
         autotls_add_protocol(s);
     }
+    if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG) {
+        autotls_dyn_check_homes(s);
+    }
+    autotls_ondemand_post_config(s);
 
     /* The first, trial run of post_config is followed by the real one:
      * shared memory and the watchdog only for the real one. */
@@ -268,6 +299,7 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     }
     autotls_global.generation = apr_shm_baseaddr_get(shm);
     memset((void *) autotls_global.generation, 0, 64);
+    autotls_global.od_requests = autotls_global.generation + 1;
     autotls_generation_init(s);
 
     rv = autotls_drive_start(pconf, s);
@@ -289,7 +321,9 @@ autotls_child_init(apr_pool_t *p, server_rec *s)
     atls_log_set(autotls_log, s, ATLS_LOG_DEBUG);
     if (autotls_global.hosts != NULL) {
         autotls_drive_child_init(p);
+        autotls_dyn_child_init(p);
         autotls_preload_start(p, s);
+        autotls_odwait_child_init(p, s);
     }
 }
 
@@ -306,4 +340,5 @@ autotls_register_hooks(apr_pool_t *p)
     autotls_challenge_register_hooks();
     autotls_status_register_hooks();
     autotls_discover_register_hooks();
+    autotls_api_register_hooks();
 }

@@ -33,6 +33,7 @@
 #include "atls_crypto.h"
 #include "atls_event.h"
 #include "atls_inventory.h"
+#include "atls_ondemand.h"
 #include "atls_policy.h"
 #include "atls_schedule.h"
 #include "atls_store.h"
@@ -46,9 +47,21 @@
 #define AUTOTLS_DEFAULT_PRELOAD  1
 #define AUTOTLS_ACME_TLS_1     "acme-tls/1"
 #define AUTOTLS_CHALLENGE_PATH "/.well-known/acme-challenge/"
+#define AUTOTLS_API_HANDLER    "autotls-api"
+
+/* AutoTLS On | Dynamic | OnDemand: what a host is the home of */
+#define AUTOTLS_STATIC         0     /* its ServerName and ServerAliases */
+#define AUTOTLS_DYNAMIC        1     /* also names registered at runtime */
+#define AUTOTLS_ON_DEMAND      2     /* also names issued at first contact */
+
+/* AutoTLSDynamicUnknown: a dynamic home's answer to a name it does not serve */
+#define AUTOTLS_UNKNOWN_FALLBACK 0   /* the home's own certificate */
+#define AUTOTLS_UNKNOWN_REJECT   1   /* the handshake is refused */
 
 /* Parsed certificates of one managed name set, private to each child. */
-typedef struct {
+typedef struct autotls_cache_s autotls_cache_t;
+
+struct autotls_cache_s {
     pthread_rwlock_t  lock;
     int               loaded;      /* a load was attempted at `generation` */
     uint64_t          generation;
@@ -58,13 +71,40 @@ typedef struct {
     EVP_PKEY         *key[ATLS_KEY_TYPE_MAX];
     X509             *leaf[ATLS_KEY_TYPE_MAX];
     STACK_OF(X509)   *extra[ATLS_KEY_TYPE_MAX];
-} autotls_cache_t;
+    /* AutoTLSCacheSize: the child's caches holding parsed objects, most
+     * recently used first (under the list's own mutex) */
+    autotls_cache_t  *lru_prev;
+    autotls_cache_t  *lru_next;
+    int               in_lru;
+};
 
 typedef struct autotls_srv_conf_s autotls_srv_conf_t;
 
+/* AutoTLSOnDemand* as written (AUTOTLS_UNSET / NULL: not written here) */
+typedef struct {
+    apr_array_header_t *allow;            /* AutoTLSOnDemandAllow, const char * */
+    apr_array_header_t *deny;             /* AutoTLSOnDemandDeny */
+    const char         *allow_file;       /* AutoTLSOnDemandAllowFile */
+    const char         *ask_url;          /* AutoTLSOnDemandAsk */
+    long                ask_timeout_ms;
+    long                ask_cache_s;
+    long                ask_fail_cache_s;
+    long                cooldown_s;       /* AutoTLSOnDemandLimits */
+    long                orders_per_min;
+    long                per_domain_week;
+    long                per_account_3h;
+    long                max_pending;
+    int                 allow_ip;         /* AutoTLSOnDemandIP */
+    long                max_labels;       /* AutoTLSOnDemandMaxLabels */
+    long                wait_ms;          /* AutoTLSOnDemandWait */
+} autotls_od_settings_t;
+
 struct autotls_srv_conf_s {
     server_rec         *s;
-    int                 enabled;          /* AutoTLS */
+    int                 enabled;          /* AutoTLS (On, Dynamic, OnDemand: 1) */
+    int                 dynamic;          /* AUTOTLS_STATIC, _DYNAMIC, _ON_DEMAND */
+    int                 dynamic_unknown;  /* AutoTLSDynamicUnknown, AUTOTLS_UNKNOWN_* */
+    long                cache_size;       /* AutoTLSCacheSize (global), 0: no bound */
     const char         *ca;               /* AutoTLSCA */
     const char         *ca_file;          /* AutoTLSCACertificateFile */
     apr_array_header_t *contact;          /* AutoTLSContact, const char * */
@@ -111,6 +151,7 @@ struct autotls_srv_conf_s {
     apr_array_header_t *webhook_headers;  /* its "Name: value", const char * */
     long                notify_queue;     /* AutoTLSNotifyQueue */
     atls_policy_t      *policy;           /* AutoTLSPolicy*, NULL: none */
+    autotls_od_settings_t od;             /* AutoTLSOnDemand* */
 };
 
 /* Process-wide state, rebuilt on every (re)start in post_config. */
@@ -123,6 +164,10 @@ typedef struct {
     int                 any_tls_alpn;
     int                 max_parallel;     /* orders in flight at once */
     int                 preload;          /* fill each child's cache at start */
+    long                cache_size;       /* parsed name sets per child, 0: no bound */
+    apr_array_header_t *homes;            /* autotls_srv_conf_t * of AutoTLS
+                                             Dynamic/OnDemand hosts, first = the
+                                             home of entries without one */
     atls_notify_conf_t  notify;           /* AutoTLSWarn, AutoTLSNotify* */
     const atls_policy_t *policy;          /* the main server's, may be NULL */
     /* SSLCertificateFile of the hosts autotls does not manage (discovery,
@@ -130,13 +175,25 @@ typedef struct {
     atls_inventory_item_t *inventory;
     size_t              n_inventory;
     int                 collecting;       /* mod_ssl is handing us cert files */
+    /* on demand: the host new names are requested for (NULL: none), and a
+     * counter in the shared memory that children move after writing a
+     * request, so that the watchdog looks at once */
+    autotls_srv_conf_t *od_home;
+    volatile uint64_t  *od_requests;
 } autotls_global_t;
 
 extern module AP_MODULE_DECLARE_DATA autotls_module;
 extern autotls_global_t autotls_global;
 
+/* Per-directory: the admin API's token (AutoTLSApiToken). */
+typedef struct {
+    const char         *api_token;        /* file, NULL: none */
+} autotls_dir_conf_t;
+
 /* mod_autotls_config.c */
 extern const command_rec autotls_cmds[];
+void *autotls_config_create_dir(apr_pool_t *p, char *dir);
+void *autotls_config_merge_dir(apr_pool_t *p, void *basev, void *addv);
 void *autotls_config_create_srv(apr_pool_t *p, server_rec *s);
 void *autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv);
 autotls_srv_conf_t *autotls_config_get(server_rec *s);
@@ -146,6 +203,8 @@ atls_issuer_t *autotls_config_issuer(apr_pool_t *p, autotls_srv_conf_t *sc);
 
 /* mod_autotls_config.c: a server-wide positive duration, error naming the directive */
 const char *autotls_cmd_seconds(cmd_parms *cmd, const char *v, long *secs);
+/* ... a whole number from lo to hi */
+const char *autotls_cmd_number(cmd_parms *cmd, const char *v, long lo, long hi, long *n);
 
 /* mod_autotls_notify.c: AutoTLSWarn, AutoTLSNotify*, AutoTLSPolicy* */
 const char *autotls_set_warn(cmd_parms *cmd, void *dc, int argc, char *const argv[]);
@@ -188,18 +247,96 @@ atls_store_t *autotls_store_open(server_rec *s);
 /* mod_autotls_cache.c */
 /* (Re)parses sc's name set from the store; call with the write lock held. */
 void autotls_cache_load(autotls_srv_conf_t *sc, autotls_cache_t *c, uint64_t gen);
+/* (Re)parses certificate id with the key types of home o's issuer (a
+ * dynamic name); call with c's write lock held.  The fallback of a key
+ * type without a certificate is left empty (the home's serves). */
+void autotls_cache_load_id(autotls_srv_conf_t *o, const char *id, autotls_cache_t *c,
+                           uint64_t gen);
+/* Frees c's parsed objects (c->loaded = 0); c's write lock held. */
+void autotls_cache_clear(autotls_cache_t *c);
+/* AutoTLSCacheSize: c (read or write locked by the caller) was just used;
+ * evicts the least recently used others beyond the bound. */
+void autotls_cache_touch(autotls_cache_t *c);
 /* Child start: fills every cache from a background thread (AutoTLSPreload). */
 void autotls_preload_start(apr_pool_t *pchild, server_rec *s);
 
+/* mod_autotls_dynamic.c: names registered at runtime, per child */
+typedef enum {
+    AUTOTLS_DYN_UNKNOWN = 0,     /* not registered for this home */
+    AUTOTLS_DYN_PENDING,         /* registered, no certificate yet */
+    AUTOTLS_DYN_SERVING,         /* its certificate is in the store */
+    AUTOTLS_DYN_REMOVED          /* removed: no longer served */
+} autotls_dyn_state_e;
+
+/* mod_autotls_registry.c: the child's copy of the registry */
+/* The dynamic home a registry entry's home names (NULL or "": the first
+ * one), or NULL when this server has none such. */
+autotls_srv_conf_t *autotls_dyn_home(const char *home);
+/* The registry's word on a lower-case name for home (an owner): UNKNOWN,
+ * PENDING (registered; id, idlen >= 256, gets its certificate id) or
+ * REMOVED.  Looks at the registry again first when the store generation
+ * moved. */
+autotls_dyn_state_e autotls_registry_lookup(autotls_srv_conf_t *home, const char *name,
+                                            char *id, size_t idlen);
+void autotls_registry_child_init(apr_pool_t *pchild);
+/* The state of a lower-case name for home in this child's copy of the
+ * registry (refreshed when the store generation moved). */
+autotls_dyn_state_e autotls_dyn_state(autotls_srv_conf_t *home, const char *name);
+/* Cert callback of a dynamic home: installs name's certificate.  1 done,
+ * 0 the name is not served here (the caller applies
+ * AutoTLSDynamicUnknown), -1 OpenSSL refused it. */
+int autotls_dyn_serve(SSL *ssl, autotls_srv_conf_t *home, const char *name);
+void autotls_dyn_child_init(apr_pool_t *pchild);
+/* post_config: warns about a dynamic home that is not the first virtual
+ * host of its address (mod_ssl gives unknown names to that one). */
+void autotls_dyn_check_homes(server_rec *base);
+
+/* mod_autotls_api.c: SetHandler autotls-api */
+void autotls_api_register_hooks(void);
+
 /* mod_autotls_stapling.c */
-/* Attaches the stored OCSP response to a real leaf just parsed (rest: the
- * chain after it, issuer first) when o staples; a refused one is logged. */
-void autotls_staple_attach(autotls_srv_conf_t *o, atls_store_t *st, atls_key_type_t kt,
-                           X509 *leaf, STACK_OF(X509) *rest);
+/* Attaches the stored OCSP response to a real leaf of certificate id just
+ * parsed (rest: the chain after it, issuer first) when o staples; a
+ * refused one is logged. */
+void autotls_staple_attach(autotls_srv_conf_t *o, const char *id, atls_store_t *st,
+                           atls_key_type_t kt, X509 *leaf, STACK_OF(X509) *rest);
 /* mod_ssl's init_server time: the status callback on an AutoTLS host's context. */
 void autotls_stapling_init_ctx(autotls_srv_conf_t *sc, SSL_CTX *ctx);
 /* 1 when SSLUseStapling On applies to this <VirtualHost> (NULL: main server). */
 int autotls_stapling_conflict(const ap_directive_t *vhost);
+
+/* mod_autotls_ondemand.c: AutoTLSOnDemand* */
+#define AUTOTLS_IS_ON_DEMAND(sc)  ((sc)->enabled == 1 && (sc)->dynamic == AUTOTLS_ON_DEMAND)
+void autotls_ondemand_init(autotls_od_settings_t *o);
+void autotls_ondemand_merge(autotls_od_settings_t *mrg, const autotls_od_settings_t *base,
+                            const autotls_od_settings_t *add);
+void autotls_ondemand_conf(apr_pool_t *p, const autotls_od_settings_t *o,
+                           atls_od_conf_t *c);
+int autotls_ondemand_check(apr_pool_t *p, server_rec *base);
+void autotls_ondemand_post_config(server_rec *base);
+atls_od_t *autotls_ondemand_gate_new(apr_pool_t *p, atls_store_t *st);
+const char *autotls_od_set_allow(cmd_parms *cmd, void *dc, const char *v);
+const char *autotls_od_set_deny(cmd_parms *cmd, void *dc, const char *v);
+const char *autotls_od_set_allow_file(cmd_parms *cmd, void *dc, const char *v);
+const char *autotls_od_set_ask(cmd_parms *cmd, void *dc, int argc, char *const argv[]);
+const char *autotls_od_set_limits(cmd_parms *cmd, void *dc, int argc, char *const argv[]);
+const char *autotls_od_set_ip(cmd_parms *cmd, void *dc, int flag);
+const char *autotls_od_set_max_labels(cmd_parms *cmd, void *dc, const char *v);
+const char *autotls_od_set_wait(cmd_parms *cmd, void *dc, const char *v);
+
+/* mod_autotls_odwait.c: the first handshake of a name nobody registered */
+/* child_init: the child's gate (when a host is on demand). */
+void autotls_odwait_child_init(apr_pool_t *pchild, server_rec *s);
+/* In the certificate callback of on-demand home sc, for a name (lower
+ * case, from SNI) no configuration covers.  request 1: not registered;
+ * the child's gate decides cheaply, a name that may be allowed is
+ * requested from the watchdog.  request 0: registered without its
+ * certificate yet; only waits while its order runs.  Then this thread
+ * waits (AutoTLSOnDemandWait) until the child serves the name's
+ * certificate: 1 (serve it now), or 0 (serve the fallback). */
+int autotls_odwait_handshake(autotls_srv_conf_t *sc, const char *sni, int request);
+/* The watchdog: 1 when a child wrote a request since the last call. */
+int autotls_odwait_requested(void);
 
 /* mod_autotls_challenge.c */
 void autotls_challenge_register_hooks(void);

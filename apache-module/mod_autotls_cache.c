@@ -117,13 +117,14 @@ autotls_slots_free(autotls_cache_t *c)
     c->n_real = 0;
 }
 
-/* Parses one name set into `fresh` (no lock needed: fresh is private).
- * Slot i holds key type i's certificate when the store has one, else its
- * fallback; read_err[i] says the certificate exists but could not be read,
- * so that the installer can keep a real certificate it already has. */
+/* Parses certificate id (o's name set, or a dynamic name of home o) into
+ * `fresh` (no lock needed: fresh is private).  Slot i holds key type i's
+ * certificate when the store has one, else its fallback when `fallback`;
+ * read_err[i] says the certificate exists but could not be read, so that
+ * the installer can keep a real certificate it already has. */
 static void
-autotls_cache_read(autotls_srv_conf_t *o, atls_store_t *st, autotls_cache_t *fresh,
-                   int *read_err)
+autotls_cache_read(autotls_srv_conf_t *o, const char *id, int fallback, atls_store_t *st,
+                   autotls_cache_t *fresh, int *read_err)
 {
     atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
     char err[256];
@@ -137,12 +138,12 @@ autotls_cache_read(autotls_srv_conf_t *o, atls_store_t *st, autotls_cache_t *fre
         EVP_PKEY *key = NULL;
         STACK_OF(X509) *chain = NULL;
 
-        rc = atls_store_load_cert(st, o->cert_id, kts[i], &key, &chain, err, sizeof(err));
+        rc = atls_store_load_cert(st, id, kts[i], &key, &chain, err, sizeof(err));
         if (rc == ATLS_STORE_OK && chain != NULL && sk_X509_num(chain) >= 1) {
             fresh->key[i] = key;
             fresh->leaf[i] = sk_X509_shift(chain);
             /* before the leaf is published: handshakes only read it */
-            autotls_staple_attach(o, st, kts[i], fresh->leaf[i], chain);
+            autotls_staple_attach(o, id, st, kts[i], fresh->leaf[i], chain);
             autotls_chain_intern(chain);
             fresh->extra[i] = chain;
             fresh->real[i] = 1;
@@ -153,16 +154,19 @@ autotls_cache_read(autotls_srv_conf_t *o, atls_store_t *st, autotls_cache_t *fre
         atls_chain_free(chain);
         if (rc != ATLS_STORE_NOTFOUND) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, o->s,
-                         "autotls: %s: cannot load the %s certificate: %s", o->cert_id,
+                         "autotls: %s: cannot load the %s certificate: %s", id,
                          atls_key_type_name(kts[i]),
                          rc == ATLS_STORE_OK ? "empty chain" : err);
             read_err[i] = 1;
         }
-        if (atls_store_load_fallback(st, o->cert_id, kts[i], &key, &chain, err, sizeof(err))
+        if (!fallback) {
+            continue;
+        }
+        if (atls_store_load_fallback(st, id, kts[i], &key, &chain, err, sizeof(err))
             != ATLS_STORE_OK) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, o->s,
                          "autotls: %s: cannot load the %s fallback certificate: %s",
-                         o->cert_id, atls_key_type_name(kts[i]), err);
+                         id, atls_key_type_name(kts[i]), err);
             continue;
         }
         fresh->key[i] = key;
@@ -174,8 +178,9 @@ autotls_cache_read(autotls_srv_conf_t *o, atls_store_t *st, autotls_cache_t *fre
 /* Called with c's write lock held: swaps fresh's objects in (fresh is left
  * empty) and frees the old ones. */
 static void
-autotls_cache_install(autotls_srv_conf_t *o, autotls_cache_t *c, autotls_cache_t *fresh,
-                      const int *read_err, uint64_t gen, const char *how)
+autotls_cache_install(autotls_srv_conf_t *o, const char *id, autotls_cache_t *c,
+                      autotls_cache_t *fresh, const int *read_err, uint64_t gen,
+                      const char *how)
 {
     size_t i;
 
@@ -210,20 +215,20 @@ autotls_cache_install(autotls_srv_conf_t *o, autotls_cache_t *c, autotls_cache_t
     memset(fresh->extra, 0, sizeof(fresh->extra));
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, o->s,
                  "autotls: %s: child %ld loaded %d certificate(s) at generation %"
-                 APR_UINT64_T_FMT " (%d key type(s) on their fallback)%s", o->cert_id,
+                 APR_UINT64_T_FMT " (%d key type(s) on their fallback)%s", id,
                  (long) getpid(), (int) c->n_real, (apr_uint64_t) gen,
                  (int) (c->n - c->n_real), how);
 }
 
-void
-autotls_cache_load(autotls_srv_conf_t *sc, autotls_cache_t *c, uint64_t gen)
+static void
+autotls_cache_load_from(autotls_srv_conf_t *o, const char *id, int fallback,
+                        autotls_cache_t *c, uint64_t gen)
 {
-    autotls_srv_conf_t *o = sc->owner;
     autotls_cache_t fresh;
     int read_err[ATLS_KEY_TYPE_MAX];
     atls_store_t *st;
 
-    st = autotls_store_open(sc->s);
+    st = autotls_store_open(o->s);
     if (st == NULL) {
         /* keep what this child has; retried after the next generation */
         c->loaded = 1;
@@ -231,9 +236,112 @@ autotls_cache_load(autotls_srv_conf_t *sc, autotls_cache_t *c, uint64_t gen)
         return;
     }
     memset(&fresh, 0, sizeof(fresh));
-    autotls_cache_read(o, st, &fresh, read_err);
+    autotls_cache_read(o, id, fallback, st, &fresh, read_err);
     atls_store_close(st);
-    autotls_cache_install(o, c, &fresh, read_err, gen, "");
+    autotls_cache_install(o, id, c, &fresh, read_err, gen, "");
+}
+
+void
+autotls_cache_load(autotls_srv_conf_t *sc, autotls_cache_t *c, uint64_t gen)
+{
+    autotls_cache_load_from(sc->owner, sc->owner->cert_id, 1, c, gen);
+}
+
+void
+autotls_cache_load_id(autotls_srv_conf_t *o, const char *id, autotls_cache_t *c,
+                      uint64_t gen)
+{
+    autotls_cache_load_from(o, id, 0, c, gen);
+}
+
+void
+autotls_cache_clear(autotls_cache_t *c)
+{
+    autotls_slots_free(c);
+    c->loaded = 0;
+}
+
+/* ---- AutoTLSCacheSize: one bound over every cache of the child ---------- */
+
+/*
+ * Static name sets and dynamic names alike: each autotls_cache_t holding
+ * parsed objects is on one list, most recently used first.  A handshake
+ * moves its cache to the front and evicts from the back beyond the bound.
+ * The list's mutex is never held while waiting for a cache's lock (only
+ * trywrlock), and a cache's lock may be held while taking the mutex, so the
+ * two cannot deadlock; a victim in use right now is skipped.  An evicted
+ * cache is reloaded from the store at its next handshake; connections that
+ * hold its objects keep their own references.
+ */
+static pthread_mutex_t  autotls_lru_lock = PTHREAD_MUTEX_INITIALIZER;
+static autotls_cache_t *autotls_lru_head, *autotls_lru_tail;
+static size_t           autotls_lru_n;
+
+static void
+autotls_lru_unlink(autotls_cache_t *c)
+{
+    if (c->lru_prev != NULL) {
+        c->lru_prev->lru_next = c->lru_next;
+    } else {
+        autotls_lru_head = c->lru_next;
+    }
+    if (c->lru_next != NULL) {
+        c->lru_next->lru_prev = c->lru_prev;
+    } else {
+        autotls_lru_tail = c->lru_prev;
+    }
+    c->lru_prev = c->lru_next = NULL;
+    c->in_lru = 0;
+    autotls_lru_n--;
+}
+
+static void
+autotls_lru_push(autotls_cache_t *c)
+{
+    c->lru_prev = NULL;
+    c->lru_next = autotls_lru_head;
+    if (autotls_lru_head != NULL) {
+        autotls_lru_head->lru_prev = c;
+    } else {
+        autotls_lru_tail = c;
+    }
+    autotls_lru_head = c;
+    c->in_lru = 1;
+    autotls_lru_n++;
+}
+
+/* From the back, skipping `keep` and caches locked by a handshake now. */
+static void
+autotls_lru_evict(const autotls_cache_t *keep, size_t bound)
+{
+    autotls_cache_t *v = autotls_lru_tail, *prev;
+
+    while (autotls_lru_n > bound && v != NULL) {
+        prev = v->lru_prev;
+        if (v != keep && pthread_rwlock_trywrlock(&v->lock) == 0) {
+            autotls_lru_unlink(v);
+            autotls_cache_clear(v);
+            pthread_rwlock_unlock(&v->lock);
+        }
+        v = prev;
+    }
+}
+
+void
+autotls_cache_touch(autotls_cache_t *c)
+{
+    size_t bound = (size_t) autotls_global.cache_size;
+
+    if (bound == 0) {
+        return;
+    }
+    pthread_mutex_lock(&autotls_lru_lock);
+    if (c->in_lru) {
+        autotls_lru_unlink(c);
+    }
+    autotls_lru_push(c);
+    autotls_lru_evict(c, bound);
+    pthread_mutex_unlock(&autotls_lru_lock);
 }
 
 /* ---- preload ------------------------------------------------------------ */
@@ -262,14 +370,15 @@ autotls_preload_one(autotls_srv_conf_t *o, atls_store_t *st, size_t *n_real)
         return 0;
     }
     memset(&fresh, 0, sizeof(fresh));
-    autotls_cache_read(o, st, &fresh, read_err);
+    autotls_cache_read(o, o->cert_id, 1, st, &fresh, read_err);
     /* the lock only for the swap: handshakes of this name wait microseconds,
      * handshakes of other names not at all */
     pthread_rwlock_wrlock(&c->lock);
     done = c->loaded && c->generation == gen;
     if (!done) {
-        autotls_cache_install(o, c, &fresh, read_err, gen, " (preload)");
+        autotls_cache_install(o, o->cert_id, c, &fresh, read_err, gen, " (preload)");
         *n_real += c->n_real;
+        autotls_cache_touch(c);
     }
     pthread_rwlock_unlock(&c->lock);
     autotls_slots_free(&fresh);
@@ -294,7 +403,11 @@ autotls_preload_run(void *arg)
     if (st == NULL) {
         return NULL;
     }
-    for (i = 0; i < autotls_global.hosts->nelts && !pl->stop; i++) {
+    /* with AutoTLSCacheSize, no more than the cache holds: the rest would
+     * only evict what was just parsed */
+    for (i = 0; i < autotls_global.hosts->nelts && !pl->stop
+                && (autotls_global.cache_size == 0
+                    || n_sets < (size_t) autotls_global.cache_size); i++) {
         autotls_srv_conf_t *o = APR_ARRAY_IDX(autotls_global.hosts, i,
                                               autotls_srv_conf_t *);
 

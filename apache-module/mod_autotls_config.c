@@ -2,6 +2,7 @@
  * Directives, per-server configuration (create/merge) and the start-up
  * checks that make `apache2 -t` fail with the directive named.
  */
+#include <errno.h>
 #include <string.h>
 #include <strings.h>
 
@@ -39,7 +40,26 @@ autotls_config_create_srv(apr_pool_t *p, server_rec *s)
     sc->must_staple = AUTOTLS_UNSET;
     sc->notify_timeout = AUTOTLS_UNSET;
     sc->notify_queue = AUTOTLS_UNSET;
+    sc->dynamic_unknown = AUTOTLS_UNSET;
+    sc->cache_size = AUTOTLS_UNSET;
+    autotls_ondemand_init(&sc->od);
     return sc;
+}
+
+void *
+autotls_config_create_dir(apr_pool_t *p, char *dir)
+{
+    return apr_pcalloc(p, sizeof(autotls_dir_conf_t));
+}
+
+void *
+autotls_config_merge_dir(apr_pool_t *p, void *basev, void *addv)
+{
+    autotls_dir_conf_t *base = basev, *add = addv;
+    autotls_dir_conf_t *mrg = apr_pcalloc(p, sizeof(*mrg));
+
+    mrg->api_token = add->api_token ? add->api_token : base->api_token;
+    return mrg;
 }
 
 #define MERGE_PTR(f)  mrg->f = add->f ? add->f : base->f
@@ -62,6 +82,7 @@ autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv)
     /* AutoTLS itself is not inherited: the main server's switch does not
      * turn every virtual host into a managed one. */
     mrg->enabled = add->enabled;
+    mrg->dynamic = add->dynamic;
     mrg->where_file = add->where_file;
     mrg->where_line = add->where_line;
     mrg->ssl_on = add->ssl_on;
@@ -99,6 +120,9 @@ autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(webhook_headers);
     MERGE_INT(notify_queue);
     MERGE_PTR(policy);
+    MERGE_INT(dynamic_unknown);
+    MERGE_INT(cache_size);
+    autotls_ondemand_merge(&mrg->od, &base->od, &add->od);
     return mrg;
 }
 
@@ -170,12 +194,35 @@ cmd_conf(cmd_parms *cmd)
     return autotls_config_get(cmd->server);
 }
 
+/* AutoTLS's values: whether the host is managed, and what it is home of */
+static const struct {
+    const char *name;
+    int         enabled;
+    int         dynamic;
+} autotls_modes[] = {
+    { "on",       1, AUTOTLS_STATIC },
+    { "off",      0, AUTOTLS_STATIC },
+    { "dynamic",  1, AUTOTLS_DYNAMIC },
+    { "ondemand", 1, AUTOTLS_ON_DEMAND },
+};
+
 static const char *
-set_enabled(cmd_parms *cmd, void *dc, int flag)
+set_enabled(cmd_parms *cmd, void *dc, const char *v)
 {
     autotls_srv_conf_t *sc = cmd_conf(cmd);
+    size_t i;
 
-    sc->enabled = flag;
+    for (i = 0; i < sizeof(autotls_modes) / sizeof(autotls_modes[0]); i++) {
+        if (strcasecmp(v, autotls_modes[i].name) == 0) {
+            break;
+        }
+    }
+    if (i == sizeof(autotls_modes) / sizeof(autotls_modes[0])) {
+        return apr_psprintf(cmd->pool, "AutoTLS: '%s' is not On, Off, Dynamic "
+                            "or OnDemand", v);
+    }
+    sc->enabled = autotls_modes[i].enabled;
+    sc->dynamic = autotls_modes[i].dynamic;
     sc->where_file = cmd->directive->filename;
     sc->where_line = cmd->directive->line_num;
     sc->ssl_on = autotls_ssl_engine_on(cmd);
@@ -273,20 +320,34 @@ set_check_interval(cmd_parms *cmd, void *dc, const char *v)
     return NULL;
 }
 
-static const char *
-set_max_parallel(cmd_parms *cmd, void *dc, const char *v)
+/* A server-wide directive's whole number from lo to hi; the error names
+ * the directive. */
+const char *
+autotls_cmd_number(cmd_parms *cmd, const char *v, long lo, long hi, long *n)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     char *end;
-    long n;
 
     if (err != NULL) {
         return err;
     }
-    n = strtol(v, &end, 10);
-    if (end == v || *end != '\0' || n < 1 || n > ATLS_MAX_PARALLEL_LIMIT) {
-        return apr_psprintf(cmd->pool, "AutoTLSMaxParallel: '%s' is not a number "
-                            "from 1 to %d", v, ATLS_MAX_PARALLEL_LIMIT);
+    errno = 0;
+    *n = strtol(v, &end, 10);
+    if (end == v || *end != '\0' || errno != 0 || *n < lo || *n > hi) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number from %ld to %ld",
+                            cmd->cmd->name, v, lo, hi);
+    }
+    return NULL;
+}
+
+static const char *
+set_max_parallel(cmd_parms *cmd, void *dc, const char *v)
+{
+    long n;
+    const char *err = autotls_cmd_number(cmd, v, 1, ATLS_MAX_PARALLEL_LIMIT, &n);
+
+    if (err != NULL) {
+        return err;
     }
     cmd_conf(cmd)->max_parallel = (int) n;
     return NULL;
@@ -405,10 +466,68 @@ set_must_staple(cmd_parms *cmd, void *dc, int flag)
     return NULL;
 }
 
+/* ---- names at runtime ------------------------------------------------ */
+
+static const char *
+set_dynamic_unknown(cmd_parms *cmd, void *dc, const char *v)
+{
+    autotls_srv_conf_t *sc = cmd_conf(cmd);
+
+    if (strcasecmp(v, "fallback") == 0) {
+        sc->dynamic_unknown = AUTOTLS_UNKNOWN_FALLBACK;
+    } else if (strcasecmp(v, "reject") == 0) {
+        sc->dynamic_unknown = AUTOTLS_UNKNOWN_REJECT;
+    } else {
+        return apr_psprintf(cmd->pool, "AutoTLSDynamicUnknown: '%s' is neither "
+                            "'reject' nor 'fallback'", v);
+    }
+    return NULL;
+}
+
+static const char *
+set_cache_size(cmd_parms *cmd, void *dc, const char *v)
+{
+    long n = 0;
+    const char *err = NULL;
+
+    if (strcasecmp(v, "unlimited") != 0) {
+        err = autotls_cmd_number(cmd, v, 1, 100000000L, &n);
+    }
+    if (err != NULL) {
+        return err;
+    }
+    cmd_conf(cmd)->cache_size = n;
+    return NULL;
+}
+
+static const char *
+set_api_token(cmd_parms *cmd, void *dc, const char *v)
+{
+    autotls_dir_conf_t *d = dc;
+    const char *path = ap_server_root_relative(cmd->pool, v);
+
+    if (path == NULL) {
+        return apr_psprintf(cmd->pool, "AutoTLSApiToken: bad path '%s'", v);
+    }
+    d->api_token = path;
+    return NULL;
+}
+
 const command_rec autotls_cmds[] = {
-    AP_INIT_FLAG("AutoTLS", set_enabled, NULL, RSRC_CONF,
-                 "On: obtain and renew a certificate for this host's ServerName "
-                 "and ServerAliases"),
+    AP_INIT_TAKE1("AutoTLS", set_enabled, NULL, RSRC_CONF,
+                  "On: obtain and renew a certificate for this host's ServerName "
+                  "and ServerAliases; Dynamic: also for the names registered at "
+                  "runtime; OnDemand: also for names first seen in traffic"),
+    /* names at runtime */
+    AP_INIT_TAKE1("AutoTLSDynamicUnknown", set_dynamic_unknown, NULL, RSRC_CONF,
+                  "what a dynamic home serves a name not registered for it: "
+                  "fallback (default, its own certificate) or reject"),
+    AP_INIT_TAKE1("AutoTLSCacheSize", set_cache_size, NULL, RSRC_CONF,
+                  "parsed certificates each child keeps (least recently used "
+                  "evicted); default unlimited"),
+    AP_INIT_TAKE1("AutoTLSApiToken", set_api_token, NULL, ACCESS_CONF,
+                  "file holding the bearer token the admin API "
+                  "(SetHandler autotls-api) requires"),
     AP_INIT_TAKE1("AutoTLSCA", set_ca, NULL, RSRC_CONF,
                   "ACME directory URL of the certificate authority"),
     AP_INIT_TAKE1("AutoTLSCACertificateFile", set_ca_file, NULL, RSRC_CONF,
@@ -466,6 +585,28 @@ const command_rec autotls_cmds[] = {
                     "policy: names allowed: example.com, *.example.com, ~REGEX"),
     AP_INIT_TAKE1("AutoTLSPolicyMaxNames", autotls_set_policy_max_names, NULL, RSRC_CONF,
                   "policy: most names one certificate may carry"),
+    /* on-demand issuance (mod_autotls_ondemand.c) */
+    AP_INIT_ITERATE("AutoTLSOnDemandAllow", autotls_od_set_allow, NULL, RSRC_CONF,
+                    "on demand: names that may be ordered: example.com, "
+                    "*.example.com, ~REGEX"),
+    AP_INIT_ITERATE("AutoTLSOnDemandDeny", autotls_od_set_deny, NULL, RSRC_CONF,
+                    "on demand: names never ordered (checked first)"),
+    AP_INIT_TAKE1("AutoTLSOnDemandAllowFile", autotls_od_set_allow_file, NULL, RSRC_CONF,
+                  "on demand: a file of allow patterns, one a line, re-read when "
+                  "it changes"),
+    AP_INIT_TAKE_ARGV("AutoTLSOnDemandAsk", autotls_od_set_ask, NULL, RSRC_CONF,
+                      "on demand: URL [timeout=2s] [cache=1h] [fail_cache=30s]: "
+                      "GET URL?domain=NAME, 2xx allows"),
+    AP_INIT_TAKE_ARGV("AutoTLSOnDemandLimits", autotls_od_set_limits, NULL, RSRC_CONF,
+                      "on demand: [cooldown=1h] [orders_per_min=10] [per_domain_week=50] "
+                      "[per_account_3h=300] [max_pending=100]"),
+    AP_INIT_FLAG("AutoTLSOnDemandIP", autotls_od_set_ip, NULL, RSRC_CONF,
+                 "on demand: On: IP literals in SNI may be ordered (default Off)"),
+    AP_INIT_TAKE1("AutoTLSOnDemandMaxLabels", autotls_od_set_max_labels, NULL, RSRC_CONF,
+                  "on demand: names with more labels are refused (default 10)"),
+    AP_INIT_TAKE1("AutoTLSOnDemandWait", autotls_od_set_wait, NULL, RSRC_CONF,
+                  "on demand: how long a first handshake waits for its certificate "
+                  "(default 10s)"),
     { .name = NULL }
 };
 
@@ -577,8 +718,10 @@ autotls_config_issuer(apr_pool_t *p, autotls_srv_conf_t *sc)
 static int
 check_fail(server_rec *s, autotls_srv_conf_t *sc, const char *what)
 {
+    static const char *const mode[] = { "On", "Dynamic", "OnDemand" };
+
     ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
-                 "AutoTLS On for %s (%s:%d): %s",
+                 "AutoTLS %s for %s (%s:%d): %s", mode[sc->dynamic],
                  s->server_hostname ? s->server_hostname : "(no ServerName)",
                  sc->where_file ? sc->where_file : "?", sc->where_line, what);
     return 1;

@@ -37,6 +37,8 @@
 #include "ap_release.h"
 #include "mod_watchdog.h"
 #include "atls_job.h"
+#include "atls_names.h"
+#include "atls_sched.h"
 #include "mod_autotls.h"
 
 APLOG_USE_MODULE(autotls);
@@ -49,6 +51,7 @@ APLOG_USE_MODULE(autotls);
 /* child-local: only the watchdog thread touches these */
 static atls_store_t *drive_store;
 static atls_events_t *drive_events;
+static atls_od_t     *drive_gate;         /* on demand: the scheduler's gate */
 static char        **drive_last_error;   /* per host, to log a problem once */
 
 uint64_t
@@ -199,9 +202,20 @@ autotls_host(size_t i)
 static void
 autotls_drive_done(void *ctx, size_t i, int rc, const char *err)
 {
-    autotls_srv_conf_t *sc = autotls_host(i);
+    autotls_srv_conf_t *sc;
     const char *msg = err != NULL && err[0] ? err : "(no detail)";
 
+    if (i == ATLS_JOB_DYNAMIC) {
+        /* a registered name's: the children serve it from their next
+         * handshake (msg names its certificate id on failure) */
+        if (rc != 0) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, autotls_global.main_server,
+                         "autotls: dynamic name: certificate order failed: %s", msg);
+        }
+        autotls_generation_publish(drive_store);
+        return;
+    }
+    sc = autotls_host(i);
     if (rc == 0) {
         free(drive_last_error[i]);
         drive_last_error[i] = NULL;
@@ -220,6 +234,58 @@ autotls_drive_done(void *ctx, size_t i, int rc, const char *err)
     /* publish at once, even a partial success (one of two key types), so
      * that this name is served while the other orders still run */
     autotls_generation_publish(drive_store);
+}
+
+/* ---- names registered at runtime ---------------------------------------- */
+
+/* The registry's generation the last pass started from, and the shm
+ * generation its scheduler last synced at (0: sync at the next tick). */
+static uint64_t drive_names_gen;
+static uint64_t drive_synced_gen;
+
+/* A child's request seen during a check: that check's scheduler takes it
+ * unless its pass was still going through the certificates, so the next
+ * watch runs one more check either way (the watchdog thread only). */
+static int drive_woken;
+
+static int
+autotls_drive_woken(void)
+{
+    if (!autotls_odwait_requested()) {
+        return 0;
+    }
+    drive_woken = 1;
+    return 1;
+}
+
+/* Before the pass and while it runs: the registry again when the store
+ * generation moved (every add and remove bumps it; the scheduler reads
+ * the registry only when its own generation moved too); a child's
+ * on-demand request while orders run is taken now, not at their end. */
+static void
+autotls_drive_tick(void *ctx, atls_sched_t *sched)
+{
+    uint64_t gen = autotls_generation_get();
+
+    if (drive_gate != NULL && autotls_drive_woken()) {
+        atls_sched_check(sched);
+    }
+
+    if (drive_synced_gen != 0 && drive_synced_gen == gen) {
+        return;
+    }
+    drive_synced_gen = gen != 0 ? gen : 1;
+    atls_sched_names_sync(sched);
+}
+
+/* Between passes (autotls_watch_cb): a name registered or removed since
+ * the last pass started gets a pass now rather than at the next
+ * AutoTLSCheckInterval. */
+static int
+autotls_drive_names_moved(void)
+{
+    return autotls_global.homes != NULL && autotls_global.homes->nelts > 0
+           && drive_store != NULL && atls_names_generation(drive_store) != drive_names_gen;
 }
 
 /*
@@ -294,6 +360,18 @@ autotls_drive_poll(void *ctx)
     return autotls_drive_stopping(ctx);
 }
 
+/* The scheduler's dynamic home (names registered at runtime, on-demand
+ * names): its owner's issuer; challenges answered through the store as
+ * for every host. */
+static const atls_issuer_t *
+autotls_drive_home(void *ctx, const char *home, const atls_challenge_ops_t **ops)
+{
+    autotls_srv_conf_t *h = autotls_dyn_home(home);
+
+    *ops = NULL;
+    return h != NULL && h->owner != NULL ? h->owner->issuer : NULL;
+}
+
 /* One check: the scheduler looks at every host and runs what is due. */
 static void
 autotls_drive_check(apr_pool_t *ptemp)
@@ -326,6 +404,13 @@ autotls_drive_check(apr_pool_t *ptemp)
     mo.recheck_ms = (long) apr_time_as_msec(autotls_global.check_interval);
     mo.events = drive_events;
     mo.policy = autotls_global.policy;
+    if (autotls_global.homes != NULL && autotls_global.homes->nelts > 0) {
+        mo.home = autotls_drive_home;
+        mo.tick = autotls_drive_tick;
+        drive_names_gen = atls_names_generation(drive_store);
+        drive_synced_gen = 0;
+    }
+    mo.on_demand = drive_gate;
 
     /* busy before looking at quit: a quiesce either sees busy or is seen */
     __atomic_store_n(&drive_busy, 1, __ATOMIC_SEQ_CST);
@@ -392,6 +477,9 @@ autotls_drive_open(server_rec *s)
         abort();
     }
     autotls_drive_events_open(s);
+    /* budget windows in the store: a restart does not reset them */
+    drive_gate = autotls_ondemand_gate_new(autotls_global.main_server->process->pconf,
+                                           drive_store);
     return 0;
 }
 
@@ -432,6 +520,8 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
             atls_events_free(drive_events);
             drive_events = NULL;
         }
+        atls_od_free(drive_gate);
+        drive_gate = NULL;
         if (drive_store != NULL) {
             atls_store_close(drive_store);
             drive_store = NULL;
@@ -450,14 +540,26 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
 
 /* Between checks, every AUTOTLS_WATCH_INTERVAL: a certificate the CLI or
  * another server deployed into the store is served from the next handshake
- * on, whatever AutoTLSCheckInterval is.  Runs in the watchdog thread, after
+ * on, whatever AutoTLSCheckInterval is, and children's on-demand requests
+ * are taken.  Runs in the watchdog thread, after
  * autotls_drive_cb opened the store; one small file read when nothing
  * changed.  A long check holds it back: each deploy of a check publishes. */
 static apr_status_t
 autotls_watch_cb(int state, void *data, apr_pool_t *ptemp)
 {
     if (state == AP_WATCHDOG_STATE_RUNNING && drive_store != NULL) {
+        /* a child wrote an on-demand request and holds a handshake for
+         * it: a check now, whose pass takes the requests, not at the next
+         * AutoTLSCheckInterval */
+        if (autotls_odwait_requested() || drive_woken) {
+            drive_woken = 0;
+            autotls_drive_check(ptemp);
+        }
         autotls_generation_publish(drive_store);
+        if (autotls_drive_names_moved()) {
+            autotls_drive_check(ptemp);
+            autotls_generation_publish(drive_store);
+        }
     }
     return APR_SUCCESS;
 }

@@ -145,18 +145,11 @@ autotls_set_webhook(cmd_parms *cmd, void *dc, int argc, char *const argv[])
 const char *
 autotls_set_notify_queue(cmd_parms *cmd, void *dc, const char *v)
 {
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-    char *end;
     long n;
+    const char *err = autotls_cmd_number(cmd, v, 1, 1000000, &n);
 
     if (err != NULL) {
         return err;
-    }
-    errno = 0;
-    n = strtol(v, &end, 10);
-    if (end == v || *end != '\0' || errno != 0 || n < 1 || n > 1000000) {
-        return apr_psprintf(cmd->pool, "AutoTLSNotifyQueue: '%s' is not a number "
-                            "from 1 to 1000000", v);
     }
     cmd_conf(cmd)->notify_queue = n;
     return NULL;

@@ -238,6 +238,68 @@ autotls_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_fi
     return rc;
 }
 
+/* 1 when name is one of the host's own (ServerName, ServerAlias, a
+ * wildcard alias covering it). */
+static int
+autotls_own_name(const autotls_srv_conf_t *o, const char *name)
+{
+    const char *dot = strchr(name, '.');
+    size_t i;
+
+    for (i = 0; i < o->n_names; i++) {
+        const char *n = o->names[i];
+
+        if (strcmp(n, name) == 0
+            || (n[0] == '*' && n[1] == '.' && dot != NULL && strcmp(n + 1, dot) == 0)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A dynamic home's handshake for a name not its own: 1 handled (the
+ * name's certificate installed, or the home's to be served: *home_cert),
+ * 0 refused (AutoTLSDynamicUnknown reject). */
+static int
+autotls_cert_dynamic(SSL *ssl, autotls_srv_conf_t *sc, const char *sni, int *home_cert)
+{
+    char name[256], esc[300];
+    size_t len = strlen(sni);
+    int rc;
+
+    *home_cert = 1;
+    if (len >= sizeof(name) || !autotls_name_ok(sni)) {
+        rc = 0;
+    } else {
+        memcpy(name, sni, len + 1);
+        ap_str_tolower(name);
+        if (name[len - 1] == '.') {
+            name[len - 1] = '\0';
+        }
+        if (autotls_own_name(sc->owner, name)) {
+            return 1;
+        }
+        rc = autotls_dyn_serve(ssl, sc->owner, name);
+        /* on demand: a new name (or one registered, still without its
+         * certificate) may wait here for it (mod_autotls_odwait.c) */
+        if ((rc == 0 || rc == 2) && sc->owner->dynamic == AUTOTLS_ON_DEMAND
+            && autotls_odwait_handshake(sc->owner, name, rc == 0)) {
+            rc = autotls_dyn_serve(ssl, sc->owner, name);
+        }
+    }
+    if (rc == 1) {
+        *home_cert = 0;
+        return 1;
+    }
+    if (rc == 2 || sc->dynamic_unknown != AUTOTLS_UNKNOWN_REJECT) {
+        return rc >= 0;
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sc->s,
+                 "autotls: handshake for %s refused: not a name this host serves "
+                 "(AutoTLSDynamicUnknown reject)", atls_log_escape(sni, esc, sizeof(esc)));
+    return 0;
+}
+
 static int
 autotls_cert_cb(SSL *ssl, void *arg)
 {
@@ -245,9 +307,10 @@ autotls_cert_cb(SSL *ssl, void *arg)
     autotls_cache_t *c = sc->cache;
     const unsigned char *alpn = NULL;
     unsigned int alpn_len = 0;
+    const char *sni;
     uint64_t gen;
     size_t i, have;
-    int ok = 1;
+    int ok = 1, home_cert = 1;
 
     /* a tls-alpn-01 handshake carries the challenge certificate that
      * mod_ssl set from ssl_answer_challenge: leave it alone */
@@ -255,6 +318,15 @@ autotls_cert_cb(SSL *ssl, void *arg)
     if (alpn_len == sizeof(AUTOTLS_ACME_TLS_1) - 1
         && memcmp(alpn, AUTOTLS_ACME_TLS_1, alpn_len) == 0) {
         return 1;
+    }
+    sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (sc->dynamic != AUTOTLS_STATIC && sni != NULL && sni[0] != '\0') {
+        if (!autotls_cert_dynamic(ssl, sc, sni, &home_cert)) {
+            return 0;
+        }
+        if (!home_cert) {
+            return 1;
+        }
     }
 
     gen = autotls_generation_get();
@@ -281,6 +353,7 @@ autotls_cert_cb(SSL *ssl, void *arg)
             ok = SSL_use_cert_and_key(ssl, c->leaf[i], c->key[i], c->extra[i], 1) == 1;
         }
     }
+    autotls_cache_touch(c);
     pthread_rwlock_unlock(&c->lock);
     return ok;
 }

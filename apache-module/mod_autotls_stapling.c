@@ -32,8 +32,8 @@
 APLOG_USE_MODULE(autotls);
 
 void
-autotls_staple_attach(autotls_srv_conf_t *o, atls_store_t *st, atls_key_type_t kt,
-                      X509 *leaf, STACK_OF(X509) *rest)
+autotls_staple_attach(autotls_srv_conf_t *o, const char *id, atls_store_t *st,
+                      atls_key_type_t kt, X509 *leaf, STACK_OF(X509) *rest)
 {
     X509 *issuer = sk_X509_num(rest) > 0 ? sk_X509_value(rest, 0) : NULL;
     char err[256];
@@ -44,11 +44,11 @@ autotls_staple_attach(autotls_srv_conf_t *o, atls_store_t *st, atls_key_type_t k
     err[0] = '\0';
     /* 0 with no reason: no response stored (none yet, or the leaf names
      * no responder): normal, and said nowhere */
-    if (atls_staple_load(st, o->cert_id, kt, leaf, issuer, time(NULL), err, sizeof(err)) <= 0
+    if (atls_staple_load(st, id, kt, leaf, issuer, time(NULL), err, sizeof(err)) <= 0
         && err[0] != '\0') {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, o->s,
                      "autotls: %s: the stored OCSP response for the %s certificate "
-                     "is not stapled: %s", o->cert_id, atls_key_type_name(kt), err);
+                     "is not stapled: %s", id, atls_key_type_name(kt), err);
     }
 }
 

@@ -31,7 +31,7 @@ echo "== baseline: common/ at ${REV%"${REV#???????}"}^, building"
 nice make -s -C "$WORK/base" BUILD="$WORK/base/build" lib >"$WORK/base.log" 2>&1 || {
     cat "$WORK/base.log" >&2; exit 1; }
 
-PKG="openssl libcurl jansson"
+PKG="openssl libcurl jansson libpsl"
 CFLAGS="-std=gnu11 -O2 $(pkg-config --cflags $PKG)"
 LIBS="$(pkg-config --libs $PKG) -lm -lpthread"
 # shellcheck disable=SC2086

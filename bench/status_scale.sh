@@ -24,8 +24,8 @@ if [ -z "$REV" ]; then
 fi
 git -C "$TOP" show "$REV^:common/status.c" >"$WORK/status_before.c"
 
-CFLAGS="-std=gnu11 -O2 -I$TOP/common $(pkg-config --cflags openssl libcurl jansson)"
-LIBS="$(pkg-config --libs openssl libcurl jansson) -lm -lpthread"
+CFLAGS="-std=gnu11 -O2 -I$TOP/common $(pkg-config --cflags openssl libcurl jansson libpsl)"
+LIBS="$(pkg-config --libs openssl libcurl jansson libpsl) -lm -lpthread"
 # shellcheck disable=SC2086
 cc $CFLAGS -Datls_status_json=old_atls_status_json \
    -Datls_status_prometheus=old_atls_status_prometheus \

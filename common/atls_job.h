@@ -165,6 +165,8 @@ int atls_job_run_many_blocking(atls_store_t *st, atls_cert_meta_t *const *metas,
                                size_t max_parallel, const atls_challenge_ops_t *ops,
                                int *results, char *err, size_t errlen);
 
+struct atls_sched_s;
+
 /* The general form.  Every member may be 0/NULL. */
 typedef struct {
     size_t max_parallel;                       /* 0: 8 */
@@ -187,7 +189,24 @@ typedef struct {
                                                   (0: one pass) */
     atls_events_t              *events;        /* atls_sched_opts_t.events */
     const struct atls_policy_s *policy;        /* atls_sched_opts_t.policy */
+    /* Dynamic names (atls_names.h, atls_sched_host_t.home): the issuer of
+     * the dynamic home named home (NULL or "": the first) and the
+     * challenge operations of its names (*ops NULL: default_ops); NULL
+     * when the host has no such home.  NULL: no dynamic names.  Their
+     * outcomes reach done with i == ATLS_JOB_DYNAMIC. */
+    const atls_issuer_t *(*home)(void *ctx, const char *home,
+                                 const atls_challenge_ops_t **ops);
+    long                        names_grace_s; /* atls_sched_opts_t.names_grace_s */
+    struct atls_od_s           *on_demand;     /* atls_sched_opts_t.on_demand */
+    /* called with the pass's scheduler whenever the loop goes round (at
+     * least twice a second) while the pass runs: where the host calls
+     * atls_sched_names_sync when the store generation moved, so that a
+     * name registered during a long pass joins it */
+    void  (*tick)(void *ctx, struct atls_sched_s *sched);
 } atls_job_many_opts_t;
+
+/* done's i for a certificate of a dynamic name (no index in confs) */
+#define ATLS_JOB_DYNAMIC  ((size_t) -1)
 
 int atls_job_run_many(atls_store_t *st, atls_cert_meta_t *const *metas, size_t n,
                       const atls_job_many_opts_t *opts, int *results,

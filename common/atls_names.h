@@ -14,7 +14,8 @@
  * state "active": issued and served; "removed": no longer served, its
  * certificate kept until removed + grace, then atls_names_purge deletes
  * the registry entry and the certificate (an audited `removed` event).
- * The registry's own counter: names-generation.
+ * The registry's own counter: names-generation; names-journal says which
+ * names each generation changed (hosts then read only those entries).
  * Every add and remove bumps the store generation, so that servers sharing
  * the store notice; hosts re-read the registry when the generation moved.
  *
@@ -67,6 +68,16 @@ int atls_names_add(atls_store_t *st, const char *name, const char *home,
                    const char *source, const char *by, time_t now,
                    char *err, size_t errlen);
 
+/* The same for n names at once (`autotls add NAME...`, a bulk import): one
+ * lock, one move of the generations, so each name costs one write.
+ * added (may be NULL) gets 1 for each name newly active, 0 for one active
+ * already.  On an error the names before it are registered (and counted
+ * in added); err names the failing name.  (Added to the issue-11 contract
+ * by the names helper.) */
+int atls_names_add_many(atls_store_t *st, const char *const *names, size_t n,
+                        const char *home, const char *source, const char *by, time_t now,
+                        unsigned char *added, char *err, size_t errlen);
+
 /* Marks name removed at now (it stops being served; the certificate stays
  * until now + grace).  ATLS_STORE_NOTFOUND when it is not registered. */
 int atls_names_remove(atls_store_t *st, const char *name, time_t now,
@@ -101,6 +112,14 @@ uint64_t atls_names_generation(atls_store_t *st);
  * change is audited the same way.) */
 void atls_names_emit(atls_events_t *ev, int added, const char *name, const char *home,
                      const char *source, const char *by, time_t now);
+
+/* The names changed in generations (since, upto] (the registry's journal,
+ * names-journal), each once, sorted (malloc'd): a host that mirrors the
+ * registry reads only those entries.  ATLS_STORE_NOTFOUND when the journal
+ * does not cover every one of them (the caller lists the registry
+ * instead), ERROR + err when it cannot be read. */
+int atls_names_changed_since(atls_store_t *st, uint64_t since, uint64_t upto,
+                             char ***names, size_t *n, char *err, size_t errlen);
 
 /* ---- the admin API, host-agnostic (nginx autotls_api, Apache autotls-api) */
 

@@ -12,17 +12,19 @@
 
 /* Figures only the host knows (nginx: its shared zone), rendered as one
  * JSON member `section` {name: value, ...} and as Prometheus gauges
- * autotls_<section>_<name>. */
+ * autotls_<section>_<name>; sections are chained by next. */
 typedef struct {
     const char *name;
     long long   value;
 } atls_status_gauge_t;
 
-typedef struct {
+typedef struct atls_status_extra_s {
     const char                *section;
     const char                *help;     /* Prometheus HELP, per section */
     const atls_status_gauge_t *gauges;
     size_t                     n;
+    /* another section after this one, or NULL */
+    const struct atls_status_extra_s *next;
 } atls_status_extra_t;
 
 /* Which certificates a rendering shows, from a status page's query string:

@@ -475,4 +475,43 @@ int atls_store_save_notify_conf(atls_store_t *st, const atls_notify_conf_t *c,
 int atls_store_load_notify_conf(atls_store_t *st, atls_notify_conf_t *c,
                                 char *err, size_t errlen);
 
+/* ---- opening a store from its spec (store_open.c) ---------------------- */
+
+/* What every caller is given (the CLI's --store, a host's directive): a
+ * directory path for the filesystem store, or `redis://...` /
+ * `rediss://...` followed by its options in one string, separated by
+ * blanks (`redis://127.0.0.1:6379/0 key_file=/etc/autotls/redis.key
+ * prefix=a:`; atls_redis.h).  Another `scheme://` is refused. */
+#define ATLS_STORE_SPEC_FS     0
+#define ATLS_STORE_SPEC_REDIS  1
+int atls_store_spec_is_redis(const char *spec);
+/* Checks a spec without opening anything: ATLS_STORE_SPEC_FS or _REDIS, or
+ * -1 with err naming the field (a Redis spec needs key_file).  The
+ * password is never copied into err. */
+int atls_store_spec_check(const char *spec, char *err, size_t errlen);
+
+/* atls_store_open_spec flags */
+#define ATLS_STORE_SPEC_KEY_OWNER 1u   /* Redis: the key_file must belong to
+                                          the effective user or to root (the
+                                          CLI: nobody else may choose the key
+                                          that new values are sealed with) */
+#define ATLS_STORE_SPEC_NO_KEY_CHECK 2u  /* Redis: skip the key check (autotls
+                                          rekey, which checks old and new) */
+/* The entry a Redis store holds to tell a wrong key_file at open: a known
+ * text, sealed (written at the first open).  Redis only: migrate skips it. */
+#define ATLS_STORE_KEYCHECK_PATH  "redis-key-check"
+#define ATLS_STORE_KEYCHECK_TEXT  "autotls redis key check 1"
+
+/* Opens the store a spec names: atls_store_fs_open() for a directory,
+ * atls_store_redis_open() for Redis, then checks the key_file against the
+ * store's key-check entry ("redis key_file F: ..." when it is not the key
+ * the store's values are sealed with).  NULL + err (never the password). */
+atls_store_t *atls_store_open_spec(const char *spec, unsigned flags, char *err, size_t errlen);
+/* The key-file rule of ATLS_STORE_SPEC_KEY_OWNER (for `autotls rekey`'s
+ * new key): 0, or -1 with err naming the file and its owner. */
+int atls_store_key_file_owned(const char *file, char *err, size_t errlen);
+/* Whether the entry at path holds a private key or a secret (written with
+ * is_private: 0600 on the fs store, sealed in Redis). */
+int atls_store_path_private(const char *path);
+
 #endif

@@ -40,11 +40,13 @@ typedef struct multi_run_s {
 } multi_run_t;
 
 /* What the scheduler hands back as cert_data. */
-typedef struct {
-    size_t                      i;       /* index into the caller's list */
+typedef struct multi_cert_s {
+    size_t                      i;       /* index into the caller's list, or
+                                            ATLS_JOB_DYNAMIC */
     const atls_challenge_ops_t *ops;     /* http-01 / tls-alpn-01 answers */
     atls_sched_cert_t          *c;       /* NULL: refused by the scheduler */
     int                         done;
+    struct multi_cert_s        *next;    /* dynamic names' (freed at the end) */
 } multi_cert_t;
 
 typedef struct {
@@ -52,6 +54,7 @@ typedef struct {
     atls_sched_t               *sched;
     CURLM                      *multi;
     multi_cert_t               *certs;
+    multi_cert_t               *dyn_certs;  /* dynamic names' cert_data */
     size_t                      n_done;
     size_t                      failed;
     multi_run_t                *runs;
@@ -294,6 +297,13 @@ multi_withdraw(void *ctx, void *cert_data, const atls_challenge_t *c)
 static void
 multi_outcome(multi_t *m, multi_cert_t *mc, int rc, const char *msg)
 {
+    if (mc->i == ATLS_JOB_DYNAMIC) {
+        /* not one of the caller's list: each attempt is told */
+        if (m->o->done != NULL) {
+            m->o->done(m->o->ctx, mc->i, rc, msg);
+        }
+        return;
+    }
     if (mc->done) {
         return;
     }
@@ -329,6 +339,29 @@ multi_done(void *ctx, void *cert_data, const char *id, int rc, const atls_error_
         snprintf(msg, sizeof(msg), "%s: failed", id);
     }
     multi_outcome(m, cert_data, rc, msg);
+}
+
+/* A dynamic home for the scheduler: its issuer from the caller, and a
+ * cert_data of its own for each name (outcomes told as ATLS_JOB_DYNAMIC). */
+static const atls_issuer_t *
+multi_home(void *ctx, const char *home, void **cert_data)
+{
+    multi_t                    *m = ctx;
+    const atls_challenge_ops_t *ops = NULL;
+    const atls_issuer_t        *is;
+    multi_cert_t               *mc;
+
+    is = m->o->home(m->o->ctx, home, &ops);
+    if (is == NULL) {
+        return NULL;
+    }
+    mc = multi_alloc(sizeof(*mc));
+    mc->i = ATLS_JOB_DYNAMIC;
+    mc->ops = ops != NULL ? ops : m->o->default_ops;
+    mc->next = m->dyn_certs;
+    m->dyn_certs = mc;
+    *cert_data = mc;
+    return is;
 }
 
 /* ---- the loop ------------------------------------------------------ */
@@ -400,6 +433,9 @@ multi_loop(multi_t *m)
                      atls_sched_running(m->sched));
             return;
         }
+        if (o->tick != NULL && m->stopped == 0) {
+            o->tick(o->ctx, m->sched);
+        }
         if (m->recheck_at != 0 && m->stopped == 0 && mono_ms() >= m->recheck_at) {
             /* what was in flight still holds the loop: another pass, so that
              * a request or a renewal due meanwhile is not held up by it */
@@ -430,11 +466,16 @@ multi_setup(multi_t *m, atls_store_t *st, const atls_job_conf_t *confs, size_t n
     size_t            i;
 
     host.ctx = m;
+    if (m->o->home != NULL) {
+        host.home = multi_home;
+    }
     memset(&so, 0, sizeof(so));
     so.max_parallel = m->o->max_parallel;
     so.ari = m->o->ari;
     so.events = m->o->events;
     so.policy = m->o->policy;
+    so.names_grace_s = m->o->names_grace_s;
+    so.on_demand = m->o->on_demand;
 
     m->timer_at = -1;
     m->multi = curl_multi_init();
@@ -483,6 +524,12 @@ multi_teardown(multi_t *m)
     if (m->multi != NULL) {
         curl_multi_cleanup(m->multi);
     }
+    while (m->dyn_certs != NULL) {
+        multi_cert_t *next = m->dyn_certs->next;
+
+        free(m->dyn_certs);
+        m->dyn_certs = next;
+    }
     free(m->certs);
 }
 
@@ -530,6 +577,10 @@ multi_run(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
             }
         }
     } else {
+        if (opts->home != NULL) {
+            /* the registry's names of the caller's dynamic homes join */
+            atls_sched_names_sync(m.sched);
+        }
         atls_sched_check(m.sched);
         m.recheck_at = opts->recheck_ms > 0 ? mono_ms() + opts->recheck_ms : 0;
     }

@@ -49,6 +49,9 @@ api_error(api_reply_t *r, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
+    /* the message may quote what the client sent: JSON strings are UTF-8,
+     * and an operator's terminal is no place for control bytes */
+    atls_log_scrub(why);
     r->status = status;
     json_decref(r->body);
     r->body = json_pack("{s:s}", "error", why);
@@ -209,6 +212,39 @@ api_matches(const api_query_t *q, const atls_name_entry_t *e, json_t *j)
     return json_is_string(cs) && strcmp(json_string_value(cs), q->state) == 0;
 }
 
+/* Without a filter, a page reads only its own entries. */
+static void
+api_list_page(atls_store_t *st, const api_query_t *q, api_reply_t *r)
+{
+    atls_name_entry_t e;
+    char            **names = NULL, err[512];
+    size_t            n = 0, i;
+    json_t           *arr, *j;
+
+    if (atls_names_list_names(st, &names, &n, err, sizeof(err)) != ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_ERR, "autotls api: %s", err);
+        api_error(r, 500, "the registry could not be read (see the server's log)");
+        return;
+    }
+    arr = json_array();
+    for (i = (size_t) q->offset; arr != NULL && i < n
+         && (long) json_array_size(arr) < q->limit; i++)
+    {
+        if (atls_names_get(st, names[i], &e, err, sizeof(err)) != ATLS_STORE_OK) {
+            atls_log(ATLS_LOG_WARN, "autotls api: entry skipped: %s", err);
+            continue;
+        }
+        j = api_entry_json(st, &e);
+        atls_name_entry_free(&e);
+        if (j != NULL) {
+            json_array_append_new(arr, j);
+        }
+    }
+    atls_strv_free(names, n);
+    r->status = arr != NULL ? 200 : 500;
+    r->body = arr;
+}
+
 static void
 api_list(atls_store_t *st, const char *query, api_reply_t *r)
 {
@@ -220,6 +256,10 @@ api_list(atls_store_t *st, const char *query, api_reply_t *r)
     char               err[512];
 
     if (api_query_parse(query, &q, r) != 0) {
+        return;
+    }
+    if (q.state == NULL) {
+        api_list_page(st, &q, r);
         return;
     }
     if (atls_names_list(st, &v, &n, err, sizeof(err)) != ATLS_STORE_OK) {
@@ -327,24 +367,28 @@ api_put(atls_store_t *st, atls_events_t *ev, const char *name, const char *body,
         size_t len, const char *by, time_t now, api_reply_t *r)
 {
     atls_name_entry_t e;
+    const char       *one[1];
     char              err[512], *home = NULL;
-    int               rc, was_active;
+    unsigned char     added = 0;
+    int               was_active;
 
     if (api_put_body(body, len, &home, r) != 0) {
         return;
     }
-    rc = atls_names_get(st, name, &e, err, sizeof(err));
-    was_active = rc == ATLS_STORE_OK && e.state == ATLS_NAME_ACTIVE;
-    atls_name_entry_free(&e);
-    if (!was_active) {
-        rc = atls_names_add(st, name, home, "api", by, now, err, sizeof(err));
-        if (rc != ATLS_STORE_OK) {
-            atls_log(ATLS_LOG_ERR, "autotls api: %s", err);
-            api_error(r, 500, "name \"%s\" could not be registered (see the server's log)",
-                      name);
-            free(home);
-            return;
-        }
+    /* whether this call registered it, decided under the registry's lock:
+     * two clients putting one name at once make one event */
+    one[0] = name;
+    if (atls_names_add_many(st, one, 1, home, "api", by, now, &added, err, sizeof(err))
+        != ATLS_STORE_OK)
+    {
+        atls_log(ATLS_LOG_ERR, "autotls api: %s", err);
+        api_error(r, 500, "name \"%s\" could not be registered (see the server's log)",
+                  name);
+        free(home);
+        return;
+    }
+    was_active = !added;
+    if (added) {
         atls_names_emit(ev, 1, name, home, "api", by, now);
     }
     free(home);
@@ -463,16 +507,16 @@ atls_names_api(atls_store_t *st, atls_events_t *ev, const char *method, const ch
     if (r.body != NULL) {
         *out = json_dumps(r.body, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(r.body);
-        if (*out == NULL) {
-            *status = 500;
-            return -1;
-        }
-        *out_len = strlen(*out);
-    } else if (r.status != 204) {
-        *status = 500;
-        return -1;
+    } else if (r.status == 204) {
+        return 0;
     }
-    return 0;
+    if (*out == NULL) {
+        /* out of memory on the way: still a JSON error */
+        *status = 500;
+        *out = atls_strdup("{\"error\":\"out of memory\"}");
+    }
+    *out_len = strlen(*out);
+    return *status == 500 ? -1 : 0;
 }
 
 /* ---- the bearer token ---------------------------------------------------------- */

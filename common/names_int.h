@@ -23,6 +23,17 @@ char *atls_name_entry_to_json(const atls_name_entry_t *e);
 int atls_name_entry_from_json(const char *json, size_t len, atls_name_entry_t *e,
                               char *err, size_t errlen);
 
+/* The journal (names_journal.c): the names one change (generation gen)
+ * touched, appended after names-generation moved; a failure is logged,
+ * not fatal (readers then list the registry). */
+void atls_names_journal_add(atls_store_t *st, uint64_t gen, const char *const *names,
+                            size_t n);
+/* The names the registry holds entries for, from the entries' file names
+ * alone (no entry is read: a page of GET /names reads only its own),
+ * sorted by name (malloc'd). */
+int atls_names_list_names(atls_store_t *st, char ***names, size_t *n, char *err,
+                          size_t errlen);
+
 /* The longest "source" and "by" the registry keeps. */
 #define ATLS_NAME_META_MAX  128
 

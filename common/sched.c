@@ -440,6 +440,7 @@ atls_sched_check(atls_sched_t *s)
         atls_sched_due_begin(s);
         atls_sched_warn_static(s);
         atls_sched_names_pass(s);
+        atls_sched_od_pass(s);
         sched_kick_soon(s);
     }
     sched_leave(s);
@@ -473,6 +474,8 @@ atls_sched_http_done(atls_sched_t *s, atls_sched_op_t *op, const atls_http_respo
     sched_enter(s);
     if (atls_notify_http_done(s->notify, op, resp)) {
         /* a notification's request */
+    } else if (atls_sched_od_http_done(s, op, resp)) {
+        /* an on-demand name's ask URL */
     } else if (sl != NULL && sl->op == op) {
         sl->op = NULL;
         atls_sched_op_free(op);
@@ -586,6 +589,7 @@ atls_sched_new(atls_store_t *st, const atls_sched_host_t *host,
     s->policy = opts != NULL ? opts->policy : NULL;
     s->names_grace_s = opts != NULL && opts->names_grace_s > 0 ? opts->names_grace_s
                                                                : ATLS_NAMES_GRACE_S;
+    s->od_gate = opts != NULL ? opts->on_demand : NULL;
     s->slots = calloc(s->n_slots, sizeof(*s->slots));
     if (s->slots == NULL) {
         free(s);
@@ -609,6 +613,7 @@ sched_destroy(atls_sched_t *s)
     s->depth = 1;       /* a host that calls back meanwhile only marks it */
     s->freeing = 1;
     atls_notify_free(s->notify);
+    atls_sched_od_free(s);
     for (i = 0; i < s->n_slots; i++) {
         atls_sched_slot_cancel(&s->slots[i]);
     }
@@ -672,7 +677,7 @@ atls_sched_idle(const atls_sched_t *s)
     size_t i;
 
     if (s->pass_active || s->forced != NULL || s->orphans != NULL
-        || s->rev_queue != NULL || atls_notify_busy(s->notify))
+        || s->rev_queue != NULL || atls_notify_busy(s->notify) || atls_sched_od_busy(s))
     {
         return 0;
     }

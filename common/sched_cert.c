@@ -192,7 +192,8 @@ atls_sched_cert_id(const atls_sched_cert_t *c)
 void *
 atls_sched_op_data(const atls_sched_op_t *op)
 {
-    return op->cert->data;
+    /* NULL for an op of no certificate (an on-demand ask, a notification) */
+    return op->cert != NULL ? op->cert->data : NULL;
 }
 
 /* ---- CA directories ----------------------------------------------------------- */

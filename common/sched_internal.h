@@ -214,6 +214,10 @@ struct atls_sched_s {
     int                 names_synced;   /* listed at least once */
     time_t              names_purge_at; /* the first removed name's grace ends
                                            then (0: none known) */
+
+    /* On-demand issuance (sched_ondemand.c) */
+    struct atls_od_s   *od_gate;        /* opts.on_demand, borrowed; NULL: none */
+    struct sched_od_s  *od;             /* names in flight; NULL until the first */
 };
 
 long long atls_sched_now_ms(void);
@@ -264,6 +268,18 @@ void atls_sched_cert_unlink(atls_sched_t *s, atls_sched_cert_t *c);
 /* sched_names.c: removed names past their grace purged, at each pass,
  * when the first one is due. */
 void atls_sched_names_pass(atls_sched_t *s);
+
+/* sched_ondemand.c: the host's answer to an ask request (1 when op was
+ * one); the end of an attempt on c (before host->done); the children's
+ * requests at each pass; 1 while an ask is in flight; free all. */
+typedef struct sched_od_s sched_od_t;
+int atls_sched_od_http_done(atls_sched_t *s, atls_sched_op_t *op,
+                            const atls_http_response_t *resp);
+void atls_sched_od_ended(atls_sched_t *s, atls_sched_cert_t *c, int rc,
+                         const atls_error_t *err);
+void atls_sched_od_pass(atls_sched_t *s);
+int atls_sched_od_busy(const atls_sched_t *s);
+void atls_sched_od_free(atls_sched_t *s);
 
 /* sched_hook.c */
 atls_sched_op_t *atls_sched_op_new(sched_slot_t *sl, int hook);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include "atls.h"
 #include "atls_names.h"
+#include "names_int.h"
 #include "sched_internal.h"
 
 /* ---- stop managing one certificate --------------------------------------- */
@@ -118,10 +119,15 @@ names_kept_has(const names_kept_t *k, const char *id)
     return k->n > 0 && bsearch(&id, k->names, k->n, sizeof(*k->names), names_cmp) != NULL;
 }
 
-/* One active entry: managed when its home is this host's; 1 when it was
- * added now. */
-static int
-names_sync_one(atls_sched_t *s, const atls_name_entry_t *e, names_kept_t *kept)
+typedef enum {
+    SYNC_ADDED = 0,     /* managed from now on */
+    SYNC_KEPT,          /* managed already (or configured) */
+    SYNC_ELSEWHERE,     /* not a home of this host's, or refused: not managed */
+} sync_one_t;
+
+/* One active entry: managed when its home is this host's. */
+static sync_one_t
+names_sync_one(atls_sched_t *s, const atls_name_entry_t *e)
 {
     const atls_issuer_t *is;
     atls_sched_cert_t   *c;
@@ -131,22 +137,79 @@ names_sync_one(atls_sched_t *s, const atls_name_entry_t *e, names_kept_t *kept)
 
     is = s->host.home(s->host.ctx, e->home, &data);
     if (is == NULL) {
-        return 0;               /* another server's home: left alone */
+        return SYNC_ELSEWHERE;  /* another server's home: left alone */
     }
-    kept->names[kept->n++] = e->name;
-    c = atls_sched_find(s, e->name);
-    if (c != NULL) {
-        return 0;               /* managed already (or configured) */
+    if (atls_sched_find(s, e->name) != NULL) {
+        return SYNC_KEPT;
     }
     names[0] = e->name;
     c = atls_sched_add(s, names, 1, is, data, err, sizeof(err));
     if (c == NULL) {
         atls_log(ATLS_LOG_ERR, "autotls: dynamic name %s not managed: %s", e->name, err);
-        kept->n--;
-        return 0;
+        return SYNC_ELSEWHERE;
     }
     c->dynamic = 1;
+    return SYNC_ADDED;
+}
+
+/* Stops managing the dynamic certificate of name, if there is one. */
+static int
+names_drop(atls_sched_t *s, const char *name)
+{
+    atls_sched_cert_t *c = atls_sched_find(s, name);
+
+    if (c == NULL || !c->dynamic) {
+        return 0;
+    }
+    atls_sched_remove(s, c);
     return 1;
+}
+
+static void
+names_purge_at(atls_sched_t *s, const atls_name_entry_t *e)
+{
+    time_t t = e->removed + s->names_grace_s;
+
+    if (s->names_purge_at == 0 || t < s->names_purge_at) {
+        s->names_purge_at = t;
+    }
+}
+
+/* Only the names the journal says changed since the last look. */
+static void
+names_sync_changed(atls_sched_t *s, char *const *names, size_t n, size_t *added,
+                   size_t *removed)
+{
+    atls_name_entry_t e;
+    char              err[512];
+    size_t            i;
+    int               rc;
+
+    for (i = 0; i < n; i++) {
+        rc = atls_names_get(s->st, names[i], &e, err, sizeof(err));
+        if (rc == ATLS_STORE_ERROR) {
+            atls_log(ATLS_LOG_WARN, "autotls: dynamic name %s: %s", names[i], err);
+            continue;       /* as it was, until the entry reads again */
+        }
+        if (rc == ATLS_STORE_OK && e.state == ATLS_NAME_ACTIVE) {
+            switch (names_sync_one(s, &e)) {
+            case SYNC_ADDED:
+                (*added)++;
+                break;
+            case SYNC_ELSEWHERE:
+                *removed += (size_t) names_drop(s, e.name);
+                break;
+            default:
+                break;
+            }
+        } else {
+            if (rc == ATLS_STORE_OK) {
+                names_purge_at(s, &e);
+            }
+            *removed += (size_t) names_drop(s, names[i]);
+        }
+        atls_name_entry_free(&e);
+    }
 }
 
 /* The earliest end of a removed entry's grace period, 0 when none. */
@@ -168,14 +231,53 @@ names_purge_due(const atls_sched_t *s, const atls_name_entry_t *v, size_t n)
     return due;
 }
 
+/* The whole registry: at the first look, and when the journal does not
+ * cover what changed. */
+static void
+names_sync_all(atls_sched_t *s, atls_name_entry_t *v, size_t n, size_t *added,
+               size_t *removed)
+{
+    names_kept_t kept = { NULL, 0 };
+    size_t       i;
+
+    kept.names = calloc(n + 1, sizeof(*kept.names));
+    if (kept.names == NULL) {
+        abort();
+    }
+    for (i = 0; i < n; i++) {
+        if (v[i].state != ATLS_NAME_ACTIVE) {
+            continue;
+        }
+        switch (names_sync_one(s, &v[i])) {
+        case SYNC_ADDED:
+            (*added)++;
+            /* fall through */
+        case SYNC_KEPT:
+            kept.names[kept.n++] = v[i].name;   /* sorted: the registry lists so */
+            break;
+        default:
+            break;
+        }
+    }
+    for (i = s->n_certs; i > 0; i--) {
+        atls_sched_cert_t *c = s->certs[i - 1];
+
+        if (c->dynamic && !names_kept_has(&kept, c->id)) {
+            atls_sched_remove(s, c);
+            (*removed)++;
+        }
+    }
+    s->names_purge_at = names_purge_due(s, v, n);
+    free(kept.names);
+}
+
 void
 atls_sched_names_sync(atls_sched_t *s)
 {
     atls_name_entry_t *v = NULL;
-    names_kept_t       kept = { NULL, 0 };
-    size_t             n = 0, i, added = 0, removed = 0;
+    char             **changed = NULL, err[512];
+    size_t             n = 0, added = 0, removed = 0;
     uint64_t           gen;
-    char               err[512];
     int                first;
 
     if (s == NULL || s->host.home == NULL) {
@@ -185,35 +287,24 @@ atls_sched_names_sync(atls_sched_t *s)
     if (s->names_synced && gen == s->names_gen) {
         return;
     }
-    if (atls_names_list(s->st, &v, &n, err, sizeof(err)) != ATLS_STORE_OK) {
-        atls_log(ATLS_LOG_ERR, "autotls: the registry of dynamic names was not read: %s",
-                 err);
-        return;             /* tried again at the next call: names_gen unchanged */
-    }
     first = !s->names_synced;
+    if (!first && gen > s->names_gen
+        && atls_names_changed_since(s->st, s->names_gen, gen, &changed, &n, err,
+                                    sizeof(err)) == ATLS_STORE_OK)
+    {
+        names_sync_changed(s, changed, n, &added, &removed);
+        atls_strv_free(changed, n);
+    } else {
+        if (atls_names_list(s->st, &v, &n, err, sizeof(err)) != ATLS_STORE_OK) {
+            atls_log(ATLS_LOG_ERR, "autotls: the registry of dynamic names was not read: "
+                     "%s", err);
+            return;         /* tried again at the next call: names_gen unchanged */
+        }
+        names_sync_all(s, v, n, &added, &removed);
+        atls_name_entries_free(v, n);
+    }
     s->names_synced = 1;
     s->names_gen = gen;
-    kept.names = calloc(n + 1, sizeof(*kept.names));
-    if (kept.names == NULL) {
-        abort();
-    }
-    for (i = 0; i < n; i++) {
-        if (v[i].state == ATLS_NAME_ACTIVE) {
-            added += (size_t) names_sync_one(s, &v[i], &kept);
-        }
-    }
-    /* kept.names follow the registry's order, by name: sorted */
-    for (i = s->n_certs; i > 0; i--) {
-        atls_sched_cert_t *c = s->certs[i - 1];
-
-        if (c->dynamic && !names_kept_has(&kept, c->id)) {
-            atls_sched_remove(s, c);
-            removed++;
-        }
-    }
-    s->names_purge_at = names_purge_due(s, v, n);
-    free(kept.names);
-    atls_name_entries_free(v, n);
     if (added > 0 || removed > 0) {
         atls_log(ATLS_LOG_INFO, "autotls: dynamic names: %zu added, %zu removed", added,
                  removed);

@@ -257,6 +257,9 @@ slot_cert_end(sched_slot_t *sl)
         /* the attempt is over for the host; the slot stays busy */
         sl->rc = 0;
         memset(&sl->err, 0, sizeof(sl->err));
+        if (tell) {
+            atls_sched_od_ended(s, c, rc, rc != 0 ? &err : NULL);
+        }
         if (tell && s->host.done != NULL) {
             s->host.done(s->host.ctx, c->data, c->id, rc, rc != 0 ? &err : NULL);
         }
@@ -266,6 +269,9 @@ slot_cert_end(sched_slot_t *sl)
     c->busy = 0;
     atls_sched_due_set(s, c, 0);    /* its meta was written: the next pass looks */
     s->kick_due = 1;    /* the slot is free for the next certificate */
+    if (tell) {
+        atls_sched_od_ended(s, c, rc, rc != 0 ? &err : NULL);
+    }
     if (tell && s->host.done != NULL) {
         s->host.done(s->host.ctx, c->data, c->id, rc, rc != 0 ? &err : NULL);
     }

@@ -315,7 +315,7 @@ atls_status_json_query(atls_store_t *st, time_t now, const atls_status_extra_t *
     json_object_set_new(root, "certificates", arr);
     json_object_set_new(root, "static", status_statics_json(&s, now));
     json_object_set_new(root, "counters", status_counters_json(&s));
-    if (x != NULL) {
+    for (; x != NULL; x = x->next) {
         json_object_set_new(root, x->section, status_extra_json(x));
     }
     out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

@@ -406,7 +406,7 @@ atls_status_prometheus_query(atls_store_t *st, time_t now, const atls_status_ext
     status_revocation_prometheus(&b, &s, l.ids);
     status_findings_prometheus(&b, &s, &l, now);
     status_counters_prometheus(&b, &s);
-    if (x != NULL) {
+    for (; x != NULL; x = x->next) {
         status_extra_prometheus(&b, x);
     }
     status_labels_free(&s, &l);

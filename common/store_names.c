@@ -117,9 +117,11 @@ names_read_gen(atls_store_t *st, uint64_t *gen, char *err, size_t errlen)
     return rc;
 }
 
-/* Both counters move; called with the "names" lock held. */
+/* Both counters move and the journal says which names; called with the
+ * "names" lock held. */
 static int
-names_changed(atls_store_t *st, char *err, size_t errlen)
+names_changed(atls_store_t *st, const char *const *names, size_t n, char *err,
+              size_t errlen)
 {
     char     buf[32];
     uint64_t g;
@@ -136,6 +138,7 @@ names_changed(atls_store_t *st, char *err, size_t errlen)
     if (rc != ATLS_STORE_OK) {
         return rc;
     }
+    atls_names_journal_add(st, g + 1, names, n);
     return atls_store_bump_generation(st) == ATLS_STORE_OK ? ATLS_STORE_OK
                                                            : ATLS_STORE_ERROR;
 }
@@ -159,27 +162,43 @@ names_lock(atls_store_t *st, atls_store_lock_t **lk, char *err, size_t errlen)
     return st->ops->lock(st, "names", 1, lk, err, errlen);
 }
 
-int
-atls_names_add(atls_store_t *st, const char *name, const char *home, const char *source,
-               const char *by, time_t now, char *err, size_t errlen)
+/* What the entry would be refused for when read back (atls_name_entry_from_json). */
+static int
+names_text_ok(const char *field, const char *s, char *err, size_t errlen)
 {
-    char               folded[256], *path;
+    size_t i;
+
+    for (i = 0; s != NULL && s[i] != '\0'; i++) {
+        if (i >= ATLS_NAME_META_MAX || (unsigned char) s[i] < 0x20 || s[i] == 0x7f) {
+            snprintf(err, errlen, "%s: at most %d bytes, no control characters", field,
+                     ATLS_NAME_META_MAX);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* One name, with the "names" lock held: *changed 1 when its entry was
+ * written (new, or active again), 0 when it was active already. */
+static int
+names_add_locked(atls_store_t *st, const char *name, const char *home, const char *source,
+                 const char *by, time_t now, char *folded, size_t flen, int *changed,
+                 char *err, size_t errlen)
+{
     atls_name_entry_t  e, old;
-    atls_store_lock_t *lk = NULL;
+    char              *path;
     int                rc;
 
-    path = names_path(name, folded, sizeof(folded), err, errlen);
+    *changed = 0;
+    path = names_path(name, folded, flen, err, errlen);
     if (path == NULL) {
         return ATLS_STORE_ERROR;
-    }
-    rc = names_lock(st, &lk, err, errlen);
-    if (rc != ATLS_STORE_OK) {
-        goto done;
     }
     rc = names_read(st, path, folded, &old, err, errlen);
     if (rc == ATLS_STORE_OK && old.state == ATLS_NAME_ACTIVE) {
         atls_name_entry_free(&old);
-        goto done;                  /* registered already: left as it is */
+        free(path);
+        return ATLS_STORE_OK;       /* registered already: left as it is */
     }
     atls_name_entry_free(&old);
     if (rc == ATLS_STORE_ERROR) {
@@ -194,15 +213,68 @@ atls_names_add(atls_store_t *st, const char *name, const char *home, const char 
     e.state = ATLS_NAME_ACTIVE;
     e.added = now;
     rc = names_write(st, path, &e, err, errlen);
-    if (rc == ATLS_STORE_OK) {
-        rc = names_changed(st, err, errlen);
+    *changed = rc == ATLS_STORE_OK;
+    free(path);
+    return rc;
+}
+
+int
+atls_names_add_many(atls_store_t *st, const char *const *names, size_t n, const char *home,
+                    const char *source, const char *by, time_t now, unsigned char *added,
+                    char *err, size_t errlen)
+{
+    atls_store_lock_t *lk = NULL;
+    const char       **done;
+    char             (*folded)[256];
+    size_t             i, k = 0;
+    int                rc, changed;
+
+    if (!names_text_ok("home", home, err, errlen)
+        || !names_text_ok("source", source, err, errlen)
+        || !names_text_ok("by", by, err, errlen))
+    {
+        return ATLS_STORE_ERROR;
     }
-done:
+    done = calloc(n + 1, sizeof(*done));
+    folded = calloc(n + 1, sizeof(*folded));
+    if (done == NULL || folded == NULL) {
+        abort();
+    }
+    rc = names_lock(st, &lk, err, errlen);
+    for (i = 0; rc == ATLS_STORE_OK && i < n; i++) {
+        rc = names_add_locked(st, names[i], home, source, by, now, folded[i],
+                              sizeof(folded[i]), &changed, err, errlen);
+        if (added != NULL) {
+            added[i] = (unsigned char) changed;
+        }
+        if (changed) {
+            done[k++] = folded[i];
+        }
+    }
+    /* what was written counts, even when a later name failed */
+    if (k > 0) {
+        char why[512];
+
+        if (names_changed(st, done, k, why, sizeof(why)) != ATLS_STORE_OK
+            && rc == ATLS_STORE_OK)
+        {
+            snprintf(err, errlen, "%s", why);
+            rc = ATLS_STORE_ERROR;
+        }
+    }
     if (lk != NULL) {
         st->ops->unlock(st, lk);
     }
-    free(path);
+    free(done);
+    free(folded);
     return rc;
+}
+
+int
+atls_names_add(atls_store_t *st, const char *name, const char *home, const char *source,
+               const char *by, time_t now, char *err, size_t errlen)
+{
+    return atls_names_add_many(st, &name, 1, home, source, by, now, NULL, err, errlen);
 }
 
 int
@@ -231,7 +303,7 @@ atls_names_remove(atls_store_t *st, const char *name, time_t now, char *err, siz
         e.removed = now;
         rc = names_write(st, path, &e, err, errlen);
         if (rc == ATLS_STORE_OK) {
-            rc = names_changed(st, err, errlen);
+            rc = names_changed(st, (const char *const *) &e.name, 1, err, errlen);
         }
     }
     /* removed already: its grace period runs from the first removal */
@@ -293,6 +365,20 @@ names_load_file(atls_store_t *st, const char *file, atls_name_entry_t *e,
     return rc;
 }
 
+/* The file names under names/ (none when there is no registry yet). */
+static int
+names_files(atls_store_t *st, char ***files, size_t *nf, char *err, size_t errlen)
+{
+    int rc = st->ops->list(st, NAMES_DIR, files, nf, err, errlen);
+
+    if (rc == ATLS_STORE_NOTFOUND) {
+        *files = NULL;
+        *nf = 0;
+        rc = ATLS_STORE_OK;
+    }
+    return rc;
+}
+
 static int
 names_entry_cmp(const void *a, const void *b)
 {
@@ -309,10 +395,7 @@ atls_names_list(atls_store_t *st, atls_name_entry_t **v, size_t *n, char *err, s
 
     *v = NULL;
     *n = 0;
-    rc = st->ops->list(st, NAMES_DIR, &files, &nf, err, errlen);
-    if (rc == ATLS_STORE_NOTFOUND) {
-        return ATLS_STORE_OK;
-    }
+    rc = names_files(st, &files, &nf, err, errlen);
     if (rc != ATLS_STORE_OK) {
         return rc;
     }
@@ -332,6 +415,48 @@ atls_names_list(atls_store_t *st, atls_name_entry_t **v, size_t *n, char *err, s
     /* by name: file names sort differently ("a-b.json" before "a.json") */
     qsort(out, *n, sizeof(*out), names_entry_cmp);
     *v = out;
+    return ATLS_STORE_OK;
+}
+
+static int
+names_str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+int
+atls_names_list_names(atls_store_t *st, char ***names, size_t *n, char *err, size_t errlen)
+{
+    char  **files = NULL, folded[256], why[160];
+    size_t  nf = 0, i, k = 0, len;
+    int     rc;
+
+    *names = NULL;
+    *n = 0;
+    rc = names_files(st, &files, &nf, err, errlen);
+    if (rc != ATLS_STORE_OK) {
+        return rc;
+    }
+    /* "<id>.json", and an id is its name: only the ones a name can be */
+    for (i = 0; i < nf; i++) {
+        len = strlen(files[i]);
+        if (len > sizeof(NAMES_EXT) - 1
+            && strcmp(files[i] + len - (sizeof(NAMES_EXT) - 1), NAMES_EXT) == 0)
+        {
+            files[i][len - (sizeof(NAMES_EXT) - 1)] = '\0';
+            if (atls_name_check(files[i], strlen(files[i]), 1, 127, folded, sizeof(folded),
+                                why, sizeof(why)) == 0
+                && strcmp(folded, files[i]) == 0)
+            {
+                files[k++] = files[i];
+                continue;
+            }
+        }
+        free(files[i]);
+    }
+    qsort(files, k, sizeof(*files), names_str_cmp);
+    *names = files;
+    *n = k;
     return ATLS_STORE_OK;
 }
 
@@ -455,6 +580,7 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
     size_t             n = 0, i, done = 0;
     time_t             cut = now - (grace > 0 ? grace : 0);
     char               why[512], *id;
+    const char       **gone = NULL;
     int                rc, one;
 
     if (purged != NULL) {
@@ -470,6 +596,10 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
         goto out;                   /* the usual pass: nothing to purge, no lock */
     }
     rc = names_lock(st, &lk, err, errlen);
+    gone = calloc(n, sizeof(*gone));
+    if (gone == NULL) {
+        abort();
+    }
     for (; rc == ATLS_STORE_OK && i < n; i++) {
         if (v[i].state != ATLS_NAME_REMOVED || v[i].removed > cut) {
             continue;
@@ -479,7 +609,7 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
             id = atls_cert_id(v[i].name);
             names_emit_purged(ev, &v[i], id, now);
             free(id);
-            done++;
+            gone[done++] = v[i].name;
         } else if (one == ATLS_STORE_BUSY) {
             atls_log(ATLS_LOG_INFO, "names: %s is being worked on; purged at a later pass",
                      v[i].name);
@@ -488,7 +618,7 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
         }
     }
     if (rc == ATLS_STORE_OK && done > 0) {
-        rc = names_changed(st, err, errlen);
+        rc = names_changed(st, gone, done, err, errlen);
     }
     if (lk != NULL) {
         st->ops->unlock(st, lk);
@@ -497,6 +627,7 @@ out:
     if (purged != NULL) {
         *purged = done;
     }
+    free(gone);
     atls_name_entries_free(v, n);
     return rc;
 }

@@ -195,15 +195,34 @@ ngx_http_autotls_curl_free(ngx_http_autotls_xfer_t *x, CURLcode code,
 }
 
 
+/*
+ * curl may close a socket before it says CURL_POLL_REMOVE (one that
+ * failed to connect in time, in curl 7.88), and epoll cannot remove a
+ * closed descriptor, nor must it remove a new socket that got the same
+ * number: the events are deleted only when the descriptor still is the
+ * socket they were added for (its inode, kept in c->data).  A closed one
+ * left epoll by itself.
+ */
 static void
 ngx_http_autotls_curl_close(ngx_connection_t *c)
 {
+    ngx_uint_t   flags;
+    struct stat  st;
+
+    flags = 0;
+
+    if (fstat(c->fd, &st) != 0
+        || (uintptr_t) st.st_ino != (uintptr_t) c->data)
+    {
+        flags = NGX_CLOSE_EVENT;
+    }
+
     if (c->read->active) {
-        ngx_del_event(c->read, NGX_READ_EVENT, 0);
+        ngx_del_event(c->read, NGX_READ_EVENT, flags);
     }
 
     if (c->write->active) {
-        ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+        ngx_del_event(c->write, NGX_WRITE_EVENT, flags);
     }
 
     if (c->read->posted) {
@@ -242,6 +261,7 @@ static int
 ngx_http_autotls_curl_socket(CURL *easy, curl_socket_t s, int what,
     void *userp, void *socketp)
 {
+    struct stat               st;
     ngx_connection_t         *c = socketp;
     ngx_http_autotls_curl_t  *cu = userp;
 
@@ -258,6 +278,8 @@ ngx_http_autotls_curl_socket(CURL *easy, curl_socket_t s, int what,
         if (c == NULL) {
             return -1;
         }
+
+        c->data = (void *) (uintptr_t) (fstat(s, &st) == 0 ? st.st_ino : 0);
 
         c->read->handler = ngx_http_autotls_curl_read;
         c->write->handler = ngx_http_autotls_curl_write;

@@ -73,7 +73,8 @@ static const atls_sched_host_t  ngx_http_autotls_host = {
     .stapled = ngx_http_autotls_changed,
     .exec_start = ngx_http_autotls_exec_start,
     .done = NULL,               /* the scheduler logs each attempt itself */
-    .home = ngx_http_autotls_sched_home
+    .home = ngx_http_autotls_sched_home,
+    .on_demand = ngx_http_autotls_od_verdict
 };
 
 
@@ -181,6 +182,7 @@ ngx_http_autotls_drive(ngx_uint_t took)
 
     opts.events = drv->events;
     opts.policy = ngx_http_autotls_mcf->policy;
+    opts.on_demand = ngx_http_autotls_od_gate();
 
     ngx_http_autotls_publish_conf();
 
@@ -203,6 +205,7 @@ ngx_http_autotls_drive(ngx_uint_t took)
     ngx_http_autotls_hook_init(drv->sched, drv->log);
 
     ngx_http_autotls_manage(drv->sched);
+    ngx_http_autotls_od_driver(drv->sched);
 
     /* names registered at runtime: the scheduler manages those of our
      * homes, the zone mirrors them for the workers */
@@ -339,6 +342,8 @@ static void
 ngx_http_autotls_stop(void)
 {
     ngx_http_autotls_driver_t  *drv = &ngx_http_autotls_drv;
+
+    ngx_http_autotls_od_driver(NULL);
 
     if (drv->sched != NULL) {
         /* cancels transfers, kills hooks, withdraws answers */

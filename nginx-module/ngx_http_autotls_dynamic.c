@@ -14,13 +14,18 @@
  * name with letters, digits, '-' and '.' only is the name), so the table
  * is keyed by the name alone.
  *
- * Until the driver's first mirror of the registry is complete (100,000
- * names take a few seconds, read in slices between network events), a
+ * The mirror has two passes: the first puts every name in the table
+ * without reading anything per name (100,000 names: the registry's read
+ * and a fraction of a second of slices between network events); it marks
+ * the names it has not seen before CHECKING, and the table complete.  The
+ * second reads each CHECKING name's meta: is a certificate stored
+ * (SERVING) or not yet (PENDING).  A worker that meets a CHECKING name
+ * first reads that one meta itself.  Before the first pass is complete, a
  * name not in the table yet is looked up in the store once, by the worker
- * that sees it (its registry entry and its meta), and a registered name
- * found that way is added to the table: a stored certificate is served
- * from the first second, never the fallback.  Once the mirror is complete
- * the handshake path never reads the store for an unknown name.
+ * that sees it (its registry entry and meta), and added: a stored
+ * certificate is served from the first second, never the fallback.  Once
+ * the first pass is complete the handshake path never reads the store for
+ * an unknown name.
  */
 
 #include "ngx_http_autotls_module.h"
@@ -55,6 +60,12 @@ static ngx_http_autotls_dyn_node_t *ngx_http_autotls_dyn_lookup(
     ngx_http_autotls_dyn_sh_t *dsh, const u_char *name, size_t len);
 static ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_from_store(
     const u_char *name, size_t len, ngx_atomic_uint_t *gen);
+static ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_check(
+    const u_char *name, size_t len, ngx_atomic_uint_t *gen);
+
+
+/* the table's size when this process last said the zone is full */
+static ngx_uint_t  ngx_http_autotls_dyn_full_at = (ngx_uint_t) -1;
 
 
 static ngx_http_autotls_dyn_sh_t *
@@ -181,7 +192,11 @@ ngx_http_autotls_dyn_get(const u_char *name, size_t len,
     state = ngx_http_autotls_dyn_find(name, len, gen, home, home_len,
                                       &complete);
 
-    if (state == NGX_HTTP_AUTOTLS_DYN_UNKNOWN && !complete) {
+    if (state == NGX_HTTP_AUTOTLS_DYN_CHECKING) {
+        /* mirrored, not verified yet: this name's meta, once */
+        state = ngx_http_autotls_dyn_check(name, len, gen);
+
+    } else if (state == NGX_HTTP_AUTOTLS_DYN_UNKNOWN && !complete) {
         /* the registry's home is resolved by the mirror; until then the
          * name is served by whichever dynamic home sees it (home_len 0) */
         state = ngx_http_autotls_dyn_from_store(name, len, gen);
@@ -211,6 +226,7 @@ ngx_http_autotls_dyn_put(const u_char *name, size_t len, const u_char *home,
 {
     ngx_http_autotls_shm_t       *ctx = ngx_http_autotls_shm();
     ngx_http_autotls_dyn_sh_t    *dsh = ngx_http_autotls_dyn_sh();
+    ngx_uint_t                    count;
     ngx_http_autotls_dyn_node_t  *node, *old;
 
     if (dsh == NULL || len == 0 || len > NGX_HTTP_AUTOTLS_NAME_MAX
@@ -239,12 +255,18 @@ ngx_http_autotls_dyn_put(const u_char *name, size_t len, const u_char *home,
                                  sizeof(ngx_http_autotls_dyn_node_t)
                                  + len + home_len + 1);
     if (node == NULL) {
+        count = dsh->count;
         ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "autotls: the shared zone is full with %ui dynamic "
-                      "names; \"%*s\" is not served; increase "
-                      "\"autotls_shared_zone\"", dsh->count, len, name);
+        /* once per size of the table, not once per name that misses it */
+        if (count != ngx_http_autotls_dyn_full_at) {
+            ngx_http_autotls_dyn_full_at = count;
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "autotls: the shared zone is full with %ui "
+                          "dynamic names; \"%*s\" and the names after it "
+                          "are not served; increase \"autotls_shared_zone\"",
+                          count, len, name);
+        }
         return NGX_ERROR;
     }
 
@@ -301,6 +323,58 @@ ngx_http_autotls_dyn_deployed(const char *id)
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/* Sets a CHECKING name's state (whoever read the store first wins). */
+void
+ngx_http_autotls_dyn_resolve(const u_char *name, size_t len,
+    ngx_http_autotls_dyn_state_e state)
+{
+    ngx_http_autotls_shm_t       *ctx = ngx_http_autotls_shm();
+    ngx_http_autotls_dyn_sh_t    *dsh = ngx_http_autotls_dyn_sh();
+    ngx_http_autotls_dyn_node_t  *node;
+
+    if (dsh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    node = ngx_http_autotls_dyn_lookup(dsh, name, len);
+    if (node != NULL && node->state == NGX_HTTP_AUTOTLS_DYN_CHECKING) {
+        node->state = (u_char) state;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/* a mirrored name the driver has not verified yet: its meta, read here */
+static ngx_http_autotls_dyn_state_e
+ngx_http_autotls_dyn_check(const u_char *name, size_t len,
+    ngx_atomic_uint_t *gen)
+{
+    char                          cname[NGX_HTTP_AUTOTLS_NAME_MAX + 1];
+    ngx_http_autotls_dyn_state_e  state;
+
+    if (ngx_http_autotls_store == NULL || len > NGX_HTTP_AUTOTLS_NAME_MAX) {
+        return NGX_HTTP_AUTOTLS_DYN_PENDING;
+    }
+
+    ngx_memcpy(cname, name, len);
+    cname[len] = '\0';
+
+    ngx_http_autotls_dyn_resolve(name, len,
+                                 ngx_http_autotls_dyn_stored(cname)
+                                 ? NGX_HTTP_AUTOTLS_DYN_SERVING
+                                 : NGX_HTTP_AUTOTLS_DYN_PENDING);
+
+    /* as resolved, by us or by whoever was first */
+    state = ngx_http_autotls_dyn_find(name, len, gen, NULL, NULL, NULL);
+
+    return state == NGX_HTTP_AUTOTLS_DYN_CHECKING ? NGX_HTTP_AUTOTLS_DYN_PENDING
+                                                  : state;
 }
 
 
@@ -370,6 +444,48 @@ ngx_http_autotls_dyn_sweep_end(uint64_t gen)
 }
 
 
+/* A name the registry no longer holds (purged). */
+void
+ngx_http_autotls_dyn_del(const u_char *name, size_t len)
+{
+    ngx_http_autotls_shm_t       *ctx = ngx_http_autotls_shm();
+    ngx_http_autotls_dyn_sh_t    *dsh = ngx_http_autotls_dyn_sh();
+    ngx_http_autotls_dyn_node_t  *node;
+
+    if (dsh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    node = ngx_http_autotls_dyn_lookup(dsh, name, len);
+    if (node != NULL) {
+        ngx_rbtree_delete(&dsh->tree, &node->sn.node);
+        ngx_slab_free_locked(ctx->shpool, node);
+        dsh->count--;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/* the changes up to gen (the registry generation + 1) are mirrored */
+void
+ngx_http_autotls_dyn_set_mirrored(uint64_t gen)
+{
+    ngx_http_autotls_shm_t     *ctx = ngx_http_autotls_shm();
+    ngx_http_autotls_dyn_sh_t  *dsh = ngx_http_autotls_dyn_sh();
+
+    if (dsh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+    dsh->names_gen = gen;
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
 /* the registry generation + 1 last mirrored; 0: never */
 uint64_t
 ngx_http_autotls_dyn_mirrored(void)
@@ -390,6 +506,39 @@ ngx_http_autotls_dyn_count(void)
 
 
 /*
+ * 1 when the store holds a certificate for id: its meta lists one, or
+ * says valid, or renewing one that was obtained before (a store seeded or
+ * written before meta listed the certificates).  "renewing" alone is also
+ * the state of a name's first order, which has no certificate yet.
+ */
+ngx_uint_t
+ngx_http_autotls_dyn_stored(const char *id)
+{
+    char              err[256];
+    ngx_uint_t        stored;
+    atls_cert_meta_t  meta;
+
+    ngx_memzero(&meta, sizeof(atls_cert_meta_t));
+    err[0] = '\0';
+
+    if (atls_store_load_meta(ngx_http_autotls_store, id, &meta, err,
+                             sizeof(err))
+        != ATLS_STORE_OK)
+    {
+        return 0;
+    }
+
+    stored = meta.n_kt_info > 0
+             || meta.state == ATLS_STATE_VALID
+             || (meta.state == ATLS_STATE_RENEWING && meta.last_success > 0);
+
+    atls_cert_meta_free(&meta);
+
+    return stored;
+}
+
+
+/*
  * Before the first mirror is complete: the name's registry entry and its
  * certificate's meta, read once by the worker that sees the name; a
  * registered name goes into the table, so its next handshake reads nothing.
@@ -401,7 +550,6 @@ ngx_http_autotls_dyn_from_store(const u_char *name, size_t len,
     int                           rc;
     char                          cname[NGX_HTTP_AUTOTLS_NAME_MAX + 1];
     char                          err[256];
-    atls_cert_meta_t              m;
     atls_name_entry_t             e;
     ngx_http_autotls_shm_t       *ctx = ngx_http_autotls_shm();
     ngx_http_autotls_dyn_sh_t    *dsh = ngx_http_autotls_dyn_sh();
@@ -430,18 +578,8 @@ ngx_http_autotls_dyn_from_store(const u_char *name, size_t len,
     state = NGX_HTTP_AUTOTLS_DYN_REMOVED;
 
     if (e.state == ATLS_NAME_ACTIVE) {
-        ngx_memzero(&m, sizeof(atls_cert_meta_t));
-        state = NGX_HTTP_AUTOTLS_DYN_PENDING;
-
-        if (atls_store_load_meta(ngx_http_autotls_store, cname, &m, err,
-                                 sizeof(err))
-            == ATLS_STORE_OK)
-        {
-            if (m.n_kt_info > 0) {
-                state = NGX_HTTP_AUTOTLS_DYN_SERVING;
-            }
-            atls_cert_meta_free(&m);
-        }
+        state = ngx_http_autotls_dyn_stored(cname)
+                ? NGX_HTTP_AUTOTLS_DYN_SERVING : NGX_HTTP_AUTOTLS_DYN_PENDING;
     }
 
     atls_name_entry_free(&e);

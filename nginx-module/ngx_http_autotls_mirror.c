@@ -6,10 +6,12 @@
  * driver reads the registry when its generation moved (at its start, and
  * when the watcher sees the store generation move: every add and remove
  * bumps it) and brings the zone in line, a few milliseconds at a time
- * between rounds of network events: each name with the home that serves
- * it here, whether a certificate is in the store (its meta says so; read
- * only for names not known to be served yet), and removed names marked
- * so.  Names of homes this configuration does not have are left out:
+ * between rounds of network events, in two passes.  The first reads
+ * nothing per name: each name with the home that serves it here, removed
+ * names marked so, names not seen before marked CHECKING; then the zone is
+ * complete (workers stop looking at the store for unknown names).  The
+ * second reads the meta of the CHECKING names: a certificate stored or not
+ * yet.  Names of homes this configuration does not have are left out:
  * another server sharing the store serves them.
  */
 
@@ -23,15 +25,24 @@ typedef struct {
     size_t                      n;
     size_t                      next;
     uint64_t                    gen;        /* its generation + 1 */
+    ngx_msec_t                  started;
+    ngx_msec_t                  listed;     /* the registry read took */
     unsigned                    running:1;
+    unsigned                    checking:1; /* the second pass */
     unsigned                    again:1;    /* it changed meanwhile */
     unsigned                    checked:1;  /* read once by this driver */
 } ngx_http_autotls_mirror_t;
 
 
 static void ngx_http_autotls_mirror_slice(ngx_event_t *ev);
+static ngx_http_autotls_srv_conf_t *ngx_http_autotls_mirror_home(
+    atls_name_entry_t *e);
 static void ngx_http_autotls_mirror_one(atls_name_entry_t *e);
+static void ngx_http_autotls_mirror_check(atls_name_entry_t *e);
+static ngx_int_t ngx_http_autotls_mirror_changes(ngx_http_autotls_mirror_t *m,
+    uint64_t gen);
 static void ngx_http_autotls_mirror_done(ngx_http_autotls_mirror_t *m);
+static void ngx_http_autotls_mirror_drop(ngx_http_autotls_mirror_t *m);
 
 
 static ngx_http_autotls_mirror_t  ngx_http_autotls_mirror;
@@ -60,18 +71,33 @@ ngx_http_autotls_dyn_sync(void)
                                     m->log);
     }
 
-    if (m->running) {
-        m->again = 1;
+    /* the store generation moves at every deploy too: cheap when the
+     * registry's own did not */
+    gen = atls_names_generation(ngx_http_autotls_store) + 1;
+
+    if (m->running && !m->checking) {
+        /* the first pass: what changed is read when it is done */
+        m->again = (gen != m->gen);
         return;
     }
-
-    gen = atls_names_generation(ngx_http_autotls_store) + 1;
 
     if (m->checked && gen == ngx_http_autotls_dyn_mirrored()) {
         return;
     }
 
+    /* once this driver mirrored it all, the journal says what changed; a
+     * new name never waits for the checks of 100,000 others */
+    if (m->checked && ngx_http_autotls_mirror_changes(m, gen) == NGX_OK) {
+        return;
+    }
+
+    if (m->running) {
+        /* the names still CHECKING stay so: the next pass checks them */
+        ngx_http_autotls_mirror_drop(m);
+    }
+
     err[0] = '\0';
+    m->started = ngx_http_autotls_msec();
 
     if (atls_names_list(ngx_http_autotls_store, &m->v, &m->n, err, sizeof(err))
         != ATLS_STORE_OK)
@@ -88,9 +114,11 @@ ngx_http_autotls_dyn_sync(void)
                    "autotls: mirroring %uz dynamic names (generation %uL)",
                    m->n, gen - 1);
 
+    m->listed = ngx_http_autotls_msec() - m->started;
     m->gen = gen;
     m->next = 0;
     m->running = 1;
+    m->checking = 0;
     m->checked = 1;
 
     ngx_http_autotls_dyn_sweep_start();
@@ -108,6 +136,16 @@ ngx_http_autotls_dyn_stop(void)
         return;
     }
 
+    ngx_http_autotls_mirror_drop(m);
+    m->again = 0;
+    m->checked = 0;
+}
+
+
+/* the registry being mirrored is dropped, with the next slice */
+static void
+ngx_http_autotls_mirror_drop(ngx_http_autotls_mirror_t *m)
+{
     if (m->ev.posted) {
         ngx_delete_posted_event(&m->ev);
     }
@@ -120,8 +158,7 @@ ngx_http_autotls_dyn_stop(void)
     m->v = NULL;
     m->n = 0;
     m->running = 0;
-    m->again = 0;
-    m->checked = 0;
+    m->checking = 0;
 }
 
 
@@ -138,7 +175,11 @@ ngx_http_autotls_mirror_slice(ngx_event_t *ev)
     start = ngx_http_autotls_msec();
 
     while (m->next < m->n) {
-        ngx_http_autotls_mirror_one(&m->v[m->next++]);
+        if (m->checking) {
+            ngx_http_autotls_mirror_check(&m->v[m->next++]);
+        } else {
+            ngx_http_autotls_mirror_one(&m->v[m->next++]);
+        }
 
         /* 100,000 names: a few milliseconds at a time */
         if (ngx_http_autotls_msec() - start >= 3) {
@@ -154,104 +195,209 @@ ngx_http_autotls_mirror_slice(ngx_event_t *ev)
 static void
 ngx_http_autotls_mirror_done(ngx_http_autotls_mirror_t *m)
 {
-    ngx_http_autotls_dyn_sweep_end(m->gen);
+    if (!m->checking) {
+        /* every name is in the zone: complete for the workers */
+        ngx_http_autotls_dyn_sweep_end(m->gen);
 
-    ngx_log_error(NGX_LOG_INFO, m->log, 0,
-                  "autotls: %ui dynamic names mirrored (registry generation "
-                  "%uL)", ngx_http_autotls_dyn_count(), m->gen - 1);
+        ngx_log_error(NGX_LOG_INFO, m->log, 0,
+                      "autotls: %ui dynamic names in the zone in %M ms "
+                      "(registry generation %uL)",
+                      ngx_http_autotls_dyn_count(),
+                      ngx_http_autotls_msec() - m->started, m->gen - 1);
 
-    atls_name_entries_free(m->v, m->n);
-    m->v = NULL;
-    m->n = 0;
-    m->running = 0;
+        m->checking = 1;
+        m->next = 0;
+        ngx_post_event(&m->ev, &ngx_posted_next_events);
 
-    if (m->again) {
-        m->again = 0;
-        ngx_http_autotls_dyn_sync();
+        if (m->again) {
+            /* changed during the first pass: the journal says what */
+            m->again = 0;
+            ngx_http_autotls_dyn_sync();
+        }
+
+        return;
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, m->log, 0,
+                      "autotls: %ui dynamic names mirrored (registry "
+                      "generation %uL) in %M ms, %M ms of it reading the "
+                      "registry", ngx_http_autotls_dyn_count(), m->gen - 1,
+                      ngx_http_autotls_msec() - m->started, m->listed);
     }
+
+    ngx_http_autotls_mirror_drop(m);
 }
 
 
-/* 1 when the store holds a certificate for id (its meta lists one) */
-static ngx_uint_t
-ngx_http_autotls_mirror_stored(const char *id)
+/* the home here of a registry entry with a checked name; NULL: none */
+static ngx_http_autotls_srv_conf_t *
+ngx_http_autotls_mirror_home(atls_name_entry_t *e)
 {
-    char              err[256];
-    ngx_uint_t        stored;
-    atls_cert_meta_t  meta;
-
-    ngx_memzero(&meta, sizeof(atls_cert_meta_t));
-    err[0] = '\0';
-
-    if (atls_store_load_meta(ngx_http_autotls_store, id, &meta, err,
-                             sizeof(err))
-        != ATLS_STORE_OK)
-    {
-        return 0;
-    }
-
-    stored = meta.n_kt_info > 0;
-    atls_cert_meta_free(&meta);
-
-    return stored;
-}
-
-
-static void
-ngx_http_autotls_mirror_one(atls_name_entry_t *e)
-{
-    char                          *id;
-    size_t                         len, home_len;
-    u_char                         home[NGX_HTTP_AUTOTLS_NAME_MAX + 1];
-    ngx_uint_t                     same;
-    ngx_atomic_uint_t              gen;
-    ngx_http_autotls_srv_conf_t   *ascf;
-    ngx_http_autotls_dyn_state_e   was, state;
-    ngx_http_autotls_mirror_t     *m = &ngx_http_autotls_mirror;
+    char                         *id;
+    ngx_uint_t                    ok;
+    ngx_http_autotls_srv_conf_t  *ascf;
+    ngx_http_autotls_mirror_t    *m = &ngx_http_autotls_mirror;
 
     ascf = ngx_http_autotls_dyn_find_home(ngx_http_autotls_mcf, e->home);
     if (ascf == NULL || e->name == NULL) {
+        return NULL;
+    }
+
+    /* a checked name is its own certificate id; anything else is a
+     * registry entry written by something that did not check it */
+    id = atls_cert_id(e->name);
+    ok = id != NULL && ngx_strcmp(id, e->name) == 0
+         && ngx_strlen(e->name) <= NGX_HTTP_AUTOTLS_NAME_MAX;
+    free(id);
+
+    if (!ok) {
+        if (!m->checking) {
+            ngx_log_error(NGX_LOG_WARN, m->log, 0,
+                          "autotls: registry entry \"%s\" is not a host "
+                          "name; not served", e->name);
+        }
+        return NULL;
+    }
+
+    return ascf;
+}
+
+
+/* the first pass: no store access */
+static void
+ngx_http_autotls_mirror_one(atls_name_entry_t *e)
+{
+    size_t                         len, home_len;
+    u_char                         home[NGX_HTTP_AUTOTLS_NAME_MAX + 1];
+    ngx_atomic_uint_t              gen;
+    ngx_http_autotls_srv_conf_t   *ascf;
+    ngx_http_autotls_dyn_state_e   was, state;
+
+    ascf = ngx_http_autotls_mirror_home(e);
+    if (ascf == NULL) {
         /* not put: the sweep drops it if it was here */
         return;
     }
 
     len = ngx_strlen(e->name);
 
-    /* a checked name is its own certificate id; anything else is a
-     * registry entry written by something that did not check it */
-    id = atls_cert_id(e->name);
-    if (id == NULL || ngx_strcmp(id, e->name) != 0
-        || len > NGX_HTTP_AUTOTLS_NAME_MAX)
-    {
-        ngx_log_error(NGX_LOG_WARN, m->log, 0,
-                      "autotls: registry entry \"%s\" is not a host name; "
-                      "not served", e->name);
-        free(id);
-        return;
-    }
-
-    free(id);
-
     was = ngx_http_autotls_dyn_peek((u_char *) e->name, len, &gen, home,
                                     &home_len);
-    same = (home_len == ascf->issuer.len
-            && ngx_memcmp(home, ascf->issuer.data, home_len) == 0);
 
     if (e->state == ATLS_NAME_REMOVED) {
         state = NGX_HTTP_AUTOTLS_DYN_REMOVED;
 
-    } else if (was == NGX_HTTP_AUTOTLS_DYN_SERVING && same) {
-        /* deployed since it was mirrored: nothing to read */
-        state = NGX_HTTP_AUTOTLS_DYN_SERVING;
+    } else if (home_len == ascf->issuer.len
+               && ngx_memcmp(home, ascf->issuer.data, home_len) == 0
+               && was != NGX_HTTP_AUTOTLS_DYN_REMOVED
+               && was != NGX_HTTP_AUTOTLS_DYN_UNKNOWN)
+    {
+        /* known here already (deploys keep its state current) */
+        state = was;
 
     } else {
-        state = ngx_http_autotls_mirror_stored(e->name)
-                ? NGX_HTTP_AUTOTLS_DYN_SERVING : NGX_HTTP_AUTOTLS_DYN_PENDING;
+        state = NGX_HTTP_AUTOTLS_DYN_CHECKING;
     }
 
-    /* a certificate that appeared meanwhile (another server sharing the
-     * store, a restart) is loaded by the workers at their next handshake */
+    /* a new state is a new generation: workers load the name again */
     (void) ngx_http_autotls_dyn_put((u_char *) e->name, len,
                                     ascf->issuer.data, ascf->issuer.len, state,
                                     was != state);
+}
+
+
+/* the second pass: is a certificate stored for a name not verified yet */
+static void
+ngx_http_autotls_mirror_check(atls_name_entry_t *e)
+{
+    size_t             len, home_len;
+    u_char             home[NGX_HTTP_AUTOTLS_NAME_MAX + 1];
+    ngx_atomic_uint_t  gen;
+
+    if (e->state != ATLS_NAME_ACTIVE
+        || ngx_http_autotls_mirror_home(e) == NULL)
+    {
+        return;
+    }
+
+    len = ngx_strlen(e->name);
+
+    if (ngx_http_autotls_dyn_peek((u_char *) e->name, len, &gen, home,
+                                  &home_len)
+        != NGX_HTTP_AUTOTLS_DYN_CHECKING)
+    {
+        /* resolved by a worker's handshake, or deployed meanwhile */
+        return;
+    }
+
+    ngx_http_autotls_dyn_resolve((u_char *) e->name, len,
+                                 ngx_http_autotls_dyn_stored(e->name)
+                                 ? NGX_HTTP_AUTOTLS_DYN_SERVING
+                                 : NGX_HTTP_AUTOTLS_DYN_PENDING);
+}
+
+
+/*
+ * The names changed since the zone's mirror, from the registry's journal,
+ * each read and checked at once.  NGX_DECLINED when the journal does not
+ * cover them (then the registry is listed).
+ */
+static ngx_int_t
+ngx_http_autotls_mirror_changes(ngx_http_autotls_mirror_t *m, uint64_t gen)
+{
+    int                 rc;
+    char                err[512], **names;
+    size_t              i, n;
+    uint64_t            since;
+    atls_name_entry_t   e;
+
+    since = ngx_http_autotls_dyn_mirrored();
+    if (since == 0 || since > gen) {
+        return NGX_DECLINED;
+    }
+
+    names = NULL;
+    n = 0;
+    err[0] = '\0';
+
+    if (atls_names_changed_since(ngx_http_autotls_store, since - 1, gen - 1,
+                                 &names, &n, err, sizeof(err))
+        != ATLS_STORE_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < n; i++) {
+        ngx_memzero(&e, sizeof(atls_name_entry_t));
+        err[0] = '\0';
+
+        rc = atls_names_get(ngx_http_autotls_store, names[i], &e, err,
+                            sizeof(err));
+
+        if (rc == ATLS_STORE_OK) {
+            ngx_http_autotls_mirror_one(&e);
+            ngx_http_autotls_mirror_check(&e);
+
+        } else if (rc == ATLS_STORE_NOTFOUND) {
+            /* purged after its grace period */
+            ngx_http_autotls_dyn_del((u_char *) names[i], ngx_strlen(names[i]));
+
+        } else {
+            ngx_log_error(NGX_LOG_WARN, m->log, 0,
+                          "autotls: dynamic name \"%s\": %s", names[i], err);
+        }
+
+        atls_name_entry_free(&e);
+        free(names[i]);
+    }
+
+    free(names);
+
+    ngx_http_autotls_dyn_set_mirrored(gen);
+
+    ngx_log_error(NGX_LOG_INFO, m->log, 0,
+                  "autotls: %uz dynamic names changed (registry generation "
+                  "%uL)", n, gen - 1);
+
+    return NGX_OK;
 }

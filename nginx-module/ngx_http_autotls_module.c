@@ -117,6 +117,62 @@ static ngx_command_t  ngx_http_autotls_commands[] = {
       0,
       NULL },
 
+    { ngx_string("autotls_on_demand_allow"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_autotls_od_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_on_demand_deny"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_autotls_od_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_on_demand_allow_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_autotls_od_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_on_demand_ask"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_autotls_od_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_on_demand_limits"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_autotls_od_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_on_demand_ip"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_autotls_od_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_on_demand_max_labels"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_autotls_od_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("autotls_on_demand_wait"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_autotls_od_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("autotls"),
       NGX_HTTP_SRV_CONF|NGX_CONF_1MORE,
       ngx_http_autotls_directive,
@@ -233,6 +289,7 @@ ngx_http_autotls_create_main_conf(ngx_conf_t *cf)
     amcf->preload = NGX_CONF_UNSET;
     amcf->notify_timeout = NGX_CONF_UNSET;
     amcf->notify_queue = NGX_CONF_UNSET_UINT;
+    amcf->od_wait = NGX_CONF_UNSET_MSEC;
 
     /* issuer and certificate members are malloc'd by the core's helpers */
     cln = ngx_pool_cleanup_add(cf->pool, 0);
@@ -332,6 +389,7 @@ ngx_http_autotls_cleanup_main(void *data)
     }
 
     atls_notify_conf_free(&amcf->notify);
+    atls_od_conf_free(&amcf->od);
 
     atls_policy_free(amcf->policy);
     amcf->policy = NULL;
@@ -441,6 +499,10 @@ ngx_http_autotls_postconfiguration(ngx_conf_t *cf)
     /* the driver lock: even with static certificates alone, one worker
      * writes their inventory and sends their expiry events */
     if (ngx_http_autotls_shm_add(cf, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_autotls_od_setup(cf, amcf) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -559,6 +621,10 @@ ngx_http_autotls_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_autotls_od_init_worker(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_autotls_store != NULL
         && ngx_http_autotls_driver_init(cycle) != NGX_OK)
     {
@@ -577,6 +643,7 @@ ngx_http_autotls_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_autotls_driver_exit(cycle);
+    ngx_http_autotls_od_exit_worker();
     ngx_http_autotls_ssl_exit_worker();
 
     if (ngx_http_autotls_store) {

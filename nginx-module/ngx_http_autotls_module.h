@@ -382,7 +382,10 @@ typedef enum {
     NGX_HTTP_AUTOTLS_DYN_UNKNOWN = 0,  /* not registered (or not yet seen) */
     NGX_HTTP_AUTOTLS_DYN_PENDING,      /* registered, no certificate yet */
     NGX_HTTP_AUTOTLS_DYN_SERVING,      /* a certificate is in the store */
-    NGX_HTTP_AUTOTLS_DYN_REMOVED
+    NGX_HTTP_AUTOTLS_DYN_REMOVED,
+    NGX_HTTP_AUTOTLS_DYN_CHECKING      /* in the zone only: registered, the
+                                          store not read yet (dyn_state()
+                                          and dyn_get() never return it) */
 } ngx_http_autotls_dyn_state_e;
 
 ngx_int_t ngx_http_autotls_dyn_init_worker(ngx_cycle_t *cycle);
@@ -407,7 +410,10 @@ ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_get(const u_char *name,
 ngx_int_t ngx_http_autotls_dyn_put(const u_char *name, size_t len,
     const u_char *home, size_t home_len, ngx_http_autotls_dyn_state_e state,
     ngx_uint_t bump);
-/* the table only, never the store */
+/* a CHECKING name's state, once read from the store */
+void ngx_http_autotls_dyn_resolve(const u_char *name, size_t len,
+    ngx_http_autotls_dyn_state_e state);
+/* the table only, never the store (CHECKING included) */
 ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_peek(const u_char *name,
     size_t len, ngx_atomic_uint_t *gen, u_char *home, size_t *home_len);
 /* the driver stops: its mirror in progress is dropped */
@@ -415,6 +421,10 @@ void ngx_http_autotls_dyn_stop(void);
 void ngx_http_autotls_dyn_sweep_start(void);
 void ngx_http_autotls_dyn_sweep_end(uint64_t gen);
 uint64_t ngx_http_autotls_dyn_mirrored(void);
+void ngx_http_autotls_dyn_set_mirrored(uint64_t gen);
+void ngx_http_autotls_dyn_del(const u_char *name, size_t len);
+/* 1 when the store holds a certificate for the name (its meta says so) */
+ngx_uint_t ngx_http_autotls_dyn_stored(const char *id);
 ngx_uint_t ngx_http_autotls_dyn_count(void);
 /* cert_cb for a dynamic home: installs the name's certificate; NGX_DECLINED
  * when the name is not served (the caller applies autotls_dynamic_unknown) */
@@ -457,6 +467,16 @@ void ngx_http_autotls_od_drain(atls_sched_t *sched);
 /* driver: the scheduler's verdict (atls_sched_host_t.on_demand) */
 void ngx_http_autotls_od_verdict(void *ctx, const char *name, int verdict,
     const char *why);
+/* every autotls_on_demand_* directive (the command's name says which) */
+char *ngx_http_autotls_od_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+/* driver: the gate for atls_sched_opts_t.on_demand (NULL: no on-demand
+ * home), and the scheduler the worker's timer drains into (NULL: stopped) */
+atls_od_t *ngx_http_autotls_od_gate(void);
+void ngx_http_autotls_od_driver(atls_sched_t *sched);
+/* status: the on_demand section (pending, denied, limited, parked);
+ * NGX_DECLINED without an on-demand home */
+ngx_int_t ngx_http_autotls_od_status(atls_status_extra_t *x);
 
 
 #endif /* _NGX_HTTP_AUTOTLS_MODULE_H_INCLUDED_ */

@@ -168,7 +168,7 @@ ngx_http_autotls_status_render(ngx_http_request_t *r, ngx_uint_t prom,
     ngx_http_autotls_shm_usage_t      u;
     ngx_http_autotls_status_cache_t  *c;
     atls_status_gauge_t               g[5];
-    atls_status_extra_t               x, *xp;
+    atls_status_extra_t               x, od, *xp;
 
     c = &ngx_http_autotls_status_cache[prom];
 
@@ -200,7 +200,13 @@ ngx_http_autotls_status_render(ngx_http_request_t *r, ngx_uint_t prom,
         x.help = "Use of the autotls shared memory zone.";
         x.gauges = g;
         x.n = 5;
+        x.next = NULL;
         xp = &x;
+    }
+
+    if (ngx_http_autotls_od_status(&od) == NGX_OK) {
+        od.next = xp;
+        xp = &od;
     }
 
     text = prom ? atls_status_prometheus_query(ngx_http_autotls_store,

@@ -6,7 +6,7 @@
 set -eu
 
 PKGS="pebble nginx nginx-dev apache2 apache2-dev libssl-dev libcurl4-openssl-dev
-libjansson-dev libhiredis-dev redis-server libcmocka-dev python3-pytest
+libjansson-dev libpsl-dev publicsuffix libhiredis-dev redis-server libcmocka-dev python3-pytest
 python3-pytest-xdist python3-cryptography python3-requests clang libclang-rt-14-dev pkg-config
 openssl curl make gcc debhelper dpkg-dev man-db"
 

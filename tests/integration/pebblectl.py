@@ -218,3 +218,18 @@ class Pebble:
     def clear_txt(self, name):
         host = name if name.endswith(".") else name + "."
         self._chall_post("/clear-txt", {"host": host})
+
+    # -- what Pebble was asked ---------------------------------------------
+
+    def orders(self):
+        """How many new orders Pebble accepted since its workdir was made.
+        Pebble logs "Added order <id> to the db" once per successful
+        newOrder request (wfe.go, before its reply), and nothing for a
+        refused one; its log is appended across restarts, so the count is
+        over this instance's whole life.  Tests compare counts before and
+        after: a difference of 0 means nothing was ordered."""
+        try:
+            with open(os.path.join(self.workdir, "pebble.log"), errors="replace") as f:
+                return sum(1 for line in f if "Added order " in line)
+        except FileNotFoundError:
+            return 0

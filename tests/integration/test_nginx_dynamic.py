@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import subprocess
+import time
 
 from nginxctl import Nginx, issuer_block, until_issued
 from util import cert_info, free_port, run_cli, served_chain, verify_chain, wait_until
@@ -220,6 +221,9 @@ def test_reject_unknown_and_bounded_cache(pebble, test_root):
         names = add_six(ngx, pebble, api_port, None, "lru")
         serials = {}
         for n in names:
+            # refused until the driver mirrored the registry change (~0.5 s)
+            wait_until(lambda: not refused(pebble.tls_port, n), timeout=30,
+                       what=f"{n} no longer refused")
             chain = until_issued(ngx, pebble, pebble.tls_port, n, timeout=120)
             serials[n] = cert_info(chain[0])["serial"]
 
@@ -249,3 +253,50 @@ def test_reject_unknown_and_bounded_cache(pebble, test_root):
                 assert refused(pebble.tls_port, n)
             else:
                 assert served_name(pebble.tls_port, n)["serial"] == serials[n], n
+
+
+def seed_registry(store, names, state="removed"):
+    """Registry entries written as autotls add/remove write them
+    (names/<id>.json, names-generation), without 2 x N store writes with
+    fsync through the CLI."""
+    import storeseed
+    d = os.path.join(store, "names")
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    # removed now: within the grace period, so the driver does not purge them
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for n in names:
+        entry = {"added": now, "by": "test", "name": n, "source": "cli", "state": state}
+        if state == "removed":
+            entry["removed"] = now
+        with open(os.path.join(d, n + ".json"), "w") as f:
+            json.dump(entry, f)
+    with open(os.path.join(store, "names-generation"), "w") as f:
+        f.write(f"{len(names)}\n")
+    owner = storeseed.worker_owner("nginx")
+    if owner:
+        storeseed.chown_tree(store, owner)
+
+
+def test_zone_full_names_the_directive(pebble, test_root):
+    """A registry larger than the zone: the names that do not fit are not
+    served and the log names the directive to raise."""
+    api_port = free_port()
+    body = dynamic_conf(pebble, test_root, api_port,
+                        extra_http="    autotls_shared_zone 32k;\n")
+    ngx = Nginx(test_root, body, workers=1)
+    # removed names: mirrored (as removed), never ordered
+    run_cli("add", "--store", ngx.store, "first.example.com")
+    seed_registry(ngx.store, [f"z{i}.example.com" for i in range(600)])
+    with ngx.start():
+        wait_until(lambda: "dynamic names in the zone" in ngx.log(), timeout=30,
+                   what="the first mirror")
+        log = ngx.log()
+        assert "the shared zone is full with" in log, log[-3000:]
+        assert 'increase "autotls_shared_zone"' in log
+        # said once per table size, not once per name
+        assert log.count("the shared zone is full with") < 5
+        # first.example.com (sorted first) fit: registered, so its own name
+        # is on its fallback while the full zone leaves no room for its
+        # challenge (which says so too)
+        info = served_name(pebble.tls_port, "first.example.com")
+        assert info["self_signed"] and info["names"] == ["first.example.com"], info

@@ -463,12 +463,15 @@ test_revocation(void **state)
     free(out);
 }
 
-/* A host's own gauges: one JSON member, one Prometheus family each. */
+/* A host's own gauges: one JSON member, one Prometheus family each; a
+ * second section chained after the first. */
 static void
 test_extra_gauges(void **state)
 {
     static const atls_status_gauge_t g[] = { { "used", 12 }, { "free", 34 } };
-    static const atls_status_extra_t x = { "zone", "Zone use.", g, 2 };
+    static const atls_status_gauge_t g2[] = { { "parked", 3 } };
+    static const atls_status_extra_t x2 = { "on_demand", "Parked.", g2, 1, NULL };
+    static const atls_status_extra_t x = { "zone", "Zone use.", g, 2, &x2 };
     fx_t        *fx = *state;
     char        *out;
     json_t      *root, *o;
@@ -480,6 +483,8 @@ test_extra_gauges(void **state)
     o = json_object_get(root, "zone");
     assert_int_equal(json_integer_value(json_object_get(o, "used")), 12);
     assert_int_equal(json_integer_value(json_object_get(o, "free")), 34);
+    o = json_object_get(root, "on_demand");
+    assert_int_equal(json_integer_value(json_object_get(o, "parked")), 3);
     json_decref(root);
     free(out);
 
@@ -487,6 +492,7 @@ test_extra_gauges(void **state)
     assert_non_null(strstr(out, "# TYPE autotls_zone_used gauge\nautotls_zone_used 12\n"));
     assert_non_null(strstr(out, "# HELP autotls_zone_free Zone use.\n"));
     assert_non_null(strstr(out, "\nautotls_zone_free 34\n"));
+    assert_non_null(strstr(out, "\nautotls_on_demand_parked 3\n"));
     free(out);
 }
 

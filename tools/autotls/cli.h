@@ -57,6 +57,9 @@
 #define CLI_O_SNI              (UINT64_C(1) << 31)
 #define CLI_O_TARGETS          (UINT64_C(1) << 32)
 #define CLI_O_HOME             (UINT64_C(1) << 40)   /* add --issuer HOME */
+#define CLI_O_FROM             (UINT64_C(1) << 48)   /* migrate --from SPEC */
+#define CLI_O_TO               (UINT64_C(1) << 49)   /* migrate --to SPEC */
+#define CLI_O_NEW_KEY          (UINT64_C(1) << 50)   /* rekey --new-key FILE */
 
 /* The options that describe how to get a certificate (issue; renew overrides). */
 #define CLI_O_ISSUER (CLI_O_DIRECTORY | CLI_O_CA_FILE | CLI_O_CONTACT \
@@ -88,6 +91,9 @@ typedef struct {
     const char     *sni;            /* scan --sni NAME */
     const char     *targets;        /* scan --targets FILE */
     const char     *home;           /* add --issuer HOME (a dynamic home) */
+    const char     *from_spec;      /* migrate --from SPEC */
+    const char     *to_spec;        /* migrate --to SPEC */
+    const char     *new_key;        /* rekey --new-key FILE */
     /* set by cli_store_open when root works on a store another user owns
      * (and has become that user) */
     int             store_foreign;
@@ -127,6 +133,10 @@ extern const cli_command_t cli_cmd_scan;
 extern const cli_command_t cli_cmd_add, cli_cmd_remove;
 int cli_list_names(atls_store_t *st, const char *store_dir);
 
+/* Moving a store between backends, and rotating the Redis key file
+ * (cmd_migrate.c, cmd_rekey.c). */
+extern const cli_command_t cli_cmd_migrate, cli_cmd_rekey;
+
 /* Prints "autotls: <formatted>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -139,6 +149,12 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
  * Run as root on a store another user owns, first becomes that user for
  * good (see cli_util.c). */
 atls_store_t *cli_store_open(cli_opts_t *o);
+
+/* After a command changed certs/<id>/ of a Redis store: bumps the
+ * certificate's generation and announces it, so that every server's mirror
+ * takes it (atls_store_redis_announce); nothing on a directory.  A failure
+ * is a warning: servers also catch up at their next sync. */
+void cli_store_changed(atls_store_t *st, const char *id);
 
 /* On a store another user owns (o->store_foreign), the settings it records
  * that make autotls talk to a server, trust a CA or run a program count

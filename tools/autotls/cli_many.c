@@ -90,6 +90,7 @@ many_done(void *ctx, size_t i, int rc, const char *err)
 
     c->results[i] = rc;
     if (rc == 0) {
+        cli_store_changed(c->st, m->id);
         cli_print_obtained(c->st, c->o->store_dir, m->id);
         fflush(stdout);
         return;

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "atls_hook.h"
+#include "atls_mirror.h"
 #include "atls_priv.h"
 #include "atls_schedule.h"
 #include "cli.h"
@@ -76,6 +77,28 @@ static int cli_become_owner(cli_opts_t *o)
     return 0;
 }
 
+/*
+ * A Redis store changes nobody's identity (there is no owner to become):
+ * its key file must belong to the caller or to root instead.  From then
+ * on messages name the store as atls_redis_conf_describe() does, never
+ * with the password the --store value may hold.
+ */
+static atls_store_t *cli_store_open_redis(cli_opts_t *o)
+{
+    static char   shown[512];
+    atls_store_t *st;
+    char          err[512];
+
+    st = atls_store_open_spec(o->store_dir, ATLS_STORE_SPEC_KEY_OWNER, err, sizeof(err));
+    if (st == NULL) {
+        cli_error("--store: %s", err);
+        return NULL;
+    }
+    snprintf(shown, sizeof(shown), "%s", st->location);
+    o->store_dir = shown;
+    return st;
+}
+
 atls_store_t *cli_store_open(cli_opts_t *o)
 {
     atls_store_t *st;
@@ -83,14 +106,34 @@ atls_store_t *cli_store_open(cli_opts_t *o)
 
     /* the invoking user, before root may become the store's owner */
     atls_actor_self(&o->actor, "cli", ATLS_USER_AGENT);
+    if (atls_store_spec_is_redis(o->store_dir)) {
+        return cli_store_open_redis(o);
+    }
+    if (atls_store_spec_check(o->store_dir, err, sizeof(err)) < 0) {
+        cli_error("--store: %s", err);
+        return NULL;
+    }
     if (cli_become_owner(o) != 0) {
         return NULL;
     }
-    st = atls_store_fs_open(o->store_dir, err, sizeof(err));
+    st = atls_store_open_spec(o->store_dir, 0, err, sizeof(err));
     if (st == NULL) {
         cli_error("store %s: %s", o->store_dir, err);
     }
     return st;
+}
+
+void cli_store_changed(atls_store_t *st, const char *id)
+{
+    char err[512];
+
+    if (strcmp(st->ops->name, "redis") != 0) {
+        return;     /* servers on a directory watch its generation file */
+    }
+    if (atls_store_redis_announce(st, id, NULL, err, sizeof(err)) != ATLS_STORE_OK) {
+        cli_error("warning: %s: the servers were not told of the change (they take it "
+                  "at their next sync): %s", id, err);
+    }
 }
 
 static const struct {

@@ -78,40 +78,39 @@ names_open(cli_opts_t *o, const char *verb)
     return st;
 }
 
-static int
-add_one(atls_store_t *st, const cli_opts_t *o, const char *name, const char *home,
-        const char *by, time_t now)
+/* What became of names[i] (added[i]: 1 registered now, 0 active already,
+ * 2 not reached), said and audited. */
+static void
+add_report(atls_store_t *st, const cli_opts_t *o, char *const *names, size_t n,
+           const unsigned char *added, const char *home, const char *by, time_t now)
 {
     atls_name_entry_t e;
-    char              err[1024];
-    int               rc;
+    char              err[512];
+    size_t            i;
 
-    rc = atls_names_get(st, name, &e, err, sizeof(err));
-    if (rc == ATLS_STORE_OK && e.state == ATLS_NAME_ACTIVE) {
-        printf("%s: registered already (home %s)\n", name,
-               e.home != NULL ? e.home : "default");
-        atls_name_entry_free(&e);
-        return CLI_EXIT_OK;
+    for (i = 0; i < n; i++) {
+        if (added[i] == 1) {
+            atls_names_emit(o->events, 1, names[i], home, "cli", by, now);
+            printf("%s: registered (home %s)\n", names[i], home != NULL ? home : "default");
+        } else if (added[i] == 0) {
+            memset(&e, 0, sizeof(e));
+            (void) atls_names_get(st, names[i], &e, err, sizeof(err));
+            printf("%s: registered already (home %s)\n", names[i],
+                   e.home != NULL ? e.home : "default");
+            atls_name_entry_free(&e);
+        }
     }
-    atls_name_entry_free(&e);
-    if (atls_names_add(st, name, home, "cli", by, now, err, sizeof(err)) != ATLS_STORE_OK) {
-        cli_error("add %s: %s", name, err);
-        return CLI_EXIT_FAIL;
-    }
-    atls_names_emit(o->events, 1, name, home, "cli", by, now);
-    printf("%s: registered (home %s)\n", name, home != NULL ? home : "default");
-    return CLI_EXIT_OK;
 }
 
 static int
 add_run(cli_opts_t *o)
 {
     atls_store_t *st;
-    const char   *home = (o->given & CLI_O_HOME) ? o->home : NULL;
-    char        **names = NULL, by[128];
-    size_t        i;
-    time_t        now = time(NULL);
-    int           rc = CLI_EXIT_OK;
+    const char    *home = (o->given & CLI_O_HOME) ? o->home : NULL;
+    char         **names = NULL, by[128], err[1024];
+    unsigned char *added;
+    time_t         now = time(NULL);
+    int            rc = CLI_EXIT_OK;
 
     if (home != NULL && (home[0] == '\0' || !names_home_ok(home))) {
         return cli_usage_error("add", "--issuer: a home name of 1 to %d printable bytes",
@@ -126,11 +125,20 @@ add_run(cli_opts_t *o)
         return CLI_EXIT_FAIL;
     }
     names_by(o, by, sizeof(by));
-    for (i = 0; i < o->n_names; i++) {
-        if (add_one(st, o, names[i], home, by, now) != CLI_EXIT_OK) {
-            rc = CLI_EXIT_FAIL;
-        }
+    /* one lock and one generation for all: a bulk import costs a write a name */
+    added = malloc(o->n_names);
+    if (added == NULL) {
+        abort();
     }
+    memset(added, 2, o->n_names);
+    if (atls_names_add_many(st, (const char *const *) names, o->n_names, home, "cli", by, now,
+                            added, err, sizeof(err)) != ATLS_STORE_OK)
+    {
+        cli_error("add: %s", err);
+        rc = CLI_EXIT_FAIL;
+    }
+    add_report(st, o, names, o->n_names, added, home, by, now);
+    free(added);
     cli_events_close(o);
     atls_store_close(st);
     atls_strv_free(names, o->n_names);

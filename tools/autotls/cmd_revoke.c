@@ -114,6 +114,9 @@ static int revoke_run(cli_opts_t *o)
     revoke_items_load(st, &m, items, &n);
     err[0] = '\0';
     ok = atls_job_revoke_blocking(st, m.id, o->reason, err, sizeof(err)) == 0;
+    if (ok) {
+        cli_store_changed(st, m.id);    /* replaced at once by the servers */
+    }
     for (i = 0; i < n; i++) {
         if (!revoke_item_done(st, m.id, &items[i], ok)) {
             continue;

@@ -28,6 +28,7 @@ enum {
 enum { OPT_EXEC = OPT_BASE + 80, OPT_WEBHOOK, OPT_HEADER };   /* notify-test */
 enum { OPT_SNI = OPT_BASE + 64, OPT_TARGETS };   /* scan */
 enum { OPT_HOME = OPT_BASE + 96 };               /* add --issuer */
+enum { OPT_FROM = OPT_BASE + 112, OPT_TO, OPT_NEW_KEY };   /* migrate, rekey */
 
 static const struct option long_opts[] = {
     { "directory",        required_argument, NULL, OPT_DIRECTORY },
@@ -63,6 +64,9 @@ static const struct option long_opts[] = {
     { "sni",              required_argument, NULL, OPT_SNI },
     { "targets",          required_argument, NULL, OPT_TARGETS },
     { "issuer",           required_argument, NULL, OPT_HOME },
+    { "from",             required_argument, NULL, OPT_FROM },
+    { "to",               required_argument, NULL, OPT_TO },
+    { "new-key",          required_argument, NULL, OPT_NEW_KEY },
     { "verbose",          no_argument,       NULL, 'v' },
     { "help",             no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
@@ -105,6 +109,9 @@ static uint64_t opt_bit(int val)
     case OPT_SNI:             return CLI_O_SNI;
     case OPT_TARGETS:         return CLI_O_TARGETS;
     case OPT_HOME:            return CLI_O_HOME;
+    case OPT_FROM:            return CLI_O_FROM;
+    case OPT_TO:              return CLI_O_TO;
+    case OPT_NEW_KEY:         return CLI_O_NEW_KEY;
     case 'v':                 return CLI_O_VERBOSE;
     default:                  return 0;
     }
@@ -112,7 +119,8 @@ static uint64_t opt_bit(int val)
 
 static const cli_command_t *const commands[] = {
     &cli_cmd_issue, &cli_cmd_list, &cli_cmd_show, &cli_cmd_renew, &cli_cmd_revoke,
-    &cli_cmd_audit, &cli_cmd_notify_test, &cli_cmd_scan, &cli_cmd_add, &cli_cmd_remove
+    &cli_cmd_audit, &cli_cmd_notify_test, &cli_cmd_scan, &cli_cmd_add, &cli_cmd_remove,
+    &cli_cmd_migrate, &cli_cmd_rekey
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -134,6 +142,8 @@ static void usage(FILE *f)
         "  scan     connect to TLS endpoints and report their certificates' findings\n"
         "  add      register dynamic names a server issues and serves with no reload\n"
         "  remove   remove dynamic names (their certificates kept for a grace period)\n"
+        "  migrate  copy a store to another backend (a directory <-> redis://)\n"
+        "  rekey    re-seal a Redis store's private values with a new key file\n"
         "  help     show this text, or `autotls help COMMAND`\n"
         "\n"
         "Run `autotls COMMAND --help` for a command's options.\n"
@@ -317,6 +327,15 @@ static int apply_option(cli_opts_t *o, int val, const char *arg)
     case OPT_HOME:
         o->home = arg;
         break;
+    case OPT_FROM:
+        o->from_spec = arg;
+        break;
+    case OPT_TO:
+        o->to_spec = arg;
+        break;
+    case OPT_NEW_KEY:
+        o->new_key = arg;
+        break;
     case 'v':
         o->verbose++;
         break;
@@ -374,7 +393,8 @@ static int parse(const cli_command_t *cmd, int argc, char **argv, cli_opts_t *o)
     o->n_names = (size_t) (argc - optind);
 
     if (cmd->accepts & CLI_O_STORE && o->store_dir == NULL) {
-        cli_error("%s: --store DIR is required", cmd->name);
+        cli_error("%s: --store DIR (or --store 'redis://... key_file=F') is required",
+                  cmd->name);
         usage_hint(cmd->name);
         return -1;
     }

@@ -1,0 +1,64 @@
+/*
+ * Shared by the mirror's files only: mirror.c (the object, generations),
+ * mirror_sync.c (pull and push), mirror_store.c (the store ops) and
+ * mirror_listen.c (announcements).  The contract is atls_mirror.h.
+ */
+#ifndef ATLS_MIRROR_INT_H
+#define ATLS_MIRROR_INT_H
+
+#include "atls_mirror.h"
+
+/* A lock taken through the mirror's store: the Redis store's lock, and
+ * for a certificate's lock whether its files were written under it. */
+typedef struct mirror_lock_s {
+    atls_store_lock_t     *lk;
+    char                   id[256];   /* "" when not a certificate's lock */
+    int                    dirty;
+    struct mirror_lock_s  *next;
+} mirror_lock_t;
+
+struct atls_mirror_s {
+    atls_redis_conf_t  conf;
+    atls_store_t      *rs;        /* NULL while Redis cannot be reached */
+    atls_store_t      *fs;
+    atls_store_t       store;     /* atls_mirror_store(): ops of mirror_store.c */
+    atls_redis_t      *sub;       /* the subscriber, NULL when not listening */
+    int                subscribed;
+    mirror_lock_t     *locks;
+    char              *channel;   /* <prefix>gen */
+    char              *cluster_key;   /* <prefix>{/cluster}:gen */
+};
+
+extern const atls_store_ops_t atls_mirror_ops;
+
+/* The Redis store, opened again when it could not be before; NULL + err. */
+atls_store_t *atls_mirror_rs(atls_mirror_t *m, char *err, size_t errlen);
+/* 1 when the Redis store's connection is down (after a failed call): what
+ * tells "unreachable" from "refused" for the read fallback. */
+int atls_mirror_redis_down(atls_mirror_t *m);
+/* The blocking connection of the Redis store, for the mirror's own
+ * commands; NULL + err. */
+atls_redis_t *atls_mirror_conn(atls_mirror_t *m, char *err, size_t errlen);
+
+/* "<prefix>{<id>}:gen", malloc'd. */
+char *atls_mirror_gen_key(atls_mirror_t *m, const char *id);
+/* Writes the mirror's generation for id. */
+int atls_mirror_set_generation(atls_mirror_t *m, const char *id, uint64_t gen,
+                               char *err, size_t errlen);
+
+#define MIRROR_BUMP_INCR   0   /* a deploy: max(Redis, floor) + 1 */
+#define MIRROR_BUMP_RAISE  1   /* a push: up to floor, never lower */
+/* The certificate's generation in Redis, in one script with the check of
+ * lease (NULL: none) and its fence; then the cluster generation and the
+ * announcement.  OK + *gen (0 for a raise that changed nothing), BUSY when
+ * the lease is stale, ERROR + err. */
+int atls_mirror_bump(atls_mirror_t *m, const char *id, const atls_redis_lease_t *lease,
+                     int mode, uint64_t floor, uint64_t *gen, char *err, size_t errlen);
+
+/* The cert-id of a certs/<id>/... path into id (0), or -1 when path is not
+ * under a certificate's directory. */
+int atls_mirror_cert_of(const char *path, char *id, size_t idlen);
+/* Whether the fs backend writes this mirrored path 0600. */
+int atls_mirror_is_private(const char *path);
+
+#endif

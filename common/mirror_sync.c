@@ -1,0 +1,475 @@
+/*
+ * Pull and push between Redis and the mirror (atls_mirror.h): a
+ * certificate's directory is read whole from one side before anything is
+ * written to the other, so a failure midway (Redis stopped) leaves the
+ * other side as it was; each file is written atomically by the backend
+ * (the fs store's temp file + rename), so nothing is ever torn.
+ */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "mirror_int.h"
+#include "store_int.h"
+
+#define MIRROR_PULL_TRIES  3   /* a deploy landing while we read: read again */
+
+typedef struct {
+    char   *name;
+    char   *data;
+    size_t  len;
+} mirror_file_t;
+
+typedef struct {
+    mirror_file_t *f;
+    size_t         n;
+} mirror_set_t;
+
+static void
+set_free(mirror_set_t *s)
+{
+    size_t i;
+
+    for (i = 0; i < s->n; i++) {
+        if (s->f[i].data != NULL) {
+            explicit_bzero(s->f[i].data, s->f[i].len);   /* keys among them */
+        }
+        free(s->f[i].data);
+        free(s->f[i].name);
+    }
+    free(s->f);
+    s->f = NULL;
+    s->n = 0;
+}
+
+static const mirror_file_t *
+set_find(const mirror_set_t *s, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < s->n; i++) {
+        if (strcmp(s->f[i].name, name) == 0) {
+            return &s->f[i];
+        }
+    }
+    return NULL;
+}
+
+/* Every entry directly under dir in st (an entry gone meanwhile is
+ * skipped); an empty set when dir is not there. */
+static int
+read_dir(atls_store_t *st, const char *dir, mirror_set_t *s, char *err, size_t errlen)
+{
+    char  **names = NULL, *path;
+    size_t  n = 0, i;
+    int     rc;
+
+    s->f = NULL;
+    s->n = 0;
+    rc = st->ops->list(st, dir, &names, &n, err, errlen);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        return ATLS_STORE_OK;
+    }
+    if (rc != ATLS_STORE_OK) {
+        return rc;
+    }
+    s->f = calloc(n ? n : 1, sizeof(*s->f));
+    if (s->f == NULL) {
+        abort();
+    }
+    for (i = 0; rc == ATLS_STORE_OK && i < n; i++) {
+        mirror_file_t *f = &s->f[s->n];
+
+        path = atls_store_cat(dir, "/", names[i], NULL);
+        rc = st->ops->get(st, path, &f->data, &f->len, err, errlen);
+        free(path);
+        if (rc == ATLS_STORE_OK) {
+            f->name = atls_strdup(names[i]);
+            s->n++;
+        } else if (rc == ATLS_STORE_NOTFOUND) {
+            rc = ATLS_STORE_OK;
+        }
+    }
+    atls_strv_free(names, n);
+    if (rc != ATLS_STORE_OK) {
+        set_free(s);
+    }
+    return rc;
+}
+
+/* How a side is written: the fs mirror, or Redis (fenced under lk when
+ * lk is not NULL). */
+typedef struct {
+    atls_store_t      *st;
+    atls_store_lock_t *lk;
+} mirror_dst_t;
+
+static int
+dst_put(const mirror_dst_t *d, const char *path, const mirror_file_t *f,
+        char *err, size_t errlen)
+{
+    int priv = atls_mirror_is_private(path);
+
+    if (d->lk != NULL) {
+        return atls_store_redis_put_fenced(d->st, d->lk, path, f->data, f->len, priv,
+                                           err, errlen);
+    }
+    return d->st->ops->put(d->st, path, f->data, f->len, priv, err, errlen);
+}
+
+static int
+dst_del(const mirror_dst_t *d, const char *path, char *err, size_t errlen)
+{
+    int rc = d->lk != NULL ? atls_store_redis_del_fenced(d->st, d->lk, path, err, errlen)
+                           : d->st->ops->del(d->st, path, err, errlen);
+
+    return rc == ATLS_STORE_NOTFOUND ? ATLS_STORE_OK : rc;
+}
+
+/* Makes dir in d hold s: writes what differs; with prune, deletes what s
+ * does not hold (and dir itself when s is empty). */
+static int
+write_dir(const mirror_dst_t *d, const char *dir, const mirror_set_t *s, int prune,
+          char *err, size_t errlen)
+{
+    mirror_set_t  have;
+    char         *path;
+    size_t        i;
+    int           rc;
+
+    rc = read_dir(d->st, dir, &have, err, errlen);
+    for (i = 0; rc == ATLS_STORE_OK && i < s->n; i++) {
+        const mirror_file_t *h = set_find(&have, s->f[i].name);
+
+        if (h != NULL && h->len == s->f[i].len && memcmp(h->data, s->f[i].data, h->len) == 0) {
+            continue;
+        }
+        path = atls_store_cat(dir, "/", s->f[i].name, NULL);
+        rc = dst_put(d, path, &s->f[i], err, errlen);
+        free(path);
+    }
+    for (i = 0; prune && rc == ATLS_STORE_OK && i < have.n; i++) {
+        if (set_find(s, have.f[i].name) == NULL) {
+            path = atls_store_cat(dir, "/", have.f[i].name, NULL);
+            rc = dst_del(d, path, err, errlen);
+            free(path);
+        }
+    }
+    if (prune && rc == ATLS_STORE_OK && s->n == 0) {
+        rc = dst_del(d, dir, err, errlen);
+    }
+    set_free(&have);
+    return rc;
+}
+
+/* What came from Redis is checked before it is served: meta.json must be
+ * this certificate's. */
+static int
+check_set(atls_mirror_t *m, const char *id, const mirror_set_t *s, char *err, size_t errlen)
+{
+    const mirror_file_t *f = set_find(s, "meta.json");
+    atls_cert_meta_t     meta;
+    char                 why[256];
+    int                  rc = 0;
+
+    if (f == NULL) {
+        if (s->n == 0) {
+            return 0;   /* the certificate was removed */
+        }
+        snprintf(err, errlen, "%s: certs/%s: entries without a meta.json, not mirrored",
+                 m->store.location, id);
+        return -1;
+    }
+    memset(&meta, 0, sizeof(meta));
+    if (atls_cert_meta_from_json(f->data, f->len, &meta, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "%s: certs/%s/meta.json: %s", m->store.location, id, why);
+        rc = -1;
+    } else if (meta.id == NULL || strcmp(meta.id, id) != 0) {
+        snprintf(err, errlen, "%s: certs/%s/meta.json: id \"%s\" is not the certificate's",
+                 m->store.location, id, meta.id ? meta.id : "");
+        rc = -1;
+    }
+    atls_cert_meta_free(&meta);
+    return rc;
+}
+
+/* Redis -> mirror for one certificate, at the generation read around it. */
+static int
+pull(atls_mirror_t *m, const char *id, char *err, size_t errlen)
+{
+    atls_store_t *rs = atls_mirror_rs(m, err, errlen);
+    mirror_set_t  s = { NULL, 0 };
+    mirror_dst_t  d = { m->fs, NULL };
+    uint64_t      g1 = 0, g2 = 1;
+    char         *dir = atls_store_cat("certs/", id, NULL);
+    int           tries, rc = -1;
+
+    for (tries = 0; rs != NULL && tries < MIRROR_PULL_TRIES && g1 != g2; tries++) {
+        set_free(&s);
+        if (atls_mirror_redis_generation(m, id, &g1, err, errlen) != ATLS_STORE_OK
+            || read_dir(rs, dir, &s, err, errlen) != ATLS_STORE_OK
+            || atls_mirror_redis_generation(m, id, &g2, err, errlen) != ATLS_STORE_OK)
+        {
+            goto out;
+        }
+    }
+    if (g1 != g2) {
+        snprintf(err, errlen, "%s: certs/%s: its generation kept changing while read; "
+                 "left to the next announcement", m->store.location, id);
+        goto out;
+    }
+    if (check_set(m, id, &s, err, errlen) != 0
+        || write_dir(&d, dir, &s, 1, err, errlen) != ATLS_STORE_OK
+        || atls_mirror_set_generation(m, id, g1, err, errlen) != ATLS_STORE_OK)
+    {
+        goto out;
+    }
+    atls_log(ATLS_LOG_INFO, "mirror: %s at generation %" PRIu64 " from Redis", id, g1);
+    rc = 0;
+
+out:
+    set_free(&s);
+    free(dir);
+    return rc;
+}
+
+/* Mirror -> Redis for one certificate (the repopulation rule), under its
+ * lease: 1 pushed, 0 somebody holds the lease (it is being worked on),
+ * -1 + err. */
+static int
+push(atls_mirror_t *m, const char *id, uint64_t lgen, char *err, size_t errlen)
+{
+    atls_store_t      *rs = atls_mirror_rs(m, err, errlen);
+    atls_store_lock_t *lk = NULL;
+    mirror_set_t       s = { NULL, 0 };
+    mirror_dst_t       d;
+    uint64_t           gen;
+    char              *dir = atls_store_cat("certs/", id, NULL), *name;
+    int                rc = -1, lr;
+
+    if (rs == NULL) {
+        goto out;
+    }
+    name = atls_store_cat("cert-", id, NULL);
+    lr = rs->ops->lock(rs, name, 0, &lk, err, errlen);
+    free(name);
+    if (lr != ATLS_STORE_OK) {
+        rc = lr == ATLS_STORE_BUSY ? 0 : -1;
+        goto out;
+    }
+    d.st = rs;
+    d.lk = lk;
+    if (read_dir(m->fs, dir, &s, err, errlen) != ATLS_STORE_OK
+        || write_dir(&d, dir, &s, 1, err, errlen) != ATLS_STORE_OK
+        || atls_mirror_bump(m, id, atls_store_redis_lease(rs, lk), MIRROR_BUMP_RAISE, lgen,
+                            &gen, err, errlen) != ATLS_STORE_OK)
+    {
+        goto out;
+    }
+    atls_log(ATLS_LOG_WARN, "mirror: %s pushed to Redis at generation %" PRIu64
+             " (the mirror was newer)", id, lgen);
+    rc = 1;
+
+out:
+    if (lk != NULL) {
+        rs->ops->unlock(rs, lk);
+    }
+    set_free(&s);
+    free(dir);
+    return rc;
+}
+
+/* 1 when dir has a meta.json in st, 0 not, -1 + err. */
+static int
+has_meta(atls_store_t *st, const char *id, char *err, size_t errlen)
+{
+    char  *path = atls_store_cat("certs/", id, "/meta.json", NULL), *data = NULL;
+    int    rc = st->ops->get(st, path, &data, NULL, err, errlen);
+
+    free(path);
+    free(data);
+    return rc == ATLS_STORE_OK ? 1 : rc == ATLS_STORE_NOTFOUND ? 0 : -1;
+}
+
+/* The rule of atls_mirror.h for one certificate: 1 pulled, 0 nothing or
+ * pushed (*pushed counts), -1 + err. */
+static int
+sync_cert(atls_mirror_t *m, const char *id, int *pushed, char *err, size_t errlen)
+{
+    uint64_t rgen, lgen = atls_mirror_generation(m, id);
+    int      in_redis, in_mirror, rc;
+
+    if (atls_mirror_redis_generation(m, id, &rgen, err, errlen) != ATLS_STORE_OK) {
+        return -1;
+    }
+    if (rgen > lgen) {
+        return pull(m, id, err, errlen) == 0 ? 1 : -1;
+    }
+    if (lgen == rgen && rgen != 0) {
+        return 0;
+    }
+    if (lgen == rgen) {
+        /* neither side has a generation (a writer that announced nothing,
+         * or a first deploy still under its lease): only a certificate
+         * one side lacks moves */
+        in_redis = has_meta(m->rs, id, err, errlen);
+        in_mirror = has_meta(m->fs, id, err, errlen);
+        if (in_redis < 0 || in_mirror < 0) {
+            return -1;
+        }
+        if (in_redis && !in_mirror) {
+            return pull(m, id, err, errlen) == 0 ? 1 : -1;
+        }
+        if (in_redis || !in_mirror) {
+            return 0;
+        }
+    }
+    rc = push(m, id, lgen, err, errlen);
+    if (rc > 0 && pushed != NULL) {
+        (*pushed)++;
+    }
+    return rc < 0 ? -1 : 0;
+}
+
+int
+atls_mirror_sync_one(atls_mirror_t *m, const char *id, char *err, size_t errlen)
+{
+    if (!atls_store_id_ok(id)) {
+        snprintf(err, errlen, "mirror: invalid certificate id \"%s\"", id ? id : "(null)");
+        return -1;
+    }
+    if (atls_mirror_rs(m, err, errlen) == NULL) {
+        return -1;
+    }
+    return sync_cert(m, id, NULL, err, errlen);
+}
+
+/* The sorted union of two sorted lists (names borrowed). */
+static const char **
+union_sorted(char **a, size_t na, char **b, size_t nb, size_t *n)
+{
+    const char **u = calloc(na + nb + 1, sizeof(*u));
+    size_t       i = 0, j = 0, k = 0;
+
+    if (u == NULL) {
+        abort();
+    }
+    while (i < na || j < nb) {
+        int c = i == na ? 1 : j == nb ? -1 : strcmp(a[i], b[j]);
+
+        u[k++] = c <= 0 ? a[i] : b[j];
+        i += c <= 0;
+        j += c >= 0;
+    }
+    *n = k;
+    return u;
+}
+
+/* Accounts: Redis's into the mirror (what differs), the mirror's into a
+ * Redis that has none of them for that CA. */
+static int
+sync_accounts(atls_mirror_t *m, char *err, size_t errlen)
+{
+    char         **cr = NULL, **cf = NULL, *dir;
+    size_t         nr = 0, nf = 0, i, n = 0;
+    const char   **all = NULL;
+    mirror_dst_t   to_fs = { m->fs, NULL }, to_rs = { m->rs, NULL };
+    int            rc;
+
+    rc = m->rs->ops->list(m->rs, "accounts", &cr, &nr, err, errlen);
+    if (rc == ATLS_STORE_OK || rc == ATLS_STORE_NOTFOUND) {
+        rc = m->fs->ops->list(m->fs, "accounts", &cf, &nf, err, errlen);
+        rc = rc == ATLS_STORE_NOTFOUND ? ATLS_STORE_OK : rc;
+    }
+    if (rc == ATLS_STORE_OK) {
+        all = union_sorted(cr, nr, cf, nf, &n);
+    }
+    for (i = 0; rc == ATLS_STORE_OK && i < n; i++) {
+        mirror_set_t s;
+        int          from_redis = 0;
+        size_t       j;
+
+        for (j = 0; j < nr; j++) {
+            from_redis |= strcmp(cr[j], all[i]) == 0;
+        }
+        dir = atls_store_cat("accounts/", all[i], NULL);
+        rc = read_dir(from_redis ? m->rs : m->fs, dir, &s, err, errlen);
+        if (rc == ATLS_STORE_OK) {
+            rc = write_dir(from_redis ? &to_fs : &to_rs, dir, &s, 0, err, errlen);
+            set_free(&s);
+        }
+        free(dir);
+    }
+    free(all);
+    atls_strv_free(cr, nr);
+    atls_strv_free(cf, nf);
+    return rc == ATLS_STORE_OK ? 0 : -1;
+}
+
+int
+atls_mirror_sync(atls_mirror_t *m, int *pushed, char *err, size_t errlen)
+{
+    atls_redis_t *c = atls_mirror_conn(m, err, errlen);
+    char        **ir = NULL, **imf = NULL;
+    size_t        nr = 0, nf = 0, n = 0, i;
+    const char  **ids = NULL;
+    redisReply   *r = NULL;
+    int           pulled = 0, rc = -1, one;
+
+    if (pushed != NULL) {
+        *pushed = 0;
+    }
+    if (c == NULL || atls_redis_callv(c, &r, err, errlen, "EXISTS", m->cluster_key, NULL) != 0) {
+        goto out;
+    }
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+        atls_log(ATLS_LOG_WARN, "mirror: %s has no cluster generation (%s): a new or "
+                 "emptied Redis, filled from the mirror where it is newer",
+                 m->store.location, m->cluster_key);
+    }
+    one = m->rs->ops->list(m->rs, "certs", &ir, &nr, err, errlen);
+    if (one != ATLS_STORE_OK && one != ATLS_STORE_NOTFOUND) {
+        goto out;
+    }
+    one = m->fs->ops->list(m->fs, "certs", &imf, &nf, err, errlen);
+    if (one != ATLS_STORE_OK && one != ATLS_STORE_NOTFOUND) {
+        goto out;
+    }
+    ids = union_sorted(ir, nr, imf, nf, &n);
+    for (i = 0; i < n; i++) {
+        if (!atls_store_id_ok(ids[i])) {
+            atls_log(ATLS_LOG_WARN, "mirror: certs/%s: not a certificate id, skipped", ids[i]);
+            continue;
+        }
+        one = sync_cert(m, ids[i], pushed, err, errlen);
+        if (one < 0 && atls_mirror_redis_down(m)) {
+            goto out;
+        }
+        if (one < 0) {
+            /* this certificate's entries are wrong, not Redis: the others go on */
+            atls_log(ATLS_LOG_WARN, "mirror: %s", err);
+            continue;
+        }
+        pulled += one;
+    }
+    if (sync_accounts(m, err, errlen) != 0) {
+        goto out;
+    }
+    freeReplyObject(r);
+    r = NULL;
+    /* from now on this Redis is known to hold the cluster's state */
+    if (atls_redis_callv(c, &r, err, errlen, "SET", m->cluster_key, "0", "NX", NULL) != 0) {
+        goto out;
+    }
+    rc = pulled;
+
+out:
+    if (r != NULL) {
+        freeReplyObject(r);
+    }
+    free(ids);
+    atls_strv_free(ir, nr);
+    atls_strv_free(imf, nf);
+    return rc;
+}
