@@ -1,7 +1,9 @@
 /*
  * The autotls-status handler (JSON, or Prometheus with ?format=prometheus)
  * and an AutoTLS section in mod_status's server-status page.  Both render
- * from the store through the core; never key material.
+ * from the store through the core; never key material.  ?name=, ?state=,
+ * ?limit= and ?offset= select the certificates (atls_status.h); a bad value
+ * is a 400 naming the parameter.
  */
 #include <string.h>
 #include <time.h>
@@ -40,8 +42,9 @@ autotls_wants_prometheus(const char *args)
 static int
 autotls_status_handler(request_rec *r)
 {
+    atls_status_query_t q;
     atls_store_t *st;
-    char *body;
+    char *body, err[256];
     int prom;
 
     if (r->handler == NULL || strcmp(r->handler, "autotls-status") != 0) {
@@ -54,12 +57,23 @@ autotls_status_handler(request_rec *r)
     if (autotls_global.store_dir == NULL) {
         return HTTP_SERVICE_UNAVAILABLE;
     }
+    prom = autotls_wants_prometheus(r->args);
+    /* Prometheus scrapes every series unless asked for fewer */
+    if (atls_status_query_parse(r->args, r->args != NULL ? strlen(r->args) : 0,
+                                prom ? 0 : ATLS_STATUS_LIMIT_DEFAULT, &q, err,
+                                sizeof(err)) != 0) {
+        r->status = HTTP_BAD_REQUEST;
+        ap_set_content_type(r, "text/plain; charset=utf-8");
+        apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+        ap_rprintf(r, "%s\n", err);
+        return OK;
+    }
     st = autotls_store_open(r->server);
     if (st == NULL) {
         return HTTP_SERVICE_UNAVAILABLE;
     }
-    prom = autotls_wants_prometheus(r->args);
-    body = prom ? atls_status_prometheus(st, time(NULL)) : atls_status_json(st, time(NULL));
+    body = prom ? atls_status_prometheus_query(st, time(NULL), NULL, &q)
+                : atls_status_json_query(st, time(NULL), NULL, &q);
     atls_store_close(st);
     if (body == NULL) {
         return HTTP_INTERNAL_SERVER_ERROR;

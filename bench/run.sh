@@ -4,7 +4,7 @@
 # exit status is non-zero when any part failed.  See docs/bench.md.
 #
 #   bench/run.sh ABS_BUILD_DIR
-#   BENCH_PARTS="nginx apache issuance stapling ondemand"   which parts (default: all)
+#   BENCH_PARTS="nginx apache issuance stapling ondemand names"   which parts (default: all)
 #   other knobs: BENCH_CYCLES BENCH_SLICE BENCH_CONC BENCH_NAMES
 #                BENCH_APACHE_NAMES BENCH_ISSUE_NAMES BENCH_A2_BIG BENCH_KEEP
 set -u
@@ -12,7 +12,7 @@ set -u
 BUILD=${1:?usage: bench/run.sh ABS_BUILD_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=/usr/bin/python3
-PARTS=${BENCH_PARTS:-nginx apache issuance stapling ondemand}
+PARTS=${BENCH_PARTS:-nginx apache issuance stapling ondemand names}
 LOGDIR="$BUILD/bench"
 mkdir -p "$LOGDIR"
 
@@ -37,6 +37,7 @@ for part in $PARTS; do
         issuance) script=issuance.py ;;
         stapling) script=nginx_stapling.py ;;
         ondemand) script=nginx_ondemand.py ;;
+        names)    script=names_scale.sh ;;
         *) echo "bench: unknown part $part" >&2; failed="$failed $part"; continue ;;
     esac
     echo
@@ -44,7 +45,9 @@ for part in $PARTS; do
     start=$(date +%s)
     rm -f "$LOGDIR/$part.rc"
     # the Python part stops its own servers (finally + SIGTERM handler)
-    { $PY "$HERE/$script" "$BUILD"; echo $? >"$LOGDIR/$part.rc"; } 2>&1 | tee "$LOGDIR/$part.log"
+    run=$PY
+    case $script in *.sh) run=sh ;; esac
+    { $run "$HERE/$script" "$BUILD"; echo $? >"$LOGDIR/$part.rc"; } 2>&1 | tee "$LOGDIR/$part.log"
     rc=$(cat "$LOGDIR/$part.rc" 2>/dev/null || echo 1)
     end=$(date +%s)
     if [ "$rc" != 0 ]; then

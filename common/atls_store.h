@@ -24,6 +24,8 @@
  *                                    "this_update","next_update","next_fetch"}
  *   generation                       decimal counter, bumped on every deploy
  *                                    and every new OCSP response
+ *   changes.log, changes.log.1       "<generation> <cert-id>" per bump: what
+ *                                    changed, so watchers read only that
  *   audit.log, audit.log.1 ...       the audit trail, JSON lines, append-only,
  *                                    rotated by size (audit.log.1 the newest
  *                                    old one), ATLS_AUDIT_KEEP old files kept
@@ -322,6 +324,10 @@ int atls_store_request_renew(atls_store_t *st, const char *id, char *err, size_t
 int atls_store_peek_request(atls_store_t *st, const char *id, time_t *when);
 /* 1 and removes the request if one is pending for id, else 0. */
 int atls_store_take_request(atls_store_t *st, const char *id);
+/* The ids with a request pending (sorted; one listing, no file read):
+ * the scheduler's passes look at those whatever their schedule. */
+int atls_store_list_requests(atls_store_t *st, char ***ids, size_t *n, char *err,
+                             size_t errlen);
 
 /* The lock every writer of one certificate's job state takes (renewal
  * jobs, ARI updates, revocation): locks/cert-<id>.lock.  wait=0 ->
@@ -398,7 +404,31 @@ int atls_store_load_crl(atls_store_t *st, const char *url, atls_crl_cache_t *c,
 uint64_t atls_store_generation(atls_store_t *st);
 /* The same for a host that looks often: ATLS_STORE_ERROR with err, no log. */
 int atls_store_read_generation(atls_store_t *st, uint64_t *gen, char *err, size_t errlen);
+/* A bump that concerns no certificate's files (the names registry):
+ * journaled as "-" (below). */
 int atls_store_bump_generation(atls_store_t *st);
+
+/* ---- the change journal (store_changes.c) ------------------------------- */
+
+/* changes.log: one line "<generation> <cert-id>" per bump ("-": no
+ * certificate), appended (append op) under the generation lock before the
+ * generation is written; rotated to changes.log.1 past this size. */
+#define ATLS_CHANGES_ROTATE_BYTES (64 * 1024)
+/* A reader further behind than this many generations reads everything. */
+#define ATLS_CHANGES_MAX_SPAN     4096
+
+/* Bumps the store generation for a change of certificate id (a deploy, a
+ * new or withdrawn OCSP response, a revocation, an operator's renew
+ * request) and journals it; id NULL is atls_store_bump_generation. */
+int atls_store_bump_generation_for(atls_store_t *st, const char *id);
+/* The certificates changed by the bumps after generation `since` up to
+ * `upto` (ids sorted, each once, malloc'd: atls_strv_free; n may be 0):
+ * ATLS_STORE_OK.  ATLS_STORE_NOTFOUND when the journal does not account
+ * for every generation of that range (rotated away, written by a version
+ * without it, further back than ATLS_CHANGES_MAX_SPAN): the caller reads
+ * every certificate, as without a journal.  ATLS_STORE_ERROR + err. */
+int atls_store_changes_since(atls_store_t *st, uint64_t since, uint64_t upto, char ***ids,
+                             size_t *n, char *err, size_t errlen);
 
 /* ---- audit trail, notification queue, counters (store_events.c) -------- */
 

@@ -464,7 +464,7 @@ job_deploy(atls_job_t *j, atls_cert_meta_t *cur, const char *chain_pem, time_t n
         /* The certificate is deployed; stale meta only means an early renewal. */
         atls_log(ATLS_LOG_WARN, "autotls: %s: cannot save job state: %s", cur->id, serr);
     }
-    if (atls_store_bump_generation(j->st) != ATLS_STORE_OK) {
+    if (atls_store_bump_generation_for(j->st, cur->id) != ATLS_STORE_OK) {
         atls_log(ATLS_LOG_WARN, "autotls: %s: cannot bump the store generation", cur->id);
     }
     if (is_last_key_type(cur, j->kt)) {

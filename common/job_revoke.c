@@ -144,6 +144,9 @@ atls_job_revoke_blocking(atls_store_t *st, const char *id, int reason,
         }
         goto done;
     }
+    /* the scheduler of a running server reads the change journal, not
+     * every meta, to learn that it must replace this one */
+    (void) atls_store_bump_generation_for(st, id);
     result = failed ? -1 : 0;
 
 done:

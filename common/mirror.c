@@ -211,8 +211,9 @@ atls_mirror_set_generation(atls_mirror_t *m, const char *id, uint64_t gen,
     rc = m->fs->ops->put(m->fs, path, buf, strlen(buf), 0, err, errlen);
     free(path);
     /* the mirror's own store-wide generation is what the node's workers
-     * watch (as with a fs store): it moves with every change they serve */
-    if (rc == ATLS_STORE_OK && atls_store_bump_generation(m->fs) != ATLS_STORE_OK) {
+     * watch (as with a fs store): it moves with every change they serve,
+     * journaled with the id so that they read that certificate alone */
+    if (rc == ATLS_STORE_OK && atls_store_bump_generation_for(m->fs, id) != ATLS_STORE_OK) {
         snprintf(err, errlen, "mirror %s: generation not bumped (see the log)",
                  m->fs->location);
         rc = ATLS_STORE_ERROR;

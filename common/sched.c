@@ -156,6 +156,7 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
     {
         atls_log(ATLS_LOG_ERR, "autotls: certificate \"%s\": %s", c->id, err);
         atls_sched_slot_clear(sl);
+        atls_sched_due_set(s, c, 0);    /* tried again at each pass */
         if (force) {
             cert_fail_unplanned(s, c, err);
         }
@@ -188,6 +189,7 @@ slot_prepare(atls_sched_t *s, sched_slot_t *sl, atls_sched_cert_t *c, int force)
             break;          /* learned revoked from a CRL held */
         case SCHED_REV_NONE:
         default:
+            atls_sched_due_planned(s, sl, now);
             atls_sched_slot_clear(sl);
             return 0;
         }
@@ -388,7 +390,7 @@ sched_kick(atls_sched_t *s)
     kick_forced(s);
     kick_rev_queue(s);
 
-    while (s->pass_active && s->pass_next < s->n_certs) {
+    while (s->pass_active) {
         atls_sched_cert_t *c;
         sched_slot_t      *sl = slot_free_one(s);
 
@@ -401,7 +403,10 @@ sched_kick(atls_sched_t *s)
                                                                       : SCHED_PASS_PAUSE_MS);
             return;
         }
-        c = s->certs[s->pass_next++];
+        c = atls_sched_due_next(s);
+        if (c == NULL) {
+            break;
+        }
         if (c->busy) {
             continue;   /* its order outlived a pass */
         }
@@ -414,9 +419,12 @@ sched_kick(atls_sched_t *s)
          * passed over while it was fetched are looked up in it now (a
          * pass looks a key type up once per new CRL, and fetches none). */
         s->crl_recheck = 0;
-        s->pass_next = 0;
+        atls_sched_due_all(s);
         s->kick_due = 1;
         return;
+    }
+    if (s->pass_active) {
+        atls_sched_due_end(s);
     }
     s->pass_active = 0;
 }
@@ -439,7 +447,7 @@ atls_sched_check(atls_sched_t *s)
     atls_notify_look(s->notify);
     if (!s->stopping && !s->pass_active) {
         s->pass_active = 1;
-        s->pass_next = 0;
+        atls_sched_due_begin(s);
         atls_sched_warn_static(s);
         atls_sched_names_pass(s);
         atls_sched_od_pass(s);
@@ -642,6 +650,7 @@ sched_destroy(atls_sched_t *s)
         free(s->dirs[i].rate_ring);
     }
     atls_sched_crls_free(s);
+    atls_sched_due_free(s);
     free(s->dirs);
     free(s->certs);
     free(s->index);

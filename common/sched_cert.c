@@ -39,8 +39,8 @@ cert_hash(const char *id)
     return h;
 }
 
-static atls_sched_cert_t *
-cert_find(const atls_sched_t *s, const char *id)
+atls_sched_cert_t *
+atls_sched_cert_by_id(const atls_sched_t *s, const char *id)
 {
     size_t i;
 
@@ -134,7 +134,7 @@ atls_sched_add(atls_sched_t *s, const char *const *names, size_t n,
         return NULL;
     }
 
-    c = cert_find(s, id);
+    c = atls_sched_cert_by_id(s, id);
     if (c != NULL) {
         /* a slot at work on c keeps its own copy of the settings */
         free(id);
@@ -157,13 +157,16 @@ atls_sched_add(atls_sched_t *s, const char *const *names, size_t n,
     atls_issuer_copy(&c->issuer, is);
     c->data = data;
     c->dynamic = 0;     /* configured: the registry's sync leaves it alone */
+    if (!c->busy) {
+        atls_sched_due_now(s, c);       /* new, or its settings changed */
+    }
     return c;
 }
 
 atls_sched_cert_t *
 atls_sched_find(atls_sched_t *s, const char *id)
 {
-    return id != NULL ? cert_find(s, id) : NULL;
+    return id != NULL ? atls_sched_cert_by_id(s, id) : NULL;
 }
 
 void
@@ -176,10 +179,11 @@ atls_sched_cert_unlink(atls_sched_t *s, atls_sched_cert_t *c)
     if (k == s->n_certs) {
         return;
     }
+    atls_sched_due_forget(s, c);
     /* the order added is kept; a pass in progress goes on where it was */
     memmove(&s->certs[k], &s->certs[k + 1], (s->n_certs - k - 1) * sizeof(*s->certs));
     s->n_certs--;
-    if (s->pass_next > k) {
+    if (s->pass_all && s->pass_next > k) {
         s->pass_next--;
     }
     memset(s->index, 0, s->cap_index * sizeof(*s->index));

@@ -313,7 +313,7 @@ crl_recheck(atls_sched_t *s)
         return;
     }
     s->pass_active = 1;
-    s->pass_next = 0;
+    atls_sched_due_all(s);      /* every certificate naming it is looked up */
     s->kick_due = 1;
 }
 

@@ -29,6 +29,9 @@
 /* The longest pause between two slices of a pass (nginx serves clients
  * meanwhile). */
 #define SCHED_PASS_PAUSE_MS     15
+/* No certificate waits longer than this for a pass to look at it (a
+ * change the journal does not name: a store edited by hand). */
+#define SCHED_DUE_MAX_S         86400
 
 /* The CRL a key type of a certificate was last looked up in, in memory:
  * looked up again only when a newer CRL is held, or the certificate
@@ -63,6 +66,10 @@ struct atls_sched_cert_s {
                                          placed) */
     time_t              rate_at;      /* a CA request reserved for then under
                                          the directory's rate (0: none) */
+    time_t              due_at;       /* its next look by a pass (sched_due.c;
+                                         0: the next pass) */
+    size_t              due_pos;      /* 1 + its place in the due heap; 0 not
+                                         there (in a slot, or in a pass) */
     int                 dynamic;      /* added from the registry of dynamic
                                          names (sched_names.c), not configured */
 };
@@ -181,6 +188,16 @@ struct atls_sched_s {
 
     int                 pass_active;
     size_t              pass_next;
+    /* The due index (sched_due.c): certificates by due_at, and the ones
+     * the pass in progress looks at (pass_all: every one, in certs). */
+    atls_sched_cert_t **due_heap;
+    size_t              n_due, cap_due;
+    atls_sched_cert_t **pass_list;
+    size_t              n_pass, cap_pass;
+    int                 pass_all;
+    int                 due_built;      /* a pass looked at every certificate */
+    uint64_t            due_gen;        /* store generation + 1 whose journal
+                                           was read; 0 none */
     long long           pass_resume;    /* a yielded pass goes on then; 0 none */
     int                 kick_due;       /* starts are pending */
     int                 stopping;
@@ -232,6 +249,31 @@ int atls_sched_rate_take(atls_sched_t *s, atls_sched_cert_t *c, time_t now);
  * registry sync of 100,000 names would otherwise rehash the index in the
  * middle of its slices, tens of ms each time); -1 out of memory. */
 int atls_sched_certs_reserve(atls_sched_t *s, size_t want);
+
+/* The certificate managed under id, or NULL. */
+atls_sched_cert_t *atls_sched_cert_by_id(const atls_sched_t *s, const char *id);
+
+/* sched_due.c: when each certificate needs a pass next */
+/* c looked at by the first pass once now >= at (0: the next pass). */
+void atls_sched_due_set(atls_sched_t *s, atls_sched_cert_t *c, time_t at);
+/* c is new or its settings changed: the pass in progress (else the next)
+ * looks at it. */
+void atls_sched_due_now(atls_sched_t *s, atls_sched_cert_t *c);
+/* c is going away (atls_sched_remove must call it before freeing c). */
+void atls_sched_due_forget(atls_sched_t *s, atls_sched_cert_t *c);
+void atls_sched_due_free(atls_sched_t *s);
+/* sl's certificate was planned (sl->meta, sl->plan) and nothing starts:
+ * its next look from what the plan and the gates say. */
+void atls_sched_due_planned(atls_sched_t *s, sched_slot_t *sl, time_t now);
+/* A pass starts: reads the store's change journal and renew requests, and
+ * picks the certificates it looks at (every one when the index is not
+ * built yet or the journal does not reach back). */
+void atls_sched_due_begin(atls_sched_t *s);
+/* The pass starts over, looking at every certificate (a newer CRL). */
+void atls_sched_due_all(atls_sched_t *s);
+/* The pass's next certificate, NULL when it is over. */
+atls_sched_cert_t *atls_sched_due_next(atls_sched_t *s);
+void atls_sched_due_end(atls_sched_t *s);
 
 /* Takes c out of the certificate list and index (nothing else). */
 void atls_sched_cert_unlink(atls_sched_t *s, atls_sched_cert_t *c);

@@ -129,7 +129,7 @@ rev_update(sched_slot_t *sl, atls_key_type_t kt, const char *serial,
     atls_cert_meta_free(&m);
     atls_store_unlock(s->st, lk);
     if ((what & REV_STAPLED) != 0) {
-        if (atls_store_bump_generation(s->st) != ATLS_STORE_OK) {
+        if (atls_store_bump_generation_for(s->st, sl->cert->id) != ATLS_STORE_OK) {
             atls_log(ATLS_LOG_WARN, "autotls: %s: cannot bump the store generation",
                      sl->cert->id);
         }

@@ -267,6 +267,7 @@ slot_cert_end(sched_slot_t *sl)
     }
     atls_sched_slot_clear(sl);
     c->busy = 0;
+    atls_sched_due_set(s, c, 0);    /* its meta was written: the next pass looks */
     s->kick_due = 1;    /* the slot is free for the next certificate */
     if (tell) {
         atls_sched_od_ended(s, c, rc, rc != 0 ? &err : NULL);

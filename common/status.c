@@ -28,13 +28,10 @@ status_next_renewal(const atls_cert_meta_t *m)
     return t;
 }
 
-static void
-status_load_one(atls_store_t *st, status_cert_t *c)
+void
+atls_status_load_meta(atls_store_t *st, status_cert_t *c)
 {
-    char            err[512];
-    X509           *leaf;
-    size_t          i, nkt;
-    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
+    char err[512];
 
     if (atls_store_load_meta(st, c->id, &c->meta, err, sizeof(err)) != ATLS_STORE_OK) {
         c->error = atls_strdup(err);
@@ -42,6 +39,20 @@ status_load_one(atls_store_t *st, status_cert_t *c)
     }
     c->ok = 1;
     c->next_renewal = status_next_renewal(&c->meta);
+}
+
+/* The leaves of c's key types (its meta loaded). */
+static void
+status_load_keys(atls_store_t *st, status_cert_t *c)
+{
+    char            err[512];
+    X509           *leaf;
+    size_t          i, nkt;
+    atls_key_type_t kts[ATLS_KEY_TYPE_MAX];
+
+    if (!c->ok) {
+        return;
+    }
     nkt = c->meta.issuer.n_key_types;
     if (nkt == 0) {
         kts[0] = ATLS_KEY_EC256;
@@ -98,30 +109,29 @@ status_load_extras(atls_store_t *st, status_t *s)
 }
 
 int
-atls_status_load(atls_store_t *st, status_t *s)
+atls_status_load(atls_store_t *st, status_t *s, const atls_status_query_t *q)
 {
     char   err[512];
     char **ids = NULL;
-    size_t n = 0, i;
+    size_t n = 0, i, cap;
 
     memset(s, 0, sizeof(*s));
     if (atls_store_list_certs(st, &ids, &n, err, sizeof(err)) != ATLS_STORE_OK) {
         atls_log(ATLS_LOG_ERR, "status: %s", err);
         return -1;
     }
-    if (n > 0) {
-        s->certs = calloc(n, sizeof(*s->certs));
+    cap = q != NULL && q->limit > 0 && q->limit < n ? q->limit : n;
+    if (cap > 0) {
+        s->certs = calloc(cap, sizeof(*s->certs));
         if (s->certs == NULL) {
             abort();
         }
     }
-    for (i = 0; i < n; i++) {
-        s->certs[i].id = ids[i];
-        ids[i] = NULL;
-        status_load_one(st, &s->certs[i]);
+    atls_status_select(st, s, ids, n, q);
+    for (i = 0; i < s->n; i++) {
+        status_load_keys(st, &s->certs[i]);
     }
-    s->n = n;
-    free(ids);
+    atls_strv_free(ids, n);     /* the selected ones were taken */
     status_load_extras(st, s);
     return 0;
 }

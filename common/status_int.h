@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 #include "atls_inventory.h"
+#include "atls_status.h"
 #include "atls_store.h"
 
 typedef struct {
@@ -33,8 +34,10 @@ typedef struct {
 } status_crl_t;
 
 typedef struct {
-    status_cert_t         *certs;
+    status_cert_t         *certs;       /* the page the query selected */
     size_t                 n;
+    size_t                 total;       /* certificates matching the query */
+    size_t                 n_all;       /* managed certificates in the store */
     status_crl_t          *crls;
     size_t                 n_crls, cap_crls;
     /* the certificates the servers serve that autotls does not manage */
@@ -50,9 +53,17 @@ typedef struct {
 
 #define ATLS_STATUS_FINDINGS_MAX 16
 
-/* Reads everything a rendering shows.  -1 (logged) when the store cannot
- * be listed; a part that cannot be read is shown as such or left out. */
-int atls_status_load(atls_store_t *st, status_t *s);
+/* Reads everything a rendering of q (NULL: every certificate) shows.  -1
+ * (logged) when the store cannot be listed; a part that cannot be read is
+ * shown as such or left out. */
+int atls_status_load(atls_store_t *st, status_t *s, const atls_status_query_t *q);
+/* c's meta (c->ok), or why not (c->error). */
+void atls_status_load_meta(atls_store_t *st, status_cert_t *c);
+/* status_query.c: the page of ids[0..n) that q selects into s->certs
+ * (room for it allocated by the caller), metas loaded, s->total and
+ * s->n_all set; the ids taken are set to NULL in ids. */
+void atls_status_select(atls_store_t *st, status_t *s, char **ids, size_t n,
+                        const atls_status_query_t *q);
 void atls_status_free(status_t *s);
 
 /* The cached facts of url's CRL, loaded on first use: NULL when nothing

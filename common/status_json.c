@@ -283,12 +283,19 @@ atls_status_json(atls_store_t *st, time_t now)
 char *
 atls_status_json_ext(atls_store_t *st, time_t now, const atls_status_extra_t *x)
 {
+    return atls_status_json_query(st, now, x, NULL);
+}
+
+char *
+atls_status_json_query(atls_store_t *st, time_t now, const atls_status_extra_t *x,
+                       const atls_status_query_t *q)
+{
     status_t s;
     json_t  *root, *arr;
     char    *out;
     size_t   i;
 
-    if (atls_status_load(st, &s) != 0) {
+    if (atls_status_load(st, &s, q) != 0) {
         return NULL;
     }
     root = json_object();
@@ -301,6 +308,10 @@ atls_status_json_ext(atls_store_t *st, time_t now, const atls_status_extra_t *x)
     for (i = 0; i < s.n; i++) {
         json_array_append_new(arr, status_cert_json(st, &s, &s.certs[i], now));
     }
+    json_object_set_new(root, "total", json_integer((json_int_t) s.total));
+    json_object_set_new(root, "offset", json_integer(q != NULL ? (json_int_t) q->offset : 0));
+    json_object_set_new(root, "limit", q != NULL && q->limit > 0
+                                       ? json_integer((json_int_t) q->limit) : json_null());
     json_object_set_new(root, "certificates", arr);
     json_object_set_new(root, "static", status_statics_json(&s, now));
     json_object_set_new(root, "counters", status_counters_json(&s));

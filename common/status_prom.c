@@ -376,17 +376,27 @@ atls_status_prometheus(atls_store_t *st, time_t now)
 char *
 atls_status_prometheus_ext(atls_store_t *st, time_t now, const atls_status_extra_t *x)
 {
+    return atls_status_prometheus_query(st, now, x, NULL);
+}
+
+char *
+atls_status_prometheus_query(atls_store_t *st, time_t now, const atls_status_extra_t *x,
+                             const atls_status_query_t *q)
+{
     status_t        s;
     status_buf_t    b = { NULL, 0, 0 };
     status_labels_t l;
 
-    if (atls_status_load(st, &s) != 0) {
+    if (atls_status_load(st, &s, q) != 0) {
         return NULL;
     }
     status_labels_make(&s, &l);
 
     status_family(&b, "autotls_certificates_total", "Number of managed certificates.");
-    status_printf(&b, "autotls_certificates_total %zu\n", s.n);
+    status_printf(&b, "autotls_certificates_total %zu\n", s.n_all);
+    status_family(&b, "autotls_certificates_selected",
+                  "Managed certificates matching the request's name= and state= filters.");
+    status_printf(&b, "autotls_certificates_selected %zu\n", s.total);
     status_family(&b, "autotls_static_certificates_total",
                   "Number of served certificates autotls does not manage (the inventory).");
     status_printf(&b, "autotls_static_certificates_total %zu\n", s.n_statics);

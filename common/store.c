@@ -856,32 +856,6 @@ atls_store_generation(atls_store_t *st)
     return g;
 }
 
-int
-atls_store_bump_generation(atls_store_t *st)
-{
-    char               err[256], buf[32];
-    atls_store_lock_t *lk = NULL;
-    uint64_t           g;
-    int                rc;
-
-    rc = st->ops->lock(st, "generation", 1, &lk, err, sizeof(err));
-    if (rc != ATLS_STORE_OK) {
-        atls_log(ATLS_LOG_ERR, "store: generation lock: %s", err);
-        return ATLS_STORE_ERROR;
-    }
-    rc = atls_store_read_generation(st, &g, err, sizeof(err));
-    if (rc == ATLS_STORE_OK) {
-        snprintf(buf, sizeof(buf), "%" PRIu64 "\n", g + 1);
-        rc = st->ops->put(st, "generation", buf, strlen(buf), 0, err, sizeof(err));
-    }
-    st->ops->unlock(st, lk);
-    if (rc != ATLS_STORE_OK) {
-        atls_log(ATLS_LOG_ERR, "store: generation: %s", err);
-        return ATLS_STORE_ERROR;
-    }
-    return ATLS_STORE_OK;
-}
-
 /* ---- certificate lock ------------------------------------------------------ */
 
 int

@@ -6,7 +6,10 @@
  * JSON by default, Prometheus text with ?format=prometheus; both rendered
  * by the core from the store, so the page and `autotls list` agree, plus
  * the shared zone's use ("shm").  The core never includes key material and
- * reads only certificate chains, never keys.
+ * reads only certificate chains, never keys.  ?name=, ?state=, ?limit= and
+ * ?offset= select the certificates (atls_status.h; the JSON page shows
+ * ATLS_STATUS_LIMIT_DEFAULT of them unless limit= says otherwise); a bad
+ * value is a 400 naming the parameter.
  *
  * Rendering reads every certificate's meta and leaf from the store inside
  * the worker's event loop, so it holds up that worker's other connections
@@ -27,13 +30,18 @@
 
 typedef struct {
     char                 *text;      /* malloc'd by the core */
+    u_char               *args;      /* the query it answers (malloc'd) */
+    size_t                args_len;
     ngx_msec_t            rendered;
     ngx_msec_t            ttl;
 } ngx_http_autotls_status_cache_t;
 
 
 static ngx_int_t ngx_http_autotls_status_handler(ngx_http_request_t *r);
-static char *ngx_http_autotls_status_render(ngx_uint_t prom);
+static char *ngx_http_autotls_status_render(ngx_http_request_t *r,
+    ngx_uint_t prom, atls_status_query_t *q);
+static ngx_int_t ngx_http_autotls_status_send(ngx_http_request_t *r,
+    ngx_uint_t status, const char *type, const char *text);
 
 
 /* per worker: [0] JSON, [1] Prometheus */
@@ -55,13 +63,11 @@ ngx_http_autotls_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_autotls_status_handler(ngx_http_request_t *r)
 {
-    char         *text;
-    size_t        len;
-    ngx_int_t     rc;
-    ngx_uint_t    prom;
-    ngx_str_t     fmt;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    char                 *text, err[256];
+    ngx_int_t             rc;
+    ngx_uint_t            prom;
+    ngx_str_t             fmt;
+    atls_status_query_t   q;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -86,10 +92,38 @@ ngx_http_autotls_status_handler(ngx_http_request_t *r)
         prom = 1;
     }
 
-    text = ngx_http_autotls_status_render(prom);
+    /* Prometheus scrapes every series unless asked for fewer */
+    if (atls_status_query_parse((const char *) r->args.data, r->args.len,
+                                prom ? 0 : ATLS_STATUS_LIMIT_DEFAULT, &q,
+                                err, sizeof(err) - 1)
+        != 0)
+    {
+        err[ngx_strlen(err) + 1] = '\0';
+        err[ngx_strlen(err)] = '\n';
+        return ngx_http_autotls_status_send(r, NGX_HTTP_BAD_REQUEST,
+                                            "text/plain", err);
+    }
+
+    text = ngx_http_autotls_status_render(r, prom, &q);
     if (text == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    return ngx_http_autotls_status_send(r, NGX_HTTP_OK,
+                                        prom ? "text/plain; version=0.0.4"
+                                             : "application/json",
+                                        text);
+}
+
+
+static ngx_int_t
+ngx_http_autotls_status_send(ngx_http_request_t *r, ngx_uint_t status,
+    const char *type, const char *text)
+{
+    size_t        len;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
 
     len = ngx_strlen(text);
 
@@ -103,15 +137,11 @@ ngx_http_autotls_status_handler(ngx_http_request_t *r)
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
-    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.status = status;
     r->headers_out.content_length_n = len;
 
-    if (prom) {
-        ngx_str_set(&r->headers_out.content_type,
-                    "text/plain; version=0.0.4");
-    } else {
-        ngx_str_set(&r->headers_out.content_type, "application/json");
-    }
+    r->headers_out.content_type.data = (u_char *) type;
+    r->headers_out.content_type.len = ngx_strlen(type);
     r->headers_out.content_type_len = r->headers_out.content_type.len;
 
     rc = ngx_http_send_header(r);
@@ -127,9 +157,11 @@ ngx_http_autotls_status_handler(ngx_http_request_t *r)
 }
 
 
-/* The cached text of one format, rendered again once older than the TTL. */
+/* The cached text of one format and query, rendered again once older than
+ * the TTL or asked with another query. */
 static char *
-ngx_http_autotls_status_render(ngx_uint_t prom)
+ngx_http_autotls_status_render(ngx_http_request_t *r, ngx_uint_t prom,
+    atls_status_query_t *q)
 {
     char                             *text;
     ngx_msec_t                        start;
@@ -140,7 +172,11 @@ ngx_http_autotls_status_render(ngx_uint_t prom)
 
     c = &ngx_http_autotls_status_cache[prom];
 
-    if (c->text != NULL && ngx_current_msec - c->rendered < c->ttl) {
+    if (c->text != NULL && ngx_current_msec - c->rendered < c->ttl
+        && c->args_len == r->args.len
+        && (r->args.len == 0
+            || ngx_memcmp(c->args, r->args.data, r->args.len) == 0))
+    {
         return c->text;
     }
 
@@ -173,10 +209,20 @@ ngx_http_autotls_status_render(ngx_uint_t prom)
         xp = &od;
     }
 
-    text = prom ? atls_status_prometheus_ext(ngx_http_autotls_store, ngx_time(), xp)
-                : atls_status_json_ext(ngx_http_autotls_store, ngx_time(), xp);
+    text = prom ? atls_status_prometheus_query(ngx_http_autotls_store,
+                                               ngx_time(), xp, q)
+                : atls_status_json_query(ngx_http_autotls_store, ngx_time(),
+                                         xp, q);
     if (text == NULL) {
         return NULL;
+    }
+
+    free(c->args);
+    c->args_len = 0;
+    c->args = malloc(r->args.len + 1);
+    if (c->args != NULL) {
+        ngx_memcpy(c->args, r->args.data, r->args.len);
+        c->args_len = r->args.len;
     }
 
     ngx_time_update();
@@ -186,6 +232,10 @@ ngx_http_autotls_status_render(ngx_uint_t prom)
     c->rendered = ngx_current_msec;
     c->ttl = ngx_max(NGX_HTTP_AUTOTLS_STATUS_TTL,
                      (ngx_current_msec - start) * NGX_HTTP_AUTOTLS_STATUS_SHARE);
+
+    if (c->args == NULL) {
+        c->ttl = 0;     /* which query it answers is not known: never reused */
+    }
 
     return text;
 }

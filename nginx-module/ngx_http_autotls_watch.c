@@ -10,9 +10,12 @@
  * one process reads the store, workers reparse only what changed, and the
  * handshake path stays a lookup and an integer compare.
  *
- * The first look of a cycle knows nothing of what the workers loaded and
- * bumps every certificate once: workers that start with it have loaded
- * nothing yet, and a certificate deployed before the look is not missed.
+ * Which certificates changed comes from the store's change journal
+ * (atls_store_changes_since): only their metas are read.  The first look
+ * of a cycle, or one the journal does not reach back for, reads them all:
+ * it knows nothing of what the workers loaded and bumps every certificate
+ * once (workers that start with it have loaded nothing yet, and a
+ * certificate deployed before the look is not missed).
  */
 
 #include "ngx_http_autotls_module.h"
@@ -32,6 +35,10 @@ typedef struct {
 
 static void ngx_http_autotls_watch_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_autotls_watch_scan(ngx_http_autotls_watch_t *w);
+static ngx_int_t ngx_http_autotls_watch_journal(ngx_http_autotls_watch_t *w,
+    uint64_t prev, uint64_t gen);
+static void ngx_http_autotls_watch_one(ngx_http_autotls_watch_t *w,
+    ngx_http_autotls_cert_t *cert, uint64_t prev);
 static uint64_t ngx_http_autotls_watch_read(ngx_http_autotls_watch_t *w);
 static uint64_t ngx_http_autotls_meta_gen(ngx_http_autotls_cert_t *cert,
     ngx_log_t *log);
@@ -141,6 +148,15 @@ ngx_http_autotls_watch_handler(ngx_event_t *ev)
         /* events queued by others (the CLI) wait for the notifier */
         ngx_http_autotls_driver_store_changed();
 
+        if (ngx_http_autotls_watch_journal(w, ngx_http_autotls_shm_store_gen(),
+                                           gen)
+            == NGX_OK)
+        {
+            ngx_http_autotls_shm_set_store_gen(gen);
+            ngx_add_timer(ev, NGX_HTTP_AUTOTLS_WATCH_MS);
+            return;
+        }
+
         w->scanning = 1;
         w->next = 0;
         w->gen = gen;
@@ -192,7 +208,7 @@ ngx_http_autotls_watch_read(ngx_http_autotls_watch_t *w)
 static ngx_int_t
 ngx_http_autotls_watch_scan(ngx_http_autotls_watch_t *w)
 {
-    uint64_t                   prev, gen;
+    uint64_t                   prev;
     ngx_msec_t                 start;
     ngx_http_autotls_cert_t  **certs, *cert;
 
@@ -208,23 +224,88 @@ ngx_http_autotls_watch_scan(ngx_http_autotls_watch_t *w)
         }
 
         cert = certs[w->next++];
-        gen = ngx_http_autotls_meta_gen(cert, w->log);
-
-        if (gen == 0) {
-            continue;
-        }
-
-        if (ngx_http_autotls_shm_observe(cert->index, gen, 0) == NGX_OK
-            && prev != 0)
-        {
-            ngx_log_error(NGX_LOG_NOTICE, w->log, 0,
-                          "autotls: certificate \"%s\" changed in the store "
-                          "(generation %uL); served from the next handshake "
-                          "on", cert->id, gen - 1);
-        }
+        ngx_http_autotls_watch_one(w, cert, prev);
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The certificates the journal names between the generations seen (both
+ * + 1) and read; NGX_DECLINED when it does not reach back (or this is the
+ * cycle's first look): every certificate is read instead.
+ */
+static ngx_int_t
+ngx_http_autotls_watch_journal(ngx_http_autotls_watch_t *w, uint64_t prev,
+    uint64_t gen)
+{
+    int                        rc;
+    char                     **ids, err[256];
+    size_t                     n, i;
+    ngx_uint_t                 k;
+    ngx_http_autotls_cert_t  **certs;
+
+    if (prev == 0) {
+        return NGX_DECLINED;
+    }
+
+    err[0] = '\0';
+
+    rc = atls_store_changes_since(ngx_http_autotls_store, prev - 1, gen - 1,
+                                  &ids, &n, err, sizeof(err));
+    if (rc != ATLS_STORE_OK) {
+        if (rc == ATLS_STORE_ERROR) {
+            ngx_log_error(NGX_LOG_WARN, w->log, 0,
+                          "autotls: change journal: %s; reading every "
+                          "certificate", err);
+        }
+        return NGX_DECLINED;
+    }
+
+    certs = ngx_http_autotls_mcf->certs.elts;
+
+    for (i = 0; i < n; i++) {
+        for (k = 0; k < ngx_http_autotls_mcf->certs.nelts; k++) {
+            if (ngx_strcmp(certs[k]->id, ids[i]) == 0) {
+                ngx_http_autotls_watch_one(w, certs[k], prev);
+                break;
+            }
+        }
+
+        if (k == ngx_http_autotls_mcf->certs.nelts) {
+            /* a dynamic name's certificate, deployed by anyone */
+            ngx_http_autotls_dyn_deployed(ids[i]);
+        }
+    }
+
+    atls_strv_free(ids, n);
+
+    return NGX_OK;
+}
+
+
+/* reads cert's meta generation: workers load it again when it moved */
+static void
+ngx_http_autotls_watch_one(ngx_http_autotls_watch_t *w,
+    ngx_http_autotls_cert_t *cert, uint64_t prev)
+{
+    uint64_t  gen;
+
+    gen = ngx_http_autotls_meta_gen(cert, w->log);
+
+    if (gen == 0) {
+        return;
+    }
+
+    if (ngx_http_autotls_shm_observe(cert->index, gen, 0) == NGX_OK
+        && prev != 0)
+    {
+        ngx_log_error(NGX_LOG_NOTICE, w->log, 0,
+                      "autotls: certificate \"%s\" changed in the store "
+                      "(generation %uL); served from the next handshake "
+                      "on", cert->id, gen - 1);
+    }
 }
 
 

@@ -164,7 +164,7 @@ class Apache:
                 raise RuntimeError(f"apache2 exited with {self.proc.returncode}:\n"
                                    + self.log_text()[-3000:] + self.stdout_text()[-2000:])
             return port_open(self.http_port) and (not wait_tls or port_open(self.tls_port))
-        wait_until(up, timeout=30, what="Apache to listen")
+        wait_until(up, timeout=60, what="Apache to listen")
         return self
 
     @property
@@ -212,8 +212,11 @@ class Apache:
         return len(re.findall(pattern, self.log_text()))
 
     def wait_log(self, pattern, timeout=60, count=1):
-        return wait_until(lambda: self.log_count(pattern) >= count, timeout=timeout,
-                          what=f"{pattern!r} in the error log")
+        try:
+            return wait_until(lambda: self.log_count(pattern) >= count, timeout=timeout,
+                              what=f"{pattern!r} in the error log")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nerror log tail:\n{self.log_text()[-4000:]}") from None
 
     def http_get(self, path, host="plain.test", tls=False, timeout=10):
         """(status, headers, body) over plain HTTP or HTTPS (no verification)."""

@@ -117,10 +117,10 @@ class Nginx:
         proc = self._run()
         if proc.returncode != 0:
             raise AssertionError(f"nginx failed to start: {proc.stderr}\n{self.log()[-3000:]}")
-        self.master = wait_until(self._read_pid, timeout=20, what="nginx pid file")
+        self.master = wait_until(self._read_pid, timeout=60, what="nginx pid file")
         procs.track_pid(self.master)
         try:
-            wait_until(lambda: len(self.worker_pids()) == self.workers, timeout=20,
+            wait_until(lambda: len(self.worker_pids()) == self.workers, timeout=60,
                        what="nginx workers")
         except AssertionError as e:
             self.stop()     # never leave it holding the test's ports

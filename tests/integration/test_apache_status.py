@@ -42,6 +42,22 @@ def test_status_json_prometheus_and_server_status(pebble, apache_factory):  # no
     assert re.search(r'^autotls_certificate_\w+\{[^}]*id="st2\.apache\.test"', text, re.M)
     assert "BEGIN" not in text
 
+    # filters and pages; a bad value is a 400 naming its parameter
+    status, _, body = apache.http_get("/autotls-status?name=WWW.st.apache.test")
+    doc = json.loads(body)
+    assert status == 200 and doc["total"] == 1
+    assert [c["id"] for c in doc["certificates"]] == ["st.apache.test"]
+    doc = json.loads(apache.http_get("/autotls-status?state=valid&limit=1&offset=1")[2])
+    assert doc["total"] == 2 and doc["limit"] == 1
+    assert [c["id"] for c in doc["certificates"]] == ["st2.apache.test"]
+    status, _, body = apache.http_get("/autotls-status?format=prometheus&state=failed")
+    assert status == 200 and "\nautotls_certificates_selected 0\n" in body.decode()
+    assert 'id="st.apache.test"' not in body.decode()
+    for query, param in (("limit=0", "limit"), ("offset=-1", "offset"),
+                         ("state=nope", "state"), ("name=a%2Fb", "name")):
+        status, _, body = apache.http_get("/autotls-status?" + query)
+        assert status == 400 and body.decode().startswith(param + ":"), (query, body)
+
     status, _, body = apache.http_get("/server-status")
     assert status == 200
     assert b"AutoTLS certificates" in body and b"st2.apache.test" in body

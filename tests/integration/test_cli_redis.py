@@ -34,8 +34,18 @@ class Redis:
         if self.password:
             argv += ["--requirepass", self.password]
         self.proc = procs.spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: self.cli("PING").stdout.strip() == b"PONG", timeout=30,
-                   what="redis-server answering PING")
+
+        def answers():
+            assert self.proc.poll() is None, f"redis-server exited: {self.log()[-2000:]}"
+            return self.cli("PING").stdout.strip() == b"PONG"
+        wait_until(answers, timeout=60, what="redis-server answering PING")
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "redis.log"), errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
 
     def stop(self):
         if self.proc is not None:
@@ -68,9 +78,11 @@ class Redis:
 @pytest.fixture
 def redis(tmp_path):
     r = Redis(tmp_path / "redis")
-    r.start()
-    yield r
-    r.stop()
+    try:
+        r.start()
+        yield r
+    finally:
+        r.stop()    # by PID, also when it never answered PING
 
 
 def key_file(path, hexbyte="5a"):
@@ -258,8 +270,8 @@ def test_wrong_key_file_and_bad_specs(redis, tmp_path):
 
 def test_wrong_password_is_not_echoed(tmp_path):
     r = Redis(tmp_path / "redis", password="right-horse-battery")
-    r.start()
     try:
+        r.start()
         key = key_file(tmp_path / "redis.key")
         assert run_cli("list", "--store", spec(r, key, "right-horse-battery")).returncode == 0
         proc = run_cli("list", "--store", spec(r, key, "wrong-secret-771"), check=False)

@@ -1,4 +1,6 @@
 """`nginx -t` rejects broken autotls configurations, naming file and line."""
+import os
+
 import pytest
 
 from nginxctl import Nginx
@@ -97,7 +99,10 @@ def test_nginx_t_accepts_autotls_without_ssl_certificate(test_root):
 
 
 def test_nginx_t_accepts_a_dynamic_home(test_root):
-    ngx = Nginx(test_root, ISSUER + "    autotls_cache max=100;\n"
+    # a store of its own: sizing the zone for a dynamic home opens the
+    # store, which would otherwise be the default /var/lib/nginx/autotls
+    store = os.path.join(str(test_root), "store")
+    ngx = Nginx(test_root, ISSUER + f"    autotls_store {store};\n    autotls_cache max=100;\n"
                 + server(extra="autotls pebble dynamic;\n        autotls_dynamic_unknown reject;",
                          names="_"))
     proc = ngx.test_config()

@@ -147,7 +147,7 @@ def test_names_added_at_runtime_are_served_without_reload(pebble, test_root):
         gone = names[1]
         status, text = api(api_port, "DELETE", f"/autotls/names/{gone}", token=TOKEN)
         assert status in (200, 204), (status, text)
-        wait_until(lambda: served_name(pebble.tls_port, gone)["self_signed"], timeout=30,
+        wait_until(lambda: served_name(pebble.tls_port, gone)["self_signed"], timeout=60,
                    what=f"{gone} no longer served with its certificate")
         # the others still are
         for n in names[:1] + names[2:]:
@@ -155,7 +155,7 @@ def test_names_added_at_runtime_are_served_without_reload(pebble, test_root):
 
         # a CLI removal works the same way
         run_cli("remove", "--store", ngx.store, names[4])
-        wait_until(lambda: served_name(pebble.tls_port, names[4])["self_signed"], timeout=30,
+        wait_until(lambda: served_name(pebble.tls_port, names[4])["self_signed"], timeout=60,
                    what=f"{names[4]} no longer served")
         assert ngx.master == master and ngx.worker_pids() == workers
         serial0 = served_name(pebble.tls_port, names[0])["serial"]
@@ -164,7 +164,7 @@ def test_names_added_at_runtime_are_served_without_reload(pebble, test_root):
     # and not the removed names
     with ngx.start():
         wait_until(lambda: served_name(pebble.tls_port, names[0])["serial"] == serial0,
-                   timeout=15, what=f"{names[0]} served from the store after a restart")
+                   timeout=60, what=f"{names[0]} served from the store after a restart")
         assert served_name(pebble.tls_port, gone)["self_signed"]
         assert served_name(pebble.tls_port, names[4])["self_signed"]
 
@@ -222,7 +222,7 @@ def test_reject_unknown_and_bounded_cache(pebble, test_root):
         serials = {}
         for n in names:
             # refused until the driver mirrored the registry change (~0.5 s)
-            wait_until(lambda: not refused(pebble.tls_port, n), timeout=30,
+            wait_until(lambda: not refused(pebble.tls_port, n), timeout=60,
                        what=f"{n} no longer refused")
             chain = until_issued(ngx, pebble, pebble.tls_port, n, timeout=120)
             serials[n] = cert_info(chain[0])["serial"]
@@ -241,7 +241,7 @@ def test_reject_unknown_and_bounded_cache(pebble, test_root):
         gone = names[2]
         status, text = api(api_port, "DELETE", f"/autotls/names/{gone}")
         assert status in (200, 204), (status, text)
-        wait_until(lambda: refused(pebble.tls_port, gone), timeout=30,
+        wait_until(lambda: refused(pebble.tls_port, gone), timeout=60,
                    what=f"{gone} refused after its removal")
         assert served_name(pebble.tls_port, names[0])["serial"] == serials[names[0]]
         assert ngx.master == master and ngx.worker_pids() == workers
@@ -288,7 +288,7 @@ def test_zone_full_names_the_directive(pebble, test_root):
     run_cli("add", "--store", ngx.store, "first.example.com")
     seed_registry(ngx.store, [f"z{i}.example.com" for i in range(600)])
     with ngx.start():
-        wait_until(lambda: "dynamic names in the zone" in ngx.log(), timeout=30,
+        wait_until(lambda: "dynamic names in the zone" in ngx.log(), timeout=60,
                    what="the first mirror")
         log = ngx.log()
         assert "the shared zone is full with" in log, log[-3000:]

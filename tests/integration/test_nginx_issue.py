@@ -4,6 +4,7 @@ import glob
 import json
 import os
 import stat
+import urllib.error
 import urllib.request
 
 from nginxctl import Nginx, issuer_block, server_block, status_server, until_issued
@@ -41,6 +42,36 @@ def check_all_served(ngx, pebble):
     return serials
 
 
+def get_status(url):
+    """(status code, body) of a status request, 4xx included."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def check_status_query(url):
+    """?name=, ?state=, ?limit=&offset= select certificates, the total
+    counts the matches, Prometheus takes the same filters, and a bad value
+    is a 400 naming its parameter."""
+    code, body = get_status(url + "?name=B2.example.com")
+    doc = json.loads(body)
+    assert code == 200 and doc["total"] == 1
+    assert [c["id"] for c in doc["certificates"]] == ["b1.example.com"]
+    doc = json.loads(get_status(url + "?state=valid&limit=2&offset=1")[1])
+    assert doc["total"] == 3 and doc["limit"] == 2 and doc["offset"] == 1
+    assert [c["id"] for c in doc["certificates"]] == ["b1.example.com", "c1.example.com"]
+    assert json.loads(get_status(url + "?state=failed")[1])["total"] == 0
+    code, prom = get_status(url + "?format=prometheus&name=c1.example.com")
+    assert code == 200 and "\nautotls_certificates_selected 1\n" in prom
+    assert '"c1.example.com"' in prom and '"a1.example.com"' not in prom
+    for query, param in (("limit=0", "limit"), ("offset=x", "offset"),
+                         ("state=nope", "state"), ("name=a/b", "name")):
+        code, body = get_status(url + "?" + query)
+        assert code == 400 and body.startswith(param + ":"), (query, code, body)
+
+
 def test_http01_three_servers(pebble, test_root):
     status_port = free_port()
     ngx = Nginx(test_root, three_servers(pebble, test_root, "http-01", status_port))
@@ -67,6 +98,8 @@ def test_http01_three_servers(pebble, test_root):
         for names in SERVERS:
             assert f'"{names[0]}"' in prom
         assert "PRIVATE KEY" not in prom
+
+        check_status_query(url)
 
         # the driver then asked the CA for renewal information (RFC 9773):
         # Pebble has none, which is recorded once for the directory

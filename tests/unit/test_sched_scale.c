@@ -4,7 +4,12 @@
  * recorded once for the directory, and ARI queries and OCSP requests are
  * bounded per minute and CA directory instead of a burst at start.
  *
- * The store is a real filesystem store whose put() is counted; its
+ * A pass costs O(due certificates): with 10,000 certificates a pass where
+ * nothing is due reads no meta.json; a change another process journals
+ * (atls_store_bump_generation_for) or an operator's renew request makes a
+ * pass read that one; a journal that does not reach back, every one.
+ *
+ * The store is a real filesystem store whose put() and get() are counted; its
  * certificates all hold the same ocsppki leaf (what is measured does not
  * depend on which leaf), copied without fsync so that 2,000 take a moment.
  * One fake host certificate (one fake CA) answers for all of them.
@@ -45,6 +50,8 @@ static struct {
     X509           *leaf;
     fakehost_t      h;
     fakehost_cert_t hc;         /* the data of every certificate */
+    fakehost_cert_t hs;         /* but the one named special, which orders */
+    const char     *special;
     char          **ids;
     size_t          n;
 } sx;
@@ -54,6 +61,8 @@ static struct {
 static const atls_store_ops_t *real_ops;
 static atls_store_ops_t        counting_ops;
 static size_t                  meta_puts, ari_puts, other_puts;
+static size_t                  meta_gets, meta_gets_other;
+static const char             *meta_gets_except;  /* counted apart when not NULL */
 
 static int
 counting_put(atls_store_t *st, const char *path, const char *data, size_t len,
@@ -71,10 +80,29 @@ counting_put(atls_store_t *st, const char *path, const char *data, size_t len,
     return real_ops->put(st, path, data, len, is_private, err, errlen);
 }
 
+static int
+counting_get(atls_store_t *st, const char *path, char **data, size_t *len, char *err,
+             size_t errlen)
+{
+    size_t n = strlen(path);
+
+    if (n >= 10 && strcmp(path + n - 10, "/meta.json") == 0) {
+        meta_gets++;
+        if (meta_gets_except != NULL && strncmp(path + 6, meta_gets_except,
+                                                strlen(meta_gets_except)) != 0)
+        {
+            meta_gets_other++;
+        }
+    }
+    return real_ops->get(st, path, data, len, err, errlen);
+}
+
 static void
 puts_reset(void)
 {
     meta_puts = ari_puts = other_puts = 0;
+    meta_gets = meta_gets_other = 0;
+    meta_gets_except = NULL;
 }
 
 /* ---- fixture ---------------------------------------------------------------------- */
@@ -114,6 +142,7 @@ setup(void **state)
     real_ops = sx.st->ops;
     counting_ops = *real_ops;
     counting_ops.put = counting_put;
+    counting_ops.get = counting_get;
     sx.st->ops = &counting_ops;
     fakehost_init(&sx.h);
     return fakehost_cert_init(&sx.hc, "shared", sx.akey, 1);
@@ -126,6 +155,9 @@ teardown(void **state)
 
     (void) state;
     fakehost_teardown(&sx.h, &sx.hc, 1);
+    if (sx.special != NULL) {
+        fakehost_cert_clear(&sx.hs);
+    }
     for (i = 0; i < sx.n; i++) {
         free(sx.ids[i]);
     }
@@ -264,8 +296,10 @@ start_opts(int ari, long per_min, long slice_ms)
     issuer(&is);
     for (i = 0; i < sx.n; i++) {
         const char *name = sx.ids[i];
+        void       *data = sx.special != NULL && strcmp(name, sx.special) == 0 ? &sx.hs
+                                                                             : &sx.hc;
 
-        assert_non_null(atls_sched_add(sx.h.s, &name, 1, &is, &sx.hc, err, sizeof(err)));
+        assert_non_null(atls_sched_add(sx.h.s, &name, 1, &is, data, err, sizeof(err)));
     }
 }
 
@@ -488,6 +522,123 @@ test_ari_first_checks_spread(void **state)
     sx.hc.ca->ari_body = NULL;
 }
 
+/* 10,000 certificates, nothing due: the first pass reads every meta (it
+ * builds the due index), the next reads none and writes none. */
+static void
+test_idle_pass_reads_no_meta(void **state)
+{
+    (void) state;
+    seed(10000, NULL);
+    start_opts(0, 0, 0);    /* no slices: the pass alone is measured */
+    puts_reset();
+    pass();
+    assert_true(meta_gets >= 10000);
+    assert_int_equal(meta_puts, 0);
+
+    puts_reset();
+    pass();
+    pass();
+    assert_int_equal(meta_gets, 0);
+    assert_int_equal(meta_puts + ari_puts + other_puts, 0);
+    assert_int_equal(sx.h.n_log, 0);        /* nothing asked of the CA */
+}
+
+/* A deploy by another process is journaled: the next pass reads that
+ * certificate's meta only, decides with atls_job_plan as always, and
+ * the index learns its new renewal time (nothing read after). */
+/* One certificate gets host data of its own, so that it can be ordered
+ * (the shared data answers for no order). */
+static void
+special(const char *name)
+{
+    sx.special = name;
+    assert_int_equal(fakehost_cert_init(&sx.hs, name, sx.akey, 1), 0);
+}
+
+static void
+test_journaled_change_read_alone(void **state)
+{
+    atls_cert_meta_t m;
+    char             err[256];
+
+    (void) state;
+    seed(500, NULL);
+    special("c7.scale.test");
+    sched_start(0, 0);
+    pass();
+
+    /* another process made c7 due and journaled it */
+    assert_int_equal(atls_store_load_meta(sx.st, "c7.scale.test", &m, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    m.renew_at = time(NULL) - 60;
+    assert_int_equal(atls_store_save_meta(sx.st, &m, err, sizeof(err)), ATLS_STORE_OK);
+    atls_cert_meta_free(&m);
+    assert_int_equal(atls_store_bump_generation_for(sx.st, "c7.scale.test"), ATLS_STORE_OK);
+
+    puts_reset();
+    meta_gets_except = "c7.scale.test/";
+    pass();
+    assert_true(meta_gets >= 1);
+    assert_int_equal(meta_gets_other, 0);
+    assert_int_equal(sx.hs.n_deployed, 1);    /* renewed */
+
+    /* its own deploy: looked at once more, then left until it is due */
+    puts_reset();
+    meta_gets_except = "c7.scale.test/";
+    pass();
+    assert_int_equal(meta_gets_other, 0);
+    puts_reset();
+    pass();
+    assert_int_equal(meta_gets, 0);
+}
+
+/* An operator's renew request (one listing of requests/) is acted on by
+ * the next pass, which reads no other meta. */
+static void
+test_request_seen_without_reading_all(void **state)
+{
+    char err[256];
+
+    (void) state;
+    seed(500, NULL);
+    special("c42.scale.test");
+    sched_start(0, 0);
+    pass();
+    assert_int_equal(atls_store_request_renew(sx.st, "c42.scale.test", err, sizeof(err)),
+                     ATLS_STORE_OK);
+    puts_reset();
+    meta_gets_except = "c42.scale.test/";
+    pass();
+    assert_int_equal(meta_gets_other, 0);
+    assert_int_equal(sx.hs.n_deployed, 1);
+    assert_int_equal(atls_store_peek_request(sx.st, "c42.scale.test", &(time_t){ 0 }), 0);
+}
+
+/* A bump the journal does not account for (a version without it, a store
+ * edited by hand): the next pass looks at every certificate again. */
+static void
+test_journal_gap_reads_all(void **state)
+{
+    char err[256];
+
+    (void) state;
+    seed(500, NULL);
+    sched_start(0, 0);
+    pass();
+    assert_int_equal(real_ops->put(sx.st, "generation", "1000\n", 5, 0, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    puts_reset();
+    pass();
+    assert_true(meta_gets >= 500);
+    /* and the journal is followed again from there */
+    assert_int_equal(atls_store_bump_generation_for(sx.st, "c1.scale.test"), ATLS_STORE_OK);
+    puts_reset();
+    meta_gets_except = "c1.scale.test/";
+    pass();
+    assert_true(meta_gets >= 1);
+    assert_int_equal(meta_gets_other, 0);
+}
+
 int
 main(void)
 {
@@ -499,6 +650,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_ocsp_first_minute_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ocsp_new_certs_prompt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ari_first_checks_spread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_pass_reads_no_meta, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journaled_change_read_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_seen_without_reading_all, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_gap_reads_all, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

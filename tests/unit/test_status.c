@@ -694,11 +694,160 @@ test_prometheus_static_findings_counters(void **state)
     free(out);
 }
 
+/* The query of a status page: each parameter parsed and checked, a bad
+ * value refused with its parameter's name (the host's 400), others left. */
+static void
+test_query_parse(void **state)
+{
+    static const struct {
+        const char *args, *param;
+    } bad[] = {
+        { "limit=0", "limit:" },
+        { "limit=10001", "limit:" },
+        { "limit=abc", "limit:" },
+        { "limit=", "limit:" },
+        { "offset=-1", "offset:" },
+        { "offset=1x", "offset:" },
+        { "state=broken", "state:" },
+        { "name=a/b", "name:" },
+        { "name=", "name:" },
+        { "name=a%2", "name:" },
+        { "name=a%00b", "name:" },
+    };
+    atls_status_query_t q;
+    char                err[256];
+    const char         *a = "format=prometheus&name=WWW.Valid.example&state=failed"
+                            "&limit=2&offset=1&other";
+    size_t              i;
+
+    (void) state;
+    assert_int_equal(atls_status_query_parse(a, strlen(a), 100, &q, err, sizeof(err)), 0);
+    assert_string_equal(q.name, "www.valid.example");
+    assert_string_equal(q.state, "failed");
+    assert_int_equal(q.limit, 2);
+    assert_int_equal(q.offset, 1);
+    assert_int_equal(atls_status_query_parse(NULL, 0, 100, &q, err, sizeof(err)), 0);
+    assert_int_equal(q.limit, 100);
+    assert_string_equal(q.name, "");
+    assert_int_equal(atls_status_query_parse("name=%2A.x.example", 18, 0, &q, err,
+                                             sizeof(err)), 0);
+    assert_string_equal(q.name, "*.x.example");
+    assert_int_equal(q.limit, 0);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(atls_status_query_parse(bad[i].args, strlen(bad[i].args), 100, &q,
+                                                 err, sizeof(err)), -1);
+        if (strncmp(err, bad[i].param, strlen(bad[i].param)) != 0) {
+            fail_msg("%s: \"%s\" does not name %s", bad[i].args, err, bad[i].param);
+        }
+    }
+}
+
+static json_t *
+json_query(fx_t *fx, const char *args)
+{
+    atls_status_query_t q;
+    json_error_t        jerr;
+    json_t             *root;
+    char                err[256], *out;
+
+    assert_int_equal(atls_status_query_parse(args, strlen(args), ATLS_STATUS_LIMIT_DEFAULT,
+                                             &q, err, sizeof(err)), 0);
+    out = atls_status_json_query(fx->st, fx->now, NULL, &q);
+    assert_non_null(out);
+    root = json_loads(out, 0, &jerr);
+    assert_non_null(root);
+    free(out);
+    return root;
+}
+
+/* Filters and pages: the total counts the matches, the page is a slice of
+ * them in id order. */
+static void
+test_json_query(void **state)
+{
+    fx_t   *fx = *state;
+    json_t *root, *certs;
+
+    root = json_query(fx, "");
+    assert_int_equal(json_integer_value(json_object_get(root, "total")), 3);
+    assert_int_equal(json_integer_value(json_object_get(root, "limit")),
+                     ATLS_STATUS_LIMIT_DEFAULT);
+    assert_int_equal(json_array_size(json_object_get(root, "certificates")), 3);
+    json_decref(root);
+
+    root = json_query(fx, "state=failed");
+    certs = json_object_get(root, "certificates");
+    assert_int_equal(json_integer_value(json_object_get(root, "total")), 1);
+    assert_int_equal(json_array_size(certs), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(certs, 0), "id")),
+                        "failed.example");
+    json_decref(root);
+
+    root = json_query(fx, "name=VALID.example");
+    certs = json_object_get(root, "certificates");
+    assert_int_equal(json_integer_value(json_object_get(root, "total")), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(certs, 0), "id")),
+                        "valid.example");
+    /* the leaf was read for the page: its serial is there */
+    assert_non_null(json_object_get(json_array_get(json_object_get(json_array_get(certs, 0),
+                                                                   "keys"), 0), "serial"));
+    json_decref(root);
+
+    root = json_query(fx, "name=other.example");
+    assert_int_equal(json_integer_value(json_object_get(root, "total")), 0);
+    assert_int_equal(json_array_size(json_object_get(root, "certificates")), 0);
+    json_decref(root);
+
+    root = json_query(fx, "limit=1&offset=1");
+    certs = json_object_get(root, "certificates");
+    assert_int_equal(json_integer_value(json_object_get(root, "total")), 3);
+    assert_int_equal(json_integer_value(json_object_get(root, "offset")), 1);
+    assert_int_equal(json_array_size(certs), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(certs, 0), "id")),
+                        "valid.example");
+    json_decref(root);
+
+    /* a filter and a page of its matches; past the end, an empty page */
+    root = json_query(fx, "state=pending&limit=1&offset=0");
+    certs = json_object_get(root, "certificates");
+    assert_int_equal(json_integer_value(json_object_get(root, "total")), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(certs, 0), "id")),
+                        "we\"ird\\x.example");
+    json_decref(root);
+    root = json_query(fx, "offset=3");
+    assert_int_equal(json_integer_value(json_object_get(root, "total")), 3);
+    assert_int_equal(json_array_size(json_object_get(root, "certificates")), 0);
+    json_decref(root);
+}
+
+/* Prometheus takes the same filters: the page's series only, the store's
+ * total and the matches counted apart. */
+static void
+test_prometheus_query(void **state)
+{
+    fx_t               *fx = *state;
+    atls_status_query_t q;
+    char                err[256], *out;
+
+    assert_int_equal(atls_status_query_parse("state=failed", 12, 0, &q, err, sizeof(err)), 0);
+    out = atls_status_prometheus_query(fx->st, fx->now, NULL, &q);
+    assert_non_null(out);
+    assert_non_null(strstr(out, "\nautotls_certificates_total 3\n"));
+    assert_non_null(strstr(out, "\nautotls_certificates_selected 1\n"));
+    assert_non_null(strstr(out, "\nautotls_certificate_failures{id=\"failed.example\"} 3\n"));
+    assert_null(strstr(out, "{id=\"valid.example\""));
+    free(out);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_json, setup, teardown),
+        cmocka_unit_test(test_query_parse),
+        cmocka_unit_test_setup_teardown(test_json_query, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prometheus_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_corrupt_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prometheus, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_garbage_key, setup, teardown),
