@@ -120,7 +120,7 @@ int atls_store_redis_announce(atls_store_t *st, const char *id, uint64_t *gen,
 /* ---- announcements (mirror_listen.c) --------------------------------------- */
 
 /* Opens the subscriber connection (non-blocking: connecting, then
- * SUBSCRIBE <P>gen queued).  0, or -1 + err; a previous one is closed.
+ * SUBSCRIBE <P>gen <P>chal queued: challenges, below).  0, or -1 + err; a previous one is closed.
  * After a failure of the connection the host calls it again, then
  * atls_mirror_sync (announcements missed meanwhile). */
 int atls_mirror_listen(atls_mirror_t *m, char *err, size_t errlen);
@@ -131,7 +131,8 @@ atls_redis_t *atls_mirror_subscriber(atls_mirror_t *m);
  * then on reach this mirror. */
 int atls_mirror_listening(atls_mirror_t *m);
 /* The subscriber's fd is ready: reads what came, and syncs each announced
- * certificate whose generation is newer than the mirror's.  The number of
+ * certificate whose generation is newer than the mirror's (and hands
+ * announced challenges to the responder, then acks them).  The number of
  * certificates pulled (>= 0), or -1 + err when the subscriber failed (or
  * a pull failed: the announcement is then left to the next sync). */
 int atls_mirror_on_io(atls_mirror_t *m, int events, char *err, size_t errlen);
@@ -139,5 +140,78 @@ int atls_mirror_on_io(atls_mirror_t *m, int events, char *err, size_t errlen);
  * waits up to timeout_ms for the subscriber and handles what came, as
  * atls_mirror_on_io. */
 int atls_mirror_poll(atls_mirror_t *m, int timeout_ms, char *err, size_t errlen);
+
+/* ---- the cluster: members and challenges (mirror_cluster.c) ------------- */
+
+/*
+ * Any node answers any validation (docs/store.md, "Redis: challenges"):
+ * the choice is "the ordering node waits until every live node has loaded
+ * the challenge", so that the request path (http-01 handler, tls-alpn-01
+ * in the handshake) stays local on nginx and Apache alike, and every node
+ * gives the same answer to the CA's several vantage points.
+ *
+ *   <P>{/cluster}:members         ZSET node-id -> heartbeat expiry (ms since
+ *                                 the epoch, Redis TIME); a node is live while
+ *                                 its expiry is in the future
+ *   <P>{/chal}:<type>:<key>       the answer (key authorisation, or the
+ *                                 tls-alpn-01 certificate and key PEM, sealed
+ *                                 with the key file), with a TTL
+ *   <P>{/chal}:ack:<type>:<key>   SET of node-ids that loaded it (same TTL)
+ *   <P>chal                       channel: "+<type> <key>" published,
+ *                                 "-<type> <key>" withdrawn
+ *
+ * A node joins (atls_mirror_join) before it answers, loads every challenge
+ * present (a node that starts mid-order), and heartbeats every third of
+ * its TTL.  The subscriber (atls_mirror_listen: both channels) hands each
+ * announced challenge to the host's responder (nginx: the shared zone;
+ * Apache: the mirror directory's challenges/), then adds the node to the
+ * ack set.  The ordering node's publish_wait (atls_sched.h) polls
+ * atls_mirror_challenge_ready until every live member acked, at most
+ * ATLS_MIRROR_ACK_WAIT_MS: then it goes on with the nodes that answered
+ * (logged with the ones that did not).
+ */
+
+#define ATLS_MIRROR_CHAL_CHANNEL   "chal"        /* after the prefix */
+#define ATLS_MIRROR_MEMBER_TTL_MS  15000
+#define ATLS_MIRROR_CHAL_TTL_S     3600
+#define ATLS_MIRROR_ACK_WAIT_MS    10000
+
+/* The host's responder for challenges of other nodes (and of its own):
+ * add 1: answer key (an http-01 token, a tls-alpn-01 name) with data (len
+ * bytes; a tls-alpn-01 certificate and key PEM: private); add 0: stop
+ * answering it.  0, or -1 (why) when it cannot: the node does not ack. */
+typedef int (*atls_mirror_chal_fn)(void *ctx, int add, atls_challenge_type_t t,
+                                   const char *key, const char *data, size_t len,
+                                   char *why, size_t whylen);
+
+/* Registers the responder (before atls_mirror_join / listen). */
+void atls_mirror_set_responder(atls_mirror_t *m, atls_mirror_chal_fn fn, void *ctx);
+/* The node's id (conf->node_id, or the default documented in atls_redis.h). */
+const char *atls_mirror_node_id(atls_mirror_t *m);
+
+/* Enters (or refreshes) the member registry for ATLS_MIRROR_MEMBER_TTL_MS;
+ * the first call (and the first after Redis came back) also loads every
+ * challenge present into the responder and acks it.  The host calls it
+ * every third of the TTL.  0, or -1 + err (Redis unreachable: the node is
+ * not counted, and orders elsewhere do not wait for it). */
+int atls_mirror_join(atls_mirror_t *m, char *err, size_t errlen);
+/* Leaves the registry (a clean stop): others stop waiting for it at once. */
+void atls_mirror_leave(atls_mirror_t *m);
+/* The live members' ids, malloc'd array of malloc'd strings. */
+int atls_mirror_members(atls_mirror_t *m, char ***ids, size_t *n, char *err, size_t errlen);
+
+/* The ordering node: stores the challenge in Redis (sealed when private),
+ * answers it here through the responder, acks it, and announces it.
+ * 0, or -1 + err (the challenge is not published anywhere). */
+int atls_mirror_challenge_publish(atls_mirror_t *m, atls_challenge_type_t t, const char *key,
+                                  const char *data, size_t len, char *err, size_t errlen);
+/* Withdraws it everywhere (Redis, here, announced).  Errors are logged. */
+void atls_mirror_challenge_withdraw(atls_mirror_t *m, atls_challenge_type_t t,
+                                    const char *key);
+/* 1 when every live member has acked (missing, may be NULL: set to a
+ * malloc'd comma-separated list of those that have not when 0), 0 not
+ * yet, -1 + err (Redis unreachable). */
+int atls_mirror_challenge_ready(atls_mirror_t *m, atls_challenge_type_t t, const char *key,
+                                char **missing, char *err, size_t errlen);
 
 #endif

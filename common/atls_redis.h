@@ -52,12 +52,22 @@ typedef struct {
     char     *key_file;   /* the encryption key at rest (atls_redis_key_load) */
     char     *prefix;     /* every key starts with it; ATLS_REDIS_DEFAULT_PREFIX */
     int       timeout_ms; /* blocking wrapper: connect and per command */
+    /* Hosts only (nginx, Apache; the CLI ignores them): */
+    char     *mirror_dir; /* mirror=DIR: the node's local mirror; NULL: the
+                             host's default store directory */
+    char     *node_id;    /* node=ID: this node in the cluster's member
+                             registry (printable ASCII, no blank, at most
+                             ATLS_REDIS_NODE_MAX); NULL: "<hostname>:<mirror
+                             directory>", unique per node on one machine */
 } atls_redis_conf_t;
+
+#define ATLS_REDIS_NODE_MAX  128
 
 /* Parses `redis://[user:password@]host[:port][/db]` or `rediss://...`
  * (user and password percent-decoded; `redis://:password@host` is a
  * password alone; an IPv6 host in brackets) and the option words that
- * follow it in a directive: `tls`, `ca_file=F`, `key_file=F`, `prefix=P`.
+ * follow it in a directive: `tls`, `ca_file=F`, `key_file=F`, `prefix=P`,
+ * and for hosts `mirror=DIR` (an absolute path) and `node=ID`.
  * Each option at most once; ca_file needs TLS; a prefix is printable
  * ASCII without space, '{' or '}' (they would break the hash tags).
  * 0, or -1 with err naming the field ("redis URL port: ...",

@@ -87,6 +87,16 @@ typedef struct {
     int  (*publish)(void *ctx, void *cert_data, const atls_challenge_t *c,
                     char *why, size_t whylen);
     void (*withdraw)(void *ctx, void *cert_data, const atls_challenge_t *c);
+    /* Cluster (issue 12): after publish() of c returned 0, may the order
+     * tell the CA to validate now?  0: yes (also when NULL); 1: not yet:
+     * the host reports later with atls_sched_hook_done(s, op, ok, why) once
+     * every live node answers c (ok 1) or it gave up (ok 0: the challenge
+     * fails with why), unless the scheduler gives up first and calls
+     * publish_cancel(op) (the host then never reports op).  -1 (why): the
+     * challenge fails at once.  Optional, both or neither. */
+    int  (*publish_wait)(void *ctx, atls_sched_op_t *op, void *cert_data,
+                         const atls_challenge_t *c, char *why, size_t whylen);
+    void (*publish_cancel)(void *ctx, atls_sched_op_t *op);
 
     /* A new certificate of key type kt is in the store (the store
      * generation was bumped).  Optional. */
