@@ -50,7 +50,6 @@ typedef struct {
 static void ngx_http_autotls_elect(ngx_event_t *ev);
 static ngx_int_t ngx_http_autotls_drive(ngx_uint_t took);
 static ngx_int_t ngx_http_autotls_events(void);
-static void ngx_http_autotls_publish_conf(void);
 static void ngx_http_autotls_manage(atls_sched_t *sched);
 static void ngx_http_autotls_stop(void);
 static ngx_uint_t ngx_http_autotls_leaving(void);
@@ -203,7 +202,10 @@ ngx_http_autotls_drive(ngx_uint_t took)
     opts.policy = ngx_http_autotls_mcf->policy;
     opts.on_demand = ngx_http_autotls_od_gate();
 
-    ngx_http_autotls_publish_conf();
+    /* a cluster node with Redis down writes it when Redis is back */
+    if (!ngx_http_autotls_cluster_unreachable()) {
+        ngx_http_autotls_driver_publish_conf();
+    }
 
     err[0] = '\0';
 
@@ -229,9 +231,12 @@ ngx_http_autotls_drive(ngx_uint_t took)
     ngx_http_autotls_od_driver(drv->sched);
 
     /* names registered at runtime: the scheduler manages those of our
-     * homes, the zone mirrors them for the workers */
-    atls_sched_names_sync(drv->sched);
-    ngx_http_autotls_dyn_sync();
+     * homes, the zone mirrors them for the workers (a cluster node has
+     * none: ngx_http_autotls_redis_check) */
+    if (ngx_http_autotls_mcf->redis == NULL) {
+        atls_sched_names_sync(drv->sched);
+        ngx_http_autotls_dyn_sync();
+    }
 
     ngx_add_timer(&drv->check_ev, 1);
 
@@ -269,8 +274,8 @@ ngx_http_autotls_events(void)
  * time.  A failure is logged and the driver goes on: serving and renewing
  * do not depend on them.
  */
-static void
-ngx_http_autotls_publish_conf(void)
+void
+ngx_http_autotls_driver_publish_conf(void)
 {
     char                           err[512];
     ngx_http_autotls_main_conf_t  *amcf = ngx_http_autotls_mcf;
@@ -323,8 +328,11 @@ ngx_http_autotls_driver_store_changed(void)
 
     if (drv->sched != NULL) {
         atls_sched_notify(drv->sched);
-        atls_sched_names_sync(drv->sched);
-        ngx_http_autotls_dyn_sync();
+
+        if (ngx_http_autotls_mcf->redis == NULL) {
+            atls_sched_names_sync(drv->sched);
+            ngx_http_autotls_dyn_sync();
+        }
     }
 }
 
