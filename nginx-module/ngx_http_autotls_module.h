@@ -146,6 +146,8 @@ typedef struct {
     ngx_array_t                     homes;         /* dynamic homes:
                                                       ngx_http_autotls_srv_
                                                       conf_t * */
+    u_char                         *api_file;      /* the first autotls_api */
+    ngx_uint_t                      api_line;
     atls_od_conf_t                  od;            /* autotls_on_demand_*:
                                                       malloc'd members */
     ngx_msec_t                      od_wait;       /* autotls_on_demand_wait */

@@ -229,3 +229,13 @@ def test_directive_errors(test_root, pebble):
     assert proc.returncode != 0, proc.stderr
     assert re.search(r'"autotls pebble dynamic" in \S+:\d+ cannot be used with a '
                      r'redis:// "autotls_store"', proc.stderr), proc.stderr
+
+    # and so is the admin API, which registers names
+    body = issuer_block(pebble, test_root)
+    body += f"    autotls_store {store_url(redis)} key_file={key} mirror={mirror};\n"
+    body += server_block(["e.redis.test"], pebble.http_port, pebble.tls_port,
+                         extra="location /api/ { autotls_api; }")
+    proc = Nginx(test_root, body).test_config()
+    assert proc.returncode != 0, proc.stderr
+    assert re.search(r'"autotls_api" in \S+:\d+ cannot be used with a redis:// '
+                     r'"autotls_store"', proc.stderr), proc.stderr
