@@ -213,7 +213,7 @@ add_collect(cli_opts_t *o, names_vec_t *nv)
     int     rc;
 
     if (o->n_names == 0 && !(o->given & CLI_O_FROM_FILE)) {
-        return cli_usage_error("add", "no NAME and no --from-file");
+        return cli_usage_error("add", "missing NAME (or --from-file F)");
     }
     if (names_check_args("add", o, &args) != 0) {
         return CLI_EXIT_USAGE;
