@@ -4,7 +4,8 @@
  * The parent (root) prepares the store and hands mod_ssl self-signed
  * fallbacks (one per key type) per host; one mod_watchdog singleton thread
  * hands every managed certificate to the core's scheduler (atls_sched.h,
- * on the curl-multi/poll host of job_multi.c), which decides what is due
+ * kept across checks on a curl-multi/poll host of its own,
+ * mod_autotls_loop.c), which decides what is due
  * and runs those orders several at once; every child serves the live
  * certificate from a per-child cache of parsed objects, reloaded only when
  * the generation number in shared memory changes.  The parent also notes
@@ -33,9 +34,11 @@
 #include "atls_crypto.h"
 #include "atls_event.h"
 #include "atls_inventory.h"
+#include "atls_job.h"
 #include "atls_ondemand.h"
 #include "atls_policy.h"
 #include "atls_redis.h"
+#include "atls_sched.h"
 #include "atls_schedule.h"
 #include "atls_store.h"
 
@@ -240,7 +243,7 @@ void autotls_discover_host(server_rec *s, const apr_array_header_t *cert_files);
 void autotls_discover_reset(apr_pool_t *pconf);
 void autotls_discover_register_hooks(void);
 
-/* mod_autotls_drive.c: the watchdog callbacks, glue over atls_job_check_pass */
+/* mod_autotls_drive.c: the watchdog callbacks around the scheduler */
 apr_status_t autotls_drive_start(apr_pool_t *p, server_rec *s);
 /* child_init: a stopping child waits for a check in progress to end */
 void autotls_drive_child_init(apr_pool_t *pchild);
@@ -289,7 +292,50 @@ struct atls_sched_op_s;
 void autotls_cluster_async_acks(int on);
 int autotls_cluster_publish_wait(struct atls_sched_s *sched, struct atls_sched_op_s *op,
                                  const atls_challenge_t *c, char *why, size_t whylen);
-void autotls_cluster_publish_cancel(struct atls_sched_op_s *op);
+void autotls_cluster_publish_cancel(void *ctx, struct atls_sched_op_s *op);
+
+/* mod_autotls_loop.c: the watchdog's one scheduler (atls_sched.h) on curl
+ * multi and poll, kept from the watchdog's start to its stop */
+typedef struct autotls_loop_s autotls_loop_t;
+
+typedef struct {
+    void *ctx;
+    /* http-01 / tls-alpn-01 answers of every certificate */
+    const atls_challenge_ops_t *ops;
+    /* an attempt ended: i indexes the configured hosts, or ATLS_JOB_DYNAMIC */
+    void (*done)(void *ctx, size_t i, int rc, const char *err);
+    /* 1: no order starts any more (the child is stopping), for good */
+    int  (*stopping)(void *ctx);
+    /* while a run goes on, at least twice a second (may be NULL) */
+    void (*tick)(void *ctx, atls_sched_t *sched);
+    /* the issuer of dynamic home `home` (NULL: none such); NULL: no
+     * dynamic names */
+    const atls_issuer_t *(*home)(void *ctx, const char *home);
+    /* cluster (atls_sched_host_t.publish_wait/publish_cancel), both or
+     * neither; reports go to autotls_loop_sched()'s atls_sched_hook_done */
+    int  (*publish_wait)(void *ctx, atls_sched_op_t *op, const atls_challenge_t *c,
+                         char *why, size_t whylen);
+    void (*publish_cancel)(void *ctx, atls_sched_op_t *op);
+} autotls_loop_conf_t;
+
+/* A scheduler managing confs (copied by the scheduler) and, with
+ * conf->home, the registry's names; NULL + err. */
+autotls_loop_t *autotls_loop_new(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
+                                 const atls_sched_opts_t *so,
+                                 const autotls_loop_conf_t *conf, char *err, size_t errlen);
+/* Cancels what is in flight and frees everything. */
+void autotls_loop_free(autotls_loop_t *l);
+atls_sched_t *autotls_loop_sched(autotls_loop_t *l);
+/* A pass (costs what is due), counted. */
+void autotls_loop_check(autotls_loop_t *l);
+unsigned long autotls_loop_passes(const autotls_loop_t *l);
+/* Until the scheduler is idle, with a pass every `recheck` while orders
+ * hold it (0: none), or until stopping said so and what was in flight
+ * ended (at most a minute). */
+void autotls_loop_run(autotls_loop_t *l, apr_interval_time_t recheck);
+/* 1 when a run has work now (in flight, or its timer fell due). */
+int autotls_loop_pending(const autotls_loop_t *l);
+int autotls_loop_stopped(const autotls_loop_t *l);
 
 /* mod_autotls_ssl.c */
 void autotls_ssl_register_hooks(void);

@@ -528,7 +528,7 @@ cluster_wait_free(cluster_wait_t **pw)
 }
 
 void
-autotls_cluster_publish_cancel(atls_sched_op_t *op)
+autotls_cluster_publish_cancel(void *ctx, atls_sched_op_t *op)
 {
     cluster_wait_t **pw;
 
