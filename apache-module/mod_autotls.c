@@ -283,9 +283,6 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                      autotls_global.store_dir, err);
         return !OK;
     }
-    if (autotls_cluster_post_config(ptemp, s) != OK) {
-        return !OK;
-    }
     if (autotls_collect_hosts(pconf, s) != OK) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "autotls: bad host names");
         return !OK;

@@ -257,10 +257,9 @@ const char *autotls_set_store_dir(cmd_parms *cmd, void *dc, const char *v);
 
 /* mod_autotls_cluster.c: AutoTLSStore redis://... (issue 12) */
 const char *autotls_set_store(cmd_parms *cmd, void *dc, int argc, char *const argv[]);
-/* check_config: combinations Redis does not support, refused by name */
+/* check_config: the key file (readable by the children's user), and the
+ * combinations Redis does not support, refused by name */
 int autotls_cluster_check(apr_pool_t *p, server_rec *base);
-/* post_config (as root): the key file, readable by the children's user */
-int autotls_cluster_post_config(apr_pool_t *p, server_rec *s);
 /* The driver's watchdog, every AUTOTLS_CLUSTER_TICK: the subscriber and
  * the heartbeat between checks (a mod_watchdog callback). */
 #define AUTOTLS_CLUSTER_TICK   apr_time_from_msec(100)
@@ -287,12 +286,10 @@ int autotls_cluster_del_challenge(atls_store_t *st, atls_challenge_type_t t, con
                                   char *why, size_t whylen);
 /* For a scheduler host with publish_wait/publish_cancel (atls_sched.h):
  * on 1, acks are awaited through them instead of inside the publish. */
-struct atls_sched_s;
-struct atls_sched_op_s;
 void autotls_cluster_async_acks(int on);
-int autotls_cluster_publish_wait(struct atls_sched_s *sched, struct atls_sched_op_s *op,
+int autotls_cluster_publish_wait(atls_sched_t *sched, atls_sched_op_t *op,
                                  const atls_challenge_t *c, char *why, size_t whylen);
-void autotls_cluster_publish_cancel(void *ctx, struct atls_sched_op_s *op);
+void autotls_cluster_publish_cancel(void *ctx, atls_sched_op_t *op);
 
 /* mod_autotls_loop.c: the watchdog's one scheduler (atls_sched.h) on curl
  * multi and poll, kept from the watchdog's start to its stop */

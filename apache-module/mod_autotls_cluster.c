@@ -92,19 +92,51 @@ autotls_set_store(cmd_parms *cmd, void *dc, int argc, char *const argv[])
     return NULL;
 }
 
-/* check_config: what does not work with Redis yet is refused by name.
- * Names registered at runtime live in the store's registry, which children
- * read from their local store: with Redis it is in Redis only. */
+/* The key file must be good now (a typo is the operator's to fix before
+ * a start, not a Redis outage), and readable by the children's user, who
+ * runs the driver (the file admits no group or other permission, so that
+ * user must own it when Apache starts as root). */
+static int
+cluster_check_key(server_rec *s, const atls_redis_conf_t *c)
+{
+    atls_redis_key_t key;
+    struct stat sb;
+    char err[512];
+
+    if (atls_redis_key_load(c->key_file, &key, err, sizeof(err)) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "AutoTLSStore key_file: %s", err);
+        return 1;
+    }
+    atls_redis_key_wipe(&key);
+    if (geteuid() == 0 && stat(c->key_file, &sb) == 0
+        && sb.st_uid != ap_unixd_config.user_id) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
+                     "AutoTLSStore key_file %s: owned by uid %ld, but the renewal "
+                     "driver runs as User %s (uid %ld) and must read it: chown it "
+                     "to that user (mode 0600 or 0400)", c->key_file,
+                     (long) sb.st_uid, ap_unixd_config.user_name,
+                     (long) ap_unixd_config.user_id);
+        return 1;
+    }
+    return 0;
+}
+
+/* check_config (also `apache2 -t`): the key file, and what does not work
+ * with Redis yet, refused by name.  Names registered at runtime live in
+ * the store's registry, which children read from their local store: with
+ * Redis it is in Redis only. */
 int
 autotls_cluster_check(apr_pool_t *p, server_rec *base)
 {
     static const char *const mode[] = { "On", "Dynamic", "OnDemand" };
+    const atls_redis_conf_t *c = autotls_config_get(base)->redis;
     server_rec *s;
-    int bad = 0;
+    int bad;
 
-    if (autotls_config_get(base)->redis == NULL) {
+    if (c == NULL) {
         return OK;
     }
+    bad = cluster_check_key(base, c);
     for (s = base; s != NULL; s = s->next) {
         autotls_srv_conf_t *sc = autotls_config_get(s);
 
@@ -120,39 +152,6 @@ autotls_cluster_check(apr_pool_t *p, server_rec *base)
         }
     }
     return bad ? !OK : OK;
-}
-
-/* post_config, as root: the key file must be good now (a typo is the
- * operator's to fix before a start, not a Redis outage), and readable by
- * the children's user, who runs the driver (the file admits no group or
- * other permission, so that user must own it). */
-int
-autotls_cluster_post_config(apr_pool_t *p, server_rec *s)
-{
-    const atls_redis_conf_t *c = autotls_global.redis;
-    atls_redis_key_t key;
-    struct stat sb;
-    char err[512];
-
-    if (c == NULL) {
-        return OK;
-    }
-    if (atls_redis_key_load(c->key_file, &key, err, sizeof(err)) != 0) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "AutoTLSStore key_file: %s", err);
-        return !OK;
-    }
-    atls_redis_key_wipe(&key);
-    if (geteuid() == 0 && stat(c->key_file, &sb) == 0
-        && sb.st_uid != ap_unixd_config.user_id) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
-                     "AutoTLSStore key_file %s: owned by uid %ld, but the renewal "
-                     "driver runs as User %s (uid %ld) and must read it: chown it "
-                     "to that user (mode 0600 or 0400)", c->key_file,
-                     (long) sb.st_uid, ap_unixd_config.user_name,
-                     (long) ap_unixd_config.user_id);
-        return !OK;
-    }
-    return OK;
 }
 
 /* ---- the node: mirror, subscriber, heartbeat (watchdog thread) ---------- */
