@@ -8,13 +8,16 @@ repopulated from the mirror."""
 import os
 import pwd
 import stat
+import subprocess
 
 import pytest
 
+import procs
+from apachectl import port_open
 from apache_helpers import apache_factory, assert_no_restart, served, wait_issued  # noqa: F401
 from clihelp import issue
 from redisctl import Redis, key_file, store_spec
-from util import run_cli, wait_until
+from util import free_port, run_cli, wait_until
 
 PASSWORD = "s3cret-Pw-apache"
 PREFIX = "ap:"
@@ -28,6 +31,31 @@ def redis(test_root):
         yield r
     finally:
         r.stop()    # by PID, also when it never answered PING
+
+
+@pytest.fixture
+def tls_redis(test_root):
+    """A redis-server speaking TLS only, with a self-signed certificate no
+    node trusts; yields its port."""
+    d = os.path.join(test_root, "redis-tls")
+    os.makedirs(d)
+    crt, key = os.path.join(d, "server.crt"), os.path.join(d, "server.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", crt], check=True, capture_output=True)
+    port = free_port()
+    proc = procs.spawn(["/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", "0",
+                        "--tls-port", str(port), "--tls-cert-file", crt,
+                        "--tls-key-file", key, "--tls-auth-clients", "no",
+                        "--save", "", "--appendonly", "no", "--dir", d],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: proc.poll() is None and port_open(port), timeout=30,
+                   what="redis-server listening with TLS")
+        yield port
+    finally:
+        procs.stop(proc)
 
 
 def node_key(test_root):
@@ -124,21 +152,33 @@ def test_issued_through_redis_served_live_and_through_outages(pebble, redis, apa
     assert_no_restart(apache, parent)
 
 
-def test_wrong_password_names_directive_and_serves(pebble, redis, apache_factory,  # noqa: F811
-                                                   test_root):
-    name = "wrongpw.redis.apache.test"
-    key = node_key(test_root)
-    apache = apache_factory(pebble, [[name]],
-                            global_extra=store_line(redis, key, password="not-it")).start()
-    apache.wait_log(r"\[autotls:error\].*AutoTLSStore redis://127\.0\.0\.1:\d+/0: .*AUTH")
-    assert "not-it" not in apache.log_text()
+def refused_serves(apache, name, why, secret):
+    apache.wait_log(r"\[autotls:error\].*AutoTLSStore rediss?://127\.0\.0\.1:\d+/0: .*" + why)
+    assert secret not in apache.log_text()
     # still serving (the fallback, since the mirror is empty)
     _, info = served(apache, name)
     assert info["self_signed"]
     status, _, body = apache.http_get("/index.html", host=name, tls=True)
     assert status == 200 and b"hello" in body
-    # and no order was started without Redis
+
+
+def test_wrong_password_names_directive_and_serves(pebble, redis, apache_factory,  # noqa: F811
+                                                   test_root):
+    name = "wrongpw.redis.apache.test"
+    line = store_line(redis, node_key(test_root), password="not-it")
+    apache = apache_factory(pebble, [[name]], global_extra=line).start()
+    refused_serves(apache, name, "AUTH", "not-it")
+    # nothing was written without Redis
     assert redis.keys(f"{PREFIX}*") == []
+
+
+def test_tls_failure_names_directive_and_serves(pebble, tls_redis, apache_factory,  # noqa: F811
+                                                test_root):
+    name = "tlsfail.redis.apache.test"
+    line = (f"AutoTLSStore rediss://:{PASSWORD}@127.0.0.1:{tls_redis}/0 "
+            f"key_file={node_key(test_root)} prefix={PREFIX}")
+    apache = apache_factory(pebble, [[name]], global_extra=line).start()
+    refused_serves(apache, name, "TLS.*certificate verify failed", PASSWORD)
 
 
 def test_config_errors_name_the_directive(pebble, redis, apache_factory, test_root):  # noqa: F811
