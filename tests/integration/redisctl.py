@@ -59,12 +59,18 @@ class Redis:
         argv = [REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port), "--raw"]
         if self.password:
             argv += ["-a", self.password, "--no-auth-warning"]
-        return subprocess.run(argv + [str(a) for a in args], capture_output=True, timeout=30)
+        words = [a if isinstance(a, (bytes, str)) else str(a) for a in args]
+        return subprocess.run(argv + words, capture_output=True, timeout=30)
 
     def get(self, key):
         """A string value (bytes, without the newline redis-cli adds)."""
         out = self.cli("GET", key).stdout
         return out[:-1] if out.endswith(b"\n") else out
+
+    def get_members(self, prefix="atls:"):
+        """The cluster's member registry (node ids and expiries)."""
+        return self.cli("ZRANGE", f"{prefix}{{/cluster}}:members", "0", "-1",
+                        "WITHSCORES").stdout
 
     def keys(self, pattern="*"):
         return [k for k in self.cli("--scan", "--pattern", pattern).stdout.split(b"\n") if k]
