@@ -330,6 +330,7 @@ autotls_child_init(apr_pool_t *p, server_rec *s)
     if (autotls_global.hosts != NULL) {
         autotls_drive_child_init(p);
         autotls_dyn_child_init(p);
+        autotls_changes_child_init(p);
         autotls_preload_start(p, s);
         autotls_odwait_child_init(p, s);
     }

@@ -82,6 +82,9 @@ struct autotls_cache_s {
     autotls_cache_t  *lru_prev;
     autotls_cache_t  *lru_next;
     int               in_lru;
+    /* the shm generation at which the store's change journal last named
+     * this certificate (atomic): parsed at an older one, it is reloaded */
+    uint64_t          changed;
 };
 
 typedef struct autotls_srv_conf_s autotls_srv_conf_t;
@@ -353,6 +356,17 @@ void autotls_cache_clear(autotls_cache_t *c);
 void autotls_cache_touch(autotls_cache_t *c);
 /* Child start: fills every cache from a background thread (AutoTLSPreload). */
 void autotls_preload_start(apr_pool_t *pchild, server_rec *s);
+/* 1 when c (locked by the caller) must be parsed again at shm generation
+ * gen: never loaded, or the store's change journal named its certificate
+ * since it was (or the journal did not reach back).  Reads the journal
+ * once per generation per child. */
+int autotls_cache_stale(autotls_cache_t *c, uint64_t gen);
+/* c goes (a removed dynamic name): out of the AutoTLSCacheSize list, its
+ * objects freed; c's write lock held. */
+void autotls_cache_forget(autotls_cache_t *c);
+/* child_init: which static certificate ids this child serves, and the
+ * generation its journal reading starts from. */
+void autotls_changes_child_init(apr_pool_t *pchild);
 
 /* mod_autotls_dynamic.c: names registered at runtime, per child */
 typedef enum {
@@ -381,6 +395,12 @@ autotls_dyn_state_e autotls_dyn_state(autotls_srv_conf_t *home, const char *name
  * AutoTLSDynamicUnknown), -1 OpenSSL refused it. */
 int autotls_dyn_serve(SSL *ssl, autotls_srv_conf_t *home, const char *name);
 void autotls_dyn_child_init(apr_pool_t *pchild);
+/* The change journal named dynamic certificate id at shm generation gen:
+ * its parsed entry, if this child has one, is stale.  0 when it has none. */
+int autotls_dyn_changed(const char *id, uint64_t gen);
+/* A name's registry entry was removed (or purged): its parsed entry goes
+ * (freed once no handshake uses it). */
+void autotls_dyn_forget(const char *id);
 /* post_config: warns about a dynamic home that is not the first virtual
  * host of its address (mod_ssl gives unknown names to that one). */
 void autotls_dyn_check_homes(server_rec *base);
