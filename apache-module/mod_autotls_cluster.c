@@ -177,7 +177,15 @@ static void
 cluster_down(const char *what, const char *err)
 {
     server_rec *s = autotls_global.main_server;
-    char *msg = apr_psprintf(s->process->pool, "%s: %s", what, err);
+    size_t n = strlen(cl_where);
+    char msg[600];
+
+    /* the client's errors start with "redis <where>: ", said once here */
+    if (strncmp(err, "redis ", 6) == 0 && strncmp(err + 6, cl_where, n) == 0
+        && strncmp(err + 6 + n, ": ", 2) == 0) {
+        err += 6 + n + 2;
+    }
+    snprintf(msg, sizeof(msg), "%s: %s", what, err);
 
     cl_up = 0;
     cl_backoff = cl_backoff == 0 ? CLUSTER_BACKOFF_MIN
@@ -329,6 +337,11 @@ cluster_listen_tick(void)
 
     if (atls_mirror_subscriber(cl_mirror) == NULL) {
         cluster_down("subscriber", "not connected");
+        return;
+    }
+    if (atls_redis_state(atls_mirror_subscriber(cl_mirror)) == ATLS_REDIS_FAILED) {
+        /* a failed connection has no fd left to poll */
+        cluster_down("subscriber", atls_redis_error(atls_mirror_subscriber(cl_mirror)));
         return;
     }
     pulled = atls_mirror_poll(cl_mirror, 0, err, sizeof(err));
