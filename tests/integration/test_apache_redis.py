@@ -151,6 +151,14 @@ def test_issued_through_redis_served_live_and_through_outages(pebble, redis, apa
     assert PASSWORD not in apache.log_text()
     assert_no_restart(apache, parent)
 
+    # a graceful restart: the old driver leaves the members, the new one
+    # joins with the same node id and syncs; nothing crashed
+    apache.graceful()
+    apache.wait_log(r"synced its mirror", count=3)
+    assert redis.cli("ZCARD", f"{PREFIX}{{/cluster}}:members").stdout.strip() == b"1"
+    assert served(apache, name)[1]["serial"] == second["serial"]
+    assert "exit signal" not in apache.log_text()
+
 
 def refused_serves(apache, name, why, secret):
     apache.wait_log(r"\[autotls:error\].*AutoTLSStore rediss?://127\.0\.0\.1:\d+/0: .*" + why)
