@@ -313,10 +313,27 @@ autotls_cluster_local(atls_store_t *st)
            ? atls_mirror_fs(cl_mirror) : st;
 }
 
+static void cluster_listen_tick(void);
+
+/* Asked before each run of the scheduler: the subscriber is looked at
+ * first, so that a Redis that restarted (empty, perhaps) since the last
+ * tick is noticed before the scheduler reads from it, and the run waits
+ * for the sync that refills Redis from the mirror. */
 int
 autotls_cluster_paused(void)
 {
-    return autotls_global.redis != NULL && !cl_up;
+    int paused;
+
+    if (autotls_global.redis == NULL) {
+        return 0;
+    }
+    pthread_mutex_lock(&cl_lock);
+    if (cl_mirror != NULL && cl_up) {
+        cluster_listen_tick();
+    }
+    paused = !cl_up;
+    pthread_mutex_unlock(&cl_lock);
+    return paused;
 }
 
 int
