@@ -287,9 +287,9 @@ int autotls_cluster_put_challenge(atls_store_t *st, atls_challenge_type_t t, con
                                   const char *data, size_t len, char *why, size_t whylen);
 int autotls_cluster_del_challenge(atls_store_t *st, atls_challenge_type_t t, const char *key,
                                   char *why, size_t whylen);
-/* For a scheduler host with publish_wait/publish_cancel (atls_sched.h):
- * on 1, acks are awaited through them instead of inside the publish. */
-void autotls_cluster_async_acks(int on);
+/* The scheduler's publish_wait/publish_cancel (atls_sched.h): the CA is
+ * asked to validate once every live node acked c (reported to sched from
+ * autotls_cluster_tick), or after ATLS_MIRROR_ACK_WAIT_MS. */
 int autotls_cluster_publish_wait(atls_sched_t *sched, atls_sched_op_t *op,
                                  const atls_challenge_t *c, char *why, size_t whylen);
 void autotls_cluster_publish_cancel(void *ctx, atls_sched_op_t *op);

@@ -423,7 +423,6 @@ autotls_drive_loop_open(apr_pool_t *ptemp)
         /* cluster: the CA validates once every live node loaded the answer */
         lc.publish_wait = autotls_drive_publish_wait;
         lc.publish_cancel = autotls_cluster_publish_cancel;
-        autotls_cluster_async_acks(1);
     }
     memset(&so, 0, sizeof(so));
     so.max_parallel = (size_t) autotls_global.max_parallel;
@@ -489,25 +488,12 @@ out:
     return ran;
 }
 
-/*
- * The events of this server: emitted by the scheduler in this child, as
- * the children's user, with this child's pid in the audit trail.  The
- * settings and the policy go to the store, so that the CLI on the same
- * store queues its events for the same sinks and honours the same policy;
- * the certificates found at start join the store's inventory.  A failure
- * here is logged and the driver goes on: certificates matter more.
- */
+/* The notification settings, the policy and the inventory, in the store. */
 static void
-autotls_drive_events_open(server_rec *s)
+autotls_drive_settings_save(server_rec *s)
 {
-    atls_actor_t actor;
     char err[256];
 
-    atls_actor_self(&actor, "server", AUTOTLS_SOFTWARE);
-    drive_events = atls_events_new(drive_store, &actor, &autotls_global.notify);
-    if (drive_events == NULL) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "autotls: out of memory for events");
-    }
     if (atls_store_save_notify_conf(drive_store, &autotls_global.notify,
                                     err, sizeof(err)) != ATLS_STORE_OK) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
@@ -523,6 +509,30 @@ autotls_drive_events_open(server_rec *s)
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
                      "autotls: cannot record the certificates found in the "
                      "configuration: %s", err);
+    }
+}
+
+/*
+ * The events of this server: emitted by the scheduler in this child, as
+ * the children's user, with this child's pid in the audit trail.  The
+ * settings and the policy go to the store, so that the CLI on the same
+ * store queues its events for the same sinks and honours the same policy;
+ * the certificates found at start join the store's inventory.  A failure
+ * here is logged and the driver goes on: certificates matter more.
+ */
+static void
+autotls_drive_events_open(server_rec *s)
+{
+    atls_actor_t actor;
+
+    atls_actor_self(&actor, "server", AUTOTLS_SOFTWARE);
+    drive_events = atls_events_new(drive_store, &actor, &autotls_global.notify);
+    if (drive_events == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "autotls: out of memory for events");
+    }
+    /* a cluster node saves them once Redis answers (autotls_watch_cb) */
+    if (autotls_global.redis == NULL) {
+        autotls_drive_settings_save(s);
     }
 }
 
@@ -630,7 +640,7 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
 static apr_status_t
 autotls_watch_cb(int state, void *data, apr_pool_t *ptemp)
 {
-    int pass;
+    int pass, resumed;
 
     if (state != AP_WATCHDOG_STATE_RUNNING || drive_store == NULL) {
         return APR_SUCCESS;
@@ -638,7 +648,11 @@ autotls_watch_cb(int state, void *data, apr_pool_t *ptemp)
     /* a child wrote an on-demand request and holds a handshake for it: a
      * pass now, which takes the requests, not at the next
      * AutoTLSCheckInterval; so does a cluster whose Redis came back */
-    pass = autotls_odwait_requested() || drive_woken || autotls_cluster_resumed();
+    resumed = autotls_cluster_resumed();
+    if (resumed) {
+        autotls_drive_settings_save(autotls_global.main_server);
+    }
+    pass = autotls_odwait_requested() || drive_woken || resumed;
     drive_woken = 0;
     autotls_generation_publish(drive_store);
     if (autotls_drive_run(ptemp, pass)) {

@@ -50,7 +50,7 @@ static void ngx_http_autotls_cluster_failed(ngx_http_autotls_cluster_t *cl,
     const char *why);
 static void ngx_http_autotls_cluster_retry(ngx_event_t *ev);
 static void ngx_http_autotls_cluster_beat(ngx_event_t *ev);
-static void ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl);
+static ngx_int_t ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl);
 static ngx_int_t ngx_http_autotls_cluster_watch_fd(
     ngx_http_autotls_cluster_t *cl);
 static void ngx_http_autotls_cluster_release(ngx_http_autotls_cluster_t *cl);
@@ -152,14 +152,6 @@ ngx_http_autotls_cluster_stop(void)
     cl->mirror = NULL;
     cl->connecting = 0;
     cl->listening = 0;
-}
-
-
-/* 1 while Redis cannot be reached (the outage was logged) */
-ngx_uint_t
-ngx_http_autotls_cluster_unreachable(void)
-{
-    return ngx_http_autotls_cluster.down;
 }
 
 
@@ -268,13 +260,9 @@ ngx_http_autotls_cluster_io(ngx_event_t *ev)
             }
 
             ngx_add_timer(&cl->beat_ev, 1);
-
-            ngx_http_autotls_driver_publish_conf();
         }
 
-        ngx_http_autotls_cluster_sync(cl);
-
-        if (cl->mirror == NULL) {
+        if (ngx_http_autotls_cluster_sync(cl) != NGX_OK) {
             return;
         }
     }
@@ -300,6 +288,9 @@ ngx_http_autotls_cluster_failed(ngx_http_autotls_cluster_t *cl,
     cl->listening = 0;
 
     ngx_http_autotls_cluster_down(cl, why);
+
+    /* no order runs against a Redis that may come back empty */
+    ngx_http_autotls_driver_pause();
 
     cl->backoff = cl->backoff ? ngx_min(cl->backoff * 2,
                                         NGX_HTTP_AUTOTLS_CLUSTER_RETRY_MAX)
@@ -367,7 +358,7 @@ ngx_http_autotls_cluster_retry(ngx_event_t *ev)
 
 
 /* missed announcements, and the repopulation of an emptied Redis */
-static void
+static ngx_int_t
 ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl)
 {
     int   pulled, pushed;
@@ -379,10 +370,9 @@ ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl)
     pulled = atls_mirror_sync(cl->mirror, &pushed, err, sizeof(err));
 
     if (pulled < 0) {
-        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
-                      "autotls_store \"%s\": sync: %s; the mirror is left "
-                      "as it was", cl->where, err);
-        return;
+        /* the mirror is left as it was; tried again with the subscriber */
+        ngx_http_autotls_cluster_failed(cl, err);
+        return NGX_ERROR;
     }
 
     if (pulled > 0 || pushed > 0) {
@@ -395,6 +385,12 @@ ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl)
     if (pulled > 0) {
         ngx_http_autotls_watch_now();
     }
+
+    /* the scheduler sees what the cluster has, a Redis restarted empty
+     * filled again first */
+    ngx_http_autotls_driver_resume();
+
+    return NGX_OK;
 }
 
 
@@ -408,6 +404,13 @@ ngx_http_autotls_cluster_beat(ngx_event_t *ev)
     ngx_http_autotls_cluster_t  *cl = &ngx_http_autotls_cluster;
 
     if (cl->mirror == NULL || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    /* while Redis is down each call would wait for its timeout on this
+     * event loop: the subscriber's reconnection beats again */
+    if (cl->down) {
+        ngx_add_timer(ev, ATLS_MIRROR_MEMBER_TTL_MS / 3);
         return;
     }
 

@@ -17,7 +17,7 @@ from apachectl import port_open
 from apache_helpers import apache_factory, assert_no_restart, served, wait_issued  # noqa: F401
 from clihelp import issue
 from redisctl import Redis, key_file, store_spec
-from util import free_port, run_cli, wait_until
+from util import free_port, run_cli, stays, wait_until
 
 PASSWORD = "s3cret-Pw-apache"
 PREFIX = "ap:"
@@ -147,9 +147,20 @@ def test_issued_through_redis_served_live_and_through_outages(pebble, redis, apa
                what="the mirror's certificate pushed back into Redis")
     apache.wait_log(r"synced its mirror .*\(0 certificate\(s\) pulled, 1 pushed\)")
     assert redis.clear_text_keys() == []
-    assert served(apache, name)[1]["serial"] == second["serial"]
+    # nothing ordered anew from the empty Redis (checks run every second)
+    stays(lambda: served(apache, name)[1]["serial"] == second["serial"], 3,
+          interval=0.5, what="the certificate the mirror pushed back")
+    assert apache.log_count(r"ordering certificate") == 1
     assert PASSWORD not in apache.log_text()
     assert_no_restart(apache, parent)
+
+    # a graceful restart: the old driver leaves the members, the new one
+    # joins with the same node id and syncs; nothing crashed
+    apache.graceful()
+    apache.wait_log(r"synced its mirror", count=3)
+    assert redis.cli("ZCARD", f"{PREFIX}{{/cluster}}:members").stdout.strip() == b"1"
+    assert served(apache, name)[1]["serial"] == second["serial"]
+    assert "exit signal" not in apache.log_text()
 
 
 def refused_serves(apache, name, why, secret):

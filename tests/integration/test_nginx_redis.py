@@ -139,8 +139,18 @@ def test_node_issues_serves_and_outlives_redis(pebble, test_root):
 
             check_second_node(pebble, redis, key, serials)
 
+            # a reload hands the driver, its mirror and subscription over
+            ngx.reload()
+            wait_until(lambda: ngx.log().count("drives issuance") >= 2, timeout=30,
+                       what="a new driver after the reload")
+            wait_until(lambda: b"node-1" in redis.get_members("n:"), timeout=30,
+                       what="node 1 in the member registry after the reload")
+            for name, s in serials.items():
+                assert serial(pebble.tls_port, name) == s
+
             # Redis gone: the node goes on serving from its mirror, and says
             # so once, naming the directive
+            mark = len(ngx.log())
             redis.stop()
             wait_until(lambda: re.search(r"autotls_store \"redis://127\.0\.0\.1:\d+/0\": .*"
                                          r"serving from the mirror", ngx.log()),
@@ -154,6 +164,14 @@ def test_node_issues_serves_and_outlives_redis(pebble, test_root):
                        timeout=45, what="the mirror pushed back into an empty Redis")
             assert "Redis reachable again" in ngx.log()
             assert redis.clear_text_keys() == []
+            # the scheduler ran again only once the mirror had filled Redis:
+            # nothing ordered anew
+            wait_until(lambda: re.search(r"mirror synced: 0 certificate\(s\) pulled, 2 pushed",
+                                         ngx.log()[mark:]),
+                       timeout=30, what="the sync after Redis came back")
+            for name, s in serials.items():
+                assert serial(pebble.tls_port, name) == s
+            assert "ordering certificate" not in ngx.log()[mark:]
 
         # a wrong password: one clear error at start naming the directive,
         # the node serves what its mirror holds
@@ -211,3 +229,13 @@ def test_directive_errors(test_root, pebble):
     assert proc.returncode != 0, proc.stderr
     assert re.search(r'"autotls pebble dynamic" in \S+:\d+ cannot be used with a '
                      r'redis:// "autotls_store"', proc.stderr), proc.stderr
+
+    # and so is the admin API, which registers names
+    body = issuer_block(pebble, test_root)
+    body += f"    autotls_store {store_url(redis)} key_file={key} mirror={mirror};\n"
+    body += server_block(["e.redis.test"], pebble.http_port, pebble.tls_port,
+                         extra="location /api/ { autotls_api; }")
+    proc = Nginx(test_root, body).test_config()
+    assert proc.returncode != 0, proc.stderr
+    assert re.search(r'"autotls_api" in \S+:\d+ cannot be used with a redis:// '
+                     r'"autotls_store"', proc.stderr), proc.stderr
