@@ -9,7 +9,7 @@ import shutil
 import stat
 
 from nginxctl import Nginx, issuer_block, server_block, until_issued
-from redisctl import Redis, key_file, store_spec, store_url
+from redisctl import Redis, key_file, store_spec, store_url, tls_pair
 from util import cert_info, make_test_root, run_cli, served_chain, wait_until
 
 PASSWORD = "s3cret-Pw"
@@ -220,22 +220,49 @@ def test_directive_errors(test_root, pebble):
     assert proc.returncode != 0 and "autotls_store: redis option key_file: " in proc.stderr
     os.chmod(key, 0o600)
 
-    # names at runtime are not served from a mirror: refused, both named
-    body = issuer_block(pebble, test_root)
-    body += f"    autotls_store {store_url(redis)} key_file={key} mirror={mirror};\n"
-    body += server_block(["d.redis.test"], pebble.http_port, pebble.tls_port,
-                         autotls_names="dynamic")
-    proc = Nginx(test_root, body).test_config()
-    assert proc.returncode != 0, proc.stderr
-    assert re.search(r'"autotls pebble dynamic" in \S+:\d+ cannot be used with a '
-                     r'redis:// "autotls_store"', proc.stderr), proc.stderr
-
+    # names at runtime are not served from a mirror: refused, both named,
     # and so is the admin API, which registers names
-    body = issuer_block(pebble, test_root)
-    body += f"    autotls_store {store_url(redis)} key_file={key} mirror={mirror};\n"
-    body += server_block(["e.redis.test"], pebble.http_port, pebble.tls_port,
-                         extra="location /api/ { autotls_api; }")
-    proc = Nginx(test_root, body).test_config()
-    assert proc.returncode != 0, proc.stderr
-    assert re.search(r'"autotls_api" in \S+:\d+ cannot be used with a redis:// '
-                     r'"autotls_store"', proc.stderr), proc.stderr
+    for kw, shown in ((dict(autotls_names="dynamic"), '"autotls pebble dynamic"'),
+                      (dict(autotls_names="on_demand"), '"autotls pebble on_demand"'),
+                      (dict(extra="location /api/ { autotls_api; }"), '"autotls_api"')):
+        body = issuer_block(pebble, test_root)
+        body += f"    autotls_store {store_url(redis)} key_file={key} mirror={mirror};\n"
+        body += server_block(["d.redis.test"], pebble.http_port, pebble.tls_port, **kw)
+        proc = Nginx(test_root, body).test_config()
+        assert proc.returncode != 0, proc.stderr
+        assert re.search(re.escape(shown) + r' in \S+:\d+ cannot be used with a '
+                         r'redis:// "autotls_store"', proc.stderr), proc.stderr
+
+
+def test_tls_to_redis(pebble, test_root):
+    """rediss:// verified with ca_file: a certificate the file does not
+    trust is one clear error at start (the node serves its fallback), the
+    right file lets the node join the cluster."""
+    redis = Redis(os.path.join(test_root, "redis"), tls=tls_pair(test_root))
+    redis.start()
+    try:
+        other, _ = tls_pair(test_root, "other")
+        key = key_file(os.path.join(test_root, "redis.key"))
+        chown_nobody(key)
+        mirror = os.path.join(test_root, "mirror")
+
+        def conf(ca):
+            body = issuer_block(pebble, test_root)
+            body += (f"    autotls_store {store_url(redis)} ca_file={ca} key_file={key} "
+                     f"prefix=n: mirror={mirror} node=tls-node;\n")
+            return body + server_block(["s.redis.test"], pebble.http_port, pebble.tls_port)
+
+        ngx = Nginx(test_root, conf(other))
+        with ngx.start():
+            wait_until(lambda: re.search(r'autotls_store "rediss://127\.0\.0\.1:\d+/0": '
+                                         r'.*TLS.*serving from the mirror', ngx.log()),
+                       timeout=30, what="the TLS failure in the error log")
+            assert serial(pebble.tls_port, "s.redis.test") is None   # the fallback
+            assert b"tls-node" not in redis.get_members("n:")
+
+            ngx.write(conf(redis.tls[0]))
+            ngx.reload()
+            wait_until(lambda: b"tls-node" in redis.get_members("n:"), timeout=30,
+                       what="the node in the member registry over TLS")
+    finally:
+        redis.stop()

@@ -224,6 +224,34 @@ test_remove_mid_wait_cancels(void **state)
     assert_int_equal(fakeca_count(cert.ca, "POST", CHAL_PATH), 0);
 }
 
+/* A host that never reports: the scheduler gives up at its hook time
+ * limit, cancels the wait and fails the challenge. */
+static void
+test_wait_time_limit(void **state)
+{
+    atls_sched_opts_t o;
+    char              err[256];
+    const char       *name = "slow.example";
+
+    (void) state;
+    w.answer = 1;
+    memset(&o, 0, sizeof(o));
+    o.hook_timeout_s = 1;
+    h.s = atls_sched_new(fx.st, &h.host, &o, err, sizeof(err));
+    assert_non_null(h.s);
+    schedfx_add(&h, &fx, &cert, name);
+    have_cert = 1;
+    atls_sched_check(h.s);
+    assert_int_equal(fakehost_run(&h, until_waiting, NULL, RUN_MS, NULL), 0);
+    assert_int_equal(fakehost_run(&h, fakehost_until_idle, NULL, RUN_MS, NULL), 0);
+    assert_int_equal(w.cancels, 1);
+    assert_null(w.op);
+    assert_int_equal(cert.rc, -1);
+    assert_non_null(strstr(cert.err.detail, "did not load the challenge within 1 s"));
+    assert_int_equal(fakeca_count(cert.ca, "POST", CHAL_PATH), 0);
+    assert_int_equal(h.live_published, 0);
+}
+
 int
 main(void)
 {
@@ -233,6 +261,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_no_wait_and_refusal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_mid_wait_cancels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_mid_wait_cancels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wait_time_limit, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
