@@ -391,7 +391,6 @@ autotls_drive_publish_wait(void *ctx, atls_sched_op_t *op, const atls_challenge_
  * no managed host it still sends the expiry alerts of the certificates
  * discovered and delivers queued notifications) and the registry's names
  * of our dynamic homes. */
-
 static int
 autotls_drive_loop_open(apr_pool_t *ptemp)
 {
