@@ -133,6 +133,10 @@ def test_issued_through_redis_served_live_and_through_outages(pebble, redis, apa
     _, second = wait_issued(apache, pebble, name, not_serial=first["serial"], timeout=10)
     for _ in range(4):
         assert served(apache, name)[1]["serial"] == second["serial"]
+    # the status page reads the mirror: the pulled certificate, valid
+    c = {c["id"]: c for c in apache.status_json()["certificates"]}[name]
+    assert c["state"] == "valid"
+    assert int(c["keys"][0]["serial"], 16) == int(second["serial"], 16)
 
     # Redis stops: the node says so, naming the directive, and serves on
     redis.stop()
