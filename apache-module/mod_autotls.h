@@ -279,8 +279,9 @@ atls_store_t *autotls_cluster_local(atls_store_t *st);
 int autotls_cluster_paused(void);
 /* 1 once after Redis came (back): the driver runs a check now. */
 int autotls_cluster_resumed(void);
-/* The subscriber, the heartbeat and the challenge acks: each loop round. */
-void autotls_cluster_tick(void);
+/* The subscriber and the heartbeat; in_run (from the scheduler's loop, in
+ * a run of the driver): also the challenge acks awaited. */
+void autotls_cluster_tick(int in_run);
 /* Challenge answers: in Redis and every node's mirror when st is the
  * mirror's store, else atls_store_put/del_challenge on st. */
 int autotls_cluster_put_challenge(atls_store_t *st, atls_challenge_type_t t, const char *key,

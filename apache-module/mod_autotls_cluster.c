@@ -388,7 +388,7 @@ cluster_listen_tick(void)
 static void cluster_acks_tick(void);
 
 void
-autotls_cluster_tick(void)
+autotls_cluster_tick(int in_run)
 {
     apr_time_t now = apr_time_now();
     char err[512];
@@ -424,7 +424,11 @@ autotls_cluster_tick(void)
     }
 
 out:
-    cluster_acks_tick();
+    /* only inside a run: the watchdog's stop frees the scheduler once the
+     * run is over, maybe from another thread, never under one */
+    if (in_run) {
+        cluster_acks_tick();
+    }
     pthread_mutex_unlock(&cl_lock);
 }
 
@@ -434,7 +438,7 @@ apr_status_t
 autotls_cluster_watch_cb(int state, void *data, apr_pool_t *ptemp)
 {
     if (state == AP_WATCHDOG_STATE_RUNNING) {
-        autotls_cluster_tick();
+        autotls_cluster_tick(0);
     }
     return APR_SUCCESS;
 }

@@ -363,7 +363,7 @@ autotls_drive_poll(void *ctx)
         autotls_generation_publish(drive_store);
     }
     /* cluster (AutoTLSStore redis://): other nodes' deploys and challenges */
-    autotls_cluster_tick();
+    autotls_cluster_tick(1);
     return autotls_drive_stopping(ctx);
 }
 

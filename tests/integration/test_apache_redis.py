@@ -101,11 +101,13 @@ def test_issued_through_redis_served_live_and_through_outages(pebble, redis, apa
     other = str(tmp_path / "other-node")
     issue(pebble, other, name)
 
+    alpn = "alpn.redis.apache.test"     # tls-alpn-01 answers are sealed in Redis
     key = node_key(test_root)
-    apache = apache_factory(pebble, [[name]],
-                            global_extra=store_line(redis, key)).start()
+    apache = apache_factory(pebble, [[name], [alpn]], global_extra=store_line(redis, key),
+                            host_extra={alpn: "AutoTLSChallenges tls-alpn-01"}).start()
     parent = apache.pid
     _, first = wait_issued(apache, pebble, name)
+    wait_issued(apache, pebble, alpn)
     apache.wait_log(r"AutoTLSStore redis://127\.0\.0\.1:\d+/0: node \S+ synced its mirror")
 
     # ordered through Redis: meta, sealed key, generation there
@@ -131,6 +133,10 @@ def test_issued_through_redis_served_live_and_through_outages(pebble, redis, apa
     _, second = wait_issued(apache, pebble, name, not_serial=first["serial"], timeout=10)
     for _ in range(4):
         assert served(apache, name)[1]["serial"] == second["serial"]
+    # the status page reads the mirror: the pulled certificate, valid
+    c = {c["id"]: c for c in apache.status_json()["certificates"]}[name]
+    assert c["state"] == "valid"
+    assert int(c["keys"][0]["serial"], 16) == int(second["serial"], 16)
 
     # Redis stops: the node says so, naming the directive, and serves on
     redis.stop()
@@ -145,12 +151,12 @@ def test_issued_through_redis_served_live_and_through_outages(pebble, redis, apa
     redis.start()
     wait_until(lambda: redis_gen(redis, name) > 0, timeout=30,
                what="the mirror's certificate pushed back into Redis")
-    apache.wait_log(r"synced its mirror .*\(0 certificate\(s\) pulled, 1 pushed\)")
+    apache.wait_log(r"synced its mirror .*\(0 certificate\(s\) pulled, 2 pushed\)")
     assert redis.clear_text_keys() == []
     # nothing ordered anew from the empty Redis (checks run every second)
     stays(lambda: served(apache, name)[1]["serial"] == second["serial"], 3,
           interval=0.5, what="the certificate the mirror pushed back")
-    assert apache.log_count(r"ordering certificate") == 1
+    assert apache.log_count(r"ordering certificate") == 2
     assert PASSWORD not in apache.log_text()
     assert_no_restart(apache, parent)
 
