@@ -177,11 +177,15 @@ fuzz: fuzz-build
 fuzz-campaign: fuzz-build
 	@FUZZ_RUNS=$(FUZZ_RUNS) scripts/fuzz.sh campaign $(FUZZ_BIN)
 
+# The builds inside `make test` use every core unless make was given -j
+# itself (then its jobserver decides, -j1 included).
+TEST_BUILD_JOBS = $(if $(findstring -j,$(MAKEFLAGS)),,-j$(shell nproc))
+
 test: deps
-	$(MAKE) all
-	$(MAKE) unit
+	$(MAKE) $(TEST_BUILD_JOBS) all
+	$(MAKE) $(TEST_BUILD_JOBS) unit
 	$(MAKE) integration
-	$(MAKE) fuzz-replay
+	$(MAKE) $(TEST_BUILD_JOBS) fuzz-replay
 	@echo "autotls: make test passed"
 
 asan:

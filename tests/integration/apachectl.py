@@ -164,7 +164,8 @@ class Apache:
                 raise RuntimeError(f"apache2 exited with {self.proc.returncode}:\n"
                                    + self.log_text()[-3000:] + self.stdout_text()[-2000:])
             return port_open(self.http_port) and (not wait_tls or port_open(self.tls_port))
-        wait_until(up, timeout=60, what="Apache to listen")
+        # it listens within tens of ms: poll from 20 ms up to the usual 0.2 s
+        wait_until(up, timeout=60, what="Apache to listen", first_interval=0.02)
         return self
 
     @property

@@ -14,6 +14,8 @@ import procs
 from util import build_dir, wait_until
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+# first poll of a start, reload or stop: they are over in tens of ms
+FAST = 0.02
 
 TEMPLATE = """\
 load_module {module};
@@ -117,11 +119,12 @@ class Nginx:
         proc = self._run()
         if proc.returncode != 0:
             raise AssertionError(f"nginx failed to start: {proc.stderr}\n{self.log()[-3000:]}")
-        self.master = wait_until(self._read_pid, timeout=60, what="nginx pid file")
+        self.master = wait_until(self._read_pid, timeout=60, what="nginx pid file",
+                                 first_interval=FAST)
         procs.track_pid(self.master)
         try:
             wait_until(lambda: len(self.worker_pids()) == self.workers, timeout=60,
-                       what="nginx workers")
+                       what="nginx workers", first_interval=FAST)
         except AssertionError as e:
             self.stop()     # never leave it holding the test's ports
             raise AssertionError(f"{e}\n{self.log()[-3000:]}")
@@ -149,7 +152,8 @@ class Nginx:
             pids = set(pid for pid, _ in children)
             new = set(self.worker_pids()) - old
             return len(new) == self.workers and not (old & pids)
-        wait_until(done, timeout=30, what="new nginx workers and the old ones gone after reload")
+        wait_until(done, timeout=30, what="new nginx workers and the old ones gone after reload",
+                   first_interval=FAST)
 
     def stop(self):
         if self.master is None:
@@ -166,7 +170,7 @@ class Nginx:
             except ProcessLookupError:
                 return True
         try:
-            wait_until(gone, timeout=20, what="nginx to stop")
+            wait_until(gone, timeout=20, what="nginx to stop", first_interval=FAST)
         except AssertionError:
             os.kill(self.master, signal.SIGKILL)
         procs.untrack_pid(self.master)

@@ -142,7 +142,8 @@ class Pebble:
                 [PEBBLE, "-config", self.config_path,
                  "-dnsserver", f"127.0.0.1:{self.dns_port}"],
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
-        wait_until(self._ready, timeout=30, what="Pebble to answer its directory")
+        wait_until(self._ready, timeout=30, what="Pebble to answer its directory",
+                   first_interval=0.05)
         return self
 
     def _ready(self):

@@ -4,6 +4,7 @@ import atexit
 import os
 import signal
 import subprocess
+import threading
 
 _started = []
 
@@ -60,4 +61,9 @@ def _on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
-signal.signal(signal.SIGTERM, _on_sigterm)
+# Only the main thread may install a handler: execnet 1.9 sometimes runs an
+# xdist worker's start-up in another thread, where signal.signal() raises
+# and the worker crashes before its first test (atexit and the session's
+# end still stop everything there).
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _on_sigterm)

@@ -38,8 +38,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="installs packages with dpkg: run as root")
 
 
-def run(*argv, check=True):
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+def run(*argv, check=True, timeout=300):
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed ({proc.returncode}):\n"
                              f"{proc.stdout}\n{proc.stderr}")
@@ -71,7 +71,9 @@ def debs():
     fresh = all(os.path.exists(p) for p in paths) and \
         min(os.stat(p).st_mtime for p in paths) > newest_source_mtime()
     if not fresh:
-        run("make", "-C", ROOT, f"BUILD={build_dir()}", "deb")
+        # a whole build of the tree (dpkg-buildpackage): over 300 s on a
+        # 2-core machine shared with other builds and the other test worker
+        run("make", "-C", ROOT, f"BUILD={build_dir()}", "deb", timeout=1200)
     return paths
 
 

@@ -6,13 +6,14 @@ discovered at start, each finding is logged once, shown on the status page
 import json
 import os
 import re
+import shutil
 import urllib.request
 
 import pytest
 
 from certmaker import SECLEVEL0, CertMaker
 from nginxctl import Nginx, issuer_block, server_block, status_server, until_issued
-from util import free_port, run_cli, wait_until
+from util import free_port, make_test_root, run_cli, wait_until
 
 # served name -> (how the certificate is made, the finding it must carry)
 STATIC = {
@@ -36,24 +37,42 @@ def static_server(name, leaf, port):
 """
 
 
-@pytest.fixture
-def monitored(pebble, test_root):
+def _monitored(pebble, root):
     """nginx with one managed certificate (so that the driver runs) and the
     four static ones on another ssl port; yields (ngx, leaves, ports)."""
-    cm = CertMaker(os.path.join(test_root, "static"))
+    cm = CertMaker(os.path.join(root, "static"))
     leaves = {name: getattr(cm, how)(name) for name, (how, _) in STATIC.items()}
     static_port, status_port = free_port(), free_port()
-    store = os.path.join(test_root, "store")
-    body = issuer_block(pebble, test_root)
+    store = os.path.join(root, "store")
+    body = issuer_block(pebble, root)
     body += f"    autotls_store {store};\n    autotls_check_interval 1s;\n"
     body += server_block(["managed.mon.test"], pebble.http_port, pebble.tls_port)
     for name, leaf in leaves.items():
         body += static_server(name, leaf, static_port)
     body += status_server(status_port)
-    ngx = Nginx(test_root, body)
+    ngx = Nginx(root, body)
     with ngx.start():
         until_issued(ngx, pebble, pebble.tls_port, "managed.mon.test")
         yield ngx, leaves, {"static": static_port, "status": status_port}
+
+
+@pytest.fixture(scope="module")
+def monitored(pebble):
+    """One such nginx for the tests that only look at it (its log, status
+    page, metrics, store and endpoints): none of them reloads or changes it."""
+    root = make_test_root()
+    try:
+        yield from _monitored(pebble, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def monitored_own(pebble_factory, test_root):
+    """A nginx of the test's own, for a test that reloads it; with a Pebble
+    of its own too, since the shared nginx above holds the session Pebble's
+    challenge ports until the module ends."""
+    yield from _monitored(pebble_factory(), test_root)
 
 
 def fetch(port, query=""):
@@ -169,8 +188,8 @@ def test_list_all_shows_static_certificates(monitored):
     assert leaves["expired.mon.test"].cert not in plain
 
 
-def test_reload_does_not_log_findings_twice_per_start(monitored):
-    ngx, leaves, _ = monitored
+def test_reload_does_not_log_findings_twice_per_start(monitored_own):
+    ngx, leaves, _ = monitored_own
     path = leaves["expired.mon.test"].cert
 
     def count():

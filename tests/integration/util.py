@@ -54,10 +54,15 @@ def free_port(udp=False):
     raise RuntimeError("no free port")
 
 
-def wait_until(fn, timeout=60, interval=0.2, what="condition"):
-    """Polls fn until it returns something truthy, which is returned."""
+def wait_until(fn, timeout=60, interval=0.2, what="condition", first_interval=None):
+    """Polls fn until it returns something truthy, which is returned.
+    first_interval: start polling that often and double up to interval, for
+    waits that are usually over within a few tens of milliseconds (a server
+    starting or stopping) and run in every test; only for fn that can be
+    called often (no side effects a test counts)."""
     deadline = time.monotonic() + timeout
     last_exc = None
+    pause = min(first_interval or interval, interval)
     while time.monotonic() < deadline:
         try:
             value = fn()
@@ -67,7 +72,8 @@ def wait_until(fn, timeout=60, interval=0.2, what="condition"):
             raise
         except Exception as e:   # noqa: BLE001 - keep polling, report the last one
             last_exc = e
-        time.sleep(interval)
+        time.sleep(pause)
+        pause = min(pause * 2, interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}"
                          + (f" (last error: {last_exc!r})" if last_exc else ""))
 
