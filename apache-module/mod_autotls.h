@@ -35,6 +35,7 @@
 #include "atls_inventory.h"
 #include "atls_ondemand.h"
 #include "atls_policy.h"
+#include "atls_redis.h"
 #include "atls_schedule.h"
 #include "atls_store.h"
 
@@ -48,6 +49,8 @@
 #define AUTOTLS_ACME_TLS_1     "acme-tls/1"
 #define AUTOTLS_CHALLENGE_PATH "/.well-known/acme-challenge/"
 #define AUTOTLS_API_HANDLER    "autotls-api"
+/* the mod_watchdog instance of the renewal driver (one thread) */
+#define AUTOTLS_WATCHDOG_NAME  "_autotls_"
 
 /* AutoTLS On | Dynamic | OnDemand: what a host is the home of */
 #define AUTOTLS_STATIC         0     /* its ServerName and ServerAliases */
@@ -123,6 +126,8 @@ struct autotls_srv_conf_s {
     int                 stapling;         /* AutoTLSStapling (default On) */
     int                 must_staple;      /* AutoTLSMustStaple (default Off) */
     const char         *store_dir;        /* AutoTLSStoreDir (global) */
+    atls_redis_conf_t  *redis;            /* AutoTLSStore redis://... (global),
+                                             NULL: the filesystem store */
     apr_interval_time_t check_interval;   /* AutoTLSCheckInterval (global) */
 
     /* where "AutoTLS On" was written, and whether mod_ssl is on there */
@@ -157,7 +162,8 @@ struct autotls_srv_conf_s {
 /* Process-wide state, rebuilt on every (re)start in post_config. */
 typedef struct {
     server_rec         *main_server;
-    const char         *store_dir;
+    const char         *store_dir;        /* with Redis: the node's mirror */
+    const atls_redis_conf_t *redis;       /* AutoTLSStore redis://..., or NULL */
     apr_interval_time_t check_interval;
     apr_array_header_t *hosts;            /* autotls_srv_conf_t * (owners only) */
     volatile uint64_t  *generation;       /* in apr_shm, shared by all children */
@@ -239,6 +245,51 @@ apr_status_t autotls_drive_start(apr_pool_t *p, server_rec *s);
 /* child_init: a stopping child waits for a check in progress to end */
 void autotls_drive_child_init(apr_pool_t *pchild);
 uint64_t autotls_generation_get(void);
+/* Publishes the store generation of the driver's store st (its mirror's
+ * with Redis) to the children; the watchdog thread only. */
+void autotls_generation_publish(atls_store_t *st);
+
+/* mod_autotls_config.c: AutoTLSStoreDir (and AutoTLSStore DIR) */
+const char *autotls_set_store_dir(cmd_parms *cmd, void *dc, const char *v);
+
+/* mod_autotls_cluster.c: AutoTLSStore redis://... (issue 12) */
+const char *autotls_set_store(cmd_parms *cmd, void *dc, int argc, char *const argv[]);
+/* check_config: combinations Redis does not support, refused by name */
+int autotls_cluster_check(apr_pool_t *p, server_rec *base);
+/* post_config (as root): the key file, readable by the children's user */
+int autotls_cluster_post_config(apr_pool_t *p, server_rec *s);
+/* The driver's watchdog, every AUTOTLS_CLUSTER_TICK: the subscriber and
+ * the heartbeat between checks (a mod_watchdog callback). */
+#define AUTOTLS_CLUSTER_TICK   apr_time_from_msec(100)
+apr_status_t autotls_cluster_watch_cb(int state, void *data, apr_pool_t *ptemp);
+/* The driver (watchdog thread): the mirror's store, synced with Redis
+ * when it answers; NULL when the mirror cannot be opened (logged). */
+atls_store_t *autotls_cluster_open(server_rec *s);
+/* Leaves the member registry and frees the mirror. */
+void autotls_cluster_close(void);
+/* The local store behind st: the mirror directory of the driver's store,
+ * else st itself (what the children's generation is read from). */
+atls_store_t *autotls_cluster_local(atls_store_t *st);
+/* 1 while Redis cannot be reached: no check starts orders. */
+int autotls_cluster_paused(void);
+/* 1 once after Redis came (back): the driver runs a check now. */
+int autotls_cluster_resumed(void);
+/* The subscriber, the heartbeat and the challenge acks: each loop round. */
+void autotls_cluster_tick(void);
+/* Challenge answers: in Redis and every node's mirror when st is the
+ * mirror's store, else atls_store_put/del_challenge on st. */
+int autotls_cluster_put_challenge(atls_store_t *st, atls_challenge_type_t t, const char *key,
+                                  const char *data, size_t len, char *why, size_t whylen);
+int autotls_cluster_del_challenge(atls_store_t *st, atls_challenge_type_t t, const char *key,
+                                  char *why, size_t whylen);
+/* For a scheduler host with publish_wait/publish_cancel (atls_sched.h):
+ * on 1, acks are awaited through them instead of inside the publish. */
+struct atls_sched_s;
+struct atls_sched_op_s;
+void autotls_cluster_async_acks(int on);
+int autotls_cluster_publish_wait(struct atls_sched_s *sched, struct atls_sched_op_s *op,
+                                 const atls_challenge_t *c, char *why, size_t whylen);
+void autotls_cluster_publish_cancel(struct atls_sched_op_s *op);
 
 /* mod_autotls_ssl.c */
 void autotls_ssl_register_hooks(void);

@@ -43,8 +43,6 @@
 
 APLOG_USE_MODULE(autotls);
 
-#define AUTOTLS_WATCHDOG_NAME "_autotls_"
-
 /* what the audit trail and the events say emitted them */
 #define AUTOTLS_SOFTWARE "Apache/" AP_SERVER_BASEREVISION
 
@@ -63,7 +61,7 @@ autotls_generation_get(void)
     return __atomic_load_n(autotls_global.generation, __ATOMIC_ACQUIRE);
 }
 
-static void
+void
 autotls_generation_publish(atls_store_t *st)
 {
     static int failing;   /* the watchdog thread only */
@@ -74,7 +72,8 @@ autotls_generation_publish(atls_store_t *st)
         return;
     }
     /* read every 500 ms (autotls_watch_cb): a broken file is said once */
-    if (atls_store_read_generation(st, &g, err, sizeof(err)) != ATLS_STORE_OK) {
+    if (atls_store_read_generation(autotls_cluster_local(st), &g, err, sizeof(err))
+        != ATLS_STORE_OK) {
         if (!failing) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, autotls_global.main_server,
                          "autotls: %s; certificates deployed by others are not "
@@ -149,8 +148,8 @@ autotls_chal_setup(void *ctx, const atls_challenge_t *c, char *why, size_t whyle
             snprintf(why, whylen, "incomplete http-01 challenge");
             return -1;
         }
-        return atls_store_put_challenge(st, c->type, c->token, c->key_authz,
-                                        strlen(c->key_authz), why, whylen)
+        return autotls_cluster_put_challenge(st, c->type, c->token, c->key_authz,
+                                             strlen(c->key_authz), why, whylen)
                == ATLS_STORE_OK ? 0 : -1;
     case ATLS_CHAL_TLSALPN01:
         if (c->identifier == NULL) {
@@ -161,8 +160,8 @@ autotls_chal_setup(void *ctx, const atls_challenge_t *c, char *why, size_t whyle
         if (pem == NULL) {
             return -1;
         }
-        rc = atls_store_put_challenge(st, c->type, c->identifier, pem, strlen(pem),
-                                      why, whylen);
+        rc = autotls_cluster_put_challenge(st, c->type, c->identifier, pem, strlen(pem),
+                                           why, whylen);
         OPENSSL_cleanse(pem, strlen(pem));
         free(pem);
         return rc == ATLS_STORE_OK ? 0 : -1;
@@ -181,7 +180,8 @@ autotls_chal_teardown(void *ctx, const atls_challenge_t *c)
     char why[256];
 
     if ((c->type == ATLS_CHAL_HTTP01 || c->type == ATLS_CHAL_TLSALPN01) && key != NULL
-        && atls_store_del_challenge(st, c->type, key, why, sizeof(why)) != ATLS_STORE_OK) {
+        && autotls_cluster_del_challenge(st, c->type, key, why, sizeof(why))
+           != ATLS_STORE_OK) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, autotls_global.main_server,
                      "autotls: cannot withdraw the %s answer for %s: %s",
                      atls_challenge_type_name(c->type), c->identifier, why);
@@ -357,6 +357,8 @@ autotls_drive_poll(void *ctx)
         last = now;
         autotls_generation_publish(drive_store);
     }
+    /* cluster (AutoTLSStore redis://): other nodes' deploys and challenges */
+    autotls_cluster_tick();
     return autotls_drive_stopping(ctx);
 }
 
@@ -382,6 +384,10 @@ autotls_drive_check(apr_pool_t *ptemp)
     atls_job_many_opts_t mo;
     char err[1024];
 
+    /* cluster: while Redis cannot be reached, orders wait (the mirror serves) */
+    if (autotls_cluster_paused()) {
+        return;
+    }
     /* with no managed host the pass still sends the expiry alerts of the
      * certificates discovered and delivers queued notifications */
     confs = apr_pcalloc(ptemp, sizeof(*confs) * (size_t) (n + 1));
@@ -466,7 +472,12 @@ autotls_drive_open(server_rec *s)
     if (drive_store != NULL) {
         return 0;
     }
-    drive_store = atls_store_fs_open(autotls_global.store_dir, err, sizeof(err));
+    drive_store = autotls_global.redis != NULL
+                  ? autotls_cluster_open(s)          /* logs its errors */
+                  : atls_store_fs_open(autotls_global.store_dir, err, sizeof(err));
+    if (drive_store == NULL && autotls_global.redis != NULL) {
+        return -1;
+    }
     if (drive_store == NULL) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "autotls: cannot open store %s: %s",
                      autotls_global.store_dir, err);
@@ -526,6 +537,7 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
             atls_store_close(drive_store);
             drive_store = NULL;
         }
+        autotls_cluster_close();
         if (drive_last_error != NULL) {
             for (i = 0; i < n; i++) {
                 free(drive_last_error[i]);
@@ -551,7 +563,7 @@ autotls_watch_cb(int state, void *data, apr_pool_t *ptemp)
         /* a child wrote an on-demand request and holds a handshake for
          * it: a check now, whose pass takes the requests, not at the next
          * AutoTLSCheckInterval */
-        if (autotls_odwait_requested() || drive_woken) {
+        if (autotls_odwait_requested() || drive_woken || autotls_cluster_resumed()) {
             drive_woken = 0;
             autotls_drive_check(ptemp);
         }
@@ -591,6 +603,11 @@ autotls_drive_start(apr_pool_t *p, server_rec *s)
     if (rv == APR_SUCCESS) {
         rv = register_cb(wd, AUTOTLS_WATCH_INTERVAL, &autotls_global,
                          autotls_watch_cb);
+    }
+    if (rv == APR_SUCCESS && autotls_global.redis != NULL) {
+        /* cluster: other nodes' deploys and challenges, the heartbeat */
+        rv = register_cb(wd, AUTOTLS_CLUSTER_TICK, &autotls_global,
+                         autotls_cluster_watch_cb);
     }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "autotls: watchdog callback");
