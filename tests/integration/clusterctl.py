@@ -24,6 +24,7 @@ whatever ports they were given.
 """
 import contextlib
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -93,18 +94,40 @@ def add_a(pebble, name, addr):
 def seed_account(cluster, name="seed.cluster.test"):
     """Puts the nodes' ACME account into Redis before any node starts: the
     CLI obtains one certificate into a directory store (the account with
-    it), the certificate is dropped and the rest migrated into Redis.
-    Without it the first order of each node creates the account and holds
-    every other order of that node back until it exists, so the orders a
-    test wants to see started (and their leases taken) would not be.  One
-    order at Pebble: count orders from after this."""
+    it), everything but accounts/ is dropped and the rest migrated into
+    Redis.  Without it the first order of each node creates the account and
+    holds every other order of that node back until it exists, so the
+    orders a test wants to see started (and their leases taken) would not
+    be.  One order at Pebble: count orders from after this."""
     pebble = cluster.pebble
     store = os.path.join(cluster.root, "seed-store")
     run_cli("issue", "--directory", pebble.directory, "--ca-file", pebble.ca_file,
             "--store", store, "--contact", NODE_CONTACT, "--agree-tos",
             "--listen-address", "127.0.0.1", "--http-port", pebble.http_port, name)
-    shutil.rmtree(os.path.join(store, "certs"))
+    for entry in os.listdir(store):
+        if entry != "accounts":
+            path = os.path.join(store, entry)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
     run_cli("migrate", "--from", store, "--to", cluster.spec)
+
+
+def start_holding(cluster):
+    """Inside `with paused(pebble)`: starts every node, waits until each is
+    in the member registry and every name's order was started; returns
+    {name: node holding its order}.  No validation can happen before every
+    node answers challenges (a node that joins after an order published
+    its challenge is not waited for, and Pebble would ask it in vain)."""
+    cluster.start()
+    want = sorted(n.node_id for n in cluster.nodes)
+    try:
+        wait_until(lambda: cluster.members() == want, timeout=60,
+                   what="every node in the member registry")
+    except AssertionError as e:
+        raise AssertionError(f"{e}: {cluster.members()}\n{cluster.logs()}") from None
+    return cluster.wait_holders(cluster.names)
 
 
 # ---- nodes ------------------------------------------------------------------------
@@ -112,6 +135,7 @@ def seed_account(cluster, name="seed.cluster.test"):
 class Node:
     """What the tests ask of any node, nginx or Apache."""
     kind = None
+    key_user = None     # who must own the node's key file (None: as made)
 
     def __init__(self, cluster, index, addr, names):
         self.cluster, self.index, self.addr, self.names = cluster, index, addr, names
@@ -121,9 +145,23 @@ class Node:
         os.chmod(self.root, 0o755)
         self.mirror = os.path.join(self.root, "mirror")
         self.killed = False
+        self.key = self._own_key(cluster.key)
+
+    def _own_key(self, key):
+        """The node's copy of the cluster's key file (every node of a real
+        cluster has its own copy of the same key), 0600, owned by the user
+        the node's driver runs as when the server runs as root."""
+        path = os.path.join(self.root, "redis.key")
+        shutil.copyfile(key, path)
+        os.chmod(path, 0o600)
+        if self.key_user and os.geteuid() == 0:
+            pw = pwd.getpwnam(self.key_user)
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        return path
 
     def store_words(self):
-        return f"{self.cluster.spec} mirror={self.mirror} node={self.node_id}"
+        spec = self.cluster.spec.replace(f"key_file={self.cluster.key}", f"key_file={self.key}")
+        return f"{spec} mirror={self.mirror} node={self.node_id}"
 
     def serve(self, name):
         return served(self.addr, self.cluster.tls_port, name)
@@ -172,6 +210,7 @@ class Node:
 
 class NginxNode(Node):
     kind = "nginx"
+    key_user = "nobody"     # nginxctl's `user nobody nogroup;`: the driving worker reads it
 
     def __init__(self, cluster, index, addr, names, workers=2, extra=""):
         super().__init__(cluster, index, addr, names)
@@ -264,6 +303,7 @@ class _ClusterApache(Apache):
 
 class ApacheNode(Node):
     kind = "apache"
+    key_user = "www-data"   # Apache's watchdog runs the driver as User
 
     def __init__(self, cluster, index, addr, names, extra=""):
         super().__init__(cluster, index, addr, names)
@@ -372,8 +412,24 @@ class Cluster:
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self):
-        for node in self.nodes:
-            node.start()
+        """Starts every node at once (one thread each): under a paused Pebble
+        the first order's TLS handshake with Pebble gives up after 10 s
+        (the ACME client's connect timeout), and every node must have
+        joined by then."""
+        errors = []
+
+        def start(node):
+            try:
+                node.start()
+            except BaseException as e:     # noqa: BLE001 - re-raised below
+                errors.append(e)
+        threads = [threading.Thread(target=start, args=(n,)) for n in self.nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
         return self
 
     def stop(self):
