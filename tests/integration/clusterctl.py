@@ -450,8 +450,16 @@ class Cluster:
     def live(self):
         return [n for n in self.nodes if n.running()]
 
-    def logs(self):
-        return "".join(f"==== {n.node_id} ({n.addr})\n{n.log()[-3000:]}\n" for n in self.nodes)
+    NOISE = re.compile(r"client closed connection|\[ssl:info\]|AH01964|drives issuance")
+
+    def logs(self, chars=4000):
+        """The end of every node's log without the lines every handshake
+        or election writes, for failure messages."""
+        out = []
+        for n in self.nodes:
+            text = "\n".join(l for l in n.log().splitlines() if not self.NOISE.search(l))
+            out.append(f"==== {n.node_id} ({n.addr})\n{text[-chars:]}\n")
+        return "".join(out)
 
     # -- Redis ------------------------------------------------------------------------
 
