@@ -283,9 +283,6 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                      autotls_global.store_dir, err);
         return !OK;
     }
-    if (autotls_cluster_post_config(ptemp, s) != OK) {
-        return !OK;
-    }
     if (autotls_collect_hosts(pconf, s) != OK) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "autotls: bad host names");
         return !OK;
@@ -333,6 +330,7 @@ autotls_child_init(apr_pool_t *p, server_rec *s)
     if (autotls_global.hosts != NULL) {
         autotls_drive_child_init(p);
         autotls_dyn_child_init(p);
+        autotls_changes_child_init(p);
         autotls_preload_start(p, s);
         autotls_odwait_child_init(p, s);
     }

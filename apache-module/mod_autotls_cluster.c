@@ -12,7 +12,9 @@
  * watchdog slice, 100 ms), the heartbeat in the member registry, and the
  * challenges other nodes publish (written into the mirror's challenges/).
  * After a pull the store generation is published at once, so children
- * load the new certificate well within a second.
+ * load the new certificate well within a second.  Challenges this node
+ * publishes wait (the scheduler's publish_wait) until every live node
+ * acked them, polled each round of the driver's loop.
  *
  * While Redis cannot be reached, the node serves what its mirror holds and
  * starts no order; it tries again with a backoff (1 s doubling to 60 s)
@@ -92,19 +94,51 @@ autotls_set_store(cmd_parms *cmd, void *dc, int argc, char *const argv[])
     return NULL;
 }
 
-/* check_config: what does not work with Redis yet is refused by name.
- * Names registered at runtime live in the store's registry, which children
- * read from their local store: with Redis it is in Redis only. */
+/* The key file must be good now (a typo is the operator's to fix before
+ * a start, not a Redis outage), and readable by the children's user, who
+ * runs the driver (the file admits no group or other permission, so that
+ * user must own it when Apache starts as root). */
+static int
+cluster_check_key(server_rec *s, const atls_redis_conf_t *c)
+{
+    atls_redis_key_t key;
+    struct stat sb;
+    char err[512];
+
+    if (atls_redis_key_load(c->key_file, &key, err, sizeof(err)) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "AutoTLSStore key_file: %s", err);
+        return 1;
+    }
+    atls_redis_key_wipe(&key);
+    if (geteuid() == 0 && stat(c->key_file, &sb) == 0
+        && sb.st_uid != ap_unixd_config.user_id) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
+                     "AutoTLSStore key_file %s: owned by uid %ld, but the renewal "
+                     "driver runs as User %s (uid %ld) and must read it: chown it "
+                     "to that user (mode 0600 or 0400)", c->key_file,
+                     (long) sb.st_uid, ap_unixd_config.user_name,
+                     (long) ap_unixd_config.user_id);
+        return 1;
+    }
+    return 0;
+}
+
+/* check_config (also `apache2 -t`): the key file, and what does not work
+ * with Redis yet, refused by name.  Names registered at runtime live in
+ * the store's registry, which children read from their local store: with
+ * Redis it is in Redis only. */
 int
 autotls_cluster_check(apr_pool_t *p, server_rec *base)
 {
     static const char *const mode[] = { "On", "Dynamic", "OnDemand" };
+    const atls_redis_conf_t *c = autotls_config_get(base)->redis;
     server_rec *s;
-    int bad = 0;
+    int bad;
 
-    if (autotls_config_get(base)->redis == NULL) {
+    if (c == NULL) {
         return OK;
     }
+    bad = cluster_check_key(base, c);
     for (s = base; s != NULL; s = s->next) {
         autotls_srv_conf_t *sc = autotls_config_get(s);
 
@@ -122,45 +156,14 @@ autotls_cluster_check(apr_pool_t *p, server_rec *base)
     return bad ? !OK : OK;
 }
 
-/* post_config, as root: the key file must be good now (a typo is the
- * operator's to fix before a start, not a Redis outage), and readable by
- * the children's user, who runs the driver (the file admits no group or
- * other permission, so that user must own it). */
-int
-autotls_cluster_post_config(apr_pool_t *p, server_rec *s)
-{
-    const atls_redis_conf_t *c = autotls_global.redis;
-    atls_redis_key_t key;
-    struct stat sb;
-    char err[512];
-
-    if (c == NULL) {
-        return OK;
-    }
-    if (atls_redis_key_load(c->key_file, &key, err, sizeof(err)) != 0) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "AutoTLSStore key_file: %s", err);
-        return !OK;
-    }
-    atls_redis_key_wipe(&key);
-    if (geteuid() == 0 && stat(c->key_file, &sb) == 0
-        && sb.st_uid != ap_unixd_config.user_id) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
-                     "AutoTLSStore key_file %s: owned by uid %ld, but the renewal "
-                     "driver runs as User %s (uid %ld) and must read it: chown it "
-                     "to that user (mode 0600 or 0400)", c->key_file,
-                     (long) sb.st_uid, ap_unixd_config.user_name,
-                     (long) ap_unixd_config.user_id);
-        return !OK;
-    }
-    return OK;
-}
-
 /* ---- the node: mirror, subscriber, heartbeat (watchdog thread) ---------- */
 
 /* Child-local.  Only the watchdog thread runs the node; cl_lock keeps
- * autotls_cluster_close (mod_watchdog may call it from the exiting
- * thread) from freeing the mirror under a tick. */
-static pthread_mutex_t cl_lock = PTHREAD_MUTEX_INITIALIZER;
+ * autotls_cluster_close and the scheduler's stop (mod_watchdog may call
+ * them from the exiting thread) from freeing the mirror or a wait under a
+ * tick.  Recursive: a tick reports acks to the scheduler, which may
+ * publish and wait again from there. */
+static pthread_mutex_t cl_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 static atls_mirror_t  *cl_mirror;
 static char           *cl_where;          /* redis://host:port/db, no password */
 static int             cl_up;             /* synced and joined; orders may run */
@@ -172,13 +175,20 @@ static apr_time_t      cl_join_at;
 static char           *cl_last_error;     /* to say a repeated failure once */
 static apr_time_t      cl_tick_at;        /* ticks come from two callers */
 static apr_time_t      cl_renew_at;
-static int             cl_async_acks;     /* the host waits through publish_wait */
 
 static void
 cluster_down(const char *what, const char *err)
 {
     server_rec *s = autotls_global.main_server;
-    char *msg = apr_psprintf(s->process->pool, "%s: %s", what, err);
+    size_t n = strlen(cl_where);
+    char msg[600];
+
+    /* the client's errors start with "redis <where>: ", said once here */
+    if (strncmp(err, "redis ", 6) == 0 && strncmp(err + 6, cl_where, n) == 0
+        && strncmp(err + 6 + n, ": ", 2) == 0) {
+        err += 6 + n + 2;
+    }
+    snprintf(msg, sizeof(msg), "%s: %s", what, err);
 
     cl_up = 0;
     cl_backoff = cl_backoff == 0 ? CLUSTER_BACKOFF_MIN
@@ -306,10 +316,27 @@ autotls_cluster_local(atls_store_t *st)
            ? atls_mirror_fs(cl_mirror) : st;
 }
 
+static void cluster_listen_tick(void);
+
+/* Asked before each run of the scheduler: the subscriber is looked at
+ * first, so that a Redis that restarted (empty, perhaps) since the last
+ * tick is noticed before the scheduler reads from it, and the run waits
+ * for the sync that refills Redis from the mirror. */
 int
 autotls_cluster_paused(void)
 {
-    return autotls_global.redis != NULL && !cl_up;
+    int paused;
+
+    if (autotls_global.redis == NULL) {
+        return 0;
+    }
+    pthread_mutex_lock(&cl_lock);
+    if (cl_mirror != NULL && cl_up) {
+        cluster_listen_tick();
+    }
+    paused = !cl_up;
+    pthread_mutex_unlock(&cl_lock);
+    return paused;
 }
 
 int
@@ -330,6 +357,11 @@ cluster_listen_tick(void)
 
     if (atls_mirror_subscriber(cl_mirror) == NULL) {
         cluster_down("subscriber", "not connected");
+        return;
+    }
+    if (atls_redis_state(atls_mirror_subscriber(cl_mirror)) == ATLS_REDIS_FAILED) {
+        /* a failed connection has no fd left to poll */
+        cluster_down("subscriber", atls_redis_error(atls_mirror_subscriber(cl_mirror)));
         return;
     }
     pulled = atls_mirror_poll(cl_mirror, 0, err, sizeof(err));
@@ -409,42 +441,9 @@ autotls_cluster_watch_cb(int state, void *data, apr_pool_t *ptemp)
 
 /* ---- challenges: any node answers any validation ------------------------ */
 
-/* A blocking host (no publish_wait): the validation is asked for only
- * once every live node has loaded the answer, or ATLS_MIRROR_ACK_WAIT_MS
- * passed.  The subscriber is served meanwhile (polls of 100 ms: the
- * thread sleeps, it does not spin). */
-static void
-cluster_wait_acks(atls_challenge_type_t t, const char *key)
-{
-    apr_time_t until = apr_time_now() + apr_time_from_msec(ATLS_MIRROR_ACK_WAIT_MS);
-    char err[512], *missing = NULL;
-    int r;
-
-    for (;;) {
-        free(missing);
-        missing = NULL;
-        r = atls_mirror_challenge_ready(cl_mirror, t, key, &missing, err, sizeof(err));
-        if (r != 0 || apr_time_now() >= until) {
-            break;
-        }
-        if (atls_mirror_poll(cl_mirror, CLUSTER_ACK_POLL_MS, err, sizeof(err)) < 0) {
-            apr_sleep(apr_time_from_msec(CLUSTER_ACK_POLL_MS));
-        }
-    }
-    if (r < 0) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, autotls_global.main_server,
-                     "AutoTLSStore %s: %s %s: acks unknown (%s); validating now",
-                     cl_where, atls_challenge_type_name(t), key, err);
-    } else if (r == 0) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, autotls_global.main_server,
-                     "AutoTLSStore %s: %s %s: not loaded by %s after %d ms; "
-                     "validating with the nodes that did", cl_where,
-                     atls_challenge_type_name(t), key, missing ? missing : "?",
-                     ATLS_MIRROR_ACK_WAIT_MS);
-    }
-    free(missing);
-}
-
+/* The answer goes to Redis and to every node's mirror (this one's through
+ * cluster_respond); the scheduler then waits for the acks through
+ * publish_wait before it asks the CA to validate. */
 int
 autotls_cluster_put_challenge(atls_store_t *st, atls_challenge_type_t t, const char *key,
                               const char *data, size_t len, char *why, size_t whylen)
@@ -452,13 +451,8 @@ autotls_cluster_put_challenge(atls_store_t *st, atls_challenge_type_t t, const c
     if (cl_mirror == NULL || st != atls_mirror_store(cl_mirror)) {
         return atls_store_put_challenge(st, t, key, data, len, why, whylen);
     }
-    if (atls_mirror_challenge_publish(cl_mirror, t, key, data, len, why, whylen) != 0) {
-        return ATLS_STORE_ERROR;
-    }
-    if (!cl_async_acks) {
-        cluster_wait_acks(t, key);
-    }
-    return ATLS_STORE_OK;
+    return atls_mirror_challenge_publish(cl_mirror, t, key, data, len, why, whylen) == 0
+           ? ATLS_STORE_OK : ATLS_STORE_ERROR;
 }
 
 int
@@ -472,7 +466,7 @@ autotls_cluster_del_challenge(atls_store_t *st, atls_challenge_type_t t, const c
     return ATLS_STORE_OK;
 }
 
-/* ---- the scheduler's publish_wait, for a host that offers it ------------ */
+/* ---- the scheduler's publish_wait: acks polled from the driver's loop ----- */
 
 typedef struct cluster_wait_s {
     atls_sched_t          *sched;
@@ -485,12 +479,6 @@ typedef struct cluster_wait_s {
 } cluster_wait_t;
 
 static cluster_wait_t *cl_waits;
-
-void
-autotls_cluster_async_acks(int on)
-{
-    cl_async_acks = on;
-}
 
 int
 autotls_cluster_publish_wait(atls_sched_t *sched, atls_sched_op_t *op,
@@ -512,8 +500,10 @@ autotls_cluster_publish_wait(atls_sched_t *sched, atls_sched_op_t *op,
     w->t = c->type;
     w->key = atls_strdup(key);
     w->until = apr_time_now() + apr_time_from_msec(ATLS_MIRROR_ACK_WAIT_MS);
+    pthread_mutex_lock(&cl_lock);
     w->next_wait = cl_waits;
     cl_waits = w;
+    pthread_mutex_unlock(&cl_lock);
     return 1;
 }
 
@@ -528,16 +518,18 @@ cluster_wait_free(cluster_wait_t **pw)
 }
 
 void
-autotls_cluster_publish_cancel(atls_sched_op_t *op)
+autotls_cluster_publish_cancel(void *ctx, atls_sched_op_t *op)
 {
     cluster_wait_t **pw;
 
+    pthread_mutex_lock(&cl_lock);
     for (pw = &cl_waits; *pw != NULL; pw = &(*pw)->next_wait) {
         if ((*pw)->op == op) {
             cluster_wait_free(pw);
-            return;
+            break;
         }
     }
+    pthread_mutex_unlock(&cl_lock);
 }
 
 /* Every ~100 ms: waits whose members all acked, or whose time is up, are

@@ -11,24 +11,20 @@
  *                                node loads (never KEYS or SCAN)
  *
  * Everything read from Redis is untrusted (another node, or anyone with
- * access to Redis): types, keys and sizes are checked before the
- * responder sees them, and a value that does not open is reported with
- * its key name.
+ * access to Redis): types, keys and sizes are checked (mirror_chal.c)
+ * before the responder sees them, and a value that does not open is
+ * reported with its key name.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include "atls.h"
 #include "atls_acme.h"
 #include "mirror_int.h"
 #include "store_redis_int.h"
 
-#define CHAL_KEY_MAX       255                 /* a token, a name */
-#define CHAL_HTTP_MAX      1024                /* a key authorisation */
-#define CHAL_ALPN_MAX      (64 * 1024)         /* certificate and key PEM */
 #define CHAL_LOAD_MAX      4096                /* challenges loaded at a join */
 #define CHAL_PLAIN         'p'
 
@@ -77,77 +73,10 @@ static const char DEL_SCRIPT[] =
 
 typedef struct {
     atls_challenge_type_t t;
-    char                  key[CHAL_KEY_MAX + 1];
-    char                  entry[CHAL_KEY_MAX + 32];   /* "<type> <key>" */
+    char                  key[MIRROR_CHAL_KEY_MAX + 1];
+    char                  entry[MIRROR_CHAL_KEY_MAX + 32];   /* "<type> <key>" */
     char                 *value_key, *ack_key, *index_key;
 } chal_ref_t;
-
-static int
-chal_type_ok(atls_challenge_type_t t)
-{
-    return t == ATLS_CHAL_HTTP01 || t == ATLS_CHAL_TLSALPN01;
-}
-
-static int
-token_char(int ch)
-{
-    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')
-           || ch == '-' || ch == '_';
-}
-
-/* An http-01 token is base64url; a tls-alpn-01 key is the name (or IP)
- * validated.  Both end up in file names and shared-memory keys. */
-static int
-chal_key_ok(atls_challenge_type_t t, const char *key)
-{
-    size_t i, n = strlen(key);
-
-    if (n == 0 || n > CHAL_KEY_MAX) {
-        return 0;
-    }
-    if (t == ATLS_CHAL_TLSALPN01) {
-        return atls_ident_is_dns(key, 0) || atls_ident_is_ip(key);
-    }
-    for (i = 0; i < n; i++) {
-        if (!token_char((unsigned char) key[i])) {
-            return 0;
-        }
-    }
-    return t == ATLS_CHAL_HTTP01;
-}
-
-/* What the responder may be handed: bounded, an http-01 answer is
- * "<token>.<thumbprint>", a tls-alpn-01 one PEM text. */
-static int
-chal_data_ok(atls_challenge_type_t t, const char *data, size_t len, char *why, size_t whylen)
-{
-    size_t i;
-
-    if (len == 0 || memchr(data, '\0', len) != NULL) {
-        snprintf(why, whylen, "empty, or a NUL byte inside");
-        return 0;
-    }
-    if (t == ATLS_CHAL_HTTP01) {
-        if (len > CHAL_HTTP_MAX) {
-            snprintf(why, whylen, "a key authorisation of %zu bytes (at most %d)", len,
-                     CHAL_HTTP_MAX);
-            return 0;
-        }
-        for (i = 0; i < len; i++) {
-            if (!token_char((unsigned char) data[i]) && data[i] != '.') {
-                snprintf(why, whylen, "not a key authorisation");
-                return 0;
-            }
-        }
-        return 1;
-    }
-    if (len > CHAL_ALPN_MAX || memmem(data, len, "-----BEGIN ", 11) == NULL) {
-        snprintf(why, whylen, "not a certificate and key (PEM) of at most %d bytes",
-                 CHAL_ALPN_MAX);
-        return 0;
-    }
-    return 1;
-}
 
 static void
 chal_ref_free(chal_ref_t *ref)
@@ -165,7 +94,7 @@ chal_ref(atls_mirror_t *m, atls_challenge_type_t t, const char *key, chal_ref_t 
     const char *tn;
 
     memset(ref, 0, sizeof(*ref));
-    if (!chal_type_ok(t) || key == NULL || !chal_key_ok(t, key)) {
+    if (key == NULL || !atls_mirror_chal_key_ok(t, key)) {
         return -1;
     }
     tn = atls_challenge_type_name(t);
@@ -185,49 +114,14 @@ chal_ref(atls_mirror_t *m, atls_challenge_type_t t, const char *key, chal_ref_t 
 static int
 chal_ref_parse(atls_mirror_t *m, const char *s, size_t len, chal_ref_t *ref)
 {
-    char                  buf[CHAL_KEY_MAX + 32], *sp;
+    char                  key[MIRROR_CHAL_KEY_MAX + 1];
     atls_challenge_type_t t;
 
-    if (len == 0 || len >= sizeof(buf) || memchr(s, '\0', len) != NULL) {
+    memset(ref, 0, sizeof(*ref));
+    if (atls_mirror_chal_parse(s, len, &t, key, sizeof(key)) != 0) {
         return -1;
     }
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    sp = strchr(buf, ' ');
-    if (sp == NULL) {
-        return -1;
-    }
-    *sp = '\0';
-    if (atls_challenge_type_parse(buf, &t) != 0) {
-        return -1;
-    }
-    return chal_ref(m, t, sp + 1, ref);
-}
-
-char *
-atls_mirror_default_node(const char *dir)
-{
-    char   host[256], *id, *p;
-    size_t n;
-
-    if (gethostname(host, sizeof(host)) != 0) {
-        snprintf(host, sizeof(host), "localhost");
-    }
-    host[sizeof(host) - 1] = '\0';
-    if (asprintf(&id, "%s:%s", host, dir) < 0) {
-        abort();
-    }
-    for (p = id; *p != '\0'; p++) {
-        if ((unsigned char) *p <= ' ' || (unsigned char) *p >= 0x7f) {
-            *p = '_';
-        }
-    }
-    n = strlen(id);
-    if (n > ATLS_REDIS_NODE_MAX) {
-        /* the end of the directory tells two nodes of one machine apart */
-        memmove(id, id + n - ATLS_REDIS_NODE_MAX, ATLS_REDIS_NODE_MAX + 1);
-    }
-    return id;
+    return chal_ref(m, t, key, ref);
 }
 
 /* ---- Redis calls -------------------------------------------------------------- */
@@ -317,7 +211,7 @@ chal_decode(atls_mirror_t *m, const chal_ref_t *ref, const redisReply *v, char *
     char       why[256];
 
     *data = NULL;
-    if (v->len == 0 || v->len > CHAL_ALPN_MAX + ATLS_REDIS_SEAL_OVERHEAD + 1) {
+    if (v->len == 0 || v->len > MIRROR_CHAL_ALPN_MAX + ATLS_REDIS_SEAL_OVERHEAD + 1) {
         snprintf(why, sizeof(why), "corrupt value: %zu bytes", v->len);
     } else if (v->str[0] == CHAL_PLAIN && ref->t == ATLS_CHAL_TLSALPN01) {
         snprintf(why, sizeof(why), "corrupt value: in clear where a sealed (encrypted) "
@@ -339,7 +233,7 @@ chal_decode(atls_mirror_t *m, const chal_ref_t *ref, const redisReply *v, char *
     {
         *data = NULL;
     }
-    if (*data != NULL && !chal_data_ok(ref->t, *data, *len, why, sizeof(why))) {
+    if (*data != NULL && !atls_mirror_chal_data_ok(ref->t, *data, *len, why, sizeof(why))) {
         explicit_bzero(*data, *len);
         free(*data);
         *data = NULL;
@@ -587,10 +481,11 @@ atls_mirror_challenge_publish(atls_mirror_t *m, atls_challenge_type_t t, const c
 
     if (chal_ref(m, t, key, &ref) != 0) {
         snprintf(err, errlen, "challenge %s %s: not a challenge the cluster shares",
-                 chal_type_ok(t) ? atls_challenge_type_name(t) : "?", key ? key : "");
+                 t == ATLS_CHAL_HTTP01 || t == ATLS_CHAL_TLSALPN01
+                 ? atls_challenge_type_name(t) : "?", key ? key : "");
         return -1;
     }
-    if (!chal_data_ok(t, data, len, why, sizeof(why))) {
+    if (!atls_mirror_chal_data_ok(t, data, len, why, sizeof(why))) {
         snprintf(err, errlen, "challenge %s: %s", ref.entry, why);
         goto out;
     }

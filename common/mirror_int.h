@@ -68,6 +68,18 @@ int atls_mirror_bump(atls_mirror_t *m, const char *id, const atls_redis_lease_t 
 /* The node id used when conf has none: "<hostname>:<dir>" (blanks and
  * control bytes as '_', the end kept when too long), malloc'd. */
 char *atls_mirror_default_node(const char *dir);
+/* What the cluster accepts from Redis (mirror_chal.c; the fuzz
+ * harness's entry points): a key of type t (1: an http-01 token, a
+ * tls-alpn-01 name or IP; 0 for other types); "<type> <key>" (an index
+ * entry, an announcement after its sign) into *t and key (0), -1 when it
+ * is not one; an answer the responder may be handed (1), 0 + why. */
+#define MIRROR_CHAL_KEY_MAX   255            /* a token, a name */
+#define MIRROR_CHAL_ALPN_MAX  (64 * 1024)    /* certificate and key PEM */
+int atls_mirror_chal_key_ok(atls_challenge_type_t t, const char *key);
+int atls_mirror_chal_parse(const char *s, size_t len, atls_challenge_type_t *t, char *key,
+                           size_t keylen);
+int atls_mirror_chal_data_ok(atls_challenge_type_t t, const char *data, size_t len,
+                             char *why, size_t whylen);
 /* A message on <prefix>chal ("+<type> <key>" / "-<type> <key>"): handed
  * to the responder, then acked; what goes wrong is logged. */
 void atls_mirror_chal_message(atls_mirror_t *m, const char *payload, size_t len);
