@@ -3,16 +3,13 @@ whose certificate does not verify.  nginx and Apache start anyway, say
 so clearly at start naming their directive (never echoing the password),
 and serve what their mirror holds."""
 import os
-import subprocess
 
 import pytest
 
-import procs
 from clusterctl import (ADDRESS_BASES, paused, running_cluster, seed_account,
                         start_holding)
-from pebblectl import _write_listener_pki
-from redisctl import REDIS_CLI, REDIS_SERVER, store_spec
-from util import free_port, wait_until
+from redisctl import Redis, store_spec, tls_pair
+from util import wait_until
 
 NAMES = ["e1.errors.cluster.test", "e2.errors.cluster.test"]
 PASSWORD = "right-horse-4471"
@@ -25,40 +22,6 @@ def cluster(pebble_factory, test_root):
     with running_cluster(pebble_factory, test_root, NAMES, ADDRESS_BASES["errors"],
                          password=PASSWORD, check_logs=False, n_nginx=1, n_apache=1) as cl:
         yield cl
-
-
-class TlsRedis:
-    """A redis-server that speaks TLS only, with a certificate for
-    127.0.0.1 from a CA of its own."""
-
-    def __init__(self, workdir):
-        self.dir = workdir
-        os.makedirs(workdir, exist_ok=True)
-        self.pki = _write_listener_pki(workdir)
-        self.port = free_port()
-        self.proc = None
-
-    def start(self):
-        self.proc = procs.spawn(
-            [REDIS_SERVER, "--bind", "127.0.0.1", "--port", "0", "--tls-port", str(self.port),
-             "--tls-cert-file", self.pki["cert"], "--tls-key-file", self.pki["key"],
-             "--tls-ca-cert-file", self.pki["ca"], "--tls-auth-clients", "no",
-             "--save", "", "--appendonly", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def answers():
-            assert self.proc.poll() is None, "redis-server with TLS exited"
-            out = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port), "--tls",
-                                  "--cacert", self.pki["ca"], "PING"],
-                                 capture_output=True, timeout=30).stdout
-            return out.strip() == b"PONG"
-        wait_until(answers, timeout=60, what="redis-server answering PING over TLS")
-        return self
-
-    def stop(self):
-        if self.proc is not None:
-            procs.stop(self.proc)
-            self.proc = None
 
 
 def restart_with(cl, spec):
@@ -102,13 +65,14 @@ def test_wrong_password_and_untrusted_tls(cluster, test_root):
     check_refused_and_serving(cl, serials, ("password", "auth"))
 
     # a TLS Redis whose certificate is from a CA the nodes were not given
-    tls = TlsRedis(os.path.join(test_root, "redis-tls"))
-    os.makedirs(os.path.join(test_root, "other-ca"), mode=0o755)
-    other_ca = _write_listener_pki(os.path.join(test_root, "other-ca"))["ca"]
+    tls_dir, other_dir = (os.path.join(test_root, d) for d in ("redis-tls", "other-ca"))
+    for d in (tls_dir, other_dir):
+        os.makedirs(d, mode=0o755)
+    tls = Redis(tls_dir, tls=tls_pair(tls_dir))
+    other_ca = tls_pair(other_dir)[0]
     try:
         tls.start()
-        restart_with(cl, f"rediss://127.0.0.1:{tls.port}/0 ca_file={other_ca} "
-                         f"key_file={cl.key} prefix=atls:")
+        restart_with(cl, f"{store_spec(tls, cl.key)} ca_file={other_ca}")
         check_refused_and_serving(cl, serials, ("certificate", "verify", "tls"))
     finally:
         for node in cl.nodes:

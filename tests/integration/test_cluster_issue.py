@@ -67,7 +67,7 @@ def test_ten_names_one_order_each_answered_elsewhere_and_rotated_everywhere(clus
     try:
         cl.request_renewal(name)
         seen, errors = first_seen(cl.nodes, name, serials[name], timeout=90)
-        assert sorted(seen) == sorted(n.node_id for n in cl.nodes), (seen, cl.logs())
+        assert sorted(seen) == sorted(n.node_id for n in cl.nodes), f"{seen}\n{cl.logs()}"
         assert not errors, f"handshakes failed during the rotation: {errors[:5]}"
         new = {serial for _, serial in seen.values()}
         assert len(new) == 1, seen
