@@ -500,7 +500,13 @@ atls_sched_hook_done(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *w
     char msg[400];
 
     sched_enter(s);
-    if (!atls_notify_hook_done(s->notify, op, ok, why)) {
+    if (atls_notify_hook_done(s->notify, op, ok, why)) {
+        /* a notification's command */
+    } else if (op->publish) {
+        snprintf(msg, sizeof(msg), "%s", why != NULL && why[0] != '\0' ? why
+                 : "the cluster's nodes did not load the challenge");
+        atls_sched_hook_end(s, op, ok, msg);
+    } else {
         snprintf(msg, sizeof(msg), "dns hook %s failed: %s", op->setup ? "setup" : "teardown",
                  why != NULL && why[0] != '\0' ? why : "no reason given");
         atls_sched_hook_end(s, op, ok, msg);
@@ -514,10 +520,10 @@ hook_expire(atls_sched_t *s, atls_sched_op_t *op)
 {
     char msg[128];
 
-    if (s->host.hook_kill != NULL) {
-        s->host.hook_kill(s->host.ctx, op);
-    }
-    snprintf(msg, sizeof(msg), "dns hook timed out after %ld s", s->hook_timeout_s);
+    atls_sched_op_abandon(s, op);
+    snprintf(msg, sizeof(msg), op->publish
+             ? "the cluster's nodes did not load the challenge within %ld s"
+             : "dns hook timed out after %ld s", s->hook_timeout_s);
     atls_sched_hook_end(s, op, 0, msg);
 }
 

@@ -94,9 +94,12 @@ typedef struct sched_slot_s sched_slot_t;
 struct atls_sched_op_s {
     sched_slot_t       *slot;       /* NULL: a teardown hook nobody waits for */
     atls_sched_cert_t  *cert;       /* the certificate it works for */
-    int                 hook;       /* 0: an HTTP transfer, 1: a hook run */
+    int                 hook;       /* 0: an HTTP transfer, 1: a hook run or
+                                       a publish wait */
+    int                 publish;    /* hook: the host's publish_wait (the
+                                       cluster's nodes load a challenge) */
     int                 setup;      /* hook: setup (1) or teardown (0) */
-    long long           deadline;   /* hook: killed then (monotonic ms) */
+    long long           deadline;   /* hook: given up then (monotonic ms) */
     char               *what;       /* hook: the record's name, for logs */
     atls_sched_op_t    *next;       /* the orphan list */
 };
@@ -308,6 +311,9 @@ void atls_sched_slot_ops(sched_slot_t *sl);
 int atls_sched_slot_setup(sched_slot_t *sl, const atls_challenge_t *c);
 int atls_sched_slot_teardown(sched_slot_t *sl, const atls_challenge_t *c);
 void atls_sched_hook_end(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *msg);
+/* The scheduler drops op: the host's http_cancel, hook_kill or
+ * publish_cancel, so that it never reports op (op is not freed). */
+void atls_sched_op_abandon(atls_sched_t *s, atls_sched_op_t *op);
 
 /* sched_ocsp.c, sched_crl.c */
 typedef enum {

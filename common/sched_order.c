@@ -482,13 +482,7 @@ atls_sched_slot_cancel(sched_slot_t *sl)
     atls_sched_t *s = sl->s;
 
     if (sl->op != NULL) {
-        if (sl->op->hook) {
-            if (s->host.hook_kill != NULL) {
-                s->host.hook_kill(s->host.ctx, sl->op);
-            }
-        } else if (s->host.http_cancel != NULL) {
-            s->host.http_cancel(s->host.ctx, sl->op);
-        }
+        atls_sched_op_abandon(s, sl->op);
         atls_sched_op_free(sl->op);
         sl->op = NULL;
     }

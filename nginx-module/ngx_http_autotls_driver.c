@@ -21,6 +21,10 @@
  * the policy (the CLI honours it) and the inventory of static certificates
  * found at configuration time.
  *
+ * On a cluster node (autotls_store redis://...) the scheduler runs on the
+ * mirror's store over Redis (ngx_http_autotls_cluster.c), and challenge
+ * answers wait until every live node loaded them (publish_wait).
+ *
  * Job state lives in the store: a worker that dies or exits mid-order
  * leaves meta "renewing" without a new certificate, and the next driver
  * simply starts that order again.
@@ -31,6 +35,8 @@
 
 typedef struct {
     atls_sched_t               *sched;      /* while this worker drives */
+    atls_store_t               *store;      /* the scheduler's: the store,
+                                               or the mirror's over Redis */
     atls_events_t              *events;     /* the scheduler's emitter */
     ngx_event_t                 elect_ev;   /* lock + heartbeat, every 1 s */
     ngx_event_t                 check_ev;   /* autotls_check_interval */
@@ -69,6 +75,8 @@ static const atls_sched_host_t  ngx_http_autotls_host = {
     .hook_kill = ngx_http_autotls_hook_kill,
     .publish = ngx_http_autotls_publish,
     .withdraw = ngx_http_autotls_withdraw,
+    .publish_wait = ngx_http_autotls_publish_wait,
+    .publish_cancel = ngx_http_autotls_publish_cancel,
     .deployed = ngx_http_autotls_changed,
     .stapled = ngx_http_autotls_changed,
     .exec_start = ngx_http_autotls_exec_start,
@@ -166,8 +174,19 @@ ngx_http_autotls_drive(ngx_uint_t took)
     drv->driver = 1;
 
     if (took) {
-        /* whatever a dead driver published is stale now */
+        /* whatever a dead driver published is stale now (a cluster
+         * node's mirror loads the cluster's challenges again) */
         ngx_http_autotls_shm_chal_clear();
+    }
+
+    drv->store = ngx_http_autotls_store;
+
+    if (ngx_http_autotls_mcf->redis != NULL) {
+        if (ngx_http_autotls_cluster_start(drv->log) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        drv->store = ngx_http_autotls_cluster_store();
     }
 
     ngx_memzero(&opts, sizeof(atls_sched_opts_t));
@@ -188,13 +207,15 @@ ngx_http_autotls_drive(ngx_uint_t took)
 
     err[0] = '\0';
 
-    drv->sched = atls_sched_new(ngx_http_autotls_store, &ngx_http_autotls_host,
+    drv->sched = atls_sched_new(drv->store, &ngx_http_autotls_host,
                                 &opts, err, sizeof(err));
     if (drv->sched == NULL) {
         ngx_log_error(NGX_LOG_ALERT, drv->log, 0,
                       "autotls: atls_sched_new() failed: %s", err);
         return NGX_ERROR;
     }
+
+    ngx_http_autotls_cluster_attach(drv->sched);
 
     if (ngx_http_autotls_curl_init(drv->sched, opts.max_parallel, drv->log)
         != NGX_OK)
@@ -230,7 +251,7 @@ ngx_http_autotls_events(void)
 
     atls_actor_self(&actor, "server", "nginx/" NGINX_VERSION);
 
-    drv->events = atls_events_new(ngx_http_autotls_store, &actor,
+    drv->events = atls_events_new(drv->store, &actor,
                                   &ngx_http_autotls_mcf->notify);
     if (drv->events == NULL) {
         ngx_log_error(NGX_LOG_ALERT, drv->log, 0,
@@ -257,7 +278,7 @@ ngx_http_autotls_publish_conf(void)
 
     err[0] = '\0';
 
-    if (atls_store_save_notify_conf(ngx_http_autotls_store, &amcf->notify,
+    if (atls_store_save_notify_conf(drv->store, &amcf->notify,
                                     err, sizeof(err))
         != ATLS_STORE_OK)
     {
@@ -269,7 +290,7 @@ ngx_http_autotls_publish_conf(void)
     err[0] = '\0';
 
     /* no policy (or an empty one) removes an older policy.json */
-    if (atls_store_save_policy(ngx_http_autotls_store, amcf->policy,
+    if (atls_store_save_policy(drv->store, amcf->policy,
                                err, sizeof(err))
         != ATLS_STORE_OK)
     {
@@ -279,7 +300,7 @@ ngx_http_autotls_publish_conf(void)
 
     err[0] = '\0';
 
-    if (atls_store_inventory_sync(ngx_http_autotls_store, "nginx",
+    if (atls_store_inventory_sync(drv->store, "nginx",
                                   amcf->inventory, amcf->n_inventory,
                                   err, sizeof(err))
         != ATLS_STORE_OK)
@@ -358,6 +379,9 @@ ngx_http_autotls_stop(void)
 
     ngx_http_autotls_curl_cleanup();
     ngx_http_autotls_hook_cleanup();
+    /* after the scheduler and its emitter, which use the mirror */
+    ngx_http_autotls_cluster_stop();
+    drv->store = NULL;
     ngx_http_autotls_watch_stop();
     ngx_http_autotls_dyn_stop();
 
