@@ -72,6 +72,9 @@ sched_arm(atls_sched_t *s)
     if (s->warn_wake != 0 && !s->stopping) {
         best = earlier(best, s->warn_wake);
     }
+    if (s->retry_wake != 0 && !s->stopping) {
+        best = earlier(best, s->retry_wake);
+    }
     for (i = 0; i < s->n_slots; i++) {
         const sched_slot_t *sl = &s->slots[i];
 
@@ -441,6 +444,31 @@ sched_kick_soon(atls_sched_t *s)
 }
 
 void
+atls_sched_retry_pass(atls_sched_t *s, time_t at)
+{
+    long long when = atls_sched_now_ms() + (long long) (at - time(NULL)) * 1000;
+
+    if (s->retry_wake == 0 || when < s->retry_wake) {
+        s->retry_wake = when;
+    }
+}
+
+/* A certificate's busy lock is due for another look: a pass over the due
+ * ones (cheap: the due index), or a second later when one runs now. */
+static void
+retry_pass(atls_sched_t *s, long long now)
+{
+    if (s->pass_active) {
+        s->retry_wake = now + 1000;
+        return;
+    }
+    s->retry_wake = 0;
+    s->pass_active = 1;
+    atls_sched_due_begin(s);
+    sched_kick_soon(s);
+}
+
+void
 atls_sched_check(atls_sched_t *s)
 {
     sched_enter(s);
@@ -561,6 +589,9 @@ atls_sched_timer(atls_sched_t *s)
     if (s->names_resume != 0 && s->names_resume <= now) {
         s->names_resume = 0;
         atls_sched_names_sync(s);   /* the first sync's next slice */
+    }
+    if (s->retry_wake != 0 && s->retry_wake <= now && !s->stopping) {
+        retry_pass(s, now);
     }
     if (s->kick_due || (s->pass_resume != 0 && s->pass_resume <= now)) {
         sched_kick(s);

@@ -42,13 +42,15 @@ typedef struct {
 } ngx_http_autotls_cluster_t;
 
 
+static void ngx_http_autotls_cluster_down(ngx_http_autotls_cluster_t *cl,
+    const char *why);
 static void ngx_http_autotls_cluster_listen(ngx_http_autotls_cluster_t *cl);
 static void ngx_http_autotls_cluster_io(ngx_event_t *ev);
 static void ngx_http_autotls_cluster_failed(ngx_http_autotls_cluster_t *cl,
     const char *why);
 static void ngx_http_autotls_cluster_retry(ngx_event_t *ev);
 static void ngx_http_autotls_cluster_beat(ngx_event_t *ev);
-static void ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl);
+static ngx_int_t ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl);
 static ngx_int_t ngx_http_autotls_cluster_watch_fd(
     ngx_http_autotls_cluster_t *cl);
 static void ngx_http_autotls_cluster_release(ngx_http_autotls_cluster_t *cl);
@@ -100,10 +102,18 @@ ngx_http_autotls_cluster_start(ngx_log_t *log)
     ngx_http_autotls_event_init(&cl->beat_ev, ngx_http_autotls_cluster_beat,
                                 log);
     cl->backoff = 0;
+    cl->down = 0;
 
-    /* the heartbeat joins at once: orders elsewhere wait for this node
-     * from now on, and it loads the challenges already published */
-    ngx_add_timer(&cl->beat_ev, 1);
+    /* orders elsewhere wait for this node from now on, and it loads the
+     * challenges already published; a wrong password or a TLS failure is
+     * said here, once, before anything else tries Redis */
+    err[0] = '\0';
+
+    if (atls_mirror_join(cl->mirror, err, sizeof(err)) != 0) {
+        ngx_http_autotls_cluster_down(cl, err);
+    }
+
+    ngx_add_timer(&cl->beat_ev, ATLS_MIRROR_MEMBER_TTL_MS / 3);
 
     /* the sync runs once the subscription is confirmed, so that nothing
      * announced in between is missed */
@@ -252,9 +262,7 @@ ngx_http_autotls_cluster_io(ngx_event_t *ev)
             ngx_add_timer(&cl->beat_ev, 1);
         }
 
-        ngx_http_autotls_cluster_sync(cl);
-
-        if (cl->mirror == NULL) {
+        if (ngx_http_autotls_cluster_sync(cl) != NGX_OK) {
             return;
         }
     }
@@ -279,18 +287,10 @@ ngx_http_autotls_cluster_failed(ngx_http_autotls_cluster_t *cl,
     cl->connecting = 0;
     cl->listening = 0;
 
-    if (!cl->down) {
-        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
-                      "autotls_store \"%s\": %s; serving from the mirror "
-                      "\"%V\", orders wait until Redis is back",
-                      cl->where, why[0] ? why : "connection failed",
-                      &ngx_http_autotls_mcf->store);
-        cl->down = 1;
+    ngx_http_autotls_cluster_down(cl, why);
 
-    } else {
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cl->log, 0,
-                       "autotls_store \"%s\": %s", cl->where, why);
-    }
+    /* no order runs against a Redis that may come back empty */
+    ngx_http_autotls_driver_pause();
 
     cl->backoff = cl->backoff ? ngx_min(cl->backoff * 2,
                                         NGX_HTTP_AUTOTLS_CLUSTER_RETRY_MAX)
@@ -301,6 +301,41 @@ ngx_http_autotls_cluster_failed(ngx_http_autotls_cluster_t *cl,
     }
 
     ngx_add_timer(&cl->retry_ev, cl->backoff);
+}
+
+
+/* an outage is said once, naming the directive, until Redis is back */
+static void
+ngx_http_autotls_cluster_down(ngx_http_autotls_cluster_t *cl, const char *why)
+{
+    size_t  n;
+
+    if (why[0] == '\0') {
+        why = "connection failed";
+    }
+
+    /* the client's errors start with "redis <where>: ", said already */
+    n = ngx_strlen(cl->where);
+
+    if (ngx_strncmp(why, "redis ", 6) == 0
+        && ngx_strncmp(why + 6, cl->where, n) == 0
+        && ngx_strncmp(why + 6 + n, ": ", 2) == 0)
+    {
+        why += 6 + n + 2;
+    }
+
+    if (cl->down) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cl->log, 0,
+                       "autotls_store \"%s\": %s", cl->where, why);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                  "autotls_store \"%s\": %s; serving from the mirror \"%V\", "
+                  "orders wait until Redis is back",
+                  cl->where, why, &ngx_http_autotls_mcf->store);
+
+    cl->down = 1;
 }
 
 
@@ -323,7 +358,7 @@ ngx_http_autotls_cluster_retry(ngx_event_t *ev)
 
 
 /* missed announcements, and the repopulation of an emptied Redis */
-static void
+static ngx_int_t
 ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl)
 {
     int   pulled, pushed;
@@ -335,10 +370,9 @@ ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl)
     pulled = atls_mirror_sync(cl->mirror, &pushed, err, sizeof(err));
 
     if (pulled < 0) {
-        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
-                      "autotls_store \"%s\": sync: %s; the mirror is left "
-                      "as it was", cl->where, err);
-        return;
+        /* the mirror is left as it was; tried again with the subscriber */
+        ngx_http_autotls_cluster_failed(cl, err);
+        return NGX_ERROR;
     }
 
     if (pulled > 0 || pushed > 0) {
@@ -351,6 +385,12 @@ ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl)
     if (pulled > 0) {
         ngx_http_autotls_watch_now();
     }
+
+    /* the scheduler sees what the cluster has, a Redis restarted empty
+     * filled again first */
+    ngx_http_autotls_driver_resume();
+
+    return NGX_OK;
 }
 
 
@@ -364,6 +404,13 @@ ngx_http_autotls_cluster_beat(ngx_event_t *ev)
     ngx_http_autotls_cluster_t  *cl = &ngx_http_autotls_cluster;
 
     if (cl->mirror == NULL || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    /* while Redis is down each call would wait for its timeout on this
+     * event loop: the subscriber's reconnection beats again */
+    if (cl->down) {
+        ngx_add_timer(ev, ATLS_MIRROR_MEMBER_TTL_MS / 3);
         return;
     }
 

@@ -146,6 +146,8 @@ typedef struct {
     ngx_array_t                     homes;         /* dynamic homes:
                                                       ngx_http_autotls_srv_
                                                       conf_t * */
+    u_char                         *api_file;      /* the first autotls_api */
+    ngx_uint_t                      api_line;
     atls_od_conf_t                  od;            /* autotls_on_demand_*:
                                                       malloc'd members */
     ngx_msec_t                      od_wait;       /* autotls_on_demand_wait */
@@ -312,6 +314,10 @@ ngx_int_t ngx_http_autotls_driver_init(ngx_cycle_t *cycle);
 void ngx_http_autotls_driver_exit(ngx_cycle_t *cycle);
 /* the store generation moved: events others queued may wait for delivery */
 void ngx_http_autotls_driver_store_changed(void);
+/* a cluster node: its mirror is in line with Redis, the scheduler runs /
+ * Redis is gone, the scheduler stops (the driver keeps the lock) */
+void ngx_http_autotls_driver_resume(void);
+void ngx_http_autotls_driver_pause(void);
 
 /* curl: the scheduler's HTTP on curl multi (atls_sched_host_t callbacks) */
 ngx_int_t ngx_http_autotls_curl_init(atls_sched_t *sched,

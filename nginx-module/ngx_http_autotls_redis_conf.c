@@ -185,7 +185,8 @@ ngx_http_autotls_redis_path(ngx_conf_t *cf, char **path)
 /*
  * Names registered at runtime and names on demand live in the store's
  * registry, which a Redis store keeps in Redis only: the workers, which
- * read the mirror, would never see them.  Refused until they are mirrored.
+ * read the mirror, would never see them, and the admin API would register
+ * names in the mirror.  Refused until the registry is mirrored.
  */
 ngx_int_t
 ngx_http_autotls_redis_check(ngx_conf_t *cf,
@@ -193,7 +194,20 @@ ngx_http_autotls_redis_check(ngx_conf_t *cf,
 {
     ngx_http_autotls_srv_conf_t  **homes;
 
-    if (amcf->redis == NULL || amcf->homes.nelts == 0) {
+    if (amcf->redis == NULL) {
+        return NGX_OK;
+    }
+
+    if (amcf->api_file != NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"autotls_api\" in %s:%ui cannot be used with a "
+                      "redis:// \"autotls_store\": the registry of names "
+                      "is not mirrored to the nodes yet",
+                      amcf->api_file, amcf->api_line);
+        return NGX_ERROR;
+    }
+
+    if (amcf->homes.nelts == 0) {
         return NGX_OK;
     }
 

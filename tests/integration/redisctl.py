@@ -20,17 +20,24 @@ REDIS_CLI = "/usr/bin/redis-cli"
 class Redis:
     """A redis-server on a free loopback port, no persistence, in a temp dir."""
 
-    def __init__(self, workdir, password=None, port=None):
+    def __init__(self, workdir, password=None, port=None, tls=None):
+        """tls: (certificate, key) files: TLS only, on self.port."""
         self.dir = str(workdir)
         os.makedirs(self.dir, exist_ok=True)
         self.port = port or free_port()
         self.password = password
+        self.tls = tls
         self.proc = None
 
     def start(self, timeout=60):
-        argv = [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port),
-                "--save", "", "--appendonly", "no", "--dir", self.dir,
-                "--logfile", os.path.join(self.dir, "redis.log")]
+        argv = [REDIS_SERVER, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log")]
+        if self.tls:
+            argv += ["--port", "0", "--tls-port", str(self.port),
+                     "--tls-cert-file", self.tls[0], "--tls-key-file", self.tls[1],
+                     "--tls-auth-clients", "no"]
+        else:
+            argv += ["--port", str(self.port)]
         if self.password:
             argv += ["--requirepass", self.password]
         self.proc = procs.spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -57,14 +64,22 @@ class Redis:
 
     def cli(self, *args):
         argv = [REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port), "--raw"]
+        if self.tls:
+            argv += ["--tls", "--cacert", self.tls[0]]
         if self.password:
             argv += ["-a", self.password, "--no-auth-warning"]
-        return subprocess.run(argv + [str(a) for a in args], capture_output=True, timeout=30)
+        words = [a if isinstance(a, (bytes, str)) else str(a) for a in args]
+        return subprocess.run(argv + words, capture_output=True, timeout=30)
 
     def get(self, key):
         """A string value (bytes, without the newline redis-cli adds)."""
         out = self.cli("GET", key).stdout
         return out[:-1] if out.endswith(b"\n") else out
+
+    def get_members(self, prefix="atls:"):
+        """The cluster's member registry (node ids and expiries)."""
+        return self.cli("ZRANGE", f"{prefix}{{/cluster}}:members", "0", "-1",
+                        "WITHSCORES").stdout
 
     def keys(self, pattern="*"):
         return [k for k in self.cli("--scan", "--pattern", pattern).stdout.split(b"\n") if k]
@@ -103,7 +118,21 @@ def key_file(path, hexbyte="5a"):
 
 def store_url(redis, password=None, db=0):
     auth = f":{password}@" if password else ""
-    return f"redis://{auth}127.0.0.1:{redis.port}/{db}"
+    scheme = "rediss" if redis.tls else "redis"
+    return f"{scheme}://{auth}127.0.0.1:{redis.port}/{db}"
+
+
+def tls_pair(directory, name="redis"):
+    """A self-signed certificate for 127.0.0.1 and its key, readable by
+    unprivileged workers (the certificate is also the CA file)."""
+    cert = os.path.join(directory, f"{name}.crt")
+    key = os.path.join(directory, f"{name}.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True, timeout=60)
+    os.chmod(cert, 0o644)
+    return cert, key
 
 
 def store_spec(redis, key, password=None, prefix="atls:", db=0):

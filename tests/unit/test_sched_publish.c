@@ -20,16 +20,12 @@
 #include "atls_store.h"
 #include "support/fakeca.h"
 #include "support/fakehost.h"
-#include "support/logcap.h"
-#include "support/tmptree.h"
+#include "support/schedfx.h"
 
-#define DIRECTORY  FAKECA_BASE "/dir"
 #define CHAL_PATH  "/chal/0/http-01"
 #define RUN_MS     20000
 
-static char            root[256];
-static atls_store_t   *st;
-static EVP_PKEY       *akey;
+static schedfx_t       fx;
 static fakehost_t      h;
 static fakehost_cert_t cert;
 static int             have_cert;
@@ -71,31 +67,14 @@ cancel_publish(void *ctx, atls_sched_op_t *op)
 static int
 setup(void **state)
 {
-    char  err[256];
-    char *url = NULL;
-    int   created = 0;
-
     (void) state;
-    logcap_start(ATLS_LOG_DEBUG);
-    snprintf(root, sizeof(root), "/tmp/atls-schedpub-XXXXXX");
-    if (mkdtemp(root) == NULL) {
-        return -1;
-    }
-    st = atls_store_fs_open(root, err, sizeof(err));
-    akey = NULL;
-    if (st == NULL || atls_store_load_account(st, DIRECTORY, &akey, &url, &created, err,
-                                              sizeof(err)) != ATLS_STORE_OK
-        || atls_store_save_account(st, DIRECTORY, FAKECA_ACCT_URL, NULL, 0, err,
-                                   sizeof(err)) != ATLS_STORE_OK)
-    {
-        return -1;
-    }
-    free(url);
-    fakehost_init(&h);
-    h.host.publish_wait = wait_publish;
-    h.host.publish_cancel = cancel_publish;
     memset(&w, 0, sizeof(w));
     have_cert = 0;
+    if (schedfx_begin(&fx, &h) != 0) {
+        return -1;
+    }
+    h.host.publish_wait = wait_publish;
+    h.host.publish_cancel = cancel_publish;
     return 0;
 }
 
@@ -103,11 +82,7 @@ static int
 teardown(void **state)
 {
     (void) state;
-    fakehost_teardown(&h, &cert, have_cert ? 1 : 0);
-    EVP_PKEY_free(akey);
-    atls_store_close(st);
-    tmptree_rm(root);
-    logcap_stop();
+    schedfx_end(&fx, &h, &cert, have_cert ? 1 : 0);
     return 0;
 }
 
@@ -115,21 +90,9 @@ teardown(void **state)
 static void
 start(const char *name)
 {
-    atls_sched_opts_t o;
-    atls_issuer_t     is;
-    char              err[256];
-
-    memset(&o, 0, sizeof(o));
-    h.s = atls_sched_new(st, &h.host, &o, err, sizeof(err));
-    assert_non_null(h.s);
-    memset(&is, 0, sizeof(is));
-    is.directory = (char *) DIRECTORY;
-    is.challenge = ATLS_CHAL_HTTP01;
-    is.agree_tos = 1;
-    assert_int_equal(fakehost_cert_init(&cert, name, akey, 1), 0);
+    schedfx_start(&h, fx.st);
+    schedfx_add(&h, &fx, &cert, name);
     have_cert = 1;
-    cert.sched = atls_sched_add(h.s, &name, 1, &is, &cert, err, sizeof(err));
-    assert_non_null(cert.sched);
     atls_sched_check(h.s);
 }
 
