@@ -22,7 +22,7 @@ cp "$here"/mod_autotls*.c "$here"/mod_autotls.h "$work"/
 
 cflags="-std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 -Wformat=2 -Wno-unused-parameter -I$root/common $SAN \
-$(pkg-config --cflags openssl libcurl jansson libpsl)"
+$(pkg-config --cflags openssl libcurl jansson libpsl hiredis)"
 wc=""
 for f in $cflags; do wc="$wc -Wc,$f"; done
 wl=""
@@ -32,7 +32,7 @@ cd "$work"
 # every mod_autotls*.c of the module (one job per file)
 # shellcheck disable=SC2086
 "$APXS" -c -o mod_autotls.la $wc $wl mod_autotls*.c "$BUILD/libatls.a" \
-    $(pkg-config --libs libcurl jansson libpsl openssl) -lm -lpthread >build.log 2>&1 || {
+    $(pkg-config --libs libcurl jansson libpsl openssl hiredis) -lm -lpthread >build.log 2>&1 || {
     cat build.log >&2; exit 1; }
 cp .libs/mod_autotls.so "$BUILD/apache/mod_autotls.so"
 echo "autotls: built $BUILD/apache/mod_autotls.so"

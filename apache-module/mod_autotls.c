@@ -79,11 +79,12 @@ autotls_any_enabled(server_rec *base)
 }
 
 /* autotls runs (store, watchdog, discovery) when a host is managed, or
- * for monitoring alone when AutoTLSStoreDir names a store. */
+ * for monitoring alone when AutoTLSStoreDir (or AutoTLSStore) names a store. */
 static int
 autotls_active(server_rec *base)
 {
-    return autotls_any_enabled(base) || autotls_config_get(base)->store_dir != NULL;
+    return autotls_any_enabled(base) || autotls_config_get(base)->store_dir != NULL
+           || autotls_config_get(base)->redis != NULL;
 }
 
 static int
@@ -99,7 +100,7 @@ autotls_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                      "'LoadModule watchdog_module .../mod_watchdog.so'");
         return !OK;
     }
-    if (autotls_config_check(ptemp, s) != OK) {
+    if (autotls_config_check(ptemp, s) != OK || autotls_cluster_check(ptemp, s) != OK) {
         return !OK;
     }
     return autotls_ondemand_check(ptemp, s);
@@ -250,6 +251,12 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     memset(&autotls_global, 0, sizeof(autotls_global));
     autotls_global.main_server = s;
     autotls_global.store_dir = mc->store_dir ? mc->store_dir : AUTOTLS_DEFAULT_STORE;
+    /* with Redis, the children serve from the node's mirror: mirror=DIR,
+     * else the store directory */
+    autotls_global.redis = mc->redis;
+    if (mc->redis != NULL && mc->redis->mirror_dir != NULL) {
+        autotls_global.store_dir = mc->redis->mirror_dir;
+    }
     autotls_global.check_interval = mc->check_interval != AUTOTLS_UNSET
                                     ? mc->check_interval : AUTOTLS_DEFAULT_CHECK;
     autotls_global.max_parallel = mc->max_parallel != AUTOTLS_UNSET
@@ -271,8 +278,9 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     }
     /* as root: through descriptors, links and special files left alone */
     if (atls_store_fs_prepare(autotls_global.store_dir, uid, gid, err, sizeof(err)) != 0) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
-                     "AutoTLSStoreDir %s: %s", autotls_global.store_dir, err);
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "%s %s: %s",
+                     mc->redis != NULL ? "AutoTLSStore mirror" : "AutoTLSStoreDir",
+                     autotls_global.store_dir, err);
         return !OK;
     }
     if (autotls_collect_hosts(pconf, s) != OK) {
@@ -322,6 +330,7 @@ autotls_child_init(apr_pool_t *p, server_rec *s)
     if (autotls_global.hosts != NULL) {
         autotls_drive_child_init(p);
         autotls_dyn_child_init(p);
+        autotls_changes_child_init(p);
         autotls_preload_start(p, s);
         autotls_odwait_child_init(p, s);
     }

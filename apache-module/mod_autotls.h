@@ -4,7 +4,8 @@
  * The parent (root) prepares the store and hands mod_ssl self-signed
  * fallbacks (one per key type) per host; one mod_watchdog singleton thread
  * hands every managed certificate to the core's scheduler (atls_sched.h,
- * on the curl-multi/poll host of job_multi.c), which decides what is due
+ * kept across checks on a curl-multi/poll host of its own,
+ * mod_autotls_loop.c), which decides what is due
  * and runs those orders several at once; every child serves the live
  * certificate from a per-child cache of parsed objects, reloaded only when
  * the generation number in shared memory changes.  The parent also notes
@@ -33,8 +34,11 @@
 #include "atls_crypto.h"
 #include "atls_event.h"
 #include "atls_inventory.h"
+#include "atls_job.h"
 #include "atls_ondemand.h"
 #include "atls_policy.h"
+#include "atls_redis.h"
+#include "atls_sched.h"
 #include "atls_schedule.h"
 #include "atls_store.h"
 
@@ -48,6 +52,8 @@
 #define AUTOTLS_ACME_TLS_1     "acme-tls/1"
 #define AUTOTLS_CHALLENGE_PATH "/.well-known/acme-challenge/"
 #define AUTOTLS_API_HANDLER    "autotls-api"
+/* the mod_watchdog instance of the renewal driver (one thread) */
+#define AUTOTLS_WATCHDOG_NAME  "_autotls_"
 
 /* AutoTLS On | Dynamic | OnDemand: what a host is the home of */
 #define AUTOTLS_STATIC         0     /* its ServerName and ServerAliases */
@@ -76,6 +82,9 @@ struct autotls_cache_s {
     autotls_cache_t  *lru_prev;
     autotls_cache_t  *lru_next;
     int               in_lru;
+    /* the shm generation at which the store's change journal last named
+     * this certificate (atomic): parsed at an older one, it is reloaded */
+    uint64_t          changed;
 };
 
 typedef struct autotls_srv_conf_s autotls_srv_conf_t;
@@ -123,6 +132,8 @@ struct autotls_srv_conf_s {
     int                 stapling;         /* AutoTLSStapling (default On) */
     int                 must_staple;      /* AutoTLSMustStaple (default Off) */
     const char         *store_dir;        /* AutoTLSStoreDir (global) */
+    atls_redis_conf_t  *redis;            /* AutoTLSStore redis://... (global),
+                                             NULL: the filesystem store */
     apr_interval_time_t check_interval;   /* AutoTLSCheckInterval (global) */
 
     /* where "AutoTLS On" was written, and whether mod_ssl is on there */
@@ -157,7 +168,8 @@ struct autotls_srv_conf_s {
 /* Process-wide state, rebuilt on every (re)start in post_config. */
 typedef struct {
     server_rec         *main_server;
-    const char         *store_dir;
+    const char         *store_dir;        /* with Redis: the node's mirror */
+    const atls_redis_conf_t *redis;       /* AutoTLSStore redis://..., or NULL */
     apr_interval_time_t check_interval;
     apr_array_header_t *hosts;            /* autotls_srv_conf_t * (owners only) */
     volatile uint64_t  *generation;       /* in apr_shm, shared by all children */
@@ -234,11 +246,96 @@ void autotls_discover_host(server_rec *s, const apr_array_header_t *cert_files);
 void autotls_discover_reset(apr_pool_t *pconf);
 void autotls_discover_register_hooks(void);
 
-/* mod_autotls_drive.c: the watchdog callbacks, glue over atls_job_check_pass */
+/* mod_autotls_drive.c: the watchdog callbacks around the scheduler */
 apr_status_t autotls_drive_start(apr_pool_t *p, server_rec *s);
 /* child_init: a stopping child waits for a check in progress to end */
 void autotls_drive_child_init(apr_pool_t *pchild);
 uint64_t autotls_generation_get(void);
+/* Publishes the store generation of the driver's store st (its mirror's
+ * with Redis) to the children; the watchdog thread only. */
+void autotls_generation_publish(atls_store_t *st);
+
+/* mod_autotls_config.c: AutoTLSStoreDir (and AutoTLSStore DIR) */
+const char *autotls_set_store_dir(cmd_parms *cmd, void *dc, const char *v);
+
+/* mod_autotls_cluster.c: AutoTLSStore redis://... (issue 12) */
+const char *autotls_set_store(cmd_parms *cmd, void *dc, int argc, char *const argv[]);
+/* check_config: the key file (readable by the children's user), and the
+ * combinations Redis does not support, refused by name */
+int autotls_cluster_check(apr_pool_t *p, server_rec *base);
+/* The driver's watchdog, every AUTOTLS_CLUSTER_TICK: the subscriber and
+ * the heartbeat between checks (a mod_watchdog callback). */
+#define AUTOTLS_CLUSTER_TICK   apr_time_from_msec(100)
+apr_status_t autotls_cluster_watch_cb(int state, void *data, apr_pool_t *ptemp);
+/* The driver (watchdog thread): the mirror's store, synced with Redis
+ * when it answers; NULL when the mirror cannot be opened (logged). */
+atls_store_t *autotls_cluster_open(server_rec *s);
+/* Leaves the member registry and frees the mirror. */
+void autotls_cluster_close(void);
+/* The local store behind st: the mirror directory of the driver's store,
+ * else st itself (what the children's generation is read from). */
+atls_store_t *autotls_cluster_local(atls_store_t *st);
+/* 1 while Redis cannot be reached: no check starts orders. */
+int autotls_cluster_paused(void);
+/* 1 once after Redis came (back): the driver runs a check now. */
+int autotls_cluster_resumed(void);
+/* The subscriber, the heartbeat and the challenge acks: each loop round. */
+void autotls_cluster_tick(void);
+/* Challenge answers: in Redis and every node's mirror when st is the
+ * mirror's store, else atls_store_put/del_challenge on st. */
+int autotls_cluster_put_challenge(atls_store_t *st, atls_challenge_type_t t, const char *key,
+                                  const char *data, size_t len, char *why, size_t whylen);
+int autotls_cluster_del_challenge(atls_store_t *st, atls_challenge_type_t t, const char *key,
+                                  char *why, size_t whylen);
+/* For a scheduler host with publish_wait/publish_cancel (atls_sched.h):
+ * on 1, acks are awaited through them instead of inside the publish. */
+void autotls_cluster_async_acks(int on);
+int autotls_cluster_publish_wait(atls_sched_t *sched, atls_sched_op_t *op,
+                                 const atls_challenge_t *c, char *why, size_t whylen);
+void autotls_cluster_publish_cancel(void *ctx, atls_sched_op_t *op);
+
+/* mod_autotls_loop.c: the watchdog's one scheduler (atls_sched.h) on curl
+ * multi and poll, kept from the watchdog's start to its stop */
+typedef struct autotls_loop_s autotls_loop_t;
+
+typedef struct {
+    void *ctx;
+    /* http-01 / tls-alpn-01 answers of every certificate */
+    const atls_challenge_ops_t *ops;
+    /* an attempt ended: i indexes the configured hosts, or ATLS_JOB_DYNAMIC */
+    void (*done)(void *ctx, size_t i, int rc, const char *err);
+    /* 1: no order starts any more (the child is stopping), for good */
+    int  (*stopping)(void *ctx);
+    /* while a run goes on, at least twice a second (may be NULL) */
+    void (*tick)(void *ctx, atls_sched_t *sched);
+    /* the issuer of dynamic home `home` (NULL: none such); NULL: no
+     * dynamic names */
+    const atls_issuer_t *(*home)(void *ctx, const char *home);
+    /* cluster (atls_sched_host_t.publish_wait/publish_cancel), both or
+     * neither; reports go to autotls_loop_sched()'s atls_sched_hook_done */
+    int  (*publish_wait)(void *ctx, atls_sched_op_t *op, const atls_challenge_t *c,
+                         char *why, size_t whylen);
+    void (*publish_cancel)(void *ctx, atls_sched_op_t *op);
+} autotls_loop_conf_t;
+
+/* A scheduler managing confs (copied by the scheduler) and, with
+ * conf->home, the registry's names; NULL + err. */
+autotls_loop_t *autotls_loop_new(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
+                                 const atls_sched_opts_t *so,
+                                 const autotls_loop_conf_t *conf, char *err, size_t errlen);
+/* Cancels what is in flight and frees everything. */
+void autotls_loop_free(autotls_loop_t *l);
+atls_sched_t *autotls_loop_sched(autotls_loop_t *l);
+/* A pass (costs what is due), counted. */
+void autotls_loop_check(autotls_loop_t *l);
+unsigned long autotls_loop_passes(const autotls_loop_t *l);
+/* Until the scheduler is idle, with a pass every `recheck` while orders
+ * hold it (0: none), or until stopping said so and what was in flight
+ * ended (at most a minute). */
+void autotls_loop_run(autotls_loop_t *l, apr_interval_time_t recheck);
+/* 1 when a run has work now (in flight, or its timer fell due). */
+int autotls_loop_pending(const autotls_loop_t *l);
+int autotls_loop_stopped(const autotls_loop_t *l);
 
 /* mod_autotls_ssl.c */
 void autotls_ssl_register_hooks(void);
@@ -259,6 +356,17 @@ void autotls_cache_clear(autotls_cache_t *c);
 void autotls_cache_touch(autotls_cache_t *c);
 /* Child start: fills every cache from a background thread (AutoTLSPreload). */
 void autotls_preload_start(apr_pool_t *pchild, server_rec *s);
+/* 1 when c (locked by the caller) must be parsed again at shm generation
+ * gen: never loaded, or the store's change journal named its certificate
+ * since it was (or the journal did not reach back).  Reads the journal
+ * once per generation per child. */
+int autotls_cache_stale(autotls_cache_t *c, uint64_t gen);
+/* c goes (a removed dynamic name): out of the AutoTLSCacheSize list, its
+ * objects freed; c's write lock held. */
+void autotls_cache_forget(autotls_cache_t *c);
+/* child_init: which static certificate ids this child serves, and the
+ * generation its journal reading starts from. */
+void autotls_changes_child_init(apr_pool_t *pchild);
 
 /* mod_autotls_dynamic.c: names registered at runtime, per child */
 typedef enum {
@@ -287,6 +395,12 @@ autotls_dyn_state_e autotls_dyn_state(autotls_srv_conf_t *home, const char *name
  * AutoTLSDynamicUnknown), -1 OpenSSL refused it. */
 int autotls_dyn_serve(SSL *ssl, autotls_srv_conf_t *home, const char *name);
 void autotls_dyn_child_init(apr_pool_t *pchild);
+/* The change journal named dynamic certificate id at shm generation gen:
+ * its parsed entry, if this child has one, is stale.  0 when it has none. */
+int autotls_dyn_changed(const char *id, uint64_t gen);
+/* A name's registry entry was removed (or purged): its parsed entry goes
+ * (freed once no handshake uses it). */
+void autotls_dyn_forget(const char *id);
 /* post_config: warns about a dynamic home that is not the first virtual
  * host of its address (mod_ssl gives unknown names to that one). */
 void autotls_dyn_check_homes(server_rec *base);

@@ -4,6 +4,7 @@
  * time by the preload thread started in child_init), and the table that lets
  * every chain of a child share one parsed copy of each intermediate.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <errno.h>
 #include <time.h>
@@ -261,6 +262,129 @@ autotls_cache_clear(autotls_cache_t *c)
     c->loaded = 0;
 }
 
+/* ---- what changed: the store's change journal ----------------------------- */
+
+/*
+ * Every deploy (a new certificate, a new or withdrawn OCSP response, a
+ * revocation) bumps the store generation and journals which certificate
+ * it was for (changes.log, atls_store_changes_since).  When a child sees
+ * the shm generation move, it reads the journal once and marks only those
+ * caches stale: a deploy of one certificate among 10,000 costs one parse
+ * per child, not 10,000.  When the journal does not reach back (rotated
+ * past this child's generation), every cache is loaded again, as without
+ * one.
+ */
+typedef struct {
+    const char      *id;
+    autotls_cache_t *cache;
+} autotls_owner_t;
+
+static pthread_mutex_t  autotls_changes_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t         autotls_changes_seen;   /* shm generation read up to */
+static uint64_t         autotls_changes_all;    /* caches parsed before: stale */
+static autotls_owner_t *autotls_owners;         /* sorted by id */
+static size_t           autotls_n_owners;
+
+static int
+autotls_owner_cmp(const void *a, const void *b)
+{
+    return strcmp(((const autotls_owner_t *) a)->id, ((const autotls_owner_t *) b)->id);
+}
+
+static void
+autotls_changes_mark(const char *id, uint64_t gen, size_t *n_static, size_t *n_dyn)
+{
+    autotls_owner_t key, *o;
+
+    key.id = id;
+    o = autotls_n_owners > 0 ? bsearch(&key, autotls_owners, autotls_n_owners,
+                                       sizeof(*o), autotls_owner_cmp)
+                             : NULL;
+    if (o != NULL) {
+        __atomic_store_n(&o->cache->changed, gen, __ATOMIC_RELEASE);
+        (*n_static)++;
+    } else if (autotls_dyn_changed(id, gen)) {
+        (*n_dyn)++;
+    }
+}
+
+/* The journal from the generation seen up to gen, once per child. */
+static void
+autotls_changes_read(uint64_t gen)
+{
+    uint64_t seen;
+    atls_store_t *st;
+    char **ids = NULL, err[256];
+    size_t n = 0, i, n_static = 0, n_dyn = 0;
+    int rc = ATLS_STORE_ERROR;
+
+    pthread_mutex_lock(&autotls_changes_lock);
+    seen = autotls_changes_seen;
+    if (seen == gen) {
+        goto out;
+    }
+    err[0] = '\0';
+    st = seen != 0 && gen > seen ? autotls_store_open(autotls_global.main_server) : NULL;
+    if (st != NULL) {
+        /* shm generations are the store's + 1 */
+        rc = atls_store_changes_since(st, seen - 1, gen - 1, &ids, &n, err, sizeof(err));
+        atls_store_close(st);
+    }
+    if (rc == ATLS_STORE_OK) {
+        for (i = 0; i < n; i++) {
+            autotls_changes_mark(ids[i], gen, &n_static, &n_dyn);
+        }
+        atls_strv_free(ids, n);
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, autotls_global.main_server,
+                     "autotls: child %ld: generation %" APR_UINT64_T_FMT ": %lu "
+                     "certificate(s) changed (change journal; %lu served here, %lu "
+                     "dynamic)", (long) getpid(), (apr_uint64_t) gen, (unsigned long) n,
+                     (unsigned long) n_static, (unsigned long) n_dyn);
+    } else {
+        __atomic_store_n(&autotls_changes_all, gen, __ATOMIC_RELEASE);
+        ap_log_error(APLOG_MARK, seen != 0 && err[0] ? APLOG_WARNING : APLOG_DEBUG, 0,
+                     autotls_global.main_server,
+                     "autotls: child %ld: generation %" APR_UINT64_T_FMT ": the change "
+                     "journal does not reach back to %" APR_UINT64_T_FMT "%s%s; every "
+                     "certificate is loaded again", (long) getpid(), (apr_uint64_t) gen,
+                     (apr_uint64_t) seen, err[0] ? ": " : "", err);
+    }
+    __atomic_store_n(&autotls_changes_seen, gen, __ATOMIC_RELEASE);
+out:
+    pthread_mutex_unlock(&autotls_changes_lock);
+}
+
+int
+autotls_cache_stale(autotls_cache_t *c, uint64_t gen)
+{
+    if (__atomic_load_n(&autotls_changes_seen, __ATOMIC_ACQUIRE) != gen) {
+        autotls_changes_read(gen);
+    }
+    /* a cache parsed at a later generation than the store's now: the store
+     * went back (replaced); parse again */
+    return !c->loaded || c->generation > gen
+           || c->generation < __atomic_load_n(&autotls_changes_all, __ATOMIC_ACQUIRE)
+           || __atomic_load_n(&c->changed, __ATOMIC_ACQUIRE) > c->generation;
+}
+
+void
+autotls_changes_child_init(apr_pool_t *pchild)
+{
+    int i, n = autotls_global.hosts != NULL ? autotls_global.hosts->nelts : 0;
+
+    autotls_owners = apr_pcalloc(pchild, sizeof(*autotls_owners) * (size_t) (n + 1));
+    for (i = 0; i < n; i++) {
+        autotls_srv_conf_t *o = APR_ARRAY_IDX(autotls_global.hosts, i, autotls_srv_conf_t *);
+
+        autotls_owners[i].id = o->cert_id;
+        autotls_owners[i].cache = o->cache;
+    }
+    autotls_n_owners = (size_t) n;
+    qsort(autotls_owners, autotls_n_owners, sizeof(*autotls_owners), autotls_owner_cmp);
+    /* nothing is parsed yet: what changes from here on is in the journal */
+    autotls_changes_seen = autotls_generation_get();
+}
+
 /* ---- AutoTLSCacheSize: one bound over every cache of the child ---------- */
 
 /*
@@ -344,6 +468,17 @@ autotls_cache_touch(autotls_cache_t *c)
     pthread_mutex_unlock(&autotls_lru_lock);
 }
 
+void
+autotls_cache_forget(autotls_cache_t *c)
+{
+    pthread_mutex_lock(&autotls_lru_lock);
+    if (c->in_lru) {
+        autotls_lru_unlink(c);
+    }
+    pthread_mutex_unlock(&autotls_lru_lock);
+    autotls_cache_clear(c);
+}
+
 /* ---- preload ------------------------------------------------------------ */
 
 typedef struct {
@@ -364,7 +499,7 @@ autotls_preload_one(autotls_srv_conf_t *o, atls_store_t *st, size_t *n_real)
      * deployment after this point bumps it and the next handshake reloads */
     gen = autotls_generation_get();
     pthread_rwlock_rdlock(&c->lock);
-    done = c->loaded && c->generation == gen;
+    done = !autotls_cache_stale(c, gen);
     pthread_rwlock_unlock(&c->lock);
     if (done) {
         return 0;
@@ -374,7 +509,7 @@ autotls_preload_one(autotls_srv_conf_t *o, atls_store_t *st, size_t *n_real)
     /* the lock only for the swap: handshakes of this name wait microseconds,
      * handshakes of other names not at all */
     pthread_rwlock_wrlock(&c->lock);
-    done = c->loaded && c->generation == gen;
+    done = !autotls_cache_stale(c, gen);
     if (!done) {
         autotls_cache_install(o, o->cert_id, c, &fresh, read_err, gen, " (preload)");
         *n_real += c->n_real;

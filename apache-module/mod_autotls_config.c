@@ -109,6 +109,7 @@ autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv)
     MERGE_INT(stapling);
     MERGE_INT(must_staple);
     MERGE_PTR(store_dir);
+    MERGE_PTR(redis);
     MERGE_INT(check_interval);
     MERGE_INT(max_parallel);
     MERGE_INT(preload);
@@ -272,8 +273,8 @@ set_accept_terms(cmd_parms *cmd, void *dc, int flag)
     return NULL;
 }
 
-static const char *
-set_store_dir(cmd_parms *cmd, void *dc, const char *v)
+const char *
+autotls_set_store_dir(cmd_parms *cmd, void *dc, const char *v)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     const char *path;
@@ -283,7 +284,7 @@ set_store_dir(cmd_parms *cmd, void *dc, const char *v)
     }
     path = ap_server_root_relative(cmd->pool, v);
     if (path == NULL) {
-        return apr_psprintf(cmd->pool, "AutoTLSStoreDir: bad path '%s'", v);
+        return apr_psprintf(cmd->pool, "%s: bad path '%s'", cmd->cmd->name, v);
     }
     cmd_conf(cmd)->store_dir = path;
     return NULL;
@@ -536,8 +537,12 @@ const command_rec autotls_cmds[] = {
                     "account contact e-mail address(es)"),
     AP_INIT_FLAG("AutoTLSAcceptTerms", set_accept_terms, NULL, RSRC_CONF,
                  "On: agree to the CA's terms of service"),
-    AP_INIT_TAKE1("AutoTLSStoreDir", set_store_dir, NULL, RSRC_CONF,
+    AP_INIT_TAKE1("AutoTLSStoreDir", autotls_set_store_dir, NULL, RSRC_CONF,
                   "directory holding accounts, keys and certificates"),
+    AP_INIT_TAKE_ARGV("AutoTLSStore", autotls_set_store, NULL, RSRC_CONF,
+                      "DIR, or redis://[user:password@]host:port[/db] [tls] [ca_file=F] "
+                      "key_file=F [prefix=P] [mirror=DIR] [node=ID]: a store shared "
+                      "by a cluster"),
     AP_INIT_TAKE1("AutoTLSCheckInterval", set_check_interval, NULL, RSRC_CONF,
                   "how often the renewal driver looks at every certificate"),
     AP_INIT_TAKE1("AutoTLSMaxParallel", set_max_parallel, NULL, RSRC_CONF,

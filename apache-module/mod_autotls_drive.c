@@ -1,26 +1,27 @@
 /*
  * The renewal driver: one mod_watchdog singleton thread (in whichever
- * child holds the watchdog mutex) hands every managed certificate to the
- * core's scheduler at start and then each AutoTLSCheckInterval
- * (atls_job_check_pass).  The scheduler decides what is due -- a missing
+ * child holds the watchdog mutex) keeps one scheduler (atls_sched.h, on
+ * the host of mod_autotls_loop.c) from its start to its stop, as nginx's
+ * driver does, and asks it for a pass at start and then each
+ * AutoTLSCheckInterval.  The scheduler decides what is due -- a missing
  * key type, the renewal time, an operator's request, the CA's renewal
  * information (ARI), a revocation -- and runs those orders at once, up to
  * AutoTLSMaxParallel, with dns-01 hooks in the background so that one slow
- * hook delays no other host.  The same passes refresh OCSP responses and
- * CRLs (AutoTLSStapling).  This file publishes challenge answers in the
- * store, where every child reads them, logs each outcome and publishes the
- * store generation: a deploy and a new (or withdrawn) OCSP response both
- * bump it, so children load the certificate again with its staple.  All
- * job state is in the store, so a restart or a watchdog that moved to
- * another child resumes from there.
+ * hook delays no other host.  Kept across checks, its due index makes a
+ * pass cost the certificates whose time came, not all of them, and its
+ * copy of the registry of dynamic names follows the names journal.  The
+ * same passes refresh OCSP responses and CRLs (AutoTLSStapling).  This
+ * file publishes challenge answers in the store, where every child reads
+ * them, logs each outcome and publishes the store generation: a deploy
+ * and a new (or withdrawn) OCSP response both bump it, so children load
+ * the certificate again with its staple.  All job state is in the store,
+ * so a restart or a watchdog that moved to another child resumes from
+ * there.
  *
- * Events (atls_event.h) are emitted by the scheduler of each pass through
- * one emitter per watchdog child (actor: this child's pid), and its
- * notifier delivers the store's queue in the same pass: a delivery waiting
- * for a retry goes out at the first pass after its time, so the pass
- * rhythm (AutoTLSCheckInterval) bounds how late it can be.  Unlike nginx,
- * where one scheduler lives as long as the driver, nothing here waits
- * between passes.
+ * Events (atls_event.h) are emitted by the scheduler through one emitter
+ * per watchdog child (actor: this child's pid), and its notifier delivers
+ * the store's queue: a delivery waiting for a retry goes out when the
+ * scheduler's timer falls due, looked at every AUTOTLS_WATCH_INTERVAL.
  */
 #include <string.h>
 #include <unistd.h>
@@ -36,14 +37,10 @@
 
 #include "ap_release.h"
 #include "mod_watchdog.h"
-#include "atls_job.h"
 #include "atls_names.h"
-#include "atls_sched.h"
 #include "mod_autotls.h"
 
 APLOG_USE_MODULE(autotls);
-
-#define AUTOTLS_WATCHDOG_NAME "_autotls_"
 
 /* what the audit trail and the events say emitted them */
 #define AUTOTLS_SOFTWARE "Apache/" AP_SERVER_BASEREVISION
@@ -63,7 +60,7 @@ autotls_generation_get(void)
     return __atomic_load_n(autotls_global.generation, __ATOMIC_ACQUIRE);
 }
 
-static void
+void
 autotls_generation_publish(atls_store_t *st)
 {
     static int failing;   /* the watchdog thread only */
@@ -74,7 +71,8 @@ autotls_generation_publish(atls_store_t *st)
         return;
     }
     /* read every 500 ms (autotls_watch_cb): a broken file is said once */
-    if (atls_store_read_generation(st, &g, err, sizeof(err)) != ATLS_STORE_OK) {
+    if (atls_store_read_generation(autotls_cluster_local(st), &g, err, sizeof(err))
+        != ATLS_STORE_OK) {
         if (!failing) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, autotls_global.main_server,
                          "autotls: %s; certificates deployed by others are not "
@@ -149,8 +147,8 @@ autotls_chal_setup(void *ctx, const atls_challenge_t *c, char *why, size_t whyle
             snprintf(why, whylen, "incomplete http-01 challenge");
             return -1;
         }
-        return atls_store_put_challenge(st, c->type, c->token, c->key_authz,
-                                        strlen(c->key_authz), why, whylen)
+        return autotls_cluster_put_challenge(st, c->type, c->token, c->key_authz,
+                                             strlen(c->key_authz), why, whylen)
                == ATLS_STORE_OK ? 0 : -1;
     case ATLS_CHAL_TLSALPN01:
         if (c->identifier == NULL) {
@@ -161,8 +159,8 @@ autotls_chal_setup(void *ctx, const atls_challenge_t *c, char *why, size_t whyle
         if (pem == NULL) {
             return -1;
         }
-        rc = atls_store_put_challenge(st, c->type, c->identifier, pem, strlen(pem),
-                                      why, whylen);
+        rc = autotls_cluster_put_challenge(st, c->type, c->identifier, pem, strlen(pem),
+                                           why, whylen);
         OPENSSL_cleanse(pem, strlen(pem));
         free(pem);
         return rc == ATLS_STORE_OK ? 0 : -1;
@@ -181,7 +179,8 @@ autotls_chal_teardown(void *ctx, const atls_challenge_t *c)
     char why[256];
 
     if ((c->type == ATLS_CHAL_HTTP01 || c->type == ATLS_CHAL_TLSALPN01) && key != NULL
-        && atls_store_del_challenge(st, c->type, key, why, sizeof(why)) != ATLS_STORE_OK) {
+        && autotls_cluster_del_challenge(st, c->type, key, why, sizeof(why))
+           != ATLS_STORE_OK) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, autotls_global.main_server,
                      "autotls: cannot withdraw the %s answer for %s: %s",
                      atls_challenge_type_name(c->type), c->identifier, why);
@@ -238,14 +237,13 @@ autotls_drive_done(void *ctx, size_t i, int rc, const char *err)
 
 /* ---- names registered at runtime ---------------------------------------- */
 
-/* The registry's generation the last pass started from, and the shm
- * generation its scheduler last synced at (0: sync at the next tick). */
+/* The registry's generation the scheduler last synced from, and the shm
+ * generation its tick last looked at (the watchdog thread only). */
 static uint64_t drive_names_gen;
 static uint64_t drive_synced_gen;
 
-/* A child's request seen during a check: that check's scheduler takes it
- * unless its pass was still going through the certificates, so the next
- * watch runs one more check either way (the watchdog thread only). */
+/* A child's request seen while a run goes on: taken by a pass now, and
+ * the next watch runs one more pass either way (the watchdog thread only). */
 static int drive_woken;
 
 static int
@@ -258,10 +256,19 @@ autotls_drive_woken(void)
     return 1;
 }
 
-/* Before the pass and while it runs: the registry again when the store
- * generation moved (every add and remove bumps it; the scheduler reads
- * the registry only when its own generation moved too); a child's
- * on-demand request while orders run is taken now, not at their end. */
+/* The registry again when its generation moved: only the names its
+ * journal says changed are read (atls_sched_names_sync); a name added
+ * gets a pass at once. */
+static void
+autotls_drive_names_sync(atls_sched_t *sched)
+{
+    drive_names_gen = atls_names_generation(drive_store);
+    atls_sched_names_sync(sched);
+}
+
+/* While a run goes on: the registry again when the store generation moved
+ * (every add and remove bumps it); a child's on-demand request while
+ * orders run is taken now, not at their end. */
 static void
 autotls_drive_tick(void *ctx, atls_sched_t *sched)
 {
@@ -270,22 +277,20 @@ autotls_drive_tick(void *ctx, atls_sched_t *sched)
     if (drive_gate != NULL && autotls_drive_woken()) {
         atls_sched_check(sched);
     }
-
-    if (drive_synced_gen != 0 && drive_synced_gen == gen) {
+    if (drive_synced_gen == gen) {
         return;
     }
-    drive_synced_gen = gen != 0 ? gen : 1;
-    atls_sched_names_sync(sched);
+    drive_synced_gen = gen;
+    autotls_drive_names_sync(sched);
 }
 
-/* Between passes (autotls_watch_cb): a name registered or removed since
- * the last pass started gets a pass now rather than at the next
- * AutoTLSCheckInterval. */
+/* Between runs (autotls_watch_cb): a name registered or removed since the
+ * last sync. */
 static int
 autotls_drive_names_moved(void)
 {
     return autotls_global.homes != NULL && autotls_global.homes->nelts > 0
-           && drive_store != NULL && atls_names_generation(drive_store) != drive_names_gen;
+           && atls_names_generation(drive_store) != drive_names_gen;
 }
 
 /*
@@ -357,6 +362,8 @@ autotls_drive_poll(void *ctx)
         last = now;
         autotls_generation_publish(drive_store);
     }
+    /* cluster (AutoTLSStore redis://): other nodes' deploys and challenges */
+    autotls_cluster_tick();
     return autotls_drive_stopping(ctx);
 }
 
@@ -364,26 +371,40 @@ autotls_drive_poll(void *ctx)
  * names): its owner's issuer; challenges answered through the store as
  * for every host. */
 static const atls_issuer_t *
-autotls_drive_home(void *ctx, const char *home, const atls_challenge_ops_t **ops)
+autotls_drive_home(void *ctx, const char *home)
 {
     autotls_srv_conf_t *h = autotls_dyn_home(home);
 
-    *ops = NULL;
     return h != NULL && h->owner != NULL ? h->owner->issuer : NULL;
 }
 
-/* One check: the scheduler looks at every host and runs what is due. */
-static void
-autotls_drive_check(apr_pool_t *ptemp)
+static autotls_loop_t *drive_loop;
+
+static int
+autotls_drive_publish_wait(void *ctx, atls_sched_op_t *op, const atls_challenge_t *c,
+                           char *why, size_t whylen)
 {
+    return autotls_cluster_publish_wait(autotls_loop_sched(drive_loop), op, c, why, whylen);
+}
+
+/* The scheduler of this watchdog, made at its first run: every host (with
+ * no managed host it still sends the expiry alerts of the certificates
+ * discovered and delivers queued notifications) and the registry's names
+ * of our dynamic homes. */
+
+static int
+autotls_drive_loop_open(apr_pool_t *ptemp)
+{
+    static atls_challenge_ops_t ops;
     int i, n = autotls_global.hosts ? autotls_global.hosts->nelts : 0;
     atls_job_conf_t *confs;
-    atls_challenge_ops_t ops;
-    atls_job_many_opts_t mo;
-    char err[1024];
+    autotls_loop_conf_t lc;
+    atls_sched_opts_t so;
+    char err[512];
 
-    /* with no managed host the pass still sends the expiry alerts of the
-     * certificates discovered and delivers queued notifications */
+    if (drive_loop != NULL) {
+        return 0;
+    }
     confs = apr_pcalloc(ptemp, sizeof(*confs) * (size_t) (n + 1));
     for (i = 0; i < n; i++) {
         autotls_srv_conf_t *sc = autotls_host((size_t) i);
@@ -395,50 +416,86 @@ autotls_drive_check(apr_pool_t *ptemp)
     ops.setup = autotls_chal_setup;
     ops.teardown = autotls_chal_teardown;
     ops.ctx = drive_store;
-    memset(&mo, 0, sizeof(mo));
-    mo.max_parallel = (size_t) autotls_global.max_parallel;
-    mo.default_ops = &ops;
-    mo.done = autotls_drive_done;
-    mo.stopping = autotls_drive_poll;
-    mo.ari = 1;
-    mo.recheck_ms = (long) apr_time_as_msec(autotls_global.check_interval);
-    mo.events = drive_events;
-    mo.policy = autotls_global.policy;
-    if (autotls_global.homes != NULL && autotls_global.homes->nelts > 0) {
-        mo.home = autotls_drive_home;
-        mo.tick = autotls_drive_tick;
-        drive_names_gen = atls_names_generation(drive_store);
-        drive_synced_gen = 0;
+    memset(&lc, 0, sizeof(lc));
+    lc.ops = &ops;
+    lc.done = autotls_drive_done;
+    lc.stopping = autotls_drive_poll;
+    if (autotls_global.redis != NULL) {
+        /* cluster: the CA validates once every live node loaded the answer */
+        lc.publish_wait = autotls_drive_publish_wait;
+        lc.publish_cancel = autotls_cluster_publish_cancel;
+        autotls_cluster_async_acks(1);
     }
-    mo.on_demand = drive_gate;
+    memset(&so, 0, sizeof(so));
+    so.max_parallel = (size_t) autotls_global.max_parallel;
+    so.ari = 1;
+    so.events = drive_events;
+    so.policy = autotls_global.policy;
+    so.on_demand = drive_gate;
+    if (autotls_global.homes != NULL && autotls_global.homes->nelts > 0) {
+        lc.home = autotls_drive_home;
+        lc.tick = autotls_drive_tick;
+        drive_names_gen = atls_names_generation(drive_store);
+        drive_synced_gen = autotls_generation_get();
+    }
+    drive_loop = autotls_loop_new(drive_store, confs, (size_t) n, &so, &lc,
+                                  err, sizeof(err));
+    if (drive_loop == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, autotls_global.main_server,
+                     "autotls: cannot set up the scheduler: %s", err);
+        return -1;
+    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, autotls_global.main_server,
+                 "autotls: scheduler of pid %ld set up for %d host(s); kept until "
+                 "the watchdog stops", (long) getpid(), n);
+    return 0;
+}
+
+/* One run of the scheduler: the registry's changes first, a pass when
+ * `pass` (each AutoTLSCheckInterval, a child's on-demand request), then
+ * what is in flight until it is idle (or the child stops); nothing when
+ * nothing is due.  Everything that touches the scheduler is inside
+ * drive_busy, so that the watchdog's stop never frees it under a run. */
+static int
+autotls_drive_run(apr_pool_t *ptemp, int pass)
+{
+    int ran = 0;
 
     /* busy before looking at quit: a quiesce either sees busy or is seen */
     __atomic_store_n(&drive_busy, 1, __ATOMIC_SEQ_CST);
-    if (!autotls_drive_stopping(NULL)) {
-        (void) atls_job_check_pass(drive_store, confs, (size_t) n, &mo, err, sizeof(err));
+    if (autotls_drive_stopping(NULL) || autotls_drive_loop_open(ptemp) != 0
+        || autotls_loop_stopped(drive_loop)) {
+        goto out;
     }
+    /* cluster: while Redis cannot be reached, orders wait (the mirror serves) */
+    if (autotls_cluster_paused()) {
+        goto out;
+    }
+    if (autotls_drive_names_moved()) {
+        drive_synced_gen = autotls_generation_get();
+        autotls_drive_names_sync(autotls_loop_sched(drive_loop));
+    }
+    if (pass) {
+        autotls_loop_check(drive_loop);
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, autotls_global.main_server,
+                     "autotls: pass %lu of the scheduler of pid %ld",
+                     autotls_loop_passes(drive_loop), (long) getpid());
+    }
+    if (autotls_loop_pending(drive_loop)) {
+        autotls_loop_run(drive_loop, autotls_global.check_interval);
+        ran = 1;
+    }
+out:
     __atomic_store_n(&drive_busy, 0, __ATOMIC_SEQ_CST);
+    return ran;
 }
 
-/*
- * The events of this server: emitted by the scheduler in this child, as
- * the children's user, with this child's pid in the audit trail.  The
- * settings and the policy go to the store, so that the CLI on the same
- * store queues its events for the same sinks and honours the same policy;
- * the certificates found at start join the store's inventory.  A failure
- * here is logged and the driver goes on: certificates matter more.
- */
+/* The notification settings, the policy and the inventory, in the store. */
 static void
-autotls_drive_events_open(server_rec *s)
+autotls_drive_settings_save(server_rec *s)
 {
-    atls_actor_t actor;
     char err[256];
 
-    atls_actor_self(&actor, "server", AUTOTLS_SOFTWARE);
-    drive_events = atls_events_new(drive_store, &actor, &autotls_global.notify);
-    if (drive_events == NULL) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "autotls: out of memory for events");
-    }
     if (atls_store_save_notify_conf(drive_store, &autotls_global.notify,
                                     err, sizeof(err)) != ATLS_STORE_OK) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
@@ -457,6 +514,30 @@ autotls_drive_events_open(server_rec *s)
     }
 }
 
+/*
+ * The events of this server: emitted by the scheduler in this child, as
+ * the children's user, with this child's pid in the audit trail.  The
+ * settings and the policy go to the store, so that the CLI on the same
+ * store queues its events for the same sinks and honours the same policy;
+ * the certificates found at start join the store's inventory.  A failure
+ * here is logged and the driver goes on: certificates matter more.
+ */
+static void
+autotls_drive_events_open(server_rec *s)
+{
+    atls_actor_t actor;
+
+    atls_actor_self(&actor, "server", AUTOTLS_SOFTWARE);
+    drive_events = atls_events_new(drive_store, &actor, &autotls_global.notify);
+    if (drive_events == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "autotls: out of memory for events");
+    }
+    /* a cluster node saves them once Redis answers (autotls_watch_cb) */
+    if (autotls_global.redis == NULL) {
+        autotls_drive_settings_save(s);
+    }
+}
+
 static int
 autotls_drive_open(server_rec *s)
 {
@@ -466,7 +547,12 @@ autotls_drive_open(server_rec *s)
     if (drive_store != NULL) {
         return 0;
     }
-    drive_store = atls_store_fs_open(autotls_global.store_dir, err, sizeof(err));
+    drive_store = autotls_global.redis != NULL
+                  ? autotls_cluster_open(s)          /* logs its errors */
+                  : atls_store_fs_open(autotls_global.store_dir, err, sizeof(err));
+    if (drive_store == NULL && autotls_global.redis != NULL) {
+        return -1;
+    }
     if (drive_store == NULL) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "autotls: cannot open store %s: %s",
                      autotls_global.store_dir, err);
@@ -494,10 +580,10 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                      "autotls: renewal driver starting in pid %ld", (long) getpid());
         /* mod_watchdog runs the first RUNNING only one interval after
-         * start: the first check is done here, so that a new server gets
+         * start: the first pass is done here, so that a new server gets
          * its certificates at once */
         if (autotls_drive_open(s) == 0) {
-            autotls_drive_check(ptemp);
+            (void) autotls_drive_run(ptemp, 1);
             autotls_generation_publish(drive_store);
         }
         return APR_SUCCESS;
@@ -506,7 +592,7 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
         if (autotls_drive_open(s) != 0) {
             return APR_SUCCESS;
         }
-        autotls_drive_check(ptemp);
+        (void) autotls_drive_run(ptemp, 1);
         /* also picks up certificates deployed by the CLI (autotls_watch_cb
          * does between checks) */
         autotls_generation_publish(drive_store);
@@ -514,8 +600,14 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
 
     case AP_WATCHDOG_STATE_STOPPING:
         /* mod_watchdog may call this from the exiting thread while a
-         * check still runs in the watchdog's */
+         * run still goes on in the watchdog's */
         autotls_drive_quiesce();
+        if (drive_loop != NULL) {
+            autotls_loop_free(drive_loop);   /* before the store it uses */
+            drive_loop = NULL;
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
+                         "autotls: scheduler of pid %ld freed", (long) getpid());
+        }
         if (drive_events != NULL) {
             atls_events_free(drive_events);
             drive_events = NULL;
@@ -526,6 +618,7 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
             atls_store_close(drive_store);
             drive_store = NULL;
         }
+        autotls_cluster_close();
         if (drive_last_error != NULL) {
             for (i = 0; i < n; i++) {
                 free(drive_last_error[i]);
@@ -540,26 +633,32 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
 
 /* Between checks, every AUTOTLS_WATCH_INTERVAL: a certificate the CLI or
  * another server deployed into the store is served from the next handshake
- * on, whatever AutoTLSCheckInterval is, and children's on-demand requests
- * are taken.  Runs in the watchdog thread, after
- * autotls_drive_cb opened the store; one small file read when nothing
- * changed.  A long check holds it back: each deploy of a check publishes. */
+ * on, whatever AutoTLSCheckInterval is; children's on-demand requests and
+ * names registered or removed are taken; the scheduler's timer (a retry,
+ * a notification's next delivery) is run when it fell due.  Runs in the
+ * watchdog thread, after autotls_drive_cb opened the store; one small
+ * file read when nothing changed.  A long run holds it back: each deploy
+ * of a run publishes. */
 static apr_status_t
 autotls_watch_cb(int state, void *data, apr_pool_t *ptemp)
 {
-    if (state == AP_WATCHDOG_STATE_RUNNING && drive_store != NULL) {
-        /* a child wrote an on-demand request and holds a handshake for
-         * it: a check now, whose pass takes the requests, not at the next
-         * AutoTLSCheckInterval */
-        if (autotls_odwait_requested() || drive_woken) {
-            drive_woken = 0;
-            autotls_drive_check(ptemp);
-        }
+    int pass, resumed;
+
+    if (state != AP_WATCHDOG_STATE_RUNNING || drive_store == NULL) {
+        return APR_SUCCESS;
+    }
+    /* a child wrote an on-demand request and holds a handshake for it: a
+     * pass now, which takes the requests, not at the next
+     * AutoTLSCheckInterval; so does a cluster whose Redis came back */
+    resumed = autotls_cluster_resumed();
+    if (resumed) {
+        autotls_drive_settings_save(autotls_global.main_server);
+    }
+    pass = autotls_odwait_requested() || drive_woken || resumed;
+    drive_woken = 0;
+    autotls_generation_publish(drive_store);
+    if (autotls_drive_run(ptemp, pass)) {
         autotls_generation_publish(drive_store);
-        if (autotls_drive_names_moved()) {
-            autotls_drive_check(ptemp);
-            autotls_generation_publish(drive_store);
-        }
     }
     return APR_SUCCESS;
 }
@@ -591,6 +690,11 @@ autotls_drive_start(apr_pool_t *p, server_rec *s)
     if (rv == APR_SUCCESS) {
         rv = register_cb(wd, AUTOTLS_WATCH_INTERVAL, &autotls_global,
                          autotls_watch_cb);
+    }
+    if (rv == APR_SUCCESS && autotls_global.redis != NULL) {
+        /* cluster: other nodes' deploys and challenges, the heartbeat */
+        rv = register_cb(wd, AUTOTLS_CLUSTER_TICK, &autotls_global,
+                         autotls_cluster_watch_cb);
     }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "autotls: watchdog callback");

@@ -5,12 +5,14 @@
  * home, is the child's copy of the registry (mod_autotls_registry.c).
  *
  * A name's parsed certificate lives in a cache entry keyed by its
- * certificate id, created at the name's first handshake and never freed
- * while the child lives (so a handshake never holds a pointer that another
- * thread could free); its parsed objects are reloaded when the
- * certificate's meta generation changed, and evicted with everything else
- * under AutoTLSCacheSize.  A registered name without a certificate yet is
- * served its home's certificate.
+ * certificate id, created at the name's first handshake; its parsed
+ * objects are reloaded when the store's change journal names the
+ * certificate (autotls_cache_stale), and evicted with everything else
+ * under AutoTLSCacheSize.  When the name is removed from the registry the
+ * entry goes: out of the table at once, freed when the last handshake
+ * using it lets go (a count of users, taken under the table's mutex).  A
+ * registered name without a certificate yet is served its home's
+ * certificate.
  */
 #include <string.h>
 #include <strings.h>
@@ -35,6 +37,10 @@ struct dyn_cert_s {
     char               *id;
     uint64_t            meta_gen;  /* meta generation of what is parsed */
     dyn_cert_t         *next;      /* hash chain */
+    /* under dyn_certs_lock: handshakes using it now, and whether it left
+     * the table (the last user frees it) */
+    unsigned            users;
+    int                 gone;
 };
 
 #define DYN_BUCKETS_MIN  1024
@@ -54,12 +60,13 @@ dyn_hash(const char *s)
     return h;
 }
 
-/* Doubles the table when it holds more entries than buckets. */
+/* The table with n buckets (doubled when it holds more entries than
+ * buckets, halved when a quarter); dyn_certs_lock held. */
 static void
-dyn_certs_grow(void)
+dyn_certs_resize(size_t n)
 {
-    size_t n = dyn_n_buckets ? dyn_n_buckets * 2 : DYN_BUCKETS_MIN, i;
     dyn_cert_t **b = calloc(n, sizeof(*b));
+    size_t i;
 
     if (b == NULL) {
         return;     /* longer chains, still correct */
@@ -78,23 +85,36 @@ dyn_certs_grow(void)
     dyn_n_buckets = n;
 }
 
-/* The entry of id, made when missing; NULL when out of memory. */
+/* id's link in its chain (*link NULL: not there); dyn_certs_lock held. */
+static dyn_cert_t **
+dyn_cert_link(const char *id)
+{
+    dyn_cert_t **pp = &dyn_buckets[dyn_hash(id) % dyn_n_buckets];
+
+    while (*pp != NULL && strcmp((*pp)->id, id) != 0) {
+        pp = &(*pp)->next;
+    }
+    return pp;
+}
+
+/* The entry of id, made when missing, with one more user (give it back
+ * with dyn_cert_put); NULL when out of memory. */
 static dyn_cert_t *
 dyn_cert_get(const char *id)
 {
-    dyn_cert_t *e = NULL;
+    dyn_cert_t *e = NULL, **pp;
 
     pthread_mutex_lock(&dyn_certs_lock);
     if (dyn_n_certs >= dyn_n_buckets) {
-        dyn_certs_grow();
+        dyn_certs_resize(dyn_n_buckets ? dyn_n_buckets * 2 : DYN_BUCKETS_MIN);
     }
     if (dyn_n_buckets == 0) {
         goto out;
     }
-    for (e = dyn_buckets[dyn_hash(id) % dyn_n_buckets]; e != NULL; e = e->next) {
-        if (strcmp(e->id, id) == 0) {
-            goto out;
-        }
+    pp = dyn_cert_link(id);
+    if ((e = *pp) != NULL) {
+        e->users++;
+        goto out;
     }
     e = calloc(1, sizeof(*e));
     if (e == NULL || (e->id = strdup(id)) == NULL) {
@@ -103,12 +123,82 @@ dyn_cert_get(const char *id)
         goto out;
     }
     pthread_rwlock_init(&e->cache.lock, NULL);
-    e->next = dyn_buckets[dyn_hash(id) % dyn_n_buckets];
-    dyn_buckets[dyn_hash(id) % dyn_n_buckets] = e;
+    e->users = 1;
+    *pp = e;
     dyn_n_certs++;
 out:
     pthread_mutex_unlock(&dyn_certs_lock);
     return e;
+}
+
+/* No user and out of the table: nobody can reach e any more (the
+ * AutoTLSCacheSize list lets go of it under its own lock first). */
+static void
+dyn_cert_free(dyn_cert_t *e)
+{
+    pthread_rwlock_wrlock(&e->cache.lock);
+    autotls_cache_forget(&e->cache);
+    pthread_rwlock_unlock(&e->cache.lock);
+    pthread_rwlock_destroy(&e->cache.lock);
+    free(e->id);
+    free(e);
+}
+
+static void
+dyn_cert_put(dyn_cert_t *e)
+{
+    int last;
+
+    pthread_mutex_lock(&dyn_certs_lock);
+    last = --e->users == 0 && e->gone;
+    pthread_mutex_unlock(&dyn_certs_lock);
+    if (last) {
+        dyn_cert_free(e);
+    }
+}
+
+int
+autotls_dyn_changed(const char *id, uint64_t gen)
+{
+    dyn_cert_t *e = NULL;
+
+    pthread_mutex_lock(&dyn_certs_lock);
+    if (dyn_n_buckets > 0 && (e = *dyn_cert_link(id)) != NULL) {
+        __atomic_store_n(&e->cache.changed, gen, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&dyn_certs_lock);
+    return e != NULL;
+}
+
+void
+autotls_dyn_forget(const char *id)
+{
+    dyn_cert_t *e = NULL, **pp;
+    size_t left = 0;
+    int now = 0;
+
+    pthread_mutex_lock(&dyn_certs_lock);
+    if (dyn_n_buckets > 0 && (e = *(pp = dyn_cert_link(id))) != NULL) {
+        *pp = e->next;
+        e->gone = 1;
+        now = e->users == 0;
+        left = --dyn_n_certs;
+        if (dyn_n_buckets > DYN_BUCKETS_MIN && left * 4 < dyn_n_buckets) {
+            dyn_certs_resize(dyn_n_buckets / 2);
+        }
+    }
+    pthread_mutex_unlock(&dyn_certs_lock);
+    if (e == NULL) {
+        return;
+    }
+    /* the cache's lock is taken outside the table's mutex: a handshake
+     * holds a cache's lock while it reads the journal, which takes it */
+    if (now) {
+        dyn_cert_free(e);
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, autotls_global.main_server,
+                 "autotls: child %ld let go of removed name %s (%lu dynamic "
+                 "certificate(s) left)", (long) getpid(), id, (unsigned long) left);
 }
 
 /* With e's write lock: reparse when the certificate's meta generation
@@ -189,10 +279,10 @@ dyn_cert_serve(SSL *ssl, autotls_srv_conf_t *home, const char *id)
     }
     c = &e->cache;
     pthread_rwlock_rdlock(&c->lock);
-    if (!c->loaded || c->generation != gen) {
+    if (autotls_cache_stale(c, gen)) {
         pthread_rwlock_unlock(&c->lock);
         pthread_rwlock_wrlock(&c->lock);
-        if (!c->loaded || c->generation != gen) {
+        if (autotls_cache_stale(c, gen)) {
             dyn_cert_refresh(home, e, gen);
         }
     }
@@ -201,6 +291,7 @@ dyn_cert_serve(SSL *ssl, autotls_srv_conf_t *home, const char *id)
         autotls_cache_touch(c);
     }
     pthread_rwlock_unlock(&c->lock);
+    dyn_cert_put(e);
     return rc;
 }
 

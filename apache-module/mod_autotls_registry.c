@@ -119,6 +119,32 @@ reg_table_new(size_t cap)
     return t;
 }
 
+/* name's row in t (for reg_table: with the read lock held). */
+static const reg_name_t *
+reg_find_in(const reg_table_t *t, const char *name)
+{
+    size_t lo = 0, hi;
+
+    if (t == NULL) {
+        return NULL;
+    }
+    hi = t->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int cmp = strcmp(name, t->names[mid].name);
+
+        if (cmp == 0) {
+            return &t->names[mid];
+        }
+        if (cmp < 0) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    return NULL;
+}
+
 /* Takes e's name into a new row of t (e->name is left NULL). */
 static void
 reg_push(reg_table_t *t, atls_name_entry_t *e)
@@ -248,6 +274,23 @@ reg_read(atls_store_t *st, uint64_t ngen, char **replaced)
     return t;
 }
 
+/* r (a row of the table t replaces) was served and is not in t, or
+ * removed there: the child frees what it parsed for it (a name removed
+ * and re-added meanwhile starts from the store again, as new). */
+static void
+reg_forget_gone(const reg_name_t *r, const reg_table_t *t)
+{
+    const reg_name_t *now;
+
+    if (r->removed || r->home == NULL) {
+        return;
+    }
+    now = reg_find_in(t, r->name);
+    if (now == NULL || now->removed) {
+        autotls_dyn_forget(r->id);
+    }
+}
+
 /* The table again when the registry changed since it was read; cheap
  * (one atomic load) when the shm generation did not move. */
 static void
@@ -277,9 +320,11 @@ reg_refresh(void)
         old = reg_table;
         reg_table = t;
         pthread_rwlock_unlock(&reg_lock);
-        /* no handshake holds old's rows now: free what t does not share */
+        /* no handshake holds old's rows now: free what t does not share;
+         * a name no longer served lets go of its parsed certificate */
         for (i = 0; old != NULL && i < old->n; i++) {
             if (replaced[i]) {
+                reg_forget_gone(&old->names[i], t);
                 reg_name_free(&old->names[i]);
             }
         }
@@ -297,32 +342,6 @@ out:
     pthread_mutex_unlock(&reg_refresh_lock);
 }
 
-/* name's row, with the table's read lock held (the caller unlocks). */
-static const reg_name_t *
-reg_find(const char *name)
-{
-    size_t lo = 0, hi;
-
-    if (reg_table == NULL) {
-        return NULL;
-    }
-    hi = reg_table->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int cmp = strcmp(name, reg_table->names[mid].name);
-
-        if (cmp == 0) {
-            return &reg_table->names[mid];
-        }
-        if (cmp < 0) {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
-    }
-    return NULL;
-}
-
 autotls_dyn_state_e
 autotls_registry_lookup(autotls_srv_conf_t *home, const char *name, char *id, size_t idlen)
 {
@@ -331,7 +350,7 @@ autotls_registry_lookup(autotls_srv_conf_t *home, const char *name, char *id, si
 
     reg_refresh();
     pthread_rwlock_rdlock(&reg_lock);
-    r = reg_find(name);
+    r = reg_find_in(reg_table, name);
     if (r != NULL && r->home != NULL && r->home == home->owner && strlen(r->id) < idlen) {
         st = r->removed ? AUTOTLS_DYN_REMOVED : AUTOTLS_DYN_PENDING;
         strcpy(id, r->id);

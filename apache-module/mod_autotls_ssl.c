@@ -331,10 +331,10 @@ autotls_cert_cb(SSL *ssl, void *arg)
 
     gen = autotls_generation_get();
     pthread_rwlock_rdlock(&c->lock);
-    if (!c->loaded || c->generation != gen) {
+    if (autotls_cache_stale(c, gen)) {
         pthread_rwlock_unlock(&c->lock);
         pthread_rwlock_wrlock(&c->lock);
-        if (!c->loaded || c->generation != gen) {
+        if (autotls_cache_stale(c, gen)) {
             autotls_cache_load(sc, c, gen);
         }
     }

@@ -159,3 +159,53 @@ def test_root_works_as_the_owner(test_root):
     assert [(r["event"], r["actor"]["user"]) for r in records] == [
         ("name-added", "root"), ("name-added", "root"), ("name-removed", WORKER)]
     assert os.stat(os.path.join(store, "audit.log")).st_uid == pw.pw_uid
+
+
+def test_add_from_file_one_generation(tmp_path):
+    """A bulk import: 1,000 names from a file (and stdin) are registered at
+    once, the registry's and the store's generations move once."""
+    store = str(tmp_path / "store")
+    run_cli("add", "--store", store, "first.example")
+    g_names, g_store = generation(store, "names-generation"), generation(store)
+    names = [f"n{i}.bulk.example" for i in range(1000)]
+    listing = tmp_path / "names.txt"
+    listing.write_text("# customers\n\n" + "\n".join(f"  {n}\t" if i % 7 == 0 else n
+                                                      for i, n in enumerate(names))
+                       + "\nN1.BULK.example.\n")
+    out = run_cli("add", "--store", store, "--from-file", str(listing), "arg.example",
+                  timeout=600).stdout
+    assert out.count(": registered (home default)") == 1001
+    assert "n1.bulk.example: registered already" in out     # the file's second spelling
+    assert generation(store, "names-generation") == g_names + 1
+    assert generation(store) == g_store + 1
+    rows = names_table(run_cli("list", "--store", store).stdout)
+    assert set(names) | {"arg.example", "first.example"} == set(rows)
+
+    # from standard input
+    proc = subprocess.run([cli_path(), "add", "--store", store, "--from-file", "-"],
+                          input="stdin1.example\nstdin2.example\n", capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert generation(store, "names-generation") == g_names + 2
+    assert entry(store, "stdin2.example")["state"] == "active"
+
+
+def test_add_from_file_errors_name_the_line(tmp_path):
+    store = str(tmp_path / "store")
+    listing = tmp_path / "names.txt"
+    listing.write_text("ok.example\nbad name.example\n# fine\n*.wild.example\nok2.example\n")
+    proc = run_cli("add", "--store", store, "--from-file", str(listing), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert f'{listing}:2: "bad name.example": character 0x20' in proc.stderr
+    assert f'{listing}:4: "*.wild.example": wildcard' in proc.stderr
+    assert "2 bad lines; nothing registered" in proc.stderr
+    # nothing stored, not even the good lines
+    assert not os.path.exists(os.path.join(store, "names"))
+
+    proc = run_cli("add", "--store", store, "--from-file", str(tmp_path / "nope"),
+                   check=False)
+    assert proc.returncode == 1 and "--from-file" in proc.stderr and "nope" in proc.stderr
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n\n")
+    proc = run_cli("add", "--store", store, "--from-file", str(empty), check=False)
+    assert proc.returncode == 2 and "no name in it" in proc.stderr

@@ -57,6 +57,7 @@
 #define CLI_O_SNI              (UINT64_C(1) << 31)
 #define CLI_O_TARGETS          (UINT64_C(1) << 32)
 #define CLI_O_HOME             (UINT64_C(1) << 40)   /* add --issuer HOME */
+#define CLI_O_FROM_FILE        (UINT64_C(1) << 41)   /* add --from-file F */
 #define CLI_O_FROM             (UINT64_C(1) << 48)   /* migrate --from SPEC */
 #define CLI_O_TO               (UINT64_C(1) << 49)   /* migrate --to SPEC */
 #define CLI_O_NEW_KEY          (UINT64_C(1) << 50)   /* rekey --new-key FILE */
@@ -91,6 +92,7 @@ typedef struct {
     const char     *sni;            /* scan --sni NAME */
     const char     *targets;        /* scan --targets FILE */
     const char     *home;           /* add --issuer HOME (a dynamic home) */
+    const char     *from_file;      /* add --from-file F ("-": stdin) */
     const char     *from_spec;      /* migrate --from SPEC */
     const char     *to_spec;        /* migrate --to SPEC */
     const char     *new_key;        /* rekey --new-key FILE */

@@ -6,6 +6,7 @@
  * who ran the CLI.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,46 +103,181 @@ add_report(atls_store_t *st, const cli_opts_t *o, char *const *names, size_t n,
     }
 }
 
+/* ---- add --from-file ------------------------------------------------------- */
+
+/* At most this many bad lines are listed; the rest are counted. */
+#define FILE_ERRORS_SHOWN  20
+
+typedef struct {
+    char   **v;             /* folded names, malloc'd */
+    size_t   n, cap;
+} names_vec_t;
+
+static void
+names_push(names_vec_t *nv, char *name)
+{
+    if (nv->n == nv->cap) {
+        nv->cap = nv->cap ? nv->cap * 2 : 64;
+        nv->v = realloc(nv->v, nv->cap * sizeof(*nv->v));
+        if (nv->v == NULL) {
+            abort();
+        }
+    }
+    nv->v[nv->n++] = name;
+}
+
+/* One name per line of f; blank lines and lines starting with '#' are
+ * skipped, blanks around a name dropped.  Each bad line is said
+ * ("FILE:LINE: ..."); the count of bad lines is returned. */
+static size_t
+names_read_lines(FILE *f, const char *shown_path, names_vec_t *nv)
+{
+    char   *line = NULL, out[256], why[160], shown[128];
+    size_t  cap = 0, lineno = 0, bad = 0, len;
+    ssize_t got;
+    char   *p;
+
+    while ((got = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        p = line;
+        len = (size_t) got;
+        while (len > 0 && (p[len - 1] == '\n' || p[len - 1] == '\r' || p[len - 1] == ' '
+                           || p[len - 1] == '\t')) {
+            len--;
+        }
+        while (len > 0 && (*p == ' ' || *p == '\t')) {
+            p++;
+            len--;
+        }
+        if (len == 0 || *p == '#') {
+            continue;
+        }
+        if (atls_name_check(p, len, 1, NAMES_LABELS_MAX, out, sizeof(out), why,
+                            sizeof(why)) == 0) {
+            names_push(nv, atls_strdup(out));
+            continue;
+        }
+        if (++bad <= FILE_ERRORS_SHOWN) {
+            p[len] = '\0';
+            atls_log_escape(p, shown, sizeof(shown));
+            cli_error("add: %s:%zu: \"%s\": %s", shown_path, lineno, shown, why);
+        }
+    }
+    free(line);
+    return bad;
+}
+
+/* --from-file F ("-": standard input) into nv, before the store is opened
+ * (the CLI may then run as the store's owner).  0; else an exit code after
+ * saying every bad line: nothing is registered then. */
+static int
+names_read_file(const char *path, names_vec_t *nv)
+{
+    int    stdin_ = strcmp(path, "-") == 0;
+    FILE  *f = stdin_ ? stdin : fopen(path, "r");
+    char   shown[128];
+    size_t bad;
+    int    failed;
+
+    atls_log_escape(stdin_ ? "(stdin)" : path, shown, sizeof(shown));
+    if (f == NULL) {
+        cli_error("add: --from-file %s: %s", shown, strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    bad = names_read_lines(f, shown, nv);
+    failed = ferror(f);
+    if (!stdin_) {
+        fclose(f);
+    }
+    if (failed) {
+        cli_error("add: --from-file %s: read error", shown);
+        return CLI_EXIT_FAIL;
+    }
+    if (bad > 0) {
+        if (bad > FILE_ERRORS_SHOWN) {
+            cli_error("add: %s: %zu more bad lines", shown, bad - FILE_ERRORS_SHOWN);
+        }
+        cli_error("add: %s: %zu bad line%s; nothing registered", shown, bad,
+                  bad == 1 ? "" : "s");
+        return CLI_EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* The operands, then the lines of --from-file; an exit code on errors. */
+static int
+add_collect(cli_opts_t *o, names_vec_t *nv)
+{
+    char  **args = NULL;
+    size_t  i;
+    int     rc;
+
+    if (o->n_names == 0 && !(o->given & CLI_O_FROM_FILE)) {
+        return cli_usage_error("add", "missing NAME (or --from-file F)");
+    }
+    if (names_check_args("add", o, &args) != 0) {
+        return CLI_EXIT_USAGE;
+    }
+    for (i = 0; i < o->n_names; i++) {
+        names_push(nv, args[i]);
+    }
+    free(args);
+    if (o->given & CLI_O_FROM_FILE) {
+        rc = names_read_file(o->from_file, nv);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    if (nv->n == 0) {
+        cli_error("add: %s: no name in it", o->from_file);
+        return CLI_EXIT_USAGE;
+    }
+    return 0;
+}
+
 static int
 add_run(cli_opts_t *o)
 {
     atls_store_t *st;
     const char    *home = (o->given & CLI_O_HOME) ? o->home : NULL;
-    char         **names = NULL, by[128], err[1024];
-    unsigned char *added;
+    names_vec_t    nv = { NULL, 0, 0 };
+    char           by[128], err[1024];
+    unsigned char *added = NULL;
     time_t         now = time(NULL);
-    int            rc = CLI_EXIT_OK;
+    int            rc;
 
     if (home != NULL && (home[0] == '\0' || !names_home_ok(home))) {
         return cli_usage_error("add", "--issuer: a home name of 1 to %d printable bytes",
                                HOME_MAX);
     }
-    if (names_check_args("add", o, &names) != 0) {
-        return CLI_EXIT_USAGE;
+    rc = add_collect(o, &nv);
+    if (rc != 0) {
+        goto out;
     }
     st = names_open(o, "add");
     if (st == NULL) {
-        atls_strv_free(names, o->n_names);
-        return CLI_EXIT_FAIL;
+        rc = CLI_EXIT_FAIL;
+        goto out;
     }
     names_by(o, by, sizeof(by));
     /* one lock and one generation for all: a bulk import costs a write a name */
-    added = malloc(o->n_names);
+    added = malloc(nv.n);
     if (added == NULL) {
         abort();
     }
-    memset(added, 2, o->n_names);
-    if (atls_names_add_many(st, (const char *const *) names, o->n_names, home, "cli", by, now,
+    memset(added, 2, nv.n);
+    if (atls_names_add_many(st, (const char *const *) nv.v, nv.n, home, "cli", by, now,
                             added, err, sizeof(err)) != ATLS_STORE_OK)
     {
         cli_error("add: %s", err);
         rc = CLI_EXIT_FAIL;
     }
-    add_report(st, o, names, o->n_names, added, home, by, now);
-    free(added);
+    add_report(st, o, nv.v, nv.n, added, home, by, now);
     cli_events_close(o);
     atls_store_close(st);
-    atls_strv_free(names, o->n_names);
+out:
+    free(added);
+    atls_strv_free(nv.v, nv.n);
     return rc;
 }
 
@@ -297,20 +433,24 @@ cli_list_names(atls_store_t *st, const char *store_dir)
 
 const cli_command_t cli_cmd_add = {
     "add",
-    CLI_O_STORE | CLI_O_HOME | CLI_O_VERBOSE,
-    1, -1,
+    CLI_O_STORE | CLI_O_HOME | CLI_O_FROM_FILE | CLI_O_VERBOSE,
+    0, -1,
     add_run,
-    "Usage: autotls add --store DIR [--issuer HOME] NAME...\n"
+    "Usage: autotls add --store DIR [--issuer HOME] [--from-file F] NAME...\n"
     "\n"
     "Register dynamic names: a server whose dynamic home is HOME (nginx:\n"
     "`autotls ISSUER dynamic;`, Apache: `AutoTLS Dynamic`) obtains and serves a\n"
     "certificate for each, with no reload.  Each name is one certificate.\n"
     "A name registered already is left as it is; a removed one is active again.\n"
+    "All the names are registered at once: one write each, one generation.\n"
     "\n"
     "  --store DIR     certificate store (required)\n"
     "  --issuer HOME   the dynamic home (nginx: the issuer block's name; Apache:\n"
     "                  the ServerName of the AutoTLS Dynamic host); default: the\n"
     "                  server's only (first) dynamic home\n"
+    "  --from-file F   also the names in file F, one a line ('-': standard\n"
+    "                  input; blank lines and lines starting with '#' skipped);\n"
+    "                  a bad line is named (F:LINE) and nothing is registered\n"
     "  -v, --verbose   print each event as recorded\n"
     "  -h, --help      this text\n"
     "\n"

@@ -27,7 +27,7 @@ enum {
 };
 enum { OPT_EXEC = OPT_BASE + 80, OPT_WEBHOOK, OPT_HEADER };   /* notify-test */
 enum { OPT_SNI = OPT_BASE + 64, OPT_TARGETS };   /* scan */
-enum { OPT_HOME = OPT_BASE + 96 };               /* add --issuer */
+enum { OPT_HOME = OPT_BASE + 96, OPT_FROM_FILE };   /* add --issuer, --from-file */
 enum { OPT_FROM = OPT_BASE + 112, OPT_TO, OPT_NEW_KEY };   /* migrate, rekey */
 
 static const struct option long_opts[] = {
@@ -64,6 +64,7 @@ static const struct option long_opts[] = {
     { "sni",              required_argument, NULL, OPT_SNI },
     { "targets",          required_argument, NULL, OPT_TARGETS },
     { "issuer",           required_argument, NULL, OPT_HOME },
+    { "from-file",        required_argument, NULL, OPT_FROM_FILE },
     { "from",             required_argument, NULL, OPT_FROM },
     { "to",               required_argument, NULL, OPT_TO },
     { "new-key",          required_argument, NULL, OPT_NEW_KEY },
@@ -109,6 +110,7 @@ static uint64_t opt_bit(int val)
     case OPT_SNI:             return CLI_O_SNI;
     case OPT_TARGETS:         return CLI_O_TARGETS;
     case OPT_HOME:            return CLI_O_HOME;
+    case OPT_FROM_FILE:       return CLI_O_FROM_FILE;
     case OPT_FROM:            return CLI_O_FROM;
     case OPT_TO:              return CLI_O_TO;
     case OPT_NEW_KEY:         return CLI_O_NEW_KEY;
@@ -326,6 +328,9 @@ static int apply_option(cli_opts_t *o, int val, const char *arg)
         break;
     case OPT_HOME:
         o->home = arg;
+        break;
+    case OPT_FROM_FILE:
+        o->from_file = arg;
         break;
     case OPT_FROM:
         o->from_spec = arg;
