@@ -37,9 +37,13 @@ def static_body(certs, names, port):
 
 
 def autotls_body(names, port, store, pebble, ca_file, preload=True):
+    """store: a directory, or a Redis store's URL and options (a cluster
+    node, bench/cluster.py)."""
+    store_line = (f"AutoTLSStore {store}" if store.startswith(("redis://", "rediss://"))
+                  else f'AutoTLSStoreDir "{store}"')
     head = (f"AutoTLSCA {pebble.directory}\nAutoTLSCACertificateFile {ca_file}\n"
             f"AutoTLSContact bench@example.com\nAutoTLSAcceptTerms On\n"
-            f'AutoTLSStoreDir "{store}"\nAutoTLSCheckInterval 1h\n'
+            f"{store_line}\nAutoTLSCheckInterval 1h\n"
             f"AutoTLSPreload {'On' if preload else 'Off'}\n")
     return head + "\n".join(
         f"<VirtualHost 127.0.0.1:{port}>\n  ServerName {n}\n  SSLEngine on\n  AutoTLS On\n"
