@@ -97,6 +97,31 @@ atls_store_id_ok(const char *id)
     return id != NULL && *id != '\0' && *id != '.' && strchr(id, '/') == NULL;
 }
 
+int
+atls_store_path_ok(const char *path, int allow_empty)
+{
+    const char *p, *c;
+
+    if (path == NULL || strlen(path) > ATLS_STORE_PATH_MAX) {
+        return 0;
+    }
+    if (*path == '\0') {
+        return allow_empty;
+    }
+    c = path;
+    for (p = path;; p++) {
+        if (*p == '/' || *p == '\0') {
+            if (p == c || *c == '.') {
+                return 0;
+            }
+            if (*p == '\0') {
+                return 1;
+            }
+            c = p + 1;
+        }
+    }
+}
+
 char *
 atls_store_cat(const char *first, ...)
 {

@@ -42,39 +42,13 @@
 #include "atls_priv.h"
 #include "atls_store.h"
 #include "store_fs_int.h"
+#include "store_int.h"
 
 const char *const atls_fs_subdirs[FS_N_SUBDIRS] = { "accounts", "certs", "requests",
                                                     "locks", "crl" };
 
 /* Cleared for good the first time the kernel says it has no openat2. */
 static int fs_have_openat2 = 1;
-
-/* Rejects anything that could leave the root or hide in a dot file:
- * leading '/', empty components, and components starting with '.'. */
-static int
-fs_path_ok(const char *path, int allow_empty)
-{
-    const char *p, *c;
-
-    if (path == NULL) {
-        return 0;
-    }
-    if (*path == '\0') {
-        return allow_empty;
-    }
-    c = path;
-    for (p = path;; p++) {
-        if (*p == '/' || *p == '\0') {
-            if (p == c || *c == '.') {
-                return 0;
-            }
-            if (*p == '\0') {
-                return 1;
-            }
-            c = p + 1;
-        }
-    }
-}
 
 const char *
 atls_fs_strerror(int e)
@@ -695,7 +669,7 @@ atls_fs_begin(fs_impl_t *fs, const char *path, int allow_empty, atls_fsid_t *id,
               char *err, size_t errlen)
 {
     id->active = 0;
-    if (!fs_path_ok(path, allow_empty)) {
+    if (!atls_store_path_ok(path, allow_empty)) {
         snprintf(err, errlen, "invalid store path \"%s\"", path ? path : "(null)");
         return -1;
     }
@@ -783,7 +757,7 @@ fs_lock(atls_store_t *st, const char *name, int wait, atls_store_lock_t **out,
     int          rc;
 
     *out = NULL;
-    if (name == NULL || strchr(name, '/') != NULL || !fs_path_ok(name, 0)
+    if (name == NULL || strchr(name, '/') != NULL || !atls_store_path_ok(name, 0)
         || strlen(name) > 200)
     {
         snprintf(err, errlen, "invalid lock name \"%s\"", name ? name : "(null)");
