@@ -72,6 +72,12 @@ atls_published_setup(atls_published_t *p, atls_acme_t *e,
 }
 
 void
+atls_published_record(atls_published_t *p, const atls_challenge_t *c)
+{
+    published_add(p, c);
+}
+
+void
 atls_published_teardown(atls_published_t *p, const atls_challenge_ops_t *ops,
                         const atls_challenge_t *c)
 {

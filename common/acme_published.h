@@ -22,6 +22,10 @@ typedef struct {
 void atls_published_setup(atls_published_t *p, atls_acme_t *e,
                           const atls_challenge_ops_t *ops, const atls_challenge_t *c);
 
+/* Remembers c as published without reporting to the engine (a host that
+ * answers only later: the scheduler's publish_wait). */
+void atls_published_record(atls_published_t *p, const atls_challenge_t *c);
+
 /* Handles an ATLS_ACT_TEARDOWN: withdraws c and forgets it. */
 void atls_published_teardown(atls_published_t *p, const atls_challenge_ops_t *ops,
                              const atls_challenge_t *c);

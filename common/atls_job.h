@@ -67,6 +67,22 @@ typedef struct atls_job_s atls_job_t;
  * "renewing" in the store.  NULL + err when it cannot start. */
 atls_job_t *atls_job_start(atls_store_t *st, const atls_cert_meta_t *m,
                            atls_key_type_t kt, char *err, size_t errlen);
+/* Why atls_job_start_planned did not start an order. */
+typedef enum {
+    ATLS_JOB_NOT_STARTED = 0,   /* an error (err): the store, the key, ... */
+    ATLS_JOB_BUSY,              /* another process (another node of a
+                                   cluster) holds the certificate's lock */
+    ATLS_JOB_SUPERSEDED         /* under the lock, the store holds another
+                                   certificate of kt than m (the meta the
+                                   plan was made from) had: renewed
+                                   meanwhile by another process */
+} atls_job_refusal_t;
+/* atls_job_start for a scheduler that planned from m: when the lock is
+ * taken, m's certificate of kt is compared with the store's, so that two
+ * processes planning the same renewal order it once.  NULL + *why. */
+atls_job_t *atls_job_start_planned(atls_store_t *st, const atls_cert_meta_t *m,
+                                   atls_key_type_t kt, atls_job_refusal_t *why,
+                                   char *err, size_t errlen);
 atls_acme_t *atls_job_engine(atls_job_t *j);
 const atls_cert_meta_t *atls_job_meta(atls_job_t *j);
 

@@ -197,9 +197,43 @@ atls_job_ensure(atls_store_t *st, const char *const *names, size_t n,
 
 /* ---- start / finish ----------------------------------------------------- */
 
+/* 1 when stored holds another certificate of kt than planned did (a
+ * serial where there was none, or a different one). */
+static int
+job_superseded(const atls_cert_meta_t *planned, const atls_cert_meta_t *stored,
+               atls_key_type_t kt)
+{
+    const atls_cert_kt_info_t *p = atls_job_kt_info(planned, kt);
+    const atls_cert_kt_info_t *n = atls_job_kt_info(stored, kt);
+
+    if (n == NULL || n->serial == NULL || n->serial[0] == '\0') {
+        return 0;
+    }
+    return p == NULL || p->serial == NULL || strcmp(p->serial, n->serial) != 0;
+}
+
+static atls_job_t *job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
+                             int planned, atls_job_refusal_t *why, char *err, size_t errlen);
+
 atls_job_t *
 atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
                char *err, size_t errlen)
+{
+    atls_job_refusal_t why;
+
+    return job_start(st, m, kt, 0, &why, err, errlen);
+}
+
+atls_job_t *
+atls_job_start_planned(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
+                       atls_job_refusal_t *why, char *err, size_t errlen)
+{
+    return job_start(st, m, kt, 1, why, err, errlen);
+}
+
+static atls_job_t *
+job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt, int planned,
+          atls_job_refusal_t *why, char *err, size_t errlen)
 {
     atls_job_t          *j;
     atls_cert_meta_t     stored;
@@ -220,8 +254,11 @@ atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
     }
     j->st = st;
     j->kt = kt;
+    *why = ATLS_JOB_NOT_STARTED;
 
-    if (atls_job_lock(st, m->id, &j->lock, err, errlen) != 0) {
+    rc = atls_job_lock(st, m->id, &j->lock, err, errlen);
+    if (rc != 0) {
+        *why = rc == -2 ? ATLS_JOB_BUSY : ATLS_JOB_NOT_STARTED;
         goto failed;
     }
 
@@ -229,6 +266,13 @@ atls_job_start(atls_store_t *st, const atls_cert_meta_t *m, atls_key_type_t kt,
      * configuration from the caller (it holds the EAB secret). */
     memset(&stored, 0, sizeof(stored));
     rc = atls_store_load_meta(st, m->id, &stored, err, errlen);
+    if (rc == ATLS_STORE_OK && planned && job_superseded(m, &stored, kt)) {
+        snprintf(err, errlen, "already renewed by another process (serial %s)",
+                 atls_job_kt_info(&stored, kt)->serial);
+        *why = ATLS_JOB_SUPERSEDED;
+        atls_cert_meta_free(&stored);
+        goto failed;
+    }
     if (rc == ATLS_STORE_OK) {
         atls_cert_meta_copy(&j->meta, &stored);
         atls_cert_meta_free(&stored);

@@ -13,8 +13,8 @@
 int atls_job_load(atls_store_t *st, const char *id, atls_cert_meta_t *m,
                   char *err, size_t errlen);
 
-/* Takes id's job lock without waiting; -1 with err ("another process is
- * renewing <id>" when held), *lk NULL. */
+/* Takes id's job lock without waiting; -1 with err, or -2 with err
+ * "another process is renewing <id>" when held; *lk NULL. */
 int atls_job_lock(atls_store_t *st, const char *id, atls_store_lock_t **lk,
                   char *err, size_t errlen);
 

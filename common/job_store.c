@@ -72,10 +72,11 @@ atls_job_lock(atls_store_t *st, const char *id, atls_store_lock_t **lk,
     if (rc == ATLS_STORE_OK) {
         return 0;
     }
+    *lk = NULL;
     if (rc == ATLS_STORE_BUSY) {
         snprintf(err, errlen, "another process is renewing %s", id);
+        return -2;
     }
-    *lk = NULL;
     return -1;
 }
 

@@ -93,10 +93,13 @@ atls_mirror_open(const atls_redis_conf_t *conf, const char *dir, char *err, size
         m->conf.prefix = atls_strdup(ATLS_REDIS_DEFAULT_PREFIX);
     }
     if (asprintf(&m->channel, "%s%s", m->conf.prefix, ATLS_MIRROR_CHANNEL) < 0
-        || asprintf(&m->cluster_key, "%s{/cluster}:gen", m->conf.prefix) < 0)
+        || asprintf(&m->cluster_key, "%s{/cluster}:gen", m->conf.prefix) < 0
+        || asprintf(&m->chal_channel, "%s%s", m->conf.prefix, ATLS_MIRROR_CHAL_CHANNEL) < 0)
     {
         abort();
     }
+    m->node_id = conf->node_id != NULL ? atls_strdup(conf->node_id)
+                 : atls_mirror_default_node(dir);
     m->fs = atls_store_fs_open(dir, err, errlen);
     if (m->fs == NULL) {
         atls_mirror_free(m);
@@ -131,6 +134,8 @@ atls_mirror_free(atls_mirror_t *m)
     atls_redis_conf_free(&m->conf);
     free(m->channel);
     free(m->cluster_key);
+    free(m->chal_channel);
+    free(m->node_id);
     free(m->store.location);
     free(m);
 }

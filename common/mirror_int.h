@@ -1,7 +1,8 @@
 /*
  * Shared by the mirror's files only: mirror.c (the object, generations),
- * mirror_sync.c (pull and push), mirror_store.c (the store ops) and
- * mirror_listen.c (announcements).  The contract is atls_mirror.h.
+ * mirror_sync.c (pull and push), mirror_store.c (the store ops),
+ * mirror_listen.c (announcements) and mirror_cluster.c (members and
+ * challenges).  The contract is atls_mirror.h.
  */
 #ifndef ATLS_MIRROR_INT_H
 #define ATLS_MIRROR_INT_H
@@ -24,9 +25,18 @@ struct atls_mirror_s {
     atls_store_t       store;     /* atls_mirror_store(): ops of mirror_store.c */
     atls_redis_t      *sub;       /* the subscriber, NULL when not listening */
     int                subscribed;
+    int                confirmed; /* SUBSCRIBEs Redis confirmed (2: both) */
     mirror_lock_t     *locks;
     char              *channel;   /* <prefix>gen */
     char              *cluster_key;   /* <prefix>{/cluster}:gen */
+
+    /* The cluster (mirror_cluster.c) */
+    char              *chal_channel;  /* <prefix>chal */
+    char              *node_id;       /* conf.node_id or <hostname>:<dir> */
+    atls_mirror_chal_fn responder;
+    void              *responder_ctx;
+    int                loaded;        /* every challenge present was loaded
+                                         since Redis was last reached */
 };
 
 extern const atls_store_ops_t atls_mirror_ops;
@@ -54,6 +64,13 @@ int atls_mirror_set_generation(atls_mirror_t *m, const char *id, uint64_t gen,
  * the lease is stale, ERROR + err. */
 int atls_mirror_bump(atls_mirror_t *m, const char *id, const atls_redis_lease_t *lease,
                      int mode, uint64_t floor, uint64_t *gen, char *err, size_t errlen);
+
+/* The node id used when conf has none: "<hostname>:<dir>" (blanks and
+ * control bytes as '_', the end kept when too long), malloc'd. */
+char *atls_mirror_default_node(const char *dir);
+/* A message on <prefix>chal ("+<type> <key>" / "-<type> <key>"): handed
+ * to the responder, then acked; what goes wrong is logged. */
+void atls_mirror_chal_message(atls_mirror_t *m, const char *payload, size_t len);
 
 /* The cert-id of a certs/<id>/... path into id (0), or -1 when path is not
  * under a certificate's directory. */

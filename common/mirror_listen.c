@@ -1,8 +1,9 @@
 /*
  * Announcements (atls_mirror.h): a dedicated subscriber connection on
- * <prefix>gen, driven by the host's event loop (or atls_mirror_poll), and
- * for each "<cert-id> <gen>" newer than the mirror's, a pull of that
- * certificate.
+ * <prefix>gen and <prefix>chal, driven by the host's event loop (or
+ * atls_mirror_poll): for each "<cert-id> <gen>" newer than the mirror's,
+ * a pull of that certificate; each challenge published or withdrawn goes
+ * to the responder (mirror_cluster.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,13 +19,20 @@
 int
 atls_mirror_listen(atls_mirror_t *m, char *err, size_t errlen)
 {
+    if (m->sub != NULL) {
+        /* challenges announced while it was down: loaded at the next join */
+        m->loaded = 0;
+    }
     atls_redis_free(m->sub);
     m->subscribed = 0;
+    m->confirmed = 0;
     m->sub = atls_redis_connect(&m->conf, err, errlen);
     if (m->sub == NULL) {
         return -1;
     }
-    if (atls_redis_subscribe(m->sub, m->channel) != 0) {
+    if (atls_redis_subscribe(m->sub, m->channel) != 0
+        || atls_redis_subscribe(m->sub, m->chal_channel) != 0)
+    {
         snprintf(err, errlen, "%s", atls_redis_error(m->sub));
         atls_redis_free(m->sub);
         m->sub = NULL;
@@ -85,7 +93,10 @@ atls_mirror_on_io(atls_mirror_t *m, int events, char *err, size_t errlen)
     }
     while ((rc = atls_redis_message(m->sub, &channel, &payload, &len, err, errlen)) > 0) {
         if (rc == 2) {
-            m->subscribed = 1;
+            /* both channels, or announcements could be missed */
+            m->subscribed = ++m->confirmed >= 2;
+        } else if (strcmp(channel, m->chal_channel) == 0) {
+            atls_mirror_chal_message(m, payload, len);
         } else if (parse_announcement(payload, len, id, sizeof(id), &gen) != 0) {
             atls_log(ATLS_LOG_WARN, "mirror: %s: not an announcement, ignored", channel);
         } else if (gen > atls_mirror_generation(m, id)) {

@@ -1,11 +1,13 @@
 /*
  * Where Redis is: `redis://[user:password@]host[:port][/db]` (rediss:// for
- * TLS) and the option words after it (`tls ca_file=F key_file=F prefix=P`).
+ * TLS) and the option words after it (`tls ca_file=F key_file=F prefix=P`,
+ * and for hosts `mirror=DIR node=ID`).
  * The same text comes from nginx, Apache and the CLI, so one parser; every
  * error names the part that is wrong and never repeats the password.
  */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,25 +246,76 @@ opt_path(const char *v, const char *name, char **out, char *err, size_t errlen)
     return 0;
 }
 
+/* A word that goes into keys or log lines: 1..max printable ASCII
+ * characters; a prefix also refuses '{' and '}' (they would break the
+ * hash tags).  The node's id goes into the member registry and ack sets,
+ * and into the log lines of every other node. */
 static int
-opt_prefix(const char *v, atls_redis_conf_t *c, char *err, size_t errlen)
+opt_word(const char *v, const char *name, size_t max, const char *banned, char **out,
+         char *err, size_t errlen)
 {
+    char   field[32], why[64];
     size_t i, n = strlen(v);
 
-    if (c->prefix != NULL) {
-        return url_fail(err, errlen, "option prefix", "given twice");
+    snprintf(field, sizeof(field), "option %s", name);
+    if (*out != NULL) {
+        return url_fail(err, errlen, field, "given twice");
     }
-    if (n == 0 || n > ATLS_REDIS_PREFIX_MAX) {
-        return url_fail(err, errlen, "option prefix", "1 to 64 characters");
+    if (n == 0 || n > max) {
+        snprintf(why, sizeof(why), "1 to %zu characters", max);
+        return url_fail(err, errlen, field, why);
     }
     for (i = 0; i < n; i++) {
-        if (!isgraph((unsigned char) v[i]) || v[i] == '{' || v[i] == '}') {
-            return url_fail(err, errlen, "option prefix",
-                            "printable characters only, no '{' or '}'");
+        if (!isgraph((unsigned char) v[i]) || strchr(banned, v[i]) != NULL) {
+            return url_fail(err, errlen, field, banned[0] != '\0'
+                            ? "printable characters only, no '{' or '}'"
+                            : "printable ASCII only, no blank");
         }
     }
-    c->prefix = strdup(v);
-    if (c->prefix == NULL) {
+    *out = strdup(v);
+    if (*out == NULL) {
+        abort();
+    }
+    return 0;
+}
+
+/* The mirror is a directory the host creates and hands to its workers:
+ * an absolute name without control characters or "." / ".." components,
+ * so the same text means the same directory whatever the host's cwd. */
+static int
+opt_mirror(const char *v, atls_redis_conf_t *c, char *err, size_t errlen)
+{
+    const char *p, *seg;
+    size_t      n = strlen(v);
+
+    if (c->mirror_dir != NULL) {
+        return url_fail(err, errlen, "option mirror", "given twice");
+    }
+    if (v[0] != '/') {
+        return url_fail(err, errlen, "option mirror", "must be an absolute directory name");
+    }
+    if (n >= PATH_MAX) {
+        return url_fail(err, errlen, "option mirror", "directory name too long");
+    }
+    for (p = v; *p != '\0'; p++) {
+        if ((unsigned char) *p < 0x20 || *p == 0x7f) {
+            return url_fail(err, errlen, "option mirror", "control character in the name");
+        }
+    }
+    for (seg = v + 1; *seg != '\0'; seg = p + (*p == '/')) {
+        size_t len;
+
+        p = strchr(seg, '/');
+        if (p == NULL) {
+            p = seg + strlen(seg);
+        }
+        len = (size_t) (p - seg);
+        if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.')) {
+            return url_fail(err, errlen, "option mirror", "\".\" or \"..\" in the name");
+        }
+    }
+    c->mirror_dir = strdup(v);
+    if (c->mirror_dir == NULL) {
         abort();
     }
     return 0;
@@ -286,7 +339,13 @@ opt_parse(const char *o, atls_redis_conf_t *c, int *tls_opt, char *err, size_t e
         return opt_path(o + 9, "key_file", &c->key_file, err, errlen);
     }
     if (strncmp(o, "prefix=", 7) == 0) {
-        return opt_prefix(o + 7, c, err, errlen);
+        return opt_word(o + 7, "prefix", ATLS_REDIS_PREFIX_MAX, "{}", &c->prefix, err, errlen);
+    }
+    if (strncmp(o, "mirror=", 7) == 0) {
+        return opt_mirror(o + 7, c, err, errlen);
+    }
+    if (strncmp(o, "node=", 5) == 0) {
+        return opt_word(o + 5, "node", ATLS_REDIS_NODE_MAX, "", &c->node_id, err, errlen);
     }
     {
         char   shown[64];
@@ -297,7 +356,8 @@ opt_parse(const char *o, atls_redis_conf_t *c, int *tls_opt, char *err, size_t e
             shown[i] = isgraph((unsigned char) o[i]) ? o[i] : '?';
         }
         shown[i] = '\0';
-        snprintf(err, errlen, "redis option \"%s\": unknown (tls, ca_file=, key_file=, prefix=)",
+        snprintf(err, errlen, "redis option \"%s\": unknown (tls, ca_file=, key_file=, "
+                 "prefix=, mirror=, node=)",
                  shown);
     }
     return -1;
@@ -387,6 +447,8 @@ atls_redis_conf_free(atls_redis_conf_t *c)
     free(c->ca_file);
     free(c->key_file);
     free(c->prefix);
+    free(c->mirror_dir);
+    free(c->node_id);
     memset(c, 0, sizeof(*c));
 }
 
@@ -415,6 +477,8 @@ atls_redis_conf_copy(atls_redis_conf_t *d, const atls_redis_conf_t *s)
     d->ca_file = dup_or_null(s->ca_file);
     d->key_file = dup_or_null(s->key_file);
     d->prefix = dup_or_null(s->prefix ? s->prefix : ATLS_REDIS_DEFAULT_PREFIX);
+    d->mirror_dir = dup_or_null(s->mirror_dir);
+    d->node_id = dup_or_null(s->node_id);
 }
 
 char *

@@ -72,6 +72,9 @@ sched_arm(atls_sched_t *s)
     if (s->warn_wake != 0 && !s->stopping) {
         best = earlier(best, s->warn_wake);
     }
+    if (s->retry_wake != 0 && !s->stopping) {
+        best = earlier(best, s->retry_wake);
+    }
     for (i = 0; i < s->n_slots; i++) {
         const sched_slot_t *sl = &s->slots[i];
 
@@ -441,6 +444,31 @@ sched_kick_soon(atls_sched_t *s)
 }
 
 void
+atls_sched_retry_pass(atls_sched_t *s, time_t at)
+{
+    long long when = atls_sched_now_ms() + (long long) (at - time(NULL)) * 1000;
+
+    if (s->retry_wake == 0 || when < s->retry_wake) {
+        s->retry_wake = when;
+    }
+}
+
+/* A certificate's busy lock is due for another look: a pass over the due
+ * ones (cheap: the due index), or a second later when one runs now. */
+static void
+retry_pass(atls_sched_t *s, long long now)
+{
+    if (s->pass_active) {
+        s->retry_wake = now + 1000;
+        return;
+    }
+    s->retry_wake = 0;
+    s->pass_active = 1;
+    atls_sched_due_begin(s);
+    sched_kick_soon(s);
+}
+
+void
 atls_sched_check(atls_sched_t *s)
 {
     sched_enter(s);
@@ -500,7 +528,13 @@ atls_sched_hook_done(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *w
     char msg[400];
 
     sched_enter(s);
-    if (!atls_notify_hook_done(s->notify, op, ok, why)) {
+    if (atls_notify_hook_done(s->notify, op, ok, why)) {
+        /* a notification's command */
+    } else if (op->publish) {
+        snprintf(msg, sizeof(msg), "%s", why != NULL && why[0] != '\0' ? why
+                 : "the cluster's nodes did not load the challenge");
+        atls_sched_hook_end(s, op, ok, msg);
+    } else {
         snprintf(msg, sizeof(msg), "dns hook %s failed: %s", op->setup ? "setup" : "teardown",
                  why != NULL && why[0] != '\0' ? why : "no reason given");
         atls_sched_hook_end(s, op, ok, msg);
@@ -514,10 +548,10 @@ hook_expire(atls_sched_t *s, atls_sched_op_t *op)
 {
     char msg[128];
 
-    if (s->host.hook_kill != NULL) {
-        s->host.hook_kill(s->host.ctx, op);
-    }
-    snprintf(msg, sizeof(msg), "dns hook timed out after %ld s", s->hook_timeout_s);
+    atls_sched_op_abandon(s, op);
+    snprintf(msg, sizeof(msg), op->publish
+             ? "the cluster's nodes did not load the challenge within %ld s"
+             : "dns hook timed out after %ld s", s->hook_timeout_s);
     atls_sched_hook_end(s, op, 0, msg);
 }
 
@@ -555,6 +589,9 @@ atls_sched_timer(atls_sched_t *s)
     if (s->names_resume != 0 && s->names_resume <= now) {
         s->names_resume = 0;
         atls_sched_names_sync(s);   /* the first sync's next slice */
+    }
+    if (s->retry_wake != 0 && s->retry_wake <= now && !s->stopping) {
+        retry_pass(s, now);
     }
     if (s->kick_due || (s->pass_resume != 0 && s->pass_resume <= now)) {
         sched_kick(s);

@@ -116,6 +116,18 @@ hook_orphan_teardown(sched_slot_t *sl, const atls_challenge_t *c)
     s->orphans = op;
 }
 
+/* The host's publish_wait for sl->hook_ch ended: the challenge is
+ * recorded since its publish; a failure withdraws it at once. */
+static void
+publish_wait_end(sched_slot_t *sl, int ok, const char *msg)
+{
+    if (!ok) {
+        atls_log(ATLS_LOG_WARN, "autotls: certificate \"%s\": %s", sl->cert->id, msg);
+        atls_published_teardown(&sl->pub, &sl->ops, sl->hook_ch);
+    }
+    atls_acme_challenge_result(sl->e, ok, ok ? NULL : msg);
+}
+
 /*
  * A hook run ended: ok, or msg says why not ("dns hook setup failed: ...",
  * "dns hook timed out after N s").  A setup's outcome goes to the engine,
@@ -126,7 +138,7 @@ atls_sched_hook_end(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *ms
 {
     sched_slot_t     *sl = op->slot;
     atls_sched_op_t **pp;
-    int               setup = op->setup;
+    int               setup = op->setup, publish = op->publish;
 
     if (!ok && !setup) {
         atls_log(ATLS_LOG_WARN, "autotls: certificate \"%s\": %s (removing %s)",
@@ -148,7 +160,9 @@ atls_sched_hook_end(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *ms
     if (sl->e == NULL) {
         return;
     }
-    if (setup && ok) {
+    if (publish) {
+        publish_wait_end(sl, ok, msg);
+    } else if (setup && ok) {
         /* remembered, so that a failed order removes the record */
         atls_challenge_ops_t recorded;
 
@@ -160,6 +174,20 @@ atls_sched_hook_end(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *ms
     }
     sl->hook_ch = NULL;
     atls_sched_slot_step(sl, NULL);
+}
+
+void
+atls_sched_op_abandon(atls_sched_t *s, atls_sched_op_t *op)
+{
+    if (op->publish) {
+        s->host.publish_cancel(s->host.ctx, op);
+    } else if (op->hook) {
+        if (s->host.hook_kill != NULL) {
+            s->host.hook_kill(s->host.ctx, op);
+        }
+    } else if (s->host.http_cancel != NULL) {
+        s->host.http_cancel(s->host.ctx, op);
+    }
 }
 
 /* ---- challenges ------------------------------------------------------------- */
@@ -190,6 +218,46 @@ slot_withdraw(void *ctx, const atls_challenge_t *c)
     }
 }
 
+/*
+ * SETUP through a host with publish_wait (a cluster): published here,
+ * then the host may hold the validation until every node answers c.
+ * Recorded as soon as it is published, so that whatever ends the order
+ * withdraws it.  1 when the engine can step on, 0 while the host waits.
+ */
+static int
+slot_setup_wait(sched_slot_t *sl, const atls_challenge_t *c)
+{
+    atls_sched_t *s = sl->s;
+    char          why[256];
+    int           rc;
+
+    why[0] = '\0';
+    if (slot_publish(sl, c, why, sizeof(why)) != 0) {
+        atls_acme_challenge_result(sl->e, 0, why[0] ? why : "challenge setup failed");
+        return 1;
+    }
+    atls_published_record(&sl->pub, c);
+    sl->op = atls_sched_op_new(sl, 1);
+    sl->op->publish = 1;
+    sl->op->setup = 1;
+    sl->op->deadline = atls_sched_now_ms() + s->hook_timeout_s * 1000;
+    sl->hook_ch = c;
+    rc = s->host.publish_wait(s->host.ctx, sl->op, sl->cert->data, c, why, sizeof(why));
+    if (rc == 1) {
+        return 0;
+    }
+    atls_sched_op_free(sl->op);
+    sl->op = NULL;
+    sl->hook_ch = NULL;
+    if (rc != 0) {
+        atls_published_teardown(&sl->pub, &sl->ops, c);
+        atls_acme_challenge_result(sl->e, 0, why[0] ? why : "challenge setup failed");
+        return 1;
+    }
+    atls_acme_challenge_result(sl->e, 1, NULL);
+    return 1;
+}
+
 /* SETUP: 1 when the engine can step on, 0 when a hook runs. */
 int
 atls_sched_slot_setup(sched_slot_t *sl, const atls_challenge_t *c)
@@ -197,6 +265,9 @@ atls_sched_slot_setup(sched_slot_t *sl, const atls_challenge_t *c)
     char why[256];
 
     if (!slot_uses_dns_hook(sl, c)) {
+        if (sl->s->host.publish_wait != NULL && sl->s->host.publish_cancel != NULL) {
+            return slot_setup_wait(sl, c);
+        }
         atls_published_setup(&sl->pub, sl->e, &sl->ops, c);
         return 1;
     }

@@ -32,6 +32,11 @@
 /* No certificate waits longer than this for a pass to look at it (a
  * change the journal does not name: a store edited by hand). */
 #define SCHED_DUE_MAX_S         86400
+/* A certificate whose lock another process (a node of a cluster) holds
+ * is looked at again this soon: when the holder dies, its lease expires
+ * (ATLS_REDIS_LEASE_MS) and this process takes the order over; when the
+ * holder deploys, the next look finds nothing due. */
+#define SCHED_BUSY_RETRY_S      10
 
 /* The CRL a key type of a certificate was last looked up in, in memory:
  * looked up again only when a newer CRL is held, or the certificate
@@ -68,6 +73,8 @@ struct atls_sched_cert_s {
                                          the directory's rate (0: none) */
     time_t              due_at;       /* its next look by a pass (sched_due.c;
                                          0: the next pass) */
+    time_t              retry_at;     /* its lock was busy: the look after its
+                                         slot ends is then (0: none) */
     size_t              due_pos;      /* 1 + its place in the due heap; 0 not
                                          there (in a slot, or in a pass) */
     int                 dynamic;      /* added from the registry of dynamic
@@ -94,9 +101,12 @@ typedef struct sched_slot_s sched_slot_t;
 struct atls_sched_op_s {
     sched_slot_t       *slot;       /* NULL: a teardown hook nobody waits for */
     atls_sched_cert_t  *cert;       /* the certificate it works for */
-    int                 hook;       /* 0: an HTTP transfer, 1: a hook run */
+    int                 hook;       /* 0: an HTTP transfer, 1: a hook run or
+                                       a publish wait */
+    int                 publish;    /* hook: the host's publish_wait (the
+                                       cluster's nodes load a challenge) */
     int                 setup;      /* hook: setup (1) or teardown (0) */
-    long long           deadline;   /* hook: killed then (monotonic ms) */
+    long long           deadline;   /* hook: given up then (monotonic ms) */
     char               *what;       /* hook: the record's name, for logs */
     atls_sched_op_t    *next;       /* the orphan list */
 };
@@ -205,6 +215,8 @@ struct atls_sched_s {
     int                 depth;          /* atls_sched_* calls on the stack */
     int                 dying;          /* freed from inside a callback */
     long long           armed;          /* the host timer's deadline; -1 none */
+    long long           retry_wake;     /* a pass for certificates whose lock
+                                           was busy (monotonic ms); 0 none */
     struct atls_notify_s *notify;       /* delivers the queue (notify.c); NULL
                                            when the events name no sink */
 
@@ -287,6 +299,8 @@ void atls_sched_names_free(atls_sched_t *s);
 /* sched.c: arms the host's timer for a deadline set outside the
  * scheduler's own calls (a sliced first sync of the registry). */
 void atls_sched_touch(atls_sched_t *s);
+/* sched.c: a pass starts by then (wall time at), for c->retry_at. */
+void atls_sched_retry_pass(atls_sched_t *s, time_t at);
 
 /* sched_ondemand.c: the host's answer to an ask request (1 when op was
  * one); the end of an attempt on c (before host->done); the children's
@@ -308,6 +322,9 @@ void atls_sched_slot_ops(sched_slot_t *sl);
 int atls_sched_slot_setup(sched_slot_t *sl, const atls_challenge_t *c);
 int atls_sched_slot_teardown(sched_slot_t *sl, const atls_challenge_t *c);
 void atls_sched_hook_end(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *msg);
+/* The scheduler drops op: the host's http_cancel, hook_kill or
+ * publish_cancel, so that it never reports op (op is not freed). */
+void atls_sched_op_abandon(atls_sched_t *s, atls_sched_op_t *op);
 
 /* sched_ocsp.c, sched_crl.c */
 typedef enum {

@@ -267,7 +267,12 @@ slot_cert_end(sched_slot_t *sl)
     }
     atls_sched_slot_clear(sl);
     c->busy = 0;
-    atls_sched_due_set(s, c, 0);    /* its meta was written: the next pass looks */
+    /* its meta was written: the next pass looks (a busy lock: soon) */
+    atls_sched_due_set(s, c, c->retry_at);
+    if (c->retry_at != 0) {
+        atls_sched_retry_pass(s, c->retry_at);
+        c->retry_at = 0;
+    }
     s->kick_due = 1;    /* the slot is free for the next certificate */
     if (tell) {
         atls_sched_od_ended(s, c, rc, rc != 0 ? &err : NULL);
@@ -326,14 +331,33 @@ slot_emit_start(sched_slot_t *sl)
     }
 }
 
+/* Another process (a node of the cluster) orders the certificate: not a
+ * failure of ours (nothing is written), but looked at again soon rather
+ * than at the next check, so that the order is taken over once the
+ * holder's lease expires, and seen deployed once it is. */
+static void
+slot_busy(sched_slot_t *sl, const char *why)
+{
+    atls_error_t err;
+
+    atls_log(ATLS_LOG_INFO, "autotls: certificate \"%s\": %s: looked at again in %d s",
+             sl->cert->id, why, SCHED_BUSY_RETRY_S);
+    sl->cert->retry_at = time(NULL) + SCHED_BUSY_RETRY_S;
+    sl->next_kt = sl->plan.n_kts;   /* its other key types share the lock */
+    memset(&err, 0, sizeof(err));
+    atls_error_set(&err, ATLS_ERR_RETRY_LATER, "autotls:busy", "%s", why);
+    slot_failed(sl, &err);
+}
+
 /* Starts the slot's next order: STARTED, BLOCKED (the account first) or
  * OVER (every key type tried; the slot is free again). */
 sched_start_t
 atls_sched_slot_start(sched_slot_t *sl)
 {
-    atls_sched_t *s = sl->s;
-    atls_error_t  err;
-    char          why[512];
+    atls_sched_t       *s = sl->s;
+    atls_error_t        err;
+    atls_job_refusal_t  refused;
+    char                why[512];
 
     if (sl->ari) {
         return slot_ari_start(sl);
@@ -352,7 +376,17 @@ atls_sched_slot_start(sched_slot_t *sl)
         }
         sl->kt = sl->plan.kts[sl->next_kt++];
         why[0] = '\0';
-        sl->job = atls_job_start(s->st, &sl->meta, sl->kt, why, sizeof(why));
+        sl->job = atls_job_start_planned(s->st, &sl->meta, sl->kt, &refused, why,
+                                         sizeof(why));
+        if (sl->job == NULL && refused == ATLS_JOB_SUPERSEDED) {
+            atls_log(ATLS_LOG_INFO, "autotls: certificate \"%s\" (%s): %s: not ordered "
+                     "again", sl->cert->id, atls_key_type_name(sl->kt), why);
+            continue;
+        }
+        if (sl->job == NULL && refused == ATLS_JOB_BUSY) {
+            slot_busy(sl, why);
+            break;
+        }
         if (sl->job == NULL) {
             /* once per attempt; the next key type goes on */
             atls_log(ATLS_LOG_ERR, "autotls: certificate \"%s\" (%s): cannot start an "
@@ -482,13 +516,7 @@ atls_sched_slot_cancel(sched_slot_t *sl)
     atls_sched_t *s = sl->s;
 
     if (sl->op != NULL) {
-        if (sl->op->hook) {
-            if (s->host.hook_kill != NULL) {
-                s->host.hook_kill(s->host.ctx, sl->op);
-            }
-        } else if (s->host.http_cancel != NULL) {
-            s->host.http_cancel(s->host.ctx, sl->op);
-        }
+        atls_sched_op_abandon(s, sl->op);
         atls_sched_op_free(sl->op);
         sl->op = NULL;
     }

@@ -6,6 +6,8 @@
  * the CA.  The http-01 handler runs in NGX_HTTP_POST_READ_PHASE of every
  * server, so it comes before the server's own rewrites and "return 301";
  * tls-alpn-01 is answered by the ALPN callback (ngx_http_autotls_ssl.c).
+ * On a cluster node, answers go through Redis to every node
+ * (ngx_http_autotls_cluster_chal.c) and come back into the zone.
  */
 
 #include "ngx_http_autotls_module.h"
@@ -105,6 +107,11 @@ ngx_http_autotls_publish(void *ctx, void *cert_data, const atls_challenge_t *ch,
 
     why[0] = '\0';
 
+    if (ngx_http_autotls_cluster_mirror() != NULL) {
+        /* every node of the cluster answers it, this one included */
+        return ngx_http_autotls_cluster_publish(ch, why, len);
+    }
+
     switch (ch->type) {
 
     case ATLS_CHAL_HTTP01:
@@ -137,8 +144,6 @@ static ngx_int_t
 ngx_http_autotls_publish_alpn(const atls_challenge_t *ch, char *why,
     size_t len)
 {
-    int        dlen, klen;
-    u_char    *buf, *p;
     X509      *x;
     EVP_PKEY  *k;
     ngx_int_t  rc;
@@ -149,13 +154,29 @@ ngx_http_autotls_publish_alpn(const atls_challenge_t *ch, char *why,
         return NGX_ERROR;
     }
 
+    rc = ngx_http_autotls_chal_put_alpn(ch, x, k, why, len);
+
+    X509_free(x);
+    EVP_PKEY_free(k);
+
+    return rc;
+}
+
+
+/* a tls-alpn-01 certificate and its key into the zone, as DER */
+ngx_int_t
+ngx_http_autotls_chal_put_alpn(const atls_challenge_t *ch, X509 *x,
+    EVP_PKEY *k, char *why, size_t len)
+{
+    int        dlen, klen;
+    u_char    *buf, *p;
+    ngx_int_t  rc;
+
     dlen = i2d_X509(x, NULL);
     klen = i2d_PrivateKey(k, NULL);
     buf = (dlen > 0 && klen > 0) ? malloc(dlen + klen) : NULL;
 
     if (buf == NULL) {
-        X509_free(x);
-        EVP_PKEY_free(k);
         ngx_snprintf((u_char *) why, len, "cannot encode the certificate%Z");
         return NGX_ERROR;
     }
@@ -168,8 +189,6 @@ ngx_http_autotls_publish_alpn(const atls_challenge_t *ch, char *why,
 
     OPENSSL_cleanse(buf, dlen + klen);
     free(buf);
-    X509_free(x);
-    EVP_PKEY_free(k);
 
     return rc;
 }
@@ -180,6 +199,10 @@ void
 ngx_http_autotls_withdraw(void *ctx, void *cert_data,
     const atls_challenge_t *ch)
 {
+    if (ngx_http_autotls_cluster_mirror() != NULL) {
+        ngx_http_autotls_cluster_withdraw(ch);
+    }
+
     if (ch->type == ATLS_CHAL_HTTP01 || ch->type == ATLS_CHAL_TLSALPN01) {
         ngx_http_autotls_shm_chal_del(ch);
     }

@@ -195,79 +195,17 @@ ngx_http_autotls_curl_free(ngx_http_autotls_xfer_t *x, CURLcode code,
 }
 
 
-/*
- * curl may close a socket before it says CURL_POLL_REMOVE (one that
- * failed to connect in time, in curl 7.88), and epoll cannot remove a
- * closed descriptor, nor must it remove a new socket that got the same
- * number: the events are deleted only when the descriptor still is the
- * socket they were added for (its inode, kept in c->data).  A closed one
- * left epoll by itself.
- */
-static void
-ngx_http_autotls_curl_close(ngx_connection_t *c)
-{
-    ngx_uint_t   flags;
-    struct stat  st;
-
-    flags = 0;
-
-    if (fstat(c->fd, &st) != 0
-        || (uintptr_t) st.st_ino != (uintptr_t) c->data)
-    {
-        flags = NGX_CLOSE_EVENT;
-    }
-
-    if (c->read->active) {
-        ngx_del_event(c->read, NGX_READ_EVENT, flags);
-    }
-
-    if (c->write->active) {
-        ngx_del_event(c->write, NGX_WRITE_EVENT, flags);
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    /* curl owns and closes the socket */
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
-}
-
-
-static ngx_int_t
-ngx_http_autotls_curl_watch(ngx_event_t *ev, ngx_int_t event, ngx_uint_t want)
-{
-    /* level-triggered (flags 0), as curl expects */
-
-    if (want) {
-        if (!ev->active && ngx_add_event(ev, event, 0) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-    } else if (ev->active) {
-        ngx_del_event(ev, event, 0);
-    }
-
-    return NGX_OK;
-}
-
-
 static int
 ngx_http_autotls_curl_socket(CURL *easy, curl_socket_t s, int what,
     void *userp, void *socketp)
 {
-    struct stat               st;
     ngx_connection_t         *c = socketp;
     ngx_http_autotls_curl_t  *cu = userp;
 
     if (what == CURL_POLL_REMOVE) {
         if (c) {
-            ngx_http_autotls_curl_close(c);
+            /* curl owns and closes the socket */
+            ngx_http_autotls_socket_free(c, (uintptr_t) c->data);
             curl_multi_assign(cu->multi, s, NULL);
         }
         return 0;
@@ -279,7 +217,7 @@ ngx_http_autotls_curl_socket(CURL *easy, curl_socket_t s, int what,
             return -1;
         }
 
-        c->data = (void *) (uintptr_t) (fstat(s, &st) == 0 ? st.st_ino : 0);
+        c->data = (void *) ngx_http_autotls_socket_ino(s);
 
         c->read->handler = ngx_http_autotls_curl_read;
         c->write->handler = ngx_http_autotls_curl_write;
@@ -289,11 +227,12 @@ ngx_http_autotls_curl_socket(CURL *easy, curl_socket_t s, int what,
         curl_multi_assign(cu->multi, s, c);
     }
 
-    if (ngx_http_autotls_curl_watch(c->read, NGX_READ_EVENT,
-                                    what & CURL_POLL_IN)
+    /* level-triggered, as curl expects */
+    if (ngx_http_autotls_socket_want(c->read, NGX_READ_EVENT,
+                                     what & CURL_POLL_IN)
         != NGX_OK
-        || ngx_http_autotls_curl_watch(c->write, NGX_WRITE_EVENT,
-                                       what & CURL_POLL_OUT)
+        || ngx_http_autotls_socket_want(c->write, NGX_WRITE_EVENT,
+                                        what & CURL_POLL_OUT)
            != NGX_OK)
     {
         return -1;

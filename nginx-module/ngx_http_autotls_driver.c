@@ -21,6 +21,10 @@
  * the policy (the CLI honours it) and the inventory of static certificates
  * found at configuration time.
  *
+ * On a cluster node (autotls_store redis://...) the scheduler runs on the
+ * mirror's store over Redis (ngx_http_autotls_cluster.c), and challenge
+ * answers wait until every live node loaded them (publish_wait).
+ *
  * Job state lives in the store: a worker that dies or exits mid-order
  * leaves meta "renewing" without a new certificate, and the next driver
  * simply starts that order again.
@@ -31,6 +35,8 @@
 
 typedef struct {
     atls_sched_t               *sched;      /* while this worker drives */
+    atls_store_t               *store;      /* the scheduler's: the store,
+                                               or the mirror's over Redis */
     atls_events_t              *events;     /* the scheduler's emitter */
     ngx_event_t                 elect_ev;   /* lock + heartbeat, every 1 s */
     ngx_event_t                 check_ev;   /* autotls_check_interval */
@@ -43,6 +49,7 @@ typedef struct {
 
 static void ngx_http_autotls_elect(ngx_event_t *ev);
 static ngx_int_t ngx_http_autotls_drive(ngx_uint_t took);
+static ngx_int_t ngx_http_autotls_run(void);
 static ngx_int_t ngx_http_autotls_events(void);
 static void ngx_http_autotls_publish_conf(void);
 static void ngx_http_autotls_manage(atls_sched_t *sched);
@@ -69,6 +76,8 @@ static const atls_sched_host_t  ngx_http_autotls_host = {
     .hook_kill = ngx_http_autotls_hook_kill,
     .publish = ngx_http_autotls_publish,
     .withdraw = ngx_http_autotls_withdraw,
+    .publish_wait = ngx_http_autotls_publish_wait,
+    .publish_cancel = ngx_http_autotls_publish_cancel,
     .deployed = ngx_http_autotls_changed,
     .stapled = ngx_http_autotls_changed,
     .exec_start = ngx_http_autotls_exec_start,
@@ -137,12 +146,12 @@ ngx_http_autotls_elect(ngx_event_t *ev)
 
     mine = ngx_http_autotls_shm_elect(ngx_time(), &took);
 
-    if (mine && drv->sched == NULL) {
+    if (mine && !drv->driver) {
         if (ngx_http_autotls_drive(took) != NGX_OK) {
             ngx_http_autotls_stop();
         }
 
-    } else if (!mine && drv->sched != NULL) {
+    } else if (!mine && drv->driver) {
         ngx_log_error(NGX_LOG_WARN, drv->log, 0,
                       "autotls: worker %P lost the driver lock", ngx_pid);
         ngx_http_autotls_stop();
@@ -152,12 +161,16 @@ ngx_http_autotls_elect(ngx_event_t *ev)
 }
 
 
-/* this worker holds the lock now: a scheduler over every certificate */
+/*
+ * This worker holds the lock now: a scheduler over every certificate, at
+ * once on a store directory; on a cluster node once its mirror is in line
+ * with Redis (ngx_http_autotls_driver_resume): a scheduler that found a
+ * Redis restarted empty before the mirror filled it again would order
+ * every certificate anew.
+ */
 static ngx_int_t
 ngx_http_autotls_drive(ngx_uint_t took)
 {
-    char                        err[512];
-    atls_sched_opts_t           opts;
     ngx_http_autotls_driver_t  *drv = &ngx_http_autotls_drv;
 
     ngx_log_error(NGX_LOG_NOTICE, drv->log, 0,
@@ -166,9 +179,52 @@ ngx_http_autotls_drive(ngx_uint_t took)
     drv->driver = 1;
 
     if (took) {
-        /* whatever a dead driver published is stale now */
+        /* whatever a dead driver published is stale now (a cluster
+         * node's mirror loads the cluster's challenges again) */
         ngx_http_autotls_shm_chal_clear();
     }
+
+    drv->store = ngx_http_autotls_store;
+
+    if (ngx_http_autotls_mcf->redis == NULL) {
+        return ngx_http_autotls_run();
+    }
+
+    /* deploys by other nodes reach the workers meanwhile */
+    ngx_http_autotls_watch_start();
+
+    if (ngx_http_autotls_cluster_start(drv->log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    drv->store = ngx_http_autotls_cluster_store();
+
+    return NGX_OK;
+}
+
+
+/* a cluster node's mirror is in line with Redis: the scheduler may run */
+void
+ngx_http_autotls_driver_resume(void)
+{
+    ngx_http_autotls_driver_t  *drv = &ngx_http_autotls_drv;
+
+    if (!drv->driver || drv->sched != NULL) {
+        return;
+    }
+
+    if (ngx_http_autotls_run() != NGX_OK) {
+        ngx_http_autotls_driver_pause();
+    }
+}
+
+
+static ngx_int_t
+ngx_http_autotls_run(void)
+{
+    char                        err[512];
+    atls_sched_opts_t           opts;
+    ngx_http_autotls_driver_t  *drv = &ngx_http_autotls_drv;
 
     ngx_memzero(&opts, sizeof(atls_sched_opts_t));
     opts.max_parallel = ngx_http_autotls_mcf->max_parallel;
@@ -188,13 +244,15 @@ ngx_http_autotls_drive(ngx_uint_t took)
 
     err[0] = '\0';
 
-    drv->sched = atls_sched_new(ngx_http_autotls_store, &ngx_http_autotls_host,
+    drv->sched = atls_sched_new(drv->store, &ngx_http_autotls_host,
                                 &opts, err, sizeof(err));
     if (drv->sched == NULL) {
         ngx_log_error(NGX_LOG_ALERT, drv->log, 0,
                       "autotls: atls_sched_new() failed: %s", err);
         return NGX_ERROR;
     }
+
+    ngx_http_autotls_cluster_attach(drv->sched);
 
     if (ngx_http_autotls_curl_init(drv->sched, opts.max_parallel, drv->log)
         != NGX_OK)
@@ -208,9 +266,12 @@ ngx_http_autotls_drive(ngx_uint_t took)
     ngx_http_autotls_od_driver(drv->sched);
 
     /* names registered at runtime: the scheduler manages those of our
-     * homes, the zone mirrors them for the workers */
-    atls_sched_names_sync(drv->sched);
-    ngx_http_autotls_dyn_sync();
+     * homes, the zone mirrors them for the workers (a cluster node has
+     * none: ngx_http_autotls_redis_check) */
+    if (ngx_http_autotls_mcf->redis == NULL) {
+        atls_sched_names_sync(drv->sched);
+        ngx_http_autotls_dyn_sync();
+    }
 
     ngx_add_timer(&drv->check_ev, 1);
 
@@ -230,7 +291,7 @@ ngx_http_autotls_events(void)
 
     atls_actor_self(&actor, "server", "nginx/" NGINX_VERSION);
 
-    drv->events = atls_events_new(ngx_http_autotls_store, &actor,
+    drv->events = atls_events_new(drv->store, &actor,
                                   &ngx_http_autotls_mcf->notify);
     if (drv->events == NULL) {
         ngx_log_error(NGX_LOG_ALERT, drv->log, 0,
@@ -257,7 +318,7 @@ ngx_http_autotls_publish_conf(void)
 
     err[0] = '\0';
 
-    if (atls_store_save_notify_conf(ngx_http_autotls_store, &amcf->notify,
+    if (atls_store_save_notify_conf(drv->store, &amcf->notify,
                                     err, sizeof(err))
         != ATLS_STORE_OK)
     {
@@ -269,7 +330,7 @@ ngx_http_autotls_publish_conf(void)
     err[0] = '\0';
 
     /* no policy (or an empty one) removes an older policy.json */
-    if (atls_store_save_policy(ngx_http_autotls_store, amcf->policy,
+    if (atls_store_save_policy(drv->store, amcf->policy,
                                err, sizeof(err))
         != ATLS_STORE_OK)
     {
@@ -279,7 +340,7 @@ ngx_http_autotls_publish_conf(void)
 
     err[0] = '\0';
 
-    if (atls_store_inventory_sync(ngx_http_autotls_store, "nginx",
+    if (atls_store_inventory_sync(drv->store, "nginx",
                                   amcf->inventory, amcf->n_inventory,
                                   err, sizeof(err))
         != ATLS_STORE_OK)
@@ -302,8 +363,11 @@ ngx_http_autotls_driver_store_changed(void)
 
     if (drv->sched != NULL) {
         atls_sched_notify(drv->sched);
-        atls_sched_names_sync(drv->sched);
-        ngx_http_autotls_dyn_sync();
+
+        if (ngx_http_autotls_mcf->redis == NULL) {
+            atls_sched_names_sync(drv->sched);
+            ngx_http_autotls_dyn_sync();
+        }
     }
 }
 
@@ -337,9 +401,13 @@ ngx_http_autotls_manage(atls_sched_t *sched)
 }
 
 
-/* on exit or when the lock is lost: the next driver resumes from the store */
-static void
-ngx_http_autotls_stop(void)
+/*
+ * The scheduler stops (its orders in flight are cancelled), the driver
+ * keeps the lock: a cluster node whose Redis is gone; the next
+ * ngx_http_autotls_driver_resume() starts a scheduler again from the store.
+ */
+void
+ngx_http_autotls_driver_pause(void)
 {
     ngx_http_autotls_driver_t  *drv = &ngx_http_autotls_drv;
 
@@ -351,6 +419,8 @@ ngx_http_autotls_stop(void)
         drv->sched = NULL;
     }
 
+    ngx_http_autotls_cluster_attach(NULL);
+
     if (drv->events != NULL) {
         atls_events_free(drv->events);
         drv->events = NULL;
@@ -358,14 +428,6 @@ ngx_http_autotls_stop(void)
 
     ngx_http_autotls_curl_cleanup();
     ngx_http_autotls_hook_cleanup();
-    ngx_http_autotls_watch_stop();
-    ngx_http_autotls_dyn_stop();
-
-    if (drv->driver) {
-        ngx_http_autotls_shm_chal_clear();
-        ngx_http_autotls_shm_resign();
-        drv->driver = 0;
-    }
 
     if (drv->check_ev.timer_set) {
         ngx_del_timer(&drv->check_ev);
@@ -377,6 +439,28 @@ ngx_http_autotls_stop(void)
 
     if (drv->timer_ev.posted) {
         ngx_delete_posted_event(&drv->timer_ev);
+    }
+}
+
+
+/* on exit or when the lock is lost: the next driver resumes from the store */
+static void
+ngx_http_autotls_stop(void)
+{
+    ngx_http_autotls_driver_t  *drv = &ngx_http_autotls_drv;
+
+    ngx_http_autotls_driver_pause();
+
+    /* after the scheduler and its emitter, which use the mirror */
+    ngx_http_autotls_cluster_stop();
+    drv->store = NULL;
+    ngx_http_autotls_watch_stop();
+    ngx_http_autotls_dyn_stop();
+
+    if (drv->driver) {
+        ngx_http_autotls_shm_chal_clear();
+        ngx_http_autotls_shm_resign();
+        drv->driver = 0;
     }
 }
 

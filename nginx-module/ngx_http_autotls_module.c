@@ -9,6 +9,7 @@
 #include "ngx_http_autotls_module.h"
 
 #include <curl/curl.h>
+#include <sys/stat.h>
 
 
 static void *ngx_http_autotls_create_main_conf(ngx_conf_t *cf);
@@ -41,10 +42,10 @@ static ngx_command_t  ngx_http_autotls_commands[] = {
       NULL },
 
     { ngx_string("autotls_store"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_autotls_store_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_autotls_main_conf_t, store),
+      0,
       NULL },
 
     { ngx_string("autotls_check_interval"),
@@ -483,6 +484,10 @@ ngx_http_autotls_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_autotls_redis_check(cf, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     /* the certificates nginx serves that autotls does not manage */
     if (ngx_http_autotls_discover(cf, amcf) != NGX_OK) {
         return NGX_ERROR;
@@ -717,4 +722,69 @@ ngx_http_autotls_op_find(ngx_queue_t *ops, atls_sched_op_t *op)
     }
 
     return NULL;
+}
+
+
+/* ---- sockets a library owns (curl's, the Redis client's) ---------------- */
+
+/* what tells the socket from a later one that gets the same number */
+uintptr_t
+ngx_http_autotls_socket_ino(ngx_socket_t fd)
+{
+    struct stat  st;
+
+    return fstat(fd, &st) == 0 ? (uintptr_t) st.st_ino : 0;
+}
+
+
+/* level-triggered (flags 0): the library asks again what it waits for */
+ngx_int_t
+ngx_http_autotls_socket_want(ngx_event_t *ev, ngx_int_t event, ngx_uint_t want)
+{
+    if (want) {
+        if (!ev->active && ngx_add_event(ev, event, 0) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else if (ev->active) {
+        ngx_del_event(ev, event, 0);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The library may close a socket before it says so (curl 7.88 with one
+ * that failed to connect in time; the Redis client when a connection
+ * fails), and epoll cannot remove a closed descriptor, nor must it remove
+ * a new socket that got the same number: the events are deleted only when
+ * the descriptor still is the socket they were added for (ino).  A closed
+ * one left epoll by itself.  The library closes the socket.
+ */
+void
+ngx_http_autotls_socket_free(ngx_connection_t *c, uintptr_t ino)
+{
+    ngx_uint_t  flags;
+
+    flags = (ngx_http_autotls_socket_ino(c->fd) != ino) ? NGX_CLOSE_EVENT : 0;
+
+    if (c->read->active) {
+        ngx_del_event(c->read, NGX_READ_EVENT, flags);
+    }
+
+    if (c->write->active) {
+        ngx_del_event(c->write, NGX_WRITE_EVENT, flags);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
 }

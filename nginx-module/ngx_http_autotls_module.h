@@ -25,9 +25,11 @@
 #include "atls_event.h"
 #include "atls_http.h"
 #include "atls_inventory.h"
+#include "atls_mirror.h"
 #include "atls_names.h"
 #include "atls_ondemand.h"
 #include "atls_policy.h"
+#include "atls_redis.h"
 #include "atls_sched.h"
 #include "atls_status.h"
 #include "atls_store.h"
@@ -114,7 +116,10 @@ typedef struct {
 typedef struct {
     ngx_array_t                     issuers;   /* ngx_http_autotls_issuer_t */
     ngx_array_t                     certs;     /* ngx_http_autotls_cert_t * */
-    ngx_str_t                       store;
+    ngx_str_t                       store;     /* a directory: the store,
+                                                  or a Redis store's mirror */
+    atls_redis_conf_t              *redis;     /* autotls_store redis://,
+                                                  or NULL */
     unsigned                        store_set:1;   /* autotls_store given */
     ngx_msec_t                      check_interval;
     ngx_uint_t                      max_parallel;
@@ -287,6 +292,12 @@ void ngx_http_autotls_event_init(ngx_event_t *ev,
 /* ngx_current_msec does not move inside one event handler */
 ngx_msec_t ngx_http_autotls_msec(void);
 
+/* module: nginx connections on sockets a library owns (curl, Redis) */
+uintptr_t ngx_http_autotls_socket_ino(ngx_socket_t fd);
+ngx_int_t ngx_http_autotls_socket_want(ngx_event_t *ev, ngx_int_t event,
+    ngx_uint_t want);
+void ngx_http_autotls_socket_free(ngx_connection_t *c, uintptr_t ino);
+
 /* a curl transfer or a hook run of the scheduler, on a queue */
 typedef struct {
     ngx_queue_t                     queue;
@@ -301,6 +312,10 @@ ngx_int_t ngx_http_autotls_driver_init(ngx_cycle_t *cycle);
 void ngx_http_autotls_driver_exit(ngx_cycle_t *cycle);
 /* the store generation moved: events others queued may wait for delivery */
 void ngx_http_autotls_driver_store_changed(void);
+/* a cluster node: its mirror is in line with Redis, the scheduler runs /
+ * Redis is gone, the scheduler stops (the driver keeps the lock) */
+void ngx_http_autotls_driver_resume(void);
+void ngx_http_autotls_driver_pause(void);
 
 /* curl: the scheduler's HTTP on curl multi (atls_sched_host_t callbacks) */
 ngx_int_t ngx_http_autotls_curl_init(atls_sched_t *sched,
@@ -323,8 +338,36 @@ int ngx_http_autotls_exec_start(void *ctx, atls_sched_op_t *op,
 /* watch: deploys by anyone (driver, CLI, another node) reach the workers */
 void ngx_http_autotls_watch_init(ngx_log_t *log);
 void ngx_http_autotls_watch_start(void);
+/* the store generation moved (the mirror took a certificate): look now */
+void ngx_http_autotls_watch_now(void);
 void ngx_http_autotls_watch_stop(void);
 void ngx_http_autotls_watch_deployed(ngx_http_autotls_cert_t *cert);
+
+/* redis_conf: autotls_store DIR | redis://... */
+char *ngx_http_autotls_store_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+/* refuses what a Redis store cannot serve yet (dynamic, on-demand homes) */
+ngx_int_t ngx_http_autotls_redis_check(ngx_conf_t *cf,
+    ngx_http_autotls_main_conf_t *amcf);
+
+/* cluster: the driver's mirror of a Redis store (ngx_http_autotls_cluster.c)
+ * and the cluster's challenges (ngx_http_autotls_cluster_chal.c) */
+ngx_int_t ngx_http_autotls_cluster_start(ngx_log_t *log);
+void ngx_http_autotls_cluster_stop(void);
+/* the mirror's store for the driver's scheduler; NULL when not a node */
+atls_store_t *ngx_http_autotls_cluster_store(void);
+atls_mirror_t *ngx_http_autotls_cluster_mirror(void);
+void ngx_http_autotls_cluster_attach(atls_sched_t *sched);
+void ngx_http_autotls_cluster_chal_stop(void);
+int ngx_http_autotls_cluster_respond(void *ctx, int add,
+    atls_challenge_type_t t, const char *key, const char *data, size_t len,
+    char *why, size_t whylen);
+int ngx_http_autotls_cluster_publish(const atls_challenge_t *ch, char *why,
+    size_t len);
+void ngx_http_autotls_cluster_withdraw(const atls_challenge_t *ch);
+int ngx_http_autotls_publish_wait(void *ctx, atls_sched_op_t *op,
+    void *cert_data, const atls_challenge_t *c, char *why, size_t whylen);
+void ngx_http_autotls_publish_cancel(void *ctx, atls_sched_op_t *op);
 
 /* ssl */
 ngx_http_autotls_cert_t *ngx_http_autotls_find(
@@ -369,6 +412,8 @@ int ngx_http_autotls_publish(void *ctx, void *cert_data,
     const atls_challenge_t *ch, char *why, size_t len);
 void ngx_http_autotls_withdraw(void *ctx, void *cert_data,
     const atls_challenge_t *ch);
+ngx_int_t ngx_http_autotls_chal_put_alpn(const atls_challenge_t *ch, X509 *x,
+    EVP_PKEY *k, char *why, size_t len);
 ngx_int_t ngx_http_autotls_challenge_handler(ngx_http_request_t *r);
 
 /* status */

@@ -94,6 +94,28 @@ ngx_http_autotls_watch_stop(void)
 
 
 /*
+ * Someone says the store generation moved (the node's mirror took a
+ * certificate from Redis): look now rather than at the next
+ * NGX_HTTP_AUTOTLS_WATCH_MS; a scan in progress reads it at its end.
+ */
+void
+ngx_http_autotls_watch_now(void)
+{
+    ngx_http_autotls_watch_t  *w = &ngx_http_autotls_watch;
+
+    if (!w->active || w->scanning || w->ev.posted) {
+        return;
+    }
+
+    if (w->ev.timer_set) {
+        ngx_del_timer(&w->ev);
+    }
+
+    ngx_post_event(&w->ev, &ngx_posted_events);
+}
+
+
+/*
  * The driver deployed cert itself: its workers serve it from the next
  * handshake on, and the store generation it bumped needs no scan when
  * nobody else deployed meanwhile.

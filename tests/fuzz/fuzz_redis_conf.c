@@ -17,14 +17,18 @@ check(int rc, atls_redis_conf_t *c, const char *err)
     char *d, *p;
 
     if (rc != 0) {
-        if (err[0] == '\0' || c->host != NULL || c->password != NULL || c->prefix != NULL) {
+        if (err[0] == '\0' || c->host != NULL || c->password != NULL || c->prefix != NULL
+            || c->mirror_dir != NULL || c->node_id != NULL) {
             abort();   /* an error must say why and leave nothing behind */
         }
         return;
     }
     if (c->host == NULL || c->host[0] == '\0' || c->port < 1 || c->port > 65535
         || c->db < 0 || c->prefix == NULL || strchr(c->prefix, '{') || strchr(c->prefix, '}')
-        || (c->ca_file != NULL && !c->tls) || (c->user != NULL && c->password == NULL))
+        || (c->ca_file != NULL && !c->tls) || (c->user != NULL && c->password == NULL)
+        || (c->mirror_dir != NULL && c->mirror_dir[0] != '/')
+        || (c->node_id != NULL && (c->node_id[0] == '\0'
+                                   || strlen(c->node_id) > ATLS_REDIS_NODE_MAX)))
     {
         abort();
     }
@@ -39,6 +43,19 @@ check(int rc, atls_redis_conf_t *c, const char *err)
             abort();   /* the userinfo form of the password */
         }
         free(pat);
+    }
+    if (c->node_id != NULL) {
+        for (p = c->node_id; *p != '\0'; p++) {
+            if ((unsigned char) *p < 0x21 || (unsigned char) *p > 0x7e) {
+                abort();   /* the id goes into every node's log lines */
+            }
+        }
+    }
+    {
+        atls_redis_conf_t copy;
+
+        atls_redis_conf_copy(&copy, c);   /* a deep copy frees on its own */
+        atls_redis_conf_free(&copy);
     }
     for (p = d; *p != '\0'; p++) {
         if ((unsigned char) *p < 0x21 || (unsigned char) *p > 0x7e) {

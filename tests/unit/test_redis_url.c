@@ -68,6 +68,27 @@ test_url_forms(void **state)
     assert_int_equal(c.tls, 1);
     atls_redis_conf_free(&c);
 
+    /* the hosts' options: the node's mirror and its id in the cluster */
+    parse_ok("redis://h mirror=/var/lib/autotls/mirror node=web-1.example:a/b", &c);
+    assert_string_equal(c.mirror_dir, "/var/lib/autotls/mirror");
+    assert_string_equal(c.node_id, "web-1.example:a/b");
+    {
+        atls_redis_conf_t copy;
+
+        atls_redis_conf_copy(&copy, &c);
+        atls_redis_conf_free(&c);   /* the copy owns its own strings */
+        assert_string_equal(copy.mirror_dir, "/var/lib/autotls/mirror");
+        assert_string_equal(copy.node_id, "web-1.example:a/b");
+        d = atls_redis_conf_describe(&copy);
+        assert_string_equal(d, "redis://h:6379/0");   /* unchanged by them */
+        free(d);
+        atls_redis_conf_free(&copy);
+    }
+    parse_ok("redis://h", &c);
+    assert_null(c.mirror_dir);
+    assert_null(c.node_id);
+    atls_redis_conf_free(&c);
+
     /* the directive form: URL and option words apart */
     {
         char *const opts[] = { "tls", "prefix=a" };
@@ -115,6 +136,15 @@ test_url_errors(void **state)
         { "redis://h prefix=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
           "option prefix" },
         { "redis://h sentinel=x", "\"sentinel\": unknown" },
+        { "redis://h mirror=", "option mirror" },
+        { "redis://h mirror=var/mirror", "option mirror" },
+        { "redis://h mirror=/a/../etc", "option mirror" },
+        { "redis://h mirror=/a/./b", "option mirror" },
+        { "redis://h mirror=/a/..", "option mirror" },
+        { "redis://h mirror=/a mirror=/b", "option mirror" },
+        { "redis://h node=", "option node" },
+        { "redis://h node=a node=b", "option node" },
+        { "redis://h node=caf\xc3\xa9", "option node" },
         { NULL, NULL }
     };
     atls_redis_conf_t c;
@@ -141,6 +171,30 @@ test_url_errors(void **state)
                                                 sizeof(err)), -1);
     assert_null(strstr(err, "=x"));
     assert_int_equal(atls_redis_conf_parse_line(NULL, &c, err, sizeof(err)), -1);
+
+    /* the directive form passes what a blank would split: control bytes,
+     * blanks, and a node id one byte over the bound */
+    {
+        char  long_node[ATLS_REDIS_NODE_MAX + 7];
+        char *const ctl[] = { "mirror=/a\tb" };
+        char *const blank[] = { "node=web 1" };
+        char *const over[] = { long_node };
+
+        assert_int_equal(atls_redis_conf_parse("redis://h", ctl, 1, &c, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "option mirror"));
+        assert_int_equal(atls_redis_conf_parse("redis://h", blank, 1, &c, err, sizeof(err)),
+                         -1);
+        assert_non_null(strstr(err, "option node"));
+        memcpy(long_node, "node=", 5);
+        memset(long_node + 5, 'n', ATLS_REDIS_NODE_MAX + 1);
+        long_node[sizeof(long_node) - 1] = '\0';
+        assert_int_equal(atls_redis_conf_parse("redis://h", over, 1, &c, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "option node"));
+        long_node[sizeof(long_node) - 2] = '\0';   /* exactly the bound */
+        assert_int_equal(atls_redis_conf_parse("redis://h", over, 1, &c, err, sizeof(err)), 0);
+        assert_int_equal(strlen(c.node_id), ATLS_REDIS_NODE_MAX);
+        atls_redis_conf_free(&c);
+    }
 }
 
 int
