@@ -275,8 +275,9 @@ ngx_http_autotls_mirror_done(ngx_http_autotls_mirror_t *m)
     ngx_http_autotls_dyn_sweep_end(m->gen);
 
     ngx_log_error(NGX_LOG_INFO, m->log, 0,
-                  "autotls: %ui dynamic names mirrored (registry generation "
-                  "%uL) in %M ms, %ui slices, %ui pages, %M ms in slices",
+                  "autotls: %ui dynamic names in the zone (registry "
+                  "generation %uL) in %M ms, %ui slices, %ui pages, %M ms in "
+                  "slices",
                   ngx_http_autotls_dyn_count(), m->gen - 1,
                   ngx_http_autotls_msec() - m->started, m->slices, m->pages,
                   m->busy);
