@@ -28,6 +28,8 @@
 #define NGX_HTTP_AUTOTLS_MIRROR_PAGE   128
 /* the longest slice, then network events */
 #define NGX_HTTP_AUTOTLS_MIRROR_SLICE  3
+/* between the slices of the second pass (the metas of new names) */
+#define NGX_HTTP_AUTOTLS_MIRROR_PAUSE  12
 
 
 typedef struct {
@@ -209,7 +211,12 @@ ngx_http_autotls_mirror_slice(ngx_event_t *ev)
     m->busy += ngx_http_autotls_msec() - start;
 
     if (m->next < m->n || m->listing) {
-        ngx_post_event(ev, &ngx_posted_next_events);
+        if (m->checking) {
+            /* serving needs none of it: handshakes come first */
+            ngx_add_timer(ev, NGX_HTTP_AUTOTLS_MIRROR_PAUSE);
+        } else {
+            ngx_post_event(ev, &ngx_posted_next_events);
+        }
         return;
     }
 
