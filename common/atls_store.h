@@ -100,6 +100,12 @@ typedef struct {
      * newline. */
     int  (*append)(atls_store_t *st, const char *path, const char *data, size_t len,
                    size_t rotate_bytes, unsigned keep, char *err, size_t errlen);
+    /* optional (NULL: store.c pages one `list`): the entries under dir in
+     * pages of at most max, see atls_store_list_page; *cursor NULL starts,
+     * the backend sets it NULL when the listing is complete */
+    int  (*list_page)(atls_store_t *st, const char *dir, void **cursor, size_t max,
+                      char ***names, size_t *n, char *err, size_t errlen);
+    void (*list_end)(atls_store_t *st, void *cursor);
 } atls_store_ops_t;
 
 struct atls_store_s {
@@ -278,8 +284,32 @@ int atls_store_load_meta(atls_store_t *st, const char *id, atls_cert_meta_t *m,
                          char *err, size_t errlen);
 int atls_store_save_meta(atls_store_t *st, const atls_cert_meta_t *m,
                          char *err, size_t errlen);
+/* 1 when the store holds a certificate for id: its meta lists at least
+ * one key type's facts (n_kt_info > 0, recorded at every deploy); 0 when
+ * it does not, or the meta is missing or cannot be read.  The one answer
+ * to "is there a certificate to serve" for every host (a first order's
+ * "renewing" meta has none).  (Added to the issue-11 contract by the
+ * ngx100k helper.) */
+int atls_store_has_cert(atls_store_t *st, const char *id);
 /* sorted cert-ids */
 int atls_store_list_certs(atls_store_t *st, char ***ids, size_t *n, char *err, size_t errlen);
+
+/* A listing in pages, for a directory too large to read in one call
+ * (100,000 registered names): *cursor NULL starts one; each call gives up
+ * to max (>= 1) entries of dir (files or sub-directories, malloc'd, in no
+ * particular order, each entry present throughout given once; one added
+ * or removed meanwhile may or may not be) and sets *cursor NULL once the
+ * listing is complete (its last entries, maybe none, are in names).  A
+ * missing dir lists nothing.  A caller that stops early ends the listing
+ * with atls_store_list_end (NULL is fine).  ATLS_STORE_OK, or
+ * ATLS_STORE_ERROR + err (the listing is ended, *cursor NULL).  Backends
+ * without a paged list of their own (ops->list_page NULL) are listed once
+ * at the first call and handed out in pages.  (Added to the issue-11
+ * contract by the ngx100k helper.) */
+typedef struct atls_store_cursor_s atls_store_cursor_t;
+int atls_store_list_page(atls_store_t *st, const char *dir, atls_store_cursor_t **cursor,
+                         size_t max, char ***names, size_t *n, char *err, size_t errlen);
+void atls_store_list_end(atls_store_t *st, atls_store_cursor_t *cursor);
 
 /* Key + chain for one key type.  Each out may be NULL. */
 int atls_store_load_cert(atls_store_t *st, const char *id, atls_key_type_t kt,

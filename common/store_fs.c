@@ -571,6 +571,32 @@ fs_cmp(const void *a, const void *b)
     return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+/* dir opened for readdir, as the owner: *d NULL (and ATLS_STORE_OK) when
+ * it does not exist, the same answer as a key-value backend gives for an
+ * empty prefix */
+static int
+fs_dir_stream(fs_impl_t *fs, const char *dir, DIR **d, char *err, size_t errlen)
+{
+    int fd;
+
+    *d = NULL;
+    fd = fs_dir_open(fs, dir, 0);
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            return ATLS_STORE_OK;
+        }
+        atls_fs_error(fs, err, errlen, NULL, dir, atls_fs_strerror(errno));
+        return ATLS_STORE_ERROR;
+    }
+    *d = fdopendir(fd);
+    if (*d == NULL) {
+        atls_fs_error(fs, err, errlen, NULL, dir, strerror(errno));
+        close(fd);
+        return ATLS_STORE_ERROR;
+    }
+    return ATLS_STORE_OK;
+}
+
 static int
 fs_list_as(fs_impl_t *fs, const char *dir, char ***names, size_t *n,
            char *err, size_t errlen)
@@ -579,22 +605,11 @@ fs_list_as(fs_impl_t *fs, const char *dir, char ***names, size_t *n,
     size_t          cnt = 0, cap = 0;
     DIR            *d;
     struct dirent  *de;
-    int             fd;
+    int             rc;
 
-    fd = fs_dir_open(fs, dir, 0);
-    if (fd < 0) {
-        if (errno == ENOENT) {
-            /* Same answer as a key-value backend gives for an empty prefix. */
-            return ATLS_STORE_OK;
-        }
-        atls_fs_error(fs, err, errlen, NULL, dir, atls_fs_strerror(errno));
-        return ATLS_STORE_ERROR;
-    }
-    d = fdopendir(fd);
+    rc = fs_dir_stream(fs, dir, &d, err, errlen);
     if (d == NULL) {
-        atls_fs_error(fs, err, errlen, NULL, dir, strerror(errno));
-        close(fd);
-        return ATLS_STORE_ERROR;
+        return rc;
     }
     while ((de = readdir(d)) != NULL) {
         /* dot files include our own temp files and ".", ".." */
@@ -748,6 +763,67 @@ fs_list(atls_store_t *st, const char *dir, char ***names, size_t *n,
     return rc;
 }
 
+/* The paged listing: one open directory read a page at a time (readdir
+ * gives each entry present throughout once, whatever is added or removed
+ * meanwhile), so 100,000 entries never cost one long call. */
+static void
+fs_list_end(atls_store_t *st, void *cursor)
+{
+    (void) st;
+    if (cursor != NULL) {
+        closedir(cursor);
+    }
+}
+
+static int
+fs_list_page(atls_store_t *st, const char *dir, void **cursor, size_t max, char ***names,
+             size_t *n, char *err, size_t errlen)
+{
+    fs_impl_t      *fs = st->impl;
+    atls_fsid_t     id;
+    DIR            *d = *cursor;
+    struct dirent  *de;
+    char          **v;
+    int             rc;
+
+    *names = NULL;
+    *n = 0;
+    if (d == NULL) {
+        if (dir == NULL) {
+            dir = "";
+        }
+        if (atls_fs_begin(fs, dir, 1, &id, err, errlen) != 0) {
+            return ATLS_STORE_ERROR;
+        }
+        rc = fs_dir_stream(fs, dir, &d, err, errlen);
+        atls_fsid_leave(&id);
+        if (d == NULL) {
+            return rc;   /* an error, or nothing to list: complete */
+        }
+    }
+    v = malloc(max * sizeof(*v));
+    if (v == NULL) {
+        abort();
+    }
+    while (*n < max && (de = readdir(d)) != NULL) {
+        /* dot files include our own temp files and ".", ".." */
+        if (de->d_name[0] != '.') {
+            v[(*n)++] = atls_strdup(de->d_name);
+        }
+    }
+    if (*n < max) {
+        closedir(d);   /* the end of the directory */
+        d = NULL;
+    }
+    if (*n == 0) {
+        free(v);
+        v = NULL;
+    }
+    *names = v;
+    *cursor = d;
+    return ATLS_STORE_OK;
+}
+
 static int
 fs_lock(atls_store_t *st, const char *name, int wait, atls_store_lock_t **out,
         char *err, size_t errlen)
@@ -802,7 +878,8 @@ fs_close(atls_store_t *st)
 }
 
 static const atls_store_ops_t fs_ops = {
-    "fs", fs_get, fs_put, fs_del, fs_list, fs_lock, atls_fs_unlock, fs_close, atls_fs_append
+    "fs", fs_get, fs_put, fs_del, fs_list, fs_lock, atls_fs_unlock, fs_close, atls_fs_append,
+    fs_list_page, fs_list_end
 };
 
 /* ---- open ------------------------------------------------------------------ */
