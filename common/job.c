@@ -60,23 +60,30 @@ strv_eq(char *const *a, size_t na, char *const *b, size_t nb)
     return 1;
 }
 
-/* The persisted part of the issuer settings (EAB is never persisted). */
+/*
+ * The persisted part of the issuer settings that says what the certificate
+ * is (EAB is never persisted).  Node-local details are left out: the CA
+ * trust file's path, the dns hook's program, the CLI responders' ports.
+ * Nodes sharing a store (issue 12) may hold them in different places; were
+ * they compared, each node's pass would rewrite meta.json with its own,
+ * bump the certificate's generation and make every other node pull it
+ * again, for ever.  Every run uses the configured issuer, never the stored
+ * one (sched.c), so the stored paths are only the last writer's record.
+ */
 static int
 issuer_eq(const atls_issuer_t *a, const atls_issuer_t *b)
 {
     size_t i;
 
-    if (!str_eq(a->directory, b->directory) || !str_eq(a->ca_file, b->ca_file)
+    if (!str_eq(a->directory, b->directory)
         || !strv_eq(a->contact, a->n_contact, b->contact, b->n_contact)
         || a->agree_tos != b->agree_tos || a->challenge != b->challenge
-        || !str_eq(a->dns_hook, b->dns_hook)
         || a->n_key_types != b->n_key_types
         || !str_eq(a->profile, b->profile)
         || a->profile_required != b->profile_required
         || !str_eq(a->preferred_chain, b->preferred_chain)
         || a->renew.renew_fraction != b->renew.renew_fraction
         || a->renew.renew_before != b->renew.renew_before
-        || a->http_port != b->http_port || a->tls_port != b->tls_port
         || a->csr_cn != b->csr_cn || a->insecure_ca_urls != b->insecure_ca_urls
         || a->stapling_off != b->stapling_off || a->must_staple != b->must_staple)
     {
