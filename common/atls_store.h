@@ -106,6 +106,19 @@ typedef struct {
     int  (*list_page)(atls_store_t *st, const char *dir, void **cursor, size_t max,
                       char ***names, size_t *n, char *err, size_t errlen);
     void (*list_end)(atls_store_t *st, void *cursor);
+    /* Batches (issue 11: 1,000 names cost O(1) fsyncs of shared files).
+     * Optional: NULL falls back to put / nothing / one append a record.
+     * put_nosync: put without the directory's fsync (the file itself is
+     * fsync'd before its rename, so a crash still leaves old or new); the
+     * caller calls sync_dir(dir) before anything that names the file is
+     * written.  append_many: the n records (each as append's) in order,
+     * in writes of whole records and one fsync. */
+    int  (*put_nosync)(atls_store_t *st, const char *path, const char *data, size_t len,
+                       int is_private, char *err, size_t errlen);
+    int  (*sync_dir)(atls_store_t *st, const char *dir, char *err, size_t errlen);
+    int  (*append_many)(atls_store_t *st, const char *path, const char *const *recs,
+                        const size_t *lens, size_t n, size_t rotate_bytes, unsigned keep,
+                        char *err, size_t errlen);
 } atls_store_ops_t;
 
 struct atls_store_s {
@@ -470,6 +483,10 @@ int atls_store_changes_since(atls_store_t *st, uint64_t since, uint64_t upto, ch
 /* One audit record (a JSON object on one line, no newline in it). */
 int atls_store_audit_append(atls_store_t *st, const char *json, size_t len,
                             char *err, size_t errlen);
+/* n records in one go (atls_events_emit_many): on a backend with
+ * append_many one write and one fsync of the log, whatever n. */
+int atls_store_audit_append_many(atls_store_t *st, const char *const *recs,
+                                 const size_t *lens, size_t n, char *err, size_t errlen);
 /* The text of audit.log (n 0) or audit.log.n (oldest last);
  * ATLS_STORE_NOTFOUND when there is no such file. */
 int atls_store_audit_read(atls_store_t *st, unsigned n, char **data, size_t *len,
@@ -494,6 +511,9 @@ int atls_store_queue_del(atls_store_t *st, const char *key, char *err, size_t er
  * "events.<event-name>", "orders.ok", "orders.failed". */
 int atls_store_counter_add(atls_store_t *st, const char *name, uint64_t by,
                            char *err, size_t errlen);
+/* Several counters (names[i] += by[i]) in one rewrite of counters.json. */
+int atls_store_counters_add(atls_store_t *st, const char *const *names, const uint64_t *by,
+                            size_t n, char *err, size_t errlen);
 /* Every counter (names malloc'd, sorted); n 0 when none yet. */
 int atls_store_counters_load(atls_store_t *st, char ***names, uint64_t **values,
                              size_t *n, char *err, size_t errlen);

@@ -420,10 +420,11 @@ atls_fs_fsync_dir(fs_impl_t *fs, int dirfd, const char *path)
 }
 
 /* Writes data to a fresh temp file in dirfd (created with its final mode),
- * then renames it over base. */
+ * then renames it over base; the directory is fsync'd unless the caller
+ * does it once for a batch (put_nosync, then sync_dir). */
 static int
 fs_put_in(fs_impl_t *fs, int dirfd, const char *base, const char *path,
-          const char *data, size_t len, mode_t mode, char *err, size_t errlen)
+          const char *data, size_t len, mode_t mode, int sync_dir, char *err, size_t errlen)
 {
     char tmp[300];
     int  fd = -1, tries;
@@ -469,7 +470,9 @@ fs_put_in(fs_impl_t *fs, int dirfd, const char *base, const char *path,
         atls_fs_error(fs, err, errlen, "rename into", path, strerror(errno));
         goto failed;
     }
-    atls_fs_fsync_dir(fs, dirfd, path);
+    if (sync_dir) {
+        atls_fs_fsync_dir(fs, dirfd, path);
+    }
     return ATLS_STORE_OK;
 
 failed:
@@ -482,7 +485,7 @@ failed:
 
 static int
 fs_put_as(fs_impl_t *fs, const char *path, const char *data, size_t len,
-          int is_private, char *err, size_t errlen)
+          int is_private, int sync_dir, char *err, size_t errlen)
 {
     const char *base;
     int         dirfd, rc;
@@ -492,7 +495,7 @@ fs_put_as(fs_impl_t *fs, const char *path, const char *data, size_t len,
         return ATLS_STORE_ERROR;
     }
     rc = fs_put_in(fs, dirfd, base, path, data, len,
-                   is_private ? FS_PRIVATE_MODE : FS_PUBLIC_MODE, err, errlen);
+                   is_private ? FS_PRIVATE_MODE : FS_PUBLIC_MODE, sync_dir, err, errlen);
     close(dirfd);
     return rc;
 }
@@ -712,8 +715,8 @@ fs_get(atls_store_t *st, const char *path, char **data, size_t *len,
 }
 
 static int
-fs_put(atls_store_t *st, const char *path, const char *data, size_t len,
-       int is_private, char *err, size_t errlen)
+fs_put_sync(atls_store_t *st, const char *path, const char *data, size_t len,
+            int is_private, int sync_dir, char *err, size_t errlen)
 {
     fs_impl_t   *fs = st->impl;
     atls_fsid_t  id;
@@ -722,9 +725,46 @@ fs_put(atls_store_t *st, const char *path, const char *data, size_t len,
     if (atls_fs_begin(fs, path, 0, &id, err, errlen) != 0) {
         return ATLS_STORE_ERROR;
     }
-    rc = fs_put_as(fs, path, data, len, is_private, err, errlen);
+    rc = fs_put_as(fs, path, data, len, is_private, sync_dir, err, errlen);
     atls_fsid_leave(&id);
     return rc;
+}
+
+static int
+fs_put(atls_store_t *st, const char *path, const char *data, size_t len,
+       int is_private, char *err, size_t errlen)
+{
+    return fs_put_sync(st, path, data, len, is_private, 1, err, errlen);
+}
+
+static int
+fs_put_nosync(atls_store_t *st, const char *path, const char *data, size_t len,
+              int is_private, char *err, size_t errlen)
+{
+    return fs_put_sync(st, path, data, len, is_private, 0, err, errlen);
+}
+
+/* The renames of a batch of put_nosync in dir made durable at once. */
+static int
+fs_sync_dir(atls_store_t *st, const char *dir, char *err, size_t errlen)
+{
+    fs_impl_t   *fs = st->impl;
+    atls_fsid_t  id;
+    int          fd;
+
+    if (atls_fs_begin(fs, dir, 0, &id, err, errlen) != 0) {
+        return ATLS_STORE_ERROR;
+    }
+    fd = fs_dir_open(fs, dir, 0);
+    if (fd < 0) {
+        atls_fs_error(fs, err, errlen, NULL, dir, atls_fs_strerror(errno));
+        atls_fsid_leave(&id);
+        return ATLS_STORE_ERROR;
+    }
+    atls_fs_fsync_dir(fs, fd, dir);
+    close(fd);
+    atls_fsid_leave(&id);
+    return ATLS_STORE_OK;
 }
 
 static int
@@ -879,7 +919,8 @@ fs_close(atls_store_t *st)
 
 static const atls_store_ops_t fs_ops = {
     "fs", fs_get, fs_put, fs_del, fs_list, fs_lock, atls_fs_unlock, fs_close, atls_fs_append,
-    fs_list_page, fs_list_end
+    .list_page = fs_list_page, .list_end = fs_list_end,
+    .put_nosync = fs_put_nosync, .sync_dir = fs_sync_dir, .append_many = atls_fs_append_many
 };
 
 /* ---- open ------------------------------------------------------------------ */
