@@ -69,10 +69,20 @@ def test_empty_mirror_serves_every_certificate(pebble, test_root):
         key = key_file(os.path.join(test_root, "redis.key"))
         run_cli("migrate", "--from", src, "--to", store_spec(redis, key, prefix="c:"))
         chown_nobody(key)
+        # kept in redis's directory, loaded again when it restarts: the node
+        # first looks at its empty mirror with Redis away, then catches up
+        # (so the driver has seen every certificate absent before any pull,
+        # whatever the timing of its first look and its first sync)
+        assert redis.cli("SAVE").stdout.strip() == b"OK"
+        redis.stop()
         mirror = os.path.join(test_root, "mirror")
         ngx = Nginx(test_root, node_conf(pebble, test_root, redis, key, mirror))
         with ngx.start():
             master, workers = ngx.master, ngx.worker_pids()
+            wait_until(lambda: "orders wait until Redis is back" in ngx.log(), timeout=30,
+                       what="the node serving its empty mirror, Redis away")
+            assert cert_info(served_chain(pebble.tls_port, names()[0])[0])["self_signed"]
+            redis.start()
 
             def mirrored():
                 d = os.path.join(mirror, "certs")
