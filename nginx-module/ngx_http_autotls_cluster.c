@@ -7,7 +7,7 @@
  * runs the scheduler on its store; here it keeps the mirror in line with
  * Redis: the subscriber connection on nginx's event loop pulls each
  * certificate another node announces, a sync catches up after every
- * (re)subscription, a check every few seconds syncs again when the
+ * (re)subscription, a check every second syncs again when the
  * cluster's generation moved since the last sync (an announcement lost or
  * a pull that failed is caught within seconds, not at the next outage),
  * and a heartbeat keeps the node in the member registry
@@ -27,7 +27,7 @@
 
 #define NGX_HTTP_AUTOTLS_CLUSTER_RETRY_MIN  1000
 #define NGX_HTTP_AUTOTLS_CLUSTER_RETRY_MAX  30000
-#define NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS   3000
+#define NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS   1000
 
 
 typedef struct {
@@ -40,6 +40,7 @@ typedef struct {
     uint64_t                    synced_gen; /* <P>{/cluster}:gen + 1 read
                                                before the last sync; 0:
                                                none since subscribing */
+    uint64_t                    seen_gen;   /* the same, at the last check */
     ngx_msec_t                  backoff;
     ngx_log_t                  *log;
     char                       *where;      /* the URL without password */
@@ -229,7 +230,6 @@ ngx_http_autotls_cluster_io(ngx_event_t *ev)
 {
     int                          rc;
     char                         err[512];
-    atls_redis_t                *sub;
     ngx_http_autotls_cluster_t  *cl = &ngx_http_autotls_cluster;
 
     if (cl->mirror == NULL) {
@@ -243,18 +243,12 @@ ngx_http_autotls_cluster_io(ngx_event_t *ev)
                            ATLS_REDIS_WANT_READ|ATLS_REDIS_WANT_WRITE,
                            err, sizeof(err));
 
-    sub = atls_mirror_subscriber(cl->mirror);
-
-    if (rc < 0 && (sub == NULL || atls_redis_state(sub) == ATLS_REDIS_FAILED))
-    {
+    /* the mirror logs a pull that failed and returns the others; -1 is
+     * the subscriber's failure (a reply it could not read included): the
+     * mirror no longer counts it as subscribed, so a new one, then a sync */
+    if (rc < 0) {
         ngx_http_autotls_cluster_failed(cl, err);
         return;
-    }
-
-    if (rc < 0) {
-        /* a pull failed: the announcement is left to the next sync */
-        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
-                      "autotls_store \"%s\": %s", cl->where, err);
     }
 
     if (!cl->listening && atls_mirror_listening(cl->mirror)) {
@@ -453,8 +447,8 @@ ngx_http_autotls_cluster_pull(ngx_http_autotls_cluster_t *cl, char *err,
 /*
  * Announcements are not acknowledged: one lost (published while the
  * subscriber's buffer was full, or its pull failed) would leave the
- * mirror behind until the next outage.  One GET every few seconds, and a
- * sync only when the cluster's generation moved since the last one.
+ * mirror behind until the next outage.  One GET a second, and a sync when
+ * the cluster's generation moved since the last one and then stayed.
  */
 static void
 ngx_http_autotls_cluster_check(ngx_event_t *ev)
@@ -486,7 +480,11 @@ ngx_http_autotls_cluster_check(ngx_event_t *ev)
         return;
     }
 
-    if (gen + 1 == cl->synced_gen) {
+    /* a deploy's announcement normally pulled it already: the sync waits
+     * until the generation stayed for one check, so a burst of deploys
+     * costs one sync after it, not one per check */
+    if (gen + 1 == cl->synced_gen || gen + 1 != cl->seen_gen) {
+        cl->seen_gen = gen + 1;
         return;
     }
 
