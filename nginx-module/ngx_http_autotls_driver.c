@@ -429,6 +429,13 @@ ngx_http_autotls_driver_pause(void)
     ngx_http_autotls_curl_cleanup();
     ngx_http_autotls_hook_cleanup();
 
+    /*
+     * transfers cut mid-handshake (curl's SSL_shutdown) leave errors on
+     * this thread's OpenSSL queue; nginx would report them as stale at
+     * the next client handshake
+     */
+    ERR_clear_error();
+
     if (drv->check_ev.timer_set) {
         ngx_del_timer(&drv->check_ev);
     }
