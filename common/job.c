@@ -61,22 +61,33 @@ strv_eq(char *const *a, size_t na, char *const *b, size_t nb)
 }
 
 /* The persisted part of the issuer settings (EAB is never persisted). */
+/*
+ * The settings that are each node's own: where it keeps the CA's trust,
+ * the hook program it runs, the ports it answers challenges on.  Nodes
+ * sharing a store (a Redis cluster) legitimately differ in them.
+ */
+static int
+issuer_node_eq(const atls_issuer_t *a, const atls_issuer_t *b)
+{
+    return str_eq(a->ca_file, b->ca_file) && str_eq(a->dns_hook, b->dns_hook)
+           && a->http_port == b->http_port && a->tls_port == b->tls_port;
+}
+
+/* The certificate's settings, node-local ones aside. */
 static int
 issuer_eq(const atls_issuer_t *a, const atls_issuer_t *b)
 {
     size_t i;
 
-    if (!str_eq(a->directory, b->directory) || !str_eq(a->ca_file, b->ca_file)
+    if (!str_eq(a->directory, b->directory)
         || !strv_eq(a->contact, a->n_contact, b->contact, b->n_contact)
         || a->agree_tos != b->agree_tos || a->challenge != b->challenge
-        || !str_eq(a->dns_hook, b->dns_hook)
         || a->n_key_types != b->n_key_types
         || !str_eq(a->profile, b->profile)
         || a->profile_required != b->profile_required
         || !str_eq(a->preferred_chain, b->preferred_chain)
         || a->renew.renew_fraction != b->renew.renew_fraction
         || a->renew.renew_before != b->renew.renew_before
-        || a->http_port != b->http_port || a->tls_port != b->tls_port
         || a->csr_cn != b->csr_cn || a->insecure_ca_urls != b->insecure_ca_urls
         || a->stapling_off != b->stapling_off || a->must_staple != b->must_staple)
     {
@@ -165,7 +176,17 @@ atls_job_ensure(atls_store_t *st, const char *const *names, size_t n,
             m.n_names = n;
             changed = 1;
         }
-        if (!issuer_eq(&m.issuer, is)) {
+        /*
+         * Node-local settings are recorded only in a store of one node:
+         * nodes sharing a store each differ in them, and each rewrite is a
+         * change every other node pulls and looks at, so two nodes would
+         * rewrite the meta for each other without end (they use their own
+         * configured settings anyway, never the stored ones).
+         */
+        if (!issuer_eq(&m.issuer, is)
+            || (!issuer_node_eq(&m.issuer, is)
+                && (st->ops->name == NULL || strcmp(st->ops->name, "redis") != 0)))
+        {
             atls_issuer_free(&m.issuer);
             atls_issuer_copy(&m.issuer, is);
             changed = 1;
