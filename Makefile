@@ -6,7 +6,7 @@
 #   make asan       ASan+UBSan build, then unit and integration tests on it
 #   make fuzz       run every libFuzzer harness for FUZZ_SECONDS each
 #   make fuzz-campaign  every harness for FUZZ_RUNS executions (scripts/fuzz.sh)
-#   make bench      handshake, memory, start-up and issuance benchmarks
+#   make bench      handshake, memory, start-up, issuance and cluster benchmarks
 #   make deb        the Debian packages (build/deb/*.deb; scripts/deb.sh)
 
 BUILD    ?= build

@@ -294,6 +294,10 @@ int autotls_cluster_del_challenge(atls_store_t *st, atls_challenge_type_t t, con
 int autotls_cluster_publish_wait(atls_sched_t *sched, atls_sched_op_t *op,
                                  const atls_challenge_t *c, char *why, size_t whylen);
 void autotls_cluster_publish_cancel(void *ctx, atls_sched_op_t *op);
+/* The loop's wake (autotls_loop_conf_t): ms until an awaited challenge's
+ * acks are polled again (or the next reconnection), and the subscriber's
+ * fd, so that a run's wait ends when an announcement comes. */
+long autotls_cluster_wake(void *ctx, int *fd, int *events);
 
 /* mod_autotls_loop.c: the watchdog's one scheduler (atls_sched.h) on curl
  * multi and poll, kept from the watchdog's start to its stop */
@@ -317,6 +321,10 @@ typedef struct {
     int  (*publish_wait)(void *ctx, atls_sched_op_t *op, const atls_challenge_t *c,
                          char *why, size_t whylen);
     void (*publish_cancel)(void *ctx, atls_sched_op_t *op);
+    /* while a run waits (may be NULL): how soon `stopping` and `tick` want
+     * to be asked again, in ms (< 0: no sooner than the loop's own 500 ms),
+     * and *fd (-1: none) whose *events (POLLIN/POLLOUT) also end the wait */
+    long (*wake)(void *ctx, int *fd, int *events);
 } autotls_loop_conf_t;
 
 /* A scheduler managing confs (copied by the scheduler) and, with

@@ -14,7 +14,8 @@
  * After a pull the store generation is published at once, so children
  * load the new certificate well within a second.  Challenges this node
  * publishes wait (the scheduler's publish_wait) until every live node
- * acked them, polled each round of the driver's loop.
+ * acked them, polled every 100 ms by the driver's loop, whose waits also
+ * end when the subscriber has something (autotls_cluster_wake).
  *
  * While Redis cannot be reached, the node serves what its mirror holds and
  * starts no order; it tries again with a backoff (1 s doubling to 60 s)
@@ -24,6 +25,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <poll.h>
 #include <pthread.h>
 
 #include "httpd.h"
@@ -394,7 +396,16 @@ autotls_cluster_tick(int in_run)
     char err[512];
 
     pthread_mutex_lock(&cl_lock);
-    if (cl_mirror == NULL || now < cl_tick_at) {
+    if (cl_mirror == NULL) {
+        goto out;
+    }
+    /* at every call: the loop's wait ends when the subscriber's fd is
+     * ready (autotls_cluster_wake), so what came is read now, or the wait
+     * would end again at once; with nothing come, one poll() */
+    if (cl_up) {
+        cluster_listen_tick();
+    }
+    if (now < cl_tick_at) {
         goto out;
     }
     cl_tick_at = now + AUTOTLS_CLUSTER_TICK / 2;
@@ -404,7 +415,6 @@ autotls_cluster_tick(int in_run)
         }
         goto out;
     }
-    cluster_listen_tick();
     if (cl_up && now >= cl_join_at) {
         if (atls_mirror_join(cl_mirror, err, sizeof(err)) != 0) {
             cluster_down("heartbeat", err);
@@ -477,8 +487,10 @@ typedef struct cluster_wait_s {
     atls_sched_op_t       *op;
     atls_challenge_type_t  t;
     char                  *key;
+    apr_time_t             since;
     apr_time_t             until;
     apr_time_t             next;
+    int                    polls;
     struct cluster_wait_s *next_wait;
 } cluster_wait_t;
 
@@ -503,7 +515,8 @@ autotls_cluster_publish_wait(atls_sched_t *sched, atls_sched_op_t *op,
     w->op = op;
     w->t = c->type;
     w->key = atls_strdup(key);
-    w->until = apr_time_now() + apr_time_from_msec(ATLS_MIRROR_ACK_WAIT_MS);
+    w->since = apr_time_now();
+    w->until = w->since + apr_time_from_msec(ATLS_MIRROR_ACK_WAIT_MS);
     pthread_mutex_lock(&cl_lock);
     w->next_wait = cl_waits;
     cl_waits = w;
@@ -552,6 +565,7 @@ cluster_acks_tick(void)
             continue;
         }
         w->next = now + apr_time_from_msec(CLUSTER_ACK_POLL_MS);
+        w->polls++;
         missing = NULL;
         r = cl_mirror != NULL
             ? atls_mirror_challenge_ready(cl_mirror, w->t, w->key, &missing, err,
@@ -569,6 +583,13 @@ cluster_acks_tick(void)
                          r < 0 ? "acks unknown:" : "not loaded by",
                          r < 0 ? (cl_mirror ? err : "no mirror") : missing ? missing : "?");
         }
+        if (r > 0) {
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, autotls_global.main_server,
+                         "AutoTLSStore: %s %s: loaded by every live node (acks polled "
+                         "%d time(s) in %ld ms, every %d ms)",
+                         atls_challenge_type_name(w->t), w->key, w->polls,
+                         (long) apr_time_as_msec(now - w->since), CLUSTER_ACK_POLL_MS);
+        }
         free(missing);
         /* unlinked first, and the list walked again from its head: the
          * scheduler may call publish_cancel from hook_done */
@@ -578,4 +599,52 @@ cluster_acks_tick(void)
         free(w);
         pw = &cl_waits;
     }
+}
+
+/* The driver loop's wake: while a wait is pending its acks are polled
+ * every CLUSTER_ACK_POLL_MS, not at the loop's 500 ms; the subscriber's fd
+ * ends a wait when an announcement (another node's deploy, a challenge to
+ * load and ack) comes.  With neither, the loop keeps its own pace. */
+long
+autotls_cluster_wake(void *ctx, int *fd, int *events)
+{
+    apr_time_t now = apr_time_now(), at = 0;
+    cluster_wait_t *w;
+    atls_redis_t *sub;
+    int wants;
+
+    (void) ctx;
+    *fd = -1;
+    *events = 0;
+    pthread_mutex_lock(&cl_lock);
+    if (cl_mirror == NULL) {
+        goto out;
+    }
+    if (!cl_up) {
+        /* the next try, which the tick's own pace may put off */
+        at = cl_retry_at > cl_tick_at ? cl_retry_at : cl_tick_at;
+        goto out;
+    }
+    sub = atls_mirror_subscriber(cl_mirror);
+    if (sub != NULL && atls_redis_state(sub) != ATLS_REDIS_FAILED
+        && atls_redis_fd(sub) >= 0) {
+        wants = atls_redis_wants(sub);
+        *fd = atls_redis_fd(sub);
+        *events = ((wants & ATLS_REDIS_WANT_READ) ? POLLIN : 0)
+                  | ((wants & ATLS_REDIS_WANT_WRITE) ? POLLOUT : 0);
+    }
+    for (w = cl_waits; w != NULL; w = w->next_wait) {
+        if (at == 0 || w->next < at) {
+            at = w->next;
+        }
+    }
+
+out:
+    pthread_mutex_unlock(&cl_lock);
+    if (at == 0) {
+        return -1;
+    }
+    /* rounded up: a wait that ends before the poll is due would be spent
+     * again at once */
+    return at <= now ? 0 : (long) ((at - now + 999) / 1000);
 }

@@ -423,6 +423,7 @@ autotls_drive_loop_open(apr_pool_t *ptemp)
         /* cluster: the CA validates once every live node loaded the answer */
         lc.publish_wait = autotls_drive_publish_wait;
         lc.publish_cancel = autotls_cluster_publish_cancel;
+        lc.wake = autotls_cluster_wake;
     }
     memset(&so, 0, sizeof(so));
     so.max_parallel = (size_t) autotls_global.max_parallel;

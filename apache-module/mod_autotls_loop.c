@@ -19,6 +19,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 
 #include <curl/curl.h>
 
@@ -32,7 +33,8 @@
 
 APLOG_USE_MODULE(autotls);
 
-/* the longest poll: `stopping` and the tick are asked at least this often */
+/* the longest poll: `stopping` and the tick are asked at least this often
+ * (sooner when the host's wake asks) */
 #define LOOP_POLL_MAX_MS   500
 /* what is in flight this long after the child was told to stop is cancelled */
 #define LOOP_STOP_GRACE    apr_time_from_sec(60)
@@ -451,10 +453,39 @@ again:
     }
 }
 
+/* The host's wish (conf.wake): a shorter wait, and its fd among the
+ * poll's.  Asked only while `stopping` is, which services that fd: once
+ * stopped, a readable fd would end every wait at once. */
+static long
+loop_wake(autotls_loop_t *l, long ms, struct curl_waitfd *hfd)
+{
+    const autotls_loop_conf_t *c = &l->conf;
+    int fd = -1, events = 0;
+    long want;
+
+    hfd->fd = -1;
+    if (c->wake == NULL || l->stopped != 0) {
+        return ms;
+    }
+    want = c->wake(c->ctx, &fd, &events);
+    if (fd >= 0 && events != 0) {
+        hfd->fd = fd;
+        hfd->events = (short) (((events & POLLIN) ? CURL_WAIT_POLLIN : 0)
+                               | ((events & POLLOUT) ? CURL_WAIT_POLLOUT : 0));
+        hfd->revents = 0;
+    }
+    if (want >= 0 && want < ms) {
+        ap_log_error(APLOG_MARK, APLOG_TRACE1, 0, autotls_global.main_server,
+                     "autotls: loop waits %ld ms, as the host asked", want);
+        ms = want;
+    }
+    return ms;
+}
+
 static void
 loop_wait(autotls_loop_t *l)
 {
-    struct curl_waitfd *fds = NULL;
+    struct curl_waitfd *fds;
     apr_time_t left;
     unsigned int n = 0;
     long ms = LOOP_POLL_MAX_MS;
@@ -465,14 +496,15 @@ loop_wait(autotls_loop_t *l)
         ms = left <= 0 ? 0 : left < apr_time_from_msec(ms) ? (long) apr_time_as_msec(left)
                                                             : ms;
     }
-    if (l->n_procs > 0) {
-        fds = loop_alloc(l->n_procs * sizeof(*fds));
-        for (r = l->ops; r != NULL; r = r->next) {
-            if (r->easy == NULL) {
-                fds[n].fd = r->proc.fd;
-                fds[n].events = CURL_WAIT_POLLIN;
-                n++;
-            }
+    /* the processes' fds and the host's */
+    fds = loop_alloc((l->n_procs + 1) * sizeof(*fds));
+    ms = loop_wake(l, ms, &fds[0]);
+    n = fds[0].fd >= 0;
+    for (r = l->ops; r != NULL; r = r->next) {
+        if (r->easy == NULL) {
+            fds[n].fd = r->proc.fd;
+            fds[n].events = CURL_WAIT_POLLIN;
+            n++;
         }
     }
     (void) curl_multi_poll(l->multi, fds, n, (int) ms, NULL);

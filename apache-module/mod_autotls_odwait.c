@@ -159,7 +159,11 @@ odwait_entry(odwait_t *w)
     return e;
 }
 
-/* The watchdog's answer, if any: 1 denied or limited (why logged), else 0. */
+/* The watchdog's answer, if any: 1 denied or limited (why logged), else 0.
+ * now 0: any answer counts, however short its validity (a waiting
+ * handshake: the entry was "requested" when it began to wait, so an answer
+ * is the one to its request, even when the ask failure cache of 1 s has
+ * run out by the next tick; waiting on would last AutoTLSOnDemandWait). */
 static int
 odwait_refused(odwait_t *w, time_t now, int log_level)
 {
@@ -171,7 +175,7 @@ odwait_refused(odwait_t *w, time_t now, int log_level)
     }
     refused = e->state != NULL && (strcmp(e->state, "denied") == 0
                                    || strcmp(e->state, "limited") == 0)
-              && (e->until == 0 || e->until > now);
+              && (now == 0 || e->until == 0 || e->until > now);
     if (refused) {
         ap_log_error(APLOG_MARK, log_level, 0, w->home->s,
                      "autotls: on demand: %s %s (%s): served the fallback", w->esc,
@@ -252,7 +256,7 @@ odwait_until_ready(odwait_t *w)
                 break;
             }
         }
-        if (odwait_refused(w, time(NULL), APLOG_INFO)) {
+        if (odwait_refused(w, 0, APLOG_INFO)) {
             break;
         }
         left = end - odwait_mono_ms();

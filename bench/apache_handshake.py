@@ -24,9 +24,7 @@ Knobs: BENCH_APACHE_NAMES, BENCH_CYCLES, BENCH_SLICE, BENCH_CONC,
 import os
 import random
 import re
-import shutil
 import sys
-import time
 
 import benchlib as B
 
@@ -39,9 +37,13 @@ def static_body(certs, names, port):
 
 
 def autotls_body(names, port, store, pebble, ca_file, preload=True):
+    """store: a directory, or a Redis store's URL and options (a cluster
+    node, bench/cluster.py)."""
+    store_line = (f"AutoTLSStore {store}" if store.startswith(("redis://", "rediss://"))
+                  else f'AutoTLSStoreDir "{store}"')
     head = (f"AutoTLSCA {pebble.directory}\nAutoTLSCACertificateFile {ca_file}\n"
             f"AutoTLSContact bench@example.com\nAutoTLSAcceptTerms On\n"
-            f'AutoTLSStoreDir "{store}"\nAutoTLSCheckInterval 1h\n'
+            f"{store_line}\nAutoTLSCheckInterval 1h\n"
             f"AutoTLSPreload {'On' if preload else 'Off'}\n")
     return head + "\n".join(
         f"<VirtualHost 127.0.0.1:{port}>\n  ServerName {n}\n  SSLEngine on\n  AutoTLS On\n"
@@ -50,10 +52,6 @@ def autotls_body(names, port, store, pebble, ca_file, preload=True):
 
 PRELOADED = re.compile(r"child (\d+) preloaded (\d+) certificate\(s\) for (\d+) of (\d+) "
                        r"name set\(s\) in (\d+) ms")
-
-
-def child_rss_kb(srv):
-    return sum(B.rss_kb(w) for w in srv.workers())
 
 
 def preload_done(root, key):
@@ -66,34 +64,10 @@ def preload_done(root, key):
     return (int(m.group(2)), int(m.group(5))) if m else None
 
 
-def warm_pass(exe, srv, k, conc):
-    """Handshakes with SNI names in turn until each of the k names has been
-    served once (short slices, so that little of it is a second visit):
-    (handshakes/s, server CPU us per handshake, seconds, errors)."""
-    cl = B.Client(exe, k, conc, extra=("-r",))
-    pids = srv.cpu_pids()
-    ok = err = secs = 0.0
-    c0 = sum(B.cpu_ns(p) for p in pids)
-    try:
-        while ok + err < k + conc:
-            r = cl.slice(srv.port, 0.25)
-            ok += r["ok"]
-            err += r["err"]
-            secs += r["secs"]
-            if secs > 600:
-                raise RuntimeError(f"{srv.key}: warm-up pass did not finish in 600 s")
-    finally:
-        cl.close()
-    us = (sum(B.cpu_ns(p) for p in pids) - c0) / 1000.0 / ok if ok else float("nan")
-    return (ok / secs if secs else float("nan")), us, secs, err
-
-
 def main():
     build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(B.REPO, "build"))
     big = int(os.environ.get("BENCH_APACHE_NAMES", "1000"))
-    cycles = int(os.environ.get("BENCH_CYCLES", "8"))
-    secs = float(os.environ.get("BENCH_SLICE", "1.0"))
-    conc = int(os.environ.get("BENCH_CONC", "32"))
+    cycles, secs, conc = B.knobs()
     nopre = os.environ.get("BENCH_APACHE_NOPRELOAD", "1") == "1"
     module = os.path.join(build, "apache", "mod_autotls.so")
     problems = []
@@ -118,9 +92,7 @@ def main():
             stores = [(1, one, "store1"), (big, all_names, f"store{big}")]
             if nopre:
                 stores.append((big, all_names, f"store{big}_nopre"))
-            for k, nm, sd in stores:
-                B.seed_store(os.path.join(root, sd), {n: certs[n] for n in nm},
-                             pebble.directory, ca_file, owner)
+            B.seed_stores(root, certs, stores, pebble.directory, ca_file, owner)
 
         specs = []
         for k, nm in ((big, all_names), (1, one)):
@@ -144,27 +116,13 @@ def main():
                 conf = B.apache_conf(root, key, [port], body, modules=mods, extra=extra)
                 specs.append((key, k, B.ApacheServer(key, conf, port, root, "n0.bench.test")))
 
-        started = []
-        for key, k, srv in specs:
-            print(f"  starting {key} ...", flush=True)
-            try:
-                srv.start()
-                servers.append(srv)
-                srv.rss_start = child_rss_kb(srv)
-                sample = one if k == 1 else random.sample(all_names, 20) + one
-                B.check_serves(srv, certs, sample)
-                started.append((key, k, srv))
-                print(f"    {key}: serving after {srv.start_s:.2f}s, child RSS "
-                      f"{srv.rss_start / 1024:.1f} MB at the first handshake", flush=True)
-            except Exception as e:   # noqa: BLE001 - report and go on without it
-                problems.append(f"{key}: {e}")
-                print(f"    {key}: FAILED: {e}", flush=True)
-                try:
-                    with open(os.path.join(root, f"{key}.error.log")) as f:
-                        print("      " + "      ".join(f.readlines()[-5:]), flush=True)
-                except OSError:
-                    pass
-                srv.stop()
+        def after_start(key, k, srv):
+            servers.append(srv)
+            srv.rss_start = srv.workers_rss_kb()
+            B.check_serves(srv, certs, one if k == 1 else random.sample(all_names, 20) + one)
+            return (f"serving after {srv.start_s:.2f}s, child RSS {srv.rss_start / 1024:.1f} MB "
+                    f"at the first handshake")
+        started = B.start_each(specs, problems, after_start)
 
         if not any(key.startswith("static_") for key, _, _ in started):
             raise RuntimeError("no static baseline started")
@@ -181,32 +139,21 @@ def main():
                                               f"{key}'s preload summary", interval=0.1)
                 except RuntimeError as e:
                     problems.append(str(e))
-            srv.rss_settled = child_rss_kb(srv)
-            rate, us, wsecs, err = warm_pass(exe, srv, k, conc)
-            srv.rss_warm = child_rss_kb(srv)
+            srv.rss_settled = srv.workers_rss_kb()
+            w = B.warm_pass(exe, srv, k, conc, slice_s=0.25, pids=srv.cpu_pids())
+            rate, us, wsecs, err = w["rate"], w["us"], w["secs"], w["err"]
+            srv.rss_warm = srv.workers_rss_kb()
             warm[key] = (rate, us, wsecs, err)
             print(f"    {key}: cold pass over {k} name(s) {rate:.0f} hs/s, {us:.0f} us/hs "
                   f"server CPU ({wsecs:.1f}s, {err:.0f} errors); child RSS "
                   f"{srv.rss_settled / 1024:.1f} MB before, {srv.rss_warm / 1024:.1f} MB "
                   f"after" + (f"; preloaded {preload[key][0]} certificates in "
                               f"{preload[key][1]} ms" if key in preload else ""), flush=True)
-        clients = {1: B.Client(exe, 1, conc), big: B.Client(exe, big, conc)}
-        targets = [dict(key=key, client=clients[k], port=srv.port, pids=srv.cpu_pids())
-                   for key, k, srv in started]
-        print(f"  measuring {len(targets)} configurations ...", flush=True)
-        res = B.interleave(targets, cycles, secs)
-        for c in clients.values():
-            c.close()
+        res = B.measure(started, exe, conc, cycles, secs, pids=lambda srv: srv.cpu_pids())
 
         print("\nApache: full TLS 1.3 ECDSA P-256 handshakes (medians over cycles; ratios are "
               "per-cycle medians [min..max])")
-        groups = []
-        for k in (1, big):
-            ks = [key for key, kk, _ in started if kk == k]
-            base = f"static_{k}"
-            if base in ks:
-                groups.append((base, [base] + [x for x in ks if x != base]))
-        rows = B.summarize(res, groups)
+        rows = B.summarize(res, B.groups_by_count(started))
         print("\ntargets:")
         for r in rows:
             if r["key"].startswith("autotls_"):
@@ -231,15 +178,10 @@ def main():
                    if key in preload else "")
             print(f"  {key:<20} start-up {s.start_s:6.2f}s  child RSS "
                   f"{s.rss_start / 1024:6.1f} / {getattr(s, 'rss_settled', 0) / 1024:6.1f} / "
-                  f"{getattr(s, 'rss_warm', 0) / 1024:6.1f} / {child_rss_kb(s) / 1024:6.1f} MB"
+                  f"{getattr(s, 'rss_warm', 0) / 1024:6.1f} / {s.workers_rss_kb() / 1024:6.1f} MB"
                   + pre)
     finally:
-        for s in servers:
-            s.stop()
-        if pebble is not None:
-            pebble.close()
-        if os.environ.get("BENCH_KEEP") != "1":
-            shutil.rmtree(root, ignore_errors=True)
+        B.cleanup(servers, pebble, root)
     return B.finish(problems)
 
 

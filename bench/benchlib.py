@@ -282,6 +282,12 @@ def seed_store(store, certs, directory, ca_file, owner=None):
         for name, (_, _, chain, kpem, _) in certs.items()], owner=owner)
 
 
+def seed_stores(root, certs, stores, directory, ca_file, owner=None):
+    """seed_store() for each (k, names, store dir under root) of stores."""
+    for _, nm, sd in stores:
+        seed_store(os.path.join(root, sd), {n: certs[n] for n in nm}, directory, ca_file, owner)
+
+
 def issuer_pebble(root, server):
     """A Pebble started only so that the autotls issuer exists (the seeded
     certificates are never ordered again): (pebble, its CA file copied
@@ -443,34 +449,32 @@ def summarize(res, groups, log=print):
 
 # ---- servers ---------------------------------------------------------------------
 
-def handshake_serial(port, sni, timeout=2.0):
+def peer_cert(port, sni, timeout=2.0, host="127.0.0.1"):
+    """The leaf (x509 object) a client gets for sni, or None."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            with ctx.wrap_socket(s, server_hostname=sni) as t:
+                der = t.getpeercert(binary_form=True)
+    except OSError:
+        return None
+    return x509.load_der_x509_certificate(der)
+
+
+def handshake_serial(port, sni, timeout=2.0, host="127.0.0.1"):
     """Serial (int) of the leaf a client gets for sni, or None."""
-    import ssl
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            with ctx.wrap_socket(s, server_hostname=sni) as t:
-                der = t.getpeercert(binary_form=True)
-    except OSError:
-        return None
-    return x509.load_der_x509_certificate(der).serial_number
+    cert = peer_cert(port, sni, timeout, host)
+    return cert.serial_number if cert is not None else None
 
 
-def served_issuer(port, sni, timeout=3.0):
+def served_issuer(port, sni, timeout=3.0, host="127.0.0.1"):
     """Issuer CN of the leaf served for sni, or None."""
-    import ssl
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            with ctx.wrap_socket(s, server_hostname=sni) as t:
-                der = t.getpeercert(binary_form=True)
-    except OSError:
+    cert = peer_cert(port, sni, timeout, host)
+    if cert is None:
         return None
-    cert = x509.load_der_x509_certificate(der)
     cns = cert.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
     return cns[0].value if cns else cert.issuer.rfc4514_string()
 
@@ -507,6 +511,18 @@ class Server:
     def workers(self):
         return [pid for pid, _ in children(self.pid)]
 
+    def workers_rss_kb(self):
+        return sum(rss_kb(w) for w in self.workers())
+
+    def log_tail(self, n=5):
+        """The last n lines of the server's error log ("" when it has none)."""
+        try:
+            with open(os.path.join(self.root, f"{self.key}.error.log"),
+                      errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
     def stop(self):
         if self.p is not None:
             stop_proc(self.p, timeout=30)
@@ -523,6 +539,174 @@ def check_serves(srv, certs, sample):
     if bad:
         raise RuntimeError(f"{srv.key}: wrong or fallback certificate for {bad[:3]} "
                            f"({len(bad)}/{len(sample)} names)")
+
+
+def wait_issuer(port, names, ca_cn, timeout=300, host="127.0.0.1"):
+    """Seconds from now until every one of names is served with a leaf
+    issued by ca_cn (not a fallback); raises at timeout."""
+    t0 = time.monotonic()
+    left = list(names)
+    while left:
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError(f"{host}:{port}: {len(left)} names still not served with the "
+                               f"seeded certificate after {timeout}s")
+        if served_issuer(port, left[0], host=host) == ca_cn:
+            left.pop(0)
+        else:
+            time.sleep(0.02)
+    return time.monotonic() - t0
+
+
+def start_each(specs, problems, after_start, timeout=180):
+    """Starts the (key, k, server) specs one at a time; after_start(key, k,
+    srv) checks what it serves and returns the line to print.  A server
+    that fails is reported in problems (with its error log's tail) and
+    stopped; returns the specs that started."""
+    started = []
+    for key, k, srv in specs:
+        print(f"  starting {key} ...", flush=True)
+        try:
+            srv.start(timeout=timeout)
+            line = after_start(key, k, srv)
+            started.append((key, k, srv))
+            print(f"    {key}: {line}", flush=True)
+        except Exception as e:   # noqa: BLE001 - report and go on without it
+            problems.append(f"{key}: {e}")
+            print(f"    {key}: FAILED: {e}", flush=True)
+            tail = srv.log_tail()
+            if tail:
+                print("      " + tail.replace("\n", "\n      ").rstrip(), flush=True)
+            srv.stop()
+    return started
+
+
+def warm_pass(exe, srv, k, conc, slice_s=1.0, limit=600.0, pids=None, must_finish=True):
+    """Handshakes with SNI names in turn (each of the k names once) in
+    slices of slice_s: the cold first pass.  At limit seconds it raises
+    (must_finish) or stops there.  Returns rate (handshakes/s), secs, err,
+    seen (names visited) and us (server CPU per handshake, of pids: the
+    workers by default)."""
+    cl = Client(exe, k, conc, extra=("-r",))
+    pids = pids if pids is not None else srv.workers()
+    ok = err = secs = 0.0
+    c0 = sum(cpu_ns(p) for p in pids)
+    try:
+        while ok + err < k + conc:
+            if secs >= limit:
+                if must_finish:
+                    raise RuntimeError(f"{srv.key}: warm-up pass did not finish in {limit:.0f} s")
+                break
+            r = cl.slice(srv.port, slice_s)
+            ok += r["ok"]
+            err += r["err"]
+            secs += r["secs"]
+    finally:
+        cl.close()
+    us = (sum(cpu_ns(p) for p in pids) - c0) / 1000.0 / ok if ok else float("nan")
+    return dict(rate=ok / secs if secs else float("nan"), secs=secs, err=err,
+                seen=min(k, int(ok + err)), us=us)
+
+
+def measure(started, exe, conc, cycles, secs, pids=lambda srv: srv.workers()):
+    """The interleaved cycles over every started (key, k, server), one
+    client per name count k (random SNI over its k names)."""
+    clients = {k: Client(exe, k, conc) for _, k, _ in started}
+    targets = [dict(key=key, client=clients[k], port=srv.port, pids=pids(srv))
+               for key, k, srv in started]
+    print(f"  measuring {len(targets)} configurations ...", flush=True)
+    try:
+        return interleave(targets, cycles, secs)
+    finally:
+        for c in clients.values():
+            c.close()
+
+
+def groups_by_count(started, base_fmt="static_{k}"):
+    """summarize()'s groups: one per name count k, base_fmt's key first (a
+    group without its base is left out)."""
+    out = []
+    for k in sorted({k for _, k, _ in started}):
+        base = base_fmt.format(k=k)
+        ks = [key for key, kk, _ in started if kk == k]
+        if base in ks:
+            out.append((base, [base] + [x for x in ks if x != base]))
+    return out
+
+
+def knobs():
+    """(cycles, slice seconds, concurrency) from BENCH_CYCLES, BENCH_SLICE,
+    BENCH_CONC."""
+    return (int(os.environ.get("BENCH_CYCLES", "8")), float(os.environ.get("BENCH_SLICE", "1.0")),
+            int(os.environ.get("BENCH_CONC", "32")))
+
+
+def cleanup(servers, pebble, root, keep=False):
+    """Stops the servers and Pebble; removes the work dir unless BENCH_KEEP=1
+    or keep."""
+    for s in servers:
+        s.stop()
+    if pebble is not None:
+        pebble.close()
+    if os.environ.get("BENCH_KEEP") != "1" and not keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ---- nginx -------------------------------------------------------------------------
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+NGINX_HEAD = """\
+{load}
+{user}
+daemon off;
+master_process on;
+worker_processes 1;
+worker_cpu_affinity {mask};
+pid {root}/{key}.pid;
+error_log {root}/{key}.error.log {level};
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    ssl_protocols TLSv1.3;
+    client_body_temp_path {root}/tmp/{key};
+    proxy_temp_path {root}/tmp/{key};
+    fastcgi_temp_path {root}/tmp/{key};
+    uwsgi_temp_path {root}/tmp/{key};
+    scgi_temp_path {root}/tmp/{key};
+    server_names_hash_max_size 65536;
+    server_names_hash_bucket_size 128;
+    map_hash_max_size 65536;
+    map_hash_bucket_size 128;
+"""
+
+
+def nginx_server(root, key, body, port, probe, module=None, level="warn"):
+    """A private nginx (one worker on the server core, full handshakes
+    only) serving body inside http {}; probe: the SNI start() waits on."""
+    os.makedirs(os.path.join(root, "tmp", key), exist_ok=True)
+    user = "user nobody nogroup;" if os.geteuid() == 0 else ""
+    load = f"load_module {module};" if module else ""
+    text = NGINX_HEAD.format(load=load, user=user, mask="1".rjust(SERVER_CORE + 1, "0"),
+                             root=root, key=key, level=level) + body + "}\n"
+    conf = os.path.join(root, f"{key}.conf")
+    with open(conf, "w") as f:
+        f.write(text)
+    return Server(key, [NGINX, "-p", root + "/", "-c", conf, "-e",
+                        os.path.join(root, f"{key}.error.log")], port, root, probe)
+
+
+def settle(srv, limit=600.0):
+    """Seconds until the server's workers stay idle (< 3% of a core over
+    1 s): autotls's first driver scan and background cache fill are done."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        c0 = sum(cpu_ns(w) for w in srv.workers())
+        time.sleep(1.0)
+        if sum(cpu_ns(w) for w in srv.workers()) - c0 < 0.03e9:
+            return time.monotonic() - t0
+    return float("nan")
 
 
 # ---- Apache ------------------------------------------------------------------------

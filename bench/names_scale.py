@@ -40,7 +40,6 @@ import sys
 import time
 
 import benchlib as B
-import nginx_handshake as NH
 
 
 def conf_static(crt, key, names, port):
@@ -75,40 +74,8 @@ def seed(seeder, store, k, key, chain, directory, ca_file, owner):
     return time.monotonic() - t0
 
 
-def real_serving(srv, names, ca_cn, timeout=300):
-    """Seconds from now until every one of names is served with the
-    seeded CA's leaf (not a fallback)."""
-    t0 = time.monotonic()
-    left = list(names)
-    while left:
-        if time.monotonic() - t0 > timeout:
-            raise RuntimeError(f"{srv.key}: {len(left)} names still not served with the "
-                               f"seeded certificate after {timeout}s")
-        if B.served_issuer(srv.port, left[0]) == ca_cn:
-            left.pop(0)
-        else:
-            time.sleep(0.02)
-    return time.monotonic() - t0
-
-
-def warm_pass(exe, srv, k, conc, limit):
-    """Handshakes with SNI names in turn (each name once, then over) for at
-    most limit seconds: (handshakes/s, seconds, errors, names visited)."""
-    cl = B.Client(exe, k, conc, extra=("-r",))
-    ok = err = took = 0.0
-    try:
-        while ok + err < k + conc and took < limit:
-            r = cl.slice(srv.port, 2.0)
-            ok += r["ok"]
-            err += r["err"]
-            took += r["secs"]
-    finally:
-        cl.close()
-    return ok / took if took else float("nan"), took, err, min(k, int(ok + err))
-
-
 def worker_rss(srv):
-    return sum(B.rss_kb(w) for w in srv.workers()) / 1024.0
+    return srv.workers_rss_kb() / 1024.0
 
 
 def worker_private(srv):
@@ -127,25 +94,16 @@ def worker_private(srv):
 
 
 def start_all(specs, all_names, ca_cn, problems):
-    started = []
-    for key, k, srv in specs:
-        print(f"  starting {key} ...", flush=True)
-        try:
-            srv.start(timeout=900)
-            sample = all_names[:1] if k == 1 else random.sample(all_names[:k], 20)
-            srv.real_s = srv.start_s + real_serving(srv, sample, ca_cn)
-            srv.rss_start = worker_rss(srv)
-            srv.private_start = worker_private(srv)
-            started.append((key, k, srv))
-            print(f"    {key}: first handshake after {srv.start_s:.2f}s, real certificates "
-                  f"after {srv.real_s:.2f}s, worker RSS {srv.rss_start:.1f} MB ("
-                  f"{srv.private_start:.1f} MB private), master RSS "
-                  f"{B.rss_kb(srv.pid) / 1024:.1f} MB", flush=True)
-        except Exception as e:   # noqa: BLE001 - report and go on without it
-            problems.append(f"{key}: {e}")
-            print(f"    {key}: FAILED: {e}", flush=True)
-            srv.stop()
-    return started
+    def after_start(key, k, srv):
+        sample = all_names[:1] if k == 1 else random.sample(all_names[:k], 20)
+        srv.real_s = srv.start_s + B.wait_issuer(srv.port, sample, ca_cn)
+        srv.rss_start = worker_rss(srv)
+        srv.private_start = worker_private(srv)
+        return (f"first handshake after {srv.start_s:.2f}s, real certificates after "
+                f"{srv.real_s:.2f}s, worker RSS {srv.rss_start:.1f} MB ("
+                f"{srv.private_start:.1f} MB private), master RSS "
+                f"{B.rss_kb(srv.pid) / 1024:.1f} MB")
+    return B.start_each(specs, problems, after_start, timeout=900)
 
 
 def report_startup(started, big, warm):
@@ -178,9 +136,7 @@ def main():
     build = os.path.abspath(sys.argv[1])
     seeder, key, chain, ca_cn = sys.argv[2:6]
     big = int(os.environ.get("BENCH_BIG", "100000"))
-    cycles = int(os.environ.get("BENCH_CYCLES", "8"))
-    secs = float(os.environ.get("BENCH_SLICE", "1.0"))
-    conc = int(os.environ.get("BENCH_CONC", "32"))
+    cycles, secs, conc = B.knobs()
     # the background preload of 100,000 names and a cold pass over them take
     # many minutes on a busy machine: both are bounded (what was covered is
     # printed)
@@ -213,7 +169,7 @@ def main():
 
         def add(name, k, body, mod=None):
             p = B.free_port()
-            srv = NH.make_server(root, name, body(p), p, "n0.bench.test", mod)
+            srv = B.nginx_server(root, name, body(p), p, "n0.bench.test", mod)
             specs.append((name, k, srv))
 
         add(f"static_{B_STATIC}", B_STATIC,
@@ -239,28 +195,21 @@ def main():
         for key, k, srv in started:
             if k == 1:
                 continue
-            srv.settle_s = NH.settle(srv, limit=settle_limit)
+            srv.settle_s = B.settle(srv, limit=settle_limit)
             srv.rss_settled = worker_rss(srv)
             print(f"    {key}: background work settled after {srv.settle_s:.0f}s more",
                   flush=True)
             if key.startswith("static_"):
                 continue
-            rate, took, err, seen = warm_pass(exe, srv, k, conc, warm_limit)
-            warm[key] = (rate, took, err, worker_rss(srv))
-            print(f"    {key}: cold pass over {seen} of {k} names {rate:.0f} hs/s "
-                  f"({took:.1f}s, {err:.0f} errors); worker RSS {srv.rss_settled:.1f} MB "
+            w = B.warm_pass(exe, srv, k, conc, slice_s=2.0, limit=warm_limit, must_finish=False)
+            warm[key] = (w["rate"], w["secs"], w["err"], worker_rss(srv))
+            print(f"    {key}: cold pass over {w['seen']} of {k} names {w['rate']:.0f} hs/s "
+                  f"({w['secs']:.1f}s, {w['err']:.0f} errors); worker RSS {srv.rss_settled:.1f} MB "
                   f"before, {warm[key][3]:.1f} MB after", flush=True)
         report_startup(started, big, warm)
 
-        clients = {1: B.Client(exe, 1, conc), big: B.Client(exe, big, conc),
-                   B_STATIC: B.Client(exe, B_STATIC, conc)}
-        targets = [dict(key=key, client=clients[k], port=srv.port, pids=srv.workers())
-                   for key, k, srv in started if k in clients]
-        print(f"\n  measuring {len(targets)} configurations (random SNI over each one's "
-              f"names) ...", flush=True)
-        res = B.interleave(targets, cycles, secs)
-        for c in clients.values():
-            c.close()
+        print("\n  random SNI over each configuration's names", flush=True)
+        res = B.measure(started, exe, conc, cycles, secs)
         keys = [key for key, _, _ in started]
         groups = [(base, [base] + [x for x in keys if x != base])
                   for base in ("static_1", "dyn_1") if base in keys]
@@ -269,12 +218,7 @@ def main():
         rows = B.summarize(res, groups)
         B.note_unsaturated(rows)
     finally:
-        for s in servers:
-            s.stop()
-        if pebble is not None:
-            pebble.close()
-        if os.environ.get("BENCH_KEEP") != "1":
-            shutil.rmtree(root, ignore_errors=True)
+        B.cleanup(servers, pebble, root)
     return B.finish(problems)
 
 

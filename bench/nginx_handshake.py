@@ -27,40 +27,10 @@ BENCH_AUTOTLS_NOPRELOAD=0/1.
 """
 import os
 import random
-import shutil
 import sys
 import time
 
 import benchlib as B
-
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-HEAD = """\
-{load}
-{user}
-daemon off;
-master_process on;
-worker_processes 1;
-worker_cpu_affinity {mask};
-pid {root}/{key}.pid;
-error_log {root}/{key}.error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    ssl_session_cache off;
-    ssl_session_tickets off;
-    ssl_protocols TLSv1.3;
-    client_body_temp_path {root}/tmp/{key};
-    proxy_temp_path {root}/tmp/{key};
-    fastcgi_temp_path {root}/tmp/{key};
-    uwsgi_temp_path {root}/tmp/{key};
-    scgi_temp_path {root}/tmp/{key};
-    server_names_hash_max_size 65536;
-    server_names_hash_bucket_size 128;
-    map_hash_max_size 65536;
-    map_hash_bucket_size 128;
-"""
-
 
 def conf_static(certs, names, port):
     return "".join(
@@ -123,55 +93,10 @@ def store_rewrites(store, since):
     return n
 
 
-def settle(srv, limit=600.0):
-    """Seconds until the server's workers stay idle (< 3% of a core over
-    1 s): autotls's first driver scan and background cache fill are done."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit:
-        c0 = sum(B.cpu_ns(w) for w in srv.workers())
-        time.sleep(1.0)
-        if sum(B.cpu_ns(w) for w in srv.workers()) - c0 < 0.03e9:
-            return time.monotonic() - t0
-    return float("nan")
-
-
-def warm_pass(exe, srv, k, conc):
-    """Handshakes with SNI names in turn until every one of the k names has
-    been served once: (handshakes/s of this cold first pass, seconds)."""
-    cl = B.Client(exe, k, conc, extra=("-r",))
-    ok = err = secs = 0.0
-    try:
-        while ok + err < k + conc:
-            r = cl.slice(srv.port, 1.0)
-            ok += r["ok"]
-            err += r["err"]
-            secs += r["secs"]
-            if secs > 600:
-                raise RuntimeError(f"{srv.key}: warm-up pass did not finish in 600 s")
-    finally:
-        cl.close()
-    return ok / secs if secs else float("nan"), secs, err
-
-
-def make_server(root, key, body, port, probe, module=None):
-    os.makedirs(os.path.join(root, "tmp", key), exist_ok=True)
-    user = "user nobody nogroup;" if os.geteuid() == 0 else ""
-    load = f"load_module {module};" if module else ""
-    text = HEAD.format(load=load, user=user, mask="1".rjust(B.SERVER_CORE + 1, "0"),
-                       root=root, key=key) + body + "}\n"
-    conf = os.path.join(root, f"{key}.conf")
-    with open(conf, "w") as f:
-        f.write(text)
-    return B.Server(key, [NGINX, "-p", root + "/", "-c", conf, "-e",
-                          os.path.join(root, f"{key}.error.log")], port, root, probe)
-
-
 def main():
     build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(B.REPO, "build"))
     big = int(os.environ.get("BENCH_NAMES", "10000"))
-    cycles = int(os.environ.get("BENCH_CYCLES", "8"))
-    secs = float(os.environ.get("BENCH_SLICE", "1.0"))
-    conc = int(os.environ.get("BENCH_CONC", "32"))
+    cycles, secs, conc = B.knobs()
     a2_big = os.environ.get("BENCH_A2_BIG", "1") == "1"
     # extra autotls variants at many names (start-up, memory and rate)
     blocks_big = os.environ.get("BENCH_AUTOTLS_BLOCKS", "0") == "1"
@@ -204,13 +129,11 @@ def main():
                 stores.append((big, all_names, f"store{big}_blocks"))
             if nopreload_big:
                 stores.append((big, all_names, f"store{big}_nopreload"))
-            for k, nm, sd in stores:
-                B.seed_store(os.path.join(root, sd), {n: certs[n] for n in nm},
-                             pebble.directory, ca_file, owner)
+            B.seed_stores(root, certs, stores, pebble.directory, ca_file, owner)
             seeded = time.time()
 
         def add(key, k, port, body, mod=None):
-            srv = make_server(root, key, body, port, "n0.bench.test", mod)
+            srv = B.nginx_server(root, key, body, port, "n0.bench.test", mod)
             specs.append((key, k, srv))
             return srv
 
@@ -251,28 +174,13 @@ def main():
                 body = conf_static(certs, one, p)
             add(key, 1, p, body, mod)
 
-        started = []
-        for key, k, srv in specs:
-            print(f"  starting {key} ...", flush=True)
-            try:
-                srv.start()
-                servers.append(srv)
-                srv.rss_start = (B.rss_kb(srv.pid), sum(B.rss_kb(w) for w in srv.workers()))
-                sample = one if k == 1 else random.sample(all_names, 20) + one
-                B.check_serves(srv, certs, sample)
-                started.append((key, k, srv))
-                print(f"    {key}: serving after {srv.start_s:.2f}s, master RSS "
-                      f"{srv.rss_start[0] / 1024:.1f} MB, worker RSS "
-                      f"{srv.rss_start[1] / 1024:.1f} MB at first handshake", flush=True)
-            except Exception as e:   # noqa: BLE001 - report and go on without it
-                problems.append(f"{key}: {e}")
-                print(f"    {key}: FAILED: {e}", flush=True)
-                try:
-                    with open(os.path.join(root, f"{key}.error.log")) as f:
-                        print("      " + "      ".join(f.readlines()[-5:]), flush=True)
-                except OSError:
-                    pass
-                srv.stop()
+        def after_start(key, k, srv):
+            servers.append(srv)
+            srv.rss_start = (B.rss_kb(srv.pid), srv.workers_rss_kb())
+            B.check_serves(srv, certs, one if k == 1 else random.sample(all_names, 20) + one)
+            return (f"serving after {srv.start_s:.2f}s, master RSS {srv.rss_start[0] / 1024:.1f} "
+                    f"MB, worker RSS {srv.rss_start[1] / 1024:.1f} MB at first handshake")
+        started = B.start_each(specs, problems, after_start)
 
         # every name served once before measuring: the cold first pass is a
         # result of its own, then memory once each name has been visited
@@ -282,14 +190,14 @@ def main():
                 continue
             # the other servers share the server core: let this one's
             # background work (driver scan, cache fill) end first
-            srv.settle_s = settle(srv)
-            srv.rss_settled = sum(B.rss_kb(w) for w in srv.workers())
+            srv.settle_s = B.settle(srv)
+            srv.rss_settled = srv.workers_rss_kb()
             print(f"    {key}: background work settled after {srv.settle_s:.0f}s more",
                   flush=True)
-            rate, secs, err = warm_pass(exe, srv, k, conc)
-            warm[key] = (rate, secs, err, sum(B.rss_kb(w) for w in srv.workers()))
-            print(f"    {key}: cold pass over {k} names {rate:.0f} hs/s ({secs:.1f}s, "
-                  f"{err:.0f} errors); worker RSS {srv.rss_settled / 1024:.1f} MB before, "
+            w = B.warm_pass(exe, srv, k, conc)
+            warm[key] = (w["rate"], w["secs"], w["err"], srv.workers_rss_kb())
+            print(f"    {key}: cold pass over {k} names {w['rate']:.0f} hs/s ({w['secs']:.1f}s, "
+                  f"{w['err']:.0f} errors); worker RSS {srv.rss_settled / 1024:.1f} MB before, "
                   f"{warm[key][3] / 1024:.1f} MB after", flush=True)
         if with_autotls:
             for sd in sorted(d for d in os.listdir(root) if d.startswith("store")):
@@ -299,23 +207,11 @@ def main():
         keys = {key for key, _, _ in started}
         if "static_1" not in keys and f"static_{big}" not in keys:
             raise RuntimeError("no static baseline started")
-        clients = {1: B.Client(exe, 1, conc), big: B.Client(exe, big, conc)}
-        targets = [dict(key=key, client=clients[k], port=srv.port, pids=srv.workers())
-                   for key, k, srv in started]
-        print(f"  measuring {len(targets)} configurations ...", flush=True)
-        res = B.interleave(targets, cycles, secs)
-        for c in clients.values():
-            c.close()
+        res = B.measure(started, exe, conc, cycles, secs)
 
         print("\nnginx: full TLS 1.3 ECDSA P-256 handshakes (medians over cycles; ratios are "
               "per-cycle medians [min..max])")
-        groups = []
-        for k in (1, big):
-            base = f"static_{k}"
-            ks = [key for key, kk, _ in started if kk == k]
-            if base in ks:
-                groups.append((base, [base] + [x for x in ks if x != base]))
-        rows = B.summarize(res, groups)
+        rows = B.summarize(res, B.groups_by_count(started))
 
         # targets
         print("\ntargets:")
@@ -342,28 +238,23 @@ def main():
                       f"{s.rss_start[1] / 1024:6.1f} / "
                       f"{getattr(s, 'rss_settled', 0) / 1024:6.1f} / "
                       f"{(w[3] if w else 0) / 1024:6.1f} / "
-                      f"{sum(B.rss_kb(x) for x in s.workers()) / 1024:6.1f} MB"
+                      f"{s.workers_rss_kb() / 1024:6.1f} MB"
                       + (f"  cold pass {w[0]:.0f} hs/s" if w else ""))
         if sb and ab:
-            swr = sum(B.rss_kb(w) for w in sb.workers())
+            swr = sb.workers_rss_kb()
             for key in (f"autotls_{big}", f"autotls_nopre_{big}", f"autotls_blk_{big}"):
                 a = bykey.get(key)
                 if a is None:
                     continue
                 wr0 = a.rss_start[1] / max(1, sb.rss_start[1])
-                wr = sum(B.rss_kb(w) for w in a.workers()) / max(1, swr)
+                wr = a.workers_rss_kb() / max(1, swr)
                 print(f"  {key}/static worker RSS at start {wr0:.3f}, after every name was "
                       f"served {wr:.3f} (target < 0.1): {'MET' if wr < 0.1 else 'NOT MET'}")
             tr = ab.start_s / sb.start_s
             print(f"  autotls/static start-up   {tr:.3f} (target < 0.1): "
                   f"{'MET' if tr < 0.1 else 'NOT MET'}")
     finally:
-        for s in servers:
-            s.stop()
-        if pebble is not None:
-            pebble.close()
-        if os.environ.get("BENCH_KEEP") != "1":
-            shutil.rmtree(root, ignore_errors=True)
+        B.cleanup(servers, pebble, root)
     return B.finish(problems)
 
 

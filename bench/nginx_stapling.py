@@ -26,7 +26,6 @@ BENCH_CYCLES, BENCH_SLICE, BENCH_CONC, BENCH_STAPLE_WAIT (s, default 60).
 import datetime
 import http.server
 import os
-import shutil
 import sys
 import threading
 import time
@@ -35,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 import benchlib as B
-from nginx_handshake import conf_autotls, make_server
+from nginx_handshake import conf_autotls
 
 NAME = B.NAME_FMT % 0
 STAPLING = ("static", "static_b", "autotls")
@@ -109,9 +108,7 @@ def stapled_der(port):
 
 def main():
     build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(B.REPO, "build"))
-    cycles = int(os.environ.get("BENCH_CYCLES", "8"))
-    secs = float(os.environ.get("BENCH_SLICE", "1.0"))
-    conc = int(os.environ.get("BENCH_CONC", "32"))
+    cycles, secs, conc = B.knobs()
     staple_wait = float(os.environ.get("BENCH_STAPLE_WAIT", "60"))
     module = os.path.join(build, "nginx", "ngx_http_autotls_module.so")
     if not os.path.exists(module):
@@ -157,7 +154,7 @@ def main():
         p = B.free_port()
         bodies["autotls"] = (p, conf_autotls([NAME], p, store, pebble, ca_file), module)
         for k, (p, body, mod) in bodies.items():
-            srv = make_server(root, k, body, p, NAME, mod)
+            srv = B.nginx_server(root, k, body, p, NAME, mod)
             print(f"  starting {k} ...", flush=True)
             srv.start()
             servers[k] = srv
@@ -218,14 +215,9 @@ def main():
     except Exception as e:   # noqa: BLE001 - say why, exit 1
         problems.append(str(e))
     finally:
-        for s in servers.values():
-            s.stop()
-        if pebble is not None:
-            pebble.close()
         if responder is not None:
             responder.close()
-        if os.environ.get("BENCH_KEEP") != "1" and not problems:
-            shutil.rmtree(root, ignore_errors=True)
+        B.cleanup(servers.values(), pebble, root, keep=bool(problems))
     return B.finish(problems)
 
 

@@ -4,7 +4,8 @@
 # exit status is non-zero when any part failed.  See docs/bench.md.
 #
 #   bench/run.sh ABS_BUILD_DIR
-#   BENCH_PARTS="nginx apache issuance stapling ondemand names"   which parts (default: all)
+#   BENCH_PARTS="nginx apache issuance stapling ondemand names cluster"   which parts
+#                (default: all)
 #   other knobs: BENCH_CYCLES BENCH_SLICE BENCH_CONC BENCH_NAMES
 #                BENCH_APACHE_NAMES BENCH_ISSUE_NAMES BENCH_A2_BIG BENCH_KEEP
 set -u
@@ -12,7 +13,7 @@ set -u
 BUILD=${1:?usage: bench/run.sh ABS_BUILD_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=/usr/bin/python3
-PARTS=${BENCH_PARTS:-nginx apache issuance stapling ondemand names}
+PARTS=${BENCH_PARTS:-nginx apache issuance stapling ondemand names cluster}
 LOGDIR="$BUILD/bench"
 mkdir -p "$LOGDIR"
 
@@ -38,6 +39,7 @@ for part in $PARTS; do
         stapling) script=nginx_stapling.py ;;
         ondemand) script=nginx_ondemand.py ;;
         names)    script=names_scale.sh ;;
+        cluster)  script=cluster.sh ;;
         *) echo "bench: unknown part $part" >&2; failed="$failed $part"; continue ;;
     esac
     echo

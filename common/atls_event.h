@@ -217,6 +217,13 @@ const atls_actor_t *atls_events_actor(const atls_events_t *ev);
  * still done).  A full queue drops the notification with an ERR log naming
  * the store and the bound; the audit record is still written. */
 int atls_events_emit(atls_events_t *ev, const atls_event_t *e);
+/* The n events e[0..n-1] the same way, as one batch: one append to the
+ * audit log (one write and one fsync on the fs backend) and one rewrite
+ * of the counters, whatever n; then each one's queue entry and listener
+ * call, in order.  0 ok; -1 when an audit record could not be written.
+ * (Added to the issue-11 contract by the bulkadd helper: `autotls add
+ * --from-file` with 1,000 names.) */
+int atls_events_emit_many(atls_events_t *ev, const atls_event_t *e, size_t n);
 
 /* Fills a with this process: kind "server"/"cli", software, pid, and for
  * the CLI the real uid and its user name (buffers in a static area). */

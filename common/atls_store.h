@@ -100,6 +100,25 @@ typedef struct {
      * newline. */
     int  (*append)(atls_store_t *st, const char *path, const char *data, size_t len,
                    size_t rotate_bytes, unsigned keep, char *err, size_t errlen);
+    /* optional (NULL: store.c pages one `list`): the entries under dir in
+     * pages of at most max, see atls_store_list_page; *cursor NULL starts,
+     * the backend sets it NULL when the listing is complete */
+    int  (*list_page)(atls_store_t *st, const char *dir, void **cursor, size_t max,
+                      char ***names, size_t *n, char *err, size_t errlen);
+    void (*list_end)(atls_store_t *st, void *cursor);
+    /* Batches (issue 11: 1,000 names cost O(1) fsyncs of shared files).
+     * Optional: NULL falls back to put / nothing / one append a record.
+     * put_nosync: put without the directory's fsync (the file itself is
+     * fsync'd before its rename, so a crash still leaves old or new); the
+     * caller calls sync_dir(dir) before anything that names the file is
+     * written.  append_many: the n records (each as append's) in order,
+     * in writes of whole records and one fsync. */
+    int  (*put_nosync)(atls_store_t *st, const char *path, const char *data, size_t len,
+                       int is_private, char *err, size_t errlen);
+    int  (*sync_dir)(atls_store_t *st, const char *dir, char *err, size_t errlen);
+    int  (*append_many)(atls_store_t *st, const char *path, const char *const *recs,
+                        const size_t *lens, size_t n, size_t rotate_bytes, unsigned keep,
+                        char *err, size_t errlen);
 } atls_store_ops_t;
 
 struct atls_store_s {
@@ -278,8 +297,32 @@ int atls_store_load_meta(atls_store_t *st, const char *id, atls_cert_meta_t *m,
                          char *err, size_t errlen);
 int atls_store_save_meta(atls_store_t *st, const atls_cert_meta_t *m,
                          char *err, size_t errlen);
+/* 1 when the store holds a certificate for id: its meta lists at least
+ * one key type's facts (n_kt_info > 0, recorded at every deploy); 0 when
+ * it does not, or the meta is missing or cannot be read.  The one answer
+ * to "is there a certificate to serve" for every host (a first order's
+ * "renewing" meta has none).  (Added to the issue-11 contract by the
+ * ngx100k helper.) */
+int atls_store_has_cert(atls_store_t *st, const char *id);
 /* sorted cert-ids */
 int atls_store_list_certs(atls_store_t *st, char ***ids, size_t *n, char *err, size_t errlen);
+
+/* A listing in pages, for a directory too large to read in one call
+ * (100,000 registered names): *cursor NULL starts one; each call gives up
+ * to max (>= 1) entries of dir (files or sub-directories, malloc'd, in no
+ * particular order, each entry present throughout given once; one added
+ * or removed meanwhile may or may not be) and sets *cursor NULL once the
+ * listing is complete (its last entries, maybe none, are in names).  A
+ * missing dir lists nothing.  A caller that stops early ends the listing
+ * with atls_store_list_end (NULL is fine).  ATLS_STORE_OK, or
+ * ATLS_STORE_ERROR + err (the listing is ended, *cursor NULL).  Backends
+ * without a paged list of their own (ops->list_page NULL) are listed once
+ * at the first call and handed out in pages.  (Added to the issue-11
+ * contract by the ngx100k helper.) */
+typedef struct atls_store_cursor_s atls_store_cursor_t;
+int atls_store_list_page(atls_store_t *st, const char *dir, atls_store_cursor_t **cursor,
+                         size_t max, char ***names, size_t *n, char *err, size_t errlen);
+void atls_store_list_end(atls_store_t *st, atls_store_cursor_t *cursor);
 
 /* Key + chain for one key type.  Each out may be NULL. */
 int atls_store_load_cert(atls_store_t *st, const char *id, atls_key_type_t kt,
@@ -440,6 +483,10 @@ int atls_store_changes_since(atls_store_t *st, uint64_t since, uint64_t upto, ch
 /* One audit record (a JSON object on one line, no newline in it). */
 int atls_store_audit_append(atls_store_t *st, const char *json, size_t len,
                             char *err, size_t errlen);
+/* n records in one go (atls_events_emit_many): on a backend with
+ * append_many one write and one fsync of the log, whatever n. */
+int atls_store_audit_append_many(atls_store_t *st, const char *const *recs,
+                                 const size_t *lens, size_t n, char *err, size_t errlen);
 /* The text of audit.log (n 0) or audit.log.n (oldest last);
  * ATLS_STORE_NOTFOUND when there is no such file. */
 int atls_store_audit_read(atls_store_t *st, unsigned n, char **data, size_t *len,
@@ -464,6 +511,9 @@ int atls_store_queue_del(atls_store_t *st, const char *key, char *err, size_t er
  * "events.<event-name>", "orders.ok", "orders.failed". */
 int atls_store_counter_add(atls_store_t *st, const char *name, uint64_t by,
                            char *err, size_t errlen);
+/* Several counters (names[i] += by[i]) in one rewrite of counters.json. */
+int atls_store_counters_add(atls_store_t *st, const char *const *names, const uint64_t *by,
+                            size_t n, char *err, size_t errlen);
 /* Every counter (names malloc'd, sorted); n 0 when none yet. */
 int atls_store_counters_load(atls_store_t *st, char ***names, uint64_t **values,
                              size_t *n, char *err, size_t errlen);

@@ -198,43 +198,99 @@ emit_queue(atls_events_t *ev, const char *name, const char *json)
     }
 }
 
-int
-atls_events_emit(atls_events_t *ev, const atls_event_t *e)
+/* One counter rewrite for the batch: events.<name> += how many of that type. */
+static void
+emit_count(atls_events_t *ev, const atls_event_t *e, size_t n)
 {
-    const char *name;
-    char        err[512], counter[64], *json;
-    int         rc = 0;
+    uint64_t    by[ATLS_EV_MAX];
+    char        names[ATLS_EV_MAX][64], err[512];
+    const char *v[ATLS_EV_MAX];
+    size_t      i, k = 0;
+    unsigned    t;
 
-    /* a host without events configured passes no emitter */
-    if (ev == NULL || e == NULL) {
-        return 0;
+    memset(by, 0, sizeof(by));
+    for (i = 0; i < n; i++) {
+        if ((unsigned) e[i].type < ATLS_EV_MAX) {
+            by[e[i].type]++;
+        }
     }
-    name = atls_event_name(e->type);
-    json = atls_event_to_json(e, &ev->actor);
-    if (json == NULL) {
-        emit_failed(ev, EMIT_AUDIT, name, "out of memory");
-        return -1;
+    for (t = 0; t < ATLS_EV_MAX; t++) {
+        if (by[t] > 0) {
+            snprintf(names[k], sizeof(names[k]), "events.%s", atls_event_name(t));
+            v[k] = names[k];
+            by[k++] = by[t];
+        }
     }
-    if (atls_store_audit_append(ev->st, json, strlen(json), err, sizeof(err))
-        != ATLS_STORE_OK)
-    {
-        emit_failed(ev, EMIT_AUDIT, name, err);
-        rc = -1;
-    } else {
-        emit_ok(ev, EMIT_AUDIT);
+    if (k == 0) {
+        return;
     }
-    snprintf(counter, sizeof(counter), "events.%s", name);
-    if (atls_store_counter_add(ev->st, counter, 1, err, sizeof(err)) != ATLS_STORE_OK) {
-        emit_failed(ev, EMIT_COUNTER, name, err);
+    if (atls_store_counters_add(ev->st, v, by, k, err, sizeof(err)) != ATLS_STORE_OK) {
+        emit_failed(ev, EMIT_COUNTER, atls_event_name(e[0].type), err);
     } else {
         emit_ok(ev, EMIT_COUNTER);
     }
-    if (atls_notify_conf_has_sinks(&ev->conf)) {
-        emit_queue(ev, name, json);
+}
+
+int
+atls_events_emit_many(atls_events_t *ev, const atls_event_t *e, size_t n)
+{
+    const char **recs;
+    char       **json, err[512];
+    size_t      *lens, i, k = 0;
+    int          rc = 0;
+
+    /* a host without events configured passes no emitter */
+    if (ev == NULL || e == NULL || n == 0) {
+        return 0;
     }
-    if (ev->listener != NULL) {
-        ev->listener(ev->listener_ctx, e, json);
+    json = calloc(n, sizeof(*json));
+    recs = calloc(n, sizeof(*recs));
+    lens = calloc(n, sizeof(*lens));
+    if (json == NULL || recs == NULL || lens == NULL) {
+        abort();
+    }
+    for (i = 0; i < n; i++) {
+        json[i] = atls_event_to_json(&e[i], &ev->actor);
+        if (json[i] == NULL) {
+            emit_failed(ev, EMIT_AUDIT, atls_event_name(e[i].type), "out of memory");
+            rc = -1;
+            continue;
+        }
+        recs[k] = json[i];
+        lens[k++] = strlen(json[i]);
+    }
+    /* one append (one write and fsync of the log) for the batch */
+    if (k > 0) {
+        if (atls_store_audit_append_many(ev->st, recs, lens, k, err, sizeof(err))
+            != ATLS_STORE_OK)
+        {
+            emit_failed(ev, EMIT_AUDIT, atls_event_name(e[0].type), err);
+            rc = -1;
+        } else {
+            emit_ok(ev, EMIT_AUDIT);
+        }
+    }
+    emit_count(ev, e, n);
+    for (i = 0; i < n; i++) {
+        if (json[i] == NULL) {
+            continue;
+        }
+        if (atls_notify_conf_has_sinks(&ev->conf)) {
+            emit_queue(ev, atls_event_name(e[i].type), json[i]);
+        }
+        if (ev->listener != NULL) {
+            ev->listener(ev->listener_ctx, &e[i], json[i]);
+        }
+        free(json[i]);
     }
     free(json);
+    free(recs);
+    free(lens);
     return rc;
+}
+
+int
+atls_events_emit(atls_events_t *ev, const atls_event_t *e)
+{
+    return atls_events_emit_many(ev, e, 1);
 }

@@ -60,20 +60,16 @@ strv_eq(char *const *a, size_t na, char *const *b, size_t nb)
     return 1;
 }
 
-/* The persisted part of the issuer settings (EAB is never persisted). */
 /*
- * The settings that are each node's own: where it keeps the CA's trust,
- * the hook program it runs, the ports it answers challenges on.  Nodes
- * sharing a store (a Redis cluster) legitimately differ in them.
+ * The persisted part of the issuer settings that says what the certificate
+ * is (EAB is never persisted).  Node-local details are left out: the CA
+ * trust file's path, the dns hook's program, the CLI responders' ports.
+ * Nodes sharing a store (issue 12) may hold them in different places; were
+ * they compared, each node's pass would rewrite meta.json with its own,
+ * bump the certificate's generation and make every other node pull it
+ * again, for ever.  Every run uses the configured issuer, never the stored
+ * one (sched.c), so the stored paths are only the last writer's record.
  */
-static int
-issuer_node_eq(const atls_issuer_t *a, const atls_issuer_t *b)
-{
-    return str_eq(a->ca_file, b->ca_file) && str_eq(a->dns_hook, b->dns_hook)
-           && a->http_port == b->http_port && a->tls_port == b->tls_port;
-}
-
-/* The certificate's settings, node-local ones aside. */
 static int
 issuer_eq(const atls_issuer_t *a, const atls_issuer_t *b)
 {
@@ -176,17 +172,7 @@ atls_job_ensure(atls_store_t *st, const char *const *names, size_t n,
             m.n_names = n;
             changed = 1;
         }
-        /*
-         * Node-local settings are recorded only in a store of one node:
-         * nodes sharing a store each differ in them, and each rewrite is a
-         * change every other node pulls and looks at, so two nodes would
-         * rewrite the meta for each other without end (they use their own
-         * configured settings anyway, never the stored ones).
-         */
-        if (!issuer_eq(&m.issuer, is)
-            || (!issuer_node_eq(&m.issuer, is)
-                && (st->ops->name == NULL || strcmp(st->ops->name, "redis") != 0)))
-        {
+        if (!issuer_eq(&m.issuer, is)) {
             atls_issuer_free(&m.issuer);
             atls_issuer_copy(&m.issuer, is);
             changed = 1;

@@ -348,29 +348,48 @@ done:
 /* ---- the audit trail ------------------------------------------------------- */
 
 void
-atls_names_emit(atls_events_t *ev, int added, const char *name, const char *home,
-                const char *source, const char *by, time_t now)
+atls_names_emit_many(atls_events_t *ev, int added, const char *const *names, size_t n,
+                     const char *home, const char *source, const char *by, time_t now)
 {
-    atls_event_t e;
-    const char  *names[1];
-    char        *id, detail[512];
+    atls_event_t *e;
+    char         *id, detail[512];
+    size_t        i, k = 0;
 
-    if (ev == NULL || name == NULL) {
+    if (ev == NULL || names == NULL || n == 0) {
         return;
     }
-    id = atls_cert_id(name);
-    names[0] = name;
+    e = calloc(n, sizeof(*e));
+    if (e == NULL) {
+        abort();
+    }
     snprintf(detail, sizeof(detail), "%s by %s%s%s", added ? "registered" : "removed",
              by != NULL ? by : "unknown", home != NULL && home[0] != '\0' ? " for home " : "",
              home != NULL && home[0] != '\0' ? home : "");
-    memset(&e, 0, sizeof(e));
-    e.type = added ? ATLS_EV_NAME_ADDED : ATLS_EV_NAME_REMOVED;
-    e.time = now;
-    e.cert_id = id;
-    e.names = names;
-    e.n_names = 1;
-    e.source = source;
-    e.detail = detail;
-    (void) atls_events_emit(ev, &e);
-    free(id);
+    for (i = 0; i < n; i++) {
+        if (names[i] == NULL) {
+            continue;
+        }
+        id = atls_cert_id(names[i]);
+        e[k].type = added ? ATLS_EV_NAME_ADDED : ATLS_EV_NAME_REMOVED;
+        e[k].time = now;
+        e[k].cert_id = id;
+        e[k].names = &names[i];
+        e[k].n_names = 1;
+        e[k].source = source;
+        e[k].detail = detail;
+        k++;
+    }
+    /* one audit append and one counters rewrite for the batch */
+    (void) atls_events_emit_many(ev, e, k);
+    for (i = 0; i < k; i++) {
+        free((char *) e[i].cert_id);
+    }
+    free(e);
+}
+
+void
+atls_names_emit(atls_events_t *ev, int added, const char *name, const char *home,
+                const char *source, const char *by, time_t now)
+{
+    atls_names_emit_many(ev, added, &name, 1, home, source, by, now);
 }

@@ -24,22 +24,44 @@
 void
 atls_names_journal_add(atls_store_t *st, uint64_t gen, const char *const *names, size_t n)
 {
-    char   line[300], err[512];
-    size_t i;
+    char       **lines, err[512];
+    size_t      *lens, i;
+    int          rc = ATLS_STORE_OK;
 
-    if (st->ops->append == NULL) {
+    if (st->ops->append == NULL || n == 0) {
         return;         /* readers list the registry instead */
     }
-    for (i = 0; i < n; i++) {
-        snprintf(line, sizeof(line), "%" PRIu64 " %s", gen, names[i]);
-        if (st->ops->append(st, JOURNAL, line, strlen(line), JOURNAL_ROTATE, 1, err,
-                            sizeof(err)) != ATLS_STORE_OK)
-        {
-            atls_log(ATLS_LOG_WARN, "names: journal not written (hosts list the registry "
-                     "instead): %s", err);
-            return;
-        }
+    lines = calloc(n, sizeof(*lines));
+    lens = calloc(n, sizeof(*lens));
+    if (lines == NULL || lens == NULL) {
+        abort();
     }
+    for (i = 0; i < n; i++) {
+        lines[i] = malloc(300);
+        if (lines[i] == NULL) {
+            abort();
+        }
+        snprintf(lines[i], 300, "%" PRIu64 " %s", gen, names[i]);
+        lens[i] = strlen(lines[i]);
+    }
+    /* a bulk add's lines in one append (one fsync), where the backend can */
+    if (st->ops->append_many != NULL) {
+        rc = st->ops->append_many(st, JOURNAL, (const char *const *) lines, lens, n,
+                                  JOURNAL_ROTATE, 1, err, sizeof(err));
+    }
+    for (i = 0; st->ops->append_many == NULL && i < n && rc == ATLS_STORE_OK; i++) {
+        rc = st->ops->append(st, JOURNAL, lines[i], lens[i], JOURNAL_ROTATE, 1, err,
+                             sizeof(err));
+    }
+    if (rc != ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_WARN, "names: journal not written (hosts list the registry "
+                 "instead): %s", err);
+    }
+    for (i = 0; i < n; i++) {
+        free(lines[i]);
+    }
+    free(lines);
+    free(lens);
 }
 
 typedef struct {

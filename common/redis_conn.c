@@ -79,6 +79,9 @@ conn_fail(atls_redis_t *c, const char *fmt, ...)
         SSL_free(c->ssl);
         c->ssl = NULL;
     }
+    /* nothing of a failed connection stays on the thread's error queue:
+     * the host's own TLS (nginx's handshakes) reads it next */
+    ERR_clear_error();
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
@@ -408,6 +411,7 @@ atls_redis_free(atls_redis_t *c)
     if (c->ctx != NULL) {
         SSL_CTX_free(c->ctx);
     }
+    ERR_clear_error();
     if (c->fd >= 0) {
         close(c->fd);
     }

@@ -97,6 +97,31 @@ atls_store_id_ok(const char *id)
     return id != NULL && *id != '\0' && *id != '.' && strchr(id, '/') == NULL;
 }
 
+int
+atls_store_path_ok(const char *path, int allow_empty)
+{
+    const char *p, *c;
+
+    if (path == NULL || strlen(path) > ATLS_STORE_PATH_MAX) {
+        return 0;
+    }
+    if (*path == '\0') {
+        return allow_empty;
+    }
+    c = path;
+    for (p = path;; p++) {
+        if (*p == '/' || *p == '\0') {
+            if (p == c || *c == '.') {
+                return 0;
+            }
+            if (*p == '\0') {
+                return 1;
+            }
+            c = p + 1;
+        }
+    }
+}
+
 char *
 atls_store_cat(const char *first, ...)
 {
@@ -246,6 +271,106 @@ atls_store_save_meta(atls_store_t *st, const atls_cert_meta_t *m,
     free(path);
     free(json);
     return rc;
+}
+
+int
+atls_store_has_cert(atls_store_t *st, const char *id)
+{
+    char             err[256];
+    atls_cert_meta_t m;
+    int              has;
+
+    memset(&m, 0, sizeof(m));
+    if (atls_store_load_meta(st, id, &m, err, sizeof(err)) != ATLS_STORE_OK) {
+        return 0;
+    }
+    has = m.n_kt_info > 0;
+    atls_cert_meta_free(&m);
+    return has;
+}
+
+/* ---- paged listing ------------------------------------------------------ */
+
+struct atls_store_cursor_s {
+    void   *backend;   /* the backend's own cursor (ops->list_page) */
+    char  **v;         /* or the one listing handed out in pages */
+    size_t  n, next;
+};
+
+static void
+store_cursor_free(atls_store_t *st, atls_store_cursor_t *c)
+{
+    size_t i;
+
+    if (c->backend != NULL && st->ops->list_end != NULL) {
+        st->ops->list_end(st, c->backend);
+    }
+    for (i = c->next; i < c->n; i++) {
+        free(c->v[i]);
+    }
+    free(c->v);
+    free(c);
+}
+
+int
+atls_store_list_page(atls_store_t *st, const char *dir, atls_store_cursor_t **cursor,
+                     size_t max, char ***names, size_t *n, char *err, size_t errlen)
+{
+    atls_store_cursor_t *c = *cursor;
+    size_t               k;
+    int                  rc = ATLS_STORE_OK;
+
+    *names = NULL;
+    *n = 0;
+    if (max == 0) {
+        max = 1;
+    }
+    if (c == NULL) {
+        c = calloc(1, sizeof(*c));
+        if (c == NULL) {
+            abort();
+        }
+        if (st->ops->list_page == NULL) {
+            rc = st->ops->list(st, dir, &c->v, &c->n, err, errlen);
+            if (rc == ATLS_STORE_NOTFOUND) {
+                rc = ATLS_STORE_OK;
+            }
+        }
+    }
+    if (rc == ATLS_STORE_OK && st->ops->list_page != NULL) {
+        rc = st->ops->list_page(st, dir, &c->backend, max, names, n, err, errlen);
+        if (rc == ATLS_STORE_OK && c->backend != NULL) {
+            *cursor = c;
+            return ATLS_STORE_OK;
+        }
+        c->backend = NULL;   /* complete or failed: the backend ended it */
+    } else if (rc == ATLS_STORE_OK) {
+        k = c->n - c->next < max ? c->n - c->next : max;
+        if (k > 0) {
+            *names = malloc(k * sizeof(char *));
+            if (*names == NULL) {
+                abort();
+            }
+            memcpy(*names, c->v + c->next, k * sizeof(char *));
+            c->next += k;
+            *n = k;
+        }
+        if (c->next < c->n) {
+            *cursor = c;
+            return ATLS_STORE_OK;
+        }
+    }
+    store_cursor_free(st, c);
+    *cursor = NULL;
+    return rc;
+}
+
+void
+atls_store_list_end(atls_store_t *st, atls_store_cursor_t *cursor)
+{
+    if (cursor != NULL) {
+        store_cursor_free(st, cursor);
+    }
 }
 
 int

@@ -54,6 +54,33 @@ atls_store_audit_append(atls_store_t *st, const char *json, size_t len,
 }
 
 int
+atls_store_audit_append_many(atls_store_t *st, const char *const *recs, const size_t *lens,
+                             size_t n, char *err, size_t errlen)
+{
+    size_t i;
+    int    rc = ATLS_STORE_OK;
+
+    if (st->ops->append_many == NULL) {
+        /* a backend without batches: one append a record, as before */
+        for (i = 0; i < n && rc == ATLS_STORE_OK; i++) {
+            rc = atls_store_audit_append(st, recs[i], lens[i], err, errlen);
+        }
+        return rc;
+    }
+    for (i = 0; i < n; i++) {
+        if (recs[i] == NULL || lens[i] == 0 || lens[i] > AUDIT_RECORD_MAX
+            || memchr(recs[i], '\n', lens[i]) != NULL || memchr(recs[i], '\0', lens[i]) != NULL)
+        {
+            atls_store_err_path(st, AUDIT_FILE, err, errlen,
+                                "record refused (empty, too large, or not one line)");
+            return ATLS_STORE_ERROR;
+        }
+    }
+    return st->ops->append_many(st, AUDIT_FILE, recs, lens, n, ATLS_AUDIT_ROTATE_BYTES,
+                                ATLS_AUDIT_KEEP, err, errlen);
+}
+
+int
 atls_store_audit_read(atls_store_t *st, unsigned n, char **data, size_t *len,
                       char *err, size_t errlen)
 {
@@ -288,18 +315,22 @@ counters_read(atls_store_t *st, json_t **out, char *err, size_t errlen)
 }
 
 int
-atls_store_counter_add(atls_store_t *st, const char *name, uint64_t by,
-                       char *err, size_t errlen)
+atls_store_counters_add(atls_store_t *st, const char *const *names, const uint64_t *by,
+                        size_t n, char *err, size_t errlen)
 {
     atls_store_lock_t *lk = NULL;
     json_t            *root = NULL;
     json_int_t         cur;
     char              *text = NULL, why[256];
+    size_t             i;
     int                rc;
 
-    if (!counter_name_ok(name)) {
-        snprintf(err, errlen, "invalid counter name \"%.64s\"", name ? name : "(null)");
-        return ATLS_STORE_ERROR;
+    for (i = 0; i < n; i++) {
+        if (!counter_name_ok(names[i])) {
+            snprintf(err, errlen, "invalid counter name \"%.64s\"",
+                     names[i] ? names[i] : "(null)");
+            return ATLS_STORE_ERROR;
+        }
     }
     rc = st->ops->lock(st, COUNTERS_LOCK, 1, &lk, err, errlen);
     if (rc != ATLS_STORE_OK) {
@@ -316,12 +347,17 @@ atls_store_counter_add(atls_store_t *st, const char *name, uint64_t by,
         snprintf(err, errlen, "out of memory");
         goto out;
     }
-    cur = json_integer_value(json_object_get(root, name));
-    /* saturating: a counter never wraps to a smaller value */
-    cur = (uint64_t) (INT64_MAX - cur) < by ? INT64_MAX : cur + (json_int_t) by;
-    if (json_object_set_new(root, name, json_integer(cur)) != 0
-        || (text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS)) == NULL)
-    {
+    for (i = 0; i < n; i++) {
+        cur = json_integer_value(json_object_get(root, names[i]));
+        /* saturating: a counter never wraps to a smaller value */
+        cur = (uint64_t) (INT64_MAX - cur) < by[i] ? INT64_MAX : cur + (json_int_t) by[i];
+        if (json_object_set_new(root, names[i], json_integer(cur)) != 0) {
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+    }
+    text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+    if (text == NULL) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
@@ -332,6 +368,13 @@ out:
     json_decref(root);
     st->ops->unlock(st, lk);
     return rc;
+}
+
+int
+atls_store_counter_add(atls_store_t *st, const char *name, uint64_t by,
+                       char *err, size_t errlen)
+{
+    return atls_store_counters_add(st, &name, &by, 1, err, errlen);
 }
 
 static int

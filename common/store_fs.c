@@ -42,39 +42,13 @@
 #include "atls_priv.h"
 #include "atls_store.h"
 #include "store_fs_int.h"
+#include "store_int.h"
 
 const char *const atls_fs_subdirs[FS_N_SUBDIRS] = { "accounts", "certs", "requests",
                                                     "locks", "crl" };
 
 /* Cleared for good the first time the kernel says it has no openat2. */
 static int fs_have_openat2 = 1;
-
-/* Rejects anything that could leave the root or hide in a dot file:
- * leading '/', empty components, and components starting with '.'. */
-static int
-fs_path_ok(const char *path, int allow_empty)
-{
-    const char *p, *c;
-
-    if (path == NULL) {
-        return 0;
-    }
-    if (*path == '\0') {
-        return allow_empty;
-    }
-    c = path;
-    for (p = path;; p++) {
-        if (*p == '/' || *p == '\0') {
-            if (p == c || *c == '.') {
-                return 0;
-            }
-            if (*p == '\0') {
-                return 1;
-            }
-            c = p + 1;
-        }
-    }
-}
 
 const char *
 atls_fs_strerror(int e)
@@ -446,10 +420,11 @@ atls_fs_fsync_dir(fs_impl_t *fs, int dirfd, const char *path)
 }
 
 /* Writes data to a fresh temp file in dirfd (created with its final mode),
- * then renames it over base. */
+ * then renames it over base; the directory is fsync'd unless the caller
+ * does it once for a batch (put_nosync, then sync_dir). */
 static int
 fs_put_in(fs_impl_t *fs, int dirfd, const char *base, const char *path,
-          const char *data, size_t len, mode_t mode, char *err, size_t errlen)
+          const char *data, size_t len, mode_t mode, int sync_dir, char *err, size_t errlen)
 {
     char tmp[300];
     int  fd = -1, tries;
@@ -495,7 +470,9 @@ fs_put_in(fs_impl_t *fs, int dirfd, const char *base, const char *path,
         atls_fs_error(fs, err, errlen, "rename into", path, strerror(errno));
         goto failed;
     }
-    atls_fs_fsync_dir(fs, dirfd, path);
+    if (sync_dir) {
+        atls_fs_fsync_dir(fs, dirfd, path);
+    }
     return ATLS_STORE_OK;
 
 failed:
@@ -508,7 +485,7 @@ failed:
 
 static int
 fs_put_as(fs_impl_t *fs, const char *path, const char *data, size_t len,
-          int is_private, char *err, size_t errlen)
+          int is_private, int sync_dir, char *err, size_t errlen)
 {
     const char *base;
     int         dirfd, rc;
@@ -518,7 +495,7 @@ fs_put_as(fs_impl_t *fs, const char *path, const char *data, size_t len,
         return ATLS_STORE_ERROR;
     }
     rc = fs_put_in(fs, dirfd, base, path, data, len,
-                   is_private ? FS_PRIVATE_MODE : FS_PUBLIC_MODE, err, errlen);
+                   is_private ? FS_PRIVATE_MODE : FS_PUBLIC_MODE, sync_dir, err, errlen);
     close(dirfd);
     return rc;
 }
@@ -597,6 +574,32 @@ fs_cmp(const void *a, const void *b)
     return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+/* dir opened for readdir, as the owner: *d NULL (and ATLS_STORE_OK) when
+ * it does not exist, the same answer as a key-value backend gives for an
+ * empty prefix */
+static int
+fs_dir_stream(fs_impl_t *fs, const char *dir, DIR **d, char *err, size_t errlen)
+{
+    int fd;
+
+    *d = NULL;
+    fd = fs_dir_open(fs, dir, 0);
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            return ATLS_STORE_OK;
+        }
+        atls_fs_error(fs, err, errlen, NULL, dir, atls_fs_strerror(errno));
+        return ATLS_STORE_ERROR;
+    }
+    *d = fdopendir(fd);
+    if (*d == NULL) {
+        atls_fs_error(fs, err, errlen, NULL, dir, strerror(errno));
+        close(fd);
+        return ATLS_STORE_ERROR;
+    }
+    return ATLS_STORE_OK;
+}
+
 static int
 fs_list_as(fs_impl_t *fs, const char *dir, char ***names, size_t *n,
            char *err, size_t errlen)
@@ -605,22 +608,11 @@ fs_list_as(fs_impl_t *fs, const char *dir, char ***names, size_t *n,
     size_t          cnt = 0, cap = 0;
     DIR            *d;
     struct dirent  *de;
-    int             fd;
+    int             rc;
 
-    fd = fs_dir_open(fs, dir, 0);
-    if (fd < 0) {
-        if (errno == ENOENT) {
-            /* Same answer as a key-value backend gives for an empty prefix. */
-            return ATLS_STORE_OK;
-        }
-        atls_fs_error(fs, err, errlen, NULL, dir, atls_fs_strerror(errno));
-        return ATLS_STORE_ERROR;
-    }
-    d = fdopendir(fd);
+    rc = fs_dir_stream(fs, dir, &d, err, errlen);
     if (d == NULL) {
-        atls_fs_error(fs, err, errlen, NULL, dir, strerror(errno));
-        close(fd);
-        return ATLS_STORE_ERROR;
+        return rc;
     }
     while ((de = readdir(d)) != NULL) {
         /* dot files include our own temp files and ".", ".." */
@@ -695,7 +687,7 @@ atls_fs_begin(fs_impl_t *fs, const char *path, int allow_empty, atls_fsid_t *id,
               char *err, size_t errlen)
 {
     id->active = 0;
-    if (!fs_path_ok(path, allow_empty)) {
+    if (!atls_store_path_ok(path, allow_empty)) {
         snprintf(err, errlen, "invalid store path \"%s\"", path ? path : "(null)");
         return -1;
     }
@@ -723,8 +715,8 @@ fs_get(atls_store_t *st, const char *path, char **data, size_t *len,
 }
 
 static int
-fs_put(atls_store_t *st, const char *path, const char *data, size_t len,
-       int is_private, char *err, size_t errlen)
+fs_put_sync(atls_store_t *st, const char *path, const char *data, size_t len,
+            int is_private, int sync_dir, char *err, size_t errlen)
 {
     fs_impl_t   *fs = st->impl;
     atls_fsid_t  id;
@@ -733,9 +725,46 @@ fs_put(atls_store_t *st, const char *path, const char *data, size_t len,
     if (atls_fs_begin(fs, path, 0, &id, err, errlen) != 0) {
         return ATLS_STORE_ERROR;
     }
-    rc = fs_put_as(fs, path, data, len, is_private, err, errlen);
+    rc = fs_put_as(fs, path, data, len, is_private, sync_dir, err, errlen);
     atls_fsid_leave(&id);
     return rc;
+}
+
+static int
+fs_put(atls_store_t *st, const char *path, const char *data, size_t len,
+       int is_private, char *err, size_t errlen)
+{
+    return fs_put_sync(st, path, data, len, is_private, 1, err, errlen);
+}
+
+static int
+fs_put_nosync(atls_store_t *st, const char *path, const char *data, size_t len,
+              int is_private, char *err, size_t errlen)
+{
+    return fs_put_sync(st, path, data, len, is_private, 0, err, errlen);
+}
+
+/* The renames of a batch of put_nosync in dir made durable at once. */
+static int
+fs_sync_dir(atls_store_t *st, const char *dir, char *err, size_t errlen)
+{
+    fs_impl_t   *fs = st->impl;
+    atls_fsid_t  id;
+    int          fd;
+
+    if (atls_fs_begin(fs, dir, 0, &id, err, errlen) != 0) {
+        return ATLS_STORE_ERROR;
+    }
+    fd = fs_dir_open(fs, dir, 0);
+    if (fd < 0) {
+        atls_fs_error(fs, err, errlen, NULL, dir, atls_fs_strerror(errno));
+        atls_fsid_leave(&id);
+        return ATLS_STORE_ERROR;
+    }
+    atls_fs_fsync_dir(fs, fd, dir);
+    close(fd);
+    atls_fsid_leave(&id);
+    return ATLS_STORE_OK;
 }
 
 static int
@@ -774,6 +803,67 @@ fs_list(atls_store_t *st, const char *dir, char ***names, size_t *n,
     return rc;
 }
 
+/* The paged listing: one open directory read a page at a time (readdir
+ * gives each entry present throughout once, whatever is added or removed
+ * meanwhile), so 100,000 entries never cost one long call. */
+static void
+fs_list_end(atls_store_t *st, void *cursor)
+{
+    (void) st;
+    if (cursor != NULL) {
+        closedir(cursor);
+    }
+}
+
+static int
+fs_list_page(atls_store_t *st, const char *dir, void **cursor, size_t max, char ***names,
+             size_t *n, char *err, size_t errlen)
+{
+    fs_impl_t      *fs = st->impl;
+    atls_fsid_t     id;
+    DIR            *d = *cursor;
+    struct dirent  *de;
+    char          **v;
+    int             rc;
+
+    *names = NULL;
+    *n = 0;
+    if (d == NULL) {
+        if (dir == NULL) {
+            dir = "";
+        }
+        if (atls_fs_begin(fs, dir, 1, &id, err, errlen) != 0) {
+            return ATLS_STORE_ERROR;
+        }
+        rc = fs_dir_stream(fs, dir, &d, err, errlen);
+        atls_fsid_leave(&id);
+        if (d == NULL) {
+            return rc;   /* an error, or nothing to list: complete */
+        }
+    }
+    v = malloc(max * sizeof(*v));
+    if (v == NULL) {
+        abort();
+    }
+    while (*n < max && (de = readdir(d)) != NULL) {
+        /* dot files include our own temp files and ".", ".." */
+        if (de->d_name[0] != '.') {
+            v[(*n)++] = atls_strdup(de->d_name);
+        }
+    }
+    if (*n < max) {
+        closedir(d);   /* the end of the directory */
+        d = NULL;
+    }
+    if (*n == 0) {
+        free(v);
+        v = NULL;
+    }
+    *names = v;
+    *cursor = d;
+    return ATLS_STORE_OK;
+}
+
 static int
 fs_lock(atls_store_t *st, const char *name, int wait, atls_store_lock_t **out,
         char *err, size_t errlen)
@@ -783,7 +873,7 @@ fs_lock(atls_store_t *st, const char *name, int wait, atls_store_lock_t **out,
     int          rc;
 
     *out = NULL;
-    if (name == NULL || strchr(name, '/') != NULL || !fs_path_ok(name, 0)
+    if (name == NULL || strchr(name, '/') != NULL || !atls_store_path_ok(name, 0)
         || strlen(name) > 200)
     {
         snprintf(err, errlen, "invalid lock name \"%s\"", name ? name : "(null)");
@@ -828,7 +918,9 @@ fs_close(atls_store_t *st)
 }
 
 static const atls_store_ops_t fs_ops = {
-    "fs", fs_get, fs_put, fs_del, fs_list, fs_lock, atls_fs_unlock, fs_close, atls_fs_append
+    "fs", fs_get, fs_put, fs_del, fs_list, fs_lock, atls_fs_unlock, fs_close, atls_fs_append,
+    .list_page = fs_list_page, .list_end = fs_list_end,
+    .put_nosync = fs_put_nosync, .sync_dir = fs_sync_dir, .append_many = atls_fs_append_many
 };
 
 /* ---- open ------------------------------------------------------------------ */

@@ -64,6 +64,10 @@ int atls_fs_begin(fs_impl_t *fs, const char *path, int allow_empty, atls_fsid_t 
 int atls_fs_root_open(const char *dir, struct stat *sb, char *err, size_t errlen);
 
 /* the append op (store_fs_append.c) */
+/* append_many: the records in writes of whole records and one fsync. */
+int atls_fs_append_many(atls_store_t *st, const char *path, const char *const *recs,
+                        const size_t *lens, size_t n, size_t rotate_bytes, unsigned keep,
+                        char *err, size_t errlen);
 int atls_fs_append(atls_store_t *st, const char *path, const char *data, size_t len,
                    size_t rotate_bytes, unsigned keep, char *err, size_t errlen);
 

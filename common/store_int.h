@@ -1,7 +1,8 @@
 /*
  * Shared by the store files only (store.c, store_revocation.c,
  * store_meta.c, store_meta_certs.c, store_events.c): building paths of the
- * logical layout and reading the store's JSON entries strictly.  Not for
+ * logical layout and reading the store's JSON entries strictly.  The
+ * backends (store_fs*.c, store_redis*.c) check paths with its rule.  Not for
  * hosts: nothing outside these files builds a store path.  The JSON
  * helpers also serve the JSON the store holds for the event model
  * (event.c: audit records and queue entries; notify_conf.c: notify.json).
@@ -16,6 +17,14 @@
 
 /* An id must be exactly one path component, not starting with '.'. */
 int atls_store_id_ok(const char *id);
+/* The one rule for a logical path, the same in every backend so that a
+ * store migrates between them whole: relative (no leading '/'), no empty
+ * component ("a//b", "a/"), no component starting with '.' (no "..", no
+ * dot files), at most ATLS_STORE_PATH_MAX bytes (a bound for the Redis
+ * backend's keys; far above the layout's longest path).  "" (the root)
+ * only where allow_empty says so (listing). */
+#define ATLS_STORE_PATH_MAX 400
+int atls_store_path_ok(const char *path, int allow_empty);
 /* Concatenates NULL-terminated string arguments (malloc'd, aborts on OOM). */
 char *atls_store_cat(const char *first, ...) __attribute__((sentinel));
 /* "<location>/<path>: <why>" into err, so an operator can find the file. */

@@ -71,8 +71,10 @@ names_read(atls_store_t *st, const char *path, const char *folded, atls_name_ent
     return rc;
 }
 
+/* batch: the directory's fsync is left to names_sync, once for a batch
+ * (the entry itself is still written whole and fsync'd before its rename) */
 static int
-names_write(atls_store_t *st, const char *path, const atls_name_entry_t *e,
+names_write(atls_store_t *st, const char *path, const atls_name_entry_t *e, int batch,
             char *err, size_t errlen)
 {
     char *json = atls_name_entry_to_json(e);
@@ -82,7 +84,11 @@ names_write(atls_store_t *st, const char *path, const atls_name_entry_t *e,
         snprintf(err, errlen, "out of memory");
         return ATLS_STORE_ERROR;
     }
-    rc = st->ops->put(st, path, json, strlen(json), 0, err, errlen);
+    if (batch && st->ops->put_nosync != NULL) {
+        rc = st->ops->put_nosync(st, path, json, strlen(json), 0, err, errlen);
+    } else {
+        rc = st->ops->put(st, path, json, strlen(json), 0, err, errlen);
+    }
     free(json);
     return rc;
 }
@@ -141,6 +147,18 @@ names_changed(atls_store_t *st, const char *const *names, size_t n, char *err,
     atls_names_journal_add(st, g + 1, names, n);
     return atls_store_bump_generation(st) == ATLS_STORE_OK ? ATLS_STORE_OK
                                                            : ATLS_STORE_ERROR;
+}
+
+/* The entries of a batch made durable (one fsync of names/), before the
+ * generation and the journal name them: a crash never leaves a journal
+ * naming an entry that is not on disk. */
+static int
+names_sync(atls_store_t *st, char *err, size_t errlen)
+{
+    if (st->ops->put_nosync == NULL || st->ops->sync_dir == NULL) {
+        return ATLS_STORE_OK;       /* every put was durable on its own */
+    }
+    return st->ops->sync_dir(st, NAMES_DIR, err, errlen);
 }
 
 uint64_t
@@ -212,7 +230,7 @@ names_add_locked(atls_store_t *st, const char *name, const char *home, const cha
     e.by = (char *) by;
     e.state = ATLS_NAME_ACTIVE;
     e.added = now;
-    rc = names_write(st, path, &e, err, errlen);
+    rc = names_write(st, path, &e, 1, err, errlen);
     *changed = rc == ATLS_STORE_OK;
     free(path);
     return rc;
@@ -254,7 +272,15 @@ atls_names_add_many(atls_store_t *st, const char *const *names, size_t n, const 
     /* what was written counts, even when a later name failed */
     if (k > 0) {
         char why[512];
+        int  synced;
 
+        /* a failed sync is said, but the entries are there (the directory
+         * could be opened to write them): the servers are still told */
+        synced = names_sync(st, why, sizeof(why));
+        if (synced != ATLS_STORE_OK && rc == ATLS_STORE_OK) {
+            snprintf(err, errlen, "%s", why);
+            rc = ATLS_STORE_ERROR;
+        }
         if (names_changed(st, done, k, why, sizeof(why)) != ATLS_STORE_OK
             && rc == ATLS_STORE_OK)
         {
@@ -322,7 +348,7 @@ atls_names_remove_entry(atls_store_t *st, const char *name, time_t now,
     if (rc == ATLS_STORE_OK && e.state == ATLS_NAME_ACTIVE) {
         e.state = ATLS_NAME_REMOVED;
         e.removed = now;
-        rc = names_write(st, path, &e, err, errlen);
+        rc = names_write(st, path, &e, 0, err, errlen);
         if (rc == ATLS_STORE_OK) {
             rc = names_changed(st, (const char *const *) &e.name, 1, err, errlen);
         }

@@ -29,7 +29,7 @@
 #include <unistd.h>
 #include "store_redis_int.h"
 
-#define RS_PATH_MAX     400
+#define RS_PATH_MAX     ATLS_STORE_PATH_MAX
 #define RS_MAX_DEPTH    8
 #define RS_VALUE_MAX    (64u * 1024 * 1024)
 #define RS_PLAIN        'p'
@@ -44,33 +44,6 @@ atls_rs_now_ms(void)
 }
 
 /* ---- keys ----------------------------------------------------------------- */
-
-/* The fs backend's rule, so that both accept the same paths: relative,
- * no empty component, none starting with '.'. */
-int
-atls_rs_path_ok(const char *path, int allow_empty)
-{
-    const char *p, *c;
-
-    if (path == NULL || strlen(path) > RS_PATH_MAX) {
-        return 0;
-    }
-    if (*path == '\0') {
-        return allow_empty;
-    }
-    c = path;
-    for (p = path;; p++) {
-        if (*p == '/' || *p == '\0') {
-            if (p == c || *c == '.') {
-                return 0;
-            }
-            if (*p == '\0') {
-                return 1;
-            }
-            c = p + 1;
-        }
-    }
-}
 
 /* The hash tag of a path (see the top of the file). */
 static void
@@ -299,7 +272,7 @@ rs_get(atls_store_t *st, const char *path, char **data, size_t *len, char *err, 
     if (len != NULL) {
         *len = 0;
     }
-    if (!atls_rs_path_ok(path, 0)) {
+    if (!atls_store_path_ok(path, 0)) {
         snprintf(err, errlen, "invalid store path \"%s\"", path ? path : "(null)");
         return ATLS_STORE_ERROR;
     }
@@ -402,7 +375,7 @@ rs_members(atls_store_t *st, const char *dir, char ***names, size_t *n,
 
             /* a name that is not one path component was not written by us */
             if (e->type == REDIS_REPLY_STRING && strlen(e->str) == e->len
-                && strchr(e->str, '/') == NULL && atls_rs_path_ok(e->str, 0))
+                && strchr(e->str, '/') == NULL && atls_store_path_ok(e->str, 0))
             {
                 v[cnt++] = atls_strdup(e->str);
             }
@@ -424,7 +397,7 @@ rs_list(atls_store_t *st, const char *dir, char ***names, size_t *n, char *err, 
 {
     *names = NULL;
     *n = 0;
-    if (!atls_rs_path_ok(dir, 1)) {
+    if (!atls_store_path_ok(dir, 1)) {
         snprintf(err, errlen, "invalid store path \"%s\"", dir ? dir : "(null)");
         return ATLS_STORE_ERROR;
     }
@@ -471,7 +444,7 @@ rs_put(atls_store_t *st, const char *path, const char *data, size_t len, int is_
     redisReply    *r;
     int            rc;
 
-    if (!atls_rs_path_ok(path, 0) || (data == NULL && len > 0)) {
+    if (!atls_store_path_ok(path, 0) || (data == NULL && len > 0)) {
         snprintf(err, errlen, "invalid store path \"%s\"", path ? path : "(null)");
         return ATLS_STORE_ERROR;
     }
@@ -563,7 +536,7 @@ rs_del_at(atls_store_t *st, const char *path, int depth, char *err, size_t errle
 static int
 rs_del(atls_store_t *st, const char *path, char *err, size_t errlen)
 {
-    if (!atls_rs_path_ok(path, 0)) {
+    if (!atls_store_path_ok(path, 0)) {
         snprintf(err, errlen, "invalid store path \"%s\"", path ? path : "(null)");
         return ATLS_STORE_ERROR;
     }
@@ -596,7 +569,7 @@ rs_append(atls_store_t *st, const char *path, const char *data, size_t len,
     redisReply  *r = NULL;
     int          rc = ATLS_STORE_ERROR;
 
-    if (!atls_rs_path_ok(path, 0) || data == NULL || memchr(data, '\n', len) != NULL) {
+    if (!atls_store_path_ok(path, 0) || data == NULL || memchr(data, '\n', len) != NULL) {
         snprintf(err, errlen, "append to \"%s\": invalid path or record",
                  path ? path : "(null)");
         return ATLS_STORE_ERROR;
@@ -695,7 +668,7 @@ atls_store_redis_open(const atls_redis_conf_t *conf, char *err, size_t errlen)
 char *
 atls_store_redis_key(atls_store_t *st, const char *path)
 {
-    if (st == NULL || st->ops != &atls_rs_ops || !atls_rs_path_ok(path, 0)) {
+    if (st == NULL || st->ops != &atls_rs_ops || !atls_store_path_ok(path, 0)) {
         return NULL;
     }
     return atls_rs_key(st->impl, 'v', path);

@@ -7,6 +7,7 @@
 #define ATLS_STORE_REDIS_INT_H
 
 #include "atls_redis.h"
+#include "store_int.h"
 
 typedef struct rs_lock_s {
     atls_redis_lease_t  lease;
@@ -25,8 +26,6 @@ typedef struct {
 extern const atls_store_ops_t atls_rs_ops;
 
 long long atls_rs_now_ms(void);
-/* The fs backend's path rule (relative, no empty or dot component). */
-int atls_rs_path_ok(const char *path, int allow_empty);
 /* 1 for the paths of private keys and secrets: always sealed, and a clear
  * value found there is refused. */
 int atls_rs_must_seal(const char *path);

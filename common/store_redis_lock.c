@@ -69,7 +69,7 @@ atls_rs_lock(atls_store_t *st, const char *name, int wait, atls_store_lock_t **o
     int        rc;
 
     *out = NULL;
-    if (name == NULL || !atls_rs_path_ok(name, 0) || strchr(name, '/') != NULL
+    if (name == NULL || !atls_store_path_ok(name, 0) || strchr(name, '/') != NULL
         || strlen(name) > 200)
     {
         snprintf(err, errlen, "invalid lock name \"%s\"", name ? name : "(null)");
@@ -181,7 +181,7 @@ atls_store_redis_put_fenced(atls_store_t *st, atls_store_lock_t *lk, const char 
     redisReply               *r = NULL;
     int                       rc = ATLS_STORE_ERROR;
 
-    if (l == NULL || !atls_rs_path_ok(path, 0) || (data == NULL && len > 0)) {
+    if (l == NULL || !atls_store_path_ok(path, 0) || (data == NULL && len > 0)) {
         snprintf(err, errlen, "fenced put \"%s\": not a lock of this store, or a bad path",
                  path ? path : "(null)");
         return ATLS_STORE_ERROR;
@@ -273,7 +273,7 @@ atls_store_redis_del_fenced(atls_store_t *st, atls_store_lock_t *lk, const char 
     redisReply               *r = NULL;
     int                       rc = ATLS_STORE_ERROR;
 
-    if (l == NULL || !atls_rs_path_ok(path, 0) || (slash = strrchr(path, '/')) == NULL) {
+    if (l == NULL || !atls_store_path_ok(path, 0) || (slash = strrchr(path, '/')) == NULL) {
         snprintf(err, errlen, "fenced delete \"%s\": not a lock of this store, or a bad "
                  "path", path ? path : "(null)");
         return ATLS_STORE_ERROR;

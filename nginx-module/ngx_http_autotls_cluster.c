@@ -7,7 +7,10 @@
  * runs the scheduler on its store; here it keeps the mirror in line with
  * Redis: the subscriber connection on nginx's event loop pulls each
  * certificate another node announces, a sync catches up after every
- * (re)subscription, and a heartbeat keeps the node in the member registry
+ * (re)subscription, a check every second syncs again when the
+ * cluster's generation moved since the last sync (an announcement lost or
+ * a pull that failed is caught within seconds, not at the next outage),
+ * and a heartbeat keeps the node in the member registry
  * (the cluster's challenges, ngx_http_autotls_cluster_chal.c, wait for
  * live members).  A certificate the mirror takes bumps the mirror's
  * generation; the watcher is told at once, so every worker serves it from
@@ -24,6 +27,7 @@
 
 #define NGX_HTTP_AUTOTLS_CLUSTER_RETRY_MIN  1000
 #define NGX_HTTP_AUTOTLS_CLUSTER_RETRY_MAX  30000
+#define NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS   1000
 
 
 typedef struct {
@@ -32,6 +36,11 @@ typedef struct {
     uintptr_t                   ino;        /* that fd's socket */
     ngx_event_t                 retry_ev;   /* reconnect, or connect limit */
     ngx_event_t                 beat_ev;    /* heartbeat */
+    ngx_event_t                 check_ev;   /* the cluster generation */
+    uint64_t                    synced_gen; /* <P>{/cluster}:gen + 1 read
+                                               before the last sync; 0:
+                                               none since subscribing */
+    uint64_t                    seen_gen;   /* the same, at the last check */
     ngx_msec_t                  backoff;
     ngx_log_t                  *log;
     char                       *where;      /* the URL without password */
@@ -50,6 +59,9 @@ static void ngx_http_autotls_cluster_failed(ngx_http_autotls_cluster_t *cl,
     const char *why);
 static void ngx_http_autotls_cluster_retry(ngx_event_t *ev);
 static void ngx_http_autotls_cluster_beat(ngx_event_t *ev);
+static void ngx_http_autotls_cluster_check(ngx_event_t *ev);
+static int ngx_http_autotls_cluster_pull(ngx_http_autotls_cluster_t *cl,
+    char *err, size_t errlen);
 static ngx_int_t ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl);
 static ngx_int_t ngx_http_autotls_cluster_watch_fd(
     ngx_http_autotls_cluster_t *cl);
@@ -101,8 +113,11 @@ ngx_http_autotls_cluster_start(ngx_log_t *log)
                                 log);
     ngx_http_autotls_event_init(&cl->beat_ev, ngx_http_autotls_cluster_beat,
                                 log);
+    ngx_http_autotls_event_init(&cl->check_ev,
+                                ngx_http_autotls_cluster_check, log);
     cl->backoff = 0;
     cl->down = 0;
+    cl->synced_gen = 0;
 
     /* orders elsewhere wait for this node from now on, and it loads the
      * challenges already published; a wrong password or a TLS failure is
@@ -114,6 +129,7 @@ ngx_http_autotls_cluster_start(ngx_log_t *log)
     }
 
     ngx_add_timer(&cl->beat_ev, ATLS_MIRROR_MEMBER_TTL_MS / 3);
+    ngx_add_timer(&cl->check_ev, NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS);
 
     /* the sync runs once the subscription is confirmed, so that nothing
      * announced in between is missed */
@@ -136,6 +152,10 @@ ngx_http_autotls_cluster_stop(void)
 
     if (cl->beat_ev.timer_set) {
         ngx_del_timer(&cl->beat_ev);
+    }
+
+    if (cl->check_ev.timer_set) {
+        ngx_del_timer(&cl->check_ev);
     }
 
     if (cl->mirror == NULL) {
@@ -210,7 +230,6 @@ ngx_http_autotls_cluster_io(ngx_event_t *ev)
 {
     int                          rc;
     char                         err[512];
-    atls_redis_t                *sub;
     ngx_http_autotls_cluster_t  *cl = &ngx_http_autotls_cluster;
 
     if (cl->mirror == NULL) {
@@ -224,18 +243,12 @@ ngx_http_autotls_cluster_io(ngx_event_t *ev)
                            ATLS_REDIS_WANT_READ|ATLS_REDIS_WANT_WRITE,
                            err, sizeof(err));
 
-    sub = atls_mirror_subscriber(cl->mirror);
-
-    if (rc < 0 && (sub == NULL || atls_redis_state(sub) == ATLS_REDIS_FAILED))
-    {
+    /* the mirror logs a pull that failed and returns the others; -1 is
+     * the subscriber's failure (a reply it could not read included): the
+     * mirror no longer counts it as subscribed, so a new one, then a sync */
+    if (rc < 0) {
         ngx_http_autotls_cluster_failed(cl, err);
         return;
-    }
-
-    if (rc < 0) {
-        /* a pull failed: the announcement is left to the next sync */
-        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
-                      "autotls_store \"%s\": %s", cl->where, err);
     }
 
     if (!cl->listening && atls_mirror_listening(cl->mirror)) {
@@ -286,11 +299,17 @@ ngx_http_autotls_cluster_failed(ngx_http_autotls_cluster_t *cl,
 
     cl->connecting = 0;
     cl->listening = 0;
+    cl->synced_gen = 0;
 
     ngx_http_autotls_cluster_down(cl, why);
 
     /* no order runs against a Redis that may come back empty */
     ngx_http_autotls_driver_pause();
+
+    /* an ACME connection cut in its handshake leaves "shutdown while in
+     * init" on this thread's OpenSSL queue: nginx's next handshake would
+     * find it */
+    ERR_clear_error();
 
     cl->backoff = cl->backoff ? ngx_min(cl->backoff * 2,
                                         NGX_HTTP_AUTOTLS_CLUSTER_RETRY_MAX)
@@ -361,19 +380,54 @@ ngx_http_autotls_cluster_retry(ngx_event_t *ev)
 static ngx_int_t
 ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl)
 {
-    int   pulled, pushed;
     char  err[512];
 
     err[0] = '\0';
-    pushed = 0;
 
-    pulled = atls_mirror_sync(cl->mirror, &pushed, err, sizeof(err));
-
-    if (pulled < 0) {
+    if (ngx_http_autotls_cluster_pull(cl, err, sizeof(err)) < 0) {
         /* the mirror is left as it was; tried again with the subscriber */
         ngx_http_autotls_cluster_failed(cl, err);
         return NGX_ERROR;
     }
+
+    /* the scheduler sees what the cluster has, a Redis restarted empty
+     * filled again first */
+    ngx_http_autotls_driver_resume();
+
+    return NGX_OK;
+}
+
+
+/*
+ * A sync, after reading the cluster's generation: a certificate bumped
+ * during the sync (its pull may have failed: "kept changing") moves the
+ * generation past the one recorded, so the next check syncs again.  The
+ * number pulled, or -1 + err.
+ */
+static int
+ngx_http_autotls_cluster_pull(ngx_http_autotls_cluster_t *cl, char *err,
+    size_t errlen)
+{
+    int       pulled, pushed;
+    uint64_t  gen;
+
+    if (atls_mirror_redis_generation(cl->mirror, "/cluster", &gen, err,
+                                     errlen)
+        != ATLS_STORE_OK)
+    {
+        return -1;
+    }
+
+    pushed = 0;
+
+    pulled = atls_mirror_sync(cl->mirror, &pushed, err, errlen);
+
+    if (pulled < 0) {
+        return -1;
+    }
+
+    /* a push bumped the generation itself: read again at the next check */
+    cl->synced_gen = pushed > 0 ? 0 : gen + 1;
 
     if (pulled > 0 || pushed > 0) {
         ngx_log_error(NGX_LOG_NOTICE, cl->log, 0,
@@ -386,11 +440,66 @@ ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl)
         ngx_http_autotls_watch_now();
     }
 
-    /* the scheduler sees what the cluster has, a Redis restarted empty
-     * filled again first */
-    ngx_http_autotls_driver_resume();
+    return pulled;
+}
 
-    return NGX_OK;
+
+/*
+ * Announcements are not acknowledged: one lost (published while the
+ * subscriber's buffer was full, or its pull failed) would leave the
+ * mirror behind until the next outage.  One GET a second, and a sync when
+ * the cluster's generation moved since the last one and then stayed.
+ */
+static void
+ngx_http_autotls_cluster_check(ngx_event_t *ev)
+{
+    char                         err[512];
+    uint64_t                     gen;
+    ngx_http_autotls_cluster_t  *cl = &ngx_http_autotls_cluster;
+
+    if (cl->mirror == NULL || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS);
+
+    /* while down or subscribing, the sync after the subscription comes */
+    if (cl->down || !cl->listening) {
+        return;
+    }
+
+    err[0] = '\0';
+
+    if (atls_mirror_redis_generation(cl->mirror, "/cluster", &gen, err,
+                                     sizeof(err))
+        != ATLS_STORE_OK)
+    {
+        /* the subscriber says when Redis is down, once */
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cl->log, 0,
+                       "autotls_store \"%s\": %s", cl->where, err);
+        return;
+    }
+
+    /* a deploy's announcement normally pulled it already: the sync waits
+     * until the generation stayed for one check, so a burst of deploys
+     * costs one sync after it, not one per check */
+    if (gen + 1 == cl->synced_gen || gen + 1 != cl->seen_gen) {
+        cl->seen_gen = gen + 1;
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, cl->log, 0,
+                   "autotls_store \"%s\": cluster generation moved, "
+                   "syncing", cl->where);
+
+    err[0] = '\0';
+
+    if (ngx_http_autotls_cluster_pull(cl, err, sizeof(err)) < 0) {
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "autotls_store \"%s\": %s; tried again in %M ms",
+                      cl->where, err,
+                      (ngx_msec_t) NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS);
+    }
 }
 
 

@@ -54,6 +54,13 @@ ngx_http_autotls_cluster_attach(atls_sched_t *sched)
     }
 
     ngx_http_autotls_ack_sched = sched;
+
+    if (sched == NULL) {
+        /* the scheduler just stopped: curl shut down its TLS connections,
+         * one in its handshake leaves "shutdown while in init" on this
+         * thread's queue, which nginx would find at the next handshake */
+        ERR_clear_error();
+    }
 }
 
 

@@ -14,18 +14,18 @@
  * name with letters, digits, '-' and '.' only is the name), so the table
  * is keyed by the name alone.
  *
- * The mirror has two passes: the first puts every name in the table
- * without reading anything per name (100,000 names: the registry's read
- * and a fraction of a second of slices between network events); it marks
- * the names it has not seen before CHECKING, and the table complete.  The
- * second reads each CHECKING name's meta: is a certificate stored
- * (SERVING) or not yet (PENDING).  A worker that meets a CHECKING name
- * first reads that one meta itself.  Before the first pass is complete, a
- * name not in the table yet is looked up in the store once, by the worker
- * that sees it (its registry entry and meta), and added: a stored
- * certificate is served from the first second, never the fallback.  Once
- * the first pass is complete the handshake path never reads the store for
- * an unknown name.
+ * The driver mirrors the registry in slices between network events
+ * (_mirror.c: listed in pages, each entry read, the meta of a name not
+ * seen before read to say SERVING or PENDING), so a server with 100,000
+ * names answers its first handshake at once.  Until the mirror is
+ * complete, a name not in the table yet is looked up once by the worker
+ * that sees it: its registry entry only, never its meta; a registered
+ * name goes into the table as CHECKING (any dynamic home serves it until
+ * the driver resolves its home and state) and its handshake is served
+ * through the cache, which loads what the store holds: the real
+ * certificate from the first second, the self-signed one only for a name
+ * with none yet.  Once the mirror is complete the handshake path reads
+ * nothing from the store but through the bounded cache.
  */
 
 #include "ngx_http_autotls_module.h"
@@ -59,8 +59,6 @@ typedef struct {
 static ngx_http_autotls_dyn_node_t *ngx_http_autotls_dyn_lookup(
     ngx_http_autotls_dyn_sh_t *dsh, const u_char *name, size_t len);
 static ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_from_store(
-    const u_char *name, size_t len, ngx_atomic_uint_t *gen);
-static ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_check(
     const u_char *name, size_t len, ngx_atomic_uint_t *gen);
 
 
@@ -192,17 +190,16 @@ ngx_http_autotls_dyn_get(const u_char *name, size_t len,
     state = ngx_http_autotls_dyn_find(name, len, gen, home, home_len,
                                       &complete);
 
-    if (state == NGX_HTTP_AUTOTLS_DYN_CHECKING) {
-        /* mirrored, not verified yet: this name's meta, once */
-        state = ngx_http_autotls_dyn_check(name, len, gen);
-
-    } else if (state == NGX_HTTP_AUTOTLS_DYN_UNKNOWN && !complete) {
+    if (state == NGX_HTTP_AUTOTLS_DYN_UNKNOWN && !complete) {
         /* the registry's home is resolved by the mirror; until then the
          * name is served by whichever dynamic home sees it (home_len 0) */
         state = ngx_http_autotls_dyn_from_store(name, len, gen);
     }
 
-    return state;
+    /* registered, not verified by the driver yet: served with what the
+     * store holds (the cache loads it; nothing is read here) */
+    return state == NGX_HTTP_AUTOTLS_DYN_CHECKING
+           ? NGX_HTTP_AUTOTLS_DYN_SERVING : state;
 }
 
 
@@ -238,6 +235,12 @@ ngx_http_autotls_dyn_put(const u_char *name, size_t len, const u_char *home,
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
     old = ngx_http_autotls_dyn_lookup(dsh, name, len);
+
+    if (old != NULL && home_len == 0 && old->home_len != 0) {
+        /* a worker's lookup never replaces what the mirror put */
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_OK;
+    }
 
     if (old != NULL && old->home_len == home_len
         && ngx_memcmp(old->data + len + 1, home, home_len) == 0)
@@ -347,34 +350,6 @@ ngx_http_autotls_dyn_resolve(const u_char *name, size_t len,
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
-}
-
-
-/* a mirrored name the driver has not verified yet: its meta, read here */
-static ngx_http_autotls_dyn_state_e
-ngx_http_autotls_dyn_check(const u_char *name, size_t len,
-    ngx_atomic_uint_t *gen)
-{
-    char                          cname[NGX_HTTP_AUTOTLS_NAME_MAX + 1];
-    ngx_http_autotls_dyn_state_e  state;
-
-    if (ngx_http_autotls_store == NULL || len > NGX_HTTP_AUTOTLS_NAME_MAX) {
-        return NGX_HTTP_AUTOTLS_DYN_PENDING;
-    }
-
-    ngx_memcpy(cname, name, len);
-    cname[len] = '\0';
-
-    ngx_http_autotls_dyn_resolve(name, len,
-                                 ngx_http_autotls_dyn_stored(cname)
-                                 ? NGX_HTTP_AUTOTLS_DYN_SERVING
-                                 : NGX_HTTP_AUTOTLS_DYN_PENDING);
-
-    /* as resolved, by us or by whoever was first */
-    state = ngx_http_autotls_dyn_find(name, len, gen, NULL, NULL, NULL);
-
-    return state == NGX_HTTP_AUTOTLS_DYN_CHECKING ? NGX_HTTP_AUTOTLS_DYN_PENDING
-                                                  : state;
 }
 
 
@@ -506,42 +481,10 @@ ngx_http_autotls_dyn_count(void)
 
 
 /*
- * 1 when the store holds a certificate for id: its meta lists one, or
- * says valid, or renewing one that was obtained before (a store seeded or
- * written before meta listed the certificates).  "renewing" alone is also
- * the state of a name's first order, which has no certificate yet.
- */
-ngx_uint_t
-ngx_http_autotls_dyn_stored(const char *id)
-{
-    char              err[256];
-    ngx_uint_t        stored;
-    atls_cert_meta_t  meta;
-
-    ngx_memzero(&meta, sizeof(atls_cert_meta_t));
-    err[0] = '\0';
-
-    if (atls_store_load_meta(ngx_http_autotls_store, id, &meta, err,
-                             sizeof(err))
-        != ATLS_STORE_OK)
-    {
-        return 0;
-    }
-
-    stored = meta.n_kt_info > 0
-             || meta.state == ATLS_STATE_VALID
-             || (meta.state == ATLS_STATE_RENEWING && meta.last_success > 0);
-
-    atls_cert_meta_free(&meta);
-
-    return stored;
-}
-
-
-/*
- * Before the first mirror is complete: the name's registry entry and its
- * certificate's meta, read once by the worker that sees the name; a
- * registered name goes into the table, so its next handshake reads nothing.
+ * Before the first mirror is complete: the name's registry entry (never
+ * its meta), read once by the worker that sees the name; a registered
+ * name goes into the table as CHECKING, so its next handshake reads
+ * nothing, and the driver's mirror resolves its home and state.
  */
 static ngx_http_autotls_dyn_state_e
 ngx_http_autotls_dyn_from_store(const u_char *name, size_t len,
@@ -575,12 +518,8 @@ ngx_http_autotls_dyn_from_store(const u_char *name, size_t len,
         return NGX_HTTP_AUTOTLS_DYN_UNKNOWN;
     }
 
-    state = NGX_HTTP_AUTOTLS_DYN_REMOVED;
-
-    if (e.state == ATLS_NAME_ACTIVE) {
-        state = ngx_http_autotls_dyn_stored(cname)
-                ? NGX_HTTP_AUTOTLS_DYN_SERVING : NGX_HTTP_AUTOTLS_DYN_PENDING;
-    }
+    state = e.state == ATLS_NAME_ACTIVE ? NGX_HTTP_AUTOTLS_DYN_CHECKING
+                                        : NGX_HTTP_AUTOTLS_DYN_REMOVED;
 
     atls_name_entry_free(&e);
 

@@ -430,17 +430,19 @@ typedef enum {
     NGX_HTTP_AUTOTLS_DYN_PENDING,      /* registered, no certificate yet */
     NGX_HTTP_AUTOTLS_DYN_SERVING,      /* a certificate is in the store */
     NGX_HTTP_AUTOTLS_DYN_REMOVED,
-    NGX_HTTP_AUTOTLS_DYN_CHECKING      /* in the zone only: registered, the
-                                          store not read yet (dyn_state()
-                                          and dyn_get() never return it) */
+    NGX_HTTP_AUTOTLS_DYN_CHECKING      /* in the zone only: registered, its
+                                          meta not read yet by the driver
+                                          (dyn_state() and dyn_get() give
+                                          SERVING: the cache serves what the
+                                          store holds) */
 } ngx_http_autotls_dyn_state_e;
 
 ngx_int_t ngx_http_autotls_dyn_init_worker(ngx_cycle_t *cycle);
 void ngx_http_autotls_dyn_exit_worker(void);
 /* the state of a lower-case name in the zone (a lookup under the zone's
  * mutex, no store access once the driver's first mirror of the registry
- * is complete; before that, a name not mirrored yet is read from the
- * store once and added to the zone) */
+ * is complete; before that, a name not mirrored yet has its registry
+ * entry read once and is added to the zone) */
 ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_state(const u_char *name,
     size_t len);
 /* driver: the registry changed / a dynamic certificate was deployed */
@@ -457,7 +459,7 @@ ngx_http_autotls_dyn_state_e ngx_http_autotls_dyn_get(const u_char *name,
 ngx_int_t ngx_http_autotls_dyn_put(const u_char *name, size_t len,
     const u_char *home, size_t home_len, ngx_http_autotls_dyn_state_e state,
     ngx_uint_t bump);
-/* a CHECKING name's state, once read from the store */
+/* a CHECKING name's state, once the driver read its meta */
 void ngx_http_autotls_dyn_resolve(const u_char *name, size_t len,
     ngx_http_autotls_dyn_state_e state);
 /* the table only, never the store (CHECKING included) */
@@ -470,8 +472,6 @@ void ngx_http_autotls_dyn_sweep_end(uint64_t gen);
 uint64_t ngx_http_autotls_dyn_mirrored(void);
 void ngx_http_autotls_dyn_set_mirrored(uint64_t gen);
 void ngx_http_autotls_dyn_del(const u_char *name, size_t len);
-/* 1 when the store holds a certificate for the name (its meta says so) */
-ngx_uint_t ngx_http_autotls_dyn_stored(const char *id);
 ngx_uint_t ngx_http_autotls_dyn_count(void);
 /* cert_cb for a dynamic home: installs the name's certificate; NGX_DECLINED
  * when the name is not served (the caller applies autotls_dynamic_unknown) */

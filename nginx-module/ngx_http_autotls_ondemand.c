@@ -50,11 +50,19 @@ typedef struct {
     u_char                          home[NGX_HTTP_AUTOTLS_OD_HOME_MAX];
 } ngx_http_autotls_od_entry_t;
 
+/* a worker's parked connections, in its process slot: the total is the
+ * sum over live workers, so a worker that dies holding some leaves no
+ * drift behind */
+typedef struct {
+    ngx_pid_t                       pid;
+    ngx_atomic_t                    n;
+} ngx_http_autotls_od_parked_t;
+
 typedef struct {
     ngx_uint_t                      head;      /* next to take */
     ngx_uint_t                      count;
     uint32_t                        ring[NGX_HTTP_AUTOTLS_OD_RING];
-    ngx_atomic_t                    parked;    /* all workers */
+    ngx_http_autotls_od_parked_t    parked[NGX_MAX_PROCESSES];
     ngx_http_autotls_od_entry_t     table[NGX_HTTP_AUTOTLS_OD_TABLE];
 } ngx_http_autotls_od_sh_t;
 
@@ -430,17 +438,15 @@ ngx_http_autotls_od_refused(const u_char *name, size_t len)
 /*
  * The zone's mirror of the registry says SERVING: for a name this gate
  * let in a moment ago (queued, asked or allowed, within its hold), the
- * store's meta must also show an issued certificate, since the mirror may
- * count the first order's "renewing" meta as stored.  Any other name: the
- * mirror is trusted, with no store access.
+ * store must also hold its certificate (atls_store_has_cert), since
+ * SERVING is also what a name the driver has not verified yet reads as.
+ * Any other name: the mirror is trusted, with no store access.
  */
 ngx_uint_t
 ngx_http_autotls_od_served(const u_char *name, size_t len)
 {
     char                          id[NGX_HTTP_AUTOTLS_NAME_MAX + 1];
-    char                          err[256];
-    ngx_uint_t                    recent, served;
-    atls_cert_meta_t              meta;
+    ngx_uint_t                    recent;
     ngx_http_autotls_od_entry_t  *e;
 
     if (ngx_http_autotls_dyn_state(name, len) != NGX_HTTP_AUTOTLS_DYN_SERVING) {
@@ -468,16 +474,8 @@ ngx_http_autotls_od_served(const u_char *name, size_t len)
     /* a checked dynamic name is its own certificate id */
     ngx_memcpy(id, name, len);
     id[len] = '\0';
-    ngx_memzero(&meta, sizeof(atls_cert_meta_t));
 
-    served = atls_store_load_meta(ngx_http_autotls_store, id, &meta, err,
-                                  sizeof(err))
-                 == ATLS_STORE_OK
-             && (meta.n_kt_info > 0 || meta.state == ATLS_STATE_VALID);
-
-    atls_cert_meta_free(&meta);
-
-    return served;
+    return atls_store_has_cert(ngx_http_autotls_store, id) ? 1 : 0;
 }
 
 
@@ -485,8 +483,9 @@ void
 ngx_http_autotls_od_parked(ngx_int_t delta)
 {
     if (ngx_http_autotls_od_ctx != NULL) {
-        (void) ngx_atomic_fetch_add(&ngx_http_autotls_od_ctx->sh->parked,
-                                    delta);
+        (void) ngx_atomic_fetch_add(
+                   &ngx_http_autotls_od_ctx->sh->parked[ngx_process_slot].n,
+                   delta);
     }
 }
 
@@ -698,7 +697,15 @@ ngx_http_autotls_od_status(atls_status_extra_t *x)
     g[2].name = "limited";
     g[2].value = (long long) limited;
     g[3].name = "parked";
-    g[3].value = (long long) sh->parked;
+    g[3].value = 0;
+
+    for (i = 0; i < NGX_MAX_PROCESSES; i++) {
+        if (sh->parked[i].pid != 0
+            && (kill(sh->parked[i].pid, 0) == 0 || ngx_errno == NGX_EPERM))
+        {
+            g[3].value += (long long) sh->parked[i].n;
+        }
+    }
 
     x->section = "on_demand";
     x->help = "On-demand names: queued or ordering, refused (denied, "
@@ -716,6 +723,12 @@ ngx_int_t
 ngx_http_autotls_od_init_worker(ngx_cycle_t *cycle)
 {
     ngx_http_autotls_od_ctx = ngx_http_autotls_od_find_zone(cycle);
+
+    if (ngx_http_autotls_od_ctx != NULL) {
+        /* this slot's count was a dead worker's, if anyone's */
+        ngx_http_autotls_od_ctx->sh->parked[ngx_process_slot].n = 0;
+        ngx_http_autotls_od_ctx->sh->parked[ngx_process_slot].pid = ngx_pid;
+    }
 
     return ngx_http_autotls_od_wrap(cycle);
 }

@@ -321,17 +321,22 @@ ngx_http_autotls_watch_one(ngx_http_autotls_watch_t *w,
     }
 
     if (ngx_http_autotls_shm_observe(cert->index, gen, 0) == NGX_OK
-        && prev != 0)
+        && prev != 0 && gen > 1)
     {
         ngx_log_error(NGX_LOG_NOTICE, w->log, 0,
                       "autotls: certificate \"%s\" changed in the store "
                       "(generation %uL); served from the next handshake "
-                      "on", cert->id, gen - 1);
+                      "on", cert->id, gen - 2);
     }
 }
 
 
-/* the certificate's meta generation + 1; 1 without meta; 0 on errors */
+/*
+ * 1 without meta, the certificate's meta generation + 2 with one, 0 on
+ * errors.  Absent and present must never compare equal: a certificate
+ * stored with generation 0 (seeded, migrated, pulled into an empty
+ * mirror) that the first look saw absent is otherwise never loaded.
+ */
 static uint64_t
 ngx_http_autotls_meta_gen(ngx_http_autotls_cert_t *cert, ngx_log_t *log)
 {
@@ -356,7 +361,7 @@ ngx_http_autotls_meta_gen(ngx_http_autotls_cert_t *cert, ngx_log_t *log)
         return 0;
     }
 
-    gen = m.generation + 1;
+    gen = m.generation + 2;
     atls_cert_meta_free(&m);
 
     return gen;

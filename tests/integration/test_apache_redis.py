@@ -103,11 +103,19 @@ def test_issued_through_redis_served_live_and_through_outages(pebble, redis, apa
 
     alpn = "alpn.redis.apache.test"     # tls-alpn-01 answers are sealed in Redis
     key = node_key(test_root)
-    apache = apache_factory(pebble, [[name], [alpn]], global_extra=store_line(redis, key),
+    # autotls at debug: the challenge acks' polling is logged
+    apache = apache_factory(pebble, [[name], [alpn]],
+                            global_extra=store_line(redis, key) + "\nLogLevel info autotls:debug",
                             host_extra={alpn: "AutoTLSChallenges tls-alpn-01"}).start()
     parent = apache.pid
     _, first = wait_issued(apache, pebble, name)
     wait_issued(apache, pebble, alpn)
+    # the CA was asked to validate once this node (the only live one) acked
+    # each answer, the acks polled every 100 ms by the driver's loop (its
+    # own pace is 500 ms)
+    for kind, key_re in (("http-01", r"\S+"), ("tls-alpn-01", alpn.replace(".", r"\."))):
+        apache.wait_log(rf"AutoTLSStore: {kind} {key_re}: loaded by every live node "
+                        r"\(acks polled \d+ time\(s\) in \d+ ms, every 100 ms\)")
     apache.wait_log(r"AutoTLSStore redis://127\.0\.0\.1:\d+/0: node \S+ synced its mirror")
 
     # ordered through Redis: meta, sealed key, generation there

@@ -14,18 +14,12 @@ from util import run_cli, stays, wait_until
 
 NAMES = [f"r{i}.down.cluster.test" for i in range(3)]
 OUTAGE_S = 30
-# nginx logs this [alert] at a handshake after the node's scheduler was
-# stopped with Redis while an ACME TLS connection was still in its
-# handshake (Pebble paused): an OpenSSL error left on the worker's queue
-# by the module (reported to the nginx glue; the only line tolerated)
-STALE_SSL_ERROR = r"ignoring stale global SSL error .*shutdown while in init"
 
 
 @pytest.fixture
 def cluster(pebble_factory, test_root):
     with running_cluster(pebble_factory, test_root, NAMES, ADDRESS_BASES["redis_down"],
-                         redis_class=DurableRedis, n_nginx=2, n_apache=1,
-                         log_ignore=STALE_SSL_ERROR) as cl:
+                         redis_class=DurableRedis, n_nginx=2, n_apache=1) as cl:
         yield cl
 
 

@@ -6,6 +6,7 @@ parked until its certificate exists; refused names never cost an order
 import json
 import os
 import random
+import signal
 import socket
 import ssl
 import string
@@ -315,3 +316,24 @@ def test_reload_hands_parked_connections_over(pebble, test_root, ask):
         chain = first_handshake(pebble.tls_port, "ok-after-reload.example.com")
         assert is_pebble(chain), ngx.log()[-3000:]
         assert status(status_port)["on_demand"]["parked"] == 0
+
+
+def test_parked_count_after_a_worker_dies(pebble, test_root, ask):
+    """Each worker counts its parked connections in its own slot of the
+    zone and the status sums the live workers': a worker killed while one
+    is parked leaves no phantom behind (a shared counter stayed at 1)."""
+    status_port = free_port()
+    ngx = Nginx(test_root, od_conf(pebble, test_root, ask, status_port, ask_timeout="30s"),
+                workers=1)
+    with ngx.start():
+        (worker,) = ngx.worker_pids()
+        sock = socket.create_connection(("127.0.0.1", pebble.tls_port), timeout=10)
+        sock.sendall(client_hello("slow-killed.example.com"))
+        wait_until(lambda: status(status_port)["on_demand"]["parked"] == 1, timeout=30,
+                   what="the connection parked")
+        os.kill(worker, signal.SIGKILL)
+        wait_until(lambda: ngx.worker_pids() and ngx.worker_pids() != [worker], timeout=30,
+                   what="the master started a new worker")
+        sock.close()
+        wait_until(lambda: status(status_port)["on_demand"]["parked"] == 0, timeout=30,
+                   what="no parked connection counted for the dead worker")

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "atls_redis.h"
+#include "store_int.h"
 #include "support/redisfx.h"
 
 typedef redisfx_store_t fx_t;
@@ -99,6 +100,7 @@ test_bad_paths(void **state)
     char               err[256], *data, **names;
     size_t             len, i, n;
     atls_store_lock_t *lk;
+    char               longp[ATLS_STORE_PATH_MAX + 2];
 
     for (i = 0; bad[i] != NULL; i++) {
         assert_int_equal(fx->st->ops->put(fx->st, bad[i], "x", 1, 0, err, sizeof(err)),
@@ -117,6 +119,12 @@ test_bad_paths(void **state)
     assert_int_equal(fx->st->ops->lock(fx->st, "../x", 0, &lk, err, sizeof(err)),
                      ATLS_STORE_ERROR);
     assert_int_equal(fx->st->ops->lock(fx->st, "a/b", 0, &lk, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    /* the bound of the shared rule (atls_store_path_ok) */
+    memset(longp, 'a', sizeof(longp) - 1);
+    longp[sizeof(longp) - 1] = '\0';
+    longp[100] = '/';
+    assert_int_equal(fx->st->ops->put(fx->st, longp, "x", 1, 0, err, sizeof(err)),
                      ATLS_STORE_ERROR);
     /* nothing was written at all */
     assert_int_equal(fx->st->ops->list(fx->st, "", &names, &n, err, sizeof(err)),

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "atls_store.h"
+#include "store_int.h"
 #include "support/storefx.h"
 #include "support/testpki.h"
 
@@ -119,6 +120,46 @@ test_put_get_round_trip(void **state)
     assert_string_equal(fx->st->ops->name, "fs");
 }
 
+/* The one path rule both backends apply (atls_store_path_ok): each clause
+ * on its own, and the length bound at its edge. */
+static void
+test_path_rules(void **state)
+{
+    static const char *const good[] = {
+        "a", "certs/example.com/ecdsa-p256/chain.pem", "a.b/c-d/e_f", "x..y", NULL
+    };
+    static const char *const bad[] = {
+        "/abs", "/", "a//b", "a/", "//", ".hidden", "a/.hidden", "..", "a/../b",
+        "a/./b", ".", NULL
+    };
+    char   longp[ATLS_STORE_PATH_MAX + 2];
+    size_t i;
+
+    (void) state;
+    for (i = 0; good[i] != NULL; i++) {
+        assert_true(atls_store_path_ok(good[i], 0));
+        assert_true(atls_store_path_ok(good[i], 1));
+    }
+    for (i = 0; bad[i] != NULL; i++) {
+        assert_false(atls_store_path_ok(bad[i], 0));
+        assert_false(atls_store_path_ok(bad[i], 1));
+    }
+    /* the root: only where the caller lists it */
+    assert_false(atls_store_path_ok("", 0));
+    assert_true(atls_store_path_ok("", 1));
+    assert_false(atls_store_path_ok(NULL, 1));
+    /* ATLS_STORE_PATH_MAX bytes pass, one more does not */
+    memset(longp, 'a', sizeof(longp));
+    for (i = 100; i < ATLS_STORE_PATH_MAX; i += 100) {
+        longp[i] = '/';
+    }
+    longp[ATLS_STORE_PATH_MAX] = '\0';
+    assert_true(atls_store_path_ok(longp, 0));
+    longp[ATLS_STORE_PATH_MAX] = 'a';
+    longp[ATLS_STORE_PATH_MAX + 1] = '\0';
+    assert_false(atls_store_path_ok(longp, 0));
+}
+
 static void
 test_bad_paths(void **state)
 {
@@ -130,6 +171,7 @@ test_bad_paths(void **state)
     char   err[256], *data;
     size_t len, i, n;
     char **names;
+    char   longp[ATLS_STORE_PATH_MAX + 2];
     struct stat sb;
 
     for (i = 0; bad[i] != NULL; i++) {
@@ -143,6 +185,13 @@ test_bad_paths(void **state)
     assert_int_equal(fx->st->ops->put(fx->st, NULL, "x", 1, 0, err, sizeof(err)),
                      ATLS_STORE_ERROR);
     assert_int_equal(fx->st->ops->list(fx->st, "../", &names, &n, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    /* over the bound the Redis backend has too: the fs backend refuses it
+     * as well, so a store migrates between them whole */
+    memset(longp, 'a', sizeof(longp) - 1);
+    longp[sizeof(longp) - 1] = '\0';
+    longp[100] = '/';
+    assert_int_equal(fx->st->ops->put(fx->st, longp, "x", 1, 0, err, sizeof(err)),
                      ATLS_STORE_ERROR);
     /* nothing landed beside the store */
     snprintf(err, sizeof(err), "%s/escape", fx->dir);
@@ -1411,6 +1460,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         STORE_TEST(test_put_get_round_trip),
+        cmocka_unit_test(test_path_rules),
         STORE_TEST(test_bad_paths),
         STORE_TEST(test_modes),
         STORE_TEST(test_failed_put_keeps_old),

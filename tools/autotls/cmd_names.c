@@ -86,12 +86,24 @@ add_report(atls_store_t *st, const cli_opts_t *o, char *const *names, size_t n,
            const unsigned char *added, const char *home, const char *by, time_t now)
 {
     atls_name_entry_t e;
+    const char      **fresh;
     char              err[512];
-    size_t            i;
+    size_t            i, k = 0;
 
+    /* one audit append and one counters rewrite for the whole batch */
+    fresh = calloc(n + 1, sizeof(*fresh));
+    if (fresh == NULL) {
+        abort();
+    }
     for (i = 0; i < n; i++) {
         if (added[i] == 1) {
-            atls_names_emit(o->events, 1, names[i], home, "cli", by, now);
+            fresh[k++] = names[i];
+        }
+    }
+    atls_names_emit_many(o->events, 1, fresh, k, home, "cli", by, now);
+    free(fresh);
+    for (i = 0; i < n; i++) {
+        if (added[i] == 1) {
             printf("%s: registered (home %s)\n", names[i], home != NULL ? home : "default");
         } else if (added[i] == 0) {
             memset(&e, 0, sizeof(e));

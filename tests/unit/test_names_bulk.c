@@ -1,0 +1,400 @@
+/*
+ * A bulk add (issue 11: `autotls add --from-file` with 1,000 names) costs
+ * O(1) fsyncs of the store's shared files, not O(names): one audit append,
+ * one counters rewrite, one journal append, one fsync of names/, whatever
+ * the batch.  Each entry is still its own atomic write (temp, fsync,
+ * rename), and names/ is made durable before names-generation and the
+ * journal name the entries, so a crash never leaves a journal naming an
+ * entry that is not on disk.
+ *
+ * The store is a real filesystem store whose ops are counted (as in
+ * test_sched_scale.c) and whose calls are recorded in order.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include "atls.h"
+#include "atls_event.h"
+#include "atls_names.h"
+#include "atls_store.h"
+#include "support/logcap.h"
+#include "support/tmptree.h"
+
+/* ---- a store whose calls are counted ------------------------------------------ */
+
+typedef struct {
+    size_t audit_appends;       /* calls that append to audit.log (each an fsync) */
+    size_t journal_appends;     /* names-journal */
+    size_t counters_puts;       /* counters.json rewrites */
+    size_t names_dir_syncs;     /* sync_dir("names") */
+    size_t entry_puts_durable;  /* names/<id>.json with its own directory fsync */
+    size_t entry_puts_batched;  /* names/<id>.json, put_nosync */
+    size_t gen_puts;            /* names-generation */
+    /* the order that matters for a crash: the sequence number of each */
+    size_t seq, last_entry_seq, sync_seq, gen_seq, journal_seq;
+} counts_t;
+
+static const atls_store_ops_t *real_ops;
+static atls_store_ops_t        counting_ops;
+static counts_t                cnt;
+
+static int
+is_entry(const char *path)
+{
+    return strncmp(path, "names/", 6) == 0;
+}
+
+static void
+count_put(const char *path, int batched)
+{
+    cnt.seq++;
+    if (is_entry(path)) {
+        if (batched) {
+            cnt.entry_puts_batched++;
+        } else {
+            cnt.entry_puts_durable++;
+        }
+        cnt.last_entry_seq = cnt.seq;
+    } else if (strcmp(path, "counters.json") == 0) {
+        cnt.counters_puts++;
+    } else if (strcmp(path, "names-generation") == 0) {
+        cnt.gen_puts++;
+        cnt.gen_seq = cnt.seq;
+    }
+}
+
+static void
+count_append(const char *path)
+{
+    cnt.seq++;
+    if (strcmp(path, "audit.log") == 0) {
+        cnt.audit_appends++;
+    } else if (strcmp(path, "names-journal") == 0) {
+        cnt.journal_appends++;
+        cnt.journal_seq = cnt.seq;
+    }
+}
+
+static int
+counting_put(atls_store_t *st, const char *path, const char *data, size_t len,
+             int is_private, char *err, size_t errlen)
+{
+    count_put(path, 0);
+    return real_ops->put(st, path, data, len, is_private, err, errlen);
+}
+
+static int
+counting_put_nosync(atls_store_t *st, const char *path, const char *data, size_t len,
+                    int is_private, char *err, size_t errlen)
+{
+    count_put(path, 1);
+    return real_ops->put_nosync(st, path, data, len, is_private, err, errlen);
+}
+
+static int
+counting_sync_dir(atls_store_t *st, const char *dir, char *err, size_t errlen)
+{
+    cnt.seq++;
+    if (strcmp(dir, "names") == 0) {
+        cnt.names_dir_syncs++;
+        cnt.sync_seq = cnt.seq;
+    }
+    return real_ops->sync_dir(st, dir, err, errlen);
+}
+
+static int
+counting_append(atls_store_t *st, const char *path, const char *data, size_t len,
+                size_t rotate_bytes, unsigned keep, char *err, size_t errlen)
+{
+    count_append(path);
+    return real_ops->append(st, path, data, len, rotate_bytes, keep, err, errlen);
+}
+
+static int
+counting_append_many(atls_store_t *st, const char *path, const char *const *recs,
+                     const size_t *lens, size_t n, size_t rotate_bytes, unsigned keep,
+                     char *err, size_t errlen)
+{
+    count_append(path);
+    return real_ops->append_many(st, path, recs, lens, n, rotate_bytes, keep, err, errlen);
+}
+
+/* ---- fixture ---------------------------------------------------------------------- */
+
+static struct {
+    char           root[256];
+    atls_store_t  *st;
+    atls_events_t *ev;
+} bx;
+
+static int
+setup(void **state)
+{
+    atls_actor_t actor = { "cli", "autotls/test", 1, 0, "root" };
+    char         err[256];
+
+    (void) state;
+    logcap_start(ATLS_LOG_WARN);
+    snprintf(bx.root, sizeof(bx.root), "/tmp/atls-namesbulk-XXXXXX");
+    if (mkdtemp(bx.root) == NULL) {
+        return -1;
+    }
+    bx.st = atls_store_fs_open(bx.root, err, sizeof(err));
+    if (bx.st == NULL) {
+        return -1;
+    }
+    real_ops = bx.st->ops;
+    counting_ops = *real_ops;
+    counting_ops.put = counting_put;
+    counting_ops.put_nosync = counting_put_nosync;
+    counting_ops.sync_dir = counting_sync_dir;
+    counting_ops.append = counting_append;
+    counting_ops.append_many = counting_append_many;
+    bx.st->ops = &counting_ops;
+    bx.ev = atls_events_new(bx.st, &actor, NULL);
+    return bx.ev != NULL ? 0 : -1;
+}
+
+static int
+teardown(void **state)
+{
+    (void) state;
+    atls_events_free(bx.ev);
+    bx.st->ops = real_ops;
+    atls_store_close(bx.st);
+    tmptree_rm(bx.root);
+    logcap_stop();
+    return 0;
+}
+
+/* Adds n fresh names (prefix0.example.com...) and emits their events as
+ * the CLI does; the counts of that batch in *c. */
+static void
+add_batch(const char *prefix, size_t n, counts_t *c)
+{
+    char          **names, err[512];
+    unsigned char  *added;
+    size_t          i;
+
+    names = calloc(n, sizeof(*names));
+    added = calloc(n, 1);
+    assert_non_null(names);
+    assert_non_null(added);
+    for (i = 0; i < n; i++) {
+        names[i] = malloc(64);
+        assert_non_null(names[i]);
+        snprintf(names[i], 64, "%s%zu.example.com", prefix, i);
+    }
+    memset(&cnt, 0, sizeof(cnt));
+    assert_int_equal(atls_names_add_many(bx.st, (const char *const *) names, n, NULL,
+                                         "cli", "test", 1700000000, added, err,
+                                         sizeof(err)), ATLS_STORE_OK);
+    for (i = 0; i < n; i++) {
+        assert_int_equal(added[i], 1);
+    }
+    atls_names_emit_many(bx.ev, 1, (const char *const *) names, n, NULL, "cli", "test",
+                         1700000000);
+    *c = cnt;
+    for (i = 0; i < n; i++) {
+        free(names[i]);
+    }
+    free(names);
+    free(added);
+}
+
+static size_t
+lines_of(const char *path, const char *needle)
+{
+    char   *data = NULL, err[256], *p;
+    size_t  len = 0, k = 0;
+
+    assert_int_equal(real_ops->get(bx.st, path, &data, &len, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    for (p = data; p != NULL && *p != '\0'; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (needle == NULL || strncmp(p, needle, strlen(needle)) == 0) {
+            k++;
+        }
+    }
+    free(data);
+    return k;
+}
+
+/* ---- tests ------------------------------------------------------------------------ */
+
+/* 10 names and 100 names cost the same number of writes of the shared
+ * files; only the entries themselves grow with the batch. */
+static void
+test_shared_writes_do_not_grow(void **state)
+{
+    counts_t small, big;
+    char   **cn = NULL, err[256];
+    uint64_t *cv = NULL;
+    size_t    n = 0, i;
+    int       seen = 0;
+
+    (void) state;
+    add_batch("a", 10, &small);
+    add_batch("b", 100, &big);
+
+    assert_int_equal(small.audit_appends, 1);
+    assert_int_equal(big.audit_appends, small.audit_appends);
+    assert_int_equal(small.counters_puts, 1);
+    assert_int_equal(big.counters_puts, small.counters_puts);
+    assert_int_equal(small.journal_appends, 1);
+    assert_int_equal(big.journal_appends, small.journal_appends);
+    assert_int_equal(small.names_dir_syncs, 1);
+    assert_int_equal(big.names_dir_syncs, small.names_dir_syncs);
+    assert_int_equal(big.gen_puts, small.gen_puts);
+    /* each entry its own atomic write, none with its own directory fsync */
+    assert_int_equal(small.entry_puts_batched, 10);
+    assert_int_equal(big.entry_puts_batched, 100);
+    assert_int_equal(big.entry_puts_durable, 0);
+
+    /* every name audited, counted and journalled all the same */
+    assert_int_equal(lines_of("audit.log", "{\"event\":\"name-added\""), 110);
+    assert_int_equal(lines_of("names-journal", NULL), 110);
+    assert_int_equal(atls_store_counters_load(bx.st, &cn, &cv, &n, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    for (i = 0; i < n; i++) {
+        if (strcmp(cn[i], "events.name-added") == 0) {
+            assert_int_equal(cv[i], 110);
+            seen = 1;
+        }
+    }
+    assert_true(seen);
+    atls_strv_free(cn, n);
+    free(cv);
+}
+
+/* The entries are durable (names/ fsync'd) before the generation moves
+ * and before the journal names them. */
+static void
+test_entries_durable_before_generation_and_journal(void **state)
+{
+    counts_t c;
+
+    (void) state;
+    add_batch("c", 20, &c);
+    assert_true(c.last_entry_seq < c.sync_seq);
+    assert_true(c.sync_seq < c.gen_seq);
+    assert_true(c.gen_seq < c.journal_seq);
+}
+
+/* The journal of a batch answers atls_names_changed_since with every name. */
+static void
+test_journal_names_the_batch(void **state)
+{
+    counts_t  c;
+    char    **names = NULL, err[256];
+    size_t    n = 0;
+    uint64_t  g0, g1;
+
+    (void) state;
+    g0 = atls_names_generation(bx.st);
+    add_batch("d", 30, &c);
+    g1 = atls_names_generation(bx.st);
+    assert_int_equal(g1, g0 + 1);
+    assert_int_equal(atls_names_changed_since(bx.st, g0, g1, &names, &n, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(n, 30);
+    assert_string_equal(names[0], "d0.example.com");
+    atls_strv_free(names, n);
+}
+
+/* Several event types in one batch: each counter moves by its own count,
+ * in one rewrite; the records keep their order. */
+static void
+test_emit_many_mixed_types(void **state)
+{
+    atls_event_t e[3];
+    const char  *nm[1] = { "x.example.com" };
+    char        *data = NULL, err[256], *second;
+    size_t       len = 0;
+
+    (void) state;
+    memset(e, 0, sizeof(e));
+    e[0].type = ATLS_EV_NAME_ADDED;
+    e[1].type = ATLS_EV_NAME_REMOVED;
+    e[2].type = ATLS_EV_NAME_ADDED;
+    e[0].names = e[1].names = e[2].names = nm;
+    e[0].n_names = e[1].n_names = e[2].n_names = 1;
+    memset(&cnt, 0, sizeof(cnt));
+    assert_int_equal(atls_events_emit_many(bx.ev, e, 3), 0);
+    assert_int_equal(cnt.audit_appends, 1);
+    assert_int_equal(cnt.counters_puts, 1);
+    assert_int_equal(real_ops->get(bx.st, "audit.log", &data, &len, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_non_null(strstr(data, "\"event\":\"name-added\""));
+    second = strchr(data, '\n');
+    assert_non_null(second);
+    assert_int_equal(strncmp(second + 1, "{\"event\":\"name-removed\"", 23), 0);
+    free(data);
+    data = NULL;
+    assert_int_equal(real_ops->get(bx.st, "counters.json", &data, &len, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_non_null(strstr(data, "\"events.name-added\": 2"));
+    assert_non_null(strstr(data, "\"events.name-removed\": 1"));
+    free(data);
+}
+
+/* A record that is not one line refuses the whole batch: nothing written. */
+static void
+test_audit_many_refuses_bad_record(void **state)
+{
+    const char *recs[2] = { "{\"a\":1}", "{\"b\":\n2}" };
+    size_t      lens[2] = { 7, 9 };
+    char        err[256], *data = NULL;
+    size_t      len = 0;
+
+    (void) state;
+    assert_int_equal(atls_store_audit_append_many(bx.st, recs, lens, 2, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    assert_non_null(strstr(err, "audit.log"));
+    assert_int_equal(real_ops->get(bx.st, "audit.log", &data, &len, err, sizeof(err)),
+                     ATLS_STORE_NOTFOUND);
+    free(data);
+}
+
+/* A backend without the batch ops (redis, the mirror) still records every
+ * event and every name: one append a record, a durable put an entry. */
+static void
+test_backend_without_batch_ops(void **state)
+{
+    counts_t c;
+
+    (void) state;
+    counting_ops.put_nosync = NULL;
+    counting_ops.sync_dir = NULL;
+    counting_ops.append_many = NULL;
+    add_batch("e", 5, &c);
+    assert_int_equal(c.entry_puts_durable, 5);
+    assert_int_equal(c.audit_appends, 5);
+    assert_int_equal(c.journal_appends, 5);
+    assert_int_equal(c.counters_puts, 1);
+    assert_int_equal(lines_of("audit.log", "{\"event\":\"name-added\""), 5);
+    assert_int_equal(lines_of("names-journal", NULL), 5);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_shared_writes_do_not_grow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_entries_durable_before_generation_and_journal,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_names_the_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_emit_many_mixed_types, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_many_refuses_bad_record, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_backend_without_batch_ops, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
