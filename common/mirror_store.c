@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
 #include "mirror_int.h"
 
 typedef enum {
@@ -125,6 +126,30 @@ changed(atls_mirror_t *m, const char *path)
     }
 }
 
+/*
+ * 1 when Redis already holds exactly data at path: the write would change
+ * nothing, so it must not move the certificate's generation either.  Each
+ * bump is announced and pulled by every node, whose scheduler then looks
+ * at the certificate again; a write that changes nothing but still bumped
+ * (bookkeeping every node makes for itself, a meta saved as it was) would
+ * make the nodes bump each other's generations without end.
+ */
+static int
+redis_holds(atls_store_t *rs, const char *path, const char *data, size_t len)
+{
+    char   *cur = NULL, err[256];
+    size_t  n = 0;
+    int     same;
+
+    same = rs->ops->get(rs, path, &cur, &n, err, sizeof(err)) == ATLS_STORE_OK
+           && n == len && (len == 0 || memcmp(cur, data, len) == 0);
+    if (cur != NULL) {
+        OPENSSL_cleanse(cur, n);    /* may be a private key */
+        free(cur);
+    }
+    return same;
+}
+
 static int
 ms_put(atls_store_t *st, const char *path, const char *data, size_t len, int is_private,
        char *err, size_t errlen)
@@ -144,6 +169,12 @@ ms_put(atls_store_t *st, const char *path, const char *data, size_t len, int is_
         return ATLS_STORE_ERROR;
     }
     if (atls_mirror_cert_of(path, id, sizeof(id)) == 0) {
+        if (redis_holds(rs, path, data, len)) {
+            /* no change: the mirror takes it (it may be behind), no bump */
+            return r == ROUTE_BOTH
+                   ? m->fs->ops->put(m->fs, path, data, len, is_private, err, errlen)
+                   : ATLS_STORE_OK;
+        }
         l = cert_lock(m, id);
     }
     /* Redis first: the truth; under the lease, only while it is still ours */

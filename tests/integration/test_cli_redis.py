@@ -326,3 +326,36 @@ def test_migrate_reports_a_tampered_value(pebble, redis, tmp_path):
     assert proc.returncode == 1
     assert pem in proc.stderr and "failed authentication" in proc.stderr, proc.stderr
     assert " 1 failed" in proc.stdout, proc.stdout
+
+
+LOG_PATHS = ("audit.log", "changes.log", "names-journal")
+
+
+def test_migrate_leaves_no_log_as_a_plain_value(pebble, redis, tmp_path):
+    """The change journal is an append-only log (a LIST in Redis), numbered
+    by the source's generations: migrate must not copy it as a string, or
+    every later bump on the target fails with "not a log (wrong type)"."""
+    store = str(tmp_path / "store")
+    issue(pebble, store, "journal.redis.test")
+    assert os.path.exists(os.path.join(store, "changes.log"))   # something to migrate
+    rs = spec(redis, key_file(tmp_path / "redis.key"))
+    out = run_cli("migrate", "--from", store, "--to", rs).stdout
+    assert " 0 failed" in out, out
+
+    def log_keys():
+        keys = filter(None, redis.cli("--scan", "--pattern", "cli:*:v:*").stdout.split(b"\n"))
+        return {k: redis.cli("TYPE", k).stdout.strip() for k in keys
+                if k.split(b":v:", 1)[1].decode().removesuffix(".1") in LOG_PATHS}
+    kinds = log_keys()
+    assert b"cli:{/audit.log}:v:audit.log" in kinds, kinds        # the check sees logs
+    assert all(kind == b"list" for kind in kinds.values()), kinds
+
+    # the target journals its own bumps: a deploy on Redis appends to it, no
+    # wrong-type warning, and the journal reads back as its lines
+    proc = issue(pebble, rs, "after.redis.test")
+    assert "wrong type" not in proc.stderr and "not a log" not in proc.stderr, proc.stderr
+    kinds = log_keys()
+    journal = b"cli:{/changes.log}:v:changes.log"
+    assert kinds.get(journal) == b"list", kinds
+    lines = redis.cli("LRANGE", journal, "0", "-1").stdout
+    assert b"after.redis.test" in lines and b"journal.redis.test" not in lines, lines

@@ -8,8 +8,10 @@
  * source's "cert-<id>" lock, unless the target's meta.json has a higher
  * generation (the target deployed since: kept); `generation` and
  * `names-generation` take the larger number; the audit log is copied only
- * into a target that has none; any other entry is copied when the target lacks it and kept when the
- * target has it (the target is the store in use once servers switched).
+ * into a target that has none; the change journals are not copied
+ * (journal_of_counter); any other entry is copied when the target lacks it
+ * and kept when the target has it (the target is the store in use once
+ * servers switched).
  * Every written entry is read back and compared.  Nothing is ever deleted,
  * so a re-run copies only what changed.
  */
@@ -325,6 +327,31 @@ done:
     free(dst);
 }
 
+/*
+ * The change journals (changes.log, names-journal and their rotated .1):
+ * lines "<generation> ..." numbered by the store's own `generation` and
+ * `names-generation` counters, which migrate merges (the larger number),
+ * so the source's lines would speak of another numbering; and a backend
+ * keeps them as append-only logs (Redis: a LIST), which a plain put would
+ * turn into a value of the wrong type.  The target journals its own bumps;
+ * a reader whose range its journal does not account for reads everything.
+ */
+static int journal_of_counter(const char *name)
+{
+    static const char *const journals[] = { "changes.log", "names-journal" };
+    size_t                   i, n;
+
+    for (i = 0; i < sizeof(journals) / sizeof(journals[0]); i++) {
+        n = strlen(journals[i]);
+        if (strncmp(name, journals[i], n) == 0
+            && (name[n] == '\0' || strcmp(name + n, ".1") == 0))
+        {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int skipped_at_root(const char *name)
 {
     return strcmp(name, "locks") == 0                       /* the fs store's lock files */
@@ -332,6 +359,7 @@ static int skipped_at_root(const char *name)
            || strcmp(name, "generation") == 0               /* migrate_counter */
            || strcmp(name, "names-generation") == 0
            || strcmp(name, "mirror-gen") == 0               /* a node's own */
+           || journal_of_counter(name)
            || strncmp(name, "audit.log", 9) == 0;           /* migrate_audit */
 }
 
@@ -439,7 +467,9 @@ const cli_command_t cli_cmd_migrate = {
     "kept when it is newer: a certificate whose meta.json has a higher\n"
     "generation in the target, the larger of two counters (generation,\n"
     "names-generation), an audit log the target already has, and any other\n"
-    "entry the target holds.\n"
+    "entry the target holds.  The change journals (changes.log, names-journal)\n"
+    "are not copied: their lines count the source's generations, and the\n"
+    "target journals its own.\n"
     "\n"
     "  --from SPEC    the source: a directory, or a Redis store\n"
     "  --to SPEC      the target: a directory (created 0700), or a Redis store\n"
