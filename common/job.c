@@ -172,11 +172,14 @@ atls_job_ensure(atls_store_t *st, const char *const *names, size_t n,
             m.n_names = n;
             changed = 1;
         }
+        /* the configured issuer is the one used, its node-local paths
+         * and ports included; the stored one is rewritten only when what
+         * the certificate is changed (issuer_eq) */
         if (!issuer_eq(&m.issuer, is)) {
-            atls_issuer_free(&m.issuer);
-            atls_issuer_copy(&m.issuer, is);
             changed = 1;
         }
+        atls_issuer_free(&m.issuer);
+        atls_issuer_copy(&m.issuer, is);
         if (names_changed || ca_changed) {
             /* The stored certificate no longer matches the configuration:
              * due now, and an old backoff must not delay the fix. */
