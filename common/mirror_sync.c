@@ -15,6 +15,7 @@
 #include "store_redis_int.h"
 
 #define MIRROR_PULL_TRIES  3   /* a deploy landing while we read: read again */
+#define MIRROR_SYNC_SLICE_MS 1000  /* atls_mirror_sync: a store bump this often */
 
 typedef struct {
     char   *name;
@@ -623,7 +624,8 @@ atls_mirror_sync(atls_mirror_t *m, int *pushed, char *err, size_t errlen)
 
     mirror_sync_end(m);     /* a whole sync covers one under way */
     do {
-        rc = atls_mirror_sync_step(m, 0, &done, pushed, err, errlen);
+        /* the node's workers see what was pulled every slice */
+        rc = atls_mirror_sync_step(m, MIRROR_SYNC_SLICE_MS, &done, pushed, err, errlen);
     } while (rc >= 0 && !done);
     return rc;
 }
