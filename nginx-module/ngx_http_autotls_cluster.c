@@ -43,6 +43,7 @@ typedef struct {
     ngx_event_t                 sync_ev;    /* the next slice of a sync */
     uint64_t                    sync_gen;   /* <P>{/cluster}:gen + 1 read
                                                before the sync under way */
+    int                         sync_pulled;    /* by it so far */
     uint64_t                    synced_gen; /* <P>{/cluster}:gen + 1 read
                                                before the last sync; 0:
                                                none since subscribing */
@@ -448,6 +449,7 @@ ngx_http_autotls_cluster_pull(ngx_http_autotls_cluster_t *cl, char *err,
     }
 
     cl->sync_gen = gen + 1;
+    cl->sync_pulled = 0;
     cl->syncing = 1;
     cl->sync_again = 0;
 
@@ -496,8 +498,9 @@ ngx_http_autotls_cluster_slice(ngx_event_t *ev)
         return;
     }
 
-    if (pulled > 0) {
-        /* this worker serves what is pulled so far; the others watch */
+    if (pulled > cl->sync_pulled) {
+        /* this worker serves what this slice pulled; the others watch */
+        cl->sync_pulled = pulled;
         ngx_http_autotls_watch_now();
     }
 
