@@ -98,6 +98,22 @@ int atls_mirror_renew(atls_mirror_t *m);
  * before the failure stay, each whole).  *pushed (may be NULL): how many
  * were pushed to Redis. */
 int atls_mirror_sync(atls_mirror_t *m, int *pushed, char *err, size_t errlen);
+/* The same, in slices for an event loop (issue 12: a cold mirror over
+ * 10,000 certificates must not stall the host for minutes): works for
+ * about budget_ms (<= 0: no limit; at least one certificate a call), then
+ * returns with *done 0 and goes on where it stopped at the next call;
+ * *done 1 when the sync is complete.  A call after it is done (or after
+ * -1) starts a new sync; atls_mirror_sync drops one under way.  Returns
+ * the certificates pulled by this sync so far, or -1 + err as
+ * atls_mirror_sync (the sync is then over); *pushed (may be NULL): those
+ * pushed so far.  A certificate is never half-pulled across calls, and
+ * the mirror's store generation moves once per call for all the
+ * certificates it pulled (the node's workers read each of them). */
+int atls_mirror_sync_step(atls_mirror_t *m, long budget_ms, int *done, int *pushed,
+                          char *err, size_t errlen);
+/* Drops a sliced sync under way (the host's connection failed: the next
+ * sync must list the certificates again). */
+void atls_mirror_sync_cancel(atls_mirror_t *m);
 /* The same for one certificate (an announcement): 1 pulled, 0 already
  * current (or pushed), -1 + err. */
 int atls_mirror_sync_one(atls_mirror_t *m, const char *id, char *err, size_t errlen);

@@ -125,6 +125,7 @@ atls_mirror_free(atls_mirror_t *m)
     if (m == NULL) {
         return;
     }
+    mirror_sync_end(m);
     while (m->locks != NULL) {
         m->store.ops->unlock(&m->store, m->locks->lk);
     }
@@ -203,8 +204,8 @@ atls_mirror_generation(atls_mirror_t *m, const char *id)
 }
 
 int
-atls_mirror_set_generation(atls_mirror_t *m, const char *id, uint64_t gen,
-                           char *err, size_t errlen)
+atls_mirror_write_generation(atls_mirror_t *m, const char *id, uint64_t gen,
+                             char *err, size_t errlen)
 {
     char *path, buf[32];
     int   rc;
@@ -215,6 +216,15 @@ atls_mirror_set_generation(atls_mirror_t *m, const char *id, uint64_t gen,
     snprintf(buf, sizeof(buf), "%" PRIu64 "\n", gen);
     rc = m->fs->ops->put(m->fs, path, buf, strlen(buf), 0, err, errlen);
     free(path);
+    return rc;
+}
+
+int
+atls_mirror_set_generation(atls_mirror_t *m, const char *id, uint64_t gen,
+                           char *err, size_t errlen)
+{
+    int rc = atls_mirror_write_generation(m, id, gen, err, errlen);
+
     /* the mirror's own store-wide generation is what the node's workers
      * watch (as with a fs store): it moves with every change they serve,
      * journaled with the id so that they read that certificate alone */

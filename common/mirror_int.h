@@ -37,6 +37,8 @@ struct atls_mirror_s {
     void              *responder_ctx;
     int                loaded;        /* every challenge present was loaded
                                          since Redis was last reached */
+
+    struct mirror_sync_s *sync;       /* a sliced sync under way (mirror_sync.c) */
 };
 
 extern const atls_store_ops_t atls_mirror_ops;
@@ -55,6 +57,13 @@ char *atls_mirror_gen_key(atls_mirror_t *m, const char *id);
 /* Writes the mirror's generation for id. */
 int atls_mirror_set_generation(atls_mirror_t *m, const char *id, uint64_t gen,
                                char *err, size_t errlen);
+
+/* Writes it without the store-wide bump: the caller bumps for a batch
+ * (atls_store_bump_generation_many) before it returns. */
+int atls_mirror_write_generation(atls_mirror_t *m, const char *id, uint64_t gen,
+                                 char *err, size_t errlen);
+/* Drops a sliced sync under way (atls_mirror_sync_step), if any. */
+void mirror_sync_end(atls_mirror_t *m);
 
 #define MIRROR_BUMP_INCR   0   /* a deploy: max(Redis, floor) + 1 */
 #define MIRROR_BUMP_RAISE  1   /* a push: up to floor, never lower */

@@ -12,8 +12,10 @@
 #include <string.h>
 #include "mirror_int.h"
 #include "store_int.h"
+#include "store_redis_int.h"
 
 #define MIRROR_PULL_TRIES  3   /* a deploy landing while we read: read again */
+#define MIRROR_SYNC_SLICE_MS 1000  /* atls_mirror_sync: a store bump this often */
 
 typedef struct {
     char   *name;
@@ -194,9 +196,55 @@ check_set(atls_mirror_t *m, const char *id, const mirror_set_t *s, char *err, si
     return rc;
 }
 
-/* Redis -> mirror for one certificate, at the generation read around it. */
+/* The certificates pulled in one step of a sync: the mirror's store
+ * generation moves once for all of them (mirror_batch_flush). */
+typedef struct {
+    char   **ids;
+    size_t   n, cap;
+} mirror_batch_t;
+
+static void
+batch_add(mirror_batch_t *b, const char *id)
+{
+    if (b->n == b->cap) {
+        size_t  cap = b->cap ? b->cap * 2 : 32;
+        char  **v = realloc(b->ids, cap * sizeof(*v));
+
+        if (v == NULL) {
+            abort();
+        }
+        b->ids = v;
+        b->cap = cap;
+    }
+    b->ids[b->n++] = atls_strdup(id);
+}
+
+/* One bump for the batch (its journal names each certificate, so the
+ * workers read them all); emptied whatever the result. */
 static int
-pull(atls_mirror_t *m, const char *id, char *err, size_t errlen)
+batch_flush(atls_mirror_t *m, mirror_batch_t *b, char *err, size_t errlen)
+{
+    int rc = ATLS_STORE_OK;
+
+    if (b->n > 0
+        && atls_store_bump_generation_many(m->fs, (const char *const *) b->ids, b->n)
+           != ATLS_STORE_OK)
+    {
+        snprintf(err, errlen, "mirror %s: generation not bumped (see the log)",
+                 m->fs->location);
+        rc = ATLS_STORE_ERROR;
+    }
+    atls_strv_free(b->ids, b->n);
+    b->ids = NULL;
+    b->n = 0;
+    b->cap = 0;
+    return rc;
+}
+
+/* Redis -> mirror for one certificate, at the generation read around it;
+ * the store generation bumped now (b NULL) or with the batch b. */
+static int
+pull(atls_mirror_t *m, const char *id, mirror_batch_t *b, char *err, size_t errlen)
 {
     atls_store_t *rs = atls_mirror_rs(m, err, errlen);
     mirror_set_t  s = { NULL, 0 };
@@ -221,9 +269,13 @@ pull(atls_mirror_t *m, const char *id, char *err, size_t errlen)
     }
     if (check_set(m, id, &s, err, errlen) != 0
         || write_dir(&d, dir, &s, 1, err, errlen) != ATLS_STORE_OK
-        || atls_mirror_set_generation(m, id, g1, err, errlen) != ATLS_STORE_OK)
+        || (b == NULL ? atls_mirror_set_generation(m, id, g1, err, errlen)
+                      : atls_mirror_write_generation(m, id, g1, err, errlen)) != ATLS_STORE_OK)
     {
         goto out;
+    }
+    if (b != NULL) {
+        batch_add(b, id);
     }
     atls_log(ATLS_LOG_INFO, "mirror: %s at generation %" PRIu64 " from Redis", id, g1);
     rc = 0;
@@ -295,7 +347,8 @@ has_meta(atls_store_t *st, const char *id, char *err, size_t errlen)
 /* The rule of atls_mirror.h for one certificate: 1 pulled, 0 nothing or
  * pushed (*pushed counts), -1 + err. */
 static int
-sync_cert(atls_mirror_t *m, const char *id, int *pushed, char *err, size_t errlen)
+sync_cert(atls_mirror_t *m, const char *id, mirror_batch_t *b, int *pushed, char *err,
+          size_t errlen)
 {
     uint64_t rgen, lgen = atls_mirror_generation(m, id);
     int      in_redis, in_mirror, rc;
@@ -304,7 +357,7 @@ sync_cert(atls_mirror_t *m, const char *id, int *pushed, char *err, size_t errle
         return -1;
     }
     if (rgen > lgen) {
-        return pull(m, id, err, errlen) == 0 ? 1 : -1;
+        return pull(m, id, b, err, errlen) == 0 ? 1 : -1;
     }
     if (lgen == rgen && rgen != 0) {
         return 0;
@@ -319,7 +372,7 @@ sync_cert(atls_mirror_t *m, const char *id, int *pushed, char *err, size_t errle
             return -1;
         }
         if (in_redis && !in_mirror) {
-            return pull(m, id, err, errlen) == 0 ? 1 : -1;
+            return pull(m, id, b, err, errlen) == 0 ? 1 : -1;
         }
         if (in_redis || !in_mirror) {
             return 0;
@@ -342,7 +395,7 @@ atls_mirror_sync_one(atls_mirror_t *m, const char *id, char *err, size_t errlen)
     if (atls_mirror_rs(m, err, errlen) == NULL) {
         return -1;
     }
-    return sync_cert(m, id, NULL, err, errlen);
+    return sync_cert(m, id, NULL, NULL, err, errlen);
 }
 
 /* The sorted union of two sorted lists (names borrowed). */
@@ -407,19 +460,50 @@ sync_accounts(atls_mirror_t *m, char *err, size_t errlen)
     return rc == ATLS_STORE_OK ? 0 : -1;
 }
 
-int
-atls_mirror_sync(atls_mirror_t *m, int *pushed, char *err, size_t errlen)
-{
-    atls_redis_t *c = atls_mirror_conn(m, err, errlen);
-    char        **ir = NULL, **imf = NULL;
-    size_t        nr = 0, nf = 0, n = 0, i;
-    const char  **ids = NULL;
-    redisReply   *r = NULL;
-    int           pulled = 0, rc = -1, one;
+/* A sync under way: the certificates listed at its start, and where the
+ * next step goes on. */
+struct mirror_sync_s {
+    char        **ir, **imf;
+    size_t        nr, nf, n, next;
+    const char  **ids;
+    int           pulled, pushed;
+};
 
-    if (pushed != NULL) {
-        *pushed = 0;
+void
+mirror_sync_end(atls_mirror_t *m)
+{
+    struct mirror_sync_s *y = m->sync;
+
+    if (y == NULL) {
+        return;
     }
+    free(y->ids);
+    atls_strv_free(y->ir, y->nr);
+    atls_strv_free(y->imf, y->nf);
+    free(y);
+    m->sync = NULL;
+}
+
+void
+atls_mirror_sync_cancel(atls_mirror_t *m)
+{
+    mirror_sync_end(m);
+}
+
+/* A new sync: the certificates of both sides, listed once. */
+static int
+sync_begin(atls_mirror_t *m, char *err, size_t errlen)
+{
+    atls_redis_t         *c = atls_mirror_conn(m, err, errlen);
+    struct mirror_sync_s *y;
+    redisReply           *r = NULL;
+    int                   one, rc = -1;
+
+    y = calloc(1, sizeof(*y));
+    if (y == NULL) {
+        abort();
+    }
+    m->sync = y;
     if (c == NULL || atls_redis_callv(c, &r, err, errlen, "EXISTS", m->cluster_key, NULL) != 0) {
         goto out;
     }
@@ -428,21 +512,71 @@ atls_mirror_sync(atls_mirror_t *m, int *pushed, char *err, size_t errlen)
                  "emptied Redis, filled from the mirror where it is newer",
                  m->store.location, m->cluster_key);
     }
-    one = m->rs->ops->list(m->rs, "certs", &ir, &nr, err, errlen);
+    one = m->rs->ops->list(m->rs, "certs", &y->ir, &y->nr, err, errlen);
     if (one != ATLS_STORE_OK && one != ATLS_STORE_NOTFOUND) {
         goto out;
     }
-    one = m->fs->ops->list(m->fs, "certs", &imf, &nf, err, errlen);
+    one = m->fs->ops->list(m->fs, "certs", &y->imf, &y->nf, err, errlen);
     if (one != ATLS_STORE_OK && one != ATLS_STORE_NOTFOUND) {
         goto out;
     }
-    ids = union_sorted(ir, nr, imf, nf, &n);
-    for (i = 0; i < n; i++) {
-        if (!atls_store_id_ok(ids[i])) {
-            atls_log(ATLS_LOG_WARN, "mirror: certs/%s: not a certificate id, skipped", ids[i]);
+    y->ids = union_sorted(y->ir, y->nr, y->imf, y->nf, &y->n);
+    rc = 0;
+
+out:
+    if (r != NULL) {
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+/* The end of a sync: accounts, then the cluster key (from now on this
+ * Redis is known to hold the cluster's state). */
+static int
+sync_finish(atls_mirror_t *m, char *err, size_t errlen)
+{
+    atls_redis_t *c;
+    redisReply   *r = NULL;
+
+    if (sync_accounts(m, err, errlen) != 0) {
+        return -1;
+    }
+    c = atls_mirror_conn(m, err, errlen);
+    if (c == NULL || atls_redis_callv(c, &r, err, errlen, "SET", m->cluster_key, "0", "NX",
+                                      NULL) != 0)
+    {
+        return -1;
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+int
+atls_mirror_sync_step(atls_mirror_t *m, long budget_ms, int *done, int *pushed,
+                      char *err, size_t errlen)
+{
+    struct mirror_sync_s *y;
+    mirror_batch_t        b = { NULL, 0, 0 };
+    long long             until = atls_rs_now_ms() + budget_ms;
+    int                   rc = -1, one, stepped = 0;
+
+    *done = 0;
+    if (m->sync == NULL && sync_begin(m, err, errlen) != 0) {
+        goto out;
+    }
+    y = m->sync;
+    for (; y->next < y->n; y->next++) {
+        const char *id = y->ids[y->next];
+
+        if (budget_ms > 0 && stepped > 0 && atls_rs_now_ms() >= until) {
+            break;
+        }
+        stepped++;
+        if (!atls_store_id_ok(id)) {
+            atls_log(ATLS_LOG_WARN, "mirror: certs/%s: not a certificate id, skipped", id);
             continue;
         }
-        one = sync_cert(m, ids[i], pushed, err, errlen);
+        one = sync_cert(m, id, &b, &y->pushed, err, errlen);
         if (one < 0 && atls_mirror_redis_down(m)) {
             goto out;
         }
@@ -451,25 +585,47 @@ atls_mirror_sync(atls_mirror_t *m, int *pushed, char *err, size_t errlen)
             atls_log(ATLS_LOG_WARN, "mirror: %s", err);
             continue;
         }
-        pulled += one;
+        y->pulled += one;
     }
-    if (sync_accounts(m, err, errlen) != 0) {
+    if (batch_flush(m, &b, err, errlen) != ATLS_STORE_OK) {
         goto out;
     }
-    freeReplyObject(r);
-    r = NULL;
-    /* from now on this Redis is known to hold the cluster's state */
-    if (atls_redis_callv(c, &r, err, errlen, "SET", m->cluster_key, "0", "NX", NULL) != 0) {
-        goto out;
+    if (y->next == y->n) {
+        if (sync_finish(m, err, errlen) != 0) {
+            goto out;
+        }
+        *done = 1;
     }
-    rc = pulled;
+    rc = y->pulled;
+    if (pushed != NULL) {
+        *pushed = y->pushed;
+    }
 
 out:
-    if (r != NULL) {
-        freeReplyObject(r);
+    if (b.n > 0) {
+        /* what was pulled before a failure is served: the workers see it */
+        char why[256];
+
+        (void) batch_flush(m, &b, why, sizeof(why));
     }
-    free(ids);
-    atls_strv_free(ir, nr);
-    atls_strv_free(imf, nf);
+    if (rc < 0 || *done) {
+        if (rc < 0 && pushed != NULL) {
+            *pushed = m->sync != NULL ? m->sync->pushed : 0;
+        }
+        mirror_sync_end(m);
+    }
+    return rc;
+}
+
+int
+atls_mirror_sync(atls_mirror_t *m, int *pushed, char *err, size_t errlen)
+{
+    int done = 0, rc;
+
+    mirror_sync_end(m);     /* a whole sync covers one under way */
+    do {
+        /* the node's workers see what was pulled every slice */
+        rc = atls_mirror_sync_step(m, MIRROR_SYNC_SLICE_MS, &done, pushed, err, errlen);
+    } while (rc >= 0 && !done);
     return rc;
 }

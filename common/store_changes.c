@@ -52,28 +52,46 @@ changes_append(atls_store_t *st, uint64_t gen, const char *id, char *err, size_t
                            err, errlen);
 }
 
-int
-atls_store_bump_generation_for(atls_store_t *st, const char *id)
+/* One generation for the n ids (CHANGES_NO_CERT among them), their lines
+ * appended together (append_many: one fsync) before it is written: a
+ * reader takes every line of a generation. */
+static int
+bump_for(atls_store_t *st, const char *const *ids, size_t n)
 {
-    char               err[256], buf[32];
-    atls_store_lock_t *lk = NULL;
-    uint64_t           g;
-    int                rc;
+    char                err[256], buf[32], **lines = NULL;
+    size_t             *lens = NULL, i;
+    atls_store_lock_t  *lk = NULL;
+    uint64_t            g;
+    int                 rc, jr = ATLS_STORE_OK;
 
-    if (id != NULL && !atls_store_id_ok(id)) {
-        atls_log(ATLS_LOG_ERR, "store: generation: invalid certificate id \"%s\"", id);
-        return ATLS_STORE_ERROR;
-    }
     rc = st->ops->lock(st, "generation", 1, &lk, err, sizeof(err));
     if (rc != ATLS_STORE_OK) {
         atls_log(ATLS_LOG_ERR, "store: generation lock: %s", err);
         return ATLS_STORE_ERROR;
     }
     rc = atls_store_read_generation(st, &g, err, sizeof(err));
-    if (rc == ATLS_STORE_OK
-        && changes_append(st, g + 1, id != NULL ? id : CHANGES_NO_CERT, err, sizeof(err))
-           != ATLS_STORE_OK)
-    {
+    if (rc == ATLS_STORE_OK && n > 1 && st->ops->append_many != NULL) {
+        lines = calloc(n, sizeof(*lines));
+        lens = calloc(n, sizeof(*lens));
+        if (lines == NULL || lens == NULL) {
+            abort();
+        }
+        for (i = 0; i < n; i++) {
+            if (asprintf(&lines[i], "%" PRIu64 " %s", g + 1, ids[i]) < 0) {
+                abort();
+            }
+            lens[i] = strlen(lines[i]);
+        }
+        jr = st->ops->append_many(st, CHANGES_FILE, (const char *const *) lines, lens, n,
+                                  ATLS_CHANGES_ROTATE_BYTES, 1, err, sizeof(err));
+        atls_strv_free(lines, n);
+        free(lens);
+    } else {
+        for (i = 0; rc == ATLS_STORE_OK && jr == ATLS_STORE_OK && i < n; i++) {
+            jr = changes_append(st, g + 1, ids[i], err, sizeof(err));
+        }
+    }
+    if (rc == ATLS_STORE_OK && jr != ATLS_STORE_OK) {
         /* the bump matters more than the journal: readers see the gap and
          * read everything */
         atls_log(ATLS_LOG_WARN, "store: change journal: %s", err);
@@ -88,6 +106,32 @@ atls_store_bump_generation_for(atls_store_t *st, const char *id)
         return ATLS_STORE_ERROR;
     }
     return ATLS_STORE_OK;
+}
+
+int
+atls_store_bump_generation_for(atls_store_t *st, const char *id)
+{
+    const char *one = id != NULL ? id : CHANGES_NO_CERT;
+
+    if (id != NULL && !atls_store_id_ok(id)) {
+        atls_log(ATLS_LOG_ERR, "store: generation: invalid certificate id \"%s\"", id);
+        return ATLS_STORE_ERROR;
+    }
+    return bump_for(st, &one, 1);
+}
+
+int
+atls_store_bump_generation_many(atls_store_t *st, const char *const *ids, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (!atls_store_id_ok(ids[i])) {
+            atls_log(ATLS_LOG_ERR, "store: generation: invalid certificate id \"%s\"", ids[i]);
+            return ATLS_STORE_ERROR;
+        }
+    }
+    return n == 0 ? ATLS_STORE_OK : bump_for(st, ids, n);
 }
 
 int

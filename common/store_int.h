@@ -61,4 +61,12 @@ int atls_meta_certs_from_json(json_t *root, atls_cert_meta_t *m, char *err, size
 /* Deep copy of s into d (overwritten, not freed). */
 void atls_cert_kt_info_copy(atls_cert_kt_info_t *d, const atls_cert_kt_info_t *s);
 
+/* ---- the change journal (store_changes.c) ------------------------------- */
+
+/* atls_store_bump_generation_for for n certificates at once (the
+ * mirror's sync, issue 12): one generation, its journal lines for every
+ * id appended together (append_many: one fsync), the generation written
+ * once.  ATLS_STORE_OK (n 0: nothing) or ATLS_STORE_ERROR (logged). */
+int atls_store_bump_generation_many(atls_store_t *st, const char *const *ids, size_t n);
+
 #endif

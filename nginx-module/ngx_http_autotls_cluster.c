@@ -28,6 +28,9 @@
 #define NGX_HTTP_AUTOTLS_CLUSTER_RETRY_MIN  1000
 #define NGX_HTTP_AUTOTLS_CLUSTER_RETRY_MAX  30000
 #define NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS   1000
+/* a sync runs in slices of this much (issue 12: a cold mirror over 10,000
+ * certificates must not stall this worker's clients for minutes) */
+#define NGX_HTTP_AUTOTLS_CLUSTER_SLICE_MS   20
 
 
 typedef struct {
@@ -37,6 +40,10 @@ typedef struct {
     ngx_event_t                 retry_ev;   /* reconnect, or connect limit */
     ngx_event_t                 beat_ev;    /* heartbeat */
     ngx_event_t                 check_ev;   /* the cluster generation */
+    ngx_event_t                 sync_ev;    /* the next slice of a sync */
+    uint64_t                    sync_gen;   /* <P>{/cluster}:gen + 1 read
+                                               before the sync under way */
+    int                         sync_pulled;    /* by it so far */
     uint64_t                    synced_gen; /* <P>{/cluster}:gen + 1 read
                                                before the last sync; 0:
                                                none since subscribing */
@@ -48,6 +55,9 @@ typedef struct {
     unsigned                    listening:1;
     unsigned                    down:1;     /* the outage was logged */
     unsigned                    open_failed:1;  /* logged once */
+    unsigned                    syncing:1;  /* a sync under way */
+    unsigned                    sync_again:1;   /* asked for meanwhile */
+    unsigned                    sync_resume:1;  /* the scheduler waits for it */
 } ngx_http_autotls_cluster_t;
 
 
@@ -60,6 +70,10 @@ static void ngx_http_autotls_cluster_failed(ngx_http_autotls_cluster_t *cl,
 static void ngx_http_autotls_cluster_retry(ngx_event_t *ev);
 static void ngx_http_autotls_cluster_beat(ngx_event_t *ev);
 static void ngx_http_autotls_cluster_check(ngx_event_t *ev);
+static void ngx_http_autotls_cluster_slice(ngx_event_t *ev);
+static void ngx_http_autotls_cluster_sync_stop(ngx_http_autotls_cluster_t *cl);
+static void ngx_http_autotls_cluster_retried(ngx_http_autotls_cluster_t *cl,
+    const char *err);
 static int ngx_http_autotls_cluster_pull(ngx_http_autotls_cluster_t *cl,
     char *err, size_t errlen);
 static ngx_int_t ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl);
@@ -115,6 +129,11 @@ ngx_http_autotls_cluster_start(ngx_log_t *log)
                                 log);
     ngx_http_autotls_event_init(&cl->check_ev,
                                 ngx_http_autotls_cluster_check, log);
+    ngx_http_autotls_event_init(&cl->sync_ev,
+                                ngx_http_autotls_cluster_slice, log);
+    cl->syncing = 0;
+    cl->sync_again = 0;
+    cl->sync_resume = 0;
     cl->backoff = 0;
     cl->down = 0;
     cl->synced_gen = 0;
@@ -157,6 +176,8 @@ ngx_http_autotls_cluster_stop(void)
     if (cl->check_ev.timer_set) {
         ngx_del_timer(&cl->check_ev);
     }
+
+    ngx_http_autotls_cluster_sync_stop(cl);
 
     if (cl->mirror == NULL) {
         return;
@@ -301,6 +322,9 @@ ngx_http_autotls_cluster_failed(ngx_http_autotls_cluster_t *cl,
     cl->listening = 0;
     cl->synced_gen = 0;
 
+    /* the sync after the next subscription lists everything again */
+    ngx_http_autotls_cluster_sync_stop(cl);
+
     ngx_http_autotls_cluster_down(cl, why);
 
     /* no order runs against a Redis that may come back empty */
@@ -376,7 +400,11 @@ ngx_http_autotls_cluster_retry(ngx_event_t *ev)
 }
 
 
-/* missed announcements, and the repopulation of an emptied Redis */
+/*
+ * Missed announcements, and the repopulation of an emptied Redis: a sync
+ * in slices (ngx_http_autotls_cluster_slice), after which the scheduler
+ * runs again; the subscriber's failure is handled there.
+ */
 static ngx_int_t
 ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl)
 {
@@ -384,32 +412,34 @@ ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl)
 
     err[0] = '\0';
 
+    cl->sync_resume = 1;
+
     if (ngx_http_autotls_cluster_pull(cl, err, sizeof(err)) < 0) {
         /* the mirror is left as it was; tried again with the subscriber */
         ngx_http_autotls_cluster_failed(cl, err);
         return NGX_ERROR;
     }
 
-    /* the scheduler sees what the cluster has, a Redis restarted empty
-     * filled again first */
-    ngx_http_autotls_driver_resume();
-
     return NGX_OK;
 }
 
 
 /*
- * A sync, after reading the cluster's generation: a certificate bumped
- * during the sync (its pull may have failed: "kept changing") moves the
- * generation past the one recorded, so the next check syncs again.  The
- * number pulled, or -1 + err.
+ * Starts a sync, after reading the cluster's generation: a certificate
+ * bumped during the sync (its pull may have failed: "kept changing") moves
+ * the generation past the one recorded, so the next check syncs again.
+ * One under way is not nested: it runs again once done.  0, or -1 + err.
  */
 static int
 ngx_http_autotls_cluster_pull(ngx_http_autotls_cluster_t *cl, char *err,
     size_t errlen)
 {
-    int       pulled, pushed;
     uint64_t  gen;
+
+    if (cl->syncing) {
+        cl->sync_again = 1;
+        return 0;
+    }
 
     if (atls_mirror_redis_generation(cl->mirror, "/cluster", &gen, err,
                                      errlen)
@@ -418,16 +448,71 @@ ngx_http_autotls_cluster_pull(ngx_http_autotls_cluster_t *cl, char *err,
         return -1;
     }
 
-    pushed = 0;
+    cl->sync_gen = gen + 1;
+    cl->sync_pulled = 0;
+    cl->syncing = 1;
+    cl->sync_again = 0;
 
-    pulled = atls_mirror_sync(cl->mirror, &pushed, err, errlen);
+    ngx_add_timer(&cl->sync_ev, 0);
 
-    if (pulled < 0) {
-        return -1;
+    return 0;
+}
+
+
+/*
+ * One slice of the sync; the next one from a 1 ms timer, so that the
+ * event loop serves the clients in between (a 0 ms timer would expire in
+ * the same pass over the timers).
+ */
+static void
+ngx_http_autotls_cluster_slice(ngx_event_t *ev)
+{
+    int                          pulled, pushed, done;
+    char                         err[512];
+    ngx_http_autotls_cluster_t  *cl = &ngx_http_autotls_cluster;
+
+    if (cl->mirror == NULL || !cl->syncing) {
+        return;
     }
 
+    err[0] = '\0';
+    pushed = 0;
+    done = 0;
+
+    pulled = atls_mirror_sync_step(cl->mirror,
+                                   NGX_HTTP_AUTOTLS_CLUSTER_SLICE_MS, &done,
+                                   &pushed, err, sizeof(err));
+
+    if (pulled < 0) {
+        cl->syncing = 0;
+        cl->sync_again = 0;
+
+        if (cl->sync_resume) {
+            /* the sync after a subscription: tried again with a new one */
+            cl->sync_resume = 0;
+            ngx_http_autotls_cluster_failed(cl, err);
+            return;
+        }
+
+        ngx_http_autotls_cluster_retried(cl, err);
+        return;
+    }
+
+    if (pulled > cl->sync_pulled) {
+        /* this worker serves what this slice pulled; the others watch */
+        cl->sync_pulled = pulled;
+        ngx_http_autotls_watch_now();
+    }
+
+    if (!done) {
+        ngx_add_timer(ev, 1);
+        return;
+    }
+
+    cl->syncing = 0;
+
     /* a push bumped the generation itself: read again at the next check */
-    cl->synced_gen = pushed > 0 ? 0 : gen + 1;
+    cl->synced_gen = pushed > 0 ? 0 : cl->sync_gen;
 
     if (pulled > 0 || pushed > 0) {
         ngx_log_error(NGX_LOG_NOTICE, cl->log, 0,
@@ -436,11 +521,50 @@ ngx_http_autotls_cluster_pull(ngx_http_autotls_cluster_t *cl, char *err,
                       cl->where, pulled, pushed);
     }
 
-    if (pulled > 0) {
-        ngx_http_autotls_watch_now();
+    if (cl->sync_resume) {
+        /* the scheduler sees what the cluster has, a Redis restarted
+         * empty filled again first */
+        cl->sync_resume = 0;
+        ngx_http_autotls_driver_resume();
     }
 
-    return pulled;
+    if (cl->sync_again) {
+        err[0] = '\0';
+
+        if (ngx_http_autotls_cluster_pull(cl, err, sizeof(err)) < 0) {
+            ngx_http_autotls_cluster_retried(cl, err);
+        }
+    }
+}
+
+
+/* a sync that failed while Redis is up: the next check tries again */
+static void
+ngx_http_autotls_cluster_retried(ngx_http_autotls_cluster_t *cl,
+    const char *err)
+{
+    ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                  "autotls_store \"%s\": %s; tried again in %M ms",
+                  cl->where, err,
+                  (ngx_msec_t) NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS);
+}
+
+
+/* a sync under way ends here (the connection failed, the worker stops) */
+static void
+ngx_http_autotls_cluster_sync_stop(ngx_http_autotls_cluster_t *cl)
+{
+    if (cl->sync_ev.timer_set) {
+        ngx_del_timer(&cl->sync_ev);
+    }
+
+    if (cl->mirror != NULL) {
+        atls_mirror_sync_cancel(cl->mirror);
+    }
+
+    cl->syncing = 0;
+    cl->sync_again = 0;
+    cl->sync_resume = 0;
 }
 
 
@@ -495,10 +619,7 @@ ngx_http_autotls_cluster_check(ngx_event_t *ev)
     err[0] = '\0';
 
     if (ngx_http_autotls_cluster_pull(cl, err, sizeof(err)) < 0) {
-        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
-                      "autotls_store \"%s\": %s; tried again in %M ms",
-                      cl->where, err,
-                      (ngx_msec_t) NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS);
+        ngx_http_autotls_cluster_retried(cl, err);
     }
 }
 
