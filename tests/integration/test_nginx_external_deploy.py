@@ -89,7 +89,7 @@ def served_live(ngx, pebble, name, serial, changes_before):
     announces the change (waited for), and from then on no worker serves
     anything else, at its very next handshake."""
     start = time.monotonic()
-    wait_until(lambda: ngx.log().count(CHANGED % NAMES[0]) > changes_before, timeout=30,
+    wait_until(lambda: ngx.log().count(CHANGED % NAMES[0]) > changes_before, timeout=90,
                what="the driver to see the deployed certificate")
 
     def new_at_once(info):
