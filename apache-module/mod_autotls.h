@@ -4,8 +4,8 @@
  * The parent (root) prepares the store and hands mod_ssl self-signed
  * fallbacks (one per key type) per host; one mod_watchdog singleton thread
  * hands every managed certificate to the core's scheduler (atls_sched.h,
- * kept across checks on a curl-multi/poll host of its own,
- * mod_autotls_loop.c), which decides what is due
+ * kept across checks on the core's curl-multi/poll host loop,
+ * host_loop.c), which decides what is due
  * and runs those orders several at once; every child serves the live
  * certificate from a per-child cache of parsed objects, reloaded only when
  * the generation number in shared memory changes.  The parent also notes
@@ -294,57 +294,10 @@ int autotls_cluster_del_challenge(atls_store_t *st, atls_challenge_type_t t, con
 int autotls_cluster_publish_wait(atls_sched_t *sched, atls_sched_op_t *op,
                                  const atls_challenge_t *c, char *why, size_t whylen);
 void autotls_cluster_publish_cancel(void *ctx, atls_sched_op_t *op);
-/* The loop's wake (autotls_loop_conf_t): ms until an awaited challenge's
+/* The loop's wake (atls_loop_conf_t): ms until an awaited challenge's
  * acks are polled again (or the next reconnection), and the subscriber's
  * fd, so that a run's wait ends when an announcement comes. */
 long autotls_cluster_wake(void *ctx, int *fd, int *events);
-
-/* mod_autotls_loop.c: the watchdog's one scheduler (atls_sched.h) on curl
- * multi and poll, kept from the watchdog's start to its stop */
-typedef struct autotls_loop_s autotls_loop_t;
-
-typedef struct {
-    void *ctx;
-    /* http-01 / tls-alpn-01 answers of every certificate */
-    const atls_challenge_ops_t *ops;
-    /* an attempt ended: i indexes the configured hosts, or ATLS_JOB_DYNAMIC */
-    void (*done)(void *ctx, size_t i, int rc, const char *err);
-    /* 1: no order starts any more (the child is stopping), for good */
-    int  (*stopping)(void *ctx);
-    /* while a run goes on, at least twice a second (may be NULL) */
-    void (*tick)(void *ctx, atls_sched_t *sched);
-    /* the issuer of dynamic home `home` (NULL: none such); NULL: no
-     * dynamic names */
-    const atls_issuer_t *(*home)(void *ctx, const char *home);
-    /* cluster (atls_sched_host_t.publish_wait/publish_cancel), both or
-     * neither; reports go to autotls_loop_sched()'s atls_sched_hook_done */
-    int  (*publish_wait)(void *ctx, atls_sched_op_t *op, const atls_challenge_t *c,
-                         char *why, size_t whylen);
-    void (*publish_cancel)(void *ctx, atls_sched_op_t *op);
-    /* while a run waits (may be NULL): how soon `stopping` and `tick` want
-     * to be asked again, in ms (< 0: no sooner than the loop's own 500 ms),
-     * and *fd (-1: none) whose *events (POLLIN/POLLOUT) also end the wait */
-    long (*wake)(void *ctx, int *fd, int *events);
-} autotls_loop_conf_t;
-
-/* A scheduler managing confs (copied by the scheduler) and, with
- * conf->home, the registry's names; NULL + err. */
-autotls_loop_t *autotls_loop_new(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
-                                 const atls_sched_opts_t *so,
-                                 const autotls_loop_conf_t *conf, char *err, size_t errlen);
-/* Cancels what is in flight and frees everything. */
-void autotls_loop_free(autotls_loop_t *l);
-atls_sched_t *autotls_loop_sched(autotls_loop_t *l);
-/* A pass (costs what is due), counted. */
-void autotls_loop_check(autotls_loop_t *l);
-unsigned long autotls_loop_passes(const autotls_loop_t *l);
-/* Until the scheduler is idle, with a pass every `recheck` while orders
- * hold it (0: none), or until stopping said so and what was in flight
- * ended (at most a minute). */
-void autotls_loop_run(autotls_loop_t *l, apr_interval_time_t recheck);
-/* 1 when a run has work now (in flight, or its timer fell due). */
-int autotls_loop_pending(const autotls_loop_t *l);
-int autotls_loop_stopped(const autotls_loop_t *l);
 
 /* mod_autotls_ssl.c */
 void autotls_ssl_register_hooks(void);

@@ -1,7 +1,7 @@
 /*
  * The renewal driver: one mod_watchdog singleton thread (in whichever
  * child holds the watchdog mutex) keeps one scheduler (atls_sched.h, on
- * the host of mod_autotls_loop.c) from its start to its stop, as nginx's
+ * the core's host loop, host_loop.c) from its start to its stop, as nginx's
  * driver does, and asks it for a pass at start and then each
  * AutoTLSCheckInterval.  The scheduler decides what is due -- a missing
  * key type, the renewal time, an operator's request, the CA's renewal
@@ -371,20 +371,20 @@ autotls_drive_poll(void *ctx)
  * names): its owner's issuer; challenges answered through the store as
  * for every host. */
 static const atls_issuer_t *
-autotls_drive_home(void *ctx, const char *home)
+autotls_drive_home(void *ctx, const char *home, const atls_challenge_ops_t **ops)
 {
     autotls_srv_conf_t *h = autotls_dyn_home(home);
 
     return h != NULL && h->owner != NULL ? h->owner->issuer : NULL;
 }
 
-static autotls_loop_t *drive_loop;
+static atls_loop_t *drive_loop;
 
 static int
 autotls_drive_publish_wait(void *ctx, atls_sched_op_t *op, const atls_challenge_t *c,
                            char *why, size_t whylen)
 {
-    return autotls_cluster_publish_wait(autotls_loop_sched(drive_loop), op, c, why, whylen);
+    return autotls_cluster_publish_wait(atls_loop_sched(drive_loop), op, c, why, whylen);
 }
 
 /* The scheduler of this watchdog, made at its first run: every host (with
@@ -397,7 +397,7 @@ autotls_drive_loop_open(apr_pool_t *ptemp)
     static atls_challenge_ops_t ops;
     int i, n = autotls_global.hosts ? autotls_global.hosts->nelts : 0;
     atls_job_conf_t *confs;
-    autotls_loop_conf_t lc;
+    atls_loop_conf_t lc;
     atls_sched_opts_t so;
     char err[512];
 
@@ -416,7 +416,7 @@ autotls_drive_loop_open(apr_pool_t *ptemp)
     ops.teardown = autotls_chal_teardown;
     ops.ctx = drive_store;
     memset(&lc, 0, sizeof(lc));
-    lc.ops = &ops;
+    lc.default_ops = &ops;
     lc.done = autotls_drive_done;
     lc.stopping = autotls_drive_poll;
     if (autotls_global.redis != NULL) {
@@ -437,8 +437,8 @@ autotls_drive_loop_open(apr_pool_t *ptemp)
         drive_names_gen = atls_names_generation(drive_store);
         drive_synced_gen = autotls_generation_get();
     }
-    drive_loop = autotls_loop_new(drive_store, confs, (size_t) n, &so, &lc,
-                                  err, sizeof(err));
+    drive_loop = atls_loop_new(drive_store, confs, (size_t) n, &so, &lc,
+                               err, sizeof(err));
     if (drive_loop == NULL) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, autotls_global.main_server,
                      "autotls: cannot set up the scheduler: %s", err);
@@ -463,7 +463,7 @@ autotls_drive_run(apr_pool_t *ptemp, int pass)
     /* busy before looking at quit: a quiesce either sees busy or is seen */
     __atomic_store_n(&drive_busy, 1, __ATOMIC_SEQ_CST);
     if (autotls_drive_stopping(NULL) || autotls_drive_loop_open(ptemp) != 0
-        || autotls_loop_stopped(drive_loop)) {
+        || atls_loop_stopped(drive_loop)) {
         goto out;
     }
     /* cluster: while Redis cannot be reached, orders wait (the mirror serves) */
@@ -472,16 +472,16 @@ autotls_drive_run(apr_pool_t *ptemp, int pass)
     }
     if (autotls_drive_names_moved()) {
         drive_synced_gen = autotls_generation_get();
-        autotls_drive_names_sync(autotls_loop_sched(drive_loop));
+        autotls_drive_names_sync(atls_loop_sched(drive_loop));
     }
     if (pass) {
-        autotls_loop_check(drive_loop);
+        atls_loop_check(drive_loop);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, autotls_global.main_server,
                      "autotls: pass %lu of the scheduler of pid %ld",
-                     autotls_loop_passes(drive_loop), (long) getpid());
+                     atls_loop_passes(drive_loop), (long) getpid());
     }
-    if (autotls_loop_pending(drive_loop)) {
-        autotls_loop_run(drive_loop, autotls_global.check_interval);
+    if (atls_loop_pending(drive_loop)) {
+        atls_loop_run(drive_loop, (long) apr_time_as_msec(autotls_global.check_interval));
         ran = 1;
     }
 out:
@@ -602,7 +602,7 @@ autotls_drive_cb(int state, void *data, apr_pool_t *ptemp)
          * run still goes on in the watchdog's */
         autotls_drive_quiesce();
         if (drive_loop != NULL) {
-            autotls_loop_free(drive_loop);   /* before the store it uses */
+            atls_loop_free(drive_loop);   /* before the store it uses */
             drive_loop = NULL;
             ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                          "autotls: scheduler of pid %ld freed", (long) getpid());

@@ -10,6 +10,7 @@
 #include "atls_acme.h"
 #include "atls_acme_drive.h"
 #include "atls_store.h"
+#include "atls_sched.h"
 
 /* Makes sure the store has meta for this certificate: creates it (state
  * pending) or updates names/issuer when the configuration changed, keeping
@@ -247,6 +248,69 @@ void atls_job_conf_of_meta(atls_job_conf_t *c, const atls_cert_meta_t *m);
  * 0 when no attempt failed; else -1 + err (the first failure). */
 int atls_job_check_pass(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
                         const atls_job_many_opts_t *opts, char *err, size_t errlen);
+
+/* ---- the host loop (host_loop.c) ---------------------------------------- */
+
+/* The scheduler on one curl multi handle and poll in the calling thread,
+ * kept as long as its host wants: the functions above build one for a run;
+ * Apache's watchdog keeps one from its start to its stop, so that a pass
+ * costs only what fell due (the scheduler's due index) and its copy of the
+ * registry follows the names journal. */
+typedef struct atls_loop_s atls_loop_t;
+
+/* The host's side.  Every member may be 0/NULL. */
+typedef struct {
+    void *ctx;
+    /* http-01 / tls-alpn-01 answers: one per listed certificate (NULL
+     * entries, or ops_v NULL: default_ops) */
+    const atls_challenge_ops_t *const *ops_v;
+    const atls_challenge_ops_t *default_ops;
+    /* every attempt's outcome (a certificate the scheduler refused: at
+     * atls_loop_new): i indexes confs, or ATLS_JOB_DYNAMIC; err as for
+     * atls_job_run_many_blocking */
+    void  (*done)(void *ctx, size_t i, int rc, const char *err);
+    /* asked whenever a run has nothing ready, at least twice a second:
+     * once it returns 1 no order starts any more, for good; what is in
+     * flight runs to its end, or is cancelled after a minute */
+    int   (*stopping)(void *ctx);
+    /* while a run goes on (not stopped), at least twice a second */
+    void  (*tick)(void *ctx, atls_sched_t *sched);
+    /* the issuer of dynamic home `home` (NULL or "": the first) and its
+     * names' challenge operations (*ops NULL: default_ops); NULL when
+     * there is no such home.  NULL: no dynamic names. */
+    const atls_issuer_t *(*home)(void *ctx, const char *home,
+                                 const atls_challenge_ops_t **ops);
+    /* atls_sched_host_t.publish_wait/publish_cancel (a cluster), both or
+     * neither; the host reports to atls_loop_sched()'s atls_sched_hook_done */
+    int   (*publish_wait)(void *ctx, atls_sched_op_t *op, const atls_challenge_t *c,
+                          char *why, size_t whylen);
+    void  (*publish_cancel)(void *ctx, atls_sched_op_t *op);
+    /* while a run waits (not stopped): how soon `stopping` and `tick` want
+     * to be asked again, in ms (< 0: no sooner than the loop's own 500 ms),
+     * and *fd (-1: none) whose *events (POLLIN/POLLOUT) also end the wait */
+    long  (*wake)(void *ctx, int *fd, int *events);
+} atls_loop_conf_t;
+
+/* A loop whose scheduler manages confs (copied by the scheduler) and, with
+ * conf->home, the registry's names; conf is copied.  NULL + err. */
+atls_loop_t *atls_loop_new(atls_store_t *st, const atls_job_conf_t *confs, size_t n,
+                           const atls_sched_opts_t *so, const atls_loop_conf_t *conf,
+                           char *err, size_t errlen);
+/* Cancels what is in flight and frees everything (no done callbacks). */
+void atls_loop_free(atls_loop_t *l);
+atls_sched_t *atls_loop_sched(atls_loop_t *l);
+/* An attempt now on every listed certificate the scheduler took. */
+void atls_loop_force(atls_loop_t *l);
+/* A pass (costs what is due), counted; nothing once stopped. */
+void atls_loop_check(atls_loop_t *l);
+unsigned long atls_loop_passes(const atls_loop_t *l);
+/* Until the scheduler is idle, with a pass every recheck_ms while orders
+ * hold it (0: none), or until `stopping` said so and what was in flight
+ * ended (at most a minute). */
+void atls_loop_run(atls_loop_t *l, long recheck_ms);
+/* 1 when a run has work now (in flight, or the scheduler's timer fell due). */
+int atls_loop_pending(const atls_loop_t *l);
+int atls_loop_stopped(const atls_loop_t *l);
 
 
 #endif

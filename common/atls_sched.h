@@ -3,7 +3,7 @@
  * every order, for any host.
  *
  * It is event-driven and knows no event loop.  The host (the nginx driver,
- * the curl-multi/poll adapter in job_multi.c used by the CLI and Apache's
+ * the curl-multi/poll loop in host_loop.c used by the CLI and Apache's
  * watchdog thread, or a unit test with the fake CA) supplies callbacks to
  * send HTTP requests, arm one timer, run hook programs and publish
  * challenge answers, and feeds back responses, timer expiries and hook
