@@ -5,74 +5,12 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 
 import pytest
 
-import procs
 from clihelp import cert_file, issue, mode, stored_chain
-from util import cert_info, free_port, run_cli, wait_until
-
-REDIS_SERVER = "/usr/bin/redis-server"
-REDIS_CLI = "/usr/bin/redis-cli"
-
-
-class Redis:
-    """A redis-server on a free loopback port, no persistence, in a temp dir."""
-
-    def __init__(self, workdir, password=None):
-        self.dir = str(workdir)
-        os.makedirs(self.dir, exist_ok=True)
-        self.port = free_port()
-        self.password = password
-        self.proc = None
-
-    def start(self):
-        argv = [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port),
-                "--save", "", "--appendonly", "no", "--dir", self.dir,
-                "--logfile", os.path.join(self.dir, "redis.log")]
-        if self.password:
-            argv += ["--requirepass", self.password]
-        self.proc = procs.spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def answers():
-            assert self.proc.poll() is None, f"redis-server exited: {self.log()[-2000:]}"
-            return self.cli("PING").stdout.strip() == b"PONG"
-        wait_until(answers, timeout=60, what="redis-server answering PING")
-
-    def log(self):
-        try:
-            with open(os.path.join(self.dir, "redis.log"), errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def stop(self):
-        if self.proc is not None:
-            procs.stop(self.proc)
-            self.proc = None
-
-    def cli(self, *args):
-        argv = [REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port), "--raw"]
-        if self.password:
-            argv += ["-a", self.password, "--no-auth-warning"]
-        return subprocess.run(argv + list(args), capture_output=True, timeout=30)
-
-    def values(self):
-        """Every key and every value it holds (bytes), whatever its type."""
-        keys = self.cli("--scan", "--pattern", "*").stdout.split(b"\n")
-        out = {}
-        for key in filter(None, keys):
-            kind = self.cli("TYPE", key).stdout.strip()
-            if kind == b"string":
-                out[key] = self.cli("GET", key).stdout
-            elif kind == b"list":
-                out[key] = self.cli("LRANGE", key, "0", "-1").stdout
-            elif kind == b"set":
-                out[key] = self.cli("SMEMBERS", key).stdout
-            else:
-                out[key] = self.cli("DUMP", key).stdout
-        return out
+from redisctl import Redis, key_file, store_spec
+from util import cert_info, run_cli
 
 
 @pytest.fixture
@@ -85,16 +23,9 @@ def redis(tmp_path):
         r.stop()    # by PID, also when it never answered PING
 
 
-def key_file(path, hexbyte="5a"):
-    fd = os.open(str(path), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(hexbyte * 32 + "\n")
-    return str(path)
-
-
-def spec(redis, key, password=None, prefix="cli:"):
-    auth = f":{password}@" if password else ""
-    return f"redis://{auth}127.0.0.1:{redis.port}/0 key_file={key} prefix={prefix}"
+def spec(redis, key, password=None):
+    """The --store of this file's certificates (prefix cli:)."""
+    return store_spec(redis, key, password, prefix="cli:")
 
 
 def key_body_lines(pem_path):
