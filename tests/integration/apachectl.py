@@ -37,6 +37,9 @@ class Apache:
     level, in every TLS host, and in the port-80 host; host_extra: {first
     name: text} added in that TLS host only."""
 
+    addr = "127.0.0.1"      # where start() waits for the listeners
+
+
     def __init__(self, root, pebble, hosts, mpm="event", challenge=None, keys=None,
                  check_interval="1s", loglevel="info", global_extra="", vhost_extra="",
                  http_extra="", autotls=True, ca=True, accept_terms=True, ssl_engine=True,
@@ -163,9 +166,11 @@ class Apache:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"apache2 exited with {self.proc.returncode}:\n"
                                    + self.log_text()[-3000:] + self.stdout_text()[-2000:])
-            return port_open(self.http_port) and (not wait_tls or port_open(self.tls_port))
+            return (port_open(self.http_port, self.addr)
+                    and (not wait_tls or port_open(self.tls_port, self.addr)))
         # it listens within tens of ms: poll from 20 ms up to the usual 0.2 s
-        wait_until(up, timeout=60, what="Apache to listen", first_interval=0.02)
+        wait_until(up, timeout=60, what=f"Apache to listen on {self.addr}",
+                   first_interval=0.02)
         return self
 
     @property

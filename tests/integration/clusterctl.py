@@ -37,7 +37,7 @@ import time
 from cryptography import x509
 
 import procs
-from apachectl import APACHE2, Apache, port_open, stop_quietly
+from apachectl import Apache, stop_quietly
 from nginxctl import Nginx, issuer_block
 from redisctl import REDIS_CLI, Redis, key_file, store_spec
 from util import run_cli, wait_until
@@ -293,20 +293,6 @@ class _ClusterApache(Apache):
         text = re.sub(r"(?m)^AutoTLSStoreDir .*$", self.store_line, text)
         with open(self.conf_path, "w") as f:
             f.write(text)
-
-    def start(self, wait_tls=True):
-        log = open(os.path.join(self.root, "stdout.log"), "ab")
-        self.proc = procs.spawn([APACHE2, "-f", self.conf_path, "-DFOREGROUND"],
-                                stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=self._env())
-
-        def up():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"apache2 exited with {self.proc.returncode}:\n"
-                                   + self.log_text()[-3000:] + self.stdout_text()[-2000:])
-            return port_open(self.http_port, self.addr) and port_open(self.tls_port, self.addr)
-        wait_until(up, timeout=60, what=f"Apache to listen on {self.addr}")
-        return self
 
 
 class ApacheNode(Node):
