@@ -13,32 +13,15 @@ set -eu
 
 BUILD=${1:?usage: bench/sched_start.sh ABS_BUILD_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
-TOP=$(dirname "$HERE")
+. "$HERE/seedkit.sh"
 N=${BENCH_SCHED_CERTS:-10000}
-WORK=$(mktemp -d /tmp/atls-sched-start.XXXXXX)
-[ -n "${BENCH_KEEP:-}" ] || trap 'rm -rf "$WORK"' EXIT INT TERM
+seedkit_work sched-start
 DIRECTORY=https://ca.bench.test/dir
 
 # the last core without common/store_ari.c
 REV=$(git -C "$TOP" log --format=%H --diff-filter=A -- common/store_ari.c | tail -1)
-if [ -z "$REV" ]; then
-    echo "sched_start: needs the git history (the baseline is an older common/)" >&2
-    exit 1
-fi
-mkdir -p "$WORK/base"
-git -C "$TOP" archive "$REV^" Makefile common | tar -x -C "$WORK/base"
-echo "== baseline: common/ at ${REV%"${REV#???????}"}^, building"
-nice make -s -C "$WORK/base" BUILD="$WORK/base/build" lib >"$WORK/base.log" 2>&1 || {
-    cat "$WORK/base.log" >&2; exit 1; }
-
-PKG="openssl libcurl jansson libpsl"
-CFLAGS="-std=gnu11 -O2 $(pkg-config --cflags $PKG)"
-LIBS="$(pkg-config --libs $PKG) -lm -lpthread"
-# shellcheck disable=SC2086
-cc $CFLAGS -I"$TOP/common" -o "$WORK/now" "$HERE/sched_start.c" "$HERE/benchio.c" "$BUILD/libatls.a" $LIBS
-# shellcheck disable=SC2086
-cc $CFLAGS -I"$WORK/base/common" -o "$WORK/base.bin" "$HERE/sched_start.c" "$HERE/benchio.c" \
-   "$WORK/base/build/libatls.a" $LIBS
+seedkit_baseline sched_start "$REV"
+seedkit_pair sched_start.c
 
 # one P-256 key and chain for every certificate, with and without AKI
 cd "$WORK"

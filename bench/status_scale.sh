@@ -10,11 +10,10 @@ set -eu
 
 BUILD=${1:?usage: bench/status_scale.sh ABS_BUILD_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
-TOP=$(dirname "$HERE")
+. "$HERE/seedkit.sh"
 N=${BENCH_STATUS_CERTS:-10000}
 ROUNDS=${BENCH_STATUS_ROUNDS:-5}
-WORK=$(mktemp -d /tmp/atls-status-scale.XXXXXX)
-[ -n "${BENCH_KEEP:-}" ] || trap 'rm -rf "$WORK"' EXIT INT TERM
+seedkit_work status-scale
 
 # the last status.c that loaded key + chain for every certificate
 REV=$(git -C "$TOP" log --format=%H -S "atls_store_load_cert(st, c->id" -- common/status.c | head -1)
@@ -24,8 +23,8 @@ if [ -z "$REV" ]; then
 fi
 git -C "$TOP" show "$REV^:common/status.c" >"$WORK/status_before.c"
 
-CFLAGS="-std=gnu11 -O2 -I$TOP/common $(pkg-config --cflags openssl libcurl jansson libpsl)"
-LIBS="$(pkg-config --libs openssl libcurl jansson libpsl) -lm -lpthread"
+seedkit_flags
+CFLAGS="$CFLAGS -I$TOP/common"
 # shellcheck disable=SC2086
 cc $CFLAGS -Datls_status_json=old_atls_status_json \
    -Datls_status_prometheus=old_atls_status_prometheus \
