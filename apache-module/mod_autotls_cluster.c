@@ -18,7 +18,7 @@
  * end when the subscriber has something (autotls_cluster_wake).
  *
  * While Redis cannot be reached, the node serves what its mirror holds and
- * starts no order; it tries again with a backoff (1 s doubling to 60 s)
+ * starts no order; it tries again with a backoff (1 s doubling to 5 s)
  * and runs a check as soon as Redis answers.
  */
 #include <string.h>
@@ -42,7 +42,9 @@
 APLOG_USE_MODULE(autotls);
 
 #define CLUSTER_BACKOFF_MIN   apr_time_from_sec(1)
-#define CLUSTER_BACKOFF_MAX   apr_time_from_sec(60)
+/* back within a heartbeat of Redis: a node out of the member registry that
+ * the CA still reaches fails the http-01 challenges other nodes publish */
+#define CLUSTER_BACKOFF_MAX   apr_time_from_msec(ATLS_MIRROR_MEMBER_TTL_MS / 3)
 #define CLUSTER_HEARTBEAT     apr_time_from_msec(ATLS_MIRROR_MEMBER_TTL_MS / 3)
 #define CLUSTER_ACK_POLL_MS   100
 

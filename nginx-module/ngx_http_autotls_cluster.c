@@ -26,7 +26,11 @@
 
 
 #define NGX_HTTP_AUTOTLS_CLUSTER_RETRY_MIN  1000
-#define NGX_HTTP_AUTOTLS_CLUSTER_RETRY_MAX  30000
+/* a node back within a heartbeat of Redis: one that stays out of the
+ * member registry while clients (and the CA) still reach it fails the
+ * http-01 challenges other nodes publish, and their orders back off for
+ * hours */
+#define NGX_HTTP_AUTOTLS_CLUSTER_RETRY_MAX  (ATLS_MIRROR_MEMBER_TTL_MS / 3)
 #define NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS   1000
 /* a sync runs in slices of this much (issue 12: a cold mirror over 10,000
  * certificates must not stall this worker's clients for minutes) */
