@@ -112,8 +112,12 @@ class Ctx:
         port = B.free_port()
         body = autotls_body(names, port, self.spec(prefix, node=key, key=self.apache_key),
                             self.pebble, self.ca_file)
+        # BENCH_CLUSTER_APACHE_LOG: "debug" keeps the module's lines (when the
+        # watchdog pulled, when the child loaded) for a rotation outlier
+        level = os.environ.get("BENCH_CLUSTER_APACHE_LOG", "warn")
         conf = B.apache_conf(self.root, key, [port], body,
-                             modules=(f"autotls_module={self.apache_module}",))
+                             modules=(f"autotls_module={self.apache_module}",),
+                             extra=f"LogLevel warn autotls:{level}")
         return B.ApacheServer(key, conf, port, self.root, names[0])
 
 
