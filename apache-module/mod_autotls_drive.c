@@ -44,6 +44,14 @@ APLOG_USE_MODULE(autotls);
 
 /* what the audit trail and the events say emitted them */
 #define AUTOTLS_SOFTWARE "Apache/" AP_SERVER_BASEREVISION
+/* A pass checks certificates for at most this long, then the watchdog's
+ * loop gets its turn (autotls_drive_poll) before the pass goes on.  The
+ * first pass after a start reads every certificate; on a cluster node
+ * that is Redis round trips (under load, 0.3 s a certificate was seen),
+ * and an unsliced pass held another node's deploy back until it ended
+ * (23-27 s with 100 certificates, bench/cluster.sh), since only the loop
+ * reads the subscriber. */
+#define AUTOTLS_PASS_SLICE_MS 50
 
 /* child-local: only the watchdog thread touches these */
 static atls_store_t *drive_store;
@@ -428,6 +436,7 @@ autotls_drive_loop_open(apr_pool_t *ptemp)
     memset(&so, 0, sizeof(so));
     so.max_parallel = (size_t) autotls_global.max_parallel;
     so.ari = 1;
+    so.slice_ms = AUTOTLS_PASS_SLICE_MS;
     so.events = drive_events;
     so.policy = autotls_global.policy;
     so.on_demand = drive_gate;

@@ -27,7 +27,9 @@ usage: cluster.py BUILD_DIR NAMES_SEED KEY.pem CHAIN.pem CA_CN (cluster.sh
 builds the seeder and the chain).  Knobs: BENCH_CLUSTER_PARTS ("handshakes
 rotation cold"), BENCH_CLUSTER_NAMES (100), BENCH_CLUSTER_NODES (4),
 BENCH_ROTATIONS (3), BENCH_CLUSTER_CERTS (10000), BENCH_CLUSTER_SAMPLE (50),
-BENCH_ROTATION_CONC (2 connections per node), BENCH_COLD_TIMEOUT (300 s),
+BENCH_ROTATION_CONC (2 connections per node), BENCH_COLD_TIMEOUT (2400 s: the
+mirror fills at 5-10 certificates/s on a loaded 2-core machine),
+BENCH_CLUSTER_APACHE_LOG (warn; debug: the Apache node's module lines),
 BENCH_CYCLES, BENCH_SLICE,
 BENCH_CONC, BENCH_KEEP=1.
 """
@@ -112,8 +114,12 @@ class Ctx:
         port = B.free_port()
         body = autotls_body(names, port, self.spec(prefix, node=key, key=self.apache_key),
                             self.pebble, self.ca_file)
+        # BENCH_CLUSTER_APACHE_LOG: "debug" keeps the module's lines (when the
+        # watchdog pulled, when the child loaded) for a rotation outlier
+        level = os.environ.get("BENCH_CLUSTER_APACHE_LOG", "warn")
         conf = B.apache_conf(self.root, key, [port], body,
-                             modules=(f"autotls_module={self.apache_module}",))
+                             modules=(f"autotls_module={self.apache_module}",),
+                             extra=f"LogLevel warn autotls:{level}")
         return B.ApacheServer(key, conf, port, self.root, names[0])
 
 
@@ -351,6 +357,25 @@ def mirror_count(ctx, node):
         return 0
 
 
+class Progress:
+    """The cold node's mirror count, said once a minute with the fill rate
+    and the load (the fill is I/O-bound: the machine's other work shows)."""
+
+    def __init__(self, ctx, t0, every=60.0):
+        self.ctx, self.t0, self.every = ctx, t0, every
+        self.said_at, self.said_n = t0, 0
+
+    def look(self):
+        got = mirror_count(self.ctx, "cold")
+        now = time.monotonic()
+        if now - self.said_at >= self.every:
+            rate = (got - self.said_n) / (now - self.said_at)
+            print(f"    {now - self.t0:.0f}s: {got} certificates in the mirror "
+                  f"({rate:.1f}/s over the last minute); {load_line()}", flush=True)
+            self.said_at, self.said_n = now, got
+        return got
+
+
 def bench_cold(ctx, problems, seeder, key, chain, ca_cn):
     n = int(os.environ.get("BENCH_CLUSTER_CERTS", "10000"))
     n_sample = int(os.environ.get("BENCH_CLUSTER_SAMPLE", "50"))
@@ -369,13 +394,14 @@ def bench_cold(ctx, problems, seeder, key, chain, ca_cn):
     sample = random.sample(names, min(n_sample, n))
     srv = ctx.node("cold", "cold:", names)
     port = srv.port
-    limit = float(os.environ.get("BENCH_COLD_TIMEOUT", "600"))
+    limit = float(os.environ.get("BENCH_COLD_TIMEOUT", "2400"))
     print(f"  cold start of a node with an empty mirror; {load_line()}", flush=True)
     try:
         srv.start(timeout=limit)
         t0 = time.monotonic() - srv.start_s
+        progress = Progress(ctx, t0)
         try:
-            B.wait_for(lambda: mirror_count(ctx, "cold") >= n, limit - srv.start_s,
+            B.wait_for(lambda: progress.look() >= n, limit - srv.start_s,
                        f"the mirror to hold {n} certificates", interval=0.2)
             mirrored = f"{time.monotonic() - t0:.1f}s"
         except RuntimeError:

@@ -207,10 +207,19 @@ const char *atls_mirror_node_id(atls_mirror_t *m);
 
 /* Enters (or refreshes) the member registry for ATLS_MIRROR_MEMBER_TTL_MS;
  * the first call (and the first after Redis came back) also loads every
- * challenge present into the responder and acks it.  The host calls it
- * every third of the TTL.  0, or -1 + err (Redis unreachable: the node is
+ * challenge present into the responder and acks it, and each call copies
+ * the cluster's counters into the mirror (atls_mirror_counters_pull; a
+ * failure there is logged, not returned).  The host calls it every third
+ * of the TTL.  0, or -1 + err (Redis unreachable: the node is
  * not counted, and orders elsewhere do not wait for it). */
 int atls_mirror_join(atls_mirror_t *m, char *err, size_t errlen);
+/* The cluster's counters (counters.json, the status page's events and
+ * orders totals) copied from Redis into the mirror when they changed, so
+ * that a status page rendered from the mirror shows every node's events
+ * (mirror_counters.c).  atls_mirror_join calls it at each heartbeat; this
+ * node's own additions reach the mirror as they are written.  1 copied,
+ * 0 nothing new (or none in Redis), -1 + err (the copy is kept). */
+int atls_mirror_counters_pull(atls_mirror_t *m, char *err, size_t errlen);
 /* Leaves the registry (a clean stop): others stop waiting for it at once. */
 void atls_mirror_leave(atls_mirror_t *m);
 /* The live members' ids, malloc'd array of malloc'd strings. */

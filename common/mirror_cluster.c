@@ -404,6 +404,7 @@ int
 atls_mirror_join(atls_mirror_t *m, char *err, size_t errlen)
 {
     redisReply *r = cl_members(m, 1, err, errlen);
+    char        why[512];
 
     if (r == NULL) {
         m->loaded = 0;      /* Redis may come back empty: load again then */
@@ -415,6 +416,9 @@ atls_mirror_join(atls_mirror_t *m, char *err, size_t errlen)
             return -1;
         }
         m->loaded = 1;
+    }
+    if (atls_mirror_counters_pull(m, why, sizeof(why)) < 0) {
+        atls_log(ATLS_LOG_WARN, "mirror: the status page's counters: %s", why);
     }
     return 0;
 }

@@ -15,14 +15,17 @@
 
 typedef enum {
     ROUTE_REDIS = 0,   /* Redis only */
-    ROUTE_BOTH,        /* Redis, then the mirror (certs/, accounts/) */
+    ROUTE_BOTH,        /* Redis, then the mirror (certs/, accounts/,
+                          counters.json) */
     ROUTE_LOCAL        /* the mirror only (fallback/) */
 } route_t;
 
+/* counters.json too: the status page, rendered from the mirror, shows this
+ * node's additions at once (the others' come with mirror_counters.c) */
 static route_t
 route(const char *path)
 {
-    static const char *const both[] = { "certs", "accounts" };
+    static const char *const both[] = { "certs", "accounts", "counters.json" };
     size_t                   i, n;
 
     if (strcmp(path, "fallback") == 0 || strncmp(path, "fallback/", 9) == 0) {
