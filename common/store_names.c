@@ -124,10 +124,11 @@ names_read_gen(atls_store_t *st, uint64_t *gen, char *err, size_t errlen)
 }
 
 /* Both counters move and the journal says which names; called with the
- * "names" lock held. */
+ * "names" lock held.  grown: entries made (> 0) or deleted (< 0), for
+ * names-count. */
 static int
-names_changed(atls_store_t *st, const char *const *names, size_t n, char *err,
-              size_t errlen)
+names_changed(atls_store_t *st, const char *const *names, size_t n, long grown,
+              char *err, size_t errlen)
 {
     char     buf[32];
     uint64_t g;
@@ -145,6 +146,7 @@ names_changed(atls_store_t *st, const char *const *names, size_t n, char *err,
         return rc;
     }
     atls_names_journal_add(st, g + 1, names, n);
+    atls_names_count_moved(st, g, g + 1, grown);
     return atls_store_bump_generation(st) == ATLS_STORE_OK ? ATLS_STORE_OK
                                                            : ATLS_STORE_ERROR;
 }
@@ -196,8 +198,8 @@ names_text_ok(const char *field, const char *s, char *err, size_t errlen)
     return 1;
 }
 
-/* One name, with the "names" lock held: *changed 1 when its entry was
- * written (new, or active again), 0 when it was active already. */
+/* One name, with the "names" lock held: *changed 2 when its entry was
+ * made, 1 when written (active again), 0 when it was active already. */
 static int
 names_add_locked(atls_store_t *st, const char *name, const char *home, const char *source,
                  const char *by, time_t now, char *folded, size_t flen, int *changed,
@@ -230,8 +232,9 @@ names_add_locked(atls_store_t *st, const char *name, const char *home, const cha
     e.by = (char *) by;
     e.state = ATLS_NAME_ACTIVE;
     e.added = now;
+    *changed = rc == ATLS_STORE_NOTFOUND ? 2 : 1;
     rc = names_write(st, path, &e, 1, err, errlen);
-    *changed = rc == ATLS_STORE_OK;
+    *changed = rc == ATLS_STORE_OK ? *changed : 0;
     free(path);
     return rc;
 }
@@ -245,6 +248,7 @@ atls_names_add_many(atls_store_t *st, const char *const *names, size_t n, const 
     const char       **done;
     char             (*folded)[256];
     size_t             i, k = 0;
+    long               made = 0;
     int                rc, changed;
 
     if (!names_text_ok("home", home, err, errlen)
@@ -263,10 +267,11 @@ atls_names_add_many(atls_store_t *st, const char *const *names, size_t n, const 
         rc = names_add_locked(st, names[i], home, source, by, now, folded[i],
                               sizeof(folded[i]), &changed, err, errlen);
         if (added != NULL) {
-            added[i] = (unsigned char) changed;
+            added[i] = (unsigned char) (changed != 0);
         }
         if (changed) {
             done[k++] = folded[i];
+            made += changed == 2;
         }
     }
     /* what was written counts, even when a later name failed */
@@ -281,7 +286,7 @@ atls_names_add_many(atls_store_t *st, const char *const *names, size_t n, const 
             snprintf(err, errlen, "%s", why);
             rc = ATLS_STORE_ERROR;
         }
-        if (names_changed(st, done, k, why, sizeof(why)) != ATLS_STORE_OK
+        if (names_changed(st, done, k, made, why, sizeof(why)) != ATLS_STORE_OK
             && rc == ATLS_STORE_OK)
         {
             snprintf(err, errlen, "%s", why);
@@ -350,7 +355,7 @@ atls_names_remove_entry(atls_store_t *st, const char *name, time_t now,
         e.removed = now;
         rc = names_write(st, path, &e, 0, err, errlen);
         if (rc == ATLS_STORE_OK) {
-            rc = names_changed(st, (const char *const *) &e.name, 1, err, errlen);
+            rc = names_changed(st, (const char *const *) &e.name, 1, 0, err, errlen);
         }
         if (rc == ATLS_STORE_OK && removed != NULL) {
             *removed = 1;
@@ -483,11 +488,29 @@ names_str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+/* "<id>.json", and an id is its name: only the ones a name can be */
+int
+atls_names_file_name(char *file)
+{
+    char   folded[256], why[160];
+    size_t len = strlen(file);
+
+    if (len <= sizeof(NAMES_EXT) - 1
+        || strcmp(file + len - (sizeof(NAMES_EXT) - 1), NAMES_EXT) != 0)
+    {
+        return 0;
+    }
+    file[len - (sizeof(NAMES_EXT) - 1)] = '\0';
+    return atls_name_check(file, strlen(file), 1, 127, folded, sizeof(folded), why,
+                           sizeof(why)) == 0
+           && strcmp(folded, file) == 0;
+}
+
 int
 atls_names_list_names(atls_store_t *st, char ***names, size_t *n, char *err, size_t errlen)
 {
-    char  **files = NULL, folded[256], why[160];
-    size_t  nf = 0, i, k = 0, len;
+    char  **files = NULL;
+    size_t  nf = 0, i, k = 0;
     int     rc;
 
     *names = NULL;
@@ -496,22 +519,12 @@ atls_names_list_names(atls_store_t *st, char ***names, size_t *n, char *err, siz
     if (rc != ATLS_STORE_OK) {
         return rc;
     }
-    /* "<id>.json", and an id is its name: only the ones a name can be */
     for (i = 0; i < nf; i++) {
-        len = strlen(files[i]);
-        if (len > sizeof(NAMES_EXT) - 1
-            && strcmp(files[i] + len - (sizeof(NAMES_EXT) - 1), NAMES_EXT) == 0)
-        {
-            files[i][len - (sizeof(NAMES_EXT) - 1)] = '\0';
-            if (atls_name_check(files[i], strlen(files[i]), 1, 127, folded, sizeof(folded),
-                                why, sizeof(why)) == 0
-                && strcmp(folded, files[i]) == 0)
-            {
-                files[k++] = files[i];
-                continue;
-            }
+        if (atls_names_file_name(files[i])) {
+            files[k++] = files[i];
+        } else {
+            free(files[i]);
         }
-        free(files[i]);
     }
     qsort(files, k, sizeof(*files), names_str_cmp);
     *names = files;
@@ -677,7 +690,7 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
         }
     }
     if (rc == ATLS_STORE_OK && done > 0) {
-        rc = names_changed(st, gone, done, err, errlen);
+        rc = names_changed(st, gone, done, -(long) done, err, errlen);
     }
     if (lk != NULL) {
         st->ops->unlock(st, lk);
