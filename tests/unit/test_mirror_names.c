@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "atls_job.h"
 #include "atls_mirror.h"
 #include "atls_names.h"
 #include "support/mirrorfx.h"
@@ -224,6 +225,40 @@ test_registry_redis_lost(void **state)
     atls_store_close(cli);
 }
 
+/* A name registered while another node orders it: the other nodes'
+ * schedulers ensure its meta, and must not write one while the order's
+ * lease is held (a meta read before the deploy would overwrite the
+ * deployed one, and the name would be ordered again). */
+static void
+test_ensure_waits_for_the_lease(void **state)
+{
+    fx_t              *fx = *state;
+    atls_store_t      *sa = atls_mirror_store(fx->a), *sb = atls_mirror_store(fx->b);
+    atls_store_lock_t *lk = NULL;
+    const char *const  names[] = { "race.example" };
+    atls_issuer_t      is;
+    atls_cert_meta_t   m;
+    char               err[512], *data = NULL;
+
+    memset(&is, 0, sizeof(is));
+    is.directory = "https://127.0.0.1:14000/dir";
+    is.challenge = ATLS_CHAL_HTTP01;
+    is.n_key_types = 1;
+    is.key_types[0] = ATLS_KEY_EC256;
+    assert_int_equal(atls_store_lock_cert(sa, "race.example", 0, &lk, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(atls_job_ensure(sb, names, 1, &is, &m, err, sizeof(err)), 0);
+    assert_string_equal(m.id, "race.example");
+    atls_cert_meta_free(&m);
+    assert_int_equal(sa->ops->get(sa, "certs/race.example/meta.json", &data, NULL, err,
+                                  sizeof(err)), ATLS_STORE_NOTFOUND);
+    atls_store_unlock(sa, lk);
+    assert_int_equal(atls_job_ensure(sb, names, 1, &is, NULL, err, sizeof(err)), 0);
+    assert_int_equal(sa->ops->get(sa, "certs/race.example/meta.json", &data, NULL, err,
+                                  sizeof(err)), ATLS_STORE_OK);
+    free(data);
+}
+
 int
 main(void)
 {
@@ -232,6 +267,7 @@ main(void)
         MX_TEST(test_registry_announced),
         MX_TEST(test_registry_full_catch_up),
         MX_TEST(test_registry_redis_lost),
+        MX_TEST(test_ensure_waits_for_the_lease),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
