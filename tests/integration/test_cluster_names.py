@@ -132,7 +132,7 @@ def test_names_registered_anywhere_served_everywhere_one_order_each(cluster):
     assert len(set(serials.values())) == len(NAMES)
     # one order per name cluster-wide, and the Apache home's own
     orders = len(NAMES) + 1
-    assert pebble.orders() - base == orders, cl.logs(400000)
+    assert pebble.orders() - base == orders, cl.logs(20000)
     stays(lambda: pebble.orders() - base == orders, 3, what="no order beyond one per name")
 
     # the other nginx node's API reads the cluster's registry (Redis)
