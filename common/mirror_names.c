@@ -147,11 +147,13 @@ names_entry_ok(const char *file, const char *data, size_t len, char *why, size_t
 
 /* names/<file> in the mirror made Redis's: written when it differs,
  * deleted when Redis has none; the name goes into changed when the mirror
- * moved.  A bad entry in Redis is skipped (logged), not fatal: only a
+ * moved, or always with `named` (the journal named it: a sync that failed
+ * after writing the entry still tells the workers when it is tried
+ * again).  A bad entry in Redis is skipped (logged), not fatal: only a
  * failure to read Redis or to write the mirror is. */
 static int
-names_pull_file(atls_mirror_t *m, const char *file, names_vec_t *changed, char *err,
-                size_t errlen)
+names_pull_file(atls_mirror_t *m, const char *file, int named, names_vec_t *changed,
+                char *err, size_t errlen)
 {
     char   *path = atls_store_cat(NAMES_DIR "/", file, NULL), *rd = NULL, *ld = NULL;
     char    why[256];
@@ -183,7 +185,7 @@ names_pull_file(atls_mirror_t *m, const char *file, names_vec_t *changed, char *
     } else if (rr == ATLS_STORE_NOTFOUND && lr == ATLS_STORE_OK) {
         rc = m->fs->ops->del(m->fs, path, err, errlen);
         rc = rc == ATLS_STORE_NOTFOUND ? ATLS_STORE_OK : rc;
-    } else {
+    } else if (!named) {
         goto out;       /* the same on both sides */
     }
     if (rc == ATLS_STORE_OK) {
@@ -230,7 +232,7 @@ names_pull_all(atls_mirror_t *m, names_vec_t *changed, char *err, size_t errlen)
         rc = names_files(m->fs, &lf, &nl, err, errlen);
     }
     for (i = 0; rc == ATLS_STORE_OK && i < nr; i++) {
-        rc = names_pull_file(m, rf[i], changed, err, errlen);
+        rc = names_pull_file(m, rf[i], 0, changed, err, errlen);
     }
     if (rf != NULL) {
         qsort(rf, nr, sizeof(*rf), names_str_cmp);
@@ -238,7 +240,7 @@ names_pull_all(atls_mirror_t *m, names_vec_t *changed, char *err, size_t errlen)
     /* the mirror's entries Redis does not list: gone from the registry */
     for (i = 0; rc == ATLS_STORE_OK && i < nl; i++) {
         if (rf == NULL || bsearch(&lf[i], rf, nr, sizeof(*rf), names_str_cmp) == NULL) {
-            rc = names_pull_file(m, lf[i], changed, err, errlen);
+            rc = names_pull_file(m, lf[i], 0, changed, err, errlen);
         }
     }
     atls_strv_free(rf, nr);
@@ -263,7 +265,7 @@ names_pull_changed(atls_mirror_t *m, uint64_t since, uint64_t upto, names_vec_t 
     for (i = 0; rc == ATLS_STORE_OK && i < n; i++) {
         /* a checked name is its own certificate id */
         file = atls_store_cat(names[i], NAMES_EXT, NULL);
-        rc = names_pull_file(m, file, changed, err, errlen);
+        rc = names_pull_file(m, file, 1, changed, err, errlen);
         free(file);
     }
     atls_strv_free(names, n);
