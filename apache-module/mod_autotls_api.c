@@ -5,7 +5,8 @@
  * DELETE and GET of /names, JSON); this file only reads the request, checks
  * the token and writes the answer.  A change bumps the store generation:
  * the watchdog orders the name's certificate and every child serves it
- * from its next handshake, with no restart.
+ * from its next handshake, with no restart.  On a cluster node the
+ * registry is Redis's: the request writes there (autotls_api_store).
  */
 #include <string.h>
 #include <strings.h>
@@ -21,6 +22,7 @@
 #include "apr_strings.h"
 
 #include "atls_names.h"
+#include "atls_redis.h"
 #include "mod_autotls.h"
 
 APLOG_USE_MODULE(autotls);
@@ -96,6 +98,27 @@ autotls_api_write(request_rec *r, int status, const char *out, size_t len)
     return OK;
 }
 
+/* The store the registry is written to: the node's own on a directory
+ * store; on a cluster node (AutoTLSStore redis://), Redis, through a
+ * blocking connection of this request's own with the configured timeouts
+ * (a write to the mirror would reach no other node); every node's mirror
+ * then takes the change. */
+static atls_store_t *
+autotls_api_store(request_rec *r)
+{
+    atls_store_t *st;
+    char err[512];
+
+    if (autotls_global.redis == NULL) {
+        return autotls_store_open(r->server);
+    }
+    st = atls_store_redis_open(autotls_global.redis, err, sizeof(err));
+    if (st == NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "autotls-api: AutoTLSStore: %s", err);
+    }
+    return st;
+}
+
 /* The store's answer to the request (an event emitter for the audit trail
  * of this child). */
 static int
@@ -109,7 +132,7 @@ autotls_api_call(request_rec *r, const char *body, size_t body_len)
     size_t out_len = 0;
     int status = HTTP_INTERNAL_SERVER_ERROR;
 
-    st = autotls_store_open(r->server);
+    st = autotls_api_store(r);
     if (st == NULL) {
         return HTTP_SERVICE_UNAVAILABLE;
     }

@@ -128,13 +128,13 @@ cluster_check_key(server_rec *s, const atls_redis_conf_t *c)
 }
 
 /* check_config (also `apache2 -t`): the key file, and what does not work
- * with Redis yet, refused by name.  Names registered at runtime live in
- * the store's registry, which children read from their local store: with
- * Redis it is in Redis only. */
+ * with Redis yet, refused by name.  Names registered at runtime work: the
+ * registry is in Redis, each node's mirror holds the copy its children
+ * read (atls_mirror.h), and the admin API writes to Redis.  Names on
+ * demand do not yet: a node would admit a name into its own mirror only. */
 int
 autotls_cluster_check(apr_pool_t *p, server_rec *base)
 {
-    static const char *const mode[] = { "On", "Dynamic", "OnDemand" };
     const atls_redis_conf_t *c = autotls_config_get(base)->redis;
     server_rec *s;
     int bad;
@@ -146,12 +146,13 @@ autotls_cluster_check(apr_pool_t *p, server_rec *base)
     for (s = base; s != NULL; s = s->next) {
         autotls_srv_conf_t *sc = autotls_config_get(s);
 
-        if (sc->enabled == 1 && sc->dynamic != AUTOTLS_STATIC) {
+        if (AUTOTLS_IS_ON_DEMAND(sc)) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
-                         "AutoTLS %s for %s (%s:%d) cannot be used with AutoTLSStore "
-                         "redis://: names registered at runtime are not shared "
-                         "through Redis yet; use AutoTLS On, or AutoTLSStore DIR",
-                         mode[sc->dynamic],
+                         "AutoTLS OnDemand for %s (%s:%d) cannot be used with "
+                         "AutoTLSStore redis:// yet: names on demand are not admitted "
+                         "cluster-wide; use AutoTLS Dynamic (names registered with the "
+                         "CLI or the autotls-api handler reach every node), or "
+                         "AutoTLSStore DIR",
                          s->server_hostname ? s->server_hostname : "(no ServerName)",
                          sc->where_file ? sc->where_file : "?", sc->where_line);
             bad = 1;
@@ -391,6 +392,24 @@ cluster_listen_tick(void)
 
 static void cluster_acks_tick(void);
 
+/* The registry of dynamic names, at each heartbeat: an announcement lost
+ * (the subscriber's buffer, a pull that failed) is caught here; one GET
+ * when nothing moved.  Children read the mirror's copy once told. */
+static void
+cluster_names_tick(void)
+{
+    char err[512];
+    int rc = atls_mirror_sync_names(cl_mirror, err, sizeof(err));
+
+    if (rc < 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, autotls_global.main_server,
+                     "AutoTLSStore %s: registry of names: %s; tried again at the next "
+                     "heartbeat", cl_where, err);
+    } else if (rc > 0) {
+        autotls_generation_publish(atls_mirror_store(cl_mirror));
+    }
+}
+
 void
 autotls_cluster_tick(int in_run)
 {
@@ -422,6 +441,7 @@ autotls_cluster_tick(int in_run)
             cluster_down("heartbeat", err);
         } else {
             cl_join_at = now + CLUSTER_HEARTBEAT;
+            cluster_names_tick();
         }
     }
     if (cl_up && now >= cl_renew_at) {

@@ -133,6 +133,32 @@ int atls_mirror_redis_generation(atls_mirror_t *m, const char *id, uint64_t *gen
 int atls_store_redis_announce(atls_store_t *st, const char *id, uint64_t *gen,
                               char *err, size_t errlen);
 
+/* ---- the registry of dynamic names (mirror_names.c) ------------------------ */
+
+/*
+ * The registry (atls_names.h) is in Redis; every node's mirror holds a
+ * copy (names/<id>.json, its own names-generation and names-journal), so
+ * workers and children follow it as on a directory store.  Every write of
+ * Redis's names-generation (each registry change, by the CLI, the admin
+ * API of any node, on-demand) is announced on <P>gen as
+ * "ATLS_MIRROR_NAMES_ID <gen>"; a listener then syncs the registry, and a
+ * full sync (start, reconnection) syncs it too.  In the mirror,
+ * mirror-names-generation records Redis's registry generation it took.
+ * (Added to the issue-12 contract by the redisnames helper.)
+ */
+#define ATLS_MIRROR_NAMES_ID  "/names"
+
+/* Brings the mirror's registry up to Redis's (see mirror_names.c for the
+ * rule when Redis lost it): 1 when entries changed (the mirror's store
+ * generation was bumped: the host tells its workers), 0 when current,
+ * -1 + err (Redis unreachable, the mirror not writable; left as it was). */
+int atls_mirror_sync_names(atls_mirror_t *m, char *err, size_t errlen);
+/* Redis's registry generation (0: none): ATLS_STORE_OK, or ERROR + err. */
+int atls_mirror_redis_names_generation(atls_mirror_t *m, uint64_t *gen, char *err,
+                                       size_t errlen);
+/* The Redis registry generation the mirror took last (0: never). */
+uint64_t atls_mirror_names_generation(atls_mirror_t *m);
+
 /* ---- announcements (mirror_listen.c) --------------------------------------- */
 
 /* Opens the subscriber connection (non-blocking: connecting, then

@@ -122,14 +122,72 @@ names_join(const atls_cert_meta_t *m)
 
 /* ---- ensure ------------------------------------------------------------- */
 
+/* The stored meta of id brought to the configuration into *m; *changed
+ * when it differs from what is stored.  0, or -1 + err. */
+static int
+ensure_read(atls_store_t *st, const char *id, const char *const *names, size_t n,
+            const atls_issuer_t *is, atls_cert_meta_t *m, int *changed,
+            char *err, size_t errlen)
+{
+    int rc;
+
+    *changed = 0;
+    memset(m, 0, sizeof(*m));
+    rc = atls_store_load_meta(st, id, m, err, errlen);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        memset(m, 0, sizeof(*m));
+        m->id = atls_strdup(id);
+        m->names = atls_strv_dup((char *const *) names, n);
+        m->n_names = n;
+        atls_issuer_copy(&m->issuer, is);
+        m->state = ATLS_STATE_PENDING;
+        *changed = 1;
+    } else if (rc != ATLS_STORE_OK) {
+        atls_cert_meta_free(m);
+        return -1;
+    } else {
+        int names_changed = !strv_eq(m->names, m->n_names, (char *const *) names, n);
+        int ca_changed = !str_eq(m->issuer.directory, is->directory);
+
+        if (names_changed) {
+            atls_strv_free(m->names, m->n_names);
+            m->names = atls_strv_dup((char *const *) names, n);
+            m->n_names = n;
+            *changed = 1;
+        }
+        /* the configured issuer is the one used, its node-local paths
+         * and ports included; the stored one is rewritten only when what
+         * the certificate is changed (issuer_eq) */
+        if (!issuer_eq(&m->issuer, is)) {
+            *changed = 1;
+        }
+        atls_issuer_free(&m->issuer);
+        atls_issuer_copy(&m->issuer, is);
+        if (names_changed || ca_changed) {
+            /* The stored certificate no longer matches the configuration:
+             * due now, and an old backoff must not delay the fix. */
+            m->renew_at = 0;
+            m->next_attempt = 0;
+        }
+    }
+
+    /* A store written before meta recorded its certificates: learn them
+     * once from the files, so that deciding never reads them again. */
+    if (atls_job_kt_info_load(st, m) > 0) {
+        *changed = 1;
+    }
+    return 0;
+}
+
 int
 atls_job_ensure(atls_store_t *st, const char *const *names, size_t n,
                 const atls_issuer_t *is, atls_cert_meta_t *out,
                 char *err, size_t errlen)
 {
-    atls_cert_meta_t m;
-    char            *id;
-    int              rc, changed = 0;
+    atls_cert_meta_t   m;
+    atls_store_lock_t *lk = NULL;
+    char              *id;
+    int                rc, changed = 0;
 
     if (names == NULL || n == 0 || names[0] == NULL || names[0][0] == '\0') {
         snprintf(err, errlen, "a certificate needs at least one name");
@@ -145,64 +203,36 @@ atls_job_ensure(atls_store_t *st, const char *const *names, size_t n,
         return -1;
     }
 
-    memset(&m, 0, sizeof(m));
-    rc = atls_store_load_meta(st, id, &m, err, errlen);
-    if (rc == ATLS_STORE_NOTFOUND) {
-        memset(&m, 0, sizeof(m));
-        m.id = id;
-        id = NULL;
-        m.names = atls_strv_dup((char *const *) names, n);
-        m.n_names = n;
-        atls_issuer_copy(&m.issuer, is);
-        m.state = ATLS_STATE_PENDING;
-        changed = 1;
-    } else if (rc != ATLS_STORE_OK) {
-        free(id);
+    rc = ensure_read(st, id, names, n, is, &m, &changed, err, errlen);
+    if (rc == 0 && changed) {
+        /* Written under the certificate's lock, read again under it: a
+         * meta read before another process (a node of a cluster) deployed
+         * must not overwrite the deployed one.  Held by someone (an order
+         * running): that one writes the meta; nothing is written here. */
+        rc = atls_store_lock_cert(st, id, 0, &lk, err, errlen);
+        if (rc == ATLS_STORE_BUSY) {
+            rc = 0;
+            changed = 0;
+        } else if (rc == ATLS_STORE_OK) {
+            atls_cert_meta_free(&m);
+            rc = ensure_read(st, id, names, n, is, &m, &changed, err, errlen);
+        } else {
+            atls_cert_meta_free(&m);
+            rc = -1;
+        }
+    }
+    if (rc == 0 && changed && atls_store_save_meta(st, &m, err, errlen) != ATLS_STORE_OK) {
         atls_cert_meta_free(&m);
-        return -1;
-    } else {
-        int names_changed = !strv_eq(m.names, m.n_names, (char *const *) names, n);
-        int ca_changed = !str_eq(m.issuer.directory, is->directory);
-
-        free(id);
-        id = NULL;
-        if (names_changed) {
-            atls_strv_free(m.names, m.n_names);
-            m.names = atls_strv_dup((char *const *) names, n);
-            m.n_names = n;
-            changed = 1;
-        }
-        /* the configured issuer is the one used, its node-local paths
-         * and ports included; the stored one is rewritten only when what
-         * the certificate is changed (issuer_eq) */
-        if (!issuer_eq(&m.issuer, is)) {
-            changed = 1;
-        }
-        atls_issuer_free(&m.issuer);
-        atls_issuer_copy(&m.issuer, is);
-        if (names_changed || ca_changed) {
-            /* The stored certificate no longer matches the configuration:
-             * due now, and an old backoff must not delay the fix. */
-            m.renew_at = 0;
-            m.next_attempt = 0;
-        }
+        rc = -1;
     }
-
-    /* A store written before meta recorded its certificates: learn them
-     * once from the files, so that deciding never reads them again. */
-    if (atls_job_kt_info_load(st, &m) > 0) {
-        changed = 1;
-    }
-    if (changed && atls_store_save_meta(st, &m, err, errlen) != ATLS_STORE_OK) {
-        atls_cert_meta_free(&m);
-        return -1;
-    }
-    if (out != NULL) {
+    atls_store_unlock(st, lk);
+    free(id);
+    if (rc == 0 && out != NULL) {
         *out = m;
-    } else {
+    } else if (rc == 0) {
         atls_cert_meta_free(&m);
     }
-    return 0;
+    return rc;
 }
 
 /* ---- start / finish ----------------------------------------------------- */

@@ -161,8 +161,8 @@ atls_mirror_renew(atls_mirror_t *m)
 
 /* ---- generations ---------------------------------------------------------- */
 
-static int
-mirror_parse_gen(const char *s, size_t len, uint64_t *gen)
+int
+atls_mirror_parse_gen(const char *s, size_t len, uint64_t *gen)
 {
     char               buf[32], *end;
     unsigned long long v;
@@ -192,7 +192,7 @@ atls_mirror_generation(atls_mirror_t *m, const char *id)
         abort();
     }
     if (m->fs->ops->get(m->fs, path, &data, &len, err, sizeof(err)) == ATLS_STORE_OK
-        && mirror_parse_gen(data, len, &gen) != 0)
+        && atls_mirror_parse_gen(data, len, &gen) != 0)
     {
         /* unreadable: as if none, so the next sync pulls it whole */
         atls_log(ATLS_LOG_WARN, "mirror %s: not a generation, pulled again", path);
@@ -251,7 +251,9 @@ atls_mirror_redis_generation(atls_mirror_t *m, const char *id, uint64_t *gen,
     }
     if (r->type == REDIS_REPLY_NIL) {
         rc = ATLS_STORE_OK;
-    } else if (r->type != REDIS_REPLY_STRING || mirror_parse_gen(r->str, r->len, gen) != 0) {
+    } else if (r->type != REDIS_REPLY_STRING
+               || atls_mirror_parse_gen(r->str, r->len, gen) != 0)
+    {
         snprintf(err, errlen, "%s key %s: corrupt value: not a generation",
                  m->store.location, key);
     } else {

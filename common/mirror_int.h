@@ -58,6 +58,9 @@ char *atls_mirror_gen_key(atls_mirror_t *m, const char *id);
 int atls_mirror_set_generation(atls_mirror_t *m, const char *id, uint64_t gen,
                                char *err, size_t errlen);
 
+/* A decimal generation ("12", "12\n"): 0 and *gen, -1 when it is not one. */
+int atls_mirror_parse_gen(const char *s, size_t len, uint64_t *gen);
+
 /* Writes it without the store-wide bump: the caller bumps for a batch
  * (atls_store_bump_generation_many) before it returns. */
 int atls_mirror_write_generation(atls_mirror_t *m, const char *id, uint64_t gen,

@@ -75,6 +75,19 @@ parse_announcement(const char *msg, size_t len, char *id, size_t idlen, uint64_t
     return 0;
 }
 
+/* The store generation moved in Redis: the registry, if it moved too. */
+static int
+listen_names(atls_mirror_t *m)
+{
+    char why[512];
+    int  one = atls_mirror_sync_names(m, why, sizeof(why));
+
+    if (one < 0) {
+        atls_log(ATLS_LOG_WARN, "mirror: registry of names: %s (left to the next sync)", why);
+    }
+    return one > 0;
+}
+
 int
 atls_mirror_on_io(atls_mirror_t *m, int events, char *err, size_t errlen)
 {
@@ -99,6 +112,8 @@ atls_mirror_on_io(atls_mirror_t *m, int events, char *err, size_t errlen)
             atls_mirror_chal_message(m, payload, len);
         } else if (parse_announcement(payload, len, id, sizeof(id), &gen) != 0) {
             atls_log(ATLS_LOG_WARN, "mirror: %s: not an announcement, ignored", channel);
+        } else if (strcmp(id, ATLS_MIRROR_NAMES_ID) == 0) {
+            pulled += listen_names(m);
         } else if (gen > atls_mirror_generation(m, id)) {
             int one = atls_mirror_sync_one(m, id, why, sizeof(why));
 

@@ -550,15 +550,23 @@ out:
     return rc;
 }
 
-/* The end of a sync: accounts, then the cluster key (from now on this
- * Redis is known to hold the cluster's state). */
+/* The end of a sync: accounts, the registry of names, then the cluster
+ * key (from now on this Redis is known to hold the cluster's state).
+ * 1 when the registry changed in the mirror, 0, or -1 + err. */
 static int
 sync_finish(atls_mirror_t *m, char *err, size_t errlen)
 {
     atls_redis_t *c;
     redisReply   *r = NULL;
+    int           names;
 
     if (sync_accounts(m, err, errlen) != 0) {
+        return -1;
+    }
+    /* the registry of names: 1 when the mirror's changed (counted as a
+     * pull, so that the host tells its workers) */
+    names = atls_mirror_sync_names(m, err, errlen);
+    if (names < 0) {
         return -1;
     }
     c = atls_mirror_conn(m, err, errlen);
@@ -568,7 +576,7 @@ sync_finish(atls_mirror_t *m, char *err, size_t errlen)
         return -1;
     }
     freeReplyObject(r);
-    return 0;
+    return names;
 }
 
 int
@@ -611,9 +619,11 @@ atls_mirror_sync_step(atls_mirror_t *m, long budget_ms, int *done, int *pushed,
         goto out;
     }
     if (y->next == y->n) {
-        if (sync_finish(m, err, errlen) != 0) {
+        one = sync_finish(m, err, errlen);
+        if (one < 0) {
             goto out;
         }
+        y->pulled += one;
         *done = 1;
     }
     rc = y->pulled;

@@ -462,6 +462,11 @@ rs_put(atls_store_t *st, const char *path, const char *data, size_t len, int is_
             freeReplyObject(r);
             rc = atls_rs_index_add(st, path, err, errlen);
         }
+        if (rc == ATLS_STORE_OK && strcmp(path, "generation") == 0) {
+            /* every registry change bumps it last (after its entries and
+             * journal): every node's mirror looks at the registry */
+            atls_rs_names_announce(st, data, len);
+        }
     }
     if (val != NULL) {
         explicit_bzero(val, vlen);

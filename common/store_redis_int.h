@@ -47,5 +47,9 @@ int atls_rs_renew_due(atls_store_t *st, int force);
 int atls_rs_lock(atls_store_t *st, const char *name, int wait, atls_store_lock_t **out,
                  char *err, size_t errlen);
 void atls_rs_unlock(atls_store_t *st, atls_store_lock_t *lk);
+/* After a put of the store generation (data: its value), which every
+ * change of the registry of names bumps last: announced to every node's
+ * mirror, which then syncs the registry if it moved (mirror_names.c). */
+void atls_rs_names_announce(atls_store_t *st, const char *data, size_t len);
 
 #endif

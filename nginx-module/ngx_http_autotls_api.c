@@ -14,7 +14,9 @@
  * which the access phase applied before), and sends the core's answer.
  * Every change is an audited event with the client's address as its
  * author; the driver notices the registry change within
- * NGX_HTTP_AUTOTLS_WATCH_MS and issues or stops serving the name.
+ * NGX_HTTP_AUTOTLS_WATCH_MS and issues or stops serving the name.  On a
+ * cluster node (autotls_store redis://) the registry is Redis's: the
+ * request writes there, and every node's mirror takes the change.
  */
 
 #include "ngx_http_autotls_module.h"
@@ -28,6 +30,7 @@ static ngx_int_t ngx_http_autotls_api_handler(ngx_http_request_t *r);
 static void ngx_http_autotls_api_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_autotls_api_answer(ngx_http_request_t *r,
     const char *body, size_t len);
+static atls_store_t *ngx_http_autotls_api_store(ngx_http_request_t *r);
 static ngx_int_t ngx_http_autotls_api_send(ngx_http_request_t *r,
     ngx_uint_t status, u_char *body, size_t len);
 static char *ngx_http_autotls_api_cstr(ngx_pool_t *pool, u_char *data,
@@ -239,13 +242,22 @@ ngx_http_autotls_api_answer(ngx_http_request_t *r, const char *body,
     u_char          by[NGX_SOCKADDR_STRLEN + sizeof("api ")];
     ngx_int_t       rc;
     atls_actor_t    actor;
+    atls_store_t   *st;
     atls_events_t  *ev;
+
+    static u_char  closed[] = "{\"error\":\"the store is not open\"}";
+    static u_char  unreachable[] = "{\"error\":\"the Redis store cannot be "
+                                   "reached (see the error log)\"}";
 
     if (ngx_http_autotls_store == NULL) {
         return ngx_http_autotls_api_send(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                              (u_char *) "{\"error\":\"the store is not open\"}",
-                              sizeof("{\"error\":\"the store is not open\"}")
-                              - 1);
+                                         closed, sizeof(closed) - 1);
+    }
+
+    st = ngx_http_autotls_api_store(r);
+    if (st == NULL) {
+        return ngx_http_autotls_api_send(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         unreachable, sizeof(unreachable) - 1);
     }
 
     method = ngx_http_autotls_api_cstr(r->pool, r->method_name.data,
@@ -255,6 +267,10 @@ ngx_http_autotls_api_answer(ngx_http_request_t *r, const char *body,
                                                 r->args.len)
                         : NULL;
     if (method == NULL || path == NULL || (r->args.len && query == NULL)) {
+        if (st != ngx_http_autotls_store) {
+            atls_store_close(st);
+        }
+
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -262,19 +278,21 @@ ngx_http_autotls_api_answer(ngx_http_request_t *r, const char *body,
 
     /* this worker's events: audited and queued, delivered by the driver */
     atls_actor_self(&actor, "server", "nginx/" NGINX_VERSION);
-    ev = atls_events_new(ngx_http_autotls_store, &actor,
-                         &ngx_http_autotls_mcf->notify);
+    ev = atls_events_new(st, &actor, &ngx_http_autotls_mcf->notify);
 
     status = 500;
     out = NULL;
     out_len = 0;
 
-    (void) atls_names_api(ngx_http_autotls_store, ev, method, path, query,
-                          body, len, (char *) by, ngx_time(), &status, &out,
-                          &out_len);
+    (void) atls_names_api(st, ev, method, path, query, body, len, (char *) by,
+                          ngx_time(), &status, &out, &out_len);
 
     if (ev != NULL) {
         atls_events_free(ev);
+    }
+
+    if (st != ngx_http_autotls_store) {
+        atls_store_close(st);
     }
 
     rc = ngx_http_autotls_api_send(r, status, (u_char *) out, out_len);
@@ -282,6 +300,34 @@ ngx_http_autotls_api_answer(ngx_http_request_t *r, const char *body,
     free(out);
 
     return rc;
+}
+
+
+/*
+ * The store the registry is written to: the node's own on a directory
+ * store; on a cluster node, Redis, through a blocking connection of its
+ * own with the configured timeouts (admin requests are rare, and a write
+ * to the mirror would reach no other node), closed after the request.
+ */
+static atls_store_t *
+ngx_http_autotls_api_store(ngx_http_request_t *r)
+{
+    char           err[512];
+    atls_store_t  *st;
+
+    if (ngx_http_autotls_mcf->redis == NULL) {
+        return ngx_http_autotls_store;
+    }
+
+    err[0] = '\0';
+
+    st = atls_store_redis_open(ngx_http_autotls_mcf->redis, err, sizeof(err));
+    if (st == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "autotls_api: autotls_store: %s", err);
+    }
+
+    return st;
 }
 
 

@@ -74,6 +74,7 @@ static void ngx_http_autotls_cluster_failed(ngx_http_autotls_cluster_t *cl,
 static void ngx_http_autotls_cluster_retry(ngx_event_t *ev);
 static void ngx_http_autotls_cluster_beat(ngx_event_t *ev);
 static void ngx_http_autotls_cluster_check(ngx_event_t *ev);
+static void ngx_http_autotls_cluster_names(ngx_http_autotls_cluster_t *cl);
 static void ngx_http_autotls_cluster_slice(ngx_event_t *ev);
 static void ngx_http_autotls_cluster_sync_stop(ngx_http_autotls_cluster_t *cl);
 static void ngx_http_autotls_cluster_retried(ngx_http_autotls_cluster_t *cl,
@@ -596,6 +597,8 @@ ngx_http_autotls_cluster_check(ngx_event_t *ev)
         return;
     }
 
+    ngx_http_autotls_cluster_names(cl);
+
     err[0] = '\0';
 
     if (atls_mirror_redis_generation(cl->mirror, "/cluster", &gen, err,
@@ -624,6 +627,37 @@ ngx_http_autotls_cluster_check(ngx_event_t *ev)
 
     if (ngx_http_autotls_cluster_pull(cl, err, sizeof(err)) < 0) {
         ngx_http_autotls_cluster_retried(cl, err);
+    }
+}
+
+
+/*
+ * The registry of dynamic names, when its generation in Redis moved and
+ * its announcement was lost (one GET a second otherwise): the mirror's
+ * copy is brought up to it and the workers are told.
+ */
+static void
+ngx_http_autotls_cluster_names(ngx_http_autotls_cluster_t *cl)
+{
+    int   rc;
+    char  err[512];
+
+    if (ngx_http_autotls_mcf->homes.nelts == 0) {
+        return;
+    }
+
+    err[0] = '\0';
+
+    rc = atls_mirror_sync_names(cl->mirror, err, sizeof(err));
+
+    if (rc < 0) {
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "autotls_store \"%s\": registry of names: %s; tried "
+                      "again in %M ms", cl->where, err,
+                      (ngx_msec_t) NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS);
+
+    } else if (rc > 0) {
+        ngx_http_autotls_watch_now();
     }
 }
 

@@ -266,12 +266,10 @@ ngx_http_autotls_run(void)
     ngx_http_autotls_od_driver(drv->sched);
 
     /* names registered at runtime: the scheduler manages those of our
-     * homes, the zone mirrors them for the workers (a cluster node has
-     * none: ngx_http_autotls_redis_check) */
-    if (ngx_http_autotls_mcf->redis == NULL) {
-        atls_sched_names_sync(drv->sched);
-        ngx_http_autotls_dyn_sync();
-    }
+     * homes, the zone mirrors them for the workers (on a cluster node,
+     * from the node's mirror of the registry) */
+    atls_sched_names_sync(drv->sched);
+    ngx_http_autotls_dyn_sync();
 
     ngx_add_timer(&drv->check_ev, 1);
 
@@ -363,11 +361,8 @@ ngx_http_autotls_driver_store_changed(void)
 
     if (drv->sched != NULL) {
         atls_sched_notify(drv->sched);
-
-        if (ngx_http_autotls_mcf->redis == NULL) {
-            atls_sched_names_sync(drv->sched);
-            ngx_http_autotls_dyn_sync();
-        }
+        atls_sched_names_sync(drv->sched);
+        ngx_http_autotls_dyn_sync();
     }
 }
 

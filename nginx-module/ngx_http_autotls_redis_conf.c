@@ -183,45 +183,40 @@ ngx_http_autotls_redis_path(ngx_conf_t *cf, char **path)
 
 
 /*
- * Names registered at runtime and names on demand live in the store's
- * registry, which a Redis store keeps in Redis only: the workers, which
- * read the mirror, would never see them, and the admin API would register
- * names in the mirror.  Refused until the registry is mirrored.
+ * Names registered at runtime work on a cluster: the registry is in Redis,
+ * every node's mirror holds a copy its workers read (atls_mirror.h, "the
+ * registry"), and the admin API writes to Redis (ngx_http_autotls_api.c).
+ * Names on demand are not there yet: a node would admit a name into its
+ * own mirror only.  Refused by name.
  */
 ngx_int_t
 ngx_http_autotls_redis_check(ngx_conf_t *cf,
     ngx_http_autotls_main_conf_t *amcf)
 {
+    ngx_uint_t                     i;
     ngx_http_autotls_srv_conf_t  **homes;
 
     if (amcf->redis == NULL) {
         return NGX_OK;
     }
 
-    if (amcf->api_file != NULL) {
+    homes = amcf->homes.elts;
+
+    for (i = 0; i < amcf->homes.nelts; i++) {
+        if (homes[i]->dynamic != NGX_HTTP_AUTOTLS_ON_DEMAND) {
+            continue;
+        }
+
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"autotls_api\" in %s:%ui cannot be used with a "
-                      "redis:// \"autotls_store\": the registry of names "
-                      "is not mirrored to the nodes yet",
-                      amcf->api_file, amcf->api_line);
+                      "\"autotls %V on_demand\" in %s:%ui cannot be used with "
+                      "a redis:// \"autotls_store\" yet: names on demand are "
+                      "not admitted cluster-wide; use \"autotls %V dynamic\" "
+                      "(names registered with the CLI or autotls_api reach "
+                      "every node), or a directory store",
+                      &homes[i]->issuer, homes[i]->file, homes[i]->line,
+                      &homes[i]->issuer);
         return NGX_ERROR;
     }
 
-    if (amcf->homes.nelts == 0) {
-        return NGX_OK;
-    }
-
-    homes = amcf->homes.elts;
-
-    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                  "\"autotls %V %s\" in %s:%ui cannot be used with a redis:// "
-                  "\"autotls_store\": names registered at runtime and on "
-                  "demand are not served from a node's mirror yet; use a "
-                  "directory store, or configure the names",
-                  &homes[0]->issuer,
-                  homes[0]->dynamic == NGX_HTTP_AUTOTLS_ON_DEMAND
-                  ? "on_demand" : "dynamic",
-                  homes[0]->file, homes[0]->line);
-
-    return NGX_ERROR;
+    return NGX_OK;
 }

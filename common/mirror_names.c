@@ -1,0 +1,445 @@
+/*
+ * The registry of dynamic names in a node's mirror (atls_mirror.h, "the
+ * registry"): Redis holds the truth (names/<id>.json, names-generation,
+ * names-journal, written through the store ops by whoever registers a
+ * name); each node's mirror holds a copy in the filesystem store's format,
+ * with its own names-generation and names-journal, so the node's workers
+ * and children follow the registry exactly as they follow one on a
+ * directory store (the journal, then the entries it names).
+ *
+ * A sync reads Redis's registry generation first, then the entries that
+ * changed since the one the mirror last took (Redis's journal; the whole
+ * registry when the journal does not reach back), checks each entry
+ * before it is written (its name is its file's), then moves the mirror's
+ * own registry generation once, journals the names it changed, and bumps
+ * the mirror's store generation (what the workers watch).  A registry
+ * change that lands while it reads is taken by the next sync: the
+ * generation recorded is the one read before.
+ *
+ * Repopulation: a Redis whose registry generation is below the one the
+ * mirror took lost it (restarted empty, an old backup): the mirror's
+ * entries Redis lacks are written back, and Redis's registry generation
+ * is raised past the mirror's, so every node reads them again.
+ */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "mirror_int.h"
+#include "names_int.h"
+#include "store_int.h"
+#include "store_redis_int.h"
+
+#define NAMES_DIR       "names"
+#define NAMES_EXT       ".json"
+#define NAMES_GEN       "names-generation"      /* as store_names.c keeps it */
+/* in the mirror: Redis's registry generation it last took */
+#define NAMES_TAKEN     "mirror-names-generation"
+
+/* A decimal generation at path in st (0 when there is none). */
+static int
+names_read_counter(atls_store_t *st, const char *path, uint64_t *gen, char *err,
+                   size_t errlen)
+{
+    char   *data = NULL;
+    size_t  len = 0;
+    int     rc;
+
+    *gen = 0;
+    rc = st->ops->get(st, path, &data, &len, err, errlen);
+    if (rc == ATLS_STORE_NOTFOUND) {
+        return ATLS_STORE_OK;
+    }
+    if (rc == ATLS_STORE_OK && atls_mirror_parse_gen(data, len, gen) != 0) {
+        atls_store_err_path(st, path, err, errlen, "not a decimal number");
+        rc = ATLS_STORE_ERROR;
+    }
+    free(data);
+    return rc;
+}
+
+static int
+names_write_counter(atls_store_t *st, const char *path, uint64_t gen, char *err,
+                    size_t errlen)
+{
+    char buf[32];
+
+    snprintf(buf, sizeof(buf), "%" PRIu64 "\n", gen);
+    return st->ops->put(st, path, buf, strlen(buf), 0, err, errlen);
+}
+
+int
+atls_mirror_redis_names_generation(atls_mirror_t *m, uint64_t *gen, char *err,
+                                   size_t errlen)
+{
+    atls_store_t *rs = atls_mirror_rs(m, err, errlen);
+
+    *gen = 0;
+    return rs != NULL ? names_read_counter(rs, NAMES_GEN, gen, err, errlen) : ATLS_STORE_ERROR;
+}
+
+uint64_t
+atls_mirror_names_generation(atls_mirror_t *m)
+{
+    char     err[256];
+    uint64_t gen;
+
+    if (names_read_counter(m->fs, NAMES_TAKEN, &gen, err, sizeof(err)) != ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_WARN, "mirror: %s (the registry is read again whole)", err);
+        return 0;
+    }
+    return gen;
+}
+
+/* ---- the names a sync changed ---------------------------------------------- */
+
+typedef struct {
+    char   **v;
+    size_t   n, cap;
+} names_vec_t;
+
+static void
+vec_add(names_vec_t *c, const char *name, size_t len)
+{
+    if (c->n == c->cap) {
+        size_t  cap = c->cap ? c->cap * 2 : 32;
+        char  **v = realloc(c->v, cap * sizeof(*v));
+
+        if (v == NULL) {
+            abort();
+        }
+        c->v = v;
+        c->cap = cap;
+    }
+    c->v[c->n] = strndup(name, len);
+    if (c->v[c->n] == NULL) {
+        abort();
+    }
+    c->n++;
+}
+
+/* ---- one entry, Redis -> mirror -------------------------------------------- */
+
+/* What came from Redis is served only when it is an entry of the name its
+ * file says. */
+static int
+names_entry_ok(const char *file, const char *data, size_t len, char *why, size_t whylen)
+{
+    atls_name_entry_t  e;
+    char              *id = NULL;
+    int                ok;
+
+    if (atls_name_entry_from_json(data, len, &e, why, whylen) != 0) {
+        return 0;
+    }
+    id = atls_cert_id(e.name);
+    ok = id != NULL && strlen(file) == strlen(id) + sizeof(NAMES_EXT) - 1
+         && strncmp(file, id, strlen(id)) == 0;
+    if (!ok) {
+        snprintf(why, whylen, "its \"name\" is not its file name");
+    }
+    free(id);
+    atls_name_entry_free(&e);
+    return ok;
+}
+
+/* names/<file> in the mirror made Redis's: written when it differs,
+ * deleted when Redis has none; the name goes into changed when the mirror
+ * moved, or always with `named` (the journal named it: a sync that failed
+ * after writing the entry still tells the workers when it is tried
+ * again).  A bad entry in Redis is skipped (logged), not fatal: only a
+ * failure to read Redis or to write the mirror is. */
+static int
+names_pull_file(atls_mirror_t *m, const char *file, int named, names_vec_t *changed,
+                char *err, size_t errlen)
+{
+    char   *path = atls_store_cat(NAMES_DIR "/", file, NULL), *rd = NULL, *ld = NULL;
+    char    why[256];
+    size_t  rlen = 0, llen = 0, flen = strlen(file);
+    int     rr, lr, rc = ATLS_STORE_OK;
+
+    if (flen <= sizeof(NAMES_EXT) - 1 || strcmp(file + flen - 4, ".tmp") == 0
+        || strcmp(file + flen - (sizeof(NAMES_EXT) - 1), NAMES_EXT) != 0)
+    {
+        goto out;       /* not an entry */
+    }
+    rr = m->rs->ops->get(m->rs, path, &rd, &rlen, err, errlen);
+    if (rr == ATLS_STORE_ERROR) {
+        rc = rr;
+        goto out;
+    }
+    lr = m->fs->ops->get(m->fs, path, &ld, &llen, why, sizeof(why));
+    if (rr == ATLS_STORE_OK && !names_entry_ok(file, rd, rlen, why, sizeof(why))) {
+        atls_log(ATLS_LOG_WARN, "mirror: %s: %s %s: %s; not mirrored", m->store.location,
+                 NAMES_DIR, file, why);
+        goto out;
+    }
+    if (rr == ATLS_STORE_OK && !(lr == ATLS_STORE_OK && llen == rlen
+                                 && memcmp(ld, rd, rlen) == 0))
+    {
+        rc = m->fs->ops->put_nosync != NULL
+             ? m->fs->ops->put_nosync(m->fs, path, rd, rlen, 0, err, errlen)
+             : m->fs->ops->put(m->fs, path, rd, rlen, 0, err, errlen);
+    } else if (rr == ATLS_STORE_NOTFOUND && lr == ATLS_STORE_OK) {
+        rc = m->fs->ops->del(m->fs, path, err, errlen);
+        rc = rc == ATLS_STORE_NOTFOUND ? ATLS_STORE_OK : rc;
+    } else if (!named) {
+        goto out;       /* the same on both sides */
+    }
+    if (rc == ATLS_STORE_OK) {
+        vec_add(changed, file, flen - (sizeof(NAMES_EXT) - 1));
+    }
+
+out:
+    free(rd);
+    free(ld);
+    free(path);
+    return rc;
+}
+
+/* The files of names/ in st (none when there is no registry). */
+static int
+names_files(atls_store_t *st, char ***files, size_t *n, char *err, size_t errlen)
+{
+    int rc = st->ops->list(st, NAMES_DIR, files, n, err, errlen);
+
+    if (rc == ATLS_STORE_NOTFOUND) {
+        *files = NULL;
+        *n = 0;
+        rc = ATLS_STORE_OK;
+    }
+    return rc;
+}
+
+static int
+names_str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* Every entry of either side (the journal does not reach back). */
+static int
+names_pull_all(atls_mirror_t *m, names_vec_t *changed, char *err, size_t errlen)
+{
+    char  **rf = NULL, **lf = NULL;
+    size_t  nr = 0, nl = 0, i;
+    int     rc;
+
+    rc = names_files(m->rs, &rf, &nr, err, errlen);
+    if (rc == ATLS_STORE_OK) {
+        rc = names_files(m->fs, &lf, &nl, err, errlen);
+    }
+    for (i = 0; rc == ATLS_STORE_OK && i < nr; i++) {
+        rc = names_pull_file(m, rf[i], 0, changed, err, errlen);
+    }
+    if (rf != NULL) {
+        qsort(rf, nr, sizeof(*rf), names_str_cmp);
+    }
+    /* the mirror's entries Redis does not list: gone from the registry */
+    for (i = 0; rc == ATLS_STORE_OK && i < nl; i++) {
+        if (rf == NULL || bsearch(&lf[i], rf, nr, sizeof(*rf), names_str_cmp) == NULL) {
+            rc = names_pull_file(m, lf[i], 0, changed, err, errlen);
+        }
+    }
+    atls_strv_free(rf, nr);
+    atls_strv_free(lf, nl);
+    return rc;
+}
+
+/* The entries Redis's journal says changed in (since, upto]; NOTFOUND
+ * when it does not say. */
+static int
+names_pull_changed(atls_mirror_t *m, uint64_t since, uint64_t upto, names_vec_t *changed,
+                   char *err, size_t errlen)
+{
+    char  **names = NULL, *file;
+    size_t  n = 0, i;
+    int     rc;
+
+    if (since == 0) {
+        return ATLS_STORE_NOTFOUND;     /* never taken: everything */
+    }
+    rc = atls_names_changed_since(m->rs, since, upto, &names, &n, err, errlen);
+    for (i = 0; rc == ATLS_STORE_OK && i < n; i++) {
+        /* a checked name is its own certificate id */
+        file = atls_store_cat(names[i], NAMES_EXT, NULL);
+        rc = names_pull_file(m, file, 1, changed, err, errlen);
+        free(file);
+    }
+    atls_strv_free(names, n);
+    return rc;
+}
+
+/* The mirror's own registry generation moves once for the names changed,
+ * journaled with them, then its store generation (the workers look). */
+static int
+names_mirror_changed(atls_mirror_t *m, names_vec_t *changed, char *err, size_t errlen)
+{
+    atls_store_lock_t *lk = NULL;
+    uint64_t           g = 0;
+    int                rc;
+
+    if (m->fs->ops->sync_dir != NULL && m->fs->ops->put_nosync != NULL) {
+        rc = m->fs->ops->sync_dir(m->fs, NAMES_DIR, err, errlen);
+        if (rc != ATLS_STORE_OK && rc != ATLS_STORE_NOTFOUND) {
+            return rc;
+        }
+    }
+    rc = m->fs->ops->lock(m->fs, "names", 1, &lk, err, errlen);
+    if (rc != ATLS_STORE_OK) {
+        return rc;
+    }
+    if (names_read_counter(m->fs, NAMES_GEN, &g, err, errlen) != ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_WARN, "mirror: %s (started over)", err);
+        g = (uint64_t) time(NULL);
+    }
+    rc = names_write_counter(m->fs, NAMES_GEN, g + 1, err, errlen);
+    if (rc == ATLS_STORE_OK) {
+        atls_names_journal_add(m->fs, g + 1, (const char *const *) changed->v, changed->n);
+        if (atls_store_bump_generation(m->fs) != ATLS_STORE_OK) {
+            snprintf(err, errlen, "mirror %s: generation not bumped (see the log)",
+                     m->fs->location);
+            rc = ATLS_STORE_ERROR;
+        }
+    }
+    m->fs->ops->unlock(m->fs, lk);
+    return rc;
+}
+
+/* ---- repopulation ----------------------------------------------------------- */
+
+/* Redis lost the registry the mirror took (its generation went back):
+ * the mirror's entries it lacks go back, and its generation goes past
+ * the mirror's, under Redis's "names" lock. */
+static int
+names_push(atls_mirror_t *m, uint64_t taken, char *err, size_t errlen)
+{
+    atls_store_lock_t *lk = NULL;
+    char             **lf = NULL, *path, *data;
+    size_t             nl = 0, i, len, pushed = 0;
+    uint64_t           rgen = 0;
+    int                rc, one;
+
+    rc = m->rs->ops->lock(m->rs, "names", 1, &lk, err, errlen);
+    if (rc != ATLS_STORE_OK) {
+        return rc;
+    }
+    rc = names_files(m->fs, &lf, &nl, err, errlen);
+    for (i = 0; rc == ATLS_STORE_OK && i < nl; i++) {
+        path = atls_store_cat(NAMES_DIR "/", lf[i], NULL);
+        data = NULL;
+        one = m->rs->ops->get(m->rs, path, &data, &len, err, errlen);
+        free(data);
+        data = NULL;
+        if (one == ATLS_STORE_NOTFOUND
+            && m->fs->ops->get(m->fs, path, &data, &len, err, errlen) == ATLS_STORE_OK
+            && names_entry_ok(lf[i], data, len, err, errlen))
+        {
+            one = m->rs->ops->put(m->rs, path, data, len, 0, err, errlen);
+            pushed += one == ATLS_STORE_OK;
+        }
+        rc = one == ATLS_STORE_ERROR ? one : ATLS_STORE_OK;
+        free(data);
+        free(path);
+    }
+    if (rc == ATLS_STORE_OK) {
+        rc = names_read_counter(m->rs, NAMES_GEN, &rgen, err, errlen);
+    }
+    if (rc == ATLS_STORE_OK && rgen <= taken) {
+        /* announced to every node, which then list the registry */
+        rc = names_write_counter(m->rs, NAMES_GEN, taken + 1, err, errlen);
+        if (rc == ATLS_STORE_OK && atls_store_bump_generation(m->rs) != ATLS_STORE_OK) {
+            rc = ATLS_STORE_ERROR;
+            snprintf(err, errlen, "%s: generation not bumped (see the log)",
+                     m->store.location);
+        }
+    }
+    m->rs->ops->unlock(m->rs, lk);
+    atls_strv_free(lf, nl);
+    if (rc == ATLS_STORE_OK) {
+        atls_log(ATLS_LOG_WARN, "mirror: %s lost the registry of names (its generation "
+                 "%" PRIu64 " is below the mirror's %" PRIu64 "): %zu entries written back",
+                 m->store.location, rgen, taken, pushed);
+    }
+    return rc;
+}
+
+/* ---- the sync --------------------------------------------------------------- */
+
+int
+atls_mirror_sync_names(atls_mirror_t *m, char *err, size_t errlen)
+{
+    names_vec_t  changed = { NULL, 0, 0 };
+    uint64_t     rgen, taken = atls_mirror_names_generation(m);
+    int          rc = -1, one;
+
+    if (atls_mirror_redis_names_generation(m, &rgen, err, errlen) != ATLS_STORE_OK) {
+        return -1;
+    }
+    if (rgen == taken) {
+        return 0;
+    }
+    if (rgen < taken) {
+        if (names_push(m, taken, err, errlen) != ATLS_STORE_OK
+            || atls_mirror_redis_names_generation(m, &rgen, err, errlen) != ATLS_STORE_OK)
+        {
+            return -1;
+        }
+        taken = 0;      /* listed whole: every entry checked */
+    }
+    one = names_pull_changed(m, taken, rgen, &changed, err, errlen);
+    if (one == ATLS_STORE_NOTFOUND) {
+        atls_strv_free(changed.v, changed.n);
+        memset(&changed, 0, sizeof(changed));
+        one = names_pull_all(m, &changed, err, errlen);
+    }
+    if (one != ATLS_STORE_OK
+        || (changed.n > 0 && names_mirror_changed(m, &changed, err, errlen) != ATLS_STORE_OK)
+        || names_write_counter(m->fs, NAMES_TAKEN, rgen, err, errlen) != ATLS_STORE_OK)
+    {
+        goto out;
+    }
+    if (changed.n > 0) {
+        atls_log(ATLS_LOG_INFO, "mirror: %zu dynamic name(s) changed, registry generation "
+                 "%" PRIu64 " from Redis", changed.n, rgen);
+    }
+    rc = (int) (changed.n > 0);
+
+out:
+    atls_strv_free(changed.v, changed.n);
+    return rc;
+}
+
+/* ---- announcements ------------------------------------------------------------ */
+
+void
+atls_rs_names_announce(atls_store_t *st, const char *data, size_t len)
+{
+    rs_impl_t  *rs = st->impl;
+    redisReply *r = NULL;
+    uint64_t    gen;
+    char        msg[64], *channel, err[256];
+
+    if (atls_mirror_parse_gen(data, len, &gen) != 0) {
+        return;
+    }
+    if (asprintf(&channel, "%s%s", rs->conf.prefix != NULL ? rs->conf.prefix
+                                   : ATLS_REDIS_DEFAULT_PREFIX, ATLS_MIRROR_CHANNEL) < 0)
+    {
+        abort();
+    }
+    snprintf(msg, sizeof(msg), "%s %" PRIu64, ATLS_MIRROR_NAMES_ID, gen);
+    err[0] = '\0';
+    if (atls_rs_conn(rs, err, sizeof(err)) == NULL
+        || atls_redis_callv(rs->c, &r, err, sizeof(err), "PUBLISH", channel, msg, NULL) != 0)
+    {
+        /* the entries are written: nodes take them at their next check */
+        atls_log(ATLS_LOG_WARN, "%s: registry change not announced: %s", st->location, err);
+    }
+    if (r != NULL) {
+        freeReplyObject(r);
+    }
+    free(channel);
+}

@@ -1,0 +1,274 @@
+/*
+ * The registry of dynamic names mirrored into every node (atls_mirror.h,
+ * "the registry"), on one real redis-server: a writer without a mirror
+ * (the CLI) and a node's store write to Redis; each node's mirror then
+ * holds the entries, its own registry generation and a journal that names
+ * what changed (what the workers read), by announcement or by sync; a
+ * broken entry in Redis is not mirrored; a Redis that lost the registry
+ * gets the mirror's entries back.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "atls_job.h"
+#include "atls_mirror.h"
+#include "atls_names.h"
+#include "support/mirrorfx.h"
+
+typedef mirrorfx_t fx_t;
+#define MX_TEST(f) cmocka_unit_test_setup_teardown(f, mirrorfx_setup, mirrorfx_teardown)
+
+/* A plain Redis store, as the CLI opens with --store redis://. */
+static atls_store_t *
+cli_store(fx_t *fx)
+{
+    char          err[512];
+    atls_store_t *st = atls_store_redis_open(&fx->conf, err, sizeof(err));
+
+    if (st == NULL) {
+        fail_msg("redis store: %s", err);
+    }
+    return st;
+}
+
+static void
+add_names(atls_store_t *st, const char *const *names, size_t n)
+{
+    char err[512];
+
+    if (atls_names_add_many(st, names, n, NULL, "cli", "test", time(NULL), NULL, err,
+                            sizeof(err)) != ATLS_STORE_OK)
+    {
+        fail_msg("add: %s", err);
+    }
+}
+
+/* The name's state in m's mirror directory (the workers' view); -1: none. */
+static int
+mirrored_state(atls_mirror_t *m, const char *name)
+{
+    atls_name_entry_t e;
+    char              err[512];
+    int               state;
+
+    if (atls_names_get(atls_mirror_fs(m), name, &e, err, sizeof(err)) != ATLS_STORE_OK) {
+        return -1;
+    }
+    state = (int) e.state;
+    atls_name_entry_free(&e);
+    return state;
+}
+
+static void
+sync_names_ok(atls_mirror_t *m, int want)
+{
+    char err[512];
+    int  rc = atls_mirror_sync_names(m, err, sizeof(err));
+
+    if (rc < 0) {
+        fail_msg("sync names: %s", err);
+    }
+    assert_int_equal(rc, want);
+}
+
+/* Names added through Redis reach a node's mirror with its own registry
+ * generation and a journal naming them; a removal by another node's
+ * store follows; a sync with nothing new changes nothing. */
+static void
+test_registry_reaches_mirror(void **state)
+{
+    fx_t              *fx = *state;
+    atls_store_t      *cli = cli_store(fx), *fs = atls_mirror_fs(fx->b);
+    const char *const  names[] = { "one.example", "two.example" };
+    char               err[512], **changed = NULL;
+    size_t             n = 0;
+    uint64_t           g0, s0, g1, g2, rgen;
+    int                removed = 0;
+
+    g0 = atls_names_generation(fs);
+    s0 = atls_store_generation(fs);
+    add_names(cli, names, 2);
+    sync_names_ok(fx->b, 1);
+    assert_int_equal(mirrored_state(fx->b, "one.example"), ATLS_NAME_ACTIVE);
+    assert_int_equal(mirrored_state(fx->b, "two.example"), ATLS_NAME_ACTIVE);
+    g1 = atls_names_generation(fs);
+    assert_int_equal(g1, g0 + 1);
+    assert_true(atls_store_generation(fs) > s0);        /* the workers look */
+    assert_int_equal(atls_names_changed_since(fs, g0, g1, &changed, &n, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(changed[0], "one.example");
+    assert_string_equal(changed[1], "two.example");
+    atls_strv_free(changed, n);
+    assert_int_equal(atls_mirror_redis_names_generation(fx->b, &rgen, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(atls_mirror_names_generation(fx->b), rgen);
+    sync_names_ok(fx->b, 0);
+    assert_int_equal(atls_names_generation(fs), g1);
+
+    /* removed through node A's store: in Redis, then in B's mirror */
+    assert_int_equal(atls_names_remove_entry(atls_mirror_store(fx->a), "two.example",
+                                             time(NULL), NULL, &removed, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(removed, 1);
+    assert_int_equal(mirrored_state(fx->a, "two.example"), -1);   /* not synced yet */
+    sync_names_ok(fx->b, 1);
+    assert_int_equal(mirrored_state(fx->b, "two.example"), ATLS_NAME_REMOVED);
+    assert_int_equal(mirrored_state(fx->b, "one.example"), ATLS_NAME_ACTIVE);
+    g2 = atls_names_generation(fs);
+    assert_int_equal(atls_names_changed_since(fs, g1, g2, &changed, &n, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(changed[0], "two.example");
+    atls_strv_free(changed, n);
+    atls_store_close(cli);
+}
+
+/* A listening node takes a registry change from its announcement alone. */
+static void
+test_registry_announced(void **state)
+{
+    fx_t              *fx = *state;
+    atls_store_t      *cli = cli_store(fx);
+    const char *const  names[] = { "heard.example" };
+    char               err[512];
+    long long          deadline = mirrorfx_now_ms() + MIRRORFX_WAIT_MS;
+
+    assert_int_equal(atls_mirror_listen(fx->b, err, sizeof(err)), 0);
+    while (!atls_mirror_listening(fx->b) && mirrorfx_now_ms() < deadline) {
+        assert_true(atls_mirror_poll(fx->b, 100, err, sizeof(err)) >= 0);
+    }
+    assert_true(atls_mirror_listening(fx->b));
+    add_names(cli, names, 1);
+    while (mirrored_state(fx->b, "heard.example") != ATLS_NAME_ACTIVE
+           && mirrorfx_now_ms() < deadline)
+    {
+        if (atls_mirror_poll(fx->b, 100, err, sizeof(err)) < 0) {
+            fail_msg("poll: %s", err);
+        }
+    }
+    assert_int_equal(mirrored_state(fx->b, "heard.example"), ATLS_NAME_ACTIVE);
+    atls_store_close(cli);
+}
+
+/* A node that missed changes (its journal gone from Redis meanwhile)
+ * catches up whole at its sync: a purged entry leaves its mirror, a
+ * planted entry whose name is not its file's is not mirrored. */
+static void
+test_registry_full_catch_up(void **state)
+{
+    fx_t              *fx = *state;
+    atls_store_t      *cli = cli_store(fx);
+    const char *const  first[] = { "stay.example", "purged.example" };
+    const char *const  later[] = { "late.example" };
+    const char         planted[] = "{\"name\":\"victim.example\",\"state\":\"active\","
+                                   "\"added\":\"2026-01-01T00:00:00Z\"}";
+    char               err[512];
+    redisReply        *r;
+
+    add_names(cli, first, 2);
+    sync_names_ok(fx->b, 1);
+    /* purged by another node (its entry deleted), then a name added */
+    assert_int_equal(cli->ops->del(cli, "names/purged.example.json", err, sizeof(err)),
+                     ATLS_STORE_OK);
+    add_names(cli, later, 1);
+    assert_int_equal(cli->ops->put(cli, "names/evil.example.json", planted,
+                                   sizeof(planted) - 1, 0, err, sizeof(err)), ATLS_STORE_OK);
+    r = redisfx_cmd(&fx->rfx, "DEL", "t:{/names-journal}:v:names-journal", NULL);
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+
+    mirrorfx_sync_ok(fx->b, -1, 0);                     /* a full sync */
+    assert_int_equal(mirrored_state(fx->b, "stay.example"), ATLS_NAME_ACTIVE);
+    assert_int_equal(mirrored_state(fx->b, "late.example"), ATLS_NAME_ACTIVE);
+    assert_int_equal(mirrored_state(fx->b, "purged.example"), -1);
+    assert_int_equal(mirrored_state(fx->b, "victim.example"), -1);
+    assert_int_equal(mirrored_state(fx->b, "evil.example"), -1);
+    sync_names_ok(fx->b, 0);
+    atls_store_close(cli);
+}
+
+/* Redis restarted empty: the mirror's entries go back, with a registry
+ * generation past the one the mirror took, and another node reads them. */
+static void
+test_registry_redis_lost(void **state)
+{
+    fx_t              *fx = *state;
+    atls_store_t      *cli = cli_store(fx);
+    const char *const  names[] = { "kept.example" };
+    char               err[512];
+    uint64_t           taken, rgen;
+    redisReply        *r;
+
+    add_names(cli, names, 1);
+    sync_names_ok(fx->b, 1);
+    taken = atls_mirror_names_generation(fx->b);
+    r = redisfx_cmd(&fx->rfx, "FLUSHALL", NULL);
+    freeReplyObject(r);
+
+    sync_names_ok(fx->b, 0);        /* the mirror had them all already */
+    assert_int_equal(atls_mirror_redis_names_generation(fx->b, &rgen, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_true(rgen > taken);
+    assert_int_equal(atls_mirror_names_generation(fx->b), rgen);
+    sync_names_ok(fx->a, 1);
+    assert_int_equal(mirrored_state(fx->a, "kept.example"), ATLS_NAME_ACTIVE);
+    atls_store_close(cli);
+}
+
+/* A name registered while another node orders it: the other nodes'
+ * schedulers ensure its meta, and must not write one while the order's
+ * lease is held (a meta read before the deploy would overwrite the
+ * deployed one, and the name would be ordered again). */
+static void
+test_ensure_waits_for_the_lease(void **state)
+{
+    fx_t              *fx = *state;
+    atls_store_t      *sa = atls_mirror_store(fx->a), *sb = atls_mirror_store(fx->b);
+    atls_store_lock_t *lk = NULL;
+    const char *const  names[] = { "race.example" };
+    atls_issuer_t      is;
+    atls_cert_meta_t   m;
+    char               err[512], *data = NULL;
+
+    memset(&is, 0, sizeof(is));
+    is.directory = "https://127.0.0.1:14000/dir";
+    is.challenge = ATLS_CHAL_HTTP01;
+    is.n_key_types = 1;
+    is.key_types[0] = ATLS_KEY_EC256;
+    assert_int_equal(atls_store_lock_cert(sa, "race.example", 0, &lk, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(atls_job_ensure(sb, names, 1, &is, &m, err, sizeof(err)), 0);
+    assert_string_equal(m.id, "race.example");
+    atls_cert_meta_free(&m);
+    assert_int_equal(sa->ops->get(sa, "certs/race.example/meta.json", &data, NULL, err,
+                                  sizeof(err)), ATLS_STORE_NOTFOUND);
+    atls_store_unlock(sa, lk);
+    assert_int_equal(atls_job_ensure(sb, names, 1, &is, NULL, err, sizeof(err)), 0);
+    assert_int_equal(sa->ops->get(sa, "certs/race.example/meta.json", &data, NULL, err,
+                                  sizeof(err)), ATLS_STORE_OK);
+    free(data);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        MX_TEST(test_registry_reaches_mirror),
+        MX_TEST(test_registry_announced),
+        MX_TEST(test_registry_full_catch_up),
+        MX_TEST(test_registry_redis_lost),
+        MX_TEST(test_ensure_waits_for_the_lease),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
