@@ -7,14 +7,12 @@ directive, with no password in any log, and the nodes serve their
 mirror."""
 import pytest
 
-from clusterctl import paused, running_cluster, seed_account, start_holding
+from clusterctl import ADDRESS_BASES, paused, running_cluster, seed_account, start_holding
 from redisctl import store_url
 from util import wait_until
 
 NAMES = ["a1.acl.cluster.test", "a2.acl.cluster.test"]
-# this file's block of loopback addresses (clusterctl.ADDRESS_BASES takes
-# 31-64): 127.0.0.71-72
-ADDRESS_BASE = 71
+ADDRESS_BASE = ADDRESS_BASES["acl"]    # 127.0.0.71-72
 PREFIX = "acl:"
 ADMIN_PASSWORD = "admin-quartz-5530"     # the default user's, for the test's redis-cli
 USER = "autotls-node"

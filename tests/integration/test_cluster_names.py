@@ -10,12 +10,11 @@ import json
 
 import pytest
 
-from clusterctl import Cluster, _ClusterApache, add_a
+from clusterctl import ADDRESS_BASES, Cluster, _ClusterApache, add_a
 from redisctl import Redis
 from util import free_port, run_cli, stays, wait_until
 
-# 127.0.0.71-73: the cluster files' blocks are clusterctl.ADDRESS_BASES
-BASE = 71
+BASE = ADDRESS_BASES["names"]          # 127.0.0.81-83
 HOME = "home.names.cluster.test"        # the Apache node's dynamic home
 CLI_NAMES = ["cli1.names.cluster.test", "cli2.names.cluster.test"]
 NGX_NAME = "ngx.names.cluster.test"

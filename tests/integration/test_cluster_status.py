@@ -11,13 +11,11 @@ import re
 
 import pytest
 
-from clusterctl import paused, running_cluster, seed_account, start_holding
+from clusterctl import ADDRESS_BASES, paused, running_cluster, seed_account, start_holding
 from util import wait_until
 
 NAMES = ["s1.status.cluster.test", "s2.status.cluster.test", "s3.status.cluster.test"]
-# this file's block of loopback addresses (clusterctl.ADDRESS_BASES takes
-# 31-64, test_cluster_acl.py 71-72): 127.0.0.76-77
-ADDRESS_BASE = 76
+ADDRESS_BASE = ADDRESS_BASES["status"]  # 127.0.0.76-77
 STATUS_HOST = {"nginx": "status.test", "apache": "plain.test"}
 
 
