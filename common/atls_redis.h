@@ -176,6 +176,8 @@ long atls_redis_ping(atls_redis_t *c);
 long long atls_redis_now_ms(void);
 /* The gate the connection was opened with (conf->health), or NULL. */
 atls_redis_health_t *atls_redis_health(const atls_redis_t *c);
+/* Its conf's timeout_ms (ATLS_REDIS_TIMEOUT_MS when 0 there). */
+int atls_redis_timeout_ms(const atls_redis_t *c);
 
 /* ---- the blocking wrapper, with timeouts (redis_sync.c) ------------------ */
 

@@ -56,6 +56,7 @@ struct atls_redis_s {
     long long           ping_ms;        /* when the unanswered PING was
                                            queued (atls_redis_ping); 0: none */
     atls_redis_health_t *health;        /* conf->health: not owned */
+    int                 timeout_ms;     /* conf->timeout_ms */
     const char         *setup[CONN_SETUP_MAX];   /* names of our own commands */
     int                 n_setup, setup_done;
     char                err[512];
@@ -389,6 +390,7 @@ atls_redis_connect(const atls_redis_conf_t *conf, char *err, size_t errlen)
     c->host = strdup(conf->host ? conf->host : "");
     c->tls = conf->tls;
     c->health = conf->health;
+    c->timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : ATLS_REDIS_TIMEOUT_MS;
     c->reader = redisReaderCreate();
     if (c->host == NULL || c->reader == NULL) {
         abort();
@@ -723,6 +725,12 @@ atls_redis_health_t *
 atls_redis_health(const atls_redis_t *c)
 {
     return c->health;
+}
+
+int
+atls_redis_timeout_ms(const atls_redis_t *c)
+{
+    return c->timeout_ms;
 }
 
 int

@@ -130,7 +130,8 @@ int
 atls_redis_call(atls_redis_t *c, int argc, const char **argv, const size_t *argvlen,
                 redisReply **reply, int timeout_ms, char *err, size_t errlen)
 {
-    long long deadline = atls_redis_now_ms() + (timeout_ms > 0 ? timeout_ms : ATLS_REDIS_TIMEOUT_MS);
+    long long deadline = atls_redis_now_ms()
+                         + (timeout_ms > 0 ? timeout_ms : atls_redis_timeout_ms(c));
     char      what[64];
     int       rc;
 

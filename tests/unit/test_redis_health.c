@@ -94,6 +94,8 @@ test_gate_closes_on_timeout_and_opens_again(void **state)
         fail_msg("open: %s", err);
     }
     assert_int_equal(took_connection(lfd, fds, &nfds), 1);
+    /* a call's timeout 0 is the conf's */
+    assert_int_equal(atls_redis_timeout_ms(c), 200);
     assert_int_equal(atls_redis_call(c, 1, (const char *[]) { "PING" }, NULL, &r, 0,
                                      err, sizeof(err)), -1);
     assert_non_null(strstr(err, "timed out"));
