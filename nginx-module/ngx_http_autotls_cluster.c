@@ -65,6 +65,8 @@ typedef struct {
     uint64_t                    seen_gen;   /* the same, at the last check */
     ngx_msec_t                  backoff;
     atls_redis_health_t         health;     /* the blocking calls' gate */
+    ngx_uint_t                  ping_late;  /* checks that found the PING
+                                               unanswered past the limit */
     ngx_log_t                  *log;
     char                       *where;      /* the URL without password */
     unsigned                    connecting:1;
@@ -165,6 +167,7 @@ ngx_http_autotls_cluster_start(ngx_log_t *log)
     cl->backoff = 0;
     cl->down = 0;
     cl->synced_gen = 0;
+    cl->ping_late = 0;
 
     /* orders elsewhere wait for this node from now on, and it loads the
      * challenges already published; a wrong password or a TLS failure is
@@ -307,6 +310,7 @@ ngx_http_autotls_cluster_io(ngx_event_t *ev)
 
         /* Redis answered: blocking calls may go out again */
         atls_redis_health_up(&cl->health);
+        cl->ping_late = 0;
 
         if (cl->retry_ev.timer_set) {
             ngx_del_timer(&cl->retry_ev);
@@ -759,7 +763,9 @@ ngx_http_autotls_cluster_answering(ngx_http_autotls_cluster_t *cl)
  * The subscriber's heartbeat, without blocking: a PING each check; one
  * unanswered (nothing at all read from Redis since it was sent) for twice
  * the blocking calls' timeout closes the gate before any blocking call
- * meets the hang.
+ * meets the hang.  Two checks must find it so: with accept_mutex, read
+ * events are handled after the timers of the same pass, so after a pass
+ * that took long the PONG may be waiting in the socket at the first.
  */
 static ngx_int_t
 ngx_http_autotls_cluster_ping(ngx_http_autotls_cluster_t *cl)
@@ -777,7 +783,9 @@ ngx_http_autotls_cluster_ping(ngx_http_autotls_cluster_t *cl)
     silent = atls_redis_ping(sub);
     limit = 2L * ngx_http_autotls_mcf->redis->timeout_ms;
 
-    if (silent >= limit) {
+    cl->ping_late = silent >= limit ? cl->ping_late + 1 : 0;
+
+    if (cl->ping_late >= 2) {
         ngx_snprintf((u_char *) why, sizeof(why) - 1,
                      "no reply to PING within %l ms%Z", silent);
         why[sizeof(why) - 1] = '\0';
