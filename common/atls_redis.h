@@ -39,6 +39,25 @@
 #define ATLS_REDIS_DEFAULT_PREFIX   "atls:"
 #define ATLS_REDIS_PREFIX_MAX       64
 #define ATLS_REDIS_TIMEOUT_MS       5000    /* connect, and each command */
+#define ATLS_REDIS_TIMEOUT_MIN_MS   10      /* the timeout= option's range */
+#define ATLS_REDIS_TIMEOUT_MAX_MS   600000
+
+/*
+ * A Redis that accepts connections but does not answer (host hung,
+ * SIGSTOP, a network black hole) costs every blocking call its whole
+ * timeout.  A host whose blocking calls run on a serving event loop
+ * (nginx) shares one of these through the conf (a pointer, copied with
+ * it): the first blocking call that times out marks Redis unresponsive,
+ * and from then on every blocking connect or call fails at once, without
+ * touching the network, until the host saw Redis answer on a connection
+ * it drives without blocking (its subscriber) and calls
+ * atls_redis_health_up().  NULL in the conf: no gate (the CLI, Apache's
+ * watchdog thread).  One thread at a time, as the connections using it.
+ */
+typedef struct {
+    int   unresponsive;
+    char  why[256];     /* what timed out first */
+} atls_redis_health_t;
 
 typedef struct {
     char     *host;       /* name or IP literal (IPv6 without brackets) */
@@ -51,7 +70,11 @@ typedef struct {
                              system's default CA paths */
     char     *key_file;   /* the encryption key at rest (atls_redis_key_load) */
     char     *prefix;     /* every key starts with it; ATLS_REDIS_DEFAULT_PREFIX */
-    int       timeout_ms; /* blocking wrapper: connect and per command */
+    int       timeout_ms; /* timeout=MS: the blocking wrapper's connect and
+                             per command; 0 (absent): the host's default,
+                             ATLS_REDIS_TIMEOUT_MS unless the host says */
+    atls_redis_health_t *health;  /* hosts only: the gate above (not owned,
+                                     copied as a pointer); NULL: none */
     /* Hosts only (nginx, Apache; the CLI ignores them): */
     char     *mirror_dir; /* mirror=DIR: the node's local mirror; NULL: the
                              host's default store directory */
@@ -67,6 +90,7 @@ typedef struct {
  * (user and password percent-decoded; `redis://:password@host` is a
  * password alone; an IPv6 host in brackets) and the option words that
  * follow it in a directive: `tls`, `ca_file=F`, `key_file=F`, `prefix=P`,
+ * `timeout=MS` (ATLS_REDIS_TIMEOUT_MIN_MS..ATLS_REDIS_TIMEOUT_MAX_MS),
  * and for hosts `mirror=DIR` (an absolute path) and `node=ID`.
  * Each option at most once; ca_file needs TLS; a prefix is printable
  * ASCII without space, '{' or '}' (they would break the hash tags).
@@ -141,23 +165,45 @@ int atls_redis_send(atls_redis_t *c, int argc, const char **argv, const size_t *
 int atls_redis_reply(atls_redis_t *c, redisReply **reply);
 /* Commands sent (or queued) whose replies have not been taken yet. */
 size_t atls_redis_pending(const atls_redis_t *c);
+/* Liveness of a connection the host drives without blocking (a
+ * subscriber: Redis answers PING there too, with a reply
+ * atls_redis_message skips): queues a PING unless one is unanswered
+ * still, and returns how long (ms) that one has waited with nothing at
+ * all read from the server since it was queued; 0 when it was just sent
+ * (or the server said something since), -1 when not READY. */
+long atls_redis_ping(atls_redis_t *c);
+/* The clock of the client's timeouts: monotonic milliseconds. */
+long long atls_redis_now_ms(void);
+/* The gate the connection was opened with (conf->health), or NULL. */
+atls_redis_health_t *atls_redis_health(const atls_redis_t *c);
+/* Its conf's timeout_ms (ATLS_REDIS_TIMEOUT_MS when 0 there). */
+int atls_redis_timeout_ms(const atls_redis_t *c);
 
 /* ---- the blocking wrapper, with timeouts (redis_sync.c) ------------------ */
 
 /* Connects and waits until READY (AUTH and SELECT answered), at most
  * conf->timeout_ms (ATLS_REDIS_TIMEOUT_MS when 0).  NULL + err: "redis
  * <where>: AUTH: WRONGPASS ...", "...: TLS: certificate verify failed",
- * "...: connect: Connection refused", "...: timed out". */
+ * "...: connect: Connection refused", "...: timed out", "...: not
+ * answering (...), not tried until it answers" (conf->health, above). */
 atls_redis_t *atls_redis_open_sync(const atls_redis_conf_t *conf, char *err, size_t errlen);
 /* One command and its reply, waiting at most timeout_ms (0: the conf's).
  * A Redis error reply is returned as a reply (type REDIS_REPLY_ERROR);
  * -1 + err only when the connection fails or times out (the connection
- * is then FAILED: it is not known where the stream stands). */
+ * is then FAILED: it is not known where the stream stands), or at once
+ * while the connection's health gate is closed (nothing sent). */
 int atls_redis_call(atls_redis_t *c, int argc, const char **argv, const size_t *argvlen,
                     redisReply **reply, int timeout_ms, char *err, size_t errlen);
 /* The same with NUL-terminated words, NULL-terminated list. */
 int atls_redis_callv(atls_redis_t *c, redisReply **reply, char *err, size_t errlen, ...)
     __attribute__((sentinel));
+/* The gate (atls_redis_health_t): marks Redis unresponsive for why; 1
+ * when it was not already (the host says so once), 0 when it was. */
+int atls_redis_health_down(atls_redis_health_t *h, const char *why);
+/* Redis answered a connection the host drives without blocking: blocking
+ * calls may go out again. */
+void atls_redis_health_up(atls_redis_health_t *h);
+
 /* A Lua script through EVALSHA (its SHA-1 computed here), falling back to
  * EVAL on NOSCRIPT.  keys then args. */
 int atls_redis_eval(atls_redis_t *c, const char *script, int nkeys, const char **keys,

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <openssl/err.h>
@@ -52,6 +53,10 @@ struct atls_redis_s {
     char               *out;            /* formatted commands not yet written */
     size_t              outlen, outoff, outcap;
     size_t              pending;        /* caller's replies not yet taken */
+    long long           ping_ms;        /* when the unanswered PING was
+                                           queued (atls_redis_ping); 0: none */
+    atls_redis_health_t *health;        /* conf->health: not owned */
+    int                 timeout_ms;     /* conf->timeout_ms */
     const char         *setup[CONN_SETUP_MAX];   /* names of our own commands */
     int                 n_setup, setup_done;
     char                err[512];
@@ -384,6 +389,8 @@ atls_redis_connect(const atls_redis_conf_t *conf, char *err, size_t errlen)
     c->where = atls_redis_conf_describe(conf);
     c->host = strdup(conf->host ? conf->host : "");
     c->tls = conf->tls;
+    c->health = conf->health;
+    c->timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : ATLS_REDIS_TIMEOUT_MS;
     c->reader = redisReaderCreate();
     if (c->host == NULL || c->reader == NULL) {
         abort();
@@ -561,6 +568,8 @@ conn_fill(atls_redis_t *c)
                 return conn_fail(c, "read: %s", strerror(errno));
             }
         }
+        /* the server said something: it is alive (atls_redis_ping) */
+        c->ping_ms = 0;
         if (redisReaderFeed(c->reader, buf, (size_t) n) != REDIS_OK) {
             return conn_fail(c, "protocol error: %s", c->reader->errstr);
         }
@@ -681,6 +690,47 @@ size_t
 atls_redis_pending(const atls_redis_t *c)
 {
     return c->pending;
+}
+
+long long
+atls_redis_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+long
+atls_redis_ping(atls_redis_t *c)
+{
+    static const char *ping[] = { "PING" };
+    long long          now = atls_redis_now_ms();
+
+    if (c->state != ATLS_REDIS_READY) {
+        return -1;
+    }
+    if (c->ping_ms != 0) {
+        return (long) (now - c->ping_ms);
+    }
+    if (atls_redis_send(c, 1, ping, NULL) != 0) {
+        return -1;
+    }
+    /* a clock at 0 would read as "none pending" */
+    c->ping_ms = now > 0 ? now : 1;
+    return 0;
+}
+
+atls_redis_health_t *
+atls_redis_health(const atls_redis_t *c)
+{
+    return c->health;
+}
+
+int
+atls_redis_timeout_ms(const atls_redis_t *c)
+{
+    return c->timeout_ms;
 }
 
 int

@@ -2,7 +2,9 @@
  * The blocking wrapper over the non-blocking client, for the CLI and
  * Apache's watchdog thread: poll(2) on the client's fd with a deadline.
  * It is the same state machine an event loop drives; only the waiting is
- * here.
+ * here.  nginx's driver worker uses it on its event loop too, behind the
+ * health gate (atls_redis_health_t): once a call timed out, no blocking
+ * call goes out until the host saw Redis answer again.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -11,34 +13,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/socket.h>
 #include <openssl/sha.h>
 #include "atls_redis.h"
 
 #define SYNC_MAX_ARGS 64
 
-static long long
-sync_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits for what the client wants and drives it once.  0 went on, -1
- * failed or the deadline passed (err says which). */
+ * failed, -2 the deadline passed (err says which). */
 static int
 sync_step(atls_redis_t *c, long long deadline, const char *what, char *err, size_t errlen)
 {
     struct pollfd pfd;
-    long long     left = deadline - sync_now_ms();
+    long long     left = deadline - atls_redis_now_ms();
     int           w = atls_redis_wants(c), rc;
 
     if (left <= 0) {
         snprintf(err, errlen, "%s: timed out", what);
-        return -1;
+        return -2;
     }
     pfd.fd = atls_redis_fd(c);
     pfd.events = (short) (((w & ATLS_REDIS_WANT_READ) ? POLLIN : 0)
@@ -56,26 +48,81 @@ sync_step(atls_redis_t *c, long long deadline, const char *what, char *err, size
     return 0;
 }
 
+/* ---- the health gate (atls_redis_health_t) -------------------------------- */
+
+int
+atls_redis_health_down(atls_redis_health_t *h, const char *why)
+{
+    if (h->unresponsive) {
+        return 0;
+    }
+    h->unresponsive = 1;
+    snprintf(h->why, sizeof(h->why), "%s", why);
+    return 1;
+}
+
+void
+atls_redis_health_up(atls_redis_health_t *h)
+{
+    h->unresponsive = 0;
+    h->why[0] = '\0';
+}
+
+/* 1 (err set, nothing sent) while the gate is closed. */
+static int
+sync_gated(const atls_redis_health_t *h, const char *where, char *err, size_t errlen)
+{
+    if (h == NULL || !h->unresponsive) {
+        return 0;
+    }
+    snprintf(err, errlen, "redis %s: not answering (%s), not tried until it answers",
+             where, h->why);
+    return 1;
+}
+
+/* A step that timed out closes the gate: the calls after it fail at once. */
+static void
+sync_timed_out(atls_redis_health_t *h, const char *err)
+{
+    if (h != NULL) {
+        atls_redis_health_down(h, err);
+    }
+}
+
+/* ---- calls ------------------------------------------------------------------ */
+
 atls_redis_t *
 atls_redis_open_sync(const atls_redis_conf_t *conf, char *err, size_t errlen)
 {
-    atls_redis_t *c = atls_redis_connect(conf, err, errlen);
+    atls_redis_t *c = NULL;
     long long     deadline;
     char          what[300], *where;
+    int           rc;
 
-    if (c == NULL) {
-        return NULL;
-    }
     where = atls_redis_conf_describe(conf);
+    if (sync_gated(conf->health, where, err, errlen)) {
+        goto done;
+    }
+    c = atls_redis_connect(conf, err, errlen);
+    if (c == NULL) {
+        goto done;
+    }
     snprintf(what, sizeof(what), "redis %s: connecting", where);
-    free(where);
-    deadline = sync_now_ms() + (conf->timeout_ms > 0 ? conf->timeout_ms : ATLS_REDIS_TIMEOUT_MS);
+    deadline = atls_redis_now_ms() + (conf->timeout_ms > 0 ? conf->timeout_ms : ATLS_REDIS_TIMEOUT_MS);
     while (atls_redis_state(c) != ATLS_REDIS_READY) {
-        if (sync_step(c, deadline, what, err, errlen) != 0) {
+        rc = sync_step(c, deadline, what, err, errlen);
+        if (rc != 0) {
+            if (rc == -2) {
+                sync_timed_out(conf->health, err);
+            }
             atls_redis_free(c);
-            return NULL;
+            c = NULL;
+            goto done;
         }
     }
+
+done:
+    free(where);
     return c;
 }
 
@@ -83,11 +130,17 @@ int
 atls_redis_call(atls_redis_t *c, int argc, const char **argv, const size_t *argvlen,
                 redisReply **reply, int timeout_ms, char *err, size_t errlen)
 {
-    long long deadline = sync_now_ms() + (timeout_ms > 0 ? timeout_ms : ATLS_REDIS_TIMEOUT_MS);
+    long long deadline = atls_redis_now_ms()
+                         + (timeout_ms > 0 ? timeout_ms : atls_redis_timeout_ms(c));
     char      what[64];
     int       rc;
 
     *reply = NULL;
+    if (atls_redis_health(c) != NULL && atls_redis_health(c)->unresponsive) {
+        snprintf(err, errlen, "redis: not answering (%s), not tried until it answers",
+                 atls_redis_health(c)->why);
+        return -1;
+    }
     if (atls_redis_pending(c) != 0) {
         snprintf(err, errlen, "redis: a blocking call while replies are pending");
         return -1;
@@ -107,7 +160,11 @@ atls_redis_call(atls_redis_t *c, int argc, const char **argv, const size_t *argv
             snprintf(err, errlen, "%s", atls_redis_error(c));
             return -1;
         }
-        if (sync_step(c, deadline, what, err, errlen) != 0) {
+        rc = sync_step(c, deadline, what, err, errlen);
+        if (rc != 0) {
+            if (rc == -2) {
+                sync_timed_out(atls_redis_health(c), err);
+            }
             /* where the stream stands is unknown now: nobody may use it */
             if (atls_redis_state(c) != ATLS_REDIS_FAILED) {
                 int fd = atls_redis_fd(c);

@@ -321,6 +321,32 @@ opt_mirror(const char *v, atls_redis_conf_t *c, char *err, size_t errlen)
     return 0;
 }
 
+/* Milliseconds, digits only: what a blocking call may wait on a server
+ * that does not answer (nginx: on a serving worker's event loop). */
+static int
+opt_timeout(const char *v, atls_redis_conf_t *c, char *err, size_t errlen)
+{
+    char *end;
+    long  ms;
+
+    if (c->timeout_ms != 0) {
+        return url_fail(err, errlen, "option timeout", "given twice");
+    }
+    errno = 0;
+    ms = strtol(v, &end, 10);
+    if (!isdigit((unsigned char) v[0]) || *end != '\0' || errno != 0
+        || ms < ATLS_REDIS_TIMEOUT_MIN_MS || ms > ATLS_REDIS_TIMEOUT_MAX_MS)
+    {
+        char why[96];
+
+        snprintf(why, sizeof(why), "milliseconds from %d to %d expected",
+                 ATLS_REDIS_TIMEOUT_MIN_MS, ATLS_REDIS_TIMEOUT_MAX_MS);
+        return url_fail(err, errlen, "option timeout", why);
+    }
+    c->timeout_ms = (int) ms;
+    return 0;
+}
+
 static int
 opt_parse(const char *o, atls_redis_conf_t *c, int *tls_opt, char *err, size_t errlen)
 {
@@ -347,6 +373,9 @@ opt_parse(const char *o, atls_redis_conf_t *c, int *tls_opt, char *err, size_t e
     if (strncmp(o, "node=", 5) == 0) {
         return opt_word(o + 5, "node", ATLS_REDIS_NODE_MAX, "", &c->node_id, err, errlen);
     }
+    if (strncmp(o, "timeout=", 8) == 0) {
+        return opt_timeout(o + 8, c, err, errlen);
+    }
     {
         char   shown[64];
         size_t i;
@@ -357,7 +386,7 @@ opt_parse(const char *o, atls_redis_conf_t *c, int *tls_opt, char *err, size_t e
         }
         shown[i] = '\0';
         snprintf(err, errlen, "redis option \"%s\": unknown (tls, ca_file=, key_file=, "
-                 "prefix=, mirror=, node=)",
+                 "prefix=, timeout=, mirror=, node=)",
                  shown);
     }
     return -1;
@@ -389,7 +418,7 @@ atls_redis_conf_parse(const char *url, char *const *opts, size_t n_opts,
             abort();
         }
     }
-    c->timeout_ms = ATLS_REDIS_TIMEOUT_MS;
+    /* timeout_ms stays 0 when absent: the host's default */
     return 0;
 
 failed:

@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include "store_redis_int.h"
 
@@ -37,10 +36,7 @@
 long long
 atls_rs_now_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return atls_redis_now_ms();
 }
 
 /* ---- keys ----------------------------------------------------------------- */
@@ -110,7 +106,8 @@ atls_rs_conn(rs_impl_t *rs, char *err, size_t errlen)
 /* One command on the store's connection.  A connection that was open
  * already may have been closed by the server since (a restart, a client
  * timeout): when it fails so, one new connection and one more try.  A
- * command that timed out is not sent again. */
+ * command that timed out is not sent again, nor one the health gate
+ * stopped (atls_redis_health_t). */
 static int
 rs_roundtrip(rs_impl_t *rs, int argc, const char **argv, const size_t *lens,
              redisReply **reply, char *err, size_t errlen)
@@ -124,7 +121,9 @@ rs_roundtrip(rs_impl_t *rs, int argc, const char **argv, const size_t *lens,
     if (atls_redis_call(c, argc, argv, lens, reply, 0, err, errlen) == 0) {
         return 0;
     }
-    if (!reused || strstr(err, "timed out") != NULL) {
+    if (!reused || strstr(err, "timed out") != NULL
+        || (atls_redis_health(c) != NULL && atls_redis_health(c)->unresponsive))
+    {
         return -1;
     }
     c = atls_rs_conn(rs, err, errlen);

@@ -20,6 +20,17 @@
  * (or fallbacks), the scheduler's store calls fail and its orders back
  * off, the subscriber reconnects with backoff.  An outage is logged once,
  * naming the directive, and its end once.
+ *
+ * Redis hung (it accepts connections but does not answer: SIGSTOP, a host
+ * that hangs, a black hole): the scheduler's store calls, the sync, the
+ * heartbeat and the generation check are blocking calls on this event
+ * loop (common/redis_sync.c).  They share a health gate
+ * (atls_redis_health_t): the first one that times out (the URL's
+ * timeout=, NGX_HTTP_AUTOTLS_CLUSTER_TIMEOUT_MS by default) closes it, and
+ * so does a PING the subscriber sends every check that stays unanswered;
+ * from then on no blocking call goes out, the node is down as above, and
+ * the gate opens when Redis confirms a new subscription.  The worst case
+ * is one such timeout per outage on this worker's event loop.
  */
 
 #include "ngx_http_autotls_module.h"
@@ -32,6 +43,10 @@
  * hours */
 #define NGX_HTTP_AUTOTLS_CLUSTER_RETRY_MAX  (ATLS_MIRROR_MEMBER_TTL_MS / 3)
 #define NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS   1000
+/* a blocking call on this event loop waits at most this long for Redis
+ * unless the URL's timeout= says otherwise; a PING on the subscriber
+ * unanswered for twice that marks Redis unresponsive too */
+#define NGX_HTTP_AUTOTLS_CLUSTER_TIMEOUT_MS 1000
 /* a sync runs in slices of this much (issue 12: a cold mirror over 10,000
  * certificates must not stall this worker's clients for minutes) */
 #define NGX_HTTP_AUTOTLS_CLUSTER_SLICE_MS   20
@@ -53,6 +68,9 @@ typedef struct {
                                                none since subscribing */
     uint64_t                    seen_gen;   /* the same, at the last check */
     ngx_msec_t                  backoff;
+    atls_redis_health_t         health;     /* the blocking calls' gate */
+    ngx_uint_t                  ping_late;  /* checks that found the PING
+                                               unanswered past the limit */
     ngx_log_t                  *log;
     char                       *where;      /* the URL without password */
     unsigned                    connecting:1;
@@ -82,6 +100,9 @@ static void ngx_http_autotls_cluster_retried(ngx_http_autotls_cluster_t *cl,
 static int ngx_http_autotls_cluster_pull(ngx_http_autotls_cluster_t *cl,
     char *err, size_t errlen);
 static ngx_int_t ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl);
+static ngx_int_t ngx_http_autotls_cluster_answering(
+    ngx_http_autotls_cluster_t *cl);
+static ngx_int_t ngx_http_autotls_cluster_ping(ngx_http_autotls_cluster_t *cl);
 static ngx_int_t ngx_http_autotls_cluster_watch_fd(
     ngx_http_autotls_cluster_t *cl);
 static void ngx_http_autotls_cluster_release(ngx_http_autotls_cluster_t *cl);
@@ -110,6 +131,15 @@ ngx_http_autotls_cluster_start(ngx_log_t *log)
     }
 
     err[0] = '\0';
+
+    /* every connection the mirror opens shares the gate; a call on this
+     * event loop waits for a hung Redis a short while, and only once */
+    atls_redis_health_up(&cl->health);
+    amcf->redis->health = &cl->health;
+
+    if (amcf->redis->timeout_ms == 0) {
+        amcf->redis->timeout_ms = NGX_HTTP_AUTOTLS_CLUSTER_TIMEOUT_MS;
+    }
 
     cl->mirror = atls_mirror_open(amcf->redis, (char *) amcf->store.data,
                                   err, sizeof(err));
@@ -142,6 +172,7 @@ ngx_http_autotls_cluster_start(ngx_log_t *log)
     cl->backoff = 0;
     cl->down = 0;
     cl->synced_gen = 0;
+    cl->ping_late = 0;
 
     /* orders elsewhere wait for this node from now on, and it loads the
      * challenges already published; a wrong password or a TLS failure is
@@ -282,6 +313,10 @@ ngx_http_autotls_cluster_io(ngx_event_t *ev)
         cl->connecting = 0;
         cl->backoff = 0;
 
+        /* Redis answered: blocking calls may go out again */
+        atls_redis_health_up(&cl->health);
+        cl->ping_late = 0;
+
         if (cl->retry_ev.timer_set) {
             ngx_del_timer(&cl->retry_ev);
         }
@@ -308,6 +343,11 @@ ngx_http_autotls_cluster_io(ngx_event_t *ev)
 
     if (rc > 0) {
         ngx_http_autotls_watch_now();
+    }
+
+    /* an announced certificate's pull may have timed out */
+    if (ngx_http_autotls_cluster_answering(cl) != NGX_OK) {
+        return;
     }
 
     if (ngx_http_autotls_cluster_watch_fd(cl) != NGX_OK) {
@@ -492,6 +532,10 @@ ngx_http_autotls_cluster_slice(ngx_event_t *ev)
         cl->syncing = 0;
         cl->sync_again = 0;
 
+        if (ngx_http_autotls_cluster_answering(cl) != NGX_OK) {
+            return;
+        }
+
         if (cl->sync_resume) {
             /* the sync after a subscription: tried again with a new one */
             cl->sync_resume = 0;
@@ -597,6 +641,15 @@ ngx_http_autotls_cluster_check(ngx_event_t *ev)
         return;
     }
 
+    /* a blocking call (the scheduler's) timed out since, or the
+     * subscriber's PING is unanswered: no blocking call until Redis
+     * answers again */
+    if (ngx_http_autotls_cluster_answering(cl) != NGX_OK
+        || ngx_http_autotls_cluster_ping(cl) != NGX_OK)
+    {
+        return;
+    }
+
     ngx_http_autotls_cluster_names(cl);
 
     err[0] = '\0';
@@ -605,6 +658,10 @@ ngx_http_autotls_cluster_check(ngx_event_t *ev)
                                      sizeof(err))
         != ATLS_STORE_OK)
     {
+        if (ngx_http_autotls_cluster_answering(cl) != NGX_OK) {
+            return;
+        }
+
         /* the subscriber says when Redis is down, once */
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cl->log, 0,
                        "autotls_store \"%s\": %s", cl->where, err);
@@ -677,7 +734,7 @@ ngx_http_autotls_cluster_beat(ngx_event_t *ev)
 
     /* while Redis is down each call would wait for its timeout on this
      * event loop: the subscriber's reconnection beats again */
-    if (cl->down) {
+    if (cl->down || ngx_http_autotls_cluster_answering(cl) != NGX_OK) {
         ngx_add_timer(ev, ATLS_MIRROR_MEMBER_TTL_MS / 3);
         return;
     }
@@ -693,6 +750,11 @@ ngx_http_autotls_cluster_beat(ngx_event_t *ev)
     /* an order that makes no store call for a while keeps its lease */
     lost = atls_mirror_renew(cl->mirror);
 
+    if (ngx_http_autotls_cluster_answering(cl) != NGX_OK) {
+        ngx_add_timer(ev, ATLS_MIRROR_MEMBER_TTL_MS / 3);
+        return;
+    }
+
     if (lost > 0) {
         ngx_log_error(NGX_LOG_WARN, cl->log, 0,
                       "autotls_store \"%s\": %d lease(s) lost; another node "
@@ -700,6 +762,82 @@ ngx_http_autotls_cluster_beat(ngx_event_t *ev)
     }
 
     ngx_add_timer(ev, ATLS_MIRROR_MEMBER_TTL_MS / 3);
+}
+
+
+/* ---- a hung Redis: the health gate ---------------------------------------- */
+
+/*
+ * NGX_OK while Redis answers.  Once a blocking call timed out (the gate
+ * closed): a subscribed node goes down as when the subscription fails
+ * (the scheduler pauses, a new subscription is tried with backoff, and
+ * its confirmation opens the gate); otherwise the outage is said, once.
+ */
+static ngx_int_t
+ngx_http_autotls_cluster_answering(ngx_http_autotls_cluster_t *cl)
+{
+    char  why[sizeof(cl->health.why) + 32];
+
+    if (!cl->health.unresponsive) {
+        return NGX_OK;
+    }
+
+    ngx_snprintf((u_char *) why, sizeof(why) - 1, "Redis not answering (%s)%Z",
+                 cl->health.why);
+    why[sizeof(why) - 1] = '\0';
+
+    if (cl->listening) {
+        ngx_http_autotls_cluster_failed(cl, why);
+
+    } else {
+        ngx_http_autotls_cluster_down(cl, why);
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The subscriber's heartbeat, without blocking: a PING each check; one
+ * unanswered (nothing at all read from Redis since it was sent) for twice
+ * the blocking calls' timeout closes the gate before any blocking call
+ * meets the hang.  Two checks must find it so: with accept_mutex, read
+ * events are handled after the timers of the same pass, so after a pass
+ * that took long the PONG may be waiting in the socket at the first.
+ */
+static ngx_int_t
+ngx_http_autotls_cluster_ping(ngx_http_autotls_cluster_t *cl)
+{
+    long           silent, limit;
+    char           why[96];
+    atls_redis_t  *sub;
+
+    sub = atls_mirror_subscriber(cl->mirror);
+
+    if (sub == NULL) {
+        return NGX_OK;
+    }
+
+    silent = atls_redis_ping(sub);
+    limit = 2L * ngx_http_autotls_mcf->redis->timeout_ms;
+
+    cl->ping_late = silent >= limit ? cl->ping_late + 1 : 0;
+
+    if (cl->ping_late >= 2) {
+        ngx_snprintf((u_char *) why, sizeof(why) - 1,
+                     "no reply to PING within %l ms%Z", silent);
+        why[sizeof(why) - 1] = '\0';
+        atls_redis_health_down(&cl->health, why);
+        return ngx_http_autotls_cluster_answering(cl);
+    }
+
+    /* the PING waits to be written */
+    if (ngx_http_autotls_cluster_watch_fd(cl) != NGX_OK) {
+        ngx_http_autotls_cluster_failed(cl, "cannot watch the connection");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -36,7 +36,23 @@ test_url_forms(void **state)
     assert_null(c.password);
     assert_int_equal(c.tls, 0);
     assert_string_equal(c.prefix, ATLS_REDIS_DEFAULT_PREFIX);
-    assert_int_equal(c.timeout_ms, ATLS_REDIS_TIMEOUT_MS);
+    assert_int_equal(c.timeout_ms, 0);   /* the host's default */
+    assert_null(c.health);
+    atls_redis_conf_free(&c);
+
+    /* the blocking calls' timeout, and the health gate copied as a pointer */
+    parse_ok("redis://h timeout=250", &c);
+    assert_int_equal(c.timeout_ms, 250);
+    {
+        atls_redis_health_t h = { 0, "" };
+        atls_redis_conf_t   copy;
+
+        c.health = &h;
+        atls_redis_conf_copy(&copy, &c);
+        assert_ptr_equal(copy.health, &h);
+        assert_int_equal(copy.timeout_ms, 250);
+        atls_redis_conf_free(&copy);
+    }
     atls_redis_conf_free(&c);
 
     parse_ok("redis://10.0.0.5", &c);
@@ -142,6 +158,13 @@ test_url_errors(void **state)
         { "redis://h mirror=/a/./b", "option mirror" },
         { "redis://h mirror=/a/..", "option mirror" },
         { "redis://h mirror=/a mirror=/b", "option mirror" },
+        { "redis://h timeout=", "option timeout" },
+        { "redis://h timeout=9", "option timeout" },
+        { "redis://h timeout=600001", "option timeout" },
+        { "redis://h timeout=1s", "option timeout" },
+        { "redis://h timeout=-5", "option timeout" },
+        { "redis://h timeout=99999999999999999999", "option timeout" },
+        { "redis://h timeout=100 timeout=200", "option timeout" },
         { "redis://h node=", "option node" },
         { "redis://h node=a node=b", "option node" },
         { "redis://h node=caf\xc3\xa9", "option node" },
