@@ -161,6 +161,33 @@ names_sync(atls_store_t *st, char *err, size_t errlen)
     return st->ops->sync_dir(st, NAMES_DIR, err, errlen);
 }
 
+/* What a batch wrote is made durable and told, even when a later name
+ * failed: one sync of names/, one move of the generations, one journal
+ * append.  rc is the batch's result so far. */
+static int
+names_batch_done(atls_store_t *st, const char *const *done, size_t k, int rc, char *err,
+                 size_t errlen)
+{
+    char why[512];
+
+    if (k == 0) {
+        return rc;
+    }
+    /* a failed sync is said, but the entries are there (the directory
+     * could be opened to write them): the servers are still told */
+    if (names_sync(st, why, sizeof(why)) != ATLS_STORE_OK && rc == ATLS_STORE_OK) {
+        snprintf(err, errlen, "%s", why);
+        rc = ATLS_STORE_ERROR;
+    }
+    if (names_changed(st, done, k, why, sizeof(why)) != ATLS_STORE_OK
+        && rc == ATLS_STORE_OK)
+    {
+        snprintf(err, errlen, "%s", why);
+        rc = ATLS_STORE_ERROR;
+    }
+    return rc;
+}
+
 uint64_t
 atls_names_generation(atls_store_t *st)
 {
@@ -194,6 +221,46 @@ names_text_ok(const char *field, const char *s, char *err, size_t errlen)
         }
     }
     return 1;
+}
+
+/* One name of a batch, with the "names" lock held: *changed 1 when its
+ * entry was written (the name goes into the journal). */
+typedef int (*names_one_fn)(atls_store_t *st, void *ctx, size_t i, char *folded,
+                            size_t flen, int *changed, char *err, size_t errlen);
+
+/* A batch under one lock: each name through one(), stopping at the first
+ * error; then what was written made durable and told once. */
+static int
+names_batch(atls_store_t *st, size_t n, names_one_fn one, void *ctx, char *err,
+            size_t errlen)
+{
+    atls_store_lock_t *lk = NULL;
+    const char       **done;
+    char             (*folded)[256];
+    size_t             i, k = 0;
+    int                rc, changed;
+
+    done = calloc(n + 1, sizeof(*done));
+    folded = calloc(n + 1, sizeof(*folded));
+    if (done == NULL || folded == NULL) {
+        abort();
+    }
+    rc = names_lock(st, &lk, err, errlen);
+    for (i = 0; rc == ATLS_STORE_OK && i < n; i++) {
+        changed = 0;
+        rc = one(st, ctx, i, folded[i], sizeof(folded[i]), &changed, err, errlen);
+        if (changed) {
+            done[k++] = folded[i];
+        }
+    }
+    /* what was written counts, even when a later name failed */
+    rc = names_batch_done(st, done, k, rc, err, errlen);
+    if (lk != NULL) {
+        st->ops->unlock(st, lk);
+    }
+    free(done);
+    free(folded);
+    return rc;
 }
 
 /* One name, with the "names" lock held: *changed 1 when its entry was
@@ -236,16 +303,34 @@ names_add_locked(atls_store_t *st, const char *name, const char *home, const cha
     return rc;
 }
 
+typedef struct {
+    const char *const *names;
+    const char        *home, *source, *by;
+    time_t             now;
+    unsigned char     *added;
+} names_add_ctx_t;
+
+static int
+names_add_one(atls_store_t *st, void *ctx, size_t i, char *folded, size_t flen,
+              int *changed, char *err, size_t errlen)
+{
+    names_add_ctx_t *c = ctx;
+    int              rc;
+
+    rc = names_add_locked(st, c->names[i], c->home, c->source, c->by, c->now, folded, flen,
+                          changed, err, errlen);
+    if (c->added != NULL) {
+        c->added[i] = (unsigned char) *changed;
+    }
+    return rc;
+}
+
 int
 atls_names_add_many(atls_store_t *st, const char *const *names, size_t n, const char *home,
                     const char *source, const char *by, time_t now, unsigned char *added,
                     char *err, size_t errlen)
 {
-    atls_store_lock_t *lk = NULL;
-    const char       **done;
-    char             (*folded)[256];
-    size_t             i, k = 0;
-    int                rc, changed;
+    names_add_ctx_t c = { names, home, source, by, now, added };
 
     if (!names_text_ok("home", home, err, errlen)
         || !names_text_ok("source", source, err, errlen)
@@ -253,47 +338,7 @@ atls_names_add_many(atls_store_t *st, const char *const *names, size_t n, const 
     {
         return ATLS_STORE_ERROR;
     }
-    done = calloc(n + 1, sizeof(*done));
-    folded = calloc(n + 1, sizeof(*folded));
-    if (done == NULL || folded == NULL) {
-        abort();
-    }
-    rc = names_lock(st, &lk, err, errlen);
-    for (i = 0; rc == ATLS_STORE_OK && i < n; i++) {
-        rc = names_add_locked(st, names[i], home, source, by, now, folded[i],
-                              sizeof(folded[i]), &changed, err, errlen);
-        if (added != NULL) {
-            added[i] = (unsigned char) changed;
-        }
-        if (changed) {
-            done[k++] = folded[i];
-        }
-    }
-    /* what was written counts, even when a later name failed */
-    if (k > 0) {
-        char why[512];
-        int  synced;
-
-        /* a failed sync is said, but the entries are there (the directory
-         * could be opened to write them): the servers are still told */
-        synced = names_sync(st, why, sizeof(why));
-        if (synced != ATLS_STORE_OK && rc == ATLS_STORE_OK) {
-            snprintf(err, errlen, "%s", why);
-            rc = ATLS_STORE_ERROR;
-        }
-        if (names_changed(st, done, k, why, sizeof(why)) != ATLS_STORE_OK
-            && rc == ATLS_STORE_OK)
-        {
-            snprintf(err, errlen, "%s", why);
-            rc = ATLS_STORE_ERROR;
-        }
-    }
-    if (lk != NULL) {
-        st->ops->unlock(st, lk);
-    }
-    free(done);
-    free(folded);
-    return rc;
+    return names_batch(st, n, names_add_one, &c, err, errlen);
 }
 
 int
@@ -303,68 +348,128 @@ atls_names_add(atls_store_t *st, const char *name, const char *home, const char 
     return atls_names_add_many(st, &name, 1, home, source, by, now, NULL, err, errlen);
 }
 
-int
-atls_names_remove_entry(atls_store_t *st, const char *name, time_t now,
-                        atls_name_entry_t *was, int *removed, char *err, size_t errlen)
+/* The entry as found, for whoever audits the removal (its home and source). */
+static void
+names_entry_copy(atls_name_entry_t *d, const atls_name_entry_t *s)
 {
-    char               folded[256], *path;
+    d->name = atls_strdup(s->name);
+    d->home = s->home != NULL ? atls_strdup(s->home) : NULL;
+    d->source = s->source != NULL ? atls_strdup(s->source) : NULL;
+    d->by = s->by != NULL ? atls_strdup(s->by) : NULL;
+    d->state = s->state;
+    d->added = s->added;
+    d->removed = s->removed;
+}
+
+/* One name, with the "names" lock held: *what as atls_names_remove_many's
+ * removed[i]; was (may be NULL) as found. */
+static int
+names_remove_locked(atls_store_t *st, const char *name, time_t now, char *folded,
+                    size_t flen, atls_name_entry_t *was, unsigned char *what,
+                    char *err, size_t errlen)
+{
     atls_name_entry_t  e;
-    atls_store_lock_t *lk = NULL;
+    char              *path;
     int                rc;
 
-    memset(&e, 0, sizeof(e));
-    if (was != NULL) {
-        memset(was, 0, sizeof(*was));
-    }
-    if (removed != NULL) {
-        *removed = 0;
-    }
-    path = names_path(name, folded, sizeof(folded), err, errlen);
+    path = names_path(name, folded, flen, err, errlen);
     if (path == NULL) {
         return ATLS_STORE_ERROR;
     }
-    rc = names_lock(st, &lk, err, errlen);
-    if (rc != ATLS_STORE_OK) {
-        goto done;
-    }
     rc = names_read(st, path, folded, &e, err, errlen);
     if (rc == ATLS_STORE_NOTFOUND) {
-        snprintf(err, errlen, "name \"%s\" is not registered", folded);
-        goto done;
+        *what = ATLS_NAMES_NOT_REGISTERED;
+        free(path);
+        return ATLS_STORE_OK;       /* said per name: the batch goes on */
     }
     if (rc == ATLS_STORE_OK && was != NULL) {
-        /* as found: its home and source, for the audit event */
-        was->name = strdup(e.name);
-        was->home = e.home != NULL ? strdup(e.home) : NULL;
-        was->source = e.source != NULL ? strdup(e.source) : NULL;
-        was->by = e.by != NULL ? strdup(e.by) : NULL;
-        was->state = e.state;
-        was->added = e.added;
-        was->removed = e.removed;
-        if (was->name == NULL) {
-            abort();
-        }
+        names_entry_copy(was, &e);
     }
     if (rc == ATLS_STORE_OK && e.state == ATLS_NAME_ACTIVE) {
         e.state = ATLS_NAME_REMOVED;
         e.removed = now;
-        rc = names_write(st, path, &e, 0, err, errlen);
-        if (rc == ATLS_STORE_OK) {
-            rc = names_changed(st, (const char *const *) &e.name, 1, err, errlen);
-        }
-        if (rc == ATLS_STORE_OK && removed != NULL) {
-            *removed = 1;
-        }
+        rc = names_write(st, path, &e, 1, err, errlen);
+        *what = rc == ATLS_STORE_OK ? ATLS_NAMES_REMOVED_NOW : ATLS_NAMES_NOT_REACHED;
+    } else if (rc == ATLS_STORE_OK) {
+        /* removed already: its grace period runs from the first removal */
+        *what = ATLS_NAMES_REMOVED_BEFORE;
     }
-    /* removed already: its grace period runs from the first removal */
-done:
     atls_name_entry_free(&e);
-    if (lk != NULL) {
-        st->ops->unlock(st, lk);
-    }
     free(path);
-    if (rc != ATLS_STORE_OK && was != NULL) {
-        atls_name_entry_free(was);
+    return rc;
+}
+
+typedef struct {
+    const char *const *names;
+    time_t             now;
+    atls_name_entry_t *was;
+    unsigned char     *removed;
+} names_remove_ctx_t;
+
+static int
+names_remove_one(atls_store_t *st, void *ctx, size_t i, char *folded, size_t flen,
+                 int *changed, char *err, size_t errlen)
+{
+    names_remove_ctx_t *c = ctx;
+    unsigned char       what = ATLS_NAMES_NOT_REACHED;
+    int                 rc;
+
+    rc = names_remove_locked(st, c->names[i], c->now, folded, flen,
+                             c->was != NULL ? &c->was[i] : NULL, &what, err, errlen);
+    if (c->removed != NULL) {
+        c->removed[i] = what;
+    }
+    *changed = what == ATLS_NAMES_REMOVED_NOW;
+    return rc;
+}
+
+int
+atls_names_remove_many(atls_store_t *st, const char *const *names, size_t n, time_t now,
+                       atls_name_entry_t *was, unsigned char *removed, char *err,
+                       size_t errlen)
+{
+    names_remove_ctx_t c = { names, now, was, removed };
+
+    if (was != NULL) {
+        memset(was, 0, n * sizeof(*was));
+    }
+    if (removed != NULL) {
+        memset(removed, ATLS_NAMES_NOT_REACHED, n);
+    }
+    return names_batch(st, n, names_remove_one, &c, err, errlen);
+}
+
+int
+atls_names_remove_entry(atls_store_t *st, const char *name, time_t now,
+                        atls_name_entry_t *was, int *removed, char *err, size_t errlen)
+{
+    atls_name_entry_t e;
+    unsigned char     what = ATLS_NAMES_NOT_REACHED;
+    char              folded[256], why[160];
+    int               rc;
+
+    if (removed != NULL) {
+        *removed = 0;
+    }
+    rc = atls_names_remove_many(st, &name, 1, now, &e, &what, err, errlen);
+    if (rc == ATLS_STORE_OK && what == ATLS_NAMES_NOT_REGISTERED) {
+        if (atls_name_check(name, strlen(name), 1, 127, folded, sizeof(folded), why,
+                            sizeof(why)) != 0) {
+            snprintf(folded, sizeof(folded), "%.200s", name);
+        }
+        snprintf(err, errlen, "name \"%s\" is not registered", folded);
+        rc = ATLS_STORE_NOTFOUND;
+    }
+    if (rc == ATLS_STORE_OK && removed != NULL) {
+        *removed = what == ATLS_NAMES_REMOVED_NOW;
+    }
+    if (rc == ATLS_STORE_OK && was != NULL) {
+        *was = e;
+    } else {
+        atls_name_entry_free(&e);
+        if (was != NULL) {
+            memset(was, 0, sizeof(*was));
+        }
     }
     return rc;
 }
