@@ -681,25 +681,37 @@ names_del_cert(atls_store_t *st, const char *id, char *err, size_t errlen)
     return rc;
 }
 
+/* `removed` for each purged entry v[idx[0..n-1]], as one batch: a bulk
+ * removal's names reach the end of their grace together, and 10,000 of
+ * them cost one audit append and a few queue entries, not 10,000. */
 static void
-names_emit_purged(atls_events_t *ev, const atls_name_entry_t *e, const char *id, time_t now)
+names_emit_purged(atls_events_t *ev, const atls_name_entry_t *v, const size_t *idx,
+                  size_t n, time_t now)
 {
-    atls_event_t x;
-    const char  *names[1];
+    atls_event_t *x;
+    size_t        i;
 
-    if (ev == NULL) {
+    if (ev == NULL || n == 0) {
         return;
     }
-    names[0] = e->name;
-    memset(&x, 0, sizeof(x));
-    x.type = ATLS_EV_REMOVED;
-    x.time = now;
-    x.cert_id = id;
-    x.names = names;
-    x.n_names = 1;
-    x.source = e->source;
-    x.detail = "dynamic name removed: certificate deleted after its grace period";
-    (void) atls_events_emit(ev, &x);
+    x = calloc(n, sizeof(*x));
+    if (x == NULL) {
+        abort();
+    }
+    for (i = 0; i < n; i++) {
+        x[i].type = ATLS_EV_REMOVED;
+        x[i].time = now;
+        x[i].cert_id = atls_cert_id(v[idx[i]].name);
+        x[i].names = (const char *const *) &v[idx[i]].name;
+        x[i].n_names = 1;
+        x[i].source = v[idx[i]].source;
+        x[i].detail = "dynamic name removed: certificate deleted after its grace period";
+    }
+    (void) atls_events_emit_many(ev, x, n);
+    for (i = 0; i < n; i++) {
+        free((char *) x[i].cert_id);
+    }
+    free(x);
 }
 
 /* One entry removed before the cut: certificate first (a crash leaves the
@@ -743,8 +755,9 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
     atls_store_lock_t *lk = NULL;
     size_t             n = 0, i, done = 0;
     time_t             cut = now - (grace > 0 ? grace : 0);
-    char               why[512], *id;
+    char               why[512];
     const char       **gone = NULL;
+    size_t            *idx = NULL;
     int                rc, one;
 
     if (purged != NULL) {
@@ -761,7 +774,8 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
     }
     rc = names_lock(st, &lk, err, errlen);
     gone = calloc(n, sizeof(*gone));
-    if (gone == NULL) {
+    idx = calloc(n, sizeof(*idx));
+    if (gone == NULL || idx == NULL) {
         abort();
     }
     for (; rc == ATLS_STORE_OK && i < n; i++) {
@@ -770,9 +784,7 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
         }
         one = names_purge_one(st, &v[i], cut, why, sizeof(why));
         if (one == ATLS_STORE_OK) {
-            id = atls_cert_id(v[i].name);
-            names_emit_purged(ev, &v[i], id, now);
-            free(id);
+            idx[done] = i;
             gone[done++] = v[i].name;
         } else if (one == ATLS_STORE_BUSY) {
             atls_log(ATLS_LOG_INFO, "names: %s is being worked on; purged at a later pass",
@@ -787,10 +799,12 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
     if (lk != NULL) {
         st->ops->unlock(st, lk);
     }
+    names_emit_purged(ev, v, idx, done, now);
 out:
     if (purged != NULL) {
         *purged = done;
     }
+    free(idx);
     free(gone);
     atls_name_entries_free(v, n);
     return rc;
