@@ -687,6 +687,70 @@ test_purge_batch(void **state)
     atls_events_free(ev);
 }
 
+/* A batch's queue entries split where the type changes (a run of one is
+ * the single-event entry) and before ATLS_NOTIFY_BATCH_BYTES; the order
+ * of the events is kept. */
+static void
+test_queue_runs_split_by_type_and_size(void **state)
+{
+    atls_events_t *ev = events_with_sinks();
+    atls_event_t   e[100];
+    const char    *nm[1] = { "x.example.com" };
+    char          *big;
+    json_t       **v;
+    size_t         n = 0, i;
+    const char    *types[3];
+
+    (void) state;
+    memset(e, 0, sizeof(e));
+    for (i = 0; i < 5; i++) {
+        e[i].type = i == 3 ? ATLS_EV_NAME_REMOVED : ATLS_EV_NAME_ADDED;
+        e[i].cert_id = "x.example.com";
+        e[i].names = nm;
+        e[i].n_names = 1;
+    }
+    assert_int_equal(atls_events_emit_many(ev, e, 5), 0);
+    v = queue_entries(&n);
+    assert_int_equal(n, 3);
+    assert_batch(v[0], "name-added", 3, "x.example.com");
+    for (i = 1; i < 3; i++) {
+        types[i] = json_string_value(json_object_get(json_object_get(v[i], "event"), "event"));
+        assert_null(json_object_get(json_object_get(v[i], "event"), "batch"));
+    }
+    assert_string_equal(types[1], "name-removed");
+    assert_string_equal(types[2], "name-added");
+    queue_entries_free(v, n);
+
+    /* 100 events of about 4 KiB: 400 KiB, over the byte bound */
+    big = malloc(4001);
+    assert_non_null(big);
+    memset(big, 'a', 4000);
+    big[4000] = '\0';
+    for (i = 0; i < 100; i++) {
+        e[i].type = ATLS_EV_NAME_ADDED;
+        e[i].cert_id = "x.example.com";
+        e[i].names = nm;
+        e[i].n_names = 1;
+        e[i].detail = big;
+    }
+    assert_int_equal(atls_events_emit_many(ev, e, 100), 0);
+    v = queue_entries(&n);
+    assert_int_equal(n, 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(v[0], "event"),
+                                                        "count"))
+                     + json_integer_value(json_object_get(json_object_get(v[1], "event"),
+                                                          "count")), 100);
+    for (i = 0; i < n; i++) {
+        char *text = json_dumps(json_object_get(v[i], "event"), JSON_COMPACT);
+
+        assert_true(strlen(text) <= ATLS_NOTIFY_BATCH_BYTES + 128);
+        free(text);
+    }
+    queue_entries_free(v, n);
+    free(big);
+    atls_events_free(ev);
+}
+
 int
 main(void)
 {
@@ -705,6 +769,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_batch_queue_entries_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_runs_split_by_type_and_size, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
