@@ -1081,7 +1081,7 @@ count_of(const char *hay, const char *needle)
 /* A bulk add's 1,200 name-added events (atls_events_emit_many): 3 queue
  * entries, so 3 webhook requests and 3 command runs (`PATH name-added -`,
  * the batch on stdin), not 1,200 of each; every event is in one of them,
- * in order. */
+ * in order; a failed delivery names the batch and retries the entry. */
 static void
 batch_delivered_per_entry(void **state)
 {
@@ -1107,12 +1107,21 @@ batch_delivered_per_entry(void **state)
     assert_int_equal(atls_events_emit_many(f->ev, e, 1200), 0);
     assert_int_equal(queue_len(f), 3);
     run_soon(f);
+    /* a failure names the batch, then the same entry is retried */
+    logcap_start(ATLS_LOG_INFO);
+    answer(f, 503);
+    assert_int_equal(logcap_count("event name-added (batch of 500) not delivered: HTTP 503"),
+                     1);
+    logcap_stop();
+    head_retry_now(f, "webhook");
+    atls_sched_notify(f->h.s);
+    run_soon(f);
     for (r = 0; r < 3; r++) {
         json_t *body, *events;
         size_t  want = r < 2 ? ATLS_NOTIFY_BATCH_MAX : 1200 - 2 * ATLS_NOTIFY_BATCH_MAX;
 
-        assert_int_equal(f->h.n_req, r + 1);
-        body = json_loads(f->h.req[r].body, 0, NULL);
+        assert_int_equal(f->h.n_req, r + 2);        /* after the failed one */
+        body = json_loads(f->h.req[r + 1].body, 0, NULL);
         assert_non_null(body);
         assert_string_equal(json_string_value(json_object_get(body, "event")), "name-added");
         assert_true(json_is_true(json_object_get(body, "batch")));
@@ -1128,7 +1137,7 @@ batch_delivered_per_entry(void **state)
         exec_wait(f, 0);
     }
     assert_int_equal(seen, 1200);
-    assert_int_equal(f->h.n_req, 3);
+    assert_int_equal(f->h.n_req, 4);
     assert_int_equal(f->h.exec_runs, 3);
     assert_int_equal(queue_len(f), 0);
     out = slurp(f->out);
