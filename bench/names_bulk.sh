@@ -28,7 +28,7 @@ trap cleanup EXIT INT TERM
 
 # the receiver: one line per POST in $WORK/posts, 204 to each
 PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-/usr/bin/python3 - "$PORT" "$WORK/posts" <<'PY' &
+/usr/bin/python3 - "$PORT" "$WORK/posts" 2>"$WORK/rx.log" <<'PY' &
 import http.server, sys
 port, out = int(sys.argv[1]), sys.argv[2]
 class H(http.server.BaseHTTPRequestHandler):
