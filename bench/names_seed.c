@@ -10,7 +10,8 @@
  * learned through the store as after a deploy (its facts, kt_info, in
  * meta.json, so that no server rewrites it), the others copies with their
  * id and name; each registered as a dynamic name (names/<id>.json,
- * source "cli", the only dynamic home) with names-generation at 1.
+ * source "cli", the only dynamic home) with names-generation at 1 and
+ * names-count N at that generation, as `autotls add` would leave them.
  * Issuer: DIRECTORY, CA_FILE, terms agreed, http-01: what the bench's
  * nginx configures, so that its first pass finds nothing to rewrite.
  */
@@ -142,6 +143,10 @@ main(int argc, char **argv)
     }
     snprintf(path, sizeof(path), "%s/names-generation", argv[1]);
     bench_write_file(path, "1\n", 0644);
+    /* the count `autotls add` keeps with the generation (names_count.c) */
+    snprintf(path, sizeof(path), "%s/names-count", argv[1]);
+    snprintf(name, sizeof(name), "%ld 1\n", n);
+    bench_write_file(path, name, 0644);
     json_decref(root);
     free(pem);
     free(key);

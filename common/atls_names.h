@@ -137,6 +137,16 @@ int atls_names_purge(atls_store_t *st, time_t now, long grace,
  * as the fs backend refuses a component starting with '.'), so a host re-reads the registry only when it changed.  0 when never. */
 uint64_t atls_names_generation(atls_store_t *st);
 
+/* How many entries the registry holds, without listing it (names-count,
+ * kept with the generation by every change): ATLS_STORE_OK and *n, or
+ * ATLS_STORE_NOTFOUND when it is not known at the current generation (a
+ * registry written by an older version, or never completely listed since;
+ * the caller lists the registry).  Never more than ATLS_NAMES_COUNT_MAX.
+ * (Added to the issue-11 contract by the start100k helper: servers size
+ * their shared memory from it at start-up.) */
+#define ATLS_NAMES_COUNT_MAX  50000000
+int atls_names_count(atls_store_t *st, size_t *n);
+
 /* The audited event of a registry change, for whoever made it (CLI, API,
  * on-demand): "name-added" (added 1) or "name-removed" about name, with
  * source and, in its detail, who asked (by) and the home.  ev may be NULL.

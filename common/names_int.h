@@ -34,6 +34,16 @@ void atls_names_journal_add(atls_store_t *st, uint64_t gen, const char *const *n
 int atls_names_list_names(atls_store_t *st, char ***names, size_t *n, char *err,
                           size_t errlen);
 
+/* names-count (names_count.c): a change from generation from to to that
+ * added (delta > 0) or deleted entries, with the "names" lock held; and
+ * what a complete listing begun at generation gen found (taken only when
+ * the registry did not change meanwhile). */
+void atls_names_count_moved(atls_store_t *st, uint64_t from, uint64_t to, long delta);
+void atls_names_count_settle(atls_store_t *st, uint64_t gen, size_t count);
+/* 1 when file is a registry entry's file name, "<name>.json" with name as
+ * atls_name_check folds it; the extension is cut off (file rewritten). */
+int atls_names_file_name(char *file);
+
 /* The longest "source" and "by" the registry keeps. */
 #define ATLS_NAME_META_MAX  128
 

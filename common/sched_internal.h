@@ -226,11 +226,16 @@ struct atls_sched_s {
     int                 names_synced;   /* listed at least once */
     time_t              names_purge_at; /* the first removed name's grace ends
                                            then (0: none known) */
-    /* The first sync reads the registry in slices of slice_ms: the entry
-     * names listed at names_first_gen, the next one to read, when the
-     * timer goes on (monotonic ms; 0 none), the names added so far. */
+    /* The first sync reads the registry in slices of slice_ms: listed in
+     * pages (names_cursor, NULL once the listing is complete) from
+     * names_first_gen on, the page's entry names, the next one to read,
+     * when the timer goes on (monotonic ms; 0 none), the names added so
+     * far and the registry's entries seen. */
+    struct atls_store_cursor_s *names_cursor;
+    int                 names_listing;
     char              **names_first;
     size_t              names_first_n, names_first_next, names_first_added;
+    size_t              names_first_seen;
     uint64_t            names_first_gen;
     int                 names_first_on;
     long long           names_resume;

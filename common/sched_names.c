@@ -16,6 +16,9 @@
 #include "names_int.h"
 #include "sched_internal.h"
 
+/* registry entries listed at once by the first sync (a few ms to read) */
+#define SCHED_NAMES_PAGE  128
+
 /* ---- stop managing one certificate --------------------------------------- */
 
 /* c out of a singly linked queue (forced, revocation) through its link. */
@@ -274,20 +277,64 @@ names_sync_all(atls_sched_t *s, atls_name_entry_t *v, size_t n, size_t *added,
 void
 atls_sched_names_free(atls_sched_t *s)
 {
-    atls_strv_free(s->names_first, s->names_first_n);
+    atls_store_list_end(s->st, s->names_cursor);
+    s->names_cursor = NULL;
+    s->names_listing = 0;
+    atls_strv_free(s->names_first + s->names_first_next,
+                   s->names_first_n - s->names_first_next);
+    free(s->names_first);
     s->names_first = NULL;
     s->names_first_n = s->names_first_next = s->names_first_added = 0;
+    s->names_first_seen = 0;
     s->names_first_on = 0;
     s->names_resume = 0;
 }
 
+/* The listing's next page (entry names only); 0 when the listing is
+ * complete, -1 when it cannot be read (the first sync is given up). */
+static int
+names_first_page(atls_sched_t *s)
+{
+    char   err[512];
+    size_t i, k = 0;
+
+    free(s->names_first);
+    s->names_first = NULL;
+    s->names_first_n = s->names_first_next = 0;
+    while (s->names_first_n == 0 && s->names_listing) {
+        if (atls_store_list_page(s->st, "names", &s->names_cursor, SCHED_NAMES_PAGE,
+                                 &s->names_first, &s->names_first_n, err, sizeof(err))
+            != ATLS_STORE_OK)
+        {
+            atls_log(ATLS_LOG_ERR, "autotls: the registry of dynamic names was not "
+                     "read: %s", err);
+            return -1;
+        }
+        s->names_listing = s->names_cursor != NULL;
+        /* "<id>.json", and an id is its name: only the ones a name can be */
+        for (i = 0, k = 0; i < s->names_first_n; i++) {
+            if (atls_names_file_name(s->names_first[i])) {
+                s->names_first[k++] = s->names_first[i];
+            } else {
+                free(s->names_first[i]);
+            }
+        }
+        s->names_first_n = k;
+    }
+    s->names_first_seen += s->names_first_n;
+    return s->names_first_n > 0 ? 1 : 0;
+}
+
 /*
  * The first sync reads every entry: at 100,000 names seconds of a worker
- * that also serves handshakes.  So the names are listed once (file names
- * only) and read in slices of slice_ms, the rest from the timer.  It ends
- * as synced at the generation the listing saw: what changed meanwhile is
- * in the journal after it, read at once.  No dynamic certificate is
- * managed before the first sync, so there is nothing to sweep.
+ * that also serves handshakes.  So the registry is listed in pages and
+ * its entries read in slices of slice_ms, the rest from the timer: nothing
+ * before the host's first step walks the whole registry.  It ends as
+ * synced at the generation the listing began at: what changed meanwhile
+ * is in the journal after it, read at once; and the count of entries the
+ * listing found is kept for the next start (names-count).  No dynamic
+ * certificate is managed before the first sync, so there is nothing to
+ * sweep.
  */
 static void
 names_first_slice(atls_sched_t *s, int initial)
@@ -295,8 +342,9 @@ names_first_slice(atls_sched_t *s, int initial)
     long long  start = atls_sched_now_ms(), now;
     size_t     removed = 0, before = s->names_first_added, checked = 0;
     char      *one[1];
+    int        more;
 
-    while (s->names_first_next < s->names_first_n) {
+    for (;;) {
         now = atls_sched_now_ms();
         if (s->slice_ms > 0 && checked++ > 0 && now - start >= s->slice_ms) {
             s->names_resume = now + (s->slice_ms < SCHED_PASS_PAUSE_MS ? s->slice_ms
@@ -304,11 +352,23 @@ names_first_slice(atls_sched_t *s, int initial)
             atls_sched_touch(s);
             goto planned;
         }
-        one[0] = s->names_first[s->names_first_next++];
+        if (s->names_first_next == s->names_first_n) {
+            more = names_first_page(s);
+            if (more < 0) {
+                atls_sched_names_free(s);   /* tried again at the next call */
+                goto planned;
+            }
+            if (more == 0) {
+                break;
+            }
+        }
+        one[0] = s->names_first[s->names_first_next];
         names_sync_changed(s, one, 1, &s->names_first_added, &removed);
+        free(s->names_first[s->names_first_next++]);
     }
     s->names_synced = 1;
     s->names_gen = s->names_first_gen;
+    atls_names_count_settle(s->st, s->names_first_gen, s->names_first_seen);
     if (s->names_first_added > 0) {
         atls_log(ATLS_LOG_INFO, "autotls: dynamic names: %zu added",
                  s->names_first_added);
@@ -327,20 +387,19 @@ planned:
 static void
 names_first_start(atls_sched_t *s, uint64_t gen)
 {
-    char err[512];
+    size_t n;
 
-    if (atls_names_list_names(s->st, &s->names_first, &s->names_first_n, err,
-                              sizeof(err)) != ATLS_STORE_OK)
-    {
-        atls_log(ATLS_LOG_ERR, "autotls: the registry of dynamic names was not read: %s",
-                 err);
-        return;             /* tried again at the next call: never synced */
+    /* the index grown once when the registry's size is known, not rehashed
+     * in the middle of the slices (a failure here is only the growth in
+     * steps, as when it is not known) */
+    if (atls_names_count(s->st, &n) == ATLS_STORE_OK) {
+        (void) atls_sched_certs_reserve(s, s->n_certs + n);
     }
-    /* the index grown once, not rehashed in the middle of the slices (a
-     * failure here is only the growth in steps, as before) */
-    (void) atls_sched_certs_reserve(s, s->n_certs + s->names_first_n);
-    s->names_first_next = 0;
+    s->names_cursor = NULL;
+    s->names_listing = 1;
+    s->names_first_next = s->names_first_n = 0;
     s->names_first_added = 0;
+    s->names_first_seen = 0;
     s->names_first_gen = gen;
     s->names_first_on = 1;
     names_first_slice(s, 1);

@@ -124,10 +124,11 @@ names_read_gen(atls_store_t *st, uint64_t *gen, char *err, size_t errlen)
 }
 
 /* Both counters move and the journal says which names; called with the
- * "names" lock held. */
+ * "names" lock held.  grown: entries made (> 0) or deleted (< 0), for
+ * names-count. */
 static int
-names_changed(atls_store_t *st, const char *const *names, size_t n, char *err,
-              size_t errlen)
+names_changed(atls_store_t *st, const char *const *names, size_t n, long grown,
+              char *err, size_t errlen)
 {
     char     buf[32];
     uint64_t g;
@@ -145,6 +146,7 @@ names_changed(atls_store_t *st, const char *const *names, size_t n, char *err,
         return rc;
     }
     atls_names_journal_add(st, g + 1, names, n);
+    atls_names_count_moved(st, g, g + 1, grown);
     return atls_store_bump_generation(st) == ATLS_STORE_OK ? ATLS_STORE_OK
                                                            : ATLS_STORE_ERROR;
 }
@@ -165,8 +167,8 @@ names_sync(atls_store_t *st, char *err, size_t errlen)
  * failed: one sync of names/, one move of the generations, one journal
  * append.  rc is the batch's result so far. */
 static int
-names_batch_done(atls_store_t *st, const char *const *done, size_t k, int rc, char *err,
-                 size_t errlen)
+names_batch_done(atls_store_t *st, const char *const *done, size_t k, long grown, int rc,
+                 char *err, size_t errlen)
 {
     char why[512];
 
@@ -179,7 +181,7 @@ names_batch_done(atls_store_t *st, const char *const *done, size_t k, int rc, ch
         snprintf(err, errlen, "%s", why);
         rc = ATLS_STORE_ERROR;
     }
-    if (names_changed(st, done, k, why, sizeof(why)) != ATLS_STORE_OK
+    if (names_changed(st, done, k, grown, why, sizeof(why)) != ATLS_STORE_OK
         && rc == ATLS_STORE_OK)
     {
         snprintf(err, errlen, "%s", why);
@@ -223,8 +225,8 @@ names_text_ok(const char *field, const char *s, char *err, size_t errlen)
     return 1;
 }
 
-/* One name of a batch, with the "names" lock held: *changed 1 when its
- * entry was written (the name goes into the journal). */
+/* One name of a batch, with the "names" lock held: *changed 2 when its
+ * entry was made, 1 when written (the name goes into the journal). */
 typedef int (*names_one_fn)(atls_store_t *st, void *ctx, size_t i, char *folded,
                             size_t flen, int *changed, char *err, size_t errlen);
 
@@ -238,6 +240,7 @@ names_batch(atls_store_t *st, size_t n, names_one_fn one, void *ctx, char *err,
     const char       **done;
     char             (*folded)[256];
     size_t             i, k = 0;
+    long               made = 0;
     int                rc, changed;
 
     done = calloc(n + 1, sizeof(*done));
@@ -251,10 +254,11 @@ names_batch(atls_store_t *st, size_t n, names_one_fn one, void *ctx, char *err,
         rc = one(st, ctx, i, folded[i], sizeof(folded[i]), &changed, err, errlen);
         if (changed) {
             done[k++] = folded[i];
+            made += changed == 2;
         }
     }
     /* what was written counts, even when a later name failed */
-    rc = names_batch_done(st, done, k, rc, err, errlen);
+    rc = names_batch_done(st, done, k, made, rc, err, errlen);
     if (lk != NULL) {
         st->ops->unlock(st, lk);
     }
@@ -263,8 +267,8 @@ names_batch(atls_store_t *st, size_t n, names_one_fn one, void *ctx, char *err,
     return rc;
 }
 
-/* One name, with the "names" lock held: *changed 1 when its entry was
- * written (new, or active again), 0 when it was active already. */
+/* One name, with the "names" lock held: *changed 2 when its entry was
+ * made, 1 when written (active again), 0 when it was active already. */
 static int
 names_add_locked(atls_store_t *st, const char *name, const char *home, const char *source,
                  const char *by, time_t now, char *folded, size_t flen, int *changed,
@@ -297,8 +301,9 @@ names_add_locked(atls_store_t *st, const char *name, const char *home, const cha
     e.by = (char *) by;
     e.state = ATLS_NAME_ACTIVE;
     e.added = now;
+    *changed = rc == ATLS_STORE_NOTFOUND ? 2 : 1;
     rc = names_write(st, path, &e, 1, err, errlen);
-    *changed = rc == ATLS_STORE_OK;
+    *changed = rc == ATLS_STORE_OK ? *changed : 0;
     free(path);
     return rc;
 }
@@ -320,7 +325,7 @@ names_add_one(atls_store_t *st, void *ctx, size_t i, char *folded, size_t flen,
     rc = names_add_locked(st, c->names[i], c->home, c->source, c->by, c->now, folded, flen,
                           changed, err, errlen);
     if (c->added != NULL) {
-        c->added[i] = (unsigned char) *changed;
+        c->added[i] = (unsigned char) (*changed != 0);
     }
     return rc;
 }
@@ -588,11 +593,29 @@ names_str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+/* "<id>.json", and an id is its name: only the ones a name can be */
+int
+atls_names_file_name(char *file)
+{
+    char   folded[256], why[160];
+    size_t len = strlen(file);
+
+    if (len <= sizeof(NAMES_EXT) - 1
+        || strcmp(file + len - (sizeof(NAMES_EXT) - 1), NAMES_EXT) != 0)
+    {
+        return 0;
+    }
+    file[len - (sizeof(NAMES_EXT) - 1)] = '\0';
+    return atls_name_check(file, strlen(file), 1, 127, folded, sizeof(folded), why,
+                           sizeof(why)) == 0
+           && strcmp(folded, file) == 0;
+}
+
 int
 atls_names_list_names(atls_store_t *st, char ***names, size_t *n, char *err, size_t errlen)
 {
-    char  **files = NULL, folded[256], why[160];
-    size_t  nf = 0, i, k = 0, len;
+    char  **files = NULL;
+    size_t  nf = 0, i, k = 0;
     int     rc;
 
     *names = NULL;
@@ -601,22 +624,12 @@ atls_names_list_names(atls_store_t *st, char ***names, size_t *n, char *err, siz
     if (rc != ATLS_STORE_OK) {
         return rc;
     }
-    /* "<id>.json", and an id is its name: only the ones a name can be */
     for (i = 0; i < nf; i++) {
-        len = strlen(files[i]);
-        if (len > sizeof(NAMES_EXT) - 1
-            && strcmp(files[i] + len - (sizeof(NAMES_EXT) - 1), NAMES_EXT) == 0)
-        {
-            files[i][len - (sizeof(NAMES_EXT) - 1)] = '\0';
-            if (atls_name_check(files[i], strlen(files[i]), 1, 127, folded, sizeof(folded),
-                                why, sizeof(why)) == 0
-                && strcmp(folded, files[i]) == 0)
-            {
-                files[k++] = files[i];
-                continue;
-            }
+        if (atls_names_file_name(files[i])) {
+            files[k++] = files[i];
+        } else {
+            free(files[i]);
         }
-        free(files[i]);
     }
     qsort(files, k, sizeof(*files), names_str_cmp);
     *names = files;
@@ -794,7 +807,7 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
         }
     }
     if (rc == ATLS_STORE_OK && done > 0) {
-        rc = names_changed(st, gone, done, err, errlen);
+        rc = names_changed(st, gone, done, -(long) done, err, errlen);
     }
     if (lk != NULL) {
         st->ops->unlock(st, lk);

@@ -11,9 +11,9 @@
  * no certificate of its own: SNI picks the registered name's.
  *
  * The shared zone, unless autotls_shared_zone sizes it, is sized from the
- * configured certificates and the number of certificates in the store at
- * start (the registry's names among them), with headroom for names added
- * later; rounded to a power of two so that a registry growing a little
+ * configured certificates and the number of entries in the registry at
+ * start (the count it keeps with its generation), with headroom for names
+ * added later; rounded to a power of two so that a registry growing a little
  * does not change the size (a new size is a new zone at the next reload).
  */
 
@@ -206,13 +206,57 @@ ngx_http_autotls_dyn_find_home(ngx_http_autotls_main_conf_t *amcf,
 }
 
 
-/* certificates in the store (an upper bound of the registry); 0 if none */
+/* registry entries counted by listing names/ in pages (a registry whose
+ * count is not known at its generation: written by an older version) */
+static size_t
+ngx_http_autotls_listed_names(atls_store_t *st, ngx_log_t *log)
+{
+    char                  err[512], **page;
+    size_t                n, i, total;
+    atls_store_cursor_t  *cursor;
+
+    cursor = NULL;
+    total = 0;
+
+    do {
+        page = NULL;
+        n = 0;
+
+        if (atls_store_list_page(st, "names", &cursor, 1024, &page, &n,
+                                 err, sizeof(err))
+            != ATLS_STORE_OK)
+        {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "autotls: the shared zone is sized without the "
+                          "registry of dynamic names: %s", err);
+            return total;
+        }
+
+        for (i = 0; i < n; i++) {
+            free(page[i]);
+        }
+
+        free(page);
+        total += n;
+
+    } while (cursor != NULL);
+
+    return total;
+}
+
+
+/*
+ * The registry's entries (each a name the zone may hold), from the count
+ * the registry keeps with its generation: nothing is listed at start-up
+ * (100,000 names listed were a second of the configuration); 0 when there
+ * is no store yet.
+ */
 static ngx_uint_t
-ngx_http_autotls_stored_certs(ngx_conf_t *cf,
+ngx_http_autotls_stored_names(ngx_conf_t *cf,
     ngx_http_autotls_main_conf_t *amcf)
 {
-    char           err[512], **ids;
-    size_t         n, i;
+    char           err[512];
+    size_t         n;
     atls_store_t  *st;
 
     err[0] = '\0';
@@ -225,23 +269,13 @@ ngx_http_autotls_stored_certs(ngx_conf_t *cf,
         return 0;
     }
 
-    ids = NULL;
-    n = 0;
-
-    if (atls_store_list_certs(st, &ids, &n, err, sizeof(err))
-        != ATLS_STORE_OK)
-    {
-        n = 0;
+    if (atls_names_count(st, &n) != ATLS_STORE_OK) {
+        n = ngx_http_autotls_listed_names(st, cf->log);
     }
 
-    for (i = 0; i < n; i++) {
-        free(ids[i]);
-    }
-
-    free(ids);
     atls_store_close(st);
 
-    return n;
+    return (ngx_uint_t) ngx_min(n, ATLS_NAMES_COUNT_MAX);
 }
 
 
@@ -254,7 +288,7 @@ ngx_http_autotls_zone_size(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
     amcf->names_max = 0;
 
     if (amcf->homes.nelts > 0) {
-        amcf->names_max = ngx_http_autotls_stored_certs(cf, amcf)
+        amcf->names_max = ngx_http_autotls_stored_names(cf, amcf)
                           + NGX_HTTP_AUTOTLS_NAMES_HEADROOM;
         amcf->names_max += amcf->names_max / 2;
     }

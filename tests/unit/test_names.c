@@ -556,7 +556,7 @@ test_sync_first_in_slices(void **state)
     const char *names[] = { "s1.example", "s2.example", "s3.example", "s4.example",
                             "s5.example", "s6.example" };
     char        err[256];
-    size_t      i, calls;
+    size_t      i, calls, first;
 
     sync_slice_ms = 1;
     akey = sync_start(fx, 0);
@@ -565,15 +565,16 @@ test_sync_first_in_slices(void **state)
     }
     home_slow = 1;
     atls_sched_names_sync(sh.s);
-    /* one slice: one entry, the rest from the timer */
+    /* one slice: one entry (the listing's order), the rest from the timer */
     assert_int_equal(dyn_managed(names, 5), 1);
-    assert_non_null(atls_sched_find(sh.s, "s1.example"));
+    for (first = 0; atls_sched_find(sh.s, names[first]) == NULL; first++) {
+    }
     /* the host calls again (the store moved): no re-listing, no double */
     calls = home_calls;
     atls_sched_names_sync(sh.s);
     assert_true(home_calls <= calls + 1);
     /* changed after the listing: one read already removed, one added */
-    assert_int_equal(atls_names_remove(fx->st, "s1.example", time(NULL), err,
+    assert_int_equal(atls_names_remove(fx->st, names[first], time(NULL), err,
                                        sizeof(err)), 0);
     namesfx_add(fx->st, "s6.example", "shop", time(NULL));
     /* the CA answers no one (cfg_cert orders nothing): this is about the
@@ -581,13 +582,47 @@ test_sync_first_in_slices(void **state)
     assert_int_equal(fakehost_run(&sh, until_first_synced, (void *) "s6.example", 20000,
                                   &cfg_cert), 0);
     home_slow = 0;
-    assert_null(atls_sched_find(sh.s, "s1.example"));
+    assert_null(atls_sched_find(sh.s, names[first]));
     assert_int_equal(dyn_managed(names, 6), 5);
     /* synced: the next call reads nothing */
     calls = home_calls;
     atls_sched_names_sync(sh.s);
     assert_int_equal(home_calls, calls);
     sync_slice_ms = 0;
+    fakehost_teardown(&sh, sync_certs, 1);
+    EVP_PKEY_free(akey);
+}
+
+/* The first sync lists the registry in pages (more entries than a page
+ * here), manages every name, and records the count it found for the next
+ * start when the count was not known (a writer that did not keep it). */
+static void
+test_sync_first_paged_counts(void **state)
+{
+    storefx_t  *fx = *state;
+    EVP_PKEY   *akey;
+    char        buf[300][32], gen[32], err[512];
+    const char *v[300];
+    size_t      i, n = 0;
+
+    sync_slice_ms = 0;          /* one call: every page */
+    akey = sync_start(fx, 0);
+    for (i = 0; i < 300; i++) {
+        snprintf(buf[i], sizeof(buf[i]), "p%zu.example", i);
+        v[i] = buf[i];
+    }
+    assert_int_equal(atls_names_add_many(fx->st, v, 300, "shop", "cli", "test",
+                                         time(NULL), NULL, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    namesfx_put(fx, "names/stranger.txt", "x");     /* not an entry */
+    snprintf(gen, sizeof(gen), "%llu\n",
+             (unsigned long long) atls_names_generation(fx->st) + 1);
+    namesfx_put(fx, "names-generation", gen);
+    assert_int_equal(atls_names_count(fx->st, &n), ATLS_STORE_NOTFOUND);
+    atls_sched_names_sync(sh.s);
+    assert_int_equal(dyn_managed(v, 300), 300);
+    assert_int_equal(atls_names_count(fx->st, &n), ATLS_STORE_OK);
+    assert_int_equal(n, 300);
     fakehost_teardown(&sh, sync_certs, 1);
     EVP_PKEY_free(akey);
 }
@@ -748,6 +783,7 @@ main(void)
         STORE_TEST(test_registry_purge),
         STORE_TEST(test_sync_adds_and_removes),
         STORE_TEST(test_sync_first_in_slices),
+        STORE_TEST(test_sync_first_paged_counts),
         STORE_TEST(test_sync_purges_after_grace),
         STORE_TEST(test_add_many),
         STORE_TEST(test_journal),
