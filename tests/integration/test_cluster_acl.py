@@ -24,7 +24,7 @@ DIRECTIVE = {"nginx": "autotls_store", "apache": "AutoTLSStore"}
 # or from its Lua scripts, on the prefix's keys and channels only
 COMMANDS = ("get set del exists type getrange incr incrby decrby lrange llen lpop rpush "
             "sadd srem smembers sismember zadd zrem zrange zremrangebyscore expire pexpire "
-            "ttl time publish subscribe eval evalsha select").split()
+            "ttl time publish subscribe ping eval evalsha select").split()
 
 
 def acl_rule(prefix=PREFIX):
