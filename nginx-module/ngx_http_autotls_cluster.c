@@ -33,82 +33,21 @@
  * is one such timeout per outage on this worker's event loop.
  */
 
-#include "ngx_http_autotls_module.h"
-
-
-#define NGX_HTTP_AUTOTLS_CLUSTER_RETRY_MIN  1000
-/* a node back within a heartbeat of Redis: one that stays out of the
- * member registry while clients (and the CA) still reach it fails the
- * http-01 challenges other nodes publish, and their orders back off for
- * hours */
-#define NGX_HTTP_AUTOTLS_CLUSTER_RETRY_MAX  (ATLS_MIRROR_MEMBER_TTL_MS / 3)
-#define NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS   1000
-/* a blocking call on this event loop waits at most this long for Redis
- * unless the URL's timeout= says otherwise; a PING on the subscriber
- * unanswered for twice that marks Redis unresponsive too */
-#define NGX_HTTP_AUTOTLS_CLUSTER_TIMEOUT_MS 1000
-/* a sync runs in slices of this much (issue 12: a cold mirror over 10,000
- * certificates must not stall this worker's clients for minutes) */
-#define NGX_HTTP_AUTOTLS_CLUSTER_SLICE_MS   20
-
-
-typedef struct {
-    atls_mirror_t              *mirror;     /* while this worker drives */
-    ngx_connection_t           *conn;       /* on the subscriber's fd */
-    uintptr_t                   ino;        /* that fd's socket */
-    ngx_event_t                 retry_ev;   /* reconnect, or connect limit */
-    ngx_event_t                 beat_ev;    /* heartbeat */
-    ngx_event_t                 check_ev;   /* the cluster generation */
-    ngx_event_t                 sync_ev;    /* the next slice of a sync */
-    uint64_t                    sync_gen;   /* <P>{/cluster}:gen + 1 read
-                                               before the sync under way */
-    int                         sync_pulled;    /* by it so far */
-    uint64_t                    synced_gen; /* <P>{/cluster}:gen + 1 read
-                                               before the last sync; 0:
-                                               none since subscribing */
-    uint64_t                    seen_gen;   /* the same, at the last check */
-    ngx_msec_t                  backoff;
-    atls_redis_health_t         health;     /* the blocking calls' gate */
-    ngx_uint_t                  ping_late;  /* checks that found the PING
-                                               unanswered past the limit */
-    ngx_log_t                  *log;
-    char                       *where;      /* the URL without password */
-    unsigned                    connecting:1;
-    unsigned                    listening:1;
-    unsigned                    down:1;     /* the outage was logged */
-    unsigned                    open_failed:1;  /* logged once */
-    unsigned                    syncing:1;  /* a sync under way */
-    unsigned                    sync_again:1;   /* asked for meanwhile */
-    unsigned                    sync_resume:1;  /* the scheduler waits for it */
-} ngx_http_autotls_cluster_t;
+#include "ngx_http_autotls_cluster.h"
 
 
 static void ngx_http_autotls_cluster_down(ngx_http_autotls_cluster_t *cl,
     const char *why);
 static void ngx_http_autotls_cluster_listen(ngx_http_autotls_cluster_t *cl);
 static void ngx_http_autotls_cluster_io(ngx_event_t *ev);
-static void ngx_http_autotls_cluster_failed(ngx_http_autotls_cluster_t *cl,
-    const char *why);
 static void ngx_http_autotls_cluster_retry(ngx_event_t *ev);
 static void ngx_http_autotls_cluster_beat(ngx_event_t *ev);
-static void ngx_http_autotls_cluster_check(ngx_event_t *ev);
-static void ngx_http_autotls_cluster_names(ngx_http_autotls_cluster_t *cl);
-static void ngx_http_autotls_cluster_slice(ngx_event_t *ev);
-static void ngx_http_autotls_cluster_sync_stop(ngx_http_autotls_cluster_t *cl);
-static void ngx_http_autotls_cluster_retried(ngx_http_autotls_cluster_t *cl,
-    const char *err);
-static int ngx_http_autotls_cluster_pull(ngx_http_autotls_cluster_t *cl,
-    char *err, size_t errlen);
-static ngx_int_t ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl);
-static ngx_int_t ngx_http_autotls_cluster_answering(
-    ngx_http_autotls_cluster_t *cl);
-static ngx_int_t ngx_http_autotls_cluster_ping(ngx_http_autotls_cluster_t *cl);
 static ngx_int_t ngx_http_autotls_cluster_watch_fd(
     ngx_http_autotls_cluster_t *cl);
 static void ngx_http_autotls_cluster_release(ngx_http_autotls_cluster_t *cl);
 
 
-static ngx_http_autotls_cluster_t  ngx_http_autotls_cluster;
+ngx_http_autotls_cluster_t  ngx_http_autotls_cluster;
 
 
 /*
@@ -357,7 +296,7 @@ ngx_http_autotls_cluster_io(ngx_event_t *ev)
 
 
 /* the subscription is lost or never came: serve the mirror, try again */
-static void
+void
 ngx_http_autotls_cluster_failed(ngx_http_autotls_cluster_t *cl,
     const char *why)
 {
@@ -445,280 +384,6 @@ ngx_http_autotls_cluster_retry(ngx_event_t *ev)
 }
 
 
-/*
- * Missed announcements, and the repopulation of an emptied Redis: a sync
- * in slices (ngx_http_autotls_cluster_slice), after which the scheduler
- * runs again; the subscriber's failure is handled there.
- */
-static ngx_int_t
-ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl)
-{
-    char  err[512];
-
-    err[0] = '\0';
-
-    cl->sync_resume = 1;
-
-    if (ngx_http_autotls_cluster_pull(cl, err, sizeof(err)) < 0) {
-        /* the mirror is left as it was; tried again with the subscriber */
-        ngx_http_autotls_cluster_failed(cl, err);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * Starts a sync, after reading the cluster's generation: a certificate
- * bumped during the sync (its pull may have failed: "kept changing") moves
- * the generation past the one recorded, so the next check syncs again.
- * One under way is not nested: it runs again once done.  0, or -1 + err.
- */
-static int
-ngx_http_autotls_cluster_pull(ngx_http_autotls_cluster_t *cl, char *err,
-    size_t errlen)
-{
-    uint64_t  gen;
-
-    if (cl->syncing) {
-        cl->sync_again = 1;
-        return 0;
-    }
-
-    if (atls_mirror_redis_generation(cl->mirror, "/cluster", &gen, err,
-                                     errlen)
-        != ATLS_STORE_OK)
-    {
-        return -1;
-    }
-
-    cl->sync_gen = gen + 1;
-    cl->sync_pulled = 0;
-    cl->syncing = 1;
-    cl->sync_again = 0;
-
-    ngx_add_timer(&cl->sync_ev, 0);
-
-    return 0;
-}
-
-
-/*
- * One slice of the sync; the next one from a 1 ms timer, so that the
- * event loop serves the clients in between (a 0 ms timer would expire in
- * the same pass over the timers).
- */
-static void
-ngx_http_autotls_cluster_slice(ngx_event_t *ev)
-{
-    int                          pulled, pushed, done;
-    char                         err[512];
-    ngx_http_autotls_cluster_t  *cl = &ngx_http_autotls_cluster;
-
-    if (cl->mirror == NULL || !cl->syncing) {
-        return;
-    }
-
-    err[0] = '\0';
-    pushed = 0;
-    done = 0;
-
-    pulled = atls_mirror_sync_step(cl->mirror,
-                                   NGX_HTTP_AUTOTLS_CLUSTER_SLICE_MS, &done,
-                                   &pushed, err, sizeof(err));
-
-    if (pulled < 0) {
-        cl->syncing = 0;
-        cl->sync_again = 0;
-
-        if (ngx_http_autotls_cluster_answering(cl) != NGX_OK) {
-            return;
-        }
-
-        if (cl->sync_resume) {
-            /* the sync after a subscription: tried again with a new one */
-            cl->sync_resume = 0;
-            ngx_http_autotls_cluster_failed(cl, err);
-            return;
-        }
-
-        ngx_http_autotls_cluster_retried(cl, err);
-        return;
-    }
-
-    if (pulled > cl->sync_pulled) {
-        /* this worker serves what this slice pulled; the others watch */
-        cl->sync_pulled = pulled;
-        ngx_http_autotls_watch_now();
-    }
-
-    if (!done) {
-        ngx_add_timer(ev, 1);
-        return;
-    }
-
-    cl->syncing = 0;
-
-    /* a push bumped the generation itself: read again at the next check */
-    cl->synced_gen = pushed > 0 ? 0 : cl->sync_gen;
-
-    if (pulled > 0 || pushed > 0) {
-        ngx_log_error(NGX_LOG_NOTICE, cl->log, 0,
-                      "autotls_store \"%s\": mirror synced: %d "
-                      "certificate(s) pulled, %d pushed",
-                      cl->where, pulled, pushed);
-    }
-
-    if (cl->sync_resume) {
-        /* the scheduler sees what the cluster has, a Redis restarted
-         * empty filled again first */
-        cl->sync_resume = 0;
-        ngx_http_autotls_driver_resume();
-    }
-
-    if (cl->sync_again) {
-        err[0] = '\0';
-
-        if (ngx_http_autotls_cluster_pull(cl, err, sizeof(err)) < 0) {
-            ngx_http_autotls_cluster_retried(cl, err);
-        }
-    }
-}
-
-
-/* a sync that failed while Redis is up: the next check tries again */
-static void
-ngx_http_autotls_cluster_retried(ngx_http_autotls_cluster_t *cl,
-    const char *err)
-{
-    ngx_log_error(NGX_LOG_WARN, cl->log, 0,
-                  "autotls_store \"%s\": %s; tried again in %M ms",
-                  cl->where, err,
-                  (ngx_msec_t) NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS);
-}
-
-
-/* a sync under way ends here (the connection failed, the worker stops) */
-static void
-ngx_http_autotls_cluster_sync_stop(ngx_http_autotls_cluster_t *cl)
-{
-    if (cl->sync_ev.timer_set) {
-        ngx_del_timer(&cl->sync_ev);
-    }
-
-    if (cl->mirror != NULL) {
-        atls_mirror_sync_cancel(cl->mirror);
-    }
-
-    cl->syncing = 0;
-    cl->sync_again = 0;
-    cl->sync_resume = 0;
-}
-
-
-/*
- * Announcements are not acknowledged: one lost (published while the
- * subscriber's buffer was full, or its pull failed) would leave the
- * mirror behind until the next outage.  One GET a second, and a sync when
- * the cluster's generation moved since the last one and then stayed.
- */
-static void
-ngx_http_autotls_cluster_check(ngx_event_t *ev)
-{
-    char                         err[512];
-    uint64_t                     gen;
-    ngx_http_autotls_cluster_t  *cl = &ngx_http_autotls_cluster;
-
-    if (cl->mirror == NULL || ngx_exiting || ngx_quit || ngx_terminate) {
-        return;
-    }
-
-    ngx_add_timer(ev, NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS);
-
-    /* while down or subscribing, the sync after the subscription comes */
-    if (cl->down || !cl->listening) {
-        return;
-    }
-
-    /* a blocking call (the scheduler's) timed out since, or the
-     * subscriber's PING is unanswered: no blocking call until Redis
-     * answers again */
-    if (ngx_http_autotls_cluster_answering(cl) != NGX_OK
-        || ngx_http_autotls_cluster_ping(cl) != NGX_OK)
-    {
-        return;
-    }
-
-    ngx_http_autotls_cluster_names(cl);
-
-    err[0] = '\0';
-
-    if (atls_mirror_redis_generation(cl->mirror, "/cluster", &gen, err,
-                                     sizeof(err))
-        != ATLS_STORE_OK)
-    {
-        if (ngx_http_autotls_cluster_answering(cl) != NGX_OK) {
-            return;
-        }
-
-        /* the subscriber says when Redis is down, once */
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cl->log, 0,
-                       "autotls_store \"%s\": %s", cl->where, err);
-        return;
-    }
-
-    /* a deploy's announcement normally pulled it already: the sync waits
-     * until the generation stayed for one check, so a burst of deploys
-     * costs one sync after it, not one per check */
-    if (gen + 1 == cl->synced_gen || gen + 1 != cl->seen_gen) {
-        cl->seen_gen = gen + 1;
-        return;
-    }
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, cl->log, 0,
-                   "autotls_store \"%s\": cluster generation moved, "
-                   "syncing", cl->where);
-
-    err[0] = '\0';
-
-    if (ngx_http_autotls_cluster_pull(cl, err, sizeof(err)) < 0) {
-        ngx_http_autotls_cluster_retried(cl, err);
-    }
-}
-
-
-/*
- * The registry of dynamic names, when its generation in Redis moved and
- * its announcement was lost (one GET a second otherwise): the mirror's
- * copy is brought up to it and the workers are told.
- */
-static void
-ngx_http_autotls_cluster_names(ngx_http_autotls_cluster_t *cl)
-{
-    int   rc;
-    char  err[512];
-
-    if (ngx_http_autotls_mcf->homes.nelts == 0) {
-        return;
-    }
-
-    err[0] = '\0';
-
-    rc = atls_mirror_sync_names(cl->mirror, err, sizeof(err));
-
-    if (rc < 0) {
-        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
-                      "autotls_store \"%s\": registry of names: %s; tried "
-                      "again in %M ms", cl->where, err,
-                      (ngx_msec_t) NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS);
-
-    } else if (rc > 0) {
-        ngx_http_autotls_watch_now();
-    }
-}
-
-
 /* ---- the heartbeat ------------------------------------------------------- */
 
 static void
@@ -773,7 +438,7 @@ ngx_http_autotls_cluster_beat(ngx_event_t *ev)
  * (the scheduler pauses, a new subscription is tried with backoff, and
  * its confirmation opens the gate); otherwise the outage is said, once.
  */
-static ngx_int_t
+ngx_int_t
 ngx_http_autotls_cluster_answering(ngx_http_autotls_cluster_t *cl)
 {
     char  why[sizeof(cl->health.why) + 32];
@@ -805,7 +470,7 @@ ngx_http_autotls_cluster_answering(ngx_http_autotls_cluster_t *cl)
  * events are handled after the timers of the same pass, so after a pass
  * that took long the PONG may be waiting in the socket at the first.
  */
-static ngx_int_t
+ngx_int_t
 ngx_http_autotls_cluster_ping(ngx_http_autotls_cluster_t *cl)
 {
     long           silent, limit;
