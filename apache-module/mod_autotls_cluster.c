@@ -127,38 +127,21 @@ cluster_check_key(server_rec *s, const atls_redis_conf_t *c)
     return 0;
 }
 
-/* check_config (also `apache2 -t`): the key file, and what does not work
- * with Redis yet, refused by name.  Names registered at runtime work: the
- * registry is in Redis, each node's mirror holds the copy its children
- * read (atls_mirror.h), and the admin API writes to Redis.  Names on
- * demand do not yet: a node would admit a name into its own mirror only. */
+/* check_config (also `apache2 -t`): the key file.  Names registered at
+ * runtime and names on demand work: the registry is in Redis, each node's
+ * mirror holds the copy its children read (atls_mirror.h), the admin API
+ * and the watchdog's on-demand gate write to Redis, and children's
+ * on-demand requests stay in the node's mirror, where its watchdog reads
+ * them (autotls_ondemand_gate_new). */
 int
 autotls_cluster_check(apr_pool_t *p, server_rec *base)
 {
     const atls_redis_conf_t *c = autotls_config_get(base)->redis;
-    server_rec *s;
-    int bad;
 
     if (c == NULL) {
         return OK;
     }
-    bad = cluster_check_key(base, c);
-    for (s = base; s != NULL; s = s->next) {
-        autotls_srv_conf_t *sc = autotls_config_get(s);
-
-        if (AUTOTLS_IS_ON_DEMAND(sc)) {
-            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
-                         "AutoTLS OnDemand for %s (%s:%d) cannot be used with "
-                         "AutoTLSStore redis:// yet: names on demand are not admitted "
-                         "cluster-wide; use AutoTLS Dynamic (names registered with the "
-                         "CLI or the autotls-api handler reach every node), or "
-                         "AutoTLSStore DIR",
-                         s->server_hostname ? s->server_hostname : "(no ServerName)",
-                         sc->where_file ? sc->where_file : "?", sc->where_line);
-            bad = 1;
-        }
-    }
-    return bad ? !OK : OK;
+    return cluster_check_key(base, c) ? !OK : OK;
 }
 
 /* ---- the node: mirror, subscriber, heartbeat (watchdog thread) ---------- */

@@ -423,8 +423,10 @@ autotls_ondemand_post_config(server_rec *base)
     }
 }
 
-/* The watchdog's gate, over its store st (budget windows are kept there):
- * NULL when no host is on demand or on error (logged). */
+/* The watchdog's gate, over its store st (budget windows are kept there:
+ * on a cluster node, Redis, shared by every node): NULL when no host is on
+ * demand or on error (logged).  The children's requests are read where
+ * they write them, the node's own directory (its mirror on a cluster). */
 atls_od_t *
 autotls_ondemand_gate_new(apr_pool_t *p, atls_store_t *st)
 {
@@ -441,6 +443,8 @@ autotls_ondemand_gate_new(apr_pool_t *p, atls_store_t *st)
     if (od == NULL) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, home->s,
                      "autotls: on-demand policy of %s: %s", home->s->server_hostname, err);
+        return NULL;
     }
+    atls_od_set_requests(od, autotls_cluster_local(st));
     return od;
 }

@@ -90,6 +90,16 @@ atls_od_t *atls_od_new(const atls_od_conf_t *c, atls_store_t *st, char *err, siz
 void atls_od_free(atls_od_t *od);
 const atls_od_conf_t *atls_od_conf(const atls_od_t *od);
 
+/* Where the scheduler reads the requests of the server's own processes
+ * and writes its answers (below; borrowed, NULL: the scheduler's store).
+ * Those requests are between one server's children and its watchdog, so
+ * they belong on that server: a cluster node (atls_mirror.h) keeps them in
+ * its mirror directory, which its children can reach without the network,
+ * while the budget windows (st of atls_od_new) are Redis's, shared by
+ * every node.  (Added by the odredis helper, issues 11/12.) */
+void atls_od_set_requests(atls_od_t *od, atls_store_t *st);
+atls_store_t *atls_od_requests(const atls_od_t *od);
+
 /* Steps 1-5 for a raw name of len bytes (from the wire: not
  * NUL-terminated, any bytes).  name_out (>= 254 bytes) receives the
  * canonical name unless INVALID; why says what decided. */

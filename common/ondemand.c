@@ -419,6 +419,18 @@ atls_od_conf(const atls_od_t *od)
     return &od->conf;
 }
 
+void
+atls_od_set_requests(atls_od_t *od, atls_store_t *st)
+{
+    od->requests = st;
+}
+
+atls_store_t *
+atls_od_requests(const atls_od_t *od)
+{
+    return od->requests;
+}
+
 /* ---- the checks ------------------------------------------------------------------ */
 
 /* The why of a cached answer of the ask URL (aux: its HTTP status). */

@@ -107,6 +107,7 @@ struct atls_od_s {
     time_t           file_checked;  /* stat()ed at most once a second */
     od_cache_t      *verdicts;      /* answers of the ask URL */
     od_budget_t     *budget;
+    atls_store_t    *requests;      /* children's requests (NULL: the scheduler's store) */
 };
 
 #endif

@@ -21,7 +21,13 @@
  * (atls_od_request_put); at each pass the scheduler runs the "requested"
  * ones through the same pipeline, answers them in their entry
  * ("ordering", "denied" or "limited" until a time), deletes an entry when
- * its order ended and expired answers.
+ * its order ended and expired answers.  Those requests are in the store
+ * the gate names (atls_od_set_requests: a cluster node's mirror directory,
+ * which its children reach without the network); the registry and the
+ * budgets are in the scheduler's store (on a cluster, Redis: a name
+ * admitted by one node is served and ordered once by all of them).  An
+ * order that another process of the store holds the lease for
+ * ("autotls:busy") is that process's, not a failure of ours.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +58,16 @@ struct sched_od_s {
 };
 
 /* ---- names in flight -------------------------------------------------------------- */
+
+/* Where the server's own processes leave requests and read the answers:
+ * the gate says (a cluster node: its mirror directory), else this store. */
+static atls_store_t *
+od_requests(atls_sched_t *s)
+{
+    atls_store_t *r = s->od_gate != NULL ? atls_od_requests(s->od_gate) : NULL;
+
+    return r != NULL ? r : s->st;
+}
 
 static sched_od_t *
 od_state(atls_sched_t *s)
@@ -150,7 +166,7 @@ od_tell(atls_sched_t *s, const char *name, atls_od_verdict_t v, const char *why,
         state = "denied";
         until = retry_at > now ? retry_at : now + c->ask_cache_s;
     }
-    if (atls_od_answer_put(s->st, name, state, until, why, err, sizeof(err))
+    if (atls_od_answer_put(od_requests(s), name, state, until, why, err, sizeof(err))
         != ATLS_STORE_OK)
     {
         atls_log(ATLS_LOG_ERR, "autotls: on-demand request %s not answered: %s", name, err);
@@ -181,7 +197,7 @@ od_allowed(atls_sched_t *s, const char *name, const char *home, int request,
         /* registered meanwhile (the CLI, the API, another server): served */
         atls_name_entry_free(&e);
         if (request) {
-            (void) atls_od_request_del(s->st, name, err, sizeof(err));
+            (void) atls_od_request_del(od_requests(s), name, err, sizeof(err));
         }
         if (s->host.on_demand != NULL) {
             s->host.on_demand(s->host.ctx, name, ATLS_OD_ALLOW, "registered already");
@@ -428,11 +444,22 @@ od_order_failed(atls_sched_t *s, const char *id, const char *home, int request,
         }
     }
     if (request
-        && atls_od_answer_put(s->st, id, "limited", now + cooldown, why, msg, sizeof(msg))
-           != ATLS_STORE_OK)
+        && atls_od_answer_put(od_requests(s), id, "limited", now + cooldown, why, msg,
+                              sizeof(msg)) != ATLS_STORE_OK)
     {
         atls_log(ATLS_LOG_ERR, "autotls: on-demand request %s not answered: %s", id, msg);
     }
+}
+
+/* The order was not ours to place: another process sharing the store (a
+ * node of the cluster, a CLI) held the certificate's lease (sched_order.c,
+ * "autotls:busy").  The name is registered for the whole store, and that
+ * process's order serves it; a cooldown here, or taking the name out of
+ * the registry, would undo the other's work. */
+static int
+od_ordered_elsewhere(const atls_error_t *err)
+{
+    return err != NULL && strcmp(err->type, "autotls:busy") == 0;
 }
 
 void
@@ -449,12 +476,20 @@ atls_sched_od_ended(atls_sched_t *s, atls_sched_cert_t *c, int rc, const atls_er
     home = f->home;
     f->home = NULL;
     flight_drop(s->od, f);
-    if (rc != 0) {
+    if (rc != 0 && od_ordered_elsewhere(err)) {
+        /* another node of the cluster holds its lease: its order, not a
+         * failure of ours (the certificate reaches this node's mirror) */
+        atls_log(ATLS_LOG_INFO, "autotls: on-demand name %s: ordered by another "
+                 "process of the store", c->id);
+        if (request) {
+            (void) atls_od_request_del(od_requests(s), c->id, msg, sizeof(msg));
+        }
+    } else if (rc != 0) {
         od_order_failed(s, c->id, home, request, err);
     } else {
         atls_log(ATLS_LOG_INFO, "autotls: on-demand name %s: certificate obtained", c->id);
         if (request) {
-            (void) atls_od_request_del(s->st, c->id, msg, sizeof(msg));
+            (void) atls_od_request_del(od_requests(s), c->id, msg, sizeof(msg));
         }
     }
     free(home);
@@ -477,7 +512,7 @@ od_sweep(atls_sched_t *s)
 
         if (f->ask == NULL && (c == NULL || (!c->busy && !c->forced))) {
             if (f->request) {
-                (void) atls_od_request_del(s->st, f->name, err, sizeof(err));
+                (void) atls_od_request_del(od_requests(s), f->name, err, sizeof(err));
             }
             flight_drop(o, f);
             continue;
@@ -498,7 +533,7 @@ atls_sched_od_pass(atls_sched_t *s)
         return;
     }
     od_sweep(s);
-    if (atls_od_request_list(s->st, &v, &n, err, sizeof(err)) != ATLS_STORE_OK) {
+    if (atls_od_request_list(od_requests(s), &v, &n, err, sizeof(err)) != ATLS_STORE_OK) {
         atls_log(ATLS_LOG_ERR, "autotls: on-demand requests not read: %s", err);
         return;
     }
@@ -514,7 +549,7 @@ atls_sched_od_pass(atls_sched_t *s)
             od_run(s, e->name, strlen(e->name), e->home, 1);
         } else if (!answered || e->until <= now) {
             /* an expired answer, or an order no longer running here */
-            (void) atls_od_request_del(s->st, e->name, err, sizeof(err));
+            (void) atls_od_request_del(od_requests(s), e->name, err, sizeof(err));
         }
     }
     atls_od_entries_free(v, n);

@@ -614,20 +614,40 @@ ngx_http_autotls_od_verdict(void *ctx, const char *name, int verdict,
 
 /* ---- the driver's gate -------------------------------------------------- */
 
+/*
+ * The driver's gate, over the store its scheduler runs on: the budget
+ * windows are kept there, so on a cluster node they are Redis's and every
+ * node counts against the same ones (the CA's limits are per account and
+ * per domain, whoever orders).  A driver that lost its mirror and opened
+ * another gets a new gate: the old one's store went with the mirror.
+ */
 atls_od_t *
 ngx_http_autotls_od_gate(void)
 {
-    char  err[512];
+    char           err[512];
+    atls_store_t  *st;
+
+    static atls_store_t  *gate_store;
 
     if (ngx_http_autotls_od_ctx == NULL || ngx_http_autotls_od_ctx->conf.homes == 0)
     {
         return NULL;
     }
 
+    st = ngx_http_autotls_cluster_store();
+    if (st == NULL) {
+        st = ngx_http_autotls_store;
+    }
+
+    if (ngx_http_autotls_od_engine != NULL && gate_store != st) {
+        atls_od_free(ngx_http_autotls_od_engine);
+        ngx_http_autotls_od_engine = NULL;
+    }
+
     if (ngx_http_autotls_od_engine == NULL) {
         err[0] = '\0';
-        ngx_http_autotls_od_engine = atls_od_new(&ngx_http_autotls_mcf->od,
-                                                 ngx_http_autotls_store,
+        gate_store = st;
+        ngx_http_autotls_od_engine = atls_od_new(&ngx_http_autotls_mcf->od, st,
                                                  err, sizeof(err));
         if (ngx_http_autotls_od_engine == NULL) {
             /* compiled at configuration time: a file vanished since */

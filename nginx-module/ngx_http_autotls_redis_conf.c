@@ -183,40 +183,17 @@ ngx_http_autotls_redis_path(ngx_conf_t *cf, char **path)
 
 
 /*
- * Names registered at runtime work on a cluster: the registry is in Redis,
- * every node's mirror holds a copy its workers read (atls_mirror.h, "the
- * registry"), and the admin API writes to Redis (ngx_http_autotls_api.c).
- * Names on demand are not there yet: a node would admit a name into its
- * own mirror only.  Refused by name.
+ * What a redis:// store refuses at configuration: nothing now.  Names
+ * registered at runtime and names on demand both work on a cluster: the
+ * registry is in Redis, every node's mirror holds a copy its workers read
+ * (atls_mirror.h, "the registry"), the admin API writes to Redis, and the
+ * driver's on-demand gate registers the names it admits there (its budget
+ * windows in Redis too: ngx_http_autotls_od_gate).  Kept as the place for
+ * such a check.
  */
 ngx_int_t
 ngx_http_autotls_redis_check(ngx_conf_t *cf,
     ngx_http_autotls_main_conf_t *amcf)
 {
-    ngx_uint_t                     i;
-    ngx_http_autotls_srv_conf_t  **homes;
-
-    if (amcf->redis == NULL) {
-        return NGX_OK;
-    }
-
-    homes = amcf->homes.elts;
-
-    for (i = 0; i < amcf->homes.nelts; i++) {
-        if (homes[i]->dynamic != NGX_HTTP_AUTOTLS_ON_DEMAND) {
-            continue;
-        }
-
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"autotls %V on_demand\" in %s:%ui cannot be used with "
-                      "a redis:// \"autotls_store\" yet: names on demand are "
-                      "not admitted cluster-wide; use \"autotls %V dynamic\" "
-                      "(names registered with the CLI or autotls_api reach "
-                      "every node), or a directory store",
-                      &homes[i]->issuer, homes[i]->file, homes[i]->line,
-                      &homes[i]->issuer);
-        return NGX_ERROR;
-    }
-
     return NGX_OK;
 }

@@ -221,22 +221,15 @@ def test_directive_errors(test_root, pebble):
     os.chmod(key, 0o600)
 
     # names at runtime are mirrored to the nodes and the admin API writes to
-    # Redis (test_cluster_names.py): accepted; names on demand are refused,
-    # both directives named
-    for kw in (dict(autotls_names="dynamic"), dict(extra="location /api/ { autotls_api; }")):
+    # Redis (test_cluster_names.py), names on demand are admitted
+    # cluster-wide (test_cluster_ondemand.py): all accepted
+    for kw in (dict(autotls_names="dynamic"), dict(extra="location /api/ { autotls_api; }"),
+               dict(autotls_names="on_demand")):
         body = issuer_block(pebble, test_root)
         body += f"    autotls_store {store_url(redis)} key_file={key} mirror={mirror};\n"
         body += server_block(["d.redis.test"], pebble.http_port, pebble.tls_port, **kw)
         proc = Nginx(test_root, body).test_config()
         assert proc.returncode == 0, (kw, proc.stderr)
-    body = issuer_block(pebble, test_root)
-    body += f"    autotls_store {store_url(redis)} key_file={key} mirror={mirror};\n"
-    body += server_block(["d.redis.test"], pebble.http_port, pebble.tls_port,
-                         autotls_names="on_demand")
-    proc = Nginx(test_root, body).test_config()
-    assert proc.returncode != 0, proc.stderr
-    assert re.search(r'"autotls pebble on_demand" in \S+:\d+ cannot be used with a '
-                     r'redis:// "autotls_store"', proc.stderr), proc.stderr
 
 
 def test_tls_to_redis(pebble, test_root):

@@ -723,6 +723,102 @@ test_child_requests(void **state)
     atls_od_entries_free(v, n);
 }
 
+/* A cluster node: its children's requests are in its own directory (the
+ * gate's requests store), the registry in the scheduler's store. */
+static void
+test_child_requests_local(void **state)
+{
+    atls_od_conf_t    c;
+    atls_od_entry_t  *v;
+    atls_name_entry_t e;
+    atls_store_t     *local;
+    size_t            n;
+    char              dir[300], err[256];
+    time_t            now = time(NULL);
+
+    (void) state;
+    snprintf(dir, sizeof(dir), "%s/node", root);
+    local = atls_store_fs_open(dir, err, sizeof(err));
+    assert_non_null(local);
+    memset(&c, 0, sizeof(c));
+    c.allow = (char *[]) { "loc.example.com" };
+    c.n_allow = 1;
+    start(&c);
+    atls_od_set_requests(gate, local);
+    assert_ptr_equal(atls_od_requests(gate), local);
+    assert_int_equal(atls_od_request_put(local, "loc.example.com", "shop", 10, now, err,
+                                         sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(atls_od_request_put(local, "no.example.com", NULL, 10, now, err,
+                                         sizeof(err)), ATLS_STORE_OK);
+
+    atls_sched_check(h.s);
+    /* answered where the children read, nothing in the shared store */
+    assert_int_equal(atls_od_request_list(local, &v, &n, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].state, "ordering");
+    assert_string_equal(v[1].state, "denied");
+    atls_od_entries_free(v, n);
+    assert_int_equal(atls_od_request_list(st, &v, &n, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(n, 0);
+    atls_od_entries_free(v, n);
+    /* registered in the scheduler's store: every node of it serves it */
+    assert_int_equal(registered("loc.example.com", &e), ATLS_STORE_OK);
+    assert_string_equal(e.home, "shop");
+    atls_name_entry_free(&e);
+    assert_int_equal(atls_names_get(local, "loc.example.com", &e, err, sizeof(err)),
+                     ATLS_STORE_NOTFOUND);
+
+    assert_int_equal(run(until_settled), 0);
+    assert_has_cert("loc.example.com");
+    assert_int_equal(atls_od_request_list(local, &v, &n, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].name, "no.example.com");
+    atls_od_entries_free(v, n);
+    atls_sched_free(h.s);       /* before the store its gate borrows */
+    h.s = NULL;
+    atls_store_close(local);
+}
+
+/* Another process of the store (a node of the cluster) holds the
+ * certificate's lease when the on-demand order would start: not a failure
+ * here (no cooldown, the name stays registered), and once that process
+ * deployed, nothing is ordered again. */
+static void
+test_ordered_elsewhere(void **state)
+{
+    atls_od_conf_t     c;
+    atls_name_entry_t  e;
+    atls_store_t      *other;
+    atls_store_lock_t *lk = NULL;
+    char               err[256];
+
+    (void) state;
+    other = atls_store_fs_open(root, err, sizeof(err));
+    assert_non_null(other);
+    assert_int_equal(atls_store_lock_cert(other, "else.example.com", 0, &lk, err,
+                                          sizeof(err)), ATLS_STORE_OK);
+    memset(&c, 0, sizeof(c));
+    c.allow = (char *[]) { "else.example.com" };
+    c.n_allow = 1;
+    start(&c);
+
+    on_demand("else.example.com");
+    assert_int_equal(verdict("else.example.com")->verdict, ATLS_OD_ALLOW);
+    assert_int_equal(run(until_settled), 0);
+    assert_int_equal(orders(), 0);
+    assert_int_equal(logcap_count("ordered by another process"), 1);
+    assert_int_equal(logcap_count("on_demand_cooldown"), 0);
+    assert_int_equal(registered("else.example.com", &e), ATLS_STORE_OK);
+    assert_int_equal(e.state, ATLS_NAME_ACTIVE);
+    atls_name_entry_free(&e);
+    atls_store_unlock(other, lk);
+    atls_store_close(other);
+
+    /* not in cooldown: asked for again, it is managed, not refused */
+    on_demand("else.example.com");
+    assert_int_equal(verdict("else.example.com")->verdict, ATLS_OD_ALLOW);
+}
+
 static void
 test_no_gate(void **state)
 {
@@ -752,6 +848,8 @@ main(void)
         OD_TEST(test_flood),
         OD_TEST(test_failed_order_cooldown),
         OD_TEST(test_child_requests),
+        OD_TEST(test_child_requests_local),
+        OD_TEST(test_ordered_elsewhere),
         OD_TEST(test_no_gate),
     };
 
