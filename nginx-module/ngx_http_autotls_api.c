@@ -43,21 +43,12 @@ ngx_http_autotls_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_autotls_loc_conf_t  *alcf = conf;
 
     ngx_http_core_loc_conf_t      *clcf;
-    ngx_http_autotls_main_conf_t  *amcf;
 
     if (alcf->api != NGX_CONF_UNSET) {
         return "is duplicate";
     }
 
     alcf->api = 1;
-
-    /* the first one, for what a store refuses (ngx_http_autotls_redis_check) */
-    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_autotls_module);
-
-    if (amcf->api_file == NULL) {
-        amcf->api_file = cf->conf_file->file.name.data;
-        amcf->api_line = cf->conf_file->line;
-    }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_autotls_api_handler;

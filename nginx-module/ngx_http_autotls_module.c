@@ -484,10 +484,6 @@ ngx_http_autotls_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    if (ngx_http_autotls_redis_check(cf, amcf) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
     /* the certificates nginx serves that autotls does not manage */
     if (ngx_http_autotls_discover(cf, amcf) != NGX_OK) {
         return NGX_ERROR;

@@ -146,8 +146,6 @@ typedef struct {
     ngx_array_t                     homes;         /* dynamic homes:
                                                       ngx_http_autotls_srv_
                                                       conf_t * */
-    u_char                         *api_file;      /* the first autotls_api */
-    ngx_uint_t                      api_line;
     atls_od_conf_t                  od;            /* autotls_on_demand_*:
                                                       malloc'd members */
     ngx_msec_t                      od_wait;       /* autotls_on_demand_wait */
@@ -348,9 +346,6 @@ void ngx_http_autotls_watch_deployed(ngx_http_autotls_cert_t *cert);
 /* redis_conf: autotls_store DIR | redis://... */
 char *ngx_http_autotls_store_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-/* refuses what a Redis store cannot serve yet (dynamic, on-demand homes) */
-ngx_int_t ngx_http_autotls_redis_check(ngx_conf_t *cf,
-    ngx_http_autotls_main_conf_t *amcf);
 
 /* cluster: the driver's mirror of a Redis store (ngx_http_autotls_cluster.c)
  * and the cluster's challenges (ngx_http_autotls_cluster_chal.c) */

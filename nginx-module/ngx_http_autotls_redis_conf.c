@@ -180,20 +180,3 @@ ngx_http_autotls_redis_path(ngx_conf_t *cf, char **path)
 
     return NGX_OK;
 }
-
-
-/*
- * What a redis:// store refuses at configuration: nothing now.  Names
- * registered at runtime and names on demand both work on a cluster: the
- * registry is in Redis, every node's mirror holds a copy its workers read
- * (atls_mirror.h, "the registry"), the admin API writes to Redis, and the
- * driver's on-demand gate registers the names it admits there (its budget
- * windows in Redis too: ngx_http_autotls_od_gate).  Kept as the place for
- * such a check.
- */
-ngx_int_t
-ngx_http_autotls_redis_check(ngx_conf_t *cf,
-    ngx_http_autotls_main_conf_t *amcf)
-{
-    return NGX_OK;
-}
