@@ -152,6 +152,12 @@ long atls_duration_parse(const char *s);
 #define ATLS_NOTIFY_QUEUE_MAX     10000   /* default bound of the queue */
 #define ATLS_NOTIFY_EXEC_TIMEOUT  30      /* s, default limit of one command run */
 #define ATLS_NOTIFY_MAX_HEADERS   16
+/* A batch of events (atls_events_emit_many: a bulk add or remove of
+ * names) reaches the sinks in queue entries of at most this many events
+ * of one type and about this many bytes: one delivery per entry, not per
+ * event (docs/events.md, "Batches"). */
+#define ATLS_NOTIFY_BATCH_MAX     500
+#define ATLS_NOTIFY_BATCH_BYTES   (256 * 1024)
 
 /* What a server was configured with (autotls_warn, autotls_notify_exec,
  * autotls_notify_webhook / AutoTLSWarn, AutoTLSNotifyCmd,
@@ -219,10 +225,14 @@ const atls_actor_t *atls_events_actor(const atls_events_t *ev);
 int atls_events_emit(atls_events_t *ev, const atls_event_t *e);
 /* The n events e[0..n-1] the same way, as one batch: one append to the
  * audit log (one write and one fsync on the fs backend) and one rewrite
- * of the counters, whatever n; then each one's queue entry and listener
- * call, in order.  0 ok; -1 when an audit record could not be written.
+ * of the counters, whatever n; then the queue entries for the sinks: a
+ * run of events of one type goes in entries of at most
+ * ATLS_NOTIFY_BATCH_MAX events (ATLS_NOTIFY_BATCH_BYTES), a run of one in
+ * the entry atls_events_emit makes; and each one's listener call, in
+ * order.  0 ok; -1 when an audit record could not be written.
  * (Added to the issue-11 contract by the bulkadd helper: `autotls add
- * --from-file` with 1,000 names.) */
+ * --from-file` with 1,000 names; batched queue entries by the bulknames
+ * helper.) */
 int atls_events_emit_many(atls_events_t *ev, const atls_event_t *e, size_t n);
 
 /* Fills a with this process: kind "server"/"cli", software, pid, and for

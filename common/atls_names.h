@@ -94,6 +94,27 @@ int atls_names_remove(atls_store_t *st, const char *name, time_t now,
 int atls_names_remove_entry(atls_store_t *st, const char *name, time_t now,
                             atls_name_entry_t *was, int *removed, char *err, size_t errlen);
 
+/* What atls_names_remove_many did with each name. */
+#define ATLS_NAMES_REMOVED_BEFORE  0    /* removed already: left as it is */
+#define ATLS_NAMES_REMOVED_NOW     1    /* taken from active to removed by this call */
+#define ATLS_NAMES_NOT_REGISTERED  2    /* no entry (the batch goes on) */
+#define ATLS_NAMES_NOT_REACHED     3    /* an error stopped the batch before it */
+
+/* The removal of n names at once (`autotls remove NAME...`, --from-file):
+ * one lock, one sync of the registry's directory, one move of the
+ * generations and one journal append for the batch, so each name costs
+ * one write.  removed (may be NULL) gets ATLS_NAMES_* for each name,
+ * decided under the registry's lock; was (may be NULL, n entries) each
+ * entry as this call found it (for the event: its home and source; empty
+ * when not registered; freed by the caller, also on error).  A name that
+ * is not registered is no error: ATLS_STORE_OK.  On an error the names
+ * before it are removed (and told); err names the failing name or file.
+ * (Added to the issue-11 contract by the bulknames helper;
+ * atls_names_remove_entry is now this with n 1.) */
+int atls_names_remove_many(atls_store_t *st, const char *const *names, size_t n, time_t now,
+                           atls_name_entry_t *was, unsigned char *removed, char *err,
+                           size_t errlen);
+
 /* One entry: ATLS_STORE_OK (e filled), ATLS_STORE_NOTFOUND, or ERROR with
  * err naming the file and the field. */
 int atls_names_get(atls_store_t *st, const char *name, atls_name_entry_t *e,
@@ -139,6 +160,15 @@ void atls_names_emit(atls_events_t *ev, int added, const char *name, const char 
  * issue-11 contract by the bulkadd helper.) */
 void atls_names_emit_many(atls_events_t *ev, int added, const char *const *names, size_t n,
                           const char *home, const char *source, const char *by, time_t now);
+
+/* The audit of a bulk removal: `name-removed` for each was[i] whose
+ * removed[i] is ATLS_NAMES_REMOVED_NOW (atls_names_remove_many's
+ * results), each with its own home and source, in one batch (one audit
+ * append, one counters rewrite, queue entries of at most
+ * ATLS_NOTIFY_BATCH_MAX events).  (Added by the bulknames helper.) */
+void atls_names_emit_removed(atls_events_t *ev, const atls_name_entry_t *was,
+                             const unsigned char *removed, size_t n, const char *by,
+                             time_t now);
 
 /* The names changed in generations (since, upto] (the registry's journal,
  * names-journal), each once, sorted (malloc'd): a host that mirrors the

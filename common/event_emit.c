@@ -6,7 +6,11 @@
  * The queue entry (docs/store.md; notify.c reads and updates it):
  *   {"event":{...the event JSON...},"pending":["exec","webhook"],
  *    "attempts":{},"next_attempt":0}
- * pending: the sinks configured when it was queued.
+ * pending: the sinks configured when it was queued.  The "event" of a
+ * batch (atls_events_emit_many: a run of events of one type) is
+ *   {"event":"name-added","batch":true,"count":N,"events":[{...},...]}
+ * with at most ATLS_NOTIFY_BATCH_MAX events, so that 10,000 names added
+ * at once cost 20 queue entries and 20 deliveries per sink, not 10,000.
  *
  * A store that cannot be written would otherwise log once per event, for
  * ever: each kind of failure is logged when a streak starts and when it
@@ -198,6 +202,76 @@ emit_queue(atls_events_t *ev, const char *name, const char *json)
     }
 }
 
+/* What the sinks get for the n events json[0..n-1] of one type: the
+ * event itself for one, else the batch (see the top of this file);
+ * malloc'd, NULL on OOM. */
+static char *
+emit_batch_json(const char *type, char *const *json, size_t n)
+{
+    char   head[160], *out, *p;
+    size_t i, len, total;
+
+    if (n == 1) {
+        return atls_strdup(json[0]);
+    }
+    snprintf(head, sizeof(head), "{\"event\":\"%s\",\"batch\":true,\"count\":%zu,"
+             "\"events\":[", type, n);
+    total = strlen(head) + 3;
+    for (i = 0; i < n; i++) {
+        total += strlen(json[i]) + 1;
+    }
+    out = malloc(total);
+    if (out == NULL) {
+        return NULL;
+    }
+    p = out + strlen(head);
+    memcpy(out, head, strlen(head));
+    for (i = 0; i < n; i++) {
+        len = strlen(json[i]);
+        if (i > 0) {
+            *p++ = ',';
+        }
+        memcpy(p, json[i], len);
+        p += len;
+    }
+    memcpy(p, "]}", 3);
+    return out;
+}
+
+/* The queue entries of a batch: each run of events of one type in entries
+ * of at most ATLS_NOTIFY_BATCH_MAX events and about ATLS_NOTIFY_BATCH_BYTES
+ * (one event always fits), so that a bulk registration costs a bounded
+ * number of entries, fsyncs and deliveries, not one per name. */
+static void
+emit_queue_runs(atls_events_t *ev, const atls_event_t *e, char *const *json, size_t n)
+{
+    const char *type;
+    char       *payload;
+    size_t      i, j, bytes;
+
+    for (i = 0; i < n; i = j) {
+        if (json[i] == NULL) {
+            j = i + 1;
+            continue;
+        }
+        bytes = strlen(json[i]);
+        for (j = i + 1; j < n && j - i < ATLS_NOTIFY_BATCH_MAX && json[j] != NULL
+             && e[j].type == e[i].type && bytes + strlen(json[j]) + 1 <= ATLS_NOTIFY_BATCH_BYTES;
+             j++)
+        {
+            bytes += strlen(json[j]) + 1;
+        }
+        type = atls_event_name(e[i].type);
+        payload = emit_batch_json(type, json + i, j - i);
+        if (payload == NULL) {
+            emit_failed(ev, EMIT_QUEUE, type, "out of memory");
+            continue;
+        }
+        emit_queue(ev, type, payload);
+        free(payload);
+    }
+}
+
 /* One counter rewrite for the batch: events.<name> += how many of that type. */
 static void
 emit_count(atls_events_t *ev, const atls_event_t *e, size_t n)
@@ -271,12 +345,12 @@ atls_events_emit_many(atls_events_t *ev, const atls_event_t *e, size_t n)
         }
     }
     emit_count(ev, e, n);
+    if (atls_notify_conf_has_sinks(&ev->conf)) {
+        emit_queue_runs(ev, e, json, n);
+    }
     for (i = 0; i < n; i++) {
         if (json[i] == NULL) {
             continue;
-        }
-        if (atls_notify_conf_has_sinks(&ev->conf)) {
-            emit_queue(ev, atls_event_name(e[i].type), json[i]);
         }
         if (ev->listener != NULL) {
             ev->listener(ev->listener_ctx, &e[i], json[i]);

@@ -347,44 +347,80 @@ done:
 
 /* ---- the audit trail ------------------------------------------------------- */
 
+#define EMIT_DETAIL_MAX 512
+
+/* A registry change's events, built one name at a time, emitted together:
+ * one audit append and one counters rewrite for the batch, queue entries
+ * of at most ATLS_NOTIFY_BATCH_MAX events (atls_events_emit_many). */
+typedef struct {
+    atls_event_t  *e;
+    char         (*detail)[EMIT_DETAIL_MAX];
+    size_t         n;
+} emit_batch_t;
+
+static void
+emit_batch_init(emit_batch_t *b, size_t cap)
+{
+    b->e = calloc(cap + 1, sizeof(*b->e));
+    b->detail = calloc(cap + 1, sizeof(*b->detail));
+    b->n = 0;
+    if (b->e == NULL || b->detail == NULL) {
+        abort();
+    }
+}
+
+/* name is borrowed until emit_batch_send. */
+static void
+emit_batch_push(emit_batch_t *b, int added, const char *const *name, const char *home,
+                const char *source, const char *by, time_t now)
+{
+    atls_event_t *e = &b->e[b->n];
+    int           has_home = home != NULL && home[0] != '\0';
+
+    snprintf(b->detail[b->n], EMIT_DETAIL_MAX, "%s by %s%s%s",
+             added ? "registered" : "removed", by != NULL ? by : "unknown",
+             has_home ? " for home " : "", has_home ? home : "");
+    e->type = added ? ATLS_EV_NAME_ADDED : ATLS_EV_NAME_REMOVED;
+    e->time = now;
+    e->cert_id = atls_cert_id(*name);
+    e->names = name;
+    e->n_names = 1;
+    e->source = source;
+    e->detail = b->detail[b->n];
+    e->reason = -1;
+    b->n++;
+}
+
+static void
+emit_batch_send(atls_events_t *ev, emit_batch_t *b)
+{
+    size_t i;
+
+    (void) atls_events_emit_many(ev, b->e, b->n);
+    for (i = 0; i < b->n; i++) {
+        free((char *) b->e[i].cert_id);
+    }
+    free(b->e);
+    free(b->detail);
+}
+
 void
 atls_names_emit_many(atls_events_t *ev, int added, const char *const *names, size_t n,
                      const char *home, const char *source, const char *by, time_t now)
 {
-    atls_event_t *e;
-    char         *id, detail[512];
-    size_t        i, k = 0;
+    emit_batch_t b;
+    size_t       i;
 
     if (ev == NULL || names == NULL || n == 0) {
         return;
     }
-    e = calloc(n, sizeof(*e));
-    if (e == NULL) {
-        abort();
-    }
-    snprintf(detail, sizeof(detail), "%s by %s%s%s", added ? "registered" : "removed",
-             by != NULL ? by : "unknown", home != NULL && home[0] != '\0' ? " for home " : "",
-             home != NULL && home[0] != '\0' ? home : "");
+    emit_batch_init(&b, n);
     for (i = 0; i < n; i++) {
-        if (names[i] == NULL) {
-            continue;
+        if (names[i] != NULL) {
+            emit_batch_push(&b, added, &names[i], home, source, by, now);
         }
-        id = atls_cert_id(names[i]);
-        e[k].type = added ? ATLS_EV_NAME_ADDED : ATLS_EV_NAME_REMOVED;
-        e[k].time = now;
-        e[k].cert_id = id;
-        e[k].names = &names[i];
-        e[k].n_names = 1;
-        e[k].source = source;
-        e[k].detail = detail;
-        k++;
     }
-    /* one audit append and one counters rewrite for the batch */
-    (void) atls_events_emit_many(ev, e, k);
-    for (i = 0; i < k; i++) {
-        free((char *) e[i].cert_id);
-    }
-    free(e);
+    emit_batch_send(ev, &b);
 }
 
 void
@@ -392,4 +428,24 @@ atls_names_emit(atls_events_t *ev, int added, const char *name, const char *home
                 const char *source, const char *by, time_t now)
 {
     atls_names_emit_many(ev, added, &name, 1, home, source, by, now);
+}
+
+void
+atls_names_emit_removed(atls_events_t *ev, const atls_name_entry_t *was,
+                        const unsigned char *removed, size_t n, const char *by, time_t now)
+{
+    emit_batch_t b;
+    size_t       i;
+
+    if (ev == NULL || was == NULL || removed == NULL || n == 0) {
+        return;
+    }
+    emit_batch_init(&b, n);
+    for (i = 0; i < n; i++) {
+        if (removed[i] == ATLS_NAMES_REMOVED_NOW && was[i].name != NULL) {
+            emit_batch_push(&b, 0, (const char *const *) &was[i].name, was[i].home,
+                            was[i].source, by, now);
+        }
+    }
+    emit_batch_send(ev, &b);
 }

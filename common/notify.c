@@ -236,6 +236,20 @@ entry_event(json_t *e, const char *member)
     return json_string_value(json_object_get(json_object_get(e, "event"), member));
 }
 
+/* What the logs call an entry about no one certificate: "batch of N"
+ * for a batch of events (docs/events.md), else "-". */
+static const char *
+entry_batch_label(json_t *e, char *buf, size_t len)
+{
+    json_t *count = json_object_get(json_object_get(e, "event"), "count");
+
+    if (!json_is_integer(count)) {
+        return "-";
+    }
+    snprintf(buf, len, "batch of %" JSON_INTEGER_FORMAT, json_integer_value(count));
+    return buf;
+}
+
 /* ---- the lock ----------------------------------------------------------------- */
 
 static int
@@ -427,10 +441,11 @@ sink_failed(atls_notify_t *n, sink_kind_t k, const char *key, json_t *e, const c
     unsigned       attempts = (unsigned) entry_int(e, "attempts", sink_names[k]) + 1;
     time_t         now = time(NULL);
     long           delay = retry_delay(attempts);
+    char           what[48];
 
     name = name != NULL ? name : "?";
-    id = id != NULL ? id : "-";
     if (k == SINK_EXEC) {
+        id = id != NULL ? id : "-";     /* as its argv had it */
         atls_log(ATLS_LOG_WARN, "autotls: notify command %s %s %s: %s%s", n->conf.exec,
                  name, id, why, attempts > ATLS_NOTIFY_EXEC_RETRIES ? "; given up" : "");
         if (attempts > ATLS_NOTIFY_EXEC_RETRIES) {
@@ -438,6 +453,7 @@ sink_failed(atls_notify_t *n, sink_kind_t k, const char *key, json_t *e, const c
             return 1;
         }
     } else {
+        id = id != NULL ? id : entry_batch_label(e, what, sizeof(what));
         if (!sk->failing) {
             atls_log(ATLS_LOG_WARN, "autotls: webhook %s: event %s (%s) not delivered: %s; "
                      "retrying with backoff", n->where, name, id, why);

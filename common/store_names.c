@@ -163,6 +163,33 @@ names_sync(atls_store_t *st, char *err, size_t errlen)
     return st->ops->sync_dir(st, NAMES_DIR, err, errlen);
 }
 
+/* What a batch wrote is made durable and told, even when a later name
+ * failed: one sync of names/, one move of the generations, one journal
+ * append.  rc is the batch's result so far. */
+static int
+names_batch_done(atls_store_t *st, const char *const *done, size_t k, long grown, int rc,
+                 char *err, size_t errlen)
+{
+    char why[512];
+
+    if (k == 0) {
+        return rc;
+    }
+    /* a failed sync is said, but the entries are there (the directory
+     * could be opened to write them): the servers are still told */
+    if (names_sync(st, why, sizeof(why)) != ATLS_STORE_OK && rc == ATLS_STORE_OK) {
+        snprintf(err, errlen, "%s", why);
+        rc = ATLS_STORE_ERROR;
+    }
+    if (names_changed(st, done, k, grown, why, sizeof(why)) != ATLS_STORE_OK
+        && rc == ATLS_STORE_OK)
+    {
+        snprintf(err, errlen, "%s", why);
+        rc = ATLS_STORE_ERROR;
+    }
+    return rc;
+}
+
 uint64_t
 atls_names_generation(atls_store_t *st)
 {
@@ -196,6 +223,48 @@ names_text_ok(const char *field, const char *s, char *err, size_t errlen)
         }
     }
     return 1;
+}
+
+/* One name of a batch, with the "names" lock held: *changed 2 when its
+ * entry was made, 1 when written (the name goes into the journal). */
+typedef int (*names_one_fn)(atls_store_t *st, void *ctx, size_t i, char *folded,
+                            size_t flen, int *changed, char *err, size_t errlen);
+
+/* A batch under one lock: each name through one(), stopping at the first
+ * error; then what was written made durable and told once. */
+static int
+names_batch(atls_store_t *st, size_t n, names_one_fn one, void *ctx, char *err,
+            size_t errlen)
+{
+    atls_store_lock_t *lk = NULL;
+    const char       **done;
+    char             (*folded)[256];
+    size_t             i, k = 0;
+    long               made = 0;
+    int                rc, changed;
+
+    done = calloc(n + 1, sizeof(*done));
+    folded = calloc(n + 1, sizeof(*folded));
+    if (done == NULL || folded == NULL) {
+        abort();
+    }
+    rc = names_lock(st, &lk, err, errlen);
+    for (i = 0; rc == ATLS_STORE_OK && i < n; i++) {
+        changed = 0;
+        rc = one(st, ctx, i, folded[i], sizeof(folded[i]), &changed, err, errlen);
+        if (changed) {
+            done[k++] = folded[i];
+            made += changed == 2;
+        }
+    }
+    /* what was written counts, even when a later name failed */
+    rc = names_batch_done(st, done, k, made, rc, err, errlen);
+    if (lk != NULL) {
+        st->ops->unlock(st, lk);
+    }
+    free(done);
+    free(folded);
+    return rc;
 }
 
 /* One name, with the "names" lock held: *changed 2 when its entry was
@@ -239,17 +308,34 @@ names_add_locked(atls_store_t *st, const char *name, const char *home, const cha
     return rc;
 }
 
+typedef struct {
+    const char *const *names;
+    const char        *home, *source, *by;
+    time_t             now;
+    unsigned char     *added;
+} names_add_ctx_t;
+
+static int
+names_add_one(atls_store_t *st, void *ctx, size_t i, char *folded, size_t flen,
+              int *changed, char *err, size_t errlen)
+{
+    names_add_ctx_t *c = ctx;
+    int              rc;
+
+    rc = names_add_locked(st, c->names[i], c->home, c->source, c->by, c->now, folded, flen,
+                          changed, err, errlen);
+    if (c->added != NULL) {
+        c->added[i] = (unsigned char) (*changed != 0);
+    }
+    return rc;
+}
+
 int
 atls_names_add_many(atls_store_t *st, const char *const *names, size_t n, const char *home,
                     const char *source, const char *by, time_t now, unsigned char *added,
                     char *err, size_t errlen)
 {
-    atls_store_lock_t *lk = NULL;
-    const char       **done;
-    char             (*folded)[256];
-    size_t             i, k = 0;
-    long               made = 0;
-    int                rc, changed;
+    names_add_ctx_t c = { names, home, source, by, now, added };
 
     if (!names_text_ok("home", home, err, errlen)
         || !names_text_ok("source", source, err, errlen)
@@ -257,48 +343,7 @@ atls_names_add_many(atls_store_t *st, const char *const *names, size_t n, const 
     {
         return ATLS_STORE_ERROR;
     }
-    done = calloc(n + 1, sizeof(*done));
-    folded = calloc(n + 1, sizeof(*folded));
-    if (done == NULL || folded == NULL) {
-        abort();
-    }
-    rc = names_lock(st, &lk, err, errlen);
-    for (i = 0; rc == ATLS_STORE_OK && i < n; i++) {
-        rc = names_add_locked(st, names[i], home, source, by, now, folded[i],
-                              sizeof(folded[i]), &changed, err, errlen);
-        if (added != NULL) {
-            added[i] = (unsigned char) (changed != 0);
-        }
-        if (changed) {
-            done[k++] = folded[i];
-            made += changed == 2;
-        }
-    }
-    /* what was written counts, even when a later name failed */
-    if (k > 0) {
-        char why[512];
-        int  synced;
-
-        /* a failed sync is said, but the entries are there (the directory
-         * could be opened to write them): the servers are still told */
-        synced = names_sync(st, why, sizeof(why));
-        if (synced != ATLS_STORE_OK && rc == ATLS_STORE_OK) {
-            snprintf(err, errlen, "%s", why);
-            rc = ATLS_STORE_ERROR;
-        }
-        if (names_changed(st, done, k, made, why, sizeof(why)) != ATLS_STORE_OK
-            && rc == ATLS_STORE_OK)
-        {
-            snprintf(err, errlen, "%s", why);
-            rc = ATLS_STORE_ERROR;
-        }
-    }
-    if (lk != NULL) {
-        st->ops->unlock(st, lk);
-    }
-    free(done);
-    free(folded);
-    return rc;
+    return names_batch(st, n, names_add_one, &c, err, errlen);
 }
 
 int
@@ -308,68 +353,128 @@ atls_names_add(atls_store_t *st, const char *name, const char *home, const char 
     return atls_names_add_many(st, &name, 1, home, source, by, now, NULL, err, errlen);
 }
 
-int
-atls_names_remove_entry(atls_store_t *st, const char *name, time_t now,
-                        atls_name_entry_t *was, int *removed, char *err, size_t errlen)
+/* The entry as found, for whoever audits the removal (its home and source). */
+static void
+names_entry_copy(atls_name_entry_t *d, const atls_name_entry_t *s)
 {
-    char               folded[256], *path;
+    d->name = atls_strdup(s->name);
+    d->home = s->home != NULL ? atls_strdup(s->home) : NULL;
+    d->source = s->source != NULL ? atls_strdup(s->source) : NULL;
+    d->by = s->by != NULL ? atls_strdup(s->by) : NULL;
+    d->state = s->state;
+    d->added = s->added;
+    d->removed = s->removed;
+}
+
+/* One name, with the "names" lock held: *what as atls_names_remove_many's
+ * removed[i]; was (may be NULL) as found. */
+static int
+names_remove_locked(atls_store_t *st, const char *name, time_t now, char *folded,
+                    size_t flen, atls_name_entry_t *was, unsigned char *what,
+                    char *err, size_t errlen)
+{
     atls_name_entry_t  e;
-    atls_store_lock_t *lk = NULL;
+    char              *path;
     int                rc;
 
-    memset(&e, 0, sizeof(e));
-    if (was != NULL) {
-        memset(was, 0, sizeof(*was));
-    }
-    if (removed != NULL) {
-        *removed = 0;
-    }
-    path = names_path(name, folded, sizeof(folded), err, errlen);
+    path = names_path(name, folded, flen, err, errlen);
     if (path == NULL) {
         return ATLS_STORE_ERROR;
     }
-    rc = names_lock(st, &lk, err, errlen);
-    if (rc != ATLS_STORE_OK) {
-        goto done;
-    }
     rc = names_read(st, path, folded, &e, err, errlen);
     if (rc == ATLS_STORE_NOTFOUND) {
-        snprintf(err, errlen, "name \"%s\" is not registered", folded);
-        goto done;
+        *what = ATLS_NAMES_NOT_REGISTERED;
+        free(path);
+        return ATLS_STORE_OK;       /* said per name: the batch goes on */
     }
     if (rc == ATLS_STORE_OK && was != NULL) {
-        /* as found: its home and source, for the audit event */
-        was->name = strdup(e.name);
-        was->home = e.home != NULL ? strdup(e.home) : NULL;
-        was->source = e.source != NULL ? strdup(e.source) : NULL;
-        was->by = e.by != NULL ? strdup(e.by) : NULL;
-        was->state = e.state;
-        was->added = e.added;
-        was->removed = e.removed;
-        if (was->name == NULL) {
-            abort();
-        }
+        names_entry_copy(was, &e);
     }
     if (rc == ATLS_STORE_OK && e.state == ATLS_NAME_ACTIVE) {
         e.state = ATLS_NAME_REMOVED;
         e.removed = now;
-        rc = names_write(st, path, &e, 0, err, errlen);
-        if (rc == ATLS_STORE_OK) {
-            rc = names_changed(st, (const char *const *) &e.name, 1, 0, err, errlen);
-        }
-        if (rc == ATLS_STORE_OK && removed != NULL) {
-            *removed = 1;
-        }
+        rc = names_write(st, path, &e, 1, err, errlen);
+        *what = rc == ATLS_STORE_OK ? ATLS_NAMES_REMOVED_NOW : ATLS_NAMES_NOT_REACHED;
+    } else if (rc == ATLS_STORE_OK) {
+        /* removed already: its grace period runs from the first removal */
+        *what = ATLS_NAMES_REMOVED_BEFORE;
     }
-    /* removed already: its grace period runs from the first removal */
-done:
     atls_name_entry_free(&e);
-    if (lk != NULL) {
-        st->ops->unlock(st, lk);
-    }
     free(path);
-    if (rc != ATLS_STORE_OK && was != NULL) {
-        atls_name_entry_free(was);
+    return rc;
+}
+
+typedef struct {
+    const char *const *names;
+    time_t             now;
+    atls_name_entry_t *was;
+    unsigned char     *removed;
+} names_remove_ctx_t;
+
+static int
+names_remove_one(atls_store_t *st, void *ctx, size_t i, char *folded, size_t flen,
+                 int *changed, char *err, size_t errlen)
+{
+    names_remove_ctx_t *c = ctx;
+    unsigned char       what = ATLS_NAMES_NOT_REACHED;
+    int                 rc;
+
+    rc = names_remove_locked(st, c->names[i], c->now, folded, flen,
+                             c->was != NULL ? &c->was[i] : NULL, &what, err, errlen);
+    if (c->removed != NULL) {
+        c->removed[i] = what;
+    }
+    *changed = what == ATLS_NAMES_REMOVED_NOW;
+    return rc;
+}
+
+int
+atls_names_remove_many(atls_store_t *st, const char *const *names, size_t n, time_t now,
+                       atls_name_entry_t *was, unsigned char *removed, char *err,
+                       size_t errlen)
+{
+    names_remove_ctx_t c = { names, now, was, removed };
+
+    if (was != NULL) {
+        memset(was, 0, n * sizeof(*was));
+    }
+    if (removed != NULL) {
+        memset(removed, ATLS_NAMES_NOT_REACHED, n);
+    }
+    return names_batch(st, n, names_remove_one, &c, err, errlen);
+}
+
+int
+atls_names_remove_entry(atls_store_t *st, const char *name, time_t now,
+                        atls_name_entry_t *was, int *removed, char *err, size_t errlen)
+{
+    atls_name_entry_t e;
+    unsigned char     what = ATLS_NAMES_NOT_REACHED;
+    char              folded[256], why[160];
+    int               rc;
+
+    if (removed != NULL) {
+        *removed = 0;
+    }
+    rc = atls_names_remove_many(st, &name, 1, now, &e, &what, err, errlen);
+    if (rc == ATLS_STORE_OK && what == ATLS_NAMES_NOT_REGISTERED) {
+        if (atls_name_check(name, strlen(name), 1, 127, folded, sizeof(folded), why,
+                            sizeof(why)) != 0) {
+            snprintf(folded, sizeof(folded), "%.200s", name);
+        }
+        snprintf(err, errlen, "name \"%s\" is not registered", folded);
+        rc = ATLS_STORE_NOTFOUND;
+    }
+    if (rc == ATLS_STORE_OK && removed != NULL) {
+        *removed = what == ATLS_NAMES_REMOVED_NOW;
+    }
+    if (rc == ATLS_STORE_OK && was != NULL) {
+        *was = e;
+    } else {
+        atls_name_entry_free(&e);
+        if (was != NULL) {
+            memset(was, 0, sizeof(*was));
+        }
     }
     return rc;
 }
@@ -589,25 +694,37 @@ names_del_cert(atls_store_t *st, const char *id, char *err, size_t errlen)
     return rc;
 }
 
+/* `removed` for each purged entry v[idx[0..n-1]], as one batch: a bulk
+ * removal's names reach the end of their grace together, and 10,000 of
+ * them cost one audit append and a few queue entries, not 10,000. */
 static void
-names_emit_purged(atls_events_t *ev, const atls_name_entry_t *e, const char *id, time_t now)
+names_emit_purged(atls_events_t *ev, const atls_name_entry_t *v, const size_t *idx,
+                  size_t n, time_t now)
 {
-    atls_event_t x;
-    const char  *names[1];
+    atls_event_t *x;
+    size_t        i;
 
-    if (ev == NULL) {
+    if (ev == NULL || n == 0) {
         return;
     }
-    names[0] = e->name;
-    memset(&x, 0, sizeof(x));
-    x.type = ATLS_EV_REMOVED;
-    x.time = now;
-    x.cert_id = id;
-    x.names = names;
-    x.n_names = 1;
-    x.source = e->source;
-    x.detail = "dynamic name removed: certificate deleted after its grace period";
-    (void) atls_events_emit(ev, &x);
+    x = calloc(n, sizeof(*x));
+    if (x == NULL) {
+        abort();
+    }
+    for (i = 0; i < n; i++) {
+        x[i].type = ATLS_EV_REMOVED;
+        x[i].time = now;
+        x[i].cert_id = atls_cert_id(v[idx[i]].name);
+        x[i].names = (const char *const *) &v[idx[i]].name;
+        x[i].n_names = 1;
+        x[i].source = v[idx[i]].source;
+        x[i].detail = "dynamic name removed: certificate deleted after its grace period";
+    }
+    (void) atls_events_emit_many(ev, x, n);
+    for (i = 0; i < n; i++) {
+        free((char *) x[i].cert_id);
+    }
+    free(x);
 }
 
 /* One entry removed before the cut: certificate first (a crash leaves the
@@ -651,8 +768,9 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
     atls_store_lock_t *lk = NULL;
     size_t             n = 0, i, done = 0;
     time_t             cut = now - (grace > 0 ? grace : 0);
-    char               why[512], *id;
+    char               why[512];
     const char       **gone = NULL;
+    size_t            *idx = NULL;
     int                rc, one;
 
     if (purged != NULL) {
@@ -669,7 +787,8 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
     }
     rc = names_lock(st, &lk, err, errlen);
     gone = calloc(n, sizeof(*gone));
-    if (gone == NULL) {
+    idx = calloc(n, sizeof(*idx));
+    if (gone == NULL || idx == NULL) {
         abort();
     }
     for (; rc == ATLS_STORE_OK && i < n; i++) {
@@ -678,9 +797,7 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
         }
         one = names_purge_one(st, &v[i], cut, why, sizeof(why));
         if (one == ATLS_STORE_OK) {
-            id = atls_cert_id(v[i].name);
-            names_emit_purged(ev, &v[i], id, now);
-            free(id);
+            idx[done] = i;
             gone[done++] = v[i].name;
         } else if (one == ATLS_STORE_BUSY) {
             atls_log(ATLS_LOG_INFO, "names: %s is being worked on; purged at a later pass",
@@ -695,10 +812,12 @@ atls_names_purge(atls_store_t *st, time_t now, long grace, atls_events_t *ev,
     if (lk != NULL) {
         st->ops->unlock(st, lk);
     }
+    names_emit_purged(ev, v, idx, done, now);
 out:
     if (purged != NULL) {
         *purged = done;
     }
+    free(idx);
     free(gone);
     atls_name_entries_free(v, n);
     return rc;

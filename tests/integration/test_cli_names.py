@@ -209,3 +209,61 @@ def test_add_from_file_errors_name_the_line(tmp_path):
     empty.write_text("# nothing\n\n")
     proc = run_cli("add", "--store", store, "--from-file", str(empty), check=False)
     assert proc.returncode == 2 and "no name in it" in proc.stderr
+
+
+def test_remove_from_file_one_generation(tmp_path):
+    """A bulk removal: 1,000 names from a file (and stdin) are removed at
+    once, the generations move once, each name audited; names removed
+    already or never registered are said, the others still removed."""
+    store = str(tmp_path / "store")
+    names = [f"r{i}.bulk.example" for i in range(1000)]
+    listing = tmp_path / "names.txt"
+    listing.write_text("\n".join(names) + "\n")
+    run_cli("add", "--store", store, "--from-file", str(listing), "kept.example",
+            "stdin1.example", timeout=600)
+    g_names, g_store = generation(store, "names-generation"), generation(store)
+
+    listing.write_text("# leaving\n" + "\n".join(names[:10]) + "\n\nR10.BULK.example.\n"
+                       + "\n".join(names[11:]) + "\n")
+    out = run_cli("remove", "--store", store, "--from-file", str(listing),
+                  timeout=600).stdout
+    assert out.count(": removed (no longer served") == 1000
+    assert generation(store, "names-generation") == g_names + 1
+    assert generation(store) == g_store + 1
+    rows = names_table(run_cli("list", "--store", store).stdout)
+    assert all(rows[n][3] == "removed" for n in names)
+    assert rows["kept.example"][3] == "active"
+    removed = [r for r in audit_json(store) if r["event"] == "name-removed"]
+    assert sorted(r["id"] for r in removed) == sorted(names)
+    assert all(r["detail"].startswith("removed by uid") for r in removed)
+
+    # again with one never registered: said, the rest "removed already",
+    # nothing moves
+    listing.write_text("\n".join(names[:3] + ["nope.example"]) + "\n")
+    proc = run_cli("remove", "--store", store, "--from-file", str(listing), check=False)
+    assert proc.returncode == 1
+    assert "remove nope.example: not registered" in proc.stderr
+    assert proc.stdout.count(": removed already") == 3
+    assert generation(store, "names-generation") == g_names + 1
+
+    # from standard input
+    proc = subprocess.run([cli_path(), "remove", "--store", store, "--from-file", "-"],
+                          input="stdin1.example\n", capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert entry(store, "stdin1.example")["state"] == "removed"
+    assert generation(store, "names-generation") == g_names + 2
+
+
+def test_remove_from_file_errors_name_the_line(tmp_path):
+    store = str(tmp_path / "store")
+    run_cli("add", "--store", store, "ok.example", "ok2.example")
+    listing = tmp_path / "names.txt"
+    listing.write_text("ok.example\nbad name.example\nok2.example\n")
+    proc = run_cli("remove", "--store", store, "--from-file", str(listing), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert f'{listing}:2: "bad name.example": character 0x20' in proc.stderr
+    assert "1 bad line; nothing removed" in proc.stderr
+    assert entry(store, "ok.example")["state"] == "active"
+    proc = run_cli("remove", "--store", store, check=False)
+    assert proc.returncode == 2 and "missing NAME" in proc.stderr

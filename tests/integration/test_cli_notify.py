@@ -131,6 +131,53 @@ def test_sinks_from_the_store(tmp_path, rx):
     assert len(runs(out)) == 1
 
 
+def test_bulk_add_and_remove_are_batched(tmp_path, rx):
+    """1,000 names added then removed from files, with the store's webhook
+    and command: a few queue entries of at most 500 events each, not one
+    per name; each entry is one request and one run (`EVENT -`, the batch
+    on stdin) carrying its events in order; the audit log still has one
+    record a name; a single name keeps the one-event payload."""
+    store = str(tmp_path / "store")
+    os.makedirs(store, mode=0o700)
+    script, out = make_recorder(str(tmp_path))
+    with open(os.path.join(store, "notify.json"), "w") as f:
+        json.dump({"exec": script, "webhook": rx.url}, f)
+    os.chmod(os.path.join(store, "notify.json"), 0o600)
+    names = [f"b{i}.bulk.example" for i in range(1000)]
+    listing = tmp_path / "names.txt"
+    listing.write_text("\n".join(names) + "\n")
+
+    run_cli("add", "--store", store, "--from-file", str(listing), timeout=600)
+    assert len(queued(store)) == 2
+    run_cli("remove", "--store", store, "--from-file", str(listing), timeout=600)
+    assert len(queued(store)) == 4
+    run_cli("add", "--store", store, "single.example")
+    assert len(queued(store)) == 5
+
+    run_cli("notify-test", "--store", store, timeout=300)
+    bodies = [r.body for r in rx.delivered()]
+    assert [b["event"] for b in bodies] == ["name-added"] * 2 + ["name-removed"] * 2 + [
+        "name-added", "test"]
+    for b in bodies[:4]:
+        assert b["batch"] is True and b["count"] == 500 == len(b["events"])
+        assert all(e["event"] == b["event"] and e["source"] == "cli" for e in b["events"])
+    assert [e["id"] for e in bodies[0]["events"] + bodies[1]["events"]] == names
+    assert [e["id"] for e in bodies[2]["events"] + bodies[3]["events"]] == names
+    assert bodies[4]["id"] == "single.example" and "batch" not in bodies[4]
+
+    blocks = runs(out)
+    assert [argv for argv, _, _ in blocks] == [
+        "name-added -", "name-added -", "name-removed -", "name-removed -",
+        "name-added single.example", "test -"]
+    assert [event for _, _, event in blocks] == bodies     # the same JSON on stdin
+    assert queued(store) == []
+
+    audit = [json.loads(line) for line in
+             run_cli("audit", "--store", store, "--json").stdout.splitlines()]
+    assert sum(r["event"] == "name-added" for r in audit) == 1001
+    assert sum(r["event"] == "name-removed" for r in audit) == 1000
+
+
 def test_usage_errors(tmp_path):
     store = str(tmp_path / "store")
     p = run_cli("notify-test", "--store", store, "--header", "X: y", check=False)

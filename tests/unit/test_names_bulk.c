@@ -1,8 +1,9 @@
 /*
- * A bulk add (issue 11: `autotls add --from-file` with 1,000 names) costs
- * O(1) fsyncs of the store's shared files, not O(names): one audit append,
- * one counters rewrite, one journal append, one fsync of names/, whatever
- * the batch.  Each entry is still its own atomic write (temp, fsync,
+ * A bulk add or remove (issue 11: `autotls add|remove --from-file` with
+ * 1,000 names) costs O(1) fsyncs of the store's shared files, not
+ * O(names): one audit append, one counters rewrite, one journal append,
+ * one fsync of names/, whatever the batch; and with notification sinks a
+ * bounded number of queue entries (ATLS_NOTIFY_BATCH_MAX events each).  Each entry is still its own atomic write (temp, fsync,
  * rename), and names/ is made durable before names-generation and the
  * journal name the entries, so a crash never leaves a journal naming an
  * entry that is not on disk.
@@ -37,6 +38,7 @@ typedef struct {
     size_t entry_puts_durable;  /* names/<id>.json with its own directory fsync */
     size_t entry_puts_batched;  /* names/<id>.json, put_nosync */
     size_t gen_puts;            /* names-generation */
+    size_t queue_puts;          /* events/<key>.json: notification queue entries */
     /* the order that matters for a crash: the sequence number of each */
     size_t seq, last_entry_seq, sync_seq, gen_seq, journal_seq;
 } counts_t;
@@ -67,6 +69,8 @@ count_put(const char *path, int batched)
     } else if (strcmp(path, "names-generation") == 0) {
         cnt.gen_puts++;
         cnt.gen_seq = cnt.seq;
+    } else if (strncmp(path, "events/", 7) == 0) {
+        cnt.queue_puts++;
     }
 }
 
@@ -174,6 +178,22 @@ teardown(void **state)
     return 0;
 }
 
+/* prefix<from>.example.com ... prefix<from + n - 1>.example.com */
+static char **
+names_of(const char *prefix, size_t from, size_t n)
+{
+    char  **names = calloc(n + 1, sizeof(*names));
+    size_t  i;
+
+    assert_non_null(names);
+    for (i = 0; i < n; i++) {
+        names[i] = malloc(64);
+        assert_non_null(names[i]);
+        snprintf(names[i], 64, "%s%zu.example.com", prefix, from + i);
+    }
+    return names;
+}
+
 /* Adds n fresh names (prefix0.example.com...) and emits their events as
  * the CLI does; the counts of that batch in *c. */
 static void
@@ -183,15 +203,9 @@ add_batch(const char *prefix, size_t n, counts_t *c)
     unsigned char  *added;
     size_t          i;
 
-    names = calloc(n, sizeof(*names));
+    names = names_of(prefix, 0, n);
     added = calloc(n, 1);
-    assert_non_null(names);
     assert_non_null(added);
-    for (i = 0; i < n; i++) {
-        names[i] = malloc(64);
-        assert_non_null(names[i]);
-        snprintf(names[i], 64, "%s%zu.example.com", prefix, i);
-    }
     memset(&cnt, 0, sizeof(cnt));
     assert_int_equal(atls_names_add_many(bx.st, (const char *const *) names, n, NULL,
                                          "cli", "test", 1700000000, added, err,
@@ -224,6 +238,101 @@ lines_of(const char *path, const char *needle)
     }
     free(data);
     return k;
+}
+
+/* Removes prefix<from>... (n names) as the CLI does (atls_names_remove_many,
+ * then atls_names_emit_removed through ev); each name's result must be
+ * expect; the counts of that batch in *c. */
+static void
+remove_batch(atls_events_t *ev, const char *prefix, size_t from, size_t n,
+             unsigned char expect, counts_t *c)
+{
+    atls_name_entry_t *was = calloc(n + 1, sizeof(*was));
+    unsigned char     *removed = calloc(n + 1, 1);
+    char             **names = names_of(prefix, from, n), err[512];
+    size_t             i;
+
+    assert_non_null(was);
+    assert_non_null(removed);
+    memset(&cnt, 0, sizeof(cnt));
+    assert_int_equal(atls_names_remove_many(bx.st, (const char *const *) names, n,
+                                            1700000100, was, removed, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    for (i = 0; i < n; i++) {
+        assert_int_equal(removed[i], expect);
+        if (expect != ATLS_NAMES_NOT_REGISTERED) {
+            assert_string_equal(was[i].name, names[i]);
+            assert_string_equal(was[i].source, "cli");
+        } else {
+            assert_null(was[i].name);
+        }
+    }
+    atls_names_emit_removed(ev, was, removed, n, "test", 1700000100);
+    *c = cnt;
+    atls_name_entries_free(was, n);
+    free(removed);
+    atls_strv_free(names, n);
+}
+
+/* The notification queue's entries, parsed, oldest first (*n of them). */
+static json_t **
+queue_entries(size_t *n)
+{
+    char   **keys = NULL, *data = NULL, err[256];
+    size_t   i, len = 0;
+    json_t **v;
+
+    assert_int_equal(atls_store_queue_list(bx.st, &keys, n, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    v = calloc(*n + 1, sizeof(*v));
+    assert_non_null(v);
+    for (i = 0; i < *n; i++) {
+        assert_int_equal(atls_store_queue_get(bx.st, keys[i], &data, &len, err,
+                                              sizeof(err)), ATLS_STORE_OK);
+        v[i] = json_loadb(data, len, 0, NULL);
+        assert_non_null(v[i]);
+        free(data);
+        data = NULL;
+    }
+    atls_strv_free(keys, *n);
+    return v;
+}
+
+static void
+queue_entries_free(json_t **v, size_t n)
+{
+    char   dir[300];
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        json_decref(v[i]);
+    }
+    free(v);
+    /* the next batch's entries alone */
+    snprintf(dir, sizeof(dir), "%s/events", bx.root);
+    tmptree_rm(dir);
+}
+
+/* entry is a batch of `count` events of type, the first about
+ * first_id (NULL: any); the events' count. */
+static size_t
+assert_batch(json_t *entry, const char *type, size_t count, const char *first_id)
+{
+    json_t *ev = json_object_get(entry, "event"), *events = json_object_get(ev, "events");
+
+    assert_string_equal(json_string_value(json_object_get(ev, "event")), type);
+    assert_true(json_is_true(json_object_get(ev, "batch")));
+    assert_int_equal(json_integer_value(json_object_get(ev, "count")), count);
+    assert_int_equal(json_array_size(events), count);
+    assert_null(json_object_get(ev, "id"));     /* about no one certificate */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(events, 0), "event")),
+                        type);
+    if (first_id != NULL) {
+        assert_string_equal(json_string_value(json_object_get(json_array_get(events, 0),
+                                                              "id")), first_id);
+    }
+    assert_int_equal(json_array_size(json_object_get(entry, "pending")), 2);
+    return json_array_size(events);
 }
 
 /* ---- tests ------------------------------------------------------------------------ */
@@ -382,6 +491,266 @@ test_backend_without_batch_ops(void **state)
     assert_int_equal(lines_of("names-journal", NULL), 5);
 }
 
+/* Each shared file written once by the batch c. */
+static void
+assert_shared_once(const counts_t *c)
+{
+    assert_int_equal(c->journal_appends, 1);
+    assert_int_equal(c->gen_puts, 1);
+    assert_int_equal(c->names_dir_syncs, 1);
+    assert_int_equal(c->audit_appends, 1);
+    assert_int_equal(c->counters_puts, 1);
+}
+
+/* A bulk remove costs what a bulk add does: 10 names and 90 names the same
+ * writes of the shared files (one journal append, one generation, one
+ * sync of names/, one audit append, one counters rewrite); names removed
+ * already or never registered move nothing and make no event. */
+static void
+test_remove_batch_shared_writes_do_not_grow(void **state)
+{
+    counts_t  add, small, big, again, unknown;
+    char    **names = NULL, err[256];
+    size_t    n = 0;
+    uint64_t  g0, g1;
+
+    (void) state;
+    add_batch("r", 100, &add);
+    remove_batch(bx.ev, "r", 0, 10, ATLS_NAMES_REMOVED_NOW, &small);
+    g0 = atls_names_generation(bx.st);
+    remove_batch(bx.ev, "r", 10, 90, ATLS_NAMES_REMOVED_NOW, &big);
+    g1 = atls_names_generation(bx.st);
+
+    assert_shared_once(&small);
+    assert_shared_once(&big);
+    assert_int_equal(small.entry_puts_batched, 10);
+    assert_int_equal(big.entry_puts_batched, 90);
+    assert_int_equal(big.entry_puts_durable, 0);
+    /* durable before the generation and the journal name them */
+    assert_true(big.last_entry_seq < big.sync_seq);
+    assert_true(big.sync_seq < big.gen_seq);
+    assert_true(big.gen_seq < big.journal_seq);
+
+    assert_int_equal(g1, g0 + 1);
+    assert_int_equal(atls_names_changed_since(bx.st, g0, g1, &names, &n, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(n, 90);
+    atls_strv_free(names, n);
+    assert_int_equal(lines_of("audit.log", "{\"event\":\"name-removed\""), 100);
+
+    /* again, and names never registered: nothing moves, nothing audited */
+    remove_batch(bx.ev, "r", 0, 50, ATLS_NAMES_REMOVED_BEFORE, &again);
+    remove_batch(bx.ev, "nope", 0, 5, ATLS_NAMES_NOT_REGISTERED, &unknown);
+    assert_int_equal(again.gen_puts + unknown.gen_puts, 0);
+    assert_int_equal(again.journal_appends + unknown.journal_appends, 0);
+    assert_int_equal(again.audit_appends + unknown.audit_appends, 0);
+    assert_int_equal(again.entry_puts_batched + unknown.entry_puts_batched, 0);
+    assert_int_equal(atls_names_generation(bx.st), g1);
+    assert_int_equal(lines_of("audit.log", "{\"event\":\"name-removed\""), 100);
+}
+
+/* The single-name calls are the batch of one: atls_names_remove_entry
+ * says NOTFOUND for a name never registered, and removed 1 then 0. */
+static void
+test_remove_entry_is_a_batch_of_one(void **state)
+{
+    atls_name_entry_t was;
+    char              err[256];
+    int               removed = -1;
+
+    (void) state;
+    assert_int_equal(atls_names_add(bx.st, "One.example.com", "shop", "api", "me", 1, err,
+                                    sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(atls_names_remove_entry(bx.st, "nope.example.com", 2, &was, &removed,
+                                             err, sizeof(err)), ATLS_STORE_NOTFOUND);
+    assert_non_null(strstr(err, "\"nope.example.com\" is not registered"));
+    assert_int_equal(removed, 0);
+    assert_null(was.name);
+    memset(&cnt, 0, sizeof(cnt));
+    assert_int_equal(atls_names_remove_entry(bx.st, "one.example.com", 2, &was, &removed,
+                                             err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(removed, 1);
+    assert_string_equal(was.home, "shop");
+    assert_int_equal(was.state, ATLS_NAME_ACTIVE);      /* as found */
+    assert_int_equal(cnt.gen_puts, 1);
+    assert_int_equal(cnt.journal_appends, 1);
+    atls_name_entry_free(&was);
+    assert_int_equal(atls_names_remove_entry(bx.st, "one.example.com", 3, &was, &removed,
+                                             err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(removed, 0);
+    assert_int_equal(was.state, ATLS_NAME_REMOVED);
+    assert_int_equal(was.removed, 2);       /* the grace runs from the first removal */
+    atls_name_entry_free(&was);
+}
+
+/* An emitter whose settings name a webhook and a command. */
+static atls_events_t *
+events_with_sinks(void)
+{
+    atls_notify_conf_t conf;
+    atls_actor_t       actor = { "cli", "autotls/test", 1, 0, "root" };
+    atls_events_t     *ev;
+
+    memset(&conf, 0, sizeof(conf));
+    conf.exec = "/bin/true";
+    conf.webhook = "http://127.0.0.1:9/hook";
+    conf.queue_max = 100;       /* far below the names: a batch is one entry */
+    ev = atls_events_new(bx.st, &actor, &conf);
+    assert_non_null(ev);
+    return ev;
+}
+
+/* With a webhook and a command configured, a batch of 1,200 added names
+ * is 3 queue entries (500, 500, 200 events), 600 removed names 2; a
+ * single name keeps its one-event entry (the payload single-name
+ * receivers know); the audit log still has one record a name. */
+static void
+test_batch_queue_entries_bounded(void **state)
+{
+    atls_events_t     *ev = events_with_sinks();
+    counts_t           c;
+    json_t           **v;
+    size_t             n = 0, total;
+    char             **names;
+
+    (void) state;
+
+    names = names_of("q", 0, 1200);
+    memset(&cnt, 0, sizeof(cnt));
+    atls_names_emit_many(ev, 1, (const char *const *) names, 1200, NULL, "cli", "test",
+                         1700000000);
+    c = cnt;
+    assert_int_equal(c.queue_puts, 3);
+    assert_int_equal(c.audit_appends, 1);
+    v = queue_entries(&n);
+    assert_int_equal(n, 3);
+    total = assert_batch(v[0], "name-added", 500, "q0.example.com")
+            + assert_batch(v[1], "name-added", 500, "q500.example.com")
+            + assert_batch(v[2], "name-added", 200, "q1000.example.com");
+    assert_int_equal(total, 1200);
+    queue_entries_free(v, n);
+    assert_int_equal(lines_of("audit.log", "{\"event\":\"name-added\""), 1200);
+
+    /* one name: the entry a single event always had */
+    atls_names_emit(ev, 1, "single.example.com", NULL, "api", "api 127.0.0.1", 1700000000);
+    v = queue_entries(&n);
+    assert_int_equal(n, 1);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(v[0], "event"),
+                                                          "id")), "single.example.com");
+    assert_null(json_object_get(json_object_get(v[0], "event"), "batch"));
+    queue_entries_free(v, n);
+
+    /* a bulk remove, the same way */
+    add_batch("s", 600, &c);
+    remove_batch(ev, "s", 0, 600, ATLS_NAMES_REMOVED_NOW, &c);
+    assert_int_equal(c.queue_puts, 2);
+    v = queue_entries(&n);
+    assert_int_equal(n, 2);
+    total = assert_batch(v[0], "name-removed", 500, "s0.example.com")
+            + assert_batch(v[1], "name-removed", 100, "s500.example.com");
+    assert_int_equal(total, 600);
+    queue_entries_free(v, n);
+
+    atls_strv_free(names, 1200);
+    atls_events_free(ev);
+}
+
+/* 600 names removed together reach the end of their grace together: the
+ * purge deletes them with one audit append for their `removed` events,
+ * 2 queue entries and one move of the generations. */
+static void
+test_purge_batch(void **state)
+{
+    atls_events_t *ev = events_with_sinks();
+    counts_t       c;
+    json_t       **v;
+    size_t         n = 0, purged = 0;
+    char           err[512];
+
+    (void) state;
+    add_batch("p", 600, &c);
+    remove_batch(bx.ev, "p", 0, 600, ATLS_NAMES_REMOVED_NOW, &c);
+    memset(&cnt, 0, sizeof(cnt));
+    assert_int_equal(atls_names_purge(bx.st, 1700000200, 50, ev, &purged, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(purged, 600);
+    assert_int_equal(cnt.audit_appends, 1);
+    assert_int_equal(cnt.queue_puts, 2);
+    assert_int_equal(cnt.gen_puts, 1);
+    assert_int_equal(cnt.journal_appends, 1);
+    v = queue_entries(&n);
+    assert_int_equal(n, 2);
+    assert_int_equal(assert_batch(v[0], "removed", 500, "p0.example.com")
+                     + assert_batch(v[1], "removed", 100, NULL), 600);   /* by name */
+    queue_entries_free(v, n);
+    assert_int_equal(lines_of("audit.log", "{\"event\":\"removed\""), 600);
+    atls_events_free(ev);
+}
+
+/* A batch's queue entries split where the type changes (a run of one is
+ * the single-event entry) and before ATLS_NOTIFY_BATCH_BYTES; the order
+ * of the events is kept. */
+static void
+test_queue_runs_split_by_type_and_size(void **state)
+{
+    atls_events_t *ev = events_with_sinks();
+    atls_event_t   e[100];
+    const char    *nm[1] = { "x.example.com" };
+    char          *big;
+    json_t       **v;
+    size_t         n = 0, i;
+    const char    *types[3];
+
+    (void) state;
+    memset(e, 0, sizeof(e));
+    for (i = 0; i < 5; i++) {
+        e[i].type = i == 3 ? ATLS_EV_NAME_REMOVED : ATLS_EV_NAME_ADDED;
+        e[i].cert_id = "x.example.com";
+        e[i].names = nm;
+        e[i].n_names = 1;
+    }
+    assert_int_equal(atls_events_emit_many(ev, e, 5), 0);
+    v = queue_entries(&n);
+    assert_int_equal(n, 3);
+    assert_batch(v[0], "name-added", 3, "x.example.com");
+    for (i = 1; i < 3; i++) {
+        types[i] = json_string_value(json_object_get(json_object_get(v[i], "event"), "event"));
+        assert_null(json_object_get(json_object_get(v[i], "event"), "batch"));
+    }
+    assert_string_equal(types[1], "name-removed");
+    assert_string_equal(types[2], "name-added");
+    queue_entries_free(v, n);
+
+    /* 100 events of about 4 KiB: 400 KiB, over the byte bound */
+    big = malloc(4001);
+    assert_non_null(big);
+    memset(big, 'a', 4000);
+    big[4000] = '\0';
+    for (i = 0; i < 100; i++) {
+        e[i].type = ATLS_EV_NAME_ADDED;
+        e[i].cert_id = "x.example.com";
+        e[i].names = nm;
+        e[i].n_names = 1;
+        e[i].detail = big;
+    }
+    assert_int_equal(atls_events_emit_many(ev, e, 100), 0);
+    v = queue_entries(&n);
+    assert_int_equal(n, 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(v[0], "event"),
+                                                        "count"))
+                     + json_integer_value(json_object_get(json_object_get(v[1], "event"),
+                                                          "count")), 100);
+    for (i = 0; i < n; i++) {
+        char *text = json_dumps(json_object_get(v[i], "event"), JSON_COMPACT);
+
+        assert_true(strlen(text) <= ATLS_NOTIFY_BATCH_BYTES + 128);
+        free(text);
+    }
+    queue_entries_free(v, n);
+    free(big);
+    atls_events_free(ev);
+}
+
 int
 main(void)
 {
@@ -394,6 +763,14 @@ main(void)
         cmocka_unit_test_setup_teardown(test_audit_many_refuses_bad_record, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_backend_without_batch_ops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove_batch_shared_writes_do_not_grow, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_remove_entry_is_a_batch_of_one, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_batch_queue_entries_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_purge_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_runs_split_by_type_and_size, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1047,6 +1047,108 @@ reads_per_look_bounded(void **state)
     assert_int_equal(queue_len(f), 1999);
 }
 
+/* The text of path (malloc'd). */
+static char *
+slurp(const char *path)
+{
+    FILE  *fp = fopen(path, "r");
+    char  *buf;
+    long   n;
+
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    n = ftell(fp);
+    rewind(fp);
+    buf = malloc((size_t) n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t) n, fp), (size_t) n);
+    buf[n] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+static size_t
+count_of(const char *hay, const char *needle)
+{
+    size_t k = 0;
+
+    for (; (hay = strstr(hay, needle)) != NULL; hay++) {
+        k++;
+    }
+    return k;
+}
+
+/* A bulk add's 1,200 name-added events (atls_events_emit_many): 3 queue
+ * entries, so 3 webhook requests and 3 command runs (`PATH name-added -`,
+ * the batch on stdin), not 1,200 of each; every event is in one of them,
+ * in order; a failed delivery names the batch and retries the entry. */
+static void
+batch_delivered_per_entry(void **state)
+{
+    fx_t               *f = *state;
+    atls_notify_conf_t  c;
+    atls_event_t       *e;
+    char               *hdr[1], (*ids)[32], *out;
+    size_t              i, r, seen = 0;
+
+    conf_webhook(&c, hdr);
+    c.exec = f->script_ok;
+    sched_start(f, &c);
+    e = calloc(1200, sizeof(*e));
+    ids = calloc(1200, sizeof(*ids));
+    assert_non_null(e);
+    assert_non_null(ids);
+    for (i = 0; i < 1200; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "n%04zu.test", i);
+        e[i].type = ATLS_EV_NAME_ADDED;
+        e[i].cert_id = ids[i];
+        e[i].reason = -1;
+    }
+    assert_int_equal(atls_events_emit_many(f->ev, e, 1200), 0);
+    assert_int_equal(queue_len(f), 3);
+    run_soon(f);
+    /* a failure names the batch, then the same entry is retried */
+    logcap_start(ATLS_LOG_INFO);
+    answer(f, 503);
+    assert_int_equal(logcap_count("event name-added (batch of 500) not delivered: HTTP 503"),
+                     1);
+    logcap_stop();
+    head_retry_now(f, "webhook");
+    atls_sched_notify(f->h.s);
+    run_soon(f);
+    for (r = 0; r < 3; r++) {
+        json_t *body, *events;
+        size_t  want = r < 2 ? ATLS_NOTIFY_BATCH_MAX : 1200 - 2 * ATLS_NOTIFY_BATCH_MAX;
+
+        assert_int_equal(f->h.n_req, r + 2);        /* after the failed one */
+        body = json_loads(f->h.req[r + 1].body, 0, NULL);
+        assert_non_null(body);
+        assert_string_equal(json_string_value(json_object_get(body, "event")), "name-added");
+        assert_true(json_is_true(json_object_get(body, "batch")));
+        assert_int_equal(json_integer_value(json_object_get(body, "count")), want);
+        events = json_object_get(body, "events");
+        assert_int_equal(json_array_size(events), want);
+        for (i = 0; i < want; i++, seen++) {
+            assert_string_equal(json_string_value(json_object_get(json_array_get(events, i),
+                                                                  "id")), ids[seen]);
+        }
+        json_decref(body);
+        answer(f, 200);
+        exec_wait(f, 0);
+    }
+    assert_int_equal(seen, 1200);
+    assert_int_equal(f->h.n_req, 4);
+    assert_int_equal(f->h.exec_runs, 3);
+    assert_int_equal(queue_len(f), 0);
+    out = slurp(f->out);
+    assert_int_equal(count_of(out, "name-added -\n{\"event\":\"name-added\",\"batch\":true"),
+                     3);
+    assert_int_equal(count_of(out, "\"id\":\"n"), 1200);
+    free(out);
+    free(e);
+    free(ids);
+}
+
 int
 main(void)
 {
@@ -1067,6 +1169,7 @@ main(void)
         cmocka_unit_test_setup_teardown(spawn_input_large, setup, teardown),
         cmocka_unit_test_setup_teardown(exec_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(reads_per_look_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(batch_delivered_per_entry, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

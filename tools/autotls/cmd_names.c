@@ -115,7 +115,7 @@ add_report(atls_store_t *st, const cli_opts_t *o, char *const *names, size_t n,
     }
 }
 
-/* ---- add --from-file ------------------------------------------------------- */
+/* ---- --from-file (add, remove) ------------------------------------------------------- */
 
 /* At most this many bad lines are listed; the rest are counted. */
 #define FILE_ERRORS_SHOWN  20
@@ -142,7 +142,7 @@ names_push(names_vec_t *nv, char *name)
  * skipped, blanks around a name dropped.  Each bad line is said
  * ("FILE:LINE: ..."); the count of bad lines is returned. */
 static size_t
-names_read_lines(FILE *f, const char *shown_path, names_vec_t *nv)
+names_read_lines(FILE *f, const char *verb, const char *shown_path, names_vec_t *nv)
 {
     char   *line = NULL, out[256], why[160], shown[128];
     size_t  cap = 0, lineno = 0, bad = 0, len;
@@ -172,7 +172,7 @@ names_read_lines(FILE *f, const char *shown_path, names_vec_t *nv)
         if (++bad <= FILE_ERRORS_SHOWN) {
             p[len] = '\0';
             atls_log_escape(p, shown, sizeof(shown));
-            cli_error("add: %s:%zu: \"%s\": %s", shown_path, lineno, shown, why);
+            cli_error("%s: %s:%zu: \"%s\": %s", verb, shown_path, lineno, shown, why);
         }
     }
     free(line);
@@ -181,9 +181,9 @@ names_read_lines(FILE *f, const char *shown_path, names_vec_t *nv)
 
 /* --from-file F ("-": standard input) into nv, before the store is opened
  * (the CLI may then run as the store's owner).  0; else an exit code after
- * saying every bad line: nothing is registered then. */
+ * saying every bad line: nothing is registered (removed) then. */
 static int
-names_read_file(const char *path, names_vec_t *nv)
+names_read_file(const char *verb, const char *path, names_vec_t *nv)
 {
     int    stdin_ = strcmp(path, "-") == 0;
     FILE  *f = stdin_ ? stdin : fopen(path, "r");
@@ -193,24 +193,24 @@ names_read_file(const char *path, names_vec_t *nv)
 
     atls_log_escape(stdin_ ? "(stdin)" : path, shown, sizeof(shown));
     if (f == NULL) {
-        cli_error("add: --from-file %s: %s", shown, strerror(errno));
+        cli_error("%s: --from-file %s: %s", verb, shown, strerror(errno));
         return CLI_EXIT_FAIL;
     }
-    bad = names_read_lines(f, shown, nv);
+    bad = names_read_lines(f, verb, shown, nv);
     failed = ferror(f);
     if (!stdin_) {
         fclose(f);
     }
     if (failed) {
-        cli_error("add: --from-file %s: read error", shown);
+        cli_error("%s: --from-file %s: read error", verb, shown);
         return CLI_EXIT_FAIL;
     }
     if (bad > 0) {
         if (bad > FILE_ERRORS_SHOWN) {
-            cli_error("add: %s: %zu more bad lines", shown, bad - FILE_ERRORS_SHOWN);
+            cli_error("%s: %s: %zu more bad lines", verb, shown, bad - FILE_ERRORS_SHOWN);
         }
-        cli_error("add: %s: %zu bad line%s; nothing registered", shown, bad,
-                  bad == 1 ? "" : "s");
+        cli_error("%s: %s: %zu bad line%s; nothing %s", verb, shown, bad,
+                  bad == 1 ? "" : "s", strcmp(verb, "add") == 0 ? "registered" : "removed");
         return CLI_EXIT_USAGE;
     }
     return 0;
@@ -218,16 +218,16 @@ names_read_file(const char *path, names_vec_t *nv)
 
 /* The operands, then the lines of --from-file; an exit code on errors. */
 static int
-add_collect(cli_opts_t *o, names_vec_t *nv)
+names_collect(const char *verb, cli_opts_t *o, names_vec_t *nv)
 {
     char  **args = NULL;
     size_t  i;
     int     rc;
 
     if (o->n_names == 0 && !(o->given & CLI_O_FROM_FILE)) {
-        return cli_usage_error("add", "missing NAME (or --from-file F)");
+        return cli_usage_error(verb, "missing NAME (or --from-file F)");
     }
-    if (names_check_args("add", o, &args) != 0) {
+    if (names_check_args(verb, o, &args) != 0) {
         return CLI_EXIT_USAGE;
     }
     for (i = 0; i < o->n_names; i++) {
@@ -235,13 +235,13 @@ add_collect(cli_opts_t *o, names_vec_t *nv)
     }
     free(args);
     if (o->given & CLI_O_FROM_FILE) {
-        rc = names_read_file(o->from_file, nv);
+        rc = names_read_file(verb, o->from_file, nv);
         if (rc != 0) {
             return rc;
         }
     }
     if (nv->n == 0) {
-        cli_error("add: %s: no name in it", o->from_file);
+        cli_error("%s: %s: no name in it", verb, o->from_file);
         return CLI_EXIT_USAGE;
     }
     return 0;
@@ -262,7 +262,7 @@ add_run(cli_opts_t *o)
         return cli_usage_error("add", "--issuer: a home name of 1 to %d printable bytes",
                                HOME_MAX);
     }
-    rc = add_collect(o, &nv);
+    rc = names_collect("add", o, &nv);
     if (rc != 0) {
         goto out;
     }
@@ -293,63 +293,82 @@ out:
     return rc;
 }
 
+/* What became of each name (removed[i], atls_names_remove_many's), said
+ * and audited: one batch of `name-removed` events.  CLI_EXIT_FAIL when a
+ * name was not registered or not reached. */
 static int
-remove_one(atls_store_t *st, const cli_opts_t *o, const char *name, const char *by,
-           time_t now)
+remove_report(const cli_opts_t *o, char *const *names, size_t n,
+              const atls_name_entry_t *was, const unsigned char *removed, const char *by,
+              time_t now)
 {
-    atls_name_entry_t e;
-    char              err[1024];
-    int               rc, removed = 0;
+    size_t i;
+    int    rc = CLI_EXIT_OK;
 
-    /* decided under the registry's lock: an API DELETE of the same name at
-     * the same time does not make a second event */
-    rc = atls_names_remove_entry(st, name, now, &e, &removed, err, sizeof(err));
-    if (rc == ATLS_STORE_NOTFOUND) {
-        cli_error("remove %s: not registered in %s", name, o->store_dir);
-        return CLI_EXIT_FAIL;
+    atls_names_emit_removed(o->events, was, removed, n, by, now);
+    for (i = 0; i < n; i++) {
+        switch (removed[i]) {
+        case ATLS_NAMES_REMOVED_NOW:
+            printf("%s: removed (no longer served; its certificate is kept for the grace "
+                   "period)\n", names[i]);
+            break;
+        case ATLS_NAMES_REMOVED_BEFORE:
+            printf("%s: removed already\n", names[i]);
+            break;
+        case ATLS_NAMES_NOT_REGISTERED:
+            cli_error("remove %s: not registered in %s", names[i], o->store_dir);
+            rc = CLI_EXIT_FAIL;
+            break;
+        default:
+            rc = CLI_EXIT_FAIL;     /* the batch's error was said */
+            break;
+        }
     }
-    if (rc != ATLS_STORE_OK) {
-        cli_error("remove %s: %s", name, err);
-        return CLI_EXIT_FAIL;
-    }
-    if (!removed) {
-        printf("%s: removed already\n", name);
-        atls_name_entry_free(&e);
-        return CLI_EXIT_OK;
-    }
-    atls_names_emit(o->events, 0, name, e.home, e.source, by, now);
-    atls_name_entry_free(&e);
-    printf("%s: removed (no longer served; its certificate is kept for the grace "
-           "period)\n", name);
-    return CLI_EXIT_OK;
+    return rc;
 }
 
 static int
 remove_run(cli_opts_t *o)
 {
-    atls_store_t *st;
-    char        **names = NULL, by[128];
-    size_t        i;
-    time_t        now = time(NULL);
-    int           rc = CLI_EXIT_OK;
+    atls_store_t      *st;
+    atls_name_entry_t *was = NULL;
+    names_vec_t        nv = { NULL, 0, 0 };
+    unsigned char     *removed = NULL;
+    char               by[128], err[1024];
+    time_t             now = time(NULL);
+    int                rc;
 
-    if (names_check_args("remove", o, &names) != 0) {
-        return CLI_EXIT_USAGE;
+    rc = names_collect("remove", o, &nv);
+    if (rc != 0) {
+        goto out;
     }
     st = names_open(o, "remove");
     if (st == NULL) {
-        atls_strv_free(names, o->n_names);
-        return CLI_EXIT_FAIL;
+        rc = CLI_EXIT_FAIL;
+        goto out;
     }
     names_by(o, by, sizeof(by));
-    for (i = 0; i < o->n_names; i++) {
-        if (remove_one(st, o, names[i], by, now) != CLI_EXIT_OK) {
-            rc = CLI_EXIT_FAIL;
-        }
+    /* one lock and one generation for all, decided under the registry's
+     * lock: an API DELETE of a name at the same time makes no second event */
+    was = calloc(nv.n + 1, sizeof(*was));
+    removed = malloc(nv.n + 1);
+    if (was == NULL || removed == NULL) {
+        abort();
+    }
+    if (atls_names_remove_many(st, (const char *const *) nv.v, nv.n, now, was, removed,
+                               err, sizeof(err)) != ATLS_STORE_OK)
+    {
+        cli_error("remove: %s", err);
+        rc = CLI_EXIT_FAIL;
+    }
+    if (remove_report(o, nv.v, nv.n, was, removed, by, now) != CLI_EXIT_OK) {
+        rc = CLI_EXIT_FAIL;
     }
     cli_events_close(o);
     atls_store_close(st);
-    atls_strv_free(names, o->n_names);
+out:
+    atls_name_entries_free(was, nv.n);
+    free(removed);
+    atls_strv_free(nv.v, nv.n);
     return rc;
 }
 
@@ -472,16 +491,20 @@ const cli_command_t cli_cmd_add = {
 
 const cli_command_t cli_cmd_remove = {
     "remove",
-    CLI_O_STORE | CLI_O_VERBOSE,
-    1, -1,
+    CLI_O_STORE | CLI_O_FROM_FILE | CLI_O_VERBOSE,
+    0, -1,
     remove_run,
-    "Usage: autotls remove --store DIR NAME...\n"
+    "Usage: autotls remove --store DIR [--from-file F] NAME...\n"
     "\n"
     "Remove dynamic names: servers stop serving them at once; the certificate\n"
     "stays in the store for the grace period (7 days by default), then is\n"
     "deleted (a `removed` event in the audit trail).\n"
+    "All the names are removed at once: one write each, one generation.\n"
     "\n"
     "  --store DIR     certificate store (required)\n"
+    "  --from-file F   also the names in file F, one a line ('-': standard\n"
+    "                  input; blank lines and lines starting with '#' skipped);\n"
+    "                  a bad line is named (F:LINE) and nothing is removed\n"
     "  -v, --verbose   print each event as recorded\n"
     "  -h, --help      this text\n"
 };
