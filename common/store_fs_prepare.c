@@ -36,6 +36,17 @@
  * file whose own mode or owner changed in a directory that did not is
  * left for a walk that has a reason to look (a forged stamp only makes
  * root skip entries the worker owns the directory of).
+ *
+ * The registry of dynamic names (`names/`, one file per name: 100,000 at
+ * a hosting provider) is entered only while the directory itself is not
+ * yet the worker's: once, when a store made by root is handed over.
+ * After that every writer of names/ writes as the store's owner (the
+ * servers' workers; the CLI, which drops to the owner; root parents through
+ * setfsuid, store_fs.c), and nothing reads it with root's powers (nginx's
+ * master counts it as the owner), so a later walk has nothing to hand over there and nothing
+ * to protect root from: walking it again only cost each start after an
+ * `autotls add` one fstatat per name (0.7 s at 100,000).  The directory's
+ * own owner and mode are still checked and fixed like any other's.
  */
 
 typedef struct {
@@ -47,6 +58,8 @@ typedef struct {
 } fs_prep_t;
 
 #define FS_PREP_STAMP  "prepared"
+/* Entered only while not yet the worker's (see above). */
+#define FS_PREP_ONCE   "names"
 
 
 static int
@@ -78,6 +91,14 @@ fs_prep_mode(const struct stat *sb, const char *base)
     return cur & ~(mode_t) 07022;
 }
 
+/* 1 when the owner of sb is the one prepare hands the store to. */
+static int
+fs_prep_owned(fs_prep_t *p, const struct stat *sb)
+{
+    return (p->uid == -1 || sb->st_uid == (uid_t) p->uid)
+           && (p->gid == -1 || sb->st_gid == (gid_t) p->gid);
+}
+
 /* Tightens the mode of the open entry fd and hands it to the worker. */
 static int
 fs_prep_fix(fs_prep_t *p, int fd, const struct stat *sb, const char *rel, const char *base)
@@ -92,9 +113,7 @@ fs_prep_fix(fs_prep_t *p, int fd, const struct stat *sb, const char *rel, const 
             return -1;
         }
     }
-    if ((p->uid != -1 && sb->st_uid != (uid_t) p->uid)
-        || (p->gid != -1 && sb->st_gid != (gid_t) p->gid))
-    {
+    if (!fs_prep_owned(p, sb)) {
         if (fchown(fd, p->uid == -1 ? (uid_t) -1 : (uid_t) p->uid,
                    p->gid == -1 ? (gid_t) -1 : (gid_t) p->gid) != 0)
         {
@@ -107,25 +126,34 @@ fs_prep_fix(fs_prep_t *p, int fd, const struct stat *sb, const char *rel, const 
 
 static int fs_prep_dir(fs_prep_t *p, int dirfd, const char *rel, int depth);
 
+/* 1 when name, an entry of the directory at depth, is a directory handed
+ * over with its entries once (FS_PREP_ONCE: entered only while its owner
+ * is not yet the worker's). */
+static int
+fs_prep_once(const char *name, int depth)
+{
+    return depth == 0 && strcmp(name, FS_PREP_ONCE) == 0;
+}
+
 /* 1 when the entry needs no look: owner and mode right, and for a
  * directory, not changed since the last complete walk (looked at without
  * opening it; a link or special file is never skipped here, so that it is
  * reported as before). */
 static int
-fs_prep_unchanged(fs_prep_t *p, int dirfd, const char *name)
+fs_prep_unchanged(fs_prep_t *p, int dirfd, const char *name, int depth)
 {
     struct stat sb;
 
     if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0
         || (!S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode))
         || (S_ISREG(sb.st_mode) && sb.st_nlink > 1)
-        || (p->uid != -1 && sb.st_uid != (uid_t) p->uid)
-        || (p->gid != -1 && sb.st_gid != (gid_t) p->gid)
+        || !fs_prep_owned(p, &sb)
         || fs_prep_mode(&sb, name) != (sb.st_mode & 07777))
     {
         return 0;
     }
-    return S_ISREG(sb.st_mode) || (p->since > 0 && sb.st_ctime < p->since);
+    return S_ISREG(sb.st_mode) || fs_prep_once(name, depth)
+           || (p->since > 0 && sb.st_ctime < p->since);
 }
 
 /* One entry of a directory: -1 only for errors that are not the worker's
@@ -137,7 +165,7 @@ fs_prep_entry(fs_prep_t *p, int dirfd, const char *name, const char *rel, int de
     const char *skip = NULL;
     int         fd, rc = 0;
 
-    if (fs_prep_unchanged(p, dirfd, name)) {
+    if (fs_prep_unchanged(p, dirfd, name, depth)) {
         return 0;
     }
     fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
@@ -171,6 +199,12 @@ fs_prep_entry(fs_prep_t *p, int dirfd, const char *name, const char *rel, int de
     }
     if (skip != NULL) {
         atls_log(ATLS_LOG_WARN, "store: %s/%s: %s; left alone", p->root, rel, skip);
+    } else if (S_ISDIR(sb.st_mode) && fs_prep_once(name, depth)) {
+        /* its entries first: handed over, it is not entered again */
+        rc = fs_prep_owned(p, &sb) ? 0 : fs_prep_dir(p, fd, rel, depth + 1);
+        if (rc == 0) {
+            rc = fs_prep_fix(p, fd, &sb, rel, name);
+        }
     } else {
         rc = fs_prep_fix(p, fd, &sb, rel, name);
         if (rc == 0 && S_ISDIR(sb.st_mode)) {
