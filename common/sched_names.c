@@ -280,8 +280,11 @@ atls_sched_names_free(atls_sched_t *s)
     atls_store_list_end(s->st, s->names_cursor);
     s->names_cursor = NULL;
     s->names_listing = 0;
-    atls_strv_free(s->names_first + s->names_first_next,
-                   s->names_first_n - s->names_first_next);
+    /* the page's entries not reached yet; those before were freed as
+     * they were synced, and the array is freed once, below */
+    while (s->names_first_next < s->names_first_n) {
+        free(s->names_first[s->names_first_next++]);
+    }
     free(s->names_first);
     s->names_first = NULL;
     s->names_first_n = s->names_first_next = s->names_first_added = 0;

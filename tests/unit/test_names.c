@@ -593,6 +593,34 @@ test_sync_first_in_slices(void **state)
     EVP_PKEY_free(akey);
 }
 
+/* A scheduler freed while its first sync is mid-page (a worker that stops
+ * or reloads during the first pass over a large registry) frees the
+ * entries it had not reached yet, each once: this crashed (double free)
+ * when the page's tail was freed as if it were an array of its own. */
+static void
+test_sync_first_freed_midway(void **state)
+{
+    storefx_t  *fx = *state;
+    EVP_PKEY   *akey;
+    const char *names[] = { "m1.example", "m2.example", "m3.example", "m4.example",
+                            "m5.example" };
+    size_t      i;
+
+    sync_slice_ms = 1;
+    akey = sync_start(fx, 0);
+    for (i = 0; i < 5; i++) {
+        namesfx_add(fx->st, names[i], "shop", time(NULL));
+    }
+    home_slow = 1;
+    atls_sched_names_sync(sh.s);
+    home_slow = 0;
+    /* one entry managed, four of the page still held */
+    assert_int_equal(dyn_managed(names, 5), 1);
+    sync_slice_ms = 0;
+    fakehost_teardown(&sh, sync_certs, 1);
+    EVP_PKEY_free(akey);
+}
+
 /* The first sync lists the registry in pages (more entries than a page
  * here), manages every name, and records the count it found for the next
  * start when the count was not known (a writer that did not keep it). */
@@ -784,6 +812,7 @@ main(void)
         STORE_TEST(test_sync_adds_and_removes),
         STORE_TEST(test_sync_first_in_slices),
         STORE_TEST(test_sync_first_paged_counts),
+        STORE_TEST(test_sync_first_freed_midway),
         STORE_TEST(test_sync_purges_after_grace),
         STORE_TEST(test_add_many),
         STORE_TEST(test_journal),
