@@ -551,6 +551,8 @@ struct mirror_sync_s {
     size_t        nr, nf, n, next;
     const char  **ids;
     int           pulled, pushed;
+    int           accounts;     /* the accounts are synced */
+    mirror_names_sync_t *names; /* the registry's sync under way */
 };
 
 void
@@ -562,6 +564,7 @@ mirror_sync_end(atls_mirror_t *m)
         return;
     }
     free(y->ids);
+    mirror_names_sync_free(y->names);
     atls_strv_free(y->ir, y->nr);
     atls_strv_free(y->imf, y->nf);
     free(y);
@@ -614,24 +617,30 @@ out:
     return rc;
 }
 
-/* The end of a sync: accounts, the registry of names, then the cluster
- * key (from now on this Redis is known to hold the cluster's state).
- * 1 when the registry changed in the mirror, 0, or -1 + err. */
+/* The end of a sync, in steps as the certificates: the accounts, the
+ * registry of names (a first one of 100,000 names is not one blocking
+ * pass), then the cluster key (from now on this Redis is known to hold
+ * the cluster's state), with *fin.  1 when this step changed the
+ * registry in the mirror (counted as a pull, so that the host tells its
+ * workers), 0, or -1 + err. */
 static int
-sync_finish(atls_mirror_t *m, char *err, size_t errlen)
+sync_finish(atls_mirror_t *m, struct mirror_sync_s *y, long long until, int *fin,
+            char *err, size_t errlen)
 {
     atls_redis_t *c;
     redisReply   *r = NULL;
-    int           names;
+    int           names, names_done = 0;
 
-    if (sync_accounts(m, err, errlen) != 0) {
-        return -1;
+    *fin = 0;
+    if (!y->accounts) {
+        if (sync_accounts(m, err, errlen) != 0) {
+            return -1;
+        }
+        y->accounts = 1;
     }
-    /* the registry of names: 1 when the mirror's changed (counted as a
-     * pull, so that the host tells its workers) */
-    names = atls_mirror_sync_names(m, err, errlen);
-    if (names < 0) {
-        return -1;
+    names = mirror_names_step(m, &y->names, until, &names_done, err, errlen);
+    if (names < 0 || !names_done) {
+        return names;
     }
     c = atls_mirror_conn(m, err, errlen);
     if (c == NULL || atls_redis_callv(c, &r, err, errlen, "SET", m->cluster_key, "0", "NX",
@@ -640,6 +649,7 @@ sync_finish(atls_mirror_t *m, char *err, size_t errlen)
         return -1;
     }
     freeReplyObject(r);
+    *fin = 1;
     return names;
 }
 
@@ -683,12 +693,11 @@ atls_mirror_sync_step(atls_mirror_t *m, long budget_ms, int *done, int *pushed,
         goto out;
     }
     if (y->next == y->n) {
-        one = sync_finish(m, err, errlen);
+        one = sync_finish(m, y, budget_ms > 0 ? until : 0, done, err, errlen);
         if (one < 0) {
             goto out;
         }
         y->pulled += one;
-        *done = 1;
     }
     rc = y->pulled;
     if (pushed != NULL) {
