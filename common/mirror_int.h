@@ -65,6 +65,19 @@ int atls_mirror_parse_gen(const char *s, size_t len, uint64_t *gen);
  * (atls_store_bump_generation_many) before it returns. */
 int atls_mirror_write_generation(atls_mirror_t *m, const char *id, uint64_t gen,
                                  char *err, size_t errlen);
+/* A sync of the registry of names under way (mirror_names.c), in steps:
+ * *ns NULL starts one (left NULL when the mirror is current); a step
+ * goes through at most MIRROR_NAMES_STEP_MAX entries and, when until
+ * (atls_rs_now_ms) is not 0, stops past it after one; what it wrote is
+ * journaled and the mirror's store generation bumped before it returns.
+ * 1 when the step changed the mirror, 0, -1 + err; *done when the
+ * registry is Redis's (*ns freed and NULL then, and after an error). */
+#define MIRROR_NAMES_STEP_MAX  256
+typedef struct mirror_names_sync_s mirror_names_sync_t;
+int mirror_names_step(atls_mirror_t *m, mirror_names_sync_t **ns, long long until,
+                      int *done, char *err, size_t errlen);
+void mirror_names_sync_free(mirror_names_sync_t *ns);
+
 /* Drops a sliced sync under way (atls_mirror_sync_step), if any. */
 void mirror_sync_end(atls_mirror_t *m);
 

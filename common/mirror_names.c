@@ -219,9 +219,33 @@ names_str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-/* Every entry of either side (the journal does not reach back). */
+/* A registry sync under way: the entry files it goes through (the ones
+ * Redis's journal named, or every file of either side when the journal
+ * does not reach back) and where the next step goes on.  A first sync of
+ * 100,000 names is thus taken in slices, as the certificates are
+ * (atls_mirror_sync_step). */
+struct mirror_names_sync_s {
+    uint64_t   rgen;        /* Redis's registry generation read at the start */
+    int        named;       /* the journal named them */
+    char     **files;
+    size_t     n, next;
+    size_t     changed;     /* entries the steps changed in the mirror */
+};
+
+void
+mirror_names_sync_free(mirror_names_sync_t *ns)
+{
+    if (ns != NULL) {
+        atls_strv_free(ns->files, ns->n);
+        free(ns);
+    }
+}
+
+/* Every entry file of either side (the journal does not reach back):
+ * Redis's, then the mirror's that Redis does not list (gone from the
+ * registry). */
 static int
-names_pull_all(atls_mirror_t *m, names_vec_t *changed, char *err, size_t errlen)
+names_list_all(atls_mirror_t *m, mirror_names_sync_t *ns, char *err, size_t errlen)
 {
     char  **rf = NULL, **lf = NULL;
     size_t  nr = 0, nl = 0, i;
@@ -231,30 +255,38 @@ names_pull_all(atls_mirror_t *m, names_vec_t *changed, char *err, size_t errlen)
     if (rc == ATLS_STORE_OK) {
         rc = names_files(m->fs, &lf, &nl, err, errlen);
     }
-    for (i = 0; rc == ATLS_STORE_OK && i < nr; i++) {
-        rc = names_pull_file(m, rf[i], 0, changed, err, errlen);
-    }
-    if (rf != NULL) {
-        qsort(rf, nr, sizeof(*rf), names_str_cmp);
-    }
-    /* the mirror's entries Redis does not list: gone from the registry */
-    for (i = 0; rc == ATLS_STORE_OK && i < nl; i++) {
-        if (rf == NULL || bsearch(&lf[i], rf, nr, sizeof(*rf), names_str_cmp) == NULL) {
-            rc = names_pull_file(m, lf[i], 0, changed, err, errlen);
+    if (rc == ATLS_STORE_OK) {
+        if (rf != NULL) {
+            qsort(rf, nr, sizeof(*rf), names_str_cmp);
         }
+        ns->files = calloc(nr + nl + 1, sizeof(*ns->files));
+        if (ns->files == NULL) {
+            abort();
+        }
+        for (i = 0; i < nr; i++) {
+            ns->files[ns->n++] = rf[i];     /* moved */
+        }
+        for (i = 0; i < nl; i++) {
+            if (rf == NULL || bsearch(&lf[i], rf, nr, sizeof(*rf), names_str_cmp) == NULL) {
+                ns->files[ns->n++] = atls_strdup(lf[i]);
+            }
+        }
+        free(rf);
+        rf = NULL;
+        nr = 0;
     }
     atls_strv_free(rf, nr);
     atls_strv_free(lf, nl);
     return rc;
 }
 
-/* The entries Redis's journal says changed in (since, upto]; NOTFOUND
+/* The entry files Redis's journal says changed in (since, upto]; NOTFOUND
  * when it does not say. */
 static int
-names_pull_changed(atls_mirror_t *m, uint64_t since, uint64_t upto, names_vec_t *changed,
+names_list_changed(atls_mirror_t *m, uint64_t since, uint64_t upto, mirror_names_sync_t *ns,
                    char *err, size_t errlen)
 {
-    char  **names = NULL, *file;
+    char  **names = NULL;
     size_t  n = 0, i;
     int     rc;
 
@@ -262,11 +294,17 @@ names_pull_changed(atls_mirror_t *m, uint64_t since, uint64_t upto, names_vec_t 
         return ATLS_STORE_NOTFOUND;     /* never taken: everything */
     }
     rc = atls_names_changed_since(m->rs, since, upto, &names, &n, err, errlen);
-    for (i = 0; rc == ATLS_STORE_OK && i < n; i++) {
-        /* a checked name is its own certificate id */
-        file = atls_store_cat(names[i], NAMES_EXT, NULL);
-        rc = names_pull_file(m, file, 1, changed, err, errlen);
-        free(file);
+    if (rc == ATLS_STORE_OK) {
+        ns->files = calloc(n + 1, sizeof(*ns->files));
+        if (ns->files == NULL) {
+            abort();
+        }
+        for (i = 0; i < n; i++) {
+            /* a checked name is its own certificate id */
+            ns->files[i] = atls_store_cat(names[i], NAMES_EXT, NULL);
+        }
+        ns->n = n;
+        ns->named = 1;
     }
     atls_strv_free(names, n);
     return rc;
@@ -368,13 +406,15 @@ names_push(atls_mirror_t *m, uint64_t taken, char *err, size_t errlen)
 
 /* ---- the sync --------------------------------------------------------------- */
 
-int
-atls_mirror_sync_names(atls_mirror_t *m, char *err, size_t errlen)
+/* A new registry sync into *ns; NULL when the mirror is current. */
+static int
+names_begin(atls_mirror_t *m, mirror_names_sync_t **out, char *err, size_t errlen)
 {
-    names_vec_t  changed = { NULL, 0, 0 };
-    uint64_t     rgen, taken = atls_mirror_names_generation(m);
-    int          rc = -1, one;
+    mirror_names_sync_t *ns;
+    uint64_t             rgen, taken = atls_mirror_names_generation(m);
+    int                  one;
 
+    *out = NULL;
     if (atls_mirror_redis_names_generation(m, &rgen, err, errlen) != ATLS_STORE_OK) {
         return -1;
     }
@@ -389,27 +429,92 @@ atls_mirror_sync_names(atls_mirror_t *m, char *err, size_t errlen)
         }
         taken = 0;      /* listed whole: every entry checked */
     }
-    one = names_pull_changed(m, taken, rgen, &changed, err, errlen);
-    if (one == ATLS_STORE_NOTFOUND) {
-        atls_strv_free(changed.v, changed.n);
-        memset(&changed, 0, sizeof(changed));
-        one = names_pull_all(m, &changed, err, errlen);
+    ns = calloc(1, sizeof(*ns));
+    if (ns == NULL) {
+        abort();
     }
-    if (one != ATLS_STORE_OK
-        || (changed.n > 0 && names_mirror_changed(m, &changed, err, errlen) != ATLS_STORE_OK)
-        || names_write_counter(m->fs, NAMES_TAKEN, rgen, err, errlen) != ATLS_STORE_OK)
-    {
+    ns->rgen = rgen;
+    one = names_list_changed(m, taken, rgen, ns, err, errlen);
+    if (one == ATLS_STORE_NOTFOUND) {
+        one = names_list_all(m, ns, err, errlen);
+    }
+    if (one != ATLS_STORE_OK) {
+        mirror_names_sync_free(ns);
+        return -1;
+    }
+    *out = ns;
+    return 0;
+}
+
+int
+mirror_names_step(atls_mirror_t *m, mirror_names_sync_t **nsp, long long until, int *done,
+                  char *err, size_t errlen)
+{
+    mirror_names_sync_t *ns = *nsp;
+    names_vec_t          changed = { NULL, 0, 0 };
+    size_t               stepped = 0;
+    int                  rc = -1;
+
+    *done = 0;
+    if (ns == NULL) {
+        if (names_begin(m, nsp, err, errlen) != 0) {
+            return -1;
+        }
+        ns = *nsp;
+        if (ns == NULL) {
+            *done = 1;
+            return 0;
+        }
+    }
+    for (; ns->next < ns->n; ns->next++, stepped++) {
+        if (stepped >= MIRROR_NAMES_STEP_MAX
+            || (until > 0 && stepped > 0 && atls_rs_now_ms() >= until))
+        {
+            break;
+        }
+        if (names_pull_file(m, ns->files[ns->next], ns->named, &changed, err, errlen)
+            != ATLS_STORE_OK)
+        {
+            goto out;
+        }
+    }
+    /* what this step wrote is served now: the workers read it */
+    if (changed.n > 0 && names_mirror_changed(m, &changed, err, errlen) != ATLS_STORE_OK) {
         goto out;
     }
-    if (changed.n > 0) {
-        atls_log(ATLS_LOG_INFO, "mirror: %zu dynamic name(s) changed, registry generation "
-                 "%" PRIu64 " from Redis", changed.n, rgen);
+    ns->changed += changed.n;
+    if (ns->next == ns->n) {
+        if (names_write_counter(m->fs, NAMES_TAKEN, ns->rgen, err, errlen) != ATLS_STORE_OK) {
+            goto out;
+        }
+        if (ns->changed) {
+            atls_log(ATLS_LOG_INFO, "mirror: %zu dynamic name(s) changed, registry "
+                     "generation %" PRIu64 " from Redis", ns->changed, ns->rgen);
+        }
+        *done = 1;
     }
     rc = (int) (changed.n > 0);
 
 out:
     atls_strv_free(changed.v, changed.n);
+    if (rc < 0 || *done) {
+        mirror_names_sync_free(ns);
+        *nsp = NULL;
+    }
     return rc;
+}
+
+int
+atls_mirror_sync_names(atls_mirror_t *m, char *err, size_t errlen)
+{
+    mirror_names_sync_t *ns = NULL;
+    int                  done = 0, one, changed = 0;
+
+    do {
+        one = mirror_names_step(m, &ns, 0, &done, err, errlen);
+        changed |= one > 0;
+    } while (one >= 0 && !done);
+    return one < 0 ? -1 : changed;
 }
 
 /* ---- announcements ------------------------------------------------------------ */

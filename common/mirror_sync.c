@@ -216,53 +216,118 @@ check_set(atls_mirror_t *m, const char *id, const mirror_set_t *s, char *err, si
     return rc;
 }
 
-/* The certificates pulled in one step of a sync: the mirror's store
- * generation moves once for all of them (mirror_batch_flush). */
+/* The certificates pulled in one step of a sync, with the generation each
+ * was read at: their generation files, the directories that name them
+ * and the mirror's store generation are written and synced once for all
+ * of them (batch_flush). */
 typedef struct {
-    char   **ids;
-    size_t   n, cap;
+    char     **ids;
+    uint64_t  *gens;
+    size_t     n, cap;
 } mirror_batch_t;
 
 static void
-batch_add(mirror_batch_t *b, const char *id)
+batch_add(mirror_batch_t *b, const char *id, uint64_t gen)
 {
     if (b->n == b->cap) {
-        size_t  cap = b->cap ? b->cap * 2 : 32;
-        char  **v = realloc(b->ids, cap * sizeof(*v));
+        size_t     cap = b->cap ? b->cap * 2 : 32;
+        char     **v = realloc(b->ids, cap * sizeof(*v));
+        uint64_t  *g;
 
         if (v == NULL) {
             abort();
         }
         b->ids = v;
+        g = realloc(b->gens, cap * sizeof(*g));
+        if (g == NULL) {
+            abort();
+        }
+        b->gens = g;
         b->cap = cap;
     }
+    b->gens[b->n] = gen;
     b->ids[b->n++] = atls_strdup(id);
 }
 
-/* One bump for the batch (its journal names each certificate, so the
- * workers read them all); emptied whatever the result. */
+/* dir's renames made durable (a store without sync_dir synced each one);
+ * a directory not there yet holds nothing to sync. */
+static int
+batch_sync_dir(atls_mirror_t *m, const char *dir, char *err, size_t errlen)
+{
+    int rc;
+
+    if (m->fs->ops->sync_dir == NULL || m->fs->ops->put_nosync == NULL) {
+        return ATLS_STORE_OK;
+    }
+    rc = m->fs->ops->sync_dir(m->fs, dir, err, errlen);
+    return rc == ATLS_STORE_NOTFOUND ? ATLS_STORE_OK : rc;
+}
+
+/* The generation files of the batch, each fsync'd before its rename (put
+ * or put_nosync), the directory of them synced once by the caller. */
+static int
+batch_write_generations(atls_mirror_t *m, const mirror_batch_t *b, char *err, size_t errlen)
+{
+    char   *path, buf[32];
+    size_t  i;
+    int     rc = ATLS_STORE_OK;
+
+    for (i = 0; rc == ATLS_STORE_OK && i < b->n; i++) {
+        path = atls_store_cat(ATLS_MIRROR_GEN_DIR "/", b->ids[i], NULL);
+        snprintf(buf, sizeof(buf), "%" PRIu64 "\n", b->gens[i]);
+        rc = m->fs->ops->put_nosync != NULL
+             ? m->fs->ops->put_nosync(m->fs, path, buf, strlen(buf), 0, err, errlen)
+             : m->fs->ops->put(m->fs, path, buf, strlen(buf), 0, err, errlen);
+        free(path);
+    }
+    return rc;
+}
+
+/* The batch made durable and announced, in the order a crash or a reader
+ * needs: the certificates' directories (each synced by write_dir) named
+ * in certs/ (a new one's entry), then their generation files (what the
+ * next sync compares, never ahead of the files), then one bump of the
+ * store generation whose journal names each certificate (what the
+ * workers read).  certs/, mirror-gen/, the journal and the generation are
+ * synced once a batch; a certificate pays its own files and directory and
+ * its generation file (each file still fsync'd before its rename).
+ * Emptied whatever the result; the bump is made
+ * even when a generation file failed (those certificates' files are in
+ * place, and are pulled again by the next sync). */
 static int
 batch_flush(atls_mirror_t *m, mirror_batch_t *b, char *err, size_t errlen)
 {
-    int rc = ATLS_STORE_OK;
+    char why[256];
+    int  rc = ATLS_STORE_OK;
 
-    if (b->n > 0
-        && atls_store_bump_generation_many(m->fs, (const char *const *) b->ids, b->n)
-           != ATLS_STORE_OK)
-    {
-        snprintf(err, errlen, "mirror %s: generation not bumped (see the log)",
-                 m->fs->location);
-        rc = ATLS_STORE_ERROR;
+    if (b->n > 0) {
+        rc = batch_sync_dir(m, "certs", err, errlen);
+        if (rc == ATLS_STORE_OK) {
+            rc = batch_write_generations(m, b, err, errlen);
+        }
+        if (batch_sync_dir(m, ATLS_MIRROR_GEN_DIR, why, sizeof(why)) != ATLS_STORE_OK
+            && rc == ATLS_STORE_OK)
+        {
+            snprintf(err, errlen, "%s", why);
+            rc = ATLS_STORE_ERROR;
+        }
+        if (atls_store_bump_generation_many(m->fs, (const char *const *) b->ids, b->n)
+            != ATLS_STORE_OK && rc == ATLS_STORE_OK)
+        {
+            snprintf(err, errlen, "mirror %s: generation not bumped (see the log)",
+                     m->fs->location);
+            rc = ATLS_STORE_ERROR;
+        }
     }
     atls_strv_free(b->ids, b->n);
-    b->ids = NULL;
-    b->n = 0;
-    b->cap = 0;
+    free(b->gens);
+    memset(b, 0, sizeof(*b));
     return rc;
 }
 
 /* Redis -> mirror for one certificate, at the generation read around it;
- * the store generation bumped now (b NULL) or with the batch b. */
+ * its generation file and the store generation written now (b NULL) or
+ * with the batch b. */
 static int
 pull(atls_mirror_t *m, const char *id, mirror_batch_t *b, char *err, size_t errlen)
 {
@@ -289,13 +354,12 @@ pull(atls_mirror_t *m, const char *id, mirror_batch_t *b, char *err, size_t errl
     }
     if (check_set(m, id, &s, err, errlen) != 0
         || write_dir(&d, dir, &s, 1, err, errlen) != ATLS_STORE_OK
-        || (b == NULL ? atls_mirror_set_generation(m, id, g1, err, errlen)
-                      : atls_mirror_write_generation(m, id, g1, err, errlen)) != ATLS_STORE_OK)
+        || (b == NULL && atls_mirror_set_generation(m, id, g1, err, errlen) != ATLS_STORE_OK))
     {
         goto out;
     }
     if (b != NULL) {
-        batch_add(b, id);
+        batch_add(b, id, g1);   /* its generation written by batch_flush */
     }
     atls_log(ATLS_LOG_INFO, "mirror: %s at generation %" PRIu64 " from Redis", id, g1);
     rc = 0;
@@ -487,6 +551,8 @@ struct mirror_sync_s {
     size_t        nr, nf, n, next;
     const char  **ids;
     int           pulled, pushed;
+    int           accounts;     /* the accounts are synced */
+    mirror_names_sync_t *names; /* the registry's sync under way */
 };
 
 void
@@ -498,6 +564,7 @@ mirror_sync_end(atls_mirror_t *m)
         return;
     }
     free(y->ids);
+    mirror_names_sync_free(y->names);
     atls_strv_free(y->ir, y->nr);
     atls_strv_free(y->imf, y->nf);
     free(y);
@@ -550,24 +617,30 @@ out:
     return rc;
 }
 
-/* The end of a sync: accounts, the registry of names, then the cluster
- * key (from now on this Redis is known to hold the cluster's state).
- * 1 when the registry changed in the mirror, 0, or -1 + err. */
+/* The end of a sync, in steps as the certificates: the accounts, the
+ * registry of names (a first one of 100,000 names is not one blocking
+ * pass), then the cluster key (from now on this Redis is known to hold
+ * the cluster's state), with *fin.  1 when this step changed the
+ * registry in the mirror (counted as a pull, so that the host tells its
+ * workers), 0, or -1 + err. */
 static int
-sync_finish(atls_mirror_t *m, char *err, size_t errlen)
+sync_finish(atls_mirror_t *m, struct mirror_sync_s *y, long long until, int *fin,
+            char *err, size_t errlen)
 {
     atls_redis_t *c;
     redisReply   *r = NULL;
-    int           names;
+    int           names, names_done = 0;
 
-    if (sync_accounts(m, err, errlen) != 0) {
-        return -1;
+    *fin = 0;
+    if (!y->accounts) {
+        if (sync_accounts(m, err, errlen) != 0) {
+            return -1;
+        }
+        y->accounts = 1;
     }
-    /* the registry of names: 1 when the mirror's changed (counted as a
-     * pull, so that the host tells its workers) */
-    names = atls_mirror_sync_names(m, err, errlen);
-    if (names < 0) {
-        return -1;
+    names = mirror_names_step(m, &y->names, until, &names_done, err, errlen);
+    if (names < 0 || !names_done) {
+        return names;
     }
     c = atls_mirror_conn(m, err, errlen);
     if (c == NULL || atls_redis_callv(c, &r, err, errlen, "SET", m->cluster_key, "0", "NX",
@@ -576,6 +649,7 @@ sync_finish(atls_mirror_t *m, char *err, size_t errlen)
         return -1;
     }
     freeReplyObject(r);
+    *fin = 1;
     return names;
 }
 
@@ -584,7 +658,7 @@ atls_mirror_sync_step(atls_mirror_t *m, long budget_ms, int *done, int *pushed,
                       char *err, size_t errlen)
 {
     struct mirror_sync_s *y;
-    mirror_batch_t        b = { NULL, 0, 0 };
+    mirror_batch_t        b = { NULL, NULL, 0, 0 };
     long long             until = atls_rs_now_ms() + budget_ms;
     int                   rc = -1, one, stepped = 0;
 
@@ -619,12 +693,11 @@ atls_mirror_sync_step(atls_mirror_t *m, long budget_ms, int *done, int *pushed,
         goto out;
     }
     if (y->next == y->n) {
-        one = sync_finish(m, err, errlen);
+        one = sync_finish(m, y, budget_ms > 0 ? until : 0, done, err, errlen);
         if (one < 0) {
             goto out;
         }
         y->pulled += one;
-        *done = 1;
     }
     rc = y->pulled;
     if (pushed != NULL) {

@@ -5,7 +5,8 @@
  * holds the entries, its own registry generation and a journal that names
  * what changed (what the workers read), by announcement or by sync; a
  * broken entry in Redis is not mirrored; a Redis that lost the registry
- * gets the mirror's entries back.
+ * gets the mirror's entries back; a first sync of many names goes in
+ * steps bounded in work (atls_mirror_sync_step, as the certificates).
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -22,6 +23,7 @@
 #include "atls_job.h"
 #include "atls_mirror.h"
 #include "atls_names.h"
+#include "mirror_int.h"
 #include "support/mirrorfx.h"
 
 typedef mirrorfx_t fx_t;
@@ -259,6 +261,84 @@ test_ensure_waits_for_the_lease(void **state)
     free(data);
 }
 
+/* The entries of names/ in m's mirror directory. */
+static size_t
+mirrored_count(atls_mirror_t *m)
+{
+    atls_store_t *fs = atls_mirror_fs(m);
+    char          err[512], **files = NULL;
+    size_t        n = 0, i, k = 0, len;
+    int           rc = fs->ops->list(fs, "names", &files, &n, err, sizeof(err));
+
+    if (rc == ATLS_STORE_NOTFOUND) {
+        return 0;
+    }
+    assert_int_equal(rc, ATLS_STORE_OK);
+    for (i = 0; i < n; i++) {
+        len = strlen(files[i]);
+        k += len > 5 && strcmp(files[i] + len - 5, ".json") == 0;
+    }
+    atls_strv_free(files, n);
+    return k;
+}
+
+#define N_MANY  (2 * MIRROR_NAMES_STEP_MAX + 88)
+
+/* A node's first sync of a registry of hundreds of names (no journal to
+ * follow): taken in steps of the sliced sync, none going through more
+ * than MIRROR_NAMES_STEP_MAX entries, the workers told at each (the
+ * mirror's registry journal names them all), and the registry complete
+ * at the end, with Redis's generation taken. */
+static void
+test_first_sync_in_steps(void **state)
+{
+    fx_t         *fx = *state;
+    atls_store_t *cli = cli_store(fx), *fs = atls_mirror_fs(fx->b);
+    char         *names[N_MANY], err[512], **changed = NULL;
+    size_t        i, before, after, n = 0, steps = 0;
+    uint64_t      g0, rgen;
+    int           done = 0, pulled, last = 0;
+
+    for (i = 0; i < N_MANY; i++) {
+        if (asprintf(&names[i], "n%04zu.example", i) < 0) {
+            abort();
+        }
+    }
+    add_names(cli, (const char *const *) names, N_MANY);
+    g0 = atls_names_generation(fs);
+    assert_int_equal(mirrored_count(fx->b), 0);
+    while (!done) {
+        before = mirrored_count(fx->b);
+        pulled = atls_mirror_sync_step(fx->b, 1, &done, NULL, err, sizeof(err));
+        if (pulled < 0) {
+            fail_msg("sync step: %s", err);
+        }
+        after = mirrored_count(fx->b);
+        assert_true(after - before <= MIRROR_NAMES_STEP_MAX);
+        assert_true(pulled >= last);            /* each step's names told */
+        last = pulled;
+        steps += after > before;
+        assert_true(steps <= N_MANY);
+    }
+    assert_true(steps >= 3);
+    assert_int_equal(mirrored_count(fx->b), N_MANY);
+    for (i = 0; i < N_MANY; i++) {
+        assert_int_equal(mirrored_state(fx->b, names[i]), ATLS_NAME_ACTIVE);
+    }
+    assert_int_equal(atls_names_changed_since(fs, g0, atls_names_generation(fs), &changed,
+                                              &n, err, sizeof(err)), ATLS_STORE_OK);
+    assert_int_equal(n, N_MANY);
+    atls_strv_free(changed, n);
+    assert_int_equal(atls_mirror_redis_names_generation(fx->b, &rgen, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_int_equal(atls_mirror_names_generation(fx->b), rgen);
+    sync_names_ok(fx->b, 0);
+    for (i = 0; i < N_MANY; i++) {
+        free(names[i]);
+    }
+    atls_store_close(cli);
+}
+
 int
 main(void)
 {
@@ -268,6 +348,7 @@ main(void)
         MX_TEST(test_registry_full_catch_up),
         MX_TEST(test_registry_redis_lost),
         MX_TEST(test_ensure_waits_for_the_lease),
+        MX_TEST(test_first_sync_in_steps),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
