@@ -56,16 +56,6 @@ def denied(redis):
     return redis.cli("ACL", "LOG").stdout.decode(errors="replace").strip()
 
 
-def restart_with(cl, spec):
-    for node in cl.nodes:
-        node.stop()
-    cl.spec = spec
-    for node in cl.nodes:
-        node.log_from = len(node.log())
-        node.rewrite()
-        node.start()
-
-
 def check_refused_and_serving(cl, serials, secrets):
     for node in cl.nodes:
         directive = DIRECTIVE[node.kind]
@@ -105,11 +95,11 @@ def test_acl_user_issues_serves_and_is_refused_clearly(cluster):
         assert PASSWORD not in node.log(), f"{node}: the password in its log"
 
     # the right user, a wrong password
-    restart_with(cl, user_spec(cl, USER, WRONG))
+    cl.restart_with(user_spec(cl, USER, WRONG))
     check_refused_and_serving(cl, serials, (PASSWORD, WRONG))
 
     # a user Redis does not know, with the right password
-    restart_with(cl, user_spec(cl, "no-such-user", PASSWORD))
+    cl.restart_with(user_spec(cl, "no-such-user", PASSWORD))
     check_refused_and_serving(cl, serials, (PASSWORD, WRONG))
     for node in cl.nodes:
         node.stop()

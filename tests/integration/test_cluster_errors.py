@@ -24,16 +24,6 @@ def cluster(pebble_factory, test_root):
         yield cl
 
 
-def restart_with(cl, spec):
-    for node in cl.nodes:
-        node.stop()
-    cl.spec = spec
-    for node in cl.nodes:
-        node.log_from = len(node.log())
-        node.rewrite()
-        node.start()
-
-
 def check_refused_and_serving(cl, serials, words):
     """Each node logs an error naming its directive and one of words, and
     serves what it obtained before from its mirror."""
@@ -61,7 +51,7 @@ def test_wrong_password_and_untrusted_tls(cluster, test_root):
     serials = cl.wait_served(NAMES, timeout=120)
 
     # the same Redis, a wrong password
-    restart_with(cl, store_spec(cl.redis, cl.key, password=WRONG))
+    cl.restart_with(store_spec(cl.redis, cl.key, password=WRONG))
     check_refused_and_serving(cl, serials, ("password", "auth"))
 
     # a TLS Redis whose certificate is from a CA the nodes were not given
@@ -72,7 +62,7 @@ def test_wrong_password_and_untrusted_tls(cluster, test_root):
     other_ca = tls_pair(other_dir)[0]
     try:
         tls.start()
-        restart_with(cl, f"{store_spec(tls, cl.key)} ca_file={other_ca}")
+        cl.restart_with(f"{store_spec(tls, cl.key)} ca_file={other_ca}")
         check_refused_and_serving(cl, serials, ("certificate", "verify", "tls"))
     finally:
         for node in cl.nodes:

@@ -10,8 +10,7 @@ import json
 
 import pytest
 
-from clusterctl import ADDRESS_BASES, Cluster, _ClusterApache, add_a
-from redisctl import Redis
+from clusterctl import ADDRESS_BASES, _ClusterApache, add_a, running_cluster
 from util import free_port, run_cli, stays, wait_until
 
 BASE = ADDRESS_BASES["names"]          # 127.0.0.81-83
@@ -71,12 +70,8 @@ def api(addr, port, method, path, host=None):
 
 @pytest.fixture
 def cluster(pebble_factory, test_root):
-    pebble = pebble_factory()
-    redis = Redis(f"{test_root}/redis")
-    cl = None
-    try:
-        redis.start()
-        cl = Cluster(test_root, pebble, redis, [], base=BASE, n_nginx=2, n_apache=1)
+    with running_cluster(pebble_factory, test_root, [], BASE, n_nginx=2,
+                         n_apache=1) as cl:
         cl.api_port = free_port()
         for node in cl.nodes:
             if node.kind == "nginx":
@@ -85,10 +80,6 @@ def cluster(pebble_factory, test_root):
             else:
                 node.apache = apache_dynamic(node)
         yield cl
-    finally:
-        if cl is not None:
-            cl.close()
-        redis.stop()
 
 
 def not_served_anywhere(cl, name, serial, nodes=None):

@@ -9,9 +9,8 @@ import os
 
 import pytest
 
-from clusterctl import ADDRESS_BASES, Cluster, _ClusterApache, add_a, served
+from clusterctl import ADDRESS_BASES, _ClusterApache, add_a, running_cluster, served
 from nginxctl import issuer_block
-from redisctl import Redis
 from util import stays, wait_until
 
 BASE = ADDRESS_BASES["ondemand"]        # 127.0.0.86-87
@@ -53,21 +52,13 @@ def apache_on_demand(node):
 
 @pytest.fixture
 def cluster(pebble_factory, test_root):
-    pebble = pebble_factory()
-    redis = Redis(f"{test_root}/redis")
-    cl = None
-    try:
-        redis.start()
-        cl = Cluster(test_root, pebble, redis, [], base=BASE, n_nginx=1, n_apache=1)
+    with running_cluster(pebble_factory, test_root, [], BASE, n_nginx=1,
+                         n_apache=1) as cl:
         ngx, apache = cl.nodes
         ngx.extra = nginx_on_demand(ngx)
         ngx.rewrite()
         apache.apache = apache_on_demand(apache)
         yield cl
-    finally:
-        if cl is not None:
-            cl.close()
-        redis.stop()
 
 
 def first_handshake(node, name):
