@@ -279,7 +279,9 @@ ngx_http_autotls_issuer_directory(ngx_conf_t *cf, ngx_command_t *cmd,
         && ngx_strncmp(value[1].data, "http://", 7) != 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid ACME directory URL \"%V\"", &value[1]);
+                           "invalid ACME directory URL \"%V\" in "
+                           "\"directory\", it must start with "
+                           "\"https://\" or \"http://\"", &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -429,7 +431,8 @@ ngx_http_autotls_issuer_profile(ngx_conf_t *cf, ngx_command_t *cmd,
     if (cf->args->nelts == 3) {
         if (ngx_strcmp(value[2].data, "required") != 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\"", &value[2]);
+                               "invalid parameter \"%V\" in \"profile\", "
+                               "it must be \"required\"", &value[2]);
             return NGX_CONF_ERROR;
         }
         iss->is.profile_required = 1;
