@@ -153,11 +153,7 @@ atls_notify_entry_save(atls_notify_t *n, const char *key, json_t *e)
                 next = (long long) json_integer_value(v);
             }
         }
-        if (next != 0) {
-            (void) json_object_set_new(e, "next_attempt", json_integer(next));
-        } else {
-            (void) json_object_set_new(e, "next_attempt", json_integer(0));
-        }
+        (void) json_object_set_new(e, "next_attempt", json_integer(next));
         text = json_dumps(e, JSON_COMPACT);
         rc = text == NULL ? ATLS_STORE_ERROR
                           : atls_store_queue_update(n->s->st, key, text, strlen(text),
