@@ -25,6 +25,10 @@
  * looks at the queue (after each emit in this process, each pass,
  * atls_sched_notify(), and every ATLS_NOTIFY_POLL_S: events the CLI
  * queued reach the server's sinks without a pass).
+ *
+ * Here: the lock, the sinks' cursors, looking at the queue and the
+ * scheduler's side.  Reading and writing entries is notify_entry.c; one
+ * delivery and what its outcome does to the entry, notify_deliver.c.
  */
 #define _GNU_SOURCE
 #include <limits.h>
@@ -34,221 +38,11 @@
 #include <time.h>
 #include <jansson.h>
 #include "atls.h"
-#include "atls_schedule.h"
 #include "atls_store.h"
 #include "notify_int.h"
 #include "sched_internal.h"
 
-typedef enum { SINK_WEBHOOK = 0, SINK_EXEC, SINK_MAX } sink_kind_t;
-
-static const char *const sink_names[SINK_MAX] = { "webhook", "exec" };
-
-typedef struct {
-    int              on;        /* configured, and runnable by this host */
-    atls_sched_op_t *op;        /* the delivery in flight */
-    char            *key;       /* its entry */
-    long long        deadline;  /* exec: killed then (monotonic ms) */
-    long long        retry_at;  /* its oldest entry is tried again then; 0 none */
-    int              failing;   /* in a failure streak (the webhook's is logged once) */
-    char            *done_to;   /* no entry up to this key is pending for it; NULL: unknown */
-} notify_sink_t;
-
-struct atls_notify_s {
-    atls_sched_t       *s;
-    atls_events_t      *ev;
-    atls_notify_conf_t  conf;
-    char               *where;      /* the webhook URL up to '?', for logs */
-    notify_sink_t       sink[SINK_MAX];
-    int                 look_soon;
-    long long           poll_at;    /* entries wait: looked at then; 0 none */
-    long long           rescan_at;  /* the cursors (done_to) are forgotten then */
-    atls_store_lock_t  *lock;
-    int                 lock_said;  /* "another process delivers" logged */
-    int                 stopped;
-};
-
-/* ---- queue entries -------------------------------------------------------- */
-
-/* The event name and id become a command's argv: a known event name, and
- * an id without control characters that cannot pass for an option. */
-static int
-entry_event_ok(json_t *ev)
-{
-    json_t     *name = json_object_get(ev, "event"), *id = json_object_get(ev, "id");
-    const char *s;
-
-    if (!json_is_string(name) || atls_event_type_from_name(json_string_value(name)) < 0) {
-        return 0;
-    }
-    if (id == NULL) {
-        return 1;
-    }
-    if (!json_is_string(id)) {
-        return 0;
-    }
-    s = json_string_value(id);
-    if (s[0] == '\0' || s[0] == '-' || strlen(s) > 255) {
-        return 0;
-    }
-    for (; *s != '\0'; s++) {
-        if ((unsigned char) *s < 0x20 || *s == 0x7f) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* The entry, or NULL (gone meanwhile: delivered by another process, or
- * unreadable: logged). */
-static json_t *
-entry_load(atls_notify_t *n, const char *key)
-{
-    json_t *e = NULL;
-    char   *data = NULL, err[512];
-    size_t  len = 0;
-    int     rc;
-
-    rc = atls_store_queue_get(n->s->st, key, &data, &len, err, sizeof(err));
-    if (rc == ATLS_STORE_OK) {
-        e = json_loadb(data, len, 0, NULL);
-        if (e != NULL && !json_is_object(e)) {
-            json_decref(e);
-            e = NULL;
-        }
-        if (e == NULL || !json_is_object(json_object_get(e, "event"))
-            || !json_is_array(json_object_get(e, "pending"))
-            || !entry_event_ok(json_object_get(e, "event")))
-        {
-            atls_log(ATLS_LOG_WARN, "autotls: notification queue entry %s in %s is not "
-                     "a queue entry (\"pending\", an \"event\" with a known name and a "
-                     "plain id): removed", key, n->s->st->location);
-            json_decref(e);
-            e = NULL;
-            (void) atls_store_queue_del(n->s->st, key, err, sizeof(err));
-        }
-    } else if (rc != ATLS_STORE_NOTFOUND) {
-        atls_log(ATLS_LOG_WARN, "autotls: notification queue: %s", err);
-    }
-    free(data);
-    return e;
-}
-
-static int
-entry_pending(json_t *e, const char *sink)
-{
-    json_t *v;
-    size_t  i;
-
-    json_array_foreach(json_object_get(e, "pending"), i, v) {
-        if (json_is_string(v) && strcmp(json_string_value(v), sink) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* sink is done with e (delivered or given up): its state goes too. */
-static void
-entry_drop_sink(json_t *e, const char *sink)
-{
-    json_t *pending = json_object_get(e, "pending"), *v;
-    size_t  i;
-
-    for (i = 0; i < json_array_size(pending); i++) {
-        v = json_array_get(pending, i);
-        if (!json_is_string(v) || strcmp(json_string_value(v), sink) == 0) {
-            json_array_remove(pending, i--);
-        }
-    }
-    (void) json_object_del(json_object_get(e, "attempts"), sink);
-    (void) json_object_del(json_object_get(e, "retry_at"), sink);
-    (void) json_object_del(json_object_get(e, "last_error"), sink);
-}
-
-static json_t *
-entry_member(json_t *e, const char *name)
-{
-    json_t *o = json_object_get(e, name);
-
-    if (!json_is_object(o)) {
-        o = json_object();
-        (void) json_object_set_new(e, name, o);
-    }
-    return o;
-}
-
-static long long
-entry_int(json_t *e, const char *member, const char *sink)
-{
-    json_t *v = json_object_get(json_object_get(e, member), sink);
-
-    return json_is_integer(v) ? (long long) json_integer_value(v) : 0;
-}
-
-/* Rewritten, or removed once no sink is pending; next_attempt is the
- * earliest retry of any sink (for `autotls` tools that show the queue). */
-static void
-entry_save(atls_notify_t *n, const char *key, json_t *e)
-{
-    const char *sink;
-    json_t     *v;
-    long long   next = 0;
-    char       *text, err[512];
-    int         rc;
-
-    if (json_array_size(json_object_get(e, "pending")) == 0) {
-        rc = atls_store_queue_del(n->s->st, key, err, sizeof(err));
-    } else {
-        json_object_foreach(json_object_get(e, "retry_at"), sink, v) {
-            if (json_is_integer(v) && (next == 0 || json_integer_value(v) < next)) {
-                next = (long long) json_integer_value(v);
-            }
-        }
-        if (next != 0) {
-            (void) json_object_set_new(e, "next_attempt", json_integer(next));
-        } else {
-            (void) json_object_set_new(e, "next_attempt", json_integer(0));
-        }
-        text = json_dumps(e, JSON_COMPACT);
-        rc = text == NULL ? ATLS_STORE_ERROR
-                          : atls_store_queue_update(n->s->st, key, text, strlen(text),
-                                                    err, sizeof(err));
-        if (text == NULL) {
-            snprintf(err, sizeof(err), "out of memory");
-        }
-        free(text);
-    }
-    if (rc != ATLS_STORE_OK && rc != ATLS_STORE_NOTFOUND) {
-        atls_log(ATLS_LOG_WARN, "autotls: notification queue: %s", err);
-    }
-}
-
-/* When the entry was queued: its key starts with the time in ms. */
-static time_t
-entry_queued(const char *key)
-{
-    return (time_t) (strtoll(key, NULL, 10) / 1000);
-}
-
-static const char *
-entry_event(json_t *e, const char *member)
-{
-    return json_string_value(json_object_get(json_object_get(e, "event"), member));
-}
-
-/* What the logs call an entry about no one certificate: "batch of N"
- * for a batch of events (docs/events.md), else "-". */
-static const char *
-entry_batch_label(json_t *e, char *buf, size_t len)
-{
-    json_t *count = json_object_get(json_object_get(e, "event"), "count");
-
-    if (!json_is_integer(count)) {
-        return "-";
-    }
-    snprintf(buf, len, "batch of %" JSON_INTEGER_FORMAT, json_integer_value(count));
-    return buf;
-}
+const char *const atls_notify_sink_names[SINK_MAX] = { "webhook", "exec" };
 
 /* ---- the lock ----------------------------------------------------------------- */
 
@@ -290,8 +84,8 @@ notify_lock(atls_notify_t *n)
     return 0;
 }
 
-static void
-notify_unlock(atls_notify_t *n)
+void
+atls_notify_unlock(atls_notify_t *n)
 {
     if (n->lock != NULL && !notify_in_flight(n)) {
         atls_store_unlock(n->s->st, n->lock);
@@ -316,8 +110,8 @@ sink_done_with(const notify_sink_t *sk, const char *key)
               < strtoll(sk->done_to, NULL, 10);
 }
 
-static void
-sink_done_to(notify_sink_t *sk, const char *key)
+void
+atls_notify_sink_done_to(notify_sink_t *sk, const char *key)
 {
     char *dup;
 
@@ -342,174 +136,6 @@ cursors_forget(atls_notify_t *n)
     }
 }
 
-/* ---- one delivery ------------------------------------------------------------- */
-
-static void sink_end(atls_notify_t *n, sink_kind_t k, int ok, const char *why);
-
-static int
-webhook_start(atls_notify_t *n, atls_sched_op_t *op, char *body, char *why, size_t whylen)
-{
-    atls_http_request_t req;
-    atls_http_opts_t    o;
-
-    memset(&req, 0, sizeof(req));
-    memset(&o, 0, sizeof(o));
-    req.method = "POST";
-    req.url = n->conf.webhook;
-    req.body = body;
-    req.body_len = strlen(body);
-    req.content_type = "application/json";
-    req.headers = (const char *const *) n->conf.headers;
-    req.n_headers = n->conf.n_headers;
-    o.connect_timeout_ms = ATLS_NOTIFY_HTTP_TIMEOUT_MS;
-    o.total_timeout_ms = ATLS_NOTIFY_HTTP_TIMEOUT_MS;
-    o.max_response = 64 * 1024;
-    if (n->s->host.http_send(n->s->host.ctx, op, &o, &req) != 0) {
-        snprintf(why, whylen, "the request could not be started");
-        return -1;
-    }
-    return 0;
-}
-
-static int
-exec_start(atls_notify_t *n, atls_sched_op_t *op, json_t *e, char *body,
-           char *why, size_t whylen)
-{
-    const char *name = entry_event(e, "event"), *id = entry_event(e, "id");
-    char       *argv[4];
-    long        limit = n->conf.exec_timeout_s > 0 ? n->conf.exec_timeout_s
-                                                   : ATLS_NOTIFY_EXEC_TIMEOUT;
-
-    argv[0] = n->conf.exec;
-    argv[1] = (char *) (name != NULL ? name : "unknown");
-    argv[2] = (char *) (id != NULL && id[0] != '\0' ? id : "-");
-    argv[3] = NULL;
-    op->hook = 1;
-    n->sink[SINK_EXEC].deadline = atls_sched_now_ms() + limit * 1000;
-    return n->s->host.exec_start(n->s->host.ctx, op, argv, body, strlen(body), why, whylen);
-}
-
-/* Starts sink k on entry key; a start that fails counts as a failed
- * delivery. */
-static void
-sink_start(atls_notify_t *n, sink_kind_t k, const char *key, json_t *e)
-{
-    notify_sink_t   *sk = &n->sink[k];
-    atls_sched_op_t *op = calloc(1, sizeof(*op));
-    char            *body = json_dumps(json_object_get(e, "event"), JSON_COMPACT);
-    char             why[512];
-    int              rc;
-
-    sk->key = strdup(key);
-    if (op == NULL || body == NULL || sk->key == NULL) {
-        atls_log(ATLS_LOG_ERR, "autotls: notifications: out of memory");
-        free(op);
-        free(body);
-        free(sk->key);
-        sk->key = NULL;
-        return;
-    }
-    sk->op = op;
-    why[0] = '\0';
-    rc = k == SINK_WEBHOOK ? webhook_start(n, op, body, why, sizeof(why))
-                           : exec_start(n, op, e, body, why, sizeof(why));
-    free(body);
-    if (rc != 0) {
-        sink_end(n, k, 0, why[0] ? why : "could not be started");
-    }
-}
-
-/* Seconds until the next try after `attempts` failures: 10 s doubling up
- * to 10 min, within ±20% (never above the cap). */
-static long
-retry_delay(unsigned attempts)
-{
-    long base = atls_schedule_doubling(ATLS_NOTIFY_RETRY_FIRST_S, ATLS_NOTIFY_RETRY_MAX_S,
-                                       attempts);
-    long spread = base / 5;
-    long d = base - spread + (long) (atls_random_u64() % (uint64_t) (2 * spread + 1));
-
-    return d > ATLS_NOTIFY_RETRY_MAX_S ? ATLS_NOTIFY_RETRY_MAX_S : d;
-}
-
-/* A failed delivery of e by sink k: retried later, or dropped (1). */
-static int
-sink_failed(atls_notify_t *n, sink_kind_t k, const char *key, json_t *e, const char *why)
-{
-    notify_sink_t *sk = &n->sink[k];
-    const char    *name = entry_event(e, "event"), *id = entry_event(e, "id");
-    unsigned       attempts = (unsigned) entry_int(e, "attempts", sink_names[k]) + 1;
-    time_t         now = time(NULL);
-    long           delay = retry_delay(attempts);
-    char           what[48];
-
-    name = name != NULL ? name : "?";
-    if (k == SINK_EXEC) {
-        id = id != NULL ? id : "-";     /* as its argv had it */
-        atls_log(ATLS_LOG_WARN, "autotls: notify command %s %s %s: %s%s", n->conf.exec,
-                 name, id, why, attempts > ATLS_NOTIFY_EXEC_RETRIES ? "; given up" : "");
-        if (attempts > ATLS_NOTIFY_EXEC_RETRIES) {
-            entry_drop_sink(e, sink_names[k]);
-            return 1;
-        }
-    } else {
-        id = id != NULL ? id : entry_batch_label(e, what, sizeof(what));
-        if (!sk->failing) {
-            atls_log(ATLS_LOG_WARN, "autotls: webhook %s: event %s (%s) not delivered: %s; "
-                     "retrying with backoff", n->where, name, id, why);
-        }
-        if (now + delay > entry_queued(key) + ATLS_NOTIFY_WEBHOOK_GIVEUP_S) {
-            atls_log(ATLS_LOG_ERR, "autotls: webhook %s: event %s (%s) dropped: not "
-                     "delivered within 24 h (last: %s)", n->where, name, id, why);
-            entry_drop_sink(e, sink_names[k]);
-            return 1;
-        }
-    }
-    sk->failing = 1;
-    (void) json_object_set_new(entry_member(e, "attempts"), sink_names[k],
-                               json_integer(attempts));
-    (void) json_object_set_new(entry_member(e, "retry_at"), sink_names[k],
-                               json_integer((json_int_t) (now + delay)));
-    (void) json_object_set_new(entry_member(e, "last_error"), sink_names[k],
-                               json_string(why));
-    sk->retry_at = atls_sched_now_ms() + (long long) delay * 1000;
-    return 0;
-}
-
-/* The delivery in flight of sink k is over. */
-static void
-sink_end(atls_notify_t *n, sink_kind_t k, int ok, const char *why)
-{
-    notify_sink_t *sk = &n->sink[k];
-    char          *key = sk->key;
-    json_t        *e;
-
-    free(sk->op);
-    sk->op = NULL;
-    sk->key = NULL;
-    e = entry_load(n, key);
-    if (e != NULL && entry_pending(e, sink_names[k])) {
-        if (ok) {
-            if (sk->failing) {
-                atls_log(ATLS_LOG_INFO, "autotls: %s %s: delivering again",
-                         k == SINK_WEBHOOK ? "webhook" : "notify command",
-                         k == SINK_WEBHOOK ? n->where : n->conf.exec);
-            }
-            sk->failing = 0;
-            sk->retry_at = 0;
-            entry_drop_sink(e, sink_names[k]);
-            sink_done_to(sk, key);
-        } else if (sink_failed(n, k, key, e, why)) {
-            sink_done_to(sk, key);
-        }
-        entry_save(n, key, e);
-    }
-    json_decref(e);
-    free(key);
-    n->look_soon = 1;       /* the next entry, or the retry's wait */
-    notify_unlock(n);
-}
-
 /* ---- looking at the queue -------------------------------------------------- */
 
 static int
@@ -518,7 +144,7 @@ sink_kind(const char *name)
     int k;
 
     for (k = 0; k < SINK_MAX; k++) {
-        if (name != NULL && strcmp(name, sink_names[k]) == 0) {
+        if (name != NULL && strcmp(name, atls_notify_sink_names[k]) == 0) {
             return k;
         }
     }
@@ -535,20 +161,20 @@ entry_prune(atls_notify_t *n, const char *key, json_t *e)
 
     for (i = 0; i < json_array_size(pending); i++) {
         const char *name = json_string_value(json_array_get(pending, i));
+        const char *event = atls_notify_entry_event(e, "event");
         int         k = sink_kind(name);
 
         if ((k >= 0 && n->sink[k].on) || atls_events_keeps_other_sinks(n->ev)) {
             continue;
         }
         atls_log(ATLS_LOG_INFO, "autotls: notification %s (%s): no %s sink is configured "
-                 "here: not delivered to it", entry_event(e, "event") ? entry_event(e, "event")
-                                                                      : "?",
+                 "here: not delivered to it", event != NULL ? event : "?",
                  key, name != NULL ? name : "(not a name)");
         json_array_remove(pending, i--);
         changed = 1;
     }
     if (changed) {
-        entry_save(n, key, e);
+        atls_notify_entry_save(n, key, e);
     }
     return changed;
 }
@@ -564,7 +190,7 @@ notify_assign(atls_notify_t *n, const char *key, json_t *e, int *busy, time_t no
     for (k = 0; k < SINK_MAX; k++) {
         long long at;
 
-        if (busy[k] || !entry_pending(e, sink_names[k])) {
+        if (busy[k] || !atls_notify_entry_pending(e, atls_notify_sink_names[k])) {
             continue;
         }
         busy[k] = 1;
@@ -572,7 +198,7 @@ notify_assign(atls_notify_t *n, const char *key, json_t *e, int *busy, time_t no
          * up to the longest backoff: the worker can write the entry, and
          * a time beyond that (or a clock that was far ahead) must neither
          * hold the sink for ever nor overflow into a timer in the past */
-        at = entry_int(e, "retry_at", sink_names[k]);
+        at = atls_notify_entry_int(e, "retry_at", atls_notify_sink_names[k]);
         if (at > now + ATLS_NOTIFY_RETRY_MAX_S) {
             at = now + ATLS_NOTIFY_RETRY_MAX_S;
         }
@@ -580,18 +206,21 @@ notify_assign(atls_notify_t *n, const char *key, json_t *e, int *busy, time_t no
             n->sink[k].retry_at = mono + (at - now) * 1000;
             continue;
         }
-        if (k == SINK_WEBHOOK && entry_int(e, "attempts", sink_names[k]) > 0
-            && now > entry_queued(key) + ATLS_NOTIFY_WEBHOOK_GIVEUP_S)
+        if (k == SINK_WEBHOOK
+            && atls_notify_entry_int(e, "attempts", atls_notify_sink_names[k]) > 0
+            && now > atls_notify_entry_queued(key) + ATLS_NOTIFY_WEBHOOK_GIVEUP_S)
         {
             atls_log(ATLS_LOG_ERR, "autotls: webhook %s: event %s (%s) dropped: not "
                      "delivered within 24 h", n->where,
-                     entry_event(e, "event") ? entry_event(e, "event") : "?", key);
-            entry_drop_sink(e, sink_names[k]);
-            entry_save(n, key, e);
+                     atls_notify_entry_event(e, "event") ? atls_notify_entry_event(e, "event")
+                                                         : "?",
+                     key);
+            atls_notify_entry_drop_sink(e, atls_notify_sink_names[k]);
+            atls_notify_entry_save(n, key, e);
             busy[k] = 0;
             continue;
         }
-        sink_start(n, (sink_kind_t) k, key, e);
+        atls_notify_sink_start(n, (sink_kind_t) k, key, e);
     }
 }
 
@@ -646,15 +275,17 @@ notify_scan(atls_notify_t *n)
             if (!want) {
                 continue;
             }
-            e = entry_load(n, keys[i]);
+            e = atls_notify_entry_load(n, keys[i]);
             if (e != NULL) {
                 (void) entry_prune(n, keys[i], e);
                 notify_assign(n, keys[i], e, skip, now, mono);
                 for (k = 0; k < SINK_MAX; k++) {
                     if (read[k] && skip[k]) {
                         busy[k] = 1;                /* holds this entry */
-                    } else if (read[k] && !entry_pending(e, sink_names[k])) {
-                        sink_done_to(&n->sink[k], keys[i]);
+                    } else if (read[k]
+                               && !atls_notify_entry_pending(e, atls_notify_sink_names[k]))
+                    {
+                        atls_notify_sink_done_to(&n->sink[k], keys[i]);
                     }
                 }
             }
@@ -664,7 +295,7 @@ notify_scan(atls_notify_t *n)
     /* also when empty: another process (the CLI) may queue events and
      * leave them to this one; a listing every ATLS_NOTIFY_POLL_S is cheap */
     n->poll_at = mono + ATLS_NOTIFY_POLL_S * 1000LL;
-    notify_unlock(n);
+    atls_notify_unlock(n);
     for (i = 0; i < nk; i++) {
         free(keys[i]);
     }
@@ -747,7 +378,7 @@ atls_notify_stop(atls_notify_t *n)
         free(sk->key);
         sk->key = NULL;
     }
-    notify_unlock(n);
+    atls_notify_unlock(n);
 }
 
 void
@@ -819,7 +450,7 @@ atls_notify_timer(atls_notify_t *n, long long now)
             n->s->host.hook_kill(n->s->host.ctx, ex->op);
         }
         snprintf(msg, sizeof(msg), "timed out after %ld s (killed)", limit);
-        sink_end(n, SINK_EXEC, 0, msg);
+        atls_notify_sink_end(n, SINK_EXEC, 0, msg);
     }
     for (k = 0; k < SINK_MAX; k++) {
         if (n->sink[k].op == NULL && n->sink[k].retry_at != 0
@@ -853,8 +484,8 @@ atls_notify_http_done(atls_notify_t *n, atls_sched_op_t *op, const atls_http_res
     } else {
         snprintf(why, sizeof(why), "HTTP %ld", resp->status);
     }
-    sink_end(n, SINK_WEBHOOK, resp != NULL && resp->status >= 200 && resp->status < 300,
-             why);
+    atls_notify_sink_end(n, SINK_WEBHOOK,
+                         resp != NULL && resp->status >= 200 && resp->status < 300, why);
     return 1;
 }
 
@@ -864,6 +495,6 @@ atls_notify_hook_done(atls_notify_t *n, atls_sched_op_t *op, int ok, const char 
     if (n == NULL || op == NULL || op != n->sink[SINK_EXEC].op) {
         return 0;
     }
-    sink_end(n, SINK_EXEC, ok, why != NULL && why[0] != '\0' ? why : "failed");
+    atls_notify_sink_end(n, SINK_EXEC, ok, why != NULL && why[0] != '\0' ? why : "failed");
     return 1;
 }

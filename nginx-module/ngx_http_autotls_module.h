@@ -221,7 +221,7 @@ extern ngx_http_autotls_main_conf_t  *ngx_http_autotls_mcf;
 extern atls_store_t                  *ngx_http_autotls_store;
 
 
-/* conf */
+/* conf (autotls), issuer_conf (autotls_issuer), resolve (after http{}), log */
 char *ngx_http_autotls_issuer_block(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_autotls_directive(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -59,6 +59,14 @@ CASES = [
     ("unknown challenge",
      ISSUER.replace("accept_terms on;", "accept_terms on;\n        challenge smtp-01;") + server(),
      "challenge smtp-01;", 'unknown challenge type "smtp-01"'),
+    # messages that name the keyword of the issuer block at fault
+    ("directory not a URL",
+     ISSUER.replace("https://127.0.0.1:14000/dir", "ftp://127.0.0.1/dir") + server(),
+     "directory    ftp://", 'invalid ACME directory URL "ftp://127.0.0.1/dir" in "directory"'),
+    ("profile flag misspelt",
+     ISSUER.replace("accept_terms on;", "accept_terms on;\n        profile short requird;")
+     + server(),
+     "profile short requird;", 'invalid parameter "requird" in "profile"'),
     # names at runtime (test_nginx_dynamic.py runs them)
     ("dynamic_unknown value",
      ISSUER + server(extra="autotls pebble dynamic;\n        autotls_dynamic_unknown maybe;"),
