@@ -12,12 +12,10 @@ import socket
 import ssl
 import time
 
-from cryptography import x509
-
 from nginxctl import Nginx, issuer_block, until_issued
 from redisctl import Redis, key_file, store_spec, store_url
 from test_nginx_redis import chown_nobody
-from util import run_cli, stays, wait_until
+from util import cert_info, run_cli, stays, wait_until
 
 NAME = "drv.redis.test"
 PREFIX = "d:"
@@ -68,7 +66,7 @@ def fetch(port, timeout=HANDSHAKE_TIMEOUT):
                 reply += chunk
     body = reply.split(b"\r\n\r\n", 1)[1].decode()
     assert body.startswith("pid="), reply
-    return x509.load_der_x509_certificate(der).serial_number, int(body[4:])
+    return cert_info(ssl.DER_cert_to_PEM_cert(der))["serial"], int(body[4:])
 
 
 def sockets_to(port):
@@ -148,12 +146,18 @@ def handshakes_while_stopped(ngx, port, mark, want):
     return seen
 
 
+def serves(port, want):
+    serial, pid = fetch(port)
+    assert serial == want, f"worker {pid} serves {serial}, not {want}"
+    return True
+
+
 def renew(redis, root, ngx, pebble, first):
     """A renewal asked through the CLI is ordered by the node and served."""
     own = key_file(os.path.join(root, "operator.key"))
     run_cli("renew", "--store", store_spec(redis, own, prefix=PREFIX), "--request", NAME)
-    until_issued(ngx, pebble, pebble.tls_port, NAME, not_serial=first)
-    return fetch(pebble.tls_port)[0]
+    chain = until_issued(ngx, pebble, pebble.tls_port, NAME, not_serial=first)
+    return cert_info(chain[0])["serial"]
 
 
 def test_cluster_node_drives_from_cache_manager(pebble, test_root):
@@ -205,7 +209,7 @@ def test_cluster_node_drives_from_cache_manager(pebble, test_root):
             driver = new_driver(ngx, mark, old=driver)
             wait_until(lambda: only_cache_manager_on_redis(ngx, redis), timeout=30,
                        what="the reload's cache manager on Redis")
-            stays(lambda: fetch(pebble.tls_port)[0] == second, 3,
+            stays(lambda: serves(pebble.tls_port, second), 3,
                   what="the same certificate after the reload")
             assert pebble.orders() == orders
             renew(redis, test_root, ngx, pebble, second)
