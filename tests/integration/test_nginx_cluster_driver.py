@@ -220,3 +220,28 @@ def test_cluster_node_drives_from_cache_manager(pebble, test_root):
             except ProcessLookupError:
                 pass
         redis.stop()
+
+
+def test_single_process_drives_itself(pebble, test_root):
+    """master_process off: there is no cache manager process, the single
+    process drives (and serves) as before."""
+    redis = Redis(os.path.join(test_root, "redis"))
+    redis.start()
+    try:
+        key = key_file(os.path.join(test_root, "redis.key"))
+        chown_nobody(key)
+        mirror = os.path.join(test_root, "mirror")
+        ngx = Nginx(test_root, node_conf(pebble, test_root, redis, key, mirror), workers=0)
+        with open(ngx.conf) as f:
+            text = f.read()
+        with open(ngx.conf, "w") as f:
+            f.write("master_process off;\n" + text)
+        with ngx.start():
+            until_issued(ngx, pebble, pebble.tls_port, NAME)
+            assert f"autotls: worker {ngx.master} drives issuance" in ngx.log()
+            assert ngx.children() == []
+            assert fetch(pebble.tls_port)[1] == ngx.master
+            wait_until(lambda: holders(ngx, redis.port).get(ngx.master), timeout=30,
+                       what="the single process on Redis")
+    finally:
+        redis.stop()
