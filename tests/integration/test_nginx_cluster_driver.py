@@ -5,6 +5,7 @@ helper that serves no connection: no serving worker holds a connection to
 Redis, handshakes on every worker go on while Redis hangs, the master
 respawns a killed cache manager which drives again, and a reload hands the
 driver to the new cache manager without a second order."""
+import contextlib
 import os
 import re
 import signal
@@ -160,59 +161,24 @@ def renew(redis, root, ngx, pebble, first):
     return cert_info(chain[0])["serial"]
 
 
-def test_cluster_node_drives_from_cache_manager(pebble, test_root):
-    redis = Redis(os.path.join(test_root, "redis"))
+@contextlib.contextmanager
+def redis_node(pebble, root, workers, master=True):
+    """A started nginx node on a Redis store of its own; both are stopped
+    on the way out (Redis continued first, were it stopped)."""
+    redis = Redis(os.path.join(root, "redis"))
     redis.start()
     try:
-        key = key_file(os.path.join(test_root, "redis.key"))
+        key = key_file(os.path.join(root, "redis.key"))
         chown_nobody(key)
-        mirror = os.path.join(test_root, "mirror")
-        ngx = Nginx(test_root, node_conf(pebble, test_root, redis, key, mirror), workers=2)
+        mirror = os.path.join(root, "mirror")
+        ngx = Nginx(root, node_conf(pebble, root, redis, key, mirror), workers=workers)
+        if not master:
+            with open(ngx.conf) as f:
+                text = f.read()
+            with open(ngx.conf, "w") as f:
+                f.write("master_process off;\n" + text)
         with ngx.start():
-            # (a) obtained, by the cache manager
-            until_issued(ngx, pebble, pebble.tls_port, NAME)
-            first, _ = fetch(pebble.tls_port)
-            driver = new_driver(ngx, 0)
-            assert not re.search(r"autotls: worker \d+ drives", ngx.log())
-            assert ngx.driver_pid() == driver
-
-            # (b) only the cache manager talks to Redis
-            wait_until(lambda: only_cache_manager_on_redis(ngx, redis), timeout=30,
-                       what="the cache manager on Redis")
-            stays(lambda: only_cache_manager_on_redis(ngx, redis), 2,
-                  what="no worker on Redis")
-
-            # (c) Redis hangs: the driver is stuck on it, every worker serves
-            mark = len(ngx.log())
-            os.kill(redis.proc.pid, signal.SIGSTOP)
-            try:
-                assert handshakes_while_stopped(ngx, pebble.tls_port, mark, first) \
-                    == set(ngx.worker_pids())
-            finally:
-                os.kill(redis.proc.pid, signal.SIGCONT)
-            wait_until(lambda: "Redis reachable again" in ngx.log()[mark:], timeout=60,
-                       what="the node back on Redis")
-
-            # (d) a killed cache manager is respawned and drives again
-            mark = len(ngx.log())
-            os.kill(driver, signal.SIGKILL)
-            driver = new_driver(ngx, mark, old=driver)
-            second = renew(redis, test_root, ngx, pebble, first)
-            wait_until(lambda: only_cache_manager_on_redis(ngx, redis), timeout=30,
-                       what="the new cache manager on Redis")
-
-            # (e) a reload: the new cache manager drives, the old one is gone,
-            # nothing is ordered again
-            orders = pebble.orders()
-            mark = len(ngx.log())
-            ngx.reload()
-            driver = new_driver(ngx, mark, old=driver)
-            wait_until(lambda: only_cache_manager_on_redis(ngx, redis), timeout=30,
-                       what="the reload's cache manager on Redis")
-            stays(lambda: serves(pebble.tls_port, second), 3,
-                  what="the same certificate after the reload")
-            assert pebble.orders() == orders
-            renew(redis, test_root, ngx, pebble, second)
+            yield redis, ngx
     finally:
         if redis.proc is not None:
             try:
@@ -222,26 +188,61 @@ def test_cluster_node_drives_from_cache_manager(pebble, test_root):
         redis.stop()
 
 
+def test_cluster_node_drives_from_cache_manager(pebble, test_root):
+    with redis_node(pebble, test_root, workers=2) as (redis, ngx):
+        # (a) obtained, by the cache manager
+        until_issued(ngx, pebble, pebble.tls_port, NAME)
+        first, _ = fetch(pebble.tls_port)
+        driver = new_driver(ngx, 0)
+        assert not re.search(r"autotls: worker \d+ drives", ngx.log())
+        assert ngx.driver_pid() == driver
+
+        # (b) only the cache manager talks to Redis
+        wait_until(lambda: only_cache_manager_on_redis(ngx, redis), timeout=30,
+                   what="the cache manager on Redis")
+        stays(lambda: only_cache_manager_on_redis(ngx, redis), 2,
+              what="no worker on Redis")
+
+        # (c) Redis hangs: the driver is stuck on it, every worker serves
+        mark = len(ngx.log())
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            assert handshakes_while_stopped(ngx, pebble.tls_port, mark, first) \
+                == set(ngx.worker_pids())
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        wait_until(lambda: "Redis reachable again" in ngx.log()[mark:], timeout=60,
+                   what="the node back on Redis")
+
+        # (d) a killed cache manager is respawned and drives again
+        mark = len(ngx.log())
+        os.kill(driver, signal.SIGKILL)
+        driver = new_driver(ngx, mark, old=driver)
+        second = renew(redis, test_root, ngx, pebble, first)
+        wait_until(lambda: only_cache_manager_on_redis(ngx, redis), timeout=30,
+                   what="the new cache manager on Redis")
+
+        # (e) a reload: the new cache manager drives, the old one is gone,
+        # nothing is ordered again
+        orders = pebble.orders()
+        mark = len(ngx.log())
+        ngx.reload()
+        driver = new_driver(ngx, mark, old=driver)
+        wait_until(lambda: only_cache_manager_on_redis(ngx, redis), timeout=30,
+                   what="the reload's cache manager on Redis")
+        stays(lambda: serves(pebble.tls_port, second), 3,
+              what="the same certificate after the reload")
+        assert pebble.orders() == orders
+        renew(redis, test_root, ngx, pebble, second)
+
+
 def test_single_process_drives_itself(pebble, test_root):
     """master_process off: there is no cache manager process, the single
     process drives (and serves) as before."""
-    redis = Redis(os.path.join(test_root, "redis"))
-    redis.start()
-    try:
-        key = key_file(os.path.join(test_root, "redis.key"))
-        chown_nobody(key)
-        mirror = os.path.join(test_root, "mirror")
-        ngx = Nginx(test_root, node_conf(pebble, test_root, redis, key, mirror), workers=0)
-        with open(ngx.conf) as f:
-            text = f.read()
-        with open(ngx.conf, "w") as f:
-            f.write("master_process off;\n" + text)
-        with ngx.start():
-            until_issued(ngx, pebble, pebble.tls_port, NAME)
-            assert f"autotls: worker {ngx.master} drives issuance" in ngx.log()
-            assert ngx.children() == []
-            assert fetch(pebble.tls_port)[1] == ngx.master
-            wait_until(lambda: holders(ngx, redis.port).get(ngx.master), timeout=30,
-                       what="the single process on Redis")
-    finally:
-        redis.stop()
+    with redis_node(pebble, test_root, workers=0, master=False) as (redis, ngx):
+        until_issued(ngx, pebble, pebble.tls_port, NAME)
+        assert f"autotls: worker {ngx.master} drives issuance" in ngx.log()
+        assert ngx.children() == []
+        assert fetch(pebble.tls_port)[1] == ngx.master
+        wait_until(lambda: holders(ngx, redis.port).get(ngx.master), timeout=30,
+                   what="the single process on Redis")
