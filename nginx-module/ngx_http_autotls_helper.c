@@ -57,9 +57,12 @@ ngx_http_autotls_helper_drives(ngx_cycle_t *cycle,
  * cycle.  Not ngx_add_path() at configuration time: ngx_init_cycle() runs
  * ngx_create_paths() as root before init_module, and it creates every
  * path and chowns it to the worker user following symlinks, root acting
- * on a path a compromised worker could have swapped.  Added after it, the
+ * on a path a compromised worker could have swapped.  Added after it (the
+ * order of ngx_init_cycle() in 1.22 as in current nginx: ngx_create_paths,
+ * then shared memory and listening sockets, then ngx_init_modules), the
  * entry's name is never touched; it has no loader, so no cache loader
- * process starts for it.
+ * process starts for it.  An init_module error stops the master (exit(1)):
+ * only an allocation can fail here.
  */
 ngx_int_t
 ngx_http_autotls_helper_add(ngx_cycle_t *cycle,
