@@ -3,7 +3,8 @@
  *
  * The master parses the configuration, creates the store for the worker
  * user and the shared zone; every worker serves certificates and answers
- * challenges; one elected worker drives issuance and renewal.
+ * challenges; one elected worker drives issuance and renewal (on a
+ * cluster node the cache manager process: ngx_http_autotls_helper.c).
  */
 
 #include "ngx_http_autotls_module.h"
