@@ -2,7 +2,9 @@
  * autotls for nginx: the renewal driver.
  *
  * Every worker tries, once a second, to hold the driver lock in shared
- * memory (holder pid + heartbeat).  The holder hosts the core's scheduler
+ * memory (holder pid + heartbeat); on a cluster node only the cache
+ * manager process does (ngx_http_autotls_helper.c), so that no serving
+ * worker ever waits on Redis.  The holder hosts the core's scheduler
  * (common/atls_sched.h), which makes every decision: what is due, which
  * key types, slots, account gating, ARI, the ACME steps and what is
  * logged.  This file only gives it nginx events: HTTP through curl multi
@@ -55,6 +57,7 @@ static void ngx_http_autotls_publish_conf(void);
 static void ngx_http_autotls_manage(atls_sched_t *sched);
 static void ngx_http_autotls_stop(void);
 static ngx_uint_t ngx_http_autotls_leaving(void);
+static const char *ngx_http_autotls_process_name(void);
 static void ngx_http_autotls_check(ngx_event_t *ev);
 static void ngx_http_autotls_timer(ngx_event_t *ev);
 static void ngx_http_autotls_sched_timer(void *ctx, long ms);
@@ -153,7 +156,8 @@ ngx_http_autotls_elect(ngx_event_t *ev)
 
     } else if (!mine && drv->driver) {
         ngx_log_error(NGX_LOG_WARN, drv->log, 0,
-                      "autotls: worker %P lost the driver lock", ngx_pid);
+                      "autotls: %s %P lost the driver lock",
+                      ngx_http_autotls_process_name(), ngx_pid);
         ngx_http_autotls_stop();
     }
 
@@ -174,7 +178,8 @@ ngx_http_autotls_drive(ngx_uint_t took)
     ngx_http_autotls_driver_t  *drv = &ngx_http_autotls_drv;
 
     ngx_log_error(NGX_LOG_NOTICE, drv->log, 0,
-                  "autotls: worker %P drives issuance and renewal", ngx_pid);
+                  "autotls: %s %P drives issuance and renewal",
+                  ngx_http_autotls_process_name(), ngx_pid);
 
     drv->driver = 1;
 
@@ -477,6 +482,15 @@ ngx_http_autotls_leaving(void)
     }
 
     return 0;
+}
+
+
+/* which process drives, for the log */
+static const char *
+ngx_http_autotls_process_name(void)
+{
+    return (ngx_process == NGX_PROCESS_HELPER) ? "cache manager process"
+                                               : "worker";
 }
 
 

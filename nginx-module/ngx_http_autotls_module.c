@@ -3,7 +3,8 @@
  *
  * The master parses the configuration, creates the store for the worker
  * user and the shared zone; every worker serves certificates and answers
- * challenges; one elected worker drives issuance and renewal.
+ * challenges; one elected worker drives issuance and renewal (on a
+ * cluster node the cache manager process: ngx_http_autotls_helper.c).
  */
 
 #include "ngx_http_autotls_module.h"
@@ -579,16 +580,20 @@ ngx_http_autotls_init_module(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    return ngx_http_autotls_helper_add(cycle, amcf);
 }
 
 
 static ngx_int_t
 ngx_http_autotls_init_process(ngx_cycle_t *cycle)
 {
-    char                           err[512];
     ngx_http_autotls_main_conf_t  *amcf;
 
+    /*
+     * The cache manager process (the driver of a cluster node) starts
+     * from its manager callback (ngx_http_autotls_helper.c), not here: the
+     * cache loader process comes here too, as NGX_PROCESS_HELPER.
+     */
     if (ngx_process != NGX_PROCESS_WORKER
         && ngx_process != NGX_PROCESS_SINGLE)
     {
@@ -599,6 +604,42 @@ ngx_http_autotls_init_process(ngx_cycle_t *cycle)
     if (amcf == NULL || !ngx_http_autotls_in_use(amcf)) {
         return NGX_OK;
     }
+
+    if (ngx_http_autotls_process_open(cycle, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_autotls_ssl_init_worker(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_autotls_od_init_worker(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* a cluster node's serving workers keep no Redis connection */
+    if (ngx_http_autotls_store != NULL
+        && !ngx_http_autotls_helper_drives(cycle, amcf)
+        && ngx_http_autotls_driver_init(cycle) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * What every process of ours needs, a serving worker as the driver: the
+ * configuration, the log, curl and the store (on a cluster node, the
+ * node's mirror).  A store that cannot be opened leaves ngx_http_autotls_store
+ * NULL: the fallback certificates are served and the error says why.
+ */
+ngx_int_t
+ngx_http_autotls_process_open(ngx_cycle_t *cycle,
+    ngx_http_autotls_main_conf_t *amcf)
+{
+    char  err[512];
 
     ngx_http_autotls_mcf = amcf;
     ngx_http_autotls_log_install(cycle->log);
@@ -612,24 +653,9 @@ ngx_http_autotls_init_process(ngx_cycle_t *cycle)
     ngx_http_autotls_store = atls_store_fs_open((char *) amcf->store.data,
                                                 err, sizeof(err));
     if (ngx_http_autotls_store == NULL) {
-        /* keep serving fallback certificates; the error says why */
         ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
                       "autotls: cannot open store \"%V\": %s",
                       &amcf->store, err);
-    }
-
-    if (ngx_http_autotls_ssl_init_worker(cycle) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_autotls_od_init_worker(cycle) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_autotls_store != NULL
-        && ngx_http_autotls_driver_init(cycle) != NGX_OK)
-    {
-        return NGX_ERROR;
     }
 
     return NGX_OK;

@@ -4,9 +4,9 @@
  * The core (common/) does the certificate work and its scheduler makes
  * every renewal decision; this module hosts it: configuration, a shared
  * memory zone (driver lock, generation counters, pending challenges), the
- * scheduler on the event loop of one elected worker (its HTTP, hooks and
- * timer as nginx events) that also watches the store for deploys by
- * others, and the TLS callbacks that serve certificates from a per-worker
+ * scheduler on the event loop of one elected process (a worker; on a
+ * cluster node, the cache manager process) with its HTTP, hooks and timer
+ * as nginx events, which also watches the store for deploys by others, and the TLS callbacks that serve certificates from a per-worker
  * cache.
  */
 
@@ -262,6 +262,9 @@ ngx_int_t ngx_http_autotls_discover(ngx_conf_t *cf,
 /* the module has work: managed certificates, or static ones to monitor in
  * a store named by autotls_store */
 ngx_uint_t ngx_http_autotls_in_use(ngx_http_autotls_main_conf_t *amcf);
+/* what a worker and the driver's process open first: conf, log, curl, store */
+ngx_int_t ngx_http_autotls_process_open(ngx_cycle_t *cycle,
+    ngx_http_autotls_main_conf_t *amcf);
 
 /* shm */
 ngx_int_t ngx_http_autotls_shm_add(ngx_conf_t *cf,
@@ -316,6 +319,12 @@ void ngx_http_autotls_driver_store_changed(void);
  * Redis is gone, the scheduler stops (the driver keeps the lock) */
 void ngx_http_autotls_driver_resume(void);
 void ngx_http_autotls_driver_pause(void);
+
+/* helper: a cluster node's driver runs in nginx's cache manager process */
+ngx_uint_t ngx_http_autotls_helper_drives(ngx_cycle_t *cycle,
+    ngx_http_autotls_main_conf_t *amcf);
+ngx_int_t ngx_http_autotls_helper_add(ngx_cycle_t *cycle,
+    ngx_http_autotls_main_conf_t *amcf);
 
 /* curl: the scheduler's HTTP on curl multi (atls_sched_host_t callbacks) */
 ngx_int_t ngx_http_autotls_curl_init(atls_sched_t *sched,

@@ -193,10 +193,17 @@ class Nginx:
         except OSError:
             return ""
 
+    def cache_manager_pids(self):
+        """Live cache manager processes (a cluster node's driver runs there)."""
+        return sorted(pid for pid, args in self.children()
+                      if "cache manager process" in args)
+
     def driver_pid(self):
-        """The worker that last announced it drives issuance and is alive."""
-        pids = re.findall(r"autotls: worker (\d+) drives issuance", self.log())
-        live = set(self.worker_pids())
+        """The process that last announced it drives issuance and is alive:
+        a worker, or on a cluster node the cache manager process."""
+        pids = re.findall(r"autotls: (?:worker|cache manager process) (\d+) drives issuance",
+                          self.log())
+        live = set(self.worker_pids()) | set(self.cache_manager_pids())
         for pid in reversed(pids):
             if int(pid) in live:
                 return int(pid)

@@ -1,12 +1,12 @@
 """nginx on a Redis that hangs (issue 12): Redis accepts connections but
 does not answer (SIGSTOP of redis-server: what a hung host or a network
-black hole looks like to a client).  The driver worker's Redis calls are
-blocking calls on its event loop; behind the health gate the first one
-that times out (or the subscriber's unanswered PING) marks Redis
-unresponsive, once, and no blocking call goes out until Redis answers
-again, so the worker's handshakes keep completing throughout.  With a
-single worker, a worker that waited its timeout for every call would stall
-every client."""
+black hole looks like to a client).  The driver's Redis calls are
+blocking calls on its event loop (the cache manager process's on a
+cluster node: no serving worker makes them, test_nginx_cluster_driver.py);
+behind the health gate the first one that times out (or the subscriber's
+unanswered PING) marks Redis unresponsive, once, and no blocking call goes
+out until Redis answers again, so the driver goes on (its renewals resume)
+and the single worker's handshakes keep completing throughout."""
 import os
 import re
 import signal
