@@ -2,7 +2,7 @@
 is retried on the short backoff, not after the 6 hours of a permanent
 error.
 
-One nginx node orders; a second member of the cluster ("lagger") is in
+One node orders (nginx, then Apache); a second member of the cluster ("lagger") is in
 Redis's member registry with a live heartbeat but never loads the
 challenge, and the name points at its address, where an HTTP server
 answers 404 (a node that has not loaded the token yet).  The ordering node
@@ -22,7 +22,7 @@ import pytest
 from clusterctl import add_a, running_cluster, seed_account
 from util import wait_until
 
-# 127.0.0.91 the nginx node, .92 the node that lags: a block no other test
+# 127.0.0.91 the ordering node, .92 the node that lags: a block no other test
 # file listens on (clusterctl.ADDRESS_BASES)
 BASE = 91
 LAGGER_ADDR = "127.0.0.92"
@@ -52,10 +52,11 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
 
-@pytest.fixture
-def cluster(pebble_factory, test_root):
-    with running_cluster(pebble_factory, test_root, [NAME], BASE, n_nginx=1,
-                         n_apache=0) as cl:
+@pytest.fixture(params=["nginx", "apache"])
+def cluster(request, pebble_factory, test_root):
+    nginx = request.param == "nginx"
+    with running_cluster(pebble_factory, test_root, [NAME], BASE, n_nginx=int(nginx),
+                         n_apache=int(not nginx)) as cl:
         yield cl
 
 
