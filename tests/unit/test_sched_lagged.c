@@ -338,6 +338,43 @@ test_lagged_nodes_unknown(void **state)
     atls_cert_meta_free(&m);
 }
 
+/* Two names, a wait each: every node missing from either is named once,
+ * in the order first seen. */
+static void
+test_nodes_of_every_challenge(void **state)
+{
+    static const char *const names[] = { "a.two.example", "b.two.example" };
+    const char              *missing[] = { "web-2", " web-3, web-2" };
+    atls_issuer_t            is;
+    atls_sched_op_t         *op;
+    char                     err[256];
+    size_t                   i;
+
+    (void) state;
+    start(names[0], "unauthorized");
+    /* the same certificate, with both names */
+    atls_sched_remove(h.s, cert.sched);
+    memset(&is, 0, sizeof(is));
+    is.directory = (char *) SCHEDFX_DIRECTORY;
+    is.challenge = ATLS_CHAL_HTTP01;
+    is.agree_tos = 1;
+    cert.sched = atls_sched_add(h.s, names, 2, &is, &cert, err, sizeof(err));
+    assert_non_null(cert.sched);
+    cert.ca->invalid[1] = names[1];
+
+    atls_sched_check(h.s);
+    for (i = 0; i < 2; i++) {
+        assert_int_equal(fakehost_run(&h, until_waiting, NULL, RUN_MS, NULL), 0);
+        op = waiting;
+        waiting = NULL;
+        atls_sched_hook_done_partial(h.s, op, missing[i]);
+    }
+    assert_int_equal(fakehost_run(&h, fakehost_until_done, &cert, RUN_MS, NULL), 0);
+    assert_int_equal(cert.rc, -1);
+    assert_int_equal(cert.err.cls, ATLS_ERR_RETRY_LATER);
+    assert_non_null(strstr(cert.err.detail, LAG_TEXT));
+}
+
 /* The rule alone: which problems, which backoff. */
 static void
 test_rule(void **state)
@@ -378,6 +415,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_lagged_caa_stays_permanent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lagged_rate_limit_unchanged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lagged_nodes_unknown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nodes_of_every_challenge, setup, teardown),
         cmocka_unit_test(test_rule),
     };
 
