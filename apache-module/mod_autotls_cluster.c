@@ -595,11 +595,16 @@ cluster_acks_tick(void)
                          atls_challenge_type_name(w->t), w->key, w->polls,
                          (long) apr_time_as_msec(now - w->since), CLUSTER_ACK_POLL_MS);
         }
-        free(missing);
         /* unlinked first, and the list walked again from its head: the
          * scheduler may call publish_cancel from hook_done */
         *pw = w->next_wait;
-        atls_sched_hook_done(w->sched, w->op, 1, NULL);
+        if (r > 0) {
+            atls_sched_hook_done(w->sched, w->op, 1, NULL);
+        } else {
+            /* a validation failed by the nodes missing is retried soon */
+            atls_sched_hook_done_partial(w->sched, w->op, r == 0 ? missing : NULL);
+        }
+        free(missing);
         free(w->key);
         free(w);
         pw = &cl_waits;

@@ -91,7 +91,8 @@ typedef struct {
      * tell the CA to validate now?  0: yes (also when NULL); 1: not yet:
      * the host reports later with atls_sched_hook_done(s, op, ok, why) once
      * every live node answers c (ok 1) or it gave up (ok 0: the challenge
-     * fails with why), unless the scheduler gives up first and calls
+     * fails with why; or atls_sched_hook_done_partial: validation goes on
+     * without some nodes), unless the scheduler gives up first and calls
      * publish_cancel(op) (the host then never reports op).  -1 (why): the
      * challenge fails at once.  Optional, both or neither. */
     int  (*publish_wait)(void *ctx, atls_sched_op_t *op, void *cert_data,
@@ -208,6 +209,17 @@ void atls_sched_timer(atls_sched_t *s);
 /* ok 1: the hook exited 0; else why is its first line of stderr or how it
  * ended ("killed by signal 9", "timed out"). */
 void atls_sched_hook_done(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *why);
+
+/* Cluster (issue 12): a publish_wait ended with the challenge not
+ * confirmed by every live node, and validation goes on (as ok 1 above).
+ * missing: the nodes that had not confirmed it, comma-separated ("web-2,
+ * web-3"); NULL or "" when not known (the member registry could not be
+ * read).  Should the CA then fail that order's validation the way a node
+ * without the answer makes it fail (unauthorized, incorrectResponse,
+ * connection, tls), the failure is counted as transient, not permanent:
+ * the retry comes after the short backoff (atls_schedule_lagged), and
+ * the log line and the failed event name the missing nodes. */
+void atls_sched_hook_done_partial(atls_sched_t *s, atls_sched_op_t *op, const char *missing);
 
 /* No new work from now on; what is in flight runs to its end.  A
  * certificate whose next key type had not started yet ends with done(-1,

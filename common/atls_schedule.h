@@ -45,6 +45,18 @@ time_t atls_schedule_backoff(unsigned failures, time_t now, time_t retry_after, 
 time_t atls_schedule_backoff_class(atls_err_class_t cls, unsigned failures, time_t now,
                                    time_t retry_after, uint64_t rnd);
 
+/* Cluster (issue 12): the next attempt after an order failed with err
+ * while nodes of the cluster had not confirmed its challenge (the host's
+ * publish_wait gave up waiting, atls_sched_hook_done_partial).  When err
+ * is what a node without the answer makes the CA say (unauthorized,
+ * incorrectResponse, connection, tls), the failure is counted transient:
+ * atls_schedule_backoff(failures, ...), not the 6 h of a permanent error.
+ * 0 when err is any other failure (badNonce, rateLimited, dns, caa...),
+ * whose class and backoff stand.  The scheduler applies it, once per
+ * failed order (sched_order.c). */
+time_t atls_schedule_lagged(const atls_error_t *err, unsigned failures, time_t now,
+                            uint64_t rnd);
+
 /* next, pulled in so a retry happens while the current certificate is still
  * valid: at most half the time left until not_after (but not under 60 s).
  * next unchanged when there is no current certificate (not_after <= now). */

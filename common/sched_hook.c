@@ -176,6 +176,72 @@ atls_sched_hook_end(atls_sched_t *s, atls_sched_op_t *op, int ok, const char *ms
     atls_sched_slot_step(sl, NULL);
 }
 
+/* 1 when the comma-separated list has the node of len bytes at node. */
+static int
+lagged_has(const char *list, const char *node, size_t len)
+{
+    const char *p = list;
+
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+
+        if (n == len && strncmp(p, node, len) == 0) {
+            return 1;
+        }
+        p += n;
+        p += *p == ',';
+    }
+    return 0;
+}
+
+/* Adds each node of missing to sl->lagged once (a certificate of several
+ * names waits for each challenge); a list beyond SCHED_LAGGED_MAX ends
+ * in "...", since it is for a log line and an event. */
+static void
+slot_lagged_add(sched_slot_t *sl, const char *missing)
+{
+    const char *p = missing != NULL ? missing : "";
+    char        buf[SCHED_LAGGED_MAX + 4];
+    size_t      n, used;
+
+    snprintf(buf, sizeof(buf), "%s", sl->lagged != NULL ? sl->lagged : "");
+    while (*p != '\0') {
+        n = strcspn(p, ",");
+        while (n > 0 && *p == ' ') {
+            p++;
+            n--;
+        }
+        used = strlen(buf);
+        if (n > 0 && !lagged_has(buf, p, n)
+            && (used < 3 || strcmp(buf + used - 3, "...") != 0))
+        {
+            if (used + (used > 0) + n > SCHED_LAGGED_MAX) {
+                snprintf(buf + used, sizeof(buf) - used, "...");
+            } else {
+                snprintf(buf + used, sizeof(buf) - used, "%s%.*s", used > 0 ? "," : "",
+                         (int) n, p);
+            }
+        }
+        p += n;
+        p += *p == ',';
+    }
+    free(sl->lagged);
+    sl->lagged = atls_strdup(buf);
+}
+
+void
+atls_sched_hook_done_partial(atls_sched_t *s, atls_sched_op_t *op, const char *missing)
+{
+    char safe[SCHED_LAGGED_MAX + 4];
+
+    /* node ids come from the store: printable before they reach a log */
+    atls_log_escape(missing != NULL ? missing : "", safe, sizeof(safe));
+    if (op->publish && op->slot != NULL) {
+        slot_lagged_add(op->slot, safe);
+    }
+    atls_sched_hook_done(s, op, 1, "");
+}
+
 void
 atls_sched_op_abandon(atls_sched_t *s, atls_sched_op_t *op)
 {

@@ -37,6 +37,9 @@
  * (ATLS_REDIS_LEASE_MS) and this process takes the order over; when the
  * holder deploys, the next look finds nothing due. */
 #define SCHED_BUSY_RETRY_S      10
+/* The longest list of cluster nodes a slot keeps for an order whose
+ * challenge they had not confirmed (sched_slot_t.lagged). */
+#define SCHED_LAGGED_MAX        200
 
 /* The CRL a key type of a certificate was last looked up in, in memory:
  * looked up again only when a newer CRL is held, or the certificate
@@ -136,6 +139,11 @@ struct sched_slot_s {
     long long               wake;       /* WAIT deadline (monotonic ms), 0 none */
     int                     hold;       /* creating the CA account */
     int                     rc;         /* -1 once a key type failed */
+    char                   *lagged;     /* the running order's challenge went to
+                                           validation unconfirmed by these
+                                           cluster nodes ("n1,n2"; "" not
+                                           known which); NULL: every node
+                                           confirmed (sched_hook.c) */
     atls_error_t            err;        /* the first failure */
 
     /* Revocation checks (sched_ocsp.c): no engine, one OCSP request or

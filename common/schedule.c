@@ -190,6 +190,43 @@ atls_schedule_backoff_class(atls_err_class_t cls, unsigned failures, time_t now,
     return atls_schedule_backoff(failures, now, retry_after, rnd);
 }
 
+/*
+ * What the CA answers when its validation reaches a node of our cluster
+ * that has not loaded the challenge: 404 or a wrong key authorisation
+ * (unauthorized, incorrectResponse), a node stopped mid-request
+ * (connection), no acme-tls/1 certificate (tls).  Alone, each means the
+ * operator's DNS or firewall sends the CA elsewhere; after a publish that
+ * went on unconfirmed it may only mean that the node was slow.  dns and
+ * caa are about the name, never about a node: they keep their class.
+ */
+static const char *const lagged_problems[] = {
+    "urn:ietf:params:acme:error:unauthorized",
+    "urn:ietf:params:acme:error:incorrectResponse",
+    "urn:ietf:params:acme:error:connection",
+    "urn:ietf:params:acme:error:tls",
+};
+
+time_t
+atls_schedule_lagged(const atls_error_t *err, unsigned failures, time_t now, uint64_t rnd)
+{
+    size_t i;
+
+    if (err == NULL) {
+        return 0;
+    }
+    for (i = 0; i < sizeof(lagged_problems) / sizeof(lagged_problems[0]); i++) {
+        if (strcmp(err->type, lagged_problems[i]) == 0) {
+            /* The first retry (48-72 s) comes after ATLS_MIRROR_MEMBER_TTL_MS
+             * (15 s): by then the lagging node has loaded the challenge or,
+             * stopped or dead, has left the live members the next order
+             * waits for.  A second failure with every node confirmed is
+             * the operator's again: permanent, as any other. */
+            return atls_schedule_backoff(failures, now, err->retry_after, rnd);
+        }
+    }
+    return 0;
+}
+
 time_t
 atls_schedule_before_expiry(time_t next, time_t now, time_t not_after)
 {

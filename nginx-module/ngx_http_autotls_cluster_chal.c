@@ -451,12 +451,19 @@ ngx_http_autotls_ack_poll(ngx_event_t *ev)
                       ATLS_MIRROR_ACK_WAIT_MS);
     }
 
-    free(missing);
-
     op = w->op;
     ngx_http_autotls_ack_free(w);
 
-    atls_sched_hook_done(ngx_http_autotls_ack_sched, op, 1, "");
+    if (rc == 1) {
+        atls_sched_hook_done(ngx_http_autotls_ack_sched, op, 1, "");
+
+    } else {
+        /* a validation failed by the nodes missing is retried soon */
+        atls_sched_hook_done_partial(ngx_http_autotls_ack_sched, op,
+                                     rc == 0 ? missing : NULL);
+    }
+
+    free(missing);
 }
 
 

@@ -681,8 +681,12 @@ fc_authz_json(fakeca_t *ca, size_t i, int *responded_out)
                       ca->token_override ? ca->token_override : ca->tokens[i],
                       "status", st);
         if (strcmp(st, "invalid") == 0) {
+            char type[96];
+
+            snprintf(type, sizeof(type), "urn:ietf:params:acme:error:%s",
+                     ca->invalid_type != NULL ? ca->invalid_type : "connection");
             json_object_set_new(c, "error", json_pack(
-                "{s:s,s:s,s:i}", "type", "urn:ietf:params:acme:error:connection",
+                "{s:s,s:s,s:i}", "type", type,
                 "detail", "127.0.0.1: Fetching http://example/.well-known/acme-challenge/x: "
                           "Connection refused", "status", 400));
         }

@@ -113,6 +113,8 @@ typedef struct {
     const char     *ocsp_url;           /* AIA OCSP responder of issued leaves */
     int             csr_must_staple;    /* the finalized CSR asked for the TLS
                                            Feature status_request (RFC 7633) */
+    const char     *invalid_type;       /* the error of a failed validation
+                                           (short ACME name); NULL: "connection" */
 } fakeca_t;
 
 enum {
