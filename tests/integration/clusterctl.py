@@ -45,7 +45,7 @@ from util import run_cli, wait_until
 # one block of addresses per test file (see the module's docstring)
 ADDRESS_BASES = {"issue": 31, "failover": 41, "redis_down": 51, "errors": 61,
                  "acl": 71, "status": 76, "names": 81,
-                 "ondemand": 86}
+                 "ondemand": 86, "lagpeer": 91}
 
 NODE_CONTACT = "admin@example.com"      # nginxctl.issuer_block's and Apache's
 ORDERING_RE = re.compile(r'autotls: ordering certificate "([^"]+)"')

@@ -19,13 +19,13 @@ import time
 
 import pytest
 
-from clusterctl import add_a, running_cluster, seed_account
+from clusterctl import ADDRESS_BASES, add_a, running_cluster, seed_account
 from util import wait_until
 
-# 127.0.0.91 the ordering node, .92 the node that lags: a block no other test
-# file listens on (clusterctl.ADDRESS_BASES)
-BASE = 91
-LAGGER_ADDR = "127.0.0.92"
+# the ordering node at the block's first address, the node that lags at the
+# next: a block no other test file listens on (clusterctl.ADDRESS_BASES)
+BASE = ADDRESS_BASES["lagpeer"]
+LAGGER_ADDR = f"127.0.0.{BASE + 1}"
 LAGGER = "lagger"
 NAME = "lag.lagpeer.cluster.test"
 LAG_RE = re.compile(r"validation failed while nodes lagger had not confirmed the "
