@@ -26,11 +26,36 @@
 #define NGX_HTTP_AUTOTLS_API_BODY_MAX  4096
 
 
+/* one request's call of the core, from the event loop or a thread */
+typedef struct {
+    ngx_http_request_t         *request;
+    char                       *method;
+    char                       *path;
+    char                       *query;
+    const char                 *body;
+    size_t                      len;
+    char                       *by;
+    time_t                      now;
+
+    int                         status;    /* the core's answer */
+    char                       *out;       /* malloc'd */
+    size_t                      out_len;
+    unsigned                    unreachable:1;
+} ngx_http_autotls_api_job_t;
+
+
 static ngx_int_t ngx_http_autotls_api_handler(ngx_http_request_t *r);
 static void ngx_http_autotls_api_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_autotls_api_answer(ngx_http_request_t *r,
     const char *body, size_t len);
-static atls_store_t *ngx_http_autotls_api_store(ngx_http_request_t *r);
+static void ngx_http_autotls_api_run(ngx_http_autotls_api_job_t *job,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_autotls_api_reply(ngx_http_autotls_api_job_t *job);
+#if (NGX_THREADS)
+static void ngx_http_autotls_api_thread(void *data, ngx_log_t *log);
+static void ngx_http_autotls_api_done(ngx_event_t *ev);
+#endif
+static atls_store_t *ngx_http_autotls_api_store(ngx_log_t *log);
 static ngx_int_t ngx_http_autotls_api_send(ngx_http_request_t *r,
     ngx_uint_t status, u_char *body, size_t len);
 static char *ngx_http_autotls_api_cstr(ngx_pool_t *pool, u_char *data,
@@ -43,12 +68,16 @@ ngx_http_autotls_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_autotls_loc_conf_t  *alcf = conf;
 
     ngx_http_core_loc_conf_t      *clcf;
+    ngx_http_autotls_main_conf_t  *amcf;
 
     if (alcf->api != NGX_CONF_UNSET) {
         return "is duplicate";
     }
 
     alcf->api = 1;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_autotls_module);
+    amcf->api_used = 1;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_autotls_api_handler;
@@ -157,6 +186,7 @@ ngx_http_autotls_api_body(ngx_http_request_t *r)
 {
     u_char       *body, *p;
     size_t        len;
+    ngx_int_t     rc;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
@@ -191,8 +221,13 @@ ngx_http_autotls_api_body(ngx_http_request_t *r)
 
     *p = '\0';
 
-    ngx_http_finalize_request(r, ngx_http_autotls_api_answer(r, (char *) body,
-                                                             len));
+    rc = ngx_http_autotls_api_answer(r, (char *) body, len);
+
+    if (rc == NGX_DONE) {
+        return;     /* a thread answers; finalized when it is done */
+    }
+
+    ngx_http_finalize_request(r, rc);
 }
 
 
@@ -227,56 +262,119 @@ static ngx_int_t
 ngx_http_autotls_api_answer(ngx_http_request_t *r, const char *body,
     size_t len)
 {
-    int             status;
-    char           *method, *path, *query, *out;
-    size_t          out_len;
-    u_char          by[NGX_SOCKADDR_STRLEN + sizeof("api ")];
-    ngx_int_t       rc;
-    atls_actor_t    actor;
-    atls_store_t   *st;
-    atls_events_t  *ev;
+    u_char                      *by;
+    size_t                       by_len;
+    ngx_http_autotls_api_job_t  *job;
+#if (NGX_THREADS)
+    ngx_thread_task_t           *task;
+#endif
 
     static u_char  closed[] = "{\"error\":\"the store is not open\"}";
-    static u_char  unreachable[] = "{\"error\":\"the Redis store cannot be "
-                                   "reached (see the error log)\"}";
 
     if (ngx_http_autotls_store == NULL) {
         return ngx_http_autotls_api_send(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                          closed, sizeof(closed) - 1);
     }
 
-    st = ngx_http_autotls_api_store(r);
-    if (st == NULL) {
-        return ngx_http_autotls_api_send(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                         unreachable, sizeof(unreachable) - 1);
-    }
+#if (NGX_THREADS)
+    task = NULL;
 
-    method = ngx_http_autotls_api_cstr(r->pool, r->method_name.data,
-                                   r->method_name.len);
-    path = ngx_http_autotls_api_path(r);
-    query = r->args.len ? ngx_http_autotls_api_cstr(r->pool, r->args.data,
-                                                r->args.len)
-                        : NULL;
-    if (method == NULL || path == NULL || (r->args.len && query == NULL)) {
-        if (st != ngx_http_autotls_store) {
-            atls_store_close(st);
+    if (ngx_http_autotls_mcf->api_pool) {
+        task = ngx_thread_task_alloc(r->pool,
+                                     sizeof(ngx_http_autotls_api_job_t));
+        if (task == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        job = task->ctx;
+
+    } else
+#endif
+    {
+        job = ngx_pcalloc(r->pool, sizeof(ngx_http_autotls_api_job_t));
+        if (job == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    by_len = sizeof("api ") + r->connection->addr_text.len;
+    by = ngx_pnalloc(r->pool, by_len);
+
+    job->request = r;
+    job->method = ngx_http_autotls_api_cstr(r->pool, r->method_name.data,
+                                            r->method_name.len);
+    job->path = ngx_http_autotls_api_path(r);
+    job->query = r->args.len ? ngx_http_autotls_api_cstr(r->pool, r->args.data,
+                                                         r->args.len)
+                             : NULL;
+    job->body = body;
+    job->len = len;
+    job->now = ngx_time();
+
+    if (job->method == NULL || job->path == NULL || by == NULL
+        || (r->args.len && job->query == NULL))
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    (void) ngx_snprintf(by, sizeof(by), "api %V%Z", &r->connection->addr_text);
+    (void) ngx_snprintf(by, by_len, "api %V%Z", &r->connection->addr_text);
+    job->by = (char *) by;
+
+#if (NGX_THREADS)
+    if (task) {
+        /*
+         * A cluster node's registry is Redis's: the request's Redis calls
+         * run in a thread, so that a slow or hung Redis holds this request
+         * only, never the worker's other connections.
+         */
+        task->handler = ngx_http_autotls_api_thread;
+        task->event.data = job;
+        task->event.handler = ngx_http_autotls_api_done;
+
+        if (ngx_thread_task_post(ngx_http_autotls_mcf->api_pool, task)
+            != NGX_OK)
+        {
+            return NGX_HTTP_SERVICE_UNAVAILABLE;
+        }
+
+        r->main->blocked++;
+        r->aio = 1;
+
+        return NGX_DONE;
+    }
+#endif
+
+    ngx_http_autotls_api_run(job, r->connection->log);
+
+    return ngx_http_autotls_api_reply(job);
+}
+
+
+/* the core's answer, from the store: blocking (a thread on a cluster node) */
+static void
+ngx_http_autotls_api_run(ngx_http_autotls_api_job_t *job, ngx_log_t *log)
+{
+    atls_actor_t    actor;
+    atls_store_t   *st;
+    atls_events_t  *ev;
+
+    job->status = 500;
+    job->out = NULL;
+    job->out_len = 0;
+
+    st = ngx_http_autotls_api_store(log);
+    if (st == NULL) {
+        job->unreachable = 1;
+        return;
+    }
 
     /* this worker's events: audited and queued, delivered by the driver */
     atls_actor_self(&actor, "server", "nginx/" NGINX_VERSION);
     ev = atls_events_new(st, &actor, &ngx_http_autotls_mcf->notify);
 
-    status = 500;
-    out = NULL;
-    out_len = 0;
-
-    (void) atls_names_api(st, ev, method, path, query, body, len, (char *) by,
-                          ngx_time(), &status, &out, &out_len);
+    (void) atls_names_api(st, ev, job->method, job->path, job->query,
+                          job->body, job->len, job->by, job->now,
+                          &job->status, &job->out, &job->out_len);
 
     if (ev != NULL) {
         atls_events_free(ev);
@@ -285,23 +383,72 @@ ngx_http_autotls_api_answer(ngx_http_request_t *r, const char *body,
     if (st != ngx_http_autotls_store) {
         atls_store_close(st);
     }
+}
 
-    rc = ngx_http_autotls_api_send(r, status, (u_char *) out, out_len);
 
-    free(out);
+static ngx_int_t
+ngx_http_autotls_api_reply(ngx_http_autotls_api_job_t *job)
+{
+    ngx_int_t  rc;
+
+    static u_char  unreachable[] = "{\"error\":\"the Redis store cannot be "
+                                   "reached (see the error log)\"}";
+
+    if (job->unreachable) {
+        return ngx_http_autotls_api_send(job->request,
+                                         NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         unreachable, sizeof(unreachable) - 1);
+    }
+
+    rc = ngx_http_autotls_api_send(job->request, job->status,
+                                   (u_char *) job->out, job->out_len);
+
+    free(job->out);
+    job->out = NULL;
 
     return rc;
 }
 
 
+#if (NGX_THREADS)
+
+static void
+ngx_http_autotls_api_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_autotls_api_run(data, log);
+}
+
+
+/* back on the event loop: the thread's answer is sent */
+static void
+ngx_http_autotls_api_done(ngx_event_t *ev)
+{
+    ngx_connection_t            *c;
+    ngx_http_request_t          *r;
+    ngx_http_autotls_api_job_t  *job;
+
+    job = ev->data;
+    r = job->request;
+    c = r->connection;
+
+    r->main->blocked--;
+    r->aio = 0;
+
+    ngx_http_finalize_request(r, ngx_http_autotls_api_reply(job));
+    ngx_http_run_posted_requests(c);
+}
+
+#endif
+
+
 /*
  * The store the registry is written to: the node's own on a directory
- * store; on a cluster node, Redis, through a blocking connection of its
- * own with the configured timeouts (admin requests are rare, and a write
- * to the mirror would reach no other node), closed after the request.
+ * store; on a cluster node, Redis, through a connection of its own with
+ * the configured timeouts (a write to the mirror would reach no other
+ * node), closed after the request.
  */
 static atls_store_t *
-ngx_http_autotls_api_store(ngx_http_request_t *r)
+ngx_http_autotls_api_store(ngx_log_t *log)
 {
     char           err[512];
     atls_store_t  *st;
@@ -314,7 +461,7 @@ ngx_http_autotls_api_store(ngx_http_request_t *r)
 
     st = atls_store_redis_open(ngx_http_autotls_mcf->redis, err, sizeof(err));
     if (st == NULL) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, log, 0,
                       "autotls_api: autotls_store: %s", err);
     }
 
@@ -380,4 +527,33 @@ ngx_http_autotls_api_cstr(ngx_pool_t *pool, u_char *data, size_t len)
     p[len] = '\0';
 
     return (char *) p;
+}
+
+
+/*
+ * A cluster node's admin API talks to Redis from nginx's thread pool
+ * "default" (thread_pool default threads=N; sizes it, 32 otherwise), so
+ * that no worker waits on Redis; on a directory store the registry is
+ * local files, written on the event loop like the rest of the store.
+ */
+ngx_int_t
+ngx_http_autotls_api_setup(ngx_conf_t *cf, ngx_http_autotls_main_conf_t *amcf)
+{
+    if (!amcf->api_used || amcf->redis == NULL) {
+        return NGX_OK;
+    }
+
+#if (NGX_THREADS)
+    amcf->api_pool = ngx_thread_pool_add(cf, NULL);
+    if (amcf->api_pool == NULL) {
+        return NGX_ERROR;
+    }
+#else
+    ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                  "autotls_api: nginx was built without threads: on a "
+                  "Redis store the API's requests wait on Redis in the "
+                  "worker");
+#endif
+
+    return NGX_OK;
 }

@@ -508,6 +508,10 @@ ngx_http_autotls_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_autotls_api_setup(cf, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (amcf->certs.nelts == 0 && amcf->homes.nelts == 0) {
         return NGX_OK;
     }

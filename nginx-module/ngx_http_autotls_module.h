@@ -17,6 +17,9 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
 
 #include "atls.h"
 #include "atls_acme.h"
@@ -153,6 +156,12 @@ typedef struct {
     /* discovered ssl_certificate files (malloc'd, inherited by workers) */
     atls_inventory_item_t          *inventory;
     size_t                          n_inventory;
+
+    unsigned                        api_used:1;    /* some autotls_api */
+#if (NGX_THREADS)
+    ngx_thread_pool_t              *api_pool;      /* a cluster node's API
+                                                      talks to Redis there */
+#endif
 } ngx_http_autotls_main_conf_t;
 
 
@@ -483,6 +492,8 @@ ngx_int_t ngx_http_autotls_dyn_install(SSL *ssl, ngx_connection_t *c,
     ngx_http_autotls_srv_conf_t *ascf, const char *sni);
 /* the admin API location (autotls_api) */
 char *ngx_http_autotls_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_autotls_api_setup(ngx_conf_t *cf,
+    ngx_http_autotls_main_conf_t *amcf);
 char *ngx_http_autotls_api_token(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 /* 1 when this home serves the SNI name (a pending one included) */

@@ -8,6 +8,7 @@ that no private key is kept in clear.
     spec = store_spec(r, key_file(tmp_path / "redis.key"), prefix="n:")
 """
 import os
+import signal
 import subprocess
 
 import procs
@@ -59,6 +60,11 @@ class Redis:
 
     def stop(self):
         if self.proc is not None:
+            # a test may have left it stopped (SIGSTOP: a hung Redis)
+            try:
+                os.kill(self.proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
             procs.stop(self.proc)
             self.proc = None
 

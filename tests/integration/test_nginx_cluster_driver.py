@@ -180,12 +180,7 @@ def redis_node(pebble, root, workers, master=True):
         with ngx.start():
             yield redis, ngx
     finally:
-        if redis.proc is not None:
-            try:
-                os.kill(redis.proc.pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-        redis.stop()
+        redis.stop()     # continued first if stopped
 
 
 def test_cluster_node_drives_from_cache_manager(pebble, test_root):
