@@ -230,9 +230,10 @@ struct mirror_names_sync_s {
     char     **files;
     size_t     n, next;
     size_t     changed;     /* entries the steps changed in the mirror */
+    size_t     steps;
 };
 
-void
+static void
 mirror_names_sync_free(mirror_names_sync_t *ns)
 {
     if (ns != NULL) {
@@ -406,15 +407,16 @@ names_push(atls_mirror_t *m, uint64_t taken, char *err, size_t errlen)
 
 /* ---- the sync --------------------------------------------------------------- */
 
-/* A new registry sync into *ns; NULL when the mirror is current. */
+/* A new registry sync into m->names; left NULL when the mirror is current. */
 static int
-names_begin(atls_mirror_t *m, mirror_names_sync_t **out, char *err, size_t errlen)
+names_begin(atls_mirror_t *m, char *err, size_t errlen)
 {
     mirror_names_sync_t *ns;
     uint64_t             rgen, taken = atls_mirror_names_generation(m);
     int                  one;
 
-    *out = NULL;
+    /* what an announcement asked for: Redis's generation is read now */
+    m->names_wanted = 0;
     if (atls_mirror_redis_names_generation(m, &rgen, err, errlen) != ATLS_STORE_OK) {
         return -1;
     }
@@ -442,29 +444,50 @@ names_begin(atls_mirror_t *m, mirror_names_sync_t **out, char *err, size_t errle
         mirror_names_sync_free(ns);
         return -1;
     }
-    *out = ns;
+    m->names = ns;
     return 0;
 }
 
-int
-mirror_names_step(atls_mirror_t *m, mirror_names_sync_t **nsp, long long until, int *done,
-                  char *err, size_t errlen)
+/* Before a step goes on with entries listed earlier: a Redis whose
+ * registry generation went back meanwhile lost the registry (restarted
+ * empty), and the entries it now lacks must not be deleted from the
+ * mirror: the sync begins again, which writes them back. */
+static int
+names_resume(atls_mirror_t *m, char *err, size_t errlen)
 {
-    mirror_names_sync_t *ns = *nsp;
-    names_vec_t          changed = { NULL, 0, 0 };
-    size_t               stepped = 0;
-    int                  rc = -1;
+    uint64_t rgen;
 
-    *done = 0;
-    if (ns == NULL) {
-        if (names_begin(m, nsp, err, errlen) != 0) {
-            return -1;
-        }
-        ns = *nsp;
-        if (ns == NULL) {
-            *done = 1;
-            return 0;
-        }
+    if (atls_mirror_redis_names_generation(m, &rgen, err, errlen) != ATLS_STORE_OK) {
+        return -1;
+    }
+    if (rgen < m->names->rgen) {
+        atls_log(ATLS_LOG_WARN, "mirror: %s: the registry generation went back from "
+                 "%" PRIu64 " to %" PRIu64 " during a sync of the registry of names; "
+                 "begun again", m->store.location, m->names->rgen, rgen);
+        mirror_names_end(m);
+        return names_begin(m, err, errlen);
+    }
+    return 0;
+}
+
+void
+mirror_names_end(atls_mirror_t *m)
+{
+    mirror_names_sync_free(m->names);
+    m->names = NULL;
+}
+
+/* The entries of one step, from ns->next: at most MIRROR_NAMES_STEP_MAX,
+ * and past until (when not 0) none after the first; a list that fits in
+ * one step (a journal's catch-up) is not cut by time. */
+static int
+names_step_entries(atls_mirror_t *m, mirror_names_sync_t *ns, long long until,
+                   names_vec_t *changed, char *err, size_t errlen)
+{
+    size_t stepped = 0;
+
+    if (ns->n - ns->next <= MIRROR_NAMES_STEP_MAX) {
+        until = 0;
     }
     for (; ns->next < ns->n; ns->next++, stepped++) {
         if (stepped >= MIRROR_NAMES_STEP_MAX
@@ -472,24 +495,49 @@ mirror_names_step(atls_mirror_t *m, mirror_names_sync_t **nsp, long long until, 
         {
             break;
         }
-        if (names_pull_file(m, ns->files[ns->next], ns->named, &changed, err, errlen)
+        if (names_pull_file(m, ns->files[ns->next], ns->named, changed, err, errlen)
             != ATLS_STORE_OK)
         {
-            goto out;
+            return -1;
         }
+    }
+    return 0;
+}
+
+int
+mirror_names_step(atls_mirror_t *m, long long until, int *done, char *err, size_t errlen)
+{
+    mirror_names_sync_t *ns;
+    names_vec_t          changed = { NULL, 0, 0 };
+    int                  rc = -1;
+
+    *done = 0;
+    if ((m->names == NULL ? names_begin(m, err, errlen) : names_resume(m, err, errlen)) != 0) {
+        goto out;
+    }
+    ns = m->names;
+    if (ns == NULL) {
+        *done = 1;
+        rc = 0;
+        goto out;
+    }
+    if (names_step_entries(m, ns, until, &changed, err, errlen) != 0) {
+        goto out;
     }
     /* what this step wrote is served now: the workers read it */
     if (changed.n > 0 && names_mirror_changed(m, &changed, err, errlen) != ATLS_STORE_OK) {
         goto out;
     }
     ns->changed += changed.n;
+    ns->steps++;
     if (ns->next == ns->n) {
         if (names_write_counter(m->fs, NAMES_TAKEN, ns->rgen, err, errlen) != ATLS_STORE_OK) {
             goto out;
         }
         if (ns->changed) {
             atls_log(ATLS_LOG_INFO, "mirror: %zu dynamic name(s) changed, registry "
-                     "generation %" PRIu64 " from Redis", ns->changed, ns->rgen);
+                     "generation %" PRIu64 " from Redis (%zu entries gone through in "
+                     "%zu step(s))", ns->changed, ns->rgen, ns->n, ns->steps);
         }
         *done = 1;
     }
@@ -498,23 +546,49 @@ mirror_names_step(atls_mirror_t *m, mirror_names_sync_t **nsp, long long until, 
 out:
     atls_strv_free(changed.v, changed.n);
     if (rc < 0 || *done) {
-        mirror_names_sync_free(ns);
-        *nsp = NULL;
+        mirror_names_end(m);
     }
     return rc;
 }
 
 int
+atls_mirror_sync_names_step(atls_mirror_t *m, long budget_ms, int *done, char *err,
+                            size_t errlen)
+{
+    return mirror_names_step(m, budget_ms > 0 ? atls_rs_now_ms() + budget_ms : 0, done,
+                             err, errlen);
+}
+
+int
 atls_mirror_sync_names(atls_mirror_t *m, char *err, size_t errlen)
 {
-    mirror_names_sync_t *ns = NULL;
-    int                  done = 0, one, changed = 0;
+    int done = 0, one, changed = 0, passes;
 
-    do {
-        one = mirror_names_step(m, &ns, 0, &done, err, errlen);
-        changed |= one > 0;
-    } while (one >= 0 && !done);
-    return one < 0 ? -1 : changed;
+    /* one under way read Redis's generation before this call: it is
+     * finished, then a sync of this call's own */
+    for (passes = m->names != NULL ? 2 : 1; passes > 0; passes--) {
+        do {
+            one = atls_mirror_sync_names_step(m, 0, &done, err, errlen);
+            changed |= one > 0;
+        } while (one >= 0 && !done);
+        if (one < 0) {
+            return -1;
+        }
+    }
+    return changed;
+}
+
+int
+atls_mirror_names_pending(atls_mirror_t *m)
+{
+    return m->names_wanted || m->names != NULL;
+}
+
+void
+atls_mirror_set_names_hook(atls_mirror_t *m, atls_mirror_names_fn fn, void *ctx)
+{
+    m->names_hook = fn;
+    m->names_hook_ctx = ctx;
 }
 
 /* ---- announcements ------------------------------------------------------------ */
