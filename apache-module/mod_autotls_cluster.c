@@ -47,6 +47,9 @@ APLOG_USE_MODULE(autotls);
 #define CLUSTER_BACKOFF_MAX   apr_time_from_msec(ATLS_MIRROR_MEMBER_TTL_MS / 3)
 #define CLUSTER_HEARTBEAT     apr_time_from_msec(ATLS_MIRROR_MEMBER_TTL_MS / 3)
 #define CLUSTER_ACK_POLL_MS   100
+/* a step of the registry of names' sync, as the scheduler's passes: the
+ * watchdog thread also reads the subscriber and polls acks in between */
+#define CLUSTER_NAMES_SLICE_MS  50
 
 /* ---- the directive ------------------------------------------------------ */
 
@@ -163,6 +166,7 @@ static apr_time_t      cl_join_at;
 static char           *cl_last_error;     /* to say a repeated failure once */
 static apr_time_t      cl_tick_at;        /* ticks come from two callers */
 static apr_time_t      cl_renew_at;
+static apr_time_t      cl_names_at;       /* the registry's next check */
 
 static void
 cluster_down(const char *what, const char *err)
@@ -375,21 +379,35 @@ cluster_listen_tick(void)
 
 static void cluster_acks_tick(void);
 
-/* The registry of dynamic names, at each heartbeat: an announcement lost
- * (the subscriber's buffer, a pull that failed) is caught here; one GET
- * when nothing moved.  Children read the mirror's copy once told. */
+/* The registry of dynamic names, one step (at most 256 entries, about
+ * CLUSTER_NAMES_SLICE_MS) a tick while its sync is wanted (announced) or
+ * under way, and a check at each heartbeat: an announcement lost (the
+ * subscriber's buffer, a step that failed) is caught there; one GET when
+ * nothing moved.  Children read the mirror's copy once told, at each
+ * step that changed it. */
 static void
-cluster_names_tick(void)
+cluster_names_tick(apr_time_t now)
 {
     char err[512];
-    int rc = atls_mirror_sync_names(cl_mirror, err, sizeof(err));
+    int done = 0, rc;
 
+    if (now < cl_names_at && !atls_mirror_names_pending(cl_mirror)) {
+        return;
+    }
+    rc = atls_mirror_sync_names_step(cl_mirror, CLUSTER_NAMES_SLICE_MS, &done, err,
+                                     sizeof(err));
     if (rc < 0) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, autotls_global.main_server,
                      "AutoTLSStore %s: registry of names: %s; tried again at the next "
                      "heartbeat", cl_where, err);
-    } else if (rc > 0) {
+        cl_names_at = now + CLUSTER_HEARTBEAT;
+        return;
+    }
+    if (rc > 0) {
         autotls_generation_publish(atls_mirror_store(cl_mirror));
+    }
+    if (done) {
+        cl_names_at = now + CLUSTER_HEARTBEAT;
     }
 }
 
@@ -424,8 +442,10 @@ autotls_cluster_tick(int in_run)
             cluster_down("heartbeat", err);
         } else {
             cl_join_at = now + CLUSTER_HEARTBEAT;
-            cluster_names_tick();
         }
+    }
+    if (cl_up) {
+        cluster_names_tick(now);
     }
     if (cl_up && now >= cl_renew_at) {
         /* an order's leases, while it waits on the CA without store calls */

@@ -112,7 +112,8 @@ int atls_mirror_sync(atls_mirror_t *m, int *pushed, char *err, size_t errlen);
 int atls_mirror_sync_step(atls_mirror_t *m, long budget_ms, int *done, int *pushed,
                           char *err, size_t errlen);
 /* Drops a sliced sync under way (the host's connection failed: the next
- * sync must list the certificates again). */
+ * sync must list the certificates again), and a sync of the registry of
+ * names under way (atls_mirror_sync_names_step). */
 void atls_mirror_sync_cancel(atls_mirror_t *m);
 /* The same for one certificate (an announcement): 1 pulled, 0 already
  * current (or pushed), -1 + err. */
@@ -141,8 +142,9 @@ int atls_store_redis_announce(atls_store_t *st, const char *id, uint64_t *gen,
  * workers and children follow it as on a directory store.  Every write of
  * Redis's names-generation (each registry change, by the CLI, the admin
  * API of any node, on-demand) is announced on <P>gen as
- * "ATLS_MIRROR_NAMES_ID <gen>"; a listener then syncs the registry, and a
- * full sync (start, reconnection) syncs it too.  In the mirror,
+ * "ATLS_MIRROR_NAMES_ID <gen>"; a listener then marks a registry sync as
+ * wanted (atls_mirror_names_pending) and its host steps it, and a full
+ * sync (start, reconnection) syncs it too.  In the mirror,
  * mirror-names-generation records Redis's registry generation it took.
  * (Added to the issue-12 contract by the redisnames helper.)
  */
@@ -151,8 +153,34 @@ int atls_store_redis_announce(atls_store_t *st, const char *id, uint64_t *gen,
 /* Brings the mirror's registry up to Redis's (see mirror_names.c for the
  * rule when Redis lost it): 1 when entries changed (the mirror's store
  * generation was bumped: the host tells its workers), 0 when current,
- * -1 + err (Redis unreachable, the mirror not writable; left as it was). */
+ * -1 + err (Redis unreachable, the mirror not writable; left as it was).
+ * A loop over atls_mirror_sync_names_step without a budget (the CLI,
+ * tests): a host with clients to serve steps instead. */
 int atls_mirror_sync_names(atls_mirror_t *m, char *err, size_t errlen);
+/* The same in steps for an event loop (issue 12: a node that missed
+ * 100,000 registry changes, or a Redis restarted, must not stall its host
+ * for seconds): a call goes through at most 256 entries and, past
+ * budget_ms (<= 0: no limit), stops after one, then returns with *done 0;
+ * the next call goes on where it stopped.  A catch-up from Redis's
+ * journal of at most 256 names is one call whatever the budget.  *done 1
+ * when the registry is Redis's (one begun after that call starts with the
+ * next).  Each call moves the mirror's registry and store generations
+ * once for the entries it changed (the workers read them); an entry is
+ * never half-written.  1 when this call changed entries, 0 when not,
+ * -1 + err (the sync is over; the next call begins a new one).  The
+ * full sync (atls_mirror_sync_step) ends with the same registry sync: one
+ * under way is continued, never run twice. */
+int atls_mirror_sync_names_step(atls_mirror_t *m, long budget_ms, int *done, char *err,
+                                size_t errlen);
+/* 1 while a registry sync is asked for (an announcement came, see
+ * atls_mirror_on_io) or under way: the host calls
+ * atls_mirror_sync_names_step until it is 0. */
+int atls_mirror_names_pending(atls_mirror_t *m);
+/* Called from atls_mirror_on_io (atls_mirror_poll) when an announcement
+ * asks for a registry sync, so that an event loop schedules its steps at
+ * once instead of at its next check; fn must not call into the mirror. */
+typedef void (*atls_mirror_names_fn)(void *ctx);
+void atls_mirror_set_names_hook(atls_mirror_t *m, atls_mirror_names_fn fn, void *ctx);
 /* Redis's registry generation (0: none): ATLS_STORE_OK, or ERROR + err. */
 int atls_mirror_redis_names_generation(atls_mirror_t *m, uint64_t *gen, char *err,
                                        size_t errlen);
@@ -174,7 +202,9 @@ atls_redis_t *atls_mirror_subscriber(atls_mirror_t *m);
 int atls_mirror_listening(atls_mirror_t *m);
 /* The subscriber's fd is ready: reads what came, and syncs each announced
  * certificate whose generation is newer than the mirror's (and hands
- * announced challenges to the responder, then acks them).  The number of
+ * announced challenges to the responder, then acks them); an announced
+ * registry change is only marked (atls_mirror_names_pending, the names
+ * hook), never synced inside the read.  The number of
  * certificates pulled (>= 0), or -1 + err when the subscriber failed (or
  * a pull failed: the announcement is then left to the next sync). */
 int atls_mirror_on_io(atls_mirror_t *m, int events, char *err, size_t errlen);

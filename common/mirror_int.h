@@ -39,6 +39,14 @@ struct atls_mirror_s {
                                          since Redis was last reached */
 
     struct mirror_sync_s *sync;       /* a sliced sync under way (mirror_sync.c) */
+
+    /* The registry of names (mirror_names.c): one sync under way, shared
+     * by the full sync's end and atls_mirror_sync_names_step, and whether
+     * an announcement asked for one since the last began. */
+    struct mirror_names_sync_s *names;
+    int                names_wanted;
+    atls_mirror_names_fn names_hook;
+    void              *names_hook_ctx;
 };
 
 extern const atls_store_ops_t atls_mirror_ops;
@@ -65,20 +73,23 @@ int atls_mirror_parse_gen(const char *s, size_t len, uint64_t *gen);
  * (atls_store_bump_generation_many) before it returns. */
 int atls_mirror_write_generation(atls_mirror_t *m, const char *id, uint64_t gen,
                                  char *err, size_t errlen);
-/* A sync of the registry of names under way (mirror_names.c), in steps:
- * *ns NULL starts one (left NULL when the mirror is current); a step
- * goes through at most MIRROR_NAMES_STEP_MAX entries and, when until
- * (atls_rs_now_ms) is not 0, stops past it after one; what it wrote is
- * journaled and the mirror's store generation bumped before it returns.
- * 1 when the step changed the mirror, 0, -1 + err; *done when the
- * registry is Redis's (*ns freed and NULL then, and after an error). */
+/* A step of the registry's sync under way (m->names, mirror_names.c):
+ * none starts one (the mirror current: *done at once); a step goes
+ * through at most MIRROR_NAMES_STEP_MAX entries and, when until
+ * (atls_rs_now_ms) is not 0 and the entries to go through are more than
+ * one step's, stops past it after one; what it wrote is journaled and the
+ * mirror's store generation bumped before it returns.  1 when the step
+ * changed the mirror, 0, -1 + err; *done when the registry is Redis's
+ * (the sync is dropped then, and after an error). */
 #define MIRROR_NAMES_STEP_MAX  256
 typedef struct mirror_names_sync_s mirror_names_sync_t;
-int mirror_names_step(atls_mirror_t *m, mirror_names_sync_t **ns, long long until,
-                      int *done, char *err, size_t errlen);
-void mirror_names_sync_free(mirror_names_sync_t *ns);
+int mirror_names_step(atls_mirror_t *m, long long until, int *done, char *err,
+                      size_t errlen);
+/* Drops the registry's sync under way, if any. */
+void mirror_names_end(atls_mirror_t *m);
 
-/* Drops a sliced sync under way (atls_mirror_sync_step), if any. */
+/* Drops a sliced sync under way (atls_mirror_sync_step) and the
+ * registry's, if any. */
 void mirror_sync_end(atls_mirror_t *m);
 
 #define MIRROR_BUMP_INCR   0   /* a deploy: max(Redis, floor) + 1 */

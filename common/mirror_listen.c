@@ -2,8 +2,9 @@
  * Announcements (atls_mirror.h): a dedicated subscriber connection on
  * <prefix>gen and <prefix>chal, driven by the host's event loop (or
  * atls_mirror_poll): for each "<cert-id> <gen>" newer than the mirror's,
- * a pull of that certificate; each challenge published or withdrawn goes
- * to the responder (mirror_cluster.c).
+ * a pull of that certificate; a registry change marks a registry sync as
+ * wanted, for the host to step; each challenge published or withdrawn
+ * goes to the responder (mirror_cluster.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -75,17 +76,17 @@ parse_announcement(const char *msg, size_t len, char *id, size_t idlen, uint64_t
     return 0;
 }
 
-/* The store generation moved in Redis: the registry, if it moved too. */
-static int
+/* The registry of names moved in Redis: a sync of it is wanted, which the
+ * host steps (atls_mirror_sync_names_step) from its own loop; a whole
+ * pass here would hold the subscriber's read (and the host) for as long
+ * as the registry takes. */
+static void
 listen_names(atls_mirror_t *m)
 {
-    char why[512];
-    int  one = atls_mirror_sync_names(m, why, sizeof(why));
-
-    if (one < 0) {
-        atls_log(ATLS_LOG_WARN, "mirror: registry of names: %s (left to the next sync)", why);
+    m->names_wanted = 1;
+    if (m->names_hook != NULL) {
+        m->names_hook(m->names_hook_ctx);
     }
-    return one > 0;
 }
 
 int
@@ -113,7 +114,7 @@ atls_mirror_on_io(atls_mirror_t *m, int events, char *err, size_t errlen)
         } else if (parse_announcement(payload, len, id, sizeof(id), &gen) != 0) {
             atls_log(ATLS_LOG_WARN, "mirror: %s: not an announcement, ignored", channel);
         } else if (strcmp(id, ATLS_MIRROR_NAMES_ID) == 0) {
-            pulled += listen_names(m);
+            listen_names(m);
         } else if (gen > atls_mirror_generation(m, id)) {
             int one = atls_mirror_sync_one(m, id, why, sizeof(why));
 

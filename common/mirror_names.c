@@ -18,8 +18,9 @@
  *
  * Repopulation: a Redis whose registry generation is below the one the
  * mirror took lost it (restarted empty, an old backup): the mirror's
- * entries Redis lacks are written back, and Redis's registry generation
- * is raised past the mirror's, so every node reads them again.
+ * entries Redis lacks are written back (in steps too), and Redis's
+ * registry generation is raised past the mirror's, so every node reads
+ * them again.
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
@@ -230,9 +231,14 @@ struct mirror_names_sync_s {
     char     **files;
     size_t     n, next;
     size_t     changed;     /* entries the steps changed in the mirror */
+    size_t     steps;
+    uint64_t   lost;        /* not 0: Redis lost the registry the mirror
+                               took at this generation; the steps write the
+                               mirror's entries (files) back first */
+    size_t     pushed;
 };
 
-void
+static void
 mirror_names_sync_free(mirror_names_sync_t *ns)
 {
     if (ns != NULL) {
@@ -348,46 +354,64 @@ names_mirror_changed(atls_mirror_t *m, names_vec_t *changed, char *err, size_t e
 
 /* ---- repopulation ----------------------------------------------------------- */
 
-/* Redis lost the registry the mirror took (its generation went back):
- * the mirror's entries it lacks go back, and its generation goes past
- * the mirror's, under Redis's "names" lock. */
+/* Redis lost the registry the mirror took (its generation went back): the
+ * mirror's entries it lacks go back, in steps, each under Redis's "names"
+ * lock (a writer's entry is never overwritten by an older one); then its
+ * generation goes past the mirror's. */
 static int
-names_push(atls_mirror_t *m, uint64_t taken, char *err, size_t errlen)
+names_push_entries(atls_mirror_t *m, mirror_names_sync_t *ns, long long until, char *err,
+                   size_t errlen)
 {
     atls_store_lock_t *lk = NULL;
-    char             **lf = NULL, *path, *data;
-    size_t             nl = 0, i, len, pushed = 0;
-    uint64_t           rgen = 0;
+    char              *path, *data;
+    size_t             len, stepped = 0;
     int                rc, one;
 
     rc = m->rs->ops->lock(m->rs, "names", 1, &lk, err, errlen);
-    if (rc != ATLS_STORE_OK) {
-        return rc;
-    }
-    rc = names_files(m->fs, &lf, &nl, err, errlen);
-    for (i = 0; rc == ATLS_STORE_OK && i < nl; i++) {
-        path = atls_store_cat(NAMES_DIR "/", lf[i], NULL);
+    for (; rc == ATLS_STORE_OK && ns->next < ns->n; ns->next++, stepped++) {
+        if (stepped >= MIRROR_NAMES_STEP_MAX
+            || (until > 0 && stepped > 0 && atls_rs_now_ms() >= until))
+        {
+            break;
+        }
+        path = atls_store_cat(NAMES_DIR "/", ns->files[ns->next], NULL);
         data = NULL;
         one = m->rs->ops->get(m->rs, path, &data, &len, err, errlen);
         free(data);
         data = NULL;
         if (one == ATLS_STORE_NOTFOUND
             && m->fs->ops->get(m->fs, path, &data, &len, err, errlen) == ATLS_STORE_OK
-            && names_entry_ok(lf[i], data, len, err, errlen))
+            && names_entry_ok(ns->files[ns->next], data, len, err, errlen))
         {
             one = m->rs->ops->put(m->rs, path, data, len, 0, err, errlen);
-            pushed += one == ATLS_STORE_OK;
+            ns->pushed += one == ATLS_STORE_OK;
         }
         rc = one == ATLS_STORE_ERROR ? one : ATLS_STORE_OK;
         free(data);
         free(path);
     }
-    if (rc == ATLS_STORE_OK) {
-        rc = names_read_counter(m->rs, NAMES_GEN, &rgen, err, errlen);
+    if (lk != NULL) {
+        m->rs->ops->unlock(m->rs, lk);
     }
-    if (rc == ATLS_STORE_OK && rgen <= taken) {
-        /* announced to every node, which then list the registry */
-        rc = names_write_counter(m->rs, NAMES_GEN, taken + 1, err, errlen);
+    return rc;
+}
+
+/* Every entry written back: Redis's registry generation past the one the
+ * mirror took (announced to every node, which then list the registry). */
+static int
+names_push_done(atls_mirror_t *m, mirror_names_sync_t *ns, char *err, size_t errlen)
+{
+    atls_store_lock_t *lk = NULL;
+    uint64_t           rgen = 0;
+    int                rc;
+
+    rc = m->rs->ops->lock(m->rs, "names", 1, &lk, err, errlen);
+    if (rc != ATLS_STORE_OK) {
+        return rc;
+    }
+    rc = names_read_counter(m->rs, NAMES_GEN, &rgen, err, errlen);
+    if (rc == ATLS_STORE_OK && rgen <= ns->lost) {
+        rc = names_write_counter(m->rs, NAMES_GEN, ns->lost + 1, err, errlen);
         if (rc == ATLS_STORE_OK && atls_store_bump_generation(m->rs) != ATLS_STORE_OK) {
             rc = ATLS_STORE_ERROR;
             snprintf(err, errlen, "%s: generation not bumped (see the log)",
@@ -395,43 +419,47 @@ names_push(atls_mirror_t *m, uint64_t taken, char *err, size_t errlen)
         }
     }
     m->rs->ops->unlock(m->rs, lk);
-    atls_strv_free(lf, nl);
     if (rc == ATLS_STORE_OK) {
         atls_log(ATLS_LOG_WARN, "mirror: %s lost the registry of names (its generation "
                  "%" PRIu64 " is below the mirror's %" PRIu64 "): %zu entries written back",
-                 m->store.location, rgen, taken, pushed);
+                 m->store.location, rgen, ns->lost, ns->pushed);
     }
     return rc;
 }
 
 /* ---- the sync --------------------------------------------------------------- */
 
-/* A new registry sync into *ns; NULL when the mirror is current. */
+/* A new registry sync into m->names; left NULL when the mirror is current. */
 static int
-names_begin(atls_mirror_t *m, mirror_names_sync_t **out, char *err, size_t errlen)
+names_begin(atls_mirror_t *m, char *err, size_t errlen)
 {
     mirror_names_sync_t *ns;
     uint64_t             rgen, taken = atls_mirror_names_generation(m);
     int                  one;
 
-    *out = NULL;
+    /* what an announcement asked for: Redis's generation is read now */
+    m->names_wanted = 0;
     if (atls_mirror_redis_names_generation(m, &rgen, err, errlen) != ATLS_STORE_OK) {
         return -1;
     }
     if (rgen == taken) {
         return 0;
     }
-    if (rgen < taken) {
-        if (names_push(m, taken, err, errlen) != ATLS_STORE_OK
-            || atls_mirror_redis_names_generation(m, &rgen, err, errlen) != ATLS_STORE_OK)
-        {
-            return -1;
-        }
-        taken = 0;      /* listed whole: every entry checked */
-    }
     ns = calloc(1, sizeof(*ns));
     if (ns == NULL) {
         abort();
+    }
+    if (rgen < taken) {
+        /* the mirror's entries first (names_push_entries), then the
+         * registry listed whole: every entry checked */
+        ns->lost = taken;
+        one = names_files(m->fs, &ns->files, &ns->n, err, errlen);
+        if (one != ATLS_STORE_OK) {
+            mirror_names_sync_free(ns);
+            return -1;
+        }
+        m->names = ns;
+        return 0;
     }
     ns->rgen = rgen;
     one = names_list_changed(m, taken, rgen, ns, err, errlen);
@@ -442,29 +470,50 @@ names_begin(atls_mirror_t *m, mirror_names_sync_t **out, char *err, size_t errle
         mirror_names_sync_free(ns);
         return -1;
     }
-    *out = ns;
+    m->names = ns;
     return 0;
 }
 
-int
-mirror_names_step(atls_mirror_t *m, mirror_names_sync_t **nsp, long long until, int *done,
-                  char *err, size_t errlen)
+/* Before a step goes on with entries listed earlier: a Redis whose
+ * registry generation went back meanwhile lost the registry (restarted
+ * empty), and the entries it now lacks must not be deleted from the
+ * mirror: the sync begins again, which writes them back. */
+static int
+names_resume(atls_mirror_t *m, char *err, size_t errlen)
 {
-    mirror_names_sync_t *ns = *nsp;
-    names_vec_t          changed = { NULL, 0, 0 };
-    size_t               stepped = 0;
-    int                  rc = -1;
+    uint64_t rgen;
 
-    *done = 0;
-    if (ns == NULL) {
-        if (names_begin(m, nsp, err, errlen) != 0) {
-            return -1;
-        }
-        ns = *nsp;
-        if (ns == NULL) {
-            *done = 1;
-            return 0;
-        }
+    if (atls_mirror_redis_names_generation(m, &rgen, err, errlen) != ATLS_STORE_OK) {
+        return -1;
+    }
+    if (rgen < m->names->rgen) {
+        atls_log(ATLS_LOG_WARN, "mirror: %s: the registry generation went back from "
+                 "%" PRIu64 " to %" PRIu64 " during a sync of the registry of names; "
+                 "begun again", m->store.location, m->names->rgen, rgen);
+        mirror_names_end(m);
+        return names_begin(m, err, errlen);
+    }
+    return 0;
+}
+
+void
+mirror_names_end(atls_mirror_t *m)
+{
+    mirror_names_sync_free(m->names);
+    m->names = NULL;
+}
+
+/* The entries of one step, from ns->next: at most MIRROR_NAMES_STEP_MAX,
+ * and past until (when not 0) none after the first; a list that fits in
+ * one step (a journal's catch-up) is not cut by time. */
+static int
+names_step_entries(atls_mirror_t *m, mirror_names_sync_t *ns, long long until,
+                   names_vec_t *changed, char *err, size_t errlen)
+{
+    size_t stepped = 0;
+
+    if (ns->n - ns->next <= MIRROR_NAMES_STEP_MAX) {
+        until = 0;
     }
     for (; ns->next < ns->n; ns->next++, stepped++) {
         if (stepped >= MIRROR_NAMES_STEP_MAX
@@ -472,24 +521,77 @@ mirror_names_step(atls_mirror_t *m, mirror_names_sync_t **nsp, long long until, 
         {
             break;
         }
-        if (names_pull_file(m, ns->files[ns->next], ns->named, &changed, err, errlen)
+        if (names_pull_file(m, ns->files[ns->next], ns->named, changed, err, errlen)
             != ATLS_STORE_OK)
         {
-            goto out;
+            return -1;
         }
+    }
+    return 0;
+}
+
+/* A step of the write-back; after the last entry, Redis's generation is
+ * raised and the registry listed whole for the steps that follow. */
+static int
+names_push_step(atls_mirror_t *m, mirror_names_sync_t *ns, long long until, char *err,
+                size_t errlen)
+{
+    if (names_push_entries(m, ns, until, err, errlen) != ATLS_STORE_OK) {
+        return -1;
+    }
+    if (ns->next < ns->n) {
+        return 0;
+    }
+    if (names_push_done(m, ns, err, errlen) != ATLS_STORE_OK
+        || atls_mirror_redis_names_generation(m, &ns->rgen, err, errlen) != ATLS_STORE_OK)
+    {
+        return -1;
+    }
+    atls_strv_free(ns->files, ns->n);
+    ns->files = NULL;
+    ns->n = ns->next = 0;
+    ns->lost = 0;
+    return names_list_all(m, ns, err, errlen) == ATLS_STORE_OK ? 0 : -1;
+}
+
+int
+mirror_names_step(atls_mirror_t *m, long long until, int *done, char *err, size_t errlen)
+{
+    mirror_names_sync_t *ns;
+    names_vec_t          changed = { NULL, 0, 0 };
+    int                  rc = -1;
+
+    *done = 0;
+    if ((m->names == NULL ? names_begin(m, err, errlen) : names_resume(m, err, errlen)) != 0) {
+        goto out;
+    }
+    ns = m->names;
+    if (ns == NULL) {
+        *done = 1;
+        rc = 0;
+        goto out;
+    }
+    if (ns->lost) {
+        rc = names_push_step(m, ns, until, err, errlen);
+        goto out;
+    }
+    if (names_step_entries(m, ns, until, &changed, err, errlen) != 0) {
+        goto out;
     }
     /* what this step wrote is served now: the workers read it */
     if (changed.n > 0 && names_mirror_changed(m, &changed, err, errlen) != ATLS_STORE_OK) {
         goto out;
     }
     ns->changed += changed.n;
+    ns->steps++;
     if (ns->next == ns->n) {
         if (names_write_counter(m->fs, NAMES_TAKEN, ns->rgen, err, errlen) != ATLS_STORE_OK) {
             goto out;
         }
         if (ns->changed) {
             atls_log(ATLS_LOG_INFO, "mirror: %zu dynamic name(s) changed, registry "
-                     "generation %" PRIu64 " from Redis", ns->changed, ns->rgen);
+                     "generation %" PRIu64 " from Redis (%zu entries gone through in "
+                     "%zu step(s))", ns->changed, ns->rgen, ns->n, ns->steps);
         }
         *done = 1;
     }
@@ -498,23 +600,49 @@ mirror_names_step(atls_mirror_t *m, mirror_names_sync_t **nsp, long long until, 
 out:
     atls_strv_free(changed.v, changed.n);
     if (rc < 0 || *done) {
-        mirror_names_sync_free(ns);
-        *nsp = NULL;
+        mirror_names_end(m);
     }
     return rc;
 }
 
 int
+atls_mirror_sync_names_step(atls_mirror_t *m, long budget_ms, int *done, char *err,
+                            size_t errlen)
+{
+    return mirror_names_step(m, budget_ms > 0 ? atls_rs_now_ms() + budget_ms : 0, done,
+                             err, errlen);
+}
+
+int
 atls_mirror_sync_names(atls_mirror_t *m, char *err, size_t errlen)
 {
-    mirror_names_sync_t *ns = NULL;
-    int                  done = 0, one, changed = 0;
+    int done = 0, one, changed = 0, passes;
 
-    do {
-        one = mirror_names_step(m, &ns, 0, &done, err, errlen);
-        changed |= one > 0;
-    } while (one >= 0 && !done);
-    return one < 0 ? -1 : changed;
+    /* one under way read Redis's generation before this call: it is
+     * finished, then a sync of this call's own */
+    for (passes = m->names != NULL ? 2 : 1; passes > 0; passes--) {
+        do {
+            one = atls_mirror_sync_names_step(m, 0, &done, err, errlen);
+            changed |= one > 0;
+        } while (one >= 0 && !done);
+        if (one < 0) {
+            return -1;
+        }
+    }
+    return changed;
+}
+
+int
+atls_mirror_names_pending(atls_mirror_t *m)
+{
+    return m->names_wanted || m->names != NULL;
+}
+
+void
+atls_mirror_set_names_hook(atls_mirror_t *m, atls_mirror_names_fn fn, void *ctx)
+{
+    m->names_hook = fn;
+    m->names_hook_ctx = ctx;
 }
 
 /* ---- announcements ------------------------------------------------------------ */

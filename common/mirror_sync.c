@@ -552,7 +552,6 @@ struct mirror_sync_s {
     const char  **ids;
     int           pulled, pushed;
     int           accounts;     /* the accounts are synced */
-    mirror_names_sync_t *names; /* the registry's sync under way */
 };
 
 void
@@ -560,11 +559,11 @@ mirror_sync_end(atls_mirror_t *m)
 {
     struct mirror_sync_s *y = m->sync;
 
+    mirror_names_end(m);
     if (y == NULL) {
         return;
     }
     free(y->ids);
-    mirror_names_sync_free(y->names);
     atls_strv_free(y->ir, y->nr);
     atls_strv_free(y->imf, y->nf);
     free(y);
@@ -619,7 +618,8 @@ out:
 
 /* The end of a sync, in steps as the certificates: the accounts, the
  * registry of names (a first one of 100,000 names is not one blocking
- * pass), then the cluster key (from now on this Redis is known to hold
+ * pass; one that atls_mirror_sync_names_step began is continued), then
+ * the cluster key (from now on this Redis is known to hold
  * the cluster's state), with *fin.  1 when this step changed the
  * registry in the mirror (counted as a pull, so that the host tells its
  * workers), 0, or -1 + err. */
@@ -638,7 +638,7 @@ sync_finish(atls_mirror_t *m, struct mirror_sync_s *y, long long until, int *fin
         }
         y->accounts = 1;
     }
-    names = mirror_names_step(m, &y->names, until, &names_done, err, errlen);
+    names = mirror_names_step(m, until, &names_done, err, errlen);
     if (names < 0 || !names_done) {
         return names;
     }

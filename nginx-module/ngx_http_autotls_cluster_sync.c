@@ -4,15 +4,22 @@
  * A sync (after every subscription, and when the cluster's generation
  * moved) runs in slices between network events; an announced certificate
  * is pulled at once; the check every second catches an announcement lost
- * or a pull that failed; the registry of names follows Redis's.  The
- * subscriber, the heartbeat and the health gate are in
- * ngx_http_autotls_cluster.c.
+ * or a pull that failed; the registry of names follows Redis's, in steps
+ * too (a node that missed 100,000 registry changes must not stall its
+ * clients for seconds).  The subscriber, the heartbeat and the health
+ * gate are in ngx_http_autotls_cluster.c.
  */
 
 #include "ngx_http_autotls_cluster.h"
 
 
 static void ngx_http_autotls_cluster_names(ngx_http_autotls_cluster_t *cl);
+static void ngx_http_autotls_cluster_names_wanted(void *data);
+static void ngx_http_autotls_cluster_names_step(ngx_event_t *ev);
+
+
+/* the next step of the registry's sync (its state is the mirror's) */
+static ngx_event_t  ngx_http_autotls_cluster_names_ev;
 
 
 /*
@@ -28,6 +35,17 @@ ngx_http_autotls_cluster_sync(ngx_http_autotls_cluster_t *cl)
     err[0] = '\0';
 
     cl->sync_resume = 1;
+
+    /* an announced registry change is stepped from a timer of this loop,
+     * never inside the subscriber's read */
+    if (!ngx_http_autotls_cluster_names_ev.timer_set) {
+        ngx_http_autotls_event_init(&ngx_http_autotls_cluster_names_ev,
+                                    ngx_http_autotls_cluster_names_step,
+                                    cl->log);
+    }
+
+    atls_mirror_set_names_hook(cl->mirror,
+                               ngx_http_autotls_cluster_names_wanted, cl);
 
     if (ngx_http_autotls_cluster_pull(cl, err, sizeof(err)) < 0) {
         /* the mirror is left as it was; tried again with the subscriber */
@@ -177,6 +195,11 @@ ngx_http_autotls_cluster_sync_stop(ngx_http_autotls_cluster_t *cl)
         ngx_del_timer(&cl->sync_ev);
     }
 
+    if (ngx_http_autotls_cluster_names_ev.timer_set) {
+        ngx_del_timer(&ngx_http_autotls_cluster_names_ev);
+    }
+
+    /* the registry's sync under way too */
     if (cl->mirror != NULL) {
         atls_mirror_sync_cancel(cl->mirror);
     }
@@ -260,30 +283,88 @@ ngx_http_autotls_cluster_check(ngx_event_t *ev)
 
 /*
  * The registry of dynamic names, when its generation in Redis moved and
- * its announcement was lost (one GET a second otherwise): the mirror's
- * copy is brought up to it and the workers are told.
+ * its announcement was lost (one GET a second otherwise): a step of its
+ * sync now, unless one is under way; the timer takes the next ones.
  */
 static void
 ngx_http_autotls_cluster_names(ngx_http_autotls_cluster_t *cl)
 {
-    int   rc;
-    char  err[512];
+    if (ngx_http_autotls_mcf->homes.nelts == 0
+        || ngx_http_autotls_cluster_names_ev.handler == NULL
+        || ngx_http_autotls_cluster_names_ev.timer_set)
+    {
+        return;
+    }
 
-    if (ngx_http_autotls_mcf->homes.nelts == 0) {
+    ngx_http_autotls_cluster_names_step(&ngx_http_autotls_cluster_names_ev);
+}
+
+
+/* the mirror's hook, inside the subscriber's read: a registry change was
+ * announced; its steps start from the next pass over the timers */
+static void
+ngx_http_autotls_cluster_names_wanted(void *data)
+{
+    if (ngx_http_autotls_mcf->homes.nelts == 0
+        || ngx_http_autotls_cluster_names_ev.handler == NULL
+        || ngx_http_autotls_cluster_names_ev.timer_set)
+    {
+        return;
+    }
+
+    ngx_add_timer(&ngx_http_autotls_cluster_names_ev, 1);
+}
+
+
+/*
+ * One step of the registry's sync (at most 256 entries, about a slice's
+ * time); the workers are told of what each step changed, and the next
+ * one comes from a 1 ms timer, as the certificates' slices.
+ */
+static void
+ngx_http_autotls_cluster_names_step(ngx_event_t *ev)
+{
+    int                          rc, done;
+    char                         err[512];
+    ngx_http_autotls_cluster_t  *cl = &ngx_http_autotls_cluster;
+
+    if (cl->mirror == NULL || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    /* while down or subscribing: the sync after the subscription takes
+     * the registry too */
+    if (cl->down || !cl->listening
+        || ngx_http_autotls_cluster_answering(cl) != NGX_OK)
+    {
         return;
     }
 
     err[0] = '\0';
+    done = 0;
 
-    rc = atls_mirror_sync_names(cl->mirror, err, sizeof(err));
+    rc = atls_mirror_sync_names_step(cl->mirror,
+                                     NGX_HTTP_AUTOTLS_CLUSTER_SLICE_MS, &done,
+                                     err, sizeof(err));
 
     if (rc < 0) {
+        if (ngx_http_autotls_cluster_answering(cl) != NGX_OK) {
+            return;
+        }
+
         ngx_log_error(NGX_LOG_WARN, cl->log, 0,
                       "autotls_store \"%s\": registry of names: %s; tried "
                       "again in %M ms", cl->where, err,
                       (ngx_msec_t) NGX_HTTP_AUTOTLS_CLUSTER_CHECK_MS);
+        return;
+    }
 
-    } else if (rc > 0) {
+    if (rc > 0) {
         ngx_http_autotls_watch_now();
+    }
+
+    /* not done, or announced again since this sync began */
+    if (!done || atls_mirror_names_pending(cl->mirror)) {
+        ngx_add_timer(ev, 1);
     }
 }

@@ -25,50 +25,10 @@
 #include "atls_names.h"
 #include "mirror_int.h"
 #include "support/mirrorfx.h"
+#include "support/mirrornames.h"
 
 typedef mirrorfx_t fx_t;
 #define MX_TEST(f) cmocka_unit_test_setup_teardown(f, mirrorfx_setup, mirrorfx_teardown)
-
-/* A plain Redis store, as the CLI opens with --store redis://. */
-static atls_store_t *
-cli_store(fx_t *fx)
-{
-    char          err[512];
-    atls_store_t *st = atls_store_redis_open(&fx->conf, err, sizeof(err));
-
-    if (st == NULL) {
-        fail_msg("redis store: %s", err);
-    }
-    return st;
-}
-
-static void
-add_names(atls_store_t *st, const char *const *names, size_t n)
-{
-    char err[512];
-
-    if (atls_names_add_many(st, names, n, NULL, "cli", "test", time(NULL), NULL, err,
-                            sizeof(err)) != ATLS_STORE_OK)
-    {
-        fail_msg("add: %s", err);
-    }
-}
-
-/* The name's state in m's mirror directory (the workers' view); -1: none. */
-static int
-mirrored_state(atls_mirror_t *m, const char *name)
-{
-    atls_name_entry_t e;
-    char              err[512];
-    int               state;
-
-    if (atls_names_get(atls_mirror_fs(m), name, &e, err, sizeof(err)) != ATLS_STORE_OK) {
-        return -1;
-    }
-    state = (int) e.state;
-    atls_name_entry_free(&e);
-    return state;
-}
 
 static void
 sync_names_ok(atls_mirror_t *m, int want)
@@ -89,7 +49,7 @@ static void
 test_registry_reaches_mirror(void **state)
 {
     fx_t              *fx = *state;
-    atls_store_t      *cli = cli_store(fx), *fs = atls_mirror_fs(fx->b);
+    atls_store_t      *cli = mirrornames_cli_store(fx), *fs = atls_mirror_fs(fx->b);
     const char *const  names[] = { "one.example", "two.example" };
     char               err[512], **changed = NULL;
     size_t             n = 0;
@@ -98,10 +58,10 @@ test_registry_reaches_mirror(void **state)
 
     g0 = atls_names_generation(fs);
     s0 = atls_store_generation(fs);
-    add_names(cli, names, 2);
+    mirrornames_add(cli, names, 2);
     sync_names_ok(fx->b, 1);
-    assert_int_equal(mirrored_state(fx->b, "one.example"), ATLS_NAME_ACTIVE);
-    assert_int_equal(mirrored_state(fx->b, "two.example"), ATLS_NAME_ACTIVE);
+    assert_int_equal(mirrornames_state(fx->b, "one.example"), ATLS_NAME_ACTIVE);
+    assert_int_equal(mirrornames_state(fx->b, "two.example"), ATLS_NAME_ACTIVE);
     g1 = atls_names_generation(fs);
     assert_int_equal(g1, g0 + 1);
     assert_true(atls_store_generation(fs) > s0);        /* the workers look */
@@ -122,10 +82,10 @@ test_registry_reaches_mirror(void **state)
                                              time(NULL), NULL, &removed, err, sizeof(err)),
                      ATLS_STORE_OK);
     assert_int_equal(removed, 1);
-    assert_int_equal(mirrored_state(fx->a, "two.example"), -1);   /* not synced yet */
+    assert_int_equal(mirrornames_state(fx->a, "two.example"), -1);   /* not synced yet */
     sync_names_ok(fx->b, 1);
-    assert_int_equal(mirrored_state(fx->b, "two.example"), ATLS_NAME_REMOVED);
-    assert_int_equal(mirrored_state(fx->b, "one.example"), ATLS_NAME_ACTIVE);
+    assert_int_equal(mirrornames_state(fx->b, "two.example"), ATLS_NAME_REMOVED);
+    assert_int_equal(mirrornames_state(fx->b, "one.example"), ATLS_NAME_ACTIVE);
     g2 = atls_names_generation(fs);
     assert_int_equal(atls_names_changed_since(fs, g1, g2, &changed, &n, err, sizeof(err)),
                      ATLS_STORE_OK);
@@ -135,30 +95,46 @@ test_registry_reaches_mirror(void **state)
     atls_store_close(cli);
 }
 
-/* A listening node takes a registry change from its announcement alone. */
+/* A listening node takes a registry change from its announcement alone:
+ * the subscriber's read only marks the sync wanted (and calls the host's
+ * hook), the host steps it. */
+static void
+count_hook(void *ctx)
+{
+    (*(int *) ctx)++;
+}
+
 static void
 test_registry_announced(void **state)
 {
     fx_t              *fx = *state;
-    atls_store_t      *cli = cli_store(fx);
+    atls_store_t      *cli = mirrornames_cli_store(fx);
     const char *const  names[] = { "heard.example" };
     char               err[512];
     long long          deadline = mirrorfx_now_ms() + MIRRORFX_WAIT_MS;
+    int                hooked = 0, done = 0;
 
     assert_int_equal(atls_mirror_listen(fx->b, err, sizeof(err)), 0);
     while (!atls_mirror_listening(fx->b) && mirrorfx_now_ms() < deadline) {
         assert_true(atls_mirror_poll(fx->b, 100, err, sizeof(err)) >= 0);
     }
     assert_true(atls_mirror_listening(fx->b));
-    add_names(cli, names, 1);
-    while (mirrored_state(fx->b, "heard.example") != ATLS_NAME_ACTIVE
-           && mirrorfx_now_ms() < deadline)
-    {
+    atls_mirror_set_names_hook(fx->b, count_hook, &hooked);
+    assert_false(atls_mirror_names_pending(fx->b));
+    mirrornames_add(cli, names, 1);
+    while (!atls_mirror_names_pending(fx->b) && mirrorfx_now_ms() < deadline) {
         if (atls_mirror_poll(fx->b, 100, err, sizeof(err)) < 0) {
             fail_msg("poll: %s", err);
         }
     }
-    assert_int_equal(mirrored_state(fx->b, "heard.example"), ATLS_NAME_ACTIVE);
+    assert_true(atls_mirror_names_pending(fx->b));
+    assert_true(hooked >= 1);
+    assert_int_equal(mirrornames_state(fx->b, "heard.example"), -1);   /* not in the read */
+    /* a journal catch-up: one step, whatever the budget */
+    assert_int_equal(atls_mirror_sync_names_step(fx->b, 1, &done, err, sizeof(err)), 1);
+    assert_true(done);
+    assert_false(atls_mirror_names_pending(fx->b));
+    assert_int_equal(mirrornames_state(fx->b, "heard.example"), ATLS_NAME_ACTIVE);
     atls_store_close(cli);
 }
 
@@ -169,7 +145,7 @@ static void
 test_registry_full_catch_up(void **state)
 {
     fx_t              *fx = *state;
-    atls_store_t      *cli = cli_store(fx);
+    atls_store_t      *cli = mirrornames_cli_store(fx);
     const char *const  first[] = { "stay.example", "purged.example" };
     const char *const  later[] = { "late.example" };
     const char         planted[] = "{\"name\":\"victim.example\",\"state\":\"active\","
@@ -177,12 +153,12 @@ test_registry_full_catch_up(void **state)
     char               err[512];
     redisReply        *r;
 
-    add_names(cli, first, 2);
+    mirrornames_add(cli, first, 2);
     sync_names_ok(fx->b, 1);
     /* purged by another node (its entry deleted), then a name added */
     assert_int_equal(cli->ops->del(cli, "names/purged.example.json", err, sizeof(err)),
                      ATLS_STORE_OK);
-    add_names(cli, later, 1);
+    mirrornames_add(cli, later, 1);
     assert_int_equal(cli->ops->put(cli, "names/evil.example.json", planted,
                                    sizeof(planted) - 1, 0, err, sizeof(err)), ATLS_STORE_OK);
     r = redisfx_cmd(&fx->rfx, "DEL", "t:{/names-journal}:v:names-journal", NULL);
@@ -190,11 +166,11 @@ test_registry_full_catch_up(void **state)
     freeReplyObject(r);
 
     mirrorfx_sync_ok(fx->b, -1, 0);                     /* a full sync */
-    assert_int_equal(mirrored_state(fx->b, "stay.example"), ATLS_NAME_ACTIVE);
-    assert_int_equal(mirrored_state(fx->b, "late.example"), ATLS_NAME_ACTIVE);
-    assert_int_equal(mirrored_state(fx->b, "purged.example"), -1);
-    assert_int_equal(mirrored_state(fx->b, "victim.example"), -1);
-    assert_int_equal(mirrored_state(fx->b, "evil.example"), -1);
+    assert_int_equal(mirrornames_state(fx->b, "stay.example"), ATLS_NAME_ACTIVE);
+    assert_int_equal(mirrornames_state(fx->b, "late.example"), ATLS_NAME_ACTIVE);
+    assert_int_equal(mirrornames_state(fx->b, "purged.example"), -1);
+    assert_int_equal(mirrornames_state(fx->b, "victim.example"), -1);
+    assert_int_equal(mirrornames_state(fx->b, "evil.example"), -1);
     sync_names_ok(fx->b, 0);
     atls_store_close(cli);
 }
@@ -205,13 +181,13 @@ static void
 test_registry_redis_lost(void **state)
 {
     fx_t              *fx = *state;
-    atls_store_t      *cli = cli_store(fx);
+    atls_store_t      *cli = mirrornames_cli_store(fx);
     const char *const  names[] = { "kept.example" };
     char               err[512];
     uint64_t           taken, rgen;
     redisReply        *r;
 
-    add_names(cli, names, 1);
+    mirrornames_add(cli, names, 1);
     sync_names_ok(fx->b, 1);
     taken = atls_mirror_names_generation(fx->b);
     r = redisfx_cmd(&fx->rfx, "FLUSHALL", NULL);
@@ -223,7 +199,7 @@ test_registry_redis_lost(void **state)
     assert_true(rgen > taken);
     assert_int_equal(atls_mirror_names_generation(fx->b), rgen);
     sync_names_ok(fx->a, 1);
-    assert_int_equal(mirrored_state(fx->a, "kept.example"), ATLS_NAME_ACTIVE);
+    assert_int_equal(mirrornames_state(fx->a, "kept.example"), ATLS_NAME_ACTIVE);
     atls_store_close(cli);
 }
 
@@ -293,7 +269,7 @@ static void
 test_first_sync_in_steps(void **state)
 {
     fx_t         *fx = *state;
-    atls_store_t *cli = cli_store(fx), *fs = atls_mirror_fs(fx->b);
+    atls_store_t *cli = mirrornames_cli_store(fx), *fs = atls_mirror_fs(fx->b);
     char         *names[N_MANY], err[512], **changed = NULL;
     size_t        i, before, after, n = 0, steps = 0;
     uint64_t      g0, rgen;
@@ -304,7 +280,7 @@ test_first_sync_in_steps(void **state)
             abort();
         }
     }
-    add_names(cli, (const char *const *) names, N_MANY);
+    mirrornames_add(cli, (const char *const *) names, N_MANY);
     g0 = atls_names_generation(fs);
     assert_int_equal(mirrored_count(fx->b), 0);
     while (!done) {
@@ -323,7 +299,7 @@ test_first_sync_in_steps(void **state)
     assert_true(steps >= 3);
     assert_int_equal(mirrored_count(fx->b), N_MANY);
     for (i = 0; i < N_MANY; i++) {
-        assert_int_equal(mirrored_state(fx->b, names[i]), ATLS_NAME_ACTIVE);
+        assert_int_equal(mirrornames_state(fx->b, names[i]), ATLS_NAME_ACTIVE);
     }
     assert_int_equal(atls_names_changed_since(fs, g0, atls_names_generation(fs), &changed,
                                               &n, err, sizeof(err)), ATLS_STORE_OK);
