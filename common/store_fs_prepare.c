@@ -59,6 +59,8 @@ typedef struct {
     int          top_only;  /* the root's own entries, none entered */
     int          keep_going;    /* log an entry's error and go on */
     unsigned     failed;    /* entries keep_going went past */
+    atls_fs_prep_handed_fn handed;  /* told of each entry handed over */
+    void        *handed_ctx;
 } fs_prep_t;
 
 #define FS_PREP_STAMP  "prepared"
@@ -123,6 +125,9 @@ fs_prep_fix(fs_prep_t *p, int fd, const struct stat *sb, const char *rel, const 
         {
             snprintf(p->err, p->errlen, "chown %s/%s: %s", p->root, rel, strerror(errno));
             return -1;
+        }
+        if (p->handed != NULL) {
+            p->handed(p->handed_ctx, rel);
         }
     }
     return 0;
@@ -396,7 +401,8 @@ atls_fs_prepare_top(const char *dir, long uid, long gid, char *err, size_t errle
 
 int
 atls_fs_prepare_walk(int rootfd, const char *dir, long uid, long gid,
-                     const struct timespec *deadline, int keep_going, char *err,
+                     const struct timespec *deadline, int keep_going,
+                     atls_fs_prep_handed_fn handed, void *handed_ctx, char *err,
                      size_t errlen)
 {
     fs_prep_t p;
@@ -409,6 +415,8 @@ atls_fs_prepare_walk(int rootfd, const char *dir, long uid, long gid,
     p.since = fs_prep_stamp_read(rootfd);
     p.deadline = deadline;
     p.keep_going = keep_going;
+    p.handed = handed;
+    p.handed_ctx = handed_ctx;
     began = time(NULL);
     rc = fs_prep_dir(&p, rootfd, "", 0);
     if (rc == 0 && p.failed > 0) {
@@ -431,7 +439,7 @@ atls_store_fs_prepare(const char *dir, long uid, long gid, char *err, size_t err
     if (rootfd < 0) {
         return -1;
     }
-    rc = atls_fs_prepare_walk(rootfd, dir, uid, gid, NULL, 0, err, errlen);
+    rc = atls_fs_prepare_walk(rootfd, dir, uid, gid, NULL, 0, NULL, NULL, err, errlen);
     close(rootfd);
     return rc;
 }

@@ -56,6 +56,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "store_fs_int.h"
+#include "store_int.h"
 
 #define FS_BG_ENV            "AUTOTLS_PREPARE_BUDGET_MS"
 #define FS_BG_MAX_BUDGET_MS  3600000L
@@ -64,9 +65,26 @@
 
 void (*atls_fs_prepare_bg_test_hook)(void);
 
+/* certificates handed over announced in one generation bump at most
+ * this many, or at least once a second */
+#define FS_BG_BATCH          256
+
 typedef struct {
     int  fd;        /* the server's error log, or -1: syslog */
 } fs_bg_log_t;
+
+/* The certificates whose files the walker handed over, announced through
+ * the store generation and its change journal as deploys are: the workers
+ * load a certificate they could not read again only when told so. */
+typedef struct {
+    const char    *dir;
+    atls_store_t  *st;                  /* opened at the first bump */
+    int            unusable;            /* the store did not open: said once */
+    char          *ids[FS_BG_BATCH];
+    size_t         n;
+    time_t         last;                /* of the last bump */
+    unsigned long  announced;
+} fs_bg_notify_t;
 
 
 static long
@@ -199,11 +217,77 @@ fs_bg_signals_default(void)
     (void) sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+static void
+fs_bg_announce(fs_bg_notify_t *nt)
+{
+    char   err[256];
+    size_t i;
+
+    if (nt->n == 0) {
+        return;
+    }
+    if (nt->st == NULL && !nt->unusable) {
+        /* as root on the worker's store: the backend acts as its owner */
+        nt->st = atls_store_fs_open(nt->dir, err, sizeof(err));
+        if (nt->st == NULL) {
+            atls_log(ATLS_LOG_WARN, "store: %s; certificates handed over are loaded "
+                     "at the next deploy or start", err);
+            nt->unusable = 1;
+        }
+    }
+    if (nt->st != NULL
+        && atls_store_bump_generation_many(nt->st, (const char *const *) nt->ids, nt->n)
+           == ATLS_STORE_OK)
+    {
+        nt->announced += nt->n;
+    }
+    for (i = 0; i < nt->n; i++) {
+        free(nt->ids[i]);
+    }
+    nt->n = 0;
+    nt->last = time(NULL);
+}
+
+/* atls_fs_prep_handed_fn: rel is beneath certs/<id>/ or that directory;
+ * the walk is depth first, so one id's entries come together. */
+static void
+fs_bg_handed(void *ctx, const char *rel)
+{
+    fs_bg_notify_t *nt = ctx;
+    const char     *id = rel + sizeof("certs/") - 1, *end;
+    char            buf[256];
+    size_t          len;
+
+    if (strncmp(rel, "certs/", sizeof("certs/") - 1) != 0) {
+        return;
+    }
+    end = strchr(id, '/');
+    len = end != NULL ? (size_t) (end - id) : strlen(id);
+    if (len == 0 || len >= sizeof(buf)) {
+        return;
+    }
+    memcpy(buf, id, len);
+    buf[len] = '\0';
+    if (!atls_store_id_ok(buf)
+        || (nt->n > 0 && strcmp(nt->ids[nt->n - 1], buf) == 0))
+    {
+        return;
+    }
+    if (nt->n == FS_BG_BATCH || (nt->n > 0 && time(NULL) > nt->last)) {
+        fs_bg_announce(nt);
+    }
+    nt->ids[nt->n] = strdup(buf);
+    if (nt->ids[nt->n] != NULL) {
+        nt->n++;
+    }
+}
+
 static void __attribute__((noreturn))
 fs_bg_walker(int rootfd, const char *dir, long uid, long gid, const char *log_path,
              long parent)
 {
     fs_bg_log_t     lg;
+    fs_bg_notify_t  nt;
     struct timespec t0, t1;
     char            err[512];
     int             rc;
@@ -216,9 +300,6 @@ fs_bg_walker(int rootfd, const char *dir, long uid, long gid, const char *log_pa
     }
     fs_bg_signals_default();
     (void) prctl(PR_SET_NAME, FS_BG_NAME, 0, 0, 0);
-    if (chdir("/") != 0) {
-        _exit(1);
-    }
     if (lg.fd < 0) {
         openlog("autotls", LOG_PID, LOG_DAEMON);
     }
@@ -228,13 +309,22 @@ fs_bg_walker(int rootfd, const char *dir, long uid, long gid, const char *log_pa
     }
     atls_log(ATLS_LOG_INFO, "store: %s: walking it in the background (started by "
              "pid %ld)", dir, parent);
+    memset(&nt, 0, sizeof(nt));
+    nt.dir = dir;
+    nt.last = time(NULL);
     (void) clock_gettime(CLOCK_MONOTONIC, &t0);
-    rc = atls_fs_prepare_walk(rootfd, dir, uid, gid, NULL, 1, err, sizeof(err));
+    rc = atls_fs_prepare_walk(rootfd, dir, uid, gid, NULL, 1, fs_bg_handed, &nt, err,
+                              sizeof(err));
+    fs_bg_announce(&nt);
+    if (nt.st != NULL) {
+        atls_store_close(nt.st);
+    }
     (void) clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rc == 0) {
-        atls_log(ATLS_LOG_INFO, "store: %s: background walk complete in %ld ms", dir,
+        atls_log(ATLS_LOG_INFO, "store: %s: background walk complete in %ld ms, "
+                 "%lu certificate(s) handed over", dir,
                  (long) (t1.tv_sec - t0.tv_sec) * 1000
-                 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+                 + (t1.tv_nsec - t0.tv_nsec) / 1000000, nt.announced);
     } else {
         atls_log(ATLS_LOG_ERR, "store: background walk: %s; the next start walks the "
                  "store again", err);
@@ -312,7 +402,8 @@ atls_store_fs_prepare_start(const char *dir, long uid, long gid, const char *log
         }
         goto out;
     }
-    rc = atls_fs_prepare_walk(rootfd, dir, uid, gid, &deadline, 0, err, errlen);
+    rc = atls_fs_prepare_walk(rootfd, dir, uid, gid, &deadline, 0, NULL, NULL, err,
+                              errlen);
     if (rc != ATLS_FS_PREP_LATE) {
         goto out;
     }
@@ -323,7 +414,8 @@ atls_store_fs_prepare_start(const char *dir, long uid, long gid, const char *log
         rc = 1;
     } else {
         atls_log(ATLS_LOG_WARN, "store: %s: %s; walking it now", dir, err);
-        rc = atls_fs_prepare_walk(rootfd, dir, uid, gid, NULL, 0, err, errlen);
+        rc = atls_fs_prepare_walk(rootfd, dir, uid, gid, NULL, 0, NULL, NULL, err,
+                                  errlen);
     }
 out:
     close(rootfd);

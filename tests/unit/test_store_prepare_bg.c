@@ -315,6 +315,12 @@ test_budget_out_walker_finishes(void **state)
     assert_true(file_has(log_path, "c005/evil.pem: a symbolic link; left alone"));
     assert_true(file_has(log_path, "c010/ec256.pem had mode 0644, too open"));
     assert_true(file_has(log_path, "background walk complete"));
+    assert_true(file_has(log_path, "300 certificate(s) handed over"));
+    /* announced as deploys are: the generation moved, the journal names
+     * them, so the workers load what they could not read before */
+    assert_true(atls_store_generation(fx->st) > 1);
+    assert_true(file_has(storefx_path(fx, "changes.log"), " c000\n"));
+    assert_true(file_has(storefx_path(fx, "changes.log"), " c299\n"));
 
     /* the next start in a budget that fits: the stamp is current, nothing
      * is left for a walker */
