@@ -1,7 +1,11 @@
 /*
  * atls_store_fs_prepare: the privileged parent (nginx master, Apache
  * parent, an installer) creates the store tree and hands it to the worker
- * user, tightening modes on the way.
+ * user, tightening modes on the way.  In two parts: the top level (the
+ * root, its fixed sub-directories and its own entries, none entered) and
+ * the walk beneath, which a caller may bound by a deadline; a server's
+ * start runs that walk in a time budget and, past it, in a detached
+ * process (store_fs_prepare_bg.c), with the same rules.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,7 +32,8 @@
  * server from starting.
  *
  * At 100,000 certificates the walk opens 300,000 entries: a minute and more
- * of the master's start-up.  So an entry whose owner and mode are already
+ * of the master's start-up (on a store never walked, what remains of it
+ * after the budget now runs beside the server: store_fs_prepare_bg.c).  So an entry whose owner and mode are already
  * right is not opened at all (one fstatat), and a directory whose inode
  * has not changed since the last complete walk began (ctime: any entry
  * created, removed or renamed in it, or its own mode or owner changed) is

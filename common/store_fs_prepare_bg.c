@@ -37,8 +37,12 @@
  *     the rest to the walker that runs.
  * Until the walker reaches them, files a root process left in a
  * certificate directory stay unreadable to the workers: those names get
- * what an unreadable certificate gets (the fallback) until the workers'
- * next look at the store after the hand-over.
+ * what an unreadable certificate gets (the fallback).  The workers do not
+ * retry such a load on their own, so the walker announces what it handed
+ * over as a deploy is announced: a generation bump naming the certificates
+ * in the change journal (in batches), made through the fs backend, which
+ * takes the store owner's filesystem identity for root.  Its only access
+ * besides the descriptor walk.
  */
 #define _GNU_SOURCE
 #include <errno.h>
