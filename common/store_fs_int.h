@@ -71,13 +71,14 @@ int atls_fs_root_open(const char *dir, struct stat *sb, char *err, size_t errlen
  * sub-directories and hands over the root and its own entries without
  * entering them: the root's descriptor, or -1 + err. */
 int atls_fs_prepare_top(const char *dir, long uid, long gid, char *err, size_t errlen);
-/* Told of each entry (its path beneath the root) handed to the worker. */
-typedef void (*atls_fs_prep_handed_fn)(void *ctx, const char *rel);
+/* Told of each entry (its path beneath the root) handed to the worker
+ * (done 0), and of each directory walked to its end (done 1). */
+typedef void (*atls_fs_prep_handed_fn)(void *ctx, const char *rel, int done);
 /* The whole walk beneath rootfd, the `prepared` stamp written when it
  * completes: 0; ATLS_FS_PREP_LATE as soon as deadline (CLOCK_MONOTONIC;
  * NULL: none) has passed; -1 + err.  keep_going: an entry's error is
  * logged and the walk goes on (then -1 at the end, and no stamp).
- * handed (NULL: none) is called after each chown. */
+ * handed (NULL: none) is called after each chown and each directory. */
 int atls_fs_prepare_walk(int rootfd, const char *dir, long uid, long gid,
                          const struct timespec *deadline, int keep_going,
                          atls_fs_prep_handed_fn handed, void *handed_ctx, char *err,

@@ -132,7 +132,7 @@ fs_prep_fix(fs_prep_t *p, int fd, const struct stat *sb, const char *rel, const 
             return -1;
         }
         if (p->handed != NULL) {
-            p->handed(p->handed_ctx, rel);
+            p->handed(p->handed_ctx, rel, 0);
         }
     }
     return 0;
@@ -229,6 +229,9 @@ fs_prep_entry(fs_prep_t *p, int dirfd, const char *name, const char *rel, int de
         rc = fs_prep_fix(p, fd, &sb, rel, name);
         if (rc == 0 && S_ISDIR(sb.st_mode) && !p->top_only) {
             rc = fs_prep_dir(p, fd, rel, depth + 1);
+            if (rc == 0 && p->handed != NULL) {
+                p->handed(p->handed_ctx, rel, 1);
+            }
         }
     }
     close(fd);

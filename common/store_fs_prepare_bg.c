@@ -87,6 +87,7 @@ typedef struct {
     char          *ids[FS_BG_BATCH];
     size_t         n;
     time_t         last;                /* of the last bump */
+    int            pending;             /* handed over in this certs/<id> */
     unsigned long  announced;
 } fs_bg_notify_t;
 
@@ -252,37 +253,37 @@ fs_bg_announce(fs_bg_notify_t *nt)
     nt->last = time(NULL);
 }
 
-/* atls_fs_prep_handed_fn: rel is beneath certs/<id>/ or that directory;
- * the walk is depth first, so one id's entries come together. */
+/* atls_fs_prep_handed_fn: a certificate is announced once the walk has
+ * left its directory (certs/<id>) having handed anything in it over: the
+ * workers would otherwise load it again halfway and fail again. */
 static void
-fs_bg_handed(void *ctx, const char *rel)
+fs_bg_handed(void *ctx, const char *rel, int done)
 {
     fs_bg_notify_t *nt = ctx;
-    const char     *id = rel + sizeof("certs/") - 1, *end;
-    char            buf[256];
+    const char     *id = rel + sizeof("certs/") - 1;
     size_t          len;
 
     if (strncmp(rel, "certs/", sizeof("certs/") - 1) != 0) {
         return;
     }
-    end = strchr(id, '/');
-    len = end != NULL ? (size_t) (end - id) : strlen(id);
-    if (len == 0 || len >= sizeof(buf)) {
+    len = strcspn(id, "/");
+    if (!done) {
+        nt->pending = 1;
         return;
     }
-    memcpy(buf, id, len);
-    buf[len] = '\0';
-    if (!atls_store_id_ok(buf)
-        || (nt->n > 0 && strcmp(nt->ids[nt->n - 1], buf) == 0))
-    {
+    if (!nt->pending || id[len] != '\0') {
+        return;     /* nothing handed over, or a directory deeper down */
+    }
+    nt->pending = 0;
+    if (!atls_store_id_ok(id)) {
         return;
     }
-    if (nt->n == FS_BG_BATCH || (nt->n > 0 && time(NULL) > nt->last)) {
-        fs_bg_announce(nt);
-    }
-    nt->ids[nt->n] = strdup(buf);
+    nt->ids[nt->n] = strdup(id);
     if (nt->ids[nt->n] != NULL) {
         nt->n++;
+    }
+    if (nt->n == FS_BG_BATCH || time(NULL) > nt->last) {
+        fs_bg_announce(nt);
     }
 }
 
