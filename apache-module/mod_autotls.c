@@ -246,6 +246,7 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     apr_shm_t *shm;
     apr_status_t rv;
     char err[256];
+    const char *error_log = NULL;
     long uid = -1, gid = -1;
 
     memset(&autotls_global, 0, sizeof(autotls_global));
@@ -276,8 +277,16 @@ autotls_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         uid = (long) ap_unixd_config.user_id;
         gid = (long) ap_unixd_config.group_id;
     }
-    /* as root: through descriptors, links and special files left alone */
-    if (atls_store_fs_prepare(autotls_global.store_dir, uid, gid, err, sizeof(err)) != 0) {
+    /* as root: through descriptors, links and special files left alone; a
+     * walk longer than its budget goes on in a detached process appending
+     * to the main error log when that is a file (else syslog) */
+    if (s->error_fname != NULL && s->error_fname[0] != '|'
+        && strncmp(s->error_fname, "syslog", 6) != 0)
+    {
+        error_log = ap_server_root_relative(ptemp, s->error_fname);
+    }
+    if (atls_store_fs_prepare_start(autotls_global.store_dir, uid, gid, error_log,
+                                    err, sizeof(err)) < 0) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "%s %s: %s",
                      mc->redis != NULL ? "AutoTLSStore mirror" : "AutoTLSStoreDir",
                      autotls_global.store_dir, err);

@@ -134,6 +134,18 @@ atls_store_t *atls_store_fs_open(const char *dir, char *err, size_t errlen);
  * root against a worker rewriting the tree meanwhile: works through
  * descriptors, leaves links, special and hard-linked files alone. */
 int atls_store_fs_prepare(const char *dir, long uid, long gid, char *err, size_t errlen);
+/* The same for a server's start: the root and its fixed sub-directories
+ * are handed over at once, the walk beneath gets the time budget of
+ * AUTOTLS_PREPARE_BUDGET_MS (default ATLS_PREPARE_BUDGET_MS) and, when
+ * that is not enough, goes on in a detached root process that appends its
+ * warnings to log_path (the server's error log; NULL or "": syslog) and
+ * writes the `prepared` stamp when done.  0: walked; 1: the walk goes on
+ * in the background (started now, or already running: one per store);
+ * -1 + err as atls_store_fs_prepare (a walk in the time budget fails as
+ * that does). */
+#define ATLS_PREPARE_BUDGET_MS  500
+int atls_store_fs_prepare_start(const char *dir, long uid, long gid, const char *log_path,
+                                char *err, size_t errlen);
 void atls_store_close(atls_store_t *st);
 
 /* ---- issuer settings and per-certificate metadata --------------------- */

@@ -1,14 +1,15 @@
 /*
  * Shared by the filesystem backend's files only: store_fs.c (resolving
  * beneath the root, the ops, open), store_fs_append.c (the audit log's
- * append and rotation) and store_fs_prepare.c (the privileged parent's
- * hand-over).  See store_fs.c for the rules they all keep.
+ * append and rotation) and store_fs_prepare.c with store_fs_prepare_bg.c
+ * (the privileged parent's hand-over).  See store_fs.c for the rules they all keep.
  */
 #ifndef ATLS_STORE_FS_INT_H
 #define ATLS_STORE_FS_INT_H
 
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include "atls_priv.h"
 #include "atls_store.h"
 
@@ -62,6 +63,28 @@ int atls_fs_begin(fs_impl_t *fs, const char *path, int allow_empty, atls_fsid_t 
                   char *err, size_t errlen);
 /* Creates dir when missing and opens it: -1 + err, else the fd and *sb. */
 int atls_fs_root_open(const char *dir, struct stat *sb, char *err, size_t errlen);
+
+/* the privileged parent's hand-over (store_fs_prepare.c), in two parts so
+ * that store_fs_prepare_bg.c can run the second in a detached process */
+#define ATLS_FS_PREP_LATE  1
+/* Opens the store root (made when missing), makes its fixed
+ * sub-directories and hands over the root and its own entries without
+ * entering them: the root's descriptor, or -1 + err. */
+int atls_fs_prepare_top(const char *dir, long uid, long gid, char *err, size_t errlen);
+/* Told of each entry (its path beneath the root) handed to the worker
+ * (done 0), and of each directory walked to its end (done 1). */
+typedef void (*atls_fs_prep_handed_fn)(void *ctx, const char *rel, int done);
+/* The whole walk beneath rootfd, the `prepared` stamp written when it
+ * completes: 0; ATLS_FS_PREP_LATE as soon as deadline (CLOCK_MONOTONIC;
+ * NULL: none) has passed; -1 + err.  keep_going: an entry's error is
+ * logged and the walk goes on (then -1 at the end, and no stamp).
+ * handed (NULL: none) is called after each chown and each directory. */
+int atls_fs_prepare_walk(int rootfd, const char *dir, long uid, long gid,
+                         const struct timespec *deadline, int keep_going,
+                         atls_fs_prep_handed_fn handed, void *handed_ctx, char *err,
+                         size_t errlen);
+/* Unit tests only: called in the background walker before it walks. */
+extern void (*atls_fs_prepare_bg_test_hook)(void);
 
 /* the append op (store_fs_append.c) */
 /* append_many: the records in writes of whole records and one fsync. */

@@ -1,7 +1,11 @@
 /*
  * atls_store_fs_prepare: the privileged parent (nginx master, Apache
  * parent, an installer) creates the store tree and hands it to the worker
- * user, tightening modes on the way.
+ * user, tightening modes on the way.  In two parts: the top level (the
+ * root, its fixed sub-directories and its own entries, none entered) and
+ * the walk beneath, which a caller may bound by a deadline; a server's
+ * start runs that walk in a time budget and, past it, in a detached
+ * process (store_fs_prepare_bg.c), with the same rules.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,7 +32,8 @@
  * server from starting.
  *
  * At 100,000 certificates the walk opens 300,000 entries: a minute and more
- * of the master's start-up.  So an entry whose owner and mode are already
+ * of the master's start-up (on a store never walked, what remains of it
+ * after the budget now runs beside the server: store_fs_prepare_bg.c).  So an entry whose owner and mode are already
  * right is not opened at all (one fstatat), and a directory whose inode
  * has not changed since the last complete walk began (ctime: any entry
  * created, removed or renamed in it, or its own mode or owner changed) is
@@ -55,6 +60,12 @@ typedef struct {
     char        *err;
     size_t       errlen;
     time_t       since;     /* the last complete walk began then (0: never) */
+    const struct timespec *deadline;   /* CLOCK_MONOTONIC; NULL: none */
+    int          top_only;  /* the root's own entries, none entered */
+    int          keep_going;    /* log an entry's error and go on */
+    unsigned     failed;    /* entries keep_going went past */
+    atls_fs_prep_handed_fn handed;  /* told of each entry handed over */
+    void        *handed_ctx;
 } fs_prep_t;
 
 #define FS_PREP_STAMP  "prepared"
@@ -120,6 +131,9 @@ fs_prep_fix(fs_prep_t *p, int fd, const struct stat *sb, const char *rel, const 
             snprintf(p->err, p->errlen, "chown %s/%s: %s", p->root, rel, strerror(errno));
             return -1;
         }
+        if (p->handed != NULL) {
+            p->handed(p->handed_ctx, rel, 0);
+        }
     }
     return 0;
 }
@@ -157,7 +171,8 @@ fs_prep_unchanged(fs_prep_t *p, int dirfd, const char *name, int depth)
 }
 
 /* One entry of a directory: -1 only for errors that are not the worker's
- * doing (those are skipped with a warning). */
+ * doing (those are skipped with a warning); ATLS_FS_PREP_LATE from below
+ * when the deadline passed. */
 static int
 fs_prep_entry(fs_prep_t *p, int dirfd, const char *name, const char *rel, int depth)
 {
@@ -200,19 +215,41 @@ fs_prep_entry(fs_prep_t *p, int dirfd, const char *name, const char *rel, int de
     if (skip != NULL) {
         atls_log(ATLS_LOG_WARN, "store: %s/%s: %s; left alone", p->root, rel, skip);
     } else if (S_ISDIR(sb.st_mode) && fs_prep_once(name, depth)) {
-        /* its entries first: handed over, it is not entered again */
-        rc = fs_prep_owned(p, &sb) ? 0 : fs_prep_dir(p, fd, rel, depth + 1);
-        if (rc == 0) {
+        if (fs_prep_owned(p, &sb)) {
             rc = fs_prep_fix(p, fd, &sb, rel, name);
+        } else if (!p->top_only) {
+            /* its entries first: handed over, it is not entered again
+             * (so the top-level pass leaves it to the walk) */
+            rc = fs_prep_dir(p, fd, rel, depth + 1);
+            if (rc == 0) {
+                rc = fs_prep_fix(p, fd, &sb, rel, name);
+            }
         }
     } else {
         rc = fs_prep_fix(p, fd, &sb, rel, name);
-        if (rc == 0 && S_ISDIR(sb.st_mode)) {
+        if (rc == 0 && S_ISDIR(sb.st_mode) && !p->top_only) {
             rc = fs_prep_dir(p, fd, rel, depth + 1);
+            if (rc == 0 && p->handed != NULL) {
+                p->handed(p->handed_ctx, rel, 1);
+            }
         }
     }
     close(fd);
     return rc;
+}
+
+/* 1 when the caller's time for the walk is over (one clock read an entry:
+ * a vDSO call, next to the fstatat each entry costs anyway). */
+static int
+fs_prep_late(fs_prep_t *p)
+{
+    struct timespec now;
+
+    if (p->deadline == NULL || clock_gettime(CLOCK_MONOTONIC, &now) != 0) {
+        return 0;
+    }
+    return now.tv_sec > p->deadline->tv_sec
+           || (now.tv_sec == p->deadline->tv_sec && now.tv_nsec >= p->deadline->tv_nsec);
 }
 
 static int
@@ -232,12 +269,24 @@ fs_prep_dir(fs_prep_t *p, int dirfd, const char *rel, int depth)
         }
         return -1;
     }
+    /* the duplicate shares the offset of a directory walked before (the
+     * root: by the top-level pass) */
+    rewinddir(d);
     while (rc == 0 && (de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
             continue;
         }
+        if (fs_prep_late(p)) {
+            rc = ATLS_FS_PREP_LATE;
+            break;
+        }
         snprintf(sub, sizeof(sub), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
         rc = fs_prep_entry(p, dirfd, de->d_name, sub, depth);
+        if (rc == -1 && p->keep_going) {
+            atls_log(ATLS_LOG_ERR, "store: %s", p->err);
+            p->failed++;
+            rc = 0;
+        }
     }
     closedir(d);
     return rc;
@@ -316,14 +365,24 @@ fs_prep_stamp_write(fs_prep_t *p, int rootfd, time_t began)
     close(fd);
 }
 
+static void
+fs_prep_init(fs_prep_t *p, const char *dir, long uid, long gid, char *err, size_t errlen)
+{
+    memset(p, 0, sizeof(*p));
+    p->uid = uid;
+    p->gid = gid;
+    p->root = dir;
+    p->err = err;
+    p->errlen = errlen;
+}
+
 int
-atls_store_fs_prepare(const char *dir, long uid, long gid, char *err, size_t errlen)
+atls_fs_prepare_top(const char *dir, long uid, long gid, char *err, size_t errlen)
 {
     fs_prep_t   p;
     struct stat sb;
-    time_t      began;
     size_t      i;
-    int         rootfd, rc;
+    int         rootfd;
 
     rootfd = atls_fs_root_open(dir, &sb, err, errlen);
     if (rootfd < 0) {
@@ -335,23 +394,60 @@ atls_store_fs_prepare(const char *dir, long uid, long gid, char *err, size_t err
             return -1;
         }
     }
+    /* The root and what it holds (the fixed sub-directories, the
+     * generation and registry files), none entered: what the workers need
+     * before anything else, whatever the walk below has time for. */
+    fs_prep_init(&p, dir, uid, gid, err, errlen);
+    p.since = fs_prep_stamp_read(rootfd);
+    p.top_only = 1;
+    if (fs_prep_fix(&p, rootfd, &sb, "", "") != 0 || fs_prep_dir(&p, rootfd, "", 0) != 0) {
+        close(rootfd);
+        return -1;
+    }
+    return rootfd;
+}
+
+int
+atls_fs_prepare_walk(int rootfd, const char *dir, long uid, long gid,
+                     const struct timespec *deadline, int keep_going,
+                     atls_fs_prep_handed_fn handed, void *handed_ctx, char *err,
+                     size_t errlen)
+{
+    fs_prep_t p;
+    time_t    began;
+    int       rc;
+
     /* One walk both tightens modes and hands everything to the worker
      * user, so files an earlier root-run CLI made become usable. */
-    memset(&p, 0, sizeof(p));
-    p.uid = uid;
-    p.gid = gid;
-    p.root = dir;
-    p.err = err;
-    p.errlen = errlen;
+    fs_prep_init(&p, dir, uid, gid, err, errlen);
     p.since = fs_prep_stamp_read(rootfd);
+    p.deadline = deadline;
+    p.keep_going = keep_going;
+    p.handed = handed;
+    p.handed_ctx = handed_ctx;
     began = time(NULL);
-    rc = fs_prep_fix(&p, rootfd, &sb, "", "");
-    if (rc == 0) {
-        rc = fs_prep_dir(&p, rootfd, "", 0);
+    rc = fs_prep_dir(&p, rootfd, "", 0);
+    if (rc == 0 && p.failed > 0) {
+        snprintf(err, errlen, "%s: %u entries not handed over (logged above)", dir,
+                 p.failed);
+        rc = -1;
     }
     if (rc == 0) {
         fs_prep_stamp_write(&p, rootfd, began);
     }
+    return rc;
+}
+
+int
+atls_store_fs_prepare(const char *dir, long uid, long gid, char *err, size_t errlen)
+{
+    int rootfd, rc;
+
+    rootfd = atls_fs_prepare_top(dir, uid, gid, err, errlen);
+    if (rootfd < 0) {
+        return -1;
+    }
+    rc = atls_fs_prepare_walk(rootfd, dir, uid, gid, NULL, 0, NULL, NULL, err, errlen);
     close(rootfd);
     return rc;
 }

@@ -541,7 +541,8 @@ static ngx_int_t
 ngx_http_autotls_init_module(ngx_cycle_t *cycle)
 {
     long                           uid, gid;
-    char                           err[512];
+    char                           err[512], log_path[NGX_MAX_PATH];
+    ngx_log_t                     *log;
     ngx_core_conf_t               *ccf;
     ngx_http_autotls_main_conf_t  *amcf;
 
@@ -573,10 +574,22 @@ ngx_http_autotls_init_module(ngx_cycle_t *cycle)
      * else (certificates, the driver, hooks) happens in the workers, as the
      * worker user; were the master to open the store, the fs backend would
      * take the owner's filesystem identity (setfsuid) around each access.
+     * A walk longer than its budget goes on in a detached process that
+     * appends to the first error log that is a file (none: syslog).
      */
-    if (atls_store_fs_prepare((char *) amcf->store.data, uid, gid,
-                              err, sizeof(err))
-        != 0)
+    log_path[0] = '\0';
+    for (log = cycle->log; log != NULL; log = log->next) {
+        if (log->writer == NULL && log->file != NULL && log->file->name.len > 0
+            && log->file->name.len < sizeof(log_path))
+        {
+            ngx_cpystrn((u_char *) log_path, log->file->name.data,
+                        log->file->name.len + 1);
+            break;
+        }
+    }
+    if (atls_store_fs_prepare_start((char *) amcf->store.data, uid, gid,
+                                    log_path, err, sizeof(err))
+        < 0)
     {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "autotls: cannot prepare store \"%V\": %s",
