@@ -1,7 +1,7 @@
 /*
  * Shared by the filesystem backend's files only: store_fs.c (resolving
- * beneath the root, the ops, open), store_fs_append.c (the audit log's
- * append and rotation) and store_fs_prepare.c (the privileged parent's
+ * beneath the root, the ops, open), store_fs_write.c (the atomic writers),
+ * store_fs_append.c (the audit log's append and rotation) and store_fs_prepare.c (the privileged parent's
  * hand-over).  See store_fs.c for the rules they all keep.
  */
 #ifndef ATLS_STORE_FS_INT_H
@@ -62,6 +62,12 @@ int atls_fs_begin(fs_impl_t *fs, const char *path, int allow_empty, atls_fsid_t 
                   char *err, size_t errlen);
 /* Creates dir when missing and opens it: -1 + err, else the fd and *sb. */
 int atls_fs_root_open(const char *dir, struct stat *sb, char *err, size_t errlen);
+
+/* the atomic writers (store_fs_write.c) */
+/* path written whole (temp file, fsync, rename); the directory fsync'd
+ * unless sync_dir is 0 (the caller syncs it once for a batch). */
+int atls_fs_put_as(fs_impl_t *fs, const char *path, const char *data, size_t len,
+                   int is_private, int sync_dir, char *err, size_t errlen);
 
 /* the append op (store_fs_append.c) */
 /* append_many: the records in writes of whole records and one fsync. */
