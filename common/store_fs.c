@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,12 +325,14 @@ fs_read_cap(const char *rel)
     return FS_MAX_READ;
 }
 
+/* At most max bytes of fd (rel for messages), or refused before more is
+ * read. */
 static int
-fs_read_all(fs_impl_t *fs, int fd, const char *rel, char **data, size_t *len,
+fs_read_all(fs_impl_t *fs, int fd, const char *rel, size_t max, char **data, size_t *len,
             char *err, size_t errlen)
 {
     char    *buf, *nb, why[64];
-    size_t   cap = 4096, n = 0, max = fs_read_cap(rel);
+    size_t   cap = max < 4096 ? max + 2 : 4096, n = 0;
     ssize_t  r;
 
     buf = malloc(cap);
@@ -359,7 +362,11 @@ fs_read_all(fs_impl_t *fs, int fd, const char *rel, char **data, size_t *len,
         }
         n += (size_t) r;
         if (n > max) {
-            snprintf(why, sizeof(why), "larger than %zu MiB, refused", max >> 20);
+            if (max >= 1024 * 1024) {
+                snprintf(why, sizeof(why), "larger than %zu MiB, refused", max >> 20);
+            } else {
+                snprintf(why, sizeof(why), "larger than %zu bytes, refused", max);
+            }
             atls_fs_error(fs, err, errlen, NULL, rel, why);
             free(buf);
             return -1;
@@ -374,7 +381,7 @@ fs_read_all(fs_impl_t *fs, int fd, const char *rel, char **data, size_t *len,
 }
 
 static int
-fs_get_as(fs_impl_t *fs, const char *path, char **data, size_t *len,
+fs_get_as(fs_impl_t *fs, const char *path, size_t max, char **data, size_t *len,
           char *err, size_t errlen)
 {
     int fd, rc;
@@ -383,7 +390,7 @@ fs_get_as(fs_impl_t *fs, const char *path, char **data, size_t *len,
     if (fd < 0) {
         return errno == ENOENT ? ATLS_STORE_NOTFOUND : ATLS_STORE_ERROR;
     }
-    rc = fs_read_all(fs, fd, path, data, len, err, errlen) == 0
+    rc = fs_read_all(fs, fd, path, max, data, len, err, errlen) == 0
          ? ATLS_STORE_OK : ATLS_STORE_ERROR;
     close(fd);
     return rc;
@@ -583,9 +590,10 @@ atls_fs_begin(fs_impl_t *fs, const char *path, int allow_empty, atls_fsid_t *id,
     return fs_enter(fs, id, err, errlen);
 }
 
+/* get, refusing more than max bytes (at most the path's usual cap) */
 static int
-fs_get(atls_store_t *st, const char *path, char **data, size_t *len,
-       char *err, size_t errlen)
+fs_get_max(atls_store_t *st, const char *path, size_t max, char **data, size_t *len,
+           char *err, size_t errlen)
 {
     fs_impl_t   *fs = st->impl;
     atls_fsid_t  id;
@@ -598,9 +606,19 @@ fs_get(atls_store_t *st, const char *path, char **data, size_t *len,
     if (atls_fs_begin(fs, path, 0, &id, err, errlen) != 0) {
         return ATLS_STORE_ERROR;
     }
-    rc = fs_get_as(fs, path, data, len, err, errlen);
+    if (max > fs_read_cap(path)) {
+        max = fs_read_cap(path);
+    }
+    rc = fs_get_as(fs, path, max, data, len, err, errlen);
     atls_fsid_leave(&id);
     return rc;
+}
+
+static int
+fs_get(atls_store_t *st, const char *path, char **data, size_t *len,
+       char *err, size_t errlen)
+{
+    return fs_get_max(st, path, SIZE_MAX, data, len, err, errlen);
 }
 
 static int
@@ -809,7 +827,8 @@ fs_close(atls_store_t *st)
 static const atls_store_ops_t fs_ops = {
     "fs", fs_get, fs_put, fs_del, fs_list, fs_lock, atls_fs_unlock, fs_close, atls_fs_append,
     .list_page = fs_list_page, .list_end = fs_list_end,
-    .put_nosync = fs_put_nosync, .sync_dir = fs_sync_dir, .append_many = atls_fs_append_many
+    .put_nosync = fs_put_nosync, .sync_dir = fs_sync_dir, .append_many = atls_fs_append_many,
+    .put_many = atls_fs_put_many, .get_max = fs_get_max
 };
 
 /* ---- open ------------------------------------------------------------------ */

@@ -68,6 +68,10 @@ int atls_fs_root_open(const char *dir, struct stat *sb, char *err, size_t errlen
  * unless sync_dir is 0 (the caller syncs it once for a batch). */
 int atls_fs_put_as(fs_impl_t *fs, const char *path, const char *data, size_t len,
                    int is_private, int sync_dir, char *err, size_t errlen);
+/* the put_many op (atls_store.h): every temp, one syncfs, the renames,
+ * one fsync of dir */
+int atls_fs_put_many(atls_store_t *st, const char *dir, const atls_store_file_t *files,
+                     size_t n, size_t *done, char *err, size_t errlen);
 
 /* the append op (store_fs_append.c) */
 /* append_many: the records in writes of whole records and one fsync. */
