@@ -8,6 +8,15 @@
 #include <jansson.h>
 #include "atls_names.h"
 
+/* Where the registry is: names/<cert-id>.json. */
+#define NAMES_DIR   "names"
+#define NAMES_EXT   ".json"
+
+/* The entry at path (names/<id>.json, store_names.c); its name must be
+ * folded unless folded is NULL.  ERROR + err naming the file. */
+int atls_names_read(atls_store_t *st, const char *path, const char *folded,
+                    atls_name_entry_t *e, char *err, size_t errlen);
+
 /* "active", "removed"; NULL for anything else. */
 const char *atls_name_state_name(atls_name_state_t s);
 
