@@ -285,8 +285,9 @@ names_batch(atls_store_t *st, size_t n, names_one_fn one, void *ctx,
     return rc;
 }
 
-/* One name, with the "names" lock held: *changed 2 when its entry was
- * made, 1 when written (active again), 0 when it was active already. */
+/* One name, with the "names" lock held: *changed 1 when its entry joins
+ * the batch (made: "made" 2, or active again: 1), 0 when it was active
+ * already (on disk or earlier in the batch). */
 static int
 names_add_locked(atls_store_t *st, atls_names_pending_t *pend, size_t index,
                  const char *name, const char *home, const char *source, const char *by,
