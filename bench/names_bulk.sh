@@ -4,7 +4,7 @@
 # receiver on loopback that counts requests) and a command (a script that
 # counts runs) in the store's notify.json; then the queue is delivered by
 # `autotls notify-test` (its own test event is not counted).  Prints, per
-# step, the wall time, the fsync+fdatasync calls (strace -c -f) and the
+# step, the wall time, the fsync+fdatasync+syncfs calls (strace -c -f) and the
 # notification queue entries; then the webhook requests and command runs
 # the delivery took and its wall time.
 #
@@ -49,15 +49,15 @@ now_ms() { date +%s%3N; }
 lines() { if [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi; }
 queued() { if [ -d "$1/events" ]; then ls "$1/events" | wc -l; else echo 0; fi; }
 
-# step NAME STORE ARGS...: wall ms, fsyncs, queue entries
+# step NAME STORE ARGS...: wall ms, syncs (fsync+fdatasync+syncfs), queue entries
 step() {
     name=$1; st=$2; shift 2
     t0=$(now_ms)
-    strace -c -f -e trace=fsync,fdatasync -o "$WORK/strace.$name" "$CLI" "$@" \
+    strace -c -f -e trace=fsync,fdatasync,syncfs -o "$WORK/strace.$name" "$CLI" "$@" \
         >"$WORK/out.$name" 2>&1 || { cat "$WORK/out.$name" >&2; exit 1; }
     t1=$(now_ms)
     calls=$(awk '$NF == "total" { print $4 }' "$WORK/strace.$name")
-    printf '  %-8s %6d ms  %7s fsyncs  %6d queue entries\n' "$name" $((t1 - t0)) \
+    printf '  %-8s %6d ms  %7s syncs  %6d queue entries\n' "$name" $((t1 - t0)) \
         "${calls:-0}" "$(queued "$st")"
 }
 

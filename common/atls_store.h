@@ -78,6 +78,15 @@
 typedef struct atls_store_s atls_store_t;
 typedef struct atls_store_lock_s atls_store_lock_t;
 
+/* One file of a batch written by put_many (atls_store_put_many): name is
+ * one path component (atls_store_id_ok) of the batch's directory. */
+typedef struct {
+    const char *name;
+    const char *data;
+    size_t      len;
+    int         is_private;
+} atls_store_file_t;
+
 typedef struct {
     const char *name;   /* "fs" */
     int  (*get)(atls_store_t *st, const char *path, char **data, size_t *len,
@@ -119,6 +128,14 @@ typedef struct {
     int  (*append_many)(atls_store_t *st, const char *path, const char *const *recs,
                         const size_t *lens, size_t n, size_t rotate_bytes, unsigned keep,
                         char *err, size_t errlen);
+    /* Optional (NULL: atls_store_put_many loops over put): the n files of
+     * dir written as one batch with O(1) syncs, see atls_store_put_many. */
+    int  (*put_many)(atls_store_t *st, const char *dir, const atls_store_file_t *files,
+                     size_t n, size_t *done, char *err, size_t errlen);
+    /* Optional (NULL: get, then the length checked): get refusing a file
+     * larger than max bytes before reading more of it, err naming it. */
+    int  (*get_max)(atls_store_t *st, const char *path, size_t max, char **data,
+                    size_t *len, char *err, size_t errlen);
 } atls_store_ops_t;
 
 struct atls_store_s {
@@ -335,6 +352,29 @@ typedef struct atls_store_cursor_s atls_store_cursor_t;
 int atls_store_list_page(atls_store_t *st, const char *dir, atls_store_cursor_t **cursor,
                          size_t max, char ***names, size_t *n, char *err, size_t errlen);
 void atls_store_list_end(atls_store_t *st, atls_store_cursor_t *cursor);
+
+/* n files of dir (files[i].name in dir; a name given twice: the later
+ * wins) written as one
+ * batch (issue 11: 10,000 registered names in O(1) syncs).  The
+ * filesystem store writes every temp file (mode 0600 when is_private, else
+ * 0644, O_EXCL, no link followed), makes them all durable with one
+ * syncfs(2), renames them in order, then fsyncs dir once.  A crash leaves
+ * each file old or new, never torn.  *done: how many files, from
+ * files[0], are new; the others are as they were.  A failure before the
+ * renames (a temp that cannot be written, the sync) leaves every file old
+ * (*done 0) and no temp behind; a rename failing (rare: something planted
+ * under a final name) leaves files[0..*done-1] new, the rest old, no temp
+ * behind.  Backends without the op are written with put, one after the
+ * other, stopping at the first failure (the same *done).  ATLS_STORE_OK
+ * (*done n) or ATLS_STORE_ERROR + err naming the file.  (Added to the
+ * issue-11 contract by the bulksync helper.) */
+int atls_store_put_many(atls_store_t *st, const char *dir, const atls_store_file_t *files,
+                        size_t n, size_t *done, char *err, size_t errlen);
+/* get of a file that may not exceed max bytes (a small file a privileged
+ * process reads: names-count): a larger one is ATLS_STORE_ERROR, err
+ * naming it, without reading it all.  (Added by the bulksync helper.) */
+int atls_store_get_max(atls_store_t *st, const char *path, size_t max, char **data,
+                       size_t *len, char *err, size_t errlen);
 
 /* Key + chain for one key type.  Each out may be NULL. */
 int atls_store_load_cert(atls_store_t *st, const char *id, atls_key_type_t kt,

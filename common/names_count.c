@@ -23,6 +23,10 @@
 #include "store_int.h"
 
 #define NAMES_COUNT  "names-count"
+/* "<count> <generation>\n": two 20-digit numbers and two bytes.  The
+ * master reads the file as root (before its workers start): a bigger one
+ * is refused by the store before it is read into memory. */
+#define NAMES_COUNT_MAX_BYTES  63
 
 /* the count and the generation it was true at; ERROR when unreadable */
 static int
@@ -34,13 +38,18 @@ count_read(atls_store_t *st, uint64_t *count, uint64_t *gen)
     char               tail;
     int                rc;
 
-    rc = st->ops->get(st, NAMES_COUNT, &data, &len, err, sizeof(err));
+    rc = atls_store_get_max(st, NAMES_COUNT, NAMES_COUNT_MAX_BYTES, &data, &len, err,
+                            sizeof(err));
     if (rc != ATLS_STORE_OK) {
+        if (rc == ATLS_STORE_ERROR) {
+            /* readers list the registry instead: slower, not wrong */
+            atls_log(ATLS_LOG_WARN, "store: %s", err);
+        }
         return rc;
     }
     rc = ATLS_STORE_ERROR;
     /* one line, two decimal numbers */
-    if (len > 0 && len < 64 && memchr(data, '\0', len) == NULL
+    if (len > 0 && len <= NAMES_COUNT_MAX_BYTES && memchr(data, '\0', len) == NULL
         && memchr(data, '\n', len) == data + len - 1
         && sscanf(data, "%llu %llu%c", &c, &g, &tail) == 3 && tail == '\n'
         && data[0] >= '0' && data[0] <= '9' && c <= ATLS_NAMES_COUNT_MAX)

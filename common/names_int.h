@@ -8,6 +8,15 @@
 #include <jansson.h>
 #include "atls_names.h"
 
+/* Where the registry is: names/<cert-id>.json. */
+#define NAMES_DIR   "names"
+#define NAMES_EXT   ".json"
+
+/* The entry at path (names/<id>.json, store_names.c); its name must be
+ * folded unless folded is NULL.  ERROR + err naming the file. */
+int atls_names_read(atls_store_t *st, const char *path, const char *folded,
+                    atls_name_entry_t *e, char *err, size_t errlen);
+
 /* "active", "removed"; NULL for anything else. */
 const char *atls_name_state_name(atls_name_state_t s);
 
@@ -43,6 +52,35 @@ void atls_names_count_settle(atls_store_t *st, uint64_t gen, size_t count);
 /* 1 when file is a registry entry's file name, "<name>.json" with name as
  * atls_name_check folds it; the extension is cut off (file rewritten). */
 int atls_names_file_name(char *file);
+
+/* The entries a batch of the registry writes (names_pending.c): held by
+ * file name ("<id>.json") until the batch ends, then written at once. */
+typedef struct {
+    char   *file;
+    char   *json;
+    size_t  index;      /* the name's place in the caller's list */
+    int     made;       /* 2: a new entry, 1: an entry rewritten */
+} atls_names_pending_item_t;
+
+typedef struct {
+    atls_names_pending_item_t *v;       /* in the order they were added */
+    size_t                     n, cap;
+    size_t                    *slots;   /* 1 + an index into v, 0: empty */
+    size_t                     nslots;
+} atls_names_pending_t;
+
+void atls_names_pending_init(atls_names_pending_t *p);
+/* What the batch holds for file so far, or NULL. */
+const atls_names_pending_item_t *atls_names_pending_find(const atls_names_pending_t *p,
+                                                         const char *file);
+/* json (malloc'd) is the batch's from now on; file must not be held yet. */
+void atls_names_pending_add(atls_names_pending_t *p, const char *file, char *json,
+                            size_t index, int made);
+/* Every entry held written into dir with one atls_store_put_many; *done
+ * as its (v[0..*done-1] are on disk, the others are not). */
+int atls_names_pending_flush(atls_store_t *st, const char *dir, atls_names_pending_t *p,
+                             size_t *done, char *err, size_t errlen);
+void atls_names_pending_free(atls_names_pending_t *p);
 
 /* The longest "source" and "by" the registry keeps. */
 #define ATLS_NAME_META_MAX  128

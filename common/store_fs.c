@@ -23,13 +23,14 @@
  *    could not do, and what we create belongs to the owner.  Only
  *    atls_store_fs_prepare() acts as root, through descriptors.
  *
- * The audit log's append op is in store_fs_append.c, prepare in
- * store_fs_prepare.c; what they share with this file is store_fs_int.h.
+ * The atomic writers are in store_fs_write.c, the audit log's append op in
+ * store_fs_append.c, prepare in store_fs_prepare.c; what they share with this file is store_fs_int.h.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,12 +325,14 @@ fs_read_cap(const char *rel)
     return FS_MAX_READ;
 }
 
+/* At most max bytes of fd (rel for messages), or refused before more is
+ * read. */
 static int
-fs_read_all(fs_impl_t *fs, int fd, const char *rel, char **data, size_t *len,
+fs_read_all(fs_impl_t *fs, int fd, const char *rel, size_t max, char **data, size_t *len,
             char *err, size_t errlen)
 {
     char    *buf, *nb, why[64];
-    size_t   cap = 4096, n = 0, max = fs_read_cap(rel);
+    size_t   cap = max < 4096 ? max + 2 : 4096, n = 0;
     ssize_t  r;
 
     buf = malloc(cap);
@@ -359,7 +362,11 @@ fs_read_all(fs_impl_t *fs, int fd, const char *rel, char **data, size_t *len,
         }
         n += (size_t) r;
         if (n > max) {
-            snprintf(why, sizeof(why), "larger than %zu MiB, refused", max >> 20);
+            if (max >= 1024 * 1024) {
+                snprintf(why, sizeof(why), "larger than %zu MiB, refused", max >> 20);
+            } else {
+                snprintf(why, sizeof(why), "larger than %zu bytes, refused", max);
+            }
             atls_fs_error(fs, err, errlen, NULL, rel, why);
             free(buf);
             return -1;
@@ -374,7 +381,7 @@ fs_read_all(fs_impl_t *fs, int fd, const char *rel, char **data, size_t *len,
 }
 
 static int
-fs_get_as(fs_impl_t *fs, const char *path, char **data, size_t *len,
+fs_get_as(fs_impl_t *fs, const char *path, size_t max, char **data, size_t *len,
           char *err, size_t errlen)
 {
     int fd, rc;
@@ -383,120 +390,9 @@ fs_get_as(fs_impl_t *fs, const char *path, char **data, size_t *len,
     if (fd < 0) {
         return errno == ENOENT ? ATLS_STORE_NOTFOUND : ATLS_STORE_ERROR;
     }
-    rc = fs_read_all(fs, fd, path, data, len, err, errlen) == 0
+    rc = fs_read_all(fs, fd, path, max, data, len, err, errlen) == 0
          ? ATLS_STORE_OK : ATLS_STORE_ERROR;
     close(fd);
-    return rc;
-}
-
-static int
-fs_write_all(int fd, const char *data, size_t len)
-{
-    ssize_t w;
-
-    while (len > 0) {
-        w = write(fd, data, len);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -1;
-        }
-        data += w;
-        len -= (size_t) w;
-    }
-    return 0;
-}
-
-void
-atls_fs_fsync_dir(fs_impl_t *fs, int dirfd, const char *path)
-{
-    /* Some filesystems refuse fsync on directories; the rename is still
-     * as durable there as they can make it. */
-    if (fsync(dirfd) != 0 && errno != EINVAL && errno != EROFS) {
-        atls_log(ATLS_LOG_WARN, "fsync the directory of %s/%s: %s", fs->root, path,
-                 strerror(errno));
-    }
-}
-
-/* Writes data to a fresh temp file in dirfd (created with its final mode),
- * then renames it over base; the directory is fsync'd unless the caller
- * does it once for a batch (put_nosync, then sync_dir). */
-static int
-fs_put_in(fs_impl_t *fs, int dirfd, const char *base, const char *path,
-          const char *data, size_t len, mode_t mode, int sync_dir, char *err, size_t errlen)
-{
-    char tmp[300];
-    int  fd = -1, tries;
-
-    if (strlen(base) > 200) {
-        atls_fs_error(fs, err, errlen, NULL, path, "name too long");
-        return ATLS_STORE_ERROR;
-    }
-    for (tries = 0; tries < 100; tries++) {
-        snprintf(tmp, sizeof(tmp), ".tmp.%s.%06llx", base,
-                 (unsigned long long) (atls_random_u64() & 0xffffff));
-        fd = openat(dirfd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode);
-        if (fd >= 0 || errno != EEXIST) {
-            break;
-        }
-    }
-    if (fd < 0) {
-        atls_fs_error(fs, err, errlen, "create a temp file for", path, strerror(errno));
-        return ATLS_STORE_ERROR;
-    }
-    /* The umask may have narrowed the mode; public files must stay readable
-     * by the server's workers. It can never have widened it. */
-    if (fchmod(fd, mode) != 0) {
-        atls_fs_error(fs, err, errlen, "chmod the temp file of", path, strerror(errno));
-        goto failed;
-    }
-    if (fs_write_all(fd, data, len) != 0) {
-        atls_fs_error(fs, err, errlen, "write", path, strerror(errno));
-        goto failed;
-    }
-    if (fsync(fd) != 0) {
-        atls_fs_error(fs, err, errlen, "fsync", path, strerror(errno));
-        goto failed;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        atls_fs_error(fs, err, errlen, "close", path, strerror(errno));
-        goto failed;
-    }
-    fd = -1;
-    /* rename replaces a link planted under the final name, never its target */
-    if (renameat(dirfd, tmp, dirfd, base) != 0) {
-        atls_fs_error(fs, err, errlen, "rename into", path, strerror(errno));
-        goto failed;
-    }
-    if (sync_dir) {
-        atls_fs_fsync_dir(fs, dirfd, path);
-    }
-    return ATLS_STORE_OK;
-
-failed:
-    if (fd >= 0) {
-        close(fd);
-    }
-    (void) unlinkat(dirfd, tmp, 0);
-    return ATLS_STORE_ERROR;
-}
-
-static int
-fs_put_as(fs_impl_t *fs, const char *path, const char *data, size_t len,
-          int is_private, int sync_dir, char *err, size_t errlen)
-{
-    const char *base;
-    int         dirfd, rc;
-
-    dirfd = atls_fs_parent_open(fs, path, 1, &base, err, errlen);
-    if (dirfd < 0) {
-        return ATLS_STORE_ERROR;
-    }
-    rc = fs_put_in(fs, dirfd, base, path, data, len,
-                   is_private ? FS_PRIVATE_MODE : FS_PUBLIC_MODE, sync_dir, err, errlen);
-    close(dirfd);
     return rc;
 }
 
@@ -694,9 +590,10 @@ atls_fs_begin(fs_impl_t *fs, const char *path, int allow_empty, atls_fsid_t *id,
     return fs_enter(fs, id, err, errlen);
 }
 
+/* get, refusing more than max bytes (at most the path's usual cap) */
 static int
-fs_get(atls_store_t *st, const char *path, char **data, size_t *len,
-       char *err, size_t errlen)
+fs_get_max(atls_store_t *st, const char *path, size_t max, char **data, size_t *len,
+           char *err, size_t errlen)
 {
     fs_impl_t   *fs = st->impl;
     atls_fsid_t  id;
@@ -709,9 +606,19 @@ fs_get(atls_store_t *st, const char *path, char **data, size_t *len,
     if (atls_fs_begin(fs, path, 0, &id, err, errlen) != 0) {
         return ATLS_STORE_ERROR;
     }
-    rc = fs_get_as(fs, path, data, len, err, errlen);
+    if (max > fs_read_cap(path)) {
+        max = fs_read_cap(path);
+    }
+    rc = fs_get_as(fs, path, max, data, len, err, errlen);
     atls_fsid_leave(&id);
     return rc;
+}
+
+static int
+fs_get(atls_store_t *st, const char *path, char **data, size_t *len,
+       char *err, size_t errlen)
+{
+    return fs_get_max(st, path, SIZE_MAX, data, len, err, errlen);
 }
 
 static int
@@ -725,7 +632,7 @@ fs_put_sync(atls_store_t *st, const char *path, const char *data, size_t len,
     if (atls_fs_begin(fs, path, 0, &id, err, errlen) != 0) {
         return ATLS_STORE_ERROR;
     }
-    rc = fs_put_as(fs, path, data, len, is_private, sync_dir, err, errlen);
+    rc = atls_fs_put_as(fs, path, data, len, is_private, sync_dir, err, errlen);
     atls_fsid_leave(&id);
     return rc;
 }
@@ -920,7 +827,8 @@ fs_close(atls_store_t *st)
 static const atls_store_ops_t fs_ops = {
     "fs", fs_get, fs_put, fs_del, fs_list, fs_lock, atls_fs_unlock, fs_close, atls_fs_append,
     .list_page = fs_list_page, .list_end = fs_list_end,
-    .put_nosync = fs_put_nosync, .sync_dir = fs_sync_dir, .append_many = atls_fs_append_many
+    .put_nosync = fs_put_nosync, .sync_dir = fs_sync_dir, .append_many = atls_fs_append_many,
+    .put_many = atls_fs_put_many, .get_max = fs_get_max
 };
 
 /* ---- open ------------------------------------------------------------------ */

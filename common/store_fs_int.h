@@ -1,8 +1,9 @@
 /*
  * Shared by the filesystem backend's files only: store_fs.c (resolving
- * beneath the root, the ops, open), store_fs_append.c (the audit log's
- * append and rotation) and store_fs_prepare.c with store_fs_prepare_bg.c
- * (the privileged parent's hand-over).  See store_fs.c for the rules they all keep.
+ * beneath the root, the ops, open), store_fs_write.c (the atomic writers),
+ * store_fs_append.c (the audit log's append and rotation) and
+ * store_fs_prepare.c with store_fs_prepare_bg.c (the privileged parent's
+ * hand-over).  See store_fs.c for the rules they all keep.
  */
 #ifndef ATLS_STORE_FS_INT_H
 #define ATLS_STORE_FS_INT_H
@@ -85,6 +86,16 @@ int atls_fs_prepare_walk(int rootfd, const char *dir, long uid, long gid,
                          size_t errlen);
 /* Unit tests only: called in the background walker before it walks. */
 extern void (*atls_fs_prepare_bg_test_hook)(void);
+
+/* the atomic writers (store_fs_write.c) */
+/* path written whole (temp file, fsync, rename); the directory fsync'd
+ * unless sync_dir is 0 (the caller syncs it once for a batch). */
+int atls_fs_put_as(fs_impl_t *fs, const char *path, const char *data, size_t len,
+                   int is_private, int sync_dir, char *err, size_t errlen);
+/* the put_many op (atls_store.h): every temp, one syncfs, the renames,
+ * one fsync of dir */
+int atls_fs_put_many(atls_store_t *st, const char *dir, const atls_store_file_t *files,
+                     size_t n, size_t *done, char *err, size_t errlen);
 
 /* the append op (store_fs_append.c) */
 /* append_many: the records in writes of whole records and one fsync. */

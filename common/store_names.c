@@ -15,8 +15,6 @@
 #include "names_int.h"
 #include "store_int.h"
 
-#define NAMES_DIR   "names"
-#define NAMES_EXT   ".json"
 /* The fs backend refuses path components starting with '.', so the
  * counter lives beside the directory rather than as names/.gen. */
 #define NAMES_GEN   "names-generation"
@@ -46,9 +44,9 @@ names_path(const char *name, char *folded, size_t flen, char *err, size_t errlen
 }
 
 /* Reads the entry at path; its name must be the one asked for. */
-static int
-names_read(atls_store_t *st, const char *path, const char *folded, atls_name_entry_t *e,
-           char *err, size_t errlen)
+int
+atls_names_read(atls_store_t *st, const char *path, const char *folded,
+                atls_name_entry_t *e, char *err, size_t errlen)
 {
     char   *data = NULL, why[256];
     size_t  len = 0;
@@ -71,26 +69,40 @@ names_read(atls_store_t *st, const char *path, const char *folded, atls_name_ent
     return rc;
 }
 
-/* batch: the directory's fsync is left to names_sync, once for a batch
- * (the entry itself is still written whole and fsync'd before its rename) */
+/* The entry at path as the batch sees it: what the batch decided for it
+ * already (a name given twice), else what the store holds. */
 static int
-names_write(atls_store_t *st, const char *path, const atls_name_entry_t *e, int batch,
-            char *err, size_t errlen)
+names_read_batch(atls_store_t *st, const atls_names_pending_t *pend, const char *path,
+                 const char *folded, atls_name_entry_t *e, char *err, size_t errlen)
+{
+    const atls_names_pending_item_t *it;
+    char                             why[256];
+
+    it = atls_names_pending_find(pend, path + sizeof(NAMES_DIR));
+    if (it == NULL) {
+        return atls_names_read(st, path, folded, e, err, errlen);
+    }
+    if (atls_name_entry_from_json(it->json, strlen(it->json), e, why, sizeof(why)) != 0) {
+        atls_store_err_path(st, path, err, errlen, why);
+        return ATLS_STORE_ERROR;
+    }
+    return ATLS_STORE_OK;
+}
+
+/* The entry joins the batch, written with the others when it ends
+ * (names_batch_done): one sync for all of them. */
+static int
+names_write(atls_names_pending_t *pend, const char *path, const atls_name_entry_t *e,
+            size_t index, int made, char *err, size_t errlen)
 {
     char *json = atls_name_entry_to_json(e);
-    int   rc;
 
     if (json == NULL) {
         snprintf(err, errlen, "out of memory");
         return ATLS_STORE_ERROR;
     }
-    if (batch && st->ops->put_nosync != NULL) {
-        rc = st->ops->put_nosync(st, path, json, strlen(json), 0, err, errlen);
-    } else {
-        rc = st->ops->put(st, path, json, strlen(json), 0, err, errlen);
-    }
-    free(json);
-    return rc;
+    atls_names_pending_add(pend, path + sizeof(NAMES_DIR), json, index, made);
+    return ATLS_STORE_OK;
 }
 
 static int
@@ -151,37 +163,40 @@ names_changed(atls_store_t *st, const char *const *names, size_t n, long grown,
                                                            : ATLS_STORE_ERROR;
 }
 
-/* The entries of a batch made durable (one fsync of names/), before the
- * generation and the journal name them: a crash never leaves a journal
- * naming an entry that is not on disk. */
-static int
-names_sync(atls_store_t *st, char *err, size_t errlen)
-{
-    if (st->ops->put_nosync == NULL || st->ops->sync_dir == NULL) {
-        return ATLS_STORE_OK;       /* every put was durable on its own */
-    }
-    return st->ops->sync_dir(st, NAMES_DIR, err, errlen);
-}
+/* What a caller is told of each name (added[i], removed[i]) and what it
+ * is told of a name whose entry could not be written after all. */
+typedef struct {
+    unsigned char *out;
+    unsigned char  not_written;
+} names_outcome_t;
 
-/* What a batch wrote is made durable and told, even when a later name
- * failed: one sync of names/, one move of the generations, one journal
- * append.  rc is the batch's result so far. */
+/* What a batch decided is written, even when a later name failed: every
+ * entry with one put_many into names/ (durable before the generation and
+ * the journal name them: a crash never leaves a journal naming an entry
+ * that is not on disk), then one move of the generations, one journal
+ * append for the entries written.  done[j] is the name of pend->v[j].  rc
+ * is the batch's result so far. */
 static int
-names_batch_done(atls_store_t *st, const char *const *done, size_t k, long grown, int rc,
-                 char *err, size_t errlen)
+names_batch_done(atls_store_t *st, atls_names_pending_t *pend, const char *const *done,
+                 const names_outcome_t *oc, int rc, char *err, size_t errlen)
 {
-    char why[512];
+    char   why[512];
+    size_t j, k;
+    long   made = 0;
 
-    if (k == 0) {
-        return rc;
-    }
-    /* a failed sync is said, but the entries are there (the directory
-     * could be opened to write them): the servers are still told */
-    if (names_sync(st, why, sizeof(why)) != ATLS_STORE_OK && rc == ATLS_STORE_OK) {
+    if (atls_names_pending_flush(st, NAMES_DIR, pend, &k, why, sizeof(why))
+        != ATLS_STORE_OK && rc == ATLS_STORE_OK)
+    {
         snprintf(err, errlen, "%s", why);
         rc = ATLS_STORE_ERROR;
     }
-    if (names_changed(st, done, k, grown, why, sizeof(why)) != ATLS_STORE_OK
+    for (j = 0; j < pend->n; j++) {
+        if (j >= k && oc->out != NULL) {
+            oc->out[pend->v[j].index] = oc->not_written;
+        }
+        made += j < k && pend->v[j].made == 2;
+    }
+    if (k > 0 && names_changed(st, done, k, made, why, sizeof(why)) != ATLS_STORE_OK
         && rc == ATLS_STORE_OK)
     {
         snprintf(err, errlen, "%s", why);
@@ -225,54 +240,59 @@ names_text_ok(const char *field, const char *s, char *err, size_t errlen)
     return 1;
 }
 
-/* One name of a batch, with the "names" lock held: *changed 2 when its
- * entry was made, 1 when written (the name goes into the journal). */
-typedef int (*names_one_fn)(atls_store_t *st, void *ctx, size_t i, char *folded,
-                            size_t flen, int *changed, char *err, size_t errlen);
+/* One name of a batch, with the "names" lock held: its entry, when it is
+ * to be written, joins pend; *changed then 1 (the name goes into the
+ * journal). */
+typedef int (*names_one_fn)(atls_store_t *st, atls_names_pending_t *pend, void *ctx,
+                            size_t i, char *folded, size_t flen, int *changed, char *err,
+                            size_t errlen);
 
 /* A batch under one lock: each name through one(), stopping at the first
- * error; then what was written made durable and told once. */
+ * error; then what was decided written at once and told once. */
 static int
-names_batch(atls_store_t *st, size_t n, names_one_fn one, void *ctx, char *err,
-            size_t errlen)
+names_batch(atls_store_t *st, size_t n, names_one_fn one, void *ctx,
+            const names_outcome_t *oc, char *err, size_t errlen)
 {
-    atls_store_lock_t *lk = NULL;
-    const char       **done;
-    char             (*folded)[256];
-    size_t             i, k = 0;
-    long               made = 0;
-    int                rc, changed;
+    atls_store_lock_t   *lk = NULL;
+    atls_names_pending_t pend;
+    const char         **done;
+    char               (*folded)[256];
+    size_t               i, k = 0;
+    int                  rc, changed;
 
     done = calloc(n + 1, sizeof(*done));
     folded = calloc(n + 1, sizeof(*folded));
     if (done == NULL || folded == NULL) {
         abort();
     }
+    atls_names_pending_init(&pend);
     rc = names_lock(st, &lk, err, errlen);
     for (i = 0; rc == ATLS_STORE_OK && i < n; i++) {
         changed = 0;
-        rc = one(st, ctx, i, folded[i], sizeof(folded[i]), &changed, err, errlen);
+        rc = one(st, &pend, ctx, i, folded[i], sizeof(folded[i]), &changed, err, errlen);
         if (changed) {
             done[k++] = folded[i];
-            made += changed == 2;
         }
     }
-    /* what was written counts, even when a later name failed */
-    rc = names_batch_done(st, done, k, made, rc, err, errlen);
+    /* what was decided counts, even when a later name failed */
     if (lk != NULL) {
+        rc = names_batch_done(st, &pend, done, oc, rc, err, errlen);
         st->ops->unlock(st, lk);
     }
+    atls_names_pending_free(&pend);
     free(done);
     free(folded);
     return rc;
 }
 
-/* One name, with the "names" lock held: *changed 2 when its entry was
- * made, 1 when written (active again), 0 when it was active already. */
+/* One name, with the "names" lock held: *changed 1 when its entry joins
+ * the batch (made: "made" 2, or active again: 1), 0 when it was active
+ * already (on disk or earlier in the batch). */
 static int
-names_add_locked(atls_store_t *st, const char *name, const char *home, const char *source,
-                 const char *by, time_t now, char *folded, size_t flen, int *changed,
-                 char *err, size_t errlen)
+names_add_locked(atls_store_t *st, atls_names_pending_t *pend, size_t index,
+                 const char *name, const char *home, const char *source, const char *by,
+                 time_t now, char *folded, size_t flen, int *changed, char *err,
+                 size_t errlen)
 {
     atls_name_entry_t  e, old;
     char              *path;
@@ -283,7 +303,7 @@ names_add_locked(atls_store_t *st, const char *name, const char *home, const cha
     if (path == NULL) {
         return ATLS_STORE_ERROR;
     }
-    rc = names_read(st, path, folded, &old, err, errlen);
+    rc = names_read_batch(st, pend, path, folded, &old, err, errlen);
     if (rc == ATLS_STORE_OK && old.state == ATLS_NAME_ACTIVE) {
         atls_name_entry_free(&old);
         free(path);
@@ -301,9 +321,9 @@ names_add_locked(atls_store_t *st, const char *name, const char *home, const cha
     e.by = (char *) by;
     e.state = ATLS_NAME_ACTIVE;
     e.added = now;
-    *changed = rc == ATLS_STORE_NOTFOUND ? 2 : 1;
-    rc = names_write(st, path, &e, 1, err, errlen);
-    *changed = rc == ATLS_STORE_OK ? *changed : 0;
+    rc = names_write(pend, path, &e, index, rc == ATLS_STORE_NOTFOUND ? 2 : 1, err,
+                     errlen);
+    *changed = rc == ATLS_STORE_OK;
     free(path);
     return rc;
 }
@@ -316,14 +336,14 @@ typedef struct {
 } names_add_ctx_t;
 
 static int
-names_add_one(atls_store_t *st, void *ctx, size_t i, char *folded, size_t flen,
-              int *changed, char *err, size_t errlen)
+names_add_one(atls_store_t *st, atls_names_pending_t *pend, void *ctx, size_t i,
+              char *folded, size_t flen, int *changed, char *err, size_t errlen)
 {
     names_add_ctx_t *c = ctx;
     int              rc;
 
-    rc = names_add_locked(st, c->names[i], c->home, c->source, c->by, c->now, folded, flen,
-                          changed, err, errlen);
+    rc = names_add_locked(st, pend, i, c->names[i], c->home, c->source, c->by, c->now,
+                          folded, flen, changed, err, errlen);
     if (c->added != NULL) {
         c->added[i] = (unsigned char) (*changed != 0);
     }
@@ -336,6 +356,7 @@ atls_names_add_many(atls_store_t *st, const char *const *names, size_t n, const 
                     char *err, size_t errlen)
 {
     names_add_ctx_t c = { names, home, source, by, now, added };
+    names_outcome_t oc = { added, 0 };
 
     if (!names_text_ok("home", home, err, errlen)
         || !names_text_ok("source", source, err, errlen)
@@ -343,7 +364,7 @@ atls_names_add_many(atls_store_t *st, const char *const *names, size_t n, const 
     {
         return ATLS_STORE_ERROR;
     }
-    return names_batch(st, n, names_add_one, &c, err, errlen);
+    return names_batch(st, n, names_add_one, &c, &oc, err, errlen);
 }
 
 int
@@ -369,9 +390,9 @@ names_entry_copy(atls_name_entry_t *d, const atls_name_entry_t *s)
 /* One name, with the "names" lock held: *what as atls_names_remove_many's
  * removed[i]; was (may be NULL) as found. */
 static int
-names_remove_locked(atls_store_t *st, const char *name, time_t now, char *folded,
-                    size_t flen, atls_name_entry_t *was, unsigned char *what,
-                    char *err, size_t errlen)
+names_remove_locked(atls_store_t *st, atls_names_pending_t *pend, size_t index,
+                    const char *name, time_t now, char *folded, size_t flen,
+                    atls_name_entry_t *was, unsigned char *what, char *err, size_t errlen)
 {
     atls_name_entry_t  e;
     char              *path;
@@ -381,7 +402,7 @@ names_remove_locked(atls_store_t *st, const char *name, time_t now, char *folded
     if (path == NULL) {
         return ATLS_STORE_ERROR;
     }
-    rc = names_read(st, path, folded, &e, err, errlen);
+    rc = names_read_batch(st, pend, path, folded, &e, err, errlen);
     if (rc == ATLS_STORE_NOTFOUND) {
         *what = ATLS_NAMES_NOT_REGISTERED;
         free(path);
@@ -393,7 +414,7 @@ names_remove_locked(atls_store_t *st, const char *name, time_t now, char *folded
     if (rc == ATLS_STORE_OK && e.state == ATLS_NAME_ACTIVE) {
         e.state = ATLS_NAME_REMOVED;
         e.removed = now;
-        rc = names_write(st, path, &e, 1, err, errlen);
+        rc = names_write(pend, path, &e, index, 1, err, errlen);
         *what = rc == ATLS_STORE_OK ? ATLS_NAMES_REMOVED_NOW : ATLS_NAMES_NOT_REACHED;
     } else if (rc == ATLS_STORE_OK) {
         /* removed already: its grace period runs from the first removal */
@@ -412,14 +433,14 @@ typedef struct {
 } names_remove_ctx_t;
 
 static int
-names_remove_one(atls_store_t *st, void *ctx, size_t i, char *folded, size_t flen,
-                 int *changed, char *err, size_t errlen)
+names_remove_one(atls_store_t *st, atls_names_pending_t *pend, void *ctx, size_t i,
+                 char *folded, size_t flen, int *changed, char *err, size_t errlen)
 {
     names_remove_ctx_t *c = ctx;
     unsigned char       what = ATLS_NAMES_NOT_REACHED;
     int                 rc;
 
-    rc = names_remove_locked(st, c->names[i], c->now, folded, flen,
+    rc = names_remove_locked(st, pend, i, c->names[i], c->now, folded, flen,
                              c->was != NULL ? &c->was[i] : NULL, &what, err, errlen);
     if (c->removed != NULL) {
         c->removed[i] = what;
@@ -434,6 +455,7 @@ atls_names_remove_many(atls_store_t *st, const char *const *names, size_t n, tim
                        size_t errlen)
 {
     names_remove_ctx_t c = { names, now, was, removed };
+    names_outcome_t    oc = { removed, ATLS_NAMES_NOT_REACHED };
 
     if (was != NULL) {
         memset(was, 0, n * sizeof(*was));
@@ -441,7 +463,7 @@ atls_names_remove_many(atls_store_t *st, const char *const *names, size_t n, tim
     if (removed != NULL) {
         memset(removed, ATLS_NAMES_NOT_REACHED, n);
     }
-    return names_batch(st, n, names_remove_one, &c, err, errlen);
+    return names_batch(st, n, names_remove_one, &c, &oc, err, errlen);
 }
 
 int
@@ -497,7 +519,7 @@ atls_names_get(atls_store_t *st, const char *name, atls_name_entry_t *e,
     if (path == NULL) {
         return ATLS_STORE_ERROR;
     }
-    rc = names_read(st, path, folded, e, err, errlen);
+    rc = atls_names_read(st, path, folded, e, err, errlen);
     if (rc == ATLS_STORE_NOTFOUND) {
         snprintf(err, errlen, "name \"%s\" is not registered", folded);
     }
@@ -505,137 +527,6 @@ atls_names_get(atls_store_t *st, const char *name, atls_name_entry_t *e,
     return rc;
 }
 
-/* One directory entry ("<id>.json"); NOTFOUND for strangers and
- * temporary files, ERROR (err) for a broken entry. */
-static int
-names_load_file(atls_store_t *st, const char *file, atls_name_entry_t *e,
-                char *err, size_t errlen)
-{
-    size_t  n = strlen(file), idlen;
-    char   *path, *id;
-    int     rc;
-
-    idlen = n > sizeof(NAMES_EXT) - 1 ? n - (sizeof(NAMES_EXT) - 1) : 0;
-    if (idlen == 0 || strcmp(file + idlen, NAMES_EXT) != 0) {
-        return ATLS_STORE_NOTFOUND;
-    }
-    path = atls_store_cat(NAMES_DIR "/", file, NULL);
-    rc = names_read(st, path, NULL, e, err, errlen);
-    if (rc == ATLS_STORE_OK) {
-        id = atls_cert_id(e->name);
-        if (id == NULL || strlen(id) != idlen || strncmp(id, file, idlen) != 0) {
-            atls_store_err_path(st, path, err, errlen, "its \"name\" is not its file name");
-            atls_name_entry_free(e);
-            rc = ATLS_STORE_ERROR;
-        }
-        free(id);
-    }
-    free(path);
-    return rc;
-}
-
-/* The file names under names/ (none when there is no registry yet). */
-static int
-names_files(atls_store_t *st, char ***files, size_t *nf, char *err, size_t errlen)
-{
-    int rc = st->ops->list(st, NAMES_DIR, files, nf, err, errlen);
-
-    if (rc == ATLS_STORE_NOTFOUND) {
-        *files = NULL;
-        *nf = 0;
-        rc = ATLS_STORE_OK;
-    }
-    return rc;
-}
-
-static int
-names_entry_cmp(const void *a, const void *b)
-{
-    return strcmp(((const atls_name_entry_t *) a)->name, ((const atls_name_entry_t *) b)->name);
-}
-
-int
-atls_names_list(atls_store_t *st, atls_name_entry_t **v, size_t *n, char *err, size_t errlen)
-{
-    char              **files = NULL, why[512];
-    size_t              nf = 0, i;
-    atls_name_entry_t  *out;
-    int                 rc;
-
-    *v = NULL;
-    *n = 0;
-    rc = names_files(st, &files, &nf, err, errlen);
-    if (rc != ATLS_STORE_OK) {
-        return rc;
-    }
-    out = calloc(nf + 1, sizeof(*out));
-    if (out == NULL) {
-        abort();
-    }
-    for (i = 0; i < nf; i++) {
-        rc = names_load_file(st, files[i], &out[*n], why, sizeof(why));
-        if (rc == ATLS_STORE_OK) {
-            (*n)++;
-        } else if (rc == ATLS_STORE_ERROR) {
-            atls_log(ATLS_LOG_WARN, "names: entry skipped: %s", why);
-        }
-    }
-    atls_strv_free(files, nf);
-    /* by name: file names sort differently ("a-b.json" before "a.json") */
-    qsort(out, *n, sizeof(*out), names_entry_cmp);
-    *v = out;
-    return ATLS_STORE_OK;
-}
-
-static int
-names_str_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
-/* "<id>.json", and an id is its name: only the ones a name can be */
-int
-atls_names_file_name(char *file)
-{
-    char   folded[256], why[160];
-    size_t len = strlen(file);
-
-    if (len <= sizeof(NAMES_EXT) - 1
-        || strcmp(file + len - (sizeof(NAMES_EXT) - 1), NAMES_EXT) != 0)
-    {
-        return 0;
-    }
-    file[len - (sizeof(NAMES_EXT) - 1)] = '\0';
-    return atls_name_check(file, strlen(file), 1, 127, folded, sizeof(folded), why,
-                           sizeof(why)) == 0
-           && strcmp(folded, file) == 0;
-}
-
-int
-atls_names_list_names(atls_store_t *st, char ***names, size_t *n, char *err, size_t errlen)
-{
-    char  **files = NULL;
-    size_t  nf = 0, i, k = 0;
-    int     rc;
-
-    *names = NULL;
-    *n = 0;
-    rc = names_files(st, &files, &nf, err, errlen);
-    if (rc != ATLS_STORE_OK) {
-        return rc;
-    }
-    for (i = 0; i < nf; i++) {
-        if (atls_names_file_name(files[i])) {
-            files[k++] = files[i];
-        } else {
-            free(files[i]);
-        }
-    }
-    qsort(files, k, sizeof(*files), names_str_cmp);
-    *names = files;
-    *n = k;
-    return ATLS_STORE_OK;
-}
 
 /* ---- purge ------------------------------------------------------------------ */
 
@@ -742,7 +633,7 @@ names_purge_one(atls_store_t *st, const atls_name_entry_t *e, time_t cut,
         return ATLS_STORE_ERROR;
     }
     /* re-read under the lock: added again since the list was made? */
-    rc = names_read(st, path, folded, &cur, err, errlen);
+    rc = atls_names_read(st, path, folded, &cur, err, errlen);
     if (rc != ATLS_STORE_OK || cur.state != ATLS_NAME_REMOVED || cur.removed > cut) {
         atls_name_entry_free(&cur);
         free(path);

@@ -2,11 +2,12 @@
  * A bulk add or remove (issue 11: `autotls add|remove --from-file` with
  * 1,000 names) costs O(1) fsyncs of the store's shared files, not
  * O(names): one audit append, one counters rewrite, one journal append,
- * one fsync of names/, whatever the batch; and with notification sinks a
- * bounded number of queue entries (ATLS_NOTIFY_BATCH_MAX events each).  Each entry is still its own atomic write (temp, fsync,
- * rename), and names/ is made durable before names-generation and the
- * journal name the entries, so a crash never leaves a journal naming an
- * entry that is not on disk.
+ * one put_many of names/ (every entry's temp, one sync, the renames, one
+ * fsync of names/), whatever the batch; and with notification sinks a
+ * bounded number of queue entries (ATLS_NOTIFY_BATCH_MAX events each).
+ * The entries are durable before names-generation and the journal name
+ * them, so a crash never leaves a journal naming an entry that is not on
+ * disk.
  *
  * The store is a real filesystem store whose ops are counted (as in
  * test_sched_scale.c) and whose calls are recorded in order.
@@ -34,9 +35,9 @@ typedef struct {
     size_t audit_appends;       /* calls that append to audit.log (each an fsync) */
     size_t journal_appends;     /* names-journal */
     size_t counters_puts;       /* counters.json rewrites */
-    size_t names_dir_syncs;     /* sync_dir("names") */
-    size_t entry_puts_durable;  /* names/<id>.json with its own directory fsync */
-    size_t entry_puts_batched;  /* names/<id>.json, put_nosync */
+    size_t names_dir_syncs;     /* put_many("names"): one sync for the batch */
+    size_t entry_puts_durable;  /* names/<id>.json with its own put (and fsyncs) */
+    size_t entry_puts_batched;  /* names/<id>.json in a put_many */
     size_t gen_puts;            /* names-generation */
     size_t queue_puts;          /* events/<key>.json: notification queue entries */
     /* the order that matters for a crash: the sequence number of each */
@@ -103,6 +104,21 @@ counting_put_nosync(atls_store_t *st, const char *path, const char *data, size_t
 }
 
 static int
+counting_put_many(atls_store_t *st, const char *dir, const atls_store_file_t *files,
+                  size_t n, size_t *done, char *err, size_t errlen)
+{
+    if (strcmp(dir, "names") == 0) {
+        cnt.seq++;
+        cnt.entry_puts_batched += n;
+        cnt.last_entry_seq = cnt.seq;
+        cnt.seq++;
+        cnt.names_dir_syncs++;
+        cnt.sync_seq = cnt.seq;
+    }
+    return real_ops->put_many(st, dir, files, n, done, err, errlen);
+}
+
+static int
 counting_sync_dir(atls_store_t *st, const char *dir, char *err, size_t errlen)
 {
     cnt.seq++;
@@ -159,6 +175,7 @@ setup(void **state)
     counting_ops.put = counting_put;
     counting_ops.put_nosync = counting_put_nosync;
     counting_ops.sync_dir = counting_sync_dir;
+    counting_ops.put_many = counting_put_many;
     counting_ops.append = counting_append;
     counting_ops.append_many = counting_append_many;
     bx.st->ops = &counting_ops;
@@ -481,6 +498,7 @@ test_backend_without_batch_ops(void **state)
     (void) state;
     counting_ops.put_nosync = NULL;
     counting_ops.sync_dir = NULL;
+    counting_ops.put_many = NULL;
     counting_ops.append_many = NULL;
     add_batch("e", 5, &c);
     assert_int_equal(c.entry_puts_durable, 5);
