@@ -209,6 +209,7 @@ void *autotls_config_merge_dir(apr_pool_t *p, void *basev, void *addv);
 void *autotls_config_create_srv(apr_pool_t *p, server_rec *s);
 void *autotls_config_merge_srv(apr_pool_t *p, void *basev, void *addv);
 autotls_srv_conf_t *autotls_config_get(server_rec *s);
+/* mod_autotls_config_check.c */
 int autotls_config_check(apr_pool_t *p, server_rec *base);
 int autotls_config_names(apr_pool_t *p, server_rec *s, const char ***names, size_t *n);
 atls_issuer_t *autotls_config_issuer(apr_pool_t *p, autotls_srv_conf_t *sc);

@@ -23,8 +23,12 @@
  *    could not do, and what we create belongs to the owner.  Only
  *    atls_store_fs_prepare() acts as root, through descriptors.
  *
- * The atomic writers are in store_fs_write.c, the audit log's append op in
- * store_fs_append.c, prepare in store_fs_prepare.c; what they share with this file is store_fs_int.h.
+ * This file: resolving beneath the root, acting as the owner, the ops
+ * table with put, del and sync_dir, and open/close.  The read ops (get,
+ * list, the paged listing) are in store_fs_read.c, the locks in
+ * store_fs_lock.c, the atomic writers in store_fs_write.c, the audit log's
+ * append op in store_fs_append.c, prepare in store_fs_prepare.c; what they
+ * share with this file is store_fs_int.h.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -92,7 +96,7 @@ fs_must_be_dir(int fd)
 
 /* One component at a time from the root, never following a link; with
  * create, missing directories are made (0700; they belong to whoever we
- * are, which is the owner: see fs_enter). */
+ * are, which is the owner: see atls_fs_enter). */
 static int
 fs_walk(fs_impl_t *fs, const char *rel, int create)
 {
@@ -157,8 +161,8 @@ fs_openat2(fs_impl_t *fs, const char *rel, int flags, mode_t mode)
 
 /* The directory rel ("" = the root) as a descriptor; -1 + errno (ELOOP for
  * a symbolic link anywhere on the way). */
-static int
-fs_dir_open(fs_impl_t *fs, const char *rel, int create)
+int
+atls_fs_dir_open(fs_impl_t *fs, const char *rel, int create)
 {
     int fd;
 
@@ -187,7 +191,7 @@ atls_fs_parent_open(fs_impl_t *fs, const char *path, int create, const char **ba
         abort();
     }
     *base = slash != NULL ? slash + 1 : path;
-    fd = fs_dir_open(fs, dir, create);
+    fd = atls_fs_dir_open(fs, dir, create);
     if (fd < 0) {
         e = errno;
         atls_fs_error(fs, err, errlen, NULL, dir, atls_fs_strerror(e));
@@ -263,8 +267,8 @@ atls_fs_open_reg(fs_impl_t *fs, int dirfd, const char *base, const char *rel, in
 
 /* rel for reading: one openat2 beneath the root, or, without openat2, its
  * directory first (component by component) and then the file. */
-static int
-fs_open_read(fs_impl_t *fs, const char *rel, char *err, size_t errlen)
+int
+atls_fs_open_read(fs_impl_t *fs, const char *rel, char *err, size_t errlen)
 {
     const char *base;
     int         dirfd, fd, e;
@@ -292,8 +296,8 @@ fs_open_read(fs_impl_t *fs, const char *rel, char *err, size_t errlen)
  * root for good; its other threads, if any, are not affected.  What is
  * left of root while switched: the supplementary groups, which gain
  * nothing beneath a root directory the owner holds 0700. */
-static int
-fs_enter(fs_impl_t *fs, atls_fsid_t *id, char *err, size_t errlen)
+int
+atls_fs_enter(fs_impl_t *fs, atls_fsid_t *id, char *err, size_t errlen)
 {
     id->active = 0;
     if (!fs->as_owner) {
@@ -302,99 +306,7 @@ fs_enter(fs_impl_t *fs, atls_fsid_t *id, char *err, size_t errlen)
     return atls_fsid_enter(id, fs->uid, fs->gid, err, errlen);
 }
 
-/* ---- operations ----------------------------------------------------------- */
-
-/* The most read from rel: the CRLs of the CRL cache (crl/<url-id>.der)
- * may be as large as a CA's CRL gets; everything else stays under the
- * store's usual cap. */
-static size_t
-fs_read_cap(const char *rel)
-{
-    size_t n = strlen(rel);
-
-    if (strncmp(rel, "crl/", 4) == 0 && strchr(rel + 4, '/') == NULL
-        && n > 8 && strcmp(rel + n - 4, ".der") == 0)
-    {
-        return ATLS_CRL_MAX_BYTES;
-    }
-    /* rotated once past ATLS_AUDIT_ROTATE_BYTES: concurrent appenders may
-     * each add a record beyond it before one of them rotates */
-    if (strncmp(rel, "audit.log", 9) == 0 && strchr(rel, '/') == NULL) {
-        return 2 * ATLS_AUDIT_ROTATE_BYTES + FS_MAX_READ;
-    }
-    return FS_MAX_READ;
-}
-
-/* At most max bytes of fd (rel for messages), or refused before more is
- * read. */
-static int
-fs_read_all(fs_impl_t *fs, int fd, const char *rel, size_t max, char **data, size_t *len,
-            char *err, size_t errlen)
-{
-    char    *buf, *nb, why[64];
-    size_t   cap = max < 4096 ? max + 2 : 4096, n = 0;
-    ssize_t  r;
-
-    buf = malloc(cap);
-    if (buf == NULL) {
-        abort();
-    }
-    for (;;) {
-        if (n + 1 >= cap) {
-            cap *= 2;
-            nb = realloc(buf, cap);
-            if (nb == NULL) {
-                abort();
-            }
-            buf = nb;
-        }
-        r = read(fd, buf + n, cap - n - 1);
-        if (r < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            atls_fs_error(fs, err, errlen, "read", rel, strerror(errno));
-            free(buf);
-            return -1;
-        }
-        if (r == 0) {
-            break;
-        }
-        n += (size_t) r;
-        if (n > max) {
-            if (max >= 1024 * 1024) {
-                snprintf(why, sizeof(why), "larger than %zu MiB, refused", max >> 20);
-            } else {
-                snprintf(why, sizeof(why), "larger than %zu bytes, refused", max);
-            }
-            atls_fs_error(fs, err, errlen, NULL, rel, why);
-            free(buf);
-            return -1;
-        }
-    }
-    buf[n] = '\0';
-    *data = buf;
-    if (len != NULL) {
-        *len = n;
-    }
-    return 0;
-}
-
-static int
-fs_get_as(fs_impl_t *fs, const char *path, size_t max, char **data, size_t *len,
-          char *err, size_t errlen)
-{
-    int fd, rc;
-
-    fd = fs_open_read(fs, path, err, errlen);
-    if (fd < 0) {
-        return errno == ENOENT ? ATLS_STORE_NOTFOUND : ATLS_STORE_ERROR;
-    }
-    rc = fs_read_all(fs, fd, path, max, data, len, err, errlen) == 0
-         ? ATLS_STORE_OK : ATLS_STORE_ERROR;
-    close(fd);
-    return rc;
-}
+/* ---- removal (the read ops are in store_fs_read.c) ----------------------- */
 
 /* Removes name (a directory) from dirfd with everything in it, through
  * descriptors: a link inside is removed, never followed. */
@@ -464,120 +376,10 @@ fs_del_as(fs_impl_t *fs, const char *path, char *err, size_t errlen)
     return ATLS_STORE_OK;
 }
 
-static int
-fs_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
-/* dir opened for readdir, as the owner: *d NULL (and ATLS_STORE_OK) when
- * it does not exist, the same answer as a key-value backend gives for an
- * empty prefix */
-static int
-fs_dir_stream(fs_impl_t *fs, const char *dir, DIR **d, char *err, size_t errlen)
-{
-    int fd;
-
-    *d = NULL;
-    fd = fs_dir_open(fs, dir, 0);
-    if (fd < 0) {
-        if (errno == ENOENT) {
-            return ATLS_STORE_OK;
-        }
-        atls_fs_error(fs, err, errlen, NULL, dir, atls_fs_strerror(errno));
-        return ATLS_STORE_ERROR;
-    }
-    *d = fdopendir(fd);
-    if (*d == NULL) {
-        atls_fs_error(fs, err, errlen, NULL, dir, strerror(errno));
-        close(fd);
-        return ATLS_STORE_ERROR;
-    }
-    return ATLS_STORE_OK;
-}
-
-static int
-fs_list_as(fs_impl_t *fs, const char *dir, char ***names, size_t *n,
-           char *err, size_t errlen)
-{
-    char          **v = NULL, **nv;
-    size_t          cnt = 0, cap = 0;
-    DIR            *d;
-    struct dirent  *de;
-    int             rc;
-
-    rc = fs_dir_stream(fs, dir, &d, err, errlen);
-    if (d == NULL) {
-        return rc;
-    }
-    while ((de = readdir(d)) != NULL) {
-        /* dot files include our own temp files and ".", ".." */
-        if (de->d_name[0] == '.') {
-            continue;
-        }
-        if (cnt == cap) {
-            cap = cap ? cap * 2 : 16;
-            nv = realloc(v, cap * sizeof(*v));
-            if (nv == NULL) {
-                abort();
-            }
-            v = nv;
-        }
-        v[cnt++] = atls_strdup(de->d_name);
-    }
-    closedir(d);
-    if (cnt > 0) {
-        qsort(v, cnt, sizeof(*v), fs_cmp);
-    }
-    *names = v;
-    *n = cnt;
-    return ATLS_STORE_OK;
-}
-
-int
-atls_fs_lock_as(fs_impl_t *fs, const char *name, int wait, atls_store_lock_t **out,
-                char *err, size_t errlen)
-{
-    char rel[300];
-    int  dirfd, fd, rc;
-
-    snprintf(rel, sizeof(rel), "locks/%s.lock", name);
-    dirfd = fs_dir_open(fs, "locks", 1);
-    if (dirfd < 0) {
-        atls_fs_error(fs, err, errlen, NULL, "locks", atls_fs_strerror(errno));
-        return ATLS_STORE_ERROR;
-    }
-    fd = atls_fs_open_reg(fs, dirfd, rel + sizeof("locks/") - 1, rel, O_RDWR | O_CREAT,
-                          FS_PRIVATE_MODE, err, errlen);
-    close(dirfd);
-    if (fd < 0) {
-        return ATLS_STORE_ERROR;
-    }
-    do {
-        rc = flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB));
-    } while (rc != 0 && errno == EINTR);
-    if (rc != 0) {
-        int e = errno;
-
-        close(fd);
-        if (e == EWOULDBLOCK) {
-            atls_fs_error(fs, err, errlen, NULL, rel, "held by another process");
-            return ATLS_STORE_BUSY;
-        }
-        atls_fs_error(fs, err, errlen, "flock", rel, strerror(e));
-        return ATLS_STORE_ERROR;
-    }
-    *out = malloc(sizeof(**out));
-    if (*out == NULL) {
-        abort();
-    }
-    (*out)->fd = fd;
-    return ATLS_STORE_OK;
-}
-
 /* ---- the ops: each one with the owner's identity -------------------------- */
 
-/* Checks path and takes the owner's identity (fs_enter): 0, or -1 + err. */
+/* Checks path and takes the owner's identity (atls_fs_enter): 0, or -1 +
+ * err. */
 int
 atls_fs_begin(fs_impl_t *fs, const char *path, int allow_empty, atls_fsid_t *id,
               char *err, size_t errlen)
@@ -587,38 +389,7 @@ atls_fs_begin(fs_impl_t *fs, const char *path, int allow_empty, atls_fsid_t *id,
         snprintf(err, errlen, "invalid store path \"%s\"", path ? path : "(null)");
         return -1;
     }
-    return fs_enter(fs, id, err, errlen);
-}
-
-/* get, refusing more than max bytes (at most the path's usual cap) */
-static int
-fs_get_max(atls_store_t *st, const char *path, size_t max, char **data, size_t *len,
-           char *err, size_t errlen)
-{
-    fs_impl_t   *fs = st->impl;
-    atls_fsid_t  id;
-    int          rc;
-
-    *data = NULL;
-    if (len != NULL) {
-        *len = 0;
-    }
-    if (atls_fs_begin(fs, path, 0, &id, err, errlen) != 0) {
-        return ATLS_STORE_ERROR;
-    }
-    if (max > fs_read_cap(path)) {
-        max = fs_read_cap(path);
-    }
-    rc = fs_get_as(fs, path, max, data, len, err, errlen);
-    atls_fsid_leave(&id);
-    return rc;
-}
-
-static int
-fs_get(atls_store_t *st, const char *path, char **data, size_t *len,
-       char *err, size_t errlen)
-{
-    return fs_get_max(st, path, SIZE_MAX, data, len, err, errlen);
+    return atls_fs_enter(fs, id, err, errlen);
 }
 
 static int
@@ -662,7 +433,7 @@ fs_sync_dir(atls_store_t *st, const char *dir, char *err, size_t errlen)
     if (atls_fs_begin(fs, dir, 0, &id, err, errlen) != 0) {
         return ATLS_STORE_ERROR;
     }
-    fd = fs_dir_open(fs, dir, 0);
+    fd = atls_fs_dir_open(fs, dir, 0);
     if (fd < 0) {
         atls_fs_error(fs, err, errlen, NULL, dir, atls_fs_strerror(errno));
         atls_fsid_leave(&id);
@@ -689,125 +460,6 @@ fs_del(atls_store_t *st, const char *path, char *err, size_t errlen)
     return rc;
 }
 
-static int
-fs_list(atls_store_t *st, const char *dir, char ***names, size_t *n,
-        char *err, size_t errlen)
-{
-    fs_impl_t   *fs = st->impl;
-    atls_fsid_t  id;
-    int          rc;
-
-    *names = NULL;
-    *n = 0;
-    if (dir == NULL) {
-        dir = "";
-    }
-    if (atls_fs_begin(fs, dir, 1, &id, err, errlen) != 0) {
-        return ATLS_STORE_ERROR;
-    }
-    rc = fs_list_as(fs, dir, names, n, err, errlen);
-    atls_fsid_leave(&id);
-    return rc;
-}
-
-/* The paged listing: one open directory read a page at a time (readdir
- * gives each entry present throughout once, whatever is added or removed
- * meanwhile), so 100,000 entries never cost one long call. */
-static void
-fs_list_end(atls_store_t *st, void *cursor)
-{
-    (void) st;
-    if (cursor != NULL) {
-        closedir(cursor);
-    }
-}
-
-static int
-fs_list_page(atls_store_t *st, const char *dir, void **cursor, size_t max, char ***names,
-             size_t *n, char *err, size_t errlen)
-{
-    fs_impl_t      *fs = st->impl;
-    atls_fsid_t     id;
-    DIR            *d = *cursor;
-    struct dirent  *de;
-    char          **v;
-    int             rc;
-
-    *names = NULL;
-    *n = 0;
-    if (d == NULL) {
-        if (dir == NULL) {
-            dir = "";
-        }
-        if (atls_fs_begin(fs, dir, 1, &id, err, errlen) != 0) {
-            return ATLS_STORE_ERROR;
-        }
-        rc = fs_dir_stream(fs, dir, &d, err, errlen);
-        atls_fsid_leave(&id);
-        if (d == NULL) {
-            return rc;   /* an error, or nothing to list: complete */
-        }
-    }
-    v = malloc(max * sizeof(*v));
-    if (v == NULL) {
-        abort();
-    }
-    while (*n < max && (de = readdir(d)) != NULL) {
-        /* dot files include our own temp files and ".", ".." */
-        if (de->d_name[0] != '.') {
-            v[(*n)++] = atls_strdup(de->d_name);
-        }
-    }
-    if (*n < max) {
-        closedir(d);   /* the end of the directory */
-        d = NULL;
-    }
-    if (*n == 0) {
-        free(v);
-        v = NULL;
-    }
-    *names = v;
-    *cursor = d;
-    return ATLS_STORE_OK;
-}
-
-static int
-fs_lock(atls_store_t *st, const char *name, int wait, atls_store_lock_t **out,
-        char *err, size_t errlen)
-{
-    fs_impl_t   *fs = st->impl;
-    atls_fsid_t  id;
-    int          rc;
-
-    *out = NULL;
-    if (name == NULL || strchr(name, '/') != NULL || !atls_store_path_ok(name, 0)
-        || strlen(name) > 200)
-    {
-        snprintf(err, errlen, "invalid lock name \"%s\"", name ? name : "(null)");
-        return ATLS_STORE_ERROR;
-    }
-    if (fs_enter(fs, &id, err, errlen) != 0) {
-        return ATLS_STORE_ERROR;
-    }
-    rc = atls_fs_lock_as(fs, name, wait, out, err, errlen);
-    atls_fsid_leave(&id);
-    return rc;
-}
-
-void
-atls_fs_unlock(atls_store_t *st, atls_store_lock_t *lk)
-{
-    (void) st;
-    if (lk == NULL) {
-        return;
-    }
-    /* The lock file stays: unlinking it would let a waiter lock an inode
-     * nobody else can find any more. */
-    (void) flock(lk->fd, LOCK_UN);
-    close(lk->fd);
-    free(lk);
-}
-
 static void
 fs_close(atls_store_t *st)
 {
@@ -825,10 +477,11 @@ fs_close(atls_store_t *st)
 }
 
 static const atls_store_ops_t fs_ops = {
-    "fs", fs_get, fs_put, fs_del, fs_list, fs_lock, atls_fs_unlock, fs_close, atls_fs_append,
-    .list_page = fs_list_page, .list_end = fs_list_end,
+    "fs", atls_fs_get, fs_put, fs_del, atls_fs_list, atls_fs_lock, atls_fs_unlock, fs_close,
+    atls_fs_append,
+    .list_page = atls_fs_list_page, .list_end = atls_fs_list_end,
     .put_nosync = fs_put_nosync, .sync_dir = fs_sync_dir, .append_many = atls_fs_append_many,
-    .put_many = atls_fs_put_many, .get_max = fs_get_max
+    .put_many = atls_fs_put_many, .get_max = atls_fs_get_max
 };
 
 /* ---- open ------------------------------------------------------------------ */
@@ -937,7 +590,7 @@ atls_store_fs_open(const char *dir, char *err, size_t errlen)
     st->impl = fs;
     st->location = atls_strdup(fs->root);
 
-    if (fs_enter(fs, &id, err, errlen) != 0) {
+    if (atls_fs_enter(fs, &id, err, errlen) != 0) {
         fs_close(st);
         return NULL;
     }
@@ -949,7 +602,7 @@ atls_store_fs_open(const char *dir, char *err, size_t errlen)
     /* A sub-directory the owner broke (a link, a FIFO) fails only the
      * operations that need it: the rest of the store stays usable. */
     for (i = 0; i < sizeof(atls_fs_subdirs) / sizeof(atls_fs_subdirs[0]); i++) {
-        fd = fs_dir_open(fs, atls_fs_subdirs[i], 1);
+        fd = atls_fs_dir_open(fs, atls_fs_subdirs[i], 1);
         if (fd < 0) {
             atls_log(ATLS_LOG_WARN, "store: %s/%s: %s", fs->root, atls_fs_subdirs[i],
                      atls_fs_strerror(errno));

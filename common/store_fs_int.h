@@ -1,6 +1,7 @@
 /*
  * Shared by the filesystem backend's files only: store_fs.c (resolving
- * beneath the root, the ops, open), store_fs_write.c (the atomic writers),
+ * beneath the root, the ops table, open), store_fs_read.c (get, list),
+ * store_fs_lock.c (the locks), store_fs_write.c (the atomic writers),
  * store_fs_append.c (the audit log's append and rotation) and
  * store_fs_prepare.c with store_fs_prepare_bg.c (the privileged parent's
  * hand-over).  See store_fs.c for the rules they all keep.
@@ -55,6 +56,27 @@ int atls_fs_parent_open(fs_impl_t *fs, const char *path, int create, const char 
 int atls_fs_open_reg(fs_impl_t *fs, int dirfd, const char *base, const char *rel,
                      int flags, mode_t mode, char *err, size_t errlen);
 void atls_fs_fsync_dir(fs_impl_t *fs, int dirfd, const char *path);
+/* The directory rel ("" = the root) as a descriptor, no link followed;
+ * -1 + errno (ELOOP for a symbolic link anywhere on the way). */
+int atls_fs_dir_open(fs_impl_t *fs, const char *rel, int create);
+/* rel opened for reading as a regular file beneath the root; -1 + err. */
+int atls_fs_open_read(fs_impl_t *fs, const char *rel, char *err, size_t errlen);
+/* Takes the owner's filesystem identity when we are root on a store owned
+ * by someone else (else nothing): 0, or -1 + err. */
+int atls_fs_enter(fs_impl_t *fs, atls_fsid_t *id, char *err, size_t errlen);
+/* the read ops (store_fs_read.c) and the locks (store_fs_lock.c): the ops
+ * of atls_store.h */
+int atls_fs_get(atls_store_t *st, const char *path, char **data, size_t *len,
+                char *err, size_t errlen);
+int atls_fs_get_max(atls_store_t *st, const char *path, size_t max, char **data,
+                    size_t *len, char *err, size_t errlen);
+int atls_fs_list(atls_store_t *st, const char *dir, char ***names, size_t *n,
+                 char *err, size_t errlen);
+int atls_fs_list_page(atls_store_t *st, const char *dir, void **cursor, size_t max,
+                      char ***names, size_t *n, char *err, size_t errlen);
+void atls_fs_list_end(atls_store_t *st, void *cursor);
+int atls_fs_lock(atls_store_t *st, const char *name, int wait, atls_store_lock_t **out,
+                 char *err, size_t errlen);
 /* locks/<name>.lock, already as the owner (inside atls_fs_begin). */
 int atls_fs_lock_as(fs_impl_t *fs, const char *name, int wait, atls_store_lock_t **out,
                     char *err, size_t errlen);

@@ -1,5 +1,5 @@
 /*
- * Shared by the store files only (store.c, store_accounts.c,
+ * Shared by the store files only (store.c, store_cert.c, store_accounts.c,
  * store_fallback.c, store_batch.c, store_revocation.c, store_meta.c,
  * store_meta_certs.c, store_events.c): building paths of the
  * logical layout and reading the store's JSON entries strictly.  The
@@ -32,10 +32,10 @@ char *atls_store_cat(const char *first, ...) __attribute__((sentinel));
 void atls_store_err_path(atls_store_t *st, const char *path, char *err, size_t errlen,
                          const char *why);
 
-/* ---- key + chain (store.c) ---------------------------------------------- */
+/* ---- key + chain (store_cert.c) ----------------------------------------- */
 
 /* A key PEM and a chain PEM parsed and checked to belong together: what
- * load_cert (store.c) and load_fallback (store_fallback.c) hand out.
+ * load_cert (store_cert.c) and load_fallback (store_fallback.c) hand out.
  * kpath and cpath name the files in err.  On error both outs are NULL. */
 int atls_store_parse_pair(atls_store_t *st, const char *kpem, size_t klen, const char *kpath,
                           const char *cpem, size_t clen, const char *cpath, EVP_PKEY **key,

@@ -268,6 +268,10 @@ ngx_int_t ngx_http_autotls_policy_check(ngx_conf_t *cf,
 /* inventory: ssl_certificate files autotls does not manage */
 ngx_int_t ngx_http_autotls_discover(ngx_conf_t *cf,
     ngx_http_autotls_main_conf_t *amcf);
+/* process: the hooks of the module table (ngx_http_autotls_process.c) */
+ngx_int_t ngx_http_autotls_init_module(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_autotls_init_process(ngx_cycle_t *cycle);
+void ngx_http_autotls_exit_process(ngx_cycle_t *cycle);
 /* the module has work: managed certificates, or static ones to monitor in
  * a store named by autotls_store */
 ngx_uint_t ngx_http_autotls_in_use(ngx_http_autotls_main_conf_t *amcf);
