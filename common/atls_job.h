@@ -87,13 +87,26 @@ atls_job_t *atls_job_start_planned(atls_store_t *st, const atls_cert_meta_t *m,
 atls_acme_t *atls_job_engine(atls_job_t *j);
 const atls_cert_meta_t *atls_job_meta(atls_job_t *j);
 
+/* Cluster (issue 12): the order's challenges went to validation before
+ * the nodes of missing had confirmed them ("web-2,web-3"; "" when not
+ * known which; NULL: every node did, the default): the host's
+ * publish_wait gave up waiting (atls_sched_hook_done_partial).  Call it
+ * before atls_job_finish: should the order fail the way a node without
+ * the answer makes the CA fail it (atls_schedule_lagged), finish records
+ * the failure as transient, the short backoff, with the detail
+ * "validation failed while nodes web-2,web-3 had not confirmed the
+ * challenge: retrying in S s; the CA said: ..." in its one log line, the
+ * stored error and atls_job_finish_error. */
+void atls_job_set_lagged(atls_job_t *j, const char *missing);
+
 /* After the engine reached DONE or FAILED: persists the outcome.
  * Success: account URL, key+chain (atomically, validated), meta valid,
  *   failures 0, renew_at from the schedule, generation bumped.
  * Failure: failures+1, next_attempt by the backoff of the error's class
- *   (atls_problem_backoff_class; Retry-After wins), the error in parts
+ *   (atls_problem_backoff_class; Retry-After wins; a lagged failure, see
+ *   atls_job_set_lagged, the short one), the error in parts
  *   (last_error_class/type/detail/key_type) and last_error "type: detail",
- *   live certificate untouched.
+ *   live certificate untouched.  One meta write, one log line.
  * Returns 0 when a certificate was deployed, -1 otherwise (err set). */
 int atls_job_finish(atls_job_t *j, time_t now, char *err, size_t errlen);
 

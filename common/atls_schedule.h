@@ -52,8 +52,8 @@ time_t atls_schedule_backoff_class(atls_err_class_t cls, unsigned failures, time
  * incorrectResponse, connection, tls), the failure is counted transient:
  * atls_schedule_backoff(failures, ...), not the 6 h of a permanent error.
  * 0 when err is any other failure (badNonce, rateLimited, dns, caa...),
- * whose class and backoff stand.  The scheduler applies it, once per
- * failed order (sched_order.c). */
+ * whose class and backoff stand.  The job applies it as it records the
+ * failed order (atls_job_set_lagged, job_lagged.c). */
 time_t atls_schedule_lagged(const atls_error_t *err, unsigned failures, time_t now,
                             uint64_t rnd);
 

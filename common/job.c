@@ -31,6 +31,11 @@ struct atls_job_s {
     atls_store_lock_t *lock;
     atls_error_t       error;       /* why finish failed (cls NONE: it did not) */
     int                account_key_made; /* start generated the account key */
+    char              *lagged;      /* cluster nodes that had not confirmed the
+                                       challenges ("" unknown which); NULL: all
+                                       did (atls_job_set_lagged) */
+    int                lag_counted; /* finish counted the failure transient
+                                       because of them */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -418,6 +423,19 @@ atls_job_made_account_key(const atls_job_t *j)
     return j != NULL && j->account_key_made;
 }
 
+void
+atls_job_set_lagged(atls_job_t *j, const char *missing)
+{
+    free(j->lagged);
+    j->lagged = missing != NULL ? atls_strdup(missing) : NULL;
+}
+
+const atls_error_t *
+atls_job_lagged_error(const atls_job_t *j)
+{
+    return j != NULL && j->lag_counted ? &j->error : NULL;
+}
+
 static void
 job_unlock(atls_job_t *j)
 {
@@ -588,8 +606,32 @@ job_delay_text(time_t d, char *buf, size_t len)
     }
 }
 
+/* The next attempt after failure number cur->failures: the backoff of the
+ * error's class (*backoff), never letting the served certificate run out;
+ * sooner, and the error transient, when a cluster node that had not
+ * confirmed the challenges caused it (job_lagged.c). */
+static time_t
+job_next_attempt(atls_job_t *j, const atls_cert_meta_t *cur, time_t now,
+                 atls_err_class_t *backoff)
+{
+    time_t next;
+
+    next = atls_schedule_backoff_class(*backoff, cur->failures, now, j->error.retry_after,
+                                       atls_random_u64());
+    /* No Retry-After or backoff may let the served certificate run out. */
+    next = atls_schedule_before_expiry(next, now, job_not_after(cur));
+    if (j->lagged != NULL
+        && atls_job_lagged_failure(&j->error, j->lagged, cur->failures, now, &next) == 1)
+    {
+        j->lag_counted = 1;
+        *backoff = ATLS_ERR_RETRY_LATER;
+    }
+    return next;
+}
+
 /* Records j->error as the outcome: the backoff its class calls for, the
- * error in parts in meta; never the stored certificate (still served). */
+ * error in parts in meta; never the stored certificate (still served).
+ * One meta write and one log line per failure. */
 static void
 job_failed(atls_job_t *j, atls_cert_meta_t *cur, time_t now, char *err, size_t errlen)
 {
@@ -604,13 +646,9 @@ job_failed(atls_job_t *j, atls_cert_meta_t *cur, time_t now, char *err, size_t e
         /* the engine gave up on what it retries itself: come back later */
         e->cls = ATLS_ERR_RETRY_LATER;
     }
-    atls_cert_meta_set_error(cur, e);
     cur->failures++;
-    cur->next_attempt = atls_schedule_backoff_class(backoff, cur->failures, now,
-                                                    e->retry_after, atls_random_u64());
-    /* No Retry-After or backoff may let the served certificate run out. */
-    cur->next_attempt = atls_schedule_before_expiry(cur->next_attempt, now,
-                                                    job_not_after(cur));
+    cur->next_attempt = job_next_attempt(j, cur, now, &backoff);
+    atls_cert_meta_set_error(cur, e);
     cur->state = ATLS_STATE_FAILED;
 
     if (atls_store_save_meta(j->st, cur, serr, sizeof(serr)) != ATLS_STORE_OK) {
@@ -661,6 +699,7 @@ atls_job_finish(atls_job_t *j, time_t now, char *err, size_t errlen)
         return -1;
     }
     memset(&j->error, 0, sizeof(j->error));
+    j->lag_counted = 0;
 
     /* Configuration may have been changed by ensure() meanwhile: apply the
      * outcome to what is stored now. */
@@ -716,6 +755,7 @@ atls_job_free(atls_job_t *j)
     EVP_PKEY_free(j->account_key);
     free(j->account_url);
     free(j->replaces);
+    free(j->lagged);
     atls_cert_meta_free(&j->meta);
     free(j);
 }

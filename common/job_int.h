@@ -31,4 +31,21 @@ void atls_job_issuer_dn(X509 *leaf, char *buf, size_t len);
 struct atls_job_s;
 int atls_job_made_account_key(const struct atls_job_s *j);
 
+/* After atls_job_finish failed: the error when it was counted transient
+ * because cluster nodes had not confirmed the challenges (atls_job_set_lagged:
+ * class retry-later, the detail naming them, as logged and stored); NULL
+ * otherwise, the failure then as the engine reported it. */
+const atls_error_t *atls_job_lagged_error(const struct atls_job_s *j);
+
+/* e, the failure number `failures` of an order whose challenges went to
+ * validation unconfirmed by the nodes of missing ("n1,n2"; "" not known
+ * which), *next the attempt its own class puts next: when a node without
+ * the answer causes such a failure (atls_schedule_lagged), *next becomes
+ * the short backoff if sooner, e is made transient and its detail says
+ * "validation failed while nodes n1,n2 had not confirmed the challenge:
+ * retrying in S s; the CA said: ...": 1.  Else 0, e and *next unchanged
+ * (job_lagged.c). */
+int atls_job_lagged_failure(atls_error_t *e, const char *missing, unsigned failures,
+                            time_t now, time_t *next);
+
 #endif

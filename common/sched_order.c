@@ -15,7 +15,6 @@
 #include "atls_acme.h"
 #include "atls_job.h"
 #include "atls_sched.h"
-#include "atls_schedule.h"
 #include "acme_published.h"
 #include "job_int.h"
 #include "sched_internal.h"
@@ -456,10 +455,13 @@ static void
 job_error(sched_slot_t *sl, int failed, const char *why, atls_error_t *out)
 {
     const atls_error_t     *ae = atls_acme_error(sl->e);
+    const atls_error_t     *lagged = atls_job_lagged_error(sl->job);
     const atls_cert_meta_t *m = atls_job_meta(sl->job);
 
     memset(out, 0, sizeof(*out));
-    if (failed && ae != NULL && ae->type[0] != '\0') {
+    if (lagged != NULL) {
+        *out = *lagged;     /* transient, naming the nodes, as logged */
+    } else if (failed && ae != NULL && ae->type[0] != '\0') {
         *out = *ae;
     } else if (m != NULL && m->last_error_type != NULL) {
         atls_error_set(out, m->last_error_class, m->last_error_type, "%s",
@@ -469,93 +471,19 @@ job_error(sched_slot_t *sl, int failed, const char *why, atls_error_t *out)
     }
 }
 
-/* err says why the order failed after a publish went on unconfirmed by
- * the nodes of sl->lagged, and when it is retried (next). */
+/* A failure counted transient because cluster nodes lagged is retried
+ * soon: the scheduler wakes for it then, not at the next check. */
 static void
-lagged_error(const sched_slot_t *sl, atls_error_t *err, time_t next, time_t now)
+slot_lagged_wake(sched_slot_t *sl)
 {
-    char said[sizeof(err->detail)];
+    const atls_cert_meta_t *m = atls_job_meta(sl->job);
 
-    size_t cap = sizeof(err->detail);
-    int    n;
-
-    snprintf(said, sizeof(said), "%s", err->detail);
-    n = snprintf(err->detail, cap, "validation failed while %s%s had not confirmed the "
-                 "challenge: retrying in %ld s; the CA said: %s",
-                 sl->lagged[0] != '\0' ? "nodes " : "some nodes",
-                 sl->lagged, (long) (next > now ? next - now : 0), said);
-    if (n < 0 || (size_t) n >= cap) {
-        /* a cut detail is never mistaken for the CA's whole message */
-        memcpy(err->detail + cap - 4, "...", 4);
+    if (atls_job_lagged_error(sl->job) == NULL || m == NULL || m->next_attempt == 0) {
+        return;
     }
-    err->cls = ATLS_ERR_RETRY_LATER;
-}
-
-/*
- * The order failed after a publish that went on without some nodes of the
- * cluster (sl->lagged).  When the failure is what such a node makes the
- * CA say (atls_schedule_lagged: the one place of the rule), the failure
- * atls_job_finish recorded as permanent is ours, not the operator's: its
- * meta is corrected under the certificate's lock (the short next attempt,
- * the error transient and naming the nodes), err says the same for
- * done() and the failed event, and the scheduler looks at it again then.
- * 1 with *m the corrected meta (the caller frees it); 0 when the failure
- * keeps its class (another error, or another node took the certificate).
- */
-static int
-slot_lagged_retry(sched_slot_t *sl, atls_error_t *err, atls_cert_meta_t *m)
-{
-    atls_sched_t           *s = sl->s;
-    const atls_cert_meta_t *after = atls_job_meta(sl->job);
-    atls_store_lock_t      *lk = NULL;
-    time_t                  now = time(NULL), next;
-    char                    serr[256];
-    int                     rc = 0;
-
-    memset(m, 0, sizeof(*m));
-    next = after != NULL ? atls_schedule_lagged(err, after->failures, now,
-                                                atls_random_u64()) : 0;
-    if (next == 0) {
-        return 0;
+    if (sl->cert->retry_at == 0 || m->next_attempt < sl->cert->retry_at) {
+        sl->cert->retry_at = m->next_attempt;
     }
-    if (atls_job_lock_load(s->st, sl->cert->id, &lk, m, serr, sizeof(serr)) != 0) {
-        atls_log(ATLS_LOG_INFO, "autotls: certificate \"%s\": its failure after nodes %s "
-                 "had not confirmed the challenge is left as recorded: %s", sl->cert->id,
-                 sl->lagged[0] != '\0' ? sl->lagged : "(unknown)", serr);
-        goto out;
-    }
-    if (m->failures != after->failures || m->next_attempt != after->next_attempt) {
-        goto out;   /* another process recorded something since */
-    }
-    /* never later than what was written: it keeps a served certificate
-     * from running out */
-    if (next > m->next_attempt) {
-        next = m->next_attempt;
-    }
-    lagged_error(sl, err, next, now);
-    error_fill(err, sl, sl->kt);
-    m->next_attempt = next;
-    atls_cert_meta_set_error(m, err);
-    if (atls_store_save_meta(s->st, m, serr, sizeof(serr)) != ATLS_STORE_OK) {
-        atls_log(ATLS_LOG_WARN, "autotls: %s: cannot save job state: %s", m->id, serr);
-        goto out;
-    }
-    atls_log(ATLS_LOG_WARN, "autotls: certificate \"%s\" (%s): %s (a transient failure, "
-             "not the permanent one logged above)", sl->cert->id,
-             atls_key_type_name(sl->kt), err->detail);
-    if (sl->cert->retry_at == 0 || next < sl->cert->retry_at) {
-        sl->cert->retry_at = next;
-    }
-    rc = 1;
-
-out:
-    if (lk != NULL) {
-        atls_store_unlock(s->st, lk);
-    }
-    if (rc == 0) {
-        atls_cert_meta_free(m);
-    }
-    return rc;
 }
 
 /* The order of sl reached DONE or FAILED: withdraw what is left, persist the
@@ -565,10 +493,9 @@ slot_job_end(sched_slot_t *sl, int failed)
 {
     atls_sched_t              *s = sl->s;
     const atls_cert_kt_info_t *was = atls_job_kt_info(&sl->meta, sl->kt);
-    atls_cert_meta_t           relaxed;
     atls_error_t               err;
     char                       why[512];
-    int                        deployed, lagged = 0;
+    int                        deployed;
 
     atls_published_teardown_all(&sl->pub, &sl->ops);
     if (sl->hold) {
@@ -576,20 +503,20 @@ slot_job_end(sched_slot_t *sl, int failed)
     }
     s->kick_due = 1;
     why[0] = '\0';
+    /* the nodes that had not confirmed this order's challenges: the job
+     * counts a failure they cause as transient when it records it */
+    atls_job_set_lagged(sl->job, sl->lagged);
+    free(sl->lagged);
+    sl->lagged = NULL;
     deployed = atls_job_finish(sl->job, time(NULL), why, sizeof(why)) == 0;
     if (!deployed) {
         job_error(sl, failed, why, &err);
-        lagged = sl->lagged != NULL && slot_lagged_retry(sl, &err, &relaxed);
         slot_failed(sl, &err);
+        slot_lagged_wake(sl);
     }
-    free(sl->lagged);
-    sl->lagged = NULL;
     /* sl->meta is as planned: what the order replaced */
-    atls_sched_emit_order_end(sl, lagged ? &relaxed : atls_job_meta(sl->job),
-                              deployed ? NULL : &err, was != NULL ? was->serial : NULL);
-    if (lagged) {
-        atls_cert_meta_free(&relaxed);
-    }
+    atls_sched_emit_order_end(sl, atls_job_meta(sl->job), deployed ? NULL : &err,
+                              was != NULL ? was->serial : NULL);
     atls_job_free(sl->job);
     sl->job = NULL;
     sl->e = NULL;

@@ -19,6 +19,7 @@
 #include "atls.h"
 #include "atls_acme.h"
 #include "atls_job.h"
+#include "atls_schedule.h"
 #include "atls_store.h"
 #include "store_ari.h"
 #include <openssl/x509v3.h>
@@ -1078,11 +1079,13 @@ test_http_opts(void **state)
 /* ---- an untrusted CA through the job: nothing bad is stored ------------- */
 
 /* One order of names (a certificate already stored) against a fake CA that
- * spoil() sets up; returns atls_job_finish's result, meta in *after. */
+ * spoil() sets up, its challenges unconfirmed by the cluster nodes of
+ * lagged (NULL: all confirmed); returns atls_job_finish's result, meta in
+ * *after, finish's error in *ferr (may be NULL). */
 static int
-job_round(const char *const *names, size_t n, void (*spoil)(fakeca_t *), time_t now,
-          atls_cert_meta_t *after, char **stored_pem, size_t *stored_len,
-          char *err, size_t errlen)
+job_round(const char *const *names, size_t n, void (*spoil)(fakeca_t *), const char *lagged,
+          time_t now, atls_cert_meta_t *after, char **stored_pem, size_t *stored_len,
+          atls_error_t *ferr, char *err, size_t errlen)
 {
     const char       *dir = FAKECA_BASE "/dir";
     atls_issuer_t     is;
@@ -1113,7 +1116,12 @@ job_round(const char *const *names, size_t n, void (*spoil)(fakeca_t *), time_t 
     memset(&run, 0, sizeof(run));
     run.now = now;
     assert_int_equal(fakeca_run(ca, atls_job_engine(j), &run), ATLS_ACT_FAILED);
+    atls_job_set_lagged(j, lagged);
     rc = atls_job_finish(j, now, err, errlen);
+    if (ferr != NULL) {
+        assert_non_null(atls_job_finish_error(j));
+        *ferr = *atls_job_finish_error(j);
+    }
     atls_job_free(j);
     assert_int_equal(atls_store_load_meta(st, m.id, after, err, errlen), ATLS_STORE_OK);
     assert_int_equal(after->generation, m.generation);
@@ -1143,8 +1151,8 @@ test_finish_refused_certificate_keeps_old(void **state)
 
     (void) state;
     snprintf(path, sizeof(path), "%s/certs/refuse.example/ec256.pem", root);
-    assert_int_equal(job_round(names, 1, spoil_extra_name, now, &after, &before_pem,
-                               &before_len, err, sizeof(err)), -1);
+    assert_int_equal(job_round(names, 1, spoil_extra_name, NULL, now, &after, &before_pem,
+                               &before_len, NULL, err, sizeof(err)), -1);
     /* the reason reaches the job state (and so status and logs) */
     assert_non_null(strstr(err, "autotls:ca-certificate"));
     assert_non_null(strstr(after.last_error, "also names evil.example.net"));
@@ -1183,12 +1191,82 @@ test_finish_retry_after_before_expiry(void **state)
 
     (void) state;
     /* the stored certificate (testpki) runs out in about 23 h */
-    assert_int_equal(job_round(names, 1, spoil_rate_limit_a_year, now, &after, NULL, NULL,
-                               err, sizeof(err)), -1);
+    assert_int_equal(job_round(names, 1, spoil_rate_limit_a_year, NULL, now, &after, NULL,
+                               NULL, NULL, err, sizeof(err)), -1);
     assert_non_null(strstr(after.last_error, "rateLimited"));
     /* not a year, not even the day-long cap: half the time left */
     assert_true(after.next_attempt > now);
     assert_true(after.next_attempt <= now + 12 * 3600);
+    atls_cert_meta_free(&after);
+}
+
+/* ---- a cluster node that had not confirmed the challenge (issue 12) ------- */
+
+#define LAGGED_NAME  "lagjob.example"
+#define LAGGED_TEXT  "validation failed while nodes web-2 had not confirmed the " \
+                     "challenge: retrying in "
+
+static void
+spoil_unauthorized(fakeca_t *ca)
+{
+    ca->invalid[0] = LAGGED_NAME;
+    ca->invalid_type = "unauthorized";
+}
+
+/* One order of LAGGED_NAME whose validation the CA fails with
+ * unauthorized, marked lagged by the nodes of lagged (NULL: not marked). */
+static void
+unauthorized_round(const char *lagged, time_t now, atls_cert_meta_t *after,
+                   atls_error_t *fe, char *err, size_t errlen)
+{
+    const char *names[] = { LAGGED_NAME };
+
+    assert_int_equal(job_round(names, 1, spoil_unauthorized, lagged, now, after, NULL, NULL,
+                               fe, err, errlen), -1);
+    assert_int_equal(after->failures, 1);
+    assert_string_equal(fe->type, "urn:ietf:params:acme:error:unauthorized");
+}
+
+/* Marked lagged, an unauthorized validation is transient: the minute-scale
+ * backoff, the nodes named wherever the error goes. */
+static void
+test_finish_lagged_unauthorized_is_transient(void **state)
+{
+    atls_cert_meta_t after;
+    atls_error_t     fe;
+    char             err[512];
+    time_t           now = time(NULL);
+
+    (void) state;
+    unauthorized_round("web-2", now, &after, &fe, err, sizeof(err));
+    assert_int_equal(fe.cls, ATLS_ERR_RETRY_LATER);
+    assert_non_null(strstr(fe.detail, LAGGED_TEXT));
+    assert_non_null(strstr(fe.detail, "; the CA said: "));
+    assert_non_null(strstr(err, LAGGED_TEXT));
+    assert_int_equal(after.last_error_class, ATLS_ERR_RETRY_LATER);
+    assert_non_null(strstr(after.last_error_detail, LAGGED_TEXT));
+    assert_true(after.next_attempt >= atls_schedule_backoff(1, now, 0, 0));
+    assert_true(after.next_attempt <= atls_schedule_backoff(1, now, 0, UINT64_MAX));
+    atls_cert_meta_free(&after);
+}
+
+/* Unmarked, the same failure is the operator's: permanent, hours away. */
+static void
+test_finish_unmarked_unauthorized_is_permanent(void **state)
+{
+    atls_cert_meta_t after;
+    atls_error_t     fe;
+    char             err[512];
+    time_t           now = time(NULL);
+
+    (void) state;
+    unauthorized_round(NULL, now, &after, &fe, err, sizeof(err));
+    assert_int_equal(fe.cls, ATLS_ERR_PERMANENT);
+    assert_null(strstr(fe.detail, "had not confirmed"));
+    assert_int_equal(after.last_error_class, ATLS_ERR_PERMANENT);
+    assert_null(strstr(after.last_error_detail, "had not confirmed"));
+    /* the stored testpki certificate runs out in about 23 h: half of it */
+    assert_true(after.next_attempt >= now + 4 * 3600);
     atls_cert_meta_free(&after);
 }
 
@@ -1220,6 +1298,10 @@ main(void)
                                         teardown_store),
         cmocka_unit_test_setup_teardown(test_finish_retry_after_before_expiry, setup_store,
                                         teardown_store),
+        cmocka_unit_test_setup_teardown(test_finish_lagged_unauthorized_is_transient,
+                                        setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_finish_unmarked_unauthorized_is_permanent,
+                                        setup_store, teardown_store),
     };
 
     /* only the expected failure lines, not info chatter */

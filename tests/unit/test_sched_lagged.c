@@ -5,7 +5,8 @@
  * backoff, with the missing nodes named in the log, done()'s error, the
  * stored job state and the failed event; the same failure after a
  * confirmed publish, and other failures after an unconfirmed one, keep
- * their class and backoff (atls_schedule_lagged).
+ * their class and backoff (atls_schedule_lagged).  Either way a failure
+ * is recorded once: one meta write, one log line.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -40,6 +41,26 @@ static fakehost_cert_t     cert;
 static int                 have_cert;
 static atls_events_t      *ev;
 static atls_notify_conf_t  conf;
+
+/* The store's writes of a failed job state (meta.json in state "failed"),
+ * counted: a failure is recorded by one write, not corrected by a second. */
+static const atls_store_ops_t *real_ops;
+static atls_store_ops_t        counting_ops;
+static size_t                  failed_meta_puts;
+
+static int
+counting_put(atls_store_t *st, const char *path, const char *data, size_t len,
+             int is_private, char *err, size_t errlen)
+{
+    size_t n = strlen(path);
+
+    if (n >= 10 && strcmp(path + n - 10, "/meta.json") == 0
+        && memmem(data, len, "\"failed\"", 8) != NULL)
+    {
+        failed_meta_puts++;
+    }
+    return real_ops->put(st, path, data, len, is_private, err, errlen);
+}
 
 /* The host's wait in progress, and the failed events seen. */
 static atls_sched_op_t    *waiting;
@@ -102,6 +123,11 @@ setup(void **state)
     }
     h.host.publish_wait = wait_publish;
     h.host.publish_cancel = cancel_publish;
+    failed_meta_puts = 0;
+    real_ops = fx.st->ops;
+    counting_ops = *real_ops;
+    counting_ops.put = counting_put;
+    fx.st->ops = &counting_ops;
     return 0;
 }
 
@@ -114,6 +140,7 @@ teardown(void **state)
     h.s = NULL;
     atls_events_free(ev);
     ev = NULL;
+    fx.st->ops = real_ops;
     schedfx_end(&fx, &h, &cert, have_cert ? 1 : 0);
     return 0;
 }
@@ -156,6 +183,19 @@ until_waiting(fakehost_t *fh, void *arg)
     return waiting != NULL;
 }
 
+/* The failure was recorded once: one write of the failed job state, one
+ * "order failed" line (whatever its class), never a second line
+ * correcting the first. */
+static void
+assert_once(void)
+{
+    if (logcap_count("order failed") != 1) {
+        fail_msg("not one \"order failed\" line:\n%s", logcap_text());
+    }
+    assert_int_equal(failed_meta_puts, 1);
+    assert_int_equal(logcap_count("logged above"), 0);
+}
+
 /* Runs the order to the host's wait, then reports it: partial with
  * missing (confirmed when missing is NULL); then the order to its end. */
 static void
@@ -177,6 +217,7 @@ run_order(const char *missing)
     assert_int_equal(cert.done, 1);
     assert_int_equal(cert.rc, -1);
     assert_int_equal(failed.n, 1);
+    assert_once();
 }
 
 /* fakehost's clock for the scheduler's timer */
@@ -230,7 +271,10 @@ test_lagged_unauthorized_retries_soon(void **state)
     assert_string_equal(failed.err_type, ERR("unauthorized"));
     assert_non_null(strstr(failed.detail, LAG_TEXT));
     assert_non_null(strstr(failed.detail, "the CA said: "));
+    /* one line, the transient one: never first "permanent" then a fix */
     assert_int_equal(logcap_count(LAG_TEXT), 1);
+    assert_int_equal(logcap_count("permanent error"), 0);
+    assert_int_equal(logcap_count("order failed: " ERR("unauthorized") ": " LAG_TEXT), 1);
 
     /* stored: the retry-later backoff, not the permanent one */
     load_meta("lag.example", &m);
@@ -262,6 +306,7 @@ test_confirmed_unauthorized_is_permanent(void **state)
     assert_null(strstr(cert.err.detail, "had not confirmed"));
     assert_string_equal(failed.err_class, atls_err_class_name(ATLS_ERR_PERMANENT));
     assert_int_equal(logcap_count("had not confirmed"), 0);
+    assert_int_equal(logcap_count("permanent error"), 1);
     load_meta("nolag.example", &m);
     assert_backoff(&m, ATLS_ERR_PERMANENT, before, after);
     assert_int_equal(m.last_error_class, ATLS_ERR_PERMANENT);
@@ -373,6 +418,7 @@ test_nodes_of_every_challenge(void **state)
     assert_int_equal(cert.rc, -1);
     assert_int_equal(cert.err.cls, ATLS_ERR_RETRY_LATER);
     assert_non_null(strstr(cert.err.detail, LAG_TEXT));
+    assert_once();
 }
 
 /* The rule alone: which problems, which backoff. */
