@@ -48,4 +48,7 @@ const atls_error_t *atls_job_lagged_error(const struct atls_job_s *j);
 int atls_job_lagged_failure(atls_error_t *e, const char *missing, unsigned failures,
                             time_t now, time_t *next);
 
+/* job.c: equal strings, NULL equal only to NULL */
+int atls_job_str_eq(const char *a, const char *b);
+
 #endif
