@@ -828,7 +828,7 @@ static const atls_store_ops_t fs_ops = {
     "fs", fs_get, fs_put, fs_del, fs_list, fs_lock, atls_fs_unlock, fs_close, atls_fs_append,
     .list_page = fs_list_page, .list_end = fs_list_end,
     .put_nosync = fs_put_nosync, .sync_dir = fs_sync_dir, .append_many = atls_fs_append_many,
-    .put_many = atls_fs_put_many, .get_max = fs_get_max
+    .put_many = atls_fs_put_many, .put_groups = atls_fs_put_groups, .get_max = fs_get_max
 };
 
 /* ---- open ------------------------------------------------------------------ */
