@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include "atls.h"
 #include "atls_mirror.h"
 #include "store_fs_int.h"
@@ -152,6 +154,65 @@ test_newer_pull_replaces_and_prunes(void **state)
     assert_all_whole(fx, 2);
 }
 
+/* No temp file (a dot file) left in dir. */
+static void
+assert_no_temps(const char *root, const char *dir)
+{
+    char           path[512];
+    DIR           *d;
+    struct dirent *e;
+
+    snprintf(path, sizeof(path), "%s/%s", root, dir);
+    d = opendir(path);
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        assert_false(strncmp(e->d_name, ".tmp.", 5) == 0);
+    }
+    closedir(d);
+}
+
+/* The store op under the batch: groups of two directories land whole,
+ * with one syncfs, a private file 0600; a rename failing in the second
+ * (a directory planted under a final name) is an error naming the file,
+ * with the first group done and no temp left. */
+static void
+test_put_groups(void **state)
+{
+    mirrorfx_t              *fx = *state;
+    atls_store_t            *fs = atls_mirror_fs(fx->b);
+    const atls_store_file_t  g0[] = { { "a.pem", "A", 1, 1 } };
+    const atls_store_file_t  g1[] = { { "b.pem", "B", 1, 0 }, { "c.pem", "C", 1, 0 } };
+    const atls_store_group_t gs[] = { { "certs/g0", g0, 1 }, { "certs/g1", g1, 2 } };
+    char                     err[512], path[512], *data = NULL;
+    size_t                   done = 9;
+    struct stat              sb;
+
+    counting(1);
+    assert_int_equal(atls_store_put_groups(fs, gs, 2, &done, err, sizeof(err)), ATLS_STORE_OK);
+    counting(0);
+    assert_int_equal(done, 2);
+    assert_int_equal(syncfs_calls, 1);
+    assert_int_equal(fs->ops->get(fs, "certs/g1/c.pem", &data, NULL, err, sizeof(err)),
+                     ATLS_STORE_OK);
+    assert_string_equal(data, "C");
+    free(data);
+    snprintf(path, sizeof(path), "%s/certs/g0/a.pem", fx->dir_b);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+
+    assert_int_equal(fs->ops->del(fs, "certs/g1/c.pem", err, sizeof(err)), ATLS_STORE_OK);
+    snprintf(path, sizeof(path), "%s/certs/g1/c.pem", fx->dir_b);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/certs/g1/c.pem/x", fx->dir_b);
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_int_equal(atls_store_put_groups(fs, gs, 2, &done, err, sizeof(err)),
+                     ATLS_STORE_ERROR);
+    assert_int_equal(done, 1);
+    assert_non_null(strstr(err, "c.pem"));
+    assert_no_temps(fx->dir_b, "certs/g0");
+    assert_no_temps(fx->dir_b, "certs/g1");
+}
+
 int
 main(void)
 {
@@ -159,6 +220,7 @@ main(void)
         MX_TEST(test_cold_pull_one_syncfs),
         MX_TEST(test_sliced_pull_syncfs_per_step),
         MX_TEST(test_newer_pull_replaces_and_prunes),
+        MX_TEST(test_put_groups),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
