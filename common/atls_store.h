@@ -87,6 +87,13 @@ typedef struct {
     int         is_private;
 } atls_store_file_t;
 
+/* The files of one directory in a batch over several (put_groups). */
+typedef struct {
+    const char              *dir;
+    const atls_store_file_t *files;
+    size_t                   n;
+} atls_store_group_t;
+
 typedef struct {
     const char *name;   /* "fs" */
     int  (*get)(atls_store_t *st, const char *path, char **data, size_t *len,
@@ -132,6 +139,10 @@ typedef struct {
      * dir written as one batch with O(1) syncs, see atls_store_put_many. */
     int  (*put_many)(atls_store_t *st, const char *dir, const atls_store_file_t *files,
                      size_t n, size_t *done, char *err, size_t errlen);
+    /* Optional (NULL: put_many a group): several directories' files as
+     * one batch, see atls_store_put_groups. */
+    int  (*put_groups)(atls_store_t *st, const atls_store_group_t *groups, size_t n,
+                       size_t *done, char *err, size_t errlen);
     /* Optional (NULL: get, then the length checked): get refusing a file
      * larger than max bytes before reading more of it, err naming it. */
     int  (*get_max)(atls_store_t *st, const char *path, size_t max, char **data,
@@ -370,6 +381,23 @@ void atls_store_list_end(atls_store_t *st, atls_store_cursor_t *cursor);
  * issue-11 contract by the bulksync helper.) */
 int atls_store_put_many(atls_store_t *st, const char *dir, const atls_store_file_t *files,
                         size_t n, size_t *done, char *err, size_t errlen);
+/* The same over n groups of files, each of its own directory (issue 12: a
+ * node's mirror pulling many certificates in one step with one syncfs).
+ * The filesystem store writes every temp of every group, one syncfs(2),
+ * renames them in array order, group after group, then fsyncs the last
+ * renamed one's directory: ext4 and xfs commit metadata in the order it
+ * was made, so a crash leaves a prefix of the renames (each file old or
+ * new, never torn), and that commit makes them all durable.  A caller
+ * puts what names the other files (a generation record) in a later
+ * group.  *done: the groups, from groups[0], wholly new; a failure
+ * before the renames leaves every file old; a rename failing leaves the
+ * groups before it new, that group's files before it new, the rest old;
+ * no temp is left behind.  Backends without the op: atls_store_put_many a
+ * group, stopping at the first failure.  ATLS_STORE_OK (*done n) or
+ * ATLS_STORE_ERROR + err naming the file.  (Added to the issue-12
+ * contract by the mirrorbatch helper.) */
+int atls_store_put_groups(atls_store_t *st, const atls_store_group_t *groups, size_t n,
+                          size_t *done, char *err, size_t errlen);
 /* get of a file that may not exceed max bytes (a small file a privileged
  * process reads: names-count): a larger one is ATLS_STORE_ERROR, err
  * naming it, without reading it all.  (Added by the bulksync helper.) */

@@ -88,6 +88,30 @@ int mirror_names_step(atls_mirror_t *m, long long until, int *done, char *err,
 /* Drops the registry's sync under way, if any. */
 void mirror_names_end(atls_mirror_t *m);
 
+/* The certificates pulled in one step of a sync (mirror_batch.c): ids[i]
+ * pulled at gens[i], their records written up to ids[written]; pending:
+ * the groups of files (certs/<id>) not written yet, with a slot past them
+ * for the records' group. */
+typedef struct {
+    char               **ids;
+    uint64_t            *gens;
+    size_t               n, cap, written;
+    atls_store_group_t  *pending;
+    size_t               np, pcap, bytes;
+} mirror_batch_t;
+/* id pulled at gen: files (malloc'd, names and data too: the batch's from
+ * now on; n 0 when the mirror holds them already) to write into dir with
+ * the batch; written at once when the batch is full.  OK, or ERROR + err
+ * (that write failed: its certificates are pulled again by the next sync). */
+int mirror_batch_add(atls_mirror_t *m, mirror_batch_t *b, const char *id, uint64_t gen,
+                     const char *dir, atls_store_file_t *files, size_t n, char *err,
+                     size_t errlen);
+/* What waits written: the groups, then the records (one put_groups). */
+int mirror_batch_write(atls_mirror_t *m, mirror_batch_t *b, char *err, size_t errlen);
+/* Written, then one bump of the store generation for every certificate
+ * of the batch (even after a failed write); emptied.  OK or ERROR + err. */
+int mirror_batch_flush(atls_mirror_t *m, mirror_batch_t *b, char *err, size_t errlen);
+
 /* Drops a sliced sync under way (atls_mirror_sync_step) and the
  * registry's, if any. */
 void mirror_sync_end(atls_mirror_t *m);

@@ -107,11 +107,13 @@ typedef struct {
     atls_store_lock_t *lk;
 } mirror_dst_t;
 
-/* The mirror's files of one certificate are written with put_nosync (each
- * file still fsync'd before its rename) and their directory fsync'd once
- * by write_dir: a pull cost nine fsyncs, and a node filling an empty
- * mirror under I/O load was bound by them (5-7 certificates/s with 10,000
- * to pull, bench/cluster.sh). */
+/* The mirror's files of one certificate pulled alone (an announcement, or
+ * a pull that deletes files) are written with put_nosync (each file still
+ * fsync'd before its rename) and their directory fsync'd once by
+ * write_dir.  A step of a sync writes the others in a batch with one
+ * syncfs (mirror_batch.c): at a few fsyncs a certificate a node filling
+ * an empty mirror under I/O load was bound by them (5-7 certificates/s
+ * with 10,000 to pull, bench/cluster.sh). */
 static int
 dst_put(const mirror_dst_t *d, const char *path, const mirror_file_t *f, int *unsynced,
         char *err, size_t errlen)
@@ -216,118 +218,59 @@ check_set(atls_mirror_t *m, const char *id, const mirror_set_t *s, char *err, si
     return rc;
 }
 
-/* The certificates pulled in one step of a sync, with the generation each
- * was read at: their generation files, the directories that name them
- * and the mirror's store generation are written and synced once for all
- * of them (batch_flush). */
-typedef struct {
-    char     **ids;
-    uint64_t  *gens;
-    size_t     n, cap;
-} mirror_batch_t;
-
-static void
-batch_add(mirror_batch_t *b, const char *id, uint64_t gen)
-{
-    if (b->n == b->cap) {
-        size_t     cap = b->cap ? b->cap * 2 : 32;
-        char     **v = realloc(b->ids, cap * sizeof(*v));
-        uint64_t  *g;
-
-        if (v == NULL) {
-            abort();
-        }
-        b->ids = v;
-        g = realloc(b->gens, cap * sizeof(*g));
-        if (g == NULL) {
-            abort();
-        }
-        b->gens = g;
-        b->cap = cap;
-    }
-    b->gens[b->n] = gen;
-    b->ids[b->n++] = atls_strdup(id);
-}
-
-/* dir's renames made durable (a store without sync_dir synced each one);
- * a directory not there yet holds nothing to sync. */
+/* With a batch (a step of a sync): the files of s the mirror does not
+ * hold yet go to b, the set's files moved there (1); 0 when the mirror
+ * holds a file s does not (or s is empty: the certificate was removed):
+ * those deletions are written at once by write_dir; -1 + err. */
 static int
-batch_sync_dir(atls_mirror_t *m, const char *dir, char *err, size_t errlen)
+batch_take(atls_mirror_t *m, mirror_batch_t *b, const char *id, uint64_t gen,
+           const char *dir, mirror_set_t *s, char *err, size_t errlen)
 {
-    int rc;
+    mirror_set_t        have;
+    atls_store_file_t  *f;
+    const mirror_file_t *h;
+    char               *path;
+    size_t              i, k = 0;
+    int                 prune = s->n == 0;
 
-    if (m->fs->ops->sync_dir == NULL || m->fs->ops->put_nosync == NULL) {
-        return ATLS_STORE_OK;
+    if (read_dir(m->fs, dir, &have, err, errlen) != ATLS_STORE_OK) {
+        return -1;
     }
-    rc = m->fs->ops->sync_dir(m->fs, dir, err, errlen);
-    return rc == ATLS_STORE_NOTFOUND ? ATLS_STORE_OK : rc;
-}
-
-/* The generation files of the batch, each fsync'd before its rename (put
- * or put_nosync), the directory of them synced once by the caller. */
-static int
-batch_write_generations(atls_mirror_t *m, const mirror_batch_t *b, char *err, size_t errlen)
-{
-    char   *path, buf[32];
-    size_t  i;
-    int     rc = ATLS_STORE_OK;
-
-    for (i = 0; rc == ATLS_STORE_OK && i < b->n; i++) {
-        path = atls_store_cat(ATLS_MIRROR_GEN_DIR "/", b->ids[i], NULL);
-        snprintf(buf, sizeof(buf), "%" PRIu64 "\n", b->gens[i]);
-        rc = m->fs->ops->put_nosync != NULL
-             ? m->fs->ops->put_nosync(m->fs, path, buf, strlen(buf), 0, err, errlen)
-             : m->fs->ops->put(m->fs, path, buf, strlen(buf), 0, err, errlen);
+    for (i = 0; !prune && i < have.n; i++) {
+        prune = set_find(s, have.f[i].name) == NULL;
+    }
+    f = calloc(s->n + 1, sizeof(*f));
+    if (f == NULL) {
+        abort();
+    }
+    for (i = 0; !prune && i < s->n; i++) {
+        h = set_find(&have, s->f[i].name);
+        if (h != NULL && h->len == s->f[i].len
+            && memcmp(h->data, s->f[i].data, h->len) == 0)
+        {
+            continue;
+        }
+        path = atls_store_cat(dir, "/", s->f[i].name, NULL);
+        f[k].is_private = atls_mirror_is_private(path);
         free(path);
+        f[k].name = s->f[i].name;
+        f[k].data = s->f[i].data;
+        f[k++].len = s->f[i].len;
+        s->f[i].name = NULL;
+        s->f[i].data = NULL;
     }
-    return rc;
-}
-
-/* The batch made durable and announced, in the order a crash or a reader
- * needs: the certificates' directories (each synced by write_dir) named
- * in certs/ (a new one's entry), then their generation files (what the
- * next sync compares, never ahead of the files), then one bump of the
- * store generation whose journal names each certificate (what the
- * workers read).  certs/, mirror-gen/, the journal and the generation are
- * synced once a batch; a certificate pays its own files and directory and
- * its generation file (each file still fsync'd before its rename).
- * Emptied whatever the result; the bump is made
- * even when a generation file failed (those certificates' files are in
- * place, and are pulled again by the next sync). */
-static int
-batch_flush(atls_mirror_t *m, mirror_batch_t *b, char *err, size_t errlen)
-{
-    char why[256];
-    int  rc = ATLS_STORE_OK;
-
-    if (b->n > 0) {
-        rc = batch_sync_dir(m, "certs", err, errlen);
-        if (rc == ATLS_STORE_OK) {
-            rc = batch_write_generations(m, b, err, errlen);
-        }
-        if (batch_sync_dir(m, ATLS_MIRROR_GEN_DIR, why, sizeof(why)) != ATLS_STORE_OK
-            && rc == ATLS_STORE_OK)
-        {
-            snprintf(err, errlen, "%s", why);
-            rc = ATLS_STORE_ERROR;
-        }
-        if (atls_store_bump_generation_many(m->fs, (const char *const *) b->ids, b->n)
-            != ATLS_STORE_OK && rc == ATLS_STORE_OK)
-        {
-            snprintf(err, errlen, "mirror %s: generation not bumped (see the log)",
-                     m->fs->location);
-            rc = ATLS_STORE_ERROR;
-        }
+    set_free(&have);
+    if (prune) {
+        free(f);
+        return 0;
     }
-    atls_strv_free(b->ids, b->n);
-    free(b->gens);
-    memset(b, 0, sizeof(*b));
-    return rc;
+    return mirror_batch_add(m, b, id, gen, dir, f, k, err, errlen) == ATLS_STORE_OK ? 1 : -1;
 }
 
 /* Redis -> mirror for one certificate, at the generation read around it;
- * its generation file and the store generation written now (b NULL) or
- * with the batch b. */
+ * its files, generation file and the store generation written now (b
+ * NULL) or with the batch b (files that replace others only: a pull that
+ * deletes writes its files now, its record with the batch). */
 static int
 pull(atls_mirror_t *m, const char *id, mirror_batch_t *b, char *err, size_t errlen)
 {
@@ -336,7 +279,7 @@ pull(atls_mirror_t *m, const char *id, mirror_batch_t *b, char *err, size_t errl
     mirror_dst_t  d = { m->fs, NULL };
     uint64_t      g1 = 0, g2 = 1;
     char         *dir = atls_store_cat("certs/", id, NULL);
-    int           tries, rc = -1;
+    int           tries, taken = 0, rc = -1;
 
     for (tries = 0; rs != NULL && tries < MIRROR_PULL_TRIES && g1 != g2; tries++) {
         set_free(&s);
@@ -353,13 +296,18 @@ pull(atls_mirror_t *m, const char *id, mirror_batch_t *b, char *err, size_t errl
         goto out;
     }
     if (check_set(m, id, &s, err, errlen) != 0
-        || write_dir(&d, dir, &s, 1, err, errlen) != ATLS_STORE_OK
-        || (b == NULL && atls_mirror_set_generation(m, id, g1, err, errlen) != ATLS_STORE_OK))
+        || (b != NULL && (taken = batch_take(m, b, id, g1, dir, &s, err, errlen)) < 0))
     {
         goto out;
     }
-    if (b != NULL) {
-        batch_add(b, id, g1);   /* its generation written by batch_flush */
+    if (!taken
+        && (write_dir(&d, dir, &s, 1, err, errlen) != ATLS_STORE_OK
+            || (b == NULL && atls_mirror_set_generation(m, id, g1, err, errlen)
+                             != ATLS_STORE_OK)
+            || (b != NULL && mirror_batch_add(m, b, id, g1, dir, NULL, 0, err, errlen)
+                             != ATLS_STORE_OK)))
+    {
+        goto out;
     }
     atls_log(ATLS_LOG_INFO, "mirror: %s at generation %" PRIu64 " from Redis", id, g1);
     rc = 0;
@@ -658,11 +606,12 @@ atls_mirror_sync_step(atls_mirror_t *m, long budget_ms, int *done, int *pushed,
                       char *err, size_t errlen)
 {
     struct mirror_sync_s *y;
-    mirror_batch_t        b = { NULL, NULL, 0, 0 };
+    mirror_batch_t        b;
     long long             until = atls_rs_now_ms() + budget_ms;
     int                   rc = -1, one, stepped = 0;
 
     *done = 0;
+    memset(&b, 0, sizeof(b));
     if (m->sync == NULL && sync_begin(m, err, errlen) != 0) {
         goto out;
     }
@@ -689,7 +638,7 @@ atls_mirror_sync_step(atls_mirror_t *m, long budget_ms, int *done, int *pushed,
         }
         y->pulled += one;
     }
-    if (batch_flush(m, &b, err, errlen) != ATLS_STORE_OK) {
+    if (mirror_batch_flush(m, &b, err, errlen) != ATLS_STORE_OK) {
         goto out;
     }
     if (y->next == y->n) {
@@ -709,7 +658,7 @@ out:
         /* what was pulled before a failure is served: the workers see it */
         char why[256];
 
-        (void) batch_flush(m, &b, why, sizeof(why));
+        (void) mirror_batch_flush(m, &b, why, sizeof(why));
     }
     if (rc < 0 || *done) {
         if (rc < 0 && pushed != NULL) {

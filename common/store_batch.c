@@ -69,6 +69,30 @@ atls_store_put_many(atls_store_t *st, const char *dir, const atls_store_file_t *
 }
 
 int
+atls_store_put_groups(atls_store_t *st, const atls_store_group_t *groups, size_t n,
+                      size_t *done, char *err, size_t errlen)
+{
+    size_t i, files;
+    int    rc = ATLS_STORE_OK;
+
+    *done = 0;
+    for (i = 0; i < n; i++) {
+        if (!batch_names_ok(groups[i].dir, groups[i].files, groups[i].n, err, errlen)) {
+            return ATLS_STORE_ERROR;
+        }
+    }
+    if (n > 0 && st->ops->put_groups != NULL) {
+        return st->ops->put_groups(st, groups, n, done, err, errlen);
+    }
+    for (i = 0; i < n && rc == ATLS_STORE_OK; i++) {
+        rc = atls_store_put_many(st, groups[i].dir, groups[i].files, groups[i].n, &files,
+                                 err, errlen);
+        *done += rc == ATLS_STORE_OK;
+    }
+    return rc;
+}
+
+int
 atls_store_get_max(atls_store_t *st, const char *path, size_t max, char **data,
                    size_t *len, char *err, size_t errlen)
 {

@@ -481,7 +481,8 @@ static const atls_store_ops_t fs_ops = {
     atls_fs_append,
     .list_page = atls_fs_list_page, .list_end = atls_fs_list_end,
     .put_nosync = fs_put_nosync, .sync_dir = fs_sync_dir, .append_many = atls_fs_append_many,
-    .put_many = atls_fs_put_many, .get_max = atls_fs_get_max
+    .put_many = atls_fs_put_many, .put_groups = atls_fs_put_groups,
+    .get_max = atls_fs_get_max
 };
 
 /* ---- open ------------------------------------------------------------------ */

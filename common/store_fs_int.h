@@ -118,6 +118,12 @@ int atls_fs_put_as(fs_impl_t *fs, const char *path, const char *data, size_t len
  * one fsync of dir */
 int atls_fs_put_many(atls_store_t *st, const char *dir, const atls_store_file_t *files,
                      size_t n, size_t *done, char *err, size_t errlen);
+/* the put_groups op: the same over several directories */
+int atls_fs_put_groups(atls_store_t *st, const atls_store_group_t *groups, size_t n,
+                       size_t *done, char *err, size_t errlen);
+/* Unit tests only: told of each fsync ("fsync", "fsync-dir") and syncfs
+ * ("syncfs") the writers make. */
+extern void (*atls_fs_sync_test_hook)(const char *what);
 
 /* the append op (store_fs_append.c) */
 /* append_many: the records in writes of whole records and one fsync. */

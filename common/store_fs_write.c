@@ -23,6 +23,17 @@
 /* ".tmp.<base>.<6 hex>" for a base of at most 200 bytes */
 #define FS_TMP_NAME_MAX  224
 
+void (*atls_fs_sync_test_hook)(const char *what);
+
+/* Unit tests count the syncs a writer costs (issue 12: O(1) a batch). */
+static void
+fs_sync_counted(const char *what)
+{
+    if (atls_fs_sync_test_hook != NULL) {
+        atls_fs_sync_test_hook(what);
+    }
+}
+
 static int
 fs_write_all(int fd, const char *data, size_t len)
 {
@@ -47,6 +58,7 @@ atls_fs_fsync_dir(fs_impl_t *fs, int dirfd, const char *path)
 {
     /* Some filesystems refuse fsync on directories; the rename is still
      * as durable there as they can make it. */
+    fs_sync_counted("fsync-dir");
     if (fsync(dirfd) != 0 && errno != EINVAL && errno != EROFS) {
         atls_log(ATLS_LOG_WARN, "fsync the directory of %s/%s: %s", fs->root, path,
                  strerror(errno));
@@ -89,6 +101,9 @@ fs_temp_write(fs_impl_t *fs, int dirfd, const char *base, const char *path,
     if (fs_write_all(fd, data, len) != 0) {
         atls_fs_error(fs, err, errlen, "write", path, strerror(errno));
         goto failed;
+    }
+    if (do_sync) {
+        fs_sync_counted("fsync");
     }
     if (do_sync && fsync(fd) != 0) {
         atls_fs_error(fs, err, errlen, "fsync", path, strerror(errno));
@@ -153,15 +168,18 @@ atls_fs_put_as(fs_impl_t *fs, const char *path, const char *data, size_t len,
 }
 
 
-/* ---- a batch of files of one directory (put_many) ------------------------- */
+/* ---- batches: files of one directory (put_many) or several (put_groups) --- */
 
-/* The temps of a batch; a temp's name is "" once renamed or removed. */
+/* The temps of a batch, one a file across the groups in order; a temp's
+ * name is "" once renamed or removed. */
 typedef struct {
-    fs_impl_t  *fs;
-    int         dirfd;
-    const char *dir;
-    char      (*tmp)[FS_TMP_NAME_MAX];
-    size_t      n;          /* temps written */
+    fs_impl_t                *fs;
+    const atls_store_group_t *g;
+    size_t                    ng;
+    int                      *dirfd;     /* one a group, -1 until opened */
+    char                    (*tmp)[FS_TMP_NAME_MAX];
+    int                      *tmpfd;     /* the directory of each temp */
+    size_t                    n;         /* temps written */
 } fs_batch_t;
 
 static void
@@ -171,30 +189,53 @@ fs_batch_unlink_from(fs_batch_t *b, size_t from)
 
     for (i = from; i < b->n; i++) {
         if (b->tmp[i][0] != '\0') {
-            (void) unlinkat(b->dirfd, b->tmp[i], 0);
+            (void) unlinkat(b->tmpfd[i], b->tmp[i], 0);
             b->tmp[i][0] = '\0';
         }
     }
 }
 
+/* Each group's directory, made when missing, no link followed. */
+static int
+fs_batch_open(fs_batch_t *b, char *err, size_t errlen)
+{
+    const char *base;
+    char       *probe;
+    size_t      i;
+
+    for (i = 0; i < b->ng; i++) {
+        probe = atls_store_cat(b->g[i].dir, "/x", NULL);
+        b->dirfd[i] = atls_fs_parent_open(b->fs, probe, 1, &base, err, errlen);
+        free(probe);
+        if (b->dirfd[i] < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Every temp written, none fsync'd: 0, or -1 + err and none left. */
 static int
-fs_batch_write(fs_batch_t *b, const atls_store_file_t *files, size_t n, char *err,
-               size_t errlen)
+fs_batch_write(fs_batch_t *b, char *err, size_t errlen)
 {
-    char *path;
-    int   rc;
+    const atls_store_file_t *f;
+    char                    *path;
+    size_t                   gi, i;
+    int                      rc;
 
-    for (b->n = 0; b->n < n; b->n++) {
-        path = atls_store_cat(b->dir, "/", files[b->n].name, NULL);
-        rc = fs_temp_write(b->fs, b->dirfd, files[b->n].name, path, files[b->n].data,
-                           files[b->n].len,
-                           files[b->n].is_private ? FS_PRIVATE_MODE : FS_PUBLIC_MODE, 0,
-                           b->tmp[b->n], sizeof(b->tmp[b->n]), err, errlen);
-        free(path);
-        if (rc != 0) {
-            fs_batch_unlink_from(b, 0);
-            return -1;
+    for (b->n = 0, gi = 0; gi < b->ng; gi++) {
+        for (i = 0; i < b->g[gi].n; i++, b->n++) {
+            f = &b->g[gi].files[i];
+            path = atls_store_cat(b->g[gi].dir, "/", f->name, NULL);
+            b->tmpfd[b->n] = b->dirfd[gi];
+            rc = fs_temp_write(b->fs, b->dirfd[gi], f->name, path, f->data, f->len,
+                               f->is_private ? FS_PRIVATE_MODE : FS_PUBLIC_MODE, 0,
+                               b->tmp[b->n], sizeof(b->tmp[b->n]), err, errlen);
+            free(path);
+            if (rc != 0) {
+                fs_batch_unlink_from(b, 0);
+                return -1;
+            }
         }
     }
     return 0;
@@ -207,82 +248,124 @@ fs_batch_write(fs_batch_t *b, const atls_store_file_t *files, size_t n, char *er
 static int
 fs_batch_barrier(fs_batch_t *b, char *err, size_t errlen)
 {
-    if (syncfs(b->dirfd) != 0) {
-        atls_fs_error(b->fs, err, errlen, "syncfs", b->dir, strerror(errno));
+    fs_sync_counted("syncfs");
+    if (syncfs(b->dirfd[0]) != 0) {
+        atls_fs_error(b->fs, err, errlen, "syncfs", b->g[0].dir, strerror(errno));
         fs_batch_unlink_from(b, 0);
         return -1;
     }
     return 0;
 }
 
-/* The renames in order: *done of them made; on a failure the rest of the
- * temps are removed (those files stay old). */
+/* The renames in order, group after group: *done groups made whole, *k
+ * files renamed, *last the group of the last rename made (-1: none); on a
+ * failure the rest of the temps are removed (those files stay old). */
 static int
-fs_batch_rename(fs_batch_t *b, const atls_store_file_t *files, size_t *done, char *err,
+fs_batch_rename(fs_batch_t *b, size_t *done, size_t *k, long *last, char *err,
                 size_t errlen)
 {
-    char *path;
+    const atls_store_file_t *f;
+    size_t                   gi, i;
+    char                    *path;
 
-    for (*done = 0; *done < b->n; (*done)++) {
-        /* rename replaces a link planted under the final name, never its target */
-        if (renameat(b->dirfd, b->tmp[*done], b->dirfd, files[*done].name) != 0) {
-            path = atls_store_cat(b->dir, "/", files[*done].name, NULL);
-            atls_fs_error(b->fs, err, errlen, "rename into", path, strerror(errno));
-            free(path);
-            fs_batch_unlink_from(b, *done);
-            return -1;
+    *last = -1;
+    *k = 0;
+    for (*done = 0, gi = 0; gi < b->ng; gi++, (*done)++) {
+        for (i = 0; i < b->g[gi].n; i++, (*k)++) {
+            f = &b->g[gi].files[i];
+            /* rename replaces a link planted under the final name, never its target */
+            if (renameat(b->dirfd[gi], b->tmp[*k], b->dirfd[gi], f->name) != 0) {
+                path = atls_store_cat(b->g[gi].dir, "/", f->name, NULL);
+                atls_fs_error(b->fs, err, errlen, "rename into", path, strerror(errno));
+                free(path);
+                fs_batch_unlink_from(b, *k);
+                return -1;
+            }
+            b->tmp[*k][0] = '\0';
+            *last = (long) gi;
         }
-        b->tmp[*done][0] = '\0';
     }
     return 0;
+}
+
+/* put_groups, with *renamed the files made new, from the first */
+static int
+fs_put_groups(atls_store_t *st, const atls_store_group_t *groups, size_t ng, size_t *done,
+              size_t *renamed, char *err, size_t errlen)
+{
+    fs_batch_t   b;
+    atls_fsid_t  id;
+    size_t       i, files = 0;
+    long         last = -1;
+    int          rc = ATLS_STORE_ERROR;
+
+    *done = 0;
+    *renamed = 0;
+    if (ng == 0) {
+        return ATLS_STORE_OK;
+    }
+    memset(&b, 0, sizeof(b));
+    b.fs = st->impl;
+    b.g = groups;
+    b.ng = ng;
+    if (atls_fs_begin(b.fs, groups[0].dir, 0, &id, err, errlen) != 0) {
+        return ATLS_STORE_ERROR;
+    }
+    b.dirfd = malloc(ng * sizeof(*b.dirfd));
+    for (i = 0; i < ng; i++) {
+        files += groups[i].n;
+    }
+    b.tmp = calloc(files ? files : 1, sizeof(*b.tmp));
+    b.tmpfd = calloc(files ? files : 1, sizeof(*b.tmpfd));
+    if (b.dirfd == NULL || b.tmp == NULL || b.tmpfd == NULL) {
+        abort();
+    }
+    for (i = 0; i < ng; i++) {
+        b.dirfd[i] = -1;
+    }
+    if (fs_batch_open(&b, err, errlen) != 0
+        || fs_batch_write(&b, err, errlen) != 0
+        || fs_batch_barrier(&b, err, errlen) != 0)
+    {
+        goto out;
+    }
+    rc = fs_batch_rename(&b, done, renamed, &last, err, errlen) == 0 ? ATLS_STORE_OK
+                                                                     : ATLS_STORE_ERROR;
+    /* the renames made durable at once, those of a partial batch too: the
+     * directory of the last one (ext4 and xfs commit metadata in the order
+     * it was made, so that commit holds every rename before it) */
+    if (last >= 0) {
+        atls_fs_fsync_dir(b.fs, b.dirfd[last], groups[last].dir);
+    }
+
+out:
+    for (i = 0; i < ng; i++) {
+        if (b.dirfd[i] >= 0) {
+            close(b.dirfd[i]);
+        }
+    }
+    free(b.dirfd);
+    free(b.tmp);
+    free(b.tmpfd);
+    atls_fsid_leave(&id);
+    return rc;
+}
+
+int
+atls_fs_put_groups(atls_store_t *st, const atls_store_group_t *groups, size_t ng,
+                   size_t *done, char *err, size_t errlen)
+{
+    size_t renamed;
+
+    return fs_put_groups(st, groups, ng, done, &renamed, err, errlen);
 }
 
 int
 atls_fs_put_many(atls_store_t *st, const char *dir, const atls_store_file_t *files,
                  size_t n, size_t *done, char *err, size_t errlen)
 {
-    fs_batch_t   b;
-    atls_fsid_t  id;
-    const char  *base;
-    char        *probe;
-    int          rc = ATLS_STORE_ERROR;
+    atls_store_group_t g = { dir, files, n };
+    size_t             groups;
 
-    *done = 0;
-    memset(&b, 0, sizeof(b));
-    b.fs = st->impl;
-    b.dir = dir;
-    b.dirfd = -1;
-    if (atls_fs_begin(b.fs, dir, 0, &id, err, errlen) != 0) {
-        return ATLS_STORE_ERROR;
-    }
-    /* the directory itself, made when missing, no link followed */
-    probe = atls_store_cat(dir, "/x", NULL);
-    b.dirfd = atls_fs_parent_open(b.fs, probe, 1, &base, err, errlen);
-    free(probe);
-    if (b.dirfd < 0) {
-        goto out;
-    }
-    b.tmp = calloc(n, sizeof(*b.tmp));
-    if (b.tmp == NULL) {
-        abort();
-    }
-    if (fs_batch_write(&b, files, n, err, errlen) != 0
-        || fs_batch_barrier(&b, err, errlen) != 0)
-    {
-        goto out;
-    }
-    rc = fs_batch_rename(&b, files, done, err, errlen) == 0 ? ATLS_STORE_OK
-                                                          : ATLS_STORE_ERROR;
-    /* the renames made durable at once, those of a partial batch too */
-    if (*done > 0) {
-        atls_fs_fsync_dir(b.fs, b.dirfd, dir);
-    }
-
-out:
-    free(b.tmp);
-    if (b.dirfd >= 0) {
-        close(b.dirfd);
-    }
-    atls_fsid_leave(&id);
-    return rc;
+    return fs_put_groups(st, &g, 1, &groups, done, err, errlen);
 }
