@@ -384,12 +384,13 @@ int atls_store_put_many(atls_store_t *st, const char *dir, const atls_store_file
 /* The same over n groups of files, each of its own directory (issue 12: a
  * node's mirror pulling many certificates in one step with one syncfs).
  * The filesystem store writes every temp of every group, one syncfs(2),
- * renames them in array order, group after group, then fsyncs the last
- * renamed one's directory: ext4 and xfs commit metadata in the order it
- * was made, so a crash leaves a prefix of the renames (each file old or
- * new, never torn), and that commit makes them all durable.  A caller
- * puts what names the other files (a generation record) in a later
- * group.  *done: the groups, from groups[0], wholly new; a failure
+ * renames them in array order, group after group, then makes the renames
+ * durable (the directory's fsync when all were in groups[0], else a
+ * second syncfs).  A crash leaves each file old or new, never torn, but
+ * renames not yet durable may reach the disk in any order: a caller whose
+ * files are named by another (a generation record) writes that one in a
+ * later call, after this one returned.  *done: the groups, from
+ * groups[0], wholly new; a failure
  * before the renames leaves every file old; a rename failing leaves the
  * groups before it new, that group's files before it new, the rest old;
  * no temp is left behind.  Backends without the op: atls_store_put_many a

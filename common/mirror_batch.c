@@ -3,13 +3,14 @@
  * the mirror together (issue 12: a node filling an empty mirror of 10,000
  * certificates was bound by fsyncs, nine a certificate).  Each pulled
  * certificate's new files wait here with the generation Redis gave them;
- * the batch is written with one atls_store_put_groups: every
- * certificate's files in the order they were read, each certificate's
- * group before the group of generation records (mirror-gen/), so that a
- * record never lands ahead of the files it describes and the next sync
- * pulls again whatever a crash cut; then one bump of the store
- * generation whose journal names each certificate (what the workers
- * read).  One syncfs a batch, a batch a step (or MIRROR_BATCH_MAX
+ * the batch is written with one atls_store_put_groups of every
+ * certificate's files (one group a certificate, in the order they were
+ * read), and only once those are durable, the generation records
+ * (mirror-gen/) with one atls_store_put_many: a record never lands ahead
+ * of the files it describes, on any filesystem, and the next sync pulls
+ * again whatever a crash cut; then one bump of the store generation whose
+ * journal names each certificate (what the workers read).  Three syncfs a
+ * batch whatever its size, a batch a step (or MIRROR_BATCH_MAX
  * certificates, MIRROR_BATCH_BYTES of files: memory stays bounded when a
  * step has no time limit; the bump is still once a step).
  */
@@ -101,13 +102,15 @@ mirror_batch_write(atls_mirror_t *m, mirror_batch_t *b, char *err, size_t errlen
         b->pcap = 32;
         b->pending = grow(NULL, sizeof(*b->pending), b->pcap + 1);
     }
-    g = b->pending;     /* a slot past the certificates' groups is kept free */
-    rec = batch_records(b, b->written);
-    g[b->np].dir = ATLS_MIRROR_GEN_DIR;
-    g[b->np].files = rec;
-    g[b->np].n = nrec;
-    rc = atls_store_put_groups(m->fs, g, b->np + 1, &done, err, errlen);
-    files_free(rec, nrec);
+    g = b->pending;
+    rc = b->np > 0 ? atls_store_put_groups(m->fs, g, b->np, &done, err, errlen)
+                   : ATLS_STORE_OK;
+    if (rc == ATLS_STORE_OK) {
+        rec = batch_records(b, b->written);
+        rc = atls_store_put_many(m->fs, ATLS_MIRROR_GEN_DIR, rec, nrec, &done, err,
+                                 errlen);
+        files_free(rec, nrec);
+    }
     batch_drop_pending(b);
     return rc;
 }

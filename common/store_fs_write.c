@@ -331,11 +331,18 @@ fs_put_groups(atls_store_t *st, const atls_store_group_t *groups, size_t ng, siz
     }
     rc = fs_batch_rename(&b, done, renamed, &last, err, errlen) == 0 ? ATLS_STORE_OK
                                                                      : ATLS_STORE_ERROR;
-    /* the renames made durable at once, those of a partial batch too: the
-     * directory of the last one (ext4 and xfs commit metadata in the order
-     * it was made, so that commit holds every rename before it) */
-    if (last >= 0) {
-        atls_fs_fsync_dir(b.fs, b.dirfd[last], groups[last].dir);
+    /* the renames made durable at once, those of a partial batch too: one
+     * directory's by its fsync; several directories' by a second syncfs
+     * (one directory's fsync would vouch for the others' renames only on
+     * a filesystem that commits metadata in the order it was made) */
+    if (last > 0) {
+        fs_sync_counted("syncfs");
+        if (syncfs(b.dirfd[0]) != 0) {
+            atls_log(ATLS_LOG_WARN, "syncfs after the renames into %s...: %s",
+                     groups[0].dir, strerror(errno));
+        }
+    } else if (last == 0) {
+        atls_fs_fsync_dir(b.fs, b.dirfd[0], groups[0].dir);
     }
 
 out:
