@@ -164,14 +164,29 @@ atls_store_queue_list(atls_store_t *st, char ***keys, size_t *n, char *err, size
     return ATLS_STORE_OK;
 }
 
+/*
+ * A key sorts as its entry was made: the millisecond, made strictly
+ * increasing within this process (entries put in one millisecond, as a
+ * batch's runs are, take the next ones), so that delivery, oldest key
+ * first, keeps their order; the random part keeps two processes' keys
+ * apart.
+ */
 static void
 queue_new_key(char *buf, size_t len)
 {
-    struct timeval tv;
-    uint64_t       ms;
+    static uint64_t  last;
+    struct timeval   tv;
+    uint64_t         ms, prev;
 
     gettimeofday(&tv, NULL);
     ms = (uint64_t) tv.tv_sec * 1000 + (uint64_t) tv.tv_usec / 1000;
+    prev = __atomic_load_n(&last, __ATOMIC_RELAXED);
+    do {
+        if (ms <= prev) {
+            ms = prev + 1;
+        }
+    } while (!__atomic_compare_exchange_n(&last, &prev, ms, 0, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
     snprintf(buf, len, "%016" PRIu64 "-%08" PRIx32, (uint64_t) (ms % 10000000000000000ULL),
              (uint32_t) atls_random_u64());
 }
